@@ -1,0 +1,28 @@
+/**
+ * quantlab CLI entry. Commands are thin: parse options, call the library, print text or `--json`.
+ * Each command lives in cli/commands/<name>.ts and exports `register(program)`.
+ */
+import { Command, CommanderError } from "commander";
+import { reportError } from "./util.js";
+import { commands } from "./commands/index.js";
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program
+    .name("quantlab")
+    .description("Quantize, evaluate, convert and run LLMs in TypeScript")
+    .option("--verbose", "print stack traces and extra diagnostics")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  for (const register of commands) register(program);
+  const verbose = argv.includes("--verbose");
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    process.exitCode = reportError(err, verbose);
+  }
+}

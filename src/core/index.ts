@@ -1,0 +1,5 @@
+export * from "./errors.js";
+export * from "./f16.js";
+export * from "./tensor.js";
+export * from "./rng.js";
+export * from "./progress.js";

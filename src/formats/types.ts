@@ -1,0 +1,48 @@
+/**
+ * Format: how one number becomes bits. Each format registers once in formats/registry.ts with a stable
+ * numeric id (an id that has reached a file is retired, never renumbered), a name, a bit width and an
+ * exact codec. Scales, zero points, granularity and block structure are the Spec's business (quant/),
+ * except for formats that are blocks by definition (MX, NVFP4, block floating point), which describe
+ * themselves with `blockSize`.
+ */
+import type { Rng } from "../core/rng.js";
+
+export type Rounding = "nearest" | "stochastic";
+
+export type FormatFamily =
+  | "float" // IEEE-like minifloats: fp16, bf16, fp8, fp6, fp4, ExMy
+  | "int" // uniform integer grids (signed/unsigned), fixed point, dyadic
+  | "codebook" // non-uniform level sets: nf4, learned codebooks
+  | "ternary"
+  | "binary"
+  | "log" // power-of-two, sum of two powers, arbitrary-base log
+  | "block" // MX, NVFP4, BFP: shared scale per block is part of the format
+  | "zero"; // "0-bit": one value per group
+
+export interface EncodeOptions {
+  rounding?: Rounding;
+  /** required for stochastic rounding */
+  rng?: Rng;
+}
+
+export interface Format {
+  /** stable id, never renumbered */
+  readonly id: number;
+  /** registry name as typed in specs, e.g. "fp8_e4m3", "int4", "nf4" */
+  readonly name: string;
+  readonly family: FormatFamily;
+  /** bits per element code (not counting any shared scale) */
+  readonly bits: number;
+  /** elements per block with a shared scale baked into the format (1 for element formats) */
+  readonly blockSize: number;
+  /** largest finite magnitude representable (what absmax maps to when computing a scale) */
+  readonly maxValue: number;
+  /** one-line human description for `quantlab formats` */
+  readonly description: string;
+  /** exact decode of a code to its value (NaN/±Inf where the spec says so) */
+  decode(code: number): number;
+  /** exact encode of a value to a code: round-to-nearest-even by default, saturating unless the format says otherwise */
+  encode(x: number, opts?: EncodeOptions): number;
+  /** sorted finite values of all codes, when the code space is small enough to list (≤ 16 bits) */
+  values(): Float64Array | undefined;
+}
