@@ -1,0 +1,27 @@
+/**
+ * One kernel interface, several backends. `ref` (plain TS, kernels/ref) defines the right answer;
+ * `wasm` (AssemblyScript SIMD, kernels/wasm) must agree with it within float rounding.
+ * A backend first `prepare`s a Weight (it may repack it, or copy it into WebAssembly memory), then runs
+ * mat-vec / mat-mat on the prepared form. Calls are synchronous (workers block the caller with Atomics).
+ */
+import type { Weight } from "../model/weights.js";
+
+export interface PreparedWeight {
+  /** output features */
+  readonly rows: number;
+  /** input features */
+  readonly cols: number;
+  /** bytes this prepared weight occupies (what one mat-vec streams) */
+  readonly bytes: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  prepare(w: Weight, name?: string): PreparedWeight;
+  /** out[r] = Σ_c W[r,c]·x[c];  x: (cols), out: (rows) */
+  matvec(w: PreparedWeight, x: Float32Array, out: Float32Array): void;
+  /** OUT = X·Wᵀ;  x: (n, cols) row-major, out: (n, rows) */
+  matmul(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void;
+  /** frees memory held by prepared weights and workers */
+  dispose?(): void;
+}
