@@ -1,0 +1,51 @@
+/**
+ * `<model>` on the command line → Model. Detects the format from the path and the file's magic:
+ * a directory (Hugging Face layout), GGUF (magic "GGUF"), safetensors (u64 header length + JSON),
+ * or a llama2.c checkpoint (.bin).
+ */
+import { existsSync, statSync } from "node:fs";
+import { QuantlabError } from "../../core/errors.js";
+import type { Model } from "../../model/weights.js";
+import { openFile } from "./file.js";
+import { loadLlama2cFile } from "./llama2c-file.js";
+import { loadGgufFile } from "./gguf-file.js";
+import { loadSafetensorsFile, loadHfDir } from "./hf-file.js";
+
+export interface LoadOptions {
+  /** tokenizer file for formats that do not carry one (llama2.c) */
+  tokenizer?: string;
+}
+
+export type ModelFileFormat = "llama2c" | "gguf" | "safetensors" | "hf";
+
+export async function detectFormat(path: string): Promise<ModelFileFormat> {
+  if (!existsSync(path)) throw new QuantlabError("E_IO", `${path}: no such file or directory`);
+  if (statSync(path).isDirectory()) return "hf";
+  const src = openFile(path);
+  try {
+    if (src.size < 8) throw new QuantlabError("E_FORMAT", `${path}: truncated: only ${src.size} bytes, too short for any model format`);
+    const head = await src.read(0, 8);
+    if (head[0] === 0x47 && head[1] === 0x47 && head[2] === 0x55 && head[3] === 0x46) return "gguf"; // "GGUF"
+    if (path.endsWith(".safetensors")) return "safetensors";
+    // safetensors: u64 LE header length followed by '{'
+    const hdrLen = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
+    if (hdrLen > 1n && hdrLen < BigInt(src.size) && src.size > 9) {
+      const b = await src.read(8, 1);
+      if (b[0] === 0x7b) return "safetensors";
+    }
+    if (path.endsWith(".bin")) return "llama2c";
+    throw new QuantlabError("E_FORMAT", `${path}: unknown model format (not GGUF, safetensors, a Hugging Face directory or a llama2.c .bin)`);
+  } finally {
+    await src.close();
+  }
+}
+
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
+  const fmt = await detectFormat(path);
+  switch (fmt) {
+    case "llama2c": return loadLlama2cFile(path, opts);
+    case "gguf": return loadGgufFile(path, opts);
+    case "safetensors": return loadSafetensorsFile(path, opts);
+    case "hf": return loadHfDir(path, opts);
+  }
+}
