@@ -1,6 +1,57 @@
-// Owner: model engineer. Replace with the llama2.c checkpoint + tokenizer loader.
-import { QuantlabError } from "../../core/errors.js";
+/**
+ * llama2.c checkpoint + tokenizer from disk. The tokenizer is `--tokenizer` when given, else the first
+ * of tok<vocab>.bin, tokenizer.bin found beside the model (llama2.c's naming); without one the model
+ * loads with no tokenizer and commands that need text say so.
+ */
+import { existsSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { Model } from "../../model/weights.js";
-export async function loadLlama2cFile(path: string, _opts: { tokenizer?: string }): Promise<Model> {
-  throw new QuantlabError("E_UNSUPPORTED", `${path}: llama2.c loading is not available yet`);
+import { readLlama2cCheckpoint, readLlama2cTokenizer } from "../llama2c.js";
+import { openFile } from "./file.js";
+import type { Llama2cTokenizer } from "../../model/tokenizers/llama2c.js";
+
+/** Candidate tokenizer files beside a llama2.c model, in the order they are tried. */
+export function tokenizerCandidates(modelPath: string, vocabSize: number): string[] {
+  const dir = dirname(modelPath);
+  return [join(dir, `tok${vocabSize}.bin`), join(dir, "tokenizer.bin")];
+}
+
+export async function loadLlama2cTokenizerFile(path: string, expect?: { size: number; model: string }): Promise<Llama2cTokenizer> {
+  const src = openFile(path);
+  try {
+    return await readLlama2cTokenizer(src, expect);
+  } finally {
+    await src.close();
+  }
+}
+
+export async function loadLlama2cFile(path: string, opts: { tokenizer?: string }): Promise<Model> {
+  const src = openFile(path);
+  let ck;
+  try {
+    ck = await readLlama2cCheckpoint(src);
+  } finally {
+    await src.close();
+  }
+  const expect = { size: ck.config.vocabSize, model: path };
+  let tokPath = opts.tokenizer;
+  if (tokPath === undefined) tokPath = tokenizerCandidates(path, ck.config.vocabSize).find((p) => existsSync(p));
+  const tokenizer = tokPath !== undefined ? await loadLlama2cTokenizerFile(tokPath, expect) : undefined;
+  ck.config.name = basename(path);
+  return {
+    config: ck.config,
+    weights: ck.weights,
+    tokenizer,
+    source: {
+      path,
+      format: "llama2c",
+      metadata: {
+        "llama2c.version": ck.header.version,
+        "llama2c.shared_classifier": ck.header.sharedClassifier,
+        "llama2c.freq_cis": ck.layout.hasFreqCis,
+        ...(ck.header.groupSize !== undefined ? { "llama2c.group_size": ck.header.groupSize } : {}),
+        ...(tokPath !== undefined ? { "llama2c.tokenizer": tokPath } : {}),
+      },
+    },
+  };
 }

@@ -1,0 +1,316 @@
+/**
+ * Llama-family forward pass on the Backend interface (llama2.c run.c `forward`, batched for prefill):
+ * token embedding → per layer [RMSNorm → Q,K,V → RoPE on interleaved pairs → grouped-query attention
+ * over the KV cache → output projection → residual; RMSNorm → SwiGLU FFN → residual] → RMSNorm →
+ * classifier (the token embedding when tied).
+ *
+ * One code path serves decode (n = 1, `matvec`) and prefill (n positions at once, `matmul`), so both
+ * give the same numbers on the reference backend. Buffers are allocated once per instance; `forward`
+ * returns a view of an internal buffer that the next call overwrites.
+ */
+import { QuantlabError } from "../core/errors.js";
+import type { Backend, PreparedWeight } from "../kernels/types.js";
+import { RefBackend } from "../kernels/ref/backend.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
+import type { Model, Weight } from "./weights.js";
+import { weightShape } from "./weights.js";
+import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
+
+/** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ GGUF files carry them as a tensor) */
+export const ROPE_FREQS = "rope_freqs.weight";
+
+export interface LlamaOptions {
+  backend?: Backend;
+  /** positions the KV cache holds (default: the model's seqLen) */
+  contextLength?: number;
+  kvCache?: KvCacheFactory;
+  /** most positions per prefill chunk (default: 128, fewer for very large vocabularies) */
+  maxBatch?: number;
+}
+
+interface Layer {
+  attnNorm: Float32Array; // (dim)
+  wq: PreparedWeight; // (qDim, dim)
+  wk: PreparedWeight; // (kvDim, dim)
+  wv: PreparedWeight; // (kvDim, dim)
+  wo: PreparedWeight; // (dim, qDim)
+  ffnNorm: Float32Array; // (dim)
+  gate: PreparedWeight; // (hidden, dim)  llama2.c w1
+  down: PreparedWeight; // (dim, hidden)  llama2.c w2
+  up: PreparedWeight; // (hidden, dim)    llama2.c w3
+}
+
+/** Called with the logits of positions [row, row+n) of a prefill: logits is (n, vocab). */
+export type LogitsSink = (logits: Float32Array, row: number, n: number) => void;
+
+export class Llama {
+  readonly config: ModelConfig;
+  readonly backend: Backend;
+  readonly capacity: number;
+  readonly kv: KvCache;
+  readonly maxBatch: number;
+  private readonly qDim: number;
+  private readonly kvDim: number;
+  private readonly embedding: Float32Array; // (vocab, dim)
+  private readonly layers: Layer[];
+  private readonly outputNorm: Float32Array; // (dim)
+  private readonly output: PreparedWeight; // (vocab, dim)
+  private readonly invFreq: Float64Array; // (headDim/2) RoPE angle per position, per pair
+  // scratch, reused by every call
+  private readonly x: Float32Array; // (B, dim) residual stream
+  private readonly xb: Float32Array; // (B, max(dim, qDim)) normed input / projection output
+  private readonly q: Float32Array; // (B, qDim)
+  private readonly k: Float32Array; // (B, kvDim)
+  private readonly v: Float32Array; // (B, kvDim)
+  private readonly attOut: Float32Array; // (B, qDim)
+  private readonly att: Float32Array; // (capacity) scores of one head
+  private readonly hb: Float32Array; // (B, hidden)
+  private readonly hb2: Float32Array; // (B, hidden)
+  private readonly cos: Float32Array; // (headDim/2)
+  private readonly sin: Float32Array; // (headDim/2)
+  private readonly logits1: Float32Array; // (vocab)
+  private logitsB: Float32Array | undefined; // (B, vocab), on first use
+
+  constructor(model: Model, opts: LlamaOptions = {}) {
+    const c = model.config;
+    this.config = c;
+    this.backend = opts.backend ?? new RefBackend();
+    this.capacity = opts.contextLength ?? c.seqLen;
+    if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new QuantlabError("E_ARG", `context length ${this.capacity}: expected a positive integer`);
+    this.maxBatch = opts.maxBatch ?? Math.max(1, Math.min(128, Math.floor((1 << 24) / c.vocabSize)));
+    this.qDim = c.nHeads * c.headDim;
+    this.kvDim = c.nKvHeads * c.headDim;
+    if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${model.source.path}: n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`);
+    if (c.headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${model.source.path}: head dim ${c.headDim} is odd, RoPE needs pairs`);
+    checkWeights(model);
+    const W = model.weights;
+    const be = this.backend;
+    const vec = (name: string) => dequantizeWeight(W.get(name)!, name).data;
+    const prep = (name: string) => be.prepare(W.get(name)!, name);
+    this.embedding = vec(TensorNames.tokenEmbd);
+    this.layers = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      this.layers.push({
+        attnNorm: vec(TensorNames.attnNorm(l)),
+        wq: prep(TensorNames.attnQ(l)),
+        wk: prep(TensorNames.attnK(l)),
+        wv: prep(TensorNames.attnV(l)),
+        wo: prep(TensorNames.attnOutput(l)),
+        ffnNorm: vec(TensorNames.ffnNorm(l)),
+        gate: prep(TensorNames.ffnGate(l)),
+        down: prep(TensorNames.ffnDown(l)),
+        up: prep(TensorNames.ffnUp(l)),
+      });
+    }
+    this.outputNorm = vec(TensorNames.outputNorm);
+    // GGUF files from llama.cpp's converter carry output.weight even for tied models: use it if present
+    const outName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
+    this.output = be.prepare(W.get(outName)!, outName);
+    this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));
+    this.kv = (opts.kvCache ?? f32KvCache)(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
+    const B = this.maxBatch;
+    this.x = new Float32Array(B * c.dim);
+    this.xb = new Float32Array(B * Math.max(c.dim, this.qDim));
+    this.q = new Float32Array(B * this.qDim);
+    this.k = new Float32Array(B * this.kvDim);
+    this.v = new Float32Array(B * this.kvDim);
+    this.attOut = new Float32Array(B * this.qDim);
+    this.att = new Float32Array(this.capacity);
+    this.hb = new Float32Array(B * c.hiddenDim);
+    this.hb2 = new Float32Array(B * c.hiddenDim);
+    this.cos = new Float32Array(c.headDim / 2);
+    this.sin = new Float32Array(c.headDim / 2);
+    this.logits1 = new Float32Array(c.vocabSize);
+  }
+
+  /** Logits (vocab) for `token` at `pos`, after positions 0..pos-1 are in the cache. A view, reused. */
+  forward(token: number, pos: number): Float32Array {
+    this.run([token], 0, 1, pos, undefined);
+    return this.logits1;
+  }
+
+  /**
+   * Feeds tokens at positions pos0.. in chunks of maxBatch. With a sink, every position's logits are
+   * computed and handed over chunk by chunk; without, only the last position's (returned, a view).
+   */
+  prefill(tokens: ArrayLike<number>, pos0: number, sink?: LogitsSink): Float32Array {
+    const n = tokens.length;
+    if (n === 0) throw new QuantlabError("E_ARG", "prefill: no tokens");
+    for (let s = 0; s < n; s += this.maxBatch) {
+      const m = Math.min(this.maxBatch, n - s);
+      const last = s + m === n;
+      this.run(tokens, s, m, pos0 + s, sink, last);
+    }
+    return this.logits1;
+  }
+
+  /** Starts a fresh sequence. */
+  reset(): void {
+    this.kv.reset();
+  }
+
+  private mm(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
+    if (n === 1) this.backend.matvec(w, x.subarray(0, w.cols), out.subarray(0, w.rows));
+    else this.backend.matmul(w, x.subarray(0, n * w.cols), n, out.subarray(0, n * w.rows));
+  }
+
+  private run(tokens: ArrayLike<number>, start: number, n: number, pos0: number, sink: LogitsSink | undefined, lastChunk = true): void {
+    const c = this.config;
+    const { dim, hiddenDim: hidden, headDim: hd, nHeads, vocabSize } = c;
+    const { qDim, kvDim, x, xb, q, k, v, attOut, att, hb, hb2 } = this;
+    if (pos0 < 0 || pos0 + n > this.capacity) {
+      throw new QuantlabError("E_ARG", `position ${pos0 + n - 1} is beyond the context length ${this.capacity}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const t = tokens[start + i]!;
+      if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new QuantlabError("E_ARG", `token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
+      x.set(this.embedding.subarray(t * dim, (t + 1) * dim), i * dim);
+    }
+    const kvMul = nHeads / c.nKvHeads;
+    const scale = Math.fround(Math.sqrt(hd)); // run.c: score /= sqrtf(head_size)
+    for (let l = 0; l < c.nLayers; l++) {
+      const L = this.layers[l]!;
+      rmsnormRows(xb, x, L.attnNorm, n, dim, c.normEps);
+      this.mm(L.wq, xb, n, q);
+      this.mm(L.wk, xb, n, k);
+      this.mm(L.wv, xb, n, v);
+      for (let i = 0; i < n; i++) {
+        this.ropeTables(pos0 + i);
+        rope(q, i * qDim, qDim, hd, this.cos, this.sin);
+        rope(k, i * kvDim, kvDim, hd, this.cos, this.sin);
+        this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
+      }
+      for (let i = 0; i < n; i++) {
+        const len = pos0 + i + 1; // causal: this position sees 0..pos
+        for (let h = 0; h < nHeads; h++) {
+          const kvh = Math.floor(h / kvMul);
+          this.kv.scores(l, kvh, q.subarray(i * qDim + h * hd, i * qDim + (h + 1) * hd), len, att);
+          for (let t = 0; t < len; t++) att[t] = att[t]! / scale;
+          softmax(att, len);
+          this.kv.mix(l, kvh, att, len, attOut.subarray(i * qDim + h * hd, i * qDim + (h + 1) * hd));
+        }
+      }
+      this.mm(L.wo, attOut, n, xb);
+      for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
+      rmsnormRows(xb, x, L.ffnNorm, n, dim, c.normEps);
+      this.mm(L.gate, xb, n, hb);
+      this.mm(L.up, xb, n, hb2);
+      for (let j = 0; j < n * hidden; j++) {
+        // SwiGLU: silu(w1·x) * (w3·x), as run.c
+        const a = hb[j]!;
+        hb[j] = (a / (1 + Math.exp(-a))) * hb2[j]!;
+      }
+      this.mm(L.down, hb, n, xb);
+      for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
+    }
+    if (sink) {
+      rmsnormRows(xb, x, this.outputNorm, n, dim, c.normEps);
+      const out = (this.logitsB ??= new Float32Array(this.maxBatch * vocabSize));
+      this.mm(this.output, xb, n, out);
+      sink(out.subarray(0, n * vocabSize), start, n);
+      if (lastChunk) this.logits1.set(out.subarray((n - 1) * vocabSize, n * vocabSize));
+    } else if (lastChunk) {
+      rmsnormRows(xb, x.subarray((n - 1) * dim, n * dim), this.outputNorm, 1, dim, c.normEps);
+      this.mm(this.output, xb, 1, this.logits1);
+    }
+  }
+
+  private ropeTables(pos: number): void {
+    const f = this.invFreq;
+    for (let j = 0; j < f.length; j++) {
+      // run.c: float val = pos * freq; fcr = cosf(val); fci = sinf(val) (f32 at each step)
+      const val = Math.fround(pos * f[j]!);
+      this.cos[j] = Math.cos(val);
+      this.sin[j] = Math.sin(val);
+    }
+  }
+}
+
+/** RoPE angle per position for each pair j of a head: θ^(−2j/headDim), then Llama-3 scaling or factors. */
+export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight): Float64Array {
+  const half = c.headDim / 2;
+  const out = new Float64Array(half);
+  for (let j = 0; j < half; j++) {
+    // run.c: 1.0f / powf(10000.0f, head_dim / (float)head_size), head_dim = 2j (f32 at each step)
+    const e = Math.fround((2 * j) / c.headDim);
+    out[j] = Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, e)));
+  }
+  if (freqFactors) {
+    // llama.cpp: theta = pos·freq / factor[j] (the converter stores Llama 3's scaling this way)
+    const f = dequantizeWeight(freqFactors, ROPE_FREQS).data;
+    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected headDim/2 = ${half}`);
+    for (let j = 0; j < half; j++) out[j] = out[j]! / f[j]!;
+  } else if (c.ropeScaling?.type === "llama3") {
+    // transformers modeling_rope_utils._compute_llama3_parameters
+    const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldCtx } = c.ropeScaling;
+    const lowFreqWavelen = oldCtx / lowFreqFactor;
+    const highFreqWavelen = oldCtx / highFreqFactor;
+    for (let j = 0; j < half; j++) {
+      const freq = out[j]!;
+      const wavelen = (2 * Math.PI) / freq;
+      if (wavelen < highFreqWavelen) continue;
+      if (wavelen > lowFreqWavelen) out[j] = freq / factor;
+      else {
+        const smooth = (oldCtx / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+        out[j] = (1 - smooth) * (freq / factor) + smooth * freq;
+      }
+    }
+  }
+  return out;
+}
+
+/** Rotates interleaved pairs (x[2j], x[2j+1]) of every head in x[off .. off+width). */
+function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array): void {
+  for (let h = off; h < off + width; h += hd) {
+    for (let j = 0; j < hd / 2; j++) {
+      const a = x[h + 2 * j]!;
+      const b = x[h + 2 * j + 1]!;
+      const fc = cos[j]!;
+      const fs = sin[j]!;
+      x[h + 2 * j] = a * fc - b * fs;
+      x[h + 2 * j + 1] = a * fs + b * fc;
+    }
+  }
+}
+
+/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm). */
+function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
+  for (let i = 0; i < n; i++) {
+    const o = i * dim;
+    let ss = 0;
+    for (let j = 0; j < dim; j++) ss += x[o + j]! * x[o + j]!;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let j = 0; j < dim; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
+  }
+}
+
+function softmax(a: Float32Array, n: number): void {
+  let max = a[0]!;
+  for (let i = 1; i < n; i++) if (a[i]! > max) max = a[i]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp(a[i]! - max);
+    a[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < n; i++) a[i] = a[i]! / sum;
+}
+
+function checkWeights(model: Model): void {
+  const c = model.config;
+  for (const [name, shape] of expectedShapes(c)) {
+    const w = model.weights.get(name);
+    if (!w) {
+      if (name === TensorNames.output && model.weights.has(TensorNames.tokenEmbd)) continue;
+      throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${name}`);
+    }
+    const got = weightShape(w);
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new QuantlabError("E_FORMAT", `${model.source.path}: tensor ${name} has shape [${got.join(", ")}], expected [${shape.join(", ")}]`);
+    }
+  }
+  if (!c.tiedEmbeddings && !model.weights.has(TensorNames.output)) {
+    throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${TensorNames.output} (the model is not tied)`);
+  }
+}
