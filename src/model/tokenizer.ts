@@ -8,6 +8,8 @@ export interface Vocab {
   scores: Float32Array;
   types: Int32Array;
   merges?: string[];
+  /** `tokenizer.ggml.pre`: llama.cpp's name for a gpt2 vocabulary's pre-tokenizer (e.g. "llama-bpe", "qwen2", "smollm") */
+  pre?: string;
   bosId: number;
   eosId: number;
   unkId?: number;

@@ -1,6 +1,31 @@
-// Owner: io engineer. Replace with the GGUF model loader.
-import { QuantlabError } from "../../core/errors.js";
+/** GGUF files on disk: open (header only), load a Model, write a Model atomically. */
+import type { Progress } from "../../core/progress.js";
 import type { Model } from "../../model/weights.js";
-export async function loadGgufFile(path: string, _opts: { tokenizer?: string }): Promise<Model> {
-  throw new QuantlabError("E_UNSUPPORTED", `${path}: GGUF loading is not available yet`);
+import { openGguf, type GgufFile } from "../gguf.js";
+import { readGgufModel, writeGgufModel, type WriteGgufModelOptions, type WriteReport } from "../gguf-model.js";
+import { atomicWriteFile } from "./atomic.js";
+import { openFile } from "./file.js";
+
+export async function openGgufFile(path: string): Promise<GgufFile> {
+  const src = openFile(path);
+  try {
+    return await openGguf(src);
+  } catch (e) {
+    await src.close();
+    throw e;
+  }
+}
+
+export async function loadGgufFile(path: string, opts: { tokenizer?: string; progress?: Progress } = {}): Promise<Model> {
+  const f = await openGgufFile(path);
+  try {
+    return await readGgufModel(f, { progress: opts.progress });
+  } finally {
+    await f.close();
+  }
+}
+
+export async function saveGgufFile(model: Model, path: string, opts: WriteGgufModelOptions = {}): Promise<WriteReport & { path: string }> {
+  const report = await atomicWriteFile(path, (sink) => writeGgufModel(model, sink, opts, path));
+  return { ...report, path };
 }

@@ -1,0 +1,392 @@
+/**
+ * GGUF ↔ Model for the `llama` architecture (llama.cpp `src/llama-arch.cpp` key and tensor names,
+ * gguf-py `constants.py`). Tensor names in GGUF are already our canonical names.
+ *
+ * Reading: hyper-parameters from `llama.*`, tensors F32/F16/BF16 as dense Weights (one buffer per
+ * tensor, viewed in place), any other ggml type as raw `{kind:"ggml"}` blocks, `tokenizer.ggml.*` into a
+ * Tokenizer. Writing: the same keys and tensors, the tokenizer from `Tokenizer.vocab()`, Llama 3 RoPE
+ * scaling as llama.cpp's `rope_freqs.weight` tensor (what convert_hf_to_gguf.py writes).
+ */
+import { QuantlabError } from "../core/errors.js";
+import { noProgress, type Progress } from "../core/progress.js";
+import { Tensor, viewAs } from "../core/tensor.js";
+import { GgmlType, ggmlTypeName } from "../ggml/types.js";
+import { TensorNames, expectedShapes, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
+import type { Model, Weight } from "../model/weights.js";
+import { weightShape } from "../model/weights.js";
+import type { Tokenizer, Vocab } from "../model/tokenizer.js";
+import { Llama2cTokenizer } from "../model/tokenizers/llama2c.js";
+import { HfTokenizer, type TokenizerJson } from "../model/tokenizers/hf.js";
+import {
+  GgufValueType, GgufWriter, metaArray, metaBool, metaNumber, metaString,
+  type ByteSink, type GgufFile, type GgufTensorInfo, type GgufValue,
+} from "./gguf.js";
+import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
+
+/** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
+export const ROPE_FREQS = "rope_freqs.weight";
+
+/** llama.h `enum llama_ftype` values for files whose big tensors share one type (general.file_type). */
+const FILE_TYPE: Partial<Record<GgmlType, number>> = {
+  [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q4_0]: 2, [GgmlType.Q4_1]: 3, [GgmlType.Q8_0]: 7,
+  [GgmlType.Q5_0]: 8, [GgmlType.Q5_1]: 9, [GgmlType.Q2_K]: 10, [GgmlType.Q3_K]: 12, [GgmlType.Q4_K]: 15,
+  [GgmlType.Q5_K]: 17, [GgmlType.Q6_K]: 18, [GgmlType.IQ4_NL]: 25, [GgmlType.IQ4_XS]: 30, [GgmlType.BF16]: 32,
+  [GgmlType.TQ1_0]: 36, [GgmlType.TQ2_0]: 37,
+};
+
+export const SUPPORTED_ARCHITECTURES = ["llama"] as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Reading
+
+function requireNumber(f: GgufFile, key: string): number {
+  const v = metaNumber(f, key);
+  if (v === undefined) throw new QuantlabError("E_FORMAT", `${f.name}: missing metadata "${key}"`);
+  return v;
+}
+
+/** Hyper-parameters of a `llama` GGUF. */
+export function ggufConfig(f: GgufFile): ModelConfig {
+  const arch = metaString(f, "general.architecture");
+  if (arch === undefined) throw new QuantlabError("E_FORMAT", `${f.name}: missing metadata "general.architecture" (not a model file?)`);
+  if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(arch)) {
+    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: architecture "${arch}" is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(", ")})`);
+  }
+  const a = arch;
+  const dim = requireNumber(f, `${a}.embedding_length`);
+  const nLayers = requireNumber(f, `${a}.block_count`);
+  const hiddenDim = requireNumber(f, `${a}.feed_forward_length`);
+  const nHeads = requireNumber(f, `${a}.attention.head_count`);
+  const nKvHeads = metaNumber(f, `${a}.attention.head_count_kv`) ?? nHeads;
+  const keyLength = metaNumber(f, `${a}.attention.key_length`);
+  const valueLength = metaNumber(f, `${a}.attention.value_length`);
+  const headDim = keyLength ?? dim / nHeads;
+  if (valueLength !== undefined && valueLength !== headDim) {
+    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: attention.value_length ${valueLength} differs from key_length ${headDim}`);
+  }
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head size ${headDim} (embedding_length ${dim} / head_count ${nHeads}) is not an even integer`);
+  if (nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head_count ${nHeads} is not a multiple of head_count_kv ${nKvHeads}`);
+  const nRot = metaNumber(f, `${a}.rope.dimension_count`);
+  if (nRot !== undefined && nRot !== headDim) throw new QuantlabError("E_UNSUPPORTED", `${f.name}: partial RoPE (rope.dimension_count ${nRot} < head size ${headDim}) is not supported`);
+  const scalingType = metaString(f, `${a}.rope.scaling.type`);
+  if (scalingType !== undefined && scalingType !== "none") {
+    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: rope.scaling.type "${scalingType}" is not supported (Llama 3 scaling comes as ${ROPE_FREQS})`);
+  }
+  const tok = f.tensor(TensorNames.tokenEmbd);
+  const vocabSize = metaNumber(f, `${a}.vocab_size`) ?? tok?.shape[0] ?? metaArray(f, "tokenizer.ggml.tokens")?.items.length;
+  if (vocabSize === undefined) throw new QuantlabError("E_FORMAT", `${f.name}: cannot tell the vocabulary size (no ${a}.vocab_size, no ${TensorNames.tokenEmbd})`);
+  const config: ModelConfig = {
+    arch: "llama",
+    dim,
+    hiddenDim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    headDim,
+    vocabSize,
+    seqLen: metaNumber(f, `${a}.context_length`) ?? 2048,
+    ropeTheta: metaNumber(f, `${a}.rope.freq_base`) ?? 10000, // llama.cpp's default when the key is absent
+    normEps: metaNumber(f, `${a}.attention.layer_norm_rms_epsilon`) ?? 1e-5,
+    tiedEmbeddings: f.tensor(TensorNames.output) === undefined,
+    name: metaString(f, "general.name"),
+  };
+  return config;
+}
+
+/** The Tokenizer a GGUF carries, or undefined when it has no `tokenizer.ggml.tokens`. */
+export function ggufVocab(f: GgufFile): Vocab | undefined {
+  const tokens = metaArray(f, "tokenizer.ggml.tokens", GgufValueType.STRING);
+  if (!tokens) return undefined;
+  const pieces = tokens.items as string[];
+  const n = pieces.length;
+  const model = metaString(f, "tokenizer.ggml.model") ?? "llama";
+  if (model !== "llama" && model !== "gpt2") throw new QuantlabError("E_UNSUPPORTED", `${f.name}: tokenizer model "${model}" is not supported (llama, gpt2)`);
+  const scoresArr = metaArray(f, "tokenizer.ggml.scores", GgufValueType.FLOAT32);
+  const typesArr = metaArray(f, "tokenizer.ggml.token_type", GgufValueType.INT32);
+  for (const [k, arr] of [["scores", scoresArr], ["token_type", typesArr]] as const) {
+    if (arr && arr.items.length !== n) throw new QuantlabError("E_FORMAT", `${f.name}: tokenizer.ggml.${k} has ${arr.items.length} entries but tokenizer.ggml.tokens has ${n}`);
+  }
+  const scores = scoresArr ? new Float32Array(scoresArr.items as Float32Array) : new Float32Array(n);
+  const types = typesArr ? new Int32Array(typesArr.items as Int32Array) : new Int32Array(n).fill(1);
+  const id = (key: string): number | undefined => {
+    const v = metaNumber(f, `tokenizer.ggml.${key}`);
+    // llama.cpp writes 0xFFFFFFFF (-1 as u32) for "none"
+    if (v === undefined || v < 0 || v >= n) return undefined;
+    return v;
+  };
+  const merges = metaArray(f, "tokenizer.ggml.merges", GgufValueType.STRING)?.items as string[] | undefined;
+  const v: Vocab = {
+    model,
+    pieces,
+    scores,
+    types,
+    bosId: id("bos_token_id") ?? (model === "llama" ? 1 : -1),
+    eosId: id("eos_token_id") ?? (model === "llama" ? 2 : -1),
+    addBos: metaBool(f, "tokenizer.ggml.add_bos_token") ?? model === "llama",
+  };
+  const unk = id("unknown_token_id");
+  if (unk !== undefined) v.unkId = unk;
+  const pad = id("padding_token_id");
+  if (pad !== undefined) v.padId = pad;
+  if (merges) v.merges = merges;
+  const pre = metaString(f, "tokenizer.ggml.pre");
+  if (pre !== undefined) v.pre = pre;
+  return v;
+}
+
+/** gguf-py Keys.Tokenizer.HF_JSON: the whole tokenizer.json, which we write for byte-level BPE vocabularies. */
+export const HF_JSON_KEY = "tokenizer.huggingface.json";
+
+/** Builds a Tokenizer from a GGUF-form vocabulary (and the embedded tokenizer.json when the file has one). */
+export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tokenizer {
+  if (v.model === "llama") return Llama2cTokenizer.fromVocab(v);
+  if (hfJson !== undefined) {
+    let json: TokenizerJson;
+    try {
+      json = JSON.parse(hfJson) as TokenizerJson;
+    } catch (e) {
+      throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} is not valid JSON (${(e as Error).message})`);
+    }
+    const t = new HfTokenizer(json, { bos_token: v.pieces[v.bosId], eos_token: v.pieces[v.eosId], add_bos_token: v.addBos }, file);
+    if (t.vocabSize !== v.pieces.length) throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} has ${t.vocabSize} tokens but tokenizer.ggml.tokens has ${v.pieces.length}`);
+    return t;
+  }
+  return HfTokenizer.fromVocab(v, file);
+}
+
+export interface ReadGgufModelOptions {
+  progress?: Progress;
+  /** skip the tokenizer (e.g. `info`) */
+  noTokenizer?: boolean;
+}
+
+/** Reads a GGUF `llama` model: header already parsed, tensors read one at a time (one buffer each). */
+export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}): Promise<Model> {
+  const config = ggufConfig(f);
+  const expected = expectedShapes(config);
+  for (const [name, shape] of expected) {
+    const t = f.tensor(name);
+    if (!t) throw new QuantlabError("E_FORMAT", `${f.name}: missing tensor "${name}"`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${name}" has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
+    }
+  }
+  const extra = f.tensors.filter((t) => !expected.has(t.name) && t.name !== ROPE_FREQS).map((t) => t.name);
+  if (extra.length > 0) {
+    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: tensors this loader does not use: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ` and ${extra.length - 5} more` : ""}`);
+  }
+  const rf = f.tensor(ROPE_FREQS);
+  if (rf && (rf.shape.length !== 1 || rf.shape[0] !== config.headDim / 2)) {
+    throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${ROPE_FREQS}" has shape [${rf.shape.join(", ")}], expected [${config.headDim / 2}]`);
+  }
+
+  let tokenizer: Tokenizer | undefined;
+  if (!opts.noTokenizer) {
+    const vocab = ggufVocab(f);
+    if (vocab) {
+      if (vocab.pieces.length !== config.vocabSize) {
+        throw new QuantlabError("E_FORMAT", `${f.name}: the tokenizer has ${vocab.pieces.length} tokens but the model's vocabulary is ${config.vocabSize}`);
+      }
+      tokenizer = tokenizerFromVocab(vocab, f.name, metaString(f, HF_JSON_KEY));
+    }
+  }
+
+  const weights = new Map<string, Weight>();
+  const progress = opts.progress ?? noProgress;
+  progress.start(f.tensors.length, "loading");
+  for (const t of f.tensors) {
+    weights.set(t.name, await readGgufWeight(f, t));
+    progress.tick();
+  }
+  progress.done();
+  if (rf) {
+    const inferred = inferLlama3Scaling(config, (weights.get(ROPE_FREQS) as { kind: "dense"; tensor: Tensor }).tensor.toF32());
+    if (inferred) config.ropeScaling = inferred;
+  }
+  const metadata: Record<string, unknown> = {};
+  for (const [k, v] of f.metadata) if (v.type !== GgufValueType.ARRAY) metadata[k] = typeof v.value === "bigint" ? Number(v.value) : v.value;
+  return { config, weights, tokenizer, source: { path: f.name, format: "gguf", metadata } };
+}
+
+/** One tensor as a Weight: F32/F16/BF16 dense over the bytes just read, other types as raw blocks. */
+export async function readGgufWeight(f: GgufFile, t: GgufTensorInfo): Promise<Weight> {
+  const bytes = await f.readTensorBytes(t);
+  const dtype = t.type === GgmlType.F32 ? "f32" : t.type === GgmlType.F16 ? "f16" : t.type === GgmlType.BF16 ? "bf16" : undefined;
+  if (dtype) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    return { kind: "dense", tensor: new Tensor(dtype, t.shape, viewAs(dtype, bytes.buffer, bytes.byteOffset, n)) };
+  }
+  return { kind: "ggml", type: t.type, shape: t.shape, data: bytes };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Llama 3 RoPE scaling ↔ rope_freqs.weight
+
+/** convert_hf_to_gguf.py LlamaModel: factor per frequency pair j (llama.cpp divides θ_j by it). */
+export function llama3RopeFactors(c: ModelConfig, s: RopeScalingLlama3): Float32Array {
+  const half = c.headDim / 2;
+  const out = new Float32Array(half);
+  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  for (let j = 0; j < half; j++) {
+    const freq = 1 / Math.pow(c.ropeTheta, (2 * j) / c.headDim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[j] = 1;
+    else if (wavelen > lowWavelen) out[j] = s.factor;
+    else {
+      const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[j] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
+}
+
+/**
+ * The Llama 3 parameters behind a rope_freqs tensor, when the published ones (low 1, high 4, original
+ * context 8192, factor = the largest divisor) reproduce it to f32 rounding; otherwise undefined (the
+ * tensor itself still drives the forward pass).
+ */
+export function inferLlama3Scaling(c: ModelConfig, factors: Float32Array): RopeScalingLlama3 | undefined {
+  let factor = 0;
+  for (const x of factors) factor = Math.max(factor, x);
+  if (factor <= 1) return undefined;
+  const s: RopeScalingLlama3 = { type: "llama3", factor, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
+  const again = llama3RopeFactors(c, s);
+  for (let j = 0; j < factors.length; j++) if (Math.abs(again[j]! - factors[j]!) > 1e-6 * factors[j]!) return undefined;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writing
+
+export interface WriteGgufModelOptions {
+  /** re-encode 2-D tensors as this type (1-D tensors stay F32); default: keep each tensor's type */
+  type?: GgmlType;
+  /** per-tensor type chosen by a caller (quantization presets); wins over `type` */
+  typeFor?: (name: string, shape: readonly number[]) => GgmlType | undefined;
+  /** `general.file_type` (llama_ftype) to write; default: from the most common 2-D tensor type */
+  fileType?: number;
+  /** extra metadata (e.g. quantization settings), written after ours */
+  extraMetadata?: Map<string, GgufValue>;
+  progress?: Progress;
+}
+
+export interface WriteReport {
+  tensors: { name: string; shape: number[]; type: string; bytes: number; fallback?: string }[];
+  bytes: number;
+}
+
+const u32 = (value: number): GgufValue => ({ type: GgufValueType.UINT32, value });
+const f32 = (value: number): GgufValue => ({ type: GgufValueType.FLOAT32, value });
+const str = (value: string): GgufValue => ({ type: GgufValueType.STRING, value });
+
+/** Metadata for a Llama config (keys as llama.cpp reads them, types as gguf-py writes them). */
+export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
+  const m = new Map<string, GgufValue>();
+  m.set("general.architecture", str("llama"));
+  if (c.name) m.set("general.name", str(c.name));
+  m.set("llama.vocab_size", u32(c.vocabSize));
+  m.set("llama.context_length", u32(c.seqLen));
+  m.set("llama.embedding_length", u32(c.dim));
+  m.set("llama.block_count", u32(c.nLayers));
+  m.set("llama.feed_forward_length", u32(c.hiddenDim));
+  m.set("llama.rope.dimension_count", u32(c.headDim));
+  m.set("llama.attention.head_count", u32(c.nHeads));
+  m.set("llama.attention.head_count_kv", u32(c.nKvHeads));
+  if (c.headDim * c.nHeads !== c.dim) {
+    m.set("llama.attention.key_length", u32(c.headDim));
+    m.set("llama.attention.value_length", u32(c.headDim));
+  }
+  m.set("llama.rope.freq_base", f32(c.ropeTheta));
+  m.set("llama.attention.layer_norm_rms_epsilon", f32(c.normEps));
+  return m;
+}
+
+/** tokenizer.ggml.* for a vocabulary (gguf-py `SpecialVocab` / `add_tokenizer_model` keys). */
+export function vocabMetadata(v: Vocab): Map<string, GgufValue> {
+  const m = new Map<string, GgufValue>();
+  m.set("tokenizer.ggml.model", str(v.model));
+  if (v.pre !== undefined) m.set("tokenizer.ggml.pre", str(v.pre));
+  m.set("tokenizer.ggml.tokens", { type: GgufValueType.ARRAY, value: { itemType: GgufValueType.STRING, items: v.pieces } });
+  m.set("tokenizer.ggml.scores", { type: GgufValueType.ARRAY, value: { itemType: GgufValueType.FLOAT32, items: v.scores } });
+  m.set("tokenizer.ggml.token_type", { type: GgufValueType.ARRAY, value: { itemType: GgufValueType.INT32, items: v.types } });
+  if (v.merges) m.set("tokenizer.ggml.merges", { type: GgufValueType.ARRAY, value: { itemType: GgufValueType.STRING, items: v.merges } });
+  if (v.bosId >= 0) m.set("tokenizer.ggml.bos_token_id", u32(v.bosId));
+  if (v.eosId >= 0) m.set("tokenizer.ggml.eos_token_id", u32(v.eosId));
+  if (v.unkId !== undefined) m.set("tokenizer.ggml.unknown_token_id", u32(v.unkId));
+  if (v.padId !== undefined) m.set("tokenizer.ggml.padding_token_id", u32(v.padId));
+  m.set("tokenizer.ggml.add_bos_token", { type: GgufValueType.BOOL, value: v.addBos });
+  m.set("tokenizer.ggml.add_eos_token", { type: GgufValueType.BOOL, value: false });
+  return m;
+}
+
+/** Tensor names in the order llama.cpp's converters write them. */
+export function canonicalOrder(c: ModelConfig, names: Iterable<string>): string[] {
+  const order: string[] = [TensorNames.tokenEmbd];
+  if (!c.tiedEmbeddings) order.push(TensorNames.output);
+  order.push(TensorNames.outputNorm, ROPE_FREQS);
+  for (let l = 0; l < c.nLayers; l++) {
+    order.push(TensorNames.attnNorm(l), TensorNames.attnQ(l), TensorNames.attnK(l), TensorNames.attnV(l), TensorNames.attnOutput(l));
+    order.push(TensorNames.ffnNorm(l), TensorNames.ffnGate(l), TensorNames.ffnDown(l), TensorNames.ffnUp(l));
+  }
+  const have = new Set(names);
+  const out = order.filter((n) => have.has(n));
+  for (const n of have) if (!out.includes(n)) out.push(n);
+  return out;
+}
+
+/** Writes a Model as a GGUF v3 `llama` file through `sink`, streaming one tensor at a time. */
+export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGgufModelOptions = {}, name = "output"): Promise<WriteReport> {
+  const c = model.config;
+  const expected = expectedShapes(c);
+  for (const [n] of expected) if (!model.weights.has(n)) throw new QuantlabError("E_ARG", `${name}: model has no tensor "${n}"`);
+
+  const weights = new Map(model.weights);
+  if (c.ropeScaling?.type === "llama3" && !weights.has(ROPE_FREQS)) {
+    const fac = llama3RopeFactors(c, c.ropeScaling);
+    weights.set(ROPE_FREQS, { kind: "dense", tensor: new Tensor("f32", [fac.length], fac) });
+  }
+  const names = canonicalOrder(c, weights.keys());
+  const plan = names.map((n) => {
+    const w = weights.get(n)!;
+    const shape = [...weightShape(w)];
+    // 1-D tensors stored as ggml (rows=1) are written 1-D as llama.cpp expects norms
+    const outShape = expected.get(n)?.length === 1 || n === ROPE_FREQS ? [shape.reduce((a, b) => a * b, 1)] : shape;
+    const cur = currentGgmlType(w, n);
+    const forced = opts.typeFor?.(n, outShape);
+    const { type, fallback } = forced !== undefined ? { type: forced, fallback: undefined } : chooseType(outShape, opts.type, cur);
+    return { name: n, w, shape: outShape, type, fallback };
+  });
+
+  const w = new GgufWriter(sink, name);
+  for (const [k, v] of llamaMetadata(c)) w.setKV(k, v);
+  w.setKV("general.quantization_version", u32(2)); // ggml.h GGML_QNT_VERSION
+  const counts = new Map<GgmlType, number>();
+  for (const p of plan) if (p.shape.length >= 2) counts.set(p.type, (counts.get(p.type) ?? 0) + 1);
+  const mostCommon = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const ft = opts.fileType ?? (mostCommon !== undefined ? FILE_TYPE[mostCommon] : undefined);
+  if (ft !== undefined) w.setKV("general.file_type", u32(ft));
+  if (model.tokenizer) {
+    const v = model.tokenizer.vocab();
+    if (v.pieces.length !== c.vocabSize) throw new QuantlabError("E_FORMAT", `${name}: the tokenizer has ${v.pieces.length} tokens but the model's vocabulary is ${c.vocabSize}`);
+    for (const [k, val] of vocabMetadata(v)) w.setKV(k, val);
+    if (v.model === "gpt2" && model.tokenizer instanceof HfTokenizer) w.setKV(HF_JSON_KEY, str(JSON.stringify(model.tokenizer.json)));
+  }
+  if (opts.extraMetadata) for (const [k, v] of opts.extraMetadata) w.setKV(k, v);
+  for (const p of plan) w.addTensor({ name: p.name, shape: p.shape, type: p.type });
+  await w.writeHeader();
+
+  const progress = opts.progress ?? noProgress;
+  progress.start(plan.length, "writing");
+  const report: WriteReport = { tensors: [], bytes: 0 };
+  for (const p of plan) {
+    const bytes = encodeWeight(p.w, p.name, p.type);
+    await w.writeTensorData(p.name, bytes);
+    report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
+    report.bytes += bytes.length;
+    progress.tick();
+  }
+  progress.done();
+  w.finish();
+  return report;
+}

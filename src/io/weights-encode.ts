@@ -1,0 +1,100 @@
+/**
+ * Weight → bytes of a target storage type, for writers (GGUF, safetensors) and `convert --type`.
+ *
+ * F32/F16/BF16 are encoded here. ggml block types (Q8_0, Q4_K, …) are encoded by a quantizer the ggml
+ * module installs with `registerGgmlQuantizer` (the same plug-in shape as kernels' dequantizer hook),
+ * so io does not depend on every ggml type being present.
+ */
+import { QuantlabError } from "../core/errors.js";
+import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
+import { GGML_TYPE_SIZE, GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import type { Weight } from "../model/weights.js";
+import { weightShape } from "../model/weights.js";
+
+/** Quantizes `rows` rows of `cols` f32 values into ggml blocks of `type` (cols a multiple of the block size). */
+export type GgmlQuantizer = (type: GgmlType, src: Float32Array, rows: number, cols: number) => Uint8Array;
+
+let ggmlQuantizer: GgmlQuantizer | undefined;
+let quantizerTypes: ReadonlySet<GgmlType> = new Set();
+
+/** The ggml module calls this once with the types it can encode. */
+export function registerGgmlQuantizer(fn: GgmlQuantizer, types: Iterable<GgmlType>): void {
+  ggmlQuantizer = fn;
+  quantizerTypes = new Set(types);
+}
+
+const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
+
+/** Target types `convert --type` accepts now: the float types plus whatever the ggml quantizer registered. */
+export function encodableTypes(): GgmlType[] {
+  return [...FLOAT_TYPES, ...[...quantizerTypes].filter((t) => !FLOAT_TYPES.has(t))];
+}
+
+/** Parses a `--type` value (case-insensitive ggml type name) into a type we can encode. */
+export function parseOutputType(name: string): GgmlType {
+  const t = ggmlTypeByName(name);
+  const ok = encodableTypes();
+  if (t === undefined || !ok.includes(t)) {
+    throw new QuantlabError("E_ARG", `--type ${name}: not a type we can write (available: ${ok.map(ggmlTypeName).join(", ")})`);
+  }
+  return t;
+}
+
+/** The storage type a weight has now (dense f32/f16/bf16, raw ggml blocks; others are f32 once dequantized). */
+export function currentGgmlType(w: Weight, name: string): GgmlType {
+  if (w.kind === "ggml") return w.type;
+  if (w.kind === "quant") return GgmlType.F32;
+  switch (w.tensor.dtype) {
+    case "f32": return GgmlType.F32;
+    case "f16": return GgmlType.F16;
+    case "bf16": return GgmlType.BF16;
+    case "i8": return GgmlType.I8;
+    case "i16": return GgmlType.I16;
+    case "i32": return GgmlType.I32;
+    default: throw new QuantlabError("E_UNSUPPORTED", `${name}: dtype ${w.tensor.dtype} has no ggml type`);
+  }
+}
+
+/** Raw bytes of a weight in its own storage type (no conversion, no copy when possible). */
+export function rawBytes(w: Weight, name: string): { type: GgmlType; data: Uint8Array } {
+  if (w.kind === "ggml") return { type: w.type, data: w.data };
+  if (w.kind === "quant") {
+    const f = w.q.dequantize();
+    return { type: GgmlType.F32, data: new Uint8Array(f.buffer, f.byteOffset, f.byteLength) };
+  }
+  const d = w.tensor.data;
+  return { type: currentGgmlType(w, name), data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) };
+}
+
+/**
+ * Chooses the type a tensor is written as when the user asked for `target`: 1-D tensors (norms, rope
+ * factors) stay F32 as llama.cpp's converters keep them; a block type whose block does not divide the
+ * row falls back to F16 (reported by the caller).
+ */
+export function chooseType(shape: readonly number[], target: GgmlType | undefined, current: GgmlType): { type: GgmlType; fallback?: string } {
+  if (target === undefined) return { type: current };
+  if (shape.length < 2) return { type: current === GgmlType.F16 || current === GgmlType.BF16 ? GgmlType.F32 : current };
+  const cols = shape[shape.length - 1]!;
+  if (ggmlRowBytes(target, cols) === undefined) {
+    const bs = GGML_TYPE_SIZE[target]!.blockSize;
+    return { type: GgmlType.F16, fallback: `row length ${cols} is not a multiple of the ${ggmlTypeName(target)} block size ${bs}` };
+  }
+  return { type: target };
+}
+
+/** Encodes a weight as `type` (F32/F16/BF16 here, block types through the registered quantizer). */
+export function encodeWeight(w: Weight, name: string, type: GgmlType): Uint8Array {
+  const raw = rawBytes(w, name);
+  if (raw.type === type) return raw.data;
+  const shape = weightShape(w);
+  const { rows, cols, data } = dequantizeWeight(w, name);
+  switch (type) {
+    case GgmlType.F32: return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    case GgmlType.F16: { const h = f32ArrayToF16(data); return new Uint8Array(h.buffer); }
+    case GgmlType.BF16: { const h = f32ArrayToBf16(data); return new Uint8Array(h.buffer); }
+  }
+  if (!ggmlQuantizer || !quantizerTypes.has(type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: no encoder for ggml type ${ggmlTypeName(type)}`);
+  if (ggmlRowBytes(type, cols) === undefined) throw new QuantlabError("E_ARG", `${name}: shape [${shape.join(", ")}]: row length ${cols} is not a multiple of the ${ggmlTypeName(type)} block size`);
+  return ggmlQuantizer(type, data, rows, cols);
+}
