@@ -19,10 +19,20 @@ export type FormatFamily =
   | "block" // MX, NVFP4, BFP: shared scale per block is part of the format
   | "zero"; // "0-bit": one value per group
 
+/**
+ * What encode does with a finite value beyond the largest finite magnitude (after rounding):
+ * "saturate" clamps to ±maxValue (also ±Inf inputs, as OCP OFP8 saturation mode and PTX `satfinite` do);
+ * "nonfinite" returns ±Inf where the format has infinities (fp16, bf16, fp8_e5m2), else NaN where it has
+ * a NaN (fp8_e4m3: "NaN on overflow"), else saturates (fp6, fp4, integers, codebooks have neither).
+ */
+export type Overflow = "saturate" | "nonfinite";
+
 export interface EncodeOptions {
   rounding?: Rounding;
   /** required for stochastic rounding */
   rng?: Rng;
+  /** default: the row's `overflow` (saturating for quantization formats, IEEE for fp16/bf16/fp32) */
+  overflow?: Overflow;
 }
 
 export interface Format {
@@ -45,4 +55,16 @@ export interface Format {
   encode(x: number, opts?: EncodeOptions): number;
   /** sorted finite values of all codes, when the code space is small enough to list (≤ 16 bits) */
   values(): Float64Array | undefined;
+
+  // Optional facts, filled by every row of formats/ (block formats may leave them out).
+  /** most negative finite value (−maxValue for sign-symmetric formats, 0 for unsigned) */
+  readonly minValue?: number;
+  /** smallest positive value (subnormal for floats, 1 ulp for integers) */
+  readonly minPositive?: number;
+  /** number of distinct finite values (±0 count once) */
+  readonly valueCount?: number;
+  readonly hasInf?: boolean;
+  readonly hasNaN?: boolean;
+  /** default overflow behaviour of encode */
+  readonly overflow?: Overflow;
 }

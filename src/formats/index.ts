@@ -1,0 +1,10 @@
+export * from "./types.js";
+export * from "./ids.js";
+export * from "./round.js";
+export * from "./float.js";
+export * from "./int.js";
+export * from "./codebook.js";
+export * from "./ternary.js";
+export * from "./log.js";
+export * from "./zero.js";
+export { getFormat, listFormats, formatById, formatInfo, isFormatName, type FormatInfo } from "./registry.js";
