@@ -15,6 +15,15 @@ export interface PreparedWeight {
   readonly bytes: number;
 }
 
+/** One mat-vec of a batch: out = W·x. */
+export interface MatvecJob {
+  w: PreparedWeight;
+  /** (cols) */
+  x: Float32Array;
+  /** (rows) */
+  out: Float32Array;
+}
+
 export interface Backend {
   readonly name: string;
   prepare(w: Weight, name?: string): PreparedWeight;
@@ -22,6 +31,18 @@ export interface Backend {
   matvec(w: PreparedWeight, x: Float32Array, out: Float32Array): void;
   /** OUT = X·Wᵀ;  x: (n, cols) row-major, out: (n, rows) */
   matmul(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void;
+  /**
+   * Several mat-vecs at once (Q/K/V, or an FFN's gate and up): a threaded backend runs them in one
+   * dispatch, and jobs that share the same `x` array quantize it once. Optional: callers fall back to
+   * `matvec` per job (see `matvecMany` below).
+   */
+  matvecMany?(jobs: readonly MatvecJob[]): void;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
+}
+
+/** Runs a batch through `backend.matvecMany` when it has one, else one `matvec` per job. */
+export function matvecMany(backend: Backend, jobs: readonly MatvecJob[]): void {
+  if (backend.matvecMany) backend.matvecMany(jobs);
+  else for (const j of jobs) backend.matvec(j.w, j.x, j.out);
 }

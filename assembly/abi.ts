@@ -1,0 +1,48 @@
+// Kernel ABI shared by the AssemblyScript kernels (assembly/index.ts) and the TypeScript backend
+// (src/kernels/wasm/). Plain numeric constants only, so this one file compiles as both AssemblyScript
+// and TypeScript: keeping the table in a single place means the two sides cannot drift apart.
+
+// ---- weight layouts ("kinds") a job descriptor can name. Each is a prepared, SIMD-friendly layout,
+// rows contiguous; "SoA" means codes and f32 scales live in separate arrays (see src/kernels/wasm/layouts.ts).
+/** f32 weights, (rows, cols); x is f32 */
+export const K_F32 = 1;
+/** f16 weights (raw binary16 bits), (rows, cols); x is f32 */
+export const K_F16 = 2;
+/** int8 codes (rows, cols) + one f32 scale per 32: w = s·q. Q8_0, Q5_0, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 */
+export const K_I8S32 = 3;
+/** Q4_0 nibbles (16 B per 32) + f32 d per 32: w = d·(q − 8) */
+export const K_Q4_0 = 4;
+/** unsigned nibbles (16 B per 32) + f32 scale and f32 min per 32: w = s·q − m. Q4_1, Q4_K */
+export const K_N4A32 = 5;
+/** int8 codes + one f32 scale per 16: w = s·q. Q6_K, Q3_K */
+export const K_I8S16 = 6;
+/** int8 codes + f32 scale and f32 min per 32: w = s·q − m. Q5_1, Q5_K */
+export const K_I8A32 = 7;
+/** int8 codes + f32 scale and f32 min per 16: w = s·q − m. Q2_K */
+export const K_I8A16 = 8;
+
+// ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
+export const D_KIND = 0;
+export const D_ROWS = 1;
+export const D_COLS = 2;
+/** codes / f32 / f16 weights */
+export const D_W0 = 3;
+/** f32 scales (SoA) */
+export const D_W1 = 4;
+/** f32 mins (SoA) */
+export const D_W2 = 5;
+/** activations as f32, (n, cols) */
+export const D_XF = 6;
+/** activations as Q8 codes widened to i16, (n, cols) */
+export const D_X16 = 7;
+/** activations as Q8 int8 codes, (n, cols) */
+export const D_X8 = 8;
+/** activation f32 scale per 32 (the f16-rounded d, as ggml's block_q8_0 stores it), (n, cols/32) */
+export const D_XD = 9;
+/** activation i32 code sums per 16, (n, cols/16) */
+export const D_XS = 10;
+/** output f32, (n, rows) */
+export const D_OUT = 11;
+/** number of activation rows (1 for a mat-vec) */
+export const D_N = 12;
+export const DESC_WORDS = 16;

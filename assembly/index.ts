@@ -1,0 +1,432 @@
+// quantlab WebAssembly SIMD kernels (AssemblyScript). Built twice by scripts/build-wasm.mjs: baseline
+// SIMD128 and relaxed SIMD (ASC_FEATURE_RELAXED_SIMD picks the nibble kernels at compile time).
+// Everything works on byte offsets into the one shared memory the host allocates (runtime "stub": no
+// GC, no heap here; the host runs a bump allocator above __heap_base). Measurements that chose these
+// instruction sequences: shared/notes/kernels.md.
+import {
+  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N,
+} from "./abi";
+
+/** First free byte after static data: the host's allocator starts here. */
+export function heap_base(): usize {
+  return __heap_base;
+}
+
+/** 0 = SIMD128 build (Q4 nibbles repacked "r16"), 1 = relaxed build (Q4 nibbles in GGUF order). */
+export function variant(): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- helpers
+
+@inline function hsum_f32(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+@inline function hsum_i32(v: v128): i32 {
+  return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
+}
+
+/** f32 → binary16 bits, round to nearest even (same algorithm as src/core/f16.ts). */
+export function f32_to_f16(x: f32): u32 {
+  const b = reinterpret<u32>(x);
+  const sign = (b >> 16) & 0x8000;
+  const exp = <i32>((b >> 23) & 0xff);
+  let mant = b & 0x7fffff;
+  if (exp == 0xff) return sign | 0x7c00 | (mant != 0 ? 0x200 | (mant >> 13) : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = <u32>(14 - e);
+    const half: u32 = 1 << (shift - 1);
+    const rest = mant & ((<u32>1 << shift) - 1);
+    let m = mant >> shift;
+    if (rest > half || (rest == half && (m & 1) != 0)) m++;
+    return sign | m;
+  }
+  const rest = mant & 0x1fff;
+  let h = sign | (<u32>e << 10) | (mant >> 13);
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) h++;
+  return h;
+}
+
+/** binary16 bits → f32. Magnitude bits moved to the f32 mantissa position and scaled by 2^112 (exact,
+ * subnormals included); exponent 31 (Inf/NaN) is patched. */
+export function f16_to_f32(h: u32): f32 {
+  const mag = (h & 0x7fff) << 13;
+  let f = reinterpret<f32>(mag) * reinterpret<f32>(0x77800000); // 2^112
+  if ((h & 0x7c00) == 0x7c00) f = reinterpret<f32>(mag | 0x7f800000);
+  return (h & 0x8000) != 0 ? -f : f;
+}
+
+// ---------------------------------------------------------------- dense rows
+
+/** Σ w[i]·x[i], f32 weights; 16 per step in 4 accumulators, then 4-wide, then scalar tail. */
+@inline function dot_f32(w: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(w + o), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(v128.load(w + o, 16), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v128.load(w + o, 32), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v128.load(w + o, 48), v128.load(x + o, 48)));
+  }
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    a0 = f32x4.add(a0, f32x4.mul(v128.load(w + o), v128.load(x + o)));
+  }
+  let s = hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    s += load<f32>(w + o) * load<f32>(x + o);
+  }
+  return s;
+}
+
+/** 4 binary16 values (sign-extended to i32 lanes) → f32x4. (v << 13) puts exponent+mantissa in f32
+ * position and the sign (copied to bits 28–31 by the sign extension) in bit 31; the mask drops bit 28;
+ * ×2^112 rebias is exact for normals and subnormals. Inf/NaN are not handled: the host converts
+ * matrices that contain them to f32 instead. */
+@inline function f16x4_to_f32(v: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
+}
+
+@inline function dot_f16(w: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const h0 = v128.load(w + (<usize>i << 1));
+    const h1 = v128.load(w + (<usize>i << 1), 16);
+    const o = <usize>i << 2;
+    a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(i32x4.extend_low_i16x8_s(h0)), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(f16x4_to_f32(i32x4.extend_high_i16x8_s(h0)), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(f16x4_to_f32(i32x4.extend_low_i16x8_s(h1)), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(f16x4_to_f32(i32x4.extend_high_i16x8_s(h1)), v128.load(x + o, 48)));
+  }
+  for (; i + 4 <= n; i += 4) {
+    a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(v128.load16x4_s(w + (<usize>i << 1))), v128.load(x + (<usize>i << 2))));
+  }
+  let s = hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; i < n; i++) s += f16_to_f32(<u32>load<u16>(w + (<usize>i << 1))) * load<f32>(x + (<usize>i << 2));
+  return s;
+}
+
+// ---------------------------------------------------------------- int8 codes × Q8 activations
+
+/** Σ of 32 int8 codes × 32 i16-widened activation codes, as 4 i32 lanes (load8x8_s + dot_i16x8_s). */
+@inline function i8dot32(q: usize, x16: usize): v128 {
+  const p0 = i32x4.dot_i16x8_s(v128.load8x8_s(q), v128.load(x16));
+  const p1 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), v128.load(x16, 16));
+  const p2 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), v128.load(x16, 32));
+  const p3 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), v128.load(x16, 48));
+  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+}
+
+@inline function i8dot16(q: usize, x16: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(q), v128.load(x16)), i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), v128.load(x16, 16)));
+}
+
+/** K_I8S32: Σ_b s_b·xd_b·(q_b·x_b). Two blocks per step in two accumulators. */
+@inline function dot_i8s32(q: usize, s: usize, x16: usize, xd: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const i0 = i8dot32(q, x16);
+    const i1 = i8dot32(q + 32, x16 + 64);
+    const o = <usize>b << 2;
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(s + o) * load<f32>(xd + o))));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(s + o, 4) * load<f32>(xd + o, 4))));
+    q += 64;
+    x16 += 128;
+  }
+  if (b < nb) {
+    const o = <usize>b << 2;
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q, x16)), f32x4.splat(load<f32>(s + o) * load<f32>(xd + o))));
+  }
+  return hsum_f32(f32x4.add(a0, a1));
+}
+
+/** K_I8A32: Σ_b xd_b·(s_b·(q_b·x_b) − m_b·Σx_b). */
+@inline function dot_i8a32(q: usize, s: usize, m: usize, x16: usize, xd: usize, xs: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let mins: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const o = <usize>b << 2;
+    const d = load<f32>(xd + o);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q, x16)), f32x4.splat(load<f32>(s + o) * d)));
+    const sum = load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4);
+    mins += load<f32>(m + o) * d * <f32>sum;
+    q += 32;
+    x16 += 64;
+  }
+  return hsum_f32(a0) - mins;
+}
+
+/** K_I8S16: one scale per 16 codes. */
+@inline function dot_i8s16(q: usize, s: usize, x16: usize, xd: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const d = load<f32>(xd + (<usize>b << 2));
+    const o = <usize>b << 3;
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i8dot16(q, x16)), f32x4.splat(load<f32>(s + o) * d)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i8dot16(q + 16, x16 + 32)), f32x4.splat(load<f32>(s + o, 4) * d)));
+    q += 32;
+    x16 += 64;
+  }
+  return hsum_f32(f32x4.add(a0, a1));
+}
+
+/** K_I8A16: scale and min per 16 codes. */
+@inline function dot_i8a16(q: usize, s: usize, m: usize, x16: usize, xd: usize, xs: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let mins: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const d = load<f32>(xd + (<usize>b << 2));
+    const o = <usize>b << 3;
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i8dot16(q, x16)), f32x4.splat(load<f32>(s + o) * d)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i8dot16(q + 16, x16 + 32)), f32x4.splat(load<f32>(s + o, 4) * d)));
+    mins += d * (load<f32>(m + o) * <f32>load<i32>(xs + o) + load<f32>(m + o, 4) * <f32>load<i32>(xs + o, 4));
+    q += 32;
+    x16 += 64;
+  }
+  return hsum_f32(f32x4.add(a0, a1)) - mins;
+}
+
+// ---------------------------------------------------------------- nibbles × Q8 activations
+
+/** Σ over one 32-block of unsigned nibbles (0..15) × activation codes, as 4 i32 lanes.
+ * SIMD128 build, "r16" order: the 16 bytes are 8 u16 lanes, lane j holds weights j, 8+j, 16+j, 24+j in
+ * nibbles 0..3, so and/shr give i16 lanes directly (6 ops for 32 weights, no extends).
+ * Relaxed build, GGUF order: byte j = weight j (low nibble) | weight j+16 (high nibble), int8 activations;
+ * i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw) does 16 MACs; nibbles are valid i7 operands. The
+ * i32x4.relaxed_dot_i8x16_i7x16_add_s form is avoided: V8 11.3's Liftoff miscompiles it (kernels.md). */
+@inline function nibdot32(q: usize, x16: usize, x8: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const v = v128.load(q);
+    const lo = v128.and(v, i8x16.splat(0x0f));
+    const hi = i8x16.shr_u(v, 4);
+    const d = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
+    return i32x4.extadd_pairwise_i16x8_s(d);
+  } else {
+    const v = v128.load(q);
+    const m = i16x8.splat(0x0f);
+    const p0 = i32x4.dot_i16x8_s(v128.and(v, m), v128.load(x16));
+    const p1 = i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), m), v128.load(x16, 16));
+    const p2 = i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m), v128.load(x16, 32));
+    const p3 = i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), v128.load(x16, 48));
+    return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+  }
+}
+
+/** K_Q4_0: Σ_b d_b·xd_b·(q_b·x_b − 8·Σx_b); the −8 offset folds into the activation block sum. */
+@inline function dot_q4_0(q: usize, s: usize, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const o = <usize>b << 2;
+    // 8·Σx spread as 2·Σx over the 4 lanes (the lanes are summed at the end anyway)
+    const c0 = (load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4)) << 1;
+    const c1 = (load<i32>(xs + (o << 1), 8) + load<i32>(xs + (o << 1), 12)) << 1;
+    const i0 = i32x4.sub(nibdot32(q, x16, x8), i32x4.splat(c0));
+    const i1 = i32x4.sub(nibdot32(q + 16, x16 + 64, x8 + 32), i32x4.splat(c1));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(s + o) * load<f32>(xd + o))));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(s + o, 4) * load<f32>(xd + o, 4))));
+    q += 32;
+    x16 += 128;
+    x8 += 64;
+  }
+  if (b < nb) {
+    const o = <usize>b << 2;
+    const c0 = (load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4)) << 1;
+    const i0 = i32x4.sub(nibdot32(q, x16, x8), i32x4.splat(c0));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(s + o) * load<f32>(xd + o))));
+  }
+  return hsum_f32(f32x4.add(a0, a1));
+}
+
+/** K_N4A32: Σ_b xd_b·(s_b·(q_b·x_b) − m_b·Σx_b). */
+@inline function dot_n4a32(q: usize, s: usize, m: usize, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let mins: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const o = <usize>b << 2;
+    const d = load<f32>(xd + o);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(nibdot32(q, x16, x8)), f32x4.splat(load<f32>(s + o) * d)));
+    const sum = load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4);
+    mins += load<f32>(m + o) * d * <f32>sum;
+    q += 16;
+    x16 += 64;
+    x8 += 32;
+  }
+  return hsum_f32(a0) - mins;
+}
+
+// ---------------------------------------------------------------- job runner
+
+/** Runs rows [r0, r1) of the job described at `desc` (see abi.ts) for all its activation rows. */
+export function run_rows(desc: usize, r0: i32, r1: i32): void {
+  const kind = load<i32>(desc + (D_KIND << 2));
+  const rows = load<i32>(desc + (D_ROWS << 2));
+  const cols = load<i32>(desc + (D_COLS << 2));
+  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
+  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
+  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
+  const xf = load<u32>(desc + (D_XF << 2)) as usize;
+  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
+  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
+  const xd = load<u32>(desc + (D_XD << 2)) as usize;
+  const xs = load<u32>(desc + (D_XS << 2)) as usize;
+  const out = load<u32>(desc + (D_OUT << 2)) as usize;
+  const n = load<i32>(desc + (D_N << 2));
+  const ucols = <usize>cols;
+  const nb = cols >> 5;
+  const unb = <usize>nb;
+  for (let r = r0; r < r1; r++) {
+    const ur = <usize>r;
+    for (let t = 0; t < n; t++) {
+      const ut = <usize>t;
+      let v: f32 = 0;
+      switch (kind) {
+        case K_F32: v = dot_f32(w0 + ur * ucols * 4, xf + ut * ucols * 4, cols); break;
+        case K_F16: v = dot_f16(w0 + ur * ucols * 2, xf + ut * ucols * 4, cols); break;
+        case K_I8S32: v = dot_i8s32(w0 + ur * ucols, w1 + ur * unb * 4, x16 + ut * ucols * 2, xd + ut * unb * 4, nb); break;
+        case K_Q4_0: v = dot_q4_0(w0 + ur * unb * 16, w1 + ur * unb * 4, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
+        case K_N4A32: v = dot_n4a32(w0 + ur * unb * 16, w1 + ur * unb * 4, w2 + ur * unb * 4, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
+        case K_I8S16: v = dot_i8s16(w0 + ur * ucols, w1 + ur * unb * 8, x16 + ut * ucols * 2, xd + ut * unb * 4, nb); break;
+        case K_I8A32: v = dot_i8a32(w0 + ur * ucols, w1 + ur * unb * 4, w2 + ur * unb * 4, x16 + ut * ucols * 2, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
+        case K_I8A16: v = dot_i8a16(w0 + ur * ucols, w1 + ur * unb * 8, w2 + ur * unb * 8, x16 + ut * ucols * 2, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
+        default: unreachable();
+      }
+      store<f32>(out + (ut * <usize>rows + ur) * 4, v);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- quantizers
+
+const MAGIC: f32 = 12582912.0; // 1.5·2^23: adding it rounds |v| < 2^22 to an integer, ties to even
+const MAGIC_BITS: i32 = 0x4b400000;
+
+/** Q8 activations, ggml's block_q8_0 semantics (quantize_row_q8_0_ref, ggml-quants.c): per 32,
+ * d = amax/127, id = 1/d (0 if d = 0), q = round(x·id); stored d is f16(d) as ggml stores it. Rounding
+ * is to nearest even (magic number), as ggml's AVX2 activation quantizer does (_mm256_round_ps).
+ * Writes the codes as i16 (SIMD128 kernels) and int8 (relaxed kernels), the scales, and code sums per 16.
+ * x: (n) f32, n a multiple of 32. */
+export function quantize_act(x: usize, n: i32, x16: usize, x8: usize, xd: usize, xs: usize): void {
+  const nb = n >> 5;
+  const magic = f32x4.splat(MAGIC);
+  const magicBits = i32x4.splat(MAGIC_BITS);
+  for (let b = 0; b < nb; b++) {
+    const p = x + (<usize>b << 7);
+    let m = f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
+    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
+    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
+    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
+    const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    const d: f32 = amax / 127.0;
+    const id: f32 = d != 0 ? <f32>1.0 / d : 0;
+    store<f32>(xd + (<usize>b << 2), f16_to_f32(f32_to_f16(d)));
+    const vid = f32x4.splat(id);
+    const q16 = x16 + (<usize>b << 6);
+    const q8 = x8 + (<usize>b << 5);
+    for (let h = 0; h < 2; h++) {
+      const ph = p + (<usize>h << 6);
+      const i0 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(ph), vid), magic), magicBits);
+      const i1 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(ph, 16), vid), magic), magicBits);
+      const i2 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(ph, 32), vid), magic), magicBits);
+      const i3 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(ph, 48), vid), magic), magicBits);
+      const s0 = i16x8.narrow_i32x4_s(i0, i1);
+      const s1 = i16x8.narrow_i32x4_s(i2, i3);
+      v128.store(q16 + (<usize>h << 5), s0);
+      v128.store(q16 + (<usize>h << 5), s1, 16);
+      v128.store(q8 + (<usize>h << 4), i8x16.narrow_i16x8_s(s0, s1));
+      store<i32>(xs + (<usize>(b * 2 + h) << 2), hsum_i32(i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3))));
+    }
+  }
+}
+
+/** C roundf (halves away from zero) of 4 lanes, |v| < 2^22, as i32: magic-number round-to-even, then
+ * the ties that went toward zero are pushed one step away. v − r is exact here (Sterbenz). */
+@inline function roundf_i32x4(v: v128): v128 {
+  const t = f32x4.add(v, f32x4.splat(MAGIC));
+  const r = f32x4.sub(t, f32x4.splat(MAGIC));
+  const sign = v128.and(v, i32x4.splat(0x80000000));
+  const tie = f32x4.eq(f32x4.sub(v, r), v128.or(f32x4.splat(0.5), sign));
+  const step = v128.or(i32x4.shr_s(v, 31), i32x4.splat(1)); // ±1
+  return i32x4.add(i32x4.sub(t, i32x4.splat(MAGIC_BITS)), v128.and(tie, step));
+}
+
+/** f32 row → ggml block_q8_0 bytes (d f16, qs[32]), bit-identical to quantize_row_q8_0_ref. */
+export function quantize_row_q8_0(x: usize, n: i32, y: usize): void {
+  const nb = n >> 5;
+  for (let b = 0; b < nb; b++) {
+    const p = x + (<usize>b << 7);
+    let m = f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
+    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
+    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
+    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
+    const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    const d: f32 = amax / 127.0;
+    const id: f32 = d != 0 ? <f32>1.0 / d : 0;
+    const o = y + <usize>b * 34;
+    store<u16>(o, <u16>f32_to_f16(d));
+    const vid = f32x4.splat(id);
+    for (let h = 0; h < 2; h++) {
+      const ph = p + (<usize>h << 6);
+      const s0 = i16x8.narrow_i32x4_s(roundf_i32x4(f32x4.mul(v128.load(ph), vid)), roundf_i32x4(f32x4.mul(v128.load(ph, 16), vid)));
+      const s1 = i16x8.narrow_i32x4_s(roundf_i32x4(f32x4.mul(v128.load(ph, 32), vid)), roundf_i32x4(f32x4.mul(v128.load(ph, 48), vid)));
+      v128.store(o + 2 + (<usize>h << 4), i8x16.narrow_i16x8_s(s0, s1));
+    }
+  }
+}
+
+/** f32 row → ggml block_q4_0 bytes (d f16, qs[16]), bit-identical to quantize_row_q4_0_ref:
+ * max = the first value of largest |x|, d = max/−8, q = min(15, (int)(x·id + 8.5)). */
+export function quantize_row_q4_0(x: usize, n: i32, y: usize): void {
+  const nb = n >> 5;
+  for (let b = 0; b < nb; b++) {
+    const p = x + (<usize>b << 7);
+    let hi = f32x4.max(v128.load(p), v128.load(p, 16));
+    let lo = f32x4.min(v128.load(p), v128.load(p, 16));
+    for (let k = 32; k < 128; k += 32) {
+      hi = f32x4.max(hi, f32x4.max(v128.load(p + k), v128.load(p + k, 16)));
+      lo = f32x4.min(lo, f32x4.min(v128.load(p + k), v128.load(p + k, 16)));
+    }
+    const vmax = max(max(f32x4.extract_lane(hi, 0), f32x4.extract_lane(hi, 1)), max(f32x4.extract_lane(hi, 2), f32x4.extract_lane(hi, 3)));
+    const vmin = min(min(f32x4.extract_lane(lo, 0), f32x4.extract_lane(lo, 1)), min(f32x4.extract_lane(lo, 2), f32x4.extract_lane(lo, 3)));
+    let mx: f32;
+    if (vmax > -vmin) mx = vmax;
+    else if (-vmin > vmax) mx = vmin;
+    else {
+      // |max| == |min|: ggml keeps the first index with the largest magnitude
+      mx = 0;
+      let amax: f32 = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = load<f32>(p + (<usize>j << 2));
+        if (amax < abs(v)) { amax = abs(v); mx = v; }
+      }
+    }
+    const d: f32 = mx / -8.0;
+    const id: f32 = d != 0 ? <f32>1.0 / d : 0;
+    const o = y + <usize>b * 18;
+    store<u16>(o, <u16>f32_to_f16(d));
+    const vid = f32x4.splat(id);
+    const half = f32x4.splat(8.5);
+    const fifteen = i32x4.splat(15);
+    const a0 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p), vid), half)), fifteen);
+    const a1 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 16), vid), half)), fifteen);
+    const a2 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 32), vid), half)), fifteen);
+    const a3 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 48), vid), half)), fifteen);
+    const b0 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 64), vid), half)), fifteen);
+    const b1 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 80), vid), half)), fifteen);
+    const b2 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 96), vid), half)), fifteen);
+    const b3 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(v128.load(p, 112), vid), half)), fifteen);
+    const first = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(a0, a1), i16x8.narrow_i32x4_s(a2, a3));
+    const second = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(b0, b1), i16x8.narrow_i32x4_s(b2, b3));
+    v128.store(o + 2, v128.or(first, i16x8.shl(second, 4)));
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The embedded kernel binaries (built from assembly/ by scripts/build-wasm.mjs) and the choice between
+ * them: the relaxed-SIMD build when the engine validates it (Node ≥ 22, or Node 20 with
+ * --experimental-wasm-relaxed-simd), else the baseline SIMD128 build. Isomorphic: no file access.
+ */
+import { QuantlabError } from "../../core/errors.js";
+import { wasmBase64 as simdB64 } from "./generated/simd.js";
+import { wasmBase64 as relaxedB64 } from "./generated/relaxed.js";
+
+export type WasmVariant = "simd" | "relaxed";
+
+const bytesCache = new Map<WasmVariant, Uint8Array>();
+const moduleCache = new Map<WasmVariant, WebAssembly.Module>();
+
+function decodeBase64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export function wasmBytes(v: WasmVariant): Uint8Array {
+  let b = bytesCache.get(v);
+  if (!b) {
+    const s = v === "simd" ? simdB64 : relaxedB64;
+    if (s.length === 0) throw new QuantlabError("E_INTERNAL", `wasm kernels (${v}) were not built: run \`npm run build:wasm\``);
+    b = decodeBase64(s);
+    bytesCache.set(v, b);
+  }
+  return b;
+}
+
+/** Whether this engine accepts the given build (SIMD128 everywhere we target; relaxed SIMD is newer). */
+export function wasmVariantSupported(v: WasmVariant): boolean {
+  try {
+    return WebAssembly.validate(wasmBytes(v) as Uint8Array<ArrayBuffer>);
+  } catch {
+    return false;
+  }
+}
+
+/** "auto" picks relaxed when supported, else simd. Throws when a forced variant is not supported. */
+export function pickVariant(want: WasmVariant | "auto" = "auto"): WasmVariant {
+  if (want === "auto") return wasmVariantSupported("relaxed") ? "relaxed" : "simd";
+  if (!wasmVariantSupported(want)) {
+    const hint = want === "relaxed" ? " (Node 20 needs --experimental-wasm-relaxed-simd; Node ≥ 22 has it on)" : "";
+    throw new QuantlabError("E_UNSUPPORTED", `wasm kernels: this engine does not support the ${want} build${hint}`);
+  }
+  return want;
+}
+
+/** Compiled module (synchronous compile: the binary is a few KB). */
+export function wasmModule(v: WasmVariant): WebAssembly.Module {
+  let m = moduleCache.get(v);
+  if (!m) {
+    m = new WebAssembly.Module(wasmBytes(v) as Uint8Array<ArrayBuffer>);
+    moduleCache.set(v, m);
+  }
+  return m;
+}
+
+/** The functions the kernel module exports (assembly/index.ts). Pointers are byte offsets. */
+export interface KernelExports {
+  heap_base(): number;
+  variant(): number;
+  run_rows(desc: number, r0: number, r1: number): void;
+  quantize_act(x: number, n: number, x16: number, x8: number, xd: number, xs: number): void;
+  quantize_row_q8_0(x: number, n: number, y: number): void;
+  quantize_row_q4_0(x: number, n: number, y: number): void;
+  f32_to_f16(x: number): number;
+  f16_to_f32(h: number): number;
+}
+
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
+  const inst = new WebAssembly.Instance(module, { env: { memory } });
+  return inst.exports as unknown as KernelExports;
+}

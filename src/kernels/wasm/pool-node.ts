@@ -1,0 +1,33 @@
+/**
+ * Node adapter for the WASM kernel worker pool: worker_threads running worker-node.ts, which share the
+ * kernels' WebAssembly.Memory and receive the compiled WebAssembly.Module through workerData (no
+ * recompilation). Workers are unref'd, so an undisposed backend does not keep the process alive.
+ */
+import { Worker } from "node:worker_threads";
+import type { WorkerHost, WorkerInit } from "./pool.js";
+import { WasmBackend, type WasmBackendOptions } from "./backend.js";
+
+export class NodeWorkerHost implements WorkerHost {
+  private workers: Worker[] = [];
+
+  start(n: number, init: WorkerInit): void {
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(new URL("./worker-node.js", import.meta.url), { workerData: init });
+      w.unref();
+      // a worker that dies sets the pool's error flag itself when it can; never crash the host process
+      w.on("error", () => {});
+      this.workers.push(w);
+    }
+  }
+
+  stop(): void {
+    for (const w of this.workers) void w.terminate();
+    this.workers = [];
+  }
+}
+
+/** The WASM backend with a Node worker pool when `threads` > 1. */
+export function createNodeWasmBackend(opts: Omit<WasmBackendOptions, "workerHost"> = {}): WasmBackend {
+  const threads = opts.threads ?? 1;
+  return new WasmBackend({ ...opts, workerHost: threads > 1 ? new NodeWorkerHost() : undefined });
+}

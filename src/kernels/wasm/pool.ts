@@ -1,0 +1,239 @@
+/**
+ * Worker pool over one shared WebAssembly.Memory: the dispatch protocol, isomorphic (Atomics only).
+ * Starting threads is platform-specific and lives behind `WorkerHost` (Node: pool-node.ts; a browser
+ * Web Worker host can follow with the same `workerLoop`).
+ *
+ * Protocol (control block = Int32 words in wasm memory at `ctrl`):
+ * - A dispatch is a list of jobs (a job = one kernel descriptor + its row count). Each job's rows are
+ *   cut into chunks; all chunks of all jobs form one numbered sequence 0..total-1.
+ * - Threads (the caller AND the workers) claim chunks with a compare-exchange on TICKET, which packs
+ *   (generation, next chunk index). A thread that read a stale generation cannot claim a chunk of a
+ *   newer dispatch, and the job table is only read after a successful claim.
+ * - Each finished chunk adds 1 to DONE; the caller returns when DONE = total.
+ * Because the caller claims chunks too, a dispatch always completes even if no worker ever wakes up
+ * (oversubscription, a slow start, a dead worker). Only a chunk claimed by a worker that then stalls
+ * can delay it: every wait has a timeout and a watchdog turns a stall into an error, never a hang
+ * (shared/notes/kernels.md: a timeout-free dispatcher hung under load).
+ */
+import { QuantlabError } from "../../core/errors.js";
+import type { KernelExports } from "./module.js";
+
+/** control block word indices */
+export const C_GEN = 0;
+export const C_TICKET = 1;
+export const C_TOTAL = 2;
+export const C_DONE = 3;
+export const C_STOP = 4;
+export const C_ERROR = 5;
+export const C_NJOBS = 6;
+export const C_ALIVE = 7;
+/** microseconds a worker spins on GEN before sleeping */
+export const C_SPIN_US = 8;
+export const JOB_BASE = 16;
+export const JOB_WORDS = 4; // desc offset, rows, chunk rows, first chunk
+export const MAX_JOBS = 64;
+export const CTRL_WORDS = JOB_BASE + JOB_WORDS * MAX_JOBS;
+export const CTRL_BYTES = CTRL_WORDS * 4;
+
+const IDX_BITS = 12;
+/** chunks per dispatch are numbered in IDX_BITS bits */
+export const MAX_CHUNKS = (1 << IDX_BITS) - 1;
+const GEN_MASK = (1 << (32 - IDX_BITS)) - 1;
+
+export interface WorkerInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  /** byte offset of the control block */
+  ctrl: number;
+}
+
+/** Platform adapter: starts and stops threads that run `workerLoop`. */
+export interface WorkerHost {
+  start(n: number, init: WorkerInit): void;
+  stop(): void;
+}
+
+export interface PoolJob {
+  desc: number;
+  rows: number;
+}
+
+/** Claims and runs chunks of dispatch `gen` until none is left. Shared by caller and workers. */
+function runChunks(ctrl: Int32Array, gen: number, k: KernelExports): void {
+  const tag = (gen & GEN_MASK) << IDX_BITS;
+  for (;;) {
+    const t = Atomics.load(ctrl, C_TICKET);
+    if ((t & ~MAX_CHUNKS) !== tag) return;
+    const idx = t & MAX_CHUNKS;
+    if (idx >= Atomics.load(ctrl, C_TOTAL)) return;
+    if (Atomics.compareExchange(ctrl, C_TICKET, t, t + 1) !== t) continue;
+    // chunk idx of this dispatch is ours: the caller cannot move on until we report it done
+    const total = Atomics.load(ctrl, C_TOTAL);
+    const nJobs = Atomics.load(ctrl, C_NJOBS);
+    let j = 0;
+    while (j + 1 < nJobs && ctrl[JOB_BASE + (j + 1) * JOB_WORDS + 3]! <= idx) j++;
+    const o = JOB_BASE + j * JOB_WORDS;
+    const rows = ctrl[o + 1]!;
+    const chunkRows = ctrl[o + 2]!;
+    const r0 = (idx - ctrl[o + 3]!) * chunkRows;
+    try {
+      k.run_rows(ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
+    } catch {
+      Atomics.store(ctrl, C_ERROR, 1);
+    }
+    if (Atomics.add(ctrl, C_DONE, 1) + 1 === total) Atomics.notify(ctrl, C_DONE);
+  }
+}
+
+/** The body of every worker thread: sleep on GEN, run chunks, until STOP. */
+export function workerLoop(init: WorkerInit, k: KernelExports): void {
+  const ctrl = new Int32Array(init.memory.buffer, init.ctrl, CTRL_WORDS);
+  let seen = Atomics.load(ctrl, C_GEN);
+  Atomics.add(ctrl, C_ALIVE, 1);
+  try {
+    for (;;) {
+      let g = Atomics.load(ctrl, C_GEN);
+      if (g === seen) {
+        const spinUntil = performance.now() + Atomics.load(ctrl, C_SPIN_US) / 1000;
+        while (g === seen && performance.now() < spinUntil) g = Atomics.load(ctrl, C_GEN);
+      }
+      while (g === seen) {
+        if (Atomics.load(ctrl, C_STOP) !== 0) return;
+        Atomics.wait(ctrl, C_GEN, seen, 500);
+        g = Atomics.load(ctrl, C_GEN);
+      }
+      if (Atomics.load(ctrl, C_STOP) !== 0) return;
+      seen = g;
+      runChunks(ctrl, g, k);
+    }
+  } catch {
+    Atomics.store(ctrl, C_ERROR, 2);
+    Atomics.notify(ctrl, C_DONE);
+  } finally {
+    Atomics.sub(ctrl, C_ALIVE, 1);
+  }
+}
+
+export interface DispatcherOptions {
+  /** threads including the caller; 1 = no workers */
+  threads: number;
+  /** watchdog: a dispatch that makes no progress for this long throws (ms) */
+  watchdogMs?: number;
+  /** worker spin before sleeping (µs) */
+  spinMicros?: number;
+  /** aim for this many chunks per thread per job (load balance vs claim overhead) */
+  chunksPerThread?: number;
+}
+
+/** Caller side: writes the job table, wakes workers, works along, waits for the last chunk. */
+export class Dispatcher {
+  readonly threads: number;
+  private readonly ctrl: Int32Array;
+  private gen = 0;
+  private broken: string | undefined;
+  private readonly watchdogMs: number;
+  private readonly chunksPerThread: number;
+  /** dispatches and stalls seen, for the debug listing and tests */
+  readonly stats = { dispatches: 0, waits: 0, callerChunks: 0 };
+
+  constructor(
+    private readonly k: KernelExports,
+    memory: WebAssembly.Memory,
+    readonly ctrlOffset: number,
+    private readonly host: WorkerHost | undefined,
+    module: WebAssembly.Module,
+    opts: DispatcherOptions,
+  ) {
+    this.ctrl = new Int32Array(memory.buffer, ctrlOffset, CTRL_WORDS);
+    this.threads = host ? Math.max(1, opts.threads) : 1;
+    this.watchdogMs = opts.watchdogMs ?? 30000;
+    this.chunksPerThread = opts.chunksPerThread ?? 4;
+    Atomics.store(this.ctrl, C_SPIN_US, opts.spinMicros ?? 30);
+    if (host && this.threads > 1) host.start(this.threads - 1, { module, memory, ctrl: ctrlOffset });
+  }
+
+  /** workers currently running their loop */
+  get alive(): number {
+    return Atomics.load(this.ctrl, C_ALIVE);
+  }
+
+  /** Blocks until every worker runs its loop (or the timeout passes); true when all are up. */
+  waitForWorkers(timeoutMs = 5000): boolean {
+    const want = this.threads - 1;
+    const t0 = performance.now();
+    while (this.alive < want && performance.now() - t0 < timeoutMs) Atomics.wait(this.ctrl, C_STOP, 0, 2);
+    return this.alive >= want;
+  }
+
+  get brokenReason(): string | undefined {
+    return this.broken;
+  }
+
+  /** Runs every job's rows, split across the threads; returns when all are done. */
+  run(jobs: readonly PoolJob[]): void {
+    if (this.threads === 1 || this.broken !== undefined || jobs.length > MAX_JOBS) {
+      for (const j of jobs) this.k.run_rows(j.desc, 0, j.rows);
+      return;
+    }
+    const ctrl = this.ctrl;
+    let total = 0;
+    let scale = 1;
+    for (;;) {
+      total = 0;
+      for (let i = 0; i < jobs.length; i++) {
+        const rows = jobs[i]!.rows;
+        const chunkRows = Math.max(1, Math.ceil(rows / (this.threads * this.chunksPerThread)) * scale);
+        const o = JOB_BASE + i * JOB_WORDS;
+        ctrl[o] = jobs[i]!.desc;
+        ctrl[o + 1] = rows;
+        ctrl[o + 2] = chunkRows;
+        ctrl[o + 3] = total;
+        total += Math.ceil(rows / chunkRows);
+      }
+      if (total <= MAX_CHUNKS) break;
+      scale *= 2;
+    }
+    this.gen = (this.gen + 1) | 0;
+    const gen = this.gen;
+    Atomics.store(ctrl, C_NJOBS, jobs.length);
+    Atomics.store(ctrl, C_TOTAL, total);
+    Atomics.store(ctrl, C_DONE, 0);
+    Atomics.store(ctrl, C_ERROR, 0);
+    Atomics.store(ctrl, C_TICKET, (gen & GEN_MASK) << IDX_BITS);
+    Atomics.store(ctrl, C_GEN, gen);
+    Atomics.notify(ctrl, C_GEN);
+    this.stats.dispatches++;
+    const before = Atomics.load(ctrl, C_DONE);
+    runChunks(ctrl, gen, this.k);
+    this.stats.callerChunks += Atomics.load(ctrl, C_DONE) - before;
+    // wait for chunks still running on workers
+    let done = Atomics.load(ctrl, C_DONE);
+    let lastProgress = performance.now();
+    let lastDone = done;
+    let spins = 0;
+    while (done < total) {
+      if (spins < 2000) spins++;
+      else {
+        this.stats.waits++;
+        Atomics.wait(ctrl, C_DONE, done, 20);
+      }
+      done = Atomics.load(ctrl, C_DONE);
+      if (done !== lastDone) {
+        lastDone = done;
+        lastProgress = performance.now();
+      } else if (performance.now() - lastProgress > this.watchdogMs) {
+        this.broken = `dispatch stalled: ${done} of ${total} chunks done after ${this.watchdogMs} ms without progress`;
+        throw new QuantlabError("E_INTERNAL", `wasm worker pool: ${this.broken}; the pool now runs on the calling thread only`);
+      }
+    }
+    const err = Atomics.load(ctrl, C_ERROR);
+    if (err !== 0) throw new QuantlabError("E_INTERNAL", `wasm worker pool: a worker failed (code ${err}) while running a kernel`);
+  }
+
+  /** Stops the workers (they exit their loop at the next wake-up; the host also terminates them). */
+  stop(): void {
+    Atomics.store(this.ctrl, C_STOP, 1);
+    Atomics.notify(this.ctrl, C_GEN);
+    this.host?.stop();
+  }
+}
