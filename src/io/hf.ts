@@ -1,0 +1,421 @@
+/**
+ * Hugging Face model directories (config.json + *.safetensors [+ model.safetensors.index.json] +
+ * tokenizer.json [+ tokenizer_config.json]) ↔ Model, for Llama-family configs: Llama (1/2/3.x),
+ * Mistral, SmolLM (model_type "llama"). Isomorphic: files are reached through a DirSource / DirSink.
+ *
+ * Tensor names: model.layers.N.self_attn.q_proj.weight ↔ blk.N.attn_q.weight etc. (llama.cpp
+ * convert_hf_to_gguf.py / gguf-py tensor_mapping.py). HF rotates the two halves of each head (GPT-NeoX
+ * RoPE) while we and GGUF rotate interleaved pairs, so Q and K rows are permuted exactly as
+ * convert_hf_to_gguf.py `LlamaModel.permute` does: within each head, HF row `half·hd/2 + j` becomes row
+ * `2j + half` (K uses the KV head count).
+ */
+import { QuantlabError } from "../core/errors.js";
+import { noProgress, type Progress } from "../core/progress.js";
+import { DTYPES, Tensor, numel, viewAs, type DType } from "../core/tensor.js";
+import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import { TensorNames, expectedShapes, type ModelConfig } from "../model/config.js";
+import type { Tokenizer } from "../model/tokenizer.js";
+import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
+import type { Model, Weight } from "../model/weights.js";
+import { weightShape } from "../model/weights.js";
+import type { ByteSink } from "./gguf.js";
+import { ROPE_FREQS, inferLlama3Scaling } from "./gguf-model.js";
+import { openSafetensors, safetensorsSize, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";
+import type { ByteSource } from "./source.js";
+
+/** Read access to a directory (local folder, hub cache, HTTP). Paths are relative file names. */
+export interface DirSource {
+  readonly name: string;
+  has(file: string): Promise<boolean>;
+  readText(file: string): Promise<string>;
+  open(file: string): Promise<ByteSource>;
+  /** file names in the directory (used to find unindexed *.safetensors) */
+  list(): Promise<string[]>;
+}
+
+/** Write access to a directory being created (atomic as a whole in io/node). */
+export interface DirSink {
+  writeFile<T>(file: string, write: (sink: ByteSink) => Promise<T>): Promise<T>;
+}
+
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral"] as const;
+
+/** The HF config.json fields we read and write (transformers LlamaConfig / MistralConfig). */
+export interface HfConfigJson {
+  architectures?: string[];
+  model_type?: string;
+  hidden_size?: number;
+  intermediate_size?: number;
+  num_hidden_layers?: number;
+  num_attention_heads?: number;
+  num_key_value_heads?: number;
+  head_dim?: number;
+  vocab_size?: number;
+  max_position_embeddings?: number;
+  rope_theta?: number;
+  rms_norm_eps?: number;
+  tie_word_embeddings?: boolean;
+  hidden_act?: string;
+  attention_bias?: boolean;
+  mlp_bias?: boolean;
+  rope_scaling?: { rope_type?: string; type?: string; factor?: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number } | null;
+  bos_token_id?: number | number[] | null;
+  eos_token_id?: number | number[] | null;
+  torch_dtype?: string;
+  sliding_window?: number | null;
+  [k: string]: unknown;
+}
+
+function need(c: HfConfigJson, key: keyof HfConfigJson, file: string): number {
+  const v = c[key];
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new QuantlabError("E_FORMAT", `${file}: "${String(key)}" must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** config.json → ModelConfig; refuses what the Llama forward pass cannot run, naming the field. */
+export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfig {
+  const mt = c.model_type;
+  if (mt === "qwen2") {
+    throw new QuantlabError("E_UNSUPPORTED", `${file}: model_type "qwen2" is not supported: its q/k/v projections have biases, which quantlab's Llama forward pass does not run`);
+  }
+  if (mt === undefined || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
+    throw new QuantlabError("E_UNSUPPORTED", `${file}: architecture "${mt ?? c.architectures?.[0] ?? "unknown"}" is not supported (model_type: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
+  }
+  if (c.hidden_act !== undefined && c.hidden_act !== "silu") throw new QuantlabError("E_UNSUPPORTED", `${file}: hidden_act "${c.hidden_act}" is not supported (silu)`);
+  if (c.attention_bias) throw new QuantlabError("E_UNSUPPORTED", `${file}: attention_bias = true is not supported`);
+  if (c.mlp_bias) throw new QuantlabError("E_UNSUPPORTED", `${file}: mlp_bias = true is not supported`);
+  const dim = need(c, "hidden_size", file);
+  const nHeads = need(c, "num_attention_heads", file);
+  const nKvHeads = c.num_key_value_heads ?? nHeads;
+  const headDim = c.head_dim ?? dim / nHeads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${file}: head size ${headDim} is not an even integer`);
+  if (!Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
+  const config: ModelConfig = {
+    arch: "llama",
+    dim,
+    hiddenDim: need(c, "intermediate_size", file),
+    nLayers: need(c, "num_hidden_layers", file),
+    nHeads,
+    nKvHeads,
+    headDim,
+    vocabSize: need(c, "vocab_size", file),
+    seqLen: c.max_position_embeddings ?? 2048,
+    ropeTheta: c.rope_theta ?? 10000,
+    normEps: c.rms_norm_eps ?? 1e-6, // transformers LlamaConfig default
+    tiedEmbeddings: c.tie_word_embeddings ?? false,
+  };
+  const rs = c.rope_scaling;
+  if (rs) {
+    const t = rs.rope_type ?? rs.type;
+    if (t === "llama3") {
+      config.ropeScaling = {
+        type: "llama3",
+        factor: rs.factor ?? 8,
+        lowFreqFactor: rs.low_freq_factor ?? 1,
+        highFreqFactor: rs.high_freq_factor ?? 4,
+        originalMaxPositionEmbeddings: rs.original_max_position_embeddings ?? 8192,
+      };
+    } else if (t !== "default") {
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type "${t}" is not supported (llama3)`);
+    }
+  }
+  return config;
+}
+
+/** ModelConfig → config.json (LlamaForCausalLM). */
+export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtype = "float32"): HfConfigJson {
+  const out: HfConfigJson = {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: c.dim,
+    intermediate_size: c.hiddenDim,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nKvHeads,
+    head_dim: c.headDim,
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.seqLen,
+    rope_theta: c.ropeTheta,
+    rms_norm_eps: c.normEps,
+    tie_word_embeddings: c.tiedEmbeddings,
+    hidden_act: "silu",
+    attention_bias: false,
+    mlp_bias: false,
+    rope_scaling: c.ropeScaling
+      ? { rope_type: "llama3", factor: c.ropeScaling.factor, low_freq_factor: c.ropeScaling.lowFreqFactor, high_freq_factor: c.ropeScaling.highFreqFactor, original_max_position_embeddings: c.ropeScaling.originalMaxPositionEmbeddings }
+      : null,
+    torch_dtype: torchDtype,
+  };
+  if (tokenizer) {
+    if (tokenizer.bosId >= 0) out.bos_token_id = tokenizer.bosId;
+    if (tokenizer.eosId >= 0) out.eos_token_id = tokenizer.eosId;
+  }
+  return out;
+}
+
+// ---- tensor names ----
+
+const LAYER_MAP: [string, (l: number) => string][] = [
+  ["input_layernorm.weight", TensorNames.attnNorm],
+  ["self_attn.q_proj.weight", TensorNames.attnQ],
+  ["self_attn.k_proj.weight", TensorNames.attnK],
+  ["self_attn.v_proj.weight", TensorNames.attnV],
+  ["self_attn.o_proj.weight", TensorNames.attnOutput],
+  ["post_attention_layernorm.weight", TensorNames.ffnNorm],
+  ["mlp.gate_proj.weight", TensorNames.ffnGate],
+  ["mlp.up_proj.weight", TensorNames.ffnUp],
+  ["mlp.down_proj.weight", TensorNames.ffnDown],
+];
+
+/** Canonical name → HF name for every tensor of a config (HF file order: embeddings, layers, norm, lm_head). */
+export function hfNames(c: ModelConfig): [canonical: string, hf: string][] {
+  const out: [string, string][] = [[TensorNames.tokenEmbd, "model.embed_tokens.weight"]];
+  for (let l = 0; l < c.nLayers; l++) for (const [suffix, f] of LAYER_MAP) out.push([f(l), `model.layers.${l}.${suffix}`]);
+  out.push([TensorNames.outputNorm, "model.norm.weight"]);
+  if (!c.tiedEmbeddings) out.push([TensorNames.output, "lm_head.weight"]);
+  return out;
+}
+
+/** HF tensors that carry nothing we need (recomputed buffers in old checkpoints). */
+const IGNORED_HF = /(^|\.)rotary_emb\.inv_freq$/;
+
+/**
+ * Reorders the rows of a Q or K weight between HF's half-split RoPE layout and the interleaved layout
+ * (convert_hf_to_gguf.py `permute`). `toInterleaved` = HF → GGUF; false is the inverse. Works on raw
+ * bytes, so any dtype; `rowBytes` is one row.
+ */
+export function permuteQK(src: Uint8Array, nHeads: number, headDim: number, rowBytes: number, toInterleaved: boolean): Uint8Array {
+  const dst = new Uint8Array(src.length);
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let part = 0; part < 2; part++) {
+      for (let j = 0; j < half; j++) {
+        const hfRow = h * headDim + part * half + j;
+        const ilRow = h * headDim + 2 * j + part;
+        const [from, to] = toInterleaved ? [hfRow, ilRow] : [ilRow, hfRow];
+        dst.set(src.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes);
+      }
+    }
+  }
+  return dst;
+}
+
+// ---- loading ----
+
+export interface LoadHfOptions {
+  progress?: Progress;
+  /** config.json contents when the caller has it already (single .safetensors with embedded config) */
+  config?: HfConfigJson;
+}
+
+async function readJson<T>(dir: DirSource, file: string): Promise<T> {
+  const text = await dir.readText(file);
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new QuantlabError("E_FORMAT", `${dir.name}/${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Which safetensors file holds each HF tensor: from the index when there is one, else every *.safetensors. */
+async function weightFiles(dir: DirSource): Promise<string[]> {
+  if (await dir.has("model.safetensors.index.json")) {
+    const idx = await readJson<{ weight_map?: Record<string, string> }>(dir, "model.safetensors.index.json");
+    if (!idx.weight_map || typeof idx.weight_map !== "object") throw new QuantlabError("E_FORMAT", `${dir.name}/model.safetensors.index.json: no "weight_map"`);
+    const files = [...new Set(Object.values(idx.weight_map))];
+    for (const f of files) if (!(await dir.has(f))) throw new QuantlabError("E_IO", `${dir.name}/${f}: no such file (listed in model.safetensors.index.json)`);
+    return files;
+  }
+  const files = (await dir.list()).filter((f) => f.endsWith(".safetensors")).sort();
+  if (files.length === 0) throw new QuantlabError("E_IO", `${dir.name}: no *.safetensors files (and no model.safetensors.index.json)`);
+  return files;
+}
+
+/** Loads tokenizer.json (+ tokenizer_config.json) when present. */
+export async function loadHfTokenizer(dir: DirSource): Promise<HfTokenizer | undefined> {
+  if (!(await dir.has("tokenizer.json"))) return undefined;
+  const json = await readJson<TokenizerJson>(dir, "tokenizer.json");
+  const cfg = (await dir.has("tokenizer_config.json")) ? await readJson<TokenizerConfigJson>(dir, "tokenizer_config.json") : {};
+  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`);
+}
+
+/** Loads a model from safetensors files whose tensors use HF names, one tensor at a time. */
+export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Promise<Model> {
+  const cfgFile = `${dir.name}/config.json`;
+  let hfc = opts.config;
+  if (!hfc) {
+    if (!(await dir.has("config.json"))) throw new QuantlabError("E_IO", `${cfgFile}: no such file (a Hugging Face model directory needs config.json)`);
+    hfc = await readJson<HfConfigJson>(dir, "config.json");
+  }
+  const config = hfConfigToModelConfig(hfc, cfgFile);
+  const files = await weightFiles(dir);
+  const opened: SafetensorsFile[] = [];
+  const where = new Map<string, SafetensorsFile>();
+  try {
+    for (const f of files) {
+      const st = await openSafetensors(await dir.open(f));
+      opened.push(st);
+      for (const t of st.tensors) where.set(t.name, st);
+    }
+    // tied models may still ship lm_head.weight (a copy): ignore it then
+    const names = hfNames(config);
+    const known = new Set(names.map(([, h]) => h));
+    if (config.tiedEmbeddings) known.add("lm_head.weight");
+    const unknown = [...where.keys()].filter((n) => !known.has(n) && !IGNORED_HF.test(n));
+    if (unknown.length > 0) {
+      const biases = unknown.filter((n) => n.endsWith(".bias"));
+      if (biases.length > 0) throw new QuantlabError("E_UNSUPPORTED", `${dir.name}: bias tensors are not supported (${biases.slice(0, 3).join(", ")}${biases.length > 3 ? ", …" : ""})`);
+      throw new QuantlabError("E_FORMAT", `${dir.name}: unexpected tensors ${unknown.slice(0, 5).join(", ")}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ""}`);
+    }
+    const expected = expectedShapes(config);
+    const weights = new Map<string, Weight>();
+    const progress = opts.progress ?? noProgress;
+    progress.start(names.length, "loading");
+    for (const [canon, hf] of names) {
+      const st = where.get(hf);
+      if (!st) throw new QuantlabError("E_FORMAT", `${dir.name}: missing tensor "${hf}"`);
+      const info = st.tensor(hf)!;
+      const shape = expected.get(canon)!;
+      if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+        throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${hf}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
+      }
+      let t = await st.readTensor(info);
+      const isQ = canon.endsWith("attn_q.weight");
+      if (isQ || canon.endsWith("attn_k.weight")) {
+        const bytesPerRow = info.shape[1]! * DTYPES[t.dtype].bytes;
+        const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+        const p = permuteQK(raw, isQ ? config.nHeads : config.nKvHeads, config.headDim, bytesPerRow, true);
+        t = new Tensor(t.dtype, t.shape, viewAs(t.dtype, p.buffer, 0, numel(t.shape)));
+      }
+      weights.set(canon, { kind: "dense", tensor: t });
+      progress.tick();
+    }
+    progress.done();
+    const tokenizer = await loadHfTokenizer(dir);
+    if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
+      throw new QuantlabError("E_FORMAT", `${dir.name}/tokenizer.json: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
+    }
+    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files } } };
+  } finally {
+    for (const st of opened) await st.close();
+  }
+}
+
+// ---- writing ----
+
+export interface WriteHfOptions {
+  /** dtype of written float tensors (default: each dense tensor keeps f32/f16/bf16; others become f32) */
+  dtype?: "f32" | "f16" | "bf16";
+  /** split into shards of at most this many bytes of tensor data (default 5 GB, as transformers' save_pretrained) */
+  maxShardBytes?: number;
+  progress?: Progress;
+}
+
+/** A weight as (dtype, bytes) for safetensors, Q/K rows put back in HF order. */
+function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | undefined): { dtype: DType; bytes: () => Uint8Array } {
+  const shape = weightShape(w);
+  const keep = w.kind === "dense" && (dtype === undefined || w.tensor.dtype === dtype);
+  const outDtype: DType = keep ? (w as { tensor: Tensor }).tensor.dtype : (dtype ?? "f32");
+  return {
+    dtype: outDtype,
+    bytes: () => {
+      let raw: Uint8Array;
+      if (keep) {
+        const d = (w as { tensor: Tensor }).tensor.data;
+        raw = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+      } else {
+        const f = dequantizeWeight(w, canon).data;
+        const conv = outDtype === "f16" ? f32ArrayToF16(f) : outDtype === "bf16" ? f32ArrayToBf16(f) : f;
+        raw = new Uint8Array(conv.buffer, conv.byteOffset, conv.byteLength);
+      }
+      const isQ = canon.endsWith("attn_q.weight");
+      if (isQ || canon.endsWith("attn_k.weight")) {
+        raw = permuteQK(raw, isQ ? c.nHeads : c.nKvHeads, c.headDim, shape[1]! * DTYPES[outDtype].bytes, false);
+      }
+      return raw;
+    },
+  };
+}
+
+/** transformers' default max_shard_size "5GB" */
+const DEFAULT_SHARD_BYTES = 5_000_000_000;
+
+/** Plans the safetensors entries (HF names) of a model. */
+export function hfEntries(model: Model, opts: WriteHfOptions = {}, name = "output"): SafetensorsEntry[] {
+  const c = model.config;
+  const rf = model.weights.get(ROPE_FREQS);
+  if (rf && !c.ropeScaling) {
+    const inferred = inferLlama3Scaling(c, dequantizeWeight(rf, ROPE_FREQS).data);
+    if (!inferred) throw new QuantlabError("E_UNSUPPORTED", `${name}: the model's ${ROPE_FREQS} cannot be expressed as a config.json rope_scaling`);
+  }
+  return hfNames(c).map(([canon, hf]) => {
+    const w = model.weights.get(canon);
+    if (!w) throw new QuantlabError("E_ARG", `${name}: model has no tensor "${canon}"`);
+    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype);
+    return { name: hf, dtype, shape: weightShape(w), bytes };
+  });
+}
+
+/** Writes config.json, safetensors shards (+ index), tokenizer.json and tokenizer_config.json. */
+export async function writeHfModel(model: Model, out: DirSink, opts: WriteHfOptions = {}, name = "output"): Promise<{ files: string[]; bytes: number }> {
+  const c = model.config;
+  let config = c;
+  const rf = model.weights.get(ROPE_FREQS);
+  if (rf && !c.ropeScaling) config = { ...c, ropeScaling: inferLlama3Scaling(c, dequantizeWeight(rf, ROPE_FREQS).data) };
+  const entries = hfEntries(model, opts, name);
+  const maxShard = opts.maxShardBytes ?? DEFAULT_SHARD_BYTES;
+  const shards: SafetensorsEntry[][] = [[]];
+  let cur = 0;
+  for (const e of entries) {
+    const b = numel(e.shape) * DTYPES[e.dtype].bytes;
+    if (cur > 0 && cur + b > maxShard) {
+      shards.push([]);
+      cur = 0;
+    }
+    shards[shards.length - 1]!.push(e);
+    cur += b;
+  }
+  const files: string[] = [];
+  let bytes = 0;
+  const progress = opts.progress ?? noProgress;
+  progress.start(entries.length, "writing");
+  const meta = { format: "pt" }; // what transformers' save_pretrained writes
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (let i = 0; i < shards.length; i++) {
+    const file = shards.length === 1 ? "model.safetensors" : `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`;
+    const ticking = shards[i]!.map((e) => ({ ...e, bytes: async () => { const b = await e.bytes(); progress.tick(); return b; } }));
+    bytes += await out.writeFile(file, (sink) => writeSafetensors(sink, ticking, meta, file));
+    for (const e of shards[i]!) {
+      weightMap[e.name] = file;
+      totalSize += numel(e.shape) * DTYPES[e.dtype].bytes;
+    }
+    files.push(file);
+  }
+  progress.done();
+  const enc = new TextEncoder();
+  const writeText = async (file: string, text: string) => {
+    const b = enc.encode(text);
+    await out.writeFile(file, (sink) => sink.write(b));
+    files.push(file);
+    bytes += b.length;
+  };
+  if (shards.length > 1) await writeText("model.safetensors.index.json", JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + "\n");
+  const dtypeName = { f32: "float32", f16: "float16", bf16: "bfloat16" } as Record<string, string>;
+  await writeText("config.json", JSON.stringify(modelConfigToHf(config, model.tokenizer, dtypeName[entries[1]?.dtype ?? "f32"] ?? "float32"), null, 2) + "\n");
+  if (model.tokenizer) {
+    const t = model.tokenizer;
+    const json = t instanceof HfTokenizer ? t.json : vocabToTokenizerJson(t.vocab());
+    const v = t instanceof HfTokenizer ? undefined : t.vocab();
+    const cfg: TokenizerConfigJson = t instanceof HfTokenizer ? t.config : { add_bos_token: v!.addBos, add_eos_token: false, ...(v!.bosId >= 0 ? { bos_token: v!.pieces[v!.bosId] } : {}), ...(v!.eosId >= 0 ? { eos_token: v!.pieces[v!.eosId] } : {}), ...(v!.unkId !== undefined ? { unk_token: v!.pieces[v!.unkId] } : {}), model_max_length: c.seqLen };
+    await writeText("tokenizer.json", JSON.stringify(json) + "\n");
+    await writeText("tokenizer_config.json", JSON.stringify(cfg, null, 2) + "\n");
+  }
+  return { files, bytes };
+}
+
+/** Size in bytes of the safetensors a model would produce (for reports). */
+export function hfSize(model: Model, opts: WriteHfOptions = {}): number {
+  return safetensorsSize(hfEntries(model, opts));
+}
