@@ -11,10 +11,10 @@ export interface KvCache {
   readonly headDim: number;
   /** stores position `pos`'s keys and values of one layer; k, v: (nKvHeads·headDim) */
   store(layer: number, pos: number, k: Float32Array, v: Float32Array): void;
-  /** out[t] = q · K[layer, t, kvHead] for t < n;  q: (headDim), out: (≥ n) */
-  scores(layer: number, kvHead: number, q: Float32Array, n: number, out: Float32Array): void;
-  /** out = Σ_{t<n} p[t] · V[layer, t, kvHead] (overwrites out);  p: (≥ n), out: (headDim) */
-  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array): void;
+  /** out[t] = q[qOff..qOff+headDim) · K[layer, t, kvHead] for t < n;  out: (≥ n) */
+  scores(layer: number, kvHead: number, q: Float32Array, qOff: number, n: number, out: Float32Array): void;
+  /** out[outOff..outOff+headDim) = Σ_{t<n} p[t] · V[layer, t, kvHead];  p: (≥ n) */
+  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array, outOff: number): void;
   /** forgets every position (a fresh sequence) */
   reset(): void;
   /** bytes held */
@@ -45,27 +45,27 @@ export class F32KvCache implements KvCache {
     this.v.set(v.subarray(0, this.kvDim), o);
   }
 
-  scores(layer: number, kvHead: number, q: Float32Array, n: number, out: Float32Array): void {
+  scores(layer: number, kvHead: number, q: Float32Array, qOff: number, n: number, out: Float32Array): void {
     const hd = this.headDim;
     const stride = this.kvDim;
     const k = this.k;
     let o = layer * this.capacity * stride + kvHead * hd;
     for (let t = 0; t < n; t++, o += stride) {
       let s = 0;
-      for (let i = 0; i < hd; i++) s += q[i]! * k[o + i]!;
+      for (let i = 0; i < hd; i++) s += q[qOff + i]! * k[o + i]!;
       out[t] = s;
     }
   }
 
-  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array): void {
+  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array, outOff: number): void {
     const hd = this.headDim;
     const stride = this.kvDim;
     const v = this.v;
-    out.fill(0, 0, hd);
+    out.fill(0, outOff, outOff + hd);
     let o = layer * this.capacity * stride + kvHead * hd;
     for (let t = 0; t < n; t++, o += stride) {
       const a = p[t]!;
-      for (let i = 0; i < hd; i++) out[i] += a * v[o + i]!;
+      for (let i = 0; i < hd; i++) out[outOff + i] += a * v[o + i]!;
     }
   }
 

@@ -185,10 +185,10 @@ export class Llama {
         const len = pos0 + i + 1; // causal: this position sees 0..pos
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / kvMul);
-          this.kv.scores(l, kvh, q.subarray(i * qDim + h * hd, i * qDim + (h + 1) * hd), len, att);
+          this.kv.scores(l, kvh, q, i * qDim + h * hd, len, att);
           for (let t = 0; t < len; t++) att[t] = att[t]! / scale;
           softmax(att, len);
-          this.kv.mix(l, kvh, att, len, attOut.subarray(i * qDim + h * hd, i * qDim + (h + 1) * hd));
+          this.kv.mix(l, kvh, att, len, attOut, i * qDim + h * hd);
         }
       }
       this.mm(L.wo, attOut, n, xb);

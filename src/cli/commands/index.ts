@@ -4,3 +4,6 @@ import type { Command } from "commander";
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [];
+import { register as registerRun } from "./run.js"; commands.push(registerRun);
+import { register as registerEval } from "./eval.js"; commands.push(registerEval);
+import { register as registerKld } from "./kld.js"; commands.push(registerKld);

@@ -250,6 +250,7 @@ export class Llama2cTokenizer implements Tokenizer {
       } else if (BYTE_PIECE_EXACT.test(text)) t = 6;
       else t = 1;
       if (this.types) t = this.types[id]! as TokenType;
+      types[id] = t;
       pieces[id] = t === 1 ? text.split(" ").join(SPM_SPACE) : text;
     }
     return {

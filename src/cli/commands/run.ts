@@ -1,0 +1,72 @@
+/** `quantlab run [model]`: generate text as llama2.c run.c does (prompt positions count toward --tokens). */
+import type { Command } from "commander";
+import { defaultModelPath } from "../../io/node/data.js";
+import { Llama } from "../../model/llama.js";
+import { generate } from "../../model/generate.js";
+import { parseFloatOpt, parseIntOpt, printJson, stderrProgress } from "../util.js";
+import { loadModelWithTokenizer, positiveInt } from "../model-options.js";
+
+interface RunOptions {
+  prompt: string;
+  tokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  tokenizer?: string;
+  ctx?: number;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command("run")
+    .description("generate text from a prompt (default model: stories260K)")
+    .argument("[model]", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory (default: shared stories260K)")
+    .option("-p, --prompt <text>", "prompt text", "")
+    .option("-n, --tokens <n>", "positions to run, prompt included (llama2.c run.c -n); clamped to the context", parseIntOpt("--tokens"), 256)
+    .option("-t, --temperature <t>", "sampling temperature; 0 = greedy", parseFloatOpt("--temperature"), 0)
+    .option("--top-p <p>", "nucleus sampling mass (used when temperature > 0; 1 disables)", parseFloatOpt("--top-p"), 0.9)
+    .option("--top-k <k>", "sample among the k most likely tokens (0 disables)", parseIntOpt("--top-k"), 0)
+    .option("-s, --seed <n>", "random seed for sampling", parseIntOpt("--seed"), 1)
+    .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) when it is not beside the model")
+    .option("--ctx <n>", "KV cache positions (default: the model's context length)", positiveInt("--ctx"))
+    .option("--json", "print one JSON object {text, tokenIds, ...} instead of streaming text")
+    .action(async (modelArg: string | undefined, o: RunOptions) => {
+      const path = modelArg ?? defaultModelPath();
+      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
+      const llama = new Llama(model, { contextLength: o.ctx });
+      const streaming = !o.json;
+      // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE
+      process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+        if (e.code === "EPIPE") process.exit(0);
+        throw e;
+      });
+      const r = generate(llama, tokenizer, {
+        prompt: o.prompt,
+        steps: o.tokens,
+        temperature: o.temperature,
+        topP: o.topP,
+        topK: o.topK,
+        seed: o.seed,
+        onText: streaming ? (piece) => process.stdout.write(piece) : undefined,
+        progress: streaming ? undefined : stderrProgress(),
+      });
+      const tokPerSec = r.decodedTokens / Math.max(r.decodeMs / 1000, 1e-9);
+      if (o.json) {
+        printJson({
+          text: r.text,
+          tokenIds: r.tokenIds,
+          promptTokens: r.promptTokens,
+          model: path,
+          temperature: o.temperature,
+          topP: o.topP,
+          topK: o.topK,
+          seed: o.seed,
+          decodeTokensPerSecond: tokPerSec,
+        });
+      } else if (r.decodedTokens > 0) {
+        process.stderr.write(`achieved tok/s: ${tokPerSec.toFixed(1)}\n`); // as run.c, on stderr
+      }
+    });
+}
