@@ -196,7 +196,12 @@ export class Minifloat implements Format {
     const qe = Math.max(exponentOf(a), this.emin) - this.m; // quantum exponent
     const q = 2 ** qe;
     const n = a / q; // exact: scaling by a power of two
-    const r = rng ? roundStochastic(n, rng) : roundHalfEven(n);
+    let r = rng ? roundStochastic(n, rng) : roundHalfEven(n);
+    if (this.m === 0 && !rng && n - Math.floor(n) === 0.5) {
+      // no mantissa bit to be even: a tie between 2^k and 2^(k+1) goes to the even exponent code
+      const lower = Math.floor(n);
+      r = this.magnitudeCode(lower * q) % 2 === 0 ? lower : lower + 1;
+    }
     return r * q;
   }
 
