@@ -27,7 +27,7 @@ import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
 export const ROPE_FREQS = "rope_freqs.weight";
 
 /** llama.h `enum llama_ftype` values for files whose big tensors share one type (general.file_type). */
-const FILE_TYPE: Partial<Record<GgmlType, number>> = {
+export const FILE_TYPE: Partial<Record<GgmlType, number>> = {
   [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q4_0]: 2, [GgmlType.Q4_1]: 3, [GgmlType.Q8_0]: 7,
   [GgmlType.Q5_0]: 8, [GgmlType.Q5_1]: 9, [GgmlType.Q2_K]: 10, [GgmlType.Q3_K]: 12, [GgmlType.Q4_K]: 15,
   [GgmlType.Q5_K]: 17, [GgmlType.Q6_K]: 18, [GgmlType.IQ4_NL]: 25, [GgmlType.IQ4_XS]: 30, [GgmlType.BF16]: 32,

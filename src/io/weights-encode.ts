@@ -1,34 +1,26 @@
 /**
  * Weight → bytes of a target storage type, for writers (GGUF, safetensors) and `convert --type`.
  *
- * F32/F16/BF16 are encoded here. ggml block types (Q8_0, Q4_K, …) are encoded by a quantizer the ggml
- * module installs with `registerGgmlQuantizer` (the same plug-in shape as kernels' dequantizer hook),
- * so io does not depend on every ggml type being present.
+ * F32/F16/BF16 are encoded here; ggml block types (Q8_0, Q4_K, …) by ggml's reference quantizers
+ * (src/ggml/codecs.ts, no importance matrix: `quantize` presets and imatrix live with the ggml work).
+ * Importing ggml/index.js also installs the block decoders, so any ggml weight can be re-encoded.
  */
 import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { GGML_TYPE_SIZE, GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
+import { GGML_CODEC_TYPES, quantize } from "../ggml/index.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Weight } from "../model/weights.js";
 import { weightShape } from "../model/weights.js";
 
-/** Quantizes `rows` rows of `cols` f32 values into ggml blocks of `type` (cols a multiple of the block size). */
-export type GgmlQuantizer = (type: GgmlType, src: Float32Array, rows: number, cols: number) => Uint8Array;
-
-let ggmlQuantizer: GgmlQuantizer | undefined;
-let quantizerTypes: ReadonlySet<GgmlType> = new Set();
-
-/** The ggml module calls this once with the types it can encode. */
-export function registerGgmlQuantizer(fn: GgmlQuantizer, types: Iterable<GgmlType>): void {
-  ggmlQuantizer = fn;
-  quantizerTypes = new Set(types);
-}
+/** Types a tensor can be stored as in a file: every ggml codec except the activation-only Q8_1 and Q8_K. */
+const STORAGE_TYPES: readonly GgmlType[] = GGML_CODEC_TYPES.filter((t) => t !== GgmlType.Q8_1 && t !== GgmlType.Q8_K);
 
 const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
 
-/** Target types `convert --type` accepts now: the float types plus whatever the ggml quantizer registered. */
+/** Target types `convert --type` accepts: the float types, then every ggml block type with a codec. */
 export function encodableTypes(): GgmlType[] {
-  return [...FLOAT_TYPES, ...[...quantizerTypes].filter((t) => !FLOAT_TYPES.has(t))];
+  return [...FLOAT_TYPES, ...STORAGE_TYPES.filter((t) => !FLOAT_TYPES.has(t))];
 }
 
 /** Parses a `--type` value (case-insensitive ggml type name) into a type we can encode. */
@@ -94,7 +86,7 @@ export function encodeWeight(w: Weight, name: string, type: GgmlType): Uint8Arra
     case GgmlType.F16: { const h = f32ArrayToF16(data); return new Uint8Array(h.buffer); }
     case GgmlType.BF16: { const h = f32ArrayToBf16(data); return new Uint8Array(h.buffer); }
   }
-  if (!ggmlQuantizer || !quantizerTypes.has(type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: no encoder for ggml type ${ggmlTypeName(type)}`);
+  if (!STORAGE_TYPES.includes(type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: no encoder for ggml type ${ggmlTypeName(type)}`);
   if (ggmlRowBytes(type, cols) === undefined) throw new QuantlabError("E_ARG", `${name}: shape [${shape.join(", ")}]: row length ${cols} is not a multiple of the ${ggmlTypeName(type)} block size`);
-  return ggmlQuantizer(type, data, rows, cols);
+  return quantize(type, data, rows * cols);
 }

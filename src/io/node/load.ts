@@ -1,7 +1,7 @@
 /**
  * `<model>` on the command line → Model. Detects the format from the path and the file's magic:
  * a directory (Hugging Face layout), GGUF (magic "GGUF"), safetensors (u64 header length + JSON),
- * or a llama2.c checkpoint (.bin).
+ * or a llama2.c checkpoint (.bin); `hf://owner/name[@rev]` is downloaded into the cache first.
  */
 import { existsSync, statSync } from "node:fs";
 import { QuantlabError } from "../../core/errors.js";
@@ -10,10 +10,15 @@ import { openFile } from "./file.js";
 import { loadLlama2cFile } from "./llama2c-file.js";
 import { loadGgufFile } from "./gguf-file.js";
 import { loadSafetensorsFile, loadHfDir } from "./hf-file.js";
+import { loadHubModel } from "./hub-cache.js";
+import { isHubRef } from "../hub.js";
+import type { Progress } from "../../core/progress.js";
 
 export interface LoadOptions {
   /** tokenizer file for formats that do not carry one (llama2.c) */
   tokenizer?: string;
+  /** progress of tensor loading and hub downloads */
+  progress?: Progress;
 }
 
 export type ModelFileFormat = "llama2c" | "gguf" | "safetensors" | "hf";
@@ -41,6 +46,7 @@ export async function detectFormat(path: string): Promise<ModelFileFormat> {
 }
 
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
+  if (isHubRef(path)) return loadHubModel(path, opts);
   const fmt = await detectFormat(path);
   switch (fmt) {
     case "llama2c": return loadLlama2cFile(path, opts);

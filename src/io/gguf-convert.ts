@@ -1,0 +1,54 @@
+/**
+ * GGUF → GGUF re-encoding that works on any GGUF, model or not: every metadata pair is kept (with its
+ * type), tensor names, shapes and order are kept, and each tensor is either copied byte for byte or
+ * re-encoded to the requested type (1-D tensors stay F32, rows that do not fit the block fall back to
+ * F16, as in weights-encode.ts). Tensors stream one at a time.
+ */
+import { noProgress, type Progress } from "../core/progress.js";
+import { GgmlType, ggmlTypeName } from "../ggml/types.js";
+import { GgufValueType, GgufWriter, type ByteSink, type GgufFile } from "./gguf.js";
+import { FILE_TYPE } from "./gguf-model.js";
+import { chooseType, encodeWeight } from "./weights-encode.js";
+import type { WriteReport } from "./gguf-model.js";
+import type { Weight } from "../model/weights.js";
+import { Tensor, viewAs } from "../core/tensor.js";
+
+export interface ConvertGgufOptions {
+  type?: GgmlType;
+  progress?: Progress;
+}
+
+function asWeight(type: GgmlType, shape: number[], bytes: Uint8Array): Weight {
+  const dtype = type === GgmlType.F32 ? "f32" : type === GgmlType.F16 ? "f16" : type === GgmlType.BF16 ? "bf16" : undefined;
+  if (dtype) return { kind: "dense", tensor: new Tensor(dtype, shape, viewAs(dtype, bytes.buffer, bytes.byteOffset, shape.reduce((a, b) => a * b, 1))) };
+  return { kind: "ggml", type, shape, data: bytes };
+}
+
+export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGgufOptions = {}, name = "output"): Promise<WriteReport> {
+  const plan = f.tensors.map((t) => ({ t, ...chooseType(t.shape, opts.type, t.type) }));
+  const w = new GgufWriter(sink, name);
+  for (const [k, v] of f.metadata) {
+    if (k === "general.file_type" && opts.type !== undefined) continue;
+    w.setKV(k, v);
+  }
+  if (opts.type !== undefined && f.metadata.has("general.architecture")) {
+    const ft = FILE_TYPE[opts.type];
+    if (ft !== undefined) w.setKV("general.file_type", { type: GgufValueType.UINT32, value: ft });
+  }
+  for (const p of plan) w.addTensor({ name: p.t.name, shape: p.t.shape, type: p.type });
+  await w.writeHeader();
+  const progress = opts.progress ?? noProgress;
+  progress.start(plan.length, "converting");
+  const report: WriteReport = { tensors: [], bytes: 0 };
+  for (const p of plan) {
+    const raw = await f.readTensorBytes(p.t);
+    const bytes = p.type === p.t.type ? raw : encodeWeight(asWeight(p.t.type, p.t.shape, raw), `${f.name}: ${p.t.name}`, p.type);
+    await w.writeTensorData(p.t.name, bytes);
+    report.tensors.push({ name: p.t.name, shape: p.t.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
+    report.bytes += bytes.length;
+    progress.tick();
+  }
+  progress.done();
+  w.finish();
+  return report;
+}
