@@ -7,3 +7,5 @@ export const commands: RegisterCommand[] = [];
 import { register as registerRun } from "./run.js"; commands.push(registerRun);
 import { register as registerEval } from "./eval.js"; commands.push(registerEval);
 import { register as registerKld } from "./kld.js"; commands.push(registerKld);
+import { register as registerInfo } from "./info.js"; commands.push(registerInfo);
+import { register as registerConvert } from "./convert.js"; commands.push(registerConvert);
