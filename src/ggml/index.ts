@@ -1,0 +1,14 @@
+/**
+ * llama.cpp block types: codecs (bit-exact decode, reference quantizers), dot products, row-width
+ * fall-back. Importing this module also registers the decoder for {kind: "ggml"} weights.
+ */
+import "./register.js";
+
+export * from "./types.js";
+export {
+  dequantize, dequantizeRow, quantize, quantizeRow, hasGgmlCodec, ggmlUsesImatrix, llamaCppDecodes,
+  GGML_CODEC_TYPES, type GgmlCodecType, type QuantizeOptions,
+} from "./codecs.js";
+export { vecDot, vecDotType, quantizeActivationsRow, activationRowBytes } from "./dot.js";
+export { ggmlRowFit, type RowFit } from "./fallback.js";
+export { KVALUES_IQ4NL } from "./iq4.js";
