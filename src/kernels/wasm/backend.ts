@@ -138,10 +138,10 @@ export class WasmBackend implements Backend {
     return { threads: this.threads, alive: this.pool.alive, broken: this.pool.brokenReason, ...this.pool.stats };
   }
 
-  /** Blocks until the pool's workers have started (they start in the background; until then the
-   * calling thread does all the work). True when all are up within the timeout. */
-  waitForWorkers(timeoutMs = 5000): boolean {
-    return this.pool.waitForWorkers(timeoutMs);
+  /** Resolves when the pool's workers have started (true) or the timeout passed (false). Workers start
+   * in the background while the event loop turns; until then the calling thread does all the work. */
+  ready(timeoutMs = 10000): Promise<boolean> {
+    return this.pool.ready(timeoutMs);
   }
 
   prepare(w: Weight, name = "tensor"): PreparedWeight {

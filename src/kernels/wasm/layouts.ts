@@ -378,3 +378,21 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
     },
   },
 };
+
+/** Reference inverse of a repack: the f32 values a prepared layout stands for (s·q − m, in f32). */
+export function unpackToF32(row: RepackRow, src: RepackTarget, n: number, order: NibbleOrder): Float32Array {
+  const out = new Float32Array(n);
+  const q = new Uint8Array(32);
+  const signedCodes = new Int8Array(src.codes.buffer, src.codes.byteOffset, src.codes.length);
+  for (let b = 0; b < n / 32; b++) {
+    if (row.codeBytesPer32 === 16) unpackNibbles32(src.codes, b * 16, order, q);
+    for (let j = 0; j < 32; j++) {
+      const i = b * 32 + j;
+      const g = row.group === 32 ? b : i >> 4;
+      const code = row.codeBytesPer32 === 16 ? q[j]! - (row.kind === K_Q4_0 ? 8 : 0) : signedCodes[i]!;
+      const v = fr(src.scales[g]! * code);
+      out[i] = row.affine ? fr(v - src.mins![g]!) : v;
+    }
+  }
+  return out;
+}

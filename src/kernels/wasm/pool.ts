@@ -157,11 +157,13 @@ export class Dispatcher {
     return Atomics.load(this.ctrl, C_ALIVE);
   }
 
-  /** Blocks until every worker runs its loop (or the timeout passes); true when all are up. */
-  waitForWorkers(timeoutMs = 5000): boolean {
+  /** Resolves once every worker runs its loop (true), or after the timeout (false). Node starts worker
+   * threads only while the caller's event loop turns, so wait here (asynchronously) before relying on
+   * the workers; until they are up, the calling thread simply does all the chunks itself. */
+  async ready(timeoutMs = 10000): Promise<boolean> {
     const want = this.threads - 1;
     const t0 = performance.now();
-    while (this.alive < want && performance.now() - t0 < timeoutMs) Atomics.wait(this.ctrl, C_STOP, 0, 2);
+    while (this.alive < want && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 2));
     return this.alive >= want;
   }
 
