@@ -48,7 +48,7 @@ export function getFormat(name: string): Format {
   if (isFormatName(key)) return ROWS[key];
   const alias = FORMAT_ALIASES[key];
   if (alias) return ROWS[alias];
-  throw new QuantlabError("E_SPEC", `unknown format "${name}" (valid: ${Object.keys(ROWS).join(", ")}; aliases: ${Object.keys(FORMAT_ALIASES).join(", ")})`);
+  throw new QuantlabError("E_SPEC", `unknown format "${name}" (valid: ${listFormats().map((f) => f.name).join(", ")}; aliases: ${Object.keys(FORMAT_ALIASES).join(", ")})`);
 }
 
 /** Row by stable id, or undefined. */

@@ -9,3 +9,4 @@ import { register as registerEval } from "./eval.js"; commands.push(registerEval
 import { register as registerKld } from "./kld.js"; commands.push(registerKld);
 import { register as registerInfo } from "./info.js"; commands.push(registerInfo);
 import { register as registerConvert } from "./convert.js"; commands.push(registerConvert);
+import { register as registerFormats } from "./formats.js"; commands.push(registerFormats);
