@@ -80,7 +80,15 @@ export function encodeWeight(w: Weight, name: string, type: GgmlType): Uint8Arra
   const raw = rawBytes(w, name);
   if (raw.type === type) return raw.data;
   const shape = weightShape(w);
-  const { rows, cols, data } = dequantizeWeight(w, name);
+  let decoded;
+  try {
+    decoded = dequantizeWeight(w, name);
+  } catch (e) {
+    // decoders name neither the file nor the tensor: say which one failed
+    if (e instanceof QuantlabError && !e.message.startsWith(name)) throw new QuantlabError(e.code, `${name}: ${e.message}`, { cause: e });
+    throw e;
+  }
+  const { rows, cols, data } = decoded;
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     case GgmlType.F16: { const h = f32ArrayToF16(data); return new Uint8Array(h.buffer); }

@@ -1,0 +1,206 @@
+/**
+ * `quantlab convert` / `quantlab info` through the real CLI: conversions, and every bad-input case giving
+ * one clear line that names the file, a non-zero exit, and no output file (nor temp file) left behind.
+ */
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { dataPath } from "../../../src/io/node/data.js";
+import { GgufValueType, GgufWriter, MemorySink, openGguf, type GgufValue } from "../../../src/io/gguf.js";
+import { BufferSource } from "../../../src/io/source.js";
+import { GgmlType } from "../../../src/ggml/types.js";
+import { writeSafetensors } from "../../../src/io/safetensors.js";
+import { MemorySink as Sink } from "../../../src/io/gguf.js";
+
+const BIN = resolve("bin/quantlab.js");
+const S260 = dataPath("stories260K", "stories260K.bin");
+const G260 = dataPath("ggml", "stories260K", "stories260K-F32.gguf");
+
+interface Run { code: number; stdout: string; stderr: string }
+/**
+ * Runs the CLI's main() in this process (spawning node per case costs ~1 s on a busy machine), with
+ * stdout/stderr captured and relative paths taken from `cwd`. One spawned run checks the real binary.
+ */
+async function cli(args: string[], cwd: string): Promise<Run> {
+  const { main } = await import("../../../src/cli/main.js");
+  const abs = args.map((a, i) => (i === 0 || a.startsWith("-") || a.startsWith("/") || /^[A-Z0-9_]+$/.test(a) || /^\d/.test(a) ? a : join(cwd, a) + (a.endsWith("/") ? "/" : "")));
+  let stdout = "", stderr = "";
+  const ow = process.stdout.write, ew = process.stderr.write;
+  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
+  try {
+    process.exitCode = 0;
+    await main(["node", "quantlab", ...abs]);
+  } finally {
+    process.stdout.write = ow;
+    process.stderr.write = ew;
+  }
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = 0;
+  return { code, stdout, stderr };
+}
+
+function spawnCli(args: string[], cwd: string): Promise<Run> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, QUANTLAB_PROGRESS: "0" } });
+    let stdout = "", stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (code) => res({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Rewrites a GGUF in memory: metadata edited by `edit`, tensors copied. */
+async function rewriteGguf(src: Uint8Array, edit: (md: Map<string, GgufValue>) => void): Promise<Uint8Array> {
+  const f = await openGguf(new BufferSource("in.gguf", src));
+  const md = new Map(f.metadata);
+  edit(md);
+  const sink = new MemorySink();
+  const w = new GgufWriter(sink);
+  for (const [k, v] of md) w.setKV(k, v);
+  for (const t of f.tensors) w.addTensor(t);
+  await w.writeHeader();
+  for (const t of f.tensors) await w.writeTensorData(t.name, await f.readTensorBytes(t));
+  w.finish();
+  return sink.bytes();
+}
+
+/** A safetensors file from a header object written by hand (independent of our writer). */
+function rawSafetensors(header: object, dataBytes: number): Uint8Array {
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.length + dataBytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  return out;
+}
+
+describe("quantlab convert / info (CLI)", () => {
+  let dir: string;
+  before(() => { dir = mkdtempSync(join(tmpdir(), "ql-cli-")); });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("llama2.c → GGUF → HF dir → safetensors, --json, info on each", async () => {
+    let r = await cli(["convert", S260, "a.gguf", "--json"], dir);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.format, "gguf");
+    assert.equal(j.tensors.length, 47);
+    r = await cli(["convert", "a.gguf", "hf/", "--type", "F16", "--shard-size", "300KB"], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readdirSync(join(dir, "hf")).includes("model.safetensors.index.json"));
+    r = await cli(["convert", "hf", "b.safetensors"], dir);
+    assert.equal(r.code, 0, r.stderr);
+    for (const m of ["a.gguf", "hf", "b.safetensors"]) {
+      r = await cli(["info", m, "--json"], dir);
+      assert.equal(r.code, 0, r.stderr);
+      const info = JSON.parse(r.stdout);
+      assert.equal(info.config.dim, 64);
+      assert.equal(info.tokenizer.vocabSize, 512);
+      // embedding + final norm + 5 × (2 norms + q, o (64×64) + k, v (32×64) + 3 FFN (172×64))
+      assert.equal(info.totals.params, 512 * 64 + 64 + 5 * (2 * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 3 * 172 * 64));
+    }
+    r = await cli(["info", "hf"], dir);
+    assert.match(r.stdout, /blk\.4\.ffn_down\.weight\s+\[64, 172\]\s+f16\s+22016\s+16\.00/);
+  });
+
+  test("convert on a non-model GGUF keeps names and metadata; F32 dequantizes", async () => {
+    const r = await cli(["convert", dataPath("ggml", "golden-q8_0.gguf"), "g.gguf", "--type", "F32"], dir);
+
+    assert.equal(r.code, 0, r.stderr);
+    const out = await openGguf(new BufferSource("g.gguf", readFileSync(join(dir, "g.gguf"))));
+    const orig = await openGguf(new BufferSource("o", readFileSync(dataPath("ggml", "golden-q8_0.gguf"))));
+    assert.deepEqual(out.tensors.map((t) => [t.name, t.type]), [["x", GgmlType.F32], ["q", GgmlType.F32], ["dq", GgmlType.F32]]);
+    assert.deepEqual([...out.metadata], [...orig.metadata]);
+    // q dequantized by us equals llama.cpp's dq bit for bit
+    assert.deepEqual(await out.readTensorBytes("q"), await orig.readTensorBytes("dq"));
+  });
+
+  test("the real binary: exit code and one error line, no stack trace", async () => {
+    const r = await spawnCli(["convert", "nope.bin", "o.gguf"], dir);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, "quantlab: error: nope.bin: no such file or directory\n");
+    assert.ok(!existsSync(join(dir, "o.gguf")));
+  });
+
+  /** [label, make args, expected message, outputs to try (GGUF → GGUF is a generic re-encode that accepts any GGUF)] */
+  const ALL = ["out.gguf", "out.safetensors", "outdir/"];
+  const NOT_GGUF = ["out.safetensors", "outdir/"];
+  const cases: [string, () => Promise<string[]> | string[], RegExp, string[]][] = [
+    ["missing file", () => ["nope.bin"], /nope\.bin: no such file/, ALL],
+    ["unknown magic", () => { writeFileSync(join(dir, "junk.dat"), "GGUXjunkjunkjunk"); return ["junk.dat"]; }, /junk\.dat: unknown model format/, ALL],
+    ["truncated GGUF header", () => { writeFileSync(join(dir, "th.gguf"), readFileSync(G260).subarray(0, 300)); return ["th.gguf"]; }, /th\.gguf: truncated GGUF header/, ALL],
+    ["truncated tensor data", () => { const b = readFileSync(G260); writeFileSync(join(dir, "td.gguf"), b.subarray(0, b.length - 100)); return ["td.gguf"]; }, /td\.gguf: truncated tensor data: tensor "blk\.4\.ffn_up\.weight"/, ALL],
+    ["tensor bytes disagree with shape (safetensors)", async () => {
+      const s = new Sink();
+      await writeSafetensors(s, [{ name: "model.embed_tokens.weight", dtype: "f32", shape: [4, 4], bytes: () => new Uint8Array(64) }]);
+      const b = s.bytes();
+      const txt = new TextDecoder().decode(b).replace('"shape":[4,4]', '"shape":[4,5]');
+      writeFileSync(join(dir, "bad.safetensors"), new TextEncoder().encode(txt));
+      return ["bad.safetensors"];
+    }, /bad\.safetensors: tensor "model\.embed_tokens\.weight" \(F32 \[4, 5\]\) has 64 bytes of data but its shape needs 80/, ALL],
+    ["unsupported architecture (GGUF)", async () => {
+      writeFileSync(join(dir, "arch.gguf"), await rewriteGguf(readFileSync(G260), (md) => md.set("general.architecture", { type: GgufValueType.STRING, value: "mamba" })));
+      return ["arch.gguf"];
+    }, /arch\.gguf: architecture "mamba" is not supported/, NOT_GGUF],
+    ["unsupported architecture (HF qwen2)", () => {
+      mkdirSync(join(dir, "qwen"), { recursive: true });
+      writeFileSync(join(dir, "qwen", "config.json"), JSON.stringify({ model_type: "qwen2", hidden_size: 8 }));
+      return ["qwen"];
+    }, /qwen\/config\.json: model_type "qwen2" is not supported: its q\/k\/v projections have biases/, ALL],
+    ["unsupported dtype", async () => {
+      mkdirSync(join(dir, "i64"), { recursive: true });
+      writeFileSync(join(dir, "i64", "model.safetensors"), rawSafetensors({ "model.embed_tokens.weight": { dtype: "I64", shape: [512, 32], data_offsets: [0, 512 * 32 * 8] } }, 512 * 32 * 8));
+      writeFileSync(join(dir, "i64", "config.json"), JSON.stringify({ model_type: "llama", hidden_size: 32, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 512 }));
+      return ["i64"];
+    }, /i64\/model\.safetensors: tensor "model\.embed_tokens\.weight" has dtype I64, which quantlab does not load/, ALL],
+    ["tokenizer size ≠ vocab (GGUF)", async () => {
+      writeFileSync(join(dir, "tok.gguf"), await rewriteGguf(readFileSync(G260), (md) => {
+        for (const [k, t] of [["tokenizer.ggml.tokens", GgufValueType.STRING], ["tokenizer.ggml.scores", GgufValueType.FLOAT32], ["tokenizer.ggml.token_type", GgufValueType.INT32]] as const) {
+          const v = md.get(k)!;
+          if (v.type !== GgufValueType.ARRAY) throw new Error("not an array");
+          md.set(k, { type: GgufValueType.ARRAY, value: { itemType: t, items: v.value.items.slice(0, 511) as never } });
+        }
+      }));
+      return ["tok.gguf"];
+    }, /tok\.gguf: the tokenizer has 511 tokens but the model's vocabulary is 512/, NOT_GGUF],
+    ["a tensor type with no decoder fails mid-write", async () => {
+      const s = new MemorySink();
+      const w = new GgufWriter(s);
+      w.addTensor({ name: "a", shape: [2, 256], type: GgmlType.F32 });
+      w.addTensor({ name: "b", shape: [2, 256], type: GgmlType.IQ2_XXS });
+      await w.writeHeader();
+      await w.writeTensorData("a", new Uint8Array(2048));
+      await w.writeTensorData("b", new Uint8Array(2 * 66));
+      writeFileSync(join(dir, "iq2.gguf"), s.bytes());
+      return ["iq2.gguf", "--type", "F16"];
+    }, /iq2\.gguf: b: .*IQ2_XXS/, ["out.gguf"]],
+  ];
+
+  for (const [label, make, re, outs] of cases) {
+    test(`bad input: ${label}`, async () => {
+      const args = await make();
+      for (const out of outs) {
+        const r = await cli(["convert", ...args, out], dir);
+        assert.notEqual(r.code, 0);
+        const lines = r.stderr.trim().split("\n");
+        assert.equal(lines.length, 1, `one line, got:\n${r.stderr}`);
+        assert.match(lines[0]!, /^quantlab: error: /);
+        assert.match(lines[0]!, re);
+        assert.ok(!existsSync(join(dir, out)), `${out} must not exist`);
+        assert.deepEqual(readdirSync(dir).filter((f) => f.includes(".tmp-")), [], "no temp files left");
+      }
+    });
+  }
+
+  test("a failed conversion leaves an existing output untouched", async () => {
+    copyFileSync(G260, join(dir, "keep.gguf"));
+    const before = readFileSync(join(dir, "keep.gguf"));
+    writeFileSync(join(dir, "t2.gguf"), readFileSync(G260).subarray(0, 1000));
+    const r = await cli(["convert", "t2.gguf", "keep.gguf"], dir);
+    assert.notEqual(r.code, 0);
+    assert.deepEqual(readFileSync(join(dir, "keep.gguf")), before);
+  });
+});
