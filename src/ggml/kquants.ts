@@ -10,18 +10,17 @@ import { makeQ3Quants, makeQkx2Quants, makeQkx3Quants, makeQpQuants, makeQxQuant
 
 export const QK_K = 256;
 
-/** 6-bit (scale, min) pair j of the 12-byte Q4_K/Q5_K scales field (ggml `get_scale_min_k4`). */
-function scaleMinK4(j: number, q: Uint8Array, o: number, out: Uint8Array): void {
-  if (j < 4) {
-    out[0] = q[o + j]! & 63;
-    out[1] = q[o + j + 4]! & 63;
-  } else {
-    out[0] = (q[o + j + 4]! & 0xf) | ((q[o + j - 4]! >> 6) << 4);
-    out[1] = (q[o + j + 4]! >> 4) | ((q[o + j]! >> 6) << 4);
-  }
+/** 6-bit scale of pair j of the 12-byte Q4_K/Q5_K scales field at q[o..] (ggml `get_scale_min_k4`). */
+function scaleK4(j: number, q: Uint8Array, o: number): number {
+  return j < 4 ? q[o + j]! & 63 : (q[o + j + 4]! & 0xf) | ((q[o + j - 4]! >> 6) << 4);
 }
 
-/** Inverse of scaleMinK4 for all 8 pairs (as the quantizers pack them). */
+/** 6-bit min of pair j (ggml `get_scale_min_k4`). */
+function minK4(j: number, q: Uint8Array, o: number): number {
+  return j < 4 ? q[o + j + 4]! & 63 : (q[o + j + 4]! >> 4) | ((q[o + j]! >> 6) << 4);
+}
+
+/** Inverse of scaleK4/minK4 for all 8 pairs (as the quantizers pack them). */
 function packScaleMinK4(ls: ArrayLike<number>, lm: ArrayLike<number>, q: Uint8Array, o: number): void {
   for (let j = 0; j < 8; j++) {
     const s = ls[j]!;
@@ -259,17 +258,14 @@ export function quantizeQ3_KImpl(x: Float32Array, xo: number, dst: Uint8Array, o
 // d @0, dmin @2, scales[12] @4, qs[128] @16
 
 export function dequantizeQ4_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  const sm = new Uint8Array(2);
   for (let i = 0, o = 0, y = 0; i < nb; i++, o += 144) {
     const d = readF16(src, o);
     const min = readF16(src, o + 2);
     for (let j = 0, is = 0, q = o + 16; j < QK_K; j += 64, is += 2, q += 32) {
-      scaleMinK4(is, src, o + 4, sm);
-      const d1 = fr(d * sm[0]!);
-      const m1 = fr(min * sm[1]!);
-      scaleMinK4(is + 1, src, o + 4, sm);
-      const d2 = fr(d * sm[0]!);
-      const m2 = fr(min * sm[1]!);
+      const d1 = fr(d * scaleK4(is, src, o + 4));
+      const m1 = fr(min * minK4(is, src, o + 4));
+      const d2 = fr(d * scaleK4(is + 1, src, o + 4));
+      const m2 = fr(min * minK4(is + 1, src, o + 4));
       for (let l = 0; l < 32; l++) dst[y++] = fr(fr(d1 * (src[q + l]! & 0xf)) - m1);
       for (let l = 0; l < 32; l++) dst[y++] = fr(fr(d2 * (src[q + l]! >> 4)) - m2);
     }
@@ -281,14 +277,12 @@ export function dequantizeQ4_K(src: Uint8Array, dst: Float32Array, nb: number): 
  * 6-bit scale/min) with nearest_int((x + dm)/d), clamped to [0, nmax].
  */
 function requantK4(x: Float32Array, xo: number, dst: Uint8Array, o: number, L: Uint8Array, nmax: number): void {
-  const sm = new Uint8Array(2);
   const dAll = readF16(dst, o);
   const mAll = readF16(dst, o + 2);
   for (let j = 0; j < 8; j++) {
-    scaleMinK4(j, dst, o + 4, sm);
-    const d = fr(dAll * sm[0]!);
+    const d = fr(dAll * scaleK4(j, dst, o + 4));
     if (!d) continue;
-    const dm = fr(mAll * sm[1]!);
+    const dm = fr(mAll * minK4(j, dst, o + 4));
     for (let ii = 0; ii < 32; ii++) {
       const l = nearestInt(fr(fr(x[xo + 32 * j + ii]! + dm) / d));
       L[32 * j + ii] = Math.max(0, Math.min(nmax, l));
@@ -376,7 +370,6 @@ export function quantizeQ4_KImpl(x: Float32Array, xo: number, dst: Uint8Array, o
 // d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48
 
 export function dequantizeQ5_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  const sm = new Uint8Array(2);
   for (let i = 0, o = 0, y = 0; i < nb; i++, o += 176) {
     const d = readF16(src, o);
     const min = readF16(src, o + 2);
@@ -384,12 +377,10 @@ export function dequantizeQ5_K(src: Uint8Array, dst: Float32Array, nb: number): 
     let u1 = 1;
     let u2 = 2;
     for (let j = 0, is = 0, ql = o + 48; j < QK_K; j += 64, is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
-      scaleMinK4(is, src, o + 4, sm);
-      const d1 = fr(d * sm[0]!);
-      const m1 = fr(min * sm[1]!);
-      scaleMinK4(is + 1, src, o + 4, sm);
-      const d2 = fr(d * sm[0]!);
-      const m2 = fr(min * sm[1]!);
+      const d1 = fr(d * scaleK4(is, src, o + 4));
+      const m1 = fr(min * minK4(is, src, o + 4));
+      const d2 = fr(d * scaleK4(is + 1, src, o + 4));
+      const m2 = fr(min * minK4(is + 1, src, o + 4));
       for (let l = 0; l < 32; l++) dst[y++] = fr(fr(d1 * ((src[ql + l]! & 0xf) + (src[qh + l]! & u1 ? 16 : 0))) - m1);
       for (let l = 0; l < 32; l++) dst[y++] = fr(fr(d2 * ((src[ql + l]! >> 4) + (src[qh + l]! & u2 ? 16 : 0))) - m2);
     }
