@@ -52,7 +52,13 @@ async function fetchFile(url: string, dest: string, optional: boolean, label: st
     const reader = res.body!.getReader();
     let got = 0;
     for (;;) {
-      const { done, value } = await reader.read();
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        throw new QuantlabError("E_IO", `${label}: download interrupted after ${got} of ${total || "?"} bytes (${(e as Error).message})`);
+      }
+      const { done, value } = chunk;
       if (done) break;
       await sink.write(value);
       got += value.length;
