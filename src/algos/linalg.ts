@@ -32,19 +32,26 @@ export function choleskyLowerInPlace(a: Float64Array, n: number): boolean {
   return true;
 }
 
-/** Inverse of a lower-triangular L (n, n), returned as a new lower-triangular matrix. */
+/**
+ * Inverse of a lower-triangular L (n, n), returned as a new lower-triangular matrix. Row by row:
+ * X_i = (e_i − Σ_{k<i} L_ik X_k) / L_ii, where row X_k is non-zero only in columns ≤ k, so every
+ * inner loop runs over contiguous memory.
+ */
 export function invertLower(l: Float64Array, n: number): Float64Array {
-  const inv = new Float64Array(n * n);
+  const x = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
-    inv[i * n + i] = 1 / l[i * n + i]!;
-    for (let j = 0; j < i; j++) {
-      // (L⁻¹)_{ij} = −(Σ_{k=j}^{i−1} L_{ik} (L⁻¹)_{kj}) / L_{ii}
-      let s = 0;
-      for (let k = j; k < i; k++) s += l[i * n + k]! * inv[k * n + j]!;
-      inv[i * n + j] = -s / l[i * n + i]!;
+    const ri = i * n;
+    for (let k = 0; k < i; k++) {
+      const f = l[ri + k]!;
+      if (f === 0) continue;
+      const rk = k * n;
+      for (let j = 0; j <= k; j++) x[ri + j]! -= f * x[rk + j]!;
     }
+    x[ri + i]! += 1;
+    const inv = 1 / l[ri + i]!;
+    for (let j = 0; j <= i; j++) x[ri + j]! *= inv;
   }
-  return inv;
+  return x;
 }
 
 /** A⁻¹ from the lower Cholesky factor of A: A⁻¹ = L⁻ᵀ·L⁻¹ (symmetric, full matrix). */
@@ -68,16 +75,18 @@ export function inverseFromCholesky(l: Float64Array, n: number): Float64Array {
 /**
  * Upper Cholesky factor U of A⁻¹ (A⁻¹ = Uᵀ·U), as GPTQ needs: row q of U, scaled, is the
  * optimal-brain-quantizer update direction once columns < q have been quantized.
- * Returns undefined when A is not positive definite.
+ * Computed with one Cholesky and one triangular inverse: with J the order-reversing permutation and
+ * J·A·J = L·Lᵀ, A⁻¹ = (J L⁻ᵀ J)(J L⁻¹ J), and J L⁻¹ J is upper triangular with a positive
+ * diagonal, hence the (unique) U. Returns undefined when A is not positive definite.
  */
 export function upperCholeskyOfInverse(a: Float64Array, n: number): Float64Array | undefined {
-  const l = new Float64Array(a);
-  if (!choleskyLowerInPlace(l, n)) return undefined;
-  const inv = inverseFromCholesky(l, n);
-  if (!choleskyLowerInPlace(inv, n)) return undefined;
-  // inv now holds lower L2 with A⁻¹ = L2·L2ᵀ; U = L2ᵀ
+  const b = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) b[(n - 1 - i) * n + (n - 1 - j)] = a[i * n + j]!;
+  if (!choleskyLowerInPlace(b, n)) return undefined;
+  const li = invertLower(b, n);
   const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = inv[i * n + j]!;
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[(n - 1 - i) * n + (n - 1 - j)] = li[i * n + j]!;
+  for (let i = 0; i < u.length; i++) if (!Number.isFinite(u[i]!)) return undefined;
   return u;
 }
 
