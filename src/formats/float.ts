@@ -26,7 +26,7 @@ import { f32Bits, f32ToBf16Bits, f32ToF16Bits } from "../core/f16.js";
 import type { Rng } from "../core/rng.js";
 import type { FormatName } from "./ids.js";
 import { FORMAT_IDS } from "./ids.js";
-import { exponentOf, nanError, roundHalfEven, roundStochastic, stochasticRng } from "./round.js";
+import { exponentOf, LevelSet, nanError, pow2, roundHalfEven, roundStochastic, stochasticRng } from "./round.js";
 import type { EncodeOptions, Format, FormatFamily, Overflow } from "./types.js";
 
 export type ZeroExp = "subnormal" | "flush" | "normal";
@@ -87,7 +87,10 @@ export class Minifloat implements Format {
   /** code of +maxValue */
   readonly maxCode: number;
   private readonly signBit: number;
+  private readonly mScale: number;
   private readonly mMask: number;
+  /** nearest-even table for small formats (≤ 12 bits): same results as the arithmetic path, faster */
+  private levelSet: LevelSet | undefined;
   private readonly eMask: number;
   private valuesCache: Float64Array | undefined;
 
@@ -114,6 +117,7 @@ export class Minifloat implements Format {
     this.description = info.description;
     this.overflow = p.overflow ?? "saturate";
     this.signBit = this.signed ? 2 ** (e + m) : 0;
+    this.mScale = 2 ** m;
     this.mMask = 2 ** m - 1;
     this.eMask = 2 ** e - 1;
     this.emin = this.zeroExp === "normal" ? -this.bias : 1 - this.bias;
@@ -178,8 +182,8 @@ export class Minifloat implements Format {
   private magnitudeCode(v: number): number {
     if (v === 0) return 0;
     const ex = exponentOf(v);
-    if (ex < this.emin) return v / 2 ** (this.emin - this.m); // subnormal: E = 0
-    return (ex + this.bias) * 2 ** this.m + (v / 2 ** (ex - this.m) - 2 ** this.m);
+    if (ex < this.emin) return v / pow2(this.emin - this.m); // subnormal: E = 0
+    return (ex + this.bias) * this.mScale + (v / pow2(ex - this.m) - this.mScale);
   }
 
   /** rounds a > 0 (finite) to a representable magnitude with unbounded exponent above */
@@ -194,7 +198,7 @@ export class Minifloat implements Format {
       }
     }
     const qe = Math.max(exponentOf(a), this.emin) - this.m; // quantum exponent
-    const q = 2 ** qe;
+    const q = pow2(qe);
     const n = a / q; // exact: scaling by a power of two
     let r = rng ? roundStochastic(n, rng) : roundHalfEven(n);
     if (this.m === 0 && !rng && n - Math.floor(n) === 0.5) {
@@ -215,6 +219,10 @@ export class Minifloat implements Format {
   }
 
   encode(x: number, opts?: EncodeOptions): number {
+    return this.encodeWith(x, opts, true);
+  }
+
+  private encodeWith(x: number, opts: EncodeOptions | undefined, table: boolean): number {
     if (Number.isNaN(x)) {
       if (this.nanCode < 0) throw nanError(this.name);
       return this.nanCode;
@@ -228,6 +236,12 @@ export class Minifloat implements Format {
       neg = false;
     }
     if (a === Infinity) return this.overflowCode(neg, mode);
+    if (table && !rng && this.bits <= 12 && a <= this.maxValue && this.signed && this.zeroExp === "subnormal") {
+      // the level table gives the nearest value with ties to the even code = even mantissa, and −0 for
+      // negative inputs that round to zero (its rounding is checked against this path in the tests)
+      this.levelSet ??= new LevelSet(this.name, this.codePairs());
+      return this.levelSet.encode(x, undefined);
+    }
     let v = a === 0 ? (this.zeroExp === "normal" ? 2 ** this.emin : 0) : this.roundMagnitude(a, rng);
     if (v > this.maxValue) {
       if (mode === "saturate" || (this.infCode < 0 && this.nanCode < 0)) v = this.maxValue;
@@ -237,6 +251,22 @@ export class Minifloat implements Format {
     if (!neg) return mc;
     if (mc === 0 && this.special === "fnuz") return 0; // no −0: that code is NaN
     return this.signBit + mc;
+  }
+
+  private codePairs(): Array<[number, number]> {
+    const pairs: Array<[number, number]> = [];
+    for (let c = 0; c < 2 ** this.bits; c++) {
+      const v = this.decode(c);
+      if (!Number.isFinite(v)) continue;
+      if (v === 0 && this.magnitudeCode(0) + (Object.is(v, -0) ? this.signBit : 0) !== c) continue; // flush: non-canonical zeros
+      pairs.push([c, v]);
+    }
+    return pairs;
+  }
+
+  /** the arithmetic encoder alone (no level-table shortcut); tests check both paths agree */
+  encodeArithmetic(x: number, opts?: EncodeOptions): number {
+    return this.encodeWith(x, opts, false);
   }
 
   values(): Float64Array | undefined {

@@ -37,14 +37,22 @@ export function nanError(formatName: string): QuantlabError {
   return new QuantlabError("E_VALUE", `format ${formatName}: cannot encode NaN (the format has no NaN code)`);
 }
 
-const scratch = new DataView(new ArrayBuffer(8));
+// float64 bits through a typed-array view (host order; little-endian like every JS engine we target, as in core/f16.ts)
+const scratchF64 = new Float64Array(1);
+const scratchU32 = new Uint32Array(scratchF64.buffer);
 /** floor(log2(a)) for finite a > 0, exact (read from the float64 exponent field, subnormals included). */
 export function exponentOf(a: number): number {
-  scratch.setFloat64(0, a);
-  const hi = scratch.getUint32(0);
-  const e = (hi >>> 20) & 0x7ff;
+  scratchF64[0] = a;
+  const e = (scratchU32[1]! >>> 20) & 0x7ff;
   if (e !== 0) return e - 1023;
   return exponentOf(a * 2 ** 64) - 64; // float64 subnormal
+}
+
+const POW2 = new Float64Array(2100);
+for (let i = 0; i < POW2.length; i++) POW2[i] = 2 ** (i - 1074);
+/** 2^k for integer k in [−1074, 1025], from a table (exact) */
+export function pow2(k: number): number {
+  return POW2[k + 1074]!;
 }
 
 /**

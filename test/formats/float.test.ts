@@ -5,7 +5,9 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { getFormat } from "../../src/formats/registry.js";
+import { getFormat, listFormats } from "../../src/formats/registry.js";
+import { Rng } from "../../src/core/rng.js";
+import { nextDown, nextUp } from "./helpers.js";
 import { Minifloat, minifloat } from "../../src/formats/float.js";
 import { QuantlabError } from "../../src/core/errors.js";
 import type { Format } from "../../src/formats/types.js";
@@ -163,6 +165,29 @@ describe("E8M0 (OCP MX v1.0 §5.4, scale type)", () => {
 });
 
 describe("generic ExMy minifloat", () => {
+  test("the arithmetic encoder and the level-table shortcut agree on every midpoint, its neighbours and random inputs", () => {
+    const rng = new Rng(31);
+    const rows = listFormats().filter((f): f is Minifloat => f instanceof Minifloat && f.bits <= 12);
+    rows.push(minifloat({ e: 3, m: 4, bias: 5, special: "none" }), minifloat({ e: 2, m: 2, special: "fn" }), minifloat({ e: 4, m: 3, special: "fnuz", bias: 8 }));
+    for (const f of rows) {
+      const vals = f.values()!;
+      const xs: number[] = [];
+      for (let i = 0; i + 1 < vals.length; i++) {
+        const mid = vals[i]! / 2 + vals[i + 1]! / 2;
+        xs.push(mid, nextUp(mid), nextDown(mid), vals[i]!);
+      }
+      for (let k = 0; k < 2000; k++) xs.push((rng.next() * 2.2 - 1.1) * f.maxValue, (rng.next() - 0.5) * f.minPositive * 8);
+      xs.push(-0, 0, f.maxValue, -f.maxValue);
+      for (const x of xs) {
+        for (const overflow of ["saturate", "nonfinite"] as const) {
+          const a = f.encodeArithmetic(x, { overflow });
+          const b = f.encode(x, { overflow });
+          if (a !== b) assert.fail(`${f.name}: encode(${x}, ${overflow}) table ${b} vs arithmetic ${a}`);
+        }
+      }
+    }
+  });
+
   test("named rows are instances with the spec parameters", () => {
     const e4m3 = getFormat("fp8_e4m3") as Minifloat;
     assert.ok(e4m3 instanceof Minifloat);

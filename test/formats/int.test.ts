@@ -141,3 +141,33 @@ describe("integer-only arithmetic", () => {
     assert.equal(f.decode(f.encode(1000)), 511);
   });
 });
+
+describe("32-bit rows (not enumerable): stochastic rounding lands on neighbours and is unbiased", () => {
+  test("fp32 and q15_16", async () => {
+    const { Rng } = await import("../../src/core/rng.js");
+    const rng = new Rng(8);
+    const fp32 = getFormat("fp32");
+    const x = 1 + 2 ** -30; // between 1 and 1 + 2^-23, p(up) = 2^-7
+    const lo = 1;
+    const hi = 1 + 2 ** -23;
+    let ups = 0;
+    const N = 20000;
+    for (let i = 0; i < N; i++) {
+      const v = fp32.decode(fp32.encode(x, { rounding: "stochastic", rng }));
+      assert.ok(v === lo || v === hi);
+      if (v === hi) ups++;
+    }
+    const p = 2 ** -7;
+    assert.ok(Math.abs(ups / N - p) < 5 * Math.sqrt((p * (1 - p)) / N), `fp32: ${ups / N} vs ${p}`);
+    assert.equal(fp32.encode(x), 0x3f800000);
+    const q = getFormat("q15_16");
+    let sum = 0;
+    const y = 3.3 * 2 ** -16;
+    for (let i = 0; i < N; i++) {
+      const v = q.decode(q.encode(y, { rounding: "stochastic", rng }));
+      assert.ok(v === 3 * 2 ** -16 || v === 4 * 2 ** -16);
+      sum += v;
+    }
+    assert.ok(Math.abs(sum / N - y) < 5 * (2 ** -16 * Math.sqrt(0.3 * 0.7)) / Math.sqrt(N));
+  });
+});
