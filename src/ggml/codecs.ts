@@ -6,11 +6,11 @@
 import { bf16BitsToF32, f32ToBf16Bits } from "../core/f16.js";
 import { QuantlabError } from "../core/errors.js";
 import { readF16, writeF16 } from "./cfloat.js";
-import { quantizeIq4Impl, newIq4Scratch, dequantizeIQ4_NL, dequantizeIQ4_XS } from "./iq4.js";
+import { quantizeIq4Impl, newIq4Scratch, dequantizeIQ4_NL, dequantizeIQ4_XS, refineIQ4_XS } from "./iq4.js";
 import {
   dequantizeQ2_K, dequantizeQ3_K, dequantizeQ4_K, dequantizeQ5_K, dequantizeQ6_K, dequantizeQ8_K,
   quantizeQ2_KImpl, quantizeQ2_KRef, quantizeQ3_KImpl, quantizeQ3_KRef, quantizeQ4_KImpl, quantizeQ4_KRef,
-  quantizeQ5_KImpl, quantizeQ5_KRef, quantizeQ6_K, quantizeQ8_KRef,
+  quantizeQ5_KImpl, quantizeQ5_KRef, quantizeQ6_K, quantizeQ8_KRef, refineQ2_K, refineQ3_K, refineQ45_K, refineQ6_K,
 } from "./kquants.js";
 import {
   dequantizeQ4_0, dequantizeQ4_1, dequantizeQ5_0, dequantizeQ5_1, dequantizeQ8_0, dequantizeQ8_1, newScratch,
@@ -34,6 +34,13 @@ export interface QuantizeOptions {
    * BF16, Q8_0, Q8_1, Q8_K, TQ1_0, TQ2_0) ignore it too.
    */
   imatrix?: Float32Array;
+  /**
+   * quantlab's refine pass after llama.cpp's search (k-quants and IQ4_XS): each sub-block's stored scale
+   * (and min) may move ±2 steps where that lowers the squared error, weighted by the imatrix when given.
+   * Never worse than llama.cpp's bytes under that error; the bytes then differ from llama.cpp's but decode
+   * in it like any block. Off by default (default output is byte-identical with llama.cpp).
+   */
+  refine?: boolean;
 }
 
 /** Per-call state for quantizers: scratch buffers, the imatrix and the row context the `_impl` ones need. */
@@ -58,6 +65,8 @@ interface CodecRow {
   usesImatrix: boolean;
   /** llama.cpp has a to_float for it (activation types Q8_1 does not) */
   llamaDecodes: boolean;
+  /** quantlab's refine pass on one encoded block, error weights w (one per element of the block) */
+  refine?: (x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array, c: BlockCtx) => void;
 }
 
 const CODECS: Record<GgmlCodecType, CodecRow> = {
@@ -122,30 +131,35 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
     quantizeBlock: (x, xo, dst, o, c) => (c.qw ? quantizeQ2_KImpl(x, xo, dst, o, c.qw, c.qwo, c.s) : quantizeQ2_KRef(x, xo, dst, o, c.s)),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w, c) => refineQ2_K(x, xo, dst, o, w, c.s),
   },
   [GgmlType.Q3_K]: {
     dequantize: dequantizeQ3_K,
     quantizeBlock: (x, xo, dst, o, c) => (c.qw ? quantizeQ3_KImpl(x, xo, dst, o, c.qw, c.qwo, c.s) : quantizeQ3_KRef(x, xo, dst, o, c.s)),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w, c) => refineQ3_K(x, xo, dst, o, w, c.s),
   },
   [GgmlType.Q4_K]: {
     dequantize: dequantizeQ4_K,
     quantizeBlock: (x, xo, dst, o, c) => (c.qw ? quantizeQ4_KImpl(x, xo, dst, o, c.qw, c.qwo, c.s) : quantizeQ4_KRef(x, xo, dst, o, c.s)),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w, c) => refineQ45_K(x, xo, dst, o, w, c.s, 15),
   },
   [GgmlType.Q5_K]: {
     dequantize: dequantizeQ5_K,
     quantizeBlock: (x, xo, dst, o, c) => (c.qw ? quantizeQ5_KImpl(x, xo, dst, o, c.qw, c.qwo, c.s) : quantizeQ5_KRef(x, xo, dst, o, c.s)),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w, c) => refineQ45_K(x, xo, dst, o, w, c.s, 31),
   },
   [GgmlType.Q6_K]: {
     dequantize: dequantizeQ6_K,
     quantizeBlock: (x, xo, dst, o, c) => quantizeQ6_K(x, xo, dst, o, c.qw, c.qwo, c.s),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w, c) => refineQ6_K(x, xo, dst, o, w, c.s),
   },
   [GgmlType.Q8_K]: { dequantize: dequantizeQ8_K, quantizeBlock: (x, xo, dst, o) => quantizeQ8_KRef(x, xo, dst, o), usesImatrix: false, llamaDecodes: true },
   [GgmlType.IQ4_NL]: {
@@ -159,6 +173,7 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
     quantizeBlock: (x, xo, dst, o, c) => quantizeIq4Impl(256, x, xo, dst, o, o + 8, o + 2, o + 4, c.qw, c.qwo, 7, c.iq4),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w) => refineIQ4_XS(x, xo, dst, o, w),
   },
   [GgmlType.TQ1_0]: { dequantize: dequantizeTQ1_0, quantizeBlock: (x, xo, dst, o) => quantizeTQ1_0Ref(x, xo, dst, o), usesImatrix: false, llamaDecodes: true },
   [GgmlType.TQ2_0]: { dequantize: dequantizeTQ2_0, quantizeBlock: (x, xo, dst, o) => quantizeTQ2_0Ref(x, xo, dst, o), usesImatrix: false, llamaDecodes: true },
@@ -229,6 +244,8 @@ export function quantizeRow(type: GgmlType, src: Float32Array, dst: Uint8Array, 
   }
   const ctx: BlockCtx = { s: newScratch(), iq4: newIq4Scratch(), qw, qwo: 0, sigma2: 0 };
   const blocksPerRow = rowWidth / blockSize;
+  const refine = opts.refine ? c.refine : undefined;
+  const w = refine ? new Float64Array(blockSize).fill(1) : undefined; // (blockSize) error weights
   for (let b = 0; b < nb; b++) {
     const xo = b * blockSize;
     const inRow = b % blocksPerRow;
@@ -237,6 +254,10 @@ export function quantizeRow(type: GgmlType, src: Float32Array, dst: Uint8Array, 
       if (c.rowSigma && inRow === 0) ctx.sigma2 = rowSigma2(src, xo, rowWidth);
     }
     c.quantizeBlock(src, xo, dst, b * bytesPerBlock, ctx);
+    if (refine) {
+      if (qw) for (let j = 0; j < blockSize; j++) w![j] = qw[ctx.qwo + j]!;
+      refine(src, xo, dst, b * bytesPerBlock, w!, ctx);
+    }
   }
 }
 

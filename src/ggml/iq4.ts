@@ -164,3 +164,58 @@ export function quantizeIq4Impl(
     for (let j = 0; j < 16; j++) dst[q4 + 16 * i + j] = L[32 * i + j]! | (L[32 * i + 16 + j]! << 4);
   }
 }
+
+/**
+ * quantlab's optional refine pass for IQ4_XS (not llama.cpp's; see kquants.ts "refine"): per 32-element
+ * sub-block, tries the 6-bit scale code ±2 (never 0) with nearest-value indices under the stored f16 d,
+ * and rewrites the sub-block only when its weighted squared error beats the bytes as they are.
+ */
+export function refineIQ4_XS(x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array): void {
+  const d = readF16(dst, o);
+  if (!d) return;
+  let sh = readU16(dst, o + 2);
+  const kv = KVALUES_IQ4NL;
+  for (let ib = 0; ib < 8; ib++) {
+    const slo = o + 4 + (ib >> 1);
+    const shift = 4 * (ib % 2);
+    const code = (((dst[slo]! >> shift) & 0xf) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
+    const qs = o + 8 + 16 * ib;
+    const xb = xo + 32 * ib;
+    // error of the stored bytes
+    const D0 = fr(d * code);
+    let best = 0;
+    for (let j = 0; j < 16; j++) {
+      const q = dst[qs + j]!;
+      const r0 = fr(D0 * kv[q & 0xf]!) - x[xb + j]!;
+      const r1 = fr(D0 * kv[q >> 4]!) - x[xb + j + 16]!;
+      best += w[32 * ib + j]! * r0 * r0 + w[32 * ib + j + 16]! * r1 * r1;
+    }
+    let bestCode = code;
+    for (let c = Math.max(-32, code - 2); c <= Math.min(31, code + 2); c++) {
+      const D = fr(d * c);
+      if (c === code || !D) continue;
+      let e = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = x[xb + j]!;
+        const r = fr(D * kv[bestIndexInt8(16, kv, fr(v / D))]!) - v;
+        e += w[32 * ib + j]! * r * r;
+      }
+      if (e < best) {
+        best = e;
+        bestCode = c;
+      }
+    }
+    if (bestCode === code) continue;
+    const D = fr(d * bestCode);
+    for (let j = 0; j < 16; j++) {
+      const i0 = bestIndexInt8(16, kv, fr(x[xb + j]! / D));
+      const i1 = bestIndexInt8(16, kv, fr(x[xb + j + 16]! / D));
+      dst[qs + j] = i0 | (i1 << 4);
+    }
+    const ls = bestCode + 32;
+    dst[slo] = (dst[slo]! & ~(0xf << shift)) | ((ls & 0xf) << shift);
+    sh = (sh & ~(3 << (2 * ib))) | ((ls >> 4) << (2 * ib));
+  }
+  dst[o + 2] = sh & 0xff;
+  dst[o + 3] = (sh >> 8) & 0xff;
+}

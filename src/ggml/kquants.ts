@@ -454,6 +454,11 @@ function finishQ6(x: Float32Array, xo: number, dst: Uint8Array, o: number, s: Sc
   const iscale = fr(-128 / maxScale);
   writeF16(dst, o + 208, fr(1 / iscale));
   for (let ib = 0; ib < 16; ib++) dst[o + 192 + ib] = Math.min(127, nearestInt(fr(iscale * scales[ib]!))) & 0xff;
+  requantQ6(x, xo, dst, o, L);
+}
+
+/** Requantizes every level from the stored f16 d and int8 scales (sub-blocks with scale 0 keep L), then packs. */
+function requantQ6(x: Float32Array, xo: number, dst: Uint8Array, o: number, L: Uint8Array): void {
   const dAll = readF16(dst, o + 208);
   for (let j = 0; j < 16; j++) {
     const d = fr(dAll * ((dst[o + 192 + j]! << 24) >> 24));
@@ -530,4 +535,131 @@ export function quantizeQ8_KRef(x: Float32Array, xo: number, dst: Uint8Array, o:
 
 export function readQ8KBsum(src: Uint8Array, o: number, j: number): number {
   return readI16(src, o + 260 + 2 * j);
+}
+
+// ============================================================ refine (quantlab's, not llama.cpp's)
+//
+// An optional pass after llama.cpp's search: with the super-block scales fixed, each sub-block's stored
+// scale (and min) is moved by up to ±2 steps and the choice with the smallest weighted squared error is
+// kept, the levels requantized with nearest_int exactly as the decoder will see them. It starts from
+// llama.cpp's bytes and only accepts improvements, so under weights w it is never worse than llama.cpp.
+// The bytes differ from llama.cpp's but are ordinary blocks that llama.cpp decodes.
+
+const RADIUS = 2;
+
+/** Σ w·(decode − x)² for one affine sub-block: x ≈ D·l − M, l = clamp(nearest_int((x + M)/D), 0, nmax). */
+function affineErr(x: Float32Array, xo: number, w: Float64Array, wo: number, n: number, D: number, M: number, nmax: number): number {
+  let e = 0;
+  for (let i = 0; i < n; i++) {
+    const v = x[xo + i]!;
+    const l = Math.max(0, Math.min(nmax, nearestInt(fr(fr(v + M) / D))));
+    const r = fr(fr(D * l) - M) - v;
+    e += w[wo + i]! * r * r;
+  }
+  return e;
+}
+
+/** Σ w·(decode − x)² for one symmetric sub-block: x ≈ D·l, l = clamp(nearest_int(x/D), lo, hi). */
+function symErr(x: Float32Array, xo: number, w: Float64Array, wo: number, n: number, D: number, lo: number, hi: number): number {
+  let e = 0;
+  for (let i = 0; i < n; i++) {
+    const v = x[xo + i]!;
+    const l = Math.max(lo, Math.min(hi, nearestInt(fr(v / D))));
+    const r = fr(D * l) - v;
+    e += w[wo + i]! * r * r;
+  }
+  return e;
+}
+
+/** Best (scale, min) codes near (sc, m) for an affine sub-block; scale codes stay ≥ 1. */
+function bestAffine(x: Float32Array, xo: number, w: Float64Array, wo: number, n: number, d: number, dmin: number, sc: number, m: number, maxCode: number, nmax: number): [number, number] {
+  if (sc === 0) return [sc, m];
+  let best = affineErr(x, xo, w, wo, n, fr(d * sc), fr(dmin * m), nmax);
+  let bs = sc;
+  let bm = m;
+  for (let s2 = Math.max(1, sc - RADIUS); s2 <= Math.min(maxCode, sc + RADIUS); s2++) {
+    for (let m2 = Math.max(0, m - RADIUS); m2 <= Math.min(maxCode, m + RADIUS); m2++) {
+      const D = fr(d * s2);
+      if (!D) continue;
+      const e = affineErr(x, xo, w, wo, n, D, fr(dmin * m2), nmax);
+      if (e < best) {
+        best = e;
+        bs = s2;
+        bm = m2;
+      }
+    }
+  }
+  return [bs, bm];
+}
+
+/** Best signed scale code near sc (never 0) for a symmetric sub-block. */
+function bestSym(x: Float32Array, xo: number, w: Float64Array, wo: number, n: number, d: number, sc: number, minCode: number, maxCode: number, lo: number, hi: number): number {
+  if (sc === 0 || !fr(d * sc)) return sc;
+  let best = symErr(x, xo, w, wo, n, fr(d * sc), lo, hi);
+  let bs = sc;
+  for (let s2 = Math.max(minCode, sc - RADIUS); s2 <= Math.min(maxCode, sc + RADIUS); s2++) {
+    if (s2 === 0 || !fr(d * s2)) continue;
+    const e = symErr(x, xo, w, wo, n, fr(d * s2), lo, hi);
+    if (e < best) {
+      best = e;
+      bs = s2;
+    }
+  }
+  return bs;
+}
+
+/** Refines a Q2_K block in place (see above). w: (256) error weights. */
+export function refineQ2_K(x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array, s: Scratch): void {
+  const d = readF16(dst, o + 80);
+  const dmin = readF16(dst, o + 82);
+  if (!d) return;
+  for (let j = 0; j < 16; j++) {
+    const b = dst[o + j]!;
+    const [sc, m] = bestAffine(x, xo + 16 * j, w, 16 * j, 16, d, dmin, b & 0xf, b >> 4, 15, 3);
+    dst[o + j] = sc | (m << 4);
+  }
+  requantQ2(x, xo, dst, o, s.L);
+  pack2bit(s.L, dst, o + 16);
+}
+
+/** Refines a Q3_K block in place. */
+export function refineQ3_K(x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array, s: Scratch): void {
+  const d = readF16(dst, o + 108);
+  if (!d) return;
+  const { Ls, Li8: L } = s;
+  // levels as stored (0..7), so sub-blocks that keep a zero scale keep their bytes
+  for (let j = 0, k = 0, q = o + 32, m = 1; j < QK_K; j += 128, q += 32) {
+    for (let shift = 0; shift < 8; shift += 2, m <<= 1) {
+      for (let l = 0; l < 32; l++) L[k++] = ((dst[q + l]! >> shift) & 3) | (dst[o + l]! & m ? 4 : 0);
+    }
+  }
+  for (let j = 0; j < 16; j++) Ls[j] = bestSym(x, xo + 16 * j, w, 16 * j, 16, d, q3Scale(dst, o + 96, j), -32, 31, -4, 3) + 32;
+  packQ3Scales(Ls, dst, o + 96);
+  finishQ3(x, xo, dst, o, L);
+}
+
+/** Refines a Q4_K (nmax 15) or Q5_K (nmax 31) block in place. */
+export function refineQ45_K(x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array, s: Scratch, nmax: number): void {
+  const d = readF16(dst, o);
+  const dmin = readF16(dst, o + 2);
+  if (!d) return;
+  const { Ls, Lm } = s;
+  for (let j = 0; j < 8; j++) {
+    [Ls[j], Lm[j]] = bestAffine(x, xo + 32 * j, w, 32 * j, 32, d, dmin, scaleK4(j, dst, o + 4), minK4(j, dst, o + 4), 63, nmax);
+  }
+  packScaleMinK4(Ls, Lm, dst, o + 4);
+  requantK4(x, xo, dst, o, s.L, nmax);
+  if (nmax === 15) packQ4K(s.L, dst, o);
+  else packQ5K(s.L, dst, o);
+}
+
+/** Refines a Q6_K block in place. */
+export function refineQ6_K(x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array, s: Scratch): void {
+  const d = readF16(dst, o + 208);
+  if (!d) return;
+  for (let j = 0; j < 16; j++) {
+    const sc = (dst[o + 192 + j]! << 24) >> 24;
+    dst[o + 192 + j] = bestSym(x, xo + 16 * j, w, 16 * j, 16, d, sc, -128, 127, -32, 31) & 0xff;
+  }
+  requantQ6(x, xo, dst, o, s.L);
 }
