@@ -59,6 +59,9 @@ export function paleyHadamard(q: number): Float64Array {
   return h;
 }
 
+/** Largest dense (non-power-of-two) Kronecker factor: 2048² doubles = 32 MB, QR in a few seconds. */
+const MAX_DENSE_FACTOR = 2048;
+
 /** In-place unnormalized Walsh–Hadamard transform along `len` = 2^k elements spaced `stride` apart. */
 function fwht(x: Float32Array | Float64Array, off: number, len: number, stride: number): void {
   for (let h = 1; h < len; h *= 2) {
@@ -81,12 +84,18 @@ export function hadamardPlan(n: number): { pow2: number; b: number; kind: Rotati
   let pow2 = 1;
   while (n % (pow2 * 2) === 0) pow2 *= 2;
   if (pow2 === n) return { pow2, b: 1, kind: "hadamard" };
-  // try b = n / 2^a for a = 0.. with b − 1 a prime ≡ 3 mod 4 (prefer the largest power-of-two part)
+  // try b = n / 2^a with b − 1 a prime ≡ 3 mod 4, preferring the largest power-of-two part, and
+  // b ≤ MAX_DENSE_FACTOR (the dense factor costs b² memory and O(n·b) per vector)
   for (let p = pow2; p >= 1; p /= 2) {
     const b = n / p;
+    if (b > MAX_DENSE_FACTOR) break;
     if (b % 4 === 0 && isPrime(b - 1) && (b - 1) % 4 === 3) return { pow2: p, b, kind: "hadamard⊗paley", q: b - 1 };
   }
-  return { pow2, b: n / pow2, kind: "hadamard⊗random" };
+  const m = n / pow2;
+  if (m > MAX_DENSE_FACTOR) {
+    throw new QuantlabError("E_UNSUPPORTED", `rotation: size ${n} = ${pow2}·${m} has an odd factor above ${MAX_DENSE_FACTOR} and no Paley Hadamard order; no cheap orthogonal construction`);
+  }
+  return { pow2, b: m, kind: "hadamard⊗random" };
 }
 
 class KroneckerRotation implements Rotation {

@@ -23,6 +23,10 @@ describe("rotation", () => {
     assert.deepEqual(hadamardPlan(172), { pow2: 4, b: 43, kind: "hadamard⊗random" });
     assert.equal(hadamardPlan(176).kind, "hadamard⊗paley"); // 4 · 44, q = 43
     assert.equal(hadamardPlan(100).kind, "hadamard⊗random"); // 4 · 25
+    // Llama-7B's 11008 = 2^8·43: Paley would need a 5504-wide dense factor; the small odd factor wins
+    assert.deepEqual(hadamardPlan(11008), { pow2: 256, b: 43, kind: "hadamard⊗random" });
+    assert.deepEqual(hadamardPlan(14336), { pow2: 64, b: 224, kind: "hadamard⊗paley", q: 223 });
+    assert.throws(() => hadamardPlan(5003), /size 5003 = 1·5003 has an odd factor above 2048/);
   });
 
   test("Paley matrices are ±1 Hadamard: H·Hᵀ = (q+1)·I", () => {
