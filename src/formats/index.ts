@@ -8,3 +8,4 @@ export * from "./ternary.js";
 export * from "./log.js";
 export * from "./zero.js";
 export { getFormat, listFormats, formatById, formatInfo, isFormatName, type FormatInfo } from "./registry.js";
+export * from "./lut.js";

@@ -10,6 +10,7 @@ import { FORMAT_IDS, type FormatName } from "../../src/formats/ids.js";
 import { formatById, formatInfo, getFormat, listFormats } from "../../src/formats/registry.js";
 import type { Format } from "../../src/formats/types.js";
 import { Rng } from "../../src/core/rng.js";
+import { decodeLut, decodeLutF32 } from "../../src/formats/lut.js";
 import { QuantlabError } from "../../src/core/errors.js";
 import { codeTable, floorIndex, nearestRef, nextDown, nextUp } from "./helpers.js";
 
@@ -196,6 +197,23 @@ describe("stochastic rounding (fast-check, seeded)", () => {
 
   test("stochastic without an rng is an E_ARG error", () => {
     assert.throws(() => getFormat("int4").encode(0.3, { rounding: "stochastic" }), (e: unknown) => e instanceof QuantlabError && e.code === "E_ARG");
+  });
+});
+
+describe("decode tables", () => {
+  test("decodeLut matches decode for every code; the f32 table is exact for fp16/bf16/int16/nf4", () => {
+    for (const f of listable) {
+      const t = decodeLut(f);
+      assert.equal(t.length, 2 ** f.bits);
+      for (let c = 0; c < t.length; c++) assert.ok(Object.is(t[c], f.decode(c)), `${f.name} code ${c}`);
+      assert.equal(decodeLut(f), t); // cached
+    }
+    for (const n of ["fp16", "bf16", "int16", "uint16", "nf4", "fp8_e5m2"]) {
+      const f = getFormat(n);
+      const t32 = decodeLutF32(f);
+      const t64 = decodeLut(f);
+      for (let c = 0; c < t32.length; c++) assert.ok(Object.is(t32[c], t64[c]) || Number.isNaN(t64[c]!), `${n} code ${c}`);
+    }
   });
 });
 
