@@ -239,7 +239,11 @@ export class SpecQuantizer {
   zeroPoint(r: GroupRange, scale: number): number {
     if (!this.isAffine) return 0;
     if (!(scale !== 0)) return 0;
-    if (this.spec.scheme === "asymf") return -r.lo / scale;
+    if (this.spec.scheme === "asymf") {
+      // constant group: scale = |c|, and an integer zero (1 for c < 0 → code 0 gives −s; 0 for c > 0 → code 1 gives s)
+      if (r.hi === r.lo) return r.lo < 0 ? 1 : 0;
+      return -r.lo / scale;
+    }
     return Math.min(this.qmax, Math.max(0, roundHalfEven(-r.lo / scale)));
   }
 
@@ -310,12 +314,18 @@ export class SpecQuantizer {
     const r = this.calibrate(segment, segment.length, importance);
     const raw = this.rawScale(r);
     const dt = this.spec.scale.dtype;
-    const scale = dt === "f32" || dt === "fp8" || dt === "u8" || dt === "u6" || dt === "u4" || this.spec.granularity.kind === "none"
-      ? Math.fround(raw)
-      : storeScales([raw], dt, undefined, this.e8m0Offset).values[0]!;
+    const scale = this.storeOne(raw);
     const p: GroupParams = { scale, zero: this.storedZero(this.zeroPoint(r, scale)) };
     if (r.threshold !== undefined) p.threshold = r.threshold;
     return p;
+  }
+
+  /** One scale as stored (f32/f16/bf16/e8m0; double-quantized dtypes, which need a super-block, stay f32). */
+  storeOne(raw: number): number {
+    const dt = this.spec.scale.dtype;
+    if (this.spec.granularity.kind === "none") return 1;
+    const single = dt === "f16" || dt === "bf16" || dt === "e8m0" ? dt : "f32";
+    return storeScales([raw], single, undefined, this.e8m0Offset, this.spec.scheme === "asym").values[0]!;
   }
 
   /** Quantize then dequantize one value with a group's parameters (round to nearest even). */

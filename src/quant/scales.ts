@@ -66,19 +66,28 @@ export function mxScaleExponent(clip: number, emaxElem: number): number {
 /**
  * Stores raw scales in `dtype`. `raw` for e8m0 must already be powers of two (from the MX rule).
  * `superBlock` is required for double-quantized dtypes ("tensor" = one super-block).
+ * `towardZero` rounds f32/f16/bf16 scales toward zero instead of to nearest: integer-zero-point affine grids use it so that
+ * span/scale ≥ 2^b − 1 and min and max land on codes 0 and 2^b − 1 (which makes re-quantization stable).
  */
-export function storeScales(raw: ArrayLike<number>, dtype: ScaleDtype, superBlock?: number | "tensor", e8m0Offset = 0): StoredScales {
+export function storeScales(raw: ArrayLike<number>, dtype: ScaleDtype, superBlock?: number | "tensor", e8m0Offset = 0, towardZero = false): StoredScales {
   const n = raw.length;
   const values = new Float32Array(n);
   switch (dtype) {
     case "f32":
-      for (let i = 0; i < n; i++) values[i] = raw[i]!;
+      for (let i = 0; i < n; i++) {
+        const r = raw[i]!;
+        let v = Math.fround(r);
+        if (towardZero && Math.abs(v) > Math.abs(r)) v = nextTowardZeroF32(v);
+        values[i] = v;
+      }
       return { dtype, values };
     case "f16": {
       const codes = new Uint16Array(n);
       for (let i = 0; i < n; i++) {
-        let h = f32ToF16Bits(raw[i]!);
+        const r = raw[i]!;
+        let h = f32ToF16Bits(r);
         if ((h & 0x7c00) === 0x7c00) h = (h & 0x8000) | 0x7bff; // saturate to ±65504 rather than store Inf
+        if (towardZero && (h & 0x7fff) !== 0 && Math.abs(f16BitsToF32(h)) > Math.abs(r)) h--; // sign-magnitude: one code toward zero
         codes[i] = h;
         values[i] = f16BitsToF32(h);
       }
@@ -87,7 +96,10 @@ export function storeScales(raw: ArrayLike<number>, dtype: ScaleDtype, superBloc
     case "bf16": {
       const codes = new Uint16Array(n);
       for (let i = 0; i < n; i++) {
-        codes[i] = f32ToBf16Bits(raw[i]!);
+        const r = raw[i]!;
+        let h = f32ToBf16Bits(r);
+        if (towardZero && (h & 0x7fff) !== 0 && Math.abs(bf16BitsToF32(h)) > Math.abs(r)) h--;
+        codes[i] = h;
         values[i] = bf16BitsToF32(codes[i]!);
       }
       return { dtype, values, codes };
@@ -133,6 +145,15 @@ export function storeScales(raw: ArrayLike<number>, dtype: ScaleDtype, superBloc
       return { dtype, values, codes, superScales, superBlock: sb };
     }
   }
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** The f32 next to v in the direction of zero (v a nonzero f32). */
+function nextTowardZeroF32(v: number): number {
+  f32Scratch[0] = v;
+  u32Scratch[0] = u32Scratch[0]! - 1; // sign-magnitude: one step down in magnitude
+  return f32Scratch[0]!;
 }
 
 /** Rebuilds scale values from stored codes (used when reading a file). */

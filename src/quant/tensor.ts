@@ -227,7 +227,7 @@ export function quantizeTensor(w: Float32Array, shape: readonly number[], specIn
       raw[g] = q.rawScale(r);
     }
   }
-  const scales = spec.granularity.kind === "none" ? undefined : storeScales(raw, spec.scale.dtype, spec.scale.superBlock, q.e8m0Offset);
+  const scales = spec.granularity.kind === "none" ? undefined : storeScales(raw, spec.scale.dtype, spec.scale.superBlock, q.e8m0Offset, spec.scheme === "asym");
 
   // zero points for the stored scales
   let zeros: ZeroPoints | undefined;
