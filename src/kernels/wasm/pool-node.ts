@@ -9,13 +9,16 @@ import { WasmBackend, type WasmBackendOptions } from "./backend.js";
 
 export class NodeWorkerHost implements WorkerHost {
   private workers: Worker[] = [];
+  /** startup or runtime failures of workers, for diagnostics */
+  readonly errors: string[] = [];
 
   start(n: number, init: WorkerInit): void {
     for (let i = 0; i < n; i++) {
       const w = new Worker(new URL("./worker-node.js", import.meta.url), { workerData: init });
       w.unref();
       // a worker that dies sets the pool's error flag itself when it can; never crash the host process
-      w.on("error", () => {});
+      w.on("error", (e) => { this.errors.push(String(e)); });
+      w.on("exit", (code) => { if (code !== 0) this.errors.push(`worker exited with code ${code}`); });
       this.workers.push(w);
     }
   }

@@ -1,0 +1,22 @@
+// Run by wasm-tiers.test.ts in a child node with V8 tier flags (--liftoff-only, or --no-liftoff):
+// every kernel of both builds against the oracle, with 2 threads. Prints one JSON line.
+import { QUANT_TYPES, VARIANTS, backend, denseWeight, ggmlWeight, oracle, randomF32, disposeAll, worstRelError } from "./helpers.js";
+
+const failures: string[] = [];
+const workersUp: boolean[] = [];
+for (const variant of VARIANTS) {
+  // the tiers are what is tested here; if a worker is slow to start, the caller runs its chunks
+  const be = backend(variant, 2);
+  workersUp.push(await be.ready(5000));
+  const cases = [denseWeight("f32", 9, 77, randomF32(9 * 77, 1)), denseWeight("f16", 9, 77, randomF32(9 * 77, 2))];
+  for (const t of QUANT_TYPES) cases.push(ggmlWeight(t, 9, 512, randomF32(9 * 512, 10 + t)));
+  for (const w of cases) {
+    const x = randomF32(w.cols, 3);
+    const out = new Float32Array(w.rows);
+    be.matvec(be.prepare(w.weight, w.label), x, out);
+    const { err } = worstRelError(out, oracle(w, x, 1));
+    if (!(err <= 2e-6)) failures.push(`${variant} ${w.label}: ${err}`);
+  }
+}
+disposeAll();
+console.log(JSON.stringify({ variants: VARIANTS, failures, workersUp }));

@@ -1,0 +1,86 @@
+// WASM f32 → Q8_0 / Q4_0 quantizers write the same bytes as ggml's reference quantizers (quantizeRow,
+// itself byte-identical with llama.cpp), including rounding ties, zero blocks and |max| = |min| blocks;
+// the WASM activation quantizer equals the scalar Q8 reference exactly.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
+import { quantizeRow } from "../../src/ggml/codecs.js";
+import { quantizeActivationsQ8Ref } from "../../src/kernels/ref/q8act.js";
+import { openGgufFile } from "../../src/io/node/gguf-file.js";
+import { dataPath } from "../../src/io/node/data.js";
+import { VARIANTS, backend, disposeAll, randomF32, storiesWeights } from "./helpers.js";
+
+after(disposeAll);
+
+/** Blocks built to hit the edge cases: exact .5 ties after scaling, zeros, equal-magnitude extremes. */
+function edgeBlocks(): Float32Array {
+  const blocks: number[][] = [];
+  // amax 127 → d = 1, id = 1: x·id is exact, so k + 0.5 values are ties (roundf: away from zero)
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 0 ? 127 : ((j % 11) - 5) + 0.5)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 0 ? -127 : -(((j % 7) - 3) + 0.5))));
+  blocks.push(new Array(32).fill(0));
+  // |max| = |min|: Q4_0 takes the first of them as the signed max
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 3 ? -2 : j === 9 ? 2 : (j - 16) / 10)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 3 ? 2 : j === 9 ? -2 : (j - 16) / 10)));
+  blocks.push(new Array(32).fill(0.5));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j % 2 ? 1e-30 : -3e-39))); // tiny and subnormal
+  return Float32Array.from(blocks.flat());
+}
+
+function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+test("WASM Q8_0/Q4_0 quantizers are byte-identical to ggml's reference quantizers", async () => {
+  const golden = async (t: string): Promise<Float32Array> => {
+    const f = await openGgufFile(dataPath("ggml", `golden-${t}.gguf`));
+    try {
+      const b = await f.readTensorBytes("x");
+      return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+    } finally {
+      await f.close();
+    }
+  };
+  const inputs: [string, Float32Array][] = [
+    ["edge", edgeBlocks()],
+    ["random", randomF32(32 * 999, 3, 5)],
+    ["stories260K", storiesWeights().subarray(0, 32 * 4000)],
+    ["golden x", await golden("q8_0")],
+    ["large (crosses the 1 MiB streaming chunk)", randomF32((1 << 18) + 32 * 17, 9)],
+  ];
+  for (const variant of VARIANTS) {
+    const be = backend(variant, 1);
+    for (const type of [GgmlType.Q8_0, GgmlType.Q4_0] as const) {
+      const bpb = type === GgmlType.Q8_0 ? 34 : 18;
+      for (const [label, x] of inputs) {
+        const want = new Uint8Array((x.length / 32) * bpb);
+        quantizeRow(type, x, want, x.length);
+        const got = new Uint8Array(want.length);
+        be.quantizeGgml(type, x, got);
+        const at = firstDiff(got, want);
+        assert.equal(at, -1, `${variant} ${ggmlTypeName(type)} ${label}: first differing byte ${at} (block ${Math.floor(at / bpb)}): ${got[at]} vs ggml ${want[at]}`);
+      }
+    }
+  }
+});
+
+test("WASM activation quantizer equals the scalar Q8 reference (codes, f16-rounded scales, sums per 16)", () => {
+  for (const variant of VARIANTS) {
+    const be = backend(variant, 1);
+    const k = be.kernels;
+    for (const x of [edgeBlocks(), randomF32(32 * 64, 5, 3), storiesWeights().subarray(0, 32 * 64)]) {
+      const n = x.length;
+      const a = be.arena;
+      const xf = a.alloc(n * 4), x16 = a.alloc(n * 2), x8 = a.alloc(n), xd = a.alloc(n / 8), xs = a.alloc(n / 4);
+      a.f32.set(x, xf >> 2);
+      k.quantize_act(xf, n, x16, x8, xd, xs);
+      const ref = quantizeActivationsQ8Ref(x);
+      const buf = a.memory.buffer;
+      assert.deepEqual(new Int8Array(buf, x8, n), ref.q);
+      assert.deepEqual(Int16Array.from(new Int16Array(buf, x16, n)), Int16Array.from(ref.q));
+      assert.deepEqual(new Float32Array(buf, xd, n / 32), ref.d);
+      assert.deepEqual(new Int32Array(buf, xs, n / 16), ref.sums16);
+    }
+  }
+});
