@@ -212,3 +212,19 @@ describe("bf16", () => {
     }
   });
 });
+
+describe("fp32 row", () => {
+  test("encode of float64 inputs equals Math.fround (correctly rounded), incl. subnormals and overflow; decode is the f32 value", () => {
+    const f = getFormat("fp32");
+    const rng = new Rng(17);
+    for (let i = 0; i < 300_000; i++) {
+      const x = (rng.next() < 0.5 ? -1 : 1) * 2 ** (rng.next() * 290 - 160) * (1 + rng.next());
+      const want = f32Bits(Math.fround(x));
+      const got = f.encode(x);
+      if (got !== want) assert.fail(`fp32.encode(${x}) = 0x${got.toString(16)}, fround 0x${want.toString(16)}`);
+      // x is float64 (generic exact path); its f32 rounding takes the fast path and must give the same code
+      if (i % 8 === 0 && f.encode(Math.fround(x)) !== want) assert.fail(`fp32 fast path at ${Math.fround(x)}`);
+      if (i % 64 === 0) assert.equal(f.decode(want), Math.fround(x));
+    }
+  });
+});
