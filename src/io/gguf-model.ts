@@ -200,7 +200,8 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
   }
   progress.done();
   if (rf) {
-    const inferred = inferLlama3Scaling(config, (weights.get(ROPE_FREQS) as { kind: "dense"; tensor: Tensor }).tensor.toF32());
+    const factors = (weights.get(ROPE_FREQS) as { kind: "dense"; tensor: Tensor }).tensor.toF32();
+    const inferred = ropeScalingFromMetadata(f, config, factors) ?? inferLlama3Scaling(config, factors);
     if (inferred) config.ropeScaling = inferred;
   }
   const metadata: Record<string, unknown> = {};
@@ -239,6 +240,38 @@ export function llama3RopeFactors(c: ModelConfig, s: RopeScalingLlama3): Float32
     }
   }
   return out;
+}
+
+/**
+ * Llama 3 parameters are not GGUF keys (llama.cpp only reads the rope_freqs tensor), so we also write
+ * them under our own namespace, which llama.cpp ignores; on reading they are used only if they
+ * reproduce the tensor.
+ */
+const QL_ROPE = "quantlab.rope_scaling.";
+
+export function ropeScalingMetadata(s: RopeScalingLlama3): Map<string, GgufValue> {
+  return new Map<string, GgufValue>([
+    [`${QL_ROPE}type`, str("llama3")],
+    [`${QL_ROPE}factor`, f32(s.factor)],
+    [`${QL_ROPE}low_freq_factor`, f32(s.lowFreqFactor)],
+    [`${QL_ROPE}high_freq_factor`, f32(s.highFreqFactor)],
+    [`${QL_ROPE}original_context_length`, u32(s.originalMaxPositionEmbeddings)],
+  ]);
+}
+
+function ropeScalingFromMetadata(f: GgufFile, c: ModelConfig, factors: Float32Array): RopeScalingLlama3 | undefined {
+  if (metaString(f, `${QL_ROPE}type`) !== "llama3") return undefined;
+  const num = (k: string) => metaNumber(f, `${QL_ROPE}${k}`);
+  const s: RopeScalingLlama3 = {
+    type: "llama3",
+    factor: num("factor") ?? NaN,
+    lowFreqFactor: num("low_freq_factor") ?? NaN,
+    highFreqFactor: num("high_freq_factor") ?? NaN,
+    originalMaxPositionEmbeddings: num("original_context_length") ?? NaN,
+  };
+  const again = llama3RopeFactors(c, s);
+  for (let j = 0; j < factors.length; j++) if (!(Math.abs(again[j]! - factors[j]!) <= 1e-6 * factors[j]!)) return undefined;
+  return s;
 }
 
 /**
@@ -372,6 +405,7 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
     for (const [k, val] of vocabMetadata(v)) w.setKV(k, val);
     if (v.model === "gpt2" && model.tokenizer instanceof HfTokenizer) w.setKV(HF_JSON_KEY, str(JSON.stringify(model.tokenizer.json)));
   }
+  if (c.ropeScaling) for (const [k, v] of ropeScalingMetadata(c.ropeScaling)) w.setKV(k, v);
   if (opts.extraMetadata) for (const [k, v] of opts.extraMetadata) w.setKV(k, v);
   for (const p of plan) w.addTensor({ name: p.name, shape: p.shape, type: p.type });
   await w.writeHeader();

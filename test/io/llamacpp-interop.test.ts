@@ -74,14 +74,7 @@ describe("llama.cpp interop", () => {
 
   test("synthetic Llama (GQA, untied output, rope_theta 500000, dims multiples of 256) agrees", async () => {
     const cfg: ModelConfig = { arch: "llama", dim: 256, hiddenDim: 512, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: 256, seqLen: 256, ropeTheta: 500000, normEps: 1e-5, tiedEmbeddings: false, name: "synthetic" };
-    const rng = new Rng(11);
-    const weights = new Map<string, Weight>();
-    for (const [n, shape] of expectedShapes(cfg)) {
-      const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.1 * rng.normal();
-      else rng.fillNormal(d, n.startsWith("token_embd") ? 1 : 0.06);
-      weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
-    }
+    const weights = randomWeights(cfg, 11);
     // a byte-piece llama vocabulary so llama.cpp accepts the file: <unk>, <s>, </s>, then bytes
     const { Llama2cTokenizer } = await import("../../src/model/tokenizers/llama2c.js");
     const pieces = [new TextEncoder().encode("<unk>"), new TextEncoder().encode("<s>"), new TextEncoder().encode("</s>")];
@@ -94,4 +87,58 @@ describe("llama.cpp interop", () => {
     for (let i = 0; i < 40; i++) ids.push(3 + ((i * 37 + 11) % 250));
     await compare(out, m, ids, "synthetic Llama F32 (ours) in llama.cpp");
   });
+
+  test("synthetic Llama 3 style: byte-level BPE vocabulary (gpt2, llama-bpe) and llama3 RoPE scaling as rope_freqs", async () => {
+    const { HfTokenizer } = await import("../../src/model/tokenizers/hf.js");
+    const pieces = byteLevelAlphabet();
+    const merges: string[] = [];
+    for (const [a, b] of [["Ġ", "t"], ["h", "e"], ["Ġt", "he"], ["i", "n"], ["Ġ", "a"], ["o", "n"], ["e", "r"], ["Ġ", "w"], ["a", "s"], ["Ġw", "as"]] as const) { merges.push(`${a} ${b}`); pieces.push(a + b); }
+    while (pieces.length < 510) pieces.push(`<|reserved_${pieces.length}|>`);
+    pieces.push("<|begin_of_text|>", "<|end_of_text|>");
+    const types = new Int32Array(512).fill(1);
+    for (let i = 266; i < 512; i++) types[i] = 3;
+    const tokenizer = HfTokenizer.fromVocab({ model: "gpt2", pre: "llama-bpe", pieces, scores: new Float32Array(512), types, merges, bosId: 510, eosId: 511, addBos: true });
+    const cfg: ModelConfig = { arch: "llama", dim: 256, hiddenDim: 768, nLayers: 2, nHeads: 4, nKvHeads: 1, headDim: 64, vocabSize: 512, seqLen: 256, ropeTheta: 500000, normEps: 1e-5, tiedEmbeddings: true, name: "synthetic-llama3",
+      ropeScaling: { type: "llama3", factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } };
+    const m: Model = { config: cfg, weights: randomWeights(cfg, 12, 0.12), tokenizer, source: { path: "memory", format: "memory" } };
+    const out = join(dir, "synthetic-l3.gguf");
+    await saveGgufFile(m, out);
+    const back = await loadModel(out);
+    assert.deepEqual(back.config.ropeScaling, cfg.ropeScaling); // recovered from rope_freqs.weight
+    const text = "The theater was in the west, then 12345 rooms…";
+    const ids = [510, ...tokenizer.encode(text)];
+    assert.deepEqual(back.tokenizer!.encode(text, { bos: true }), ids);
+    const lc = await LlamaCppModel.load(out, { contextSize: 256 });
+    try {
+      assert.deepEqual(lc.tokenize(text), ids.slice(1));
+    } finally {
+      await lc.dispose();
+    }
+    await compare(out, back, ids, "synthetic Llama-3-style F32 (ours) in llama.cpp");
+  });
 });
+
+/** Random weights; the embedding's scale sets how peaked the output is (it is the classifier when tied). */
+function randomWeights(cfg: ModelConfig, seed: number, embdStd = 1): Map<string, Weight> {
+  const rng = new Rng(seed);
+  const weights = new Map<string, Weight>();
+  for (const [n, shape] of expectedShapes(cfg)) {
+    const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.1 * rng.normal();
+    else rng.fillNormal(d, n.startsWith("token_embd") ? embdStd : 0.06);
+    weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
+  }
+  return weights;
+}
+
+/** GPT-2's byte → printable-character table (bytes_to_unicode), in its own order. */
+function byteLevelAlphabet(): string[] {
+  const bs: number[] = [];
+  for (let b = 33; b <= 126; b++) bs.push(b);
+  for (let b = 161; b <= 172; b++) bs.push(b);
+  for (let b = 174; b <= 255; b++) bs.push(b);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
+  return cs.map((c) => String.fromCodePoint(c));
+}
