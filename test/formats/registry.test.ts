@@ -11,6 +11,7 @@ import { formatById, formatInfo, getFormat, listFormats } from "../../src/format
 import type { Format } from "../../src/formats/types.js";
 import { Rng } from "../../src/core/rng.js";
 import { decodeLut, decodeLutF32 } from "../../src/formats/lut.js";
+import { floatFormats } from "../../src/formats/float.js";
 import { QuantlabError } from "../../src/core/errors.js";
 import { codeTable, floorIndex, nearestRef, nextDown, nextUp } from "./helpers.js";
 
@@ -30,6 +31,15 @@ describe("registry", () => {
       assert.equal(formatById(f.id), f);
     }
     assert.equal(new Set(all.map((f) => f.id)).size, all.length);
+  });
+
+  test("type level: a registry without every family's rows does not compile", () => {
+    // @ts-expect-error rows of the int, codebook, ternary, log and zero families are missing
+    const partial: Record<FormatName, Format> = { ...floatFormats };
+    assert.ok(partial);
+    // @ts-expect-error an unknown name is not a FormatName
+    const bad: FormatName = "int17";
+    assert.ok(bad);
   });
 
   test("the issue's integer widths and the survey's families are all present", () => {
