@@ -1,0 +1,42 @@
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, mkdtempSync, existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { dataPath } from "../../src/io/node/data.js";
+import { quantlab, expectOneLineError } from "./helpers-cli.js";
+
+const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8"));
+const model = dataPath("stories260K", "stories260K.bin");
+const text = dataPath("tinystories", "eval.txt");
+
+describe("quantlab eval", () => {
+  test("--json: the first two reference windows (ctx 512, --max-tokens 1000 → 1022 tokens)", () => {
+    const r = quantlab("eval", model, "--text", text, "--ctx", "512", "--max-tokens", "1000", "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.tokens, 1022);
+    assert.equal(out.windows, 2);
+    const want = (ref.eval.window_nll_sums[0] + ref.eval.window_nll_sums[1]) / 1022;
+    assert.ok(Math.abs(out.nll - want) < 1e-5, `${out.nll} vs ${want}`);
+    assert.ok(Math.abs(out.ppl - Math.exp(want)) < 1e-4);
+  });
+
+  test("plain output is one summary line", () => {
+    const r = quantlab("eval", model, "--text", text, "--ctx", "64", "--max-tokens", "63");
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^stories260K\.bin on eval\.txt: ppl \d+\.\d{4}  nll \d\.\d{6} nats\/token  63 tokens in 1 windows of ctx 64/);
+  });
+
+  describe("bad input", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ql-eval-"));
+    test("missing text file", () => expectOneLineError(quantlab("eval", model, "--text", join(dir, "none.txt")), /none\.txt: no such file/));
+    test("--ctx 1", () => expectOneLineError(quantlab("eval", model, "--text", text, "--ctx", "1"), /ctx 1: expected an integer ≥ 2/, 2));
+    test("--save-logits into a missing directory leaves nothing behind", () => {
+      const out = join(dir, "sub", "x.qlgt");
+      expectOneLineError(quantlab("eval", model, "--text", text, "--ctx", "64", "--max-tokens", "10", "--save-logits", out), /directory .* does not exist/);
+      assert.equal(existsSync(out), false);
+      assert.deepEqual(readdirSync(dir), []);
+    });
+  });
+});
