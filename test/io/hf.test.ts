@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { dataPath } from "../../src/io/node/data.js";
 import { loadModel } from "../../src/io/node/load.js";
 import { saveHfDir, saveSafetensorsFile } from "../../src/io/node/hf-file.js";
+import { saveGgufFile } from "../../src/io/node/gguf-file.js";
 import { permuteQK } from "../../src/io/hf.js";
 import { writeSafetensors } from "../../src/io/safetensors.js";
 import { atomicWriteFile } from "../../src/io/node/atomic.js";
@@ -90,6 +91,12 @@ describe("HF layout", () => {
       const text = readFileSync(dataPath("tinystories", "eval.txt"), "utf8").slice(0, 20000);
       assert.deepEqual(back.tokenizer!.encode(text), src.tokenizer!.encode(text));
       assert.equal(back.tokenizer!.decode(back.tokenizer!.encode(text)), text);
+      // HF (SentencePiece-style BPE tokenizer.json) → GGUF: the "llama" vocabulary scored by merge rank tokenizes the same
+      const g = join(dir, "from-hf.gguf");
+      await saveGgufFile(back, g);
+      const fromHf = await loadModel(g);
+      assert.deepEqual(fromHf.tokenizer!.vocab().pieces, src.tokenizer!.vocab().pieces);
+      assert.deepEqual(fromHf.tokenizer!.encode(text), src.tokenizer!.encode(text));
       // and the single-file form carries config and tokenizer in __metadata__
       const one = join(dir, "one.safetensors");
       await saveSafetensorsFile(src, one, { dtype: "f32" });
