@@ -3,7 +3,7 @@
  * `to_float`) and `quantizeRow` (llama.cpp's reference quantizers; with an importance matrix its `_impl`
  * quantizers). The table is typed `Record<GgmlCodecType, …>` so a missing row is a compile error.
  */
-import { bf16BitsToF32, f32ToBf16Bits } from "../core/f16.js";
+import { bf16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../core/f16.js";
 import { QuantlabError } from "../core/errors.js";
 import { readF16, writeF16 } from "./cfloat.js";
 import { quantizeIq4Impl, newIq4Scratch, dequantizeIQ4_NL, dequantizeIQ4_XS, refineIQ4_XS } from "./iq4.js";
@@ -65,6 +65,8 @@ interface CodecRow {
   usesImatrix: boolean;
   /** llama.cpp has a to_float for it (activation types Q8_1 does not) */
   llamaDecodes: boolean;
+  /** whole-row encoder for the element types (F32/F16/BF16), instead of one call per element */
+  quantizeAll?: (x: Float32Array, dst: Uint8Array, n: number) => void;
   /** quantlab's refine pass on one encoded block, error weights w (one per element of the block) */
   refine?: (x: Float32Array, xo: number, dst: Uint8Array, o: number, w: Float64Array, c: BlockCtx) => void;
 }
@@ -73,6 +75,7 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
   [GgmlType.F32]: {
     dequantize: (src, dst, nb) => new Uint8Array(dst.buffer, dst.byteOffset, nb * 4).set(src.subarray(0, nb * 4)),
     quantizeBlock: (x, xo, dst, o) => dst.set(new Uint8Array(x.buffer, x.byteOffset + xo * 4, 4), o),
+    quantizeAll: (x, dst, n) => dst.set(new Uint8Array(x.buffer, x.byteOffset, n * 4)),
     usesImatrix: false,
     llamaDecodes: true,
   },
@@ -81,6 +84,13 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
       for (let i = 0; i < nb; i++) dst[i] = readF16(src, 2 * i);
     },
     quantizeBlock: (x, xo, dst, o) => void writeF16(dst, o, x[xo]!),
+    quantizeAll: (x, dst, n) => {
+      for (let i = 0; i < n; i++) {
+        const h = f32ToF16Bits(x[i]!);
+        dst[2 * i] = h & 0xff;
+        dst[2 * i + 1] = h >>> 8;
+      }
+    },
     usesImatrix: false,
     llamaDecodes: true,
   },
@@ -92,6 +102,13 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
       const h = f32ToBf16Bits(x[xo]!);
       dst[o] = h & 0xff;
       dst[o + 1] = h >>> 8;
+    },
+    quantizeAll: (x, dst, n) => {
+      for (let i = 0; i < n; i++) {
+        const h = f32ToBf16Bits(x[i]!);
+        dst[2 * i] = h & 0xff;
+        dst[2 * i + 1] = h >>> 8;
+      }
     },
     usesImatrix: false,
     llamaDecodes: true,
@@ -236,6 +253,10 @@ export function quantizeRow(type: GgmlType, src: Float32Array, dst: Uint8Array, 
   if (src.length < n) throw new QuantlabError("E_ARG", `quantizeRow: src holds ${src.length} floats, need ${n}`);
   if (dst.length < nb * bytesPerBlock) {
     throw new QuantlabError("E_ARG", `quantizeRow: ${ggmlTypeName(type)} needs ${nb * bytesPerBlock} bytes for ${n} elements, dst has ${dst.length}`);
+  }
+  if (c.quantizeAll) {
+    c.quantizeAll(src, dst, n);
+    return;
   }
   const qw = c.usesImatrix && opts.imatrix ? opts.imatrix : null;
   const rowWidth = qw ? qw.length : n;

@@ -42,11 +42,6 @@ export function makeQxQuants(
     rmseType = -rmseType;
     returnEarly = true;
   }
-  const weightOf = (i: number): number => {
-    const v = x[xo + i]!;
-    if (qw) return qw[qwo + i]!;
-    return rmseType === 1 ? fr(v * v) : rmseType === 2 ? 1 : rmseType === 3 ? Math.abs(v) : fr(Math.sqrt(Math.abs(v)));
-  };
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
@@ -54,7 +49,7 @@ export function makeQxQuants(
     let l = nearestInt(fr(iscale * v));
     l = Math.max(-nmax, Math.min(nmax - 1, l));
     L[Lo + i] = l + nmax;
-    const w = weightOf(i);
+    const w = qw ? qw[qwo + i]! : rmseWeight(rmseType, v);
     sumlx = fr(sumlx + fr(fr(w * v) * l));
     suml2 = fr(suml2 + fr(fr(w * l) * l));
   }
@@ -71,7 +66,7 @@ export function makeQxQuants(
       const v = x[xo + i]!;
       let l = nearestInt(fr(iscale * v));
       l = Math.max(-nmax, Math.min(nmax - 1, l));
-      const w = weightOf(i);
+      const w = qw ? qw[qwo + i]! : rmseWeight(rmseType, v);
       sumlx = fr(sumlx + fr(fr(w * v) * l));
       suml2 = fr(suml2 + fr(fr(w * l) * l));
     }
@@ -85,6 +80,11 @@ export function makeQxQuants(
     }
   }
   return scale;
+}
+
+/** make_qx_quants' weight without quant_weights: x², 1, |x| or √|x| for rmse_type 1, 2, 3, 4. */
+function rmseWeight(rmseType: number, v: number): number {
+  return rmseType === 1 ? fr(v * v) : rmseType === 2 ? 1 : rmseType === 3 ? Math.abs(v) : fr(Math.sqrt(Math.abs(v)));
 }
 
 /**
@@ -199,16 +199,23 @@ export function makeQkx2Quants(
     mins[mo] = -min;
     return scale;
   }
-  for (let is = 0; is <= nstep; is++) {
+  for (let is = 0, same = false; is <= nstep; is++, same = true) {
     iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
+    for (let i = 0; i < n; i++) {
+      const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(x[xo + i]! - min)))));
+      if (Laux[i] !== l) {
+        Laux[i] = l;
+        same = false;
+      }
+    }
+    // the same levels as the previous trial give the same sums and error, hence the same (non-)choice
+    if (same) continue;
     let sumL = 0;
     let sumL2 = 0;
     let sumXL = 0;
     for (let i = 0; i < n; i++) {
       const v = x[xo + i]!;
-      let l = nearestInt(fr(iscale * fr(v - min)));
-      l = Math.max(0, Math.min(nmax, l));
-      Laux[i] = l;
+      const l = Laux[i]!;
       const w = weights[wo + i]!;
       const wl = fr(w * l);
       sumL = fr(sumL + wl);
@@ -251,16 +258,15 @@ export function makeQkx3Quants(
   L: Uint8Array, mins: Float32Array, mo: number, Laux: Uint8Array,
   rmin: number, rdelta: number, nstep: number, useMad: boolean, Lo = 0,
 ): number {
-  const wOf = (i: number): number => (weights ? weights[i]! : fr(x[xo + i]! * x[xo + i]!));
   let min = x[xo]!;
   let max = x[xo]!;
-  let sumW = wOf(0);
+  let sumW = weights ? weights[0]! : fr(x[xo]! * x[xo]!);
   let sumX = fr(sumW * x[xo]!);
   for (let i = 1; i < n; i++) {
     const v = x[xo + i]!;
     if (v < min) min = v;
     if (v > max) max = v;
-    const w = wOf(i);
+    const w = weights ? weights[i]! : fr(v * v);
     sumW = fr(sumW + w);
     sumX = fr(sumX + fr(w * v));
   }
@@ -280,23 +286,31 @@ export function makeQkx3Quants(
     L[Lo + i] = l;
     let diff = fr(fr(fr(scale * l) + min) - v);
     diff = useMad ? Math.abs(diff) : fr(diff * diff);
-    bestMad = fr(bestMad + fr(wOf(i) * diff));
+    bestMad = fr(bestMad + fr((weights ? weights[i]! : fr(v * v)) * diff));
   }
   if (nstep < 1) {
     mins[mo] = -min;
     return scale;
   }
-  for (let is = 0; is <= nstep; is++) {
+  for (let is = 0, same = false; is <= nstep; is++, same = true) {
     iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
+    for (let i = 0; i < n; i++) {
+      const t = fr(iscale * fr(x[xo + i]! - min));
+      const l = t > 0 ? nearestInt(Math.min(t, nmax)) : 0;
+      if (Laux[i] !== l) {
+        Laux[i] = l;
+        same = false;
+      }
+    }
+    // the same levels as the previous trial give the same sums and error, hence the same (non-)choice
+    if (same) continue;
     let sumL = 0;
     let sumL2 = 0;
     let sumXL = 0;
     for (let i = 0; i < n; i++) {
       const v = x[xo + i]!;
-      const t = fr(iscale * fr(v - min));
-      const l = t > 0 ? nearestInt(Math.min(t, nmax)) : 0;
-      Laux[i] = l;
-      const w = wOf(i);
+      const l = Laux[i]!;
+      const w = weights ? weights[i]! : fr(v * v);
       const wl = fr(w * l);
       sumL = fr(sumL + wl);
       sumL2 = fr(sumL2 + fr(wl * l));
@@ -312,9 +326,10 @@ export function makeQkx3Quants(
       }
       let mad = 0;
       for (let i = 0; i < n; i++) {
-        let diff = fr(fr(fr(thisScale * Laux[i]!) + thisMin) - x[xo + i]!);
+        const v = x[xo + i]!;
+        let diff = fr(fr(fr(thisScale * Laux[i]!) + thisMin) - v);
         diff = useMad ? Math.abs(diff) : fr(diff * diff);
-        mad = fr(mad + fr(wOf(i) * diff));
+        mad = fr(mad + fr((weights ? weights[i]! : fr(v * v)) * diff));
       }
       if (mad < bestMad) {
         for (let i = 0; i < n; i++) L[Lo + i] = Laux[i]!;
