@@ -430,3 +430,18 @@ export function quantize_row_q4_0(x: usize, n: i32, y: usize): void {
     v128.store(o + 2, v128.or(first, i16x8.shl(second, 4)));
   }
 }
+
+// ---------------------------------------------------------------- bandwidth probe
+
+/** Σ of n f32 (n a multiple of 16): a pure streaming read, the memory-bandwidth yardstick of the bench. */
+export function stream_sum(x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  for (let i = 0; i < n; i += 16) {
+    const p = x + (<usize>i << 2);
+    a0 = f32x4.add(a0, v128.load(p));
+    a1 = f32x4.add(a1, v128.load(p, 16));
+    a2 = f32x4.add(a2, v128.load(p, 32));
+    a3 = f32x4.add(a3, v128.load(p, 48));
+  }
+  return hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+}

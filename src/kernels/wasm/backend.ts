@@ -102,7 +102,8 @@ export class WasmBackend implements Backend {
   readonly kernels: KernelExports;
   private readonly pool: Dispatcher;
   private readonly nibbleOrder: NibbleOrder;
-  private readonly minParallelBytes: number;
+  /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
+  minParallelBytes: number;
   private readonly slots: Slot[] = [];
   private readonly rowsListing: WasmListingRow[] = [];
   private disposed = false;
