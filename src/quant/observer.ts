@@ -88,7 +88,7 @@ export class ActivationObserver {
         if (v > this.hi) this.hi = v;
         const v2 = v * v;
         this.s1 += v; this.s2 += v2; this.s3 += v2 * v; this.s4 += v2 * v2;
-        let b = Math.floor((v + R) * k);
+        let b = R > 0 ? Math.floor((v + R) * k) : B; // nothing but zeros so far: the center bin
         if (b >= 2 * B) b = 2 * B - 1;
         else if (b < 0) b = 0;
         h[b]! += 1;
