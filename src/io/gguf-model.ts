@@ -147,8 +147,8 @@ export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tok
     } catch (e) {
       throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} is not valid JSON (${(e as Error).message})`);
     }
-    const t = new HfTokenizer(json, { bos_token: v.pieces[v.bosId], eos_token: v.pieces[v.eosId], add_bos_token: v.addBos }, file);
-    if (t.vocabSize !== v.pieces.length) throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} has ${t.vocabSize} tokens but tokenizer.ggml.tokens has ${v.pieces.length}`);
+    const t = new HfTokenizer(json, { bos_token: v.pieces[v.bosId], eos_token: v.pieces[v.eosId], add_bos_token: v.addBos }, file, v.pieces.length);
+    if (t.vocabSize > v.pieces.length) throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} has ${t.vocabSize} tokens but tokenizer.ggml.tokens has ${v.pieces.length}`);
     return t;
   }
   return HfTokenizer.fromVocab(v, file);
@@ -353,6 +353,20 @@ export function vocabMetadata(v: Vocab): Map<string, GgufValue> {
   return m;
 }
 
+/**
+ * HF checkpoints often have more embedding rows than tokenizer entries (vocab_size rounded up); GGUF needs
+ * one token per row, so the rest become "[PAD<id>]" tokens of type UNUSED, as convert_hf_to_gguf.py does.
+ */
+export function padVocab(v: Vocab, n: number): Vocab {
+  const pieces = [...v.pieces];
+  const scores = new Float32Array(n);
+  scores.set(v.scores);
+  const types = new Int32Array(n).fill(5);
+  types.set(v.types);
+  for (let id = v.pieces.length; id < n; id++) pieces.push(`[PAD${id}]`);
+  return { ...v, pieces, scores, types };
+}
+
 /** Tensor names in the order llama.cpp's converters write them. */
 export function canonicalOrder(c: ModelConfig, names: Iterable<string>): string[] {
   const order: string[] = [TensorNames.tokenEmbd];
@@ -400,7 +414,8 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   const ft = opts.fileType ?? (mostCommon !== undefined ? FILE_TYPE[mostCommon] : undefined);
   if (ft !== undefined) w.setKV("general.file_type", u32(ft));
   if (model.tokenizer) {
-    const v = model.tokenizer.vocab();
+    let v = model.tokenizer.vocab();
+    if (v.pieces.length < c.vocabSize && model.tokenizer instanceof HfTokenizer) v = padVocab(v, c.vocabSize); // built outside loadHfModel
     if (v.pieces.length !== c.vocabSize) throw new QuantlabError("E_FORMAT", `${name}: the tokenizer has ${v.pieces.length} tokens but the model's vocabulary is ${c.vocabSize}`);
     for (const [k, val] of vocabMetadata(v)) w.setKV(k, val);
     if (v.model === "gpt2" && model.tokenizer instanceof HfTokenizer) w.setKV(HF_JSON_KEY, str(JSON.stringify(model.tokenizer.json)));

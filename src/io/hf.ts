@@ -233,11 +233,11 @@ async function weightFiles(dir: DirSource): Promise<string[]> {
 }
 
 /** Loads tokenizer.json (+ tokenizer_config.json) when present. */
-export async function loadHfTokenizer(dir: DirSource): Promise<HfTokenizer | undefined> {
+export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfTokenizer | undefined> {
   if (!(await dir.has("tokenizer.json"))) return undefined;
   const json = await readJson<TokenizerJson>(dir, "tokenizer.json");
   const cfg = (await dir.has("tokenizer_config.json")) ? await readJson<TokenizerConfigJson>(dir, "tokenizer_config.json") : {};
-  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`);
+  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo);
 }
 
 /** Loads a model from safetensors files whose tensors use HF names, one tensor at a time. */
@@ -292,7 +292,7 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       progress.tick();
     }
     progress.done();
-    const tokenizer = await loadHfTokenizer(dir);
+    const tokenizer = await loadHfTokenizer(dir, config.vocabSize);
     if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
       throw new QuantlabError("E_FORMAT", `${dir.name}/tokenizer.json: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
     }

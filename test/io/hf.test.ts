@@ -181,3 +181,31 @@ function byteLevelAlphabet(): string[] {
   for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
   return cs.map((c) => String.fromCodePoint(c));
 }
+
+describe("padded vocabularies", () => {
+  test("a tokenizer smaller than the embedding gets [PAD<id>] tokens (UNUSED), and a GGUF round trip keeps them", async () => {
+    const { HfTokenizer } = await import("../../src/model/tokenizers/hf.js");
+    const { writeGgufModel, readGgufModel } = await import("../../src/io/gguf-model.js");
+    const { MemorySink, openGguf } = await import("../../src/io/gguf.js");
+    const { BufferSource } = await import("../../src/io/source.js");
+    const pieces = byteLevelAlphabet();
+    pieces.push("<|begin_of_text|>");
+    const types = new Int32Array(257).fill(1); types[256] = 3;
+    const json = vocabToTokenizerJson({ model: "gpt2", pre: "llama-bpe", pieces, scores: new Float32Array(257), types, merges: [], bosId: 256, eosId: 256, addBos: true });
+    const tok = new HfTokenizer(json, { bos_token: "<|begin_of_text|>" }, "t.json", 264);
+    assert.equal(tok.vocabSize, 264);
+    const v = tok.vocab();
+    assert.equal(v.pieces[263], "[PAD263]");
+    assert.equal(v.types[263], 5);
+    assert.equal(v.types[256], 3);
+    const cfg: ModelConfig = { arch: "llama", dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, headDim: 4, vocabSize: 264, seqLen: 16, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: true };
+    const weights = new Map<string, import("../../src/model/weights.js").Weight>();
+    for (const [n, shape] of expectedShapes(cfg)) weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, new Rng(1).fillNormal(new Float32Array(shape.reduce((a, b) => a * b, 1)))) });
+    const sink = new MemorySink();
+    await writeGgufModel({ config: cfg, weights, tokenizer: tok, source: { path: "m", format: "memory" } }, sink);
+    const back = await readGgufModel(await openGguf(new BufferSource("m.gguf", sink.bytes())));
+    assert.equal(back.tokenizer!.vocabSize, 264);
+    assert.deepEqual(back.tokenizer!.encode("hi there", { bos: true }), tok.encode("hi there", { bos: true }));
+    assert.deepEqual(back.tokenizer!.vocab().pieces, v.pieces);
+  });
+});

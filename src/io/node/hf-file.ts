@@ -82,7 +82,7 @@ export async function loadSafetensorsFile(path: string, opts: { tokenizer?: stri
   }
   const model = await loadHfModel(new LocalDir(dir, [file, "config.json", "tokenizer.json", "tokenizer_config.json"]), { config, progress: opts.progress });
   if (!model.tokenizer && tokenizerJson !== undefined) {
-    const t = new HfTokenizer(JSON.parse(tokenizerJson) as TokenizerJson, tokenizerConfig ? JSON.parse(tokenizerConfig) : {}, `${path} (embedded tokenizer)`);
+    const t = new HfTokenizer(JSON.parse(tokenizerJson) as TokenizerJson, tokenizerConfig ? JSON.parse(tokenizerConfig) : {}, `${path} (embedded tokenizer)`, model.config.vocabSize);
     if (t.vocabSize > model.config.vocabSize) throw new QuantlabError("E_FORMAT", `${path}: the tokenizer has ${t.vocabSize} tokens but the model's vocabulary is ${model.config.vocabSize}`);
     model.tokenizer = t;
   }

@@ -88,8 +88,14 @@ export class HfTokenizer implements Tokenizer {
   readonly addBos: boolean;
   private readonly impl: HfTokenizerImpl;
   private readonly idToPiece: string[];
+  /** entries the tokenizer.json itself has (vocabSize may be padded above it) */
+  readonly realSize: number;
 
-  constructor(readonly json: TokenizerJson, readonly config: TokenizerConfigJson = {}, readonly name = "tokenizer.json") {
+  /**
+   * `padTo`: the model's embedding rows when they outnumber the tokenizer's entries (HF vocab_size is often
+   * rounded up); the extra ids become "[PAD<id>]" pieces of type UNUSED, as convert_hf_to_gguf.py names them.
+   */
+  constructor(readonly json: TokenizerJson, readonly config: TokenizerConfigJson = {}, readonly name = "tokenizer.json", padTo = 0) {
     try {
       this.impl = new HfTokenizerImpl(json, config);
     } catch (e) {
@@ -98,9 +104,11 @@ export class HfTokenizer implements Tokenizer {
     const vocab = this.impl.get_vocab(true);
     let n = 0;
     for (const id of vocab.values()) n = Math.max(n, id + 1);
-    this.vocabSize = n;
-    this.idToPiece = new Array(n).fill("");
+    this.vocabSize = Math.max(n, padTo);
+    this.idToPiece = new Array(this.vocabSize).fill("");
     for (const [piece, id] of vocab) this.idToPiece[id] = piece;
+    for (let id = n; id < this.vocabSize; id++) this.idToPiece[id] = `[PAD${id}]`;
+    this.realSize = n;
     const find = (names: (string | undefined)[]): number => {
       for (const s of names) if (s !== undefined && vocab.has(s)) return vocab.get(s)!;
       return -1;
@@ -129,7 +137,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   vocab(): Vocab {
-    return tokenizerJsonToVocab(this.json, this.idToPiece, { bosId: this.bosId, eosId: this.eosId, addBos: this.addBos }, this.name);
+    return tokenizerJsonToVocab(this.json, this.idToPiece, { bosId: this.bosId, eosId: this.eosId, addBos: this.addBos }, this.name, this.realSize);
   }
 
   /** Builds the tokenizer a GGUF-form vocabulary describes (tokenizer.json synthesized by `vocabToTokenizerJson`). */
@@ -155,7 +163,7 @@ function isByteLevel(json: TokenizerJson): boolean {
 }
 
 /** GGUF-form vocabulary of a tokenizer.json. */
-export function tokenizerJsonToVocab(json: TokenizerJson, idToPiece: string[], ids: { bosId: number; eosId: number; addBos: boolean }, name: string): Vocab {
+export function tokenizerJsonToVocab(json: TokenizerJson, idToPiece: string[], ids: { bosId: number; eosId: number; addBos: boolean }, name: string, realSize = idToPiece.length): Vocab {
   const n = idToPiece.length;
   const types = new Int32Array(n).fill(1);
   const scores = new Float32Array(n);
@@ -169,7 +177,7 @@ export function tokenizerJsonToVocab(json: TokenizerJson, idToPiece: string[], i
     if (p === unkToken) { types[id] = 2; unkId = id; }
     else if (a) types[id] = a.special ? 3 : 4;
     else if (BYTE_PIECE.test(p) && json.model.byte_fallback) types[id] = 6;
-    else if (p === "") types[id] = 5;
+    else if (p === "" || (id >= realSize && p === `[PAD${id}]`)) types[id] = 5;
   }
   const type = json.model.type;
   if (type === "BPE" && isByteLevel(json)) {
