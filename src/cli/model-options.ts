@@ -1,9 +1,34 @@
 /** Shared plumbing of the commands that run a model (run, eval, kld): load through loadModel, check the tokenizer. */
 import { basename } from "node:path";
+import type { Command } from "commander";
 import { QuantlabError } from "../core/errors.js";
 import { loadModel, type LoadOptions } from "../io/node/load.js";
 import type { Model } from "../model/weights.js";
 import type { Tokenizer } from "../model/tokenizer.js";
+import type { Backend } from "../kernels/types.js";
+import { RefBackend } from "../kernels/ref/backend.js";
+import { createNodeWasmBackend } from "../kernels/wasm/pool-node.js";
+
+export interface BackendOptions {
+  backend: string;
+  threads?: number;
+}
+
+/** `--backend ref|wasm [--threads n]` → a Backend (ref is the plain-TypeScript reference). */
+export function backendFromOptions(o: BackendOptions): Backend {
+  switch (o.backend) {
+    case "ref": return new RefBackend();
+    case "wasm": return createNodeWasmBackend({ threads: o.threads ?? 1 });
+    default: throw new QuantlabError("E_ARG", `option --backend: unknown backend "${o.backend}" (expected ref or wasm)`);
+  }
+}
+
+/** Adds --backend and --threads to a command. */
+export function addBackendOptions(cmd: Command): Command {
+  return cmd
+    .option("--backend <name>", "kernels: ref (plain TypeScript) or wasm (SIMD)", "ref")
+    .option("--threads <n>", "worker threads for the wasm backend", positiveInt("--threads"), 1);
+}
 
 export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {
   const model = await loadModel(path, opts);

@@ -9,13 +9,20 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import type { Backend, PreparedWeight } from "../kernels/types.js";
+import { matvecMany, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
 import type { Model, Weight } from "./weights.js";
 import { weightShape } from "./weights.js";
 import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
+import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
+
+/**
+ * Called with the input x (n, width) of a block's linears before they run (calibration capture, or
+ * experiments that change activations in place); after the model's own `inputTransforms`.
+ */
+export type LinearInputHook = (layer: number, site: LinearSite, x: Float32Array, n: number, width: number) => void;
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ GGUF files carry them as a tensor) */
 export const ROPE_FREQS = "rope_freqs.weight";
@@ -27,6 +34,8 @@ export interface LlamaOptions {
   kvCache?: KvCacheFactory;
   /** most positions per prefill chunk (default: 128, fewer for very large vocabularies) */
   maxBatch?: number;
+  /** observer/modifier of every block linear's input (see LinearInputHook) */
+  inputHook?: LinearInputHook;
 }
 
 interface Layer {
@@ -71,6 +80,9 @@ export class Llama {
   private readonly sin: Float32Array; // (headDim/2)
   private readonly logits1: Float32Array; // (vocab)
   private logitsB: Float32Array | undefined; // (B, vocab), on first use
+  private readonly transforms: InputTransforms | undefined;
+  private readonly inputHook: LinearInputHook | undefined;
+  private readonly rotTmp: Float64Array | undefined; // (inner factor size) scratch of the online rotation
 
   constructor(model: Model, opts: LlamaOptions = {}) {
     const c = model.config;
@@ -122,6 +134,17 @@ export class Llama {
     this.cos = new Float32Array(c.headDim / 2);
     this.sin = new Float32Array(c.headDim / 2);
     this.logits1 = new Float32Array(c.vocabSize);
+    this.transforms = model.inputTransforms;
+    if (this.transforms) checkInputTransforms(this.transforms, c.hiddenDim, model.source.path);
+    const rot = this.transforms?.ffnDownRotation;
+    this.rotTmp = rot ? new Float64Array(rot.n / rot.pow2) : undefined;
+    this.inputHook = opts.inputHook;
+  }
+
+  /** The model's input transforms, then the caller's hook, on the input of the linears at `site`. */
+  private site(l: number, site: LinearSite, x: Float32Array, n: number, width: number): void {
+    if (this.transforms) applyInputTransforms(this.transforms, l, site, x, n, width, this.rotTmp);
+    if (this.inputHook) this.inputHook(l, site, x.subarray(0, n * width), n, width);
   }
 
   /** Logits (vocab) for `token` at `pos`, after positions 0..pos-1 are in the cache. A view, reused. */
@@ -155,6 +178,24 @@ export class Llama {
     else this.backend.matmul(w, x.subarray(0, n * w.cols), n, out.subarray(0, n * w.rows));
   }
 
+  /** Projections that share their input: one backend dispatch when decoding (matvecMany). */
+  private mm3(
+    a: PreparedWeight, b: PreparedWeight, c: PreparedWeight | undefined,
+    x: Float32Array, n: number,
+    oa: Float32Array, ob: Float32Array, oc: Float32Array | undefined,
+  ): void {
+    if (n === 1) {
+      const xv = x.subarray(0, a.cols);
+      const jobs = [{ w: a, x: xv, out: oa.subarray(0, a.rows) }, { w: b, x: xv, out: ob.subarray(0, b.rows) }];
+      if (c && oc) jobs.push({ w: c, x: xv, out: oc.subarray(0, c.rows) });
+      matvecMany(this.backend, jobs);
+      return;
+    }
+    this.mm(a, x, n, oa);
+    this.mm(b, x, n, ob);
+    if (c && oc) this.mm(c, x, n, oc);
+  }
+
   private run(tokens: ArrayLike<number>, start: number, n: number, pos0: number, sink: LogitsSink | undefined, lastChunk = true): void {
     const c = this.config;
     const { dim, hiddenDim: hidden, headDim: hd, nHeads, vocabSize } = c;
@@ -172,9 +213,8 @@ export class Llama {
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l]!;
       rmsnormRows(xb, x, L.attnNorm, n, dim, c.normEps);
-      this.mm(L.wq, xb, n, q);
-      this.mm(L.wk, xb, n, k);
-      this.mm(L.wv, xb, n, v);
+      this.site(l, "attn_in", xb, n, dim);
+      this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
       for (let i = 0; i < n; i++) {
         this.ropeTables(pos0 + i);
         rope(q, i * qDim, qDim, hd, this.cos, this.sin);
@@ -191,16 +231,18 @@ export class Llama {
           this.kv.mix(l, kvh, att, len, attOut, i * qDim + h * hd);
         }
       }
+      this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
       for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
       rmsnormRows(xb, x, L.ffnNorm, n, dim, c.normEps);
-      this.mm(L.gate, xb, n, hb);
-      this.mm(L.up, xb, n, hb2);
+      this.site(l, "ffn_in", xb, n, dim);
+      this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
       for (let j = 0; j < n * hidden; j++) {
         // SwiGLU: silu(w1·x) * (w3·x), as run.c
         const a = hb[j]!;
         hb[j] = (a / (1 + Math.exp(-a))) * hb2[j]!;
       }
+      this.site(l, "ffn_down_in", hb, n, hidden);
       this.mm(L.down, hb, n, xb);
       for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
     }

@@ -28,7 +28,19 @@ describe("quantlab eval", () => {
     assert.match(r.stdout, /^stories260K\.bin on eval\.txt: ppl \d+\.\d{4}  nll \d\.\d{6} nats\/token  63 tokens in 1 windows of ctx 64/);
   });
 
+  test("--backend wasm agrees with the reference backend", () => {
+    const args = ["eval", model, "--text", text, "--ctx", "256", "--max-tokens", "255", "--json"];
+    const a = JSON.parse(quantlab(...args).stdout);
+    const r = quantlab(...args, "--backend", "wasm");
+    assert.equal(r.status, 0, r.stderr);
+    const b = JSON.parse(r.stdout);
+    assert.equal(a.backend, "ref");
+    assert.match(b.backend, /^wasm/);
+    assert.ok(Math.abs(b.nll - a.nll) < 1e-5, `${b.nll} vs ${a.nll}`);
+  });
+
   describe("bad input", () => {
+    test("unknown backend", () => expectOneLineError(quantlab("eval", model, "--text", text, "--backend", "gpu"), /option --backend: unknown backend "gpu"/, 2));
     const dir = mkdtempSync(join(tmpdir(), "ql-eval-"));
     test("missing text file", () => expectOneLineError(quantlab("eval", model, "--text", join(dir, "none.txt")), /none\.txt: no such file/));
     test("--ctx 1", () => expectOneLineError(quantlab("eval", model, "--text", text, "--ctx", "1"), /ctx 1: expected an integer ≥ 2/, 2));

@@ -8,9 +8,9 @@ import { planWindows, scoredTokens } from "../../eval/windows.js";
 import { encodeLogitsHeader } from "../../eval/logits-file.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
 import { printJson, stderrProgress } from "../util.js";
-import { displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
-interface EvalOptions {
+interface EvalOptions extends BackendOptions {
   text: string;
   ctx: number;
   maxTokens?: number;
@@ -31,7 +31,7 @@ export function warnContext(path: string, ctx: number, seqLen: number): void {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("eval")
     .description("perplexity of a model on a text (non-overlapping windows of BOS + ctx-1 tokens)")
     .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
@@ -40,40 +40,45 @@ export function register(program: Command): void {
     .option("--max-tokens <n>", "stop after this many scored tokens (whole windows)", positiveInt("--max-tokens"))
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) when it is not beside the model")
     .option("--save-logits <file>", "also save every scored position's logits (QLGT file, for `quantlab kld <file> <model>`)")
-    .option("--json", "print one JSON object {ppl, nll, tokens, ...}")
-    .action(async (path: string, o: EvalOptions) => {
+    .option("--json", "print one JSON object {ppl, nll, tokens, ...}");
+  addBackendOptions(cmd).action(async (path: string, o: EvalOptions) => {
       const text = readTextFile(o.text);
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
       warnContext(path, o.ctx, model.config.seqLen);
       const tokens = tokenizer.encode(text, { bos: false });
-      const llama = new Llama(model, { contextLength: o.ctx });
+      const backend = backendFromOptions(o);
+      const llama = new Llama(model, { contextLength: o.ctx, backend });
       const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress() };
       let r;
-      if (o.saveLogits) {
-        const plan = planWindows(tokens.length, o.ctx, o.maxTokens);
-        const n = scoredTokens(plan);
-        const targets = Int32Array.from(tokens.slice(0, n));
-        const header = { vocabSize: model.config.vocabSize, ctx: o.ctx, nTokens: n, bosId: tokenizer.bosId };
-        r = await atomicWriteFile(o.saveLogits, async (sink) => {
-          await sink.write(encodeLogitsHeader(header, targets));
-          const pending: Promise<void>[] = [];
-          const res = await perplexity(llama, tokens, {
-            ...opts,
-            onLogits: (logits) => {
-              // FileSink writes synchronously; copy since the model reuses its logits buffer
-              pending.push(sink.write(new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength).slice()));
-            },
+      try {
+        if (o.saveLogits) {
+          const plan = planWindows(tokens.length, o.ctx, o.maxTokens);
+          const n = scoredTokens(plan);
+          const targets = Int32Array.from(tokens.slice(0, n));
+          const header = { vocabSize: model.config.vocabSize, ctx: o.ctx, nTokens: n, bosId: tokenizer.bosId };
+          r = await atomicWriteFile(o.saveLogits, async (sink) => {
+            await sink.write(encodeLogitsHeader(header, targets));
+            const pending: Promise<void>[] = [];
+            const res = await perplexity(llama, tokens, {
+              ...opts,
+              onLogits: (logits) => {
+                // FileSink writes synchronously; copy since the model reuses its logits buffer
+                pending.push(sink.write(new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength).slice()));
+              },
+            });
+            await Promise.all(pending);
+            return res;
           });
-          await Promise.all(pending);
-          return res;
-        });
-      } else {
-        r = await perplexity(llama, tokens, opts);
+        } else {
+          r = await perplexity(llama, tokens, opts);
+        }
+      } finally {
+        backend.dispose?.();
       }
       if (o.json) {
         printJson({
           ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, ctx: r.ctx,
-          model: path, text: o.text, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
+          model: path, text: o.text, backend: backend.name, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
           windowNll: r.windowNll, ...(o.saveLogits ? { logitsFile: o.saveLogits } : {}),
         });
       } else {

@@ -8,10 +8,10 @@ import { openFile } from "../../io/node/file.js";
 import { loadModel } from "../../io/node/load.js";
 import { existsSync, statSync } from "node:fs";
 import { printJson, stderrProgress } from "../util.js";
-import { displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
 
-interface KldOptions {
+interface KldOptions extends BackendOptions {
   text?: string;
   ctx?: number;
   maxTokens?: number;
@@ -30,7 +30,7 @@ async function openSaved(path: string): Promise<SavedLogits | undefined> {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("kld")
     .description("KL divergence KLD(base‖other), top-1 agreement and |Δp| of the correct token, on the same windows")
     .argument("<base>", "base model, or a logits file saved by `quantlab eval --save-logits`")
@@ -39,51 +39,58 @@ export function register(program: Command): void {
     .option("--ctx <n>", "window length in positions, BOS included (default 256, or the logits file's)", positiveInt("--ctx"))
     .option("--max-tokens <n>", "stop after this many scored tokens (whole windows)", positiveInt("--max-tokens"))
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) for models that lack one beside them")
-    .option("--json", "print one JSON object {meanKld, top1, tokens, ...}")
-    .action(async (basePath: string, otherPath: string, o: KldOptions) => {
-      const saved = await openSaved(basePath);
-      let base: LogitsSource;
-      let tokens: ArrayLike<number>;
-      let ctx: number;
-      let bosId: number;
-      if (saved) {
-        ctx = saved.header.ctx;
-        if (o.ctx !== undefined && o.ctx !== ctx) throw new QuantlabError("E_ARG", `--ctx ${o.ctx} differs from ${basePath}'s ctx ${ctx}`);
-        tokens = saved.targets;
-        bosId = saved.header.bosId;
-        base = saved;
-      } else {
-        if (!o.text) throw new QuantlabError("E_ARG", "kld: --text <file> is required when <base> is a model");
-        const text = readTextFile(o.text);
-        const b = await loadModelWithTokenizer(basePath, { tokenizer: o.tokenizer });
-        ctx = o.ctx ?? 256;
-        warnContext(basePath, ctx, b.model.config.seqLen);
-        tokens = b.tokenizer.encode(text, { bos: false });
-        bosId = b.tokenizer.bosId;
-        base = new ModelLogits(new Llama(b.model, { contextLength: ctx }));
-      }
-      const otherModel = await loadModel(otherPath, { tokenizer: o.tokenizer });
-      if (saved && o.text) {
-        // the saved token stream must be the start of this text's encoding
-        const tok = otherModel.tokenizer;
-        if (!tok) throw new QuantlabError("E_ARG", `${otherPath}: no tokenizer to check --text against ${basePath}; drop --text or pass --tokenizer`);
-        const enc = tok.encode(readTextFile(o.text), { bos: false });
-        const t = saved.targets;
-        if (enc.length < t.length || t.some((x, i) => x !== enc[i])) {
-          throw new QuantlabError("E_ARG", `${basePath}: its saved tokens are not the encoding of ${o.text}`);
+    .option("--json", "print one JSON object {meanKld, top1, tokens, ...}");
+  addBackendOptions(cmd).action(async (basePath: string, otherPath: string, o: KldOptions) => {
+      // one backend serves both models; created on first use, disposed at the end
+      let backend: ReturnType<typeof backendFromOptions> | undefined;
+      const getBackend = () => (backend ??= backendFromOptions(o));
+      try {
+        const saved = await openSaved(basePath);
+        let base: LogitsSource;
+        let tokens: ArrayLike<number>;
+        let ctx: number;
+        let bosId: number;
+        if (saved) {
+          ctx = saved.header.ctx;
+          if (o.ctx !== undefined && o.ctx !== ctx) throw new QuantlabError("E_ARG", `--ctx ${o.ctx} differs from ${basePath}'s ctx ${ctx}`);
+          tokens = saved.targets;
+          bosId = saved.header.bosId;
+          base = saved;
+        } else {
+          if (!o.text) throw new QuantlabError("E_ARG", "kld: --text <file> is required when <base> is a model");
+          const text = readTextFile(o.text);
+          const b = await loadModelWithTokenizer(basePath, { tokenizer: o.tokenizer });
+          ctx = o.ctx ?? 256;
+          warnContext(basePath, ctx, b.model.config.seqLen);
+          tokens = b.tokenizer.encode(text, { bos: false });
+          bosId = b.tokenizer.bosId;
+          base = new ModelLogits(new Llama(b.model, { contextLength: ctx, backend: getBackend() }));
         }
-      }
-      const other = new ModelLogits(new Llama(otherModel, { contextLength: ctx }));
-      const r = await kld(base, other, tokens, { ctx, maxTokens: o.maxTokens, bosId, progress: stderrProgress() });
-      if (o.json) {
-        printJson({ ...r, base: basePath, other: otherPath, ...(o.text ? { text: o.text } : {}) });
-      } else {
-        process.stdout.write(
-          `${displayName(basePath)} → ${displayName(otherPath)}: mean KLD ${r.meanKld.toExponential(4)} nats ` +
-            `(median ${r.medianKld.toExponential(3)}, p99 ${r.p99Kld.toExponential(3)}, max ${r.maxKld.toExponential(3)})\n` +
-            `top-1 agreement ${(100 * r.top1).toFixed(2)}%  mean |Δp| ${r.meanAbsDeltaP.toExponential(4)}  rms Δp ${r.rmsDeltaP.toExponential(4)}\n` +
-            `ppl base ${r.pplBase.toFixed(4)}  other ${r.pplOther.toFixed(4)}  (${r.tokens} tokens, ${r.windows} windows of ctx ${r.ctx})\n`,
-        );
+        const otherModel = await loadModel(otherPath, { tokenizer: o.tokenizer });
+        if (saved && o.text) {
+          // the saved token stream must be the start of this text's encoding
+          const tok = otherModel.tokenizer;
+          if (!tok) throw new QuantlabError("E_ARG", `${otherPath}: no tokenizer to check --text against ${basePath}; drop --text or pass --tokenizer`);
+          const enc = tok.encode(readTextFile(o.text), { bos: false });
+          const t = saved.targets;
+          if (enc.length < t.length || t.some((x, i) => x !== enc[i])) {
+            throw new QuantlabError("E_ARG", `${basePath}: its saved tokens are not the encoding of ${o.text}`);
+          }
+        }
+        const other = new ModelLogits(new Llama(otherModel, { contextLength: ctx, backend: getBackend() }));
+        const r = await kld(base, other, tokens, { ctx, maxTokens: o.maxTokens, bosId, progress: stderrProgress() });
+        if (o.json) {
+          printJson({ ...r, base: basePath, other: otherPath, backend: getBackend().name, ...(o.text ? { text: o.text } : {}) });
+        } else {
+          process.stdout.write(
+            `${displayName(basePath)} → ${displayName(otherPath)}: mean KLD ${r.meanKld.toExponential(4)} nats ` +
+              `(median ${r.medianKld.toExponential(3)}, p99 ${r.p99Kld.toExponential(3)}, max ${r.maxKld.toExponential(3)})\n` +
+              `top-1 agreement ${(100 * r.top1).toFixed(2)}%  mean |Δp| ${r.meanAbsDeltaP.toExponential(4)}  rms Δp ${r.rmsDeltaP.toExponential(4)}\n` +
+              `ppl base ${r.pplBase.toFixed(4)}  other ${r.pplOther.toFixed(4)}  (${r.tokens} tokens, ${r.windows} windows of ctx ${r.ctx})\n`,
+          );
+        }
+      } finally {
+        backend?.dispose?.();
       }
     });
 }

@@ -4,9 +4,9 @@ import { defaultModelPath } from "../../io/node/data.js";
 import { Llama } from "../../model/llama.js";
 import { generate } from "../../model/generate.js";
 import { parseFloatOpt, parseIntOpt, printJson, stderrProgress } from "../util.js";
-import { loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { addBackendOptions, backendFromOptions, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
-interface RunOptions {
+interface RunOptions extends BackendOptions {
   prompt: string;
   tokens: number;
   temperature: number;
@@ -19,7 +19,7 @@ interface RunOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("run")
     .description("generate text from a prompt (default model: stories260K)")
     .argument("[model]", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory (default: shared stories260K)")
@@ -31,18 +31,21 @@ export function register(program: Command): void {
     .option("-s, --seed <n>", "random seed for sampling", parseIntOpt("--seed"), 1)
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) when it is not beside the model")
     .option("--ctx <n>", "KV cache positions (default: the model's context length)", positiveInt("--ctx"))
-    .option("--json", "print one JSON object {text, tokenIds, ...} instead of streaming text")
-    .action(async (modelArg: string | undefined, o: RunOptions) => {
+    .option("--json", "print one JSON object {text, tokenIds, ...} instead of streaming text");
+  addBackendOptions(cmd).action(async (modelArg: string | undefined, o: RunOptions) => {
       const path = modelArg ?? defaultModelPath();
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
-      const llama = new Llama(model, { contextLength: o.ctx });
+      const backend = backendFromOptions(o);
+      const llama = new Llama(model, { contextLength: o.ctx, backend });
       const streaming = !o.json;
       // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE
       process.stdout.on("error", (e: NodeJS.ErrnoException) => {
         if (e.code === "EPIPE") process.exit(0);
         throw e;
       });
-      const r = generate(llama, tokenizer, {
+      let r;
+      try {
+        r = generate(llama, tokenizer, {
         prompt: o.prompt,
         steps: o.tokens,
         temperature: o.temperature,
@@ -51,7 +54,10 @@ export function register(program: Command): void {
         seed: o.seed,
         onText: streaming ? (piece) => process.stdout.write(piece) : undefined,
         progress: streaming ? undefined : stderrProgress(),
-      });
+        });
+      } finally {
+        backend.dispose?.();
+      }
       const tokPerSec = r.decodedTokens / Math.max(r.decodeMs / 1000, 1e-9);
       if (o.json) {
         printJson({
@@ -59,6 +65,7 @@ export function register(program: Command): void {
           tokenIds: r.tokenIds,
           promptTokens: r.promptTokens,
           model: path,
+          backend: backend.name,
           temperature: o.temperature,
           topP: o.topP,
           topK: o.topK,
