@@ -63,6 +63,11 @@ export function writeF16(b: Uint8Array, o: number, x: number): number {
   return F16[h]!;
 }
 
+/** x rounded to the nearest f16 value (ties to even), as f32 */
+export function roundF16(x: number): number {
+  return F16[f32ToF16Bits(x)]!;
+}
+
 export function readU16(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8);
 }

@@ -17,6 +17,7 @@ import {
   quantizeQ4_0Impl, quantizeQ4_0Ref, quantizeQ4_1Impl, quantizeQ4_1Ref, quantizeQ5_0Impl, quantizeQ5_0Ref,
   quantizeQ5_1Impl, quantizeQ5_1Ref, quantizeQ8_0Ref, quantizeQ8_1Ref, rowSigma2, type Scratch,
 } from "./legacy.js";
+import { refineBlock32 } from "./refine32.js";
 import { dequantizeTQ1_0, dequantizeTQ2_0, quantizeTQ1_0Ref, quantizeTQ2_0Ref } from "./ternary.js";
 import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "./types.js";
 
@@ -35,8 +36,9 @@ export interface QuantizeOptions {
    */
   imatrix?: Float32Array;
   /**
-   * quantlab's refine pass after llama.cpp's search (k-quants and IQ4_XS): each sub-block's stored scale
-   * (and min) may move ±2 steps where that lowers the squared error, weighted by the imatrix when given.
+   * quantlab's refine pass after llama.cpp's search: k-quants and IQ4_XS move each sub-block's stored scale
+   * (and min) ±2 steps, Q4_0/Q5_0/IQ4_NL search their one scale (refine32.ts), wherever that lowers the
+   * squared error, weighted by the imatrix when given.
    * Never worse than llama.cpp's bytes under that error; the bytes then differ from llama.cpp's but decode
    * in it like any block. Off by default (default output is byte-identical with llama.cpp).
    */
@@ -119,6 +121,7 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
     rowSigma: true,
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w) => refineBlock32(GgmlType.Q4_0, x, xo, dst, o, w),
   },
   [GgmlType.Q4_1]: {
     dequantize: dequantizeQ4_1,
@@ -133,6 +136,7 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
     rowSigma: true,
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w) => refineBlock32(GgmlType.Q5_0, x, xo, dst, o, w),
   },
   [GgmlType.Q5_1]: {
     dequantize: dequantizeQ5_1,
@@ -184,6 +188,7 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
     quantizeBlock: (x, xo, dst, o, c) => quantizeIq4Impl(32, x, xo, dst, o, o + 2, 0, 0, c.qw, c.qwo, 7, c.iq4),
     usesImatrix: true,
     llamaDecodes: true,
+    refine: (x, xo, dst, o, w) => refineBlock32(GgmlType.IQ4_NL, x, xo, dst, o, w),
   },
   [GgmlType.IQ4_XS]: {
     dequantize: dequantizeIQ4_XS,

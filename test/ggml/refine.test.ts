@@ -12,7 +12,7 @@ import { dequantize, quantize, quantizeRow } from "../../src/ggml/codecs.js";
 import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
 
 const fixture = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "test", "ggml", "fixtures", "imatrix-golden.gguf");
-const REFINED = [GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS];
+const REFINED = [GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.IQ4_NL, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS];
 
 test("refine lowers (never raises) the error against llama.cpp's own choice, with and without an imatrix", async (t) => {
   const f = await openGguf(new FileSource(fixture));
@@ -51,7 +51,7 @@ test("refine lowers (never raises) the error against llama.cpp's own choice, wit
 
 test("refine is ignored by types without a refine pass (bytes stay llama.cpp's)", () => {
   const x = new Float32Array(256).map((_, i) => Math.sin(i) * 0.1);
-  for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.IQ4_NL, GgmlType.TQ2_0]) {
+  for (const type of [GgmlType.Q4_1, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.TQ2_0]) {
     assert.deepEqual(quantize(type, x, 256, { refine: true }), quantize(type, x, 256), ggmlTypeName(type));
   }
 });
