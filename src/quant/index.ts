@@ -12,3 +12,4 @@ export * from "./observer.js";
 export * from "./activations.js";
 export * from "./metrics.js";
 export * from "./pack.js";
+export * from "./stats.js";

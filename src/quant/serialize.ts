@@ -7,13 +7,14 @@
  *   <name>.qsuper     F32  [nSuperBlocks]         super-scales of double-quantized scales
  *   <name>.qzero      U8   [⌈nGroups·bits/8⌉] packed integer zero points (asym), or F32|F16 [nGroups] (asymf)
  *   <name>.qcodebook  F32  [levels]               learned codebooks only
- *   <name>.qoutidx    U32  [k]  /  <name>.qoutval F16 [k]    outlier side table
+ *   <name>.qoutidx    I32  [k]  /  <name>.qoutval F16 [k]    outlier side table
+ * Entry dtypes use the core DType names (u8, i32, f16, bf16, f32), as io/safetensors.ts does.
  *   __metadata__["quantlab.quant.<name>"] = JSON {"spec": canonical spec, "shape": [...], "layout": 1}
  * All multi-byte values little-endian. Only the metadata key marks a tensor as quantized.
  */
 import { QuantlabError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits } from "../core/f16.js";
-import { numel } from "../core/tensor.js";
+import { numel, type DType } from "../core/tensor.js";
 import { groupLayout } from "./granularity.js";
 import { pack, packedBytes, packedTritBytes, unpack } from "./pack.js";
 import { SpecQuantizer } from "./quantizer.js";
@@ -24,7 +25,8 @@ import { QTensor, type QTensorParts, type ZeroPoints } from "./tensor.js";
 export const QUANT_LAYOUT_VERSION = 1;
 export const QUANT_METADATA_PREFIX = "quantlab.quant.";
 
-export type EntryDtype = "U8" | "U16" | "U32" | "F16" | "BF16" | "F32";
+/** the core DType names the io layer's safetensors reader/writer use */
+export type EntryDtype = Extract<DType, "u8" | "i32" | "f16" | "bf16" | "f32">;
 
 /** One tensor as safetensors stores it: dtype string, shape, little-endian bytes. */
 export interface TensorEntry {
@@ -40,43 +42,43 @@ export interface QuantEntries {
 
 const SUFFIXES = ["qcodes", "qscale", "qsuper", "qzero", "qcodebook", "qoutidx", "qoutval"] as const;
 
-function bytesOf(a: Uint8Array | Uint16Array | Uint32Array | Float32Array): Uint8Array {
+function bytesOf(a: Uint8Array | Uint16Array | Int32Array | Float32Array): Uint8Array {
   return new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
 }
 
-function entry(dtype: EntryDtype, a: Uint8Array | Uint16Array | Uint32Array | Float32Array): TensorEntry {
+function entry(dtype: EntryDtype, a: Uint8Array | Uint16Array | Int32Array | Float32Array): TensorEntry {
   return { dtype, shape: [a.length], bytes: bytesOf(a) };
 }
 
 /** The safetensors entries + metadata of one quantized tensor. */
 export function toEntries(name: string, q: QTensor): QuantEntries {
   const t: Record<string, TensorEntry> = {};
-  t[`${name}.qcodes`] = entry("U8", q.codes);
+  t[`${name}.qcodes`] = entry("u8", q.codes);
   const s = q.scales;
   if (s) {
     switch (s.dtype) {
-      case "f32": t[`${name}.qscale`] = entry("F32", s.values); break;
-      case "f16": t[`${name}.qscale`] = entry("F16", s.codes!); break;
-      case "bf16": t[`${name}.qscale`] = entry("BF16", s.codes!); break;
-      case "e8m0": case "fp8": case "u8": t[`${name}.qscale`] = entry("U8", Uint8Array.from(s.codes!)); break;
-      case "u6": case "u4": t[`${name}.qscale`] = entry("U8", pack(s.codes!, SCALE_DTYPE_BITS[s.dtype])); break;
+      case "f32": t[`${name}.qscale`] = entry("f32", s.values); break;
+      case "f16": t[`${name}.qscale`] = entry("f16", s.codes!); break;
+      case "bf16": t[`${name}.qscale`] = entry("bf16", s.codes!); break;
+      case "e8m0": case "fp8": case "u8": t[`${name}.qscale`] = entry("u8", Uint8Array.from(s.codes!)); break;
+      case "u6": case "u4": t[`${name}.qscale`] = entry("u8", pack(s.codes!, SCALE_DTYPE_BITS[s.dtype])); break;
     }
-    if (s.superScales) t[`${name}.qsuper`] = entry("F32", s.superScales);
+    if (s.superScales) t[`${name}.qsuper`] = entry("f32", s.superScales);
   }
   const z = q.zeros;
   if (z) {
-    if (z.kind === "int") t[`${name}.qzero`] = entry("U8", pack(z.values, q.specObject.bits));
-    else if (z.dtype === "f32") t[`${name}.qzero`] = entry("F32", z.values);
+    if (z.kind === "int") t[`${name}.qzero`] = entry("u8", pack(z.values, q.specObject.bits));
+    else if (z.dtype === "f32") t[`${name}.qzero`] = entry("f32", z.values);
     else {
       const h = new Uint16Array(z.values.length);
       for (let i = 0; i < h.length; i++) h[i] = f32ToF16Exact(z.values[i]!);
-      t[`${name}.qzero`] = entry("F16", h);
+      t[`${name}.qzero`] = entry("f16", h);
     }
   }
-  if (q.codebook) t[`${name}.qcodebook`] = entry("F32", q.codebook);
+  if (q.codebook) t[`${name}.qcodebook`] = entry("f32", q.codebook);
   if (q.outliers) {
-    t[`${name}.qoutidx`] = entry("U32", q.outliers.indices);
-    t[`${name}.qoutval`] = entry("F16", q.outliers.valuesF16);
+    t[`${name}.qoutidx`] = entry("i32", Int32Array.from(q.outliers.indices));
+    t[`${name}.qoutval`] = entry("f16", q.outliers.valuesF16);
   }
   const metadata = { [QUANT_METADATA_PREFIX + name]: JSON.stringify({ spec: q.spec, shape: [...q.shape], layout: QUANT_LAYOUT_VERSION }) };
   return { tensors: t, metadata };
@@ -99,18 +101,18 @@ export function isQuantEntryName(tensorName: string): boolean {
   return dot > 0 && (SUFFIXES as readonly string[]).includes(tensorName.slice(dot + 1));
 }
 
-function typed(e: TensorEntry, what: string, expect: EntryDtype[], count?: number): Uint8Array | Uint16Array | Uint32Array | Float32Array {
+function typed(e: TensorEntry, what: string, expect: EntryDtype[], count?: number): Uint8Array | Uint16Array | Int32Array | Float32Array {
   if (!expect.includes(e.dtype)) throw new QuantlabError("E_FORMAT", `${what}: dtype ${e.dtype}, expected ${expect.join(" or ")}`);
-  const size = e.dtype === "U8" ? 1 : e.dtype === "U32" || e.dtype === "F32" ? 4 : 2;
+  const size = e.dtype === "u8" ? 1 : e.dtype === "i32" || e.dtype === "f32" ? 4 : 2;
   if (e.bytes.length % size !== 0) throw new QuantlabError("E_FORMAT", `${what}: ${e.bytes.length} bytes is not a whole number of ${e.dtype}`);
   const n = e.bytes.length / size;
   if (count !== undefined && n !== count) throw new QuantlabError("E_FORMAT", `${what}: ${n} elements, expected ${count}`);
   const copy = e.bytes.slice().buffer;
   switch (e.dtype) {
-    case "U8": return new Uint8Array(copy);
-    case "U16": case "F16": case "BF16": return new Uint16Array(copy);
-    case "U32": return new Uint32Array(copy);
-    case "F32": return new Float32Array(copy);
+    case "u8": return new Uint8Array(copy);
+    case "f16": case "bf16": return new Uint16Array(copy);
+    case "i32": return new Int32Array(copy);
+    case "f32": return new Float32Array(copy);
   }
 }
 
@@ -135,7 +137,7 @@ export function fromEntries(name: string, get: (tensorName: string) => TensorEnt
     return e;
   };
   const codeBytes = spec.packing === "trits" ? packedTritBytes(n) : packedBytes(n, spec.bits);
-  const parts: QTensorParts = { spec, shape: shape as number[], codes: typed(need("qcodes"), `${name}.qcodes`, ["U8"], codeBytes) as Uint8Array };
+  const parts: QTensorParts = { spec, shape: shape as number[], codes: typed(need("qcodes"), `${name}.qcodes`, ["u8"], codeBytes) as Uint8Array };
   const L = groupLayout(shape as number[], spec.granularity);
   const nG = L.nGroups;
   if (spec.granularity.kind !== "none") {
@@ -144,39 +146,39 @@ export function fromEntries(name: string, get: (tensorName: string) => TensorEnt
     const what = `${name}.qscale`;
     const q = new SpecQuantizer(spec);
     let stored: StoredScales;
-    if (dtype === "f32") stored = { dtype, values: typed(e, what, ["F32"], nG) as Float32Array };
+    if (dtype === "f32") stored = { dtype, values: typed(e, what, ["f32"], nG) as Float32Array };
     else {
       let codes: Uint16Array;
-      if (dtype === "f16" || dtype === "bf16") codes = typed(e, what, [dtype === "f16" ? "F16" : "BF16"], nG) as Uint16Array;
-      else if (dtype === "u6" || dtype === "u4") codes = unpack(typed(e, what, ["U8"], packedBytes(nG, SCALE_DTYPE_BITS[dtype])) as Uint8Array, SCALE_DTYPE_BITS[dtype], nG) as Uint16Array;
-      else codes = Uint16Array.from(typed(e, what, ["U8"], nG));
+      if (dtype === "f16" || dtype === "bf16") codes = typed(e, what, [dtype === "f16" ? "f16" : "bf16"], nG) as Uint16Array;
+      else if (dtype === "u6" || dtype === "u4") codes = unpack(typed(e, what, ["u8"], packedBytes(nG, SCALE_DTYPE_BITS[dtype])) as Uint8Array, SCALE_DTYPE_BITS[dtype], nG) as Uint16Array;
+      else codes = Uint16Array.from(typed(e, what, ["u8"], nG));
       const base: Omit<StoredScales, "values"> = { dtype, codes };
       if (dtype === "e8m0") base.e8m0Offset = q.e8m0Offset;
       if (spec.scale.superBlock !== undefined) {
         const sb = spec.scale.superBlock === "tensor" ? Math.max(1, nG) : spec.scale.superBlock;
         base.superBlock = sb;
-        base.superScales = typed(need("qsuper"), `${name}.qsuper`, ["F32"], Math.ceil(nG / sb)) as Float32Array;
+        base.superScales = typed(need("qsuper"), `${name}.qsuper`, ["f32"], Math.ceil(nG / sb)) as Float32Array;
       }
       stored = loadScales(base, nG);
     }
     parts.scales = stored;
   }
   if (spec.scheme === "asym") {
-    const zb = typed(need("qzero"), `${name}.qzero`, ["U8"], packedBytes(nG, spec.bits)) as Uint8Array;
+    const zb = typed(need("qzero"), `${name}.qzero`, ["u8"], packedBytes(nG, spec.bits)) as Uint8Array;
     parts.zeros = { kind: "int", values: unpack(zb, spec.bits, nG) as Uint16Array };
   } else if (spec.scheme === "asymf") {
     const e = need("qzero");
     const dtype = spec.scale.dtype === "f32" ? "f32" : "f16";
-    const raw = typed(e, `${name}.qzero`, [dtype === "f32" ? "F32" : "F16"], nG);
+    const raw = typed(e, `${name}.qzero`, [dtype === "f32" ? "f32" : "f16"], nG);
     const values = dtype === "f32" ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, (h) => f16BitsToF32(h));
     parts.zeros = { kind: "float", dtype, values } satisfies ZeroPoints;
   }
   const cb = get(`${name}.qcodebook`);
-  if (cb) parts.codebook = typed(cb, `${name}.qcodebook`, ["F32"]) as Float32Array;
+  if (cb) parts.codebook = typed(cb, `${name}.qcodebook`, ["f32"]) as Float32Array;
   const oi = get(`${name}.qoutidx`);
   if (oi || spec.outlierPercent !== undefined) {
-    const idx = typed(need("qoutidx"), `${name}.qoutidx`, ["U32"]) as Uint32Array;
-    const val = typed(need("qoutval"), `${name}.qoutval`, ["F16"], idx.length) as Uint16Array;
+    const idx = Uint32Array.from(typed(need("qoutidx"), `${name}.qoutidx`, ["i32"]) as Int32Array);
+    const val = typed(need("qoutval"), `${name}.qoutval`, ["f16"], idx.length) as Uint16Array;
     for (const i of idx) if (i >= n) throw new QuantlabError("E_FORMAT", `${name}.qoutidx: index ${i} outside ${n} elements`);
     parts.outliers = { indices: idx, valuesF16: val };
   }

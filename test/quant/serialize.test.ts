@@ -33,11 +33,11 @@ describe("safetensors entries", () => {
     const q = quantizeTensor(w, [24, 172], "int4:g32:asym");
     const { tensors } = toEntries("w", q);
     const shapes = Object.fromEntries(Object.entries(tensors).map(([k, e]) => [k, [e.dtype, e.shape]]));
-    assert.deepEqual(shapes, { "w.qcodes": ["U8", [(24 * 172) / 2]], "w.qscale": ["F32", [24 * 6]], "w.qzero": ["U8", [(24 * 6) / 2]] });
+    assert.deepEqual(shapes, { "w.qcodes": ["u8", [(24 * 172) / 2]], "w.qscale": ["f32", [24 * 6]], "w.qzero": ["u8", [(24 * 6) / 2]] });
     const n = quantizeTensor(w, [24, 172], "nf4:g64:dq");
     const nt = toEntries("w", n).tensors;
     assert.deepEqual(Object.fromEntries(Object.entries(nt).map(([k, e]) => [k, [e.dtype, e.shape]])),
-      { "w.qcodes": ["U8", [(24 * 172) / 2]], "w.qscale": ["U8", [72]], "w.qsuper": ["F32", [1]] });
+      { "w.qcodes": ["u8", [(24 * 172) / 2]], "w.qscale": ["u8", [72]], "w.qsuper": ["f32", [1]] });
   });
 
   test("hostile entries: every inconsistency is an E_FORMAT naming the tensor", () => {
@@ -46,9 +46,9 @@ describe("safetensors entries", () => {
     const get = (over: Record<string, TensorEntry | undefined>) => (n: string) => (n in over ? over[n] : tensors[n]);
     const expectErr = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof QuantlabError && re.test(e.message));
     expectErr(() => fromEntries("w", get({ "w.qcodes": undefined }), metadata), /w: missing tensor w\.qcodes for spec int4:g32:asym/);
-    expectErr(() => fromEntries("w", get({ "w.qcodes": { dtype: "U8", shape: [3], bytes: new Uint8Array(3) } }), metadata), /w\.qcodes: 3 elements, expected 2064/);
-    expectErr(() => fromEntries("w", get({ "w.qscale": { dtype: "F16", shape: [144], bytes: new Uint8Array(288) } }), metadata), /w\.qscale: dtype F16, expected F32/);
-    expectErr(() => fromEntries("w", get({ "w.qzero": { dtype: "U8", shape: [1], bytes: new Uint8Array(1) } }), metadata), /w\.qzero: 1 elements, expected 72/);
+    expectErr(() => fromEntries("w", get({ "w.qcodes": { dtype: "u8", shape: [3], bytes: new Uint8Array(3) } }), metadata), /w\.qcodes: 3 elements, expected 2064/);
+    expectErr(() => fromEntries("w", get({ "w.qscale": { dtype: "f16", shape: [144], bytes: new Uint8Array(288) } }), metadata), /w\.qscale: dtype f16, expected f32/);
+    expectErr(() => fromEntries("w", get({ "w.qzero": { dtype: "u8", shape: [1], bytes: new Uint8Array(1) } }), metadata), /w\.qzero: 1 elements, expected 72/);
     expectErr(() => fromEntries("w", get({}), { "quantlab.quant.w": "{not json" }), /w: quant metadata is not JSON/);
     expectErr(() => fromEntries("w", get({}), { "quantlab.quant.w": JSON.stringify({ spec: "int4:g32:asym", shape: [24, 172], layout: 9 }) }), /w: quant layout 9/);
     expectErr(() => fromEntries("w", get({}), { "quantlab.quant.w": JSON.stringify({ spec: "int4:g32:asym", shape: [24, -1], layout: 1 }) }), /w: bad shape/);
@@ -61,7 +61,7 @@ describe("safetensors entries", () => {
     expectErr(() => fromEntries("m", (n) => (n === "m.qscale" ? bad : mxe.tensors[n]), mxe.metadata), /e8m0 NaN/);
     const o = quantizeTensor(w, [24, 172], "int4:g64:outliers=1");
     const oe = toEntries("o", o);
-    const idx = new Uint32Array(oe.tensors["o.qoutidx"]!.bytes.slice().buffer);
+    const idx = new Int32Array(oe.tensors["o.qoutidx"]!.bytes.slice().buffer);
     idx[0] = 99999;
     expectErr(() => fromEntries("o", (n) => (n === "o.qoutidx" ? { ...oe.tensors[n]!, bytes: new Uint8Array(idx.buffer) } : oe.tensors[n]), oe.metadata), /o\.qoutidx: index 99999 outside 4128 elements/);
   });

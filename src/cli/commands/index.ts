@@ -10,3 +10,4 @@ import { register as registerKld } from "./kld.js"; commands.push(registerKld);
 import { register as registerInfo } from "./info.js"; commands.push(registerInfo);
 import { register as registerConvert } from "./convert.js"; commands.push(registerConvert);
 import { register as registerFormats } from "./formats.js"; commands.push(registerFormats);
+import { register as registerQuantize } from "./quantize.js"; commands.push(registerQuantize);

@@ -11,6 +11,7 @@ import { loadLlama2cFile } from "./llama2c-file.js";
 import { loadGgufFile } from "./gguf-file.js";
 import { loadSafetensorsFile, loadHfDir } from "./hf-file.js";
 import { loadHubModel } from "./hub-cache.js";
+import { isQuantModelFile, loadQuantModelFile } from "./quant-file.js";
 import { isHubRef } from "../hub.js";
 import type { Progress } from "../../core/progress.js";
 
@@ -51,7 +52,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   switch (fmt) {
     case "llama2c": return loadLlama2cFile(path, opts);
     case "gguf": return loadGgufFile(path, opts);
-    case "safetensors": return loadSafetensorsFile(path, opts);
+    case "safetensors": return (await isQuantModelFile(path)) ? loadQuantModelFile(path) : loadSafetensorsFile(path, opts);
     case "hf": return loadHfDir(path, opts);
   }
 }

@@ -1,0 +1,117 @@
+/**
+ * A model whose weights may be quantlab QuantizedTensors, as one safetensors file (layout in
+ * docs/quant-format.md): canonical tensor names (token_embd.weight, blk.N.attn_q.weight, … — rows in
+ * quantlab's interleaved RoPE order, no HF permutation), dense tensors as f32/f16/bf16, quantized ones as
+ * the side arrays of quant/serialize.ts, and in __metadata__:
+ *   "quantlab.format"        = "quantlab-quantized-model/1"
+ *   "quantlab.model_config"  = JSON of the ModelConfig
+ *   "quantlab.tokenizer", "quantlab.tokenizer_config" = tokenizer.json / tokenizer_config.json (as saveSafetensorsFile)
+ *   "quantlab.quant.<name>"  = {"spec", "shape", "layout"} per quantized tensor
+ * Pure (no Node APIs): works on a SafetensorsFile and produces SafetensorsEntry lists.
+ */
+import { QuantlabError } from "../core/errors.js";
+import { Tensor, numel } from "../core/tensor.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import { expectedShapes, type ModelConfig } from "../model/config.js";
+import { HfTokenizer, vocabToTokenizerJson, type TokenizerJson } from "../model/tokenizers/hf.js";
+import type { Model, Weight } from "../model/weights.js";
+import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, inputTransformsToJson } from "../model/transforms.js";
+import { fromEntries, isQuantEntryName, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
+import { QTensor } from "../quant/tensor.js";
+import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
+
+export const QUANT_MODEL_FORMAT = "quantlab-quantized-model/1";
+
+export function isQuantModelMetadata(md: Record<string, string>): boolean {
+  return md["quantlab.format"] === QUANT_MODEL_FORMAT;
+}
+
+/** Entries and metadata of a model with dense and/or QTensor weights (other weight kinds are written as f32). */
+export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+  const metadata: Record<string, string> = {
+    format: "pt",
+    "quantlab.format": QUANT_MODEL_FORMAT,
+    "quantlab.model_config": JSON.stringify(model.config),
+  };
+  const t = model.tokenizer;
+  if (t instanceof HfTokenizer) {
+    metadata["quantlab.tokenizer"] = JSON.stringify(t.json);
+    metadata["quantlab.tokenizer_config"] = JSON.stringify(t.config);
+  } else if (t) {
+    const v = t.vocab();
+    metadata["quantlab.tokenizer"] = JSON.stringify(vocabToTokenizerJson(v));
+    metadata["quantlab.tokenizer_config"] = JSON.stringify({ add_bos_token: v.addBos, bos_token: v.pieces[v.bosId], eos_token: v.pieces[v.eosId] });
+  }
+  // run-time input transforms (online rotation, W8A8 activations) of PTQ models (algos/ptq.ts)
+  if (model.inputTransforms) metadata[INPUT_TRANSFORMS_KEY] = inputTransformsToJson(model.inputTransforms);
+  const entries: SafetensorsEntry[] = [];
+  const names = [...expectedShapes(model.config).keys()].filter((n) => model.weights.has(n));
+  for (const name of names) {
+    const w = model.weights.get(name)!;
+    if (w.kind === "quant" && w.q instanceof QTensor) {
+      const { tensors, metadata: md } = toEntries(name, w.q);
+      Object.assign(metadata, md);
+      for (const [tn, e] of Object.entries(tensors)) entries.push({ name: tn, dtype: e.dtype, shape: e.shape, bytes: () => e.bytes });
+    } else if (w.kind === "dense" && (w.tensor.dtype === "f32" || w.tensor.dtype === "f16" || w.tensor.dtype === "bf16")) {
+      const d = w.tensor.data;
+      entries.push({ name, dtype: w.tensor.dtype, shape: [...w.tensor.shape], bytes: () => new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+    } else {
+      const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
+      entries.push({ name, dtype: "f32", shape: [...shape], bytes: () => { const f = dequantizeWeight(w, name).data; return new Uint8Array(f.buffer, f.byteOffset, f.byteLength); } });
+    }
+  }
+  return { entries, metadata };
+}
+
+/** Reads a quantized-model safetensors file back into a Model (quantized weights stay QTensors). */
+export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
+  const md = st.metadata;
+  if (!isQuantModelMetadata(md)) throw new QuantlabError("E_FORMAT", `${st.name}: not a quantlab quantized model (metadata "quantlab.format" is not ${QUANT_MODEL_FORMAT})`);
+  let config: ModelConfig;
+  try {
+    config = JSON.parse(md["quantlab.model_config"] ?? "") as ModelConfig;
+  } catch {
+    throw new QuantlabError("E_FORMAT", `${st.name}: metadata "quantlab.model_config" is not valid JSON`);
+  }
+  const expected = expectedShapes(config);
+  const quantNames = new Set(quantizedNames(md));
+  const weights = new Map<string, Weight>();
+  const entryCache = new Map<string, TensorEntry>();
+  for (const t of st.tensors) {
+    if (isQuantEntryName(t.name)) {
+      const dtype = t.dtype.toLowerCase();
+      if (dtype !== "u8" && dtype !== "i32" && dtype !== "f16" && dtype !== "bf16" && dtype !== "f32") throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${t.name}" has dtype ${t.dtype}`);
+      entryCache.set(t.name, { dtype, shape: t.shape, bytes: await st.readBytes(t) });
+    }
+  }
+  for (const [name, shape] of expected) {
+    if (quantNames.has(name)) {
+      const q = fromEntries(name, (n) => entryCache.get(n), md);
+      if (q.shape.length !== shape.length || q.shape.some((d, i) => d !== shape[i])) {
+        throw new QuantlabError("E_FORMAT", `${st.name}: quantized tensor "${name}" has shape [${q.shape.join(", ")}], expected [${shape.join(", ")}]`);
+      }
+      weights.set(name, { kind: "quant", q });
+      continue;
+    }
+    const info = st.tensor(name);
+    if (!info) throw new QuantlabError("E_FORMAT", `${st.name}: missing tensor "${name}"`);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]) || numel(info.shape) !== numel(shape)) {
+      throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${name}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
+    }
+    const tensor: Tensor = await st.readTensor(info);
+    weights.set(name, { kind: "dense", tensor });
+  }
+  let tokenizer: HfTokenizer | undefined;
+  const tj = md["quantlab.tokenizer"];
+  if (tj !== undefined) {
+    tokenizer = new HfTokenizer(JSON.parse(tj) as TokenizerJson, md["quantlab.tokenizer_config"] ? JSON.parse(md["quantlab.tokenizer_config"]) : {}, `${st.name} (embedded tokenizer)`);
+  }
+  const model: Model = { config, weights, source: { path: st.name, format: "safetensors", metadata: { "quantlab.format": QUANT_MODEL_FORMAT } } };
+  if (tokenizer) model.tokenizer = tokenizer;
+  const tt = md[INPUT_TRANSFORMS_KEY];
+  if (tt !== undefined) {
+    model.inputTransforms = inputTransformsFromJson(tt, st.name);
+    checkInputTransforms(model.inputTransforms, config.hiddenDim, st.name);
+  }
+  return model;
+}
