@@ -225,10 +225,12 @@ export class Llama {
         const len = pos0 + i + 1; // causal: this position sees 0..pos
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / kvMul);
-          this.kv.scores(l, kvh, q, i * qDim + h * hd, len, att);
-          for (let t = 0; t < len; t++) att[t] = att[t]! / scale;
-          softmax(att, len);
-          this.kv.mix(l, kvh, att, len, attOut, i * qDim + h * hd);
+          const off = i * qDim + h * hd;
+          this.kv.scores(l, kvh, q, off, len, att);
+          const sum = expScores(att, len, scale);
+          this.kv.mix(l, kvh, att, len, attOut, off);
+          const inv = 1 / sum; // softmax normalization applied to the mixed head instead of every weight
+          for (let j = off; j < off + hd; j++) attOut[j] = attOut[j]! * inv;
         }
       }
       this.site(l, "attn_out_in", attOut, n, qDim);
@@ -327,16 +329,21 @@ function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array, n: num
   }
 }
 
-function softmax(a: Float32Array, n: number): void {
-  let max = a[0]!;
-  for (let i = 1; i < n; i++) if (a[i]! > max) max = a[i]!;
+/** a[t] ← exp(a[t]/scale − max) for t < n (unnormalized softmax); returns Σ. run.c divides by √hd. */
+function expScores(a: Float32Array, n: number, scale: number): number {
+  let max = -Infinity;
+  for (let t = 0; t < n; t++) {
+    const z = a[t]! / scale;
+    a[t] = z;
+    if (z > max) max = z;
+  }
   let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const e = Math.exp(a[i]! - max);
-    a[i] = e;
+  for (let t = 0; t < n; t++) {
+    const e = Math.exp(a[t]! - max);
+    a[t] = e;
     sum += e;
   }
-  for (let i = 0; i < n; i++) a[i] = a[i]! / sum;
+  return sum;
 }
 
 function checkWeights(model: Model): void {
