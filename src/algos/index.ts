@@ -13,3 +13,6 @@ export * from "./rotation.js";
 export * from "./kmeans.js";
 export * from "./mixed.js";
 export * from "./qat.js";
+export * from "./spec-quantizer.js";
+export * from "./calib.js";
+export * from "./ptq.js";

@@ -19,6 +19,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { randomOrthogonal } from "./linalg.js";
+import type { OnlineRotation } from "../model/transforms.js";
 
 export type RotationKind = "hadamard" | "hadamard⊗paley" | "hadamard⊗random";
 
@@ -31,6 +32,8 @@ export interface Rotation {
   applyT(x: Float32Array | Float64Array, count?: number): void;
   /** R as a dense (n, n) matrix */
   matrix(): Float64Array;
+  /** R as the factors the forward pass applies online (model/transforms.ts), in f32 */
+  factors(): OnlineRotation;
 }
 
 function isPrime(q: number): boolean {
@@ -165,6 +168,12 @@ class KroneckerRotation implements Rotation {
       for (let i = 0; i < n; i++) m[i * n + j] = e[i]!;
     }
     return m;
+  }
+
+  factors(): OnlineRotation {
+    const f: OnlineRotation = { n: this.n, pow2: this.pow2, signs: Float32Array.from(this.signs) };
+    if (this.inner) f.inner = Float32Array.from(this.inner);
+    return f;
   }
 
   private mulInner(x: Float32Array | Float64Array, o: number, transpose: boolean): void {

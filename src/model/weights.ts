@@ -7,6 +7,7 @@ import type { GgmlType } from "../ggml/types.js";
 import type { QuantizedTensor } from "../quant/types.js";
 import type { ModelConfig } from "./config.js";
 import type { Tokenizer } from "./tokenizer.js";
+import type { InputTransforms } from "./transforms.js";
 
 export type Weight =
   | { kind: "dense"; tensor: Tensor }
@@ -20,6 +21,8 @@ export interface Model {
   tokenizer?: Tokenizer;
   /** where it came from and anything the source file said that we keep (e.g. GGUF metadata) */
   source: { path: string; format: "llama2c" | "gguf" | "safetensors" | "hf" | "memory"; metadata?: Record<string, unknown> };
+  /** run-time operations on linear inputs a quantized model needs (online rotation, W8A8 activations) */
+  inputTransforms?: InputTransforms;
 }
 
 export function weightShape(w: Weight): readonly number[] {

@@ -11,6 +11,7 @@ import { canonicalSpec } from "../../quant/spec.js";
 import { printJson, stderrProgress } from "../util.js";
 import { displayName, loadModelWithTokenizer } from "../model-options.js";
 import { quantizeModel, selectTensors } from "../quant-model.js";
+import { addPtqOptions, runPtq, wantsPtq, type PtqCliOptions } from "../ptq.js";
 
 interface QuantizeOptions {
   spec: string;
@@ -23,7 +24,7 @@ interface QuantizeOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("quantize")
     .description("quantize a model's weights with a spec (e.g. int4:g32:asym, nf4:g64:dq, mxfp4) into a safetensors file")
     .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
@@ -35,6 +36,7 @@ export function register(program: Command): void {
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
     .option("--json", "print one JSON object {output, spec, bytes, bpw, worstSqnrDb, tensors: [...]}")
     .action(async (path: string, o: QuantizeOptions) => {
+      if (wantsPtq(o as { method?: string; rotate?: boolean })) return runPtq(path, o as unknown as PtqCliOptions); // --method/--rotate: layer-by-layer PTQ (cli/ptq.ts)
       const spec = canonicalSpec(o.spec);
       const seed = Number(o.seed);
       if (!Number.isInteger(seed) || seed < 0) throw new QuantlabError("E_ARG", `option --seed: expected a non-negative integer, got "${o.seed}"`);
@@ -51,4 +53,5 @@ export function register(program: Command): void {
       for (const t of r.tensors) process.stdout.write(`${t.name.padEnd(28)} [${t.shape.join(", ")}]  ${t.bpw.toFixed(3)} bpw  SQNR ${t.sqnrDb.toFixed(2)} dB\n`);
       process.stdout.write(`${displayName(path)} → ${o.output}: ${spec}, ${r.tensors.length} tensors at ${r.bpw.toFixed(3)} bits/weight, worst SQNR ${r.worstSqnrDb.toFixed(2)} dB (${r.worstTensor}), ${bytes} bytes\n`);
     });
+  addPtqOptions(cmd);
 }

@@ -1,0 +1,315 @@
+/**
+ * Calibration data and layer-by-layer activation capture for post-training quantization.
+ *
+ * - `calibrationWindows`: a token stream (from a text) → N seeded windows of L positions, each BOS
+ *   followed by L−1 consecutive tokens from a random offset (GPTQ's `get_wikitext2` recipe; windows may
+ *   overlap). `generatedWindows`: the same shape sampled from the model itself (data-free calibration).
+ * - `BlockRunner`: runs ONE transformer block on the hidden states of all calibration windows at once
+ *   (T = N·L tokens), with dense f32 weights of that block only, and calls a hook with the input of
+ *   each linear site. The PTQ pipeline (ptq.ts) walks the blocks in order, feeding each block the
+ *   outputs of the already-quantized blocks before it, so memory stays near one block's weights plus
+ *   T hidden states, whatever the depth.
+ * The block arithmetic follows model/llama.ts (llama2.c run.c): RMSNorm, interleaved-pair RoPE with the
+ * same f32 angle rounding, grouped-query causal attention, SwiGLU; a test checks that stacking blocks
+ * reproduces the Llama forward pass's logits.
+ */
+import { QuantlabError } from "../core/errors.js";
+import { Rng } from "../core/rng.js";
+import { TensorNames, type ModelConfig } from "../model/config.js";
+import { Llama, ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
+import { Sampler } from "../model/sampler.js";
+import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
+import type { Model } from "../model/weights.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+
+export interface WindowOptions {
+  /** number of windows (GPTQ/AWQ papers: 128) */
+  samples: number;
+  /** positions per window, BOS included */
+  seq: number;
+  seed: number;
+  bosId: number;
+}
+
+/** N windows (each Int32Array of `seq`: BOS + seq−1 tokens) from random offsets of a token stream. */
+export function calibrationWindows(tokens: ArrayLike<number>, o: WindowOptions): Int32Array[] {
+  checkWindowOptions(o);
+  const body = o.seq - 1;
+  if (tokens.length < body) {
+    throw new QuantlabError("E_ARG", `calibration text has ${tokens.length} tokens, fewer than one window of ${body} (--seq ${o.seq}); use a longer text or a smaller --seq`);
+  }
+  const rng = new Rng(o.seed);
+  const span = tokens.length - body + 1; // possible starts
+  const out: Int32Array[] = [];
+  for (let w = 0; w < o.samples; w++) {
+    const start = Math.floor(rng.next() * span);
+    const win = new Int32Array(o.seq);
+    win[0] = o.bosId;
+    for (let i = 0; i < body; i++) win[i + 1] = tokens[start + i]!;
+    out.push(win);
+  }
+  return out;
+}
+
+/** Data-free calibration: N windows sampled from the model at temperature 1 (top-p off), seeded. */
+export function generatedWindows(model: Model, o: WindowOptions): Int32Array[] {
+  checkWindowOptions(o);
+  if (o.seq > model.config.seqLen) throw new QuantlabError("E_ARG", `--seq ${o.seq} is longer than the model's context ${model.config.seqLen}`);
+  const llama = new Llama(model, { contextLength: o.seq });
+  const out: Int32Array[] = [];
+  for (let w = 0; w < o.samples; w++) {
+    const sampler = new Sampler({ temperature: 1, topP: 1, seed: o.seed * 1_000_003 + w });
+    llama.reset();
+    const win = new Int32Array(o.seq);
+    win[0] = o.bosId;
+    for (let p = 0; p + 1 < o.seq; p++) win[p + 1] = sampler.sample(llama.forward(win[p]!, p));
+    out.push(win);
+  }
+  return out;
+}
+
+function checkWindowOptions(o: WindowOptions): void {
+  if (!Number.isInteger(o.samples) || o.samples < 1) throw new QuantlabError("E_ARG", `calibration samples must be a positive integer, got ${o.samples}`);
+  if (!Number.isInteger(o.seq) || o.seq < 2) throw new QuantlabError("E_ARG", `calibration window length must be an integer ≥ 2, got ${o.seq}`);
+}
+
+/** Dense f32 weights of one block. Linear weights are (out, in) row-major. */
+export interface BlockWeights {
+  attnNorm: Float32Array; // (dim)
+  wq: Float32Array; // (qDim, dim)
+  wk: Float32Array; // (kvDim, dim)
+  wv: Float32Array; // (kvDim, dim)
+  wo: Float32Array; // (dim, qDim)
+  ffnNorm: Float32Array; // (dim)
+  gate: Float32Array; // (hidden, dim)
+  up: Float32Array; // (hidden, dim)
+  down: Float32Array; // (dim, hidden)
+}
+
+export type LinearKey = "wq" | "wk" | "wv" | "wo" | "gate" | "up" | "down";
+export const LINEAR_KEYS: readonly LinearKey[] = ["wq", "wk", "wv", "wo", "gate", "up", "down"];
+
+/** Canonical tensor name of a block linear. */
+export function linearName(l: number, k: LinearKey): string {
+  switch (k) {
+    case "wq": return TensorNames.attnQ(l);
+    case "wk": return TensorNames.attnK(l);
+    case "wv": return TensorNames.attnV(l);
+    case "wo": return TensorNames.attnOutput(l);
+    case "gate": return TensorNames.ffnGate(l);
+    case "up": return TensorNames.ffnUp(l);
+    case "down": return TensorNames.ffnDown(l);
+  }
+}
+
+/** Which site feeds each linear. */
+export const SITE_OF: Record<LinearKey, LinearSite> = { wq: "attn_in", wk: "attn_in", wv: "attn_in", wo: "attn_out_in", gate: "ffn_in", up: "ffn_in", down: "ffn_down_in" };
+
+/** A fresh f32 copy of block l's weights from a model (any weight kind, dequantized). */
+export function blockWeights(model: Model, l: number): BlockWeights {
+  const get = (name: string): Float32Array => {
+    const w = model.weights.get(name);
+    if (!w) throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${name}`);
+    const d = dequantizeWeight(w, name).data;
+    return w.kind === "dense" && w.tensor.dtype === "f32" ? new Float32Array(d) : d;
+  };
+  return {
+    attnNorm: get(TensorNames.attnNorm(l)),
+    wq: get(TensorNames.attnQ(l)),
+    wk: get(TensorNames.attnK(l)),
+    wv: get(TensorNames.attnV(l)),
+    wo: get(TensorNames.attnOutput(l)),
+    ffnNorm: get(TensorNames.ffnNorm(l)),
+    gate: get(TensorNames.ffnGate(l)),
+    up: get(TensorNames.ffnUp(l)),
+    down: get(TensorNames.ffnDown(l)),
+  };
+}
+
+/** out (n, rows) = x (n, cols) · wᵀ, w (rows, cols); four output rows per pass over x's row. */
+export function matmulXWt(x: Float32Array, n: number, w: Float32Array, rows: number, cols: number, out: Float32Array): void {
+  for (let t = 0; t < n; t++) {
+    const xo = t * cols;
+    const oo = t * rows;
+    let r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const w0 = r * cols, w1 = w0 + cols, w2 = w1 + cols, w3 = w2 + cols;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let c = 0; c < cols; c++) {
+        const xv = x[xo + c]!;
+        s0 += w[w0 + c]! * xv;
+        s1 += w[w1 + c]! * xv;
+        s2 += w[w2 + c]! * xv;
+        s3 += w[w3 + c]! * xv;
+      }
+      out[oo + r] = s0; out[oo + r + 1] = s1; out[oo + r + 2] = s2; out[oo + r + 3] = s3;
+    }
+    for (; r < rows; r++) {
+      const wo = r * cols;
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += w[wo + c]! * x[xo + c]!;
+      out[oo + r] = s;
+    }
+  }
+}
+
+/** Called with the input (T, width) of the linears at a site, after the model's input transforms. */
+export type SiteHook = (site: LinearSite, x: Float32Array, width: number) => void;
+
+/**
+ * One transformer block over T = nWindows·seq tokens at once. Scratch buffers are allocated per call
+ * and dropped after it, so memory is T·(dim + qDim + 2·kvDim + 2·hidden) floats during a call.
+ */
+export class BlockRunner {
+  readonly config: ModelConfig;
+  private readonly cos: Float32Array; // (seq, headDim/2)
+  private readonly sin: Float32Array; // (seq, headDim/2)
+
+  constructor(model: Model, readonly seq: number) {
+    const c = model.config;
+    this.config = c;
+    const half = c.headDim / 2;
+    const inv = ropeInvFreq(c, model.weights.get(ROPE_FREQS));
+    this.cos = new Float32Array(seq * half);
+    this.sin = new Float32Array(seq * half);
+    for (let p = 0; p < seq; p++) {
+      for (let j = 0; j < half; j++) {
+        const val = Math.fround(p * inv[j]!); // as Llama.ropeTables (run.c: f32 angle)
+        this.cos[p * half + j] = Math.cos(val);
+        this.sin[p * half + j] = Math.sin(val);
+      }
+    }
+  }
+
+  /** Token embeddings of the windows, (T, dim). */
+  embed(embedding: Float32Array, windows: readonly Int32Array[]): Float32Array {
+    const { dim, vocabSize } = this.config;
+    const x = new Float32Array(windows.length * this.seq * dim);
+    let o = 0;
+    for (const w of windows) {
+      if (w.length !== this.seq) throw new QuantlabError("E_ARG", `calibration window of ${w.length} tokens, expected ${this.seq}`);
+      for (const t of w) {
+        if (!(t >= 0 && t < vocabSize)) throw new QuantlabError("E_ARG", `calibration token ${t} outside the vocabulary (0..${vocabSize - 1})`);
+        x.set(embedding.subarray(t * dim, (t + 1) * dim), o);
+        o += dim;
+      }
+    }
+    return x;
+  }
+
+  /**
+   * Runs block `layer` on x (T, dim) in place (x becomes the block's output). `transforms` are the
+   * model's run-time input transforms (online rotation, activation quantization), applied before the
+   * hook at each site. With `stopAfter`, returns right after that site's hook and leaves x unchanged.
+   */
+  run(layer: number, bw: BlockWeights, x: Float32Array, opts: { transforms?: InputTransforms; hook?: SiteHook; stopAfter?: LinearSite } = {}): void {
+    const c = this.config;
+    const { dim, hiddenDim: hidden, headDim: hd, nHeads, nKvHeads } = c;
+    const L = this.seq;
+    if (x.length % (L * dim) !== 0) throw new QuantlabError("E_ARG", `block input of ${x.length} values is not whole windows of ${L}×${dim}`);
+    const T = x.length / dim;
+    const nWin = T / L;
+    const qDim = nHeads * hd, kvDim = nKvHeads * hd;
+    const { transforms, hook, stopAfter } = opts;
+    const site = (s: LinearSite, buf: Float32Array, width: number): boolean => {
+      if (transforms) applyInputTransforms(transforms, layer, s, buf, T, width);
+      hook?.(s, buf, width);
+      return stopAfter === s;
+    };
+
+    const xb = new Float32Array(T * dim);
+    rmsnorm(xb, x, bw.attnNorm, T, dim, c.normEps);
+    if (site("attn_in", xb, dim)) return;
+    const q = new Float32Array(T * qDim);
+    const k = new Float32Array(T * kvDim);
+    const v = new Float32Array(T * kvDim);
+    matmulXWt(xb, T, bw.wq, qDim, dim, q);
+    matmulXWt(xb, T, bw.wk, kvDim, dim, k);
+    matmulXWt(xb, T, bw.wv, kvDim, dim, v);
+    const half = hd / 2;
+    for (let t = 0; t < T; t++) {
+      const p = t % L;
+      this.rope(q, t * qDim, qDim, p, half);
+      this.rope(k, t * kvDim, kvDim, p, half);
+    }
+    const att = new Float32Array(T * qDim);
+    const scores = new Float32Array(L);
+    const kvMul = nHeads / nKvHeads;
+    const scale = Math.fround(Math.sqrt(hd));
+    for (let w = 0; w < nWin; w++) {
+      const t0 = w * L;
+      for (let i = 0; i < L; i++) {
+        const ti = t0 + i;
+        for (let h = 0; h < nHeads; h++) {
+          const kvh = Math.floor(h / kvMul);
+          const qo = ti * qDim + h * hd;
+          let max = -Infinity;
+          for (let j = 0; j <= i; j++) {
+            const ko = (t0 + j) * kvDim + kvh * hd;
+            let s = 0;
+            for (let d = 0; d < hd; d++) s += q[qo + d]! * k[ko + d]!;
+            const sc = Math.fround(s) / scale;
+            scores[j] = sc;
+            if (sc > max) max = sc;
+          }
+          let sum = 0;
+          for (let j = 0; j <= i; j++) {
+            const e = Math.exp(scores[j]! - max);
+            scores[j] = e;
+            sum += e;
+          }
+          const oo = ti * qDim + h * hd;
+          for (let j = 0; j <= i; j++) {
+            const a = scores[j]! / sum;
+            const vo = (t0 + j) * kvDim + kvh * hd;
+            for (let d = 0; d < hd; d++) att[oo + d] += a * v[vo + d]!;
+          }
+        }
+      }
+    }
+    if (site("attn_out_in", att, qDim)) return;
+    const proj = new Float32Array(T * dim);
+    matmulXWt(att, T, bw.wo, dim, qDim, proj);
+    const x1 = new Float32Array(T * dim); // residual after attention (x itself stays the input until the end)
+    for (let i = 0; i < T * dim; i++) x1[i] = x[i]! + proj[i]!;
+    rmsnorm(xb, x1, bw.ffnNorm, T, dim, c.normEps);
+    if (site("ffn_in", xb, dim)) return;
+    const hb = new Float32Array(T * hidden);
+    const hb2 = new Float32Array(T * hidden);
+    matmulXWt(xb, T, bw.gate, hidden, dim, hb);
+    matmulXWt(xb, T, bw.up, hidden, dim, hb2);
+    for (let i = 0; i < T * hidden; i++) {
+      const a = hb[i]!;
+      hb[i] = (a / (1 + Math.exp(-a))) * hb2[i]!;
+    }
+    if (site("ffn_down_in", hb, hidden)) return;
+    matmulXWt(hb, T, bw.down, dim, hidden, proj);
+    for (let i = 0; i < T * dim; i++) x[i] = x1[i]! + proj[i]!;
+  }
+
+  private rope(x: Float32Array, off: number, width: number, pos: number, half: number): void {
+    const hd = 2 * half;
+    const co = pos * half;
+    for (let h = off; h < off + width; h += hd) {
+      for (let j = 0; j < half; j++) {
+        const a = x[h + 2 * j]!;
+        const b = x[h + 2 * j + 1]!;
+        const fc = this.cos[co + j]!;
+        const fs = this.sin[co + j]!;
+        x[h + 2 * j] = a * fc - b * fs;
+        x[h + 2 * j + 1] = a * fs + b * fc;
+      }
+    }
+  }
+}
+
+/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps), as model/llama.ts. */
+export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
+  for (let i = 0; i < n; i++) {
+    const o = i * dim;
+    let ss = 0;
+    for (let j = 0; j < dim; j++) ss += x[o + j]! * x[o + j]!;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let j = 0; j < dim; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
+  }
+}
