@@ -11,3 +11,5 @@ import { register as registerInfo } from "./info.js"; commands.push(registerInfo
 import { register as registerConvert } from "./convert.js"; commands.push(registerConvert);
 import { register as registerFormats } from "./formats.js"; commands.push(registerFormats);
 import { register as registerQuantize } from "./quantize.js"; commands.push(registerQuantize);
+import { register as registerCompare } from "./compare.js"; commands.push(registerCompare);
+import { register as registerInspect } from "./inspect.js"; commands.push(registerInspect);

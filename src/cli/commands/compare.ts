@@ -1,0 +1,141 @@
+/**
+ * `quantlab compare <model> --specs s1,s2,… --text eval.txt`: quantize the model with each spec (round to
+ * nearest, weights of the block linears; activations too for a<b>/a<b>s specs) and measure, against the
+ * float model on the same windows: bits per weight (scales and zero points included), file size of the
+ * quantized-model safetensors, perplexity, mean KL divergence, top-1 agreement, worst-tensor SQNR and
+ * the quantization time. `--json`: {model, text, tokens, ctx, base: {ppl}, rows: [{spec, bpw, sizeBytes,
+ * ppl, meanKld, top1, worstSqnrDb, seconds}]}.
+ */
+import type { Command } from "commander";
+import { QuantlabError } from "../../core/errors.js";
+import { kld, ModelLogits, type LogitsSource } from "../../eval/kld.js";
+import { safetensorsSize } from "../../io/safetensors.js";
+import { quantModelEntries } from "../../io/quant-model.js";
+import { Llama } from "../../model/llama.js";
+import { canonicalSpec } from "../../quant/spec.js";
+import { printJson, stderrProgress } from "../util.js";
+import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { readTextFile, warnContext } from "./eval.js";
+import { activationConfig, quantizeModel, selectTensors } from "../quant-model.js";
+
+interface CompareOptions extends BackendOptions {
+  specs: string;
+  text: string;
+  ctx: number;
+  maxTokens?: number;
+  calib?: string;
+  calibTokens: number;
+  only?: string;
+  skip?: string;
+  tokenizer?: string;
+  markdown?: boolean;
+  json?: boolean;
+}
+
+export interface CompareRow {
+  spec: string;
+  bpw: number;
+  sizeBytes: number;
+  ppl: number;
+  meanKld: number;
+  top1: number;
+  worstSqnrDb: number;
+  /** quantization time */
+  seconds: number;
+  /** evaluation time (both models on the text) */
+  evalSeconds: number;
+}
+
+/** Records a LogitsSource's answers on the first pass and replays them afterwards (the float model runs once). */
+class RecordedLogits implements LogitsSource {
+  private readonly calls: Float32Array[] = [];
+  private i = 0;
+  private recording = true;
+  constructor(private readonly live: LogitsSource) {}
+  get vocabSize(): number { return this.live.vocabSize; }
+  get maxRows(): number { return this.live.maxRows; }
+  replay(): void { this.recording = false; this.i = 0; }
+  async rows(inputs: Int32Array, pos: number, n: number): Promise<Float32Array> {
+    if (this.recording) {
+      const r = (await this.live.rows(inputs, pos, n)).slice();
+      this.calls.push(r);
+      return r;
+    }
+    const r = this.calls[this.i++];
+    if (!r || r.length !== n * this.vocabSize) throw new QuantlabError("E_INTERNAL", "compare: replayed base logits out of step");
+    return r;
+  }
+}
+
+function fmt(x: number, d: number): string {
+  return Number.isFinite(x) ? x.toFixed(d) : String(x);
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command("compare")
+    .description("quantize a model with several specs and compare bits/weight, size, perplexity, KLD and top-1 against the float model")
+    .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
+    .requiredOption("--specs <list>", "comma-separated specs, e.g. int8:channel,int4:g32,nf4:g64,ternary:channel,mxfp4")
+    .requiredOption("--text <file>", "UTF-8 evaluation text")
+    .option("--ctx <n>", "window length in positions, BOS included", positiveInt("--ctx"), 256)
+    .option("--max-tokens <n>", "stop after this many scored tokens (whole windows)", positiveInt("--max-tokens"))
+    .option("--calib <file>", "calibration text for static activation scales (a<b>s specs)")
+    .option("--calib-tokens <n>", "tokens of the calibration text to run", positiveInt("--calib-tokens"), 4096)
+    .option("--only <globs>", "comma-separated globs of tensors to quantize (default: every block linear)")
+    .option("--skip <globs>", "comma-separated globs of tensors to keep in float")
+    .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
+    .option("--markdown", "print the table as Markdown")
+    .option("--json", "print one JSON object {rows: [{spec, bpw, sizeBytes, ppl, meanKld, top1, worstSqnrDb, seconds}], ...}");
+  addBackendOptions(cmd).action(async (path: string, o: CompareOptions) => {
+    const specs = o.specs.split(",").map((s) => s.trim()).filter(Boolean).map((s) => canonicalSpec(s)); // bad specs fail before any work
+    if (specs.length === 0) throw new QuantlabError("E_ARG", "option --specs: no spec given");
+    const text = readTextFile(o.text);
+    const calibText = o.calib ? readTextFile(o.calib) : undefined;
+    const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
+    warnContext(path, o.ctx, model.config.seqLen);
+    const tokens = tokenizer.encode(text, { bos: false });
+    const calibTokens = calibText ? tokenizer.encode(calibText, { bos: false }).slice(0, o.calibTokens) : undefined;
+    const names = selectTensors(model, o.only, o.skip);
+    const backend = backendFromOptions(o);
+    const progress = stderrProgress();
+    const rows: CompareRow[] = [];
+    const kopts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress };
+    const floatSize = safetensorsSize(quantModelEntries(model).entries, quantModelEntries(model).metadata);
+    let basePpl = NaN, nTokens = 0;
+    try {
+      const base = new RecordedLogits(new ModelLogits(new Llama(model, { contextLength: o.ctx, backend })));
+      for (const spec of specs) {
+        const q = quantizeModel(model, spec, names, { progress });
+        const acts = activationConfig(q.model, spec, calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined);
+        const qm = acts ? { ...q.model, inputTransforms: { ...(q.model.inputTransforms ?? {}), activations: acts } } : q.model;
+        const t0 = Date.now();
+        const r = await kld(base, new ModelLogits(new Llama(qm, { contextLength: o.ctx, backend })), tokens, kopts);
+        base.replay();
+        const { entries, metadata } = quantModelEntries(q.model);
+        basePpl = r.pplBase;
+        nTokens = r.tokens;
+        rows.push({ spec, bpw: q.bpw, sizeBytes: safetensorsSize(entries, metadata), ppl: r.pplOther, meanKld: r.meanKld, top1: r.top1, worstSqnrDb: q.worstSqnrDb, seconds: q.seconds, evalSeconds: (Date.now() - t0) / 1000 });
+        if (!o.json) process.stderr.write(`${spec}: ppl ${fmt(r.pplOther, 4)} kld ${fmt(r.meanKld, 5)}\n`);
+      }
+    } finally {
+      backend.dispose?.();
+    }
+    if (o.json) {
+      printJson({ model: path, text: o.text, ctx: o.ctx, tokens: nTokens, quantized: names.length, base: { ppl: basePpl, sizeBytes: floatSize }, rows });
+      return;
+    }
+    const head = ["spec", "bpw", "size (bytes)", "ppl", "Δppl %", "mean KLD", "top-1", "worst SQNR dB", "quantize s"];
+    const body = rows.map((r) => [r.spec, fmt(r.bpw, 3), String(r.sizeBytes), fmt(r.ppl, 4), fmt((100 * (r.ppl - basePpl)) / basePpl, 2), fmt(r.meanKld, 5), fmt(r.top1, 4), fmt(r.worstSqnrDb, 2), fmt(r.seconds, 2)]);
+    body.unshift(["f32 (float model)", "32.000", String(floatSize), fmt(basePpl, 4), "0.00", "0", "1", "inf", "0"]);
+    if (o.markdown) {
+      process.stdout.write(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|\n`);
+      for (const b of body) process.stdout.write(`| ${b.join(" | ")} |\n`);
+    } else {
+      const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+      const line = (c: string[]) => c.map((x, i) => x.padEnd(widths[i]!)).join("  ");
+      process.stdout.write([line(head), ...body.map(line)].join("\n") + "\n");
+    }
+    process.stdout.write(`${displayName(path)} on ${displayName(o.text)}: ${nTokens} tokens, ctx ${o.ctx}, ${names.length} tensors quantized\n`);
+  });
+}
