@@ -1,9 +1,9 @@
 /**
  * Text generation as llama2.c run.c `generate`: the prompt is encoded with BOS; `steps` counts
  * positions, prompt included (run.c's -n); while pos < steps the prompt is forced, then tokens are
- * sampled; BOS (id 1 in run.c, the tokenizer's BOS here) stops generation; each token is printed as
- * decode(prev, next) through safe_printf, and a final "\n" is printed. The returned `text` is exactly
- * what run.c would print.
+ * sampled; BOS (id 1 in run.c, the tokenizer's BOS here) stops generation (and EOS with stopAtEos);
+ * each token is printed as decode(prev, next) through safe_printf, and a final "\n" is printed. The
+ * returned `text` is exactly what run.c would print.
  *
  * The forced prompt positions (their logits are never used) go through one batched prefill.
  */
@@ -18,6 +18,8 @@ export interface GenerateOptions extends SamplerOptions {
   prompt: string;
   /** positions to run, prompt included; ≤ 0 or beyond the context means the whole context (run.c) */
   steps: number;
+  /** also stop at the tokenizer's EOS (run.c stops at BOS only; chat/instruct models end turns with EOS) */
+  stopAtEos?: boolean;
   /** called with each printed piece as it is produced */
   onText?: (piece: string) => void;
   progress?: Progress;
@@ -42,6 +44,7 @@ export function generate(llama: Llama, tokenizer: Tokenizer, opts: GenerateOptio
   const prompt = tokenizer.encode(opts.prompt, { bos: true });
   if (prompt.length < 1) throw new QuantlabError("E_ARG", "the prompt encodes to no tokens");
   const bos = tokenizer.bosId;
+  const eos = opts.stopAtEos ? tokenizer.eosId : bos;
   const tokenIds = [prompt[0]!];
   let text = "";
   const emit = (prev: number, next: number): void => {
@@ -78,7 +81,7 @@ export function generate(llama: Llama, tokenizer: Tokenizer, opts: GenerateOptio
       const next = sampler.sample(logits);
       decoded++;
       progress.tick();
-      if (next === bos) break;
+      if (next === bos || next === eos) break;
       emit(token, next);
       tokenIds.push(next);
       token = next;

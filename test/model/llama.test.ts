@@ -94,6 +94,25 @@ describe("stories260K against llama2.c run.c (reference.json)", () => {
     assert.ok(!r.tokenIds.slice(1).includes(1));
     assert.ok(r.text.endsWith(" ha\n"));
   });
+
+  test("EOS is printed like any token (run.c) unless stopAtEos", () => {
+    const fake = {
+      capacity: 16,
+      reset() {},
+      prefill() { return new Float32Array(512); },
+      forward(_t: number, pos: number) {
+        const l = new Float32Array(512);
+        l[pos === 2 ? 2 : 300] = 10; // EOS at position 2
+        return l;
+      },
+    } as unknown as Llama;
+    const runc = generate(fake, m260K.tokenizer!, { prompt: "Hi", steps: 5, temperature: 0 });
+    assert.ok(runc.tokenIds.includes(2));
+    assert.ok(runc.text.includes("\n</s>\n"));
+    const chat = generate(fake, m260K.tokenizer!, { prompt: "Hi", steps: 5, temperature: 0, stopAtEos: true });
+    assert.deepEqual(chat.tokenIds, m260K.tokenizer!.encode("Hi", { bos: true })); // the prompt fills pos 0..2
+    assert.equal(chat.text, "Hi\n");
+  });
 });
 
 test("stories3M logits match stories3M/reference.json within 1e-4", async () => {

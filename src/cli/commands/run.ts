@@ -46,14 +46,15 @@ export function register(program: Command): void {
       let r;
       try {
         r = generate(llama, tokenizer, {
-        prompt: o.prompt,
-        steps: o.tokens,
-        temperature: o.temperature,
-        topP: o.topP,
-        topK: o.topK,
-        seed: o.seed,
-        onText: streaming ? (piece) => process.stdout.write(piece) : undefined,
-        progress: streaming ? undefined : stderrProgress(),
+          prompt: o.prompt,
+          steps: o.tokens,
+          temperature: o.temperature,
+          topP: o.topP,
+          topK: o.topK,
+          seed: o.seed,
+          stopAtEos: model.source.format !== "llama2c", // llama2.c models follow run.c: stop at BOS only
+          onText: streaming ? (piece) => process.stdout.write(piece) : undefined,
+          progress: streaming ? undefined : stderrProgress(),
         });
       } finally {
         backend.dispose?.();
