@@ -13,3 +13,4 @@ export * from "./activations.js";
 export * from "./metrics.js";
 export * from "./pack.js";
 export * from "./stats.js";
+export * from "./catalog.js";

@@ -7,6 +7,7 @@ import type { Command } from "commander";
 import { QuantlabError } from "../../core/errors.js";
 import { formatInfo, getFormat, listFormats, type FormatInfo } from "../../formats/registry.js";
 import { printJson } from "../util.js";
+import { specCatalog } from "../../quant/catalog.js";
 
 interface FormatsOptions {
   json?: boolean;
@@ -60,11 +61,23 @@ export function register(program: Command): void {
         values = { format: f.name, values: Array.from(v) };
       }
       if (o.json) {
-        printJson({ formats: rows, constructors: FORMAT_CONSTRUCTORS, ...(values ? { values } : {}) });
+        printJson({ formats: rows, constructors: FORMAT_CONSTRUCTORS, ...(values ? { values } : {}), specs: specCatalog() });
         return;
       }
       process.stdout.write(table(rows) + "\n");
       if (values) process.stdout.write(`\n${values.format} (${values.values.length} values):\n${values.values.map((x) => num(x)).join(" ")}\n`);
-      else process.stdout.write(`\n${rows.length} formats. Parametric constructors: ${FORMAT_CONSTRUCTORS.map((c) => c.name).join(", ")} (see docs/formats.md).\n`);
+      else {
+        process.stdout.write(`\n${rows.length} formats. Parametric constructors: ${FORMAT_CONSTRUCTORS.map((c) => c.name).join(", ")} (see docs/formats.md).\n`);
+        const c = specCatalog();
+        process.stdout.write(`\nSpecs: ${c.grammar} (docs/quant-format.md)\n`);
+        process.stdout.write(`  presets:       ${c.presets.map((p) => p.name).join(", ")}\n`);
+        process.stdout.write(`  granularity:   ${c.granularities.map((g) => g.token).join(", ")}\n`);
+        process.stdout.write(`  scheme:        ${c.schemes.map((g) => g.token).join(", ")}\n`);
+        process.stdout.write(`  calibration:   ${c.calibrations.map((g) => g.token).join(", ")}\n`);
+        process.stdout.write(`  rounding:      ${c.rounding.map((g) => g.token).join(", ")}\n`);
+        process.stdout.write(`  options:       ${c.options.map((g) => g.token).join(", ")}; scale dtypes ${c.scaleDtypes.join(", ")}\n`);
+        process.stdout.write(`\nbits per weight (64 × 4096 weight, scales and zero points included):\n`);
+        for (const e of c.examples) process.stdout.write(`  ${e.spec.padEnd(26)} ${e.bitsPerWeight.toFixed(4)}\n`);
+      }
     });
 }
