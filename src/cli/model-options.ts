@@ -39,8 +39,10 @@ export async function loadModelWithTokenizer(path: string, opts: LoadOptions): P
       `${path}: no tokenizer found (for llama2.c models: tok${model.config.vocabSize}.bin or tokenizer.bin beside the model); pass --tokenizer <file>`,
     );
   }
-  if (tokenizer.vocabSize !== model.config.vocabSize) {
-    throw new QuantlabError("E_FORMAT", `${path}: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${model.config.vocabSize}`);
+  // HF checkpoints often pad the embedding beyond the tokenizer (e.g. to a multiple of 64): only a
+  // tokenizer that can produce ids the model cannot embed is an error (llama2.c loading checks equality)
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    throw new QuantlabError("E_FORMAT", `${path}: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary has only ${model.config.vocabSize}`);
   }
   return { model, tokenizer };
 }
