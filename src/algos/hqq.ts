@@ -26,6 +26,11 @@ export interface HqqOptions {
   iters?: number;
   /** also refit the scale, jointly with the zero, by least squares each iteration */
   optimizeScale?: boolean;
+  /**
+   * integer zero points: every zero update is projected to the nearest code in [0, 2^b − 1] (HQQ's
+   * round_zero applied inside the loop, so the best-scoring iterate is a valid int-asym group)
+   */
+  roundZero?: boolean;
 }
 
 /** Generalized soft-thresholding, the proximal step of the lp term (hqq `shrink_lp_op`). */
@@ -45,6 +50,7 @@ export class HqqQuantizer implements GroupQuantizer<AffineParams> {
   readonly kappa: number;
   readonly iters: number;
   readonly optimizeScale: boolean;
+  readonly roundZero: boolean;
 
   constructor(opts: HqqOptions) {
     if (!Number.isInteger(opts.bits) || opts.bits < 1 || opts.bits > 8) {
@@ -58,6 +64,7 @@ export class HqqQuantizer implements GroupQuantizer<AffineParams> {
     this.kappa = opts.kappa ?? 1.01;
     this.iters = opts.iters ?? 20;
     this.optimizeScale = opts.optimizeScale ?? false;
+    this.roundZero = opts.roundZero ?? false;
     if (!(this.lpNorm > 0 && this.lpNorm <= 1)) throw new QuantlabError("E_SPEC", `hqq: lpNorm must be in (0, 1], got ${this.lpNorm}`);
     this.name = `int${this.bits}:${this.groupSize === 0 ? "channel" : `g${this.groupSize}`}:hqq`;
   }
@@ -85,6 +92,7 @@ export class HqqQuantizer implements GroupQuantizer<AffineParams> {
   optimize(segment: ArrayLike<number>): { params: AffineParams; errors: number[] } {
     const n = segment.length;
     let { scale, zero } = this.initialParams(segment);
+    if (this.roundZero) zero = this.projectZero(zero);
     const errors: number[] = [];
     if (n === 0) return { params: { scale, zero }, errors };
     const wq = new Float64Array(n);
@@ -136,9 +144,14 @@ export class HqqQuantizer implements GroupQuantizer<AffineParams> {
         // zero = mean(W_q − (W − W_e)/scale)
         zero = (sumQ - sumT / scale) / n;
       }
+      if (this.roundZero) zero = this.projectZero(zero);
       beta *= this.kappa;
     }
     return { params: best, errors };
+  }
+
+  private projectZero(z: number): number {
+    return Math.min(this.qMax, Math.max(0, roundHalfEven(z)));
   }
 
   private code(x: number, scale: number, zero: number): number {

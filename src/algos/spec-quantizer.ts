@@ -7,8 +7,10 @@
  * fakeQuant = decode(encode)); this adapter adds
  * - checks that the spec can be walked column by column (channel or g<N>, no outlier side table,
  *   nearest rounding),
- * - an HQQ mode: `fit` runs the half-quadratic solver (hqq.ts) for affine int specs with float zero
- *   points (asymf), then rounds scale and zero to the spec's storage,
+ * - an HQQ mode: `fit` runs the half-quadratic solver (hqq.ts) for affine int specs, then rounds scale
+ *   and zero to the spec's storage (asymf: float zero point, the reference's zero-only updates; asym: every
+ *   zero update projected to an integer code inside the solver, with the joint scale + zero step, since
+ *   the zero-only step cannot leave its starting code),
  * - `toQTensor`: re-encodes the algorithm's output with its parameters (quantizeTensor with `params`),
  *   so codes come out exactly; double-quantized scale dtypes (dq, scale=u8…) re-round the group scales
  *   per super-block there, which moves values by at most the super-scale's rounding.
@@ -44,10 +46,13 @@ export class RegistryQuantizer implements GroupQuantizer<GroupParams> {
     this.sq = new SpecQuantizer(spec);
     this.groupSize = this.sq.groupSize;
     if (opts.hqq) {
-      if (!this.sq.isInt || spec.scheme !== "asymf") {
-        throw new QuantlabError("E_SPEC", `spec "${this.name}": HQQ optimizes an affine integer grid with a float zero point; use int<b>:…:asymf`);
+      if (!this.sq.isInt || (spec.scheme !== "asymf" && spec.scheme !== "asym")) {
+        throw new QuantlabError("E_SPEC", `spec "${this.name}": HQQ optimizes an affine integer grid; use int<b>:…:asymf (float zero point) or int<b>:…:asym (zero rounded to an integer)`);
       }
-      this.hqq = new HqqQuantizer({ ...opts.hqq, bits: spec.bits, groupSize: this.groupSize });
+      // with an integer zero the reference's zero-only update rounds back to where it started (it moves
+      // the zero by less than one code), so asym uses the joint scale + zero step unless told otherwise
+      const asym = spec.scheme === "asym";
+      this.hqq = new HqqQuantizer({ optimizeScale: asym, ...opts.hqq, bits: spec.bits, groupSize: this.groupSize, roundZero: asym });
     }
   }
 
@@ -55,7 +60,13 @@ export class RegistryQuantizer implements GroupQuantizer<GroupParams> {
     if (!this.hqq) return this.sq.fit(segment, importance);
     const p = this.hqq.fit(segment);
     const scale = this.sq.storeOne(p.scale);
-    return { scale, zero: this.sq.storedZero(scale === p.scale ? p.zero : (p.zero * p.scale) / scale) };
+    const zero = scale === p.scale ? p.zero : (p.zero * p.scale) / scale; // keep the offset scale·zero
+    if (this.spec.scheme === "asym") {
+      // integer zero point (HQQ's round_zero): nearest code, inside the grid
+      const z = Math.round(zero);
+      return { scale, zero: Math.min(this.sq.qmax, Math.max(0, z)) };
+    }
+    return { scale, zero: this.sq.storedZero(zero) };
   }
 
   fakeQuant(x: number, p: GroupParams): number {
