@@ -251,12 +251,25 @@ export function quantizeTensor(w: Float32Array, shape: readonly number[], specIn
   // pass 2: codes
   const rng = spec.rounding === "stochastic" ? (opts.rng ?? new Rng(opts.seed ?? 0)) : undefined;
   const codes = new Uint16Array(n);
+  const intFast = q.isInt && !rng;
+  const qmin = q.qmin, qmax = q.qmax, off = q.codeOffset;
   for (let g = 0; g < nG; g++) {
     const s = scales ? scales.values[g]! : 1;
     const z = zeros ? zeros.values[g]! : 0;
     const thr = opts.params ? opts.params[g]!.threshold : ranges[g]!.threshold;
     const start = L.contiguousStart(g);
-    if (start >= 0) {
+    if (start >= 0 && intFast && s !== 0 && Number.isFinite(s)) {
+      // integer grid, nearest-even: the arithmetic of SpecQuantizer.encode inlined for contiguous groups
+      const end = start + L.length(g);
+      const zf = spec.scheme === "asymf" ? z : 0, zi = spec.scheme === "asym" ? z : 0;
+      for (let i = start; i < end; i++) {
+        const v = src[i]! / s + zf;
+        let r = Math.round(v);
+        if (r - v === 0.5 && r % 2 !== 0) r--; // ties to even
+        r += zi;
+        codes[i] = (r < qmin ? qmin : r > qmax ? qmax : r) + off;
+      }
+    } else if (start >= 0) {
       const end = start + L.length(g);
       for (let i = start; i < end; i++) codes[i] = q.encode(src[i]!, s, z, rng, thr);
     } else {
