@@ -16,6 +16,11 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride();
   for (const register of commands) register(program);
   const verbose = argv.includes("--verbose");
+  // `quantlab run ... | head` closes stdout early: that is not an error, stop quietly.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
   try {
     await program.parseAsync(argv);
   } catch (err) {
