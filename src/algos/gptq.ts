@@ -12,7 +12,7 @@
  * `--act-order --static-groups`).
  */
 import { QuantlabError } from "../core/errors.js";
-import { addGram, upperCholeskyOfInverse } from "./linalg.js";
+import { addGram, upperCholeskyOfInverseInPlace } from "./linalg.js";
 import { type GroupQuantizer, groupsPerRow, groupWidth } from "./quantizer.js";
 import { checkMatrix, type WeightQuantResult } from "./rtn.js";
 
@@ -30,6 +30,7 @@ export class HessianAccumulator {
 
   /** Adds x (nTok, n) row-major: nTok input vectors of the layer. */
   add(x: ArrayLike<number>, nTok: number): void {
+    if (this.tokens < 0) throw new QuantlabError("E_INTERNAL", "HessianAccumulator: add after takeHessian");
     if (x.length !== nTok * this.n) {
       throw new QuantlabError("E_ARG", `HessianAccumulator: got ${x.length} values for ${nTok} tokens of width ${this.n}`);
     }
@@ -39,6 +40,15 @@ export class HessianAccumulator {
 
   get nTokens(): number {
     return this.tokens;
+  }
+
+  /** H = 2/N Σ x xᵀ computed in the accumulator's own buffer (no copy); the accumulator is spent afterwards. */
+  takeHessian(): Float64Array {
+    const h = this.sum;
+    const f = this.tokens === 0 ? 0 : 2 / this.tokens;
+    for (let i = 0; i < h.length; i++) h[i]! *= f;
+    this.tokens = -1;
+    return h;
   }
 
   /** H = 2/N Σ x xᵀ, (n, n); all zeros before any token. */
@@ -65,6 +75,13 @@ export interface GptqOptions {
    * them, on the updated weights, as in the reference).
    */
   staticGroups?: boolean;
+  /**
+   * use `h` as the working Hessian and overwrite it (with its Cholesky factor): saves the n×n copy,
+   * which is what keeps an 8192-wide layer under memory budgets. Default false (h untouched).
+   */
+  overwriteHessian?: boolean;
+  /** phase timings (ms) are added here when given: factor (dampening + Cholesky + inverse), columns */
+  timings?: { factorMs: number; columnsMs: number };
   /** tensor name for error messages */
   name?: string;
 }
@@ -80,7 +97,8 @@ export interface GptqResult<P> extends WeightQuantResult<P> {
 
 /**
  * GPTQ on w (rows, cols) with Hessian h (cols, cols) (from `HessianAccumulator`), targeting any
- * GroupQuantizer. Neither input is modified.
+ * GroupQuantizer. w is not modified; h only with `overwriteHessian`. Memory: the working W (rows·cols
+ * f64), the output q (f32) and, unless overwriteHessian (or with act-order), one cols×cols f64.
  */
 export function gptqQuantize<P>(
   w: ArrayLike<number>,
@@ -104,22 +122,17 @@ export function gptqQuantize<P>(
 
   const gw = groupWidth(cols, quantizer.groupSize);
   const nGroups = groupsPerRow(cols, quantizer.groupSize);
+  const tFactor = Date.now();
 
-  const W0 = new Float64Array(rows * cols); // (rows, cols) original order
-  for (let i = 0; i < W0.length; i++) {
-    const v = w[i]!;
-    if (!Number.isFinite(v)) throw new QuantlabError("E_VALUE", `gptq ${name}: NaN or Inf in weight at row ${Math.floor(i / cols)}, col ${i % cols}`);
-    W0[i] = v;
-  }
-  const H0 = new Float64Array(h);
   // Dead inputs (never active in calibration): H_ii = 0. Their weights cannot matter to the
   // calibration output, so they are zeroed and H_ii set to 1 to keep H invertible (reference gptq.py).
-  for (let i = 0; i < cols; i++) {
-    if (H0[i * cols + i] === 0) {
-      H0[i * cols + i] = 1;
-      for (let r = 0; r < rows; r++) W0[r * cols + i] = 0;
-    }
-  }
+  const dead = new Uint8Array(cols);
+  for (let i = 0; i < cols; i++) if (h[i * cols + i] === 0) dead[i] = 1;
+  const weightAt = (r: number, c: number): number => {
+    const v = w[r * cols + c]!;
+    if (!Number.isFinite(v)) throw new QuantlabError("E_VALUE", `gptq ${name}: NaN or Inf in weight at row ${r}, col ${c}`);
+    return dead[c] ? 0 : v;
+  };
 
   const params: P[] = new Array(rows * nGroups);
   const groupIndex = new Int32Array(cols);
@@ -129,7 +142,7 @@ export function gptqQuantize<P>(
       for (let g = 0; g < nGroups; g++) {
         const c0 = g * gw;
         const s = seg.subarray(0, Math.min(gw, cols - c0));
-        for (let i = 0; i < s.length; i++) s[i] = W0[r * cols + c0 + i]!;
+        for (let i = 0; i < s.length; i++) s[i] = weightAt(r, c0 + i);
         params[r * nGroups + g] = quantizer.fit(s);
       }
     }
@@ -140,32 +153,40 @@ export function gptqQuantize<P>(
   if (actOrder) {
     // descending diag H; ties keep the original order so results are deterministic
     const d = new Float64Array(cols);
-    for (let i = 0; i < cols; i++) d[i] = H0[i * cols + i]!;
+    for (let i = 0; i < cols; i++) d[i] = h[i * cols + i]!;
     const order = Array.from(perm).sort((a, b) => d[b]! - d[a]! || a - b);
     perm.set(order);
   }
-  // Working copies in the quantization order.
-  const W = new Float64Array(rows * cols); // (rows, cols) permuted columns
-  const H = new Float64Array(cols * cols); // (cols, cols) permuted
-  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) W[r * cols + k] = W0[r * cols + perm[k]!]!;
-  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) H[i * cols + j] = H0[perm[i]! * cols + perm[j]!]!;
+  // Working copies in the quantization order: W (rows, cols) and H (cols, cols), which becomes U.
+  const W = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) W[r * cols + k] = weightAt(r, perm[k]!);
+  let H: Float64Array;
+  if (actOrder) {
+    H = new Float64Array(cols * cols);
+    for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) H[i * cols + j] = h[perm[i]! * cols + perm[j]!]!;
+  } else {
+    H = opts.overwriteHessian ? h : new Float64Array(h);
+  }
+  for (let k = 0; k < cols; k++) if (dead[perm[k]!]) H[k * cols + k] = 1;
 
   let meanDiag = 0;
   for (let i = 0; i < cols; i++) meanDiag += H[i * cols + i]!;
   meanDiag /= cols;
   let damp = percDamp * meanDiag;
-  let U: Float64Array | undefined;
-  for (let attempt = 0; attempt < 6; attempt++) {
-    const Hd = new Float64Array(H);
-    for (let i = 0; i < cols; i++) Hd[i * cols + i]! += damp;
-    U = upperCholeskyOfInverse(Hd, cols);
-    if (U) break;
+  let added = 0;
+  let ok = false;
+  for (let attempt = 0; attempt < 6 && !ok; attempt++) {
+    for (let i = 0; i < cols; i++) H[i * cols + i]! += damp - added;
+    added = damp;
+    ok = upperCholeskyOfInverseInPlace(H, cols); // H restored on failure
     // not positive definite (collinear or tiny calibration set): more dampening, as later GPTQ ports do
-    damp = damp > 0 ? damp * 10 : Math.max(1e-8, 0.01 * meanDiag);
+    if (!ok) damp = damp > 0 ? damp * 10 : Math.max(1e-8, 0.01 * meanDiag);
   }
-  if (!U) {
+  if (!ok) {
     throw new QuantlabError("E_VALUE", `gptq ${name}: Hessian is not positive definite even with dampening ${damp.toExponential(2)}; use more calibration data or a larger percDamp`);
   }
+  const U = H; // (cols, cols) upper Cholesky factor of H⁻¹
+  const tColumns = Date.now();
 
   // group of each permuted position and the element index inside that group
   const groupOfPos = new Int32Array(cols);
@@ -177,8 +198,9 @@ export function gptqQuantize<P>(
     groupIndex[perm[k]!] = groupOfPos[k]!;
   }
 
-  const Q = new Float64Array(rows * cols); // (rows, cols) permuted
+  const q = new Float32Array(rows * cols); // (rows, cols) original column order
   let loss = 0;
+  const err = new Float64Array(rows * Math.min(blockSize, cols)); // (rows, count)
   for (let i1 = 0; i1 < cols; ) {
     let i2 = Math.min(i1 + blockSize, cols);
     // Dynamic groups are fitted on fully updated weights: end blocks at group starts so the lazy
@@ -186,7 +208,6 @@ export function gptqQuantize<P>(
     // in-block updates when a group starts mid-block; this is the exact version).
     if (!staticGroups) i2 = Math.min(i2, (Math.floor(i1 / gw) + 1) * gw);
     const count = i2 - i1;
-    const err = new Float64Array(rows * count); // (rows, count)
     for (let i = 0; i < count; i++) {
       const col = i1 + i;
       if (!staticGroups && col % gw === 0) {
@@ -201,11 +222,12 @@ export function gptqQuantize<P>(
       const ig = indexInGroup[col]!;
       const urow = col * cols;
       const d = U[urow + col]!;
+      const orig = perm[col]!;
       for (let r = 0; r < rows; r++) {
         const ro = r * cols;
         const x = W[ro + col]!;
         const qv = quantizer.fakeQuant(x, params[r * nGroups + g]!, ig);
-        Q[ro + col] = qv;
+        q[ro + orig] = qv;
         const e = (x - qv) / d;
         loss += (e * e) / 2;
         err[r * count + i] = e;
@@ -213,21 +235,30 @@ export function gptqQuantize<P>(
       }
     }
     if (i2 < cols) {
-      // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:]
+      // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:], four block
+      // rows of U per pass over a row of W (a quarter of the loads and stores of W)
       for (let r = 0; r < rows; r++) {
         const ro = r * cols;
-        for (let k = 0; k < count; k++) {
-          const e = err[r * count + k]!;
+        const eo = r * count;
+        let k = 0;
+        for (; k + 4 <= count; k += 4) {
+          const e0 = err[eo + k]!, e1 = err[eo + k + 1]!, e2 = err[eo + k + 2]!, e3 = err[eo + k + 3]!;
+          const u0 = (i1 + k) * cols, u1 = u0 + cols, u2 = u1 + cols, u3 = u2 + cols;
+          for (let j = i2; j < cols; j++) W[ro + j]! -= e0 * U[u0 + j]! + e1 * U[u1 + j]! + e2 * U[u2 + j]! + e3 * U[u3 + j]!;
+        }
+        for (; k < count; k++) {
+          const e = err[eo + k]!;
           if (e === 0) continue;
-          const urow = (i1 + k) * cols;
-          for (let j = i2; j < cols; j++) W[ro + j]! -= e * U[urow + j]!;
+          const u = (i1 + k) * cols;
+          for (let j = i2; j < cols; j++) W[ro + j]! -= e * U[u + j]!;
         }
       }
     }
     i1 = i2;
   }
-
-  const q = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) q[r * cols + perm[k]!] = Q[r * cols + k]!;
+  if (opts.timings) {
+    opts.timings.factorMs += tColumns - tFactor;
+    opts.timings.columnsMs += Date.now() - tColumns;
+  }
   return { q, params, nGroups, groupIndex, loss, perm, damp };
 }

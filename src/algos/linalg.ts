@@ -90,20 +90,111 @@ export function upperCholeskyOfInverse(a: Float64Array, n: number): Float64Array
   return u;
 }
 
+/** Reverses the element order of a (n, n) matrix in place: A ← J·A·J (J the order-reversing permutation). */
+function rotate180InPlace(a: Float64Array): void {
+  for (let i = 0, j = a.length - 1; i < j; i++, j--) {
+    const t = a[i]!;
+    a[i] = a[j]!;
+    a[j] = t;
+  }
+}
+
+/**
+ * `upperCholeskyOfInverse` without extra n×n buffers, for large layers (an 8192-wide Hessian is 512 MiB
+ * in float64): a (n, n) symmetric is replaced by U (A⁻¹ = Uᵀ·U, upper triangular, zeros below).
+ * On failure (not positive definite) a is restored and false is returned, so the caller can add more
+ * dampening and retry. Uses an (n) scratch for the diagonal and one for a column.
+ */
+export function upperCholeskyOfInverseInPlace(a: Float64Array, n: number): boolean {
+  rotate180InPlace(a); // B = J·A·J
+  const diag = new Float64Array(n);
+  for (let i = 0; i < n; i++) diag[i] = a[i * n + i]!;
+  // lower Cholesky of B in place, leaving the strict upper triangle (= B's, by symmetry) untouched
+  for (let j = 0; j < n; j++) {
+    const rj = j * n;
+    let d = a[rj + j]!;
+    for (let k = 0; k < j; k++) d -= a[rj + k]! * a[rj + k]!;
+    if (!(d > 0) || !Number.isFinite(d)) {
+      // restore B from its intact upper triangle and the saved diagonal, then A
+      for (let i = 0; i < n; i++) {
+        a[i * n + i] = diag[i]!;
+        for (let k = 0; k < i; k++) a[i * n + k] = a[k * n + i]!;
+      }
+      rotate180InPlace(a);
+      return false;
+    }
+    const ljj = Math.sqrt(d);
+    a[rj + j] = ljj;
+    const inv = 1 / ljj;
+    for (let i = j + 1; i < n; i++) {
+      const ri = i * n;
+      let s = a[ri + j]!;
+      for (let k = 0; k < j; k++) s -= a[ri + k]! * a[rj + k]!;
+      a[ri + j] = s * inv;
+    }
+  }
+  // L⁻¹ in place, columns from the last (LAPACK dtrti2 order): column j of X = −X[j+1:, j+1:]·L[j+1:, j] / L_jj,
+  // where X[j+1:, j+1:] is already inverted; the column is copied out so every inner loop reads a row
+  const col = new Float64Array(n);
+  for (let j = n - 1; j >= 0; j--) {
+    const xjj = 1 / a[j * n + j]!;
+    a[j * n + j] = xjj;
+    for (let k = j + 1; k < n; k++) col[k] = a[k * n + j]!;
+    for (let i = j + 1; i < n; i++) {
+      const ri = i * n;
+      let s = 0;
+      for (let k = j + 1; k <= i; k++) s += a[ri + k]! * col[k]!;
+      a[ri + j] = -s * xjj;
+    }
+  }
+  for (let i = 0; i < n; i++) for (let k = i + 1; k < n; k++) a[i * n + k] = 0;
+  rotate180InPlace(a); // U = J·L⁻¹·J
+  return true;
+}
+
 /**
  * Gram matrix XᵀX of x (nTok, n) row-major, accumulated in float64 into `acc` (n, n), full symmetric.
- * Tokens are processed in chunks transposed to (n, chunk) so the inner loop is a contiguous dot.
+ * Blocked for the cache and the registers: tokens are taken in chunks of 128, transposed to (n, chunk)
+ * so every channel's values are contiguous, and the lower triangle is computed in 4×4 tiles (16
+ * accumulators, 8 loads per token: 4× fewer loads per multiply-add than one dot product at a time).
  */
 export function addGram(x: ArrayLike<number>, nTok: number, n: number, acc: Float64Array): void {
-  const chunk = 64;
+  const chunk = 128;
   const t = new Float64Array(n * chunk); // (n, chunk)
+  const nb = n - (n % 4); // rows/cols covered by whole 4×4 tiles
   for (let t0 = 0; t0 < nTok; t0 += chunk) {
     const m = Math.min(chunk, nTok - t0);
     for (let s = 0; s < m; s++) {
       const row = (t0 + s) * n;
       for (let i = 0; i < n; i++) t[i * chunk + s] = x[row + i]!;
     }
-    for (let i = 0; i < n; i++) {
+    for (let i0 = 0; i0 < nb; i0 += 4) {
+      const a0 = i0 * chunk, a1 = a0 + chunk, a2 = a1 + chunk, a3 = a2 + chunk;
+      for (let j0 = 0; j0 <= i0; j0 += 4) {
+        const b0 = j0 * chunk, b1 = b0 + chunk, b2 = b1 + chunk, b3 = b2 + chunk;
+        let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+        for (let k = 0; k < m; k++) {
+          const x0 = t[a0 + k]!, x1 = t[a1 + k]!, x2 = t[a2 + k]!, x3 = t[a3 + k]!;
+          const y0 = t[b0 + k]!, y1 = t[b1 + k]!, y2 = t[b2 + k]!, y3 = t[b3 + k]!;
+          s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+          s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
+          s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
+          s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
+        }
+        // the diagonal tile's upper half is written too and overwritten by the mirror below
+        let r = i0 * n + j0;
+        acc[r] += s00; acc[r + 1] += s01; acc[r + 2] += s02; acc[r + 3] += s03;
+        r += n;
+        acc[r] += s10; acc[r + 1] += s11; acc[r + 2] += s12; acc[r + 3] += s13;
+        r += n;
+        acc[r] += s20; acc[r + 1] += s21; acc[r + 2] += s22; acc[r + 3] += s23;
+        r += n;
+        acc[r] += s30; acc[r + 1] += s31; acc[r + 2] += s32; acc[r + 3] += s33;
+      }
+    }
+    // leftover rows (n not a multiple of 4): plain dot products against every column ≤ i
+    for (let i = nb; i < n; i++) {
       const oi = i * chunk;
       for (let j = 0; j <= i; j++) {
         const oj = j * chunk;

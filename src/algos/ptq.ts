@@ -278,11 +278,12 @@ export async function quantizeModelPtq(model: Model, opts: PtqOptions): Promise<
         const cols = colsOf(keys[0]!, c);
         const acc = new HessianAccumulator(cols);
         runner!.run(l, bw, X!, { transforms: captureTransforms, hook: (site, x) => { if (site === g.site) acc.add(x, T); }, stopAfter: g.site });
-        const h = acc.hessian();
+        const h = acc.takeHessian();
         for (const k of keys) {
           const t2 = k === keys[0] ? t1 : Date.now();
           const rows = rowsOf(k, c);
-          const r = gptqQuantize(bw[k], rows, cols, h, gq!, { ...opts.gptq, name: linearName(l, k) });
+          // the last linear of a site may consume the Hessian (no cols×cols copy: 512 MiB at width 8192)
+          const r = gptqQuantize(bw[k], rows, cols, h, gq!, { ...opts.gptq, overwriteHessian: k === keys[keys.length - 1], name: linearName(l, k) });
           setQuant(k, gq!.toQTensor(r, rows, cols, linearName(l, k)), bw[k], t2, { loss: r.loss, ...siteDetail.get(k) });
         }
       }

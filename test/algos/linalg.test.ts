@@ -68,3 +68,38 @@ describe("linalg", () => {
     assert.ok(Math.abs(quadForm(g, n, d.slice(1, 4), 1, 3) - sub) < 1e-9 * sub);
   });
 });
+
+test("upperCholeskyOfInverseInPlace equals upperCholeskyOfInverse, and restores the input when not positive definite", async () => {
+  const { upperCholeskyOfInverseInPlace } = await import("../../src/algos/linalg.js");
+  const { Rng } = await import("../../src/core/rng.js");
+  for (const n of [1, 5, 17, 64]) {
+    const rng = new Rng(n);
+    const x = new Float64Array((n + 4) * n).map(() => rng.normal());
+    const a = new Float64Array(n * n);
+    addGram(x, n + 4, n, a);
+    const ref = upperCholeskyOfInverse(a, n)!;
+    const b = new Float64Array(a);
+    assert.equal(upperCholeskyOfInverseInPlace(b, n), true);
+    for (let i = 0; i < n * n; i++) assert.ok(Math.abs(b[i]! - ref[i]!) <= 1e-9 * (1 + Math.abs(ref[i]!)), `n ${n}, element ${i}: ${b[i]} vs ${ref[i]}`);
+  }
+  const bad = new Float64Array([2, 3, 1, 3, 1, 0, 1, 0, 4]); // indefinite (a 2×2 minor is negative)
+  const copy = new Float64Array(bad);
+  assert.equal(upperCholeskyOfInverseInPlace(bad, 3), false);
+  assert.deepEqual(bad, copy, "input restored");
+});
+
+test("addGram handles widths that are not multiples of 4 and many chunks (vs a direct float64 sum)", async () => {
+  const { Rng } = await import("../../src/core/rng.js");
+  for (const [n, nTok] of [[7, 300], [13, 129], [4, 1]] as const) {
+    const rng = new Rng(n * 31 + nTok);
+    const x = new Float32Array(nTok * n).map(() => rng.normal());
+    const g = new Float64Array(n * n).fill(0);
+    addGram(x, nTok, n, g);
+    addGram(x, nTok, n, g); // accumulates
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let t = 0; t < nTok; t++) s += x[t * n + i]! * x[t * n + j]!;
+      assert.ok(Math.abs(g[i * n + j]! - 2 * s) <= 1e-9 * (1 + Math.abs(s)), `n ${n} (${i}, ${j})`);
+    }
+  }
+});
