@@ -7,8 +7,8 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
-import { GGML_CODEC_TYPES, quantize } from "../ggml/index.js";
+import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
+import { GGML_CODEC_TYPES, ggmlRowFit, quantize } from "../ggml/index.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Weight } from "../model/weights.js";
 import { weightShape } from "../model/weights.js";
@@ -69,8 +69,9 @@ export function chooseType(shape: readonly number[], target: GgmlType | undefine
   if (shape.length < 2) return { type: current === GgmlType.F16 || current === GgmlType.BF16 ? GgmlType.F32 : current };
   const cols = shape[shape.length - 1]!;
   if (ggmlRowBytes(target, cols) === undefined) {
-    const bs = GGML_TYPE_SIZE[target]!.blockSize;
-    return { type: GgmlType.F16, fallback: `row length ${cols} is not a multiple of the ${ggmlTypeName(target)} block size ${bs}` };
+    // llama.cpp's fall-back chain (Q4_K → Q5_0, Q6_K → Q8_0, …, then F16), as llama-quantize
+    const fit = ggmlRowFit(target, cols);
+    return { type: fit.use, fallback: fit.reason };
   }
   return { type: target };
 }

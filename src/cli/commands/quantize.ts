@@ -12,9 +12,10 @@ import { printJson, stderrProgress } from "../util.js";
 import { displayName, loadModelWithTokenizer } from "../model-options.js";
 import { quantizeModel, selectTensors } from "../quant-model.js";
 import { addPtqOptions, runPtq, wantsPtq, type PtqCliOptions } from "../ptq.js";
+import { addGgufQuantizeOptions, runGgufQuantize, wantsGgufQuantize, type GgufQuantizeCliOptions } from "../quantize-gguf.js";
 
 interface QuantizeOptions {
-  spec: string;
+  spec?: string;
   output: string;
   only?: string;
   skip?: string;
@@ -28,7 +29,7 @@ export function register(program: Command): void {
     .command("quantize")
     .description("quantize a model's weights with a spec (e.g. int4:g32:asym, nf4:g64:dq, mxfp4) into a safetensors file")
     .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
-    .requiredOption("--spec <spec>", "quantization spec, <format>[:<granularity>][:<option>...] (see docs/quant-format.md)")
+    .option("--spec <spec>", "quantization spec, <format>[:<granularity>][:<option>...] (see docs/quant-format.md); or --type for a GGUF")
     .requiredOption("-o, --output <file>", "output .safetensors file (written atomically)")
     .option("--only <globs>", "comma-separated globs of tensor names to quantize (default: every block linear, blk.*.attn_*/ffn_*)")
     .option("--skip <globs>", "comma-separated globs of tensor names to leave in float")
@@ -36,6 +37,8 @@ export function register(program: Command): void {
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
     .option("--json", "print one JSON object {output, spec, bytes, bpw, worstSqnrDb, tensors: [...]}")
     .action(async (path: string, o: QuantizeOptions) => {
+      if (wantsGgufQuantize(o as { type?: string })) return runGgufQuantize(path, o as unknown as GgufQuantizeCliOptions); // --type: llama-quantize preset → GGUF (cli/quantize-gguf.ts)
+      if (o.spec === undefined) throw new QuantlabError("E_ARG", "quantize: give --spec <spec> (quantized safetensors) or --type <preset> (GGUF)");
       if (wantsPtq(o as { method?: string; rotate?: boolean })) return runPtq(path, o as unknown as PtqCliOptions); // --method/--rotate: layer-by-layer PTQ (cli/ptq.ts)
       const spec = canonicalSpec(o.spec);
       const seed = Number(o.seed);
@@ -54,4 +57,5 @@ export function register(program: Command): void {
       process.stdout.write(`${displayName(path)} → ${o.output}: ${spec}, ${r.tensors.length} tensors at ${r.bpw.toFixed(3)} bits/weight, worst SQNR ${r.worstSqnrDb.toFixed(2)} dB (${r.worstTensor}), ${bytes} bytes\n`);
     });
   addPtqOptions(cmd);
+  addGgufQuantizeOptions(cmd);
 }

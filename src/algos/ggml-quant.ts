@@ -1,0 +1,163 @@
+/**
+ * Whole-model quantization to llama.cpp block types with a llama-quantize preset (Q4_K_M, Q8_0, …):
+ * the mix (ggml/mix.ts) picks each tensor's type, ggml's quantizers (ggml/codecs.ts, byte-identical to
+ * llama.cpp's; with an importance matrix their `_impl` searches) encode it, and the result is a Model
+ * whose quantized tensors are `{kind: "ggml"}` blocks, ready for the GGUF writer or the forward pass.
+ * Without `refine` the bytes equal what llama-quantize writes from the same F32 weights.
+ */
+import { QuantlabError } from "../core/errors.js";
+import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
+import { noProgress, type Progress } from "../core/progress.js";
+import { Tensor } from "../core/tensor.js";
+import { ggmlUsesImatrix, hasGgmlCodec, quantizeRow } from "../ggml/codecs.js";
+import type { Imatrix } from "../ggml/imatrix.js";
+import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice } from "../ggml/mix.js";
+import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import type { Model, Weight } from "../model/weights.js";
+import { weightShape } from "../model/weights.js";
+
+export interface GgmlQuantizeOptions {
+  /** llama-quantize preset name, e.g. "Q4_K_M" */
+  type: GgmlPreset | string;
+  /** importance matrix per weight name (mean x² per input column), e.g. from collectImatrix */
+  imatrix?: Imatrix;
+  /** every quantizable tensor at the preset's base type (llama-quantize --pure) */
+  pure?: boolean;
+  /** quantlab's extra scale search after llama.cpp's (ggml/codecs.ts QuantizeOptions.refine) */
+  refine?: boolean;
+  progress?: Progress;
+}
+
+export interface GgmlTensorReport {
+  name: string;
+  shape: number[];
+  /** stored type */
+  type: string;
+  /** the type the preset asked for (differs when the row did not fit its block) */
+  requested: string;
+  bytes: number;
+  bitsPerWeight: number;
+  /** why `type` differs from `requested` */
+  fallback?: string;
+  /** llama.cpp would refuse this tensor for this preset */
+  llamaRefuses?: boolean;
+  /** an importance matrix was used for it */
+  imatrix: boolean;
+}
+
+export interface GgmlQuantizeResult {
+  model: Model;
+  preset: GgmlPreset;
+  /** llama_ftype for `general.file_type` */
+  fileType: number;
+  tensors: GgmlTensorReport[];
+  params: number;
+  bytes: number;
+  bitsPerWeight: number;
+  seconds: number;
+}
+
+/** Shapes and names of a model's weights in the order the mix sees them. */
+function mixInput(model: Model): { name: string; shape: readonly number[] }[] {
+  return [...model.weights].map(([name, w]) => ({ name, shape: weightShape(w) }));
+}
+
+/** The per-tensor plan of a preset on a model (no quantization done). */
+export function planGgmlMix(model: Model, preset: GgmlPreset, opts: { imatrix?: boolean; pure?: boolean } = {}): MixChoice[] {
+  const c = model.config;
+  return ggmlMix(preset, mixInput(model), { nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads }, opts);
+}
+
+function encodeFloat(type: GgmlType, shape: readonly number[], x: Float32Array): Weight {
+  switch (type) {
+    case GgmlType.F32: return { kind: "dense", tensor: new Tensor("f32", shape, x) };
+    case GgmlType.F16: return { kind: "dense", tensor: new Tensor("f16", shape, f32ArrayToF16(x)) };
+    case GgmlType.BF16: return { kind: "dense", tensor: new Tensor("bf16", shape, f32ArrayToBf16(x)) };
+    default: throw new QuantlabError("E_UNSUPPORTED", `not a float type: ${ggmlTypeName(type)}`);
+  }
+}
+
+/** Bytes a weight occupies as stored. */
+function storedBytes(w: Weight): number {
+  if (w.kind === "ggml") return w.data.length;
+  if (w.kind === "dense") return w.tensor.byteLength;
+  return w.q.storageBits / 8;
+}
+
+/**
+ * Quantizes every tensor of `model` with a llama-quantize preset. Tensors already in their target type
+ * are kept byte for byte; others are decoded to f32 and encoded. The input model is not modified.
+ */
+export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): GgmlQuantizeResult {
+  const t0 = Date.now();
+  const preset = parseGgmlPreset(opts.type);
+  if (model.inputTransforms) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: the model has run-time input transforms (rotation, activation scales), which GGUF cannot carry`);
+  const plan = planGgmlMix(model, preset, { imatrix: !!opts.imatrix, pure: opts.pure });
+  const progress = opts.progress ?? noProgress;
+  let totalWork = 0;
+  for (const p of plan) totalWork += p.shape.reduce((a, b) => a * b, 1);
+  progress.start(totalWork, `quantizing ${preset}`);
+  const weights = new Map<string, Weight>();
+  const tensors: GgmlTensorReport[] = [];
+  let params = 0;
+  let bytes = 0;
+  for (const p of plan) {
+    const w = model.weights.get(p.name)!;
+    const shape = [...p.shape];
+    const n = shape.reduce((a, b) => a * b, 1);
+    let out: Weight;
+    let usedImatrix = false;
+    if (w.kind === "ggml" && w.type === p.type) out = w;
+    else if (w.kind === "dense" && ((p.type === GgmlType.F32 && w.tensor.dtype === "f32") || (p.type === GgmlType.F16 && w.tensor.dtype === "f16") || (p.type === GgmlType.BF16 && w.tensor.dtype === "bf16"))) out = w;
+    else {
+      const { cols, data } = dequantizeWeight(w, p.name);
+      if (p.type === GgmlType.F32 || p.type === GgmlType.F16 || p.type === GgmlType.BF16) out = encodeFloat(p.type, shape, data);
+      else {
+        if (!hasGgmlCodec(p.type)) throw new QuantlabError("E_UNSUPPORTED", `${p.name}: no quantizer for ${ggmlTypeName(p.type)}`);
+        const rowBytes = ggmlRowBytes(p.type, cols);
+        if (rowBytes === undefined) throw new QuantlabError("E_ARG", `${p.name}: row width ${cols} does not fit ${ggmlTypeName(p.type)}`);
+        let imatrix = opts.imatrix?.get(p.name);
+        if (imatrix && imatrix.length !== cols) {
+          // llama-quantize: a size mismatch is fatal except for the token embedding (ignored there)
+          if (p.name === "token_embd.weight") imatrix = undefined;
+          else throw new QuantlabError("E_ARG", `${p.name}: the importance matrix has ${imatrix.length} columns, the tensor ${cols}`);
+        }
+        if (imatrix && !ggmlUsesImatrix(p.type)) imatrix = undefined;
+        usedImatrix = imatrix !== undefined;
+        const rows = n / cols;
+        const dst = new Uint8Array(rows * rowBytes);
+        quantizeRows(p.type, data, dst, rows, cols, rowBytes, imatrix, !!opts.refine, progress);
+        out = { kind: "ggml", type: p.type, shape, data: dst };
+      }
+    }
+    if (out === w) progress.tick(n);
+    weights.set(p.name, out);
+    const b = storedBytes(out);
+    params += n;
+    bytes += b;
+    const r: GgmlTensorReport = { name: p.name, shape, type: ggmlTypeName(p.type), requested: ggmlTypeName(p.requested), bytes: b, bitsPerWeight: (8 * b) / n, imatrix: usedImatrix };
+    if (p.fallback) r.fallback = p.fallback;
+    if (p.llamaRefuses) r.llamaRefuses = true;
+    tensors.push(r);
+  }
+  progress.done();
+  const q: Model = {
+    config: { ...model.config },
+    weights,
+    tokenizer: model.tokenizer,
+    source: { path: model.source.path, format: "memory", metadata: model.source.metadata },
+  };
+  return { model: q, preset, fileType: GGML_PRESETS[preset].ftype, tensors, params, bytes, bitsPerWeight: (8 * bytes) / params, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** Quantizes `rows` rows in chunks (so progress moves on big tensors), each row with the same imatrix. */
+function quantizeRows(type: GgmlType, x: Float32Array, dst: Uint8Array, rows: number, cols: number, rowBytes: number, imatrix: Float32Array | undefined, refine: boolean, progress: Progress): void {
+  const chunkRows = Math.max(1, Math.floor((1 << 16) / cols));
+  const o = { imatrix, refine };
+  for (let r = 0; r < rows; r += chunkRows) {
+    const m = Math.min(chunkRows, rows - r);
+    quantizeRow(type, x.subarray(r * cols, (r + m) * cols), dst.subarray(r * rowBytes, (r + m) * rowBytes), m * cols, o);
+    progress.tick(m * cols);
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Collects an importance matrix by running the model on calibration text, the way llama.cpp's
+ * `llama-imatrix` does (tools/imatrix/imatrix.cpp `compute_imatrix` and `collect_imatrix`):
+ *
+ * - the text is tokenized once; chunk k is `ctx` positions: BOS, then tokens [k·ctx, (k+1)·ctx − 1) of the
+ *   stream (llama-imatrix tokenizes with BOS and overwrites each chunk's first token with BOS, so one
+ *   token per chunk is never seen);
+ * - every position of every chunk counts (the perplexity llama-imatrix prints is only a side output);
+ * - for each block linear, Σ x_j² over tokens of its input and the token count; the mean is the matrix.
+ *   q/k/v share the attention-norm output, gate/up the FFN-norm output, so they share one vector.
+ *
+ * Inputs come from the forward pass's per-linear hook (model/llama.ts `inputHook`), after the model's
+ * own input transforms, i.e. exactly what each weight multiplies.
+ */
+import { QuantlabError } from "../core/errors.js";
+import { noProgress, type Progress } from "../core/progress.js";
+import { ImatrixAccumulator, type Imatrix } from "../ggml/imatrix.js";
+import type { Backend } from "../kernels/types.js";
+import { TensorNames } from "../model/config.js";
+import { Llama } from "../model/llama.js";
+import type { LinearSite } from "../model/transforms.js";
+import type { Model } from "../model/weights.js";
+
+export interface CollectImatrixOptions {
+  /** positions per chunk, BOS included (llama-imatrix -c; default 512, capped at the model's context) */
+  ctx?: number;
+  /** BOS id (default: the model's tokenizer's) */
+  bosId?: number;
+  /** stop after this many chunks (llama-imatrix --chunks) */
+  maxChunks?: number;
+  backend?: Backend;
+  progress?: Progress;
+}
+
+export interface ImatrixResult {
+  imatrix: Imatrix;
+  /** chunks run */
+  chunks: number;
+  /** positions seen per weight (chunks · ctx) */
+  tokens: number;
+  ctx: number;
+}
+
+/** The weights that read each site's input, per layer (llama.cpp names). */
+export function siteWeights(l: number, site: LinearSite): string[] {
+  switch (site) {
+    case "attn_in": return [TensorNames.attnQ(l), TensorNames.attnK(l), TensorNames.attnV(l)];
+    case "attn_out_in": return [TensorNames.attnOutput(l)];
+    case "ffn_in": return [TensorNames.ffnGate(l), TensorNames.ffnUp(l)];
+    case "ffn_down_in": return [TensorNames.ffnDown(l)];
+  }
+}
+
+/** Runs `model` over the calibration token stream (no BOS in it) and returns the importance matrix. */
+export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: CollectImatrixOptions = {}): ImatrixResult {
+  const c = model.config;
+  const ctx = Math.min(opts.ctx ?? 512, c.seqLen);
+  if (!Number.isInteger(ctx) || ctx < 2) throw new QuantlabError("E_ARG", `imatrix: context ${ctx}: expected an integer ≥ 2`);
+  const bos = opts.bosId ?? model.tokenizer?.bosId;
+  if (bos === undefined || bos < 0) throw new QuantlabError("E_ARG", `${model.source.path}: imatrix needs a BOS token id (the model has no tokenizer)`);
+  let chunks = Math.floor((tokens.length + 1) / ctx);
+  if (opts.maxChunks !== undefined) chunks = Math.min(chunks, opts.maxChunks);
+  if (chunks < 1) throw new QuantlabError("E_ARG", `imatrix: the calibration text has ${tokens.length} tokens, fewer than one chunk of ${ctx}`);
+
+  const acc = new ImatrixAccumulator();
+  const sites: LinearSite[] = ["attn_in", "attn_out_in", "ffn_in", "ffn_down_in"];
+  const qDim = c.nHeads * c.headDim;
+  const width: Record<LinearSite, number> = { attn_in: c.dim, attn_out_in: qDim, ffn_in: c.dim, ffn_down_in: c.hiddenDim };
+  for (let l = 0; l < c.nLayers; l++) for (const s of sites) acc.define(`${l}.${s}`, width[s], siteWeights(l, s));
+  const llama = new Llama(model, {
+    contextLength: ctx,
+    backend: opts.backend,
+    inputHook: (l, site, x, n, w) => acc.add(`${l}.${site}`, x, n, w),
+  });
+  const progress = opts.progress ?? noProgress;
+  progress.start(chunks, "imatrix");
+  const input = new Int32Array(ctx);
+  for (let k = 0; k < chunks; k++) {
+    input[0] = bos;
+    for (let i = 1; i < ctx; i++) input[i] = tokens[k * ctx + i - 1]!;
+    llama.reset();
+    llama.prefill(input, 0);
+    progress.tick();
+  }
+  progress.done();
+  return { imatrix: acc.result(), chunks, tokens: chunks * ctx, ctx };
+}

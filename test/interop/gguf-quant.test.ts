@@ -1,0 +1,161 @@
+/**
+ * GGUF quantization interop with llama.cpp (node-llama-cpp 3.21.1): every preset we write — for
+ * stories260K (64/172-wide rows, so with fall-backs) and for a synthetic Llama whose dims are multiples of
+ * 256 (every type fits; n_gqa 4, untied output) — loads in llama.cpp, and llama.cpp's next-token
+ * probabilities match ours on the same file (see `agree` for the bound). The GGUFs llama.cpp wrote in
+ * shared/data/ggml/stories260K load in quantlab and agree with llama.cpp the same way, and re-quantizing
+ * stories260K's F32 GGUF with our mix gives those files' bytes.
+ */
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { Rng } from "../../src/core/rng.js";
+import { Tensor } from "../../src/core/tensor.js";
+import { dataPath } from "../../src/io/node/data.js";
+import { loadModel } from "../../src/io/node/load.js";
+import { saveGgufFile } from "../../src/io/node/gguf-file.js";
+import { openGgufFile } from "../../src/io/node/gguf-file.js";
+import { quantizeModelToGgml } from "../../src/algos/ggml-quant.js";
+import { GGML_PRESETS, type GgmlPreset } from "../../src/ggml/mix.js";
+import { ggmlTypeName } from "../../src/ggml/types.js";
+import { metaNumber } from "../../src/io/gguf.js";
+import { Llama } from "../../src/model/llama.js";
+import { expectedShapes, type ModelConfig } from "../../src/model/config.js";
+import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c.js";
+import type { Model, Weight } from "../../src/model/weights.js";
+import { getLlamaCpp, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
+import { GgmlArithBackend } from "./ggml-arith-backend.js";
+
+const TOL = 1e-3;
+const HARD_CAP = 0.05;
+const PRESETS: GgmlPreset[] = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_XS", "TQ1_0", "TQ2_0"];
+const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8")) as { logits: { token_ids: number[] } };
+
+/** llama.cpp's next-token probabilities on `path` (flash attention on or off: two of its own code paths). */
+async function llamaCppProbs(path: string, ids: number[], vocab: number, ctx: number, flashAttention: boolean): Promise<Float32Array[]> {
+  const llama = await getLlamaCpp();
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  try {
+    const context = await model.createContext({ contextSize: ctx, threads: 1, sequences: 1, flashAttention });
+    try {
+      const seq = context.getSequence();
+      const items = ids.map((t) => [t, { generateNext: { probabilities: true } }] as [number, { generateNext: { probabilities: true } }]);
+      const res = await seq.controlledEvaluate(items as unknown as Parameters<typeof seq.controlledEvaluate>[0]);
+      return res.map((r, i) => {
+        const p = r?.next.probabilities;
+        if (!p) throw new Error(`llama.cpp returned no probabilities at position ${i}`);
+        const out = new Float32Array(vocab);
+        for (const [tok, prob] of p) out[Number(tok)] = prob;
+        return out;
+      });
+    } finally {
+      await context.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
+/**
+ * Loads `path` in quantlab and llama.cpp, feeds ids, and checks max |Δp| between our forward pass (with
+ * ggml's activation quantization, GgmlArithBackend) and llama.cpp. With quantized weights llama.cpp's
+ * own two attention paths (flash attention on / off) already differ by 3e-3 … 2e-2 on these small models:
+ * activations are rounded to 8 bits before every product, so a last-bit difference anywhere flips some
+ * roundings and the flips compound over layers. The bound is therefore 1e-3 or three times llama.cpp's
+ * own spread, whichever is larger, for the nearer of llama.cpp's two paths (F32/F16 files: 1e-3), and
+ * 0.05 for both.
+ */
+async function agree(path: string, ids: number[], label: string, minPeak: number): Promise<{ d: number; dOff: number; spread: number }> {
+  const m = await loadModel(path);
+  const llama = new Llama(m, { backend: new GgmlArithBackend() });
+  const ours = ids.map((t, pos) => softmax(llama.forward(t, pos)));
+  const ctx = Math.min(256, m.config.seqLen);
+  const theirs = await llamaCppProbs(path, ids, m.config.vocabSize, ctx, true); // node-llama-cpp's default (flash attention auto → on)
+  const theirsOff = await llamaCppProbs(path, ids, m.config.vocabSize, ctx, false);
+  const d = maxAbsProbDiff(ours, theirs);
+  const dOff = maxAbsProbDiff(ours, theirsOff).max;
+  const spread = maxAbsProbDiff(theirs, theirsOff).max;
+  let peak = 0;
+  for (const p of ours) for (const x of p) peak = Math.max(peak, x);
+  // a comparison only means something when the distributions are far from uniform
+  assert.ok(peak > minPeak, `${label}: distributions too flat (max p ${peak})`);
+  // as close to llama.cpp as its two attention paths are to each other (3× for the noise of that estimate)
+  const bound = Math.max(TOL, 3 * spread);
+  assert.ok(Math.min(d.max, dOff) <= bound, `${label}: max |Δp| ${d.max} at position ${d.pos}, id ${d.id} (without flash attention ${dOff}; bound ${bound}: llama.cpp flash attention on/off differ by ${spread})`);
+  // a wrong type, scale or layout moves probabilities by tenths, not hundredths
+  assert.ok(Math.max(d.max, dOff) <= HARD_CAP, `${label}: max |Δp| ${Math.max(d.max, dOff)} > ${HARD_CAP}`);
+  return { d: d.max, dOff, spread };
+}
+
+const fmt = (r: { d: number; dOff: number; spread: number }) =>
+  `max |Δp| vs llama.cpp ${r.d.toExponential(2)} (without flash attention ${r.dOff.toExponential(2)}; llama.cpp on vs off ${r.spread.toExponential(2)})`;
+
+function syntheticModel(): Model {
+  const cfg: ModelConfig = { arch: "llama", dim: 256, hiddenDim: 512, nLayers: 2, nHeads: 4, nKvHeads: 1, headDim: 64, vocabSize: 256, seqLen: 256, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: false, name: "synthetic-256" };
+  const rng = new Rng(5);
+  const weights = new Map<string, Weight>();
+  for (const [n, shape] of expectedShapes(cfg)) {
+    const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.1 * rng.normal();
+    else rng.fillNormal(d, n === "output.weight" ? 0.3 : n === "token_embd.weight" ? 1 : 0.02);
+    weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
+  }
+  // a byte-piece llama vocabulary llama.cpp accepts: <unk>, <s>, </s>, then bytes
+  const enc = new TextEncoder();
+  const pieces = [enc.encode("<unk>"), enc.encode("<s>"), enc.encode("</s>")];
+  for (let b = 0; b < 253; b++) pieces.push(enc.encode(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`));
+  const tokenizer = new Llama2cTokenizer({ pieces, scores: new Float32Array(256) });
+  return { config: cfg, weights, tokenizer, source: { path: "synthetic-256", format: "memory" } };
+}
+
+describe("GGUF quantization interop with llama.cpp", () => {
+  let dir: string;
+  before(() => { dir = mkdtempSync(join(tmpdir(), "ql-gq-")); });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test(`stories260K: ${PRESETS.length} presets (with fall-backs) load in llama.cpp and agree`, async (t) => {
+    const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
+    const lines: string[] = [];
+    for (const preset of PRESETS) {
+      const r = quantizeModelToGgml(m, { type: preset });
+      const out = join(dir, `s260k-${preset}.gguf`);
+      await saveGgufFile(r.model, out, { fileType: r.fileType });
+      const f = await openGgufFile(out);
+      try {
+        assert.equal(metaNumber(f, "general.file_type"), GGML_PRESETS[preset].ftype);
+        for (const x of r.tensors) assert.equal(ggmlTypeName(f.tensor(x.name)!.type), x.type, `${preset} ${x.name}`);
+      } finally {
+        await f.close();
+      }
+      const d = await agree(out, ref.logits.token_ids, `stories260K ${preset} (ours)`, 0.5);
+      const fb = r.tensors.filter((x) => x.fallback).length;
+      lines.push(`${preset}: ${r.bitsPerWeight.toFixed(2)} bpw, ${fb} fall-backs, ${fmt(d)}`);
+    }
+    for (const l of lines) t.diagnostic(l);
+  });
+
+  test(`synthetic Llama (dims multiples of 256, n_gqa 4): ${PRESETS.length} presets load in llama.cpp and agree`, async (t) => {
+    const m = syntheticModel();
+    const ids = [1];
+    for (let i = 0; i < 24; i++) ids.push(3 + ((i * 37 + 11) % 250));
+    for (const preset of PRESETS) {
+      const r = quantizeModelToGgml(m, { type: preset });
+      assert.equal(r.tensors.filter((x) => x.fallback).length, 0, `${preset}: no fall-backs on 256-multiple dims`);
+      if (preset === "Q2_K") assert.equal(r.tensors.find((x) => x.name === "blk.0.attn_v.weight")!.type, "Q4_K", "Q2_K with n_gqa ≥ 4: attn_v Q4_K");
+      const out = join(dir, `syn-${preset}.gguf`);
+      await saveGgufFile(r.model, out, { fileType: r.fileType });
+      const d = await agree(out, ids, `synthetic ${preset} (ours)`, 0.1);
+      t.diagnostic(`${preset}: ${r.bitsPerWeight.toFixed(2)} bpw, ${fmt(d)}`);
+    }
+  });
+
+  test("llama.cpp's quantized stories260K files load in quantlab and agree with llama.cpp", async (t) => {
+    for (const kind of ["F32", "F16", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "TQ2_0"]) {
+      const p = dataPath("ggml", "stories260K", `stories260K-${kind}.gguf`);
+      const d = await agree(p, ref.logits.token_ids, `llama.cpp's stories260K-${kind}`, 0.5);
+      t.diagnostic(`${kind}: ${fmt(d)}`);
+    }
+  });
+});
