@@ -22,7 +22,7 @@ import type { LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
 
 export interface CollectImatrixOptions {
-  /** positions per chunk, BOS included (llama-imatrix -c; default 512, capped at the model's context) */
+  /** positions per chunk, BOS included (llama-imatrix -c; default 512 or the model's context if shorter) */
   ctx?: number;
   /** BOS id (default: the model's tokenizer's) */
   bosId?: number;
@@ -54,7 +54,8 @@ export function siteWeights(l: number, site: LinearSite): string[] {
 /** Runs `model` over the calibration token stream (no BOS in it) and returns the importance matrix. */
 export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: CollectImatrixOptions = {}): ImatrixResult {
   const c = model.config;
-  const ctx = Math.min(opts.ctx ?? 512, c.seqLen);
+  // llama-imatrix -c: any length (a warning past the trained context); default 512, or the model's context if shorter
+  const ctx = opts.ctx ?? Math.min(512, c.seqLen);
   if (!Number.isInteger(ctx) || ctx < 2) throw new QuantlabError("E_ARG", `imatrix: context ${ctx}: expected an integer ≥ 2`);
   const bos = opts.bosId ?? model.tokenizer?.bosId;
   if (bos === undefined || bos < 0) throw new QuantlabError("E_ARG", `${model.source.path}: imatrix needs a BOS token id (the model has no tokenizer)`);

@@ -48,7 +48,7 @@ export function addGgufQuantizeOptions(cmd: Command): Command {
   };
   add("--type <preset>", `llama-quantize preset, writes a GGUF (-o out.gguf): ${GGML_PRESET_NAMES.join(", ")}`);
   add("--imatrix <file>", "with --type: importance matrix from a calibration text (.txt, run through the model) or a llama-imatrix file (.dat, .gguf)");
-  add("--imatrix-ctx <n>", "with --imatrix text: positions per chunk, BOS included (default 512, at most the model's context)", positiveInt("--imatrix-ctx"));
+  add("--imatrix-ctx <n>", "with --imatrix text: positions per chunk, BOS included (default 512, or the model's context if shorter)", positiveInt("--imatrix-ctx"));
   add("--imatrix-chunks <n>", "with --imatrix text: use at most this many chunks (default: the whole text)", positiveInt("--imatrix-chunks"));
   add("--imatrix-out <file>", "with --imatrix text: also save the collected matrix (.gguf or .dat, llama-imatrix formats)");
   add("--pure", "with --type: every quantizable tensor at the preset's base type (no output/attn_v/ffn_down bumps)");

@@ -89,4 +89,16 @@ describe("llama-quantize mixes", () => {
     for (const p of Object.keys(GGML_PRESETS) as GgmlPreset[]) assert.equal(parseGgmlPreset(p.toLowerCase()), p);
     assert.throws(() => parseGgmlPreset("Q4_K_X"), /not a llama-quantize preset/);
   });
+  test("imatrix-dependent choices: Q4_0 guards ffn_down of the first eighth with Q4_1, IQ4_XS bumps it to Q5_K without one", () => {
+    const shapes: { name: string; shape: number[] }[] = [];
+    for (let l = 0; l < 16; l++) shapes.push({ name: `blk.${l}.ffn_down.weight`, shape: [256, 768] });
+    const info = { nLayers: 16, nHeads: 8, nKvHeads: 8 };
+    const types = (p: GgmlPreset, imatrix: boolean) => ggmlMix(p, shapes, info, { imatrix }).map((x) => ggmlTypeName(x.type));
+    assert.deepEqual(types("Q4_0", true).slice(0, 3), ["Q4_1", "Q4_1", "Q4_0"]);
+    assert.deepEqual(types("Q4_0", false).slice(0, 3), ["Q4_0", "Q4_0", "Q4_0"]);
+    assert.deepEqual(types("IQ4_XS", false).slice(0, 3), ["Q5_K", "Q5_K", "IQ4_XS"]);
+    assert.deepEqual(types("IQ4_XS", true).slice(0, 3), ["IQ4_XS", "IQ4_XS", "IQ4_XS"]);
+    // Q3_K_M: first sixteenth Q5_K, the rest Q4_K
+    assert.deepEqual(types("Q3_K_M", false).slice(0, 2), ["Q5_K", "Q4_K"]);
+  });
 });
