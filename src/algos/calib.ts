@@ -19,7 +19,8 @@ import { TensorNames, type ModelConfig } from "../model/config.js";
 import { Llama, ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
-import type { Model } from "../model/weights.js";
+import type { Model, Weight } from "../model/weights.js";
+import { bf16BitsToF32, f16BitsToF32 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 
 export interface WindowOptions {
@@ -181,16 +182,29 @@ export class BlockRunner {
     }
   }
 
-  /** Token embeddings of the windows, (T, dim). */
-  embed(embedding: Float32Array, windows: readonly Int32Array[]): Float32Array {
+  /**
+   * Token embeddings of the windows, (T, dim), from an f32 table or an embedding Weight. Dense f16/bf16
+   * tables are converted row by row, so a large vocabulary never becomes a full f32 copy.
+   */
+  embed(embedding: Float32Array | Weight, windows: readonly Int32Array[]): Float32Array {
     const { dim, vocabSize } = this.config;
     const x = new Float32Array(windows.length * this.seq * dim);
+    let row: (t: number, out: Float32Array, o: number) => void;
+    if (embedding instanceof Float32Array) row = (t, out, o) => out.set(embedding.subarray(t * dim, (t + 1) * dim), o);
+    else if (embedding.kind === "dense" && (embedding.tensor.dtype === "f16" || embedding.tensor.dtype === "bf16" || embedding.tensor.dtype === "f32")) {
+      const d = embedding.tensor.data;
+      const conv = embedding.tensor.dtype === "f16" ? f16BitsToF32 : embedding.tensor.dtype === "bf16" ? bf16BitsToF32 : (v: number) => v;
+      row = (t, out, o) => { for (let i = 0; i < dim; i++) out[o + i] = conv(d[t * dim + i]!); };
+    } else {
+      const all = dequantizeWeight(embedding, TensorNames.tokenEmbd).data;
+      row = (t, out, o) => out.set(all.subarray(t * dim, (t + 1) * dim), o);
+    }
     let o = 0;
     for (const w of windows) {
       if (w.length !== this.seq) throw new QuantlabError("E_ARG", `calibration window of ${w.length} tokens, expected ${this.seq}`);
       for (const t of w) {
         if (!(t >= 0 && t < vocabSize)) throw new QuantlabError("E_ARG", `calibration token ${t} outside the vocabulary (0..${vocabSize - 1})`);
-        x.set(embedding.subarray(t * dim, (t + 1) * dim), o);
+        row(t, x, o);
         o += dim;
       }
     }

@@ -61,6 +61,11 @@ export interface PtqOptions {
   /** SmoothQuant migration strength α (default 0.5) */
   smoothAlpha?: number;
   progress?: Progress;
+  /**
+   * streaming: each quantized linear is handed over here as soon as its block is done and NOT kept in
+   * the returned model (whose linears are then missing), so memory stays at one block for any depth
+   */
+  onTensor?: (name: string, w: Weight) => void;
 }
 
 export interface PtqTensorReport {
@@ -125,12 +130,6 @@ function f32Dense(shape: readonly number[], data: Float32Array): Weight {
   return { kind: "dense", tensor: new Tensor("f32", shape, data) };
 }
 
-/** Embedding rows as f32 without materializing the whole table when it is dense f32. */
-function embeddingF32(w: Weight, name: string): Float32Array {
-  if (w.kind === "dense" && w.tensor.dtype === "f32") return w.tensor.data as Float32Array;
-  return dequantizeWeight(w, name).data;
-}
-
 export async function quantizeModelPtq(model: Model, opts: PtqOptions): Promise<PtqResult> {
   const t0 = Date.now();
   const spec = toSpec(opts.spec);
@@ -166,7 +165,7 @@ export async function quantizeModelPtq(model: Model, opts: PtqOptions): Promise<
   let R: Rotation | undefined;
   let H: Rotation | undefined;
   const seed = opts.rotateSeed ?? 0;
-  let embedding = embeddingF32(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
+  let embedding: Float32Array | Weight = W.get(TensorNames.tokenEmbd)!;
   if (rotate) {
     R = randomizedHadamard(c.dim, seed);
     H = randomizedHadamard(c.hiddenDim, seed + 1);
@@ -175,9 +174,10 @@ export async function quantizeModelPtq(model: Model, opts: PtqOptions): Promise<
     const outNorm = new Float32Array(dequantizeWeight(W.get(TensorNames.outputNorm)!, TensorNames.outputNorm).data);
     foldNormInPlace(outNorm, [{ w: head, rows: c.vocabSize }]);
     rotateInputsInPlace(head, c.vocabSize, c.dim, R);
-    embedding = new Float32Array(embedding);
-    rotateInputsInPlace(embedding, c.vocabSize, c.dim, R); // each row is a residual vector: e ← R·e
-    out.set(TensorNames.tokenEmbd, f32Dense([c.vocabSize, c.dim], embedding));
+    const table = new Float32Array(dequantizeWeight(embedding, TensorNames.tokenEmbd).data);
+    rotateInputsInPlace(table, c.vocabSize, c.dim, R); // each row is a residual vector: e ← R·e
+    out.set(TensorNames.tokenEmbd, f32Dense([c.vocabSize, c.dim], table));
+    embedding = table;
     out.set(TensorNames.output, f32Dense([c.vocabSize, c.dim], head));
     out.set(TensorNames.outputNorm, f32Dense([c.dim], outNorm));
     config.tiedEmbeddings = false;
@@ -335,7 +335,9 @@ export async function quantizeModelPtq(model: Model, opts: PtqOptions): Promise<
     out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm));
     for (const k of LINEAR_KEYS) {
       const q = quantized.get(k);
-      out.set(linearName(l, k), q ? { kind: "quant", q } : f32Dense([rowsOf(k, c), colsOf(k, c)], bw[k]));
+      const w: Weight = q ? { kind: "quant", q } : f32Dense([rowsOf(k, c), colsOf(k, c)], bw[k]);
+      if (opts.onTensor) opts.onTensor(linearName(l, k), w);
+      else out.set(linearName(l, k), w);
     }
   }
   progress.done();
