@@ -8,6 +8,8 @@ import type { Tokenizer } from "../model/tokenizer.js";
 import type { Backend } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { createNodeWasmBackend } from "../kernels/wasm/pool-node.js";
+import type { KvCacheFactory } from "../model/kv-cache.js";
+import { quantKvCacheFactory } from "../model/kv-quant.js";
 
 export interface BackendOptions {
   backend: string;
@@ -57,4 +59,14 @@ export function positiveInt(name: string) {
 
 export function displayName(path: string): string {
   return basename(path.replace(/\/+$/, ""));
+}
+
+/** Adds --kv <spec> (quantized KV cache, src/model/kv-quant.ts) to a command. */
+export function addKvOption(cmd: Command, what = "the model"): Command {
+  return cmd.option("--kv <spec>", `store ${what}'s KV cache quantized with a spec (e.g. int8, int4:g4:asym, fp8_e4m3, nf4:channel; docs/quant-compare.md)`);
+}
+
+/** `{ kvCache }` for LlamaOptions from a --kv value (nothing when absent); bad specs fail here, before any work. */
+export function kvCacheOption(spec: string | undefined): { kvCache?: KvCacheFactory } {
+  return spec === undefined ? {} : { kvCache: quantKvCacheFactory(spec) };
 }

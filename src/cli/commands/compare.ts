@@ -12,14 +12,15 @@ import { kld, ModelLogits, type LogitsSource } from "../../eval/kld.js";
 import { safetensorsSize } from "../../io/safetensors.js";
 import { quantModelEntries } from "../../io/quant-model.js";
 import { Llama } from "../../model/llama.js";
-import { canonicalSpec } from "../../quant/spec.js";
+import { canonicalSpec, printSpec } from "../../quant/spec.js";
+import { parseKvSpec, quantKvCacheFactory, type QuantKvCache } from "../../model/kv-quant.js";
 import { printJson, stderrProgress } from "../util.js";
 import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
 import { activationConfig, quantizeModel, selectTensors } from "../quant-model.js";
 
 interface CompareOptions extends BackendOptions {
-  specs: string;
+  specs?: string;
   text: string;
   ctx: number;
   maxTokens?: number;
@@ -28,12 +29,19 @@ interface CompareOptions extends BackendOptions {
   only?: string;
   skip?: string;
   tokenizer?: string;
+  kv?: string;
+  kvSpecs?: string;
   markdown?: boolean;
   json?: boolean;
 }
 
 export interface CompareRow {
+  /** weight spec ("f32" for rows that only quantize the KV cache) */
   spec: string;
+  /** KV-cache spec, when the cache is quantized */
+  kv?: string;
+  /** storage bits per K/V element of the quantized cache (scales included) */
+  kvBits?: number;
   bpw: number;
   sizeBytes: number;
   ppl: number;
@@ -76,7 +84,7 @@ export function register(program: Command): void {
     .command("compare")
     .description("quantize a model with several specs and compare bits/weight, size, perplexity, KLD and top-1 against the float model")
     .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
-    .requiredOption("--specs <list>", "comma-separated specs, e.g. int8:channel,int4:g32,nf4:g64,ternary:channel,mxfp4")
+    .option("--specs <list>", "comma-separated weight specs, e.g. int8:channel,int4:g32,nf4:g64,ternary:channel,mxfp4")
     .requiredOption("--text <file>", "UTF-8 evaluation text")
     .option("--ctx <n>", "window length in positions, BOS included", positiveInt("--ctx"), 256)
     .option("--max-tokens <n>", "stop after this many scored tokens (whole windows)", positiveInt("--max-tokens"))
@@ -85,11 +93,18 @@ export function register(program: Command): void {
     .option("--only <globs>", "comma-separated globs of tensors to quantize (default: every block linear)")
     .option("--skip <globs>", "comma-separated globs of tensors to keep in float")
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
+    .option("--kv <spec>", "also quantize the KV cache with this spec in every row (e.g. int8, int4:g4:asym, fp8_e4m3)")
+    .option("--kv-specs <list>", "comma-separated KV-cache specs: one more row each, with float weights and that cache")
     .option("--markdown", "print the table as Markdown")
     .option("--json", "print one JSON object {rows: [{spec, bpw, sizeBytes, ppl, meanKld, top1, worstSqnrDb, seconds}], ...}");
   addBackendOptions(cmd).action(async (path: string, o: CompareOptions) => {
-    const specs = o.specs.split(",").map((s) => s.trim()).filter(Boolean).map((s) => canonicalSpec(s)); // bad specs fail before any work
-    if (specs.length === 0) throw new QuantlabError("E_ARG", "option --specs: no spec given");
+    // bad specs fail before any work
+    const split = (t: string | undefined) => (t ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const specs = split(o.specs).map((s) => canonicalSpec(s));
+    const kvAll = o.kv === undefined ? undefined : printSpec(parseKvSpec(o.kv));
+    const jobs: { spec: string | undefined; kv: string | undefined }[] = specs.map((spec) => ({ spec, kv: kvAll }));
+    for (const kv of split(o.kvSpecs)) jobs.push({ spec: undefined, kv: printSpec(parseKvSpec(kv)) });
+    if (jobs.length === 0) throw new QuantlabError("E_ARG", "option --specs: no spec given");
     const text = readTextFile(o.text);
     const calibText = o.calib ? readTextFile(o.calib) : undefined;
     const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
@@ -105,18 +120,25 @@ export function register(program: Command): void {
     let basePpl = NaN, nTokens = 0;
     try {
       const base = new RecordedLogits(new ModelLogits(new Llama(model, { contextLength: o.ctx, backend })));
-      for (const spec of specs) {
-        const q = quantizeModel(model, spec, names, { progress });
-        const acts = activationConfig(q.model, spec, calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined);
-        const qm = acts ? { ...q.model, inputTransforms: { ...(q.model.inputTransforms ?? {}), activations: acts } } : q.model;
+      for (const { spec, kv } of jobs) {
+        const q = spec === undefined ? undefined : quantizeModel(model, spec, names, { progress });
+        const qModel = q?.model ?? model;
+        const acts = spec === undefined ? undefined : activationConfig(qModel, spec, calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined);
+        const qm = acts ? { ...qModel, inputTransforms: { ...(qModel.inputTransforms ?? {}), activations: acts } } : qModel;
         const t0 = Date.now();
-        const r = await kld(base, new ModelLogits(new Llama(qm, { contextLength: o.ctx, backend })), tokens, kopts);
+        const llama = new Llama(qm, { contextLength: o.ctx, backend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
+        const r = await kld(base, new ModelLogits(llama), tokens, kopts);
         base.replay();
-        const { entries, metadata } = quantModelEntries(q.model);
+        const { entries, metadata } = quantModelEntries(qModel);
         basePpl = r.pplBase;
         nTokens = r.tokens;
-        rows.push({ spec, bpw: q.bpw, sizeBytes: safetensorsSize(entries, metadata), ppl: r.pplOther, meanKld: r.meanKld, top1: r.top1, worstSqnrDb: q.worstSqnrDb, seconds: q.seconds, evalSeconds: (Date.now() - t0) / 1000 });
-        if (!o.json) process.stderr.write(`${spec}: ppl ${fmt(r.pplOther, 4)} kld ${fmt(r.meanKld, 5)}\n`);
+        const row: CompareRow = {
+          spec: spec ?? "f32", bpw: q?.bpw ?? 32, sizeBytes: safetensorsSize(entries, metadata), ppl: r.pplOther, meanKld: r.meanKld, top1: r.top1,
+          worstSqnrDb: q?.worstSqnrDb ?? Infinity, seconds: q?.seconds ?? 0, evalSeconds: (Date.now() - t0) / 1000,
+        };
+        if (kv) { row.kv = kv; row.kvBits = (llama.kv as QuantKvCache).bitsPerElement; }
+        rows.push(row);
+        if (!o.json) process.stderr.write(`${row.spec}${kv ? ` kv ${kv}` : ""}: ppl ${fmt(r.pplOther, 4)} kld ${fmt(r.meanKld, 5)}\n`);
       }
     } finally {
       backend.dispose?.();
@@ -125,9 +147,10 @@ export function register(program: Command): void {
       printJson({ model: path, text: o.text, ctx: o.ctx, tokens: nTokens, quantized: names.length, base: { ppl: basePpl, sizeBytes: floatSize }, rows });
       return;
     }
-    const head = ["spec", "bpw", "size (bytes)", "ppl", "Δppl %", "mean KLD", "top-1", "worst SQNR dB", "quantize s"];
-    const body = rows.map((r) => [r.spec, fmt(r.bpw, 3), String(r.sizeBytes), fmt(r.ppl, 4), fmt((100 * (r.ppl - basePpl)) / basePpl, 2), fmt(r.meanKld, 5), fmt(r.top1, 4), fmt(r.worstSqnrDb, 2), fmt(r.seconds, 2)]);
-    body.unshift(["f32 (float model)", "32.000", String(floatSize), fmt(basePpl, 4), "0.00", "0", "1", "inf", "0"]);
+    const withKv = rows.some((r) => r.kv !== undefined);
+    const head = ["spec", ...(withKv ? ["KV cache", "KV bits"] : []), "bpw", "size (bytes)", "ppl", "Δppl %", "mean KLD", "top-1", "worst SQNR dB", "quantize s"];
+    const body = rows.map((r) => [r.spec, ...(withKv ? [r.kv ?? "f32", fmt(r.kvBits ?? 32, 3)] : []), fmt(r.bpw, 3), String(r.sizeBytes), fmt(r.ppl, 4), fmt((100 * (r.ppl - basePpl)) / basePpl, 2), fmt(r.meanKld, 5), fmt(r.top1, 4), fmt(r.worstSqnrDb, 2), fmt(r.seconds, 2)]);
+    body.unshift(["f32 (float model)", ...(withKv ? ["f32", "32.000"] : []), "32.000", String(floatSize), fmt(basePpl, 4), "0.00", "0", "1", "inf", "0"]);
     if (o.markdown) {
       process.stdout.write(`| ${head.join(" | ")} |\n|${head.map(() => "---").join("|")}|\n`);
       for (const b of body) process.stdout.write(`| ${b.join(" | ")} |\n`);

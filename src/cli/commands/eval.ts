@@ -8,7 +8,7 @@ import { planWindows, scoredTokens } from "../../eval/windows.js";
 import { encodeLogitsHeader } from "../../eval/logits-file.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
 interface EvalOptions extends BackendOptions {
   text: string;
@@ -16,6 +16,7 @@ interface EvalOptions extends BackendOptions {
   maxTokens?: number;
   tokenizer?: string;
   saveLogits?: string;
+  kv?: string;
   json?: boolean;
 }
 
@@ -41,13 +42,15 @@ export function register(program: Command): void {
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) when it is not beside the model")
     .option("--save-logits <file>", "also save every scored position's logits (QLGT file, for `quantlab kld <file> <model>`)")
     .option("--json", "print one JSON object {ppl, nll, tokens, ...}");
+  addKvOption(cmd);
   addBackendOptions(cmd).action(async (path: string, o: EvalOptions) => {
+      const kvOpt = kvCacheOption(o.kv);
       const text = readTextFile(o.text);
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
       warnContext(path, o.ctx, model.config.seqLen);
       const tokens = tokenizer.encode(text, { bos: false });
       const backend = backendFromOptions(o);
-      const llama = new Llama(model, { contextLength: o.ctx, backend });
+      const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
       const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress() };
       let r;
       try {
@@ -78,7 +81,7 @@ export function register(program: Command): void {
       if (o.json) {
         printJson({
           ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, ctx: r.ctx,
-          model: path, text: o.text, backend: backend.name, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
+          model: path, text: o.text, backend: backend.name, ...(o.kv ? { kv: o.kv } : {}), seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
           windowNll: r.windowNll, ...(o.saveLogits ? { logitsFile: o.saveLogits } : {}),
         });
       } else {

@@ -8,7 +8,7 @@ import { openFile } from "../../io/node/file.js";
 import { loadModel } from "../../io/node/load.js";
 import { existsSync, statSync } from "node:fs";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
 
 interface KldOptions extends BackendOptions {
@@ -16,6 +16,7 @@ interface KldOptions extends BackendOptions {
   ctx?: number;
   maxTokens?: number;
   tokenizer?: string;
+  kv?: string;
   json?: boolean;
 }
 
@@ -40,7 +41,9 @@ export function register(program: Command): void {
     .option("--max-tokens <n>", "stop after this many scored tokens (whole windows)", positiveInt("--max-tokens"))
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) for models that lack one beside them")
     .option("--json", "print one JSON object {meanKld, top1, tokens, ...}");
+  addKvOption(cmd, "<other>");
   addBackendOptions(cmd).action(async (basePath: string, otherPath: string, o: KldOptions) => {
+      const kvOpt = kvCacheOption(o.kv); // the base keeps its f32 cache: `kld m m --kv int4` measures the cache alone
       // one backend serves both models; created on first use, disposed at the end
       let backend: ReturnType<typeof backendFromOptions> | undefined;
       const getBackend = () => (backend ??= backendFromOptions(o));
@@ -77,10 +80,10 @@ export function register(program: Command): void {
             throw new QuantlabError("E_ARG", `${basePath}: its saved tokens are not the encoding of ${o.text}`);
           }
         }
-        const other = new ModelLogits(new Llama(otherModel, { contextLength: ctx, backend: getBackend() }));
+        const other = new ModelLogits(new Llama(otherModel, { contextLength: ctx, backend: getBackend(), ...kvOpt }));
         const r = await kld(base, other, tokens, { ctx, maxTokens: o.maxTokens, bosId, progress: stderrProgress() });
         if (o.json) {
-          printJson({ ...r, base: basePath, other: otherPath, backend: getBackend().name, ...(o.text ? { text: o.text } : {}) });
+          printJson({ ...r, base: basePath, other: otherPath, backend: getBackend().name, ...(o.kv ? { kv: o.kv } : {}), ...(o.text ? { text: o.text } : {}) });
         } else {
           process.stdout.write(
             `${displayName(basePath)} → ${displayName(otherPath)}: mean KLD ${r.meanKld.toExponential(4)} nats ` +

@@ -4,7 +4,7 @@ import { defaultModelPath } from "../../io/node/data.js";
 import { Llama } from "../../model/llama.js";
 import { generate } from "../../model/generate.js";
 import { parseFloatOpt, parseIntOpt, printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, backendFromOptions, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
 interface RunOptions extends BackendOptions {
   prompt: string;
@@ -15,6 +15,7 @@ interface RunOptions extends BackendOptions {
   seed: number;
   tokenizer?: string;
   ctx?: number;
+  kv?: string;
   json?: boolean;
 }
 
@@ -32,11 +33,13 @@ export function register(program: Command): void {
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) when it is not beside the model")
     .option("--ctx <n>", "KV cache positions (default: the model's context length)", positiveInt("--ctx"))
     .option("--json", "print one JSON object {text, tokenIds, ...} instead of streaming text");
+  addKvOption(cmd);
   addBackendOptions(cmd).action(async (modelArg: string | undefined, o: RunOptions) => {
+      const kvOpt = kvCacheOption(o.kv);
       const path = modelArg ?? defaultModelPath();
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
       const backend = backendFromOptions(o);
-      const llama = new Llama(model, { contextLength: o.ctx, backend });
+      const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
       const streaming = !o.json;
       // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE
       process.stdout.on("error", (e: NodeJS.ErrnoException) => {
