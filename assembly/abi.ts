@@ -20,6 +20,17 @@ export const K_I8S16 = 6;
 export const K_I8A32 = 7;
 /** int8 codes + f32 scale and f32 min per 16: w = s·q − m. Q2_K */
 export const K_I8A16 = 8;
+// Native kinds: the kernel reads llama.cpp's own block bytes (ggml-common.h), so a GGUF tensor can be
+// read straight into wasm memory and run in place, and a mat-vec streams exactly the file's bytes
+// (Q4_K 0.5625 B/weight, Q6_K 0.8203, Q8_0 1.0625, Q4_0 0.5625). f16 scales are converted in the kernel.
+/** block_q8_0 (34 B per 32): d f16, qs int8[32] */
+export const K_Q8_0N = 9;
+/** block_q4_0 (18 B per 32): d f16, qs[16] (byte j = weight j | weight j+16 << 4) */
+export const K_Q4_0N = 10;
+/** block_q4_K (144 B per 256): d, dmin f16, 12 B of 6-bit scales/mins, qs[128] */
+export const K_Q4_KN = 11;
+/** block_q6_K (210 B per 256): ql[128], qh[64], int8 scales[16], d f16 */
+export const K_Q6_KN = 12;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

@@ -4,7 +4,7 @@
 // GC, no heap here; the host runs a bump allocator above __heap_base). Measurements that chose these
 // instruction sequences: shared/notes/kernels.md.
 import {
-  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16,
+  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N,
 } from "./abi";
 
@@ -265,6 +265,228 @@ export function f16_to_f32(h: u32): f32 {
   return hsum_f32(a0) - mins;
 }
 
+// ---------------------------------------------------------------- native ggml blocks × Q8 activations
+
+/** binary16 at p → f32 through the host's 65536-entry table at `lut` (every f16 bit pattern's f32 value,
+ * Inf/NaN included: exact). Two scalar loads; converting with integer or float ops per block measured
+ * 1.5–2.5× slower on V8 11.3 in these kernels. */
+@inline function f16s(p: usize, lut: usize): f32 {
+  return load<f32>(lut + (<usize>load<u16>(p) << 2));
+}
+
+/** 16 unsigned bytes (0..127) × 16 activation codes → 4 i32 lanes. Relaxed: int8 activations and
+ * i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw); SIMD128: zero-extend to i16 and i32x4.dot_i16x8_s. */
+@inline function udot16(u: v128, x16: usize, x8: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), u));
+  } else {
+    return i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(u), v128.load(x16)),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(u), v128.load(x16, 16)),
+    );
+  }
+}
+
+/** Two 16-byte halves of unsigned codes (elements 0..15, 16..31) × 32 activation codes. Relaxed: the
+ * two i16 partial dots are added before widening (|lane| ≤ 2·2·63·127 < 2^15). */
+@inline function udot32(u0: v128, u1: v128, x16: usize, x8: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(
+      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), u0),
+      i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), u1),
+    ));
+  } else {
+    return i32x4.add(udot16(u0, x16, x8), udot16(u1, x16 + 32, x8 + 16));
+  }
+}
+
+/** K_Q8_0N: block_q8_0 rows in place; Σ_b f16(d_b)·xd_b·(q_b·x_b). */
+@inline function dot_q8_0n(q: usize, lut: usize, x16: usize, xd: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const o = <usize>b << 2;
+    const i0 = i8dot32(q + 2, x16);
+    const i1 = i8dot32(q + 36, x16 + 64);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(f16s(q, lut) * load<f32>(xd + o))));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(f16s(q + 34, lut) * load<f32>(xd + o, 4))));
+    q += 68;
+    x16 += 128;
+  }
+  if (b < nb) {
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q + 2, x16)), f32x4.splat(f16s(q, lut) * load<f32>(xd + (<usize>b << 2)))));
+  }
+  return hsum_f32(f32x4.add(a0, a1));
+}
+
+/** K_Q4_0N: block_q4_0 rows in place; Σ_b d_b·xd_b·(q_b·x_b − 8·Σx_b). Byte j holds weight j (low
+ * nibble) and weight j+16 (high nibble). */
+@inline function dot_q4_0n(q: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  const m = i8x16.splat(0x0f);
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const o = <usize>b << 2;
+    const v0 = v128.load(q + 2);
+    const v1 = v128.load(q + 20);
+    const c0 = (load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4)) << 1;
+    const c1 = (load<i32>(xs + (o << 1), 8) + load<i32>(xs + (o << 1), 12)) << 1;
+    const i0 = i32x4.sub(udot32(v128.and(v0, m), i8x16.shr_u(v0, 4), x16, x8), i32x4.splat(c0));
+    const i1 = i32x4.sub(udot32(v128.and(v1, m), i8x16.shr_u(v1, 4), x16 + 64, x8 + 32), i32x4.splat(c1));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(f16s(q, lut) * load<f32>(xd + o))));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(f16s(q + 18, lut) * load<f32>(xd + o, 4))));
+    q += 36;
+    x16 += 128;
+    x8 += 64;
+  }
+  if (b < nb) {
+    const o = <usize>b << 2;
+    const v0 = v128.load(q + 2);
+    const c0 = (load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4)) << 1;
+    const i0 = i32x4.sub(udot32(v128.and(v0, m), i8x16.shr_u(v0, 4), x16, x8), i32x4.splat(c0));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(f16s(q, lut) * load<f32>(xd + o))));
+  }
+  return hsum_f32(f32x4.add(a0, a1));
+}
+
+/** 4 unsigned bytes of a little-endian word → f32x4 (byte i in lane i). */
+@inline function u8x4_f32(w: u32): v128 {
+  return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(i32x4.splat(<i32>w))));
+}
+
+/** Σx per 32 of 4 consecutive 32-blocks from the code sums per 16 at xs (8 i32) → i32x4. */
+@inline function sums32x4(xs: usize): v128 {
+  const a = v128.load(xs), b = v128.load(xs, 16);
+  return i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
+}
+
+/** K_Q4_KN: block_q4_K rows in place (ggml-common.h: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16).
+ * Sub-block 2k = low nibbles of qs[32k..32k+31], 2k+1 = their high nibbles; its 6-bit (sc, m) pair
+ * comes from ggml's get_scale_min_k4. w = (d·sc)·q − (dmin·m), as dequantize_row_q4_K. nsb = cols/256.
+ * Per super-block the 8 factors d·sc·xd and the mins term Σ dmin·m·xd·Σx are formed 4 lanes at a time. */
+@inline function dot_q4_kn(q: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nsb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let accMin = f32x4.splat(0);
+  const mk = i8x16.splat(0x0f);
+  for (let s = 0; s < nsb; s++) {
+    const d = f32x4.splat(f16s(q, lut));
+    const dmin = f32x4.splat(f16s(q + 2, lut));
+    // the 12 scale bytes as three little-endian words: bytes 0–3, 4–7, 8–11
+    const s0 = load<u32>(q + 4), s1 = load<u32>(q + 8), s2 = load<u32>(q + 12);
+    // j < 4: sc = b[j] & 63, m = b[j+4] & 63;  j ≥ 4: sc = (b[j+4] & 15) | (b[j−4] >> 6) << 4, m = (b[j+4] >> 4) | (b[j] >> 6) << 4
+    const scLo = s0 & 0x3f3f3f3f;
+    const mLo = s1 & 0x3f3f3f3f;
+    const scHi = (s2 & 0x0f0f0f0f) | ((s0 >> 2) & 0x30303030);
+    const mHi = ((s2 >> 4) & 0x0f0f0f0f) | ((s1 >> 2) & 0x30303030);
+    const xdLo = v128.load(xd), xdHi = v128.load(xd, 16);
+    // factors of sub-blocks 0–3 and 4–7
+    const fLo = f32x4.mul(f32x4.mul(d, u8x4_f32(scLo)), xdLo);
+    const fHi = f32x4.mul(f32x4.mul(d, u8x4_f32(scHi)), xdHi);
+    accMin = f32x4.add(accMin, f32x4.mul(dmin, f32x4.add(
+      f32x4.mul(f32x4.mul(u8x4_f32(mLo), xdLo), f32x4.convert_i32x4_s(sums32x4(xs))),
+      f32x4.mul(f32x4.mul(u8x4_f32(mHi), xdHi), f32x4.convert_i32x4_s(sums32x4(xs + 32))),
+    )));
+    const qs = q + 16;
+    // k = 0..3 unrolled: sub-blocks (2k, 2k+1) take lanes (0,1), (2,3) of fLo, then of fHi
+    for (let k = 0; k < 4; k++) {
+      const v0 = v128.load(qs + (<usize>k << 5));
+      const v1 = v128.load(qs + (<usize>k << 5), 16);
+      const e = <usize>k << 6; // first element of sub-block 2k within the super-block
+      const ia = udot32(v128.and(v0, mk), v128.and(v1, mk), x16 + (e << 1), x8 + e);
+      const ib = udot32(i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), x16 + (e << 1) + 64, x8 + e + 32);
+      const f = k < 2 ? fLo : fHi;
+      const fa = (k & 1) == 0 ? i32x4.shuffle(f, f, 0, 0, 0, 0) : i32x4.shuffle(f, f, 2, 2, 2, 2);
+      const fb = (k & 1) == 0 ? i32x4.shuffle(f, f, 1, 1, 1, 1) : i32x4.shuffle(f, f, 3, 3, 3, 3);
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(ia), fa));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(ib), fb));
+    }
+    q += 144;
+    x16 += 512;
+    x8 += 256;
+    xd += 32;
+    xs += 64;
+  }
+  return hsum_f32(f32x4.sub(acc, accMin));
+}
+
+/** 16 codes (0..63) × 16 activation codes → i16x8 partial sums (each lane ≤ 2·2·63·127 < 2^15 in
+ * magnitude). Relaxed: pmaddubsw on int8 activations; SIMD128: zero-extend, multiply in i16, add halves. */
+@inline function q6part(u: v128, x16: usize, x8: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), u);
+  } else {
+    return i16x8.add(i16x8.mul(i16x8.extend_low_i8x16_u(u), v128.load(x16)), i16x8.mul(i16x8.extend_high_i8x16_u(u), v128.load(x16, 16)));
+  }
+}
+
+/** K_Q6_KN: block_q6_K rows in place (ql[128] @0, qh[64] @128, int8 scales[16] @192, d f16 @208).
+ * Per 128-element half n, l < 32: element l ← ql[l] low | qh[l] bits 0–1, l+32 ← ql[l+32] low | bits 2–3,
+ * l+64 ← ql[l] high | bits 4–5, l+96 ← ql[l+32] high | bits 6–7; minus 32; one int8 scale per 16
+ * (dequantize_row_q6_K). The group scale is applied in the integer domain with i32x4.dot_i16x8_s (as
+ * ggml's AVX2 kernel does with madd), and the −32 offset once per half: Σ_g sc_g·Σx_g per 32-block. */
+@inline function dot_q6_kn(q: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nsb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let accOff = f32x4.splat(0);
+  const lo = i8x16.splat(0x0f);
+  const hb = i8x16.splat(0x30);
+  for (let s = 0; s < nsb; s++) {
+    const d = f32x4.splat(f16s(q + 208, lut));
+    for (let n = 0; n < 2; n++) {
+      const ql = q + (<usize>n << 6);
+      const qh = q + 128 + (<usize>n << 5);
+      const e = <usize>n << 7; // first element of this half
+      const sc = v128.load8x8_s(q + 192 + (<usize>n << 3)); // the half's 8 group scales as i16
+      const dxd = f32x4.mul(d, v128.load(xd + (e >> 3))); // d·xd of its 4 blocks of 32
+      // −32·Σ_g sc_g·Σx_g per block: the sums per 16 fit i16 (|Σ| ≤ 16·127)
+      const sx = i16x8.narrow_i32x4_s(v128.load(xs + (e >> 2)), v128.load(xs + (e >> 2), 16));
+      accOff = f32x4.add(accOff, f32x4.mul(f32x4.convert_i32x4_s(i32x4.shl(i32x4.dot_i16x8_s(sc, sx), 5)), dxd));
+      const L0 = v128.load(ql), L1 = v128.load(ql, 16), L2 = v128.load(ql, 32), L3 = v128.load(ql, 48);
+      const H0 = v128.load(qh), H1 = v128.load(qh, 16);
+      const xa = x16 + (e << 1), xb = x8 + e;
+      // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
+      const p0 = q6part(v128.or(v128.and(L0, lo), v128.and(i16x8.shl(H0, 4), hb)), xa, xb);
+      const p1 = q6part(v128.or(v128.and(L1, lo), v128.and(i16x8.shl(H1, 4), hb)), xa + 32, xb + 16);
+      const p2 = q6part(v128.or(v128.and(L2, lo), v128.and(i16x8.shl(H0, 2), hb)), xa + 64, xb + 32);
+      const p3 = q6part(v128.or(v128.and(L3, lo), v128.and(i16x8.shl(H1, 2), hb)), xa + 96, xb + 48);
+      const p4 = q6part(v128.or(v128.and(i16x8.shr_u(L0, 4), lo), v128.and(H0, hb)), xa + 128, xb + 64);
+      const p5 = q6part(v128.or(v128.and(i16x8.shr_u(L1, 4), lo), v128.and(H1, hb)), xa + 160, xb + 80);
+      const p6 = q6part(v128.or(v128.and(i16x8.shr_u(L2, 4), lo), v128.and(i16x8.shr_u(H0, 2), hb)), xa + 192, xb + 96);
+      const p7 = q6part(v128.or(v128.and(i16x8.shr_u(L3, 4), lo), v128.and(i16x8.shr_u(H1, 2), hb)), xa + 224, xb + 112);
+      const b0 = i32x4.add(i32x4.dot_i16x8_s(p0, i16x8.shuffle(sc, sc, 0, 0, 0, 0, 0, 0, 0, 0)), i32x4.dot_i16x8_s(p1, i16x8.shuffle(sc, sc, 1, 1, 1, 1, 1, 1, 1, 1)));
+      const b1 = i32x4.add(i32x4.dot_i16x8_s(p2, i16x8.shuffle(sc, sc, 2, 2, 2, 2, 2, 2, 2, 2)), i32x4.dot_i16x8_s(p3, i16x8.shuffle(sc, sc, 3, 3, 3, 3, 3, 3, 3, 3)));
+      const b2 = i32x4.add(i32x4.dot_i16x8_s(p4, i16x8.shuffle(sc, sc, 4, 4, 4, 4, 4, 4, 4, 4)), i32x4.dot_i16x8_s(p5, i16x8.shuffle(sc, sc, 5, 5, 5, 5, 5, 5, 5, 5)));
+      const b3 = i32x4.add(i32x4.dot_i16x8_s(p6, i16x8.shuffle(sc, sc, 6, 6, 6, 6, 6, 6, 6, 6)), i32x4.dot_i16x8_s(p7, i16x8.shuffle(sc, sc, 7, 7, 7, 7, 7, 7, 7, 7)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b0), i32x4.shuffle(dxd, dxd, 0, 0, 0, 0)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b1), i32x4.shuffle(dxd, dxd, 1, 1, 1, 1)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b2), i32x4.shuffle(dxd, dxd, 2, 2, 2, 2)));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b3), i32x4.shuffle(dxd, dxd, 3, 3, 3, 3)));
+    }
+    q += 210;
+    x16 += 512;
+    x8 += 256;
+    xd += 32;
+    xs += 64;
+  }
+  return hsum_f32(f32x4.sub(acc, accOff));
+}
+
+/** Number of binary16 values in [p, p + 2n) whose exponent is all ones (Inf or NaN). */
+export function f16_count_special(p: usize, n: i32): i32 {
+  const e = i16x8.splat(0x7c00);
+  let cnt = i16x8.splat(0);
+  let total = 0;
+  let i = 0;
+  while (i + 8 <= n) {
+    // at most 4096 steps per inner run so the i16 lane counters cannot overflow
+    const stop = min(n & ~7, i + 8 * 4096);
+    for (; i < stop; i += 8) cnt = i16x8.sub(cnt, i16x8.eq(v128.and(v128.load(p + (<usize>i << 1)), e), e));
+    total += hsum_i32(i32x4.extadd_pairwise_i16x8_u(cnt));
+    cnt = i16x8.splat(0);
+  }
+  for (; i < n; i++) if ((load<u16>(p + (<usize>i << 1)) & 0x7c00) == 0x7c00) total++;
+  return total;
+}
+
 // ---------------------------------------------------------------- job runner
 
 /** Runs rows [r0, r1) of the job described at `desc` (see abi.ts) for all its activation rows. */
@@ -299,6 +521,10 @@ export function run_rows(desc: usize, r0: i32, r1: i32): void {
         case K_I8S16: v = dot_i8s16(w0 + ur * ucols, w1 + ur * unb * 8, x16 + ut * ucols * 2, xd + ut * unb * 4, nb); break;
         case K_I8A32: v = dot_i8a32(w0 + ur * ucols, w1 + ur * unb * 4, w2 + ur * unb * 4, x16 + ut * ucols * 2, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
         case K_I8A16: v = dot_i8a16(w0 + ur * ucols, w1 + ur * unb * 8, w2 + ur * unb * 8, x16 + ut * ucols * 2, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
+        case K_Q8_0N: v = dot_q8_0n(w0 + ur * unb * 34, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb); break;
+        case K_Q4_0N: v = dot_q4_0n(w0 + ur * unb * 18, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
+        case K_Q4_KN: v = dot_q4_kn(w0 + ur * <usize>(nb >> 3) * 144, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb >> 3); break;
+        case K_Q6_KN: v = dot_q6_kn(w0 + ur * <usize>(nb >> 3) * 210, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb >> 3); break;
         default: unreachable();
       }
       store<f32>(out + (ut * <usize>rows + ur) * 4, v);

@@ -26,6 +26,7 @@ export class WasmArena {
     const initial = Math.max(1, Math.min(opts.initialPages ?? 64, this.maxPages));
     this.memory = new WebAssembly.Memory({ initial, maximum: this.maxPages, shared: true });
     this.top = align(base, 64);
+    this.refresh();
   }
 
   /** bytes allocated so far (including the module's static data below the heap base) */
@@ -52,8 +53,24 @@ export class WasmArena {
     return off;
   }
 
+  /** The SharedArrayBuffers this memory has handed out (one per length it grew to): typed arrays over any
+   * of them are views into this memory. */
+  private readonly buffers = new Set<ArrayBufferLike>();
+
+  /** Does this typed array's buffer belong to this memory? */
+  owns(buf: ArrayBufferLike): boolean {
+    return this.buffers.has(buf);
+  }
+
+  /** A byte view of [off, off + bytes) (e.g. where a loader reads a tensor). */
+  view(off: number, bytes: number): Uint8Array {
+    this.refresh();
+    return new Uint8Array(this._u8.buffer, off, bytes);
+  }
+
   private refresh(): void {
     const buf = this.memory.buffer;
+    this.buffers.add(buf);
     if (buf.byteLength === this.viewLength) return;
     this.viewLength = buf.byteLength;
     this._u8 = new Uint8Array(buf);

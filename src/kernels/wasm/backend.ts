@@ -1,26 +1,33 @@
 /**
- * The WASM backend: AssemblyScript SIMD kernels (assembly/index.ts) over one shared WebAssembly.Memory.
- * `prepare` copies a weight into wasm memory once, repacked to a SIMD-friendly SoA layout (layouts.ts);
- * each mat-vec copies x in, quantizes it once to Q8 (as ggml does; not for f32/f16 weights), runs the
- * rows (split across the worker pool when one is attached and the job is big enough) and copies the
- * output back. Isomorphic: threads come from a `WorkerHost` (Node: pool-node.ts).
+ * The WASM backend: AssemblyScript SIMD kernels (assembly/index.ts) over shared WebAssembly.Memory
+ * "shards". One wasm32 memory holds at most 4 GiB, so weights fill shard 0 up to a limit (leaving room
+ * for activation scratch), then shard 1, and so on; every shard has its own kernel instance (one per
+ * thread), and a job names its shard. A tensor never straddles shards.
+ *
+ * `prepare` puts a weight into wasm memory once: f32/f16 and the "native" ggml types (layouts.ts NATIVE:
+ * Q8_0, Q4_0 (relaxed build), Q4_K, Q6_K) keep their file bytes, the other ggml types are repacked to a
+ * SIMD-friendly SoA layout (layouts.ts REPACK). `placeTensor` tells a loader where to read a tensor so
+ * that `prepare` then uses it in place (no second copy). Each mat-vec copies x in, quantizes it once to
+ * Q8 (as ggml does; not for f32/f16 weights), runs the rows (split across the worker pool when one is
+ * attached and the job is big enough) and copies the output back. Isomorphic: threads come from a
+ * `WorkerHost` (Node: pool-node.ts).
  *
  * Types without a WASM kernel (ggml types not in layouts.ts REPACK, quantlab QuantizedTensors, rows
  * that are not whole blocks) are dequantized once to f32 and run on the f32 kernel; `listing()` says so.
  */
 import { QuantlabError } from "../../core/errors.js";
-import { bf16ArrayToF32 } from "../../core/f16.js";
+import { bf16ArrayToF32, f16Table32 } from "../../core/f16.js";
 import { GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import type { Weight } from "../../model/weights.js";
 import { weightShape } from "../../model/weights.js";
 import { dequantizeWeight } from "../dequantize.js";
 import type { Backend, MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16,
+  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, DESC_WORDS,
 } from "../../../assembly/abi.js";
-import { WasmArena } from "./arena.js";
-import { REPACK, type NibbleOrder } from "./layouts.js";
+import { MAX_PAGES, WasmArena } from "./arena.js";
+import { NATIVE, REPACK, type NibbleOrder } from "./layouts.js";
 import { instantiateKernels, pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
 import { CTRL_BYTES, Dispatcher, type WorkerHost } from "./pool.js";
 
@@ -33,6 +40,10 @@ export const KERNEL_NAMES: Record<number, string> = {
   [K_I8S16]: "i8·s16",
   [K_I8A32]: "i8·s32·m32",
   [K_I8A16]: "i8·s16·m16",
+  [K_Q8_0N]: "q8_0 (ggml blocks)",
+  [K_Q4_0N]: "q4_0 (ggml blocks)",
+  [K_Q4_KN]: "q4_K (ggml blocks)",
+  [K_Q6_KN]: "q6_K (ggml blocks)",
 };
 
 export interface WasmBackendOptions {
@@ -41,9 +52,14 @@ export interface WasmBackendOptions {
   /** kernel build: "auto" (default) = relaxed SIMD when the engine supports it, else SIMD128 */
   variant?: WasmVariant | "auto";
   workerHost?: WorkerHost;
-  /** memory limits in 64 KiB pages (default maximum 65536 = 4 GiB, the wasm32 cap) */
+  /** memory limits of each shard in 64 KiB pages (default maximum 65536 = 4 GiB, the wasm32 cap) */
   initialPages?: number;
   maxPages?: number;
+  /** bytes of each shard kept free of weights for activation scratch (default min(256 MiB, ¼ of a shard)) */
+  scratchReserveBytes?: number;
+  /** "native" (default): ggml types with a native kernel run on their file bytes; "repacked": always
+   * repack to the SoA layouts (the older layouts, kept for comparison and tests) */
+  layouts?: "native" | "repacked";
   /** a dispatch that makes no progress for this long throws instead of hanging (ms, default 30000) */
   watchdogMs?: number;
   /** how long an idle worker spins before sleeping (µs, default 30) */
@@ -61,6 +77,10 @@ export interface WasmListingRow {
   rows: number;
   cols: number;
   bytes: number;
+  /** which memory it lives in */
+  shard: number;
+  /** true when the loader read it straight into wasm memory (no copy at prepare) */
+  inPlace: boolean;
   /** set when the weight was dequantized to f32 because no WASM kernel handles it */
   fallback?: string;
 }
@@ -75,10 +95,11 @@ class WasmPrepared implements PreparedWeight {
     readonly w1: number,
     readonly w2: number,
     readonly owner: WasmBackend,
+    readonly shard: number,
   ) {}
 }
 
-/** Activation + output scratch for one job of a dispatch. */
+/** Activation + output scratch for one job of a dispatch (in the job's shard). */
 interface Slot {
   /** capacity in activation elements (n·cols) and output elements (n·rows) */
   xCap: number;
@@ -92,44 +113,93 @@ interface Slot {
   desc: number;
 }
 
+/** One WebAssembly.Memory with the caller's kernel instance on it. */
+interface Shard {
+  index: number;
+  arena: WasmArena;
+  kernels: KernelExports;
+  slots: Slot[];
+  /** byte offset of the f16 → f32 table the native kernels read scales through (0 until first needed) */
+  lut: number;
+}
+
 const needsQ8 = (kind: number): boolean => kind !== K_F32 && kind !== K_F16;
+const PAGE = 65536;
 
 export class WasmBackend implements Backend {
   readonly name: string;
   readonly variant: WasmVariant;
   readonly threads: number;
-  readonly arena: WasmArena;
+  /** kernels on shard 0 (quantizers, f16 helpers, bandwidth probe) */
   readonly kernels: KernelExports;
+  private readonly shards: Shard[] = [];
+  private readonly module: WebAssembly.Module;
+  private readonly heapBase: number;
+  private readonly maxPages: number;
+  private readonly initialPages: number | undefined;
+  /** weights may fill a shard up to this byte offset; the rest is for scratch */
+  private readonly weightLimit: number;
   private readonly pool: Dispatcher;
   private readonly nibbleOrder: NibbleOrder;
+  private readonly nativeLayouts: boolean;
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
   minParallelBytes: number;
-  private readonly slots: Slot[] = [];
   private readonly rowsListing: WasmListingRow[] = [];
   private disposed = false;
 
   constructor(opts: WasmBackendOptions = {}) {
     this.variant = pickVariant(opts.variant ?? "auto");
-    const module = wasmModule(this.variant);
-    // instantiate once on a throwaway memory to learn where static data ends, then on the real one
-    const probe = instantiateKernels(module, new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }));
-    this.arena = new WasmArena(probe.heap_base(), { initialPages: opts.initialPages, maxPages: opts.maxPages });
-    this.kernels = instantiateKernels(module, this.arena.memory);
+    this.module = wasmModule(this.variant);
+    // instantiate once on a throwaway memory to learn where static data ends, then on the real ones
+    const probe = instantiateKernels(this.module, new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }));
+    this.heapBase = probe.heap_base();
+    this.maxPages = Math.min(opts.maxPages ?? MAX_PAGES, MAX_PAGES);
+    this.initialPages = opts.initialPages;
+    const cap = this.maxPages * PAGE;
+    this.weightLimit = cap - Math.min(opts.scratchReserveBytes ?? 256 * 2 ** 20, Math.floor(cap / 4));
+    const first = this.newShardMemory();
+    this.kernels = first.kernels;
     this.nibbleOrder = this.kernels.variant() === 1 ? "gguf" : "r16";
-    const ctrl = this.arena.alloc(CTRL_BYTES, 64, "worker control block");
+    this.nativeLayouts = (opts.layouts ?? "native") === "native";
+    const ctrl = first.arena.alloc(CTRL_BYTES, 64, "worker control block");
     const threads = Math.max(1, Math.floor(opts.threads ?? 1));
     if (threads > 1 && !opts.workerHost) throw new QuantlabError("E_ARG", `wasm backend: threads=${threads} needs a worker host (use createNodeWasmBackend in Node)`);
-    this.pool = new Dispatcher(this.kernels, this.arena.memory, ctrl, opts.workerHost, module, {
+    this.pool = new Dispatcher(this.kernels, first.arena.memory, ctrl, opts.workerHost, this.module, {
       threads,
       watchdogMs: opts.watchdogMs,
       spinMicros: opts.spinMicros,
     });
+    this.shards.push(first);
     this.threads = this.pool.threads;
     this.minParallelBytes = opts.minParallelBytes ?? 128 * 1024;
     this.name = `wasm-${this.variant}${this.threads > 1 ? `-t${this.threads}` : ""}`;
   }
 
-  /** One row per prepared weight: which kernel runs it and whether it fell back to f32. */
+  /** shard 0's memory (activation scratch of quantizeGgml, the bandwidth probe, tests) */
+  get arena(): WasmArena {
+    return this.shards[0]!.arena;
+  }
+
+  private newShardMemory(): Shard {
+    const arena = new WasmArena(this.heapBase, { initialPages: this.initialPages, maxPages: this.maxPages });
+    return { index: this.shards.length, arena, kernels: instantiateKernels(this.module, arena.memory), slots: [], lut: 0 };
+  }
+
+  /** The shard's f16 → f32 table (65536 f32, 256 KiB), made on first use. */
+  private lut(sh: Shard): number {
+    if (sh.lut === 0) {
+      sh.lut = sh.arena.alloc(65536 * 4, 64, "f16 table");
+      sh.arena.f32.set(f16Table32(), sh.lut >> 2);
+    }
+    return sh.lut;
+  }
+
+  /** Memory use per shard (bytes allocated, weights included) and the weight limit of one shard. */
+  memoryStats(): { shards: number[]; weightLimit: number } {
+    return { shards: this.shards.map((s) => s.arena.used), weightLimit: this.weightLimit };
+  }
+
+  /** One row per prepared weight: which kernel runs it, where it lives, whether it fell back to f32. */
   listing(): readonly WasmListingRow[] {
     return this.rowsListing;
   }
@@ -143,6 +213,59 @@ export class WasmBackend implements Backend {
    * in the background while the event loop turns; until then the calling thread does all the work. */
   ready(timeoutMs = 10000): Promise<boolean> {
     return this.pool.ready(timeoutMs);
+  }
+
+  /**
+   * Allocates `bytes` for a weight: in the last shard while it stays under the weight limit, else in a
+   * new shard. Throws E_VALUE when a single tensor is larger than one shard can hold.
+   */
+  private allocWeight(bytes: number, what: string): { shard: Shard; off: number } {
+    let sh = this.shards[this.shards.length - 1]!;
+    const start = Math.ceil(sh.arena.used / 64) * 64;
+    if (start + bytes > this.weightLimit) {
+      if (this.heapBase + 64 + bytes > this.weightLimit) {
+        throw new QuantlabError("E_VALUE", `wasm backend: ${what} needs ${mib(bytes)}, more than one WebAssembly memory takes for weights (${mib(this.weightLimit)} of a ${mib(this.maxPages * PAGE)} memory)`);
+      }
+      sh = this.newShardMemory();
+      this.pool.addShard(sh.arena.memory, sh.kernels);
+      this.shards.push(sh);
+    }
+    return { shard: sh, off: sh.arena.alloc(bytes, 64, what) };
+  }
+
+  /** The shard and byte offset of an array that lives in one of our memories, else undefined. */
+  private locate(a: ArrayBufferView): { shard: Shard; off: number } | undefined {
+    for (const sh of this.shards) {
+      if (sh.arena.owns(a.buffer) && a.byteOffset + a.byteLength <= sh.arena.used) return { shard: sh, off: a.byteOffset };
+    }
+    return undefined;
+  }
+
+  /** Does `prepare` run a ggml type on its file bytes (no repack) in this build? */
+  private nativeRow(type: GgmlType): (typeof NATIVE)[GgmlType] | undefined {
+    const row = NATIVE[type];
+    return this.nativeLayouts && row && row.variants.includes(this.variant) ? row : undefined;
+  }
+
+  /**
+   * Where a loader should read a tensor of this type and shape so that `prepare` uses the bytes in place:
+   * a view into wasm memory of exactly the tensor's byte length, or undefined when this backend would
+   * convert or repack it anyway (then read it anywhere and `prepare` copies). Only matrices (2-D) are placed.
+   */
+  placeTensor(type: GgmlType, shape: readonly number[], name = "tensor"): Uint8Array | undefined {
+    this.checkOpen();
+    if (shape.length !== 2) return undefined;
+    const [rows, cols] = shape as [number, number];
+    let bytes: number;
+    if (type === GgmlType.F32) bytes = rows * cols * 4;
+    else if (type === GgmlType.F16) bytes = rows * cols * 2;
+    else {
+      const row = this.nativeRow(type);
+      if (!row || cols % row.blockSize !== 0) return undefined;
+      bytes = ((rows * cols) / row.blockSize) * row.bytesPerBlock;
+    }
+    const { shard, off } = this.allocWeight(bytes, name);
+    return shard.arena.view(off, bytes);
   }
 
   prepare(w: Weight, name = "tensor"): PreparedWeight {
@@ -172,52 +295,73 @@ export class WasmBackend implements Backend {
       case GgmlType.BF16:
         return this.prepDense(name, src, rows, cols, bf16ArrayToF32(bytesAs(bytes, 2, n, (b, o, c) => new Uint16Array(b, o, c)) as Uint16Array));
     }
+    const nat = this.nativeRow(w.type);
     const rp = REPACK[w.type];
-    if (!rp) {
+    const blockSize = nat?.blockSize ?? rp?.blockSize;
+    const bytesPerBlock = nat?.bytesPerBlock ?? rp?.bytesPerBlock;
+    if (blockSize === undefined || bytesPerBlock === undefined) {
       const { data } = dequantizeWeight(w, name);
       return this.prepDense(name, src, rows, cols, data, `no WASM kernel for ${ggmlTypeName(w.type)}: dequantized once to f32`);
     }
-    if (cols % rp.blockSize !== 0) {
-      throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} rows of ${cols} elements are not whole ${rp.blockSize}-element blocks`);
+    if (cols % blockSize !== 0) {
+      throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} rows of ${cols} elements are not whole ${blockSize}-element blocks`);
     }
-    const nBlocks = n / rp.blockSize;
-    if (bytes.length !== nBlocks * rp.bytesPerBlock) {
-      throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} [${shape.join(", ")}] needs ${nBlocks * rp.bytesPerBlock} bytes, got ${bytes.length}`);
+    const nBlocks = n / blockSize;
+    if (bytes.length !== nBlocks * bytesPerBlock) {
+      throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} [${shape.join(", ")}] needs ${nBlocks * bytesPerBlock} bytes, got ${bytes.length}`);
     }
-    const codeBytes = (n / 32) * rp.codeBytesPer32;
-    const nScales = n / rp.group;
-    const a = this.arena;
-    const w0 = a.alloc(codeBytes, 64, `${name} codes`);
-    const w1 = a.alloc(nScales * 4, 64, `${name} scales`);
-    const w2 = rp.affine ? a.alloc(nScales * 4, 64, `${name} mins`) : 0;
-    const buf = a.memory.buffer;
-    rp.repack(bytes, nBlocks, {
+    if (nat) {
+      const at = this.locate(bytes);
+      if (at) return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, at.off, this.lut(at.shard), 0, this, at.shard.index), undefined, true);
+      const { shard, off } = this.allocWeight(bytes.length, name);
+      shard.arena.u8.set(bytes, off);
+      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, off, this.lut(shard), 0, this, shard.index));
+    }
+    const r = rp!;
+    const codeBytes = (n / 32) * r.codeBytesPer32;
+    const nScales = n / r.group;
+    const scaleBytes = nScales * 4;
+    const total = codeBytes + scaleBytes * (r.affine ? 2 : 1);
+    // codes, scales and mins in one allocation (one shard), each part 64-byte aligned
+    const a64 = (x: number) => Math.ceil(x / 64) * 64;
+    const { shard, off } = this.allocWeight(a64(codeBytes) + a64(scaleBytes) + (r.affine ? scaleBytes : 0), name);
+    const w0 = off, w1 = off + a64(codeBytes), w2 = r.affine ? w1 + a64(scaleBytes) : 0;
+    const buf = shard.arena.memory.buffer;
+    r.repack(bytes, nBlocks, {
       codes: new Uint8Array(buf, w0, codeBytes),
       scales: new Float32Array(buf, w1, nScales),
-      mins: rp.affine ? new Float32Array(buf, w2, nScales) : undefined,
+      mins: r.affine ? new Float32Array(buf, w2, nScales) : undefined,
     }, this.nibbleOrder);
-    const total = codeBytes + nScales * 4 * (rp.affine ? 2 : 1);
-    return this.record(name, src, new WasmPrepared(rows, cols, total, rp.kind, w0, w1, w2, this));
+    return this.record(name, src, new WasmPrepared(rows, cols, total, r.kind, w0, w1, w2, this, shard.index));
   }
 
   private prepDense(name: string, source: string, rows: number, cols: number, data: Float32Array, fallback?: string): WasmPrepared {
-    const off = this.arena.alloc(data.length * 4, 64, name);
-    this.arena.f32.set(data, off >> 2);
-    return this.record(name, source, new WasmPrepared(rows, cols, data.length * 4, K_F32, off, 0, 0, this), fallback);
+    const at = this.locate(data);
+    if (at && at.off % 4 === 0) return this.record(name, source, new WasmPrepared(rows, cols, data.length * 4, K_F32, at.off, 0, 0, this, at.shard.index), fallback, true);
+    const { shard, off } = this.allocWeight(data.length * 4, name);
+    shard.arena.f32.set(data, off >> 2);
+    return this.record(name, source, new WasmPrepared(rows, cols, data.length * 4, K_F32, off, 0, 0, this, shard.index), fallback);
   }
 
   private prepF16(name: string, source: string, rows: number, cols: number, data: Uint16Array): WasmPrepared {
-    // the f16 kernel converts with integer ops that do not produce Inf/NaN: such matrices run as f32
-    for (let i = 0; i < data.length; i++) {
-      if ((data[i]! & 0x7c00) === 0x7c00) return this.prepDense(name, source, rows, cols, new Float32Array(data.length).map((_, j) => this.kernels.f16_to_f32(data[j]!)), "f16 matrix holds Inf/NaN: converted to f32");
+    let at = this.locate(data);
+    let inPlace = true;
+    if (!at || at.off % 2 !== 0) {
+      inPlace = false;
+      at = this.allocWeight(data.length * 2, name);
+      new Uint16Array(at.shard.arena.memory.buffer, at.off, data.length).set(data);
     }
-    const off = this.arena.alloc(data.length * 2, 64, name);
-    new Uint16Array(this.arena.memory.buffer, off, data.length).set(data);
-    return this.record(name, source, new WasmPrepared(rows, cols, data.length * 2, K_F16, off, 0, 0, this));
+    // the f16 kernel converts with integer ops that do not produce Inf/NaN: such matrices run as f32
+    if (at.shard.kernels.f16_count_special(at.off, data.length) !== 0) {
+      const f = new Float32Array(data.length);
+      for (let j = 0; j < data.length; j++) f[j] = this.kernels.f16_to_f32(data[j]!);
+      return this.prepDense(name, source, rows, cols, f, "f16 matrix holds Inf/NaN: converted to f32");
+    }
+    return this.record(name, source, new WasmPrepared(rows, cols, data.length * 2, K_F16, at.off, 0, 0, this, at.shard.index), undefined, inPlace);
   }
 
-  private record(name: string, source: string, p: WasmPrepared, fallback?: string): WasmPrepared {
-    this.rowsListing.push({ name, source, kernel: KERNEL_NAMES[p.kind]!, rows: p.rows, cols: p.cols, bytes: p.bytes, fallback });
+  private record(name: string, source: string, p: WasmPrepared, fallback?: string, inPlace = false): WasmPrepared {
+    this.rowsListing.push({ name, source, kernel: KERNEL_NAMES[p.kind]!, rows: p.rows, cols: p.cols, bytes: p.bytes, shard: p.shard, inPlace, fallback });
     return p;
   }
 
@@ -229,20 +373,20 @@ export class WasmBackend implements Backend {
     this.run([{ w, x, out }], n);
   }
 
-  /** Several mat-vecs in one dispatch (e.g. Q, K, V, or gate and up); jobs sharing one `x` array quantize it once. */
+  /** Several mat-vecs in one dispatch (e.g. Q, K, V, or gate and up); jobs sharing one `x` array (and shard) quantize it once. */
   matvecMany(jobs: readonly MatvecJob[]): void {
     this.run(jobs, 1);
   }
 
-  private slot(i: number, xElems: number, outElems: number): Slot {
-    let s = this.slots[i];
+  private slot(sh: Shard, i: number, xElems: number, outElems: number): Slot {
+    let s = sh.slots[i];
+    const a = sh.arena;
     if (!s) {
-      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, out: 0, desc: this.arena.alloc(DESC_WORDS * 4, 64, "job descriptor") };
-      this.slots[i] = s;
+      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
+      sh.slots[i] = s;
     }
     if (s.xCap < xElems) {
       const cap = Math.max(xElems, 2 * s.xCap, 4096);
-      const a = this.arena;
       s.xf = a.alloc(cap * 4, 64, "activations");
       s.x16 = a.alloc(cap * 2, 64, "activations");
       s.x8 = a.alloc(cap, 64, "activations");
@@ -252,7 +396,7 @@ export class WasmBackend implements Backend {
     }
     if (s.outCap < outElems) {
       const cap = Math.max(outElems, 2 * s.outCap, 4096);
-      s.out = this.arena.alloc(cap * 4, 64, "outputs");
+      s.out = a.alloc(cap * 4, 64, "outputs");
       s.outCap = cap;
     }
     return s;
@@ -260,7 +404,7 @@ export class WasmBackend implements Backend {
 
   private run(jobs: readonly MatvecJob[], n: number): void {
     this.checkOpen();
-    const poolJobs: { desc: number; rows: number }[] = [];
+    const poolJobs: { desc: number; rows: number; shard: number }[] = [];
     const used: Slot[] = [];
     let streamed = 0;
     for (let i = 0; i < jobs.length; i++) {
@@ -270,21 +414,22 @@ export class WasmBackend implements Backend {
       const { rows, cols, kind } = p;
       if (x.length < n * cols) throw new QuantlabError("E_ARG", `wasm backend: x has ${x.length} elements, need ${n}×${cols}`);
       if (out.length < n * rows) throw new QuantlabError("E_ARG", `wasm backend: out has ${out.length} elements, need ${n}×${rows}`);
-      const s = this.slot(i, n * cols, n * rows);
-      // jobs that share an activation array reuse the first one's quantized copy
+      const sh = this.shards[p.shard]!;
+      const s = this.slot(sh, i, n * cols, n * rows);
+      // jobs that share an activation array (in the same shard) reuse the first one's quantized copy
       let src: Slot = s;
       let k = 0;
       for (; k < i; k++) {
-        const prev = jobs[k]!;
-        if (prev.x === x && (prev.w as WasmPrepared).cols === cols) break;
+        const prev = jobs[k]!.w as WasmPrepared;
+        if (jobs[k]!.x === x && prev.cols === cols && prev.shard === p.shard) break;
       }
       if (k < i) src = used[k]!;
       else {
-        this.arena.f32.set(x.subarray(0, n * cols), s.xf >> 2);
-        if (needsQ8(kind)) this.quantizeActivations(s, n, cols);
+        sh.arena.f32.set(x.subarray(0, n * cols), s.xf >> 2);
+        if (needsQ8(kind)) this.quantizeActivations(sh, s, n, cols);
       }
-      if (k < i && needsQ8(kind) && !needsQ8((jobs[k]!.w as WasmPrepared).kind)) this.quantizeActivations(src, n, cols);
-      const d = this.arena.u32;
+      if (k < i && needsQ8(kind) && !needsQ8((jobs[k]!.w as WasmPrepared).kind)) this.quantizeActivations(sh, src, n, cols);
+      const d = sh.arena.u32;
       const o = s.desc >> 2;
       d[o + D_KIND] = kind;
       d[o + D_ROWS] = rows;
@@ -300,25 +445,25 @@ export class WasmBackend implements Backend {
       d[o + D_OUT] = s.out;
       d[o + D_N] = n;
       used.push(s);
-      poolJobs.push({ desc: s.desc, rows });
+      poolJobs.push({ desc: s.desc, rows, shard: p.shard });
       streamed += p.bytes;
     }
-    if (streamed < this.minParallelBytes) for (const j of poolJobs) this.kernels.run_rows(j.desc, 0, j.rows);
+    if (streamed < this.minParallelBytes) for (const j of poolJobs) this.shards[j.shard]!.kernels.run_rows(j.desc, 0, j.rows);
     else this.pool.run(poolJobs);
-    const f = this.arena.f32;
     for (let i = 0; i < jobs.length; i++) {
       const { out, w } = jobs[i]!;
       const s = used[i]!;
+      const f = this.shards[poolJobs[i]!.shard]!.arena.f32;
       out.set(f.subarray(s.out >> 2, (s.out >> 2) + n * w.rows));
     }
   }
 
   /** Q8 codes (i16 and i8 copies), f32 scales per 32 and code sums per 16 of the n rows in slot.xf. */
-  private quantizeActivations(s: Slot, n: number, cols: number): void {
+  private quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void {
     if (cols % 32 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: quantized kernel with ${cols} columns (not a multiple of 32)`);
     const nb = cols / 32;
     for (let t = 0; t < n; t++) {
-      this.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
+      sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
     }
   }
 
@@ -334,17 +479,18 @@ export class WasmBackend implements Backend {
     if (src.length % 32 !== 0) throw new QuantlabError("E_ARG", `wasm quantizeGgml: ${src.length} values are not whole 32-blocks`);
     if (dst.length < (src.length / 32) * bpb) throw new QuantlabError("E_ARG", `wasm quantizeGgml: dst has ${dst.length} bytes, need ${(src.length / 32) * bpb}`);
     const chunk = 1 << 18; // values per pass (1 MiB of f32)
+    const arena = this.arena;
     if (!this.qScratch) {
-      this.qScratch = { x: this.arena.alloc(chunk * 4, 64, "quantize scratch"), y: this.arena.alloc((chunk / 32) * 34, 64, "quantize scratch") };
+      this.qScratch = { x: arena.alloc(chunk * 4, 64, "quantize scratch"), y: arena.alloc((chunk / 32) * 34, 64, "quantize scratch") };
     }
     const { x, y } = this.qScratch;
     for (let i = 0; i < src.length; i += chunk) {
       const m = Math.min(chunk, src.length - i);
-      this.arena.f32.set(src.subarray(i, i + m), x >> 2);
+      arena.f32.set(src.subarray(i, i + m), x >> 2);
       if (type === GgmlType.Q8_0) this.kernels.quantize_row_q8_0(x, m, y);
       else this.kernels.quantize_row_q4_0(x, m, y);
       const yb = (m / 32) * bpb;
-      dst.set(this.arena.u8.subarray(y, y + yb), (i / 32) * bpb);
+      dst.set(arena.u8.subarray(y, y + yb), (i / 32) * bpb);
     }
   }
   private qScratch: { x: number; y: number } | undefined;
@@ -358,6 +504,10 @@ export class WasmBackend implements Backend {
   private checkOpen(): void {
     if (this.disposed) throw new QuantlabError("E_ARG", "wasm backend: used after dispose()");
   }
+}
+
+function mib(b: number): string {
+  return `${(b / 1048576).toFixed(1)} MiB`;
 }
 
 /** Typed view over bytes (copying when unaligned). */

@@ -10,7 +10,8 @@
  */
 import { f16Table32 } from "../../core/f16.js";
 import { GgmlType } from "../../ggml/types.js";
-import { K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16 } from "../../../assembly/abi.js";
+import { K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN } from "../../../assembly/abi.js";
+import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
  * "gguf": byte j = weight j (low nibble) | weight j+16 (high) — ggml's own order (relaxed-SIMD kernels).
@@ -396,3 +397,22 @@ export function unpackToF32(row: RepackRow, src: RepackTarget, n: number, order:
   }
   return out;
 }
+
+/** A ggml type whose WASM kernel reads llama.cpp's block bytes as they are (no repack): the tensor can be
+ * read from the file straight into wasm memory, and a mat-vec streams exactly the file's bytes. */
+export interface NativeRow {
+  kind: number;
+  blockSize: number;
+  bytesPerBlock: number;
+  /** kernel builds that run this type natively; the others use the REPACK row */
+  variants: readonly WasmVariant[];
+}
+
+export const NATIVE: Partial<Record<GgmlType, NativeRow>> = {
+  [GgmlType.Q8_0]: { kind: K_Q8_0N, blockSize: 32, bytesPerBlock: 34, variants: ["simd", "relaxed"] },
+  // SIMD128 has no 8-bit multiply: its Q4_0 kernel is faster on the r16 repack (shared/notes/kernels.md)
+  [GgmlType.Q4_0]: { kind: K_Q4_0N, blockSize: 32, bytesPerBlock: 18, variants: ["relaxed"] },
+  // SIMD128 (no pmaddubsw) runs the k-quants faster on the expanded repacks; the relaxed build does not
+  [GgmlType.Q4_K]: { kind: K_Q4_KN, blockSize: 256, bytesPerBlock: 144, variants: ["relaxed"] },
+  [GgmlType.Q6_K]: { kind: K_Q6_KN, blockSize: 256, bytesPerBlock: 210, variants: ["relaxed"] },
+};

@@ -68,6 +68,7 @@ export interface KernelExports {
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
   stream_sum(x: number, n: number): number;
+  f16_count_special(p: number, n: number): number;
   f32_to_f16(x: number): number;
   f16_to_f32(h: number): number;
 }

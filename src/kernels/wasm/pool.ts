@@ -29,8 +29,10 @@ export const C_NJOBS = 6;
 export const C_ALIVE = 7;
 /** microseconds a worker spins on GEN before sleeping */
 export const C_SPIN_US = 8;
+/** memories (shards) the caller has announced; a worker with fewer fetches the rest before claiming */
+export const C_NSHARDS = 9;
 export const JOB_BASE = 16;
-export const JOB_WORDS = 4; // desc offset, rows, chunk rows, first chunk
+export const JOB_WORDS = 5; // desc offset, rows, chunk rows, first chunk, shard
 export const MAX_JOBS = 64;
 export const CTRL_WORDS = JOB_BASE + JOB_WORDS * MAX_JOBS;
 export const CTRL_BYTES = CTRL_WORDS * 4;
@@ -42,24 +44,33 @@ const GEN_MASK = (1 << (32 - IDX_BITS)) - 1;
 
 export interface WorkerInit {
   module: WebAssembly.Module;
+  /** shard 0's memory, which holds the control block */
   memory: WebAssembly.Memory;
   /** byte offset of the control block */
   ctrl: number;
+  /** every shard's memory known at start (index = shard); later shards come through `WorkerHost.addMemory` */
+  memories?: WebAssembly.Memory[];
 }
 
 /** Platform adapter: starts and stops threads that run `workerLoop`. */
 export interface WorkerHost {
   start(n: number, init: WorkerInit): void;
+  /** Hands shard `index`'s memory to every worker (they pick it up through their `fetch` callback). A
+   * host without it cannot serve more than one shard: workers then skip dispatches that need more. */
+  addMemory?(index: number, memory: WebAssembly.Memory): void;
   stop(): void;
 }
 
 export interface PoolJob {
   desc: number;
   rows: number;
+  /** which shard's memory (and kernel instance) the job lives in (default 0) */
+  shard?: number;
 }
 
-/** Claims and runs chunks of dispatch `gen` until none is left. Shared by caller and workers. */
-function runChunks(ctrl: Int32Array, gen: number, k: KernelExports): void {
+/** Claims and runs chunks of dispatch `gen` until none is left. Shared by caller and workers;
+ * `ks[s]` is the kernel instance bound to shard s's memory. */
+function runChunks(ctrl: Int32Array, gen: number, ks: readonly KernelExports[]): void {
   const tag = (gen & GEN_MASK) << IDX_BITS;
   for (;;) {
     const t = Atomics.load(ctrl, C_TICKET);
@@ -77,7 +88,7 @@ function runChunks(ctrl: Int32Array, gen: number, k: KernelExports): void {
     const chunkRows = ctrl[o + 2]!;
     const r0 = (idx - ctrl[o + 3]!) * chunkRows;
     try {
-      k.run_rows(ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
+      ks[ctrl[o + 4]!]!.run_rows(ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
     } catch {
       Atomics.store(ctrl, C_ERROR, 1);
     }
@@ -85,9 +96,15 @@ function runChunks(ctrl: Int32Array, gen: number, k: KernelExports): void {
   }
 }
 
-/** The body of every worker thread: sleep on GEN, run chunks, until STOP. */
-export function workerLoop(init: WorkerInit, k: KernelExports): void {
+/**
+ * The body of every worker thread: sleep on GEN, run chunks, until STOP. `ks` holds the kernel instance of
+ * each shard known at start; `fetch` (platform-specific, synchronous) returns instances for shards
+ * announced since. A worker that still lacks a shard a dispatch announces sits that dispatch out (the
+ * caller runs every unclaimed chunk itself).
+ */
+export function workerLoop(init: WorkerInit, k: KernelExports | KernelExports[], fetch?: (have: number) => KernelExports[]): void {
   const ctrl = new Int32Array(init.memory.buffer, init.ctrl, CTRL_WORDS);
+  const ks = Array.isArray(k) ? k : [k];
   let seen = Atomics.load(ctrl, C_GEN);
   Atomics.add(ctrl, C_ALIVE, 1);
   try {
@@ -104,7 +121,10 @@ export function workerLoop(init: WorkerInit, k: KernelExports): void {
       }
       if (Atomics.load(ctrl, C_STOP) !== 0) return;
       seen = g;
-      runChunks(ctrl, g, k);
+      const need = Math.max(1, Atomics.load(ctrl, C_NSHARDS));
+      if (ks.length < need && fetch) ks.push(...fetch(ks.length));
+      if (ks.length < need) continue;
+      runChunks(ctrl, g, ks);
     }
   } catch {
     Atomics.store(ctrl, C_ERROR, 2);
@@ -137,7 +157,7 @@ export class Dispatcher {
   readonly stats = { dispatches: 0, waits: 0, callerChunks: 0 };
 
   constructor(
-    private readonly k: KernelExports,
+    k: KernelExports,
     memory: WebAssembly.Memory,
     readonly ctrlOffset: number,
     private readonly host: WorkerHost | undefined,
@@ -145,11 +165,28 @@ export class Dispatcher {
     opts: DispatcherOptions,
   ) {
     this.ctrl = new Int32Array(memory.buffer, ctrlOffset, CTRL_WORDS);
+    this.ks = [k];
+    this.memories = [memory];
+    Atomics.store(this.ctrl, C_NSHARDS, 1);
     this.threads = host ? Math.max(1, opts.threads) : 1;
     this.watchdogMs = opts.watchdogMs ?? 30000;
     this.chunksPerThread = opts.chunksPerThread ?? 4;
     Atomics.store(this.ctrl, C_SPIN_US, opts.spinMicros ?? 30);
-    if (host && this.threads > 1) host.start(this.threads - 1, { module, memory, ctrl: ctrlOffset });
+    if (host && this.threads > 1) host.start(this.threads - 1, { module, memory, ctrl: ctrlOffset, memories: [memory] });
+  }
+
+  private readonly ks: KernelExports[];
+  private readonly memories: WebAssembly.Memory[];
+
+  /** Registers another shard (its memory and the caller's kernel instance on it); returns its index.
+   * Workers receive the memory through the host and instantiate the kernels on it themselves. */
+  addShard(memory: WebAssembly.Memory, k: KernelExports): number {
+    const index = this.ks.length;
+    this.ks.push(k);
+    this.memories.push(memory);
+    if (this.threads > 1) this.host?.addMemory?.(index, memory);
+    Atomics.store(this.ctrl, C_NSHARDS, this.ks.length);
+    return index;
   }
 
   /** workers currently running their loop */
@@ -174,7 +211,7 @@ export class Dispatcher {
   /** Runs every job's rows, split across the threads; returns when all are done. */
   run(jobs: readonly PoolJob[]): void {
     if (this.threads === 1 || this.broken !== undefined || jobs.length > MAX_JOBS) {
-      for (const j of jobs) this.k.run_rows(j.desc, 0, j.rows);
+      for (const j of jobs) this.ks[j.shard ?? 0]!.run_rows(j.desc, 0, j.rows);
       return;
     }
     const ctrl = this.ctrl;
@@ -190,6 +227,7 @@ export class Dispatcher {
         ctrl[o + 1] = rows;
         ctrl[o + 2] = chunkRows;
         ctrl[o + 3] = total;
+        ctrl[o + 4] = jobs[i]!.shard ?? 0;
         total += Math.ceil(rows / chunkRows);
       }
       if (total <= MAX_CHUNKS) break;
@@ -206,7 +244,7 @@ export class Dispatcher {
     Atomics.notify(ctrl, C_GEN);
     this.stats.dispatches++;
     const before = Atomics.load(ctrl, C_DONE);
-    runChunks(ctrl, gen, this.k);
+    runChunks(ctrl, gen, this.ks);
     this.stats.callerChunks += Atomics.load(ctrl, C_DONE) - before;
     // wait for chunks still running on workers
     let done = Atomics.load(ctrl, C_DONE);
