@@ -85,63 +85,89 @@ function storedBytes(w: Weight): number {
   return w.q.storageBits / 8;
 }
 
-/**
- * Quantizes every tensor of `model` with a llama-quantize preset. Tensors already in their target type
- * are kept byte for byte; others are decoded to f32 and encoded. The input model is not modified.
- */
-export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): GgmlQuantizeResult {
-  const t0 = Date.now();
+/** One tensor's rows to encode: x is (rows, cols) f32, the result (rows · rowBytes) bytes of `type`. */
+export interface RowsJob {
+  name: string;
+  type: GgmlType;
+  x: Float32Array;
+  rows: number;
+  cols: number;
+  imatrix?: Float32Array;
+  refine: boolean;
+}
+
+/** Encodes a tensor's rows; `quantizeModelToGgmlAsync` can hand these to worker threads. */
+export type RowsQuantizer = (job: RowsJob, progress: Progress) => Promise<Uint8Array>;
+
+interface TensorStep {
+  choice: MixChoice;
+  /** kept as is, or encoded in float here */
+  done?: Weight;
+  /** rows to quantize (block types) */
+  job?: RowsJob;
+  usedImatrix: boolean;
+}
+
+/** Plans each tensor: keep, float re-encode, or a block-quantization job. */
+function planSteps(model: Model, opts: GgmlQuantizeOptions): { preset: GgmlPreset; steps: TensorStep[]; work: number } {
   const preset = parseGgmlPreset(opts.type);
   if (model.inputTransforms) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: the model has run-time input transforms (rotation, activation scales), which GGUF cannot carry`);
   const plan = planGgmlMix(model, preset, { imatrix: !!opts.imatrix, pure: opts.pure });
-  const progress = opts.progress ?? noProgress;
-  let totalWork = 0;
-  for (const p of plan) totalWork += p.shape.reduce((a, b) => a * b, 1);
-  progress.start(totalWork, `quantizing ${preset}`);
+  let work = 0;
+  const steps = plan.map((p): TensorStep => {
+    const w = model.weights.get(p.name)!;
+    const shape = [...p.shape];
+    work += shape.reduce((a, b) => a * b, 1);
+    if (w.kind === "ggml" && w.type === p.type) return { choice: p, done: w, usedImatrix: false };
+    if (w.kind === "dense" && ((p.type === GgmlType.F32 && w.tensor.dtype === "f32") || (p.type === GgmlType.F16 && w.tensor.dtype === "f16") || (p.type === GgmlType.BF16 && w.tensor.dtype === "bf16"))) {
+      return { choice: p, done: w, usedImatrix: false };
+    }
+    return { choice: p, usedImatrix: false };
+  });
+  return { preset, steps, work };
+}
+
+/** Decodes a step's source to f32 and either encodes it as a float type or makes its quantization job. */
+function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): void {
+  if (st.done) return;
+  const p = st.choice;
+  const shape = [...p.shape];
+  const { rows, cols, data } = dequantizeWeight(model.weights.get(p.name)!, p.name);
+  if (p.type === GgmlType.F32 || p.type === GgmlType.F16 || p.type === GgmlType.BF16) {
+    st.done = encodeFloat(p.type, shape, data);
+    return;
+  }
+  if (!hasGgmlCodec(p.type)) throw new QuantlabError("E_UNSUPPORTED", `${p.name}: no quantizer for ${ggmlTypeName(p.type)}`);
+  if (ggmlRowBytes(p.type, cols) === undefined) throw new QuantlabError("E_ARG", `${p.name}: row width ${cols} does not fit ${ggmlTypeName(p.type)}`);
+  let imatrix = opts.imatrix?.get(p.name);
+  if (imatrix && imatrix.length !== cols) {
+    // llama-quantize: a size mismatch is fatal except for the token embedding (ignored there)
+    if (p.name === "token_embd.weight") imatrix = undefined;
+    else throw new QuantlabError("E_ARG", `${p.name}: the importance matrix has ${imatrix.length} columns, the tensor ${cols}`);
+  }
+  if (imatrix && !ggmlUsesImatrix(p.type)) imatrix = undefined;
+  st.usedImatrix = imatrix !== undefined;
+  st.job = { name: p.name, type: p.type, x: data, rows, cols, imatrix, refine: !!opts.refine };
+}
+
+function finish(model: Model, preset: GgmlPreset, steps: TensorStep[], t0: number): GgmlQuantizeResult {
   const weights = new Map<string, Weight>();
   const tensors: GgmlTensorReport[] = [];
   let params = 0;
   let bytes = 0;
-  for (const p of plan) {
-    const w = model.weights.get(p.name)!;
-    const shape = [...p.shape];
-    const n = shape.reduce((a, b) => a * b, 1);
-    let out: Weight;
-    let usedImatrix = false;
-    if (w.kind === "ggml" && w.type === p.type) out = w;
-    else if (w.kind === "dense" && ((p.type === GgmlType.F32 && w.tensor.dtype === "f32") || (p.type === GgmlType.F16 && w.tensor.dtype === "f16") || (p.type === GgmlType.BF16 && w.tensor.dtype === "bf16"))) out = w;
-    else {
-      const { cols, data } = dequantizeWeight(w, p.name);
-      if (p.type === GgmlType.F32 || p.type === GgmlType.F16 || p.type === GgmlType.BF16) out = encodeFloat(p.type, shape, data);
-      else {
-        if (!hasGgmlCodec(p.type)) throw new QuantlabError("E_UNSUPPORTED", `${p.name}: no quantizer for ${ggmlTypeName(p.type)}`);
-        const rowBytes = ggmlRowBytes(p.type, cols);
-        if (rowBytes === undefined) throw new QuantlabError("E_ARG", `${p.name}: row width ${cols} does not fit ${ggmlTypeName(p.type)}`);
-        let imatrix = opts.imatrix?.get(p.name);
-        if (imatrix && imatrix.length !== cols) {
-          // llama-quantize: a size mismatch is fatal except for the token embedding (ignored there)
-          if (p.name === "token_embd.weight") imatrix = undefined;
-          else throw new QuantlabError("E_ARG", `${p.name}: the importance matrix has ${imatrix.length} columns, the tensor ${cols}`);
-        }
-        if (imatrix && !ggmlUsesImatrix(p.type)) imatrix = undefined;
-        usedImatrix = imatrix !== undefined;
-        const rows = n / cols;
-        const dst = new Uint8Array(rows * rowBytes);
-        quantizeRows(p.type, data, dst, rows, cols, rowBytes, imatrix, !!opts.refine, progress);
-        out = { kind: "ggml", type: p.type, shape, data: dst };
-      }
-    }
-    if (out === w) progress.tick(n);
+  for (const st of steps) {
+    const p = st.choice;
+    const out = st.done!;
     weights.set(p.name, out);
+    const n = p.shape.reduce((a, b) => a * b, 1);
     const b = storedBytes(out);
     params += n;
     bytes += b;
-    const r: GgmlTensorReport = { name: p.name, shape, type: ggmlTypeName(p.type), requested: ggmlTypeName(p.requested), bytes: b, bitsPerWeight: (8 * b) / n, imatrix: usedImatrix };
+    const r: GgmlTensorReport = { name: p.name, shape: [...p.shape], type: ggmlTypeName(p.type), requested: ggmlTypeName(p.requested), bytes: b, bitsPerWeight: (8 * b) / n, imatrix: st.usedImatrix };
     if (p.fallback) r.fallback = p.fallback;
     if (p.llamaRefuses) r.llamaRefuses = true;
     tensors.push(r);
   }
-  progress.done();
   const q: Model = {
     config: { ...model.config },
     weights,
@@ -151,13 +177,68 @@ export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): Gg
   return { model: q, preset, fileType: GGML_PRESETS[preset].ftype, tensors, params, bytes, bitsPerWeight: (8 * bytes) / params, seconds: (Date.now() - t0) / 1000 };
 }
 
-/** Quantizes `rows` rows in chunks (so progress moves on big tensors), each row with the same imatrix. */
-function quantizeRows(type: GgmlType, x: Float32Array, dst: Uint8Array, rows: number, cols: number, rowBytes: number, imatrix: Float32Array | undefined, refine: boolean, progress: Progress): void {
+/**
+ * Quantizes every tensor of `model` with a llama-quantize preset. Tensors already in their target type
+ * are kept byte for byte; others are decoded to f32 and encoded. The input model is not modified.
+ */
+export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): GgmlQuantizeResult {
+  const t0 = Date.now();
+  const { preset, steps, work } = planSteps(model, opts);
+  const progress = opts.progress ?? noProgress;
+  progress.start(work, `quantizing ${preset}`);
+  for (const st of steps) {
+    prepareStep(model, st, opts);
+    if (st.job) {
+      st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: quantizeRowsSync(st.job, progress) };
+      st.job = undefined; // let the f32 copy go
+    } else progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));
+  }
+  progress.done();
+  return finish(model, preset, steps, t0);
+}
+
+/**
+ * The same as quantizeModelToGgml, with the row encoding handed to `quantizeRows` (e.g. a worker-thread
+ * pool, cli/ggml-quant-pool.ts). Tensors are decoded one at a time, up to `inFlight` jobs run at once.
+ */
+export async function quantizeModelToGgmlAsync(model: Model, opts: GgmlQuantizeOptions & { quantizeRows: RowsQuantizer; inFlight?: number }): Promise<GgmlQuantizeResult> {
+  const t0 = Date.now();
+  const { preset, steps, work } = planSteps(model, opts);
+  const progress = opts.progress ?? noProgress;
+  progress.start(work, `quantizing ${preset}`);
+  const running = new Set<Promise<void>>();
+  const inFlight = Math.max(1, opts.inFlight ?? 2);
+  for (const st of steps) {
+    prepareStep(model, st, opts);
+    const job = st.job;
+    if (!job) {
+      progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));
+      continue;
+    }
+    st.job = undefined;
+    const pr: Promise<void> = opts.quantizeRows(job, progress).then((data) => {
+      st.done = { kind: "ggml", type: job.type, shape: [...st.choice.shape], data };
+      running.delete(pr);
+    });
+    running.add(pr);
+    if (running.size >= inFlight) await Promise.race(running);
+  }
+  await Promise.all(running);
+  progress.done();
+  return finish(model, preset, steps, t0);
+}
+
+/** In-thread row encoding in chunks (so progress moves on big tensors). */
+export function quantizeRowsSync(job: RowsJob, progress: Progress = noProgress, rowStart = 0, rowEnd = job.rows): Uint8Array {
+  const { type, x, cols } = job;
+  const rowBytes = ggmlRowBytes(type, cols)!;
+  const dst = new Uint8Array((rowEnd - rowStart) * rowBytes);
   const chunkRows = Math.max(1, Math.floor((1 << 16) / cols));
-  const o = { imatrix, refine };
-  for (let r = 0; r < rows; r += chunkRows) {
-    const m = Math.min(chunkRows, rows - r);
-    quantizeRow(type, x.subarray(r * cols, (r + m) * cols), dst.subarray(r * rowBytes, (r + m) * rowBytes), m * cols, o);
+  const o = { imatrix: job.imatrix, refine: job.refine };
+  for (let r = rowStart; r < rowEnd; r += chunkRows) {
+    const m = Math.min(chunkRows, rowEnd - r);
+    quantizeRow(type, x.subarray(r * cols, (r + m) * cols), dst.subarray((r - rowStart) * rowBytes, (r - rowStart + m) * rowBytes), m * cols, o);
     progress.tick(m * cols);
   }
+  return dst;
 }

@@ -5,12 +5,13 @@
  * `--imatrix calib.txt` collects one by running the model on the text (algos/imatrix.ts, as
  * llama-imatrix does), `--imatrix file.dat|file.gguf` loads one llama-imatrix wrote.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { QuantlabError } from "../core/errors.js";
 import { collectImatrix } from "../algos/imatrix.js";
-import { quantizeModelToGgml } from "../algos/ggml-quant.js";
+import { quantizeModelToGgml, quantizeModelToGgmlAsync } from "../algos/ggml-quant.js";
+import { GgmlQuantPool } from "./ggml-quant-pool.js";
 import { formatImatrixDat, parseImatrixDat, type Imatrix } from "../ggml/imatrix.js";
 import { GGML_PRESETS, GGML_PRESET_NAMES, parseGgmlPreset } from "../ggml/mix.js";
 import { GgufValueType, type GgufValue } from "../io/gguf.js";
@@ -54,7 +55,7 @@ export function addGgufQuantizeOptions(cmd: Command): Command {
   add("--pure", "with --type: every quantizable tensor at the preset's base type (no output/attn_v/ffn_down bumps)");
   add("--refine", "with --type: quantlab's extra scale search after llama.cpp's (lower error, still plain llama.cpp blocks)");
   add("--backend <name>", "kernels for the --imatrix forward pass: ref (plain TypeScript) or wasm (SIMD)", undefined, "ref");
-  add("--threads <n>", "worker threads for the wasm backend", positiveInt("--threads"), 1);
+  add("--threads <n>", "worker threads (quantization with --type; the wasm backend)", positiveInt("--threads"), 1);
   return cmd;
 }
 
@@ -119,7 +120,17 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
     }
   }
   const imatrixSeconds = (Date.now() - t0) / 1000;
-  const r = quantizeModelToGgml(model, { type: preset, imatrix: im?.imatrix, pure: o.pure, refine: o.refine, progress });
+  const qopts = { type: preset, imatrix: im?.imatrix, pure: o.pure, refine: o.refine, progress };
+  let r: ReturnType<typeof quantizeModelToGgml>;
+  const threads = o.threads ?? 1;
+  if (threads > 1) {
+    const pool = new GgmlQuantPool(threads);
+    try {
+      r = await quantizeModelToGgmlAsync(model, { ...qopts, quantizeRows: pool.quantizeRows, inFlight: 2 });
+    } finally {
+      await pool.close();
+    }
+  } else r = quantizeModelToGgml(model, qopts);
   const extra = new Map<string, GgufValue>();
   const str = (value: string): GgufValue => ({ type: GgufValueType.STRING, value });
   const u32 = (value: number): GgufValue => ({ type: GgufValueType.UINT32, value });
@@ -130,13 +141,14 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
     extra.set("quantize.imatrix.entries_count", u32(im.imatrix.size));
     if (im.chunks !== undefined) extra.set("quantize.imatrix.chunks_count", u32(im.chunks));
   }
-  const written = await saveGgufFile(r.model, o.output, { fileType: GGML_PRESETS[preset].ftype, extraMetadata: extra, progress });
+  await saveGgufFile(r.model, o.output, { fileType: GGML_PRESETS[preset].ftype, extraMetadata: extra, progress });
+  const fileBytes = statSync(o.output).size;
   const fallbacks = r.tensors.filter((t) => t.fallback);
   const seconds = (Date.now() - t0) / 1000;
   if (o.json) {
     printJson({
       output: o.output, model: modelPath, type: preset, fileType: r.fileType, pure: !!o.pure, refine: !!o.refine,
-      bytes: written.bytes, params: r.params, bitsPerWeight: r.bitsPerWeight, seconds, quantizeSeconds: r.seconds,
+      bytes: fileBytes, tensorBytes: r.bytes, params: r.params, bitsPerWeight: r.bitsPerWeight, seconds, quantizeSeconds: r.seconds,
       imatrix: im ? { source: im.source, collected: im.collected, entries: im.imatrix.size, chunks: im.chunks ?? null, tokens: im.tokens ?? null, ctx: im.ctx ?? null, seconds: imatrixSeconds } : null,
       fallbacks: fallbacks.map((t) => ({ name: t.name, requested: t.requested, type: t.type, reason: t.fallback, llamaRefuses: !!t.llamaRefuses })),
       tensors: r.tensors,
@@ -159,6 +171,6 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
   if (im) process.stdout.write(`imatrix: ${im.collected ? `${im.chunks} chunks of ${im.ctx} from ${displayName(im.source)}` : `${im.imatrix.size} entries from ${displayName(im.source)}`} (${imatrixSeconds.toFixed(1)} s)\n`);
   process.stdout.write(
     `${displayName(modelPath)} → ${o.output}: ${preset}${o.pure ? " (pure)" : ""}, ${[...counts].map(([k, v]) => `${v}×${k}`).join(" ")}, ` +
-      `${r.bitsPerWeight.toFixed(3)} bits/weight, ${written.bytes} bytes, ${fallbacks.length} fall-backs, ${seconds.toFixed(1)} s\n`,
+      `${r.bitsPerWeight.toFixed(3)} bits/weight, ${fileBytes} bytes, ${fallbacks.length} fall-backs, ${seconds.toFixed(1)} s\n`,
   );
 }
