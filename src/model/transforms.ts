@@ -132,7 +132,7 @@ export function fakeQuantInputs(x: Float32Array, n: number, width: number, bits:
       let q = rne(x[o + i]! / s);
       if (q > qmax) q = qmax;
       else if (q < -qmax) q = -qmax;
-      x[o + i] = Math.fround(q * s);
+      x[o + i] = q === 0 ? 0 : Math.fround(q * s); // +0 for a zero code, as quant's decode gives
     }
   }
 }
