@@ -11,6 +11,7 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor } from "../core/tensor.js";
 import { ggmlUsesImatrix, hasGgmlCodec, quantizeRow } from "../ggml/codecs.js";
 import type { Imatrix } from "../ggml/imatrix.js";
+import { ggmlGptqSupports, gptqGgml } from "./ggml-gptq.js";
 import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice } from "../ggml/mix.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
@@ -26,6 +27,11 @@ export interface GgmlQuantizeOptions {
   pure?: boolean;
   /** quantlab's extra scale search after llama.cpp's (ggml/codecs.ts QuantizeOptions.refine) */
   refine?: boolean;
+  /**
+   * GPTQ codes on llama.cpp's scales (algos/ggml-gptq.ts) for tensors with an input Hessian here (weight
+   * name → width × width, e.g. collectImatrix's `hessians`) and a supported type; others as usual
+   */
+  gptq?: { hessians: Map<string, Float64Array>; percDamp?: number };
   progress?: Progress;
 }
 
@@ -44,6 +50,8 @@ export interface GgmlTensorReport {
   llamaRefuses?: boolean;
   /** an importance matrix was used for it */
   imatrix: boolean;
+  /** its codes were chosen by GPTQ on llama.cpp's scales */
+  gptq?: boolean;
 }
 
 export interface GgmlQuantizeResult {
@@ -106,6 +114,8 @@ interface TensorStep {
   /** rows to quantize (block types) */
   job?: RowsJob;
   usedImatrix: boolean;
+  /** codes chosen by GPTQ */
+  gptq?: boolean;
 }
 
 /** Plans each tensor: keep, float re-encode, or a block-quantization job. */
@@ -147,6 +157,12 @@ function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): v
   }
   if (imatrix && !ggmlUsesImatrix(p.type)) imatrix = undefined;
   st.usedImatrix = imatrix !== undefined;
+  const h = opts.gptq?.hessians.get(p.name);
+  if (h && ggmlGptqSupports(p.type)) {
+    st.done = { kind: "ggml", type: p.type, shape, data: gptqGgml(p.type, data, rows, cols, h, imatrix, { percDamp: opts.gptq!.percDamp, name: p.name }) };
+    st.gptq = true;
+    return;
+  }
   st.job = { name: p.name, type: p.type, x: data, rows, cols, imatrix, refine: !!opts.refine };
 }
 
@@ -166,6 +182,7 @@ function finish(model: Model, preset: GgmlPreset, steps: TensorStep[], t0: numbe
     const r: GgmlTensorReport = { name: p.name, shape: [...p.shape], type: ggmlTypeName(p.type), requested: ggmlTypeName(p.requested), bytes: b, bitsPerWeight: (8 * b) / n, imatrix: st.usedImatrix };
     if (p.fallback) r.fallback = p.fallback;
     if (p.llamaRefuses) r.llamaRefuses = true;
+    if (st.gptq) r.gptq = true;
     tensors.push(r);
   }
   const q: Model = {

@@ -16,6 +16,7 @@ import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { ImatrixAccumulator, type Imatrix } from "../ggml/imatrix.js";
 import type { Backend } from "../kernels/types.js";
+import { HessianAccumulator } from "./gptq.js";
 import { TensorNames } from "../model/config.js";
 import { Llama } from "../model/llama.js";
 import type { LinearSite } from "../model/transforms.js";
@@ -30,6 +31,8 @@ export interface CollectImatrixOptions {
   maxChunks?: number;
   backend?: Backend;
   progress?: Progress;
+  /** also accumulate each site's full input Hessian 2/N Σ x xᵀ (for gptq; width² doubles per site) */
+  hessians?: boolean;
 }
 
 export interface ImatrixResult {
@@ -39,6 +42,8 @@ export interface ImatrixResult {
   /** positions seen per weight (chunks · ctx) */
   tokens: number;
   ctx: number;
+  /** weight name → its input Hessian (width × width), shared by weights that read the same input */
+  hessians?: Map<string, Float64Array>;
 }
 
 /** The weights that read each site's input, per layer (llama.cpp names). */
@@ -67,11 +72,20 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   const sites: LinearSite[] = ["attn_in", "attn_out_in", "ffn_in", "ffn_down_in"];
   const qDim = c.nHeads * c.headDim;
   const width: Record<LinearSite, number> = { attn_in: c.dim, attn_out_in: qDim, ffn_in: c.dim, ffn_down_in: c.hiddenDim };
-  for (let l = 0; l < c.nLayers; l++) for (const s of sites) acc.define(`${l}.${s}`, width[s], siteWeights(l, s));
+  const hess = new Map<string, HessianAccumulator>();
+  for (let l = 0; l < c.nLayers; l++) {
+    for (const s of sites) {
+      acc.define(`${l}.${s}`, width[s], siteWeights(l, s));
+      if (opts.hessians) hess.set(`${l}.${s}`, new HessianAccumulator(width[s]));
+    }
+  }
   const llama = new Llama(model, {
     contextLength: ctx,
     backend: opts.backend,
-    inputHook: (l, site, x, n, w) => acc.add(`${l}.${site}`, x, n, w),
+    inputHook: (l, site, x, n, w) => {
+      acc.add(`${l}.${site}`, x, n, w);
+      hess.get(`${l}.${site}`)?.add(x, n);
+    },
   });
   const progress = opts.progress ?? noProgress;
   progress.start(chunks, "imatrix");
@@ -84,5 +98,14 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
     progress.tick();
   }
   progress.done();
-  return { imatrix: acc.result(), chunks, tokens: chunks * ctx, ctx };
+  const out: ImatrixResult = { imatrix: acc.result(), chunks, tokens: chunks * ctx, ctx };
+  if (opts.hessians) {
+    out.hessians = new Map();
+    for (const [key, h] of hess) {
+      const [l, site] = key.split(".") as [string, LinearSite];
+      const H = h.takeHessian();
+      for (const name of siteWeights(Number(l), site)) out.hessians.set(name, H);
+    }
+  }
+  return out;
 }

@@ -31,6 +31,7 @@ export interface GgufQuantizeCliOptions {
   imatrixOut?: string;
   pure?: boolean;
   refine?: boolean;
+  gptq?: boolean;
   tokenizer?: string;
   backend?: string;
   threads?: number;
@@ -54,6 +55,7 @@ export function addGgufQuantizeOptions(cmd: Command): Command {
   add("--imatrix-out <file>", "with --imatrix text: also save the collected matrix (.gguf or .dat, llama-imatrix formats)");
   add("--pure", "with --type: every quantizable tensor at the preset's base type (no output/attn_v/ffn_down bumps)");
   add("--refine", "with --type: quantlab's extra scale search after llama.cpp's (lower error, still plain llama.cpp blocks)");
+  add("--gptq", "with --type and --imatrix <text>: GPTQ picks the codes on llama.cpp's scales (input Hessians collected with the imatrix)");
   add("--backend <name>", "kernels for the --imatrix forward pass: ref (plain TypeScript) or wasm (SIMD)", undefined, "ref");
   add("--threads <n>", "worker threads (quantization with --type; the wasm backend)", positiveInt("--threads"), 1);
   return cmd;
@@ -70,7 +72,7 @@ async function obtainImatrix(
   model: Parameters<typeof collectImatrix>[0],
   o: GgufQuantizeCliOptions,
   progress: ReturnType<typeof stderrProgress> | undefined,
-): Promise<{ imatrix: Imatrix; source: string; chunks?: number; tokens?: number; ctx?: number; collected: boolean }> {
+): Promise<{ imatrix: Imatrix; source: string; chunks?: number; tokens?: number; ctx?: number; collected: boolean; hessians?: Map<string, Float64Array> }> {
   if (!existsSync(path)) throw new QuantlabError("E_IO", `--imatrix ${path}: no such file`);
   const lower = path.toLowerCase();
   if (lower.endsWith(".dat")) {
@@ -93,8 +95,8 @@ async function obtainImatrix(
   const tokens = tok.encode(readTextFile(path), { bos: false });
   const backend = backendFromOptions({ backend: o.backend ?? "ref", threads: o.threads });
   try {
-    const r = collectImatrix(model, tokens, { ctx: o.imatrixCtx, maxChunks: o.imatrixChunks, bosId: tok.bosId, backend, progress });
-    return { imatrix: r.imatrix, source: path, chunks: r.chunks, tokens: r.tokens, ctx: r.ctx, collected: true };
+    const r = collectImatrix(model, tokens, { ctx: o.imatrixCtx, maxChunks: o.imatrixChunks, bosId: tok.bosId, backend, progress, hessians: !!o.gptq });
+    return { imatrix: r.imatrix, source: path, chunks: r.chunks, tokens: r.tokens, ctx: r.ctx, collected: true, hessians: r.hessians };
   } finally {
     backend.dispose?.();
   }
@@ -104,12 +106,14 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
   const preset = parseGgmlPreset(o.type);
   if (!o.output.toLowerCase().endsWith(".gguf")) throw new QuantlabError("E_ARG", `option -o: ${o.output}: --type writes a GGUF, the output must be a .gguf file`);
   if (o.imatrixOut && !/\.(gguf|dat)$/i.test(o.imatrixOut)) throw new QuantlabError("E_ARG", `--imatrix-out ${o.imatrixOut}: expected a .gguf or .dat file name`);
+  if (o.gptq && !o.imatrix) throw new QuantlabError("E_ARG", "--gptq needs --imatrix <calibration text> (the input Hessians are collected with it)");
   const progress = o.json ? undefined : stderrProgress();
   const { model } = await loadModelWithTokenizer(modelPath, { tokenizer: o.tokenizer, progress });
   const t0 = Date.now();
   let im: Awaited<ReturnType<typeof obtainImatrix>> | undefined;
   if (o.imatrix) {
     im = await obtainImatrix(o.imatrix, model, o, progress);
+    if (o.gptq && !im.hessians) throw new QuantlabError("E_ARG", `--gptq: ${o.imatrix} is an imatrix file; GPTQ needs a calibration text to collect input Hessians`);
     if (o.imatrixOut) {
       if (!im.collected) throw new QuantlabError("E_ARG", "--imatrix-out: only a matrix collected from a text can be saved");
       const info = { chunks: im.chunks!, chunkSize: im.ctx!, tokens: im.tokens!, dataset: basename(o.imatrix) };
@@ -120,7 +124,7 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
     }
   }
   const imatrixSeconds = (Date.now() - t0) / 1000;
-  const qopts = { type: preset, imatrix: im?.imatrix, pure: o.pure, refine: o.refine, progress };
+  const qopts = { type: preset, imatrix: im?.imatrix, pure: o.pure, refine: o.refine, progress, gptq: im?.hessians ? { hessians: im.hessians } : undefined };
   let r: ReturnType<typeof quantizeModelToGgml>;
   const threads = o.threads ?? 1;
   if (threads > 1) {
@@ -147,7 +151,7 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
   const seconds = (Date.now() - t0) / 1000;
   if (o.json) {
     printJson({
-      output: o.output, model: modelPath, type: preset, fileType: r.fileType, pure: !!o.pure, refine: !!o.refine,
+      output: o.output, model: modelPath, type: preset, fileType: r.fileType, pure: !!o.pure, refine: !!o.refine, gptq: !!o.gptq,
       bytes: fileBytes, tensorBytes: r.bytes, params: r.params, bitsPerWeight: r.bitsPerWeight, seconds, quantizeSeconds: r.seconds,
       imatrix: im ? { source: im.source, collected: im.collected, entries: im.imatrix.size, chunks: im.chunks ?? null, tokens: im.tokens ?? null, ctx: im.ctx ?? null, seconds: imatrixSeconds } : null,
       fallbacks: fallbacks.map((t) => ({ name: t.name, requested: t.requested, type: t.type, reason: t.fallback, llamaRefuses: !!t.llamaRefuses })),
@@ -170,7 +174,7 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
   for (const t of r.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
   if (im) process.stdout.write(`imatrix: ${im.collected ? `${im.chunks} chunks of ${im.ctx} from ${displayName(im.source)}` : `${im.imatrix.size} entries from ${displayName(im.source)}`} (${imatrixSeconds.toFixed(1)} s)\n`);
   process.stdout.write(
-    `${displayName(modelPath)} → ${o.output}: ${preset}${o.pure ? " (pure)" : ""}, ${[...counts].map(([k, v]) => `${v}×${k}`).join(" ")}, ` +
+    `${displayName(modelPath)} → ${o.output}: ${preset}${o.pure ? " (pure)" : ""}${o.gptq ? " (GPTQ codes)" : ""}, ${[...counts].map(([k, v]) => `${v}×${k}`).join(" ")}, ` +
       `${r.bitsPerWeight.toFixed(3)} bits/weight, ${fileBytes} bytes, ${fallbacks.length} fall-backs, ${seconds.toFixed(1)} s\n`,
   );
 }

@@ -12,3 +12,8 @@ export {
 export { vecDot, vecDotType, quantizeActivationsRow, activationRowBytes } from "./dot.js";
 export { ggmlRowFit, type RowFit } from "./fallback.js";
 export { KVALUES_IQ4NL } from "./iq4.js";
+export {
+  GGML_PRESETS, GGML_PRESET_NAMES, ggmlMix, ggmlQuantizable, parseGgmlPreset, formatMixChoice,
+  type GgmlPreset, type MixChoice, type MixModelInfo, type MixOptions, type MixTensor,
+} from "./mix.js";
+export { ImatrixAccumulator, formatImatrixDat, parseImatrixDat, type Imatrix } from "./imatrix.js";
