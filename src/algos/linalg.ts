@@ -154,12 +154,14 @@ export function upperCholeskyOfInverseInPlace(a: Float64Array, n: number): boole
 
 /**
  * Gram matrix XᵀX of x (nTok, n) row-major, accumulated in float64 into `acc` (n, n), full symmetric.
- * Blocked for the cache and the registers: tokens are taken in chunks of 128, transposed to (n, chunk)
- * so every channel's values are contiguous, and the lower triangle is computed in 4×4 tiles (16
- * accumulators, 8 loads per token: 4× fewer loads per multiply-add than one dot product at a time).
+ * Blocked for the cache and the registers: tokens are taken in chunks of 64, transposed to (n, chunk)
+ * so every channel's values are contiguous; the lower triangle is computed in 4×4 tiles (16
+ * accumulators, 8 loads per token: 4× fewer loads per multiply-add than one dot product at a time),
+ * column panel by column panel so the panel's rows stay in cache while the rows sweep past.
  */
 export function addGram(x: ArrayLike<number>, nTok: number, n: number, acc: Float64Array): void {
-  const chunk = 128;
+  const chunk = 64;
+  const PANEL = 128; // 128 channels × 64 tokens × 8 bytes = 64 KiB of t per panel
   const t = new Float64Array(n * chunk); // (n, chunk)
   const nb = n - (n % 4); // rows/cols covered by whole 4×4 tiles
   for (let t0 = 0; t0 < nTok; t0 += chunk) {
@@ -168,9 +170,13 @@ export function addGram(x: ArrayLike<number>, nTok: number, n: number, acc: Floa
       const row = (t0 + s) * n;
       for (let i = 0; i < n; i++) t[i * chunk + s] = x[row + i]!;
     }
-    for (let i0 = 0; i0 < nb; i0 += 4) {
+    // column panels of PANEL channels: the panel's (PANEL, chunk) slice of t stays in L2 while i sweeps
+    for (let jp = 0; jp < nb; jp += PANEL) {
+    const jEnd = Math.min(nb, jp + PANEL);
+    for (let i0 = jp; i0 < nb; i0 += 4) {
       const a0 = i0 * chunk, a1 = a0 + chunk, a2 = a1 + chunk, a3 = a2 + chunk;
-      for (let j0 = 0; j0 <= i0; j0 += 4) {
+      const jStop = Math.min(jEnd - 4, i0);
+      for (let j0 = jp; j0 <= jStop; j0 += 4) {
         const b0 = j0 * chunk, b1 = b0 + chunk, b2 = b1 + chunk, b3 = b2 + chunk;
         let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
         let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
@@ -192,6 +198,7 @@ export function addGram(x: ArrayLike<number>, nTok: number, n: number, acc: Floa
         r += n;
         acc[r] += s30; acc[r + 1] += s31; acc[r + 2] += s32; acc[r + 3] += s33;
       }
+    }
     }
     // leftover rows (n not a multiple of 4): plain dot products against every column ≤ i
     for (let i = nb; i < n; i++) {

@@ -90,7 +90,7 @@ test("upperCholeskyOfInverseInPlace equals upperCholeskyOfInverse, and restores 
 
 test("addGram handles widths that are not multiples of 4 and many chunks (vs a direct float64 sum)", async () => {
   const { Rng } = await import("../../src/core/rng.js");
-  for (const [n, nTok] of [[7, 300], [13, 129], [4, 1]] as const) {
+  for (const [n, nTok] of [[7, 300], [13, 129], [4, 1], [261, 70]] as const) {
     const rng = new Rng(n * 31 + nTok);
     const x = new Float32Array(nTok * n).map(() => rng.normal());
     const g = new Float64Array(n * n).fill(0);
