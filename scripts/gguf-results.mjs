@@ -27,7 +27,7 @@ const evalText = join(data, "tinystories", "eval.txt");
 const calib = join(data, "tinystories", "calib.txt");
 mkdirSync(out, { recursive: true });
 
-const PRESETS = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "IQ4_XS", "Q3_K_M", "Q3_K_S", "Q2_K", "TQ2_0"];
+const PRESETS = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "IQ4_XS", "Q3_K_M", "Q3_K_S", "Q2_K", "TQ2_0"];
 
 function ql(argv) {
   const t0 = Date.now();
@@ -63,12 +63,11 @@ for (const model of models) {
       const im = existsSync(imatrixFile) ? ["--imatrix", imatrixFile] : ["--imatrix", calib, "--imatrix-ctx", "256", "--imatrix-out", imatrixFile, "--backend", "wasm"];
       const q = ql(["quantize", f32gguf, "--type", preset, "-o", file, "--tokenizer", tok, ...im]);
       rows.push({ who: "quantlab", preset: `${preset} + imatrix`, fallbacks: q.fallbacks.length, ...measure(src, logits, file) });
-      for (const r of ["Q4_K_M"]) if (preset === r) {
-        const fileR = join(out, `${model}-${preset}-imat-refine-quantlab.gguf`);
-        ql(["quantize", f32gguf, "--type", preset, "-o", fileR, "--tokenizer", tok, "--imatrix", imatrixFile, "--refine"]);
-        rows.push({ who: "quantlab", preset: `${preset} + imatrix + refine`, fallbacks: 0, ...measure(src, logits, fileR) });
-      }
     }
+    // GPTQ codes on llama.cpp's scales: imatrix and input Hessians from the first 60 chunks of calib.txt
+    const fileG = join(out, `${model}-Q4_K_M-imat-gptq-quantlab.gguf`);
+    ql(["quantize", f32gguf, "--type", "Q4_K_M", "-o", fileG, "--tokenizer", tok, "--imatrix", calib, "--imatrix-ctx", "256", "--imatrix-chunks", "60", "--gptq", "--backend", "wasm"]);
+    rows.push({ who: "quantlab", preset: "Q4_K_M + imatrix + GPTQ", fallbacks: 0, ...measure(src, logits, fileG) });
   }
   for (const f of readdirSync(join(data, "ggml", model)).filter((x) => x.endsWith(".gguf") && !x.endsWith("-F32.gguf")).sort()) {
     const preset = f.replace(`${model}-`, "").replace(".gguf", "").replace("-imat", " + imatrix");
