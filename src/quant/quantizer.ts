@@ -68,6 +68,8 @@ export class SpecQuantizer {
   private readonly cbOrder: Uint32Array | undefined;
   private readonly signedScale: boolean;
   private readonly specString: string;
+  /** weights per code: 1, or the sub-vector length of vector quantization (vq<b>d<d>) */
+  readonly dim: number = 1;
 
   constructor(spec: QuantSpec, opts: SpecQuantizerOptions = {}) {
     this.spec = spec;
@@ -93,20 +95,32 @@ export class SpecQuantizer {
       this.fmt = undefined;
     } else {
       this.qmin = 0; this.qmax = 2 ** b - 1; this.codeOffset = 0;
-      this.fmt = el.format;
+      this.fmt = el.kind === "format" ? el.format : undefined;
+      const dim = el.kind === "learned" ? el.dim : 1;
+      this.dim = dim;
+      if (el.kind === "learned" && !opts.codebook) {
+        throw new QuantlabError("E_SPEC", `${this.specString}: learned codebooks are fitted to the tensor first (algos/learned.ts quantizeLearned); pass the fitted codebook`);
+      }
       if (opts.codebook) {
         const cb = opts.codebook;
-        if (cb.length === 0 || cb.length > 2 ** Math.max(b, 0)) throw new QuantlabError("E_ARG", `codebook has ${cb.length} levels; ${spec.format} codes hold at most ${2 ** b}`);
+        const k = cb.length / dim;
+        if (!Number.isInteger(k) || k === 0 || k > 2 ** Math.max(b, 0)) throw new QuantlabError("E_ARG", `codebook has ${cb.length} values; ${spec.format} codes hold at most ${2 ** b} ${dim > 1 ? `codewords of ${dim}` : "levels"}`);
         for (const v of cb) if (!Number.isFinite(v)) throw new QuantlabError("E_VALUE", "codebook has a non-finite level");
         this.codebook = cb;
-        this.cbOrder = Uint32Array.from(cb.keys()).sort((i, j) => cb[i]! - cb[j]! || i - j);
         this.maxValue = absMax(cb) || 1;
-        let z = 0;
-        for (let i = 1; i < cb.length; i++) if (Math.abs(cb[i]!) < Math.abs(cb[z]!)) z = i;
-        this.zeroCode = z;
-      } else {
+        if (dim === 1) {
+          this.cbOrder = Uint32Array.from(cb.keys()).sort((i, j) => cb[i]! - cb[j]! || i - j);
+          let z = 0;
+          for (let i = 1; i < cb.length; i++) if (Math.abs(cb[i]!) < Math.abs(cb[z]!)) z = i;
+          this.zeroCode = z;
+        } else {
+          this.zeroCode = this.nearestCodeword(new Float32Array(dim), 0, 1);
+        }
+      } else if (el.kind === "format") {
         this.maxValue = el.format.maxValue;
         this.zeroCode = el.format.family === "zero" ? 0 : el.format.encode(0);
+      } else {
+        throw new QuantlabError("E_INTERNAL", "unreachable: learned element without codebook");
       }
       this.emax = this.maxValue > 0 ? floorLog2(this.maxValue) : 0;
     }
@@ -337,6 +351,26 @@ export class SpecQuantizer {
   storedZero(z: number): number {
     if (this.spec.scheme !== "asymf") return z;
     return this.spec.scale.dtype === "f32" ? Math.fround(z) : f16BitsToF32(f32ToF16Bits(z));
+  }
+
+  /**
+   * Vector quantization: index of the codeword nearest (squared distance) to x[off..off+dim) / scale;
+   * ties → the lower index. Scale 0 (an all-zero group) gives the codeword nearest to the origin.
+   */
+  nearestCodeword(x: ArrayLike<number>, off: number, scale: number): number {
+    const cb = this.codebook!, d = this.dim;
+    const k = cb.length / d;
+    const ok = scale !== 0 && Number.isFinite(scale);
+    let best = 0, bestD = Infinity;
+    for (let j = 0; j < k; j++) {
+      let e = 0;
+      for (let t = 0; t < d; t++) {
+        const u = (ok ? x[off + t]! / scale : 0) - cb[j * d + t]!;
+        e += u * u;
+      }
+      if (e < bestD) { bestD = e; best = j; }
+    }
+    return best;
   }
 
   /** Nearest codebook level (ties → the lower level); stochastic: between the two neighbours, unbiased. */

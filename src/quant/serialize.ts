@@ -17,6 +17,7 @@ import { f16BitsToF32, f32ToF16Bits } from "../core/f16.js";
 import { numel, type DType } from "../core/tensor.js";
 import { groupLayout } from "./granularity.js";
 import { pack, packedBytes, packedTritBytes, unpack } from "./pack.js";
+import { resolveElement } from "./elements.js";
 import { SpecQuantizer } from "./quantizer.js";
 import { loadScales, SCALE_DTYPE_BITS, type StoredScales } from "./scales.js";
 import { parseSpec, printSpec } from "./spec.js";
@@ -136,7 +137,9 @@ export function fromEntries(name: string, get: (tensorName: string) => TensorEnt
     if (!e) throw new QuantlabError("E_FORMAT", `${name}: missing tensor ${name}.${suffix} for spec ${meta.spec as string}`);
     return e;
   };
-  const codeBytes = spec.packing === "trits" ? packedTritBytes(n) : packedBytes(n, spec.bits);
+  const el = resolveElement(spec.format, spec.bits);
+  const perCode = el?.kind === "learned" ? el.dim : 1; // vector quantization: one code per sub-vector
+  const codeBytes = spec.packing === "trits" ? packedTritBytes(n) : packedBytes(n / perCode, spec.bits);
   const parts: QTensorParts = { spec, shape: shape as number[], codes: typed(need("qcodes"), `${name}.qcodes`, ["u8"], codeBytes) as Uint8Array };
   const L = groupLayout(shape as number[], spec.granularity);
   const nG = L.nGroups;
@@ -144,7 +147,6 @@ export function fromEntries(name: string, get: (tensorName: string) => TensorEnt
     const e = need("qscale");
     const dtype = spec.scale.dtype;
     const what = `${name}.qscale`;
-    const q = new SpecQuantizer(spec);
     let stored: StoredScales;
     if (dtype === "f32") stored = { dtype, values: typed(e, what, ["f32"], nG) as Float32Array };
     else {
@@ -153,7 +155,7 @@ export function fromEntries(name: string, get: (tensorName: string) => TensorEnt
       else if (dtype === "u6" || dtype === "u4") codes = unpack(typed(e, what, ["u8"], packedBytes(nG, SCALE_DTYPE_BITS[dtype])) as Uint8Array, SCALE_DTYPE_BITS[dtype], nG) as Uint16Array;
       else codes = Uint16Array.from(typed(e, what, ["u8"], nG));
       const base: Omit<StoredScales, "values"> = { dtype, codes };
-      if (dtype === "e8m0") base.e8m0Offset = q.e8m0Offset;
+      if (dtype === "e8m0") base.e8m0Offset = new SpecQuantizer(spec).e8m0Offset;
       if (spec.scale.superBlock !== undefined) {
         const sb = spec.scale.superBlock === "tensor" ? Math.max(1, nG) : spec.scale.superBlock;
         base.superBlock = sb;

@@ -14,6 +14,9 @@
  *   width     := <N>bit                                  (parameterized formats, e.g. pow2:4bit)
  *   activations := a<bits> | a<bits>s | afp8 | afp8s     (dynamic per-token / static per-tensor)
  *   misc      := outliers=<percent> | trits
+ *   integer   := intmm [":" acc=<bits>[s]]                (integer-only matmul of the linear: int weights ×
+ *                                                         int activations, int32 accumulators, dyadic requant)
+ *   learned formats: kmeans<b> (2^b fitted levels), vq<b>d<d> (2^b fitted codewords of d weights)
  *
  * Parts may come in any order; `printSpec` writes them in one canonical order and omits defaults, so
  * printSpec(parseSpec(s)) is a fixed point. See docs/quant-format.md for the meaning of each part.
@@ -75,6 +78,16 @@ export interface ActivationSpec {
 
 export type PresetName = "mxfp8_e4m3" | "mxfp8_e5m2" | "mxfp6_e3m2" | "mxfp6_e2m3" | "mxfp4" | "mxint8" | "nvfp4" | "bfp";
 
+/**
+ * Integer-only execution of a linear (model/integer-linear.ts): int weight codes × int activation codes
+ * accumulated in `accBits`-bit two's complement integers, requantized by a dyadic multiplier. An
+ * accumulator narrower than the worst case overflows: "wrap" as two's complement hardware, or "saturate".
+ */
+export interface IntegerMatmul {
+  accBits: number;
+  overflow: "wrap" | "saturate";
+}
+
 export interface QuantSpec {
   kind: typeof SPEC_KIND;
   version: typeof SPEC_VERSION;
@@ -94,6 +107,7 @@ export interface QuantSpec {
   /** ternary codes packed 5 trits per byte (1.6 bits) instead of 2 bits */
   packing: "bits" | "trits";
   activations?: ActivationSpec;
+  integerMatmul?: IntegerMatmul;
 }
 
 interface PresetDef {
@@ -130,7 +144,7 @@ export const DEFAULT_SUPER_BLOCK = 256; // QLoRA double quantization: 256 first-
 const GRANULARITY_HELP = "none, tensor, layer, channel, ichannel, g<N>, b<R>x<C>";
 const OPTION_HELP =
   "granularity (" + GRANULARITY_HELP + "), scheme (sym, symfull, asym, asymf), calibration (minmax, p<pct>, mse, kl, absmean, twn), " +
-  "rounding (rne, sr), scale=<" + SCALE_DTYPES.join("|") + ">, dq, sb=<N|tensor>, <N>bit, a<bits>, a<bits>s, afp8, afp8s, outliers=<pct>, trits";
+  "rounding (rne, sr), scale=<" + SCALE_DTYPES.join("|") + ">, dq, sb=<N|tensor>, <N>bit, a<bits>, a<bits>s, afp8, afp8s, outliers=<pct>, trits, intmm, acc=<bits>[s]";
 
 const MAX_GROUP = 1 << 24; // anything larger is a typo; per-tensor is spelled `tensor`
 
@@ -142,7 +156,7 @@ function presetNames(): string[] {
   return [...Object.keys(PRESETS), ...Object.keys(PRESET_ALIASES), "bfp<m>"];
 }
 
-type Category = "granularity" | "scheme" | "calibration" | "rounding" | "scale" | "superblock" | "width" | "activations" | "outliers" | "packing";
+type Category = "granularity" | "scheme" | "calibration" | "rounding" | "scale" | "superblock" | "width" | "activations" | "outliers" | "packing" | "intmm" | "acc";
 
 interface Part {
   category: Category;
@@ -162,6 +176,8 @@ interface Draft {
   outlierPercent?: number;
   packing?: "bits" | "trits";
   dq?: boolean;
+  intmm?: boolean;
+  acc?: IntegerMatmul;
 }
 
 function positiveInt(spec: string, token: string, text: string, what: string, max: number): number {
@@ -183,6 +199,7 @@ function classify(spec: string, token: string, index: number): Part {
     case "sr": return { category: "rounding", token, apply: (d) => { d.rounding = "stochastic"; } };
     case "dq": return { category: "scale", token, apply: (d) => { d.scaleDtype = "u8"; d.dq = true; } };
     case "trits": return { category: "packing", token, apply: (d) => { d.packing = "trits"; } };
+    case "intmm": return { category: "intmm", token, apply: (d) => { d.intmm = true; } };
     case "afp8": case "afp8s":
       return { category: "activations", token, apply: (d) => { d.activations = { format: "fp8_e4m3", bits: 8, mode: token === "afp8" ? "dynamic" : "static" }; } };
   }
@@ -218,6 +235,12 @@ function classify(spec: string, token: string, index: number): Part {
   if ((m = /^sb=(.*)$/.exec(token))) {
     const sb = m[1] === "tensor" ? "tensor" : positiveInt(spec, token, m[1]!, "super-block size (scales per super-block)", MAX_GROUP);
     return { category: "superblock", token, apply: (d) => { d.superBlock = sb; } };
+  }
+  if ((m = /^acc=(\d+)(s?)$/.exec(token))) {
+    const accBits = Number(m[1]);
+    if (!(accBits >= 8 && accBits <= 32)) specError(spec, `"${token}": accumulator bits must be in 8..32`);
+    const overflow = m[2] === "s" ? "saturate" : "wrap";
+    return { category: "acc", token, apply: (d) => { d.acc = { accBits, overflow }; } };
   }
   if ((m = /^outliers=(.*)$/.exec(token))) {
     const pct = Number(m[1]!.replace(/%$/, ""));
@@ -289,6 +312,7 @@ export function parseSpec(text: string): QuantSpec {
   let scheme: Scheme;
   const isInt = element.kind === "int";
   const isZero = element.kind === "format" && element.family === "zero";
+  const learned = element.kind === "learned" ? element : undefined;
   if (preset) {
     if (d.scheme !== undefined) specError(text, `"${d.scheme}": ${head} fixes its scheme`);
     scheme = preset.scheme;
@@ -297,7 +321,7 @@ export function parseSpec(text: string): QuantSpec {
     if (scheme === "sym" && element.bits < 2) specError(text, `"${head}": restricted symmetric needs at least 2 bits; use ${head}:asym, ${head}:symfull or the binary format`);
   } else {
     if (d.scheme !== undefined) {
-      specError(text, `"${d.scheme}": schemes sym/symfull/asym/asymf apply to integer grids (int1..int16); ${head} is a ${element.kind === "format" ? element.family : "int"} format quantized as scale × nearest level`);
+      specError(text, `"${d.scheme}": schemes sym/symfull/asym/asymf apply to integer grids (int1..int16); ${head} is a ${element.kind === "format" ? element.family : element.kind} format quantized as scale × nearest level`);
     }
     scheme = isZero ? "mean" : "levels";
   }
@@ -314,8 +338,13 @@ export function parseSpec(text: string): QuantSpec {
     granularity = g ?? { kind: "group", size: preset.block };
   } else {
     granularity = d.granularity ?? (isFloatCast(element) ? { kind: "none" } : { kind: "channel" });
-    if (granularity.kind === "none" && (isInt || isZero || (element.kind === "format" && element.family !== "float"))) {
+    if (granularity.kind === "none" && (isInt || isZero || learned || (element.kind === "format" && element.family !== "float"))) {
       specError(text, `"none": ${head} needs a scale; choose one of tensor, layer, channel, ichannel, g<N>, b<R>x<C>`);
+    }
+    if (learned && learned.dim > 1) {
+      const g = granularity;
+      if (!(g.kind === "tensor" || g.kind === "channel" || g.kind === "group")) specError(text, `"${seen.get("granularity")}": ${head} codewords span ${learned.dim} consecutive weights of a row; use tensor, channel or g<N>`);
+      if (g.kind === "group" && g.size % learned.dim !== 0) specError(text, `"${seen.get("granularity")}": groups of ${head} must hold whole ${learned.dim}-weight sub-vectors (a multiple of ${learned.dim})`);
     }
   }
 
@@ -336,7 +365,7 @@ export function parseSpec(text: string): QuantSpec {
   }
 
   // --- calibration ---
-  const fam = element.kind === "format" ? element.family : "int";
+  const fam = element.kind === "format" ? element.family : element.kind;
   const defaultCal: Calibration = fam === "ternary" || fam === "binary" ? { method: "absmean" } : { method: "minmax" };
   const calibration = d.calibration ?? defaultCal;
   if ((calibration.method === "absmean" || calibration.method === "twn") && fam !== "ternary" && fam !== "binary") {
@@ -352,6 +381,24 @@ export function parseSpec(text: string): QuantSpec {
   // --- packing ---
   const packing = d.packing ?? "bits";
   if (packing === "trits" && fam !== "ternary") specError(text, `"trits": 5-trits-per-byte packing is for ternary formats`);
+  if (learned && learned.dim > 1 && d.rounding === "stochastic") specError(text, `"sr": vector quantization picks the nearest codeword; stochastic rounding is for scalar grids`);
+  if (learned && (calibration.method === "kl")) specError(text, `"kl": learned codebooks are fitted by k-means; use minmax, p<pct> or mse for their scales`);
+
+  // --- integer-only matmul ---
+  let integerMatmul: IntegerMatmul | undefined;
+  if (d.acc && !d.intmm) specError(text, `"${seen.get("acc")}": accumulator width applies to integer-only matmul; add intmm`);
+  if (d.intmm) {
+    const why = (m: string): never => specError(text, `"intmm": ${m}`);
+    if (!isInt || preset) why(`integer-only matmul needs an integer weight grid (int2..int8), not ${head}`);
+    if (element.bits > 8) why(`weights are multiplied as int8; ${head} has ${element.bits} bits`);
+    if (scheme !== "sym" && scheme !== "symfull") why(`weights need a symmetric grid (zero point 0), not ${scheme}`);
+    if (granularity.kind !== "channel" && granularity.kind !== "tensor") why(`one scale per output channel (channel) or per tensor is what the requantization multiplier folds in; not ${granularity.kind}`);
+    if (isDoubleQuantDtype(scaleDtype)) why(`double-quantized scales (${scaleDtype}) are not supported; use f32, f16, bf16 or e8m0`);
+    if (!d.activations || d.activations.format !== "int" || d.activations.bits > 8) why(`needs integer activations of at most 8 bits: add a8 (dynamic per token) or a8s (static)`);
+    if (d.outlierPercent !== undefined) why("outlier side tables are float; drop outliers=");
+    if (d.rounding === "stochastic") why("weights must be rounded to nearest (drop sr)");
+    integerMatmul = d.acc ?? { accBits: 32, overflow: "wrap" };
+  }
 
   const out: QuantSpec = {
     kind: SPEC_KIND,
@@ -368,6 +415,7 @@ export function parseSpec(text: string): QuantSpec {
   if (presetName) out.preset = presetName;
   if (d.outlierPercent !== undefined) out.outlierPercent = d.outlierPercent;
   if (d.activations) out.activations = d.activations;
+  if (integerMatmul) out.integerMatmul = integerMatmul;
   return out;
 }
 
@@ -394,7 +442,7 @@ export function printSpec(s: QuantSpec): string {
     if (!implicitNone) parts.push(granularityToken(s.granularity));
     if ((s.scheme === "symfull" || s.scheme === "asym" || s.scheme === "asymf")) parts.push(s.scheme);
   }
-  const fam = element?.kind === "format" ? element.family : "int";
+  const fam = element?.kind === "format" ? element.family : element?.kind ?? "int";
   const defaultCal = fam === "ternary" || fam === "binary" ? "absmean" : "minmax";
   const c = s.calibration;
   if (c.method !== defaultCal) parts.push(c.method === "percentile" ? `p${c.percentile}` : c.method);
@@ -411,6 +459,11 @@ export function printSpec(s: QuantSpec): string {
   if (s.packing === "trits") parts.push("trits");
   const a = s.activations;
   if (a) parts.push(a.format === "fp8_e4m3" ? (a.mode === "static" ? "afp8s" : "afp8") : `a${a.bits}${a.mode === "static" ? "s" : ""}`);
+  const im = s.integerMatmul;
+  if (im) {
+    parts.push("intmm");
+    if (im.accBits !== 32 || im.overflow !== "wrap") parts.push(`acc=${im.accBits}${im.overflow === "saturate" ? "s" : ""}`);
+  }
   return parts.join(":");
 }
 

@@ -83,8 +83,13 @@ export class QTensor implements QuantizedTensor {
     return numel(this.shape);
   }
 
+  /** stored codes: one per element, or one per sub-vector for vector quantization */
+  get codeCount(): number {
+    return this.numel / this.quantizer.dim;
+  }
+
   get codeBytes(): number {
-    return this.specObject.packing === "trits" ? packedTritBytes(this.numel) : packedBytes(this.numel, this.specObject.bits);
+    return this.specObject.packing === "trits" ? packedTritBytes(this.numel) : packedBytes(this.codeCount, this.specObject.bits);
   }
 
   get storageBits(): number {
@@ -101,9 +106,9 @@ export class QTensor implements QuantizedTensor {
     return this.numel === 0 ? 0 : this.storageBits / this.numel;
   }
 
-  /** unpacked storage codes, row-major (n) */
+  /** unpacked storage codes, row-major (codeCount) */
   unpackCodes(): Uint16Array {
-    const n = this.numel;
+    const n = this.codeCount;
     if (this.specObject.packing === "trits") return Uint16Array.from(unpackTernary5(this.codes, n));
     return unpack(this.codes, this.specObject.bits, n, new Uint16Array(n)) as Uint16Array;
   }
@@ -119,6 +124,17 @@ export class QTensor implements QuantizedTensor {
     if (dst.length !== n) throw new QuantlabError("E_ARG", `dequantize: destination has ${dst.length} elements, tensor has ${n}`);
     const codes = this.unpackCodes();
     const q = this.quantizer;
+    if (q.dim > 1) {
+      // vector quantization: groups hold whole sub-vectors (checked at quantization), so element i's scale is its group's
+      const d = q.dim, cb = this.codebook!, gOf = this.layout.groupOfElement();
+      for (let v = 0; v < codes.length; v++) {
+        const s = this.groupParams(gOf[v * d]!).scale, c = codes[v]! * d;
+        for (let t = 0; t < d; t++) dst[v * d + t] = cb[c + t]! * s;
+      }
+      const o = this.outliers;
+      if (o) for (let j = 0; j < o.indices.length; j++) dst[o.indices[j]!] = f16BitsToF32(o.valuesF16[j]!);
+      return dst;
+    }
     // decode table: the per-code factor, so x̂ = fround((lut[c] − z)·s) reproduces q.decode exactly
     const nCodes = 2 ** this.specObject.bits;
     const lut = new Float64Array(Math.max(1, nCodes));
@@ -190,6 +206,9 @@ export function quantizeTensor(w: Float32Array, shape: readonly number[], specIn
   const q = new SpecQuantizer(spec, opts.codebook ? { codebook: opts.codebook } : {});
   const L = groupLayout(shape, spec.granularity);
   const nG = L.nGroups;
+  if (q.dim > 1 && L.cols % q.dim !== 0) {
+    throw new QuantlabError("E_SPEC", `tensor ${name}: rows of ${L.cols} do not split into ${q.dim}-weight sub-vectors of ${printSpec(spec)}`);
+  }
 
   // outliers: kept in f16, removed (zeroed) before calibration and encoding
   let outliers: OutlierTable | undefined;
@@ -250,6 +269,15 @@ export function quantizeTensor(w: Float32Array, shape: readonly number[], specIn
 
   // pass 2: codes
   const rng = spec.rounding === "stochastic" ? (opts.rng ?? new Rng(opts.seed ?? 0)) : undefined;
+  if (q.dim > 1) {
+    // vector quantization: the nearest codeword of each sub-vector, at its group's scale
+    const d = q.dim, gOf = L.groupOfElement();
+    const vcodes = new Uint16Array(n / d);
+    for (let v = 0; v < vcodes.length; v++) vcodes[v] = q.nearestCodeword(src, v * d, scales!.values[gOf[v * d]!]!);
+    const parts: QTensorParts = { spec, shape, codes: pack(vcodes, spec.bits), scales: scales!, codebook: new Float32Array(opts.codebook!) };
+    if (outliers) parts.outliers = outliers;
+    return new QTensor(parts);
+  }
   const codes = new Uint16Array(n);
   const intFast = q.isInt && !rng;
   const qmin = q.qmin, qmax = q.qmax, off = q.codeOffset;

@@ -12,12 +12,13 @@ import { kld, ModelLogits, type LogitsSource } from "../../eval/kld.js";
 import { safetensorsSize } from "../../io/safetensors.js";
 import { quantModelEntries } from "../../io/quant-model.js";
 import { Llama } from "../../model/llama.js";
-import { canonicalSpec, printSpec } from "../../quant/spec.js";
+import { printSpec } from "../../quant/spec.js";
 import { parseKvSpec, quantKvCacheFactory, type QuantKvCache } from "../../model/kv-quant.js";
 import { printJson, stderrProgress } from "../util.js";
 import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
-import { activationConfig, quantizeModel, selectTensors } from "../quant-model.js";
+import { activationConfig, canonicalModelSpec, inputSecondMoments, quantizeModel, selectTensors } from "../quant-model.js";
+import { IntegerLinearBackend, hasIntegerLinears } from "../../model/integer-linear.js";
 
 interface CompareOptions extends BackendOptions {
   specs?: string;
@@ -42,6 +43,10 @@ export interface CompareRow {
   kv?: string;
   /** storage bits per K/V element of the quantized cache (scales included) */
   kvBits?: number;
+  /** mixed-precision rows: how many tensors got each candidate, and which */
+  mixed?: { counts: Record<string, number>; sensitivity: string; choice: Record<string, string> };
+  /** integer-only rows: dot products run and overflow counts */
+  integer?: { dots: number; accOverflows: number; outSaturations: number };
   bpw: number;
   sizeBytes: number;
   ppl: number;
@@ -100,7 +105,7 @@ export function register(program: Command): void {
   addBackendOptions(cmd).action(async (path: string, o: CompareOptions) => {
     // bad specs fail before any work
     const split = (t: string | undefined) => (t ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-    const specs = split(o.specs).map((s) => canonicalSpec(s));
+    const specs = split(o.specs).map((s) => canonicalModelSpec(s));
     const kvAll = o.kv === undefined ? undefined : printSpec(parseKvSpec(o.kv));
     const jobs: { spec: string | undefined; kv: string | undefined }[] = specs.map((spec) => ({ spec, kv: kvAll }));
     for (const kv of split(o.kvSpecs)) jobs.push({ spec: undefined, kv: printSpec(parseKvSpec(kv)) });
@@ -120,13 +125,19 @@ export function register(program: Command): void {
     let basePpl = NaN, nTokens = 0;
     try {
       const base = new RecordedLogits(new ModelLogits(new Llama(model, { contextLength: o.ctx, backend })));
+      // mixed-precision sensitivity: E[x²] of every linear input on the calibration text (float model), else plain MSE
+      const hDiag = calibTokens && specs.some((s) => s.startsWith("mixed:")) ? inputSecondMoments(model, { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend }) : undefined;
       for (const { spec, kv } of jobs) {
-        const q = spec === undefined ? undefined : quantizeModel(model, spec, names, { progress });
+        const calib = calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined;
+        const q = spec === undefined ? undefined : quantizeModel(model, spec, names, { progress, ...(hDiag ? { hDiag } : {}), ...(calib ? { calib } : {}) });
         const qModel = q?.model ?? model;
         const acts = spec === undefined ? undefined : activationConfig(qModel, spec, calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined);
-        const qm = acts ? { ...qModel, inputTransforms: { ...(qModel.inputTransforms ?? {}), activations: acts } } : qModel;
+        // integer-only linears quantize their own inputs (model/integer-linear.ts); the others fake-quantize them
+        const intmm = hasIntegerLinears(qModel.weights);
+        const qm = acts && !intmm ? { ...qModel, inputTransforms: { ...(qModel.inputTransforms ?? {}), activations: acts } } : qModel;
         const t0 = Date.now();
-        const llama = new Llama(qm, { contextLength: o.ctx, backend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
+        const rowBackend = intmm ? new IntegerLinearBackend(backend, acts) : backend;
+        const llama = new Llama(qm, { contextLength: o.ctx, backend: rowBackend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
         const r = await kld(base, new ModelLogits(llama), tokens, kopts);
         base.replay();
         const { entries, metadata } = quantModelEntries(qModel);
@@ -137,8 +148,14 @@ export function register(program: Command): void {
           worstSqnrDb: q?.worstSqnrDb ?? Infinity, seconds: q?.seconds ?? 0, evalSeconds: (Date.now() - t0) / 1000,
         };
         if (kv) { row.kv = kv; row.kvBits = (llama.kv as QuantKvCache).bitsPerElement; }
+        if (q?.mixed) row.mixed = { counts: q.mixed.counts, sensitivity: q.mixed.sensitivity, choice: Object.fromEntries(q.mixed.choice) };
+        if (rowBackend instanceof IntegerLinearBackend) row.integer = { ...rowBackend.stats };
         rows.push(row);
-        if (!o.json) process.stderr.write(`${row.spec}${kv ? ` kv ${kv}` : ""}: ppl ${fmt(r.pplOther, 4)} kld ${fmt(r.meanKld, 5)}\n`);
+        if (!o.json) {
+          const extra = (row.mixed ? ` (${Object.entries(row.mixed.counts).map(([c, n]) => `${n}× ${c}`).join(", ")}; ${row.mixed.sensitivity})` : "") +
+            (row.integer ? ` (integer-only: ${row.integer.dots} dot products, ${row.integer.accOverflows} accumulator overflows, ${row.integer.outSaturations} saturated outputs)` : "");
+          process.stderr.write(`${row.spec}${kv ? ` kv ${kv}` : ""}: ppl ${fmt(r.pplOther, 4)} kld ${fmt(r.meanKld, 5)}${extra}\n`);
+        }
       }
     } finally {
       backend.dispose?.();
