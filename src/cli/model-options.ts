@@ -1,5 +1,6 @@
 /** Shared plumbing of the commands that run a model (run, eval, kld): load through loadModel, check the tokenizer. */
 import { basename } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import type { Command } from "commander";
 import { QuantlabError } from "../core/errors.js";
 import { loadModel, type LoadOptions } from "../io/node/load.js";
@@ -8,28 +9,66 @@ import type { Tokenizer } from "../model/tokenizer.js";
 import type { Backend } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { createNodeWasmBackend } from "../kernels/wasm/pool-node.js";
+import { WasmBackend } from "../kernels/wasm/backend.js";
+import { wasmVariantSupported } from "../kernels/wasm/module.js";
+import type { TensorPlacer } from "../io/gguf-model.js";
 import type { KvCacheFactory } from "../model/kv-cache.js";
 import { quantKvCacheFactory } from "../model/kv-quant.js";
+
+/**
+ * Node 20 keeps relaxed SIMD behind a V8 flag (on by default from Node 22). V8 flags are process-wide and
+ * must be set before a module using them compiles; the kernels compile on first backend creation, after
+ * this runs. `auto` then picks the relaxed build only if the engine validates it (shared/notes/kernels.md).
+ */
+export function enableRelaxedSimd(): void {
+  if (wasmVariantSupported("relaxed")) return;
+  setFlagsFromString("--experimental-wasm-relaxed-simd");
+}
+enableRelaxedSimd();
 
 export interface BackendOptions {
   backend: string;
   threads?: number;
 }
 
-/** `--backend ref|wasm [--threads n]` → a Backend (ref is the plain-TypeScript reference). */
+const verbose = (): boolean => process.argv.includes("--verbose");
+
+/**
+ * `--backend auto|wasm|ref [--threads n]` → a Backend. auto (the default) is the WASM SIMD backend when it
+ * instantiates here, else the plain-TypeScript reference (said on stderr with --verbose); wasm insists.
+ */
 export function backendFromOptions(o: BackendOptions): Backend {
   switch (o.backend) {
     case "ref": return new RefBackend();
     case "wasm": return createNodeWasmBackend({ threads: o.threads ?? 1 });
-    default: throw new QuantlabError("E_ARG", `option --backend: unknown backend "${o.backend}" (expected ref or wasm)`);
+    case "auto":
+      try {
+        return createNodeWasmBackend({ threads: o.threads ?? 1 });
+      } catch (e) {
+        if (verbose()) process.stderr.write(`quantlab: wasm backend unavailable (${(e as Error).message}); using the ref backend\n`);
+        return new RefBackend();
+      }
+    default: throw new QuantlabError("E_ARG", `option --backend: unknown backend "${o.backend}" (expected auto, wasm or ref)`);
   }
+}
+
+/** Where a loader should read GGUF tensors for this backend (WASM: straight into its memory), if anywhere. */
+export function placerOf(backend: Backend): TensorPlacer | undefined {
+  return backend instanceof WasmBackend ? (type, shape, name) => backend.placeTensor(type, shape, name) : undefined;
+}
+
+/** Waits for a threaded backend's workers (they start only while the event loop turns); says so if they do not. */
+export async function backendReady(backend: Backend): Promise<void> {
+  if (!(backend instanceof WasmBackend) || backend.threads <= 1) return;
+  const ok = await backend.ready(10000);
+  if (!ok && verbose()) process.stderr.write(`quantlab: not all ${backend.threads - 1} worker threads started within 10 s; the main thread covers for them\n`);
 }
 
 /** Adds --backend and --threads to a command. */
 export function addBackendOptions(cmd: Command): Command {
   return cmd
-    .option("--backend <name>", "kernels: ref (plain TypeScript) or wasm (SIMD)", "ref")
-    .option("--threads <n>", "worker threads for the wasm backend", positiveInt("--threads"), 1);
+    .option("--backend <name>", "kernels: auto (wasm when it runs here, else ref), wasm (WebAssembly SIMD) or ref (plain TypeScript)", "auto")
+    .option("--threads <n>", "threads for the wasm backend (workers + the main thread)", positiveInt("--threads"), 1);
 }
 
 export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {

@@ -154,8 +154,18 @@ export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tok
   return HfTokenizer.fromVocab(v, file);
 }
 
+/**
+ * Where to read a tensor's bytes: a caller-owned view of exactly its byte length (e.g. a kernel backend's
+ * WebAssembly memory, `WasmBackend.placeTensor`), or undefined to let the reader allocate. Placing big
+ * tensors where the kernels will run them means the model is held once, not once in JS and once again
+ * in wasm memory.
+ */
+export type TensorPlacer = (type: GgmlType, shape: readonly number[], name: string) => Uint8Array | undefined;
+
 export interface ReadGgufModelOptions {
   progress?: Progress;
+  /** read tensors straight into caller-provided memory where it offers some */
+  place?: TensorPlacer;
   /** skip the tokenizer (e.g. `info`) */
   noTokenizer?: boolean;
 }
@@ -195,7 +205,7 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
   const progress = opts.progress ?? noProgress;
   progress.start(f.tensors.length, "loading");
   for (const t of f.tensors) {
-    weights.set(t.name, await readGgufWeight(f, t));
+    weights.set(t.name, await readGgufWeight(f, t, opts.place));
     progress.tick();
   }
   progress.done();
@@ -210,8 +220,13 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
 }
 
 /** One tensor as a Weight: F32/F16/BF16 dense over the bytes just read, other types as raw blocks. */
-export async function readGgufWeight(f: GgufFile, t: GgufTensorInfo): Promise<Weight> {
-  const bytes = await f.readTensorBytes(t);
+export async function readGgufWeight(f: GgufFile, t: GgufTensorInfo, place?: TensorPlacer): Promise<Weight> {
+  const dst = place?.(t.type, t.shape, t.name);
+  let bytes: Uint8Array;
+  if (dst) {
+    await f.readTensorInto(t, dst);
+    bytes = dst;
+  } else bytes = await f.readTensorBytes(t);
   const dtype = t.type === GgmlType.F32 ? "f32" : t.type === GgmlType.F16 ? "f16" : t.type === GgmlType.BF16 ? "bf16" : undefined;
   if (dtype) {
     const n = t.shape.reduce((a, b) => a * b, 1);

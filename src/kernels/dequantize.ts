@@ -5,7 +5,8 @@
 import { QuantlabError } from "../core/errors.js";
 import type { Weight } from "../model/weights.js";
 import type { GgmlType } from "../ggml/types.js";
-import { ggmlTypeName } from "../ggml/types.js";
+import { GGML_TYPE_SIZE, ggmlTypeName } from "../ggml/types.js";
+import { bf16ArrayToF32, f16ArrayToF32 } from "../core/f16.js";
 
 export type GgmlDequantizer = (type: GgmlType, data: Uint8Array, n: number) => Float32Array;
 let ggmlDequantizer: GgmlDequantizer | undefined;
@@ -29,4 +30,43 @@ export function dequantizeWeight(w: Weight, name = "tensor"): { rows: number; co
       if (!ggmlDequantizer) throw new QuantlabError("E_UNSUPPORTED", `${name}: no decoder registered for ggml type ${ggmlTypeName(w.type)}`);
       return { rows, cols, data: ggmlDequantizer(w.type, w.data, n) };
   }
+}
+
+/** Copies row `r` (cols values, as f32) of a (rows, cols) weight into dst[off .. off + cols). */
+export type RowReader = (r: number, dst: Float32Array, off: number) => void;
+
+/**
+ * Row-at-a-time access to a weight (an embedding table): f32 rows are copied, f16/bf16 and ggml block rows
+ * are decoded on demand, so a large table is never expanded to f32 whole (a 128256×2048 vocabulary is
+ * 1 GiB in f32). quantlab QuantizedTensors are dequantized once, on the first read.
+ */
+export function rowReader(w: Weight, name = "tensor"): RowReader {
+  const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
+  const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
+  if (w.kind === "dense") {
+    const t = w.tensor;
+    if (t.dtype === "f32") {
+      const d = t.data as Float32Array;
+      return (r, dst, off) => dst.set(d.subarray(r * cols, (r + 1) * cols), off);
+    }
+    if (t.dtype === "f16" || t.dtype === "bf16") {
+      const d = t.data as Uint16Array;
+      const conv = t.dtype === "f16" ? f16ArrayToF32 : bf16ArrayToF32;
+      return (r, dst, off) => { conv(d.subarray(r * cols, (r + 1) * cols), dst.subarray(off, off + cols)); };
+    }
+  }
+  if (w.kind === "ggml") {
+    const size = GGML_TYPE_SIZE[w.type];
+    if (size && cols % size.blockSize === 0 && ggmlDequantizer) {
+      const rowBytes = (cols / size.blockSize) * size.bytesPerBlock;
+      const data = w.data;
+      const dq = ggmlDequantizer;
+      return (r, dst, off) => dst.set(dq(w.type, data.subarray(r * rowBytes, (r + 1) * rowBytes), cols), off);
+    }
+  }
+  let all: Float32Array | undefined;
+  return (r, dst, off) => {
+    all ??= dequantizeWeight(w, name).data;
+    dst.set(all.subarray(r * cols, (r + 1) * cols), off);
+  };
 }

@@ -11,7 +11,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { matvecMany, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
-import { dequantizeWeight } from "../kernels/dequantize.js";
+import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
 import type { Model, Weight } from "./weights.js";
 import { weightShape } from "./weights.js";
@@ -61,7 +61,8 @@ export class Llama {
   readonly maxBatch: number;
   private readonly qDim: number;
   private readonly kvDim: number;
-  private readonly embedding: Float32Array; // (vocab, dim)
+  /** rows of the token embedding (vocab, dim), decoded on demand: the table is never expanded whole */
+  private readonly embedding: RowReader;
   private readonly layers: Layer[];
   private readonly outputNorm: Float32Array; // (dim)
   private readonly output: PreparedWeight; // (vocab, dim)
@@ -100,7 +101,7 @@ export class Llama {
     const be = this.backend;
     const vec = (name: string) => dequantizeWeight(W.get(name)!, name).data;
     const prep = (name: string) => be.prepare(W.get(name)!, name);
-    this.embedding = vec(TensorNames.tokenEmbd);
+    this.embedding = rowReader(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
     this.layers = [];
     for (let l = 0; l < c.nLayers; l++) {
       this.layers.push({
@@ -206,7 +207,7 @@ export class Llama {
     for (let i = 0; i < n; i++) {
       const t = tokens[start + i]!;
       if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new QuantlabError("E_ARG", `token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
-      x.set(this.embedding.subarray(t * dim, (t + 1) * dim), i * dim);
+      this.embedding(t, x, i * dim);
     }
     const kvMul = nHeads / c.nKvHeads;
     const scale = Math.fround(Math.sqrt(hd)); // run.c: score /= sqrtf(head_size)

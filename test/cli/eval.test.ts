@@ -30,7 +30,7 @@ describe("quantlab eval", () => {
 
   test("--backend wasm agrees with the reference backend", () => {
     const args = ["eval", model, "--text", text, "--ctx", "256", "--max-tokens", "255", "--json"];
-    const a = JSON.parse(quantlab(...args).stdout);
+    const a = JSON.parse(quantlab(...args, "--backend", "ref").stdout);
     const r = quantlab(...args, "--backend", "wasm");
     assert.equal(r.status, 0, r.stderr);
     const b = JSON.parse(r.stdout);

@@ -154,3 +154,19 @@ test("a tensor larger than one memory is refused with its name and sizes", () =>
   quantizeRow(GgmlType.Q4_K, randomF32(64 * 256, 1), data, 64 * 256);
   be.prepare({ kind: "ggml", type: GgmlType.Q4_K, shape: [64, 256], data }, "fits"); // still usable
 });
+
+test("offsets above 2 GiB (weights and scratch past the int32 range) work", () => {
+  const be = make({ variant: VARIANTS[VARIANTS.length - 1]! });
+  // untouched pages cost no RSS: push the allocator past 2^31 bytes, then prepare and run above it
+  be.arena.alloc(2 ** 31 + 4096, 64, "padding");
+  const ws = [denseWeight("f32", 9, 64, randomF32(9 * 64, 1)), ggmlWeight(GgmlType.Q4_K, 9, 256, randomF32(9 * 256, 2)), ggmlWeight(GgmlType.Q8_0, 9, 64, randomF32(9 * 64, 3))];
+  for (const w of ws) {
+    const p = be.prepare(w.weight, w.label);
+    const x = randomF32(w.cols, 4);
+    const out = new Float32Array(w.rows);
+    be.matvec(p, x, out);
+    const { err } = worstRelError(out, oracle(w, x, 1));
+    assert.ok(err <= 2e-6, `${w.label}: ${err}`);
+  }
+  assert.ok(be.memoryStats().shards[0]! > 2 ** 31);
+});

@@ -8,7 +8,7 @@ import { planWindows, scoredTokens } from "../../eval/windows.js";
 import { encodeLogitsHeader } from "../../eval/logits-file.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
 interface EvalOptions extends BackendOptions {
   text: string;
@@ -46,10 +46,11 @@ export function register(program: Command): void {
   addBackendOptions(cmd).action(async (path: string, o: EvalOptions) => {
       const kvOpt = kvCacheOption(o.kv);
       const text = readTextFile(o.text);
-      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
+      const backend = backendFromOptions(o);
+      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, place: placerOf(backend) });
+      await backendReady(backend);
       warnContext(path, o.ctx, model.config.seqLen);
       const tokens = tokenizer.encode(text, { bos: false });
-      const backend = backendFromOptions(o);
       const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
       const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress() };
       let r;

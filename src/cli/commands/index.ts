@@ -13,3 +13,4 @@ import { register as registerFormats } from "./formats.js"; commands.push(regist
 import { register as registerQuantize } from "./quantize.js"; commands.push(registerQuantize);
 import { register as registerCompare } from "./compare.js"; commands.push(registerCompare);
 import { register as registerInspect } from "./inspect.js"; commands.push(registerInspect);
+import { register as registerBench } from "./bench.js"; commands.push(registerBench);

@@ -8,7 +8,7 @@ import { openFile } from "../../io/node/file.js";
 import { loadModel } from "../../io/node/load.js";
 import { existsSync, statSync } from "node:fs";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
 
 interface KldOptions extends BackendOptions {
@@ -62,14 +62,15 @@ export function register(program: Command): void {
         } else {
           if (!o.text) throw new QuantlabError("E_ARG", "kld: --text <file> is required when <base> is a model");
           const text = readTextFile(o.text);
-          const b = await loadModelWithTokenizer(basePath, { tokenizer: o.tokenizer });
+          const b = await loadModelWithTokenizer(basePath, { tokenizer: o.tokenizer, place: placerOf(getBackend()) });
           ctx = o.ctx ?? 256;
           warnContext(basePath, ctx, b.model.config.seqLen);
           tokens = b.tokenizer.encode(text, { bos: false });
           bosId = b.tokenizer.bosId;
           base = new ModelLogits(new Llama(b.model, { contextLength: ctx, backend: getBackend() }));
         }
-        const otherModel = await loadModel(otherPath, { tokenizer: o.tokenizer });
+        const otherModel = await loadModel(otherPath, { tokenizer: o.tokenizer, place: placerOf(getBackend()) });
+        await backendReady(getBackend());
         if (saved && o.text) {
           // the saved token stream must be the start of this text's encoding
           const tok = otherModel.tokenizer;

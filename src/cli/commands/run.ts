@@ -4,7 +4,7 @@ import { defaultModelPath } from "../../io/node/data.js";
 import { Llama } from "../../model/llama.js";
 import { generate } from "../../model/generate.js";
 import { parseFloatOpt, parseIntOpt, printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
 interface RunOptions extends BackendOptions {
   prompt: string;
@@ -37,8 +37,9 @@ export function register(program: Command): void {
   addBackendOptions(cmd).action(async (modelArg: string | undefined, o: RunOptions) => {
       const kvOpt = kvCacheOption(o.kv);
       const path = modelArg ?? defaultModelPath();
-      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
       const backend = backendFromOptions(o);
+      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, place: placerOf(backend) });
+      await backendReady(backend);
       const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
       const streaming = !o.json;
       // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE

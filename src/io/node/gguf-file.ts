@@ -2,7 +2,7 @@
 import type { Progress } from "../../core/progress.js";
 import type { Model } from "../../model/weights.js";
 import { openGguf, type GgufFile } from "../gguf.js";
-import { readGgufModel, writeGgufModel, type WriteGgufModelOptions, type WriteReport } from "../gguf-model.js";
+import { readGgufModel, writeGgufModel, type TensorPlacer, type WriteGgufModelOptions, type WriteReport } from "../gguf-model.js";
 import { atomicWriteFile } from "./atomic.js";
 import { openFile } from "./file.js";
 
@@ -16,10 +16,10 @@ export async function openGgufFile(path: string): Promise<GgufFile> {
   }
 }
 
-export async function loadGgufFile(path: string, opts: { tokenizer?: string; progress?: Progress } = {}): Promise<Model> {
+export async function loadGgufFile(path: string, opts: { tokenizer?: string; progress?: Progress; place?: TensorPlacer } = {}): Promise<Model> {
   const f = await openGgufFile(path);
   try {
-    return await readGgufModel(f, { progress: opts.progress });
+    return await readGgufModel(f, { progress: opts.progress, place: opts.place });
   } finally {
     await f.close();
   }

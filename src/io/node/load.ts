@@ -14,12 +14,15 @@ import { loadHubModel } from "./hub-cache.js";
 import { isQuantModelFile, loadQuantModelFile } from "./quant-file.js";
 import { isHubRef } from "../hub.js";
 import type { Progress } from "../../core/progress.js";
+import type { TensorPlacer } from "../gguf-model.js";
 
 export interface LoadOptions {
   /** tokenizer file for formats that do not carry one (llama2.c) */
   tokenizer?: string;
   /** progress of tensor loading and hub downloads */
   progress?: Progress;
+  /** GGUF: read tensors straight into memory the kernels provide (see TensorPlacer) */
+  place?: TensorPlacer;
 }
 
 export type ModelFileFormat = "llama2c" | "gguf" | "safetensors" | "hf";

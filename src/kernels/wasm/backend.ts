@@ -189,7 +189,7 @@ export class WasmBackend implements Backend {
   private lut(sh: Shard): number {
     if (sh.lut === 0) {
       sh.lut = sh.arena.alloc(65536 * 4, 64, "f16 table");
-      sh.arena.f32.set(f16Table32(), sh.lut >> 2);
+      sh.arena.f32.set(f16Table32(), sh.lut >>> 2);
     }
     return sh.lut;
   }
@@ -339,7 +339,7 @@ export class WasmBackend implements Backend {
     const at = this.locate(data);
     if (at && at.off % 4 === 0) return this.record(name, source, new WasmPrepared(rows, cols, data.length * 4, K_F32, at.off, 0, 0, this, at.shard.index), fallback, true);
     const { shard, off } = this.allocWeight(data.length * 4, name);
-    shard.arena.f32.set(data, off >> 2);
+    shard.arena.f32.set(data, off >>> 2);
     return this.record(name, source, new WasmPrepared(rows, cols, data.length * 4, K_F32, off, 0, 0, this, shard.index), fallback);
   }
 
@@ -425,12 +425,12 @@ export class WasmBackend implements Backend {
       }
       if (k < i) src = used[k]!;
       else {
-        sh.arena.f32.set(x.subarray(0, n * cols), s.xf >> 2);
+        sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
         if (needsQ8(kind)) this.quantizeActivations(sh, s, n, cols);
       }
       if (k < i && needsQ8(kind) && !needsQ8((jobs[k]!.w as WasmPrepared).kind)) this.quantizeActivations(sh, src, n, cols);
       const d = sh.arena.u32;
-      const o = s.desc >> 2;
+      const o = s.desc >>> 2;
       d[o + D_KIND] = kind;
       d[o + D_ROWS] = rows;
       d[o + D_COLS] = cols;
@@ -454,7 +454,7 @@ export class WasmBackend implements Backend {
       const { out, w } = jobs[i]!;
       const s = used[i]!;
       const f = this.shards[poolJobs[i]!.shard]!.arena.f32;
-      out.set(f.subarray(s.out >> 2, (s.out >> 2) + n * w.rows));
+      out.set(f.subarray(s.out >>> 2, (s.out >>> 2) + n * w.rows));
     }
   }
 
@@ -486,7 +486,7 @@ export class WasmBackend implements Backend {
     const { x, y } = this.qScratch;
     for (let i = 0; i < src.length; i += chunk) {
       const m = Math.min(chunk, src.length - i);
-      arena.f32.set(src.subarray(i, i + m), x >> 2);
+      arena.f32.set(src.subarray(i, i + m), x >>> 2);
       if (type === GgmlType.Q8_0) this.kernels.quantize_row_q8_0(x, m, y);
       else this.kernels.quantize_row_q4_0(x, m, y);
       const yb = (m / 32) * bpb;
