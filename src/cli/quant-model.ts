@@ -19,6 +19,7 @@ import { ActivationObserver } from "../quant/observer.js";
 import { printSpec, toSpec, type QuantSpec } from "../quant/spec.js";
 import { quantizeLearned } from "../algos/learned.js";
 import type { QuantizedTensor } from "../quant/types.js";
+import { quantizeLayer, type LayerEntry, type QTensor } from "../quant/tensor.js";
 import { isMixedSpec, parseMixedSpec, planMixed, printMixedSpec, type MixedPlan } from "../algos/mixed-model.js";
 import { canonicalSpec } from "../quant/spec.js";
 
@@ -106,12 +107,26 @@ export function quantizeModel(model: Model, specIn: string | QuantSpec, names: s
   const t0 = Date.now();
   let bits = 0, count = 0, worst = Infinity, worstName = "";
   progress.start(names.length, `quantize ${printSpec(spec)}`);
+  // layer granularity: one range per block (blk.<n>.*) shared by its selected tensors (quantizeLayer); others alone
+  const layerQ = new Map<string, QTensor>();
+  if (spec.granularity.kind === "layer") {
+    const blocks = new Map<string, LayerEntry[]>();
+    for (const name of names) {
+      const w = model.weights.get(name);
+      if (!w) throw new QuantlabError("E_ARG", `model has no tensor "${name}"`);
+      const { rows, cols, data } = dequantizeWeight(w, name);
+      const key = /^blk\.\d+\./.exec(name)?.[0] ?? name;
+      if (!blocks.has(key)) blocks.set(key, []);
+      blocks.get(key)!.push({ name, w: data, shape: [rows, cols] });
+    }
+    for (const entries of blocks.values()) quantizeLayer(entries, spec, { seed: opts.seed ?? 0 }).forEach((q, j) => layerQ.set(entries[j]!.name, q));
+  }
   names.forEach((name, i) => {
     const w = model.weights.get(name);
     if (!w) throw new QuantlabError("E_ARG", `model has no tensor "${name}"`);
     const { rows, cols, data } = dequantizeWeight(w, name);
     const shape = [rows, cols];
-    const q = quantizeLearned(data, shape, spec, { name, seed: (opts.seed ?? 0) + i }); // = quantizeTensor, after a k-means fit for kmeans<b> / vq<b>d<d>
+    const q = layerQ.get(name) ?? quantizeLearned(data, shape, spec, { name, seed: (opts.seed ?? 0) + i }); // = quantizeTensor, after a k-means fit for kmeans<b> / vq<b>d<d>
     const e = errorStats(data, q.dequantize());
     tensors.push({ name, shape, storageBits: q.storageBits, bpw: q.bitsPerWeight, sqnrDb: e.sqnrDb });
     bits += q.storageBits;

@@ -70,6 +70,10 @@ export class CodebookFormat implements Format {
     return this.set.encode(x, stochasticRng(opts, this.name));
   }
 
+  nearestTable(): LevelSet {
+    return this.set;
+  }
+
   values(): Float64Array {
     return this.levels;
   }

@@ -264,6 +264,16 @@ export class Minifloat implements Format {
     return pairs;
   }
 
+  /**
+   * The level table, when nearest encode is a pure table lookup for every input: signed, subnormals, at most
+   * 12 bits, and saturating (beyond ±max the table's ends are the saturated codes).
+   */
+  nearestTable(): LevelSet | undefined {
+    if (!(this.signed && this.zeroExp === "subnormal" && this.bits <= 12 && this.overflow === "saturate")) return undefined;
+    this.levelSet ??= new LevelSet(this.name, this.codePairs());
+    return this.levelSet;
+  }
+
   /** the arithmetic encoder alone (no level-table shortcut); tests check both paths agree */
   encodeArithmetic(x: number, opts?: EncodeOptions): number {
     return this.encodeWith(x, opts, false);

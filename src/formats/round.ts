@@ -69,8 +69,9 @@ export class LevelSet {
   /** code of each sorted value (+0's code for zero) */
   readonly codes: Int32Array;
   /** midpoints between neighbours; exact when (a+b)/2 is representable, true for float32-valued levels */
-  private readonly mids: Float64Array;
-  private readonly negZeroCode: number;
+  readonly mids: Float64Array;
+  /** code of −0, or −1 */
+  readonly negZeroCode: number;
 
   constructor(
     readonly formatName: string,
@@ -193,5 +194,9 @@ export class LevelFormat implements Format {
 
   values(): Float64Array {
     return this.set.sorted;
+  }
+
+  nearestTable(): LevelSet {
+    return this.set;
   }
 }

@@ -67,4 +67,22 @@ export interface Format {
   readonly hasNaN?: boolean;
   /** default overflow behaviour of encode */
   readonly overflow?: Overflow;
+  /**
+   * The table behind round-to-nearest encode, when encode(x) (default options) is exactly "nearest entry
+   * of `sorted`, ties to the even code, −0's code for negative inputs that land on 0" for every non-NaN x:
+   * hot loops (quant/tensor.ts) search it inline instead of calling encode per element.
+   */
+  nearestTable?(): NearestTable | undefined;
+}
+
+/** See Format.nearestTable and formats/round.ts LevelSet, which implements it. */
+export interface NearestTable {
+  /** distinct finite values, ascending (0 once) */
+  readonly sorted: Float64Array;
+  /** code of each sorted value (+0's code for zero) */
+  readonly codes: Int32Array;
+  /** (sorted[i] + sorted[i+1]) / 2, exact */
+  readonly mids: Float64Array;
+  /** code of −0, or −1 when the format has none */
+  readonly negZeroCode: number;
 }

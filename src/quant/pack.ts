@@ -43,6 +43,31 @@ export function pack(codes: ArrayLike<number>, bits: number, dst?: Uint8Array): 
     }
     return out;
   }
+  if (bits === 4 || bits === 2 || bits === 1) {
+    // whole codes per byte: no carry between bytes (same bytes as the general loop below)
+    const per = 8 / bits;
+    let i = 0, o = 0;
+    for (; i + per <= n; o++) {
+      let b = 0;
+      for (let k = 0; k < 8; k += bits, i++) {
+        const c = codes[i]!;
+        if (!(c >= 0 && c < limit) || c !== (c | 0)) throw badCode(i, c, bits);
+        b |= c << k;
+      }
+      out[o] = b;
+    }
+    if (i < n) {
+      let b = 0;
+      for (let k = 0; i < n; k += bits, i++) {
+        const c = codes[i]!;
+        if (!(c >= 0 && c < limit) || c !== (c | 0)) throw badCode(i, c, bits);
+        b |= c << k;
+      }
+      out[o++] = b;
+    }
+    for (; o < nBytes; o++) out[o] = 0;
+    return out;
+  }
   let acc = 0; // pending bits, at most 7 + 16 = 23 wide
   let nAcc = 0;
   let o = 0;

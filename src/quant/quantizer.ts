@@ -18,7 +18,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
-import type { Format } from "../formats/types.js";
+import type { Format, NearestTable } from "../formats/types.js";
 import { absMax, absMean, absHistogram, absPercentile, KL_BINS, klThreshold, minMax, percentileRange, searchClipRatio } from "./calibrate.js";
 import { elementMaxValue, resolveElement, type Element } from "./elements.js";
 import { floorLog2, isUnsignedDtype, mxScaleExponent, roundHalfEven, storeScales } from "./scales.js";
@@ -124,6 +124,15 @@ export class SpecQuantizer {
       }
       this.emax = this.maxValue > 0 ? floorLog2(this.maxValue) : 0;
     }
+  }
+
+  /**
+   * The element format's nearest-level table when `encode(x, s, z)` is exactly "table lookup of x/s" (a
+   * registry level format, no learned codebook, round to nearest), for inline encode loops; else undefined.
+   */
+  get nearestTable(): NearestTable | undefined {
+    if (this.spec.scheme !== "levels" || this.codebook || this.spec.rounding !== "nearest" || !this.fmt) return undefined;
+    return this.fmt.nearestTable?.();
   }
 
   get isInt(): boolean {

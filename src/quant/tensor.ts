@@ -19,6 +19,7 @@ import { SpecQuantizer, type GroupParams, type GroupRange } from "./quantizer.js
 import { isUnsignedDtype, scaleStorageBits, storeScales, type StoredScales } from "./scales.js";
 import { printSpec, toSpec, type QuantSpec } from "./spec.js";
 import type { QuantizedTensor } from "./types.js";
+import type { NearestTable } from "../formats/types.js";
 
 export interface OutlierTable {
   /** flat element indices, ascending, (k) */
@@ -281,12 +282,17 @@ export function quantizeTensor(w: Float32Array, shape: readonly number[], specIn
   const codes = new Uint16Array(n);
   const intFast = q.isInt && !rng;
   const qmin = q.qmin, qmax = q.qmax, off = q.codeOffset;
+  const table = q.nearestTable;
   for (let g = 0; g < nG; g++) {
     const s = scales ? scales.values[g]! : 1;
     const z = zeros ? zeros.values[g]! : 0;
     const thr = opts.params ? opts.params[g]!.threshold : ranges[g]!.threshold;
     const start = L.contiguousStart(g);
-    if (start >= 0 && intFast && s !== 0 && Number.isFinite(s)) {
+    if (start >= 0 && table && thr === undefined && s !== 0 && Number.isFinite(s)) {
+      // level formats: fmt.encode(x/s) inlined — binary search of the sorted values, ties to the even code
+      // (formats/round.ts LevelSet.encode, step for step)
+      encodeNearest(table, src, start, start + L.length(g), s, codes);
+    } else if (start >= 0 && intFast && s !== 0 && Number.isFinite(s)) {
       // integer grid, nearest-even: the arithmetic of SpecQuantizer.encode inlined for contiguous groups
       const end = start + L.length(g);
       const zf = spec.scheme === "asymf" ? z : 0, zi = spec.scheme === "asym" ? z : 0;
@@ -321,6 +327,27 @@ export function quantizeTensor(w: Float32Array, shape: readonly number[], specIn
   if (opts.codebook) parts.codebook = new Float32Array(opts.codebook);
   if (outliers) parts.outliers = outliers;
   return new QTensor(parts);
+}
+
+/** codes[i] = table encode of src[i]/s for i in [start, end): LevelSet.encode inlined (same codes). */
+function encodeNearest(t: NearestTable, src: Float32Array, start: number, end: number, s: number, codes: Uint16Array): void {
+  const S = t.sorted, C = t.codes, M = t.mids, nz = t.negZeroCode, last = S.length - 1;
+  for (let i = start; i < end; i++) {
+    const v = src[i]! / s;
+    let lo = 0, hi = last + 1; // invariant: S[lo-1] ≤ v < S[hi]
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (S[mid]! <= v) lo = mid + 1;
+      else hi = mid;
+    }
+    let j = lo - 1;
+    if (j < 0) j = 0;
+    else if (j < last && S[j] !== v) {
+      const m = M[j]!;
+      if (v > m || (v === m && (C[j]! & 1) !== 0)) j++;
+    }
+    codes[i] = nz >= 0 && S[j] === 0 && (v < 0 || Object.is(v, -0)) ? nz : C[j]!;
+  }
 }
 
 export interface LayerEntry {
