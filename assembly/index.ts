@@ -507,9 +507,13 @@ export function run_rows(desc: usize, r0: i32, r1: i32): void {
   const ucols = <usize>cols;
   const nb = cols >> 5;
   const unb = <usize>nb;
+  // Prefill (n > 1): tokens in blocks of TOKEN_BLOCK, rows inside, so one block's activations stay in L2
+  // (8 × 8192 columns × 3 B of codes) while each weight row is reused from L1 for the whole block.
+  for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
+  const t1 = min(n, t0 + TOKEN_BLOCK);
   for (let r = r0; r < r1; r++) {
     const ur = <usize>r;
-    for (let t = 0; t < n; t++) {
+    for (let t = t0; t < t1; t++) {
       const ut = <usize>t;
       let v: f32 = 0;
       switch (kind) {
@@ -530,7 +534,10 @@ export function run_rows(desc: usize, r0: i32, r1: i32): void {
       store<f32>(out + (ut * <usize>rows + ur) * 4, v);
     }
   }
+  }
 }
+
+const TOKEN_BLOCK = 8;
 
 // ---------------------------------------------------------------- quantizers
 

@@ -3,7 +3,8 @@
 // alternating; stories260K and a synthetic model of Llama-3.2-1B's shapes in F32, F16, Q8_0, Q4_0, Q4_K
 // and Q6_K at 1 and 2 threads; weight GB/s against a same-run memory-bandwidth probe; peak RSS of
 // loading the F16 model (child process, VmHWM); whole-model quantization throughput.
-// Section filter: QUANTLAB_BENCH_SECTIONS=f32,types,rss,quantize (default: all).
+// Sections: f32, rss, quantize, types; pick some with `node dist/bench/run.js model:rss,types` (or
+// QUANTLAB_BENCH_SECTIONS=rss,types); default all.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { loadavg } from "node:os";
@@ -22,9 +23,9 @@ import { type BenchContext, type BenchSection, fmt, stats } from "./types.js";
 const GB = 1e9;
 const load1 = (): string => loadavg()[0]!.toFixed(2);
 
-function wanted(name: string): boolean {
-  const f = process.env.QUANTLAB_BENCH_SECTIONS;
-  return !f || f.split(",").some((s) => name.includes(s.trim()));
+function wanted(ctx: BenchContext, name: string): boolean {
+  const f = ctx.sections?.length ? ctx.sections : process.env.QUANTLAB_BENCH_SECTIONS?.split(",");
+  return !f || f.length === 0 || f.some((s) => name.includes(s.trim()));
 }
 
 /** Same-run memory bandwidth: WASM SIMD streaming read of 1 GiB (f32 sum), best of 5, 1 thread. */
@@ -238,9 +239,9 @@ async function quantizeSection(ctx: BenchContext): Promise<BenchSection> {
 
 export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const out: BenchSection[] = [];
-  if (wanted("f32")) out.push(await f32Section(ctx));
-  if (wanted("rss")) out.push(await rssSection(ctx));
-  if (wanted("quantize")) out.push(await quantizeSection(ctx));
-  if (wanted("types")) out.push(await typesSection(ctx));
+  if (wanted(ctx, "f32")) out.push(await f32Section(ctx));
+  if (wanted(ctx, "rss")) out.push(await rssSection(ctx));
+  if (wanted(ctx, "quantize")) out.push(await quantizeSection(ctx));
+  if (wanted(ctx, "types")) out.push(await typesSection(ctx));
   return out;
 }

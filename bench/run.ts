@@ -48,7 +48,9 @@ function markdown(file: string, sections: BenchSection[], m: MachineInfo, starte
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
-const filters = args.filter((a) => !a.startsWith("--"));
+// "name" selects bench files whose name contains it; "name:a,b" also selects sections a, b inside them
+const filters = args.filter((a) => !a.startsWith("--")).map((a) => a.split(":")[0]!);
+const sections = args.filter((a) => !a.startsWith("--") && a.includes(":")).flatMap((a) => a.split(":")[1]!.split(","));
 const here = dirname(fileURLToPath(import.meta.url));
 const files = readdirSync(here)
   .filter((f) => f.endsWith(".js") && f !== "run.js" && f !== "types.js" && !f.startsWith("_"))
@@ -56,7 +58,7 @@ const files = readdirSync(here)
   .sort();
 const m = machine();
 const started = new Date();
-const ctx: BenchContext = { quick, machine: m, log: (msg) => process.stderr.write(`${msg}\n`) };
+const ctx: BenchContext = { quick, machine: m, sections, log: (msg) => process.stderr.write(`${msg}\n`) };
 // dist/bench/run.js → repo root
 const root = join(here, "..", "..");
 const resultsDir = join(root, "bench", "results");

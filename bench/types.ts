@@ -16,6 +16,8 @@ export interface BenchContext {
   /** "quick" shrinks sizes and repetitions (CI smoke run: `node dist/bench/run.js --quick`) */
   quick: boolean;
   machine: MachineInfo;
+  /** section names asked for on the command line (`name:section,…`); empty = all */
+  sections?: string[];
   log(msg: string): void;
 }
 

@@ -4,7 +4,7 @@
 // shard added after the workers started.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
+import { GgmlType } from "../../src/ggml/types.js";
 import { quantizeRow } from "../../src/ggml/codecs.js";
 import { Tensor } from "../../src/core/tensor.js";
 import type { Weight } from "../../src/model/weights.js";
@@ -115,7 +115,7 @@ test("shards: weights spread over several small memories give the one-memory bit
     assert.equal(small.memoryStats().shards.length, shards.size);
     for (const threads of [1, 2]) {
       small.minParallelBytes = threads === 1 ? Infinity : 0;
-      const before = small.poolStats().callerChunks;
+      const before = small.poolStats();
       for (let it = 0; it < 30; it++) {
         // Q/K/V style: one x shared by jobs in different shards, in one dispatch
         const x = randomF32(512, it + 1);
@@ -140,7 +140,7 @@ test("shards: weights spread over several small memories give the one-memory bit
         assert.equal(s.broken, undefined);
         assert.ok(s.dispatches > 0);
         // the worker took part although the later shards were announced after it started
-        assert.ok(s.callerChunks - before < s.dispatches * 8, `the worker never ran a chunk (${ggmlTypeName(GgmlType.Q4_K)} …)`);
+        assert.ok(s.callerChunks - before.callerChunks < s.chunks - before.chunks, "the worker never ran a chunk");
       }
     }
   }

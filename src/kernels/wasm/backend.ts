@@ -205,7 +205,7 @@ export class WasmBackend implements Backend {
   }
 
   /** Pool counters (dispatches, caller-run chunks, sleeps) and its state. */
-  poolStats(): { threads: number; alive: number; broken?: string; dispatches: number; callerChunks: number; waits: number } {
+  poolStats(): { threads: number; alive: number; broken?: string; dispatches: number; callerChunks: number; chunks: number; waits: number } {
     return { threads: this.threads, alive: this.pool.alive, broken: this.pool.brokenReason, ...this.pool.stats };
   }
 

@@ -154,7 +154,7 @@ export class Dispatcher {
   private readonly watchdogMs: number;
   private readonly chunksPerThread: number;
   /** dispatches and stalls seen, for the debug listing and tests */
-  readonly stats = { dispatches: 0, waits: 0, callerChunks: 0 };
+  readonly stats = { dispatches: 0, waits: 0, callerChunks: 0, chunks: 0 };
 
   constructor(
     k: KernelExports,
@@ -243,6 +243,7 @@ export class Dispatcher {
     Atomics.store(ctrl, C_GEN, gen);
     Atomics.notify(ctrl, C_GEN);
     this.stats.dispatches++;
+    this.stats.chunks += total;
     const before = Atomics.load(ctrl, C_DONE);
     runChunks(ctrl, gen, this.ks);
     this.stats.callerChunks += Atomics.load(ctrl, C_DONE) - before;
