@@ -360,14 +360,24 @@ export function f16_to_f32(h: u32): f32 {
   return i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
 }
 
+/** 64 Q4_K weights (32 bytes of nibbles: sub-block 2k low, 2k+1 high) × activations, each sub-block's
+ * integer sum times its factor (d·sc·xd), as f32 lanes. */
+@inline function q4kPair(qs: usize, x16: usize, x8: usize, fa: v128, fb: v128): v128 {
+  const mk = i8x16.splat(0x0f);
+  const v0 = v128.load(qs);
+  const v1 = v128.load(qs, 16);
+  const ia = udot32(v128.and(v0, mk), v128.and(v1, mk), x16, x8);
+  const ib = udot32(i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), x16 + 64, x8 + 32);
+  return f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(ia), fa), f32x4.mul(f32x4.convert_i32x4_s(ib), fb));
+}
+
 /** K_Q4_KN: block_q4_K rows in place (ggml-common.h: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16).
  * Sub-block 2k = low nibbles of qs[32k..32k+31], 2k+1 = their high nibbles; its 6-bit (sc, m) pair
  * comes from ggml's get_scale_min_k4. w = (d·sc)·q − (dmin·m), as dequantize_row_q4_K. nsb = cols/256.
  * Per super-block the 8 factors d·sc·xd and the mins term Σ dmin·m·xd·Σx are formed 4 lanes at a time. */
 @inline function dot_q4_kn(q: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nsb: i32): f32 {
-  let acc = f32x4.splat(0);
+  let acc = f32x4.splat(0), acc1 = f32x4.splat(0); // two add chains
   let accMin = f32x4.splat(0);
-  const mk = i8x16.splat(0x0f);
   for (let s = 0; s < nsb; s++) {
     const d = f32x4.splat(f16s(q, lut));
     const dmin = f32x4.splat(f16s(q + 2, lut));
@@ -387,26 +397,19 @@ export function f16_to_f32(h: u32): f32 {
       f32x4.mul(f32x4.mul(u8x4_f32(mHi), xdHi), f32x4.convert_i32x4_s(sums32x4(xs + 32))),
     )));
     const qs = q + 16;
-    // k = 0..3 unrolled: sub-blocks (2k, 2k+1) take lanes (0,1), (2,3) of fLo, then of fHi
-    for (let k = 0; k < 4; k++) {
-      const v0 = v128.load(qs + (<usize>k << 5));
-      const v1 = v128.load(qs + (<usize>k << 5), 16);
-      const e = <usize>k << 6; // first element of sub-block 2k within the super-block
-      const ia = udot32(v128.and(v0, mk), v128.and(v1, mk), x16 + (e << 1), x8 + e);
-      const ib = udot32(i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), x16 + (e << 1) + 64, x8 + e + 32);
-      const f = k < 2 ? fLo : fHi;
-      const fa = (k & 1) == 0 ? i32x4.shuffle(f, f, 0, 0, 0, 0) : i32x4.shuffle(f, f, 2, 2, 2, 2);
-      const fb = (k & 1) == 0 ? i32x4.shuffle(f, f, 1, 1, 1, 1) : i32x4.shuffle(f, f, 3, 3, 3, 3);
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(ia), fa));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(ib), fb));
-    }
+    // sub-blocks (2k, 2k+1) take lanes (0,1), (2,3) of fLo for k = 0, 1, then of fHi: unrolled by hand so
+    // every shuffle has constant lanes and nothing is selected at run time
+    acc = f32x4.add(acc, q4kPair(qs, x16, x8, i32x4.shuffle(fLo, fLo, 0, 0, 0, 0), i32x4.shuffle(fLo, fLo, 1, 1, 1, 1)));
+    acc1 = f32x4.add(acc1, q4kPair(qs + 32, x16 + 128, x8 + 64, i32x4.shuffle(fLo, fLo, 2, 2, 2, 2), i32x4.shuffle(fLo, fLo, 3, 3, 3, 3)));
+    acc = f32x4.add(acc, q4kPair(qs + 64, x16 + 256, x8 + 128, i32x4.shuffle(fHi, fHi, 0, 0, 0, 0), i32x4.shuffle(fHi, fHi, 1, 1, 1, 1)));
+    acc1 = f32x4.add(acc1, q4kPair(qs + 96, x16 + 384, x8 + 192, i32x4.shuffle(fHi, fHi, 2, 2, 2, 2), i32x4.shuffle(fHi, fHi, 3, 3, 3, 3)));
     q += 144;
     x16 += 512;
     x8 += 256;
     xd += 32;
     xs += 64;
   }
-  return hsum_f32(f32x4.sub(acc, accMin));
+  return hsum_f32(f32x4.sub(f32x4.add(acc, acc1), accMin));
 }
 
 /** 16 codes (0..63) × 16 activation codes → i16x8 partial sums (each lane ≤ 2·2·63·127 < 2^15 in
@@ -425,7 +428,7 @@ export function f16_to_f32(h: u32): f32 {
  * (dequantize_row_q6_K). The group scale is applied in the integer domain with i32x4.dot_i16x8_s (as
  * ggml's AVX2 kernel does with madd), and the −32 offset once per half: Σ_g sc_g·Σx_g per 32-block. */
 @inline function dot_q6_kn(q: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nsb: i32): f32 {
-  let acc = f32x4.splat(0);
+  let acc = f32x4.splat(0), acc1 = f32x4.splat(0);
   let accOff = f32x4.splat(0);
   const lo = i8x16.splat(0x0f);
   const hb = i8x16.splat(0x30);
@@ -457,9 +460,9 @@ export function f16_to_f32(h: u32): f32 {
       const b2 = i32x4.add(i32x4.dot_i16x8_s(p4, i16x8.shuffle(sc, sc, 4, 4, 4, 4, 4, 4, 4, 4)), i32x4.dot_i16x8_s(p5, i16x8.shuffle(sc, sc, 5, 5, 5, 5, 5, 5, 5, 5)));
       const b3 = i32x4.add(i32x4.dot_i16x8_s(p6, i16x8.shuffle(sc, sc, 6, 6, 6, 6, 6, 6, 6, 6)), i32x4.dot_i16x8_s(p7, i16x8.shuffle(sc, sc, 7, 7, 7, 7, 7, 7, 7, 7)));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b0), i32x4.shuffle(dxd, dxd, 0, 0, 0, 0)));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b1), i32x4.shuffle(dxd, dxd, 1, 1, 1, 1)));
+      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(b1), i32x4.shuffle(dxd, dxd, 1, 1, 1, 1)));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b2), i32x4.shuffle(dxd, dxd, 2, 2, 2, 2)));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(b3), i32x4.shuffle(dxd, dxd, 3, 3, 3, 3)));
+      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(b3), i32x4.shuffle(dxd, dxd, 3, 3, 3, 3)));
     }
     q += 210;
     x16 += 512;
@@ -467,7 +470,7 @@ export function f16_to_f32(h: u32): f32 {
     xd += 32;
     xs += 64;
   }
-  return hsum_f32(f32x4.sub(acc, accOff));
+  return hsum_f32(f32x4.sub(f32x4.add(acc, acc1), accOff));
 }
 
 /** Number of binary16 values in [p, p + 2n) whose exponent is all ones (Inf or NaN). */

@@ -10,6 +10,7 @@ import { QuantlabError } from "../../core/errors.js";
 import { loadModel } from "../../io/node/load.js";
 import { Llama } from "../../model/llama.js";
 import { WasmBackend } from "../../kernels/wasm/backend.js";
+import { createNodeWasmBackend } from "../../kernels/wasm/pool-node.js";
 import { printJson, stderrProgress } from "../util.js";
 import { addBackendOptions, backendFromOptions, backendReady, displayName, placerOf, positiveInt, type BackendOptions } from "../model-options.js";
 
@@ -30,6 +31,8 @@ export interface SessionOptions {
   /** prefill batch (llama.cpp's batch size; quantlab's prefill chunk) */
   batch: number;
   backend?: string;
+  /** wasm backend: run ggml types on their file blocks ("native", default) or on the SoA repacks */
+  layouts?: "native" | "repacked";
 }
 
 function argmax(v: Float32Array): number {
@@ -41,7 +44,9 @@ function argmax(v: Float32Array): number {
 /** quantlab: the model loaded straight into the backend's memory (GGUF), Llama forward pass. */
 export async function openQuantlabSession(path: string, o: SessionOptions): Promise<SpeedSession & { backendName: string; weightBytes: number; loadMs: number; llama: Llama; setThreads(n: number): void }> {
   const t0 = performance.now();
-  const backend = backendFromOptions({ backend: o.backend ?? "auto", threads: o.threads });
+  const backend = o.layouts && o.backend !== "ref"
+    ? createNodeWasmBackend({ threads: o.threads, layouts: o.layouts })
+    : backendFromOptions({ backend: o.backend ?? "auto", threads: o.threads });
   try {
     const model = await loadModel(path, { place: placerOf(backend) });
     const llama = new Llama(model, { backend, contextLength: o.context, maxBatch: o.batch });
@@ -194,6 +199,7 @@ export async function runAlternating(sessions: SpeedSession[], prompt: readonly 
 }
 
 interface BenchOptions extends BackendOptions {
+  layouts?: "native" | "repacked";
   promptTokens: number;
   genTokens: number;
   reps: number;
@@ -210,10 +216,14 @@ export function register(program: Command): void {
     .option("--gen-tokens <n>", "tokens generated greedily for the decode measurement", positiveInt("--gen-tokens"), 64)
     .option("--reps <n>", "timed runs after the warm-up (median reported)", positiveInt("--reps"), 3)
     .option("--vs-llamacpp", "also measure llama.cpp (node-llama-cpp, CPU, same threads) on the same file, alternating runs")
+    .option("--layouts <kind>", "wasm: native (run Q8_0/Q4_0/Q4_K/Q6_K on the file's blocks, in place) or repacked (SoA copies: more bytes, fewer instructions)", (v: string) => {
+      if (v !== "native" && v !== "repacked") throw new QuantlabError("E_ARG", `option --layouts: expected native or repacked, got "${v}"`);
+      return v;
+    })
     .option("--json", "print one JSON object");
   addBackendOptions(cmd).action(async (path: string, o: BenchOptions) => {
     const context = o.promptTokens + o.genTokens + 8;
-    const so: SessionOptions = { threads: o.threads ?? 1, context, batch: Math.min(o.promptTokens, 512), backend: o.backend };
+    const so: SessionOptions = { threads: o.threads ?? 1, context, batch: Math.min(o.promptTokens, 512), backend: o.backend, layouts: o.layouts };
     const sessions: SpeedSession[] = [];
     const closers: (() => Promise<void>)[] = [];
     try {
