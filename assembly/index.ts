@@ -667,6 +667,15 @@ export function quantize_row_q4_0(x: usize, n: i32, y: usize): void {
   }
 }
 
+/** n binary16 values at h → f32 at x (n a multiple of 8), SIMD (f16x4_to_f32: finite values only). */
+export function f16_to_f32_row(h: usize, n: i32, x: usize): void {
+  for (let i = 0; i < n; i += 8) {
+    const v = v128.load(h + (<usize>i << 1));
+    v128.store(x + (<usize>i << 2), f16x4_to_f32(i32x4.extend_low_i16x8_s(v)));
+    v128.store(x + (<usize>i << 2), f16x4_to_f32(i32x4.extend_high_i16x8_s(v)), 16);
+  }
+}
+
 // ---------------------------------------------------------------- bandwidth probe
 
 /** Σ of n f32 (n a multiple of 16): a pure streaming read, the memory-bandwidth yardstick of the bench. */

@@ -5,6 +5,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
 import { quantizeRow } from "../../src/ggml/codecs.js";
+import { f16BitsToF32, f32ToF16Bits } from "../../src/core/f16.js";
 import { quantizeActivationsQ8Ref } from "../../src/kernels/ref/q8act.js";
 import { openGgufFile } from "../../src/io/node/gguf-file.js";
 import { dataPath } from "../../src/io/node/data.js";
@@ -82,5 +83,29 @@ test("WASM activation quantizer equals the scalar Q8 reference (codes, f16-round
       assert.deepEqual(new Float32Array(buf, xd, n / 32), ref.d);
       assert.deepEqual(new Int32Array(buf, xs, n / 16), ref.sums16);
     }
+  }
+});
+
+test("quantizeGgmlF16 (f16 in, converted in WASM) gives ggml's bytes for the f16 values; Inf/NaN are refused", () => {
+  const src = randomF32((1 << 18) + 32 * 33, 21, 3); // crosses the streaming chunk
+  const h = new Uint16Array(src.length);
+  for (let i = 0; i < h.length; i++) h[i] = f32ToF16Bits(src[i]!);
+  h[5] = 0x0001; // a subnormal
+  h[6] = 0x8000; // −0
+  const x = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) x[i] = f16BitsToF32(h[i]!);
+  for (const variant of VARIANTS) {
+    const be = backend(variant, 1);
+    for (const type of [GgmlType.Q8_0, GgmlType.Q4_0] as const) {
+      const bpb = type === GgmlType.Q8_0 ? 34 : 18;
+      const want = new Uint8Array((x.length / 32) * bpb);
+      quantizeRow(type, x, want, x.length);
+      const got = new Uint8Array(want.length);
+      be.quantizeGgmlF16(type, h, got);
+      assert.equal(firstDiff(got, want), -1, `${variant} ${ggmlTypeName(type)}`);
+    }
+    const bad = h.slice(0, 64);
+    bad[40] = 0x7c00;
+    assert.throws(() => be.quantizeGgmlF16(GgmlType.Q8_0, bad, new Uint8Array(68)), /Inf\/NaN among values 0\.\.63/);
   }
 });

@@ -495,6 +495,38 @@ export class WasmBackend implements Backend {
   }
   private qScratch: { x: number; y: number } | undefined;
 
+  /**
+   * f16 (binary16 bits, e.g. an F16 GGUF tensor) → Q8_0 / Q4_0 block bytes, as `quantizeGgml` on the f32
+   * values: the f16 → f32 conversion runs in WASM on a reused scratch buffer, so no f32 copy of the tensor
+   * is ever made. Values must be finite (an Inf/NaN f16 input throws E_VALUE).
+   */
+  quantizeGgmlF16(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Uint16Array, dst: Uint8Array): void {
+    this.checkOpen();
+    const bpb = type === GgmlType.Q8_0 ? 34 : type === GgmlType.Q4_0 ? 18 : 0;
+    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgmlF16: ${ggmlTypeName(type)} is not implemented (Q8_0, Q4_0 are)`);
+    if (src.length % 32 !== 0) throw new QuantlabError("E_ARG", `wasm quantizeGgmlF16: ${src.length} values are not whole 32-blocks`);
+    if (dst.length < (src.length / 32) * bpb) throw new QuantlabError("E_ARG", `wasm quantizeGgmlF16: dst has ${dst.length} bytes, need ${(src.length / 32) * bpb}`);
+    const chunk = 1 << 18;
+    const arena = this.arena;
+    if (!this.qScratch) {
+      this.qScratch = { x: arena.alloc(chunk * 4, 64, "quantize scratch"), y: arena.alloc((chunk / 32) * 34, 64, "quantize scratch") };
+    }
+    this.hScratch ??= arena.alloc(chunk * 2, 64, "quantize scratch");
+    const { x, y } = this.qScratch;
+    const h = this.hScratch;
+    for (let i = 0; i < src.length; i += chunk) {
+      const m = Math.min(chunk, src.length - i);
+      new Uint16Array(arena.memory.buffer, h, m).set(src.subarray(i, i + m));
+      if (this.kernels.f16_count_special(h, m) !== 0) throw new QuantlabError("E_VALUE", `wasm quantizeGgmlF16: Inf/NaN among values ${i}..${i + m - 1}`);
+      this.kernels.f16_to_f32_row(h, m, x);
+      if (type === GgmlType.Q8_0) this.kernels.quantize_row_q8_0(x, m, y);
+      else this.kernels.quantize_row_q4_0(x, m, y);
+      const yb = (m / 32) * bpb;
+      dst.set(arena.u8.subarray(y, y + yb), (i / 32) * bpb);
+    }
+  }
+  private hScratch: number | undefined;
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
