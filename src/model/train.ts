@@ -1,0 +1,490 @@
+/**
+ * Training forward + backward pass of the Llama architecture exactly as `llama.ts` runs it (llama2.c
+ * run.c semantics): embedding → per layer [RMSNorm(normEps) → Q,K,V → RoPE on interleaved pairs
+ * (ropeTheta, the same f32 angle tables as inference) → causal grouped-query attention (scores /
+ * fround(√headDim)) → output projection → residual; RMSNorm → SwiGLU → residual] → RMSNorm →
+ * classifier (the token embedding when tied).
+ *
+ * Everything is float64 (parameters, activations, gradients), so finite differences check the
+ * gradients to many digits, and the logits agree with the f32 inference pass to ~1e-5. A batch is
+ * `nSeq` independent sequences of T tokens at positions 0..T−1 (attention never crosses sequences).
+ *
+ * Use: `forward(w, inputs, nSeq, T)` stores the activations and returns the logits (nSeq·T, vocab);
+ * the caller turns them into dL/dlogits (`crossEntropyGrad`, `distillGrad`), then `backward(w, dLogits,
+ * grads)` adds dL/dθ into `grads` (same names as `w`). Buffers are allocated once per (nSeq, T).
+ */
+import { QuantlabError } from "../core/errors.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
+import { ropeInvFreq, ROPE_FREQS } from "./llama.js";
+import type { Model, Weight } from "./weights.js";
+
+/** Parameters (or gradients) by canonical tensor name, row-major float64. */
+export type ParamMap = Map<string, Float64Array>;
+
+/** Every tensor of the model's config as float64 (quantized/ggml weights are dequantized). */
+export function paramsFromModel(model: Model): ParamMap {
+  const out: ParamMap = new Map();
+  for (const name of expectedShapes(model.config).keys()) {
+    const w = model.weights.get(name);
+    if (!w) throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${name}`);
+    out.set(name, Float64Array.from(dequantizeWeight(w, name).data));
+  }
+  return out;
+}
+
+/** Zeroed float64 arrays shaped like `p`. */
+export function zerosLike(p: ParamMap): ParamMap {
+  const out: ParamMap = new Map();
+  for (const [k, v] of p) out.set(k, new Float64Array(v.length));
+  return out;
+}
+
+interface LayerActs {
+  xIn: Float64Array; // (N, dim) residual entering the block
+  rA: Float64Array; // (N) 1/rms of xIn
+  xnA: Float64Array; // (N, dim) attention-norm output
+  q: Float64Array; // (N, qDim) after RoPE
+  k: Float64Array; // (N, kvDim) after RoPE
+  v: Float64Array; // (N, kvDim)
+  p: Float64Array; // (nSeq, nHeads, T, T) attention probabilities (row i: keys 0..i)
+  ao: Float64Array; // (N, qDim) attention output (input of wo)
+  xMid: Float64Array; // (N, dim) residual after attention
+  rF: Float64Array; // (N) 1/rms of xMid
+  xnF: Float64Array; // (N, dim) ffn-norm output
+  g: Float64Array; // (N, hidden) gate pre-activation (w1·x)
+  u: Float64Array; // (N, hidden) up projection (w3·x)
+  h: Float64Array; // (N, hidden) silu(g) ⊙ u (input of w2)
+}
+
+export class LlamaTrainer {
+  readonly config: ModelConfig;
+  readonly nSeq: number;
+  readonly T: number;
+  readonly N: number;
+  private readonly qDim: number;
+  private readonly kvDim: number;
+  private readonly cos: Float64Array; // (T, headDim/2)
+  private readonly sin: Float64Array; // (T, headDim/2)
+  private readonly scale: number;
+  private readonly acts: LayerActs[];
+  private readonly inputs: Int32Array; // (N)
+  private readonly xFinal: Float64Array; // (N, dim)
+  private readonly rOut: Float64Array; // (N)
+  private readonly xnOut: Float64Array; // (N, dim)
+  readonly logits: Float64Array; // (N, vocab)
+  // backward scratch
+  private readonly dx: Float64Array; // (N, dim) gradient of the residual stream
+  private readonly dxn: Float64Array; // (N, dim)
+  private readonly dao: Float64Array; // (N, qDim)
+  private readonly dq: Float64Array; // (N, qDim)
+  private readonly dk: Float64Array; // (N, kvDim)
+  private readonly dv: Float64Array; // (N, kvDim)
+  private readonly dh: Float64Array; // (N, hidden)
+  private readonly dg: Float64Array; // (N, hidden)
+  private readonly du: Float64Array; // (N, hidden)
+  private readonly dp: Float64Array; // (T)
+  private readonly sc = new MatScratch();
+
+  /**
+   * `ropeFreqs`: llama.cpp's per-pair RoPE divisors when the model carries them (rope_freqs.weight,
+   * `modelRopeFreqs`); pass the model's so the angles match `Llama`'s.
+   */
+  constructor(config: ModelConfig, nSeq: number, T: number, ropeFreqs?: Weight) {
+    const c = config;
+    if (!Number.isInteger(nSeq) || nSeq < 1 || !Number.isInteger(T) || T < 1) throw new QuantlabError("E_ARG", `trainer: batch ${nSeq} × seq ${T}: expected positive integers`);
+    if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `trainer: n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`);
+    if (c.headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `trainer: head dim ${c.headDim} is odd, RoPE needs pairs`);
+    this.config = c;
+    this.nSeq = nSeq;
+    this.T = T;
+    const N = (this.N = nSeq * T);
+    this.qDim = c.nHeads * c.headDim;
+    this.kvDim = c.nKvHeads * c.headDim;
+    const half = c.headDim / 2;
+    const inv = ropeInvFreq(c, ropeFreqs);
+    this.cos = new Float64Array(T * half);
+    this.sin = new Float64Array(T * half);
+    for (let pos = 0; pos < T; pos++) {
+      for (let j = 0; j < half; j++) {
+        // as Llama.ropeTables: f32 angle, cos/sin stored in f32 tables
+        const val = Math.fround(pos * inv[j]!);
+        this.cos[pos * half + j] = Math.fround(Math.cos(val));
+        this.sin[pos * half + j] = Math.fround(Math.sin(val));
+      }
+    }
+    this.scale = Math.fround(Math.sqrt(c.headDim)); // run.c: score /= sqrtf(head_size)
+    const { dim, hiddenDim: H, nHeads } = c;
+    const f = (n: number) => new Float64Array(n);
+    this.acts = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      this.acts.push({
+        xIn: f(N * dim), rA: f(N), xnA: f(N * dim), q: f(N * this.qDim), k: f(N * this.kvDim), v: f(N * this.kvDim),
+        p: f(nSeq * nHeads * T * T), ao: f(N * this.qDim), xMid: f(N * dim), rF: f(N), xnF: f(N * dim),
+        g: f(N * H), u: f(N * H), h: f(N * H),
+      });
+    }
+    this.inputs = new Int32Array(N);
+    this.xFinal = f(N * dim);
+    this.rOut = f(N);
+    this.xnOut = f(N * dim);
+    this.logits = f(N * c.vocabSize);
+    this.dx = f(N * dim);
+    this.dxn = f(N * dim);
+    this.dao = f(N * this.qDim);
+    this.dq = f(N * this.qDim);
+    this.dk = f(N * this.kvDim);
+    this.dv = f(N * this.kvDim);
+    this.dh = f(N * H);
+    this.dg = f(N * H);
+    this.du = f(N * H);
+    this.dp = f(T);
+  }
+
+  /** Logits (N, vocab) of `inputs` (nSeq × T token ids, row-major); activations kept for backward. A view. */
+  forward(w: ParamMap, inputs: ArrayLike<number>): Float64Array {
+    const c = this.config;
+    const { N, T, nSeq, qDim, kvDim } = this;
+    const { dim, hiddenDim: H, nHeads, headDim: hd, vocabSize: V } = c;
+    if (inputs.length !== N) throw new QuantlabError("E_ARG", `trainer: ${inputs.length} input ids, expected ${nSeq} × ${T}`);
+    const emb = get(w, TensorNames.tokenEmbd);
+    let x = this.acts.length > 0 ? this.acts[0]!.xIn : this.xFinal;
+    for (let n = 0; n < N; n++) {
+      const t = inputs[n]!;
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw new QuantlabError("E_ARG", `trainer: token id ${t} is outside the vocabulary (0..${V - 1})`);
+      this.inputs[n] = t;
+      x.set(emb.subarray(t * dim, (t + 1) * dim), n * dim);
+    }
+    const kvMul = nHeads / c.nKvHeads;
+    for (let l = 0; l < c.nLayers; l++) {
+      const A = this.acts[l]!;
+      rmsnormF(A.xnA, A.rA, A.xIn, get(w, TensorNames.attnNorm(l)), N, dim, c.normEps);
+      linF(A.q, A.xnA, get(w, TensorNames.attnQ(l)), N, dim, qDim);
+      linF(A.k, A.xnA, get(w, TensorNames.attnK(l)), N, dim, kvDim);
+      linF(A.v, A.xnA, get(w, TensorNames.attnV(l)), N, dim, kvDim);
+      for (let n = 0; n < N; n++) {
+        const pos = n % T;
+        ropeF(A.q, n * qDim, qDim, hd, this.cos, this.sin, pos);
+        ropeF(A.k, n * kvDim, kvDim, hd, this.cos, this.sin, pos);
+      }
+      // causal attention, sequence by sequence
+      const { q, k, v, p, ao } = A;
+      for (let s = 0; s < nSeq; s++) {
+        for (let h = 0; h < nHeads; h++) {
+          const kh = Math.floor(h / kvMul) * hd;
+          for (let i = 0; i < T; i++) {
+            const qo = (s * T + i) * qDim + h * hd;
+            const po = ((s * nHeads + h) * T + i) * T;
+            let max = -Infinity;
+            for (let j = 0; j <= i; j++) {
+              const ko = (s * T + j) * kvDim + kh;
+              let d = 0;
+              for (let e = 0; e < hd; e++) d += q[qo + e]! * k[ko + e]!;
+              const z = d / this.scale;
+              p[po + j] = z;
+              if (z > max) max = z;
+            }
+            let sum = 0;
+            for (let j = 0; j <= i; j++) sum += (p[po + j] = Math.exp(p[po + j]! - max));
+            const invSum = 1 / sum;
+            for (let e = 0; e < hd; e++) ao[qo + e] = 0;
+            for (let j = 0; j <= i; j++) {
+              const pj = (p[po + j] = p[po + j]! * invSum);
+              const vo = (s * T + j) * kvDim + kh;
+              for (let e = 0; e < hd; e++) ao[qo + e] += pj * v[vo + e]!;
+            }
+          }
+        }
+      }
+      linF(A.xMid, ao, get(w, TensorNames.attnOutput(l)), N, qDim, dim);
+      for (let j = 0; j < N * dim; j++) A.xMid[j] += A.xIn[j]!;
+      rmsnormF(A.xnF, A.rF, A.xMid, get(w, TensorNames.ffnNorm(l)), N, dim, c.normEps);
+      linF(A.g, A.xnF, get(w, TensorNames.ffnGate(l)), N, dim, H);
+      linF(A.u, A.xnF, get(w, TensorNames.ffnUp(l)), N, dim, H);
+      for (let j = 0; j < N * H; j++) {
+        const a = A.g[j]!;
+        A.h[j] = (a / (1 + Math.exp(-a))) * A.u[j]!; // SwiGLU: silu(w1·x) ⊙ (w3·x)
+      }
+      x = l + 1 < c.nLayers ? this.acts[l + 1]!.xIn : this.xFinal;
+      linF(x, A.h, get(w, TensorNames.ffnDown(l)), N, H, dim);
+      for (let j = 0; j < N * dim; j++) x[j] += A.xMid[j]!;
+    }
+    rmsnormF(this.xnOut, this.rOut, this.xFinal, get(w, TensorNames.outputNorm), N, dim, c.normEps);
+    linF(this.logits, this.xnOut, get(w, this.outputName(w)), N, dim, V);
+    return this.logits;
+  }
+
+  /** Adds dL/dθ to `grads` given dL/dlogits (N, vocab) of the last `forward` with the same `w`. */
+  backward(w: ParamMap, dLogits: Float64Array, grads: ParamMap): void {
+    const c = this.config;
+    const { N, T, nSeq, qDim, kvDim, dx, dxn, dao, dq, dk, dv, dh, dg, du, dp } = this;
+    const { dim, hiddenDim: H, nHeads, headDim: hd, vocabSize: V } = c;
+    if (dLogits.length !== N * V) throw new QuantlabError("E_ARG", `trainer: dLogits has ${dLogits.length} values, expected ${N} × ${V}`);
+    const outName = this.outputName(w);
+    linB(this.sc, dLogits, this.xnOut, get(w, outName), dxn, get(grads, outName), N, dim, V);
+    dx.fill(0);
+    rmsnormB(dx, get(grads, TensorNames.outputNorm), dxn, this.xFinal, this.rOut, get(w, TensorNames.outputNorm), N, dim);
+    const kvMul = nHeads / c.nKvHeads;
+    for (let l = c.nLayers - 1; l >= 0; l--) {
+      const A = this.acts[l]!;
+      // x_{l+1} = xMid + w2·h: dx flows to xMid unchanged, and through w2
+      linB(this.sc, dx, A.h, get(w, TensorNames.ffnDown(l)), dh, get(grads, TensorNames.ffnDown(l)), N, H, dim);
+      for (let j = 0; j < N * H; j++) {
+        const a = A.g[j]!;
+        const sg = 1 / (1 + Math.exp(-a));
+        const silu = a * sg;
+        du[j] = dh[j]! * silu;
+        dg[j] = dh[j]! * A.u[j]! * sg * (1 + a * (1 - sg)); // d silu/da = σ(a)(1 + a(1 − σ(a)))
+      }
+      linB(this.sc, dg, A.xnF, get(w, TensorNames.ffnGate(l)), dxn, get(grads, TensorNames.ffnGate(l)), N, dim, H);
+      linBAcc(this.sc, du, A.xnF, get(w, TensorNames.ffnUp(l)), dxn, get(grads, TensorNames.ffnUp(l)), N, dim, H);
+      rmsnormB(dx, get(grads, TensorNames.ffnNorm(l)), dxn, A.xMid, A.rF, get(w, TensorNames.ffnNorm(l)), N, dim);
+      // xMid = xIn + wo·ao
+      linB(this.sc, dx, A.ao, get(w, TensorNames.attnOutput(l)), dao, get(grads, TensorNames.attnOutput(l)), N, qDim, dim);
+      dq.fill(0);
+      dk.fill(0);
+      dv.fill(0);
+      const { q, k, v, p } = A;
+      for (let s = 0; s < nSeq; s++) {
+        for (let h = 0; h < nHeads; h++) {
+          const kh = Math.floor(h / kvMul) * hd;
+          for (let i = 0; i < T; i++) {
+            const qo = (s * T + i) * qDim + h * hd;
+            const po = ((s * nHeads + h) * T + i) * T;
+            // o_i = Σ_j p_ij v_j  →  dp_ij = do_i·v_j, dv_j += p_ij do_i
+            let dot = 0;
+            for (let j = 0; j <= i; j++) {
+              const vo = (s * T + j) * kvDim + kh;
+              const pj = p[po + j]!;
+              let d = 0;
+              for (let e = 0; e < hd; e++) {
+                const g = dao[qo + e]!;
+                d += g * v[vo + e]!;
+                dv[vo + e] += pj * g;
+              }
+              dp[j] = d;
+              dot += pj * d;
+            }
+            // softmax: dz_ij = p_ij (dp_ij − Σ_k p_ik dp_ik); z = q·k / scale
+            for (let j = 0; j <= i; j++) {
+              const dz = (p[po + j]! * (dp[j]! - dot)) / this.scale;
+              if (dz === 0) continue;
+              const ko = (s * T + j) * kvDim + kh;
+              for (let e = 0; e < hd; e++) {
+                dq[qo + e] += dz * k[ko + e]!;
+                dk[ko + e] += dz * q[qo + e]!;
+              }
+            }
+          }
+        }
+      }
+      for (let n = 0; n < N; n++) {
+        const pos = n % T;
+        ropeB(dq, n * qDim, qDim, hd, this.cos, this.sin, pos);
+        ropeB(dk, n * kvDim, kvDim, hd, this.cos, this.sin, pos);
+      }
+      linB(this.sc, dq, A.xnA, get(w, TensorNames.attnQ(l)), dxn, get(grads, TensorNames.attnQ(l)), N, dim, qDim);
+      linBAcc(this.sc, dk, A.xnA, get(w, TensorNames.attnK(l)), dxn, get(grads, TensorNames.attnK(l)), N, dim, kvDim);
+      linBAcc(this.sc, dv, A.xnA, get(w, TensorNames.attnV(l)), dxn, get(grads, TensorNames.attnV(l)), N, dim, kvDim);
+      rmsnormB(dx, get(grads, TensorNames.attnNorm(l)), dxn, A.xIn, A.rA, get(w, TensorNames.attnNorm(l)), N, dim);
+    }
+    const gE = get(grads, TensorNames.tokenEmbd);
+    for (let n = 0; n < N; n++) {
+      const t = this.inputs[n]!;
+      for (let j = 0; j < dim; j++) gE[t * dim + j] += dx[n * dim + j]!;
+    }
+  }
+
+  private outputName(w: ParamMap): string {
+    return w.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
+  }
+}
+
+function get(m: ParamMap, name: string): Float64Array {
+  const a = m.get(name);
+  if (!a) throw new QuantlabError("E_ARG", `trainer: no parameter ${name}`);
+  return a;
+}
+
+/**
+ * Mean cross-entropy of next-token targets (N) over rows of logits (N, V); writes dL/dlogits
+ * (softmax − onehot) / N into dLogits and returns the mean loss (nats/token).
+ */
+export function crossEntropyGrad(logits: Float64Array, targets: ArrayLike<number>, V: number, dLogits: Float64Array): number {
+  const N = targets.length;
+  let loss = 0;
+  for (let n = 0; n < N; n++) {
+    const o = n * V;
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) if (logits[o + j]! > max) max = logits[o + j]!;
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += (dLogits[o + j] = Math.exp(logits[o + j]! - max));
+    const t = targets[n]!;
+    loss += max + Math.log(sum) - logits[o + t]!;
+    for (let j = 0; j < V; j++) dLogits[o + j] = dLogits[o + j]! / sum / N;
+    dLogits[o + t] -= 1 / N;
+  }
+  return loss / N;
+}
+
+/**
+ * Mean KL(teacher ‖ student) per row (knowledge distillation on the full next-token distribution);
+ * teacherLogits and logits are (N, V). dL/dlogits = (p_student − p_teacher) / N. Returns the mean KL.
+ */
+export function distillGrad(logits: Float64Array, teacherLogits: Float64Array, N: number, V: number, dLogits: Float64Array): number {
+  let loss = 0;
+  for (let n = 0; n < N; n++) {
+    const o = n * V;
+    let ms = -Infinity, mt = -Infinity;
+    for (let j = 0; j < V; j++) {
+      if (logits[o + j]! > ms) ms = logits[o + j]!;
+      if (teacherLogits[o + j]! > mt) mt = teacherLogits[o + j]!;
+    }
+    let ss = 0, st = 0;
+    for (let j = 0; j < V; j++) {
+      ss += Math.exp(logits[o + j]! - ms);
+      st += Math.exp(teacherLogits[o + j]! - mt);
+    }
+    const lzs = ms + Math.log(ss), lzt = mt + Math.log(st);
+    for (let j = 0; j < V; j++) {
+      const lt = teacherLogits[o + j]! - lzt;
+      const ls = logits[o + j]! - lzs;
+      const pt = Math.exp(lt);
+      loss += pt * (lt - ls);
+      dLogits[o + j] = (Math.exp(ls) - pt) / N;
+    }
+  }
+  return loss / N;
+}
+
+/** y (N, O) = x (N, I) · W(O, I)ᵀ */
+function linF(y: Float64Array, x: Float64Array, W: Float64Array, N: number, I: number, O: number): void {
+  for (let n = 0; n < N; n++) {
+    const xo = n * I;
+    for (let o = 0; o < O; o++) {
+      const wo = o * I;
+      y[n * O + o] = dot(x, xo, W, wo, I);
+    }
+  }
+}
+
+/** dot of a[ao .. ao+n) and b[bo .. bo+n), four partial sums (register-resident accumulators) */
+function dot(a: Float64Array, ao: number, b: Float64Array, bo: number, n: number): number {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    s0 += a[ao + i]! * b[bo + i]!;
+    s1 += a[ao + i + 1]! * b[bo + i + 1]!;
+    s2 += a[ao + i + 2]! * b[bo + i + 2]!;
+    s3 += a[ao + i + 3]! * b[bo + i + 3]!;
+  }
+  for (; i < n; i++) s0 += a[ao + i]! * b[bo + i]!;
+  return s0 + s1 + (s2 + s3);
+}
+
+/** dst (C, R) = src (R, C)ᵀ */
+function transpose(dst: Float64Array, src: Float64Array, R: number, C: number): void {
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) dst[c * R + r] = src[r * C + c]!;
+}
+
+/** Scratch of the backward matmuls, grown on demand (transposed operands make every product a contiguous dot). */
+class MatScratch {
+  w = new Float64Array(0);
+  dy = new Float64Array(0);
+  x = new Float64Array(0);
+  fit(nw: number, ndy: number, nx: number): void {
+    if (this.w.length < nw) this.w = new Float64Array(nw);
+    if (this.dy.length < ndy) this.dy = new Float64Array(ndy);
+    if (this.x.length < nx) this.x = new Float64Array(nx);
+  }
+}
+
+/** dx (N, I) = dy · W (overwritten); dW (O, I) += dyᵀ · x */
+function linB(sc: MatScratch, dy: Float64Array, x: Float64Array, W: Float64Array, dx: Float64Array, dW: Float64Array, N: number, I: number, O: number): void {
+  linBody(sc, dy, x, W, dx, dW, N, I, O, false);
+}
+
+/** dx (N, I) += dy · W; dW (O, I) += dyᵀ · x */
+function linBAcc(sc: MatScratch, dy: Float64Array, x: Float64Array, W: Float64Array, dx: Float64Array, dW: Float64Array, N: number, I: number, O: number): void {
+  linBody(sc, dy, x, W, dx, dW, N, I, O, true);
+}
+
+function linBody(sc: MatScratch, dy: Float64Array, x: Float64Array, W: Float64Array, dx: Float64Array, dW: Float64Array, N: number, I: number, O: number, acc: boolean): void {
+  sc.fit(I * O, O * N, I * N);
+  const { w: tW, dy: tDy, x: tX } = sc;
+  transpose(tW, W, O, I); // (I, O)
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < I; i++) {
+      const d = dot(dy, n * O, tW, i * O, O);
+      dx[n * I + i] = acc ? dx[n * I + i]! + d : d;
+    }
+  }
+  transpose(tDy, dy, N, O); // (O, N)
+  transpose(tX, x, N, I); // (I, N)
+  for (let o = 0; o < O; o++) {
+    for (let i = 0; i < I; i++) dW[o * I + i] += dot(tDy, o * N, tX, i * N, N);
+  }
+}
+
+/** out = w ⊙ x · r per row, r = 1/√(mean(x²) + eps) (kept for backward) */
+function rmsnormF(out: Float64Array, r: Float64Array, x: Float64Array, w: Float64Array, N: number, D: number, eps: number): void {
+  for (let n = 0; n < N; n++) {
+    const o = n * D;
+    let ss = 0;
+    for (let j = 0; j < D; j++) ss += x[o + j]! * x[o + j]!;
+    const inv = 1 / Math.sqrt(ss / D + eps);
+    r[n] = inv;
+    for (let j = 0; j < D; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
+  }
+}
+
+/**
+ * Backward of rmsnormF: dx += r·(w ⊙ dy) − r³/D · x · Σ_k w_k dy_k x_k; dw += dy ⊙ x · r.
+ */
+function rmsnormB(dx: Float64Array, dw: Float64Array, dy: Float64Array, x: Float64Array, r: Float64Array, w: Float64Array, N: number, D: number): void {
+  for (let n = 0; n < N; n++) {
+    const o = n * D;
+    const rn = r[n]!;
+    let s = 0;
+    for (let j = 0; j < D; j++) {
+      const g = dy[o + j]!;
+      s += w[j]! * g * x[o + j]!;
+      dw[j] += g * x[o + j]! * rn;
+    }
+    const c = (rn * rn * rn * s) / D;
+    for (let j = 0; j < D; j++) dx[o + j] += rn * w[j]! * dy[o + j]! - c * x[o + j]!;
+  }
+}
+
+/** Rotates interleaved pairs of every head in x[off, off+width) by the angles of `pos`. */
+function ropeF(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number): void {
+  const half = hd / 2;
+  const t = pos * half;
+  for (let h = off; h < off + width; h += hd) {
+    for (let j = 0; j < half; j++) {
+      const a = x[h + 2 * j]!, b = x[h + 2 * j + 1]!;
+      const fc = cos[t + j]!, fs = sin[t + j]!;
+      x[h + 2 * j] = a * fc - b * fs;
+      x[h + 2 * j + 1] = a * fs + b * fc;
+    }
+  }
+}
+
+/** Transpose of ropeF (rotation by −angle) applied to a gradient. */
+function ropeB(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number): void {
+  const half = hd / 2;
+  const t = pos * half;
+  for (let h = off; h < off + width; h += hd) {
+    for (let j = 0; j < half; j++) {
+      const a = x[h + 2 * j]!, b = x[h + 2 * j + 1]!;
+      const fc = cos[t + j]!, fs = sin[t + j]!;
+      x[h + 2 * j] = a * fc + b * fs;
+      x[h + 2 * j + 1] = -a * fs + b * fc;
+    }
+  }
+}
+
+/** The model's rope_freqs.weight, when present (pass to LlamaTrainer). */
+export function modelRopeFreqs(model: Model): Weight | undefined {
+  return model.weights.get(ROPE_FREQS);
+}
