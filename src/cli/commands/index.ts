@@ -14,3 +14,4 @@ import { register as registerQuantize } from "./quantize.js"; commands.push(regi
 import { register as registerCompare } from "./compare.js"; commands.push(registerCompare);
 import { register as registerInspect } from "./inspect.js"; commands.push(registerInspect);
 import { register as registerBench } from "./bench.js"; commands.push(registerBench);
+import { register as registerQat } from "./qat.js"; commands.push(registerQat);

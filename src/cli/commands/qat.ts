@@ -1,0 +1,94 @@
+/**
+ * `quantlab qat <model> --spec <spec> --text calib.txt --steps N --lr x --seq 64 -o out.safetensors`:
+ * quantization-aware training of a model's block linears (algos/qat-llama.ts) on a text, written as a
+ * quantized-model safetensors file that `quantlab run/eval/kld` load back. `--float` fine-tunes
+ * without fake quantization instead (the control run: how much is the text, how much the QAT).
+ */
+import type { Command } from "commander";
+import { QuantlabError } from "../../core/errors.js";
+import { saveQuantModelFile } from "../../io/node/quant-file.js";
+import { qatLlama } from "../../algos/qat-llama.js";
+import { canonicalSpec } from "../../quant/spec.js";
+import { parseFloatOpt, printJson, stderrProgress } from "../util.js";
+import { displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { selectTensors } from "../quant-model.js";
+import { readTextFile } from "./eval.js";
+
+interface QatOptions {
+  spec?: string;
+  float?: boolean;
+  text: string;
+  output: string;
+  steps: number;
+  lr: number;
+  lrMin: number;
+  batch: number;
+  seq: number;
+  seed: string;
+  loss: string;
+  train: string;
+  only?: string;
+  skip?: string;
+  tokenizer?: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command("qat")
+    .description("quantization-aware training: fake-quantize the linears with a spec, train on a text (STE, Adam), write the quantized model")
+    .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
+    .option("--spec <spec>", "quantization spec of the linears (e.g. int2:g32:asym, ternary:channel, int3:g32:asym)")
+    .option("--float", "fine-tune in float without fake quantization (control run; writes float weights)")
+    .requiredOption("--text <file>", "UTF-8 training text (tokenized with the model's tokenizer)")
+    .requiredOption("-o, --output <file>", "output .safetensors file (written atomically)")
+    .option("--steps <n>", "optimizer steps", positiveInt("--steps"), 200)
+    .option("--lr <x>", "Adam learning rate at step 0 (cosine decay to --lr-min × lr)", parseFloatOpt("--lr"), 2e-3)
+    .option("--lr-min <x>", "final learning rate as a fraction of --lr", parseFloatOpt("--lr-min"), 0.1)
+    .option("--batch <n>", "windows per step", positiveInt("--batch"), 8)
+    .option("--seq <n>", "positions per window, BOS included", positiveInt("--seq"), 64)
+    .option("--seed <n>", "seed of the window sampler", "0")
+    .option("--loss <kind>", "ce (next-token cross-entropy) or kd (KL to the float model's distribution)", "ce")
+    .option("--train <which>", "all (linears, norms, embedding) or linears (only the quantized tensors learn)", "all")
+    .option("--only <globs>", "comma-separated globs of tensors to quantize (default: every block linear)")
+    .option("--skip <globs>", "comma-separated globs of tensors to leave in float")
+    .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
+    .option("--json", "print one JSON object {output, spec, steps, firstLoss, lastLoss, bytes, seconds, ...}")
+    .action(async (path: string, o: QatOptions) => {
+      if (o.float && o.spec) throw new QuantlabError("E_ARG", "qat: give --spec <spec> or --float, not both");
+      if (!o.float && o.spec === undefined) throw new QuantlabError("E_ARG", "qat: give --spec <spec> (or --float for the float control run)");
+      const spec = o.spec === undefined ? undefined : canonicalSpec(o.spec);
+      const seed = Number(o.seed);
+      if (!Number.isInteger(seed) || seed < 0) throw new QuantlabError("E_ARG", `option --seed: expected a non-negative integer, got "${o.seed}"`);
+      if (o.loss !== "ce" && o.loss !== "kd") throw new QuantlabError("E_ARG", `option --loss: expected ce or kd, got "${o.loss}"`);
+      if (o.train !== "all" && o.train !== "linears") throw new QuantlabError("E_ARG", `option --train: expected all or linears, got "${o.train}"`);
+      if (!(o.lr > 0)) throw new QuantlabError("E_ARG", `option --lr: expected a positive number, got ${o.lr}`);
+      if (!(o.lrMin >= 0 && o.lrMin <= 1)) throw new QuantlabError("E_ARG", `option --lr-min: expected a fraction in [0, 1], got ${o.lrMin}`);
+      if (!o.output.endsWith(".safetensors")) throw new QuantlabError("E_ARG", `option -o: ${o.output}: the output must be a .safetensors file`);
+      const text = readTextFile(o.text);
+      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
+      const names = selectTensors(model, o.only, o.skip);
+      if (names.length === 0) throw new QuantlabError("E_ARG", "nothing to train: --skip removed every tensor");
+      const tokens = tokenizer.encode(text, { bos: false });
+      const r = qatLlama(model, tokens, {
+        spec, names, steps: o.steps, lr: o.lr, lrMin: o.lrMin, batch: o.batch, seq: o.seq, seed,
+        loss: o.loss, train: o.train, bosId: tokenizer.bosId, progress: stderrProgress(),
+      });
+      const bytes = await saveQuantModelFile(r.model, o.output);
+      const tail = r.losses.slice(-Math.min(10, r.losses.length));
+      const lastLoss = tail.reduce((a, b) => a + b, 0) / Math.max(1, tail.length);
+      const firstLoss = r.losses[0] ?? NaN;
+      if (o.json) {
+        printJson({
+          output: o.output, model: path, text: o.text, spec: r.spec ?? "float", steps: o.steps, lr: o.lr, lrMin: o.lrMin,
+          batch: o.batch, seq: o.seq, seed, loss: o.loss, train: o.train, trainTokens: tokens.length,
+          tensors: r.names.length, firstLoss, lastLoss, losses: r.losses, bytes, seconds: r.seconds,
+        });
+        return;
+      }
+      process.stdout.write(
+        `${displayName(path)} → ${o.output}: ${r.spec ?? "float fine-tune"}, ${r.names.length} tensors, ${o.steps} steps of ${o.batch}×${o.seq} ` +
+          `(${o.loss} loss ${firstLoss.toFixed(4)} → ${lastLoss.toFixed(4)}, mean of the last ${tail.length}), ${bytes} bytes, ${r.seconds.toFixed(1)} s\n`,
+      );
+    });
+}
