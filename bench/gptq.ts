@@ -121,7 +121,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     title: "GPTQ, one linear layer (int4:g128:asym)",
     table: { headers: ["layer (out×in)", "calib tokens", "Hessian s (blocked)", "Hessian s (unblocked ref.)", "Cholesky + inverse s", "column loop s", "total s", "share Hessian / factor / columns"], rows: layerRows },
     notes: [
-      "Hessian: H = 2XᵀX/N accumulated in float64, 4×4 register tiles over 128-token chunks transposed to channel-major (src/algos/linalg.ts addGram); the reference is the previous one-dot-product-per-entry kernel, timed on a quarter of the tokens and scaled.",
+      "Hessian: H = 2XᵀX/N accumulated in float64, 4×4 register tiles over 64-token chunks transposed to channel-major, in 128-channel column panels that stay in cache (src/algos/linalg.ts addGram); the reference is the previous one-dot-product-per-entry kernel, timed on a quarter of the tokens and scaled.",
       "Factor: dampening + in-place Cholesky of the order-reversed H + in-place triangular inverse (U of H⁻¹ without extra n×n buffers). Column loop: blocks of 128 columns, lazy updates unrolled over 4 rows of U.",
       "Single-threaded TypeScript on float64 (no WebAssembly, no workers).",
     ],
