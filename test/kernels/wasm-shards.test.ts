@@ -29,7 +29,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 for (const variant of VARIANTS) {
-  for (const layouts of ["native", "repacked"] as const) {
+  for (const layouts of ["auto", "native", "repacked"] as const) {
     test(`${variant} ${layouts}: Q8_0, Q4_0, Q4_K, Q6_K vs the oracle (1–3 blocks, odd rows, matmul n=3), cold and warm`, () => {
       const be = make({ variant, layouts });
       let seed = 500;
@@ -39,7 +39,7 @@ for (const variant of VARIANTS) {
           for (const rows of [1, 9]) {
             const w = ggmlWeight(type, rows, cols, randomF32(rows * cols, seed++, 2));
             const p = be.prepare(w.weight, w.label);
-            const native = layouts === "native" && NATIVE[type]!.variants.includes(variant);
+            const native = (layouts === "native" ? NATIVE[type]!.variants : layouts === "auto" ? NATIVE[type]!.byDefault : []).includes(variant);
             assert.equal(be.listing().at(-1)!.kernel.endsWith("(ggml blocks)"), native, `${w.label}: ${be.listing().at(-1)!.kernel}`);
             const x = randomF32(3 * cols, seed++, 3);
             const got = new Float32Array(3 * rows);
@@ -54,7 +54,7 @@ for (const variant of VARIANTS) {
 }
 
 test("placeTensor: a tensor read into the returned view runs in place (no copy), same bits as a copied one", () => {
-  const be = make({ variant: VARIANTS[VARIANTS.length - 1]! });
+  const be = make({ variant: VARIANTS[VARIANTS.length - 1]!, layouts: "native" });
   const cases = [
     ggmlWeight(GgmlType.Q4_K, 24, 512, randomF32(24 * 512, 1)),
     ggmlWeight(GgmlType.Q6_K, 24, 512, randomF32(24 * 512, 2)),

@@ -31,8 +31,8 @@ export interface SessionOptions {
   /** prefill batch (llama.cpp's batch size; quantlab's prefill chunk) */
   batch: number;
   backend?: string;
-  /** wasm backend: run ggml types on their file blocks ("native", default) or on the SoA repacks */
-  layouts?: "native" | "repacked";
+  /** wasm backend layouts (see WasmBackendOptions.layouts; default auto) */
+  layouts?: "auto" | "native" | "repacked";
 }
 
 function argmax(v: Float32Array): number {
@@ -199,7 +199,7 @@ export async function runAlternating(sessions: SpeedSession[], prompt: readonly 
 }
 
 interface BenchOptions extends BackendOptions {
-  layouts?: "native" | "repacked";
+  layouts?: "auto" | "native" | "repacked";
   promptTokens: number;
   genTokens: number;
   reps: number;
@@ -216,8 +216,8 @@ export function register(program: Command): void {
     .option("--gen-tokens <n>", "tokens generated greedily for the decode measurement", positiveInt("--gen-tokens"), 64)
     .option("--reps <n>", "timed runs after the warm-up (median reported)", positiveInt("--reps"), 3)
     .option("--vs-llamacpp", "also measure llama.cpp (node-llama-cpp, CPU, same threads) on the same file, alternating runs")
-    .option("--layouts <kind>", "wasm: native (run Q8_0/Q4_0/Q4_K/Q6_K on the file's blocks, in place) or repacked (SoA copies: more bytes, fewer instructions)", (v: string) => {
-      if (v !== "native" && v !== "repacked") throw new QuantlabError("E_ARG", `option --layouts: expected native or repacked, got "${v}"`);
+    .option("--layouts <kind>", "wasm: auto (default: fastest measured per type), native (Q8_0/Q4_0/Q4_K/Q6_K on the file's blocks, in place: least memory) or repacked (SoA copies: more bytes, fewer instructions)", (v: string) => {
+      if (v !== "auto" && v !== "native" && v !== "repacked") throw new QuantlabError("E_ARG", `option --layouts: expected auto, native or repacked, got "${v}"`);
       return v;
     })
     .option("--json", "print one JSON object");

@@ -5,7 +5,7 @@
  * thread), and a job names its shard. A tensor never straddles shards.
  *
  * `prepare` puts a weight into wasm memory once: f32/f16 and the "native" ggml types (layouts.ts NATIVE:
- * Q8_0, Q4_0 (relaxed build), Q4_K, Q6_K) keep their file bytes, the other ggml types are repacked to a
+ * Q8_0, Q4_0 (relaxed build) by default; Q4_K, Q6_K too with `layouts: "native"`) keep their file bytes, the other ggml types are repacked to a
  * SIMD-friendly SoA layout (layouts.ts REPACK). `placeTensor` tells a loader where to read a tensor so
  * that `prepare` then uses it in place (no second copy). Each mat-vec copies x in, quantizes it once to
  * Q8 (as ggml does; not for f32/f16 weights), runs the rows (split across the worker pool when one is
@@ -57,9 +57,10 @@ export interface WasmBackendOptions {
   maxPages?: number;
   /** bytes of each shard kept free of weights for activation scratch (default min(256 MiB, ¼ of a shard)) */
   scratchReserveBytes?: number;
-  /** "native" (default): ggml types with a native kernel run on their file bytes; "repacked": always
-   * repack to the SoA layouts (the older layouts, kept for comparison and tests) */
-  layouts?: "native" | "repacked";
+  /** "auto" (default): each ggml type on the layout measured fastest for this build (layouts.ts NATIVE
+   * `byDefault`); "native": every type with a native kernel in this build runs on its file bytes, in place
+   * (least memory); "repacked": always the SoA repacks (fewest instructions, more bytes) */
+  layouts?: "auto" | "native" | "repacked";
   /** a dispatch that makes no progress for this long throws instead of hanging (ms, default 30000) */
   watchdogMs?: number;
   /** how long an idle worker spins before sleeping (µs, default 30) */
@@ -141,7 +142,7 @@ export class WasmBackend implements Backend {
   private readonly weightLimit: number;
   private readonly pool: Dispatcher;
   private readonly nibbleOrder: NibbleOrder;
-  private readonly nativeLayouts: boolean;
+  private readonly layouts: "auto" | "native" | "repacked";
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
   minParallelBytes: number;
   private readonly rowsListing: WasmListingRow[] = [];
@@ -160,7 +161,7 @@ export class WasmBackend implements Backend {
     const first = this.newShardMemory();
     this.kernels = first.kernels;
     this.nibbleOrder = this.kernels.variant() === 1 ? "gguf" : "r16";
-    this.nativeLayouts = (opts.layouts ?? "native") === "native";
+    this.layouts = opts.layouts ?? "auto";
     const ctrl = first.arena.alloc(CTRL_BYTES, 64, "worker control block");
     const threads = Math.max(1, Math.floor(opts.threads ?? 1));
     if (threads > 1 && !opts.workerHost) throw new QuantlabError("E_ARG", `wasm backend: threads=${threads} needs a worker host (use createNodeWasmBackend in Node)`);
@@ -244,7 +245,8 @@ export class WasmBackend implements Backend {
   /** Does `prepare` run a ggml type on its file bytes (no repack) in this build? */
   private nativeRow(type: GgmlType): (typeof NATIVE)[GgmlType] | undefined {
     const row = NATIVE[type];
-    return this.nativeLayouts && row && row.variants.includes(this.variant) ? row : undefined;
+    if (!row || this.layouts === "repacked") return undefined;
+    return (this.layouts === "native" ? row.variants : row.byDefault).includes(this.variant) ? row : undefined;
   }
 
   /**

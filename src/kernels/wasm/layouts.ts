@@ -404,15 +404,21 @@ export interface NativeRow {
   kind: number;
   blockSize: number;
   bytesPerBlock: number;
-  /** kernel builds that run this type natively; the others use the REPACK row */
+  /** kernel builds that can run this type natively (`layouts: "native"`) */
   variants: readonly WasmVariant[];
+  /** builds where native is the default (`layouts: "auto"`); elsewhere the REPACK row runs it */
+  byDefault: readonly WasmVariant[];
 }
 
+// Defaults follow measurements on the target machine (docs/kernels.md): the native kernels hold a model
+// once (in place, file bytes = streamed bytes), but decode is compute-bound here and the k-quant native
+// kernels need more instructions than their expanded repacks (8–40% slower, worse at 2 threads), so
+// Q4_K/Q6_K default to the repacks; Q8_0/Q4_0 native run as fast as their repacks and stay native.
 export const NATIVE: Partial<Record<GgmlType, NativeRow>> = {
-  [GgmlType.Q8_0]: { kind: K_Q8_0N, blockSize: 32, bytesPerBlock: 34, variants: ["simd", "relaxed"] },
+  [GgmlType.Q8_0]: { kind: K_Q8_0N, blockSize: 32, bytesPerBlock: 34, variants: ["simd", "relaxed"], byDefault: ["simd", "relaxed"] },
   // SIMD128 has no 8-bit multiply: its Q4_0 kernel is faster on the r16 repack (shared/notes/kernels.md)
-  [GgmlType.Q4_0]: { kind: K_Q4_0N, blockSize: 32, bytesPerBlock: 18, variants: ["relaxed"] },
-  // SIMD128 (no pmaddubsw) runs the k-quants faster on the expanded repacks; the relaxed build does not
-  [GgmlType.Q4_K]: { kind: K_Q4_KN, blockSize: 256, bytesPerBlock: 144, variants: ["relaxed"] },
-  [GgmlType.Q6_K]: { kind: K_Q6_KN, blockSize: 256, bytesPerBlock: 210, variants: ["relaxed"] },
+  [GgmlType.Q4_0]: { kind: K_Q4_0N, blockSize: 32, bytesPerBlock: 18, variants: ["relaxed"], byDefault: ["relaxed"] },
+  // SIMD128 (no pmaddubsw) runs the k-quants much slower on the GGUF blocks: not offered there
+  [GgmlType.Q4_K]: { kind: K_Q4_KN, blockSize: 256, bytesPerBlock: 144, variants: ["relaxed"], byDefault: [] },
+  [GgmlType.Q6_K]: { kind: K_Q6_KN, blockSize: 256, bytesPerBlock: 210, variants: ["relaxed"], byDefault: [] },
 };
