@@ -477,7 +477,7 @@ export class WasmBackend implements Backend {
   quantizeGgml(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Float32Array, dst: Uint8Array): void {
     this.checkOpen();
     const bpb = type === GgmlType.Q8_0 ? 34 : type === GgmlType.Q4_0 ? 18 : 0;
-    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgml: ${ggmlTypeName(type)} is not implemented (Q8_0, Q4_0 are)`);
+    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgml: ${ggmlTypeName(type)} has no WASM quantizer (only Q8_0 and Q4_0 do)`);
     if (src.length % 32 !== 0) throw new QuantlabError("E_ARG", `wasm quantizeGgml: ${src.length} values are not whole 32-blocks`);
     if (dst.length < (src.length / 32) * bpb) throw new QuantlabError("E_ARG", `wasm quantizeGgml: dst has ${dst.length} bytes, need ${(src.length / 32) * bpb}`);
     const chunk = 1 << 18; // values per pass (1 MiB of f32)
@@ -505,7 +505,7 @@ export class WasmBackend implements Backend {
   quantizeGgmlF16(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Uint16Array, dst: Uint8Array): void {
     this.checkOpen();
     const bpb = type === GgmlType.Q8_0 ? 34 : type === GgmlType.Q4_0 ? 18 : 0;
-    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgmlF16: ${ggmlTypeName(type)} is not implemented (Q8_0, Q4_0 are)`);
+    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgmlF16: ${ggmlTypeName(type)} has no WASM quantizer (only Q8_0 and Q4_0 do)`);
     if (src.length % 32 !== 0) throw new QuantlabError("E_ARG", `wasm quantizeGgmlF16: ${src.length} values are not whole 32-blocks`);
     if (dst.length < (src.length / 32) * bpb) throw new QuantlabError("E_ARG", `wasm quantizeGgmlF16: dst has ${dst.length} bytes, need ${(src.length / 32) * bpb}`);
     const chunk = 1 << 18;
