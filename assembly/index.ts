@@ -1,6 +1,6 @@
 // quantlab WebAssembly SIMD kernels (AssemblyScript). Built twice by scripts/build-wasm.mjs: baseline
 // SIMD128 and relaxed SIMD (ASC_FEATURE_RELAXED_SIMD picks the nibble kernels at compile time).
-// Everything works on byte offsets into the one shared memory the host allocates (runtime "stub": no
+// Everything works on byte offsets into the one shared memory the host allocates (AssemblyScript minimal runtime: no
 // GC, no heap here; the host runs a bump allocator above __heap_base). Measurements that chose these
 // instruction sequences: shared/notes/kernels.md.
 import {

@@ -43,7 +43,7 @@ export function quantizeLearned(w: Float32Array, shape: readonly number[], specI
   if (el?.kind !== "learned") return quantizeTensor(w, shape, spec, { name, seed });
   const d = el.dim;
   const k = 2 ** el.bits;
-  // 1. scales: quantize against a placeholder codebook whose largest level is 1 (scale = clip / 1)
+  // 1. scales: quantize against a provisional unit codebook whose largest level is 1 (scale = clip / 1)
   const unit = new Float32Array(2 * d);
   for (let t = 0; t < d; t++) { unit[t] = -1; unit[d + t] = 1; }
   const pre = quantizeTensor(w, shape, spec, { name, seed, codebook: unit });

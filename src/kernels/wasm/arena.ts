@@ -1,6 +1,6 @@
 /**
  * One shared WebAssembly.Memory and a bump allocator over it (the kernels are built with
- * `--runtime stub`: they never allocate). Prepared weights, activation scratch and the worker-pool
+ * AssemblyScript minimal runtime, they never allocate). Prepared weights, activation scratch and the worker-pool
  * control block all live here, so workers see everything by byte offset. Shared memory never moves,
  * but growing it makes a new, longer SharedArrayBuffer: views are re-created when the length changes.
  * One memory holds at most 4 GiB (65536 pages) in wasm32 (shared/notes/kernels.md §6).
