@@ -9,7 +9,9 @@
  * llama.cpp keeps its KV cache in f16, so expect ~1e-4 differences from an f32 implementation; the
  * project's interop tolerance is 1e-3 max abs on probabilities.
  */
+import { readFileSync } from "node:fs";
 import type { Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
+import type { GgmlSimd } from "../../src/ggml/simd-math.js";
 
 let llamaPromise: Promise<Llama> | undefined;
 
@@ -101,4 +103,20 @@ export function maxAbsProbDiff(ours: ArrayLike<number>[], theirs: ArrayLike<numb
     }
   }
   return best;
+}
+
+/**
+ * The vector width of the ggml CPU variant node-llama-cpp loads here: its prebuilt picks the best
+ * variant the CPU supports, and every AVX-512 variant (skylakex … zen4, sapphirerapids) has AVX-512 F and
+ * DQ, which is what ggml's 16-lane code paths test for; otherwise the AVX2 ones.
+ */
+export function ggmlSimdOfThisMachine(): GgmlSimd {
+  let flags = "";
+  try {
+    flags = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
+  } catch {
+    return "avx2";
+  }
+  const has = (f: string) => new RegExp(`\\b${f}\\b`).test(flags);
+  return has("avx512f") && has("avx512dq") ? "avx512" : "avx2";
 }

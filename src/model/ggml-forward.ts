@@ -1,0 +1,321 @@
+/**
+ * A Llama forward pass that computes as llama.cpp's CPU backend does (ggml-cpu, no flash attention), op
+ * by op and rounding by rounding, so its next-token probabilities can be compared with llama.cpp's on
+ * the same GGUF at the 1e-6 level instead of "within quantization noise".
+ *
+ * Why a second forward pass: with quantized weights ggml rounds every matmul input to 8 bits (Q8_0/Q8_K)
+ * and, with an f16 KV cache, attention inputs to f16. A last-bit difference anywhere (summation order, an
+ * exp approximation) flips a few of those roundings and the flips compound over layers: two correct
+ * implementations — or llama.cpp with flash attention on and off — then differ by 1e-2 in probability.
+ * Matching llama.cpp to 1e-3 therefore needs its arithmetic, not just its math:
+ *
+ * - matmuls (ggml_compute_forward_mul_mat): the input row is converted to the weight type's vec_dot_type
+ *   (Q8_0/Q8_1/Q8_K for quantized weights, f16 for F16); quantized dots in ggml's block order
+ *   (src/ggml/dot.ts); F16 and F32 rows in llamafile-sgemm lane order when the row length is a multiple
+ *   of the vector width, else ggml_vec_dot_f16/f32 order (4 accumulators, tree, reduce, scalar tail);
+ * - rms_norm: Σx² in double of f32 squares, scale = 1/sqrtf(mean + eps), then × weight (ggml_mul);
+ * - rope (normal mode, adjacent pairs): θ multiplied by powf(base, −2/n_dims) pair after pair in f32;
+ * - attention: K·q and V·p as the sgemm / vec_dot paths above over the KV cache (f16 or f32), scores
+ *   × 1/√d, soft_max with ggml_v_expf on full vectors, Σ in double, × (float)(1/Σ);
+ * - swiglu: ggml_v_silu on full vectors, the scalar expf form on the tail.
+ *
+ * Decode only (one position per call) and unoptimized: a reference for tests and for reproducing
+ * llama.cpp's numbers, not a fast path. The vector width is that of the ggml CPU variant llama.cpp runs
+ * (AVX-512 or AVX2; src/ggml/simd-math.ts).
+ */
+import { QuantlabError } from "../core/errors.js";
+import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from "../core/f16.js";
+import { fr } from "../ggml/cfloat.js";
+import { quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
+import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
+import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
+import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
+import "../ggml/register.js"; // ggml block decoders for embeddings and norms
+import { TensorNames } from "./config.js";
+import { ROPE_FREQS } from "./llama.js";
+import type { Model, Weight } from "./weights.js";
+
+export interface GgmlForwardOptions {
+  /** vector width of the ggml CPU variant to reproduce (default "avx512") */
+  simd?: GgmlSimd;
+  /** llama.cpp's KV cache type (`-ctk/-ctv`; llama.cpp's default "f16") */
+  kvType?: "f16" | "f32";
+  /** positions the cache holds (default: the model's seqLen) */
+  contextLength?: number;
+}
+
+/** one weight matrix as ggml multiplies it */
+interface Mat {
+  name: string;
+  rows: number;
+  cols: number;
+  /** "q": ggml blocks (vecDot); "f16"/"bf16": 16-bit rows, input rounded the same; "f32": f32 rows */
+  mode: "q" | "f16" | "bf16" | "f32";
+  type: GgmlType;
+  data: Uint8Array; // q: (rows, rowBytes)
+  rowBytes: number;
+  w: Float32Array; // f16/bf16/f32: values as f32 (rows, cols)
+}
+
+const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
+const roundBf16 = (x: number): number => bf16BitsToF32(f32ToBf16Bits(x));
+
+export class GgmlForward {
+  readonly simd: GgmlSimd;
+  readonly kvType: "f16" | "f32";
+  readonly capacity: number;
+  private readonly L: number; // lanes
+  private readonly model: Model;
+  private readonly embedding: RowReader;
+  private readonly layers: { attnNorm: Float32Array; wq: Mat; wk: Mat; wv: Mat; wo: Mat; ffnNorm: Float32Array; gate: Mat; up: Mat; down: Mat }[];
+  private readonly outputNorm: Float32Array;
+  private readonly output: Mat;
+  private readonly freqFactors: Float32Array | undefined;
+  private readonly K: Float32Array; // (layers, capacity, kvDim), values already rounded to kvType
+  private readonly V: Float32Array;
+  private readonly logits: Float32Array;
+
+  constructor(model: Model, opts: GgmlForwardOptions = {}) {
+    const c = model.config;
+    this.model = model;
+    this.simd = opts.simd ?? "avx512";
+    this.kvType = opts.kvType ?? "f16";
+    this.L = simdLanes(this.simd);
+    this.capacity = opts.contextLength ?? c.seqLen;
+    if (c.ropeScaling && !model.weights.has(ROPE_FREQS)) {
+      throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ggml arithmetic: RoPE scaling without a ${ROPE_FREQS} tensor is not emulated`);
+    }
+    const W = model.weights;
+    const get = (n: string): Weight => {
+      const w = W.get(n);
+      if (!w) throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${n}`);
+      return w;
+    };
+    const vec = (n: string) => dequantizeWeight(get(n), n).data;
+    const mat = (n: string) => prepareMat(get(n), n);
+    this.embedding = rowReader(get(TensorNames.tokenEmbd), TensorNames.tokenEmbd);
+    this.layers = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      this.layers.push({
+        attnNorm: vec(TensorNames.attnNorm(l)),
+        wq: mat(TensorNames.attnQ(l)),
+        wk: mat(TensorNames.attnK(l)),
+        wv: mat(TensorNames.attnV(l)),
+        wo: mat(TensorNames.attnOutput(l)),
+        ffnNorm: vec(TensorNames.ffnNorm(l)),
+        gate: mat(TensorNames.ffnGate(l)),
+        up: mat(TensorNames.ffnUp(l)),
+        down: mat(TensorNames.ffnDown(l)),
+      });
+    }
+    this.outputNorm = vec(TensorNames.outputNorm);
+    this.output = mat(W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd);
+    this.freqFactors = W.has(ROPE_FREQS) ? vec(ROPE_FREQS) : undefined;
+    const kvDim = c.nKvHeads * c.headDim;
+    this.K = new Float32Array(c.nLayers * this.capacity * kvDim);
+    this.V = new Float32Array(c.nLayers * this.capacity * kvDim);
+    this.logits = new Float32Array(c.vocabSize);
+  }
+
+  /** Logits for `token` at `pos` (positions 0..pos−1 fed before). A view, overwritten by the next call. */
+  forward(token: number, pos: number): Float32Array {
+    const c = this.model.config;
+    const { dim, hiddenDim: hidden, headDim: hd, nHeads, nKvHeads, vocabSize } = c;
+    if (!Number.isInteger(token) || token < 0 || token >= vocabSize) throw new QuantlabError("E_ARG", `token id ${token} is outside the vocabulary (0..${vocabSize - 1})`);
+    if (!Number.isInteger(pos) || pos < 0 || pos >= this.capacity) throw new QuantlabError("E_ARG", `position ${pos} is beyond the context length ${this.capacity}`);
+    const qDim = nHeads * hd, kvDim = nKvHeads * hd;
+    const x = new Float32Array(dim);
+    this.embedding(token, x, 0);
+    const xb = new Float32Array(dim);
+    const q = new Float32Array(qDim), k = new Float32Array(kvDim), v = new Float32Array(kvDim);
+    const att = new Float32Array(qDim), tmp = new Float32Array(dim);
+    const g = new Float32Array(hidden), u = new Float32Array(hidden);
+    const kvRound = this.kvType === "f16" ? roundF16 : fr;
+    const eps = fr(c.normEps);
+    // llama.cpp: kq_scale = 1.0f/sqrtf(float(n_embd_head))
+    const kqScale = fr(1 / fr(Math.sqrt(hd)));
+    for (let l = 0; l < c.nLayers; l++) {
+      const Ly = this.layers[l]!;
+      rmsNorm(xb, x, Ly.attnNorm, eps);
+      this.matvec(Ly.wq, xb, q);
+      this.matvec(Ly.wk, xb, k);
+      this.matvec(Ly.wv, xb, v);
+      this.rope(q, pos);
+      this.rope(k, pos);
+      const base = l * this.capacity * kvDim;
+      for (let j = 0; j < kvDim; j++) {
+        this.K[base + pos * kvDim + j] = kvRound(k[j]!);
+        this.V[base + pos * kvDim + j] = kvRound(v[j]!);
+      }
+      const n = pos + 1;
+      const group = nHeads / nKvHeads;
+      for (let h = 0; h < nHeads; h++) this.attendHead(q, h * hd, base + Math.floor(h / group) * hd, kvDim, n, kqScale, att, h * hd);
+      this.matvec(Ly.wo, att, tmp);
+      for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
+      rmsNorm(xb, x, Ly.ffnNorm, eps);
+      this.matvec(Ly.gate, xb, g);
+      this.matvec(Ly.up, xb, u);
+      this.swiglu(g, u);
+      this.matvec(Ly.down, g, tmp);
+      for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
+    }
+    rmsNorm(xb, x, this.outputNorm, eps);
+    this.matvec(this.output, xb, this.logits);
+    return this.logits;
+  }
+
+  /** One head: softmax(q·K / √d) · V over positions 0..n−1, into out[outOff..+hd). */
+  private attendHead(q: Float32Array, qOff: number, kvOff: number, kvDim: number, n: number, scale: number, out: Float32Array, outOff: number): void {
+    const hd = this.model.config.headDim;
+    const L = this.L;
+    const f16 = this.kvType === "f16";
+    // K·q: mul_mat(k, q); q goes to the cache type (vec_dot_type of F16 is F16)
+    const qh = new Float32Array(hd);
+    for (let i = 0; i < hd; i++) qh[i] = f16 ? roundF16(q[qOff + i]!) : q[qOff + i]!;
+    const s = new Float32Array(n);
+    const krow = new Float32Array(hd);
+    for (let t = 0; t < n; t++) {
+      const o = kvOff + t * kvDim;
+      for (let i = 0; i < hd; i++) krow[i] = this.K[o + i]!;
+      s[t] = fr(this.dot(krow, 0, qh, hd, f16 ? "f16" : "f32") * scale);
+    }
+    // soft_max: max, v_expf on whole vectors (the cache's padded length is a multiple of the width, so
+    // every real score is in a full vector), Σ in double, × (float)(1/Σ)
+    let max = -Infinity;
+    for (let t = 0; t < n; t++) if (s[t]! > max) max = s[t]!;
+    let sum = 0;
+    const chunk = new Float32Array(L);
+    for (let c0 = 0; c0 < n; c0 += L) {
+      chunk.fill(0);
+      for (let t = c0; t < Math.min(n, c0 + L); t++) chunk[t - c0] = s[t] = ggmlVExpf(fr(s[t]! - max), this.simd);
+      sum += reduceLanes(chunk, L, "movehl");
+    }
+    const inv = fr(1 / sum);
+    for (let t = 0; t < n; t++) s[t] = fr(s[t]! * inv);
+    // V·p: mul_mat(v^T, kq) in sgemm lane order over the (padded) positions; p goes to the cache type
+    const lanes = new Float64Array(L);
+    for (let i = 0; i < hd; i++) {
+      lanes.fill(0);
+      for (let t = 0; t < n; t++) {
+        const vv = this.V[kvOff + t * kvDim + i]!;
+        const p = f16 ? roundF16(s[t]!) : s[t]!;
+        lanes[t % L] = f16 ? fr(lanes[t % L]! + p * vv) : fma32(p, vv, lanes[t % L]!);
+      }
+      out[outOff + i] = reduceLanes(lanes, L, "movehl");
+    }
+  }
+
+  /**
+   * Σ a·b over n f32 values (16-bit values when kind is f16: products exact in f32), as ggml multiplies
+   * a row by a column: llamafile sgemm (one accumulator per lane, k ≡ lane mod width, then a reduce)
+   * when n is a multiple of the width; else ggml_vec_dot_f32/f16 (4 accumulators per 4·width step, a
+   * tree and a reduce, then the tail: f32 fma for f32, double for f16).
+   */
+  private dot(a: Float32Array, aOff: number, b: Float32Array, n: number, kind: "f32" | "f16"): number {
+    const L = this.L;
+    if (n % L === 0) {
+      const lanes = new Float64Array(L);
+      for (let i = 0; i < n; i++) lanes[i % L] = kind === "f16" ? fr(lanes[i % L]! + a[aOff + i]! * b[i]!) : fma32(a[aOff + i]!, b[i]!, lanes[i % L]!);
+      return reduceLanes(lanes, L, "movehl");
+    }
+    const step = 4 * L;
+    const np = n - (n % step);
+    let sum = 0;
+    if (np > 0) {
+      const acc = [new Float64Array(L), new Float64Array(L), new Float64Array(L), new Float64Array(L)];
+      for (let i = 0; i < np; i += step) {
+        for (let j = 0; j < 4; j++) {
+          const r = acc[j]!;
+          for (let l = 0; l < L; l++) {
+            const e = i + j * L + l;
+            r[l] = kind === "f16" ? fr(r[l]! + a[aOff + e]! * b[e]!) : fma32(a[aOff + e]!, b[e]!, r[l]!);
+          }
+        }
+      }
+      for (let l = 0; l < L; l++) {
+        acc[0]![l] = fr(acc[0]![l]! + acc[2]![l]!);
+        acc[1]![l] = fr(acc[1]![l]! + acc[3]![l]!);
+      }
+      for (let l = 0; l < L; l++) acc[0]![l] = fr(acc[0]![l]! + acc[1]![l]!);
+      sum = reduceLanes(acc[0]!, L, "hadd");
+    }
+    if (kind === "f16") {
+      for (let i = np; i < n; i++) sum += a[aOff + i]! * b[i]!; // ggml_float (double) tail
+      return fr(sum);
+    }
+    for (let i = np; i < n; i++) sum = fma32(a[aOff + i]!, b[i]!, sum); // float tail, contracted
+    return sum;
+  }
+
+  private matvec(m: Mat, x: Float32Array, out: Float32Array): void {
+    if (m.mode === "q") {
+      // x86 builds quantize Q8_0/Q8_1 inputs with the AVX form; Q8_K with the reference form
+      const at = vecDotType(m.type);
+      const a = at === GgmlType.Q8_0 || at === GgmlType.Q8_1
+        ? quantizeRowQ8X86(x, m.cols, new Uint8Array((m.cols / 32) * (at === GgmlType.Q8_1 ? 36 : 34)), at === GgmlType.Q8_1)
+        : quantizeActivationsRow(m.type, x, m.cols);
+      for (let r = 0; r < m.rows; r++) out[r] = vecDot(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols);
+      return;
+    }
+    if (m.mode === "bf16") {
+      // ggml_vec_dot_bf16's order is not emulated (no llama-quantize preset writes BF16 matrices)
+      const xr = x.map(roundBf16);
+      for (let r = 0; r < m.rows; r++) {
+        let s = 0;
+        for (let i = 0; i < m.cols; i++) s += m.w[r * m.cols + i]! * xr[i]!;
+        out[r] = fr(s);
+      }
+      return;
+    }
+    const xr = m.mode === "f16" ? x.map(roundF16) : x;
+    for (let r = 0; r < m.rows; r++) out[r] = this.dot(m.w, r * m.cols, xr, m.cols, m.mode);
+  }
+
+  /** ggml rope (normal mode): pairs (2i, 2i+1) of each head, θ_i = pos · powf(base, −2/d)^i in f32. */
+  private rope(x: Float32Array, pos: number): void {
+    const { headDim: hd, ropeTheta } = this.model.config;
+    const thetaScale = fr(Math.pow(ropeTheta, fr(-2 / hd)));
+    for (let h = 0; h < x.length; h += hd) {
+      let theta = fr(pos);
+      for (let i = 0; i < hd / 2; i++) {
+        const t = this.freqFactors ? fr(theta / this.freqFactors[i]!) : theta;
+        const cs = fr(Math.cos(t)), sn = fr(Math.sin(t));
+        const x0 = x[h + 2 * i]!, x1 = x[h + 2 * i + 1]!;
+        x[h + 2 * i] = fr(fr(x0 * cs) - fr(x1 * sn));
+        x[h + 2 * i + 1] = fr(fr(x0 * sn) + fr(x1 * cs));
+        theta = fr(theta * thetaScale);
+      }
+    }
+  }
+
+  /** g ← silu(g) ⊙ u (ggml_vec_swiglu_f32) */
+  private swiglu(g: Float32Array, u: Float32Array): void {
+    const n = g.length;
+    const full = n - (n % this.L);
+    for (let i = 0; i < n; i++) g[i] = fr((i < full ? ggmlVSilu(g[i]!, this.simd) : ggmlSiluScalar(g[i]!)) * u[i]!);
+  }
+}
+
+/** ggml_compute_forward_rms_norm_f32 then ggml_mul by the weight. */
+function rmsNorm(out: Float32Array, x: Float32Array, w: Float32Array, eps: number): void {
+  const n = x.length;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += fr(x[i]! * x[i]!);
+  const mean = fr(sum / n);
+  const scale = fr(1 / fr(Math.sqrt(fr(mean + eps))));
+  for (let i = 0; i < n; i++) out[i] = fr(fr(x[i]! * scale) * w[i]!);
+}
+
+function prepareMat(w: Weight, name: string): Mat {
+  const empty = new Uint8Array(0);
+  if (w.kind === "ggml" && w.type !== GgmlType.F32 && w.type !== GgmlType.F16 && w.type !== GgmlType.BF16) {
+    const cols = w.shape[w.shape.length - 1]!;
+    const rows = w.shape.reduce((a, b) => a * b, 1) / cols;
+    return { name, rows, cols, mode: "q", type: w.type, data: w.data, rowBytes: ggmlRowBytes(w.type, cols)!, w: new Float32Array(0) };
+  }
+  const d = dequantizeWeight(w, name);
+  const is16 = (t: "f16" | "bf16") =>
+    (w.kind === "dense" && w.tensor.dtype === t) || (w.kind === "ggml" && w.type === (t === "f16" ? GgmlType.F16 : GgmlType.BF16));
+  const mode = is16("f16") ? "f16" : is16("bf16") ? "bf16" : "f32";
+  return { name, rows: d.rows, cols: d.cols, mode, type: GgmlType.F32, data: empty, rowBytes: 0, w: d.data };
+}
