@@ -31,6 +31,12 @@ export const K_Q4_0N = 10;
 export const K_Q4_KN = 11;
 /** block_q6_K (210 B per 256): ql[128], qh[64], int8 scales[16], d f16 */
 export const K_Q6_KN = 12;
+/** block_q4_0 bytes of 4 rows interleaved block by block (row group g at g·4·nb·18; block b of row 4g+k
+ * at b·72 + k·18): the same bytes as K_Q4_0N, permuted in place at load so a decode streams one
+ * sequential run per 4 rows. run_rows takes row-group indices for this kind. */
+export const K_Q4_0X4 = 13;
+/** block_q8_0 bytes of 4 rows interleaved (block b of row 4g+k at b·136 + k·34), as K_Q4_0X4 */
+export const K_Q8_0X4 = 14;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

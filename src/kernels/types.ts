@@ -4,6 +4,7 @@
  * A backend first `prepare`s a Weight (it may repack it, or copy it into WebAssembly memory), then runs
  * mat-vec / mat-mat on the prepared form. Calls are synchronous (workers block the caller with Atomics).
  */
+import type { RowReader } from "./dequantize.js";
 import type { Weight } from "../model/weights.js";
 
 export interface PreparedWeight {
@@ -37,6 +38,12 @@ export interface Backend {
    * `matvec` per job (see `matvecMany` below).
    */
   matvecMany?(jobs: readonly MatvecJob[]): void;
+  /**
+   * Row access through a prepared weight, for backends that lay a weight's bytes out anew in place
+   * (the WASM backend interleaves Q4_0/Q8_0 rows): a tied embedding table must then be read through
+   * the backend, not from the file's layout. Undefined when the weight's own bytes are still valid.
+   */
+  rowReader?(w: PreparedWeight): RowReader | undefined;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }

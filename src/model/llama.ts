@@ -62,7 +62,7 @@ export class Llama {
   private readonly qDim: number;
   private readonly kvDim: number;
   /** rows of the token embedding (vocab, dim), decoded on demand: the table is never expanded whole */
-  private readonly embedding: RowReader;
+  private embedding: RowReader;
   private readonly layers: Layer[];
   private readonly outputNorm: Float32Array; // (dim)
   private readonly output: PreparedWeight; // (vocab, dim)
@@ -120,6 +120,8 @@ export class Llama {
     // GGUF files from llama.cpp's converter carry output.weight even for tied models: use it if present
     const outName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
     this.output = be.prepare(W.get(outName)!, outName);
+    // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
+    if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
     this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));
     this.kv = (opts.kvCache ?? f32KvCache)(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
     const B = this.maxBatch;

@@ -40,7 +40,8 @@ function quantCases(): TestWeight[] {
     // 1, 2, 3, 5 blocks of 32 (odd and even counts for the 2-block unroll); k-quants 1–3 super-blocks
     const colsList = bs === 32 ? [32, 64, 96, 160] : [256, 512, 768];
     for (const cols of colsList) {
-      for (const rows of [1, 7]) out.push(ggmlWeight(type, rows, cols, randomF32(rows * cols, seed++, 3)));
+      // 8 rows: Q4_0/Q8_0 run interleaved 4 rows at a time (K_Q4_0X4/K_Q8_0X4) when rows % 4 = 0
+      for (const rows of [1, 7, 8]) out.push(ggmlWeight(type, rows, cols, randomF32(rows * cols, seed++, 3)));
     }
   }
   return out;
@@ -53,6 +54,7 @@ function realCases(): TestWeight[] {
   for (const type of QUANT_TYPES) {
     const cols = REPACK[type]!.blockSize === 32 ? 64 : 256;
     out.push(ggmlWeight(type, 19, cols, w.subarray(40000, 40000 + 19 * cols)));
+    out.push(ggmlWeight(type, 20, cols, w.subarray(50000, 50000 + 20 * cols)));
   }
   return out;
 }

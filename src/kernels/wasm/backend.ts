@@ -20,16 +20,16 @@ import { bf16ArrayToF32, f16Table32 } from "../../core/f16.js";
 import { GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import type { Weight } from "../../model/weights.js";
 import { weightShape } from "../../model/weights.js";
-import { dequantizeWeight } from "../dequantize.js";
+import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN,
+  K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import { MAX_PAGES, WasmArena } from "./arena.js";
 import { NATIVE, REPACK, type NibbleOrder } from "./layouts.js";
 import { instantiateKernels, pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
-import { CTRL_BYTES, Dispatcher, type WorkerHost } from "./pool.js";
+import { CTRL_BYTES, Dispatcher, runJobPart, type WorkerHost } from "./pool.js";
 
 export const KERNEL_NAMES: Record<number, string> = {
   [K_F32]: "f32",
@@ -44,6 +44,8 @@ export const KERNEL_NAMES: Record<number, string> = {
   [K_Q4_0N]: "q4_0 (ggml blocks)",
   [K_Q4_KN]: "q4_K (ggml blocks)",
   [K_Q6_KN]: "q6_K (ggml blocks)",
+  [K_Q4_0X4]: "q4_0 (ggml blocks, 4 rows interleaved)",
+  [K_Q8_0X4]: "q8_0 (ggml blocks, 4 rows interleaved)",
 };
 
 export interface WasmBackendOptions {
@@ -125,6 +127,7 @@ interface Shard {
 }
 
 const needsQ8 = (kind: number): boolean => kind !== K_F32 && kind !== K_F16;
+const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4;
 const PAGE = 65536;
 
 export class WasmBackend implements Backend {
@@ -143,6 +146,9 @@ export class WasmBackend implements Backend {
   private readonly pool: Dispatcher;
   private readonly nibbleOrder: NibbleOrder;
   private readonly layouts: "auto" | "native" | "repacked";
+  /** regions ("shard:offset") whose rows were interleaved in place (K_Q4_0X4/K_Q8_0X4) */
+  private readonly interleaved = new Set<string>();
+  private readonly interleaveScratch = new Map<number, { off: number; bytes: number }>();
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
   minParallelBytes: number;
   private readonly rowsListing: WasmListingRow[] = [];
@@ -313,11 +319,30 @@ export class WasmBackend implements Backend {
       throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} [${shape.join(", ")}] needs ${nBlocks * bytesPerBlock} bytes, got ${bytes.length}`);
     }
     if (nat) {
-      const at = this.locate(bytes);
-      if (at) return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, at.off, this.lut(at.shard), 0, this, at.shard.index), undefined, true);
-      const { shard, off } = this.allocWeight(bytes.length, name);
-      shard.arena.u8.set(bytes, off);
-      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, off, this.lut(shard), 0, this, shard.index));
+      const x4 = this.layouts === "auto" && nat.interleave4 !== undefined && shape.length === 2 && rows % 4 === 0 ? nat.interleave4 : undefined;
+      let at = this.locate(bytes);
+      const inPlace = at !== undefined;
+      if (!at) {
+        at = this.allocWeight(bytes.length, name);
+        at.shard.arena.u8.set(bytes, at.off);
+      }
+      if (x4 !== undefined) {
+        // the permutation happens once per region: preparing the same placed tensor again reuses it
+        const key = `${at.shard.index}:${at.off}`;
+        if (!this.interleaved.has(key)) {
+          const nb = cols / blockSize;
+          const tmpBytes = 4 * nb * bytesPerBlock;
+          let tmp = this.interleaveScratch.get(at.shard.index);
+          if (!tmp || tmp.bytes < tmpBytes) {
+            tmp = { off: at.shard.arena.alloc(tmpBytes, 64, "interleave scratch"), bytes: tmpBytes };
+            this.interleaveScratch.set(at.shard.index, tmp);
+          }
+          at.shard.kernels.interleave_rows4(at.off, rows / 4, nb, bytesPerBlock, tmp.off);
+          this.interleaved.add(key);
+        }
+        return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, x4, at.off, this.lut(at.shard), 0, this, at.shard.index), undefined, inPlace);
+      }
+      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, at.off, this.lut(at.shard), 0, this, at.shard.index), undefined, inPlace);
     }
     const r = rp!;
     const codeBytes = (n / 32) * r.codeBytesPer32;
@@ -367,6 +392,25 @@ export class WasmBackend implements Backend {
     return p;
   }
 
+  /** Rows of a weight whose blocks were interleaved in place (see prepare), decoded from wasm memory. */
+  rowReader(w: PreparedWeight): RowReader | undefined {
+    const p = w as WasmPrepared;
+    if (!(p instanceof WasmPrepared) || p.owner !== this || !isX4(p.kind)) return undefined;
+    const type = p.kind === K_Q4_0X4 ? GgmlType.Q4_0 : GgmlType.Q8_0;
+    const bs = p.kind === K_Q4_0X4 ? 18 : 34;
+    const nb = p.cols / 32;
+    const row = new Uint8Array(nb * bs);
+    const shape = [1, p.cols];
+    return (r, dst, off) => {
+      if (!Number.isInteger(r) || r < 0 || r >= p.rows) throw new QuantlabError("E_ARG", `row ${r} is outside 0..${p.rows - 1}`);
+      const u8 = this.shards[p.shard]!.arena.u8;
+      // group r>>2 holds rows 4g..4g+3; block b of row 4g+k sits at b·4·bs + k·bs
+      const base = p.w0 + (r >> 2) * 4 * nb * bs + (r & 3) * bs;
+      for (let b = 0; b < nb; b++) row.set(u8.subarray(base + b * 4 * bs, base + b * 4 * bs + bs), b * bs);
+      dst.set(dequantizeWeight({ kind: "ggml", type, shape, data: row }).data, off);
+    };
+  }
+
   matvec(w: PreparedWeight, x: Float32Array, out: Float32Array): void {
     this.run([{ w, x, out }], 1);
   }
@@ -406,7 +450,7 @@ export class WasmBackend implements Backend {
 
   private run(jobs: readonly MatvecJob[], n: number): void {
     this.checkOpen();
-    const poolJobs: { desc: number; rows: number; shard: number }[] = [];
+    const poolJobs: { desc: number; rows: number; shard: number; kind: number }[] = [];
     const used: Slot[] = [];
     let streamed = 0;
     for (let i = 0; i < jobs.length; i++) {
@@ -447,10 +491,11 @@ export class WasmBackend implements Backend {
       d[o + D_OUT] = s.out;
       d[o + D_N] = n;
       used.push(s);
-      poolJobs.push({ desc: s.desc, rows, shard: p.shard });
+      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14 take) group indices
+      poolJobs.push({ desc: s.desc, rows: isX4(kind) ? rows / 4 : rows, shard: p.shard, kind });
       streamed += p.bytes;
     }
-    if (streamed < this.minParallelBytes) for (const j of poolJobs) this.shards[j.shard]!.kernels.run_rows(j.desc, 0, j.rows);
+    if (streamed < this.minParallelBytes) for (const j of poolJobs) runJobPart(this.shards[j.shard]!.kernels, j.kind, j.desc, 0, j.rows);
     else this.pool.run(poolJobs);
     for (let i = 0; i < jobs.length; i++) {
       const { out, w } = jobs[i]!;

@@ -63,7 +63,10 @@ export function wasmModule(v: WasmVariant): WebAssembly.Module {
 export interface KernelExports {
   heap_base(): number;
   variant(): number;
-  run_rows(desc: number, r0: number, r1: number): void;
+  /** `run_k<kind>(desc, r0, r1)`: rows [r0, r1) of a job of that kernel kind (abi.ts K_*); for the
+   * interleaved kinds (K_Q4_0X4, K_Q8_0X4) r0, r1 count groups of 4 rows */
+  [entry: `run_k${number}`]: (desc: number, r0: number, r1: number) => void;
+  interleave_rows4(p: number, groups: number, nb: number, bs: number, tmp: number): void;
   quantize_act(x: number, n: number, x16: number, x8: number, xd: number, xs: number): void;
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;

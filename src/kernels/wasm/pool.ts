@@ -32,7 +32,7 @@ export const C_SPIN_US = 8;
 /** memories (shards) the caller has announced; a worker with fewer fetches the rest before claiming */
 export const C_NSHARDS = 9;
 export const JOB_BASE = 16;
-export const JOB_WORDS = 5; // desc offset, rows, chunk rows, first chunk, shard
+export const JOB_WORDS = 5; // desc offset, rows, chunk rows, first chunk, shard | kind << 16
 export const MAX_JOBS = 64;
 export const CTRL_WORDS = JOB_BASE + JOB_WORDS * MAX_JOBS;
 export const CTRL_BYTES = CTRL_WORDS * 4;
@@ -66,6 +66,15 @@ export interface PoolJob {
   rows: number;
   /** which shard's memory (and kernel instance) the job lives in (default 0) */
   shard?: number;
+  /** the job's kernel kind (abi.ts K_*): it picks the module's entry point `run_k<kind>` */
+  kind: number;
+}
+
+/** Runs part [r0, r1) of a job through its kind's entry point. */
+export function runJobPart(k: KernelExports, kind: number, desc: number, r0: number, r1: number): void {
+  const f = k[`run_k${kind}`];
+  if (!f) throw new Error(`wasm kernels: no entry point for kind ${kind}`);
+  f(desc, r0, r1);
 }
 
 /** Claims and runs chunks of dispatch `gen` until none is left. Shared by caller and workers;
@@ -88,7 +97,8 @@ function runChunks(ctrl: Int32Array, gen: number, ks: readonly KernelExports[]):
     const chunkRows = ctrl[o + 2]!;
     const r0 = (idx - ctrl[o + 3]!) * chunkRows;
     try {
-      ks[ctrl[o + 4]!]!.run_rows(ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
+      const sw = ctrl[o + 4]!;
+      runJobPart(ks[sw & 0xffff]!, sw >>> 16, ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
     } catch {
       Atomics.store(ctrl, C_ERROR, 1);
     }
@@ -211,7 +221,7 @@ export class Dispatcher {
   /** Runs every job's rows, split across the threads; returns when all are done. */
   run(jobs: readonly PoolJob[]): void {
     if (this.threads === 1 || this.broken !== undefined || jobs.length > MAX_JOBS) {
-      for (const j of jobs) this.ks[j.shard ?? 0]!.run_rows(j.desc, 0, j.rows);
+      for (const j of jobs) runJobPart(this.ks[j.shard ?? 0]!, j.kind, j.desc, 0, j.rows);
       return;
     }
     const ctrl = this.ctrl;
@@ -227,7 +237,7 @@ export class Dispatcher {
         ctrl[o + 1] = rows;
         ctrl[o + 2] = chunkRows;
         ctrl[o + 3] = total;
-        ctrl[o + 4] = jobs[i]!.shard ?? 0;
+        ctrl[o + 4] = (jobs[i]!.shard ?? 0) | (jobs[i]!.kind << 16);
         total += Math.ceil(rows / chunkRows);
       }
       if (total <= MAX_CHUNKS) break;
