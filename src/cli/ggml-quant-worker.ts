@@ -4,6 +4,9 @@
  */
 import { parentPort } from "node:worker_threads";
 import { quantizeRowsSync, type RowsJob } from "../algos/ggml-quant.js";
+import { useWasmQuantizers } from "./wasm-quantizers.js";
+
+useWasmQuantizers();
 
 export interface WorkerRequest {
   id: number;

@@ -252,12 +252,49 @@ export function dequantize(type: GgmlType, src: Uint8Array, n: number): Float32A
  * bytes equal llama.cpp's `ggml_quantize_chunk` with no importance matrix; with one, src is rows of
  * imatrix.length columns and the `_impl` quantizers weigh each column.
  */
+/**
+ * A faster implementation of a type's reference quantizer (no importance matrix, no refinement) that
+ * produces the same bytes, e.g. the WASM SIMD Q8_0/Q4_0 quantizers the CLI installs
+ * (kernels/wasm/quantize-accel.ts). `quantizeRow` uses it when the options allow.
+ */
+export type BlockQuantizer = (src: Float32Array, dst: Uint8Array, n: number) => void;
+/** The same from f16 bits (an F16 tensor), without an f32 copy of it. */
+export type BlockQuantizerF16 = (src: Uint16Array, dst: Uint8Array, n: number) => void;
+const ACCEL = new Map<GgmlType, BlockQuantizer>();
+const ACCEL_F16 = new Map<GgmlType, BlockQuantizerF16>();
+
+/** Installs (or, with undefined, removes) the fast reference quantizer of `type` (and its f16-input form). */
+export function registerBlockQuantizer(type: GgmlType, fn: BlockQuantizer | undefined, f16?: BlockQuantizerF16): void {
+  if (fn) ACCEL.set(type, fn);
+  else ACCEL.delete(type);
+  if (fn && f16) ACCEL_F16.set(type, f16);
+  else ACCEL_F16.delete(type);
+}
+
+/**
+ * f16 values (bits) → `type` blocks by the installed fast reference quantizer, when there is one for
+ * f16 input; returns undefined otherwise (then dequantize to f32 and call `quantize`).
+ */
+export function quantizeF16Fast(type: GgmlType, src: Uint16Array): Uint8Array | undefined {
+  const fn = ACCEL_F16.get(type);
+  if (!fn) return undefined;
+  const { bytesPerBlock, nb } = checkCount(type, src.length, "quantizeF16Fast");
+  const out = new Uint8Array(nb * bytesPerBlock);
+  fn(src, out, src.length);
+  return out;
+}
+
 export function quantizeRow(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number, opts: QuantizeOptions = {}): void {
   const c = codecOf(type, "quantizeRow");
   const { blockSize, bytesPerBlock, nb } = checkCount(type, n, "quantizeRow");
   if (src.length < n) throw new QuantlabError("E_ARG", `quantizeRow: src holds ${src.length} floats, need ${n}`);
   if (dst.length < nb * bytesPerBlock) {
     throw new QuantlabError("E_ARG", `quantizeRow: ${ggmlTypeName(type)} needs ${nb * bytesPerBlock} bytes for ${n} elements, dst has ${dst.length}`);
+  }
+  const accel = ACCEL.get(type);
+  if (accel && !(c.usesImatrix && opts.imatrix) && !opts.refine) {
+    accel(src.subarray(0, n), dst.subarray(0, nb * bytesPerBlock), n);
+    return;
   }
   if (c.quantizeAll) {
     c.quantizeAll(src, dst, n);

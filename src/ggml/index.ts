@@ -6,7 +6,7 @@ import "./register.js";
 
 export * from "./types.js";
 export {
-  dequantize, dequantizeRow, quantize, quantizeRow, hasGgmlCodec, ggmlUsesImatrix, llamaCppDecodes,
+  dequantize, dequantizeRow, quantize, quantizeRow, quantizeF16Fast, registerBlockQuantizer, hasGgmlCodec, ggmlUsesImatrix, llamaCppDecodes,
   GGML_CODEC_TYPES, type GgmlCodecType, type QuantizeOptions,
 } from "./codecs.js";
 export { vecDot, vecDotType, quantizeActivationsRow, activationRowBytes } from "./dot.js";

@@ -8,7 +8,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
-import { GGML_CODEC_TYPES, ggmlRowFit, quantize } from "../ggml/index.js";
+import { GGML_CODEC_TYPES, ggmlRowFit, quantize, quantizeF16Fast } from "../ggml/index.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Weight } from "../model/weights.js";
 import { weightShape } from "../model/weights.js";
@@ -81,6 +81,11 @@ export function encodeWeight(w: Weight, name: string, type: GgmlType): Uint8Arra
   const raw = rawBytes(w, name);
   if (raw.type === type) return raw.data;
   const shape = weightShape(w);
+  if (raw.type === GgmlType.F16 && raw.data.byteOffset % 2 === 0 && ggmlRowBytes(type, shape[shape.length - 1] ?? 1) !== undefined) {
+    // F16 in, a type with a fast f16-input quantizer (WASM Q8_0/Q4_0): no f32 copy of the tensor
+    const fast = quantizeF16Fast(type, new Uint16Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength / 2));
+    if (fast) return fast;
+  }
   let decoded;
   try {
     decoded = dequantizeWeight(w, name);
