@@ -349,6 +349,14 @@ export function f16_to_f32(h: u32): f32 {
   return hsum_f32(f32x4.add(a0, a1));
 }
 
+/** out[0], out[os], out[2·os], out[3·os] = the lane sums of a0 … a3 */
+@inline function store4(out: usize, os: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  store<f32>(out, hsum_f32(a0));
+  store<f32>(out + os, hsum_f32(a1));
+  store<f32>(out + 2 * os, hsum_f32(a2));
+  store<f32>(out + 3 * os, hsum_f32(a3));
+}
+
 /** K_Q4_0X4: 4 rows whose blocks sit rs bytes apart, st bytes per block step (interleaved: rs 18,
  * st 72), one activation row; each block's activation codes, code sum and scale are loaded once for the
  * 4 rows. (Four separate row streams, rs = a row, measured 2.4× slower from RAM than the interleaved
@@ -373,10 +381,7 @@ export function f16_to_f32(h: u32): f32 {
     xd += 4;
     xs += 8;
   }
-  store<f32>(out, hsum_f32(a0));
-  store<f32>(out + os, hsum_f32(a1));
-  store<f32>(out + 2 * os, hsum_f32(a2));
-  store<f32>(out + 3 * os, hsum_f32(a3));
+  store4(out, os, a0, a1, a2, a3);
 }
 
 /** K_Q8_0X4: 4 interleaved rows (block b of row k at b·136 + k·34), as dot4_q4_0x. */
@@ -392,10 +397,7 @@ export function f16_to_f32(h: u32): f32 {
     x16 += 64;
     xd += 4;
   }
-  store<f32>(out, hsum_f32(a0));
-  store<f32>(out + os, hsum_f32(a1));
-  store<f32>(out + 2 * os, hsum_f32(a2));
-  store<f32>(out + 3 * os, hsum_f32(a3));
+  store4(out, os, a0, a1, a2, a3);
 }
 
 /** Permutes `groups` groups of 4 rows of `rowBytes` (nb blocks of bs bytes) at p from row order to the
@@ -555,36 +557,9 @@ export function f16_count_special(p: usize, n: i32): i32 {
 
 // ---------------------------------------------------------------- job runner
 
-/** Runs row groups [g0, g1) of a K_Q4_0X4 / K_Q8_0X4 job (4 interleaved rows per group), every token of
- * the job on each group while it is in cache (entries run_k13, run_k14). */
-@inline function runGroups(kind: i32, desc: usize, g0: i32, g1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const lut = load<u32>(desc + (D_W1 << 2)) as usize;
-  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
-  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
-  const xd = load<u32>(desc + (D_XD << 2)) as usize;
-  const xs = load<u32>(desc + (D_XS << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const ucols = <usize>cols;
-  const nb = cols >> 5;
-  const unb = <usize>nb;
-  const gb = unb * (kind == K_Q8_0X4 ? 136 : 72);
-  for (let g = g0; g < g1; g++) {
-    const q = w0 + <usize>g * gb;
-    for (let t = 0; t < n; t++) {
-      const ut = <usize>t;
-      const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
-      if (kind == K_Q4_0X4) dot4_q4_0x(q, 18, 72, lut, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, o, 4);
-      else dot4_q8_0x(q, lut, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, o, 4);
-    }
-  }
-}
-
-/** Runs rows [r0, r1) of the job described at `desc` (see abi.ts) for all its activation rows, `kind`
- * a compile-time constant at every call below, so each run_k* entry holds one kernel's loop only. */
+/** Runs rows [r0, r1) (row groups of 4 for the interleaved kinds) of the job described at `desc` (see
+ * abi.ts) for all its activation rows, `kind` a compile-time constant at every call below, so each
+ * run_k* entry holds one kernel's loop only. */
 @inline function runRows(kind: i32, desc: usize, r0: i32, r1: i32): void {
   const rows = load<i32>(desc + (D_ROWS << 2));
   const cols = load<i32>(desc + (D_COLS << 2));
@@ -601,6 +576,20 @@ export function f16_count_special(p: usize, n: i32): i32 {
   const ucols = <usize>cols;
   const nb = cols >> 5;
   const unb = <usize>nb;
+  if (kind == K_Q4_0X4 || kind == K_Q8_0X4) {
+    // r0, r1 count groups of 4 interleaved rows; every token of the job runs on a group while it is in cache
+    const gb = unb * (kind == K_Q8_0X4 ? 136 : 72);
+    for (let g = r0; g < r1; g++) {
+      const q = w0 + <usize>g * gb;
+      for (let t = 0; t < n; t++) {
+        const ut = <usize>t;
+        const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
+        if (kind == K_Q4_0X4) dot4_q4_0x(q, 18, 72, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, o, 4);
+        else dot4_q8_0x(q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, o, 4);
+      }
+    }
+    return;
+  }
   // Prefill (n > 1): tokens in blocks of TOKEN_BLOCK, rows inside, so one block's activations stay in L2
   // (8 × 8192 columns × 3 B of codes) while each weight row is reused from L1 for the whole block.
   for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
@@ -646,8 +635,8 @@ export function run_k9(desc: usize, r0: i32, r1: i32): void { runRows(K_Q8_0N, d
 export function run_k10(desc: usize, r0: i32, r1: i32): void { runRows(K_Q4_0N, desc, r0, r1); }
 export function run_k11(desc: usize, r0: i32, r1: i32): void { runRows(K_Q4_KN, desc, r0, r1); }
 export function run_k12(desc: usize, r0: i32, r1: i32): void { runRows(K_Q6_KN, desc, r0, r1); }
-export function run_k13(desc: usize, g0: i32, g1: i32): void { runGroups(K_Q4_0X4, desc, g0, g1); }
-export function run_k14(desc: usize, g0: i32, g1: i32): void { runGroups(K_Q8_0X4, desc, g0, g1); }
+export function run_k13(desc: usize, g0: i32, g1: i32): void { runRows(K_Q4_0X4, desc, g0, g1); }
+export function run_k14(desc: usize, g0: i32, g1: i32): void { runRows(K_Q8_0X4, desc, g0, g1); }
 
 const TOKEN_BLOCK = 8;
 

@@ -15,7 +15,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
-import { TensorNames, type ModelConfig } from "../model/config.js";
+import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "../model/config.js";
 import { Llama, ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
@@ -75,17 +75,7 @@ function checkWindowOptions(o: WindowOptions): void {
 }
 
 /** Dense f32 weights of one block. Linear weights are (out, in) row-major. */
-export interface BlockWeights {
-  attnNorm: Float32Array; // (dim)
-  wq: Float32Array; // (qDim, dim)
-  wk: Float32Array; // (kvDim, dim)
-  wv: Float32Array; // (kvDim, dim)
-  wo: Float32Array; // (dim, qDim)
-  ffnNorm: Float32Array; // (dim)
-  gate: Float32Array; // (hidden, dim)
-  up: Float32Array; // (hidden, dim)
-  down: Float32Array; // (dim, hidden)
-}
+export type BlockWeights = BlockTensors<Float32Array, Float32Array>;
 
 export type LinearKey = "wq" | "wk" | "wv" | "wo" | "gate" | "up" | "down";
 export const LINEAR_KEYS: readonly LinearKey[] = ["wq", "wk", "wv", "wo", "gate", "up", "down"];
@@ -114,17 +104,7 @@ export function blockWeights(model: Model, l: number): BlockWeights {
     const d = dequantizeWeight(w, name).data;
     return w.kind === "dense" && w.tensor.dtype === "f32" ? new Float32Array(d) : d;
   };
-  return {
-    attnNorm: get(TensorNames.attnNorm(l)),
-    wq: get(TensorNames.attnQ(l)),
-    wk: get(TensorNames.attnK(l)),
-    wv: get(TensorNames.attnV(l)),
-    wo: get(TensorNames.attnOutput(l)),
-    ffnNorm: get(TensorNames.ffnNorm(l)),
-    gate: get(TensorNames.ffnGate(l)),
-    up: get(TensorNames.ffnUp(l)),
-    down: get(TensorNames.ffnDown(l)),
-  };
+  return blockTensors(l, get, get);
 }
 
 /** out (n, rows) = x (n, cols) · wᵀ, w (rows, cols); four output rows per pass over x's row. */

@@ -48,6 +48,34 @@ export const TensorNames = {
   ffnUp: (l: number) => `blk.${l}.ffn_up.weight`, // (hiddenDim, dim)    llama2.c w3
 } as const;
 
+/** One transformer block's tensors: norms as N, linears as M (llama2.c: gate w1, down w2, up w3). */
+export interface BlockTensors<N, M> {
+  attnNorm: N;
+  wq: M;
+  wk: M;
+  wv: M;
+  wo: M;
+  ffnNorm: N;
+  gate: M;
+  up: M;
+  down: M;
+}
+
+/** Block l's tensors, each looked up by its canonical name through `norm` or `linear`. */
+export function blockTensors<N, M>(l: number, norm: (name: string) => N, linear: (name: string) => M): BlockTensors<N, M> {
+  return {
+    attnNorm: norm(TensorNames.attnNorm(l)),
+    wq: linear(TensorNames.attnQ(l)),
+    wk: linear(TensorNames.attnK(l)),
+    wv: linear(TensorNames.attnV(l)),
+    wo: linear(TensorNames.attnOutput(l)),
+    ffnNorm: norm(TensorNames.ffnNorm(l)),
+    gate: linear(TensorNames.ffnGate(l)),
+    up: linear(TensorNames.ffnUp(l)),
+    down: linear(TensorNames.ffnDown(l)),
+  };
+}
+
 /** Expected shape of every tensor of a config, in canonical names. */
 export function expectedShapes(c: ModelConfig): Map<string, number[]> {
   const m = new Map<string, number[]>();

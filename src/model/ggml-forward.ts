@@ -31,7 +31,7 @@ import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import "../ggml/register.js"; // ggml block decoders for embeddings and norms
-import { TensorNames } from "./config.js";
+import { TensorNames, blockTensors, type BlockTensors } from "./config.js";
 import { ROPE_FREQS } from "./llama.js";
 import type { Model, Weight } from "./weights.js";
 
@@ -67,7 +67,7 @@ export class GgmlForward {
   private readonly L: number; // lanes
   private readonly model: Model;
   private readonly embedding: RowReader;
-  private readonly layers: { attnNorm: Float32Array; wq: Mat; wk: Mat; wv: Mat; wo: Mat; ffnNorm: Float32Array; gate: Mat; up: Mat; down: Mat }[];
+  private readonly layers: BlockTensors<Float32Array, Mat>[];
   private readonly outputNorm: Float32Array;
   private readonly output: Mat;
   private readonly freqFactors: Float32Array | undefined;
@@ -95,19 +95,7 @@ export class GgmlForward {
     const mat = (n: string) => prepareMat(get(n), n);
     this.embedding = rowReader(get(TensorNames.tokenEmbd), TensorNames.tokenEmbd);
     this.layers = [];
-    for (let l = 0; l < c.nLayers; l++) {
-      this.layers.push({
-        attnNorm: vec(TensorNames.attnNorm(l)),
-        wq: mat(TensorNames.attnQ(l)),
-        wk: mat(TensorNames.attnK(l)),
-        wv: mat(TensorNames.attnV(l)),
-        wo: mat(TensorNames.attnOutput(l)),
-        ffnNorm: vec(TensorNames.ffnNorm(l)),
-        gate: mat(TensorNames.ffnGate(l)),
-        up: mat(TensorNames.ffnUp(l)),
-        down: mat(TensorNames.ffnDown(l)),
-      });
-    }
+    for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, mat));
     this.outputNorm = vec(TensorNames.outputNorm);
     this.output = mat(W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd);
     this.freqFactors = W.has(ROPE_FREQS) ? vec(ROPE_FREQS) : undefined;

@@ -12,7 +12,7 @@ import { QuantlabError } from "../core/errors.js";
 import { matvecMany, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
+import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
 import type { Model, Weight } from "./weights.js";
 import { weightShape } from "./weights.js";
 import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
@@ -38,17 +38,8 @@ export interface LlamaOptions {
   inputHook?: LinearInputHook;
 }
 
-interface Layer {
-  attnNorm: Float32Array; // (dim)
-  wq: PreparedWeight; // (qDim, dim)
-  wk: PreparedWeight; // (kvDim, dim)
-  wv: PreparedWeight; // (kvDim, dim)
-  wo: PreparedWeight; // (dim, qDim)
-  ffnNorm: Float32Array; // (dim)
-  gate: PreparedWeight; // (hidden, dim)  llama2.c w1
-  down: PreparedWeight; // (dim, hidden)  llama2.c w2
-  up: PreparedWeight; // (hidden, dim)    llama2.c w3
-}
+/** norms as f32, linears prepared by the backend */
+type Layer = BlockTensors<Float32Array, PreparedWeight>;
 
 /** Called with the logits of positions [row, row+n) of a prefill: logits is (n, vocab). */
 export type LogitsSink = (logits: Float32Array, row: number, n: number) => void;
@@ -103,19 +94,7 @@ export class Llama {
     const prep = (name: string) => be.prepare(W.get(name)!, name);
     this.embedding = rowReader(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
     this.layers = [];
-    for (let l = 0; l < c.nLayers; l++) {
-      this.layers.push({
-        attnNorm: vec(TensorNames.attnNorm(l)),
-        wq: prep(TensorNames.attnQ(l)),
-        wk: prep(TensorNames.attnK(l)),
-        wv: prep(TensorNames.attnV(l)),
-        wo: prep(TensorNames.attnOutput(l)),
-        ffnNorm: vec(TensorNames.ffnNorm(l)),
-        gate: prep(TensorNames.ffnGate(l)),
-        down: prep(TensorNames.ffnDown(l)),
-        up: prep(TensorNames.ffnUp(l)),
-      });
-    }
+    for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, prep));
     this.outputNorm = vec(TensorNames.outputNorm);
     // GGUF files from llama.cpp's converter carry output.weight even for tied models: use it if present
     const outName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
