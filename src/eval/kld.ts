@@ -8,7 +8,7 @@
 import { QuantlabError } from "../core/errors.js";
 import type { Progress } from "../core/progress.js";
 import { noProgress } from "../core/progress.js";
-import type { Llama } from "../model/llama.js";
+import type { CausalLM } from "../model/llama.js";
 import { argmax } from "../model/sampler.js";
 import { logSumExp, planWindows, scoredTokens, windowInputs } from "./windows.js";
 
@@ -24,7 +24,7 @@ export interface LogitsSource {
 /** A live model as a LogitsSource. */
 export class ModelLogits implements LogitsSource {
   private buf: Float32Array | undefined;
-  constructor(readonly llama: Llama) {}
+  constructor(readonly llama: CausalLM) {}
   get vocabSize(): number {
     return this.llama.config.vocabSize;
   }

@@ -6,7 +6,7 @@
 import { QuantlabError } from "../core/errors.js";
 import type { Progress } from "../core/progress.js";
 import { noProgress } from "../core/progress.js";
-import type { Llama } from "../model/llama.js";
+import type { CausalLM } from "../model/llama.js";
 import { logSumExp, planWindows, scoredTokens, windowInputs, type EvalWindow } from "./windows.js";
 
 export interface PerplexityOptions {
@@ -33,7 +33,7 @@ export interface PerplexityResult {
   tokensPerSecond: number;
 }
 
-export async function perplexity(llama: Llama, tokens: ArrayLike<number>, opts: PerplexityOptions): Promise<PerplexityResult> {
+export async function perplexity(llama: CausalLM, tokens: ArrayLike<number>, opts: PerplexityOptions): Promise<PerplexityResult> {
   const { ctx, bosId } = opts;
   if (ctx > llama.capacity) throw new QuantlabError("E_ARG", `ctx ${ctx} is larger than the model's KV cache (${llama.capacity} positions)`);
   const plan = planWindows(tokens.length, ctx, opts.maxTokens);
@@ -59,7 +59,7 @@ export async function perplexity(llama: Llama, tokens: ArrayLike<number>, opts: 
 }
 
 function scoreWindow(
-  llama: Llama,
+  llama: CausalLM,
   tokens: ArrayLike<number>,
   w: EvalWindow,
   bosId: number,

@@ -31,8 +31,8 @@ import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import "../ggml/register.js"; // ggml block decoders for embeddings and norms
-import { TensorNames, blockTensors, type BlockTensors } from "./config.js";
-import { ROPE_FREQS } from "./llama.js";
+import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "./config.js";
+import { ROPE_FREQS, type CausalLM, type LogitsSink } from "./llama.js";
 import type { Model, Weight } from "./weights.js";
 
 export interface GgmlForwardOptions {
@@ -60,7 +60,10 @@ interface Mat {
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 const roundBf16 = (x: number): number => bf16BitsToF32(f32ToBf16Bits(x));
 
-export class GgmlForward {
+export class GgmlForward implements CausalLM {
+  /** one position at a time */
+  readonly maxBatch = 1;
+  readonly config: ModelConfig;
   readonly simd: GgmlSimd;
   readonly kvType: "f16" | "f32";
   readonly capacity: number;
@@ -78,6 +81,7 @@ export class GgmlForward {
   constructor(model: Model, opts: GgmlForwardOptions = {}) {
     const c = model.config;
     this.model = model;
+    this.config = c;
     this.simd = opts.simd ?? "avx512";
     this.kvType = opts.kvType ?? "f16";
     this.L = simdLanes(this.simd);
@@ -103,6 +107,19 @@ export class GgmlForward {
     this.K = new Float32Array(c.nLayers * this.capacity * kvDim);
     this.V = new Float32Array(c.nLayers * this.capacity * kvDim);
     this.logits = new Float32Array(c.vocabSize);
+  }
+
+  /** Starts a fresh sequence (positions are overwritten as they are fed again from 0). */
+  reset(): void {}
+
+  /** Feeds tokens at pos0… one position at a time; every position's logits go to the sink (n = 1). */
+  prefill(tokens: ArrayLike<number>, pos0: number, sink?: LogitsSink): Float32Array {
+    if (tokens.length === 0) throw new QuantlabError("E_ARG", "prefill: no tokens");
+    for (let i = 0; i < tokens.length; i++) {
+      const logits = this.forward(tokens[i]!, pos0 + i);
+      sink?.(logits, i, 1);
+    }
+    return this.logits;
   }
 
   /** Logits for `token` at `pos` (positions 0..pos−1 fed before). A view, overwritten by the next call. */

@@ -44,7 +44,23 @@ type Layer = BlockTensors<Float32Array, PreparedWeight>;
 /** Called with the logits of positions [row, row+n) of a prefill: logits is (n, vocab). */
 export type LogitsSink = (logits: Float32Array, row: number, n: number) => void;
 
-export class Llama {
+/**
+ * What evaluation needs of a causal language model (perplexity, KLD): Llama, and GgmlForward (llama.cpp's
+ * CPU arithmetic, model/ggml-forward.ts).
+ */
+export interface CausalLM {
+  readonly config: ModelConfig;
+  /** positions the KV cache holds */
+  readonly capacity: number;
+  /** most positions one prefill call hands to its sink at a time */
+  readonly maxBatch: number;
+  /** starts a fresh sequence */
+  reset(): void;
+  /** feeds tokens at positions pos0…; with a sink every position's logits go to it; returns the last ones */
+  prefill(tokens: ArrayLike<number>, pos0: number, sink?: LogitsSink): Float32Array;
+}
+
+export class Llama implements CausalLM {
   readonly config: ModelConfig;
   readonly backend: Backend;
   readonly capacity: number;

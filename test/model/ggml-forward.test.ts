@@ -70,3 +70,14 @@ describe("GgmlForward", () => {
     assert.throws(() => g.forward(1, 4), (e: unknown) => e instanceof QuantlabError && e.code === "E_ARG" && /position 4/.test(e.message));
   });
 });
+
+test("GgmlForward is a CausalLM: perplexity() on stories260K F32 equals Llama's within rounding", async () => {
+  const { perplexity } = await import("../../src/eval/perplexity.js");
+  const ids = Array.from({ length: 200 }, (_, i) => 3 + ((i * 37) % 500));
+  const opts = { ctx: 48, bosId: 1 };
+  const a = await perplexity(new GgmlForward(m260K, { kvType: "f32", contextLength: 48 }), ids, opts);
+  const b = await perplexity(new Llama(m260K, { contextLength: 48 }), ids, opts);
+  assert.equal(a.tokens, b.tokens);
+  assert.ok(Math.abs(a.nll - b.nll) < 1e-6 * b.nll, `${a.nll} vs ${b.nll}`);
+  assert.ok(a.windows === 5 && a.windowNll.length === 5);
+});
