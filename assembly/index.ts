@@ -384,6 +384,59 @@ export function f16_to_f32(h: u32): f32 {
   store4(out, os, a0, a1, a2, a3);
 }
 
+/** Lane k of the result = the sum of s_k's four lanes (four rows' block sums side by side). */
+@inline function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** Prefill on K_Q4_0X4: 4 interleaved rows × 2 tokens per block step. Each block's nibbles are unpacked
+ * once for both tokens; a token's 4 row sums are reduced into one vector (lane = row) before the float
+ * work, so scaling by [d_0…d_3]·dx and accumulating cost one multiply-add per 4 rows. Writes rows
+ * 4g…4g+3 of both tokens (out, out + os). */
+@inline function tileTok(acc: v128, l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, dv: v128, x16: usize, x8: usize, xd: usize, xs: usize): v128 {
+  const r = reduce4(udot32(l0, h0, x16, x8), udot32(l1, h1, x16, x8), udot32(l2, h2, x16, x8), udot32(l3, h3, x16, x8));
+  const c = i32x4.splat((load<i32>(xs) + load<i32>(xs, 4)) << 3);
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, c)), f32x4.mul(dv, f32x4.splat(load<f32>(xd)))));
+}
+
+/** Prefill on K_Q4_0X4: 4 interleaved rows × TT tokens (2 or 4) per block step. Each block's nibbles are
+ * unpacked once for the tokens; a token's 4 row sums are reduced into one vector (lane = row) before the
+ * float work, so scaling by [d_0…d_3]·dx and accumulating cost one multiply-add per 4 rows. Writes rows
+ * 4g…4g+3 of each token (out + j·os). */
+@inline function tile4xT_q4_0x(tt: i32, q: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32, ucols: usize, unb: usize, out: usize, os: usize): void {
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  const m = i8x16.splat(0x0f);
+  const s16 = ucols * 2, sd = unb * 4, ss = unb * 8;
+  for (let b = 0; b < nb; b++) {
+    const v0 = v128.load(q + 2), v1 = v128.load(q + 20), v2 = v128.load(q + 38), v3 = v128.load(q + 56);
+    const l0 = v128.and(v0, m), h0 = i8x16.shr_u(v0, 4);
+    const l1 = v128.and(v1, m), h1 = i8x16.shr_u(v1, 4);
+    const l2 = v128.and(v2, m), h2 = i8x16.shr_u(v2, 4);
+    const l3 = v128.and(v3, m), h3 = i8x16.shr_u(v3, 4);
+    let dv = f32x4.splat(f16s(q, lut));
+    dv = f32x4.replace_lane(dv, 1, f16s(q + 18, lut));
+    dv = f32x4.replace_lane(dv, 2, f16s(q + 36, lut));
+    dv = f32x4.replace_lane(dv, 3, f16s(q + 54, lut));
+    const ub = <usize>b;
+    const a16 = x16 + ub * 64, a8 = x8 + ub * 32, ad = xd + ub * 4, as = xs + ub * 8;
+    acc0 = tileTok(acc0, l0, h0, l1, h1, l2, h2, l3, h3, dv, a16, a8, ad, as);
+    acc1 = tileTok(acc1, l0, h0, l1, h1, l2, h2, l3, h3, dv, a16 + s16, a8 + ucols, ad + sd, as + ss);
+    if (tt == 4) {
+      acc2 = tileTok(acc2, l0, h0, l1, h1, l2, h2, l3, h3, dv, a16 + 2 * s16, a8 + 2 * ucols, ad + 2 * sd, as + 2 * ss);
+      acc3 = tileTok(acc3, l0, h0, l1, h1, l2, h2, l3, h3, dv, a16 + 3 * s16, a8 + 3 * ucols, ad + 3 * sd, as + 3 * ss);
+    }
+    q += 72;
+  }
+  v128.store(out, acc0);
+  v128.store(out + os, acc1);
+  if (tt == 4) {
+    v128.store(out + 2 * os, acc2);
+    v128.store(out + 3 * os, acc3);
+  }
+}
+
 /** K_Q8_0X4: 4 interleaved rows (block b of row k at b·136 + k·34), as dot4_q4_0x. */
 @inline function dot4_q8_0x(q: usize, lut: usize, x16: usize, xd: usize, nb: i32, out: usize, os: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
@@ -581,7 +634,21 @@ export function f16_count_special(p: usize, n: i32): i32 {
     const gb = unb * (kind == K_Q8_0X4 ? 136 : 72);
     for (let g = r0; g < r1; g++) {
       const q = w0 + <usize>g * gb;
-      for (let t = 0; t < n; t++) {
+      let t = 0;
+      if (kind == K_Q4_0X4) {
+        // prefill: four, then two tokens per pass over the group's blocks
+        for (; t + 4 <= n; t += 4) {
+          const ut = <usize>t;
+          tile4xT_q4_0x(4, q, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, ucols, unb,
+            out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
+        }
+        for (; t + 2 <= n; t += 2) {
+          const ut = <usize>t;
+          tile4xT_q4_0x(2, q, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, ucols, unb,
+            out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
+        }
+      }
+      for (; t < n; t++) {
         const ut = <usize>t;
         const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
         if (kind == K_Q4_0X4) dot4_q4_0x(q, 18, 72, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, o, 4);

@@ -82,6 +82,35 @@ for (const variant of VARIANTS) {
       });
     }
 
+    test("prefill (n = 1…9 tokens: the 4- and 2-token tiles and the single-token tail) = one mat-vec per token", () => {
+      const be = createNodeWasmBackend({ variant });
+      try {
+        for (const type of [GgmlType.Q4_0, GgmlType.Q8_0]) {
+          const rows = 12, cols = 128;
+          const { w, ref } = ggml(type, rows, cols, 77 + type);
+          const p = be.prepare(w, "m");
+          for (let n = 1; n <= 9; n++) {
+            const x = randomF32(n * cols, 100 + n);
+            const got = new Float32Array(n * rows);
+            be.matmul(p, x, n, got);
+            const one = new Float32Array(rows);
+            for (let t = 0; t < n; t++) {
+              be.matvec(p, x.subarray(t * cols, (t + 1) * cols), one);
+              for (let r = 0; r < rows; r++) {
+                // same Q8 inputs and integer sums; only the float summation order differs
+                const a = got[t * rows + r]!, b = one[r]!;
+                let mag = 0;
+                for (let c = 0; c < cols; c++) mag += Math.abs(ref[r * cols + c]! * x[t * cols + c]!);
+                assert.ok(Math.abs(a - b) <= 1e-5 * mag, `${type} n=${n} token ${t} row ${r}: ${a} vs ${b}`);
+              }
+            }
+          }
+        }
+      } finally {
+        be.dispose();
+      }
+    });
+
     test("stories260K Q8_0 (tied embeddings, loaded in place): same logits as the native layout, embedding read through the backend", async () => {
       const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
       const q = quantizeModelToGgml(m, { type: "Q8_0", pure: true });
