@@ -31,6 +31,10 @@ export interface LlamaCppOptions {
   /** KV cache positions (default 256, or fewer when the model says so) */
   contextSize?: number;
   threads?: number;
+  /** KV cache type (llama.cpp's default F16; F32 = `-ctk f32 -ctv f32`) */
+  kvCacheType?: "F16" | "F32";
+  /** flash attention (node-llama-cpp's default: on where supported) */
+  flashAttention?: boolean;
 }
 
 export class LlamaCppModel {
@@ -39,7 +43,11 @@ export class LlamaCppModel {
   static async load(path: string, opts: LlamaCppOptions = {}): Promise<LlamaCppModel> {
     const llama = await getLlamaCpp();
     const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-    const context = await model.createContext({ contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1 });
+    const context = await model.createContext({
+      contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1,
+      ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
+      ...(opts.kvCacheType ? { experimentalKvCacheKeyType: opts.kvCacheType, experimentalKvCacheValueType: opts.kvCacheType } : {}),
+    });
     return new LlamaCppModel(path, model, context);
   }
 

@@ -25,7 +25,7 @@ import { Llama } from "../../src/model/llama.js";
 import { expectedShapes, type ModelConfig } from "../../src/model/config.js";
 import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c.js";
 import type { Model, Weight } from "../../src/model/weights.js";
-import { getLlamaCpp, ggmlSimdOfThisMachine, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
+import { LlamaCppModel, ggmlSimdOfThisMachine, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
 import { GgmlForward } from "../../src/model/ggml-forward.js";
 
 const TOL = 1e-3;
@@ -43,29 +43,11 @@ interface LlamaCppRun {
 
 /** llama.cpp's next-token probabilities on `path` after each of `ids`. */
 async function llamaCppProbs(path: string, ids: number[], vocab: number, ctx: number, run: LlamaCppRun): Promise<Float32Array[]> {
-  const llama = await getLlamaCpp();
-  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  const lc = await LlamaCppModel.load(path, { contextSize: ctx, threads: 1, kvCacheType: run.kv, flashAttention: run.flashAttention });
   try {
-    const context = await model.createContext({
-      contextSize: ctx, threads: 1, sequences: 1, flashAttention: run.flashAttention,
-      experimentalKvCacheKeyType: run.kv, experimentalKvCacheValueType: run.kv,
-    });
-    try {
-      const seq = context.getSequence();
-      const items = ids.map((t) => [t, { generateNext: { probabilities: true } }] as [number, { generateNext: { probabilities: true } }]);
-      const res = await seq.controlledEvaluate(items as unknown as Parameters<typeof seq.controlledEvaluate>[0]);
-      return res.map((r, i) => {
-        const p = r?.next.probabilities;
-        if (!p) throw new Error(`llama.cpp returned no probabilities at position ${i}`);
-        const out = new Float32Array(vocab);
-        for (const [tok, prob] of p) out[Number(tok)] = prob;
-        return out;
-      });
-    } finally {
-      await context.dispose();
-    }
+    return await lc.nextTokenProbs(ids, vocab);
   } finally {
-    await model.dispose();
+    await lc.dispose();
   }
 }
 
