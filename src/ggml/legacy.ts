@@ -211,49 +211,49 @@ function packQ5(L: Uint8Array, dst: Uint8Array, qhOff: number, qsOff: number): v
   writeU32(dst, qhOff, qh >>> 0);
 }
 
-// ---------------------------------------------------------------- Q8_0 (34 bytes)
+// ---------------------------------------------------------------- Q8_0 (34 bytes), Q8_1 (36 bytes)
+// Same codes; Q8_1 (activations only) also stores s = f16(Σq·d) after d, so its codes start at byte 4.
 
-export function dequantizeQ8_0(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 34, y += QK) {
+/** d·q for blocks of `bs` bytes whose int8 codes start at byte `qo` (Q8_0: 34, 2; Q8_1: 36, 4). */
+function dequantizeQ8(src: Uint8Array, dst: Float32Array, nb: number, bs: number, qo: number): void {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += bs, y += QK) {
     const d = readF16(src, o);
-    for (let j = 0; j < QK; j++) dst[y + j] = fr(((src[o + 2 + j]! << 24) >> 24) * d);
+    for (let j = 0; j < QK; j++) dst[y + j] = fr(((src[o + qo + j]! << 24) >> 24) * d);
   }
 }
 
-/** quantize_row_q8_0_ref: d = amax/127; q = roundf(x/d) (half away from zero). */
-export function quantizeQ8_0Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number): void {
+/** quantize_row_q8_0_ref / _q8_1_ref: d = amax/127; q = roundf(x/d) (half away from zero); Q8_1 adds s. */
+function quantizeQ8Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number, withSum: boolean): void {
   let amax = 0;
   for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[xo + j]!));
   const d = fr(amax / 127);
   const id = d ? fr(1 / d) : 0;
   writeF16(dst, o, d);
-  for (let j = 0; j < QK; j++) dst[o + 2 + j] = toInt8(roundf(fr(x[xo + j]! * id))) & 0xff;
-}
-
-// ---------------------------------------------------------------- Q8_1 (36 bytes; activations only)
-
-/** Not a storage type in llama.cpp (it has no to_float); decoded as d·q for tests and tools. */
-export function dequantizeQ8_1(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 36, y += QK) {
-    const d = readF16(src, o);
-    for (let j = 0; j < QK; j++) dst[y + j] = fr(((src[o + 4 + j]! << 24) >> 24) * d);
-  }
-}
-
-/** quantize_row_q8_1_ref: as Q8_0 plus s = f16(Σq·d). */
-export function quantizeQ8_1Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number): void {
-  let amax = 0;
-  for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[xo + j]!));
-  const d = fr(amax / 127);
-  const id = d ? fr(1 / d) : 0;
-  writeF16(dst, o, d);
+  const qo = withSum ? 4 : 2;
   let sum = 0;
   for (let j = 0; j < QK; j++) {
     const q = toInt8(roundf(fr(x[xo + j]! * id)));
-    dst[o + 4 + j] = q & 0xff;
+    dst[o + qo + j] = q & 0xff;
     sum += q;
   }
-  writeF16(dst, o + 2, fr(sum * d));
+  if (withSum) writeF16(dst, o + 2, fr(sum * d));
+}
+
+export function dequantizeQ8_0(src: Uint8Array, dst: Float32Array, nb: number): void {
+  dequantizeQ8(src, dst, nb, 34, 2);
+}
+
+export function quantizeQ8_0Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number): void {
+  quantizeQ8Ref(x, xo, dst, o, false);
+}
+
+/** Not a storage type in llama.cpp (it has no to_float); decoded as d·q for tests and tools. */
+export function dequantizeQ8_1(src: Uint8Array, dst: Float32Array, nb: number): void {
+  dequantizeQ8(src, dst, nb, 36, 4);
+}
+
+export function quantizeQ8_1Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number): void {
+  quantizeQ8Ref(x, xo, dst, o, true);
 }
 
 // ---------------------------------------------------------------- shared

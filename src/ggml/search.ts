@@ -310,128 +310,26 @@ function lsErrorLowerBound(sw: number, sx: number, sx2: number, sl: number, sl2:
 /**
  * make_qkx3_quants: make_qkx2_quants with optional weights (null → x²), a `max <= min` guard, and levels
  * in the search clamped before rounding (v > 0 ? nearest_int(min(v, nmax)) : 0), as the imatrix
- * quantizers (`quantize_row_q{2,4,5}_K_impl`, `q4_1/q5_1_impl`) call it.
+ * quantizers (`quantize_row_q{2,4,5}_K_impl`, `q4_1/q5_1_impl`) call it. The guard and the clamp give
+ * the same results as make_qkx2_quants' (max ≥ min always holds once min ≤ 0; the trial levels stay in
+ * [0, nmax + rmin + nstep·rdelta], where rounding then clamping equals clamping then rounding), so it
+ * runs make_qkx2_quants on the x² weights (the byte-identity tests against llama.cpp cover both).
  */
 export function makeQkx3Quants(
   n: number, nmax: number, x: Float32Array, xo: number, weights: Float32Array | null,
   L: Uint8Array, mins: Float32Array, mo: number, Laux: Uint8Array,
   rmin: number, rdelta: number, nstep: number, useMad: boolean, Lo = 0,
 ): number {
-  let min = x[xo]!;
-  let max = x[xo]!;
-  let sumW = weights ? weights[0]! : fr(x[xo]! * x[xo]!);
-  let sumX = fr(sumW * x[xo]!);
-  for (let i = 1; i < n; i++) {
-    const v = x[xo + i]!;
-    if (v < min) min = v;
-    if (v > max) max = v;
-    const w = weights ? weights[i]! : fr(v * v);
-    sumW = fr(sumW + w);
-    sumX = fr(sumX + fr(w * v));
+  let w = weights;
+  if (!w) {
+    w = SQ;
+    for (let i = 0; i < n; i++) SQ[i] = fr(x[xo + i]! * x[xo + i]!);
   }
-  let swD = 0;
-  let sxD = 0;
-  let sx2D = 0;
-  for (let i = 0; i < n; i++) {
-    const v = x[xo + i]!;
-    const w = weights ? weights[i]! : fr(v * v);
-    swD += w;
-    sxD += w * v;
-    sx2D += w * v * v;
-  }
-  const maxAbs = Math.max(Math.abs(min), Math.abs(max));
-  if (min > 0) min = 0;
-  if (max <= min) {
-    for (let i = 0; i < n; i++) L[Lo + i] = 0;
-    mins[mo] = -min;
-    return 0;
-  }
-  // `min` moves to the best fit found so far, and later trial scales (and levels) are relative to it
-  let iscale = fr(nmax / fr(max - min));
-  let scale = fr(1 / iscale);
-  let bestMad = 0;
-  for (let i = 0; i < n; i++) {
-    const v = x[xo + i]!;
-    const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(v - min)))));
-    L[Lo + i] = l;
-    let diff = fr(fr(fr(scale * l) + min) - v);
-    diff = useMad ? Math.abs(diff) : fr(diff * diff);
-    bestMad = fr(bestMad + fr((weights ? weights[i]! : fr(v * v)) * diff));
-  }
-  if (nstep < 1) {
-    mins[mo] = -min;
-    return scale;
-  }
-  const dx = DX; // (n) x − min in f32, recomputed when min moves
-  let dxMin = NaN;
-  for (let is = 0, same = false; is <= nstep; is++, same = true) {
-    iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
-    if (dxMin !== min) {
-      for (let i = 0; i < n; i++) dx[i] = fr(x[xo + i]! - min);
-      dxMin = min;
-    }
-    for (let i = 0; i < n; i++) {
-      const t = fr(iscale * dx[i]!);
-      const l = t > 0 ? nearestInt(Math.min(t, nmax)) : 0;
-      if (Laux[i] !== l) {
-        Laux[i] = l;
-        same = false;
-      }
-    }
-    // the same levels as the previous trial give the same sums and error, hence the same (non-)choice
-    if (same) continue;
-    if (!useMad) {
-      let sl = 0;
-      let sl2 = 0;
-      let sxl = 0;
-      for (let i = 0; i < n; i++) {
-        const v = x[xo + i]!;
-        const l = Laux[i]!;
-        const wl = (weights ? weights[i]! : fr(v * v)) * l;
-        sl += wl;
-        sl2 += wl * l;
-        sxl += wl * v;
-      }
-      if (lsErrorLowerBound(swD, sxD, sx2D, sl, sl2, sxl, nmax, maxAbs, n) >= bestMad) continue;
-    }
-    let sumL = 0;
-    let sumL2 = 0;
-    let sumXL = 0;
-    for (let i = 0; i < n; i++) {
-      const v = x[xo + i]!;
-      const l = Laux[i]!;
-      const w = weights ? weights[i]! : fr(v * v);
-      const wl = fr(w * l);
-      sumL = fr(sumL + wl);
-      sumL2 = fr(sumL2 + fr(wl * l));
-      sumXL = fr(sumXL + fr(wl * v));
-    }
-    const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
-    if (D > 0) {
-      let thisScale = fr(fr(fr(sumW * sumXL) - fr(sumX * sumL)) / D);
-      let thisMin = fr(fr(fr(sumL2 * sumX) - fr(sumL * sumXL)) / D);
-      if (thisMin > 0) {
-        thisMin = 0;
-        thisScale = fr(sumXL / sumL2);
-      }
-      let mad = 0;
-      for (let i = 0; i < n; i++) {
-        const v = x[xo + i]!;
-        let diff = fr(fr(fr(thisScale * Laux[i]!) + thisMin) - v);
-        diff = useMad ? Math.abs(diff) : fr(diff * diff);
-        mad = fr(mad + fr((weights ? weights[i]! : fr(v * v)) * diff));
-      }
-      if (mad < bestMad) {
-        for (let i = 0; i < n; i++) L[Lo + i] = Laux[i]!;
-        bestMad = mad;
-        scale = thisScale;
-        min = thisMin;
-      }
-    }
-  }
-  mins[mo] = -min;
-  return scale;
+  return makeQkx2Quants(n, nmax, x, xo, w, 0, L, Lo, mins, mo, Laux, rmin, rdelta, nstep, useMad);
 }
+
+/** scratch of makeQkx3Quants: x² weights of a (sub-)block (n ≤ 256) */
+const SQ = new Float32Array(256);
 
 /**
  * make_qp_quants: positive levels L ∈ [0, nmax] for non-negative x (the sub-block scales/mins of the
