@@ -16,7 +16,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "../model/config.js";
-import { Llama, ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
+import { Llama, ROPE_FREQS, rmsnormRows, rope, ropeInvFreq } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model, Weight } from "../model/weights.js";
@@ -212,7 +212,7 @@ export class BlockRunner {
     };
 
     const xb = new Float32Array(T * dim);
-    rmsnorm(xb, x, bw.attnNorm, T, dim, c.normEps);
+    rmsnormRows(xb, x, bw.attnNorm, T, dim, c.normEps);
     if (site("attn_in", xb, dim)) return;
     const q = new Float32Array(T * qDim);
     const k = new Float32Array(T * kvDim);
@@ -223,8 +223,8 @@ export class BlockRunner {
     const half = hd / 2;
     for (let t = 0; t < T; t++) {
       const p = t % L;
-      this.rope(q, t * qDim, qDim, p, half);
-      this.rope(k, t * kvDim, kvDim, p, half);
+      rope(q, t * qDim, qDim, hd, this.cos, this.sin, p * half);
+      rope(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half);
     }
     const att = new Float32Array(T * qDim);
     const scores = new Float32Array(L);
@@ -266,7 +266,7 @@ export class BlockRunner {
     matmulXWt(att, T, bw.wo, dim, qDim, proj);
     const x1 = new Float32Array(T * dim); // residual after attention (x itself stays the input until the end)
     for (let i = 0; i < T * dim; i++) x1[i] = x[i]! + proj[i]!;
-    rmsnorm(xb, x1, bw.ffnNorm, T, dim, c.normEps);
+    rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
     if (site("ffn_in", xb, dim)) return;
     const hb = new Float32Array(T * hidden);
     const hb2 = new Float32Array(T * hidden);
@@ -280,30 +280,7 @@ export class BlockRunner {
     matmulXWt(hb, T, bw.down, dim, hidden, proj);
     for (let i = 0; i < T * dim; i++) x[i] = x1[i]! + proj[i]!;
   }
-
-  private rope(x: Float32Array, off: number, width: number, pos: number, half: number): void {
-    const hd = 2 * half;
-    const co = pos * half;
-    for (let h = off; h < off + width; h += hd) {
-      for (let j = 0; j < half; j++) {
-        const a = x[h + 2 * j]!;
-        const b = x[h + 2 * j + 1]!;
-        const fc = this.cos[co + j]!;
-        const fs = this.sin[co + j]!;
-        x[h + 2 * j] = a * fc - b * fs;
-        x[h + 2 * j + 1] = a * fs + b * fc;
-      }
-    }
-  }
 }
 
-/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps), as model/llama.ts. */
-export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
-  for (let i = 0; i < n; i++) {
-    const o = i * dim;
-    let ss = 0;
-    for (let j = 0; j < dim; j++) ss += x[o + j]! * x[o + j]!;
-    const inv = 1 / Math.sqrt(ss / dim + eps);
-    for (let j = 0; j < dim; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
-  }
-}
+/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps): the forward pass's own (model/llama.ts). */
+export { rmsnormRows as rmsnorm };

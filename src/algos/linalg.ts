@@ -14,20 +14,29 @@ import type { Rng } from "../core/rng.js";
  */
 export function choleskyLowerInPlace(a: Float64Array, n: number): boolean {
   for (let j = 0; j < n; j++) {
-    const rj = j * n;
-    let d = a[rj + j]!;
-    for (let k = 0; k < j; k++) d -= a[rj + k]! * a[rj + k]!;
-    if (!(d > 0) || !Number.isFinite(d)) return false;
-    const ljj = Math.sqrt(d);
-    a[rj + j] = ljj;
-    const inv = 1 / ljj;
-    for (let i = j + 1; i < n; i++) {
-      const ri = i * n;
-      let s = a[ri + j]!;
-      for (let k = 0; k < j; k++) s -= a[ri + k]! * a[rj + k]!;
-      a[ri + j] = s * inv;
-    }
-    for (let k = j + 1; k < n; k++) a[rj + k] = 0;
+    if (!choleskyColumn(a, n, j)) return false;
+    for (let k = j + 1; k < n; k++) a[j * n + k] = 0;
+  }
+  return true;
+}
+
+/**
+ * Column j of an in-place lower Cholesky factorization (columns < j done; reads only the lower
+ * triangle): L_jj and L_ij for i > j. Returns false, writing nothing, when the pivot is not positive.
+ */
+function choleskyColumn(a: Float64Array, n: number, j: number): boolean {
+  const rj = j * n;
+  let d = a[rj + j]!;
+  for (let k = 0; k < j; k++) d -= a[rj + k]! * a[rj + k]!;
+  if (!(d > 0) || !Number.isFinite(d)) return false;
+  const ljj = Math.sqrt(d);
+  a[rj + j] = ljj;
+  const inv = 1 / ljj;
+  for (let i = j + 1; i < n; i++) {
+    const ri = i * n;
+    let s = a[ri + j]!;
+    for (let k = 0; k < j; k++) s -= a[ri + k]! * a[rj + k]!;
+    a[ri + j] = s * inv;
   }
   return true;
 }
@@ -111,10 +120,7 @@ export function upperCholeskyOfInverseInPlace(a: Float64Array, n: number): boole
   for (let i = 0; i < n; i++) diag[i] = a[i * n + i]!;
   // lower Cholesky of B in place, leaving the strict upper triangle (= B's, by symmetry) untouched
   for (let j = 0; j < n; j++) {
-    const rj = j * n;
-    let d = a[rj + j]!;
-    for (let k = 0; k < j; k++) d -= a[rj + k]! * a[rj + k]!;
-    if (!(d > 0) || !Number.isFinite(d)) {
+    if (!choleskyColumn(a, n, j)) {
       // restore B from its intact upper triangle and the saved diagonal, then A
       for (let i = 0; i < n; i++) {
         a[i * n + i] = diag[i]!;
@@ -122,15 +128,6 @@ export function upperCholeskyOfInverseInPlace(a: Float64Array, n: number): boole
       }
       rotate180InPlace(a);
       return false;
-    }
-    const ljj = Math.sqrt(d);
-    a[rj + j] = ljj;
-    const inv = 1 / ljj;
-    for (let i = j + 1; i < n; i++) {
-      const ri = i * n;
-      let s = a[ri + j]!;
-      for (let k = 0; k < j; k++) s -= a[ri + k]! * a[rj + k]!;
-      a[ri + j] = s * inv;
     }
   }
   // L⁻¹ in place, columns from the last (LAPACK dtrti2 order): column j of X = −X[j+1:, j+1:]·L[j+1:, j] / L_jj,

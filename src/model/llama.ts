@@ -302,14 +302,14 @@ export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight): Float64Array 
   return out;
 }
 
-/** Rotates interleaved pairs (x[2j], x[2j+1]) of every head in x[off .. off+width). */
-function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array): void {
+/** Rotates interleaved pairs (x[2j], x[2j+1]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j]. */
+export function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0): void {
   for (let h = off; h < off + width; h += hd) {
     for (let j = 0; j < hd / 2; j++) {
       const a = x[h + 2 * j]!;
       const b = x[h + 2 * j + 1]!;
-      const fc = cos[j]!;
-      const fs = sin[j]!;
+      const fc = cos[tab + j]!;
+      const fs = sin[tab + j]!;
       x[h + 2 * j] = a * fc - b * fs;
       x[h + 2 * j + 1] = a * fs + b * fc;
     }
@@ -317,7 +317,7 @@ function rope(x: Float32Array, off: number, width: number, hd: number, cos: Floa
 }
 
 /** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm). */
-function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
+export function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
   for (let i = 0; i < n; i++) {
     const o = i * dim;
     let ss = 0;

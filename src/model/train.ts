@@ -164,8 +164,8 @@ export class LlamaTrainer {
       linF(A.v, A.xnA, get(w, TensorNames.attnV(l)), N, dim, kvDim);
       for (let n = 0; n < N; n++) {
         const pos = n % T;
-        ropeF(A.q, n * qDim, qDim, hd, this.cos, this.sin, pos);
-        ropeF(A.k, n * kvDim, kvDim, hd, this.cos, this.sin, pos);
+        ropeDir(A.q, n * qDim, qDim, hd, this.cos, this.sin, pos, 1);
+        ropeDir(A.k, n * kvDim, kvDim, hd, this.cos, this.sin, pos, 1);
       }
       // causal attention, sequence by sequence
       const { q, k, v, p, ao } = A;
@@ -280,8 +280,8 @@ export class LlamaTrainer {
       }
       for (let n = 0; n < N; n++) {
         const pos = n % T;
-        ropeB(dq, n * qDim, qDim, hd, this.cos, this.sin, pos);
-        ropeB(dk, n * kvDim, kvDim, hd, this.cos, this.sin, pos);
+        ropeDir(dq, n * qDim, qDim, hd, this.cos, this.sin, pos, -1);
+        ropeDir(dk, n * kvDim, kvDim, hd, this.cos, this.sin, pos, -1);
       }
       linB(this.sc, dq, A.xnA, get(w, TensorNames.attnQ(l)), dxn, get(grads, TensorNames.attnQ(l)), N, dim, qDim);
       linBAcc(this.sc, dk, A.xnA, get(w, TensorNames.attnK(l)), dxn, get(grads, TensorNames.attnK(l)), N, dim, kvDim);
@@ -456,30 +456,19 @@ function rmsnormB(dx: Float64Array, dw: Float64Array, dy: Float64Array, x: Float
   }
 }
 
-/** Rotates interleaved pairs of every head in x[off, off+width) by the angles of `pos`. */
-function ropeF(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number): void {
+/**
+ * Rotates interleaved pairs of every head in x[off, off+width) by the angles of `pos` (dir 1), or by
+ * minus them (dir −1: the transpose, for the gradient).
+ */
+function ropeDir(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number, dir: 1 | -1): void {
   const half = hd / 2;
   const t = pos * half;
   for (let h = off; h < off + width; h += hd) {
     for (let j = 0; j < half; j++) {
       const a = x[h + 2 * j]!, b = x[h + 2 * j + 1]!;
-      const fc = cos[t + j]!, fs = sin[t + j]!;
+      const fc = cos[t + j]!, fs = dir * sin[t + j]!;
       x[h + 2 * j] = a * fc - b * fs;
       x[h + 2 * j + 1] = a * fs + b * fc;
-    }
-  }
-}
-
-/** Transpose of ropeF (rotation by −angle) applied to a gradient. */
-function ropeB(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number): void {
-  const half = hd / 2;
-  const t = pos * half;
-  for (let h = off; h < off + width; h += hd) {
-    for (let j = 0; j < half; j++) {
-      const a = x[h + 2 * j]!, b = x[h + 2 * j + 1]!;
-      const fc = cos[t + j]!, fs = sin[t + j]!;
-      x[h + 2 * j] = a * fc + b * fs;
-      x[h + 2 * j + 1] = -a * fs + b * fc;
     }
   }
 }
