@@ -16,6 +16,7 @@ import { Rng } from "../../src/core/rng.js";
 import { Tensor } from "../../src/core/tensor.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../../src/model/config.js";
 import { vocabToTokenizerJson } from "../../src/model/tokenizers/hf.js";
+import { byteLevelAlphabet } from "../helpers/byte-level.js";
 
 const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8")) as { logits: { prompt: string; token_ids: number[] } };
 
@@ -170,17 +171,6 @@ function dot(a: Float64Array, b: Float64Array): number {
   return s;
 }
 
-/** GPT-2's byte → printable-character table (bytes_to_unicode), id = byte order of that table. */
-function byteLevelAlphabet(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  return cs.map((c) => String.fromCodePoint(c));
-}
 
 describe("padded vocabularies", () => {
   test("a tokenizer smaller than the embedding gets [PAD<id>] tokens (UNUSED), and a GGUF round trip keeps them", async () => {

@@ -17,6 +17,7 @@ import { Tensor } from "../../src/core/tensor.js";
 import { Rng } from "../../src/core/rng.js";
 import { expectedShapes, type ModelConfig } from "../../src/model/config.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
+import { byteLevelAlphabet } from "../helpers/byte-level.js";
 
 const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8")) as { logits: { prompt: string; token_ids: number[] } };
 const TOL = 1e-3;
@@ -131,14 +132,3 @@ function randomWeights(cfg: ModelConfig, seed: number, embdStd = 1): Map<string,
   return weights;
 }
 
-/** GPT-2's byte → printable-character table (bytes_to_unicode), in its own order. */
-function byteLevelAlphabet(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  return cs.map((c) => String.fromCodePoint(c));
-}

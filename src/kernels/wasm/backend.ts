@@ -520,27 +520,8 @@ export class WasmBackend implements Backend {
    * scratch buffer in wasm memory.
    */
   quantizeGgml(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Float32Array, dst: Uint8Array): void {
-    this.checkOpen();
-    const bpb = type === GgmlType.Q8_0 ? 34 : type === GgmlType.Q4_0 ? 18 : 0;
-    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgml: ${ggmlTypeName(type)} has no WASM quantizer (only Q8_0 and Q4_0 do)`);
-    if (src.length % 32 !== 0) throw new QuantlabError("E_ARG", `wasm quantizeGgml: ${src.length} values are not whole 32-blocks`);
-    if (dst.length < (src.length / 32) * bpb) throw new QuantlabError("E_ARG", `wasm quantizeGgml: dst has ${dst.length} bytes, need ${(src.length / 32) * bpb}`);
-    const chunk = 1 << 18; // values per pass (1 MiB of f32)
-    const arena = this.arena;
-    if (!this.qScratch) {
-      this.qScratch = { x: arena.alloc(chunk * 4, 64, "quantize scratch"), y: arena.alloc((chunk / 32) * 34, 64, "quantize scratch") };
-    }
-    const { x, y } = this.qScratch;
-    for (let i = 0; i < src.length; i += chunk) {
-      const m = Math.min(chunk, src.length - i);
-      arena.f32.set(src.subarray(i, i + m), x >>> 2);
-      if (type === GgmlType.Q8_0) this.kernels.quantize_row_q8_0(x, m, y);
-      else this.kernels.quantize_row_q4_0(x, m, y);
-      const yb = (m / 32) * bpb;
-      dst.set(arena.u8.subarray(y, y + yb), (i / 32) * bpb);
-    }
+    this.encodeBlocks("quantizeGgml", type, src.length, dst, (i, m, x) => this.arena.f32.set(src.subarray(i, i + m), x >>> 2));
   }
-  private qScratch: { x: number; y: number } | undefined;
 
   /**
    * f16 (binary16 bits, e.g. an F16 GGUF tensor) → Q8_0 / Q4_0 block bytes, as `quantizeGgml` on the f32
@@ -548,30 +529,34 @@ export class WasmBackend implements Backend {
    * is ever made. Values must be finite (an Inf/NaN f16 input throws E_VALUE).
    */
   quantizeGgmlF16(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Uint16Array, dst: Uint8Array): void {
-    this.checkOpen();
-    const bpb = type === GgmlType.Q8_0 ? 34 : type === GgmlType.Q4_0 ? 18 : 0;
-    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm quantizeGgmlF16: ${ggmlTypeName(type)} has no WASM quantizer (only Q8_0 and Q4_0 do)`);
-    if (src.length % 32 !== 0) throw new QuantlabError("E_ARG", `wasm quantizeGgmlF16: ${src.length} values are not whole 32-blocks`);
-    if (dst.length < (src.length / 32) * bpb) throw new QuantlabError("E_ARG", `wasm quantizeGgmlF16: dst has ${dst.length} bytes, need ${(src.length / 32) * bpb}`);
-    const chunk = 1 << 18;
-    const arena = this.arena;
-    if (!this.qScratch) {
-      this.qScratch = { x: arena.alloc(chunk * 4, 64, "quantize scratch"), y: arena.alloc((chunk / 32) * 34, 64, "quantize scratch") };
-    }
-    this.hScratch ??= arena.alloc(chunk * 2, 64, "quantize scratch");
-    const { x, y } = this.qScratch;
-    const h = this.hScratch;
-    for (let i = 0; i < src.length; i += chunk) {
-      const m = Math.min(chunk, src.length - i);
-      new Uint16Array(arena.memory.buffer, h, m).set(src.subarray(i, i + m));
+    this.encodeBlocks("quantizeGgmlF16", type, src.length, dst, (i, m, x) => {
+      const h = (this.hScratch ??= this.arena.alloc(ENCODE_CHUNK * 2, 64, "quantize scratch"));
+      new Uint16Array(this.arena.memory.buffer, h, m).set(src.subarray(i, i + m));
       if (this.kernels.f16_count_special(h, m) !== 0) throw new QuantlabError("E_VALUE", `wasm quantizeGgmlF16: Inf/NaN among values ${i}..${i + m - 1}`);
       this.kernels.f16_to_f32_row(h, m, x);
+    });
+  }
+
+  /** n values → Q8_0/Q4_0 blocks in chunks: `fill(i, m, x)` puts values i..i+m as f32 at x in wasm memory. */
+  private encodeBlocks(what: string, type: GgmlType, n: number, dst: Uint8Array, fill: (i: number, m: number, x: number) => void): void {
+    this.checkOpen();
+    const bpb = type === GgmlType.Q8_0 ? 34 : type === GgmlType.Q4_0 ? 18 : 0;
+    if (bpb === 0) throw new QuantlabError("E_UNSUPPORTED", `wasm ${what}: ${ggmlTypeName(type)} has no WASM quantizer (only Q8_0 and Q4_0 do)`);
+    if (n % 32 !== 0) throw new QuantlabError("E_ARG", `wasm ${what}: ${n} values are not whole 32-blocks`);
+    if (dst.length < (n / 32) * bpb) throw new QuantlabError("E_ARG", `wasm ${what}: dst has ${dst.length} bytes, need ${(n / 32) * bpb}`);
+    const arena = this.arena;
+    this.qScratch ??= { x: arena.alloc(ENCODE_CHUNK * 4, 64, "quantize scratch"), y: arena.alloc((ENCODE_CHUNK / 32) * 34, 64, "quantize scratch") };
+    const { x, y } = this.qScratch;
+    for (let i = 0; i < n; i += ENCODE_CHUNK) {
+      const m = Math.min(ENCODE_CHUNK, n - i);
+      fill(i, m, x);
       if (type === GgmlType.Q8_0) this.kernels.quantize_row_q8_0(x, m, y);
       else this.kernels.quantize_row_q4_0(x, m, y);
       const yb = (m / 32) * bpb;
       dst.set(arena.u8.subarray(y, y + yb), (i / 32) * bpb);
     }
   }
+  private qScratch: { x: number; y: number } | undefined;
   private hScratch: number | undefined;
 
   dispose(): void {
@@ -584,6 +569,9 @@ export class WasmBackend implements Backend {
     if (this.disposed) throw new QuantlabError("E_ARG", "wasm backend: used after dispose()");
   }
 }
+
+/** values per pass of the WASM encoders (1 MiB of f32) */
+const ENCODE_CHUNK = 1 << 18;
 
 function mib(b: number): string {
   return `${(b / 1048576).toFixed(1)} MiB`;
