@@ -11,8 +11,9 @@ import { gptqQuantize, HessianAccumulator, RegistryQuantizer, calibrationWindows
 import { dataPath } from "../src/io/node/data.js";
 import { loadModel } from "../src/io/node/load.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../src/model/config.js";
-import type { Model, Weight } from "../src/model/weights.js";
+import type { Model } from "../src/model/weights.js";
 import { fmt, type BenchContext, type BenchSection } from "./types.js";
+import type { Weight } from "../src/core/weight.js";
 
 const MiB = 2 ** 20;
 

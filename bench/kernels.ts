@@ -6,7 +6,6 @@ import { Tensor } from "../src/core/tensor.js";
 import { f32ToF16Bits } from "../src/core/f16.js";
 import { GgmlType, ggmlTypeName, GGML_TYPE_SIZE } from "../src/ggml/types.js";
 import { quantizeRow } from "../src/ggml/codecs.js";
-import type { Weight } from "../src/model/weights.js";
 import type { PreparedWeight } from "../src/kernels/types.js";
 import { RefBackend } from "../src/kernels/ref/backend.js";
 import { wasmVariantSupported, type WasmVariant } from "../src/kernels/wasm/module.js";
@@ -17,6 +16,7 @@ import { loadModel } from "../src/io/node/load.js";
 import { defaultModelPath } from "../src/io/node/data.js";
 import { Llama } from "../src/model/llama.js";
 import { type BenchContext, type BenchSection, fmt, stats } from "./types.js";
+import type { Weight } from "../src/core/weight.js";
 
 const MiB = 1 << 20;
 /** this machine's L3 (shared/notes/kernels.md); the cold set is 8× that */

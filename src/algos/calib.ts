@@ -19,9 +19,10 @@ import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "
 import { Llama, ROPE_FREQS, rmsnormRows, rope, ropeInvFreq } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
-import type { Model, Weight } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import { bf16BitsToF32, f16BitsToF32 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
+import type { Weight } from "../core/weight.js";
 
 export interface WindowOptions {
   /** number of windows (GPTQ/AWQ papers: 128) */

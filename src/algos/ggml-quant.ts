@@ -15,8 +15,8 @@ import { ggmlGptqSupports, gptqGgml } from "./ggml-gptq.js";
 import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice } from "../ggml/mix.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import type { Model, Weight } from "../model/weights.js";
-import { weightShape } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
+import { weightShape, type Weight } from "../core/weight.js";
 
 export interface GgmlQuantizeOptions {
   /** llama-quantize preset name, e.g. "Q4_K_M" */

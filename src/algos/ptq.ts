@@ -31,7 +31,7 @@ import { Tensor } from "../core/tensor.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames } from "../model/config.js";
 import { fakeQuantInputs, siteKey, type InputTransforms, type LinearSite } from "../model/transforms.js";
-import type { Model, Weight } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import { ActivationObserver, activationQuantSpec, printSpec, quantizeTensor, toSpec, type QTensor, type QuantSpec } from "../quant/index.js";
 import { awqQuantizePrep, awqSearchScales, type AwqOptions } from "./awq.js";
 import { BlockRunner, LINEAR_KEYS, SITE_OF, blockWeights, linearName, type BlockWeights, type LinearKey } from "./calib.js";
@@ -41,6 +41,7 @@ import { rtnQuantize } from "./rtn.js";
 import { smoothQuantScales } from "./smoothquant.js";
 import { RegistryQuantizer } from "./spec-quantizer.js";
 import { ChannelStats, divideNormInPlace, divideRowsInPlace, scaleColumnsInPlace } from "./stats.js";
+import type { Weight } from "../core/weight.js";
 
 export const PTQ_METHODS = ["rtn", "gptq", "awq", "awq+gptq", "hqq", "smoothquant"] as const;
 export type PtqMethod = (typeof PTQ_METHODS)[number];

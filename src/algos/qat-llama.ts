@@ -22,9 +22,10 @@ import { Rng } from "../core/rng.js";
 import { Tensor } from "../core/tensor.js";
 import { TensorNames, expectedShapes } from "../model/config.js";
 import { LlamaTrainer, crossEntropyGrad, distillGrad, modelRopeFreqs, paramsFromModel, zerosLike, type ParamMap } from "../model/train.js";
-import type { Model, Weight } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import { printSpec, toSpec, type QuantSpec } from "../quant/spec.js";
 import { quantizeTensor, type QTensor } from "../quant/tensor.js";
+import type { Weight } from "../core/weight.js";
 
 export interface QatLlamaOptions {
   /** spec of the fake-quantized linears; absent = plain float fine-tuning (the control run) */

@@ -12,7 +12,7 @@ import type { Backend } from "../kernels/types.js";
 import { TensorNames } from "../model/config.js";
 import { Llama } from "../model/llama.js";
 import { siteKey, type ActivationQuantConfig, type LinearSite } from "../model/transforms.js";
-import type { Model, Weight } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import { planWindows, windowInputs } from "../eval/windows.js";
 import { errorStats } from "../quant/metrics.js";
 import { ActivationObserver } from "../quant/observer.js";
@@ -22,6 +22,7 @@ import type { QuantizedTensor } from "../quant/types.js";
 import { quantizeLayer, type LayerEntry, type QTensor } from "../quant/tensor.js";
 import { isMixedSpec, parseMixedSpec, planMixed, printMixedSpec, type MixedPlan } from "../algos/mixed-model.js";
 import { canonicalSpec } from "../quant/spec.js";
+import type { Weight } from "../core/weight.js";
 
 /** The block linears: what `quantize` touches unless --only says otherwise. */
 export function linearWeightNames(m: Model): string[] {

@@ -1,8 +1,7 @@
 /**
  * llama.cpp block types: codecs (bit-exact decode, reference quantizers), dot products, row-width
- * fall-back. Importing this module also registers the decoder for {kind: "ggml"} weights.
+ * fall-back.
  */
-import "./register.js";
 
 export * from "./types.js";
 export {

@@ -10,8 +10,8 @@ import { GgufValueType, GgufWriter, type ByteSink, type GgufFile } from "./gguf.
 import { FILE_TYPE } from "./gguf-model.js";
 import { chooseType, encodeWeight } from "./weights-encode.js";
 import type { WriteReport } from "./gguf-model.js";
-import type { Weight } from "../model/weights.js";
 import { Tensor, viewAs } from "../core/tensor.js";
+import type { Weight } from "../core/weight.js";
 
 export interface ConvertGgufOptions {
   type?: GgmlType;

@@ -12,8 +12,7 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor, viewAs } from "../core/tensor.js";
 import { GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { TensorNames, expectedShapes, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
-import type { Model, Weight } from "../model/weights.js";
-import { weightShape } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import type { Tokenizer, Vocab } from "../model/tokenizer.js";
 import { Llama2cTokenizer } from "../model/tokenizers/llama2c.js";
 import { HfTokenizer, type TokenizerJson } from "../model/tokenizers/hf.js";
@@ -22,6 +21,7 @@ import {
   type ByteSink, type GgufFile, type GgufTensorInfo, type GgufValue,
 } from "./gguf.js";
 import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
+import { weightShape, type Weight } from "../core/weight.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";

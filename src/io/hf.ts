@@ -17,12 +17,12 @@ import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../model/config.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
-import type { Model, Weight } from "../model/weights.js";
-import { weightShape } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import type { ByteSink } from "./gguf.js";
 import { ROPE_FREQS, inferLlama3Scaling } from "./gguf-model.js";
 import { openSafetensors, safetensorsSize, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";
 import type { ByteSource } from "./source.js";
+import { weightShape, type Weight } from "../core/weight.js";
 
 /** Read access to a directory (local folder, hub cache, HTTP). Paths are relative file names. */
 export interface DirSource {

@@ -3,9 +3,9 @@ import { DTYPES, numel } from "../core/tensor.js";
 import { ggmlTypeName } from "../ggml/types.js";
 import type { ModelConfig } from "../model/config.js";
 import type { Model } from "../model/weights.js";
-import { weightShape } from "../model/weights.js";
 import { metaString, metadataToJson, type GgufFile } from "./gguf.js";
 import { ggufConfig, ggufVocab } from "./gguf-model.js";
+import { weightShape } from "../core/weight.js";
 
 export interface TensorRow {
   name: string;

@@ -26,9 +26,9 @@ import { QuantlabError } from "../core/errors.js";
 import { Tensor } from "../core/tensor.js";
 import type { ModelConfig } from "../model/config.js";
 import { TensorNames } from "../model/config.js";
-import type { Weight } from "../model/weights.js";
 import { Llama2cTokenizer } from "../model/tokenizers/llama2c.js";
 import type { ByteSource } from "./source.js";
+import type { Weight } from "../core/weight.js";
 
 /** "ak42" read as a little-endian uint32 (export.py: struct.pack('I', 0x616b3432)) */
 export const LLAMA2C_V2_MAGIC = 0x616b3432;

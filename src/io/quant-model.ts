@@ -14,11 +14,12 @@ import { Tensor, numel } from "../core/tensor.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { expectedShapes, type ModelConfig } from "../model/config.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerJson } from "../model/tokenizers/hf.js";
-import type { Model, Weight } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, inputTransformsToJson } from "../model/transforms.js";
 import { fromEntries, isQuantEntryName, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
 import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
+import type { Weight } from "../core/weight.js";
 
 export const QUANT_MODEL_FORMAT = "quantlab-quantized-model/1";
 

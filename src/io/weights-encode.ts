@@ -3,15 +3,14 @@
  *
  * F32/F16/BF16 are encoded here; ggml block types (Q8_0, Q4_K, …) by ggml's reference quantizers
  * (src/ggml/codecs.ts, no importance matrix: `quantize` presets and imatrix live with the ggml work).
- * Importing ggml/index.js also installs the block decoders, so any ggml weight can be re-encoded.
+ * Any ggml weight can be re-encoded: it is decoded through ggml's codecs first.
  */
 import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
 import { GGML_CODEC_TYPES, ggmlRowFit, quantize, quantizeF16Fast } from "../ggml/index.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import type { Weight } from "../model/weights.js";
-import { weightShape } from "../model/weights.js";
+import { weightShape, type Weight } from "../core/weight.js";
 
 /** Types a tensor can be stored as in a file: every ggml codec except the activation-only Q8_1 and Q8_K. */
 const STORAGE_TYPES: readonly GgmlType[] = GGML_CODEC_TYPES.filter((t) => t !== GgmlType.Q8_1 && t !== GgmlType.Q8_K);

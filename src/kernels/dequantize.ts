@@ -1,19 +1,12 @@
 /**
- * Any Weight → f32 (rows, cols). ggml block types are decoded through a hook the ggml module installs
- * (`registerGgmlDequantizer`), so kernels do not depend on every ggml type being present.
+ * Any Weight → f32 (rows, cols), and row-at-a-time readers. ggml block types decode through ggml's codecs
+ * (bit-exact with llama.cpp's to_float).
  */
 import { QuantlabError } from "../core/errors.js";
-import type { Weight } from "../model/weights.js";
-import type { GgmlType } from "../ggml/types.js";
+import { dequantize, dequantizeRow, hasGgmlCodec } from "../ggml/codecs.js";
 import { GGML_TYPE_SIZE, ggmlTypeName } from "../ggml/types.js";
 import { bf16ArrayToF32, f16ArrayToF32 } from "../core/f16.js";
-
-export type GgmlDequantizer = (type: GgmlType, data: Uint8Array, n: number) => Float32Array;
-let ggmlDequantizer: GgmlDequantizer | undefined;
-
-export function registerGgmlDequantizer(fn: GgmlDequantizer): void {
-  ggmlDequantizer = fn;
-}
+import type { Weight } from "../core/weight.js";
 
 export function dequantizeWeight(w: Weight, name = "tensor"): { rows: number; cols: number; data: Float32Array } {
   const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
@@ -27,8 +20,8 @@ export function dequantizeWeight(w: Weight, name = "tensor"): { rows: number; co
     case "quant":
       return { rows, cols, data: w.q.dequantize() };
     case "ggml":
-      if (!ggmlDequantizer) throw new QuantlabError("E_UNSUPPORTED", `${name}: no decoder registered for ggml type ${ggmlTypeName(w.type)}`);
-      return { rows, cols, data: ggmlDequantizer(w.type, w.data, n) };
+      if (!hasGgmlCodec(w.type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: ggml type ${ggmlTypeName(w.type)} has no decoder in quantlab`);
+      return { rows, cols, data: dequantize(w.type, w.data, n) };
   }
 }
 
@@ -57,11 +50,11 @@ export function rowReader(w: Weight, name = "tensor"): RowReader {
   }
   if (w.kind === "ggml") {
     const size = GGML_TYPE_SIZE[w.type];
-    if (size && cols % size.blockSize === 0 && ggmlDequantizer) {
+    if (size && cols % size.blockSize === 0 && hasGgmlCodec(w.type)) {
       const rowBytes = (cols / size.blockSize) * size.bytesPerBlock;
       const data = w.data;
-      const dq = ggmlDequantizer;
-      return (r, dst, off) => dst.set(dq(w.type, data.subarray(r * rowBytes, (r + 1) * rowBytes), cols), off);
+      const type = w.type;
+      return (r, dst, off) => dequantizeRow(type, data.subarray(r * rowBytes, (r + 1) * rowBytes), dst.subarray(off, off + cols), cols);
     }
   }
   let all: Float32Array | undefined;

@@ -5,7 +5,7 @@
  * mat-vec / mat-mat on the prepared form. Calls are synchronous (workers block the caller with Atomics).
  */
 import type { RowReader } from "./dequantize.js";
-import type { Weight } from "../model/weights.js";
+import type { Weight } from "../core/weight.js";
 
 export interface PreparedWeight {
   /** output features */

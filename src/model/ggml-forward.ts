@@ -30,10 +30,10 @@ import { quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
 import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import "../ggml/register.js"; // ggml block decoders for embeddings and norms
 import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "./config.js";
 import { ROPE_FREQS, type CausalLM, type LogitsSink } from "./llama.js";
-import type { Model, Weight } from "./weights.js";
+import type { Model } from "./weights.js";
+import type { Weight } from "../core/weight.js";
 
 export interface GgmlForwardOptions {
   /** vector width of the ggml CPU variant to reproduce (default "avx512") */

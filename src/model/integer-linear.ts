@@ -23,8 +23,8 @@ import { toDyadic } from "../formats/int.js";
 import { QTensor } from "../quant/tensor.js";
 import type { IntegerMatmul } from "../quant/spec.js";
 import type { Backend, MatvecJob, PreparedWeight } from "../kernels/types.js";
-import type { Weight } from "./weights.js";
 import { siteKey, type ActivationQuantConfig, type LinearSite } from "./transforms.js";
+import type { Weight } from "../core/weight.js";
 
 /** significant bits of each scale's dyadic form and of the renormalized multiplier */
 export const MULT_BITS = 15;

@@ -13,10 +13,10 @@ import { matvecMany, type Backend, type PreparedWeight } from "../kernels/types.
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
-import type { Model, Weight } from "./weights.js";
-import { weightShape } from "./weights.js";
+import type { Model } from "./weights.js";
 import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
+import { weightShape, type Weight } from "../core/weight.js";
 
 /**
  * Called with the input x (n, width) of a block's linears before they run (calibration capture, or

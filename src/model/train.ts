@@ -17,7 +17,8 @@ import { QuantlabError } from "../core/errors.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
 import { ropeInvFreq, ROPE_FREQS } from "./llama.js";
-import type { Model, Weight } from "./weights.js";
+import type { Model } from "./weights.js";
+import type { Weight } from "../core/weight.js";
 
 /** Parameters (or gradients) by canonical tensor name, row-major float64. */
 export type ParamMap = Map<string, Float64Array>;

@@ -24,9 +24,10 @@ import { metaNumber } from "../../src/io/gguf.js";
 import { Llama } from "../../src/model/llama.js";
 import { expectedShapes, type ModelConfig } from "../../src/model/config.js";
 import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c.js";
-import type { Model, Weight } from "../../src/model/weights.js";
+import type { Model } from "../../src/model/weights.js";
 import { LlamaCppModel, ggmlSimdOfThisMachine, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
 import { GgmlForward } from "../../src/model/ggml-forward.js";
+import type { Weight } from "../../src/core/weight.js";
 
 const TOL = 1e-3;
 const HARD_CAP = 0.05;

@@ -115,7 +115,7 @@ describe("HF layout", () => {
     try {
       const cfg: ModelConfig = { arch: "llama", dim: 32, hiddenDim: 48, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, vocabSize: 300, seqLen: 64, ropeTheta: 500000, normEps: 1e-5, tiedEmbeddings: false };
       const rng = new Rng(3);
-      const weights = new Map<string, import("../../src/model/weights.js").Weight>();
+      const weights = new Map<string, import("../../src/core/weight.js").Weight>();
       for (const [n, shape] of expectedShapes(cfg)) {
         const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
         if (shape.length === 1) d.fill(1).forEach((_, i) => (d[i] = 1 + 0.1 * rng.normal()));
@@ -189,7 +189,7 @@ describe("padded vocabularies", () => {
     assert.equal(v.types[263], 5);
     assert.equal(v.types[256], 3);
     const cfg: ModelConfig = { arch: "llama", dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, headDim: 4, vocabSize: 264, seqLen: 16, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: true };
-    const weights = new Map<string, import("../../src/model/weights.js").Weight>();
+    const weights = new Map<string, import("../../src/core/weight.js").Weight>();
     for (const [n, shape] of expectedShapes(cfg)) weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, new Rng(1).fillNormal(new Float32Array(shape.reduce((a, b) => a * b, 1)))) });
     const sink = new MemorySink();
     await writeGgufModel({ config: cfg, weights, tokenizer: tok, source: { path: "m", format: "memory" } }, sink);

@@ -9,8 +9,8 @@ import { parseLlama2cHeader, readLlama2cCheckpoint, readLlama2cTokenizer } from 
 import { loadLlama2cFile } from "../../src/io/node/llama2c-file.js";
 import { TensorNames, expectedShapes } from "../../src/model/config.js";
 import { ropeInvFreq } from "../../src/model/llama.js";
-import type { Weight } from "../../src/model/weights.js";
 import { config, f32, randomModel, toLlama2c, tokBin } from "../model/synthetic.js";
+import type { Weight } from "../../src/core/weight.js";
 
 const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8"));
 const bytes260K = new Uint8Array(readFileSync(dataPath("stories260K", "stories260K.bin")));

@@ -12,12 +12,13 @@ import { dataPath } from "../../src/io/node/data.js";
 import { loadModel } from "../../src/io/node/load.js";
 import { saveGgufFile } from "../../src/io/node/gguf-file.js";
 import { Llama } from "../../src/model/llama.js";
-import type { Model, Weight } from "../../src/model/weights.js";
+import type { Model } from "../../src/model/weights.js";
 import { Tensor } from "../../src/core/tensor.js";
 import { Rng } from "../../src/core/rng.js";
 import { expectedShapes, type ModelConfig } from "../../src/model/config.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
 import { byteLevelAlphabet } from "../helpers/byte-level.js";
+import type { Weight } from "../../src/core/weight.js";
 
 const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8")) as { logits: { prompt: string; token_ids: number[] } };
 const TOL = 1e-3;

@@ -9,13 +9,13 @@ import { Tensor } from "../../src/core/tensor.js";
 import { f32ToF16Bits } from "../../src/core/f16.js";
 import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
 import { dequantizeRow, quantizeRow } from "../../src/ggml/codecs.js";
-import type { Weight } from "../../src/model/weights.js";
 import { dataPath } from "../../src/io/node/data.js";
 import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../src/kernels/ref/q8act.js";
 import { wasmVariantSupported, type WasmVariant } from "../../src/kernels/wasm/module.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../src/kernels/wasm/backend.js";
 import { REPACK } from "../../src/kernels/wasm/layouts.js";
+import type { Weight } from "../../src/core/weight.js";
 
 export const VARIANTS: WasmVariant[] = (["simd", "relaxed"] as WasmVariant[]).filter((v) => wasmVariantSupported(v));
 

@@ -14,12 +14,11 @@ import { dataPath } from "../../src/io/node/data.js";
 import { quantizeModelToGgml } from "../../src/algos/ggml-quant.js";
 import { Llama } from "../../src/model/llama.js";
 import { placerOf } from "../../src/cli/model-options.js";
-import type { Weight } from "../../src/model/weights.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { VARIANTS, randomF32 } from "./helpers.js";
-import "../../src/ggml/register.js";
+import type { Weight } from "../../src/core/weight.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ql-x4-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

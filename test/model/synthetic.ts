@@ -2,7 +2,8 @@
 import { Rng } from "../../src/core/rng.js";
 import { Tensor } from "../../src/core/tensor.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../../src/model/config.js";
-import type { Model, Weight } from "../../src/model/weights.js";
+import type { Model } from "../../src/model/weights.js";
+import type { Weight } from "../../src/core/weight.js";
 
 export function config(over: Partial<ModelConfig> = {}): ModelConfig {
   const c: ModelConfig = {

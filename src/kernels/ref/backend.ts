@@ -4,8 +4,8 @@
  * are dequantized once at prepare time through `dequantizeWeight`.
  */
 import type { Backend, PreparedWeight } from "../types.js";
-import type { Weight } from "../../model/weights.js";
 import { dequantizeWeight } from "../dequantize.js";
+import type { Weight } from "../../core/weight.js";
 
 class RefPrepared implements PreparedWeight {
   constructor(readonly rows: number, readonly cols: number, readonly w: Float32Array) {}

@@ -18,8 +18,6 @@
 import { QuantlabError } from "../../core/errors.js";
 import { bf16ArrayToF32, f16Table32 } from "../../core/f16.js";
 import { GgmlType, ggmlTypeName } from "../../ggml/types.js";
-import type { Weight } from "../../model/weights.js";
-import { weightShape } from "../../model/weights.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, MatvecJob, PreparedWeight } from "../types.js";
 import {
@@ -30,6 +28,7 @@ import { MAX_PAGES, WasmArena } from "./arena.js";
 import { NATIVE, REPACK, type NibbleOrder } from "./layouts.js";
 import { instantiateKernels, pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
 import { CTRL_BYTES, Dispatcher, runJobPart, type WorkerHost } from "./pool.js";
+import { weightShape, type Weight } from "../../core/weight.js";
 
 export const KERNEL_NAMES: Record<number, string> = {
   [K_F32]: "f32",

@@ -1,12 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import "../../src/ggml/index.js";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
 import { GgmlType } from "../../src/ggml/types.js";
-import { loadGolden } from "./golden-helpers.js";
+import { loadGolden } from "../ggml/golden-helpers.js";
 
-test("importing src/ggml registers the decoder: {kind: 'ggml'} weights run through the reference backend", async () => {
+test("{kind: 'ggml'} weights decode through ggml's codecs (no registration, no side-effect import) and run on the reference backend", async () => {
   const g = await loadGolden(GgmlType.Q6_K);
   const w = { kind: "ggml" as const, type: GgmlType.Q6_K, shape: [g.rows, g.cols], data: g.q };
   const { rows, cols, data } = dequantizeWeight(w, "golden.q");
