@@ -7,7 +7,10 @@ import { readFileSync } from "node:fs";
 import { Rng } from "../src/core/rng.js";
 import { Tensor } from "../src/core/tensor.js";
 import { f32ArrayToBf16 } from "../src/core/f16.js";
-import { gptqQuantize, HessianAccumulator, RegistryQuantizer, calibrationWindows, quantizeModelPtq } from "../src/algos/index.js";
+import { gptqQuantize, HessianAccumulator, RegistryQuantizer, quantize, runLayerwise, normalizeRecipe, sha256Hex } from "../src/algos/index.js";
+import { gptqLayerwise } from "../src/algos/methods/gptq.js";
+import { noProgress } from "../src/core/progress.js";
+import { linearWeightNames } from "../src/algos/select.js";
 import { dataPath } from "../src/io/node/data.js";
 import { loadModel } from "../src/io/node/load.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../src/model/config.js";
@@ -132,9 +135,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
   const text = readFileSync(dataPath("tinystories", "calib.txt"), "utf8");
   const samples = ctx.quick ? 16 : 128, seq = ctx.quick ? 64 : 256;
-  const windows = calibrationWindows(m.tokenizer!.encode(text, { bos: false }), { samples, seq, seed: 1, bosId: m.tokenizer!.bosId });
+  const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(text)) };
   let t0 = performance.now();
-  const r260 = await quantizeModelPtq(m, { method: "gptq", spec: "int4:g32:asym", calib: windows });
+  const r260 = await quantize(m, { target: { spec: "int4:g32:asym" }, method: "gptq", seed: 1, calibration: { source: { text: calibRef }, windows: { kind: "random", samples, seq } } }, { calibText: text });
   const s260 = (performance.now() - t0) / 1000;
   ctx.log(`stories260K gptq: ${s260.toFixed(1)} s`);
   const modelRows: (string | number)[][] = [["stories260K (5 layers, 35 linears)", `${samples}×${seq}`, 5, fmt(s260, 1), fmt(s260, 1), fmt(peakRssMiB(), 0)]];
@@ -149,12 +152,13 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   let quantBytes = 0;
   const rssBefore = peakRssMiB();
   t0 = performance.now();
-  await quantizeModelPtq(synth, {
-    method: "gptq",
-    spec: "int4:g128:asym",
-    calib: sw,
+  // the pipeline itself (no tokenizer, so no recipe calibration text): fixed pseudo-random token windows
+  const recipe = normalizeRecipe({ target: { spec: "int4:g128:asym" }, method: "gptq" });
+  await runLayerwise({
+    model: synth, recipe, names: linearWeightNames(synth), specOf: () => "int4:g128:asym", progress: noProgress,
+    calib: { bosId: 1, windows: () => sw },
     onTensor: (_name, w) => { if (w.kind === "quant") quantBytes += w.q.storageBits / 8; },
-  });
+  }, gptqLayerwise(recipe.options));
   const sSyn = (performance.now() - t0) / 1000;
   const peak = peakRssMiB();
   ctx.log(`synthetic 1B: ${layersRun} layers in ${sSyn.toFixed(1)} s, peak RSS ${peak.toFixed(0)} MiB`);

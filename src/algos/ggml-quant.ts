@@ -32,6 +32,8 @@ export interface GgmlQuantizeOptions {
    * name → width × width, e.g. collectImatrix's `hessians`) and a supported type; others as usual
    */
   gptq?: { hessians: Map<string, Float64Array>; percDamp?: number };
+  /** per-tensor types that replace the preset's choice (llama-quantize --tensor-type); rows must fit */
+  overrides?: ReadonlyMap<string, GgmlType>;
   progress?: Progress;
 }
 
@@ -122,7 +124,10 @@ interface TensorStep {
 function planSteps(model: Model, opts: GgmlQuantizeOptions): { preset: GgmlPreset; steps: TensorStep[]; work: number } {
   const preset = parseGgmlPreset(opts.type);
   if (model.inputTransforms) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: the model has run-time input transforms (rotation, activation scales), which GGUF cannot carry`);
-  const plan = planGgmlMix(model, preset, { imatrix: !!opts.imatrix, pure: opts.pure });
+  const plan = planGgmlMix(model, preset, { imatrix: !!opts.imatrix, pure: opts.pure }).map((p): MixChoice => {
+    const t = opts.overrides?.get(p.name);
+    return t === undefined ? p : { name: p.name, shape: p.shape, type: t, quantized: t !== GgmlType.F32 && t !== GgmlType.F16 && t !== GgmlType.BF16, requested: t };
+  });
   let work = 0;
   const steps = plan.map((p): TensorStep => {
     const w = model.weights.get(p.name)!;

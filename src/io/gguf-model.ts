@@ -21,6 +21,7 @@ import {
   type ByteSink, type GgufFile, type GgufTensorInfo, type GgufValue,
 } from "./gguf.js";
 import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
+import { uncarriedTransforms } from "./transforms-carry.js";
 import { weightShape, type Weight } from "../core/weight.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
@@ -33,6 +34,9 @@ export const FILE_TYPE: Partial<Record<GgmlType, number>> = {
   [GgmlType.Q5_K]: 17, [GgmlType.Q6_K]: 18, [GgmlType.IQ4_NL]: 25, [GgmlType.IQ4_XS]: 30, [GgmlType.BF16]: 32,
   [GgmlType.TQ1_0]: 36, [GgmlType.TQ2_0]: 37,
 };
+
+/** metadata key of the recipe JSON (= algos/recipe.ts RECIPE_METADATA_KEY; io does not import algos) */
+export const RECIPE_KEY = "quantlab.recipe";
 
 export const SUPPORTED_ARCHITECTURES = ["llama"] as const;
 
@@ -216,7 +220,10 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
   }
   const metadata: Record<string, unknown> = {};
   for (const [k, v] of f.metadata) if (v.type !== GgufValueType.ARRAY) metadata[k] = typeof v.value === "bigint" ? Number(v.value) : v.value;
-  return { config, weights, tokenizer, source: { path: f.name, format: "gguf", metadata } };
+  const model: Model = { config, weights, tokenizer, source: { path: f.name, format: "gguf", metadata } };
+  const recipe = metaString(f, RECIPE_KEY);
+  if (recipe !== undefined) model.recipe = recipe;
+  return model;
 }
 
 /** One tensor as a Weight: F32/F16/BF16 dense over the bytes just read, other types as raw blocks. */
@@ -322,6 +329,8 @@ export interface WriteGgufModelOptions {
 export interface WriteReport {
   tensors: { name: string; shape: number[]; type: string; bytes: number; fallback?: string }[];
   bytes: number;
+  /** what the file could not carry and was left out (io/transforms-carry.ts); the caller shows these */
+  warnings?: string[];
 }
 
 const u32 = (value: number): GgufValue => ({ type: GgufValueType.UINT32, value });
@@ -402,6 +411,7 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   const c = model.config;
   const expected = expectedShapes(c);
   for (const [n] of expected) if (!model.weights.has(n)) throw new QuantlabError("E_ARG", `${name}: model has no tensor "${n}"`);
+  const warnings = uncarriedTransforms(model, "GGUF", name);
 
   const weights = new Map(model.weights);
   if (c.ropeScaling?.type === "llama3" && !weights.has(ROPE_FREQS)) {
@@ -436,13 +446,15 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
     if (v.model === "gpt2" && model.tokenizer instanceof HfTokenizer) w.setKV(HF_JSON_KEY, str(JSON.stringify(model.tokenizer.json)));
   }
   if (c.ropeScaling) for (const [k, v] of ropeScalingMetadata(c.ropeScaling)) w.setKV(k, v);
+  // the recipe that made the model (algos/recipe.ts), so the file can be reproduced from itself
+  if (model.recipe !== undefined) w.setKV(RECIPE_KEY, str(model.recipe));
   if (opts.extraMetadata) for (const [k, v] of opts.extraMetadata) w.setKV(k, v);
   for (const p of plan) w.addTensor({ name: p.name, shape: p.shape, type: p.type });
   await w.writeHeader();
 
   const progress = opts.progress ?? noProgress;
   progress.start(plan.length, "writing");
-  const report: WriteReport = { tensors: [], bytes: 0 };
+  const report: WriteReport = { tensors: [], bytes: 0, ...(warnings.length ? { warnings } : {}) };
   for (const p of plan) {
     const bytes = encodeWeight(p.w, p.name, p.type);
     await w.writeTensorData(p.name, bytes);

@@ -18,6 +18,7 @@ import { TensorNames, expectedShapes, type ModelConfig } from "../model/config.j
 import type { Tokenizer } from "../model/tokenizer.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
+import { uncarriedTransforms } from "./transforms-carry.js";
 import type { ByteSink } from "./gguf.js";
 import { ROPE_FREQS, inferLlama3Scaling } from "./gguf-model.js";
 import { openSafetensors, safetensorsSize, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";
@@ -358,8 +359,9 @@ export function hfEntries(model: Model, opts: WriteHfOptions = {}, name = "outpu
 }
 
 /** Writes config.json, safetensors shards (+ index), tokenizer.json and tokenizer_config.json. */
-export async function writeHfModel(model: Model, out: DirSink, opts: WriteHfOptions = {}, name = "output"): Promise<{ files: string[]; bytes: number }> {
+export async function writeHfModel(model: Model, out: DirSink, opts: WriteHfOptions = {}, name = "output"): Promise<{ files: string[]; bytes: number; warnings?: string[] }> {
   const c = model.config;
+  const warnings = uncarriedTransforms(model, "a Hugging Face directory", name);
   let config = c;
   const rf = model.weights.get(ROPE_FREQS);
   if (rf && !c.ropeScaling) config = { ...c, ropeScaling: inferLlama3Scaling(c, dequantizeWeight(rf, ROPE_FREQS).data) };
@@ -412,7 +414,7 @@ export async function writeHfModel(model: Model, out: DirSink, opts: WriteHfOpti
     await writeText("tokenizer.json", JSON.stringify(json) + "\n");
     await writeText("tokenizer_config.json", JSON.stringify(cfg, null, 2) + "\n");
   }
-  return { files, bytes };
+  return { files, bytes, ...(warnings.length ? { warnings } : {}) };
 }
 
 /** Size in bytes of the safetensors a model would produce (for reports). */

@@ -7,6 +7,7 @@
  *   "quantlab.model_config"  = JSON of the ModelConfig
  *   "quantlab.tokenizer", "quantlab.tokenizer_config" = tokenizer.json / tokenizer_config.json (as saveSafetensorsFile)
  *   "quantlab.quant.<name>"  = {"spec", "shape", "layout"} per quantized tensor
+ *   "quantlab.recipe"        = the canonical JSON of the recipe that made the model (algos/recipe.ts)
  * Pure (no Node APIs): works on a SafetensorsFile and produces SafetensorsEntry lists.
  */
 import { QuantlabError } from "../core/errors.js";
@@ -19,6 +20,7 @@ import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, in
 import { fromEntries, isQuantEntryName, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
 import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
+import { RECIPE_KEY } from "./gguf-model.js";
 import type { Weight } from "../core/weight.js";
 
 export const QUANT_MODEL_FORMAT = "quantlab-quantized-model/1";
@@ -45,6 +47,7 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
   }
   // run-time input transforms (online rotation, W8A8 activations) of PTQ models (algos/ptq.ts)
   if (model.inputTransforms) metadata[INPUT_TRANSFORMS_KEY] = inputTransformsToJson(model.inputTransforms);
+  if (model.recipe !== undefined) metadata[RECIPE_KEY] = model.recipe;
   const entries: SafetensorsEntry[] = [];
   const names = [...expectedShapes(model.config).keys()].filter((n) => model.weights.has(n));
   for (const name of names) {
@@ -109,6 +112,7 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
   }
   const model: Model = { config, weights, source: { path: st.name, format: "safetensors", metadata: { "quantlab.format": QUANT_MODEL_FORMAT } } };
   if (tokenizer) model.tokenizer = tokenizer;
+  if (md[RECIPE_KEY] !== undefined) model.recipe = md[RECIPE_KEY];
   const tt = md[INPUT_TRANSFORMS_KEY];
   if (tt !== undefined) {
     model.inputTransforms = inputTransformsFromJson(tt, st.name);

@@ -16,4 +16,6 @@ export interface Model {
   source: { path: string; format: "llama2c" | "gguf" | "safetensors" | "hf" | "memory"; metadata?: Record<string, unknown> };
   /** run-time operations on linear inputs a quantized model needs (online rotation, W8A8 activations) */
   inputTransforms?: InputTransforms;
+  /** the canonical JSON of the recipe that made this model (algos/recipe.ts), carried in file metadata as "quantlab.recipe" */
+  recipe?: string;
 }

@@ -73,7 +73,7 @@ describe("quantlab quantize --type / convert --type", () => {
   test("errors: unknown preset, non-GGUF output, --gptq without a text; no output left behind", () => {
     const out = join(dir, "bad.gguf");
     expectOneLineError(quantlab("quantize", S260, "--type", "Q4_K_X", "-o", out), /--type Q4_K_X: not a llama-quantize preset/, 2);
-    expectOneLineError(quantlab("quantize", S260, "--type", "Q4_K_M", "-o", join(dir, "x.safetensors")), /--type writes a GGUF/, 2);
+    expectOneLineError(quantlab("quantize", S260, "--type", "Q4_K_M", "-o", join(dir, "x.safetensors")), /\(--type\) writes a GGUF/, 2);
     expectOneLineError(quantlab("quantize", S260, "--type", "Q4_K_M", "--gptq", "-o", out), /--gptq needs --imatrix/, 2);
     expectOneLineError(quantlab("quantize", S260, "-o", out), /give --spec <spec> .* or --type <preset>/, 2);
     assert.ok(!existsSync(out));

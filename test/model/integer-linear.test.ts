@@ -17,7 +17,13 @@ import { IntegerLinearBackend, MULT_BITS, OUT_FRAC, linearSiteKey, roundShift } 
 import { fakeQuantInputs } from "../../src/model/transforms.js";
 import { quantizeTensor, type QTensor } from "../../src/quant/tensor.js";
 import { perplexity } from "../../src/eval/perplexity.js";
-import { activationConfig, quantizeModel, selectTensors } from "../../src/cli/quant-model.js";
+import { activationConfig } from "../../src/algos/activations.js";
+import { selectTensors } from "../../src/algos/select.js";
+import { quantizeTensors } from "../../src/algos/methods/rtn.js";
+import { noProgress } from "../../src/core/progress.js";
+import type { Model } from "../../src/model/weights.js";
+
+const quantizeModel = (m: Model, spec: string, names: string[]) => quantizeTensors(m, names, () => spec, { seed: 0, progress: noProgress });
 
 /** round(v / 2^s), ties away from zero, on BigInt */
 function shiftAway(v: bigint, s: number): bigint {

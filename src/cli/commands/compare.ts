@@ -17,7 +17,12 @@ import { parseKvSpec, quantKvCacheFactory, type QuantKvCache } from "../../model
 import { printJson, stderrProgress } from "../util.js";
 import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
-import { activationConfig, canonicalModelSpec, inputSecondMoments, quantizeModel, selectTensors } from "../quant-model.js";
+import { quantize, normalizeRecipe } from "../../algos/quantize.js";
+import { METHODS } from "../../algos/methods/index.js";
+import { isMixedSpec, parseMixedSpec, printMixedSpec } from "../../algos/mixed-model.js";
+import { canonicalSpec } from "../../quant/spec.js";
+import { selectTensors, splitGlobs } from "../../algos/select.js";
+import { readCalibText } from "../recipe-flags.js";
 import { IntegerLinearBackend, hasIntegerLinears } from "../../model/integer-linear.js";
 
 interface CompareOptions extends BackendOptions {
@@ -105,18 +110,31 @@ export function register(program: Command): void {
   addBackendOptions(cmd).action(async (path: string, o: CompareOptions) => {
     // bad specs fail before any work
     const split = (t: string | undefined) => (t ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-    const specs = split(o.specs).map((s) => canonicalModelSpec(s));
+    const specs = split(o.specs).map((s) => (isMixedSpec(s) ? printMixedSpec(parseMixedSpec(s)) : canonicalSpec(s)));
     const kvAll = o.kv === undefined ? undefined : printSpec(parseKvSpec(o.kv));
     const jobs: { spec: string | undefined; kv: string | undefined }[] = specs.map((spec) => ({ spec, kv: kvAll }));
     for (const kv of split(o.kvSpecs)) jobs.push({ spec: undefined, kv: printSpec(parseKvSpec(kv)) });
     if (jobs.length === 0) throw new QuantlabError("E_ARG", "option --specs: no spec given");
     const text = readTextFile(o.text);
-    const calibText = o.calib ? readTextFile(o.calib) : undefined;
+    const calibFile = o.calib ? await readCalibText(o.calib, "--calib") : undefined;
     const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
     warnContext(path, o.ctx, model.config.seqLen);
     const tokens = tokenizer.encode(text, { bos: false });
-    const calibTokens = calibText ? tokenizer.encode(calibText, { bos: false }).slice(0, o.calibTokens) : undefined;
-    const names = selectTensors(model, o.only, o.skip);
+    const tensors: Record<string, string[]> = {};
+    if (o.only) tensors.only = splitGlobs(o.only);
+    if (o.skip) tensors.keepFloat = splitGlobs(o.skip);
+    const names = selectTensors(model, tensors.only, tensors.keepFloat);
+    // one recipe per row: round to nearest (or mixed precision), calibrated on the first --calib-tokens
+    // tokens of --calib in windows of --ctx where the row's method reads calibration
+    const recipeOf = (spec: string): Record<string, unknown> => {
+      const r: Record<string, unknown> = { target: { spec }, method: isMixedSpec(spec) ? "mixed" : "rtn", ...(Object.keys(tensors).length ? { tensors } : {}) };
+      const use = METHODS[r.method as "rtn"].calibration(normalizeRecipe(r));
+      if (calibFile && use !== "unused") r.calibration = { source: { text: calibFile.ref }, windows: { kind: "consecutive", ctx: o.ctx, maxTokens: o.calibTokens } };
+      return r;
+    };
+    const recipes = jobs.map(({ spec }) => (spec === undefined ? undefined : normalizeRecipe(recipeOf(spec)))); // bad recipes fail before any work
+    if (calibFile && !recipes.some((r) => r?.calibration)) throw new QuantlabError("E_ARG", "option --calib: no spec in --specs reads calibration data (static activations a<b>s, mixed precision with hess or kld sensitivity)");
+    if (!calibFile && cmd.getOptionValueSource("calibTokens") === "cli") throw new QuantlabError("E_ARG", "option --calib-tokens: needs --calib <file>");
     const backend = backendFromOptions(o);
     const progress = stderrProgress();
     const rows: CompareRow[] = [];
@@ -125,16 +143,18 @@ export function register(program: Command): void {
     let basePpl = NaN, nTokens = 0;
     try {
       const base = new RecordedLogits(new ModelLogits(new Llama(model, { contextLength: o.ctx, backend })));
-      // mixed-precision sensitivity: E[x²] of every linear input on the calibration text (float model), else plain MSE
-      const hDiag = calibTokens && specs.some((s) => s.startsWith("mixed:")) ? inputSecondMoments(model, { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend }) : undefined;
       for (const { spec, kv } of jobs) {
-        const calib = calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined;
-        const q = spec === undefined ? undefined : quantizeModel(model, spec, names, { progress, ...(hDiag ? { hDiag } : {}), ...(calib ? { calib } : {}) });
+        const q = spec === undefined ? undefined : await quantize(model, recipeOf(spec), { ...(calibFile ? { calibText: calibFile.text } : {}), backend, progress });
         const qModel = q?.model ?? model;
-        const acts = spec === undefined ? undefined : activationConfig(qModel, spec, calibTokens ? { tokens: calibTokens, bosId: tokenizer.bosId, ctx: o.ctx, backend } : undefined);
         // integer-only linears quantize their own inputs (model/integer-linear.ts); the others fake-quantize them
         const intmm = hasIntegerLinears(qModel.weights);
-        const qm = acts && !intmm ? { ...qModel, inputTransforms: { ...(qModel.inputTransforms ?? {}), activations: acts } } : qModel;
+        const acts = qModel.inputTransforms?.activations;
+        let qm = qModel;
+        if (intmm && acts) {
+          const { activations: _a, ...rest } = qModel.inputTransforms!;
+          qm = { ...qModel, ...(Object.keys(rest).length ? { inputTransforms: rest } : {}) };
+          if (!Object.keys(rest).length) delete qm.inputTransforms;
+        }
         const t0 = Date.now();
         const rowBackend = intmm ? new IntegerLinearBackend(backend, acts) : backend;
         const llama = new Llama(qm, { contextLength: o.ctx, backend: rowBackend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
@@ -145,10 +165,10 @@ export function register(program: Command): void {
         nTokens = r.tokens;
         const row: CompareRow = {
           spec: spec ?? "f32", bpw: q?.bpw ?? 32, sizeBytes: safetensorsSize(entries, metadata), ppl: r.pplOther, meanKld: r.meanKld, top1: r.top1,
-          worstSqnrDb: q?.worstSqnrDb ?? Infinity, seconds: q?.seconds ?? 0, evalSeconds: (Date.now() - t0) / 1000,
+          worstSqnrDb: q ? Math.min(...(q.tensors ?? []).map((t) => t.sqnrDb)) : Infinity, seconds: q?.seconds ?? 0, evalSeconds: (Date.now() - t0) / 1000,
         };
         if (kv) { row.kv = kv; row.kvBits = (llama.kv as QuantKvCache).bitsPerElement; }
-        if (q?.mixed) row.mixed = { counts: q.mixed.counts, sensitivity: q.mixed.sensitivity, choice: Object.fromEntries(q.mixed.choice) };
+        if (q?.mixed) row.mixed = { counts: q.mixed.counts, sensitivity: q.mixed.sensitivity, choice: q.mixed.choice };
         if (rowBackend instanceof IntegerLinearBackend) row.integer = { ...rowBackend.stats };
         rows.push(row);
         if (!o.json) {

@@ -63,7 +63,7 @@ export function register(program: Command): void {
         throw new QuantlabError("E_ARG", `--type ${o.type}: ${kind} output holds F32, F16 or BF16 tensors only (ggml block types need a .gguf output)`);
       }
       const progress = o.json ? undefined : stderrProgress();
-      let result: { tensors?: { name: string; type: string; fallback?: string }[]; bytes: number; files?: string[] };
+      let result: { tensors?: { name: string; type: string; fallback?: string }[]; bytes: number; files?: string[]; warnings?: string[] };
       if (kind === "gguf" && !isHubRef(input) && (await detectFormat(input)) === "gguf") {
         const f = await openGgufFile(input);
         try {
@@ -73,14 +73,19 @@ export function register(program: Command): void {
         }
       } else {
         const model = await loadModel(input, { tokenizer: o.tokenizer, progress });
+        // the recipe describes the weights as they are; re-encoding them with --type makes it untrue
+        const dropped = type !== undefined && model.recipe !== undefined;
+        if (dropped) delete model.recipe;
         if (kind === "gguf") result = await saveGgufFile(model, out, { type, progress });
         else if (kind === "safetensors") result = await saveSafetensorsFile(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress });
         else result = await saveHfDir(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress, maxShardBytes: o.shardSize ? parseBytes(o.shardSize) : undefined });
+        if (dropped) result.warnings = [...(result.warnings ?? []), `${input}'s recipe (metadata quantlab.recipe) is not written: --type re-encodes the weights, so it no longer describes them`];
       }
       const fallbacks = (result.tensors ?? []).filter((t) => t.fallback);
       const seconds = (Date.now() - t0) / 1000;
+      for (const w of result.warnings ?? []) process.stderr.write(`quantlab: warning: ${w}\n`);
       if (o.json) {
-        printJson({ input, output: out, format: kind, type: type !== undefined ? ggmlTypeName(type) : null, bytes: result.bytes, seconds, ...(result.files ? { files: result.files } : {}), ...(result.tensors ? { tensors: result.tensors } : {}), fallbacks });
+        printJson({ input, output: out, format: kind, type: type !== undefined ? ggmlTypeName(type) : null, bytes: result.bytes, seconds, warnings: result.warnings ?? [], ...(result.files ? { files: result.files } : {}), ...(result.tensors ? { tensors: result.tensors } : {}), fallbacks });
       } else {
         for (const t of fallbacks) process.stderr.write(`quantlab: note: ${t.name}: ${t.fallback}; written as ${t.type}\n`);
         process.stdout.write(`wrote ${out} (${kind}${type !== undefined ? `, ${ggmlTypeName(type)}` : ""}, ${result.bytes} bytes) in ${seconds.toFixed(2)} s\n`);

@@ -6,13 +6,12 @@
  */
 import type { Command } from "commander";
 import { QuantlabError } from "../../core/errors.js";
-import { saveQuantModelFile } from "../../io/node/quant-file.js";
-import { qatLlama } from "../../algos/qat-llama.js";
-import { canonicalSpec } from "../../quant/spec.js";
+import { checkOutputPath, saveQuantizeResult } from "../../io/node/quantize-output.js";
+import { normalizeRecipe, quantize } from "../../algos/quantize.js";
+import { selectTensors, splitGlobs } from "../../algos/select.js";
+import { readCalibText } from "../recipe-flags.js";
 import { parseFloatOpt, printJson, stderrProgress } from "../util.js";
 import { displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
-import { selectTensors } from "../quant-model.js";
-import { readTextFile } from "./eval.js";
 
 interface QatOptions {
   spec?: string;
@@ -57,37 +56,43 @@ export function register(program: Command): void {
     .action(async (path: string, o: QatOptions) => {
       if (o.float && o.spec) throw new QuantlabError("E_ARG", "qat: give --spec <spec> or --float, not both");
       if (!o.float && o.spec === undefined) throw new QuantlabError("E_ARG", "qat: give --spec <spec> (or --float for the float control run)");
-      const spec = o.spec === undefined ? undefined : canonicalSpec(o.spec);
       const seed = Number(o.seed);
       if (!Number.isInteger(seed) || seed < 0) throw new QuantlabError("E_ARG", `option --seed: expected a non-negative integer, got "${o.seed}"`);
       if (o.loss !== "ce" && o.loss !== "kd") throw new QuantlabError("E_ARG", `option --loss: expected ce or kd, got "${o.loss}"`);
       if (o.train !== "all" && o.train !== "linears") throw new QuantlabError("E_ARG", `option --train: expected all or linears, got "${o.train}"`);
       if (!(o.lr > 0)) throw new QuantlabError("E_ARG", `option --lr: expected a positive number, got ${o.lr}`);
       if (!(o.lrMin >= 0 && o.lrMin <= 1)) throw new QuantlabError("E_ARG", `option --lr-min: expected a fraction in [0, 1], got ${o.lrMin}`);
-      if (!o.output.endsWith(".safetensors")) throw new QuantlabError("E_ARG", `option -o: ${o.output}: the output must be a .safetensors file`);
-      const text = readTextFile(o.text);
-      const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
-      const names = selectTensors(model, o.only, o.skip);
-      if (names.length === 0) throw new QuantlabError("E_ARG", "nothing to train: --skip removed every tensor");
-      const tokens = tokenizer.encode(text, { bos: false });
-      const r = qatLlama(model, tokens, {
-        spec, names, steps: o.steps, lr: o.lr, lrMin: o.lrMin, batch: o.batch, seq: o.seq, seed,
-        loss: o.loss, train: o.train, bosId: tokenizer.bosId, progress: stderrProgress(),
+      checkOutputPath("safetensors", o.output);
+      const calib = await readCalibText(o.text, "--text");
+      const tensors: Record<string, string[]> = {};
+      if (o.only) tensors.only = splitGlobs(o.only);
+      if (o.skip) tensors.keepFloat = splitGlobs(o.skip);
+      // the float control run keeps f32 weights: its target is fp32, with the method's float option set
+      const recipe = normalizeRecipe({
+        target: { spec: o.spec ?? "fp32" }, method: "qat", seed,
+        options: { steps: o.steps, lr: o.lr, lrMin: o.lrMin, batch: o.batch, seq: o.seq, loss: o.loss, train: o.train, float: !!o.float },
+        calibration: { source: { text: calib.ref }, windows: { kind: "stream" } },
+        ...(Object.keys(tensors).length ? { tensors } : {}),
       });
-      const bytes = await saveQuantModelFile(r.model, o.output);
-      const tail = r.losses.slice(-Math.min(10, r.losses.length));
+      const { model } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
+      const r = await quantize(model, recipe, { calibText: calib.text, progress: stderrProgress() });
+      const { bytes } = await saveQuantizeResult(r, o.output);
+      const losses = r.qat!.losses;
+      const tail = losses.slice(-Math.min(10, losses.length));
       const lastLoss = tail.reduce((a, b) => a + b, 0) / Math.max(1, tail.length);
-      const firstLoss = r.losses[0] ?? NaN;
+      const firstLoss = losses[0] ?? NaN;
+      const specText = o.float ? undefined : (recipe.target as { spec: string }).spec;
+      const nTensors = o.float ? selectTensors(model, tensors.only, tensors.keepFloat).length : r.tensors!.length;
       if (o.json) {
         printJson({
-          output: o.output, model: path, text: o.text, spec: r.spec ?? "float", steps: o.steps, lr: o.lr, lrMin: o.lrMin,
-          batch: o.batch, seq: o.seq, seed, loss: o.loss, train: o.train, trainTokens: tokens.length,
-          tensors: r.names.length, firstLoss, lastLoss, losses: r.losses, bytes, seconds: r.seconds,
+          output: o.output, model: path, text: o.text, recipe: r.recipe, spec: specText ?? "float", steps: o.steps, lr: o.lr, lrMin: o.lrMin,
+          batch: o.batch, seq: o.seq, seed, loss: o.loss, train: o.train, trainTokens: r.qat!.trainTokens,
+          tensors: nTensors, firstLoss, lastLoss, losses, bytes, seconds: r.seconds,
         });
         return;
       }
       process.stdout.write(
-        `${displayName(path)} → ${o.output}: ${r.spec ?? "float fine-tune"}, ${r.names.length} tensors, ${o.steps} steps of ${o.batch}×${o.seq} ` +
+        `${displayName(path)} → ${o.output}: ${specText ?? "float fine-tune"}, ${nTensors} tensors, ${o.steps} steps of ${o.batch}×${o.seq} ` +
           `(${o.loss} loss ${firstLoss.toFixed(4)} → ${lastLoss.toFixed(4)}, mean of the last ${tail.length}), ${bytes} bytes, ${r.seconds.toFixed(1)} s\n`,
       );
     });

@@ -16,6 +16,7 @@ import { hfEntries, loadHfModel, modelConfigToHf, writeHfModel, type DirSink, ty
 import { openSafetensors, writeSafetensors } from "../safetensors.js";
 import type { ByteSource } from "../source.js";
 import { atomicWriteDir, atomicWriteFile } from "./atomic.js";
+import { uncarriedTransforms } from "../transforms-carry.js";
 import { openFile } from "./file.js";
 
 /** A local folder as a DirSource. */
@@ -92,13 +93,14 @@ export async function loadSafetensorsFile(path: string, opts: { tokenizer?: stri
 }
 
 /** Writes an HF directory (config.json, shards + index, tokenizer files) atomically. */
-export async function saveHfDir(model: Model, path: string, opts: WriteHfOptions = {}): Promise<{ path: string; files: string[]; bytes: number }> {
+export async function saveHfDir(model: Model, path: string, opts: WriteHfOptions = {}): Promise<{ path: string; files: string[]; bytes: number; warnings?: string[] }> {
   const r = await atomicWriteDir(path, (tmp) => writeHfModel(model, new LocalDirSink(tmp), opts, path));
   return { path, ...r };
 }
 
 /** Writes one self-contained .safetensors (HF tensor names; config and tokenizer in __metadata__). */
-export async function saveSafetensorsFile(model: Model, path: string, opts: WriteHfOptions = {}): Promise<{ path: string; bytes: number }> {
+export async function saveSafetensorsFile(model: Model, path: string, opts: WriteHfOptions = {}): Promise<{ path: string; bytes: number; warnings?: string[] }> {
+  const warnings = uncarriedTransforms(model, "a plain safetensors file", path);
   const entries = hfEntries(model, opts, path);
   const md: Record<string, string> = { format: "pt", "quantlab.config": JSON.stringify(modelConfigToHf(model.config, model.tokenizer)) };
   if (model.tokenizer) {
@@ -113,5 +115,5 @@ export async function saveSafetensorsFile(model: Model, path: string, opts: Writ
     }
   }
   const bytes = await atomicWriteFile(path, (sink) => writeSafetensors(sink, entries, md, path));
-  return { path, bytes };
+  return { path, bytes, ...(warnings.length ? { warnings } : {}) };
 }

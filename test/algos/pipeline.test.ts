@@ -1,5 +1,5 @@
 /**
- * The model-level PTQ pipeline on stories260K: the block runner against the Llama forward pass, fused
+ * The layer-by-layer PTQ pipeline (algos/pipeline.ts, run through quantize(model, recipe)) on stories260K: the block runner against the Llama forward pass, fused
  * transforms that must leave the float model unchanged, quantized files that load back bit-exactly,
  * and the issue's acceptance (GPTQ and AWQ under 0.8× RTN's mean KLD at int3:g32:asym) on a shortened
  * evaluation (the full 20,440-token figures are in docs/ptq-results.md).
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BlockRunner, blockWeights, calibrationWindows, matmulXWt, quantizeModelPtq, rmsnorm, type PtqOptions } from "../../src/algos/index.js";
+import { BlockRunner, blockWeights, calibrationWindows, matmulXWt, quantize, rmsnorm, sha256Hex } from "../../src/algos/index.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
 import { dataPath } from "../../src/io/node/data.js";
 import { loadModel } from "../../src/io/node/load.js";
@@ -21,7 +21,12 @@ import type { Model } from "../../src/model/weights.js";
 
 const model = await loadModel(dataPath("stories260K", "stories260K.bin"));
 const tok = model.tokenizer!;
-const calibTokens = tok.encode(readFileSync(dataPath("tinystories", "calib.txt"), "utf8").slice(0, 120_000), { bos: false });
+const calibText = readFileSync(dataPath("tinystories", "calib.txt"), "utf8").slice(0, 120_000);
+const calibTokens = tok.encode(calibText, { bos: false });
+const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(calibText)) };
+/** a recipe's calibration: `samples` random windows of `seq` from the calibration text (seeded by the recipe's seed) */
+const calibration = (samples: number, seq: number) => ({ source: { text: calibRef }, windows: { kind: "random", samples, seq } });
+const run = (recipe: Record<string, unknown>) => quantize(model, recipe, recipe.calibration ? { calibText } : {});
 const evalTokens = tok.encode(readFileSync(dataPath("tinystories", "eval.txt"), "utf8").slice(0, 12_000), { bos: false });
 const prompt = tok.encode("Once upon a time, there was a little girl named Lily. She liked to play with her ball in the park.", { bos: true });
 
@@ -82,11 +87,10 @@ test("BlockRunner: embedding → every block → norm → head reproduces Llama'
 });
 
 describe("fused transforms leave the float model unchanged", () => {
-  const calib = calibrationWindows(calibTokens, { samples: 8, seq: 64, seed: 1, bosId: tok.bosId });
   const float = logitsOf(model, prompt);
 
   test("rotation (residual Hadamard fused + online FFN-down rotation), nothing quantized: max |Δlogit| ≤ 1e-4; through a file too", async () => {
-    const r = await quantizeModelPtq(model, { method: "rtn", spec: "int4:g32", rotate: true, include: () => false });
+    const r = await run({ target: { spec: "int4:g32" }, method: "rtn", rotate: { seed: 0 }, tensors: { keepFloat: ["*"] } });
     assert.ok(r.model.inputTransforms?.ffnDownRotation, "online rotation recorded");
     assert.equal(r.model.config.tiedEmbeddings, false, "output head untied");
     const d = maxAbsDiff(float, logitsOf(r.model, prompt));
@@ -109,7 +113,7 @@ describe("fused transforms leave the float model unchanged", () => {
   // int16 per-channel weights are near-lossless, so what remains is the folding: a wrong fold moves logits by O(1)
   for (const [method, spec] of [["awq", "int16:channel"], ["awq+gptq", "int16:channel"], ["smoothquant", "int16:channel:a16"]] as const) {
     test(`${method} scales folded into norms / previous linears: logits within 2e-3 of float at ${spec}`, async () => {
-      const r = await quantizeModelPtq(model, { method, spec, calib, awq: { grid: 5 } });
+      const r = await run({ target: { spec }, method, seed: 1, calibration: calibration(8, 64), options: method === "smoothquant" ? {} : { grid: 5 } });
       const d = maxAbsDiff(float, logitsOf(r.model, prompt));
       assert.ok(d <= 2e-3, `${method}: max |Δlogit| ${d}`);
       const changed = [0, 1, 2, 3, 4].some((l) => {
@@ -123,8 +127,7 @@ describe("fused transforms leave the float model unchanged", () => {
 });
 
 test("a quantized model (GPTQ + rotation + W8A8 static activations) written and loaded back gives bit-identical logits", async () => {
-  const calib = calibrationWindows(calibTokens, { samples: 4, seq: 64, seed: 2, bosId: tok.bosId });
-  const r = await quantizeModelPtq(model, { method: "gptq", spec: "int4:g32:asym:a8s", rotate: true, calib });
+  const r = await run({ target: { spec: "int4:g32:asym:a8s" }, method: "gptq", rotate: { seed: 0 }, seed: 2, calibration: calibration(4, 64) });
   assert.equal(r.model.inputTransforms?.activations?.mode, "static");
   assert.equal(Object.keys(r.model.inputTransforms!.activations!.scales!).length, 4 * model.config.nLayers);
   const dir = mkdtempSync(join(tmpdir(), "ptq-"));
@@ -140,33 +143,33 @@ test("a quantized model (GPTQ + rotation + W8A8 static activations) written and 
 });
 
 describe("acceptance on stories260K (shortened: 32 calibration windows of 128, 2 eval windows of ctx 512)", () => {
-  const calib = calibrationWindows(calibTokens, { samples: 32, seq: 128, seed: 1, bosId: tok.bosId });
+  const calib = calibration(32, 128);
   const spec = "int3:g32:asym";
   const kl: Record<string, number> = {};
-  const run = async (name: string, o: Omit<PtqOptions, "spec"> & { spec?: string }) => {
-    const r = await quantizeModelPtq(model, { spec, ...o });
+  const score = async (name: string, o: Record<string, unknown>) => {
+    const r = await run({ target: { spec }, seed: 1, ...o });
     kl[name] = await meanKld(model, r.model, 1022);
     return kl[name]!;
   };
 
   test(`GPTQ and AWQ bring mean KLD under 0.8× RTN at ${spec}`, async () => {
-    const rtn = await run("rtn", { method: "rtn" });
-    const gptq = await run("gptq", { method: "gptq", calib });
-    const awq = await run("awq", { method: "awq", calib });
+    const rtn = await score("rtn", { method: "rtn" });
+    const gptq = await score("gptq", { method: "gptq", calibration: calib });
+    const awq = await score("awq", { method: "awq", calibration: calib });
     assert.ok(rtn > 0.05, `RTN int3 should hurt: KLD ${rtn}`);
     assert.ok(gptq < 0.8 * rtn, `GPTQ KLD ${gptq} vs RTN ${rtn} (×${(gptq / rtn).toFixed(3)})`);
     assert.ok(awq < 0.8 * rtn, `AWQ KLD ${awq} vs RTN ${rtn} (×${(awq / rtn).toFixed(3)})`);
   });
 
   test("W8A8 with static per-tensor activations: SmoothQuant lowers mean KLD vs plain W8A8", async () => {
-    const plain = await run("w8a8", { method: "rtn", spec: "int8:channel:a8s", calib });
-    const smooth = await run("w8a8-sq", { method: "smoothquant", spec: "int8:channel:a8s", calib });
+    const plain = await score("w8a8", { method: "rtn", target: { spec: "int8:channel:a8s" }, calibration: calib });
+    const smooth = await score("w8a8-sq", { method: "smoothquant", target: { spec: "int8:channel:a8s" }, calibration: calib });
     assert.ok(smooth < 0.8 * plain, `SmoothQuant KLD ${smooth} vs plain ${plain}`);
   });
 });
 
 test("errors: calibration methods without calibration data, smoothquant without an activation part", async () => {
-  await assert.rejects(quantizeModelPtq(model, { method: "gptq", spec: "int4:g32" }), /needs calibration data \(--calib/);
-  await assert.rejects(quantizeModelPtq(model, { method: "smoothquant", spec: "int8:channel", calib: [new Int32Array([1, 2])] }), /add an activation part/);
-  await assert.rejects(quantizeModelPtq(model, { method: "gptq", spec: "int4:tensor", calib: [new Int32Array([1, 2])] }), /channel or g<N>/);
+  await assert.rejects(run({ target: { spec: "int4:g32" }, method: "gptq" }), /needs calibration data \(--calib/);
+  await assert.rejects(run({ target: { spec: "int8:channel" }, method: "smoothquant", calibration: calibration(1, 8) }), /add an activation part/);
+  await assert.rejects(run({ target: { spec: "int4:tensor" }, method: "gptq", calibration: calibration(1, 8) }), /channel or g<N>/);
 });

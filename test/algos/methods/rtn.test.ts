@@ -1,5 +1,5 @@
 /**
- * Model-level quantization on stories260K: the quantized file loads back and runs exactly like the
+ * Method rtn's per-tensor quantization (algos/methods/rtn.ts) on stories260K: the quantized file loads back and runs exactly like the
  * in-memory quantized model, and the expected quality order holds on real text.
  */
 import { describe, test } from "node:test";
@@ -7,14 +7,19 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dataPath } from "../../src/io/node/data.js";
-import { loadModel } from "../../src/io/node/load.js";
-import { saveQuantModelFile } from "../../src/io/node/quant-file.js";
-import { Llama } from "../../src/model/llama.js";
-import { perplexity } from "../../src/eval/perplexity.js";
-import { QTensor } from "../../src/quant/tensor.js";
-import { activationConfig, globToRegExp, quantizeModel, selectTensors } from "../../src/cli/quant-model.js";
-import type { Model } from "../../src/model/weights.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { loadModel } from "../../../src/io/node/load.js";
+import { saveQuantModelFile } from "../../../src/io/node/quant-file.js";
+import { Llama } from "../../../src/model/llama.js";
+import { perplexity } from "../../../src/eval/perplexity.js";
+import { QTensor } from "../../../src/quant/tensor.js";
+import { activationConfig } from "../../../src/algos/activations.js";
+import { globToRegExp, selectTensors } from "../../../src/algos/select.js";
+import { quantizeTensors } from "../../../src/algos/methods/rtn.js";
+import { noProgress } from "../../../src/core/progress.js";
+
+const quantizeModel = (m: Model, spec: string, names: string[]) => quantizeTensors(m, names, () => spec, { seed: 0, progress: noProgress });
+import type { Model } from "../../../src/model/weights.js";
 
 const model = await loadModel(dataPath("stories260K", "stories260K.bin"));
 const tokenizer = model.tokenizer!;
@@ -63,9 +68,10 @@ describe("quantized model files", () => {
   test("tensor selection globs", () => {
     assert.ok(globToRegExp("blk.*.ffn_{up,down}.weight").test("blk.3.ffn_down.weight"));
     assert.ok(!globToRegExp("blk.*.ffn_{up,down}.weight").test("blk.3.ffn_gate.weight"));
-    assert.deepEqual(selectTensors(model, "blk.0.attn_*"), ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.0.attn_output.weight"]);
-    assert.equal(selectTensors(model, undefined, "blk.*.ffn_down.weight").length, 30);
-    assert.throws(() => selectTensors(model, "nothing*"), /--only: "nothing\*" matches no tensor/);
+    assert.deepEqual(selectTensors(model, ["blk.0.attn_*"]), ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.0.attn_output.weight"]);
+    assert.equal(selectTensors(model, undefined, ["blk.*.ffn_down.weight"]).length, 30);
+    assert.throws(() => selectTensors(model, ["nothing*"]), /--only: "nothing\*" matches no tensor/);
+    assert.throws(() => selectTensors(model, undefined, ["blk.*.ffn_dwn.weight"]), /--skip: "blk\.\*\.ffn_dwn\.weight" matches no tensor/);
   });
 });
 
