@@ -34,21 +34,17 @@ export interface BackendOptions {
 const verbose = (): boolean => process.argv.includes("--verbose");
 
 /**
- * `--backend auto|wasm|ref [--threads n]` → a Backend. auto (the default) is the WASM SIMD backend when it
- * instantiates here, else the plain-TypeScript reference (said on stderr with --verbose); wasm insists.
+ * `--backend wasm|ref [--threads n]` → a Backend: the one definition every command uses. wasm (the
+ * default) is the WebAssembly SIMD backend with `threads` threads (worker pool over shared memory); ref the
+ * plain-TypeScript reference (one thread: --threads > 1 with it is an error, it would have no effect).
  */
 export function backendFromOptions(o: BackendOptions): Backend {
   switch (o.backend) {
-    case "ref": return new RefBackend();
+    case "ref":
+      if ((o.threads ?? 1) > 1) throw new QuantlabError("E_ARG", `option --threads: the ref backend runs on one thread; use --backend wasm for ${o.threads} threads`);
+      return new RefBackend();
     case "wasm": return createNodeWasmBackend({ threads: o.threads ?? 1 });
-    case "auto":
-      try {
-        return createNodeWasmBackend({ threads: o.threads ?? 1 });
-      } catch (e) {
-        if (verbose()) process.stderr.write(`quantlab: wasm backend unavailable (${(e as Error).message}); using the ref backend\n`);
-        return new RefBackend();
-      }
-    default: throw new QuantlabError("E_ARG", `option --backend: unknown backend "${o.backend}" (expected auto, wasm or ref)`);
+    default: throw new QuantlabError("E_ARG", `option --backend: unknown backend "${o.backend}" (expected wasm or ref)`);
   }
 }
 
@@ -67,8 +63,8 @@ export async function backendReady(backend: Backend): Promise<void> {
 /** Adds --backend and --threads to a command. */
 export function addBackendOptions(cmd: Command): Command {
   return cmd
-    .option("--backend <name>", "kernels: auto (wasm when it runs here, else ref), wasm (WebAssembly SIMD) or ref (plain TypeScript)", "auto")
-    .option("--threads <n>", "threads for the wasm backend (workers + the main thread)", positiveInt("--threads"), 1);
+    .option("--backend <name>", "kernels: wasm (WebAssembly SIMD, default) or ref (plain TypeScript reference)", "wasm")
+    .option("--threads <n>", "threads of the wasm backend (workers + the main thread): forward passes, calibration and ggml encoding", positiveInt("--threads"), 1);
 }
 
 export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {

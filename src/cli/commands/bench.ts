@@ -46,7 +46,7 @@ export async function openQuantlabSession(path: string, o: SessionOptions): Prom
   const t0 = performance.now();
   const backend = o.layouts && o.backend !== "ref"
     ? createNodeWasmBackend({ threads: o.threads, layouts: o.layouts })
-    : backendFromOptions({ backend: o.backend ?? "auto", threads: o.threads });
+    : backendFromOptions({ backend: o.backend ?? "wasm", threads: o.threads });
   try {
     const model = await loadModel(path, { place: placerOf(backend) });
     const llama = new Llama(model, { backend, contextLength: o.context, maxBatch: o.batch });
