@@ -4,8 +4,8 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { dataPath } from "../../src/io/node/data.js";
-import { expectOneLineError, quantlab } from "./helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { expectOneLineError, quantlab } from "../helpers-cli.js";
 
 const MODEL = dataPath("stories260K", "stories260K.bin");
 const TEXT = dataPath("tinystories", "eval.txt");
