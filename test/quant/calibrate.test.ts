@@ -44,6 +44,7 @@ describe("weight clipping calibration at 3 bits on heavy-tailed data", () => {
     // measured: min-max 5.88, kl 6.59, mse 8.26
     assert.ok(r.channel.mse > r.channel.minmax + 2, JSON.stringify(r.channel));
     assert.ok(r.channel.kl > r.channel.minmax + 0.4, JSON.stringify(r.channel));
+    assert.ok(r.channel.mse > r.channel.kl, JSON.stringify(r.channel));
   });
   test("per group of 32: MSE still helps (symmetric and asymmetric)", () => {
     // measured: min-max 10.42, mse 11.32; asym 13.51, asym+mse 13.99
@@ -52,6 +53,55 @@ describe("weight clipping calibration at 3 bits on heavy-tailed data", () => {
   });
   test("finer groups beat coarser ones at the same bits", () => {
     assert.ok(r.g32.minmax > r.channel.minmax && r.channel.minmax > r.tensor.minmax, JSON.stringify(r));
+  });
+});
+
+describe("each method picks its documented clip (brute-force references, int3 on Student-t rows)", () => {
+  const rows = 8, cols = 96;
+  const w = studentT(rows * cols, 3, 3);
+  const rne = (v: number) => { const k = Math.round(v); return k - v === 0.5 && k % 2 !== 0 ? k - 1 : k; };
+  /** the values of group g of the [rows, cols] tensor in groups of G along a row */
+  const group = (g: number, G: number) => { const per = cols / G; const r = Math.floor(g / per); return Array.from(w.subarray(r * cols + (g % per) * G, r * cols + (g % per) * G + G)); };
+  const symErr = (seg: number[], s: number) => seg.reduce((a, v) => a + (v - Math.max(-3, Math.min(3, rne(v / s))) * s) ** 2, 0);
+
+  test("p<pct>: scale · 3 = the pct-th percentile of the group's |w| (linear between ranks), per channel and per group", () => {
+    for (const [spec, G, pct] of [["int3:channel:p99", cols, 99], ["int3:channel:p90", cols, 90], ["int3:g32:p99", 32, 99]] as const) {
+      const q = quantizeTensor(w, [rows, cols], spec);
+      for (let g = 0; g < q.layout.nGroups; g++) {
+        const abs = group(g, G).map(Math.abs).sort((a, b) => a - b);
+        const pos = (pct / 100) * (abs.length - 1), lo = Math.floor(pos);
+        const want = abs[lo]! + (abs[Math.min(lo + 1, abs.length - 1)]! - abs[lo]!) * (pos - lo);
+        const clip = q.groupParams(g).scale * 3;
+        assert.ok(Math.abs(clip / want - 1) < 1e-6, `${spec} group ${g}: clip ${clip}, percentile ${want}`);
+        assert.ok(clip < abs[abs.length - 1]!, `${spec} group ${g}: clipped below max |w|`);
+      }
+    }
+  });
+
+  test("mse: the clip ratio of the grid (1 … 0.0085) with the least squared error of the group, found by trying every ratio", () => {
+    for (const [spec, G] of [["int3:channel:mse", cols], ["int3:g32:mse", 32]] as const) {
+      const q = quantizeTensor(w, [rows, cols], spec);
+      for (let g = 0; g < q.layout.nGroups; g++) {
+        const seg = group(g, G);
+        const amax = Math.max(...seg.map(Math.abs));
+        let best = Infinity;
+        for (const ratio of mseClipRatios()) best = Math.min(best, symErr(seg, Math.fround((ratio * amax) / 3)));
+        const got = symErr(seg, q.groupParams(g).scale);
+        assert.ok(got <= best * (1 + 1e-9), `${spec} group ${g}: error ${got}, best on the grid ${best}`);
+        assert.ok(got < symErr(seg, Math.fround(amax / 3)), `${spec} group ${g}: no better than min-max`);
+      }
+    }
+    // affine: the clip scales both ends of [min, max] by the ratio; integer zero point = rne(−min·ratio / scale)
+    const q = quantizeTensor(w, [rows, cols], "int3:g32:asym:mse");
+    for (let g = 0; g < q.layout.nGroups; g++) {
+      const seg = group(g, 32);
+      const lo = Math.min(0, ...seg), hi = Math.max(0, ...seg);
+      const affErr = (s: number, z: number) => seg.reduce((a, v) => a + (v - (Math.max(0, Math.min(7, rne(v / s) + z)) - z) * s) ** 2, 0);
+      let best = Infinity;
+      for (const ratio of mseClipRatios()) { const s = ((hi - lo) * ratio) / 7; best = Math.min(best, affErr(s, rne((-lo * ratio) / s))); }
+      const { scale, zero } = q.groupParams(g);
+      assert.ok(affErr(scale, zero) <= best * (1 + 1e-6), `asym group ${g}: error ${affErr(scale, zero)}, best on the grid ${best}`);
+    }
   });
 });
 

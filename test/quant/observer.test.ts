@@ -6,6 +6,7 @@ import { Rng } from "../../src/core/rng.js";
 import { ActivationObserver } from "../../src/quant/observer.js";
 import { fakeQuantStatic } from "../../src/quant/activations.js";
 import { errorStats } from "../../src/quant/metrics.js";
+import { mseClipRatios } from "../../src/quant/calibrate.js";
 
 /** Student-t with ν degrees of freedom (heavy tails for small ν). */
 function studentT(n: number, nu: number, seed: number): Float32Array {
@@ -78,5 +79,30 @@ describe("ActivationObserver", () => {
     assert.ok(e.p > e.minmax + 5 && e.mse > e.minmax + 5 && e.kl > e.minmax + 5, JSON.stringify(e));
     const asym = obs.staticParams("int8:tensor:asym");
     assert.ok(Number.isInteger(asym.zero) && asym.zero > 100 && asym.zero < 156, `zero ${asym.zero}`);
+  });
+  test("static percentile and MSE scales against the raw values: the exact percentile of |x| within one histogram bin; the clip-grid ratio with the least squared error (brute force)", () => {
+    const C = 16, T = 4000;
+    const x = studentT(T * C, 4, 11);
+    const obs = new ActivationObserver(C);
+    obs.observe(x.subarray(0, 1000 * C));
+    obs.observe(x.subarray(1000 * C)); // the histogram grows between batches
+    const { binWidth } = obs.absHistogram();
+    const abs = Float64Array.from(x, Math.abs).sort();
+    for (const pct of [99, 99.9]) {
+      const pos = (pct / 100) * (abs.length - 1), lo = Math.floor(pos);
+      const want = abs[lo]! + (abs[lo + 1]! - abs[lo]!) * (pos - lo);
+      const clip = obs.staticParams(`int8:tensor:p${pct}`).scale * 127;
+      assert.ok(Math.abs(clip - want) <= binWidth, `p${pct}: clip ${clip}, percentile ${want}, bin ${binWidth}`);
+    }
+    const rne = (v: number) => { const k = Math.round(v); return k - v === 0.5 && k % 2 !== 0 ? k - 1 : k; };
+    for (const bits of [8, 4]) {
+      const qmax = 2 ** (bits - 1) - 1;
+      const err = (s: number) => { let e = 0; for (const v of x) e += (v - Math.max(-qmax, Math.min(qmax, rne(v / s))) * s) ** 2; return e; };
+      let best = Infinity;
+      for (const r of mseClipRatios()) best = Math.min(best, err((r * abs[abs.length - 1]!) / qmax));
+      const got = err(obs.staticParams(`int${bits}:tensor:mse`).scale);
+      // measured: equal to 1e-8; min-max is 1.13× (int8) and 5.3× (int4) the best
+      assert.ok(got <= best * (1 + 1e-6), `int${bits} mse: error ${got}, best on the grid ${best}`);
+    }
   });
 });

@@ -5,9 +5,9 @@
  * quantize + kld giving the same numbers); static activation scales calibrated as documented; bad specs
  * are one-line errors.
  */
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dataPath } from "../../../src/io/node/data.js";
@@ -18,7 +18,7 @@ import type { Model } from "../../../src/model/weights.js";
 import type { ActivationQuantConfig } from "../../../src/model/transforms.js";
 import { kld, ModelLogits } from "../../../src/eval/kld.js";
 import { planWindows, windowInputs } from "../../../src/eval/windows.js";
-import { quantizeTensor } from "../../../src/quant/tensor.js";
+import { quantizeLayer, quantizeTensor } from "../../../src/quant/tensor.js";
 import { expectOneLineError, quantlab } from "../helpers-cli.js";
 
 const MODEL = dataPath("stories260K", "stories260K.bin");
@@ -28,8 +28,16 @@ const CTX = 128, MAX_TOKENS = 254; // two windows of BOS + 127
 
 interface Row { spec: string; bpw: number; sizeBytes: number; ppl: number; meanKld: number; top1: number }
 
+// the rows below score two windows and calibrate on 512 tokens: text prefixes are enough (a prefix tokenizes to
+// the same leading tokens), and `compare` does not tokenize 400 kB for them
+const DIR = mkdtempSync(join(tmpdir(), "quantlab-compare-"));
+after(() => rmSync(DIR, { recursive: true, force: true }));
+const TEXT_PREFIX = join(DIR, "eval.txt"), CALIB_PREFIX = join(DIR, "calib.txt");
+writeFileSync(TEXT_PREFIX, readFileSync(TEXT, "utf8").slice(0, 4000));
+writeFileSync(CALIB_PREFIX, readFileSync(CALIB, "utf8").slice(0, 4000));
+
 function compareJson(...args: string[]): { tokens: number; base: { ppl: number }; rows: Row[] } {
-  const r = quantlab("compare", MODEL, ...args, "--text", TEXT, "--ctx", String(CTX), "--max-tokens", String(MAX_TOKENS), "--backend", "ref", "--json");
+  const r = quantlab("compare", MODEL, ...args, "--text", TEXT_PREFIX, "--ctx", String(CTX), "--max-tokens", String(MAX_TOKENS), "--backend", "ref", "--json");
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 }
@@ -38,8 +46,7 @@ const model = await loadModel(MODEL);
 const tok = model.tokenizer!;
 /** the block linears (attn q/k/v/output, ffn gate/up/down of every layer), found by name */
 const LINEARS = [...model.weights.keys()].filter((n) => /^blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight$/.test(n));
-// the first windows only need a prefix of the text (tokenizing a prefix gives the same leading tokens)
-const evalTokens = tok.encode(readFileSync(TEXT, "utf8").slice(0, 4000), { bos: false });
+const evalTokens = tok.encode(readFileSync(TEXT_PREFIX, "utf8"), { bos: false });
 
 /** The model with every block linear quantized by quantizeTensor (round to nearest), built here, not by the CLI. */
 function quantizedModel(spec: string, activations?: ActivationQuantConfig): Model {
@@ -60,7 +67,7 @@ const near = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Mat
 describe("compare", () => {
   test("--json rows: {spec, bpw, sizeBytes, ppl, meanKld, top1, worstSqnrDb, seconds} for every kind of row", () => {
     const specs = ["int8:channel", "kmeans3:channel", "mixed:4.5bpw:int3:g32+nf4:g64+int8:channel", "int8:channel:a8:intmm"];
-    const r = quantlab("compare", MODEL, "--specs", specs.join(","), "--kv-specs", "fp16,int4:g4:asym", "--text", TEXT, "--calib", CALIB, "--calib-tokens", "512", "--ctx", "128", "--max-tokens", "254", "--json");
+    const r = quantlab("compare", MODEL, "--specs", specs.join(","), "--kv-specs", "fp16,int4:g4:asym", "--text", TEXT_PREFIX, "--calib", CALIB_PREFIX, "--calib-tokens", "512", "--ctx", "128", "--max-tokens", "254", "--json");
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { tokens: number; base: { ppl: number }; rows: Record<string, unknown>[] };
     assert.equal(j.tokens, 254);
@@ -86,7 +93,7 @@ describe("compare", () => {
   });
 
   test("rows are measured, not echoed: bits from the shapes, bytes of the written file, KLD ordered by bits, fp16 ≈ float ≪ int2, the library's quantize + kld give the same ppl and KLD", async () => {
-    const specs = ["fp16", "int8:channel", "int8:channel:a8", "int6:channel", "int4:channel", "int3:channel", "int2:g32:asym"];
+    const specs = ["fp16", "int8:channel", "int8:channel:a8", "int6:channel", "int4:channel", "int3:channel", "int2:g32:asym", "int4:layer"];
     const j = compareJson("--specs", specs.join(","));
     assert.equal(j.tokens, MAX_TOKENS);
     const row = Object.fromEntries(j.rows.map((x) => [x.spec, x])) as Record<string, Row>;
@@ -107,16 +114,11 @@ describe("compare", () => {
     assert.ok(near(row["int2:g32:asym"]!.bpw, g32, 1e-12), `int2:g32:asym: bpw ${row["int2:g32:asym"]!.bpw} vs ${g32} counted`);
 
     // file bytes: the size of the file `quantize` writes for the same spec
-    const dir = mkdtempSync(join(tmpdir(), "quantlab-compare-"));
-    try {
-      for (const spec of ["int4:channel", "int2:g32:asym"]) {
-        const out = join(dir, "q.safetensors");
-        const q = quantlab("quantize", MODEL, "--spec", spec, "-o", out);
-        assert.equal(q.status, 0, q.stderr);
-        assert.equal(row[spec]!.sizeBytes, statSync(out).size, spec);
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    for (const spec of ["int4:channel", "int2:g32:asym"]) {
+      const out = join(DIR, "q.safetensors");
+      const q = quantlab("quantize", MODEL, "--spec", spec, "-o", out);
+      assert.equal(q.status, 0, q.stderr);
+      assert.equal(row[spec]!.sizeBytes, statSync(out).size, spec);
     }
     const size = (s: string) => row[s]!.sizeBytes;
     assert.ok(size("int8:channel") > size("int6:channel") && size("int6:channel") > size("int4:channel") && size("int4:channel") > size("int3:channel"));
@@ -140,15 +142,25 @@ describe("compare", () => {
       assert.ok(near(row[spec]!.ppl, r.pplOther, 1e-9), `${spec}: compare ppl ${row[spec]!.ppl}, library ${r.pplOther}`);
       assert.equal(row[spec]!.top1, r.top1);
     }
+    // int4:layer: one range per block, shared by the block's 7 linears (quantizeLayer on each blk.<l>.*)
+    const weights = new Map(model.weights);
+    for (let l = 0; l < model.config.nLayers; l++) {
+      const entries = LINEARS.filter((n) => n.startsWith(`blk.${l}.`)).map((name) => { const t = dequantizeWeight(model.weights.get(name)!, name); return { name, w: t.data, shape: [t.rows, t.cols] }; });
+      assert.equal(entries.length, 7);
+      quantizeLayer(entries, "int4:layer").forEach((q, i) => weights.set(entries[i]!.name, { kind: "quant", q }));
+    }
+    const layer = await kldOf({ ...model, weights });
+    assert.ok(near(row["int4:layer"]!.meanKld, layer.meanKld, 1e-9), `int4:layer: compare KLD ${row["int4:layer"]!.meanKld}, per-block quantizeLayer ${layer.meanKld}`);
+    assert.ok(row["int4:layer"]!.meanKld > kl("int4:channel"), "one range per block is coarser than one per row");
   });
 
   test("a8s: static scales are each site's absmax / 127 on the calibration tokens (recomputed through the input hook); the row's KLD is that model's, below scales ½× or 2× off", async () => {
-    const j = compareJson("--specs", "int8:channel,int8:channel:a8s", "--calib", CALIB, "--calib-tokens", "512");
+    const j = compareJson("--specs", "int8:channel,int8:channel:a8s", "--calib", CALIB_PREFIX, "--calib-tokens", "512");
     const [w8, a8s] = j.rows;
     // recompute: the weight-quantized model on compare's calibration windows (the first 512 tokens, BOS + 127 each),
     // activations in float while observed; max |x| per (layer, site)
     const wq = quantizedModel("int8:channel");
-    const calib = tok.encode(readFileSync(CALIB, "utf8").slice(0, 4000), { bos: false }).slice(0, 512);
+    const calib = tok.encode(readFileSync(CALIB_PREFIX, "utf8"), { bos: false }).slice(0, 512);
     assert.equal(calib.length, 512);
     const amax: Record<string, number> = {};
     const llama = new Llama(wq, {
