@@ -59,7 +59,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     table: { headers: ["family", "spec", "values", "ms (wall)", "GB/s (f32 in, wall)", "GB/s (f32 in, CPU time)", "M values/s (CPU time)", "bits/weight", "SQNR dB (first 1M)"], rows },
     notes: [
       "Round to nearest: calibration + scale storage + encode + bit packing, one thread. Input: Gaussian σ = 0.02, rows of 4096.",
-      "Level formats (fp8/fp6/fp4, NF4, ternary, binary, log, MX elements) encode inline by binary search over the format's sorted values (ties to the even code, the registry's exact rule; test/quant/fast-encode.test.ts checks every code against the scalar encode); integer grids use inline arithmetic.",
+      "Level formats (fp8/fp6/fp4, NF4, ternary, binary, log, MX elements) encode inline by binary search over the format's sorted values (ties to the even code, the registry's exact rule; test/quant/tensor-encode.test.ts checks every code against the scalar encode); integer grids use inline arithmetic.",
       "CPU-time columns divide by this process's user+system CPU time, which is what the code costs when the machine is shared (wall time also counts waiting for a core: see the load average above).",
       "MSE (110 clip ratios) and KL (histogram thresholds) calibration run on 1/16 of the values.",
     ],

@@ -130,8 +130,9 @@ export interface SafetensorsEntry {
 }
 
 /** Bytes a safetensors file of these entries will take. */
-export function safetensorsSize(entries: readonly { dtype: DType; shape: readonly number[] }[], metadata: Record<string, string> = {}): number {
-  return headerBytes(entries.map((e) => ({ ...e, name: "" })), metadata).length + entries.reduce((a, e) => a + numel(e.shape) * DTYPES[e.dtype].bytes, 0);
+export function safetensorsSize(entries: readonly { name: string; dtype: DType; shape: readonly number[] }[], metadata: Record<string, string> = {}): number {
+  // the header names every tensor, so its length depends on the names too
+  return headerBytes(entries, metadata).length + entries.reduce((a, e) => a + numel(e.shape) * DTYPES[e.dtype].bytes, 0);
 }
 
 function headerBytes(entries: readonly { name: string; dtype: DType; shape: readonly number[] }[], metadata: Record<string, string>): Uint8Array {

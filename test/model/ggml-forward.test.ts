@@ -2,7 +2,7 @@
  * GgmlForward (llama.cpp's CPU arithmetic, src/model/ggml-forward.ts) on its own: with F32 weights it is
  * the same model as run.c — logits within float rounding of reference.json and of our Llama — and with
  * quantized weights it differs from the f32-activation forward pass only by the activation rounding
- * ggml does. Agreement with llama.cpp itself is tested in test/interop/gguf-quant.test.ts.
+ * ggml does. Agreement with llama.cpp itself is tested in test/algos/ggml-quant-llamacpp.test.ts.
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";

@@ -85,12 +85,36 @@ describe("QuantKvCache stores quantize→dequantize of K and V", () => {
     assert.equal(new QuantKvCache("fp16", L, CAP, H, HD).bitsPerElement, 16);
   });
 
-  test("stochastic rounding is seeded: same seed, same cache", () => {
+  test("stochastic rounding is seeded (same seed, same cache), stochastic (other seeds differ) and unbiased (the mean over seeds is the float K)", () => {
     const rng = new Rng(3);
     const k = tile(rng), v = tile(rng);
     const a = new QuantKvCache("int4:sr", 1, 1, H, HD, { seed: 5 }), b = new QuantKvCache("int4:sr", 1, 1, H, HD, { seed: 5 });
     a.store(0, 0, k, v); b.store(0, 0, k, v);
     assert.deepEqual(a.dequantizeTile("k", 0, 0), b.dequantizeTile("k", 0, 0));
+    // and it is stochastic and unbiased: other seeds give other caches, and over many seeds the mean is the
+    // float K (a draw between two grid points of step s = max |k| of the head / 7 has a mean within s/(2√N))
+    const N = 400;
+    const sum = new Float64Array(H * HD);
+    let differs = 0;
+    const near = new QuantKvCache("int4", 1, 1, H, HD);
+    near.store(0, 0, k, v);
+    const rne = near.dequantizeTile("k", 0, 0);
+    for (let seed = 0; seed < N; seed++) {
+      const c = new QuantKvCache("int4:sr", 1, 1, H, HD, { seed });
+      c.store(0, 0, k, v);
+      const d = c.dequantizeTile("k", 0, 0);
+      for (let i = 0; i < d.length; i++) { sum[i] += d[i]!; if (d[i] !== rne[i]) differs++; }
+    }
+    assert.ok(differs > N, `stochastic rounding left ${differs} of ${N * H * HD} draws at the nearest value`);
+    for (let h = 0; h < H; h++) {
+      let amax = 0;
+      for (let i = 0; i < HD; i++) amax = Math.max(amax, Math.abs(k[h * HD + i]!));
+      const step = amax / 7;
+      for (let i = 0; i < HD; i++) {
+        const j = h * HD + i;
+        assert.ok(Math.abs(sum[j]! / N - k[j]!) < (5 * step) / (2 * Math.sqrt(N)) + 1e-6, `head ${h} element ${i}: mean ${sum[j]! / N} vs ${k[j]}`);
+      }
+    }
   });
 
   test("bad KV specs and values give one-line errors", () => {

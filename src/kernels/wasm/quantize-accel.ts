@@ -1,6 +1,6 @@
 /**
  * Plugs the WASM SIMD Q8_0/Q4_0 quantizers (bit-identical to llama.cpp's quantize_row_*_ref; tested in
- * test/kernels/wasm-quantize.test.ts) into ggml's `quantizeRow`, so every writer — `convert --type`,
+ * test/kernels/wasm/quantize-accel.test.ts) into ggml's `quantizeRow`, so every writer — `convert --type`,
  * `quantize --type`, GGUF saving — encodes those types at WASM speed (≈5–8× the TypeScript reference)
  * whenever no importance matrix or refinement is asked for. Isomorphic: the caller supplies the backend
  * (one thread is enough; it is made on first use).

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { readFileSync, mkdtempSync, existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dataPath } from "../../src/io/node/data.js";
-import { quantlab, expectOneLineError } from "./helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { quantlab, expectOneLineError } from "../helpers-cli.js";
 
 const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8"));
 const model = dataPath("stories260K", "stories260K.bin");

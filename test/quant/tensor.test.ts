@@ -215,6 +215,93 @@ describe("granularity shapes", () => {
   });
 });
 
+describe("scales and values against the registry's formats", () => {
+  // The documented rule (docs/quant-format.md): scale = fround(max |w| of the group / the element format's
+  // largest value), codes = the format's nearest value of w/scale, x̂ = fround(level(code) · scale), with
+  // level(code) = code − 2^(b−1) for integer grids and the format's decode otherwise. The registry's formats
+  // are checked exhaustively in test/formats; here quantizeTensor must agree with them element by element.
+  const rows = 6, cols = 70; // 70: ragged last groups for g32 and g64
+  const w = new Rng(5).fillNormal(new Float32Array(rows * cols), 0.05);
+  w[3] = -0.4; w[100] = 0.3; w[250] = 0; // one extreme per sign, an exact zero
+  const cases: [string, string][] = [
+    ["int2:channel", "int2_sym"], ["int3:channel", "int3_sym"], ["int4:g32", "int4_sym"], ["int5:g32", "int5_sym"], ["int6:channel", "int6_sym"], ["int7:channel", "int7_sym"],
+    ["int8:channel", "int8_sym"], ["int8:tensor", "int8_sym"], ["int12:channel", "int12_sym"], ["int16:channel", "int16_sym"],
+    ["fp8_e4m3:channel", "fp8_e4m3"], ["fp8_e4m3:tensor", "fp8_e4m3"], ["fp8_e5m2:channel", "fp8_e5m2"], ["fp6_e3m2:g32", "fp6_e3m2"], ["fp6_e2m3:g32", "fp6_e2m3"],
+    ["fp4_e2m1:g32", "fp4_e2m1"], ["nf4:g64", "nf4"], ["pow2:4bit:channel", "pow2_4"], ["pow2:4bit:g32", "pow2_4"], ["logsqrt2:4bit:g32", "logsqrt2_4"],
+    ["pow2sum:5bit:g32", "pow2sum_5"], ["dyadic:tensor", "dyadic"], ["q7_8:tensor", "q7_8"],
+  ];
+  for (const [spec, formatName] of cases) {
+    test(`${spec}: scale = max|w| / ${formatName}'s largest value per group, x̂ = ${formatName}'s nearest value of w/scale, = level(code) · scale`, () => {
+      const f = getFormat(formatName);
+      const q = quantizeTensor(w, [rows, cols], spec);
+      const goe = q.layout.groupOfElement();
+      const amax = new Float64Array(q.layout.nGroups);
+      for (let i = 0; i < w.length; i++) amax[goe[i]!] = Math.max(amax[goe[i]!]!, Math.abs(w[i]!));
+      for (let g = 0; g < q.layout.nGroups; g++) assert.equal(q.groupParams(g).scale, Math.fround(amax[g]! / f.maxValue), `${spec} group ${g}`);
+      const d = q.dequantize(), codes = q.unpackCodes();
+      const intBits = /^int(\d+)_sym$/.exec(formatName)?.[1];
+      for (let i = 0; i < w.length; i++) {
+        const s = q.groupParams(goe[i]!).scale;
+        assert.equal(d[i], Math.fround(f.decode(f.encode(w[i]! / s)) * s), `${spec} element ${i}: w = ${w[i]}`);
+        const level = intBits ? codes[i]! - 2 ** (Number(intBits) - 1) : f.decode(codes[i]!);
+        assert.equal(d[i]! + 0, Math.fround(level * s) + 0, `${spec} element ${i}: code ${codes[i]}`);
+      }
+    });
+  }
+  test("fp8_e4m3:none is a direct cast: scale 1, x̂ = the nearest E4M3 value", () => {
+    const f = getFormat("fp8_e4m3");
+    const x = Float32Array.from([0, 1, -1.0625, 300, 447, 449, 1e-3, -(2 ** -9), 2 ** -10]);
+    const q = quantizeTensor(x, [1, x.length], "fp8_e4m3:none");
+    assert.equal(q.groupParams(0).scale, 1);
+    assert.deepEqual([...q.dequantize()], [...x].map((v) => f.decode(f.encode(v))));
+    assert.deepEqual([...q.dequantize()].slice(0, 6), [0, 1, -1, 288, 448, 448]); // E4M3: 3 mantissa bits, max 448
+  });
+});
+
+describe("schemes on hand-worked rows (int4)", () => {
+  // row a: the extreme is positive (0.7); row b: negative (−0.8)
+  const a = Float32Array.from([0.7, -0.35, 0.1, 0.05, -0.2, 0.45, 0, 0.3]);
+  const b = Float32Array.from([-0.8, 0.35, 0.1, 0.05, -0.2, 0.45, 0, 0.3]);
+  const run = (x: Float32Array, spec: string) => {
+    const q = quantizeTensor(x, [1, 8], spec);
+    return { p: q.groupParams(0), codes: [...q.unpackCodes()], d: [...q.dequantize()] };
+  };
+  const close = (got: number[], want: number[], what: string) => got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${what} [${i}]: ${v} vs ${want[i]}`));
+  test("sym (restricted): scale = max|w|/7, q = rne(w/scale) ∈ [−7, 7], code = q + 8 (0.05/0.1 = 0.5 ties to 0)", () => {
+    const r = run(a, "int4:channel");
+    assert.equal(r.p.scale, Math.fround(0.1));
+    assert.deepEqual(r.codes, [7, -3, 1, 0, -2, 4, 0, 3].map((q) => q + 8)); // 0.45/0.1 = 4.5 ties to 4
+    close(r.d, [0.7, -0.3, 0.1, 0, -0.2, 0.4, 0, 0.3], "sym");
+  });
+  test("symfull: the extreme maps to −8 through a signed scale (llama.cpp Q4_0: d = max / −8), q ∈ [−8, 7]", () => {
+    const r = run(a, "int4:channel:symfull");
+    assert.equal(r.p.scale, Math.fround(-0.7 / 8));
+    assert.deepEqual(r.codes, [-8, 4, -1, -1, 2, -5, 0, -3].map((q) => q + 8)); // 0.1/−0.0875 = −1.14 → −1, 0.45 → −5.14 → −5
+    close(r.d, [0.7, -0.35, 0.0875, 0.0875, -0.175, 0.4375, 0, 0.2625], "symfull a");
+    const n = run(b, "int4:channel:symfull"); // a negative extreme keeps a positive scale
+    assert.equal(n.p.scale, Math.fround(0.1));
+    assert.equal(n.codes[0], 0);
+    close(n.d, [-0.8, 0.3, 0.1, 0, -0.2, 0.4, 0, 0.3], "symfull b");
+  });
+  test("asym: scale = (max − min)/15, integer zero = rne(−min/scale), code = clamp(rne(w/scale) + zero, 0, 15)", () => {
+    const r = run(a, "int4:channel:asym"); // (0.7 + 0.35)/15 = 0.07, zero 5
+    assert.ok(Math.abs(r.p.scale - 0.07) < 1e-8 && r.p.zero === 5, JSON.stringify(r.p));
+    assert.deepEqual(r.codes, [15, 0, 6, 6, 2, 11, 5, 9]); // 0.05/0.07 = 0.71 → 1; 0.45/0.07 = 6.43 → 6
+    close(r.d, [0.7, -0.35, 0.07, 0.07, -0.21, 0.42, 0, 0.28], "asym a");
+    const n = run(b, "int4:channel:asym"); // (0.45 + 0.8)/15 = 0.08333, zero rne(9.6) = 10: the integer zero shifts the grid
+    assert.ok(Math.abs(n.p.scale - 1.25 / 15) < 1e-8 && n.p.zero === 10, JSON.stringify(n.p));
+    assert.deepEqual(n.codes, [0, 14, 11, 11, 8, 15, 10, 14]);
+    close(n.d, [-10, 4, 1, 1, -2, 5, 0, 4].map((k) => (k * 1.25) / 15), "asym b");
+  });
+  test("asymf: float zero = −min/scale, so both ends are exact; x̂ = (code − zero) · scale", () => {
+    const n = run(b, "int4:channel:asymf");
+    assert.ok(Math.abs(n.p.scale - 1.25 / 15) < 1e-8 && Math.abs(n.p.zero - 9.6) < 1e-5, JSON.stringify(n.p));
+    assert.deepEqual(n.codes, [0, 14, 11, 10, 7, 15, 10, 13]); // rne(w/s + 9.6): 0.05 → 10.2 → 10; −0.2 → 7.2 → 7; 0.3 → 13.2 → 13
+    close(n.d, n.codes.map((c) => (c - 9.6) * (1.25 / 15)), "asymf");
+    assert.ok(Math.abs(n.d[0]! + 0.8) < 1e-6 && Math.abs(n.d[5]! - 0.45) < 1e-6, "min and max are exact");
+  });
+});
+
 describe("storageBits arithmetic", () => {
   const cases: [string, number, number, (r: number, c: number) => number][] = [
     ["int4:g32", 5, 172, (r, c) => 8 * Math.ceil((r * c * 4) / 8) + r * Math.ceil(c / 32) * 32],

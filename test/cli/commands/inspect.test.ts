@@ -1,8 +1,8 @@
 /** `quantlab inspect <model> --calib <text> --json`: weight stats for every tensor, activation stats per linear input. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { dataPath } from "../../src/io/node/data.js";
-import { quantlab } from "./helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { quantlab } from "../helpers-cli.js";
 
 test("inspect --calib --json reports activation statistics at every block-linear input", () => {
   const r = quantlab("inspect", dataPath("stories260K", "stories260K.bin"), "--calib", dataPath("tinystories", "calib.txt"), "--calib-tokens", "300", "--json");

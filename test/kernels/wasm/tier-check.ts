@@ -1,6 +1,6 @@
-// Run by wasm-tiers.test.ts in a child node with V8 tier flags (--liftoff-only, or --no-liftoff):
+// Run by backend-tiers.test.ts in a child node with V8 tier flags (--liftoff-only, or --no-liftoff):
 // every kernel of both builds against the oracle, with 2 threads. Prints one JSON line.
-import { QUANT_TYPES, VARIANTS, backend, denseWeight, ggmlWeight, oracle, randomF32, disposeAll, worstRelError } from "./helpers.js";
+import { QUANT_TYPES, VARIANTS, backend, denseWeight, ggmlWeight, oracle, randomF32, disposeAll, worstRelError } from "../helpers.js";
 
 const failures: string[] = [];
 const workersUp: boolean[] = [];

@@ -3,13 +3,13 @@
 // the WASM activation quantizer equals the scalar Q8 reference exactly.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
-import { quantizeRow } from "../../src/ggml/codecs.js";
-import { f16BitsToF32, f32ToF16Bits } from "../../src/core/f16.js";
-import { quantizeActivationsQ8Ref } from "../../src/kernels/ref/q8act.js";
-import { openGgufFile } from "../../src/io/node/gguf-file.js";
-import { dataPath } from "../../src/io/node/data.js";
-import { VARIANTS, backend, disposeAll, randomF32, storiesWeights } from "./helpers.js";
+import { GgmlType, ggmlTypeName } from "../../../src/ggml/types.js";
+import { quantizeRow } from "../../../src/ggml/codecs.js";
+import { f16BitsToF32, f32ToF16Bits } from "../../../src/core/f16.js";
+import { quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
+import { openGgufFile } from "../../../src/io/node/gguf-file.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { VARIANTS, backend, disposeAll, randomF32, storiesWeights } from "../helpers.js";
 
 after(disposeAll);
 
@@ -111,11 +111,11 @@ test("quantizeGgmlF16 (f16 in, converted in WASM) gives ggml's bytes for the f16
 });
 
 test("installed as ggml's fast reference quantizers: quantizeRow and the F16 writer path give the reference bytes; imatrix and refine bypass them", async () => {
-  const { installWasmQuantizers } = await import("../../src/kernels/wasm/quantize-accel.js");
-  const { registerBlockQuantizer, quantize, quantizeF16Fast } = await import("../../src/ggml/codecs.js");
-  const { encodeWeight } = await import("../../src/io/weights-encode.js");
-  const { createNodeWasmBackend } = await import("../../src/kernels/wasm/pool-node.js");
-  const { f32ArrayToF16, f16ArrayToF32 } = await import("../../src/core/f16.js");
+  const { installWasmQuantizers } = await import("../../../src/kernels/wasm/quantize-accel.js");
+  const { registerBlockQuantizer, quantize, quantizeF16Fast } = await import("../../../src/ggml/codecs.js");
+  const { encodeWeight } = await import("../../../src/io/weights-encode.js");
+  const { createNodeWasmBackend } = await import("../../../src/kernels/wasm/pool-node.js");
+  const { f32ArrayToF16, f16ArrayToF32 } = await import("../../../src/core/f16.js");
   const x = Float32Array.from([...edgeBlocks(), ...randomF32(32 * 201, 41, 2)]); // 208 blocks: rows of 64
   const h = f32ArrayToF16(x);
   const xh = f16ArrayToF32(h);

@@ -4,13 +4,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Worker } from "node:worker_threads";
-import { GgmlType } from "../../src/ggml/types.js";
-import { QuantlabError } from "../../src/core/errors.js";
-import { WasmBackend } from "../../src/kernels/wasm/backend.js";
-import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
-import type { WorkerHost, WorkerInit } from "../../src/kernels/wasm/pool.js";
-import type { PreparedWeight } from "../../src/kernels/types.js";
-import { denseWeight, ggmlWeight, randomF32, VARIANTS } from "./helpers.js";
+import { GgmlType } from "../../../src/ggml/types.js";
+import { QuantlabError } from "../../../src/core/errors.js";
+import { WasmBackend } from "../../../src/kernels/wasm/backend.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import type { WorkerHost, WorkerInit } from "../../../src/kernels/wasm/pool.js";
+import type { PreparedWeight } from "../../../src/kernels/types.js";
+import { denseWeight, ggmlWeight, randomF32, VARIANTS } from "../helpers.js";
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);

@@ -4,13 +4,13 @@
 // and batched mat-vec, cold and after warm-up (so both Liftoff and TurboFan code are checked).
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
-import type { WasmVariant } from "../../src/kernels/wasm/module.js";
+import { GgmlType, ggmlTypeName } from "../../../src/ggml/types.js";
+import type { WasmVariant } from "../../../src/kernels/wasm/module.js";
 import {
   VARIANTS, QUANT_TYPES, backend, readyBackend, disposeAll, randomF32, storiesWeights, denseWeight, ggmlWeight, oracle, worstRelError,
   type TestWeight,
-} from "./helpers.js";
-import { REPACK } from "../../src/kernels/wasm/layouts.js";
+} from "../helpers.js";
+import { REPACK } from "../../../src/kernels/wasm/layouts.js";
 
 after(disposeAll);
 

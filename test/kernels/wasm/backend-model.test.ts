@@ -3,11 +3,11 @@
 // each llama.cpp-written stories260K GGUF (its fall-back types inside) runs on WASM kernels with no f32 fallback.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { loadModel } from "../../src/io/node/load.js";
-import { dataPath, defaultModelPath } from "../../src/io/node/data.js";
-import { Llama } from "../../src/model/llama.js";
-import { RefBackend } from "../../src/kernels/ref/backend.js";
-import { VARIANTS, readyBackend, disposeAll } from "./helpers.js";
+import { loadModel } from "../../../src/io/node/load.js";
+import { dataPath, defaultModelPath } from "../../../src/io/node/data.js";
+import { Llama } from "../../../src/model/llama.js";
+import { RefBackend } from "../../../src/kernels/ref/backend.js";
+import { VARIANTS, readyBackend, disposeAll } from "../helpers.js";
 
 after(disposeAll);
 

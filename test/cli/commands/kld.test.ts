@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, statSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dataPath } from "../../src/io/node/data.js";
-import { quantlab, expectOneLineError } from "./helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { quantlab, expectOneLineError } from "../helpers-cli.js";
 
 const model = dataPath("stories260K", "stories260K.bin");
 const q8 = dataPath("stories260K", "stories260K-q8.bin");

@@ -8,11 +8,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { dataPath } from "../../src/io/node/data.js";
-import { openGgufFile } from "../../src/io/node/gguf-file.js";
-import { metaNumber, metaString } from "../../src/io/gguf.js";
-import { ggmlTypeName } from "../../src/ggml/types.js";
-import { expectOneLineError, quantlab } from "../cli/helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { openGgufFile } from "../../../src/io/node/gguf-file.js";
+import { metaNumber, metaString } from "../../../src/io/gguf.js";
+import { ggmlTypeName } from "../../../src/ggml/types.js";
+import { expectOneLineError, quantlab } from "../helpers-cli.js";
 
 const S260 = dataPath("stories260K", "stories260K.bin");
 

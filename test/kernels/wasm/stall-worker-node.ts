@@ -1,7 +1,7 @@
 // Test-only worker for the pool watchdog test: claims one chunk of some dispatch, then never finishes
 // it (a stuck worker). Mirrors the ticket protocol of src/kernels/wasm/pool.ts.
 import { workerData } from "node:worker_threads";
-import { C_ALIVE, C_GEN, C_STOP, C_TICKET, C_TOTAL, CTRL_WORDS, type WorkerInit } from "../../src/kernels/wasm/pool.js";
+import { C_ALIVE, C_GEN, C_STOP, C_TICKET, C_TOTAL, CTRL_WORDS, type WorkerInit } from "../../../src/kernels/wasm/pool.js";
 
 const init = workerData as WorkerInit;
 const ctrl = new Int32Array(init.memory.buffer, init.ctrl, CTRL_WORDS);

@@ -2,8 +2,8 @@
 // devDependency present in this checkout), on llama.cpp's own stories260K GGUF; errors are one line.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { dataPath } from "../../src/io/node/data.js";
-import { quantlab, expectOneLineError } from "./helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { quantlab, expectOneLineError } from "../helpers-cli.js";
 
 const model = dataPath("ggml", "stories260K", "stories260K-Q4_K_M.gguf");
 

@@ -3,12 +3,12 @@
 // type and both nibble orders; random block bytes included.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
-import { dequantizeRow, quantizeRow } from "../../src/ggml/codecs.js";
-import { openGgufFile } from "../../src/io/node/gguf-file.js";
-import { dataPath } from "../../src/io/node/data.js";
-import { REPACK, unpackToF32, packNibbles32, unpackNibbles32, type NibbleOrder, type RepackTarget } from "../../src/kernels/wasm/layouts.js";
-import { QUANT_TYPES, randomF32, storiesWeights } from "./helpers.js";
+import { GgmlType, ggmlTypeName } from "../../../src/ggml/types.js";
+import { dequantizeRow, quantizeRow } from "../../../src/ggml/codecs.js";
+import { openGgufFile } from "../../../src/io/node/gguf-file.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { REPACK, unpackToF32, packNibbles32, unpackNibbles32, type NibbleOrder, type RepackTarget } from "../../../src/kernels/wasm/layouts.js";
+import { QUANT_TYPES, randomF32, storiesWeights } from "../helpers.js";
 
 const ORDERS: NibbleOrder[] = ["gguf", "r16"];
 

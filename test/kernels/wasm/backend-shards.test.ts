@@ -4,14 +4,14 @@
 // shard added after the workers started.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType } from "../../src/ggml/types.js";
-import { quantizeRow } from "../../src/ggml/codecs.js";
-import { Tensor } from "../../src/core/tensor.js";
-import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
-import type { WasmBackend } from "../../src/kernels/wasm/backend.js";
-import { NATIVE } from "../../src/kernels/wasm/layouts.js";
-import { VARIANTS, denseWeight, ggmlWeight, oracle, randomF32, worstRelError } from "./helpers.js";
-import type { Weight } from "../../src/core/weight.js";
+import { GgmlType } from "../../../src/ggml/types.js";
+import { quantizeRow } from "../../../src/ggml/codecs.js";
+import { Tensor } from "../../../src/core/tensor.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
+import { NATIVE } from "../../../src/kernels/wasm/layouts.js";
+import { VARIANTS, denseWeight, ggmlWeight, oracle, randomF32, worstRelError } from "../helpers.js";
+import type { Weight } from "../../../src/core/weight.js";
 
 const made: WasmBackend[] = [];
 function make(opts: Parameters<typeof createNodeWasmBackend>[0]): WasmBackend {

@@ -4,11 +4,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dataPath } from "../../src/io/node/data.js";
-import { loadModel } from "../../src/io/node/load.js";
-import { TensorNames } from "../../src/model/config.js";
-import { Llama } from "../../src/model/llama.js";
-import { expectOneLineError, quantlab } from "./helpers-cli.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { loadModel } from "../../../src/io/node/load.js";
+import { TensorNames } from "../../../src/model/config.js";
+import { Llama } from "../../../src/model/llama.js";
+import { expectOneLineError, quantlab } from "../helpers-cli.js";
 
 const model = dataPath("stories260K", "stories260K.bin");
 const calib = dataPath("tinystories", "calib.txt");

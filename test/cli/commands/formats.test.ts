@@ -3,10 +3,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { listFormats } from "../../src/formats/registry.js";
+import { listFormats } from "../../../src/formats/registry.js";
 
-// dist/test/formats/cli.test.js → bin/quantlab.js
-const BIN = fileURLToPath(new URL("../../../bin/quantlab.js", import.meta.url));
+// dist/test/cli/commands/formats.test.js → bin/quantlab.js
+const BIN = fileURLToPath(new URL("../../../../bin/quantlab.js", import.meta.url));
 
 function run(...args: string[]) {
   return spawnSync(process.execPath, [BIN, "formats", ...args], { encoding: "utf8" });

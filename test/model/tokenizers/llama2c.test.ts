@@ -2,10 +2,10 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
-import { dataPath } from "../../src/io/node/data.js";
-import { loadLlama2cTokenizerFile } from "../../src/io/node/llama2c-file.js";
-import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c.js";
-import { loadGgufFile } from "../../src/io/node/gguf-file.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { loadLlama2cTokenizerFile } from "../../../src/io/node/llama2c-file.js";
+import { Llama2cTokenizer } from "../../../src/model/tokenizers/llama2c.js";
+import { loadGgufFile } from "../../../src/io/node/gguf-file.js";
 
 const ref = JSON.parse(readFileSync(dataPath("stories260K", "reference.json"), "utf8"));
 const tok = await loadLlama2cTokenizerFile(dataPath("stories260K", "tok512.bin"));
