@@ -2,7 +2,8 @@
 // tensors placed into its memory), decode one token, print VmHWM / VmRSS (KiB) as one JSON line.
 // Usage: node dist/bench/_rss-child.js <model.gguf> <wasm|ref>
 import { readFileSync } from "node:fs";
-import { backendFromOptions, placerOf } from "../src/cli/model-options.js";
+import { backendFromOptions } from "../src/cli/model-options.js";
+import { placerOf } from "../src/io/placement.js";
 import { loadModel } from "../src/io/node/load.js";
 import { Llama } from "../src/model/llama.js";
 

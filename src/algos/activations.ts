@@ -2,8 +2,6 @@
  * Statistics of the inputs of a model's block linears, gathered by running the model on calibration
  * windows through the forward pass's input hook (model/llama.ts `inputHook`, after the model's own
  * input transforms — exactly what each weight multiplies):
- * - `activationConfig`: the run-time activation quantization a spec asks for (a<b> dynamic per token,
- *   a<b>s static per (layer, site) scales calibrated here);
  * - `inputSecondMoments`: E[x_c²] per input column of every linear (mixed precision's sensitivity).
  */
 import { QuantlabError } from "../core/errors.js";
@@ -12,7 +10,6 @@ import { TensorNames } from "../model/config.js";
 import { Llama } from "../model/llama.js";
 import { siteKey, type ActivationQuantConfig, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
-import { ActivationObserver } from "../quant/observer.js";
 import { printSpec, toSpec, type QuantSpec } from "../quant/spec.js";
 
 /** Windows to run (each a BOS-first Int32Array fed at positions 0…) and the kernels to run them on. */
@@ -58,29 +55,15 @@ export function inputSecondMoments(model: Model, calib: CalibRun): Map<string, F
 }
 
 /**
- * The activation-quantization config of a spec for the forward pass: a<b> → dynamic per-token int-b;
- * a<b>s → static per-(layer, site) scales, calibrated by running the (weight-quantized) model on the
- * calibration windows and observing every linear's input. Only symmetric integer activations are run by
- * the forward pass.
+ * The run-time activation quantization of a spec with a dynamic activation part (a<b>: per-token
+ * symmetric int-b, nothing to calibrate), or undefined without one. Static scales (a<b>s) are calibrated
+ * by the layer-by-layer pipeline (algos/pipeline.ts), site by site on already-quantized inputs.
  */
-export function activationConfig(model: Model, specIn: string | QuantSpec, calib: CalibRun | undefined): ActivationQuantConfig | undefined {
+export function dynamicActivations(specIn: string | QuantSpec): ActivationQuantConfig | undefined {
   const spec = toSpec(specIn);
   const a = spec.activations;
   if (!a) return undefined;
   if (a.format !== "int") throw new QuantlabError("E_UNSUPPORTED", `spec ${printSpec(spec)}: the forward pass quantizes activations to symmetric integers only (a<bits>, a<bits>s), not fp8`);
-  if (a.mode === "dynamic") return { bits: a.bits, mode: "dynamic" };
-  if (!calib || calib.windows.length === 0) throw new QuantlabError("E_ARG", `spec ${printSpec(spec)}: static activation scales need a calibration text (--calib <file>)`);
-  const observers = new Map<string, ActivationObserver>();
-  runWindows(model, calib, (layer, site, x, n, width) => {
-    const key = siteKey(layer, site);
-    let o = observers.get(key);
-    if (!o) { o = new ActivationObserver(width); observers.set(key, o); }
-    o.observe(x.subarray(0, n * width), key);
-  });
-  // the weight spec's clipping method (percentile / mse / kl) if it has one, else min-max
-  const cal = spec.calibration.method === "percentile" ? `p${(spec.calibration as { percentile: number }).percentile}` : spec.calibration.method === "mse" || spec.calibration.method === "kl" ? spec.calibration.method : "minmax";
-  const actSpec = `int${a.bits}:tensor${cal === "minmax" ? "" : `:${cal}`}`;
-  const scales: Record<string, number> = {};
-  for (const [k, o] of observers) scales[k] = o.staticParams(actSpec).scale;
-  return { bits: a.bits, mode: "static", scales };
+  if (a.mode !== "dynamic") throw new QuantlabError("E_INTERNAL", `spec ${printSpec(spec)}: static activation scales are calibrated by the layer-by-layer pipeline`);
+  return { bits: a.bits, mode: "dynamic" };
 }

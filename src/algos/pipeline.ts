@@ -25,7 +25,7 @@ import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames } from "../model/config.js";
 import { fakeQuantInputs, siteKey, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
-import { ActivationObserver, activationQuantSpec, printSpec, quantizeTensor, toSpec, type QTensor, type QuantSpec } from "../quant/index.js";
+import { ActivationObserver, printSpec, quantizeTensor, toSpec, type QTensor, type QuantSpec } from "../quant/index.js";
 import { BlockRunner, LINEAR_KEYS, blockWeights, linearName, type BlockWeights, type LinearKey } from "./calib.js";
 import { isSpecTarget } from "./recipe.js";
 import { foldNormInPlace, randomizedHadamard, rotateInputsInPlace, rotateOutputsInPlace, type Rotation } from "./rotation.js";
@@ -111,6 +111,18 @@ export interface LayerwiseMethod {
   quantizeBlock(step: BlockStep): void;
 }
 
+/**
+ * The spec static activation scales are fitted with: symmetric int<b> per tensor, with the weight spec's
+ * clipping method when it has one (percentile / mse / kl), else min-max — e.g. `int8:channel:p99.9:a8s`
+ * clips activations at their 99.9th percentile too.
+ */
+export function staticActivationSpec(spec: QuantSpec): string {
+  const a = spec.activations!;
+  const c = spec.calibration;
+  const cal = c.method === "percentile" ? `p${(c as { percentile: number }).percentile}` : c.method === "mse" || c.method === "kl" ? c.method : "";
+  return `int${a.bits}:tensor${cal ? `:${cal}` : ""}`;
+}
+
 function f32Dense(shape: readonly number[], data: Float32Array): Weight {
   return { kind: "dense", tensor: new Tensor("f32", shape, data) };
 }
@@ -186,7 +198,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   // capture passes see the online rotation and dynamic activation quantization; static scales are set by the final pass
   const captureTransforms: InputTransforms = { ...transforms };
   if (act?.mode === "static") delete captureTransforms.activations;
-  const actSpec = act ? activationQuantSpec(act) : undefined;
+  const actSpec = act ? staticActivationSpec(target) : undefined;
 
   const runner = calibrate ? new BlockRunner(model, seq) : undefined;
   let X = runner ? runner.embed(embedding, windows) : undefined; // (T, dim) hidden states entering the block

@@ -11,7 +11,6 @@ import { RefBackend } from "../kernels/ref/backend.js";
 import { createNodeWasmBackend } from "../kernels/wasm/pool-node.js";
 import { WasmBackend } from "../kernels/wasm/backend.js";
 import { wasmVariantSupported } from "../kernels/wasm/module.js";
-import type { TensorPlacer } from "../io/gguf-model.js";
 import type { KvCacheFactory } from "../model/kv-cache.js";
 import { quantKvCacheFactory } from "../model/kv-quant.js";
 
@@ -48,10 +47,7 @@ export function backendFromOptions(o: BackendOptions): Backend {
   }
 }
 
-/** Where a loader should read GGUF tensors for this backend (WASM: straight into its memory), if anywhere. */
-export function placerOf(backend: Backend): TensorPlacer | undefined {
-  return backend instanceof WasmBackend ? (type, shape, name) => backend.placeTensor(type, shape, name) : undefined;
-}
+export { placerOf } from "../io/placement.js";
 
 /** Waits for a threaded backend's workers (they start only while the event loop turns); says so if they do not. */
 export async function backendReady(backend: Backend): Promise<void> {

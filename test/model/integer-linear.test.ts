@@ -17,7 +17,7 @@ import { IntegerLinearBackend, MULT_BITS, OUT_FRAC, linearSiteKey, roundShift } 
 import { fakeQuantInputs } from "../../src/model/transforms.js";
 import { quantizeTensor, type QTensor } from "../../src/quant/tensor.js";
 import { perplexity } from "../../src/eval/perplexity.js";
-import { activationConfig } from "../../src/algos/activations.js";
+import { dynamicActivations } from "../../src/algos/activations.js";
 import { selectTensors } from "../../src/algos/select.js";
 import { quantizeTensors } from "../../src/algos/methods/rtn.js";
 import { noProgress } from "../../src/core/progress.js";
@@ -149,7 +149,7 @@ describe("integer-only linear", () => {
     const names = selectTensors(model);
     const opts = { ctx: 256, maxTokens: 510, bosId: tok.bosId };
     const fake = quantizeModel(model, "int8:channel:a8", names).model;
-    const acts = activationConfig(fake, "int8:channel:a8", undefined)!;
+    const acts = dynamicActivations("int8:channel:a8")!;
     const pFake = await perplexity(new Llama({ ...fake, inputTransforms: { activations: acts } }, { contextLength: 256 }), tokens, opts);
     const run = async (spec: string) => {
       const be = new IntegerLinearBackend(new RefBackend());

@@ -2,9 +2,10 @@
  * Method "rtn": round to nearest, no calibration of the weights.
  * - spec target: each selected tensor is quantized on its own with its spec (quant's quantizeTensor;
  *   k-means / VQ codebooks fitted first, algos/learned.ts; `layer` granularity shares one range across a
- *   block's tensors of that spec). A spec with an activation part also sets the model's run-time
- *   activation quantization (a<b> dynamic; a<b>s static, calibrated on the recipe's windows). With
- *   `rotate`, the layer-by-layer pipeline runs instead (fused rotations need the whole block).
+ *   block's tensors of that spec). A spec with a dynamic activation part (a<b>) also sets the model's
+ *   run-time per-token activation quantization. With `rotate`, or static activation scales (a<b>s:
+ *   calibrated site by site with the earlier sites already quantized, exactly as the forward pass will
+ *   run them), the layer-by-layer pipeline runs instead (algos/pipeline.ts).
  * - preset target: llama-quantize's mix with ggml's own quantizers (optionally with an importance matrix).
  */
 import { QuantlabError } from "../../core/errors.js";
@@ -16,7 +17,7 @@ import type { Model } from "../../model/weights.js";
 import { errorStats } from "../../quant/metrics.js";
 import { toSpec } from "../../quant/spec.js";
 import { quantizeLayer, type LayerEntry, type QTensor } from "../../quant/tensor.js";
-import { activationConfig } from "../activations.js";
+import { dynamicActivations } from "../activations.js";
 import { quantizeLearned } from "../learned.js";
 import { isSpecTarget, type Recipe } from "../recipe.js";
 import { runLayerwise, type LayerwiseMethod } from "../pipeline.js";
@@ -89,7 +90,7 @@ export const rtn: MethodDef = {
   doc: "round to nearest (spec targets: quant's quantizers, any spec; presets: ggml's quantizers, optionally with an importance matrix)",
   targets: ["spec", "preset"],
   options: {},
-  windows: (r) => (!isSpecTarget(r.target) ? ["chunks"] : r.rotate ? ["random"] : ["random", "consecutive"]),
+  windows: (r) => (!isSpecTarget(r.target) ? ["chunks"] : ["random"]),
   calibration(r) {
     if (!isSpecTarget(r.target)) return r.imatrix && "source" in r.imatrix ? "required" : "unused";
     return staticActivations(r) ? "required" : "unused";
@@ -97,11 +98,10 @@ export const rtn: MethodDef = {
   async run(ctx) {
     const r = ctx.recipe;
     if (!isSpecTarget(r.target)) return runGgmlPreset(ctx, { gptq: false });
-    if (r.rotate) return runLayerwise(ctx, rtnLayerwise);
+    if (r.rotate || staticActivations(r)) return runLayerwise(ctx, rtnLayerwise);
     const q = quantizeTensors(ctx.model, ctx.names, ctx.specOf, { seed: r.seed, progress: ctx.progress });
-    const acts = activationConfig(q.model, r.target.spec, ctx.calib ? { windows: ctx.calib.windows(), ...(ctx.backend ? { backend: ctx.backend } : {}) } : undefined);
+    const acts = dynamicActivations(r.target.spec);
     if (acts) q.model.inputTransforms = { ...(q.model.inputTransforms ?? {}), activations: acts };
-    const calibTokens = acts?.mode === "static" ? ctx.calib!.windows().reduce((a, w) => a + w.length, 0) : 0;
-    return { model: q.model, tensors: q.tensors, calibTokens };
+    return { model: q.model, tensors: q.tensors, calibTokens: 0 };
   },
 };

@@ -124,12 +124,17 @@ export function register(program: Command): void {
     if (o.only) tensors.only = splitGlobs(o.only);
     if (o.skip) tensors.keepFloat = splitGlobs(o.skip);
     const names = selectTensors(model, tensors.only, tensors.keepFloat);
-    // one recipe per row: round to nearest (or mixed precision), calibrated on the first --calib-tokens
-    // tokens of --calib in windows of --ctx where the row's method reads calibration
+    // one recipe per row: round to nearest (or mixed precision), calibrated where the row's method reads
+    // calibration: mixed precision on the first --calib-tokens tokens of --calib in windows of --ctx; static
+    // activation scales (the layer-by-layer pipeline) on as many seeded windows of --ctx as that holds
     const recipeOf = (spec: string): Record<string, unknown> => {
       const r: Record<string, unknown> = { target: { spec }, method: isMixedSpec(spec) ? "mixed" : "rtn", ...(Object.keys(tensors).length ? { tensors } : {}) };
-      const use = METHODS[r.method as "rtn"].calibration(normalizeRecipe(r));
-      if (calibFile && use !== "unused") r.calibration = { source: { text: calibFile.ref }, windows: { kind: "consecutive", ctx: o.ctx, maxTokens: o.calibTokens } };
+      const n = normalizeRecipe(r);
+      const def = METHODS[n.method];
+      if (calibFile && def.calibration(n) !== "unused") {
+        const windows = def.windows(n).includes("consecutive") ? { kind: "consecutive", ctx: o.ctx, maxTokens: o.calibTokens } : { kind: "random", samples: Math.max(1, Math.floor(o.calibTokens / (o.ctx - 1))), seq: o.ctx };
+        r.calibration = { source: { text: calibFile.ref }, windows };
+      }
       return r;
     };
     const recipes = jobs.map(({ spec }) => (spec === undefined ? undefined : normalizeRecipe(recipeOf(spec)))); // bad recipes fail before any work

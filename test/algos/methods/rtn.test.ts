@@ -13,7 +13,8 @@ import { saveQuantModelFile } from "../../../src/io/node/quant-file.js";
 import { Llama } from "../../../src/model/llama.js";
 import { perplexity } from "../../../src/eval/perplexity.js";
 import { QTensor } from "../../../src/quant/tensor.js";
-import { activationConfig } from "../../../src/algos/activations.js";
+import { dynamicActivations } from "../../../src/algos/activations.js";
+import { quantize } from "../../../src/algos/quantize.js";
 import { globToRegExp, selectTensors } from "../../../src/algos/select.js";
 import { quantizeTensors } from "../../../src/algos/methods/rtn.js";
 import { noProgress } from "../../../src/core/progress.js";
@@ -99,9 +100,9 @@ describe("expected order on stories260K (perplexity on the first 2044 eval token
   test("NF4 beats symmetric INT4 at the same group size", () => {
     assert.ok(r["nf4:g32"]! < r["int4:g32"]!, JSON.stringify(r));
   });
-  test("static activation scales need a calibration text", () => {
-    assert.throws(() => activationConfig(model, "int8:channel:a8s", undefined), /static activation scales need a calibration text/);
-    assert.deepEqual(activationConfig(model, "int8:channel:a8", undefined), { bits: 8, mode: "dynamic" });
-    assert.throws(() => activationConfig(model, "int8:channel:afp8", undefined), /symmetric integers only/);
+  test("activation parts: a8 is per-token dynamic, a8s needs calibration, fp8 activations are refused", async () => {
+    await assert.rejects(quantize(model, { target: { spec: "int8:channel:a8s" } }), /method rtn needs calibration data/);
+    assert.deepEqual(dynamicActivations("int8:channel:a8"), { bits: 8, mode: "dynamic" });
+    assert.throws(() => dynamicActivations("int8:channel:afp8"), /symmetric integers only/);
   });
 });

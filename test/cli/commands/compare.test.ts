@@ -166,38 +166,28 @@ describe("compare", () => {
     assert.ok(row["int4:layer"]!.meanKld > kl("int4:channel"), "one range per block is coarser than one per row");
   });
 
-  test("a8s: static scales are each site's absmax / 127 on the calibration tokens (recomputed through the input hook); the row's KLD is that model's, below scales ½× or 2× off", async () => {
+  test("a8s: the row is the model `quantize` writes for the same recipe (static scales, seeded windows of --ctx); the row's KLD is that model's, below scales ½× or 2× off", async () => {
     const j = compareJson("--specs", "int8:channel,int8:channel:a8s", "--calib", CALIB_PREFIX, "--calib-tokens", "512");
     const [w8, a8s] = j.rows;
-    // recompute: the weight-quantized model on compare's calibration windows (the first 512 tokens, BOS + 127 each),
-    // activations in float while observed; max |x| per (layer, site)
-    const wq = quantizedModel("int8:channel");
-    const calib = tok.encode(readFileSync(CALIB_PREFIX, "utf8"), { bos: false }).slice(0, 512);
-    assert.equal(calib.length, 512);
-    const amax: Record<string, number> = {};
-    const llama = new Llama(wq, {
-      contextLength: CTX,
-      inputHook: (layer, site, x, n, width) => {
-        const key = `${layer}.${site}`;
-        let a = amax[key] ?? 0;
-        for (let i = 0; i < n * width; i++) a = Math.max(a, Math.abs(x[i]!));
-        amax[key] = a;
-      },
-    });
-    for (const w of planWindows(calib.length, CTX)) {
-      llama.reset();
-      llama.prefill(windowInputs(calib, w, tok.bosId), 0, () => {});
-    }
-    assert.equal(Object.keys(amax).length, 4 * model.config.nLayers); // attn_in, attn_out_in, ffn_in, ffn_down_in per layer
-    const scales = (k: number) => Object.fromEntries(Object.entries(amax).map(([key, a]) => [key, Math.fround((k * a) / 127)]));
-    const calibrated = await kldOf({ ...wq, inputTransforms: { activations: { bits: 8, mode: "static", scales: scales(1) } } });
-    assert.ok(near(a8s!.meanKld, calibrated.meanKld, 1e-9), `compare a8s KLD ${a8s!.meanKld}, recomputed scales ${calibrated.meanKld}`);
+    // compare calibrates static scales as quantize does (site by site, earlier sites quantized: the pipeline;
+    // test/cli/commands/quantize-ptq-a8s.test.ts checks the scales against absmax/127 recomputed that way) on
+    // ⌊512 / 127⌋ = 4 seeded windows of --ctx 128
+    const out = join(DIR, "a8s.safetensors");
+    const q = quantlab("quantize", MODEL, "--spec", "int8:channel:a8s", "--calib", CALIB_PREFIX, "--samples", "4", "--seq", String(CTX), "--backend", "ref", "-o", out);
+    assert.equal(q.status, 0, q.stderr);
+    const file = await loadModel(out);
+    const acts = file.inputTransforms!.activations!;
+    assert.equal(acts.mode, "static");
+    assert.equal(Object.keys(acts.scales!).length, 4 * model.config.nLayers); // attn_in, attn_out_in, ffn_in, ffn_down_in per layer
+    const calibrated = await kldOf(file);
+    assert.ok(near(a8s!.meanKld, calibrated.meanKld, 1e-9), `compare a8s KLD ${a8s!.meanKld}, quantize's file ${calibrated.meanKld}`);
     assert.ok(near(a8s!.ppl, calibrated.pplOther, 1e-9));
-    // the static activations cost KLD over the weights alone, and the absmax scales beat scales ½× or 2× off
+    // the static activations cost KLD over the weights alone, and the calibrated scales beat scales ½× or 2× off
     // (measured: weights 4.4e-4, calibrated 7e-3, ½× 0.07, 2× 0.03)
     assert.ok(a8s!.meanKld > 2 * w8!.meanKld, `a8s ${a8s!.meanKld} vs weights only ${w8!.meanKld}`);
+    const scaled = (k: number) => Object.fromEntries(Object.entries(acts.scales!).map(([key, x]) => [key, Math.fround(k * x)]));
     for (const k of [0.5, 2]) {
-      const off = await kldOf({ ...wq, inputTransforms: { activations: { bits: 8, mode: "static", scales: scales(k) } } });
+      const off = await kldOf({ ...file, inputTransforms: { activations: { bits: 8, mode: "static", scales: scaled(k) } } });
       assert.ok(off.meanKld > 2 * calibrated.meanKld, `scales ×${k}: KLD ${off.meanKld} vs calibrated ${calibrated.meanKld}`);
     }
   });

@@ -4,21 +4,21 @@
 // whole model gives the same logits as the non-interleaved native layout.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlRowBytes } from "../../src/ggml/types.js";
-import { quantizeRow } from "../../src/ggml/codecs.js";
-import { dequantizeWeight } from "../../src/kernels/dequantize.js";
-import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
-import { loadModel } from "../../src/io/node/load.js";
-import { saveGgufFile } from "../../src/io/node/gguf-file.js";
-import { dataPath } from "../../src/io/node/data.js";
-import { quantizeModelToGgml } from "../../src/algos/ggml-quant.js";
-import { Llama } from "../../src/model/llama.js";
-import { placerOf } from "../../src/cli/model-options.js";
+import { GgmlType, ggmlRowBytes } from "../../../src/ggml/types.js";
+import { quantizeRow } from "../../../src/ggml/codecs.js";
+import { dequantizeWeight } from "../../../src/kernels/dequantize.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import { loadModel } from "../../../src/io/node/load.js";
+import { saveGgufFile } from "../../../src/io/node/gguf-file.js";
+import { dataPath } from "../../../src/io/node/data.js";
+import { quantizeModelToGgml } from "../../../src/algos/ggml-quant.js";
+import { Llama } from "../../../src/model/llama.js";
+import { placerOf } from "../../../src/io/placement.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { VARIANTS, randomF32 } from "./helpers.js";
-import type { Weight } from "../../src/core/weight.js";
+import { VARIANTS, randomF32 } from "../helpers.js";
+import type { Weight } from "../../../src/core/weight.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ql-x4-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
