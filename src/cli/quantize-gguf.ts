@@ -10,8 +10,8 @@ import { basename } from "node:path";
 import type { Command } from "commander";
 import { QuantlabError } from "../core/errors.js";
 import { collectImatrix } from "../algos/imatrix.js";
-import { quantizeModelToGgml, quantizeModelToGgmlAsync } from "../algos/ggml-quant.js";
-import { GgmlQuantPool } from "./ggml-quant-pool.js";
+import { quantizeModelToGgml } from "../algos/ggml-quant.js";
+import { withGgmlEncoder } from "./ggml-encoder.js";
 import { formatImatrixDat, parseImatrixDat, type Imatrix } from "../ggml/imatrix.js";
 import { GGML_PRESETS, GGML_PRESET_NAMES, parseGgmlPreset } from "../ggml/mix.js";
 import { GgufValueType, type GgufValue } from "../io/gguf.js";
@@ -125,16 +125,7 @@ export async function runGgufQuantize(modelPath: string, o: GgufQuantizeCliOptio
   }
   const imatrixSeconds = (Date.now() - t0) / 1000;
   const qopts = { type: preset, imatrix: im?.imatrix, pure: o.pure, refine: o.refine, progress, gptq: im?.hessians ? { hessians: im.hessians } : undefined };
-  let r: ReturnType<typeof quantizeModelToGgml>;
-  const threads = o.threads ?? 1;
-  if (threads > 1) {
-    const pool = new GgmlQuantPool(threads);
-    try {
-      r = await quantizeModelToGgmlAsync(model, { ...qopts, quantizeRows: pool.quantizeRows, inFlight: 2 });
-    } finally {
-      await pool.close();
-    }
-  } else r = quantizeModelToGgml(model, qopts);
+  const r = await withGgmlEncoder(o.threads ?? 1, async (encoder) => quantizeModelToGgml(model, { ...qopts, encoder }));
   const extra = new Map<string, GgufValue>();
   const str = (value: string): GgufValue => ({ type: GgufValueType.STRING, value });
   const u32 = (value: number): GgufValue => ({ type: GgufValueType.UINT32, value });

@@ -17,9 +17,12 @@ import { convertGguf } from "../../io/gguf-convert.js";
 import { encodableTypes, parseOutputType } from "../../io/weights-encode.js";
 import { isHubRef } from "../../io/hub.js";
 import { printJson, stderrProgress } from "../util.js";
+import { withGgmlEncoder } from "../ggml-encoder.js";
+import { positiveInt } from "../model-options.js";
 
 interface ConvertOptions {
   type?: string;
+  threads: number;
   tokenizer?: string;
   shardSize?: string;
   json?: boolean;
@@ -54,6 +57,7 @@ export function register(program: Command): void {
     .option("--type <type>", `re-encode 2-D tensors: ${encodableTypes().map(ggmlTypeName).join(", ")} (safetensors/HF: F32, F16, BF16)`)
     .option("--tokenizer <file>", "tokenizer for llama2.c input when it is not beside the model")
     .option("--shard-size <bytes>", "HF directory: largest shard (e.g. 2GB; default 5GB)")
+    .option("--threads <n>", "threads that encode ggml block types (workers + the main thread)", positiveInt("--threads"), 1)
     .option("--json", "print one JSON object")
     .action(async (input: string, out: string, o: ConvertOptions) => {
       const t0 = Date.now();
@@ -67,13 +71,13 @@ export function register(program: Command): void {
       if (kind === "gguf" && !isHubRef(input) && (await detectFormat(input)) === "gguf") {
         const f = await openGgufFile(input);
         try {
-          result = await atomicWriteFile(out, (sink) => convertGguf(f, sink, { type, progress }, out));
+          result = await withGgmlEncoder(o.threads, (encoder) => atomicWriteFile(out, (sink) => convertGguf(f, sink, { type, progress, encoder }, out)));
         } finally {
           await f.close();
         }
       } else {
         const model = await loadModel(input, { tokenizer: o.tokenizer, progress });
-        if (kind === "gguf") result = await saveGgufFile(model, out, { type, progress });
+        if (kind === "gguf") result = await withGgmlEncoder(o.threads, (encoder) => saveGgufFile(model, out, { type, progress, encoder }));
         else if (kind === "safetensors") result = await saveSafetensorsFile(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress });
         else result = await saveHfDir(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress, maxShardBytes: o.shardSize ? parseBytes(o.shardSize) : undefined });
       }
