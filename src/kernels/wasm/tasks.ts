@@ -5,8 +5,9 @@
  *
  * T_GGML_ROWS encodes staged rows as ggml blocks (encoders.ts stages them): Q8_0 and Q4_0 without an
  * importance matrix or refine run the WASM SIMD quantizers in place (bit-identical with llama.cpp's
- * `quantize_row_*_ref`, test/kernels/wasm-quantize.test.ts), every other case runs ggml's TypeScript
- * codec (codecs.ts quantizeRow) on views of the staged rows, so the bytes are always the reference's.
+ * `quantize_row_*_ref` on finite values, test/kernels/wasm-quantize.test.ts), every other case — and
+ * any row range holding Inf/NaN — runs ggml's TypeScript codec (codecs.ts quantizeRow) on views of the
+ * staged rows, so the bytes are always the reference's.
  */
 import { f16ArrayToF32 } from "../../core/f16.js";
 import { quantizeRow } from "../../ggml/codecs.js";
@@ -59,6 +60,8 @@ function encodeGgmlRows(sh: PoolShard, desc: number, r0: number, r1: number): vo
       wasm = undefined;
     }
   }
+  // the SIMD quantizers saturate where C's float → int8 casts of Inf/NaN do not: such rows take the TS codec
+  if (wasm && k.f32_count_special(x, n) !== 0) wasm = undefined;
   const dst = d[G_DST]! + r0 * rowBytes;
   if (wasm) {
     k[wasm](x, n, dst);
