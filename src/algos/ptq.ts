@@ -25,6 +25,7 @@
  * Where a fold is impossible the site is left unscaled: AWQ/SmoothQuant on the attention-output input
  * need v rows to match o columns one to one, which grouped-query attention breaks (llm-awq skips it too).
  */
+import type { Backend } from "../kernels/types.js";
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor } from "../core/tensor.js";
@@ -61,6 +62,8 @@ export interface PtqOptions {
   awq?: Omit<AwqOptions, "name">;
   /** SmoothQuant migration strength α (default 0.5) */
   smoothAlpha?: number;
+  /** runs the calibration passes' block linears (e.g. the WASM backend); default: plain TypeScript */
+  backend?: Backend;
   progress?: Progress;
   /**
    * streaming: each quantized linear is handed over here as soon as its block is done and NOT kept in
@@ -195,7 +198,7 @@ export async function quantizeModelPtq(model: Model, opts: PtqOptions): Promise<
   if (act?.mode === "static") delete captureTransforms.activations;
   const actSpec = act ? activationQuantSpec(act) : undefined;
 
-  const runner = calibrate ? new BlockRunner(model, seq) : undefined;
+  const runner = calibrate ? new BlockRunner(model, seq, opts.backend) : undefined;
   let X = runner ? runner.embed(embedding, windows) : undefined; // (T, dim) hidden states entering the block
   const T = X ? X.length / c.dim : 0;
 
