@@ -531,7 +531,7 @@ export function quantizeQ8_KRef(x: Float32Array, xo: number, dst: Uint8Array, o:
     }
   }
   if (!amax) {
-    dst.fill(0, o, o + 292);
+    dst.fill(0, o, o + BPB.Q8_K);
     return;
   }
   const iscale = fr(-127 / max);

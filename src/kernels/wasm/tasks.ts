@@ -40,9 +40,19 @@ export const WASM_QUANTIZERS: Partial<Record<GgmlType, "quantize_row_q8_0" | "qu
   [GgmlType.Q4_0]: "quantize_row_q4_0",
 };
 
+/** values one pass of the task converts, checks and quantizes: 64 K f32 (256 KiB) stay in L2 from the
+ * conversion to the quantizer (a whole staged chunk of 4 MiB would not, measured 1.4× slower) */
+const PASS_VALUES = 1 << 16;
+
 function encodeGgmlRows(sh: PoolShard, desc: number, r0: number, r1: number): void {
+  const d = new Uint32Array(sh.memory.buffer, desc, G_DESC_WORDS);
+  const cols = d[G_COLS]!;
+  const step = Math.max(1, Math.floor(PASS_VALUES / cols));
+  for (let r = r0; r < r1; r += step) encodeRowsPass(sh, d, r, Math.min(r1, r + step));
+}
+
+function encodeRowsPass(sh: PoolShard, d: Uint32Array, r0: number, r1: number): void {
   const buf = sh.memory.buffer;
-  const d = new Uint32Array(buf, desc, G_DESC_WORDS);
   const type = d[G_TYPE]! as GgmlType;
   const cols = d[G_COLS]!;
   const rowBytes = d[G_ROW_BYTES]!;
