@@ -140,10 +140,7 @@ export class JobDispatch {
       streamed += p.bytes;
     }
     if (streamed < this.minParallelBytes) {
-      for (const j of poolJobs) {
-        const sh = this.memory.shards[j.shard]!;
-        runJobPart({ kernels: sh.kernels, memory: sh.arena.memory }, POOL_TASKS, j.task, j.desc, 0, j.rows);
-      }
+      for (const j of poolJobs) runJobPart(this.memory.shards[j.shard]!.pool, POOL_TASKS, j.task, j.desc, 0, j.rows);
     } else this.pool.run(poolJobs);
     for (let i = 0; i < jobs.length; i++) {
       const { out, w } = jobs[i]!;

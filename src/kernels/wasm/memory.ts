@@ -12,6 +12,7 @@ import { GGML_TYPES, GgmlType } from "../../ggml/types.js";
 import { MAX_PAGES, WasmArena } from "./arena.js";
 import type { NativeRow } from "./layouts.js";
 import { instantiateKernels, type KernelExports } from "./module.js";
+import type { PoolShard } from "./pool.js";
 
 const PAGE = 65536;
 
@@ -22,6 +23,8 @@ export interface Shard {
   kernels: KernelExports;
   /** byte offset of the f16 → f32 table the native kernels read scales through (0 until first needed) */
   lut: number;
+  /** the shard as the calling thread's pool tasks see it */
+  pool: PoolShard;
 }
 
 export interface ShardMemoryOptions {
@@ -61,7 +64,8 @@ export class ShardedMemory {
 
   private newShard(): Shard {
     const arena = new WasmArena(this.heapBase, { initialPages: this.initialPages, maxPages: this.maxPages });
-    return { index: this.shards.length, arena, kernels: instantiateKernels(this.module, arena.memory), lut: 0 };
+    const kernels = instantiateKernels(this.module, arena.memory);
+    return { index: this.shards.length, arena, kernels, lut: 0, pool: { kernels, memory: arena.memory } };
   }
 
   /** The shard's f16 → f32 table (65536 f32, 256 KiB), made on first use. */
