@@ -40,8 +40,9 @@ export const WASM_QUANTIZERS: Partial<Record<GgmlType, "quantize_row_q8_0" | "qu
   [GgmlType.Q4_0]: "quantize_row_q4_0",
 };
 
-/** values one pass of the task converts, checks and quantizes: 64 K f32 (256 KiB) stay in L2 from the
- * conversion to the quantizer (a whole staged chunk of 4 MiB would not, measured 1.4× slower) */
+/** values one pass of the task converts, checks and quantizes: 64 K f32 (256 KiB) stay in the 1 MiB L2
+ * from the f16 conversion to the quantizer, as the flat quantizer's 1 MiB chunks do; a whole staged chunk
+ * (4 MiB of f32) would go through L3 between the two */
 const PASS_VALUES = 1 << 16;
 
 function encodeGgmlRows(sh: PoolShard, desc: number, r0: number, r1: number): void {
