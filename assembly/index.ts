@@ -608,6 +608,18 @@ export function f16_count_special(p: usize, n: i32): i32 {
   return total;
 }
 
+/** Number of f32 values in [p, p + 4n) whose exponent is all ones (Inf or NaN): the encoders send such rows
+ * to the TypeScript codecs, because the SIMD quantizers' saturating conversions differ from C's casts there. */
+export function f32_count_special(p: usize, n: i32): i32 {
+  const e = i32x4.splat(0x7f800000);
+  let cnt = i32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) cnt = i32x4.sub(cnt, i32x4.eq(v128.and(v128.load(p + (<usize>i << 2)), e), e));
+  let total = hsum_i32(cnt);
+  for (; i < n; i++) if ((load<u32>(p + (<usize>i << 2)) & 0x7f800000) == 0x7f800000) total++;
+  return total;
+}
+
 // ---------------------------------------------------------------- job runner
 
 /** Runs rows [r0, r1) (row groups of 4 for the interleaved kinds) of the job described at `desc` (see

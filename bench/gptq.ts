@@ -10,6 +10,7 @@ import { f32ArrayToBf16 } from "../src/core/f16.js";
 import { gptqQuantize, HessianAccumulator, RegistryQuantizer, quantize, runLayerwise, normalizeRecipe, sha256Hex } from "../src/algos/index.js";
 import { gptqLayerwise } from "../src/algos/methods/gptq.js";
 import { noProgress } from "../src/core/progress.js";
+import { refGgmlEncoder } from "../src/ggml/encoder.js";
 import { linearWeightNames } from "../src/algos/select.js";
 import { dataPath } from "../src/io/node/data.js";
 import { loadModel } from "../src/io/node/load.js";
@@ -155,7 +156,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   // the pipeline itself (no tokenizer, so no recipe calibration text): fixed pseudo-random token windows
   const recipe = normalizeRecipe({ target: { spec: "int4:g128:asym" }, method: "gptq" });
   await runLayerwise({
-    model: synth, recipe, names: linearWeightNames(synth), specOf: () => "int4:g128:asym", progress: noProgress,
+    model: synth, recipe, names: linearWeightNames(synth), specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder,
     calib: { bosId: 1, windows: () => sw },
     onTensor: (_name, w) => { if (w.kind === "quant") quantBytes += w.q.storageBits / 8; },
   }, gptqLayerwise(recipe.options));

@@ -4,7 +4,7 @@
 // stories260K decode tokens/s on the ref and WASM backends.
 import { Tensor } from "../src/core/tensor.js";
 import { f32ToF16Bits } from "../src/core/f16.js";
-import { GgmlType, ggmlTypeName, GGML_TYPE_SIZE } from "../src/ggml/types.js";
+import { GgmlType, ggmlTypeName, GGML_TYPES } from "../src/ggml/types.js";
 import { quantizeRow } from "../src/ggml/codecs.js";
 import type { PreparedWeight } from "../src/kernels/types.js";
 import { RefBackend } from "../src/kernels/ref/backend.js";
@@ -41,7 +41,7 @@ function makeWeight(type: GgmlType, n: number): Weight {
     for (let i = 0; i < h.length; i++) h[i] = f32ToF16Bits(src[i]!);
     return { kind: "dense", tensor: new Tensor("f16", [n, n], h) };
   }
-  const size = GGML_TYPE_SIZE[type]!;
+  const size = GGML_TYPES[type];
   const tileRows = 64;
   const rowBytes = (n / size.blockSize) * size.bytesPerBlock;
   const tile = new Uint8Array(tileRows * rowBytes);

@@ -8,7 +8,9 @@
  *   (T = N·L tokens), with dense f32 weights of that block only, and calls a hook with the input of
  *   each linear site. The PTQ pipeline (ptq.ts) walks the blocks in order, feeding each block the
  *   outputs of the already-quantized blocks before it, so memory stays near one block's weights plus
- *   T hidden states, whatever the depth.
+ *   T hidden states, whatever the depth. Its linears run on the `Backend` the caller passes (prepared
+ *   per run, since calibration changes the weights between runs, and released after it), or on the
+ *   plain-TS `matmulXWt` when none is given.
  * The block arithmetic follows model/llama.ts (llama2.c run.c): RMSNorm, interleaved-pair RoPE with the
  * same f32 angle rounding, grouped-query causal attention, SwiGLU; a test checks that stacking blocks
  * reproduces the Llama forward pass's logits.
@@ -22,6 +24,8 @@ import { applyInputTransforms, type InputTransforms, type LinearSite } from "../
 import type { Model } from "../model/weights.js";
 import { bf16BitsToF32, f16BitsToF32 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
+import type { Backend, PreparedWeight } from "../kernels/types.js";
+import { Tensor } from "../core/tensor.js";
 import type { Weight } from "../core/weight.js";
 
 export interface WindowOptions {
@@ -138,16 +142,20 @@ export function matmulXWt(x: Float32Array, n: number, w: Float32Array, rows: num
 /** Called with the input (T, width) of the linears at a site, after the model's input transforms. */
 export type SiteHook = (site: LinearSite, x: Float32Array, width: number) => void;
 
+/** activation values per backend matmul call: bounds the backend's activation scratch (16 MiB of f32) */
+const TOKENS_PER_CALL_VALUES = 1 << 22;
+
 /**
  * One transformer block over T = nWindows·seq tokens at once. Scratch buffers are allocated per call
- * and dropped after it, so memory is T·(dim + qDim + 2·kvDim + 2·hidden) floats during a call.
+ * and dropped after it, so memory is T·(dim + qDim + 2·kvDim + 2·hidden) floats during a call. With a
+ * `backend`, each linear is prepared when a run first needs it and released when the run ends.
  */
 export class BlockRunner {
   readonly config: ModelConfig;
   private readonly cos: Float32Array; // (seq, headDim/2)
   private readonly sin: Float32Array; // (seq, headDim/2)
 
-  constructor(model: Model, readonly seq: number) {
+  constructor(model: Model, readonly seq: number, readonly backend?: Backend) {
     const c = model.config;
     this.config = c;
     const half = c.headDim / 2;
@@ -199,12 +207,10 @@ export class BlockRunner {
    */
   run(layer: number, bw: BlockWeights, x: Float32Array, opts: { transforms?: InputTransforms; hook?: SiteHook; stopAfter?: LinearSite } = {}): void {
     const c = this.config;
-    const { dim, hiddenDim: hidden, headDim: hd, nHeads, nKvHeads } = c;
+    const { dim } = c;
     const L = this.seq;
     if (x.length % (L * dim) !== 0) throw new QuantlabError("E_ARG", `block input of ${x.length} values is not whole windows of ${L}×${dim}`);
     const T = x.length / dim;
-    const nWin = T / L;
-    const qDim = nHeads * hd, kvDim = nKvHeads * hd;
     const { transforms, hook, stopAfter } = opts;
     const site = (s: LinearSite, buf: Float32Array, width: number): boolean => {
       if (transforms) applyInputTransforms(transforms, layer, s, buf, T, width);
@@ -215,12 +221,42 @@ export class BlockRunner {
     const xb = new Float32Array(T * dim);
     rmsnormRows(xb, x, bw.attnNorm, T, dim, c.normEps);
     if (site("attn_in", xb, dim)) return;
+    const prepared: PreparedWeight[] = [];
+    try {
+      this.linears(layer, bw, x, xb, T, prepared, site);
+    } finally {
+      for (const p of prepared) this.backend!.release(p);
+    }
+  }
+
+  /** out (T, rows) = x (T, cols) · wᵀ on the backend (prepared once per run) or in plain TS. */
+  private matmul(name: string, w: Float32Array, x: Float32Array, T: number, rows: number, cols: number, out: Float32Array, prepared: PreparedWeight[]): void {
+    const be = this.backend;
+    if (!be) return matmulXWt(x, T, w, rows, cols, out);
+    const pw = be.prepare({ kind: "dense", tensor: Tensor.fromF32([rows, cols], w) }, name);
+    prepared.push(pw);
+    const step = Math.max(1, Math.floor(TOKENS_PER_CALL_VALUES / Math.max(rows, cols)));
+    for (let t = 0; t < T; t += step) {
+      const m = Math.min(step, T - t);
+      be.matmul(pw, x.subarray(t * cols, (t + m) * cols), m, out.subarray(t * rows, (t + m) * rows));
+    }
+  }
+
+  /** The block's body after the first norm (see run); linears prepared here are pushed to `prepared`. */
+  private linears(layer: number, bw: BlockWeights, x: Float32Array, xb: Float32Array, T: number, prepared: PreparedWeight[], site: (s: LinearSite, buf: Float32Array, width: number) => boolean): void {
+    const c = this.config;
+    const { dim, hiddenDim: hidden, headDim: hd, nHeads, nKvHeads } = c;
+    const L = this.seq;
+    const nWin = T / L;
+    const qDim = nHeads * hd, kvDim = nKvHeads * hd;
+    const mm = (k: LinearKey, x: Float32Array, rows: number, cols: number, out: Float32Array): void =>
+      this.matmul(linearName(layer, k), bw[k], x, T, rows, cols, out, prepared);
     const q = new Float32Array(T * qDim);
     const k = new Float32Array(T * kvDim);
     const v = new Float32Array(T * kvDim);
-    matmulXWt(xb, T, bw.wq, qDim, dim, q);
-    matmulXWt(xb, T, bw.wk, kvDim, dim, k);
-    matmulXWt(xb, T, bw.wv, kvDim, dim, v);
+    mm("wq", xb, qDim, dim, q);
+    mm("wk", xb, kvDim, dim, k);
+    mm("wv", xb, kvDim, dim, v);
     const half = hd / 2;
     for (let t = 0; t < T; t++) {
       const p = t % L;
@@ -264,21 +300,21 @@ export class BlockRunner {
     }
     if (site("attn_out_in", att, qDim)) return;
     const proj = new Float32Array(T * dim);
-    matmulXWt(att, T, bw.wo, dim, qDim, proj);
+    mm("wo", att, dim, qDim, proj);
     const x1 = new Float32Array(T * dim); // residual after attention (x itself stays the input until the end)
     for (let i = 0; i < T * dim; i++) x1[i] = x[i]! + proj[i]!;
     rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
     if (site("ffn_in", xb, dim)) return;
     const hb = new Float32Array(T * hidden);
     const hb2 = new Float32Array(T * hidden);
-    matmulXWt(xb, T, bw.gate, hidden, dim, hb);
-    matmulXWt(xb, T, bw.up, hidden, dim, hb2);
+    mm("gate", xb, hidden, dim, hb);
+    mm("up", xb, hidden, dim, hb2);
     for (let i = 0; i < T * hidden; i++) {
       const a = hb[i]!;
       hb[i] = (a / (1 + Math.exp(-a))) * hb2[i]!;
     }
     if (site("ffn_down_in", hb, hidden)) return;
-    matmulXWt(hb, T, bw.down, dim, hidden, proj);
+    mm("down", hb, dim, hidden, proj);
     for (let i = 0; i < T * dim; i++) x[i] = x1[i]! + proj[i]!;
   }
 }

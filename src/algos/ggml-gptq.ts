@@ -14,7 +14,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { dequantizeRow, quantizeRow } from "../ggml/codecs.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "../ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { gptqQuantize } from "./gptq.js";
 import type { GroupQuantizer } from "./quantizer.js";
 
@@ -43,7 +43,7 @@ export function codeLayout(type: GgmlType): CodeLayout {
   const cached = layouts.get(type);
   if (cached) return cached;
   if (!GPTQ_TYPES.has(type)) throw new QuantlabError("E_UNSUPPORTED", `GPTQ on ggml blocks: ${ggmlTypeName(type)} is not supported`);
-  const { blockSize: B, bytesPerBlock: nb } = GGML_TYPE_SIZE[type]!;
+  const { blockSize: B, bytesPerBlock: nb } = GGML_TYPES[type];
   const found: Map<number, number>[] = Array.from({ length: B }, () => new Map()); // per element: bitpos → weight
   const rng = new Rng(1234);
   const x = new Float32Array(B);

@@ -1,7 +1,8 @@
 /**
  * Whole-model quantization to llama.cpp block types with a llama-quantize preset (Q4_K_M, Q8_0, …):
  * the mix (ggml/mix.ts) picks each tensor's type, ggml's quantizers (ggml/codecs.ts, byte-identical to
- * llama.cpp's; with an importance matrix their `_impl` searches) encode it, and the result is a Model
+ * llama.cpp's; with an importance matrix their `_impl` searches) encode it through the `GgmlEncoder` the
+ * caller passes (the TypeScript reference, or the WASM backend's threaded one), and the result is a Model
  * whose quantized tensors are `{kind: "ggml"}` blocks, ready for the GGUF writer or the forward pass.
  * Without `refine` the bytes equal what llama-quantize writes from the same F32 weights.
  */
@@ -9,7 +10,8 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor } from "../core/tensor.js";
-import { ggmlUsesImatrix, hasGgmlCodec, quantizeRow } from "../ggml/codecs.js";
+import { ggmlUsesImatrix, hasGgmlCodec } from "../ggml/codecs.js";
+import { refGgmlEncoder, type EncodeRowsJob, type GgmlEncoder } from "../ggml/encoder.js";
 import type { Imatrix } from "../ggml/imatrix.js";
 import { ggmlGptqSupports, gptqGgml } from "./ggml-gptq.js";
 import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice } from "../ggml/mix.js";
@@ -34,6 +36,8 @@ export interface GgmlQuantizeOptions {
   gptq?: { hessians: Map<string, Float64Array>; percDamp?: number };
   /** per-tensor types that replace the preset's choice (llama-quantize --tensor-type); rows must fit */
   overrides?: ReadonlyMap<string, GgmlType>;
+  /** encodes the block-type tensors (default: the TypeScript reference on this thread; same bytes) */
+  encoder?: GgmlEncoder;
   progress?: Progress;
 }
 
@@ -95,26 +99,12 @@ function storedBytes(w: Weight): number {
   return w.q.storageBits / 8;
 }
 
-/** One tensor's rows to encode: x is (rows, cols) f32, the result (rows · rowBytes) bytes of `type`. */
-export interface RowsJob {
-  name: string;
-  type: GgmlType;
-  x: Float32Array;
-  rows: number;
-  cols: number;
-  imatrix?: Float32Array;
-  refine: boolean;
-}
-
-/** Encodes a tensor's rows; `quantizeModelToGgmlAsync` can hand these to worker threads. */
-export type RowsQuantizer = (job: RowsJob, progress: Progress) => Promise<Uint8Array>;
-
 interface TensorStep {
   choice: MixChoice;
   /** kept as is, or encoded in float here */
   done?: Weight;
   /** rows to quantize (block types) */
-  job?: RowsJob;
+  job?: EncodeRowsJob;
   usedImatrix: boolean;
   /** codes chosen by GPTQ */
   gptq?: boolean;
@@ -142,17 +132,28 @@ function planSteps(model: Model, opts: GgmlQuantizeOptions): { preset: GgmlPrese
   return { preset, steps, work };
 }
 
-/** Decodes a step's source to f32 and either encodes it as a float type or makes its quantization job. */
+/** The source values of a weight for the encoder: F32 and F16 as they are (F16 never becomes a whole f32
+ * copy), anything else decoded to f32. */
+function sourceValues(w: Weight, name: string): { x: Float32Array } | { f16: Uint16Array } {
+  if (w.kind === "dense" && w.tensor.dtype === "f16") return { f16: w.tensor.data as Uint16Array };
+  if (w.kind === "dense" && w.tensor.dtype === "f32") return { x: w.tensor.data as Float32Array };
+  if (w.kind === "ggml" && w.type === GgmlType.F16 && w.data.byteOffset % 2 === 0) return { f16: new Uint16Array(w.data.buffer, w.data.byteOffset, w.data.length / 2) };
+  return { x: dequantizeWeight(w, name).data };
+}
+
+/** Encodes a step as a float type or GPTQ here, or makes its block-quantization job. */
 function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): void {
   if (st.done) return;
   const p = st.choice;
   const shape = [...p.shape];
-  const { rows, cols, data } = dequantizeWeight(model.weights.get(p.name)!, p.name);
+  const w = model.weights.get(p.name)!;
   if (p.type === GgmlType.F32 || p.type === GgmlType.F16 || p.type === GgmlType.BF16) {
-    st.done = encodeFloat(p.type, shape, data);
+    st.done = encodeFloat(p.type, shape, dequantizeWeight(w, p.name).data);
     return;
   }
   if (!hasGgmlCodec(p.type)) throw new QuantlabError("E_UNSUPPORTED", `${p.name}: no quantizer for ${ggmlTypeName(p.type)}`);
+  const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
+  const rows = shape.reduce((a, b) => a * b, 1) / cols;
   if (ggmlRowBytes(p.type, cols) === undefined) throw new QuantlabError("E_ARG", `${p.name}: row width ${cols} does not fit ${ggmlTypeName(p.type)}`);
   let imatrix = opts.imatrix?.get(p.name);
   if (imatrix && imatrix.length !== cols) {
@@ -164,11 +165,12 @@ function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): v
   st.usedImatrix = imatrix !== undefined;
   const h = opts.gptq?.hessians.get(p.name);
   if (h && ggmlGptqSupports(p.type)) {
+    const { data } = dequantizeWeight(w, p.name);
     st.done = { kind: "ggml", type: p.type, shape, data: gptqGgml(p.type, data, rows, cols, h, imatrix, { percDamp: opts.gptq!.percDamp, name: p.name }) };
     st.gptq = true;
     return;
   }
-  st.job = { name: p.name, type: p.type, x: data, rows, cols, imatrix, refine: !!opts.refine };
+  st.job = { name: p.name, type: p.type, rows, cols, ...sourceValues(w, p.name), imatrix, refine: !!opts.refine };
 }
 
 function finish(model: Model, preset: GgmlPreset, steps: TensorStep[], t0: number): GgmlQuantizeResult {
@@ -201,66 +203,22 @@ function finish(model: Model, preset: GgmlPreset, steps: TensorStep[], t0: numbe
 
 /**
  * Quantizes every tensor of `model` with a llama-quantize preset. Tensors already in their target type
- * are kept byte for byte; others are decoded to f32 and encoded. The input model is not modified.
+ * are kept byte for byte; others are encoded one at a time by `opts.encoder` (float sources as they are,
+ * others decoded to f32 first). The input model is not modified.
  */
 export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): GgmlQuantizeResult {
   const t0 = Date.now();
   const { preset, steps, work } = planSteps(model, opts);
+  const encoder = opts.encoder ?? refGgmlEncoder;
   const progress = opts.progress ?? noProgress;
   progress.start(work, `quantizing ${preset}`);
   for (const st of steps) {
     prepareStep(model, st, opts);
     if (st.job) {
-      st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: quantizeRowsSync(st.job, progress) };
-      st.job = undefined; // let the f32 copy go
+      st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: encoder.encodeRows({ ...st.job, progress }) };
+      st.job = undefined; // let a decoded f32 copy go
     } else progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));
   }
   progress.done();
   return finish(model, preset, steps, t0);
-}
-
-/**
- * The same as quantizeModelToGgml, with the row encoding handed to `quantizeRows` (e.g. a worker-thread
- * pool, cli/ggml-quant-pool.ts). Tensors are decoded one at a time, up to `inFlight` jobs run at once.
- */
-export async function quantizeModelToGgmlAsync(model: Model, opts: GgmlQuantizeOptions & { quantizeRows: RowsQuantizer; inFlight?: number }): Promise<GgmlQuantizeResult> {
-  const t0 = Date.now();
-  const { preset, steps, work } = planSteps(model, opts);
-  const progress = opts.progress ?? noProgress;
-  progress.start(work, `quantizing ${preset}`);
-  const running = new Set<Promise<void>>();
-  const inFlight = Math.max(1, opts.inFlight ?? 2);
-  for (const st of steps) {
-    prepareStep(model, st, opts);
-    const job = st.job;
-    if (!job) {
-      progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));
-      continue;
-    }
-    st.job = undefined;
-    const pr: Promise<void> = opts.quantizeRows(job, progress).then((data) => {
-      st.done = { kind: "ggml", type: job.type, shape: [...st.choice.shape], data };
-      running.delete(pr);
-    });
-    running.add(pr);
-    if (running.size >= inFlight) await Promise.race(running);
-  }
-  await Promise.all(running);
-  progress.done();
-  return finish(model, preset, steps, t0);
-}
-
-/** In-thread row encoding in chunks (so progress moves on big tensors). */
-export function quantizeRowsSync(job: RowsJob, progress: Progress = noProgress, rowStart = 0, rowEnd = job.rows): Uint8Array {
-  const { type, x, cols } = job;
-  const rowBytes = ggmlRowBytes(type, cols)!;
-  const dst = new Uint8Array((rowEnd - rowStart) * rowBytes);
-  const chunkRows = Math.max(1, Math.floor((1 << 16) / cols));
-  const o = { imatrix: job.imatrix, refine: job.refine };
-  for (let r = rowStart; r < rowEnd; r += chunkRows) {
-    const m = Math.min(chunkRows, rowEnd - r);
-    quantizeRow(type, x.subarray(r * cols, (r + m) * cols), dst.subarray((r - rowStart) * rowBytes, (r - rowStart + m) * rowBytes), m * cols, o);
-    progress.tick(m * cols);
-  }
-  return dst;
 }

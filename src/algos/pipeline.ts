@@ -200,7 +200,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   if (act?.mode === "static") delete captureTransforms.activations;
   const actSpec = act ? staticActivationSpec(target) : undefined;
 
-  const runner = calibrate ? new BlockRunner(model, seq) : undefined;
+  const runner = calibrate ? new BlockRunner(model, seq, ctx.backend) : undefined;
   let X = runner ? runner.embed(embedding, windows) : undefined; // (T, dim) hidden states entering the block
   const T = X ? X.length / c.dim : 0;
   const need = (what: string): [BlockRunner, Float32Array] => {

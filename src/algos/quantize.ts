@@ -15,6 +15,7 @@ import type { Weight } from "../core/weight.js";
 import { GGML_PRESETS, parseGgmlPreset } from "../ggml/mix.js";
 import type { Backend } from "../kernels/types.js";
 import { WasmBackend } from "../kernels/wasm/backend.js";
+import { refGgmlEncoder, type GgmlEncoder } from "../ggml/encoder.js";
 import type { Model } from "../model/weights.js";
 import { planWindows, windowInputs } from "../eval/windows.js";
 import { canonicalSpec } from "../quant/spec.js";
@@ -34,6 +35,9 @@ export interface QuantizeOptions {
    * default; threads do not change results, each output row is computed by one thread) */
   backend?: Backend;
   progress?: Progress;
+  /** encodes ggml blocks for preset targets (default: the backend's pool encoder when it is the WASM
+   * backend, else the TypeScript reference; the bytes are the same) */
+  encoder?: GgmlEncoder;
   /** streaming: layer-by-layer methods hand each finished block linear here instead of keeping it */
   onTensor?: (name: string, w: Weight) => void;
 }
@@ -189,6 +193,7 @@ export async function quantize(model: Model, recipeIn: Recipe | Record<string, u
     ...(calib ? { calib } : {}),
     ...(opts.imatrixFile ? { imatrixFile: opts.imatrixFile } : {}),
     backend,
+    encoder: opts.encoder ?? (backend instanceof WasmBackend ? backend.ggmlEncoder() : refGgmlEncoder),
     progress: opts.progress ?? noProgress,
     ...(opts.onTensor ? { onTensor: opts.onTensor } : {}),
   };

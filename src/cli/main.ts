@@ -5,10 +5,8 @@
 import { Command, CommanderError } from "commander";
 import { reportError } from "./util.js";
 import { commands } from "./commands/index.js";
-import { useWasmQuantizers } from "./wasm-quantizers.js";
 
 export async function main(argv: string[]): Promise<void> {
-  useWasmQuantizers();
   const program = new Command();
   program
     .name("quantlab")

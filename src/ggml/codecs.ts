@@ -19,14 +19,9 @@ import {
 } from "./legacy.js";
 import { refineBlock32 } from "./refine32.js";
 import { dequantizeTQ1_0, dequantizeTQ2_0, quantizeTQ1_0Ref, quantizeTQ2_0Ref } from "./ternary.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "./types.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName, ggmlTypeTraits, type GgmlCodecType } from "./types.js";
 
-/** The ggml types with a codec here (storage types plus the activation types Q8_1 and Q8_K). */
-export type GgmlCodecType =
-  | GgmlType.F32 | GgmlType.F16 | GgmlType.BF16
-  | GgmlType.Q4_0 | GgmlType.Q4_1 | GgmlType.Q5_0 | GgmlType.Q5_1 | GgmlType.Q8_0 | GgmlType.Q8_1
-  | GgmlType.Q2_K | GgmlType.Q3_K | GgmlType.Q4_K | GgmlType.Q5_K | GgmlType.Q6_K | GgmlType.Q8_K
-  | GgmlType.IQ4_NL | GgmlType.IQ4_XS | GgmlType.TQ1_0 | GgmlType.TQ2_0;
+export type { GgmlCodecType } from "./types.js";
 
 export interface QuantizeOptions {
   /**
@@ -204,8 +199,9 @@ const CODECS: Record<GgmlCodecType, CodecRow> = {
 /** Every type with a codec, in id order. */
 export const GGML_CODEC_TYPES: readonly GgmlCodecType[] = (Object.keys(CODECS).map(Number) as GgmlCodecType[]).sort((a, b) => a - b);
 
+/** Does quantlab encode and decode this type (its traits row says so; CODECS has a row for exactly those). */
 export function hasGgmlCodec(t: GgmlType): t is GgmlCodecType {
-  return Object.prototype.hasOwnProperty.call(CODECS, t);
+  return ggmlTypeTraits(t)?.codec === true;
 }
 
 /** Does llama.cpp's quantizer for this type use an importance matrix (quantlab's does the same). */
@@ -219,7 +215,7 @@ function codecOf(t: GgmlType, what: string): CodecRow {
 }
 
 function checkCount(t: GgmlType, n: number, what: string): { blockSize: number; bytesPerBlock: number; nb: number } {
-  const size = GGML_TYPE_SIZE[t]!;
+  const size = GGML_TYPES[t];
   if (!Number.isInteger(n) || n < 0 || n % size.blockSize !== 0) {
     throw new QuantlabError("E_ARG", `${what}: ${n} elements is not a multiple of the ${size.name} block size ${size.blockSize}`);
   }
@@ -250,51 +246,15 @@ export function dequantize(type: GgmlType, src: Uint8Array, n: number): Float32A
 /**
  * Encodes n floats of `src` as ggml type `type` into `dst` (n/blockSize blocks). Without an imatrix the
  * bytes equal llama.cpp's `ggml_quantize_chunk` with no importance matrix; with one, src is rows of
- * imatrix.length columns and the `_impl` quantizers weigh each column.
+ * imatrix.length columns and the `_impl` quantizers weigh each column. This is the reference every
+ * faster encoder (kernels/wasm/encoder.ts) must match byte for byte.
  */
-/**
- * A faster implementation of a type's reference quantizer (no importance matrix, no refinement) that
- * produces the same bytes, e.g. the WASM SIMD Q8_0/Q4_0 quantizers the CLI installs
- * (kernels/wasm/quantize-accel.ts). `quantizeRow` uses it when the options allow.
- */
-export type BlockQuantizer = (src: Float32Array, dst: Uint8Array, n: number) => void;
-/** The same from f16 bits (an F16 tensor), without an f32 copy of it. */
-export type BlockQuantizerF16 = (src: Uint16Array, dst: Uint8Array, n: number) => void;
-const ACCEL = new Map<GgmlType, BlockQuantizer>();
-const ACCEL_F16 = new Map<GgmlType, BlockQuantizerF16>();
-
-/** Installs (or, with undefined, removes) the fast reference quantizer of `type` (and its f16-input form). */
-export function registerBlockQuantizer(type: GgmlType, fn: BlockQuantizer | undefined, f16?: BlockQuantizerF16): void {
-  if (fn) ACCEL.set(type, fn);
-  else ACCEL.delete(type);
-  if (fn && f16) ACCEL_F16.set(type, f16);
-  else ACCEL_F16.delete(type);
-}
-
-/**
- * f16 values (bits) → `type` blocks by the installed fast reference quantizer, when there is one for
- * f16 input; returns undefined otherwise (then dequantize to f32 and call `quantize`).
- */
-export function quantizeF16Fast(type: GgmlType, src: Uint16Array): Uint8Array | undefined {
-  const fn = ACCEL_F16.get(type);
-  if (!fn) return undefined;
-  const { bytesPerBlock, nb } = checkCount(type, src.length, "quantizeF16Fast");
-  const out = new Uint8Array(nb * bytesPerBlock);
-  fn(src, out, src.length);
-  return out;
-}
-
 export function quantizeRow(type: GgmlType, src: Float32Array, dst: Uint8Array, n: number, opts: QuantizeOptions = {}): void {
   const c = codecOf(type, "quantizeRow");
   const { blockSize, bytesPerBlock, nb } = checkCount(type, n, "quantizeRow");
   if (src.length < n) throw new QuantlabError("E_ARG", `quantizeRow: src holds ${src.length} floats, need ${n}`);
   if (dst.length < nb * bytesPerBlock) {
     throw new QuantlabError("E_ARG", `quantizeRow: ${ggmlTypeName(type)} needs ${nb * bytesPerBlock} bytes for ${n} elements, dst has ${dst.length}`);
-  }
-  const accel = ACCEL.get(type);
-  if (accel && !(c.usesImatrix && opts.imatrix) && !opts.refine) {
-    accel(src.subarray(0, n), dst.subarray(0, nb * bytesPerBlock), n);
-    return;
   }
   if (c.quantizeAll) {
     c.quantizeAll(src, dst, n);

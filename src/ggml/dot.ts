@@ -10,38 +10,18 @@ import { QuantlabError } from "../core/errors.js";
 import { fr, readF16, readF32, readI16, readU16, readU32 } from "./cfloat.js";
 import { hasGgmlCodec, quantizeRow } from "./codecs.js";
 import { KVALUES_IQ4NL } from "./iq4.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "./types.js";
-
-const VEC_DOT_TYPE: Partial<Record<GgmlType, GgmlType>> = {
-  [GgmlType.F32]: GgmlType.F32,
-  [GgmlType.F16]: GgmlType.F16,
-  [GgmlType.BF16]: GgmlType.BF16,
-  [GgmlType.Q4_0]: GgmlType.Q8_0,
-  [GgmlType.Q5_0]: GgmlType.Q8_0,
-  [GgmlType.Q8_0]: GgmlType.Q8_0,
-  [GgmlType.IQ4_NL]: GgmlType.Q8_0,
-  [GgmlType.Q4_1]: GgmlType.Q8_1,
-  [GgmlType.Q5_1]: GgmlType.Q8_1,
-  [GgmlType.Q2_K]: GgmlType.Q8_K,
-  [GgmlType.Q3_K]: GgmlType.Q8_K,
-  [GgmlType.Q4_K]: GgmlType.Q8_K,
-  [GgmlType.Q5_K]: GgmlType.Q8_K,
-  [GgmlType.Q6_K]: GgmlType.Q8_K,
-  [GgmlType.IQ4_XS]: GgmlType.Q8_K,
-  [GgmlType.TQ1_0]: GgmlType.Q8_K,
-  [GgmlType.TQ2_0]: GgmlType.Q8_K,
-};
+import { GGML_TYPES, GgmlType, ggmlTypeName, ggmlTypeTraits } from "./types.js";
 
 /** The activation type ggml quantizes a row to before a dot with weights of type `t`. */
 export function vecDotType(t: GgmlType): GgmlType {
-  const v = VEC_DOT_TYPE[t];
+  const v = ggmlTypeTraits(t)?.vecDot;
   if (v === undefined) throw new QuantlabError("E_UNSUPPORTED", `vecDot: no dot product for ggml type ${ggmlTypeName(t)}`);
   return v;
 }
 
 /** Bytes of an activation row of n elements for weights of type t. */
 export function activationRowBytes(t: GgmlType, n: number): number {
-  const s = GGML_TYPE_SIZE[vecDotType(t)]!;
+  const s = GGML_TYPES[vecDotType(t)];
   return (n / s.blockSize) * s.bytesPerBlock;
 }
 
@@ -64,8 +44,8 @@ const i8 = (b: Uint8Array, o: number): number => (b[o]! << 24) >> 24;
  */
 export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number): number {
   const at = vecDotType(type);
-  const ws = GGML_TYPE_SIZE[type]!;
-  const as = GGML_TYPE_SIZE[at]!;
+  const ws = GGML_TYPES[type];
+  const as = GGML_TYPES[at];
   if (!hasGgmlCodec(type) || n % ws.blockSize !== 0 || n % as.blockSize !== 0) {
     throw new QuantlabError("E_ARG", `vecDot: ${n} elements is not a multiple of the ${ws.name} block size ${ws.blockSize}`);
   }
@@ -73,6 +53,8 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     throw new QuantlabError("E_ARG", `vecDot: ${ws.name} × ${as.name} rows of ${n} elements need ${(n / ws.blockSize) * ws.bytesPerBlock} and ${(n / as.blockSize) * as.bytesPerBlock} bytes`);
   }
   const nb = n / ws.blockSize;
+  // block strides of the weight and activation rows
+  const wb = ws.bytesPerBlock, ab = as.bytesPerBlock;
   switch (type) {
     case GgmlType.F32: {
       // ggml_vec_dot_f32 (scalar path): float products summed in double (ggml_float), result rounded to float
@@ -92,7 +74,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.Q4_0: {
       let sumf = 0;
-      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += 18, y += 34) {
+      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
         let sumi = 0;
         for (let j = 0; j < 16; j++) {
           const q = w[x + 2 + j]!;
@@ -104,7 +86,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.Q4_1: {
       let sumf = 0;
-      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += 20, y += 36) {
+      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
         let sumi = 0;
         for (let j = 0; j < 16; j++) {
           const q = w[x + 4 + j]!;
@@ -117,7 +99,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.Q5_0: {
       let sumf = 0;
-      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += 22, y += 34) {
+      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
         const qh = readU32(w, x + 2);
         let sumi = 0;
         for (let j = 0; j < 16; j++) {
@@ -132,7 +114,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.Q5_1: {
       let sumf = 0;
-      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += 24, y += 36) {
+      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
         const qh = readU32(w, x + 4);
         let sumi = 0;
         for (let j = 0; j < 16; j++) {
@@ -148,7 +130,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.Q8_0: {
       let sumf = 0;
-      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += 34, y += 34) {
+      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
         let sumi = 0;
         for (let j = 0; j < 32; j++) sumi += i8(w, x + 2 + j) * i8(a, y + 2 + j);
         sumf = fr(sumf + fr(sumi * fr(readF16(w, x) * readF16(a, y))));
@@ -157,7 +139,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.IQ4_NL: {
       let sumf = 0;
-      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += 18, y += 34) {
+      for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
         const d = fr(readF16(a, y) * readF16(w, x));
         let sumi = 0;
         for (let j = 0; j < 16; j++) {
@@ -170,7 +152,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.Q2_K: {
       let sumf = 0;
-      for (let i = 0, x = 0, y = 0; i < nb; i++, x += 84, y += 292) {
+      for (let i = 0, x = 0, y = 0; i < nb; i++, x += wb, y += ab) {
         let summs = 0;
         for (let j = 0; j < 16; j++) summs += readI16(a, y + 260 + 2 * j) * (w[x + j]! >> 4);
         const yd = readF32(a, y);
@@ -198,10 +180,10 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     case GgmlType.Q4_K:
     case GgmlType.Q5_K:
     case GgmlType.Q6_K:
-      return dotK8Lanes(type, w, a, nb);
+      return dotK8Lanes(type, w, a, nb, wb, ab);
     case GgmlType.IQ4_XS: {
       let sumf = 0;
-      for (let ibl = 0, x = 0, y = 0; ibl < nb; ibl++, x += 136, y += 292) {
+      for (let ibl = 0, x = 0, y = 0; ibl < nb; ibl++, x += wb, y += ab) {
         const d4d8 = fr(readF16(w, x) * readF32(a, y));
         let h = readU16(w, x + 2);
         for (let ib = 0, qs = x + 8, q8 = y + 4; ib < 8; ib += 2) {
@@ -228,7 +210,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
       const pow3 = [1, 3, 9, 27, 81, 243];
       const trit = (b: number, k: number): number => ((((b * pow3[k]!) & 0xff) * 3) >> 8) - 1;
       let sumf = 0;
-      for (let i = 0, x = 0, y = 0; i < nb; i++, x += 54, y += 292) {
+      for (let i = 0, x = 0, y = 0; i < nb; i++, x += wb, y += ab) {
         let sum = 0;
         for (let l = 0; l < 5; l++) for (let m = 0; m < 32; m++) sum += trit(w[x + m]!, l) * i8(a, y + 4 + l * 32 + m);
         for (let l = 0; l < 5; l++) for (let m = 0; m < 16; m++) sum += trit(w[x + 32 + m]!, l) * i8(a, y + 4 + 160 + l * 16 + m);
@@ -239,7 +221,7 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
     }
     case GgmlType.TQ2_0: {
       let sumf = 0;
-      for (let i = 0, x = 0, y = 0; i < nb; i++, x += 66, y += 292) {
+      for (let i = 0, x = 0, y = 0; i < nb; i++, x += wb, y += ab) {
         let sumi = 0;
         for (let j = 0; j < 64; j += 32) {
           for (let l = 0; l < 4; l++) {
@@ -261,14 +243,13 @@ export function vecDot(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number):
  * scale·q8·level into 8 int32 lanes (element index mod 8), then per block sums[l] += d·lane[l] in float,
  * the min terms (Q4_K/Q5_K) subtracted from sumf per block, and the 8 lanes added at the end.
  */
-function dotK8Lanes(type: GgmlType, w: Uint8Array, a: Uint8Array, nb: number): number {
+function dotK8Lanes(type: GgmlType, w: Uint8Array, a: Uint8Array, nb: number, bpb: number, ab: number): number {
   const lv = new Int8Array(256); // levels of one super-block
   const sc = new Int32Array(16); // scale per 16 elements
   const lanes = new Int32Array(8);
   const sums = new Float32Array(8);
-  const bpb = GGML_TYPE_SIZE[type]!.bytesPerBlock;
   let sumf = 0;
-  for (let i = 0, x = 0, y = 0; i < nb; i++, x += bpb, y += 292) {
+  for (let i = 0, x = 0, y = 0; i < nb; i++, x += bpb, y += ab) {
     let d: number;
     let dmin = 0;
     let sumiMin = 0;

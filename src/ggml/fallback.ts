@@ -6,27 +6,10 @@
  * multiple of 32 either. Observed on stories260K (shared/data/README.md: 64-wide rows take the 32-block
  * fall-back, the 172-wide ffn_down stays F16). llama.cpp refuses the 32-block types themselves (Q4_0 …
  * Q8_0, IQ4_NL) on such rows ("Unsupported tensor size"); quantlab falls back to F16 and says so.
+ * The first step of the chain is each type's `fallback` in the type-traits table (types.ts).
  */
 import { QuantlabError } from "../core/errors.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "./types.js";
-
-const LLAMA_FALLBACK: Partial<Record<GgmlType, GgmlType>> = {
-  [GgmlType.TQ1_0]: GgmlType.Q4_0,
-  [GgmlType.TQ2_0]: GgmlType.Q4_0,
-  [GgmlType.IQ2_XXS]: GgmlType.IQ4_NL,
-  [GgmlType.IQ2_XS]: GgmlType.IQ4_NL,
-  [GgmlType.IQ2_S]: GgmlType.IQ4_NL,
-  [GgmlType.IQ3_XXS]: GgmlType.IQ4_NL,
-  [GgmlType.IQ3_S]: GgmlType.IQ4_NL,
-  [GgmlType.IQ1_S]: GgmlType.IQ4_NL,
-  [GgmlType.IQ1_M]: GgmlType.IQ4_NL,
-  [GgmlType.Q2_K]: GgmlType.IQ4_NL,
-  [GgmlType.Q3_K]: GgmlType.IQ4_NL,
-  [GgmlType.IQ4_XS]: GgmlType.IQ4_NL,
-  [GgmlType.Q4_K]: GgmlType.Q5_0,
-  [GgmlType.Q5_K]: GgmlType.Q5_1,
-  [GgmlType.Q6_K]: GgmlType.Q8_0,
-};
+import { GGML_TYPES, GgmlType, ggmlTypeName, ggmlTypeTraits } from "./types.js";
 
 export interface RowFit {
   /** the type asked for */
@@ -43,14 +26,14 @@ export interface RowFit {
 
 /** Which type a tensor with rows of `rowWidth` elements gets when `type` is asked for (llama.cpp's rule). */
 export function ggmlRowFit(type: GgmlType, rowWidth: number): RowFit {
-  const size = GGML_TYPE_SIZE[type];
+  const size = ggmlTypeTraits(type);
   if (!size) throw new QuantlabError("E_UNSUPPORTED", `row fit: unknown ggml type ${ggmlTypeName(type)}`);
   if (!Number.isInteger(rowWidth) || rowWidth <= 0) throw new QuantlabError("E_ARG", `row fit: row width ${rowWidth} must be a positive integer`);
   if (rowWidth % size.blockSize === 0) return { requested: type, fits: true, use: type, llamaRefuses: false };
-  const first = LLAMA_FALLBACK[type];
+  const first = size.fallback;
   const llamaRefuses = first === undefined;
   let use = first ?? GgmlType.F16;
-  if (rowWidth % GGML_TYPE_SIZE[use]!.blockSize !== 0) use = GgmlType.F16;
+  if (rowWidth % GGML_TYPES[use].blockSize !== 0) use = GgmlType.F16;
   const why = `row width ${rowWidth} is not a multiple of ${size.name}'s block size ${size.blockSize}`;
   const reason = llamaRefuses
     ? `${why}: llama.cpp refuses it; using ${ggmlTypeName(use)}`

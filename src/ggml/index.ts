@@ -5,7 +5,7 @@
 
 export * from "./types.js";
 export {
-  dequantize, dequantizeRow, quantize, quantizeRow, quantizeF16Fast, registerBlockQuantizer, hasGgmlCodec, ggmlUsesImatrix, llamaCppDecodes,
+  dequantize, dequantizeRow, quantize, quantizeRow, hasGgmlCodec, ggmlUsesImatrix, llamaCppDecodes,
   GGML_CODEC_TYPES, type GgmlCodecType, type QuantizeOptions,
 } from "./codecs.js";
 export { vecDot, vecDotType, quantizeActivationsRow, activationRowBytes } from "./dot.js";
@@ -16,3 +16,4 @@ export {
   type GgmlPreset, type MixChoice, type MixModelInfo, type MixOptions, type MixTensor,
 } from "./mix.js";
 export { ImatrixAccumulator, formatImatrixDat, parseImatrixDat, type Imatrix } from "./imatrix.js";
+export { refGgmlEncoder, checkEncodeJob, type GgmlEncoder, type EncodeRowsJob, type CheckedEncodeJob } from "./encoder.js";

@@ -6,12 +6,19 @@
  */
 import { fr, GROUP_MAX_EPS, nearestInt, readF16, readU16, writeF16 } from "./cfloat.js";
 import { bestIndexInt8 } from "./search.js";
+import { GGML_TYPES, GgmlType } from "./types.js";
+
+/** bytes per block of the types in this file (the type-traits table, types.ts) */
+const BPB = {
+  IQ4_NL: GGML_TYPES[GgmlType.IQ4_NL].bytesPerBlock,
+  IQ4_XS: GGML_TYPES[GgmlType.IQ4_XS].bytesPerBlock,
+} as const;
 
 /** kvalues_iq4nl from ggml-common.h: the 16 levels of IQ4_NL/IQ4_XS, sorted. */
 export const KVALUES_IQ4NL = Int8Array.of(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
 
 export function dequantizeIQ4_NL(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 18, y += 32) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.IQ4_NL, y += 32) {
     const d = readF16(src, o);
     for (let j = 0; j < 16; j++) {
       const q = src[o + 2 + j]!;
@@ -23,7 +30,7 @@ export function dequantizeIQ4_NL(src: Uint8Array, dst: Float32Array, nb: number)
 
 // IQ4_XS: d @0, scales_h u16 @2, scales_l[4] @4, qs[128] @8
 export function dequantizeIQ4_XS(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 136) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.IQ4_XS) {
     const d = readF16(src, o);
     const sh = readU16(src, o + 2);
     for (let ib = 0, qs = o + 8; ib < 8; ib++, qs += 16, y += 32) {

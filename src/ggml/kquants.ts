@@ -7,6 +7,17 @@
 import { fr, GROUP_MAX_EPS, nearestInt, readF16, readF32, readI16, toInt8, writeF16, writeF32, writeI16 } from "./cfloat.js";
 import type { Scratch } from "./legacy.js";
 import { makeQ3Quants, makeQkx2Quants, makeQkx3Quants, makeQpQuants, makeQxQuants } from "./search.js";
+import { GGML_TYPES, GgmlType } from "./types.js";
+
+/** bytes per block of the types in this file (the type-traits table, types.ts) */
+const BPB = {
+  Q2_K: GGML_TYPES[GgmlType.Q2_K].bytesPerBlock,
+  Q3_K: GGML_TYPES[GgmlType.Q3_K].bytesPerBlock,
+  Q4_K: GGML_TYPES[GgmlType.Q4_K].bytesPerBlock,
+  Q5_K: GGML_TYPES[GgmlType.Q5_K].bytesPerBlock,
+  Q6_K: GGML_TYPES[GgmlType.Q6_K].bytesPerBlock,
+  Q8_K: GGML_TYPES[GgmlType.Q8_K].bytesPerBlock,
+} as const;
 
 export const QK_K = 256;
 
@@ -56,7 +67,7 @@ function pack2bit(L: ArrayLike<number>, dst: Uint8Array, o: number): void {
 // scales[16] @0, qs[64] @16, d @80, dmin @82
 
 export function dequantizeQ2_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 84) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q2_K) {
     const d = readF16(src, o + 80);
     const min = readF16(src, o + 82);
     let is = 0;
@@ -150,7 +161,7 @@ export function quantizeQ2_KImpl(x: Float32Array, xo: number, dst: Uint8Array, o
 // hmask[32] @0, qs[64] @32, scales[12] @96, d @108
 
 export function dequantizeQ3_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 110) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q3_K) {
     const dAll = readF16(src, o + 108);
     let is = 0;
     let m = 1;
@@ -258,7 +269,7 @@ export function quantizeQ3_KImpl(x: Float32Array, xo: number, dst: Uint8Array, o
 // d @0, dmin @2, scales[12] @4, qs[128] @16
 
 export function dequantizeQ4_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 144) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q4_K) {
     const d = readF16(src, o);
     const min = readF16(src, o + 2);
     for (let j = 0, is = 0, q = o + 16; j < QK_K; j += 64, is += 2, q += 32) {
@@ -370,7 +381,7 @@ export function quantizeQ4_KImpl(x: Float32Array, xo: number, dst: Uint8Array, o
 // d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48
 
 export function dequantizeQ5_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 176) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q5_K) {
     const d = readF16(src, o);
     const min = readF16(src, o + 2);
     const qh = o + 16;
@@ -425,7 +436,7 @@ export function quantizeQ5_KImpl(x: Float32Array, xo: number, dst: Uint8Array, o
 // ql[128] @0, qh[64] @128, scales[16] (int8) @192, d @208
 
 export function dequantizeQ6_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 210) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q6_K) {
     const d = readF16(src, o + 208);
     for (let n = 0, ql = o, qh = o + 128, sc = o + 192; n < QK_K; n += 128, ql += 64, qh += 32, sc += 8, y += 128) {
       for (let l = 0; l < 32; l++) {
@@ -448,7 +459,7 @@ export function dequantizeQ6_K(src: Uint8Array, dst: Float32Array, nb: number): 
 function finishQ6(x: Float32Array, xo: number, dst: Uint8Array, o: number, s: Scratch, maxScale: number, maxAbsScale: number): void {
   const { scales, L } = s;
   if (maxAbsScale < GROUP_MAX_EPS) {
-    dst.fill(0, o, o + 210);
+    dst.fill(0, o, o + BPB.Q6_K);
     return;
   }
   const iscale = fr(-128 / maxScale);
@@ -502,7 +513,7 @@ export function quantizeQ6_K(x: Float32Array, xo: number, dst: Uint8Array, o: nu
 
 /** dequantize_row_q8_K: x = d·q. */
 export function dequantizeQ8_K(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 292) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q8_K) {
     const d = readF32(src, o);
     for (let j = 0; j < QK_K; j++) dst[y++] = fr(d * ((src[o + 4 + j]! << 24) >> 24));
   }
@@ -520,7 +531,7 @@ export function quantizeQ8_KRef(x: Float32Array, xo: number, dst: Uint8Array, o:
     }
   }
   if (!amax) {
-    dst.fill(0, o, o + 292);
+    dst.fill(0, o, o + BPB.Q8_K);
     return;
   }
   const iscale = fr(-127 / max);

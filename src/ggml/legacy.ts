@@ -5,6 +5,17 @@
  */
 import { fr, readF16, roundf, toInt8, toUint8, writeF16, writeU32, readU32 } from "./cfloat.js";
 import { makeQkx3Quants, makeQxQuants, rowSigma2 } from "./search.js";
+import { GGML_TYPES, GgmlType } from "./types.js";
+
+/** bytes per block of the types in this file (the type-traits table, types.ts) */
+const BPB = {
+  Q4_0: GGML_TYPES[GgmlType.Q4_0].bytesPerBlock,
+  Q4_1: GGML_TYPES[GgmlType.Q4_1].bytesPerBlock,
+  Q5_0: GGML_TYPES[GgmlType.Q5_0].bytesPerBlock,
+  Q5_1: GGML_TYPES[GgmlType.Q5_1].bytesPerBlock,
+  Q8_0: GGML_TYPES[GgmlType.Q8_0].bytesPerBlock,
+  Q8_1: GGML_TYPES[GgmlType.Q8_1].bytesPerBlock,
+} as const;
 
 /** C FLT_MAX, the start value of the min/max scans in quantize_row_q4_1_ref / q5_1_ref */
 const FLT_MAX = 3.4028234663852886e38;
@@ -14,7 +25,7 @@ const QK = 32;
 // ---------------------------------------------------------------- Q4_0 (18 bytes)
 
 export function dequantizeQ4_0(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 18, y += QK) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q4_0, y += QK) {
     const d = readF16(src, o);
     for (let j = 0; j < 16; j++) {
       const q = src[o + 2 + j]!;
@@ -58,7 +69,7 @@ export function quantizeQ4_0Impl(x: Float32Array, xo: number, dst: Uint8Array, o
 // ---------------------------------------------------------------- Q4_1 (20 bytes)
 
 export function dequantizeQ4_1(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 20, y += QK) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q4_1, y += QK) {
     const d = readF16(src, o);
     const m = readF16(src, o + 2);
     for (let j = 0; j < 16; j++) {
@@ -103,7 +114,7 @@ export function quantizeQ4_1Impl(x: Float32Array, xo: number, dst: Uint8Array, o
 // ---------------------------------------------------------------- Q5_0 (22 bytes)
 
 export function dequantizeQ5_0(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 22, y += QK) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q5_0, y += QK) {
     const d = readF16(src, o);
     const qh = readU32(src, o + 2);
     for (let j = 0; j < 16; j++) {
@@ -152,7 +163,7 @@ export function quantizeQ5_0Impl(x: Float32Array, xo: number, dst: Uint8Array, o
 // ---------------------------------------------------------------- Q5_1 (24 bytes)
 
 export function dequantizeQ5_1(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 24, y += QK) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.Q5_1, y += QK) {
     const d = readF16(src, o);
     const m = readF16(src, o + 2);
     const qh = readU32(src, o + 4);
@@ -240,7 +251,7 @@ function quantizeQ8Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number, 
 }
 
 export function dequantizeQ8_0(src: Uint8Array, dst: Float32Array, nb: number): void {
-  dequantizeQ8(src, dst, nb, 34, 2);
+  dequantizeQ8(src, dst, nb, BPB.Q8_0, 2);
 }
 
 export function quantizeQ8_0Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number): void {
@@ -249,7 +260,7 @@ export function quantizeQ8_0Ref(x: Float32Array, xo: number, dst: Uint8Array, o:
 
 /** Not a storage type in llama.cpp (it has no to_float); decoded as d·q for tests and tools. */
 export function dequantizeQ8_1(src: Uint8Array, dst: Float32Array, nb: number): void {
-  dequantizeQ8(src, dst, nb, 36, 4);
+  dequantizeQ8(src, dst, nb, BPB.Q8_1, 4);
 }
 
 export function quantizeQ8_1Ref(x: Float32Array, xo: number, dst: Uint8Array, o: number): void {

@@ -10,6 +10,7 @@
  */
 import { f32ToF16Bits } from "../core/f16.js";
 import { fr } from "./cfloat.js";
+import { GGML_TYPES, GgmlType } from "./types.js";
 
 export type GgmlSimd = "avx512" | "avx2";
 
@@ -137,10 +138,10 @@ function rne(v: number): number {
  * ggml-cpu's x86 `quantize_row_q8_0` / `quantize_row_q8_1` (the AVX2/AVX form that quantizes matmul inputs
  * on x86, including the repacked Q4_0/IQ4_NL paths): d = amax/127, but the multiplier is 127/amax (not
  * 1/d as in the `_ref` form) and rounding is half to even (not roundf). Q8_1 also stores s = d·Σq.
- * Writes n/32 blocks of 34 (Q8_0) or 36 (Q8_1) bytes into dst.
+ * Writes n/32 Q8_0 or Q8_1 blocks into dst.
  */
 export function quantizeRowQ8X86(x: Float32Array, n: number, dst: Uint8Array, q81: boolean): Uint8Array {
-  const bs = q81 ? 36 : 34;
+  const bs = GGML_TYPES[q81 ? GgmlType.Q8_1 : GgmlType.Q8_0].bytesPerBlock;
   const qo = q81 ? 4 : 2;
   for (let b = 0; b < n / 32; b++) {
     let amax = 0;

@@ -4,6 +4,13 @@
  * d = amax of the 256-block, trit = lroundf(x/d) ∈ {−1, 0, 1} (half away from zero).
  */
 import { fr, readF16, roundf, writeF16 } from "./cfloat.js";
+import { GGML_TYPES, GgmlType } from "./types.js";
+
+/** bytes per block of the types in this file (the type-traits table, types.ts) */
+const BPB = {
+  TQ1_0: GGML_TYPES[GgmlType.TQ1_0].bytesPerBlock,
+  TQ2_0: GGML_TYPES[GgmlType.TQ2_0].bytesPerBlock,
+} as const;
 
 const POW3 = [1, 3, 9, 27, 81, 243];
 
@@ -22,7 +29,7 @@ function trit(b: number, n: number): number {
 }
 
 export function dequantizeTQ1_0(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 54) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.TQ1_0) {
     const d = readF16(src, o + 52);
     for (let n = 0; n < 5; n++) for (let m = 0; m < 32; m++) dst[y++] = fr((trit(src[o + m]!, n) - 1) * d);
     for (let n = 0; n < 5; n++) for (let m = 0; m < 16; m++) dst[y++] = fr((trit(src[o + 32 + m]!, n) - 1) * d);
@@ -58,7 +65,7 @@ export function quantizeTQ1_0Ref(x: Float32Array, xo: number, dst: Uint8Array, o
 // TQ2_0: qs[64] @0, d @64
 
 export function dequantizeTQ2_0(src: Uint8Array, dst: Float32Array, nb: number): void {
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += 66) {
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BPB.TQ2_0) {
     const d = readF16(src, o + 64);
     for (let j = 0; j < 64; j += 32) {
       for (let l = 0; l < 4; l++) {

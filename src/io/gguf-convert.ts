@@ -5,16 +5,18 @@
  * F16, as in weights-encode.ts). Tensors stream one at a time.
  */
 import { noProgress, type Progress } from "../core/progress.js";
-import { GgmlType, ggmlTypeName } from "../ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { GgufValueType, GgufWriter, type ByteSink, type GgufFile } from "./gguf.js";
-import { FILE_TYPE } from "./gguf-model.js";
 import { chooseType, encodeWeight } from "./weights-encode.js";
 import type { WriteReport } from "./gguf-model.js";
 import { Tensor, viewAs } from "../core/tensor.js";
 import type { Weight } from "../core/weight.js";
+import type { GgmlEncoder } from "../ggml/encoder.js";
 
 export interface ConvertGgufOptions {
   type?: GgmlType;
+  /** encodes tensors re-encoded to a ggml block type (default: the TypeScript reference, one thread) */
+  encoder?: GgmlEncoder;
   progress?: Progress;
 }
 
@@ -32,7 +34,7 @@ export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGguf
     w.setKV(k, v);
   }
   if (opts.type !== undefined && f.metadata.has("general.architecture")) {
-    const ft = FILE_TYPE[opts.type];
+    const ft = GGML_TYPES[opts.type].ftype;
     if (ft !== undefined) w.setKV("general.file_type", { type: GgufValueType.UINT32, value: ft });
   }
   for (const p of plan) w.addTensor({ name: p.t.name, shape: p.t.shape, type: p.type });
@@ -42,7 +44,7 @@ export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGguf
   const report: WriteReport = { tensors: [], bytes: 0 };
   for (const p of plan) {
     const raw = await f.readTensorBytes(p.t);
-    const bytes = p.type === p.t.type ? raw : encodeWeight(asWeight(p.t.type, p.t.shape, raw), `${f.name}: ${p.t.name}`, p.type);
+    const bytes = p.type === p.t.type ? raw : encodeWeight(asWeight(p.t.type, p.t.shape, raw), `${f.name}: ${p.t.name}`, p.type, opts.encoder);
     await w.writeTensorData(p.t.name, bytes);
     report.tensors.push({ name: p.t.name, shape: p.t.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes.length;

@@ -10,7 +10,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor, viewAs } from "../core/tensor.js";
-import { GgmlType, ggmlTypeName } from "../ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { TensorNames, expectedShapes, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
 import type { Model } from "../model/weights.js";
 import type { Tokenizer, Vocab } from "../model/tokenizer.js";
@@ -22,18 +22,11 @@ import {
 } from "./gguf.js";
 import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
+import type { GgmlEncoder } from "../ggml/encoder.js";
 import { weightShape, type Weight } from "../core/weight.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";
-
-/** llama.h `enum llama_ftype` values for files whose big tensors share one type (general.file_type). */
-export const FILE_TYPE: Partial<Record<GgmlType, number>> = {
-  [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q4_0]: 2, [GgmlType.Q4_1]: 3, [GgmlType.Q8_0]: 7,
-  [GgmlType.Q5_0]: 8, [GgmlType.Q5_1]: 9, [GgmlType.Q2_K]: 10, [GgmlType.Q3_K]: 12, [GgmlType.Q4_K]: 15,
-  [GgmlType.Q5_K]: 17, [GgmlType.Q6_K]: 18, [GgmlType.IQ4_NL]: 25, [GgmlType.IQ4_XS]: 30, [GgmlType.BF16]: 32,
-  [GgmlType.TQ1_0]: 36, [GgmlType.TQ2_0]: 37,
-};
 
 /** metadata key of the recipe JSON (= algos/recipe.ts RECIPE_METADATA_KEY; io does not import algos) */
 export const RECIPE_KEY = "quantlab.recipe";
@@ -323,6 +316,8 @@ export interface WriteGgufModelOptions {
   fileType?: number;
   /** extra metadata (e.g. quantization settings), written after ours */
   extraMetadata?: Map<string, GgufValue>;
+  /** encodes tensors re-encoded to a ggml block type (default: the TypeScript reference, one thread) */
+  encoder?: GgmlEncoder;
   progress?: Progress;
 }
 
@@ -436,7 +431,7 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   const counts = new Map<GgmlType, number>();
   for (const p of plan) if (p.shape.length >= 2) counts.set(p.type, (counts.get(p.type) ?? 0) + 1);
   const mostCommon = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
-  const ft = opts.fileType ?? (mostCommon !== undefined ? FILE_TYPE[mostCommon] : undefined);
+  const ft = opts.fileType ?? (mostCommon !== undefined ? GGML_TYPES[mostCommon].ftype : undefined);
   if (ft !== undefined) w.setKV("general.file_type", u32(ft));
   if (model.tokenizer) {
     let v = model.tokenizer.vocab();
@@ -456,7 +451,7 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   progress.start(plan.length, "writing");
   const report: WriteReport = { tensors: [], bytes: 0, ...(warnings.length ? { warnings } : {}) };
   for (const p of plan) {
-    const bytes = encodeWeight(p.w, p.name, p.type);
+    const bytes = encodeWeight(p.w, p.name, p.type, opts.encoder);
     await w.writeTensorData(p.name, bytes);
     report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes.length;

@@ -11,7 +11,7 @@
  * Version 1 (u32 counts) is obsolete since 2023 and refused.
  */
 import { QuantlabError } from "../core/errors.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
+import { GgmlType, ggmlRowBytes, ggmlTypeName, ggmlTypeTraits } from "../ggml/types.js";
 import type { ByteSource } from "./source.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as u32 LE
@@ -279,7 +279,7 @@ function parseHeader(c: Cursor): GgufHeader {
       if (nel > MAX_SAFE) throw new QuantlabError("E_FORMAT", `${name}: tensor "${tname}" has more than 2^53 elements`);
     }
     const type = c.u32(`type of tensor "${tname}"`) as GgmlType;
-    const ts = GGML_TYPE_SIZE[type];
+    const ts = ggmlTypeTraits(type);
     if (!ts) throw new QuantlabError("E_UNSUPPORTED", `${name}: tensor "${tname}" has unknown ggml type id ${type}`);
     const offset = c.u64(`data offset of tensor "${tname}"`);
     if (offset > BigInt(MAX_SAFE)) throw new QuantlabError("E_FORMAT", `${name}: tensor "${tname}" data offset ${offset} is too large`);
@@ -650,7 +650,7 @@ export class GgufWriter {
 
 /** Bytes of a tensor of `type` and `shape` (outermost first); the innermost dim must be a whole number of blocks. */
 export function tensorByteLength(type: GgmlType, shape: readonly number[], what: string): number {
-  const ts = GGML_TYPE_SIZE[type];
+  const ts = ggmlTypeTraits(type);
   if (!ts) throw new QuantlabError("E_UNSUPPORTED", `${what}: unknown ggml type id ${type}`);
   const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
   const rowBytes = ggmlRowBytes(type, cols);

@@ -1,14 +1,16 @@
 /**
  * Weight → bytes of a target storage type, for writers (GGUF, safetensors) and `convert --type`.
  *
- * F32/F16/BF16 are encoded here; ggml block types (Q8_0, Q4_K, …) by ggml's reference quantizers
- * (src/ggml/codecs.ts, no importance matrix: `quantize` presets and imatrix live with the ggml work).
- * Any ggml weight can be re-encoded: it is decoded through ggml's codecs first.
+ * F32/F16/BF16 are encoded here; ggml block types (Q8_0, Q4_K, …) by the `GgmlEncoder` the caller
+ * passes (ggml/encoder.ts: the TypeScript reference by default, the WASM backend's threaded encoder in
+ * the CLI; same bytes), without an importance matrix (`quantize` presets and imatrix live with the ggml
+ * work). F32 and F16 sources go to the encoder as they are (F16 without an f32 copy of the tensor); any
+ * other ggml weight is decoded through ggml's codecs first.
  */
 import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
-import { GGML_CODEC_TYPES, ggmlRowFit, quantize, quantizeF16Fast } from "../ggml/index.js";
+import { GGML_CODEC_TYPES, ggmlRowFit, refGgmlEncoder, type GgmlEncoder } from "../ggml/index.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { weightShape, type Weight } from "../core/weight.js";
 
@@ -75,31 +77,37 @@ export function chooseType(shape: readonly number[], target: GgmlType | undefine
   return { type: target };
 }
 
-/** Encodes a weight as `type` (F32/F16/BF16 here, block types through the registered quantizer). */
-export function encodeWeight(w: Weight, name: string, type: GgmlType): Uint8Array {
+/** Encodes a weight as `type`: F32/F16/BF16 here, block types through `encoder`. */
+export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder): Uint8Array {
   const raw = rawBytes(w, name);
   if (raw.type === type) return raw.data;
   const shape = weightShape(w);
-  if (raw.type === GgmlType.F16 && raw.data.byteOffset % 2 === 0 && ggmlRowBytes(type, shape[shape.length - 1] ?? 1) !== undefined) {
-    // F16 in, a type with a fast f16-input quantizer (WASM Q8_0/Q4_0): no f32 copy of the tensor
-    const fast = quantizeF16Fast(type, new Uint16Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength / 2));
-    if (fast) return fast;
+  const cols = shape[shape.length - 1] ?? 1;
+  if (!FLOAT_TYPES.has(type)) {
+    if (!STORAGE_TYPES.includes(type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: no encoder for ggml type ${ggmlTypeName(type)}`);
+    if (ggmlRowBytes(type, cols) === undefined) throw new QuantlabError("E_ARG", `${name}: shape [${shape.join(", ")}]: row length ${cols} is not a multiple of the ${ggmlTypeName(type)} block size`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const rows = n / cols;
+    const d = raw.data;
+    // F16 and F32 sources go to the encoder as they are (F16: no f32 copy of the tensor)
+    if (raw.type === GgmlType.F16 && d.byteOffset % 2 === 0) return encoder.encodeRows({ type, rows, cols, f16: new Uint16Array(d.buffer, d.byteOffset, n), name });
+    if (raw.type === GgmlType.F32 && d.byteOffset % 4 === 0) return encoder.encodeRows({ type, rows, cols, x: new Float32Array(d.buffer, d.byteOffset, n), name });
+    return encoder.encodeRows({ type, rows, cols, x: decode(w, name).data, name });
   }
-  let decoded;
-  try {
-    decoded = dequantizeWeight(w, name);
-  } catch (e) {
-    // decoders name neither the file nor the tensor: say which one failed
-    if (e instanceof QuantlabError && !e.message.startsWith(name)) throw new QuantlabError(e.code, `${name}: ${e.message}`, { cause: e });
-    throw e;
-  }
-  const { rows, cols, data } = decoded;
+  const { data } = decode(w, name);
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     case GgmlType.F16: { const h = f32ArrayToF16(data); return new Uint8Array(h.buffer); }
-    case GgmlType.BF16: { const h = f32ArrayToBf16(data); return new Uint8Array(h.buffer); }
+    default: { const h = f32ArrayToBf16(data); return new Uint8Array(h.buffer); }
   }
-  if (!STORAGE_TYPES.includes(type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: no encoder for ggml type ${ggmlTypeName(type)}`);
-  if (ggmlRowBytes(type, cols) === undefined) throw new QuantlabError("E_ARG", `${name}: shape [${shape.join(", ")}]: row length ${cols} is not a multiple of the ${ggmlTypeName(type)} block size`);
-  return quantize(type, data, rows * cols);
+}
+
+/** dequantizeWeight, with the tensor's name on errors (decoders name neither the file nor the tensor). */
+function decode(w: Weight, name: string): ReturnType<typeof dequantizeWeight> {
+  try {
+    return dequantizeWeight(w, name);
+  } catch (e) {
+    if (e instanceof QuantlabError && !e.message.startsWith(name)) throw new QuantlabError(e.code, `${name}: ${e.message}`, { cause: e });
+    throw e;
+  }
 }

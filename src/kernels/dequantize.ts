@@ -4,7 +4,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { dequantize, dequantizeRow, hasGgmlCodec } from "../ggml/codecs.js";
-import { GGML_TYPE_SIZE, ggmlTypeName } from "../ggml/types.js";
+import { ggmlTypeName, ggmlTypeTraits } from "../ggml/types.js";
 import { bf16ArrayToF32, f16ArrayToF32 } from "../core/f16.js";
 import type { Weight } from "../core/weight.js";
 
@@ -49,7 +49,7 @@ export function rowReader(w: Weight, name = "tensor"): RowReader {
     }
   }
   if (w.kind === "ggml") {
-    const size = GGML_TYPE_SIZE[w.type];
+    const size = ggmlTypeTraits(w.type);
     if (size && cols % size.blockSize === 0 && hasGgmlCodec(w.type)) {
       const rowBytes = (cols / size.blockSize) * size.bytesPerBlock;
       const data = w.data;

@@ -44,6 +44,12 @@ export interface Backend {
    * the backend, not from the file's layout. Undefined when the weight's own bytes are still valid.
    */
   rowReader?(w: PreparedWeight): RowReader | undefined;
+  /**
+   * Gives back what `prepare` took for this weight (the WASM backend's memory is reused by later
+   * prepares); the weight must not be used afterwards. For weights prepared for a short time, such as
+   * calibration's per-block f32 linears. The reference backend holds nothing beyond the JS object.
+   */
+  release(w: PreparedWeight): void;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }

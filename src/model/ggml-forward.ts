@@ -26,7 +26,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from "../core/f16.js";
 import { fr } from "../ggml/cfloat.js";
-import { quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
+import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
 import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
@@ -257,7 +257,7 @@ export class GgmlForward implements CausalLM {
       // x86 builds quantize Q8_0/Q8_1 inputs with the AVX form; Q8_K with the reference form
       const at = vecDotType(m.type);
       const a = at === GgmlType.Q8_0 || at === GgmlType.Q8_1
-        ? quantizeRowQ8X86(x, m.cols, new Uint8Array((m.cols / 32) * (at === GgmlType.Q8_1 ? 36 : 34)), at === GgmlType.Q8_1)
+        ? quantizeRowQ8X86(x, m.cols, new Uint8Array(activationRowBytes(m.type, m.cols)), at === GgmlType.Q8_1)
         : quantizeActivationsRow(m.type, x, m.cols);
       for (let r = 0; r < m.rows; r++) out[r] = vecDot(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols);
       return;

@@ -122,6 +122,11 @@ export class IntegerLinearBackend implements Backend {
     return new IntPrepared(rows, cols, name, wq, mW, kW, a.bits, staticScale, spec.integerMatmul);
   }
 
+  /** Integer weights are JS arrays (nothing to give back); others belong to the inner backend. */
+  release(pw: PreparedWeight): void {
+    if (!(pw instanceof IntPrepared)) this.inner.release(pw);
+  }
+
   matvec(pw: PreparedWeight, x: Float32Array, out: Float32Array): void {
     if (pw instanceof IntPrepared) this.intMatvec(pw, x, out);
     else this.inner.matvec(pw, x, out);

@@ -4,7 +4,7 @@
  * and the issue's acceptance (GPTQ and AWQ under 0.8× RTN's mean KLD at int3:g32:asym) on a shortened
  * evaluation (the full 20,440-token figures are in docs/ptq-results.md).
  */
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +18,10 @@ import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { TensorNames } from "../../src/model/config.js";
 import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
+import type { Backend } from "../../src/kernels/types.js";
+import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
+import { RefBackend } from "../../src/kernels/ref/backend.js";
+import type { LinearSite } from "../../src/model/transforms.js";
 
 const model = await loadModel(dataPath("stories260K", "stories260K.bin"));
 const tok = model.tokenizer!;
@@ -26,8 +30,12 @@ const calibTokens = tok.encode(calibText, { bos: false });
 const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(calibText)) };
 /** a recipe's calibration: `samples` random windows of `seq` from the calibration text (seeded by the recipe's seed) */
 const calibration = (samples: number, seq: number) => ({ source: { text: calibRef }, windows: { kind: "random", samples, seq } });
-const run = (recipe: Record<string, unknown>) => quantize(model, recipe, recipe.calibration ? { calibText } : {});
+const run = (recipe: Record<string, unknown>, backend?: Backend) => quantize(model, recipe, { ...(recipe.calibration ? { calibText } : {}), ...(backend ? { backend } : {}) });
 const evalTokens = tok.encode(readFileSync(dataPath("tinystories", "eval.txt"), "utf8").slice(0, 12_000), { bos: false });
+// the calibration passes run on the reference backend and on the WASM backend: same pipeline results
+const wasm = createNodeWasmBackend({ threads: 1 });
+after(() => wasm.dispose());
+const BACKENDS: [string, Backend][] = [["ref", new RefBackend()], ["wasm", wasm]];
 const prompt = tok.encode("Once upon a time, there was a little girl named Lily. She liked to play with her ball in the park.", { bos: true });
 
 function logitsOf(m: Model, ids: number[]): Float32Array[] {
@@ -86,6 +94,43 @@ test("BlockRunner: embedding → every block → norm → head reproduces Llama'
   assert.ok(mx <= 1e-4, `max |Δlogit| ${mx}`);
 });
 
+test("BlockRunner on the WASM backend matches the TS path within 1e-4 relative (site inputs and block outputs); its linears are released", () => {
+  const seq = 32;
+  const windows = calibrationWindows(calibTokens, { samples: 3, seq, seed: 5, bosId: tok.bosId });
+  const ts = new BlockRunner(model, seq);
+  const wa = new BlockRunner(model, seq, wasm);
+  const emb = dequantizeWeight(model.weights.get(TensorNames.tokenEmbd)!).data;
+  const xa = ts.embed(emb, windows), xb = wa.embed(emb, windows);
+  const rel = (a: Float32Array, b: Float32Array): number => {
+    let d = 0, m = 0;
+    for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i]! - b[i]!)); m = Math.max(m, Math.abs(a[i]!)); }
+    return d / m;
+  };
+  const listed = wasm.listing().length;
+  let worst = 0;
+  let top = -1;
+  for (let l = 0; l < model.config.nLayers; l++) {
+    const sites = new Map<LinearSite, Float32Array>();
+    ts.run(l, blockWeights(model, l), xa, { hook: (s, x) => sites.set(s, x.slice()) });
+    let n = 0;
+    wa.run(l, blockWeights(model, l), xb, {
+      hook: (s, x) => {
+        n++;
+        worst = Math.max(worst, rel(sites.get(s)!, x));
+      },
+    });
+    assert.equal(n, 4, "every site's hook ran");
+    worst = Math.max(worst, rel(xa, xb));
+    assert.equal(wasm.listing().length, listed, `block ${l}: the linears were released`);
+    if (l === 1) top = wasm.memoryStats().shards[0]!;
+    if (l > 1) assert.equal(wasm.memoryStats().shards[0], top, `block ${l}: wasm memory grew`);
+  }
+  assert.ok(worst <= 1e-4 && worst > 0, `worst relative difference ${worst}`);
+  // stopping after a site releases what the run prepared, too
+  wa.run(0, blockWeights(model, 0), xb.slice(), { stopAfter: "attn_out_in" });
+  assert.equal(wasm.listing().length, listed);
+});
+
 describe("fused transforms leave the float model unchanged", () => {
   const float = logitsOf(model, prompt);
 
@@ -111,9 +156,10 @@ describe("fused transforms leave the float model unchanged", () => {
   });
 
   // int16 per-channel weights are near-lossless, so what remains is the folding: a wrong fold moves logits by O(1)
-  for (const [method, spec] of [["awq", "int16:channel"], ["awq+gptq", "int16:channel"], ["smoothquant", "int16:channel:a16"]] as const) {
-    test(`${method} scales folded into norms / previous linears: logits within 2e-3 of float at ${spec}`, async () => {
-      const r = await run({ target: { spec }, method, seed: 1, calibration: calibration(8, 64), options: method === "smoothquant" ? {} : { grid: 5 } });
+  const folds = [["awq", "int16:channel"], ["awq+gptq", "int16:channel"], ["smoothquant", "int16:channel:a16"]] as const;
+  for (const [bname, backend] of BACKENDS) for (const [method, spec] of folds) {
+    test(`${method} scales folded into norms / previous linears: logits within 2e-3 of float at ${spec} (${bname} calibration)`, async () => {
+      const r = await run({ target: { spec }, method, seed: 1, calibration: calibration(8, 64), options: method === "smoothquant" ? {} : { grid: 5 } }, backend);
       const d = maxAbsDiff(float, logitsOf(r.model, prompt));
       assert.ok(d <= 2e-3, `${method}: max |Δlogit| ${d}`);
       const changed = [0, 1, 2, 3, 4].some((l) => {
@@ -126,8 +172,8 @@ describe("fused transforms leave the float model unchanged", () => {
   }
 });
 
-test("a quantized model (GPTQ + rotation + W8A8 static activations) written and loaded back gives bit-identical logits", async () => {
-  const r = await run({ target: { spec: "int4:g32:asym:a8s" }, method: "gptq", rotate: { seed: 0 }, seed: 2, calibration: calibration(4, 64) });
+for (const [bname, backend] of BACKENDS) test(`a quantized model (GPTQ + rotation + W8A8 static activations, ${bname} calibration) written and loaded back gives bit-identical logits`, async () => {
+  const r = await run({ target: { spec: "int4:g32:asym:a8s" }, method: "gptq", rotate: { seed: 0 }, seed: 2, calibration: calibration(4, 64) }, backend);
   assert.equal(r.model.inputTransforms?.activations?.mode, "static");
   assert.equal(Object.keys(r.model.inputTransforms!.activations!.scales!).length, 4 * model.config.nLayers);
   const dir = mkdtempSync(join(tmpdir(), "ptq-"));
@@ -142,12 +188,12 @@ test("a quantized model (GPTQ + rotation + W8A8 static activations) written and 
   }
 });
 
-describe("acceptance on stories260K (shortened: 32 calibration windows of 128, 2 eval windows of ctx 512)", () => {
+describe("acceptance on stories260K (shortened: 32 calibration windows of 128, 2 eval windows of ctx 512; WASM calibration)", () => {
   const calib = calibration(32, 128);
   const spec = "int3:g32:asym";
   const kl: Record<string, number> = {};
   const score = async (name: string, o: Record<string, unknown>) => {
-    const r = await run({ target: { spec }, seed: 1, ...o });
+    const r = await run({ target: { spec }, seed: 1, ...o }, wasm);
     kl[name] = await meanKld(model, r.model, 1022);
     return kl[name]!;
   };

@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { GOLDEN_FILES, bitDiffReport, loadGolden, rmse } from "./golden-helpers.js";
 import { dequantize, quantize } from "../../src/ggml/codecs.js";
-import { GgmlType, GGML_TYPE_SIZE, ggmlTypeName } from "../../src/ggml/types.js";
+import { GgmlType, GGML_TYPES, ggmlTypeName } from "../../src/ggml/types.js";
 
 const TYPES = Object.keys(GOLDEN_FILES).map(Number) as GgmlType[];
 
@@ -43,7 +43,7 @@ describe("ggml goldens written by llama.cpp", () => {
       const g = await loadGolden(type);
       const n = g.rows * g.cols;
       const ours = quantize(type, g.x, n);
-      const { bytesPerBlock } = GGML_TYPE_SIZE[type]!;
+      const { bytesPerBlock } = GGML_TYPES[type];
       let firstDiff = -1;
       for (let i = 0; i < ours.length && firstDiff < 0; i++) if (ours[i] !== g.q[i]) firstDiff = i;
       const rOurs = rmse(g.x, dequantize(type, ours, n));

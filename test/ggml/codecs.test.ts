@@ -5,10 +5,10 @@ import { Rng } from "../../src/core/rng.js";
 import { QuantlabError } from "../../src/core/errors.js";
 import { GGML_CODEC_TYPES, dequantize, dequantizeRow, ggmlUsesImatrix, quantize, quantizeRow } from "../../src/ggml/codecs.js";
 import { nearestInt, roundf } from "../../src/ggml/cfloat.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
 import { loadGolden } from "./golden-helpers.js";
 
-const sizeOf = (t: GgmlType) => GGML_TYPE_SIZE[t]!;
+const sizeOf = (t: GgmlType) => GGML_TYPES[t];
 
 describe("C rounding helpers", () => {
   test("nearestInt rounds half to even, roundf half away from zero", () => {

@@ -10,7 +10,7 @@ import { QuantlabError } from "../../src/core/errors.js";
 import { dequantize, quantize } from "../../src/ggml/codecs.js";
 import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "../../src/ggml/dot.js";
 import { readF16, readF32 } from "../../src/ggml/cfloat.js";
-import { GGML_TYPE_SIZE, GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../src/ggml/types.js";
 import { loadGolden } from "./golden-helpers.js";
 
 const WEIGHT_TYPES = [
@@ -22,7 +22,7 @@ const WEIGHT_TYPES = [
 /** Per-element bound on |x − dequant(quantized x)| for the activation type, from its block scale. */
 function actErrorBound(at: GgmlType, act: Uint8Array, n: number, x: Float32Array): Float64Array {
   const out = new Float64Array(n);
-  const { blockSize, bytesPerBlock } = GGML_TYPE_SIZE[at]!;
+  const { blockSize, bytesPerBlock } = GGML_TYPES[at];
   for (let i = 0; i < n; i++) {
     const b = Math.floor(i / blockSize);
     const o = b * bytesPerBlock;
@@ -94,7 +94,7 @@ describe("vecDot reference", () => {
       let tolA = mag * 64 * 2 ** -24 + 1e-30;
       if (at === GgmlType.Q8_1) {
         // Q4_1/Q5_1 add m·s per block where s = f16(d·Σq): its rounding (2^-11 relative) is not in ad
-        const { bytesPerBlock: wb } = GGML_TYPE_SIZE[type]!;
+        const { bytesPerBlock: wb } = GGML_TYPES[type];
         for (let b = 0; b < n / 32; b++) tolA += Math.abs(readF16(wq, b * wb + 2) * readF16(aq, b * 36 + 2)) * 2 ** -11;
       }
       assert.ok(Math.abs(got - exact) <= tolA, `${name}: vecDot ${got} vs decoded dot ${exact} (tol ${tolA})`);

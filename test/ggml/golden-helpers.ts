@@ -3,7 +3,7 @@ import { openGguf } from "../../src/io/gguf.js";
 import { FileSource } from "../../src/io/node/file.js";
 import { dataPath } from "../../src/io/node/data.js";
 import { f32Bits } from "../../src/core/f16.js";
-import { GGML_TYPE_SIZE, GgmlType } from "../../src/ggml/types.js";
+import { GGML_TYPES, GgmlType } from "../../src/ggml/types.js";
 
 export interface Golden {
   type: GgmlType;
@@ -66,7 +66,7 @@ const bits = (v: number): string => f32Bits(v).toString(16).padStart(8, "0");
  * differing elements): its bytes and up to 8 differing elements with their bits.
  */
 export function bitDiffReport(type: GgmlType, q: Uint8Array, want: Float32Array, got: Float32Array): string | null {
-  const { blockSize, bytesPerBlock } = GGML_TYPE_SIZE[type]!;
+  const { blockSize, bytesPerBlock } = GGML_TYPES[type];
   let total = 0;
   let worst = -1;
   let worstCount = 0;

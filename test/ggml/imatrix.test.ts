@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { openGguf } from "../../src/io/gguf.js";
 import { FileSource } from "../../src/io/node/file.js";
 import { dequantize, quantizeRow } from "../../src/ggml/codecs.js";
-import { GGML_TYPE_SIZE, ggmlTypeName } from "../../src/ggml/types.js";
+import { GGML_TYPES, ggmlTypeName } from "../../src/ggml/types.js";
 import { rmse } from "./golden-helpers.js";
 
 // dist/test/ggml → test/ggml/fixtures
@@ -39,7 +39,7 @@ test("with an imatrix, quantizeRow equals llama.cpp's ggml_quantize_chunk byte f
         return Math.sqrt(s / n);
       };
       t.diagnostic(`${ggmlTypeName(type)}: ${nd} of ${got.length} bytes differ; weighted RMSE ours ${werr(got).toExponential(4)} llama.cpp ${werr(want).toExponential(4)}; RMSE ours ${rmse(x, dequantize(type, got, n)).toExponential(4)} llama.cpp ${rmse(x, dequantize(type, want, n)).toExponential(4)}`);
-      assert.equal(nd, 0, `${ggmlTypeName(type)}: first differing byte ${first} (block ${Math.floor(first / GGML_TYPE_SIZE[type]!.bytesPerBlock)})`);
+      assert.equal(nd, 0, `${ggmlTypeName(type)}: first differing byte ${first} (block ${Math.floor(first / GGML_TYPES[type].bytesPerBlock)})`);
     }
   } finally {
     await f.close();

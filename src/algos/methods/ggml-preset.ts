@@ -61,7 +61,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: { gptq: boolean })
     }
   }
   const r = quantizeModelToGgml(model, {
-    type: preset, pure: t.pure, refine: t.refine, progress,
+    type: preset, pure: t.pure, refine: t.refine, progress, encoder: ctx.encoder,
     ...(im ? { imatrix: im.imatrix } : {}),
     ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),

@@ -5,6 +5,7 @@
 import type { Progress } from "../../core/progress.js";
 import type { Weight } from "../../core/weight.js";
 import type { Imatrix } from "../../ggml/imatrix.js";
+import type { GgmlEncoder } from "../../ggml/encoder.js";
 import type { Backend } from "../../kernels/types.js";
 import type { Model } from "../../model/weights.js";
 import type { GgmlTensorReport } from "../ggml-quant.js";
@@ -38,6 +39,8 @@ export interface MethodContext {
   imatrixFile?: ImatrixFile;
   /** kernels of the calibration forward passes */
   backend?: Backend;
+  /** encodes ggml blocks (preset targets) */
+  encoder: GgmlEncoder;
   progress: Progress;
   /** streaming: each finished tensor goes here instead of the returned model (layer-by-layer methods) */
   onTensor?: (name: string, w: Weight) => void;

@@ -17,9 +17,13 @@ import { convertGguf } from "../../io/gguf-convert.js";
 import { encodableTypes, parseOutputType } from "../../io/weights-encode.js";
 import { isHubRef } from "../../io/hub.js";
 import { printJson, stderrProgress } from "../util.js";
+import { withGgmlEncoder } from "../ggml-encoder.js";
+import { addBackendOptions } from "../model-options.js";
 
 interface ConvertOptions {
   type?: string;
+  backend: string;
+  threads: number;
   tokenizer?: string;
   shardSize?: string;
   json?: boolean;
@@ -46,7 +50,7 @@ function parseBytes(v: string): number {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("convert")
     .description("convert a model between llama2.c, GGUF, safetensors and Hugging Face directories (atomic output)")
     .argument("<in>", "llama2.c .bin, GGUF (any), .safetensors, Hugging Face directory or hf://owner/name[@rev]")
@@ -54,11 +58,16 @@ export function register(program: Command): void {
     .option("--type <type>", `re-encode 2-D tensors: ${encodableTypes().map(ggmlTypeName).join(", ")} (safetensors/HF: F32, F16, BF16)`)
     .option("--tokenizer <file>", "tokenizer for llama2.c input when it is not beside the model")
     .option("--shard-size <bytes>", "HF directory: largest shard (e.g. 2GB; default 5GB)")
-    .option("--json", "print one JSON object")
-    .action(async (input: string, out: string, o: ConvertOptions) => {
+    .option("--json", "print one JSON object");
+  addBackendOptions(cmd).action(async (input: string, out: string, o: ConvertOptions) => {
       const t0 = Date.now();
       const kind = outputKind(out);
       const type = o.type !== undefined ? parseOutputType(o.type) : undefined;
+      // --backend/--threads pick the ggml block encoder: they only act when --type asks for block types in a GGUF
+      const encodes = kind === "gguf" && type !== undefined && DENSE[type] === undefined;
+      for (const k of ["backend", "threads"] as const) {
+        if (!encodes && cmd.getOptionValueSource(k) === "cli") throw new QuantlabError("E_ARG", `option --${k}: picks the ggml block encoder, which only runs with --type <block type> into a .gguf`);
+      }
       if (kind !== "gguf" && type !== undefined && DENSE[type] === undefined) {
         throw new QuantlabError("E_ARG", `--type ${o.type}: ${kind} output holds F32, F16 or BF16 tensors only (ggml block types need a .gguf output)`);
       }
@@ -67,7 +76,7 @@ export function register(program: Command): void {
       if (kind === "gguf" && !isHubRef(input) && (await detectFormat(input)) === "gguf") {
         const f = await openGgufFile(input);
         try {
-          result = await atomicWriteFile(out, (sink) => convertGguf(f, sink, { type, progress }, out));
+          result = await withGgmlEncoder(o, (encoder) => atomicWriteFile(out, (sink) => convertGguf(f, sink, { type, progress, encoder }, out)));
         } finally {
           await f.close();
         }
@@ -76,7 +85,7 @@ export function register(program: Command): void {
         // the recipe describes the weights as they are; re-encoding them with --type makes it untrue
         const dropped = type !== undefined && model.recipe !== undefined;
         if (dropped) delete model.recipe;
-        if (kind === "gguf") result = await saveGgufFile(model, out, { type, progress });
+        if (kind === "gguf") result = await withGgmlEncoder(o, (encoder) => saveGgufFile(model, out, { type, progress, encoder }));
         else if (kind === "safetensors") result = await saveSafetensorsFile(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress });
         else result = await saveHfDir(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress, maxShardBytes: o.shardSize ? parseBytes(o.shardSize) : undefined });
         if (dropped) result.warnings = [...(result.warnings ?? []), `${input}'s recipe (metadata quantlab.recipe) is not written: --type re-encodes the weights, so it no longer describes them`];

@@ -18,7 +18,8 @@ import { loadModel } from "../../io/node/load.js";
 import { checkOutputPath, saveQuantizeResult } from "../../io/node/quantize-output.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
 import { printJson, stderrProgress, parseFloatOpt } from "../util.js";
-import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { refGgmlEncoder } from "../../ggml/encoder.js";
+import { addBackendOptions, backendFromOptions, backendReady, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
 import { readCalibText, recipeFromFlags, type QuantizeFlags } from "../recipe-flags.js";
 
 /** A recipe from --recipe: a JSON file, or the metadata of a file quantlab wrote. */
@@ -100,7 +101,10 @@ export function register(program: Command): void {
     const backend = backendFromOptions(o);
     let r: QuantizeResult;
     try {
-      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...(progress ? { progress } : {}) });
+      await backendReady(backend);
+      // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder (same bytes; for comparisons)
+      const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : {};
+      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}) });
     } finally {
       backend.dispose?.();
     }

@@ -32,6 +32,9 @@ export class RefBackend implements Backend {
     }
   }
 
+  /** Nothing to give back: the f32 copy goes with the PreparedWeight object. */
+  release(_pw: PreparedWeight): void {}
+
   matmul(pw: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
     const { rows, cols } = pw as RefPrepared;
     for (let i = 0; i < n; i++) this.matvec(pw, x.subarray(i * cols, (i + 1) * cols), out.subarray(i * rows, (i + 1) * rows));

@@ -1,9 +1,13 @@
 /**
- * One shared WebAssembly.Memory and a bump allocator over it (the kernels are built with
- * AssemblyScript minimal runtime, they never allocate). Prepared weights, activation scratch and the worker-pool
+ * One shared WebAssembly.Memory and an allocator over it (the kernels are built with AssemblyScript's
+ * minimal runtime, they never allocate). Prepared weights, activation scratch and the worker-pool
  * control block all live here, so workers see everything by byte offset. Shared memory never moves,
  * but growing it makes a new, longer SharedArrayBuffer: views are re-created when the length changes.
- * One memory holds at most 4 GiB (65536 pages) in wasm32 (shared/notes/kernels.md §6).
+ * One memory holds at most 4 GiB (65536 pages) in wasm32 (shared/notes/kernels.md §6), and it can never
+ * shrink, so freed regions go on a free list (first fit, neighbours merged) that later allocations
+ * reuse: weights prepared for a short time (calibration prepares a block's f32 linears, runs them,
+ * changes them) then cost one block's worth of memory, not one per run. Allocation is a bump of the top
+ * when no hole fits; freeing the topmost region lowers the top.
  */
 import { QuantlabError } from "../../core/errors.js";
 
@@ -15,6 +19,10 @@ export class WasmArena {
   readonly memory: WebAssembly.Memory;
   readonly maxPages: number;
   private top: number;
+  /** live allocations: offset → bytes (free() checks against it) */
+  private readonly live = new Map<number, number>();
+  /** free holes below `top`, sorted by offset, never adjacent (merged on free) */
+  private holes: { off: number; end: number }[] = [];
   private viewLength = -1;
   private _u8!: Uint8Array;
   private _f32!: Float32Array;
@@ -29,14 +37,71 @@ export class WasmArena {
     this.refresh();
   }
 
-  /** bytes allocated so far (including the module's static data below the heap base) */
+  /** the top of allocated memory (including the module's static data below the heap base and free holes) */
   get used(): number {
     return this.top;
   }
 
-  /** Allocates `bytes` (aligned to `alignment`), growing the memory; throws E_VALUE when past the cap. */
+  /** bytes in free holes below the top (reused by later allocations) */
+  get freeBytes(): number {
+    let n = 0;
+    for (const h of this.holes) n += h.end - h.off;
+    return n;
+  }
+
+  /** Allocates `bytes` (aligned to `alignment`): the first free hole that fits, else at the top, growing
+   * the memory; throws E_VALUE when past the cap. */
   alloc(bytes: number, alignment = 64, what = "buffer"): number {
-    const off = align(this.top, alignment);
+    bytes = Math.max(bytes, 1); // every allocation owns its offset (free() looks it up)
+    const off = this.tryAlloc(bytes, alignment, Infinity);
+    if (off !== undefined) return off;
+    return this.allocTop(bytes, alignment, what);
+  }
+
+  /** Allocates like `alloc` but only where the region ends at or below `limit` (and, with `holesOnly`,
+   * only in a free hole); undefined when nothing fits. */
+  tryAlloc(bytes: number, alignment: number, limit: number, holesOnly = false): number | undefined {
+    bytes = Math.max(bytes, 1);
+    for (let i = 0; i < this.holes.length; i++) {
+      const h = this.holes[i]!;
+      const off = align(h.off, alignment);
+      if (off + bytes > h.end || off + bytes > limit) continue;
+      // keep what is left on either side as holes
+      const rest: { off: number; end: number }[] = [];
+      if (off > h.off) rest.push({ off: h.off, end: off });
+      if (off + bytes < h.end) rest.push({ off: off + bytes, end: h.end });
+      this.holes.splice(i, 1, ...rest);
+      this.live.set(off, bytes);
+      return off;
+    }
+    if (holesOnly || align(this.top, alignment) + bytes > Math.min(limit, this.maxPages * PAGE)) return undefined;
+    return this.allocTop(bytes, alignment, "buffer");
+  }
+
+  /** Returns a region `alloc` gave out; its bytes may be handed out again. */
+  free(off: number): void {
+    const bytes = this.live.get(off);
+    if (bytes === undefined) throw new QuantlabError("E_INTERNAL", `wasm arena: free of offset ${off}, which is not a live allocation`);
+    this.live.delete(off);
+    let start = off, end = off + bytes;
+    // merge with the holes either side
+    let i = 0;
+    while (i < this.holes.length && this.holes[i]!.end < start) i++;
+    if (i < this.holes.length && this.holes[i]!.end === start) {
+      start = this.holes[i]!.off;
+      this.holes.splice(i, 1);
+    }
+    if (i < this.holes.length && this.holes[i]!.off === end) {
+      end = this.holes[i]!.end;
+      this.holes.splice(i, 1);
+    }
+    if (end === this.top) this.top = start;
+    else this.holes.splice(i, 0, { off: start, end });
+  }
+
+  private allocTop(bytes: number, alignment: number, what: string): number {
+    const base = this.top;
+    const off = align(base, alignment);
     const end = off + bytes;
     const have = this.memory.buffer.byteLength;
     if (end > have) {
@@ -49,7 +114,10 @@ export class WasmArena {
       const target = Math.min(this.maxPages, Math.max(needPages, Math.ceil(cur * 1.25)));
       this.memory.grow(target - cur);
     }
+    // the alignment gap below the new region is a hole too (found again by first fit)
+    if (off > base) this.holes.push({ off: base, end: off });
     this.top = end;
+    this.live.set(off, bytes);
     return off;
   }
 

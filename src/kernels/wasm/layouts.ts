@@ -9,8 +9,8 @@
  * tensor is repacked as one run of blocks; row boundaries do not matter.
  */
 import { f16Table32 } from "../../core/f16.js";
-import { GgmlType } from "../../ggml/types.js";
-import { K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4 } from "../../../assembly/abi.js";
+import { GGML_TYPES, GgmlType, blockFieldOffset, ggmlTypeName } from "../../ggml/types.js";
+import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4 } from "../../../assembly/abi.js";
 import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
@@ -30,9 +30,9 @@ export interface RepackTarget {
 export interface RepackRow {
   /** kernel layout (K_* from assembly/abi.ts) */
   kind: number;
-  /** ggml elements per block and bytes per block */
-  blockSize: number;
-  bytesPerBlock: number;
+  /** ggml elements per block and bytes per block (from the type-traits table, ggml/types.ts) */
+  readonly blockSize: number;
+  readonly bytesPerBlock: number;
   /** code bytes per 32 weights: 32 (int8) or 16 (nibbles) */
   codeBytesPer32: number;
   /** elements per scale: 32 or 16 */
@@ -94,30 +94,34 @@ function q3kScales(b: Uint8Array, o: number, out: Int8Array): void {
   }
 }
 
+const bpb = (t: GgmlType): number => GGML_TYPES[t].bytesPerBlock;
+
 const q32 = new Uint8Array(32);
 const sc16 = new Int8Array(16);
 
-export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
+const REPACK_ROWS: Partial<Record<GgmlType, RepackSpec>> = {
   // block_q8_0: d f16 @0, qs int8[32] @2
   [GgmlType.Q8_0]: {
-    kind: K_I8S32, blockSize: 32, bytesPerBlock: 34, codeBytesPer32: 32, group: 32, affine: false,
+    kind: K_I8S32, codeBytesPer32: 32, group: 32, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.Q8_0);
       for (let i = 0; i < nb; i++) {
-        scales[i] = f16At(t, src, i * 34);
-        codes.set(src.subarray(i * 34 + 2, i * 34 + 34), i * 32);
+        scales[i] = f16At(t, src, i * B);
+        codes.set(src.subarray(i * B + 2, i * B + B), i * 32);
       }
     },
   },
   // block_q4_0: d f16 @0, qs[16] @2; w = d·(q − 8)
   [GgmlType.Q4_0]: {
-    kind: K_Q4_0, blockSize: 32, bytesPerBlock: 18, codeBytesPer32: 16, group: 32, affine: false,
+    kind: K_Q4_0, codeBytesPer32: 16, group: 32, affine: false,
     repack(src, nb, { codes, scales }, order) {
       const t = t16();
+      const B = bpb(GgmlType.Q4_0);
       for (let i = 0; i < nb; i++) {
-        const o = i * 18;
+        const o = i * B;
         scales[i] = f16At(t, src, o);
-        if (order === "gguf") codes.set(src.subarray(o + 2, o + 18), i * 16);
+        if (order === "gguf") codes.set(src.subarray(o + 2, o + B), i * 16);
         else {
           unpackNibbles32(src, o + 2, "gguf", q32);
           packNibbles32(q32, codes, i * 16, order);
@@ -127,11 +131,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q4_1: d f16 @0, m f16 @2, qs[16] @4; w = d·q + m
   [GgmlType.Q4_1]: {
-    kind: K_N4A32, blockSize: 32, bytesPerBlock: 20, codeBytesPer32: 16, group: 32, affine: true,
+    kind: K_N4A32, codeBytesPer32: 16, group: 32, affine: true,
     repack(src, nb, { codes, scales, mins }, order) {
       const t = t16();
+      const B = bpb(GgmlType.Q4_1);
       for (let i = 0; i < nb; i++) {
-        const o = i * 20;
+        const o = i * B;
         scales[i] = f16At(t, src, o);
         mins![i] = -f16At(t, src, o + 2);
         unpackNibbles32(src, o + 4, "gguf", q32);
@@ -141,11 +146,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q5_0: d f16 @0, qh u32 @2, qs[16] @6; w = d·(q − 16), q = nibble | high bit << 4
   [GgmlType.Q5_0]: {
-    kind: K_I8S32, blockSize: 32, bytesPerBlock: 22, codeBytesPer32: 32, group: 32, affine: false,
+    kind: K_I8S32, codeBytesPer32: 32, group: 32, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.Q5_0);
       for (let i = 0; i < nb; i++) {
-        const o = i * 22;
+        const o = i * B;
         scales[i] = f16At(t, src, o);
         const qh = (src[o + 2]! | (src[o + 3]! << 8) | (src[o + 4]! << 16) | (src[o + 5]! << 24)) >>> 0;
         for (let j = 0; j < 16; j++) {
@@ -158,11 +164,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q5_1: d f16 @0, m f16 @2, qh u32 @4, qs[16] @8; w = d·q + m
   [GgmlType.Q5_1]: {
-    kind: K_I8A32, blockSize: 32, bytesPerBlock: 24, codeBytesPer32: 32, group: 32, affine: true,
+    kind: K_I8A32, codeBytesPer32: 32, group: 32, affine: true,
     repack(src, nb, { codes, scales, mins }) {
       const t = t16();
+      const B = bpb(GgmlType.Q5_1);
       for (let i = 0; i < nb; i++) {
-        const o = i * 24;
+        const o = i * B;
         scales[i] = f16At(t, src, o);
         mins![i] = -f16At(t, src, o + 2);
         const qh = (src[o + 4]! | (src[o + 5]! << 8) | (src[o + 6]! << 16) | (src[o + 7]! << 24)) >>> 0;
@@ -176,11 +183,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_iq4_nl: d f16 @0, qs[16] @2; w = d·kvalues[q]
   [GgmlType.IQ4_NL]: {
-    kind: K_I8S32, blockSize: 32, bytesPerBlock: 18, codeBytesPer32: 32, group: 32, affine: false,
+    kind: K_I8S32, codeBytesPer32: 32, group: 32, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.IQ4_NL);
       for (let i = 0; i < nb; i++) {
-        const o = i * 18;
+        const o = i * B;
         scales[i] = f16At(t, src, o);
         for (let j = 0; j < 16; j++) {
           const b = src[o + 2 + j]!;
@@ -193,11 +201,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   // block_q4_K: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16. Sub-block 2k = low nibbles of
   // qs[32k..32k+31], 2k+1 = their high nibbles; w = (d·sc)·q − dmin·m
   [GgmlType.Q4_K]: {
-    kind: K_N4A32, blockSize: 256, bytesPerBlock: 144, codeBytesPer32: 16, group: 32, affine: true,
+    kind: K_N4A32, codeBytesPer32: 16, group: 32, affine: true,
     repack(src, nb, { codes, scales, mins }, order) {
       const t = t16();
+      const B = bpb(GgmlType.Q4_K);
       for (let i = 0; i < nb; i++) {
-        const o = i * 144;
+        const o = i * B;
         const d = f16At(t, src, o);
         const dmin = f16At(t, src, o + 2);
         for (let k = 0; k < 4; k++) {
@@ -218,11 +227,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q5_K: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48; high bit of sub-block sb is bit sb of qh[l]
   [GgmlType.Q5_K]: {
-    kind: K_I8A32, blockSize: 256, bytesPerBlock: 176, codeBytesPer32: 32, group: 32, affine: true,
+    kind: K_I8A32, codeBytesPer32: 32, group: 32, affine: true,
     repack(src, nb, { codes, scales, mins }) {
       const t = t16();
+      const B = bpb(GgmlType.Q5_K);
       for (let i = 0; i < nb; i++) {
-        const o = i * 176;
+        const o = i * B;
         const d = f16At(t, src, o);
         const dmin = f16At(t, src, o + 2);
         for (let k = 0; k < 4; k++) {
@@ -243,12 +253,14 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q6_K: ql[128] @0, qh[64] @128, scales int8[16] @192, d f16 @208; w = (d·sc)·(q − 32), one scale per 16
   [GgmlType.Q6_K]: {
-    kind: K_I8S16, blockSize: 256, bytesPerBlock: 210, codeBytesPer32: 32, group: 16, affine: false,
+    kind: K_I8S16, codeBytesPer32: 32, group: 16, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.Q6_K);
+      const D = blockFieldOffset(GgmlType.Q6_K, "d");
       for (let i = 0; i < nb; i++) {
-        const o = i * 210;
-        const d = f16At(t, src, o + 208);
+        const o = i * B;
+        const d = f16At(t, src, o + D);
         for (let g = 0; g < 16; g++) scales[i * 16 + g] = fr(d * ((src[o + 192 + g]! << 24) >> 24));
         for (let n = 0; n < 2; n++) {
           const ql = o + 64 * n;
@@ -267,12 +279,14 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d f16 @108; w = (d·sc)·(q − (hbit ? 0 : 4))
   [GgmlType.Q3_K]: {
-    kind: K_I8S16, blockSize: 256, bytesPerBlock: 110, codeBytesPer32: 32, group: 16, affine: false,
+    kind: K_I8S16, codeBytesPer32: 32, group: 16, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.Q3_K);
+      const D = blockFieldOffset(GgmlType.Q3_K, "d");
       for (let i = 0; i < nb; i++) {
-        const o = i * 110;
-        const d = f16At(t, src, o + 108);
+        const o = i * B;
+        const d = f16At(t, src, o + D);
         q3kScales(src, o + 96, sc16);
         for (let g = 0; g < 16; g++) scales[i * 16 + g] = fr(d * sc16[g]!);
         let y = i * 256;
@@ -294,13 +308,15 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_q2_K: scales[16] @0 (low nibble scale, high nibble min), qs[64] @16, d f16 @80, dmin f16 @82
   [GgmlType.Q2_K]: {
-    kind: K_I8A16, blockSize: 256, bytesPerBlock: 84, codeBytesPer32: 32, group: 16, affine: true,
+    kind: K_I8A16, codeBytesPer32: 32, group: 16, affine: true,
     repack(src, nb, { codes, scales, mins }) {
       const t = t16();
+      const B = bpb(GgmlType.Q2_K);
+      const D = blockFieldOffset(GgmlType.Q2_K, "d"); // dmin follows d
       for (let i = 0; i < nb; i++) {
-        const o = i * 84;
-        const d = f16At(t, src, o + 80);
-        const dmin = f16At(t, src, o + 82);
+        const o = i * B;
+        const d = f16At(t, src, o + D);
+        const dmin = f16At(t, src, o + D + 2);
         for (let g = 0; g < 16; g++) {
           const sc = src[o + g]!;
           scales[i * 16 + g] = fr(d * (sc & 15));
@@ -319,11 +335,12 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_iq4_xs: d f16 @0, scales_h u16 @2, scales_l[4] @4, qs[128] @8; w = (d·(ls − 32))·kvalues[q]
   [GgmlType.IQ4_XS]: {
-    kind: K_I8S32, blockSize: 256, bytesPerBlock: 136, codeBytesPer32: 32, group: 32, affine: false,
+    kind: K_I8S32, codeBytesPer32: 32, group: 32, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.IQ4_XS);
       for (let i = 0; i < nb; i++) {
-        const o = i * 136;
+        const o = i * B;
         const d = f16At(t, src, o);
         const sh = src[o + 2]! | (src[o + 3]! << 8);
         for (let ib = 0; ib < 8; ib++) {
@@ -340,12 +357,14 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   },
   // block_tq2_0: qs[64] @0, d f16 @64; element 128n + 32l + m = ((qs[32n + m] >> 2l) & 3) − 1
   [GgmlType.TQ2_0]: {
-    kind: K_I8S32, blockSize: 256, bytesPerBlock: 66, codeBytesPer32: 32, group: 32, affine: false,
+    kind: K_I8S32, codeBytesPer32: 32, group: 32, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.TQ2_0);
+      const D = blockFieldOffset(GgmlType.TQ2_0, "d");
       for (let i = 0; i < nb; i++) {
-        const o = i * 66;
-        const d = f16At(t, src, o + 64);
+        const o = i * B;
+        const d = f16At(t, src, o + D);
         for (let g = 0; g < 8; g++) scales[i * 8 + g] = d;
         let y = i * 256;
         for (let n = 0; n < 2; n++) {
@@ -359,13 +378,15 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
   // block_tq1_0: qs[48] @0 (5 trits per byte), qh[4] @48 (4 trits per byte), d f16 @52. A trit is read
   // as ((u8)(q·3^n) · 3) >> 8 (ggml `dequantize_row_tq1_0`).
   [GgmlType.TQ1_0]: {
-    kind: K_I8S32, blockSize: 256, bytesPerBlock: 54, codeBytesPer32: 32, group: 32, affine: false,
+    kind: K_I8S32, codeBytesPer32: 32, group: 32, affine: false,
     repack(src, nb, { codes, scales }) {
       const t = t16();
+      const B = bpb(GgmlType.TQ1_0);
+      const D = blockFieldOffset(GgmlType.TQ1_0, "d");
       const pow3 = [1, 3, 9, 27, 81];
       for (let i = 0; i < nb; i++) {
-        const o = i * 54;
-        const d = f16At(t, src, o + 52);
+        const o = i * B;
+        const d = f16At(t, src, o + D);
         for (let g = 0; g < 8; g++) scales[i * 8 + g] = d;
         let y = i * 256;
         const put = (b: number, n: number): void => {
@@ -379,6 +400,21 @@ export const REPACK: Partial<Record<GgmlType, RepackRow>> = {
     },
   },
 };
+
+/** A repack row's own part; block size and bytes per block come from the type-traits table. */
+type RepackSpec = Omit<RepackRow, "blockSize" | "bytesPerBlock">;
+
+/** One row per ggml type with a repacked WASM kernel, keyed by ggml type (sizes from GGML_TYPES). */
+export const REPACK: Partial<Record<GgmlType, RepackRow>> = withSizes(REPACK_ROWS);
+
+function withSizes<R extends object>(rows: Partial<Record<GgmlType, R>>): Partial<Record<GgmlType, R & { readonly blockSize: number; readonly bytesPerBlock: number }>> {
+  const out: Partial<Record<GgmlType, R & { blockSize: number; bytesPerBlock: number }>> = {};
+  for (const [k, r] of Object.entries(rows) as [string, R][]) {
+    const t = Number(k) as GgmlType;
+    out[t] = { ...r, blockSize: GGML_TYPES[t].blockSize, bytesPerBlock: GGML_TYPES[t].bytesPerBlock };
+  }
+  return out;
+}
 
 /** Reference inverse of a repack: the f32 values a prepared layout stands for (s·q − m, in f32). */
 export function unpackToF32(row: RepackRow, src: RepackTarget, n: number, order: NibbleOrder): Float32Array {
@@ -402,8 +438,9 @@ export function unpackToF32(row: RepackRow, src: RepackTarget, n: number, order:
  * read from the file straight into wasm memory, and a mat-vec streams exactly the file's bytes. */
 export interface NativeRow {
   kind: number;
-  blockSize: number;
-  bytesPerBlock: number;
+  /** from the type-traits table */
+  readonly blockSize: number;
+  readonly bytesPerBlock: number;
   /** kernel builds that can run this type natively (`layouts: "native"`) */
   variants: readonly WasmVariant[];
   /** builds where native is the default (`layouts: "auto"`); elsewhere the REPACK row runs it */
@@ -418,11 +455,39 @@ export interface NativeRow {
 // once (in place, file bytes = streamed bytes), but decode is compute-bound here and the k-quant native
 // kernels need more instructions than their expanded repacks (8–40% slower, worse at 2 threads), so
 // Q4_K/Q6_K default to the repacks; Q8_0/Q4_0 native run as fast as their repacks and stay native.
-export const NATIVE: Partial<Record<GgmlType, NativeRow>> = {
-  [GgmlType.Q8_0]: { kind: K_Q8_0N, blockSize: 32, bytesPerBlock: 34, variants: ["simd", "relaxed"], byDefault: ["simd", "relaxed"], interleave4: K_Q8_0X4 },
+const NATIVE_ROWS: Partial<Record<GgmlType, Omit<NativeRow, "blockSize" | "bytesPerBlock">>> = {
+  [GgmlType.Q8_0]: { kind: K_Q8_0N, variants: ["simd", "relaxed"], byDefault: ["simd", "relaxed"], interleave4: K_Q8_0X4 },
   // SIMD128 has no 8-bit multiply: its Q4_0 kernel is faster on the r16 repack (shared/notes/kernels.md)
-  [GgmlType.Q4_0]: { kind: K_Q4_0N, blockSize: 32, bytesPerBlock: 18, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_0X4 },
+  [GgmlType.Q4_0]: { kind: K_Q4_0N, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_0X4 },
   // SIMD128 (no pmaddubsw) runs the k-quants much slower on the GGUF blocks: not offered there
-  [GgmlType.Q4_K]: { kind: K_Q4_KN, blockSize: 256, bytesPerBlock: 144, variants: ["relaxed"], byDefault: [] },
-  [GgmlType.Q6_K]: { kind: K_Q6_KN, blockSize: 256, bytesPerBlock: 210, variants: ["relaxed"], byDefault: [] },
+  [GgmlType.Q4_K]: { kind: K_Q4_KN, variants: ["relaxed"], byDefault: [] },
+  [GgmlType.Q6_K]: { kind: K_Q6_KN, variants: ["relaxed"], byDefault: [] },
+};
+
+export const NATIVE: Partial<Record<GgmlType, NativeRow>> = withSizes(NATIVE_ROWS);
+
+/** The ggml type whose file bytes a native kind (or its 4-row interleave) runs on, by kernel kind. */
+export const NATIVE_TYPE_OF_KIND: ReadonlyMap<number, GgmlType> = new Map(
+  (Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
+    const type = Number(t) as GgmlType;
+    return r.interleave4 !== undefined ? [[r.kind, type], [r.interleave4, type]] : [[r.kind, type]];
+  }),
+);
+
+/** Kernel names for listings: the SoA repack layouts by kind, the native kinds by the ggml type they read. */
+export const KERNEL_NAMES: Readonly<Record<number, string>> = {
+  [K_F32]: "f32",
+  [K_F16]: "f16",
+  [K_I8S32]: "i8·s32",
+  [K_Q4_0]: "q4_0",
+  [K_N4A32]: "n4·s32·m32",
+  [K_I8S16]: "i8·s16",
+  [K_I8A32]: "i8·s32·m32",
+  [K_I8A16]: "i8·s16·m16",
+  ...Object.fromEntries((Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
+    const name = ggmlTypeName(Number(t) as GgmlType).toLowerCase();
+    const rows: [number, string][] = [[r.kind, `${name} (ggml blocks)`]];
+    if (r.interleave4 !== undefined) rows.push([r.interleave4, `${name} (ggml blocks, 4 rows interleaved)`]);
+    return rows;
+  })),
 };

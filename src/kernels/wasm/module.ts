@@ -72,6 +72,7 @@ export interface KernelExports {
   quantize_row_q4_0(x: number, n: number, y: number): void;
   stream_sum(x: number, n: number): number;
   f16_count_special(p: number, n: number): number;
+  f32_count_special(p: number, n: number): number;
   f16_to_f32_row(h: number, n: number, x: number): void;
   f32_to_f16(x: number): number;
   f16_to_f32(h: number): number;

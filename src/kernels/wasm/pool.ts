@@ -1,10 +1,14 @@
 /**
- * Worker pool over one shared WebAssembly.Memory: the dispatch protocol, isomorphic (Atomics only).
+ * Worker pool over shared WebAssembly.Memory: the dispatch protocol, isomorphic (Atomics only).
  * Starting threads is platform-specific and lives behind `WorkerHost` (Node: pool-node.ts; a browser
  * Web Worker host can follow with the same `workerLoop`).
  *
+ * A job names a task: a WASM kernel kind (abi.ts K_*: the module's entry `run_k<kind>`) or a TypeScript
+ * task from a `TaskTable` (tasks.ts, e.g. ggml row encoding), which runs on views of the same shared
+ * memory. Caller and workers are given the same table, so every thread can run every job.
+ *
  * Protocol (control block = Int32 words in wasm memory at `ctrl`):
- * - A dispatch is a list of jobs (a job = one kernel descriptor + its row count). Each job's rows are
+ * - A dispatch is a list of jobs (a job = one descriptor + its row count + its task). Each job's rows are
  *   cut into chunks; all chunks of all jobs form one numbered sequence 0..total-1.
  * - Threads (the caller AND the workers) claim chunks with a compare-exchange on TICKET, which packs
  *   (generation, next chunk index). A thread that read a stale generation cannot claim a chunk of a
@@ -32,15 +36,33 @@ export const C_SPIN_US = 8;
 /** memories (shards) the caller has announced; a worker with fewer fetches the rest before claiming */
 export const C_NSHARDS = 9;
 export const JOB_BASE = 16;
-export const JOB_WORDS = 5; // desc offset, rows, chunk rows, first chunk, shard | kind << 16
+export const JOB_WORDS = 5; // desc offset, rows, chunk rows, first chunk, shard | task << 16
 export const MAX_JOBS = 64;
 export const CTRL_WORDS = JOB_BASE + JOB_WORDS * MAX_JOBS;
-export const CTRL_BYTES = CTRL_WORDS * 4;
+/** after the words: the first failing chunk's error text (u16 length, then UTF-16 code units), so a
+ * worker's exception reaches the caller as a message and not only as a flag */
+const ERR_CHARS = 255;
+export const CTRL_BYTES = CTRL_WORDS * 4 + 2 * (ERR_CHARS + 1);
+
+/** Task ids from here up are TypeScript tasks (TaskTable); below are WASM kernel kinds. */
+export const TS_TASK_BASE = 256;
 
 const IDX_BITS = 12;
 /** chunks per dispatch are numbered in IDX_BITS bits */
 export const MAX_CHUNKS = (1 << IDX_BITS) - 1;
 const GEN_MASK = (1 << (32 - IDX_BITS)) - 1;
+
+/** One shard as a thread sees it: its memory and this thread's kernel instance on it. */
+export interface PoolShard {
+  kernels: KernelExports;
+  memory: WebAssembly.Memory;
+}
+
+/** A TypeScript task: rows [r0, r1) of the job whose descriptor is at byte `desc` of the shard's memory. */
+export type PoolTask = (shard: PoolShard, desc: number, r0: number, r1: number) => void;
+
+/** TypeScript tasks by id (≥ TS_TASK_BASE). Caller and workers must hold the same table. */
+export type TaskTable = Readonly<Record<number, PoolTask>>;
 
 export interface WorkerInit {
   module: WebAssembly.Module;
@@ -66,20 +88,41 @@ export interface PoolJob {
   rows: number;
   /** which shard's memory (and kernel instance) the job lives in (default 0) */
   shard?: number;
-  /** the job's kernel kind (abi.ts K_*): it picks the module's entry point `run_k<kind>` */
-  kind: number;
+  /** a kernel kind (abi.ts K_*, entry `run_k<kind>`) or a TypeScript task id (≥ TS_TASK_BASE) */
+  task: number;
 }
 
-/** Runs part [r0, r1) of a job through its kind's entry point. */
-export function runJobPart(k: KernelExports, kind: number, desc: number, r0: number, r1: number): void {
-  const f = k[`run_k${kind}`];
-  if (!f) throw new Error(`wasm kernels: no entry point for kind ${kind}`);
+/** Runs part [r0, r1) of a job: a WASM kernel's entry point, or a TypeScript task of `tasks`. */
+export function runJobPart(sh: PoolShard, tasks: TaskTable, task: number, desc: number, r0: number, r1: number): void {
+  if (task >= TS_TASK_BASE) {
+    const t = tasks[task];
+    if (!t) throw new Error(`wasm worker pool: no task ${task} in this thread's task table`);
+    t(sh, desc, r0, r1);
+    return;
+  }
+  const f = sh.kernels[`run_k${task}`];
+  if (!f) throw new Error(`wasm kernels: no entry point for kind ${task}`);
   f(desc, r0, r1);
 }
 
+/** Records the first failure of a dispatch (flag `code` and its message) for the caller. */
+function reportError(ctrl: Int32Array, code: number, e: unknown): void {
+  if (Atomics.compareExchange(ctrl, C_ERROR, 0, code) !== 0) return;
+  const text = e instanceof Error ? e.message : String(e);
+  const u16 = new Uint16Array(ctrl.buffer, ctrl.byteOffset + CTRL_WORDS * 4, ERR_CHARS + 1);
+  const n = Math.min(text.length, ERR_CHARS);
+  for (let i = 0; i < n; i++) u16[1 + i] = text.charCodeAt(i);
+  u16[0] = n;
+}
+
+function errorText(ctrl: Int32Array): string {
+  const u16 = new Uint16Array(ctrl.buffer, ctrl.byteOffset + CTRL_WORDS * 4, ERR_CHARS + 1);
+  return String.fromCharCode(...u16.subarray(1, 1 + Math.min(u16[0]!, ERR_CHARS)));
+}
+
 /** Claims and runs chunks of dispatch `gen` until none is left. Shared by caller and workers;
- * `ks[s]` is the kernel instance bound to shard s's memory. */
-function runChunks(ctrl: Int32Array, gen: number, ks: readonly KernelExports[]): void {
+ * `ss[s]` is shard s as this thread sees it. */
+function runChunks(ctrl: Int32Array, gen: number, ss: readonly PoolShard[], tasks: TaskTable): void {
   const tag = (gen & GEN_MASK) << IDX_BITS;
   for (;;) {
     const t = Atomics.load(ctrl, C_TICKET);
@@ -98,23 +141,23 @@ function runChunks(ctrl: Int32Array, gen: number, ks: readonly KernelExports[]):
     const r0 = (idx - ctrl[o + 3]!) * chunkRows;
     try {
       const sw = ctrl[o + 4]!;
-      runJobPart(ks[sw & 0xffff]!, sw >>> 16, ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
-    } catch {
-      Atomics.store(ctrl, C_ERROR, 1);
+      runJobPart(ss[sw & 0xffff]!, tasks, sw >>> 16, ctrl[o]!, r0, Math.min(rows, r0 + chunkRows));
+    } catch (e) {
+      reportError(ctrl, 1, e);
     }
     if (Atomics.add(ctrl, C_DONE, 1) + 1 === total) Atomics.notify(ctrl, C_DONE);
   }
 }
 
 /**
- * The body of every worker thread: sleep on GEN, run chunks, until STOP. `ks` holds the kernel instance of
- * each shard known at start; `fetch` (platform-specific, synchronous) returns instances for shards
- * announced since. A worker that still lacks a shard a dispatch announces sits that dispatch out (the
- * caller runs every unclaimed chunk itself).
+ * The body of every worker thread: sleep on GEN, run chunks, until STOP. `ks` holds each shard known at
+ * start (memory and this thread's kernel instance); `fetch` (platform-specific, synchronous) returns the
+ * shards announced since. A worker that still lacks a shard a dispatch announces sits that dispatch out
+ * (the caller runs every unclaimed chunk itself). `tasks` must be the caller's task table.
  */
-export function workerLoop(init: WorkerInit, k: KernelExports | KernelExports[], fetch?: (have: number) => KernelExports[]): void {
+export function workerLoop(init: WorkerInit, shards: PoolShard[], tasks: TaskTable, fetch?: (have: number) => PoolShard[]): void {
   const ctrl = new Int32Array(init.memory.buffer, init.ctrl, CTRL_WORDS);
-  const ks = Array.isArray(k) ? k : [k];
+  const ks = shards;
   let seen = Atomics.load(ctrl, C_GEN);
   Atomics.add(ctrl, C_ALIVE, 1);
   try {
@@ -134,10 +177,10 @@ export function workerLoop(init: WorkerInit, k: KernelExports | KernelExports[],
       const need = Math.max(1, Atomics.load(ctrl, C_NSHARDS));
       if (ks.length < need && fetch) ks.push(...fetch(ks.length));
       if (ks.length < need) continue;
-      runChunks(ctrl, g, ks);
+      runChunks(ctrl, g, ks, tasks);
     }
-  } catch {
-    Atomics.store(ctrl, C_ERROR, 2);
+  } catch (e) {
+    reportError(ctrl, 2, e);
     Atomics.notify(ctrl, C_DONE);
   } finally {
     Atomics.sub(ctrl, C_ALIVE, 1);
@@ -153,6 +196,8 @@ export interface DispatcherOptions {
   spinMicros?: number;
   /** aim for this many chunks per thread per job (load balance vs claim overhead) */
   chunksPerThread?: number;
+  /** the TypeScript tasks jobs may name (the workers' entry must load the same table) */
+  tasks?: TaskTable;
 }
 
 /** Caller side: writes the job table, wakes workers, works along, waits for the last chunk. */
@@ -175,8 +220,8 @@ export class Dispatcher {
     opts: DispatcherOptions,
   ) {
     this.ctrl = new Int32Array(memory.buffer, ctrlOffset, CTRL_WORDS);
-    this.ks = [k];
-    this.memories = [memory];
+    this.ks = [{ kernels: k, memory }];
+    this.tasks = opts.tasks ?? {};
     Atomics.store(this.ctrl, C_NSHARDS, 1);
     this.threads = host ? Math.max(1, opts.threads) : 1;
     this.watchdogMs = opts.watchdogMs ?? 30000;
@@ -185,15 +230,14 @@ export class Dispatcher {
     if (host && this.threads > 1) host.start(this.threads - 1, { module, memory, ctrl: ctrlOffset, memories: [memory] });
   }
 
-  private readonly ks: KernelExports[];
-  private readonly memories: WebAssembly.Memory[];
+  private readonly ks: PoolShard[];
+  private readonly tasks: TaskTable;
 
   /** Registers another shard (its memory and the caller's kernel instance on it); returns its index.
    * Workers receive the memory through the host and instantiate the kernels on it themselves. */
   addShard(memory: WebAssembly.Memory, k: KernelExports): number {
     const index = this.ks.length;
-    this.ks.push(k);
-    this.memories.push(memory);
+    this.ks.push({ kernels: k, memory });
     if (this.threads > 1) this.host?.addMemory?.(index, memory);
     Atomics.store(this.ctrl, C_NSHARDS, this.ks.length);
     return index;
@@ -221,7 +265,7 @@ export class Dispatcher {
   /** Runs every job's rows, split across the threads; returns when all are done. */
   run(jobs: readonly PoolJob[]): void {
     if (this.threads === 1 || this.broken !== undefined || jobs.length > MAX_JOBS) {
-      for (const j of jobs) runJobPart(this.ks[j.shard ?? 0]!, j.kind, j.desc, 0, j.rows);
+      for (const j of jobs) runJobPart(this.ks[j.shard ?? 0]!, this.tasks, j.task, j.desc, 0, j.rows);
       return;
     }
     const ctrl = this.ctrl;
@@ -237,7 +281,7 @@ export class Dispatcher {
         ctrl[o + 1] = rows;
         ctrl[o + 2] = chunkRows;
         ctrl[o + 3] = total;
-        ctrl[o + 4] = (jobs[i]!.shard ?? 0) | (jobs[i]!.kind << 16);
+        ctrl[o + 4] = (jobs[i]!.shard ?? 0) | (jobs[i]!.task << 16);
         total += Math.ceil(rows / chunkRows);
       }
       if (total <= MAX_CHUNKS) break;
@@ -255,7 +299,7 @@ export class Dispatcher {
     this.stats.dispatches++;
     this.stats.chunks += total;
     const before = Atomics.load(ctrl, C_DONE);
-    runChunks(ctrl, gen, this.ks);
+    runChunks(ctrl, gen, this.ks, this.tasks);
     this.stats.callerChunks += Atomics.load(ctrl, C_DONE) - before;
     // wait for chunks still running on workers
     let done = Atomics.load(ctrl, C_DONE);
@@ -278,7 +322,7 @@ export class Dispatcher {
       }
     }
     const err = Atomics.load(ctrl, C_ERROR);
-    if (err !== 0) throw new QuantlabError("E_INTERNAL", `wasm worker pool: a worker failed (code ${err}) while running a kernel`);
+    if (err !== 0) throw new QuantlabError("E_INTERNAL", `wasm worker pool: a chunk failed (code ${err}): ${errorText(ctrl)}`);
   }
 
   /** Stops the workers (they exit their loop at the next wake-up; the host also terminates them). */

@@ -118,6 +118,22 @@ describe("quantlab convert / info (CLI)", () => {
     assert.deepEqual(await out.readTensorBytes("q"), await orig.readTensorBytes("dq"));
   });
 
+  test("--type with --threads 1 and 3 writes the TypeScript reference encoder's bytes (Q8_0: WASM quantizer; Q4_K: TS codec in the pool)", async () => {
+    const { convertGguf } = await import("../../../src/io/gguf-convert.js");
+    const src = new Uint8Array(readFileSync(G260));
+    for (const [type, id] of [["Q8_0", GgmlType.Q8_0], ["Q4_K", GgmlType.Q4_K]] as const) {
+      const sink = new MemorySink();
+      await convertGguf(await openGguf(new BufferSource("in.gguf", src)), sink, { type: id }, "ref.gguf");
+      const want = sink.bytes();
+      for (const threads of ["1", "3"]) {
+        const out = `t${threads}-${type}.gguf`;
+        const r = await cli(["convert", G260, out, "--type", type, "--threads", threads], dir);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(Buffer.from(readFileSync(join(dir, out))).equals(Buffer.from(want)), `${type} --threads ${threads} differs from the reference encoder`);
+      }
+    }
+  });
+
   test("the real binary: exit code and one error line, no stack trace", async () => {
     const r = await spawnCli(["convert", "nope.bin", "o.gguf"], dir);
     assert.equal(r.code, 1);

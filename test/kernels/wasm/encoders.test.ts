@@ -110,38 +110,27 @@ test("quantizeGgmlF16 (f16 in, converted in WASM) gives ggml's bytes for the f16
   }
 });
 
-test("installed as ggml's fast reference quantizers: quantizeRow and the F16 writer path give the reference bytes; imatrix and refine bypass them", async () => {
-  const { installWasmQuantizers } = await import("../../../src/kernels/wasm/quantize-accel.js");
-  const { registerBlockQuantizer, quantize, quantizeF16Fast } = await import("../../../src/ggml/codecs.js");
+test("the backend's ggml encoder gives the reference bytes for Q8_0/Q4_0 from f32 and from f16 (through encodeWeight); imatrix and refine take the TS codec", async () => {
+  const { quantize } = await import("../../../src/ggml/codecs.js");
   const { encodeWeight } = await import("../../../src/io/weights-encode.js");
-  const { createNodeWasmBackend } = await import("../../../src/kernels/wasm/pool-node.js");
   const { f32ArrayToF16, f16ArrayToF32 } = await import("../../../src/core/f16.js");
   const x = Float32Array.from([...edgeBlocks(), ...randomF32(32 * 201, 41, 2)]); // 208 blocks: rows of 64
   const h = f32ArrayToF16(x);
   const xh = f16ArrayToF32(h);
-  const want = new Map([GgmlType.Q8_0, GgmlType.Q4_0].map((t) => [t, { f32: quantize(t, x), f16: quantize(t, xh) }]));
-  assert.equal(quantizeF16Fast(GgmlType.Q8_0, h), undefined, "nothing installed yet");
-  const uninstall = installWasmQuantizers(() => createNodeWasmBackend({ variant: "simd", threads: 1 }));
-  try {
-    for (const [t, w] of want) {
-      assert.deepEqual(quantize(t, x), w.f32, `${ggmlTypeName(t)} f32`);
-      assert.deepEqual(quantizeF16Fast(t, h), w.f16, `${ggmlTypeName(t)} f16`);
-      const rows = x.length / 64;
-      const enc = encodeWeight({ kind: "ggml", type: GgmlType.F16, shape: [rows, 64], data: new Uint8Array(h.buffer) }, "w", t);
-      assert.deepEqual(enc, w.f16, `${ggmlTypeName(t)} encodeWeight from F16`);
+  const rows = x.length / 64;
+  const imatrix = Float32Array.from({ length: 64 }, (_, j) => 0.5 + (j % 7));
+  for (const variant of VARIANTS) {
+    const enc = backend(variant, 1).ggmlEncoder();
+    for (const t of [GgmlType.Q8_0, GgmlType.Q4_0]) {
+      assert.deepEqual(enc.encodeRows({ type: t, rows, cols: 64, x }), quantize(t, x), `${variant} ${ggmlTypeName(t)} f32`);
+      assert.deepEqual(enc.encodeRows({ type: t, rows, cols: 64, f16: h }), quantize(t, xh), `${variant} ${ggmlTypeName(t)} f16`);
+      const w = encodeWeight({ kind: "ggml", type: GgmlType.F16, shape: [rows, 64], data: new Uint8Array(h.buffer) }, "w", t, enc);
+      assert.deepEqual(w, quantize(t, xh), `${variant} ${ggmlTypeName(t)} encodeWeight from F16`);
+      // with an imatrix Q4_0 uses llama.cpp's _impl search (Q8_0 ignores it): the bytes differ from the plain ones
+      const im = enc.encodeRows({ type: t, rows, cols: 64, x, imatrix });
+      assert.deepEqual(im, quantize(t, x, x.length, { imatrix }), `${variant} ${ggmlTypeName(t)} imatrix`);
+      if (t === GgmlType.Q4_0) assert.notDeepEqual(im, quantize(t, x), "Q4_0 with an imatrix took the plain path");
+      assert.deepEqual(enc.encodeRows({ type: t, rows, cols: 64, x, refine: true }), quantize(t, x, x.length, { refine: true }), `${variant} ${ggmlTypeName(t)} refine`);
     }
-  } finally {
-    uninstall();
   }
-  // the hook is used only without imatrix/refine: a throwing stand-in shows which path ran
-  registerBlockQuantizer(GgmlType.Q4_0, () => { throw new Error("fast path"); });
-  try {
-    const dst = new Uint8Array((x.length / 32) * 18);
-    assert.throws(() => quantizeRow(GgmlType.Q4_0, x, dst, x.length), /fast path/);
-    quantizeRow(GgmlType.Q4_0, x, dst, x.length, { imatrix: new Float32Array(64).fill(1) });
-    quantizeRow(GgmlType.Q4_0, x, dst, x.length, { refine: true });
-  } finally {
-    registerBlockQuantizer(GgmlType.Q4_0, undefined);
-  }
-  assert.deepEqual(quantize(GgmlType.Q4_0, x), want.get(GgmlType.Q4_0)!.f32, "uninstalled: the TypeScript reference again");
 });

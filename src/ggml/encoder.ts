@@ -1,0 +1,94 @@
+/**
+ * Whole-tensor ggml encoding as one explicit object the writers and quantizers are handed: a
+ * `GgmlEncoder` turns (rows, cols) values — f32, or the binary16 bits of an F16 tensor — into ggml blocks
+ * of any codec type, with or without an importance matrix and refine. Every implementation must give
+ * the bytes of `quantize` (codecs.ts) on the f32 values; rows are independent in every ggml quantizer
+ * (the imatrix is per column, Q4_0…Q5_1's σ² per row), which is what lets faster ones split them.
+ * `refGgmlEncoder` is the TypeScript reference on the calling thread; the WASM backend makes a threaded
+ * one (kernels/wasm/encoder.ts).
+ */
+import { QuantlabError } from "../core/errors.js";
+import { f16ArrayToF32 } from "../core/f16.js";
+import { noProgress, type Progress } from "../core/progress.js";
+import { ggmlUsesImatrix, hasGgmlCodec, quantizeRow } from "./codecs.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "./types.js";
+
+export interface EncodeRowsJob {
+  /** target type: any ggml type with a codec */
+  type: GgmlType;
+  rows: number;
+  cols: number;
+  /** (rows, cols) f32 values; give this or `f16` */
+  x?: Float32Array;
+  /** (rows, cols) binary16 bits (an F16 tensor): encoded chunk by chunk, never as a whole f32 copy */
+  f16?: Uint16Array;
+  /** importance per column (cols), llama.cpp imatrix; types whose quantizer ignores it ignore it */
+  imatrix?: Float32Array;
+  /** quantlab's refine pass after llama.cpp's search (codecs.ts QuantizeOptions.refine) */
+  refine?: boolean;
+  /** tensor name, for error messages */
+  name?: string;
+  /** ticked with rows·cols elements as rows are done */
+  progress?: Progress;
+}
+
+export interface GgmlEncoder {
+  readonly name: string;
+  /** threads that encode, the caller included */
+  readonly threads: number;
+  /** rows · rowBytes bytes of `type` blocks, byte-identical to `quantize(type, values, n, {imatrix, refine})` */
+  encodeRows(job: EncodeRowsJob): Uint8Array;
+}
+
+export interface CheckedEncodeJob {
+  rowBytes: number;
+  /** the imatrix when the type's quantizer uses it, else undefined */
+  imatrix: Float32Array | undefined;
+  refine: boolean;
+}
+
+/** Validates a job (one-line errors naming the tensor) and resolves what the quantizer will use. */
+export function checkEncodeJob(job: EncodeRowsJob): CheckedEncodeJob {
+  const what = job.name ?? "encodeRows";
+  const { type, rows, cols } = job;
+  if (!hasGgmlCodec(type)) throw new QuantlabError("E_UNSUPPORTED", `${what}: ggml type ${ggmlTypeName(type)} has no encoder in quantlab`);
+  if (!Number.isInteger(rows) || rows < 0 || !Number.isInteger(cols) || cols <= 0) {
+    throw new QuantlabError("E_ARG", `${what}: shape [${rows}, ${cols}] is not a matrix of whole rows`);
+  }
+  const { blockSize, bytesPerBlock } = GGML_TYPES[type];
+  if (cols % blockSize !== 0) throw new QuantlabError("E_ARG", `${what}: row length ${cols} is not a multiple of the ${ggmlTypeName(type)} block size ${blockSize}`);
+  if ((job.x === undefined) === (job.f16 === undefined)) throw new QuantlabError("E_ARG", `${what}: give the values as exactly one of x (f32) and f16`);
+  const have = (job.x ?? job.f16)!.length;
+  if (have !== rows * cols) throw new QuantlabError("E_ARG", `${what}: ${have} values for a [${rows}, ${cols}] tensor (need ${rows * cols})`);
+  let imatrix = job.imatrix;
+  if (imatrix && imatrix.length !== cols) throw new QuantlabError("E_ARG", `${what}: the importance matrix has ${imatrix.length} columns, the tensor ${cols}`);
+  if (imatrix && !ggmlUsesImatrix(type)) imatrix = undefined;
+  return { rowBytes: (cols / blockSize) * bytesPerBlock, imatrix, refine: !!job.refine };
+}
+
+/** values per quantizeRow call of the reference encoder (progress moves on big tensors) */
+const REF_CHUNK = 1 << 16;
+
+/** The TypeScript reference encoder: ggml's codecs on the calling thread, chunk by chunk. */
+export const refGgmlEncoder: GgmlEncoder = {
+  name: "ref",
+  threads: 1,
+  encodeRows(job: EncodeRowsJob): Uint8Array {
+    const { rowBytes, imatrix, refine } = checkEncodeJob(job);
+    const { type, rows, cols } = job;
+    const progress = job.progress ?? noProgress;
+    const out = new Uint8Array(rows * rowBytes);
+    const chunkRows = Math.max(1, Math.floor(REF_CHUNK / cols));
+    const scratch = job.f16 ? new Float32Array(Math.min(rows, chunkRows) * cols) : undefined; // (chunkRows, cols)
+    const opts = { imatrix, refine };
+    for (let r = 0; r < rows; r += chunkRows) {
+      const m = Math.min(chunkRows, rows - r);
+      let x: Float32Array;
+      if (job.x) x = job.x.subarray(r * cols, (r + m) * cols);
+      else x = f16ArrayToF32(job.f16!.subarray(r * cols, (r + m) * cols), scratch!.subarray(0, m * cols));
+      quantizeRow(type, x, out.subarray(r * rowBytes, (r + m) * rowBytes), m * cols, opts);
+      progress.tick(m * cols);
+    }
+    return out;
+  },
+};

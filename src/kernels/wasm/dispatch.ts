@@ -1,0 +1,161 @@
+/**
+ * Running mat-vecs on the WASM backend: each job gets a descriptor (assembly/abi.ts D_*) and an
+ * activation slot in its weight's shard; x is copied in and quantized once to Q8 (as ggml does; not for
+ * f32/f16 weights, and jobs sharing one x array and shard share the quantized copy), the rows run
+ * through the worker pool (split across threads when the jobs stream enough bytes) and the outputs are
+ * copied back.
+ */
+import { QuantlabError } from "../../core/errors.js";
+import type { MatvecJob, PreparedWeight } from "../types.js";
+import {
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, DESC_WORDS,
+} from "../../../assembly/abi.js";
+import type { Shard, ShardedMemory } from "./memory.js";
+import { Dispatcher, runJobPart, type PoolJob } from "./pool.js";
+import { POOL_TASKS } from "./tasks.js";
+
+/** A weight in wasm memory: its kernel kind and the byte offsets the kind's descriptor names. */
+export class WasmPrepared implements PreparedWeight {
+  /** false after `release` */
+  live = true;
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly bytes: number,
+    readonly kind: number,
+    readonly w0: number,
+    readonly w1: number,
+    readonly w2: number,
+    readonly owner: object,
+    readonly shard: number,
+    /** the region `prepare` allocated for it (freed by `release`); undefined when the bytes sit where a
+     * loader placed them (placeTensor), which the loader's weight still references */
+    readonly alloc: number | undefined,
+  ) {}
+}
+
+/** Activation + output scratch for one job of a dispatch (in the job's shard). */
+interface Slot {
+  /** capacity in activation elements (n·cols) and output elements (n·rows) */
+  xCap: number;
+  outCap: number;
+  xf: number;
+  x16: number;
+  x8: number;
+  xd: number;
+  xs: number;
+  out: number;
+  desc: number;
+}
+
+export const needsQ8 = (kind: number): boolean => kind !== K_F32 && kind !== K_F16;
+export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4;
+
+export class JobDispatch {
+  /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
+  minParallelBytes: number;
+  /** slots by shard index, one per job position of a dispatch */
+  private readonly slots = new Map<number, Slot[]>();
+
+  constructor(private readonly memory: ShardedMemory, private readonly pool: Dispatcher, private readonly owner: object, minParallelBytes: number) {
+    this.minParallelBytes = minParallelBytes;
+  }
+
+  private slot(sh: Shard, i: number, xElems: number, outElems: number): Slot {
+    let list = this.slots.get(sh.index);
+    if (!list) this.slots.set(sh.index, (list = []));
+    let s = list[i];
+    const a = sh.arena;
+    if (!s) {
+      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
+      list[i] = s;
+    }
+    if (s.xCap < xElems) {
+      // the smaller activation buffers go back to the arena's free list
+      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs]) a.free(off);
+      const cap = Math.max(xElems, 2 * s.xCap, 4096);
+      s.xf = a.alloc(cap * 4, 64, "activations");
+      s.x16 = a.alloc(cap * 2, 64, "activations");
+      s.x8 = a.alloc(cap, 64, "activations");
+      s.xd = a.alloc(Math.ceil(cap / 32) * 4 + 64, 64, "activations");
+      s.xs = a.alloc(Math.ceil(cap / 16) * 4 + 64, 64, "activations");
+      s.xCap = cap;
+    }
+    if (s.outCap < outElems) {
+      if (s.outCap > 0) a.free(s.out);
+      const cap = Math.max(outElems, 2 * s.outCap, 4096);
+      s.out = a.alloc(cap * 4, 64, "outputs");
+      s.outCap = cap;
+    }
+    return s;
+  }
+
+  /** out = W·x for every job, x holding n rows (n = 1: mat-vec). */
+  run(jobs: readonly MatvecJob[], n: number): void {
+    const poolJobs: (PoolJob & { shard: number })[] = [];
+    const used: Slot[] = [];
+    let streamed = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const { w, x, out } = jobs[i]!;
+      const p = w as WasmPrepared;
+      if (!(p instanceof WasmPrepared) || p.owner !== this.owner) throw new QuantlabError("E_ARG", `wasm backend: weight ${i} was not prepared by this backend`);
+      if (!p.live) throw new QuantlabError("E_ARG", `wasm backend: weight ${i} was released`);
+      const { rows, cols, kind } = p;
+      if (x.length < n * cols) throw new QuantlabError("E_ARG", `wasm backend: x has ${x.length} elements, need ${n}×${cols}`);
+      if (out.length < n * rows) throw new QuantlabError("E_ARG", `wasm backend: out has ${out.length} elements, need ${n}×${rows}`);
+      const sh = this.memory.shards[p.shard]!;
+      const s = this.slot(sh, i, n * cols, n * rows);
+      // jobs that share an activation array (in the same shard) reuse the first one's quantized copy
+      let src: Slot = s;
+      let k = 0;
+      for (; k < i; k++) {
+        const prev = jobs[k]!.w as WasmPrepared;
+        if (jobs[k]!.x === x && prev.cols === cols && prev.shard === p.shard) break;
+      }
+      if (k < i) src = used[k]!;
+      else {
+        sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
+        if (needsQ8(kind)) quantizeActivations(sh, s, n, cols);
+      }
+      if (k < i && needsQ8(kind) && !needsQ8((jobs[k]!.w as WasmPrepared).kind)) quantizeActivations(sh, src, n, cols);
+      const d = sh.arena.u32;
+      const o = s.desc >>> 2;
+      d[o + D_KIND] = kind;
+      d[o + D_ROWS] = rows;
+      d[o + D_COLS] = cols;
+      d[o + D_W0] = p.w0;
+      d[o + D_W1] = p.w1;
+      d[o + D_W2] = p.w2;
+      d[o + D_XF] = src.xf;
+      d[o + D_X16] = src.x16;
+      d[o + D_X8] = src.x8;
+      d[o + D_XD] = src.xd;
+      d[o + D_XS] = src.xs;
+      d[o + D_OUT] = s.out;
+      d[o + D_N] = n;
+      used.push(s);
+      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14 take) group indices
+      poolJobs.push({ desc: s.desc, rows: isX4(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
+      streamed += p.bytes;
+    }
+    if (streamed < this.minParallelBytes) {
+      for (const j of poolJobs) runJobPart(this.memory.shards[j.shard]!.pool, POOL_TASKS, j.task, j.desc, 0, j.rows);
+    } else this.pool.run(poolJobs);
+    for (let i = 0; i < jobs.length; i++) {
+      const { out, w } = jobs[i]!;
+      const s = used[i]!;
+      const f = this.memory.shards[poolJobs[i]!.shard]!.arena.f32;
+      out.set(f.subarray(s.out >>> 2, (s.out >>> 2) + n * w.rows));
+    }
+  }
+}
+
+/** Q8 codes (i16 and i8 copies), f32 scales per 32 and code sums per 16 of the n rows in slot.xf. */
+function quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void {
+  if (cols % 32 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: quantized kernel with ${cols} columns (not a multiple of 32)`);
+  const nb = cols / 32;
+  for (let t = 0; t < n; t++) {
+    sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The WASM backend's block encoders.
+ *
+ * - `WasmGgmlEncoder` (a `GgmlEncoder`, ggml/encoder.ts): any ggml codec type, with or without an
+ *   importance matrix and refine, f32 or f16 input, as the pool task T_GGML_ROWS (tasks.ts). Rows are
+ *   staged through shard 0 in bounded chunks (never the whole tensor: a 128256×2048 embedding is 1 GiB
+ *   in f32), the caller and the workers claim row ranges of each chunk, and the blocks are copied out.
+ * - `quantizeQ8Q4` / `quantizeQ8Q4F16`: the bare WASM SIMD Q8_0/Q4_0 quantizers over a flat array on the
+ *   calling thread (benchmarks and the kernel tests use them directly).
+ */
+import { QuantlabError } from "../../core/errors.js";
+import { noProgress } from "../../core/progress.js";
+import { checkEncodeJob, type EncodeRowsJob, type GgmlEncoder } from "../../ggml/encoder.js";
+import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
+import type { Shard } from "./memory.js";
+import type { Dispatcher } from "./pool.js";
+import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_REFINE, G_ROW_BYTES, G_TYPE, G_X, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
+
+/** values staged per chunk by default (4 MiB of f32): big enough that a dispatch (16–50 µs) is noise */
+export const ENCODE_CHUNK_VALUES = 1 << 20;
+
+/** Staging buffers in shard 0, grown on demand (old ones go back to the arena's free list). */
+interface Staging {
+  /** capacity in values */
+  cap: number;
+  x: number;
+  h: number;
+  dst: number;
+  /** importance columns the imatrix region holds */
+  imCap: number;
+  im: number;
+  desc: number;
+}
+
+/** Largest bytes per value of any codec type (F32: 4), so the output region fits every type. */
+const MAX_BYTES_PER_VALUE = 4;
+
+export class WasmGgmlEncoder implements GgmlEncoder {
+  readonly name: string;
+  private staging: Staging | undefined;
+
+  constructor(
+    private readonly shard: Shard,
+    private readonly pool: Dispatcher,
+    private readonly checkOpen: () => void,
+    /** values staged per chunk (tests make it small to cross chunk boundaries) */
+    private readonly chunkValues = ENCODE_CHUNK_VALUES,
+  ) {
+    this.name = `wasm-t${pool.threads}`;
+  }
+
+  get threads(): number {
+    return this.pool.threads;
+  }
+
+  private stage(cols: number, imatrix: boolean): Staging {
+    const a = this.shard.arena;
+    const want = Math.max(this.chunkValues, cols);
+    let s = this.staging;
+    if (!s || s.cap < want) {
+      if (s) for (const off of [s.x, s.h, s.dst]) a.free(off);
+      const desc = s?.desc ?? a.alloc(G_DESC_WORDS * 4, 64, "encoder descriptor");
+      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc };
+      this.staging = s;
+    }
+    if (imatrix && s.imCap < cols) {
+      if (s.imCap > 0) a.free(s.im);
+      s.im = a.alloc(cols * 4, 64, "encoder imatrix");
+      s.imCap = cols;
+    }
+    return s;
+  }
+
+  encodeRows(job: EncodeRowsJob): Uint8Array {
+    this.checkOpen();
+    const { rowBytes, imatrix, refine } = checkEncodeJob(job);
+    const { type, rows, cols } = job;
+    const progress = job.progress ?? noProgress;
+    const out = new Uint8Array(rows * rowBytes);
+    if (rows === 0) return out;
+    const s = this.stage(cols, imatrix !== undefined);
+    const a = this.shard.arena;
+    if (imatrix) a.f32.set(imatrix, s.im >>> 2);
+    const d = a.u32;
+    const o = s.desc >>> 2;
+    d[o + G_TYPE] = type;
+    d[o + G_COLS] = cols;
+    d[o + G_X] = s.x;
+    d[o + G_F16] = job.f16 ? s.h : 0;
+    d[o + G_DST] = s.dst;
+    d[o + G_IMATRIX] = imatrix ? s.im : 0;
+    d[o + G_REFINE] = refine ? 1 : 0;
+    d[o + G_ROW_BYTES] = rowBytes;
+    const chunkRows = Math.max(1, Math.floor(s.cap / cols));
+    for (let r = 0; r < rows; r += chunkRows) {
+      const m = Math.min(chunkRows, rows - r);
+      if (job.x) a.f32.set(job.x.subarray(r * cols, (r + m) * cols), s.x >>> 2);
+      else new Uint16Array(a.memory.buffer, s.h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
+      try {
+        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS }]);
+      } catch (e) {
+        if (e instanceof QuantlabError && job.name && !e.message.startsWith(job.name)) throw new QuantlabError(e.code, `${job.name}: ${e.message}`, { cause: e });
+        throw e;
+      }
+      out.set(a.u8.subarray(s.dst, s.dst + m * rowBytes), r * rowBytes);
+      progress.tick(m * cols);
+    }
+    return out;
+  }
+}
+
+/** values per pass of the flat Q8_0/Q4_0 quantizers (1 MiB of f32) */
+const FLAT_CHUNK = 1 << 18;
+
+/** The bare WASM Q8_0/Q4_0 quantizers over flat arrays on the calling thread, with their own scratch. */
+export class FlatQuantizers {
+  private qScratch: { x: number; y: number } | undefined;
+  private hScratch: number | undefined;
+
+  constructor(private readonly shard: Shard, private readonly checkOpen: () => void) {}
+
+  /** f32 → Q8_0 / Q4_0 blocks; see WasmBackend.quantizeGgml. */
+  quantize(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Float32Array, dst: Uint8Array): void {
+    const arena = this.shard.arena;
+    this.encode("quantizeGgml", type, src.length, dst, (i, m, x) => arena.f32.set(src.subarray(i, i + m), x >>> 2));
+  }
+
+  /** f16 bits → Q8_0 / Q4_0 blocks, converted in WASM; Inf/NaN throw E_VALUE. See WasmBackend.quantizeGgmlF16. */
+  quantizeF16(type: GgmlType.Q8_0 | GgmlType.Q4_0, src: Uint16Array, dst: Uint8Array): void {
+    const arena = this.shard.arena;
+    const k = this.shard.kernels;
+    this.encode("quantizeGgmlF16", type, src.length, dst, (i, m, x) => {
+      const h = (this.hScratch ??= arena.alloc(FLAT_CHUNK * 2, 64, "quantize scratch"));
+      new Uint16Array(arena.memory.buffer, h, m).set(src.subarray(i, i + m));
+      if (k.f16_count_special(h, m) !== 0) throw new QuantlabError("E_VALUE", `wasm quantizeGgmlF16: Inf/NaN among values ${i}..${i + m - 1}`);
+      k.f16_to_f32_row(h, m, x);
+    });
+  }
+
+  /** n values → blocks in chunks: `fill(i, m, x)` puts values i..i+m as f32 at x in wasm memory. */
+  private encode(what: string, type: GgmlType, n: number, dst: Uint8Array, fill: (i: number, m: number, x: number) => void): void {
+    this.checkOpen();
+    const entry = WASM_QUANTIZERS[type];
+    if (!entry) throw new QuantlabError("E_UNSUPPORTED", `wasm ${what}: ${ggmlTypeName(type)} has no WASM quantizer (only ${Object.keys(WASM_QUANTIZERS).map((t) => ggmlTypeName(Number(t))).join(" and ")} do)`);
+    const { blockSize, bytesPerBlock: bpb } = GGML_TYPES[type];
+    if (n % blockSize !== 0) throw new QuantlabError("E_ARG", `wasm ${what}: ${n} values are not whole ${blockSize}-blocks`);
+    if (dst.length < (n / blockSize) * bpb) throw new QuantlabError("E_ARG", `wasm ${what}: dst has ${dst.length} bytes, need ${(n / blockSize) * bpb}`);
+    const arena = this.shard.arena;
+    this.qScratch ??= { x: arena.alloc(FLAT_CHUNK * 4, 64, "quantize scratch"), y: arena.alloc(FLAT_CHUNK * MAX_BYTES_PER_VALUE, 64, "quantize scratch") };
+    const { x, y } = this.qScratch;
+    for (let i = 0; i < n; i += FLAT_CHUNK) {
+      const m = Math.min(FLAT_CHUNK, n - i);
+      fill(i, m, x);
+      this.shard.kernels[entry](x, m, y);
+      const yb = (m / blockSize) * bpb;
+      dst.set(arena.u8.subarray(y, y + yb), (i / blockSize) * bpb);
+    }
+  }
+}
