@@ -90,12 +90,16 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   const progress = opts.progress ?? noProgress;
   progress.start(chunks, "imatrix");
   const input = new Int32Array(ctx);
-  for (let k = 0; k < chunks; k++) {
-    input[0] = bos;
-    for (let i = 1; i < ctx; i++) input[i] = tokens[k * ctx + i - 1]!;
-    llama.reset();
-    llama.prefill(input, 0);
-    progress.tick();
+  try {
+    for (let k = 0; k < chunks; k++) {
+      input[0] = bos;
+      for (let i = 1; i < ctx; i++) input[i] = tokens[k * ctx + i - 1]!;
+      llama.reset();
+      llama.prefill(input, 0);
+      progress.tick();
+    }
+  } finally {
+    llama.dispose();
   }
   progress.done();
   const out: ImatrixResult = { imatrix: acc.result(), chunks, tokens: chunks * ctx, ctx };

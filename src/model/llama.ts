@@ -38,6 +38,9 @@ export interface LlamaOptions {
   inputHook?: LinearInputHook;
 }
 
+/** the prepared linears of a block */
+const LINEARS = ["wq", "wk", "wv", "wo", "gate", "up", "down"] as const;
+
 /** norms as f32, linears prepared by the backend */
 type Layer = BlockTensors<Float32Array, PreparedWeight>;
 
@@ -169,6 +172,17 @@ export class Llama implements CausalLM {
   /** Starts a fresh sequence. */
   reset(): void {
     this.kv.reset();
+  }
+
+  /**
+   * Releases the weights this instance prepared on its backend (the backend itself stays usable), so a
+   * transient forward pass — calibration, a sensitivity probe, one row of `compare` — does not keep a copy
+   * of the model in the backend's memory. The instance must not run afterwards.
+   */
+  dispose(): void {
+    for (const L of this.layers) for (const k of LINEARS) this.backend.release(L[k]);
+    this.backend.release(this.output);
+    this.layers.length = 0;
   }
 
   private mm(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {

@@ -31,6 +31,7 @@ function kldSensitivity(model: Model, window: Int32Array, names: readonly string
   const logProbs = (m: Model): Float64Array => {
     const llama = new Llama(m, { contextLength: ids.length, ...(backend ? { backend } : {}) });
     const out = new Float64Array(ids.length * V);
+    try {
     llama.prefill(ids, 0, (lg, row, n) => {
       for (let i = 0; i < n; i++) {
         let mx = -Infinity;
@@ -41,6 +42,9 @@ function kldSensitivity(model: Model, window: Int32Array, names: readonly string
         for (let j = 0; j < V; j++) out[(row + i) * V + j] = lg[i * V + j]! - lse;
       }
     });
+    } finally {
+      llama.dispose();
+    }
     return out;
   };
   const base = logProbs(model);

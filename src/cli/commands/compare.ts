@@ -164,6 +164,7 @@ export function register(program: Command): void {
         const rowBackend = intmm ? new IntegerLinearBackend(backend, acts) : backend;
         const llama = new Llama(qm, { contextLength: o.ctx, backend: rowBackend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
         const r = await kld(base, new ModelLogits(llama), tokens, kopts);
+        llama.dispose(); // the next row prepares its own weights
         base.replay();
         const { entries, metadata } = quantModelEntries(qModel);
         basePpl = r.pplBase;
