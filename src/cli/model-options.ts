@@ -1,10 +1,10 @@
-/** Shared plumbing of the commands that run a model (run, eval, kld): load through loadModel, check the tokenizer. */
+/** Shared plumbing of the commands that run a model (run, eval, kld): load through loadModel (closed when the command ends), check the tokenizer. */
 import { basename } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import type { Command } from "commander";
 import { QuantlabError } from "../core/errors.js";
 import { loadModel, type LoadOptions } from "../io/node/load.js";
-import type { Model } from "../model/weights.js";
+import { closeModel, type Model } from "../model/weights.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import type { Backend } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
@@ -71,8 +71,26 @@ export function addBackendOptions(cmd: Command): Command {
     .option("--threads <n>", "threads for the wasm backend (workers + the main thread)", positiveInt("--threads"), 1);
 }
 
-export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {
+/**
+ * Models this CLI run loaded. Their weights are read on first use (io/lazy.ts), so their files stay open
+ * while the command runs; main() closes them all when the command ends, on success or error.
+ */
+const loaded: Model[] = [];
+
+/** loadModel for commands: the model is closed when the command ends (closeLoadedModels). */
+export async function loadCliModel(path: string, opts: LoadOptions = {}): Promise<Model> {
   const model = await loadModel(path, opts);
+  loaded.push(model);
+  return model;
+}
+
+/** Closes every model loadCliModel gave out (main.ts, after the command). */
+export async function closeLoadedModels(): Promise<void> {
+  for (const m of loaded.splice(0)) await closeModel(m);
+}
+
+export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  const model = await loadCliModel(path, opts);
   const tokenizer = model.tokenizer;
   if (!tokenizer) {
     throw new QuantlabError(

@@ -16,4 +16,15 @@ export interface Model {
   source: { path: string; format: "llama2c" | "gguf" | "safetensors" | "hf" | "memory"; metadata?: Record<string, unknown> };
   /** run-time operations on linear inputs a quantized model needs (online rotation, W8A8 activations) */
   inputTransforms?: InputTransforms;
+  /**
+   * Closes the files a loaded model reads its lazy weights from (io/lazy.ts); idempotent. Weights read
+   * before stay usable, any other read fails naming the file and tensor. Models derived by spreading
+   * (`{ ...model, weights }`) share the files, and so this function.
+   */
+  close?(): Promise<void>;
+}
+
+/** Closes a model's files, if it has any (see Model.close). */
+export async function closeModel(m: Model): Promise<void> {
+  await m.close?.();
 }
