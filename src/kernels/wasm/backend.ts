@@ -131,6 +131,8 @@ const PAGE = 65536;
 
 export class WasmBackend implements Backend {
   readonly name: string;
+  /** every weight is copied, repacked or placed into wasm memory (prepare below) */
+  readonly preparesCopies = true;
   readonly variant: WasmVariant;
   readonly threads: number;
   /** kernels on shard 0 (quantizers, f16 helpers, bandwidth probe) */
