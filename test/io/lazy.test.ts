@@ -238,6 +238,30 @@ describe("lazy loading", () => {
     } finally {
       be.dispose();
     }
+    // weights the backend copies or repacks (Q5_0, F16 rows in llama.cpp's Q4_K_M file) are let go once
+    // prepared, placed ones stay where they were read: either way the model is held once
+    const be2 = createNodeWasmBackend();
+    try {
+      const m = await readGgufModel(await openGguf(new CountingSource(dataPath("ggml", "stories260K", "stories260K-Q4_K_M.gguf"))), { place: placerOf(be2) });
+      const llama = new Llama(m, { backend: be2 });
+      const rows = be2.listing();
+      assert.ok(rows.some((r) => !r.inPlace) && rows.length === 36, rows.map((r) => `${r.name} ${r.inPlace}`).join(", "));
+      for (const r of rows) assert.equal(isWeightLoaded(m.weights.get(r.name)!), r.inPlace, r.name);
+      // the same bits as the eagerly read file on a backend of its own
+      const eager = await readGgufModel(await openGguf(asyncOnly(dataPath("ggml", "stories260K", "stories260K-Q4_K_M.gguf"))));
+      const be3 = createNodeWasmBackend();
+      try {
+        const other = new Llama(eager, { backend: be3 });
+        const ids = [1, 403, 407, 261];
+        assert.ok(sameBits(ids.map((t, pos) => llama.forward(t, pos).slice()), ids.map((t, pos) => other.forward(t, pos).slice())));
+      } finally {
+        be3.dispose();
+      }
+      await m.close!();
+      await eager.close!();
+    } finally {
+      be2.dispose();
+    }
   });
 
   test("llama2.c .bin (stories260K): 28 header bytes, then each tensor's own slice; logits bit for bit", async () => {
