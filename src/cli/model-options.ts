@@ -4,7 +4,7 @@ import { setFlagsFromString } from "node:v8";
 import type { Command } from "commander";
 import { QuantlabError } from "../core/errors.js";
 import { loadModel, type LoadOptions } from "../io/node/load.js";
-import { closeModel, type Model } from "../model/weights.js";
+import type { Model } from "../model/weights.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import type { Backend } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
@@ -72,21 +72,24 @@ export function addBackendOptions(cmd: Command): Command {
 }
 
 /**
- * Models this CLI run loaded. Their weights are read on first use (io/lazy.ts), so their files stay open
- * while the command runs; main() closes them all when the command ends, on success or error.
+ * How to close the models this CLI run loaded. Their weights are read on first use (io/lazy.ts), so their
+ * files stay open while the command runs; main() closes them all when the command ends, on success or error.
  */
-const loaded: Model[] = [];
+const closers: (() => Promise<void>)[] = [];
 
 /** loadModel for commands: the model is closed when the command ends (closeLoadedModels). */
 export async function loadCliModel(path: string, opts: LoadOptions = {}): Promise<Model> {
   const model = await loadModel(path, opts);
-  loaded.push(model);
+  // keep the closer, not the model: a command that drops its model lets its weights be collected
+  // (the loaders' close functions are closures over their files alone)
+  const close = model.close;
+  if (close) closers.push(close);
   return model;
 }
 
 /** Closes every model loadCliModel gave out (main.ts, after the command). */
 export async function closeLoadedModels(): Promise<void> {
-  for (const m of loaded.splice(0)) await closeModel(m);
+  for (const close of closers.splice(0)) await close();
 }
 
 export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {
