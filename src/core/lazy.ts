@@ -21,7 +21,6 @@ export interface LazyLoaded<T> {
 export class LazyData<T> {
   private value: T | undefined;
   private pinned = false;
-  private reads = 0;
 
   /**
    * @param fileBytes bytes the loader reads from its source (what a load costs, for accounting)
@@ -34,7 +33,6 @@ export class LazyData<T> {
     const r = this.load();
     this.value = r.value;
     this.pinned = r.pinned === true;
-    this.reads++;
     return r.value;
   }
 
@@ -42,16 +40,10 @@ export class LazyData<T> {
   fill(value: T, pinned: boolean): void {
     this.value = value;
     this.pinned = pinned;
-    this.reads++;
   }
 
   get loaded(): boolean {
     return this.value !== undefined;
-  }
-
-  /** How many times the value was loaded (a second load means it was released in between). */
-  get loadCount(): number {
-    return this.reads;
   }
 
   /**

@@ -99,10 +99,6 @@ export class TensorStore {
     progress.done();
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Closes every source (idempotent). Tensors already read stay usable; the rest fail when touched. */
   async close(): Promise<void> {
     if (this.closed) return;
