@@ -259,23 +259,26 @@ function dense(shape: number[], data: LazyData<Float32Array>): Weight {
   return { kind: "dense", tensor: new Tensor("f32", shape, data) };
 }
 
-/** Where tensor `name` (layer `l` of a stacked array, or the whole array) lies and how many floats it has. */
+/** The lazy data of tensor `tensor`: `count` floats of array `name` (layer `l` of a stacked array, or all of it). */
 type TensorAt = (name: Llama2cArray, l: number | undefined, count: number, tensor: string) => LazyData<Float32Array>;
 
-function legacyWeights(store: TensorStore, src: ByteSource, h: Llama2cHeader, lay: Llama2cLayout): Map<string, Weight> {
-  return assemble(h, (name, l, count, tensor) => {
+/** f32 arrays: a tensor is its own slice of the file, viewed in place. */
+function f32Slices(store: TensorStore, src: ByteSource, lay: Llama2cLayout): TensorAt {
+  return (name, l, count, tensor) => {
     const offset = lay.offsets[name] + (l ?? 0) * count * 4;
     return store.tensor(src, tensor, [{ offset, byteLength: count * 4 }], ([b]) => viewAs("f32", b!.buffer, b!.byteOffset, count) as Float32Array);
-  });
+  };
+}
+
+function legacyWeights(store: TensorStore, src: ByteSource, h: Llama2cHeader, lay: Llama2cLayout): Map<string, Weight> {
+  return assemble(h, f32Slices(store, src, lay));
 }
 
 function v2Weights(store: TensorStore, src: ByteSource, h: Llama2cHeader, lay: Llama2cLayout): Map<string, Weight> {
   const gs = h.groupSize!;
+  const norms = f32Slices(store, src, lay);
   return assemble(h, (name, l, count, tensor) => {
-    if (name.startsWith("rms")) {
-      const offset = lay.offsets[name] + (l ?? 0) * count * 4;
-      return store.tensor(src, tensor, [{ offset, byteLength: count * 4 }], ([b]) => viewAs("f32", b!.buffer, b!.byteOffset, count) as Float32Array);
-    }
+    if (name.startsWith("rms")) return norms(name, l, count, tensor);
     // a Q8 tensor is int8 q[count] followed by f32 scales[count / gs]; per-layer tensors are stored one
     // after another, each with its own scales
     const bytes = count + 4 * (count / gs);
