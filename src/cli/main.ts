@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { reportError } from "./util.js";
 import { commands } from "./commands/index.js";
+import { closeLoadedModels } from "./model-options.js";
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
@@ -29,5 +30,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     process.exitCode = reportError(err, verbose);
+  } finally {
+    // the files of lazily loaded models stay open while the command runs
+    await closeLoadedModels();
   }
 }

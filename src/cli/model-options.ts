@@ -1,4 +1,4 @@
-/** Shared plumbing of the commands that run a model (run, eval, kld): load through loadModel, check the tokenizer. */
+/** Shared plumbing of the commands that run a model (run, eval, kld): load through loadModel (closed when the command ends), check the tokenizer. */
 import { basename } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import type { Command } from "commander";
@@ -63,8 +63,29 @@ export function addBackendOptions(cmd: Command): Command {
     .option("--threads <n>", "threads of the wasm backend (workers + the main thread): forward passes, calibration and ggml encoding", positiveInt("--threads"), 1);
 }
 
-export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {
+/**
+ * How to close the models this CLI run loaded. Their weights are read on first use (io/lazy.ts), so their
+ * files stay open while the command runs; main() closes them all when the command ends, on success or error.
+ */
+const closers: (() => Promise<void>)[] = [];
+
+/** loadModel for commands: the model is closed when the command ends (closeLoadedModels). */
+export async function loadCliModel(path: string, opts: LoadOptions = {}): Promise<Model> {
   const model = await loadModel(path, opts);
+  // keep the closer, not the model: a command that drops its model lets its weights be collected
+  // (the loaders' close functions are closures over their files alone)
+  const close = model.close;
+  if (close) closers.push(close);
+  return model;
+}
+
+/** Closes every model loadCliModel gave out (main.ts, after the command). */
+export async function closeLoadedModels(): Promise<void> {
+  for (const close of closers.splice(0)) await close();
+}
+
+export async function loadModelWithTokenizer(path: string, opts: LoadOptions): Promise<{ model: Model; tokenizer: Tokenizer }> {
+  const model = await loadCliModel(path, opts);
   const tokenizer = model.tokenizer;
   if (!tokenizer) {
     throw new QuantlabError(

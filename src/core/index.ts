@@ -4,4 +4,5 @@ export * from "./tensor.js";
 export * from "./rng.js";
 export * from "./progress.js";
 export * from "./weight.js";
+export * from "./lazy.js";
 export * from "./ggml-type.js";

@@ -4,6 +4,7 @@
  */
 import { QuantlabError } from "./errors.js";
 import { bf16ArrayToF32, f16ArrayToF32 } from "./f16.js";
+import { LazyData, attachLazy } from "./lazy.js";
 
 export type DType = "f32" | "f16" | "bf16" | "i8" | "u8" | "i16" | "i32";
 
@@ -56,28 +57,46 @@ export function allocate(dtype: DType, count: number): TypedData {
 export class Tensor {
   readonly dtype: DType;
   readonly shape: readonly number[];
-  readonly data: TypedData;
+  private readonly own: TypedData | undefined;
+  private readonly lazy: LazyData<TypedData> | undefined;
 
-  constructor(dtype: DType, shape: readonly number[], data?: TypedData) {
+  /**
+   * `data` is the elements, or a LazyData that reads them on first access (io/ readers; the loader
+   * returns exactly numel(shape) elements of `dtype`).
+   */
+  constructor(dtype: DType, shape: readonly number[], data?: TypedData | LazyData<TypedData>) {
     const n = numel(shape);
     this.dtype = dtype;
     this.shape = [...shape];
-    this.data = data ?? allocate(dtype, n);
-    if (this.data.length !== n) {
-      throw new QuantlabError("E_FORMAT", `tensor data has ${this.data.length} elements but shape [${shape.join(", ")}] needs ${n}`);
+    if (data instanceof LazyData) {
+      this.own = undefined;
+      this.lazy = data;
+      attachLazy(this, data);
+      return;
     }
+    this.own = data ?? allocate(dtype, n);
+    this.lazy = undefined;
+    if (this.own.length !== n) {
+      throw new QuantlabError("E_FORMAT", `tensor data has ${this.own.length} elements but shape [${shape.join(", ")}] needs ${n}`);
+    }
+  }
+
+  /** The elements; for a lazily loaded tensor the first access reads them from the file (then cached). */
+  get data(): TypedData {
+    return this.own ?? this.lazy!.get();
   }
 
   static fromF32(shape: readonly number[], data: Float32Array): Tensor {
     return new Tensor("f32", shape, data);
   }
 
+  // from the shape, so that asking for sizes never reads a lazy tensor's bytes
   get numel(): number {
-    return this.data.length;
+    return numel(this.shape);
   }
 
   get byteLength(): number {
-    return this.data.byteLength;
+    return this.numel * DTYPES[this.dtype].bytes;
   }
 
   /** Number of rows when seen as a matrix (all but the last dim) and the row length. */

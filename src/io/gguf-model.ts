@@ -9,7 +9,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
-import { Tensor, viewAs } from "../core/tensor.js";
+import { Tensor, numel, viewAs } from "../core/tensor.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { TensorNames, expectedShapes, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
 import type { Model } from "../model/weights.js";
@@ -23,7 +23,8 @@ import {
 import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
 import type { GgmlEncoder } from "../ggml/encoder.js";
-import { weightShape, type Weight } from "../core/weight.js";
+import { isWeightLoaded, lazyGgmlWeight, releaseWeight, weightShape, type Weight } from "../core/weight.js";
+import { TensorStore } from "./lazy.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";
@@ -167,7 +168,11 @@ export interface ReadGgufModelOptions {
   noTokenizer?: boolean;
 }
 
-/** Reads a GGUF `llama` model: header already parsed, tensors read one at a time (one buffer each). */
+/**
+ * A GGUF `llama` model from its parsed header. Tensors are read on first access (one buffer each), so
+ * the model keeps `f`'s source open: `model.close()` closes it. Over a source without synchronous reads
+ * every tensor is read here instead. On an error the caller still owns (and closes) `f`.
+ */
 export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}): Promise<Model> {
   const config = ggufConfig(f);
   const expected = expectedShapes(config);
@@ -198,14 +203,12 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
     }
   }
 
+  // headers only: every weight is created now, its bytes are read when first touched (io/lazy.ts)
+  const store = new TensorStore();
+  store.add(f.source);
   const weights = new Map<string, Weight>();
-  const progress = opts.progress ?? noProgress;
-  progress.start(f.tensors.length, "loading");
-  for (const t of f.tensors) {
-    weights.set(t.name, await readGgufWeight(f, t, opts.place));
-    progress.tick();
-  }
-  progress.done();
+  for (const t of f.tensors) weights.set(t.name, ggufWeight(store, f, t, opts.place));
+  await store.finishLoad(opts.progress ?? noProgress);
   if (rf) {
     const factors = (weights.get(ROPE_FREQS) as { kind: "dense"; tensor: Tensor }).tensor.toF32();
     const inferred = ropeScalingFromMetadata(f, config, factors) ?? inferLlama3Scaling(config, factors);
@@ -213,26 +216,27 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
   }
   const metadata: Record<string, unknown> = {};
   for (const [k, v] of f.metadata) if (v.type !== GgufValueType.ARRAY) metadata[k] = typeof v.value === "bigint" ? Number(v.value) : v.value;
-  const model: Model = { config, weights, tokenizer, source: { path: f.name, format: "gguf", metadata } };
+  const model: Model = { config, weights, tokenizer, source: { path: f.name, format: "gguf", metadata }, close: () => store.close() };
   const recipe = metaString(f, RECIPE_KEY);
   if (recipe !== undefined) model.recipe = recipe;
   return model;
 }
 
-/** One tensor as a Weight: F32/F16/BF16 dense over the bytes just read, other types as raw blocks. */
-export async function readGgufWeight(f: GgufFile, t: GgufTensorInfo, place?: TensorPlacer): Promise<Weight> {
-  const dst = place?.(t.type, t.shape, t.name);
-  let bytes: Uint8Array;
-  if (dst) {
-    await f.readTensorInto(t, dst);
-    bytes = dst;
-  } else bytes = await f.readTensorBytes(t);
+/**
+ * One tensor as a lazily read Weight: F32/F16/BF16 dense over its bytes, other types as raw blocks.
+ * With a placer, the bytes go where it says when they are first read (e.g. when a backend prepares the
+ * weight), so a model run from WebAssembly memory is held there once.
+ */
+export function ggufWeight(store: TensorStore, f: GgufFile, t: GgufTensorInfo, place?: TensorPlacer): Weight {
+  const ranges = [{ offset: t.fileOffset, byteLength: t.byteLength }];
+  const where = place ? () => place(t.type, t.shape, t.name) : undefined;
   const dtype = t.type === GgmlType.F32 ? "f32" : t.type === GgmlType.F16 ? "f16" : t.type === GgmlType.BF16 ? "bf16" : undefined;
   if (dtype) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    return { kind: "dense", tensor: new Tensor(dtype, t.shape, viewAs(dtype, bytes.buffer, bytes.byteOffset, n)) };
+    const n = numel(t.shape);
+    const lazy = store.tensor(f.source, t.name, ranges, ([b]) => viewAs(dtype, b!.buffer, b!.byteOffset, n), where);
+    return { kind: "dense", tensor: new Tensor(dtype, t.shape, lazy) };
   }
-  return { kind: "ggml", type: t.type, shape: t.shape, data: bytes };
+  return lazyGgmlWeight(t.type, t.shape, store.tensor(f.source, t.name, ranges, ([b]) => b!, where));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -451,8 +455,11 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   progress.start(plan.length, "writing");
   const report: WriteReport = { tensors: [], bytes: 0, ...(warnings.length ? { warnings } : {}) };
   for (const p of plan) {
+    // a lazy weight this writer brings in is let go again once written: converting streams the model
+    const wasLoaded = isWeightLoaded(p.w);
     const bytes = encodeWeight(p.w, p.name, p.type, opts.encoder);
     await w.writeTensorData(p.name, bytes);
+    if (!wasLoaded) releaseWeight(p.w);
     report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes.length;
     progress.tick();

@@ -358,17 +358,20 @@ export class GgufFile implements GgufHeader {
   }
 }
 
-/** Initial prefix read for the header; doubled until the header fits. */
-const FIRST_READ_BYTES = 1 << 20;
+/**
+ * Initial prefix read for the header, doubled until the header fits. Small, because whatever the first
+ * read takes beyond the header is tensor data read for nothing (a model loads lazily: `info` and a
+ * one-tensor command should read little more than the header); big vocabularies cost a few more reads.
+ */
+const FIRST_READ_BYTES = 64 << 10;
 
 /**
  * Reads the header of a GGUF (metadata and tensor infos) and checks that every tensor's bytes lie inside
  * the file, without reading tensor data.
  */
 export async function openGguf(source: ByteSource): Promise<GgufFile> {
-  let want = Math.min(source.size, FIRST_READ_BYTES);
+  let prefix = await source.read(0, Math.min(source.size, FIRST_READ_BYTES));
   for (;;) {
-    const prefix = await source.read(0, want);
     try {
       const h = parseHeader(new Cursor(prefix, source.name, source.size));
       checkDataExtent(source, h);
@@ -376,7 +379,12 @@ export async function openGguf(source: ByteSource): Promise<GgufFile> {
     } catch (e) {
       if (!(e instanceof NeedMore)) throw e;
       if (e.upTo > MAX_HEADER_BYTES) throw new QuantlabError("E_FORMAT", `${source.name}: GGUF header larger than MAX_HEADER_BYTES = ${MAX_HEADER_BYTES}`);
-      want = Math.min(source.size, Math.max(want * 2, e.upTo));
+      // read only the bytes not held yet
+      const want = Math.min(source.size, Math.max(prefix.length * 2, e.upTo));
+      const grown = new Uint8Array(want);
+      grown.set(prefix);
+      grown.set(await source.read(prefix.length, want - prefix.length), prefix.length);
+      prefix = grown;
     }
   }
 }

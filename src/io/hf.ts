@@ -11,7 +11,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
-import { DTYPES, Tensor, numel, viewAs, type DType } from "../core/tensor.js";
+import { DTYPES, numel, type DType, type Tensor } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../model/config.js";
@@ -23,7 +23,8 @@ import type { ByteSink } from "./gguf.js";
 import { ROPE_FREQS, inferLlama3Scaling } from "./gguf-model.js";
 import { openSafetensors, safetensorsSize, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";
 import type { ByteSource } from "./source.js";
-import { weightShape, type Weight } from "../core/weight.js";
+import { TensorStore } from "./lazy.js";
+import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
 /** Read access to a directory (local folder, hub cache, HTTP). Paths are relative file names. */
 export interface DirSource {
@@ -241,7 +242,10 @@ export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfToke
   return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo);
 }
 
-/** Loads a model from safetensors files whose tensors use HF names, one tensor at a time. */
+/**
+ * Loads a model from safetensors files whose tensors use HF names. Headers are read now, each tensor on
+ * first access (io/lazy.ts), so the shards stay open until `model.close()`; on an error they are closed.
+ */
 export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Promise<Model> {
   const cfgFile = `${dir.name}/config.json`;
   let hfc = opts.config;
@@ -251,12 +255,11 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
   }
   const config = hfConfigToModelConfig(hfc, cfgFile);
   const files = await weightFiles(dir);
-  const opened: SafetensorsFile[] = [];
+  const store = new TensorStore();
   const where = new Map<string, SafetensorsFile>();
   try {
     for (const f of files) {
-      const st = await openSafetensors(await dir.open(f));
-      opened.push(st);
+      const st = await openSafetensors(store.add(await dir.open(f)));
       for (const t of st.tensors) where.set(t.name, st);
     }
     // tied models may still ship lm_head.weight (a copy): ignore it then
@@ -271,8 +274,6 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
     }
     const expected = expectedShapes(config);
     const weights = new Map<string, Weight>();
-    const progress = opts.progress ?? noProgress;
-    progress.start(names.length, "loading");
     for (const [canon, hf] of names) {
       const st = where.get(hf);
       if (!st) throw new QuantlabError("E_FORMAT", `${dir.name}: missing tensor "${hf}"`);
@@ -281,25 +282,21 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
         throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${hf}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
       }
-      let t = await st.readTensor(info);
       const isQ = canon.endsWith("attn_q.weight");
-      if (isQ || canon.endsWith("attn_k.weight")) {
-        const bytesPerRow = info.shape[1]! * DTYPES[t.dtype].bytes;
-        const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-        const p = permuteQK(raw, isQ ? config.nHeads : config.nKvHeads, config.headDim, bytesPerRow, true);
-        t = new Tensor(t.dtype, t.shape, viewAs(t.dtype, p.buffer, 0, numel(t.shape)));
-      }
-      weights.set(canon, { kind: "dense", tensor: t });
-      progress.tick();
+      const permute = isQ || canon.endsWith("attn_k.weight")
+        ? (raw: Uint8Array, dtype: DType) => permuteQK(raw, isQ ? config.nHeads : config.nKvHeads, config.headDim, info.shape[1]! * DTYPES[dtype].bytes, true)
+        : undefined;
+      weights.set(canon, { kind: "dense", tensor: st.lazyTensor(store, info, permute) });
     }
-    progress.done();
+    await store.finishLoad(opts.progress ?? noProgress);
     const tokenizer = await loadHfTokenizer(dir, config.vocabSize);
     if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
       throw new QuantlabError("E_FORMAT", `${dir.name}/tokenizer.json: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
     }
-    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files } } };
-  } finally {
-    for (const st of opened) await st.close();
+    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files } }, close: () => store.close() };
+  } catch (e) {
+    await store.close();
+    throw e;
   }
 }
 
@@ -321,6 +318,8 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
   return {
     dtype: outDtype,
     bytes: () => {
+      // a lazy weight the writer brings in is let go again once its bytes are produced (streaming)
+      const wasLoaded = isWeightLoaded(w);
       let raw: Uint8Array;
       if (keep) {
         const d = (w as { tensor: Tensor }).tensor.data;
@@ -334,6 +333,7 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
       if (isQ || canon.endsWith("attn_k.weight")) {
         raw = permuteQK(raw, isQ ? c.nHeads : c.nKvHeads, c.headDim, shape[1]! * DTYPES[outDtype].bytes, false);
       }
+      if (!wasLoaded) releaseWeight(w);
       return raw;
     },
   };

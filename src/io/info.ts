@@ -3,7 +3,7 @@ import { DTYPES, numel } from "../core/tensor.js";
 import { ggmlTypeName } from "../ggml/types.js";
 import type { ModelConfig } from "../model/config.js";
 import type { Model } from "../model/weights.js";
-import { metaString, metadataToJson, type GgufFile } from "./gguf.js";
+import { metaString, metadataToJson, tensorByteLength, type GgufFile } from "./gguf.js";
 import { ggufConfig, ggufVocab } from "./gguf-model.js";
 import { weightShape } from "../core/weight.js";
 
@@ -60,7 +60,7 @@ export function ggufInfo(f: GgufFile): InfoReport {
   return r;
 }
 
-/** From a loaded model (llama2.c, safetensors, HF directory). */
+/** From a loaded model (llama2.c, safetensors, HF directory): shapes and types only, no tensor bytes are read. */
 export function modelInfo(m: Model): InfoReport {
   const rows: TensorRow[] = [...m.weights].map(([name, w]) => {
     const shape = [...weightShape(w)];
@@ -72,7 +72,7 @@ export function modelInfo(m: Model): InfoReport {
       bytes = params * DTYPES[w.tensor.dtype].bytes;
     } else if (w.kind === "ggml") {
       type = ggmlTypeName(w.type);
-      bytes = w.data.length;
+      bytes = tensorByteLength(w.type, w.shape, `${m.source.path}: tensor "${name}"`); // from the shape: reads nothing
     } else {
       type = w.q.spec;
       bytes = w.q.storageBits / 8;

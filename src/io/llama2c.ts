@@ -16,18 +16,20 @@
  *   zero padding to 256 bytes; then f32 rms_att (L, dim), rms_ffn (L, dim), rms_final (dim); then Q8
  *   tensors, each int8 q[n] followed by f32 scales[n / group_size]: token_embedding, wq[L], wk[L],
  *   wv[L], wo[L], w1[L], w2[L], w3[L], [wcls]. Groups run over the flattened tensor. We dequantize to
- *   f32 once at load (the exact stored values); the file's packed form is not a kernel layout of ours.
+ *   f32 when a tensor is first read (the exact stored values); the packed form is not a kernel layout of ours.
  *
  * Tokenizer (run.c `build_tokenizer`): int32 max_token_length, then per token f32 score, int32 len,
  * len bytes. The count is not stored: it is the model's vocab_size, so we read to the end of the file
  * and compare.
  */
 import { QuantlabError } from "../core/errors.js";
-import { Tensor } from "../core/tensor.js";
+import { Tensor, viewAs } from "../core/tensor.js";
+import type { LazyData } from "../core/lazy.js";
 import type { ModelConfig } from "../model/config.js";
 import { TensorNames } from "../model/config.js";
 import { Llama2cTokenizer } from "../model/tokenizers/llama2c.js";
 import type { ByteSource } from "./source.js";
+import { TensorStore } from "./lazy.js";
 import type { Weight } from "../core/weight.js";
 
 /** "ak42" read as a little-endian uint32 (export.py: struct.pack('I', 0x616b3432)) */
@@ -225,116 +227,98 @@ export interface Llama2cCheckpoint {
   header: Llama2cHeader;
   layout: Llama2cLayout;
   config: ModelConfig;
+  /** every tensor created from the header; bytes read on first access (io/lazy.ts) */
   weights: Map<string, Weight>;
+  /** closes the source the weights read from (Model.close) */
+  close(): Promise<void>;
 }
 
 /**
- * Reads a whole checkpoint. Legacy f32 files are read into one buffer and every tensor is a zero-copy
- * view of it (per-layer tensors are views into the stacked arrays); nothing is copied twice.
+ * Reads a checkpoint's header and lays out its tensors; each tensor's bytes are read on first access
+ * (legacy f32: its own slice of the stacked arrays; version 2: its int8 codes and scales, dequantized to
+ * f32 then). The source stays open until `close()`; on an error the caller still owns it.
  */
 export async function readLlama2cCheckpoint(src: ByteSource): Promise<Llama2cCheckpoint> {
   const file = src.name;
-  const headLen = Math.min(src.size, V2_HEADER_BYTES);
-  const head = await src.read(0, headLen);
+  // 28 bytes first: a legacy header is exactly that, and reading more would be tensor data
+  let head = await src.read(0, Math.min(src.size, LEGACY_HEADER_BYTES));
+  if (head.length >= 4 && new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true) === LLAMA2C_V2_MAGIC) {
+    head = await src.read(0, Math.min(src.size, V2_HEADER_BYTES));
+  }
   const header = parseLlama2cHeader(head, file);
   const layout = llama2cLayout(header, src.size, file);
-  let buf: ArrayBuffer;
-  try {
-    buf = new ArrayBuffer(layout.expectedBytes);
-  } catch {
-    throw new QuantlabError("E_UNSUPPORTED", `${file}: ${layout.expectedBytes} bytes is too large to load into one buffer`);
-  }
-  const all = new Uint8Array(buf);
-  await src.readInto(0, all);
   const config = llama2cConfig(header, baseName(file));
-  const weights = header.version === 2 ? v2Weights(header, layout, buf) : legacyWeights(header, layout, buf);
-  return { header, layout, config, weights };
+  const store = new TensorStore();
+  store.add(src);
+  const weights = header.version === 2 ? v2Weights(store, src, header, layout) : legacyWeights(store, src, header, layout);
+  await store.finishLoad();
+  return { header, layout, config, weights, close: () => store.close() };
 }
 
-function dense(shape: number[], data: Float32Array): Weight {
-  return { kind: "dense", tensor: Tensor.fromF32(shape, data) };
+function dense(shape: number[], data: LazyData<Float32Array>): Weight {
+  return { kind: "dense", tensor: new Tensor("f32", shape, data) };
 }
 
-function legacyWeights(h: Llama2cHeader, lay: Llama2cLayout, buf: ArrayBuffer): Map<string, Weight> {
-  const hs = h.dim / h.nHeads;
-  const qDim = h.nHeads * hs;
-  const kvDim = h.nKvHeads * hs;
-  const view = (name: Llama2cArray, n: number) => new Float32Array(buf, lay.offsets[name], n);
-  return assemble(h, (name, n) => view(name, n), qDim, kvDim);
-}
+/** The lazy data of tensor `tensor`: `count` floats of array `name` (layer `l` of a stacked array, or all of it). */
+type TensorAt = (name: Llama2cArray, l: number | undefined, count: number, tensor: string) => LazyData<Float32Array>;
 
-function v2Weights(h: Llama2cHeader, lay: Llama2cLayout, buf: ArrayBuffer): Map<string, Weight> {
-  const gs = h.groupSize!;
-  const bytes = new Uint8Array(buf);
-  const dv = new DataView(buf);
-  // Q8 tensors are dequantized (q · scale per group of gs, over the flattened tensor) into fresh f32
-  // arrays; the raw file buffer is dropped after load, so there is still one copy of the weights.
-  const deq = (off: number, n: number): Float32Array => {
-    const out = new Float32Array(n);
-    const sOff = off + n;
-    for (let g = 0; g < n / gs; g++) {
-      const s = dv.getFloat32(sOff + 4 * g, true);
-      for (let i = g * gs; i < (g + 1) * gs; i++) out[i] = ((bytes[off + i]! << 24) >> 24) * s;
-    }
-    return out;
+/** f32 arrays: a tensor is its own slice of the file, viewed in place. */
+function f32Slices(store: TensorStore, src: ByteSource, lay: Llama2cLayout): TensorAt {
+  return (name, l, count, tensor) => {
+    const offset = lay.offsets[name] + (l ?? 0) * count * 4;
+    return store.tensor(src, tensor, [{ offset, byteLength: count * 4 }], ([b]) => viewAs("f32", b!.buffer, b!.byteOffset, count) as Float32Array);
   };
+}
+
+function legacyWeights(store: TensorStore, src: ByteSource, h: Llama2cHeader, lay: Llama2cLayout): Map<string, Weight> {
+  return assemble(h, f32Slices(store, src, lay));
+}
+
+function v2Weights(store: TensorStore, src: ByteSource, h: Llama2cHeader, lay: Llama2cLayout): Map<string, Weight> {
+  const gs = h.groupSize!;
+  const norms = f32Slices(store, src, lay);
+  return assemble(h, (name, l, count, tensor) => {
+    if (name.startsWith("rms")) return norms(name, l, count, tensor);
+    // a Q8 tensor is int8 q[count] followed by f32 scales[count / gs]; per-layer tensors are stored one
+    // after another, each with its own scales
+    const bytes = count + 4 * (count / gs);
+    const offset = lay.offsets[name] + (l ?? 0) * bytes;
+    // dequantized (q · scale per group of gs, over the flattened tensor) into a fresh f32 array: the
+    // exact stored values; the raw bytes are dropped, so there is still one copy of the weights
+    return store.tensor(src, tensor, [{ offset, byteLength: bytes }], ([b]) => {
+      const dv = new DataView(b!.buffer, b!.byteOffset, b!.byteLength);
+      const out = new Float32Array(count);
+      for (let g = 0; g < count / gs; g++) {
+        const sc = dv.getFloat32(count + 4 * g, true);
+        for (let i = g * gs; i < (g + 1) * gs; i++) out[i] = ((b![i]! << 24) >> 24) * sc;
+      }
+      return out;
+    });
+  });
+}
+
+function assemble(h: Llama2cHeader, at: TensorAt): Map<string, Weight> {
   const hs = h.dim / h.nHeads;
   const qDim = h.nHeads * hs;
   const kvDim = h.nKvHeads * hs;
-  const cache = new Map<Llama2cArray, Float32Array>();
-  return assemble(h, (name, n) => {
-    let a = cache.get(name);
-    if (!a) {
-      const off = lay.offsets[name];
-      if (name.startsWith("rms")) a = new Float32Array(buf.slice(off, off + 4 * n));
-      else if (name === "token_embedding" || name === "wcls") a = deq(off, n);
-      else {
-        // per-layer Q8 tensors are stored one after another, each with its own scales
-        const per = n / h.nLayers;
-        a = new Float32Array(n);
-        for (let l = 0; l < h.nLayers; l++) a.set(deq(off + l * (per + 4 * (per / gs)), per), l * per);
-      }
-      cache.set(name, a);
-    }
-    return a;
-  }, qDim, kvDim);
-}
-
-function assemble(
-  h: Llama2cHeader,
-  get: (name: Llama2cArray, n: number) => Float32Array,
-  qDim: number,
-  kvDim: number,
-): Map<string, Weight> {
   const L = h.nLayers;
   const m = new Map<string, Weight>();
-  m.set(TensorNames.tokenEmbd, dense([h.vocabSize, h.dim], get("token_embedding", h.vocabSize * h.dim)));
-  const stacked = (name: Llama2cArray, rows: number, cols: number) => {
-    const a = get(name, L * rows * cols);
-    return (l: number) => a.subarray(l * rows * cols, (l + 1) * rows * cols);
-  };
-  const rmsAtt = stacked("rms_att", 1, h.dim);
-  const wq = stacked("wq", qDim, h.dim);
-  const wk = stacked("wk", kvDim, h.dim);
-  const wv = stacked("wv", kvDim, h.dim);
-  const wo = stacked("wo", h.dim, qDim);
-  const rmsFfn = stacked("rms_ffn", 1, h.dim);
-  const w1 = stacked("w1", h.hiddenDim, h.dim);
-  const w2 = stacked("w2", h.dim, h.hiddenDim);
-  const w3 = stacked("w3", h.hiddenDim, h.dim);
+  const whole = (tensor: string, name: Llama2cArray, shape: number[]) => m.set(tensor, dense(shape, at(name, undefined, shape.reduce((a, b) => a * b, 1), tensor)));
+  const layer = (tensor: string, name: Llama2cArray, l: number, shape: number[]) => m.set(tensor, dense(shape, at(name, l, shape.reduce((a, b) => a * b, 1), tensor)));
+  whole(TensorNames.tokenEmbd, "token_embedding", [h.vocabSize, h.dim]);
   for (let l = 0; l < L; l++) {
-    m.set(TensorNames.attnNorm(l), dense([h.dim], rmsAtt(l)));
-    m.set(TensorNames.attnQ(l), dense([qDim, h.dim], wq(l)));
-    m.set(TensorNames.attnK(l), dense([kvDim, h.dim], wk(l)));
-    m.set(TensorNames.attnV(l), dense([kvDim, h.dim], wv(l)));
-    m.set(TensorNames.attnOutput(l), dense([h.dim, qDim], wo(l)));
-    m.set(TensorNames.ffnNorm(l), dense([h.dim], rmsFfn(l)));
-    m.set(TensorNames.ffnGate(l), dense([h.hiddenDim, h.dim], w1(l))); // llama2.c w1
-    m.set(TensorNames.ffnDown(l), dense([h.dim, h.hiddenDim], w2(l))); // llama2.c w2
-    m.set(TensorNames.ffnUp(l), dense([h.hiddenDim, h.dim], w3(l))); // llama2.c w3
+    layer(TensorNames.attnNorm(l), "rms_att", l, [h.dim]);
+    layer(TensorNames.attnQ(l), "wq", l, [qDim, h.dim]);
+    layer(TensorNames.attnK(l), "wk", l, [kvDim, h.dim]);
+    layer(TensorNames.attnV(l), "wv", l, [kvDim, h.dim]);
+    layer(TensorNames.attnOutput(l), "wo", l, [h.dim, qDim]);
+    layer(TensorNames.ffnNorm(l), "rms_ffn", l, [h.dim]);
+    layer(TensorNames.ffnGate(l), "w1", l, [h.hiddenDim, h.dim]); // llama2.c w1
+    layer(TensorNames.ffnDown(l), "w2", l, [h.dim, h.hiddenDim]); // llama2.c w2
+    layer(TensorNames.ffnUp(l), "w3", l, [h.hiddenDim, h.dim]); // llama2.c w3
   }
-  m.set(TensorNames.outputNorm, dense([h.dim], get("rms_final", h.dim)));
-  if (!h.sharedClassifier) m.set(TensorNames.output, dense([h.vocabSize, h.dim], get("wcls", h.vocabSize * h.dim)));
+  whole(TensorNames.outputNorm, "rms_final", [h.dim]);
+  if (!h.sharedClassifier) whole(TensorNames.output, "wcls", [h.vocabSize, h.dim]);
   return m;
 }
 

@@ -11,17 +11,18 @@
  * Pure (no Node APIs): works on a SafetensorsFile and produces SafetensorsEntry lists.
  */
 import { QuantlabError } from "../core/errors.js";
-import { Tensor, numel } from "../core/tensor.js";
+import { numel } from "../core/tensor.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { expectedShapes, type ModelConfig } from "../model/config.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
 import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, inputTransformsToJson } from "../model/transforms.js";
-import { fromEntries, isQuantEntryName, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
+import { checkQuantEntries, fromEntries, isQuantEntryName, quantEntryLayout, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
 import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
 import { RECIPE_KEY } from "./gguf-model.js";
-import type { Weight } from "../core/weight.js";
+import { TensorStore } from "./lazy.js";
+import { isWeightLoaded, releaseWeight, type Weight } from "../core/weight.js";
 
 export const QUANT_MODEL_FORMAT = "quantlab-quantized-model/1";
 
@@ -57,8 +58,14 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
       Object.assign(metadata, md);
       for (const [tn, e] of Object.entries(tensors)) entries.push({ name: tn, dtype: e.dtype, shape: e.shape, bytes: () => e.bytes });
     } else if (w.kind === "dense" && (w.tensor.dtype === "f32" || w.tensor.dtype === "f16" || w.tensor.dtype === "bf16")) {
-      const d = w.tensor.data;
-      entries.push({ name, dtype: w.tensor.dtype, shape: [...w.tensor.shape], bytes: () => new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+      const t = w.tensor;
+      entries.push({ name, dtype: t.dtype, shape: [...t.shape], bytes: () => {
+        // read when the writer gets here, and let go again if this brought a lazy weight in (streaming)
+        const wasLoaded = isWeightLoaded(w);
+        const d = t.data;
+        if (!wasLoaded) releaseWeight(w);
+        return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+      } });
     } else {
       const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
       entries.push({ name, dtype: "f32", shape: [...shape], bytes: () => { const f = dequantizeWeight(w, name).data; return new Uint8Array(f.buffer, f.byteOffset, f.byteLength); } });
@@ -67,7 +74,11 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
   return { entries, metadata };
 }
 
-/** Reads a quantized-model safetensors file back into a Model (quantized weights stay QTensors). */
+/**
+ * Reads a quantized-model safetensors file back into a Model (quantized weights stay QTensors). Every
+ * entry is checked against the header now; bytes are read on first access (io/lazy.ts), so the model
+ * keeps `st`'s source open: `model.close()` closes it. On an error the caller still owns `st`.
+ */
 export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
   const md = st.metadata;
   if (!isQuantModelMetadata(md)) throw new QuantlabError("E_FORMAT", `${st.name}: not a quantlab quantized model (metadata "quantlab.format" is not ${QUANT_MODEL_FORMAT})`);
@@ -79,22 +90,15 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
   }
   const expected = expectedShapes(config);
   const quantNames = new Set(quantizedNames(md));
-  const weights = new Map<string, Weight>();
-  const entryCache = new Map<string, TensorEntry>();
   for (const t of st.tensors) {
-    if (isQuantEntryName(t.name)) {
-      const dtype = t.dtype.toLowerCase();
-      if (dtype !== "u8" && dtype !== "i32" && dtype !== "f16" && dtype !== "bf16" && dtype !== "f32") throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${t.name}" has dtype ${t.dtype}`);
-      entryCache.set(t.name, { dtype, shape: t.shape, bytes: await st.readBytes(t) });
-    }
+    if (isQuantEntryName(t.name) && !ENTRY_DTYPES.has(t.dtype.toLowerCase())) throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${t.name}" has dtype ${t.dtype}`);
   }
+  const store = new TensorStore();
+  store.add(st.source);
+  const weights = new Map<string, Weight>();
   for (const [name, shape] of expected) {
     if (quantNames.has(name)) {
-      const q = fromEntries(name, (n) => entryCache.get(n), md);
-      if (q.shape.length !== shape.length || q.shape.some((d, i) => d !== shape[i])) {
-        throw new QuantlabError("E_FORMAT", `${st.name}: quantized tensor "${name}" has shape [${q.shape.join(", ")}], expected [${shape.join(", ")}]`);
-      }
-      weights.set(name, { kind: "quant", q });
+      weights.set(name, { kind: "quant", q: lazyQuantized(store, st, name, shape) });
       continue;
     }
     const info = st.tensor(name);
@@ -102,15 +106,15 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]) || numel(info.shape) !== numel(shape)) {
       throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${name}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
     }
-    const tensor: Tensor = await st.readTensor(info);
-    weights.set(name, { kind: "dense", tensor });
+    weights.set(name, { kind: "dense", tensor: st.lazyTensor(store, info) });
   }
+  await store.finishLoad();
   let tokenizer: HfTokenizer | undefined;
   const tj = md["quantlab.tokenizer"];
   if (tj !== undefined) {
     tokenizer = new HfTokenizer(JSON.parse(tj) as TokenizerJson, md["quantlab.tokenizer_config"] ? JSON.parse(md["quantlab.tokenizer_config"]) : {}, `${st.name} (embedded tokenizer)`);
   }
-  const model: Model = { config, weights, source: { path: st.name, format: "safetensors", metadata: { "quantlab.format": QUANT_MODEL_FORMAT } } };
+  const model: Model = { config, weights, source: { path: st.name, format: "safetensors", metadata: { "quantlab.format": QUANT_MODEL_FORMAT } }, close: () => store.close() };
   if (tokenizer) model.tokenizer = tokenizer;
   if (md[RECIPE_KEY] !== undefined) model.recipe = md[RECIPE_KEY];
   const tt = md[INPUT_TRANSFORMS_KEY];
@@ -119,4 +123,25 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
     checkInputTransforms(model.inputTransforms, config.hiddenDim, st.name);
   }
   return model;
+}
+
+const ENTRY_DTYPES = new Set(["u8", "i32", "f16", "bf16", "f32"]);
+
+/**
+ * A QTensor over its side entries in `st`, checked against the header (dtypes, counts, shape) now and
+ * read on first access: one byte range per entry, decoded by fromEntries.
+ */
+function lazyQuantized(store: TensorStore, st: SafetensorsFile, name: string, shape: readonly number[]): QTensor {
+  const layout = quantEntryLayout(name, st.metadata);
+  if (layout.shape.length !== shape.length || layout.shape.some((d, i) => d !== shape[i])) {
+    throw new QuantlabError("E_FORMAT", `${st.name}: quantized tensor "${name}" has shape [${layout.shape.join(", ")}], expected [${shape.join(", ")}]`);
+  }
+  const present = checkQuantEntries(layout, (n) => st.tensor(n)).map((p) => st.tensor(p.name)!);
+  const ranges = present.map((t) => ({ offset: t.fileOffset, byteLength: t.byteLength }));
+  const lazy = store.tensor(st.source, name, ranges, (parts) => {
+    const entries = new Map<string, TensorEntry>(present.map((t, i) => [t.name, { dtype: t.dtype.toLowerCase() as TensorEntry["dtype"], shape: t.shape, bytes: parts[i]! }]));
+    return fromEntries(name, (n) => entries.get(n), st.metadata);
+  });
+  const storageBits = 8 * ranges.reduce((a, r) => a + r.byteLength, 0);
+  return QTensor.lazy(layout.spec, layout.shape, storageBits, lazy);
 }

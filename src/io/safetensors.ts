@@ -5,7 +5,8 @@
  * section, plus an optional "__metadata__" map of string → string. Tensors are read one at a time.
  */
 import { QuantlabError } from "../core/errors.js";
-import { DTYPES, Tensor, numel, viewAs, type DType } from "../core/tensor.js";
+import { DTYPES, Tensor, numel, viewAs, type DType, type TypedData } from "../core/tensor.js";
+import type { TensorStore } from "./lazy.js";
 import type { ByteSink } from "./gguf.js";
 import type { ByteSource } from "./source.js";
 
@@ -51,21 +52,48 @@ export class SafetensorsFile {
   }
   /** A tensor as a dense Tensor over the bytes just read (F64 converted to f32). */
   async readTensor(t: SafetensorsTensorInfo | string): Promise<Tensor> {
+    const info = this.resolve(t);
+    const dtype = this.tensorDtype(info);
+    return new Tensor(dtype, info.shape, decodeTensorBytes(info, dtype, await this.readBytes(info)));
+  }
+  /**
+   * A tensor as a dense Tensor whose bytes are read on first access through `store` (io/lazy.ts; F64
+   * converted to f32 then). `rewrite` reorders the decoded bytes first (the HF Q/K row permutation).
+   * The dtype is checked now, so an unloadable tensor fails at load, not on first use.
+   */
+  lazyTensor(store: TensorStore, t: SafetensorsTensorInfo | string, rewrite?: (bytes: Uint8Array, dtype: DType) => Uint8Array): Tensor {
+    const info = this.resolve(t);
+    const dtype = this.tensorDtype(info);
+    const n = numel(info.shape);
+    const lazy = store.tensor(this.source, info.name, [{ offset: info.fileOffset, byteLength: info.byteLength }], ([b]) => {
+      const d = decodeTensorBytes(info, dtype, b!);
+      if (!rewrite) return d;
+      const out = rewrite(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), dtype);
+      return viewAs(dtype, out.buffer, out.byteOffset, n);
+    });
+    return new Tensor(dtype, info.shape, lazy);
+  }
+  private resolve(t: SafetensorsTensorInfo | string): SafetensorsTensorInfo {
     const info = typeof t === "string" ? this.byName.get(t) : t;
     if (!info) throw new QuantlabError("E_FORMAT", `${this.name}: no tensor named "${String(t)}"`);
-    const bytes = await this.readBytes(info);
-    const n = numel(info.shape);
-    if (info.dtype === "F64") {
-      const src = new Float64Array(bytes.slice().buffer);
-      return new Tensor("f32", info.shape, Float32Array.from(src));
-    }
-    const dtype = TO_DTYPE[info.dtype];
+    return info;
+  }
+  /** The dtype a tensor loads as (F64 → f32), or E_UNSUPPORTED naming it. */
+  private tensorDtype(info: SafetensorsTensorInfo): DType {
+    const dtype = info.dtype === "F64" ? "f32" : TO_DTYPE[info.dtype];
     if (!dtype) throw new QuantlabError("E_UNSUPPORTED", `${this.name}: tensor "${info.name}" has dtype ${info.dtype}, which quantlab does not load (F32, F16, BF16, F64, I8, U8, I16, I32)`);
-    return new Tensor(dtype, info.shape, viewAs(dtype, bytes.buffer, bytes.byteOffset, n));
+    return dtype;
   }
   async close(): Promise<void> {
     await this.source.close?.();
   }
+}
+
+/** A tensor's file bytes as typed data of `dtype` (F64 rounded to f32; other dtypes viewed in place). */
+function decodeTensorBytes(info: SafetensorsTensorInfo, dtype: DType, bytes: Uint8Array): TypedData {
+  const n = numel(info.shape);
+  if (info.dtype === "F64") return Float32Array.from(new Float64Array(bytes.slice().buffer));
+  return viewAs(dtype, bytes.buffer, bytes.byteOffset, n);
 }
 
 /** Parses the header; checks every tensor's dtype size × shape against its byte range and the file size. */

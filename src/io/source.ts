@@ -12,6 +12,12 @@ export interface ByteSource {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** reads into `dst` (e.g. a view on WebAssembly memory) without an intermediate copy where possible */
   readInto(offset: number, dst: Uint8Array): Promise<void>;
+  /**
+   * The same, synchronously: what lazily loaded weights read through on first access (io/lazy.ts).
+   * Optional: sources without it (HTTP ranges) have their tensors read at load instead. Files (io/node),
+   * buffers, and in a browser Worker File slices through FileReaderSync can offer it.
+   */
+  readIntoSync?(offset: number, dst: Uint8Array): void;
   close?(): Promise<void>;
 }
 
@@ -25,6 +31,9 @@ export class BufferSource implements ByteSource {
     return this.bytes.subarray(offset, offset + length);
   }
   async readInto(offset: number, dst: Uint8Array): Promise<void> {
+    this.readIntoSync(offset, dst);
+  }
+  readIntoSync(offset: number, dst: Uint8Array): void {
     checkRange(this, offset, dst.length);
     dst.set(this.bytes.subarray(offset, offset + dst.length));
   }

@@ -27,6 +27,12 @@ export interface MatvecJob {
 
 export interface Backend {
   readonly name: string;
+  /**
+   * True when `prepare` keeps no reference to the weight's own arrays (it copies or repacks them into
+   * memory of its own, or runs bytes already placed there): a lazily read weight can then be let go
+   * after preparing it, so a model is not held twice.
+   */
+  readonly preparesCopies?: boolean;
   prepare(w: Weight, name?: string): PreparedWeight;
   /** out[r] = Σ_c W[r,c]·x[c];  x: (cols), out: (rows) */
   matvec(w: PreparedWeight, x: Float32Array, out: Float32Array): void;

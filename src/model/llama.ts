@@ -16,7 +16,7 @@ import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type Mode
 import type { Model } from "./weights.js";
 import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
-import { weightShape, type Weight } from "../core/weight.js";
+import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
 /**
  * Called with the input x (n, width) of a block's linears before they run (calibration capture, or
@@ -61,6 +61,17 @@ export interface CausalLM {
   reset(): void;
   /** feeds tokens at positions pos0…; with a sink every position's logits go to it; returns the last ones */
   prefill(tokens: ArrayLike<number>, pos0: number, sink?: LogitsSink): Float32Array;
+}
+
+/**
+ * backend.prepare, then, when the backend copied the weight and this call was what read it from its file
+ * (io/ lazy loading), lets the weight's own bytes go again: the model is held once, in the backend.
+ */
+export function prepareWeight(be: Backend, w: Weight, name: string): PreparedWeight {
+  const wasLoaded = isWeightLoaded(w);
+  const p = be.prepare(w, name);
+  if (be.preparesCopies && !wasLoaded) releaseWeight(w);
+  return p;
 }
 
 export class Llama implements CausalLM {
@@ -110,14 +121,14 @@ export class Llama implements CausalLM {
     const W = model.weights;
     const be = this.backend;
     const vec = (name: string) => dequantizeWeight(W.get(name)!, name).data;
-    const prep = (name: string) => be.prepare(W.get(name)!, name);
+    const prep = (name: string) => prepareWeight(be, W.get(name)!, name);
     this.embedding = rowReader(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
     this.layers = [];
     for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, prep));
     this.outputNorm = vec(TensorNames.outputNorm);
     // GGUF files from llama.cpp's converter carry output.weight even for tied models: use it if present
     const outName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
-    this.output = be.prepare(W.get(outName)!, outName);
+    this.output = prepareWeight(be, W.get(outName)!, outName);
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
     this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));

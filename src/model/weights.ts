@@ -18,4 +18,15 @@ export interface Model {
   inputTransforms?: InputTransforms;
   /** the canonical JSON of the recipe that made this model (algos/recipe.ts), carried in file metadata as "quantlab.recipe" */
   recipe?: string;
+  /**
+   * Closes the files a loaded model reads its lazy weights from (io/lazy.ts); idempotent. Weights read
+   * before stay usable, any other read fails naming the file and tensor. Models derived by spreading
+   * (`{ ...model, weights }`) share the files, and so this function.
+   */
+  close?(): Promise<void>;
+}
+
+/** Closes a model's files, if it has any (see Model.close). */
+export async function closeModel(m: Model): Promise<void> {
+  await m.close?.();
 }

@@ -20,7 +20,7 @@ import { pack, packedBytes, packedTritBytes, unpack } from "./pack.js";
 import { resolveElement } from "./elements.js";
 import { SpecQuantizer } from "./quantizer.js";
 import { loadScales, SCALE_DTYPE_BITS, type StoredScales } from "./scales.js";
-import { parseSpec, printSpec } from "./spec.js";
+import { parseSpec, printSpec, type QuantSpec } from "./spec.js";
 import { QTensor, type QTensorParts, type ZeroPoints } from "./tensor.js";
 
 export const QUANT_LAYOUT_VERSION = 1;
@@ -117,11 +117,32 @@ function typed(e: TensorEntry, what: string, expect: EntryDtype[], count?: numbe
   }
 }
 
+/** One safetensors entry a quantized tensor needs, as the header must describe it. */
+export interface QuantEntryNeed {
+  /** full tensor name, e.g. "blk.0.attn_q.weight.qscale" */
+  name: string;
+  /** dtypes allowed */
+  dtypes: EntryDtype[];
+  /** element count; undefined: any (codebooks, outlier indices); "outliers": as many as the .qoutidx entry */
+  count?: number | "outliers";
+  /** must be present (the outlier values are required whenever the indices are) */
+  required: boolean;
+}
+
+/** What a quantized tensor is and which entries hold it, from its metadata alone (no bytes needed). */
+export interface QuantEntryLayout {
+  name: string;
+  spec: QuantSpec;
+  shape: number[];
+  entries: QuantEntryNeed[];
+}
+
 /**
- * Rebuilds a QTensor from entries + metadata. `get` returns the entry of a full tensor name or undefined.
- * Every size is checked against the spec and shape; a mismatch is E_FORMAT naming the tensor.
+ * The entries of quantized tensor `name` (spec and shape from its "quantlab.quant.<name>" metadata):
+ * the one description both the header check (checkQuantEntries, at open time) and the decoder
+ * (fromEntries) follow, so the two cannot disagree.
  */
-export function fromEntries(name: string, get: (tensorName: string) => TensorEntry | undefined, metadata: Record<string, string>): QTensor {
+export function quantEntryLayout(name: string, metadata: Record<string, string>): QuantEntryLayout {
   const metaText = metadata[QUANT_METADATA_PREFIX + name];
   if (metaText === undefined) throw new QuantlabError("E_FORMAT", `${name}: no "${QUANT_METADATA_PREFIX}${name}" metadata`);
   let meta: { spec?: unknown; shape?: unknown; layout?: unknown };
@@ -132,55 +153,108 @@ export function fromEntries(name: string, get: (tensorName: string) => TensorEnt
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new QuantlabError("E_FORMAT", `${name}: bad shape in quant metadata`);
   const spec = parseSpec(meta.spec);
   const n = numel(shape as number[]);
-  const need = (suffix: string): TensorEntry => {
-    const e = get(`${name}.${suffix}`);
-    if (!e) throw new QuantlabError("E_FORMAT", `${name}: missing tensor ${name}.${suffix} for spec ${meta.spec as string}`);
-    return e;
-  };
   const el = resolveElement(spec.format, spec.bits);
   const perCode = el?.kind === "learned" ? el.dim : 1; // vector quantization: one code per sub-vector
   const codeBytes = spec.packing === "trits" ? packedTritBytes(n) : packedBytes(n / perCode, spec.bits);
-  const parts: QTensorParts = { spec, shape: shape as number[], codes: typed(need("qcodes"), `${name}.qcodes`, ["u8"], codeBytes) as Uint8Array };
-  const L = groupLayout(shape as number[], spec.granularity);
-  const nG = L.nGroups;
+  const e = (suffix: string, dtypes: EntryDtype[], count: QuantEntryNeed["count"], required = true): QuantEntryNeed => ({ name: `${name}.${suffix}`, dtypes, count, required });
+  const entries: QuantEntryNeed[] = [e("qcodes", ["u8"], codeBytes)];
+  const nG = groupLayout(shape as number[], spec.granularity).nGroups;
   if (spec.granularity.kind !== "none") {
-    const e = need("qscale");
     const dtype = spec.scale.dtype;
-    const what = `${name}.qscale`;
+    if (dtype === "f32" || dtype === "f16" || dtype === "bf16") entries.push(e("qscale", [dtype], nG));
+    else if (dtype === "u6" || dtype === "u4") entries.push(e("qscale", ["u8"], packedBytes(nG, SCALE_DTYPE_BITS[dtype])));
+    else entries.push(e("qscale", ["u8"], nG));
+    if (dtype !== "f32" && spec.scale.superBlock !== undefined) {
+      const sb = spec.scale.superBlock === "tensor" ? Math.max(1, nG) : spec.scale.superBlock;
+      entries.push(e("qsuper", ["f32"], Math.ceil(nG / sb)));
+    }
+  }
+  if (spec.scheme === "asym") entries.push(e("qzero", ["u8"], packedBytes(nG, spec.bits)));
+  else if (spec.scheme === "asymf") entries.push(e("qzero", [spec.scale.dtype === "f32" ? "f32" : "f16"], nG));
+  entries.push(e("qcodebook", ["f32"], undefined, false));
+  entries.push(e("qoutidx", ["i32"], undefined, spec.outlierPercent !== undefined));
+  entries.push(e("qoutval", ["f16"], "outliers", false));
+  return { name, spec, shape: shape as number[], entries };
+}
+
+const ENTRY_DTYPE_BYTES: Record<EntryDtype, number> = { u8: 1, i32: 4, f16: 2, bf16: 2, f32: 4 };
+
+/**
+ * Checks a quantized tensor's entries against the header alone (dtype and element count of each, the
+ * required ones present): a bad file fails when it is opened, before any bytes are read. Returns the
+ * entries present, whose bytes together are the tensor's storage (storageBits = 8 × their sum).
+ */
+export function checkQuantEntries(layout: QuantEntryLayout, info: (tensorName: string) => { dtype: string; byteLength: number } | undefined): { name: string; byteLength: number }[] {
+  const present: { name: string; byteLength: number }[] = [];
+  let outliers: number | undefined;
+  for (const need of layout.entries) {
+    const i = info(need.name);
+    if (!i) {
+      if (need.required || (need.count === "outliers" && outliers !== undefined)) throw new QuantlabError("E_FORMAT", `${layout.name}: missing tensor ${need.name} for spec ${printSpec(layout.spec)}`);
+      continue;
+    }
+    const dtype = i.dtype.toLowerCase() as EntryDtype;
+    if (!need.dtypes.includes(dtype)) throw new QuantlabError("E_FORMAT", `${need.name}: dtype ${dtype}, expected ${need.dtypes.join(" or ")}`);
+    const size = ENTRY_DTYPE_BYTES[dtype];
+    if (i.byteLength % size !== 0) throw new QuantlabError("E_FORMAT", `${need.name}: ${i.byteLength} bytes is not a whole number of ${dtype}`);
+    const count = i.byteLength / size;
+    const want = need.count === "outliers" ? outliers : need.count;
+    if (want !== undefined && count !== want) throw new QuantlabError("E_FORMAT", `${need.name}: ${count} elements, expected ${want}`);
+    if (need.name.endsWith(".qoutidx")) outliers = count;
+    present.push({ name: need.name, byteLength: i.byteLength });
+  }
+  return present;
+}
+
+/**
+ * Rebuilds a QTensor from entries + metadata. `get` returns the entry of a full tensor name or undefined.
+ * Every size is checked against the spec and shape; a mismatch is E_FORMAT naming the tensor.
+ */
+export function fromEntries(name: string, get: (tensorName: string) => TensorEntry | undefined, metadata: Record<string, string>): QTensor {
+  const layout = quantEntryLayout(name, metadata);
+  const { spec, shape } = layout;
+  const n = numel(shape);
+  checkQuantEntries(layout, (tn) => { const e = get(tn); return e && { dtype: e.dtype, byteLength: e.bytes.length }; });
+  const need = (suffix: string): { e: TensorEntry; dtypes: EntryDtype[]; count: number | undefined; what: string } => {
+    const what = `${name}.${suffix}`;
+    const e = get(what)!;
+    const nd = layout.entries.find((x) => x.name === what)!;
+    return { e, dtypes: nd.dtypes, count: typeof nd.count === "number" ? nd.count : undefined, what };
+  };
+  const arr = (suffix: string) => { const x = need(suffix); return typed(x.e, x.what, x.dtypes, x.count); };
+  const parts: QTensorParts = { spec, shape, codes: arr("qcodes") as Uint8Array };
+  const nG = groupLayout(shape, spec.granularity).nGroups;
+  if (spec.granularity.kind !== "none") {
+    const dtype = spec.scale.dtype;
     let stored: StoredScales;
-    if (dtype === "f32") stored = { dtype, values: typed(e, what, ["f32"], nG) as Float32Array };
+    if (dtype === "f32") stored = { dtype, values: arr("qscale") as Float32Array };
     else {
       let codes: Uint16Array;
-      if (dtype === "f16" || dtype === "bf16") codes = typed(e, what, [dtype === "f16" ? "f16" : "bf16"], nG) as Uint16Array;
-      else if (dtype === "u6" || dtype === "u4") codes = unpack(typed(e, what, ["u8"], packedBytes(nG, SCALE_DTYPE_BITS[dtype])) as Uint8Array, SCALE_DTYPE_BITS[dtype], nG) as Uint16Array;
-      else codes = Uint16Array.from(typed(e, what, ["u8"], nG));
+      if (dtype === "f16" || dtype === "bf16") codes = arr("qscale") as Uint16Array;
+      else if (dtype === "u6" || dtype === "u4") codes = unpack(arr("qscale") as Uint8Array, SCALE_DTYPE_BITS[dtype], nG) as Uint16Array;
+      else codes = Uint16Array.from(arr("qscale"));
       const base: Omit<StoredScales, "values"> = { dtype, codes };
       if (dtype === "e8m0") base.e8m0Offset = new SpecQuantizer(spec).e8m0Offset;
       if (spec.scale.superBlock !== undefined) {
-        const sb = spec.scale.superBlock === "tensor" ? Math.max(1, nG) : spec.scale.superBlock;
-        base.superBlock = sb;
-        base.superScales = typed(need("qsuper"), `${name}.qsuper`, ["f32"], Math.ceil(nG / sb)) as Float32Array;
+        base.superBlock = spec.scale.superBlock === "tensor" ? Math.max(1, nG) : spec.scale.superBlock;
+        base.superScales = arr("qsuper") as Float32Array;
       }
       stored = loadScales(base, nG);
     }
     parts.scales = stored;
   }
   if (spec.scheme === "asym") {
-    const zb = typed(need("qzero"), `${name}.qzero`, ["u8"], packedBytes(nG, spec.bits)) as Uint8Array;
-    parts.zeros = { kind: "int", values: unpack(zb, spec.bits, nG) as Uint16Array };
+    parts.zeros = { kind: "int", values: unpack(arr("qzero") as Uint8Array, spec.bits, nG) as Uint16Array };
   } else if (spec.scheme === "asymf") {
-    const e = need("qzero");
     const dtype = spec.scale.dtype === "f32" ? "f32" : "f16";
-    const raw = typed(e, `${name}.qzero`, [dtype === "f32" ? "f32" : "f16"], nG);
+    const raw = arr("qzero");
     const values = dtype === "f32" ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, (h) => f16BitsToF32(h));
     parts.zeros = { kind: "float", dtype, values } satisfies ZeroPoints;
   }
-  const cb = get(`${name}.qcodebook`);
-  if (cb) parts.codebook = typed(cb, `${name}.qcodebook`, ["f32"]) as Float32Array;
-  const oi = get(`${name}.qoutidx`);
-  if (oi || spec.outlierPercent !== undefined) {
-    const idx = Uint32Array.from(typed(need("qoutidx"), `${name}.qoutidx`, ["i32"]) as Int32Array);
-    const val = typed(need("qoutval"), `${name}.qoutval`, ["f16"], idx.length) as Uint16Array;
+  if (get(`${name}.qcodebook`)) parts.codebook = arr("qcodebook") as Float32Array;
+  if (get(`${name}.qoutidx`)) {
+    const idx = Uint32Array.from(arr("qoutidx") as Int32Array);
+    const val = arr("qoutval") as Uint16Array;
     for (const i of idx) if (i >= n) throw new QuantlabError("E_FORMAT", `${name}.qoutidx: index ${i} outside ${n} elements`);
     parts.outliers = { indices: idx, valuesF16: val };
   }

@@ -20,6 +20,8 @@ import { isUnsignedDtype, scaleStorageBits, storeScales, type StoredScales } fro
 import { printSpec, toSpec, type QuantSpec } from "./spec.js";
 import type { QuantizedTensor } from "./types.js";
 import type { NearestTable } from "../formats/types.js";
+import { attachLazy, type LazyData } from "../core/lazy.js";
+import { resolveElement } from "./elements.js";
 
 export interface OutlierTable {
   /** flat element indices, ascending, (k) */
@@ -44,29 +46,37 @@ export interface QTensorParts {
   outliers?: OutlierTable;
 }
 
+/** The data of a QTensor: what a lazily loaded one reads on first use. */
+interface QTensorData {
+  codes: Uint8Array;
+  scales: StoredScales | undefined;
+  zeros: ZeroPoints | undefined;
+  codebook: Float32Array | undefined;
+  outliers: OutlierTable | undefined;
+  quantizer: SpecQuantizer;
+}
+
 export class QTensor implements QuantizedTensor {
   readonly spec: string;
   readonly specObject: QuantSpec;
   readonly shape: readonly number[];
-  readonly codes: Uint8Array;
-  readonly scales: StoredScales | undefined;
-  readonly zeros: ZeroPoints | undefined;
-  readonly codebook: Float32Array | undefined;
-  readonly outliers: OutlierTable | undefined;
   readonly layout: GroupLayout;
-  readonly quantizer: SpecQuantizer;
+  /** weights per code (the sub-vector length of vector quantization), from the spec alone */
+  private readonly dim: number;
+  private readonly own: QTensorData | undefined;
+  private readonly lazy: LazyData<QTensor> | undefined;
+  private readonly lazyStorageBits: number | undefined;
 
   constructor(p: QTensorParts) {
     this.specObject = p.spec;
     this.spec = printSpec(p.spec);
     this.shape = [...p.shape];
-    this.codes = p.codes;
-    this.scales = p.scales;
-    this.zeros = p.zeros;
-    this.codebook = p.codebook;
-    this.outliers = p.outliers;
     this.layout = groupLayout(this.shape, p.spec.granularity);
-    this.quantizer = new SpecQuantizer(p.spec, p.codebook ? { codebook: p.codebook } : {});
+    this.lazy = undefined;
+    this.lazyStorageBits = undefined;
+    const quantizer = new SpecQuantizer(p.spec, p.codebook ? { codebook: p.codebook } : {});
+    this.dim = quantizer.dim;
+    this.own = { codes: p.codes, scales: p.scales, zeros: p.zeros, codebook: p.codebook, outliers: p.outliers, quantizer };
     const n = this.numel;
     const needCodes = this.codeBytes;
     if (this.codes.length !== needCodes) throw new QuantlabError("E_FORMAT", `${this.spec}: ${n} codes need ${needCodes} bytes, got ${this.codes.length}`);
@@ -80,13 +90,48 @@ export class QTensor implements QuantizedTensor {
     }
   }
 
+  /**
+   * A QTensor whose codes, scales and side tables are read on first access (io/quant-model.ts). `load`
+   * gives the eager QTensor of the same spec and shape; `storageBits` is known from the file header.
+   */
+  static lazy(spec: QuantSpec, shape: readonly number[], storageBits: number, load: LazyData<QTensor>): QTensor {
+    const q = Object.create(QTensor.prototype) as QTensor;
+    const el = resolveElement(spec.format, spec.bits);
+    const fields: Record<string, unknown> = {
+      specObject: spec,
+      spec: printSpec(spec),
+      shape: [...shape],
+      layout: groupLayout(shape, spec.granularity),
+      dim: el?.kind === "learned" ? el.dim : 1,
+      own: undefined,
+      lazy: load,
+      lazyStorageBits: storageBits,
+    };
+    Object.assign(q, fields);
+    attachLazy(q, load);
+    return q;
+  }
+
+  // the loader returns an eager QTensor of this spec and shape (fromEntries on the same metadata)
+  private get data(): QTensorData {
+    return this.own ?? this.lazy!.get().own!;
+  }
+
+  /** packed codes (see file comment) */
+  get codes(): Uint8Array { return this.data.codes; }
+  get scales(): StoredScales | undefined { return this.data.scales; }
+  get zeros(): ZeroPoints | undefined { return this.data.zeros; }
+  get codebook(): Float32Array | undefined { return this.data.codebook; }
+  get outliers(): OutlierTable | undefined { return this.data.outliers; }
+  get quantizer(): SpecQuantizer { return this.data.quantizer; }
+
   get numel(): number {
     return numel(this.shape);
   }
 
   /** stored codes: one per element, or one per sub-vector for vector quantization */
   get codeCount(): number {
-    return this.numel / this.quantizer.dim;
+    return this.numel / this.dim;
   }
 
   get codeBytes(): number {
@@ -94,6 +139,9 @@ export class QTensor implements QuantizedTensor {
   }
 
   get storageBits(): number {
+    // a lazy tensor's cost comes from its entries' sizes in the header (8 × bytes, see the file comment),
+    // so asking for it reads nothing
+    if (!this.own) return this.lazyStorageBits!;
     let bits = 8 * this.codes.length;
     if (this.scales) bits += scaleStorageBits(this.scales);
     if (this.zeros) bits += this.zeros.kind === "int" ? 8 * packedBytes(this.zeros.values.length, this.specObject.bits) : this.zeros.values.length * (this.zeros.dtype === "f32" ? 32 : 16);

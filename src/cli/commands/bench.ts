@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { QuantlabError } from "../../core/errors.js";
 import { loadModel } from "../../io/node/load.js";
+import { closeModel, type Model } from "../../model/weights.js";
 import { Llama } from "../../model/llama.js";
 import { WasmBackend } from "../../kernels/wasm/backend.js";
 import { createNodeWasmBackend } from "../../kernels/wasm/pool-node.js";
@@ -47,8 +48,9 @@ export async function openQuantlabSession(path: string, o: SessionOptions): Prom
   const backend = o.layouts && o.backend !== "ref"
     ? createNodeWasmBackend({ threads: o.threads, layouts: o.layouts })
     : backendFromOptions({ backend: o.backend ?? "wasm", threads: o.threads });
+  let model: Model | undefined;
   try {
-    const model = await loadModel(path, { place: placerOf(backend) });
+    model = await loadModel(path, { place: placerOf(backend) });
     const llama = new Llama(model, { backend, contextLength: o.context, maxBatch: o.batch });
     await backendReady(backend);
     const weightBytes = backend instanceof WasmBackend ? backend.listing().reduce((a, r) => a + r.bytes, 0) : NaN;
@@ -82,10 +84,12 @@ export async function openQuantlabSession(path: string, o: SessionOptions): Prom
       },
       async close() {
         backend.dispose?.();
+        await closeModel(model!);
       },
     };
   } catch (e) {
     backend.dispose?.();
+    if (model) await closeModel(model);
     throw e;
   }
 }

@@ -9,7 +9,8 @@ import { extname } from "node:path";
 import type { Command } from "commander";
 import { QuantlabError } from "../../core/errors.js";
 import { GgmlType, ggmlTypeName } from "../../ggml/types.js";
-import { detectFormat, loadModel } from "../../io/node/load.js";
+import { detectFormat } from "../../io/node/load.js";
+import { loadCliModel } from "../model-options.js";
 import { openGgufFile, saveGgufFile } from "../../io/node/gguf-file.js";
 import { saveHfDir, saveSafetensorsFile } from "../../io/node/hf-file.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
@@ -81,7 +82,7 @@ export function register(program: Command): void {
           await f.close();
         }
       } else {
-        const model = await loadModel(input, { tokenizer: o.tokenizer, progress });
+        const model = await loadCliModel(input, { tokenizer: o.tokenizer, progress });
         // the recipe describes the weights as they are; re-encoding them with --type makes it untrue
         const dropped = type !== undefined && model.recipe !== undefined;
         if (dropped) delete model.recipe;

@@ -1,6 +1,7 @@
 /** `quantlab info <model>`: architecture, hyper-parameters, tokenizer, tensors with types, sizes and bits/weight. */
 import type { Command } from "commander";
-import { detectFormat, loadModel } from "../../io/node/load.js";
+import { detectFormat } from "../../io/node/load.js";
+import { loadCliModel } from "../model-options.js";
 import { openGgufFile } from "../../io/node/gguf-file.js";
 import { formatInfo, ggufInfo, modelInfo } from "../../io/info.js";
 import { defaultModelPath } from "../../io/node/data.js";
@@ -15,8 +16,8 @@ interface InfoOptions {
 export function register(program: Command): void {
   program
     .command("info")
-    .description("show a model's architecture, hyper-parameters, tokenizer and tensors (type, bytes, bits/weight)")
-    .argument("[model]", "GGUF (any, read header only), llama2.c .bin, .safetensors, Hugging Face directory or hf://owner/name[@rev] (default: shared stories260K)")
+    .description("show a model's architecture, hyper-parameters, tokenizer and tensors (type, bytes, bits/weight); reads headers only")
+    .argument("[model]", "GGUF (any), llama2.c .bin, .safetensors, Hugging Face directory or hf://owner/name[@rev] (default: shared stories260K)")
     .option("--tokenizer <file>", "tokenizer file for llama2.c models when it is not beside the model")
     .option("--json", "print one JSON object")
     .action(async (modelArg: string | undefined, o: InfoOptions) => {
@@ -30,7 +31,8 @@ export function register(program: Command): void {
           await f.close();
         }
       } else {
-        report = modelInfo(await loadModel(path, { tokenizer: o.tokenizer, progress: stderrProgress() }));
+        // lazily loaded: the report needs shapes and types only, so no tensor bytes are read
+        report = modelInfo(await loadCliModel(path, { tokenizer: o.tokenizer, progress: stderrProgress() }));
       }
       if (o.json) printJson(report);
       else process.stdout.write(formatInfo(report) + "\n");

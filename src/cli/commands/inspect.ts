@@ -2,7 +2,8 @@
  * `quantlab inspect <model> [--calib text]`: per-tensor weight statistics that predict quantization
  * difficulty (std, max/std, excess kurtosis, outlier input/output channels), and with --calib the same
  * for the activations entering every block linear (per-token absmax, outlier channels), collected by
- * running the model on the calibration text.
+ * running the model on the calibration text. `--only <globs>` restricts the weight table (and the bytes
+ * read) to the matching tensors.
  */
 import type { Command } from "commander";
 import { dequantizeWeight } from "../../kernels/dequantize.js";
@@ -14,8 +15,13 @@ import { tensorStats, type TensorStats } from "../../quant/stats.js";
 import { printJson, stderrProgress } from "../util.js";
 import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile } from "./eval.js";
+import { QuantlabError } from "../../core/errors.js";
+import { isWeightLoaded, releaseWeight } from "../../core/weight.js";
+import type { Model } from "../../model/weights.js";
+import { globToRegExp } from "../../algos/select.js";
 
 interface InspectOptions extends BackendOptions {
+  only?: string;
   calib?: string;
   calibTokens: number;
   ctx: number;
@@ -27,11 +33,43 @@ function f(x: number, d = 3): string {
   return Number.isFinite(x) ? x.toFixed(d) : String(x);
 }
 
+/**
+ * The names matched by comma-separated globs, in model order. Each glob must match something: a typo
+ * would otherwise silently drop the tensors it was meant to select.
+ */
+export function namesMatching(names: readonly string[], globs: string, option: string): string[] {
+  const res = globs.split(",").map((g) => g.trim()).filter(Boolean).map((g) => ({ g, re: globToRegExp(g) }));
+  if (res.length === 0) throw new QuantlabError("E_ARG", `option ${option}: no glob given`);
+  for (const { g, re } of res) {
+    if (!names.some((n) => re.test(n))) throw new QuantlabError("E_ARG", `option ${option}: "${g}" matches no tensor (names look like ${names.slice(0, 3).join(", ")})`);
+  }
+  return names.filter((n) => res.some(({ re }) => re.test(n)));
+}
+
+export type WeightStatsRow = { name: string; shape: number[] } & TensorStats;
+
+/**
+ * Statistics of the named weights, one at a time. A lazily loaded weight is read for its row and let go
+ * again unless `keep` (or it was loaded before), so memory stays near one tensor and only these
+ * tensors' bytes are read.
+ */
+export function weightStats(model: Model, names: readonly string[], keep = false): WeightStatsRow[] {
+  return names.map((name) => {
+    const w = model.weights.get(name)!;
+    const wasLoaded = isWeightLoaded(w);
+    const { rows, cols, data } = dequantizeWeight(w, name);
+    const row = { name, shape: rows === 1 ? [cols] : [rows, cols], ...tensorStats(data, rows, cols) };
+    if (!keep && !wasLoaded) releaseWeight(w);
+    return row;
+  });
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command("inspect")
     .description("per-tensor weight statistics (std, max/std, kurtosis, outlier channels); with --calib, activation statistics too")
     .argument("<model>", "llama2.c .bin, GGUF, .safetensors or Hugging Face directory")
+    .option("--only <globs>", "comma-separated tensor-name globs (e.g. 'blk.0.*'): report these tensors only, reading only their bytes")
     .option("--calib <file>", "calibration text: also collect activation statistics at every block linear's input")
     .option("--calib-tokens <n>", "tokens of the calibration text to run", positiveInt("--calib-tokens"), 4096)
     .option("--ctx <n>", "window length for the calibration run", positiveInt("--ctx"), 256)
@@ -39,11 +77,9 @@ export function register(program: Command): void {
     .option("--json", "print one JSON object {tensors: [{name, shape, ...stats}], activations?: [{site, ...stats}]}");
   addBackendOptions(cmd).action(async (path: string, o: InspectOptions) => {
     const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
-    const tensors: ({ name: string; shape: number[] } & TensorStats)[] = [];
-    for (const [name, w] of model.weights) {
-      const { rows, cols, data } = dequantizeWeight(w, name);
-      tensors.push({ name, shape: rows === 1 ? [cols] : [rows, cols], ...tensorStats(data, rows, cols) });
-    }
+    const all = [...model.weights.keys()];
+    // the calibration run reads every weight anyway: keep what the statistics read
+    const tensors = weightStats(model, o.only !== undefined ? namesMatching(all, o.only, "--only") : all, o.calib !== undefined);
     let activations: ({ site: string } & Omit<ActivationStats, "channelAbsMax">)[] | undefined;
     if (o.calib) {
       const tokens = tokenizer.encode(readTextFile(o.calib), { bos: false }).slice(0, o.calibTokens);

@@ -5,10 +5,9 @@ import { Llama } from "../../model/llama.js";
 import { kld, ModelLogits, type LogitsSource } from "../../eval/kld.js";
 import { isLogitsFile, SavedLogits } from "../../eval/logits-file.js";
 import { openFile } from "../../io/node/file.js";
-import { loadModel } from "../../io/node/load.js";
 import { existsSync, statSync } from "node:fs";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadCliModel, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
 
 interface KldOptions extends BackendOptions {
@@ -69,7 +68,7 @@ export function register(program: Command): void {
           bosId = b.tokenizer.bosId;
           base = new ModelLogits(new Llama(b.model, { contextLength: ctx, backend: getBackend() }));
         }
-        const otherModel = await loadModel(otherPath, { tokenizer: o.tokenizer, place: placerOf(getBackend()) });
+        const otherModel = await loadCliModel(otherPath, { tokenizer: o.tokenizer, place: placerOf(getBackend()) });
         await backendReady(getBackend());
         if (saved && o.text) {
           // the saved token stream must be the start of this text's encoding

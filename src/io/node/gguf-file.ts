@@ -16,12 +16,14 @@ export async function openGgufFile(path: string): Promise<GgufFile> {
   }
 }
 
+/** Loads a GGUF model lazily: the file stays open for its weights until `model.close()`. */
 export async function loadGgufFile(path: string, opts: { tokenizer?: string; progress?: Progress; place?: TensorPlacer } = {}): Promise<Model> {
   const f = await openGgufFile(path);
   try {
     return await readGgufModel(f, { progress: opts.progress, place: opts.place });
-  } finally {
+  } catch (e) {
     await f.close();
+    throw e;
   }
 }
 

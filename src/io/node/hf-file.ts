@@ -64,9 +64,9 @@ export async function loadSafetensorsFile(path: string, opts: { tokenizer?: stri
   if (existsSync(join(dir, "config.json"))) {
     config = undefined; // loadHfModel reads it
   } else {
-    const st = await openSafetensors(openFile(path));
+    const src = openFile(path);
     try {
-      const md = st.metadata;
+      const md = (await openSafetensors(src)).metadata;
       if (md["quantlab.config"] === undefined) {
         throw new QuantlabError("E_FORMAT", `${path}: no config.json beside the file and no "quantlab.config" in its __metadata__: cannot tell the model's hyper-parameters`);
       }
@@ -78,14 +78,19 @@ export async function loadSafetensorsFile(path: string, opts: { tokenizer?: stri
       tokenizerJson = md["quantlab.tokenizer"];
       tokenizerConfig = md["quantlab.tokenizer_config"];
     } finally {
-      await st.close();
+      await src.close();
     }
   }
   const model = await loadHfModel(new LocalDir(dir, [file, "config.json", "tokenizer.json", "tokenizer_config.json"]), { config, progress: opts.progress });
   if (!model.tokenizer && tokenizerJson !== undefined) {
-    const t = new HfTokenizer(JSON.parse(tokenizerJson) as TokenizerJson, tokenizerConfig ? JSON.parse(tokenizerConfig) : {}, `${path} (embedded tokenizer)`, model.config.vocabSize);
-    if (t.vocabSize > model.config.vocabSize) throw new QuantlabError("E_FORMAT", `${path}: the tokenizer has ${t.vocabSize} tokens but the model's vocabulary is ${model.config.vocabSize}`);
-    model.tokenizer = t;
+    try {
+      const t = new HfTokenizer(JSON.parse(tokenizerJson) as TokenizerJson, tokenizerConfig ? JSON.parse(tokenizerConfig) : {}, `${path} (embedded tokenizer)`, model.config.vocabSize);
+      if (t.vocabSize > model.config.vocabSize) throw new QuantlabError("E_FORMAT", `${path}: the tokenizer has ${t.vocabSize} tokens but the model's vocabulary is ${model.config.vocabSize}`);
+      model.tokenizer = t;
+    } catch (e) {
+      await model.close?.();
+      throw e;
+    }
   }
   model.source = { path, format: "safetensors", metadata: model.source.metadata };
   model.config.name = basename(path);

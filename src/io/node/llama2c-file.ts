@@ -25,18 +25,26 @@ export async function loadLlama2cTokenizerFile(path: string, expect?: { size: nu
   }
 }
 
+/** Loads a llama2.c checkpoint lazily: the file stays open for its weights until `model.close()`. */
 export async function loadLlama2cFile(path: string, opts: { tokenizer?: string }): Promise<Model> {
   const src = openFile(path);
   let ck;
   try {
     ck = await readLlama2cCheckpoint(src);
-  } finally {
+  } catch (e) {
     await src.close();
+    throw e;
   }
-  const expect = { size: ck.config.vocabSize, model: path };
+  let tokenizer: Llama2cTokenizer | undefined;
   let tokPath = opts.tokenizer;
-  if (tokPath === undefined) tokPath = tokenizerCandidates(path, ck.config.vocabSize).find((p) => existsSync(p));
-  const tokenizer = tokPath !== undefined ? await loadLlama2cTokenizerFile(tokPath, expect) : undefined;
+  try {
+    const expect = { size: ck.config.vocabSize, model: path };
+    if (tokPath === undefined) tokPath = tokenizerCandidates(path, ck.config.vocabSize).find((p) => existsSync(p));
+    tokenizer = tokPath !== undefined ? await loadLlama2cTokenizerFile(tokPath, expect) : undefined;
+  } catch (e) {
+    await ck.close();
+    throw e;
+  }
   ck.config.name = basename(path);
   return {
     config: ck.config,
@@ -53,5 +61,6 @@ export async function loadLlama2cFile(path: string, opts: { tokenizer?: string }
         ...(tokPath !== undefined ? { "llama2c.tokenizer": tokPath } : {}),
       },
     },
+    close: ck.close,
   };
 }

@@ -8,23 +8,25 @@ import { openFile } from "./file.js";
 
 /** True when the safetensors file at `path` is a quantlab quantized model. */
 export async function isQuantModelFile(path: string): Promise<boolean> {
-  const st = await openSafetensors(openFile(path));
+  const src = openFile(path);
   try {
-    return isQuantModelMetadata(st.metadata);
+    return isQuantModelMetadata((await openSafetensors(src)).metadata);
   } finally {
-    await st.close();
+    await src.close();
   }
 }
 
+/** Loads a quantized model lazily: the file stays open for its weights until `model.close()`. */
 export async function loadQuantModelFile(path: string): Promise<Model> {
-  const st = await openSafetensors(openFile(path));
+  const src = openFile(path);
   try {
-    const m = await readQuantModel(st);
+    const m = await readQuantModel(await openSafetensors(src));
     m.source = { ...m.source, path };
     m.config.name = basename(path);
     return m;
-  } finally {
-    await st.close();
+  } catch (e) {
+    await src.close();
+    throw e;
   }
 }
 

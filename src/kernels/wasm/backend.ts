@@ -78,6 +78,8 @@ export interface WasmListingRow {
 
 export class WasmBackend implements Backend {
   readonly name: string;
+  /** every weight is copied, repacked or placed into wasm memory (prepare below) */
+  readonly preparesCopies = true;
   readonly variant: WasmVariant;
   readonly threads: number;
   /** kernels on shard 0 (quantizers, f16 helpers, bandwidth probe) */
