@@ -18,7 +18,7 @@ import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Model } from "../model/weights.js";
-import { weightShape, type Weight } from "../core/weight.js";
+import { releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
 export interface GgmlQuantizeOptions {
   /** llama-quantize preset name, e.g. "Q4_K_M" */
@@ -217,6 +217,7 @@ export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): Gg
     if (st.job) {
       st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: encoder.encodeRows({ ...st.job, progress }) };
       st.job = undefined; // let a decoded f32 copy go
+      releaseWeight(model.weights.get(st.choice.name)!); // and a lazily loaded source (re-read if written as is)
     } else progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));
   }
   progress.done();

@@ -20,7 +20,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Tensor } from "../core/tensor.js";
-import type { Weight } from "../core/weight.js";
+import { releaseWeight, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames } from "../model/config.js";
 import { fakeQuantInputs, siteKey, type InputTransforms, type LinearSite } from "../model/transforms.js";
@@ -301,7 +301,11 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       }
     }
 
-    // ---- write the block
+    // ---- write the block; the source's block tensors are not needed any more (lazily loaded ones are dropped)
+    for (const n of [TensorNames.attnNorm(l), TensorNames.ffnNorm(l), ...LINEAR_KEYS.map((k) => linearName(l, k))]) {
+      const w = W.get(n);
+      if (w) releaseWeight(w);
+    }
     out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm));
     out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm));
     for (const k of LINEAR_KEYS) {

@@ -11,7 +11,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { Progress } from "../../core/progress.js";
 import { numel } from "../../core/tensor.js";
-import type { Weight } from "../../core/weight.js";
+import { releaseWeight, type Weight } from "../../core/weight.js";
 import { dequantizeWeight } from "../../kernels/dequantize.js";
 import type { Model } from "../../model/weights.js";
 import { errorStats } from "../../quant/metrics.js";
@@ -64,6 +64,7 @@ export function quantizeTensors(model: Model, names: readonly string[], specOf: 
     const q = layerQ.get(name) ?? quantizeLearned(data, shape, spec, { name, seed: opts.seed + i }); // = quantizeTensor, after a k-means fit for kmeans<b> / vq<b>d<d>
     tensors.push(specReport(name, shape, q.spec, data, q, { seconds: (Date.now() - t1) / 1000 }));
     weights.set(name, { kind: "quant", q });
+    releaseWeight(model.weights.get(name)!); // a lazily loaded source tensor is not needed again
     progress.tick();
   });
   progress.done();
