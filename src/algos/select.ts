@@ -61,3 +61,16 @@ export function selectTensors(m: Model, only?: readonly string[], keepFloat?: re
   }
   return names;
 }
+
+/**
+ * The names matched by comma-separated globs, in model order. Each glob must match something: a typo
+ * would otherwise silently drop the tensors it was meant to select.
+ */
+export function namesMatching(names: readonly string[], globs: string, option: string): string[] {
+  const res = globs.split(",").map((g) => g.trim()).filter(Boolean).map((g) => ({ g, re: globToRegExp(g) }));
+  if (res.length === 0) throw new QuantlabError("E_ARG", `option ${option}: no glob given`);
+  for (const { g, re } of res) {
+    if (!names.some((n) => re.test(n))) throw new QuantlabError("E_ARG", `option ${option}: "${g}" matches no tensor (names look like ${names.slice(0, 3).join(", ")})`);
+  }
+  return names.filter((n) => res.some(({ re }) => re.test(n)));
+}

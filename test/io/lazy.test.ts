@@ -25,8 +25,9 @@ import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
 import { TensorNames } from "../../src/model/config.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
-import { placerOf } from "../../src/cli/model-options.js";
-import { namesMatching, weightStats } from "../../src/cli/commands/inspect.js";
+import { placerOf } from "../../src/io/placement.js";
+import { namesMatching } from "../../src/algos/select.js";
+import { weightStats } from "../../src/eval/weight-stats.js";
 import { quantlab } from "../cli/helpers-cli.js";
 
 interface Range { offset: number; length: number }

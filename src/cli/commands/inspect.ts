@@ -6,19 +6,16 @@
  * read) to the matching tensors.
  */
 import type { Command } from "commander";
-import { dequantizeWeight } from "../../kernels/dequantize.js";
 import { Llama } from "../../model/llama.js";
 import { siteKey } from "../../model/transforms.js";
 import { planWindows, windowInputs } from "../../eval/windows.js";
 import { ActivationObserver, type ActivationStats } from "../../quant/observer.js";
-import { tensorStats, type TensorStats } from "../../quant/stats.js";
 import { printJson, stderrProgress } from "../util.js";
 import { addBackendOptions, backendFromOptions, displayName, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile } from "./eval.js";
 import { QuantlabError } from "../../core/errors.js";
-import { isWeightLoaded, releaseWeight } from "../../core/weight.js";
-import type { Model } from "../../model/weights.js";
-import { globToRegExp } from "../../algos/select.js";
+import { namesMatching } from "../../algos/select.js";
+import { weightStats } from "../../eval/weight-stats.js";
 
 interface InspectOptions extends BackendOptions {
   only?: string;
@@ -31,37 +28,6 @@ interface InspectOptions extends BackendOptions {
 
 function f(x: number, d = 3): string {
   return Number.isFinite(x) ? x.toFixed(d) : String(x);
-}
-
-/**
- * The names matched by comma-separated globs, in model order. Each glob must match something: a typo
- * would otherwise silently drop the tensors it was meant to select.
- */
-export function namesMatching(names: readonly string[], globs: string, option: string): string[] {
-  const res = globs.split(",").map((g) => g.trim()).filter(Boolean).map((g) => ({ g, re: globToRegExp(g) }));
-  if (res.length === 0) throw new QuantlabError("E_ARG", `option ${option}: no glob given`);
-  for (const { g, re } of res) {
-    if (!names.some((n) => re.test(n))) throw new QuantlabError("E_ARG", `option ${option}: "${g}" matches no tensor (names look like ${names.slice(0, 3).join(", ")})`);
-  }
-  return names.filter((n) => res.some(({ re }) => re.test(n)));
-}
-
-export type WeightStatsRow = { name: string; shape: number[] } & TensorStats;
-
-/**
- * Statistics of the named weights, one at a time. A lazily loaded weight is read for its row and let go
- * again unless `keep` (or it was loaded before), so memory stays near one tensor and only these
- * tensors' bytes are read.
- */
-export function weightStats(model: Model, names: readonly string[], keep = false): WeightStatsRow[] {
-  return names.map((name) => {
-    const w = model.weights.get(name)!;
-    const wasLoaded = isWeightLoaded(w);
-    const { rows, cols, data } = dequantizeWeight(w, name);
-    const row = { name, shape: rows === 1 ? [cols] : [rows, cols], ...tensorStats(data, rows, cols) };
-    if (!keep && !wasLoaded) releaseWeight(w);
-    return row;
-  });
 }
 
 export function register(program: Command): void {
