@@ -114,7 +114,7 @@ quantlab quantize ../shared/data/stories260K/stories260K.bin --method gptq --spe
 quantlab kld ../shared/data/stories260K/stories260K.bin q.safetensors --text ../shared/data/tinystories/eval.txt --ctx 512 --max-tokens ${maxTokens}
 \`\`\`
 (\`--method awq\` and \`--method rtn\` for the other two rows; --samples 128 --seq 256 are the defaults.)
-The test \`test/algos/ptq.test.ts\` asserts the same < 0.8 factors on a shortened run (32 calibration windows of 128, 1,022 eval tokens).
+The test \`test/algos/pipeline.test.ts\` asserts the same < 0.8 factors on a shortened run (32 calibration windows of 128, 1,022 eval tokens).
 
 ## Reading the table
 

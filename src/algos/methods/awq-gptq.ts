@@ -2,7 +2,7 @@
 import { awqSearchScales } from "../awq.js";
 import { runLayerwise, type LayerwiseMethod } from "../pipeline.js";
 import type { OptionValue } from "../recipe.js";
-import { AWQ_OPTIONS, awqOptionsOf } from "./awq.js";
+import { AWQ_OPTIONS } from "./awq.js";
 import { GPTQ_OPTIONS, gptqBlock } from "./gptq.js";
 import type { MethodDef } from "./types.js";
 
@@ -12,7 +12,7 @@ const awqGptqLayerwise = (options: Record<string, OptionValue>): LayerwiseMethod
   gram: true,
   migrate(m, step) {
     const st = m.stats;
-    const r = awqSearchScales(m.linears, m.cols, { meanAbs: st.meanAbs(), gram: st.gram!, nTokens: st.nTokens }, m.quantizer, { ...awqOptionsOf(options), name: `blk.${m.layer}.${m.site}` });
+    const r = awqSearchScales(m.linears, m.cols, { meanAbs: st.meanAbs(), gram: st.gram!, nTokens: st.nTokens }, m.quantizer, { grid: options.grid as number, name: `blk.${m.layer}.${m.site}` });
     for (const k of m.keys) step.detail.set(k, { alpha: r.alpha });
     return r.scales;
   },
@@ -22,7 +22,8 @@ const awqGptqLayerwise = (options: Record<string, OptionValue>): LayerwiseMethod
 export const awqGptq: MethodDef = {
   doc: "AWQ's per-channel scales folded in, then GPTQ",
   targets: ["spec"],
-  options: { ...GPTQ_OPTIONS, grid: AWQ_OPTIONS.grid!, clipGrid: AWQ_OPTIONS.clipGrid!, maxShrink: AWQ_OPTIONS.maxShrink! },
+  // AWQ's scale search only (no clipping search: GPTQ chooses the codes), so its clip options do not apply
+  options: { ...GPTQ_OPTIONS, grid: AWQ_OPTIONS.grid! },
   windows: () => ["random"],
   calibration: () => "required",
   run: (ctx) => runLayerwise(ctx, awqGptqLayerwise(ctx.recipe.options)),
