@@ -30,6 +30,7 @@ import { BlockRunner, LINEAR_KEYS, blockWeights, linearName, type BlockWeights, 
 import { isSpecTarget } from "./recipe.js";
 import { foldNormInPlace, randomizedHadamard, rotateInputsInPlace, rotateOutputsInPlace, type Rotation } from "./rotation.js";
 import { RegistryQuantizer } from "./spec-quantizer.js";
+import { rtnQuantize } from "./rtn.js";
 import { ChannelStats, divideNormInPlace, divideRowsInPlace, scaleColumnsInPlace } from "./stats.js";
 import type { MethodContext, MethodOutput, SpecTensorReport } from "./methods/types.js";
 import { specReport } from "./methods/rtn.js";
@@ -83,6 +84,8 @@ export interface BlockStep {
   quantizer(k: LinearKey): RegistryQuantizer;
   /** round to nearest with the linear's spec (quant's quantizeTensor) */
   quantizeRtn(k: LinearKey, w: Float32Array): QTensor;
+  /** round to nearest with the method's column quantizer (its fit: HQQ's solver, AWQ's clipped weights …) */
+  quantizeWith(k: LinearKey, w: Float32Array): QTensor;
   /** the site's input (T, width) for the block as quantized so far (hook called, block run stops after the site) */
   captureSite(site: LinearSite, hook: (x: Float32Array, T: number) => void): void;
   /** what the migration step left for a linear (AWQ's clipped weights) */
@@ -223,6 +226,11 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       selected,
       quantizer: (k) => quantizerOf(linearName(l, k)),
       quantizeRtn: (k, w) => quantizeTensor(w, [rowsOf(k, c), colsOf(k, c)], specs.get(linearName(l, k))!, { name: linearName(l, k) }),
+      quantizeWith: (k, w) => {
+        const rows = rowsOf(k, c), cols = colsOf(k, c);
+        const gq = quantizerOf(linearName(l, k));
+        return gq.toQTensor(rtnQuantize(w, rows, cols, gq), rows, cols, linearName(l, k));
+      },
       captureSite: (site, hook) => {
         const [rn, x] = need(`capturing ${site}`);
         rn.run(l, bw, x, { transforms: captureTransforms, hook: (s, buf) => { if (s === site) hook(buf, T); }, stopAfter: site });

@@ -23,7 +23,7 @@ import { calibrationWindows, generatedWindows } from "./calib.js";
 import { isMixedSpec, parseMixedSpec, printMixedSpec } from "./mixed-model.js";
 import { METHODS } from "./methods/index.js";
 import type { CalibrationData, ImatrixFile, MethodContext, MethodOutput } from "./methods/types.js";
-import { METHOD_NAMES, parseRecipe, recipeToJson, sha256Hex, type MethodName, type Recipe } from "./recipe.js";
+import { METHOD_NAMES, parseJson, parseRecipe, recipeToJson, sha256Hex, type MethodName, type Recipe } from "./recipe.js";
 import { globToRegExp, linearWeightNames, selectTensors } from "./select.js";
 
 export interface QuantizeOptions {
@@ -60,14 +60,7 @@ export function methodOptions(m: MethodName) {
 
 /** Parses and canonicalizes a recipe (JSON text or object; `kind` and `version` may be omitted). */
 export function normalizeRecipe(input: unknown, where = "recipe"): Recipe {
-  let v = input;
-  if (typeof v === "string") {
-    try {
-      v = JSON.parse(v);
-    } catch (e) {
-      throw new QuantlabError("E_ARG", `${where}: not valid JSON (${(e as Error).message})`);
-    }
-  }
+  let v = typeof input === "string" ? parseJson(input, where) : input;
   if (typeof v === "object" && v !== null && !Array.isArray(v)) v = { kind: "quantlab.recipe", version: 1, ...(v as object) };
   const r = parseRecipe(v, methodOptions, where);
   // canonical target: specs printed canonically, presets by their table name

@@ -187,15 +187,7 @@ function calibration(v: Json, path: string): RecipeCalibration {
  * against `schemaOf(method)` and their defaults filled in, so the result is the canonical recipe.
  */
 export function parseRecipe(input: Json, schemaOf: (m: MethodName) => OptionSchema, where = "recipe"): Recipe {
-  let v = input;
-  if (typeof input === "string") {
-    try {
-      v = JSON.parse(input);
-    } catch (e) {
-      throw new QuantlabError("E_ARG", `${where}: not valid JSON (${(e as Error).message})`);
-    }
-  }
-  const o = obj(v, "$");
+  const o = obj(typeof input === "string" ? parseJson(input, where) : input, "$");
   onlyKeys(o, ["kind", "version", "target", "method", "options", "seed", "rotate", "calibration", "imatrix", "tensors", "overrides"], "$");
   if (o.kind !== RECIPE_KIND) err("$.kind", `expected "${RECIPE_KIND}", got ${JSON.stringify(o.kind)}`);
   if (o.version !== RECIPE_VERSION) err("$.version", `this quantlab reads version ${RECIPE_VERSION}, got ${JSON.stringify(o.version)}`);
@@ -256,6 +248,15 @@ export function parseRecipe(input: Json, schemaOf: (m: MethodName) => OptionSche
     });
   }
   return r;
+}
+
+/** JSON text → value; E_ARG naming `where` when it is not JSON. */
+export function parseJson(text: string, where: string): Json {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new QuantlabError("E_ARG", `${where}: not valid JSON (${(e as Error).message})`);
+  }
 }
 
 /** Checks `given` against a method's option schema and fills in the defaults (in schema order). */

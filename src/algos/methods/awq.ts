@@ -3,10 +3,8 @@
  * block's calibration inputs (s = mean|x|^α, α on a grid) and a clipping search, the scales folded into
  * the RMSNorm or the previous linear, then round to nearest of the clipped, scaled weights.
  */
-import { rtnQuantize } from "../rtn.js";
 import { awqQuantizePrep } from "../awq.js";
-import { linearName } from "../calib.js";
-import { colsOf, rowsOf, runLayerwise, type LayerwiseMethod } from "../pipeline.js";
+import { runLayerwise, type LayerwiseMethod } from "../pipeline.js";
 import type { OptionSchema, OptionValue } from "../recipe.js";
 import type { MethodDef } from "./types.js";
 
@@ -30,13 +28,9 @@ export const awqLayerwise = (options: Record<string, OptionValue>): LayerwiseMet
     return r.scales;
   },
   quantizeBlock(step) {
-    const c = step.config;
     for (const k of step.selected) {
       const t0 = Date.now();
-      const rows = rowsOf(k, c), cols = colsOf(k, c);
-      const gq = step.quantizer(k);
-      const src = step.migrated.get(k) ?? step.bw[k];
-      step.setQuant(k, gq.toQTensor(rtnQuantize(src, rows, cols, gq), rows, cols, linearName(step.layer, k)), t0);
+      step.setQuant(k, step.quantizeWith(k, step.migrated.get(k) ?? step.bw[k]), t0); // the clipped, scaled weights
     }
   },
 });

@@ -1,7 +1,5 @@
 /** Method "hqq": HQQ's half-quadratic solver per group (algos/hqq.ts), no calibration (int asym/asymf specs). */
-import { rtnQuantize } from "../rtn.js";
-import { linearName } from "../calib.js";
-import { colsOf, rowsOf, runLayerwise } from "../pipeline.js";
+import { runLayerwise } from "../pipeline.js";
 import { RegistryQuantizer } from "../spec-quantizer.js";
 import type { MethodDef } from "./types.js";
 import { staticActivations } from "./rtn.js";
@@ -18,12 +16,9 @@ export const hqq: MethodDef = {
       columnQuantizer: true,
       quantizer: (spec) => new RegistryQuantizer(spec, { hqq: {} }),
       quantizeBlock(step) {
-        const c = step.config;
         for (const k of step.selected) {
           const t0 = Date.now();
-          const rows = rowsOf(k, c), cols = colsOf(k, c);
-          const gq = step.quantizer(k);
-          step.setQuant(k, gq.toQTensor(rtnQuantize(step.bw[k], rows, cols, gq), rows, cols, linearName(step.layer, k)), t0);
+          step.setQuant(k, step.quantizeWith(k, step.bw[k]), t0);
         }
       },
     }),
