@@ -178,7 +178,9 @@ export function f16_to_f32(h: u32): f32 {
  * loads R weight vectors and T activation vectors and does R·T multiply-adds, so a weight is loaded once
  * per T tokens and an activation once per R rows (the row dots load both for every multiply-add).
  * w: row 0 at column 0 of the block, rows ws bytes apart; x: token 0, tokens xs bytes apart; out: the
- * token-0 output of row 0, tokens os bytes apart. The last k mod 4 columns run as one zero-padded step. */
+ * token-0 output of row 0, tokens os bytes apart. The last k mod 4 columns run as one zero-padded step.
+ * The loop steps 4 columns: TurboFan unrolls it 4× by itself, keeping each step's loads next to their
+ * multiply-adds, while a hand-unrolled 16-column body had all its loads hoisted to the top and spilled. */
 @inline function gemmTile(f16: bool, R: i32, T: i32, w: usize, ws: usize, x: usize, xs: usize, k: i32, out: usize, os: usize, add: bool): void {
   const z = f32x4.splat(0);
   let a00 = z, a01 = z, a02 = z, a03 = z;
@@ -261,10 +263,13 @@ export function f16_to_f32(h: u32): f32 {
 }
 
 /** Prefill of f32 / f16 weights, rows [r0, r1) × all n tokens: OUT(n, rows) = X(n, cols)·Wᵀ, W read in
- * place (rows, cols) row-major. Columns in blocks of GEMM_KC, tokens in blocks of GEMM_TB; inside, tiles
- * of GEMM_R rows × GEMM_T tokens, so one tile's weights (GEMM_R × GEMM_KC) stay in L1 while every token
- * pair of the block streams past them, and the token block's activations (GEMM_TB × GEMM_KC) stay in L2
- * for all row tiles. Tails: rows left over run 1 × GEMM_T tiles, tokens left over GEMM_R × 1 tiles. */
+ * place, (rows, cols) row-major. Tokens in blocks of GEMM_TB; inside a block, tiles of RM rows × TM
+ * tokens, every token tile of the block on one row tile before the next, so the row tile's weights
+ * (RM × cols: 32 KiB at 2048 f32 columns) are read from RAM once per token block and then from L2/L1,
+ * while the block's activations (GEMM_TB × cols) are reused by every row tile from L2 (L3 for very wide
+ * rows). Columns run in blocks of GEMM_KC only for rows wider than that, so a row tile stays within L2;
+ * later column blocks add to the outputs. Rows left over run as 1 × TM tiles, tokens left over as RM × 1.
+ * The pool may start a chunk at any row: tiles start at r0, so a thread writes only its own rows. */
 @inline function gemmRows(f16: bool, RM: i32, TM: i32, w0: usize, rows: i32, cols: i32, xf: usize, out: usize, n: i32, r0: i32, r1: i32): void {
   const ws = <usize>cols << (f16 ? 1 : 2);
   const xs = <usize>cols << 2;
@@ -293,11 +298,20 @@ export function f16_to_f32(h: u32): f32 {
   }
 }
 
+// Tile shapes. V8 (x64) allocates 15 xmm registers to wasm SIMD (xmm15 is its scratch), and TurboFan
+// issues all loads of a loop body before the arithmetic, so a tile needs R·T accumulators + R weight +
+// T activation vectors live at once. f32 4×2: 8 + 4 + 2 = 14 (+1 product temporary for mul + add in the
+// SIMD128 build) — 3×4 or 4×3 would need 16–17 and spill. f16 also keeps its two conversion constants
+// (mask, 2^112) in registers, so 4×2 spills an accumulator; 2×3 (6 + 2 + 3 + 2 = 13) converts each weight
+// vector once for 3 tokens and measured fastest of 4×2, 2×4, 3×3, 2×3, 3×2, 1×4 (docs/kernels.md).
 const F32_R = 4;
 const F32_T = 2;
-const F16_R = 4;
-const F16_T = 2;
-const GEMM_KC = 512;
+const F16_R = 2;
+const F16_T = 3;
+// Blocking: column blocks of 512 or 1024 measured 15–30% slower than whole rows at 2048 and 8192 columns
+// (short runs defeat the hardware prefetcher, and the compute is not bound by L2/L3 bandwidth), 4096 the
+// same as whole rows; token blocks of 32–128 were equal, 256 slower at 8192 columns (an 8 MiB block).
+const GEMM_KC = 4096;
 const GEMM_TB = 64;
 
 // ---------------------------------------------------------------- int8 codes × Q8 activations

@@ -1,9 +1,10 @@
 // Prefill of dense weights (f32, f16): the register-blocked GEMM of run_k1/run_k2 (n > 1) against the
 // TypeScript reference backend, both builds, 1–3 threads, at shapes that hit every tail of the blocking:
 // rows not a multiple of the row tile (and 1 row), tokens not a multiple of the token tile (and 1 token:
-// the decode path), columns below 4, not a multiple of 4 or 16, and past one column block (so later
-// blocks add to the earlier ones' outputs), tokens past one token block. With 2 and 3 threads the pool
-// cuts 50 rows into chunks of 7 and 5 rows, so chunk boundaries fall inside row tiles.
+// the decode path), columns below 4 and not a multiple of 4, rows wider than one column block (4096: the
+// later block adds to the earlier one's outputs), tokens past one token block (64). With 2 and 3 threads
+// the pool cuts 50 rows into chunks of 7 and 5 rows (21 rows: 3 and 2), so chunk boundaries fall inside
+// row tiles.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
@@ -11,10 +12,10 @@ import { VARIANTS, readyBackend, disposeAll, randomF32, denseWeight, type TestWe
 
 after(disposeAll);
 
-/** f32 sums of up to ~1000 terms in a few orders: the error relative to Σ|w·x| stays far below this */
+/** f32 sums of up to ~4000 terms in a few orders (fused or not): the error relative to Σ|w·x| stays far below this */
 const TOL = 2e-6;
 
-const COLS = [1, 2, 3, 4, 5, 7, 16, 17, 31, 33, 514, 1029];
+const COLS = [1, 2, 3, 4, 5, 7, 16, 17, 31, 33, 514, 4099];
 const ROWS = [1, 3, 4, 5, 50];
 const TOKENS = [1, 2, 3, 5, 9];
 
@@ -45,9 +46,9 @@ function cases(): { w: TestWeight; n: number }[] {
         for (const n of TOKENS) out.push({ w, n });
       }
     }
-    // past one token block (64), with a token tail, and the column tail in the second column block
+    // past one token block, with a token tail; past one column block, with a column tail in the second
     out.push({ w: denseWeight(dtype, 9, 37, randomF32(9 * 37, seed++)), n: 67 });
-    out.push({ w: denseWeight(dtype, 50, 1029, randomF32(50 * 1029, seed++)), n: 130 });
+    out.push({ w: denseWeight(dtype, 21, 4101, randomF32(21 * 4101, seed++)), n: 130 });
   }
   return out;
 }
