@@ -301,15 +301,16 @@ export function f16_to_f32(h: u32): f32 {
 // Tile shapes. V8 (x64) allocates 15 xmm registers to wasm SIMD (xmm15 is its scratch), and TurboFan
 // issues all loads of a loop body before the arithmetic, so a tile needs R·T accumulators + R weight +
 // T activation vectors live at once. f32 4×2: 8 + 4 + 2 = 14 (+1 product temporary for mul + add in the
-// SIMD128 build) — 3×4 or 4×3 would need 16–17 and spill. f16 also keeps its two conversion constants
-// (mask, 2^112) in registers, so 4×2 spills an accumulator; 2×3 (6 + 2 + 3 + 2 = 13) converts each weight
-// vector once for 3 tokens and measured fastest of 4×2, 2×4, 3×3, 2×3, 3×2, 1×4 (docs/kernels.md).
+// SIMD128 build); 3×3 (15 + 1) spills in the SIMD128 build, 3×4 and 4×3 (19) in both. f16 also keeps
+// its two conversion constants (mask, 2^112) in registers, so 4×2 spills an accumulator; 2×3
+// (6 + 2 + 3 + 2 = 13) converts each weight vector once for 3 tokens and measured fastest of 4×2, 2×4,
+// 3×3, 2×3, 3×2 (docs/kernels.md).
 const F32_R = 4;
 const F32_T = 2;
 const F16_R = 2;
 const F16_T = 3;
-// Blocking: column blocks of 512 or 1024 measured 15–30% slower than whole rows at 2048 and 8192 columns
-// (short runs defeat the hardware prefetcher, and the compute is not bound by L2/L3 bandwidth), 4096 the
+// Blocking: column blocks of 512 measured 13–24% slower than whole rows at 2048 and 8192 columns (short
+// runs restart the hardware prefetcher, and the tile is not bound by L2/L3 bandwidth), 2048 and 4096 the
 // same as whole rows; token blocks of 32–128 were equal, 256 slower at 8192 columns (an 8 MiB block).
 const GEMM_KC = 4096;
 const GEMM_TB = 64;
