@@ -152,11 +152,17 @@ export function f16_to_f32(h: u32): f32 {
   return v;
 }
 
-/** Lane k = the lane sum of s_k (four rows' partial sums → the four rows' outputs, one vector). */
+/** Lane k = (s_k[0] + s_k[2]) + (s_k[1] + s_k[3]): four rows' partial sums → the four rows' outputs, one vector. */
 @inline function reduce4f(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
   const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
   return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** (v0 + v2) + (v1 + v3): the lane order of reduce4f, so a row's output has the same bits whether it ran
+ * in a 4-row tile or a tail tile (where a tile starts depends on how the pool cut the rows). */
+@inline function hsum_f32_02(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
 }
 
 /** One token's outputs of an R-row tile: rows r…r+R−1 are consecutive floats at o. `add`: a later
@@ -168,9 +174,9 @@ export function f16_to_f32(h: u32): f32 {
     v128.store(o, v);
     return;
   }
-  store<f32>(o, (add ? load<f32>(o) : 0) + hsum_f32(a0));
-  if (R > 1) store<f32>(o, (add ? load<f32>(o, 4) : 0) + hsum_f32(a1), 4);
-  if (R > 2) store<f32>(o, (add ? load<f32>(o, 8) : 0) + hsum_f32(a2), 8);
+  store<f32>(o, add ? load<f32>(o) + hsum_f32_02(a0) : hsum_f32_02(a0));
+  if (R > 1) store<f32>(o, add ? load<f32>(o, 4) + hsum_f32_02(a1) : hsum_f32_02(a1), 4);
+  if (R > 2) store<f32>(o, add ? load<f32>(o, 8) + hsum_f32_02(a2) : hsum_f32_02(a2), 8);
 }
 
 /** Micro-kernel: R rows × T tokens (R, T ≤ 4, compile-time constants at every call) over k columns.

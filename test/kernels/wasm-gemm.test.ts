@@ -4,11 +4,12 @@
 // the decode path), columns below 4 and not a multiple of 4, rows wider than one column block (4096: the
 // later block adds to the earlier one's outputs), tokens past one token block (64). With 2 and 3 threads
 // the pool cuts 50 rows into chunks of 7 and 5 rows (21 rows: 3 and 2), so chunk boundaries fall inside
-// row tiles.
+// row tiles; the outputs must still have the bits of one thread (a row's sum does not depend on which
+// tile it ran in).
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
-import { VARIANTS, readyBackend, disposeAll, randomF32, denseWeight, type TestWeight } from "./helpers.js";
+import { VARIANTS, backend, readyBackend, disposeAll, randomF32, denseWeight, type TestWeight } from "./helpers.js";
 
 after(disposeAll);
 
@@ -72,6 +73,13 @@ for (const variant of VARIANTS) {
             if (!(e <= err)) { err = e; at = i; }
           }
           assert.ok(err <= TOL, `${variant} t${threads} ${w.label} n=${n}: relative error ${err.toExponential(2)} at token ${Math.floor(at / w.rows)}, row ${at % w.rows}`);
+          if (threads > 1) {
+            const one = backend(variant, 1);
+            const alone = new Float32Array(n * w.rows);
+            one.matmul(one.prepare(w.weight, w.label), x, n, alone);
+            const i = alone.findIndex((v, k) => !Object.is(v, got[k]));
+            assert.equal(i, -1, `${variant} t${threads} ${w.label} n=${n}: token ${Math.floor(i / w.rows)}, row ${i % w.rows} differs from 1 thread`);
+          }
         }
       });
     }
