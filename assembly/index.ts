@@ -115,6 +115,212 @@ export function f16_to_f32(h: u32): f32 {
   return s;
 }
 
+// ---------------------------------------------------------------- dense prefill: register-blocked GEMM
+
+/** acc + w·x per lane. The relaxed build uses f32x4.relaxed_madd, a fused multiply-add on x64 (vfmadd):
+ * one rounding instead of two, so its low bits differ from the SIMD128 build's mul + add (the tests'
+ * tolerance, proportional to Σ|w·x|, covers both). */
+@inline function mac(acc: v128, w: v128, x: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(w, x, acc);
+  else return f32x4.add(acc, f32x4.mul(w, x));
+}
+
+/** 4 weights of a row from column c (f32, or f16 bits converted in registers) as f32x4. */
+@inline function wvec(f16: bool, p: usize, c: usize): v128 {
+  if (f16) return f16x4_to_f32(v128.load16x4_s(p + (c << 1)));
+  return v128.load(p + (c << 2));
+}
+
+/** The last m (1..3) weights of a row from column c, zero in the lanes above (never reads past them). */
+@inline function wpart(f16: bool, p: usize, c: usize, m: i32): v128 {
+  if (f16) {
+    const q = p + (c << 1);
+    let v = i32x4.replace_lane(i32x4.splat(0), 0, <i32>load<i16>(q));
+    if (m > 1) v = i32x4.replace_lane(v, 1, <i32>load<i16>(q, 2));
+    if (m > 2) v = i32x4.replace_lane(v, 2, <i32>load<i16>(q, 4));
+    return f16x4_to_f32(v);
+  }
+  return xpart(p, c, m);
+}
+
+/** The last m (1..3) activations of a row from column c, zero above. */
+@inline function xpart(p: usize, c: usize, m: i32): v128 {
+  const q = p + (c << 2);
+  let v = f32x4.replace_lane(f32x4.splat(0), 0, load<f32>(q));
+  if (m > 1) v = f32x4.replace_lane(v, 1, load<f32>(q, 4));
+  if (m > 2) v = f32x4.replace_lane(v, 2, load<f32>(q, 8));
+  return v;
+}
+
+/** Lane k = (s_k[0] + s_k[2]) + (s_k[1] + s_k[3]): four rows' partial sums → the four rows' outputs, one vector. */
+@inline function reduce4f(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** (v0 + v2) + (v1 + v3): the lane order of reduce4f, so a row's output has the same bits whether it ran
+ * in a 4-row tile or a tail tile (where a tile starts depends on how the pool cut the rows). */
+@inline function hsum_f32_02(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
+}
+
+/** One token's outputs of an R-row tile: rows r…r+R−1 are consecutive floats at o. `add`: a later
+ * column block adds to what the earlier ones stored. */
+@inline function storeRows(R: i32, o: usize, add: bool, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  if (R == 4) {
+    let v = reduce4f(a0, a1, a2, a3);
+    if (add) v = f32x4.add(v128.load(o), v);
+    v128.store(o, v);
+    return;
+  }
+  store<f32>(o, add ? load<f32>(o) + hsum_f32_02(a0) : hsum_f32_02(a0));
+  if (R > 1) store<f32>(o, add ? load<f32>(o, 4) + hsum_f32_02(a1) : hsum_f32_02(a1), 4);
+  if (R > 2) store<f32>(o, add ? load<f32>(o, 8) + hsum_f32_02(a2) : hsum_f32_02(a2), 8);
+}
+
+/** Micro-kernel: R rows × T tokens (R, T ≤ 4, compile-time constants at every call) over k columns.
+ * Accumulator a<r><t> holds 4 partial sums (lane = column mod 4) of row r · token t; each 4-column step
+ * loads R weight vectors and T activation vectors and does R·T multiply-adds, so a weight is loaded once
+ * per T tokens and an activation once per R rows (the row dots load both for every multiply-add).
+ * w: row 0 at column 0 of the block, rows ws bytes apart; x: token 0, tokens xs bytes apart; out: the
+ * token-0 output of row 0, tokens os bytes apart. The last k mod 4 columns run as one zero-padded step.
+ * The loop steps 4 columns: TurboFan unrolls it 4× by itself, keeping each step's loads next to their
+ * multiply-adds, while a hand-unrolled 16-column body had all its loads hoisted to the top and spilled. */
+@inline function gemmTile(f16: bool, R: i32, T: i32, w: usize, ws: usize, x: usize, xs: usize, k: i32, out: usize, os: usize, add: bool): void {
+  const z = f32x4.splat(0);
+  let a00 = z, a01 = z, a02 = z, a03 = z;
+  let a10 = z, a11 = z, a12 = z, a13 = z;
+  let a20 = z, a21 = z, a22 = z, a23 = z;
+  let a30 = z, a31 = z, a32 = z, a33 = z;
+  const w1 = w + ws, w2 = w + 2 * ws, w3 = w + 3 * ws;
+  const x1 = x + xs, x2 = x + 2 * xs, x3 = x + 3 * xs;
+  let c = 0;
+  for (; c + 4 <= k; c += 4) {
+    const uc = <usize>c;
+    const v0 = wvec(f16, w, uc);
+    const v1 = R > 1 ? wvec(f16, w1, uc) : z;
+    const v2 = R > 2 ? wvec(f16, w2, uc) : z;
+    const v3 = R > 3 ? wvec(f16, w3, uc) : z;
+    const u0 = v128.load(x + (uc << 2));
+    a00 = mac(a00, v0, u0);
+    if (R > 1) a10 = mac(a10, v1, u0);
+    if (R > 2) a20 = mac(a20, v2, u0);
+    if (R > 3) a30 = mac(a30, v3, u0);
+    if (T > 1) {
+      const u1 = v128.load(x1 + (uc << 2));
+      a01 = mac(a01, v0, u1);
+      if (R > 1) a11 = mac(a11, v1, u1);
+      if (R > 2) a21 = mac(a21, v2, u1);
+      if (R > 3) a31 = mac(a31, v3, u1);
+    }
+    if (T > 2) {
+      const u2 = v128.load(x2 + (uc << 2));
+      a02 = mac(a02, v0, u2);
+      if (R > 1) a12 = mac(a12, v1, u2);
+      if (R > 2) a22 = mac(a22, v2, u2);
+      if (R > 3) a32 = mac(a32, v3, u2);
+    }
+    if (T > 3) {
+      const u3 = v128.load(x3 + (uc << 2));
+      a03 = mac(a03, v0, u3);
+      if (R > 1) a13 = mac(a13, v1, u3);
+      if (R > 2) a23 = mac(a23, v2, u3);
+      if (R > 3) a33 = mac(a33, v3, u3);
+    }
+  }
+  if (c < k) {
+    const uc = <usize>c, m = k - c;
+    const v0 = wpart(f16, w, uc, m);
+    const v1 = R > 1 ? wpart(f16, w1, uc, m) : z;
+    const v2 = R > 2 ? wpart(f16, w2, uc, m) : z;
+    const v3 = R > 3 ? wpart(f16, w3, uc, m) : z;
+    const u0 = xpart(x, uc, m);
+    a00 = mac(a00, v0, u0);
+    if (R > 1) a10 = mac(a10, v1, u0);
+    if (R > 2) a20 = mac(a20, v2, u0);
+    if (R > 3) a30 = mac(a30, v3, u0);
+    if (T > 1) {
+      const u1 = xpart(x1, uc, m);
+      a01 = mac(a01, v0, u1);
+      if (R > 1) a11 = mac(a11, v1, u1);
+      if (R > 2) a21 = mac(a21, v2, u1);
+      if (R > 3) a31 = mac(a31, v3, u1);
+    }
+    if (T > 2) {
+      const u2 = xpart(x2, uc, m);
+      a02 = mac(a02, v0, u2);
+      if (R > 1) a12 = mac(a12, v1, u2);
+      if (R > 2) a22 = mac(a22, v2, u2);
+      if (R > 3) a32 = mac(a32, v3, u2);
+    }
+    if (T > 3) {
+      const u3 = xpart(x3, uc, m);
+      a03 = mac(a03, v0, u3);
+      if (R > 1) a13 = mac(a13, v1, u3);
+      if (R > 2) a23 = mac(a23, v2, u3);
+      if (R > 3) a33 = mac(a33, v3, u3);
+    }
+  }
+  storeRows(R, out, add, a00, a10, a20, a30);
+  if (T > 1) storeRows(R, out + os, add, a01, a11, a21, a31);
+  if (T > 2) storeRows(R, out + 2 * os, add, a02, a12, a22, a32);
+  if (T > 3) storeRows(R, out + 3 * os, add, a03, a13, a23, a33);
+}
+
+/** Prefill of f32 / f16 weights, rows [r0, r1) × all n tokens: OUT(n, rows) = X(n, cols)·Wᵀ, W read in
+ * place, (rows, cols) row-major. Tokens in blocks of GEMM_TB; inside a block, tiles of RM rows × TM
+ * tokens, every token tile of the block on one row tile before the next, so the row tile's weights
+ * (RM × cols: 32 KiB at 2048 f32 columns) are read from RAM once per token block and then from L2/L1,
+ * while the block's activations (GEMM_TB × cols) are reused by every row tile from L2 (L3 for very wide
+ * rows). Columns run in blocks of GEMM_KC only for rows wider than that, so a row tile stays within L2;
+ * later column blocks add to the outputs. Rows left over run as 1 × TM tiles, tokens left over as RM × 1.
+ * The pool may start a chunk at any row: tiles start at r0, so a thread writes only its own rows. */
+@inline function gemmRows(f16: bool, RM: i32, TM: i32, w0: usize, rows: i32, cols: i32, xf: usize, out: usize, n: i32, r0: i32, r1: i32): void {
+  const ws = <usize>cols << (f16 ? 1 : 2);
+  const xs = <usize>cols << 2;
+  const os = <usize>rows << 2;
+  for (let k0 = 0; k0 < cols; k0 += GEMM_KC) {
+    const k = min(GEMM_KC, cols - k0);
+    const add = k0 > 0;
+    const wk = w0 + (<usize>k0 << (f16 ? 1 : 2));
+    const xk = xf + (<usize>k0 << 2);
+    for (let t0 = 0; t0 < n; t0 += GEMM_TB) {
+      const t1 = min(n, t0 + GEMM_TB);
+      let r = r0;
+      for (; r + RM <= r1; r += RM) {
+        const wr = wk + <usize>r * ws;
+        let t = t0;
+        for (; t + TM <= t1; t += TM) gemmTile(f16, RM, TM, wr, ws, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + <usize>r) * 4, os, add);
+        for (; t < t1; t++) gemmTile(f16, RM, 1, wr, ws, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + <usize>r) * 4, os, add);
+      }
+      for (; r < r1; r++) {
+        const wr = wk + <usize>r * ws;
+        let t = t0;
+        for (; t + TM <= t1; t += TM) gemmTile(f16, 1, TM, wr, ws, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + <usize>r) * 4, os, add);
+        for (; t < t1; t++) gemmTile(f16, 1, 1, wr, ws, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + <usize>r) * 4, os, add);
+      }
+    }
+  }
+}
+
+// Tile shapes. V8 (x64) allocates 15 xmm registers to wasm SIMD (xmm15 is its scratch), and TurboFan
+// issues all loads of a loop body before the arithmetic, so a tile needs R·T accumulators + R weight +
+// T activation vectors live at once. f32 4×2: 8 + 4 + 2 = 14 (+1 product temporary for mul + add in the
+// SIMD128 build); 3×3 (15 + 1) spills in the SIMD128 build, 3×4 and 4×3 (19) in both. f16 also keeps
+// its two conversion constants (mask, 2^112) in registers, so 4×2 spills an accumulator; 2×3
+// (6 + 2 + 3 + 2 = 13) converts each weight vector once for 3 tokens and measured fastest of 4×2, 2×4,
+// 3×3, 2×3, 3×2 (docs/kernels.md).
+const F32_R = 4;
+const F32_T = 2;
+const F16_R = 2;
+const F16_T = 3;
+// Blocking: column blocks of 512 measured 13–24% slower than whole rows at 2048 and 8192 columns (short
+// runs restart the hardware prefetcher, and the tile is not bound by L2/L3 bandwidth), 2048 and 4096 the
+// same as whole rows; token blocks of 32–128 were equal, 256 slower at 8192 columns (an 8 MiB block).
+const GEMM_KC = 4096;
+const GEMM_TB = 64;
+
 // ---------------------------------------------------------------- int8 codes × Q8 activations
 
 /** Σ of 32 int8 codes × 32 i16-widened activation codes, as 4 i32 lanes (load8x8_s + dot_i16x8_s). */
@@ -667,6 +873,14 @@ export function f32_count_special(p: usize, n: i32): i32 {
         else dot4_q8_0x(q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, o, 4);
       }
     }
+    return;
+  }
+  if (kind == K_F32 && n > 1) {
+    gemmRows(false, F32_R, F32_T, w0, rows, cols, xf, out, n, r0, r1);
+    return;
+  }
+  if (kind == K_F16 && n > 1) {
+    gemmRows(true, F16_R, F16_T, w0, rows, cols, xf, out, n, r0, r1);
     return;
   }
   // Prefill (n > 1): tokens in blocks of TOKEN_BLOCK, rows inside, so one block's activations stay in L2

@@ -1,7 +1,8 @@
 // Kernel benchmarks: mat-vec GB/s of weight bytes for 4096×4096 matrices streamed from RAM (≥ 8× L3 of
 // distinct weights, so nothing is served from cache), TS reference vs WASM SIMD128 vs WASM relaxed SIMD,
-// 1 and 2 threads, against a same-run WASM streaming-read yardstick; quantization throughput; and
-// stories260K decode tokens/s on the ref and WASM backends.
+// 1 and 2 threads, against a same-run WASM streaming-read yardstick; dense prefill (f32 GEMM) GFLOP/s
+// against the same tokens as row dots; quantization throughput; and stories260K decode tokens/s on the
+// ref and WASM backends. Sections: matvec, gemm, quantize, decode (`node dist/bench/run.js kernels:gemm`).
 import { Tensor } from "../src/core/tensor.js";
 import { f32ToF16Bits } from "../src/core/f16.js";
 import { GgmlType, ggmlTypeName, GGML_TYPES } from "../src/ggml/types.js";
@@ -151,6 +152,70 @@ async function matvecSection(ctx: BenchContext): Promise<BenchSection[]> {
   }];
 }
 
+/** Dense prefill: OUT(n, rows) = X(n, cols)·Wᵀ for f32 W through `matmul` (the register-blocked GEMM of
+ * assembly/index.ts), GFLOP/s, next to the same product as n mat-vecs (the decode kernel: every output an
+ * independent row dot, as prefill ran before the GEMM) on the same backend, and the TS reference. */
+async function gemmSection(ctx: BenchContext): Promise<BenchSection> {
+  const shapes: [number, number][] = ctx.quick ? [[256, 768], [768, 256]] : [[256, 768], [768, 256], [2048, 2048], [2048, 8192]];
+  const tokens = ctx.quick ? [64] : [128, 256];
+  const reps = ctx.quick ? 3 : 5;
+  const variants = (["simd", "relaxed"] as WasmVariant[]).filter(wasmVariantSupported);
+  /** median and best ms of one call of f, after 2 warm-up calls; each timed sample repeats f ≈ 1 GFLOP */
+  const time = (f: () => void, flop: number, r: number): { median: number; min: number } => {
+    const inner = Math.max(1, Math.round(1e9 / flop));
+    f();
+    f();
+    const t: number[] = [];
+    for (let i = 0; i < r; i++) {
+      const t0 = performance.now();
+      for (let j = 0; j < inner; j++) f();
+      t.push((performance.now() - t0) / inner);
+    }
+    return stats(t);
+  };
+  const rows: (string | number)[][] = [];
+  for (const [nr, nc] of shapes) {
+    const w: Weight = { kind: "dense", tensor: Tensor.fromF32([nr, nc], randomF32(nr * nc, 21)) };
+    for (const n of tokens) {
+      const x = randomF32(n * nc, 22);
+      const out = new Float32Array(n * nr);
+      const flop = 2 * n * nr * nc;
+      if (nr * nc <= 1 << 20) {
+        const ref = new RefBackend();
+        const p = ref.prepare(w);
+        const s = time(() => ref.matmul(p, x, n, out), flop, 2);
+        rows.push([`${nr}×${nc}`, n, "TS ref", 1, fmt(flop / 1e6 / s.median), fmt(flop / 1e6 / s.min), "—"]);
+      }
+      for (const variant of variants) {
+        const be: WasmBackend = createNodeWasmBackend({ variant, threads: 2 });
+        await be.ready(20000);
+        const p = be.prepare(w, "w");
+        for (const threads of [1, 2]) {
+          be.minParallelBytes = threads === 1 ? Infinity : 0;
+          const g = time(() => be.matmul(p, x, n, out), flop, reps);
+          const dots = time(() => {
+            for (let t = 0; t < n; t++) be.matvec(p, x.subarray(t * nc, (t + 1) * nc), out.subarray(t * nr, (t + 1) * nr));
+          }, flop, Math.min(reps, 3));
+          const label = `WASM ${variant === "simd" ? "SIMD128" : "relaxed SIMD (FMA)"}`;
+          rows.push([`${nr}×${nc}`, n, `${label}, GEMM`, threads, fmt(flop / 1e6 / g.median), fmt(flop / 1e6 / g.min), fmt(dots.median / g.median)]);
+          rows.push([`${nr}×${nc}`, n, `${label}, row dots (n mat-vecs)`, threads, fmt(flop / 1e6 / dots.median), fmt(flop / 1e6 / dots.min), "1.00"]);
+          ctx.log(`  gemm ${nr}×${nc} n=${n} ${variant} t${threads}: ${fmt(flop / 1e6 / g.median)} GFLOP/s (row dots ${fmt(flop / 1e6 / dots.median)})`);
+        }
+        be.dispose();
+      }
+    }
+  }
+  return {
+    title: "Dense prefill (f32 weights): GEMM vs row dots, GFLOP/s",
+    table: { headers: ["W (rows×cols)", "tokens", "implementation", "threads", "GFLOP/s (median)", "GFLOP/s (best)", "× row dots"], rows },
+    notes: [
+      "GFLOP/s = 2·tokens·rows·cols / time of one `matmul` (activations copied in and outputs out included). GEMM: tiles of 4 rows × 2 tokens of f32x4 accumulators, token blocks of 64 (assembly/index.ts gemmRows; docs/kernels.md). Row dots: the same product as one `matvec` per token, each output an independent dot product (the decode kernel), on the same backend in the same minutes; '× row dots' = its time / the GEMM's.",
+      "The relaxed build accumulates with f32x4.relaxed_madd (FMA); SIMD128 with mul + add.",
+      "The machine is shared with other jobs (see the load average above): 2-thread rows only show scaling when the second core is free.",
+    ],
+  };
+}
+
 async function quantizeSection(ctx: BenchContext): Promise<BenchSection> {
   const n = ctx.quick ? 1 << 22 : 1 << 24;
   const x = randomF32(n, 11);
@@ -230,10 +295,16 @@ async function decodeSection(ctx: BenchContext): Promise<BenchSection> {
   };
 }
 
+/** sections named on the command line (`kernels:gemm,decode`), all by default */
+function wanted(ctx: BenchContext, name: string): boolean {
+  return !ctx.sections?.length || ctx.sections.some((s) => name.includes(s.trim()));
+}
+
 export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const out: BenchSection[] = [];
-  out.push(...(await matvecSection(ctx)));
-  out.push(await quantizeSection(ctx));
-  out.push(await decodeSection(ctx));
+  if (wanted(ctx, "matvec")) out.push(...(await matvecSection(ctx)));
+  if (wanted(ctx, "gemm")) out.push(await gemmSection(ctx));
+  if (wanted(ctx, "quantize")) out.push(await quantizeSection(ctx));
+  if (wanted(ctx, "decode")) out.push(await decodeSection(ctx));
   return out;
 }

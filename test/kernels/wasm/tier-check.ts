@@ -1,5 +1,5 @@
 // Run by backend-tiers.test.ts in a child node with V8 tier flags (--liftoff-only, or --no-liftoff):
-// every kernel of both builds against the oracle, with 2 threads. Prints one JSON line.
+// every kernel of both builds against the oracle (mat-vec, and mat-mat for the dense GEMM), with 2 threads. Prints one JSON line.
 import { QUANT_TYPES, VARIANTS, backend, denseWeight, ggmlWeight, oracle, randomF32, disposeAll, worstRelError } from "../helpers.js";
 
 const failures: string[] = [];
@@ -16,6 +16,15 @@ for (const variant of VARIANTS) {
     be.matvec(be.prepare(w.weight, w.label), x, out);
     const { err } = worstRelError(out, oracle(w, x, 1));
     if (!(err <= 2e-6)) failures.push(`${variant} ${w.label}: ${err}`);
+  }
+  // dense prefill (the GEMM of run_k1/run_k2): full tiles plus row, token and column tails
+  for (const w of [denseWeight("f32", 11, 523, randomF32(11 * 523, 4)), denseWeight("f16", 11, 523, randomF32(11 * 523, 5))]) {
+    const n = 7;
+    const x = randomF32(n * w.cols, 6);
+    const out = new Float32Array(n * w.rows);
+    be.matmul(be.prepare(w.weight, w.label), x, n, out);
+    const { err } = worstRelError(out, oracle(w, x, n));
+    if (!(err <= 2e-6)) failures.push(`${variant} ${w.label} n=${n}: ${err}`);
   }
 }
 disposeAll();

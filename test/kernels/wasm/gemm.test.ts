@@ -1,0 +1,87 @@
+// Prefill of dense weights (f32, f16): the register-blocked GEMM of run_k1/run_k2 (n > 1) against the
+// TypeScript reference backend, both builds, 1–3 threads, at shapes that hit every tail of the blocking:
+// rows not a multiple of the row tile (and 1 row), tokens not a multiple of the token tile (and 1 token:
+// the decode path), columns below 4 and not a multiple of 4, rows wider than one column block (4096: the
+// later block adds to the earlier one's outputs), tokens past one token block (64). With 2 and 3 threads
+// the pool cuts 50 rows into chunks of 7 and 5 rows (21 rows: 3 and 2), so chunk boundaries fall inside
+// row tiles; the outputs must still have the bits of one thread (a row's sum does not depend on which
+// tile it ran in).
+import { describe, test, after } from "node:test";
+import assert from "node:assert/strict";
+import { RefBackend } from "../../../src/kernels/ref/backend.js";
+import { VARIANTS, backend, readyBackend, disposeAll, randomF32, denseWeight, type TestWeight } from "../helpers.js";
+
+after(disposeAll);
+
+/** f32 sums of up to ~4000 terms in a few orders (fused or not): the error relative to Σ|w·x| stays far below this */
+const TOL = 2e-6;
+
+const COLS = [1, 2, 3, 4, 5, 7, 16, 17, 31, 33, 514, 4099];
+const ROWS = [1, 3, 4, 5, 50];
+const TOKENS = [1, 2, 3, 5, 9];
+
+const ref = new RefBackend();
+
+/** out[t·rows + r] of the reference backend, and Σ_c |w[r,c]·x[t,c]| for the tolerance */
+function reference(w: TestWeight, x: Float32Array, n: number): { out: Float32Array; mag: Float64Array } {
+  const out = new Float32Array(n * w.rows);
+  ref.matmul(ref.prepare(w.weight), x, n, out);
+  const mag = new Float64Array(n * w.rows);
+  for (let t = 0; t < n; t++) {
+    for (let r = 0; r < w.rows; r++) {
+      let m = 0;
+      for (let c = 0; c < w.cols; c++) m += Math.abs(w.values[r * w.cols + c]! * x[t * w.cols + c]!);
+      mag[t * w.rows + r] = m;
+    }
+  }
+  return { out, mag };
+}
+
+function cases(): { w: TestWeight; n: number }[] {
+  const out: { w: TestWeight; n: number }[] = [];
+  let seed = 1;
+  for (const dtype of ["f32", "f16"] as const) {
+    for (const cols of COLS) {
+      for (const rows of ROWS) {
+        const w = denseWeight(dtype, rows, cols, randomF32(rows * cols, seed++));
+        for (const n of TOKENS) out.push({ w, n });
+      }
+    }
+    // past one token block, with a token tail; past one column block, with a column tail in the second
+    out.push({ w: denseWeight(dtype, 9, 37, randomF32(9 * 37, seed++)), n: 67 });
+    out.push({ w: denseWeight(dtype, 21, 4101, randomF32(21 * 4101, seed++)), n: 130 });
+  }
+  return out;
+}
+
+const CASES = cases();
+
+for (const variant of VARIANTS) {
+  describe(`wasm ${variant} prefill (dense GEMM)`, () => {
+    for (const threads of [1, 2, 3]) {
+      test(`threads=${threads}: f32 and f16, every tail of rows, tokens and columns`, async () => {
+        const be = await readyBackend(variant, threads);
+        for (const { w, n } of CASES) {
+          const p = be.prepare(w.weight, w.label);
+          const x = randomF32(n * w.cols, w.rows * 131 + w.cols * 7 + n);
+          const got = new Float32Array(n * w.rows);
+          be.matmul(p, x, n, got);
+          const want = reference(w, x, n);
+          let err = 0, at = -1;
+          for (let i = 0; i < got.length; i++) {
+            const e = Math.abs(got[i]! - want.out[i]!) / (want.mag[i]! + 1e-30);
+            if (!(e <= err)) { err = e; at = i; }
+          }
+          assert.ok(err <= TOL, `${variant} t${threads} ${w.label} n=${n}: relative error ${err.toExponential(2)} at token ${Math.floor(at / w.rows)}, row ${at % w.rows}`);
+          if (threads > 1) {
+            const one = backend(variant, 1);
+            const alone = new Float32Array(n * w.rows);
+            one.matmul(one.prepare(w.weight, w.label), x, n, alone);
+            const i = alone.findIndex((v, k) => !Object.is(v, got[k]));
+            assert.equal(i, -1, `${variant} t${threads} ${w.label} n=${n}: token ${Math.floor(i / w.rows)}, row ${i % w.rows} differs from 1 thread`);
+          }
+        }
+      });
+    }
+  });
+}
