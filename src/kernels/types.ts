@@ -25,6 +25,43 @@ export interface MatvecJob {
   out: Float32Array;
 }
 
+/**
+ * The attention KV cache behind a small interface, so a quantized cache (int8/fp8/… keys and values,
+ * model/kv-quant.ts) or one in a backend's own memory (the WASM backend's) can replace the f32 one
+ * (model/kv-cache.ts) without touching the forward pass: attention only asks for q·K scores and a
+ * probability-weighted sum of V rows, which a packed cache computes on its layout — or, when the cache
+ * offers it, the whole softmax attention of a chunk at once (`attend`).
+ */
+export interface KvCache {
+  readonly nLayers: number;
+  /** positions the cache holds */
+  readonly capacity: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** stores position `pos`'s keys and values of one layer; k, v: (nKvHeads·headDim) */
+  store(layer: number, pos: number, k: Float32Array, v: Float32Array): void;
+  /** out[t] = q[qOff..qOff+headDim) · K[layer, t, kvHead] for t < n;  out: (≥ n) */
+  scores(layer: number, kvHead: number, q: Float32Array, qOff: number, n: number, out: Float32Array): void;
+  /** out[outOff..outOff+headDim) = Σ_{t<n} p[t] · V[layer, t, kvHead];  p: (≥ n) */
+  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array, outOff: number): void;
+  /**
+   * Optional fast path: causal softmax attention of n query positions pos0 … pos0+n−1 of one layer, whose
+   * keys and values are stored. For position i and head h (KV head ⌊h·nKvHeads/nHeads⌋), with
+   * s_t = fround(q[i,h]·K[t]) / fround(√headDim) for t ≤ pos0+i, out[i,h] = Σ_t softmax(s)_t · V[t]
+   * (llama2.c run.c's order). q, out: (n, nHeads·headDim). Without it, callers run `scores`, a softmax
+   * and `mix` per head.
+   */
+  attend?(layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array): void;
+  /** forgets every position (a fresh sequence) */
+  reset(): void;
+  /** gives back memory held outside the JS heap (a backend's); the cache must not be used afterwards */
+  dispose?(): void;
+  /** bytes held */
+  readonly bytes: number;
+}
+
+export type KvCacheFactory = (nLayers: number, capacity: number, nKvHeads: number, headDim: number) => KvCache;
+
 export interface Backend {
   readonly name: string;
   /**
@@ -56,6 +93,12 @@ export interface Backend {
    * calibration's per-block f32 linears. The reference backend holds nothing beyond the JS object.
    */
   release(w: PreparedWeight): void;
+  /**
+   * A KV cache in this backend's memory whose `attend` runs there (the WASM backend: SIMD, split over its
+   * worker pool), or undefined when it cannot hold one of this size. Optional: the forward pass then uses
+   * the TypeScript f32 cache.
+   */
+  kvCache?(nLayers: number, capacity: number, nKvHeads: number, headDim: number): KvCache | undefined;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }

@@ -14,7 +14,7 @@ import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
 import type { Model } from "./weights.js";
-import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
+import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
@@ -31,6 +31,8 @@ export interface LlamaOptions {
   backend?: Backend;
   /** positions the KV cache holds (default: the model's seqLen) */
   contextLength?: number;
+  /** the KV cache (default: the backend's own when it offers one — WASM: in its memory, with a batched
+   * SIMD `attend` — else the TypeScript f32 cache); a quantized cache passes its factory here */
   kvCache?: KvCacheFactory;
   /** most positions per prefill chunk (default: 128, fewer for very large vocabularies) */
   maxBatch?: number;
@@ -98,8 +100,8 @@ export class Llama implements CausalLM {
   private readonly att: Float32Array; // (capacity) scores of one head
   private readonly hb: Float32Array; // (B, hidden)
   private readonly hb2: Float32Array; // (B, hidden)
-  private readonly cos: Float32Array; // (headDim/2)
-  private readonly sin: Float32Array; // (headDim/2)
+  private readonly cos: Float32Array; // (B, headDim/2) RoPE tables of a chunk's positions
+  private readonly sin: Float32Array; // (B, headDim/2)
   private readonly logits1: Float32Array; // (vocab)
   private logitsB: Float32Array | undefined; // (B, vocab), on first use
   private readonly transforms: InputTransforms | undefined;
@@ -132,7 +134,9 @@ export class Llama implements CausalLM {
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
     this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));
-    this.kv = (opts.kvCache ?? f32KvCache)(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
+    this.kv = opts.kvCache
+      ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
+      : be.kvCache?.(c.nLayers, this.capacity, c.nKvHeads, c.headDim) ?? f32KvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
     const B = this.maxBatch;
     this.x = new Float32Array(B * c.dim);
     this.xb = new Float32Array(B * Math.max(c.dim, this.qDim));
@@ -143,8 +147,8 @@ export class Llama implements CausalLM {
     this.att = new Float32Array(this.capacity);
     this.hb = new Float32Array(B * c.hiddenDim);
     this.hb2 = new Float32Array(B * c.hiddenDim);
-    this.cos = new Float32Array(c.headDim / 2);
-    this.sin = new Float32Array(c.headDim / 2);
+    this.cos = new Float32Array(B * (c.headDim / 2));
+    this.sin = new Float32Array(B * (c.headDim / 2));
     this.logits1 = new Float32Array(c.vocabSize);
     this.transforms = model.inputTransforms;
     if (this.transforms) checkInputTransforms(this.transforms, c.hiddenDim, model.source.path);
@@ -194,6 +198,7 @@ export class Llama implements CausalLM {
     for (const L of this.layers) for (const k of LINEARS) this.backend.release(L[k]);
     this.backend.release(this.output);
     this.layers.length = 0;
+    this.kv.dispose?.();
   }
 
   private mm(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
@@ -231,31 +236,20 @@ export class Llama implements CausalLM {
       if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new QuantlabError("E_ARG", `token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
       this.embedding(t, x, i * dim);
     }
-    const kvMul = nHeads / c.nKvHeads;
-    const scale = Math.fround(Math.sqrt(hd)); // run.c: score /= sqrtf(head_size)
+    const half = hd / 2;
+    for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l]!;
       rmsnormRows(xb, x, L.attnNorm, n, dim, c.normEps);
       this.site(l, "attn_in", xb, n, dim);
       this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
       for (let i = 0; i < n; i++) {
-        this.ropeTables(pos0 + i);
-        rope(q, i * qDim, qDim, hd, this.cos, this.sin);
-        rope(k, i * kvDim, kvDim, hd, this.cos, this.sin);
+        rope(q, i * qDim, qDim, hd, this.cos, this.sin, i * half);
+        rope(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
-      for (let i = 0; i < n; i++) {
-        const len = pos0 + i + 1; // causal: this position sees 0..pos
-        for (let h = 0; h < nHeads; h++) {
-          const kvh = Math.floor(h / kvMul);
-          const off = i * qDim + h * hd;
-          this.kv.scores(l, kvh, q, off, len, att);
-          const sum = expScores(att, len, scale);
-          this.kv.mix(l, kvh, att, len, attOut, off);
-          const inv = 1 / sum; // softmax normalization applied to the mixed head instead of every weight
-          for (let j = off; j < off + hd; j++) attOut[j] = attOut[j]! * inv;
-        }
-      }
+      if (this.kv.attend) this.kv.attend(l, q, pos0, n, nHeads, attOut);
+      else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att);
       this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
       for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
@@ -283,13 +277,14 @@ export class Llama implements CausalLM {
     }
   }
 
-  private ropeTables(pos: number): void {
+  /** cos/sin[at + j] = the RoPE rotation of pair j at position `pos` */
+  private ropeTables(pos: number, at: number): void {
     const f = this.invFreq;
     for (let j = 0; j < f.length; j++) {
       // run.c: float val = pos * freq; fcr = cosf(val); fci = sinf(val) (f32 at each step)
       const val = Math.fround(pos * f[j]!);
-      this.cos[j] = Math.cos(val);
-      this.sin[j] = Math.sin(val);
+      this.cos[at + j] = Math.cos(val);
+      this.sin[at + j] = Math.sin(val);
     }
   }
 }
@@ -350,23 +345,6 @@ export function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array,
     const inv = 1 / Math.sqrt(ss / dim + eps);
     for (let j = 0; j < dim; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
   }
-}
-
-/** a[t] ← exp(a[t]/scale − max) for t < n (unnormalized softmax); returns Σ. run.c divides by √hd. */
-function expScores(a: Float32Array, n: number, scale: number): number {
-  let max = -Infinity;
-  for (let t = 0; t < n; t++) {
-    const z = a[t]! / scale;
-    a[t] = z;
-    if (z > max) max = z;
-  }
-  let sum = 0;
-  for (let t = 0; t < n; t++) {
-    const e = Math.exp(a[t]! - max);
-    a[t] = e;
-    sum += e;
-  }
-  return sum;
 }
 
 function checkWeights(model: Model): void {

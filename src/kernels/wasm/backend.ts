@@ -22,11 +22,12 @@ import { bf16ArrayToF32 } from "../../core/f16.js";
 import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
-import type { Backend, MatvecJob, PreparedWeight } from "../types.js";
+import type { Backend, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16 } from "../../../assembly/abi.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
+import { WasmKvCache } from "./kv-cache.js";
 import { KERNEL_NAMES, NATIVE, NATIVE_TYPE_OF_KIND, REPACK, type NativeRow, type NibbleOrder } from "./layouts.js";
 import { ShardedMemory } from "./memory.js";
 import { pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
@@ -359,6 +360,22 @@ export class WasmBackend implements Backend {
   matvecMany(jobs: readonly MatvecJob[]): void {
     this.checkOpen();
     this.dispatch.run(jobs, 1);
+  }
+
+  /**
+   * An f32 KV cache in wasm memory whose `attend` runs a chunk's causal attention in SIMD, split across
+   * the pool (kv-cache.ts); undefined when no memory of this backend can hold it (the forward pass then
+   * keeps the TypeScript cache). `dispose()` the cache (Llama.dispose does) to give its memory back.
+   */
+  kvCache(nLayers: number, capacity: number, nKvHeads: number, headDim: number): KvCache | undefined {
+    this.checkOpen();
+    const host = {
+      memory: this.memory,
+      pool: this.pool,
+      minParallelBytes: () => this.dispatch.minParallelBytes,
+      checkOpen: () => this.checkOpen(),
+    };
+    return WasmKvCache.create(host, nLayers, capacity, nKvHeads, headDim, this.threads);
   }
 
   /**

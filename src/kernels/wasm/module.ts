@@ -71,6 +71,8 @@ export interface KernelExports {
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
   stream_sum(x: number, n: number): number;
+  /** y[i] = e^x[i], the attention kernel's vector exp (assembly/vmath.ts v_exp) */
+  exp_f32_row(x: number, n: number, y: number): void;
   f16_count_special(p: number, n: number): number;
   f32_count_special(p: number, n: number): number;
   f16_to_f32_row(h: number, n: number, x: number): void;
