@@ -42,3 +42,16 @@ const X_MIN: u32 = 0xc2aeac50; // −87.33655 ≈ ln(2^−126): smaller x (resul
   r = v128.bitselect(f32x4.splat(Infinity), r, f32x4.gt(x, cf(X_MAX)));
   return v128.andnot(r, f32x4.lt(x, cf(X_MIN)));
 }
+
+/** e^x for x ≤ 0 (or NaN) lane-wise, bit for bit v_exp there, without the overflow end: the softmax
+ * weights e^(s − max) */
+@inline export function v_exp_nonpos(x: v128): v128 {
+  const z = f32x4.add(f32x4.mul(x, cf(LOG2E)), cf(SHIFT));
+  const n = f32x4.sub(z, cf(SHIFT));
+  const b = f32x4.sub(f32x4.sub(x, f32x4.mul(n, cf(LN2_HI))), f32x4.mul(n, cf(LN2_LO)));
+  const u = f32x4.mul(b, b);
+  const p = f32x4.add(f32x4.mul(f32x4.add(f32x4.mul(cf(C5), b), cf(C4)), u), f32x4.add(f32x4.mul(cf(C3), b), cf(C2)));
+  const j = f32x4.add(f32x4.mul(p, u), f32x4.mul(cf(C1), b));
+  const k = i32x4.add(i32x4.shl(z, 23), i32x4.splat(0x3f800000));
+  return v128.andnot(f32x4.add(k, f32x4.mul(k, j)), f32x4.lt(x, cf(X_MIN)));
+}

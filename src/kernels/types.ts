@@ -5,6 +5,7 @@
  * mat-vec / mat-mat on the prepared form. Calls are synchronous (workers block the caller with Atomics).
  */
 import type { RowReader } from "./dequantize.js";
+import { swigluRef } from "./ref/rows.js";
 import type { Weight } from "../core/weight.js";
 
 export interface PreparedWeight {
@@ -94,6 +95,11 @@ export interface Backend {
    */
   release(w: PreparedWeight): void;
   /**
+   * gate[i] ← silu(gate[i])·up[i] for i < n (SwiGLU) in the backend's own kernel. Optional: callers go
+   * through `swiglu` below, which falls back to the reference (kernels/ref/rows.ts).
+   */
+  swiglu?(gate: Float32Array, up: Float32Array, n: number): void;
+  /**
    * A KV cache in this backend's memory whose `attend` runs there (the WASM backend: SIMD, split over its
    * worker pool), or undefined when it cannot hold one of this size. Optional: the forward pass then uses
    * the TypeScript f32 cache.
@@ -107,4 +113,10 @@ export interface Backend {
 export function matvecMany(backend: Backend, jobs: readonly MatvecJob[]): void {
   if (backend.matvecMany) backend.matvecMany(jobs);
   else for (const j of jobs) backend.matvec(j.w, j.x, j.out);
+}
+
+/** SwiGLU, gate[i] ← silu(gate[i])·up[i] for i < n: `backend.swiglu` when it has one, else the reference. */
+export function swiglu(backend: Backend, gate: Float32Array, up: Float32Array, n: number): void {
+  if (backend.swiglu) backend.swiglu(gate, up, n);
+  else swigluRef(gate, up, n);
 }

@@ -9,7 +9,7 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { matvecMany, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
@@ -256,11 +256,7 @@ export class Llama implements CausalLM {
       rmsnormRows(xb, x, L.ffnNorm, n, dim, c.normEps);
       this.site(l, "ffn_in", xb, n, dim);
       this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
-      for (let j = 0; j < n * hidden; j++) {
-        // SwiGLU: silu(w1·x) * (w3·x), as run.c
-        const a = hb[j]!;
-        hb[j] = (a / (1 + Math.exp(-a))) * hb2[j]!;
-      }
+      swiglu(this.backend, hb, hb2, n * hidden); // silu(w1·x) * (w3·x), as run.c
       this.site(l, "ffn_down_in", hb, n, hidden);
       this.mm(L.down, hb, n, xb);
       for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;

@@ -363,6 +363,36 @@ export class WasmBackend implements Backend {
   }
 
   /**
+   * gate[i] ← silu(gate[i])·up[i] for i < n in WASM SIMD on the calling thread (assembly/rows.ts; the
+   * vector exp is within 2 ulp, so results are within a few ulp of kernels/ref/rows.ts swigluRef), through
+   * a scratch region of shard 0 that is reused from call to call.
+   */
+  swiglu(gate: Float32Array, up: Float32Array, n: number): void {
+    this.checkOpen();
+    if (gate.length < n || up.length < n) throw new QuantlabError("E_ARG", `wasm backend: swiglu of ${n} values on arrays of ${gate.length} and ${up.length}`);
+    const g = this.rowScratch(2 * n * 4), u = g + n * 4;
+    const sh = this.memory.first;
+    const f = sh.arena.f32;
+    f.set(gate.subarray(0, n), g >>> 2);
+    f.set(up.subarray(0, n), u >>> 2);
+    sh.kernels.swiglu_f32(g, u, n);
+    gate.set(sh.arena.f32.subarray(g >>> 2, (g >>> 2) + n));
+  }
+
+  private rows: { off: number; bytes: number } | undefined;
+
+  /** A scratch region of at least `bytes` in shard 0 for the row kernels (grown, never shrunk). */
+  private rowScratch(bytes: number): number {
+    if (!this.rows || this.rows.bytes < bytes) {
+      const a = this.memory.first.arena;
+      if (this.rows) a.free(this.rows.off);
+      const size = Math.max(bytes, 2 * (this.rows?.bytes ?? 0), 65536);
+      this.rows = { off: a.alloc(size, 64, "row kernel scratch"), bytes: size };
+    }
+    return this.rows.off;
+  }
+
+  /**
    * An f32 KV cache in wasm memory whose `attend` runs a chunk's causal attention in SIMD, split across
    * the pool (kv-cache.ts); undefined when no memory of this backend can hold it (the forward pass then
    * keeps the TypeScript cache). `dispose()` the cache (Llama.dispose does) to give its memory back.

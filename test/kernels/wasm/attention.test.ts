@@ -38,7 +38,7 @@ describe("vector exp (assembly/vmath.ts v_exp)", () => {
       for (const [lo, hi] of [[-87.3, 0], [0, 88.7], [-1, 1], [-1e-3, 1e-3]] as const) {
         const f = be.arena.f32;
         for (let i = 0; i < N; i++) f[(x >>> 2) + i] = Math.fround(lo + ((hi - lo) * (i + 0.5)) / N);
-        k.exp_f32_row(x, N, y);
+        k.exp_f32_row(x, N, y, 0);
         for (let i = 0; i < N; i++) {
           const xi = f[(x >>> 2) + i]!;
           const err = Math.abs(f[(y >>> 2) + i]! - Math.exp(xi)) / ulpOf(Math.exp(xi));
@@ -50,25 +50,42 @@ describe("vector exp (assembly/vmath.ts v_exp)", () => {
       const vals = [-3.25, 0.5, 7.75, -0.001, 12, -50, 1, 0, 2.5];
       const f = be.arena.f32;
       f.set(vals, x >>> 2);
-      k.exp_f32_row(x, vals.length, y);
+      k.exp_f32_row(x, vals.length, y, 0);
       const full = Array.from(f.subarray(y >>> 2, (y >>> 2) + vals.length));
       for (let n = 1; n <= vals.length; n++) {
-        k.exp_f32_row(x, n, y);
+        k.exp_f32_row(x, n, y, 0);
         assert.deepEqual(Array.from(be.arena.f32.subarray(y >>> 2, (y >>> 2) + n)), full.slice(0, n), `n = ${n}`);
       }
       const special: [number, number][] = [[0, 1], [-0, 1], [-Infinity, 0], [Infinity, Infinity], [89, Infinity], [-88, 0], [-1000, 0]];
       f.set(special.map((s) => s[0]), x >>> 2);
       f[(x >>> 2) + special.length] = NaN;
-      k.exp_f32_row(x, special.length + 1, y);
+      k.exp_f32_row(x, special.length + 1, y, 0);
       special.forEach(([xi, want], i) => assert.equal(be.arena.f32[(y >>> 2) + i], want, `exp(${xi})`));
       assert.ok(Number.isNaN(be.arena.f32[(y >>> 2) + special.length]!), "exp(NaN)");
       // from 88.38 to ln(FLT_MAX), n = 128: finite results through the doubling
       f[x >>> 2] = 88.5;
-      k.exp_f32_row(x, 1, y);
+      k.exp_f32_row(x, 1, y, 0);
       assert.ok(Math.abs(be.arena.f32[y >>> 2]! - Math.exp(88.5)) <= 2 * ulpOf(Math.exp(88.5)), `exp(88.5) = ${be.arena.f32[y >>> 2]}`);
     } finally {
       be.arena.free(x);
       be.arena.free(y);
+    }
+  });
+
+  test("the softmax's exp (x ≤ 0, no overflow end) is bit for bit the full one, every tail length", async () => {
+    for (const variant of VARIANTS) {
+      const be = await readyBackend(variant, 1);
+      const N = 4099;
+      const x = be.arena.alloc(N * 4), y = be.arena.alloc(N * 4), z = be.arena.alloc(N * 4);
+      const f = be.arena.f32;
+      for (let i = 0; i < N; i++) f[(x >>> 2) + i] = i === 0 ? -Infinity : -((i * 7.31) % 95);
+      for (const n of [N, 1, 2, 3, 5, 6, 7]) {
+        be.kernels.exp_f32_row(x, n, y, 0);
+        be.kernels.exp_f32_row(x, n, z, 1);
+        const a = new Uint32Array(be.arena.f32.buffer, y, n), b = new Uint32Array(be.arena.f32.buffer, z, n);
+        assert.deepEqual(Array.from(b), Array.from(a), `${variant} n = ${n}`);
+      }
+      for (const o of [x, y, z]) be.arena.free(o);
     }
   });
 });
