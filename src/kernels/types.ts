@@ -5,7 +5,7 @@
  * mat-vec / mat-mat on the prepared form. Calls are synchronous (workers block the caller with Atomics).
  */
 import type { RowReader } from "./dequantize.js";
-import { swigluRef } from "./ref/rows.js";
+import { addRmsnormRef, swigluRef } from "./ref/rows.js";
 import type { Weight } from "../core/weight.js";
 
 export interface PreparedWeight {
@@ -100,6 +100,11 @@ export interface Backend {
    */
   swiglu?(gate: Float32Array, up: Float32Array, n: number): void;
   /**
+   * x ← x + y (when y is given), then out = rmsnorm(x) ⊙ w for n rows of `dim` (out may be y), in the
+   * backend's own kernel. Optional: callers go through `addRmsnorm` below.
+   */
+  addRmsnorm?(x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void;
+  /**
    * A KV cache in this backend's memory whose `attend` runs there (the WASM backend: SIMD, split over its
    * worker pool), or undefined when it cannot hold one of this size. Optional: the forward pass then uses
    * the TypeScript f32 cache.
@@ -119,4 +124,10 @@ export function matvecMany(backend: Backend, jobs: readonly MatvecJob[]): void {
 export function swiglu(backend: Backend, gate: Float32Array, up: Float32Array, n: number): void {
   if (backend.swiglu) backend.swiglu(gate, up, n);
   else swigluRef(gate, up, n);
+}
+
+/** The residual add and the RMSNorm after it (see Backend.addRmsnorm): the backend's kernel, else the reference. */
+export function addRmsnorm(backend: Backend, x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void {
+  if (backend.addRmsnorm) backend.addRmsnorm(x, y, w, out, n, dim, eps);
+  else addRmsnormRef(x, y, w, out, n, dim, eps);
 }

@@ -9,7 +9,7 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
@@ -238,9 +238,14 @@ export class Llama implements CausalLM {
     }
     const half = hd / 2;
     for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
+    const be = this.backend;
+    const eps = c.normEps;
+    // Each residual add runs with the norm that follows it (addRmsnorm): the FFN output of layer l − 1 is
+    // added at layer l's attention norm, the last layer's at the output norm (or not at all when no logits
+    // are wanted from this chunk: x is not read again).
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l]!;
-      rmsnormRows(xb, x, L.attnNorm, n, dim, c.normEps);
+      addRmsnorm(be, x, l === 0 ? undefined : xb, L.attnNorm, xb, n, dim, eps);
       this.site(l, "attn_in", xb, n, dim);
       this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
       for (let i = 0; i < n; i++) {
@@ -252,28 +257,26 @@ export class Llama implements CausalLM {
       else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att);
       this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
-      for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
-      rmsnormRows(xb, x, L.ffnNorm, n, dim, c.normEps);
+      addRmsnorm(be, x, xb, L.ffnNorm, xb, n, dim, eps);
       this.site(l, "ffn_in", xb, n, dim);
       this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
-      swiglu(this.backend, hb, hb2, n * hidden); // silu(w1·x) * (w3·x), as run.c
+      swiglu(be, hb, hb2, n * hidden); // silu(w1·x) * (w3·x), as run.c
       this.site(l, "ffn_down_in", hb, n, hidden);
       this.mm(L.down, hb, n, xb);
-      for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
     }
     if (sink) {
-      rmsnormRows(xb, x, this.outputNorm, n, dim, c.normEps);
+      addRmsnorm(be, x, xb, this.outputNorm, xb, n, dim, eps);
       const out = (this.logitsB ??= new Float32Array(this.maxBatch * vocabSize));
       this.mm(this.output, xb, n, out);
       sink(out.subarray(0, n * vocabSize), start, n);
       if (lastChunk) this.logits1.set(out.subarray((n - 1) * vocabSize, n * vocabSize));
     } else if (lastChunk) {
-      rmsnormRows(xb, x.subarray((n - 1) * dim, n * dim), this.outputNorm, 1, dim, c.normEps);
+      const r = (n - 1) * dim;
+      addRmsnorm(be, x.subarray(r, r + dim), xb.subarray(r, r + dim), this.outputNorm, xb, 1, dim, eps);
       this.mm(this.output, xb, 1, this.logits1);
     }
   }
 
-  /** cos/sin[at + j] = the RoPE rotation of pair j at position `pos` */
   private ropeTables(pos: number, at: number): void {
     const f = this.invFreq;
     for (let j = 0; j < f.length; j++) {
@@ -332,16 +335,8 @@ export function rope(x: Float32Array, off: number, width: number, hd: number, co
   }
 }
 
-/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm). */
-export function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
-  for (let i = 0; i < n; i++) {
-    const o = i * dim;
-    let ss = 0;
-    for (let j = 0; j < dim; j++) ss += x[o + j]! * x[o + j]!;
-    const inv = 1 / Math.sqrt(ss / dim + eps);
-    for (let j = 0; j < dim; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
-  }
-}
+/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm; kernels/ref/rows.ts). */
+export { rmsnormRowsRef as rmsnormRows } from "../kernels/ref/rows.js";
 
 function checkWeights(model: Model): void {
   const c = model.config;

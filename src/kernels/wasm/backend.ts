@@ -379,6 +379,26 @@ export class WasmBackend implements Backend {
     gate.set(sh.arena.f32.subarray(g >>> 2, (g >>> 2) + n));
   }
 
+  /**
+   * x ← x + y (when y is given), then out = rmsnorm(x) ⊙ w for n rows of `dim`, in WASM SIMD on the calling
+   * thread (assembly/rows.ts; f32 sums, within a few ulp of kernels/ref/rows.ts addRmsnormRef). out may be y.
+   */
+  addRmsnorm(x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void {
+    this.checkOpen();
+    const m = n * dim;
+    if (x.length < m || out.length < m || (y && y.length < m) || w.length < dim) throw new QuantlabError("E_ARG", `wasm backend: addRmsnorm of ${n}×${dim} on arrays that are too short`);
+    const xo = this.rowScratch((3 * m + dim) * 4), yo = xo + m * 4, oo = yo + m * 4, wo = oo + m * 4;
+    const sh = this.memory.first;
+    const f = sh.arena.f32;
+    f.set(x.subarray(0, m), xo >>> 2);
+    if (y) f.set(y.subarray(0, m), yo >>> 2);
+    f.set(w.subarray(0, dim), wo >>> 2);
+    sh.kernels.add_rmsnorm_f32(xo, y ? yo : 0, wo, oo, n, dim, eps);
+    const g = sh.arena.f32;
+    if (y) x.set(g.subarray(xo >>> 2, (xo >>> 2) + m));
+    out.set(g.subarray(oo >>> 2, (oo >>> 2) + m));
+  }
+
   private rows: { off: number; bytes: number } | undefined;
 
   /** A scratch region of at least `bytes` in shard 0 for the row kernels (grown, never shrunk). */

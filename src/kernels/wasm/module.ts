@@ -76,6 +76,8 @@ export interface KernelExports {
   exp_f32_row(x: number, n: number, y: number, nonpos: number): void;
   /** g[i] ← silu(g[i])·u[i] (assembly/rows.ts) */
   swiglu_f32(g: number, u: number, n: number): void;
+  /** x ← x + y (y ≠ 0), out = rmsnorm(x) ⊙ w per row (assembly/rows.ts) */
+  add_rmsnorm_f32(x: number, y: number, w: number, out: number, n: number, dim: number, eps: number): void;
   f16_count_special(p: number, n: number): number;
   f32_count_special(p: number, n: number): number;
   f16_to_f32_row(h: number, n: number, x: number): void;

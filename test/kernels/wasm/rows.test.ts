@@ -5,8 +5,8 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { VARIANTS, readyBackend, disposeAll, randomF32 } from "../helpers.js";
-import { swigluRef } from "../../../src/kernels/ref/rows.js";
-import { swiglu } from "../../../src/kernels/types.js";
+import { addRmsnormRef, swigluRef } from "../../../src/kernels/ref/rows.js";
+import { addRmsnorm, swiglu } from "../../../src/kernels/types.js";
 import { RefBackend } from "../../../src/kernels/ref/backend.js";
 
 after(disposeAll);
@@ -45,5 +45,39 @@ describe("swiglu: WASM = swigluRef within a few ulp", () => {
   test("bad call: arrays shorter than n", async () => {
     const be = await readyBackend(VARIANTS[0]!, 1);
     assert.throws(() => be.swiglu(new Float32Array(3), new Float32Array(4), 4), /swiglu of 4 values/);
+  });
+});
+
+describe("addRmsnorm: WASM = addRmsnormRef", () => {
+  for (const variant of VARIANTS) {
+    test(variant, async () => {
+      const be = await readyBackend(variant, 1);
+      let worst = 0;
+      for (const dim of [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 64, 260]) {
+        for (const n of [1, 3]) {
+          for (const mode of ["none", "y", "out=y"] as const) {
+            const x0 = randomF32(n * dim, dim + n, 4), y0 = randomF32(n * dim, 3 * dim + n, 2), w = randomF32(dim, dim, 1.5);
+            const xa = Float32Array.from(x0), xb = Float32Array.from(x0);
+            const ya = mode === "none" ? undefined : Float32Array.from(y0), yb = mode === "none" ? undefined : Float32Array.from(y0);
+            const oa = mode === "out=y" ? ya! : new Float32Array(n * dim), ob = mode === "out=y" ? yb! : new Float32Array(n * dim);
+            addRmsnormRef(xa, ya, w, oa, n, dim, 1e-5);
+            be.addRmsnorm(xb, yb, w, ob, n, dim, 1e-5);
+            assert.deepEqual(xb, xa, `${variant} ${n}×${dim} ${mode}: x after the add`);
+            for (let i = 0; i < n * dim; i++) worst = Math.max(worst, Math.abs(ob[i]! - oa[i]!) / Math.max(EPS * Math.abs(oa[i]!), 2 ** -126));
+            assert.ok(worst <= 8, `${variant} ${n}×${dim} ${mode}: ${worst.toFixed(2)} units of 2^-24·|out|`);
+          }
+        }
+      }
+      if (process.env.ATTN_DEBUG) console.log(variant, "addRmsnorm worst", worst.toFixed(2));
+    });
+  }
+
+  test("a backend without its own addRmsnorm runs the reference", () => {
+    const x = randomF32(40, 1), y = randomF32(40, 2), w = randomF32(20, 3);
+    const xr = Float32Array.from(x), out = new Float32Array(40), outR = new Float32Array(40);
+    addRmsnormRef(xr, y, w, outR, 2, 20, 1e-6);
+    addRmsnorm(new RefBackend(), x, y, w, out, 2, 20, 1e-6);
+    assert.deepEqual(x, xr);
+    assert.deepEqual(out, outR);
   });
 });
