@@ -8,6 +8,8 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { VARIANTS, readyBackend, disposeAll, randomF32 } from "../helpers.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import { Tensor } from "../../../src/core/tensor.js";
 import { F32KvCache, attendRef } from "../../../src/model/kv-cache.js";
 import { WasmKvCache } from "../../../src/kernels/wasm/kv-cache.js";
 import { RefBackend } from "../../../src/kernels/ref/backend.js";
@@ -248,6 +250,46 @@ describe("WasmKvCache.attend = attendRef(F32KvCache) within a few ulp of Σ|p·v
   });
 });
 
+test("a cache in a later shard (added after the workers started) gives the one-memory bits; one too big for any memory is undefined", async () => {
+  const variant = VARIANTS[VARIANTS.length - 1]!;
+  const one = await readyBackend(variant, 1);
+  // 2 MiB memories, 512 KiB kept for scratch: a 1.2 MB weight fills shard 0, the 512 KiB cache takes shard 1
+  const small = createNodeWasmBackend({ variant, threads: 2, maxPages: 32, scratchReserveBytes: 512 * 1024, minParallelBytes: 0, watchdogMs: 20000 });
+  try {
+    assert.ok(await small.ready(20000), "workers did not start");
+    small.prepare({ kind: "dense", tensor: Tensor.fromF32([300, 1000], randomF32(300000, 5)) }, "filler");
+    const L = 4, CAP = 128, H = 4, HD = 32, nHeads = 8;
+    const a = small.kvCache(L, CAP, H, HD)!, b = one.kvCache(L, CAP, H, HD)!;
+    assert.equal(small.memoryStats().shards.length, 2);
+    for (let t = 0; t < CAP; t++) {
+      const k = randomF32(H * HD, 2 * t + 1), v = randomF32(H * HD, 2 * t + 2);
+      a.store(3, t, k, v);
+      b.store(3, t, k, v);
+    }
+    const q = randomF32(CAP * nHeads * HD, 99);
+    for (const minBytes of [Infinity, 0]) {
+      small.minParallelBytes = minBytes;
+      const before = small.poolStats();
+      for (let it = 0; it < 20; it++) {
+        const oa = new Float32Array(q.length), ob = new Float32Array(q.length);
+        a.attend!(3, q, 0, CAP, nHeads, oa);
+        b.attend!(3, q, 0, CAP, nHeads, ob);
+        assert.deepEqual(new Uint32Array(oa.buffer), new Uint32Array(ob.buffer), `minParallelBytes ${minBytes}`);
+      }
+      if (minBytes === 0) {
+        const st = small.poolStats();
+        assert.ok(st.dispatches > before.dispatches && st.callerChunks - before.callerChunks < st.chunks - before.chunks, "the worker ran part of the attention");
+      }
+    }
+    a.dispose!();
+    b.dispose!();
+    // K and V of 2·4·4·1024·32·4 B = 4 MiB: more than a memory takes
+    assert.equal(small.kvCache(L, 8 * CAP, H, HD), undefined);
+  } finally {
+    small.dispose();
+  }
+});
+
 describe("Llama on the WASM backend (WASM KV cache) = Llama on the ref backend", () => {
   const ids = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : (i * 7919 + 13) % vocab));
 
@@ -258,6 +300,19 @@ describe("Llama on the WASM backend (WASM KV cache) = Llama on the ref backend",
     llama.prefill(tokens, 0, (lg, row, n) => out.set(lg.subarray(0, n * v), row * v));
     return out;
   }
+
+  test("a context too long for the backend's memory keeps the TypeScript cache", async () => {
+    const be = createNodeWasmBackend({ maxPages: 64, scratchReserveBytes: 1 << 20 });
+    try {
+      const model = await loadModel(dataPath("stories260K", "stories260K.bin"));
+      const llama = new Llama(model, { backend: be, contextLength: 100000 }); // K/V: 12.8 MB, memories of 4 MiB
+      assert.ok(llama.kv instanceof F32KvCache);
+      llama.prefill([1, 2, 3], 0);
+      llama.dispose();
+    } finally {
+      be.dispose();
+    }
+  });
 
   for (const [name, path, n] of [["stories260K", dataPath("stories260K", "stories260K.bin"), 300], ["stories3M", dataPath("stories3M", "stories3M.bin"), 160]] as const) {
     test(`${name}: prefill logits of ${n} positions within 1e-4, 1 and 2 threads`, async () => {
