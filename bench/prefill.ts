@@ -2,7 +2,11 @@
 // forward pass's non-matmul work in WASM (the backend's KV cache with its batched attention, SwiGLU, the
 // residual add + RMSNorm) against the TypeScript reference paths (F32KvCache + attendRef, swigluRef,
 // addRmsnormRef), on the same WASM backend so the matmuls are the same, alternating run by run in one
-// process; and the attention of one layer alone, WasmKvCache.attend against attendRef.
+// process; the attention of one layer alone, WasmKvCache.attend against attendRef; and, with
+// QUANTLAB_PREFILL_BASE=<another build's dist/>, this build's prefill against that one's (each tree loads
+// its own model and backend; the runs alternate).
+import { pathToFileURL } from "node:url";
+import { join } from "node:path";
 import { loadModel } from "../src/io/node/load.js";
 import { dataPath } from "../src/io/node/data.js";
 import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
@@ -112,9 +116,50 @@ async function attentionSection(ctx: BenchContext): Promise<BenchSection> {
   };
 }
 
+/** This build's prefill against another build's (its dist/ directory), alternating in this process. */
+async function baseSection(ctx: BenchContext, baseDist: string): Promise<BenchSection> {
+  const reps = ctx.quick ? 3 : 11;
+  type Tree = { loadModel: typeof loadModel; createNodeWasmBackend: typeof createNodeWasmBackend; Llama: typeof Llama };
+  const load = async (dist: string | undefined): Promise<Tree> => {
+    if (!dist) return { loadModel, createNodeWasmBackend, Llama };
+    const m = (f: string) => import(pathToFileURL(join(dist, f)).href);
+    return { loadModel: (await m("src/io/node/load.js")).loadModel, createNodeWasmBackend: (await m("src/kernels/wasm/pool-node.js")).createNodeWasmBackend, Llama: (await m("src/model/llama.js")).Llama };
+  };
+  const rows: (string | number)[][] = [];
+  for (const threads of [1, 2]) {
+    const runs: { llama: Llama; be: WasmBackend; ms: number[] }[] = [];
+    for (const dist of [baseDist, undefined]) {
+      const t = await load(dist);
+      const model = await t.loadModel(dataPath("stories3M", "stories3M.bin"), { tokenizer: dataPath("stories260K", "tok512.bin") });
+      const be = t.createNodeWasmBackend({ threads });
+      await be.ready();
+      runs.push({ llama: new t.Llama(model, { backend: be, contextLength: CTX }), be, ms: [] });
+    }
+    const ids = tokens(CTX, runs[0]!.llama.config.vocabSize);
+    for (let r = 0; r <= reps; r++) {
+      for (const o of runs) {
+        const t0 = performance.now();
+        o.llama.reset();
+        o.llama.prefill(ids, 0);
+        if (r > 0) o.ms.push(performance.now() - t0);
+      }
+    }
+    for (const o of runs) o.be.dispose();
+    const a = stats(runs[0]!.ms), b = stats(runs[1]!.ms);
+    rows.push([threads, fmt((CTX * 1000) / a.median, 0), fmt((CTX * 1000) / b.median, 0), `${fmt(a.median / b.median)}×`, `${fmt(a.min / b.min)}×`]);
+  }
+  return {
+    title: "Llama prefill, stories3M, 256 positions per chunk: this build against a base build",
+    table: { headers: ["threads", "base, tok/s", "this build, tok/s", "ratio (medians)", "ratio (best)"], rows },
+    notes: [`Base: ${baseDist}. Median of ${reps} alternating rounds, each tree with its own model and backend, default options.`],
+  };
+}
+
 export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const out: BenchSection[] = [];
   if (!ctx.sections?.length || ctx.sections.includes("model")) out.push(await prefillSection(ctx));
   if (!ctx.sections?.length || ctx.sections.includes("attention")) out.push(await attentionSection(ctx));
+  const base = process.env.QUANTLAB_PREFILL_BASE;
+  if (base) out.push(await baseSection(ctx, base));
   return out;
 }
