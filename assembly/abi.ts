@@ -63,3 +63,30 @@ export const D_OUT = 11;
 /** number of activation rows (1 for a mat-vec) */
 export const D_N = 12;
 export const DESC_WORDS = 16;
+
+// ---- causal attention over an f32 KV cache (assembly/attention.ts, src/kernels/wasm/kv-cache.ts). A pool
+// task id below 256 names the entry `run_k<id>`; attention's sits apart from the weight kinds above.
+/** one layer's attention for a chunk of query positions; its rows are (position, head) items */
+export const K_ATTN_F32 = 32;
+/** queries f32 (n, nHeads·hd), RoPE applied */
+export const A_Q = 0;
+/** output f32 (n, nHeads·hd) */
+export const A_OUT = 1;
+/** this layer's keys / values f32 (nKvHeads, capacity, hd) */
+export const A_K = 2;
+export const A_V = 3;
+/** query positions pos0 … pos0+n−1; position i sees keys 0 … pos0+i */
+export const A_N = 4;
+export const A_POS0 = 5;
+export const A_NHEADS = 6;
+/** query heads per KV head (GQA): head h reads KV head ⌊h / kvMul⌋ */
+export const A_KVMUL = 7;
+export const A_HD = 8;
+export const A_CAP = 9;
+/** f32 bits of the score divisor, fround(sqrt(hd)) */
+export const A_SCALE = 10;
+/** A_NSLOTS score rows of capacity f32 each, and one i32 busy flag per row */
+export const A_SCRATCH = 11;
+export const A_SLOTS = 12;
+export const A_NSLOTS = 13;
+export const ATTN_DESC_WORDS = 16;

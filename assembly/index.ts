@@ -1081,3 +1081,6 @@ export function stream_sum(x: usize, n: i32): f32 {
   }
   return hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
 }
+
+// the forward pass's other kernels: attention over the f32 KV cache, the vector exp, SwiGLU
+export * from "./forward";

@@ -5,6 +5,7 @@
  * mat-vec / mat-mat on the prepared form. Calls are synchronous (workers block the caller with Atomics).
  */
 import type { RowReader } from "./dequantize.js";
+import { addRmsnormRef, swigluRef } from "./ref/rows.js";
 import type { Weight } from "../core/weight.js";
 
 export interface PreparedWeight {
@@ -24,6 +25,43 @@ export interface MatvecJob {
   /** (rows) */
   out: Float32Array;
 }
+
+/**
+ * The attention KV cache behind a small interface, so a quantized cache (int8/fp8/… keys and values,
+ * model/kv-quant.ts) or one in a backend's own memory (the WASM backend's) can replace the f32 one
+ * (model/kv-cache.ts) without touching the forward pass: attention only asks for q·K scores and a
+ * probability-weighted sum of V rows, which a packed cache computes on its layout — or, when the cache
+ * offers it, the whole softmax attention of a chunk at once (`attend`).
+ */
+export interface KvCache {
+  readonly nLayers: number;
+  /** positions the cache holds */
+  readonly capacity: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** stores position `pos`'s keys and values of one layer; k, v: (nKvHeads·headDim) */
+  store(layer: number, pos: number, k: Float32Array, v: Float32Array): void;
+  /** out[t] = q[qOff..qOff+headDim) · K[layer, t, kvHead] for t < n;  out: (≥ n) */
+  scores(layer: number, kvHead: number, q: Float32Array, qOff: number, n: number, out: Float32Array): void;
+  /** out[outOff..outOff+headDim) = Σ_{t<n} p[t] · V[layer, t, kvHead];  p: (≥ n) */
+  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array, outOff: number): void;
+  /**
+   * Optional fast path: causal softmax attention of n query positions pos0 … pos0+n−1 of one layer, whose
+   * keys and values are stored. For position i and head h (KV head ⌊h·nKvHeads/nHeads⌋), with
+   * s_t = fround(q[i,h]·K[t]) / fround(√headDim) for t ≤ pos0+i, out[i,h] = Σ_t softmax(s)_t · V[t]
+   * (llama2.c run.c's order). q, out: (n, nHeads·headDim). Without it, callers run `scores`, a softmax
+   * and `mix` per head.
+   */
+  attend?(layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array): void;
+  /** forgets every position (a fresh sequence) */
+  reset(): void;
+  /** gives back memory held outside the JS heap (a backend's); the cache must not be used afterwards */
+  dispose?(): void;
+  /** bytes held */
+  readonly bytes: number;
+}
+
+export type KvCacheFactory = (nLayers: number, capacity: number, nKvHeads: number, headDim: number) => KvCache;
 
 export interface Backend {
   readonly name: string;
@@ -56,6 +94,22 @@ export interface Backend {
    * calibration's per-block f32 linears. The reference backend holds nothing beyond the JS object.
    */
   release(w: PreparedWeight): void;
+  /**
+   * gate[i] ← silu(gate[i])·up[i] for i < n (SwiGLU) in the backend's own kernel. Optional: callers go
+   * through `swiglu` below, which falls back to the reference (kernels/ref/rows.ts).
+   */
+  swiglu?(gate: Float32Array, up: Float32Array, n: number): void;
+  /**
+   * x ← x + y (when y is given), then out = rmsnorm(x) ⊙ w for n rows of `dim` (out may be y), in the
+   * backend's own kernel. Optional: callers go through `addRmsnorm` below.
+   */
+  addRmsnorm?(x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void;
+  /**
+   * A KV cache in this backend's memory whose `attend` runs there (the WASM backend: SIMD, split over its
+   * worker pool), or undefined when it cannot hold one of this size. Optional: the forward pass then uses
+   * the TypeScript f32 cache.
+   */
+  kvCache?(nLayers: number, capacity: number, nKvHeads: number, headDim: number): KvCache | undefined;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }
@@ -64,4 +118,16 @@ export interface Backend {
 export function matvecMany(backend: Backend, jobs: readonly MatvecJob[]): void {
   if (backend.matvecMany) backend.matvecMany(jobs);
   else for (const j of jobs) backend.matvec(j.w, j.x, j.out);
+}
+
+/** SwiGLU, gate[i] ← silu(gate[i])·up[i] for i < n: `backend.swiglu` when it has one, else the reference. */
+export function swiglu(backend: Backend, gate: Float32Array, up: Float32Array, n: number): void {
+  if (backend.swiglu) backend.swiglu(gate, up, n);
+  else swigluRef(gate, up, n);
+}
+
+/** The residual add and the RMSNorm after it (see Backend.addRmsnorm): the backend's kernel, else the reference. */
+export function addRmsnorm(backend: Backend, x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void {
+  if (backend.addRmsnorm) backend.addRmsnorm(x, y, w, out, n, dim, eps);
+  else addRmsnormRef(x, y, w, out, n, dim, eps);
 }

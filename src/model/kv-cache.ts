@@ -1,27 +1,12 @@
 /**
- * The attention KV cache behind a small interface, so a quantized cache (int8/fp8/… keys and values,
- * another issue) can replace the f32 one without touching the forward pass: attention only asks for
- * q·K scores and a probability-weighted sum of V rows, which a packed cache computes on its layout.
+ * The reference KV cache: plain f32 in JS arrays, read by the forward pass one head at a time (`scores`,
+ * a softmax in llama.ts, `mix`). The interface (KvCache) lives with the Backend (kernels/types.ts), since a
+ * backend may offer a cache of its own (the WASM backend's, with a batched `attend`); this one is what
+ * such caches are tested against.
  */
-export interface KvCache {
-  readonly nLayers: number;
-  /** positions the cache holds */
-  readonly capacity: number;
-  readonly nKvHeads: number;
-  readonly headDim: number;
-  /** stores position `pos`'s keys and values of one layer; k, v: (nKvHeads·headDim) */
-  store(layer: number, pos: number, k: Float32Array, v: Float32Array): void;
-  /** out[t] = q[qOff..qOff+headDim) · K[layer, t, kvHead] for t < n;  out: (≥ n) */
-  scores(layer: number, kvHead: number, q: Float32Array, qOff: number, n: number, out: Float32Array): void;
-  /** out[outOff..outOff+headDim) = Σ_{t<n} p[t] · V[layer, t, kvHead];  p: (≥ n) */
-  mix(layer: number, kvHead: number, p: Float32Array, n: number, out: Float32Array, outOff: number): void;
-  /** forgets every position (a fresh sequence) */
-  reset(): void;
-  /** bytes held */
-  readonly bytes: number;
-}
+import type { KvCache, KvCacheFactory } from "../kernels/types.js";
 
-export type KvCacheFactory = (nLayers: number, capacity: number, nKvHeads: number, headDim: number) => KvCache;
+export type { KvCache, KvCacheFactory } from "../kernels/types.js";
 
 /**
  * Plain f32 cache. Each KV head's rows are contiguous — (nLayers, nKvHeads, capacity, headDim) — so
@@ -113,3 +98,46 @@ export class F32KvCache implements KvCache {
 }
 
 export const f32KvCache: KvCacheFactory = (l, c, h, d) => new F32KvCache(l, c, h, d);
+
+/**
+ * Causal softmax attention through a cache's per-head `scores` and `mix` — the reference for
+ * KvCache.attend, and what the forward pass runs on caches without it. For each of n positions
+ * pos0 … pos0+n−1 and each head: scores over positions 0..pos divided by √headDim (run.c: score /=
+ * sqrtf(head_size)), max-subtracted exp, then the V mix scaled by 1/Σ. q, out: (n, nHeads·headDim);
+ * att: (≥ pos0 + n) scratch.
+ */
+export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array, att: Float32Array): void {
+  const hd = kv.headDim;
+  const qDim = nHeads * hd;
+  const kvMul = nHeads / kv.nKvHeads;
+  const scale = Math.fround(Math.sqrt(hd));
+  for (let i = 0; i < n; i++) {
+    const len = pos0 + i + 1; // causal: this position sees 0..pos
+    for (let h = 0; h < nHeads; h++) {
+      const kvh = Math.floor(h / kvMul);
+      const off = i * qDim + h * hd;
+      kv.scores(layer, kvh, q, off, len, att);
+      const sum = expScores(att, len, scale);
+      kv.mix(layer, kvh, att, len, out, off);
+      const inv = 1 / sum; // softmax normalization applied to the mixed head instead of every weight
+      for (let j = off; j < off + hd; j++) out[j] = out[j]! * inv;
+    }
+  }
+}
+
+/** a[t] ← exp(a[t]/scale − max) for t < n (unnormalized softmax); returns Σ. run.c divides by √hd. */
+function expScores(a: Float32Array, n: number, scale: number): number {
+  let max = -Infinity;
+  for (let t = 0; t < n; t++) {
+    const z = a[t]! / scale;
+    a[t] = z;
+    if (z > max) max = z;
+  }
+  let sum = 0;
+  for (let t = 0; t < n; t++) {
+    const e = Math.exp(a[t]! - max);
+    a[t] = e;
+    sum += e;
+  }
+  return sum;
+}

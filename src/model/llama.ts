@@ -9,12 +9,12 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { matvecMany, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
 import type { Model } from "./weights.js";
-import { f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
+import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
@@ -31,6 +31,8 @@ export interface LlamaOptions {
   backend?: Backend;
   /** positions the KV cache holds (default: the model's seqLen) */
   contextLength?: number;
+  /** the KV cache (default: the backend's own when it offers one — WASM: in its memory, with a batched
+   * SIMD `attend` — else the TypeScript f32 cache); a quantized cache passes its factory here */
   kvCache?: KvCacheFactory;
   /** most positions per prefill chunk (default: 128, fewer for very large vocabularies) */
   maxBatch?: number;
@@ -98,8 +100,8 @@ export class Llama implements CausalLM {
   private readonly att: Float32Array; // (capacity) scores of one head
   private readonly hb: Float32Array; // (B, hidden)
   private readonly hb2: Float32Array; // (B, hidden)
-  private readonly cos: Float32Array; // (headDim/2)
-  private readonly sin: Float32Array; // (headDim/2)
+  private readonly cos: Float32Array; // (B, headDim/2) RoPE tables of a chunk's positions
+  private readonly sin: Float32Array; // (B, headDim/2)
   private readonly logits1: Float32Array; // (vocab)
   private logitsB: Float32Array | undefined; // (B, vocab), on first use
   private readonly transforms: InputTransforms | undefined;
@@ -132,7 +134,9 @@ export class Llama implements CausalLM {
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
     this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));
-    this.kv = (opts.kvCache ?? f32KvCache)(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
+    this.kv = opts.kvCache
+      ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
+      : be.kvCache?.(c.nLayers, this.capacity, c.nKvHeads, c.headDim) ?? f32KvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
     const B = this.maxBatch;
     this.x = new Float32Array(B * c.dim);
     this.xb = new Float32Array(B * Math.max(c.dim, this.qDim));
@@ -143,8 +147,8 @@ export class Llama implements CausalLM {
     this.att = new Float32Array(this.capacity);
     this.hb = new Float32Array(B * c.hiddenDim);
     this.hb2 = new Float32Array(B * c.hiddenDim);
-    this.cos = new Float32Array(c.headDim / 2);
-    this.sin = new Float32Array(c.headDim / 2);
+    this.cos = new Float32Array(B * (c.headDim / 2));
+    this.sin = new Float32Array(B * (c.headDim / 2));
     this.logits1 = new Float32Array(c.vocabSize);
     this.transforms = model.inputTransforms;
     if (this.transforms) checkInputTransforms(this.transforms, c.hiddenDim, model.source.path);
@@ -194,6 +198,7 @@ export class Llama implements CausalLM {
     for (const L of this.layers) for (const k of LINEARS) this.backend.release(L[k]);
     this.backend.release(this.output);
     this.layers.length = 0;
+    this.kv.dispose?.();
   }
 
   private mm(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
@@ -231,65 +236,54 @@ export class Llama implements CausalLM {
       if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new QuantlabError("E_ARG", `token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
       this.embedding(t, x, i * dim);
     }
-    const kvMul = nHeads / c.nKvHeads;
-    const scale = Math.fround(Math.sqrt(hd)); // run.c: score /= sqrtf(head_size)
+    const half = hd / 2;
+    for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
+    const be = this.backend;
+    const eps = c.normEps;
+    // Each residual add runs with the norm that follows it (addRmsnorm): the FFN output of layer l − 1 is
+    // added at layer l's attention norm, the last layer's at the output norm (or not at all when no logits
+    // are wanted from this chunk: x is not read again).
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l]!;
-      rmsnormRows(xb, x, L.attnNorm, n, dim, c.normEps);
+      addRmsnorm(be, x, l === 0 ? undefined : xb, L.attnNorm, xb, n, dim, eps);
       this.site(l, "attn_in", xb, n, dim);
       this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
       for (let i = 0; i < n; i++) {
-        this.ropeTables(pos0 + i);
-        rope(q, i * qDim, qDim, hd, this.cos, this.sin);
-        rope(k, i * kvDim, kvDim, hd, this.cos, this.sin);
+        rope(q, i * qDim, qDim, hd, this.cos, this.sin, i * half);
+        rope(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
-      for (let i = 0; i < n; i++) {
-        const len = pos0 + i + 1; // causal: this position sees 0..pos
-        for (let h = 0; h < nHeads; h++) {
-          const kvh = Math.floor(h / kvMul);
-          const off = i * qDim + h * hd;
-          this.kv.scores(l, kvh, q, off, len, att);
-          const sum = expScores(att, len, scale);
-          this.kv.mix(l, kvh, att, len, attOut, off);
-          const inv = 1 / sum; // softmax normalization applied to the mixed head instead of every weight
-          for (let j = off; j < off + hd; j++) attOut[j] = attOut[j]! * inv;
-        }
-      }
+      if (this.kv.attend) this.kv.attend(l, q, pos0, n, nHeads, attOut);
+      else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att);
       this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
-      for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
-      rmsnormRows(xb, x, L.ffnNorm, n, dim, c.normEps);
+      addRmsnorm(be, x, xb, L.ffnNorm, xb, n, dim, eps);
       this.site(l, "ffn_in", xb, n, dim);
       this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
-      for (let j = 0; j < n * hidden; j++) {
-        // SwiGLU: silu(w1·x) * (w3·x), as run.c
-        const a = hb[j]!;
-        hb[j] = (a / (1 + Math.exp(-a))) * hb2[j]!;
-      }
+      swiglu(be, hb, hb2, n * hidden); // silu(w1·x) * (w3·x), as run.c
       this.site(l, "ffn_down_in", hb, n, hidden);
       this.mm(L.down, hb, n, xb);
-      for (let j = 0; j < n * dim; j++) x[j] += xb[j]!;
     }
     if (sink) {
-      rmsnormRows(xb, x, this.outputNorm, n, dim, c.normEps);
+      addRmsnorm(be, x, xb, this.outputNorm, xb, n, dim, eps);
       const out = (this.logitsB ??= new Float32Array(this.maxBatch * vocabSize));
       this.mm(this.output, xb, n, out);
       sink(out.subarray(0, n * vocabSize), start, n);
       if (lastChunk) this.logits1.set(out.subarray((n - 1) * vocabSize, n * vocabSize));
     } else if (lastChunk) {
-      rmsnormRows(xb, x.subarray((n - 1) * dim, n * dim), this.outputNorm, 1, dim, c.normEps);
+      const r = (n - 1) * dim;
+      addRmsnorm(be, x.subarray(r, r + dim), xb.subarray(r, r + dim), this.outputNorm, xb, 1, dim, eps);
       this.mm(this.output, xb, 1, this.logits1);
     }
   }
 
-  private ropeTables(pos: number): void {
+  private ropeTables(pos: number, at: number): void {
     const f = this.invFreq;
     for (let j = 0; j < f.length; j++) {
       // run.c: float val = pos * freq; fcr = cosf(val); fci = sinf(val) (f32 at each step)
       const val = Math.fround(pos * f[j]!);
-      this.cos[j] = Math.cos(val);
-      this.sin[j] = Math.sin(val);
+      this.cos[at + j] = Math.cos(val);
+      this.sin[at + j] = Math.sin(val);
     }
   }
 }
@@ -341,33 +335,8 @@ export function rope(x: Float32Array, off: number, width: number, hd: number, co
   }
 }
 
-/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm). */
-export function rmsnormRows(out: Float32Array, x: Float32Array, w: Float32Array, n: number, dim: number, eps: number): void {
-  for (let i = 0; i < n; i++) {
-    const o = i * dim;
-    let ss = 0;
-    for (let j = 0; j < dim; j++) ss += x[o + j]! * x[o + j]!;
-    const inv = 1 / Math.sqrt(ss / dim + eps);
-    for (let j = 0; j < dim; j++) out[o + j] = w[j]! * (inv * x[o + j]!);
-  }
-}
-
-/** a[t] ← exp(a[t]/scale − max) for t < n (unnormalized softmax); returns Σ. run.c divides by √hd. */
-function expScores(a: Float32Array, n: number, scale: number): number {
-  let max = -Infinity;
-  for (let t = 0; t < n; t++) {
-    const z = a[t]! / scale;
-    a[t] = z;
-    if (z > max) max = z;
-  }
-  let sum = 0;
-  for (let t = 0; t < n; t++) {
-    const e = Math.exp(a[t]! - max);
-    a[t] = e;
-    sum += e;
-  }
-  return sum;
-}
+/** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm; kernels/ref/rows.ts). */
+export { rmsnormRowsRef as rmsnormRows } from "../kernels/ref/rows.js";
 
 function checkWeights(model: Model): void {
   const c = model.config;

@@ -22,11 +22,12 @@ import { bf16ArrayToF32 } from "../../core/f16.js";
 import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
-import type { Backend, MatvecJob, PreparedWeight } from "../types.js";
+import type { Backend, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16 } from "../../../assembly/abi.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
+import { WasmKvCache } from "./kv-cache.js";
 import { KERNEL_NAMES, NATIVE, NATIVE_TYPE_OF_KIND, REPACK, type NativeRow, type NibbleOrder } from "./layouts.js";
 import { ShardedMemory } from "./memory.js";
 import { pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
@@ -359,6 +360,72 @@ export class WasmBackend implements Backend {
   matvecMany(jobs: readonly MatvecJob[]): void {
     this.checkOpen();
     this.dispatch.run(jobs, 1);
+  }
+
+  /**
+   * gate[i] ← silu(gate[i])·up[i] for i < n in WASM SIMD on the calling thread (assembly/rows.ts; the
+   * vector exp is within 2 ulp, so results are within a few ulp of kernels/ref/rows.ts swigluRef), through
+   * a scratch region of shard 0 that is reused from call to call.
+   */
+  swiglu(gate: Float32Array, up: Float32Array, n: number): void {
+    this.checkOpen();
+    if (gate.length < n || up.length < n) throw new QuantlabError("E_ARG", `wasm backend: swiglu of ${n} values on arrays of ${gate.length} and ${up.length}`);
+    const g = this.rowScratch(2 * n * 4), u = g + n * 4;
+    const sh = this.memory.first;
+    const f = sh.arena.f32;
+    f.set(gate.subarray(0, n), g >>> 2);
+    f.set(up.subarray(0, n), u >>> 2);
+    sh.kernels.swiglu_f32(g, u, n);
+    gate.set(sh.arena.f32.subarray(g >>> 2, (g >>> 2) + n));
+  }
+
+  /**
+   * x ← x + y (when y is given), then out = rmsnorm(x) ⊙ w for n rows of `dim`, in WASM SIMD on the calling
+   * thread (assembly/rows.ts; f32 sums, within a few ulp of kernels/ref/rows.ts addRmsnormRef). out may be y.
+   */
+  addRmsnorm(x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void {
+    this.checkOpen();
+    const m = n * dim;
+    if (x.length < m || out.length < m || (y && y.length < m) || w.length < dim) throw new QuantlabError("E_ARG", `wasm backend: addRmsnorm of ${n}×${dim} on arrays that are too short`);
+    const xo = this.rowScratch((3 * m + dim) * 4), yo = xo + m * 4, oo = yo + m * 4, wo = oo + m * 4;
+    const sh = this.memory.first;
+    const f = sh.arena.f32;
+    f.set(x.subarray(0, m), xo >>> 2);
+    if (y) f.set(y.subarray(0, m), yo >>> 2);
+    f.set(w.subarray(0, dim), wo >>> 2);
+    sh.kernels.add_rmsnorm_f32(xo, y ? yo : 0, wo, oo, n, dim, eps);
+    const g = sh.arena.f32;
+    if (y) x.set(g.subarray(xo >>> 2, (xo >>> 2) + m));
+    out.set(g.subarray(oo >>> 2, (oo >>> 2) + m));
+  }
+
+  private rows: { off: number; bytes: number } | undefined;
+
+  /** A scratch region of at least `bytes` in shard 0 for the row kernels (grown, never shrunk). */
+  private rowScratch(bytes: number): number {
+    if (!this.rows || this.rows.bytes < bytes) {
+      const a = this.memory.first.arena;
+      if (this.rows) a.free(this.rows.off);
+      const size = Math.max(bytes, 2 * (this.rows?.bytes ?? 0), 65536);
+      this.rows = { off: a.alloc(size, 64, "row kernel scratch"), bytes: size };
+    }
+    return this.rows.off;
+  }
+
+  /**
+   * An f32 KV cache in wasm memory whose `attend` runs a chunk's causal attention in SIMD, split across
+   * the pool (kv-cache.ts); undefined when no memory of this backend can hold it (the forward pass then
+   * keeps the TypeScript cache). `dispose()` the cache (Llama.dispose does) to give its memory back.
+   */
+  kvCache(nLayers: number, capacity: number, nKvHeads: number, headDim: number): KvCache | undefined {
+    this.checkOpen();
+    const host = {
+      memory: this.memory,
+      pool: this.pool,
+      minParallelBytes: () => this.dispatch.minParallelBytes,
+      checkOpen: () => this.checkOpen(),
+    };
+    return WasmKvCache.create(host, nLayers, capacity, nKvHeads, headDim, this.threads);
   }
 
   /**

@@ -71,6 +71,13 @@ export interface KernelExports {
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
   stream_sum(x: number, n: number): number;
+  /** y[i] = e^x[i], the vector exp of the forward-pass kernels (assembly/vmath.ts v_exp; with nonpos ≠ 0
+   * v_exp_nonpos, the softmax's, for x ≤ 0) */
+  exp_f32_row(x: number, n: number, y: number, nonpos: number): void;
+  /** g[i] ← silu(g[i])·u[i] (assembly/rows.ts) */
+  swiglu_f32(g: number, u: number, n: number): void;
+  /** x ← x + y (y ≠ 0), out = rmsnorm(x) ⊙ w per row (assembly/rows.ts) */
+  add_rmsnorm_f32(x: number, y: number, w: number, out: number, n: number, dim: number, eps: number): void;
   f16_count_special(p: number, n: number): number;
   f32_count_special(p: number, n: number): number;
   f16_to_f32_row(h: number, n: number, x: number): void;

@@ -39,6 +39,17 @@ describe("quantlab eval", () => {
     assert.ok(Math.abs(b.nll - a.nll) < 1e-5, `${b.nll} vs ${a.nll}`);
   });
 
+  test("--kv on the wasm backend: the quantized cache's TypeScript path, agreeing with the reference backend", () => {
+    const args = ["eval", model, "--text", text, "--ctx", "256", "--max-tokens", "255", "--json"];
+    const f32 = JSON.parse(quantlab(...args, "--backend", "wasm").stdout);
+    const a = JSON.parse(quantlab(...args, "--backend", "ref", "--kv", "int4:g4:asym").stdout);
+    const r = quantlab(...args, "--backend", "wasm", "--threads", "2", "--kv", "int4:g4:asym");
+    assert.equal(r.status, 0, r.stderr);
+    const b = JSON.parse(r.stdout);
+    assert.ok(Math.abs(b.nll - a.nll) < 1e-5, `${b.nll} vs ${a.nll}`);
+    assert.ok(Math.abs(b.nll - f32.nll) > 1e-4, `the int4 cache changes the result (${b.nll} vs ${f32.nll} with the f32 cache)`);
+  });
+
   describe("bad input", () => {
     test("unknown backend", () => expectOneLineError(quantlab("eval", model, "--text", text, "--backend", "gpu"), /option --backend: unknown backend "gpu"/, 2));
     const dir = mkdtempSync(join(tmpdir(), "ql-eval-"));

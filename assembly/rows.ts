@@ -1,0 +1,80 @@
+// Element-wise and row-wise kernels of the forward pass besides attention (AssemblyScript, both builds):
+// SwiGLU, the residual add with the RMSNorm after it.
+// Re-exported by assembly/forward.ts; the host side is WasmBackend.swiglu / addRmsnorm, the references
+// kernels/ref/rows.ts swigluRef / addRmsnormRef.
+import { v_exp_nonpos } from "./vmath";
+
+/** silu(g)·u with silu(g) = g / (1 + e^−g) (llama2.c run.c), evaluated as g·s/(1 + e) with e = e^−|g| and
+ * s = 1 for g ≥ 0 (run.c's expression exactly), s = e for g < 0 (the same value, multiplied through by e^g):
+ * the exp never overflows, so large negative gates keep their tiny result instead of −0, and the exp's
+ * argument is ≤ 0 (v_exp_nonpos). Results under 2^−100 in magnitude may flush to 0 (the exp flushes below
+ * 2^−126). */
+@inline function silu_mul(g: v128, u: v128): v128 {
+  const e = v_exp_nonpos(f32x4.neg(f32x4.abs(g)));
+  const s = v128.bitselect(e, f32x4.splat(1), f32x4.lt(g, f32x4.splat(0)));
+  return f32x4.mul(f32x4.div(f32x4.mul(g, s), f32x4.add(f32x4.splat(1), e)), u);
+}
+
+/** g[i] ← silu(g[i])·u[i] for i < n (SwiGLU), 8 then 4 per step, the tail on one lane of the same code. */
+export function swiglu_f32(g: usize, u: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 2;
+    v128.store(g + o, silu_mul(v128.load(g + o), v128.load(u + o)));
+    v128.store(g + o, silu_mul(v128.load(g + o, 16), v128.load(u + o, 16)), 16);
+  }
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(g + o, silu_mul(v128.load(g + o), v128.load(u + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(g + o, f32x4.extract_lane(silu_mul(f32x4.splat(load<f32>(g + o)), f32x4.splat(load<f32>(u + o))), 0));
+  }
+}
+
+/** Σ x[i]² for i < n: two vector accumulators, then the scalar tail */
+@inline function sumsq(x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 2;
+    const v0 = v128.load(x + o), v1 = v128.load(x + o, 16);
+    a0 = f32x4.add(a0, f32x4.mul(v0, v0));
+    a1 = f32x4.add(a1, f32x4.mul(v1, v1));
+  }
+  for (; i + 4 <= n; i += 4) {
+    const v0 = v128.load(x + (<usize>i << 2));
+    a0 = f32x4.add(a0, f32x4.mul(v0, v0));
+  }
+  a0 = f32x4.add(a0, a1);
+  let s = (f32x4.extract_lane(a0, 0) + f32x4.extract_lane(a0, 1)) + (f32x4.extract_lane(a0, 2) + f32x4.extract_lane(a0, 3));
+  for (; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    s += v * v;
+  }
+  return s;
+}
+
+/** For each of n rows of dim: x ← x + y (when y ≠ 0), then out = w ⊙ x / sqrt(mean(x²) + eps) (run.c
+ * rmsnorm; the residual add that precedes every norm of a pre-norm block but the first, in the same pass).
+ * out may be y. */
+export function add_rmsnorm_f32(x: usize, y: usize, w: usize, out: usize, n: i32, dim: i32, eps: f32): void {
+  const rb = <usize>dim << 2;
+  for (let r = 0; r < n; r++) {
+    const xr = x + <usize>r * rb, yr = y + <usize>r * rb, or = out + <usize>r * rb;
+    if (y != 0) {
+      let i = 0;
+      for (; i + 4 <= dim; i += 4) v128.store(xr + (<usize>i << 2), f32x4.add(v128.load(xr + (<usize>i << 2)), v128.load(yr + (<usize>i << 2))));
+      for (; i < dim; i++) store<f32>(xr + (<usize>i << 2), load<f32>(xr + (<usize>i << 2)) + load<f32>(yr + (<usize>i << 2)));
+    }
+    const inv: f32 = <f32>1 / sqrt<f32>(sumsq(xr, dim) / <f32>dim + eps);
+    const vi = f32x4.splat(inv);
+    let i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(or + o, f32x4.mul(v128.load(w + o), f32x4.mul(vi, v128.load(xr + o))));
+    }
+    for (; i < dim; i++) store<f32>(or + (<usize>i << 2), load<f32>(w + (<usize>i << 2)) * (inv * load<f32>(xr + (<usize>i << 2))));
+  }
+}
