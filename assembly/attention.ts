@@ -34,11 +34,10 @@ export function exp_f32_row(x: usize, n: i32, y: usize, nonpos: i32): void {
 
 // ---------------------------------------------------------------- attention
 
-/** a·b + c: fused in the relaxed build (one instruction instead of two; the dot and mix loops are bound
- * by instruction count, and fusing measured 1.1–1.3× faster), a multiply and an add in SIMD128. Both
- * are within the tolerance of the tests, which run both builds. */
+/** a·b + c as a multiply and an add in both builds: relaxed_madd may or may not fuse depending on the
+ * engine and CPU, which would make attention outputs (and calibration results, hence file bytes) differ
+ * between machines and between the builds. (Fusing measured 1.1–1.3× faster on this machine.) */
 @inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
   return f32x4.add(f32x4.mul(a, b), c);
 }
 

@@ -117,12 +117,13 @@ export function f16_to_f32(h: u32): f32 {
 
 // ---------------------------------------------------------------- dense prefill: register-blocked GEMM
 
-/** acc + w·x per lane. The relaxed build uses f32x4.relaxed_madd, a fused multiply-add on x64 (vfmadd):
- * one rounding instead of two, so its low bits differ from the SIMD128 build's mul + add (the tests'
- * tolerance, proportional to Σ|w·x|, covers both). */
+/** acc + w·x per lane, a multiply and an add in both builds. Not relaxed_madd: whether it fuses is up to
+ * the engine and the CPU (the spec allows either), so results would depend on the machine and differ
+ * between the two builds — and calibration outputs (importance matrices, hence file bytes) must be the
+ * same on every engine for a recipe to reproduce its file. Measured cost: the relaxed build's GEMM was
+ * ~1.2× faster fused (docs/kernels.md). */
 @inline function mac(acc: v128, w: v128, x: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(w, x, acc);
-  else return f32x4.add(acc, f32x4.mul(w, x));
+  return f32x4.add(acc, f32x4.mul(w, x));
 }
 
 /** 4 weights of a row from column c (f32, or f16 bits converted in registers) as f32x4. */

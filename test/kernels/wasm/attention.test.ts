@@ -315,10 +315,11 @@ describe("Llama on the WASM backend (WASM KV cache) = Llama on the ref backend",
   });
 
   for (const [name, path, n] of [["stories260K", dataPath("stories260K", "stories260K.bin"), 300], ["stories3M", dataPath("stories3M", "stories3M.bin"), 160]] as const) {
-    test(`${name}: prefill logits of ${n} positions within 1e-4, 1 and 2 threads`, async () => {
+    test(`${name}: prefill logits of ${n} positions within 1e-4, 1 and 2 threads; the same bits in both builds and at any thread count`, async () => {
       const model = await loadModel(path, { tokenizer: dataPath("stories260K", "tok512.bin") });
       const tokens = ids(n, model.config.vocabSize);
       const want = prefillLogits(new Llama(model, { backend: new RefBackend(), contextLength: n }), tokens);
+      let first: Float32Array | undefined;
       for (const variant of VARIANTS) {
         for (const threads of [1, 2]) {
           const be = await readyBackend(variant, threads);
@@ -329,6 +330,10 @@ describe("Llama on the WASM backend (WASM KV cache) = Llama on the ref backend",
           let worst = 0;
           for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
           assert.ok(worst <= 1e-4, `${variant} t${threads}: max |Δlogit| = ${worst}`);
+          // calibration on any engine and thread count must give the same numbers (recipes reproduce files)
+          first ??= got;
+          const i = got.findIndex((v, k) => !Object.is(v, first![k]));
+          assert.equal(i, -1, `${variant} t${threads}: logit ${i} differs from the first build/thread count`);
         }
       }
     });

@@ -85,3 +85,18 @@ for (const variant of VARIANTS) {
     }
   });
 }
+
+// Calibration results (importance matrices, hence file bytes) must not depend on which build the engine
+// runs: the relaxed build must give the SIMD128 build's bits for the dense kernels (no relaxed_madd,
+// whose fusing is up to the engine and CPU).
+test("dense mat-vec and GEMM: the relaxed build gives the SIMD128 build's bits", { skip: VARIANTS.length < 2 ? "relaxed SIMD not available here" : false }, () => {
+  const a = backend("simd", 1), b = backend("relaxed", 1);
+  for (const { w, n } of CASES) {
+    const x = randomF32(n * w.cols, w.rows * 17 + n);
+    const ga = new Float32Array(n * w.rows), gb = new Float32Array(n * w.rows);
+    a.matmul(a.prepare(w.weight, w.label), x, n, ga);
+    b.matmul(b.prepare(w.weight, w.label), x, n, gb);
+    const i = ga.findIndex((v, k) => !Object.is(v, gb[k]));
+    assert.equal(i, -1, `${w.label} n=${n}: token ${Math.floor(i / w.rows)}, row ${i % w.rows}: simd ${ga[i]} vs relaxed ${gb[i]}`);
+  }
+});
