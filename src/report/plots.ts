@@ -193,8 +193,8 @@ export function placeLabels(pts: readonly { text: string; px: number; py: number
       [{ text: p.text, x: p.px - g, y: p.py + g, align: "right", baseline: "top" }, [p.px - g - w, p.py + g, p.px - g, p.py + g + h]],
     ];
     // farther out, with a leader line back to the point, when every close spot is taken
-    for (const d of [2.2, 3.4, 4.6]) {
-      for (const [dx, dy] of [[1, -1], [1, 1], [-1, -1], [-1, 1], [0, -1], [0, 1]] as const) {
+    for (const d of [2.2, 3.4, 4.6, 6, 8]) {
+      for (const [dx, dy] of [[1, -1], [1, 1], [-1, -1], [-1, 1], [0, -1], [0, 1], [1, -0.01], [-1, -0.01]] as const) {
         const lx = p.px + dx * g * d, ly = p.py + dy * g * d;
         const align = dx > 0 ? "left" : dx < 0 ? "right" : "center";
         const baseline = dy < 0 ? "bottom" : "top";

@@ -18,6 +18,9 @@ const $ = <T extends HTMLElement>(id: string): T => {
   return e as T;
 };
 
+/** What a request of a terminated worker fails with (the person cancelled it: nothing to report). */
+class Cancelled extends Error {}
+
 interface Handlers {
   progress?: (label: string, value: number, total: number) => void;
   text?: (piece: string) => void;
@@ -63,7 +66,7 @@ class Lab {
 
   terminate(reason: string): void {
     this.w.terminate();
-    for (const p of this.pending.values()) p.reject(new Error(reason));
+    for (const p of this.pending.values()) p.reject(new Cancelled(reason));
     this.pending.clear();
   }
 }
@@ -114,6 +117,7 @@ function showProgress(label: string, value: number, total: number): void {
 }
 
 function showError(e: unknown): void {
+  if (e instanceof Cancelled) return;
   const el = $("quantize-error");
   el.hidden = false;
   el.textContent = (e as Error).message ?? String(e);
@@ -305,6 +309,7 @@ async function renderPlots(): Promise<void> {
 // ---- generate
 
 async function runGenerate(): Promise<void> {
+  $("quantize-error").hidden = true;
   const prompt = $<HTMLInputElement>("prompt").value;
   const steps = Number($<HTMLInputElement>("steps").value);
   const which = $<HTMLSelectElement>("gen-result").value;
