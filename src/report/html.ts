@@ -39,7 +39,7 @@ th, td { padding: 3px 9px; border-bottom: 1px solid #e4e4e4; text-align: left; v
 th { background: #f4f4f4; font-weight: 600; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.preset td:first-child::after { content: " (llama.cpp)"; color: #b03a2e; font-size: 11px; }
 figure { margin: 8px 0 16px; } figcaption { color: #555; font-size: 12px; max-width: 760px; }
-.grid { display: flex; flex-wrap: wrap; gap: 8px 24px; } .grid figure { margin: 4px 0; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 8px 24px; } .grid figure { margin: 4px 0; }
 pre { background: #f7f7f7; padding: 6px 8px; font-size: 11.5px; white-space: pre-wrap; word-break: break-all; margin: 2px 0 8px; }
 details summary { cursor: pointer; } dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; font-size: 13px; } dt { color: #555; } dd { margin: 0; }
 `;

@@ -80,7 +80,7 @@ for (const isolated of [true, false]) {
         await page.waitForSelector("body[data-ready]", { timeout: 30000 });
         assert.equal(await page.evaluate(() => self.crossOriginIsolated), isolated);
         const status = (await page.textContent("#status"))!;
-        assert.match(status, isolated ? /kernels: wasm-\w+-t2, 2 threads · cross-origin isolated/ : /kernels: wasm-\w+, 1 thread · not cross-origin isolated/);
+        assert.match(status, isolated ? /kernels: wasm-\w+-t2, 2 threads \(1 worker running\) · cross-origin isolated/ : /kernels: wasm-\w+, 1 thread · not cross-origin isolated/);
 
         await page.setInputFiles("#model-files", [MODEL, TOK]);
         await page.waitForFunction(() => /parameters|Cannot/.test(document.querySelector("#model-info")!.textContent!), null, { timeout: 30000 });

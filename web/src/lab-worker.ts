@@ -51,9 +51,9 @@ function makeBackend(): { backend: Backend; info: BackendInfo } {
   try {
     const host = threads > 1 ? new WebWorkerHost(() => new Worker(new URL("./pool-worker.ts", import.meta.url), { type: "module" }) as never) : undefined;
     const backend = new WasmBackend({ threads, ...(host ? { workerHost: host } : {}) });
-    return { backend, info: { backend: backend.name, threads: backend.threads, isolated, ...(!isolated ? { note: "not cross-origin isolated: one thread" } : {}), ...formChoices() } };
+    return { backend, info: { backend: backend.name, threads: backend.threads, workersRunning: 0, isolated, ...(!isolated ? { note: "not cross-origin isolated: one thread" } : {}), ...formChoices() } };
   } catch (e) {
-    return { backend: new RefBackend(), info: { backend: "ref", threads: 1, isolated, note: `WebAssembly kernels unavailable (${(e as Error).message}): TypeScript reference kernels`, ...formChoices() } };
+    return { backend: new RefBackend(), info: { backend: "ref", threads: 1, workersRunning: 0, isolated, note: `WebAssembly kernels unavailable (${(e as Error).message}): TypeScript reference kernels`, ...formChoices() } };
   }
 }
 
@@ -116,9 +116,9 @@ function sessionFor(evalText: string | undefined, rid: number): CompareSession {
   if (!session || session.text !== text) {
     const tok = m.tokenizer;
     if (text && !tok) throw new QuantlabError("E_ARG", `${m.config.name}: no tokenizer, so no KLD can be measured (add the tokenizer file)`);
-    // the report's defaults: windows of 256 positions, at most 1024 scored tokens
+    // the report's defaults: windows of 256 positions, 1020 scored tokens (4 windows)
     const ctx = Math.min(256, m.config.seqLen);
-    session = { text, s: new CompareSession(m, { ...(text ? { tokens: tok!.encode(text, { bos: false }) } : {}), bosId: tok?.bosId ?? 1, ctx, maxTokens: 1024, backend }) };
+    session = { text, s: new CompareSession(m, { ...(text ? { tokens: tok!.encode(text, { bos: false }) } : {}), bosId: tok?.bosId ?? 1, ctx, maxTokens: 1020, backend }) };
   }
   session.s.progress = progressFor(rid);
   return session.s;
@@ -193,6 +193,9 @@ scope.onmessage = (e) => {
 
 void (async () => {
   // threaded pools start their workers asynchronously; say which kernels run once they are up
-  if (backend instanceof WasmBackend && backend.threads > 1) await backend.ready(10000);
+  if (backend instanceof WasmBackend && backend.threads > 1) {
+    await backend.ready(10000);
+    info.workersRunning = backend.poolStats().alive;
+  }
   post({ rid: 0, type: "ready", info });
 })();

@@ -39,6 +39,8 @@ export interface QuantizeReply {
 export interface BackendInfo {
   backend: string;
   threads: number;
+  /** pool workers running their loop when the page was told (threads − 1 once all started) */
+  workersRunning: number;
   isolated: boolean;
   note?: string;
   /** what the quantize form offers (from the library's method and preset tables) */

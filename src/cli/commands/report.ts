@@ -120,6 +120,6 @@ export function register(program: Command): void {
     const bytes = new TextEncoder().encode(html);
     await atomicWriteFile(o.output, (sink) => sink.write(bytes));
     if (o.json) printJson({ output: o.output, bytes: bytes.length, ...data });
-    else process.stdout.write(`${displayName(path)} → ${o.output}: ${data.rows.length} rows${data.kvRows.length ? ` + ${data.kvRows.length} KV-cache rows` : ""}, ${data.layerKld.length} layer measurements, ${bytes.length} bytes, ${data.seconds.toFixed(1)} s\n`);
+    else process.stdout.write(`${displayName(path)} → ${o.output}: ${data.rows.length} rows${data.kvRows.length ? ` + ${data.kvRows.length} KV-cache row${data.kvRows.length > 1 ? "s" : ""}` : ""}, ${data.layerKld.length} layer measurements, ${bytes.length} bytes, ${data.seconds.toFixed(1)} s\n`);
   });
 }
