@@ -13,7 +13,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { numel } from "../core/tensor.js";
-import { isWeightLoaded, releaseWeight } from "../core/weight.js";
+import { isWeightLoaded, releaseWeight, weightShape } from "../core/weight.js";
 import { METHODS } from "../algos/methods/index.js";
 import { isMixedSpec, parseMixedSpec, printMixedSpec } from "../algos/mixed-model.js";
 import { normalizeRecipe, quantize, type QuantizeResult } from "../algos/quantize.js";
@@ -326,16 +326,11 @@ export class CompareSession {
     for (const x of q.tensors ?? []) quantBits.set(x.name, x.storageBits);
     for (const x of q.ggml?.tensors ?? []) quantBits.set(x.name, x.bytes * 8);
     for (const n of this.linears) {
-      const c = numel(this.shapeOf(n));
+      const c = numel(weightShape(this.model.weights.get(n)!));
       bits += quantBits.get(n) ?? 32 * c;
       count += c;
     }
     return count ? bits / count : 0;
-  }
-
-  private shapeOf(n: string): readonly number[] {
-    const w = this.model.weights.get(n)!;
-    return w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
   }
 
   /** SQNR per quantized tensor: `quantize()`'s own reports for specs; measured against the float weights for presets (ggml blocks). */

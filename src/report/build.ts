@@ -7,7 +7,8 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
-import { isWeightLoaded, releaseWeight } from "../core/weight.js";
+import { numel } from "../core/tensor.js";
+import { isWeightLoaded, releaseWeight, weightShape } from "../core/weight.js";
 import { linearWeightNames } from "../algos/select.js";
 import { channelOutliers, type ChannelOutlierRow } from "../eval/channel-outliers.js";
 import { CompareSession, type CompareOptions, type CompareRow, type CompareTarget, type TensorError } from "../eval/compare.js";
@@ -105,7 +106,7 @@ export async function buildReport(model: Model, o: ReportOptions): Promise<Repor
           let tensors: { only?: string[]; keepFloat?: string[] };
           if (t.preset !== undefined) {
             // a preset covers every tensor: keep all the others in float
-            tensors = { keepFloat: [...model.weights].filter(([n, w]) => !inLayer(n) && w.kind === "dense" && w.tensor.shape.length === 2).map(([n]) => n) };
+            tensors = { keepFloat: [...model.weights].filter(([n, w]) => !inLayer(n) && w.kind === "dense" && weightShape(w).length === 2).map(([n]) => n) };
           } else {
             const only = session.names.filter(inLayer);
             if (only.length === 0) continue;
@@ -121,7 +122,7 @@ export async function buildReport(model: Model, o: ReportOptions): Promise<Repor
     }
     const c = model.config;
     let params = 0;
-    for (const w of model.weights.values()) params += w.kind === "dense" ? w.tensor.shape.reduce((a, b) => a * b, 1) : (w.kind === "ggml" ? w.shape : w.q.shape).reduce((a, b) => a * b, 1);
+    for (const w of model.weights.values()) params += numel(weightShape(w));
     return {
       title: o.title ?? `quantlab report: ${c.name ?? model.source.path}`,
       model: { name: c.name ?? model.source.path, format: model.source.format, params, nLayers: c.nLayers, dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, seqLen: c.seqLen },

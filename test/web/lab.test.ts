@@ -3,6 +3,7 @@
 // (model + tok512.bin), quantized as int4:g32:asym and Q4_K_M by the real library in a Web Worker; the
 // results' numbers, plots (16 grid lines for int4 asym, a bar per layer and row, both rows on the
 // frontier), greedy text identical to `quantlab run` on the float file and on the CLI's quantized files,
+// a GGUF picked as a file and a Hugging Face folder picked with the folder picker run as with the CLI,
 // downloads byte-identical to `quantlab quantize`'s files; cancel restarts the worker and the results stay
 // usable; no console error and no request beyond 127.0.0.1.
 import { describe, test, before, after } from "node:test";
@@ -30,7 +31,7 @@ function cli(...args: string[]): string {
 }
 
 /** What the CLI makes of the same choices: files and greedy text. */
-const ref = {} as { q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string };
+const ref = {} as { q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
 before(() => {
   ref.q4 = join(DIR, "cli-q4km.gguf");
   ref.int4 = join(DIR, "cli-int4.safetensors");
@@ -40,6 +41,9 @@ before(() => {
   ref.float = run(MODEL);
   ref.q4Text = run(ref.q4);
   ref.int4Text = run(ref.int4);
+  ref.hf = join(DIR, "stories260K-hf");
+  cli("convert", MODEL, ref.hf + "/");
+  ref.hfText = run(ref.hf);
 });
 
 const count = (s: string, re: RegExp) => (s.match(re) ?? []).length;
@@ -54,9 +58,10 @@ async function quantizeIn(page: BrowserSession["page"], kind: "spec" | "preset",
   assert.equal(await page.locator("#quantize-error").isHidden(), true, `quantize failed in the page: ${err}`);
 }
 
+/** Generates next to the result labelled `which` ("" = the float model alone). */
 async function generateIn(page: BrowserSession["page"], which: string): Promise<{ float: string; quant: string }> {
   const before = Number((await page.getAttribute("body", "data-generated")) ?? "0");
-  await page.selectOption("#gen-result", { label: which });
+  if (which) await page.selectOption("#gen-result", { label: which });
   await page.click("#generate");
   await page.waitForFunction((k) => Number(document.body.dataset.generated ?? "0") > k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, before, { timeout: 60000 });
   return { float: (await page.textContent("#gen-float"))!, quant: (await page.textContent("#gen-quant"))! };
@@ -130,6 +135,18 @@ for (const isolated of [true, false]) {
         const g3 = await generateIn(page, "Q4_K_M (rtn)");
         assert.equal(g3.quant, ref.q4Text, "a result reloaded from its Blob after the restart");
         assert.equal(await page.locator("#quantize-error").isHidden(), true, "a cancel is not an error");
+
+        if (!isolated) {
+          // the other ways in: a GGUF through the file input, a Hugging Face folder through the folder picker
+          await page.setInputFiles("#model-files", [ref.q4]);
+          await page.waitForFunction(() => /\(gguf\)/.test(document.querySelector("#model-info")!.textContent!), null, { timeout: 30000 });
+          assert.equal(await page.locator("#results tbody tr").count(), 0, "a new model starts with no results");
+          assert.equal((await generateIn(page, "")).float, ref.q4Text);
+          await page.setInputFiles("#model-dir", ref.hf);
+          await page.waitForFunction(() => /\(hf\)/.test(document.querySelector("#model-info")!.textContent!), null, { timeout: 30000 });
+          assert.match((await page.textContent("#model-info"))!, /^stories260K-hf \(hf\): 0\.260 M parameters/);
+          assert.equal((await generateIn(page, "")).float, ref.hfText);
+        }
 
         assert.deepEqual(b.errors, []);
         const outside = b.requests.filter((u) => !u.startsWith(lab.url) && !u.startsWith("blob:") && !u.startsWith("data:"));

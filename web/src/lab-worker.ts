@@ -13,7 +13,8 @@
  */
 import { QuantlabError } from "../../src/core/errors.js";
 import type { Progress } from "../../src/core/progress.js";
-import { isWeightLoaded, releaseWeight } from "../../src/core/weight.js";
+import { numel } from "../../src/core/tensor.js";
+import { isWeightLoaded, releaseWeight, weightShape } from "../../src/core/weight.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { linearWeightNames } from "../../src/algos/select.js";
 import { channelOutliers } from "../../src/eval/channel-outliers.js";
@@ -91,7 +92,7 @@ function needBase(): Model {
 function summary(m: Model): ModelSummary {
   const c = m.config;
   let params = 0;
-  for (const w of m.weights.values()) params += (w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape).reduce((a, b) => a * b, 1);
+  for (const w of m.weights.values()) params += numel(weightShape(w));
   return { name: c.name ?? m.source.path, format: m.source.format, params, nLayers: c.nLayers, dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, seqLen: c.seqLen, linears: linearWeightNames(m).filter((n) => m.weights.has(n)), tokenizer: !!m.tokenizer };
 }
 
