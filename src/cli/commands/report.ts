@@ -76,7 +76,7 @@ export function register(program: Command): void {
     .option("--only <globs>", "comma-separated globs of tensors spec rows quantize (default: every block linear)")
     .option("--skip <globs>", "comma-separated globs of tensors spec rows keep in float")
     .option("--no-layer-kld", "skip the per-layer KLD contributions (one more quantize + evaluation per row and layer)")
-    .option("--layer-tokens <n>", "tokens each per-layer KLD measurement scores: the rows' first windows (510 = 2 windows at --ctx 256)", positiveInt("--layer-tokens"), 510)
+    .option("--layer-tokens <n>", "tokens each per-layer KLD measurement scores: the rows' first windows (255 = 1 window at --ctx 256)", positiveInt("--layer-tokens"), 255)
     .option("--hist-tensor <name>", "the tensor the grid histograms show (default: the block linear with the strongest outlier channel)")
     .option("--title <text>", "report title")
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
