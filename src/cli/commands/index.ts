@@ -15,3 +15,5 @@ import { register as registerCompare } from "./compare.js"; commands.push(regist
 import { register as registerInspect } from "./inspect.js"; commands.push(registerInspect);
 import { register as registerBench } from "./bench.js"; commands.push(registerBench);
 import { register as registerQat } from "./qat.js"; commands.push(registerQat);
+import { register as registerReport } from "./report.js"; commands.push(registerReport);
+import { register as registerLab } from "./lab.js"; commands.push(registerLab);

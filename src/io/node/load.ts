@@ -13,6 +13,7 @@ import { loadSafetensorsFile, loadHfDir } from "./hf-file.js";
 import { loadHubModel } from "./hub-cache.js";
 import { isQuantModelFile, loadQuantModelFile } from "./quant-file.js";
 import { isHubRef } from "../hub.js";
+import { sniffFormat } from "../open-model.js";
 import type { Progress } from "../../core/progress.js";
 import type { TensorPlacer } from "../gguf-model.js";
 
@@ -32,18 +33,8 @@ export async function detectFormat(path: string): Promise<ModelFileFormat> {
   if (statSync(path).isDirectory()) return "hf";
   const src = openFile(path);
   try {
-    if (src.size < 8) throw new QuantlabError("E_FORMAT", `${path}: truncated: only ${src.size} bytes, too short for any model format`);
-    const head = await src.read(0, 8);
-    if (head[0] === 0x47 && head[1] === 0x47 && head[2] === 0x55 && head[3] === 0x46) return "gguf"; // "GGUF"
-    if (path.endsWith(".safetensors")) return "safetensors";
-    // safetensors: u64 LE header length followed by '{'
-    const hdrLen = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
-    if (hdrLen > 1n && hdrLen < BigInt(src.size) && src.size > 9) {
-      const b = await src.read(8, 1);
-      if (b[0] === 0x7b) return "safetensors";
-    }
-    if (path.endsWith(".bin")) return "llama2c";
-    throw new QuantlabError("E_FORMAT", `${path}: unknown model format (not GGUF, safetensors, a Hugging Face directory or a llama2.c .bin)`);
+    // the same rules as for files picked in the browser lab (io/open-model.ts)
+    return await sniffFormat(src, path);
   } finally {
     await src.close();
   }

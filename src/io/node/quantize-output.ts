@@ -1,17 +1,16 @@
 /**
  * Writes the result of `quantize(model, recipe)` (algos/quantize.ts) to the file its target calls for,
- * atomically: spec targets → quantlab's quantized safetensors (io/quant-model.ts), preset targets → GGUF
- * with llama-quantize's `general.file_type` and `quantize.imatrix.*` keys. The recipe travels in both
- * (`quantlab.recipe`). The CLI and library scripts call this same function, so they write the same bytes.
+ * atomically: the bytes come from io/quantize-output.ts (spec targets → quantized safetensors, presets →
+ * GGUF with llama-quantize's keys), the same function the browser lab downloads from. The CLI and library
+ * scripts call this same function, so they write the same bytes.
  */
 import { QuantlabError } from "../../core/errors.js";
 import type { Progress } from "../../core/progress.js";
 import type { QuantizeResult } from "../../algos/quantize.js";
-import { presetFileType } from "../../algos/quantize.js";
-import { GgufValueType, type GgufValue } from "../gguf.js";
-import { saveGgufFile } from "./gguf-file.js";
-import { saveQuantModelFile } from "./quant-file.js";
-import { statSync } from "node:fs";
+import { writeQuantizeResult } from "../quantize-output.js";
+import { atomicWriteFile } from "./atomic.js";
+
+export { imatrixMetadata } from "../quantize-output.js";
 
 /** The output file name a result needs (.safetensors or .gguf); throws E_ARG naming the option otherwise. */
 export function checkOutputPath(output: "safetensors" | "gguf", path: string, option = "-o"): void {
@@ -21,22 +20,7 @@ export function checkOutputPath(output: "safetensors" | "gguf", path: string, op
   }
 }
 
-/** llama.cpp LLM_KV_QUANTIZE_IMATRIX_* keys, as llama-quantize records them. */
-export function imatrixMetadata(r: QuantizeResult): Map<string, GgufValue> {
-  const extra = new Map<string, GgufValue>();
-  const im = r.imatrix;
-  if (!im) return extra;
-  extra.set("quantize.imatrix.file", { type: GgufValueType.STRING, value: im.source });
-  if (im.collected) extra.set("quantize.imatrix.dataset", { type: GgufValueType.STRING, value: im.source });
-  extra.set("quantize.imatrix.entries_count", { type: GgufValueType.UINT32, value: im.imatrix.size });
-  if (im.chunks !== undefined) extra.set("quantize.imatrix.chunks_count", { type: GgufValueType.UINT32, value: im.chunks });
-  return extra;
-}
-
 export async function saveQuantizeResult(r: QuantizeResult, path: string, opts: { progress?: Progress } = {}): Promise<{ bytes: number }> {
   checkOutputPath(r.output, path);
-  if (r.output === "safetensors") return { bytes: await saveQuantModelFile(r.model, path) };
-  const preset = (r.recipe.target as { preset: string }).preset;
-  await saveGgufFile(r.model, path, { fileType: presetFileType(preset), extraMetadata: imatrixMetadata(r), ...(opts.progress ? { progress: opts.progress } : {}) });
-  return { bytes: statSync(path).size };
+  return { bytes: await atomicWriteFile(path, (sink) => writeQuantizeResult(r, sink, path, opts)) };
 }
