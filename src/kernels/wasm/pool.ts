@@ -120,15 +120,16 @@ function errorText(ctrl: Int32Array): string {
   return String.fromCharCode(...u16.subarray(1, 1 + Math.min(u16[0]!, ERR_CHARS)));
 }
 
-/** Claims and runs chunks of dispatch `gen` until none is left. Shared by caller and workers;
- * `ss[s]` is shard s as this thread sees it. */
-function runChunks(ctrl: Int32Array, gen: number, ss: readonly PoolShard[], tasks: TaskTable): void {
+/** Claims and runs chunks of dispatch `gen` until none is left; returns how many this thread ran.
+ * Shared by caller and workers; `ss[s]` is shard s as this thread sees it. */
+function runChunks(ctrl: Int32Array, gen: number, ss: readonly PoolShard[], tasks: TaskTable): number {
   const tag = (gen & GEN_MASK) << IDX_BITS;
+  let ran = 0;
   for (;;) {
     const t = Atomics.load(ctrl, C_TICKET);
-    if ((t & ~MAX_CHUNKS) !== tag) return;
+    if ((t & ~MAX_CHUNKS) !== tag) return ran;
     const idx = t & MAX_CHUNKS;
-    if (idx >= Atomics.load(ctrl, C_TOTAL)) return;
+    if (idx >= Atomics.load(ctrl, C_TOTAL)) return ran;
     if (Atomics.compareExchange(ctrl, C_TICKET, t, t + 1) !== t) continue;
     // chunk idx of this dispatch is ours: the caller cannot move on until we report it done
     const total = Atomics.load(ctrl, C_TOTAL);
@@ -145,6 +146,7 @@ function runChunks(ctrl: Int32Array, gen: number, ss: readonly PoolShard[], task
     } catch (e) {
       reportError(ctrl, 1, e);
     }
+    ran++;
     if (Atomics.add(ctrl, C_DONE, 1) + 1 === total) Atomics.notify(ctrl, C_DONE);
   }
 }
@@ -298,9 +300,8 @@ export class Dispatcher {
     Atomics.notify(ctrl, C_GEN);
     this.stats.dispatches++;
     this.stats.chunks += total;
-    const before = Atomics.load(ctrl, C_DONE);
-    runChunks(ctrl, gen, this.ks, this.tasks);
-    this.stats.callerChunks += Atomics.load(ctrl, C_DONE) - before;
+    // only the chunks this thread claimed: C_DONE also counts those workers finished meanwhile
+    this.stats.callerChunks += runChunks(ctrl, gen, this.ks, this.tasks);
     // wait for chunks still running on workers
     let done = Atomics.load(ctrl, C_DONE);
     let lastProgress = performance.now();

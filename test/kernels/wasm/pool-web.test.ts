@@ -45,7 +45,8 @@ test("3 threads over Web-Worker-shaped workers: the 1-thread mat-vec and ggml by
   assert.ok(await threaded.ready(20000), `workers did not start: ${host.errors.join("; ")}`);
   assert.equal(threaded.poolStats().alive, 2);
 
-  const rows = 256, cols = 512;
+  // big enough (4 MB) that a worker woken by the dispatch finds chunks left before the caller is done
+  const rows = 1024, cols = 1024;
   const wv = randomF32(rows * cols, 3);
   const x = randomF32(cols, 4);
   const w = { kind: "dense" as const, tensor: new Tensor("f32", [rows, cols], wv) };
@@ -53,7 +54,7 @@ test("3 threads over Web-Worker-shaped workers: the 1-thread mat-vec and ggml by
   single.matvec(single.prepare(w), x, want);
   const pw = threaded.prepare(w);
   let workerChunks = 0;
-  for (let i = 0; i < 30 && workerChunks === 0; i++) {
+  for (let i = 0; i < 200 && workerChunks === 0; i++) {
     const before = threaded.poolStats();
     threaded.matvec(pw, x, got);
     assert.deepEqual(got, want);
