@@ -6,7 +6,9 @@
  */
 import { noProgress, type Progress } from "../core/progress.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
-import { GgufValueType, GgufWriter, type ByteSink, type GgufFile } from "./gguf.js";
+import { GgufValueType, GgufWriter, metaString, type ByteSink, type GgufFile } from "./gguf.js";
+import { checkGgufModelCounts, ggufConfig } from "./gguf-model.js";
+import { QuantlabError } from "../core/errors.js";
 import { chooseType, encodeWeight } from "./weights-encode.js";
 import type { WriteReport } from "./gguf-model.js";
 import { Tensor, viewAs } from "../core/tensor.js";
@@ -27,6 +29,15 @@ function asWeight(type: GgmlType, shape: number[], bytes: Uint8Array): Weight {
 }
 
 export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGgufOptions = {}, name = "output"): Promise<WriteReport> {
+  // metadata is copied as it is: a corrupt count must not travel into the output
+  checkGgufModelCounts(f);
+  if (metaString(f, "general.architecture") === "llama") {
+    try {
+      ggufConfig(f);
+    } catch (e) {
+      if (!(e instanceof QuantlabError && e.code === "E_UNSUPPORTED")) throw e;
+    }
+  }
   const plan = f.tensors.map((t) => ({ t, ...chooseType(t.shape, opts.type, t.type) }));
   const w = new GgufWriter(sink, name);
   for (const [k, v] of f.metadata) {

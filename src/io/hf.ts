@@ -14,7 +14,8 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { DTYPES, numel, type DType, type Tensor } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames, expectedShapes, type ModelConfig } from "../model/config.js";
+import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
@@ -91,8 +92,9 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
   const nHeads = need(c, "num_attention_heads", file);
   const nKvHeads = c.num_key_value_heads ?? nHeads;
   const headDim = c.head_dim ?? dim / nHeads;
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${file}: head size ${headDim} is not an even integer`);
-  if (!Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
+  if (typeof headDim !== "number" || !Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${file}: head size ${describe(headDim)} is not an even integer`);
+  if (typeof nKvHeads !== "number" || !Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${describe(nKvHeads)}`);
+  if (c.tie_word_embeddings !== undefined && typeof c.tie_word_embeddings !== "boolean") throw new QuantlabError("E_FORMAT", `${file}: "tie_word_embeddings" must be true or false, got ${describe(c.tie_word_embeddings)}`);
   const config: ModelConfig = {
     arch: "llama",
     dim,
@@ -108,6 +110,7 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
     tiedEmbeddings: c.tie_word_embeddings ?? false,
   };
   const rs = c.rope_scaling;
+  if (rs !== undefined && rs !== null && (typeof rs !== "object" || Array.isArray(rs))) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling" must be an object or null, got ${describe(rs)}`);
   if (rs) {
     const t = rs.rope_type ?? rs.type;
     if (t === "llama3") {
@@ -119,10 +122,23 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
         originalMaxPositionEmbeddings: rs.original_max_position_embeddings ?? 8192,
       };
     } else if (t !== "default") {
-      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type "${t}" is not supported (llama3)`);
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3)`);
     }
   }
+  checkConfigLimits(config, file, HF_CONFIG_KEYS);
   return config;
+}
+
+/** config.json's name of each hyper-parameter (transformers LlamaConfig), for limit errors. */
+const HF_CONFIG_KEYS: ConfigKeys = {
+  dim: "hidden_size", hiddenDim: "intermediate_size", nLayers: "num_hidden_layers", nHeads: "num_attention_heads", nKvHeads: "num_key_value_heads",
+  headDim: "head_dim", vocabSize: "vocab_size", seqLen: "max_position_embeddings", ropeTheta: "rope_theta", normEps: "rms_norm_eps",
+};
+
+/** Block index of an HF tensor name `model.layers.<N>.…`. */
+export function hfLayerOf(name: string): number | undefined {
+  const m = /^model\.layers\.(\d{1,9})\./.exec(name);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** ModelConfig → config.json (LlamaForCausalLM). */
@@ -211,22 +227,24 @@ export interface LoadHfOptions {
   config?: HfConfigJson;
 }
 
+/** A JSON object file of the directory (size, depth and shape checked; errors name the file). */
 async function readJson<T>(dir: DirSource, file: string): Promise<T> {
-  const text = await dir.readText(file);
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new QuantlabError("E_FORMAT", `${dir.name}/${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const where = `${dir.name}/${file}`;
+  return jsonObject(parseJsonBounded(await dir.readText(file), where), where, "the file") as T;
 }
 
 /** Which safetensors file holds each HF tensor: from the index when there is one, else every *.safetensors. */
 async function weightFiles(dir: DirSource): Promise<string[]> {
   if (await dir.has("model.safetensors.index.json")) {
     const idx = await readJson<{ weight_map?: Record<string, string> }>(dir, "model.safetensors.index.json");
-    if (!idx.weight_map || typeof idx.weight_map !== "object") throw new QuantlabError("E_FORMAT", `${dir.name}/model.safetensors.index.json: no "weight_map"`);
+    const where = `${dir.name}/model.safetensors.index.json`;
+    if (!idx.weight_map || typeof idx.weight_map !== "object" || Array.isArray(idx.weight_map)) throw new QuantlabError("E_FORMAT", `${where}: no "weight_map" object`);
     const files = [...new Set(Object.values(idx.weight_map))];
-    for (const f of files) if (!(await dir.has(f))) throw new QuantlabError("E_IO", `${dir.name}/${f}: no such file (listed in model.safetensors.index.json)`);
+    for (const f of files) {
+      // a shard is a plain file name of this directory: never a path that climbs out of it
+      if (typeof f !== "string" || !/^[^/\\]+\.safetensors$/.test(f) || f === "." || f === "..") throw new QuantlabError("E_FORMAT", `${where}: bad shard file name ${describe(f)}`);
+      if (!(await dir.has(f))) throw new QuantlabError("E_IO", `${dir.name}/${f}: no such file (listed in model.safetensors.index.json)`);
+    }
     return files;
   }
   const files = (await dir.list()).filter((f) => f.endsWith(".safetensors")).sort();
@@ -239,7 +257,7 @@ export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfToke
   if (!(await dir.has("tokenizer.json"))) return undefined;
   const json = await readJson<TokenizerJson>(dir, "tokenizer.json");
   const cfg = (await dir.has("tokenizer_config.json")) ? await readJson<TokenizerConfigJson>(dir, "tokenizer_config.json") : {};
-  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo);
+  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo, { configName: `${dir.name}/tokenizer_config.json` });
 }
 
 /**
@@ -262,6 +280,8 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       const st = await openSafetensors(store.add(await dir.open(f)));
       for (const t of st.tensors) where.set(t.name, st);
     }
+    // before anything loops over the layers: num_hidden_layers must be what the shards back
+    checkLayersBacked(config.nLayers, where.keys(), hfLayerOf, cfgFile, "num_hidden_layers", "model.layers.N.*");
     // tied models may still ship lm_head.weight (a copy): ignore it then
     const names = hfNames(config);
     const known = new Set(names.map(([, h]) => h));
