@@ -14,18 +14,27 @@ import type { WriteReport } from "./gguf-model.js";
 import { Tensor, viewAs } from "../core/tensor.js";
 import type { Weight } from "../core/weight.js";
 import type { GgmlEncoder } from "../ggml/encoder.js";
+import { GGML_CODEC_TYPES } from "../ggml/index.js";
+import { checkFiniteWeight } from "../model/finite.js";
 
 export interface ConvertGgufOptions {
   type?: GgmlType;
   /** encodes tensors re-encoded to a ggml block type (default: the TypeScript reference, one thread) */
   encoder?: GgmlEncoder;
   progress?: Progress;
+  /** copy or re-encode tensors holding NaN/Inf instead of refusing them (model/finite.ts) */
+  allowNonFinite?: boolean;
 }
 
 function asWeight(type: GgmlType, shape: number[], bytes: Uint8Array): Weight {
   const dtype = type === GgmlType.F32 ? "f32" : type === GgmlType.F16 ? "f16" : type === GgmlType.BF16 ? "bf16" : undefined;
   if (dtype) return { kind: "dense", tensor: new Tensor(dtype, shape, viewAs(dtype, bytes.buffer, bytes.byteOffset, shape.reduce((a, b) => a * b, 1))) };
   return { kind: "ggml", type, shape, data: bytes };
+}
+
+/** Float types and the ggml block types with a decoder (the rest: integer tensors, unknown layouts). */
+function decodable(t: GgmlType): boolean {
+  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16 || (GGML_CODEC_TYPES as readonly GgmlType[]).includes(t);
 }
 
 export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGgufOptions = {}, name = "output"): Promise<WriteReport> {
@@ -55,7 +64,10 @@ export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGguf
   const report: WriteReport = { tensors: [], bytes: 0 };
   for (const p of plan) {
     const raw = await f.readTensorBytes(p.t);
-    const bytes = p.type === p.t.type ? raw : encodeWeight(asWeight(p.t.type, p.t.shape, raw), `${f.name}: ${p.t.name}`, p.type, opts.encoder);
+    const src = asWeight(p.t.type, p.t.shape, raw);
+    // types we cannot decode (and integer tensors) hold no float to check; every other one is checked
+    if (!opts.allowNonFinite && decodable(p.t.type)) checkFiniteWeight(src, p.t.name, f.name, `refusing to write ${name}`);
+    const bytes = p.type === p.t.type ? raw : encodeWeight(src, `${f.name}: ${p.t.name}`, p.type, opts.encoder, !opts.allowNonFinite && decodable(p.t.type) ? { where: f.name, tensor: p.t.name } : undefined);
     await w.writeTensorData(p.t.name, bytes);
     report.tensors.push({ name: p.t.name, shape: p.t.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes.length;

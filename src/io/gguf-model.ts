@@ -26,6 +26,7 @@ import { uncarriedTransforms } from "./transforms-carry.js";
 import type { GgmlEncoder } from "../ggml/encoder.js";
 import { isWeightLoaded, lazyGgmlWeight, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 import { TensorStore } from "./lazy.js";
+import { checkFiniteWeight } from "../model/finite.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";
@@ -368,6 +369,8 @@ export interface WriteGgufModelOptions {
   /** encodes tensors re-encoded to a ggml block type (default: the TypeScript reference, one thread) */
   encoder?: GgmlEncoder;
   progress?: Progress;
+  /** write tensors holding NaN/Inf instead of refusing them (model/finite.ts) */
+  allowNonFinite?: boolean;
 }
 
 export interface WriteReport {
@@ -502,7 +505,8 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   for (const p of plan) {
     // a lazy weight this writer brings in is let go again once written: converting streams the model
     const wasLoaded = isWeightLoaded(p.w);
-    const bytes = encodeWeight(p.w, p.name, p.type, opts.encoder);
+    if (!opts.allowNonFinite) checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
+    const bytes = encodeWeight(p.w, p.name, p.type, opts.encoder, opts.allowNonFinite ? undefined : { where: model.source.path, tensor: p.name });
     await w.writeTensorData(p.name, bytes);
     if (!wasLoaded) releaseWeight(p.w);
     report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });

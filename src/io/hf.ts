@@ -11,7 +11,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
-import { DTYPES, numel, type DType, type Tensor } from "../core/tensor.js";
+import { DTYPES, Tensor, numel, type DType } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type ConfigKeys, type ModelConfig } from "../model/config.js";
@@ -25,6 +25,7 @@ import { ROPE_FREQS, inferLlama3Scaling } from "./gguf-model.js";
 import { openSafetensors, safetensorsSize, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";
 import type { ByteSource } from "./source.js";
 import { TensorStore } from "./lazy.js";
+import { checkFiniteWeight, describeElement, findNonFinite } from "../model/finite.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
 /** Read access to a directory (local folder, hub cache, HTTP). Paths are relative file names. */
@@ -225,6 +226,8 @@ export interface LoadHfOptions {
   progress?: Progress;
   /** config.json contents when the caller has it already (single .safetensors with embedded config) */
   config?: HfConfigJson;
+  /** where `config` came from, for errors (default: the directory's config.json) */
+  configName?: string;
 }
 
 /** A JSON object file of the directory (size, depth and shape checked; errors name the file). */
@@ -265,7 +268,7 @@ export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfToke
  * first access (io/lazy.ts), so the shards stay open until `model.close()`; on an error they are closed.
  */
 export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Promise<Model> {
-  const cfgFile = `${dir.name}/config.json`;
+  const cfgFile = (opts.config && opts.configName) || `${dir.name}/config.json`;
   let hfc = opts.config;
   if (!hfc) {
     if (!(await dir.has("config.json"))) throw new QuantlabError("E_IO", `${cfgFile}: no such file (a Hugging Face model directory needs config.json)`);
@@ -328,10 +331,12 @@ export interface WriteHfOptions {
   /** split into shards of at most this many bytes of tensor data (default 5 GB, as transformers' save_pretrained) */
   maxShardBytes?: number;
   progress?: Progress;
+  /** write tensors holding NaN/Inf instead of refusing them (model/finite.ts) */
+  allowNonFinite?: boolean;
 }
 
 /** A weight as (dtype, bytes) for safetensors, Q/K rows put back in HF order. */
-function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | undefined): { dtype: DType; bytes: () => Uint8Array } {
+function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | undefined, check: { source: string; out: string } | undefined): { dtype: DType; bytes: () => Uint8Array } {
   const shape = weightShape(w);
   const keep = w.kind === "dense" && (dtype === undefined || w.tensor.dtype === dtype);
   const outDtype: DType = keep ? (w as { tensor: Tensor }).tensor.dtype : (dtype ?? "f32");
@@ -340,6 +345,7 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
     bytes: () => {
       // a lazy weight the writer brings in is let go again once its bytes are produced (streaming)
       const wasLoaded = isWeightLoaded(w);
+      if (check !== undefined) checkFiniteWeight(w, canon, check.source, `refusing to write ${check.out}`, true);
       let raw: Uint8Array;
       if (keep) {
         const d = (w as { tensor: Tensor }).tensor.data;
@@ -347,6 +353,7 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
       } else {
         const f = dequantizeWeight(w, canon).data;
         const conv = outDtype === "f16" ? f32ArrayToF16(f) : outDtype === "bf16" ? f32ArrayToBf16(f) : f;
+        if (check !== undefined && (outDtype === "f16" || outDtype === "bf16")) checkNoOverflow(conv as Uint16Array, f, outDtype, canon, weightShape(w), check.source);
         raw = new Uint8Array(conv.buffer, conv.byteOffset, conv.byteLength);
       }
       const isQ = canon.endsWith("attn_q.weight");
@@ -357,6 +364,12 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
       return raw;
     },
   };
+}
+
+/** A finite f32 value that f16/bf16 rounds to Inf (|x| > 65504 for f16) is an error, not a silent Inf. */
+function checkNoOverflow(h: Uint16Array, f: Float32Array, dtype: "f16" | "bf16", name: string, shape: readonly number[], where: string): void {
+  const bad = findNonFinite({ kind: "dense", tensor: new Tensor(dtype, shape, h) }, name);
+  if (bad) throw new QuantlabError("E_VALUE", `${where}: ${describeElement(name, shape, bad.index)} is ${f[bad.index]}, which ${dtype.toUpperCase()} cannot hold: it would be written as ${bad.value} (write F32, or scale the weights)`);
 }
 
 /** transformers' default max_shard_size "5GB" */
@@ -373,7 +386,7 @@ export function hfEntries(model: Model, opts: WriteHfOptions = {}, name = "outpu
   return hfNames(c).map(([canon, hf]) => {
     const w = model.weights.get(canon);
     if (!w) throw new QuantlabError("E_ARG", `${name}: model has no tensor "${canon}"`);
-    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype);
+    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype, opts.allowNonFinite ? undefined : { source: model.source.path, out: name });
     return { name: hf, dtype, shape: weightShape(w), bytes };
   });
 }

@@ -23,6 +23,7 @@ import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
 import { RECIPE_KEY } from "./gguf-model.js";
 import { TensorStore } from "./lazy.js";
+import { checkFiniteWeight } from "../model/finite.js";
 import { isWeightLoaded, releaseWeight, type Weight } from "../core/weight.js";
 
 export const QUANT_MODEL_FORMAT = "quantlab-quantized-model/1";
@@ -32,7 +33,11 @@ export function isQuantModelMetadata(md: Record<string, string>): boolean {
 }
 
 /** Entries and metadata of a model with dense and/or QTensor weights (other weight kinds are written as f32). */
-export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+export function quantModelEntries(model: Model, opts: { allowNonFinite?: boolean; name?: string } = {}): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+  // each tensor is checked when the writer reaches it (model/finite.ts), unless the caller allows NaN/Inf
+  const check = (w: Weight, name: string) => {
+    if (!opts.allowNonFinite) checkFiniteWeight(w, name, model.source.path, `refusing to write ${opts.name ?? "the output"}`, true);
+  };
   const metadata: Record<string, string> = {
     format: "pt",
     "quantlab.format": QUANT_MODEL_FORMAT,
@@ -55,6 +60,7 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
   for (const name of names) {
     const w = model.weights.get(name)!;
     if (w.kind === "quant" && w.q instanceof QTensor) {
+      check(w, name);
       const { tensors, metadata: md } = toEntries(name, w.q);
       Object.assign(metadata, md);
       for (const [tn, e] of Object.entries(tensors)) entries.push({ name: tn, dtype: e.dtype, shape: e.shape, bytes: () => e.bytes });
@@ -63,13 +69,14 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
       entries.push({ name, dtype: t.dtype, shape: [...t.shape], bytes: () => {
         // read when the writer gets here, and let go again if this brought a lazy weight in (streaming)
         const wasLoaded = isWeightLoaded(w);
+        check(w, name);
         const d = t.data;
         if (!wasLoaded) releaseWeight(w);
         return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
       } });
     } else {
       const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
-      entries.push({ name, dtype: "f32", shape: [...shape], bytes: () => { const f = dequantizeWeight(w, name).data; return new Uint8Array(f.buffer, f.byteOffset, f.byteLength); } });
+      entries.push({ name, dtype: "f32", shape: [...shape], bytes: () => { check(w, name); const f = dequantizeWeight(w, name).data; return new Uint8Array(f.buffer, f.byteOffset, f.byteLength); } });
     }
   }
   return { entries, metadata };

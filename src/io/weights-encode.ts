@@ -11,7 +11,9 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
 import { GGML_CODEC_TYPES, ggmlRowFit, refGgmlEncoder, type GgmlEncoder } from "../ggml/index.js";
-import { dequantizeWeight } from "../kernels/dequantize.js";
+import { dequantizeWeight, rowReader } from "../kernels/dequantize.js";
+import { Tensor } from "../core/tensor.js";
+import { describeElement, findNonFinite } from "../model/finite.js";
 import { weightShape, type Weight } from "../core/weight.js";
 
 /** Types a tensor can be stored as in a file: every ggml codec except the activation-only Q8_1 and Q8_K. */
@@ -77,8 +79,31 @@ export function chooseType(shape: readonly number[], target: GgmlType | undefine
   return { type: target };
 }
 
-/** Encodes a weight as `type`: F32/F16/BF16 here, block types through `encoder`. */
-export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder): Uint8Array {
+/**
+ * Encodes a weight as `type`: F32/F16/BF16 here, block types through `encoder`. With `checkOverflow`
+ * (the writers' default, off under allowNonFinite), a finite source that the encoding turns into
+ * Inf/NaN — an f16 value past 65504, a block scale past f16's range — is an error naming the element,
+ * not a silently broken file.
+ */
+export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder, checkOverflow?: { where: string; tensor: string }): Uint8Array {
+  const out = encodeWeightRaw(w, name, type, encoder);
+  if (checkOverflow && type !== GgmlType.F32 && currentGgmlType(w, name) !== type) {
+    const shape = weightShape(w);
+    const encoded: Weight = FLOAT_TYPES.has(type)
+      ? { kind: "dense", tensor: new Tensor(type === GgmlType.F16 ? "f16" : "bf16", shape, new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2)) }
+      : { kind: "ggml", type, shape, data: out };
+    const bad = findNonFinite(encoded, name);
+    if (bad) {
+      const cols = shape[shape.length - 1] ?? 1;
+      const src = new Float32Array(cols);
+      rowReader(w, name)(Math.floor(bad.index / cols), src, 0);
+      throw new QuantlabError("E_VALUE", `${checkOverflow.where}: ${describeElement(checkOverflow.tensor, shape, bad.index)} is ${src[bad.index % cols]}, which ${ggmlTypeName(type)} cannot hold: it would be written as ${bad.value} (write F32, or scale the weights)`);
+    }
+  }
+  return out;
+}
+
+function encodeWeightRaw(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder): Uint8Array {
   const raw = rawBytes(w, name);
   if (raw.type === type) return raw.data;
   const shape = weightShape(w);

@@ -7,7 +7,7 @@
  * into docs/fuzz-results.md.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -77,7 +77,9 @@ async function child(format: FuzzFormat, progressFile: string): Promise<void> {
       done++;
       if (done % 100 === 0 || done === cases) {
         const s: Summary = { format, cases: done, seed, counts, maxMs, maxRssAboveBaseline: maxAbove, seconds: (Date.now() - t0) / 1000, examples };
-        writeFileSync(progressFile, JSON.stringify(s));
+        // temp + rename: the parent never reads a half-written progress file
+        writeFileSync(`${progressFile}.tmp`, JSON.stringify(s));
+        renameSync(`${progressFile}.tmp`, progressFile);
       }
     }
   }
@@ -92,16 +94,19 @@ async function parent(): Promise<void> {
     const progress = join(tmpdir(), `ql-fuzz-${process.pid}-${format}.json`);
     rmSync(progress, { force: true });
     const p = spawn(process.execPath, ["--max-old-space-size=3072", self, "--child", format, progress, "--cases", String(cases), "--seed", String(seed), "--slow-ms", String(slowMs)], { stdio: ["ignore", "inherit", "inherit"] });
+    const killChild = () => p.kill("SIGKILL");
+    process.once("exit", killChild); // never leave a child running behind a dead parent
     let last = "";
     let lastChange = Date.now();
     let aborted: string | undefined;
     const timer = setInterval(() => {
       const now = existsSync(progress) ? readFileSync(progress, "utf8") : "";
-      if (now !== last) { last = now; lastChange = Date.now(); process.stderr.write(`\r${format}: ${JSON.parse(now).cases} cases`); }
+      if (now !== last) { last = now; lastChange = Date.now(); process.stderr.write(`\r${format}: ${(JSON.parse(now) as Summary).cases} cases`); }
       else if (Date.now() - lastChange > 60_000) { aborted = "no progress for 60 s (hang): killed"; p.kill("SIGKILL"); }
     }, 1000);
     const code = await new Promise<number | null>((r) => p.on("exit", (c, sig) => r(c ?? (sig ? 128 : null))));
     clearInterval(timer);
+    process.removeListener("exit", killChild);
     process.stderr.write("\n");
     const s: Summary = existsSync(progress) ? JSON.parse(readFileSync(progress, "utf8")) : { format, cases: 0, seed, counts: { loads: 0, typed: 0, untyped: 0, wrapped: 0, slow: 0, overMemory: 0 }, maxMs: 0, maxRssAboveBaseline: 0, seconds: 0, examples: [] };
     if (code !== 0) s.aborted = aborted ?? `child exited with ${code}`;

@@ -52,7 +52,7 @@ export function register(program: Command): void {
       warnContext(path, o.ctx, model.config.seqLen);
       const tokens = tokenizer.encode(text, { bos: false });
       const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
-      const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress() };
+      const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress(), name: path };
       let r;
       try {
         if (o.saveLogits) {

@@ -78,7 +78,7 @@ export async function loadSafetensorsFile(path: string, opts: { tokenizer?: stri
       await src.close();
     }
   }
-  const model = await loadHfModel(new LocalDir(dir, [file, "config.json", "tokenizer.json", "tokenizer_config.json"]), { config, progress: opts.progress });
+  const model = await loadHfModel(new LocalDir(dir, [file, "config.json", "tokenizer.json", "tokenizer_config.json"]), { config, configName: `${path}: __metadata__ "quantlab.config"`, progress: opts.progress });
   if (!model.tokenizer && tokenizerJson !== undefined) {
     try {
       const where = `${path}: __metadata__ "quantlab.tokenizer"`;

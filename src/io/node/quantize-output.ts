@@ -33,10 +33,11 @@ export function imatrixMetadata(r: QuantizeResult): Map<string, GgufValue> {
   return extra;
 }
 
-export async function saveQuantizeResult(r: QuantizeResult, path: string, opts: { progress?: Progress } = {}): Promise<{ bytes: number }> {
+export async function saveQuantizeResult(r: QuantizeResult, path: string, opts: { progress?: Progress; allowNonFinite?: boolean } = {}): Promise<{ bytes: number }> {
   checkOutputPath(r.output, path);
-  if (r.output === "safetensors") return { bytes: await saveQuantModelFile(r.model, path) };
+  const allow = opts.allowNonFinite ? { allowNonFinite: true } : {};
+  if (r.output === "safetensors") return { bytes: await saveQuantModelFile(r.model, path, allow) };
   const preset = (r.recipe.target as { preset: string }).preset;
-  await saveGgufFile(r.model, path, { fileType: presetFileType(preset), extraMetadata: imatrixMetadata(r), ...(opts.progress ? { progress: opts.progress } : {}) });
+  await saveGgufFile(r.model, path, { fileType: presetFileType(preset), extraMetadata: imatrixMetadata(r), ...(opts.progress ? { progress: opts.progress } : {}), ...allow });
   return { bytes: statSync(path).size };
 }
