@@ -7,7 +7,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import type { Progress } from "../core/progress.js";
-import { noProgress } from "../core/progress.js";
+import { noProgress, yieldToEventLoop } from "../core/progress.js";
 import type { CausalLM } from "../model/llama.js";
 import { argmax } from "../model/sampler.js";
 import { logSumExp, planWindows, scoredTokens, windowInputs } from "./windows.js";
@@ -122,7 +122,7 @@ export async function kld(base: LogitsSource, other: LogitsSource, tokens: Array
       }
       progress.tick(n);
     }
-    await Promise.resolve();
+    await yieldToEventLoop(); // a signal handler or a UI gets its turn between windows
   }
   progress.done();
   let sum = 0;

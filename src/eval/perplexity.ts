@@ -5,7 +5,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import type { Progress } from "../core/progress.js";
-import { noProgress } from "../core/progress.js";
+import { noProgress, yieldToEventLoop } from "../core/progress.js";
 import type { CausalLM } from "../model/llama.js";
 import { logSumExp, planWindows, scoredTokens, windowInputs, type EvalWindow } from "./windows.js";
 
@@ -52,7 +52,7 @@ export async function perplexity(llama: CausalLM, tokens: ArrayLike<number>, opt
     windowNll.push(wsum);
     sum += wsum;
     progress.tick(w.length);
-    await Promise.resolve(); // let a host (worker, UI) breathe between windows
+    await yieldToEventLoop(); // let a host (worker, UI, a signal handler) run between windows
   }
   progress.done();
   const seconds = (Date.now() - t0) / 1000;

@@ -9,7 +9,8 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { GgufValueType, GgufWriter, metaString, type ByteSink, type GgufFile } from "./gguf.js";
 import { checkGgufModelCounts, ggufConfig } from "./gguf-model.js";
 import { QuantlabError } from "../core/errors.js";
-import { chooseType, encodeWeight } from "./weights-encode.js";
+import { chooseType, encodeWeightChunked } from "./weights-encode.js";
+import { refGgmlEncoder } from "../ggml/encoder.js";
 import type { WriteReport } from "./gguf-model.js";
 import { Tensor, viewAs } from "../core/tensor.js";
 import type { Weight } from "../core/weight.js";
@@ -67,10 +68,16 @@ export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGguf
     const src = asWeight(p.t.type, p.t.shape, raw);
     // types we cannot decode (and integer tensors) hold no float to check; every other one is checked
     if (!opts.allowNonFinite && decodable(p.t.type)) checkFiniteWeight(src, p.t.name, f.name, `refusing to write ${name}`);
-    const bytes = p.type === p.t.type ? raw : encodeWeight(src, `${f.name}: ${p.t.name}`, p.type, opts.encoder, !opts.allowNonFinite && decodable(p.t.type) ? { where: f.name, tensor: p.t.name } : undefined);
-    await w.writeTensorData(p.t.name, bytes);
-    report.tensors.push({ name: p.t.name, shape: p.t.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
-    report.bytes += bytes.length;
+    let bytes: number;
+    if (p.type === p.t.type) {
+      await w.writeTensorData(p.t.name, raw);
+      bytes = raw.length;
+    } else {
+      const check = !opts.allowNonFinite && decodable(p.t.type) ? { where: f.name, tensor: p.t.name } : undefined;
+      bytes = await encodeWeightChunked(src, `${f.name}: ${p.t.name}`, p.type, opts.encoder ?? refGgmlEncoder, check, (b) => w.writeTensorData(p.t.name, b));
+    }
+    report.tensors.push({ name: p.t.name, shape: p.t.shape, type: ggmlTypeName(p.type), bytes, ...(p.fallback ? { fallback: p.fallback } : {}) });
+    report.bytes += bytes;
     progress.tick();
   }
   progress.done();

@@ -21,7 +21,8 @@ import {
   GgufValueType, GgufWriter, metaArray, metaBool, metaNumber, metaString,
   type ByteSink, type GgufFile, type GgufTensorInfo, type GgufValue,
 } from "./gguf.js";
-import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
+import { chooseType, currentGgmlType, encodeWeightChunked } from "./weights-encode.js";
+import { refGgmlEncoder } from "../ggml/encoder.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
 import type { GgmlEncoder } from "../ggml/encoder.js";
 import { isWeightLoaded, lazyGgmlWeight, releaseWeight, weightShape, type Weight } from "../core/weight.js";
@@ -506,11 +507,10 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
     // a lazy weight this writer brings in is let go again once written: converting streams the model
     const wasLoaded = isWeightLoaded(p.w);
     if (!opts.allowNonFinite) checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
-    const bytes = encodeWeight(p.w, p.name, p.type, opts.encoder, opts.allowNonFinite ? undefined : { where: model.source.path, tensor: p.name });
-    await w.writeTensorData(p.name, bytes);
+    const bytes = await encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, opts.allowNonFinite ? undefined : { where: model.source.path, tensor: p.name }, (b) => w.writeTensorData(p.name, b));
     if (!wasLoaded) releaseWeight(p.w);
-    report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
-    report.bytes += bytes.length;
+    report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes, ...(p.fallback ? { fallback: p.fallback } : {}) });
+    report.bytes += bytes;
     progress.tick();
   }
   progress.done();

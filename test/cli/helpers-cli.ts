@@ -32,7 +32,15 @@ export async function cli(args: string[], cwd: string): Promise<Run> {
   const abs = args.map((a, i) => (i === 0 || a.startsWith("-") || a.startsWith("/") || /^[A-Z0-9_]+$/.test(a) || /^\d/.test(a) ? a : join(cwd, a) + (a.endsWith("/") ? "/" : "")));
   let stdout = "", stderr = "";
   const ow = process.stdout.write, ew = process.stderr.write;
-  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
+  // main() awaits real I/O (asynchronous writes), so the test runner's reporter may write to stdout while
+  // a command runs: its writes come straight from a stream pipe (the caller frame is node's stream code)
+  // and pass through; the commands' own writes are captured
+  const runner = () => /^\s*at .*\(node:internal\/streams\//.test((new Error().stack ?? "").split("\n")[3] ?? "");
+  process.stdout.write = ((c: string | Uint8Array, ...rest: unknown[]) => {
+    if (runner()) return (ow as (...a: unknown[]) => boolean).call(process.stdout, c, ...rest);
+    stdout += String(c);
+    return true;
+  }) as typeof process.stdout.write;
   process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
   try {
     process.exitCode = 0;

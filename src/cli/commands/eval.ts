@@ -66,7 +66,7 @@ export function register(program: Command): void {
             const res = await perplexity(llama, tokens, {
               ...opts,
               onLogits: (logits) => {
-                // FileSink writes synchronously; copy since the model reuses its logits buffer
+                // writes are in flight while the model reuses its logits buffer: copy
                 pending.push(sink.write(new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength).slice()));
               },
             });

@@ -45,11 +45,7 @@ export function register(program: Command): void {
       const contextLength = o.ctx ?? (o.tokens > 0 ? Math.min(model.config.seqLen, o.tokens) : undefined);
       const llama = new Llama(model, { contextLength, backend, ...kvOpt });
       const streaming = !o.json;
-      // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE
-      process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-        if (e.code === "EPIPE") process.exit(0);
-        throw e;
-      });
+      // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE (main.ts)
       let r;
       try {
         r = generate(llama, tokenizer, {
