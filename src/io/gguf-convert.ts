@@ -67,14 +67,14 @@ export async function convertGguf(f: GgufFile, sink: ByteSink, opts: ConvertGguf
     const raw = await f.readTensorBytes(p.t);
     const src = asWeight(p.t.type, p.t.shape, raw);
     // types we cannot decode (and integer tensors) hold no float to check; every other one is checked
-    if (!opts.allowNonFinite && decodable(p.t.type)) checkFiniteWeight(src, p.t.name, f.name, `refusing to write ${name}`);
+    const check = !opts.allowNonFinite && decodable(p.t.type);
+    const maxAbs = check ? checkFiniteWeight(src, p.t.name, f.name, `refusing to write ${name}`) : undefined;
     let bytes: number;
     if (p.type === p.t.type) {
       await w.writeTensorData(p.t.name, raw);
       bytes = raw.length;
     } else {
-      const check = !opts.allowNonFinite && decodable(p.t.type) ? { where: f.name, tensor: p.t.name } : undefined;
-      bytes = await encodeWeightChunked(src, `${f.name}: ${p.t.name}`, p.type, opts.encoder ?? refGgmlEncoder, check, (b) => w.writeTensorData(p.t.name, b));
+      bytes = await encodeWeightChunked(src, `${f.name}: ${p.t.name}`, p.type, opts.encoder ?? refGgmlEncoder, check ? { where: f.name, tensor: p.t.name, ...(maxAbs !== undefined ? { maxAbs } : {}) } : undefined, (b) => w.writeTensorData(p.t.name, b));
     }
     report.tensors.push({ name: p.t.name, shape: p.t.shape, type: ggmlTypeName(p.type), bytes, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes;

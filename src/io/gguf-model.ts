@@ -506,8 +506,8 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   for (const p of plan) {
     // a lazy weight this writer brings in is let go again once written: converting streams the model
     const wasLoaded = isWeightLoaded(p.w);
-    if (!opts.allowNonFinite) checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
-    const bytes = await encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, opts.allowNonFinite ? undefined : { where: model.source.path, tensor: p.name }, (b) => w.writeTensorData(p.name, b));
+    const maxAbs = opts.allowNonFinite ? undefined : checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
+    const bytes = await encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, maxAbs === undefined ? undefined : { where: model.source.path, tensor: p.name, maxAbs }, (b) => w.writeTensorData(p.name, b));
     if (!wasLoaded) releaseWeight(p.w);
     report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes;

@@ -86,9 +86,26 @@ export function chooseType(shape: readonly number[], target: GgmlType | undefine
  * Inf/NaN — an f16 value past 65504, a block scale past f16's range — is an error naming the element,
  * not a silently broken file.
  */
-export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder, checkOverflow?: { where: string; tensor: string; rowOffset?: number }): Uint8Array {
+export interface OverflowCheck {
+  where: string;
+  tensor: string;
+  /** the source's largest magnitude when known (model/finite.ts scanWeight): up to OVERFLOW_FREE no check is needed */
+  maxAbs?: number;
+  rowOffset?: number;
+}
+
+/**
+ * Up to this magnitude no encoding can overflow, so the decode check is skipped: f16 holds up to
+ * 65504 (and rounds nothing at or below it to Inf), and every f16 field of a ggml block is at most the
+ * block's largest |x| (ggml-quants.c: d = amax / nmax with nmax ≥ 1 — TQ1_0/TQ2_0 have d = amax;
+ * least-squares refinements give Σ l·x / Σ l² ≤ amax for integer levels |l| ≥ 1; k-quant super-block
+ * scales are sub-scales / 63 or less; mins are at most amax). Every F16 source satisfies it.
+ */
+const OVERFLOW_FREE = 65504;
+
+export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder, checkOverflow?: OverflowCheck): Uint8Array {
   const out = encodeWeightRaw(w, name, type, encoder);
-  if (checkOverflow && type !== GgmlType.F32 && currentGgmlType(w, name) !== type) {
+  if (checkOverflow && !(checkOverflow.maxAbs !== undefined && checkOverflow.maxAbs <= OVERFLOW_FREE) && type !== GgmlType.F32 && currentGgmlType(w, name) !== type) {
     const shape = weightShape(w);
     const encoded: Weight = FLOAT_TYPES.has(type)
       ? { kind: "dense", tensor: new Tensor(type === GgmlType.F16 ? "f16" : "bf16", shape, new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2)) }
@@ -134,7 +151,7 @@ function rowSlice(w: Weight, r0: number, r1: number): Weight | undefined {
  * each handed to `emit` as it is made; returns the bytes written. Same bytes as encodeWeight: every ggml
  * block type encodes rows independently.
  */
-export async function encodeWeightChunked(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder, checkOverflow: { where: string; tensor: string } | undefined, emit: (bytes: Uint8Array) => Promise<void>): Promise<number> {
+export async function encodeWeightChunked(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder, checkOverflow: OverflowCheck | undefined, emit: (bytes: Uint8Array) => Promise<void>): Promise<number> {
   const shape = weightShape(w);
   const rows = shape.length === 2 ? shape[0]! : 1;
   const cols = shape.length === 2 ? shape[1]! : 1;

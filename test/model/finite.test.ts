@@ -41,6 +41,20 @@ describe("non-finite weights", () => {
     assert.equal(findNonFinite(dense("bf16", [5], b)), undefined);
   });
 
+  test("f16/bf16: the first special value at any position, aligned or not (the two-per-word scan and its tail)", () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 64 }), fc.nat(), fc.nat(), fc.boolean(), fc.constantFrom("f16", "bf16"), (n, at, later, shifted, dtype) => {
+      const special = dtype === "f16" ? 0x7c00 : 0x7f80;
+      const all = new Uint16Array(n + 1).fill(dtype === "f16" ? 0x3c00 : 0x3f80); // 1.0
+      const a = shifted ? all.subarray(1) : all.subarray(0, n); // byteOffset 2: not 4-aligned
+      assert.equal(findNonFinite(dense(dtype, [a.length], a)), undefined);
+      const i = at % a.length;
+      a[i] = special | (later % 2 ? 0x8000 : 0) | (later % 3 === 0 ? 1 : 0); // ±Inf or NaN
+      const j = Math.max(i, later % a.length);
+      a[j] = special; // a second one at or after the first
+      assert.equal(findNonFinite(dense(dtype, [a.length], a))!.index, i);
+    }));
+  });
+
   test("ggml Q8_0: a block whose f16 scale is NaN makes its 32 values NaN; row and column are named", () => {
     // Q8_0 block (ggml-common.h block_q8_0): f16 d, then 32 int8 codes; 2 rows × 64 columns = 4 blocks
     const data = new Uint8Array(4 * 34);
