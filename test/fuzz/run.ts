@@ -4,7 +4,7 @@
  * recorded, not fatal); a parent watchdog kills a child that makes no progress for 60 s. Per case:
  * outcome (test/fuzz/harness.ts), wall time against the 2 s bound, and the process's peak resident
  * memory against 512 MB above the baseline plus the file's own size. `--record` writes the summary
- * into docs/fuzz-results.md.
+ * into docs/fuzz-results.md; `--record-from <file>` records the JSON lines of earlier runs instead.
  */
 import { spawn } from "node:child_process";
 import { readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -119,7 +119,8 @@ async function parent(): Promise<void> {
 
 function record(out: Summary[]): void {
   const md = fileURLToPath(new URL("../../../docs/fuzz-results.md", import.meta.url));
-  const cmd = `npm run fuzz -- --cases ${cases} --seed ${seed}${formats.map((f) => ` --format ${f}`).join("")} --record`;
+  const fmts = opt("record-from") !== undefined ? out.map((s) => s.format) : formats;
+  const cmd = `npm run fuzz -- --cases ${out[0]?.cases ?? cases} --seed ${out[0]?.seed ?? seed}${fmts.map((f) => ` --format ${f}`).join("")}${opt("record-from") !== undefined ? " (one run per format)" : ""}`;
   const rows = out.map((s) => `| ${s.format} | ${s.cases.toLocaleString("en-US")} | ${s.counts.untyped} | ${s.counts.wrapped} | ${s.counts.slow} | ${s.counts.overMemory} | ${s.counts.typed.toLocaleString("en-US")} | ${s.counts.loads.toLocaleString("en-US")} | ${s.maxMs.toFixed(0)} | ${(s.maxRssAboveBaseline / 2 ** 20).toFixed(0)} | ${s.seconds.toFixed(0)} |${s.aborted ? ` ${s.aborted}` : ""}`);
   const text = [
     "<!-- written by `npm run fuzz -- … --record` (test/fuzz/run.ts); do not edit by hand -->",
@@ -136,4 +137,7 @@ function record(out: Summary[]): void {
 }
 
 if (args[0] === "--child") await child(args[1] as FuzzFormat, args[2]!);
-else await parent();
+else if (opt("record-from") !== undefined) {
+  // results of runs made one format at a time (JSON lines as the parent prints them), recorded together
+  record(readFileSync(opt("record-from")!, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Summary));
+} else await parent();

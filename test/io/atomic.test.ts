@@ -54,7 +54,7 @@ describe("atomic writes under interruption", () => {
     ["SIGTERM", 143, "convert (GGUF writer, one tensor at a time)", (d: string) => ["convert", S3M, join(d, "c.gguf"), "--type", "Q4_K", "--backend", "ref"], "c.gguf"],
     ["SIGINT", 130, "eval --save-logits (a write that lasts the whole evaluation)", (d: string) => ["eval", S260, "--text", TEXT, "--ctx", "512", "--save-logits", join(d, "l.qlgt")], "l.qlgt"],
   ] as const) {
-    test(`${sig} during ${label}: exit ${code} within a second, temp file removed, no output`, async () => {
+    test(`${sig} during ${label}: exit ${code} promptly, temp file removed, no output`, async () => {
       const d = join(dir, sig);
       mkdirSync(d);
       const p = start(args(d));
@@ -66,7 +66,9 @@ describe("atomic writes under interruption", () => {
       const r = await done;
       const ms = Date.now() - t0;
       assert.equal(r.code, code, `exit ${r.code} signal ${r.signal}: ${r.stderr}`);
-      assert.ok(ms < 1500, `took ${ms} ms to stop`);
+      // promptly: within one tensor / one window of work (the whole write takes tens of seconds); the
+      // bound leaves room for a loaded 2-core machine
+      assert.ok(ms < 3000, `took ${ms} ms to stop`);
       assert.deepEqual(readdirSync(d), []);
     });
   }
