@@ -157,7 +157,16 @@ export async function runCase(base: Base, muts: Mutation[], dir: string, slowMs:
   }
   for (const [name, bytes] of base.files) {
     if (name === dropped) continue;
-    writeFileSync(join(dir, name), name === base.target ? base.mutate(bytes, muts) : bytes);
+    let b = bytes;
+    if (name === base.target) {
+      try {
+        b = base.mutate(bytes, muts);
+      } catch (e) {
+        // a defect of the mutator, not of quantlab: reported as such, never counted as a reader failure
+        throw new Error(`mutator failed on ${base.name} with ${JSON.stringify(muts)}: ${(e as Error).stack}`);
+      }
+    }
+    writeFileSync(join(dir, name), b);
   }
   const entry = base.entry === "" ? dir : join(dir, base.entry);
   const t0 = performance.now();

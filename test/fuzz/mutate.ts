@@ -256,8 +256,9 @@ function pickSlot(root: Json, c: Choices): Slot | undefined {
 
 /** One structural JSON mutation, in place (returns the root, which may be replaced). */
 export function mutateJsonValue(root: Json, c: Choices): Json {
+  // every value taken from NASTY is a copy: a shared one mutated later would change the list itself
   const s = pickSlot(root, c);
-  if (!s) return c.pick(NASTY);
+  if (!s) return structuredClone(c.pick(NASTY));
   const p = s.parent as Record<string | number, Json>;
   switch (c.next(7)) {
     case 0: case 1: case 2:
@@ -271,7 +272,7 @@ export function mutateJsonValue(root: Json, c: Choices): Json {
       // a number nudged: off-by-one and order-of-magnitude errors
       const v = p[s.key];
       if (typeof v === "number") p[s.key] = c.pick([v + 1, v - 1, v * 2, v * 1000, -v, v + 0.5, v * 65536]);
-      else p[s.key] = c.pick(NASTY);
+      else p[s.key] = structuredClone(c.pick(NASTY));
       break;
     }
     case 5: {
