@@ -81,7 +81,9 @@ export function checkGgufModelCounts(f: GgufFile): void {
   const nLayers = scalar(k.nLayers);
   if (nLayers === undefined) return;
   checkCount(f.name, k.nLayers, nLayers, 0, MAX_LAYERS, "MAX_LAYERS");
-  // llama.cpp names block tensors blk.N.* for every architecture (gguf-py tensor_mapping.py)
+  // decoder-only architectures name their blocks blk.N.* (gguf-py tensor_mapping.py); others use other
+  // prefixes (T5's enc.blk.N / dec.blk.N): with no blk.N tensor at all there is nothing to compare against
+  if (!f.tensors.some((t) => ggufLayerOf(t.name) !== undefined)) return;
   checkLayersBacked(nLayers, f.tensors.map((t) => t.name), ggufLayerOf, f.name, k.nLayers, "blk.N.*");
 }
 

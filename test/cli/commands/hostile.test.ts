@@ -99,6 +99,32 @@ describe("hostile inputs (issue 14): one-line errors naming the file, nothing le
     }, /embedded-cfg\.safetensors: __metadata__ "quantlab\.config": num_hidden_layers = 1000000000 is above MAX_LAYERS/],
   ];
 
+  test("architectures quantlab does not run: info checks <arch>.block_count against blk.N tensors when the file has them", async () => {
+    const { GgufWriter, MemorySink, openGguf } = await import("../../../src/io/gguf.js");
+    const { BufferSource } = await import("../../../src/io/source.js");
+    const { ggufInfo } = await import("../../../src/io/info.js");
+    const { GgmlType } = await import("../../../src/ggml/types.js");
+    const make = async (arch: string, blocks: number, names: string[]) => {
+      const sink = new MemorySink();
+      const w = new GgufWriter(sink);
+      w.setKV("general.architecture", { type: GgufValueType.STRING, value: arch });
+      w.setKV(`${arch}.block_count`, { type: GgufValueType.UINT32, value: blocks });
+      for (const n of names) w.addTensor({ name: n, shape: [4, 4], type: GgmlType.F32 });
+      await w.writeHeader();
+      for (const n of names) await w.writeTensorData(n, new Uint8Array(64));
+      w.finish();
+      return openGguf(new BufferSource(`${arch}.gguf`, sink.bytes()));
+    };
+    // T5 names its blocks enc.blk.N / dec.blk.N: nothing to compare, the report is made
+    const t5 = ggufInfo(await make("t5", 2, ["enc.blk.0.attn_q.weight", "enc.blk.1.attn_q.weight", "dec.blk.0.attn_q.weight", "dec.blk.1.attn_q.weight"]));
+    assert.match(t5.configError ?? "", /architecture "t5" is not supported/);
+    // a bound holds whatever the naming; and where blk.N tensors exist, the count must match them
+    const huge = await make("t5", 1_000_000, ["enc.blk.0.attn_q.weight"]);
+    assert.throws(() => ggufInfo(huge), /t5\.gguf: t5\.block_count = 1000000 is above MAX_LAYERS = 4096/);
+    const qwen = await make("qwen2", 3, ["blk.0.attn_q.weight", "blk.1.attn_q.weight"]);
+    assert.throws(() => ggufInfo(qwen), /qwen2\.gguf: qwen2\.block_count = 3 but the file has tensors for 2 layers \(blk\.0\.\* … blk\.1\.\*\)/);
+  });
+
   const commands = (input: string, out: string): string[][] => [
     ["info", input],
     ["convert", input, join(out, "o.gguf")],
