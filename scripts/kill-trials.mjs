@@ -3,7 +3,7 @@
 //   or uniform over the window in which that run's temp output existed),
 //   check the output path: absent, or complete (byte-identical to an uninterrupted run) — never partial,
 //   then run it again to completion: the output must be complete and no temp file may remain.
-// Usage: node scripts/kill-trials.mjs [--trials 50] [--only <substring>]   (after npm run build)
+// Usage: node scripts/kill-trials.mjs [--trials 50] [--only <substring>] [--in-write]   (after npm run build)
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 const args = process.argv.slice(2);
 const trials = Number(args[args.indexOf("--trials") + 1] ?? 50) || 50;
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+/** every trial inside the write window (commands whose write is a few ms of a longer run) */
+const inWrite = args.includes("--in-write");
 const D = process.env.QUANTLAB_DATA ?? new URL("../../shared/data", import.meta.url).pathname;
 const S260 = join(D, "stories260K", "stories260K.bin");
 const S3M = join(D, "stories3M", "stories3M.bin");
@@ -64,7 +66,7 @@ for (const [label, mk, name] of COMMANDS) {
     const p = spawn(process.execPath, [BIN, ...mk(out)], { stdio: "ignore" });
     const exited = new Promise((res) => p.on("exit", (code, sig) => res({ code, sig })));
     // half the trials anywhere in the run, half inside the write window (where a kill could leave a partial file)
-    const at = i % 2 === 0 || writeFrom < 0 ? Math.random() * runMs : writeFrom + Math.random() * Math.max(1, writeTo - writeFrom);
+    const at = (i % 2 === 0 && !inWrite) || writeFrom < 0 ? Math.random() * runMs : writeFrom + Math.random() * Math.max(1, writeTo - writeFrom);
     await new Promise((res) => setTimeout(res, at));
     p.kill("SIGKILL");
     const e = await exited;

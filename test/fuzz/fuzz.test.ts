@@ -39,7 +39,7 @@ describe("fuzzing: mutated model files fail cleanly", () => {
   });
 
   for (const format of FORMATS) {
-    test(`${format}: up to ${CASES} mutants, each loads or gives a QuantlabError naming the file, within ${SLOW_MS} ms`, async () => {
+    test(`${format}: up to ${CASES} mutants, each loads or gives a QuantlabError naming the file, within ${SLOW_MS} ms`, async (t) => {
       const bases = corpus[format as FuzzFormat];
       let ran = 0;
       const seen = { loads: 0, typed: 0 };
@@ -53,6 +53,7 @@ describe("fuzzing: mutated model files fail cleanly", () => {
         }),
         { numRuns: CASES, seed: SEED, interruptAfterTimeLimit: TIME_LIMIT_MS, markInterruptAsFailure: false, includeErrorInReport: true },
       );
+      t.diagnostic(`${ran} cases: ${seen.typed} refused with a QuantlabError naming the file, ${seen.loads} loaded`);
       // the budget must still buy a real sample on a loaded machine, and the mutations must bite
       assert.ok(ran >= 200, `only ${ran} cases ran in ${TIME_LIMIT_MS} ms`);
       assert.ok(seen.typed > ran / 2, `only ${seen.typed} of ${ran} mutants were refused: the mutations do not reach the readers`);
