@@ -119,15 +119,13 @@ async function parent(): Promise<void> {
 
 function record(out: Summary[]): void {
   const md = fileURLToPath(new URL("../../../docs/fuzz-results.md", import.meta.url));
-  const fmts = opt("record-from") !== undefined ? out.map((s) => s.format) : formats;
-  const cmd = `npm run fuzz -- --cases ${out[0]?.cases ?? cases} --seed ${out[0]?.seed ?? seed}${fmts.map((f) => ` --format ${f}`).join("")}${opt("record-from") !== undefined ? " (one run per format)" : ""}`;
-  const rows = out.map((s) => `| ${s.format} | ${s.cases.toLocaleString("en-US")} | ${s.counts.untyped} | ${s.counts.wrapped} | ${s.counts.slow} | ${s.counts.overMemory} | ${s.counts.typed.toLocaleString("en-US")} | ${s.counts.loads.toLocaleString("en-US")} | ${s.maxMs.toFixed(0)} | ${(s.maxRssAboveBaseline / 2 ** 20).toFixed(0)} | ${s.seconds.toFixed(0)} |${s.aborted ? ` ${s.aborted}` : ""}`);
+  const rows = out.map((s) => `| ${s.format} | \`npm run fuzz -- --cases ${s.cases} --seed ${s.seed} --format ${s.format}\` | ${s.cases.toLocaleString("en-US")} | ${s.counts.untyped} | ${s.counts.wrapped} | ${s.counts.slow} | ${s.counts.overMemory} | ${s.counts.typed.toLocaleString("en-US")} | ${s.counts.loads.toLocaleString("en-US")} | ${s.maxMs.toFixed(0)} | ${(s.maxRssAboveBaseline / 2 ** 20).toFixed(0)} | ${s.seconds.toFixed(0)} |${s.aborted ? ` ${s.aborted}` : ""}`);
   const text = [
     "<!-- written by `npm run fuzz -- … --record` (test/fuzz/run.ts); do not edit by hand -->",
-    `Last run: ${new Date().toISOString().slice(0, 10)}, \`${cmd}\`, node ${process.version}.`,
+    `Recorded ${new Date().toISOString().slice(0, 10)}, node ${process.version}. Outcomes (test/fuzz/harness.ts): untyped = an exception that is not a QuantlabError naming the file; wrapped = a dependency's exception only the boundary wrapper caught; over 2 s and over 512 MB (peak RSS above the baseline plus the file's size) are failures too; typed = a QuantlabError naming the file; loaded = the mutant loaded and ran.`,
     "",
-    "| format | cases | untyped | wrapped at boundary | over 2 s | over 512 MB | typed errors | loaded | max ms | peak RSS above baseline (MB) | seconds |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| format | command | cases | untyped | wrapped at boundary | over 2 s | over 512 MB | typed errors | loaded | max ms | peak RSS above baseline (MB) | seconds |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows,
     "",
     ...out.flatMap((s) => s.examples.slice(0, 5).map((e) => `- ${s.format} ${e.outcome} (${e.target}): ${e.message ?? ""}`)),
