@@ -17,6 +17,7 @@ import type { Backend } from "../kernels/types.js";
 import { WasmBackend } from "../kernels/wasm/backend.js";
 import { refGgmlEncoder, type GgmlEncoder } from "../ggml/encoder.js";
 import type { Model } from "../model/weights.js";
+import { checkFiniteWeight } from "../model/finite.js";
 import { planWindows, windowInputs } from "../eval/windows.js";
 import { canonicalSpec } from "../quant/spec.js";
 import { calibrationWindows, generatedWindows } from "./calib.js";
@@ -40,6 +41,12 @@ export interface QuantizeOptions {
   encoder?: GgmlEncoder;
   /** streaming: layer-by-layer methods hand each finished block linear here instead of keeping it */
   onTensor?: (name: string, w: Weight) => void;
+  /**
+   * Go ahead although a weight holds NaN/Inf (default: refuse, naming the tensor and the first bad
+   * element, before anything runs). An execution option, not part of the recipe: the same recipe on a
+   * clean model gives the same file. Spec quantizers still refuse to quantize a NaN themselves.
+   */
+  allowNonFinite?: boolean;
 }
 
 export interface QuantizeResult extends MethodOutput {
@@ -153,6 +160,8 @@ export async function quantize(model: Model, recipeIn: Recipe | Record<string, u
   const recipe = normalizeRecipe(recipeIn);
   if (!(METHOD_NAMES as readonly string[]).includes(recipe.method)) throw new QuantlabError("E_INTERNAL", `no method ${recipe.method}`);
   checkApplicable(recipe, model);
+  // every weight feeds the output or the calibration passes: a NaN anywhere is refused before any work
+  if (!opts.allowNonFinite) for (const [name, w] of model.weights) checkFiniteWeight(w, name, model.source.path, "refusing to quantize the model");
   const isSpec = "spec" in recipe.target;
   // tensors: the selection, then per-tensor specs from the overrides (spec targets)
   let names: string[] = [];

@@ -17,11 +17,9 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride();
   for (const register of commands) register(program);
   const verbose = argv.includes("--verbose");
-  // `quantlab run ... | head` closes stdout early: that is not an error, stop quietly.
-  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-    if (e.code === "EPIPE") process.exit(0);
-    throw e;
-  });
+  // `quantlab run ... | head` closes stdout early: that is not an error, stop quietly (once per process:
+  // tests call main() many times)
+  if (!process.stdout.listeners("error").includes(onStdoutError)) process.stdout.on("error", onStdoutError);
   try {
     await program.parseAsync(argv);
   } catch (err) {
@@ -34,4 +32,9 @@ export async function main(argv: string[]): Promise<void> {
     // the files of lazily loaded models stay open while the command runs
     await closeLoadedModels();
   }
+}
+
+function onStdoutError(e: NodeJS.ErrnoException): void {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
 }

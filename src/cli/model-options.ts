@@ -101,6 +101,9 @@ export async function loadModelWithTokenizer(path: string, opts: LoadOptions): P
   return { model, tokenizer };
 }
 
+/** --allow-nonfinite on every command that writes weights (model/finite.ts) */
+export const ALLOW_NONFINITE_HELP = "write weights holding NaN/Inf instead of refusing the model (by default every write path and quantize stop at the first one, naming the tensor)";
+
 export function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);

@@ -42,6 +42,7 @@ export interface QuantizeFlags {
   tokenizer?: string;
   backend: string;
   threads: number;
+  allowNonfinite?: boolean;
   json?: boolean;
 }
 

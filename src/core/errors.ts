@@ -25,3 +25,27 @@ export function fail(code: ErrorCode, message: string): never {
 export function assert(cond: unknown, message: string): asserts cond {
   if (!cond) throw new QuantlabError("E_INTERNAL", message);
 }
+
+/**
+ * An error raised while reading `file`, as a QuantlabError whose message names it: QuantlabErrors that
+ * already name it pass through, others get the name in front, and anything else (an exception from a
+ * dependency, a RangeError from a runaway structure) becomes E_FORMAT with its text, the original kept
+ * as `cause`. Used at the boundary where a reader hands its result to a caller.
+ */
+export function namingFile(e: unknown, file: string): QuantlabError {
+  if (e instanceof QuantlabError) {
+    if (e.message.includes(file)) return e;
+    return new QuantlabError(e.code, `${file}: ${e.message}`, { cause: e });
+  }
+  const msg = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  return new QuantlabError("E_FORMAT", `${file}: cannot read the file (${msg.length > 200 ? `${msg.slice(0, 197)}...` : msg})`, { cause: e });
+}
+
+/** Awaits `f()`, turning whatever it throws into `namingFile(e, file)`. */
+export async function readingFile<T>(file: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw namingFile(e, file);
+  }
+}

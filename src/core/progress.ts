@@ -16,3 +16,13 @@ export const noProgress: Progress = {
   tick() {},
   done() {},
 };
+
+/**
+ * Lets the host's event loop run once (a macrotask, not a microtask): timers, I/O callbacks and signal
+ * handlers (Ctrl-C / SIGTERM during a long write) get their turn between units of synchronous work.
+ * `await Promise.resolve()` would not: microtasks run before the loop turns.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => unknown };
+  return new Promise((resolve) => (g.setImmediate ? g.setImmediate(resolve) : setTimeout(resolve, 0)));
+}

@@ -7,10 +7,11 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import type { Progress } from "../core/progress.js";
-import { noProgress } from "../core/progress.js";
+import { noProgress, yieldToEventLoop } from "../core/progress.js";
 import type { CausalLM } from "../model/llama.js";
 import { argmax } from "../model/sampler.js";
 import { logSumExp, planWindows, scoredTokens, windowInputs } from "./windows.js";
+import { logitsProblem, nonFiniteLogits } from "./perplexity.js";
 
 /** Something that yields logits for the positions of a window, in order. */
 export interface LogitsSource {
@@ -50,6 +51,8 @@ export interface KldOptions {
   maxTokens?: number;
   bosId: number;
   progress?: Progress;
+  /** names of the base and the other model in errors (their paths) */
+  names?: [string, string];
 }
 
 export interface KldResult {
@@ -89,7 +92,7 @@ export async function kld(base: LogitsSource, other: LogitsSource, tokens: Array
   let nllO = 0;
   const t0 = Date.now();
   progress.start(total, "kld");
-  for (const w of plan) {
+  for (const [wi, w] of plan.entries()) {
     const inputs = windowInputs(tokens, w, opts.bosId);
     for (let pos = 0; pos < w.length; pos += chunk) {
       const n = Math.min(chunk, w.length - pos);
@@ -100,6 +103,10 @@ export async function kld(base: LogitsSource, other: LogitsSource, tokens: Array
         const target = tokens[w.start + pos + i]!;
         const lseB = logSumExp(lb, o, v);
         const lseO = logSumExp(lo, o, v);
+        // NaN/Inf logits make every mean NaN: stop at the first position that has them, naming the model
+        for (const [side, l, lse] of [[0, lb, lseB], [1, lo, lseO]] as const) {
+          if (!Number.isFinite(lse - l[o + target]!)) nonFiniteLogits(opts.names?.[side] ?? (side === 0 ? "base" : "other"), wi, pos + i, w.start + pos + i, logitsProblem(l, o, v));
+        }
         let d = 0;
         for (let j = 0; j < v; j++) {
           const lpb = lb[o + j]! - lseB;
@@ -115,7 +122,7 @@ export async function kld(base: LogitsSource, other: LogitsSource, tokens: Array
       }
       progress.tick(n);
     }
-    await Promise.resolve();
+    await yieldToEventLoop(); // a signal handler or a UI gets its turn between windows
   }
   progress.done();
   let sum = 0;

@@ -5,7 +5,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import type { Progress } from "../core/progress.js";
-import { noProgress } from "../core/progress.js";
+import { noProgress, yieldToEventLoop } from "../core/progress.js";
 import type { CausalLM } from "../model/llama.js";
 import { logSumExp, planWindows, scoredTokens, windowInputs, type EvalWindow } from "./windows.js";
 
@@ -18,6 +18,8 @@ export interface PerplexityOptions {
   progress?: Progress;
   /** sees every scored position's logits (n, vocab) with their targets (n); e.g. to save them */
   onLogits?: (logits: Float32Array, targets: Int32Array, n: number) => void;
+  /** the model's name in errors (its path) */
+  name?: string;
 }
 
 export interface PerplexityResult {
@@ -45,12 +47,12 @@ export async function perplexity(llama: CausalLM, tokens: ArrayLike<number>, opt
   let sum = 0;
   const t0 = Date.now();
   progress.start(total, "perplexity");
-  for (const w of plan) {
-    const wsum = scoreWindow(llama, tokens, w, bosId, vocab, opts.onLogits);
+  for (const [wi, w] of plan.entries()) {
+    const wsum = scoreWindow(llama, tokens, w, bosId, vocab, opts.onLogits, (pos, row, what) => nonFiniteLogits(opts.name ?? "model", wi, pos, w.start + row, what));
     windowNll.push(wsum);
     sum += wsum;
     progress.tick(w.length);
-    await Promise.resolve(); // let a host (worker, UI) breathe between windows
+    await yieldToEventLoop(); // let a host (worker, UI, a signal handler) run between windows
   }
   progress.done();
   const seconds = (Date.now() - t0) / 1000;
@@ -65,6 +67,7 @@ function scoreWindow(
   bosId: number,
   vocab: number,
   onLogits: PerplexityOptions["onLogits"],
+  bad: (pos: number, row: number, what: string) => never,
 ): number {
   const inputs = windowInputs(tokens, w, bosId);
   let sum = 0;
@@ -74,9 +77,29 @@ function scoreWindow(
     for (let i = 0; i < n; i++) {
       const target = tokens[w.start + row + i]!;
       targets[i] = target;
-      sum += logSumExp(logits, i * vocab, vocab) - logits[i * vocab + target]!;
+      const nll = logSumExp(logits, i * vocab, vocab) - logits[i * vocab + target]!;
+      // a NaN/Inf logit makes the whole perplexity NaN: stop at the first one instead of printing "ppl NaN"
+      if (!Number.isFinite(nll)) bad(row + i, row + i, logitsProblem(logits, i * vocab, vocab));
+      sum += nll;
     }
     onLogits?.(logits, targets, n);
   });
   return sum;
+}
+
+/** What is wrong with one position's logits (for the error message). */
+export function logitsProblem(logits: Float32Array, off: number, vocab: number): string {
+  for (let j = 0; j < vocab; j++) {
+    const v = logits[off + j]!;
+    if (v - v !== 0) return `logit of token ${j} is ${v}`;
+  }
+  return "the target token's probability is 0";
+}
+
+/** E_VALUE naming the model, the window and the position whose logits are not finite. */
+export function nonFiniteLogits(name: string, window: number, pos: number, streamIndex: number, what: string): never {
+  throw new QuantlabError(
+    "E_VALUE",
+    `${name}: non-finite output at window ${window}, position ${pos} (scored token ${streamIndex} of the text): ${what}; the model's weights or activations overflow or hold NaN`,
+  );
 }

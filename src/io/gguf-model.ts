@@ -11,7 +11,8 @@ import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor, numel, viewAs } from "../core/tensor.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
-import { TensorNames, expectedShapes, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
+import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, type ConfigKeys, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
+import { MAX_DIM, MAX_HEAD_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_MERGES, MAX_SEQ_LEN, MAX_VOCAB, checkCount, parseJsonBounded } from "../core/limits.js";
 import type { Model } from "../model/weights.js";
 import type { Tokenizer, Vocab } from "../model/tokenizer.js";
 import { Llama2cTokenizer } from "../model/tokenizers/llama2c.js";
@@ -20,11 +21,13 @@ import {
   GgufValueType, GgufWriter, metaArray, metaBool, metaNumber, metaString,
   type ByteSink, type GgufFile, type GgufTensorInfo, type GgufValue,
 } from "./gguf.js";
-import { chooseType, currentGgmlType, encodeWeight } from "./weights-encode.js";
+import { chooseType, currentGgmlType, encodeWeightChunked } from "./weights-encode.js";
+import { refGgmlEncoder } from "../ggml/encoder.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
 import type { GgmlEncoder } from "../ggml/encoder.js";
 import { isWeightLoaded, lazyGgmlWeight, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 import { TensorStore } from "./lazy.js";
+import { checkFiniteWeight } from "../model/finite.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";
@@ -43,7 +46,48 @@ function requireNumber(f: GgufFile, key: string): number {
   return v;
 }
 
-/** Hyper-parameters of a `llama` GGUF. */
+/** The GGUF keys of each hyper-parameter (llama.cpp src/llama-arch.cpp LLM_KV_*), for limit errors. */
+function ggufConfigKeys(a: string): ConfigKeys {
+  return {
+    dim: `${a}.embedding_length`, hiddenDim: `${a}.feed_forward_length`, nLayers: `${a}.block_count`,
+    nHeads: `${a}.attention.head_count`, nKvHeads: `${a}.attention.head_count_kv`, headDim: `${a}.attention.key_length`,
+    vocabSize: `${a}.vocab_size`, seqLen: `${a}.context_length`, ropeTheta: `${a}.rope.freq_base`, normEps: `${a}.attention.layer_norm_rms_epsilon`,
+  };
+}
+
+/**
+ * Counts any model GGUF declares, whatever its architecture: `<arch>.block_count` and the widths
+ * llama.cpp reads for every architecture, checked against core/limits.ts, and the block count against
+ * the `blk.N.*` tensors the file has. `info` and GGUF → GGUF `convert` accept architectures we do not
+ * run, so they check this much rather than copy a corrupt count into a report or an output file.
+ */
+export function checkGgufModelCounts(f: GgufFile): void {
+  const a = metaString(f, "general.architecture");
+  if (a === undefined) return; // not a model file (e.g. the ggml goldens): nothing declares layers
+  const scalar = (key: string): number | undefined => {
+    const v = f.metadata.get(key);
+    // some architectures give per-layer arrays (OpenELM head counts); only scalars are counts here
+    return v === undefined || v.type === GgufValueType.ARRAY ? undefined : metaNumber(f, key);
+  };
+  const k = ggufConfigKeys(a);
+  const limits: [string, number, string][] = [
+    [k.dim, MAX_DIM, "MAX_DIM"], [k.hiddenDim, MAX_HIDDEN, "MAX_HIDDEN"], [k.nHeads, MAX_HEADS, "MAX_HEADS"],
+    [k.nKvHeads, MAX_HEADS, "MAX_HEADS"], [k.headDim, MAX_HEAD_DIM, "MAX_HEAD_DIM"], [k.vocabSize, MAX_VOCAB, "MAX_VOCAB"], [k.seqLen, MAX_SEQ_LEN, "MAX_SEQ_LEN"],
+  ];
+  for (const [key, max, name] of limits) {
+    const v = scalar(key);
+    if (v !== undefined) checkCount(f.name, key, v, 0, max, name);
+  }
+  const nLayers = scalar(k.nLayers);
+  if (nLayers === undefined) return;
+  checkCount(f.name, k.nLayers, nLayers, 0, MAX_LAYERS, "MAX_LAYERS");
+  // decoder-only architectures name their blocks blk.N.* (gguf-py tensor_mapping.py); others use other
+  // prefixes (T5's enc.blk.N / dec.blk.N): with no blk.N tensor at all there is nothing to compare against
+  if (!f.tensors.some((t) => ggufLayerOf(t.name) !== undefined)) return;
+  checkLayersBacked(nLayers, f.tensors.map((t) => t.name), ggufLayerOf, f.name, k.nLayers, "blk.N.*");
+}
+
+/** Hyper-parameters of a `llama` GGUF, checked against core/limits.ts and against the file's tensors. */
 export function ggufConfig(f: GgufFile): ModelConfig {
   const arch = metaString(f, "general.architecture");
   if (arch === undefined) throw new QuantlabError("E_FORMAT", `${f.name}: missing metadata "general.architecture" (not a model file?)`);
@@ -51,19 +95,23 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     throw new QuantlabError("E_UNSUPPORTED", `${f.name}: architecture "${arch}" is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(", ")})`);
   }
   const a = arch;
-  const dim = requireNumber(f, `${a}.embedding_length`);
-  const nLayers = requireNumber(f, `${a}.block_count`);
-  const hiddenDim = requireNumber(f, `${a}.feed_forward_length`);
-  const nHeads = requireNumber(f, `${a}.attention.head_count`);
-  const nKvHeads = metaNumber(f, `${a}.attention.head_count_kv`) ?? nHeads;
-  const keyLength = metaNumber(f, `${a}.attention.key_length`);
+  const keys = ggufConfigKeys(a);
+  const dim = requireNumber(f, keys.dim);
+  const nLayers = requireNumber(f, keys.nLayers);
+  const hiddenDim = requireNumber(f, keys.hiddenDim);
+  const nHeads = requireNumber(f, keys.nHeads);
+  checkCount(f.name, keys.dim, dim, 1, MAX_DIM, "MAX_DIM");
+  checkCount(f.name, keys.nHeads, nHeads, 1, MAX_HEADS, "MAX_HEADS");
+  checkCount(f.name, keys.nLayers, nLayers, 1, MAX_LAYERS, "MAX_LAYERS");
+  const nKvHeads = metaNumber(f, keys.nKvHeads) ?? nHeads;
+  const keyLength = metaNumber(f, keys.headDim);
   const valueLength = metaNumber(f, `${a}.attention.value_length`);
   const headDim = keyLength ?? dim / nHeads;
   if (valueLength !== undefined && valueLength !== headDim) {
     throw new QuantlabError("E_UNSUPPORTED", `${f.name}: attention.value_length ${valueLength} differs from key_length ${headDim}`);
   }
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head size ${headDim} (embedding_length ${dim} / head_count ${nHeads}) is not an even integer`);
-  if (nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head_count ${nHeads} is not a multiple of head_count_kv ${nKvHeads}`);
+  if (!Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head_count ${nHeads} is not a multiple of head_count_kv ${nKvHeads}`);
   const nRot = metaNumber(f, `${a}.rope.dimension_count`);
   if (nRot !== undefined && nRot !== headDim) throw new QuantlabError("E_UNSUPPORTED", `${f.name}: partial RoPE (rope.dimension_count ${nRot} < head size ${headDim}) is not supported`);
   const scalingType = metaString(f, `${a}.rope.scaling.type`);
@@ -71,7 +119,7 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     throw new QuantlabError("E_UNSUPPORTED", `${f.name}: rope.scaling.type "${scalingType}" is not supported (Llama 3 scaling comes as ${ROPE_FREQS})`);
   }
   const tok = f.tensor(TensorNames.tokenEmbd);
-  const vocabSize = metaNumber(f, `${a}.vocab_size`) ?? tok?.shape[0] ?? metaArray(f, "tokenizer.ggml.tokens")?.items.length;
+  const vocabSize = metaNumber(f, keys.vocabSize) ?? tok?.shape[0] ?? metaArray(f, "tokenizer.ggml.tokens")?.items.length;
   if (vocabSize === undefined) throw new QuantlabError("E_FORMAT", `${f.name}: cannot tell the vocabulary size (no ${a}.vocab_size, no ${TensorNames.tokenEmbd})`);
   const config: ModelConfig = {
     arch: "llama",
@@ -82,12 +130,15 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     nKvHeads,
     headDim,
     vocabSize,
-    seqLen: metaNumber(f, `${a}.context_length`) ?? 2048,
-    ropeTheta: metaNumber(f, `${a}.rope.freq_base`) ?? 10000, // llama.cpp's default when the key is absent
-    normEps: metaNumber(f, `${a}.attention.layer_norm_rms_epsilon`) ?? 1e-5,
+    seqLen: metaNumber(f, keys.seqLen) ?? 2048,
+    ropeTheta: metaNumber(f, keys.ropeTheta) ?? 10000, // llama.cpp's default when the key is absent
+    normEps: metaNumber(f, keys.normEps) ?? 1e-5,
     tiedEmbeddings: f.tensor(TensorNames.output) === undefined,
     name: metaString(f, "general.name"),
   };
+  checkConfigLimits(config, f.name, keys);
+  // before anything loops over the layers: the block count must be what the tensors back
+  checkLayersBacked(nLayers, f.tensors.map((t) => t.name), ggufLayerOf, f.name, keys.nLayers, "blk.N.*");
   return config;
 }
 
@@ -97,6 +148,7 @@ export function ggufVocab(f: GgufFile): Vocab | undefined {
   if (!tokens) return undefined;
   const pieces = tokens.items as string[];
   const n = pieces.length;
+  checkCount(f.name, "tokenizer.ggml.tokens (entries)", n, 1, MAX_VOCAB, "MAX_VOCAB");
   const model = metaString(f, "tokenizer.ggml.model") ?? "llama";
   if (model !== "llama" && model !== "gpt2") throw new QuantlabError("E_UNSUPPORTED", `${f.name}: tokenizer model "${model}" is not supported (llama, gpt2)`);
   const scoresArr = metaArray(f, "tokenizer.ggml.scores", GgufValueType.FLOAT32);
@@ -113,6 +165,7 @@ export function ggufVocab(f: GgufFile): Vocab | undefined {
     return v;
   };
   const merges = metaArray(f, "tokenizer.ggml.merges", GgufValueType.STRING)?.items as string[] | undefined;
+  if (merges) checkCount(f.name, "tokenizer.ggml.merges (entries)", merges.length, 0, MAX_MERGES, "MAX_MERGES");
   const v: Vocab = {
     model,
     pieces,
@@ -139,13 +192,9 @@ export const HF_JSON_KEY = "tokenizer.huggingface.json";
 export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tokenizer {
   if (v.model === "llama") return Llama2cTokenizer.fromVocab(v);
   if (hfJson !== undefined) {
-    let json: TokenizerJson;
-    try {
-      json = JSON.parse(hfJson) as TokenizerJson;
-    } catch (e) {
-      throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} is not valid JSON (${(e as Error).message})`);
-    }
-    const t = new HfTokenizer(json, { bos_token: v.pieces[v.bosId], eos_token: v.pieces[v.eosId], add_bos_token: v.addBos }, file, v.pieces.length);
+    const where = `${file}: metadata "${HF_JSON_KEY}"`;
+    const json = parseJsonBounded(hfJson, where) as TokenizerJson;
+    const t = new HfTokenizer(json, { bos_token: v.pieces[v.bosId], eos_token: v.pieces[v.eosId], add_bos_token: v.addBos }, where, v.pieces.length);
     if (t.vocabSize > v.pieces.length) throw new QuantlabError("E_FORMAT", `${file}: ${HF_JSON_KEY} has ${t.vocabSize} tokens but tokenizer.ggml.tokens has ${v.pieces.length}`);
     return t;
   }
@@ -323,6 +372,8 @@ export interface WriteGgufModelOptions {
   /** encodes tensors re-encoded to a ggml block type (default: the TypeScript reference, one thread) */
   encoder?: GgmlEncoder;
   progress?: Progress;
+  /** write tensors holding NaN/Inf instead of refusing them (model/finite.ts) */
+  allowNonFinite?: boolean;
 }
 
 export interface WriteReport {
@@ -457,11 +508,11 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   for (const p of plan) {
     // a lazy weight this writer brings in is let go again once written: converting streams the model
     const wasLoaded = isWeightLoaded(p.w);
-    const bytes = encodeWeight(p.w, p.name, p.type, opts.encoder);
-    await w.writeTensorData(p.name, bytes);
+    const maxAbs = opts.allowNonFinite ? undefined : checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
+    const bytes = await encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, maxAbs === undefined ? undefined : { where: model.source.path, tensor: p.name, maxAbs }, (b) => w.writeTensorData(p.name, b));
     if (!wasLoaded) releaseWeight(p.w);
-    report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes: bytes.length, ...(p.fallback ? { fallback: p.fallback } : {}) });
-    report.bytes += bytes.length;
+    report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes, ...(p.fallback ? { fallback: p.fallback } : {}) });
+    report.bytes += bytes;
     progress.tick();
   }
   progress.done();

@@ -243,6 +243,13 @@ function parseHeader(c: Cursor): GgufHeader {
   if (version !== 2 && version !== 3) throw new QuantlabError("E_UNSUPPORTED", `${name}: GGUF version ${version} is not supported (2 or 3)`);
   const nTensors = c.count("tensor count", MAX_TENSOR_COUNT, "MAX_TENSOR_COUNT");
   const nKv = c.count("metadata count", MAX_KV_COUNT, "MAX_KV_COUNT");
+  // gguf.cpp checks each count against the bytes left before it resizes a vector; the same here: a
+  // tensor info takes at least 24 bytes (name length, n_dims, type, offset), a pair at least 13 (key
+  // length, value type, one byte of value), so counts the file cannot hold are refused before any loop
+  const minBytes = 24 + 24 * nTensors + 13 * nKv;
+  if (minBytes > c.fileSize) {
+    throw new QuantlabError("E_FORMAT", `${name}: truncated GGUF header: ${nTensors} tensors and ${nKv} metadata pairs need at least ${minBytes} bytes but the file has ${c.fileSize}`);
+  }
 
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < nKv; i++) {

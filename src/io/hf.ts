@@ -11,10 +11,11 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
-import { DTYPES, numel, type DType, type Tensor } from "../core/tensor.js";
+import { DTYPES, Tensor, numel, type DType } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames, expectedShapes, type ModelConfig } from "../model/config.js";
+import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
@@ -24,6 +25,7 @@ import { ROPE_FREQS, inferLlama3Scaling } from "./gguf-model.js";
 import { openSafetensors, safetensorsSize, writeSafetensors, type SafetensorsEntry, type SafetensorsFile } from "./safetensors.js";
 import type { ByteSource } from "./source.js";
 import { TensorStore } from "./lazy.js";
+import { checkFiniteWeight, describeElement, findNonFinite } from "../model/finite.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 
 /** Read access to a directory (local folder, hub cache, HTTP). Paths are relative file names. */
@@ -91,8 +93,9 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
   const nHeads = need(c, "num_attention_heads", file);
   const nKvHeads = c.num_key_value_heads ?? nHeads;
   const headDim = c.head_dim ?? dim / nHeads;
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${file}: head size ${headDim} is not an even integer`);
-  if (!Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}`);
+  if (typeof headDim !== "number" || !Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${file}: head size ${describe(headDim)} is not an even integer`);
+  if (typeof nKvHeads !== "number" || !Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${describe(nKvHeads)}`);
+  if (c.tie_word_embeddings !== undefined && typeof c.tie_word_embeddings !== "boolean") throw new QuantlabError("E_FORMAT", `${file}: "tie_word_embeddings" must be true or false, got ${describe(c.tie_word_embeddings)}`);
   const config: ModelConfig = {
     arch: "llama",
     dim,
@@ -108,6 +111,7 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
     tiedEmbeddings: c.tie_word_embeddings ?? false,
   };
   const rs = c.rope_scaling;
+  if (rs !== undefined && rs !== null && (typeof rs !== "object" || Array.isArray(rs))) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling" must be an object or null, got ${describe(rs)}`);
   if (rs) {
     const t = rs.rope_type ?? rs.type;
     if (t === "llama3") {
@@ -119,10 +123,23 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
         originalMaxPositionEmbeddings: rs.original_max_position_embeddings ?? 8192,
       };
     } else if (t !== "default") {
-      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type "${t}" is not supported (llama3)`);
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3)`);
     }
   }
+  checkConfigLimits(config, file, HF_CONFIG_KEYS);
   return config;
+}
+
+/** config.json's name of each hyper-parameter (transformers LlamaConfig), for limit errors. */
+const HF_CONFIG_KEYS: ConfigKeys = {
+  dim: "hidden_size", hiddenDim: "intermediate_size", nLayers: "num_hidden_layers", nHeads: "num_attention_heads", nKvHeads: "num_key_value_heads",
+  headDim: "head_dim", vocabSize: "vocab_size", seqLen: "max_position_embeddings", ropeTheta: "rope_theta", normEps: "rms_norm_eps",
+};
+
+/** Block index of an HF tensor name `model.layers.<N>.…`. */
+export function hfLayerOf(name: string): number | undefined {
+  const m = /^model\.layers\.(\d{1,9})\./.exec(name);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** ModelConfig → config.json (LlamaForCausalLM). */
@@ -209,24 +226,28 @@ export interface LoadHfOptions {
   progress?: Progress;
   /** config.json contents when the caller has it already (single .safetensors with embedded config) */
   config?: HfConfigJson;
+  /** where `config` came from, for errors (default: the directory's config.json) */
+  configName?: string;
 }
 
+/** A JSON object file of the directory (size, depth and shape checked; errors name the file). */
 async function readJson<T>(dir: DirSource, file: string): Promise<T> {
-  const text = await dir.readText(file);
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new QuantlabError("E_FORMAT", `${dir.name}/${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const where = `${dir.name}/${file}`;
+  return jsonObject(parseJsonBounded(await dir.readText(file), where), where, "the file") as T;
 }
 
 /** Which safetensors file holds each HF tensor: from the index when there is one, else every *.safetensors. */
 async function weightFiles(dir: DirSource): Promise<string[]> {
   if (await dir.has("model.safetensors.index.json")) {
     const idx = await readJson<{ weight_map?: Record<string, string> }>(dir, "model.safetensors.index.json");
-    if (!idx.weight_map || typeof idx.weight_map !== "object") throw new QuantlabError("E_FORMAT", `${dir.name}/model.safetensors.index.json: no "weight_map"`);
+    const where = `${dir.name}/model.safetensors.index.json`;
+    if (!idx.weight_map || typeof idx.weight_map !== "object" || Array.isArray(idx.weight_map)) throw new QuantlabError("E_FORMAT", `${where}: no "weight_map" object`);
     const files = [...new Set(Object.values(idx.weight_map))];
-    for (const f of files) if (!(await dir.has(f))) throw new QuantlabError("E_IO", `${dir.name}/${f}: no such file (listed in model.safetensors.index.json)`);
+    for (const f of files) {
+      // a shard is a plain file name of this directory: never a path that climbs out of it
+      if (typeof f !== "string" || !/^[^/\\]+\.safetensors$/.test(f) || f === "." || f === "..") throw new QuantlabError("E_FORMAT", `${where}: bad shard file name ${describe(f)}`);
+      if (!(await dir.has(f))) throw new QuantlabError("E_IO", `${dir.name}/${f}: no such file (listed in model.safetensors.index.json)`);
+    }
     return files;
   }
   const files = (await dir.list()).filter((f) => f.endsWith(".safetensors")).sort();
@@ -239,7 +260,7 @@ export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfToke
   if (!(await dir.has("tokenizer.json"))) return undefined;
   const json = await readJson<TokenizerJson>(dir, "tokenizer.json");
   const cfg = (await dir.has("tokenizer_config.json")) ? await readJson<TokenizerConfigJson>(dir, "tokenizer_config.json") : {};
-  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo);
+  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo, { configName: `${dir.name}/tokenizer_config.json` });
 }
 
 /**
@@ -247,7 +268,7 @@ export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfToke
  * first access (io/lazy.ts), so the shards stay open until `model.close()`; on an error they are closed.
  */
 export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Promise<Model> {
-  const cfgFile = `${dir.name}/config.json`;
+  const cfgFile = (opts.config && opts.configName) || `${dir.name}/config.json`;
   let hfc = opts.config;
   if (!hfc) {
     if (!(await dir.has("config.json"))) throw new QuantlabError("E_IO", `${cfgFile}: no such file (a Hugging Face model directory needs config.json)`);
@@ -262,6 +283,8 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       const st = await openSafetensors(store.add(await dir.open(f)));
       for (const t of st.tensors) where.set(t.name, st);
     }
+    // before anything loops over the layers: num_hidden_layers must be what the shards back
+    checkLayersBacked(config.nLayers, where.keys(), hfLayerOf, cfgFile, "num_hidden_layers", "model.layers.N.*");
     // tied models may still ship lm_head.weight (a copy): ignore it then
     const names = hfNames(config);
     const known = new Set(names.map(([, h]) => h));
@@ -308,10 +331,12 @@ export interface WriteHfOptions {
   /** split into shards of at most this many bytes of tensor data (default 5 GB, as transformers' save_pretrained) */
   maxShardBytes?: number;
   progress?: Progress;
+  /** write tensors holding NaN/Inf instead of refusing them (model/finite.ts) */
+  allowNonFinite?: boolean;
 }
 
 /** A weight as (dtype, bytes) for safetensors, Q/K rows put back in HF order. */
-function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | undefined): { dtype: DType; bytes: () => Uint8Array } {
+function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | undefined, check: { source: string; out: string } | undefined): { dtype: DType; bytes: () => Uint8Array } {
   const shape = weightShape(w);
   const keep = w.kind === "dense" && (dtype === undefined || w.tensor.dtype === dtype);
   const outDtype: DType = keep ? (w as { tensor: Tensor }).tensor.dtype : (dtype ?? "f32");
@@ -320,6 +345,7 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
     bytes: () => {
       // a lazy weight the writer brings in is let go again once its bytes are produced (streaming)
       const wasLoaded = isWeightLoaded(w);
+      if (check !== undefined) checkFiniteWeight(w, canon, check.source, `refusing to write ${check.out}`, true);
       let raw: Uint8Array;
       if (keep) {
         const d = (w as { tensor: Tensor }).tensor.data;
@@ -327,6 +353,7 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
       } else {
         const f = dequantizeWeight(w, canon).data;
         const conv = outDtype === "f16" ? f32ArrayToF16(f) : outDtype === "bf16" ? f32ArrayToBf16(f) : f;
+        if (check !== undefined && (outDtype === "f16" || outDtype === "bf16")) checkNoOverflow(conv as Uint16Array, f, outDtype, canon, weightShape(w), check.source);
         raw = new Uint8Array(conv.buffer, conv.byteOffset, conv.byteLength);
       }
       const isQ = canon.endsWith("attn_q.weight");
@@ -337,6 +364,12 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
       return raw;
     },
   };
+}
+
+/** A finite f32 value that f16/bf16 rounds to Inf (|x| > 65504 for f16) is an error, not a silent Inf. */
+function checkNoOverflow(h: Uint16Array, f: Float32Array, dtype: "f16" | "bf16", name: string, shape: readonly number[], where: string): void {
+  const bad = findNonFinite({ kind: "dense", tensor: new Tensor(dtype, shape, h) }, name);
+  if (bad) throw new QuantlabError("E_VALUE", `${where}: ${describeElement(name, shape, bad.index)} is ${f[bad.index]}, which ${dtype.toUpperCase()} cannot hold: it would be written as ${bad.value} (write F32, or scale the weights)`);
 }
 
 /** transformers' default max_shard_size "5GB" */
@@ -353,7 +386,7 @@ export function hfEntries(model: Model, opts: WriteHfOptions = {}, name = "outpu
   return hfNames(c).map(([canon, hf]) => {
     const w = model.weights.get(canon);
     if (!w) throw new QuantlabError("E_ARG", `${name}: model has no tensor "${canon}"`);
-    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype);
+    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype, opts.allowNonFinite ? undefined : { source: model.source.path, out: name });
     return { name: hf, dtype, shape: weightShape(w), bytes };
   });
 }

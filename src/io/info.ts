@@ -4,7 +4,8 @@ import { ggmlTypeName } from "../ggml/types.js";
 import type { ModelConfig } from "../model/config.js";
 import type { Model } from "../model/weights.js";
 import { metaString, metadataToJson, tensorByteLength, type GgufFile } from "./gguf.js";
-import { ggufConfig, ggufVocab } from "./gguf-model.js";
+import { checkGgufModelCounts, ggufConfig, ggufVocab } from "./gguf-model.js";
+import { QuantlabError } from "../core/errors.js";
 import { weightShape } from "../core/weight.js";
 
 export interface TensorRow {
@@ -45,16 +46,22 @@ export function ggufInfo(f: GgufFile): InfoReport {
   const r: InfoReport = { path: f.name, format: `gguf v${f.version}`, tensors: rows, totals: totals(rows), metadata: metadataToJson(f.metadata) };
   r.architecture = metaString(f, "general.architecture");
   if (r.architecture !== undefined) {
+    // a corrupt count is an error, not a line of the report; an architecture we do not run is reported
+    checkGgufModelCounts(f);
+    const unsupported = (e: unknown): string => {
+      if (e instanceof QuantlabError && e.code === "E_UNSUPPORTED") return e.message;
+      throw e;
+    };
     try {
       r.config = ggufConfig(f);
     } catch (e) {
-      r.configError = (e as Error).message;
+      r.configError = unsupported(e);
     }
     try {
       const v = ggufVocab(f);
       if (v) r.tokenizer = { model: v.model, vocabSize: v.pieces.length, bosId: v.bosId, eosId: v.eosId };
     } catch (e) {
-      r.configError ??= (e as Error).message;
+      r.configError ??= unsupported(e);
     }
   }
   return r;

@@ -23,6 +23,7 @@
  * and compare.
  */
 import { QuantlabError } from "../core/errors.js";
+import { MAX_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB } from "../core/limits.js";
 import { Tensor, viewAs } from "../core/tensor.js";
 import type { LazyData } from "../core/lazy.js";
 import type { ModelConfig } from "../model/config.js";
@@ -37,14 +38,9 @@ export const LLAMA2C_V2_MAGIC = 0x616b3432;
 const LEGACY_HEADER_BYTES = 28;
 const V2_HEADER_BYTES = 256;
 
-// Limits on header values: far above any llama2.c model (Llama 2 70B: dim 8192, hidden 28672,
-// 80 layers, 64 heads, vocab 32000, seq_len 4096) yet small enough that products stay exact doubles.
-const MAX_DIM = 1 << 16;
-const MAX_HIDDEN = 1 << 18;
-const MAX_LAYERS = 1 << 10;
-const MAX_HEADS = 1 << 10;
-const MAX_VOCAB = 1 << 22;
-const MAX_SEQ_LEN = 1 << 22;
+// Limits on header values: core/limits.ts's, far above any llama2.c model (Llama 2 70B: dim 8192,
+// hidden 28672, 80 layers, 64 heads, vocab 32000, seq_len 4096) yet small enough that the products
+// below (layers × hidden × dim ≤ 2^49 floats) stay exact doubles; the file size then pins them exactly.
 /** tok.bin entries: run.c reads `len` bytes into a malloc'd buffer; no real piece is longer than this */
 const MAX_PIECE_BYTES = 1 << 16;
 

@@ -10,10 +10,11 @@
  *   "quantlab.recipe"        = the canonical JSON of the recipe that made the model (algos/recipe.ts)
  * Pure (no Node APIs): works on a SafetensorsFile and produces SafetensorsEntry lists.
  */
-import { QuantlabError } from "../core/errors.js";
+import { QuantlabError, namingFile } from "../core/errors.js";
 import { numel } from "../core/tensor.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { expectedShapes, type ModelConfig } from "../model/config.js";
+import { checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
 import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, inputTransformsToJson } from "../model/transforms.js";
@@ -22,6 +23,7 @@ import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
 import { RECIPE_KEY } from "./gguf-model.js";
 import { TensorStore } from "./lazy.js";
+import { checkFiniteWeight } from "../model/finite.js";
 import { isWeightLoaded, releaseWeight, type Weight } from "../core/weight.js";
 
 export const QUANT_MODEL_FORMAT = "quantlab-quantized-model/1";
@@ -31,7 +33,11 @@ export function isQuantModelMetadata(md: Record<string, string>): boolean {
 }
 
 /** Entries and metadata of a model with dense and/or QTensor weights (other weight kinds are written as f32). */
-export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+export function quantModelEntries(model: Model, opts: { allowNonFinite?: boolean; name?: string } = {}): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
+  // each tensor is checked when the writer reaches it (model/finite.ts), unless the caller allows NaN/Inf
+  const check = (w: Weight, name: string) => {
+    if (!opts.allowNonFinite) checkFiniteWeight(w, name, model.source.path, `refusing to write ${opts.name ?? "the output"}`, true);
+  };
   const metadata: Record<string, string> = {
     format: "pt",
     "quantlab.format": QUANT_MODEL_FORMAT,
@@ -54,6 +60,7 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
   for (const name of names) {
     const w = model.weights.get(name)!;
     if (w.kind === "quant" && w.q instanceof QTensor) {
+      check(w, name);
       const { tensors, metadata: md } = toEntries(name, w.q);
       Object.assign(metadata, md);
       for (const [tn, e] of Object.entries(tensors)) entries.push({ name: tn, dtype: e.dtype, shape: e.shape, bytes: () => e.bytes });
@@ -62,13 +69,14 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
       entries.push({ name, dtype: t.dtype, shape: [...t.shape], bytes: () => {
         // read when the writer gets here, and let go again if this brought a lazy weight in (streaming)
         const wasLoaded = isWeightLoaded(w);
+        check(w, name);
         const d = t.data;
         if (!wasLoaded) releaseWeight(w);
         return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
       } });
     } else {
       const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
-      entries.push({ name, dtype: "f32", shape: [...shape], bytes: () => { const f = dequantizeWeight(w, name).data; return new Uint8Array(f.buffer, f.byteOffset, f.byteLength); } });
+      entries.push({ name, dtype: "f32", shape: [...shape], bytes: () => { check(w, name); const f = dequantizeWeight(w, name).data; return new Uint8Array(f.buffer, f.byteOffset, f.byteLength); } });
     }
   }
   return { entries, metadata };
@@ -82,12 +90,9 @@ export function quantModelEntries(model: Model): { entries: SafetensorsEntry[]; 
 export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
   const md = st.metadata;
   if (!isQuantModelMetadata(md)) throw new QuantlabError("E_FORMAT", `${st.name}: not a quantlab quantized model (metadata "quantlab.format" is not ${QUANT_MODEL_FORMAT})`);
-  let config: ModelConfig;
-  try {
-    config = JSON.parse(md["quantlab.model_config"] ?? "") as ModelConfig;
-  } catch {
-    throw new QuantlabError("E_FORMAT", `${st.name}: metadata "quantlab.model_config" is not valid JSON`);
-  }
+  const config = modelConfigFromJson(md["quantlab.model_config"], `${st.name}: metadata "quantlab.model_config"`);
+  // before anything loops over the layers: the count must be what the tensors back (side entries included)
+  checkLayersBacked(config.nLayers, st.tensors.map((t) => t.name), ggufLayerOf, st.name, "quantlab.model_config nLayers", "blk.N.*");
   const expected = expectedShapes(config);
   const quantNames = new Set(quantizedNames(md));
   for (const t of st.tensors) {
@@ -98,7 +103,13 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
   const weights = new Map<string, Weight>();
   for (const [name, shape] of expected) {
     if (quantNames.has(name)) {
-      weights.set(name, { kind: "quant", q: lazyQuantized(store, st, name, shape) });
+      let q: QTensor;
+      try {
+        q = lazyQuantized(store, st, name, shape);
+      } catch (e) {
+        throw namingFile(e, st.name); // quant/serialize.ts names the tensor, not the file
+      }
+      weights.set(name, { kind: "quant", q });
       continue;
     }
     const info = st.tensor(name);
@@ -112,7 +123,16 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
   let tokenizer: HfTokenizer | undefined;
   const tj = md["quantlab.tokenizer"];
   if (tj !== undefined) {
-    tokenizer = new HfTokenizer(JSON.parse(tj) as TokenizerJson, md["quantlab.tokenizer_config"] ? JSON.parse(md["quantlab.tokenizer_config"]) : {}, `${st.name} (embedded tokenizer)`);
+    try {
+      const where = `${st.name}: metadata "quantlab.tokenizer"`;
+      const tc = md["quantlab.tokenizer_config"];
+      const cfg = tc !== undefined ? jsonObject(parseJsonBounded(tc, `${st.name}: metadata "quantlab.tokenizer_config"`), st.name, 'metadata "quantlab.tokenizer_config"') : {};
+      tokenizer = new HfTokenizer(parseJsonBounded(tj, where) as TokenizerJson, cfg, where, 0, { maxVocab: config.vocabSize, configName: `${st.name}: metadata "quantlab.tokenizer_config"` });
+      if (tokenizer.vocabSize > config.vocabSize) throw new QuantlabError("E_FORMAT", `${where}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
   }
   const model: Model = { config, weights, source: { path: st.name, format: "safetensors", metadata: { "quantlab.format": QUANT_MODEL_FORMAT } }, close: () => store.close() };
   if (tokenizer) model.tokenizer = tokenizer;
@@ -123,6 +143,38 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
     checkInputTransforms(model.inputTransforms, config.hiddenDim, st.name);
   }
   return model;
+}
+
+/**
+ * The ModelConfig a quantized-model file carries as JSON, every field checked (type, limits of
+ * core/limits.ts): the numbers drive loops and allocations, so a corrupt one must fail here.
+ */
+export function modelConfigFromJson(text: string | undefined, where: string): ModelConfig {
+  if (text === undefined) throw new QuantlabError("E_FORMAT", `${where} is missing`);
+  const o = jsonObject(parseJsonBounded(text, where), where, "the value");
+  if (o.arch !== "llama") throw new QuantlabError("E_FORMAT", `${where}: arch = ${describe(o.arch)}, expected "llama"`);
+  if (typeof o.tiedEmbeddings !== "boolean") throw new QuantlabError("E_FORMAT", `${where}: tiedEmbeddings = ${describe(o.tiedEmbeddings)}, expected true or false`);
+  if (o.name !== undefined && typeof o.name !== "string") throw new QuantlabError("E_FORMAT", `${where}: name = ${describe(o.name)}, expected a string`);
+  const num = (k: string): number => {
+    const v = o[k];
+    if (typeof v !== "number") throw new QuantlabError("E_FORMAT", `${where}: ${k} = ${describe(v)}, expected a number`);
+    return v;
+  };
+  const c: ModelConfig = {
+    arch: "llama", dim: num("dim"), hiddenDim: num("hiddenDim"), nLayers: num("nLayers"), nHeads: num("nHeads"), nKvHeads: num("nKvHeads"),
+    headDim: num("headDim"), vocabSize: num("vocabSize"), seqLen: num("seqLen"), ropeTheta: num("ropeTheta"), normEps: num("normEps"),
+    tiedEmbeddings: o.tiedEmbeddings,
+  };
+  if (typeof o.name === "string") c.name = o.name;
+  if (o.ropeScaling !== undefined) {
+    const r = jsonObject(o.ropeScaling, where, "ropeScaling");
+    if (r.type !== "llama3") throw new QuantlabError("E_FORMAT", `${where}: ropeScaling.type = ${describe(r.type)}, expected "llama3"`);
+    const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
+    c.ropeScaling = { type: "llama3", factor: rn("factor"), lowFreqFactor: rn("lowFreqFactor"), highFreqFactor: rn("highFreqFactor"), originalMaxPositionEmbeddings: rn("originalMaxPositionEmbeddings") };
+  }
+  const keys = Object.fromEntries(["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps"].map((k) => [k, k])) as ConfigKeys;
+  checkConfigLimits(c, where, keys);
+  return c;
 }
 
 const ENTRY_DTYPES = new Set(["u8", "i32", "f16", "bf16", "f32"]);

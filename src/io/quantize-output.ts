@@ -31,14 +31,15 @@ export function imatrixMetadata(r: QuantizeResult): Map<string, GgufValue> {
 }
 
 /** Writes the result's file through `sink` (`name` appears in error messages); returns the bytes written. */
-export async function writeQuantizeResult(r: QuantizeResult, sink: ByteSink, name = "output", opts: { progress?: Progress } = {}): Promise<number> {
+export async function writeQuantizeResult(r: QuantizeResult, sink: ByteSink, name = "output", opts: { progress?: Progress; allowNonFinite?: boolean } = {}): Promise<number> {
+  const allow = opts.allowNonFinite ? { allowNonFinite: true } : {};
   if (r.output === "safetensors") {
-    const { entries, metadata } = quantModelEntries(r.model);
+    const { entries, metadata } = quantModelEntries(r.model, { ...allow, name });
     return writeSafetensors(sink, entries, metadata, name);
   }
   const preset = (r.recipe.target as { preset: string }).preset;
   let bytes = 0;
   const counting: ByteSink = { write: (c) => { bytes += c.length; return sink.write(c); } };
-  await writeGgufModel(r.model, counting, { fileType: presetFileType(preset), extraMetadata: imatrixMetadata(r), ...(opts.progress ? { progress: opts.progress } : {}) }, name);
+  await writeGgufModel(r.model, counting, { fileType: presetFileType(preset), extraMetadata: imatrixMetadata(r), ...(opts.progress ? { progress: opts.progress } : {}), ...allow }, name);
   return bytes;
 }

@@ -11,7 +11,10 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../ggml/types.js";
 import { GGML_CODEC_TYPES, ggmlRowFit, refGgmlEncoder, type GgmlEncoder } from "../ggml/index.js";
-import { dequantizeWeight } from "../kernels/dequantize.js";
+import { dequantizeWeight, rowReader } from "../kernels/dequantize.js";
+import { Tensor } from "../core/tensor.js";
+import { yieldToEventLoop } from "../core/progress.js";
+import { describeElement, findNonFinite } from "../model/finite.js";
 import { weightShape, type Weight } from "../core/weight.js";
 
 /** Types a tensor can be stored as in a file: every ggml codec except the activation-only Q8_1 and Q8_K. */
@@ -77,8 +80,99 @@ export function chooseType(shape: readonly number[], target: GgmlType | undefine
   return { type: target };
 }
 
-/** Encodes a weight as `type`: F32/F16/BF16 here, block types through `encoder`. */
-export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder): Uint8Array {
+/**
+ * Encodes a weight as `type`: F32/F16/BF16 here, block types through `encoder`. With `checkOverflow`
+ * (the writers' default, off under allowNonFinite), a finite source that the encoding turns into
+ * Inf/NaN — an f16 value past 65504, a block scale past f16's range — is an error naming the element,
+ * not a silently broken file.
+ */
+export interface OverflowCheck {
+  where: string;
+  tensor: string;
+  /** the source's largest magnitude when known (model/finite.ts scanWeight): up to OVERFLOW_FREE no check is needed */
+  maxAbs?: number;
+  rowOffset?: number;
+}
+
+/**
+ * Up to this magnitude no encoding can overflow, so the decode check is skipped: f16 holds up to
+ * 65504 (and rounds nothing at or below it to Inf), and every f16 field of a ggml block is at most the
+ * block's largest |x| (ggml-quants.c: d = amax / nmax with nmax ≥ 1 — TQ1_0/TQ2_0 have d = amax;
+ * least-squares refinements give Σ l·x / Σ l² ≤ amax for integer levels |l| ≥ 1; k-quant super-block
+ * scales are sub-scales / 63 or less; mins are at most amax). Every F16 source satisfies it.
+ */
+const OVERFLOW_FREE = 65504;
+
+export function encodeWeight(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder = refGgmlEncoder, checkOverflow?: OverflowCheck): Uint8Array {
+  const out = encodeWeightRaw(w, name, type, encoder);
+  if (checkOverflow && !(checkOverflow.maxAbs !== undefined && checkOverflow.maxAbs <= OVERFLOW_FREE) && type !== GgmlType.F32 && currentGgmlType(w, name) !== type) {
+    const shape = weightShape(w);
+    const encoded: Weight = FLOAT_TYPES.has(type)
+      ? { kind: "dense", tensor: new Tensor(type === GgmlType.F16 ? "f16" : "bf16", shape, new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2)) }
+      : { kind: "ggml", type, shape, data: out };
+    const bad = findNonFinite(encoded, name);
+    if (bad) {
+      const cols = shape[shape.length - 1] ?? 1;
+      const src = new Float32Array(cols);
+      rowReader(w, name)(Math.floor(bad.index / cols), src, 0);
+      const at = bad.index + (checkOverflow.rowOffset ?? 0) * cols;
+      throw new QuantlabError("E_VALUE", `${checkOverflow.where}: ${describeElement(checkOverflow.tensor, shape, at)} is ${src[bad.index % cols]}, which ${ggmlTypeName(type)} cannot hold: it would be written as ${bad.value} (write F32, or scale the weights)`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Source elements per chunk when a tensor is encoded to a ggml block type: a tensor of 10⁸ weights is
+ * encoded in pieces, its bytes stream out piece by piece, and the event loop turns between them, so a
+ * Ctrl-C during a long encode is handled within one piece (io/node/atomic.ts), not after the tensor.
+ */
+const CHUNK_ELEMENTS = 1 << 22;
+
+/** Rows [r0, r1) of a dense or ggml weight as a weight of its own (views, no copy); undefined for other kinds. */
+function rowSlice(w: Weight, r0: number, r1: number): Weight | undefined {
+  const shape = weightShape(w);
+  if (shape.length !== 2) return undefined;
+  const cols = shape[1]!;
+  if (w.kind === "dense") {
+    const d = w.tensor.data;
+    return { kind: "dense", tensor: new Tensor(w.tensor.dtype, [r1 - r0, cols], d.subarray(r0 * cols, r1 * cols)) };
+  }
+  if (w.kind === "ggml") {
+    const rowBytes = ggmlRowBytes(w.type, cols);
+    if (rowBytes === undefined) return undefined;
+    return { kind: "ggml", type: w.type, shape: [r1 - r0, cols], data: w.data.subarray(r0 * rowBytes, r1 * rowBytes) };
+  }
+  return undefined;
+}
+
+/**
+ * encodeWeight in row chunks of about CHUNK_ELEMENTS source elements (block types; one piece otherwise),
+ * each handed to `emit` as it is made; returns the bytes written. Same bytes as encodeWeight: every ggml
+ * block type encodes rows independently.
+ */
+export async function encodeWeightChunked(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder, checkOverflow: OverflowCheck | undefined, emit: (bytes: Uint8Array) => Promise<void>): Promise<number> {
+  const shape = weightShape(w);
+  const rows = shape.length === 2 ? shape[0]! : 1;
+  const cols = shape.length === 2 ? shape[1]! : 1;
+  const step = Math.max(1, Math.floor(CHUNK_ELEMENTS / Math.max(1, cols)));
+  if (FLOAT_TYPES.has(type) || rows <= step || currentGgmlType(w, name) === type || rowSlice(w, 0, 1) === undefined) {
+    const b = encodeWeight(w, name, type, encoder, checkOverflow);
+    await emit(b);
+    return b.length;
+  }
+  let total = 0;
+  for (let r0 = 0; r0 < rows; r0 += step) {
+    const r1 = Math.min(rows, r0 + step);
+    const b = encodeWeight(rowSlice(w, r0, r1)!, name, type, encoder, checkOverflow && { ...checkOverflow, rowOffset: r0 });
+    await emit(b);
+    total += b.length;
+    await yieldToEventLoop();
+  }
+  return total;
+}
+
+function encodeWeightRaw(w: Weight, name: string, type: GgmlType, encoder: GgmlEncoder): Uint8Array {
   const raw = rawBytes(w, name);
   if (raw.type === type) return raw.data;
   const shape = weightShape(w);

@@ -3,6 +3,8 @@
  * convention of llama2.c and GGUF's `llama` architecture; HF loaders permute Q/K rows on the way in
  * (and writers on the way out), as llama.cpp's converter does.
  */
+import { QuantlabError } from "../core/errors.js";
+import { MAX_DIM, MAX_HEAD_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB, checkCount, checkPositive } from "../core/limits.js";
 export interface RopeScalingLlama3 {
   type: "llama3";
   factor: number;
@@ -96,4 +98,65 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
     m.set(TensorNames.ffnUp(l), [c.hiddenDim, c.dim]);
   }
   return m;
+}
+
+/** How a file names each hyper-parameter, so a limit error quotes the key the user can look for. */
+export type ConfigKeys = Record<"dim" | "hiddenDim" | "nLayers" | "nHeads" | "nKvHeads" | "headDim" | "vocabSize" | "seqLen" | "ropeTheta" | "normEps", string>;
+
+/**
+ * Checks a config read from a file against the plausibility bounds of core/limits.ts, before anything
+ * loops over its layers or allocates by its sizes (expectedShapes, KV caches). `where` names the file.
+ */
+export function checkConfigLimits(c: ModelConfig, where: string, keys: ConfigKeys): void {
+  checkCount(where, keys.nLayers, c.nLayers, 1, MAX_LAYERS, "MAX_LAYERS");
+  checkCount(where, keys.dim, c.dim, 1, MAX_DIM, "MAX_DIM");
+  checkCount(where, keys.hiddenDim, c.hiddenDim, 1, MAX_HIDDEN, "MAX_HIDDEN");
+  checkCount(where, keys.nHeads, c.nHeads, 1, MAX_HEADS, "MAX_HEADS");
+  checkCount(where, keys.nKvHeads, c.nKvHeads, 1, c.nHeads, keys.nHeads);
+  checkCount(where, keys.headDim, c.headDim, 2, MAX_HEAD_DIM, "MAX_HEAD_DIM");
+  checkCount(where, keys.vocabSize, c.vocabSize, 1, MAX_VOCAB, "MAX_VOCAB");
+  checkCount(where, keys.seqLen, c.seqLen, 1, MAX_SEQ_LEN, "MAX_SEQ_LEN");
+  checkPositive(where, keys.ropeTheta, c.ropeTheta);
+  checkPositive(where, keys.normEps, c.normEps);
+  if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${where}: ${keys.nHeads} ${c.nHeads} is not a multiple of ${keys.nKvHeads} ${c.nKvHeads}`);
+  if (c.headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${where}: head size ${c.headDim} is odd (RoPE rotates pairs)`);
+  if (c.ropeScaling) {
+    const s = c.ropeScaling;
+    for (const [k, v] of [["factor", s.factor], ["low_freq_factor", s.lowFreqFactor], ["high_freq_factor", s.highFreqFactor], ["original_max_position_embeddings", s.originalMaxPositionEmbeddings]] as const) {
+      checkPositive(where, `rope_scaling.${k}`, v);
+    }
+    if (!(s.highFreqFactor > s.lowFreqFactor)) throw new QuantlabError("E_FORMAT", `${where}: rope_scaling.high_freq_factor ${s.highFreqFactor} is not above low_freq_factor ${s.lowFreqFactor}`);
+  }
+}
+
+/**
+ * The layer count must be what the file's tensors back: every block index in [0, nLayers) present and
+ * none beyond. `layerOf` extracts the block index of a tensor name (undefined for non-block tensors).
+ * Runs over the tensor names (bounded by the file), not over nLayers, so a huge declared count costs nothing.
+ */
+export function checkLayersBacked(nLayers: number, names: Iterable<string>, layerOf: (name: string) => number | undefined, where: string, key: string, tensorPattern: string): void {
+  const seen = new Set<number>();
+  let max = -1;
+  for (const n of names) {
+    const l = layerOf(n);
+    if (l === undefined) continue;
+    seen.add(l);
+    if (l > max) max = l;
+  }
+  if (max + 1 === nLayers && seen.size === nLayers) return;
+  const have = seen.size === 0 ? "no block tensors" : `tensors for ${seen.size} layer${seen.size === 1 ? "" : "s"} (${tensorPattern.replace("N", "0")} … ${tensorPattern.replace("N", String(max))})`;
+  const gap = seen.size !== max + 1 ? `; layer ${firstMissing(seen)} is missing` : "";
+  throw new QuantlabError("E_FORMAT", `${where}: ${key} = ${nLayers} but the file has ${have}${gap}`);
+}
+
+function firstMissing(seen: Set<number>): number {
+  let i = 0;
+  while (seen.has(i)) i++;
+  return i;
+}
+
+/** Block index of a canonical (GGUF-style) tensor name `blk.<N>.…`. */
+export function ggufLayerOf(name: string): number | undefined {
+  const m = /^blk\.(\d{1,9})\./.exec(name);
+  return m ? Number(m[1]) : undefined;
 }

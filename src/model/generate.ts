@@ -23,6 +23,8 @@ export interface GenerateOptions extends SamplerOptions {
   /** called with each printed piece as it is produced */
   onText?: (piece: string) => void;
   progress?: Progress;
+  /** the model's name in errors (its path) */
+  name?: string;
 }
 
 export interface GenerateResult {
@@ -78,6 +80,11 @@ export function generate(llama: Llama, tokenizer: Tokenizer, opts: GenerateOptio
   if (!stopped) {
     for (; pos < steps; pos++) {
       const logits = llama.forward(token, pos);
+      // sampling from NaN logits picks an arbitrary token and goes on printing text: stop instead
+      for (let j = 0; j < logits.length; j++) {
+        const v = logits[j]!;
+        if (v - v !== 0) throw new QuantlabError("E_VALUE", `${opts.name ?? "model"}: non-finite output at position ${pos}: logit of token ${j} is ${v}; the model's weights or activations overflow or hold NaN`);
+      }
       const next = sampler.sample(logits);
       decoded++;
       progress.tick();

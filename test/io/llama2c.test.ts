@@ -131,7 +131,7 @@ describe("llama2.c bad input", () => {
     const c = config();
     const base = [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.vocabSize, c.seqLen];
     const cases: [number, number, RegExp][] = [
-      [0, 0, /bad\.bin: bad llama2\.c header: dim = 0 \(expected 1\.\.65536/],
+      [0, 0, /bad\.bin: bad llama2\.c header: dim = 0 \(expected 1\.\.131072; model width\)/], // core/limits.ts MAX_DIM
       [3, 0, /n_heads = 0/],
       [4, 8, /n_kv_heads = 8 \(expected 1\.\.4/],
       [3, 3, /dim 32 is not a multiple of n_heads 3/],

@@ -19,7 +19,7 @@ import { encodableTypes, parseOutputType } from "../../io/weights-encode.js";
 import { isHubRef } from "../../io/hub.js";
 import { printJson, stderrProgress } from "../util.js";
 import { withGgmlEncoder } from "../ggml-encoder.js";
-import { addBackendOptions } from "../model-options.js";
+import { ALLOW_NONFINITE_HELP, addBackendOptions } from "../model-options.js";
 
 interface ConvertOptions {
   type?: string;
@@ -27,6 +27,7 @@ interface ConvertOptions {
   threads: number;
   tokenizer?: string;
   shardSize?: string;
+  allowNonfinite?: boolean;
   json?: boolean;
 }
 
@@ -59,6 +60,7 @@ export function register(program: Command): void {
     .option("--type <type>", `re-encode 2-D tensors: ${encodableTypes().map(ggmlTypeName).join(", ")} (safetensors/HF: F32, F16, BF16)`)
     .option("--tokenizer <file>", "tokenizer for llama2.c input when it is not beside the model")
     .option("--shard-size <bytes>", "HF directory: largest shard (e.g. 2GB; default 5GB)")
+    .option("--allow-nonfinite", ALLOW_NONFINITE_HELP)
     .option("--json", "print one JSON object");
   addBackendOptions(cmd).action(async (input: string, out: string, o: ConvertOptions) => {
       const t0 = Date.now();
@@ -73,11 +75,12 @@ export function register(program: Command): void {
         throw new QuantlabError("E_ARG", `--type ${o.type}: ${kind} output holds F32, F16 or BF16 tensors only (ggml block types need a .gguf output)`);
       }
       const progress = o.json ? undefined : stderrProgress();
+      const allowNonFinite = !!o.allowNonfinite;
       let result: { tensors?: { name: string; type: string; fallback?: string }[]; bytes: number; files?: string[]; warnings?: string[] };
       if (kind === "gguf" && !isHubRef(input) && (await detectFormat(input)) === "gguf") {
         const f = await openGgufFile(input);
         try {
-          result = await withGgmlEncoder(o, (encoder) => atomicWriteFile(out, (sink) => convertGguf(f, sink, { type, progress, encoder }, out)));
+          result = await withGgmlEncoder(o, (encoder) => atomicWriteFile(out, (sink) => convertGguf(f, sink, { type, progress, encoder, allowNonFinite }, out)));
         } finally {
           await f.close();
         }
@@ -86,9 +89,9 @@ export function register(program: Command): void {
         // the recipe describes the weights as they are; re-encoding them with --type makes it untrue
         const dropped = type !== undefined && model.recipe !== undefined;
         if (dropped) delete model.recipe;
-        if (kind === "gguf") result = await withGgmlEncoder(o, (encoder) => saveGgufFile(model, out, { type, progress, encoder }));
-        else if (kind === "safetensors") result = await saveSafetensorsFile(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress });
-        else result = await saveHfDir(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress, maxShardBytes: o.shardSize ? parseBytes(o.shardSize) : undefined });
+        if (kind === "gguf") result = await withGgmlEncoder(o, (encoder) => saveGgufFile(model, out, { type, progress, encoder, allowNonFinite }));
+        else if (kind === "safetensors") result = await saveSafetensorsFile(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress, allowNonFinite });
+        else result = await saveHfDir(model, out, { dtype: type !== undefined ? DENSE[type] : undefined, progress, maxShardBytes: o.shardSize ? parseBytes(o.shardSize) : undefined, allowNonFinite });
         if (dropped) result.warnings = [...(result.warnings ?? []), `${input}'s recipe (metadata quantlab.recipe) is not written: --type re-encodes the weights, so it no longer describes them`];
       }
       const fallbacks = (result.tensors ?? []).filter((t) => t.fallback);

@@ -52,7 +52,7 @@ export function register(program: Command): void {
       warnContext(path, o.ctx, model.config.seqLen);
       const tokens = tokenizer.encode(text, { bos: false });
       const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
-      const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress() };
+      const opts = { ctx: o.ctx, maxTokens: o.maxTokens, bosId: tokenizer.bosId, progress: stderrProgress(), name: path };
       let r;
       try {
         if (o.saveLogits) {
@@ -66,7 +66,7 @@ export function register(program: Command): void {
             const res = await perplexity(llama, tokens, {
               ...opts,
               onLogits: (logits) => {
-                // FileSink writes synchronously; copy since the model reuses its logits buffer
+                // writes are in flight while the model reuses its logits buffer: copy
                 pending.push(sink.write(new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength).slice()));
               },
             });

@@ -1,5 +1,6 @@
 /** `quantlab info <model>`: architecture, hyper-parameters, tokenizer, tensors with types, sizes and bits/weight. */
 import type { Command } from "commander";
+import { namingFile } from "../../core/errors.js";
 import { detectFormat } from "../../io/node/load.js";
 import { loadCliModel } from "../model-options.js";
 import { openGgufFile } from "../../io/node/gguf-file.js";
@@ -27,6 +28,8 @@ export function register(program: Command): void {
         const f = await openGgufFile(path);
         try {
           report = ggufInfo(f);
+        } catch (e) {
+          throw namingFile(e, path);
         } finally {
           await f.close();
         }

@@ -81,7 +81,7 @@ export function register(program: Command): void {
           }
         }
         const other = new ModelLogits(new Llama(otherModel, { contextLength: ctx, backend: getBackend(), ...kvOpt }));
-        const r = await kld(base, other, tokens, { ctx, maxTokens: o.maxTokens, bosId, progress: stderrProgress() });
+        const r = await kld(base, other, tokens, { ctx, maxTokens: o.maxTokens, bosId, progress: stderrProgress(), names: [basePath, otherPath] });
         if (o.json) {
           printJson({ ...r, base: basePath, other: otherPath, backend: getBackend().name, ...(o.kv ? { kv: o.kv } : {}), ...(o.text ? { text: o.text } : {}) });
         } else {

@@ -11,10 +11,11 @@ import { normalizeRecipe, quantize } from "../../algos/quantize.js";
 import { selectTensors, splitGlobs } from "../../algos/select.js";
 import { readCalibText } from "../recipe-flags.js";
 import { parseFloatOpt, printJson, stderrProgress } from "../util.js";
-import { displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { ALLOW_NONFINITE_HELP, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
 
 interface QatOptions {
   spec?: string;
+  allowNonfinite?: boolean;
   float?: boolean;
   text: string;
   output: string;
@@ -52,6 +53,7 @@ export function register(program: Command): void {
     .option("--only <globs>", "comma-separated globs of tensors to quantize (default: every block linear)")
     .option("--skip <globs>", "comma-separated globs of tensors to leave in float")
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
+    .option("--allow-nonfinite", ALLOW_NONFINITE_HELP)
     .option("--json", "print one JSON object {output, spec, steps, firstLoss, lastLoss, bytes, seconds, ...}")
     .action(async (path: string, o: QatOptions) => {
       if (o.float && o.spec) throw new QuantlabError("E_ARG", "qat: give --spec <spec> or --float, not both");
@@ -75,8 +77,9 @@ export function register(program: Command): void {
         ...(Object.keys(tensors).length ? { tensors } : {}),
       });
       const { model } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer });
-      const r = await quantize(model, recipe, { calibText: calib.text, progress: stderrProgress() });
-      const { bytes } = await saveQuantizeResult(r, o.output);
+      const allow = { allowNonFinite: !!o.allowNonfinite };
+      const r = await quantize(model, recipe, { calibText: calib.text, progress: stderrProgress(), ...allow });
+      const { bytes } = await saveQuantizeResult(r, o.output, allow);
       const losses = r.qat!.losses;
       const tail = losses.slice(-Math.min(10, losses.length));
       const lastLoss = tail.reduce((a, b) => a + b, 0) / Math.max(1, tail.length);

@@ -19,7 +19,7 @@ import { checkOutputPath, saveQuantizeResult } from "../../io/node/quantize-outp
 import { atomicWriteFile } from "../../io/node/atomic.js";
 import { printJson, stderrProgress, parseFloatOpt } from "../util.js";
 import { refGgmlEncoder } from "../../ggml/encoder.js";
-import { addBackendOptions, backendFromOptions, backendReady, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
+import { ALLOW_NONFINITE_HELP, addBackendOptions, backendFromOptions, backendReady, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
 import { readCalibText, recipeFromFlags, type QuantizeFlags } from "../recipe-flags.js";
 
 /** A recipe from --recipe: a JSON file, or the metadata of a file quantlab wrote. */
@@ -69,6 +69,7 @@ export function register(program: Command): void {
     .requiredOption("-o, --output <file>", "output file, written atomically: .safetensors for --spec, .gguf for --type")
     .option("--save-recipe <file>", "also write the recipe as JSON (what --recipe reads)")
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
+    .option("--allow-nonfinite", ALLOW_NONFINITE_HELP)
     .option("--json", "print one JSON object {output, recipe, bytes, bpw, seconds, tensors: [...], …}");
   addBackendOptions(cmd).action(async (path: string, o: QuantizeFlags, c: Command) => {
     const progress = o.json ? undefined : stderrProgress();
@@ -104,14 +105,14 @@ export function register(program: Command): void {
       await backendReady(backend);
       // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder (same bytes; for comparisons)
       const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : {};
-      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}) });
+      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     } finally {
       backend.dispose?.();
     }
     if (o.imatrixOut !== undefined && r.imatrix?.collected) {
       await saveImatrixFile(o.imatrixOut, r.imatrix.imatrix, { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
     }
-    const { bytes } = await saveQuantizeResult(r, o.output, progress ? { progress } : {});
+    const { bytes } = await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     if (o.saveRecipe !== undefined) {
       const text = recipeToJson(r.recipe, 2) + "\n";
       await atomicWriteFile(o.saveRecipe, (sink) => sink.write(new TextEncoder().encode(text)));

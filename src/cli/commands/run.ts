@@ -40,13 +40,12 @@ export function register(program: Command): void {
       const backend = backendFromOptions(o);
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, place: placerOf(backend) });
       await backendReady(backend);
-      const llama = new Llama(model, { contextLength: o.ctx, backend, ...kvOpt });
+      // the KV cache holds what the run can reach (run.c clamps --tokens to seq_len): a file declaring a
+      // context of millions of positions costs nothing unless asked for
+      const contextLength = o.ctx ?? (o.tokens > 0 ? Math.min(model.config.seqLen, o.tokens) : undefined);
+      const llama = new Llama(model, { contextLength, backend, ...kvOpt });
       const streaming = !o.json;
-      // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE
-      process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-        if (e.code === "EPIPE") process.exit(0);
-        throw e;
-      });
+      // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE (main.ts)
       let r;
       try {
         r = generate(llama, tokenizer, {
@@ -57,6 +56,7 @@ export function register(program: Command): void {
           topK: o.topK,
           seed: o.seed,
           stopAtEos: model.source.format !== "llama2c", // llama2.c models follow run.c: stop at BOS only
+          name: path,
           onText: streaming ? (piece) => process.stdout.write(piece) : undefined,
           progress: streaming ? undefined : stderrProgress(),
         });

@@ -1,50 +1,110 @@
 /**
  * Atomic file output: everything is written to a temporary file in the destination's directory, which
- * is renamed over the destination only when the writer finished without error. On any error (or a
- * kill between write and rename) the destination is untouched and the temp file is removed, so an
- * interrupted run leaves no partial output. Same-directory temp files keep the rename on one file
- * system, where POSIX rename(2) is atomic.
+ * is renamed over the destination only when the writer finished without error. On any error the
+ * destination is untouched and the temp file is removed, so an interrupted run leaves no partial
+ * output. Same-directory temp files keep the rename on one file system, where POSIX rename(2) is atomic.
+ *
+ * Interruptions:
+ * - SIGINT / SIGTERM while a temp file is open: a handler removes every live temp file and exits with
+ *   128 + the signal number (130, 143), as a shell reports a process killed by it. Writes are
+ *   asynchronous (positional `fs.write`), so the event loop — where Node runs signal handlers — turns
+ *   at every chunk and the handler runs within one chunk's work, not after the whole write. The
+ *   handlers exist only while a temp file does: outside writes, the signals keep Node's default
+ *   (immediate exit), which leaves nothing to clean.
+ * - SIGKILL (or a crash) cannot be handled: the temp file stays. Its name carries the writer's pid
+ *   (`.<name>.tmp-<pid>-…`), and the next write to the same path removes temp files of processes that
+ *   are no longer alive.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, write } from "node:fs";
+import { constants } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { QuantlabError } from "../../core/errors.js";
 import type { ByteSink } from "../gguf.js";
 
-/** Streams chunks to an open file descriptor, counting bytes. */
+/** Streams chunks to an open file descriptor at explicit offsets (several writes may be in flight), counting bytes. */
 export class FileSink implements ByteSink {
   bytes = 0;
   constructor(private readonly fd: number, readonly name: string) {}
   async write(chunk: Uint8Array): Promise<void> {
+    // the offset is taken now, so concurrent writes land in call order whatever order the threadpool runs them
+    let pos = this.bytes;
+    this.bytes += chunk.length;
     let done = 0;
     while (done < chunk.length) {
-      try {
-        done += writeSync(this.fd, chunk, done, chunk.length - done);
-      } catch (e) {
-        throw new QuantlabError("E_IO", `${this.name}: write failed (${(e as Error).message})`);
-      }
+      const n = await new Promise<number>((resolve, reject) =>
+        write(this.fd, chunk, done, chunk.length - done, pos, (e, written) => (e ? reject(new QuantlabError("E_IO", `${this.name}: write failed (${e.message})`)) : resolve(written))),
+      );
+      done += n;
+      pos += n;
     }
-    this.bytes += chunk.length;
   }
 }
 
 let counter = 0;
-/** Temp paths beside `path`: hidden, unique per process and call, removed on failure. */
+const TEMP_MARK = ".tmp-";
+
+/** Temp paths beside `path`: hidden, named by the pid (stale-temp cleanup reads it back), unique per call. */
 function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}-${counter++}`);
+  return join(dirname(path), `.${basename(path)}${TEMP_MARK}${process.pid}-${Date.now().toString(36)}-${counter++}`);
 }
 
-/** Temp files still open in this process, removed on SIGINT/SIGTERM so a killed run leaves nothing behind. */
-const live = new Set<string>();
-let handlersInstalled = false;
-function installSignalCleanup(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => {
-      for (const p of live) try { unlinkSync(p); } catch { /* already gone */ }
-      process.kill(process.pid, sig);
-    });
+/** Whether a process with this pid exists (EPERM: it exists but is not ours). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/**
+ * Removes temp files (and temp directories) a killed writer left for `path`: `.<name>.tmp-<pid>-…` whose
+ * pid is not a live process, or is ours but not a write in progress. Returns what it removed.
+ */
+export function removeStaleTemps(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}${TEMP_MARK}`;
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(n.slice(prefix.length))?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const p = join(dir, n);
+    if (pid === process.pid ? live.has(p) : alive(pid)) continue;
+    try {
+      rmSync(p, { recursive: true, force: true });
+      removed.push(p);
+    } catch { /* another writer removed it first */ }
+  }
+  return removed;
+}
+
+/** Temp files and directories of writes in progress, removed on SIGINT/SIGTERM. */
+const live = new Set<string>();
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+function onSignal(sig: (typeof SIGNALS)[number]): void {
+  for (const p of live) try { rmSync(p, { recursive: true, force: true }); } catch { /* already gone */ }
+  live.clear();
+  process.exit(128 + constants.signals[sig]);
+}
+const handlers = new Map(SIGNALS.map((s) => [s, () => onSignal(s)] as const));
+
+function track(p: string): void {
+  if (live.size === 0) for (const [s, h] of handlers) process.on(s, h);
+  live.add(p);
+}
+
+function untrack(p: string): void {
+  if (!live.delete(p)) return;
+  if (live.size === 0) for (const [s, h] of handlers) process.removeListener(s, h);
 }
 
 function checkParent(path: string): void {
@@ -58,23 +118,23 @@ function checkParent(path: string): void {
  */
 export async function atomicWriteFile<T>(path: string, write: (sink: FileSink) => Promise<T>): Promise<T> {
   checkParent(path);
+  removeStaleTemps(path);
   const tmp = tempPathFor(path);
-  installSignalCleanup();
   let fd: number | undefined;
   try {
     fd = openSync(tmp, "wx");
-    live.add(tmp);
+    track(tmp);
     const result = await write(new FileSink(fd, path));
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
     renameSync(tmp, path);
-    live.delete(tmp);
+    untrack(tmp);
     return result;
   } catch (e) {
     if (fd !== undefined) try { closeSync(fd); } catch { /* ignore */ }
     try { rmSync(tmp, { force: true }); } catch { /* ignore */ }
-    live.delete(tmp);
+    untrack(tmp);
     throw e;
   }
 }
@@ -89,22 +149,21 @@ export async function atomicWriteDir<T>(path: string, write: (tmpDir: string) =>
   if (!existsSync(parent)) throw new QuantlabError("E_IO", `${path}: directory ${parent} does not exist`);
   if (existsSync(target)) {
     if (!statSync(target).isDirectory()) throw new QuantlabError("E_IO", `${path}: exists and is not a directory`);
-    const { readdirSync } = await import("node:fs");
     if (readdirSync(target).length > 0) throw new QuantlabError("E_IO", `${path}: directory exists and is not empty`);
   }
+  removeStaleTemps(target);
   const tmp = tempPathFor(target);
-  installSignalCleanup();
   mkdirSync(tmp);
-  live.add(tmp);
+  track(tmp);
   try {
     const result = await write(tmp);
     if (existsSync(target)) rmSync(target, { recursive: true }); // the empty directory checked above
     renameSync(tmp, target);
-    live.delete(tmp);
+    untrack(tmp);
     return result;
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    live.delete(tmp);
+    untrack(tmp);
     throw e;
   }
 }

@@ -1,5 +1,6 @@
 /** GGUF files on disk: open (header only), load a Model, write a Model atomically. */
 import type { Progress } from "../../core/progress.js";
+import { namingFile } from "../../core/errors.js";
 import type { Model } from "../../model/weights.js";
 import { openGguf, type GgufFile } from "../gguf.js";
 import { readGgufModel, writeGgufModel, type TensorPlacer, type WriteGgufModelOptions, type WriteReport } from "../gguf-model.js";
@@ -12,7 +13,7 @@ export async function openGgufFile(path: string): Promise<GgufFile> {
     return await openGguf(src);
   } catch (e) {
     await src.close();
-    throw e;
+    throw namingFile(e, path);
   }
 }
 

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { QuantlabError } from "../../core/errors.js";
+import { jsonObject, parseJsonBounded } from "../../core/limits.js";
 import type { Progress } from "../../core/progress.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerJson } from "../../model/tokenizers/hf.js";
 import type { Model } from "../../model/weights.js";
@@ -70,21 +71,19 @@ export async function loadSafetensorsFile(path: string, opts: { tokenizer?: stri
       if (md["quantlab.config"] === undefined) {
         throw new QuantlabError("E_FORMAT", `${path}: no config.json beside the file and no "quantlab.config" in its __metadata__: cannot tell the model's hyper-parameters`);
       }
-      try {
-        config = JSON.parse(md["quantlab.config"]) as HfConfigJson;
-      } catch (e) {
-        throw new QuantlabError("E_FORMAT", `${path}: __metadata__ "quantlab.config" is not valid JSON (${(e as Error).message})`);
-      }
+      config = jsonObject(parseJsonBounded(md["quantlab.config"], `${path}: __metadata__ "quantlab.config"`), path, '__metadata__ "quantlab.config"') as HfConfigJson;
       tokenizerJson = md["quantlab.tokenizer"];
       tokenizerConfig = md["quantlab.tokenizer_config"];
     } finally {
       await src.close();
     }
   }
-  const model = await loadHfModel(new LocalDir(dir, [file, "config.json", "tokenizer.json", "tokenizer_config.json"]), { config, progress: opts.progress });
+  const model = await loadHfModel(new LocalDir(dir, [file, "config.json", "tokenizer.json", "tokenizer_config.json"]), { config, configName: `${path}: __metadata__ "quantlab.config"`, progress: opts.progress });
   if (!model.tokenizer && tokenizerJson !== undefined) {
     try {
-      const t = new HfTokenizer(JSON.parse(tokenizerJson) as TokenizerJson, tokenizerConfig ? JSON.parse(tokenizerConfig) : {}, `${path} (embedded tokenizer)`, model.config.vocabSize);
+      const where = `${path}: __metadata__ "quantlab.tokenizer"`;
+      const cfg = tokenizerConfig !== undefined ? jsonObject(parseJsonBounded(tokenizerConfig, `${path}: __metadata__ "quantlab.tokenizer_config"`), path, '__metadata__ "quantlab.tokenizer_config"') : {};
+      const t = new HfTokenizer(parseJsonBounded(tokenizerJson, where) as TokenizerJson, cfg, where, model.config.vocabSize, { configName: `${path}: __metadata__ "quantlab.tokenizer_config"` });
       if (t.vocabSize > model.config.vocabSize) throw new QuantlabError("E_FORMAT", `${path}: the tokenizer has ${t.vocabSize} tokens but the model's vocabulary is ${model.config.vocabSize}`);
       model.tokenizer = t;
     } catch (e) {

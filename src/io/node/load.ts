@@ -4,7 +4,7 @@
  * or a llama2.c checkpoint (.bin); `hf://owner/name[@rev]` is downloaded into the cache first.
  */
 import { existsSync, statSync } from "node:fs";
-import { QuantlabError } from "../../core/errors.js";
+import { QuantlabError, readingFile } from "../../core/errors.js";
 import type { Model } from "../../model/weights.js";
 import { openFile } from "./file.js";
 import { loadLlama2cFile } from "./llama2c-file.js";
@@ -40,13 +40,19 @@ export async function detectFormat(path: string): Promise<ModelFileFormat> {
   }
 }
 
+/**
+ * Loads any model `<model>` may name. Every error is a QuantlabError naming the file (errors.ts
+ * `namingFile`): the readers' own, and whatever a dependency throws, wrapped here at the boundary.
+ */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
-  if (isHubRef(path)) return loadHubModel(path, opts);
-  const fmt = await detectFormat(path);
-  switch (fmt) {
-    case "llama2c": return loadLlama2cFile(path, opts);
-    case "gguf": return loadGgufFile(path, opts);
-    case "safetensors": return (await isQuantModelFile(path)) ? loadQuantModelFile(path) : loadSafetensorsFile(path, opts);
-    case "hf": return loadHfDir(path, opts);
-  }
+  return readingFile(path.replace(/\/+$/, "") || path, async () => {
+    if (isHubRef(path)) return loadHubModel(path, opts);
+    const fmt = await detectFormat(path);
+    switch (fmt) {
+      case "llama2c": return loadLlama2cFile(path, opts);
+      case "gguf": return loadGgufFile(path, opts);
+      case "safetensors": return (await isQuantModelFile(path)) ? loadQuantModelFile(path) : loadSafetensorsFile(path, opts);
+      case "hf": return loadHfDir(path, opts);
+    }
+  });
 }

@@ -31,7 +31,7 @@ export async function loadQuantModelFile(path: string): Promise<Model> {
 }
 
 /** Writes the model atomically (temp file + rename); returns the bytes written. */
-export async function saveQuantModelFile(model: Model, path: string): Promise<number> {
-  const { entries, metadata } = quantModelEntries(model);
+export async function saveQuantModelFile(model: Model, path: string, opts: { allowNonFinite?: boolean } = {}): Promise<number> {
+  const { entries, metadata } = quantModelEntries(model, { ...opts, name: path });
   return atomicWriteFile(path, (sink) => writeSafetensors(sink, entries, metadata, path));
 }

@@ -13,6 +13,8 @@
  */
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
 import { QuantlabError } from "../../core/errors.js";
+import { describe } from "../../core/limits.js";
+import { validateTokenizerConfig, validateTokenizerJson } from "./hf-validate.js";
 import type { EncodeOptions, TokenType, Tokenizer, Vocab } from "../tokenizer.js";
 
 const SPM_SPACE = "\u2581";
@@ -95,13 +97,16 @@ export class HfTokenizer implements Tokenizer {
    * `padTo`: the model's embedding rows when they outnumber the tokenizer's entries (HF vocab_size is often
    * rounded up); the extra ids become "[PAD<id>]" pieces of type UNUSED, as convert_hf_to_gguf.py names them.
    */
-  constructor(readonly json: TokenizerJson, readonly config: TokenizerConfigJson = {}, readonly name = "tokenizer.json", padTo = 0) {
+  constructor(readonly json: TokenizerJson, readonly config: TokenizerConfigJson = {}, readonly name = "tokenizer.json", padTo = 0, opts: { maxVocab?: number; configName?: string } = {}) {
+    // checked before the library sees it: ids it sizes arrays by, counts, component shapes (hf-validate.ts)
+    validateTokenizerJson(json, name, opts.maxVocab ?? (padTo > 0 ? padTo : undefined));
+    validateTokenizerConfig(config, opts.configName ?? `${name} (tokenizer_config)`);
     try {
       this.impl = new HfTokenizerImpl(json, config);
     } catch (e) {
-      throw new QuantlabError("E_FORMAT", `${name}: cannot build the tokenizer (${(e as Error).message})`);
+      throw new QuantlabError("E_FORMAT", `${name}: cannot build the tokenizer (${errText(e)})`, { cause: e });
     }
-    const vocab = this.impl.get_vocab(true);
+    const vocab = this.guard("read the vocabulary of", () => this.impl.get_vocab(true));
     let n = 0;
     for (const id of vocab.values()) n = Math.max(n, id + 1);
     this.vocabSize = Math.max(n, padTo);
@@ -116,24 +121,61 @@ export class HfTokenizer implements Tokenizer {
     this.bosId = find([tokContent(config.bos_token), "<|begin_of_text|>", "<s>", "<|im_start|>", "<|endoftext|>"]);
     this.eosId = find([tokContent(config.eos_token), "<|end_of_text|>", "<|eot_id|>", "</s>", "<|im_end|>", "<|endoftext|>"]);
     this.addBos = config.add_bos_token ?? postProcessorAddsBos(json.post_processor, this.idToPiece[this.bosId]);
+    this.probe();
+  }
+
+  /**
+   * Runs the tokenizer once at load on a text that reaches every part it will use (normalizer,
+   * pre-tokenizer, model, post-processor, decoder) and decodes every id (a sample of 65,536 beyond
+   * that), so a component the library accepts at construction but cannot run fails now, naming the
+   * file, rather than at the first encode of a long job.
+   */
+  private probe(): void {
+    const ids = this.encode(PROBE_TEXT);
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new QuantlabError("E_FORMAT", `${this.name}: the tokenizer encodes a probe text to id ${describe(id)}, outside its ${this.vocabSize} tokens`);
+      }
+    }
+    this.guard("encode (with special tokens) with", () => this.impl.encode(PROBE_TEXT, { add_special_tokens: true }));
+    if (ids.length > 0) this.decode(ids);
+    const n = this.realSize;
+    const step = Math.max(1, Math.ceil(n / 65536));
+    const all: number[] = [];
+    for (let id = 0; id < n; id += step) all.push(id);
+    if (all.length > 0) this.guard("decode with", () => this.impl.decode(all, { skip_special_tokens: false }));
+    if (n > 1) this.decodeToken(0, 1);
+  }
+
+  /** Calls into @huggingface/tokenizers; its exceptions become one QuantlabError naming the file. */
+  private guard<T>(what: string, f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof QuantlabError) throw e;
+      throw new QuantlabError("E_FORMAT", `${this.name}: cannot ${what} the tokenizer (${errText(e)})`, { cause: e });
+    }
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.guard("encode with", () => this.impl.encode(text, { add_special_tokens: false }).ids);
     if (opts.bos && this.bosId >= 0) ids.unshift(this.bosId);
     if (opts.eos && this.eosId >= 0) ids.push(this.eosId);
     return ids;
   }
 
   decodeToken(prevId: number, id: number): string {
-    if (prevId < 0 || prevId === this.bosId) return this.impl.decode([id], { skip_special_tokens: true });
-    const both = this.impl.decode([prevId, id], { skip_special_tokens: true });
-    const before = this.impl.decode([prevId], { skip_special_tokens: true });
-    return both.startsWith(before) ? both.slice(before.length) : this.impl.decode([id], { skip_special_tokens: true });
+    return this.guard("decode with", () => {
+      if (prevId < 0 || prevId === this.bosId) return this.impl.decode([id], { skip_special_tokens: true });
+      const both = this.impl.decode([prevId, id], { skip_special_tokens: true });
+      const before = this.impl.decode([prevId], { skip_special_tokens: true });
+      return both.startsWith(before) ? both.slice(before.length) : this.impl.decode([id], { skip_special_tokens: true });
+    });
   }
 
   decode(ids: number[]): string {
-    return this.impl.decode(ids, { skip_special_tokens: true });
+    if (ids.length === 0) return ""; // the library refuses an empty list
+    return this.guard("decode with", () => this.impl.decode(ids, { skip_special_tokens: true }));
   }
 
   vocab(): Vocab {
@@ -144,6 +186,14 @@ export class HfTokenizer implements Tokenizer {
   static fromVocab(v: Vocab, name = "vocabulary"): HfTokenizer {
     return new HfTokenizer(vocabToTokenizerJson(v), tokenizerConfigFor(v), name);
   }
+}
+
+/** Reaches letters, digits, punctuation, spaces, newlines, non-ASCII (bytes fallback) and special-token spellings. */
+const PROBE_TEXT = "Once upon a time, 42 cats\n\t said: \"ünï 日本 🙂\" <s> </s> <|endoftext|>  end.";
+
+function errText(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.length > 200 ? `${m.slice(0, 197)}...` : m;
 }
 
 function postProcessorAddsBos(pp: unknown, bos: string | undefined): boolean {

@@ -4,78 +4,19 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { dataPath } from "../../../src/io/node/data.js";
-import { GgufValueType, GgufWriter, MemorySink, openGguf, type GgufValue } from "../../../src/io/gguf.js";
+import { cli, rawSafetensors, rewriteGguf, spawnCli } from "../helpers-cli.js";
+import { GgufValueType, GgufWriter, MemorySink, openGguf } from "../../../src/io/gguf.js";
 import { BufferSource } from "../../../src/io/source.js";
 import { GgmlType } from "../../../src/ggml/types.js";
 import { writeSafetensors } from "../../../src/io/safetensors.js";
 import { MemorySink as Sink } from "../../../src/io/gguf.js";
 
-const BIN = resolve("bin/quantlab.js");
 const S260 = dataPath("stories260K", "stories260K.bin");
 const G260 = dataPath("ggml", "stories260K", "stories260K-F32.gguf");
-
-interface Run { code: number; stdout: string; stderr: string }
-/**
- * Runs the CLI's main() in this process (spawning node per case costs ~1 s on a busy machine), with
- * stdout/stderr captured and relative paths taken from `cwd`. One spawned run checks the real binary.
- */
-async function cli(args: string[], cwd: string): Promise<Run> {
-  const { main } = await import("../../../src/cli/main.js");
-  const abs = args.map((a, i) => (i === 0 || a.startsWith("-") || a.startsWith("/") || /^[A-Z0-9_]+$/.test(a) || /^\d/.test(a) ? a : join(cwd, a) + (a.endsWith("/") ? "/" : "")));
-  let stdout = "", stderr = "";
-  const ow = process.stdout.write, ew = process.stderr.write;
-  process.stdout.write = ((c: string | Uint8Array) => { stdout += String(c); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => { stderr += String(c); return true; }) as typeof process.stderr.write;
-  try {
-    process.exitCode = 0;
-    await main(["node", "quantlab", ...abs]);
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = 0;
-  return { code, stdout, stderr };
-}
-
-function spawnCli(args: string[], cwd: string): Promise<Run> {
-  return new Promise((res) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, QUANTLAB_PROGRESS: "0" } });
-    let stdout = "", stderr = "";
-    p.stdout.on("data", (d) => (stdout += d));
-    p.stderr.on("data", (d) => (stderr += d));
-    p.on("close", (code) => res({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** Rewrites a GGUF in memory: metadata edited by `edit`, tensors copied. */
-async function rewriteGguf(src: Uint8Array, edit: (md: Map<string, GgufValue>) => void): Promise<Uint8Array> {
-  const f = await openGguf(new BufferSource("in.gguf", src));
-  const md = new Map(f.metadata);
-  edit(md);
-  const sink = new MemorySink();
-  const w = new GgufWriter(sink);
-  for (const [k, v] of md) w.setKV(k, v);
-  for (const t of f.tensors) w.addTensor(t);
-  await w.writeHeader();
-  for (const t of f.tensors) await w.writeTensorData(t.name, await f.readTensorBytes(t));
-  w.finish();
-  return sink.bytes();
-}
-
-/** A safetensors file from a header object written by hand (independent of our writer). */
-function rawSafetensors(header: object, dataBytes: number): Uint8Array {
-  const h = new TextEncoder().encode(JSON.stringify(header));
-  const out = new Uint8Array(8 + h.length + dataBytes);
-  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
-  out.set(h, 8);
-  return out;
-}
 
 describe("quantlab convert / info (CLI)", () => {
   let dir: string;
@@ -168,7 +109,8 @@ describe("quantlab convert / info (CLI)", () => {
     }, /qwen\/config\.json: model_type "qwen2" is not supported: its q\/k\/v projections have biases/, ALL],
     ["unsupported dtype", async () => {
       mkdirSync(join(dir, "i64"), { recursive: true });
-      writeFileSync(join(dir, "i64", "model.safetensors"), rawSafetensors({ "model.embed_tokens.weight": { dtype: "I64", shape: [512, 32], data_offsets: [0, 512 * 32 * 8] } }, 512 * 32 * 8));
+      // one block tensor, so num_hidden_layers = 1 is backed and the dtype is what fails
+      writeFileSync(join(dir, "i64", "model.safetensors"), rawSafetensors({ "model.embed_tokens.weight": { dtype: "I64", shape: [512, 32], data_offsets: [0, 512 * 32 * 8] }, "model.layers.0.input_layernorm.weight": { dtype: "F32", shape: [32], data_offsets: [512 * 32 * 8, 512 * 32 * 8 + 128] } }, 512 * 32 * 8 + 128));
       writeFileSync(join(dir, "i64", "config.json"), JSON.stringify({ model_type: "llama", hidden_size: 32, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 512 }));
       return ["i64"];
     }, /i64\/model\.safetensors: tensor "model\.embed_tokens\.weight" has dtype I64, which quantlab does not load/, ALL],
