@@ -32,6 +32,7 @@ import { Llama2cTokenizer } from "../model/tokenizers/llama2c.js";
 import type { ByteSource } from "./source.js";
 import { TensorStore } from "./lazy.js";
 import type { Weight } from "../core/weight.js";
+import type { Model } from "../model/weights.js";
 
 /** "ak42" read as a little-endian uint32 (export.py: struct.pack('I', 0x616b3432)) */
 export const LLAMA2C_V2_MAGIC = 0x616b3432;
@@ -227,6 +228,27 @@ export interface Llama2cCheckpoint {
   weights: Map<string, Weight>;
   /** closes the source the weights read from (Model.close) */
   close(): Promise<void>;
+}
+
+/** The Model of a read checkpoint: `path` is the model's source path, `tokenizerName` the tokenizer's file. */
+export function llama2cModel(ck: Llama2cCheckpoint, path: string, tokenizer: Llama2cTokenizer | undefined, tokenizerName: string | undefined): Model {
+  return {
+    config: ck.config,
+    weights: ck.weights,
+    tokenizer,
+    source: {
+      path,
+      format: "llama2c",
+      metadata: {
+        "llama2c.version": ck.header.version,
+        "llama2c.shared_classifier": ck.header.sharedClassifier,
+        "llama2c.freq_cis": ck.layout.hasFreqCis,
+        ...(ck.header.groupSize !== undefined ? { "llama2c.group_size": ck.header.groupSize } : {}),
+        ...(tokenizerName !== undefined ? { "llama2c.tokenizer": tokenizerName } : {}),
+      },
+    },
+    close: ck.close,
+  };
 }
 
 /**

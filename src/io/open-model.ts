@@ -13,7 +13,7 @@ import type { Model } from "../model/weights.js";
 import { openGguf } from "./gguf.js";
 import { readGgufModel, type TensorPlacer } from "./gguf-model.js";
 import { loadHfModel, type DirSource, type HfConfigJson } from "./hf.js";
-import { parseLlama2cHeader, readLlama2cCheckpoint, readLlama2cTokenizer } from "./llama2c.js";
+import { llama2cModel, parseLlama2cHeader, readLlama2cCheckpoint, readLlama2cTokenizer } from "./llama2c.js";
 import { isQuantModelMetadata, readQuantModel } from "./quant-model.js";
 import { openSafetensors } from "./safetensors.js";
 import type { ByteSource } from "./source.js";
@@ -74,23 +74,7 @@ export async function loadLlama2cSources(model: NamedSource, tokenizer?: NamedSo
     await tokenizer?.source.close?.();
   }
   ck.config.name = model.name;
-  return {
-    config: ck.config,
-    weights: ck.weights,
-    tokenizer: tok,
-    source: {
-      path: model.name,
-      format: "llama2c",
-      metadata: {
-        "llama2c.version": ck.header.version,
-        "llama2c.shared_classifier": ck.header.sharedClassifier,
-        "llama2c.freq_cis": ck.layout.hasFreqCis,
-        ...(ck.header.groupSize !== undefined ? { "llama2c.group_size": ck.header.groupSize } : {}),
-        ...(tokenizer ? { "llama2c.tokenizer": tokenizer.name } : {}),
-      },
-    },
-    close: ck.close,
-  };
+  return llama2cModel(ck, model.name, tok, tokenizer?.name);
 }
 
 export interface OpenModelOptions {

@@ -5,18 +5,7 @@ import { Rng } from "../../src/core/rng.js";
 import { absHistogram, absPercentile, klThreshold, mseClipRatios, percentileRange, percentileSorted, searchClipRatio } from "../../src/quant/calibrate.js";
 import { errorStats } from "../../src/quant/metrics.js";
 import { quantizeTensor } from "../../src/quant/tensor.js";
-
-/** Student-t with ν degrees of freedom (heavy tails for small ν). */
-function studentT(n: number, nu: number, seed: number): Float32Array {
-  const rng = new Rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let c = 0;
-    for (let k = 0; k < nu; k++) { const z = rng.normal(); c += z * z; }
-    out[i] = rng.normal() / Math.sqrt(c / nu);
-  }
-  return out;
-}
+import { studentT } from "../helpers/random.js";
 
 function sqnr(w: Float32Array, shape: number[], spec: string): number {
   return errorStats(w, quantizeTensor(w, shape, spec).dequantize()).sqnrDb;

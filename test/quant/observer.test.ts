@@ -7,18 +7,7 @@ import { ActivationObserver } from "../../src/quant/observer.js";
 import { fakeQuantStatic } from "../../src/quant/activations.js";
 import { errorStats } from "../../src/quant/metrics.js";
 import { mseClipRatios } from "../../src/quant/calibrate.js";
-
-/** Student-t with ν degrees of freedom (heavy tails for small ν). */
-function studentT(n: number, nu: number, seed: number): Float32Array {
-  const rng = new Rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let c = 0;
-    for (let k = 0; k < nu; k++) { const z = rng.normal(); c += z * z; }
-    out[i] = rng.normal() / Math.sqrt(c / nu);
-  }
-  return out;
-}
+import { studentT } from "../helpers/random.js";
 
 describe("ActivationObserver", () => {
   test("histogram growth by bin merging equals a histogram built directly over the final range (property)", () => {

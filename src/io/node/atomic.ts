@@ -49,7 +49,7 @@ function tempPathFor(path: string): string {
 }
 
 /** Whether a process with this pid exists (EPERM: it exists but is not ours). */
-function alive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -77,7 +77,7 @@ export function removeStaleTemps(path: string): string[] {
     const pid = Number(/^(\d+)-/.exec(n.slice(prefix.length))?.[1]);
     if (!Number.isInteger(pid) || pid <= 0) continue;
     const p = join(dir, n);
-    if (pid === process.pid ? live.has(p) : alive(pid)) continue;
+    if (pid === process.pid ? live.has(p) : processAlive(pid)) continue;
     try {
       rmSync(p, { recursive: true, force: true });
       removed.push(p);

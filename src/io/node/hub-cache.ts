@@ -32,7 +32,7 @@ import { QuantlabError } from "../../core/errors.js";
 import { noProgress, type Progress } from "../../core/progress.js";
 import type { Model } from "../../model/weights.js";
 import { DEFAULT_HUB_URL, hubFileMetadata, hubFileUrl, hubVerifier, isCommitId, parseHubRef, shardsFromIndex, type HubFileMetadata, type HubRef } from "../hub.js";
-import { atomicWriteFile } from "./atomic.js";
+import { atomicWriteFile, processAlive } from "./atomic.js";
 import { loadHfDir } from "./hf-file.js";
 
 export function hubBaseUrl(): string {
@@ -115,16 +115,6 @@ async function resolveCommit(ref: HubRef, refStr: string): Promise<string> {
   return commit;
 }
 
-/** Whether a process with this pid exists (EPERM: it exists but is not ours). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Locks of this process, so a second load here waits instead of taking over its own lock. */
 const held = new Set<string>();
 
@@ -144,7 +134,7 @@ async function acquire(lock: string, done: () => boolean): Promise<boolean> {
         let pid = NaN;
         try { pid = Number(readFileSync(lock, "utf8")); } catch { /* removed meanwhile */ }
         // a lock whose holder died (kill -9 mid-download) is stale: take it over
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid)) {
+        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid)) {
           rmSync(lock, { force: true });
           continue;
         }

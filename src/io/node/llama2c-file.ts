@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Model } from "../../model/weights.js";
-import { readLlama2cCheckpoint, readLlama2cTokenizer } from "../llama2c.js";
+import { llama2cModel, readLlama2cCheckpoint, readLlama2cTokenizer } from "../llama2c.js";
 import { openFile } from "./file.js";
 import type { Llama2cTokenizer } from "../../model/tokenizers/llama2c.js";
 
@@ -46,21 +46,5 @@ export async function loadLlama2cFile(path: string, opts: { tokenizer?: string }
     throw e;
   }
   ck.config.name = basename(path);
-  return {
-    config: ck.config,
-    weights: ck.weights,
-    tokenizer,
-    source: {
-      path,
-      format: "llama2c",
-      metadata: {
-        "llama2c.version": ck.header.version,
-        "llama2c.shared_classifier": ck.header.sharedClassifier,
-        "llama2c.freq_cis": ck.layout.hasFreqCis,
-        ...(ck.header.groupSize !== undefined ? { "llama2c.group_size": ck.header.groupSize } : {}),
-        ...(tokPath !== undefined ? { "llama2c.tokenizer": tokPath } : {}),
-      },
-    },
-    close: ck.close,
-  };
+  return llama2cModel(ck, path, tokenizer, tokPath);
 }
