@@ -143,6 +143,8 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
       return g.op("MatMulNBits", ins, [{ name: "K", i: K }, { name: "N", i: N }, { name: "bits", i: m.bits }, { name: "block_size", i: m.block }, { name: "accuracy_level", i: accuracyLevel }], "com.microsoft");
     }
     floats.push(n);
+    // the tied classifier is the embedding table: stored once, transposed in the graph (ORT folds it at load)
+    if (n === TensorNames.tokenEmbd && g.has(n)) return g.op("MatMul", [x, g.op("Transpose", [n], [{ name: "perm", ints: [1, 0] }])]);
     const f = floatData(n);
     const t = new Float32Array(K * N); // (K, N): MatMul's B is the transposed weight
     for (let r = 0; r < N; r++) for (let k = 0; k < K; k++) t[k * N + r] = f[r * K + k]!;
@@ -338,6 +340,10 @@ class GraphBuilder {
 
   op(opType: string, input: string[], attribute: OnnxAttr[] = [], domain?: string, outName?: string): string {
     return this.opN(opType, input, 1, attribute, domain, outName ? [outName] : undefined)[0]!;
+  }
+
+  has(name: string): boolean {
+    return this.inits.some((t) => t.name === name);
   }
 
   init(name: string, dataType: OnnxDataType, dims: number[], rawData: Uint8Array): string {

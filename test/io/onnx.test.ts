@@ -18,6 +18,9 @@ import type { Model } from "../../src/model/weights.js";
 import { buildOnnxGraph, matMulNBitsBlock, type OnnxDtype } from "../../src/io/onnx.js";
 import { decodeOnnxModel } from "../../src/io/onnx-proto.js";
 import { f16BitsToF32 } from "../../src/core/f16.js";
+import { QTensor } from "../../src/quant/tensor.js";
+import { sha256Hex } from "../../src/algos/recipe.js";
+import { readFileSync } from "node:fs";
 
 const S260 = dataPath("stories260K", "stories260K.bin");
 // BOS + "Once upon a time, there was a little girl named Lily." (reference.json's prompt ids)
@@ -123,6 +126,40 @@ describe("ONNX export of stories260K vs quantlab's forward (onnxruntime-node)", 
       for (const w of worst) assert.ok(w < 1e-4, `${spec}: max |Δlogit| ${worst}`);
     });
   }
+
+  test("a GPTQ result keeps its codes: MatMulNBits bytes unpack to the QTensor's codes, scales and zero points; logits within 1e-4", async (t) => {
+    const calibText = readFileSync(dataPath("tinystories", "calib.txt"), "utf8").slice(0, 40_000);
+    const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(calibText)) };
+    const r = await quantize(base, { target: { spec: "int4:g32:asym" }, method: "gptq", calibration: { source: { text: calibRef }, windows: { kind: "random", samples: 8, seq: 64 } } }, { calibText, backend: new RefBackend() });
+    const g = buildOnnxGraph(r.model, { dtype: "q4" });
+    assert.equal(g.matMulNBits.length, 35);
+    const proto = decodeOnnxModel(g.model) as { graph: { initializer: { name: string; dims: number[]; rawData: number[] }[] } };
+    const init = new Map(proto.graph.initializer.map((x) => [x.name, x]));
+    for (const name of ["blk.0.attn_q.weight", "blk.4.ffn_down.weight"]) {
+      const w = r.model.weights.get(name)!;
+      assert.ok(w.kind === "quant" && w.q instanceof QTensor);
+      const q = w.q;
+      const [N, K] = q.shape as [number, number];
+      const B = Uint8Array.from(init.get(`${name}.qweight`)!.rawData);
+      const blocks = Math.ceil(K / 32);
+      assert.deepEqual(init.get(`${name}.qweight`)!.dims, [N, blocks, 16]);
+      const codes = q.unpackCodes();
+      // ONNX Runtime contrib spec: element k of row n sits in byte (n·blocks + k/32)·16 + (k%32)/2, low nibble first
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) {
+        const byte = B[(n * blocks + Math.floor(k / 32)) * 16 + ((k % 32) >> 1)]!;
+        assert.equal((byte >> ((k & 1) * 4)) & 15, codes[n * K + k], `${name}[${n}, ${k}]`);
+      }
+      const sc = new Float32Array(Uint8Array.from(init.get(`${name}.scales`)!.rawData).buffer);
+      assert.deepEqual(Array.from(sc), Array.from(q.scales!.values));
+      const zp = Uint8Array.from(init.get(`${name}.qzeros`)!.rawData);
+      const perRow = Math.ceil(blocks / 2);
+      const z = q.zeros!.values;
+      for (let n = 0; n < N; n++) for (let j = 0; j < blocks; j++) assert.equal((zp[n * perRow + (j >> 1)]! >> ((j & 1) * 4)) & 15, z[n * blocks + j]);
+    }
+    const worst = await compare(r.model, g.model, CHUNKS);
+    t.diagnostic(`gptq int4:g32:asym (q4): max |Δlogit| per chunk ${worst.map((w) => w.toExponential(2)).join(" ")}`);
+    for (const w of worst) assert.ok(w < 1e-4, `gptq: ${worst}`);
+  });
 
   test("fp16 and q4f16 run with float16 inputs/outputs, close to quantlab's float/int4 logits", async (t) => {
     const g16 = buildOnnxGraph(base, { dtype: "fp16" });
