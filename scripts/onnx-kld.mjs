@@ -10,6 +10,8 @@ import { Llama } from "../dist/src/model/llama.js";
 import { kld, ModelLogits } from "../dist/src/eval/kld.js";
 import { ONNX_DTYPES } from "../dist/src/io/onnx.js";
 import { f16BitsToF32 } from "../dist/src/core/f16.js";
+import { enableRelaxedSimd } from "../dist/src/cli/model-options.js";
+import { createNodeWasmBackend } from "../dist/src/kernels/wasm/pool-node.js";
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -62,6 +64,9 @@ const tok = opt("--tokenizer");
 const base = await loadModel(basePath, tok ? { tokenizer: tok } : {});
 const tokens = base.tokenizer.encode(readFileSync(text, "utf8"), { bos: false });
 const session = await ort.InferenceSession.create(file, { extra: { session: { qdq_matmulnbits_accuracy_level: "0" } } });
-const r = await kld(new ModelLogits(new Llama(base, { contextLength: ctx })), new OrtLogits(session), tokens, { ctx, maxTokens, bosId: base.tokenizer.bosId, names: [basePath, file] });
+enableRelaxedSimd();
+const backend = createNodeWasmBackend({ threads: 1 }); // the base runs on the kernels `quantlab kld` uses
+const r = await kld(new ModelLogits(new Llama(base, { contextLength: ctx, backend })), new OrtLogits(session), tokens, { ctx, maxTokens, bosId: base.tokenizer.bosId, names: [basePath, file] });
+backend.dispose?.();
 const onnxBytes = readdirSync(join(dir, "onnx")).reduce((a, f) => a + statSync(join(dir, "onnx", f)).size, 0);
 console.log(JSON.stringify({ base: basePath, onnx: file, dtype, ctx, tokens: r.tokens, meanKld: r.meanKld, top1: r.top1, pplBase: r.pplBase, pplOther: r.pplOther, onnxBytes }));

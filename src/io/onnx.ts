@@ -25,6 +25,7 @@ import { f32ToF16Bits, f16BitsToF32 } from "../core/f16.js";
 import { weightShape, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, type ModelConfig } from "../model/config.js";
+import { checkFiniteWeight } from "../model/finite.js";
 import { ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson } from "../model/tokenizers/hf.js";
@@ -68,6 +69,8 @@ export interface OnnxExportOptions {
   externalDataThreshold?: number;
   /** output name for messages */
   name?: string;
+  /** write weights holding NaN/Inf instead of refusing */
+  allowNonFinite?: boolean;
 }
 
 export interface OnnxGraphResult {
@@ -118,9 +121,15 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const matMulNBits: string[] = [];
   const floats: string[] = [];
   const accuracyLevel = opts.accuracyLevel ?? 0;
+  const checked = new Set<string>();
   const weight = (n: string): Weight => {
     const w = model.weights.get(n);
     if (!w) throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${n}`);
+    // every write path refuses NaN/Inf weights unless told otherwise (model/finite.ts)
+    if (!opts.allowNonFinite && !checked.has(n)) {
+      checkFiniteWeight(w, n, model.source.path, `refusing to write ${name}`, true);
+      checked.add(n);
+    }
     return w;
   };
   const floatData = (n: string): Float32Array => {

@@ -19,6 +19,7 @@ import { buildOnnxGraph, matMulNBitsBlock, type OnnxDtype } from "../../src/io/o
 import { decodeOnnxModel } from "../../src/io/onnx-proto.js";
 import { f16BitsToF32 } from "../../src/core/f16.js";
 import { QTensor } from "../../src/quant/tensor.js";
+import { Tensor } from "../../src/core/tensor.js";
 import { sha256Hex } from "../../src/algos/recipe.js";
 import { readFileSync } from "node:fs";
 
@@ -183,6 +184,17 @@ describe("ONNX export of stories260K vs quantlab's forward (onnxruntime-node)", 
     assert.match(g.notes[0]!, /35 tensors \(nf4:g32\) written as exact dequantized float32/);
     const worst = await compare(r.model, g.model, CHUNKS.slice(0, 2));
     for (const x of worst) assert.ok(x < 1e-4, `nf4 dequantized: ${worst}`);
+  });
+
+  test("NaN weights are refused, naming the tensor and element, unless allowNonFinite", () => {
+    const name = "blk.1.ffn_up.weight";
+    const w = base.weights.get(name)!;
+    assert.ok(w.kind === "dense");
+    const data = new Float32Array(w.tensor.data as Float32Array);
+    data[1234] = NaN;
+    const bad: Model = { ...base, weights: new Map(base.weights).set(name, { kind: "dense", tensor: Tensor.fromF32(w.tensor.shape, data) }) };
+    assert.throws(() => buildOnnxGraph(bad, { dtype: "fp32", name: "out/" }), /blk\.1\.ffn_up\.weight.*is NaN; refusing to write out\//);
+    assert.ok(buildOnnxGraph(bad, { dtype: "fp32", allowNonFinite: true }).model.length > 0);
   });
 
   test("external data: initializers past the threshold go to <file>_data, and ORT loads them", async () => {

@@ -119,7 +119,7 @@ export function register(program: Command): void {
       }
       const dtype = dtypeArg ?? inferDtype(model);
       checkQuantized(model, dtype);
-      const res = await saveOnnxDir(model, out, { dtype, accuracyLevel });
+      const res = await saveOnnxDir(model, out, { dtype, accuracyLevel, allowNonFinite: !!o.allowNonfinite });
       const seconds = (Date.now() - t0) / 1000;
       for (const n of res.notes) process.stderr.write(`quantlab: warning: ${n}\n`);
       if (o.json) {
