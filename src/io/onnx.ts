@@ -276,7 +276,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     opsets: [{ domain: "", version: OPSET }, { domain: "com.microsoft", version: 1 }],
     producerName: "quantlab",
     producerVersion: "0.1.0",
-    graphName: c.name ?? "llama",
+    graphName: "llama",
     nodes: g.nodes,
     initializers: g.inits,
     inputs,

@@ -60,7 +60,7 @@ describe("quantlab export --onnx (CLI) + transformers.js", () => {
     test(`${c.what}: transformers.js pipeline greedy = quantlab run`, async () => {
       let src = S260;
       if (c.quantized) {
-        const q = await cli(["quantize", S260, "--spec=int4:g32", "-o", "q.safetensors"], dir);
+        const q = await cli(["quantize", S260, "--spec=int4:g32", "-o", "q.safetensors", "--save-recipe", "r.json"], dir);
         assert.equal(q.code, 0, q.stderr);
         src = join(dir, "q.safetensors");
       }
@@ -82,6 +82,12 @@ describe("quantlab export --onnx (CLI) + transformers.js", () => {
       assert.deepEqual(got.ids.slice(0, want.promptTokens), want.tokenIds.slice(0, want.promptTokens), "prompt tokenization");
       assert.deepEqual(got.ids, want.tokenIds);
       assert.equal(got.text, want.text.trimEnd());
+      if (c.quantized) {
+        // quantizing inside export with the same recipe gives the same file as exporting the quantized file
+        const again = await cli(["export", S260, "--onnx", join(dir, "from-recipe"), `--recipe=${join(dir, "r.json")}`], dir);
+        assert.equal(again.code, 0, again.stderr);
+        assert.deepEqual(readFileSync(join(dir, "from-recipe", "onnx", "model_q4.onnx")), readFileSync(join(models, name, "onnx", "model_q4.onnx")));
+      }
     });
   }
 
