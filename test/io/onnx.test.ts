@@ -98,6 +98,15 @@ describe("ONNX export of stories260K vs quantlab's forward (onnxruntime-node)", 
     for (const w of worst) assert.ok(w < 1e-4, `max |Δlogit| ${worst}`);
   });
 
+  test("an untied classifier (llama.cpp's stories260K-F32.gguf carries output.weight): logits within 1e-4", async () => {
+    const m = await loadModel(dataPath("ggml", "stories260K", "stories260K-F32.gguf"));
+    assert.ok(m.weights.has("output.weight"));
+    const g = buildOnnxGraph(m, { dtype: "fp32" });
+    assert.ok(g.float.includes("output.weight"));
+    const worst = await compare(m, g.model, CHUNKS.slice(0, 3));
+    for (const w of worst) assert.ok(w < 1e-4, `untied: ${worst}`);
+  });
+
   const quantCases: [string, OnnxDtype, 4 | 8][] = [
     ["int4:g32", "q4", 4],
     ["int4:g32:asym", "q4", 4],
