@@ -17,3 +17,4 @@ import { register as registerBench } from "./bench.js"; commands.push(registerBe
 import { register as registerQat } from "./qat.js"; commands.push(registerQat);
 import { register as registerReport } from "./report.js"; commands.push(registerReport);
 import { register as registerLab } from "./lab.js"; commands.push(registerLab);
+import { register as registerExport } from "./export.js"; commands.push(registerExport);

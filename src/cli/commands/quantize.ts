@@ -23,7 +23,7 @@ import { ALLOW_NONFINITE_HELP, addBackendOptions, backendFromOptions, backendRea
 import { readCalibText, recipeFromFlags, type QuantizeFlags } from "../recipe-flags.js";
 
 /** A recipe from --recipe: a JSON file, or the metadata of a file quantlab wrote. */
-async function loadRecipeArg(path: string): Promise<Recipe> {
+export async function loadRecipeArg(path: string): Promise<Recipe> {
   let head: Uint8Array;
   try {
     head = new Uint8Array(readFileSync(path)).subarray(0, 1);

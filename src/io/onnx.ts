@@ -1,0 +1,460 @@
+/**
+ * ONNX export of a Llama-family Model, as the directory transformers.js loads: config.json,
+ * generation_config.json, tokenizer.json, tokenizer_config.json and onnx/model{,_fp16,_quantized,_q4,_q4f16}.onnx
+ * (+ `<file>_data` external data when the initializers pass 2 GB, protobuf's message limit).
+ *
+ * Graph interface (transformers.js's decoder-only models, models.js `decoder_forward` / `addPastKeyValues`):
+ *   inputs  input_ids, attention_mask, position_ids: int64 [batch_size, sequence_length | total_sequence_length]
+ *           past_key_values.{i}.key|value: T [batch_size, num_key_value_heads, past_sequence_length, head_dim]
+ *   outputs logits: T [batch_size, sequence_length, vocab]; present.{i}.key|value: T [.., total_sequence_length, ..]
+ * T is float32, or float16 for the fp16 and q4f16 files. The graph computes quantlab's forward pass
+ * (model/llama.ts): RMSNorm as run.c (x · 1/sqrt(mean(x²) + eps), then · w), RoPE on interleaved pairs —
+ * quantlab keeps Q/K rows in llama2.c/GGUF order, so no HF half-split — with cos/sin tables computed by
+ * the same code as Llama (ropeInvFreq, f32 angles) and gathered by position_ids, grouped-query attention by
+ * broadcasting each KV head over its query heads, scores / sqrt(head_dim), SwiGLU.
+ *
+ * Linears: a quantlab QTensor with an int4/int8 grid (sym/symfull: code − 2^(b−1); asym: integer zero
+ * points), g16…g256 groups or per channel, becomes one `com.microsoft::MatMulNBits` carrying its codes and
+ * scales as they are (ONNX Runtime contrib op: B uint8 (N, ⌈K/block⌉, block·bits/8) codes packed low bits
+ * first along K, scales (N·blocks), zero_points uint8 packed the same way, default 2^(bits−1) when absent;
+ * Y = A · ((q − zp) · scale)ᵀ). Everything else is written as float: exact for dequantized weights in an
+ * f32 graph, and said in `notes`.
+ */
+import { QuantlabError } from "../core/errors.js";
+import { f32ToF16Bits, f16BitsToF32 } from "../core/f16.js";
+import { weightShape, type Weight } from "../core/weight.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
+import { TensorNames, type ModelConfig } from "../model/config.js";
+import { checkFiniteWeight } from "../model/finite.js";
+import { ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
+import type { Model } from "../model/weights.js";
+import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson } from "../model/tokenizers/hf.js";
+import { QTensor } from "../quant/tensor.js";
+import { modelConfigToHf, type DirSink } from "./hf.js";
+import { inferLlama3Scaling } from "./gguf-model.js";
+import { OnnxDataType, encodeOnnxModel, type OnnxAttr, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from "./onnx-proto.js";
+
+/** transformers.js's dtype names and the file each loads (utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING). */
+export const ONNX_DTYPES = {
+  fp32: { file: "model.onnx", float: "fp32", bits: undefined, defaultSpec: undefined },
+  fp16: { file: "model_fp16.onnx", float: "fp16", bits: undefined, defaultSpec: undefined },
+  q8: { file: "model_quantized.onnx", float: "fp32", bits: 8, defaultSpec: "int8:g32" },
+  q4: { file: "model_q4.onnx", float: "fp32", bits: 4, defaultSpec: "int4:g32" },
+  q4f16: { file: "model_q4f16.onnx", float: "fp16", bits: 4, defaultSpec: "int4:g32:scale=f16" },
+} as const satisfies Record<string, { file: string; float: "fp32" | "fp16"; bits: 4 | 8 | undefined; defaultSpec: string | undefined }>;
+export type OnnxDtype = keyof typeof ONNX_DTYPES;
+export const ONNX_DTYPE_NAMES = Object.keys(ONNX_DTYPES) as OnnxDtype[];
+
+export function parseOnnxDtype(v: string): OnnxDtype {
+  if (!(v in ONNX_DTYPES)) throw new QuantlabError("E_ARG", `--dtype ${v}: unknown ONNX dtype (expected ${ONNX_DTYPE_NAMES.join(", ")})`);
+  return v as OnnxDtype;
+}
+
+/** opsets the graph uses: ai.onnx 17 (ReduceMean's axes attribute, Shape start/end), com.microsoft 1 */
+const OPSET = 17;
+const IR_VERSION = 8;
+/** protobuf messages are limited to 2 GiB: initializers past this go to external data (ONNX external data spec) */
+export const EXTERNAL_DATA_THRESHOLD = 2 ** 31 - 2 ** 26;
+/** the smallest initializer moved to the external file (tiny constants stay inline, as onnx's converter does) */
+const EXTERNAL_MIN_BYTES = 1024;
+
+/** MatMulNBits block sizes: a power of two ≥ 16 (ONNX Runtime contrib op spec); ≤ 256 as MLAS's kernels */
+const MIN_BLOCK = 16, MAX_BLOCK = 256;
+
+export interface OnnxExportOptions {
+  dtype: OnnxDtype;
+  /** MatMulNBits accuracy_level (0: float activations, exact; 4: int8 activations, ORT's fast path) */
+  accuracyLevel?: number;
+  /** initializer bytes past which tensors go to `<file>_data` (default EXTERNAL_DATA_THRESHOLD) */
+  externalDataThreshold?: number;
+  /** output name for messages */
+  name?: string;
+  /** write weights holding NaN/Inf instead of refusing */
+  allowNonFinite?: boolean;
+}
+
+export interface OnnxGraphResult {
+  /** the .onnx file name inside onnx/ */
+  file: string;
+  model: Uint8Array;
+  /** external data file (name inside onnx/, bytes) when the initializers are too large for one message */
+  external?: { file: string; bytes: Uint8Array[]; length: number };
+  /** what the file does not carry exactly, one line each (also shown on stderr by the CLI) */
+  notes: string[];
+  /** tensors written as MatMulNBits / float */
+  matMulNBits: string[];
+  float: string[];
+}
+
+/** Why a weight cannot be a MatMulNBits initializer as it is, or its block size. */
+export function matMulNBitsBlock(w: Weight): { block: number; bits: 4 | 8 } | { why: string } {
+  if (w.kind !== "quant" || !(w.q instanceof QTensor)) return { why: w.kind === "ggml" ? "a ggml block type" : "not quantized" };
+  const q = w.q;
+  const s = q.specObject;
+  if (s.format !== "int4" && s.format !== "int8") return { why: `${q.spec} has no MatMulNBits equivalent (int4/int8 grids only)` };
+  if (s.outlierPercent !== undefined) return { why: `${q.spec}: its f16 outlier table (outliers=) has no MatMulNBits equivalent` };
+  if (s.scheme !== "sym" && s.scheme !== "symfull" && s.scheme !== "asym") return { why: `${q.spec}: scheme ${s.scheme} (float zero points) has no MatMulNBits equivalent` };
+  const K = q.shape[q.shape.length - 1]!;
+  let block: number;
+  if (s.granularity.kind === "group") block = s.granularity.size;
+  else if (s.granularity.kind === "channel") block = Math.max(MIN_BLOCK, 2 ** Math.ceil(Math.log2(K)));
+  else return { why: `${q.spec}: ${s.granularity.kind} granularity has no MatMulNBits block` };
+  if (block < MIN_BLOCK || block > MAX_BLOCK || (block & (block - 1)) !== 0) return { why: `${q.spec}: block ${block} is not a power of two in ${MIN_BLOCK}…${MAX_BLOCK}` };
+  if ((s.scheme === "sym" || s.scheme === "symfull") && q.quantizer.codeOffset !== 2 ** (s.bits - 1)) return { why: `${q.spec}: code offset ${q.quantizer.codeOffset} ≠ 2^(bits−1)` };
+  return { block, bits: s.bits as 4 | 8 };
+}
+
+/** The ONNX graph of a model at a dtype. */
+export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraphResult {
+  const c = model.config;
+  const name = opts.name ?? "output";
+  const d = ONNX_DTYPES[opts.dtype];
+  if (model.inputTransforms?.ffnDownRotation) throw new QuantlabError("E_UNSUPPORTED", `${name}: ${model.source.path} has an online FFN-down rotation (quantize --rotate) that the ONNX export cannot carry; quantize without --rotate`);
+  if (model.inputTransforms?.activations) {
+    const a = model.inputTransforms.activations;
+    throw new QuantlabError("E_UNSUPPORTED", `${name}: ${model.source.path} quantizes activations (${a.mode === "static" ? "a" + a.bits + "s" : "a" + a.bits}), which the ONNX export cannot carry; quantize without it`);
+  }
+  if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${model.source.path}: n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`);
+  const g = new GraphBuilder(d.float === "fp16" ? OnnxDataType.FLOAT16 : OnnxDataType.FLOAT);
+  const notes: string[] = [];
+  const dequantized: string[] = [];
+  const matMulNBits: string[] = [];
+  const floats: string[] = [];
+  const accuracyLevel = opts.accuracyLevel ?? 0;
+  const checked = new Set<string>();
+  const weight = (n: string): Weight => {
+    const w = model.weights.get(n);
+    if (!w) throw new QuantlabError("E_FORMAT", `${model.source.path}: missing tensor ${n}`);
+    // every write path refuses NaN/Inf weights unless told otherwise (model/finite.ts)
+    if (!opts.allowNonFinite && !checked.has(n)) {
+      checkFiniteWeight(w, n, model.source.path, `refusing to write ${name}`, true);
+      checked.add(n);
+    }
+    return w;
+  };
+  const floatData = (n: string): Float32Array => {
+    const w = weight(n);
+    if (w.kind !== "dense" && !dequantized.includes(n)) dequantized.push(n);
+    return dequantizeWeight(w, n).data;
+  };
+  const linear = (x: string, n: string): string => {
+    const w = weight(n);
+    const [N, K] = weightShape(w) as [number, number];
+    const m = matMulNBitsBlock(w);
+    if ("block" in m) {
+      matMulNBits.push(n);
+      const q = (w as { kind: "quant"; q: QTensor }).q;
+      const { B, scales, zeros, inexactScales } = matMulNBitsInitializers(q, m.block, m.bits, g.T === OnnxDataType.FLOAT16, n);
+      g.inexactScales += inexactScales;
+      const blocks = Math.ceil(K / m.block);
+      const ins = [x, g.init(`${n}.qweight`, OnnxDataType.UINT8, [N, blocks, (m.block * m.bits) / 8], B), g.init(`${n}.scales`, g.T, [N * blocks], scales)];
+      if (zeros) ins.push(g.init(`${n}.qzeros`, OnnxDataType.UINT8, [zeros.length], zeros));
+      return g.op("MatMulNBits", ins, [{ name: "K", i: K }, { name: "N", i: N }, { name: "bits", i: m.bits }, { name: "block_size", i: m.block }, { name: "accuracy_level", i: accuracyLevel }], "com.microsoft");
+    }
+    floats.push(n);
+    // the tied classifier is the embedding table: stored once, transposed in the graph (ORT folds it at load)
+    if (n === TensorNames.tokenEmbd && g.has(n)) return g.op("MatMul", [x, g.op("Transpose", [n], [{ name: "perm", ints: [1, 0] }])]);
+    const f = floatData(n);
+    const t = new Float32Array(K * N); // (K, N): MatMul's B is the transposed weight
+    for (let r = 0; r < N; r++) for (let k = 0; k < K; k++) t[k * N + r] = f[r * K + k]!;
+    return g.op("MatMul", [x, g.floatInit(`${n}.t`, [K, N], t)]);
+  };
+  const rmsnorm = (x: string, n: string): string => {
+    const w = g.floatInit(n, [c.dim], floatData(n));
+    const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], [{ name: "axes", ints: [-1] }, { name: "keepdims", i: 1 }]);
+    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(c.normEps)])])]);
+    return g.op("Mul", [w, g.op("Mul", [inv, x])]); // run.c: w · (inv · x)
+  };
+
+  const { dim, nHeads: H, nKvHeads: Hkv, headDim: D, nLayers, vocabSize: V } = c;
+  const half = D / 2, group = H / Hkv;
+  const past = (l: number, kv: "key" | "value") => `past_key_values.${l}.${kv}`;
+  const inputs: OnnxValueInfo[] = [
+    { name: "input_ids", elemType: OnnxDataType.INT64, shape: ["batch_size", "sequence_length"] },
+    { name: "attention_mask", elemType: OnnxDataType.INT64, shape: ["batch_size", "total_sequence_length"] },
+    { name: "position_ids", elemType: OnnxDataType.INT64, shape: ["batch_size", "sequence_length"] },
+  ];
+  const outputs: OnnxValueInfo[] = [{ name: "logits", elemType: g.T, shape: ["batch_size", "sequence_length", V] }];
+  for (let l = 0; l < nLayers; l++) {
+    for (const kv of ["key", "value"] as const) {
+      inputs.push({ name: past(l, kv), elemType: g.T, shape: ["batch_size", Hkv, "past_sequence_length", D] });
+      outputs.push({ name: `present.${l}.${kv}`, elemType: g.T, shape: ["batch_size", Hkv, "total_sequence_length", D] });
+    }
+  }
+
+  // RoPE tables (seqLen, headDim/2), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j])
+  const invFreq = ropeInvFreq(c, model.weights.get(ROPE_FREQS));
+  const cosT = new Float32Array(c.seqLen * half), sinT = new Float32Array(c.seqLen * half);
+  for (let p = 0; p < c.seqLen; p++) {
+    for (let j = 0; j < half; j++) {
+      const a = Math.fround(p * invFreq[j]!);
+      cosT[p * half + j] = Math.cos(a);
+      sinT[p * half + j] = Math.sin(a);
+    }
+  }
+  const ropeShape = g.i64([0, 0, 1, half, 1]);
+  const cos = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.cos", [c.seqLen, half], cosT), "position_ids"]), ropeShape]); // (B, S, 1, half, 1)
+  const sin = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.sin", [c.seqLen, half], sinT), "position_ids"]), ropeShape]);
+  const rope = (x: string, heads: number): string => {
+    const pairs = g.op("Reshape", [x, g.i64([0, 0, heads, half, 2])]); // (B, S, heads, half, 2): (x[2j], x[2j+1])
+    const [a, b] = g.opN("Split", [pairs, g.i64([1, 1])], 2, [{ name: "axis", i: -1 }]);
+    const ra = g.op("Sub", [g.op("Mul", [a!, cos]), g.op("Mul", [b!, sin])]); // a·cos − b·sin
+    const rb = g.op("Add", [g.op("Mul", [a!, sin]), g.op("Mul", [b!, cos])]); // a·sin + b·cos
+    return g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: -1 }]), g.i64([0, 0, heads, D])]);
+  };
+
+  // causal + padding mask (B, 1, 1, S, T): key j is visible to query i when j ≤ past + i and attention_mask[b, j] = 1
+  const scalarOf = (x: string) => g.op("Squeeze", [x, g.i64([0])]);
+  const P = scalarOf(g.op("Shape", [past(0, "key")], [{ name: "start", i: 2 }, { name: "end", i: 3 }]));
+  const S = scalarOf(g.op("Shape", ["input_ids"], [{ name: "start", i: 1 }, { name: "end", i: 2 }]));
+  const T = scalarOf(g.op("Shape", ["attention_mask"], [{ name: "start", i: 1 }, { name: "end", i: 2 }]));
+  const one = g.i64s(1), zero = g.i64s(0);
+  const kj = g.op("Range", [zero, T, one]); // (T)
+  const qi = g.op("Unsqueeze", [g.op("Range", [P, g.op("Add", [P, S]), one]), g.i64([1])]); // (S, 1)
+  const causal = g.op("LessOrEqual", [kj, qi]); // (S, T)
+  const pad = g.op("Unsqueeze", [g.op("Cast", ["attention_mask"], [{ name: "to", i: OnnxDataType.BOOL }]), g.i64([1, 2, 3])]); // (B, 1, 1, 1, T)
+  const mask = g.op("And", [causal, pad]);
+  const negInf = g.scalar(g.T === OnnxDataType.FLOAT16 ? -65504 : -3.4028234663852886e38); // lowest finite: exp(· − max) = 0
+  const sqrtD = g.scalar(Math.fround(Math.sqrt(D))); // kv-cache.ts: scores / fround(sqrt(hd))
+
+  let x = g.op("Gather", [g.floatInit(TensorNames.tokenEmbd, [V, dim], floatData(TensorNames.tokenEmbd)), "input_ids"]); // (B, S, dim)
+  for (let l = 0; l < nLayers; l++) {
+    const h = rmsnorm(x, TensorNames.attnNorm(l));
+    const q = rope(linear(h, TensorNames.attnQ(l)), H);
+    const k = rope(linear(h, TensorNames.attnK(l)), Hkv);
+    const v = g.op("Reshape", [linear(h, TensorNames.attnV(l)), g.i64([0, 0, Hkv, D])]);
+    const q5 = g.op("Transpose", [g.op("Reshape", [q, g.i64([0, 0, Hkv, group, D])])], [{ name: "perm", ints: [0, 2, 3, 1, 4] }]); // (B, Hkv, group, S, D)
+    const kT = g.op("Transpose", [k], [{ name: "perm", ints: [0, 2, 1, 3] }]); // (B, Hkv, S, D)
+    const vT = g.op("Transpose", [v], [{ name: "perm", ints: [0, 2, 1, 3] }]);
+    const presentK = g.op("Concat", [past(l, "key"), kT], [{ name: "axis", i: 2 }], undefined, `present.${l}.key`); // (B, Hkv, T, D)
+    const presentV = g.op("Concat", [past(l, "value"), vT], [{ name: "axis", i: 2 }], undefined, `present.${l}.value`);
+    // query head h uses KV head ⌊h / group⌋ (kv-cache.ts attendRef): broadcast (B, Hkv, 1, …) over the group axis
+    const k5 = g.op("Transpose", [g.op("Unsqueeze", [presentK, g.i64([2])])], [{ name: "perm", ints: [0, 1, 2, 4, 3] }]); // (B, Hkv, 1, D, T)
+    const scores = g.op("Div", [g.op("MatMul", [q5, k5]), sqrtD]); // (B, Hkv, group, S, T)
+    const probs = g.op("Softmax", [g.op("Where", [mask, scores, negInf])], [{ name: "axis", i: -1 }]);
+    const att = g.op("MatMul", [probs, g.op("Unsqueeze", [presentV, g.i64([2])])]); // (B, Hkv, group, S, D)
+    const merged = g.op("Reshape", [g.op("Transpose", [att], [{ name: "perm", ints: [0, 3, 1, 2, 4] }]), g.i64([0, 0, H * D])]); // (B, S, H·D)
+    x = g.op("Add", [x, linear(merged, TensorNames.attnOutput(l))]);
+    const h2 = rmsnorm(x, TensorNames.ffnNorm(l));
+    const gate = linear(h2, TensorNames.ffnGate(l));
+    const up = linear(h2, TensorNames.ffnUp(l));
+    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]); // silu(w1·x) · (w3·x)
+    x = g.op("Add", [x, linear(act, TensorNames.ffnDown(l))]);
+  }
+  const out = model.weights.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
+  g.op("Identity", [linear(rmsnorm(x, TensorNames.outputNorm), out)], [], undefined, "logits");
+
+  if (dequantized.length > 0) {
+    const what = [...new Set(dequantized.map((n) => { const w = weight(n); return w.kind === "quant" ? w.q.spec : w.kind === "ggml" ? "ggml blocks" : "dense"; }))].join(", ");
+    const exact = g.T === OnnxDataType.FLOAT ? "exact dequantized float32" : "dequantized, then rounded to float16";
+    notes.push(`${dequantized.length} tensor${dequantized.length > 1 ? "s" : ""} (${what}) written as ${exact}, not as their codes: ${dequantized.slice(0, 3).join(", ")}${dequantized.length > 3 ? ", …" : ""}`);
+  }
+  if (g.T === OnnxDataType.FLOAT16 && g.inexactScales > 0) notes.push(`${g.inexactScales} MatMulNBits scales are not float16 values and were rounded to float16`);
+
+  const file = d.file;
+  const threshold = opts.externalDataThreshold ?? EXTERNAL_DATA_THRESHOLD;
+  let external: OnnxGraphResult["external"];
+  const total = g.inits.reduce((a, t) => a + (t.rawData?.length ?? 0), 0);
+  if (total > threshold) {
+    const extFile = `${file}_data`;
+    const bytes: Uint8Array[] = [];
+    let off = 0;
+    for (const t of g.inits) {
+      const r = t.rawData!;
+      if (r.length < EXTERNAL_MIN_BYTES) continue;
+      t.external = { location: extFile, offset: off, length: r.length };
+      delete t.rawData;
+      bytes.push(r);
+      off += r.length;
+      const padTo = Math.ceil(off / 64) * 64; // aligned offsets, as onnx's save_model(… all_tensors_to_one_file)
+      if (padTo > off) { bytes.push(new Uint8Array(padTo - off)); off = padTo; }
+    }
+    external = { file: extFile, bytes, length: off };
+  }
+  const bytes = encodeOnnxModel({
+    irVersion: IR_VERSION,
+    opsets: [{ domain: "", version: OPSET }, { domain: "com.microsoft", version: 1 }],
+    producerName: "quantlab",
+    producerVersion: "0.1.0",
+    graphName: "llama",
+    nodes: g.nodes,
+    initializers: g.inits,
+    inputs,
+    outputs,
+    metadata: model.recipe !== undefined ? { "quantlab.recipe": model.recipe } : {},
+  });
+  return { file, model: bytes, ...(external ? { external } : {}), notes, matMulNBits, float: floats };
+}
+
+/** B, scales and (asym) zero points of MatMulNBits for a QTensor (layout in the file comment). */
+export function matMulNBitsInitializers(q: QTensor, block: number, bits: 4 | 8, f16: boolean, name: string): { B: Uint8Array; scales: Uint8Array; zeros?: Uint8Array; inexactScales: number } {
+  const [N, K] = q.shape as [number, number];
+  const blocks = Math.ceil(K / block);
+  const blob = (block * bits) / 8;
+  const codes = q.unpackCodes(); // (N, K)
+  const B = new Uint8Array(N * blocks * blob);
+  for (let r = 0; r < N; r++) {
+    for (let k = 0; k < K; k++) {
+      const code = codes[r * K + k]!;
+      const base = (r * blocks + Math.floor(k / block)) * blob, w = k % block;
+      if (bits === 8) B[base + w] = code;
+      else B[base + (w >> 1)]! |= code << ((w & 1) * 4);
+    }
+  }
+  // quantlab's group order is (row, group along K), the same as MatMulNBits' (N, blocks); per channel: one block per row
+  const sv = q.scales!.values;
+  if (sv.length !== N * blocks) throw new QuantlabError("E_INTERNAL", `${name}: ${sv.length} scales for ${N}×${blocks} MatMulNBits blocks`);
+  const scales = f16 ? f16Bytes(sv) : new Uint8Array(new Float32Array(sv).buffer);
+  let inexactScales = 0;
+  if (f16) for (let i = 0; i < sv.length; i++) if (f16BitsToF32(f32ToF16Bits(sv[i]!)) !== sv[i]) inexactScales++;
+  let zeros: Uint8Array | undefined;
+  if (q.zeros) {
+    if (q.zeros.kind !== "int") throw new QuantlabError("E_INTERNAL", `${name}: float zero points`);
+    const z = q.zeros.values;
+    const perRow = Math.ceil((blocks * bits) / 8);
+    zeros = new Uint8Array(N * perRow);
+    for (let r = 0; r < N; r++) {
+      for (let j = 0; j < blocks; j++) {
+        const v = z[r * blocks + j]!;
+        if (bits === 8) zeros[r * perRow + j] = v;
+        else zeros[r * perRow + (j >> 1)]! |= v << ((j & 1) * 4);
+      }
+    }
+  }
+  return zeros ? { B, scales, zeros, inexactScales } : { B, scales, inexactScales };
+}
+
+function f16Bytes(v: Float32Array): Uint8Array {
+  const h = new Uint16Array(v.length);
+  for (let i = 0; i < v.length; i++) h[i] = f32ToF16Bits(v[i]!);
+  return new Uint8Array(h.buffer);
+}
+
+/** Nodes and initializers, with fresh value names. */
+class GraphBuilder {
+  readonly nodes: OnnxNode[] = [];
+  readonly inits: OnnxTensor[] = [];
+  private n = 0;
+  private readonly consts = new Map<string, string>();
+  /** float16 graphs: scales that float16 could not hold exactly */
+  inexactScales = 0;
+  constructor(readonly T: OnnxDataType) {}
+
+  opN(opType: string, input: string[], nOut: number, attribute: OnnxAttr[] = [], domain?: string, outNames?: string[]): string[] {
+    const id = this.n++;
+    const output = outNames ?? Array.from({ length: nOut }, (_, i) => `/${opType}_${id}${nOut > 1 ? `_${i}` : ""}`);
+    this.nodes.push({ opType, name: `${opType}_${id}`, input, output, attribute, ...(domain ? { domain } : {}) });
+    return output;
+  }
+
+  op(opType: string, input: string[], attribute: OnnxAttr[] = [], domain?: string, outName?: string): string {
+    return this.opN(opType, input, 1, attribute, domain, outName ? [outName] : undefined)[0]!;
+  }
+
+  has(name: string): boolean {
+    return this.inits.some((t) => t.name === name);
+  }
+
+  init(name: string, dataType: OnnxDataType, dims: number[], rawData: Uint8Array): string {
+    this.inits.push({ name, dataType, dims, rawData });
+    return name;
+  }
+
+  /** A float initializer in the graph's float type. */
+  floatInit(name: string, dims: number[], v: Float32Array): string {
+    if (this.T === OnnxDataType.FLOAT16) return this.init(name, this.T, dims, f16Bytes(v));
+    return this.init(name, this.T, dims, new Uint8Array(new Float32Array(v).buffer));
+  }
+
+  /** A scalar float constant (shared by value). */
+  scalar(x: number): string {
+    const key = `f:${x}`;
+    let n = this.consts.get(key);
+    if (!n) {
+      n = this.floatInit(`const_f_${this.consts.size}`, [], new Float32Array([x]));
+      this.consts.set(key, n);
+    }
+    return n;
+  }
+
+  /** An int64 vector constant (shared by value). */
+  i64(v: number[]): string {
+    return this.int64(v, [v.length]);
+  }
+
+  /** An int64 scalar constant. */
+  i64s(x: number): string {
+    return this.int64([x], []);
+  }
+
+  private int64(v: number[], dims: number[]): string {
+    const key = `i:${dims.length}:${v.join(",")}`;
+    let n = this.consts.get(key);
+    if (!n) {
+      n = this.init(`const_i_${this.consts.size}`, OnnxDataType.INT64, dims, new Uint8Array(BigInt64Array.from(v.map((x) => BigInt(x))).buffer));
+      this.consts.set(key, n);
+    }
+    return n;
+  }
+}
+
+/** tokenizer.json and tokenizer_config.json of a model (as writeHfModel writes them), if it has a tokenizer. */
+export function tokenizerFiles(model: Model): { json: unknown; config: TokenizerConfigJson } | undefined {
+  const t = model.tokenizer;
+  if (!t) return undefined;
+  if (t instanceof HfTokenizer) return { json: t.json, config: t.config };
+  const v = t.vocab();
+  const config: TokenizerConfigJson = {
+    add_bos_token: v.addBos, add_eos_token: false,
+    ...(v.bosId >= 0 ? { bos_token: v.pieces[v.bosId] } : {}), ...(v.eosId >= 0 ? { eos_token: v.pieces[v.eosId] } : {}), ...(v.unkId !== undefined ? { unk_token: v.pieces[v.unkId] } : {}),
+    model_max_length: model.config.seqLen,
+  };
+  return { json: vocabToTokenizerJson(v), config };
+}
+
+export interface OnnxDirResult {
+  files: string[];
+  bytes: number;
+  notes: string[];
+  matMulNBits: number;
+  floatLinears: number;
+}
+
+/**
+ * Writes the transformers.js directory of a model: config.json, generation_config.json, the tokenizer
+ * files (a model without a tokenizer is refused: transformers.js's pipeline needs one) and onnx/<file>.
+ */
+export async function writeOnnxDir(model: Model, out: DirSink, opts: OnnxExportOptions): Promise<OnnxDirResult> {
+  const name = opts.name ?? "output";
+  const tok = tokenizerFiles(model);
+  if (!tok) throw new QuantlabError("E_ARG", `${name}: ${model.source.path} has no tokenizer; transformers.js needs tokenizer.json (pass --tokenizer)`);
+  const g = buildOnnxGraph(model, opts);
+  const files: string[] = [];
+  let bytes = 0;
+  const enc = new TextEncoder();
+  const writeBytes = async (file: string, chunks: Uint8Array[]) => {
+    await out.writeFile(file, async (sink) => { for (const b of chunks) await sink.write(b); });
+    files.push(file);
+    bytes += chunks.reduce((a, b) => a + b.length, 0);
+  };
+  const writeText = (file: string, text: string) => writeBytes(file, [enc.encode(text)]);
+  let config: ModelConfig = model.config;
+  const rf = model.weights.get(ROPE_FREQS);
+  if (rf && !config.ropeScaling) {
+    const s = inferLlama3Scaling(config, dequantizeWeight(rf, ROPE_FREQS).data);
+    if (s) config = { ...config, ropeScaling: s };
+  }
+  const hf: Record<string, unknown> = { ...modelConfigToHf(config, model.tokenizer, ONNX_DTYPES[opts.dtype].float === "fp16" ? "float16" : "float32") };
+  if (g.external) hf["transformers.js_config"] = { use_external_data_format: { [g.file]: 1 } };
+  await writeText("config.json", JSON.stringify(hf, null, 2) + "\n");
+  const t = model.tokenizer!;
+  const gen: Record<string, unknown> = { _from_model_config: true };
+  if (t.bosId >= 0) gen.bos_token_id = t.bosId;
+  if (t.eosId >= 0) gen.eos_token_id = t.eosId;
+  await writeText("generation_config.json", JSON.stringify(gen, null, 2) + "\n");
+  await writeText("tokenizer.json", JSON.stringify(tok.json) + "\n");
+  await writeText("tokenizer_config.json", JSON.stringify(tok.config, null, 2) + "\n");
+  await writeBytes(`onnx/${g.file}`, [g.model]);
+  if (g.external) await writeBytes(`onnx/${g.external.file}`, g.external.bytes);
+  return { files, bytes, notes: g.notes, matMulNBits: g.matMulNBits.length, floatLinears: g.float.length };
+}
