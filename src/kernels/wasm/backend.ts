@@ -14,8 +14,10 @@
  * the job is big enough) and copies the output back. Isomorphic: threads come from a `WorkerHost`
  * (Node: pool-node.ts).
  *
- * Types without a WASM kernel (ggml types not in layouts.ts REPACK, quantlab QuantizedTensors, rows
- * that are not whole blocks) are dequantized once to f32 and run on the f32 kernel; `listing()` says so.
+ * quantlab QuantizedTensors of the packed uniform-int family (kernels/packed.ts: int4/int8, sym or affine,
+ * channel or g16..g256 scales) keep their codes packed and run on fused dequantize-dot kernels (K_U4G,
+ * K_U8G) with f32 activations. Types without a WASM kernel (ggml types not in layouts.ts REPACK, other
+ * QuantizedTensors) are dequantized once to f32 and run on the f32 kernel; `listing()` says so and why.
  */
 import { QuantlabError } from "../../core/errors.js";
 import { bf16ArrayToF32 } from "../../core/f16.js";
@@ -23,7 +25,8 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G } from "../../../assembly/abi.js";
+import { uniformIntBytes, uniformIntKernelName, uniformIntLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -201,8 +204,10 @@ export class WasmBackend implements Backend {
       return this.prepDense(name, `dense ${t.dtype}`, rows, cols, t.toF32(), t.dtype === "bf16" ? undefined : `${t.dtype} converted to f32`);
     }
     if (w.kind === "quant") {
+      const L = uniformIntLayout(w.q);
+      if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L);
       const { data } = dequantizeWeight(w, name);
-      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, "quantlab QuantizedTensor: no WASM kernel, dequantized once to f32");
+      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, `no packed WASM kernel (${L.reason}): dequantized once to f32`);
     }
     const src = `ggml ${ggmlTypeName(w.type)}`;
     const bytes = w.data;
@@ -272,6 +277,27 @@ export class WasmBackend implements Backend {
       mins: r.affine ? new Float32Array(buf, w2, nScales) : undefined,
     }, this.nibbleOrder);
     return this.record(name, src, new WasmPrepared(rows, cols, total, r.kind, w0, w1, w2, this, shard.index, off));
+  }
+
+  /**
+   * A packed uniform-int spec (kernels/packed.ts): the QTensor's codes copied as they are, f32 scales and
+   * code offsets per (row, group) after them, in one allocation (each part 64-byte aligned); the fused
+   * kernel (K_U4G / K_U8G) decodes while it multiplies, so no f32 copy of the weight exists.
+   */
+  private prepUniform(name: string, source: string, L: UniformIntLayout): WasmPrepared {
+    const a64 = (x: number) => Math.ceil(x / 64) * 64;
+    const cb = L.codes.byteLength, sb = L.scales.byteLength;
+    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + sb, name);
+    const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb);
+    const buf = shard.arena.memory.buffer;
+    new Uint8Array(buf, w0, cb).set(L.codes);
+    new Float32Array(buf, w1, L.scales.length).set(L.scales);
+    new Float32Array(buf, w2, L.offsets.length).set(L.offsets);
+    const kind = L.bits === 4 ? K_U4G : K_U8G;
+    const p = new WasmPrepared(L.rows, L.cols, uniformIntBytes(L), kind, w0, w1, w2, this, shard.index, off, L.group);
+    this.record(name, source, p);
+    this.listed.get(p)!.kernel = uniformIntKernelName(L);
+    return p;
   }
 
   private prepDense(name: string, source: string, rows: number, cols: number, data: Float32Array, fallback?: string): WasmPrepared {
