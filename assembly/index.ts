@@ -1096,15 +1096,25 @@ export * from "./forward";
   return i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 }
 
-/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s and offsets at k (nG groups of g). */
-@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, nG: i32, g: i32): f32 {
+/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s and offsets at k, groups of g
+ * along the row (the last one ragged when g does not divide cols). Whole 16-code chunks of a group run in
+ * SIMD (4 f32x4 accumulators), a group's remaining codes in scalar f32 (a separate accumulator added at
+ * the end), so the order of operations depends only on the shape: the same bits on every thread and in
+ * both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization does; no fused
+ * multiply-add. */
+@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let xi = x, ci = c;
-  for (let j = 0; j < nG; j++) {
-    const sv = v128.load32_splat(s + (<usize>j << 2));
-    const kv = v128.load32_splat(k + (<usize>j << 2));
-    for (let i = 0; i < g; i += 16) {
-      const q = bits == 4 ? unpack_u4x16(ci) : v128.load(ci);
+  let st: f32 = 0;
+  let j = 0;
+  for (let j0 = 0; j0 < cols; j0 += g, j++) {
+    const len = min(g, cols - j0);
+    const sf = load<f32>(s + (<usize>j << 2)), kf = load<f32>(k + (<usize>j << 2));
+    const sv = f32x4.splat(sf), kv = f32x4.splat(kf);
+    let i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const e = <usize>(j0 + i);
+      const xi = x + (e << 2);
+      const q = bits == 4 ? unpack_u4x16(c + (e >> 1)) : v128.load(c + e);
       const l = i16x8.extend_low_i8x16_u(q), h = i16x8.extend_high_i8x16_u(q);
       const w0 = f32x4.mul(f32x4.add(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(l)), kv), sv);
       const w1 = f32x4.mul(f32x4.add(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(l)), kv), sv);
@@ -1114,11 +1124,14 @@ export * from "./forward";
       a1 = f32x4.add(a1, f32x4.mul(w1, v128.load(xi, 16)));
       a2 = f32x4.add(a2, f32x4.mul(w2, v128.load(xi, 32)));
       a3 = f32x4.add(a3, f32x4.mul(w3, v128.load(xi, 48)));
-      xi += 64;
-      ci += bits == 4 ? 8 : 16;
+    }
+    for (; i < len; i++) {
+      const e = <usize>(j0 + i);
+      const q: u32 = bits == 4 ? (<u32>load<u8>(c + (e >> 1)) >> (<u32>(e & 1) << 2)) & 15 : <u32>load<u8>(c + e);
+      st += ((<f32>q + kf) * sf) * load<f32>(x + (e << 2));
     }
   }
-  return hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  return hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + st;
 }
 
 /** Rows [r0, r1) of a K_U4G / K_U8G job, for all its activation rows (tokens in blocks of TOKEN_BLOCK
@@ -1133,7 +1146,7 @@ export * from "./forward";
   const out = load<u32>(desc + (D_OUT << 2)) as usize;
   const n = load<i32>(desc + (D_N << 2));
   const g = load<i32>(desc + (D_GROUP << 2));
-  const nG = cols / g;
+  const nG = (cols + g - 1) / g;
   const ucols = <usize>cols;
   const rowBytes = (ucols * <usize>bits) >> 3;
   for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
@@ -1145,7 +1158,7 @@ export * from "./forward";
       const k = w2 + ur * <usize>nG * 4;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
-        store<f32>(out + (ut * <usize>rows + ur) * 4, dot_ug(bits, c, s, k, xf + ut * ucols * 4, nG, g));
+        store<f32>(out + (ut * <usize>rows + ur) * 4, dot_ug(bits, c, s, k, xf + ut * ucols * 4, cols, g));
       }
     }
   }

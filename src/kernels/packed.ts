@@ -5,10 +5,11 @@
  * Family "uniform int" (kinds K_U4G / K_U8G in assembly/abi.ts): specs whose element codes c are
  * uniform integers — levelOf(c) = c + L0 for a constant L0 (int<b> sym / symfull: L0 = −2^(b−1);
  * asym with integer zero points: L0 = 0) — at 4 or 8 bits, with channel, tensor or g<N> scales
- * (N a multiple of 16 dividing the row), any scale dtype (the stored scale values are used as f32), no
+ * (any N, the last group of a row ragged when N does not divide it; N and the row even for 4 bits, so
+ * every row and group starts on a byte), any scale dtype (the stored scale values are used as f32), no
  * outliers, no activation quantization. The prepared form is
  *   codes   the QTensor's own bytes, unchanged: LSB-first, rows contiguous (cols·bits/8 bytes per row)
- *   scales  f32 per (row, group), row-major: the stored scale value s
+ *   scales  f32 per (row, group), row-major, ⌈cols/group⌉ per row: the stored scale value s
  *   offsets f32 per (row, group): k = L0 − z (z the group's integer zero point, 0 for sym)
  * and a weight is w = fround((c + k)·s), which is exactly the fake-quant value quant/tensor.ts
  * `dequantize` computes (c + k is a small integer, exact in f32; the product is rounded once).
@@ -17,7 +18,6 @@
  * vector codebooks, outliers, 2/3/5/6-bit codes for now) gets `reason` and runs elsewhere; the caller
  * says where in its listing.
  */
-import { numel } from "../core/tensor.js";
 import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
 
@@ -31,9 +31,9 @@ export interface UniformIntLayout {
   readonly group: number;
   /** packed codes, (rows, cols·bits/8) */
   readonly codes: Uint8Array;
-  /** f32 scale per (row, group), (rows, cols/group) */
+  /** f32 scale per (row, group), (rows, ⌈cols/group⌉) */
   readonly scales: Float32Array;
-  /** f32 code offset k = L0 − z per (row, group), (rows, cols/group) */
+  /** f32 code offset k = L0 − z per (row, group), (rows, ⌈cols/group⌉) */
   readonly offsets: Float32Array;
 }
 
@@ -65,7 +65,7 @@ export function uniformIntReason(q: QuantizedTensor): string | undefined {
   const g = s.granularity;
   const group = g.kind === "channel" || g.kind === "tensor" || g.kind === "layer" ? cols : g.kind === "group" ? g.size : 0;
   if (group === 0) return `granularity ${g.kind}`;
-  if (group % 16 !== 0 || cols % group !== 0) return `groups of ${group} in rows of ${cols} (fast kernels: a multiple of 16 dividing the row)`;
+  if (s.bits === 4 && (group % 2 !== 0 || cols % 2 !== 0)) return `4-bit groups of ${group} in rows of ${cols} (fast kernels: even groups and rows, whole bytes)`;
   return undefined;
 }
 
@@ -79,8 +79,8 @@ export function uniformIntLayout(q: QuantizedTensor): UniformIntLayout | { reaso
   const L0 = qz.levelOf(0);
   for (let c = 1; c < 2 ** t.specObject.bits; c++) if (qz.levelOf(c) !== c + L0) return { reason: `levels of ${t.spec} are not c + ${L0}` };
   const g = t.specObject.granularity;
-  const group = g.kind === "group" ? g.size : cols;
-  const perRow = cols / group;
+  const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+  const perRow = Math.ceil(cols / group);
   const nG = rows * perRow;
   const scales = new Float32Array(nG);
   const offsets = new Float32Array(nG);
@@ -94,7 +94,7 @@ export function uniformIntLayout(q: QuantizedTensor): UniformIntLayout | { reaso
     scales[i] = scale;
     offsets[i] = L0 - zero;
   }
-  if (t.codes.length * 8 !== numel(t.shape) * t.specObject.bits) return { reason: "codes do not fill whole bytes per row" };
+
   return { family: "uniform-int", bits: t.specObject.bits as 4 | 8, rows, cols, group, codes: t.codes, scales, offsets };
 }
 
@@ -109,13 +109,13 @@ function codeAt(codes: Uint8Array, bits: 4 | 8, i: number): number {
  */
 export function matvecUniformIntRef(L: UniformIntLayout, x: Float32Array, out: Float32Array): void {
   const { rows, cols, group, codes, scales, offsets, bits } = L;
-  const perRow = cols / group;
+  const perRow = Math.ceil(cols / group);
   for (let r = 0; r < rows; r++) {
     let acc = 0;
     for (let j = 0; j < perRow; j++) {
       const s = scales[r * perRow + j]!, k = offsets[r * perRow + j]!;
-      const base = r * cols + j * group;
-      for (let i = 0; i < group; i++) acc += Math.fround((codeAt(codes, bits, base + i) + k) * s) * x[j * group + i]!;
+      const c0 = j * group, len = Math.min(group, cols - c0), base = r * cols + c0;
+      for (let i = 0; i < len; i++) acc += Math.fround((codeAt(codes, bits, base + i) + k) * s) * x[c0 + i]!;
     }
     out[r] = acc;
   }
@@ -124,10 +124,10 @@ export function matvecUniformIntRef(L: UniformIntLayout, x: Float32Array, out: F
 /** Row r of the weight as f32 values into dst[off .. off + cols) (the fake-quant values). */
 export function dequantizeRowUniformInt(L: UniformIntLayout, r: number, dst: Float32Array, off: number): void {
   const { cols, group, codes, scales, offsets, bits } = L;
-  const perRow = cols / group;
+  const perRow = Math.ceil(cols / group);
   for (let j = 0; j < perRow; j++) {
     const s = scales[r * perRow + j]!, k = offsets[r * perRow + j]!;
-    const base = r * cols + j * group;
-    for (let i = 0; i < group; i++) dst[off + j * group + i] = Math.fround((codeAt(codes, bits, base + i) + k) * s);
+    const c0 = j * group, len = Math.min(group, cols - c0), base = r * cols + c0;
+    for (let i = 0; i < len; i++) dst[off + c0 + i] = Math.fround((codeAt(codes, bits, base + i) + k) * s);
   }
 }
