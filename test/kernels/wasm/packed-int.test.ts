@@ -10,6 +10,8 @@ import { quantizeTensor } from "../../../src/quant/tensor.js";
 import { matvecUniformIntRef, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
 
 after(disposeAll);
 
@@ -152,5 +154,40 @@ describe("packed uniform-int properties", () => {
         assert.ok(worst(outs[0]!, want) < TOL, spec);
         assert.ok(worst(ref, want) < 1e-7, spec);
       }), { numRuns: 60, seed: 42 });
+  });
+});
+
+describe('packedActivations: "q8"', () => {
+  test("32-multiple groups run on the integer SoA kernels: = fake-quant weights × Q8 reference activations", () => {
+    for (const v of VARIANTS) {
+      const b = createNodeWasmBackend({ variant: v, packedActivations: "q8" });
+      try {
+        let seed = 300;
+        for (const [spec, kernel] of [["int4:g32:asym", /^n4·s32·m32/], ["int4:g64", /^n4·s32·m32/], ["int8:channel", /^i8·s32 /], ["int8:g32:asym", /^i8·s32·m32/], ["int4:channel:asym", /^n4·s32·m32/]] as const) {
+          for (const [rows, cols] of [[7, 256], [3, 96]] as const) {
+            const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
+            const p = b.prepare({ kind: "quant", q }, spec);
+            assert.match(b.listing().at(-1)!.kernel, kernel, spec);
+            assert.match(b.listing().at(-1)!.kernel, /Q8 activations/);
+            for (const n of [1, 3]) {
+              const x = randomF32(n * cols, seed++);
+              const xq = new Float32Array(n * cols);
+              for (let t = 0; t < n; t++) xq.set(dequantizeActivationsQ8(quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols))), t * cols);
+              const out = new Float32Array(n * rows);
+              if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
+              const e = worst(out, oracle(q.dequantize(), rows, cols, xq, n));
+              assert.ok(e < 1e-5, `${spec} ${v} [${rows}×${cols}] n=${n}: rel err ${e}`);
+            }
+            b.release(p);
+          }
+        }
+        // groups that are not whole 32-blocks keep the exact f32-activation kernel
+        const q = quantizeTensor(randomF32(2 * 48, 5), [2, 48], "int4:g16");
+        b.prepare({ kind: "quant", q }, "g16");
+        assert.match(b.listing().at(-1)!.kernel, /^u4·g16/);
+      } finally {
+        b.dispose();
+      }
+    }
   });
 });
