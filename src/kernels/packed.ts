@@ -48,6 +48,21 @@ export function uniformIntBytes(L: UniformIntLayout): number {
 }
 
 /**
+ * How the WASM backend (default options) will run a QuantizedTensor, from its spec and shape alone (reads
+ * nothing): the kernel name its listing will show and the bytes it will take in wasm memory.
+ */
+export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; fallback?: string } {
+  const reason = uniformIntReason(q);
+  const rows = q.shape.length === 2 ? q.shape[0]! : 1, cols = q.shape.at(-1) ?? 1;
+  if (reason !== undefined) return { kernel: "f32", residentBytes: 4 * rows * cols, fallback: `no packed WASM kernel (${reason}): dequantized once to f32` };
+  const t = q as QTensor;
+  const g = t.specObject.granularity;
+  const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+  const bits = t.specObject.bits as 4 | 8;
+  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + 8 * rows * Math.ceil(cols / group) };
+}
+
+/**
  * Why a QuantizedTensor cannot run on the uniform-int kernels, or undefined when it can. Reads only the
  * spec and shape (a lazily loaded tensor stays unread).
  */

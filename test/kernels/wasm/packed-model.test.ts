@@ -4,7 +4,14 @@
 // within 1e-4, over a prefill and greedy decode steps; every linear runs on a packed kernel.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Tensor } from "../../../src/core/tensor.js";
+import { isWeightLoaded } from "../../../src/core/weight.js";
+import { quantModelEntries } from "../../../src/io/quant-model.js";
+import { writeSafetensors } from "../../../src/io/safetensors.js";
+import { atomicWriteFile } from "../../../src/io/node/atomic.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { dataPath } from "../../../src/io/node/data.js";
 import { loadModel } from "../../../src/io/node/load.js";
@@ -78,4 +85,35 @@ test("stories260K int4:g32:asym on WASM: every quantized linear runs on a packed
   }
   assert.ok(resident <= packed * 1.35, `resident ${resident} vs packed ${packed}`);
   llama.dispose();
+});
+
+test("a quantized safetensors file loads lazily, runs packed on WASM, and its file bytes are let go after prepare", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "quantlab-packed-"));
+  try {
+    const q = quantizeTensors(base, names, () => "int4:g32:asym", { seed: 0, progress: noProgress }).model;
+    const path = join(dir, "s260-int4.safetensors");
+    const { entries, metadata } = quantModelEntries(q);
+    await atomicWriteFile(path, (sink) => writeSafetensors(sink, entries, metadata));
+    const loaded = await loadModel(path);
+    const lazyQuant = [...loaded.weights].filter(([, w]) => w.kind === "quant");
+    assert.ok(lazyQuant.length >= names.length - 1);
+    for (const [, w] of lazyQuant) assert.equal(isWeightLoaded(w), false, "nothing read before prepare");
+    const be = backend(VARIANTS[0]!, 1);
+    const tokens = [1, 403, 407, 261, 378, 429, 267, 302];
+    const want = run(fakeQuant(q), new RefBackend(), tokens);
+    const llama = new Llama(loaded, { contextLength: 64, backend: be });
+    for (const [name, w] of lazyQuant) {
+      if (name === "token_embd.weight") continue;
+      assert.equal(isWeightLoaded(w), false, `${name}: copied into wasm memory and released`);
+    }
+    assert.deepEqual(be.listing().filter((r) => r.source.startsWith("quant ") && r.fallback), []);
+    llama.dispose();
+    const got = run(loaded, be, tokens);
+    let worst = 0;
+    for (let s = 0; s < want.length; s++) for (let i = 0; i < want[s]!.length; i++) worst = Math.max(worst, Math.abs(got[s]![i]! - want[s]![i]!));
+    assert.ok(worst < 1e-4, `loaded file: max |Δlogit| ${worst}`);
+    await loaded.close?.();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
