@@ -37,6 +37,14 @@ export const K_Q6_KN = 12;
 export const K_Q4_0X4 = 13;
 /** block_q8_0 bytes of 4 rows interleaved (block b of row 4g+k at b·136 + k·34), as K_Q4_0X4 */
 export const K_Q8_0X4 = 14;
+// Packed quantlab spec layouts (src/kernels/packed.ts): uniform integer codes exactly as a QTensor stores
+// them (LSB-first, rows contiguous), one f32 scale s and one f32 code offset k per group of D_GROUP
+// weights (row-major (row, group), ⌈cols/D_GROUP⌉ per row); x is f32 (no activation quantization), w = fround((q + k)·s), the
+// fake-quant value (quant/tensor.ts dequantize) bit for bit.
+/** 4-bit codes (byte j = code 2j | code 2j+1 << 4) */
+export const K_U4G = 15;
+/** 8-bit codes (one byte each) */
+export const K_U8G = 16;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;
@@ -62,6 +70,8 @@ export const D_XS = 10;
 export const D_OUT = 11;
 /** number of activation rows (1 for a mat-vec) */
 export const D_N = 12;
+/** weights per scale group along a row (K_U4G, K_U8G; the last group of a row may be shorter; even for K_U4G) */
+export const D_GROUP = 13;
 export const DESC_WORDS = 16;
 
 // ---- causal attention over an f32 KV cache (assembly/attention.ts, src/kernels/wasm/kv-cache.ts). A pool

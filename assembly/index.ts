@@ -5,7 +5,7 @@
 // instruction sequences: shared/notes/kernels.md.
 import {
   K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4,
-  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP,
 } from "./abi";
 
 /** First free byte after static data: the host's allocator starts here. */
@@ -1085,3 +1085,84 @@ export function stream_sum(x: usize, n: i32): f32 {
 
 // the forward pass's other kernels: attention over the f32 KV cache, the vector exp, SwiGLU
 export * from "./forward";
+
+// ---------------------------------------------------------------- packed quantlab uniform-int layouts
+
+/** 16 4-bit codes (8 bytes, LSB-first: byte j = code 2j | code 2j+1 << 4) at p → u8x16 in code order. */
+@inline function unpack_u4x16(p: usize): v128 {
+  const b = v128.load64_zero(p);
+  const lo = v128.and(b, i8x16.splat(0x0f));
+  const hi = i8x16.shr_u(b, 4);
+  return i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+}
+
+/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s and offsets at k, groups of g
+ * along the row (the last one ragged when g does not divide cols). Whole 16-code chunks of a group run in
+ * SIMD (4 f32x4 accumulators), a group's remaining codes in scalar f32 (a separate accumulator added at
+ * the end), so the order of operations depends only on the shape: the same bits on every thread and in
+ * both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization does; no fused
+ * multiply-add. */
+@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, cols: i32, g: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let st: f32 = 0;
+  let j = 0;
+  for (let j0 = 0; j0 < cols; j0 += g, j++) {
+    const len = min(g, cols - j0);
+    const sf = load<f32>(s + (<usize>j << 2)), kf = load<f32>(k + (<usize>j << 2));
+    const sv = f32x4.splat(sf), kv = f32x4.splat(kf);
+    let i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const e = <usize>(j0 + i);
+      const xi = x + (e << 2);
+      const q = bits == 4 ? unpack_u4x16(c + (e >> 1)) : v128.load(c + e);
+      const l = i16x8.extend_low_i8x16_u(q), h = i16x8.extend_high_i8x16_u(q);
+      const w0 = f32x4.mul(f32x4.add(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(l)), kv), sv);
+      const w1 = f32x4.mul(f32x4.add(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(l)), kv), sv);
+      const w2 = f32x4.mul(f32x4.add(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(h)), kv), sv);
+      const w3 = f32x4.mul(f32x4.add(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(h)), kv), sv);
+      a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(xi)));
+      a1 = f32x4.add(a1, f32x4.mul(w1, v128.load(xi, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(w2, v128.load(xi, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(w3, v128.load(xi, 48)));
+    }
+    for (; i < len; i++) {
+      const e = <usize>(j0 + i);
+      const q: u32 = bits == 4 ? (<u32>load<u8>(c + (e >> 1)) >> (<u32>(e & 1) << 2)) & 15 : <u32>load<u8>(c + e);
+      st += ((<f32>q + kf) * sf) * load<f32>(x + (e << 2));
+    }
+  }
+  return hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + st;
+}
+
+/** Rows [r0, r1) of a K_U4G / K_U8G job, for all its activation rows (tokens in blocks of TOKEN_BLOCK
+ * so one block's f32 activations stay in cache while each packed row is reused from L1). */
+@inline function runUniform(bits: i32, desc: usize, r0: i32, r1: i32): void {
+  const rows = load<i32>(desc + (D_ROWS << 2));
+  const cols = load<i32>(desc + (D_COLS << 2));
+  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
+  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
+  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
+  const xf = load<u32>(desc + (D_XF << 2)) as usize;
+  const out = load<u32>(desc + (D_OUT << 2)) as usize;
+  const n = load<i32>(desc + (D_N << 2));
+  const g = load<i32>(desc + (D_GROUP << 2));
+  const nG = (cols + g - 1) / g;
+  const ucols = <usize>cols;
+  const rowBytes = (ucols * <usize>bits) >> 3;
+  for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
+    const t1 = min(n, t0 + TOKEN_BLOCK);
+    for (let r = r0; r < r1; r++) {
+      const ur = <usize>r;
+      const c = w0 + ur * rowBytes;
+      const s = w1 + ur * <usize>nG * 4;
+      const k = w2 + ur * <usize>nG * 4;
+      for (let t = t0; t < t1; t++) {
+        const ut = <usize>t;
+        store<f32>(out + (ut * <usize>rows + ur) * 4, dot_ug(bits, c, s, k, xf + ut * ucols * 4, cols, g));
+      }
+    }
+  }
+}
+
+export function run_k15(desc: usize, r0: i32, r1: i32): void { runUniform(4, desc, r0, r1); }
+export function run_k16(desc: usize, r0: i32, r1: i32): void { runUniform(8, desc, r0, r1); }

@@ -7,6 +7,7 @@ import { metaString, metadataToJson, tensorByteLength, type GgufFile } from "./g
 import { checkGgufModelCounts, ggufConfig, ggufVocab } from "./gguf-model.js";
 import { QuantlabError } from "../core/errors.js";
 import { weightShape } from "../core/weight.js";
+import { packedRuntime } from "../kernels/packed.js";
 
 export interface TensorRow {
   name: string;
@@ -16,6 +17,10 @@ export interface TensorRow {
   params: number;
   bytes: number;
   bitsPerWeight: number;
+  /** QuantizedTensors: the WASM kernel that will run it, its bytes there, and why it falls back (kernels/packed.ts packedRuntime) */
+  kernel?: string;
+  residentBytes?: number;
+  fallback?: string;
 }
 
 export interface InfoReport {
@@ -83,6 +88,8 @@ export function modelInfo(m: Model): InfoReport {
     } else {
       type = w.q.spec;
       bytes = w.q.storageBits / 8;
+      const rt = packedRuntime(w.q);
+      return { name, shape, type, params, bytes, bitsPerWeight: params > 0 ? (8 * bytes) / params : 0, ...rt };
     }
     return { name, shape, type, params, bytes, bitsPerWeight: params > 0 ? (8 * bytes) / params : 0 };
   });
@@ -115,6 +122,12 @@ export function formatInfo(r: InfoReport): string {
   L.push(`  ${"name".padEnd(w)}  ${"shape".padEnd(sw)}  ${"type".padEnd(8)}  ${"bytes".padStart(12)}  bits/weight`);
   for (const t of r.tensors) {
     L.push(`  ${t.name.padEnd(w)}  ${`[${t.shape.join(", ")}]`.padEnd(sw)}  ${t.type.padEnd(8)}  ${String(t.bytes).padStart(12)}  ${t.bitsPerWeight.toFixed(2)}`);
+  }
+  const run = r.tensors.filter((t) => t.kernel !== undefined);
+  if (run.length > 0) {
+    L.push("");
+    L.push(`  on the WASM backend (kernel, resident bytes):`);
+    for (const t of run) L.push(`  ${t.name.padEnd(w)}  ${t.kernel!}  ${String(t.residentBytes).padStart(12)}${t.fallback ? `  (${t.fallback})` : ""}`);
   }
   const T = r.totals;
   L.push("");

@@ -1,10 +1,13 @@
 /**
  * The reference backend: plain TypeScript, f32 accumulation in float64 JS arithmetic rounded per row.
- * Dense f32/f16/bf16 weights are used as f32; quantized weights (ggml blocks, quantlab QuantizedTensors)
- * are dequantized once at prepare time through `dequantizeWeight`.
+ * Dense f32/f16/bf16 weights are used as f32; ggml blocks and QuantizedTensors outside the packed
+ * families are dequantized once at prepare time through `dequantizeWeight`. QuantizedTensors of the
+ * packed uniform-int family (kernels/packed.ts) stay packed and run on `matvecUniformIntRef`, the scalar
+ * twin of the WASM K_U4G / K_U8G kernels, which gives the same bits as the dequantized f32 path.
  */
 import type { Backend, PreparedWeight } from "../types.js";
-import { dequantizeWeight } from "../dequantize.js";
+import { dequantizeWeight, type RowReader } from "../dequantize.js";
+import { dequantizeRowUniformInt, matvecUniformIntRef, uniformIntBytes, uniformIntLayout, type UniformIntLayout } from "../packed.js";
 import type { Weight } from "../../core/weight.js";
 
 class RefPrepared implements PreparedWeight {
@@ -14,15 +17,36 @@ class RefPrepared implements PreparedWeight {
   }
 }
 
+/** A packed uniform-int weight: the QTensor's own codes plus f32 scales and offsets per group. */
+export class RefPackedPrepared implements PreparedWeight {
+  readonly rows: number;
+  readonly cols: number;
+  constructor(readonly layout: UniformIntLayout) {
+    this.rows = layout.rows;
+    this.cols = layout.cols;
+  }
+  get bytes(): number {
+    return uniformIntBytes(this.layout);
+  }
+}
+
 export class RefBackend implements Backend {
   readonly name = "ref";
 
   prepare(w: Weight, name?: string): PreparedWeight {
+    if (w.kind === "quant") {
+      const L = uniformIntLayout(w.q);
+      if (!("reason" in L)) return new RefPackedPrepared(L);
+    }
     const { rows, cols, data } = dequantizeWeight(w, name);
     return new RefPrepared(rows, cols, data);
   }
 
   matvec(pw: PreparedWeight, x: Float32Array, out: Float32Array): void {
+    if (pw instanceof RefPackedPrepared) {
+      matvecUniformIntRef(pw.layout, x, out);
+      return;
+    }
     const { rows, cols, w } = pw as RefPrepared;
     for (let r = 0; r < rows; r++) {
       let s = 0;
@@ -32,11 +56,18 @@ export class RefBackend implements Backend {
     }
   }
 
+  /** Rows of a packed weight, decoded on demand (a tied embedding table read through the backend). */
+  rowReader(pw: PreparedWeight): RowReader | undefined {
+    if (!(pw instanceof RefPackedPrepared)) return undefined;
+    const L = pw.layout;
+    return (r, dst, off) => dequantizeRowUniformInt(L, r, dst, off);
+  }
+
   /** Nothing to give back: the f32 copy goes with the PreparedWeight object. */
   release(_pw: PreparedWeight): void {}
 
   matmul(pw: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
-    const { rows, cols } = pw as RefPrepared;
+    const { rows, cols } = pw;
     for (let i = 0; i < n; i++) this.matvec(pw, x.subarray(i * cols, (i + 1) * cols), out.subarray(i * rows, (i + 1) * rows));
   }
 }

@@ -14,8 +14,10 @@
  * the job is big enough) and copies the output back. Isomorphic: threads come from a `WorkerHost`
  * (Node: pool-node.ts).
  *
- * Types without a WASM kernel (ggml types not in layouts.ts REPACK, quantlab QuantizedTensors, rows
- * that are not whole blocks) are dequantized once to f32 and run on the f32 kernel; `listing()` says so.
+ * quantlab QuantizedTensors of the packed uniform-int family (kernels/packed.ts: int4/int8, sym or affine,
+ * channel or g16..g256 scales) keep their codes packed and run on fused dequantize-dot kernels (K_U4G,
+ * K_U8G) with f32 activations. Types without a WASM kernel (ggml types not in layouts.ts REPACK, other
+ * QuantizedTensors) are dequantized once to f32 and run on the f32 kernel; `listing()` says so and why.
  */
 import { QuantlabError } from "../../core/errors.js";
 import { bf16ArrayToF32 } from "../../core/f16.js";
@@ -23,12 +25,13 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32 } from "../../../assembly/abi.js";
+import { uniformIntBytes, uniformIntKernelName, uniformIntLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
 import { WasmKvCache } from "./kv-cache.js";
-import { KERNEL_NAMES, NATIVE, NATIVE_TYPE_OF_KIND, REPACK, type NativeRow, type NibbleOrder } from "./layouts.js";
+import { KERNEL_NAMES, NATIVE, NATIVE_TYPE_OF_KIND, REPACK, packNibbles32, type NativeRow, type NibbleOrder } from "./layouts.js";
 import { ShardedMemory } from "./memory.js";
 import { pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
 import { CTRL_BYTES, Dispatcher, type WorkerHost } from "./pool.js";
@@ -52,6 +55,12 @@ export interface WasmBackendOptions {
    * `byDefault`); "native": every type with a native kernel in this build runs on its file bytes, in place
    * (least memory); "repacked": always the SoA repacks (fewest instructions, more bytes) */
   layouts?: "auto" | "native" | "repacked";
+  /** packed uniform-int specs (kernels/packed.ts): "f32" (default) runs them on the fused K_U4G / K_U8G
+   * kernels with f32 activations — the fake-quant numbers (logits within 1e-4); "q8" repacks those whose
+   * groups are whole 32-blocks onto the ggml-style integer kernels (K_N4A32, K_I8S32, K_I8A32) with
+   * activations quantized to Q8 once per row, as llama.cpp does: faster, and no longer the fake-quant
+   * numbers (the Q8 activation error is added) */
+  packedActivations?: "f32" | "q8";
   /** a dispatch that makes no progress for this long throws instead of hanging (ms, default 30000) */
   watchdogMs?: number;
   /** how long an idle worker spins before sleeping (µs, default 30) */
@@ -93,6 +102,7 @@ export class WasmBackend implements Backend {
   private encoder: WasmGgmlEncoder | undefined;
   private readonly nibbleOrder: NibbleOrder;
   private readonly layouts: "auto" | "native" | "repacked";
+  private readonly packedActivations: "f32" | "q8";
   /** regions ("shard:offset") whose rows were interleaved in place (K_Q4_0X4/K_Q8_0X4) */
   private readonly interleaved = new Set<string>();
   private readonly interleaveScratch = new Map<number, { off: number; bytes: number }>();
@@ -108,6 +118,7 @@ export class WasmBackend implements Backend {
     this.kernels = first.kernels;
     this.nibbleOrder = this.kernels.variant() === 1 ? "gguf" : "r16";
     this.layouts = opts.layouts ?? "auto";
+    this.packedActivations = opts.packedActivations ?? "f32";
     const ctrl = first.arena.alloc(CTRL_BYTES, 64, "worker control block");
     const threads = Math.max(1, Math.floor(opts.threads ?? 1));
     if (threads > 1 && !opts.workerHost) throw new QuantlabError("E_ARG", `wasm backend: threads=${threads} needs a worker host (use createNodeWasmBackend in Node)`);
@@ -201,8 +212,10 @@ export class WasmBackend implements Backend {
       return this.prepDense(name, `dense ${t.dtype}`, rows, cols, t.toF32(), t.dtype === "bf16" ? undefined : `${t.dtype} converted to f32`);
     }
     if (w.kind === "quant") {
+      const L = uniformIntLayout(w.q);
+      if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L);
       const { data } = dequantizeWeight(w, name);
-      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, "quantlab QuantizedTensor: no WASM kernel, dequantized once to f32");
+      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, `no packed WASM kernel (${L.reason}): dequantized once to f32`);
     }
     const src = `ggml ${ggmlTypeName(w.type)}`;
     const bytes = w.data;
@@ -272,6 +285,68 @@ export class WasmBackend implements Backend {
       mins: r.affine ? new Float32Array(buf, w2, nScales) : undefined,
     }, this.nibbleOrder);
     return this.record(name, src, new WasmPrepared(rows, cols, total, r.kind, w0, w1, w2, this, shard.index, off));
+  }
+
+  /**
+   * A packed uniform-int spec (kernels/packed.ts): the QTensor's codes copied as they are, f32 scales and
+   * code offsets per (row, group) after them, in one allocation (each part 64-byte aligned); the fused
+   * kernel (K_U4G / K_U8G) decodes while it multiplies, so no f32 copy of the weight exists.
+   */
+  private prepUniform(name: string, source: string, L: UniformIntLayout): WasmPrepared {
+    if (this.packedActivations === "q8" && L.group % 32 === 0 && L.cols % 32 === 0) return this.prepUniformQ8(name, source, L);
+    const a64 = (x: number) => Math.ceil(x / 64) * 64;
+    const cb = L.codes.byteLength, sb = L.scales.byteLength;
+    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + sb, name);
+    const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb);
+    const buf = shard.arena.memory.buffer;
+    new Uint8Array(buf, w0, cb).set(L.codes);
+    new Float32Array(buf, w1, L.scales.length).set(L.scales);
+    new Float32Array(buf, w2, L.offsets.length).set(L.offsets);
+    const kind = L.bits === 4 ? K_U4G : K_U8G;
+    const p = new WasmPrepared(L.rows, L.cols, uniformIntBytes(L), kind, w0, w1, w2, this, shard.index, off, L.group);
+    this.record(name, source, p);
+    this.listed.get(p)!.kernel = uniformIntKernelName(L);
+    return p;
+  }
+
+  /**
+   * `packedActivations: "q8"`: a uniform-int layout with 32-multiple groups repacked onto the SoA integer
+   * kernels (layouts.ts kinds) — 4-bit: nibbles in this build's order, w = s·q − m with m = fround(−k·s)
+   * (K_N4A32); 8-bit: int8 codes q − 128, w = s·(q − 128) for symmetric codes (K_I8S32, k = −128), else
+   * s·(q − 128) − m with m = fround(−(k + 128)·s) (K_I8A32). One f32 scale (and min) per 32 (a larger
+   * group's repeated), so an 8-bit spec takes 1 + 8/32 bytes per weight (+ 4/32 affine).
+   */
+  private prepUniformQ8(name: string, source: string, L: UniformIntLayout): WasmPrepared {
+    const { rows, cols, bits, group, codes } = L;
+    const n = rows * cols, nb = n / 32, perRow = Math.ceil(cols / group);
+    const sym8 = bits === 8 && L.offsets.every((k) => k === -128);
+    const affine = !sym8;
+    const kind = bits === 4 ? K_N4A32 : sym8 ? K_I8S32 : K_I8A32;
+    const codeBytes = bits === 4 ? nb * 16 : n;
+    const a64 = (x: number) => Math.ceil(x / 64) * 64;
+    const { shard, off } = this.memory.allocWeight(a64(codeBytes) + a64(nb * 4) + (affine ? nb * 4 : 0), name);
+    const w0 = off, w1 = off + a64(codeBytes), w2 = affine ? w1 + a64(nb * 4) : 0;
+    const buf = shard.arena.memory.buffer;
+    const dc = new Uint8Array(buf, w0, codeBytes), ds = new Float32Array(buf, w1, nb), dm = affine ? new Float32Array(buf, w2, nb) : undefined;
+    const q32 = new Uint8Array(32);
+    for (let b = 0; b < nb; b++) {
+      const r = Math.floor((b * 32) / cols), j = Math.floor(((b * 32) % cols) / group);
+      const gi = r * perRow + j;
+      const sc = L.scales[gi]!, k = L.offsets[gi]!;
+      ds[b] = sc;
+      if (bits === 4) {
+        for (let i = 0; i < 16; i++) { const v = codes[b * 16 + i]!; q32[2 * i] = v & 15; q32[2 * i + 1] = v >> 4; }
+        packNibbles32(q32, dc, b * 16, this.nibbleOrder);
+        dm![b] = Math.fround(-k * sc);
+      } else {
+        for (let i = 0; i < 32; i++) dc[b * 32 + i] = (codes[b * 32 + i]! - 128) & 0xff;
+        if (dm) dm[b] = Math.fround(-(k + 128) * sc);
+      }
+    }
+    const p = new WasmPrepared(rows, cols, codeBytes + nb * 4 * (affine ? 2 : 1), kind, w0, w1, w2, this, shard.index, off);
+    this.record(name, source, p);
+    this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]} (packed spec, Q8 activations)`;
+    return p;
   }
 
   private prepDense(name: string, source: string, rows: number, cols: number, data: Float32Array, fallback?: string): WasmPrepared {

@@ -1,0 +1,148 @@
+/**
+ * Packed quantlab spec layouts: which QuantizedTensors run on a fused kernel as they are stored, and the
+ * one place that says how such a tensor's codes, scales and zeros are laid out for the kernels.
+ *
+ * Family "uniform int" (kinds K_U4G / K_U8G in assembly/abi.ts): specs whose element codes c are
+ * uniform integers — levelOf(c) = c + L0 for a constant L0 (int<b> sym / symfull: L0 = −2^(b−1);
+ * asym with integer zero points: L0 = 0) — at 4 or 8 bits, with channel, tensor or g<N> scales
+ * (any N, the last group of a row ragged when N does not divide it; N and the row even for 4 bits, so
+ * every row and group starts on a byte), any scale dtype (the stored scale values are used as f32), no
+ * outliers, no activation quantization. The prepared form is
+ *   codes   the QTensor's own bytes, unchanged: LSB-first, rows contiguous (cols·bits/8 bytes per row)
+ *   scales  f32 per (row, group), row-major, ⌈cols/group⌉ per row: the stored scale value s
+ *   offsets f32 per (row, group): k = L0 − z (z the group's integer zero point, 0 for sym)
+ * and a weight is w = fround((c + k)·s), which is exactly the fake-quant value quant/tensor.ts
+ * `dequantize` computes (c + k is a small integer, exact in f32; the product is rounded once).
+ *
+ * Everything else (nf4 and other lookup formats, float zero points, ichannel/block2d granularity,
+ * vector codebooks, outliers, 2/3/5/6-bit codes for now) gets `reason` and runs elsewhere; the caller
+ * says where in its listing.
+ */
+import type { QuantizedTensor } from "../core/weight.js";
+import { QTensor } from "../quant/tensor.js";
+
+export interface UniformIntLayout {
+  readonly family: "uniform-int";
+  /** 4 or 8 */
+  readonly bits: 4 | 8;
+  readonly rows: number;
+  readonly cols: number;
+  /** weights per scale group along a row (cols for channel/tensor scales) */
+  readonly group: number;
+  /** packed codes, (rows, cols·bits/8) */
+  readonly codes: Uint8Array;
+  /** f32 scale per (row, group), (rows, ⌈cols/group⌉) */
+  readonly scales: Float32Array;
+  /** f32 code offset k = L0 − z per (row, group), (rows, ⌈cols/group⌉) */
+  readonly offsets: Float32Array;
+}
+
+/** Kernel name of a layout, as listings print it: "u4·g32·f32" (codes · group · activation type). */
+export function uniformIntKernelName(L: Pick<UniformIntLayout, "bits" | "group" | "cols">): string {
+  return `u${L.bits}·${L.group === L.cols ? "row" : `g${L.group}`}·f32x (packed spec)`;
+}
+
+/** Bytes of the prepared form (codes + scales + offsets). */
+export function uniformIntBytes(L: UniformIntLayout): number {
+  return L.codes.byteLength + L.scales.byteLength + L.offsets.byteLength;
+}
+
+/**
+ * How the WASM backend (default options) will run a QuantizedTensor, from its spec and shape alone (reads
+ * nothing): the kernel name its listing will show and the bytes it will take in wasm memory.
+ */
+export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; fallback?: string } {
+  const reason = uniformIntReason(q);
+  const rows = q.shape.length === 2 ? q.shape[0]! : 1, cols = q.shape.at(-1) ?? 1;
+  if (reason !== undefined) return { kernel: "f32", residentBytes: 4 * rows * cols, fallback: `no packed WASM kernel (${reason}): dequantized once to f32` };
+  const t = q as QTensor;
+  const g = t.specObject.granularity;
+  const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+  const bits = t.specObject.bits as 4 | 8;
+  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + 8 * rows * Math.ceil(cols / group) };
+}
+
+/**
+ * Why a QuantizedTensor cannot run on the uniform-int kernels, or undefined when it can. Reads only the
+ * spec and shape (a lazily loaded tensor stays unread).
+ */
+export function uniformIntReason(q: QuantizedTensor): string | undefined {
+  if (!(q instanceof QTensor)) return "not a quantlab QTensor";
+  const s = q.specObject;
+  if (q.shape.length !== 2) return `shape [${q.shape.join(", ")}] is not a matrix`;
+  const cols = q.shape[1]!;
+  if (s.bits !== 4 && s.bits !== 8) return `${s.bits}-bit codes (fast kernels: 4, 8)`;
+  if (s.scheme !== "sym" && s.scheme !== "symfull" && s.scheme !== "asym") return `scheme ${s.scheme} (fast kernels: sym, symfull, asym with integer zeros)`;
+  if (s.format !== `int${s.bits}` && s.format !== `uint${s.bits}`) return `format ${s.format} is not a uniform integer grid`;
+  if (s.packing !== "bits") return `packing ${s.packing}`;
+  if (s.outlierPercent !== undefined) return "outlier side table";
+  if (s.activations || s.integerMatmul) return "activation quantization";
+  const g = s.granularity;
+  const group = g.kind === "channel" || g.kind === "tensor" || g.kind === "layer" ? cols : g.kind === "group" ? g.size : 0;
+  if (group === 0) return `granularity ${g.kind}`;
+  if (s.bits === 4 && (group % 2 !== 0 || cols % 2 !== 0)) return `4-bit groups of ${group} in rows of ${cols} (fast kernels: even groups and rows, whole bytes)`;
+  return undefined;
+}
+
+/** The uniform-int layout of a QTensor (see the file comment), or a reason it has none. Reads the tensor's data. */
+export function uniformIntLayout(q: QuantizedTensor): UniformIntLayout | { reason: string } {
+  const reason = uniformIntReason(q);
+  if (reason) return { reason };
+  const t = q as QTensor;
+  const [rows, cols] = t.shape as [number, number];
+  const qz = t.quantizer;
+  const L0 = qz.levelOf(0);
+  for (let c = 1; c < 2 ** t.specObject.bits; c++) if (qz.levelOf(c) !== c + L0) return { reason: `levels of ${t.spec} are not c + ${L0}` };
+  const g = t.specObject.granularity;
+  const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+  const perRow = Math.ceil(cols / group);
+  const nG = rows * perRow;
+  const scales = new Float32Array(nG);
+  const offsets = new Float32Array(nG);
+  const zeros = t.zeros;
+  if (zeros && zeros.kind !== "int") return { reason: "float zero points" };
+  const nStored = t.layout.nGroups;
+  for (let i = 0; i < nG; i++) {
+    // stored groups: one (tensor), one per row (channel) or one per (row, group), in that order
+    const gi = nStored === 1 ? 0 : nStored === rows ? Math.floor(i / perRow) : i;
+    const { scale, zero } = t.groupParams(gi);
+    scales[i] = scale;
+    offsets[i] = L0 - zero;
+  }
+
+  return { family: "uniform-int", bits: t.specObject.bits as 4 | 8, rows, cols, group, codes: t.codes, scales, offsets };
+}
+
+/** Code c of element i of a packed 4/8-bit stream. */
+function codeAt(codes: Uint8Array, bits: 4 | 8, i: number): number {
+  return bits === 8 ? codes[i]! : (codes[i >> 1]! >> ((i & 1) << 2)) & 15;
+}
+
+/**
+ * Scalar reference: out[r] = Σ_c fround((code + k)·s)·x[c], summed in float64 and rounded once per row,
+ * as the reference backend's f32 mat-vec sums the fake-quant weights (so the two agree bit for bit).
+ */
+export function matvecUniformIntRef(L: UniformIntLayout, x: Float32Array, out: Float32Array): void {
+  const { rows, cols, group, codes, scales, offsets, bits } = L;
+  const perRow = Math.ceil(cols / group);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let j = 0; j < perRow; j++) {
+      const s = scales[r * perRow + j]!, k = offsets[r * perRow + j]!;
+      const c0 = j * group, len = Math.min(group, cols - c0), base = r * cols + c0;
+      for (let i = 0; i < len; i++) acc += Math.fround((codeAt(codes, bits, base + i) + k) * s) * x[c0 + i]!;
+    }
+    out[r] = acc;
+  }
+}
+
+/** Row r of the weight as f32 values into dst[off .. off + cols) (the fake-quant values). */
+export function dequantizeRowUniformInt(L: UniformIntLayout, r: number, dst: Float32Array, off: number): void {
+  const { cols, group, codes, scales, offsets, bits } = L;
+  const perRow = Math.ceil(cols / group);
+  for (let j = 0; j < perRow; j++) {
+    const s = scales[r * perRow + j]!, k = offsets[r * perRow + j]!;
+    const c0 = j * group, len = Math.min(group, cols - c0), base = r * cols + c0;
+    for (let i = 0; i < len; i++) dst[off + c0 + i] = Math.fround((codeAt(codes, bits, base + i) + k) * s);
+  }
+}

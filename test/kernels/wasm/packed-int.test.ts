@@ -1,0 +1,193 @@
+// Packed uniform-int spec layouts (kernels/packed.ts) on the WASM backend: the fused K_U4G / K_U8G kernels
+// against the scalar reference twin (matvecUniformIntRef) and against an independent float64 dot of the
+// fake-quant weights (QTensor.dequantize), for every bit width / group / scheme / scale dtype the fast
+// path supports, both builds, 1–3 threads (bit-identical across thread counts and builds), ragged
+// shapes, mat-mat, fast-check properties; and prepared bytes ≈ packed bytes (no f32 copy).
+import { describe, test, after } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { quantizeTensor } from "../../../src/quant/tensor.js";
+import { matvecUniformIntRef, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
+import type { Weight } from "../../../src/core/weight.js";
+import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
+
+after(disposeAll);
+
+const SPECS = [
+  "int4:g16:asym", "int4:g32:asym", "int4:g64", "int4:g128:asym", "int4:g256", "int4:channel", "int4:channel:asym",
+  "int8:g32", "int8:g64:asym", "int8:channel", "int8:channel:asym", "int8:g128",
+  "int4:g32:asym:scale=f32", "int4:g64:scale=bf16", "int8:channel:scale=f32", "int4:tensor", "int4:g32:dq", "int8:g32:scale=e8m0",
+];
+
+/** f32 sums: relative to Σ|w·x| the error stays far below this */
+const TOL = 2e-6;
+
+function layoutOf(q: ReturnType<typeof quantizeTensor>): UniformIntLayout {
+  const L = uniformIntLayout(q);
+  if ("reason" in L) throw new Error(`${q.spec}: ${L.reason}`);
+  return L;
+}
+
+/** float64 oracle: out[t, r] = Σ_c ŵ[r, c]·x[t, c] over the fake-quant weights, and Σ|terms| */
+function oracle(wq: Float32Array, rows: number, cols: number, x: Float32Array, n: number): { out: Float64Array; mag: Float64Array } {
+  const out = new Float64Array(n * rows), mag = new Float64Array(n * rows);
+  for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
+    let s = 0, m = 0;
+    for (let c = 0; c < cols; c++) { const v = wq[r * cols + c]! * x[t * cols + c]!; s += v; m += Math.abs(v); }
+    out[t * rows + r] = s; mag[t * rows + r] = m;
+  }
+  return { out, mag };
+}
+
+function worst(got: Float32Array, want: { out: Float64Array; mag: Float64Array }): number {
+  let e = 0;
+  for (let i = 0; i < got.length; i++) e = Math.max(e, Math.abs(got[i]! - want.out[i]!) / Math.max(want.mag[i]!, 1e-30));
+  return e;
+}
+
+// ragged: rows of 80, 90 and 172 leave a short last group (and SIMD tails) for most group sizes
+const SHAPES: [number, number][] = [[1, 256], [7, 256], [37, 512], [5, 768], [3, 80], [6, 172], [2, 90]];
+
+describe("packed uniform-int kernels vs the reference", () => {
+  for (const spec of SPECS) {
+    test(spec, async () => {
+      let seed = 7;
+      for (const [rows, cols] of SHAPES) {
+        const w = randomF32(rows * cols, seed++, 2);
+        const q = quantizeTensor(w, [rows, cols], spec);
+        const L = layoutOf(q);
+        const wq = q.dequantize();
+        const weight: Weight = { kind: "quant", q };
+        for (const n of [1, 3, 9]) {
+          const x = randomF32(n * cols, seed++);
+          const want = oracle(wq, rows, cols, x, n);
+          // reference twin: equals the float64 dot of the fake-quant weights rounded once
+          const ref = new Float32Array(n * rows);
+          for (let t = 0; t < n; t++) matvecUniformIntRef(L, x.subarray(t * cols, (t + 1) * cols), ref.subarray(t * rows, (t + 1) * rows));
+          for (let i = 0; i < ref.length; i++) assert.equal(ref[i], Math.fround(want.out[i]!), `${spec} ref ${i}`);
+          let first: Float32Array | undefined;
+          for (const v of VARIANTS) for (const threads of [1, 2, 3]) {
+            const b = threads > 1 ? await readyBackend(v, threads) : backend(v, 1);
+            const p = b.prepare(weight, spec);
+            const row = b.listing().at(-1)!;
+            assert.equal(row.fallback, undefined, `${spec}: ${row.fallback}`);
+            assert.match(row.kernel, /packed spec/);
+            const out = new Float32Array(n * rows);
+            if (n === 1) b.matvec(p, x, out);
+            else b.matmul(p, x, n, out);
+            const e = worst(out, want);
+            assert.ok(e < TOL, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}: rel err ${e}`);
+            // same bits across thread counts and the simd / relaxed builds (no relaxed_madd)
+            if (first) assert.deepEqual(out, first, `${spec} ${v}/t${threads} differs from the first build/thread count`);
+            else first = out;
+            b.release(p);
+          }
+        }
+      }
+    });
+  }
+});
+
+describe("packed uniform-int memory", () => {
+  test("prepared bytes ≈ packed bytes: no f32 copy of the weight", () => {
+    const rows = 64, cols = 512;
+    for (const spec of ["int4:g32:asym", "int8:channel", "int4:g64"]) {
+      const q = quantizeTensor(randomF32(rows * cols, 3), [rows, cols], spec);
+      const b = backend(VARIANTS[0]!, 1);
+      const before = b.memoryStats().shards[0]!;
+      const p = b.prepare({ kind: "quant", q }, spec);
+      const grown = b.memoryStats().shards[0]! - before;
+      const packed = q.storageBits / 8;
+      // codes as stored + f32 scale and offset per group; f32 would be rows·cols·4 = 131072 bytes
+      assert.ok(p.bytes <= packed * 1.5 + 64, `${spec}: prepared ${p.bytes} bytes vs packed ${packed}`);
+      assert.ok(grown <= p.bytes + 3 * 64, `${spec}: memory grew ${grown} bytes for ${p.bytes} prepared`);
+      assert.ok(p.bytes < rows * cols * 4 / 3, `${spec}: ${p.bytes} bytes is not packed`);
+      b.release(p);
+    }
+  });
+
+  test("specs outside the family fall back visibly, and the listing says why", () => {
+    const b = backend(VARIANTS[0]!, 1);
+    const q = quantizeTensor(randomF32(4 * 64, 9), [4, 64], "nf4:g64");
+    const p = b.prepare({ kind: "quant", q }, "nf4");
+    const row = b.listing().at(-1)!;
+    assert.match(row.fallback ?? "", /no packed WASM kernel/);
+    b.release(p);
+    // 4-bit rows of an odd length do not start on a byte: outside the fast path, and still right
+    const r = quantizeTensor(randomF32(3 * 81, 10), [3, 81], "int4:g32:asym");
+    const pr = b.prepare({ kind: "quant", q: r }, "odd");
+    assert.match(b.listing().at(-1)!.fallback ?? "", /even groups and rows/);
+    const x = randomF32(81, 11), out = new Float32Array(3);
+    b.matvec(pr, x, out);
+    assert.ok(worst(out, oracle(r.dequantize(), 3, 81, x, 1)) < TOL);
+    b.release(pr);
+  });
+});
+
+describe("packed uniform-int properties", () => {
+  test("fast-check: WASM kernel = reference for random shapes, specs and values", async () => {
+    const b2 = await readyBackend(VARIANTS[0]!, 2);
+    const b1 = backend(VARIANTS.at(-1)!, 1);
+    fc.assert(fc.property(
+      fc.constantFrom(4, 8), fc.constantFrom(6, 16, 18, 32, 48, 64, 128, 256), fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 9 }),
+      fc.boolean(), fc.integer({ min: 1, max: 1e6 }), fc.constantFrom(0.01, 1, 100),
+      (bits, group, halfCols, rows, asym, seed, scale) => {
+        const cols = 2 * halfCols;
+        const spec = `int${bits}:g${group}${asym ? ":asym" : ""}`;
+        const q = quantizeTensor(randomF32(rows * cols, seed, scale), [rows, cols], spec);
+        const L = layoutOf(q);
+        const x = randomF32(cols, seed + 1);
+        const want = oracle(q.dequantize(), rows, cols, x, 1);
+        const outs: Float32Array[] = [];
+        for (const b of [b1, b2]) {
+          const p = b.prepare({ kind: "quant", q }, spec);
+          const out = new Float32Array(rows);
+          b.matvec(p, x, out);
+          b.release(p);
+          outs.push(out);
+        }
+        const ref = new Float32Array(rows);
+        matvecUniformIntRef(L, x, ref);
+        assert.deepEqual(outs[0], outs[1]);
+        assert.ok(worst(outs[0]!, want) < TOL, spec);
+        assert.ok(worst(ref, want) < 1e-7, spec);
+      }), { numRuns: 60, seed: 42 });
+  });
+});
+
+describe('packedActivations: "q8"', () => {
+  test("32-multiple groups run on the integer SoA kernels: = fake-quant weights × Q8 reference activations", () => {
+    for (const v of VARIANTS) {
+      const b = createNodeWasmBackend({ variant: v, packedActivations: "q8" });
+      try {
+        let seed = 300;
+        for (const [spec, kernel] of [["int4:g32:asym", /^n4·s32·m32/], ["int4:g64", /^n4·s32·m32/], ["int8:channel", /^i8·s32 /], ["int8:g32:asym", /^i8·s32·m32/], ["int4:channel:asym", /^n4·s32·m32/]] as const) {
+          for (const [rows, cols] of [[7, 256], [3, 96]] as const) {
+            const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
+            const p = b.prepare({ kind: "quant", q }, spec);
+            assert.match(b.listing().at(-1)!.kernel, kernel, spec);
+            assert.match(b.listing().at(-1)!.kernel, /Q8 activations/);
+            for (const n of [1, 3]) {
+              const x = randomF32(n * cols, seed++);
+              const xq = new Float32Array(n * cols);
+              for (let t = 0; t < n; t++) xq.set(dequantizeActivationsQ8(quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols))), t * cols);
+              const out = new Float32Array(n * rows);
+              if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
+              const e = worst(out, oracle(q.dequantize(), rows, cols, xq, n));
+              assert.ok(e < 1e-5, `${spec} ${v} [${rows}×${cols}] n=${n}: rel err ${e}`);
+            }
+            b.release(p);
+          }
+        }
+        // groups that are not whole 32-blocks keep the exact f32-activation kernel
+        const q = quantizeTensor(randomF32(2 * 48, 5), [2, 48], "int4:g16");
+        b.prepare({ kind: "quant", q }, "g16");
+        assert.match(b.listing().at(-1)!.kernel, /^u4·g16/);
+      } finally {
+        b.dispose();
+      }
+    }
+  });
+});
