@@ -64,6 +64,8 @@ export interface HfConfigJson {
   attention_bias?: boolean;
   mlp_bias?: boolean;
   rope_scaling?: { rope_type?: string; type?: string; factor?: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number } | null;
+  /** transformers 5: `rope_theta`, `rope_type` and the scaling fields together */
+  rope_parameters?: unknown;
   bos_token_id?: number | number[] | null;
   eos_token_id?: number | number[] | null;
   torch_dtype?: string;
@@ -75,6 +77,41 @@ function need(c: HfConfigJson, key: keyof HfConfigJson, file: string): number {
   const v = c[key];
   if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new QuantlabError("E_FORMAT", `${file}: "${String(key)}" must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** config.json keys that make a model a mixture of experts (transformers' Mixtral, Qwen2-MoE, DeepSeek, OLMoE…). */
+const MOE_KEYS = ["num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size"] as const;
+
+/**
+ * RoPE θ and scaling from either form transformers writes: 4.x puts `rope_theta` and `rope_scaling` at the
+ * top level; 5.x puts both in `rope_parameters` (`rope_theta`, `rope_type` and the scaling fields inside;
+ * transformers' modeling_rope_utils.py). Both present and disagreeing is an error; a `rope_parameters` keyed
+ * by layer type (local/global rope in one model) is refused, naming the field.
+ */
+function ropeFields(c: HfConfigJson, file: string): { theta?: number; scaling?: NonNullable<HfConfigJson["rope_scaling"]> } {
+  const rp = c.rope_parameters;
+  const rs = c.rope_scaling;
+  if (rs !== undefined && rs !== null && (typeof rs !== "object" || Array.isArray(rs))) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling" must be an object or null, got ${describe(rs)}`);
+  const top = c.rope_theta;
+  if (top !== undefined && (typeof top !== "number" || !Number.isFinite(top) || top <= 0)) throw new QuantlabError("E_FORMAT", `${file}: "rope_theta" must be a positive number, got ${describe(top)}`);
+  if (rp === undefined || rp === null) return { ...(top !== undefined ? { theta: top } : {}), ...(rs ? { scaling: rs } : {}) };
+  if (typeof rp !== "object" || Array.isArray(rp)) throw new QuantlabError("E_FORMAT", `${file}: "rope_parameters" must be an object, got ${describe(rp)}`);
+  const p = rp as Record<string, unknown>;
+  const nested = Object.entries(p).find(([, v]) => v !== null && typeof v === "object");
+  if (nested) throw new QuantlabError("E_UNSUPPORTED", `${file}: "rope_parameters.${nested[0]}": rope parameters per layer type are not supported`);
+  const theta = p.rope_theta;
+  if (theta !== undefined && (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0)) throw new QuantlabError("E_FORMAT", `${file}: "rope_parameters.rope_theta" must be a positive number, got ${describe(theta)}`);
+  if (top !== undefined && theta !== undefined && top !== theta) throw new QuantlabError("E_FORMAT", `${file}: "rope_theta" = ${top} but "rope_parameters.rope_theta" = ${theta}`);
+  const { rope_theta: _t, ...scaling } = p;
+  if (rs) {
+    for (const [k, v] of Object.entries(rs)) {
+      const key = k === "type" ? "rope_type" : k;
+      if (scaling[key] !== v) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling.${k}" = ${describe(v)} but "rope_parameters.${key}" = ${describe(scaling[key])}`);
+    }
+  }
+  const t = theta ?? top;
+  const has = Object.keys(scaling).length > 0;
+  return { ...(t !== undefined ? { theta: t } : {}), ...(has ? { scaling: scaling as NonNullable<HfConfigJson["rope_scaling"]> } : {}) };
 }
 
 /** config.json → ModelConfig; refuses what the Llama forward pass cannot run, naming the field. */
@@ -106,12 +143,16 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
     headDim,
     vocabSize: need(c, "vocab_size", file),
     seqLen: c.max_position_embeddings ?? 2048,
-    ropeTheta: c.rope_theta ?? 10000,
+    ropeTheta: 10000,
     normEps: c.rms_norm_eps ?? 1e-6, // transformers LlamaConfig default
     tiedEmbeddings: c.tie_word_embeddings ?? false,
   };
-  const rs = c.rope_scaling;
-  if (rs !== undefined && rs !== null && (typeof rs !== "object" || Array.isArray(rs))) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling" must be an object or null, got ${describe(rs)}`);
+  for (const k of MOE_KEYS) {
+    const v = c[k];
+    if (v !== undefined && v !== null && v !== 0 && v !== 1) throw new QuantlabError("E_UNSUPPORTED", `${file}: "${k}" = ${describe(v)}: mixture-of-experts models are not supported`);
+  }
+  const { theta, scaling: rs } = ropeFields(c, file);
+  if (theta !== undefined) config.ropeTheta = theta;
   if (rs) {
     const t = rs.rope_type ?? rs.type;
     if (t === "llama3") {
