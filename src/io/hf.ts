@@ -167,6 +167,14 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
       throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3)`);
     }
   }
+  // Mistral 7B v0.1's sliding-window attention (each position sees the last `sliding_window` keys): quantlab's
+  // attention is full, which computes the same thing for every position below the window, so the context is
+  // capped at the window; a later position is refused by the forward pass, never attended differently.
+  const sw = c.sliding_window;
+  if (sw !== undefined && sw !== null && c.use_sliding_window !== false) {
+    if (typeof sw !== "number" || !Number.isInteger(sw) || sw <= 0) throw new QuantlabError("E_FORMAT", `${file}: "sliding_window" must be a positive integer or null, got ${describe(sw)}`);
+    if (sw < config.seqLen) config.seqLen = sw;
+  }
   checkConfigLimits(config, file, HF_CONFIG_KEYS);
   return config;
 }
