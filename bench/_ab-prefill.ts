@@ -21,6 +21,7 @@ import type { WasmVariant } from "../src/kernels/wasm/module.js";
 import { loadModel } from "../src/io/node/load.js";
 import { dataPath } from "../src/io/node/data.js";
 import { Llama } from "../src/model/llama.js";
+import { randomF32 } from "./_synthetic.js";
 
 type Make = typeof createNodeWasmBackend;
 const oldDist = resolve(process.env.AB_OLD ?? "build/ab-old/dist");
@@ -28,16 +29,6 @@ const makeOld = ((await import(pathToFileURL(`${oldDist}/src/kernels/wasm/pool-n
 const [mode = "kernel", variant = "relaxed", threadsArg = "1", ...rest] = process.argv.slice(2);
 const threads = Number(threadsArg);
 const cpuTime = threads === 1 && process.env.AB_WALL !== "1";
-
-function randomF32(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 /** ms of f (CPU or wall time) */
 function timed(f: () => void): number {

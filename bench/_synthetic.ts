@@ -16,6 +16,17 @@ import { atomicWriteFile } from "../src/io/node/atomic.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../src/model/config.js";
 import type { Vocab } from "../src/model/tokenizer.js";
 
+/** n uniform values in [-1, 1) from a xorshift32 stream (seeded; the benches' weights and inputs). */
+export function randomF32(n: number, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
 export const LLAMA_1B_SHAPE: ModelConfig = {
   arch: "llama",
   dim: 2048,

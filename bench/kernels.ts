@@ -18,20 +18,11 @@ import { defaultModelPath } from "../src/io/node/data.js";
 import { Llama } from "../src/model/llama.js";
 import { type BenchContext, type BenchSection, fmt, stats } from "./types.js";
 import type { Weight } from "../src/core/weight.js";
+import { randomF32 } from "./_synthetic.js";
 
 const MiB = 1 << 20;
 /** this machine's L3 (shared/notes/kernels.md); the cold set is 8× that */
 const L3 = 32 * MiB;
-
-function randomF32(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 /** An N×N weight of the given type: random values; quantized types are a 64-row quantized tile repeated. */
 function makeWeight(type: GgmlType, n: number): Weight {
