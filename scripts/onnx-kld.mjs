@@ -21,7 +21,7 @@ const opt = (name, def) => {
 const [basePath, dir, dtype] = args;
 const text = opt("--text");
 if (!basePath || !dir || !dtype || !text || !(dtype in ONNX_DTYPES)) {
-  console.error("usage: node scripts/onnx-kld.mjs <base-model> <onnx-dir> <fp32|fp16|q8|q4|q4f16> --text eval.txt [--ctx 256] [--max-tokens N]");
+  console.error("usage: node scripts/onnx-kld.mjs <base-model> <onnx-dir> <fp32|fp16|q8|q4|q4f16|q2|q2f16> --text eval.txt [--ctx 256] [--max-tokens N]");
   process.exit(2);
 }
 const ctx = Number(opt("--ctx", "256"));

@@ -29,19 +29,26 @@ import { checkFiniteWeight } from "../model/finite.js";
 import { ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson } from "../model/tokenizers/hf.js";
-import { QTensor } from "../quant/tensor.js";
 import { modelConfigToHf, type DirSink } from "./hf.js";
 import { inferLlama3Scaling } from "./gguf-model.js";
+import { ONNX_FLOAT8, planWeight, type CodedWeight } from "./onnx-weights.js";
+import { GgmlType } from "../core/ggml-type.js";
 import { OnnxDataType, encodeOnnxModel, type OnnxAttr, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from "./onnx-proto.js";
 
-/** transformers.js's dtype names and the file each loads (utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING). */
+/**
+ * transformers.js's dtype names and the file each loads (utils/dtypes.js DEFAULT_DTYPE_SUFFIX_MAPPING). `bits`
+ * is the widest code a quantized file holds (q2: ≤ 2, q4: ≤ 4, q8: ≤ 8 bits); fp32/fp16 files name the
+ * float type only.
+ */
 export const ONNX_DTYPES = {
   fp32: { file: "model.onnx", float: "fp32", bits: undefined, defaultSpec: undefined },
   fp16: { file: "model_fp16.onnx", float: "fp16", bits: undefined, defaultSpec: undefined },
   q8: { file: "model_quantized.onnx", float: "fp32", bits: 8, defaultSpec: "int8:g32" },
   q4: { file: "model_q4.onnx", float: "fp32", bits: 4, defaultSpec: "int4:g32" },
   q4f16: { file: "model_q4f16.onnx", float: "fp16", bits: 4, defaultSpec: "int4:g32:scale=f16" },
-} as const satisfies Record<string, { file: string; float: "fp32" | "fp16"; bits: 4 | 8 | undefined; defaultSpec: string | undefined }>;
+  q2: { file: "model_q2.onnx", float: "fp32", bits: 2, defaultSpec: "int2:g32:asym" },
+  q2f16: { file: "model_q2f16.onnx", float: "fp16", bits: 2, defaultSpec: "int2:g32:asym:scale=f16" },
+} as const satisfies Record<string, { file: string; float: "fp32" | "fp16"; bits: 2 | 4 | 8 | undefined; defaultSpec: string | undefined }>;
 export type OnnxDtype = keyof typeof ONNX_DTYPES;
 export const ONNX_DTYPE_NAMES = Object.keys(ONNX_DTYPES) as OnnxDtype[];
 
@@ -50,9 +57,12 @@ export function parseOnnxDtype(v: string): OnnxDtype {
   return v as OnnxDtype;
 }
 
-/** opsets the graph uses: ai.onnx 17 (ReduceMean's axes attribute, Shape start/end), com.microsoft 1 */
-const OPSET = 17;
-const IR_VERSION = 8;
+/**
+ * opsets the graph uses: ai.onnx 21 (blocked DequantizeLinear, 4-bit and 16-bit integer types; ReduceMean's
+ * axes as an input since 18), com.microsoft 1; IR version 10 (opset 21's)
+ */
+const OPSET = 21;
+const IR_VERSION = 10;
 /** protobuf messages are limited to 2 GiB: initializers past this go to external data (ONNX external data spec) */
 export const EXTERNAL_DATA_THRESHOLD = 2 ** 31 - 2 ** 26;
 /** the smallest initializer moved to the external file (tiny constants stay inline, as onnx's converter does) */
@@ -81,27 +91,43 @@ export interface OnnxGraphResult {
   external?: { file: string; bytes: Uint8Array[]; length: number };
   /** what the file does not carry exactly, one line each (also shown on stderr by the CLI) */
   notes: string[];
-  /** tensors written as MatMulNBits / float */
+  /** tensors written as MatMulNBits / DequantizeLinear + MatMul / float */
   matMulNBits: string[];
+  dequantizeLinear: string[];
   float: string[];
 }
 
-/** Why a weight cannot be a MatMulNBits initializer as it is, or its block size. */
-export function matMulNBitsBlock(w: Weight): { block: number; bits: 4 | 8 } | { why: string } {
-  if (w.kind !== "quant" || !(w.q instanceof QTensor)) return { why: w.kind === "ggml" ? "a ggml block type" : "not quantized" };
-  const q = w.q;
-  const s = q.specObject;
-  if (s.format !== "int4" && s.format !== "int8") return { why: `${q.spec} has no MatMulNBits equivalent (int4/int8 grids only)` };
-  if (s.outlierPercent !== undefined) return { why: `${q.spec}: its f16 outlier table (outliers=) has no MatMulNBits equivalent` };
-  if (s.scheme !== "sym" && s.scheme !== "symfull" && s.scheme !== "asym") return { why: `${q.spec}: scheme ${s.scheme} (float zero points) has no MatMulNBits equivalent` };
-  const K = q.shape[q.shape.length - 1]!;
-  let block: number;
-  if (s.granularity.kind === "group") block = s.granularity.size;
-  else if (s.granularity.kind === "channel") block = Math.max(MIN_BLOCK, 2 ** Math.ceil(Math.log2(K)));
-  else return { why: `${q.spec}: ${s.granularity.kind} granularity has no MatMulNBits block` };
-  if (block < MIN_BLOCK || block > MAX_BLOCK || (block & (block - 1)) !== 0) return { why: `${q.spec}: block ${block} is not a power of two in ${MIN_BLOCK}…${MAX_BLOCK}` };
-  if ((s.scheme === "sym" || s.scheme === "symfull") && q.quantizer.codeOffset !== 2 ** (s.bits - 1)) return { why: `${q.spec}: code offset ${q.quantizer.codeOffset} ≠ 2^(bits−1)` };
-  return { block, bits: s.bits as 4 | 8 };
+/**
+ * How a weight is written: MatMulNBits when its codes fit one (2/4/8-bit containers, one power-of-two block
+ * of 16…256 per row segment, or one block per row up to 256), else a DequantizeLinear of its codes feeding a
+ * MatMul, else float (with the reason).
+ */
+export type LinearEncoding =
+  | { kind: "matmulnbits"; coded: CodedWeight; bits: 2 | 4 | 8; block: number }
+  | { kind: "dequantizelinear"; coded: CodedWeight; elem: OnnxDataType }
+  | { kind: "float"; why: string };
+
+/** the container a code width is stored in */
+export function containerBits(bits: number): 2 | 4 | 8 | 16 {
+  return bits <= 2 ? 2 : bits <= 4 ? 4 : bits <= 8 ? 8 : 16;
+}
+
+export function linearEncoding(w: Weight, name: string): LinearEncoding {
+  const p = planWeight(w, name);
+  if (!("coded" in p)) return { kind: "float", why: p.why };
+  const c = p.coded;
+  if (c.kind === "fp8") return { kind: "dequantizelinear", coded: c, elem: ONNX_FLOAT8[c.fp8!] as OnnxDataType };
+  const cb = containerBits(c.bits);
+  if (cb <= 8 && c.layout.kind === "row") {
+    const block = c.layout.block === c.K ? Math.max(MIN_BLOCK, 2 ** Math.ceil(Math.log2(c.K))) : c.layout.block;
+    if (block >= MIN_BLOCK && block <= MAX_BLOCK && (block & (block - 1)) === 0) return { kind: "matmulnbits", coded: c, bits: cb as 2 | 4 | 8, block };
+  }
+  return { kind: "dequantizelinear", coded: c, elem: cb <= 4 ? OnnxDataType.UINT4 : cb === 8 ? OnnxDataType.UINT8 : OnnxDataType.UINT16 };
+}
+
+/** The code width of a weight's encoding (undefined for float). */
+export function encodingBits(e: LinearEncoding): number | undefined {
+  return e.kind === "float" ? undefined : e.coded.kind === "fp8" ? 8 : containerBits(e.coded.bits);
 }
 
 /** The ONNX graph of a model at a dtype. */
@@ -119,7 +145,9 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const notes: string[] = [];
   const dequantized: string[] = [];
   const matMulNBits: string[] = [];
+  const dequantizeLinear: string[] = [];
   const floats: string[] = [];
+  const floatWhy = new Map<string, string>();
   const accuracyLevel = opts.accuracyLevel ?? 0;
   const checked = new Set<string>();
   const weight = (n: string): Weight => {
@@ -140,17 +168,21 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const linear = (x: string, n: string): string => {
     const w = weight(n);
     const [N, K] = weightShape(w) as [number, number];
-    const m = matMulNBitsBlock(w);
-    if ("block" in m) {
+    const e = w.kind === "dense" ? undefined : linearEncoding(w, n);
+    if (e?.kind === "matmulnbits") {
       matMulNBits.push(n);
-      const q = (w as { kind: "quant"; q: QTensor }).q;
-      const { B, scales, zeros, inexactScales } = matMulNBitsInitializers(q, m.block, m.bits, g.T === OnnxDataType.FLOAT16, n);
+      const { B, scales, zeros, inexactScales } = matMulNBitsInitializers(e.coded, e.block, e.bits, g.T === OnnxDataType.FLOAT16);
       g.inexactScales += inexactScales;
-      const blocks = Math.ceil(K / m.block);
-      const ins = [x, g.init(`${n}.qweight`, OnnxDataType.UINT8, [N, blocks, (m.block * m.bits) / 8], B), g.init(`${n}.scales`, g.T, [N * blocks], scales)];
+      const blocks = Math.ceil(K / e.block);
+      const ins = [x, g.init(`${n}.qweight`, OnnxDataType.UINT8, [N, blocks, (e.block * e.bits) / 8], B), g.init(`${n}.scales`, g.T, [N * blocks], scales)];
       if (zeros) ins.push(g.init(`${n}.qzeros`, OnnxDataType.UINT8, [zeros.length], zeros));
-      return g.op("MatMulNBits", ins, [{ name: "K", i: K }, { name: "N", i: N }, { name: "bits", i: m.bits }, { name: "block_size", i: m.block }, { name: "accuracy_level", i: accuracyLevel }], "com.microsoft");
+      return g.op("MatMulNBits", ins, [{ name: "K", i: K }, { name: "N", i: N }, { name: "bits", i: e.bits }, { name: "block_size", i: e.block }, { name: "accuracy_level", i: accuracyLevel }], "com.microsoft");
     }
+    if (e?.kind === "dequantizelinear") {
+      dequantizeLinear.push(n);
+      return g.op("MatMul", [x, dequantizeLinearWeight(g, n, e.coded, e.elem)]);
+    }
+    if (e?.kind === "float") floatWhy.set(n, e.why);
     floats.push(n);
     // the tied classifier is the embedding table: stored once, transposed in the graph (ORT folds it at load)
     if (n === TensorNames.tokenEmbd && g.has(n)) return g.op("MatMul", [x, g.op("Transpose", [n], [{ name: "perm", ints: [1, 0] }])]);
@@ -161,7 +193,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   };
   const rmsnorm = (x: string, n: string): string => {
     const w = g.floatInit(n, [c.dim], floatData(n));
-    const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], [{ name: "axes", ints: [-1] }, { name: "keepdims", i: 1 }]);
+    const ms = g.op("ReduceMean", [g.op("Mul", [x, x]), g.i64([-1])], [{ name: "keepdims", i: 1 }]);
     const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(c.normEps)])])]);
     return g.op("Mul", [w, g.op("Mul", [inv, x])]); // run.c: w · (inv · x)
   };
@@ -245,9 +277,17 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   g.op("Identity", [linear(rmsnorm(x, TensorNames.outputNorm), out)], [], undefined, "logits");
 
   if (dequantized.length > 0) {
-    const what = [...new Set(dequantized.map((n) => { const w = weight(n); return w.kind === "quant" ? w.q.spec : w.kind === "ggml" ? "ggml blocks" : "dense"; }))].join(", ");
     const exact = g.T === OnnxDataType.FLOAT ? "exact dequantized float32" : "dequantized, then rounded to float16";
-    notes.push(`${dequantized.length} tensor${dequantized.length > 1 ? "s" : ""} (${what}) written as ${exact}, not as their codes: ${dequantized.slice(0, 3).join(", ")}${dequantized.length > 3 ? ", …" : ""}`);
+    // one line per reason: what each tensor is, and why its codes could not be carried
+    const byWhy = new Map<string, string[]>();
+    for (const n of dequantized) {
+      const w = weight(n);
+      const why = floatWhy.get(n) ?? `${w.kind === "quant" ? w.q.spec : w.kind === "ggml" ? `ggml ${GgmlType[w.type]}` : "dense"} (the token embedding: the graph gathers float rows)`;
+      byWhy.set(why, [...(byWhy.get(why) ?? []), n]);
+    }
+    for (const [why, names] of byWhy) {
+      notes.push(`${names.length} tensor${names.length > 1 ? "s" : ""} written as ${exact}, not as their codes — ${why}: ${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}`);
+    }
   }
   if (g.T === OnnxDataType.FLOAT16 && g.inexactScales > 0) notes.push(`${g.inexactScales} MatMulNBits scales are not float16 values and were rounded to float16`);
 
@@ -283,45 +323,75 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     outputs,
     metadata: model.recipe !== undefined ? { "quantlab.recipe": model.recipe } : {},
   });
-  return { file, model: bytes, ...(external ? { external } : {}), notes, matMulNBits, float: floats };
+  return { file, model: bytes, ...(external ? { external } : {}), notes, matMulNBits, dequantizeLinear, float: floats };
 }
 
-/** B, scales and (asym) zero points of MatMulNBits for a QTensor (layout in the file comment). */
-export function matMulNBitsInitializers(q: QTensor, block: number, bits: 4 | 8, f16: boolean, name: string): { B: Uint8Array; scales: Uint8Array; zeros?: Uint8Array; inexactScales: number } {
-  const [N, K] = q.shape as [number, number];
+/**
+ * B, scales and zero points of MatMulNBits for coded weights (layout in the file comment): codes packed low
+ * bits first along K (8 / bits per byte), zero points packed the same way per row, omitted when they are all
+ * the op's default 2^(bits−1).
+ */
+export function matMulNBitsInitializers(c: CodedWeight, block: number, bits: 2 | 4 | 8, f16: boolean): { B: Uint8Array; scales: Uint8Array; zeros?: Uint8Array; inexactScales: number } {
+  const { N, K, codes } = c;
   const blocks = Math.ceil(K / block);
-  const blob = (block * bits) / 8;
-  const codes = q.unpackCodes(); // (N, K)
+  const blob = (block * bits) / 8, per = 8 / bits;
   const B = new Uint8Array(N * blocks * blob);
   for (let r = 0; r < N; r++) {
     for (let k = 0; k < K; k++) {
-      const code = codes[r * K + k]!;
-      const base = (r * blocks + Math.floor(k / block)) * blob, w = k % block;
-      if (bits === 8) B[base + w] = code;
-      else B[base + (w >> 1)]! |= code << ((w & 1) * 4);
+      const w = k % block;
+      B[(r * blocks + Math.floor(k / block)) * blob + Math.floor(w / per)]! |= codes[r * K + k]! << ((w % per) * bits);
     }
   }
   // quantlab's group order is (row, group along K), the same as MatMulNBits' (N, blocks); per channel: one block per row
-  const sv = q.scales!.values;
-  if (sv.length !== N * blocks) throw new QuantlabError("E_INTERNAL", `${name}: ${sv.length} scales for ${N}×${blocks} MatMulNBits blocks`);
+  const sv = c.scales;
+  if (sv.length !== N * blocks) throw new QuantlabError("E_INTERNAL", `${c.source}: ${sv.length} scales for ${N}×${blocks} MatMulNBits blocks`);
   const scales = f16 ? f16Bytes(sv) : new Uint8Array(new Float32Array(sv).buffer);
   let inexactScales = 0;
   if (f16) for (let i = 0; i < sv.length; i++) if (f16BitsToF32(f32ToF16Bits(sv[i]!)) !== sv[i]) inexactScales++;
-  let zeros: Uint8Array | undefined;
-  if (q.zeros) {
-    if (q.zeros.kind !== "int") throw new QuantlabError("E_INTERNAL", `${name}: float zero points`);
-    const z = q.zeros.values;
-    const perRow = Math.ceil((blocks * bits) / 8);
-    zeros = new Uint8Array(N * perRow);
-    for (let r = 0; r < N; r++) {
-      for (let j = 0; j < blocks; j++) {
-        const v = z[r * blocks + j]!;
-        if (bits === 8) zeros[r * perRow + j] = v;
-        else zeros[r * perRow + (j >> 1)]! |= v << ((j & 1) * 4);
-      }
-    }
+  const z = c.zeros!;
+  if (z.every((v) => v === 2 ** (bits - 1))) return { B, scales, inexactScales };
+  const perRow = Math.ceil(blocks / per);
+  const zeros = new Uint8Array(N * perRow);
+  for (let r = 0; r < N; r++) for (let j = 0; j < blocks; j++) zeros[r * perRow + Math.floor(j / per)]! |= z[r * blocks + j]! << ((j % per) * bits);
+  return { B, scales, zeros, inexactScales };
+}
+
+/**
+ * A weight as DequantizeLinear (opset 21) of its codes, stored transposed as (K, N) so the output is
+ * MatMul's B directly — the QDQ form ONNX Runtime recognises: row blocks become blocks along axis 0
+ * (`block_size`, scales (⌈K/block⌉, N)), one scale per row a per-axis scale on axis 1, per input column on
+ * axis 0, a tensor scale a scalar. 4-bit elements pack two per byte, the first in the low nibble.
+ */
+function dequantizeLinearWeight(g: GraphBuilder, n: string, c: CodedWeight, elem: OnnxDataType): string {
+  const { N, K, codes } = c;
+  const cb = elem === OnnxDataType.UINT4 ? 4 : elem === OnnxDataType.UINT16 ? 16 : 8;
+  const packed = (vals: (i: number) => number, count: number): Uint8Array => {
+    if (cb === 4) { const o = new Uint8Array(Math.ceil(count / 2)); for (let i = 0; i < count; i++) o[i >> 1]! |= vals(i) << ((i & 1) * 4); return o; }
+    if (cb === 16) { const o = new Uint16Array(count); for (let i = 0; i < count; i++) o[i] = vals(i); return new Uint8Array(o.buffer); }
+    const o = new Uint8Array(count); for (let i = 0; i < count; i++) o[i] = vals(i); return o;
+  };
+  const X = packed((i) => codes[(i % N) * K + Math.floor(i / N)]!, N * K); // (K, N): element (k, r) is code (r, k)
+  let scaleDims: number[], attrs: OnnxAttr[], order: (i: number) => number;
+  const L = c.layout;
+  if (L.kind === "row" && L.block < K) {
+    const nb = Math.ceil(K / L.block);
+    scaleDims = [nb, N];
+    attrs = [{ name: "axis", i: 0 }, { name: "block_size", i: L.block }];
+    order = (i) => (i % N) * nb + Math.floor(i / N); // (b, r) ← quantlab's (r, b)
+  } else if (L.kind === "row") {
+    scaleDims = [N]; attrs = [{ name: "axis", i: 1 }]; order = (i) => i;
+  } else if (L.kind === "col") {
+    scaleDims = [K]; attrs = [{ name: "axis", i: 0 }]; order = (i) => i;
+  } else {
+    scaleDims = []; attrs = []; order = () => 0;
   }
-  return zeros ? { B, scales, zeros, inexactScales } : { B, scales, inexactScales };
+  const count = scaleDims.reduce((a, b) => a * b, 1);
+  const sv = new Float32Array(count);
+  for (let i = 0; i < count; i++) sv[i] = c.scales[order(i)]!;
+  if (g.T === OnnxDataType.FLOAT16) for (let i = 0; i < count; i++) if (f16BitsToF32(f32ToF16Bits(sv[i]!)) !== sv[i]) g.inexactScales++;
+  const ins = [g.init(`${n}.qweight`, elem, [K, N], X), g.floatInit(`${n}.scales`, scaleDims, sv)];
+  if (c.kind === "int") ins.push(g.init(`${n}.qzeros`, elem, scaleDims, packed((i) => c.zeros![order(i)]!, count)));
+  return g.op("DequantizeLinear", ins, attrs);
 }
 
 function f16Bytes(v: Float32Array): Uint8Array {
@@ -417,6 +487,7 @@ export interface OnnxDirResult {
   bytes: number;
   notes: string[];
   matMulNBits: number;
+  dequantizeLinear: number;
   floatLinears: number;
 }
 
@@ -456,5 +527,5 @@ export async function writeOnnxDir(model: Model, out: DirSink, opts: OnnxExportO
   await writeText("tokenizer_config.json", JSON.stringify(tok.config, null, 2) + "\n");
   await writeBytes(`onnx/${g.file}`, [g.model]);
   if (g.external) await writeBytes(`onnx/${g.external.file}`, g.external.bytes);
-  return { files, bytes, notes: g.notes, matMulNBits: g.matMulNBits.length, floatLinears: g.float.length };
+  return { files, bytes, notes: g.notes, matMulNBits: g.matMulNBits.length, dequantizeLinear: g.dequantizeLinear.length, floatLinears: g.float.length };
 }

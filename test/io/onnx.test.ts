@@ -15,7 +15,7 @@ import { quantize } from "../../src/algos/quantize.js";
 import { Llama } from "../../src/model/llama.js";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
 import type { Model } from "../../src/model/weights.js";
-import { buildOnnxGraph, matMulNBitsBlock, type OnnxDtype } from "../../src/io/onnx.js";
+import { buildOnnxGraph, linearEncoding, type OnnxDtype } from "../../src/io/onnx.js";
 import { decodeOnnxModel } from "../../src/io/onnx-proto.js";
 import { f16BitsToF32 } from "../../src/core/f16.js";
 import { QTensor } from "../../src/quant/tensor.js";
@@ -183,16 +183,74 @@ describe("ONNX export of stories260K vs quantlab's forward (onnxruntime-node)", 
     for (const w of [...w16, ...w4]) assert.ok(w < 0.15, `fp16 ${w16} / q4f16 ${w4}`);
   });
 
-  test("formats with no MatMulNBits equivalent are exported as exact dequantized float, with a note", async () => {
+  test("formats with no ONNX equivalent are exported as exact dequantized float, with a note naming why", async () => {
     const r = await quantize(base, { target: { spec: "nf4:g32" }, method: "rtn" });
     const w = r.model.weights.get("blk.0.attn_q.weight")!;
-    const m = matMulNBitsBlock(w);
-    assert.ok("why" in m && /nf4:g32 has no MatMulNBits equivalent/.test(m.why));
+    const e = linearEncoding(w, "blk.0.attn_q.weight");
+    assert.ok(e.kind === "float" && /nf4:g32: nf4 levels are not integers and not an ONNX float8 type/.test(e.why), JSON.stringify(e));
     const g = buildOnnxGraph(r.model, { dtype: "fp32" });
     assert.equal(g.notes.length, 1);
-    assert.match(g.notes[0]!, /35 tensors \(nf4:g32\) written as exact dequantized float32/);
+    assert.match(g.notes[0]!, /^35 tensors written as exact dequantized float32, not as their codes — nf4:g32: nf4 levels are not integers/);
     const worst = await compare(r.model, g.model, CHUNKS.slice(0, 2));
     for (const x of worst) assert.ok(x < 1e-4, `nf4 dequantized: ${worst}`);
+  });
+
+  // codes carried by MatMulNBits (2/4/8-bit containers, power-of-two blocks) or by DequantizeLinear-21 (any
+  // block, per tensor / per input channel, 4/8/16-bit integer containers, float8): the graph's node counts, the
+  // element type of each DequantizeLinear's codes, and ORT's logits vs quantlab's on the same weights
+  const codedCases: { spec: string; dtype: OnnxDtype; nbits?: number; dq?: number }[] = [
+    { spec: "int2:g32:asym", dtype: "q2", nbits: 2 },
+    { spec: "ternary:channel", dtype: "q2", nbits: 2 }, // levels −1, 0, 1 → codes 0…2, zero point 1
+    { spec: "binary:channel", dtype: "q2", nbits: 2 }, // levels ±1 → codes 0, 2, zero point 1
+    { spec: "int3:g32:asym", dtype: "q4", nbits: 4 },
+    { spec: "int6:g16", dtype: "q8", nbits: 8 },
+    { spec: "int4:g24:asym", dtype: "q4", dq: 21 }, // not a power of two: blocked DequantizeLinear of uint4
+    { spec: "int4:ichannel", dtype: "q4", dq: 21 },
+    { spec: "int8:tensor", dtype: "q8", dq: 2 },
+    { spec: "int12:channel", dtype: "fp32", dq: 4 }, // uint16 codes
+    { spec: "fp8_e4m3:channel", dtype: "q8", dq: 17 },
+    { spec: "mxfp8_e5m2", dtype: "q8", dq: 19 },
+    { spec: "fp8_e4m3fnuz:g32", dtype: "q8", dq: 18 },
+  ];
+  for (const { spec, dtype, nbits, dq } of codedCases) {
+    test(`${spec} (${dtype}) as ${nbits ? `${nbits}-bit MatMulNBits` : `DequantizeLinear of element type ${dq}`}: logits equal quantlab's within 1e-4`, async (t) => {
+      const r = await quantize(base, { target: { spec }, method: "rtn" });
+      const g = buildOnnxGraph(r.model, { dtype });
+      assert.deepEqual(g.notes, []);
+      assert.deepEqual(g.float, ["token_embd.weight"]);
+      const proto = decodeOnnxModel(g.model) as { graph: { node: { opType: string; input: string[]; attribute: { name: string; i?: number }[] }[]; initializer: { name: string; dataType: number }[] } };
+      const types = new Map(proto.graph.initializer.map((x) => [x.name, x.dataType]));
+      if (nbits) {
+        assert.equal(g.matMulNBits.length, 35);
+        for (const n of proto.graph.node.filter((n) => n.opType === "MatMulNBits")) assert.equal(n.attribute.find((a) => a.name === "bits")!.i, nbits);
+      } else {
+        assert.equal(g.dequantizeLinear.length, 35);
+        const nodes = proto.graph.node.filter((n) => n.opType === "DequantizeLinear");
+        assert.equal(nodes.length, 35);
+        for (const n of nodes) assert.equal(types.get(n.input[0]!), dq);
+      }
+      const worst = await compare(r.model, g.model, CHUNKS);
+      t.diagnostic(`${spec} (${dtype}): max |Δlogit| per chunk ${worst.map((w) => w.toExponential(2)).join(" ")}`);
+      for (const w of worst) assert.ok(w < 1e-4, `${spec}: max |Δlogit| ${worst}`);
+    });
+  }
+
+  test("llama.cpp's own Q4_0 / Q8_0 / Q6_K files (stories3M) as MatMulNBits (4-bit codes − 8, 8-bit q + 128, Q6_K's d·sc per 16 with q − 32), logits within 1e-4", async (t) => {
+    for (const [type, dtype, bits] of [["Q4_0", "q8", 4], ["Q8_0", "q8", 8], ["Q6_K", "q8", 8]] as const) {
+      const m = await loadModel(dataPath("ggml", "stories3M", `stories3M-${type}.gguf`));
+      const g = buildOnnxGraph(m, { dtype });
+      t.diagnostic(`${type}: ${g.matMulNBits.length} MatMulNBits, ${g.dequantizeLinear.length} DequantizeLinear, float ${g.float.join(", ")}; notes ${g.notes.join(" | ")}`);
+      // every block linear and the untied classifier carry their codes; only the embedding's rows are float
+      assert.equal(g.matMulNBits.length, m.config.nLayers * 7 + 1);
+      assert.deepEqual(g.float, []);
+      assert.deepEqual(g.notes, [`1 tensor written as exact dequantized float32, not as their codes — ggml ${m.weights.get("token_embd.weight")!.kind === "ggml" ? type : "dense"} (the token embedding: the graph gathers float rows): token_embd.weight`]);
+      const proto = decodeOnnxModel(g.model) as { graph: { node: { opType: string; name: string; input: string[]; attribute: { name: string; i?: number }[] }[] } };
+      const blk = proto.graph.node.filter((n) => n.opType === "MatMulNBits" && n.input[1]!.startsWith("blk."));
+      for (const n of blk) assert.equal(n.attribute.find((a) => a.name === "bits")!.i, bits, n.input[1]);
+      const worst = await compare(m, g.model, CHUNKS.slice(0, 3));
+      t.diagnostic(`${type}: max |Δlogit| ${worst.map((w) => w.toExponential(2)).join(" ")}`);
+      for (const w of worst) assert.ok(w < 1e-4, `${type}: ${worst}`);
+    }
   });
 
   test("NaN weights are refused, naming the tensor and element, unless allowNonFinite", () => {

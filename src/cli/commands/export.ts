@@ -10,7 +10,8 @@ import { QuantlabError } from "../../core/errors.js";
 import { quantize, normalizeRecipe } from "../../algos/quantize.js";
 import type { Recipe } from "../../algos/recipe.js";
 import { saveOnnxDir } from "../../io/node/onnx-file.js";
-import { ONNX_DTYPES, ONNX_DTYPE_NAMES, matMulNBitsBlock, parseOnnxDtype, type OnnxDtype } from "../../io/onnx.js";
+import { ONNX_DTYPES, ONNX_DTYPE_NAMES, containerBits, encodingBits, linearEncoding, parseOnnxDtype, type OnnxDtype } from "../../io/onnx.js";
+import { TensorNames } from "../../model/config.js";
 import { toSpec } from "../../quant/spec.js";
 import type { Model } from "../../model/weights.js";
 import { printJson, stderrProgress } from "../util.js";
@@ -30,7 +31,10 @@ interface ExportOptions {
   json?: boolean;
 }
 
-/** The bits a spec target must have for a dtype, checked before any work. */
+/** formats whose codes the export can carry (io/onnx-weights.ts): integer levels, and ONNX's float8 types */
+const CODED_FORMAT = /^(u?int\d+|ternary|binary|fp8_e4m3|fp8_e5m2|fp8_e4m3fnuz|fp8_e5m2fnuz)$/;
+
+/** What a spec target must be for a dtype, checked before any work. */
 function checkSpecForDtype(spec: string, dtype: OnnxDtype | undefined, where: string): void {
   const s = toSpec(spec);
   if (s.activations) throw new QuantlabError("E_UNSUPPORTED", `${where}: spec ${spec} quantizes activations, which the ONNX export cannot carry`);
@@ -38,33 +42,45 @@ function checkSpecForDtype(spec: string, dtype: OnnxDtype | undefined, where: st
   if (dtype === undefined) return;
   const bits = ONNX_DTYPES[dtype].bits;
   if (bits === undefined) return;
-  if (s.format !== "int4" && s.format !== "int8") throw new QuantlabError("E_UNSUPPORTED", `--dtype ${dtype}: spec ${spec} has no MatMulNBits equivalent (int4/int8 grids only); --dtype fp32 exports it as exact dequantized float`);
-  if (s.bits !== bits) throw new QuantlabError("E_ARG", `--dtype ${dtype}: spec ${spec} has ${s.bits}-bit codes (use --dtype ${s.bits === 4 ? "q4 or q4f16" : "q8"})`);
-  // MatMulNBits' scales have the graph's float type: a float16 graph carries f16 scales exactly, nothing wider
-  if (ONNX_DTYPES[dtype].float === "fp16" && s.scale.dtype !== "f16") throw new QuantlabError("E_ARG", `--dtype ${dtype}: spec ${spec} stores ${s.scale.dtype} scales, which float16 MatMulNBits scales cannot hold exactly (add :scale=f16)`);
+  if (!CODED_FORMAT.test(s.format)) throw new QuantlabError("E_UNSUPPORTED", `--dtype ${dtype}: spec ${spec}: ${s.format} codes have no ONNX equivalent (integer grids, ternary, binary and float8 only); --dtype fp32 exports it as exact dequantized float`);
+  if (containerBits(s.bits) > bits) throw new QuantlabError("E_ARG", `--dtype ${dtype}: spec ${spec} has ${s.bits}-bit codes, wider than the dtype's ${bits} (use --dtype ${dtypeFor(containerBits(s.bits)) ?? "fp32"})`);
+  // the graph's float type holds the scales: a float16 graph carries f16 scales exactly, nothing wider
+  if (ONNX_DTYPES[dtype].float === "fp16" && s.scale.dtype !== "f16") throw new QuantlabError("E_ARG", `--dtype ${dtype}: spec ${spec} stores ${s.scale.dtype} scales, which float16 scales cannot hold exactly (add :scale=f16)`);
 }
 
-/** The dtype a model's quantized weights ask for when --dtype is not given: their bits, else fp32. */
+/** the float32 quantized dtype whose files hold codes of `bits` (2 → q2, 4 → q4, 8 → q8) */
+function dtypeFor(bits: number): OnnxDtype | undefined {
+  return bits <= 2 ? "q2" : bits <= 4 ? "q4" : bits <= 8 ? "q8" : undefined;
+}
+
+/** The dtype a model's quantized weights ask for when --dtype is not given: their widest codes, else fp32. */
 function inferDtype(model: Model): OnnxDtype {
-  const bits = new Set<number>();
-  for (const w of model.weights.values()) {
-    if (w.kind === "dense") continue;
-    const m = matMulNBitsBlock(w);
-    if (!("block" in m)) return "fp32";
-    bits.add(m.bits);
+  let widest = 0;
+  for (const [name, w] of model.weights) {
+    if (w.kind === "dense" || !isLinearName(name)) continue;
+    const b = encodingBits(linearEncoding(w, name));
+    if (b === undefined) return "fp32";
+    widest = Math.max(widest, b);
   }
-  if (bits.size !== 1) return "fp32";
-  return bits.has(4) ? "q4" : "q8";
+  return widest === 0 ? "fp32" : dtypeFor(widest) ?? "fp32";
 }
 
-/** In a q4/q8 file every quantized weight must be a MatMulNBits: the first that is not is an error naming it. */
+/** In a q2/q4/q8 file every quantized linear must be carried by its codes, no wider than the dtype's. */
 function checkQuantized(model: Model, dtype: OnnxDtype): void {
-  if (ONNX_DTYPES[dtype].bits === undefined) return;
+  const bits = ONNX_DTYPES[dtype].bits;
+  if (bits === undefined) return;
   for (const [name, w] of model.weights) {
-    if (w.kind === "dense") continue;
-    const m = matMulNBitsBlock(w);
-    if (!("block" in m)) throw new QuantlabError("E_UNSUPPORTED", `--dtype ${dtype}: tensor ${name}: ${m.why}; --dtype fp32 exports it as exact dequantized float`);
+    if (w.kind === "dense" || !isLinearName(name)) continue;
+    const e = linearEncoding(w, name);
+    if (e.kind === "float") throw new QuantlabError("E_UNSUPPORTED", `--dtype ${dtype}: tensor ${name}: ${e.why}; --dtype fp32 exports it as exact dequantized float`);
+    const b = encodingBits(e)!;
+    if (b > bits) throw new QuantlabError("E_ARG", `--dtype ${dtype}: tensor ${name} has ${b}-bit codes, wider than the dtype's ${bits} (use --dtype ${dtypeFor(b) ?? "fp32"})`);
   }
+}
+
+/** block linears and the untied classifier: the weights the graph multiplies (io/onnx.ts linear) */
+function isLinearName(name: string): boolean {
+  return name === TensorNames.output || /^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(name);
 }
 
 export function register(program: Command): void {
@@ -73,14 +89,14 @@ export function register(program: Command): void {
     .description("export a model (optionally quantized first) as a directory transformers.js / ONNX Runtime loads (atomic output)")
     .argument("<model>", "llama2.c .bin, GGUF, .safetensors (quantlab's quantized ones keep their codes) or Hugging Face directory")
     .option("--onnx <out-dir>", "write an ONNX directory: config.json, generation_config.json, tokenizer files, onnx/<model file>")
-    .option("--dtype <dtype>", `${ONNX_DTYPE_NAMES.map((d) => `${d} (onnx/${ONNX_DTYPES[d].file})`).join(", ")}; default: from the weights' codes (int4 → q4, int8 → q8), else fp32`)
-    .option("--spec <spec>", "quantize first with this spec (round-to-nearest), e.g. int4:g32:asym; q4/q8 default to int4:g32 / int8:g32 for a float model")
+    .option("--dtype <dtype>", `${ONNX_DTYPE_NAMES.map((d) => `${d} (onnx/${ONNX_DTYPES[d].file})`).join(", ")}; default: from the weights' widest codes (≤ 2 bits → q2, ≤ 4 → q4, ≤ 8 → q8), else fp32`)
+    .option("--spec <spec>", "quantize first with this spec (round-to-nearest), e.g. int4:g32:asym; q2/q4/q8 default to int2:g32:asym / int4:g32 / int8:g32 for a float model")
     .option("--recipe <file>", "quantize first exactly as a recipe says (a JSON, or a file quantlab wrote)")
     .option("--calib <file>", "the calibration text a --recipe names")
     .option("--accuracy-level <n>", "MatMulNBits accuracy_level: 0 float activations (exact, default), 4 int8 activations (ONNX Runtime's fast CPU path)", "0")
     .option("--tokenizer <file>", "tokenizer file when it is not beside the model (llama2.c)")
     .option("--allow-nonfinite", ALLOW_NONFINITE_HELP)
-    .option("--json", "print one JSON object {output, dtype, file, files, bytes, notes, matMulNBits, floatLinears, …}")
+    .option("--json", "print one JSON object {output, dtype, file, files, bytes, notes, matMulNBits, dequantizeLinear, floatLinears, …}")
     .action(async (path: string, o: ExportOptions) => {
       const t0 = Date.now();
       if (o.onnx === undefined) throw new QuantlabError("E_ARG", "export: give --onnx <out-dir> (the only export format so far)");
@@ -123,9 +139,9 @@ export function register(program: Command): void {
       const seconds = (Date.now() - t0) / 1000;
       for (const n of res.notes) process.stderr.write(`quantlab: warning: ${n}\n`);
       if (o.json) {
-        printJson({ input: path, output: out, dtype, file: `onnx/${ONNX_DTYPES[dtype].file}`, spec: spec ?? null, recipe: recipe ?? null, files: res.files, bytes: res.bytes, matMulNBits: res.matMulNBits, floatLinears: res.floatLinears, accuracyLevel, notes: res.notes, seconds });
+        printJson({ input: path, output: out, dtype, file: `onnx/${ONNX_DTYPES[dtype].file}`, spec: spec ?? null, recipe: recipe ?? null, files: res.files, bytes: res.bytes, matMulNBits: res.matMulNBits, dequantizeLinear: res.dequantizeLinear, floatLinears: res.floatLinears, accuracyLevel, notes: res.notes, seconds });
       } else {
-        process.stdout.write(`${displayName(path)} → ${out}: onnx/${ONNX_DTYPES[dtype].file} (${dtype}${spec ? `, ${spec}` : ""}), ${res.matMulNBits} MatMulNBits + ${res.floatLinears} float linears, ${res.bytes} bytes in ${seconds.toFixed(2)} s\n`);
+        process.stdout.write(`${displayName(path)} → ${out}: onnx/${ONNX_DTYPES[dtype].file} (${dtype}${spec ? `, ${spec}` : ""}), ${res.matMulNBits} MatMulNBits + ${res.dequantizeLinear} DequantizeLinear + ${res.floatLinears} float linears, ${res.bytes} bytes in ${seconds.toFixed(2)} s\n`);
       }
     });
 }

@@ -91,6 +91,23 @@ describe("quantlab export --onnx (CLI) + transformers.js", () => {
     });
   }
 
+  test("llama.cpp's own stories3M Q4_0 GGUF: its blocks become MatMulNBits, transformers.js greedy = quantlab run on the GGUF", async () => {
+    const src = dataPath("ggml", "stories3M", "stories3M-Q4_0.gguf");
+    const r = await cli(["export", src, "--onnx", join(models, "s3m-q4_0"), "--json"], dir);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    // the classifier llama.cpp keeps at Q6_K (8-bit container) makes the file a q8 one
+    assert.equal(j.dtype, "q8");
+    assert.equal(j.matMulNBits, 29);
+    assert.equal(j.floatLinears, 0);
+    assert.deepEqual(j.notes, ["1 tensor written as exact dequantized float32, not as their codes — ggml Q4_0 (the token embedding: the graph gathers float rows): token_embd.weight"]);
+    const run = await cli(["run", src, `--prompt=${PROMPT}`, "--tokens=40", "--json"], dir);
+    assert.equal(run.code, 0, run.stderr);
+    const want = JSON.parse(run.stdout) as { tokenIds: number[]; promptTokens: number; text: string };
+    const got = await transformersGenerate(models, "s3m-q4_0", "q8", want.tokenIds.length - want.promptTokens);
+    assert.deepEqual(got.ids, want.tokenIds);
+  });
+
   test("fp16 / q8 / q4f16 / asym and explicit specs write the dtype's file", async () => {
     for (const [args, file, mm] of [
       [["--dtype=fp16"], "model_fp16.onnx", 0],
@@ -114,18 +131,19 @@ describe("quantlab export --onnx (CLI) + transformers.js", () => {
     const j = JSON.parse(r.stdout);
     assert.equal(j.dtype, "fp32");
     assert.equal(j.notes.length, 1);
-    assert.match(j.notes[0], /nf4:g32\) written as exact dequantized float32/);
-    assert.match(r.stderr, /^quantlab: warning: 35 tensors \(nf4:g32\) written as exact dequantized float32/m);
+    assert.match(j.notes[0], /^35 tensors written as exact dequantized float32, not as their codes — nf4:g32: nf4 levels are not integers/);
+    assert.match(r.stderr, /^quantlab: warning: 35 tensors written as exact dequantized float32, not as their codes — nf4:g32/m);
   });
 
   test("bad input: one error line naming it, non-zero exit, no partial directory", async () => {
     const cases: [string[], RegExp][] = [
-      [["--dtype=int3"], /--dtype int3: unknown ONNX dtype \(expected fp32, fp16, q8, q4, q4f16\)/],
-      [["--dtype=q4", "--spec=nf4:g32"], /--dtype q4: spec nf4:g32 has no MatMulNBits equivalent/],
-      [["--dtype=q4", "--spec=int8:g32"], /--dtype q4: spec int8:g32 has 8-bit codes/],
+      [["--dtype=int3"], /--dtype int3: unknown ONNX dtype \(expected fp32, fp16, q8, q4, q4f16, q2, q2f16\)/],
+      [["--dtype=q4", "--spec=nf4:g32"], /--dtype q4: spec nf4:g32: nf4 codes have no ONNX equivalent/],
+      [["--dtype=q4", "--spec=int8:g32"], /--dtype q4: spec int8:g32 has 8-bit codes, wider than the dtype's 4 \(use --dtype q8\)/],
+      [["--dtype=q2", "--spec=int3:g32"], /--dtype q2: spec int3:g32 has 3-bit codes, wider than the dtype's 2 \(use --dtype q4\)/],
       [["--dtype=q4f16", "--spec=int4:g32"], /--dtype q4f16: spec int4:g32 stores f32 scales/],
       [["--spec=int8:channel:a8"], /spec int8:channel:a8 quantizes activations/],
-      [["--dtype=q4", "--spec=int4:ichannel"], /tensor blk\.0\.attn_q\.weight: int4:ichannel: ichannel granularity has no MatMulNBits block/],
+      [["--dtype=q4", "--spec=int4:g32:asymf"], /--dtype q4: tensor blk\.0\.attn_q\.weight: int4:g32:asymf: float zero points \(asymf\) have no ONNX equivalent/],
       [["--spec=int4:g32", "--recipe=r.json"], /either --spec <spec> or --recipe <file>/],
     ];
     for (const [args, re] of cases) {
