@@ -130,6 +130,28 @@ export function encodingBits(e: LinearEncoding): number | undefined {
   return e.kind === "float" ? undefined : e.coded.kind === "fp8" ? 8 : containerBits(e.coded.bits);
 }
 
+/** the float32 quantized dtype whose files hold codes of `bits` (≤ 2 → q2, ≤ 4 → q4, ≤ 8 → q8) */
+export function dtypeFor(bits: number): OnnxDtype | undefined {
+  return bits <= 2 ? "q2" : bits <= 4 ? "q4" : bits <= 8 ? "q8" : undefined;
+}
+
+/** block linears and the untied classifier: the weights the graph multiplies (buildOnnxGraph's `linear`) */
+export function isOnnxLinearName(name: string): boolean {
+  return name === TensorNames.output || /^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(name);
+}
+
+/** The dtype a model's quantized linears ask for: their widest codes, else (a float linear, or wider) fp32. */
+export function inferOnnxDtype(model: Model): OnnxDtype {
+  let widest = 0;
+  for (const [name, w] of model.weights) {
+    if (w.kind === "dense" || !isOnnxLinearName(name)) continue;
+    const b = encodingBits(linearEncoding(w, name));
+    if (b === undefined) return "fp32";
+    widest = Math.max(widest, b);
+  }
+  return widest === 0 ? "fp32" : dtypeFor(widest) ?? "fp32";
+}
+
 /** The ONNX graph of a model at a dtype. */
 export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraphResult {
   const c = model.config;

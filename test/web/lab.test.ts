@@ -4,7 +4,7 @@
 // results' numbers, plots (16 grid lines for int4 asym, a bar per layer and row, both rows on the
 // frontier), greedy text identical to `quantlab run` on the float file and on the CLI's quantized files,
 // a GGUF picked as a file and a Hugging Face folder picked with the folder picker run as with the CLI,
-// downloads byte-identical to `quantlab quantize`'s files; cancel restarts the worker and the results stay
+// downloads byte-identical to `quantlab quantize`'s files, the ONNX zip holding `quantlab export --onnx`'s files; cancel restarts the worker and the results stay
 // usable; no console error and no request beyond 127.0.0.1.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { dataPath } from "../../src/io/node/data.js";
 import { openBrowser, startLab, type BrowserSession } from "../helpers/browser.js";
 import { quantlab } from "../cli/helpers-cli.js";
+import { unzipSync } from "fflate";
 
 const MODEL = dataPath("stories260K", "stories260K.bin");
 const TOK = dataPath("stories260K", "tok512.bin");
@@ -31,7 +32,7 @@ function cli(...args: string[]): string {
 }
 
 /** What the CLI makes of the same choices: files and greedy text. */
-const ref = {} as { q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
+const ref = {} as { onnx: string; q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
 before(() => {
   ref.q4 = join(DIR, "cli-q4km.gguf");
   ref.int4 = join(DIR, "cli-int4.safetensors");
@@ -44,6 +45,8 @@ before(() => {
   ref.hf = join(DIR, "stories260K-hf");
   cli("convert", MODEL, ref.hf + "/");
   ref.hfText = run(ref.hf);
+  ref.onnx = join(DIR, "cli-onnx");
+  cli("export", ref.int4, "--onnx", ref.onnx);
 });
 
 const count = (s: string, re: RegExp) => (s.match(re) ?? []).length;
@@ -121,6 +124,17 @@ for (const isolated of [true, false]) {
         // downloads: the CLI's bytes
         assert.deepEqual(await download(page, 2), new Uint8Array(readFileSync(ref.q4)), "Q4_K_M GGUF differs from quantlab quantize --type Q4_K_M");
         assert.deepEqual(await download(page, 1), new Uint8Array(readFileSync(ref.int4)), "int4 safetensors differs from quantlab quantize --spec int4:g32:asym");
+        // the ONNX export of a result: the zip holds exactly the directory `quantlab export <file> --onnx` writes
+        await page.click("#results tbody tr:nth-child(1) button.onnx");
+        await page.waitForSelector("#results tbody tr:nth-child(1) a.download-onnx", { timeout: 60000 });
+        assert.equal(await page.textContent("#results tbody tr:nth-child(1) a.download-onnx"), "stories260K-int4_g32_asym-onnx.zip (q4)");
+        const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#results tbody tr:nth-child(1) a.download-onnx")]);
+        const zipPath = join(DIR, `onnx-${Date.now()}.zip`);
+        await dl.saveAs(zipPath);
+        const entries = unzipSync(new Uint8Array(readFileSync(zipPath)));
+        const want = ["config.json", "generation_config.json", "onnx/model_q4.onnx", "tokenizer.json", "tokenizer_config.json"];
+        assert.deepEqual(Object.keys(entries).sort(), want.map((f) => `stories260K-int4_g32_asym-onnx/${f}`));
+        for (const f of want) assert.deepEqual(entries[`stories260K-int4_g32_asym-onnx/${f}`], new Uint8Array(readFileSync(join(ref.onnx, f))), `${f} differs from quantlab export --onnx`);
 
         // cancel a long quantization (GPTQ on a calibration text): the worker restarts, the results stay usable
         await page.selectOption("#target-kind", "spec");

@@ -24,6 +24,8 @@ import { BlobDir, BlobSink, BlobSource } from "../../src/io/blob-source.js";
 import { loadModelSource, loadPickedModel, type NamedSource } from "../../src/io/open-model.js";
 import { placerOf } from "../../src/io/placement.js";
 import { resultExtension, writeQuantizeResult } from "../../src/io/quantize-output.js";
+import { inferOnnxDtype, writeOnnxDir } from "../../src/io/onnx.js";
+import { zipSync } from "fflate";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
 import type { Backend } from "../../src/kernels/types.js";
@@ -33,7 +35,7 @@ import { generate } from "../../src/model/generate.js";
 import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
 import { QTensor } from "../../src/quant/tensor.js";
-import type { BackendInfo, ModelSummary, QuantizeReply, Reply, Request } from "./protocol.js";
+import type { BackendInfo, ModelSummary, OnnxReply, QuantizeReply, Reply, Request } from "./protocol.js";
 import { formChoices, recipeOfChoice } from "./recipe.js";
 
 interface Scope {
@@ -125,7 +127,7 @@ function sessionFor(evalText: string | undefined, rid: number): CompareSession {
   return session.s;
 }
 
-/** Downloadable outputs: the file quantize writes. (ONNX export plugs in here once it lands: another writer of the same result.) */
+/** Downloadable outputs: the file quantize writes (and, on request, its ONNX directory: onnxRequest). */
 async function quantizeRequest(req: Extract<Request, { type: "quantize" }>, rid: number): Promise<QuantizeReply> {
   const m = needBase();
   const progress = progressFor(rid);
@@ -141,6 +143,32 @@ async function quantizeRequest(req: Extract<Request, { type: "quantize" }>, rid:
   await adopt(req.id, fileName, blob);
   const gridTensors = [...r.model.weights].filter(([, w]) => w.kind === "quant" && w.q instanceof QTensor && w.q.quantizer.dim === 1).map(([n]) => n);
   return { id: req.id, fileName, blob, output: r.output, recipeJson: r.recipeJson, row: measured.row, tensors: measured.tensors, gridTensors, ...(note ? { note } : {}) };
+}
+
+/**
+ * The transformers.js directory of a result, as the CLI's `quantlab export <file> --onnx <dir>` writes it
+ * (the same writer, dtype inferred from the codes the same way), zipped into one download: the browser has
+ * no directory to write into. Entries are stored (no compression): the weights are already packed codes.
+ */
+async function onnxRequest(id: string, rid: number): Promise<OnnxReply> {
+  const m = results.get(id);
+  if (!m) throw new QuantlabError("E_ARG", `no result ${id}`);
+  const dtype = inferOnnxDtype(m);
+  const stem = (m.source.path.split("/").pop() ?? "model").replace(/\.(bin|gguf|safetensors)$/i, "");
+  const files: Record<string, Uint8Array> = {};
+  const dir = {
+    async writeFile<T>(file: string, write: (sink: BlobSink) => Promise<T>): Promise<T> {
+      const sink = new BlobSink();
+      const r = await write(sink);
+      files[`${stem}-onnx/${file}`] = new Uint8Array(await sink.toBlob().arrayBuffer());
+      return r;
+    },
+  };
+  post({ rid, type: "progress", label: "ONNX export", value: 0, total: 1 });
+  const r = await writeOnnxDir(m, dir, { dtype, name: `${stem}-onnx` });
+  post({ rid, type: "progress", label: "ONNX export", value: 1, total: 1 });
+  const zip = zipSync(Object.fromEntries(Object.entries(files).map(([k, v]) => [k, [v, { level: 0 }]])));
+  return { fileName: `${stem}-onnx.zip`, blob: new Blob([zip], { type: "application/zip" }), dtype, files: r.files, notes: r.notes };
 }
 
 function histogram(id: string, tensor: string) {
@@ -176,6 +204,7 @@ async function handle(rid: number, req: Request): Promise<unknown> {
     case "histogram": return histogram(req.id, req.tensor);
     case "outliers": { const m = needBase(); return channelOutliers(m, linearWeightNames(m).filter((n) => m.weights.has(n))); }
     case "generate": return run(req, rid);
+    case "onnx": return onnxRequest(req.id, rid);
   }
 }
 

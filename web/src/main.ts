@@ -9,7 +9,7 @@
 import type { CompareRow } from "../../src/eval/compare.js";
 import { frontierSpec, histogramSpec, layerBarsSpec, layerSqnr, outlierHeatmapSpec } from "../../src/report/plots.js";
 import { renderSvg, type PlotSpec } from "../../src/report/render.js";
-import type { BackendInfo, ChannelOutlierRow, GridHistogram, ModelSummary, QuantizeReply, Reply, Request } from "./protocol.js";
+import type { BackendInfo, ChannelOutlierRow, GridHistogram, ModelSummary, OnnxReply, QuantizeReply, Reply, Request } from "./protocol.js";
 import type { FormChoice } from "./recipe.js";
 
 const $ = <T extends HTMLElement>(id: string): T => {
@@ -216,6 +216,36 @@ async function runQuantize(): Promise<void> {
   }
 }
 
+/** ONNX exports made so far, by result id */
+const onnxExports = new Map<string, OnnxReply>();
+
+function onnxLink(o: OnnxReply): HTMLAnchorElement {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(o.blob);
+  a.download = o.fileName;
+  a.className = "download-onnx";
+  a.textContent = `${o.fileName} (${o.dtype})`;
+  return a;
+}
+
+/** Exports a result as its ONNX directory (zipped) and adds the download link to its row. */
+async function exportOnnx(id: string, tr: HTMLElement): Promise<void> {
+  if (state.busy) return;
+  $("quantize-error").hidden = true;
+  setBusy(true);
+  try {
+    const o = await state.lab.call<OnnxReply>({ type: "onnx", id }, { progress: showProgress });
+    onnxExports.set(id, o);
+    tr.querySelector("button.onnx")?.replaceWith(onnxLink(o));
+    $("progress-label").textContent = `done: ${o.fileName}${o.notes.length ? ` — ${o.notes.join("; ")}` : ""}`;
+  } catch (e) {
+    showError(e);
+    showProgress("", 0, 0);
+  } finally {
+    setBusy(false);
+  }
+}
+
 /** Cancel: a fresh worker, the same files, the finished results reloaded from their Blobs. */
 async function cancel(): Promise<void> {
   $<HTMLButtonElement>("cancel").disabled = true;
@@ -260,6 +290,17 @@ function renderResults(): void {
     a.className = "download";
     a.textContent = `${r.reply.fileName}`;
     tr.lastElementChild!.append(a);
+    // the same result as the directory transformers.js / ONNX Runtime load (quantlab export --onnx), zipped
+    const done = onnxExports.get(r.reply.id);
+    if (done) tr.lastElementChild!.append(" ", onnxLink(done));
+    else {
+      const onnx = document.createElement("button");
+      onnx.className = "onnx";
+      onnx.textContent = "ONNX (.zip)";
+      onnx.title = "export this result for transformers.js / ONNX Runtime: its codes as MatMulNBits / DequantizeLinear (docs/onnx.md)";
+      onnx.addEventListener("click", () => void exportOnnx(r.reply.id, tr));
+      tr.lastElementChild!.append(" ", onnx);
+    }
     // the recipe the file carries (quantlab.recipe): `quantlab quantize <model> --recipe <file>` repeats it
     const rec = document.createElement("details");
     rec.innerHTML = "<summary>recipe</summary><pre></pre>";

@@ -54,7 +54,17 @@ export type Request =
   | { type: "quantize"; id: string; choice: FormChoice; evalText?: string }
   | { type: "histogram"; id: string; tensor: string }
   | { type: "outliers" }
-  | { type: "generate"; which: string; prompt: string; steps: number };
+  | { type: "generate"; which: string; prompt: string; steps: number }
+  | { type: "onnx"; id: string };
+
+/** A result exported as the transformers.js directory (src/io/onnx.ts), zipped: `<stem>-onnx/…` inside. */
+export interface OnnxReply {
+  fileName: string;
+  blob: Blob;
+  dtype: string;
+  files: string[];
+  notes: string[];
+}
 
 export type Reply =
   | { rid: number; type: "progress"; label: string; value: number; total: number }

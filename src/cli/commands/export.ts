@@ -10,8 +10,7 @@ import { QuantlabError } from "../../core/errors.js";
 import { quantize, normalizeRecipe } from "../../algos/quantize.js";
 import type { Recipe } from "../../algos/recipe.js";
 import { saveOnnxDir } from "../../io/node/onnx-file.js";
-import { ONNX_DTYPES, ONNX_DTYPE_NAMES, containerBits, encodingBits, linearEncoding, parseOnnxDtype, type OnnxDtype } from "../../io/onnx.js";
-import { TensorNames } from "../../model/config.js";
+import { ONNX_DTYPES, ONNX_DTYPE_NAMES, containerBits, dtypeFor, encodingBits, inferOnnxDtype, isOnnxLinearName, linearEncoding, parseOnnxDtype, type OnnxDtype } from "../../io/onnx.js";
 import { toSpec } from "../../quant/spec.js";
 import type { Model } from "../../model/weights.js";
 import { printJson, stderrProgress } from "../util.js";
@@ -48,39 +47,17 @@ function checkSpecForDtype(spec: string, dtype: OnnxDtype | undefined, where: st
   if (ONNX_DTYPES[dtype].float === "fp16" && s.scale.dtype !== "f16") throw new QuantlabError("E_ARG", `--dtype ${dtype}: spec ${spec} stores ${s.scale.dtype} scales, which float16 scales cannot hold exactly (add :scale=f16)`);
 }
 
-/** the float32 quantized dtype whose files hold codes of `bits` (2 → q2, 4 → q4, 8 → q8) */
-function dtypeFor(bits: number): OnnxDtype | undefined {
-  return bits <= 2 ? "q2" : bits <= 4 ? "q4" : bits <= 8 ? "q8" : undefined;
-}
-
-/** The dtype a model's quantized weights ask for when --dtype is not given: their widest codes, else fp32. */
-function inferDtype(model: Model): OnnxDtype {
-  let widest = 0;
-  for (const [name, w] of model.weights) {
-    if (w.kind === "dense" || !isLinearName(name)) continue;
-    const b = encodingBits(linearEncoding(w, name));
-    if (b === undefined) return "fp32";
-    widest = Math.max(widest, b);
-  }
-  return widest === 0 ? "fp32" : dtypeFor(widest) ?? "fp32";
-}
-
 /** In a q2/q4/q8 file every quantized linear must be carried by its codes, no wider than the dtype's. */
 function checkQuantized(model: Model, dtype: OnnxDtype): void {
   const bits = ONNX_DTYPES[dtype].bits;
   if (bits === undefined) return;
   for (const [name, w] of model.weights) {
-    if (w.kind === "dense" || !isLinearName(name)) continue;
+    if (w.kind === "dense" || !isOnnxLinearName(name)) continue;
     const e = linearEncoding(w, name);
     if (e.kind === "float") throw new QuantlabError("E_UNSUPPORTED", `--dtype ${dtype}: tensor ${name}: ${e.why}; --dtype fp32 exports it as exact dequantized float`);
     const b = encodingBits(e)!;
     if (b > bits) throw new QuantlabError("E_ARG", `--dtype ${dtype}: tensor ${name} has ${b}-bit codes, wider than the dtype's ${bits} (use --dtype ${dtypeFor(b) ?? "fp32"})`);
   }
-}
-
-/** block linears and the untied classifier: the weights the graph multiplies (io/onnx.ts linear) */
-function isLinearName(name: string): boolean {
-  return name === TensorNames.output || /^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(name);
 }
 
 export function register(program: Command): void {
@@ -133,7 +110,7 @@ export function register(program: Command): void {
         const r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
         model = r.model;
       }
-      const dtype = dtypeArg ?? inferDtype(model);
+      const dtype = dtypeArg ?? inferOnnxDtype(model);
       checkQuantized(model, dtype);
       const res = await saveOnnxDir(model, out, { dtype, accuracyLevel, allowNonFinite: !!o.allowNonfinite });
       const seconds = (Date.now() - t0) / 1000;
