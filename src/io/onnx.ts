@@ -94,6 +94,8 @@ export interface OnnxGraphResult {
   /** tensors written as MatMulNBits / DequantizeLinear + MatMul / float */
   matMulNBits: string[];
   dequantizeLinear: string[];
+  /** the token embedding, when its rows are gathered from its codes (GatherBlockQuantized) */
+  gatherBlockQuantized: string[];
   float: string[];
 }
 
@@ -168,6 +170,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const dequantized: string[] = [];
   const matMulNBits: string[] = [];
   const dequantizeLinear: string[] = [];
+  const gathered: string[] = [];
   const floats: string[] = [];
   const floatWhy = new Map<string, string>();
   const accuracyLevel = opts.accuracyLevel ?? 0;
@@ -196,7 +199,9 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
       const { B, scales, zeros, inexactScales } = matMulNBitsInitializers(e.coded, e.block, e.bits, g.T === OnnxDataType.FLOAT16);
       g.inexactScales += inexactScales;
       const blocks = Math.ceil(K / e.block);
-      const ins = [x, g.init(`${n}.qweight`, OnnxDataType.UINT8, [N, blocks, (e.block * e.bits) / 8], B), g.init(`${n}.scales`, g.T, [N * blocks], scales)];
+      // a tied classifier shares the embedding's codes with its GatherBlockQuantized (embed below)
+      const qweight = g.has(`${n}.qweight`) ? `${n}.qweight` : g.init(`${n}.qweight`, OnnxDataType.UINT8, [N, blocks, (e.block * e.bits) / 8], B);
+      const ins = [x, qweight, g.init(`${n}.scales`, g.T, [N * blocks], scales)];
       if (zeros) ins.push(g.init(`${n}.qzeros`, OnnxDataType.UINT8, [zeros.length], zeros));
       return g.op("MatMulNBits", ins, [{ name: "K", i: K }, { name: "N", i: N }, { name: "bits", i: e.bits }, { name: "block_size", i: e.block }, { name: "accuracy_level", i: accuracyLevel }], "com.microsoft");
     }
@@ -271,7 +276,36 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const negInf = g.scalar(g.T === OnnxDataType.FLOAT16 ? -65504 : -3.4028234663852886e38); // lowest finite: exp(· − max) = 0
   const sqrtD = g.scalar(Math.fround(Math.sqrt(D))); // kv-cache.ts: scores / fround(sqrt(hd))
 
-  let x = g.op("Gather", [g.floatInit(TensorNames.tokenEmbd, [V, dim], floatData(TensorNames.tokenEmbd)), "input_ids"]); // (B, S, dim)
+  /**
+   * The token embedding's rows: a quantized table whose codes fit MatMulNBits at 4 or 8 bits with whole blocks
+   * per row is gathered by com.microsoft::GatherBlockQuantized straight from those codes (the same `qweight`
+   * bytes [V, blocks, block·bits/8] a tied classifier's MatMulNBits reads; scales and zero points [V, blocks, 1],
+   * one zero point per byte); anything else is gathered as float rows.
+   */
+  const embed = (): string => {
+    const n = TensorNames.tokenEmbd;
+    const w = weight(n);
+    const e = w.kind === "dense" ? undefined : linearEncoding(w, n);
+    const why = !e ? undefined
+      : e.kind === "float" ? e.why
+      : e.kind !== "matmulnbits" ? `${e.coded.source}: its codes need a DequantizeLinear, which has no gather form`
+      : e.bits === 2 ? `${e.coded.source}: 2-bit codes (GatherBlockQuantized takes 4 or 8)`
+      : dim % e.block !== 0 ? `${e.coded.source}: rows of ${dim} are not whole blocks of ${e.block}` : undefined;
+    if (!e || e.kind !== "matmulnbits" || why !== undefined) {
+      if (why !== undefined) floatWhy.set(n, `${why} — the graph gathers float rows`);
+      return g.op("Gather", [g.floatInit(n, [V, dim], floatData(n)), "input_ids"]);
+    }
+    gathered.push(n);
+    const blocks = dim / e.block;
+    const { B, scales, inexactScales } = matMulNBitsInitializers(e.coded, e.block, e.bits, g.T === OnnxDataType.FLOAT16);
+    g.inexactScales += inexactScales;
+    const ins = [g.init(`${n}.qweight`, OnnxDataType.UINT8, [V, blocks, (e.block * e.bits) / 8], B), "input_ids", g.init(`${n}.gather_scales`, g.T, [V, blocks, 1], scales)];
+    const z = e.coded.zeros!;
+    if (!z.every((v) => v === 2 ** (e.bits - 1))) ins.push(g.init(`${n}.gather_zeros`, OnnxDataType.UINT8, [V, blocks, 1], Uint8Array.from(z)));
+    const rows = g.op("GatherBlockQuantized", ins, [{ name: "gather_axis", i: 0 }, { name: "quantize_axis", i: 2 }, { name: "block_size", i: e.block }, { name: "bits", i: e.bits }], "com.microsoft"); // (B, S, blocks, block)
+    return g.op("Reshape", [rows, g.i64([0, 0, dim])]);
+  };
+  let x = embed(); // (B, S, dim)
   for (let l = 0; l < nLayers; l++) {
     const h = rmsnorm(x, TensorNames.attnNorm(l));
     const q = rope(linear(h, TensorNames.attnQ(l)), H);
@@ -304,7 +338,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     const byWhy = new Map<string, string[]>();
     for (const n of dequantized) {
       const w = weight(n);
-      const why = floatWhy.get(n) ?? `${w.kind === "quant" ? w.q.spec : w.kind === "ggml" ? `ggml ${GgmlType[w.type]}` : "dense"} (the token embedding: the graph gathers float rows)`;
+      const why = floatWhy.get(n) ?? `${w.kind === "quant" ? w.q.spec : w.kind === "ggml" ? `ggml ${GgmlType[w.type]}` : "dense"}`;
       byWhy.set(why, [...(byWhy.get(why) ?? []), n]);
     }
     for (const [why, names] of byWhy) {
@@ -345,7 +379,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     outputs,
     metadata: model.recipe !== undefined ? { "quantlab.recipe": model.recipe } : {},
   });
-  return { file, model: bytes, ...(external ? { external } : {}), notes, matMulNBits, dequantizeLinear, float: floats };
+  return { file, model: bytes, ...(external ? { external } : {}), notes, matMulNBits, dequantizeLinear, gatherBlockQuantized: gathered, float: floats };
 }
 
 /**
@@ -510,6 +544,8 @@ export interface OnnxDirResult {
   notes: string[];
   matMulNBits: number;
   dequantizeLinear: number;
+  /** 1 when the token embedding's rows are gathered from its codes */
+  gatherBlockQuantized: number;
   floatLinears: number;
 }
 
@@ -549,5 +585,5 @@ export async function writeOnnxDir(model: Model, out: DirSink, opts: OnnxExportO
   await writeText("tokenizer_config.json", JSON.stringify(tok.config, null, 2) + "\n");
   await writeBytes(`onnx/${g.file}`, [g.model]);
   if (g.external) await writeBytes(`onnx/${g.external.file}`, g.external.bytes);
-  return { files, bytes, notes: g.notes, matMulNBits: g.matMulNBits.length, dequantizeLinear: g.dequantizeLinear.length, floatLinears: g.float.length };
+  return { files, bytes, notes: g.notes, matMulNBits: g.matMulNBits.length, dequantizeLinear: g.dequantizeLinear.length, gatherBlockQuantized: g.gatherBlockQuantized.length, floatLinears: g.float.length };
 }

@@ -240,16 +240,37 @@ describe("ONNX export of stories260K vs quantlab's forward (onnxruntime-node)", 
       const m = await loadModel(dataPath("ggml", "stories3M", `stories3M-${type}.gguf`));
       const g = buildOnnxGraph(m, { dtype });
       t.diagnostic(`${type}: ${g.matMulNBits.length} MatMulNBits, ${g.dequantizeLinear.length} DequantizeLinear, float ${g.float.join(", ")}; notes ${g.notes.join(" | ")}`);
-      // every block linear and the untied classifier carry their codes; only the embedding's rows are float
+      // every block linear and the untied classifier carry their codes, and the embedding's rows are gathered
+      // from its codes (GatherBlockQuantized): nothing is written as float
       assert.equal(g.matMulNBits.length, m.config.nLayers * 7 + 1);
       assert.deepEqual(g.float, []);
-      assert.deepEqual(g.notes, [`1 tensor written as exact dequantized float32, not as their codes — ggml ${m.weights.get("token_embd.weight")!.kind === "ggml" ? type : "dense"} (the token embedding: the graph gathers float rows): token_embd.weight`]);
+      assert.deepEqual(g.gatherBlockQuantized, ["token_embd.weight"]);
+      assert.deepEqual(g.notes, []);
       const proto = decodeOnnxModel(g.model) as { graph: { node: { opType: string; name: string; input: string[]; attribute: { name: string; i?: number }[] }[] } };
       const blk = proto.graph.node.filter((n) => n.opType === "MatMulNBits" && n.input[1]!.startsWith("blk."));
       for (const n of blk) assert.equal(n.attribute.find((a) => a.name === "bits")!.i, bits, n.input[1]);
       const worst = await compare(m, g.model, CHUNKS.slice(0, 3));
       t.diagnostic(`${type}: max |Δlogit| ${worst.map((w) => w.toExponential(2)).join(" ")}`);
       for (const w of worst) assert.ok(w < 1e-4, `${type}: ${worst}`);
+    }
+  });
+
+  test("a quantized tied embedding: GatherBlockQuantized rows and the classifier's MatMulNBits share one copy of the codes", async (t) => {
+    const only = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"].map((l) => `blk.*.${l}.weight`).concat("token_embd.weight");
+    for (const spec of ["int4:g32:asym", "int8:g64"]) {
+      const r = await quantize(base, { target: { spec }, method: "rtn", tensors: { only } });
+      assert.equal(r.model.weights.get("token_embd.weight")!.kind, "quant");
+      const g = buildOnnxGraph(r.model, { dtype: spec.startsWith("int4") ? "q4" : "q8" });
+      assert.deepEqual(g.gatherBlockQuantized, ["token_embd.weight"]);
+      assert.deepEqual(g.float, []);
+      assert.deepEqual(g.notes, []);
+      const proto = decodeOnnxModel(g.model) as { graph: { node: { opType: string; input: string[] }[]; initializer: { name: string }[] } };
+      assert.equal(proto.graph.initializer.filter((i) => i.name === "token_embd.weight.qweight").length, 1, "one copy of the codes");
+      const users = proto.graph.node.filter((n) => n.input.includes("token_embd.weight.qweight")).map((n) => n.opType).sort();
+      assert.deepEqual(users, ["GatherBlockQuantized", "MatMulNBits"]);
+      const worst = await compare(r.model, g.model, CHUNKS);
+      t.diagnostic(`${spec} with the embedding: max |Δlogit| ${worst.map((w) => w.toExponential(2)).join(" ")}`);
+      for (const w of worst) assert.ok(w < 1e-4, `${spec}: ${worst}`);
     }
   });
 

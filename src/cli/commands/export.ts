@@ -116,7 +116,7 @@ export function register(program: Command): void {
       const seconds = (Date.now() - t0) / 1000;
       for (const n of res.notes) process.stderr.write(`quantlab: warning: ${n}\n`);
       if (o.json) {
-        printJson({ input: path, output: out, dtype, file: `onnx/${ONNX_DTYPES[dtype].file}`, spec: spec ?? null, recipe: recipe ?? null, files: res.files, bytes: res.bytes, matMulNBits: res.matMulNBits, dequantizeLinear: res.dequantizeLinear, floatLinears: res.floatLinears, accuracyLevel, notes: res.notes, seconds });
+        printJson({ input: path, output: out, dtype, file: `onnx/${ONNX_DTYPES[dtype].file}`, spec: spec ?? null, recipe: recipe ?? null, files: res.files, bytes: res.bytes, matMulNBits: res.matMulNBits, dequantizeLinear: res.dequantizeLinear, gatherBlockQuantized: res.gatherBlockQuantized, floatLinears: res.floatLinears, accuracyLevel, notes: res.notes, seconds });
       } else {
         process.stdout.write(`${displayName(path)} → ${out}: onnx/${ONNX_DTYPES[dtype].file} (${dtype}${spec ? `, ${spec}` : ""}), ${res.matMulNBits} MatMulNBits + ${res.dequantizeLinear} DequantizeLinear + ${res.floatLinears} float linears, ${res.bytes} bytes in ${seconds.toFixed(2)} s\n`);
       }

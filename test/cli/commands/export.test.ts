@@ -100,7 +100,9 @@ describe("quantlab export --onnx (CLI) + transformers.js", () => {
     assert.equal(j.dtype, "q8");
     assert.equal(j.matMulNBits, 29);
     assert.equal(j.floatLinears, 0);
-    assert.deepEqual(j.notes, ["1 tensor written as exact dequantized float32, not as their codes — ggml Q4_0 (the token embedding: the graph gathers float rows): token_embd.weight"]);
+    // the Q4_0 embedding's rows are gathered from its codes (GatherBlockQuantized): nothing is written as float
+    assert.equal(j.gatherBlockQuantized, 1);
+    assert.deepEqual(j.notes, []);
     const run = await cli(["run", src, `--prompt=${PROMPT}`, "--tokens=40", "--json"], dir);
     assert.equal(run.code, 0, run.stderr);
     const want = JSON.parse(run.stdout) as { tokenIds: number[]; promptTokens: number; text: string };
