@@ -274,6 +274,21 @@ describe("ONNX export of stories260K vs quantlab's forward (onnxruntime-node)", 
     }
   });
 
+  test("a mixed-precision result (int4:g32 and int8:g32 tensors side by side): each linear keeps its own codes", async (t) => {
+    const r = await quantize(base, { target: { spec: "mixed:6bpw:mse:int4:g32+int8:g32" }, method: "mixed" });
+    const specs = new Set([...r.model.weights.values()].filter((w) => w.kind === "quant").map((w) => (w as { q: { spec: string } }).q.spec));
+    assert.deepEqual([...specs].sort(), ["int4:g32", "int8:g32"], "the budget picks both candidates");
+    const g = buildOnnxGraph(r.model, { dtype: "q8" });
+    assert.equal(g.matMulNBits.length, 35);
+    assert.deepEqual(g.notes, []);
+    const proto = decodeOnnxModel(g.model) as { graph: { node: { opType: string; attribute: { name: string; i?: number }[] }[] } };
+    const bits = proto.graph.node.filter((n) => n.opType === "MatMulNBits").map((n) => n.attribute.find((a) => a.name === "bits")!.i);
+    assert.deepEqual([...new Set(bits)].sort(), [4, 8]);
+    const worst = await compare(r.model, g.model, CHUNKS);
+    t.diagnostic(`mixed: max |Δlogit| ${worst.map((w) => w.toExponential(2)).join(" ")}`);
+    for (const w of worst) assert.ok(w < 1e-4, `mixed: ${worst}`);
+  });
+
   test("NaN weights are refused, naming the tensor and element, unless allowNonFinite", () => {
     const name = "blk.1.ffn_up.weight";
     const w = base.weights.get(name)!;

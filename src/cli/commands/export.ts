@@ -12,6 +12,7 @@ import type { Recipe } from "../../algos/recipe.js";
 import { saveOnnxDir } from "../../io/node/onnx-file.js";
 import { ONNX_DTYPES, ONNX_DTYPE_NAMES, containerBits, dtypeFor, encodingBits, inferOnnxDtype, isOnnxLinearName, linearEncoding, parseOnnxDtype, type OnnxDtype } from "../../io/onnx.js";
 import { toSpec } from "../../quant/spec.js";
+import { parseMixedSpec } from "../../algos/mixed-model.js";
 import type { Model } from "../../model/weights.js";
 import { printJson, stderrProgress } from "../util.js";
 import { ALLOW_NONFINITE_HELP, displayName, loadModelWithTokenizer } from "../model-options.js";
@@ -91,8 +92,10 @@ export function register(program: Command): void {
       }
       if (recipe && !("spec" in recipe.target)) throw new QuantlabError("E_ARG", `--recipe ${o.recipe}: target preset ${recipe.target.preset} writes GGUF; the ONNX export takes spec recipes`);
       if (recipe && "spec" in recipe.target) {
-        if (recipe.method === "mixed") throw new QuantlabError("E_UNSUPPORTED", `--recipe ${o.recipe}: method mixed (mixed-precision spec ${recipe.target.spec}) is not exported to ONNX yet`);
-        checkSpecForDtype(recipe.target.spec, dtypeArg, o.spec !== undefined ? "--spec" : `--recipe ${o.recipe}`);
+        const where = o.spec !== undefined ? "--spec" : `--recipe ${o.recipe}`;
+        // mixed precision: every candidate must be one the dtype carries (each tensor is coded on its own)
+        if (recipe.method === "mixed") for (const c of parseMixedSpec(recipe.target.spec).candidates) checkSpecForDtype(c, dtypeArg, `${where}: mixed candidate ${c}`);
+        else checkSpecForDtype(recipe.target.spec, dtypeArg, where);
         for (const ov of recipe.overrides ?? []) if (ov.spec !== undefined) checkSpecForDtype(ov.spec, undefined, `--recipe ${o.recipe}: override ${ov.match}`);
       }
       const progress = o.json ? undefined : stderrProgress();
