@@ -90,7 +90,6 @@ export function register(program: Command): void {
       } else if (o.recipe !== undefined) {
         recipe = await loadRecipeArg(o.recipe);
       }
-      if (recipe && !("spec" in recipe.target)) throw new QuantlabError("E_ARG", `--recipe ${o.recipe}: target preset ${recipe.target.preset} writes GGUF; the ONNX export takes spec recipes`);
       if (recipe && "spec" in recipe.target) {
         const where = o.spec !== undefined ? "--spec" : `--recipe ${o.recipe}`;
         // mixed precision: every candidate must be one the dtype carries (each tensor is coded on its own)

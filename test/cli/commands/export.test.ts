@@ -110,6 +110,28 @@ describe("quantlab export --onnx (CLI) + transformers.js", () => {
     assert.deepEqual(got.ids, want.tokenIds);
   });
 
+  test("a GGUF preset recipe: Q4_0 blocks become MatMulNBits (q4); Q4_K_M's float minimums are float with a warning, refused in q4", async () => {
+    const s3m = dataPath("stories3M", "stories3M.bin");
+    const tok = `--tokenizer=${dataPath("stories260K", "tok512.bin")}`;
+    writeFileSync(join(dir, "q40.json"), JSON.stringify({ target: { preset: "Q4_0" }, method: "rtn" }));
+    writeFileSync(join(dir, "q4km.json"), JSON.stringify({ target: { preset: "Q4_K_M" }, method: "rtn" }));
+    const a = await cli(["export", s3m, tok, "--onnx", join(dir, "p-q40"), `--recipe=${join(dir, "q40.json")}`, "--json"], dir);
+    assert.equal(a.code, 0, a.stderr);
+    const ja = JSON.parse(a.stdout);
+    assert.equal(ja.dtype, "q4");
+    assert.equal(ja.matMulNBits, 29);
+    assert.equal(ja.floatLinears, 0);
+    const b = await cli(["export", s3m, tok, "--onnx", join(dir, "p-q4km"), `--recipe=${join(dir, "q4km.json")}`, "--json"], dir);
+    assert.equal(b.code, 0, b.stderr);
+    const jb = JSON.parse(b.stdout);
+    assert.equal(jb.dtype, "fp32");
+    assert.ok(jb.floatLinears > 0 && jb.matMulNBits > 0, b.stdout); // Q6_K tensors keep their codes, Q4_K ones are float
+    assert.match(jb.notes.join("\n"), /ggml type Q4_K has no integer zero point/);
+    assert.match(b.stderr, /^quantlab: warning: \d+ tensors written as exact dequantized float32, not as their codes — ggml type Q4_K/m);
+    oneLineError(await cli(["export", s3m, tok, "--onnx", join(dir, "p-bad"), `--recipe=${join(dir, "q4km.json")}`, "--dtype=q4"], dir), /--dtype q4: tensor blk\.0\.attn_q\.weight: ggml type Q4_K has no integer zero point/);
+    assert.ok(!existsSync(join(dir, "p-bad")));
+  });
+
   test("fp16 / q8 / q4f16 / asym and explicit specs write the dtype's file", async () => {
     for (const [args, file, mm] of [
       [["--dtype=fp16"], "model_fp16.onnx", 0],
