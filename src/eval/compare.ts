@@ -25,7 +25,7 @@ import type { Backend } from "../kernels/types.js";
 import { quantModelEntries } from "../io/quant-model.js";
 import { writeQuantizeResult } from "../io/quantize-output.js";
 import { safetensorsSize } from "../io/safetensors.js";
-import { IntegerLinearBackend, hasIntegerLinears } from "../model/integer-linear.js";
+import { IntegerLinearBackend, integerRuntime } from "../model/integer-linear.js";
 import { parseKvSpec, quantKvCacheFactory, type QuantKvCache } from "../model/kv-quant.js";
 import { Llama } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
@@ -254,15 +254,7 @@ export class CompareSession {
         this.base = new RecordedLogits(new ModelLogits(this.baseLlama));
       }
       // integer-only linears quantize their own inputs (model/integer-linear.ts); the others fake-quantize them
-      const intmm = hasIntegerLinears(qModel.weights);
-      const acts = qModel.inputTransforms?.activations;
-      let qm = qModel;
-      if (intmm && acts) {
-        const { activations: _a, ...rest } = qModel.inputTransforms!;
-        qm = { ...qModel, ...(Object.keys(rest).length ? { inputTransforms: rest } : {}) };
-        if (!Object.keys(rest).length) delete qm.inputTransforms;
-      }
-      const rowBackend = intmm ? new IntegerLinearBackend(opts.backend, acts) : opts.backend;
+      const { model: qm, backend: rowBackend } = integerRuntime(qModel, opts.backend);
       const llama = new Llama(qm, { contextLength: opts.ctx, backend: rowBackend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
       if (this.recorded) this.base.replay();
       r = await kld(this.base, new ModelLogits(llama), opts.tokens, { ctx: opts.ctx, maxTokens, bosId: opts.bosId, progress });

@@ -25,6 +25,7 @@ import type { IntegerMatmul } from "../quant/spec.js";
 import type { Backend, MatvecJob, PreparedWeight } from "../kernels/types.js";
 import { siteKey, type ActivationQuantConfig, type LinearSite } from "./transforms.js";
 import type { Weight } from "../core/weight.js";
+import type { Model } from "./weights.js";
 
 /** significant bits of each scale's dyadic form and of the renormalized multiplier */
 export const MULT_BITS = 15;
@@ -215,4 +216,24 @@ export class IntegerLinearBackend implements Backend {
 export function hasIntegerLinears(weights: ReadonlyMap<string, Weight>): boolean {
   for (const w of weights.values()) if (w.kind === "quant" && w.q instanceof QTensor && w.q.specObject.integerMatmul) return true;
   return false;
+}
+
+/**
+ * How a model runs: a model with integer-only linears runs them through an IntegerLinearBackend over
+ * `backend` on every path (run, eval, kld, bench, compare — whatever builds a Llama), never as float
+ * fake quantization; their inputs are quantized by that backend, so the model's own activation transform
+ * (the fake-quant `a<b>` of the other path) is taken off. Any other model runs as it is.
+ */
+export function integerRuntime(model: Model, backend: Backend): { model: Model; backend: Backend } {
+  if (backend instanceof IntegerLinearBackend || !hasIntegerLinears(model.weights)) return { model, backend };
+  const t = model.inputTransforms;
+  const acts = t?.activations;
+  let m = model;
+  if (t && acts) {
+    const { activations: _a, ...rest } = t;
+    m = { ...model };
+    if (Object.keys(rest).length) m.inputTransforms = rest;
+    else delete m.inputTransforms;
+  }
+  return { model: m, backend: new IntegerLinearBackend(backend, acts) };
 }

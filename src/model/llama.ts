@@ -17,6 +17,7 @@ import type { Model } from "./weights.js";
 import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
+import { integerRuntime } from "./integer-linear.js";
 
 /**
  * Called with the input x (n, width) of a block's linears before they run (calibration capture, or
@@ -108,10 +109,12 @@ export class Llama implements CausalLM {
   private readonly inputHook: LinearInputHook | undefined;
   private readonly rotTmp: Float64Array | undefined; // (inner factor size) scratch of the online rotation
 
-  constructor(model: Model, opts: LlamaOptions = {}) {
+  constructor(original: Model, opts: LlamaOptions = {}) {
+    // integer-only linears (`…:intmm`) run as integer kernels here too, not as their float fake-quantization
+    const { model, backend } = integerRuntime(original, opts.backend ?? new RefBackend());
     const c = model.config;
     this.config = c;
-    this.backend = opts.backend ?? new RefBackend();
+    this.backend = backend;
     this.capacity = opts.contextLength ?? c.seqLen;
     if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new QuantlabError("E_ARG", `context length ${this.capacity}: expected a positive integer`);
     this.maxBatch = opts.maxBatch ?? Math.max(1, Math.min(128, Math.floor((1 << 24) / c.vocabSize)));

@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Rng } from "../../src/core/rng.js";
+import { Tensor } from "../../src/core/tensor.js";
 import { toDyadic } from "../../src/formats/int.js";
 import { dataPath } from "../../src/io/node/data.js";
 import { loadModel } from "../../src/io/node/load.js";
@@ -162,5 +163,40 @@ describe("integer-only linear", () => {
     assert.equal(int.stats.dots, 2 * 255 * (5 * (64 + 32 + 32 + 64 + 172 + 172 + 64)));
     const narrow = await run("int8:channel:a8:intmm:acc=16");
     assert.ok(narrow.stats.accOverflows > 0 && narrow.ppl > 10 * int.ppl, `acc=16: ${narrow.stats.accOverflows} overflows, ppl ${narrow.ppl}`);
+  });
+
+  test("a saved intmm file runs as integers wherever a Llama is built (run, eval, kld, bench), not as float fake quantization", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const { quantize } = await import("../../src/algos/quantize.js");
+    const { saveQuantizeResult } = await import("../../src/io/node/quantize-output.js");
+    const base = await loadModel(dataPath("stories260K", "stories260K.bin"));
+    const dir = mkdtempSync(join(tmpdir(), "ql-intmm-"));
+    try {
+      const r = await quantize(base, { target: { spec: "int8:channel:a8:intmm" }, method: "rtn" });
+      const file = join(dir, "q.safetensors");
+      await saveQuantizeResult(r, file);
+      const m = await loadModel(file);
+      const ids = [1, 403, 407, 261, 378, 432, 383, 286];
+      const logits = (l: Llama) => { const out: number[] = []; l.prefill(ids, 0, (lg) => out.push(...lg)); return Float32Array.from(out); };
+      assert.equal(m.inputTransforms?.activations?.bits, 8, "the file carries its a8 activation rounding");
+      const auto = new Llama(m, { backend: new RefBackend() });
+      assert.equal(auto.backend.name, "intmm+ref");
+      const explicit = new Llama(m, { backend: new IntegerLinearBackend(new RefBackend(), m.inputTransforms?.activations) });
+      assert.deepEqual(logits(auto), logits(explicit));
+      assert.ok((auto.backend as IntegerLinearBackend).stats.dots > 0, "the integer kernel ran");
+      // the fake-quant path of the same weights and activation rounding gives different (close) logits
+      const dense = new Map([...m.weights].map(([n, w]) => [n, w.kind === "quant" ? { kind: "dense" as const, tensor: Tensor.fromF32(w.q.shape, w.q.dequantize()) } : w]));
+      const fake = new Llama({ ...m, weights: dense }, { backend: new RefBackend() });
+      assert.equal(fake.backend.name, "ref");
+      const a = logits(auto), b = logits(fake);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+      // (requantization error compounding over 5 layers, on logits of magnitude ~10; the perplexity test above bounds its effect)
+      assert.ok(worst > 0 && worst < 1, `integer vs fake-quant max |Δlogit| ${worst}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

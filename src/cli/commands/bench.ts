@@ -59,7 +59,7 @@ export async function openQuantlabSession(path: string, o: SessionOptions): Prom
     let pos = 0;
     return {
       engine: "quantlab",
-      backendName: backend.name,
+      backendName: llama.backend.name,
       weightBytes,
       loadMs,
       llama,

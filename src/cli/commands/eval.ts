@@ -82,7 +82,7 @@ export function register(program: Command): void {
       if (o.json) {
         printJson({
           ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, ctx: r.ctx,
-          model: path, text: o.text, backend: backend.name, ...(o.kv ? { kv: o.kv } : {}), seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
+          model: path, text: o.text, backend: llama.backend.name, ...(o.kv ? { kv: o.kv } : {}), seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
           windowNll: r.windowNll, ...(o.saveLogits ? { logitsFile: o.saveLogits } : {}),
         });
       } else {

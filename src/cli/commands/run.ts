@@ -70,7 +70,7 @@ export function register(program: Command): void {
           tokenIds: r.tokenIds,
           promptTokens: r.promptTokens,
           model: path,
-          backend: backend.name,
+          backend: llama.backend.name,
           temperature: o.temperature,
           topP: o.topP,
           topK: o.topK,
