@@ -63,6 +63,34 @@ export interface KvCache {
 
 export type KvCacheFactory = (nLayers: number, capacity: number, nKvHeads: number, headDim: number) => KvCache;
 
+/**
+ * An int8 matrix held by a backend for integer-only linears (model/integer-linear.ts): `dots` sets
+ * acc[r] = Σ_c W[r,c]·x[c] exactly in int32 for int8 activation codes x (cols). The caller guarantees that
+ * no sum overflows int32 (cols · max|w| · max|x| < 2^31).
+ */
+export interface Int8Rows {
+  readonly rows: number;
+  readonly cols: number;
+  dots(x: Int8Array, acc: Int32Array): void;
+  /** gives the backend's memory back; the matrix must not be used afterwards */
+  release(): void;
+}
+
+/** The reference int8 row dots (plain TypeScript): what every backend's Int8Rows must equal exactly. */
+export function int8RowsRef(w: Int8Array, rows: number, cols: number): Int8Rows {
+  return {
+    rows, cols,
+    dots(x: Int8Array, acc: Int32Array): void {
+      for (let r = 0; r < rows; r++) {
+        let t = 0;
+        for (let c = 0, o = r * cols; c < cols; c++) t += w[o + c]! * x[c]!;
+        acc[r] = t;
+      }
+    },
+    release(): void {},
+  };
+}
+
 export interface Backend {
   readonly name: string;
   /**
@@ -110,6 +138,11 @@ export interface Backend {
    * the TypeScript f32 cache.
    */
   kvCache?(nLayers: number, capacity: number, nKvHeads: number, headDim: number): KvCache | undefined;
+  /**
+   * An int8 matrix in this backend's memory for integer-only linears (the WASM backend: SIMD int8·int8 →
+   * int32). Optional: callers fall back to `int8RowsRef`.
+   */
+  int8Rows?(w: Int8Array, rows: number, cols: number, name: string): Int8Rows;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }

@@ -22,7 +22,7 @@ import { QuantlabError } from "../core/errors.js";
 import { toDyadic } from "../formats/int.js";
 import { QTensor } from "../quant/tensor.js";
 import type { IntegerMatmul } from "../quant/spec.js";
-import type { Backend, MatvecJob, PreparedWeight } from "../kernels/types.js";
+import { int8RowsRef, type Backend, type Int8Rows, type MatvecJob, type PreparedWeight } from "../kernels/types.js";
 import { siteKey, type ActivationQuantConfig, type LinearSite } from "./transforms.js";
 import type { Weight } from "../core/weight.js";
 import type { Model } from "./weights.js";
@@ -69,6 +69,8 @@ class IntPrepared implements PreparedWeight {
     readonly cols: number,
     readonly name: string,
     readonly wq: Int8Array, // (rows, cols) signed weight codes
+    /** the inner loop on the wrapped backend's kernel (int8 activations, 32-bit accumulator), when it runs there */
+    readonly kernel: Int8Rows | undefined,
     readonly mW: Float64Array, // (rows) dyadic numerators of the weight scales
     readonly kW: Int32Array, // (rows) dyadic shifts
     readonly actBits: number,
@@ -84,6 +86,8 @@ export class IntegerLinearBackend implements Backend {
   readonly name: string;
   readonly stats: IntegerLinearStats = { dots: 0, accOverflows: 0, outSaturations: 0 };
   private xq = new Int32Array(0); // (cols) quantized activations of one token
+  private xq8 = new Int8Array(0); // the same as int8, for a kernel
+  private acc = new Int32Array(0); // (rows) a kernel's sums
 
   /** `acts`: the spec's activation config (static scales per "<layer>.<site>"); dynamic when absent or dynamic. */
   constructor(private readonly inner: Backend, private readonly acts?: ActivationQuantConfig) {
@@ -120,12 +124,17 @@ export class IntegerLinearBackend implements Backend {
       staticScale = key !== undefined ? this.acts?.scales?.[key] : undefined;
       if (staticScale === undefined) throw new QuantlabError("E_ARG", `${name}: static activation scale missing (calibrate with --calib)`);
     }
-    return new IntPrepared(rows, cols, name, wq, mW, kW, a.bits, staticScale, spec.integerMatmul);
+    // the int8 × int8 → int32 loop runs on the backend's kernel (WASM SIMD) when codes and activations are
+    // 8-bit and the accumulator is 32 bits; narrow accumulators (wrap/saturate per step) stay in this loop
+    const onKernel = spec.integerMatmul.accBits === 32 && a.bits <= 8 && spec.bits <= 8;
+    const kernel = onKernel ? (this.inner.int8Rows?.(wq, rows, cols, name) ?? int8RowsRef(wq, rows, cols)) : undefined;
+    return new IntPrepared(rows, cols, name, wq, kernel, mW, kW, a.bits, staticScale, spec.integerMatmul);
   }
 
-  /** Integer weights are JS arrays (nothing to give back); others belong to the inner backend. */
+  /** Integer weights give their kernel memory back; others belong to the inner backend. */
   release(pw: PreparedWeight): void {
-    if (!(pw instanceof IntPrepared)) this.inner.release(pw);
+    if (pw instanceof IntPrepared) pw.kernel?.release();
+    else this.inner.release(pw);
   }
 
   matvec(pw: PreparedWeight, x: Float32Array, out: Float32Array): void {
@@ -183,10 +192,19 @@ export class IntegerLinearBackend implements Backend {
     const st = this.stats;
     const narrow = mm.accBits < 32;
     const accMax = 2 ** (mm.accBits - 1) - 1, accMin = -(2 ** (mm.accBits - 1)), span = 2 ** mm.accBits;
+    let sums: Int32Array | undefined;
+    if (pw.kernel) {
+      if (this.xq8.length < cols) this.xq8 = new Int8Array(cols);
+      if (this.acc.length < rows) this.acc = new Int32Array(rows);
+      for (let c = 0; c < cols; c++) this.xq8[c] = xq[c]!;
+      pw.kernel.dots(this.xq8, this.acc);
+      sums = this.acc;
+    }
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
       let acc = 0;
-      if (!narrow) {
+      if (sums) acc = sums[r]!;
+      else if (!narrow) {
         // int8·int8 products into an int32 accumulator (no overflow possible: checked at prepare)
         for (let c = 0; c < cols; c++) acc += wq[o + c]! * xq[c]!;
       } else {

@@ -24,7 +24,7 @@ import { bf16ArrayToF32 } from "../../core/f16.js";
 import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
-import type { Backend, KvCache, MatvecJob, PreparedWeight } from "../types.js";
+import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32 } from "../../../assembly/abi.js";
 import { uniformIntBytes, uniformIntKernelName, uniformIntLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
@@ -501,6 +501,38 @@ export class WasmBackend implements Backend {
       checkOpen: () => this.checkOpen(),
     };
     return WasmKvCache.create(host, nLayers, capacity, nKvHeads, headDim, this.threads);
+  }
+
+  /**
+   * An int8 matrix in shard 0 for integer-only linears: `dots` runs assembly/intmm.ts (exact int32 sums of
+   * int8 products, SIMD) on the calling thread. Equal to int8RowsRef by construction (integer arithmetic);
+   * test/kernels/wasm/int8-rows.test.ts checks it.
+   */
+  int8Rows(w: Int8Array, rows: number, cols: number, name: string): Int8Rows {
+    this.checkOpen();
+    if (w.length !== rows * cols) throw new QuantlabError("E_INTERNAL", `${name}: ${w.length} int8 codes for ${rows}×${cols}`);
+    const sh = this.memory.first;
+    const a = sh.arena;
+    const wOff = a.alloc(rows * cols, 64, `${name} int8 codes`);
+    const xOff = a.alloc(cols, 64, `${name} int8 input`);
+    const accOff = a.alloc(rows * 4, 64, `${name} int32 sums`);
+    new Int8Array(a.memory.buffer, wOff, rows * cols).set(w);
+    let live = true;
+    return {
+      rows, cols,
+      dots: (x: Int8Array, acc: Int32Array) => {
+        if (!live) throw new QuantlabError("E_INTERNAL", `${name}: int8 rows used after release`);
+        this.checkOpen();
+        new Int8Array(a.memory.buffer, xOff, cols).set(x.subarray(0, cols));
+        sh.kernels.i8_rows_dot(wOff, xOff, cols, accOff, 0, rows);
+        acc.set(new Int32Array(a.memory.buffer, accOff, rows));
+      },
+      release: () => {
+        if (!live || this.disposed) return;
+        live = false;
+        a.free(accOff); a.free(xOff); a.free(wOff);
+      },
+    };
   }
 
   /**

@@ -83,6 +83,8 @@ export interface KernelExports {
   f16_to_f32_row(h: number, n: number, x: number): void;
   f32_to_f16(x: number): number;
   f16_to_f32(h: number): number;
+  /** acc[r] = Σ_c w[r,c]·x[c] for rows [r0, r1) of int8 codes, exact int32 (assembly/intmm.ts) */
+  i8_rows_dot(w: number, x: number, cols: number, acc: number, r0: number, r1: number): void;
 }
 
 export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
