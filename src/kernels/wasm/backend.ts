@@ -517,6 +517,8 @@ export class WasmBackend implements Backend {
     const xOff = a.alloc(cols, 64, `${name} int8 input`);
     const accOff = a.alloc(rows * 4, 64, `${name} int32 sums`);
     new Int8Array(a.memory.buffer, wOff, rows * cols).set(w);
+    const row: WasmListingRow = { name, source: "quant intmm (int8 codes)", kernel: "i8 rows (assembly/intmm.ts)", rows, cols, bytes: rows * cols, shard: sh.index, inPlace: false };
+    this.rowsListing.push(row);
     let live = true;
     return {
       rows, cols,
@@ -531,6 +533,7 @@ export class WasmBackend implements Backend {
         if (!live || this.disposed) return;
         live = false;
         a.free(accOff); a.free(xOff); a.free(wOff);
+        this.rowsListing.splice(this.rowsListing.indexOf(row), 1);
       },
     };
   }
