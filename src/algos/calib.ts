@@ -17,8 +17,8 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
-import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "../model/config.js";
-import { Llama, ROPE_FREQS, rmsnormRows, rope, ropeInvFreq } from "../model/llama.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "../model/config.js";
+import { Llama, ROPE_FREQS, qkvTraits, rmsnormRows, rope, ropeInvFreq, ropeNeox } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
@@ -109,7 +109,7 @@ export function blockWeights(model: Model, l: number): BlockWeights {
     const d = dequantizeWeight(w, name).data;
     return w.kind === "dense" && w.tensor.dtype === "f32" ? new Float32Array(d) : d;
   };
-  return blockTensors(l, get, get);
+  return blockTensors(l, get, get, ARCH_TRAITS[model.config.arch]);
 }
 
 /** out (n, rows) = x (n, cols) · wᵀ, w (rows, cols); four output rows per pass over x's row. */
@@ -257,11 +257,13 @@ export class BlockRunner {
     mm("wq", xb, qDim, dim, q);
     mm("wk", xb, kvDim, dim, k);
     mm("wv", xb, kvDim, dim, v);
+    qkvTraits(bw, q, k, v, T, qDim, kvDim, hd, c.normEps);
     const half = hd / 2;
+    const rot = ARCH_TRAITS[c.arch].rope === "neox" ? ropeNeox : rope;
     for (let t = 0; t < T; t++) {
       const p = t % L;
-      rope(q, t * qDim, qDim, hd, this.cos, this.sin, p * half);
-      rope(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half);
+      rot(q, t * qDim, qDim, hd, this.cos, this.sin, p * half);
+      rot(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half);
     }
     const att = new Float32Array(T * qDim);
     const scores = new Float32Array(L);

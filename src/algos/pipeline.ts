@@ -276,7 +276,11 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
         if (!s) continue;
         for (const k of g.keys) scaleColumnsInPlace(bw[k], rowsOf(k, c), cols, s);
         if (foldNorm) divideNormInPlace(foldNorm, s);
-        else divideRowsInPlace(bw[foldPrev!], rowsOf(foldPrev!, c), colsOf(foldPrev!, c), s);
+        else {
+          divideRowsInPlace(bw[foldPrev!], rowsOf(foldPrev!, c), colsOf(foldPrev!, c), s);
+          // v's bias (Qwen2) is part of v's output rows: it takes the same 1/s
+          if (foldPrev === "wv" && bw.bv) divideNormInPlace(bw.bv, s);
+        }
         // a folded-into linear's clipped copy takes the same row scaling (RTN groups run along rows, so the clip scales with them)
         const clippedPrev = foldPrev ? step.migrated.get(foldPrev) : undefined;
         if (clippedPrev) divideRowsInPlace(clippedPrev, rowsOf(foldPrev!, c), colsOf(foldPrev!, c), s);
@@ -316,6 +320,10 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     }
     out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm));
     out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm));
+    // the architecture's biases and q/k norms stay float (a folded scale may have changed v's bias)
+    for (const [n, v] of [[TensorNames.attnQBias(l), bw.bq], [TensorNames.attnKBias(l), bw.bk], [TensorNames.attnVBias(l), bw.bv], [TensorNames.attnQNorm(l), bw.qNorm], [TensorNames.attnKNorm(l), bw.kNorm]] as const) {
+      if (v) out.set(n, f32Dense([v.length], v));
+    }
     for (const k of LINEAR_KEYS) {
       const q = quantized.get(k);
       const w: Weight = q ? { kind: "quant", q } : f32Dense([rowsOf(k, c), colsOf(k, c)], bw[k]);

@@ -11,7 +11,7 @@ import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor, numel, viewAs } from "../core/tensor.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
-import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, type ConfigKeys, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
+import { ARCHITECTURES, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, type Architecture, type ConfigKeys, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
 import { MAX_DIM, MAX_HEAD_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_MERGES, MAX_SEQ_LEN, MAX_VOCAB, checkCount, parseJsonBounded } from "../core/limits.js";
 import type { Model } from "../model/weights.js";
 import type { Tokenizer, Vocab } from "../model/tokenizer.js";
@@ -35,7 +35,8 @@ export const ROPE_FREQS = "rope_freqs.weight";
 /** metadata key of the recipe JSON (= algos/recipe.ts RECIPE_METADATA_KEY; io does not import algos) */
 export const RECIPE_KEY = "quantlab.recipe";
 
-export const SUPPORTED_ARCHITECTURES = ["llama"] as const;
+/** llama.cpp `general.architecture` names quantlab runs (src/llama-arch.cpp LLM_ARCH_NAMES), one per ModelConfig.arch */
+export const SUPPORTED_ARCHITECTURES = ARCHITECTURES;
 
 // ---------------------------------------------------------------------------------------------------
 // Reading
@@ -122,7 +123,7 @@ export function ggufConfig(f: GgufFile): ModelConfig {
   const vocabSize = metaNumber(f, keys.vocabSize) ?? tok?.shape[0] ?? metaArray(f, "tokenizer.ggml.tokens")?.items.length;
   if (vocabSize === undefined) throw new QuantlabError("E_FORMAT", `${f.name}: cannot tell the vocabulary size (no ${a}.vocab_size, no ${TensorNames.tokenEmbd})`);
   const config: ModelConfig = {
-    arch: "llama",
+    arch: arch as Architecture,
     dim,
     hiddenDim,
     nLayers,
@@ -387,25 +388,30 @@ const u32 = (value: number): GgufValue => ({ type: GgufValueType.UINT32, value }
 const f32 = (value: number): GgufValue => ({ type: GgufValueType.FLOAT32, value });
 const str = (value: string): GgufValue => ({ type: GgufValueType.STRING, value });
 
-/** Metadata for a Llama config (keys as llama.cpp reads them, types as gguf-py writes them). */
+/**
+ * Metadata for a config (keys as llama.cpp reads them, types as gguf-py writes them), under the
+ * architecture's own prefix (`llama.*`, `qwen2.*`, `qwen3.*`: llama.cpp reads every key as
+ * `<general.architecture>.<key>`).
+ */
 export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   const m = new Map<string, GgufValue>();
-  m.set("general.architecture", str("llama"));
+  const a = c.arch;
+  m.set("general.architecture", str(a));
   if (c.name) m.set("general.name", str(c.name));
-  m.set("llama.vocab_size", u32(c.vocabSize));
-  m.set("llama.context_length", u32(c.seqLen));
-  m.set("llama.embedding_length", u32(c.dim));
-  m.set("llama.block_count", u32(c.nLayers));
-  m.set("llama.feed_forward_length", u32(c.hiddenDim));
-  m.set("llama.rope.dimension_count", u32(c.headDim));
-  m.set("llama.attention.head_count", u32(c.nHeads));
-  m.set("llama.attention.head_count_kv", u32(c.nKvHeads));
+  m.set(`${a}.vocab_size`, u32(c.vocabSize));
+  m.set(`${a}.context_length`, u32(c.seqLen));
+  m.set(`${a}.embedding_length`, u32(c.dim));
+  m.set(`${a}.block_count`, u32(c.nLayers));
+  m.set(`${a}.feed_forward_length`, u32(c.hiddenDim));
+  m.set(`${a}.rope.dimension_count`, u32(c.headDim));
+  m.set(`${a}.attention.head_count`, u32(c.nHeads));
+  m.set(`${a}.attention.head_count_kv`, u32(c.nKvHeads));
   if (c.headDim * c.nHeads !== c.dim) {
-    m.set("llama.attention.key_length", u32(c.headDim));
-    m.set("llama.attention.value_length", u32(c.headDim));
+    m.set(`${a}.attention.key_length`, u32(c.headDim));
+    m.set(`${a}.attention.value_length`, u32(c.headDim));
   }
-  m.set("llama.rope.freq_base", f32(c.ropeTheta));
-  m.set("llama.attention.layer_norm_rms_epsilon", f32(c.normEps));
+  m.set(`${a}.rope.freq_base`, f32(c.ropeTheta));
+  m.set(`${a}.attention.layer_norm_rms_epsilon`, f32(c.normEps));
   return m;
 }
 

@@ -14,7 +14,7 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { DTYPES, Tensor, numel, type DType } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type Architecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
@@ -43,7 +43,16 @@ export interface DirSink {
   writeFile<T>(file: string, write: (sink: ByteSink) => Promise<T>): Promise<T>;
 }
 
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral"] as const;
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
+
+/** quantlab's architecture of each supported model_type (Mistral is the Llama block) */
+const ARCH_OF_MODEL_TYPE: Record<(typeof SUPPORTED_MODEL_TYPES)[number], Architecture> = { llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3" };
+/** config.json's architectures[0] and model_type for each architecture (the writer) */
+const HF_CLASS: Record<Architecture, { cls: string; modelType: string }> = {
+  llama: { cls: "LlamaForCausalLM", modelType: "llama" },
+  qwen2: { cls: "Qwen2ForCausalLM", modelType: "qwen2" },
+  qwen3: { cls: "Qwen3ForCausalLM", modelType: "qwen3" },
+};
 
 /** The HF config.json fields we read and write (transformers LlamaConfig / MistralConfig). */
 export interface HfConfigJson {
@@ -117,14 +126,17 @@ function ropeFields(c: HfConfigJson, file: string): { theta?: number; scaling?: 
 /** config.json → ModelConfig; refuses what the Llama forward pass cannot run, naming the field. */
 export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfig {
   const mt = c.model_type;
-  if (mt === "qwen2") {
-    throw new QuantlabError("E_UNSUPPORTED", `${file}: model_type "qwen2" is not supported: its q/k/v projections have biases, which quantlab's Llama forward pass does not run`);
-  }
   if (mt === undefined || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
     throw new QuantlabError("E_UNSUPPORTED", `${file}: architecture "${mt ?? c.architectures?.[0] ?? "unknown"}" is not supported (model_type: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
   }
+  const arch = ARCH_OF_MODEL_TYPE[mt as (typeof SUPPORTED_MODEL_TYPES)[number]];
   if (c.hidden_act !== undefined && c.hidden_act !== "silu") throw new QuantlabError("E_UNSUPPORTED", `${file}: hidden_act "${c.hidden_act}" is not supported (silu)`);
-  if (c.attention_bias) throw new QuantlabError("E_UNSUPPORTED", `${file}: attention_bias = true is not supported`);
+  // q/k/v biases are the architecture's (Qwen2 always has them, Qwen3 and Llama never do); an attention_bias that
+  // says otherwise would be a different model
+  const wantBias = ARCH_TRAITS[arch].qkvBias;
+  if (c.attention_bias !== undefined && c.attention_bias !== null && Boolean(c.attention_bias) !== wantBias) {
+    throw new QuantlabError("E_UNSUPPORTED", `${file}: attention_bias = ${describe(c.attention_bias)} is not supported for model_type "${mt}" (its q/k/v projections ${wantBias ? "always have" : "have no"} biases)`);
+  }
   if (c.mlp_bias) throw new QuantlabError("E_UNSUPPORTED", `${file}: mlp_bias = true is not supported`);
   const dim = need(c, "hidden_size", file);
   const nHeads = need(c, "num_attention_heads", file);
@@ -134,7 +146,7 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
   if (typeof nKvHeads !== "number" || !Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${file}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${describe(nKvHeads)}`);
   if (c.tie_word_embeddings !== undefined && typeof c.tie_word_embeddings !== "boolean") throw new QuantlabError("E_FORMAT", `${file}: "tie_word_embeddings" must be true or false, got ${describe(c.tie_word_embeddings)}`);
   const config: ModelConfig = {
-    arch: "llama",
+    arch,
     dim,
     hiddenDim: need(c, "intermediate_size", file),
     nLayers: need(c, "num_hidden_layers", file),
@@ -194,8 +206,8 @@ export function hfLayerOf(name: string): number | undefined {
 /** ModelConfig → config.json (LlamaForCausalLM). */
 export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtype = "float32"): HfConfigJson {
   const out: HfConfigJson = {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+    architectures: [HF_CLASS[c.arch].cls],
+    model_type: HF_CLASS[c.arch].modelType,
     hidden_size: c.dim,
     intermediate_size: c.hiddenDim,
     num_hidden_layers: c.nLayers,
@@ -208,7 +220,7 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
     rms_norm_eps: c.normEps,
     tie_word_embeddings: c.tiedEmbeddings,
     hidden_act: "silu",
-    attention_bias: false,
+    attention_bias: ARCH_TRAITS[c.arch].qkvBias,
     mlp_bias: false,
     rope_scaling: c.ropeScaling
       ? { rope_type: "llama3", factor: c.ropeScaling.factor, low_freq_factor: c.ropeScaling.lowFreqFactor, high_freq_factor: c.ropeScaling.highFreqFactor, original_max_position_embeddings: c.ropeScaling.originalMaxPositionEmbeddings }
@@ -236,10 +248,23 @@ const LAYER_MAP: [string, (l: number) => string][] = [
   ["mlp.down_proj.weight", TensorNames.ffnDown],
 ];
 
+// transformers Qwen2Attention (q/k/v_proj bias=True) and Qwen3Attention (q_norm / k_norm)
+const BIAS_MAP: [string, (l: number) => string][] = [
+  ["self_attn.q_proj.bias", TensorNames.attnQBias],
+  ["self_attn.k_proj.bias", TensorNames.attnKBias],
+  ["self_attn.v_proj.bias", TensorNames.attnVBias],
+];
+const QK_NORM_MAP: [string, (l: number) => string][] = [
+  ["self_attn.q_norm.weight", TensorNames.attnQNorm],
+  ["self_attn.k_norm.weight", TensorNames.attnKNorm],
+];
+
 /** Canonical name → HF name for every tensor of a config (HF file order: embeddings, layers, norm, lm_head). */
 export function hfNames(c: ModelConfig): [canonical: string, hf: string][] {
   const out: [string, string][] = [[TensorNames.tokenEmbd, "model.embed_tokens.weight"]];
-  for (let l = 0; l < c.nLayers; l++) for (const [suffix, f] of LAYER_MAP) out.push([f(l), `model.layers.${l}.${suffix}`]);
+  const t = ARCH_TRAITS[c.arch];
+  const layerMap = [...LAYER_MAP, ...(t.qkvBias ? BIAS_MAP : []), ...(t.qkNorm ? QK_NORM_MAP : [])];
+  for (let l = 0; l < c.nLayers; l++) for (const [suffix, f] of layerMap) out.push([f(l), `model.layers.${l}.${suffix}`]);
   out.push([TensorNames.outputNorm, "model.norm.weight"]);
   if (!c.tiedEmbeddings) out.push([TensorNames.output, "lm_head.weight"]);
   return out;
@@ -354,8 +379,9 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
         throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${hf}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
       }
+      // interleaved-RoPE families take llama.cpp's Q/K row permutation; NeoX ones keep HF's rows (config.ts ArchTraits.rope)
       const isQ = canon.endsWith("attn_q.weight");
-      const permute = isQ || canon.endsWith("attn_k.weight")
+      const permute = ARCH_TRAITS[config.arch].rope === "interleaved" && (isQ || canon.endsWith("attn_k.weight"))
         ? (raw: Uint8Array, dtype: DType) => permuteQK(raw, isQ ? config.nHeads : config.nKvHeads, config.headDim, info.shape[1]! * DTYPES[dtype].bytes, true)
         : undefined;
       weights.set(canon, { kind: "dense", tensor: st.lazyTensor(store, info, permute) });
@@ -406,7 +432,7 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
         raw = new Uint8Array(conv.buffer, conv.byteOffset, conv.byteLength);
       }
       const isQ = canon.endsWith("attn_q.weight");
-      if (isQ || canon.endsWith("attn_k.weight")) {
+      if (ARCH_TRAITS[c.arch].rope === "interleaved" && (isQ || canon.endsWith("attn_k.weight"))) {
         raw = permuteQK(raw, isQ ? c.nHeads : c.nKvHeads, c.headDim, shape[1]! * DTYPES[outDtype].bytes, false);
       }
       if (!wasLoaded) releaseWeight(w);

@@ -159,6 +159,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const c = model.config;
   const name = opts.name ?? "output";
   const d = ONNX_DTYPES[opts.dtype];
+  if (c.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `${name}: the ONNX export writes the llama architecture only so far, not "${c.arch}" (${model.source.path})`);
   if (model.inputTransforms?.ffnDownRotation) throw new QuantlabError("E_UNSUPPORTED", `${name}: ${model.source.path} has an online FFN-down rotation (quantize --rotate) that the ONNX export cannot carry; quantize without --rotate`);
   if (model.inputTransforms?.activations) {
     const a = model.inputTransforms.activations;

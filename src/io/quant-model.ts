@@ -13,7 +13,7 @@
 import { QuantlabError, namingFile } from "../core/errors.js";
 import { numel } from "../core/tensor.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { ARCHITECTURES, checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, isArchitecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
@@ -152,7 +152,8 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
 export function modelConfigFromJson(text: string | undefined, where: string): ModelConfig {
   if (text === undefined) throw new QuantlabError("E_FORMAT", `${where} is missing`);
   const o = jsonObject(parseJsonBounded(text, where), where, "the value");
-  if (o.arch !== "llama") throw new QuantlabError("E_FORMAT", `${where}: arch = ${describe(o.arch)}, expected "llama"`);
+  if (typeof o.arch !== "string" || !isArchitecture(o.arch)) throw new QuantlabError("E_FORMAT", `${where}: arch = ${describe(o.arch)}, expected one of ${ARCHITECTURES.join(", ")}`);
+  const arch = o.arch;
   if (typeof o.tiedEmbeddings !== "boolean") throw new QuantlabError("E_FORMAT", `${where}: tiedEmbeddings = ${describe(o.tiedEmbeddings)}, expected true or false`);
   if (o.name !== undefined && typeof o.name !== "string") throw new QuantlabError("E_FORMAT", `${where}: name = ${describe(o.name)}, expected a string`);
   const num = (k: string): number => {
@@ -161,7 +162,7 @@ export function modelConfigFromJson(text: string | undefined, where: string): Mo
     return v;
   };
   const c: ModelConfig = {
-    arch: "llama", dim: num("dim"), hiddenDim: num("hiddenDim"), nLayers: num("nLayers"), nHeads: num("nHeads"), nKvHeads: num("nKvHeads"),
+    arch, dim: num("dim"), hiddenDim: num("hiddenDim"), nLayers: num("nLayers"), nHeads: num("nHeads"), nKvHeads: num("nKvHeads"),
     headDim: num("headDim"), vocabSize: num("vocabSize"), seqLen: num("seqLen"), ropeTheta: num("ropeTheta"), normEps: num("normEps"),
     tiedEmbeddings: o.tiedEmbeddings,
   };

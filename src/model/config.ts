@@ -13,8 +13,41 @@ export interface RopeScalingLlama3 {
   originalMaxPositionEmbeddings: number;
 }
 
+/**
+ * The decoder families quantlab runs. Each is the shared Llama block plus the differences its row of
+ * ARCH_TRAITS names; the forward pass, calibration and the writers read the row, never the name.
+ */
+export const ARCHITECTURES = ["llama", "qwen2", "qwen3"] as const;
+export type Architecture = (typeof ARCHITECTURES)[number];
+
+/** How one family's block differs from Llama's (DESIGN.md "architecture traits"). */
+export interface ArchTraits {
+  /** q/k/v projections carry biases (`blk.N.attn_{q,k,v}.bias`; Qwen2) */
+  qkvBias: boolean;
+  /** q and k go through a per-head RMSNorm (weight of headDim, `blk.N.attn_{q,k}_norm.weight`) before RoPE (Qwen3) */
+  qkNorm: boolean;
+  /**
+   * RoPE pairs: "interleaved" rotates (x[2j], x[2j+1]) — llama.cpp LLAMA_ROPE_TYPE_NORM, whose converter
+   * permutes HF's Q/K rows into that order (LlamaModel.permute); "neox" rotates (x[j], x[j + d/2]) —
+   * LLAMA_ROPE_TYPE_NEOX, rows in HF's order (llama.cpp src/llama-model.cpp llama_model_rope_type)
+   */
+  rope: "interleaved" | "neox";
+}
+
+export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
+  llama: { qkvBias: false, qkNorm: false, rope: "interleaved" },
+  // transformers Qwen2Attention: q/k/v_proj with bias=True, o_proj without; rotate_half RoPE
+  qwen2: { qkvBias: true, qkNorm: false, rope: "neox" },
+  // transformers Qwen3Attention: q_norm/k_norm (Qwen3RMSNorm over head_dim) on q/k before RoPE; no biases
+  qwen3: { qkvBias: false, qkNorm: true, rope: "neox" },
+};
+
+export function isArchitecture(a: string): a is Architecture {
+  return (ARCHITECTURES as readonly string[]).includes(a);
+}
+
 export interface ModelConfig {
-  arch: "llama";
+  arch: Architecture;
   dim: number;
   hiddenDim: number;
   nLayers: number;
@@ -48,10 +81,24 @@ export const TensorNames = {
   ffnGate: (l: number) => `blk.${l}.ffn_gate.weight`, // (hiddenDim, dim)  llama2.c w1
   ffnDown: (l: number) => `blk.${l}.ffn_down.weight`, // (dim, hiddenDim)  llama2.c w2
   ffnUp: (l: number) => `blk.${l}.ffn_up.weight`, // (hiddenDim, dim)    llama2.c w3
+  // llama.cpp src/llama-arch.cpp LLM_TENSOR_ATTN_{Q,K,V} ".bias", LLM_TENSOR_ATTN_{Q,K}_NORM
+  attnQBias: (l: number) => `blk.${l}.attn_q.bias`, // (nHeads*headDim)
+  attnKBias: (l: number) => `blk.${l}.attn_k.bias`, // (nKvHeads*headDim)
+  attnVBias: (l: number) => `blk.${l}.attn_v.bias`, // (nKvHeads*headDim)
+  attnQNorm: (l: number) => `blk.${l}.attn_q_norm.weight`, // (headDim)
+  attnKNorm: (l: number) => `blk.${l}.attn_k_norm.weight`, // (headDim)
 } as const;
 
-/** One transformer block's tensors: norms as N, linears as M (llama2.c: gate w1, down w2, up w3). */
+/**
+ * One transformer block's tensors: norms (and biases) as N, linears as M (llama2.c: gate w1, down w2, up w3);
+ * the optional ones are there when the architecture's traits say so.
+ */
 export interface BlockTensors<N, M> {
+  bq?: N;
+  bk?: N;
+  bv?: N;
+  qNorm?: N;
+  kNorm?: N;
   attnNorm: N;
   wq: M;
   wk: M;
@@ -63,9 +110,11 @@ export interface BlockTensors<N, M> {
   down: M;
 }
 
-/** Block l's tensors, each looked up by its canonical name through `norm` or `linear`. */
-export function blockTensors<N, M>(l: number, norm: (name: string) => N, linear: (name: string) => M): BlockTensors<N, M> {
+/** Block l's tensors, each looked up by its canonical name through `norm` or `linear` (biases through `norm`). */
+export function blockTensors<N, M>(l: number, norm: (name: string) => N, linear: (name: string) => M, traits: ArchTraits = ARCH_TRAITS.llama): BlockTensors<N, M> {
   return {
+    ...(traits.qkvBias ? { bq: norm(TensorNames.attnQBias(l)), bk: norm(TensorNames.attnKBias(l)), bv: norm(TensorNames.attnVBias(l)) } : {}),
+    ...(traits.qkNorm ? { qNorm: norm(TensorNames.attnQNorm(l)), kNorm: norm(TensorNames.attnKNorm(l)) } : {}),
     attnNorm: norm(TensorNames.attnNorm(l)),
     wq: linear(TensorNames.attnQ(l)),
     wk: linear(TensorNames.attnK(l)),
@@ -96,6 +145,16 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
     m.set(TensorNames.ffnGate(l), [c.hiddenDim, c.dim]);
     m.set(TensorNames.ffnDown(l), [c.dim, c.hiddenDim]);
     m.set(TensorNames.ffnUp(l), [c.hiddenDim, c.dim]);
+    const t = ARCH_TRAITS[c.arch];
+    if (t.qkvBias) {
+      m.set(TensorNames.attnQBias(l), [qDim]);
+      m.set(TensorNames.attnKBias(l), [kvDim]);
+      m.set(TensorNames.attnVBias(l), [kvDim]);
+    }
+    if (t.qkNorm) {
+      m.set(TensorNames.attnQNorm(l), [c.headDim]);
+      m.set(TensorNames.attnKNorm(l), [c.headDim]);
+    }
   }
   return m;
 }

@@ -80,6 +80,7 @@ export class GgmlForward implements CausalLM {
 
   constructor(model: Model, opts: GgmlForwardOptions = {}) {
     const c = model.config;
+    if (c.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `GgmlForward reproduces llama.cpp's arithmetic for the llama architecture only, not "${c.arch}"`);
     this.model = model;
     this.config = c;
     this.simd = opts.simd ?? "avx512";

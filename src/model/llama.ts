@@ -12,7 +12,8 @@ import { QuantlabError } from "../core/errors.js";
 import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { TensorNames, blockTensors, expectedShapes, type BlockTensors, type ModelConfig } from "./config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
+import { rmsnormRowsRef } from "../kernels/ref/rows.js";
 import type { Model } from "./weights.js";
 import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
@@ -83,6 +84,8 @@ export class Llama implements CausalLM {
   readonly capacity: number;
   readonly kv: KvCache;
   readonly maxBatch: number;
+  /** what this architecture's block does beyond Llama's (model/config.ts ARCH_TRAITS) */
+  readonly traits: ArchTraits;
   private readonly qDim: number;
   private readonly kvDim: number;
   /** rows of the token embedding (vocab, dim), decoded on demand: the table is never expanded whole */
@@ -129,7 +132,8 @@ export class Llama implements CausalLM {
     const prep = (name: string) => prepareWeight(be, W.get(name)!, name);
     this.embedding = rowReader(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
     this.layers = [];
-    for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, prep));
+    this.traits = ARCH_TRAITS[c.arch];
+    for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, prep, this.traits));
     this.outputNorm = vec(TensorNames.outputNorm);
     // GGUF files from llama.cpp's converter carry output.weight even for tied models: use it if present
     const outName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
@@ -251,9 +255,11 @@ export class Llama implements CausalLM {
       addRmsnorm(be, x, l === 0 ? undefined : xb, L.attnNorm, xb, n, dim, eps);
       this.site(l, "attn_in", xb, n, dim);
       this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
+      qkvTraits(L, q, k, v, n, qDim, kvDim, hd, eps);
+      const rot = this.traits.rope === "neox" ? ropeNeox : rope;
       for (let i = 0; i < n; i++) {
-        rope(q, i * qDim, qDim, hd, this.cos, this.sin, i * half);
-        rope(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half);
+        rot(q, i * qDim, qDim, hd, this.cos, this.sin, i * half);
+        rot(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
       if (this.kv.attend) this.kv.attend(l, q, pos0, n, nHeads, attOut);
@@ -336,6 +342,38 @@ export function rope(x: Float32Array, off: number, width: number, hd: number, co
       x[h + 2 * j + 1] = a * fs + b * fc;
     }
   }
+}
+
+/** Rotates (x[j], x[j + hd/2]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j] (NeoX / HF rotate_half). */
+export function ropeNeox(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0): void {
+  const half = hd / 2;
+  for (let h = off; h < off + width; h += hd) {
+    for (let j = 0; j < half; j++) {
+      const a = x[h + j]!;
+      const b = x[h + j + half]!;
+      const fc = cos[tab + j]!;
+      const fs = sin[tab + j]!;
+      x[h + j] = a * fc - b * fs;
+      x[h + j + half] = a * fs + b * fc;
+    }
+  }
+}
+
+/**
+ * The architecture's own steps between the q/k/v projections and RoPE, on n rows: q/k/v biases (Qwen2),
+ * per-head RMSNorm of q and k (Qwen3; the block's norm epsilon, as transformers' Qwen3RMSNorm). Shared by
+ * the forward pass and calibration (algos/calib.ts).
+ */
+export function qkvTraits(L: { bq?: Float32Array; bk?: Float32Array; bv?: Float32Array; qNorm?: Float32Array; kNorm?: Float32Array }, q: Float32Array, k: Float32Array, v: Float32Array, n: number, qDim: number, kvDim: number, hd: number, eps: number): void {
+  if (L.bq) addBias(q, n, qDim, L.bq);
+  if (L.bk) addBias(k, n, kvDim, L.bk);
+  if (L.bv) addBias(v, n, kvDim, L.bv);
+  if (L.qNorm) rmsnormRowsRef(q, q, L.qNorm, (n * qDim) / hd, hd, eps);
+  if (L.kNorm) rmsnormRowsRef(k, k, L.kNorm, (n * kvDim) / hd, hd, eps);
+}
+
+function addBias(x: Float32Array, n: number, width: number, b: Float32Array): void {
+  for (let i = 0; i < n; i++) for (let j = 0, o = i * width; j < width; j++) x[o + j] += b[j]!;
 }
 
 /** out[i] = w ⊙ x[i] / sqrt(mean(x[i]²) + eps) for n rows of `dim` (run.c rmsnorm; kernels/ref/rows.ts). */

@@ -1,0 +1,164 @@
+/**
+ * The architectures beyond Llama (model/config.ts ARCH_TRAITS) on tiny test models, with llama.cpp as the
+ * independent oracle. For each family: a Hugging Face directory whose config.json has the fields transformers
+ * writes for that model_type (Qwen2Config / Qwen3Config: attention biases implied or `attention_bias`,
+ * `head_dim`, `use_sliding_window`, `max_window_layers` …) and HF tensor names (q/k/v_proj.bias,
+ * q_norm/k_norm), weights in HF's row order (NeoX RoPE: no Q/K permutation); quantlab loads it, writes a
+ * GGUF (`qwen2.*` / `qwen3.*` keys, llama.cpp tensor names), and
+ *  - the HF directory and its GGUF give the same logits in quantlab (1e-5),
+ *  - llama.cpp (node-llama-cpp 3.21.1, f32 KV cache) gives the same next-token probabilities on the GGUF as
+ *    quantlab (1e-3), on distributions peaky enough (top p > 0.3) that a wrong norm, bias or RoPE shows,
+ *  - the WASM backend agrees with the reference backend,
+ *  - calibration-based quantization (GPTQ, AWQ) and a ggml preset run and stay close to float.
+ */
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { loadModel } from "../../src/io/node/load.js";
+import { saveGgufFile } from "../../src/io/node/gguf-file.js";
+import { saveHfDir } from "../../src/io/node/hf-file.js";
+import { Llama } from "../../src/model/llama.js";
+import type { Model } from "../../src/model/weights.js";
+import { Tensor } from "../../src/core/tensor.js";
+import { Rng } from "../../src/core/rng.js";
+import { ARCH_TRAITS, expectedShapes, type ModelConfig } from "../../src/model/config.js";
+import { HfTokenizer } from "../../src/model/tokenizers/hf.js";
+import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
+import { byteLevelAlphabet } from "../helpers/byte-level.js";
+import type { Weight } from "../../src/core/weight.js";
+import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
+import { quantize } from "../../src/algos/quantize.js";
+import { kld, ModelLogits } from "../../src/eval/kld.js";
+import type { Backend } from "../../src/kernels/types.js";
+
+const VOCAB = 512;
+
+function tokenizer(): HfTokenizer {
+  const pieces = byteLevelAlphabet();
+  const merges: string[] = [];
+  for (const [a, b] of [["Ġ", "t"], ["h", "e"], ["Ġt", "he"], ["i", "n"], ["Ġ", "a"], ["o", "n"], ["e", "r"], ["Ġ", "w"], ["a", "s"], ["Ġw", "as"]] as const) { merges.push(`${a} ${b}`); pieces.push(a + b); }
+  while (pieces.length < VOCAB - 2) pieces.push(`<|extra_${pieces.length}|>`);
+  pieces.push("<|endoftext|>", "<|im_end|>");
+  const types = new Int32Array(VOCAB).fill(1);
+  for (let i = 266; i < VOCAB; i++) types[i] = 3;
+  return HfTokenizer.fromVocab({ model: "gpt2", pre: "qwen2", pieces, scores: new Float32Array(VOCAB), types, merges, bosId: -1, eosId: VOCAB - 2, addBos: false });
+}
+
+/** Random weights in canonical names; biases small, norms near 1, the (tied) embedding scaled for peaky outputs. */
+function randomWeights(cfg: ModelConfig, seed: number, embdStd: number): Map<string, Weight> {
+  const rng = new Rng(seed);
+  const weights = new Map<string, Weight>();
+  for (const [n, shape] of expectedShapes(cfg)) {
+    const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (n.endsWith(".bias")) rng.fillNormal(d, 0.5);
+    else if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.2 * rng.normal();
+    else rng.fillNormal(d, n.startsWith("token_embd") ? embdStd : 0.08);
+    weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
+  }
+  return weights;
+}
+
+/** config.json as transformers writes it for each model_type (checked against hub configs of Qwen2.5-0.5B / Qwen3-0.6B). */
+function transformersConfig(cfg: ModelConfig): Record<string, unknown> {
+  const common = {
+    hidden_act: "silu", hidden_size: cfg.dim, initializer_range: 0.02, intermediate_size: cfg.hiddenDim, max_position_embeddings: cfg.seqLen,
+    num_attention_heads: cfg.nHeads, num_hidden_layers: cfg.nLayers, num_key_value_heads: cfg.nKvHeads, rms_norm_eps: cfg.normEps,
+    rope_scaling: null, rope_theta: cfg.ropeTheta, tie_word_embeddings: cfg.tiedEmbeddings, torch_dtype: "float32", transformers_version: "4.51.0",
+    use_cache: true, vocab_size: cfg.vocabSize, bos_token_id: VOCAB - 2, eos_token_id: VOCAB - 2,
+  };
+  if (cfg.arch === "qwen2") return { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", attention_dropout: 0.0, max_window_layers: 21, sliding_window: 32768, use_sliding_window: false, ...common };
+  if (cfg.arch === "qwen3") return { architectures: ["Qwen3ForCausalLM"], model_type: "qwen3", attention_bias: false, attention_dropout: 0.0, head_dim: cfg.headDim, max_window_layers: 28, sliding_window: null, use_sliding_window: false, ...common };
+  throw new Error(cfg.arch);
+}
+
+const CASES: ModelConfig[] = [
+  { arch: "qwen2", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 32, vocabSize: VOCAB, seqLen: 256, ropeTheta: 1000000, normEps: 1e-6, tiedEmbeddings: true, name: "tiny-qwen2" },
+  // head_dim × heads ≠ hidden (as Qwen3-0.6B: 16 × 128 over 1024): key_length in the GGUF
+  { arch: "qwen3", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: VOCAB, seqLen: 256, ropeTheta: 1000000, normEps: 1e-6, tiedEmbeddings: true, name: "tiny-qwen3" },
+];
+
+function logitsOf(m: Model, ids: number[], backend?: Backend): Float32Array[] {
+  const llama = new Llama(m, backend ? { backend } : {});
+  return ids.map((t, pos) => Float32Array.from(llama.forward(t, pos)));
+}
+
+describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
+  let dir: string;
+  before(() => { dir = mkdtempSync(join(tmpdir(), "ql-arch-")); });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const cfg of CASES) {
+    test(`${cfg.arch}: HF dir = its GGUF in quantlab; llama.cpp agrees on the GGUF; wasm = ref; GPTQ/AWQ/Q4_K_M run`, async (t) => {
+      const tok = tokenizer();
+      const mem: Model = { config: cfg, weights: randomWeights(cfg, 31, 0.3), tokenizer: tok, source: { path: "memory", format: "memory" } };
+      const hfDir = join(dir, `${cfg.arch}-hf`);
+      await saveHfDir(mem, hfDir);
+      writeFileSync(join(hfDir, "config.json"), JSON.stringify(transformersConfig(cfg), null, 2));
+      const hf = await loadModel(hfDir);
+      assert.equal(hf.config.arch, cfg.arch);
+      assert.equal(hf.config.headDim, cfg.headDim);
+      for (const n of ["blk.0.attn_q.bias", "blk.0.attn_q_norm.weight"]) assert.equal(hf.weights.has(n), n.includes("bias") ? ARCH_TRAITS[cfg.arch].qkvBias : ARCH_TRAITS[cfg.arch].qkNorm, n);
+      const gguf = join(dir, `${cfg.arch}.gguf`);
+      await saveGgufFile(hf, gguf);
+      const back = await loadModel(gguf);
+      assert.equal(back.config.arch, cfg.arch);
+
+      const text = "The theater was in the west, then 12345 rooms";
+      const ids = tok.encode(text);
+      assert.ok(ids.length > 20);
+      const a = logitsOf(hf, ids), b = logitsOf(back, ids);
+      let hfVsGguf = 0;
+      for (let i = 0; i < ids.length; i++) for (let j = 0; j < VOCAB; j++) hfVsGguf = Math.max(hfVsGguf, Math.abs(a[i]![j]! - b[i]![j]!));
+      assert.ok(hfVsGguf <= 1e-5, `HF vs GGUF max |Δlogit| ${hfVsGguf}`);
+
+      const ours = b.map((l) => softmax(l));
+      let peak = 0;
+      for (const p of ours) peak = Math.max(peak, Math.max(...p));
+      // peaky, but not one-hot (a saturated softmax would agree with anything)
+      let meanTop = 0;
+      for (const p of ours) meanTop += Math.max(...p) / ours.length;
+      assert.ok(peak > 0.3 && meanTop < 0.95, `top p ${peak}, mean top p ${meanTop}`);
+      const lc = await LlamaCppModel.load(gguf, { contextSize: 128, kvCacheType: "F32", flashAttention: false });
+      let d;
+      try {
+        assert.deepEqual(lc.tokenize(text), ids, "llama.cpp tokenizes the GGUF's vocabulary as quantlab");
+        d = maxAbsProbDiff(ours, await lc.nextTokenProbs(ids, VOCAB));
+      } finally {
+        await lc.dispose();
+      }
+      t.diagnostic(`${cfg.arch}: top p ${peak.toFixed(3)} (mean ${meanTop.toFixed(3)}), llama.cpp max |Δp| ${d.max.toExponential(2)} (position ${d.pos}), HF vs GGUF max |Δlogit| ${hfVsGguf.toExponential(2)}`);
+      assert.ok(d.max <= 1e-3, `${cfg.arch}: llama.cpp max |Δp| ${d.max} at position ${d.pos}, id ${d.id}`);
+
+      const be = createNodeWasmBackend({ threads: 1 });
+      try {
+        const w = logitsOf(back, ids, be);
+        let m = 0;
+        for (let i = 0; i < ids.length; i++) for (let j = 0; j < VOCAB; j++) m = Math.max(m, Math.abs(w[i]![j]! - b[i]![j]!));
+        assert.ok(m <= 1e-3, `wasm vs ref max |Δlogit| ${m}`);
+      } finally {
+        be.dispose?.();
+      }
+
+      // methods on the architecture: GPTQ and AWQ (calibrated through its own block), a ggml preset
+      const calibText = Array.from({ length: 30 }, (_, i) => `${text} ${i} the west was in the theater`).join(" ");
+      const { sha256Hex } = await import("../../src/algos/recipe.js");
+      const calib = { source: { text: { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(calibText)) } }, windows: { kind: "random" as const, samples: 4, seq: 64 } };
+      const evalIds = tok.encode(calibText).slice(0, 200);
+      const rows: string[] = [];
+      for (const recipe of [
+        { target: { spec: "int4:g32:asym" }, method: "rtn" as const },
+        { target: { spec: "int4:g32:asym" }, method: "gptq" as const, calibration: calib },
+        { target: { spec: "int4:g32:asym" }, method: "awq" as const, calibration: calib },
+        { target: { preset: "Q4_K_M" as const }, method: "rtn" as const },
+      ]) {
+        const r = await quantize(back, recipe, { calibText });
+        const k = await kld(new ModelLogits(new Llama(back, { contextLength: 128 })), new ModelLogits(new Llama(r.model, { contextLength: 128 })), evalIds, { ctx: 64, bosId: VOCAB - 2 });
+        rows.push(`${recipe.method} ${"spec" in recipe.target ? recipe.target.spec : recipe.target.preset}: KLD ${k.meanKld.toFixed(5)}`);
+        assert.ok(Number.isFinite(k.meanKld) && k.meanKld < 0.5, `${cfg.arch} ${recipe.method}: KLD ${k.meanKld}`);
+      }
+      t.diagnostic(`${cfg.arch}: ${rows.join("; ")}`);
+    });
+  }
+});
