@@ -24,7 +24,7 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ToF16Bits, f16BitsToF32 } from "../core/f16.js";
 import { weightShape, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, type ModelConfig } from "../model/config.js";
 import { checkFiniteWeight } from "../model/finite.js";
 import { ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
@@ -159,7 +159,6 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const c = model.config;
   const name = opts.name ?? "output";
   const d = ONNX_DTYPES[opts.dtype];
-  if (c.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `${name}: the ONNX export writes the llama architecture only so far, not "${c.arch}" (${model.source.path})`);
   if (model.inputTransforms?.ffnDownRotation) throw new QuantlabError("E_UNSUPPORTED", `${name}: ${model.source.path} has an online FFN-down rotation (quantize --rotate) that the ONNX export cannot carry; quantize without --rotate`);
   if (model.inputTransforms?.activations) {
     const a = model.inputTransforms.activations;
@@ -252,15 +251,37 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
       sinT[p * half + j] = Math.sin(a);
     }
   }
-  const ropeShape = g.i64([0, 0, 1, half, 1]);
+  const traits = ARCH_TRAITS[c.arch];
+  const neox = traits.rope === "neox";
+  // interleaved pairs (x[2j], x[2j+1]) split the last axis of (…, half, 2); NeoX halves (x[j], x[j+half]) of (…, 2, half)
+  const ropeShape = g.i64(neox ? [0, 0, 1, 1, half] : [0, 0, 1, half, 1]);
   const cos = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.cos", [c.seqLen, half], cosT), "position_ids"]), ropeShape]); // (B, S, 1, half, 1)
   const sin = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.sin", [c.seqLen, half], sinT), "position_ids"]), ropeShape]);
   const rope = (x: string, heads: number): string => {
-    const pairs = g.op("Reshape", [x, g.i64([0, 0, heads, half, 2])]); // (B, S, heads, half, 2): (x[2j], x[2j+1])
-    const [a, b] = g.opN("Split", [pairs, g.i64([1, 1])], 2, [{ name: "axis", i: -1 }]);
+    const axis = neox ? -2 : -1;
+    const pairs = g.op("Reshape", [x, g.i64(neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2])]);
+    const [a, b] = g.opN("Split", [pairs, g.i64([1, 1])], 2, [{ name: "axis", i: axis }]);
     const ra = g.op("Sub", [g.op("Mul", [a!, cos]), g.op("Mul", [b!, sin])]); // a·cos − b·sin
     const rb = g.op("Add", [g.op("Mul", [a!, sin]), g.op("Mul", [b!, cos])]); // a·sin + b·cos
-    return g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: -1 }]), g.i64([0, 0, heads, D])]);
+    return g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: axis }]), g.i64([0, 0, heads, D])]);
+  };
+  /** the architecture's steps between projection and RoPE (model/llama.ts qkvTraits): bias, per-head RMSNorm */
+  const bias = (x: string, n: string, width: number): string => g.op("Add", [x, g.floatInit(n, [width], floatData(n))]);
+  const headNorm = (x: string, heads: number, n: string): string => {
+    const h = g.op("Reshape", [x, g.i64([0, 0, heads, D])]);
+    const w = g.floatInit(n, [D], floatData(n));
+    const ms = g.op("ReduceMean", [g.op("Mul", [h, h]), g.i64([-1])], [{ name: "keepdims", i: 1 }]);
+    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(c.normEps)])])]);
+    return g.op("Reshape", [g.op("Mul", [w, g.op("Mul", [inv, h])]), g.i64([0, 0, heads * D])]);
+  };
+  const project = (h: string, l: number, which: "q" | "k" | "v"): string => {
+    const names = { q: [TensorNames.attnQ, TensorNames.attnQBias, TensorNames.attnQNorm], k: [TensorNames.attnK, TensorNames.attnKBias, TensorNames.attnKNorm], v: [TensorNames.attnV, TensorNames.attnVBias, undefined] } as const;
+    const [w, b, nrm] = names[which];
+    const heads = which === "q" ? H : Hkv;
+    let y = linear(h, w(l));
+    if (traits.qkvBias) y = bias(y, b(l), heads * D);
+    if (traits.qkNorm && nrm) y = headNorm(y, heads, nrm(l));
+    return y;
   };
 
   // causal + padding mask (B, 1, 1, S, T): key j is visible to query i when j ≤ past + i and attention_mask[b, j] = 1
@@ -309,9 +330,9 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   let x = embed(); // (B, S, dim)
   for (let l = 0; l < nLayers; l++) {
     const h = rmsnorm(x, TensorNames.attnNorm(l));
-    const q = rope(linear(h, TensorNames.attnQ(l)), H);
-    const k = rope(linear(h, TensorNames.attnK(l)), Hkv);
-    const v = g.op("Reshape", [linear(h, TensorNames.attnV(l)), g.i64([0, 0, Hkv, D])]);
+    const q = rope(project(h, l, "q"), H);
+    const k = rope(project(h, l, "k"), Hkv);
+    const v = g.op("Reshape", [project(h, l, "v"), g.i64([0, 0, Hkv, D])]);
     const q5 = g.op("Transpose", [g.op("Reshape", [q, g.i64([0, 0, Hkv, group, D])])], [{ name: "perm", ints: [0, 2, 3, 1, 4] }]); // (B, Hkv, group, S, D)
     const kT = g.op("Transpose", [k], [{ name: "perm", ints: [0, 2, 1, 3] }]); // (B, Hkv, S, D)
     const vT = g.op("Transpose", [v], [{ name: "perm", ints: [0, 2, 1, 3] }]);
@@ -373,7 +394,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     opsets: [{ domain: "", version: OPSET }, { domain: "com.microsoft", version: 1 }],
     producerName: "quantlab",
     producerVersion: "0.1.0",
-    graphName: "llama",
+    graphName: c.arch,
     nodes: g.nodes,
     initializers: g.inits,
     inputs,

@@ -13,7 +13,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { loadModel } from "../../src/io/node/load.js";
@@ -32,6 +32,11 @@ import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
 import type { Backend } from "../../src/kernels/types.js";
+import * as ort from "onnxruntime-node";
+import { buildOnnxGraph } from "../../src/io/onnx.js";
+import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
+import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
+import { generate } from "../../src/model/generate.js";
 
 const VOCAB = 512;
 
@@ -78,6 +83,30 @@ const CASES: ModelConfig[] = [
   // head_dim × heads ≠ hidden (as Qwen3-0.6B: 16 × 128 over 1024): key_length in the GGUF
   { arch: "qwen3", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: VOCAB, seqLen: 256, ropeTheta: 1000000, normEps: 1e-6, tiedEmbeddings: true, name: "tiny-qwen3" },
 ];
+
+/** ONNX Runtime on an exported graph (prefill of the first half, then one position at a time) vs quantlab's ref forward. */
+async function ortVsQuantlab(m: Model, bytes: Uint8Array, ids: number[]): Promise<number> {
+  const c = m.config;
+  const s = await ort.InferenceSession.create(bytes, { extra: { session: { qdq_matmulnbits_accuracy_level: "0" } } });
+  const want = logitsOf(m, ids);
+  const i64 = (v: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(v.map((x) => BigInt(x))), dims);
+  let past: Record<string, ort.Tensor> = {};
+  for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [1, c.nKvHeads, 0, c.headDim]);
+  const h = Math.floor(ids.length / 2);
+  const chunks = [ids.slice(0, h), ...ids.slice(h).map((x) => [x])];
+  let pos = 0, worst = 0;
+  for (const chunk of chunks) {
+    const n = chunk.length;
+    const r = await s.run({ input_ids: i64(chunk, [1, n]), attention_mask: i64(new Array(pos + n).fill(1), [1, pos + n]), position_ids: i64(chunk.map((_, i) => pos + i), [1, n]), ...past });
+    const got = r.logits!.data as Float32Array;
+    for (let i = 0; i < n; i++) for (let j = 0; j < c.vocabSize; j++) worst = Math.max(worst, Math.abs(got[i * c.vocabSize + j]! - want[pos + i]![j]!));
+    past = {};
+    for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = r[`present.${l}.${kv}`]!;
+    pos += n;
+  }
+  await s.release();
+  return worst;
+}
 
 function logitsOf(m: Model, ids: number[], backend?: Backend): Float32Array[] {
   const llama = new Llama(m, backend ? { backend } : {});
@@ -139,6 +168,35 @@ describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
         assert.ok(m <= 1e-3, `wasm vs ref max |Δlogit| ${m}`);
       } finally {
         be.dispose?.();
+      }
+
+      // ONNX export of the architecture: ONNX Runtime's logits = quantlab's (float and int4 MatMulNBits)
+      for (const spec of [undefined, "int4:g32:asym"]) {
+        const m = spec ? (await quantize(back, { target: { spec }, method: "rtn" })).model : back;
+        const g = buildOnnxGraph(m, { dtype: spec ? "q4" : "fp32" });
+        const worst = await ortVsQuantlab(m, g.model, ids);
+        t.diagnostic(`${cfg.arch} ONNX ${spec ?? "fp32"}: max |Δlogit| ${worst.toExponential(2)}`);
+        assert.ok(worst <= 1e-4, `${cfg.arch} ONNX ${spec ?? "fp32"}: ${worst}`);
+      }
+
+      // transformers.js loads the exported directory (model_type qwen2 / qwen3) and generates quantlab's greedy tokens
+      const models = join(dir, "onnx-models");
+      mkdirSync(models, { recursive: true });
+      await saveOnnxDir(back, join(models, cfg.arch), { dtype: "fp32" });
+      env.allowRemoteModels = false;
+      env.allowLocalModels = true;
+      env.localModelPath = models + "/";
+      const gen = await pipeline("text-generation", cfg.arch, { dtype: "fp32" });
+      try {
+        const ql = generate(new Llama(back), back.tokenizer!, { prompt: "The theater was", steps: 24, temperature: 0, topP: 1, topK: 0, seed: 1, stopAtEos: false });
+        // the same prompt ids (quantlab's tokenization, its BOS included) into transformers.js's generate
+        const prompt = ql.tokenIds.slice(0, ql.promptTokens);
+        const input_ids = new HfTensor("int64", BigInt64Array.from(prompt.map(BigInt)), [1, prompt.length]);
+        const attention_mask = new HfTensor("int64", BigInt64Array.from(prompt.map(() => 1n)), [1, prompt.length]);
+        const out = (await gen.model.generate({ input_ids, attention_mask, max_new_tokens: ql.tokenIds.length - prompt.length, do_sample: false })) as { data: ArrayLike<bigint> };
+        assert.deepEqual(Array.from(out.data, Number), ql.tokenIds, `${cfg.arch}: transformers.js greedy`);
+      } finally {
+        await gen.dispose();
       }
 
       // methods on the architecture: GPTQ and AWQ (calibrated through its own block), a ggml preset
