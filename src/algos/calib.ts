@@ -18,7 +18,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "../model/config.js";
-import { Llama, ROPE_FREQS, qkvTraits, rmsnormRows, rope, ropeInvFreq, ropeNeox } from "../model/llama.js";
+import { Llama, ROPE_FREQS, qkvTraits, rmsnormRows, rope, ropeInvFreq, ropeNeox, scaleRows } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
@@ -197,6 +197,9 @@ export class BlockRunner {
         o += dim;
       }
     }
+    // Granite scales the embeddings before the first block (model/llama.ts)
+    const mult = this.config.multipliers;
+    if (mult) scaleRows(x, x.length, mult.embedding);
     return x;
   }
 
@@ -265,6 +268,9 @@ export class BlockRunner {
       rot(q, t * qDim, qDim, hd, this.cos, this.sin, p * half);
       rot(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half);
     }
+    // Granite: q pre-scaled as the forward pass does (model/llama.ts), so q·k / √hd is q·k · attention multiplier
+    const mult = c.multipliers;
+    if (mult) scaleRows(q, T * qDim, Math.fround(mult.attention * Math.fround(Math.sqrt(hd))));
     const att = new Float32Array(T * qDim);
     const scores = new Float32Array(L);
     const kvMul = nHeads / nKvHeads;
@@ -304,6 +310,7 @@ export class BlockRunner {
     const proj = new Float32Array(T * dim);
     mm("wo", att, dim, qDim, proj);
     const x1 = new Float32Array(T * dim); // residual after attention (x itself stays the input until the end)
+    if (mult) scaleRows(proj, T * dim, mult.residual);
     for (let i = 0; i < T * dim; i++) x1[i] = x[i]! + proj[i]!;
     rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
     if (site("ffn_in", xb, dim)) return;
@@ -317,6 +324,7 @@ export class BlockRunner {
     }
     if (site("ffn_down_in", hb, hidden)) return;
     mm("down", hb, dim, hidden, proj);
+    if (mult) scaleRows(proj, T * dim, mult.residual);
     for (let i = 0; i < T * dim; i++) x[i] = x1[i]! + proj[i]!;
   }
 }

@@ -137,6 +137,12 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     tiedEmbeddings: f.tensor(TensorNames.output) === undefined,
     name: metaString(f, "general.name"),
   };
+  if (arch === "granite") {
+    // llama.cpp LLM_KV_EMBEDDING_SCALE / RESIDUAL_SCALE / ATTENTION_SCALE / LOGIT_SCALE; 0 or absent means none
+    // (attention: 1/√head_dim), as build_granite reads them
+    const scale = (k: string, none: number) => { const v = metaNumber(f, `${a}.${k}`); return v === undefined || v === 0 ? none : v; };
+    config.multipliers = { embedding: scale("embedding_scale", 1), residual: scale("residual_scale", 1), attention: scale("attention.scale", 1 / Math.sqrt(headDim)), logits: scale("logit_scale", 1) };
+  }
   checkConfigLimits(config, f.name, keys);
   // before anything loops over the layers: the block count must be what the tensors back
   checkLayersBacked(nLayers, f.tensors.map((t) => t.name), ggufLayerOf, f.name, keys.nLayers, "blk.N.*");
@@ -412,6 +418,12 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   }
   m.set(`${a}.rope.freq_base`, f32(c.ropeTheta));
   m.set(`${a}.attention.layer_norm_rms_epsilon`, f32(c.normEps));
+  if (c.multipliers) {
+    m.set(`${a}.embedding_scale`, f32(c.multipliers.embedding));
+    m.set(`${a}.residual_scale`, f32(c.multipliers.residual));
+    m.set(`${a}.attention.scale`, f32(c.multipliers.attention));
+    m.set(`${a}.logit_scale`, f32(c.multipliers.logits));
+  }
   return m;
 }
 

@@ -43,15 +43,16 @@ export interface DirSink {
   writeFile<T>(file: string, write: (sink: ByteSink) => Promise<T>): Promise<T>;
 }
 
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "granite"] as const;
 
 /** quantlab's architecture of each supported model_type (Mistral is the Llama block) */
-const ARCH_OF_MODEL_TYPE: Record<(typeof SUPPORTED_MODEL_TYPES)[number], Architecture> = { llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3" };
+const ARCH_OF_MODEL_TYPE: Record<(typeof SUPPORTED_MODEL_TYPES)[number], Architecture> = { llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3", granite: "granite" };
 /** config.json's architectures[0] and model_type for each architecture (the writer) */
 const HF_CLASS: Record<Architecture, { cls: string; modelType: string }> = {
   llama: { cls: "LlamaForCausalLM", modelType: "llama" },
   qwen2: { cls: "Qwen2ForCausalLM", modelType: "qwen2" },
   qwen3: { cls: "Qwen3ForCausalLM", modelType: "qwen3" },
+  granite: { cls: "GraniteForCausalLM", modelType: "granite" },
 };
 
 /** The HF config.json fields we read and write (transformers LlamaConfig / MistralConfig). */
@@ -75,6 +76,11 @@ export interface HfConfigJson {
   rope_scaling?: { rope_type?: string; type?: string; factor?: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number } | null;
   /** transformers 5: `rope_theta`, `rope_type` and the scaling fields together */
   rope_parameters?: unknown;
+  /** GraniteConfig (transformers models/granite/configuration_granite.py) */
+  embedding_multiplier?: number;
+  residual_multiplier?: number;
+  attention_multiplier?: number;
+  logits_scaling?: number;
   bos_token_id?: number | number[] | null;
   eos_token_id?: number | number[] | null;
   torch_dtype?: string;
@@ -159,6 +165,19 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
     normEps: c.rms_norm_eps ?? 1e-6, // transformers LlamaConfig default
     tiedEmbeddings: c.tie_word_embeddings ?? false,
   };
+  if (ARCH_TRAITS[arch].multipliers) {
+    const num = (k: "embedding_multiplier" | "residual_multiplier" | "attention_multiplier" | "logits_scaling", def: number): number => {
+      const v = c[k] ?? def;
+      if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new QuantlabError("E_FORMAT", `${file}: "${k}" must be a positive number, got ${describe(v)}`);
+      return v;
+    };
+    // GraniteConfig's defaults: 1.0 each (attention_multiplier 1.0, not 1/√head_dim)
+    config.multipliers = { embedding: num("embedding_multiplier", 1), residual: num("residual_multiplier", 1), attention: num("attention_multiplier", 1), logits: num("logits_scaling", 1) };
+  } else {
+    for (const k of ["embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"] as const) {
+      if (c[k] !== undefined && c[k] !== 1) throw new QuantlabError("E_UNSUPPORTED", `${file}: "${k}" = ${describe(c[k])} is not read for model_type "${mt}"`);
+    }
+  }
   for (const k of MOE_KEYS) {
     const v = c[k];
     if (v !== undefined && v !== null && v !== 0 && v !== 1) throw new QuantlabError("E_UNSUPPORTED", `${file}: "${k}" = ${describe(v)}: mixture-of-experts models are not supported`);
@@ -227,6 +246,12 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
       : null,
     torch_dtype: torchDtype,
   };
+  if (c.multipliers) {
+    out.embedding_multiplier = c.multipliers.embedding;
+    out.residual_multiplier = c.multipliers.residual;
+    out.attention_multiplier = c.multipliers.attention;
+    out.logits_scaling = c.multipliers.logits;
+  }
   if (tokenizer) {
     if (tokenizer.bosId >= 0) out.bos_token_id = tokenizer.bosId;
     if (tokenizer.eosId >= 0) out.eos_token_id = tokenizer.eosId;

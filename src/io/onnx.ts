@@ -327,10 +327,14 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     const rows = g.op("GatherBlockQuantized", ins, [{ name: "gather_axis", i: 0 }, { name: "quantize_axis", i: 2 }, { name: "block_size", i: e.block }, { name: "bits", i: e.bits }], "com.microsoft"); // (B, S, blocks, block)
     return g.op("Reshape", [rows, g.i64([0, 0, dim])]);
   };
+  const mult = c.multipliers; // Granite (model/llama.ts: the same four places)
   let x = embed(); // (B, S, dim)
+  if (mult) x = g.op("Mul", [x, g.scalar(mult.embedding)]);
+  const residual = (y: string): string => (mult ? g.op("Mul", [y, g.scalar(mult.residual)]) : y);
   for (let l = 0; l < nLayers; l++) {
     const h = rmsnorm(x, TensorNames.attnNorm(l));
-    const q = rope(project(h, l, "q"), H);
+    const qp = project(h, l, "q");
+    const q = rope(mult ? g.op("Mul", [qp, g.scalar(Math.fround(mult.attention * Math.fround(Math.sqrt(D))))]) : qp, H);
     const k = rope(project(h, l, "k"), Hkv);
     const v = g.op("Reshape", [project(h, l, "v"), g.i64([0, 0, Hkv, D])]);
     const q5 = g.op("Transpose", [g.op("Reshape", [q, g.i64([0, 0, Hkv, group, D])])], [{ name: "perm", ints: [0, 2, 3, 1, 4] }]); // (B, Hkv, group, S, D)
@@ -344,15 +348,16 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     const probs = g.op("Softmax", [g.op("Where", [mask, scores, negInf])], [{ name: "axis", i: -1 }]);
     const att = g.op("MatMul", [probs, g.op("Unsqueeze", [presentV, g.i64([2])])]); // (B, Hkv, group, S, D)
     const merged = g.op("Reshape", [g.op("Transpose", [att], [{ name: "perm", ints: [0, 3, 1, 2, 4] }]), g.i64([0, 0, H * D])]); // (B, S, H·D)
-    x = g.op("Add", [x, linear(merged, TensorNames.attnOutput(l))]);
+    x = g.op("Add", [x, residual(linear(merged, TensorNames.attnOutput(l)))]);
     const h2 = rmsnorm(x, TensorNames.ffnNorm(l));
     const gate = linear(h2, TensorNames.ffnGate(l));
     const up = linear(h2, TensorNames.ffnUp(l));
     const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]); // silu(w1·x) · (w3·x)
-    x = g.op("Add", [x, linear(act, TensorNames.ffnDown(l))]);
+    x = g.op("Add", [x, residual(linear(act, TensorNames.ffnDown(l)))]);
   }
   const out = model.weights.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
-  g.op("Identity", [linear(rmsnorm(x, TensorNames.outputNorm), out)], [], undefined, "logits");
+  const logits = linear(rmsnorm(x, TensorNames.outputNorm), out);
+  g.op("Identity", [mult ? g.op("Mul", [logits, g.scalar(1 / mult.logits)]) : logits], [], undefined, "logits");
 
   if (dequantized.length > 0) {
     const exact = g.T === OnnxDataType.FLOAT ? "exact dequantized float32" : "dequantized, then rounded to float16";

@@ -17,7 +17,7 @@ export interface RopeScalingLlama3 {
  * The decoder families quantlab runs. Each is the shared Llama block plus the differences its row of
  * ARCH_TRAITS names; the forward pass, calibration and the writers read the row, never the name.
  */
-export const ARCHITECTURES = ["llama", "qwen2", "qwen3"] as const;
+export const ARCHITECTURES = ["llama", "qwen2", "qwen3", "granite"] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** How one family's block differs from Llama's (DESIGN.md "architecture traits"). */
@@ -32,14 +32,19 @@ export interface ArchTraits {
    * LLAMA_ROPE_TYPE_NEOX, rows in HF's order (llama.cpp src/llama-model.cpp llama_model_rope_type)
    */
   rope: "interleaved" | "neox";
+  /** the config carries Granite's four multipliers (ModelConfig.multipliers) */
+  multipliers: boolean;
 }
 
 export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
-  llama: { qkvBias: false, qkNorm: false, rope: "interleaved" },
+  llama: { qkvBias: false, qkNorm: false, rope: "interleaved", multipliers: false },
   // transformers Qwen2Attention: q/k/v_proj with bias=True, o_proj without; rotate_half RoPE
-  qwen2: { qkvBias: true, qkNorm: false, rope: "neox" },
+  qwen2: { qkvBias: true, qkNorm: false, rope: "neox", multipliers: false },
   // transformers Qwen3Attention: q_norm/k_norm (Qwen3RMSNorm over head_dim) on q/k before RoPE; no biases
-  qwen3: { qkvBias: false, qkNorm: true, rope: "neox" },
+  qwen3: { qkvBias: false, qkNorm: true, rope: "neox", multipliers: false },
+  // transformers GraniteModel / llama.cpp build_granite: Llama's block with embedding, residual, attention and
+  // logits multipliers; NORM RoPE (the converter permutes Q/K as for Llama)
+  granite: { qkvBias: false, qkNorm: false, rope: "interleaved", multipliers: true },
 };
 
 export function isArchitecture(a: string): a is Architecture {
@@ -63,6 +68,9 @@ export interface ModelConfig {
   /** output projection shares the token embedding */
   tiedEmbeddings: boolean;
   ropeScaling?: RopeScalingLlama3;
+  /** Granite's multipliers (traits.multipliers): embeddings × embedding, each block branch × residual before its
+   * residual add, attention scores × attention (instead of 1/√headDim), logits ÷ logits */
+  multipliers?: { embedding: number; residual: number; attention: number; logits: number };
   /** free-form name for reports */
   name?: string;
 }
@@ -179,6 +187,11 @@ export function checkConfigLimits(c: ModelConfig, where: string, keys: ConfigKey
   checkPositive(where, keys.normEps, c.normEps);
   if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${where}: ${keys.nHeads} ${c.nHeads} is not a multiple of ${keys.nKvHeads} ${c.nKvHeads}`);
   if (c.headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${where}: head size ${c.headDim} is odd (RoPE rotates pairs)`);
+  if (ARCH_TRAITS[c.arch].multipliers) {
+    const m = c.multipliers;
+    if (!m) throw new QuantlabError("E_FORMAT", `${where}: a ${c.arch} model needs its embedding, residual, attention and logits multipliers`);
+    for (const [k, v] of Object.entries(m)) checkPositive(where, `${k} multiplier`, v);
+  } else if (c.multipliers) throw new QuantlabError("E_FORMAT", `${where}: multipliers given for a ${c.arch} model, whose block has none`);
   if (c.ropeScaling) {
     const s = c.ropeScaling;
     for (const [k, v] of [["factor", s.factor], ["low_freq_factor", s.lowFreqFactor], ["high_freq_factor", s.highFreqFactor], ["original_max_position_embeddings", s.originalMaxPositionEmbeddings]] as const) {

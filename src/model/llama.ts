@@ -243,6 +243,10 @@ export class Llama implements CausalLM {
       if (!Number.isInteger(t) || t < 0 || t >= vocabSize) throw new QuantlabError("E_ARG", `token id ${t} is outside the vocabulary (0..${vocabSize - 1})`);
       this.embedding(t, x, i * dim);
     }
+    const mult = c.multipliers;
+    if (mult) scaleRows(x, n * dim, mult.embedding);
+    // Granite's attention multiplier replaces 1/√headDim: q is pre-scaled so that the cache's q·k / √headDim is q·k · multiplier
+    const qScale = mult ? Math.fround(mult.attention * Math.fround(Math.sqrt(hd))) : 1;
     const half = hd / 2;
     for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
     const be = this.backend;
@@ -252,10 +256,12 @@ export class Llama implements CausalLM {
     // are wanted from this chunk: x is not read again).
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l]!;
+      if (mult && l > 0) scaleRows(xb, n * dim, mult.residual);
       addRmsnorm(be, x, l === 0 ? undefined : xb, L.attnNorm, xb, n, dim, eps);
       this.site(l, "attn_in", xb, n, dim);
       this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
       qkvTraits(L, q, k, v, n, qDim, kvDim, hd, eps);
+      if (qScale !== 1) scaleRows(q, n * qDim, qScale);
       const rot = this.traits.rope === "neox" ? ropeNeox : rope;
       for (let i = 0; i < n; i++) {
         rot(q, i * qDim, qDim, hd, this.cos, this.sin, i * half);
@@ -266,6 +272,7 @@ export class Llama implements CausalLM {
       else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att);
       this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
+      if (mult) scaleRows(xb, n * dim, mult.residual);
       addRmsnorm(be, x, xb, L.ffnNorm, xb, n, dim, eps);
       this.site(l, "ffn_in", xb, n, dim);
       this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
@@ -273,16 +280,19 @@ export class Llama implements CausalLM {
       this.site(l, "ffn_down_in", hb, n, hidden);
       this.mm(L.down, hb, n, xb);
     }
+    if (mult) scaleRows(xb, n * dim, mult.residual);
     if (sink) {
       addRmsnorm(be, x, xb, this.outputNorm, xb, n, dim, eps);
       const out = (this.logitsB ??= new Float32Array(this.maxBatch * vocabSize));
       this.mm(this.output, xb, n, out);
+      if (mult) scaleRows(out, n * vocabSize, 1 / mult.logits);
       sink(out.subarray(0, n * vocabSize), start, n);
       if (lastChunk) this.logits1.set(out.subarray((n - 1) * vocabSize, n * vocabSize));
     } else if (lastChunk) {
       const r = (n - 1) * dim;
       addRmsnorm(be, x.subarray(r, r + dim), xb.subarray(r, r + dim), this.outputNorm, xb, 1, dim, eps);
       this.mm(this.output, xb, 1, this.logits1);
+      if (mult) scaleRows(this.logits1, vocabSize, 1 / mult.logits);
     }
   }
 
@@ -370,6 +380,11 @@ export function qkvTraits(L: { bq?: Float32Array; bk?: Float32Array; bv?: Float3
   if (L.bv) addBias(v, n, kvDim, L.bv);
   if (L.qNorm) rmsnormRowsRef(q, q, L.qNorm, (n * qDim) / hd, hd, eps);
   if (L.kNorm) rmsnormRowsRef(k, k, L.kNorm, (n * kvDim) / hd, hd, eps);
+}
+
+/** a[i] ← a[i]·f for i < len (Granite's multipliers) */
+export function scaleRows(a: Float32Array, len: number, f: number): void {
+  for (let i = 0; i < len; i++) a[i] = a[i]! * f;
 }
 
 function addBias(x: Float32Array, n: number, width: number, b: Float32Array): void {

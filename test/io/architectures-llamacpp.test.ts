@@ -75,6 +75,11 @@ function transformersConfig(cfg: ModelConfig): Record<string, unknown> {
   };
   if (cfg.arch === "qwen2") return { architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", attention_dropout: 0.0, max_window_layers: 21, sliding_window: 32768, use_sliding_window: false, ...common };
   if (cfg.arch === "qwen3") return { architectures: ["Qwen3ForCausalLM"], model_type: "qwen3", attention_bias: false, attention_dropout: 0.0, head_dim: cfg.headDim, max_window_layers: 28, sliding_window: null, use_sliding_window: false, ...common };
+  if (cfg.arch === "granite") {
+    const m = cfg.multipliers!;
+    return { architectures: ["GraniteForCausalLM"], model_type: "granite", attention_bias: false, attention_dropout: 0.0, mlp_bias: false,
+      embedding_multiplier: m.embedding, residual_multiplier: m.residual, attention_multiplier: m.attention, logits_scaling: m.logits, ...common };
+  }
   throw new Error(cfg.arch);
 }
 
@@ -82,6 +87,10 @@ const CASES: ModelConfig[] = [
   { arch: "qwen2", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 32, vocabSize: VOCAB, seqLen: 256, ropeTheta: 1000000, normEps: 1e-6, tiedEmbeddings: true, name: "tiny-qwen2" },
   // head_dim × heads ≠ hidden (as Qwen3-0.6B: 16 × 128 over 1024): key_length in the GGUF
   { arch: "qwen3", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 64, vocabSize: VOCAB, seqLen: 256, ropeTheta: 1000000, normEps: 1e-6, tiedEmbeddings: true, name: "tiny-qwen3" },
+  // Granite 3.x's four multipliers (granite-3.1-2b-instruct: embedding 12, residual 0.22, attention 0.015625, logits 8),
+  // at this model's scale; MQA (one KV head)
+  { arch: "granite", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 1, headDim: 32, vocabSize: VOCAB, seqLen: 256, ropeTheta: 10000000, normEps: 1e-5, tiedEmbeddings: true, name: "tiny-granite",
+    multipliers: { embedding: 12, residual: 0.22, attention: 0.03125, logits: 5 } },
 ];
 
 /** ONNX Runtime on an exported graph (prefill of the first half, then one position at a time) vs quantlab's ref forward. */
