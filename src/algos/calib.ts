@@ -283,7 +283,10 @@ export class BlockRunner {
           const kvh = Math.floor(h / kvMul);
           const qo = ti * qDim + h * hd;
           let max = -Infinity;
-          for (let j = 0; j <= i; j++) {
+          // a sliding window (Mistral) masks keys older than W positions, as model/kv-cache.ts attendRef does
+          const j0 = c.slidingWindow !== undefined ? Math.max(0, i + 1 - c.slidingWindow) : 0;
+          for (let j = 0; j < j0; j++) scores[j] = -Infinity;
+          for (let j = j0; j <= i; j++) {
             const ko = (t0 + j) * kvDim + kvh * hd;
             let s = 0;
             for (let d = 0; d < hd; d++) s += q[qo + d]! * k[ko + d]!;

@@ -137,6 +137,9 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     tiedEmbeddings: f.tensor(TensorNames.output) === undefined,
     name: metaString(f, "general.name"),
   };
+  // LLM_KV_ATTENTION_SLIDING_WINDOW; a window as long as the context is full attention
+  const swa = metaNumber(f, `${a}.attention.sliding_window`);
+  if (swa !== undefined && swa > 0 && swa < config.seqLen) config.slidingWindow = swa;
   if (arch === "granite") {
     // llama.cpp LLM_KV_EMBEDDING_SCALE / RESIDUAL_SCALE / ATTENTION_SCALE / LOGIT_SCALE; 0 or absent means none
     // (attention: 1/√head_dim), as build_granite reads them
@@ -418,6 +421,7 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   }
   m.set(`${a}.rope.freq_base`, f32(c.ropeTheta));
   m.set(`${a}.attention.layer_norm_rms_epsilon`, f32(c.normEps));
+  if (c.slidingWindow !== undefined) m.set(`${a}.attention.sliding_window`, u32(c.slidingWindow));
   if (c.multipliers) {
     m.set(`${a}.embedding_scale`, f32(c.multipliers.embedding));
     m.set(`${a}.residual_scale`, f32(c.multipliers.residual));

@@ -81,6 +81,7 @@ export interface HfConfigJson {
   residual_multiplier?: number;
   attention_multiplier?: number;
   logits_scaling?: number;
+  max_window_layers?: number;
   bos_token_id?: number | number[] | null;
   eos_token_id?: number | number[] | null;
   torch_dtype?: string;
@@ -198,13 +199,16 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
       throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3)`);
     }
   }
-  // Mistral 7B v0.1's sliding-window attention (each position sees the last `sliding_window` keys): quantlab's
-  // attention is full, which computes the same thing for every position below the window, so the context is
-  // capped at the window; a later position is refused by the forward pass, never attended differently.
+  // Mistral 7B v0.1's sliding-window attention: each position sees the last `sliding_window` keys (itself
+  // included), in every layer; a window at least the context long is full attention. Qwen2/Qwen3 configs carry
+  // a `sliding_window` that `use_sliding_window: false` turns off.
   const sw = c.sliding_window;
   if (sw !== undefined && sw !== null && c.use_sliding_window !== false) {
     if (typeof sw !== "number" || !Number.isInteger(sw) || sw <= 0) throw new QuantlabError("E_FORMAT", `${file}: "sliding_window" must be a positive integer or null, got ${describe(sw)}`);
-    if (sw < config.seqLen) config.seqLen = sw;
+    if (c.use_sliding_window === true && c.max_window_layers !== undefined && c.max_window_layers < config.nLayers) {
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: "max_window_layers" = ${c.max_window_layers}: sliding windows in only some layers are not supported`);
+    }
+    if (sw < config.seqLen) config.slidingWindow = sw;
   }
   checkConfigLimits(config, file, HF_CONFIG_KEYS);
   return config;
@@ -246,6 +250,7 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
       : null,
     torch_dtype: torchDtype,
   };
+  if (c.slidingWindow !== undefined) out.sliding_window = c.slidingWindow;
   if (c.multipliers) {
     out.embedding_multiplier = c.multipliers.embedding;
     out.residual_multiplier = c.multipliers.residual;

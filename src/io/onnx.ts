@@ -292,7 +292,9 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const one = g.i64s(1), zero = g.i64s(0);
   const kj = g.op("Range", [zero, T, one]); // (T)
   const qi = g.op("Unsqueeze", [g.op("Range", [P, g.op("Add", [P, S]), one]), g.i64([1])]); // (S, 1)
-  const causal = g.op("LessOrEqual", [kj, qi]); // (S, T)
+  let causal = g.op("LessOrEqual", [kj, qi]); // (S, T)
+  // a sliding window W (Mistral): key j visible to query i only when i − j < W
+  if (c.slidingWindow !== undefined) causal = g.op("And", [causal, g.op("Greater", [kj, g.op("Sub", [qi, g.i64s(c.slidingWindow)])])]);
   const pad = g.op("Unsqueeze", [g.op("Cast", ["attention_mask"], [{ name: "to", i: OnnxDataType.BOOL }]), g.i64([1, 2, 3])]); // (B, 1, 1, 1, T)
   const mask = g.op("And", [causal, pad]);
   const negInf = g.scalar(g.T === OnnxDataType.FLOAT16 ? -65504 : -3.4028234663852886e38); // lowest finite: exp(· − max) = 0

@@ -71,6 +71,8 @@ export interface ModelConfig {
   /** Granite's multipliers (traits.multipliers): embeddings × embedding, each block branch × residual before its
    * residual add, attention scores × attention (instead of 1/√headDim), logits ÷ logits */
   multipliers?: { embedding: number; residual: number; attention: number; logits: number };
+  /** sliding-window attention in every layer (Mistral's `sliding_window`): position p attends to p − W + 1 … p */
+  slidingWindow?: number;
   /** free-form name for reports */
   name?: string;
 }
@@ -187,6 +189,7 @@ export function checkConfigLimits(c: ModelConfig, where: string, keys: ConfigKey
   checkPositive(where, keys.normEps, c.normEps);
   if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${where}: ${keys.nHeads} ${c.nHeads} is not a multiple of ${keys.nKvHeads} ${c.nKvHeads}`);
   if (c.headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${where}: head size ${c.headDim} is odd (RoPE rotates pairs)`);
+  if (c.slidingWindow !== undefined) checkCount(where, "sliding_window", c.slidingWindow, 1, MAX_SEQ_LEN, "MAX_SEQ_LEN");
   if (ARCH_TRAITS[c.arch].multipliers) {
     const m = c.multipliers;
     if (!m) throw new QuantlabError("E_FORMAT", `${where}: a ${c.arch} model needs its embedding, residual, attention and logits multipliers`);

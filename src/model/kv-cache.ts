@@ -106,17 +106,20 @@ export const f32KvCache: KvCacheFactory = (l, c, h, d) => new F32KvCache(l, c, h
  * sqrtf(head_size)), max-subtracted exp, then the V mix scaled by 1/Σ. q, out: (n, nHeads·headDim);
  * att: (≥ pos0 + n) scratch.
  */
-export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array, att: Float32Array): void {
+export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array, att: Float32Array, window?: number): void {
   const hd = kv.headDim;
   const qDim = nHeads * hd;
   const kvMul = nHeads / kv.nKvHeads;
   const scale = Math.fround(Math.sqrt(hd));
   for (let i = 0; i < n; i++) {
     const len = pos0 + i + 1; // causal: this position sees 0..pos
+    // a sliding window of W sees only positions pos − W + 1 … pos (llama.cpp is_masked_swa: masked when p1 − p0 ≥ W)
+    const first = window !== undefined ? Math.max(0, len - window) : 0;
     for (let h = 0; h < nHeads; h++) {
       const kvh = Math.floor(h / kvMul);
       const off = i * qDim + h * hd;
       kv.scores(layer, kvh, q, off, len, att);
+      for (let t = 0; t < first; t++) att[t] = -Infinity; // exp → exactly 0: nothing of those positions reaches the output
       const sum = expScores(att, len, scale);
       kv.mix(layer, kvh, att, len, out, off);
       const inv = 1 / sum; // softmax normalization applied to the mixed head instead of every weight

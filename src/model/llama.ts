@@ -249,6 +249,7 @@ export class Llama implements CausalLM {
     const qScale = mult ? Math.fround(mult.attention * Math.fround(Math.sqrt(hd))) : 1;
     const half = hd / 2;
     for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
+    const windowed = c.slidingWindow !== undefined && pos0 + n > c.slidingWindow;
     const be = this.backend;
     const eps = c.normEps;
     // Each residual add runs with the norm that follows it (addRmsnorm): the FFN output of layer l − 1 is
@@ -268,8 +269,10 @@ export class Llama implements CausalLM {
         rot(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
-      if (this.kv.attend) this.kv.attend(l, q, pos0, n, nHeads, attOut);
-      else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att);
+      // a sliding window that cuts into the sequence runs the reference attention with its mask (the cache's
+      // fused `attend` is full causal attention, the same thing while every position is inside the window)
+      if (this.kv.attend && !windowed) this.kv.attend(l, q, pos0, n, nHeads, attOut);
+      else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att, c.slidingWindow);
       this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
       if (mult) scaleRows(xb, n * dim, mult.residual);

@@ -229,3 +229,42 @@ describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
     });
   }
 });
+
+describe("sliding-window attention (Mistral's sliding_window)", () => {
+  test("a window W in 2 layers: logits at p never depend on tokens before p − 2(W−1) (bit for bit), do within it; prefill = decode; wasm = ref; ONNX Runtime agrees", async () => {
+    const W = 6;
+    const cfg: ModelConfig = { arch: "llama", dim: 64, hiddenDim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: VOCAB, seqLen: 64, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: true, slidingWindow: W, name: "tiny-swa" };
+    const m: Model = { config: cfg, weights: randomWeights(cfg, 5, 0.3), source: { path: "memory", format: "memory" } };
+    const seq = Array.from({ length: 24 }, (_, i) => 3 + ((i * 37 + 11) % 250));
+    const other = [200, ...seq.slice(1)];
+    const prefill = (mm: Model, ids: number[], backend?: Backend) => {
+      const out: Float32Array[] = [];
+      new Llama(mm, backend ? { backend } : {}).prefill(ids, 0, (lg, row, n) => { for (let i = 0; i < n; i++) out.push(lg.slice(i * VOCAB, (i + 1) * VOCAB)); });
+      return out;
+    };
+    const a = prefill(m, seq), b = prefill(m, other), dec = logitsOf(m, seq);
+    const reach = cfg.nLayers * (W - 1);
+    for (let p = 0; p < seq.length; p++) {
+      const same = a[p]!.every((v, j) => v === b[p]![j]);
+      if (p > reach) assert.ok(same, `position ${p} depends on token 0 (beyond ${cfg.nLayers} windows of ${W})`);
+      else assert.ok(!same, `position ${p} should see token 0`);
+      let d = 0;
+      for (let j = 0; j < VOCAB; j++) d = Math.max(d, Math.abs(a[p]![j]! - dec[p]![j]!));
+      assert.ok(d <= 1e-5, `prefill vs decode at ${p}: ${d}`);
+    }
+    // without the window every position depends on token 0
+    const full = prefill({ ...m, config: { ...cfg, slidingWindow: undefined } }, seq);
+    assert.ok(!full[seq.length - 1]!.every((v, j) => v === a[seq.length - 1]![j]), "the window changes the last position's logits");
+    const be = createNodeWasmBackend({ threads: 1 });
+    try {
+      const w = prefill(m, seq, be);
+      let d = 0;
+      for (let p = 0; p < seq.length; p++) for (let j = 0; j < VOCAB; j++) d = Math.max(d, Math.abs(w[p]![j]! - a[p]![j]!));
+      assert.ok(d <= 1e-4, `wasm vs ref: ${d}`);
+    } finally {
+      be.dispose?.();
+    }
+    const worst = await ortVsQuantlab(m, buildOnnxGraph(m, { dtype: "fp32" }).model, seq);
+    assert.ok(worst <= 1e-4, `ONNX with the window: ${worst}`);
+  });
+});

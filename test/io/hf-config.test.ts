@@ -41,11 +41,14 @@ test("rope fields that disagree or that quantlab cannot run, and MoE fields, are
   assert.throws(() => hfConfigToModelConfig({ ...base, model_type: "mistral", num_local_experts: 8, num_experts_per_tok: 2 }, "m/config.json"), /m\/config\.json: "num_local_experts" = 8: mixture-of-experts models are not supported/);
 });
 
-test("sliding_window: the context is capped at the window (full attention = sliding attention below it); null or off leaves it", () => {
-  const m = { ...base, model_type: "mistral", max_position_embeddings: 32768, rope_theta: 10000 };
-  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 4096 }, "m/config.json").seqLen, 4096);
-  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: null }, "m/config.json").seqLen, 32768);
-  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: false }, "m/config.json").seqLen, 32768);
-  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 65536 }, "m/config.json").seqLen, 32768);
+test("sliding_window: a window shorter than the context is the model's slidingWindow (context kept); null, off or ≥ context is full attention", () => {
+  const m = { ...base, model_type: "mistral", max_position_embeddings: 32768 };
+  const c = hfConfigToModelConfig({ ...m, sliding_window: 4096 }, "m/config.json");
+  assert.equal(c.seqLen, 32768);
+  assert.equal(c.slidingWindow, 4096);
+  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: null }, "m/config.json").slidingWindow, undefined);
+  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: false }, "m/config.json").slidingWindow, undefined);
+  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 65536 }, "m/config.json").slidingWindow, undefined);
   assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: "big" as never }, "m/config.json"), /m\/config\.json: "sliding_window" must be a positive integer or null/);
+  assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: true, max_window_layers: 1 }, "m/config.json"), /"max_window_layers" = 1: sliding windows in only some layers are not supported/);
 });
