@@ -5,6 +5,9 @@
 /** pool task id of the f64 GEMM C ±= A·Bᵀ (entry run_k48); its rows are job rows (see L_FLAGS) */
 export const K_GEMM_NT_F64 = 48;
 
+/** pool task id of GPTQ's in-block rank-1 update (entry run_k49; rows = rows of W) */
+export const K_RANK1_F64 = 49;
+
 // descriptor: u32 words; pointers are byte offsets; leading dimensions count f64 elements
 export const L_C = 0;
 export const L_LDC = 1;

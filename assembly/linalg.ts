@@ -2,11 +2,19 @@
 // GEMM C ±= A·Bᵀ on f64x2 (2×4 register tiles, K in panels of 256, B's columns in panels that stay in
 // L2), the pieces of a blocked Cholesky and triangular inverse that are not GEMMs (the panel
 // factorization, the small diagonal-block inverse), and the f32 → f64 transpose the Gram accumulation
-// needs. Multiplies and adds are separate (no FMA), in both builds, so the two builds agree bit for bit.
+// needs. The relaxed build fuses the GEMM's and the dot products' multiply-adds (relaxed_madd: FMA where
+// the CPU has it), the SIMD128 build multiplies then adds; both agree with the TypeScript reference within
+// float64 rounding (test/kernels/wasm/linalg.test.ts).
 import { L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, LF_SUB, LF_LOWER, LF_TRI_A } from "./linalg-abi";
 
 const KP: i32 = 256; // K panel: a 2-row strip of A (4 KiB) and B's panel columns stay in L1/L2
-const JP: i32 = 64; // B panel rows: 64 × 256 × 8 = 128 KiB in the 1 MiB L2
+const PANEL_VALUES: i32 = 16384; // B panel (rows × K panel) of 128 KiB in the 1 MiB L2: 64 rows at K ≥ 256
+
+/** c + a·b: fused (one rounding) in the relaxed build, multiply then add in the SIMD128 build */
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f64x2.relaxed_madd(a, b, c);
+  return f64x2.add(c, f64x2.mul(a, b));
+}
 
 @inline function hsum2(v: v128): f64 {
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
@@ -22,8 +30,8 @@ const JP: i32 = 64; // B panel rows: 64 × 256 × 8 = 128 KiB in the 1 MiB L2
   let k = 0;
   for (; k + 4 <= n; k += 4) {
     const o = <usize>k << 3;
-    s0 = f64x2.add(s0, f64x2.mul(v128.load(a + o), v128.load(b + o)));
-    s1 = f64x2.add(s1, f64x2.mul(v128.load(a + o, 16), v128.load(b + o, 16)));
+    s0 = madd(v128.load(a + o), v128.load(b + o), s0);
+    s1 = madd(v128.load(a + o, 16), v128.load(b + o, 16), s1);
   }
   let s = hsum2(f64x2.add(s0, s1));
   for (; k < n; k++) s += ld(a, k) * ld(b, k);
@@ -52,6 +60,7 @@ export function run_k48(desc: usize, r0: i32, r1: i32): void {
   const tri = (flags & LF_TRI_A) != 0;
   const sgn: f64 = (flags & LF_SUB) != 0 ? -1 : 1;
   const P = (M + 1) >> 1;
+  const JP = max(64, (PANEL_VALUES / min(K, KP)) & ~3);
   for (let kp = 0; kp < K; kp += KP) {
     const kpEnd = min(K, kp + KP);
     for (let jp = 0; jp < N; jp += JP) {
@@ -84,10 +93,10 @@ export function run_k48(desc: usize, r0: i32, r1: i32): void {
             const o = <usize>k << 3;
             const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
             const y0 = v128.load(b0 + o), y1 = v128.load(b1 + o), y2 = v128.load(b2 + o), y3 = v128.load(b3 + o);
-            s00 = f64x2.add(s00, f64x2.mul(x0, y0)); s01 = f64x2.add(s01, f64x2.mul(x0, y1));
-            s02 = f64x2.add(s02, f64x2.mul(x0, y2)); s03 = f64x2.add(s03, f64x2.mul(x0, y3));
-            s10 = f64x2.add(s10, f64x2.mul(x1, y0)); s11 = f64x2.add(s11, f64x2.mul(x1, y1));
-            s12 = f64x2.add(s12, f64x2.mul(x1, y2)); s13 = f64x2.add(s13, f64x2.mul(x1, y3));
+            s00 = madd(x0, y0, s00); s01 = madd(x0, y1, s01);
+            s02 = madd(x0, y2, s02); s03 = madd(x0, y3, s03);
+            s10 = madd(x1, y0, s10); s11 = madd(x1, y1, s11);
+            s12 = madd(x1, y2, s12); s13 = madd(x1, y3, s13);
           }
           let t00 = hsum2(s00), t01 = hsum2(s01), t02 = hsum2(s02), t03 = hsum2(s03);
           let t10 = hsum2(s10), t11 = hsum2(s11), t12 = hsum2(s12), t13 = hsum2(s13);
@@ -219,8 +228,8 @@ export function trinv_block_f64(a: usize, n: i32, j0: i32, j1: i32, g: usize, s:
     const inv = 1 / load<f64>(li + (<usize>i << 3));
     for (let j = 0; j <= i; j++) store<f64>(si + (<usize>j << 3), load<f64>(si + (<usize>j << 3)) * inv);
   }
-  // rows below the block: X[i, c] = −Σ_{c' ≥ c} g[i, c'] s[c', c]
-  for (let i = j1; i < n; i++) {
+  // rows below the block: X[i, c] = −Σ_{c' ≥ c} g[i, c'] s[c', c] (g = 0: the host runs this as a GEMM)
+  for (let i = j1; g != 0 && i < n; i++) {
     const gi = g + <usize>(i - j1) * sb;
     const xi = a + <usize>i * rb + (<usize>j0 << 3);
     for (let c = 0; c < bs; c++) {
@@ -249,4 +258,32 @@ export function f64_transpose_block(a: usize, lda: i32, r0: i32, c0: i32, rows: 
       }
     }
   }
+}
+
+/** w[r·ldw + j] −= e[r·lde]·u[j] for r0 ≤ r < r1, j0 ≤ j < j1 (GPTQ's in-block update after one column;
+ * the same multiply and subtract per element as the reference loop) */
+export function f64_rank1_sub(w: usize, ldw: i32, r0: i32, r1: i32, j0: i32, j1: i32, e: usize, lde: i32, u: usize): void {
+  const len = j1 - j0;
+  if (len <= 0) return;
+  const ub = u + (<usize>j0 << 3);
+  for (let r = r0; r < r1; r++) {
+    const ev = load<f64>(e + (<usize>r * <usize>lde << 3));
+    if (ev == 0) continue;
+    const es = f64x2.splat(ev);
+    const wr = w + ((<usize>r * <usize>ldw + <usize>j0) << 3);
+    let j = 0;
+    for (; j + 2 <= len; j += 2) {
+      const o = <usize>j << 3;
+      v128.store(wr + o, f64x2.sub(v128.load(wr + o), f64x2.mul(es, v128.load(ub + o))));
+    }
+    if (j < len) store<f64>(wr + (<usize>j << 3), load<f64>(wr + (<usize>j << 3)) - ev * load<f64>(ub + (<usize>j << 3)));
+  }
+}
+
+/** Pool entry of f64_rank1_sub: rows [r0, r1) of the update its descriptor names (L_C = w, L_LDC, L_A = e,
+ * L_LDA = lde, L_B = u, L_N = j0, L_K = j1) */
+export function run_k49(desc: usize, r0: i32, r1: i32): void {
+  f64_rank1_sub(<usize>load<u32>(desc + (L_C << 2)), <i32>load<u32>(desc + (L_LDC << 2)), r0, r1,
+    <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)),
+    <usize>load<u32>(desc + (L_A << 2)), <i32>load<u32>(desc + (L_LDA << 2)), <usize>load<u32>(desc + (L_B << 2)));
 }

@@ -255,8 +255,10 @@ export function gptqQuantize<P>(
         const e = (x - qv) / d;
         loss += (e * e) / 2;
         err[r * count + i] = e;
-        if (e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
+        if (!K && e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
       }
+      // the same updates of the block's later columns, row by row, in the kernels
+      if (K) K.rank1Update(W, rows, cols, col + 1, i2, err, count, i, U, col);
     }
     if (i2 < cols) {
       // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:] (one GEMM)

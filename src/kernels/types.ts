@@ -160,4 +160,7 @@ export interface LinalgKernels {
   /** w (rows, cols) row-major: w[r, j] −= Σ_{k<count} e[r·count + k]·u[(i1 + k)·cols + j] for j ≥ j0
    * (GPTQ's lazy batch update of the columns after block [i1, i1 + count), u (cols, cols)) */
   lazyUpdate(w: Float64Array, rows: number, cols: number, e: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void;
+  /** w (rows, cols): w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (GPTQ's in-block update
+   * after quantizing one column; u (cols, cols)) */
+  rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void;
 }

@@ -28,6 +28,20 @@ export class RefLinalg implements LinalgKernels {
   lazyUpdate(w: Float64Array, rows: number, cols: number, e: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void {
     lazyUpdateRef(w, rows, cols, e, count, u, i1, j0);
   }
+  rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void {
+    rank1UpdateRef(w, rows, cols, j0, j1, e, lde, eCol, u, uRow);
+  }
+}
+
+/** w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (algos/gptq.ts's in-block loop) */
+export function rank1UpdateRef(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void {
+  const uo = uRow * cols;
+  for (let r = 0; r < rows; r++) {
+    const ev = e[r * lde + eCol]!;
+    if (ev === 0) continue;
+    const ro = r * cols;
+    for (let j = j0; j < j1; j++) w[ro + j]! -= ev * u[uo + j]!;
+  }
 }
 
 /** W[:, j0:] −= E·U[i1:i1+count, j0:], four rows of U per pass over a row of W (algos/gptq.ts's loop) */

@@ -12,7 +12,7 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import {
-  K_GEMM_NT_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
+  K_GEMM_NT_F64, K_RANK1_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
 } from "../../../assembly/linalg-abi.js";
 import type { LinalgKernels } from "../types.js";
 import type { WasmArena } from "./arena.js";
@@ -27,6 +27,7 @@ interface LinalgExports {
   trinv_block_f64(a: number, n: number, j0: number, j1: number, g: number, s: number): void;
   f64_transpose_block(a: number, lda: number, r0: number, c0: number, rows: number, cols: number, bt: number, ldb: number): void;
   run_k48(desc: number, r0: number, r1: number): void;
+  f64_rank1_sub(w: number, ldw: number, r0: number, r1: number, j0: number, j1: number, e: number, lde: number, u: number): void;
 }
 
 /** tokens per Gram GEMM */
@@ -50,7 +51,8 @@ export class WasmLinalg implements LinalgKernels {
     this.checkOpen();
     const off = this.arena.alloc(n * 8, 64, `f64 buffer of ${n} values`);
     this.live.add(off);
-    const a = new Float64Array(this.arena.memory.buffer, off, n);
+    // through the arena's views, so it knows the buffer (after a grow, memory.buffer is a new object)
+    const a = new Float64Array(this.arena.u8.buffer, off, n);
     a.fill(0);
     return a;
   }
@@ -154,11 +156,18 @@ export class WasmLinalg implements LinalgKernels {
         const bs = j1 - j0;
         const below = n - j1;
         if (below > 0) {
-          new Float64Array(this.arena.memory.buffer, g.off, below * bs).fill(0);
+          new Float64Array(this.arena.u8.buffer, g.off, below * bs).fill(0);
           k.f64_transpose_block(p, n, j1, j0, below, bs, bt.off, below);
           this.gemm(g.off, bs, p + (j1 * n + j1) * 8, n, bt.off, below, below, bs, below, LF_TRI_A, j1, j1);
         }
-        k.trinv_block_f64(p, n, j0, j1, g.off, s.off);
+        // S = L[J, J]⁻¹ into s and the block; then X[j1:, J] = −g·S as a GEMM (St = Sᵀ in bt)
+        k.trinv_block_f64(p, n, j0, j1, 0, s.off);
+        if (below > 0) {
+          k.f64_transpose_block(s.off, bs, 0, 0, bs, bs, bt.off, bs);
+          const f = new Float64Array(this.arena.u8.buffer);
+          for (let i = j1; i < n; i++) f.fill(0, i * n + j0 + p / 8, i * n + j1 + p / 8);
+          this.gemm(p + (j1 * n + j0) * 8, n, g.off, bs, bt.off, bs, below, bs, bs, LF_SUB);
+        }
       }
     } finally {
       s.done();
@@ -167,6 +176,20 @@ export class WasmLinalg implements LinalgKernels {
     }
     k.f64_reverse(p, n * n); // U = J·L⁻¹·J
     return true;
+  }
+
+  rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void {
+    if (j1 <= j0 || rows <= 0) return;
+    const wp = this.offset(w, "rank-1 update"), ep = this.offset(e, "rank-1 update"), up = this.offset(u, "rank-1 update");
+    if (rows * (j1 - j0) < 1 << 16) {
+      this.k.f64_rank1_sub(wp, cols, 0, rows, j0, j1, ep + eCol * 8, lde, up + uRow * cols * 8);
+      return;
+    }
+    const d = this.arena.u32;
+    const o = this.desc >>> 2;
+    d[o + L_C] = wp; d[o + L_LDC] = cols; d[o + L_A] = ep + eCol * 8; d[o + L_LDA] = lde; d[o + L_B] = up + uRow * cols * 8;
+    d[o + L_N] = j0; d[o + L_K] = j1;
+    this.pool.run([{ desc: this.desc, rows, task: K_RANK1_F64 }]);
   }
 
   lazyUpdate(w: Float64Array, rows: number, cols: number, e: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void {

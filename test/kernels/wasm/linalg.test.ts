@@ -11,8 +11,11 @@ import { addGram, upperCholeskyOfInverseInPlace } from "../../../src/algos/linal
 import { HessianAccumulator, gptqQuantize } from "../../../src/algos/gptq.js";
 import { IntAffineQuantizer } from "../../../src/algos/quantizer.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
+import { wasmVariantSupported } from "../../../src/kernels/wasm/module.js";
 
-const backends: WasmBackend[] = [createNodeWasmBackend({ threads: 1 }), createNodeWasmBackend({ threads: 2 })];
+// both builds where the engine runs the relaxed one (its GEMM fuses multiply-adds)
+const backends: WasmBackend[] = [createNodeWasmBackend({ threads: 1, variant: "simd" }), createNodeWasmBackend({ threads: 2 })];
+if (wasmVariantSupported("relaxed")) backends.push(createNodeWasmBackend({ threads: 1, variant: "relaxed" }));
 // the 2-thread backend's workers must be up, or the caller runs every chunk alone
 before(async () => { assert.ok(await backends[1]!.ready(20000), "workers started"); });
 after(() => { for (const b of backends) b.dispose(); });
@@ -192,5 +195,13 @@ describe("wasm linalg vs reference", () => {
   test("buffers not from alloc are refused with a clear error", () => {
     const K = backends[0]!.linalg();
     assert.throws(() => K.upperCholeskyOfInverseInPlace(new Float64Array(4), 2), /not allocated by this backend/);
+    // buffers allocated across a memory grow stay usable (the arena knows every buffer object)
+    const small = K.alloc(4);
+    const big = K.alloc(1 << 22); // 32 MiB: grows the memory
+    small.set([4, 2, 2, 3]);
+    assert.ok(K.upperCholeskyOfInverseInPlace(small, 2));
+    assert.ok(K.owns(big));
+    K.free(big);
+    K.free(small);
   });
 });
