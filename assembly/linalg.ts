@@ -5,7 +5,7 @@
 // needs. The relaxed build fuses the GEMM's and the dot products' multiply-adds (relaxed_madd: FMA where
 // the CPU has it), the SIMD128 build multiplies then adds; both agree with the TypeScript reference within
 // float64 rounding (test/kernels/wasm/linalg.test.ts).
-import { L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, LF_SUB, LF_LOWER, LF_TRI_A } from "./linalg-abi";
+import { L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, LF_SUB, LF_LOWER, LF_TRI_A } from "./abi-linalg";
 
 const KP: i32 = 256; // K panel: a 2-row strip of A (4 KiB) and B's panel columns stay in L1/L2
 const PANEL_VALUES: i32 = 16384; // B panel (rows × K panel) of 128 KiB in the 1 MiB L2: 64 rows at K ≥ 256

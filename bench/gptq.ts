@@ -1,8 +1,9 @@
-// GPTQ speed and memory: one linear layer (2048×2048 and 4096×4096, 8192 calibration tokens) split into
-// Hessian accumulation / Cholesky of H⁻¹ / column loop, with the blocked Gram kernel against a plain
-// one-dot-at-a-time reference; whole-model time for stories260K (the CLI defaults: 128 windows of 256)
-// and for a synthetic Llama-3.2-1B-shaped model (random weights generated layer by layer, streamed out),
-// with the process RSS high-water mark.
+// GPTQ speed and memory: one 4096×4096 linear (8192 calibration tokens, int4:g128) at 2 threads on the WASM
+// backend's float64 kernels, against the PyTorch reference loop (bench/gptq_torch.py, when torch imports)
+// and the FLOP bound of the same run's WASM f32 GEMM probe (section "layer"); whole-model time for
+// stories260K (the CLI defaults: 128 windows of 256) and for a synthetic Llama-3.2-1B-shaped model (random
+// weights generated layer by layer, streamed out), with the process RSS high-water mark (section "model").
+// `node dist/bench/run.js gptq:layer` runs only the first.
 import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
@@ -167,7 +168,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
       table: { headers: ["implementation", "Hessian s", "Cholesky + inverse s", "column loop s", "total s", "CPU s (process)", "vs PyTorch", "vs FLOP bound"], rows },
       notes: [
         `Load average (1 min) ${loadBefore} before, ${loadAfter} after, on a 2-core machine shared with other jobs: absolute times are inflated by whatever else ran.`,
-        "quantlab: WasmBackend.linalg() (src/kernels/wasm/linalg.ts, assembly/linalg.ts): one f64x2 GEMM kernel C ±= A·Bᵀ (2×4 register tiles, K panels of 256, B panels of 64 rows, rows split over the worker pool) does the Gram accumulation (256 tokens at a time, lower triangle only), the left-looking blocked Cholesky (blocks of 64) and the blocked triangular inverse (from the last block), and the lazy batch update of every 128-column block; the per-column in-block updates run in WASM too, fakeQuant in TypeScript. Everything in float64, so the codes are the TypeScript reference's (test/kernels/wasm/linalg.test.ts).",
+        "quantlab: WasmBackend.linalg() (src/kernels/wasm/linalg.ts, assembly/linalg.ts): one f64x2 GEMM kernel C ±= A·Bᵀ (2×4 register tiles, K panels of 256, B panels of ≈128 KiB, pairs of rows split over the worker pool; fused multiply-adds in the relaxed build, which bench/run.ts enables) does the Gram accumulation (256 tokens at a time, lower triangle only), the left-looking blocked Cholesky (blocks of 64) and the blocked triangular inverse (from the last block), and the lazy batch update of every 128-column block; the per-column in-block updates run in WASM too, fakeQuant in TypeScript. Everything in float64, so the codes are the TypeScript reference's (test/kernels/wasm/linalg.test.ts).",
         `FLOP bound: (n·d² + d³/3 + d³/6 + out·d²/2) FLOPs = ${fmt(flops / 1e9, 1)} GFLOP at ${fmt(gflops, 1)} GFLOP/s, the f32 mat-mat kernel of the same backend (256×4096 · 4096², ${threads} threads, median of 3). quantlab's kernels run in float64 (half the lanes of that f32 probe).`,
         typeof torch === "string" ? `PyTorch peer skipped: ${torch}.` : "PyTorch: the authors' fasterquant structure (float32 Hessian, cholesky → cholesky_inverse → upper cholesky, per-column loop with in-block rank-1 updates, lazy batch update per 128 columns), torch.set_num_threads(2); same shapes, its own random data.",
         "Before (single-threaded float64 TypeScript, 2026-12-02, load 5–12): 2048×2048 67.6 s, 4096×4096 579.0 s.",
@@ -216,7 +217,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     table: { headers: ["model", "calib windows × len", "layers run", "seconds", "seconds, all layers", "peak RSS MiB (process high-water)"], rows: modelRows },
     notes: [
       "stories260K: int4:g32:asym, calibration from tinystories/calib.txt with the `quantlab quantize` defaults (128 windows of 256, seed 1); time includes the calibration forward passes.",
-      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place) and GPTQ's float64 working copy of one weight.`,
+      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), and in the WASM backend's memory the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place) and GPTQ's float64 working copy of one weight (128 MiB); WebAssembly memory does not shrink, so the high-water mark also holds what the earlier sections of this run grew it to.`,
+      "GPTQ here runs on the 2-thread WASM backend's linalg() kernels (Gram, Cholesky of H⁻¹, column updates) and its forward passes; before (single-threaded TypeScript, 2026-12-02, load 5–12): stories260K 279.9 s, one 1B-shaped block 1080.6 s (17290 s extrapolated), peak RSS 1684 MiB.",
       `Peak RSS before the synthetic run (stories260K, the single-layer benches): ${fmt(rssBefore, 0)} MiB; packed output of the ${layersRun} layer(s): ${fmt(quantBytes / MiB, 1)} MiB (×${16 / layersRun} for the whole model, if kept in memory instead of streamed).`,
       "Per block: a float pass per input site (4 sites, sequential: q/k/v, then o with q/k/v quantized, then gate/up, then down), the GPTQ solves, and one pass of the quantized block; the 1B total is dominated by the 8192-wide Cholesky (n³/3 + n³/6 multiply-adds per block) and the column loops.",
     ],

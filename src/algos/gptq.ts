@@ -12,9 +12,9 @@
  * `--act-order --static-groups`).
  */
 import { QuantlabError } from "../core/errors.js";
-import { addGram, upperCholeskyOfInverseInPlace } from "./linalg.js";
+import { addGram, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "./linalg.js";
 import type { LinalgKernels } from "../kernels/types.js";
-import { lazyUpdateRef } from "../kernels/ref/linalg.js";
+
 import { type GroupQuantizer, groupsPerRow, groupWidth } from "./quantizer.js";
 import { checkMatrix, type WeightQuantResult } from "./rtn.js";
 

@@ -111,7 +111,7 @@ export interface Backend {
    */
   kvCache?(nLayers: number, capacity: number, nKvHeads: number, headDim: number): KvCache | undefined;
   /** float64 dense kernels for GPTQ's linear algebra (LinalgKernels below); optional: callers fall back
-   * to the reference (kernels/ref/linalg.ts) */
+   * to the reference (algos/linalg.ts RefLinalg) */
   linalg?(): LinalgKernels;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
@@ -139,7 +139,7 @@ export function addRmsnorm(backend: Backend, x: Float32Array, y: Float32Array | 
  * Float64 dense kernels for GPTQ's linear algebra (algos/gptq.ts): the Gram accumulation H += XᵀX, the
  * upper Cholesky factor of H⁻¹ in place, and the lazy-batch update W[:, j:] −= E·U[i1:i2, j:]. Buffers
  * come from `alloc` (a backend's own memory, so the big matrices are not copied per call); the reference
- * twin (kernels/ref/linalg.ts) runs algos/linalg.ts on plain Float64Arrays, and the WASM one
+ * twin (algos/linalg.ts RefLinalg) runs the reference algorithms on plain Float64Arrays, and the WASM one
  * (kernels/wasm/linalg.ts) the same algorithms blocked, on f64x2 SIMD, split over the worker pool.
  */
 export interface LinalgKernels {

@@ -13,7 +13,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import {
   K_GEMM_NT_F64, K_RANK1_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
-} from "../../../assembly/linalg-abi.js";
+} from "../../../assembly/abi-linalg.js";
 import type { LinalgKernels } from "../types.js";
 import type { WasmArena } from "./arena.js";
 import type { Dispatcher } from "./pool.js";

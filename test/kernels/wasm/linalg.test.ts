@@ -1,13 +1,13 @@
 // The WASM float64 linear-algebra kernels (src/kernels/wasm/linalg.ts) against their reference twin
-// (kernels/ref/linalg.ts = algos/linalg.ts): Gram, upper Cholesky of the inverse, lazy updates, and whole
+// (algos/linalg.ts RefLinalg): Gram, upper Cholesky of the inverse, lazy updates, and whole
 // GPTQ runs (same codes), on sizes that are not multiples of the tiles, 1 and 2 threads.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Rng } from "../../../src/core/rng.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
-import { RefLinalg, lazyUpdateRef } from "../../../src/kernels/ref/linalg.js";
-import { addGram, upperCholeskyOfInverseInPlace } from "../../../src/algos/linalg.js";
+
+import { RefLinalg, addGram, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "../../../src/algos/linalg.js";
 import { HessianAccumulator, gptqQuantize } from "../../../src/algos/gptq.js";
 import { IntAffineQuantizer } from "../../../src/algos/quantizer.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
