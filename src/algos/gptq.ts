@@ -59,7 +59,14 @@ export class HessianAccumulator {
     return h;
   }
 
-  /** H = 2/N Σ x xᵀ, (n, n); all zeros before any token. */
+  /** Gives back the kernels' buffer (with kernels; nothing to do without): the accumulator, and a Hessian
+   * `takeHessian` returned, must not be used afterwards. */
+  dispose(): void {
+    if (this.kernels && this.tokens !== -2) this.kernels.free(this.sum);
+    this.tokens = -2;
+  }
+
+  /** H = 2/N Σ x xᵀ, (n, n), a new plain Float64Array; all zeros before any token. */
   hessian(): Float64Array {
     const h = new Float64Array(this.sum.length);
     if (this.tokens === 0) return h;

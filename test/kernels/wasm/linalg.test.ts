@@ -144,8 +144,11 @@ describe("wasm linalg vs reference", () => {
         const acc = new HessianAccumulator(c.cols, K);
         acc.add(x.subarray(0, 100 * c.cols), 100);
         acc.add(x.subarray(100 * c.cols), nTok - 100);
+        // a copy out (as collectImatrix takes it) equals the in-place Hessian
+        const copy = acc.hessian();
         const href = refAcc.takeHessian();
         const h = acc.takeHessian();
+        assert.deepEqual(Array.from(copy), Array.from(h));
         assert.ok(maxRelDiff(h, href, maxAbs(href)) < 1e-13);
         const quant = new IntAffineQuantizer({ bits: 4, groupSize: c.group });
         const opts = { actOrder: c.actOrder, percDamp: c.percDamp, blockSize: c.blockSize };
