@@ -1,9 +1,17 @@
-// GPTQ speed and memory: one linear layer (2048×2048 and 4096×4096, 8192 calibration tokens) split into
-// Hessian accumulation / Cholesky of H⁻¹ / column loop, with the blocked Gram kernel against a plain
-// one-dot-at-a-time reference; whole-model time for stories260K (the CLI defaults: 128 windows of 256)
-// and for a synthetic Llama-3.2-1B-shaped model (random weights generated layer by layer, streamed out),
-// with the process RSS high-water mark.
+// GPTQ speed and memory: one 4096×4096 linear (8192 calibration tokens, int4:g128) at 2 threads on the WASM
+// backend's float64 kernels, against the PyTorch reference loop (bench/gptq_torch.py, when torch imports)
+// and the FLOP bound of the same run's WASM f32 GEMM probe (section "layer"); whole-model time for
+// stories260K (the CLI defaults: 128 windows of 256) and for a synthetic Llama-3.2-1B-shaped model (random
+// weights generated layer by layer, streamed out), with the process RSS high-water mark (section "model").
+// `node dist/bench/run.js gptq:layer` runs only the first.
 import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
+import type { WasmBackend } from "../src/kernels/wasm/backend.js";
+import type { LinalgKernels } from "../src/kernels/types.js";
 import { Rng } from "../src/core/rng.js";
 import { Tensor } from "../src/core/tensor.js";
 import { f32ArrayToBf16 } from "../src/core/f16.js";
@@ -16,27 +24,10 @@ import { dataPath } from "../src/io/node/data.js";
 import { loadModel } from "../src/io/node/load.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../src/model/config.js";
 import type { Model } from "../src/model/weights.js";
-import { fmt, type BenchContext, type BenchSection } from "./types.js";
+import { fmt, stats, type BenchContext, type BenchSection } from "./types.js";
 import type { Weight } from "../src/core/weight.js";
 
 const MiB = 2 ** 20;
-
-/** The unblocked Gram kernel GPTQ started with: chunks of 64 tokens, one length-64 dot product per (i, j). */
-function gramReference(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
-  const chunk = 64;
-  const t = new Float64Array(n * chunk);
-  for (let t0 = 0; t0 < nTok; t0 += chunk) {
-    const m = Math.min(chunk, nTok - t0);
-    for (let s = 0; s < m; s++) for (let i = 0; i < n; i++) t[i * chunk + s] = x[(t0 + s) * n + i]!;
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j <= i; j++) {
-        let s = 0;
-        for (let k = 0; k < m; k++) s += t[i * chunk + k]! * t[j * chunk + k]!;
-        acc[i * n + j] += s;
-      }
-    }
-  }
-}
 
 /** RSS high-water mark of this process (Linux VmHWM), else the current RSS. */
 function peakRssMiB(): number {
@@ -49,8 +40,10 @@ function peakRssMiB(): number {
   return process.memoryUsage().rss / MiB;
 }
 
-function layerRow(ctx: BenchContext, n: number, nTok: number, rng: Rng): (string | number)[] {
-  // correlated inputs (a rank-64 signal plus noise), as real activations are far from white
+interface LayerTimes { hessianS: number; factorS: number; columnsS: number; totalS: number }
+
+/** correlated inputs (a rank-64 signal plus noise), as real activations are far from white */
+function layerInputs(rng: Rng, n: number, nTok: number): Float32Array {
   const basis = rng.fillNormal(new Float32Array(64 * n), 1);
   const x = new Float32Array(nTok * n);
   const z = new Float32Array(64);
@@ -60,27 +53,49 @@ function layerRow(ctx: BenchContext, n: number, nTok: number, rng: Rng): (string
     for (let c = 0; c < n; c++) x[o + c] = 0.1 * rng.normal();
     for (let k = 0; k < 64; k++) { const zk = z[k]!; const b = k * n; for (let c = 0; c < n; c++) x[o + c] += zk * basis[b + c]!; }
   }
-  const w = rng.fillNormal(new Float32Array(n * n), 0.02);
+  return x;
+}
+
+/** GPTQ of one n×n linear (int4:g128:asym) on the given kernels: Hessian from x, then the solve. */
+function gptqLayer(x: Float32Array, n: number, nTok: number, w: Float32Array, kernels: LinalgKernels | undefined): LayerTimes {
   let t0 = performance.now();
-  const acc = new HessianAccumulator(n);
+  const acc = new HessianAccumulator(n, kernels);
   for (let s = 0; s < nTok; s += 512) acc.add(x.subarray(s * n, Math.min(nTok, s + 512) * n), Math.min(512, nTok - s));
+  const h = acc.takeHessian();
   const hessianMs = performance.now() - t0;
   const timings = { factorMs: 0, columnsMs: 0 };
   t0 = performance.now();
-  gptqQuantize(w, n, n, acc.takeHessian(), new RegistryQuantizer("int4:g128:asym"), { overwriteHessian: true, timings });
+  gptqQuantize(w, n, n, h, new RegistryQuantizer("int4:g128:asym"), { overwriteHessian: true, timings, ...(kernels ? { kernels } : {}) });
   const gptqMs = performance.now() - t0;
-  // the unblocked reference on a quarter of the tokens, scaled (its cost is linear in tokens)
-  const refTok = Math.max(128, nTok / 4);
-  t0 = performance.now();
-  gramReference(x, refTok, n, new Float64Array(n * n));
-  const refMs = ((performance.now() - t0) * nTok) / refTok;
-  const total = hessianMs + gptqMs;
-  ctx.log(`gptq ${n}×${n}: hessian ${hessianMs.toFixed(0)} ms (reference ${refMs.toFixed(0)} ms), factor ${timings.factorMs} ms, columns ${timings.columnsMs} ms`);
-  return [
-    `${n}×${n}`, nTok, fmt(hessianMs / 1000, 1), `${fmt(refMs / 1000, 1)} (×${fmt(refMs / hessianMs, 1)})`,
-    fmt(timings.factorMs / 1000, 1), fmt(timings.columnsMs / 1000, 1), fmt(total / 1000, 1),
-    `${fmt((100 * hessianMs) / total, 0)}% / ${fmt((100 * timings.factorMs) / total, 0)}% / ${fmt((100 * timings.columnsMs) / total, 0)}%`,
-  ];
+  kernels?.free(h);
+  return { hessianS: hessianMs / 1000, factorS: timings.factorMs / 1000, columnsS: timings.columnsMs / 1000, totalS: (hessianMs + gptqMs) / 1000 };
+}
+
+/** f32 GFLOP/s of the WASM backend's mat-mat kernel (OUT = X·Wᵀ, 256 × 4096 · 4096², f32 weights) at its thread count. */
+function gemmProbe(be: WasmBackend, d: number, n: number): number {
+  const rng = new Rng(11);
+  const w = be.prepare({ kind: "dense", tensor: new Tensor("f32", [d, d], rng.fillNormal(new Float32Array(d * d), 1)) });
+  const x = rng.fillNormal(new Float32Array(n * d), 1), out = new Float32Array(n * d);
+  be.matmul(w, x, n, out);
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    be.matmul(w, x, n, out);
+    times.push((performance.now() - t0) / 1000);
+  }
+  be.release(w);
+  return (2 * n * d * d) / stats(times).median / 1e9;
+}
+
+/** The PyTorch peer (bench/gptq_torch.py), or the reason it cannot run. */
+function torchPeer(n: number, nTok: number, threads: number): LayerTimes & { version: string } | string {
+  const probe = spawnSync("python3", ["-c", "import torch"], { encoding: "utf8" });
+  if (probe.status !== 0) return `python3 cannot import torch (${(probe.stderr || "no python3").trim().split("\n").pop()}); \`pip install torch\` to compare`;
+  const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "gptq_torch.py");
+  const r = spawnSync("python3", [script, String(n), String(nTok), String(threads)], { encoding: "utf8", timeout: 600_000 });
+  if (r.status !== 0) return `bench/gptq_torch.py failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+  const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { hessian_s: number; factor_s: number; columns_s: number; total_s: number; torch: string };
+  return { hessianS: j.hessian_s, factorS: j.factor_s, columnsS: j.columns_s, totalS: j.total_s, version: j.torch };
 }
 
 /** Llama-3.2-1B's shapes (HF config: hidden 2048, intermediate 8192, 16 layers, 32 heads, 8 KV heads, vocab 128256, tied). */
@@ -119,26 +134,59 @@ class SyntheticWeights extends Map<string, Weight> {
 
 export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const sections: BenchSection[] = [];
-  const rng = new Rng(7);
-  const nTok = ctx.quick ? 1024 : 8192;
-  const layerRows = (ctx.quick ? [256, 512] : [2048, 4096]).map((n) => layerRow(ctx, n, nTok, rng));
-  sections.push({
-    title: "GPTQ, one linear layer (int4:g128:asym)",
-    table: { headers: ["layer (out×in)", "calib tokens", "Hessian s (blocked)", "Hessian s (unblocked ref.)", "Cholesky + inverse s", "column loop s", "total s", "share Hessian / factor / columns"], rows: layerRows },
-    notes: [
-      "Hessian: H = 2XᵀX/N accumulated in float64, 4×4 register tiles over 64-token chunks transposed to channel-major, in 128-channel column panels that stay in cache (src/algos/linalg.ts addGram); the reference is the previous one-dot-product-per-entry kernel, timed on a quarter of the tokens and scaled.",
-      "Factor: dampening + in-place Cholesky of the order-reversed H + in-place triangular inverse (U of H⁻¹ without extra n×n buffers). Column loop: blocks of 128 columns, lazy updates unrolled over 4 rows of U.",
-      "Single-threaded TypeScript on float64 (no WebAssembly, no workers).",
-    ],
-  });
+  const want = (name: string): boolean => !ctx.sections || ctx.sections.length === 0 || ctx.sections.includes(name);
+  const threads = 2;
+  const be = createNodeWasmBackend({ threads });
+  await be.ready();
+  const kernels = be.linalg();
+  if (want("layer")) {
+    const n = ctx.quick ? 512 : 4096;
+    const nTok = ctx.quick ? 1024 : 8192;
+    const rng = new Rng(7);
+    const x = layerInputs(rng, n, nTok);
+    const w = rng.fillNormal(new Float32Array(n * n), 0.02);
+    const loadBefore = loadavg()[0]!.toFixed(2);
+    const cpu0 = process.cpuUsage();
+    const q = gptqLayer(x, n, nTok, w, kernels);
+    const cpu = process.cpuUsage(cpu0);
+    const cpuS = (cpu.user + cpu.system) / 1e6;
+    ctx.log(`gptq ${n}×${n} wasm t${threads}: ${JSON.stringify(q)} (load ${loadBefore})`);
+    const gflops = gemmProbe(be, ctx.quick ? 1024 : 4096, 256);
+    // FLOP counts of the issue: n·d² (XᵀX), d³/3 + d³/6 (Cholesky, inverse), out·d²/2 (updates)
+    const flops = nTok * n * n + n ** 3 / 3 + n ** 3 / 6 + (n * n * n) / 2;
+    const boundS = flops / (gflops * 1e9);
+    const torch = torchPeer(n, nTok, threads);
+    const loadAfter = loadavg()[0]!.toFixed(2);
+    ctx.log(`gemm probe ${gflops.toFixed(1)} GFLOP/s, bound ${boundS.toFixed(1)} s; torch ${JSON.stringify(torch)}`);
+    const row = (name: string, t: LayerTimes, vsTorch: string, cpuCol: string): (string | number)[] =>
+      [name, fmt(t.hessianS, 2), fmt(t.factorS, 2), fmt(t.columnsS, 2), fmt(t.totalS, 2), cpuCol, vsTorch, `×${fmt(t.totalS / boundS, 2)}`];
+    const rows = [row(`quantlab WASM SIMD f64, ${threads} threads`, q, typeof torch === "string" ? "—" : `×${fmt(q.totalS / torch.totalS, 2)}`, fmt(cpuS, 1))];
+    if (typeof torch !== "string") rows.push(row(`PyTorch ${torch.version} CPU, ${threads} threads (bench/gptq_torch.py)`, torch, "×1.00", "—"));
+    rows.push(["FLOP bound (this run's WASM f32 GEMM probe)", "", "", "", fmt(boundS, 2), "", "", "×1.00"]);
+    sections.push({
+      title: `GPTQ, one ${n}×${n} linear (${nTok} calibration tokens, int4:g128:asym), ${threads} threads`,
+      table: { headers: ["implementation", "Hessian s", "Cholesky + inverse s", "column loop s", "total s", "CPU s (process)", "vs PyTorch", "vs FLOP bound"], rows },
+      notes: [
+        `Load average (1 min) ${loadBefore} before, ${loadAfter} after, on a 2-core machine shared with other jobs: absolute times are inflated by whatever else ran.`,
+        "quantlab: WasmBackend.linalg() (src/kernels/wasm/linalg.ts, assembly/linalg.ts): one f64x2 GEMM kernel C ±= A·Bᵀ (2×4 register tiles, K panels of 256, B panels of ≈128 KiB, pairs of rows split over the worker pool; fused multiply-adds in the relaxed build, which bench/run.ts enables) does the Gram accumulation (256 tokens at a time, lower triangle only), the left-looking blocked Cholesky (blocks of 64) and the blocked triangular inverse (from the last block), and the lazy batch update of every 128-column block; the per-column in-block updates run in WASM too, fakeQuant in TypeScript. Everything in float64, so the codes are the TypeScript reference's (test/kernels/wasm/linalg.test.ts).",
+        `FLOP bound: (n·d² + d³/3 + d³/6 + out·d²/2) FLOPs = ${fmt(flops / 1e9, 1)} GFLOP at ${fmt(gflops, 1)} GFLOP/s, the f32 mat-mat kernel of the same backend (256×4096 · 4096², ${threads} threads, median of 3). quantlab's kernels run in float64 (half the lanes of that f32 probe).`,
+        typeof torch === "string" ? `PyTorch peer skipped: ${torch}.` : "PyTorch: the authors' fasterquant structure (float32 Hessian, cholesky → cholesky_inverse → upper cholesky, per-column loop with in-block rank-1 updates, lazy batch update per 128 columns), torch.set_num_threads(2); same shapes, its own random data.",
+        "Before (single-threaded float64 TypeScript, 2026-12-02, load 5–12): 2048×2048 67.6 s, 4096×4096 579.0 s.",
+      ],
+    });
+  }
 
+  if (!want("model")) {
+    be.dispose();
+    return sections;
+  }
   // whole model: stories260K with the CLI defaults
   const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
   const text = readFileSync(dataPath("tinystories", "calib.txt"), "utf8");
   const samples = ctx.quick ? 16 : 128, seq = ctx.quick ? 64 : 256;
   const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(text)) };
   let t0 = performance.now();
-  const r260 = await quantize(m, { target: { spec: "int4:g32:asym" }, method: "gptq", seed: 1, calibration: { source: { text: calibRef }, windows: { kind: "random", samples, seq } } }, { calibText: text });
+  const r260 = await quantize(m, { target: { spec: "int4:g32:asym" }, method: "gptq", seed: 1, calibration: { source: { text: calibRef }, windows: { kind: "random", samples, seq } } }, { calibText: text, backend: be });
   const s260 = (performance.now() - t0) / 1000;
   ctx.log(`stories260K gptq: ${s260.toFixed(1)} s`);
   const modelRows: (string | number)[][] = [["stories260K (5 layers, 35 linears)", `${samples}×${seq}`, 5, fmt(s260, 1), fmt(s260, 1), fmt(peakRssMiB(), 0)]];
@@ -156,10 +204,10 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   // the pipeline itself (no tokenizer, so no recipe calibration text): fixed pseudo-random token windows
   const recipe = normalizeRecipe({ target: { spec: "int4:g128:asym" }, method: "gptq" });
   await runLayerwise({
-    model: synth, recipe, names: linearWeightNames(synth), specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder,
+    model: synth, recipe, names: linearWeightNames(synth), specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder, backend: be,
     calib: { bosId: 1, windows: () => sw },
     onTensor: (_name, w) => { if (w.kind === "quant") quantBytes += w.q.storageBits / 8; },
-  }, gptqLayerwise(recipe.options));
+  }, gptqLayerwise(recipe.options, kernels));
   const sSyn = (performance.now() - t0) / 1000;
   const peak = peakRssMiB();
   ctx.log(`synthetic 1B: ${layersRun} layers in ${sSyn.toFixed(1)} s, peak RSS ${peak.toFixed(0)} MiB`);
@@ -169,10 +217,12 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     table: { headers: ["model", "calib windows × len", "layers run", "seconds", "seconds, all layers", "peak RSS MiB (process high-water)"], rows: modelRows },
     notes: [
       "stories260K: int4:g32:asym, calibration from tinystories/calib.txt with the `quantlab quantize` defaults (128 windows of 256, seed 1); time includes the calibration forward passes.",
-      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place) and GPTQ's float64 working copy of one weight.`,
+      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), and in the WASM backend's memory the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place) and GPTQ's float64 working copy of one weight (128 MiB); WebAssembly memory does not shrink, so the high-water mark also holds what the earlier sections of this run grew it to.`,
+      "GPTQ here runs on the 2-thread WASM backend's linalg() kernels (Gram, Cholesky of H⁻¹, column updates) and its forward passes; before (single-threaded TypeScript, 2026-12-02, load 5–12): stories260K 279.9 s, one 1B-shaped block 1080.6 s (17290 s extrapolated), peak RSS 1684 MiB.",
       `Peak RSS before the synthetic run (stories260K, the single-layer benches): ${fmt(rssBefore, 0)} MiB; packed output of the ${layersRun} layer(s): ${fmt(quantBytes / MiB, 1)} MiB (×${16 / layersRun} for the whole model, if kept in memory instead of streamed).`,
       "Per block: a float pass per input site (4 sites, sequential: q/k/v, then o with q/k/v quantized, then gate/up, then down), the GPTQ solves, and one pass of the quantized block; the 1B total is dominated by the 8192-wide Cholesky (n³/3 + n³/6 multiply-adds per block) and the column loops.",
     ],
   });
+  be.dispose();
   return sections;
 }

@@ -16,6 +16,7 @@ import { Rng } from "../core/rng.js";
 import { dequantizeRow, quantizeRow } from "../ggml/codecs.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import { gptqQuantize } from "./gptq.js";
+import type { LinalgKernels } from "../kernels/types.js";
 import type { GroupQuantizer } from "./quantizer.js";
 
 /** Where the code bits of each element of a block are: bit k of element e at byte pos[e·nBits + k], bit bit[…]. */
@@ -115,7 +116,7 @@ export function blockCodes(type: GgmlType, block: Uint8Array, o: number, out: In
  * GPTQ of one weight (rows, cols) onto `type`: scales from ggml's quantizer (with `imatrix` when given),
  * codes by GPTQ with Hessian h (cols × cols). Returns the blocks (rows · cols/blockSize · bytesPerBlock).
  */
-export function gptqGgml(type: GgmlType, w: Float32Array, rows: number, cols: number, h: Float64Array, imatrix?: Float32Array, opts: { percDamp?: number; name?: string } = {}): Uint8Array {
+export function gptqGgml(type: GgmlType, w: Float32Array, rows: number, cols: number, h: Float64Array, imatrix?: Float32Array, opts: { percDamp?: number; name?: string; kernels?: LinalgKernels } = {}): Uint8Array {
   const L = codeLayout(type);
   const B = L.blockSize;
   if (cols % B !== 0) throw new QuantlabError("E_ARG", `${opts.name ?? "weight"}: row width ${cols} is not a multiple of ${ggmlTypeName(type)}'s block size ${B}`);
@@ -167,7 +168,7 @@ export function gptqGgml(type: GgmlType, w: Float32Array, rows: number, cols: nu
       return base + step * c;
     },
   };
-  const res = gptqQuantize(w, rows, cols, h, quantizer, { staticGroups: true, actOrder: false, percDamp: opts.percDamp ?? 0.01, name: opts.name });
+  const res = gptqQuantize(w, rows, cols, h, quantizer, { staticGroups: true, actOrder: false, percDamp: opts.percDamp ?? 0.01, name: opts.name, ...(opts.kernels ? { kernels: opts.kernels } : {}) });
   if (next !== nBlocks) throw new QuantlabError("E_INTERNAL", `gptq ${ggmlTypeName(type)}: ${next} group fits for ${nBlocks} blocks`);
   // the codes GPTQ chose, back into the blocks
   const codes = new Int32Array(B);

@@ -6,6 +6,7 @@
  * whose quantized tensors are `{kind: "ggml"}` blocks, ready for the GGUF writer or the forward pass.
  * Without `refine` the bytes equal what llama-quantize writes from the same F32 weights.
  */
+import type { LinalgKernels } from "../kernels/types.js";
 import { QuantlabError } from "../core/errors.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { noProgress, type Progress } from "../core/progress.js";
@@ -33,7 +34,7 @@ export interface GgmlQuantizeOptions {
    * GPTQ codes on llama.cpp's scales (algos/ggml-gptq.ts) for tensors with an input Hessian here (weight
    * name → width × width, e.g. collectImatrix's `hessians`) and a supported type; others as usual
    */
-  gptq?: { hessians: Map<string, Float64Array>; percDamp?: number };
+  gptq?: { hessians: Map<string, Float64Array>; percDamp?: number; kernels?: LinalgKernels };
   /** per-tensor types that replace the preset's choice (llama-quantize --tensor-type); rows must fit */
   overrides?: ReadonlyMap<string, GgmlType>;
   /** encodes the block-type tensors (default: the TypeScript reference on this thread; same bytes) */
@@ -166,7 +167,7 @@ function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): v
   const h = opts.gptq?.hessians.get(p.name);
   if (h && ggmlGptqSupports(p.type)) {
     const { data } = dequantizeWeight(w, p.name);
-    st.done = { kind: "ggml", type: p.type, shape, data: gptqGgml(p.type, data, rows, cols, h, imatrix, { percDamp: opts.gptq!.percDamp, name: p.name }) };
+    st.done = { kind: "ggml", type: p.type, shape, data: gptqGgml(p.type, data, rows, cols, h, imatrix, { percDamp: opts.gptq!.percDamp, name: p.name, ...(opts.gptq!.kernels ? { kernels: opts.gptq!.kernels } : {}) }) };
     st.gptq = true;
     return;
   }

@@ -12,20 +12,24 @@
  * `--act-order --static-groups`).
  */
 import { QuantlabError } from "../core/errors.js";
-import { addGram, upperCholeskyOfInverseInPlace } from "./linalg.js";
+import { addGram, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "./linalg.js";
+import type { LinalgKernels } from "../kernels/types.js";
+
 import { type GroupQuantizer, groupsPerRow, groupWidth } from "./quantizer.js";
 import { checkMatrix, type WeightQuantResult } from "./rtn.js";
 
 /** Streams calibration inputs of one linear layer into H = 2/N Σ x xᵀ without keeping them. */
 export class HessianAccumulator {
   readonly n: number;
-  private readonly sum: Float64Array; // (n, n) Σ x xᵀ
+  private readonly sum: Float64Array; // (n, n) Σ x xᵀ (with kernels: the lower triangle until taken)
   private tokens = 0;
 
-  constructor(n: number) {
+  /** with `kernels` (a backend's LinalgKernels) the sum lives in the kernels' memory and is accumulated
+   * there; the taken Hessian is then one of their buffers (free it with `kernels.free`) */
+  constructor(n: number, private readonly kernels?: LinalgKernels) {
     if (!Number.isInteger(n) || n <= 0) throw new QuantlabError("E_ARG", `HessianAccumulator: width must be a positive integer, got ${n}`);
     this.n = n;
-    this.sum = new Float64Array(n * n);
+    this.sum = kernels ? kernels.alloc(n * n) : new Float64Array(n * n);
   }
 
   /** Adds x (nTok, n) row-major: nTok input vectors of the layer. */
@@ -34,7 +38,10 @@ export class HessianAccumulator {
     if (x.length !== nTok * this.n) {
       throw new QuantlabError("E_ARG", `HessianAccumulator: got ${x.length} values for ${nTok} tokens of width ${this.n}`);
     }
-    addGram(x, nTok, this.n, this.sum);
+    if (this.kernels) {
+      const xf = x instanceof Float32Array ? x : Float32Array.from(x);
+      this.kernels.gramAddLower(xf, nTok, this.n, this.sum);
+    } else addGram(x, nTok, this.n, this.sum);
     this.tokens += nTok;
   }
 
@@ -45,16 +52,25 @@ export class HessianAccumulator {
   /** H = 2/N Σ x xᵀ computed in the accumulator's own buffer (no copy); the accumulator is spent afterwards. */
   takeHessian(): Float64Array {
     const h = this.sum;
+    this.kernels?.mirrorLower(h, this.n);
     const f = this.tokens === 0 ? 0 : 2 / this.tokens;
     for (let i = 0; i < h.length; i++) h[i]! *= f;
     this.tokens = -1;
     return h;
   }
 
-  /** H = 2/N Σ x xᵀ, (n, n); all zeros before any token. */
+  /** Gives back the kernels' buffer (with kernels; nothing to do without): the accumulator, and a Hessian
+   * `takeHessian` returned, must not be used afterwards. */
+  dispose(): void {
+    if (this.kernels && this.tokens !== -2) this.kernels.free(this.sum);
+    this.tokens = -2;
+  }
+
+  /** H = 2/N Σ x xᵀ, (n, n), a new plain Float64Array; all zeros before any token. */
   hessian(): Float64Array {
     const h = new Float64Array(this.sum.length);
     if (this.tokens === 0) return h;
+    this.kernels?.mirrorLower(this.sum, this.n);
     const f = 2 / this.tokens;
     for (let i = 0; i < h.length; i++) h[i] = this.sum[i]! * f;
     return h;
@@ -82,6 +98,9 @@ export interface GptqOptions {
   overwriteHessian?: boolean;
   /** phase timings (ms) are added here when given: factor (dampening + Cholesky + inverse), columns */
   timings?: { factorMs: number; columnsMs: number };
+  /** float64 kernels for the factorization and the lazy updates (a backend's `linalg()`); default: the
+   * TypeScript reference loops. The working copies then live in the kernels' memory. */
+  kernels?: LinalgKernels;
   /** tensor name for error messages */
   name?: string;
 }
@@ -158,14 +177,26 @@ export function gptqQuantize<P>(
     perm.set(order);
   }
   // Working copies in the quantization order: W (rows, cols) and H (cols, cols), which becomes U.
-  const W = new Float64Array(rows * cols);
+  const K = opts.kernels;
+  const allocated: Float64Array[] = [];
+  const alloc = (n: number): Float64Array => {
+    if (!K) return new Float64Array(n);
+    const a = K.alloc(n);
+    allocated.push(a);
+    return a;
+  };
+  try {
+  const W = alloc(rows * cols);
   for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) W[r * cols + k] = weightAt(r, perm[k]!);
   let H: Float64Array;
   if (actOrder) {
-    H = new Float64Array(cols * cols);
+    H = alloc(cols * cols);
     for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) H[i * cols + j] = h[perm[i]! * cols + perm[j]!]!;
+  } else if (opts.overwriteHessian && (!K || K.owns(h))) {
+    H = h;
   } else {
-    H = opts.overwriteHessian ? h : new Float64Array(h);
+    H = alloc(cols * cols);
+    H.set(h);
   }
   for (let k = 0; k < cols; k++) if (dead[perm[k]!]) H[k * cols + k] = 1;
 
@@ -178,7 +209,7 @@ export function gptqQuantize<P>(
   for (let attempt = 0; attempt < 6 && !ok; attempt++) {
     for (let i = 0; i < cols; i++) H[i * cols + i]! += damp - added;
     added = damp;
-    ok = upperCholeskyOfInverseInPlace(H, cols); // H restored on failure
+    ok = K ? K.upperCholeskyOfInverseInPlace(H, cols) : upperCholeskyOfInverseInPlace(H, cols); // H restored on failure
     // not positive definite (collinear or tiny calibration set): more dampening, as later GPTQ ports do
     if (!ok) damp = damp > 0 ? damp * 10 : Math.max(1e-8, 0.01 * meanDiag);
   }
@@ -200,7 +231,7 @@ export function gptqQuantize<P>(
 
   const q = new Float32Array(rows * cols); // (rows, cols) original column order
   let loss = 0;
-  const err = new Float64Array(rows * Math.min(blockSize, cols)); // (rows, count)
+  const err = alloc(rows * Math.min(blockSize, cols)); // (rows, count)
   for (let i1 = 0; i1 < cols; ) {
     let i2 = Math.min(i1 + blockSize, cols);
     // Dynamic groups are fitted on fully updated weights: end blocks at group starts so the lazy
@@ -231,28 +262,15 @@ export function gptqQuantize<P>(
         const e = (x - qv) / d;
         loss += (e * e) / 2;
         err[r * count + i] = e;
-        if (e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
+        if (!K && e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
       }
+      // the same updates of the block's later columns, row by row, in the kernels
+      if (K) K.rank1Update(W, rows, cols, col + 1, i2, err, count, i, U, col);
     }
     if (i2 < cols) {
-      // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:], four block
-      // rows of U per pass over a row of W (a quarter of the loads and stores of W)
-      for (let r = 0; r < rows; r++) {
-        const ro = r * cols;
-        const eo = r * count;
-        let k = 0;
-        for (; k + 4 <= count; k += 4) {
-          const e0 = err[eo + k]!, e1 = err[eo + k + 1]!, e2 = err[eo + k + 2]!, e3 = err[eo + k + 3]!;
-          const u0 = (i1 + k) * cols, u1 = u0 + cols, u2 = u1 + cols, u3 = u2 + cols;
-          for (let j = i2; j < cols; j++) W[ro + j]! -= e0 * U[u0 + j]! + e1 * U[u1 + j]! + e2 * U[u2 + j]! + e3 * U[u3 + j]!;
-        }
-        for (; k < count; k++) {
-          const e = err[eo + k]!;
-          if (e === 0) continue;
-          const u = (i1 + k) * cols;
-          for (let j = i2; j < cols; j++) W[ro + j]! -= e * U[u + j]!;
-        }
-      }
+      // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:] (one GEMM)
+      if (K) K.lazyUpdate(W, rows, cols, err, count, U, i1, i2);
+      else lazyUpdateRef(W, rows, cols, err, count, U, i1, i2);
     }
     i1 = i2;
   }
@@ -261,4 +279,7 @@ export function gptqQuantize<P>(
     opts.timings.columnsMs += Date.now() - tColumns;
   }
   return { q, params, nGroups, groupIndex, loss, perm, damp };
+  } finally {
+    for (const a of allocated) K!.free(a);
+  }
 }

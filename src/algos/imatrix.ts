@@ -73,10 +73,13 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   const qDim = c.nHeads * c.headDim;
   const width: Record<LinearSite, number> = { attn_in: c.dim, attn_out_in: qDim, ffn_in: c.dim, ffn_down_in: c.hiddenDim };
   const hess = new Map<string, HessianAccumulator>();
+  // the Hessians accumulate on the backend's float64 kernels when it has them (WASM SIMD, threads) and are
+  // copied out at the end
+  const kernels = opts.hessians ? opts.backend?.linalg?.() : undefined;
   for (let l = 0; l < c.nLayers; l++) {
     for (const s of sites) {
       acc.define(`${l}.${s}`, width[s], siteWeights(l, s));
-      if (opts.hessians) hess.set(`${l}.${s}`, new HessianAccumulator(width[s]));
+      if (opts.hessians) hess.set(`${l}.${s}`, new HessianAccumulator(width[s], kernels));
     }
   }
   const llama = new Llama(model, {
@@ -91,25 +94,29 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   progress.start(chunks, "imatrix");
   const input = new Int32Array(ctx);
   try {
-    for (let k = 0; k < chunks; k++) {
-      input[0] = bos;
-      for (let i = 1; i < ctx; i++) input[i] = tokens[k * ctx + i - 1]!;
-      llama.reset();
-      llama.prefill(input, 0);
-      progress.tick();
+    try {
+      for (let k = 0; k < chunks; k++) {
+        input[0] = bos;
+        for (let i = 1; i < ctx; i++) input[i] = tokens[k * ctx + i - 1]!;
+        llama.reset();
+        llama.prefill(input, 0);
+        progress.tick();
+      }
+    } finally {
+      llama.dispose();
     }
+    progress.done();
+    const out: ImatrixResult = { imatrix: acc.result(), chunks, tokens: chunks * ctx, ctx };
+    if (opts.hessians) {
+      out.hessians = new Map();
+      for (const [key, h] of hess) {
+        const [l, site] = key.split(".") as [string, LinearSite];
+        const H = kernels ? h.hessian() : h.takeHessian();
+        for (const name of siteWeights(Number(l), site)) out.hessians.set(name, H);
+      }
+    }
+    return out;
   } finally {
-    llama.dispose();
+    for (const h of hess.values()) h.dispose();
   }
-  progress.done();
-  const out: ImatrixResult = { imatrix: acc.result(), chunks, tokens: chunks * ctx, ctx };
-  if (opts.hessians) {
-    out.hessians = new Map();
-    for (const [key, h] of hess) {
-      const [l, site] = key.split(".") as [string, LinearSite];
-      const H = h.takeHessian();
-      for (const name of siteWeights(Number(l), site)) out.hessians.set(name, H);
-    }
-  }
-  return out;
 }

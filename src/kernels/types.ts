@@ -143,6 +143,9 @@ export interface Backend {
    * int32). Optional: callers fall back to `int8RowsRef`.
    */
   int8Rows?(w: Int8Array, rows: number, cols: number, name: string): Int8Rows;
+  /** float64 dense kernels for GPTQ's linear algebra (LinalgKernels below); optional: callers fall back
+   * to the reference (algos/linalg.ts RefLinalg) */
+  linalg?(): LinalgKernels;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }
@@ -163,4 +166,34 @@ export function swiglu(backend: Backend, gate: Float32Array, up: Float32Array, n
 export function addRmsnorm(backend: Backend, x: Float32Array, y: Float32Array | undefined, w: Float32Array, out: Float32Array, n: number, dim: number, eps: number): void {
   if (backend.addRmsnorm) backend.addRmsnorm(x, y, w, out, n, dim, eps);
   else addRmsnormRef(x, y, w, out, n, dim, eps);
+}
+
+/**
+ * Float64 dense kernels for GPTQ's linear algebra (algos/gptq.ts): the Gram accumulation H += XᵀX, the
+ * upper Cholesky factor of H⁻¹ in place, and the lazy-batch update W[:, j:] −= E·U[i1:i2, j:]. Buffers
+ * come from `alloc` (a backend's own memory, so the big matrices are not copied per call); the reference
+ * twin (algos/linalg.ts RefLinalg) runs the reference algorithms on plain Float64Arrays, and the WASM one
+ * (kernels/wasm/linalg.ts) the same algorithms blocked, on f64x2 SIMD, split over the worker pool.
+ */
+export interface LinalgKernels {
+  readonly name: string;
+  /** a zeroed f64 buffer of n values the other calls accept */
+  alloc(n: number): Float64Array;
+  /** gives back a buffer from `alloc` (it must not be used afterwards) */
+  free(a: Float64Array): void;
+  /** whether a is (a view into) a buffer from `alloc` */
+  owns(a: Float64Array): boolean;
+  /** acc (n, n) += xᵀx for x (nTok, n) row-major; only the lower triangle (j ≤ i) of acc is kept up to date */
+  gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void;
+  /** copies acc's lower triangle to its upper one (acc symmetric afterwards) */
+  mirrorLower(acc: Float64Array, n: number): void;
+  /** a (n, n) symmetric positive definite ← U, upper triangular with A⁻¹ = UᵀU (zeros below); on failure
+   * (not positive definite) a is restored and false returned (algos/linalg.ts upperCholeskyOfInverseInPlace) */
+  upperCholeskyOfInverseInPlace(a: Float64Array, n: number): boolean;
+  /** w (rows, cols) row-major: w[r, j] −= Σ_{k<count} e[r·count + k]·u[(i1 + k)·cols + j] for j ≥ j0
+   * (GPTQ's lazy batch update of the columns after block [i1, i1 + count), u (cols, cols)) */
+  lazyUpdate(w: Float64Array, rows: number, cols: number, e: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void;
+  /** w (rows, cols): w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (GPTQ's in-block update
+   * after quantizing one column; u (cols, cols)) */
+  rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void;
 }

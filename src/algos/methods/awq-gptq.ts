@@ -5,8 +5,9 @@ import type { OptionValue } from "../recipe.js";
 import { AWQ_OPTIONS } from "./awq.js";
 import { GPTQ_OPTIONS, gptqBlock } from "./gptq.js";
 import type { MethodDef } from "./types.js";
+import type { LinalgKernels } from "../../kernels/types.js";
 
-const awqGptqLayerwise = (options: Record<string, OptionValue>): LayerwiseMethod => ({
+const awqGptqLayerwise = (options: Record<string, OptionValue>, kernels?: LinalgKernels): LayerwiseMethod => ({
   label: "awq+gptq",
   columnQuantizer: true,
   gram: true,
@@ -16,7 +17,7 @@ const awqGptqLayerwise = (options: Record<string, OptionValue>): LayerwiseMethod
     for (const k of m.keys) step.detail.set(k, { alpha: r.alpha });
     return r.scales;
   },
-  quantizeBlock: (step) => gptqBlock(step, options),
+  quantizeBlock: (step) => gptqBlock(step, options, kernels),
 });
 
 export const awqGptq: MethodDef = {
@@ -26,5 +27,5 @@ export const awqGptq: MethodDef = {
   options: { ...GPTQ_OPTIONS, grid: AWQ_OPTIONS.grid! },
   windows: () => ["random"],
   calibration: () => "required",
-  run: (ctx) => runLayerwise(ctx, awqGptqLayerwise(ctx.recipe.options)),
+  run: (ctx) => runLayerwise(ctx, awqGptqLayerwise(ctx.recipe.options, ctx.backend?.linalg?.())),
 };

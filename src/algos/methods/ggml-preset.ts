@@ -63,7 +63,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: { gptq: boolean })
   const r = quantizeModelToGgml(model, {
     type: preset, pure: t.pure, refine: t.refine, progress, encoder: ctx.encoder,
     ...(im ? { imatrix: im.imatrix } : {}),
-    ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number } } : {}),
+    ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number, ...(ctx.backend?.linalg ? { kernels: ctx.backend.linalg() } : {}) } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),
   });
   return { model: r.model, ggml: { fileType: r.fileType, tensors: r.tensors, params: r.params, bytes: r.bytes, bitsPerWeight: r.bitsPerWeight }, ...(im ? { imatrix: im } : {}), calibTokens: im?.tokens ?? 0 };

@@ -13,6 +13,7 @@ import { linearName } from "../calib.js";
 import { runGgmlPreset } from "./ggml-preset.js";
 import type { MethodDef } from "./types.js";
 import type { OptionSchema, OptionValue } from "../recipe.js";
+import type { LinalgKernels } from "../../kernels/types.js";
 
 export const GPTQ_OPTIONS: OptionSchema = {
   actOrder: { type: "boolean", default: false, doc: "quantize columns by descending Hessian diagonal (static groups)" },
@@ -21,16 +22,17 @@ export const GPTQ_OPTIONS: OptionSchema = {
 };
 
 /** GPTQ over one block's selected linears, site by site (shared by gptq and awq+gptq). */
-export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>): void {
+export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>, kernels?: LinalgKernels): void {
   const c = step.config;
   for (const g of SITE_GROUPS) {
     const keys = g.keys.filter((k) => step.selected.includes(k));
     if (keys.length === 0) continue;
     const t1 = Date.now();
     const cols = colsOf(keys[0]!, c);
-    const acc = new HessianAccumulator(cols);
+    const acc = new HessianAccumulator(cols, kernels);
     step.captureSite(g.site, (x, T) => acc.add(x, T));
     const h = acc.takeHessian();
+    try {
     for (const k of keys) {
       const t2 = k === keys[0] ? t1 : Date.now();
       const rows = rowsOf(k, c);
@@ -39,17 +41,22 @@ export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>)
       // the last linear of a site may consume the Hessian (no cols×cols copy: 512 MiB at width 8192)
       const r = gptqQuantize(step.bw[k], rows, cols, h, gq, {
         blockSize: options.blockSize as number, percDamp: options.damp as number, ...(options.actOrder ? { actOrder: true } : {}),
-        overwriteHessian: k === keys[keys.length - 1], name,
+        overwriteHessian: k === keys[keys.length - 1], name, ...(kernels ? { kernels } : {}),
       });
       step.setQuant(k, gq.toQTensor(r, rows, cols, name), t2, { loss: r.loss });
+    }
+    } finally {
+      kernels?.free(h);
     }
   }
 }
 
-export const gptqLayerwise = (options: Record<string, OptionValue>): LayerwiseMethod => ({
+/** GPTQ layer by layer; with `kernels` (the run's backend's `linalg()`) the Hessians, factorizations and
+ * lazy updates run on them (WASM SIMD, threads), else in the TypeScript reference. */
+export const gptqLayerwise = (options: Record<string, OptionValue>, kernels?: LinalgKernels): LayerwiseMethod => ({
   label: "gptq",
   columnQuantizer: true,
-  quantizeBlock: (step) => gptqBlock(step, options),
+  quantizeBlock: (step) => gptqBlock(step, options, kernels),
 });
 
 export const gptq: MethodDef = {
@@ -60,6 +67,6 @@ export const gptq: MethodDef = {
   calibration: () => "required",
   async run(ctx) {
     if (!isSpecTarget(ctx.recipe.target)) return runGgmlPreset(ctx, { gptq: true });
-    return runLayerwise(ctx, gptqLayerwise(ctx.recipe.options));
+    return runLayerwise(ctx, gptqLayerwise(ctx.recipe.options, ctx.backend?.linalg?.()));
   },
 };

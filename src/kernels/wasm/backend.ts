@@ -31,6 +31,7 @@ import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
 import { WasmKvCache } from "./kv-cache.js";
+import { WasmLinalg } from "./linalg.js";
 import { KERNEL_NAMES, NATIVE, NATIVE_TYPE_OF_KIND, REPACK, packNibbles32, type NativeRow, type NibbleOrder } from "./layouts.js";
 import { ShardedMemory } from "./memory.js";
 import { pickVariant, wasmModule, type KernelExports, type WasmVariant } from "./module.js";
@@ -180,6 +181,15 @@ export class WasmBackend implements Backend {
     if (chunkValues !== undefined) return new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen(), chunkValues);
     return (this.encoder ??= new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen()));
   }
+
+  /** This backend's float64 linear-algebra kernels (GPTQ: Gram, Cholesky of H⁻¹, lazy updates; linalg.ts),
+   * on shard 0 and the worker pool. One per backend. */
+  linalg(): WasmLinalg {
+    this.checkOpen();
+    return (this.linalgKernels ??= new WasmLinalg(this.memory.first.arena, this.memory.first.kernels, this.pool, () => this.checkOpen()));
+  }
+
+  private linalgKernels: WasmLinalg | undefined;
 
   /** Does `prepare` run a ggml type on its file bytes (no repack) in this build? */
   private nativeRow(type: GgmlType): NativeRow | undefined {
