@@ -17,6 +17,7 @@ import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
+import { readHfChatMetadata } from "./hf-generation.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
@@ -365,7 +366,8 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
     if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
       throw new QuantlabError("E_FORMAT", `${dir.name}/tokenizer.json: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
     }
-    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files } }, close: () => store.close() };
+    const chat = await readHfChatMetadata(dir); // chat template, generation_config.json (io/hf-generation.ts)
+    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files, ...chat } }, close: () => store.close() };
   } catch (e) {
     await store.close();
     throw e;

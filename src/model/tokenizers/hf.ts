@@ -39,18 +39,42 @@ export function preTokenizerFor(pre: string | undefined): object {
       return { type: "Sequence", pretokenizers: [split(QWEN2_REGEX), byteLevel(false)] };
     case "smollm":
       return { type: "Sequence", pretokenizers: [{ type: "Digits", individual_digits: true }, byteLevel(true)] };
+    case "gpt-2":
+    case "olmo":
+    case "mpt":
+      return { type: "Sequence", pretokenizers: [split(GPT2_REGEX), byteLevel(false)] };
     default:
       return { type: "Sequence", pretokenizers: [split(GPT2_REGEX), byteLevel(false)] };
   }
 }
 
-/** llama.cpp's pre-tokenizer name for a tokenizer.json pre_tokenizer (best effort; "default" otherwise). */
-export function preNameOf(preTokenizer: unknown): string {
+/**
+ * llama.cpp's pre-tokenizer name for a tokenizer.json pre_tokenizer, chosen by the split it makes rather
+ * than by convert_hf_to_gguf.py's hash of a tokenization (get_vocab_base_pre), which needs Python:
+ *
+ * - Split on the Llama 3 regex (cl100k's: Llama 3.x, OLMo 2's dolma2 tokenizer, DBRX) → "llama-bpe"
+ *   (llama-vocab.cpp LLAMA3; its DBRX / SMAUG arms split the same way)
+ * - Split on the Qwen2 regex (single digits; Qwen 1.5 / 2 / 2.5 / 3) → "qwen2"
+ * - Digits(individual) + ByteLevel(use_regex) (SmolLM / SmolLM2) → "smollm" (llama-vocab.cpp: \p{N}, then GPT-2's regex)
+ * - GPT-2's regex, as a Split or as ByteLevel's own (GPT-2, OLMo 1, GPT-NeoX, Phi-2) → "gpt-2"
+ *   (llama-vocab.cpp GPT2 = MPT = OLMO arm)
+ *
+ * Anything else: undefined (the writer then warns and writes "gpt-2", llama.cpp's GPT-2 split).
+ */
+export function knownPreName(preTokenizer: unknown): string | undefined {
   const s = JSON.stringify(preTokenizer ?? null);
   if (s.includes(JSON.stringify(LLAMA3_REGEX).slice(1, -1))) return "llama-bpe";
   if (s.includes(JSON.stringify(QWEN2_REGEX).slice(1, -1))) return "qwen2";
-  if (s.includes('"Digits"') && s.includes('"individual_digits":true') && s.includes('"ByteLevel"')) return "smollm";
-  return "default";
+  if (s.includes('"Digits"') && s.includes('"individual_digits":true') && /"ByteLevel"[^}]*"use_regex":true/.test(s)) return "smollm";
+  if (s.includes(JSON.stringify(GPT2_REGEX).slice(1, -1)) && !s.includes('"Digits"')) return "gpt-2";
+  const p = preTokenizer as { type?: string; use_regex?: boolean; add_prefix_space?: boolean } | null;
+  if (p?.type === "ByteLevel" && p.use_regex !== false && p.add_prefix_space !== true) return "gpt-2";
+  return undefined;
+}
+
+/** llama.cpp's pre-tokenizer name for a tokenizer.json pre_tokenizer ("gpt-2" when unknown: see knownPreName). */
+export function preNameOf(preTokenizer: unknown): string {
+  return knownPreName(preTokenizer) ?? "gpt-2";
 }
 
 interface AddedTokenJson {
