@@ -190,3 +190,19 @@ export function resolveSampling(flags: SamplingFlags, gen: GenerationDefaults | 
   }
   return { temperature, topP, topK, sources: { temperature: ts, topP: ps, topK: ks }, warnings };
 }
+
+/**
+ * The chat files a Hugging Face directory written from `model` needs beside tokenizer_config.json
+ * (`tokenizerConfig`, as it will be written): chat_template.jinja when the template is not already in
+ * it or came from a file that wins over it, and generation_config.json as it was read.
+ */
+export function hfChatFiles(model: Model, tokenizerConfig: Record<string, unknown> | undefined): { file: string; text: string }[] {
+  const out: { file: string; text: string }[] = [];
+  const info = modelChatInfo(model);
+  if (info.template && (tokenizerConfig?.chat_template === undefined || !info.template.where.endsWith("tokenizer_config.json"))) {
+    out.push({ file: "chat_template.jinja", text: info.template.text });
+  }
+  const g = model.source.metadata?.["hf.generation_config"];
+  if (g !== undefined) out.push({ file: GENERATION_CONFIG, text: JSON.stringify(g, null, 2) + "\n" });
+  return out;
+}

@@ -17,7 +17,7 @@ import { dequantizeWeight } from "../kernels/dequantize.js";
 import { TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
-import { readHfChatMetadata } from "./hf-generation.js";
+import { hfChatFiles, readHfChatMetadata } from "./hf-generation.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
@@ -497,6 +497,7 @@ export async function writeHfModel(model: Model, out: DirSink, opts: WriteHfOpti
     const cfg: TokenizerConfigJson = t instanceof HfTokenizer ? t.config : { add_bos_token: v!.addBos, add_eos_token: false, ...(v!.bosId >= 0 ? { bos_token: v!.pieces[v!.bosId] } : {}), ...(v!.eosId >= 0 ? { eos_token: v!.pieces[v!.eosId] } : {}), ...(v!.unkId !== undefined ? { unk_token: v!.pieces[v!.unkId] } : {}), model_max_length: c.seqLen };
     await writeText("tokenizer.json", JSON.stringify(json) + "\n");
     await writeText("tokenizer_config.json", JSON.stringify(cfg, null, 2) + "\n");
+    for (const f of hfChatFiles(model, cfg)) await writeText(f.file, f.text); // chat_template.jinja, generation_config.json
   }
   return { files, bytes, ...(warnings.length ? { warnings } : {}) };
 }

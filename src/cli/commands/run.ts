@@ -66,7 +66,7 @@ export function register(program: Command): void {
       const samplingJson = { temperature: sampling.temperature, topP: sampling.topP, topK: sampling.topK, seed: o.seed, sources: sampling.sources, ...(chatInfo.generation ? { generationConfig: chatInfo.generation.file } : {}) };
       if (o.chat) {
         try {
-          await chat(path, model.config.seqLen, tokenizer, chatInfo.template!, endOfTurnTokens(tokenizer, chatInfo.template!.text, chatInfo.stopIds), sampling, o, () => new Llama(model, { contextLength: o.ctx ?? Math.min(model.config.seqLen, CHAT_DEFAULT_CTX), backend, ...kvOpt }), samplingJson, backend.name);
+          await chat(path, tokenizer, chatInfo.template!, endOfTurnTokens(tokenizer, chatInfo.template!.text, chatInfo.stopIds), sampling, o, () => new Llama(model, { contextLength: o.ctx ?? Math.min(model.config.seqLen, CHAT_DEFAULT_CTX), backend, ...kvOpt }), samplingJson, backend.name);
         } finally {
           backend.dispose?.();
         }
@@ -132,13 +132,13 @@ interface TurnJson {
 }
 
 async function chat(
-  path: string, _seqLen: number, tokenizer: Tokenizer, template: { text: string; where: string }, stop: ReturnType<typeof endOfTurnTokens>,
+  path: string, tokenizer: Tokenizer, template: { text: string; where: string }, stop: ReturnType<typeof endOfTurnTokens>,
   sampling: ResolvedSampling, o: RunOptions, makeLlama: () => Llama, samplingJson: object, backendName: string,
 ): Promise<void> {
   const v = tokenizer.vocab();
   const render = { bosToken: tokenizer.bosId >= 0 ? v.pieces[tokenizer.bosId] : "", eosToken: tokenizer.eosId >= 0 ? v.pieces[tokenizer.eosId] : "", where: template.where };
   const messages: ChatMessage[] = o.system !== undefined ? [{ role: "system", content: o.system }] : [];
-  // render once before loading anything heavy: a template that raises fails now, with jinja's message
+  // render once before the KV cache is allocated: a template that raises fails now, with jinja's message
   renderChat(template.text, [...messages, { role: "user", content: o.prompt ?? "" }], render);
   const session = new ChatSession(makeLlama(), tokenizer, { temperature: sampling.temperature, topP: sampling.topP, topK: sampling.topK, seed: o.seed });
   const turns: TurnJson[] = [];
