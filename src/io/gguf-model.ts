@@ -183,6 +183,8 @@ export function ggufVocab(f: GgufFile): Vocab | undefined {
   if (merges) v.merges = merges;
   const pre = metaString(f, "tokenizer.ggml.pre");
   if (pre !== undefined) v.pre = pre;
+  const spacePrefix = metaBool(f, "tokenizer.ggml.add_space_prefix");
+  if (spacePrefix !== undefined && model === "llama") v.addSpacePrefix = spacePrefix;
   return v;
 }
 
@@ -191,7 +193,8 @@ export const HF_JSON_KEY = "tokenizer.huggingface.json";
 
 /** Builds a Tokenizer from a GGUF-form vocabulary (and the embedded tokenizer.json when the file has one). */
 export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tokenizer {
-  if (v.model === "llama" && hfJson === undefined) return Llama2cTokenizer.fromVocab(v);
+  // llama2.c's tokenizer always puts the dummy-prefix space first; a vocabulary without it (Gemma) goes through tokenizer.json
+  if (v.model === "llama" && hfJson === undefined && v.addSpacePrefix !== false) return Llama2cTokenizer.fromVocab(v);
   if (hfJson !== undefined) {
     const where = `${file}: metadata "${HF_JSON_KEY}"`;
     const json = parseJsonBounded(hfJson, where) as TokenizerJson;
@@ -425,6 +428,7 @@ export function vocabMetadata(v: Vocab): Map<string, GgufValue> {
   if (v.padId !== undefined) m.set("tokenizer.ggml.padding_token_id", u32(v.padId));
   m.set("tokenizer.ggml.add_bos_token", { type: GgufValueType.BOOL, value: v.addBos });
   m.set("tokenizer.ggml.add_eos_token", { type: GgufValueType.BOOL, value: false });
+  if (v.model === "llama" && v.addSpacePrefix !== undefined) m.set("tokenizer.ggml.add_space_prefix", { type: GgufValueType.BOOL, value: v.addSpacePrefix });
   return m;
 }
 

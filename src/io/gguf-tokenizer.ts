@@ -21,11 +21,6 @@ export function tokenizerExtraMetadata(model: Model, v: Vocab, name: string): { 
   if (!t) return { metadata, warnings };
   if (t instanceof HfTokenizer) {
     metadata.set("tokenizer.ggml.add_eos_token", { type: GgufValueType.BOOL, value: t.config.add_eos_token === true });
-    if (v.model === "llama") {
-      // llama.cpp prepends "▁" to SentencePiece text unless told not to (llama-vocab.cpp add_space_prefix,
-      // default true); Gemma's tokenizer.json has no dummy prefix (convert_hf_to_gguf.py writes false)
-      metadata.set("tokenizer.ggml.add_space_prefix", { type: GgufValueType.BOOL, value: addsSpacePrefix(t.json) });
-    }
     if (v.model === "gpt2" && knownPreName(t.json.pre_tokenizer) === undefined) {
       warnings.push(`${name}: ${t.name}'s pre-tokenizer is not one llama.cpp names (llama-bpe, qwen2, smollm, gpt-2): written as tokenizer.ggml.pre "${v.pre}", llama.cpp may split text differently from tokenizer.json`);
     }
@@ -40,11 +35,3 @@ export function tokenizerExtraMetadata(model: Model, v: Vocab, name: string): { 
   return { metadata, warnings };
 }
 
-/** Whether a SentencePiece-style tokenizer.json puts "▁" before the text: a Prepend normalizer, or a Metaspace pre-tokenizer that prepends. */
-export function addsSpacePrefix(json: { normalizer?: unknown; pre_tokenizer?: unknown }): boolean {
-  const n = JSON.stringify(json.normalizer ?? null);
-  if (n.includes('"Prepend"')) return true;
-  const p = JSON.stringify(json.pre_tokenizer ?? null);
-  if (p.includes('"Metaspace"')) return !p.includes('"prepend_scheme":"never"') && !p.includes('"add_prefix_space":false');
-  return false;
-}

@@ -8,7 +8,8 @@
  */
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from "node:fs";
+import { rewriteGguf } from "../cli/helpers-cli.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer as HfLib } from "@huggingface/tokenizers";
@@ -113,6 +114,17 @@ describe("GGUF tokenizer metadata: llama.cpp tokenizes like tokenizer.json", () 
             assert.equal(ours.decode(want), text, `round trip of ${JSON.stringify(text)}`);
             assert.equal(lc.detokenize(want), text, `llama.cpp round trip of ${JSON.stringify(text)}`);
           }
+        }
+        // a GGUF without tokenizer.huggingface.json (as llama.cpp's converter writes them): the vocabulary alone
+        // (scores, token types, merges, add_space_prefix) must tokenize the same
+        const bare = join(dir, `${slug}-bare.gguf`);
+        writeFileSync(bare, await rewriteGguf(readFileSync(gguf), (md) => md.delete("tokenizer.huggingface.json")));
+        const bareTok = (await loadModel(bare)).tokenizer!;
+        for (const text of TEXTS) {
+          assert.deepEqual(bareTok.encode(text), lc.tokenize(text), `quantlab (vocabulary only) vs llama.cpp on ${JSON.stringify(text)}`);
+          // after BOS, as text is generated (llama2.c's decode keeps the dummy-prefix space at the very start)
+          const withBos = bareTok.bosId >= 0 ? [bareTok.bosId, ...lc.tokenize(text)] : lc.tokenize(text);
+          assert.equal(bareTok.decode(withBos), text, `quantlab (vocabulary only) round trip of ${JSON.stringify(text)}`);
         }
         // the trained merges are exercised (else a tokenizer of bytes alone would pass trivially)
         assert.ok(merged > 50, `only ${merged} bytes saved by merges`);

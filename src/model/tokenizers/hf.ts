@@ -271,13 +271,13 @@ export function tokenizerJsonToVocab(json: TokenizerJson, idToPiece: string[], i
       const r = rank.get(idToPiece[id]!);
       scores[id] = types[id] === 1 ? (r !== undefined ? -r : floor - id) : 0;
     }
-    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, ...(unkId !== undefined ? { unkId } : {}) };
+    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, addSpacePrefix: addsSpacePrefix(json), ...(unkId !== undefined ? { unkId } : {}) };
   }
   if (type === "Unigram") {
     const vocab = json.model.vocab as [string, number][];
     for (let id = 0; id < vocab.length && id < n; id++) scores[id] = vocab[id]![1];
     const u = json.model.unk_id;
-    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, ...(u != null ? { unkId: u } : unkId !== undefined ? { unkId } : {}) };
+    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, addSpacePrefix: addsSpacePrefix(json), ...(u != null ? { unkId: u } : unkId !== undefined ? { unkId } : {}) };
   }
   throw new QuantlabError("E_UNSUPPORTED", `${name}: tokenizer model "${type}" has no GGUF form (BPE and Unigram do)`);
 }
@@ -339,10 +339,22 @@ export function vocabToTokenizerJson(v: Vocab): TokenizerJson {
     truncation: null,
     padding: null,
     added_tokens: added,
-    normalizer: { type: "Sequence", normalizers: [{ type: "Prepend", prepend: SPM_SPACE }, { type: "Replace", pattern: { String: " " }, content: SPM_SPACE }] },
+    // llama.cpp's SPM session: "▁" before the text unless add_space_prefix is false (Gemma), spaces → "▁"
+    normalizer: v.addSpacePrefix === false
+      ? { type: "Replace", pattern: { String: " " }, content: SPM_SPACE }
+      : { type: "Sequence", normalizers: [{ type: "Prepend", prepend: SPM_SPACE }, { type: "Replace", pattern: { String: " " }, content: SPM_SPACE }] },
     pre_tokenizer: null,
     post_processor: post,
-    decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: SPM_SPACE }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }] },
+    decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: SPM_SPACE }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, ...(v.addSpacePrefix === false ? [] : [{ type: "Strip", content: " ", start: 1, stop: 0 }])] },
     model: { type: "BPE", dropout: null, unk_token: unk, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: cand.map((c) => c.m) },
   };
+}
+
+/** Whether a SentencePiece-style tokenizer.json puts "▁" before the text: a Prepend normalizer, or a Metaspace pre-tokenizer that prepends. */
+export function addsSpacePrefix(json: { normalizer?: unknown; pre_tokenizer?: unknown }): boolean {
+  const n = JSON.stringify(json.normalizer ?? null);
+  if (n.includes('"Prepend"')) return true;
+  const p = JSON.stringify(json.pre_tokenizer ?? null);
+  if (p.includes('"Metaspace"')) return !p.includes('"prepend_scheme":"never"') && !p.includes('"add_prefix_space":false');
+  return false;
 }
