@@ -79,7 +79,7 @@ export interface TinyTokenizer {
  * A byte-level BPE tokenizer.json (Llama 3 / Qwen / SmolLM / GPT-2 family): the 256 byte symbols,
  * merges trained on TRAIN_TEXT, then `specials` as added special tokens.
  */
-export function byteLevelTokenizer(pre: PreName, specials: string[], opts: { bos?: string; eos?: string; addBos?: boolean; nMerges?: number; chatTemplate?: string } = {}): TinyTokenizer {
+export function byteLevelTokenizer(pre: PreName, specials: string[], opts: { bos?: string; eos?: string; pad?: string; addBos?: boolean; nMerges?: number; chatTemplate?: string } = {}): TinyTokenizer {
   const alphabet = byteLevelAlphabet();
   const enc = new TextEncoder();
   const byteChar = byteLevelCharOfByte();
@@ -102,7 +102,7 @@ export function byteLevelTokenizer(pre: PreName, specials: string[], opts: { bos
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: pre === "llama-bpe", vocab, merges: merges.map(([a, b]) => [a, b]) },
   };
-  const config: Record<string, unknown> = { add_bos_token: opts.addBos ?? false, add_eos_token: false, ...(opts.bos ? { bos_token: opts.bos } : {}), ...(opts.eos ? { eos_token: opts.eos } : {}), model_max_length: 4096, ...(opts.chatTemplate ? { chat_template: opts.chatTemplate } : {}) };
+  const config: Record<string, unknown> = { add_bos_token: opts.addBos ?? false, add_eos_token: false, ...(opts.bos ? { bos_token: opts.bos } : {}), ...(opts.eos ? { eos_token: opts.eos } : {}), ...(opts.pad ? { pad_token: opts.pad } : {}), model_max_length: 4096, ...(opts.chatTemplate ? { chat_template: opts.chatTemplate } : {}) };
   return { json, config, vocabSize: pieces.length + added.length };
 }
 

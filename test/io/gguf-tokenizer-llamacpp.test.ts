@@ -60,7 +60,7 @@ interface Case { name: string; tok: TinyTokenizer; model: "gpt2" | "llama"; pre?
 const CASES: Case[] = [
   { name: "byte-level llama-bpe (Llama 3)", tok: byteLevelTokenizer("llama-bpe", ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], { bos: "<|begin_of_text|>", eos: "<|end_of_text|>", addBos: true }), model: "gpt2", pre: "llama-bpe",
     specialText: "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi 42<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n" },
-  { name: "byte-level qwen2 (Qwen 2.5 / 3, ChatML)", tok: byteLevelTokenizer("qwen2", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], { eos: "<|im_end|>", chatTemplate: CHATML_TEMPLATE }), model: "gpt2", pre: "qwen2",
+  { name: "byte-level qwen2 (Qwen 2.5 / 3, ChatML)", tok: byteLevelTokenizer("qwen2", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], { eos: "<|im_end|>", pad: "<|endoftext|>", chatTemplate: CHATML_TEMPLATE }), model: "gpt2", pre: "qwen2",
     specialText: "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n123 + 4567?<|im_end|>\n<|im_start|>assistant\n" },
   { name: "byte-level smollm (SmolLM2)", tok: byteLevelTokenizer("smollm", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], { bos: "<|im_start|>", eos: "<|im_end|>", chatTemplate: CHATML_TEMPLATE }), model: "gpt2", pre: "smollm",
     specialText: "<|im_start|>user\nthe 2024 numbers<|im_end|>\n" },
@@ -91,6 +91,8 @@ describe("GGUF tokenizer metadata: llama.cpp tokenizes like tokenizer.json", () 
         if (c.spacePrefix !== undefined) assert.equal(metaBool(f, "tokenizer.ggml.add_space_prefix"), c.spacePrefix);
         const tmpl = c.tok.config.chat_template as string | undefined;
         assert.equal(metaString(f, "tokenizer.chat_template"), tmpl, "chat template read back equals the source's");
+        const added = c.tok.json.added_tokens as { id: number; content: string }[];
+        if (c.tok.config.pad_token !== undefined) assert.equal(metaNumber(f, "tokenizer.ggml.padding_token_id"), added.find((a) => a.content === c.tok.config.pad_token)!.id);
         const imEnd = (c.tok.json.added_tokens as { id: number; content: string }[]).find((a) => a.content === "<|im_end|>")?.id;
         // ChatML's end of turn: eot_token_id unless it is EOS already
         if (tmpl?.includes("<|im_end|>")) assert.equal(metaNumber(f, "tokenizer.ggml.eot_token_id"), imEnd === metaNumber(f, "tokenizer.ggml.eos_token_id") ? undefined : imEnd);
@@ -130,6 +132,44 @@ describe("GGUF tokenizer metadata: llama.cpp tokenizes like tokenizer.json", () 
         assert.ok(merged > 50, `only ${merged} bytes saved by merges`);
         const specials = ref.encode(c.specialText, { add_special_tokens: false }).ids.filter((id: number) => (c.tok.json.added_tokens as { id: number }[]).some((a) => a.id === id));
         assert.ok(specials.length >= 1, "the special-token text holds special ids");
+      } finally {
+        await lc.dispose();
+      }
+    });
+  }
+});
+
+/** Gemma's chat template as its tokenizer_config.json has it, without the system-role check. */
+const GEMMA_TEMPLATE = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+
+describe("chat prompt: quantlab's jinja rendering = node-llama-cpp's own chat wrapper on the GGUF", () => {
+  const cases: [string, TinyTokenizer, string][] = [
+    ["Gemma (GemmaChatWrapper)", sentencePieceTokenizer("gemma", ["<start_of_turn>", "<end_of_turn>"], { chatTemplate: GEMMA_TEMPLATE }), "GemmaChatWrapper"],
+    ["ChatML (ChatMLChatWrapper)", byteLevelTokenizer("qwen2", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], { eos: "<|im_end|>", chatTemplate: CHATML_TEMPLATE }), "ChatMLChatWrapper"],
+  ];
+  for (const [name, tok, wrapper] of cases) {
+    test(name, async () => {
+      const { resolveChatWrapper } = await import("node-llama-cpp");
+      const { renderChat, encodeChatText } = await import("../../src/model/chat.js");
+      const slug = `chat-${wrapper}`;
+      await saveHfDir(tinyModel(tok, slug), join(dir, slug));
+      const gguf = join(dir, `${slug}.gguf`);
+      await saveGgufFile(await loadModel(join(dir, slug)), gguf);
+      const ours = await loadModel(gguf);
+      const t = ours.tokenizer!;
+      const v = t.vocab();
+      const user = "Hi 42, the cat?";
+      const ids = encodeChatText(t, renderChat(tok.config.chat_template as string, [{ role: "user", content: user }], { bosToken: v.pieces[t.bosId], eosToken: v.pieces[t.eosId] }));
+      const lc = await LlamaCppModel.load(gguf, { contextSize: 64 });
+      try {
+        const lm = lc.model;
+        // node-llama-cpp recognizes the template and formats with its own TypeScript wrapper (not jinja)
+        const w = resolveChatWrapper({ bosString: lm.tokens.bosString, filename: gguf, fileInfo: lm.fileInfo, tokenizer: lm.tokenizer });
+        assert.equal(w?.constructor.name, wrapper);
+        let theirs = w!.generateContextState({ chatHistory: [{ type: "user", text: user }, { type: "model", response: [] }] }).contextText.tokenize(lm.tokenizer).map(Number);
+        // node-llama-cpp starts every context with BOS when the vocabulary has one; ChatML itself writes none
+        if (!(tok.config.chat_template as string).includes("bos_token") && theirs[0] === t.bosId) theirs = theirs.slice(1);
+        assert.deepEqual(ids, theirs);
       } finally {
         await lc.dispose();
       }
