@@ -28,6 +28,7 @@ import type { GgmlEncoder } from "../ggml/encoder.js";
 import { isWeightLoaded, lazyGgmlWeight, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 import { TensorStore } from "./lazy.js";
 import { checkFiniteWeight } from "../model/finite.js";
+import { tokenizerExtraMetadata } from "./gguf-tokenizer.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";
@@ -192,15 +193,18 @@ export function ggufVocab(f: GgufFile): Vocab | undefined {
   if (merges) v.merges = merges;
   const pre = metaString(f, "tokenizer.ggml.pre");
   if (pre !== undefined) v.pre = pre;
+  const spacePrefix = metaBool(f, "tokenizer.ggml.add_space_prefix");
+  if (spacePrefix !== undefined && model === "llama") v.addSpacePrefix = spacePrefix;
   return v;
 }
 
-/** gguf-py Keys.Tokenizer.HF_JSON: the whole tokenizer.json, which we write for byte-level BPE vocabularies. */
+/** gguf-py Keys.Tokenizer.HF_JSON: the whole tokenizer.json, which we write for vocabularies that came from one. */
 export const HF_JSON_KEY = "tokenizer.huggingface.json";
 
 /** Builds a Tokenizer from a GGUF-form vocabulary (and the embedded tokenizer.json when the file has one). */
 export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tokenizer {
-  if (v.model === "llama") return Llama2cTokenizer.fromVocab(v);
+  // llama2.c's tokenizer always puts the dummy-prefix space first; a vocabulary without it (Gemma) goes through tokenizer.json
+  if (v.model === "llama" && hfJson === undefined && v.addSpacePrefix !== false) return Llama2cTokenizer.fromVocab(v);
   if (hfJson !== undefined) {
     const where = `${file}: metadata "${HF_JSON_KEY}"`;
     const json = parseJsonBounded(hfJson, where) as TokenizerJson;
@@ -446,6 +450,7 @@ export function vocabMetadata(v: Vocab): Map<string, GgufValue> {
   if (v.padId !== undefined) m.set("tokenizer.ggml.padding_token_id", u32(v.padId));
   m.set("tokenizer.ggml.add_bos_token", { type: GgufValueType.BOOL, value: v.addBos });
   m.set("tokenizer.ggml.add_eos_token", { type: GgufValueType.BOOL, value: false });
+  if (v.model === "llama" && v.addSpacePrefix !== undefined) m.set("tokenizer.ggml.add_space_prefix", { type: GgufValueType.BOOL, value: v.addSpacePrefix });
   return m;
 }
 
@@ -515,7 +520,11 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
     if (v.pieces.length < c.vocabSize && model.tokenizer instanceof HfTokenizer) v = padVocab(v, c.vocabSize); // built outside loadHfModel
     if (v.pieces.length !== c.vocabSize) throw new QuantlabError("E_FORMAT", `${name}: the tokenizer has ${v.pieces.length} tokens but the model's vocabulary is ${c.vocabSize}`);
     for (const [k, val] of vocabMetadata(v)) w.setKV(k, val);
-    if (v.model === "gpt2" && model.tokenizer instanceof HfTokenizer) w.setKV(HF_JSON_KEY, str(JSON.stringify(model.tokenizer.json)));
+    // the exact tokenizer.json travels along (gpt2 and SentencePiece-style alike), so our own files round-trip
+    if (model.tokenizer instanceof HfTokenizer) w.setKV(HF_JSON_KEY, str(JSON.stringify(model.tokenizer.json)));
+    const extra = tokenizerExtraMetadata(model, v, name); // chat template, eot, add_eos (io/gguf-tokenizer.ts)
+    for (const [k, val] of extra.metadata) w.setKV(k, val);
+    if (extra.warnings.length) (warnings as string[]).push(...extra.warnings);
   }
   if (c.ropeScaling) for (const [k, v] of ropeScalingMetadata(c.ropeScaling)) w.setKV(k, v);
   // the recipe that made the model (algos/recipe.ts), so the file can be reproduced from itself

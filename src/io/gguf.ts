@@ -189,8 +189,10 @@ function readArray(c: Cursor, what: string, depth: number): GgufArray {
   const fixed = NUMBER_ITEM_BYTES[itemType];
   if (fixed !== undefined) {
     c.need(n * fixed, what);
-    // copy into an aligned buffer so typed arrays work whatever the file offset
-    const raw = c.bytes.slice(c.pos, c.pos + n * fixed);
+    // copy into an aligned buffer of its own so typed arrays work whatever the file offset (not .slice:
+    // on a Node Buffer it is a view, and the typed arrays below would read the file from byte 0)
+    const raw = new Uint8Array(n * fixed);
+    raw.set(c.bytes.subarray(c.pos, c.pos + n * fixed));
     c.pos += n * fixed;
     const buf = raw.buffer;
     switch (itemType) {

@@ -17,6 +17,7 @@ import { dequantizeWeight } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, type Architecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
+import { hfChatFiles, readHfChatMetadata } from "./hf-generation.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson, type TokenizerJson } from "../model/tokenizers/hf.js";
 import type { Model } from "../model/weights.js";
 import { uncarriedTransforms } from "./transforms-carry.js";
@@ -421,7 +422,8 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
     if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
       throw new QuantlabError("E_FORMAT", `${dir.name}/tokenizer.json: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
     }
-    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files } }, close: () => store.close() };
+    const chat = await readHfChatMetadata(dir); // chat template, generation_config.json (io/hf-generation.ts)
+    return { config, weights, tokenizer, source: { path: dir.name, format: "hf", metadata: { "hf.model_type": hfc.model_type, "hf.files": files, ...chat } }, close: () => store.close() };
   } catch (e) {
     await store.close();
     throw e;
@@ -551,6 +553,7 @@ export async function writeHfModel(model: Model, out: DirSink, opts: WriteHfOpti
     const cfg: TokenizerConfigJson = t instanceof HfTokenizer ? t.config : { add_bos_token: v!.addBos, add_eos_token: false, ...(v!.bosId >= 0 ? { bos_token: v!.pieces[v!.bosId] } : {}), ...(v!.eosId >= 0 ? { eos_token: v!.pieces[v!.eosId] } : {}), ...(v!.unkId !== undefined ? { unk_token: v!.pieces[v!.unkId] } : {}), model_max_length: c.seqLen };
     await writeText("tokenizer.json", JSON.stringify(json) + "\n");
     await writeText("tokenizer_config.json", JSON.stringify(cfg, null, 2) + "\n");
+    for (const f of hfChatFiles(model, cfg)) await writeText(f.file, f.text); // chat_template.jinja, generation_config.json
   }
   return { files, bytes, ...(warnings.length ? { warnings } : {}) };
 }

@@ -15,6 +15,8 @@ export interface Vocab {
   unkId?: number;
   padId?: number;
   addBos: boolean;
+  /** `tokenizer.ggml.add_space_prefix` of a "llama" vocabulary: "▁" before the text (llama.cpp's default true; Gemma false) */
+  addSpacePrefix?: boolean;
 }
 
 export interface EncodeOptions {

@@ -51,9 +51,14 @@ export class LlamaCppModel {
     return new LlamaCppModel(path, model, context);
   }
 
-  /** llama.cpp's tokenization (no BOS), for comparing tokenizers. */
-  tokenize(text: string): number[] {
-    return this.model.tokenize(text, false).map(Number);
+  /** llama.cpp's tokenization (no BOS), for comparing tokenizers; `special`: parse control-token spellings (llama_tokenize parse_special). */
+  tokenize(text: string, special = false): number[] {
+    return this.model.tokenize(text, special).map(Number);
+  }
+
+  /** llama.cpp's detokenization of ids (special tokens rendered when `special`). */
+  detokenize(ids: number[], special = false): string {
+    return this.model.detokenize(ids as unknown as Parameters<LlamaModel["detokenize"]>[0], special);
   }
 
   get bosId(): number | undefined {

@@ -1,9 +1,11 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { openGguf, GgufValueType, metaString } from "../../src/io/gguf.js";
+import { openGguf, GgufValueType, metaString, type GgufArray } from "../../src/io/gguf.js";
 import { GgmlType } from "../../src/ggml/types.js";
 import { FileSource } from "../../src/io/node/file.js";
 import { dataPath } from "../../src/io/node/data.js";
+import { BufferSource } from "../../src/io/source.js";
+import { readFileSync } from "node:fs";
 import { bf16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../../src/core/f16.js";
 
 describe("GGUF reader on llama.cpp-written files", () => {
@@ -74,6 +76,22 @@ describe("GGUF reader on llama.cpp-written files", () => {
       assert.ok(f.tensor("output.weight"));
     } finally {
       await f.close();
+    }
+  });
+  test("numeric arrays parsed from a Node Buffer (whose .slice is a view) hold the file's values, not bytes from its start", async () => {
+    const path = dataPath("ggml", "stories260K", "stories260K-F32.gguf");
+    const a = await openGguf(new FileSource(path));
+    const bytes = readFileSync(path); // a Buffer, possibly a view into a larger pool
+    const b = await openGguf(new BufferSource("buf.gguf", bytes));
+    try {
+      for (const key of ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"]) {
+        const x = (a.get(key) as unknown as GgufArray).items as ArrayLike<number>, y = (b.get(key) as unknown as GgufArray).items as ArrayLike<number>;
+        assert.ok(x.length > 100);
+        assert.deepEqual(Array.from(y), Array.from(x), key);
+      }
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Downloads an `hf://owner/name[@rev]` model into a local cache and loads it as a Hugging Face directory.
- * Fetched: config.json (required), tokenizer.json and tokenizer_config.json (if present),
+ * Fetched: config.json (required), tokenizer.json, tokenizer_config.json, generation_config.json,
+ * chat_template.jinja and chat_template.json (if present),
  * model.safetensors.index.json and its shards, or model.safetensors.
  *
  * - Revisions: a branch or tag is resolved to a commit on every load (the `X-Repo-Commit` of a HEAD,
@@ -305,6 +306,8 @@ export async function downloadHubModel(refStr: string, progress: Progress = noPr
   await get("config.json", false);
   await get("tokenizer.json", true);
   await get("tokenizer_config.json", true);
+  // chat template files and sampling defaults (io/hf-generation.ts)
+  for (const f of ["generation_config.json", "chat_template.jinja", "chat_template.json"]) await get(f, true);
   const idx = await get("model.safetensors.index.json", true);
   if (idx) {
     for (const f of shardsFromIndex(readFileSync(idx, "utf8"), idx)) await get(f, false);

@@ -39,18 +39,42 @@ export function preTokenizerFor(pre: string | undefined): object {
       return { type: "Sequence", pretokenizers: [split(QWEN2_REGEX), byteLevel(false)] };
     case "smollm":
       return { type: "Sequence", pretokenizers: [{ type: "Digits", individual_digits: true }, byteLevel(true)] };
+    case "gpt-2":
+    case "olmo":
+    case "mpt":
+      return { type: "Sequence", pretokenizers: [split(GPT2_REGEX), byteLevel(false)] };
     default:
       return { type: "Sequence", pretokenizers: [split(GPT2_REGEX), byteLevel(false)] };
   }
 }
 
-/** llama.cpp's pre-tokenizer name for a tokenizer.json pre_tokenizer (best effort; "default" otherwise). */
-export function preNameOf(preTokenizer: unknown): string {
+/**
+ * llama.cpp's pre-tokenizer name for a tokenizer.json pre_tokenizer, chosen by the split it makes rather
+ * than by convert_hf_to_gguf.py's hash of a tokenization (get_vocab_base_pre), which needs Python:
+ *
+ * - Split on the Llama 3 regex (cl100k's: Llama 3.x, OLMo 2's dolma2 tokenizer, DBRX) → "llama-bpe"
+ *   (llama-vocab.cpp LLAMA3; its DBRX / SMAUG arms split the same way)
+ * - Split on the Qwen2 regex (single digits; Qwen 1.5 / 2 / 2.5 / 3) → "qwen2"
+ * - Digits(individual) + ByteLevel(use_regex) (SmolLM / SmolLM2) → "smollm" (llama-vocab.cpp: \p{N}, then GPT-2's regex)
+ * - GPT-2's regex, as a Split or as ByteLevel's own (GPT-2, OLMo 1, GPT-NeoX, Phi-2) → "gpt-2"
+ *   (llama-vocab.cpp GPT2 = MPT = OLMO arm)
+ *
+ * Anything else: undefined (the writer then warns and writes "gpt-2", llama.cpp's GPT-2 split).
+ */
+export function knownPreName(preTokenizer: unknown): string | undefined {
   const s = JSON.stringify(preTokenizer ?? null);
   if (s.includes(JSON.stringify(LLAMA3_REGEX).slice(1, -1))) return "llama-bpe";
   if (s.includes(JSON.stringify(QWEN2_REGEX).slice(1, -1))) return "qwen2";
-  if (s.includes('"Digits"') && s.includes('"individual_digits":true') && s.includes('"ByteLevel"')) return "smollm";
-  return "default";
+  if (s.includes('"Digits"') && s.includes('"individual_digits":true') && /"ByteLevel"[^}]*"use_regex":true/.test(s)) return "smollm";
+  if (s.includes(JSON.stringify(GPT2_REGEX).slice(1, -1)) && !s.includes('"Digits"')) return "gpt-2";
+  const p = preTokenizer as { type?: string; use_regex?: boolean; add_prefix_space?: boolean } | null;
+  if (p?.type === "ByteLevel" && p.use_regex !== false && p.add_prefix_space !== true) return "gpt-2";
+  return undefined;
+}
+
+/** llama.cpp's pre-tokenizer name for a tokenizer.json pre_tokenizer ("gpt-2" when unknown: see knownPreName). */
+export function preNameOf(preTokenizer: unknown): string {
+  return knownPreName(preTokenizer) ?? "gpt-2";
 }
 
 interface AddedTokenJson {
@@ -247,13 +271,13 @@ export function tokenizerJsonToVocab(json: TokenizerJson, idToPiece: string[], i
       const r = rank.get(idToPiece[id]!);
       scores[id] = types[id] === 1 ? (r !== undefined ? -r : floor - id) : 0;
     }
-    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, ...(unkId !== undefined ? { unkId } : {}) };
+    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, addSpacePrefix: addsSpacePrefix(json), ...(unkId !== undefined ? { unkId } : {}) };
   }
   if (type === "Unigram") {
     const vocab = json.model.vocab as [string, number][];
     for (let id = 0; id < vocab.length && id < n; id++) scores[id] = vocab[id]![1];
     const u = json.model.unk_id;
-    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, ...(u != null ? { unkId: u } : unkId !== undefined ? { unkId } : {}) };
+    return { model: "llama", pieces: idToPiece, scores, types, bosId: ids.bosId, eosId: ids.eosId, addBos: ids.addBos, addSpacePrefix: addsSpacePrefix(json), ...(u != null ? { unkId: u } : unkId !== undefined ? { unkId } : {}) };
   }
   throw new QuantlabError("E_UNSUPPORTED", `${name}: tokenizer model "${type}" has no GGUF form (BPE and Unigram do)`);
 }
@@ -315,10 +339,22 @@ export function vocabToTokenizerJson(v: Vocab): TokenizerJson {
     truncation: null,
     padding: null,
     added_tokens: added,
-    normalizer: { type: "Sequence", normalizers: [{ type: "Prepend", prepend: SPM_SPACE }, { type: "Replace", pattern: { String: " " }, content: SPM_SPACE }] },
+    // llama.cpp's SPM session: "▁" before the text unless add_space_prefix is false (Gemma), spaces → "▁"
+    normalizer: v.addSpacePrefix === false
+      ? { type: "Replace", pattern: { String: " " }, content: SPM_SPACE }
+      : { type: "Sequence", normalizers: [{ type: "Prepend", prepend: SPM_SPACE }, { type: "Replace", pattern: { String: " " }, content: SPM_SPACE }] },
     pre_tokenizer: null,
     post_processor: post,
-    decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: SPM_SPACE }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }] },
+    decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: SPM_SPACE }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, ...(v.addSpacePrefix === false ? [] : [{ type: "Strip", content: " ", start: 1, stop: 0 }])] },
     model: { type: "BPE", dropout: null, unk_token: unk, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: cand.map((c) => c.m) },
   };
+}
+
+/** Whether a SentencePiece-style tokenizer.json puts "▁" before the text: a Prepend normalizer, or a Metaspace pre-tokenizer that prepends. */
+export function addsSpacePrefix(json: { normalizer?: unknown; pre_tokenizer?: unknown }): boolean {
+  const n = JSON.stringify(json.normalizer ?? null);
+  if (n.includes('"Prepend"')) return true;
+  const p = JSON.stringify(json.pre_tokenizer ?? null);
+  if (p.includes('"Metaspace"')) return !p.includes('"prepend_scheme":"never"') && !p.includes('"add_prefix_space":false');
+  return false;
 }
