@@ -127,6 +127,15 @@ describe("GGUF folds leave the float model unchanged", () => {
     assert.ok(d <= 1e-4, `max |Δlogit| ${d}`);
   });
 
+  test("spec targets take rotate mode residual too: no online transform in the result, float-equivalent with every linear kept float", async () => {
+    const r = await quantize(S260, { target: { spec: "int8:channel" }, rotate: { seed: 2, mode: "residual" }, tensors: { keepFloat: ["blk.*"] } });
+    assert.equal(r.model.inputTransforms, undefined);
+    const d = maxDiff(base, logitsOf(r.model, prompt.slice(0, 40)));
+    assert.ok(d <= 1e-4, `max |Δlogit| ${d}`);
+    const full = await quantize(S260, { target: { spec: "int8:channel" }, rotate: { seed: 2 }, tensors: { keepFloat: ["blk.*"] } });
+    assert.ok(full.model.inputTransforms?.ffnDownRotation, "mode full keeps the online FFN-down rotation");
+  });
+
   test("ggml quantizer as a group quantizer: the values llama.cpp decodes", () => {
     const q = ggmlGroupQuantizer(GgmlType.Q4_0);
     const x = Float32Array.from({ length: 32 }, (_, i) => Math.sin(i * 1.7) * (1 + i / 8));

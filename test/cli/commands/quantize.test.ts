@@ -105,3 +105,45 @@ describe("quantlab convert: what the output format cannot carry", () => {
     assert.match(j.stderr, /quantlab: warning: GGUF cannot carry/);
   });
 });
+
+describe("quantlab quantize: every method into GGUF, the same bytes as the library", () => {
+  let dir: string;
+  let calib: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "ql-qggufm-"));
+    calib = join(dir, "calib.txt");
+    writeFileSync(calib, readFileSync(dataPath("tinystories", "calib.txt"), "utf8").slice(0, 20000));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [label, flags] of [
+    ["--method awq --type Q4_0 --calib", ["--type", "Q4_0", "--method", "awq", "--calib", "CALIB", "--imatrix-ctx", "64", "--imatrix-chunks", "6"]],
+    ["--rotate residual --type Q4_K_M", ["--type", "Q4_K_M", "--rotate", "residual"]],
+    ["--method awq+gptq --rotate residual --type Q4_K_S --imatrix", ["--type", "Q4_K_S", "--method", "awq+gptq", "--rotate", "residual", "--imatrix", "CALIB", "--imatrix-ctx", "64", "--imatrix-chunks", "6"]],
+  ] as [string, string[]][]) {
+    test(`${label}: the file equals quantize(model, its --save-recipe) through the library, and records the method`, async () => {
+      const { quantize } = await import("../../../src/algos/quantize.js");
+      const { saveQuantizeResult } = await import("../../../src/io/node/quantize-output.js");
+      const { openGgufFile } = await import("../../../src/io/node/gguf-file.js");
+      const { metaString } = await import("../../../src/io/gguf.js");
+      const out = join(dir, `${label.replace(/[^a-z0-9]+/gi, "_")}.gguf`), rec = `${out}.json`;
+      const args = flags.map((f) => (f === "CALIB" ? calib : f));
+      const res = quantlab("quantize", S260, ...args, "--save-recipe", rec, "-o", out);
+      assert.equal(res.status, 0, res.stderr);
+      const model = await loadModel(S260);
+      const recipe = JSON.parse(readFileSync(rec, "utf8")) as Record<string, unknown>;
+      const r = await quantize(model, recipe, { calibText: readFileSync(calib, "utf8") });
+      const lib = join(dir, "lib.gguf");
+      await saveQuantizeResult(r, lib);
+      assert.ok(Buffer.from(readFileSync(lib)).equals(readFileSync(out)), `${label}: CLI and library files differ`);
+      const f = await openGgufFile(out);
+      try {
+        const inFile = JSON.parse(metaString(f, "quantlab.recipe")!) as { method: string; rotate?: { mode: string } };
+        assert.equal(inFile.method, flags.includes("awq+gptq") ? "awq+gptq" : flags.includes("awq") ? "awq" : "rtn");
+        if (flags.includes("--rotate")) assert.deepEqual(inFile.rotate, { seed: 0, mode: "residual" });
+      } finally {
+        await f.close();
+      }
+    });
+  }
+});
