@@ -59,6 +59,8 @@ export interface GgmlTensorReport {
   imatrix: boolean;
   /** its codes were chosen by GPTQ on llama.cpp's scales */
   gptq?: boolean;
+  /** AWQ's α for the scales folded into this tensor's input (methods awq, awq+gptq on a preset) */
+  awqAlpha?: number;
 }
 
 export interface GgmlQuantizeResult {
