@@ -37,6 +37,7 @@ import { colsOf, rotateBlock, rowsOf, SITE_GROUPS } from "./pipeline.js";
 import type { GroupQuantizer } from "./quantizer.js";
 import { foldNormInPlace, randomizedHadamard, rotateInputsInPlace, type Rotation } from "./rotation.js";
 import { rtnQuantize } from "./rtn.js";
+import { smoothQuantScales } from "./smoothquant.js";
 import { ChannelStats, divideNormInPlace, divideRowsInPlace, scaleColumnsInPlace } from "./stats.js";
 
 export interface GgmlTransformOptions {
@@ -44,6 +45,12 @@ export interface GgmlTransformOptions {
   rotate?: { seed: number; mode?: "residual" };
   /** AWQ scale search (and clipping search when `clip`) against each linear's ggml type */
   awq?: { grid: number; clip: boolean; clipGrid?: number; maxShrink?: number };
+  /**
+   * SmoothQuant's scales s = max|x|^α / max|W|^(1−α) per input site, folded as AWQ's are. llama.cpp rounds
+   * every quantized mat-vec's activations to 8 bits per 32-block (Q8_0 / Q8_K): the migration evens out the
+   * channels those blocks hold, at the cost of harder weights
+   */
+  smooth?: { alpha: number };
   /** the ggml type a block linear will be stored in (the preset's mix after overrides) */
   typeOf?: (name: string) => GgmlType;
   /** calibration windows (AWQ), all the same length */
@@ -131,7 +138,8 @@ const BIAS_OF: Partial<Record<LinearKey, string>> = { wv: "attn_v.bias", up: "ff
  * when rotated); the input model is not modified.
  */
 export function transformForGgml(model: Model, opts: GgmlTransformOptions): GgmlTransformResult {
-  const what = [opts.rotate ? "rotate" : "", opts.awq ? "awq" : ""].filter(Boolean).join("+");
+  const what = [opts.rotate ? "rotate" : "", opts.awq ? "awq" : "", opts.smooth ? "smoothquant" : ""].filter(Boolean).join("+");
+  if (opts.awq && opts.smooth) throw new QuantlabError("E_ARG", "awq and smoothquant are two ways of choosing the same per-channel scales: give one");
   if (opts.rotate && opts.rotate.mode !== "residual") {
     throw new QuantlabError("E_UNSUPPORTED", "rotate (mode full): the online FFN-down Hadamard rotation R4 is applied at run time, which llama.cpp cannot do; for GGUF use the residual rotation alone (rotate mode \"residual\", --rotate residual)");
   }
@@ -162,12 +170,12 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
 
   let runner: BlockRunner | undefined;
   let X: Float32Array | undefined;
-  if (opts.awq) {
+  if (opts.awq || opts.smooth) {
     const windows = opts.windows ?? [];
-    if (windows.length === 0) throw new QuantlabError("E_ARG", "awq for a GGUF preset needs calibration windows");
+    if (windows.length === 0) throw new QuantlabError("E_ARG", `${what} for a GGUF preset needs calibration windows`);
     const seq = windows[0]!.length;
     for (const w of windows) if (w.length !== seq) throw new QuantlabError("E_ARG", "calibration windows must all have the same length");
-    if (!opts.typeOf) throw new QuantlabError("E_INTERNAL", "awq for a GGUF preset without the linears' types");
+    if (!opts.typeOf) throw new QuantlabError("E_INTERNAL", `${what} for a GGUF preset without the linears' types`);
     runner = new BlockRunner(model, seq, opts.backend);
     X = runner.embed(embedding, windows);
   }
@@ -196,7 +204,7 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
       const stats = new Map<LinearSite, ChannelStats>();
       runner.run(l, bw, X, {
         hook: (site, buf, width) => {
-          const s = new ChannelStats(width, { gram: true });
+          const s = new ChannelStats(width, { gram: !!opts.awq });
           s.add(buf, T);
           stats.set(site, s);
         },
@@ -211,19 +219,24 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
         if (g.keys.every((k) => FLOAT_TYPES.has(types.get(k)!))) continue; // nothing quantized reads this site
         const st = stats.get(g.site)!;
         const linears = g.keys.map((k) => ({ w: bw[k], rows: rowsOf(k, c) }));
-        const quantizers = g.keys.map((k) => ggmlGroupQuantizer(types.get(k)!));
-        const awqStats = { meanAbs: st.meanAbs(), gram: st.gram!, nTokens: st.nTokens };
         const name = `blk.${l}.${g.site}`;
-        const a = opts.awq!;
         let s: Float64Array;
-        if (a.clip) {
-          const r = awqQuantizePrep(linears, cols, awqStats, quantizers, { grid: a.grid, ...(a.clipGrid !== undefined ? { clipGrid: a.clipGrid } : {}), ...(a.maxShrink !== undefined ? { maxShrink: a.maxShrink } : {}), name });
-          g.keys.forEach((k, i) => { bw[k].set(r.weights[i]!); alpha[linearName(l, k)] = r.alpha; });
-          s = r.scales;
+        if (opts.smooth) {
+          s = smoothQuantScales(st.absMax, linears, opts.smooth.alpha);
+          for (const k of g.keys) { scaleColumnsInPlace(bw[k], rowsOf(k, c), cols, s); alpha[linearName(l, k)] = opts.smooth.alpha; }
         } else {
-          const r = awqSearchScales(linears, cols, awqStats, quantizers, { grid: a.grid, name });
-          for (const k of g.keys) { scaleColumnsInPlace(bw[k], rowsOf(k, c), cols, r.scales); alpha[linearName(l, k)] = r.alpha; }
-          s = r.scales;
+          const quantizers = g.keys.map((k) => ggmlGroupQuantizer(types.get(k)!));
+          const awqStats = { meanAbs: st.meanAbs(), gram: st.gram!, nTokens: st.nTokens };
+          const a = opts.awq!;
+          if (a.clip) {
+            const r = awqQuantizePrep(linears, cols, awqStats, quantizers, { grid: a.grid, ...(a.clipGrid !== undefined ? { clipGrid: a.clipGrid } : {}), ...(a.maxShrink !== undefined ? { maxShrink: a.maxShrink } : {}), name });
+            g.keys.forEach((k, i) => { bw[k].set(r.weights[i]!); alpha[linearName(l, k)] = r.alpha; });
+            s = r.scales;
+          } else {
+            const r = awqSearchScales(linears, cols, awqStats, quantizers, { grid: a.grid, name });
+            for (const k of g.keys) { scaleColumnsInPlace(bw[k], rowsOf(k, c), cols, r.scales); alpha[linearName(l, k)] = r.alpha; }
+            s = r.scales;
+          }
         }
         if (foldNorm) divideNormInPlace(foldNorm, s);
         else {

@@ -91,12 +91,6 @@ const LAYERWISE: readonly MethodName[] = ["gptq", "awq", "awq+gptq", "hqq", "smo
 function checkApplicable(r: Recipe, model: Model): void {
   const def = METHODS[r.method];
   const kind = "spec" in r.target ? "spec" : "preset";
-  if (r.method === "smoothquant" && kind === "preset") {
-    // SmoothQuant moves activation outliers into the weights so that int8 activations quantize well; llama.cpp
-    // quantizes weights only (its dot products round activations per 32-block, where outlier channels matter
-    // little), so folded into a GGUF the scales would only make the weights harder to quantize
-    throw new QuantlabError("E_ARG", `recipe: method smoothquant with the GGUF preset ${(r.target as { preset: string }).preset}: SmoothQuant serves activation quantization (W8A8), which a GGUF does not carry; its scales would only make the weights harder to quantize — use method awq (weight-only scales) for GGUF`);
-  }
   if (!def.targets.includes(kind)) {
     throw new QuantlabError("E_ARG", `recipe: method ${r.method} does not take a ${kind === "spec" ? "spec" : "GGUF preset"} target (it runs on: ${def.targets.map((t) => (t === "spec" ? "specs" : "presets")).join(", ")})${kind === "preset" ? "; its results cannot be written as llama.cpp blocks yet" : ""}`);
   }

@@ -106,7 +106,7 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
   const seed = Number(o.seed);
   if (!Number.isInteger(seed) || seed < 0) throw new QuantlabError("E_ARG", `option --seed: expected a non-negative integer, got "${o.seed}"`);
   // flags that belong to the other kind of target
-  const specOnly: [string, keyof QuantizeFlags][] = [["--calib-from-model", "calibFromModel"], ["--samples", "samples"], ["--seq", "seq"], ["--only", "only"], ["--act-order", "actOrder"], ["--alpha", "alpha"]];
+  const specOnly: [string, keyof QuantizeFlags][] = [["--calib-from-model", "calibFromModel"], ["--samples", "samples"], ["--seq", "seq"], ["--only", "only"], ["--act-order", "actOrder"]];
   const presetOnly: [string, keyof QuantizeFlags][] = [["--imatrix", "imatrix"], ["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"], ["--pure", "pure"], ["--refine", "refine"]];
   for (const [flag, key] of preset ? specOnly : presetOnly) {
     if (given(cmd, key)) {
@@ -120,9 +120,9 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
     rotate = o.rotate === "residual" ? { seed, mode: "residual" } : { seed };
   }
   // --calib with a preset: the calibration text of a method that calibrates itself (AWQ); an importance matrix comes from --imatrix <text>
-  const selfCalibrating = method === "awq" || method === "awq+gptq";
+  const selfCalibrating = method === "awq" || method === "awq+gptq" || method === "smoothquant";
   if (preset && o.calib !== undefined) {
-    if (!selfCalibrating) throw new QuantlabError("E_ARG", `option --calib: applies to --type presets only with --method awq or awq+gptq (a preset calibrates through its importance matrix: --imatrix <text>)`);
+    if (!selfCalibrating) throw new QuantlabError("E_ARG", `option --calib: applies to --type presets only with --method awq, awq+gptq or smoothquant (a preset calibrates through its importance matrix: --imatrix <text>)`);
     if (o.imatrix !== undefined) throw new QuantlabError("E_ARG", "give either --calib <text> or --imatrix <text> with --type: --imatrix <text> calibrates AWQ and collects the importance matrix from the same chunks");
   }
   const def = METHODS[method];

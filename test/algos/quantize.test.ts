@@ -92,7 +92,7 @@ describe("recipes that would do less than they say are refused, naming the field
     ["option of another method", { target: { spec: "int4:g32" }, method: "awq", options: { actOrder: true } }, /method awq has no option "actOrder"/],
     ["calibration the method does not use", { target: { spec: "int4:g32" }, calibration: { source: { model: true }, windows: { kind: "random", samples: 2, seq: 16 } } }, /calibration is given but method rtn .* does not use it/],
     ["awq into a GGUF preset without calibration", { target: { preset: "Q4_0" }, method: "awq" }, /method awq with preset Q4_0 needs calibration data/],
-    ["smoothquant into a GGUF preset", { target: { preset: "Q4_0" }, method: "smoothquant" }, /method smoothquant with the GGUF preset Q4_0: SmoothQuant serves activation quantization/],
+    ["smoothquant into a GGUF preset without calibration", { target: { preset: "Q4_0" }, method: "smoothquant" }, /method smoothquant with preset Q4_0 needs calibration data/],
     ["the online rotation into a GGUF preset", { target: { preset: "Q4_0" }, rotate: { seed: 0 } }, /rotate \(mode full\) with the GGUF preset Q4_0: the online FFN-down Hadamard rotation \(R4\) cannot run in llama\.cpp; rotate the residual stream only/],
     ["an unknown rotation mode", { target: { preset: "Q4_0" }, rotate: { seed: 0, mode: "half" } }, /\$\.rotate\.mode: expected "full".*"residual"/],
     ["the residual rotation with a method that cannot take it on a preset", { target: { preset: "Q4_0" }, method: "hqq", rotate: { seed: 0, mode: "residual" } }, /rotate does not compose with method hqq on a GGUF preset|method hqq does not take a GGUF preset/],

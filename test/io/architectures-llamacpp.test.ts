@@ -236,6 +236,7 @@ describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
       for (const [label, recipe] of [
         ["Q4_0", { target: { preset: "Q4_0" as const }, method: "rtn" as const }],
         ["awq Q4_0", { target: { preset: "Q4_0" as const }, method: "awq" as const, calibration: chunks }],
+        ["smoothquant Q4_0", { target: { preset: "Q4_0" as const }, method: "smoothquant" as const, calibration: chunks }],
         ["Q4_K_M", { target: { preset: "Q4_K_M" as const }, method: "rtn" as const }],
         ["rotate+gptq Q4_K_M", { target: { preset: "Q4_K_M" as const }, method: "gptq" as const, rotate: { seed: 0, mode: "residual" as const }, calibration: chunks, imatrix: { source: "calibration" as const } }],
       ] as const) {

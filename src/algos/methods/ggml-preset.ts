@@ -19,6 +19,8 @@ export interface GgmlPresetRoute {
   gptq: boolean;
   /** AWQ scales (and clipping) searched against each linear's ggml type, folded in before quantizing */
   awq?: { grid: number; clip: boolean; clipGrid?: number; maxShrink?: number };
+  /** SmoothQuant's scales (migration strength α) folded in before quantizing */
+  smooth?: { alpha: number };
 }
 
 export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): Promise<MethodOutput> {
@@ -28,8 +30,8 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   if (!("preset" in t)) throw new QuantlabError("E_INTERNAL", "runGgmlPreset on a spec recipe");
   const preset = parseGgmlPreset(t.preset);
   const t0 = Date.now();
-  const transforming = !!recipe.rotate || !!opts.awq;
-  if (transforming) checkGgmlTransformable(model, [recipe.rotate ? "rotate" : "", opts.awq ? recipe.method : ""].filter(Boolean).join(" + "));
+  const transforming = !!recipe.rotate || !!opts.awq || !!opts.smooth;
+  if (transforming) checkGgmlTransformable(model, [recipe.rotate ? "rotate" : "", opts.awq || opts.smooth ? recipe.method : ""].filter(Boolean).join(" + "));
   // the tensors of the file (a rotation unties the output head: output.weight, shaped as the embedding)
   const outShapes = new Map<string, readonly number[]>([...model.weights].map(([n, w]) => [n, weightShape(w)]));
   if (recipe.rotate && !outShapes.has(TensorNames.output)) outShapes.set(TensorNames.output, outShapes.get(TensorNames.tokenEmbd)!);
@@ -71,6 +73,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
     const r = transformForGgml(model, {
       ...(recipe.rotate ? { rotate: recipe.rotate } : {}),
       ...(opts.awq ? { awq: opts.awq, windows: ctx.calib!.windows() } : {}),
+      ...(opts.smooth ? { smooth: opts.smooth, windows: ctx.calib!.windows() } : {}),
       typeOf, ...(ctx.backend ? { backend: ctx.backend } : {}), progress,
     });
     model = r.model;

@@ -48,7 +48,7 @@ export function register(program: Command): void {
     .option("--recipe <file>", "a recipe JSON, or a file quantlab wrote (its metadata's recipe): quantize exactly as it says")
     .option("--method <method>", `algorithm: ${METHOD_NAMES.map((m) => `${m} (${METHODS[m].targets.join("/")})`).join(", ")}; default rtn (docs/algos.md)`)
     .option("--rotate [mode]", "fuse randomized Hadamard rotations (QuaRot) before quantizing: full (default; spec targets only: FFN-down input rotated online) or residual (the residual stream only, folded into the weights: what --type presets take)")
-    .option("--calib <file>", "calibration text (UTF-8) for gptq, awq, smoothquant, qat, static activation scales, mixed sensitivity; with --type: for --method awq / awq+gptq (chunks as --imatrix-ctx/--imatrix-chunks)")
+    .option("--calib <file>", "calibration text (UTF-8) for gptq, awq, smoothquant, qat, static activation scales, mixed sensitivity; with --type: for --method awq / awq+gptq / smoothquant (chunks as --imatrix-ctx/--imatrix-chunks)")
     .option("--calib-from-model", "spec targets: data-free calibration, windows sampled from the model itself (temperature 1)")
     .option("--samples <n>", "calibration windows", positiveInt("--samples"), 128)
     .option("--seq <n>", "positions per calibration window, BOS included", positiveInt("--seq"), 256)

@@ -30,10 +30,10 @@ describe("quantlab quantize: no flag is silently ignored", () => {
     const g = join(dir, "x.gguf"), s = join(dir, "x.safetensors");
     const cases: [string[], RegExp][] = [
       [["--type", "Q4_0", "--method", "awq", "-o", g], /method awq with preset Q4_0 needs calibration data/],
-      [["--type", "Q4_0", "--method", "smoothquant", "-o", g], /method smoothquant with the GGUF preset Q4_0: SmoothQuant serves activation quantization \(W8A8\).*use method awq/],
+      [["--type", "Q4_0", "--method", "smoothquant", "-o", g], /method smoothquant with preset Q4_0 needs calibration data/],
       [["--type", "Q4_0", "--rotate", "-o", g], /rotate \(mode full\) with the GGUF preset Q4_0: the online FFN-down Hadamard rotation \(R4\) cannot run in llama\.cpp.*--rotate residual/],
       [["--type", "Q4_0", "--rotate", "sideways", "-o", g], /option --rotate: "sideways": expected no value or "full".*"residual"/],
-      [["--type", "Q4_0", "--calib", calib, "-o", g], /option --calib: applies to --type presets only with --method awq or awq\+gptq.*--imatrix <text>/],
+      [["--type", "Q4_0", "--calib", calib, "-o", g], /option --calib: applies to --type presets only with --method awq, awq\+gptq or smoothquant.*--imatrix <text>/],
       [["--type", "Q4_0", "--method", "awq", "--calib", calib, "--imatrix", calib, "-o", g], /give either --calib <text> or --imatrix <text> with --type/],
       [["--type", "Q4_0", "--only", "blk.*", "-o", g], /option --only: applies to --spec targets/],
       [["--type", "Q4_0", "--imatrix-ctx", "64", "-o", g], /option --imatrix-ctx: needs --imatrix <calibration text>/],
