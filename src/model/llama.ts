@@ -18,7 +18,7 @@ import type { Model } from "./weights.js";
 import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
-import { integerRuntime } from "./integer-linear.js";
+import { integerRuntime } from "./integer-block.js";
 
 /**
  * Called with the input x (n, width) of a block's linears before they run (calibration capture, or
@@ -141,6 +141,7 @@ export class Llama implements CausalLM {
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
     this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));
+    if (opts.kvCache && be.ownsAttention) throw new QuantlabError("E_ARG", `a KV cache of its own (--kv) would replace the attention of ${be.ownsAttention}; drop --kv`);
     this.kv = opts.kvCache
       ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
       : be.kvCache?.(c.nLayers, this.capacity, c.nKvHeads, c.headDim) ?? f32KvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
