@@ -16,6 +16,7 @@ import { refGgmlEncoder, type EncodeRowsJob, type GgmlEncoder } from "../ggml/en
 import type { Imatrix } from "../ggml/imatrix.js";
 import { ggmlGptqSupports, gptqGgml } from "./ggml-gptq.js";
 import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice } from "../ggml/mix.js";
+import { fusedFileTensors } from "../model/config.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Model } from "../model/weights.js";
@@ -81,7 +82,13 @@ function mixInput(model: Model): { name: string; shape: readonly number[] }[] {
 /** The per-tensor plan of a preset on a model (no quantization done). */
 export function planGgmlMix(model: Model, preset: GgmlPreset, opts: { imatrix?: boolean; pure?: boolean } = {}): MixChoice[] {
   const c = model.config;
-  return ggmlMix(preset, mixInput(model), { nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads }, opts);
+  const input = mixInput(model);
+  // fused architectures (Phi-3): llama-quantize sees the file's attn_qkv / ffn_up (gate + up) and gives each one
+  // type, so each canonical part takes the choice made for its file tensor (the GGUF writer joins the parts)
+  const fileName = new Map<string, string>();
+  for (const f of fusedFileTensors(c)) for (const p of f.parts) fileName.set(p.name, f.gguf);
+  const choices = ggmlMix(preset, input.map((t) => ({ name: fileName.get(t.name) ?? t.name, shape: t.shape })), { nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads }, opts);
+  return choices.map((ch, i) => ({ ...ch, name: input[i]!.name, shape: input[i]!.shape }));
 }
 
 function encodeFloat(type: GgmlType, shape: readonly number[], x: Float32Array): Weight {
