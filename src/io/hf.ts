@@ -125,7 +125,8 @@ function ropeFields(c: HfConfigJson, file: string): { theta?: number; scaling?: 
   if (rp === undefined || rp === null) return { ...(top !== undefined ? { theta: top } : {}), ...(rs ? { scaling: rs } : {}) };
   if (typeof rp !== "object" || Array.isArray(rp)) throw new QuantlabError("E_FORMAT", `${file}: "rope_parameters" must be an object, got ${describe(rp)}`);
   const p = rp as Record<string, unknown>;
-  const nested = Object.entries(p).find(([, v]) => v !== null && typeof v === "object");
+  // per-layer-type parameters are objects; Phi-3's short_factor / long_factor are arrays of numbers
+  const nested = Object.entries(p).find(([, v]) => v !== null && typeof v === "object" && !Array.isArray(v));
   if (nested) throw new QuantlabError("E_UNSUPPORTED", `${file}: "rope_parameters.${nested[0]}": rope parameters per layer type are not supported`);
   const theta = p.rope_theta;
   if (theta !== undefined && (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0)) throw new QuantlabError("E_FORMAT", `${file}: "rope_parameters.rope_theta" must be a positive number, got ${describe(theta)}`);
