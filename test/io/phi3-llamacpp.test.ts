@@ -13,7 +13,7 @@
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { loadModel } from "../../src/io/node/load.js";
@@ -35,6 +35,9 @@ import { kld, ModelLogits } from "../../src/eval/kld.js";
 import type { Backend } from "../../src/kernels/types.js";
 import * as ort from "onnxruntime-node";
 import { buildOnnxGraph } from "../../src/io/onnx.js";
+import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
+import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
+import { generate } from "../../src/model/generate.js";
 import { openSafetensors } from "../../src/io/safetensors.js";
 import { openFile } from "../../src/io/node/file.js";
 import { ggmlTypeName } from "../../src/ggml/types.js";
@@ -249,6 +252,25 @@ describe("phi3 vs llama.cpp (tiny HF directory → GGUF)", () => {
       const worst = await ortVsQuantlab(m, buildOnnxGraph(m, { dtype: spec ? "q4" : "fp32" }).model, ids);
       t.diagnostic(`phi3 ONNX ${spec ?? "fp32"}: max |Δlogit| ${worst.toExponential(2)}`);
       assert.ok(worst <= 1e-4, `phi3 ONNX ${spec ?? "fp32"}: ${worst}`);
+    }
+
+    // transformers.js loads the exported directory (model_type phi3, no head_dim: hidden / heads) and generates quantlab's greedy tokens
+    const models = join(dir, "onnx-models");
+    mkdirSync(models, { recursive: true });
+    await saveOnnxDir(back, join(models, "tiny-p3"), { dtype: "fp32" });
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    env.localModelPath = models + "/";
+    const gen = await pipeline("text-generation", "tiny-p3", { dtype: "fp32" });
+    try {
+      const ql = generate(new Llama(back), back.tokenizer!, { prompt: "The theater was", steps: 24, temperature: 0, topP: 1, topK: 0, seed: 1, stopAtEos: false });
+      const prompt = ql.tokenIds.slice(0, ql.promptTokens);
+      const input_ids = new HfTensor("int64", BigInt64Array.from(prompt.map(BigInt)), [1, prompt.length]);
+      const attention_mask = new HfTensor("int64", BigInt64Array.from(prompt.map(() => 1n)), [1, prompt.length]);
+      const out = (await gen.model.generate({ input_ids, attention_mask, max_new_tokens: ql.tokenIds.length - prompt.length, do_sample: false })) as { data: ArrayLike<bigint> };
+      assert.deepEqual(Array.from(out.data, Number), ql.tokenIds, "phi3: transformers.js greedy");
+    } finally {
+      await gen.dispose();
     }
 
     const calibText = Array.from({ length: 30 }, (_, i) => `${text} ${i} the west was in the theater`).join(" ");
