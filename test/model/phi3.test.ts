@@ -17,6 +17,8 @@ import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { writeGgufModel, llamaMetadata } from "../../src/io/gguf-model.js";
 import type { ByteSink } from "../../src/io/gguf.js";
+import { GGML_CODEC_TYPES, quantize as ggmlQuantize } from "../../src/ggml/codecs.js";
+import { ggmlRowBytes, ggmlTypeName } from "../../src/ggml/types.js";
 
 const SHORT = Array.from({ length: 48 }, (_, j) => 1 + j / 100);
 const LONG = Array.from({ length: 48 }, (_, j) => 1 + j);
@@ -145,4 +147,27 @@ test("GGUF writer: a fused tensor whose parts are stored in different types is r
   const w = new Map(q.weights);
   w.set(TensorNames.attnK(1), { kind: "dense", tensor: new Tensor("f32", [32, 256], dequantizeWeight(q.weights.get(TensorNames.attnK(1))!).data) });
   await assert.rejects(writeGgufModel({ ...q, weights: w }, new Sink(), {}, "out.gguf"), /out\.gguf: blk\.1\.attn_qkv\.weight is one tensor in GGUF but its parts are stored as blk\.1\.attn_q\.weight Q8_0, blk\.1\.attn_k\.weight F32, blk\.1\.attn_v\.weight Q8_0/);
+});
+
+test("fused tensors in GGUF: every ggml type quantizes [q | k | v] at once to the bytes of q, k, v quantized apart (with and without an imatrix)", () => {
+  const rng = new Rng(11);
+  const cols = 256;
+  const parts = [64, 32, 32].map((rows) => { const d = new Float32Array(rows * cols); rng.fillNormal(d, 0.1); return d; });
+  const fused = new Float32Array(128 * cols);
+  fused.set(parts[0]!, 0); fused.set(parts[1]!, 64 * cols); fused.set(parts[2]!, 96 * cols);
+  const imatrix = Float32Array.from({ length: cols }, () => 0.1 + Math.abs(rng.normal()));
+  let checked = 0;
+  for (const type of GGML_CODEC_TYPES) {
+    if (ggmlRowBytes(type, cols) === undefined) continue;
+    for (const opts of [{}, { imatrix }]) {
+      const whole = ggmlQuantize(type, fused, fused.length, opts);
+      const apart = parts.map((p) => ggmlQuantize(type, p, p.length, opts));
+      const joined = new Uint8Array(apart.reduce((a, b) => a + b.length, 0));
+      let o = 0;
+      for (const b of apart) { joined.set(b, o); o += b.length; }
+      assert.deepEqual(joined, whole, `${ggmlTypeName(type)}${"imatrix" in opts ? " with imatrix" : ""}`);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 30, `${checked} type × imatrix cases`);
 });
