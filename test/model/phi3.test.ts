@@ -15,8 +15,10 @@ import type { Model } from "../../src/model/weights.js";
 import { BlockRunner, blockWeights, matmulXWt, rmsnorm } from "../../src/algos/index.js";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { quantize } from "../../src/algos/quantize.js";
-import { writeGgufModel, llamaMetadata } from "../../src/io/gguf-model.js";
-import type { ByteSink } from "../../src/io/gguf.js";
+import { writeGgufModel, llamaMetadata, readGgufModel } from "../../src/io/gguf-model.js";
+import { GgufWriter, MemorySink, openGguf, type ByteSink } from "../../src/io/gguf.js";
+import { BufferSource } from "../../src/io/source.js";
+import type { GgmlType } from "../../src/ggml/types.js";
 import { GGML_CODEC_TYPES, quantize as ggmlQuantize } from "../../src/ggml/codecs.js";
 import { ggmlRowBytes, ggmlTypeName } from "../../src/ggml/types.js";
 
@@ -170,4 +172,36 @@ test("fused tensors in GGUF: every ggml type quantizes [q | k | v] at once to th
     }
   }
   assert.ok(checked >= 30, `${checked} type × imatrix cases`);
+});
+
+test("phi3 GGUF: attn_qkv splits into the canonical q/k/v rows; a file with separate attn_q/k/v (llama.cpp create_tensor_qkv) reads the same", async () => {
+  const m = tinyModel();
+  const sink = new MemorySink();
+  await writeGgufModel(m, sink, {}, "fused.gguf");
+  const f = await openGguf(new BufferSource("fused.gguf", sink.bytes()));
+  const fused = await readGgufModel(f);
+  for (const n of expectedShapes(m.config).keys()) assert.deepEqual(dequantizeWeight(fused.weights.get(n)!, n).data, dequantizeWeight(m.weights.get(n)!, n).data, n);
+  // the same file with attn_qkv written as three tensors
+  const out = new MemorySink();
+  const w = new GgufWriter(out, "split.gguf");
+  for (const [k, v] of f.metadata) w.setKV(k, v);
+  const tensors: { name: string; shape: number[]; type: GgmlType; bytes: Uint8Array }[] = [];
+  for (const t of f.tensors) {
+    const bytes = await f.readTensorBytes(t);
+    const l = /^blk\.(\d+)\.attn_qkv\.weight$/.exec(t.name);
+    if (!l) { tensors.push({ name: t.name, shape: t.shape, type: t.type, bytes }); continue; }
+    const rowBytes = bytes.length / t.shape[0]!;
+    let r = 0;
+    for (const [n, rows] of [[TensorNames.attnQ(+l[1]!), 64], [TensorNames.attnK(+l[1]!), 32], [TensorNames.attnV(+l[1]!), 32]] as const) {
+      tensors.push({ name: n, shape: [rows, t.shape[1]!], type: t.type, bytes: bytes.slice(r * rowBytes, (r + rows) * rowBytes) });
+      r += rows;
+    }
+  }
+  for (const t of tensors) w.addTensor({ name: t.name, shape: t.shape, type: t.type });
+  await w.writeHeader();
+  for (const t of tensors) await w.writeTensorData(t.name, t.bytes);
+  w.finish();
+  const split = await readGgufModel(await openGguf(new BufferSource("split.gguf", out.bytes())));
+  for (const n of expectedShapes(m.config).keys()) assert.deepEqual(dequantizeWeight(split.weights.get(n)!, n).data, dequantizeWeight(m.weights.get(n)!, n).data, n);
+  assert.deepEqual(split.config, fused.config);
 });
