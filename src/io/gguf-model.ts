@@ -281,8 +281,8 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
     throw new QuantlabError("E_UNSUPPORTED", `${f.name}: tensors this loader does not use: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ` and ${extra.length - 5} more` : ""}`);
   }
   const rf = f.tensor(ROPE_FREQS);
-  if (rf && (rf.shape.length !== 1 || rf.shape[0] !== config.headDim / 2)) {
-    throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${ROPE_FREQS}" has shape [${rf.shape.join(", ")}], expected [${config.headDim / 2}]`);
+  if (rf && (rf.shape.length !== 1 || rf.shape[0] !== rotaryDimOf(config) / 2)) {
+    throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${ROPE_FREQS}" has shape [${rf.shape.join(", ")}], expected [${rotaryDimOf(config) / 2}] (rope.dimension_count / 2)`);
   }
 
   let tokenizer: Tokenizer | undefined;
@@ -372,12 +372,13 @@ export function ggufWeight(store: TensorStore, f: GgufFile, t: GgufTensorInfo, p
 
 /** convert_hf_to_gguf.py LlamaModel: factor per frequency pair j (llama.cpp divides θ_j by it). */
 export function llama3RopeFactors(c: ModelConfig, s: RopeScalingLlama3): Float32Array {
-  const half = c.headDim / 2;
+  const rd = rotaryDimOf(c);
+  const half = rd / 2;
   const out = new Float32Array(half);
   const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
   const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
   for (let j = 0; j < half; j++) {
-    const freq = 1 / Math.pow(c.ropeTheta, (2 * j) / c.headDim);
+    const freq = 1 / Math.pow(c.ropeTheta, (2 * j) / rd);
     const wavelen = (2 * Math.PI) / freq;
     if (wavelen < highWavelen) out[j] = 1;
     else if (wavelen > lowWavelen) out[j] = s.factor;

@@ -82,6 +82,7 @@ export class GgmlForward implements CausalLM {
     const c = model.config;
     if (c.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `GgmlForward reproduces llama.cpp's arithmetic for the llama architecture only, not "${c.arch}"`);
     if (c.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no sliding-window attention (the model's window is ${c.slidingWindow})`);
+    if (c.rotaryDim !== undefined || c.longRope) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no ${c.rotaryDim !== undefined ? `partial rotary (${c.rotaryDim} of ${c.headDim})` : "LongRoPE"}`);
     this.model = model;
     this.config = c;
     this.simd = opts.simd ?? "avx512";

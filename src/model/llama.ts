@@ -352,7 +352,7 @@ export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, set: RopeFacto
   if (freqFactors) {
     // llama.cpp: theta = pos·freq / factor[j] (the converter stores Llama 3's scaling this way)
     const f = dequantizeWeight(freqFactors, ROPE_FREQS).data;
-    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected headDim/2 = ${half}`);
+    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected rotary dimension / 2 = ${half}`);
     for (let j = 0; j < half; j++) out[j] = out[j]! / f[j]!;
   } else if (c.ropeScaling?.type === "llama3") {
     // transformers modeling_rope_utils._compute_llama3_parameters

@@ -96,6 +96,7 @@ export class LlamaTrainer {
     // NeoX RoPE) have no backward here yet: refused by name, never trained as a different model
     if (config.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}" is not supported yet (its block differs from Llama's: model/config.ts ARCH_TRAITS); quantize it with a post-training method`);
     if (config.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `QAT: sliding-window attention (window ${config.slidingWindow}) is not in the training forward yet; quantize it with a post-training method`);
+    if (config.rotaryDim !== undefined || config.longRope) throw new QuantlabError("E_UNSUPPORTED", `QAT: ${config.rotaryDim !== undefined ? `partial rotary (${config.rotaryDim} of ${config.headDim})` : "LongRoPE"} is not in the training forward yet; quantize it with a post-training method`);
     const c = config;
     if (!Number.isInteger(nSeq) || nSeq < 1 || !Number.isInteger(T) || T < 1) throw new QuantlabError("E_ARG", `trainer: batch ${nSeq} × seq ${T}: expected positive integers`);
     if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `trainer: n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`);
