@@ -118,6 +118,12 @@ interface TensorStep {
   gptq?: boolean;
 }
 
+/** The fused file tensor (GGUF name) a canonical part belongs to, for fused architectures. */
+function fusedFileName(model: Model, name: string): string | undefined {
+  for (const f of fusedFileTensors(model.config)) if (f.parts.some((p) => p.name === name)) return f.gguf;
+  return undefined;
+}
+
 /** Plans each tensor: keep, float re-encode, or a block-quantization job. */
 function planSteps(model: Model, opts: GgmlQuantizeOptions): { preset: GgmlPreset; steps: TensorStep[]; work: number } {
   const preset = parseGgmlPreset(opts.type);
@@ -163,7 +169,9 @@ function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): v
   const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
   const rows = shape.reduce((a, b) => a * b, 1) / cols;
   if (ggmlRowBytes(p.type, cols) === undefined) throw new QuantlabError("E_ARG", `${p.name}: row width ${cols} does not fit ${ggmlTypeName(p.type)}`);
-  let imatrix = opts.imatrix?.get(p.name);
+  // a llama-imatrix file of a fused architecture (Phi-3) names the file's tensors: attn_qkv for q/k/v, ffn_up for
+  // gate + up; each part reads the same input, so its column importances are the fused tensor's
+  let imatrix = opts.imatrix?.get(p.name) ?? (opts.imatrix ? opts.imatrix.get(fusedFileName(model, p.name) ?? "") : undefined);
   if (imatrix && imatrix.length !== cols) {
     // llama-quantize: a size mismatch is fatal except for the token embedding (ignored there)
     if (p.name === "token_embd.weight") imatrix = undefined;

@@ -18,6 +18,8 @@ import { quantize } from "../../src/algos/quantize.js";
 import { writeGgufModel, llamaMetadata, readGgufModel } from "../../src/io/gguf-model.js";
 import { GgufWriter, MemorySink, openGguf, type ByteSink } from "../../src/io/gguf.js";
 import { BufferSource } from "../../src/io/source.js";
+import { collectImatrix, imatrixFileNames } from "../../src/algos/imatrix.js";
+import { quantizeModelToGgml } from "../../src/algos/ggml-quant.js";
 import type { GgmlType } from "../../src/ggml/types.js";
 import { GGML_CODEC_TYPES, quantize as ggmlQuantize } from "../../src/ggml/codecs.js";
 import { ggmlRowBytes, ggmlTypeName } from "../../src/ggml/types.js";
@@ -204,4 +206,29 @@ test("phi3 GGUF: attn_qkv splits into the canonical q/k/v rows; a file with sepa
   const split = await readGgufModel(await openGguf(new BufferSource("split.gguf", out.bytes())));
   for (const n of expectedShapes(m.config).keys()) assert.deepEqual(dequantizeWeight(split.weights.get(n)!, n).data, dequantizeWeight(m.weights.get(n)!, n).data, n);
   assert.deepEqual(split.config, fused.config);
+});
+
+test("phi3 imatrix: written under the GGUF's names (attn_qkv, ffn_up = gate + up), read back from them to the same blocks", () => {
+  const m = tinyModel({ ...TINY, dim: 256, hiddenDim: 256 });
+  const tokens = Array.from({ length: 400 }, (_, i) => (i * 13 + 5) % 64);
+  const { imatrix } = collectImatrix(m, tokens, { ctx: 32, bosId: 1 });
+  const named = imatrixFileNames(m.config, imatrix);
+  const keys = [...named.keys()].filter((k) => k.startsWith("blk.0.")).sort();
+  assert.deepEqual(keys, ["blk.0.attn_output.weight", "blk.0.attn_qkv.weight", "blk.0.ffn_down.weight", "blk.0.ffn_up.weight"]);
+  // q, k, v read one input (as gate and up): their collected entries are the same numbers
+  assert.deepEqual(imatrix.get(TensorNames.attnK(0)), imatrix.get(TensorNames.attnQ(0)));
+  assert.deepEqual(imatrix.get(TensorNames.ffnUp(0)), imatrix.get(TensorNames.ffnGate(0)));
+  const a = quantizeModelToGgml(m, { type: "Q4_K_M", imatrix }).model, b = quantizeModelToGgml(m, { type: "Q4_K_M", imatrix: named }).model;
+  const none = quantizeModelToGgml(m, { type: "Q4_K_M" }).model;
+  let differs = 0;
+  for (const n of expectedShapes(m.config).keys()) {
+    const wa = a.weights.get(n)!, wb = b.weights.get(n)!;
+    assert.equal(wa.kind, wb.kind);
+    if (wa.kind === "ggml" && wb.kind === "ggml") {
+      assert.deepEqual(wb.data, wa.data, n);
+      const wn = none.weights.get(n)!;
+      if (wn.kind === "ggml" && !wn.data.every((x, i) => x === wa.data[i])) differs++;
+    }
+  }
+  assert.ok(differs >= 4, `the imatrix changes ${differs} tensors`);
 });
