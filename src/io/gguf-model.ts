@@ -486,7 +486,8 @@ function fuseWeights(parts: Weight[], placeholder: Weight, name: string): Weight
 export interface WriteGgufModelOptions {
   /** re-encode 2-D tensors as this type (1-D tensors stay F32); default: keep each tensor's type */
   type?: GgmlType;
-  /** per-tensor type chosen by a caller (quantization presets); wins over `type` */
+  /** per-tensor type chosen by a caller (quantization presets); wins over `type`. Names are the file's: a fused
+   * architecture's attn_qkv / ffn_up (gate + up), not their canonical parts */
   typeFor?: (name: string, shape: readonly number[]) => GgmlType | undefined;
   /** `general.file_type` (llama_ftype) to write; default: from the most common 2-D tensor type */
   fileType?: number;
