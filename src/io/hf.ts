@@ -208,13 +208,13 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
         highFreqFactor: rs.high_freq_factor ?? 4,
         originalMaxPositionEmbeddings: rs.original_max_position_embeddings ?? 8192,
       };
-    } else if ((t === "longrope" || t === "su") && ARCH_TRAITS[arch].fusedProjections) {
+    } else if ((t === "longrope" || t === "su") && ARCH_TRAITS[arch].phi3Rope) {
       // read below with the rest of Phi-3's RoPE
     } else if (t !== "default") {
-      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3${arch === "phi3" ? ", longrope" : ""})`);
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3${ARCH_TRAITS[arch].phi3Rope ? ", longrope" : ""})`);
     }
   }
-  if (arch === "phi3") phi3Rope(c, rs, config, file);
+  if (ARCH_TRAITS[arch].phi3Rope) phi3Rope(c, rs, config, file);
   else {
     for (const k of ["partial_rotary_factor", "original_max_position_embeddings"] as const) {
       const v = k === "partial_rotary_factor" ? c[k] ?? rs?.partial_rotary_factor : c[k];
@@ -304,7 +304,7 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
     torch_dtype: torchDtype,
   };
   if (c.slidingWindow !== undefined) out.sliding_window = c.slidingWindow;
-  if (c.arch === "phi3") {
+  if (ARCH_TRAITS[c.arch].phi3Rope) {
     // Phi3Config has no head_dim (always hidden_size / heads) and names the rotated share of each head
     delete out.head_dim;
     out.partial_rotary_factor = (c.rotaryDim ?? c.headDim) / c.headDim;
@@ -318,7 +318,7 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
       if (Math.abs(implied - r.attentionFactor) > 1e-6 * implied) out.rope_scaling.attention_factor = r.attentionFactor;
     } else out.original_max_position_embeddings = c.seqLen;
   } else if (c.rotaryDim !== undefined || c.longRope) {
-    throw new QuantlabError("E_UNSUPPORTED", `config.json for model_type "${HF_CLASS[c.arch].modelType}" cannot carry partial rotary or LongRoPE (phi3 can)`);
+    throw new QuantlabError("E_UNSUPPORTED", `config.json for model_type "${HF_CLASS[c.arch].modelType}" cannot carry partial rotary or LongRoPE (phi3's can)`);
   }
   if (c.multipliers) {
     out.embedding_multiplier = c.multipliers.embedding;

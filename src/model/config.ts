@@ -41,6 +41,9 @@ export interface ArchTraits {
    * (fusedFileTensors).
    */
   fusedProjections?: boolean;
+  /** config.json carries Phi3Config's RoPE: `partial_rotary_factor`, `longrope` / `su` scaling with
+   * `original_max_position_embeddings`, and no `head_dim` (ModelConfig.rotaryDim, .longRope) */
+  phi3Rope?: boolean;
 }
 
 export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
@@ -55,7 +58,7 @@ export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
   // transformers Phi3Attention (qkv_proj split q | k | v, rotate_half RoPE on the first rotary_dim of each head),
   // Phi3MLP (gate_up_proj split gate | up, up · silu(gate)); llama.cpp build_phi3: LLAMA_ROPE_TYPE_NEOX, wqkv, ffn_up
   // of 2·n_ff rows through LLM_FFN_SWIGLU (silu of the first half × the second)
-  phi3: { qkvBias: false, qkNorm: false, rope: "neox", multipliers: false, fusedProjections: true },
+  phi3: { qkvBias: false, qkNorm: false, rope: "neox", multipliers: false, fusedProjections: true, phi3Rope: true },
 };
 
 /**
