@@ -17,7 +17,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, rotaryDimOf, type BlockTensors, type ModelConfig } from "../model/config.js";
 import { Llama, ROPE_FREQS, qkvTraits, rmsnormRows, rope, ropeInvFreq, ropeNeox, scaleRows } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
@@ -152,21 +152,25 @@ const TOKENS_PER_CALL_VALUES = 1 << 22;
  */
 export class BlockRunner {
   readonly config: ModelConfig;
-  private readonly cos: Float32Array; // (seq, headDim/2)
-  private readonly sin: Float32Array; // (seq, headDim/2)
+  private readonly cos: Float32Array; // (seq, rotaryDim/2)
+  private readonly sin: Float32Array; // (seq, rotaryDim/2)
+  private readonly rotDim: number;
 
   constructor(model: Model, readonly seq: number, readonly backend?: Backend) {
     const c = model.config;
     this.config = c;
-    const half = c.headDim / 2;
+    this.rotDim = rotaryDimOf(c);
+    const half = this.rotDim / 2;
+    // LongRoPE: the factor set of the model's default context (config.seqLen), as a default Llama instance uses
     const inv = ropeInvFreq(c, model.weights.get(ROPE_FREQS));
+    const scale = c.longRope?.attentionFactor ?? 1;
     this.cos = new Float32Array(seq * half);
     this.sin = new Float32Array(seq * half);
     for (let p = 0; p < seq; p++) {
       for (let j = 0; j < half; j++) {
         const val = Math.fround(p * inv[j]!); // as Llama.ropeTables (run.c: f32 angle)
-        this.cos[p * half + j] = Math.cos(val);
-        this.sin[p * half + j] = Math.sin(val);
+        this.cos[p * half + j] = Math.cos(val) * scale;
+        this.sin[p * half + j] = Math.sin(val) * scale;
       }
     }
   }
@@ -261,12 +265,12 @@ export class BlockRunner {
     mm("wk", xb, kvDim, dim, k);
     mm("wv", xb, kvDim, dim, v);
     qkvTraits(bw, q, k, v, T, qDim, kvDim, hd, c.normEps);
-    const half = hd / 2;
+    const half = this.rotDim / 2;
     const rot = ARCH_TRAITS[c.arch].rope === "neox" ? ropeNeox : rope;
     for (let t = 0; t < T; t++) {
       const p = t % L;
-      rot(q, t * qDim, qDim, hd, this.cos, this.sin, p * half);
-      rot(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half);
+      rot(q, t * qDim, qDim, hd, this.cos, this.sin, p * half, this.rotDim);
+      rot(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half, this.rotDim);
     }
     // Granite: q pre-scaled as the forward pass does (model/llama.ts), so q·k / √hd is q·k · attention multiplier
     const mult = c.multipliers;

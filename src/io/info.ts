@@ -112,7 +112,7 @@ export function formatInfo(r: InfoReport): string {
   if (r.config) {
     const c = r.config;
     L.push(`  dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads} (kv ${c.nKvHeads}), head dim ${c.headDim}, vocab ${c.vocabSize}, context ${c.seqLen}`);
-    L.push(`  rope theta ${c.ropeTheta}${c.ropeScaling ? ` (llama3 scaling ×${c.ropeScaling.factor}, low ${c.ropeScaling.lowFreqFactor}, high ${c.ropeScaling.highFreqFactor}, original context ${c.ropeScaling.originalMaxPositionEmbeddings})` : ""}, rms eps ${Number(c.normEps.toPrecision(7))}, ${c.tiedEmbeddings ? "tied" : "separate"} output`);
+    L.push(`  rope theta ${c.ropeTheta}${c.ropeScaling ? ` (llama3 scaling ×${c.ropeScaling.factor}, low ${c.ropeScaling.lowFreqFactor}, high ${c.ropeScaling.highFreqFactor}, original context ${c.ropeScaling.originalMaxPositionEmbeddings})` : ""}${c.rotaryDim !== undefined ? `, rotary dims ${c.rotaryDim} of ${c.headDim}` : ""}${c.longRope ? `, LongRoPE (original context ${c.longRope.originalMaxPositionEmbeddings}, attention factor ${Number(c.longRope.attentionFactor.toPrecision(6))})` : ""}${c.slidingWindow !== undefined ? `, sliding window ${c.slidingWindow}` : ""}, rms eps ${Number(c.normEps.toPrecision(7))}, ${c.tiedEmbeddings ? "tied" : "separate"} output`);
   }
   if (r.configError) L.push(`  (not loadable as a model: ${r.configError})`);
   if (r.tokenizer) L.push(`  tokenizer: ${r.tokenizer.model}, ${r.tokenizer.vocabSize} tokens, bos ${r.tokenizer.bosId}, eos ${r.tokenizer.eosId}`);

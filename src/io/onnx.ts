@@ -24,7 +24,7 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ToF16Bits, f16BitsToF32 } from "../core/f16.js";
 import { weightShape, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, rotaryDimOf, type ModelConfig } from "../model/config.js";
 import { checkFiniteWeight } from "../model/finite.js";
 import { ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
@@ -226,7 +226,9 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   };
 
   const { dim, nHeads: H, nKvHeads: Hkv, headDim: D, nLayers, vocabSize: V } = c;
-  const half = D / 2, group = H / Hkv;
+  // partial rotary (Phi-4-mini): only the first R values of each head rotate, the rest pass through
+  const R = rotaryDimOf(c);
+  const half = R / 2, group = H / Hkv;
   const past = (l: number, kv: "key" | "value") => `past_key_values.${l}.${kv}`;
   const inputs: OnnxValueInfo[] = [
     { name: "input_ids", elemType: OnnxDataType.INT64, shape: ["batch_size", "sequence_length"] },
@@ -241,14 +243,17 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     }
   }
 
-  // RoPE tables (seqLen, headDim/2), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j])
+  // RoPE tables (seqLen, rotaryDim/2), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j]); LongRoPE:
+  // the factor set of a context of seqLen (model/llama.ts ropeFactorSet, as a default Llama instance) and the
+  // attention factor folded into cos and sin
   const invFreq = ropeInvFreq(c, model.weights.get(ROPE_FREQS));
+  const ropeScale = c.longRope?.attentionFactor ?? 1;
   const cosT = new Float32Array(c.seqLen * half), sinT = new Float32Array(c.seqLen * half);
   for (let p = 0; p < c.seqLen; p++) {
     for (let j = 0; j < half; j++) {
       const a = Math.fround(p * invFreq[j]!);
-      cosT[p * half + j] = Math.cos(a);
-      sinT[p * half + j] = Math.sin(a);
+      cosT[p * half + j] = Math.cos(a) * ropeScale;
+      sinT[p * half + j] = Math.sin(a) * ropeScale;
     }
   }
   const traits = ARCH_TRAITS[c.arch];
@@ -259,11 +264,15 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const sin = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.sin", [c.seqLen, half], sinT), "position_ids"]), ropeShape]);
   const rope = (x: string, heads: number): string => {
     const axis = neox ? -2 : -1;
-    const pairs = g.op("Reshape", [x, g.i64(neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2])]);
+    // partial rotary: split each head (…, heads, D) into the rotated R values and the D − R that pass through
+    let rot = x, pass: string | undefined;
+    if (R < D) [rot, pass] = g.opN("Split", [g.op("Reshape", [x, g.i64([0, 0, heads, D])]), g.i64([R, D - R])], 2, [{ name: "axis", i: -1 }]) as [string, string];
+    const pairs = g.op("Reshape", [rot, g.i64(neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2])]);
     const [a, b] = g.opN("Split", [pairs, g.i64([1, 1])], 2, [{ name: "axis", i: axis }]);
     const ra = g.op("Sub", [g.op("Mul", [a!, cos]), g.op("Mul", [b!, sin])]); // a·cos − b·sin
     const rb = g.op("Add", [g.op("Mul", [a!, sin]), g.op("Mul", [b!, cos])]); // a·sin + b·cos
-    return g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: axis }]), g.i64([0, 0, heads, D])]);
+    const rotated = g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: axis }]), g.i64([0, 0, heads, R])]);
+    return pass === undefined ? rotated : g.op("Concat", [rotated, pass], [{ name: "axis", i: -1 }]);
   };
   /** the architecture's steps between projection and RoPE (model/llama.ts qkvTraits): bias, per-head RMSNorm */
   const bias = (x: string, n: string, width: number): string => g.op("Add", [x, g.floatInit(n, [width], floatData(n))]);

@@ -173,6 +173,17 @@ export function modelConfigFromJson(text: string | undefined, where: string): Mo
     const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
     c.ropeScaling = { type: "llama3", factor: rn("factor"), lowFreqFactor: rn("lowFreqFactor"), highFreqFactor: rn("highFreqFactor"), originalMaxPositionEmbeddings: rn("originalMaxPositionEmbeddings") };
   }
+  if (o.rotaryDim !== undefined) c.rotaryDim = num("rotaryDim");
+  if (o.longRope !== undefined) {
+    const r = jsonObject(o.longRope, where, "longRope");
+    const arr = (k: string): number[] => {
+      const v = r[k];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "number")) throw new QuantlabError("E_FORMAT", `${where}: longRope.${k} = ${describe(v)}, expected an array of numbers`);
+      return v as number[];
+    };
+    const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
+    c.longRope = { shortFactor: arr("shortFactor"), longFactor: arr("longFactor"), originalMaxPositionEmbeddings: rn("originalMaxPositionEmbeddings"), attentionFactor: rn("attentionFactor") };
+  }
   const keys = Object.fromEntries(["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps"].map((k) => [k, k])) as ConfigKeys;
   checkConfigLimits(c, where, keys);
   return c;

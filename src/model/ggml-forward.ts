@@ -84,6 +84,7 @@ export class GgmlForward implements CausalLM {
     const c = model.config;
     if (!isArchitecture(c.arch)) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: unknown architecture "${String(c.arch)}"`);
     if (c.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no sliding-window attention (the model's window is ${c.slidingWindow})`);
+    if (c.rotaryDim !== undefined || c.longRope) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no ${c.rotaryDim !== undefined ? `partial rotary (${c.rotaryDim} of ${c.headDim})` : "LongRoPE"}`);
     this.model = model;
     this.config = c;
     this.traits = ARCH_TRAITS[c.arch];

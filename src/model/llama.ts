@@ -12,7 +12,7 @@ import { QuantlabError } from "../core/errors.js";
 import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
 import { rmsnormRowsRef } from "../kernels/ref/rows.js";
 import type { Model } from "./weights.js";
 import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
@@ -40,6 +40,8 @@ export interface LlamaOptions {
   maxBatch?: number;
   /** observer/modifier of every block linear's input (see LinearInputHook) */
   inputHook?: LinearInputHook;
+  /** LongRoPE models: which factor set to rotate with (default: by the context length, as llama.cpp; see ropeFactorSet) */
+  ropeFactors?: RopeFactorSet;
 }
 
 /** the prepared linears of a block */
@@ -93,7 +95,9 @@ export class Llama implements CausalLM {
   private readonly layers: Layer[];
   private readonly outputNorm: Float32Array; // (dim)
   private readonly output: PreparedWeight; // (vocab, dim)
-  private readonly invFreq: Float64Array; // (headDim/2) RoPE angle per position, per pair
+  private readonly invFreq: Float64Array; // (rotaryDim/2) RoPE angle per position, per pair
+  private readonly rotDim: number; // values of each head RoPE rotates (config.rotaryDim)
+  private readonly ropeScale: number; // cos and sin × this (LongRoPE's attention factor)
   // scratch, reused by every call
   private readonly x: Float32Array; // (B, dim) residual stream
   private readonly xb: Float32Array; // (B, max(dim, qDim)) normed input / projection output
@@ -104,8 +108,8 @@ export class Llama implements CausalLM {
   private readonly att: Float32Array; // (capacity) scores of one head
   private readonly hb: Float32Array; // (B, hidden)
   private readonly hb2: Float32Array; // (B, hidden)
-  private readonly cos: Float32Array; // (B, headDim/2) RoPE tables of a chunk's positions
-  private readonly sin: Float32Array; // (B, headDim/2)
+  private readonly cos: Float32Array; // (B, rotaryDim/2) RoPE tables of a chunk's positions
+  private readonly sin: Float32Array; // (B, rotaryDim/2)
   private readonly logits1: Float32Array; // (vocab)
   private logitsB: Float32Array | undefined; // (B, vocab), on first use
   private readonly transforms: InputTransforms | undefined;
@@ -140,7 +144,9 @@ export class Llama implements CausalLM {
     this.output = prepareWeight(be, W.get(outName)!, outName);
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
-    this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS));
+    this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS), opts.ropeFactors ?? ropeFactorSet(c, this.capacity));
+    this.rotDim = rotaryDimOf(c);
+    this.ropeScale = c.longRope?.attentionFactor ?? 1;
     if (opts.kvCache && be.ownsAttention) throw new QuantlabError("E_ARG", `a KV cache of its own (--kv) would replace the attention of ${be.ownsAttention}; drop --kv`);
     this.kv = opts.kvCache
       ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
@@ -155,8 +161,8 @@ export class Llama implements CausalLM {
     this.att = new Float32Array(this.capacity);
     this.hb = new Float32Array(B * c.hiddenDim);
     this.hb2 = new Float32Array(B * c.hiddenDim);
-    this.cos = new Float32Array(B * (c.headDim / 2));
-    this.sin = new Float32Array(B * (c.headDim / 2));
+    this.cos = new Float32Array(B * (this.rotDim / 2));
+    this.sin = new Float32Array(B * (this.rotDim / 2));
     this.logits1 = new Float32Array(c.vocabSize);
     this.transforms = model.inputTransforms;
     if (this.transforms) checkInputTransforms(this.transforms, c.hiddenDim, model.source.path);
@@ -248,7 +254,7 @@ export class Llama implements CausalLM {
     if (mult) scaleRows(x, n * dim, mult.embedding);
     // Granite's attention multiplier replaces 1/√headDim: q is pre-scaled so that the cache's q·k / √headDim is q·k · multiplier
     const qScale = mult ? Math.fround(mult.attention * Math.fround(Math.sqrt(hd))) : 1;
-    const half = hd / 2;
+    const half = this.rotDim / 2;
     for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
     const windowed = c.slidingWindow !== undefined && pos0 + n > c.slidingWindow;
     const be = this.backend;
@@ -266,8 +272,8 @@ export class Llama implements CausalLM {
       if (qScale !== 1) scaleRows(q, n * qDim, qScale);
       const rot = this.traits.rope === "neox" ? ropeNeox : rope;
       for (let i = 0; i < n; i++) {
-        rot(q, i * qDim, qDim, hd, this.cos, this.sin, i * half);
-        rot(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half);
+        rot(q, i * qDim, qDim, hd, this.cos, this.sin, i * half, this.rotDim);
+        rot(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half, this.rotDim);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
       // a sliding window that cuts into the sequence runs the reference attention with its mask (the cache's
@@ -305,25 +311,49 @@ export class Llama implements CausalLM {
     for (let j = 0; j < f.length; j++) {
       // run.c: float val = pos * freq; fcr = cosf(val); fci = sinf(val) (f32 at each step)
       const val = Math.fround(pos * f[j]!);
-      this.cos[at + j] = Math.cos(val);
-      this.sin[at + j] = Math.sin(val);
+      // LongRoPE's attention factor scales cos and sin (transformers: cos · attention_scaling; ggml rope: mscale)
+      this.cos[at + j] = Math.cos(val) * this.ropeScale;
+      this.sin[at + j] = Math.sin(val) * this.ropeScale;
     }
   }
 }
 
-/** RoPE angle per position for each pair j of a head: θ^(−2j/headDim), then Llama-3 scaling or factors. */
-export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight): Float64Array {
-  const half = c.headDim / 2;
+/** LongRoPE's two factor sets (config.ts LongRope). */
+export type RopeFactorSet = "short" | "long";
+
+/**
+ * The LongRoPE factor set a context of `contextLength` positions rotates with, as llama.cpp chooses it once per
+ * context (llama_model::get_rope_factors: long when n_ctx_seq > rope.scaling.original_context_length). transformers
+ * chooses per forward call instead (longrope_frequency_update: long when the call's largest position + 1 exceeds
+ * original_max_position_embeddings); a whole sequence of L tokens run at once is therefore "long" there iff
+ * L > original: pass LlamaOptions.ropeFactors to reproduce it.
+ */
+export function ropeFactorSet(c: ModelConfig, contextLength: number): RopeFactorSet {
+  return c.longRope && contextLength > c.longRope.originalMaxPositionEmbeddings ? "long" : "short";
+}
+
+/**
+ * RoPE angle per position for each pair j of a head's rotated part: θ^(−2j/rotaryDim), then Llama-3 scaling, a
+ * rope_freqs tensor, or LongRoPE's factors of `set` (default: the set of a context of config.seqLen).
+ */
+export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, set: RopeFactorSet = ropeFactorSet(c, c.seqLen)): Float64Array {
+  const rd = rotaryDimOf(c);
+  const half = rd / 2;
   const out = new Float64Array(half);
   for (let j = 0; j < half; j++) {
     // run.c: 1.0f / powf(10000.0f, head_dim / (float)head_size), head_dim = 2j (f32 at each step)
-    const e = Math.fround((2 * j) / c.headDim);
+    const e = Math.fround((2 * j) / rd);
     out[j] = Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, e)));
+  }
+  if (c.longRope) {
+    // transformers: inv_freq = 1 / (ext_factors · base^(2j/dim)); llama.cpp: theta / freq_factors[j]
+    const f = set === "long" ? c.longRope.longFactor : c.longRope.shortFactor;
+    for (let j = 0; j < half; j++) out[j] = out[j]! / f[j]!;
   }
   if (freqFactors) {
     // llama.cpp: theta = pos·freq / factor[j] (the converter stores Llama 3's scaling this way)
     const f = dequantizeWeight(freqFactors, ROPE_FREQS).data;
-    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected headDim/2 = ${half}`);
+    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected rotary dimension / 2 = ${half}`);
     for (let j = 0; j < half; j++) out[j] = out[j]! / f[j]!;
   } else if (c.ropeScaling?.type === "llama3") {
     // transformers modeling_rope_utils._compute_llama3_parameters
@@ -344,10 +374,13 @@ export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight): Float64Array 
   return out;
 }
 
-/** Rotates interleaved pairs (x[2j], x[2j+1]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j]. */
-export function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0): void {
+/**
+ * Rotates interleaved pairs (x[2j], x[2j+1]), 2j < rd, of every head in x[off .. off+width) by the angles at
+ * cos/sin[tab + j]; values past rd pass through (partial rotary).
+ */
+export function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0, rd = hd): void {
   for (let h = off; h < off + width; h += hd) {
-    for (let j = 0; j < hd / 2; j++) {
+    for (let j = 0; j < rd / 2; j++) {
       const a = x[h + 2 * j]!;
       const b = x[h + 2 * j + 1]!;
       const fc = cos[tab + j]!;
@@ -358,9 +391,12 @@ export function rope(x: Float32Array, off: number, width: number, hd: number, co
   }
 }
 
-/** Rotates (x[j], x[j + hd/2]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j] (NeoX / HF rotate_half). */
-export function ropeNeox(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0): void {
-  const half = hd / 2;
+/**
+ * Rotates (x[j], x[j + rd/2]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j] (NeoX / HF
+ * rotate_half on the first rd values: transformers' q[..., :rotary_dim], ggml rope's n_dims); the rest pass through.
+ */
+export function ropeNeox(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0, rd = hd): void {
+  const half = rd / 2;
   for (let h = off; h < off + width; h += hd) {
     for (let j = 0; j < half; j++) {
       const a = x[h + j]!;

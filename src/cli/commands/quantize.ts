@@ -12,6 +12,7 @@ import { QuantlabError } from "../../core/errors.js";
 import { METHODS } from "../../algos/methods/index.js";
 import { quantize, normalizeRecipe, type QuantizeResult } from "../../algos/quantize.js";
 import { METHOD_NAMES, recipeToJson, type Recipe } from "../../algos/recipe.js";
+import { imatrixFileNames } from "../../algos/imatrix.js";
 import { GGML_PRESET_NAMES } from "../../ggml/mix.js";
 import { readImatrixFile, saveImatrixFile } from "../../io/node/imatrix-file.js";
 import { loadModel } from "../../io/node/load.js";
@@ -110,7 +111,8 @@ export function register(program: Command): void {
       backend.dispose?.();
     }
     if (o.imatrixOut !== undefined && r.imatrix?.collected) {
-      await saveImatrixFile(o.imatrixOut, r.imatrix.imatrix, { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
+      // under the names of the GGUF this writes (Phi-3: attn_qkv, ffn_up = gate + up), as llama-quantize looks them up
+      await saveImatrixFile(o.imatrixOut, imatrixFileNames(model.config, r.imatrix.imatrix), { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
     }
     const { bytes } = await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     if (o.saveRecipe !== undefined) {
