@@ -5,6 +5,7 @@
  * and decode, 1 and 2 threads give the same bits (the f32 classifier's sum order alone differs by backend).
  */
 import { describe, test } from "node:test";
+import { shiftAway } from "../helpers/bigint.js";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Rng } from "../../src/core/rng.js";
@@ -25,14 +26,6 @@ import { addRmsnormRef, swigluRef } from "../../src/kernels/ref/rows.js";
 import type { Backend } from "../../src/kernels/types.js";
 import type { Model } from "../../src/model/weights.js";
 
-/** round(v / 2^s), ties away from zero, on BigInt (gemmlowp's RoundingDivideByPOT) */
-function shiftAway(v: bigint, s: number): bigint {
-  if (s <= 0) return v << BigInt(-s);
-  const p = 1n << BigInt(s);
-  const a = v < 0n ? -v : v;
-  const r = (a + p / 2n) / p;
-  return v < 0n ? -r : r;
-}
 const rne = (v: number) => { let r = Math.round(v); if (r - v === 0.5 && r % 2 !== 0) r--; return r; };
 /** the int8 codes and scale of a row: S = fround(max|x| / 127) */
 function int8Of(x: ArrayLike<number>): { q: number[]; s: number } {
