@@ -240,7 +240,7 @@ describe("KIVI: channel keys and a float window", () => {
     }), { numRuns: 60, seed: 11 });
   });
 
-  test("errors: channel keys need g<G>; a window does not let a sequence step back except to position 0; CLI flags need --kv", async () => {
+  test("errors: channel keys need g<G>; a window does not let a sequence step back except to position 0", async () => {
     assert.throws(() => new QuantKvCache("int4:channel", 1, 8, H, HD, { keys: "channel" }), /KV-cache spec "int4:channel": channel keys \(KIVI\) quantize each channel over groups of G tokens: give the group as g<G>/);
     assert.throws(() => quantKvCacheFactory("int4:channel", { keys: "channel" }), /channel keys \(KIVI\)/);
     assert.throws(() => new QuantKvCache("int4:g4", 1, 8, H, HD, { window: -1 }), /window must be a non-negative integer/);
@@ -250,9 +250,6 @@ describe("KIVI: channel keys and a float window", () => {
     c.scores(0, 0, new Float32Array(HD), 0, 8, new Float32Array(8));
     assert.throws(() => c.store(0, 3, tile(rng), tile(rng)), /position 3 of layer 0 fed again after reads up to 6; start the sequence again from position 0/);
     c.store(0, 0, tile(rng), tile(rng)); // a new sequence
-    const { kvCacheOption } = await import("../../src/cli/model-options.js");
-    assert.throws(() => kvCacheOption({ kvWindow: 4 }), /option --kv-window: needs --kv <spec>/);
-    assert.throws(() => kvCacheOption({ kv: "int2:g32", kvKeys: "head" }), /option --kv-keys: expected "token" or "channel", got "head"/);
   });
 });
 
