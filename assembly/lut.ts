@@ -10,12 +10,13 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
-/** 16 codes of b ≤ 4 bits starting on the byte at p → u8x16 in code order. 4 bits: and/shift + shuffle.
- * 1–3 bits: code j spans bytes lo = ⌊jb/8⌋ and lo+1 at bit offset sh = jb mod 8; a swizzle puts the two
- * bytes in an i16 lane, a multiply by 2^(16−b−sh) moves the code's top bit to bit 15 (mod 2^16) and a shift
- * right by 16−b leaves the code. Codes 8..15 sit b bytes further. Reads 8 bytes (the host pads the codes). */
-@inline function codes16(b: i32, p: usize): v128 {
-  const B = v128.load64_zero(p);
+/** 16 codes of b ≤ 4 bits starting at bit `sh` (0..7) of the byte at p → u8x16 in code order. The stream is
+ * first shifted to start on bit 0 (a 64-bit shift; 9 bytes read, the host pads the codes). 4 bits: and/shift
+ * + shuffle. 1–3 bits: code j spans bytes lo = ⌊jb/8⌋ and lo+1 at bit offset s = jb mod 8; a swizzle puts
+ * the two bytes in an i16 lane, a multiply by 2^(16−b−s) moves the code's top bit to bit 15 (mod 2^16) and
+ * a shift right by 16−b leaves the code. Codes 8..15 sit b bytes further. */
+@inline function codes16(b: i32, p: usize, sh: u32): v128 {
+  const B = sh == 0 ? v128.load64_zero(p) : i64x2.splat(<i64>((load<u64>(p) >> <u64>sh) | (<u64>load<u8>(p + 8) << <u64>(64 - sh))));
   if (b == 4) {
     const lo = v128.and(B, i8x16.splat(0x0f));
     const hi = i8x16.shr_u(B, 4);
@@ -38,9 +39,9 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
   return i8x16.narrow_i16x8_u(i16x8.shr_u(l, 16 - b), i16x8.shr_u(h, 16 - b));
 }
 
-/** Code of element e (row-relative) of a b-bit LSB-first stream starting at byte c (reads 2 bytes). */
-@inline function codeAt(b: i32, c: usize, e: i32): u32 {
-  const bit = <usize>e * <usize>b;
+/** Code of element e (row-relative) of a b-bit LSB-first stream starting at bit o of the byte at c (reads 2 bytes). */
+@inline function codeAt(b: i32, c: usize, o: u32, e: i32): u32 {
+  const bit = <usize>o + <usize>e * <usize>b;
   return (<u32>load<u16>(c + (bit >> 3)) >> <u32>(bit & 7)) & ((<u32>1 << <u32>b) - 1);
 }
 
@@ -58,7 +59,7 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
 
 /** One row · x for codes of b ≤ 4 bits: per group, the 16 weights fround((lut[c] − z)·s) as 4 byte planes
  * (plane k, byte c = byte k of entry c), so 16 codes become 16 f32 weights with 4 swizzles and 8 shuffles. */
-@inline function dot_lut(b: i32, c: usize, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_lut(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
@@ -85,7 +86,8 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
       for (; i + 16 <= len; i += 16) {
         const e = <usize>(j0 + i);
         const xi = x + (e << 2);
-        const q = codes16(b, c + ((e * <usize>b) >> 3));
+        const bit = <usize>o + e * <usize>b;
+        const q = codes16(b, c + (bit >> 3), <u32>(bit & 7));
         const b0 = i8x16.swizzle(p0, q), b1 = i8x16.swizzle(p1, q), b2 = i8x16.swizzle(p2, q), b3 = i8x16.swizzle(p3, q);
         const l01 = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         const h01 = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -103,7 +105,7 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
     }
     for (; i < len; i++) {
       const e = j0 + i;
-      const w = <f32>((load<f64>(lut + (<usize>codeAt(b, c, e) << 3)) - zd) * sd);
+      const w = <f32>((load<f64>(lut + (<usize>codeAt(b, c, o, e) << 3)) - zd) * sd);
       st += w * load<f32>(x + (<usize>e << 2));
     }
   }
@@ -111,19 +113,19 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
 }
 
 /** Weight of element e for the gather kernel: f32((lut[c] − z)·s). */
-@inline function gw(b: i32, c: usize, lut: usize, e: i32, zd: f64, sd: f64): f32 {
-  return <f32>((load<f64>(lut + (<usize>codeAt(b, c, e) << 3)) - zd) * sd);
+@inline function gw(b: i32, c: usize, o: u32, lut: usize, e: i32, zd: f64, sd: f64): f32 {
+  return <f32>((load<f64>(lut + (<usize>codeAt(b, c, o, e) << 3)) - zd) * sd);
 }
 
-@inline function gw4(b: i32, c: usize, lut: usize, e: i32, zd: f64, sd: f64): v128 {
-  let v = f32x4.splat(gw(b, c, lut, e, zd, sd));
-  v = f32x4.replace_lane(v, 1, gw(b, c, lut, e + 1, zd, sd));
-  v = f32x4.replace_lane(v, 2, gw(b, c, lut, e + 2, zd, sd));
-  return f32x4.replace_lane(v, 3, gw(b, c, lut, e + 3, zd, sd));
+@inline function gw4(b: i32, c: usize, o: u32, lut: usize, e: i32, zd: f64, sd: f64): v128 {
+  let v = f32x4.splat(gw(b, c, o, lut, e, zd, sd));
+  v = f32x4.replace_lane(v, 1, gw(b, c, o, lut, e + 1, zd, sd));
+  v = f32x4.replace_lane(v, 2, gw(b, c, o, lut, e + 2, zd, sd));
+  return f32x4.replace_lane(v, 3, gw(b, c, o, lut, e + 3, zd, sd));
 }
 
 /** One row · x for codes of 5–8 bits: each weight looked up in the f64 table (scalar gather), 4 lanes at a time. */
-@inline function dot_lutw(b: i32, c: usize, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_lutw(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
@@ -135,14 +137,14 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
     for (; i + 16 <= len; i += 16) {
       const e = j0 + i;
       const xi = x + (<usize>e << 2);
-      a0 = f32x4.add(a0, f32x4.mul(gw4(b, c, lut, e, zd, sd), v128.load(xi)));
-      a1 = f32x4.add(a1, f32x4.mul(gw4(b, c, lut, e + 4, zd, sd), v128.load(xi, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(gw4(b, c, lut, e + 8, zd, sd), v128.load(xi, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(gw4(b, c, lut, e + 12, zd, sd), v128.load(xi, 48)));
+      a0 = f32x4.add(a0, f32x4.mul(gw4(b, c, o, lut, e, zd, sd), v128.load(xi)));
+      a1 = f32x4.add(a1, f32x4.mul(gw4(b, c, o, lut, e + 4, zd, sd), v128.load(xi, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(gw4(b, c, o, lut, e + 8, zd, sd), v128.load(xi, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(gw4(b, c, o, lut, e + 12, zd, sd), v128.load(xi, 48)));
     }
     for (; i < len; i++) {
       const e = j0 + i;
-      st += gw(b, c, lut, e, zd, sd) * load<f32>(x + (<usize>e << 2));
+      st += gw(b, c, o, lut, e, zd, sd) * load<f32>(x + (<usize>e << 2));
     }
   }
   return hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + st;
@@ -164,18 +166,21 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_B
   const bits = b != 0 ? b : load<i32>(desc + (D_BITS << 2));
   const nG = (cols + g - 1) / g;
   const ucols = <usize>cols;
-  const rowBytes = (ucols * <usize>bits) >> 3;
   for (let t0 = 0; t0 < n; t0 += 8) {
     const t1 = min(n, t0 + 8);
     for (let r = r0; r < r1; r++) {
       const ur = <usize>r;
-      const c = w0 + ur * rowBytes;
+      // rows start at bit r·cols·b (any bit: no alignment asked of the shape); in u64, as a big 8-bit
+      // tensor's bit count passes 2^32
+      const rowBit = <u64>r * <u64>cols * <u64>bits;
+      const c = w0 + <usize>(rowBit >> 3);
+      const o = <u32>(rowBit & 7);
       const s = w1 + ur * <usize>nG * 4;
       const z = w2 != 0 ? w2 + ur * <usize>nG * 4 : 0;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
         const xt = xf + ut * ucols * 4;
-        const v = b != 0 ? dot_lut(b, c, s, z, lut, xt, cols, g) : dot_lutw(bits, c, s, z, lut, xt, cols, g);
+        const v = b != 0 ? dot_lut(b, c, o, s, z, lut, xt, cols, g) : dot_lutw(bits, c, o, s, z, lut, xt, cols, g);
         store<f32>(out + (ut * <usize>rows + ur) * 4, v);
       }
     }

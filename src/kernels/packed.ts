@@ -18,8 +18,8 @@
  * (levelOf(c) − z)·s per (row, group) — lookup formats (nf4, fp4_e2m1, mxfp4 with its e8m0 scales, nvfp4
  * with fp8 block scales × the tensor scale, fp8 e4m3/e5m2, fp6, pow2/logsqrt2/pow2sum, ternary/binary as
  * 2/1-bit codes, learned k-means codebooks), uniform integers of 1–8 bits (sym, symfull, asym, asymf with
- * float zeros) — with channel, tensor, layer, none or g<N> scales, codes packed as bits with every row and
- * group on a byte (cols·b and N·b multiples of 8), no outliers, no activation quantization:
+ * float zeros) — with channel, tensor, layer, none or g<N> scales (any N, any row length: rows and groups
+ * may start inside a byte), codes packed as bits, no outliers, no activation quantization:
  *   codes   the QTensor's own bytes, unchanged (LSB-first bit stream, b bits per code)
  *   table   f64 levelOf(c) for the 2^b codes (padded with zeros to 16 entries)
  *   scales  f32 per (row, group): the stored scale values (already f32: StoredScales.values)
@@ -29,7 +29,7 @@
  * is the fake-quant value bit for bit even when a level is not an f32 (nf4, logsqrt2) or z is a float.
  *
  * Everything else (vector codebooks, outliers, ichannel/block2d granularity, trit packing, codes wider
- * than 8 bits, rows or groups off a byte) gets `reason` and runs elsewhere; the caller says where.
+ * than 8 bits) gets `reason` and runs elsewhere; the caller says where.
  */
 import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
@@ -233,7 +233,6 @@ export function lutReason(q: QuantizedTensor): string | undefined {
   const g = s.granularity;
   const group = g.kind === "channel" || g.kind === "tensor" || g.kind === "layer" || g.kind === "none" ? cols : g.kind === "group" ? Math.min(g.size, cols) : 0;
   if (group === 0) return `granularity ${g.kind}`;
-  if ((cols * s.bits) % 8 !== 0 || (group * s.bits) % 8 !== 0) return `${s.bits}-bit groups of ${group} in rows of ${cols} (table kernels: rows and groups start on a byte)`;
   return undefined;
 }
 
