@@ -5,9 +5,11 @@
  *
  * T_GGML_ROWS encodes staged rows as ggml blocks (encoders.ts stages them): Q8_0 and Q4_0 without an
  * importance matrix or refine run the WASM SIMD quantizers in place (bit-identical with llama.cpp's
- * `quantize_row_*_ref` on finite values, test/kernels/wasm-quantize.test.ts), every other case — and
- * any row range holding Inf/NaN — runs ggml's TypeScript codec (codecs.ts quantizeRow) on views of the
- * staged rows, so the bytes are always the reference's.
+ * `quantize_row_*_ref` on finite values, test/kernels/wasm/encoders.test.ts); Q2_K … Q6_K without refine,
+ * with or without an importance matrix, run the WASM f32 twins of the TS codecs (assembly/kquants.ts,
+ * test/kernels/wasm/kquant-encoders.test.ts). Every other case — refine, the other types, and any row
+ * range holding Inf/NaN (or an importance matrix that does) — runs ggml's TypeScript codec (codecs.ts
+ * quantizeRow) on views of the staged rows, so the bytes are always the reference's.
  */
 import { f16ArrayToF32 } from "../../core/f16.js";
 import { quantizeRow } from "../../ggml/codecs.js";
@@ -32,7 +34,20 @@ export const G_IMATRIX = 5;
 /** 1 = refine */
 export const G_REFINE = 6;
 export const G_ROW_BYTES = 7;
-export const G_DESC_WORDS = 8;
+/** scratch of the WASM k-quant encoders: lock words, then G_KSLOTS slots of KQ_SLOT_BYTES (0 = none) */
+export const G_KSCRATCH = 8;
+export const G_KSLOTS = 9;
+/** values the WASM encoders (rather than the TS codecs) encoded, added atomically by every thread */
+export const G_WASM_VALUES = 10;
+export const G_DESC_WORDS = 11;
+
+/** bytes per scratch slot of assembly/kquants.ts quantize_blocks_k (KQ_SLOT_BYTES there) */
+export const KQ_SLOT_BYTES = 1024;
+
+/** bytes of k-quant scratch for `slots` threads: a 64-byte line of lock words per 16 slots, then the slots */
+export function kquantScratchBytes(slots: number): number {
+  return Math.ceil(slots / 16) * 64 + slots * KQ_SLOT_BYTES;
+}
 
 /** ggml types with a WASM SIMD reference quantizer, by type: the kernel entry that writes their blocks */
 export const WASM_QUANTIZERS: Partial<Record<GgmlType, "quantize_row_q8_0" | "quantize_row_q4_0">> = {
@@ -76,7 +91,18 @@ function encodeRowsPass(sh: PoolShard, d: Uint32Array, r0: number, r1: number): 
   const dst = d[G_DST]! + r0 * rowBytes;
   if (wasm) {
     k[wasm](x, n, dst);
+    Atomics.add(d, G_WASM_VALUES, n);
     return;
+  }
+  if (d[G_REFINE] === 0 && d[G_KSLOTS] !== 0 && k.kquant_supported(type) === 1 && k.f32_count_special(x, n) === 0) {
+    const qw = d[G_IMATRIX]!;
+    if (qw === 0 || k.f32_count_special(qw, cols) === 0) {
+      // < 0: no free scratch slot (cannot happen with one slot per thread): the TS codec below does the rows
+      if (k.quantize_blocks_k(type, x, n >> 8, cols >> 8, dst, qw, d[G_KSCRATCH]!, d[G_KSLOTS]!) === 0) {
+        Atomics.add(d, G_WASM_VALUES, n);
+        return;
+      }
+    }
   }
   const imatrix = d[G_IMATRIX] !== 0 ? new Float32Array(buf, d[G_IMATRIX]!, cols) : undefined;
   quantizeRow(type, new Float32Array(buf, x, n), new Uint8Array(buf, dst, (r1 - r0) * rowBytes), n, { imatrix, refine: d[G_REFINE] !== 0 });
