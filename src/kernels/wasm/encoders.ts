@@ -15,7 +15,7 @@ import { checkEncodeJob, type EncodeRowsJob, type GgmlEncoder } from "../../ggml
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import type { Shard } from "./memory.js";
 import type { Dispatcher } from "./pool.js";
-import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_REFINE, G_ROW_BYTES, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
+import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
 
 /** values staged per chunk by default (4 MiB of f32): big enough that a dispatch (16–50 µs) is noise */
 export const ENCODE_CHUNK_VALUES = 1 << 20;
@@ -48,8 +48,10 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     private readonly checkOpen: () => void,
     /** values staged per chunk (tests make it small to cross chunk boundaries) */
     private readonly chunkValues = ENCODE_CHUNK_VALUES,
+    /** false: the threads run only the TypeScript codecs (comparisons; the bytes are the same) */
+    private readonly wasmEncoders = true,
   ) {
-    this.name = `wasm-t${pool.threads}`;
+    this.name = wasmEncoders ? `wasm-t${pool.threads}` : `ts-pool-t${pool.threads}`;
   }
 
   get threads(): number {
@@ -105,6 +107,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_ROW_BYTES] = rowBytes;
     d[o + G_KSCRATCH] = s.ks;
     d[o + G_KSLOTS] = this.pool.threads;
+    d[o + G_NO_WASM] = this.wasmEncoders ? 0 : 1;
     d[o + G_WASM_VALUES] = 0;
     const chunkRows = Math.max(1, Math.floor(s.cap / cols));
     for (let r = 0; r < rows; r += chunkRows) {

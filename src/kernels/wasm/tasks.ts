@@ -39,7 +39,9 @@ export const G_KSCRATCH = 8;
 export const G_KSLOTS = 9;
 /** values the WASM encoders (rather than the TS codecs) encoded, added atomically by every thread */
 export const G_WASM_VALUES = 10;
-export const G_DESC_WORDS = 11;
+/** 1 = TypeScript codecs only (WasmGgmlEncoder wasmEncoders: false) */
+export const G_NO_WASM = 11;
+export const G_DESC_WORDS = 12;
 
 /** bytes per scratch slot of assembly/kquants.ts quantize_blocks_k (KQ_SLOT_BYTES there) */
 export const KQ_SLOT_BYTES = 1024;
@@ -96,7 +98,7 @@ function encodeF32Rows(sh: PoolShard, d: Uint32Array, r0: number, r1: number): v
   const k: KernelExports = sh.kernels;
   // the SIMD quantizers saturate where C's float → int8 casts of Inf/NaN do not, and the k-quant twins are
   // only checked on finite values: such rows take the TS codec
-  const finite = k.f32_count_special(x, n) === 0;
+  const finite = d[G_NO_WASM] === 0 && k.f32_count_special(x, n) === 0;
   const wasm = d[G_IMATRIX] === 0 && d[G_REFINE] === 0 ? WASM_QUANTIZERS[type] : undefined;
   if (wasm && finite) {
     k[wasm](x, n, dst);
