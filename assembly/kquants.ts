@@ -11,6 +11,7 @@
 // small per-block scratch arrays live in host-allocated slots that a call claims with an atomic
 // compare-exchange and frees on return.
 import { f32_to_f16, f16_to_f32 } from "./f16";
+import { KQ_SLOT_BYTES } from "./abi";
 
 const MAGIC: f32 = 12582912.0; // 1.5·2^23
 const GROUP_MAX_EPS: f32 = 1e-15;
@@ -27,8 +28,9 @@ const S_SW = 544; // f32[16] Σ weights per sub-block
 const S_LS = 608; // u8[16] scale codes
 const S_LM = 624; // u8[16] min codes
 const S_DX = 640; // f32[32] x − min
-/** bytes per scratch slot (the host allocates slots·SLOT_BYTES after a 64-byte lock line per 16 slots) */
-export const KQ_SLOT_BYTES = 1024;
+const S_XD = 768; // f64[32] x
+const S_WD = 1024; // f64[32] weights
+// slots are KQ_SLOT_BYTES (abi.ts) each
 
 /** make_qkx2_quants' −min, returned beside the scale (a global: one per thread's instance) */
 let outMin: f32 = 0;
@@ -43,6 +45,13 @@ let outMin: f32 = 0;
 /** ggml nearest_int: add 1.5·2^23 in f32, read the low mantissa bits (cfloat.ts nearestInt) */
 @inline function nearest_int(x: f32): i32 {
   return (reinterpret<i32>(x + MAGIC) & 0x7fffff) - 0x400000;
+}
+
+/** clamp(nearest_int(iscale·v), 0, nmax) per lane, the scalar nearest_int's exact ops */
+@inline function levels4(v: v128, vis: v128, vn: v128): v128 {
+  const t = f32x4.add(f32x4.mul(vis, v), f32x4.splat(MAGIC));
+  const l = i32x4.sub(v128.and(t, i32x4.splat(0x7fffff)), i32x4.splat(0x400000));
+  return i32x4.min_s(i32x4.max_s(l, i32x4.splat(0)), vn);
 }
 
 /** C's truth of a float (`if (d)`): non-zero, and NaN counts as true in C but `!NaN` is true in JS; the
@@ -87,8 +96,12 @@ function make_qkx2(n: i32, nmax: i32, x: usize, w: usize, L: usize, s: usize, rm
   let swD: f64 = 0;
   let sxD: f64 = 0;
   let sx2D: f64 = 0;
+  const wd = s + S_WD;
+  const xd = s + S_XD;
   for (let i = 0; i < n; i++) {
     const v = <f64>lf(x, i);
+    store<f64>(xd + (<usize>i << 3), v);
+    store<f64>(wd + (<usize>i << 3), <f64>lf(w, i));
     const wv = <f64>lf(w, i) * v;
     swD += <f64>lf(w, i);
     sxD += wv;
@@ -121,15 +134,20 @@ function make_qkx2(n: i32, nmax: i32, x: usize, w: usize, L: usize, s: usize, rm
     let same = is > 0;
     iscale = (rmin + rdelta * <f32>is + <f32>nmax) / (hi - lo);
     if (dxMin != lo) {
-      for (let i = 0; i < n; i++) sf(dx, i, lf(x, i) - lo);
+      const vlo = f32x4.splat(lo);
+      for (let i = 0; i < n; i += 4) v128.store(dx + (<usize>i << 2), f32x4.sub(v128.load(x + (<usize>i << 2)), vlo));
       dxMin = lo;
     }
-    for (let i = 0; i < n; i++) {
-      const l = clampi(nearest_int(iscale * lf(dx, i)), 0, nmax);
-      if (lb(Laux, i) != l) {
-        sb(Laux, i, l);
-        same = false;
-      }
+    // the trial's levels 16 at a time: per lane the scalar ops (iscale·dx, + 1.5·2^23, mantissa bits, clamp)
+    const vis = f32x4.splat(iscale);
+    const vn = i32x4.splat(nmax);
+    for (let i = 0; i < n; i += 16) {
+      const p = dx + (<usize>i << 2);
+      const b = i8x16.narrow_i16x8_u(
+        i16x8.narrow_i32x4_s(levels4(v128.load(p), vis, vn), levels4(v128.load(p, 16), vis, vn)),
+        i16x8.narrow_i32x4_s(levels4(v128.load(p, 32), vis, vn), levels4(v128.load(p, 48), vis, vn)));
+      if (!i8x16.all_true(i8x16.eq(b, v128.load(Laux + i)))) same = false;
+      v128.store(Laux + i, b);
     }
     // the same levels as the previous trial give the same sums and error, hence the same (non-)choice
     if (same) continue;
@@ -139,10 +157,10 @@ function make_qkx2(n: i32, nmax: i32, x: usize, w: usize, L: usize, s: usize, rm
       let sxl: f64 = 0;
       for (let i = 0; i < n; i++) {
         const l = <f64>lb(Laux, i);
-        const wl = <f64>lf(w, i) * l;
+        const wl = load<f64>(wd + (<usize>i << 3)) * l;
         sl += wl;
         sl2 += wl * l;
-        sxl += wl * <f64>lf(x, i);
+        sxl += wl * load<f64>(xd + (<usize>i << 3));
       }
       if (lsLowerBound(swD, sxD, sx2D, sl, sl2, sxl, nmax, maxAbs, n) >= <f64>bestError) continue;
     }
@@ -172,7 +190,7 @@ function make_qkx2(n: i32, nmax: i32, x: usize, w: usize, L: usize, s: usize, rm
         curError = curError + lf(w, i) * diff;
       }
       if (curError < bestError) {
-        for (let i = 0; i < n; i++) sb(L, i, lb(Laux, i));
+        memory.copy(L, Laux, n);
         bestError = curError;
         scale = thisScale;
         lo = thisMin;

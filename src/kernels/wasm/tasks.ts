@@ -12,6 +12,7 @@
  * quantizeRow) on views of the staged rows, so the bytes are always the reference's.
  */
 import { f16ArrayToF32 } from "../../core/f16.js";
+import { KQ_SLOT_BYTES } from "../../../assembly/abi.js";
 import { quantizeRow } from "../../ggml/codecs.js";
 import { GgmlType } from "../../ggml/types.js";
 import type { KernelExports } from "./module.js";
@@ -43,8 +44,6 @@ export const G_WASM_VALUES = 10;
 export const G_NO_WASM = 11;
 export const G_DESC_WORDS = 12;
 
-/** bytes per scratch slot of assembly/kquants.ts quantize_blocks_k (KQ_SLOT_BYTES there) */
-export const KQ_SLOT_BYTES = 1024;
 
 /** bytes of k-quant scratch for `slots` threads: a 64-byte line of lock words per 16 slots, then the slots */
 export function kquantScratchBytes(slots: number): number {
