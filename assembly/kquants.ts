@@ -229,28 +229,56 @@ function make_qx1(n: i32, nmax: i32, x: usize, L: usize, qw: usize): f32 {
     sumlx = sumlx + w * v * fl;
     suml2 = suml2 + w * fl * fl;
   }
-  let scale: f32 = truthy(suml2) ? sumlx / suml2 : 0;
-  let best: f32 = scale * sumlx;
-  const tenth: f32 = 0.1;
-  for (let is = -9; is <= 9; is++) {
-    if (is == 0) continue;
-    iscale = -(fn + tenth * <f32>is) / mx;
-    sumlx = 0;
-    suml2 = 0;
+  qxScale = truthy(suml2) ? sumlx / suml2 : 0;
+  qxBest = qxScale * sumlx;
+  // the 18 trial scales is = −9 … −1, 1 … 9 four at a time, one per lane: per lane the sums are the scalar
+  // code's, in its order; the trials are then judged one by one in is order, as the scalar loop does
+  for (let t0 = 0; t0 < 18; t0 += 4) {
+    const is0 = qxTrial(t0), is1 = qxTrial(t0 + 1), is2 = qxTrial(t0 + 2), is3 = qxTrial(t0 + 3);
+    const sc0: f32 = -(fn + QX_TENTH * <f32>is0) / mx;
+    const sc1: f32 = -(fn + QX_TENTH * <f32>is1) / mx;
+    const sc2: f32 = -(fn + QX_TENTH * <f32>is2) / mx;
+    const sc3: f32 = -(fn + QX_TENTH * <f32>is3) / mx;
+    const vis = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(sc0), 1, sc1), 2, sc2), 3, sc3);
+    let aLX = f32x4.splat(0);
+    let aL2 = f32x4.splat(0);
+    const vlo = i32x4.splat(-nmax);
+    const vhi = i32x4.splat(nmax - 1);
     for (let i = 0; i < n; i++) {
-      const v = lf(x, i);
-      const fl = <f32>clampi(nearest_int(iscale * v), -nmax, nmax - 1);
-      const w: f32 = qw != 0 ? lf(qw, i) : v * v;
-      sumlx = sumlx + w * v * fl;
-      suml2 = suml2 + w * fl * fl;
+      const vx = v128.load32_splat(x + (<usize>i << 2));
+      const vw = qw != 0 ? v128.load32_splat(qw + (<usize>i << 2)) : f32x4.mul(vx, vx);
+      const t = f32x4.add(f32x4.mul(vis, vx), f32x4.splat(MAGIC));
+      const l = i32x4.sub(v128.and(t, i32x4.splat(0x7fffff)), i32x4.splat(0x400000));
+      const fl = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(l, vlo), vhi));
+      aLX = f32x4.add(aLX, f32x4.mul(f32x4.mul(vw, vx), fl));
+      aL2 = f32x4.add(aL2, f32x4.mul(f32x4.mul(vw, fl), fl));
     }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (let i = 0; i < n; i++) sb(L, i, nmax + clampi(nearest_int(iscale * lf(x, i)), -nmax, nmax - 1));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
+    qxJudge(n, nmax, x, L, sc0, f32x4.extract_lane(aLX, 0), f32x4.extract_lane(aL2, 0));
+    qxJudge(n, nmax, x, L, sc1, f32x4.extract_lane(aLX, 1), f32x4.extract_lane(aL2, 1));
+    if (t0 + 2 < 18) qxJudge(n, nmax, x, L, sc2, f32x4.extract_lane(aLX, 2), f32x4.extract_lane(aL2, 2));
+    if (t0 + 3 < 18) qxJudge(n, nmax, x, L, sc3, f32x4.extract_lane(aLX, 3), f32x4.extract_lane(aL2, 3));
   }
-  return scale;
+  return qxScale;
+}
+
+const QX_TENTH: f32 = 0.1;
+/** make_qx_quants' running best fit (globals: one per thread's instance) */
+let qxScale: f32 = 0;
+let qxBest: f32 = 0;
+
+/** trial t (0 … 17, larger t repeat 17) of make_qx_quants: is = −9 … −1, 1 … 9 */
+@inline function qxTrial(t: i32): i32 {
+  const u = min(t, 17);
+  return u < 9 ? u - 9 : u - 8;
+}
+
+/** one trial's verdict in make_qx_quants: a better fit replaces L, the scale and the best */
+@inline function qxJudge(n: i32, nmax: i32, x: usize, L: usize, iscale: f32, sumlx: f32, suml2: f32): void {
+  if (suml2 > 0 && sumlx * sumlx > qxBest * suml2) {
+    for (let i = 0; i < n; i++) sb(L, i, nmax + clampi(nearest_int(iscale * lf(x, i)), -nmax, nmax - 1));
+    qxScale = sumlx / suml2;
+    qxBest = qxScale * sumlx;
+  }
 }
 
 /** make_q3_quants(n, nmax, do_rmse = true) (search.ts makeQ3Quants): int8 levels, l + nmax on return */
