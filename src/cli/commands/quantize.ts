@@ -18,6 +18,8 @@ import { readImatrixFile, saveImatrixFile } from "../../io/node/imatrix-file.js"
 import { loadModel } from "../../io/node/load.js";
 import { checkOutputPath, saveQuantizeResult } from "../../io/node/quantize-output.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
+import { WasmBackend } from "../../kernels/wasm/backend.js";
+import { poolEncoder } from "../ggml-encoder.js";
 import { printJson, stderrProgress, parseFloatOpt } from "../util.js";
 import { refGgmlEncoder } from "../../ggml/encoder.js";
 import { ALLOW_NONFINITE_HELP, addBackendOptions, backendFromOptions, backendReady, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
@@ -104,8 +106,9 @@ export function register(program: Command): void {
     let r: QuantizeResult;
     try {
       await backendReady(backend);
-      // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder (same bytes; for comparisons)
-      const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : {};
+      // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder, =ts-pool: the TS codecs
+      // on the pool's threads (same bytes; for comparisons)
+      const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : process.env.QUANTLAB_WASM_QUANTIZE === "ts-pool" && backend instanceof WasmBackend ? { encoder: poolEncoder(backend) } : {};
       r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     } finally {
       backend.dispose?.();

@@ -174,11 +174,12 @@ export class WasmBackend implements Backend {
   /**
    * This backend's ggml block encoder: every codec type, with or without imatrix and refine, its rows
    * split across the pool's threads (ggml/encoder.ts GgmlEncoder). One per backend; `chunkValues` (for
-   * tests) gives a separate encoder that stages that many values per chunk.
+   * tests) gives a separate encoder that stages that many values per chunk; `wasmEncoders: false` a separate
+   * one whose threads run only the TypeScript codecs (the pre-issue-15 pool, for comparisons; same bytes).
    */
-  ggmlEncoder(chunkValues?: number): GgmlEncoder {
+  ggmlEncoder(chunkValues?: number, opts: { wasmEncoders?: boolean } = {}): GgmlEncoder {
     this.checkOpen();
-    if (chunkValues !== undefined) return new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen(), chunkValues);
+    if (chunkValues !== undefined || opts.wasmEncoders === false) return new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen(), chunkValues, opts.wasmEncoders ?? true);
     return (this.encoder ??= new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen()));
   }
 
