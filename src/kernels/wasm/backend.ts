@@ -16,8 +16,10 @@
  *
  * quantlab QuantizedTensors of the packed uniform-int family (kernels/packed.ts: int4/int8, sym or affine,
  * channel or g16..g256 scales) keep their codes packed and run on fused dequantize-dot kernels (K_U4G,
- * K_U8G) with f32 activations. Types without a WASM kernel (ggml types not in layouts.ts REPACK, other
- * QuantizedTensors) are dequantized once to f32 and run on the f32 kernel; `listing()` says so and why.
+ * K_U8G) with f32 activations; the lookup-table family (nf4, fp4/mxfp4/nvfp4, fp8, log formats, k-means,
+ * ternary/binary, 1–8-bit ints the uniform kinds do not take) runs packed on the K_LUT* kernels. Types without
+ * a WASM kernel (ggml types not in layouts.ts REPACK, VQ, outliers, ichannel, trits) are dequantized once to
+ * f32 and run on the f32 kernel; `listing()` says so and why.
  */
 import { QuantlabError } from "../../core/errors.js";
 import { bf16ArrayToF32 } from "../../core/f16.js";
