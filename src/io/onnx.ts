@@ -154,6 +154,24 @@ export function inferOnnxDtype(model: Model): OnnxDtype {
   return widest === 0 ? "fp32" : dtypeFor(widest) ?? "fp32";
 }
 
+/** The block traits the graph does not build yet (Gemma 2/3, OLMo 2: model/config.ts), refused by name. */
+function refuseUnexportedTraits(c: Model["config"], name: string): void {
+  const t = ARCH_TRAITS[c.arch];
+  const missing = [
+    t.norms !== "pre" ? `${t.norms} norms (post-attention / post-FFN RMSNorm)` : undefined,
+    t.activation !== "silu" ? `${t.activation} activation (GeGLU)` : undefined,
+    t.embedScaleSqrtDim ? "embedding × √hidden" : undefined,
+    t.qkNorm === "projection" ? "q/k norms over the whole projection" : undefined,
+    c.attnScale !== undefined ? "query_pre_attn_scalar" : undefined,
+    c.attnSoftcap !== undefined ? "attention logit soft-cap" : undefined,
+    c.finalSoftcap !== undefined ? "final logit soft-cap" : undefined,
+    c.slidingLayers !== undefined ? "sliding windows in some layers only" : undefined,
+    c.ropeThetaLocal !== undefined ? "a local RoPE base" : undefined,
+    c.ropeLinearFactor !== undefined ? "linear RoPE scaling" : undefined,
+  ].filter((x) => x !== undefined);
+  if (missing.length > 0) throw new QuantlabError("E_UNSUPPORTED", `${name}: the ONNX export does not build ${c.arch}'s ${missing.join(", ")} yet`);
+}
+
 /** The ONNX graph of a model at a dtype. */
 export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraphResult {
   const c = model.config;
@@ -165,6 +183,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     throw new QuantlabError("E_UNSUPPORTED", `${name}: ${model.source.path} quantizes activations (${a.mode === "static" ? "a" + a.bits + "s" : "a" + a.bits}), which the ONNX export cannot carry; quantize without it`);
   }
   if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${model.source.path}: n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`);
+  refuseUnexportedTraits(c, name);
   const g = new GraphBuilder(d.float === "fp16" ? OnnxDataType.FLOAT16 : OnnxDataType.FLOAT);
   const notes: string[] = [];
   const dequantized: string[] = [];

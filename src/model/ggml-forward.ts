@@ -143,7 +143,7 @@ export class GgmlForward implements CausalLM {
     const kqScale = fr(1 / fr(Math.sqrt(hd)));
     for (let l = 0; l < c.nLayers; l++) {
       const Ly = this.layers[l]!;
-      rmsNorm(xb, x, Ly.attnNorm, eps);
+      rmsNorm(xb, x, Ly.attnNorm!, eps); // llama only (constructor): pre-norms
       this.matvec(Ly.wq, xb, q);
       this.matvec(Ly.wk, xb, k);
       this.matvec(Ly.wv, xb, v);
@@ -159,7 +159,7 @@ export class GgmlForward implements CausalLM {
       for (let h = 0; h < nHeads; h++) this.attendHead(q, h * hd, base + Math.floor(h / group) * hd, kvDim, n, kqScale, att, h * hd);
       this.matvec(Ly.wo, att, tmp);
       for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
-      rmsNorm(xb, x, Ly.ffnNorm, eps);
+      rmsNorm(xb, x, Ly.ffnNorm!, eps);
       this.matvec(Ly.gate, xb, g);
       this.matvec(Ly.up, xb, u);
       this.swiglu(g, u);

@@ -21,13 +21,9 @@ import { saveGgufFile } from "../../src/io/node/gguf-file.js";
 import { saveHfDir } from "../../src/io/node/hf-file.js";
 import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
-import { Tensor } from "../../src/core/tensor.js";
-import { Rng } from "../../src/core/rng.js";
 import { ARCH_TRAITS, expectedShapes, type ModelConfig } from "../../src/model/config.js";
-import { HfTokenizer } from "../../src/model/tokenizers/hf.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
-import { byteLevelAlphabet } from "../helpers/byte-level.js";
-import type { Weight } from "../../src/core/weight.js";
+import { TINY_VOCAB, randomWeights, tinyTokenizer as tokenizer } from "../helpers/tiny-arch.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
@@ -38,32 +34,7 @@ import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
 import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
 import { generate } from "../../src/model/generate.js";
 
-const VOCAB = 512;
-
-function tokenizer(): HfTokenizer {
-  const pieces = byteLevelAlphabet();
-  const merges: string[] = [];
-  for (const [a, b] of [["Ġ", "t"], ["h", "e"], ["Ġt", "he"], ["i", "n"], ["Ġ", "a"], ["o", "n"], ["e", "r"], ["Ġ", "w"], ["a", "s"], ["Ġw", "as"]] as const) { merges.push(`${a} ${b}`); pieces.push(a + b); }
-  while (pieces.length < VOCAB - 2) pieces.push(`<|extra_${pieces.length}|>`);
-  pieces.push("<|endoftext|>", "<|im_end|>");
-  const types = new Int32Array(VOCAB).fill(1);
-  for (let i = 266; i < VOCAB; i++) types[i] = 3;
-  return HfTokenizer.fromVocab({ model: "gpt2", pre: "qwen2", pieces, scores: new Float32Array(VOCAB), types, merges, bosId: -1, eosId: VOCAB - 2, addBos: false });
-}
-
-/** Random weights in canonical names; biases small, norms near 1, the (tied) embedding scaled for peaky outputs. */
-function randomWeights(cfg: ModelConfig, seed: number, embdStd: number): Map<string, Weight> {
-  const rng = new Rng(seed);
-  const weights = new Map<string, Weight>();
-  for (const [n, shape] of expectedShapes(cfg)) {
-    const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (n.endsWith(".bias")) rng.fillNormal(d, 0.5);
-    else if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.2 * rng.normal();
-    else rng.fillNormal(d, n.startsWith("token_embd") ? embdStd : 0.08);
-    weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
-  }
-  return weights;
-}
+const VOCAB = TINY_VOCAB;
 
 /** config.json as transformers writes it for each model_type (checked against hub configs of Qwen2.5-0.5B / Qwen3-0.6B). */
 function transformersConfig(cfg: ModelConfig): Record<string, unknown> {
