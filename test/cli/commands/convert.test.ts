@@ -102,11 +102,11 @@ describe("quantlab convert / info (CLI)", () => {
       writeFileSync(join(dir, "arch.gguf"), await rewriteGguf(readFileSync(G260), (md) => md.set("general.architecture", { type: GgufValueType.STRING, value: "mamba" })));
       return ["arch.gguf"];
     }, /arch\.gguf: architecture "mamba" is not supported/, NOT_GGUF],
-    ["unsupported architecture (HF gemma2)", () => {
-      mkdirSync(join(dir, "gemma"), { recursive: true });
-      writeFileSync(join(dir, "gemma", "config.json"), JSON.stringify({ model_type: "gemma2", hidden_size: 8 }));
-      return ["gemma"];
-    }, /gemma\/config\.json: architecture "gemma2" is not supported \(model_type: llama, mistral, qwen2, qwen3, granite\)/, ALL],
+    ["unsupported architecture (HF phi3)", () => {
+      mkdirSync(join(dir, "phi"), { recursive: true });
+      writeFileSync(join(dir, "phi", "config.json"), JSON.stringify({ model_type: "phi3", hidden_size: 8 }));
+      return ["phi"];
+    }, /phi\/config\.json: architecture "phi3" is not supported \(model_type: llama, mistral, qwen2, qwen3, granite, gemma2, gemma3_text, olmo2\)/, ALL],
     ["unsupported dtype", async () => {
       mkdirSync(join(dir, "i64"), { recursive: true });
       // one block tensor, so num_hidden_layers = 1 is backed and the dtype is what fails
