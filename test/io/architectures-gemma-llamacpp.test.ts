@@ -224,3 +224,40 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
     });
   }
 });
+
+describe("Gemma traits the llama.cpp file cannot carry, and the query scale", () => {
+  const tiny: ModelConfig = { ...gemma2, dim: 64, hiddenDim: 128, nHeads: 2, nKvHeads: 1, headDim: 32, nLayers: 2, seqLen: 64 };
+  const model = (c: ModelConfig, seed = 3): Model => ({ config: c, weights: randomWeights(c, seed, 0.1), source: { path: "memory", format: "memory" } });
+
+  test("query_pre_attn_scalar^-0.5 scales the scores: the same logits as q's weights × that scale · √head_dim", () => {
+    const s = 1 / Math.sqrt(144);
+    const scaled = model({ ...tiny, attnScale: s });
+    const plain = model(tiny);
+    const wq = plain.weights.get(TensorNames.attnQ(0))!;
+    const wq1 = plain.weights.get(TensorNames.attnQ(1))!;
+    for (const w of [wq, wq1]) if (w.kind === "dense") { const d = w.tensor.data as Float32Array; for (let i = 0; i < d.length; i++) d[i] = d[i]! * s * Math.sqrt(tiny.headDim); }
+    const ids = Array.from({ length: 16 }, (_, i) => 3 + ((i * 29) % 200));
+    const a = logitsOf(scaled, ids), b = logitsOf(plain, ids);
+    assert.ok(maxDiff(a, b) <= 1e-4, `attnScale vs pre-scaled wq: ${maxDiff(a, b)}`);
+    assert.ok(maxDiff(a, logitsOf(model(tiny), ids)) > 1e-3, "the scale changes the logits");
+  });
+
+  test("GGUF refuses, by name, what llama.cpp's gemma2 / gemma3 would run differently", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ql-gemma-refuse-"));
+    try {
+      const cases: [ModelConfig, RegExp][] = [
+        [{ ...tiny, attnScale: 1 / 12 }, /GGUF gemma2: query scale 0\.0833\d* \(query_pre_attn_scalar\^-0\.5\) is not what llama\.cpp uses for this model \(0\.176\d*/],
+        [{ ...tiny, attnSoftcap: undefined }, /GGUF gemma2: llama\.cpp always soft-caps attention and final logits; this model has no attention soft-cap/],
+        [{ ...tiny, arch: "gemma3", attnSoftcap: 2, finalSoftcap: undefined }, /GGUF gemma3: llama\.cpp's gemma3 has no attention logit soft-cap/],
+        [{ ...tiny, nLayers: 3, slidingLayers: [false, true, true] }, /GGUF gemma2: sliding layers \[GSS\] are not a period of llama\.cpp's pattern/],
+        [{ ...tiny, tiedEmbeddings: false }, /llama\.cpp's gemma2 always ties the output to token_embd\.weight/],
+      ];
+      for (const [c, re] of cases) {
+        const m = model(c);
+        await assert.rejects(() => saveGgufFile(m, join(dir, "x.gguf")), (e: unknown) => e instanceof QuantlabError && e.code === "E_UNSUPPORTED" && re.test(e.message), String(re));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

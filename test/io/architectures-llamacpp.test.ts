@@ -108,7 +108,7 @@ describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
       const hf = await loadModel(hfDir);
       assert.equal(hf.config.arch, cfg.arch);
       assert.equal(hf.config.headDim, cfg.headDim);
-      for (const n of ["blk.0.attn_q.bias", "blk.0.attn_q_norm.weight"]) assert.equal(hf.weights.has(n), n.includes("bias") ? ARCH_TRAITS[cfg.arch].qkvBias : ARCH_TRAITS[cfg.arch].qkNorm, n);
+      for (const n of ["blk.0.attn_q.bias", "blk.0.attn_q_norm.weight"]) assert.equal(hf.weights.has(n), n.includes("bias") ? ARCH_TRAITS[cfg.arch].qkvBias : ARCH_TRAITS[cfg.arch].qkNorm !== false, n);
       const gguf = join(dir, `${cfg.arch}.gguf`);
       await saveGgufFile(hf, gguf);
       const back = await loadModel(gguf);
