@@ -9,11 +9,12 @@
  *  - the HF directory, its GGUF and the HF directory quantlab writes back give the same logits (1e-5);
  *  - llama.cpp (f32 KV cache, flash attention off) gives the same next-token probabilities on the GGUF (1e-3),
  *    on peaky distributions, over a sequence longer than the sliding window;
- *  - the window matters (logits change without it); wasm = ref; RTN / GPTQ / AWQ / Q4_K_M run, KLD measured.
+ *  - the window matters (logits change without it); wasm = ref; ONNX Runtime runs the exported graph with the same
+ *    logits and transformers.js generates quantlab's greedy tokens; RTN / GPTQ / AWQ / Q4_K_M run, KLD measured.
  */
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { loadModel } from "../../src/io/node/load.js";
@@ -23,7 +24,10 @@ import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
 import { ARCH_TRAITS, TensorNames, type ModelConfig } from "../../src/model/config.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
-import { TINY_VOCAB as VOCAB, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
+import { TINY_VOCAB as VOCAB, logitsOf, ortVsQuantlab, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
+import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
+import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
+import { generate } from "../../src/model/generate.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
@@ -89,11 +93,6 @@ const CASES: Case[] = [
     hf: { architectures: ["Olmo2ForCausalLM"], model_type: "olmo2", ...common(olmo2), hidden_act: "silu", rope_scaling: null, pad_token_id: 1 },
   },
 ];
-
-function logitsOf(m: Model, ids: number[], backend?: Backend): Float32Array[] {
-  const llama = new Llama(m, backend ? { backend } : {});
-  return ids.map((t, pos) => Float32Array.from(llama.forward(t, pos)));
-}
 
 function maxDiff(a: Float32Array[], b: Float32Array[]): number {
   let m = 0;
@@ -200,8 +199,31 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
         be.dispose?.();
       }
 
-      // the ONNX graph does not build these blocks yet: refused by name
-      assert.throws(() => buildOnnxGraph(back, { dtype: "fp32" }), (e: unknown) => e instanceof QuantlabError && e.code === "E_UNSUPPORTED" && e.message.includes(cfg.arch));
+      // ONNX export of the architecture: ONNX Runtime's logits = quantlab's (float and int4 MatMulNBits)
+      for (const spec of [undefined, "int4:g32:asym"]) {
+        const m = spec ? (await quantize(back, { target: { spec }, method: "rtn" })).model : back;
+        const worst = await ortVsQuantlab(m, buildOnnxGraph(m, { dtype: spec ? "q4" : "fp32" }).model, ids);
+        t.diagnostic(`${cfg.arch} ONNX ${spec ?? "fp32"}: max |Δlogit| ${worst.toExponential(2)}`);
+        assert.ok(worst <= 1e-4, `${cfg.arch} ONNX ${spec ?? "fp32"}: ${worst}`);
+      }
+      // transformers.js loads the exported directory (its model_type) and generates quantlab's greedy tokens
+      const models = join(dir, "onnx-models");
+      mkdirSync(models, { recursive: true });
+      await saveOnnxDir(back, join(models, cfg.arch), { dtype: "fp32" });
+      env.allowRemoteModels = false;
+      env.allowLocalModels = true;
+      env.localModelPath = models + "/";
+      const gen = await pipeline("text-generation", cfg.arch, { dtype: "fp32" });
+      try {
+        const ql = generate(new Llama(back), back.tokenizer!, { prompt: "The theater was", steps: 24, temperature: 0, topP: 1, topK: 0, seed: 1, stopAtEos: false });
+        const prompt = ql.tokenIds.slice(0, ql.promptTokens);
+        const input_ids = new HfTensor("int64", BigInt64Array.from(prompt.map(BigInt)), [1, prompt.length]);
+        const attention_mask = new HfTensor("int64", BigInt64Array.from(prompt.map(() => 1n)), [1, prompt.length]);
+        const out = (await gen.model.generate({ input_ids, attention_mask, max_new_tokens: ql.tokenIds.length - prompt.length, do_sample: false })) as { data: ArrayLike<bigint> };
+        assert.deepEqual(Array.from(out.data, Number), ql.tokenIds, `${cfg.arch}: transformers.js greedy`);
+      } finally {
+        await gen.dispose();
+      }
 
       // methods on the architecture: GPTQ and AWQ (calibrated through its own block), a ggml preset
       const calibText = Array.from({ length: 30 }, (_, i) => `${text} ${i} the west was in the theater`).join(" ");

@@ -21,14 +21,13 @@ import { saveGgufFile } from "../../src/io/node/gguf-file.js";
 import { saveHfDir } from "../../src/io/node/hf-file.js";
 import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
-import { ARCH_TRAITS, expectedShapes, type ModelConfig } from "../../src/model/config.js";
+import { ARCH_TRAITS, type ModelConfig } from "../../src/model/config.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
-import { TINY_VOCAB, randomWeights, tinyTokenizer as tokenizer } from "../helpers/tiny-arch.js";
+import { TINY_VOCAB, logitsOf, ortVsQuantlab, randomWeights, tinyTokenizer as tokenizer } from "../helpers/tiny-arch.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
 import type { Backend } from "../../src/kernels/types.js";
-import * as ort from "onnxruntime-node";
 import { buildOnnxGraph } from "../../src/io/onnx.js";
 import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
 import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
@@ -63,35 +62,6 @@ const CASES: ModelConfig[] = [
   { arch: "granite", dim: 128, hiddenDim: 256, nLayers: 2, nHeads: 4, nKvHeads: 1, headDim: 32, vocabSize: VOCAB, seqLen: 256, ropeTheta: 10000000, normEps: 1e-5, tiedEmbeddings: true, name: "tiny-granite",
     multipliers: { embedding: 12, residual: 0.22, attention: 0.03125, logits: 5 } },
 ];
-
-/** ONNX Runtime on an exported graph (prefill of the first half, then one position at a time) vs quantlab's ref forward. */
-async function ortVsQuantlab(m: Model, bytes: Uint8Array, ids: number[]): Promise<number> {
-  const c = m.config;
-  const s = await ort.InferenceSession.create(bytes, { extra: { session: { qdq_matmulnbits_accuracy_level: "0" } } });
-  const want = logitsOf(m, ids);
-  const i64 = (v: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(v.map((x) => BigInt(x))), dims);
-  let past: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [1, c.nKvHeads, 0, c.headDim]);
-  const h = Math.floor(ids.length / 2);
-  const chunks = [ids.slice(0, h), ...ids.slice(h).map((x) => [x])];
-  let pos = 0, worst = 0;
-  for (const chunk of chunks) {
-    const n = chunk.length;
-    const r = await s.run({ input_ids: i64(chunk, [1, n]), attention_mask: i64(new Array(pos + n).fill(1), [1, pos + n]), position_ids: i64(chunk.map((_, i) => pos + i), [1, n]), ...past });
-    const got = r.logits!.data as Float32Array;
-    for (let i = 0; i < n; i++) for (let j = 0; j < c.vocabSize; j++) worst = Math.max(worst, Math.abs(got[i * c.vocabSize + j]! - want[pos + i]![j]!));
-    past = {};
-    for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = r[`present.${l}.${kv}`]!;
-    pos += n;
-  }
-  await s.release();
-  return worst;
-}
-
-function logitsOf(m: Model, ids: number[], backend?: Backend): Float32Array[] {
-  const llama = new Llama(m, backend ? { backend } : {});
-  return ids.map((t, pos) => Float32Array.from(llama.forward(t, pos)));
-}
 
 describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
   let dir: string;
