@@ -238,6 +238,19 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
         { target: { preset: "Q4_K_M" as const }, method: "rtn" as const },
       ]) {
         const r = await quantize(back, recipe, { calibText });
+        if ("preset" in recipe.target) {
+          // the Q4_K_M GGUF in llama.cpp: its matmuls quantize activations to Q8_K (quantlab's do not), so ~1e-2, not 1e-3
+          const q = join(dir, `${cfg.arch}-q4km.gguf`);
+          await saveGgufFile(r.model, q);
+          const lq = await LlamaCppModel.load(q, { contextSize: 128, kvCacheType: "F32", flashAttention: false });
+          try {
+            const dq = maxAbsProbDiff(logitsOf(r.model, ids).map((l) => softmax(l)), await lq.nextTokenProbs(ids, VOCAB));
+            rows.push(`Q4_K_M GGUF llama.cpp max |Δp| ${dq.max.toExponential(2)}`);
+            assert.ok(dq.max <= 3e-2, `${cfg.arch} Q4_K_M GGUF: llama.cpp max |Δp| ${dq.max}`);
+          } finally {
+            await lq.dispose();
+          }
+        }
         const k = await kld(new ModelLogits(new Llama(back, { contextLength: 128 })), new ModelLogits(new Llama(r.model, { contextLength: 128 })), evalIds, { ctx: 64, bosId: VOCAB - 2 });
         rows.push(`${recipe.method} ${"spec" in recipe.target ? recipe.target.spec : recipe.target.preset}: KLD ${k.meanKld.toFixed(5)}`);
         assert.ok(Number.isFinite(k.meanKld) && k.meanKld < 0.5, `${cfg.arch} ${recipe.method}: KLD ${k.meanKld}`);
