@@ -35,6 +35,7 @@ import type { Backend } from "../../src/kernels/types.js";
 import { buildOnnxGraph } from "../../src/io/onnx.js";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { QuantlabError } from "../../src/core/errors.js";
+import { BlockRunner, blockWeights, matmulXWt, rmsnorm } from "../../src/algos/calib.js";
 
 interface Case {
   cfg: ModelConfig;
@@ -275,6 +276,32 @@ describe("Gemma traits the llama.cpp file cannot carry, and the query scale", ()
     const a = logitsOf(scaled, ids), b = logitsOf(plain, ids);
     assert.ok(maxDiff(a, b) <= 1e-4, `attnScale vs pre-scaled wq: ${maxDiff(a, b)}`);
     assert.ok(maxDiff(a, logitsOf(model(tiny), ids)) > 1e-3, "the scale changes the logits");
+  });
+
+  test("calibration's BlockRunner stacked over every block reproduces the forward pass (Gemma 2, Gemma 3, OLMo 2; ≤ 1e-4)", () => {
+    for (const { cfg } of CASES) {
+      const m = model({ ...cfg, seqLen: 64 }, 11);
+      const c = m.config;
+      const seq = 24; // > the window (6): the sliding layers' mask cuts in
+      const windows = [0, 1].map((w) => Int32Array.from({ length: seq }, (_, i) => 3 + ((i * 37 + w * 101) % 250)));
+      const runner = new BlockRunner(m, seq);
+      const emb = dequantizeWeight(m.weights.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd).data;
+      const x = runner.embed(emb, windows);
+      for (let l = 0; l < c.nLayers; l++) runner.run(l, blockWeights(m, l), x);
+      const T = 2 * seq;
+      const xn = new Float32Array(T * c.dim);
+      rmsnorm(xn, x, dequantizeWeight(m.weights.get(TensorNames.outputNorm)!, TensorNames.outputNorm).data, T, c.dim, c.normEps);
+      const headName = m.weights.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
+      const logits = new Float32Array(T * c.vocabSize);
+      matmulXWt(xn, T, dequantizeWeight(m.weights.get(headName)!, headName).data, c.vocabSize, c.dim, logits);
+      if (c.finalSoftcap !== undefined) for (let i = 0; i < logits.length; i++) logits[i] = c.finalSoftcap * Math.tanh(logits[i]! / c.finalSoftcap);
+      let mx = 0;
+      windows.forEach((w, wi) => {
+        const ref = logitsOf(m, Array.from(w));
+        for (let p = 0; p < seq; p++) for (let v = 0; v < c.vocabSize; v++) mx = Math.max(mx, Math.abs(ref[p]![v]! - logits[(wi * seq + p) * c.vocabSize + v]!));
+      });
+      assert.ok(mx <= 1e-4, `${c.arch}: max |Δlogit| ${mx}`);
+    }
   });
 
   test("GGUF refuses, by name, what llama.cpp's gemma2 / gemma3 would run differently", async () => {
