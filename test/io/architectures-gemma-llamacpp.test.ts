@@ -35,6 +35,7 @@ import type { Backend } from "../../src/kernels/types.js";
 import { buildOnnxGraph } from "../../src/io/onnx.js";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import { QuantlabError } from "../../src/core/errors.js";
+import { bf16BitsToF32, f32ToBf16Bits } from "../../src/core/f16.js";
 import { BlockRunner, blockWeights, matmulXWt, rmsnorm } from "../../src/algos/calib.js";
 
 interface Case {
@@ -301,6 +302,28 @@ describe("Gemma traits the llama.cpp file cannot carry, and the query scale", ()
         for (let p = 0; p < seq; p++) for (let v = 0; v < c.vocabSize; v++) mx = Math.max(mx, Math.abs(ref[p]![v]! - logits[(wi * seq + p) * c.vocabSize + v]!));
       });
       assert.ok(mx <= 1e-4, `${c.arch}: max |Δlogit| ${mx}`);
+    }
+  });
+
+  test("bf16 Gemma checkpoints: the norm's 1 is added in f32, not in bf16 (which would round w away)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ql-gemma-bf16-"));
+    try {
+      const m = model(tiny);
+      await saveHfDir(m, dir, { dtype: "bf16" });
+      const back = await loadModel(dir);
+      const n = TensorNames.ffnNorm(0);
+      const e = dequantizeWeight(m.weights.get(n)!, n).data;
+      const got = dequantizeWeight(back.weights.get(n)!, n).data;
+      assert.equal(back.weights.get(n)!.kind === "dense" && (back.weights.get(n) as { tensor: { dtype: string } }).tensor.dtype, "f32");
+      let differs = 0;
+      for (let i = 0; i < e.length; i++) {
+        const w = bf16BitsToF32(f32ToBf16Bits(e[i]! - 1)); // what the bf16 file holds
+        assert.equal(got[i], Math.fround(1 + w), `${n}[${i}]`);
+        if (Math.fround(1 + w) !== bf16BitsToF32(f32ToBf16Bits(1 + w))) differs++;
+      }
+      assert.ok(differs > 0, "some 1 + w are not bf16 values: the sum was not rounded to bf16");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
