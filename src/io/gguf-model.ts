@@ -488,6 +488,7 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   }
   const extra = ([["query scale", c.attnScale], ["attention soft-cap", c.attnSoftcap], ["final soft-cap", c.finalSoftcap], ["local RoPE base", c.ropeThetaLocal], ["linear RoPE scaling", c.ropeLinearFactor], ["per-layer windows", c.slidingLayers]] as const).find(([, v]) => v !== undefined);
   if (extra) throw new QuantlabError("E_UNSUPPORTED", `GGUF ${a}: llama.cpp's ${a} architecture has no ${extra[0]}`);
+  if (a === "olmo2" && c.headDim * c.nHeads !== c.dim) throw new QuantlabError("E_UNSUPPORTED", `GGUF olmo2: llama.cpp's olmo2 takes the head size from embedding_length / head_count (${c.dim / c.nHeads}), not ${c.headDim}`);
   if (c.slidingWindow !== undefined && a === "olmo2") throw new QuantlabError("E_UNSUPPORTED", "GGUF olmo2: a sliding window would make llama.cpp slide 3 of every 4 layers (OLMo 3)");
   if (c.slidingWindow !== undefined) m.set(`${a}.attention.sliding_window`, u32(c.slidingWindow));
   if (c.multipliers) {

@@ -336,6 +336,7 @@ describe("Gemma traits the llama.cpp file cannot carry, and the query scale", ()
         [{ ...tiny, arch: "gemma3", attnSoftcap: 2, finalSoftcap: undefined }, /GGUF gemma3: llama\.cpp's gemma3 has no attention logit soft-cap/],
         [{ ...tiny, nLayers: 3, slidingLayers: [false, true, true] }, /GGUF gemma2: sliding layers \[GSS\] are not a period of llama\.cpp's pattern/],
         [{ ...tiny, tiedEmbeddings: false }, /llama\.cpp's gemma2 always ties the output to token_embd\.weight/],
+        [{ ...olmo2, dim: 64, hiddenDim: 128, nLayers: 2, headDim: 32, nHeads: 4, nKvHeads: 2 }, /GGUF olmo2: llama\.cpp's olmo2 takes the head size from embedding_length \/ head_count \(16\), not 32/],
       ];
       for (const [c, re] of cases) {
         const m = model(c);
