@@ -45,6 +45,19 @@ export const K_Q8_0X4 = 14;
 export const K_U4G = 15;
 /** 8-bit codes (one byte each) */
 export const K_U8G = 16;
+// Packed quantlab lookup-table layouts (src/kernels/packed.ts, family "lut"): b-bit codes exactly as a QTensor
+// stores them (LSB-first bit stream, every row and group starting on a byte), an f64 table of the 2^b levels
+// levelOf(c) at D_LUT (16 entries at least, zero-padded), one f32 scale s per (row, group) at D_W1 and one f32
+// zero z per (row, group) at D_W2 (0 = no zeros). w = fround((table[c] − z)·s) computed in f64 and rounded
+// once to f32, which is the fake-quant value quant/tensor.ts dequantize computes, bit for bit. x is f32.
+/** 4-bit codes: per group a 16-entry f32 table in 4 byte planes, looked up with i8x16.swizzle */
+export const K_LUT4G = 17;
+/** 1-, 2-, 3-bit codes (unpacked on the fly with a swizzle + multiply), then as K_LUT4G */
+export const K_LUT1G = 18;
+export const K_LUT2G = 19;
+export const K_LUT3G = 20;
+/** 5- to 8-bit codes (D_BITS): per weight an f64 table lookup (gather), 4 lanes at a time */
+export const K_LUTWG = 21;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;
@@ -72,6 +85,10 @@ export const D_OUT = 11;
 export const D_N = 12;
 /** weights per scale group along a row (K_U4G, K_U8G; the last group of a row may be shorter; even for K_U4G) */
 export const D_GROUP = 13;
+/** f64 level table (K_LUT* kinds) */
+export const D_LUT = 14;
+/** bits per code (K_LUTWG) */
+export const D_BITS = 15;
 export const DESC_WORDS = 16;
 
 // ---- causal attention over an f32 KV cache (assembly/attention.ts, src/kernels/wasm/kv-cache.ts). A pool
@@ -100,3 +117,7 @@ export const A_SCRATCH = 11;
 export const A_SLOTS = 12;
 export const A_NSLOTS = 13;
 export const ATTN_DESC_WORDS = 16;
+
+// ---- k-quant encoders (assembly/kquants.ts quantize_blocks_k, src/kernels/wasm/tasks.ts)
+/** bytes per scratch slot; the host allocates one slot per thread after a 64-byte line of lock words per 16 slots */
+export const KQ_SLOT_BYTES = 2048;

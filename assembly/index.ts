@@ -28,39 +28,8 @@ export function variant(): i32 {
   return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
 }
 
-/** f32 → binary16 bits, round to nearest even (same algorithm as src/core/f16.ts). */
-export function f32_to_f16(x: f32): u32 {
-  const b = reinterpret<u32>(x);
-  const sign = (b >> 16) & 0x8000;
-  const exp = <i32>((b >> 23) & 0xff);
-  let mant = b & 0x7fffff;
-  if (exp == 0xff) return sign | 0x7c00 | (mant != 0 ? 0x200 | (mant >> 13) : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = <u32>(14 - e);
-    const half: u32 = 1 << (shift - 1);
-    const rest = mant & ((<u32>1 << shift) - 1);
-    let m = mant >> shift;
-    if (rest > half || (rest == half && (m & 1) != 0)) m++;
-    return sign | m;
-  }
-  const rest = mant & 0x1fff;
-  let h = sign | (<u32>e << 10) | (mant >> 13);
-  if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) h++;
-  return h;
-}
-
-/** binary16 bits → f32. Magnitude bits moved to the f32 mantissa position and scaled by 2^112 (exact,
- * subnormals included); exponent 31 (Inf/NaN) is patched. */
-export function f16_to_f32(h: u32): f32 {
-  const mag = (h & 0x7fff) << 13;
-  let f = reinterpret<f32>(mag) * reinterpret<f32>(0x77800000); // 2^112
-  if ((h & 0x7c00) == 0x7c00) f = reinterpret<f32>(mag | 0x7f800000);
-  return (h & 0x8000) != 0 ? -f : f;
-}
+export { f32_to_f16, f16_to_f32 } from "./f16";
+import { f32_to_f16, f16_to_f32 } from "./f16";
 
 // ---------------------------------------------------------------- dense rows
 
@@ -1166,5 +1135,7 @@ export * from "./forward";
 
 export function run_k15(desc: usize, r0: i32, r1: i32): void { runUniform(4, desc, r0, r1); }
 export function run_k16(desc: usize, r0: i32, r1: i32): void { runUniform(8, desc, r0, r1); }
+export * from "./lut";
 export * from "./intmm";
 export * from "./linalg";
+export { kquant_supported, quantize_blocks_k } from "./kquants";

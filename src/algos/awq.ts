@@ -62,6 +62,17 @@ export interface AwqResult extends AwqScaleSearch {
   clipMax: Float32Array[];
 }
 
+/**
+ * One quantizer for every linear of a site, or one per linear (a GGUF preset's mix may store q/k and v,
+ * or gate and up, in different ggml types: each linear's error is measured in its own format).
+ */
+function quantizerOf(q: GroupQuantizer<unknown> | readonly GroupQuantizer<unknown>[], n: number, name?: string): (k: number) => GroupQuantizer<unknown> {
+  if (!Array.isArray(q)) return () => q as GroupQuantizer<unknown>;
+  const list = q as readonly GroupQuantizer<unknown>[];
+  if (list.length !== n) throw new QuantlabError("E_ARG", `awq ${name ?? "layer"}: ${list.length} quantizers for ${n} linears`);
+  return (k) => list[k]!;
+}
+
 /** s = m^α, clamped at 1e-4, divided by √(max s · min s) (llm-awq normalization). */
 export function awqScales(meanAbs: ArrayLike<number>, alpha: number): Float64Array {
   const n = meanAbs.length;
@@ -118,9 +129,10 @@ export function awqSearchScales<P>(
   linears: readonly AwqLinear[],
   cols: number,
   stats: AwqStats,
-  quantizer: GroupQuantizer<P>,
+  quantizer: GroupQuantizer<P> | readonly GroupQuantizer<unknown>[],
   opts: AwqOptions = {},
 ): AwqScaleSearch {
+  const qOf = quantizerOf(quantizer, linears.length, opts.name);
   const what = `awq ${opts.name ?? "layer"}`;
   checkInputs(linears, stats, cols, what);
   const grid = opts.grid ?? 20;
@@ -132,7 +144,7 @@ export function awqSearchScales<P>(
     const alpha = grid === 1 ? 0 : i / (grid - 1);
     alphas[i] = alpha;
     const s = awqScales(stats.meanAbs, alpha);
-    const approx = linears.map((l) => scaledFakeQuant(l.w, l.rows, cols, s, quantizer));
+    const approx = linears.map((l, k) => scaledFakeQuant(l.w, l.rows, cols, s, qOf(k)));
     losses[i] = outputErrorFromGram(linears, approx, cols, stats);
     if (losses[i]! < losses[best]!) best = i;
   }
@@ -202,9 +214,10 @@ export function awqQuantizePrep<P>(
   linears: readonly AwqLinear[],
   cols: number,
   stats: AwqStats,
-  quantizer: GroupQuantizer<P>,
+  quantizer: GroupQuantizer<P> | readonly GroupQuantizer<unknown>[],
   opts: AwqOptions = {},
 ): AwqResult {
+  const qOf = quantizerOf(quantizer, linears.length, opts.name);
   const search = awqSearchScales(linears, cols, stats, quantizer, opts);
   const s = search.scales;
   const weights: Float32Array[] = [];
@@ -214,11 +227,11 @@ export function awqQuantizePrep<P>(
     gramScaled = new Float64Array(stats.gram.length);
     for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) gramScaled[i * cols + j] = stats.gram[i * cols + j]! / (s[i]! * s[j]!);
   }
-  for (const l of linears) {
+  for (const [k, l] of linears.entries()) {
     const ws = Float32Array.from(l.w as ArrayLike<number>);
     scaleColumnsInPlace(ws, l.rows, cols, s);
     if (gramScaled) {
-      const c = awqClipSearch(ws, l.rows, cols, gramScaled, quantizer, opts);
+      const c = awqClipSearch(ws, l.rows, cols, gramScaled, qOf(k), opts);
       weights.push(c.w);
       clipMax.push(c.clipMax);
     } else {

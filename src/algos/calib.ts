@@ -17,7 +17,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, layerWindow, type BlockTensors, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, layerWindow, rotaryDimOf, type BlockTensors, type ModelConfig } from "../model/config.js";
 import { Llama, ROPE_FREQS, gatedActivation, qkvTraits, queryPrescale, rmsnormRows, rope, ropeInvFreq, ropeNeox, ropeSetsOf, scaleRows } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
@@ -152,25 +152,29 @@ const TOKENS_PER_CALL_VALUES = 1 << 22;
  */
 export class BlockRunner {
   readonly config: ModelConfig;
-  /** RoPE tables per frequency set (model/llama.ts ropeSetsOf), each (seq, headDim/2), and each layer's set */
+  /** RoPE tables per frequency set (model/llama.ts ropeSetsOf), each (seq, rotaryDim/2), and each layer's set */
   private readonly ropeSets: { cos: Float32Array; sin: Float32Array }[];
   private readonly ropeOfLayer: number[];
+  private readonly rotDim: number;
 
   constructor(model: Model, readonly seq: number, readonly backend?: Backend) {
     const c = model.config;
     this.config = c;
-    const half = c.headDim / 2;
+    this.rotDim = rotaryDimOf(c);
+    const half = this.rotDim / 2;
+    // LongRoPE: the factor set of the model's default context (config.seqLen), as a default Llama instance uses
+    const scale = c.longRope?.attentionFactor ?? 1;
     const sets = ropeSetsOf(c);
     this.ropeOfLayer = sets.ofLayer;
     this.ropeSets = sets.params.map((r) => {
-      const inv = ropeInvFreq(c, model.weights.get(ROPE_FREQS), r.theta, r.linear);
+      const inv = ropeInvFreq(c, model.weights.get(ROPE_FREQS), undefined, r.theta, r.linear);
       const cos = new Float32Array(seq * half);
       const sin = new Float32Array(seq * half);
       for (let p = 0; p < seq; p++) {
         for (let j = 0; j < half; j++) {
           const val = Math.fround(p * inv[j]!); // as Llama.ropeTables (run.c: f32 angle)
-          cos[p * half + j] = Math.cos(val);
-          sin[p * half + j] = Math.sin(val);
+          cos[p * half + j] = Math.cos(val) * scale;
+          sin[p * half + j] = Math.sin(val) * scale;
         }
       }
       return { cos, sin };
@@ -270,7 +274,7 @@ export class BlockRunner {
     mm("wk", xb, kvDim, dim, k);
     mm("wv", xb, kvDim, dim, v);
     qkvTraits(bw, q, k, v, T, qDim, kvDim, hd, c.normEps);
-    const half = hd / 2;
+    const half = this.rotDim / 2;
     const traits = ARCH_TRAITS[c.arch];
     const rot = traits.rope === "neox" ? ropeNeox : rope;
     // Granite / Gemma: q pre-scaled as the forward pass does (model/llama.ts queryPrescale), before RoPE as there
@@ -279,8 +283,8 @@ export class BlockRunner {
     const { cos, sin } = this.ropeSets[this.ropeOfLayer[layer]!]!;
     for (let t = 0; t < T; t++) {
       const p = t % L;
-      rot(q, t * qDim, qDim, hd, cos, sin, p * half);
-      rot(k, t * kvDim, kvDim, hd, cos, sin, p * half);
+      rot(q, t * qDim, qDim, hd, cos, sin, p * half, this.rotDim);
+      rot(k, t * kvDim, kvDim, hd, cos, sin, p * half, this.rotDim);
     }
     const mult = c.multipliers;
     const window = layerWindow(c, layer);

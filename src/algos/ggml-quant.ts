@@ -16,6 +16,7 @@ import { refGgmlEncoder, type EncodeRowsJob, type GgmlEncoder } from "../ggml/en
 import type { Imatrix } from "../ggml/imatrix.js";
 import { ggmlGptqSupports, gptqGgml } from "./ggml-gptq.js";
 import { GGML_PRESETS, ggmlMix, parseGgmlPreset, type GgmlPreset, type MixChoice } from "../ggml/mix.js";
+import { fusedFileTensors } from "../model/config.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Model } from "../model/weights.js";
@@ -59,6 +60,8 @@ export interface GgmlTensorReport {
   imatrix: boolean;
   /** its codes were chosen by GPTQ on llama.cpp's scales */
   gptq?: boolean;
+  /** AWQ's α for the scales folded into this tensor's input (methods awq, awq+gptq on a preset) */
+  awqAlpha?: number;
 }
 
 export interface GgmlQuantizeResult {
@@ -81,7 +84,13 @@ function mixInput(model: Model): { name: string; shape: readonly number[] }[] {
 /** The per-tensor plan of a preset on a model (no quantization done). */
 export function planGgmlMix(model: Model, preset: GgmlPreset, opts: { imatrix?: boolean; pure?: boolean } = {}): MixChoice[] {
   const c = model.config;
-  return ggmlMix(preset, mixInput(model), { nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads }, opts);
+  const input = mixInput(model);
+  // fused architectures (Phi-3): llama-quantize sees the file's attn_qkv / ffn_up (gate + up) and gives each one
+  // type, so each canonical part takes the choice made for its file tensor (the GGUF writer joins the parts)
+  const fileName = new Map<string, string>();
+  for (const f of fusedFileTensors(c)) for (const p of f.parts) fileName.set(p.name, f.gguf);
+  const choices = ggmlMix(preset, input.map((t) => ({ name: fileName.get(t.name) ?? t.name, shape: t.shape })), { nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads }, opts);
+  return choices.map((ch, i) => ({ ...ch, name: input[i]!.name, shape: input[i]!.shape }));
 }
 
 function encodeFloat(type: GgmlType, shape: readonly number[], x: Float32Array): Weight {
@@ -109,6 +118,12 @@ interface TensorStep {
   usedImatrix: boolean;
   /** codes chosen by GPTQ */
   gptq?: boolean;
+}
+
+/** The fused file tensor (GGUF name) a canonical part belongs to, for fused architectures. */
+function fusedFileName(model: Model, name: string): string | undefined {
+  for (const f of fusedFileTensors(model.config)) if (f.parts.some((p) => p.name === name)) return f.gguf;
+  return undefined;
 }
 
 /** Plans each tensor: keep, float re-encode, or a block-quantization job. */
@@ -156,7 +171,9 @@ function prepareStep(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): v
   const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
   const rows = shape.reduce((a, b) => a * b, 1) / cols;
   if (ggmlRowBytes(p.type, cols) === undefined) throw new QuantlabError("E_ARG", `${p.name}: row width ${cols} does not fit ${ggmlTypeName(p.type)}`);
-  let imatrix = opts.imatrix?.get(p.name);
+  // a llama-imatrix file of a fused architecture (Phi-3) names the file's tensors: attn_qkv for q/k/v, ffn_up for
+  // gate + up; each part reads the same input, so its column importances are the fused tensor's
+  let imatrix = opts.imatrix?.get(p.name) ?? (opts.imatrix ? opts.imatrix.get(fusedFileName(model, p.name) ?? "") : undefined);
   if (imatrix && imatrix.length !== cols) {
     // llama-quantize: a size mismatch is fatal except for the token embedding (ignored there)
     if (p.name === "token_embd.weight") imatrix = undefined;

@@ -17,7 +17,7 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { ImatrixAccumulator, type Imatrix } from "../ggml/imatrix.js";
 import type { Backend } from "../kernels/types.js";
 import { HessianAccumulator } from "./gptq.js";
-import { TensorNames } from "../model/config.js";
+import { TensorNames, fusedFileTensors, type ModelConfig } from "../model/config.js";
 import { Llama } from "../model/llama.js";
 import type { LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
@@ -44,6 +44,22 @@ export interface ImatrixResult {
   ctx: number;
   /** weight name → its input Hessian (width × width), shared by weights that read the same input */
   hessians?: Map<string, Float64Array>;
+}
+
+/**
+ * An importance matrix under the tensor names a model's GGUF holds, for llama-quantize: a fused architecture
+ * (Phi-3) has attn_qkv (q/k/v read the same input: their entries are equal) and ffn_up holding gate + up.
+ */
+export function imatrixFileNames(c: ModelConfig, imatrix: Imatrix): Imatrix {
+  const fused = fusedFileTensors(c);
+  if (fused.length === 0) return imatrix;
+  const out: Imatrix = new Map(imatrix);
+  for (const f of fused) {
+    const v = imatrix.get(f.parts[0]!.name);
+    for (const p of f.parts) out.delete(p.name);
+    if (v) out.set(f.gguf, v);
+  }
+  return out;
 }
 
 /** The weights that read each site's input, per layer (llama.cpp names). */

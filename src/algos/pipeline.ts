@@ -181,7 +181,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   if (recipe.rotate) {
     const seed = recipe.rotate.seed;
     R = randomizedHadamard(c.dim, seed);
-    H = randomizedHadamard(c.hiddenDim, seed + 1);
+    if (recipe.rotate.mode !== "residual") H = randomizedHadamard(c.hiddenDim, seed + 1);
     const headName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
     const head = new Float32Array(dequantizeWeight(W.get(headName)!, headName).data);
     const outNorm = new Float32Array(dequantizeWeight(W.get(TensorNames.outputNorm)!, TensorNames.outputNorm).data);
@@ -194,7 +194,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     out.set(TensorNames.output, f32Dense([c.vocabSize, c.dim], head));
     out.set(TensorNames.outputNorm, f32Dense([c.dim], outNorm));
     config.tiedEmbeddings = false;
-    transforms.ffnDownRotation = H.factors();
+    if (H) transforms.ffnDownRotation = H.factors();
   } else {
     for (const n of [TensorNames.tokenEmbd, TensorNames.outputNorm, TensorNames.output]) {
       const w = W.get(n);
@@ -220,7 +220,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
 
   for (let l = 0; l < c.nLayers; l++) {
     const bw = blockWeights(model, l);
-    if (R && H) rotateBlock(bw, c, R, H);
+    if (R) rotateBlock(bw, c, R, H);
     const quantized = new Map<LinearKey, QTensor>();
     const selected = LINEAR_KEYS.filter((k) => selectedNames.has(linearName(l, k)));
     const step: BlockStep = {
@@ -352,9 +352,9 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
  * Fuses the residual rotation R and the FFN-down input rotation H into one block (column-vector
  * convention h' = R·h): RMSNorm weights folded into the linears reading them (norms become 1, and a
  * unit RMSNorm commutes with R), linears reading the residual W ← W·Rᵀ, linears writing it W ← R·W,
- * ffn_down's inputs W ← W·Hᵀ (H applied online to the FFN-down input).
+ * ffn_down's inputs W ← W·Hᵀ (H applied online to the FFN-down input; none for rotate mode "residual").
  */
-function rotateBlock(bw: BlockWeights, c: Model["config"], R: Rotation, H: Rotation): void {
+export function rotateBlock(bw: BlockWeights, c: Model["config"], R: Rotation, H?: Rotation): void {
   const { dim, hiddenDim } = c;
   const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
   if (!bw.attnNorm || !bw.ffnNorm || bw.postAttnNorm || bw.postFfnNorm) throw new QuantlabError("E_INTERNAL", "rotateBlock: the block's norms are not all pre-branch norms");
@@ -367,5 +367,5 @@ function rotateBlock(bw: BlockWeights, c: Model["config"], R: Rotation, H: Rotat
   rotateInputsInPlace(bw.up, hiddenDim, dim, R);
   rotateOutputsInPlace(bw.wo, dim, qDim, R);
   rotateOutputsInPlace(bw.down, dim, hiddenDim, R);
-  rotateInputsInPlace(bw.down, dim, hiddenDim, H);
+  if (H) rotateInputsInPlace(bw.down, dim, hiddenDim, H);
 }

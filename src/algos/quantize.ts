@@ -94,8 +94,12 @@ function checkApplicable(r: Recipe, model: Model): void {
   if (!def.targets.includes(kind)) {
     throw new QuantlabError("E_ARG", `recipe: method ${r.method} does not take a ${kind === "spec" ? "spec" : "GGUF preset"} target (it runs on: ${def.targets.map((t) => (t === "spec" ? "specs" : "presets")).join(", ")})${kind === "preset" ? "; its results cannot be written as llama.cpp blocks yet" : ""}`);
   }
-  if (r.rotate && (kind === "preset" || (r.method !== "rtn" && !LAYERWISE.includes(r.method)))) {
-    throw new QuantlabError("E_ARG", `recipe: rotate does not compose with ${kind === "preset" ? `the GGUF preset ${(r.target as { preset: string }).preset} (llama.cpp cannot run the online FFN-down rotation)` : `method ${r.method}`}`);
+  if (r.rotate && kind === "preset") {
+    // the residual rotation R1 folds into the weights; the online FFN-down rotation R4 is a run-time transform llama.cpp has no op for
+    if (r.rotate.mode !== "residual") throw new QuantlabError("E_ARG", `recipe: rotate (mode full) with the GGUF preset ${(r.target as { preset: string }).preset}: the online FFN-down Hadamard rotation (R4) cannot run in llama.cpp; rotate the residual stream only (rotate.mode "residual", --rotate residual)`);
+    if (!["rtn", "gptq", "awq", "awq+gptq"].includes(r.method)) throw new QuantlabError("E_ARG", `recipe: rotate does not compose with method ${r.method} on a GGUF preset`);
+  } else if (r.rotate && r.method !== "rtn" && !LAYERWISE.includes(r.method)) {
+    throw new QuantlabError("E_ARG", `recipe: rotate does not compose with method ${r.method}`);
   }
   if (r.imatrix && kind === "spec") throw new QuantlabError("E_ARG", "recipe: imatrix applies to GGUF preset targets; spec targets calibrate through the method");
   if (kind === "preset" && r.tensors?.only) throw new QuantlabError("E_ARG", "recipe: tensors.only applies to spec targets; a preset covers every tensor (use overrides to change a tensor's type)");
@@ -148,6 +152,18 @@ async function resolveCalibration(r: Recipe, model: Model, opts: QuantizeOptions
         const t = tokens.subarray(0, w.maxTokens);
         cached = planWindows(t.length, w.ctx).map((win) => windowInputs(t, win, bosId));
         if (cached.length === 0) throw new QuantlabError("E_ARG", "recipe: the calibration text has no tokens");
+      } else if (w.kind === "chunks") {
+        // llama-imatrix's chunks (algos/imatrix.ts): BOS, then the next ctx − 1 tokens of chunk k's ctx
+        if (!tokens) throw new QuantlabError("E_ARG", 'recipe: "chunks" windows need a calibration text');
+        let n = Math.floor((tokens.length + 1) / w.ctx);
+        if (w.maxChunks !== null) n = Math.min(n, w.maxChunks);
+        if (n < 1) throw new QuantlabError("E_ARG", `recipe: the calibration text has ${tokens.length} tokens, fewer than one chunk of ${w.ctx}`);
+        cached = Array.from({ length: n }, (_, k) => {
+          const win = new Int32Array(w.ctx);
+          win[0] = bosId;
+          win.set(tokens.subarray(k * w.ctx, k * w.ctx + w.ctx - 1), 1);
+          return win;
+        });
       } else throw new QuantlabError("E_INTERNAL", `calibration windows of kind ${w.kind} are read by the method itself`);
       return cached;
     },

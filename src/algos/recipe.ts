@@ -11,7 +11,7 @@
  *     "method": "rtn" | "gptq" | "awq" | "awq+gptq" | "hqq" | "smoothquant" | "mixed" | "qat",
  *     "options": {…},                                — the method's own knobs, every one filled in
  *     "seed": 0,                                     — stochastic rounding, rotations, calibration windows
- *     "rotate": {"seed": 0},                         — QuaRot rotations (optional)
+ *     "rotate": {"seed": 0, "mode": "residual"},     — QuaRot rotations (optional; mode "full" by default)
  *     "calibration": {"source": {"text": {"name": "calib.txt", "sha256": "…"}} | {"model": true},
  *                     "windows": {"kind": "random", "samples": 128, "seq": 256}
  *                              | {"kind": "consecutive", "ctx": 256, "maxTokens": 4096}
@@ -78,7 +78,12 @@ export interface Recipe {
   /** the method's options, every one present (defaults filled in) */
   options: Record<string, OptionValue>;
   seed: number;
-  rotate?: { seed: number };
+  /**
+   * QuaRot rotations: the residual-stream rotation R1 fused into the weights, plus (mode "full", the
+   * default) the FFN-down input rotation R4 applied online by the forward pass. "residual" keeps R1 only:
+   * a plain model llama.cpp runs (GGUF presets take only this mode).
+   */
+  rotate?: { seed: number; mode?: "residual" };
   calibration?: RecipeCalibration;
   imatrix?: { source: "calibration" } | { file: FileRef };
   tensors?: { only?: string[]; keepFloat?: string[] };
@@ -212,8 +217,12 @@ export function parseRecipe(input: Json, schemaOf: (m: MethodName) => OptionSche
   };
   if (o.rotate !== undefined) {
     const ro = obj(o.rotate, "$.rotate");
-    onlyKeys(ro, ["seed"], "$.rotate");
+    onlyKeys(ro, ["seed", "mode"], "$.rotate");
     r.rotate = { seed: ro.seed === undefined ? r.seed : int(ro.seed, "$.rotate.seed", 0) };
+    if (ro.mode !== undefined && ro.mode !== "full") {
+      if (ro.mode !== "residual") err("$.rotate.mode", `expected "full" (residual + online FFN-down rotation) or "residual", got ${JSON.stringify(ro.mode)}`);
+      r.rotate.mode = "residual";
+    }
   }
   if (o.calibration !== undefined) r.calibration = calibration(o.calibration, "$.calibration");
   if (o.imatrix !== undefined) {

@@ -116,12 +116,31 @@ export function displayName(path: string): string {
   return basename(path.replace(/\/+$/, ""));
 }
 
-/** Adds --kv <spec> (quantized KV cache, src/model/kv-quant.ts) to a command. */
+/** Adds --kv <spec>, --kv-keys, --kv-window (quantized KV cache, src/model/kv-quant.ts) to a command. */
 export function addKvOption(cmd: Command, what = "the model"): Command {
-  return cmd.option("--kv <spec>", `store ${what}'s KV cache quantized with a spec (e.g. int8, int4:g4:asym, fp8_e4m3, nf4:channel; docs/quant-compare.md)`);
+  return cmd
+    .option("--kv <spec>", `store ${what}'s KV cache quantized with a spec (e.g. int8, int4:g4:asym, fp8_e4m3, nf4:channel; KIVI: int2:g32:asym --kv-keys channel --kv-window 32; docs/model.md)`)
+    .option("--kv-keys <axis>", "with --kv: quantize keys per \"token\" (default, as values) or per \"channel\" over groups of the spec's g<G> tokens (KIVI)")
+    .option("--kv-window <n>", "with --kv: keep the n most recent positions unquantized (KIVI's residual; default 0)", (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new QuantlabError("E_ARG", `option --kv-window: expected a non-negative integer, got "${v}"`);
+      return n;
+    });
 }
 
-/** `{ kvCache }` for LlamaOptions from a --kv value (nothing when absent); bad specs fail here, before any work. */
-export function kvCacheOption(spec: string | undefined): { kvCache?: KvCacheFactory } {
-  return spec === undefined ? {} : { kvCache: quantKvCacheFactory(spec) };
+export interface KvFlags {
+  kv?: string;
+  kvKeys?: string;
+  kvWindow?: number;
+}
+
+/** `{ kvCache }` for LlamaOptions from --kv / --kv-keys / --kv-window (nothing when absent); bad specs fail here, before any work. */
+export function kvCacheOption(o: KvFlags): { kvCache?: KvCacheFactory } {
+  if (o.kv === undefined) {
+    if (o.kvKeys !== undefined) throw new QuantlabError("E_ARG", "option --kv-keys: needs --kv <spec>");
+    if (o.kvWindow !== undefined) throw new QuantlabError("E_ARG", "option --kv-window: needs --kv <spec>");
+    return {};
+  }
+  if (o.kvKeys !== undefined && o.kvKeys !== "token" && o.kvKeys !== "channel") throw new QuantlabError("E_ARG", `option --kv-keys: expected "token" or "channel", got "${o.kvKeys}"`);
+  return { kvCache: quantKvCacheFactory(o.kv, { ...(o.kvKeys ? { keys: o.kvKeys as "token" | "channel" } : {}), ...(o.kvWindow !== undefined ? { window: o.kvWindow } : {}) }) };
 }

@@ -18,7 +18,8 @@ export interface QuantizeFlags {
   type?: string;
   recipe?: string;
   method?: string;
-  rotate?: boolean;
+  /** true (bare --rotate: mode full) or a mode name */
+  rotate?: boolean | string;
   calib?: string;
   calibFromModel?: boolean;
   samples: number;
@@ -105,13 +106,24 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
   const seed = Number(o.seed);
   if (!Number.isInteger(seed) || seed < 0) throw new QuantlabError("E_ARG", `option --seed: expected a non-negative integer, got "${o.seed}"`);
   // flags that belong to the other kind of target
-  const specOnly: [string, keyof QuantizeFlags][] = [["--rotate", "rotate"], ["--calib", "calib"], ["--calib-from-model", "calibFromModel"], ["--samples", "samples"], ["--seq", "seq"], ["--only", "only"], ["--act-order", "actOrder"], ["--alpha", "alpha"]];
+  const specOnly: [string, keyof QuantizeFlags][] = [["--calib-from-model", "calibFromModel"], ["--samples", "samples"], ["--seq", "seq"], ["--only", "only"], ["--act-order", "actOrder"]];
   const presetOnly: [string, keyof QuantizeFlags][] = [["--imatrix", "imatrix"], ["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"], ["--pure", "pure"], ["--refine", "refine"]];
   for (const [flag, key] of preset ? specOnly : presetOnly) {
     if (given(cmd, key)) {
-      const hint = flag === "--calib" ? " (a preset calibrates through its importance matrix: --imatrix <text>)" : flag === "--rotate" ? " (llama.cpp cannot run the online FFN-down rotation)" : "";
+      const hint = flag === "--calib" ? " (a preset calibrates through its importance matrix: --imatrix <text>)" : "";
       throw new QuantlabError("E_ARG", `option ${flag}: applies to ${preset ? "--spec targets" : "--type presets"}, not ${preset ? `--type ${o.type}` : `--spec ${o.spec}`}${hint}`);
     }
+  }
+  let rotate: { seed: number; mode?: "residual" } | undefined;
+  if (o.rotate !== undefined && o.rotate !== false) {
+    if (o.rotate !== true && o.rotate !== "full" && o.rotate !== "residual") throw new QuantlabError("E_ARG", `option --rotate: "${o.rotate}": expected no value or "full" (residual + online FFN-down rotation), or "residual" (the residual-stream rotation only, what a GGUF can carry)`);
+    rotate = o.rotate === "residual" ? { seed, mode: "residual" } : { seed };
+  }
+  // --calib with a preset: the calibration text of a method that calibrates itself (AWQ); an importance matrix comes from --imatrix <text>
+  const selfCalibrating = method === "awq" || method === "awq+gptq" || method === "smoothquant";
+  if (preset && o.calib !== undefined) {
+    if (!selfCalibrating) throw new QuantlabError("E_ARG", `option --calib: applies to --type presets only with --method awq, awq+gptq or smoothquant (a preset calibrates through its importance matrix: --imatrix <text>)`);
+    if (o.imatrix !== undefined) throw new QuantlabError("E_ARG", "give either --calib <text> or --imatrix <text> with --type: --imatrix <text> calibrates AWQ and collects the importance matrix from the same chunks");
   }
   const def = METHODS[method];
   const options: Record<string, unknown> = {};
@@ -128,7 +140,13 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
   let imatrixPath: string | undefined;
   if (preset) {
     recipe.target = { preset: o.type, pure: !!o.pure, refine: !!o.refine };
-    if (o.imatrix !== undefined) {
+    if (rotate) recipe.rotate = rotate;
+    if (o.calib !== undefined) {
+      const { ref } = await readCalibText(o.calib, "--calib");
+      // the same chunks as an importance matrix would use (--imatrix-ctx / --imatrix-chunks set them)
+      recipe.calibration = { source: { text: ref }, windows: { kind: "chunks", ctx: o.imatrixCtx ?? Math.min(512, model.seqLen), maxChunks: o.imatrixChunks ?? null } };
+      calibPath = o.calib;
+    } else if (o.imatrix !== undefined) {
       let head: Uint8Array;
       try {
         head = new Uint8Array(readFileSync(o.imatrix)).subarray(0, 4);
@@ -155,10 +173,11 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
         if (given(cmd, key)) throw new QuantlabError("E_ARG", `option ${flag}: needs --imatrix <calibration text>`);
       }
     }
+    if (o.calib !== undefined && given(cmd, "imatrixOut")) throw new QuantlabError("E_ARG", "option --imatrix-out: needs --imatrix <calibration text> (--calib collects no importance matrix)");
     if (o.skip !== undefined) recipe.tensors = { keepFloat: splitGlobs(o.skip) };
   } else {
     recipe.target = { spec: o.spec };
-    if (o.rotate) recipe.rotate = { seed };
+    if (rotate) recipe.rotate = rotate;
     if (o.calib !== undefined && o.calibFromModel) throw new QuantlabError("E_ARG", "give either --calib <file> or --calib-from-model, not both");
     if (o.calib !== undefined || o.calibFromModel) {
       let source: unknown = { model: true };

@@ -62,11 +62,12 @@ export function parseGgmlPreset(name: string): GgmlPreset {
 }
 
 /** The tensor-name categories llama_tensor_get_type distinguishes (substring rules as in llama.cpp). */
-type Category = "output" | "token_embd" | "attn_v" | "attn_k" | "attn_q" | "attn_output" | "ffn_down" | "ffn_gate" | "ffn_up" | "other";
+type Category = "output" | "token_embd" | "attn_qkv" | "attn_v" | "attn_k" | "attn_q" | "attn_output" | "ffn_down" | "ffn_gate" | "ffn_up" | "other";
 
 function category(name: string): Category {
   if (name === "output.weight") return "output";
   if (name === "token_embd.weight") return "token_embd";
+  if (name.includes("attn_qkv.weight")) return "attn_qkv";
   if (name.includes("attn_v.weight")) return "attn_v";
   if (name.includes("attn_k.weight")) return "attn_k";
   if (name.includes("attn_q.weight")) return "attn_q";
@@ -146,7 +147,8 @@ function mixType(preset: GgmlPreset, name: string, cols: number, layer: number, 
     if (is("TQ1_0", "TQ2_0")) t = T.Q4_K;
     return t;
   }
-  if (cat === "attn_v") {
+  // llama-quant.cpp category_is_attn_v: a fused attn_qkv (Phi-3) takes attn_v's rules and counter
+  if (cat === "attn_v" || cat === "attn_qkv") {
     const i = layer;
     if (is("Q2_K")) t = nGqa >= 4 ? T.Q4_K : T.Q3_K;
     else if (is("Q3_K_M")) t = i < 2 ? T.Q5_K : T.Q4_K;
@@ -189,7 +191,8 @@ const LAYER_RE = /^blk\.(\d+)\./;
 export function ggmlMix(preset: GgmlPreset, tensors: readonly MixTensor[], info: MixModelInfo, opts: MixOptions = {}): MixChoice[] {
   const row = GGML_PRESETS[preset];
   const hasOutput = tensors.some((t) => t.name === "output.weight");
-  const nAttnV = tensors.filter((t) => category(t.name) === "attn_v").length;
+  // distinct names: a fused file tensor may come as several parts (algos/ggml-quant.ts planGgmlMix)
+  const nAttnV = new Set(tensors.filter((t) => category(t.name) === "attn_v" || category(t.name) === "attn_qkv").map((t) => t.name)).size;
   const quantizedPreset = row.base !== T.F32 && row.base !== T.F16 && row.base !== T.BF16;
   return tensors.map((t): MixChoice => {
     if (!ggmlQuantizable(t.name, t.shape)) return { name: t.name, shape: t.shape, type: T.F32, quantized: false, requested: T.F32 };

@@ -11,7 +11,7 @@ import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor, numel, viewAs } from "../core/tensor.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
-import { ARCHITECTURES, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, ggufLayerOf, type Architecture, type ConfigKeys, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
+import { ARCHITECTURES, ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, fusedFileTensors, ggufLayerOf, rotaryDimOf, type Architecture, type ConfigKeys, type FusedFileTensor, type ModelConfig, type RopeScalingLlama3 } from "../model/config.js";
 import { MAX_DIM, MAX_HEAD_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_MERGES, MAX_SEQ_LEN, MAX_VOCAB, checkCount, parseJsonBounded } from "../core/limits.js";
 import type { Model } from "../model/weights.js";
 import type { Tokenizer, Vocab } from "../model/tokenizer.js";
@@ -27,11 +27,16 @@ import { uncarriedTransforms } from "./transforms-carry.js";
 import type { GgmlEncoder } from "../ggml/encoder.js";
 import { isWeightLoaded, lazyGgmlWeight, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 import { TensorStore } from "./lazy.js";
+import { dequantizeWeight } from "../kernels/dequantize.js";
 import { checkFiniteWeight } from "../model/finite.js";
 import { tokenizerExtraMetadata } from "./gguf-tokenizer.js";
 
 /** llama.cpp's name for per-frequency RoPE divisors (Llama 3.1+ scaling, written by convert_hf_to_gguf.py) */
 export const ROPE_FREQS = "rope_freqs.weight";
+
+/** llama.cpp LLM_TENSOR_ROPE_FACTORS_LONG / _SHORT: LongRoPE's per-pair divisors (Phi-3 128k, Phi-3.5, Phi-4-mini) */
+export const ROPE_FACTORS_LONG = "rope_factors_long.weight";
+export const ROPE_FACTORS_SHORT = "rope_factors_short.weight";
 
 /** metadata key of the recipe JSON (= algos/recipe.ts RECIPE_METADATA_KEY; io does not import algos) */
 export const RECIPE_KEY = "quantlab.recipe";
@@ -114,8 +119,11 @@ export function ggufConfig(f: GgufFile): ModelConfig {
   }
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head size ${headDim} (embedding_length ${dim} / head_count ${nHeads}) is not an even integer`);
   if (!Number.isInteger(nKvHeads) || nKvHeads < 1 || nHeads % nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${f.name}: head_count ${nHeads} is not a multiple of head_count_kv ${nKvHeads}`);
+  // partial rotary (Phi-4-mini): ggml rope rotates the first n_rot values of each head
   const nRot = metaNumber(f, `${a}.rope.dimension_count`);
-  if (nRot !== undefined && nRot !== headDim) throw new QuantlabError("E_UNSUPPORTED", `${f.name}: partial RoPE (rope.dimension_count ${nRot} < head size ${headDim}) is not supported`);
+  if (nRot !== undefined && nRot !== headDim && !(Number.isInteger(nRot) && nRot >= 2 && nRot < headDim && nRot % 2 === 0)) {
+    throw new QuantlabError("E_FORMAT", `${f.name}: ${a}.rope.dimension_count ${nRot} is not an even number of values up to the head size ${headDim}`);
+  }
   const scalingType = metaString(f, `${a}.rope.scaling.type`);
   const linearGemma3 = scalingType === "linear" && arch === "gemma3";
   if (scalingType !== undefined && scalingType !== "none" && !linearGemma3) {
@@ -139,6 +147,10 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     tiedEmbeddings: f.tensor(TensorNames.output) === undefined,
     name: metaString(f, "general.name"),
   };
+  if (nRot !== undefined && nRot !== headDim) config.rotaryDim = nRot;
+  if (ARCH_TRAITS[config.arch].fusedProjections && headDim * nHeads !== dim) {
+    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: ${a}.attention.key_length ${headDim} × head_count ${nHeads} ≠ embedding_length ${dim} (llama.cpp's ${a} has a square attention output)`);
+  }
   if (arch === "gemma2" || arch === "gemma3") gemmaConfig(f, config, linearGemma3);
   else {
     // LLM_KV_ATTENTION_SLIDING_WINDOW; a window as long as the context is full attention
@@ -296,20 +308,38 @@ export interface ReadGgufModelOptions {
 export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}): Promise<Model> {
   const config = ggufConfig(f);
   const expected = expectedShapes(config);
+  const fused = ggufFused(f, config);
+  const partOf = new Set(fused.flatMap((t) => t.parts.map((p) => p.name)));
+  for (const ft of fused) {
+    const t = f.tensor(ft.gguf);
+    const rows = ft.parts.reduce((a, p) => a + p.rows, 0);
+    if (!t) throw new QuantlabError("E_FORMAT", `${f.name}: missing tensor "${ft.gguf}"`);
+    if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== config.dim) {
+      throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${ft.gguf}" has shape [${t.shape.join(", ")}], expected [${rows}, ${config.dim}] (${ft.parts.map((p) => `${p.rows} ${p.name}`).join(" + ")})`);
+    }
+  }
+  const longRope = config.longRope === undefined && (f.tensor(ROPE_FACTORS_LONG) || f.tensor(ROPE_FACTORS_SHORT));
+  for (const n of [ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT]) {
+    const t = f.tensor(n);
+    if (longRope && !t) throw new QuantlabError("E_FORMAT", `${f.name}: has ${n === ROPE_FACTORS_LONG ? ROPE_FACTORS_SHORT : ROPE_FACTORS_LONG} but no "${n}"`);
+    if (t && (t.shape.length !== 1 || t.shape[0] !== rotaryDimOf(config) / 2)) throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${n}" has shape [${t.shape.join(", ")}], expected [${rotaryDimOf(config) / 2}] (rope.dimension_count / 2)`);
+  }
   for (const [name, shape] of expected) {
+    if (partOf.has(name)) continue;
     const t = f.tensor(name);
     if (!t) throw new QuantlabError("E_FORMAT", `${f.name}: missing tensor "${name}"`);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${name}" has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
     }
   }
-  const extra = f.tensors.filter((t) => !expected.has(t.name) && t.name !== ROPE_FREQS).map((t) => t.name);
+  const fileNames = new Set([...[...expected.keys()].filter((n) => !partOf.has(n)), ...fused.map((t) => t.gguf), ROPE_FREQS, ...(longRope ? [ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT] : [])]);
+  const extra = f.tensors.filter((t) => !fileNames.has(t.name)).map((t) => t.name);
   if (extra.length > 0) {
     throw new QuantlabError("E_UNSUPPORTED", `${f.name}: tensors this loader does not use: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ` and ${extra.length - 5} more` : ""}`);
   }
   const rf = f.tensor(ROPE_FREQS);
-  if (rf && (rf.shape.length !== 1 || rf.shape[0] !== config.headDim / 2)) {
-    throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${ROPE_FREQS}" has shape [${rf.shape.join(", ")}], expected [${config.headDim / 2}]`);
+  if (rf && (rf.shape.length !== 1 || rf.shape[0] !== rotaryDimOf(config) / 2)) {
+    throw new QuantlabError("E_FORMAT", `${f.name}: tensor "${ROPE_FREQS}" has shape [${rf.shape.join(", ")}], expected [${rotaryDimOf(config) / 2}] (rope.dimension_count / 2)`);
   }
 
   let tokenizer: Tokenizer | undefined;
@@ -327,8 +357,35 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
   const store = new TensorStore();
   store.add(f.source);
   const weights = new Map<string, Weight>();
-  for (const t of f.tensors) weights.set(t.name, ggufWeight(store, f, t, opts.place));
+  const fusedByName = new Map(fused.map((t) => [t.gguf, t]));
+  for (const t of f.tensors) {
+    const ft = fusedByName.get(t.name);
+    if (!ft) {
+      weights.set(t.name, ggufWeight(store, f, t, opts.place));
+      continue;
+    }
+    // a fused tensor's parts are byte ranges of whole rows (ggml blocks never cross a row): each is its own lazy weight
+    const rowBytes = t.byteLength / t.shape[0]!;
+    let r = 0;
+    for (const p of ft.parts) {
+      const sub: GgufTensorInfo = { ...t, name: `${t.name}[${r}:${r + p.rows}]`, shape: [p.rows, t.shape[1]!], offset: t.offset + r * rowBytes, fileOffset: t.fileOffset + r * rowBytes, byteLength: p.rows * rowBytes };
+      weights.set(p.name, ggufWeight(store, f, sub, opts.place));
+      r += p.rows;
+    }
+  }
   await store.finishLoad(opts.progress ?? noProgress);
+  if (longRope) {
+    // llama.cpp: rope.scaling.original_context_length (default: the training context), rope.scaling.attn_factor (default 1)
+    const factors = (n: string) => Array.from(dequantizeWeight(weights.get(n)!, n).data);
+    config.longRope = {
+      shortFactor: factors(ROPE_FACTORS_SHORT), longFactor: factors(ROPE_FACTORS_LONG),
+      originalMaxPositionEmbeddings: metaNumber(f, `${config.arch}.rope.scaling.original_context_length`) ?? config.seqLen,
+      attentionFactor: metaNumber(f, `${config.arch}.rope.scaling.attn_factor`) ?? 1,
+    };
+    weights.delete(ROPE_FACTORS_SHORT);
+    weights.delete(ROPE_FACTORS_LONG);
+    checkConfigLimits(config, f.name, ggufConfigKeys(config.arch));
+  }
   if (rf) {
     const factors = (weights.get(ROPE_FREQS) as { kind: "dense"; tensor: Tensor }).tensor.toF32();
     const inferred = ropeScalingFromMetadata(f, config, factors) ?? inferLlama3Scaling(config, factors);
@@ -340,6 +397,14 @@ export async function readGgufModel(f: GgufFile, opts: ReadGgufModelOptions = {}
   const recipe = metaString(f, RECIPE_KEY);
   if (recipe !== undefined) model.recipe = recipe;
   return model;
+}
+
+/**
+ * The fused tensors a file of a fused architecture holds: llama.cpp's phi3 always reads ffn_up as gate+up
+ * (2·n_ff rows) and takes attn_qkv, or separate attn_q/k/v when there is no attn_qkv (create_tensor_qkv).
+ */
+function ggufFused(f: GgufFile, c: ModelConfig): FusedFileTensor[] {
+  return fusedFileTensors(c).filter((t) => !t.gguf.endsWith("attn_qkv.weight") || f.tensor(t.gguf) !== undefined || f.tensor(TensorNames.attnQ(t.layer)) === undefined);
 }
 
 /**
@@ -364,12 +429,13 @@ export function ggufWeight(store: TensorStore, f: GgufFile, t: GgufTensorInfo, p
 
 /** convert_hf_to_gguf.py LlamaModel: factor per frequency pair j (llama.cpp divides θ_j by it). */
 export function llama3RopeFactors(c: ModelConfig, s: RopeScalingLlama3): Float32Array {
-  const half = c.headDim / 2;
+  const rd = rotaryDimOf(c);
+  const half = rd / 2;
   const out = new Float32Array(half);
   const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
   const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
   for (let j = 0; j < half; j++) {
-    const freq = 1 / Math.pow(c.ropeTheta, (2 * j) / c.headDim);
+    const freq = 1 / Math.pow(c.ropeTheta, (2 * j) / rd);
     const wavelen = (2 * Math.PI) / freq;
     if (wavelen < highWavelen) out[j] = 1;
     else if (wavelen > lowWavelen) out[j] = s.factor;
@@ -431,10 +497,54 @@ export function inferLlama3Scaling(c: ModelConfig, factors: Float32Array): RopeS
 // ---------------------------------------------------------------------------------------------------
 // Writing
 
+/**
+ * Stands for a fused file tensor in the writer's plan (its type and shape; no bytes until fuseWeights). Its
+ * parts' rows are concatenated as they are stored: ggml blocks are per row and every part has the same row
+ * length (dim), so the parts quantized one by one are byte for byte the fused tensor quantized at once. Parts
+ * stored in different types cannot be one ggml tensor: that needs a re-encode (--type), else it is refused.
+ */
+function fusedPlaceholder(parts: Weight[], ft: FusedFileTensor | undefined, reencoding: boolean, out: string): Weight {
+  const types = parts.map((w, i) => currentGgmlType(w, ft?.parts[i]!.name ?? "fused"));
+  const shapes = parts.map((w) => weightShape(w));
+  const rows = shapes.reduce((a, s) => a + s[0]!, 0);
+  const cols = shapes[0]![1]!;
+  const same = types.every((t) => t === types[0]);
+  if (!same && !reencoding) {
+    throw new QuantlabError("E_UNSUPPORTED", `${out}: ${ft!.gguf} is one tensor in GGUF but its parts are stored as ${ft!.parts.map((p, i) => `${p.name} ${ggmlTypeName(types[i]!)}`).join(", ")}: re-encode them to one type (--type)`);
+  }
+  // only its type and shape are read (currentGgmlType, weightShape), whatever the type
+  return { kind: "ggml", type: same ? types[0]! : GgmlType.F32, shape: [rows, cols], data: new Uint8Array(0) };
+}
+
+/** The fused tensor's weight, its parts' stored rows one after another (see fusedPlaceholder). */
+function fuseWeights(parts: Weight[], placeholder: Weight, name: string): Weight {
+  const shape = weightShape(placeholder);
+  const type = (placeholder as { type: GgmlType }).type;
+  if (parts.every((w) => w.kind === "ggml" && w.type === type)) {
+    const bytes = parts.map((w) => (w as { data: Uint8Array }).data);
+    const data = new Uint8Array(bytes.reduce((a, b) => a + b.length, 0));
+    let o = 0;
+    for (const b of bytes) { data.set(b, o); o += b.length; }
+    return { kind: "ggml", type, shape, data };
+  }
+  const dtype = type === GgmlType.F16 ? "f16" : type === GgmlType.BF16 ? "bf16" : "f32";
+  if (dtype !== "f32" && parts.every((w) => w.kind === "dense" && w.tensor.dtype === dtype)) {
+    const data = new Uint16Array(shape[0]! * shape[1]!);
+    let o = 0;
+    for (const w of parts) { const d = (w as { tensor: Tensor }).tensor.data as Uint16Array; data.set(d, o); o += d.length; }
+    return { kind: "dense", tensor: new Tensor(dtype, shape, data) };
+  }
+  const data = new Float32Array(shape[0]! * shape[1]!);
+  let o = 0;
+  for (const w of parts) { const d = dequantizeWeight(w, name).data; data.set(d, o); o += d.length; }
+  return { kind: "dense", tensor: new Tensor("f32", shape, data) };
+}
+
 export interface WriteGgufModelOptions {
   /** re-encode 2-D tensors as this type (1-D tensors stay F32); default: keep each tensor's type */
   type?: GgmlType;
-  /** per-tensor type chosen by a caller (quantization presets); wins over `type` */
+  /** per-tensor type chosen by a caller (quantization presets); wins over `type`. Names are the file's: a fused
+   * architecture's attn_qkv / ffn_up (gate + up), not their canonical parts */
   typeFor?: (name: string, shape: readonly number[]) => GgmlType | undefined;
   /** `general.file_type` (llama_ftype) to write; default: from the most common 2-D tensor type */
   fileType?: number;
@@ -473,7 +583,7 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   m.set(`${a}.embedding_length`, u32(c.dim));
   m.set(`${a}.block_count`, u32(c.nLayers));
   m.set(`${a}.feed_forward_length`, u32(c.hiddenDim));
-  m.set(`${a}.rope.dimension_count`, u32(c.headDim));
+  m.set(`${a}.rope.dimension_count`, u32(rotaryDimOf(c)));
   m.set(`${a}.attention.head_count`, u32(c.nHeads));
   m.set(`${a}.attention.head_count_kv`, u32(c.nKvHeads));
   if (c.headDim * c.nHeads !== c.dim) {
@@ -491,6 +601,12 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   if (a === "olmo2" && c.headDim * c.nHeads !== c.dim) throw new QuantlabError("E_UNSUPPORTED", `GGUF olmo2: llama.cpp's olmo2 takes the head size from embedding_length / head_count (${c.dim / c.nHeads}), not ${c.headDim}`);
   if (c.slidingWindow !== undefined && a === "olmo2") throw new QuantlabError("E_UNSUPPORTED", "GGUF olmo2: a sliding window would make llama.cpp slide 3 of every 4 layers (OLMo 3)");
   if (c.slidingWindow !== undefined) m.set(`${a}.attention.sliding_window`, u32(c.slidingWindow));
+  if (c.longRope) {
+    // convert_hf_to_gguf.py Phi3MiniModel: add_rope_scaling_orig_ctx_len, add_rope_scaling_attn_factors (llama.cpp
+    // multiplies its rope attn_factor by it: llama-context.cpp cparams.yarn_attn_factor *= hparams.rope_attn_factor)
+    m.set(`${a}.rope.scaling.original_context_length`, u32(c.longRope.originalMaxPositionEmbeddings));
+    m.set(`${a}.rope.scaling.attn_factor`, f32(c.longRope.attentionFactor));
+  }
   if (c.multipliers) {
     m.set(`${a}.embedding_scale`, f32(c.multipliers.embedding));
     m.set(`${a}.residual_scale`, f32(c.multipliers.residual));
@@ -580,9 +696,9 @@ export function padVocab(v: Vocab, n: number): Vocab {
 export function canonicalOrder(c: ModelConfig, names: Iterable<string>): string[] {
   const order: string[] = [TensorNames.tokenEmbd];
   if (!c.tiedEmbeddings) order.push(TensorNames.output);
-  order.push(TensorNames.outputNorm, ROPE_FREQS);
+  order.push(TensorNames.outputNorm, ROPE_FREQS, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT);
   for (let l = 0; l < c.nLayers; l++) {
-    order.push(TensorNames.attnNorm(l), TensorNames.attnQ(l), TensorNames.attnK(l), TensorNames.attnV(l), TensorNames.attnOutput(l), TensorNames.postAttnNorm(l));
+    order.push(TensorNames.attnNorm(l), TensorNames.attnQkv(l), TensorNames.attnQ(l), TensorNames.attnK(l), TensorNames.attnV(l), TensorNames.attnOutput(l), TensorNames.postAttnNorm(l));
     order.push(TensorNames.ffnNorm(l), TensorNames.ffnGate(l), TensorNames.ffnDown(l), TensorNames.ffnUp(l), TensorNames.postFfnNorm(l));
   }
   const have = new Set(names);
@@ -605,6 +721,19 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   if (c.ropeScaling?.type === "llama3" && !weights.has(ROPE_FREQS)) {
     const fac = llama3RopeFactors(c, c.ropeScaling);
     weights.set(ROPE_FREQS, { kind: "dense", tensor: new Tensor("f32", [fac.length], fac) });
+  }
+  if (c.longRope) {
+    const f = (v: number[]): Weight => ({ kind: "dense", tensor: new Tensor("f32", [v.length], Float32Array.from(v)) });
+    weights.set(ROPE_FACTORS_LONG, f(c.longRope.longFactor));
+    weights.set(ROPE_FACTORS_SHORT, f(c.longRope.shortFactor));
+  }
+  // fused architectures (Phi-3): the file holds attn_qkv and ffn_up = gate + up; each is put together when written
+  const fusedParts = new Map<string, Weight[]>();
+  for (const ft of fusedFileTensors(c)) {
+    const parts = ft.parts.map((p) => weights.get(p.name)!);
+    for (const p of ft.parts) weights.delete(p.name);
+    fusedParts.set(ft.gguf, parts);
+    weights.set(ft.gguf, fusedPlaceholder(parts, ft, opts.type !== undefined || opts.typeFor !== undefined, name));
   }
   const names = canonicalOrder(c, weights.keys());
   const plan = names.map((n) => {
@@ -648,11 +777,16 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   progress.start(plan.length, "writing");
   const report: WriteReport = { tensors: [], bytes: 0, ...(warnings.length ? { warnings } : {}) };
   for (const p of plan) {
+    const parts = fusedParts.get(p.name);
+    const partsLoaded = parts?.map((w) => isWeightLoaded(w));
+    if (parts) p.w = fuseWeights(parts, p.w, p.name);
     // a lazy weight this writer brings in is let go again once written: converting streams the model
     const wasLoaded = isWeightLoaded(p.w);
     const maxAbs = opts.allowNonFinite ? undefined : checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
     const bytes = await encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, maxAbs === undefined ? undefined : { where: model.source.path, tensor: p.name, maxAbs }, (b) => w.writeTensorData(p.name, b));
     if (!wasLoaded) releaseWeight(p.w);
+    // the joined copy goes; parts this writer brought in are let go again
+    if (parts) parts.forEach((w, i) => { if (!partsLoaded![i]) releaseWeight(w); });
     report.tensors.push({ name: p.name, shape: p.shape, type: ggmlTypeName(p.type), bytes, ...(p.fallback ? { fallback: p.fallback } : {}) });
     report.bytes += bytes;
     progress.tick();

@@ -14,7 +14,7 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { DTYPES, Tensor, numel, type DType } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, layerWindow, type Architecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, fusedFileTensors, layerWindow, type Architecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { hfChatFiles, readHfChatMetadata } from "./hf-generation.js";
@@ -44,11 +44,11 @@ export interface DirSink {
   writeFile<T>(file: string, write: (sink: ByteSink) => Promise<T>): Promise<T>;
 }
 
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "granite", "gemma2", "gemma3_text", "olmo2"] as const;
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "granite", "phi3", "gemma2", "gemma3_text", "olmo2"] as const;
 
 /** quantlab's architecture of each supported model_type (Mistral is the Llama block) */
 const ARCH_OF_MODEL_TYPE: Record<(typeof SUPPORTED_MODEL_TYPES)[number], Architecture> = {
-  llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3", granite: "granite", gemma2: "gemma2", gemma3_text: "gemma3", olmo2: "olmo2",
+  llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3", granite: "granite", phi3: "phi3", gemma2: "gemma2", gemma3_text: "gemma3", olmo2: "olmo2",
 };
 /** config.json's architectures[0] and model_type for each architecture (the writer) */
 const HF_CLASS: Record<Architecture, { cls: string; modelType: string }> = {
@@ -59,6 +59,7 @@ const HF_CLASS: Record<Architecture, { cls: string; modelType: string }> = {
   gemma2: { cls: "Gemma2ForCausalLM", modelType: "gemma2" },
   gemma3: { cls: "Gemma3ForCausalLM", modelType: "gemma3_text" },
   olmo2: { cls: "Olmo2ForCausalLM", modelType: "olmo2" },
+  phi3: { cls: "Phi3ForCausalLM", modelType: "phi3" },
 };
 
 /** config.json's activation name of each ArchTraits.activation (transformers ACT2FN keys) */
@@ -82,7 +83,17 @@ export interface HfConfigJson {
   hidden_act?: string;
   attention_bias?: boolean;
   mlp_bias?: boolean;
-  rope_scaling?: { rope_type?: string; type?: string; factor?: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number } | null;
+  rope_scaling?: {
+    rope_type?: string; type?: string; factor?: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number;
+    /** Phi3Config longrope ("su" in early Phi-3 configs) */
+    short_factor?: number[]; long_factor?: number[]; attention_factor?: number;
+    /** transformers 5 moves partial_rotary_factor into rope_parameters */
+    partial_rotary_factor?: number;
+  } | null;
+  /** Phi3Config: RoPE rotates int(head_dim · this) values of each head */
+  partial_rotary_factor?: number;
+  /** Phi3Config: the pretraining context LongRoPE's short factors are for */
+  original_max_position_embeddings?: number;
   /** transformers 5: `rope_theta`, `rope_type` and the scaling fields together */
   rope_parameters?: unknown;
   /** GraniteConfig (transformers models/granite/configuration_granite.py) */
@@ -122,7 +133,8 @@ function ropeFields(c: HfConfigJson, file: string): { theta?: number; scaling?: 
   if (rp === undefined || rp === null) return { ...(top !== undefined ? { theta: top } : {}), ...(rs ? { scaling: rs } : {}) };
   if (typeof rp !== "object" || Array.isArray(rp)) throw new QuantlabError("E_FORMAT", `${file}: "rope_parameters" must be an object, got ${describe(rp)}`);
   const p = rp as Record<string, unknown>;
-  const nested = Object.entries(p).find(([, v]) => v !== null && typeof v === "object");
+  // per-layer-type parameters are objects; Phi-3's short_factor / long_factor are arrays of numbers
+  const nested = Object.entries(p).find(([, v]) => v !== null && typeof v === "object" && !Array.isArray(v));
   if (nested) throw new QuantlabError("E_UNSUPPORTED", `${file}: "rope_parameters.${nested[0]}": rope parameters per layer type are not supported`);
   const theta = p.rope_theta;
   if (theta !== undefined && (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0)) throw new QuantlabError("E_FORMAT", `${file}: "rope_parameters.rope_theta" must be a positive number, got ${describe(theta)}`);
@@ -220,8 +232,17 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
       const f = rs.factor;
       if (typeof f !== "number" || !Number.isFinite(f) || f <= 0) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling.factor" must be a positive number, got ${describe(f)}`);
       if (f !== 1) config.ropeLinearFactor = f;
+    } else if ((t === "longrope" || t === "su") && ARCH_TRAITS[arch].phi3Rope) {
+      // read below with the rest of Phi-3's RoPE
     } else if (t !== "default") {
-      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported for model_type "${mt}" (${arch === "gemma3" ? "linear, " : ""}llama3)`);
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported for model_type "${mt}" (${arch === "gemma3" ? "linear, " : ""}llama3${ARCH_TRAITS[arch].phi3Rope ? ", longrope" : ""})`);
+    }
+  }
+  if (ARCH_TRAITS[arch].phi3Rope) phi3Rope(c, rs, config, file);
+  else {
+    for (const k of ["partial_rotary_factor", "original_max_position_embeddings"] as const) {
+      const v = k === "partial_rotary_factor" ? c[k] ?? rs?.partial_rotary_factor : c[k];
+      if (v !== undefined && v !== null && !(k === "partial_rotary_factor" && v === 1)) throw new QuantlabError("E_UNSUPPORTED", `${file}: "${k}" = ${describe(v)} is not read for model_type "${mt}"`);
     }
   }
   // Mistral 7B v0.1's sliding-window attention: each position sees the last `sliding_window` keys (itself
@@ -312,6 +333,37 @@ function gemmaSlidingLayers(c: HfConfigJson, nLayers: number, arch: Architecture
   return Array.from({ length: nLayers }, (_, i) => (i + 1) % pattern !== 0);
 }
 
+/**
+ * Phi3Config's RoPE: partial_rotary_factor (top level, or in rope_parameters under transformers 5) and longrope
+ * scaling. transformers _compute_longrope_parameters: factor = max_position_embeddings / original_max_position_embeddings
+ * when the config has the latter (Phi-3 does), the attention factor rope_scaling.attention_factor or else
+ * √(1 + ln factor / ln original) (1 when factor ≤ 1) — what llama.cpp's converter writes as rope.scaling.attn_factor.
+ */
+function phi3Rope(c: HfConfigJson, rs: NonNullable<HfConfigJson["rope_scaling"]> | undefined, config: ModelConfig, file: string): void {
+  if (c.head_dim !== undefined && c.head_dim !== config.dim / config.nHeads) {
+    throw new QuantlabError("E_UNSUPPORTED", `${file}: head_dim ${describe(c.head_dim)} ≠ hidden_size / num_attention_heads: phi3's attention output is hidden_size square (llama.cpp build_phi3)`);
+  }
+  const prfTop = c.partial_rotary_factor, prfIn = rs?.partial_rotary_factor;
+  if (prfTop !== undefined && prfIn !== undefined && prfTop !== prfIn) throw new QuantlabError("E_FORMAT", `${file}: "partial_rotary_factor" = ${prfTop} but "rope_parameters.partial_rotary_factor" = ${prfIn}`);
+  const prf = prfTop ?? prfIn ?? 1;
+  if (typeof prf !== "number" || !(prf > 0 && prf <= 1)) throw new QuantlabError("E_FORMAT", `${file}: "partial_rotary_factor" must be in (0, 1], got ${describe(prf)}`);
+  const rd = Math.trunc(config.headDim * prf); // transformers Phi3RotaryEmbedding: int(head_dim * partial_rotary_factor)
+  if (rd !== config.headDim) config.rotaryDim = rd;
+  const t = rs?.rope_type ?? rs?.type;
+  const origTop = c.original_max_position_embeddings, origIn = rs?.original_max_position_embeddings;
+  if (t !== "longrope" && t !== "su") return;
+  const orig = origTop ?? origIn ?? config.seqLen;
+  if (typeof orig !== "number" || !Number.isInteger(orig) || orig < 1) throw new QuantlabError("E_FORMAT", `${file}: "original_max_position_embeddings" must be a positive integer, got ${describe(orig)}`);
+  const factor = origTop !== undefined ? config.seqLen / orig : rs!.factor ?? 1;
+  const af = rs!.attention_factor ?? (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig)));
+  const arr = (k: "short_factor" | "long_factor"): number[] => {
+    const v = rs![k];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "number")) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling.${k}" must be an array of numbers, got ${describe(v)}`);
+    return [...v];
+  };
+  config.longRope = { shortFactor: arr("short_factor"), longFactor: arr("long_factor"), originalMaxPositionEmbeddings: orig, attentionFactor: af };
+}
+
 /** config.json's name of each hyper-parameter (transformers LlamaConfig), for limit errors. */
 const HF_CONFIG_KEYS: ConfigKeys = {
   dim: "hidden_size", hiddenDim: "intermediate_size", nLayers: "num_hidden_layers", nHeads: "num_attention_heads", nKvHeads: "num_key_value_heads",
@@ -366,6 +418,22 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
   } else if (c.attnScale !== undefined || c.attnSoftcap !== undefined || c.finalSoftcap !== undefined || c.ropeThetaLocal !== undefined || c.ropeLinearFactor !== undefined || c.slidingLayers !== undefined) {
     throw new QuantlabError("E_UNSUPPORTED", `config.json for model_type "${out.model_type}": the model's query scale, soft-caps, local RoPE base, linear RoPE scaling or per-layer windows have no field there`);
   }
+  if (ARCH_TRAITS[c.arch].phi3Rope) {
+    // Phi3Config has no head_dim (always hidden_size / heads) and names the rotated share of each head
+    delete out.head_dim;
+    out.partial_rotary_factor = (c.rotaryDim ?? c.headDim) / c.headDim;
+    if (c.longRope) {
+      const r = c.longRope;
+      out.original_max_position_embeddings = r.originalMaxPositionEmbeddings;
+      out.rope_scaling = { type: "longrope", short_factor: [...r.shortFactor], long_factor: [...r.longFactor] };
+      // the default attention factor is implied by the two lengths; another one is written out
+      const factor = c.seqLen / r.originalMaxPositionEmbeddings;
+      const implied = factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(r.originalMaxPositionEmbeddings));
+      if (Math.abs(implied - r.attentionFactor) > 1e-6 * implied) out.rope_scaling.attention_factor = r.attentionFactor;
+    } else out.original_max_position_embeddings = c.seqLen;
+  } else if (c.rotaryDim !== undefined || c.longRope) {
+    throw new QuantlabError("E_UNSUPPORTED", `config.json for model_type "${HF_CLASS[c.arch].modelType}" cannot carry partial rotary or LongRoPE (phi3's can)`);
+  }
   if (c.multipliers) {
     out.embedding_multiplier = c.multipliers.embedding;
     out.residual_multiplier = c.multipliers.residual;
@@ -419,11 +487,18 @@ const QK_NORM_MAP: [string, (l: number) => string][] = [
 export function hfNames(c: ModelConfig): [canonical: string, hf: string][] {
   const out: [string, string][] = [[TensorNames.tokenEmbd, "model.embed_tokens.weight"]];
   const t = ARCH_TRAITS[c.arch];
-  const layerMap = [...NORM_MAP[t.norms], ...LINEAR_MAP, ...(t.qkvBias ? BIAS_MAP : []), ...(t.qkNorm ? QK_NORM_MAP : [])];
+  // fused architectures (Phi-3) keep q/k/v and gate/up in qkv_proj / gate_up_proj: hfFusedNames
+  const fused = new Set(["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight"]);
+  const layerMap = [...NORM_MAP[t.norms], ...LINEAR_MAP, ...(t.qkvBias ? BIAS_MAP : []), ...(t.qkNorm ? QK_NORM_MAP : [])].filter(([suffix]) => !t.fusedProjections || !fused.has(suffix));
   for (let l = 0; l < c.nLayers; l++) for (const [suffix, f] of layerMap) out.push([f(l), `model.layers.${l}.${suffix}`]);
   out.push([TensorNames.outputNorm, "model.norm.weight"]);
   if (!c.tiedEmbeddings) out.push([TensorNames.output, "lm_head.weight"]);
   return out;
+}
+
+/** The fused HF tensors of a config (Phi-3: model.layers.N.self_attn.qkv_proj.weight, mlp.gate_up_proj.weight), with their canonical parts. */
+export function hfFusedNames(c: ModelConfig): { hf: string; parts: { name: string; rows: number }[] }[] {
+  return fusedFileTensors(c).map((f) => ({ hf: `model.layers.${f.layer}.${f.hf}`, parts: f.parts }));
 }
 
 /** HF tensors that carry nothing we need (recomputed buffers in old checkpoints). */
@@ -517,7 +592,8 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
     checkLayersBacked(config.nLayers, where.keys(), hfLayerOf, cfgFile, "num_hidden_layers", "model.layers.N.*");
     // tied models may still ship lm_head.weight (a copy): ignore it then
     const names = hfNames(config);
-    const known = new Set(names.map(([, h]) => h));
+    const fusedNames = hfFusedNames(config);
+    const known = new Set([...names.map(([, h]) => h), ...fusedNames.map((f) => f.hf)]);
     if (config.tiedEmbeddings) known.add("lm_head.weight");
     const unknown = [...where.keys()].filter((n) => !known.has(n) && !IGNORED_HF.test(n));
     if (unknown.length > 0) {
@@ -545,6 +621,23 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
         ? st.lazyTensorF32(store, info, (f) => { for (let i = 0; i < f.length; i++) f[i] = 1 + f[i]!; })
         : st.lazyTensor(store, info, permute);
       weights.set(canon, { kind: "dense", tensor });
+    }
+    // fused tensors (Phi-3 qkv_proj, gate_up_proj): each canonical part is its own byte range of rows, read lazily
+    for (const f of fusedNames) {
+      const st = where.get(f.hf);
+      if (!st) throw new QuantlabError("E_FORMAT", `${dir.name}: missing tensor "${f.hf}"`);
+      const info = st.tensor(f.hf)!;
+      const rows = f.parts.reduce((a, p) => a + p.rows, 0);
+      if (info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== config.dim) {
+        throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${f.hf}" has shape [${info.shape.join(", ")}], expected [${rows}, ${config.dim}] (${f.parts.map((p) => `${p.rows} ${p.name}`).join(" + ")})`);
+      }
+      const rowBytes = info.byteLength / rows;
+      let r = 0;
+      for (const p of f.parts) {
+        const sub = { ...info, name: `${f.hf}[${r}:${r + p.rows}]`, shape: [p.rows, config.dim], fileOffset: info.fileOffset + r * rowBytes, byteLength: p.rows * rowBytes };
+        weights.set(p.name, { kind: "dense", tensor: st.lazyTensor(store, sub) });
+        r += p.rows;
+      }
     }
     await store.finishLoad(opts.progress ?? noProgress);
     const tokenizer = await loadHfTokenizer(dir, config.vocabSize);
@@ -626,12 +719,37 @@ export function hfEntries(model: Model, opts: WriteHfOptions = {}, name = "outpu
     const inferred = inferLlama3Scaling(c, dequantizeWeight(rf, ROPE_FREQS).data);
     if (!inferred) throw new QuantlabError("E_UNSUPPORTED", `${name}: the model's ${ROPE_FREQS} cannot be expressed as a config.json rope_scaling`);
   }
-  return hfNames(c).map(([canon, hf]) => {
+  const check = opts.allowNonFinite ? undefined : { source: model.source.path, out: name };
+  const get = (canon: string): Weight => {
     const w = model.weights.get(canon);
     if (!w) throw new QuantlabError("E_ARG", `${name}: model has no tensor "${canon}"`);
-    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype, opts.allowNonFinite ? undefined : { source: model.source.path, out: name });
+    return w;
+  };
+  const single = hfNames(c).map(([canon, hf]): SafetensorsEntry => {
+    const w = get(canon);
+    const { dtype, bytes } = hfTensorBytes(w, canon, c, opts.dtype, check);
     return { name: hf, dtype, shape: weightShape(w), bytes };
   });
+  // fused tensors: the parts' rows one after another, in one dtype (f32 unless every part keeps the same one)
+  const fused = hfFusedNames(c).map((f): SafetensorsEntry => {
+    const ws = f.parts.map((p) => get(p.name));
+    let parts = ws.map((w, i) => hfTensorBytes(w, f.parts[i]!.name, c, opts.dtype, check));
+    if (parts.some((p) => p.dtype !== parts[0]!.dtype)) parts = ws.map((w, i) => hfTensorBytes(w, f.parts[i]!.name, c, opts.dtype ?? "f32", check));
+    const rows = f.parts.reduce((a, p) => a + p.rows, 0);
+    return {
+      name: f.hf, dtype: parts[0]!.dtype, shape: [rows, c.dim],
+      bytes: () => {
+        const bs = parts.map((p) => p.bytes());
+        const out = new Uint8Array(bs.reduce((a, b) => a + b.length, 0));
+        let o = 0;
+        for (const b of bs) { out.set(b, o); o += b.length; }
+        return out;
+      },
+    };
+  });
+  // HF's file order: embeddings, then each layer's tensors, then the final norm and lm_head
+  const layerOf = (e: SafetensorsEntry) => hfLayerOf(e.name) ?? (e.name === "model.embed_tokens.weight" ? -1 : Infinity);
+  return [...single, ...fused].map((e, i) => ({ e, i })).sort((a, b) => layerOf(a.e) - layerOf(b.e) || a.i - b.i).map(({ e }) => e);
 }
 
 /** Writes config.json, safetensors shards (+ index), tokenizer.json and tokenizer_config.json. */

@@ -24,7 +24,7 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ToF16Bits, f16BitsToF32 } from "../core/f16.js";
 import { weightShape, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, layerWindow, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, layerWindow, rotaryDimOf, type ModelConfig } from "../model/config.js";
 import { checkFiniteWeight } from "../model/finite.js";
 import { ROPE_FREQS, queryPrescale, ropeInvFreq, ropeSetsOf } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
@@ -226,7 +226,9 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   };
 
   const { dim, nHeads: H, nKvHeads: Hkv, headDim: D, nLayers, vocabSize: V } = c;
-  const half = D / 2, group = H / Hkv;
+  // partial rotary (Phi-4-mini): only the first R values of each head rotate, the rest pass through
+  const R = rotaryDimOf(c);
+  const half = R / 2, group = H / Hkv;
   const past = (l: number, kv: "key" | "value") => `past_key_values.${l}.${kv}`;
   const inputs: OnnxValueInfo[] = [
     { name: "input_ids", elemType: OnnxDataType.INT64, shape: ["batch_size", "sequence_length"] },
@@ -241,21 +243,24 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     }
   }
 
-  // RoPE tables (seqLen, headDim/2) per frequency set (model/llama.ts ropeSetsOf: one, or Gemma 3's global and
-  // local), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j])
+  // RoPE tables (seqLen, rotaryDim/2) per frequency set (model/llama.ts ropeSetsOf: one, or Gemma 3's global and
+  // local), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j]); LongRoPE: the factor set of a
+  // context of seqLen (model/llama.ts ropeFactorSet, as a default Llama instance) and the attention factor folded
+  // into cos and sin
+  const ropeScale = c.longRope?.attentionFactor ?? 1;
   const traits = ARCH_TRAITS[c.arch];
   const neox = traits.rope === "neox";
   // interleaved pairs (x[2j], x[2j+1]) split the last axis of (…, half, 2); NeoX halves (x[j], x[j+half]) of (…, 2, half)
   const ropeShape = g.i64(neox ? [0, 0, 1, 1, half] : [0, 0, 1, half, 1]);
   const ropeSets = ropeSetsOf(c);
   const ropeTabs = ropeSets.params.map((r, i) => {
-    const invFreq = ropeInvFreq(c, model.weights.get(ROPE_FREQS), r.theta, r.linear);
+    const invFreq = ropeInvFreq(c, model.weights.get(ROPE_FREQS), undefined, r.theta, r.linear);
     const cosT = new Float32Array(c.seqLen * half), sinT = new Float32Array(c.seqLen * half);
     for (let p = 0; p < c.seqLen; p++) {
       for (let j = 0; j < half; j++) {
         const a = Math.fround(p * invFreq[j]!);
-        cosT[p * half + j] = Math.cos(a);
-        sinT[p * half + j] = Math.sin(a);
+        cosT[p * half + j] = Math.cos(a) * ropeScale;
+        sinT[p * half + j] = Math.sin(a) * ropeScale;
       }
     }
     const sfx = i === 0 ? "" : `.${i}`;
@@ -266,11 +271,15 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const rope = (x: string, heads: number, l: number): string => {
     const { cos, sin } = ropeTabs[ropeSets.ofLayer[l]!]!;
     const axis = neox ? -2 : -1;
-    const pairs = g.op("Reshape", [x, g.i64(neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2])]);
+    // partial rotary: split each head (…, heads, D) into the rotated R values and the D − R that pass through
+    let rot = x, pass: string | undefined;
+    if (R < D) [rot, pass] = g.opN("Split", [g.op("Reshape", [x, g.i64([0, 0, heads, D])]), g.i64([R, D - R])], 2, [{ name: "axis", i: -1 }]) as [string, string];
+    const pairs = g.op("Reshape", [rot, g.i64(neox ? [0, 0, heads, 2, half] : [0, 0, heads, half, 2])]);
     const [a, b] = g.opN("Split", [pairs, g.i64([1, 1])], 2, [{ name: "axis", i: axis }]);
     const ra = g.op("Sub", [g.op("Mul", [a!, cos]), g.op("Mul", [b!, sin])]); // a·cos − b·sin
     const rb = g.op("Add", [g.op("Mul", [a!, sin]), g.op("Mul", [b!, cos])]); // a·sin + b·cos
-    return g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: axis }]), g.i64([0, 0, heads, D])]);
+    const rotated = g.op("Reshape", [g.op("Concat", [ra, rb], [{ name: "axis", i: axis }]), g.i64([0, 0, heads, R])]);
+    return pass === undefined ? rotated : g.op("Concat", [rotated, pass], [{ name: "axis", i: -1 }]);
   };
   /** the architecture's steps between projection and RoPE (model/llama.ts qkvTraits): bias, per-head RMSNorm */
   const bias = (x: string, n: string, width: number): string => g.op("Add", [x, g.floatInit(n, [width], floatData(n))]);

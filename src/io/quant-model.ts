@@ -189,7 +189,18 @@ export function modelConfigFromJson(text: string | undefined, where: string): Mo
     const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
     c.multipliers = { embedding: rn("embedding"), residual: rn("residual"), attention: rn("attention"), logits: rn("logits") };
   }
-  const known = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "name", "ropeScaling", "slidingWindow", "ropeThetaLocal", "ropeLinearFactor", "attnScale", "attnSoftcap", "finalSoftcap", "slidingLayers", "multipliers"]);
+  if (o.rotaryDim !== undefined) c.rotaryDim = num("rotaryDim");
+  if (o.longRope !== undefined) {
+    const r = jsonObject(o.longRope, where, "longRope");
+    const arr = (k: string): number[] => {
+      const v = r[k];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "number")) throw new QuantlabError("E_FORMAT", `${where}: longRope.${k} = ${describe(v)}, expected an array of numbers`);
+      return v as number[];
+    };
+    const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
+    c.longRope = { shortFactor: arr("shortFactor"), longFactor: arr("longFactor"), originalMaxPositionEmbeddings: rn("originalMaxPositionEmbeddings"), attentionFactor: rn("attentionFactor") };
+  }
+  const known = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "name", "ropeScaling", "slidingWindow", "ropeThetaLocal", "ropeLinearFactor", "attnScale", "attnSoftcap", "finalSoftcap", "slidingLayers", "multipliers", "rotaryDim", "longRope"]);
   const unknown = Object.keys(o).find((k) => !known.has(k));
   if (unknown) throw new QuantlabError("E_UNSUPPORTED", `${where}: config field "${unknown}" is not read by this version`);
   const keys = Object.fromEntries(["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps"].map((k) => [k, k])) as ConfigKeys;

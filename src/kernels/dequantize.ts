@@ -7,7 +7,7 @@ import { dequantize, dequantizeRow, hasGgmlCodec } from "../ggml/codecs.js";
 import { ggmlTypeName, ggmlTypeTraits } from "../ggml/types.js";
 import { bf16ArrayToF32, f16ArrayToF32 } from "../core/f16.js";
 import type { Weight } from "../core/weight.js";
-import { dequantizeRowUniformInt, uniformIntLayout, uniformIntReason, type UniformIntLayout } from "./packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutLayout, lutReason, uniformIntLayout, uniformIntReason, type LutLayout, type UniformIntLayout } from "./packed.js";
 
 export function dequantizeWeight(w: Weight, name = "tensor"): { rows: number; cols: number; data: Float32Array } {
   const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
@@ -32,8 +32,8 @@ export type RowReader = (r: number, dst: Float32Array, off: number) => void;
 /**
  * Row-at-a-time access to a weight (an embedding table): f32 rows are copied, f16/bf16 and ggml block rows
  * are decoded on demand, so a large table is never expanded to f32 whole (a 128256×2048 vocabulary is
- * 1 GiB in f32). quantlab QuantizedTensors of the packed uniform-int family (kernels/packed.ts) decode
- * row by row too; other QuantizedTensors are dequantized once, on the first read.
+ * 1 GiB in f32). quantlab QuantizedTensors of the packed uniform-int and lut families (kernels/packed.ts)
+ * decode row by row too; other QuantizedTensors are dequantized once, on the first read.
  */
 export function rowReader(w: Weight, name = "tensor"): RowReader {
   const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
@@ -69,6 +69,18 @@ export function rowReader(w: Weight, name = "tensor"): RowReader {
         L = l;
       }
       dequantizeRowUniformInt(L, r, dst, off);
+    };
+  }
+  if (w.kind === "quant" && lutReason(w.q) === undefined) {
+    // packed lookup-table codes decode one row at a time too (kernels/packed.ts family "lut")
+    let L: LutLayout | undefined;
+    return (r, dst, off) => {
+      if (!L) {
+        const l = lutLayout(w.q);
+        if ("reason" in l) throw new QuantlabError("E_INTERNAL", `${name}: ${l.reason}`);
+        L = l;
+      }
+      dequantizeRowLut(L, r, dst, off);
     };
   }
   let all: Float32Array | undefined;

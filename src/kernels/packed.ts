@@ -14,12 +14,26 @@
  * and a weight is w = fround((c + k)·s), which is exactly the fake-quant value quant/tensor.ts
  * `dequantize` computes (c + k is a small integer, exact in f32; the product is rounded once).
  *
- * Everything else (nf4 and other lookup formats, float zero points, ichannel/block2d granularity,
- * vector codebooks, outliers, 2/3/5/6-bit codes for now) gets `reason` and runs elsewhere; the caller
- * says where in its listing.
+ * Family "lut" (kinds K_LUT4G, K_LUT1G/2G/3G, K_LUTWG): every other scalar-code spec whose weight is
+ * (levelOf(c) − z)·s per (row, group) — lookup formats (nf4, fp4_e2m1, mxfp4 with its e8m0 scales, nvfp4
+ * with fp8 block scales × the tensor scale, fp8 e4m3/e5m2, fp6, pow2/logsqrt2/pow2sum, ternary/binary as
+ * 2/1-bit codes, learned k-means codebooks), uniform integers of 1–8 bits (sym, symfull, asym, asymf with
+ * float zeros) — with channel, tensor, layer, none or g<N> scales (any N, any row length: rows and groups
+ * may start inside a byte), codes packed as bits, no outliers, no activation quantization:
+ *   codes   the QTensor's own bytes, unchanged (LSB-first bit stream, b bits per code)
+ *   table   f64 levelOf(c) for the 2^b codes (padded with zeros to 16 entries)
+ *   scales  f32 per (row, group): the stored scale values (already f32: StoredScales.values)
+ *   zeros   f32 per (row, group), affine schemes only: the stored zero point (integer or float)
+ * and a weight is w = fround((table[c] − z)·s) with the difference and product in f64 — literally the
+ * expression quant/tensor.ts `dequantize` evaluates (its lut is levelOf in a Float64Array), so the weight
+ * is the fake-quant value bit for bit even when a level is not an f32 (nf4, logsqrt2) or z is a float.
+ *
+ * Everything else (vector codebooks, outliers, ichannel/block2d granularity, trit packing, codes wider
+ * than 8 bits) gets `reason` and runs elsewhere; the caller says where.
  */
 import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
+import { resolveElement } from "../quant/elements.js";
 
 export interface UniformIntLayout {
   readonly family: "uniform-int";
@@ -54,7 +68,15 @@ export function uniformIntBytes(L: UniformIntLayout): number {
 export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; fallback?: string } {
   const reason = uniformIntReason(q);
   const rows = q.shape.length === 2 ? q.shape[0]! : 1, cols = q.shape.at(-1) ?? 1;
-  if (reason !== undefined) return { kernel: "f32", residentBytes: 4 * rows * cols, fallback: `no packed WASM kernel (${reason}): dequantized once to f32` };
+  if (reason !== undefined) {
+    const lr = lutReason(q);
+    if (lr === undefined) {
+      const t = q as QTensor;
+      const { bits, group, nG, affine } = lutShape(t);
+      return { kernel: lutKernelName({ bits, group, cols }), residentBytes: t.codeBytes + 4 * nG * (affine ? 2 : 1) + 8 * lutTableLength(bits) };
+    }
+    return { kernel: "f32", residentBytes: 4 * rows * cols, fallback: `no packed WASM kernel (${lr}): dequantized once to f32` };
+  }
   const t = q as QTensor;
   const g = t.specObject.granularity;
   const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
@@ -144,5 +166,130 @@ export function dequantizeRowUniformInt(L: UniformIntLayout, r: number, dst: Flo
     const s = scales[r * perRow + j]!, k = offsets[r * perRow + j]!;
     const c0 = j * group, len = Math.min(group, cols - c0), base = r * cols + c0;
     for (let i = 0; i < len; i++) dst[off + c0 + i] = Math.fround((codeAt(codes, bits, base + i) + k) * s);
+  }
+}
+
+// ---------------------------------------------------------------- family "lut"
+
+export interface LutLayout {
+  readonly family: "lut";
+  /** bits per code, 1..8 */
+  readonly bits: number;
+  readonly rows: number;
+  readonly cols: number;
+  /** weights per scale group along a row (cols for channel/tensor/none) */
+  readonly group: number;
+  /** packed codes, (rows, cols·bits/8) */
+  readonly codes: Uint8Array;
+  /** f64 levelOf(c), (lutTableLength(bits)), zero-padded past 2^bits */
+  readonly table: Float64Array;
+  /** f32 scale per (row, group), (rows, ⌈cols/group⌉) */
+  readonly scales: Float32Array;
+  /** f32 zero point per (row, group), affine schemes only, (rows, ⌈cols/group⌉) */
+  readonly zeros: Float32Array | undefined;
+}
+
+/** Table entries the kernels read: 16 at least (the 4-bit swizzle planes), else 2^bits. */
+export function lutTableLength(bits: number): number {
+  return Math.max(16, 2 ** bits);
+}
+
+/** Kernel name of a lut layout, as listings print it. */
+export function lutKernelName(L: Pick<LutLayout, "bits" | "group" | "cols">): string {
+  const grp = L.group === L.cols ? "row" : `g${L.group}`;
+  return L.bits <= 4 ? `lut${L.bits}·${grp}·swizzle·f32x (packed spec)` : `lut${L.bits}·${grp}·gather·f32x (packed spec)`;
+}
+
+/** Bytes of the prepared form (codes + scales + zeros + table). */
+export function lutBytes(L: LutLayout): number {
+  return L.codes.byteLength + L.scales.byteLength + (L.zeros?.byteLength ?? 0) + L.table.byteLength;
+}
+
+function lutShape(t: QTensor): { bits: number; group: number; perRow: number; nG: number; affine: boolean } {
+  const s = t.specObject;
+  const [rows, cols] = t.shape as [number, number];
+  const g = s.granularity;
+  const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+  const perRow = Math.ceil(cols / group);
+  return { bits: s.bits, group, perRow, nG: rows * perRow, affine: s.scheme === "asym" || s.scheme === "asymf" };
+}
+
+/**
+ * Why a QuantizedTensor cannot run on the lookup-table kernels, or undefined when it can (the uniform-int
+ * family, checked first by the callers, takes the int4/int8 specs it covers). Reads only the spec and shape.
+ */
+export function lutReason(q: QuantizedTensor): string | undefined {
+  if (!(q instanceof QTensor)) return "not a quantlab QTensor";
+  const s = q.specObject;
+  if (q.shape.length !== 2) return `shape [${q.shape.join(", ")}] is not a matrix`;
+  const cols = q.shape[1]!;
+  if (s.outlierPercent !== undefined) return "outlier side table";
+  if (s.activations || s.integerMatmul) return "activation quantization";
+  if (s.packing !== "bits") return `packing ${s.packing}`;
+  if (s.scheme === "mean") return "0-bit group means";
+  if (!(s.bits >= 1 && s.bits <= 8)) return `${s.bits}-bit codes (table kernels: 1..8)`;
+  const el = resolveElement(s.format, s.bits);
+  if (el?.kind === "learned" && el.dim > 1) return `vector codebook (${el.dim} weights per code)`;
+  const g = s.granularity;
+  const group = g.kind === "channel" || g.kind === "tensor" || g.kind === "layer" || g.kind === "none" ? cols : g.kind === "group" ? Math.min(g.size, cols) : 0;
+  if (group === 0) return `granularity ${g.kind}`;
+  return undefined;
+}
+
+/** The lut layout of a QTensor (see the file comment), or a reason it has none. Reads the tensor's data. */
+export function lutLayout(q: QuantizedTensor): LutLayout | { reason: string } {
+  const reason = lutReason(q);
+  if (reason) return { reason };
+  const t = q as QTensor;
+  const [rows, cols] = t.shape as [number, number];
+  const { bits, group, perRow, nG, affine } = lutShape(t);
+  const qz = t.quantizer;
+  // the decode table of QTensor.dequantize: levelOf(c), kept in f64
+  const table = new Float64Array(lutTableLength(bits));
+  for (let c = 0; c < 2 ** bits; c++) table[c] = qz.levelOf(c);
+  const scales = new Float32Array(nG);
+  const zeros = affine ? new Float32Array(nG) : undefined;
+  const nStored = t.layout.nGroups;
+  for (let i = 0; i < nG; i++) {
+    // stored groups: none/one (tensor, layer), one per row (channel) or one per (row, group), in that order
+    const gi = nStored <= 1 ? 0 : nStored === rows ? Math.floor(i / perRow) : i;
+    const { scale, zero } = t.groupParams(gi);
+    scales[i] = scale;
+    if (zeros) zeros[i] = zero;
+    if (scales[i] !== scale || (zeros && zeros[i] !== zero)) return { reason: `group ${gi}: scale or zero is not an f32` };
+  }
+  return { family: "lut", bits, rows, cols, group, codes: t.codes, table, scales, zeros };
+}
+
+/** Code of element i of an LSB-first b-bit stream. */
+export function bitCodeAt(codes: Uint8Array, bits: number, i: number): number {
+  const bit = i * bits, o = bit >>> 3, sh = bit & 7;
+  const v = codes[o]! | ((codes[o + 1] ?? 0) << 8);
+  return (v >>> sh) & ((1 << bits) - 1);
+}
+
+/**
+ * Scalar reference: out[r] = Σ_c fround((table[code] − z)·s)·x[c], summed in float64 and rounded once per
+ * row, as the reference backend's f32 mat-vec sums the fake-quant weights (the two agree bit for bit).
+ */
+export function matvecLutRef(L: LutLayout, x: Float32Array, out: Float32Array): void {
+  const { rows, cols } = L;
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    dequantizeRowLut(L, r, row, 0);
+    let acc = 0;
+    for (let c = 0; c < cols; c++) acc += row[c]! * x[c]!;
+    out[r] = acc;
+  }
+}
+
+/** Row r of the weight as f32 values into dst[off .. off + cols) (the fake-quant values). */
+export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off: number): void {
+  const { cols, group, codes, scales, zeros, table, bits } = L;
+  const perRow = Math.ceil(cols / group);
+  for (let j = 0; j < perRow; j++) {
+    const s = scales[r * perRow + j]!, z = zeros ? zeros[r * perRow + j]! : 0;
+    const c0 = j * group, len = Math.min(group, cols - c0), base = r * cols + c0;
+    for (let i = 0; i < len; i++) dst[off + c0 + i] = (table[bitCodeAt(codes, bits, base + i)]! - z) * s;
   }
 }

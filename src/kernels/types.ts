@@ -146,6 +146,11 @@ export interface Backend {
   /** float64 dense kernels for GPTQ's linear algebra (LinalgKernels below); optional: callers fall back
    * to the reference (algos/linalg.ts RefLinalg) */
   linalg?(): LinalgKernels;
+  /**
+   * Set when the backend's `kvCache` is part of its arithmetic (integer-only attention): the forward pass then
+   * refuses a KV cache from elsewhere instead of silently running another attention. The text names why.
+   */
+  readonly ownsAttention?: string;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }

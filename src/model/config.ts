@@ -17,7 +17,7 @@ export interface RopeScalingLlama3 {
  * The decoder families quantlab runs. Each is the shared Llama block plus the differences its row of
  * ARCH_TRAITS names; the forward pass, calibration and the writers read the row, never the name.
  */
-export const ARCHITECTURES = ["llama", "qwen2", "qwen3", "granite", "gemma2", "gemma3", "olmo2"] as const;
+export const ARCHITECTURES = ["llama", "qwen2", "qwen3", "granite", "phi3", "gemma2", "gemma3", "olmo2"] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** How one family's block differs from Llama's (DESIGN.md "architecture traits"). */
@@ -56,6 +56,16 @@ export interface ArchTraits {
   rope: "interleaved" | "neox";
   /** the config carries Granite's four multipliers (ModelConfig.multipliers) */
   multipliers: boolean;
+  /**
+   * files hold q/k/v as one tensor (rows q, k, v) and gate/up as one (rows gate, up): HF `qkv_proj` /
+   * `gate_up_proj`, GGUF `blk.N.attn_qkv.weight` / `blk.N.ffn_up.weight` of 2·ffn rows (Phi-3). Loaders split
+   * them into the canonical q/k/v/gate/up (so every method sees the usual linears), writers fuse them again
+   * (fusedFileTensors).
+   */
+  fusedProjections?: boolean;
+  /** config.json carries Phi3Config's RoPE: `partial_rotary_factor`, `longrope` / `su` scaling with
+   * `original_max_position_embeddings`, and no `head_dim` (ModelConfig.rotaryDim, .longRope) */
+  phi3Rope?: boolean;
 }
 
 const LLAMA_BLOCK = { qkvBias: false, qkNorm: false, rope: "interleaved", multipliers: false, norms: "pre", normOffset: false, activation: "silu", embedScaleSqrtDim: false } as const satisfies ArchTraits;
@@ -69,6 +79,10 @@ export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
   // transformers GraniteModel / llama.cpp build_granite: Llama's block with embedding, residual, attention and
   // logits multipliers; NORM RoPE (the converter permutes Q/K as for Llama)
   granite: { ...LLAMA_BLOCK, multipliers: true },
+  // transformers Phi3Attention (qkv_proj split q | k | v, rotate_half RoPE on the first rotary_dim of each head),
+  // Phi3MLP (gate_up_proj split gate | up, up · silu(gate)); llama.cpp build_phi3: LLAMA_ROPE_TYPE_NEOX, wqkv, ffn_up
+  // of 2·n_ff rows through LLM_FFN_SWIGLU (silu of the first half × the second)
+  phi3: { ...LLAMA_BLOCK, rope: "neox", fusedProjections: true, phi3Rope: true },
   // transformers Gemma2DecoderLayer / llama.cpp src/models/gemma2.cpp: sandwich norms with (1 + w), GeGLU,
   // embeddings × √dim, NeoX RoPE; soft-caps, query scale and alternating windows in ModelConfig
   gemma2: { ...LLAMA_BLOCK, rope: "neox", norms: "sandwich", normOffset: true, activation: "gelu_tanh", embedScaleSqrtDim: true },
@@ -79,6 +93,25 @@ export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
   // the whole projection, NeoX RoPE, SwiGLU
   olmo2: { ...LLAMA_BLOCK, qkNorm: "projection", rope: "neox", norms: "post" },
 };
+
+/**
+ * LongRoPE (transformers modeling_rope_utils._compute_longrope_parameters; llama.cpp `rope_factors_short.weight` /
+ * `rope_factors_long.weight`, `rope.scaling.attn_factor`, `rope.scaling.original_context_length`): the angle of
+ * rotary pair j is pos · θ^(−2j/rotaryDim) / factor[j], with the short factors for contexts up to
+ * originalMaxPositionEmbeddings and the long ones beyond; cos and sin are multiplied by attentionFactor
+ * (so q·k of the rotated part by its square). Which set applies: see ropeFactorSet in model/llama.ts.
+ */
+export interface LongRope {
+  shortFactor: number[]; // (rotaryDim/2)
+  longFactor: number[]; // (rotaryDim/2)
+  originalMaxPositionEmbeddings: number;
+  attentionFactor: number;
+}
+
+/** the number of values of each head RoPE rotates */
+export function rotaryDimOf(c: ModelConfig): number {
+  return c.rotaryDim ?? c.headDim;
+}
 
 export function isArchitecture(a: string): a is Architecture {
   return (ARCHITECTURES as readonly string[]).includes(a);
@@ -119,6 +152,11 @@ export interface ModelConfig {
   attnSoftcap?: number;
   /** final logit soft-cap c: logits → c·tanh(logits / c) (Gemma 2 `final_logit_softcapping`) */
   finalSoftcap?: number;
+  /** RoPE rotates only the first rotaryDim values of each head (transformers `partial_rotary_factor` · head_dim,
+   * GGUF `rope.dimension_count`); the rest pass through. Absent: the whole head. */
+  rotaryDim?: number;
+  /** Phi-3's LongRoPE scaling (`rope_scaling.type` "longrope" / "su"; see LongRope) */
+  longRope?: LongRope;
   /** free-form name for reports */
   name?: string;
 }
@@ -146,6 +184,8 @@ export const TensorNames = {
   // llama.cpp LLM_TENSOR_ATTN_POST_NORM / LLM_TENSOR_FFN_POST_NORM (Gemma 2/3, OLMo 2)
   postAttnNorm: (l: number) => `blk.${l}.post_attention_norm.weight`, // (dim)
   postFfnNorm: (l: number) => `blk.${l}.post_ffw_norm.weight`, // (dim)
+  // llama.cpp LLM_TENSOR_ATTN_QKV: q, k, v rows in one tensor (fused architectures' files only, never in a Model)
+  attnQkv: (l: number) => `blk.${l}.attn_qkv.weight`, // (qDim + 2·kvDim, dim)
 } as const;
 
 /** The sliding window of layer l, or undefined when it attends to the whole context. */
@@ -159,6 +199,32 @@ export function layerRope(c: ModelConfig, l: number): { theta: number; linear: n
   const sliding = c.slidingWindow !== undefined && c.slidingLayers !== undefined && c.slidingLayers[l] === true;
   if (sliding) return { theta: c.ropeThetaLocal ?? c.ropeTheta, linear: 1 };
   return { theta: c.ropeTheta, linear: c.ropeLinearFactor ?? 1 };
+}
+
+/** One tensor of a file that holds several canonical linears, their rows one after another. */
+export interface FusedFileTensor {
+  /** the GGUF name (phi3: blk.N.attn_qkv.weight, blk.N.ffn_up.weight holding gate then up) */
+  gguf: string;
+  /** the HF name suffix after model.layers.N. */
+  hf: string;
+  layer: number;
+  parts: { name: string; rows: number }[];
+}
+
+/**
+ * The fused tensors of a model whose traits say fusedProjections (empty otherwise), in file order per layer.
+ * Row order: transformers Phi3Attention slices qkv as [q | k | v], Phi3MLP chunks gate_up as [gate | up];
+ * llama.cpp's converter keeps both tensors as they are (ffn_up of 2·n_ff rows).
+ */
+export function fusedFileTensors(c: ModelConfig): FusedFileTensor[] {
+  if (!ARCH_TRAITS[c.arch].fusedProjections) return [];
+  const out: FusedFileTensor[] = [];
+  const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+  for (let l = 0; l < c.nLayers; l++) {
+    out.push({ gguf: TensorNames.attnQkv(l), hf: "self_attn.qkv_proj.weight", layer: l, parts: [{ name: TensorNames.attnQ(l), rows: qDim }, { name: TensorNames.attnK(l), rows: kvDim }, { name: TensorNames.attnV(l), rows: kvDim }] });
+    out.push({ gguf: TensorNames.ffnUp(l), hf: "mlp.gate_up_proj.weight", layer: l, parts: [{ name: TensorNames.ffnGate(l), rows: c.hiddenDim }, { name: TensorNames.ffnUp(l), rows: c.hiddenDim }] });
+  }
+  return out;
 }
 
 /**
@@ -273,6 +339,21 @@ export function checkConfigLimits(c: ModelConfig, where: string, keys: ConfigKey
     if (!m) throw new QuantlabError("E_FORMAT", `${where}: a ${c.arch} model needs its embedding, residual, attention and logits multipliers`);
     for (const [k, v] of Object.entries(m)) checkPositive(where, `${k} multiplier`, v);
   } else if (c.multipliers) throw new QuantlabError("E_FORMAT", `${where}: multipliers given for a ${c.arch} model, whose block has none`);
+  if (c.rotaryDim !== undefined) {
+    checkCount(where, "rotary dimension", c.rotaryDim, 2, c.headDim, "the head size");
+    if (c.rotaryDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${where}: rotary dimension ${c.rotaryDim} is odd (RoPE rotates pairs)`);
+  }
+  if (c.longRope) {
+    const r = c.longRope;
+    const half = rotaryDimOf(c) / 2;
+    for (const [k, f] of [["short_factor", r.shortFactor], ["long_factor", r.longFactor]] as const) {
+      if (f.length !== half) throw new QuantlabError("E_FORMAT", `${where}: rope_scaling.${k} has ${f.length} values, expected rotary dimension / 2 = ${half}`);
+      f.forEach((v, j) => checkPositive(where, `rope_scaling.${k}[${j}]`, v));
+    }
+    checkCount(where, "rope_scaling original_max_position_embeddings", r.originalMaxPositionEmbeddings, 1, MAX_SEQ_LEN, "MAX_SEQ_LEN");
+    checkPositive(where, "rope_scaling attention factor", r.attentionFactor);
+    if (c.ropeScaling) throw new QuantlabError("E_FORMAT", `${where}: both Llama 3 and LongRoPE scaling`);
+  }
   if (c.ropeScaling) {
     const s = c.ropeScaling;
     for (const [k, v] of [["factor", s.factor], ["low_freq_factor", s.lowFreqFactor], ["high_freq_factor", s.highFreqFactor], ["original_max_position_embeddings", s.originalMaxPositionEmbeddings]] as const) {

@@ -1,5 +1,6 @@
 /**
- * A Llama forward pass that computes as llama.cpp's CPU backend does (ggml-cpu, no flash attention), op
+ * A decoder forward pass (every ARCH_TRAITS architecture: biases, per-head q/k norms, NeoX rope, Granite
+ * multipliers as llama.cpp builds them) that computes as llama.cpp's CPU backend does (ggml-cpu, no flash attention), op
  * by op and rounding by rounding, so its next-token probabilities can be compared with llama.cpp's on
  * the same GGUF at the 1e-6 level instead of "within quantization noise".
  *
@@ -30,7 +31,7 @@ import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "
 import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { TensorNames, blockTensors, type BlockTensors, type ModelConfig } from "./config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, isArchitecture, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
 import { ROPE_FREQS, type CausalLM, type LogitsSink } from "./llama.js";
 import type { Model } from "./weights.js";
 import type { Weight } from "../core/weight.js";
@@ -77,13 +78,23 @@ export class GgmlForward implements CausalLM {
   private readonly K: Float32Array; // (layers, capacity, kvDim), values already rounded to kvType
   private readonly V: Float32Array;
   private readonly logits: Float32Array;
+  private readonly traits: ArchTraits;
 
   constructor(model: Model, opts: GgmlForwardOptions = {}) {
     const c = model.config;
-    if (c.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `GgmlForward reproduces llama.cpp's arithmetic for the llama architecture only, not "${c.arch}"`);
+    if (!isArchitecture(c.arch)) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: unknown architecture "${String(c.arch)}"`);
     if (c.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no sliding-window attention (the model's window is ${c.slidingWindow})`);
+    if (c.rotaryDim !== undefined || c.longRope) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no ${c.rotaryDim !== undefined ? `partial rotary (${c.rotaryDim} of ${c.headDim})` : "LongRoPE"}`);
+    // Gemma 2/3 and OLMo 2's block (sandwich / post norms, GeGLU, √dim embedding scale, whole-projection q/k norms)
+    // and their per-model numbers are not emulated here: refused by name rather than run as another model
+    const t = ARCH_TRAITS[c.arch];
+    const odd = ([["norms", t.norms !== "pre"], ["activation", t.activation !== "silu"], ["embedScaleSqrtDim", t.embedScaleSqrtDim], ["qkNorm", t.qkNorm === "projection"]] as const).find(([, b]) => b);
+    if (odd) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: architecture "${c.arch}": its ${odd[0]} (${JSON.stringify(t[odd[0]])}) is not emulated`);
+    const field = (["attnScale", "attnSoftcap", "finalSoftcap", "slidingLayers", "ropeThetaLocal", "ropeLinearFactor"] as const).find((k) => c[k] !== undefined);
+    if (field) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: the model's config field ${field} is not emulated`);
     this.model = model;
     this.config = c;
+    this.traits = ARCH_TRAITS[c.arch];
     this.simd = opts.simd ?? "avx512";
     this.kvType = opts.kvType ?? "f16";
     this.L = simdLanes(this.simd);
@@ -101,7 +112,7 @@ export class GgmlForward implements CausalLM {
     const mat = (n: string) => prepareMat(get(n), n);
     this.embedding = rowReader(get(TensorNames.tokenEmbd), TensorNames.tokenEmbd);
     this.layers = [];
-    for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, mat));
+    for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, mat, this.traits));
     this.outputNorm = vec(TensorNames.outputNorm);
     this.output = mat(W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd);
     this.freqFactors = W.has(ROPE_FREQS) ? vec(ROPE_FREQS) : undefined;
@@ -133,6 +144,11 @@ export class GgmlForward implements CausalLM {
     const qDim = nHeads * hd, kvDim = nKvHeads * hd;
     const x = new Float32Array(dim);
     this.embedding(token, x, 0);
+    const mul = c.multipliers;
+    // llama.cpp build_granite: ggml_scale of the embeddings, of each branch before its residual add, kq_scale =
+    // f_attention_scale, and the logits × 1/f_logit_scale
+    if (mul) for (let j = 0; j < dim; j++) x[j] = fr(x[j]! * fr(mul.embedding));
+    const residual = mul ? fr(mul.residual) : 1;
     const xb = new Float32Array(dim);
     const q = new Float32Array(qDim), k = new Float32Array(kvDim), v = new Float32Array(kvDim);
     const att = new Float32Array(qDim), tmp = new Float32Array(dim);
@@ -140,13 +156,19 @@ export class GgmlForward implements CausalLM {
     const kvRound = this.kvType === "f16" ? roundF16 : fr;
     const eps = fr(c.normEps);
     // llama.cpp: kq_scale = 1.0f/sqrtf(float(n_embd_head))
-    const kqScale = fr(1 / fr(Math.sqrt(hd)));
+    const kqScale = mul ? fr(mul.attention) : fr(1 / fr(Math.sqrt(hd)));
     for (let l = 0; l < c.nLayers; l++) {
       const Ly = this.layers[l]!;
       rmsNorm(xb, x, Ly.attnNorm!, eps); // llama only (constructor): pre-norms
       this.matvec(Ly.wq, xb, q);
       this.matvec(Ly.wk, xb, k);
       this.matvec(Ly.wv, xb, v);
+      // qwen2: ggml_add of the biases after each mul_mat; qwen3: build_norm (RMS) of each head of q and k
+      if (Ly.bq) addInPlace(q, Ly.bq);
+      if (Ly.bk) addInPlace(k, Ly.bk);
+      if (Ly.bv) addInPlace(v, Ly.bv);
+      if (Ly.qNorm) for (let h = 0; h < qDim; h += hd) rmsNormAt(q, h, hd, Ly.qNorm, eps);
+      if (Ly.kNorm) for (let h = 0; h < kvDim; h += hd) rmsNormAt(k, h, hd, Ly.kNorm, eps);
       this.rope(q, pos);
       this.rope(k, pos);
       const base = l * this.capacity * kvDim;
@@ -158,16 +180,22 @@ export class GgmlForward implements CausalLM {
       const group = nHeads / nKvHeads;
       for (let h = 0; h < nHeads; h++) this.attendHead(q, h * hd, base + Math.floor(h / group) * hd, kvDim, n, kqScale, att, h * hd);
       this.matvec(Ly.wo, att, tmp);
+      if (mul) for (let j = 0; j < dim; j++) tmp[j] = fr(tmp[j]! * residual);
       for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
       rmsNorm(xb, x, Ly.ffnNorm!, eps);
       this.matvec(Ly.gate, xb, g);
       this.matvec(Ly.up, xb, u);
       this.swiglu(g, u);
       this.matvec(Ly.down, g, tmp);
+      if (mul) for (let j = 0; j < dim; j++) tmp[j] = fr(tmp[j]! * residual);
       for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
     }
     rmsNorm(xb, x, this.outputNorm, eps);
     this.matvec(this.output, xb, this.logits);
+    if (mul) {
+      const inv = fr(1 / fr(mul.logits));
+      for (let j = 0; j < vocabSize; j++) this.logits[j] = fr(this.logits[j]! * inv);
+    }
     return this.logits;
   }
 
@@ -278,18 +306,23 @@ export class GgmlForward implements CausalLM {
     for (let r = 0; r < m.rows; r++) out[r] = this.dot(m.w, r * m.cols, xr, m.cols, m.mode);
   }
 
-  /** ggml rope (normal mode): pairs (2i, 2i+1) of each head, θ_i = pos · powf(base, −2/d)^i in f32. */
+  /**
+   * ggml rope: θ_i = pos · powf(base, −2/d)^i in f32; normal mode rotates the pairs (2i, 2i+1) of each head,
+   * NeoX mode (traits.rope "neox") the pairs (i, i + d/2).
+   */
   private rope(x: Float32Array, pos: number): void {
     const { headDim: hd, ropeTheta } = this.model.config;
     const thetaScale = fr(Math.pow(ropeTheta, fr(-2 / hd)));
+    const neox = this.traits.rope === "neox";
     for (let h = 0; h < x.length; h += hd) {
       let theta = fr(pos);
       for (let i = 0; i < hd / 2; i++) {
         const t = this.freqFactors ? fr(theta / this.freqFactors[i]!) : theta;
         const cs = fr(Math.cos(t)), sn = fr(Math.sin(t));
-        const x0 = x[h + 2 * i]!, x1 = x[h + 2 * i + 1]!;
-        x[h + 2 * i] = fr(fr(x0 * cs) - fr(x1 * sn));
-        x[h + 2 * i + 1] = fr(fr(x0 * sn) + fr(x1 * cs));
+        const a = neox ? h + i : h + 2 * i, b = neox ? h + i + hd / 2 : h + 2 * i + 1;
+        const x0 = x[a]!, x1 = x[b]!;
+        x[a] = fr(fr(x0 * cs) - fr(x1 * sn));
+        x[b] = fr(fr(x0 * sn) + fr(x1 * cs));
         theta = fr(theta * thetaScale);
       }
     }
@@ -301,6 +334,18 @@ export class GgmlForward implements CausalLM {
     const full = n - (n % this.L);
     for (let i = 0; i < n; i++) g[i] = fr((i < full ? ggmlVSilu(g[i]!, this.simd) : ggmlSiluScalar(g[i]!)) * u[i]!);
   }
+}
+
+/** ggml_add of a bias row */
+function addInPlace(x: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] = fr(x[i]! + b[i]!);
+}
+
+/** rmsNorm of x[off .. off + n) in place (a per-head norm: ggml_rms_norm over ne0 = head_dim, ggml_mul) */
+function rmsNormAt(x: Float32Array, off: number, n: number, w: Float32Array, eps: number): void {
+  const seg = x.slice(off, off + n);
+  rmsNorm(seg, x.subarray(off, off + n).slice(), w, eps);
+  x.set(seg, off);
 }
 
 /** ggml_compute_forward_rms_norm_f32 then ggml_mul by the weight. */

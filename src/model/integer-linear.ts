@@ -90,8 +90,8 @@ export class IntegerLinearBackend implements Backend {
   private acc = new Int32Array(0); // (rows) a kernel's sums
 
   /** `acts`: the spec's activation config (static scales per "<layer>.<site>"); dynamic when absent or dynamic. */
-  constructor(private readonly inner: Backend, private readonly acts?: ActivationQuantConfig) {
-    this.name = `intmm+${inner.name}`;
+  constructor(private readonly inner: Backend, private readonly acts?: ActivationQuantConfig, name?: string) {
+    this.name = name ?? `intmm+${inner.name}`;
   }
 
   prepare(w: Weight, name = "weight"): PreparedWeight {
@@ -236,22 +236,3 @@ export function hasIntegerLinears(weights: ReadonlyMap<string, Weight>): boolean
   return false;
 }
 
-/**
- * How a model runs: a model with integer-only linears runs them through an IntegerLinearBackend over
- * `backend` on every path (run, eval, kld, bench, compare — whatever builds a Llama), never as float
- * fake quantization; their inputs are quantized by that backend, so the model's own activation transform
- * (the fake-quant `a<b>` of the other path) is taken off. Any other model runs as it is.
- */
-export function integerRuntime(model: Model, backend: Backend): { model: Model; backend: Backend } {
-  if (backend instanceof IntegerLinearBackend || !hasIntegerLinears(model.weights)) return { model, backend };
-  const t = model.inputTransforms;
-  const acts = t?.activations;
-  let m = model;
-  if (t && acts) {
-    const { activations: _a, ...rest } = t;
-    m = { ...model };
-    if (Object.keys(rest).length) m.inputTransforms = rest;
-    else delete m.inputTransforms;
-  }
-  return { model: m, backend: new IntegerLinearBackend(backend, acts) };
-}

@@ -12,13 +12,13 @@ import { QuantlabError } from "../core/errors.js";
 import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
 import { rmsnormRowsRef, swigluRef } from "../kernels/ref/rows.js";
 import type { Model } from "./weights.js";
 import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
-import { integerRuntime } from "./integer-linear.js";
+import { integerRuntime } from "./integer-block.js";
 
 /**
  * Called with the input x (n, width) of a block's linears before they run (calibration capture, or
@@ -40,6 +40,8 @@ export interface LlamaOptions {
   maxBatch?: number;
   /** observer/modifier of every block linear's input (see LinearInputHook) */
   inputHook?: LinearInputHook;
+  /** LongRoPE models: which factor set to rotate with (default: by the context length, as llama.cpp; see ropeFactorSet) */
+  ropeFactors?: RopeFactorSet;
 }
 
 /** the prepared linears of a block */
@@ -94,8 +96,10 @@ export class Llama implements CausalLM {
   private readonly outputNorm: Float32Array; // (dim)
   private readonly output: PreparedWeight; // (vocab, dim)
   /** RoPE frequency sets (one, or Gemma 3's global and local) and each layer's index into them */
-  private readonly ropeSets: { invFreq: Float64Array; cos: Float32Array; sin: Float32Array }[]; // invFreq (headDim/2); cos, sin (B, headDim/2)
+  private readonly ropeSets: { invFreq: Float64Array; cos: Float32Array; sin: Float32Array }[]; // invFreq (rotaryDim/2); cos, sin (B, rotaryDim/2)
   private readonly ropeOfLayer: number[]; // (nLayers)
+  private readonly rotDim: number; // values of each head RoPE rotates (config.rotaryDim)
+  private readonly ropeScale: number; // cos and sin × this (LongRoPE's attention factor)
   // scratch, reused by every call
   private readonly x: Float32Array; // (B, dim) residual stream
   private readonly xb: Float32Array; // (B, max(dim, qDim)) normed input / projection output
@@ -141,9 +145,13 @@ export class Llama implements CausalLM {
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
     const B0 = this.maxBatch;
+    this.rotDim = rotaryDimOf(c);
+    this.ropeScale = c.longRope?.attentionFactor ?? 1;
+    const factorSet = opts.ropeFactors ?? ropeFactorSet(c, this.capacity);
     const sets = ropeSetsOf(c);
     this.ropeOfLayer = sets.ofLayer;
-    this.ropeSets = sets.params.map((r) => ({ invFreq: ropeInvFreq(c, W.get(ROPE_FREQS), r.theta, r.linear), cos: new Float32Array(B0 * (c.headDim / 2)), sin: new Float32Array(B0 * (c.headDim / 2)) }));
+    this.ropeSets = sets.params.map((r) => ({ invFreq: ropeInvFreq(c, W.get(ROPE_FREQS), factorSet, r.theta, r.linear), cos: new Float32Array(B0 * (this.rotDim / 2)), sin: new Float32Array(B0 * (this.rotDim / 2)) }));
+    if (opts.kvCache && be.ownsAttention) throw new QuantlabError("E_ARG", `a KV cache of its own (--kv) would replace the attention of ${be.ownsAttention}; drop --kv`);
     this.kv = opts.kvCache
       ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
       : be.kvCache?.(c.nLayers, this.capacity, c.nKvHeads, c.headDim) ?? f32KvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
@@ -251,7 +259,7 @@ export class Llama implements CausalLM {
     // the cache divides q·k by √headDim: q is pre-scaled so that this gives q·k · the model's own scale
     // (Granite's attention multiplier, Gemma's query_pre_attn_scalar^-0.5)
     const qScale = queryPrescale(c);
-    const half = hd / 2;
+    const half = this.rotDim / 2;
     for (const set of this.ropeSets) for (let i = 0; i < n; i++) this.ropeTables(set, pos0 + i, i * half); // the same angles in every layer of a set
     const be = this.backend;
     const eps = c.normEps;
@@ -270,8 +278,8 @@ export class Llama implements CausalLM {
       if (qScale !== 1) scaleRows(q, n * qDim, qScale);
       const set = this.ropeSets[this.ropeOfLayer[l]!]!;
       for (let i = 0; i < n; i++) {
-        rot(q, i * qDim, qDim, hd, set.cos, set.sin, i * half);
-        rot(k, i * kvDim, kvDim, hd, set.cos, set.sin, i * half);
+        rot(q, i * qDim, qDim, hd, set.cos, set.sin, i * half, this.rotDim);
+        rot(k, i * kvDim, kvDim, hd, set.cos, set.sin, i * half, this.rotDim);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
       // a sliding window that cuts into the sequence, or soft-capped scores, run the reference attention (the
@@ -315,8 +323,9 @@ export class Llama implements CausalLM {
     for (let j = 0; j < f.length; j++) {
       // run.c: float val = pos * freq; fcr = cosf(val); fci = sinf(val) (f32 at each step)
       const val = Math.fround(pos * f[j]!);
-      set.cos[at + j] = Math.cos(val);
-      set.sin[at + j] = Math.sin(val);
+      // LongRoPE's attention factor scales cos and sin (transformers: cos · attention_scaling; ggml rope: mscale)
+      set.cos[at + j] = Math.cos(val) * this.ropeScale;
+      set.sin[at + j] = Math.sin(val) * this.ropeScale;
     }
   }
 }
@@ -381,21 +390,45 @@ export function softcapRows(a: Float32Array, len: number, c: number): void {
   for (let i = 0; i < len; i++) a[i] = c * Math.tanh(a[i]! / c);
 }
 
-/** RoPE angle per position for each pair j of a head: θ^(−2j/headDim), then Llama-3 scaling or factors. */
-export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, theta = c.ropeTheta, linear = 1): Float64Array {
-  const half = c.headDim / 2;
+/** LongRoPE's two factor sets (config.ts LongRope). */
+export type RopeFactorSet = "short" | "long";
+
+/**
+ * The LongRoPE factor set a context of `contextLength` positions rotates with, as llama.cpp chooses it once per
+ * context (llama_model::get_rope_factors: long when n_ctx_seq > rope.scaling.original_context_length). transformers
+ * chooses per forward call instead (longrope_frequency_update: long when the call's largest position + 1 exceeds
+ * original_max_position_embeddings); a whole sequence of L tokens run at once is therefore "long" there iff
+ * L > original: pass LlamaOptions.ropeFactors to reproduce it.
+ */
+export function ropeFactorSet(c: ModelConfig, contextLength: number): RopeFactorSet {
+  return c.longRope && contextLength > c.longRope.originalMaxPositionEmbeddings ? "long" : "short";
+}
+
+/**
+ * RoPE angle per position for each pair j of a head's rotated part: θ^(−2j/rotaryDim) with base `theta`, linear
+ * scaling by `linear`, then Llama-3 scaling, a rope_freqs tensor, or LongRoPE's factors of `set` (default: the
+ * set of a context of config.seqLen).
+ */
+export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, set: RopeFactorSet = ropeFactorSet(c, c.seqLen), theta = c.ropeTheta, linear = 1): Float64Array {
+  const rd = rotaryDimOf(c);
+  const half = rd / 2;
   const out = new Float64Array(half);
   for (let j = 0; j < half; j++) {
     // run.c: 1.0f / powf(10000.0f, head_dim / (float)head_size), head_dim = 2j (f32 at each step)
-    const e = Math.fround((2 * j) / c.headDim);
+    const e = Math.fround((2 * j) / rd);
     out[j] = Math.fround(1 / Math.fround(Math.pow(theta, e)));
   }
   // linear scaling (transformers _compute_linear_scaling_rope_parameters: inv_freq / factor; llama.cpp freq_scale = 1/factor)
   if (linear !== 1) for (let j = 0; j < half; j++) out[j] = out[j]! / linear;
+  if (c.longRope) {
+    // transformers: inv_freq = 1 / (ext_factors · base^(2j/dim)); llama.cpp: theta / freq_factors[j]
+    const f = set === "long" ? c.longRope.longFactor : c.longRope.shortFactor;
+    for (let j = 0; j < half; j++) out[j] = out[j]! / f[j]!;
+  }
   if (freqFactors) {
     // llama.cpp: theta = pos·freq / factor[j] (the converter stores Llama 3's scaling this way)
     const f = dequantizeWeight(freqFactors, ROPE_FREQS).data;
-    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected headDim/2 = ${half}`);
+    if (f.length !== half) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${f.length} values, expected rotary dimension / 2 = ${half}`);
     for (let j = 0; j < half; j++) out[j] = out[j]! / f[j]!;
   } else if (c.ropeScaling?.type === "llama3") {
     // transformers modeling_rope_utils._compute_llama3_parameters
@@ -416,10 +449,13 @@ export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, theta = c.rope
   return out;
 }
 
-/** Rotates interleaved pairs (x[2j], x[2j+1]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j]. */
-export function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0): void {
+/**
+ * Rotates interleaved pairs (x[2j], x[2j+1]), 2j < rd, of every head in x[off .. off+width) by the angles at
+ * cos/sin[tab + j]; values past rd pass through (partial rotary).
+ */
+export function rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0, rd = hd): void {
   for (let h = off; h < off + width; h += hd) {
-    for (let j = 0; j < hd / 2; j++) {
+    for (let j = 0; j < rd / 2; j++) {
       const a = x[h + 2 * j]!;
       const b = x[h + 2 * j + 1]!;
       const fc = cos[tab + j]!;
@@ -430,9 +466,12 @@ export function rope(x: Float32Array, off: number, width: number, hd: number, co
   }
 }
 
-/** Rotates (x[j], x[j + hd/2]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j] (NeoX / HF rotate_half). */
-export function ropeNeox(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0): void {
-  const half = hd / 2;
+/**
+ * Rotates (x[j], x[j + rd/2]) of every head in x[off .. off+width) by the angles at cos/sin[tab + j] (NeoX / HF
+ * rotate_half on the first rd values: transformers' q[..., :rotary_dim], ggml rope's n_dims); the rest pass through.
+ */
+export function ropeNeox(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab = 0, rd = hd): void {
+  const half = rd / 2;
   for (let h = off; h < off + width; h += hd) {
     for (let j = 0; j < half; j++) {
       const a = x[h + j]!;

@@ -5,6 +5,10 @@
  * fround(√headDim)) → output projection → residual; RMSNorm → SwiGLU → residual] → RMSNorm →
  * classifier (the token embedding when tied).
  *
+ * The architecture traits (config.ts ARCH_TRAITS) the block has a backward for: q/k/v biases (Qwen2), per-head
+ * q/k RMSNorm before RoPE (Qwen3), NeoX RoPE pairs, Granite's four multipliers, and a sliding window
+ * (Mistral). Any other trait or config field is refused by name.
+ *
  * Everything is float64 (parameters, activations, gradients), so finite differences check the
  * gradients to many digits, and the logits agree with the f32 inference pass to ~1e-5. A batch is
  * `nSeq` independent sequences of T tokens at positions 0..T−1 (attention never crosses sequences).
@@ -15,7 +19,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames, expectedShapes, type ModelConfig } from "./config.js";
+import { ARCH_TRAITS, TensorNames, expectedShapes, isArchitecture, type ArchTraits, type ModelConfig } from "./config.js";
 import { ropeInvFreq, ROPE_FREQS } from "./llama.js";
 import type { Model } from "./weights.js";
 import type { Weight } from "../core/weight.js";
@@ -47,6 +51,10 @@ interface LayerActs {
   xnA: Float64Array; // (N, dim) attention-norm output
   q: Float64Array; // (N, qDim) after RoPE
   k: Float64Array; // (N, kvDim) after RoPE
+  qPre?: Float64Array; // (N, qDim) projection (+ bias) before the q norm (qkNorm)
+  kPre?: Float64Array; // (N, kvDim)
+  rQ?: Float64Array; // (N·nHeads) 1/rms of each q head
+  rK?: Float64Array; // (N·nKvHeads)
   v: Float64Array; // (N, kvDim)
   p: Float64Array; // (nSeq, nHeads, T, T) attention probabilities (row i: keys 0..i)
   ao: Float64Array; // (N, qDim) attention output (input of wo)
@@ -58,8 +66,14 @@ interface LayerActs {
   h: Float64Array; // (N, hidden) silu(g) ⊙ u (input of w2)
 }
 
+/** Traits the trainer runs forward and backward; the others must equal Llama's. */
+const TRAINED_TRAITS: ReadonlySet<string> = new Set(["qkvBias", "qkNorm", "rope", "multipliers"]);
+/** ModelConfig fields the trainer honours. */
+const TRAINED_CONFIG: ReadonlySet<string> = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "ropeScaling", "multipliers", "slidingWindow", "name"]);
+
 export class LlamaTrainer {
   readonly config: ModelConfig;
+  readonly traits: ArchTraits;
   readonly nSeq: number;
   readonly T: number;
   readonly N: number;
@@ -86,16 +100,30 @@ export class LlamaTrainer {
   private readonly du: Float64Array; // (N, hidden)
   private readonly dp: Float64Array; // (T)
   private readonly sc = new MatScratch();
+  private dLogitsScaled?: Float64Array;
+  private dBranch?: Float64Array;
+  private dqPre?: Float64Array;
+  private dkPre?: Float64Array;
 
   /**
    * `ropeFreqs`: llama.cpp's per-pair RoPE divisors when the model carries them (rope_freqs.weight,
    * `modelRopeFreqs`); pass the model's so the angles match `Llama`'s.
    */
   constructor(config: ModelConfig, nSeq: number, T: number, ropeFreqs?: Weight) {
-    // the training forward/backward is Llama's block; the architectures' extra steps (q/k/v biases, q/k norms,
-    // NeoX RoPE) have no backward here yet: refused by name, never trained as a different model
-    if (config.arch !== "llama") throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}" is not supported yet (its block differs from Llama's: model/config.ts ARCH_TRAITS); quantize it with a post-training method`);
-    if (config.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `QAT: sliding-window attention (window ${config.slidingWindow}) is not in the training forward yet; quantize it with a post-training method`);
+    // what the block does beyond Llama's must have a backward here: anything else is refused by name, never
+    // trained as a different model
+    if (!isArchitecture(config.arch)) throw new QuantlabError("E_UNSUPPORTED", `QAT: unknown architecture "${String(config.arch)}"`);
+    const traits = ARCH_TRAITS[config.arch];
+    const base = ARCH_TRAITS.llama as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(traits)) {
+      if (!TRAINED_TRAITS.has(k) && JSON.stringify(v) !== JSON.stringify(base[k])) throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its ${k} (${JSON.stringify(v)}) has no backward in the training pass yet; quantize it with a post-training method`);
+    }
+    // the q/k norm backward is Qwen3's, per head; OLMo 2's whole-projection norm has none
+    if (traits.qkNorm === "projection") throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its qkNorm ("projection") has no backward in the training pass yet; quantize it with a post-training method`);
+    for (const [k, v] of Object.entries(config)) {
+      if (v !== undefined && !TRAINED_CONFIG.has(k)) throw new QuantlabError("E_UNSUPPORTED", `QAT: the model's config field ${k} is not in the training pass yet; quantize it with a post-training method`);
+    }
+    this.traits = traits;
     const c = config;
     if (!Number.isInteger(nSeq) || nSeq < 1 || !Number.isInteger(T) || T < 1) throw new QuantlabError("E_ARG", `trainer: batch ${nSeq} × seq ${T}: expected positive integers`);
     if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `trainer: n_heads ${c.nHeads} is not a multiple of n_kv_heads ${c.nKvHeads}`);
@@ -127,6 +155,7 @@ export class LlamaTrainer {
         xIn: f(N * dim), rA: f(N), xnA: f(N * dim), q: f(N * this.qDim), k: f(N * this.kvDim), v: f(N * this.kvDim),
         p: f(nSeq * nHeads * T * T), ao: f(N * this.qDim), xMid: f(N * dim), rF: f(N), xnF: f(N * dim),
         g: f(N * H), u: f(N * H), h: f(N * H),
+        ...(traits.qkNorm ? { qPre: f(N * this.qDim), kPre: f(N * this.kvDim), rQ: f(N * nHeads), rK: f(N * c.nKvHeads) } : {}),
       });
     }
     this.inputs = new Int32Array(N);
@@ -154,23 +183,41 @@ export class LlamaTrainer {
     if (inputs.length !== N) throw new QuantlabError("E_ARG", `trainer: ${inputs.length} input ids, expected ${nSeq} × ${T}`);
     const emb = get(w, TensorNames.tokenEmbd);
     let x = this.acts.length > 0 ? this.acts[0]!.xIn : this.xFinal;
+    const mul = c.multipliers;
     for (let n = 0; n < N; n++) {
       const t = inputs[n]!;
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new QuantlabError("E_ARG", `trainer: token id ${t} is outside the vocabulary (0..${V - 1})`);
       this.inputs[n] = t;
       x.set(emb.subarray(t * dim, (t + 1) * dim), n * dim);
     }
+    if (mul) for (let j = 0; j < N * dim; j++) x[j] *= mul.embedding;
     const kvMul = nHeads / c.nKvHeads;
+    const tr = this.traits;
+    const rope = tr.rope === "neox" ? ropeNeoxDir : ropeDir;
+    const resid = mul ? mul.residual : 1;
+    const W = c.slidingWindow;
     for (let l = 0; l < c.nLayers; l++) {
       const A = this.acts[l]!;
       rmsnormF(A.xnA, A.rA, A.xIn, get(w, TensorNames.attnNorm(l)), N, dim, c.normEps);
       linF(A.q, A.xnA, get(w, TensorNames.attnQ(l)), N, dim, qDim);
       linF(A.k, A.xnA, get(w, TensorNames.attnK(l)), N, dim, kvDim);
       linF(A.v, A.xnA, get(w, TensorNames.attnV(l)), N, dim, kvDim);
+      if (tr.qkvBias) {
+        addBias(A.q, get(w, TensorNames.attnQBias(l)), N, qDim);
+        addBias(A.k, get(w, TensorNames.attnKBias(l)), N, kvDim);
+        addBias(A.v, get(w, TensorNames.attnVBias(l)), N, kvDim);
+      }
+      if (tr.qkNorm) {
+        // per-head RMSNorm of the projections (N·heads rows of headDim), before RoPE
+        A.qPre!.set(A.q);
+        A.kPre!.set(A.k);
+        rmsnormF(A.q, A.rQ!, A.qPre!, get(w, TensorNames.attnQNorm(l)), N * nHeads, hd, c.normEps);
+        rmsnormF(A.k, A.rK!, A.kPre!, get(w, TensorNames.attnKNorm(l)), N * c.nKvHeads, hd, c.normEps);
+      }
       for (let n = 0; n < N; n++) {
         const pos = n % T;
-        ropeDir(A.q, n * qDim, qDim, hd, this.cos, this.sin, pos, 1);
-        ropeDir(A.k, n * kvDim, kvDim, hd, this.cos, this.sin, pos, 1);
+        rope(A.q, n * qDim, qDim, hd, this.cos, this.sin, pos, 1);
+        rope(A.k, n * kvDim, kvDim, hd, this.cos, this.sin, pos, 1);
       }
       // causal attention, sequence by sequence
       const { q, k, v, p, ao } = A;
@@ -181,19 +228,22 @@ export class LlamaTrainer {
             const qo = (s * T + i) * qDim + h * hd;
             const po = ((s * nHeads + h) * T + i) * T;
             let max = -Infinity;
-            for (let j = 0; j <= i; j++) {
+            // a sliding window W: position i sees i − W + 1 … i (the probabilities before stay 0)
+            const j0 = W !== undefined ? Math.max(0, i - W + 1) : 0;
+            for (let j = 0; j < j0; j++) p[po + j] = 0;
+            for (let j = j0; j <= i; j++) {
               const ko = (s * T + j) * kvDim + kh;
               let d = 0;
               for (let e = 0; e < hd; e++) d += q[qo + e]! * k[ko + e]!;
-              const z = d / this.scale;
+              const z = mul ? d * mul.attention : d / this.scale;
               p[po + j] = z;
               if (z > max) max = z;
             }
             let sum = 0;
-            for (let j = 0; j <= i; j++) sum += (p[po + j] = Math.exp(p[po + j]! - max));
+            for (let j = j0; j <= i; j++) sum += (p[po + j] = Math.exp(p[po + j]! - max));
             const invSum = 1 / sum;
             for (let e = 0; e < hd; e++) ao[qo + e] = 0;
-            for (let j = 0; j <= i; j++) {
+            for (let j = j0; j <= i; j++) {
               const pj = (p[po + j] = p[po + j]! * invSum);
               const vo = (s * T + j) * kvDim + kh;
               for (let e = 0; e < hd; e++) ao[qo + e] += pj * v[vo + e]!;
@@ -202,7 +252,7 @@ export class LlamaTrainer {
         }
       }
       linF(A.xMid, ao, get(w, TensorNames.attnOutput(l)), N, qDim, dim);
-      for (let j = 0; j < N * dim; j++) A.xMid[j] += A.xIn[j]!;
+      for (let j = 0; j < N * dim; j++) A.xMid[j] = resid * A.xMid[j]! + A.xIn[j]!;
       rmsnormF(A.xnF, A.rF, A.xMid, get(w, TensorNames.ffnNorm(l)), N, dim, c.normEps);
       linF(A.g, A.xnF, get(w, TensorNames.ffnGate(l)), N, dim, H);
       linF(A.u, A.xnF, get(w, TensorNames.ffnUp(l)), N, dim, H);
@@ -212,10 +262,11 @@ export class LlamaTrainer {
       }
       x = l + 1 < c.nLayers ? this.acts[l + 1]!.xIn : this.xFinal;
       linF(x, A.h, get(w, TensorNames.ffnDown(l)), N, H, dim);
-      for (let j = 0; j < N * dim; j++) x[j] += A.xMid[j]!;
+      for (let j = 0; j < N * dim; j++) x[j] = resid * x[j]! + A.xMid[j]!;
     }
     rmsnormF(this.xnOut, this.rOut, this.xFinal, get(w, TensorNames.outputNorm), N, dim, c.normEps);
     linF(this.logits, this.xnOut, get(w, this.outputName(w)), N, dim, V);
+    if (mul) for (let j = 0; j < N * V; j++) this.logits[j]! /= mul.logits;
     return this.logits;
   }
 
@@ -226,14 +277,25 @@ export class LlamaTrainer {
     const { dim, hiddenDim: H, nHeads, headDim: hd, vocabSize: V } = c;
     if (dLogits.length !== N * V) throw new QuantlabError("E_ARG", `trainer: dLogits has ${dLogits.length} values, expected ${N} × ${V}`);
     const outName = this.outputName(w);
-    linB(this.sc, dLogits, this.xnOut, get(w, outName), dxn, get(grads, outName), N, dim, V);
+    const mul = c.multipliers;
+    const tr = this.traits;
+    const rope = tr.rope === "neox" ? ropeNeoxDir : ropeDir;
+    const resid = mul ? mul.residual : 1;
+    const W = c.slidingWindow;
+    let dL = dLogits;
+    if (mul) {
+      dL = (this.dLogitsScaled ??= new Float64Array(N * V));
+      for (let j = 0; j < N * V; j++) dL[j] = dLogits[j]! / mul.logits;
+    }
+    linB(this.sc, dL, this.xnOut, get(w, outName), dxn, get(grads, outName), N, dim, V);
     dx.fill(0);
     rmsnormB(dx, get(grads, TensorNames.outputNorm), dxn, this.xFinal, this.rOut, get(w, TensorNames.outputNorm), N, dim);
     const kvMul = nHeads / c.nKvHeads;
     for (let l = c.nLayers - 1; l >= 0; l--) {
       const A = this.acts[l]!;
-      // x_{l+1} = xMid + w2·h: dx flows to xMid unchanged, and through w2
-      linB(this.sc, dx, A.h, get(w, TensorNames.ffnDown(l)), dh, get(grads, TensorNames.ffnDown(l)), N, H, dim);
+      // x_{l+1} = xMid + r·w2·h: dx flows to xMid unchanged, and through w2 scaled by the residual multiplier r
+      const dBranch = mul ? scaled(this.dBranch ??= new Float64Array(N * dim), dx, resid) : dx;
+      linB(this.sc, dBranch, A.h, get(w, TensorNames.ffnDown(l)), dh, get(grads, TensorNames.ffnDown(l)), N, H, dim);
       for (let j = 0; j < N * H; j++) {
         const a = A.g[j]!;
         const sg = 1 / (1 + Math.exp(-a));
@@ -244,8 +306,9 @@ export class LlamaTrainer {
       linB(this.sc, dg, A.xnF, get(w, TensorNames.ffnGate(l)), dxn, get(grads, TensorNames.ffnGate(l)), N, dim, H);
       linBAcc(this.sc, du, A.xnF, get(w, TensorNames.ffnUp(l)), dxn, get(grads, TensorNames.ffnUp(l)), N, dim, H);
       rmsnormB(dx, get(grads, TensorNames.ffnNorm(l)), dxn, A.xMid, A.rF, get(w, TensorNames.ffnNorm(l)), N, dim);
-      // xMid = xIn + wo·ao
-      linB(this.sc, dx, A.ao, get(w, TensorNames.attnOutput(l)), dao, get(grads, TensorNames.attnOutput(l)), N, qDim, dim);
+      // xMid = xIn + r·wo·ao
+      const dBranchA = mul ? scaled(this.dBranch!, dx, resid) : dx;
+      linB(this.sc, dBranchA, A.ao, get(w, TensorNames.attnOutput(l)), dao, get(grads, TensorNames.attnOutput(l)), N, qDim, dim);
       dq.fill(0);
       dk.fill(0);
       dv.fill(0);
@@ -258,7 +321,8 @@ export class LlamaTrainer {
             const po = ((s * nHeads + h) * T + i) * T;
             // o_i = Σ_j p_ij v_j  →  dp_ij = do_i·v_j, dv_j += p_ij do_i
             let dot = 0;
-            for (let j = 0; j <= i; j++) {
+            const j0 = W !== undefined ? Math.max(0, i - W + 1) : 0;
+            for (let j = j0; j <= i; j++) {
               const vo = (s * T + j) * kvDim + kh;
               const pj = p[po + j]!;
               let d = 0;
@@ -271,8 +335,8 @@ export class LlamaTrainer {
               dot += pj * d;
             }
             // softmax: dz_ij = p_ij (dp_ij − Σ_k p_ik dp_ik); z = q·k / scale
-            for (let j = 0; j <= i; j++) {
-              const dz = (p[po + j]! * (dp[j]! - dot)) / this.scale;
+            for (let j = j0; j <= i; j++) {
+              const dz = mul ? p[po + j]! * (dp[j]! - dot) * mul.attention : (p[po + j]! * (dp[j]! - dot)) / this.scale;
               if (dz === 0) continue;
               const ko = (s * T + j) * kvDim + kh;
               for (let e = 0; e < hd; e++) {
@@ -285,8 +349,23 @@ export class LlamaTrainer {
       }
       for (let n = 0; n < N; n++) {
         const pos = n % T;
-        ropeDir(dq, n * qDim, qDim, hd, this.cos, this.sin, pos, -1);
-        ropeDir(dk, n * kvDim, kvDim, hd, this.cos, this.sin, pos, -1);
+        rope(dq, n * qDim, qDim, hd, this.cos, this.sin, pos, -1);
+        rope(dk, n * kvDim, kvDim, hd, this.cos, this.sin, pos, -1);
+      }
+      if (tr.qkNorm) {
+        // through the per-head norms: dq/dk now hold the gradients of the projections (+ bias)
+        const dqPre = (this.dqPre ??= new Float64Array(N * qDim)), dkPre = (this.dkPre ??= new Float64Array(N * kvDim));
+        dqPre.fill(0);
+        dkPre.fill(0);
+        rmsnormB(dqPre, get(grads, TensorNames.attnQNorm(l)), dq, A.qPre!, A.rQ!, get(w, TensorNames.attnQNorm(l)), N * nHeads, hd);
+        rmsnormB(dkPre, get(grads, TensorNames.attnKNorm(l)), dk, A.kPre!, A.rK!, get(w, TensorNames.attnKNorm(l)), N * c.nKvHeads, hd);
+        dq.set(dqPre);
+        dk.set(dkPre);
+      }
+      if (tr.qkvBias) {
+        biasGrad(get(grads, TensorNames.attnQBias(l)), dq, N, qDim);
+        biasGrad(get(grads, TensorNames.attnKBias(l)), dk, N, kvDim);
+        biasGrad(get(grads, TensorNames.attnVBias(l)), dv, N, kvDim);
       }
       linB(this.sc, dq, A.xnA, get(w, TensorNames.attnQ(l)), dxn, get(grads, TensorNames.attnQ(l)), N, dim, qDim);
       linBAcc(this.sc, dk, A.xnA, get(w, TensorNames.attnK(l)), dxn, get(grads, TensorNames.attnK(l)), N, dim, kvDim);
@@ -294,9 +373,10 @@ export class LlamaTrainer {
       rmsnormB(dx, get(grads, TensorNames.attnNorm(l)), dxn, A.xIn, A.rA, get(w, TensorNames.attnNorm(l)), N, dim);
     }
     const gE = get(grads, TensorNames.tokenEmbd);
+    const eScale = mul ? mul.embedding : 1;
     for (let n = 0; n < N; n++) {
       const t = this.inputs[n]!;
-      for (let j = 0; j < dim; j++) gE[t * dim + j] += dx[n * dim + j]!;
+      for (let j = 0; j < dim; j++) gE[t * dim + j] += eScale * dx[n * dim + j]!;
     }
   }
 
@@ -476,6 +556,36 @@ function ropeDir(x: Float64Array, off: number, width: number, hd: number, cos: F
       x[h + 2 * j + 1] = a * fs + b * fc;
     }
   }
+}
+
+/** NeoX RoPE (traits.rope "neox"): pairs (x[j], x[j + headDim/2]) of every head, as ropeDir otherwise. */
+function ropeNeoxDir(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number, dir: 1 | -1): void {
+  const half = hd / 2;
+  const t = pos * half;
+  for (let h = off; h < off + width; h += hd) {
+    for (let j = 0; j < half; j++) {
+      const a = x[h + j]!, b = x[h + j + half]!;
+      const fc = cos[t + j]!, fs = dir * sin[t + j]!;
+      x[h + j] = a * fc - b * fs;
+      x[h + j + half] = a * fs + b * fc;
+    }
+  }
+}
+
+/** y (N, D) += b (D) on every row */
+function addBias(y: Float64Array, b: Float64Array, N: number, D: number): void {
+  for (let n = 0; n < N; n++) for (let j = 0; j < D; j++) y[n * D + j] += b[j]!;
+}
+
+/** db (D) += Σ_n dy (N, D) */
+function biasGrad(db: Float64Array, dy: Float64Array, N: number, D: number): void {
+  for (let n = 0; n < N; n++) for (let j = 0; j < D; j++) db[j] += dy[n * D + j]!;
+}
+
+/** out = a·x (a scratch the size of x) */
+function scaled(out: Float64Array, x: Float64Array, a: number): Float64Array {
+  for (let j = 0; j < x.length; j++) out[j] = a * x[j]!;
+  return out;
 }
 
 /** The model's rope_freqs.weight, when present (pass to LlamaTrainer). */

@@ -14,8 +14,10 @@
  *   width     := <N>bit                                  (parameterized formats, e.g. pow2:4bit)
  *   activations := a<bits> | a<bits>s | afp8 | afp8s     (dynamic per-token / static per-tensor)
  *   misc      := outliers=<percent> | trits
- *   integer   := intmm [":" acc=<bits>[s]]                (integer-only matmul of the linear: int weights ×
- *                                                         int activations, int32 accumulators, dyadic requant)
+ *   integer   := intmm [":" acc=<bits>[s]] [":" iops]     (integer-only matmul of the linear: int weights ×
+ *                                                         int activations, int32 accumulators, dyadic requant;
+ *                                                         iops: the block's RMSNorm, SiLU, attention scores
+ *                                                         and softmax run on integers too, end to end)
  *   learned formats: kmeans<b> (2^b fitted levels), vq<b>d<d> (2^b fitted codewords of d weights)
  *
  * Parts may come in any order; `printSpec` writes them in one canonical order and omits defaults, so
@@ -86,6 +88,8 @@ export type PresetName = "mxfp8_e4m3" | "mxfp8_e5m2" | "mxfp6_e3m2" | "mxfp6_e2m
 export interface IntegerMatmul {
   accBits: number;
   overflow: "wrap" | "saturate";
+  /** `iops`: the non-linear operations around the linears run as integer approximations too (model/integer-block.ts) */
+  ops?: boolean;
 }
 
 export interface QuantSpec {
@@ -144,7 +148,7 @@ export const DEFAULT_SUPER_BLOCK = 256; // QLoRA double quantization: 256 first-
 const GRANULARITY_HELP = "none, tensor, layer, channel, ichannel, g<N>, b<R>x<C>";
 const OPTION_HELP =
   "granularity (" + GRANULARITY_HELP + "), scheme (sym, symfull, asym, asymf), calibration (minmax, p<pct>, mse, kl, absmean, twn), " +
-  "rounding (rne, sr), scale=<" + SCALE_DTYPES.join("|") + ">, dq, sb=<N|tensor>, <N>bit, a<bits>, a<bits>s, afp8, afp8s, outliers=<pct>, trits, intmm, acc=<bits>[s]";
+  "rounding (rne, sr), scale=<" + SCALE_DTYPES.join("|") + ">, dq, sb=<N|tensor>, <N>bit, a<bits>, a<bits>s, afp8, afp8s, outliers=<pct>, trits, intmm, acc=<bits>[s], iops";
 
 const MAX_GROUP = 1 << 24; // anything larger is a typo; per-tensor is spelled `tensor`
 
@@ -156,7 +160,7 @@ function presetNames(): string[] {
   return [...Object.keys(PRESETS), ...Object.keys(PRESET_ALIASES), "bfp<m>"];
 }
 
-type Category = "granularity" | "scheme" | "calibration" | "rounding" | "scale" | "superblock" | "width" | "activations" | "outliers" | "packing" | "intmm" | "acc";
+type Category = "granularity" | "scheme" | "calibration" | "rounding" | "scale" | "superblock" | "width" | "activations" | "outliers" | "packing" | "intmm" | "acc" | "iops";
 
 interface Part {
   category: Category;
@@ -178,6 +182,7 @@ interface Draft {
   dq?: boolean;
   intmm?: boolean;
   acc?: IntegerMatmul;
+  iops?: boolean;
 }
 
 function positiveInt(spec: string, token: string, text: string, what: string, max: number): number {
@@ -200,6 +205,7 @@ function classify(spec: string, token: string, index: number): Part {
     case "dq": return { category: "scale", token, apply: (d) => { d.scaleDtype = "u8"; d.dq = true; } };
     case "trits": return { category: "packing", token, apply: (d) => { d.packing = "trits"; } };
     case "intmm": return { category: "intmm", token, apply: (d) => { d.intmm = true; } };
+    case "iops": return { category: "iops", token, apply: (d) => { d.iops = true; } };
     case "afp8": case "afp8s":
       return { category: "activations", token, apply: (d) => { d.activations = { format: "fp8_e4m3", bits: 8, mode: token === "afp8" ? "dynamic" : "static" }; } };
   }
@@ -387,6 +393,7 @@ export function parseSpec(text: string): QuantSpec {
   // --- integer-only matmul ---
   let integerMatmul: IntegerMatmul | undefined;
   if (d.acc && !d.intmm) specError(text, `"${seen.get("acc")}": accumulator width applies to integer-only matmul; add intmm`);
+  if (d.iops && !d.intmm) specError(text, `"iops": integer non-linear operations extend integer-only matmul; add intmm`);
   if (d.intmm) {
     const why = (m: string): never => specError(text, `"intmm": ${m}`);
     if (!isInt || preset) why(`integer-only matmul needs an integer weight grid (int2..int8), not ${head}`);
@@ -397,7 +404,7 @@ export function parseSpec(text: string): QuantSpec {
     if (!d.activations || d.activations.format !== "int" || d.activations.bits > 8) why(`needs integer activations of at most 8 bits: add a8 (dynamic per token) or a8s (static)`);
     if (d.outlierPercent !== undefined) why("outlier side tables are float; drop outliers=");
     if (d.rounding === "stochastic") why("weights must be rounded to nearest (drop sr)");
-    integerMatmul = d.acc ?? { accBits: 32, overflow: "wrap" };
+    integerMatmul = { ...(d.acc ?? { accBits: 32, overflow: "wrap" }), ...(d.iops ? { ops: true } : {}) };
   }
 
   const out: QuantSpec = {
@@ -463,6 +470,7 @@ export function printSpec(s: QuantSpec): string {
   if (im) {
     parts.push("intmm");
     if (im.accBits !== 32 || im.overflow !== "wrap") parts.push(`acc=${im.accBits}${im.overflow === "saturate" ? "s" : ""}`);
+    if (im.ops) parts.push("iops");
   }
   return parts.join(":");
 }

@@ -5,6 +5,7 @@
  * sum mod 2^bits) or saturate and are counted; on stories260K W8A8 integer-only matches fake-quant W8A8.
  */
 import { describe, test } from "node:test";
+import { shiftAway } from "../helpers/bigint.js";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Rng } from "../../src/core/rng.js";
@@ -25,15 +26,6 @@ import { noProgress } from "../../src/core/progress.js";
 import type { Model } from "../../src/model/weights.js";
 
 const quantizeModel = (m: Model, spec: string, names: string[]) => quantizeTensors(m, names, () => spec, { seed: 0, progress: noProgress });
-
-/** round(v / 2^s), ties away from zero, on BigInt */
-function shiftAway(v: bigint, s: number): bigint {
-  if (s <= 0) return v << BigInt(-s);
-  const p = 1n << BigInt(s);
-  const a = v < 0n ? -v : v;
-  const r = (a + p / 2n) / p;
-  return v < 0n ? -r : r;
-}
 
 /** The documented integer-only steps on BigInt: independent of the backend's JS-number arithmetic. */
 function referenceOutputs(q: QTensor, x: Float32Array, actBits: number, accBits = 32, saturate = false): { y: number[]; overflows: number } {

@@ -6,7 +6,7 @@ import { dataPath } from "../../src/io/node/data.js";
 import { loadLlama2cFile } from "../../src/io/node/llama2c-file.js";
 import { Llama } from "../../src/model/llama.js";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
-import { TensorNames } from "../../src/model/config.js";
+import { TensorNames, type ModelConfig } from "../../src/model/config.js";
 import { LlamaTrainer, crossEntropyGrad, distillGrad, paramsFromModel, zerosLike, type ParamMap } from "../../src/model/train.js";
 import { Rng } from "../../src/core/rng.js";
 import { config, randomModel } from "./synthetic.js";
@@ -99,4 +99,65 @@ describe("training forward/backward (model/train.ts)", () => {
       });
     }
   }
+});
+
+/** The architecture traits with a backward (Qwen2 biases, Qwen3 q/k norms with headDim ≠ dim/heads, NeoX RoPE, Granite's multipliers, a sliding window). */
+describe("training pass on every trained architecture trait", () => {
+  const CASES: [string, Partial<ModelConfig>][] = [
+    ["qwen2 (q/k/v biases, NeoX)", { arch: "qwen2" }],
+    ["qwen3 (per-head q/k norms, headDim 6 ≠ dim/heads)", { arch: "qwen3", headDim: 6 }],
+    ["granite (four multipliers)", { arch: "granite", multipliers: { embedding: 3, residual: 0.5, attention: 0.3, logits: 2.5 } }],
+    ["llama with a sliding window of 3", { slidingWindow: 3 }],
+  ];
+  for (const [label, over] of CASES) {
+    test(`${label}: logits equal the inference pass; gradients equal central finite differences`, () => {
+      const c = config({ dim: 16, hiddenDim: 12, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 19, seqLen: 8, tiedEmbeddings: false, ...over });
+      const m = randomModel(c, 5);
+      const w = paramsFromModel(m);
+      const T = 6, V = c.vocabSize;
+      const rng = new Rng(2);
+      const inputs = Int32Array.from({ length: 2 * T }, () => rng.int(V));
+      const targets = Int32Array.from({ length: 2 * T }, () => rng.int(V));
+      const tr = new LlamaTrainer(c, 2, T);
+      const lg = tr.forward(w, inputs).slice();
+      // sequence 2 through the inference pass, one position at a time
+      const llama = new Llama(m, { backend: new RefBackend() });
+      let worst = 0, scale = 0;
+      for (let p = 0; p < T; p++) {
+        const out = llama.forward(inputs[T + p]!, p);
+        for (let j = 0; j < V; j++) { worst = Math.max(worst, Math.abs(out[j]! - lg[(T + p) * V + j]!)); scale = Math.max(scale, Math.abs(out[j]!)); }
+      }
+      assert.ok(worst <= 1e-5 * Math.max(1, scale), `${label}: max |Δlogit| vs Llama ${worst}`);
+      const d = new Float64Array(lg.length);
+      crossEntropyGrad(tr.forward(w, inputs), targets, V, d);
+      const grads = zerosLike(w);
+      tr.backward(w, d, grads);
+      const h = 1e-5;
+      const traitTensors = [...w.keys()].filter((n) => /bias|_norm\.weight$/.test(n) && !/attn_norm|ffn_norm/.test(n));
+      if (over.arch === "qwen2" || over.arch === "qwen3") assert.ok(traitTensors.length > 0, "the trait tensors are trained");
+      let checked = 0;
+      for (const [name, p] of w) {
+        const picks = p.length <= 24 ? [...p.keys()] : Array.from({ length: 5 }, () => rng.int(p.length));
+        for (const i of picks) {
+          const orig = p[i]!;
+          p[i] = orig + h;
+          const lp = lossAt(tr, w, inputs, targets, V);
+          p[i] = orig - h;
+          const lm = lossAt(tr, w, inputs, targets, V);
+          p[i] = orig;
+          const fd = (lp - lm) / (2 * h);
+          const an = grads.get(name)![i]!;
+          assert.ok(Math.abs(fd - an) <= 1e-6 + 1e-5 * Math.abs(fd), `${label} ${name}[${i}]: analytic ${an}, finite difference ${fd}`);
+          checked++;
+        }
+      }
+      assert.ok(checked > 100);
+    });
+  }
+
+  test("a trait or config field without a backward is refused by name", () => {
+    const c = config({ dim: 16, hiddenDim: 12, nLayers: 1, nHeads: 4, nKvHeads: 2, vocabSize: 19, seqLen: 8 });
+    assert.throws(() => new LlamaTrainer({ ...c, ...({ attnSoftcap: 50 } as object) } as ModelConfig, 1, 4), /QAT: the model's config field attnSoftcap is not in the training pass yet/);
+    assert.throws(() => new LlamaTrainer({ ...c, arch: "gemma9" as "llama" }, 1, 4), /QAT: unknown architecture "gemma9"/);
+  });
 });

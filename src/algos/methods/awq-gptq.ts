@@ -1,7 +1,8 @@
 /** Method "awq+gptq": AWQ's scales (no clipping) folded in, then GPTQ on the scaled block. */
 import { awqSearchScales } from "../awq.js";
 import { runLayerwise, type LayerwiseMethod } from "../pipeline.js";
-import type { OptionValue } from "../recipe.js";
+import { isSpecTarget, type OptionValue } from "../recipe.js";
+import { runGgmlPreset } from "./ggml-preset.js";
 import { AWQ_OPTIONS } from "./awq.js";
 import { GPTQ_OPTIONS, gptqBlock } from "./gptq.js";
 import type { MethodDef } from "./types.js";
@@ -21,11 +22,12 @@ const awqGptqLayerwise = (options: Record<string, OptionValue>, kernels?: Linalg
 });
 
 export const awqGptq: MethodDef = {
-  doc: "AWQ's per-channel scales folded in, then GPTQ",
-  targets: ["spec"],
+  doc: "AWQ's per-channel scales folded in, then GPTQ (presets: GPTQ codes on llama.cpp's scales of the scaled model)",
+  targets: ["spec", "preset"],
   // AWQ's scale search only (no clipping search: GPTQ chooses the codes), so its clip options do not apply
   options: { ...GPTQ_OPTIONS, grid: AWQ_OPTIONS.grid! },
-  windows: () => ["random"],
+  windows: (r) => (isSpecTarget(r.target) ? ["random"] : ["chunks"]),
   calibration: () => "required",
-  run: (ctx) => runLayerwise(ctx, awqGptqLayerwise(ctx.recipe.options, ctx.backend?.linalg?.())),
+  // presets: the scales folded in, then GPTQ codes on llama.cpp's scales (Hessians collected on the scaled model)
+  run: (ctx) => (isSpecTarget(ctx.recipe.target) ? runLayerwise(ctx, awqGptqLayerwise(ctx.recipe.options, ctx.backend?.linalg?.())) : runGgmlPreset(ctx, { gptq: true, awq: { grid: ctx.recipe.options.grid as number, clip: false } })),
 };

@@ -5,7 +5,8 @@
  */
 import { awqQuantizePrep } from "../awq.js";
 import { runLayerwise, type LayerwiseMethod } from "../pipeline.js";
-import type { OptionSchema, OptionValue } from "../recipe.js";
+import { isSpecTarget, type OptionSchema, type OptionValue } from "../recipe.js";
+import { runGgmlPreset } from "./ggml-preset.js";
 import type { MethodDef } from "./types.js";
 
 export const AWQ_OPTIONS: OptionSchema = {
@@ -36,10 +37,10 @@ export const awqLayerwise = (options: Record<string, OptionValue>): LayerwiseMet
 });
 
 export const awq: MethodDef = {
-  doc: "AWQ: activation-aware per-channel scales (folded into the norms / previous linears) and clipping, then round to nearest",
-  targets: ["spec"],
+  doc: "AWQ: activation-aware per-channel scales (folded into the norms / previous linears) and clipping, then round to nearest (presets: searched against each tensor's ggml type, then llama.cpp's quantizer)",
+  targets: ["spec", "preset"],
   options: AWQ_OPTIONS,
-  windows: () => ["random"],
+  windows: (r) => (isSpecTarget(r.target) ? ["random"] : ["chunks"]),
   calibration: () => "required",
-  run: (ctx) => runLayerwise(ctx, awqLayerwise(ctx.recipe.options)),
+  run: (ctx) => (isSpecTarget(ctx.recipe.target) ? runLayerwise(ctx, awqLayerwise(ctx.recipe.options)) : runGgmlPreset(ctx, { gptq: false, awq: { ...awqOptionsOf(ctx.recipe.options), clip: true } })),
 };

@@ -5,19 +5,80 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../../ggml/types.js";
-import { parseGgmlPreset } from "../../ggml/mix.js";
+import { ggmlMix, parseGgmlPreset } from "../../ggml/mix.js";
+import { TensorNames } from "../../model/config.js";
+import { checkGgmlTransformable, transformForGgml } from "../ggml-transform.js";
 import { weightShape } from "../../core/weight.js";
 import { collectImatrix } from "../imatrix.js";
 import { quantizeModelToGgml } from "../ggml-quant.js";
 import { globToRegExp } from "../select.js";
 import type { ImatrixInfo, MethodContext, MethodOutput } from "./types.js";
 
-export async function runGgmlPreset(ctx: MethodContext, opts: { gptq: boolean }): Promise<MethodOutput> {
-  const { model, recipe, progress } = ctx;
+export interface GgmlPresetRoute {
+  /** GPTQ codes on llama.cpp's scales */
+  gptq: boolean;
+  /** AWQ scales (and clipping) searched against each linear's ggml type, folded in before quantizing */
+  awq?: { grid: number; clip: boolean; clipGrid?: number; maxShrink?: number };
+  /** SmoothQuant's scales (migration strength α) folded in before quantizing */
+  smooth?: { alpha: number };
+}
+
+export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): Promise<MethodOutput> {
+  const { recipe, progress } = ctx;
+  let model = ctx.model;
   const t = recipe.target;
   if (!("preset" in t)) throw new QuantlabError("E_INTERNAL", "runGgmlPreset on a spec recipe");
   const preset = parseGgmlPreset(t.preset);
   const t0 = Date.now();
+  const transforming = !!recipe.rotate || !!opts.awq || !!opts.smooth;
+  if (transforming) checkGgmlTransformable(model, [recipe.rotate ? "rotate" : "", opts.awq || opts.smooth ? recipe.method : ""].filter(Boolean).join(" + "));
+  // the tensors of the file (a rotation unties the output head: output.weight, shaped as the embedding)
+  const outShapes = new Map<string, readonly number[]>([...model.weights].map(([n, w]) => [n, weightShape(w)]));
+  if (recipe.rotate && !outShapes.has(TensorNames.output)) outShapes.set(TensorNames.output, outShapes.get(TensorNames.tokenEmbd)!);
+  if (opts.gptq && (recipe.options.actOrder || recipe.options.blockSize !== 128)) {
+    throw new QuantlabError("E_ARG", "recipe: options.actOrder and options.blockSize apply to spec targets; GPTQ on llama.cpp's blocks uses static groups in column order");
+  }
+  // per-tensor types: overrides (llama-quantize --tensor-type) and tensors kept in float
+  const typeOverrides = new Map<string, GgmlType>();
+  for (const o of recipe.overrides ?? []) {
+    if (o.type === undefined) throw new QuantlabError("E_ARG", `recipe: override "${o.match}" gives a spec; preset targets take ggml types ("type")`);
+    const type = ggmlTypeByName(o.type);
+    if (type === undefined) throw new QuantlabError("E_ARG", `recipe: override "${o.match}": unknown ggml type "${o.type}"`);
+    const re = globToRegExp(o.match);
+    const hit = [...outShapes.keys()].filter((n) => re.test(n));
+    if (hit.length === 0) throw new QuantlabError("E_ARG", `recipe: override "${o.match}" matches no tensor`);
+    for (const n of hit) {
+      const shape = outShapes.get(n)!;
+      if (ggmlRowBytes(type, shape[shape.length - 1]!) === undefined) throw new QuantlabError("E_ARG", `recipe: override "${o.match}": ${n}'s rows of ${shape[shape.length - 1]} do not fit ${ggmlTypeName(type)} blocks`);
+      typeOverrides.set(n, type);
+    }
+  }
+  for (const g of recipe.tensors?.keepFloat ?? []) {
+    const re = globToRegExp(g);
+    const hit = [...outShapes.keys()].filter((n) => re.test(n));
+    if (hit.length === 0) throw new QuantlabError("E_ARG", `recipe: tensors.keepFloat "${g}" matches no tensor`);
+    for (const n of hit) {
+      const w = model.weights.get(n) ?? model.weights.get(TensorNames.tokenEmbd)!; // an untied head is stored as the embedding is
+      const type = w.kind === "dense" ? ({ f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16 } as Record<string, GgmlType>)[w.tensor.dtype] : undefined;
+      if (type === undefined) throw new QuantlabError("E_ARG", `recipe: tensors.keepFloat "${g}": ${n} is not stored as a float (${w.kind === "ggml" ? ggmlTypeName(w.type) : w.kind}); give it an override type instead`);
+      typeOverrides.set(n, type);
+    }
+  }
+  // AWQ / rotation folded offline: the preset then quantizes a plain f32 model (importance matrix and
+  // Hessians collected on it, i.e. on the inputs the stored weights see)
+  let transformInfo: { alpha: Record<string, number>; calibTokens: number } | undefined;
+  if (transforming) {
+    const plan = new Map(ggmlMix(preset, [...outShapes].map(([name, shape]) => ({ name, shape })), { nLayers: model.config.nLayers, nHeads: model.config.nHeads, nKvHeads: model.config.nKvHeads }, { imatrix: !!recipe.imatrix, pure: t.pure }).map((p) => [p.name, p.type]));
+    const typeOf = (n: string): GgmlType => typeOverrides.get(n) ?? plan.get(n)!;
+    const r = transformForGgml(model, {
+      ...(recipe.rotate ? { rotate: recipe.rotate } : {}),
+      ...(opts.awq ? { awq: opts.awq, windows: ctx.calib!.windows() } : {}),
+      ...(opts.smooth ? { smooth: opts.smooth, windows: ctx.calib!.windows() } : {}),
+      typeOf, ...(ctx.backend ? { backend: ctx.backend } : {}), progress,
+    });
+    model = r.model;
+    transformInfo = { alpha: r.alpha, calibTokens: r.calibTokens };
+  }
   let im: ImatrixInfo | undefined;
   let hessians: Map<string, Float64Array> | undefined;
   if (recipe.imatrix && "source" in recipe.imatrix) {
@@ -30,41 +91,13 @@ export async function runGgmlPreset(ctx: MethodContext, opts: { gptq: boolean })
     if (!ctx.imatrixFile) throw new QuantlabError("E_ARG", `recipe: imatrix file ${recipe.imatrix.file.name} was not supplied (quantize's imatrixFile option, or --imatrix <file>)`);
     im = { ...ctx.imatrixFile, collected: false, seconds: 0 };
   }
-  if (opts.gptq && (recipe.options.actOrder || recipe.options.blockSize !== 128)) {
-    throw new QuantlabError("E_ARG", "recipe: options.actOrder and options.blockSize apply to spec targets; GPTQ on llama.cpp's blocks uses static groups in column order");
-  }
   if (opts.gptq && !hessians) throw new QuantlabError("E_ARG", "method gptq with a preset needs an importance matrix collected from a calibration text (--imatrix <text>): the input Hessians are collected with it");
-  // per-tensor types: overrides (llama-quantize --tensor-type) and tensors kept in float
-  const typeOverrides = new Map<string, GgmlType>();
-  for (const o of recipe.overrides ?? []) {
-    if (o.type === undefined) throw new QuantlabError("E_ARG", `recipe: override "${o.match}" gives a spec; preset targets take ggml types ("type")`);
-    const type = ggmlTypeByName(o.type);
-    if (type === undefined) throw new QuantlabError("E_ARG", `recipe: override "${o.match}": unknown ggml type "${o.type}"`);
-    const re = globToRegExp(o.match);
-    const hit = [...model.weights.keys()].filter((n) => re.test(n));
-    if (hit.length === 0) throw new QuantlabError("E_ARG", `recipe: override "${o.match}" matches no tensor`);
-    for (const n of hit) {
-      const shape = weightShape(model.weights.get(n)!);
-      if (ggmlRowBytes(type, shape[shape.length - 1]!) === undefined) throw new QuantlabError("E_ARG", `recipe: override "${o.match}": ${n}'s rows of ${shape[shape.length - 1]} do not fit ${ggmlTypeName(type)} blocks`);
-      typeOverrides.set(n, type);
-    }
-  }
-  for (const g of recipe.tensors?.keepFloat ?? []) {
-    const re = globToRegExp(g);
-    const hit = [...model.weights.keys()].filter((n) => re.test(n));
-    if (hit.length === 0) throw new QuantlabError("E_ARG", `recipe: tensors.keepFloat "${g}" matches no tensor`);
-    for (const n of hit) {
-      const w = model.weights.get(n)!;
-      const type = w.kind === "dense" ? ({ f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16 } as Record<string, GgmlType>)[w.tensor.dtype] : undefined;
-      if (type === undefined) throw new QuantlabError("E_ARG", `recipe: tensors.keepFloat "${g}": ${n} is not stored as a float (${w.kind === "ggml" ? ggmlTypeName(w.type) : w.kind}); give it an override type instead`);
-      typeOverrides.set(n, type);
-    }
-  }
   const r = quantizeModelToGgml(model, {
     type: preset, pure: t.pure, refine: t.refine, progress, encoder: ctx.encoder,
     ...(im ? { imatrix: im.imatrix } : {}),
     ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number, ...(ctx.backend?.linalg ? { kernels: ctx.backend.linalg() } : {}) } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),
   });
-  return { model: r.model, ggml: { fileType: r.fileType, tensors: r.tensors, params: r.params, bytes: r.bytes, bitsPerWeight: r.bitsPerWeight }, ...(im ? { imatrix: im } : {}), calibTokens: im?.tokens ?? 0 };
+  const tensors = transformInfo ? r.tensors.map((x) => (x.name in transformInfo!.alpha ? { ...x, awqAlpha: transformInfo!.alpha[x.name]! } : x)) : r.tensors;
+  return { model: r.model, ggml: { fileType: r.fileType, tensors, params: r.params, bytes: r.bytes, bitsPerWeight: r.bitsPerWeight }, ...(im ? { imatrix: im } : {}), calibTokens: Math.max(im?.tokens ?? 0, transformInfo?.calibTokens ?? 0) };
 }

@@ -8,15 +8,20 @@ import { printSpec } from "../../quant/spec.js";
 import { smoothQuantScales } from "../smoothquant.js";
 import { runLayerwise, type LayerwiseMethod } from "../pipeline.js";
 import type { MethodDef } from "./types.js";
+import { isSpecTarget } from "../recipe.js";
+import { runGgmlPreset } from "./ggml-preset.js";
 
 export const smoothquant: MethodDef = {
   doc: "SmoothQuant: migrate activation outliers into the weights (weight+activation specs), then round to nearest",
-  targets: ["spec"],
+  targets: ["spec", "preset"],
   options: { alpha: { type: "number", default: 0.5, min: 0, max: 1, doc: "migration strength α" } },
-  windows: () => ["random"],
+  windows: (r) => (isSpecTarget(r.target) ? ["random"] : ["chunks"]),
   calibration: () => "required",
   run(ctx) {
     const alpha = ctx.recipe.options.alpha as number;
+    // presets: the scales folded into the norms / previous linears offline (algos/ggml-transform.ts), then
+    // llama.cpp's quantizers; its mat-vecs round the smoothed activations to 8 bits per 32-block
+    if (!isSpecTarget(ctx.recipe.target)) return runGgmlPreset(ctx, { gptq: false, smooth: { alpha } });
     const m: LayerwiseMethod = {
       label: "smoothquant",
       validate(spec) {

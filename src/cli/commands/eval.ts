@@ -44,7 +44,7 @@ export function register(program: Command): void {
     .option("--json", "print one JSON object {ppl, nll, tokens, ...}");
   addKvOption(cmd);
   addBackendOptions(cmd).action(async (path: string, o: EvalOptions) => {
-      const kvOpt = kvCacheOption(o.kv);
+      const kvOpt = kvCacheOption(o);
       const text = readTextFile(o.text);
       const backend = backendFromOptions(o);
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, place: placerOf(backend) });

@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option("--json", "print one JSON object {meanKld, top1, tokens, ...}");
   addKvOption(cmd, "<other>");
   addBackendOptions(cmd).action(async (basePath: string, otherPath: string, o: KldOptions) => {
-      const kvOpt = kvCacheOption(o.kv); // the base keeps its f32 cache: `kld m m --kv int4` measures the cache alone
+      const kvOpt = kvCacheOption(o); // the base keeps its f32 cache: `kld m m --kv int4` measures the cache alone
       // one backend serves both models; created on first use, disposed at the end
       let backend: ReturnType<typeof backendFromOptions> | undefined;
       const getBackend = () => (backend ??= backendFromOptions(o));

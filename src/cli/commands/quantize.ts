@@ -12,11 +12,14 @@ import { QuantlabError } from "../../core/errors.js";
 import { METHODS } from "../../algos/methods/index.js";
 import { quantize, normalizeRecipe, type QuantizeResult } from "../../algos/quantize.js";
 import { METHOD_NAMES, recipeToJson, type Recipe } from "../../algos/recipe.js";
+import { imatrixFileNames } from "../../algos/imatrix.js";
 import { GGML_PRESET_NAMES } from "../../ggml/mix.js";
 import { readImatrixFile, saveImatrixFile } from "../../io/node/imatrix-file.js";
 import { loadModel } from "../../io/node/load.js";
 import { checkOutputPath, saveQuantizeResult } from "../../io/node/quantize-output.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
+import { WasmBackend } from "../../kernels/wasm/backend.js";
+import { poolEncoder } from "../ggml-encoder.js";
 import { printJson, stderrProgress, parseFloatOpt } from "../util.js";
 import { refGgmlEncoder } from "../../ggml/encoder.js";
 import { ALLOW_NONFINITE_HELP, addBackendOptions, backendFromOptions, backendReady, displayName, loadModelWithTokenizer, positiveInt } from "../model-options.js";
@@ -47,8 +50,8 @@ export function register(program: Command): void {
     .option("--type <preset>", `llama-quantize preset, writes a GGUF (-o out.gguf): ${GGML_PRESET_NAMES.join(", ")}`)
     .option("--recipe <file>", "a recipe JSON, or a file quantlab wrote (its metadata's recipe): quantize exactly as it says")
     .option("--method <method>", `algorithm: ${METHOD_NAMES.map((m) => `${m} (${METHODS[m].targets.join("/")})`).join(", ")}; default rtn (docs/algos.md)`)
-    .option("--rotate", "spec targets: fuse randomized Hadamard rotations (QuaRot) before quantizing; FFN-down input rotated online")
-    .option("--calib <file>", "spec targets: calibration text (UTF-8) for gptq, awq, smoothquant, qat, static activation scales, mixed sensitivity")
+    .option("--rotate [mode]", "fuse randomized Hadamard rotations (QuaRot) before quantizing: full (default; spec targets only: FFN-down input rotated online) or residual (the residual stream only, folded into the weights: what --type presets take)")
+    .option("--calib <file>", "calibration text (UTF-8) for gptq, awq, smoothquant, qat, static activation scales, mixed sensitivity; with --type: for --method awq / awq+gptq / smoothquant (chunks as --imatrix-ctx/--imatrix-chunks)")
     .option("--calib-from-model", "spec targets: data-free calibration, windows sampled from the model itself (temperature 1)")
     .option("--samples <n>", "calibration windows", positiveInt("--samples"), 128)
     .option("--seq <n>", "positions per calibration window, BOS included", positiveInt("--seq"), 256)
@@ -103,14 +106,16 @@ export function register(program: Command): void {
     let r: QuantizeResult;
     try {
       await backendReady(backend);
-      // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder (same bytes; for comparisons)
-      const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : {};
+      // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder, =ts-pool: the TS codecs
+      // on the pool's threads (same bytes; for comparisons)
+      const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : process.env.QUANTLAB_WASM_QUANTIZE === "ts-pool" && backend instanceof WasmBackend ? { encoder: poolEncoder(backend) } : {};
       r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     } finally {
       backend.dispose?.();
     }
     if (o.imatrixOut !== undefined && r.imatrix?.collected) {
-      await saveImatrixFile(o.imatrixOut, r.imatrix.imatrix, { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
+      // under the names of the GGUF this writes (Phi-3: attn_qkv, ffn_up = gate + up), as llama-quantize looks them up
+      await saveImatrixFile(o.imatrixOut, imatrixFileNames(model.config, r.imatrix.imatrix), { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
     }
     const { bytes } = await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     if (o.saveRecipe !== undefined) {
@@ -131,7 +136,7 @@ function report(path: string, o: QuantizeFlags, r: QuantizeResult, bytes: number
     const im = r.imatrix;
     if (o.json) {
       printJson({
-        output: o.output, model: path, recipe: r.recipe, method: r.recipe.method, type: t.preset, fileType: g.fileType, pure: t.pure, refine: t.refine, gptq: r.recipe.method === "gptq",
+        output: o.output, model: path, recipe: r.recipe, method: r.recipe.method, type: t.preset, fileType: g.fileType, pure: t.pure, refine: t.refine, gptq: r.recipe.method === "gptq" || r.recipe.method === "awq+gptq", rotate: r.recipe.rotate ?? null,
         bytes, tensorBytes: g.bytes, params: g.params, bitsPerWeight: g.bitsPerWeight, seconds: r.seconds,
         imatrix: im ? { source: im.source, collected: im.collected, entries: im.imatrix.size, chunks: im.chunks ?? null, tokens: im.tokens ?? null, ctx: im.ctx ?? null, seconds: im.seconds } : null,
         fallbacks: fallbacks.map((x) => ({ name: x.name, requested: x.requested, type: x.type, reason: x.fallback, llamaRefuses: !!x.llamaRefuses })),
@@ -152,7 +157,7 @@ function report(path: string, o: QuantizeFlags, r: QuantizeResult, bytes: number
     for (const x of g.tensors) counts.set(x.type, (counts.get(x.type) ?? 0) + 1);
     if (im) process.stdout.write(`imatrix: ${im.collected ? `${im.chunks} chunks of ${im.ctx} from ${im.source}` : `${im.imatrix.size} entries from ${im.source}`} (${im.seconds.toFixed(1)} s)\n`);
     process.stdout.write(
-      `${displayName(path)} → ${o.output}: ${t.preset}${t.pure ? " (pure)" : ""}${r.recipe.method === "gptq" ? " (GPTQ codes)" : ""}, ${[...counts].map(([k, v]) => `${v}×${k}`).join(" ")}, ` +
+      `${displayName(path)} → ${o.output}: ${t.preset}${t.pure ? " (pure)" : ""}${r.recipe.method !== "rtn" ? ` (${r.recipe.method})` : ""}${rotate ? " (residual rotation)" : ""}, ${[...counts].map(([k, v]) => `${v}×${k}`).join(" ")}, ` +
         `${g.bitsPerWeight.toFixed(3)} bits/weight, ${bytes} bytes, ${fallbacks.length} fall-backs, ${r.seconds.toFixed(1)} s\n`,
     );
     return;

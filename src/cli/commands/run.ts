@@ -53,7 +53,7 @@ export function register(program: Command): void {
     .option("--json", "print one JSON object {text, tokenIds, ...} instead of streaming text");
   addKvOption(cmd);
   addBackendOptions(cmd).action(async (modelArg: string | undefined, o: RunOptions) => {
-      const kvOpt = kvCacheOption(o.kv);
+      const kvOpt = kvCacheOption(o);
       if (o.system !== undefined && !o.chat) throw new QuantlabError("E_ARG", "--system needs --chat");
       const path = modelArg ?? defaultModelPath();
       const backend = backendFromOptions(o);

@@ -7,7 +7,7 @@
  */
 import type { Backend, PreparedWeight } from "../types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
-import { dequantizeRowUniformInt, matvecUniformIntRef, uniformIntBytes, uniformIntLayout, type UniformIntLayout } from "../packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, lutLayout, matvecLutRef, matvecUniformIntRef, uniformIntBytes, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { Weight } from "../../core/weight.js";
 
 class RefPrepared implements PreparedWeight {
@@ -17,16 +17,17 @@ class RefPrepared implements PreparedWeight {
   }
 }
 
-/** A packed uniform-int weight: the QTensor's own codes plus f32 scales and offsets per group. */
+/** A packed spec weight: the QTensor's own codes plus f32 scales and offsets (uniform int) or scales,
+ * zeros and the level table (lut) per group. */
 export class RefPackedPrepared implements PreparedWeight {
   readonly rows: number;
   readonly cols: number;
-  constructor(readonly layout: UniformIntLayout) {
+  constructor(readonly layout: UniformIntLayout | LutLayout) {
     this.rows = layout.rows;
     this.cols = layout.cols;
   }
   get bytes(): number {
-    return uniformIntBytes(this.layout);
+    return this.layout.family === "lut" ? lutBytes(this.layout) : uniformIntBytes(this.layout);
   }
 }
 
@@ -37,6 +38,8 @@ export class RefBackend implements Backend {
     if (w.kind === "quant") {
       const L = uniformIntLayout(w.q);
       if (!("reason" in L)) return new RefPackedPrepared(L);
+      const T = lutLayout(w.q);
+      if (!("reason" in T)) return new RefPackedPrepared(T);
     }
     const { rows, cols, data } = dequantizeWeight(w, name);
     return new RefPrepared(rows, cols, data);
@@ -44,7 +47,9 @@ export class RefBackend implements Backend {
 
   matvec(pw: PreparedWeight, x: Float32Array, out: Float32Array): void {
     if (pw instanceof RefPackedPrepared) {
-      matvecUniformIntRef(pw.layout, x, out);
+      const L = pw.layout;
+      if (L.family === "lut") matvecLutRef(L, x, out);
+      else matvecUniformIntRef(L, x, out);
       return;
     }
     const { rows, cols, w } = pw as RefPrepared;
@@ -60,6 +65,7 @@ export class RefBackend implements Backend {
   rowReader(pw: PreparedWeight): RowReader | undefined {
     if (!(pw instanceof RefPackedPrepared)) return undefined;
     const L = pw.layout;
+    if (L.family === "lut") return (r, dst, off) => dequantizeRowLut(L, r, dst, off);
     return (r, dst, off) => dequantizeRowUniformInt(L, r, dst, off);
   }
 

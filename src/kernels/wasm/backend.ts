@@ -25,8 +25,8 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32 } from "../../../assembly/abi.js";
-import { uniformIntBytes, uniformIntKernelName, uniformIntLayout, type UniformIntLayout } from "../packed.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG } from "../../../assembly/abi.js";
+import { lutBytes, lutKernelName, lutLayout, uniformIntBytes, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -174,11 +174,12 @@ export class WasmBackend implements Backend {
   /**
    * This backend's ggml block encoder: every codec type, with or without imatrix and refine, its rows
    * split across the pool's threads (ggml/encoder.ts GgmlEncoder). One per backend; `chunkValues` (for
-   * tests) gives a separate encoder that stages that many values per chunk.
+   * tests) gives a separate encoder that stages that many values per chunk; `wasmEncoders: false` a separate
+   * one whose threads run only the TypeScript codecs (the pre-issue-15 pool, for comparisons; same bytes).
    */
-  ggmlEncoder(chunkValues?: number): GgmlEncoder {
+  ggmlEncoder(chunkValues?: number, opts: { wasmEncoders?: boolean } = {}): GgmlEncoder {
     this.checkOpen();
-    if (chunkValues !== undefined) return new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen(), chunkValues);
+    if (chunkValues !== undefined || opts.wasmEncoders === false) return new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen(), chunkValues, opts.wasmEncoders ?? true);
     return (this.encoder ??= new WasmGgmlEncoder(this.memory.first, this.pool, () => this.checkOpen()));
   }
 
@@ -224,8 +225,10 @@ export class WasmBackend implements Backend {
     if (w.kind === "quant") {
       const L = uniformIntLayout(w.q);
       if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L);
+      const T = lutLayout(w.q);
+      if (!("reason" in T)) return this.prepLut(name, `quant ${w.q.spec}`, T);
       const { data } = dequantizeWeight(w, name);
-      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, `no packed WASM kernel (${L.reason}): dequantized once to f32`);
+      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, `no packed WASM kernel (${T.reason}): dequantized once to f32`);
     }
     const src = `ggml ${ggmlTypeName(w.type)}`;
     const bytes = w.data;
@@ -316,6 +319,28 @@ export class WasmBackend implements Backend {
     const p = new WasmPrepared(L.rows, L.cols, uniformIntBytes(L), kind, w0, w1, w2, this, shard.index, off, L.group);
     this.record(name, source, p);
     this.listed.get(p)!.kernel = uniformIntKernelName(L);
+    return p;
+  }
+
+  /**
+   * A packed lookup-table spec (kernels/packed.ts family "lut"): the QTensor's codes as they are (+16 bytes
+   * of padding: the kernels read 8 bytes per 16 codes and 2 bytes per scalar code), f32 scales, f32 zeros
+   * (affine only) and the f64 level table, in one allocation, each part 64-byte aligned.
+   */
+  private prepLut(name: string, source: string, L: LutLayout): WasmPrepared {
+    const a64 = (x: number) => Math.ceil(x / 64) * 64;
+    const cb = L.codes.byteLength, sb = L.scales.byteLength, zb = L.zeros?.byteLength ?? 0, tb = L.table.byteLength;
+    const { shard, off } = this.memory.allocWeight(a64(cb + 16) + a64(sb) + a64(zb) + tb, name);
+    const w0 = off, w1 = off + a64(cb + 16), w2 = w1 + a64(sb), lut = w2 + a64(zb);
+    const buf = shard.arena.memory.buffer;
+    new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(L.codes);
+    new Float32Array(buf, w1, L.scales.length).set(L.scales);
+    if (L.zeros) new Float32Array(buf, w2, L.zeros.length).set(L.zeros);
+    new Float64Array(buf, lut, L.table.length).set(L.table);
+    const kind = L.bits === 4 ? K_LUT4G : L.bits === 3 ? K_LUT3G : L.bits === 2 ? K_LUT2G : L.bits === 1 ? K_LUT1G : K_LUTWG;
+    const p = new WasmPrepared(L.rows, L.cols, lutBytes(L), kind, w0, w1, L.zeros ? w2 : 0, this, shard.index, off, L.group, lut, L.bits);
+    this.record(name, source, p);
+    this.listed.get(p)!.kernel = lutKernelName(L);
     return p;
   }
 

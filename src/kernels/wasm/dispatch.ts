@@ -8,8 +8,8 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G,
-  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, DESC_WORDS,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
 import { Dispatcher, runJobPart, type PoolJob } from "./pool.js";
@@ -32,8 +32,12 @@ export class WasmPrepared implements PreparedWeight {
     /** the region `prepare` allocated for it (freed by `release`); undefined when the bytes sit where a
      * loader placed them (placeTensor), which the loader's weight still references */
     readonly alloc: number | undefined,
-    /** weights per scale group (packed uniform-int kinds), else 0 */
+    /** weights per scale group (packed spec kinds), else 0 */
     readonly group = 0,
+    /** f64 level table (packed lut kinds), else 0 */
+    readonly lut = 0,
+    /** bits per code (packed lut kinds), else 0 */
+    readonly bits = 0,
   ) {}
 }
 
@@ -51,7 +55,9 @@ interface Slot {
   desc: number;
 }
 
-export const needsQ8 = (kind: number): boolean => kind !== K_F32 && kind !== K_F16 && kind !== K_U4G && kind !== K_U8G;
+/** kinds that read f32 activations (no Q8 copy) */
+const F32_ACTIVATIONS = new Set([K_F32, K_F16, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
+export const needsQ8 = (kind: number): boolean => !F32_ACTIVATIONS.has(kind);
 export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4;
 
 export class JobDispatch {
@@ -137,6 +143,8 @@ export class JobDispatch {
       d[o + D_OUT] = s.out;
       d[o + D_N] = n;
       d[o + D_GROUP] = p.group;
+      d[o + D_LUT] = p.lut;
+      d[o + D_BITS] = p.bits;
       used.push(s);
       // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14 take) group indices
       poolJobs.push({ desc: s.desc, rows: isX4(kind) ? rows / 4 : rows, shard: p.shard, task: kind });

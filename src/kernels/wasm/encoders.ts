@@ -2,7 +2,8 @@
  * The WASM backend's block encoders.
  *
  * - `WasmGgmlEncoder` (a `GgmlEncoder`, ggml/encoder.ts): any ggml codec type, with or without an
- *   importance matrix and refine, f32 or f16 input, as the pool task T_GGML_ROWS (tasks.ts). Rows are
+ *   importance matrix and refine, f32 or f16 input, as the pool task T_GGML_ROWS (tasks.ts: WASM for
+ *   Q8_0/Q4_0 and Q2_K … Q6_K, the TS codecs for the rest). Rows are
  *   staged through shard 0 in bounded chunks (never the whole tensor: a 128256×2048 embedding is 1 GiB
  *   in f32), the caller and the workers claim row ranges of each chunk, and the blocks are copied out.
  * - `quantizeQ8Q4` / `quantizeQ8Q4F16`: the bare WASM SIMD Q8_0/Q4_0 quantizers over a flat array on the
@@ -14,7 +15,7 @@ import { checkEncodeJob, type EncodeRowsJob, type GgmlEncoder } from "../../ggml
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import type { Shard } from "./memory.js";
 import type { Dispatcher } from "./pool.js";
-import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_REFINE, G_ROW_BYTES, G_TYPE, G_X, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
+import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
 
 /** values staged per chunk by default (4 MiB of f32): big enough that a dispatch (16–50 µs) is noise */
 export const ENCODE_CHUNK_VALUES = 1 << 20;
@@ -30,6 +31,8 @@ interface Staging {
   imCap: number;
   im: number;
   desc: number;
+  /** k-quant scratch (tasks.ts kquantScratchBytes), one slot per thread */
+  ks: number;
 }
 
 /** Largest bytes per value of any codec type (F32: 4), so the output region fits every type. */
@@ -45,13 +48,18 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     private readonly checkOpen: () => void,
     /** values staged per chunk (tests make it small to cross chunk boundaries) */
     private readonly chunkValues = ENCODE_CHUNK_VALUES,
+    /** false: the threads run only the TypeScript codecs (comparisons; the bytes are the same) */
+    private readonly wasmEncoders = true,
   ) {
-    this.name = `wasm-t${pool.threads}`;
+    this.name = wasmEncoders ? `wasm-t${pool.threads}` : `ts-pool-t${pool.threads}`;
   }
 
   get threads(): number {
     return this.pool.threads;
   }
+
+  /** values of the last encodeRows that WASM encoders (not the TS codecs) encoded */
+  lastWasmValues = 0;
 
   private stage(cols: number, imatrix: boolean): Staging {
     const a = this.shard.arena;
@@ -60,7 +68,13 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     if (!s || s.cap < want) {
       if (s) for (const off of [s.x, s.h, s.dst]) a.free(off);
       const desc = s?.desc ?? a.alloc(G_DESC_WORDS * 4, 64, "encoder descriptor");
-      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc };
+      let ks = s?.ks;
+      if (ks === undefined) {
+        const bytes = kquantScratchBytes(this.pool.threads);
+        ks = a.alloc(bytes, 64, "encoder k-quant scratch");
+        a.u8.fill(0, ks, ks + bytes); // lock words start free
+      }
+      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
       this.staging = s;
     }
     if (imatrix && s.imCap < cols) {
@@ -91,6 +105,10 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_IMATRIX] = imatrix ? s.im : 0;
     d[o + G_REFINE] = refine ? 1 : 0;
     d[o + G_ROW_BYTES] = rowBytes;
+    d[o + G_KSCRATCH] = s.ks;
+    d[o + G_KSLOTS] = this.pool.threads;
+    d[o + G_NO_WASM] = this.wasmEncoders ? 0 : 1;
+    d[o + G_WASM_VALUES] = 0;
     const chunkRows = Math.max(1, Math.floor(s.cap / cols));
     for (let r = 0; r < rows; r += chunkRows) {
       const m = Math.min(chunkRows, rows - r);
@@ -105,6 +123,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
       out.set(a.u8.subarray(s.dst, s.dst + m * rowBytes), r * rowBytes);
       progress.tick(m * cols);
     }
+    this.lastWasmValues = d[o + G_WASM_VALUES]!;
     return out;
   }
 }

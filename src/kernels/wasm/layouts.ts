@@ -10,7 +10,7 @@
  */
 import { f16Table32 } from "../../core/f16.js";
 import { GGML_TYPES, GgmlType, blockFieldOffset, ggmlTypeName } from "../../ggml/types.js";
-import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG } from "../../../assembly/abi.js";
 import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
@@ -486,6 +486,11 @@ export const KERNEL_NAMES: Readonly<Record<number, string>> = {
   [K_I8A16]: "i8·s16·m16",
   [K_U4G]: "u4·group·f32x (packed spec)",
   [K_U8G]: "u8·group·f32x (packed spec)",
+  [K_LUT4G]: "lut4·group·swizzle·f32x (packed spec)",
+  [K_LUT1G]: "lut1·group·swizzle·f32x (packed spec)",
+  [K_LUT2G]: "lut2·group·swizzle·f32x (packed spec)",
+  [K_LUT3G]: "lut3·group·swizzle·f32x (packed spec)",
+  [K_LUTWG]: "lut·group·gather·f32x (packed spec)",
   ...Object.fromEntries((Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
     const name = ggmlTypeName(Number(t) as GgmlType).toLowerCase();
     const rows: [number, string][] = [[r.kind, `${name} (ggml blocks)`]];

@@ -70,6 +70,11 @@ export interface KernelExports {
   quantize_act(x: number, n: number, x16: number, x8: number, xd: number, xs: number): void;
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
+  /** 1 if quantize_blocks_k encodes this ggml type (Q2_K … Q6_K), else 0 (assembly/kquants.ts) */
+  kquant_supported(type: number): number;
+  /** nb 256-blocks of f32 at x → ggml k-quant blocks at dst, importance qw (0 = none) of one row of blocksPerRow
+   * blocks; per-call scratch claimed from `slots` slots at `scratch`; 0, or < 0 when it did nothing */
+  quantize_blocks_k(type: number, x: number, nb: number, blocksPerRow: number, dst: number, qw: number, scratch: number, slots: number): number;
   stream_sum(x: number, n: number): number;
   /** y[i] = e^x[i], the vector exp of the forward-pass kernels (assembly/vmath.ts v_exp; with nonpos ≠ 0
    * v_exp_nonpos, the softmax's, for x ≤ 0) */

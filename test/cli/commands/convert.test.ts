@@ -17,6 +17,7 @@ import { MemorySink as Sink } from "../../../src/io/gguf.js";
 
 const S260 = dataPath("stories260K", "stories260K.bin");
 const G260 = dataPath("ggml", "stories260K", "stories260K-F32.gguf");
+const G3M = dataPath("ggml", "stories3M", "stories3M-F32.gguf");
 
 describe("quantlab convert / info (CLI)", () => {
   let dir: string;
@@ -59,7 +60,7 @@ describe("quantlab convert / info (CLI)", () => {
     assert.deepEqual(await out.readTensorBytes("q"), await orig.readTensorBytes("dq"));
   });
 
-  test("--type with --threads 1 and 3 writes the TypeScript reference encoder's bytes (Q8_0: WASM quantizer; Q4_K: TS codec in the pool)", async () => {
+  test("--type with --threads 1 and 3 writes the TypeScript reference encoder's bytes (Q8_0: WASM quantizer; Q4_K on 64-wide rows: its Q5_0 fallback, TS codec in the pool)", async () => {
     const { convertGguf } = await import("../../../src/io/gguf-convert.js");
     const src = new Uint8Array(readFileSync(G260));
     for (const [type, id] of [["Q8_0", GgmlType.Q8_0], ["Q4_K", GgmlType.Q4_K]] as const) {
@@ -71,6 +72,31 @@ describe("quantlab convert / info (CLI)", () => {
         const r = await cli(["convert", G260, out, "--type", type, "--threads", threads], dir);
         assert.equal(r.code, 0, r.stderr);
         assert.ok(Buffer.from(readFileSync(join(dir, out))).equals(Buffer.from(want)), `${type} --threads ${threads} differs from the reference encoder`);
+      }
+    }
+  });
+
+  test("stories3M to Q4_K / Q6_K: the WASM k-quant encoders at 1 and 2 threads (and the TS codecs on the pool) write the TypeScript reference encoder's file byte for byte", async () => {
+    const { convertGguf } = await import("../../../src/io/gguf-convert.js");
+    const src = new Uint8Array(readFileSync(G3M));
+    for (const [type, id] of [["Q4_K", GgmlType.Q4_K], ["Q6_K", GgmlType.Q6_K]] as const) {
+      const sink = new MemorySink();
+      await convertGguf(await openGguf(new BufferSource("in.gguf", src)), sink, { type: id }, "ref.gguf");
+      const want = Buffer.from(sink.bytes());
+      const out = await openGguf(new BufferSource("ref.gguf", want));
+      assert.ok(out.tensors.filter((t) => t.type === id).length >= 25, `${type}: the reference file holds ${type} tensors`);
+      for (const [threads, mode] of [["1", ""], ["2", ""], ["2", "ts-pool"]] as const) {
+        const name = `s3m-t${threads}${mode}-${type}.gguf`;
+        const before = process.env.QUANTLAB_WASM_QUANTIZE;
+        if (mode) process.env.QUANTLAB_WASM_QUANTIZE = mode;
+        try {
+          const r = await cli(["convert", G3M, name, "--type", type, "--threads", threads], dir);
+          assert.equal(r.code, 0, r.stderr);
+        } finally {
+          if (before === undefined) delete process.env.QUANTLAB_WASM_QUANTIZE;
+          else process.env.QUANTLAB_WASM_QUANTIZE = before;
+        }
+        assert.ok(Buffer.from(readFileSync(join(dir, name))).equals(want), `${type} --threads ${threads} ${mode} differs from the reference encoder`);
       }
     }
   });
@@ -102,11 +128,11 @@ describe("quantlab convert / info (CLI)", () => {
       writeFileSync(join(dir, "arch.gguf"), await rewriteGguf(readFileSync(G260), (md) => md.set("general.architecture", { type: GgufValueType.STRING, value: "mamba" })));
       return ["arch.gguf"];
     }, /arch\.gguf: architecture "mamba" is not supported/, NOT_GGUF],
-    ["unsupported architecture (HF phi3)", () => {
-      mkdirSync(join(dir, "phi"), { recursive: true });
-      writeFileSync(join(dir, "phi", "config.json"), JSON.stringify({ model_type: "phi3", hidden_size: 8 }));
-      return ["phi"];
-    }, /phi\/config\.json: architecture "phi3" is not supported \(model_type: llama, mistral, qwen2, qwen3, granite, gemma2, gemma3_text, olmo2\)/, ALL],
+    ["unsupported architecture (HF falcon)", () => {
+      mkdirSync(join(dir, "falcon"), { recursive: true });
+      writeFileSync(join(dir, "falcon", "config.json"), JSON.stringify({ model_type: "falcon", hidden_size: 8 }));
+      return ["falcon"];
+    }, /falcon\/config\.json: architecture "falcon" is not supported \(model_type: llama, mistral, qwen2, qwen3, granite/, ALL],
     ["unsupported dtype", async () => {
       mkdirSync(join(dir, "i64"), { recursive: true });
       // one block tensor, so num_hidden_layers = 1 is backed and the dtype is what fails

@@ -29,10 +29,12 @@ describe("quantlab quantize: no flag is silently ignored", () => {
   test("flags that do not apply to the target or method are one-line errors and leave nothing behind", () => {
     const g = join(dir, "x.gguf"), s = join(dir, "x.safetensors");
     const cases: [string[], RegExp][] = [
-      [["--type", "Q4_0", "--method", "awq", "-o", g], /method awq does not take a GGUF preset target/],
-      [["--type", "Q4_0", "--method", "smoothquant", "-o", g], /method smoothquant does not take a GGUF preset target/],
-      [["--type", "Q4_0", "--rotate", "-o", g], /option --rotate: applies to --spec targets, not --type Q4_0 \(llama\.cpp cannot run the online FFN-down rotation\)/],
-      [["--type", "Q4_0", "--calib", calib, "-o", g], /option --calib: applies to --spec targets.*--imatrix <text>/],
+      [["--type", "Q4_0", "--method", "awq", "-o", g], /method awq with preset Q4_0 needs calibration data/],
+      [["--type", "Q4_0", "--method", "smoothquant", "-o", g], /method smoothquant with preset Q4_0 needs calibration data/],
+      [["--type", "Q4_0", "--rotate", "-o", g], /rotate \(mode full\) with the GGUF preset Q4_0: the online FFN-down Hadamard rotation \(R4\) cannot run in llama\.cpp.*--rotate residual/],
+      [["--type", "Q4_0", "--rotate", "sideways", "-o", g], /option --rotate: "sideways": expected no value or "full".*"residual"/],
+      [["--type", "Q4_0", "--calib", calib, "-o", g], /option --calib: applies to --type presets only with --method awq, awq\+gptq or smoothquant.*--imatrix <text>/],
+      [["--type", "Q4_0", "--method", "awq", "--calib", calib, "--imatrix", calib, "-o", g], /give either --calib <text> or --imatrix <text> with --type/],
       [["--type", "Q4_0", "--only", "blk.*", "-o", g], /option --only: applies to --spec targets/],
       [["--type", "Q4_0", "--imatrix-ctx", "64", "-o", g], /option --imatrix-ctx: needs --imatrix <calibration text>/],
       [["--spec", "int4:g32", "--pure", "-o", s], /option --pure: applies to --type presets/],
@@ -102,4 +104,46 @@ describe("quantlab convert: what the output format cannot carry", () => {
     assert.match(w[0]!, /static int8 activation quantization/);
     assert.match(j.stderr, /quantlab: warning: GGUF cannot carry/);
   });
+});
+
+describe("quantlab quantize: every method into GGUF, the same bytes as the library", () => {
+  let dir: string;
+  let calib: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "ql-qggufm-"));
+    calib = join(dir, "calib.txt");
+    writeFileSync(calib, readFileSync(dataPath("tinystories", "calib.txt"), "utf8").slice(0, 20000));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [label, flags] of [
+    ["--method awq --type Q4_0 --calib", ["--type", "Q4_0", "--method", "awq", "--calib", "CALIB", "--imatrix-ctx", "64", "--imatrix-chunks", "6"]],
+    ["--rotate residual --type Q4_K_M", ["--type", "Q4_K_M", "--rotate", "residual"]],
+    ["--method awq+gptq --rotate residual --type Q4_K_S --imatrix", ["--type", "Q4_K_S", "--method", "awq+gptq", "--rotate", "residual", "--imatrix", "CALIB", "--imatrix-ctx", "64", "--imatrix-chunks", "6"]],
+  ] as [string, string[]][]) {
+    test(`${label}: the file equals quantize(model, its --save-recipe) through the library, and records the method`, async () => {
+      const { quantize } = await import("../../../src/algos/quantize.js");
+      const { saveQuantizeResult } = await import("../../../src/io/node/quantize-output.js");
+      const { openGgufFile } = await import("../../../src/io/node/gguf-file.js");
+      const { metaString } = await import("../../../src/io/gguf.js");
+      const out = join(dir, `${label.replace(/[^a-z0-9]+/gi, "_")}.gguf`), rec = `${out}.json`;
+      const args = flags.map((f) => (f === "CALIB" ? calib : f));
+      const res = quantlab("quantize", S260, ...args, "--save-recipe", rec, "-o", out);
+      assert.equal(res.status, 0, res.stderr);
+      const model = await loadModel(S260);
+      const recipe = JSON.parse(readFileSync(rec, "utf8")) as Record<string, unknown>;
+      const r = await quantize(model, recipe, { calibText: readFileSync(calib, "utf8") });
+      const lib = join(dir, "lib.gguf");
+      await saveQuantizeResult(r, lib);
+      assert.ok(Buffer.from(readFileSync(lib)).equals(readFileSync(out)), `${label}: CLI and library files differ`);
+      const f = await openGgufFile(out);
+      try {
+        const inFile = JSON.parse(metaString(f, "quantlab.recipe")!) as { method: string; rotate?: { mode: string } };
+        assert.equal(inFile.method, flags.includes("awq+gptq") ? "awq+gptq" : flags.includes("awq") ? "awq" : "rtn");
+        if (flags.includes("--rotate")) assert.deepEqual(inFile.rotate, { seed: 0, mode: "residual" });
+      } finally {
+        await f.close();
+      }
+    });
+  }
 });

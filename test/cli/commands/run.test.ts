@@ -71,6 +71,9 @@ describe("quantlab run", () => {
     test("bad option values", () => {
       expectOneLineError(quantlab("run", model, "--temperature", "-1"), /temperature -1/, 2);
       expectOneLineError(quantlab("run", model, "--ctx", "0"), /option --ctx: expected a positive integer/, 2);
+      expectOneLineError(quantlab("run", model, "--kv-window", "4"), /option --kv-window: needs --kv <spec>/, 2);
+      expectOneLineError(quantlab("run", model, "--kv", "int2:g32", "--kv-keys", "head"), /option --kv-keys: expected "token" or "channel", got "head"/, 2);
+      expectOneLineError(quantlab("run", model, "--kv", "int4:channel", "--kv-keys", "channel"), /channel keys \(KIVI\) quantize each channel over groups of G tokens/, 2);
     });
   });
 });

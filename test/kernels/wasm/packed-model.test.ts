@@ -46,7 +46,9 @@ function run(m: Model, be: Backend, tokens: number[]): Float32Array[] {
   return out;
 }
 
-for (const spec of ["int4:g32:asym", "int8:channel", "int4:g64"]) {
+// uniform int (K_U4G / K_U8G) and the lookup-table family (K_LUT*: nf4, mxfp4, fp8, 2/3-bit ints with groups, a
+// k-means codebook)
+for (const spec of ["int4:g32:asym", "int8:channel", "int4:g64", "nf4:g64", "mxfp4", "fp8_e4m3:channel", "int2:g32:asym", "int3:g32", "kmeans4:g64"]) {
   test(`stories260K ${spec}: packed logits = fake-quant logits within 1e-4`, async () => {
     const q = quantizeTensors(base, names, () => spec, { seed: 0, progress: noProgress }).model;
     const fake = fakeQuant(q);
@@ -60,12 +62,27 @@ for (const spec of ["int4:g32:asym", "int8:channel", "int4:g64"]) {
       for (let s = 0; s < want.length; s++) for (let i = 0; i < want[s]!.length; i++) worst = Math.max(worst, Math.abs(got[s]![i]! - want[s]![i]!));
       assert.ok(worst < 1e-4, `${spec} on ${label}: max |Δlogit| ${worst}`);
       if (label !== "ref") {
-        // every selected linear ran packed: the listing of this model's prepares had no fallback for them
         const rows = (be as ReturnType<typeof backend>).listing();
         assert.equal(rows.length, 0, "dispose released every prepared weight");
       }
       console.log(`# ${spec} ${label}: max |Δlogit| vs fake-quant ${worst.toExponential(2)}`);
     }
+  });
+}
+
+for (const [spec, kernel] of [["nf4:g64", /^lut4·(g64|row)·swizzle/], ["mxfp4", /^lut4·(g32|row)·swizzle/], ["fp8_e4m3:channel", /^lut8·row·gather/], ["int3:g32", /^lut3·(g32|row)·swizzle/], ["kmeans4:g64", /^lut4·(g64|row)·swizzle/]] as const) {
+  test(`stories260K ${spec} on WASM: every quantized weight runs on a packed lut kernel`, () => {
+    const q = quantizeTensors(base, names, () => spec, { seed: 0, progress: noProgress }).model;
+    const be = backend(VARIANTS[0]!, 1);
+    const llama = new Llama(q, { contextLength: 16, backend: be });
+    const quantRows = be.listing().filter((r) => r.source.startsWith("quant "));
+    assert.ok(quantRows.length >= names.length - 1, `${quantRows.length} quantized weights prepared for ${names.length} selected`);
+    for (const r of quantRows) {
+      assert.equal(r.fallback, undefined, `${r.name}: ${r.fallback}`);
+      // groups as wide as a row (dim 64 with g64) print as "row"
+      assert.match(r.kernel, kernel, r.name);
+    }
+    llama.dispose();
   });
 }
 

@@ -1,0 +1,194 @@
+// Packed quantlab lookup-table layouts (src/kernels/packed.ts family "lut", kinds K_LUT* in abi.ts): codes of
+// 1–8 bits as the QTensor stores them, an f64 level table, f32 scale (and zero) per (row, group); the weight
+// is w = fround((table[c] − z)·s), computed in f64 exactly as quant/tensor.ts dequantize computes it in JS.
+// Accumulation as assembly/index.ts dot_ug: whole 16-code chunks of a group in four f32x4 accumulators, the
+// rest of a group in a scalar f32 accumulator added at the end, separate multiply and add (no FMA), so the
+// order of operations depends only on the shape: the same bits on every thread count and in both builds.
+import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
+
+@inline function hsum4(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** 16 codes of b ≤ 4 bits starting at bit `sh` (0..7) of the byte at p → u8x16 in code order. The stream is
+ * first shifted to start on bit 0 (a 64-bit shift; 9 bytes read, the host pads the codes). 4 bits: and/shift
+ * + shuffle. 1–3 bits: code j spans bytes lo = ⌊jb/8⌋ and lo+1 at bit offset s = jb mod 8; a swizzle puts
+ * the two bytes in an i16 lane, a multiply by 2^(16−b−s) moves the code's top bit to bit 15 (mod 2^16) and
+ * a shift right by 16−b leaves the code. Codes 8..15 sit b bytes further. */
+@inline function codes16(b: i32, p: usize, sh: u32): v128 {
+  const B = sh == 0 ? v128.load64_zero(p) : i64x2.splat(<i64>((load<u64>(p) >> <u64>sh) | (<u64>load<u8>(p + 8) << <u64>(64 - sh))));
+  if (b == 4) {
+    const lo = v128.and(B, i8x16.splat(0x0f));
+    const hi = i8x16.shr_u(B, 4);
+    return i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  }
+  let l: v128, h: v128;
+  if (b == 1) {
+    const m = i16x8(-32768, 16384, 8192, 4096, 2048, 1024, 512, 256);
+    l = i16x8.mul(i8x16.swizzle(B, i8x16(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1)), m);
+    h = i16x8.mul(i8x16.swizzle(B, i8x16(1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2)), m);
+  } else if (b == 2) {
+    const m = i16x8(16384, 4096, 1024, 256, 16384, 4096, 1024, 256);
+    l = i16x8.mul(i8x16.swizzle(B, i8x16(0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2)), m);
+    h = i16x8.mul(i8x16.swizzle(B, i8x16(2, 3, 2, 3, 2, 3, 2, 3, 3, 4, 3, 4, 3, 4, 3, 4)), m);
+  } else {
+    const m = i16x8(8192, 1024, 128, 4096, 512, 64, 2048, 256);
+    l = i16x8.mul(i8x16.swizzle(B, i8x16(0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3)), m);
+    h = i16x8.mul(i8x16.swizzle(B, i8x16(3, 4, 3, 4, 3, 4, 4, 5, 4, 5, 4, 5, 5, 6, 5, 6)), m);
+  }
+  return i8x16.narrow_i16x8_u(i16x8.shr_u(l, 16 - b), i16x8.shr_u(h, 16 - b));
+}
+
+/** Code of element e (row-relative) of a b-bit LSB-first stream starting at bit o of the byte at c (reads 2 bytes). */
+@inline function codeAt(b: i32, c: usize, o: u32, e: i32): u32 {
+  const bit = <usize>o + <usize>e * <usize>b;
+  return (<u32>load<u16>(c + (bit >> 3)) >> <u32>(bit & 7)) & ((<u32>1 << <u32>b) - 1);
+}
+
+/** Table entries 4i..4i+3 as f32x4: f32((lut[c] − z)·s) in f64 (f32x4.demote rounds to nearest, as fround). */
+@inline function entries4(lut: usize, zv: v128, sv: v128): v128 {
+  const d0 = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.sub(v128.load(lut), zv), sv));
+  const d1 = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.sub(v128.load(lut, 16), zv), sv));
+  return i8x16.shuffle(d0, d1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+}
+
+/** bytes of 4 f32 entries regrouped by byte position: i32 lane k = byte k of entries 0..3 */
+@inline function bytesByPos(t: v128): v128 {
+  return i8x16.shuffle(t, t, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+}
+
+/** One row · x for codes of b ≤ 4 bits: per group, the 16 weights fround((lut[c] − z)·s) as 4 byte planes
+ * (plane k, byte c = byte k of entry c), so 16 codes become 16 f32 weights with 4 swizzles and 8 shuffles. */
+@inline function dot_lut(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let st: f32 = 0;
+  let j = 0;
+  for (let j0 = 0; j0 < cols; j0 += g, j++) {
+    const len = min(g, cols - j0);
+    const sd = <f64>load<f32>(s + (<usize>j << 2));
+    const zd = z != 0 ? <f64>load<f32>(z + (<usize>j << 2)) : 0.0;
+    let i = 0;
+    if (len >= 16) {
+      const sv = f64x2.splat(sd), zv = f64x2.splat(zd);
+      const u0 = bytesByPos(entries4(lut, zv, sv));
+      const u1 = bytesByPos(entries4(lut + 32, zv, sv));
+      const u2 = bytesByPos(entries4(lut + 64, zv, sv));
+      const u3 = bytesByPos(entries4(lut + 96, zv, sv));
+      // 4×4 transpose of i32 lanes: plane k = lane k of u0..u3
+      const t0 = i8x16.shuffle(u0, u1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t1 = i8x16.shuffle(u0, u1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const t2 = i8x16.shuffle(u2, u3, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+      const t3 = i8x16.shuffle(u2, u3, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+      const p0 = i8x16.shuffle(t0, t2, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const p1 = i8x16.shuffle(t0, t2, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      const p2 = i8x16.shuffle(t1, t3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+      const p3 = i8x16.shuffle(t1, t3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+      for (; i + 16 <= len; i += 16) {
+        const e = <usize>(j0 + i);
+        const xi = x + (e << 2);
+        const bit = <usize>o + e * <usize>b;
+        const q = codes16(b, c + (bit >> 3), <u32>(bit & 7));
+        const b0 = i8x16.swizzle(p0, q), b1 = i8x16.swizzle(p1, q), b2 = i8x16.swizzle(p2, q), b3 = i8x16.swizzle(p3, q);
+        const l01 = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const h01 = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const l23 = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const h23 = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const w0 = i8x16.shuffle(l01, l23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+        const w1 = i8x16.shuffle(l01, l23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+        const w2 = i8x16.shuffle(h01, h23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+        const w3 = i8x16.shuffle(h01, h23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+        a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(xi)));
+        a1 = f32x4.add(a1, f32x4.mul(w1, v128.load(xi, 16)));
+        a2 = f32x4.add(a2, f32x4.mul(w2, v128.load(xi, 32)));
+        a3 = f32x4.add(a3, f32x4.mul(w3, v128.load(xi, 48)));
+      }
+    }
+    for (; i < len; i++) {
+      const e = j0 + i;
+      const w = <f32>((load<f64>(lut + (<usize>codeAt(b, c, o, e) << 3)) - zd) * sd);
+      st += w * load<f32>(x + (<usize>e << 2));
+    }
+  }
+  return hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + st;
+}
+
+/** Weight of element e for the gather kernel: f32((lut[c] − z)·s). */
+@inline function gw(b: i32, c: usize, o: u32, lut: usize, e: i32, zd: f64, sd: f64): f32 {
+  return <f32>((load<f64>(lut + (<usize>codeAt(b, c, o, e) << 3)) - zd) * sd);
+}
+
+@inline function gw4(b: i32, c: usize, o: u32, lut: usize, e: i32, zd: f64, sd: f64): v128 {
+  let v = f32x4.splat(gw(b, c, o, lut, e, zd, sd));
+  v = f32x4.replace_lane(v, 1, gw(b, c, o, lut, e + 1, zd, sd));
+  v = f32x4.replace_lane(v, 2, gw(b, c, o, lut, e + 2, zd, sd));
+  return f32x4.replace_lane(v, 3, gw(b, c, o, lut, e + 3, zd, sd));
+}
+
+/** One row · x for codes of 5–8 bits: each weight looked up in the f64 table (scalar gather), 4 lanes at a time. */
+@inline function dot_lutw(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let st: f32 = 0;
+  let j = 0;
+  for (let j0 = 0; j0 < cols; j0 += g, j++) {
+    const len = min(g, cols - j0);
+    const sd = <f64>load<f32>(s + (<usize>j << 2));
+    const zd = z != 0 ? <f64>load<f32>(z + (<usize>j << 2)) : 0.0;
+    let i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const e = j0 + i;
+      const xi = x + (<usize>e << 2);
+      a0 = f32x4.add(a0, f32x4.mul(gw4(b, c, o, lut, e, zd, sd), v128.load(xi)));
+      a1 = f32x4.add(a1, f32x4.mul(gw4(b, c, o, lut, e + 4, zd, sd), v128.load(xi, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(gw4(b, c, o, lut, e + 8, zd, sd), v128.load(xi, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(gw4(b, c, o, lut, e + 12, zd, sd), v128.load(xi, 48)));
+    }
+    for (; i < len; i++) {
+      const e = j0 + i;
+      st += gw(b, c, o, lut, e, zd, sd) * load<f32>(x + (<usize>e << 2));
+    }
+  }
+  return hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) + st;
+}
+
+/** Rows [r0, r1) of a K_LUT* job (bits `b` a compile-time constant, 0 = read D_BITS and gather), tokens in
+ * blocks of 8 so a block's f32 activations stay in cache while each packed row is reused from L1. */
+@inline function runLut(b: i32, desc: usize, r0: i32, r1: i32): void {
+  const rows = load<i32>(desc + (D_ROWS << 2));
+  const cols = load<i32>(desc + (D_COLS << 2));
+  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
+  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
+  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
+  const xf = load<u32>(desc + (D_XF << 2)) as usize;
+  const out = load<u32>(desc + (D_OUT << 2)) as usize;
+  const n = load<i32>(desc + (D_N << 2));
+  const g = load<i32>(desc + (D_GROUP << 2));
+  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
+  const bits = b != 0 ? b : load<i32>(desc + (D_BITS << 2));
+  const nG = (cols + g - 1) / g;
+  const ucols = <usize>cols;
+  for (let t0 = 0; t0 < n; t0 += 8) {
+    const t1 = min(n, t0 + 8);
+    for (let r = r0; r < r1; r++) {
+      const ur = <usize>r;
+      // rows start at bit r·cols·b (any bit: no alignment asked of the shape); in u64, as a big 8-bit
+      // tensor's bit count passes 2^32
+      const rowBit = <u64>r * <u64>cols * <u64>bits;
+      const c = w0 + <usize>(rowBit >> 3);
+      const o = <u32>(rowBit & 7);
+      const s = w1 + ur * <usize>nG * 4;
+      const z = w2 != 0 ? w2 + ur * <usize>nG * 4 : 0;
+      for (let t = t0; t < t1; t++) {
+        const ut = <usize>t;
+        const xt = xf + ut * ucols * 4;
+        const v = b != 0 ? dot_lut(b, c, o, s, z, lut, xt, cols, g) : dot_lutw(bits, c, o, s, z, lut, xt, cols, g);
+        store<f32>(out + (ut * <usize>rows + ur) * 4, v);
+      }
+    }
+  }
+}
+
+export function run_k17(desc: usize, r0: i32, r1: i32): void { runLut(4, desc, r0, r1); }
+export function run_k18(desc: usize, r0: i32, r1: i32): void { runLut(1, desc, r0, r1); }
+export function run_k19(desc: usize, r0: i32, r1: i32): void { runLut(2, desc, r0, r1); }
+export function run_k20(desc: usize, r0: i32, r1: i32): void { runLut(3, desc, r0, r1); }
+export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r0, r1); }
