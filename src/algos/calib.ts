@@ -17,8 +17,8 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, rotaryDimOf, type BlockTensors, type ModelConfig } from "../model/config.js";
-import { Llama, ROPE_FREQS, qkvTraits, rmsnormRows, rope, ropeInvFreq, ropeNeox, scaleRows } from "../model/llama.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, layerWindow, rotaryDimOf, type BlockTensors, type ModelConfig } from "../model/config.js";
+import { Llama, ROPE_FREQS, gatedActivation, qkvTraits, queryPrescale, rmsnormRows, rope, ropeInvFreq, ropeNeox, ropeSetsOf, scaleRows } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
 import { applyInputTransforms, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
@@ -152,8 +152,9 @@ const TOKENS_PER_CALL_VALUES = 1 << 22;
  */
 export class BlockRunner {
   readonly config: ModelConfig;
-  private readonly cos: Float32Array; // (seq, rotaryDim/2)
-  private readonly sin: Float32Array; // (seq, rotaryDim/2)
+  /** RoPE tables per frequency set (model/llama.ts ropeSetsOf), each (seq, rotaryDim/2), and each layer's set */
+  private readonly ropeSets: { cos: Float32Array; sin: Float32Array }[];
+  private readonly ropeOfLayer: number[];
   private readonly rotDim: number;
 
   constructor(model: Model, readonly seq: number, readonly backend?: Backend) {
@@ -162,17 +163,22 @@ export class BlockRunner {
     this.rotDim = rotaryDimOf(c);
     const half = this.rotDim / 2;
     // LongRoPE: the factor set of the model's default context (config.seqLen), as a default Llama instance uses
-    const inv = ropeInvFreq(c, model.weights.get(ROPE_FREQS));
     const scale = c.longRope?.attentionFactor ?? 1;
-    this.cos = new Float32Array(seq * half);
-    this.sin = new Float32Array(seq * half);
-    for (let p = 0; p < seq; p++) {
-      for (let j = 0; j < half; j++) {
-        const val = Math.fround(p * inv[j]!); // as Llama.ropeTables (run.c: f32 angle)
-        this.cos[p * half + j] = Math.cos(val) * scale;
-        this.sin[p * half + j] = Math.sin(val) * scale;
+    const sets = ropeSetsOf(c);
+    this.ropeOfLayer = sets.ofLayer;
+    this.ropeSets = sets.params.map((r) => {
+      const inv = ropeInvFreq(c, model.weights.get(ROPE_FREQS), undefined, r.theta, r.linear);
+      const cos = new Float32Array(seq * half);
+      const sin = new Float32Array(seq * half);
+      for (let p = 0; p < seq; p++) {
+        for (let j = 0; j < half; j++) {
+          const val = Math.fround(p * inv[j]!); // as Llama.ropeTables (run.c: f32 angle)
+          cos[p * half + j] = Math.cos(val) * scale;
+          sin[p * half + j] = Math.sin(val) * scale;
+        }
       }
-    }
+      return { cos, sin };
+    });
   }
 
   /**
@@ -201,9 +207,10 @@ export class BlockRunner {
         o += dim;
       }
     }
-    // Granite scales the embeddings before the first block (model/llama.ts)
+    // Granite and Gemma scale the embeddings before the first block (model/llama.ts)
     const mult = this.config.multipliers;
     if (mult) scaleRows(x, x.length, mult.embedding);
+    if (ARCH_TRAITS[this.config.arch].embedScaleSqrtDim) scaleRows(x, x.length, Math.fround(Math.sqrt(dim)));
     return x;
   }
 
@@ -226,7 +233,9 @@ export class BlockRunner {
     };
 
     const xb = new Float32Array(T * dim);
-    rmsnormRows(xb, x, bw.attnNorm, T, dim, c.normEps);
+    // no pre-branch norm (OLMo 2): the attention reads a copy of the stream
+    if (bw.attnNorm) rmsnormRows(xb, x, bw.attnNorm, T, dim, c.normEps);
+    else xb.set(x);
     if (site("attn_in", xb, dim)) return;
     const prepared: PreparedWeight[] = [];
     try {
@@ -266,15 +275,20 @@ export class BlockRunner {
     mm("wv", xb, kvDim, dim, v);
     qkvTraits(bw, q, k, v, T, qDim, kvDim, hd, c.normEps);
     const half = this.rotDim / 2;
-    const rot = ARCH_TRAITS[c.arch].rope === "neox" ? ropeNeox : rope;
+    const traits = ARCH_TRAITS[c.arch];
+    const rot = traits.rope === "neox" ? ropeNeox : rope;
+    // Granite / Gemma: q pre-scaled as the forward pass does (model/llama.ts queryPrescale), before RoPE as there
+    const qScale = queryPrescale(c);
+    if (qScale !== 1) scaleRows(q, T * qDim, qScale);
+    const { cos, sin } = this.ropeSets[this.ropeOfLayer[layer]!]!;
     for (let t = 0; t < T; t++) {
       const p = t % L;
-      rot(q, t * qDim, qDim, hd, this.cos, this.sin, p * half, this.rotDim);
-      rot(k, t * kvDim, kvDim, hd, this.cos, this.sin, p * half, this.rotDim);
+      rot(q, t * qDim, qDim, hd, cos, sin, p * half, this.rotDim);
+      rot(k, t * kvDim, kvDim, hd, cos, sin, p * half, this.rotDim);
     }
-    // Granite: q pre-scaled as the forward pass does (model/llama.ts), so q·k / √hd is q·k · attention multiplier
     const mult = c.multipliers;
-    if (mult) scaleRows(q, T * qDim, Math.fround(mult.attention * Math.fround(Math.sqrt(hd))));
+    const window = layerWindow(c, layer);
+    const cap = c.attnSoftcap;
     const att = new Float32Array(T * qDim);
     const scores = new Float32Array(L);
     const kvMul = nHeads / nKvHeads;
@@ -288,13 +302,14 @@ export class BlockRunner {
           const qo = ti * qDim + h * hd;
           let max = -Infinity;
           // a sliding window (Mistral) masks keys older than W positions, as model/kv-cache.ts attendRef does
-          const j0 = c.slidingWindow !== undefined ? Math.max(0, i + 1 - c.slidingWindow) : 0;
+          const j0 = window !== undefined ? Math.max(0, i + 1 - window) : 0;
           for (let j = 0; j < j0; j++) scores[j] = -Infinity;
           for (let j = j0; j <= i; j++) {
             const ko = (t0 + j) * kvDim + kvh * hd;
             let s = 0;
             for (let d = 0; d < hd; d++) s += q[qo + d]! * k[ko + d]!;
-            const sc = Math.fround(s) / scale;
+            let sc = Math.fround(s) / scale;
+            if (cap !== undefined) sc = cap * Math.tanh(sc / cap); // Gemma 2's soft-cap (model/kv-cache.ts expScores)
             scores[j] = sc;
             if (sc > max) max = sc;
           }
@@ -317,20 +332,20 @@ export class BlockRunner {
     const proj = new Float32Array(T * dim);
     mm("wo", att, dim, qDim, proj);
     const x1 = new Float32Array(T * dim); // residual after attention (x itself stays the input until the end)
+    if (bw.postAttnNorm) rmsnormRows(proj, proj, bw.postAttnNorm, T, dim, c.normEps);
     if (mult) scaleRows(proj, T * dim, mult.residual);
     for (let i = 0; i < T * dim; i++) x1[i] = x[i]! + proj[i]!;
-    rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
+    if (bw.ffnNorm) rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
+    else xb.set(x1);
     if (site("ffn_in", xb, dim)) return;
     const hb = new Float32Array(T * hidden);
     const hb2 = new Float32Array(T * hidden);
     mm("gate", xb, hidden, dim, hb);
     mm("up", xb, hidden, dim, hb2);
-    for (let i = 0; i < T * hidden; i++) {
-      const a = hb[i]!;
-      hb[i] = (a / (1 + Math.exp(-a))) * hb2[i]!;
-    }
+    gatedActivation(undefined, traits, hb, hb2, T * hidden);
     if (site("ffn_down_in", hb, hidden)) return;
     mm("down", hb, dim, hidden, proj);
+    if (bw.postFfnNorm) rmsnormRows(proj, proj, bw.postFfnNorm, T, dim, c.normEps);
     if (mult) scaleRows(proj, T * dim, mult.residual);
     for (let i = 0; i < T * dim; i++) x[i] = x1[i]! + proj[i]!;
   }

@@ -256,8 +256,8 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
         runner.run(l, qbw, X);
       }
     }
-    out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm));
-    out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm));
+    out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm!)); // present: checkGgmlTransformable refuses post-norm blocks (OLMo 2) by their tensors
+    out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm!));
     for (const k of LINEAR_KEYS) out.set(linearName(l, k), f32Dense([rowsOf(k, c), colsOf(k, c)], bw[k]));
     for (const [s, b] of biases) out.set(`blk.${l}.${s}`, f32Dense([b.length], b));
     progress.tick();

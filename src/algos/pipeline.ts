@@ -22,7 +22,7 @@ import { QuantlabError } from "../core/errors.js";
 import { Tensor } from "../core/tensor.js";
 import { releaseWeight, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames } from "../model/config.js";
 import { fakeQuantInputs, siteKey, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
 import { ActivationObserver, printSpec, quantizeTensor, toSpec, type QTensor, type QuantSpec } from "../quant/index.js";
@@ -174,6 +174,10 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   let R: Rotation | undefined;
   let H: Rotation | undefined;
   let embedding: Float32Array | Weight = W.get(TensorNames.tokenEmbd)!;
+  if (recipe.rotate && ARCH_TRAITS[c.arch].norms !== "pre") {
+    // a norm on a branch's output (rmsnorm(R·y) ⊙ w ≠ R·(rmsnorm(y) ⊙ w) for w ≠ 1) does not commute with the residual rotation
+    throw new QuantlabError("E_UNSUPPORTED", `--rotate: architecture "${c.arch}" normalizes each branch's output before the residual add (post-attention / post-FFN norms), which a residual rotation cannot pass through`);
+  }
   if (recipe.rotate) {
     const seed = recipe.rotate.seed;
     R = randomizedHadamard(c.dim, seed);
@@ -267,7 +271,12 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
         // where 1/s goes: a norm, or the rows of the previous linear
         const foldNorm = g.site === "attn_in" ? bw.attnNorm : g.site === "ffn_in" ? bw.ffnNorm : undefined;
         const foldPrev: LinearKey | undefined = g.site === "ffn_down_in" ? "up" : g.site === "attn_out_in" && c.nHeads === c.nKvHeads ? "wv" : undefined;
-        if (!foldNorm && !foldPrev) continue;
+        if (!foldNorm && !foldPrev) {
+          // nowhere to put 1/s: GQA's v rows (heads shared), or no norm before the branch (OLMo 2's attn_in / ffn_in);
+          // the site keeps its weights as they are, and the report says so
+          for (const k of keys) step.detail.set(k, { ...step.detail.get(k), noScaleFold: 1 });
+          continue;
+        }
         // all linears reading the site take the scale (skipped ones too), and a folded-into linear must still be float
         if (foldPrev && quantized.has(foldPrev)) continue;
         const specNames = new Set(keys.map((k) => printSpec(specs.get(linearName(l, k))!)));
@@ -314,12 +323,12 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     }
 
     // ---- write the block; the source's block tensors are not needed any more (lazily loaded ones are dropped)
-    for (const n of [TensorNames.attnNorm(l), TensorNames.ffnNorm(l), ...LINEAR_KEYS.map((k) => linearName(l, k))]) {
+    const norms = [[TensorNames.attnNorm(l), bw.attnNorm], [TensorNames.ffnNorm(l), bw.ffnNorm], [TensorNames.postAttnNorm(l), bw.postAttnNorm], [TensorNames.postFfnNorm(l), bw.postFfnNorm]] as const;
+    for (const n of [...norms.map(([n]) => n), ...LINEAR_KEYS.map((k) => linearName(l, k))]) {
       const w = W.get(n);
       if (w) releaseWeight(w);
     }
-    out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm));
-    out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm));
+    for (const [n, v] of norms) if (v) out.set(n, f32Dense([c.dim], v));
     // the architecture's biases and q/k norms stay float (a folded scale may have changed v's bias)
     for (const [n, v] of [[TensorNames.attnQBias(l), bw.bq], [TensorNames.attnKBias(l), bw.bk], [TensorNames.attnVBias(l), bw.bv], [TensorNames.attnQNorm(l), bw.qNorm], [TensorNames.attnKNorm(l), bw.kNorm]] as const) {
       if (v) out.set(n, f32Dense([v.length], v));
@@ -348,6 +357,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
 export function rotateBlock(bw: BlockWeights, c: Model["config"], R: Rotation, H?: Rotation): void {
   const { dim, hiddenDim } = c;
   const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+  if (!bw.attnNorm || !bw.ffnNorm || bw.postAttnNorm || bw.postFfnNorm) throw new QuantlabError("E_INTERNAL", "rotateBlock: the block's norms are not all pre-branch norms");
   foldNormInPlace(bw.attnNorm, [{ w: bw.wq, rows: qDim }, { w: bw.wk, rows: kvDim }, { w: bw.wv, rows: kvDim }]);
   foldNormInPlace(bw.ffnNorm, [{ w: bw.gate, rows: hiddenDim }, { w: bw.up, rows: hiddenDim }]);
   rotateInputsInPlace(bw.wq, qDim, dim, R);

@@ -125,8 +125,9 @@ export function ggufConfig(f: GgufFile): ModelConfig {
     throw new QuantlabError("E_FORMAT", `${f.name}: ${a}.rope.dimension_count ${nRot} is not an even number of values up to the head size ${headDim}`);
   }
   const scalingType = metaString(f, `${a}.rope.scaling.type`);
-  if (scalingType !== undefined && scalingType !== "none") {
-    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: rope.scaling.type "${scalingType}" is not supported (Llama 3 scaling comes as ${ROPE_FREQS})`);
+  const linearGemma3 = scalingType === "linear" && arch === "gemma3";
+  if (scalingType !== undefined && scalingType !== "none" && !linearGemma3) {
+    throw new QuantlabError("E_UNSUPPORTED", `${f.name}: rope.scaling.type "${scalingType}" is not supported (Llama 3 scaling comes as ${ROPE_FREQS}${arch === "gemma3" ? "; linear" : ""})`);
   }
   const tok = f.tensor(TensorNames.tokenEmbd);
   const vocabSize = metaNumber(f, keys.vocabSize) ?? tok?.shape[0] ?? metaArray(f, "tokenizer.ggml.tokens")?.items.length;
@@ -150,9 +151,14 @@ export function ggufConfig(f: GgufFile): ModelConfig {
   if (ARCH_TRAITS[config.arch].fusedProjections && headDim * nHeads !== dim) {
     throw new QuantlabError("E_UNSUPPORTED", `${f.name}: ${a}.attention.key_length ${headDim} × head_count ${nHeads} ≠ embedding_length ${dim} (llama.cpp's ${a} has a square attention output)`);
   }
-  // LLM_KV_ATTENTION_SLIDING_WINDOW; a window as long as the context is full attention
-  const swa = metaNumber(f, `${a}.attention.sliding_window`);
-  if (swa !== undefined && swa > 0 && swa < config.seqLen) config.slidingWindow = swa;
+  if (arch === "gemma2" || arch === "gemma3") gemmaConfig(f, config, linearGemma3);
+  else {
+    // LLM_KV_ATTENTION_SLIDING_WINDOW; a window as long as the context is full attention
+    const swa = metaNumber(f, `${a}.attention.sliding_window`);
+    if (swa !== undefined && swa > 0 && arch === "olmo2") throw new QuantlabError("E_UNSUPPORTED", `${f.name}: ${a}.attention.sliding_window = ${swa}: OLMo 2 with sliding-window layers (OLMo 3) is not supported`);
+    if (swa !== undefined && swa > 0 && swa < config.seqLen) config.slidingWindow = swa;
+  }
+  if (arch === "olmo2" && headDim * nHeads !== dim) throw new QuantlabError("E_FORMAT", `${f.name}: olmo2 needs head size × heads = embedding_length (llama.cpp build_olmo2), got ${headDim} × ${nHeads} ≠ ${dim}`);
   if (arch === "granite") {
     // llama.cpp LLM_KV_EMBEDDING_SCALE / RESIDUAL_SCALE / ATTENTION_SCALE / LOGIT_SCALE; 0 or absent means none
     // (attention: 1/√head_dim), as build_granite reads them
@@ -163,6 +169,57 @@ export function ggufConfig(f: GgufFile): ModelConfig {
   // before anything loops over the layers: the block count must be what the tensors back
   checkLayersBacked(nLayers, f.tensors.map((t) => t.name), ggufLayerOf, f.name, keys.nLayers, "blk.N.*");
   return config;
+}
+
+/**
+ * Gemma 2 / Gemma 3 hyper-parameters as llama.cpp reads them (src/models/gemma2.cpp, gemma3.cpp):
+ * - sliding window: Gemma 2 always (n_swa 4096 unless `attention.sliding_window`), Gemma 3 only with the key;
+ *   layer il slides when il % P < P − 1, P = `attention.sliding_window_pattern` (default 2 / 6; 0: every layer);
+ * - RoPE base of sliding layers `rope.freq_base_swa` (Gemma 2 default: freq_base; Gemma 3: 10000); Gemma 3's
+ *   linear scaling (`rope.scaling.factor`) on the other layers only (rope_freq_scale_train_swa = 1);
+ * - soft-caps: Gemma 2 always caps attention logits (`attn_logit_softcapping`, default 50) and logits
+ *   (`final_logit_softcapping`, default 30); Gemma 3 caps logits only when the key is there, attention never;
+ * - query scale: 1/√(embedding_length / head_count) for the 27B models (recognised by their layer count, 46 / 62),
+ *   1/√head size otherwise — llama.cpp does not read query_pre_attn_scalar.
+ */
+function gemmaConfig(f: GgufFile, c: ModelConfig, linear: boolean): void {
+  const a = c.arch;
+  const g2 = a === "gemma2";
+  const swaKey = metaNumber(f, `${a}.attention.sliding_window`);
+  const swa = g2 ? swaKey ?? 4096 : swaKey;
+  if (swa !== undefined && swa > 0) {
+    const patternV = f.metadata.get(`${a}.attention.sliding_window_pattern`);
+    if (patternV?.type === GgufValueType.ARRAY) throw new QuantlabError("E_UNSUPPORTED", `${f.name}: ${a}.attention.sliding_window_pattern is an array (llama.cpp reads a period only)`);
+    const P = metaNumber(f, `${a}.attention.sliding_window_pattern`) ?? (g2 ? 2 : 6);
+    const layers = Array.from({ length: c.nLayers }, (_, il) => P === 0 || il % P < P - 1);
+    if (swa < c.seqLen && layers.some((b) => b)) {
+      c.slidingWindow = swa;
+      if (!layers.every((b) => b)) c.slidingLayers = layers;
+      const local = metaNumber(f, `${a}.rope.freq_base_swa`) ?? (g2 ? c.ropeTheta : 10000);
+      if (local !== c.ropeTheta) c.ropeThetaLocal = local;
+    }
+  }
+  if (linear) {
+    const factor = metaNumber(f, `${a}.rope.scaling.factor`);
+    if (factor === undefined || !(factor > 0)) throw new QuantlabError("E_FORMAT", `${f.name}: ${a}.rope.scaling.type "linear" without a positive ${a}.rope.scaling.factor`);
+    if (factor !== 1) c.ropeLinearFactor = factor;
+  }
+  const cap = (k: string, def: number | undefined) => {
+    const v = metaNumber(f, `${a}.${k}`) ?? def;
+    return v === undefined || v === 0 ? undefined : v;
+  };
+  const attnCap = g2 ? cap("attn_logit_softcapping", 50) : undefined;
+  const finalCap = cap("final_logit_softcapping", g2 ? 30 : undefined);
+  if (attnCap !== undefined) c.attnSoftcap = attnCap;
+  if (finalCap !== undefined) c.finalSoftcap = finalCap;
+  const big = g2 ? c.nLayers === 46 : c.nLayers === 62;
+  if (big && c.dim / c.nHeads !== c.headDim) c.attnScale = 1 / Math.sqrt(c.dim / c.nHeads);
+}
+
+/** What llama.cpp's Gemma graphs scale queries by (gemmaConfig), as ModelConfig.attnScale (undefined: 1/√head size). */
+function llamaCppGemmaScale(c: ModelConfig): number | undefined {
+  const big = c.arch === "gemma2" ? c.nLayers === 46 : c.nLayers === 62;
+  return big && c.dim / c.nHeads !== c.headDim ? 1 / Math.sqrt(c.dim / c.nHeads) : undefined;
 }
 
 /** The Tokenizer a GGUF carries, or undefined when it has no `tokenizer.ggml.tokens`. */
@@ -535,6 +592,14 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
   }
   m.set(`${a}.rope.freq_base`, f32(c.ropeTheta));
   m.set(`${a}.attention.layer_norm_rms_epsilon`, f32(c.normEps));
+  if (a === "gemma2" || a === "gemma3") {
+    for (const [k, v] of gemmaMetadata(c)) m.set(k, v);
+    return m;
+  }
+  const extra = ([["query scale", c.attnScale], ["attention soft-cap", c.attnSoftcap], ["final soft-cap", c.finalSoftcap], ["local RoPE base", c.ropeThetaLocal], ["linear RoPE scaling", c.ropeLinearFactor], ["per-layer windows", c.slidingLayers]] as const).find(([, v]) => v !== undefined);
+  if (extra) throw new QuantlabError("E_UNSUPPORTED", `GGUF ${a}: llama.cpp's ${a} architecture has no ${extra[0]}`);
+  if (a === "olmo2" && c.headDim * c.nHeads !== c.dim) throw new QuantlabError("E_UNSUPPORTED", `GGUF olmo2: llama.cpp's olmo2 takes the head size from embedding_length / head_count (${c.dim / c.nHeads}), not ${c.headDim}`);
+  if (c.slidingWindow !== undefined && a === "olmo2") throw new QuantlabError("E_UNSUPPORTED", "GGUF olmo2: a sliding window would make llama.cpp slide 3 of every 4 layers (OLMo 3)");
   if (c.slidingWindow !== undefined) m.set(`${a}.attention.sliding_window`, u32(c.slidingWindow));
   if (c.longRope) {
     // convert_hf_to_gguf.py Phi3MiniModel: add_rope_scaling_orig_ctx_len, add_rope_scaling_attn_factors (llama.cpp
@@ -549,6 +614,49 @@ export function llamaMetadata(c: ModelConfig): Map<string, GgufValue> {
     m.set(`${a}.logit_scale`, f32(c.multipliers.logits));
   }
   return m;
+}
+
+/**
+ * `gemma2.*` / `gemma3.*` keys for what llama.cpp reads (gemmaConfig); what it cannot represent is refused:
+ * a query scale other than the one it derives, Gemma 2 without either soft-cap (it always caps), an attention
+ * soft-cap on Gemma 3 (it never caps), sliding layers that are not one period of its pattern.
+ */
+function gemmaMetadata(c: ModelConfig): Map<string, GgufValue> {
+  const a = c.arch;
+  const m = new Map<string, GgufValue>();
+  const want = llamaCppGemmaScale(c);
+  const have = c.attnScale;
+  if (!(have === want || (have !== undefined && want !== undefined && Math.abs(have - want) <= 1e-6 * want) || (want === undefined && have !== undefined && Math.abs(have * Math.sqrt(c.headDim) - 1) <= 1e-6))) {
+    throw new QuantlabError("E_UNSUPPORTED", `GGUF ${a}: query scale ${have ?? 1 / Math.sqrt(c.headDim)} (query_pre_attn_scalar^-0.5) is not what llama.cpp uses for this model (${want ?? 1 / Math.sqrt(c.headDim)}: it does not read the field)`);
+  }
+  if (a === "gemma2") {
+    if (c.attnSoftcap === undefined || c.finalSoftcap === undefined) throw new QuantlabError("E_UNSUPPORTED", `GGUF gemma2: llama.cpp always soft-caps attention and final logits; this model has no ${c.attnSoftcap === undefined ? "attention" : "final"} soft-cap`);
+  } else if (c.attnSoftcap !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GGUF gemma3: llama.cpp's gemma3 has no attention logit soft-cap (this model's is ${c.attnSoftcap})`);
+  if (c.attnSoftcap !== undefined) m.set(`${a}.attn_logit_softcapping`, f32(c.attnSoftcap));
+  if (c.finalSoftcap !== undefined) m.set(`${a}.final_logit_softcapping`, f32(c.finalSoftcap));
+  if (c.slidingWindow !== undefined) {
+    const period = c.slidingLayers === undefined ? 0 : swaPeriodOf(c.slidingLayers);
+    if (period === undefined) throw new QuantlabError("E_UNSUPPORTED", `GGUF ${a}: sliding layers [${c.slidingLayers!.map((b) => (b ? "S" : "G")).join("")}] are not a period of llama.cpp's pattern (layer il slides when il % P < P − 1)`);
+    m.set(`${a}.attention.sliding_window`, u32(c.slidingWindow));
+    m.set(`${a}.attention.sliding_window_pattern`, u32(period));
+    m.set(`${a}.rope.freq_base_swa`, f32(c.ropeThetaLocal ?? c.ropeTheta));
+  } else if (a === "gemma2") {
+    // llama.cpp's gemma2 always slides (default 4096): a window as long as the context is full attention
+    m.set(`${a}.attention.sliding_window`, u32(c.seqLen));
+  }
+  if (c.ropeLinearFactor !== undefined) {
+    if (a !== "gemma3") throw new QuantlabError("E_UNSUPPORTED", `GGUF ${a}: linear RoPE scaling is Gemma 3's only`);
+    m.set(`${a}.rope.scaling.type`, str("linear"));
+    m.set(`${a}.rope.scaling.factor`, f32(c.ropeLinearFactor));
+  }
+  return m;
+}
+
+/** llama.cpp set_swa_pattern's period P for a sliding-layer pattern (layer il slides when il % P < P − 1), or undefined. */
+function swaPeriodOf(layers: readonly boolean[]): number | undefined {
+  if (layers.every((b) => b)) return 0;
+  for (let n = 1; n <= layers.length + 1; n++) if (layers.every((b, il) => b === il % n < n - 1)) return n;
+  return undefined;
 }
 
 /** tokenizer.ggml.* for a vocabulary (gguf-py `SpecialVocab` / `add_tokenizer_model` keys). */
@@ -590,8 +698,8 @@ export function canonicalOrder(c: ModelConfig, names: Iterable<string>): string[
   if (!c.tiedEmbeddings) order.push(TensorNames.output);
   order.push(TensorNames.outputNorm, ROPE_FREQS, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT);
   for (let l = 0; l < c.nLayers; l++) {
-    order.push(TensorNames.attnNorm(l), TensorNames.attnQkv(l), TensorNames.attnQ(l), TensorNames.attnK(l), TensorNames.attnV(l), TensorNames.attnOutput(l));
-    order.push(TensorNames.ffnNorm(l), TensorNames.ffnGate(l), TensorNames.ffnDown(l), TensorNames.ffnUp(l));
+    order.push(TensorNames.attnNorm(l), TensorNames.attnQkv(l), TensorNames.attnQ(l), TensorNames.attnK(l), TensorNames.attnV(l), TensorNames.attnOutput(l), TensorNames.postAttnNorm(l));
+    order.push(TensorNames.ffnNorm(l), TensorNames.ffnGate(l), TensorNames.ffnDown(l), TensorNames.ffnUp(l), TensorNames.postFfnNorm(l));
   }
   const have = new Set(names);
   const out = order.filter((n) => have.has(n));
@@ -607,6 +715,9 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   const warnings = uncarriedTransforms(model, "GGUF", name);
 
   const weights = new Map(model.weights);
+  // llama.cpp's gemma2 reads no output.weight (the head is token_embd); its olmo2 requires one
+  if (c.arch === "gemma2" && weights.has(TensorNames.output)) throw new QuantlabError("E_UNSUPPORTED", `${name}: llama.cpp's gemma2 always ties the output to token_embd.weight; this model has a separate ${TensorNames.output}`);
+  if (c.arch === "olmo2" && !weights.has(TensorNames.output)) weights.set(TensorNames.output, weights.get(TensorNames.tokenEmbd)!);
   if (c.ropeScaling?.type === "llama3" && !weights.has(ROPE_FREQS)) {
     const fac = llama3RopeFactors(c, c.ropeScaling);
     weights.set(ROPE_FREQS, { kind: "dense", tensor: new Tensor("f32", [fac.length], fac) });

@@ -14,7 +14,7 @@ import { noProgress, type Progress } from "../core/progress.js";
 import { DTYPES, Tensor, numel, type DType } from "../core/tensor.js";
 import { f32ArrayToBf16, f32ArrayToF16 } from "../core/f16.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, fusedFileTensors, type Architecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, checkConfigLimits, checkLayersBacked, expectedShapes, fusedFileTensors, layerWindow, type Architecture, type ConfigKeys, type ModelConfig } from "../model/config.js";
 import { describe, jsonObject, parseJsonBounded } from "../core/limits.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { hfChatFiles, readHfChatMetadata } from "./hf-generation.js";
@@ -44,18 +44,26 @@ export interface DirSink {
   writeFile<T>(file: string, write: (sink: ByteSink) => Promise<T>): Promise<T>;
 }
 
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "granite", "phi3"] as const;
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "granite", "phi3", "gemma2", "gemma3_text", "olmo2"] as const;
 
 /** quantlab's architecture of each supported model_type (Mistral is the Llama block) */
-const ARCH_OF_MODEL_TYPE: Record<(typeof SUPPORTED_MODEL_TYPES)[number], Architecture> = { llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3", granite: "granite", phi3: "phi3" };
+const ARCH_OF_MODEL_TYPE: Record<(typeof SUPPORTED_MODEL_TYPES)[number], Architecture> = {
+  llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3", granite: "granite", phi3: "phi3", gemma2: "gemma2", gemma3_text: "gemma3", olmo2: "olmo2",
+};
 /** config.json's architectures[0] and model_type for each architecture (the writer) */
 const HF_CLASS: Record<Architecture, { cls: string; modelType: string }> = {
   llama: { cls: "LlamaForCausalLM", modelType: "llama" },
   qwen2: { cls: "Qwen2ForCausalLM", modelType: "qwen2" },
   qwen3: { cls: "Qwen3ForCausalLM", modelType: "qwen3" },
   granite: { cls: "GraniteForCausalLM", modelType: "granite" },
+  gemma2: { cls: "Gemma2ForCausalLM", modelType: "gemma2" },
+  gemma3: { cls: "Gemma3ForCausalLM", modelType: "gemma3_text" },
+  olmo2: { cls: "Olmo2ForCausalLM", modelType: "olmo2" },
   phi3: { cls: "Phi3ForCausalLM", modelType: "phi3" },
 };
+
+/** config.json's activation name of each ArchTraits.activation (transformers ACT2FN keys) */
+const HF_ACT: Record<"silu" | "gelu_tanh", string> = { silu: "silu", gelu_tanh: "gelu_pytorch_tanh" };
 
 /** The HF config.json fields we read and write (transformers LlamaConfig / MistralConfig). */
 export interface HfConfigJson {
@@ -150,7 +158,15 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
     throw new QuantlabError("E_UNSUPPORTED", `${file}: architecture "${mt ?? c.architectures?.[0] ?? "unknown"}" is not supported (model_type: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
   }
   const arch = ARCH_OF_MODEL_TYPE[mt as (typeof SUPPORTED_MODEL_TYPES)[number]];
-  if (c.hidden_act !== undefined && c.hidden_act !== "silu") throw new QuantlabError("E_UNSUPPORTED", `${file}: hidden_act "${c.hidden_act}" is not supported (silu)`);
+  const traits = ARCH_TRAITS[arch];
+  // Gemma's configs name the activation `hidden_activation` (and may carry an older `hidden_act` too: transformers
+  // Gemma2MLP reads hidden_activation); both must be the architecture's
+  const act = HF_ACT[traits.activation];
+  for (const k of ["hidden_act", "hidden_activation"] as const) {
+    const v = c[k];
+    if (v === undefined || v === null) continue;
+    if (v !== act && !(act === "gelu_pytorch_tanh" && v === "gelu_tanh")) throw new QuantlabError("E_UNSUPPORTED", `${file}: ${k} ${describe(v)} is not supported for model_type "${mt}" (${act})`);
+  }
   // q/k/v biases are the architecture's (Qwen2 always has them, Qwen3 and Llama never do); an attention_bias that
   // says otherwise would be a different model
   const wantBias = ARCH_TRAITS[arch].qkvBias;
@@ -177,8 +193,10 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
     seqLen: c.max_position_embeddings ?? 2048,
     ropeTheta: 10000,
     normEps: c.rms_norm_eps ?? 1e-6, // transformers LlamaConfig default
-    tiedEmbeddings: c.tie_word_embeddings ?? false,
+    // PretrainedConfig's default is tied; LlamaConfig & co. pass False, Gemma2Config / Gemma3TextConfig True
+    tiedEmbeddings: c.tie_word_embeddings ?? (arch === "gemma2" || arch === "gemma3"),
   };
+  gemmaFields(c, config, file, mt);
   if (ARCH_TRAITS[arch].multipliers) {
     const num = (k: "embedding_multiplier" | "residual_multiplier" | "attention_multiplier" | "logits_scaling", def: number): number => {
       const v = c[k] ?? def;
@@ -198,6 +216,7 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
   }
   const { theta, scaling: rs } = ropeFields(c, file);
   if (theta !== undefined) config.ropeTheta = theta;
+  else if (arch === "gemma3") config.ropeTheta = 1000000;
   if (rs) {
     const t = rs.rope_type ?? rs.type;
     if (t === "llama3") {
@@ -208,10 +227,15 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
         highFreqFactor: rs.high_freq_factor ?? 4,
         originalMaxPositionEmbeddings: rs.original_max_position_embeddings ?? 8192,
       };
+    } else if (t === "linear" && arch === "gemma3") {
+      // transformers Gemma3: the global rotary embedding takes rope_scaling, the local one (rope_local_base_freq) does not
+      const f = rs.factor;
+      if (typeof f !== "number" || !Number.isFinite(f) || f <= 0) throw new QuantlabError("E_FORMAT", `${file}: "rope_scaling.factor" must be a positive number, got ${describe(f)}`);
+      if (f !== 1) config.ropeLinearFactor = f;
     } else if ((t === "longrope" || t === "su") && ARCH_TRAITS[arch].phi3Rope) {
       // read below with the rest of Phi-3's RoPE
     } else if (t !== "default") {
-      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported (llama3${ARCH_TRAITS[arch].phi3Rope ? ", longrope" : ""})`);
+      throw new QuantlabError("E_UNSUPPORTED", `${file}: rope_scaling type ${describe(t)} is not supported for model_type "${mt}" (${arch === "gemma3" ? "linear, " : ""}llama3${ARCH_TRAITS[arch].phi3Rope ? ", longrope" : ""})`);
     }
   }
   if (ARCH_TRAITS[arch].phi3Rope) phi3Rope(c, rs, config, file);
@@ -224,16 +248,89 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
   // Mistral 7B v0.1's sliding-window attention: each position sees the last `sliding_window` keys (itself
   // included), in every layer; a window at least the context long is full attention. Qwen2/Qwen3 configs carry
   // a `sliding_window` that `use_sliding_window: false` turns off.
-  const sw = c.sliding_window;
+  // Gemma2Config / Gemma3TextConfig default to a window of 4096 (and Gemma 3 to rope_theta 1e6) when the field is absent
+  const sw = c.sliding_window === undefined && (arch === "gemma2" || arch === "gemma3") ? 4096 : c.sliding_window;
   if (sw !== undefined && sw !== null && c.use_sliding_window !== false) {
     if (typeof sw !== "number" || !Number.isInteger(sw) || sw <= 0) throw new QuantlabError("E_FORMAT", `${file}: "sliding_window" must be a positive integer or null, got ${describe(sw)}`);
+    if (arch === "olmo2") throw new QuantlabError("E_UNSUPPORTED", `${file}: "sliding_window" = ${sw}: OLMo 2 has no sliding-window attention (OLMo 3's is not supported)`);
     if (c.use_sliding_window === true && c.max_window_layers !== undefined && c.max_window_layers < config.nLayers) {
       throw new QuantlabError("E_UNSUPPORTED", `${file}: "max_window_layers" = ${c.max_window_layers}: sliding windows in only some layers are not supported`);
     }
-    if (sw < config.seqLen) config.slidingWindow = sw;
+    if (arch === "gemma2" || arch === "gemma3") {
+      const layers = gemmaSlidingLayers(c, config.nLayers, arch, file);
+      // a window the context fits in is full attention; a pattern with no sliding layer is too
+      if (sw < config.seqLen && layers.some((b) => b)) {
+        config.slidingWindow = sw;
+        if (!layers.every((b) => b)) config.slidingLayers = layers;
+      }
+    } else if (sw < config.seqLen) config.slidingWindow = sw;
+  } else if (c.layer_types !== undefined && c.layer_types !== null && (arch === "gemma2" || arch === "gemma3")) {
+    gemmaSlidingLayers(c, config.nLayers, arch, file); // checked even when unused
   }
+  // Gemma 3's local RoPE base belongs to its sliding layers: with none of them it is not used
+  if (config.slidingLayers === undefined) delete config.ropeThetaLocal;
+  else if (config.ropeThetaLocal === config.ropeTheta) delete config.ropeThetaLocal;
   checkConfigLimits(config, file, HF_CONFIG_KEYS);
   return config;
+}
+
+/** A positive finite number of config.json, or undefined when absent or null. */
+function optPositive(c: HfConfigJson, k: string, file: string): number | undefined {
+  const v = c[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new QuantlabError("E_FORMAT", `${file}: "${k}" must be a positive number or null, got ${describe(v)}`);
+  return v;
+}
+
+/**
+ * Gemma 2 / Gemma 3's fields (transformers Gemma2Config, Gemma3TextConfig): the query scale
+ * `query_pre_attn_scalar`^-0.5 (default 256), the attention and final logit soft-caps (Gemma 2: 50 and 30 by
+ * default; null turns one off), Gemma 3's `rope_local_base_freq` (default 10000). Other model types must not
+ * carry them.
+ */
+function gemmaFields(c: HfConfigJson, config: ModelConfig, file: string, mt: string): void {
+  const gemma = config.arch === "gemma2" || config.arch === "gemma3";
+  if (!gemma) {
+    for (const k of ["query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "rope_local_base_freq"]) {
+      if (c[k] !== undefined && c[k] !== null) throw new QuantlabError("E_UNSUPPORTED", `${file}: "${k}" = ${describe(c[k])} is not read for model_type "${mt}"`);
+    }
+    return;
+  }
+  const qpas = "query_pre_attn_scalar" in c ? optPositive(c, "query_pre_attn_scalar", file) : 256;
+  if (qpas === undefined) throw new QuantlabError("E_FORMAT", `${file}: "query_pre_attn_scalar" must be a positive number`);
+  // the default 1/√headDim needs no field
+  if (qpas !== config.headDim) config.attnScale = 1 / Math.sqrt(qpas);
+  const def2 = config.arch === "gemma2";
+  const attnCap = "attn_logit_softcapping" in c ? optPositive(c, "attn_logit_softcapping", file) : def2 ? 50 : undefined;
+  const finalCap = "final_logit_softcapping" in c ? optPositive(c, "final_logit_softcapping", file) : def2 ? 30 : undefined;
+  if (attnCap !== undefined) config.attnSoftcap = attnCap;
+  if (finalCap !== undefined) config.finalSoftcap = finalCap;
+  if (config.arch === "gemma3") config.ropeThetaLocal = optPositive(c, "rope_local_base_freq", file) ?? 10000;
+  else if (c.rope_local_base_freq !== undefined && c.rope_local_base_freq !== null) throw new QuantlabError("E_UNSUPPORTED", `${file}: "rope_local_base_freq" is not read for model_type "${mt}"`);
+}
+
+/**
+ * Which Gemma layers slide: `layer_types` when given ("sliding_attention" / "full_attention"), else
+ * transformers' default pattern — Gemma 2: every other layer from layer 0 ((i + 1) % 2 ≠ 0), Gemma 3:
+ * `sliding_window_pattern` (default 6) with every pattern-th layer global ((i + 1) % pattern ≠ 0). llama.cpp
+ * (src/models/gemma2.cpp, gemma3.cpp: set_swa_pattern) slides layer il when il % pattern < pattern − 1: the same.
+ */
+function gemmaSlidingLayers(c: HfConfigJson, nLayers: number, arch: Architecture, file: string): boolean[] {
+  const lt = c.layer_types;
+  if (lt !== undefined && lt !== null) {
+    if (!Array.isArray(lt) || lt.length !== nLayers) throw new QuantlabError("E_FORMAT", `${file}: "layer_types" must list one type per layer (${nLayers}), got ${describe(lt)}`);
+    return lt.map((t, i) => {
+      if (t !== "sliding_attention" && t !== "full_attention") throw new QuantlabError("E_UNSUPPORTED", `${file}: "layer_types[${i}]" = ${describe(t)} is not supported (sliding_attention, full_attention)`);
+      return t === "sliding_attention";
+    });
+  }
+  let pattern = 2;
+  if (arch === "gemma3") {
+    const p = c.sliding_window_pattern ?? 6;
+    if (typeof p !== "number" || !Number.isInteger(p) || p < 1) throw new QuantlabError("E_FORMAT", `${file}: "sliding_window_pattern" must be a positive integer, got ${describe(p)}`);
+    pattern = p;
+  }
+  return Array.from({ length: nLayers }, (_, i) => (i + 1) % pattern !== 0);
 }
 
 /**
@@ -295,7 +392,7 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
     rope_theta: c.ropeTheta,
     rms_norm_eps: c.normEps,
     tie_word_embeddings: c.tiedEmbeddings,
-    hidden_act: "silu",
+    hidden_act: HF_ACT[ARCH_TRAITS[c.arch].activation],
     attention_bias: ARCH_TRAITS[c.arch].qkvBias,
     mlp_bias: false,
     rope_scaling: c.ropeScaling
@@ -304,6 +401,23 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
     torch_dtype: torchDtype,
   };
   if (c.slidingWindow !== undefined) out.sliding_window = c.slidingWindow;
+  if (c.arch === "gemma2" || c.arch === "gemma3") {
+    out.hidden_activation = out.hidden_act;
+    // attnScale = query_pre_attn_scalar^-0.5 (an integer in every published config: keep it one)
+    const q = c.attnScale === undefined ? c.headDim : 1 / (c.attnScale * c.attnScale);
+    out.query_pre_attn_scalar = Math.abs(q - Math.round(q)) < 1e-6 * q ? Math.round(q) : q;
+    out.attn_logit_softcapping = c.attnSoftcap ?? null;
+    out.final_logit_softcapping = c.finalSoftcap ?? null;
+    // no window: one as long as the context (Gemma's configs always carry one)
+    out.sliding_window = c.slidingWindow ?? c.seqLen;
+    out.layer_types = Array.from({ length: c.nLayers }, (_, l) => (layerWindow(c, l) !== undefined ? "sliding_attention" : "full_attention"));
+    if (c.arch === "gemma3") {
+      out.rope_local_base_freq = c.ropeThetaLocal ?? c.ropeTheta;
+      if (c.ropeLinearFactor !== undefined) out.rope_scaling = { rope_type: "linear", factor: c.ropeLinearFactor };
+    }
+  } else if (c.attnScale !== undefined || c.attnSoftcap !== undefined || c.finalSoftcap !== undefined || c.ropeThetaLocal !== undefined || c.ropeLinearFactor !== undefined || c.slidingLayers !== undefined) {
+    throw new QuantlabError("E_UNSUPPORTED", `config.json for model_type "${out.model_type}": the model's query scale, soft-caps, local RoPE base, linear RoPE scaling or per-layer windows have no field there`);
+  }
   if (ARCH_TRAITS[c.arch].phi3Rope) {
     // Phi3Config has no head_dim (always hidden_size / heads) and names the rotated share of each head
     delete out.head_dim;
@@ -335,17 +449,28 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
 
 // ---- tensor names ----
 
-const LAYER_MAP: [string, (l: number) => string][] = [
-  ["input_layernorm.weight", TensorNames.attnNorm],
+const LINEAR_MAP: [string, (l: number) => string][] = [
   ["self_attn.q_proj.weight", TensorNames.attnQ],
   ["self_attn.k_proj.weight", TensorNames.attnK],
   ["self_attn.v_proj.weight", TensorNames.attnV],
   ["self_attn.o_proj.weight", TensorNames.attnOutput],
-  ["post_attention_layernorm.weight", TensorNames.ffnNorm],
   ["mlp.gate_proj.weight", TensorNames.ffnGate],
   ["mlp.up_proj.weight", TensorNames.ffnUp],
   ["mlp.down_proj.weight", TensorNames.ffnDown],
 ];
+
+/**
+ * HF's norm names by placement (ArchTraits.norms; gguf-py tensor_mapping.py): Llama's post_attention_layernorm
+ * is the FFN's pre-norm, Gemma's and OLMo 2's the attention output's norm (Gemma 2/3 add pre_feedforward_layernorm).
+ */
+const NORM_MAP: Record<"pre" | "sandwich" | "post", [string, (l: number) => string][]> = {
+  pre: [["input_layernorm.weight", TensorNames.attnNorm], ["post_attention_layernorm.weight", TensorNames.ffnNorm]],
+  sandwich: [
+    ["input_layernorm.weight", TensorNames.attnNorm], ["post_attention_layernorm.weight", TensorNames.postAttnNorm],
+    ["pre_feedforward_layernorm.weight", TensorNames.ffnNorm], ["post_feedforward_layernorm.weight", TensorNames.postFfnNorm],
+  ],
+  post: [["post_attention_layernorm.weight", TensorNames.postAttnNorm], ["post_feedforward_layernorm.weight", TensorNames.postFfnNorm]],
+};
 
 // transformers Qwen2Attention (q/k/v_proj bias=True) and Qwen3Attention (q_norm / k_norm)
 const BIAS_MAP: [string, (l: number) => string][] = [
@@ -364,7 +489,7 @@ export function hfNames(c: ModelConfig): [canonical: string, hf: string][] {
   const t = ARCH_TRAITS[c.arch];
   // fused architectures (Phi-3) keep q/k/v and gate/up in qkv_proj / gate_up_proj: hfFusedNames
   const fused = new Set(["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight"]);
-  const layerMap = [...LAYER_MAP, ...(t.qkvBias ? BIAS_MAP : []), ...(t.qkNorm ? QK_NORM_MAP : [])].filter(([suffix]) => !t.fusedProjections || !fused.has(suffix));
+  const layerMap = [...NORM_MAP[t.norms], ...LINEAR_MAP, ...(t.qkvBias ? BIAS_MAP : []), ...(t.qkNorm ? QK_NORM_MAP : [])].filter(([suffix]) => !t.fusedProjections || !fused.has(suffix));
   for (let l = 0; l < c.nLayers; l++) for (const [suffix, f] of layerMap) out.push([f(l), `model.layers.${l}.${suffix}`]);
   out.push([TensorNames.outputNorm, "model.norm.weight"]);
   if (!c.tiedEmbeddings) out.push([TensorNames.output, "lm_head.weight"]);
@@ -491,7 +616,11 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       const permute = ARCH_TRAITS[config.arch].rope === "interleaved" && (isQ || canon.endsWith("attn_k.weight"))
         ? (raw: Uint8Array, dtype: DType) => permuteQK(raw, isQ ? config.nHeads : config.nKvHeads, config.headDim, info.shape[1]! * DTYPES[dtype].bytes, true)
         : undefined;
-      weights.set(canon, { kind: "dense", tensor: st.lazyTensor(store, info, permute) });
+      // Gemma: HF's norm weights are w in (1 + w); quantlab (and GGUF) hold 1 + w, in f32 (ArchTraits.normOffset)
+      const tensor = isOffsetNorm(config, canon)
+        ? st.lazyTensorF32(store, info, (f) => { for (let i = 0; i < f.length; i++) f[i] = 1 + f[i]!; })
+        : st.lazyTensor(store, info, permute);
+      weights.set(canon, { kind: "dense", tensor });
     }
     // fused tensors (Phi-3 qkv_proj, gate_up_proj): each canonical part is its own byte range of rows, read lazily
     for (const f of fusedNames) {
@@ -535,10 +664,16 @@ export interface WriteHfOptions {
   allowNonFinite?: boolean;
 }
 
-/** A weight as (dtype, bytes) for safetensors, Q/K rows put back in HF order. */
+/** A norm weight that HF stores as w of (1 + w) (ArchTraits.normOffset: every RMSNorm weight of Gemma 2/3, q/k norms included). */
+function isOffsetNorm(c: ModelConfig, canon: string): boolean {
+  return ARCH_TRAITS[c.arch].normOffset && canon.endsWith("norm.weight");
+}
+
+/** A weight as (dtype, bytes) for safetensors, Q/K rows put back in HF order, (1 + w) norms back to w. */
 function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | undefined, check: { source: string; out: string } | undefined): { dtype: DType; bytes: () => Uint8Array } {
   const shape = weightShape(w);
-  const keep = w.kind === "dense" && (dtype === undefined || w.tensor.dtype === dtype);
+  const offset = isOffsetNorm(c, canon);
+  const keep = !offset && w.kind === "dense" && (dtype === undefined || w.tensor.dtype === dtype);
   const outDtype: DType = keep ? (w as { tensor: Tensor }).tensor.dtype : (dtype ?? "f32");
   return {
     dtype: outDtype,
@@ -551,7 +686,8 @@ function hfTensorBytes(w: Weight, canon: string, c: ModelConfig, dtype: DType | 
         const d = (w as { tensor: Tensor }).tensor.data;
         raw = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
       } else {
-        const f = dequantizeWeight(w, canon).data;
+        let f = dequantizeWeight(w, canon).data;
+        if (offset) f = f.map((e) => e - 1); // a fresh f32 array: the model's own weight is not touched
         const conv = outDtype === "f16" ? f32ArrayToF16(f) : outDtype === "bf16" ? f32ArrayToBf16(f) : f;
         if (check !== undefined && (outDtype === "f16" || outDtype === "bf16")) checkNoOverflow(conv as Uint16Array, f, outDtype, canon, weightShape(w), check.source);
         raw = new Uint8Array(conv.buffer, conv.byteOffset, conv.byteLength);

@@ -112,7 +112,15 @@ export function formatInfo(r: InfoReport): string {
   if (r.config) {
     const c = r.config;
     L.push(`  dim ${c.dim}, hidden ${c.hiddenDim}, layers ${c.nLayers}, heads ${c.nHeads} (kv ${c.nKvHeads}), head dim ${c.headDim}, vocab ${c.vocabSize}, context ${c.seqLen}`);
-    L.push(`  rope theta ${c.ropeTheta}${c.ropeScaling ? ` (llama3 scaling ×${c.ropeScaling.factor}, low ${c.ropeScaling.lowFreqFactor}, high ${c.ropeScaling.highFreqFactor}, original context ${c.ropeScaling.originalMaxPositionEmbeddings})` : ""}${c.rotaryDim !== undefined ? `, rotary dims ${c.rotaryDim} of ${c.headDim}` : ""}${c.longRope ? `, LongRoPE (original context ${c.longRope.originalMaxPositionEmbeddings}, attention factor ${Number(c.longRope.attentionFactor.toPrecision(6))})` : ""}${c.slidingWindow !== undefined ? `, sliding window ${c.slidingWindow}` : ""}, rms eps ${Number(c.normEps.toPrecision(7))}, ${c.tiedEmbeddings ? "tied" : "separate"} output`);
+    L.push(`  rope theta ${c.ropeTheta}${c.ropeScaling ? ` (llama3 scaling ×${c.ropeScaling.factor}, low ${c.ropeScaling.lowFreqFactor}, high ${c.ropeScaling.highFreqFactor}, original context ${c.ropeScaling.originalMaxPositionEmbeddings})` : ""}${c.rotaryDim !== undefined ? `, rotary dims ${c.rotaryDim} of ${c.headDim}` : ""}${c.longRope ? `, LongRoPE (original context ${c.longRope.originalMaxPositionEmbeddings}, attention factor ${Number(c.longRope.attentionFactor.toPrecision(6))})` : ""}, rms eps ${Number(c.normEps.toPrecision(7))}, ${c.tiedEmbeddings ? "tied" : "separate"} output`);
+    const att: string[] = [];
+    if (c.slidingWindow !== undefined) att.push(`sliding window ${c.slidingWindow}${c.slidingLayers ? ` in layers ${c.slidingLayers.map((b, l) => (b ? l : -1)).filter((l) => l >= 0).join(",")}` : ""}`);
+    if (c.ropeThetaLocal !== undefined) att.push(`local rope theta ${c.ropeThetaLocal}`);
+    if (c.ropeLinearFactor !== undefined) att.push(`linear rope scaling ×${c.ropeLinearFactor} on global layers`);
+    if (c.attnScale !== undefined) att.push(`attention scale ${Number(c.attnScale.toPrecision(7))}`);
+    if (c.attnSoftcap !== undefined) att.push(`attention soft-cap ${c.attnSoftcap}`);
+    if (c.finalSoftcap !== undefined) att.push(`final soft-cap ${c.finalSoftcap}`);
+    if (att.length > 0) L.push(`  ${att.join(", ")}`);
   }
   if (r.configError) L.push(`  (not loadable as a model: ${r.configError})`);
   if (r.tokenizer) L.push(`  tokenizer: ${r.tokenizer.model}, ${r.tokenizer.vocabSize} tokens, bos ${r.tokenizer.bosId}, eos ${r.tokenizer.eosId}`);

@@ -24,9 +24,9 @@ import { QuantlabError } from "../core/errors.js";
 import { f32ToF16Bits, f16BitsToF32 } from "../core/f16.js";
 import { weightShape, type Weight } from "../core/weight.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, rotaryDimOf, type ModelConfig } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames, layerWindow, rotaryDimOf, type ModelConfig } from "../model/config.js";
 import { checkFiniteWeight } from "../model/finite.js";
-import { ROPE_FREQS, ropeInvFreq } from "../model/llama.js";
+import { ROPE_FREQS, queryPrescale, ropeInvFreq, ropeSetsOf } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
 import { HfTokenizer, vocabToTokenizerJson, type TokenizerConfigJson } from "../model/tokenizers/hf.js";
 import { modelConfigToHf, type DirSink } from "./hf.js";
@@ -243,26 +243,33 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     }
   }
 
-  // RoPE tables (seqLen, rotaryDim/2), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j]); LongRoPE:
-  // the factor set of a context of seqLen (model/llama.ts ropeFactorSet, as a default Llama instance) and the
-  // attention factor folded into cos and sin
-  const invFreq = ropeInvFreq(c, model.weights.get(ROPE_FREQS));
+  // RoPE tables (seqLen, rotaryDim/2) per frequency set (model/llama.ts ropeSetsOf: one, or Gemma 3's global and
+  // local), as Llama.ropeTables computes them: angle = fround(pos · invFreq[j]); LongRoPE: the factor set of a
+  // context of seqLen (model/llama.ts ropeFactorSet, as a default Llama instance) and the attention factor folded
+  // into cos and sin
   const ropeScale = c.longRope?.attentionFactor ?? 1;
-  const cosT = new Float32Array(c.seqLen * half), sinT = new Float32Array(c.seqLen * half);
-  for (let p = 0; p < c.seqLen; p++) {
-    for (let j = 0; j < half; j++) {
-      const a = Math.fround(p * invFreq[j]!);
-      cosT[p * half + j] = Math.cos(a) * ropeScale;
-      sinT[p * half + j] = Math.sin(a) * ropeScale;
-    }
-  }
   const traits = ARCH_TRAITS[c.arch];
   const neox = traits.rope === "neox";
   // interleaved pairs (x[2j], x[2j+1]) split the last axis of (…, half, 2); NeoX halves (x[j], x[j+half]) of (…, 2, half)
   const ropeShape = g.i64(neox ? [0, 0, 1, 1, half] : [0, 0, 1, half, 1]);
-  const cos = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.cos", [c.seqLen, half], cosT), "position_ids"]), ropeShape]); // (B, S, 1, half, 1)
-  const sin = g.op("Reshape", [g.op("Gather", [g.floatInit("rope.sin", [c.seqLen, half], sinT), "position_ids"]), ropeShape]);
-  const rope = (x: string, heads: number): string => {
+  const ropeSets = ropeSetsOf(c);
+  const ropeTabs = ropeSets.params.map((r, i) => {
+    const invFreq = ropeInvFreq(c, model.weights.get(ROPE_FREQS), undefined, r.theta, r.linear);
+    const cosT = new Float32Array(c.seqLen * half), sinT = new Float32Array(c.seqLen * half);
+    for (let p = 0; p < c.seqLen; p++) {
+      for (let j = 0; j < half; j++) {
+        const a = Math.fround(p * invFreq[j]!);
+        cosT[p * half + j] = Math.cos(a) * ropeScale;
+        sinT[p * half + j] = Math.sin(a) * ropeScale;
+      }
+    }
+    const sfx = i === 0 ? "" : `.${i}`;
+    const cos = g.op("Reshape", [g.op("Gather", [g.floatInit(`rope.cos${sfx}`, [c.seqLen, half], cosT), "position_ids"]), ropeShape]); // (B, S, 1, half, 1)
+    const sin = g.op("Reshape", [g.op("Gather", [g.floatInit(`rope.sin${sfx}`, [c.seqLen, half], sinT), "position_ids"]), ropeShape]);
+    return { cos, sin };
+  });
+  const rope = (x: string, heads: number, l: number): string => {
+    const { cos, sin } = ropeTabs[ropeSets.ofLayer[l]!]!;
     const axis = neox ? -2 : -1;
     // partial rotary: split each head (…, heads, D) into the rotated R values and the D − R that pass through
     let rot = x, pass: string | undefined;
@@ -276,6 +283,13 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   };
   /** the architecture's steps between projection and RoPE (model/llama.ts qkvTraits): bias, per-head RMSNorm */
   const bias = (x: string, n: string, width: number): string => g.op("Add", [x, g.floatInit(n, [width], floatData(n))]);
+  /** OLMo 2's q/k norm: one RMSNorm over the whole projection (width heads·D) */
+  const projNorm = (x: string, width: number, n: string): string => {
+    const w = g.floatInit(n, [width], floatData(n));
+    const ms = g.op("ReduceMean", [g.op("Mul", [x, x]), g.i64([-1])], [{ name: "keepdims", i: 1 }]);
+    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(c.normEps)])])]);
+    return g.op("Mul", [w, g.op("Mul", [inv, x])]);
+  };
   const headNorm = (x: string, heads: number, n: string): string => {
     const h = g.op("Reshape", [x, g.i64([0, 0, heads, D])]);
     const w = g.floatInit(n, [D], floatData(n));
@@ -289,7 +303,8 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     const heads = which === "q" ? H : Hkv;
     let y = linear(h, w(l));
     if (traits.qkvBias) y = bias(y, b(l), heads * D);
-    if (traits.qkNorm && nrm) y = headNorm(y, heads, nrm(l));
+    if (traits.qkNorm === "head" && nrm) y = headNorm(y, heads, nrm(l));
+    if (traits.qkNorm === "projection" && nrm) y = projNorm(y, heads * D, nrm(l));
     return y;
   };
 
@@ -301,11 +316,13 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const one = g.i64s(1), zero = g.i64s(0);
   const kj = g.op("Range", [zero, T, one]); // (T)
   const qi = g.op("Unsqueeze", [g.op("Range", [P, g.op("Add", [P, S]), one]), g.i64([1])]); // (S, 1)
-  let causal = g.op("LessOrEqual", [kj, qi]); // (S, T)
-  // a sliding window W (Mistral): key j visible to query i only when i − j < W
-  if (c.slidingWindow !== undefined) causal = g.op("And", [causal, g.op("Greater", [kj, g.op("Sub", [qi, g.i64s(c.slidingWindow)])])]);
+  const causal = g.op("LessOrEqual", [kj, qi]); // (S, T)
   const pad = g.op("Unsqueeze", [g.op("Cast", ["attention_mask"], [{ name: "to", i: OnnxDataType.BOOL }]), g.i64([1, 2, 3])]); // (B, 1, 1, 1, T)
-  const mask = g.op("And", [causal, pad]);
+  const fullMask = g.op("And", [causal, pad]);
+  // a sliding window W (Mistral; Gemma's sliding layers): key j visible to query i only when i − j < W
+  const windowMask = c.slidingWindow === undefined ? undefined
+    : g.op("And", [g.op("And", [causal, g.op("Greater", [kj, g.op("Sub", [qi, g.i64s(c.slidingWindow)])])]), pad]);
+  const maskOf = (l: number): string => (layerWindow(c, l) !== undefined ? windowMask! : fullMask);
   const negInf = g.scalar(g.T === OnnxDataType.FLOAT16 ? -65504 : -3.4028234663852886e38); // lowest finite: exp(· − max) = 0
   const sqrtD = g.scalar(Math.fround(Math.sqrt(D))); // kv-cache.ts: scores / fround(sqrt(hd))
 
@@ -341,12 +358,20 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
   const mult = c.multipliers; // Granite (model/llama.ts: the same four places)
   let x = embed(); // (B, S, dim)
   if (mult) x = g.op("Mul", [x, g.scalar(mult.embedding)]);
-  const residual = (y: string): string => (mult ? g.op("Mul", [y, g.scalar(mult.residual)]) : y);
+  if (traits.embedScaleSqrtDim) x = g.op("Mul", [x, g.scalar(Math.fround(Math.sqrt(dim)))]);
+  // the branch outputs: post-branch norm (Gemma, OLMo 2), Granite's residual multiplier
+  const residual = (y: string, post?: string): string => {
+    const n = post !== undefined ? rmsnorm(y, post) : y;
+    return mult ? g.op("Mul", [n, g.scalar(mult.residual)]) : n;
+  };
+  const preNorm = (y: string, n: string): string => (traits.norms === "post" ? y : rmsnorm(y, n));
+  const qScale = queryPrescale(c); // model/llama.ts: q pre-scaled so that q·k / √D is the model's score scale
+  const softcap = (y: string, cap: number): string => g.op("Mul", [g.op("Tanh", [g.op("Div", [y, g.scalar(cap)])]), g.scalar(cap)]);
   for (let l = 0; l < nLayers; l++) {
-    const h = rmsnorm(x, TensorNames.attnNorm(l));
+    const h = preNorm(x, TensorNames.attnNorm(l));
     const qp = project(h, l, "q");
-    const q = rope(mult ? g.op("Mul", [qp, g.scalar(Math.fround(mult.attention * Math.fround(Math.sqrt(D))))]) : qp, H);
-    const k = rope(project(h, l, "k"), Hkv);
+    const q = rope(qScale !== 1 ? g.op("Mul", [qp, g.scalar(qScale)]) : qp, H, l);
+    const k = rope(project(h, l, "k"), Hkv, l);
     const v = g.op("Reshape", [project(h, l, "v"), g.i64([0, 0, Hkv, D])]);
     const q5 = g.op("Transpose", [g.op("Reshape", [q, g.i64([0, 0, Hkv, group, D])])], [{ name: "perm", ints: [0, 2, 3, 1, 4] }]); // (B, Hkv, group, S, D)
     const kT = g.op("Transpose", [k], [{ name: "perm", ints: [0, 2, 1, 3] }]); // (B, Hkv, S, D)
@@ -355,20 +380,29 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions): OnnxGraph
     const presentV = g.op("Concat", [past(l, "value"), vT], [{ name: "axis", i: 2 }], undefined, `present.${l}.value`);
     // query head h uses KV head ⌊h / group⌋ (kv-cache.ts attendRef): broadcast (B, Hkv, 1, …) over the group axis
     const k5 = g.op("Transpose", [g.op("Unsqueeze", [presentK, g.i64([2])])], [{ name: "perm", ints: [0, 1, 2, 4, 3] }]); // (B, Hkv, 1, D, T)
-    const scores = g.op("Div", [g.op("MatMul", [q5, k5]), sqrtD]); // (B, Hkv, group, S, T)
-    const probs = g.op("Softmax", [g.op("Where", [mask, scores, negInf])], [{ name: "axis", i: -1 }]);
+    let scores = g.op("Div", [g.op("MatMul", [q5, k5]), sqrtD]); // (B, Hkv, group, S, T)
+    if (c.attnSoftcap !== undefined) scores = softcap(scores, c.attnSoftcap); // Gemma 2 (kv-cache.ts expScores), before the mask
+    const probs = g.op("Softmax", [g.op("Where", [maskOf(l), scores, negInf])], [{ name: "axis", i: -1 }]);
     const att = g.op("MatMul", [probs, g.op("Unsqueeze", [presentV, g.i64([2])])]); // (B, Hkv, group, S, D)
     const merged = g.op("Reshape", [g.op("Transpose", [att], [{ name: "perm", ints: [0, 3, 1, 2, 4] }]), g.i64([0, 0, H * D])]); // (B, S, H·D)
-    x = g.op("Add", [x, residual(linear(merged, TensorNames.attnOutput(l)))]);
-    const h2 = rmsnorm(x, TensorNames.ffnNorm(l));
+    const postNorms = traits.norms !== "pre";
+    x = g.op("Add", [x, residual(linear(merged, TensorNames.attnOutput(l)), postNorms ? TensorNames.postAttnNorm(l) : undefined)]);
+    const h2 = preNorm(x, TensorNames.ffnNorm(l));
     const gate = linear(h2, TensorNames.ffnGate(l));
     const up = linear(h2, TensorNames.ffnUp(l));
-    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]); // silu(w1·x) · (w3·x)
-    x = g.op("Add", [x, residual(linear(act, TensorNames.ffnDown(l)))]);
+    const act = g.op("Mul", [traits.activation === "silu" ? g.op("Mul", [gate, g.op("Sigmoid", [gate])]) : geluTanh(gate), up]); // act(w1·x) · (w3·x)
+    x = g.op("Add", [x, residual(linear(act, TensorNames.ffnDown(l)), postNorms ? TensorNames.postFfnNorm(l) : undefined)]);
+  }
+  /** transformers GELUTanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (model/llama.ts geglu) */
+  function geluTanh(y: string): string {
+    const inner = g.op("Mul", [g.scalar(Math.sqrt(2 / Math.PI)), g.op("Add", [y, g.op("Mul", [g.scalar(0.044715), g.op("Mul", [y, g.op("Mul", [y, y])])])])]);
+    return g.op("Mul", [g.op("Mul", [g.scalar(0.5), y]), g.op("Add", [g.scalar(1), g.op("Tanh", [inner])])]);
   }
   const out = model.weights.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
-  const logits = linear(rmsnorm(x, TensorNames.outputNorm), out);
-  g.op("Identity", [mult ? g.op("Mul", [logits, g.scalar(1 / mult.logits)]) : logits], [], undefined, "logits");
+  let logits = linear(rmsnorm(x, TensorNames.outputNorm), out);
+  if (mult) logits = g.op("Mul", [logits, g.scalar(1 / mult.logits)]);
+  if (c.finalSoftcap !== undefined) logits = softcap(logits, c.finalSoftcap);
+  g.op("Identity", [logits], [], undefined, "logits");
 
   if (dequantized.length > 0) {
     const exact = g.T === OnnxDataType.FLOAT ? "exact dequantized float32" : "dequantized, then rounded to float16";

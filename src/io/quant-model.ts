@@ -173,6 +173,22 @@ export function modelConfigFromJson(text: string | undefined, where: string): Mo
     const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
     c.ropeScaling = { type: "llama3", factor: rn("factor"), lowFreqFactor: rn("lowFreqFactor"), highFreqFactor: rn("highFreqFactor"), originalMaxPositionEmbeddings: rn("originalMaxPositionEmbeddings") };
   }
+  // the block's own parameters (model/config.ts): a field the file has must be read, never dropped
+  const optNum = (k: "slidingWindow" | "ropeThetaLocal" | "ropeLinearFactor" | "attnScale" | "attnSoftcap" | "finalSoftcap") => {
+    if (o[k] === undefined) return;
+    if (typeof o[k] !== "number") throw new QuantlabError("E_FORMAT", `${where}: ${k} = ${describe(o[k])}, expected a number`);
+    c[k] = o[k] as number;
+  };
+  for (const k of ["slidingWindow", "ropeThetaLocal", "ropeLinearFactor", "attnScale", "attnSoftcap", "finalSoftcap"] as const) optNum(k);
+  if (o.slidingLayers !== undefined) {
+    if (!Array.isArray(o.slidingLayers) || o.slidingLayers.some((b) => typeof b !== "boolean")) throw new QuantlabError("E_FORMAT", `${where}: slidingLayers = ${describe(o.slidingLayers)}, expected booleans`);
+    c.slidingLayers = o.slidingLayers as boolean[];
+  }
+  if (o.multipliers !== undefined) {
+    const r = jsonObject(o.multipliers, where, "multipliers");
+    const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
+    c.multipliers = { embedding: rn("embedding"), residual: rn("residual"), attention: rn("attention"), logits: rn("logits") };
+  }
   if (o.rotaryDim !== undefined) c.rotaryDim = num("rotaryDim");
   if (o.longRope !== undefined) {
     const r = jsonObject(o.longRope, where, "longRope");
@@ -184,6 +200,9 @@ export function modelConfigFromJson(text: string | undefined, where: string): Mo
     const rn = (k: string) => (typeof r[k] === "number" ? (r[k] as number) : NaN);
     c.longRope = { shortFactor: arr("shortFactor"), longFactor: arr("longFactor"), originalMaxPositionEmbeddings: rn("originalMaxPositionEmbeddings"), attentionFactor: rn("attentionFactor") };
   }
+  const known = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "name", "ropeScaling", "slidingWindow", "ropeThetaLocal", "ropeLinearFactor", "attnScale", "attnSoftcap", "finalSoftcap", "slidingLayers", "multipliers", "rotaryDim", "longRope"]);
+  const unknown = Object.keys(o).find((k) => !known.has(k));
+  if (unknown) throw new QuantlabError("E_UNSUPPORTED", `${where}: config field "${unknown}" is not read by this version`);
   const keys = Object.fromEntries(["dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps"].map((k) => [k, k])) as ConfigKeys;
   checkConfigLimits(c, where, keys);
   return c;

@@ -73,6 +73,21 @@ export class SafetensorsFile {
     });
     return new Tensor(dtype, info.shape, lazy);
   }
+  /**
+   * A lazily read tensor decoded to f32 and then changed in place by `map` (Gemma's norm weights, stored as w
+   * and used as 1 + w: adding 1 in bf16 or f16 would round away most of w, so it happens in f32).
+   */
+  lazyTensorF32(store: TensorStore, t: SafetensorsTensorInfo | string, map: (values: Float32Array) => void): Tensor {
+    const info = this.resolve(t);
+    const dtype = this.tensorDtype(info);
+    const lazy = store.tensor(this.source, info.name, [{ offset: info.fileOffset, byteLength: info.byteLength }], ([b]) => {
+      const d = decodeTensorBytes(info, dtype, b!);
+      const f = new Tensor(dtype, info.shape, d).toF32(true);
+      map(f);
+      return f;
+    });
+    return new Tensor("f32", info.shape, lazy);
+  }
   private resolve(t: SafetensorsTensorInfo | string): SafetensorsTensorInfo {
     const info = typeof t === "string" ? this.byName.get(t) : t;
     if (!info) throw new QuantlabError("E_FORMAT", `${this.name}: no tensor named "${String(t)}"`);

@@ -17,15 +17,37 @@ export interface RopeScalingLlama3 {
  * The decoder families quantlab runs. Each is the shared Llama block plus the differences its row of
  * ARCH_TRAITS names; the forward pass, calibration and the writers read the row, never the name.
  */
-export const ARCHITECTURES = ["llama", "qwen2", "qwen3", "granite", "phi3"] as const;
+export const ARCHITECTURES = ["llama", "qwen2", "qwen3", "granite", "phi3", "gemma2", "gemma3", "olmo2"] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** How one family's block differs from Llama's (DESIGN.md "architecture traits"). */
 export interface ArchTraits {
   /** q/k/v projections carry biases (`blk.N.attn_{q,k,v}.bias`; Qwen2) */
   qkvBias: boolean;
-  /** q and k go through a per-head RMSNorm (weight of headDim, `blk.N.attn_{q,k}_norm.weight`) before RoPE (Qwen3) */
-  qkNorm: boolean;
+  /**
+   * q and k go through an RMSNorm before RoPE (`blk.N.attn_{q,k}_norm.weight`): "head" normalizes each head
+   * (weight of headDim; Qwen3, Gemma 3), "projection" the whole projection (weight of nHeads·headDim /
+   * nKvHeads·headDim; OLMo 2: transformers Olmo2Attention q_norm over num_heads·head_dim, llama.cpp build_olmo2
+   * normalizes Qcur before the reshape into heads)
+   */
+  qkNorm: false | "head" | "projection";
+  /**
+   * Where the block's RMSNorms sit. "pre" (Llama): x + attn(norm(x)), then x + ffn(norm(x)). "sandwich"
+   * (Gemma 2/3): x + postAttnNorm(attn(attnNorm(x))), then x + postFfnNorm(ffn(ffnNorm(x)))
+   * (`blk.N.post_attention_norm`, `blk.N.post_ffw_norm`). "post" (OLMo 2): x + postAttnNorm(attn(x)), then
+   * x + postFfnNorm(ffn(x)) — no norm before either branch (llama.cpp build_olmo2).
+   */
+  norms: "pre" | "sandwich" | "post";
+  /**
+   * Hugging Face stores each RMSNorm weight as w and multiplies by (1 + w) (Gemma2RMSNorm / Gemma3RMSNorm);
+   * llama.cpp's converter stores 1 + w (convert_hf_to_gguf.py Gemma2Model/Gemma3Model: `data_torch + 1` for
+   * every "norm.weight"). quantlab holds the GGUF form, 1 + w in f32: the HF loader adds 1, the writer subtracts it.
+   */
+  normOffset: boolean;
+  /** the FFN's gate activation: SiLU (SwiGLU) or tanh-approximated GELU (GeGLU, `gelu_pytorch_tanh`) */
+  activation: "silu" | "gelu_tanh";
+  /** token embeddings × √dim before the first block (Gemma: `hidden_states * hidden_size**0.5`, llama.cpp ggml_scale(inpL, sqrtf(n_embd))) */
+  embedScaleSqrtDim: boolean;
   /**
    * RoPE pairs: "interleaved" rotates (x[2j], x[2j+1]) — llama.cpp LLAMA_ROPE_TYPE_NORM, whose converter
    * permutes HF's Q/K rows into that order (LlamaModel.permute); "neox" rotates (x[j], x[j + d/2]) —
@@ -46,19 +68,30 @@ export interface ArchTraits {
   phi3Rope?: boolean;
 }
 
+const LLAMA_BLOCK = { qkvBias: false, qkNorm: false, rope: "interleaved", multipliers: false, norms: "pre", normOffset: false, activation: "silu", embedScaleSqrtDim: false } as const satisfies ArchTraits;
+
 export const ARCH_TRAITS: Record<Architecture, ArchTraits> = {
-  llama: { qkvBias: false, qkNorm: false, rope: "interleaved", multipliers: false },
+  llama: LLAMA_BLOCK,
   // transformers Qwen2Attention: q/k/v_proj with bias=True, o_proj without; rotate_half RoPE
-  qwen2: { qkvBias: true, qkNorm: false, rope: "neox", multipliers: false },
+  qwen2: { ...LLAMA_BLOCK, qkvBias: true, rope: "neox" },
   // transformers Qwen3Attention: q_norm/k_norm (Qwen3RMSNorm over head_dim) on q/k before RoPE; no biases
-  qwen3: { qkvBias: false, qkNorm: true, rope: "neox", multipliers: false },
+  qwen3: { ...LLAMA_BLOCK, qkNorm: "head", rope: "neox" },
   // transformers GraniteModel / llama.cpp build_granite: Llama's block with embedding, residual, attention and
   // logits multipliers; NORM RoPE (the converter permutes Q/K as for Llama)
-  granite: { qkvBias: false, qkNorm: false, rope: "interleaved", multipliers: true },
+  granite: { ...LLAMA_BLOCK, multipliers: true },
   // transformers Phi3Attention (qkv_proj split q | k | v, rotate_half RoPE on the first rotary_dim of each head),
   // Phi3MLP (gate_up_proj split gate | up, up · silu(gate)); llama.cpp build_phi3: LLAMA_ROPE_TYPE_NEOX, wqkv, ffn_up
   // of 2·n_ff rows through LLM_FFN_SWIGLU (silu of the first half × the second)
-  phi3: { qkvBias: false, qkNorm: false, rope: "neox", multipliers: false, fusedProjections: true, phi3Rope: true },
+  phi3: { ...LLAMA_BLOCK, rope: "neox", fusedProjections: true, phi3Rope: true },
+  // transformers Gemma2DecoderLayer / llama.cpp src/models/gemma2.cpp: sandwich norms with (1 + w), GeGLU,
+  // embeddings × √dim, NeoX RoPE; soft-caps, query scale and alternating windows in ModelConfig
+  gemma2: { ...LLAMA_BLOCK, rope: "neox", norms: "sandwich", normOffset: true, activation: "gelu_tanh", embedScaleSqrtDim: true },
+  // transformers Gemma3DecoderLayer / llama.cpp src/models/gemma3.cpp: Gemma 2's block plus per-head q/k norms
+  // (with 1 + w), a local RoPE base on sliding layers, no soft-caps
+  gemma3: { ...LLAMA_BLOCK, qkNorm: "head", rope: "neox", norms: "sandwich", normOffset: true, activation: "gelu_tanh", embedScaleSqrtDim: true },
+  // transformers Olmo2DecoderLayer / llama.cpp src/models/olmo2.cpp: norms after each branch only, q/k norms over
+  // the whole projection, NeoX RoPE, SwiGLU
+  olmo2: { ...LLAMA_BLOCK, qkNorm: "projection", rope: "neox", norms: "post" },
 };
 
 /**
@@ -104,8 +137,21 @@ export interface ModelConfig {
   /** Granite's multipliers (traits.multipliers): embeddings × embedding, each block branch × residual before its
    * residual add, attention scores × attention (instead of 1/√headDim), logits ÷ logits */
   multipliers?: { embedding: number; residual: number; attention: number; logits: number };
-  /** sliding-window attention in every layer (Mistral's `sliding_window`): position p attends to p − W + 1 … p */
+  /** sliding-window attention (Mistral's `sliding_window`): position p attends to p − W + 1 … p, in the layers
+   * `slidingLayers` marks (every layer when absent) */
   slidingWindow?: number;
+  /** which layers use the sliding window (nLayers entries; Gemma: `layer_types`, alternating); absent = all */
+  slidingLayers?: boolean[];
+  /** RoPE base of the sliding layers when it differs from ropeTheta (Gemma 3's `rope_local_base_freq`) */
+  ropeThetaLocal?: number;
+  /** linear RoPE scaling (positions ÷ factor) on the layers that do not slide (Gemma 3 4B+: rope_scaling linear) */
+  ropeLinearFactor?: number;
+  /** attention scores q·k × this instead of 1/√headDim (Gemma: `query_pre_attn_scalar`^-0.5) */
+  attnScale?: number;
+  /** attention logit soft-cap c: scores → c·tanh(scores / c) before the softmax (Gemma 2 `attn_logit_softcapping`) */
+  attnSoftcap?: number;
+  /** final logit soft-cap c: logits → c·tanh(logits / c) (Gemma 2 `final_logit_softcapping`) */
+  finalSoftcap?: number;
   /** RoPE rotates only the first rotaryDim values of each head (transformers `partial_rotary_factor` · head_dim,
    * GGUF `rope.dimension_count`); the rest pass through. Absent: the whole head. */
   rotaryDim?: number;
@@ -134,10 +180,26 @@ export const TensorNames = {
   attnKBias: (l: number) => `blk.${l}.attn_k.bias`, // (nKvHeads*headDim)
   attnVBias: (l: number) => `blk.${l}.attn_v.bias`, // (nKvHeads*headDim)
   attnQNorm: (l: number) => `blk.${l}.attn_q_norm.weight`, // (headDim)
-  attnKNorm: (l: number) => `blk.${l}.attn_k_norm.weight`, // (headDim)
+  attnKNorm: (l: number) => `blk.${l}.attn_k_norm.weight`, // (headDim), OLMo 2: (nKvHeads*headDim)
+  // llama.cpp LLM_TENSOR_ATTN_POST_NORM / LLM_TENSOR_FFN_POST_NORM (Gemma 2/3, OLMo 2)
+  postAttnNorm: (l: number) => `blk.${l}.post_attention_norm.weight`, // (dim)
+  postFfnNorm: (l: number) => `blk.${l}.post_ffw_norm.weight`, // (dim)
   // llama.cpp LLM_TENSOR_ATTN_QKV: q, k, v rows in one tensor (fused architectures' files only, never in a Model)
   attnQkv: (l: number) => `blk.${l}.attn_qkv.weight`, // (qDim + 2·kvDim, dim)
 } as const;
+
+/** The sliding window of layer l, or undefined when it attends to the whole context. */
+export function layerWindow(c: ModelConfig, l: number): number | undefined {
+  if (c.slidingWindow === undefined) return undefined;
+  return c.slidingLayers === undefined || c.slidingLayers[l] ? c.slidingWindow : undefined;
+}
+
+/** RoPE base and linear position divisor of layer l (Gemma 3: local base on sliding layers, scaling on global ones). */
+export function layerRope(c: ModelConfig, l: number): { theta: number; linear: number } {
+  const sliding = c.slidingWindow !== undefined && c.slidingLayers !== undefined && c.slidingLayers[l] === true;
+  if (sliding) return { theta: c.ropeThetaLocal ?? c.ropeTheta, linear: 1 };
+  return { theta: c.ropeTheta, linear: c.ropeLinearFactor ?? 1 };
+}
 
 /** One tensor of a file that holds several canonical linears, their rows one after another. */
 export interface FusedFileTensor {
@@ -175,12 +237,17 @@ export interface BlockTensors<N, M> {
   bv?: N;
   qNorm?: N;
   kNorm?: N;
-  attnNorm: N;
+  /** absent when the architecture has no norms before its branches (traits.norms "post") */
+  attnNorm?: N;
+  /** after the attention output projection, before the residual add (traits.norms "sandwich" / "post") */
+  postAttnNorm?: N;
+  /** after the FFN's down projection, before the residual add */
+  postFfnNorm?: N;
   wq: M;
   wk: M;
   wv: M;
   wo: M;
-  ffnNorm: N;
+  ffnNorm?: N;
   gate: M;
   up: M;
   down: M;
@@ -191,12 +258,12 @@ export function blockTensors<N, M>(l: number, norm: (name: string) => N, linear:
   return {
     ...(traits.qkvBias ? { bq: norm(TensorNames.attnQBias(l)), bk: norm(TensorNames.attnKBias(l)), bv: norm(TensorNames.attnVBias(l)) } : {}),
     ...(traits.qkNorm ? { qNorm: norm(TensorNames.attnQNorm(l)), kNorm: norm(TensorNames.attnKNorm(l)) } : {}),
-    attnNorm: norm(TensorNames.attnNorm(l)),
+    ...(traits.norms !== "post" ? { attnNorm: norm(TensorNames.attnNorm(l)), ffnNorm: norm(TensorNames.ffnNorm(l)) } : {}),
+    ...(traits.norms !== "pre" ? { postAttnNorm: norm(TensorNames.postAttnNorm(l)), postFfnNorm: norm(TensorNames.postFfnNorm(l)) } : {}),
     wq: linear(TensorNames.attnQ(l)),
     wk: linear(TensorNames.attnK(l)),
     wv: linear(TensorNames.attnV(l)),
     wo: linear(TensorNames.attnOutput(l)),
-    ffnNorm: norm(TensorNames.ffnNorm(l)),
     gate: linear(TensorNames.ffnGate(l)),
     up: linear(TensorNames.ffnUp(l)),
     down: linear(TensorNames.ffnDown(l)),
@@ -211,25 +278,29 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
   m.set(TensorNames.tokenEmbd, [c.vocabSize, c.dim]);
   m.set(TensorNames.outputNorm, [c.dim]);
   if (!c.tiedEmbeddings) m.set(TensorNames.output, [c.vocabSize, c.dim]);
+  const t = ARCH_TRAITS[c.arch];
   for (let l = 0; l < c.nLayers; l++) {
-    m.set(TensorNames.attnNorm(l), [c.dim]);
+    if (t.norms !== "post") m.set(TensorNames.attnNorm(l), [c.dim]);
     m.set(TensorNames.attnQ(l), [qDim, c.dim]);
     m.set(TensorNames.attnK(l), [kvDim, c.dim]);
     m.set(TensorNames.attnV(l), [kvDim, c.dim]);
     m.set(TensorNames.attnOutput(l), [c.dim, qDim]);
-    m.set(TensorNames.ffnNorm(l), [c.dim]);
+    if (t.norms !== "post") m.set(TensorNames.ffnNorm(l), [c.dim]);
+    if (t.norms !== "pre") {
+      m.set(TensorNames.postAttnNorm(l), [c.dim]);
+      m.set(TensorNames.postFfnNorm(l), [c.dim]);
+    }
     m.set(TensorNames.ffnGate(l), [c.hiddenDim, c.dim]);
     m.set(TensorNames.ffnDown(l), [c.dim, c.hiddenDim]);
     m.set(TensorNames.ffnUp(l), [c.hiddenDim, c.dim]);
-    const t = ARCH_TRAITS[c.arch];
     if (t.qkvBias) {
       m.set(TensorNames.attnQBias(l), [qDim]);
       m.set(TensorNames.attnKBias(l), [kvDim]);
       m.set(TensorNames.attnVBias(l), [kvDim]);
     }
     if (t.qkNorm) {
-      m.set(TensorNames.attnQNorm(l), [c.headDim]);
-      m.set(TensorNames.attnKNorm(l), [c.headDim]);
+      m.set(TensorNames.attnQNorm(l), [t.qkNorm === "head" ? c.headDim : qDim]);
+      m.set(TensorNames.attnKNorm(l), [t.qkNorm === "head" ? c.headDim : kvDim]);
     }
   }
   return m;
@@ -256,6 +327,13 @@ export function checkConfigLimits(c: ModelConfig, where: string, keys: ConfigKey
   if (c.nHeads % c.nKvHeads !== 0) throw new QuantlabError("E_FORMAT", `${where}: ${keys.nHeads} ${c.nHeads} is not a multiple of ${keys.nKvHeads} ${c.nKvHeads}`);
   if (c.headDim % 2 !== 0) throw new QuantlabError("E_FORMAT", `${where}: head size ${c.headDim} is odd (RoPE rotates pairs)`);
   if (c.slidingWindow !== undefined) checkCount(where, "sliding_window", c.slidingWindow, 1, MAX_SEQ_LEN, "MAX_SEQ_LEN");
+  if (c.slidingLayers !== undefined) {
+    if (c.slidingWindow === undefined) throw new QuantlabError("E_FORMAT", `${where}: sliding layers given without a sliding window`);
+    if (c.slidingLayers.length !== c.nLayers || c.slidingLayers.some((b) => typeof b !== "boolean")) throw new QuantlabError("E_FORMAT", `${where}: the sliding-layer pattern has ${c.slidingLayers.length} entries, expected one boolean per layer (${c.nLayers})`);
+  }
+  for (const [k, v] of [["local rope base", c.ropeThetaLocal], ["rope linear factor", c.ropeLinearFactor], ["attention scale", c.attnScale], ["attention logit soft-cap", c.attnSoftcap], ["final logit soft-cap", c.finalSoftcap]] as const) {
+    if (v !== undefined) checkPositive(where, k, v);
+  }
   if (ARCH_TRAITS[c.arch].multipliers) {
     const m = c.multipliers;
     if (!m) throw new QuantlabError("E_FORMAT", `${where}: a ${c.arch} model needs its embedding, residual, attention and logits multipliers`);

@@ -85,6 +85,13 @@ export class GgmlForward implements CausalLM {
     if (!isArchitecture(c.arch)) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: unknown architecture "${String(c.arch)}"`);
     if (c.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no sliding-window attention (the model's window is ${c.slidingWindow})`);
     if (c.rotaryDim !== undefined || c.longRope) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no ${c.rotaryDim !== undefined ? `partial rotary (${c.rotaryDim} of ${c.headDim})` : "LongRoPE"}`);
+    // Gemma 2/3 and OLMo 2's block (sandwich / post norms, GeGLU, √dim embedding scale, whole-projection q/k norms)
+    // and their per-model numbers are not emulated here: refused by name rather than run as another model
+    const t = ARCH_TRAITS[c.arch];
+    const odd = ([["norms", t.norms !== "pre"], ["activation", t.activation !== "silu"], ["embedScaleSqrtDim", t.embedScaleSqrtDim], ["qkNorm", t.qkNorm === "projection"]] as const).find(([, b]) => b);
+    if (odd) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: architecture "${c.arch}": its ${odd[0]} (${JSON.stringify(t[odd[0]])}) is not emulated`);
+    const field = (["attnScale", "attnSoftcap", "finalSoftcap", "slidingLayers", "ropeThetaLocal", "ropeLinearFactor"] as const).find((k) => c[k] !== undefined);
+    if (field) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: the model's config field ${field} is not emulated`);
     this.model = model;
     this.config = c;
     this.traits = ARCH_TRAITS[c.arch];
@@ -152,7 +159,7 @@ export class GgmlForward implements CausalLM {
     const kqScale = mul ? fr(mul.attention) : fr(1 / fr(Math.sqrt(hd)));
     for (let l = 0; l < c.nLayers; l++) {
       const Ly = this.layers[l]!;
-      rmsNorm(xb, x, Ly.attnNorm, eps);
+      rmsNorm(xb, x, Ly.attnNorm!, eps); // llama only (constructor): pre-norms
       this.matvec(Ly.wq, xb, q);
       this.matvec(Ly.wk, xb, k);
       this.matvec(Ly.wv, xb, v);
@@ -175,7 +182,7 @@ export class GgmlForward implements CausalLM {
       this.matvec(Ly.wo, att, tmp);
       if (mul) for (let j = 0; j < dim; j++) tmp[j] = fr(tmp[j]! * residual);
       for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
-      rmsNorm(xb, x, Ly.ffnNorm, eps);
+      rmsNorm(xb, x, Ly.ffnNorm!, eps);
       this.matvec(Ly.gate, xb, g);
       this.matvec(Ly.up, xb, u);
       this.swiglu(g, u);

@@ -104,9 +104,9 @@ export const f32KvCache: KvCacheFactory = (l, c, h, d) => new F32KvCache(l, c, h
  * KvCache.attend, and what the forward pass runs on caches without it. For each of n positions
  * pos0 … pos0+n−1 and each head: scores over positions 0..pos divided by √headDim (run.c: score /=
  * sqrtf(head_size)), max-subtracted exp, then the V mix scaled by 1/Σ. q, out: (n, nHeads·headDim);
- * att: (≥ pos0 + n) scratch.
+ * att: (≥ pos0 + n) scratch. `window`: this layer's sliding window; `softcap`: Gemma 2's score soft-cap.
  */
-export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array, att: Float32Array, window?: number): void {
+export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: number, n: number, nHeads: number, out: Float32Array, att: Float32Array, window?: number, softcap?: number): void {
   const hd = kv.headDim;
   const qDim = nHeads * hd;
   const kvMul = nHeads / kv.nKvHeads;
@@ -120,7 +120,7 @@ export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: num
       const off = i * qDim + h * hd;
       kv.scores(layer, kvh, q, off, len, att);
       for (let t = 0; t < first; t++) att[t] = -Infinity; // exp → exactly 0: nothing of those positions reaches the output
-      const sum = expScores(att, len, scale);
+      const sum = expScores(att, len, scale, softcap);
       kv.mix(layer, kvh, att, len, out, off);
       const inv = 1 / sum; // softmax normalization applied to the mixed head instead of every weight
       for (let j = off; j < off + hd; j++) out[j] = out[j]! * inv;
@@ -128,11 +128,15 @@ export function attendRef(kv: KvCache, layer: number, q: Float32Array, pos0: num
   }
 }
 
-/** a[t] ← exp(a[t]/scale − max) for t < n (unnormalized softmax); returns Σ. run.c divides by √hd. */
-function expScores(a: Float32Array, n: number, scale: number): number {
+/**
+ * a[t] ← exp(z[t] − max) for t < n (unnormalized softmax), z = a/scale (run.c divides by √hd), soft-capped
+ * to c·tanh(z/c) when a cap is given (Gemma 2 attn_logit_softcapping; masked −∞ stays −∞); returns Σ.
+ */
+function expScores(a: Float32Array, n: number, scale: number, softcap?: number): number {
   let max = -Infinity;
   for (let t = 0; t < n; t++) {
-    const z = a[t]! / scale;
+    let z = a[t]! / scale;
+    if (softcap !== undefined && z !== -Infinity) z = softcap * Math.tanh(z / softcap); // tanh(−∞) would unmask a masked key
     a[t] = z;
     if (z > max) max = z;
   }

@@ -12,8 +12,8 @@ import { QuantlabError } from "../core/errors.js";
 import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
-import { rmsnormRowsRef } from "../kernels/ref/rows.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
+import { rmsnormRowsRef, swigluRef } from "../kernels/ref/rows.js";
 import type { Model } from "./weights.js";
 import { attendRef, f32KvCache, type KvCache, type KvCacheFactory } from "./kv-cache.js";
 import { applyInputTransforms, checkInputTransforms, type InputTransforms, type LinearSite } from "./transforms.js";
@@ -95,7 +95,9 @@ export class Llama implements CausalLM {
   private readonly layers: Layer[];
   private readonly outputNorm: Float32Array; // (dim)
   private readonly output: PreparedWeight; // (vocab, dim)
-  private readonly invFreq: Float64Array; // (rotaryDim/2) RoPE angle per position, per pair
+  /** RoPE frequency sets (one, or Gemma 3's global and local) and each layer's index into them */
+  private readonly ropeSets: { invFreq: Float64Array; cos: Float32Array; sin: Float32Array }[]; // invFreq (rotaryDim/2); cos, sin (B, rotaryDim/2)
+  private readonly ropeOfLayer: number[]; // (nLayers)
   private readonly rotDim: number; // values of each head RoPE rotates (config.rotaryDim)
   private readonly ropeScale: number; // cos and sin × this (LongRoPE's attention factor)
   // scratch, reused by every call
@@ -108,8 +110,6 @@ export class Llama implements CausalLM {
   private readonly att: Float32Array; // (capacity) scores of one head
   private readonly hb: Float32Array; // (B, hidden)
   private readonly hb2: Float32Array; // (B, hidden)
-  private readonly cos: Float32Array; // (B, rotaryDim/2) RoPE tables of a chunk's positions
-  private readonly sin: Float32Array; // (B, rotaryDim/2)
   private readonly logits1: Float32Array; // (vocab)
   private logitsB: Float32Array | undefined; // (B, vocab), on first use
   private readonly transforms: InputTransforms | undefined;
@@ -144,9 +144,13 @@ export class Llama implements CausalLM {
     this.output = prepareWeight(be, W.get(outName)!, outName);
     // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
     if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
-    this.invFreq = ropeInvFreq(c, W.get(ROPE_FREQS), opts.ropeFactors ?? ropeFactorSet(c, this.capacity));
+    const B0 = this.maxBatch;
     this.rotDim = rotaryDimOf(c);
     this.ropeScale = c.longRope?.attentionFactor ?? 1;
+    const factorSet = opts.ropeFactors ?? ropeFactorSet(c, this.capacity);
+    const sets = ropeSetsOf(c);
+    this.ropeOfLayer = sets.ofLayer;
+    this.ropeSets = sets.params.map((r) => ({ invFreq: ropeInvFreq(c, W.get(ROPE_FREQS), factorSet, r.theta, r.linear), cos: new Float32Array(B0 * (this.rotDim / 2)), sin: new Float32Array(B0 * (this.rotDim / 2)) }));
     if (opts.kvCache && be.ownsAttention) throw new QuantlabError("E_ARG", `a KV cache of its own (--kv) would replace the attention of ${be.ownsAttention}; drop --kv`);
     this.kv = opts.kvCache
       ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
@@ -161,8 +165,6 @@ export class Llama implements CausalLM {
     this.att = new Float32Array(this.capacity);
     this.hb = new Float32Array(B * c.hiddenDim);
     this.hb2 = new Float32Array(B * c.hiddenDim);
-    this.cos = new Float32Array(B * (this.rotDim / 2));
-    this.sin = new Float32Array(B * (this.rotDim / 2));
     this.logits1 = new Float32Array(c.vocabSize);
     this.transforms = model.inputTransforms;
     if (this.transforms) checkInputTransforms(this.transforms, c.hiddenDim, model.source.path);
@@ -251,44 +253,52 @@ export class Llama implements CausalLM {
       this.embedding(t, x, i * dim);
     }
     const mult = c.multipliers;
+    const traits = this.traits;
     if (mult) scaleRows(x, n * dim, mult.embedding);
-    // Granite's attention multiplier replaces 1/√headDim: q is pre-scaled so that the cache's q·k / √headDim is q·k · multiplier
-    const qScale = mult ? Math.fround(mult.attention * Math.fround(Math.sqrt(hd))) : 1;
+    if (traits.embedScaleSqrtDim) scaleRows(x, n * dim, Math.fround(Math.sqrt(dim)));
+    // the cache divides q·k by √headDim: q is pre-scaled so that this gives q·k · the model's own scale
+    // (Granite's attention multiplier, Gemma's query_pre_attn_scalar^-0.5)
+    const qScale = queryPrescale(c);
     const half = this.rotDim / 2;
-    for (let i = 0; i < n; i++) this.ropeTables(pos0 + i, i * half); // the same angles in every layer
-    const windowed = c.slidingWindow !== undefined && pos0 + n > c.slidingWindow;
+    for (const set of this.ropeSets) for (let i = 0; i < n; i++) this.ropeTables(set, pos0 + i, i * half); // the same angles in every layer of a set
     const be = this.backend;
     const eps = c.normEps;
+    const rot = traits.rope === "neox" ? ropeNeox : rope;
     // Each residual add runs with the norm that follows it (addRmsnorm): the FFN output of layer l − 1 is
     // added at layer l's attention norm, the last layer's at the output norm (or not at all when no logits
-    // are wanted from this chunk: x is not read again).
+    // are wanted from this chunk: x is not read again). Post-branch norms (sandwich, post) run on the branch
+    // output before that add; with no pre-branch norm (post) the branch reads a copy of the stream.
     for (let l = 0; l < c.nLayers; l++) {
       const L = this.layers[l]!;
       if (mult && l > 0) scaleRows(xb, n * dim, mult.residual);
-      addRmsnorm(be, x, l === 0 ? undefined : xb, L.attnNorm, xb, n, dim, eps);
+      preNorm(be, x, l === 0 ? undefined : xb, L.attnNorm, xb, n, dim, eps);
       this.site(l, "attn_in", xb, n, dim);
       this.mm3(L.wq, L.wk, L.wv, xb, n, q, k, v);
       qkvTraits(L, q, k, v, n, qDim, kvDim, hd, eps);
       if (qScale !== 1) scaleRows(q, n * qDim, qScale);
-      const rot = this.traits.rope === "neox" ? ropeNeox : rope;
+      const set = this.ropeSets[this.ropeOfLayer[l]!]!;
       for (let i = 0; i < n; i++) {
-        rot(q, i * qDim, qDim, hd, this.cos, this.sin, i * half, this.rotDim);
-        rot(k, i * kvDim, kvDim, hd, this.cos, this.sin, i * half, this.rotDim);
+        rot(q, i * qDim, qDim, hd, set.cos, set.sin, i * half, this.rotDim);
+        rot(k, i * kvDim, kvDim, hd, set.cos, set.sin, i * half, this.rotDim);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
-      // a sliding window that cuts into the sequence runs the reference attention with its mask (the cache's
-      // fused `attend` is full causal attention, the same thing while every position is inside the window)
-      if (this.kv.attend && !windowed) this.kv.attend(l, q, pos0, n, nHeads, attOut);
-      else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att, c.slidingWindow);
+      // a sliding window that cuts into the sequence, or soft-capped scores, run the reference attention (the
+      // cache's fused `attend` is plain full causal attention, the same thing while every position is inside the window)
+      const window = layerWindow(c, l);
+      const windowed = window !== undefined && pos0 + n > window;
+      if (this.kv.attend && !windowed && c.attnSoftcap === undefined) this.kv.attend(l, q, pos0, n, nHeads, attOut);
+      else attendRef(this.kv, l, q, pos0, n, nHeads, attOut, att, window, c.attnSoftcap);
       this.site(l, "attn_out_in", attOut, n, qDim);
       this.mm(L.wo, attOut, n, xb);
+      if (L.postAttnNorm) rmsnormRowsRef(xb, xb, L.postAttnNorm, n, dim, eps);
       if (mult) scaleRows(xb, n * dim, mult.residual);
-      addRmsnorm(be, x, xb, L.ffnNorm, xb, n, dim, eps);
+      preNorm(be, x, xb, L.ffnNorm, xb, n, dim, eps);
       this.site(l, "ffn_in", xb, n, dim);
       this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
-      swiglu(be, hb, hb2, n * hidden); // silu(w1·x) * (w3·x), as run.c
+      gatedActivation(be, traits, hb, hb2, n * hidden); // act(w1·x) * (w3·x), as run.c
       this.site(l, "ffn_down_in", hb, n, hidden);
       this.mm(L.down, hb, n, xb);
+      if (L.postFfnNorm) rmsnormRowsRef(xb, xb, L.postFfnNorm, n, dim, eps);
     }
     if (mult) scaleRows(xb, n * dim, mult.residual);
     if (sink) {
@@ -296,6 +306,7 @@ export class Llama implements CausalLM {
       const out = (this.logitsB ??= new Float32Array(this.maxBatch * vocabSize));
       this.mm(this.output, xb, n, out);
       if (mult) scaleRows(out, n * vocabSize, 1 / mult.logits);
+      if (c.finalSoftcap !== undefined) softcapRows(out, n * vocabSize, c.finalSoftcap);
       sink(out.subarray(0, n * vocabSize), start, n);
       if (lastChunk) this.logits1.set(out.subarray((n - 1) * vocabSize, n * vocabSize));
     } else if (lastChunk) {
@@ -303,19 +314,80 @@ export class Llama implements CausalLM {
       addRmsnorm(be, x.subarray(r, r + dim), xb.subarray(r, r + dim), this.outputNorm, xb, 1, dim, eps);
       this.mm(this.output, xb, 1, this.logits1);
       if (mult) scaleRows(this.logits1, vocabSize, 1 / mult.logits);
+      if (c.finalSoftcap !== undefined) softcapRows(this.logits1, vocabSize, c.finalSoftcap);
     }
   }
 
-  private ropeTables(pos: number, at: number): void {
-    const f = this.invFreq;
+  private ropeTables(set: { invFreq: Float64Array; cos: Float32Array; sin: Float32Array }, pos: number, at: number): void {
+    const f = set.invFreq;
     for (let j = 0; j < f.length; j++) {
       // run.c: float val = pos * freq; fcr = cosf(val); fci = sinf(val) (f32 at each step)
       const val = Math.fround(pos * f[j]!);
       // LongRoPE's attention factor scales cos and sin (transformers: cos · attention_scaling; ggml rope: mscale)
-      this.cos[at + j] = Math.cos(val) * this.ropeScale;
-      this.sin[at + j] = Math.sin(val) * this.ropeScale;
+      set.cos[at + j] = Math.cos(val) * this.ropeScale;
+      set.sin[at + j] = Math.sin(val) * this.ropeScale;
     }
   }
+}
+
+/**
+ * The distinct RoPE (base, linear factor) pairs of a model's layers and each layer's index into them: one
+ * set for most models, two for Gemma 3 (local base on sliding layers, global base and scaling elsewhere).
+ */
+export function ropeSetsOf(c: ModelConfig): { params: { theta: number; linear: number }[]; ofLayer: number[] } {
+  const params: { theta: number; linear: number }[] = [];
+  const ofLayer: number[] = [];
+  for (let l = 0; l < c.nLayers; l++) {
+    const r = layerRope(c, l);
+    let i = params.findIndex((p) => p.theta === r.theta && p.linear === r.linear);
+    if (i < 0) i = params.push(r) - 1;
+    ofLayer.push(i);
+  }
+  return { params, ofLayer };
+}
+
+/**
+ * What q is multiplied by so that the attention's q·k / √headDim becomes the model's own score scale:
+ * Granite's attention multiplier, Gemma's `query_pre_attn_scalar`^-0.5 (ModelConfig.attnScale); 1 otherwise.
+ */
+export function queryPrescale(c: ModelConfig): number {
+  const s = c.multipliers?.attention ?? c.attnScale;
+  return s === undefined ? 1 : Math.fround(s * Math.fround(Math.sqrt(c.headDim)));
+}
+
+/** The residual add and the pre-branch RMSNorm (addRmsnorm); with no norm (OLMo 2) out becomes a copy of the stream. */
+function preNorm(be: Backend, x: Float32Array, y: Float32Array | undefined, w: Float32Array | undefined, out: Float32Array, n: number, dim: number, eps: number): void {
+  if (w) return addRmsnorm(be, x, y, w, out, n, dim, eps);
+  const len = n * dim;
+  if (y) for (let i = 0; i < len; i++) x[i] = x[i]! + y[i]!;
+  out.set(x.subarray(0, len));
+}
+
+/**
+ * gate ← act(gate) ⊙ up over n values: SwiGLU (the backend's kernel) or GeGLU with tanh-approximated GELU
+ * (transformers GELUTanh / PytorchGELUTanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))).
+ */
+export function gatedActivation(be: Backend | undefined, traits: ArchTraits, gate: Float32Array, up: Float32Array, n: number): void {
+  if (traits.activation === "silu") {
+    if (be) swiglu(be, gate, up, n);
+    else swigluRef(gate, up, n);
+    return;
+  }
+  geglu(gate, up, n);
+}
+
+/** gate ← gelu_tanh(gate) ⊙ up */
+export function geglu(gate: Float32Array, up: Float32Array, n: number): void {
+  const k = Math.sqrt(2 / Math.PI);
+  for (let i = 0; i < n; i++) {
+    const a = gate[i]!;
+    gate[i] = 0.5 * a * (1 + Math.tanh(k * (a + 0.044715 * a * a * a))) * up[i]!;
+  }
+}
+
+/** a[i] ← c·tanh(a[i] / c) for i < len (Gemma 2's soft-caps; llama.cpp: scale 1/c, tanh, scale c) */
+export function softcapRows(a: Float32Array, len: number, c: number): void {
+  for (let i = 0; i < len; i++) a[i] = c * Math.tanh(a[i]! / c);
 }
 
 /** LongRoPE's two factor sets (config.ts LongRope). */
@@ -333,18 +405,21 @@ export function ropeFactorSet(c: ModelConfig, contextLength: number): RopeFactor
 }
 
 /**
- * RoPE angle per position for each pair j of a head's rotated part: θ^(−2j/rotaryDim), then Llama-3 scaling, a
- * rope_freqs tensor, or LongRoPE's factors of `set` (default: the set of a context of config.seqLen).
+ * RoPE angle per position for each pair j of a head's rotated part: θ^(−2j/rotaryDim) with base `theta`, linear
+ * scaling by `linear`, then Llama-3 scaling, a rope_freqs tensor, or LongRoPE's factors of `set` (default: the
+ * set of a context of config.seqLen).
  */
-export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, set: RopeFactorSet = ropeFactorSet(c, c.seqLen)): Float64Array {
+export function ropeInvFreq(c: ModelConfig, freqFactors?: Weight, set: RopeFactorSet = ropeFactorSet(c, c.seqLen), theta = c.ropeTheta, linear = 1): Float64Array {
   const rd = rotaryDimOf(c);
   const half = rd / 2;
   const out = new Float64Array(half);
   for (let j = 0; j < half; j++) {
     // run.c: 1.0f / powf(10000.0f, head_dim / (float)head_size), head_dim = 2j (f32 at each step)
     const e = Math.fround((2 * j) / rd);
-    out[j] = Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, e)));
+    out[j] = Math.fround(1 / Math.fround(Math.pow(theta, e)));
   }
+  // linear scaling (transformers _compute_linear_scaling_rope_parameters: inv_freq / factor; llama.cpp freq_scale = 1/factor)
+  if (linear !== 1) for (let j = 0; j < half; j++) out[j] = out[j]! / linear;
   if (c.longRope) {
     // transformers: inv_freq = 1 / (ext_factors · base^(2j/dim)); llama.cpp: theta / freq_factors[j]
     const f = set === "long" ? c.longRope.longFactor : c.longRope.shortFactor;
@@ -418,8 +493,9 @@ export function qkvTraits(L: { bq?: Float32Array; bk?: Float32Array; bv?: Float3
   if (L.bq) addBias(q, n, qDim, L.bq);
   if (L.bk) addBias(k, n, kvDim, L.bk);
   if (L.bv) addBias(v, n, kvDim, L.bv);
-  if (L.qNorm) rmsnormRowsRef(q, q, L.qNorm, (n * qDim) / hd, hd, eps);
-  if (L.kNorm) rmsnormRowsRef(k, k, L.kNorm, (n * kvDim) / hd, hd, eps);
+  // the norm's width says what it normalizes: one head (Qwen3, Gemma 3) or the whole projection (OLMo 2)
+  if (L.qNorm) rmsnormRowsRef(q, q, L.qNorm, (n * qDim) / L.qNorm.length, L.qNorm.length, eps);
+  if (L.kNorm) rmsnormRowsRef(k, k, L.kNorm, (n * kvDim) / L.kNorm.length, L.kNorm.length, eps);
 }
 
 /** a[i] ← a[i]·f for i < len (Granite's multipliers) */

@@ -118,6 +118,8 @@ export class LlamaTrainer {
     for (const [k, v] of Object.entries(traits)) {
       if (!TRAINED_TRAITS.has(k) && JSON.stringify(v) !== JSON.stringify(base[k])) throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its ${k} (${JSON.stringify(v)}) has no backward in the training pass yet; quantize it with a post-training method`);
     }
+    // the q/k norm backward is Qwen3's, per head; OLMo 2's whole-projection norm has none
+    if (traits.qkNorm === "projection") throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its qkNorm ("projection") has no backward in the training pass yet; quantize it with a post-training method`);
     for (const [k, v] of Object.entries(config)) {
       if (v !== undefined && !TRAINED_CONFIG.has(k)) throw new QuantlabError("E_UNSUPPORTED", `QAT: the model's config field ${k} is not in the training pass yet; quantize it with a post-training method`);
     }

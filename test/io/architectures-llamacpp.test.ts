@@ -21,50 +21,20 @@ import { saveGgufFile } from "../../src/io/node/gguf-file.js";
 import { saveHfDir } from "../../src/io/node/hf-file.js";
 import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
-import { Tensor } from "../../src/core/tensor.js";
-import { Rng } from "../../src/core/rng.js";
-import { ARCH_TRAITS, expectedShapes, type ModelConfig } from "../../src/model/config.js";
-import { HfTokenizer } from "../../src/model/tokenizers/hf.js";
+import { ARCH_TRAITS, type ModelConfig } from "../../src/model/config.js";
 import { LlamaCppModel, ggmlSimdOfThisMachine, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
-import { byteLevelAlphabet } from "../helpers/byte-level.js";
-import type { Weight } from "../../src/core/weight.js";
+import { TINY_VOCAB, logitsOf, ortVsQuantlab, randomWeights, tinyTokenizer as tokenizer } from "../helpers/tiny-arch.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
 import type { Backend } from "../../src/kernels/types.js";
-import * as ort from "onnxruntime-node";
 import { buildOnnxGraph } from "../../src/io/onnx.js";
 import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
 import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
 import { generate } from "../../src/model/generate.js";
 import { GgmlForward } from "../../src/model/ggml-forward.js";
 
-const VOCAB = 512;
-
-function tokenizer(): HfTokenizer {
-  const pieces = byteLevelAlphabet();
-  const merges: string[] = [];
-  for (const [a, b] of [["Ġ", "t"], ["h", "e"], ["Ġt", "he"], ["i", "n"], ["Ġ", "a"], ["o", "n"], ["e", "r"], ["Ġ", "w"], ["a", "s"], ["Ġw", "as"]] as const) { merges.push(`${a} ${b}`); pieces.push(a + b); }
-  while (pieces.length < VOCAB - 2) pieces.push(`<|extra_${pieces.length}|>`);
-  pieces.push("<|endoftext|>", "<|im_end|>");
-  const types = new Int32Array(VOCAB).fill(1);
-  for (let i = 266; i < VOCAB; i++) types[i] = 3;
-  return HfTokenizer.fromVocab({ model: "gpt2", pre: "qwen2", pieces, scores: new Float32Array(VOCAB), types, merges, bosId: -1, eosId: VOCAB - 2, addBos: false });
-}
-
-/** Random weights in canonical names; biases small, norms near 1, the (tied) embedding scaled for peaky outputs. */
-function randomWeights(cfg: ModelConfig, seed: number, embdStd: number): Map<string, Weight> {
-  const rng = new Rng(seed);
-  const weights = new Map<string, Weight>();
-  for (const [n, shape] of expectedShapes(cfg)) {
-    const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (n.endsWith(".bias")) rng.fillNormal(d, 0.5);
-    else if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.2 * rng.normal();
-    else rng.fillNormal(d, n.startsWith("token_embd") ? embdStd : 0.08);
-    weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
-  }
-  return weights;
-}
+const VOCAB = TINY_VOCAB;
 
 /** config.json as transformers writes it for each model_type (checked against hub configs of Qwen2.5-0.5B / Qwen3-0.6B). */
 function transformersConfig(cfg: ModelConfig): Record<string, unknown> {
@@ -94,35 +64,6 @@ const CASES: ModelConfig[] = [
     multipliers: { embedding: 12, residual: 0.22, attention: 0.03125, logits: 5 } },
 ];
 
-/** ONNX Runtime on an exported graph (prefill of the first half, then one position at a time) vs quantlab's ref forward. */
-async function ortVsQuantlab(m: Model, bytes: Uint8Array, ids: number[]): Promise<number> {
-  const c = m.config;
-  const s = await ort.InferenceSession.create(bytes, { extra: { session: { qdq_matmulnbits_accuracy_level: "0" } } });
-  const want = logitsOf(m, ids);
-  const i64 = (v: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(v.map((x) => BigInt(x))), dims);
-  let past: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [1, c.nKvHeads, 0, c.headDim]);
-  const h = Math.floor(ids.length / 2);
-  const chunks = [ids.slice(0, h), ...ids.slice(h).map((x) => [x])];
-  let pos = 0, worst = 0;
-  for (const chunk of chunks) {
-    const n = chunk.length;
-    const r = await s.run({ input_ids: i64(chunk, [1, n]), attention_mask: i64(new Array(pos + n).fill(1), [1, pos + n]), position_ids: i64(chunk.map((_, i) => pos + i), [1, n]), ...past });
-    const got = r.logits!.data as Float32Array;
-    for (let i = 0; i < n; i++) for (let j = 0; j < c.vocabSize; j++) worst = Math.max(worst, Math.abs(got[i * c.vocabSize + j]! - want[pos + i]![j]!));
-    past = {};
-    for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = r[`present.${l}.${kv}`]!;
-    pos += n;
-  }
-  await s.release();
-  return worst;
-}
-
-function logitsOf(m: Model, ids: number[], backend?: Backend): Float32Array[] {
-  const llama = new Llama(m, backend ? { backend } : {});
-  return ids.map((t, pos) => Float32Array.from(llama.forward(t, pos)));
-}
-
 describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
   let dir: string;
   before(() => { dir = mkdtempSync(join(tmpdir(), "ql-arch-")); });
@@ -138,7 +79,7 @@ describe("architectures vs llama.cpp (tiny HF directories → GGUF)", () => {
       const hf = await loadModel(hfDir);
       assert.equal(hf.config.arch, cfg.arch);
       assert.equal(hf.config.headDim, cfg.headDim);
-      for (const n of ["blk.0.attn_q.bias", "blk.0.attn_q_norm.weight"]) assert.equal(hf.weights.has(n), n.includes("bias") ? ARCH_TRAITS[cfg.arch].qkvBias : ARCH_TRAITS[cfg.arch].qkNorm, n);
+      for (const n of ["blk.0.attn_q.bias", "blk.0.attn_q_norm.weight"]) assert.equal(hf.weights.has(n), n.includes("bias") ? ARCH_TRAITS[cfg.arch].qkvBias : ARCH_TRAITS[cfg.arch].qkNorm !== false, n);
       const gguf = join(dir, `${cfg.arch}.gguf`);
       await saveGgufFile(hf, gguf);
       const back = await loadModel(gguf);

@@ -52,3 +52,52 @@ test("sliding_window: a window shorter than the context is the model's slidingWi
   assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: "big" as never }, "m/config.json"), /m\/config\.json: "sliding_window" must be a positive integer or null/);
   assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: true, max_window_layers: 1 }, "m/config.json"), /"max_window_layers" = 1: sliding windows in only some layers are not supported/);
 });
+
+// Gemma-3-1B's config.json as published (google/gemma-3-1b-it, transformers 4.50): rope_scaling null, window 512, pattern 6
+const gemma3_1b: HfConfigJson = {
+  architectures: ["Gemma3ForCausalLM"], attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: null, cache_implementation: "hybrid",
+  final_logit_softcapping: null, head_dim: 256, hidden_activation: "gelu_pytorch_tanh", hidden_size: 1152, initializer_range: 0.02,
+  intermediate_size: 6912, max_position_embeddings: 32768, model_type: "gemma3_text", num_attention_heads: 4, num_hidden_layers: 26,
+  num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6, rope_local_base_freq: 10000, rope_scaling: null,
+  rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6, torch_dtype: "bfloat16", use_cache: true, vocab_size: 262144,
+};
+
+test("Gemma 3 1B: every 6th layer global, local RoPE base on the others, no soft-caps, query scale 1/√head_dim; Gemma 2's defaults", () => {
+  const c = hfConfigToModelConfig(gemma3_1b, "g3/config.json");
+  assert.equal(c.arch, "gemma3");
+  assert.equal(c.slidingWindow, 512);
+  assert.deepEqual(c.slidingLayers, Array.from({ length: 26 }, (_, i) => i % 6 !== 5));
+  assert.equal(c.ropeTheta, 1e6);
+  assert.equal(c.ropeThetaLocal, 10000);
+  assert.equal(c.attnSoftcap, undefined);
+  assert.equal(c.finalSoftcap, undefined);
+  assert.equal(c.attnScale, undefined);
+  assert.equal(c.ropeLinearFactor, undefined);
+  assert.equal(c.tiedEmbeddings, true); // Gemma3TextConfig's default
+  // layer_types (transformers ≥ 4.53) says the same
+  const types = Array.from({ length: 26 }, (_, i) => (i % 6 !== 5 ? "sliding_attention" : "full_attention"));
+  assert.deepEqual(hfConfigToModelConfig({ ...gemma3_1b, sliding_window_pattern: undefined, layer_types: types }, "g3/config.json"), c);
+  // Gemma 3 4B+: linear rope scaling (global layers)
+  assert.equal(hfConfigToModelConfig({ ...gemma3_1b, rope_scaling: { rope_type: "linear", factor: 8 } }, "g3/config.json").ropeLinearFactor, 8);
+  // Gemma 2 with the fields left to Gemma2Config's defaults: soft-caps 50 / 30, window 4096 on even layers, query_pre_attn_scalar 256
+  const g2 = hfConfigToModelConfig({ model_type: "gemma2", hidden_size: 256, intermediate_size: 512, num_hidden_layers: 4, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 128, vocab_size: 256, max_position_embeddings: 8192 }, "g2/config.json");
+  assert.deepEqual([g2.attnSoftcap, g2.finalSoftcap, g2.slidingWindow, g2.slidingLayers, g2.tiedEmbeddings], [50, 30, 4096, [true, false, true, false], true]);
+  assert.equal(g2.attnScale, 1 / 16); // 256^-0.5 ≠ 1/√128
+  // Gemma 2 27B: query_pre_attn_scalar 144 = hidden / heads
+  assert.equal(hfConfigToModelConfig({ ...gemma3_1b, model_type: "gemma2", query_pre_attn_scalar: 144, rope_local_base_freq: undefined, sliding_window_pattern: undefined }, "g/config.json").attnScale, 1 / 12);
+});
+
+test("Gemma / OLMo 2 fields that quantlab cannot run, or that do not belong to the model_type, are errors naming them", () => {
+  const bad: [HfConfigJson, RegExp][] = [
+    [{ ...gemma3_1b, layer_types: ["sliding_attention"] }, /"layer_types" must list one type per layer \(26\)/],
+    [{ ...gemma3_1b, layer_types: Array(26).fill("chunked_attention") }, /"layer_types\[0\]" = "chunked_attention" is not supported/],
+    [{ ...gemma3_1b, hidden_activation: "silu" }, /hidden_activation "silu" is not supported for model_type "gemma3_text" \(gelu_pytorch_tanh\)/],
+    [{ ...gemma3_1b, rope_scaling: { rope_type: "yarn", factor: 8 } }, /rope_scaling type "yarn" is not supported for model_type "gemma3_text"/],
+    [{ ...gemma3_1b, model_type: "gemma2", sliding_window_pattern: undefined, rope_local_base_freq: 10000 }, /"rope_local_base_freq" is not read for model_type "gemma2"/],
+    [{ ...base, query_pre_attn_scalar: 256 }, /"query_pre_attn_scalar" = 256 is not read for model_type "llama"/],
+    [{ ...base, final_logit_softcapping: 30 }, /"final_logit_softcapping" = 30 is not read for model_type "llama"/],
+    [{ ...base, model_type: "olmo2", tie_word_embeddings: false, sliding_window: 4096 }, /"sliding_window" = 4096: OLMo 2 has no sliding-window attention/],
+    [{ ...base, model_type: "olmo2", hidden_act: "gelu" }, /hidden_act "gelu" is not supported for model_type "olmo2" \(silu\)/],
+  ];
+  for (const [cfg, re] of bad) assert.throws(() => hfConfigToModelConfig(cfg, "x/config.json"), re);
+});

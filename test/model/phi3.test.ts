@@ -69,12 +69,12 @@ test("phi3 config.json: Phi-3-mini-4k's sliding_window 2047 is kept (transformer
 test("phi3 config.json: what the block cannot run is refused by name", () => {
   assert.throws(() => hfConfigToModelConfig({ ...PHI4_MINI, rope_scaling: { long_factor: LONG.slice(1), short_factor: SHORT, type: "longrope" } }, "x/config.json"), /rope_scaling\.long_factor has 47 values, expected rotary dimension \/ 2 = 48/);
   assert.throws(() => hfConfigToModelConfig({ ...PHI4_MINI, rope_scaling: { short_factor: SHORT, type: "longrope" } }, "x/config.json"), /"rope_scaling\.long_factor" must be an array/);
-  assert.throws(() => hfConfigToModelConfig({ ...PHI4_MINI, rope_scaling: { factor: 4, type: "yarn" } }, "x/config.json"), /rope_scaling type "yarn" is not supported \(llama3, longrope\)/);
+  assert.throws(() => hfConfigToModelConfig({ ...PHI4_MINI, rope_scaling: { factor: 4, type: "yarn" } }, "x/config.json"), /rope_scaling type "yarn" is not supported for model_type "phi3" \(llama3, longrope\)/);
   assert.throws(() => hfConfigToModelConfig({ ...PHI4_MINI, head_dim: 64 }, "x/config.json"), /head_dim 64 ≠ hidden_size \/ num_attention_heads/);
   assert.throws(() => hfConfigToModelConfig({ ...PHI4_MINI, partial_rotary_factor: 1.5 }, "x/config.json"), /partial_rotary_factor" must be in \(0, 1\]/);
   // the keys are phi3's: a llama config that has them is not silently run without them
   assert.throws(() => hfConfigToModelConfig({ model_type: "llama", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 32, partial_rotary_factor: 0.5 }, "l/config.json"), /"partial_rotary_factor" = 0\.5 is not read for model_type "llama"/);
-  assert.throws(() => hfConfigToModelConfig({ model_type: "llama", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 32, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] } }, "l/config.json"), /rope_scaling type "longrope" is not supported \(llama3\)/);
+  assert.throws(() => hfConfigToModelConfig({ model_type: "llama", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 32, rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] } }, "l/config.json"), /rope_scaling type "longrope" is not supported for model_type "llama" \(llama3\)/);
 });
 
 const TINY: ModelConfig = {
