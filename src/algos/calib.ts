@@ -17,6 +17,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
+import { checkBos } from "../eval/windows.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, layerWindow, rotaryDimOf, type BlockTensors, type ModelConfig } from "../model/config.js";
 import { Llama, ROPE_FREQS, gatedActivation, qkvTraits, queryPrescale, rmsnormRows, rope, ropeInvFreq, ropeNeox, ropeSetsOf, scaleRows } from "../model/llama.js";
 import { Sampler } from "../model/sampler.js";
@@ -40,6 +41,7 @@ export interface WindowOptions {
 /** N windows (each Int32Array of `seq`: BOS + seq−1 tokens) from random offsets of a token stream. */
 export function calibrationWindows(tokens: ArrayLike<number>, o: WindowOptions): Int32Array[] {
   checkWindowOptions(o);
+  checkBos(o.bosId, "calibration windows");
   const body = o.seq - 1;
   if (tokens.length < body) {
     throw new QuantlabError("E_ARG", `calibration text has ${tokens.length} tokens, fewer than one window of ${body} (--seq ${o.seq}); use a longer text or a smaller --seq`);
@@ -60,6 +62,7 @@ export function calibrationWindows(tokens: ArrayLike<number>, o: WindowOptions):
 /** Data-free calibration: N windows sampled from the model at temperature 1 (top-p off), seeded. */
 export function generatedWindows(model: Model, o: WindowOptions): Int32Array[] {
   checkWindowOptions(o);
+  checkBos(o.bosId, "generated calibration windows");
   if (o.seq > model.config.seqLen) throw new QuantlabError("E_ARG", `--seq ${o.seq} is longer than the model's context ${model.config.seqLen}`);
   const llama = new Llama(model, { contextLength: o.seq });
   const out: Int32Array[] = [];

@@ -34,10 +34,16 @@ export function planWindows(nTokens: number, ctx: number, maxTokens?: number): E
 
 /** Inputs of a window: BOS, then the window's tokens but its last. (length) */
 export function windowInputs(tokens: ArrayLike<number>, w: EvalWindow, bosId: number): Int32Array {
+  checkBos(bosId, "evaluation windows");
   const x = new Int32Array(w.length);
   x[0] = bosId;
   for (let i = 1; i < w.length; i++) x[i] = tokens[w.start + i - 1]!;
   return x;
+}
+
+/** Windows open with BOS: a tokenizer without one (no bos_token, no bos_token_id, no known spelling) is named, not fed id −1. */
+export function checkBos(bosId: number, what: string): void {
+  if (!Number.isInteger(bosId) || bosId < 0) throw new QuantlabError("E_ARG", `${what} start with the BOS token, and the model's tokenizer has none (set "bos_token" in tokenizer_config.json or "bos_token_id" in config.json)`);
 }
 
 export function scoredTokens(windows: EvalWindow[]): number {

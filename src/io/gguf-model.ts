@@ -498,12 +498,12 @@ export function inferLlama3Scaling(c: ModelConfig, factors: Float32Array): RopeS
 // Writing
 
 /**
- * Stands for a fused file tensor in the writer's plan (its type and shape; no bytes until fuseWeights). Its
+ * The writer's plan for a fused file tensor: its type and shape, decided before any bytes (joinFusedParts joins them). Its
  * parts' rows are concatenated as they are stored: ggml blocks are per row and every part has the same row
  * length (dim), so the parts quantized one by one are byte for byte the fused tensor quantized at once. Parts
  * stored in different types cannot be one ggml tensor: that needs a re-encode (--type), else it is refused.
  */
-function fusedPlaceholder(parts: Weight[], ft: FusedFileTensor | undefined, reencoding: boolean, out: string): Weight {
+function planFusedTensor(parts: Weight[], ft: FusedFileTensor | undefined, reencoding: boolean, out: string): Weight {
   const types = parts.map((w, i) => currentGgmlType(w, ft?.parts[i]!.name ?? "fused"));
   const shapes = parts.map((w) => weightShape(w));
   const rows = shapes.reduce((a, s) => a + s[0]!, 0);
@@ -516,10 +516,10 @@ function fusedPlaceholder(parts: Weight[], ft: FusedFileTensor | undefined, reen
   return { kind: "ggml", type: same ? types[0]! : GgmlType.F32, shape: [rows, cols], data: new Uint8Array(0) };
 }
 
-/** The fused tensor's weight, its parts' stored rows one after another (see fusedPlaceholder). */
-function fuseWeights(parts: Weight[], placeholder: Weight, name: string): Weight {
-  const shape = weightShape(placeholder);
-  const type = (placeholder as { type: GgmlType }).type;
+/** The fused tensor's weight, its parts' stored rows one after another (see planFusedTensor). */
+function joinFusedParts(parts: Weight[], plan: Weight, name: string): Weight {
+  const shape = weightShape(plan);
+  const type = (plan as { type: GgmlType }).type;
   if (parts.every((w) => w.kind === "ggml" && w.type === type)) {
     const bytes = parts.map((w) => (w as { data: Uint8Array }).data);
     const data = new Uint8Array(bytes.reduce((a, b) => a + b.length, 0));
@@ -733,7 +733,7 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
     const parts = ft.parts.map((p) => weights.get(p.name)!);
     for (const p of ft.parts) weights.delete(p.name);
     fusedParts.set(ft.gguf, parts);
-    weights.set(ft.gguf, fusedPlaceholder(parts, ft, opts.type !== undefined || opts.typeFor !== undefined, name));
+    weights.set(ft.gguf, planFusedTensor(parts, ft, opts.type !== undefined || opts.typeFor !== undefined, name));
   }
   const names = canonicalOrder(c, weights.keys());
   const plan = names.map((n) => {
@@ -779,7 +779,7 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   for (const p of plan) {
     const parts = fusedParts.get(p.name);
     const partsLoaded = parts?.map((w) => isWeightLoaded(w));
-    if (parts) p.w = fuseWeights(parts, p.w, p.name);
+    if (parts) p.w = joinFusedParts(parts, p.w, p.name);
     // a lazy weight this writer brings in is let go again once written: converting streams the model
     const wasLoaded = isWeightLoaded(p.w);
     const maxAbs = opts.allowNonFinite ? undefined : checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);

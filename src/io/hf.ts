@@ -561,11 +561,14 @@ async function weightFiles(dir: DirSource): Promise<string[]> {
 }
 
 /** Loads tokenizer.json (+ tokenizer_config.json) when present. */
-export async function loadHfTokenizer(dir: DirSource, padTo = 0): Promise<HfTokenizer | undefined> {
+export async function loadHfTokenizer(dir: DirSource, padTo = 0, hfc?: Pick<HfConfigJson, "bos_token_id" | "eos_token_id">): Promise<HfTokenizer | undefined> {
   if (!(await dir.has("tokenizer.json"))) return undefined;
   const json = await readJson<TokenizerJson>(dir, "tokenizer.json");
   const cfg = (await dir.has("tokenizer_config.json")) ? await readJson<TokenizerConfigJson>(dir, "tokenizer_config.json") : {};
-  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo, { configName: `${dir.name}/tokenizer_config.json` });
+  // config.json's ids, where tokenizer_config.json names no token (an id list: its first, as SpecialVocab takes it)
+  const first = (v: number | number[] | null | undefined): number | undefined => (typeof v === "number" ? v : Array.isArray(v) && typeof v[0] === "number" ? v[0] : undefined);
+  const modelIds = { ...(first(hfc?.bos_token_id) !== undefined ? { bos: first(hfc?.bos_token_id)! } : {}), ...(first(hfc?.eos_token_id) !== undefined ? { eos: first(hfc?.eos_token_id)! } : {}) };
+  return new HfTokenizer(json, cfg, `${dir.name}/tokenizer.json`, padTo, { configName: `${dir.name}/tokenizer_config.json`, modelIds });
 }
 
 /**
@@ -640,7 +643,7 @@ export async function loadHfModel(dir: DirSource, opts: LoadHfOptions = {}): Pro
       }
     }
     await store.finishLoad(opts.progress ?? noProgress);
-    const tokenizer = await loadHfTokenizer(dir, config.vocabSize);
+    const tokenizer = await loadHfTokenizer(dir, config.vocabSize, hfc);
     if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
       throw new QuantlabError("E_FORMAT", `${dir.name}/tokenizer.json: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
     }

@@ -199,3 +199,43 @@ describe("padded vocabularies", () => {
     assert.deepEqual(back.tokenizer!.vocab().pieces, v.pieces);
   });
 });
+
+describe("BOS / EOS when tokenizer_config.json names none", () => {
+  // Qwen2/2.5 as the hub ships them: tokenizer_config.json has "bos_token": null, config.json "bos_token_id": 151643
+  // (<|endoftext|>); llama.cpp's converter (gguf-py SpecialVocab) then takes config.json's id. Before, quantlab
+  // guessed <|im_start|> from its list of spellings.
+  async function qwenLike(cfg: Record<string, unknown>, tokCfg: Record<string, unknown>) {
+    const { BlobDir } = await import("../../src/io/blob-source.js");
+    const { loadHfTokenizer } = await import("../../src/io/hf.js");
+    const pieces = byteLevelAlphabet();
+    pieces.push("<|endoftext|>", "<|im_start|>", "<|im_end|>");
+    const types = new Int32Array(pieces.length).fill(1); types[256] = 3; types[257] = 3; types[258] = 3;
+    const json = vocabToTokenizerJson({ model: "gpt2", pre: "qwen2", pieces, scores: new Float32Array(pieces.length), types, merges: [], bosId: -1, eosId: 258, addBos: false });
+    const dir = new BlobDir("qwen", [["tokenizer.json", new Blob([JSON.stringify(json)])], ["tokenizer_config.json", new Blob([JSON.stringify(tokCfg)])]]);
+    return loadHfTokenizer(dir, 0, cfg);
+  }
+  test("config.json's bos_token_id / eos_token_id (first of a list) decide, as in llama.cpp's converter", async () => {
+    const t = (await qwenLike({ bos_token_id: 256, eos_token_id: [258, 256] }, { bos_token: null, eos_token: null, add_bos_token: false }))!;
+    assert.equal(t.bosId, 256);
+    assert.equal(t.eosId, 258);
+    assert.equal(t.addBos, false);
+  });
+  test("tokenizer_config.json's named token wins over config.json; no ids anywhere falls back to the spellings", async () => {
+    const named = (await qwenLike({ bos_token_id: 256 }, { bos_token: "<|im_start|>", eos_token: "<|endoftext|>" }))!;
+    assert.equal(named.bosId, 257);
+    assert.equal(named.eosId, 256);
+    const none = (await qwenLike({}, { bos_token: null }))!;
+    assert.equal(none.bosId, 256); // <|endoftext|>: <|im_start|> opens a ChatML turn and is never guessed as BOS
+    const outOfRange = (await qwenLike({ bos_token_id: 99999 }, {}))!;
+    assert.equal(outOfRange.bosId, 256);
+  });
+});
+
+test("a tokenizer with no BOS at all: evaluation and calibration windows name it instead of feeding id −1", async () => {
+  const { windowInputs, planWindows } = await import("../../src/eval/windows.js");
+  const { calibrationWindows } = await import("../../src/algos/calib.js");
+  const tokens = Int32Array.from({ length: 40 }, (_, i) => i);
+  assert.throws(() => windowInputs(tokens, planWindows(40, 8)[0]!, -1), /evaluation windows start with the BOS token, and the model's tokenizer has none/);
+  assert.throws(() => calibrationWindows(tokens, { samples: 2, seq: 8, seed: 1, bosId: -1 }), /calibration windows start with the BOS token/);
+  assert.deepEqual([...windowInputs(tokens, planWindows(40, 8)[1]!, 3)], [3, 7, 8, 9, 10, 11, 12]);
+});

@@ -121,7 +121,7 @@ export class HfTokenizer implements Tokenizer {
    * `padTo`: the model's embedding rows when they outnumber the tokenizer's entries (HF vocab_size is often
    * rounded up); the extra ids become "[PAD<id>]" pieces of type UNUSED, as convert_hf_to_gguf.py names them.
    */
-  constructor(readonly json: TokenizerJson, readonly config: TokenizerConfigJson = {}, readonly name = "tokenizer.json", padTo = 0, opts: { maxVocab?: number; configName?: string } = {}) {
+  constructor(readonly json: TokenizerJson, readonly config: TokenizerConfigJson = {}, readonly name = "tokenizer.json", padTo = 0, opts: { maxVocab?: number; configName?: string; modelIds?: { bos?: number; eos?: number } } = {}) {
     // checked before the library sees it: ids it sizes arrays by, counts, component shapes (hf-validate.ts)
     validateTokenizerJson(json, name, opts.maxVocab ?? (padTo > 0 ? padTo : undefined));
     validateTokenizerConfig(config, opts.configName ?? `${name} (tokenizer_config)`);
@@ -142,8 +142,12 @@ export class HfTokenizer implements Tokenizer {
       for (const s of names) if (s !== undefined && vocab.has(s)) return vocab.get(s)!;
       return -1;
     };
-    this.bosId = find([tokContent(config.bos_token), "<|begin_of_text|>", "<s>", "<|im_start|>", "<|endoftext|>"]);
-    this.eosId = find([tokContent(config.eos_token), "<|end_of_text|>", "<|eot_id|>", "</s>", "<|im_end|>", "<|endoftext|>"]);
+    // tokenizer_config.json names the token; else config.json's bos_token_id / eos_token_id (llama.cpp's converter,
+    // gguf-py SpecialVocab, reads both in this order: Qwen2's bos_token is null and its config.json says 151643,
+    // <|endoftext|>); only then the common spellings
+    const byModel = (id: number | undefined): string[] => (id !== undefined && Number.isInteger(id) && id >= 0 && id < n && this.idToPiece[id] !== "" ? [this.idToPiece[id]!] : []);
+    this.bosId = find([tokContent(config.bos_token), ...byModel(opts.modelIds?.bos), "<|begin_of_text|>", "<s>", "<|endoftext|>"]); // never <|im_start|>: ChatML opens a turn with it, no model takes it as BOS
+    this.eosId = find([tokContent(config.eos_token), ...byModel(opts.modelIds?.eos), "<|end_of_text|>", "<|eot_id|>", "</s>", "<|im_end|>", "<|endoftext|>"]);
     this.addBos = config.add_bos_token ?? postProcessorAddsBos(json.post_processor, this.idToPiece[this.bosId]);
     this.probe();
   }
