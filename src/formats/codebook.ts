@@ -7,8 +7,8 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { FORMAT_IDS } from "./ids.js";
-import { LevelSet, nanError, stochasticRng } from "./round.js";
-import type { EncodeOptions, Format, FormatFamily } from "./types.js";
+import { LevelFormat } from "./round.js";
+import type { Format, FormatFamily } from "./types.js";
 
 /**
  * NF4 (4-bit NormalFloat) levels, QLoRA: Dettmers et al. 2023, "QLoRA: Efficient Finetuning of Quantized
@@ -23,60 +23,29 @@ export const NF4_LEVELS: readonly number[] = [
   0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ];
 
-/** Format over a sorted list of distinct finite levels; code i ↔ levels[i]. */
-export class CodebookFormat implements Format {
-  readonly blockSize = 1;
-  readonly bits: number;
-  readonly maxValue: number;
-  readonly minValue: number;
-  readonly minPositive: number;
-  readonly valueCount: number;
-  readonly hasInf = false;
-  readonly hasNaN = false;
-  readonly overflow = "saturate" as const;
+/** Format over a sorted list of distinct finite levels; code i ↔ levels[i] (a LevelFormat over codes 0..n−1). */
+export class CodebookFormat extends LevelFormat {
   readonly levels: Float64Array;
-  private readonly set: LevelSet;
 
-  constructor(
-    readonly id: number,
-    readonly name: string,
-    levels: ArrayLike<number>,
-    readonly description: string,
-    readonly family: FormatFamily = "codebook",
-  ) {
-    const lv = Float64Array.from(levels);
-    if (lv.length < 1 || lv.length > 65536) throw new QuantlabError("E_SPEC", `codebook ${name}: needs 1..65536 levels, got ${lv.length}`);
-    for (let i = 0; i < lv.length; i++) {
-      if (!Number.isFinite(lv[i]!)) throw new QuantlabError("E_VALUE", `codebook ${name}: level ${i} is ${lv[i]}`);
-      if (i > 0 && !(lv[i]! > lv[i - 1]!)) throw new QuantlabError("E_SPEC", `codebook ${name}: levels must be strictly increasing (level ${i} = ${lv[i]} after ${lv[i - 1]})`);
-    }
+  constructor(id: number, name: string, levels: ArrayLike<number>, description: string, family: FormatFamily = "codebook") {
+    const lv = checkedLevels(name, levels);
+    super(id, name, family, lv.length <= 1 ? 0 : Math.ceil(Math.log2(lv.length)), Array.from(lv, (v, i) => [i, v] as const), description);
     this.levels = lv;
-    this.bits = lv.length <= 1 ? 0 : Math.ceil(Math.log2(lv.length));
-    this.maxValue = Math.max(Math.abs(lv[0]!), Math.abs(lv[lv.length - 1]!));
-    this.minValue = lv[0]!;
-    let mp = Infinity;
-    for (const v of lv) if (v > 0 && v < mp) mp = v;
-    this.minPositive = mp === Infinity ? 0 : mp;
-    this.valueCount = lv.length;
-    this.set = new LevelSet(name, Array.from(lv, (v, i) => [i, v] as const));
   }
 
-  decode(code: number): number {
-    return Number.isInteger(code) && code >= 0 && code < this.levels.length ? this.levels[code]! : NaN;
-  }
-
-  encode(x: number, opts?: EncodeOptions): number {
-    if (Number.isNaN(x)) throw nanError(this.name);
-    return this.set.encode(x, stochasticRng(opts, this.name));
-  }
-
-  nearestTable(): LevelSet {
-    return this.set;
-  }
-
-  values(): Float64Array {
+  override values(): Float64Array {
     return this.levels;
   }
+}
+
+function checkedLevels(name: string, levels: ArrayLike<number>): Float64Array {
+  const lv = Float64Array.from(levels);
+  if (lv.length < 1 || lv.length > 65536) throw new QuantlabError("E_SPEC", `codebook ${name}: needs 1..65536 levels, got ${lv.length}`);
+  for (let i = 0; i < lv.length; i++) {
+    if (!Number.isFinite(lv[i]!)) throw new QuantlabError("E_VALUE", `codebook ${name}: level ${i} is ${lv[i]}`);
+    if (i > 0 && !(lv[i]! > lv[i - 1]!)) throw new QuantlabError("E_SPEC", `codebook ${name}: levels must be strictly increasing (level ${i} = ${lv[i]} after ${lv[i - 1]})`);
+  }
+  return lv;
 }
 
 /**
