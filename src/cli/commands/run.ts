@@ -10,7 +10,7 @@ import type { Command } from "commander";
 import { QuantlabError } from "../../core/errors.js";
 import { defaultModelPath } from "../../io/node/data.js";
 import { modelChatInfo, resolveSampling, type ResolvedSampling } from "../../io/hf-generation.js";
-import { Llama } from "../../model/llama.js";
+import { Llama, ropeFactorSet } from "../../model/llama.js";
 import { generate } from "../../model/generate.js";
 import { ChatSession, encodeChatText, endOfTurnTokens, renderChat, type ChatMessage, type ChatTurnResult } from "../../model/chat.js";
 import type { Tokenizer } from "../../model/tokenizer.js";
@@ -64,9 +64,12 @@ export function register(program: Command): void {
       for (const w of sampling.warnings) process.stderr.write(`quantlab: warning: ${w}\n`);
       await backendReady(backend);
       const samplingJson = { temperature: sampling.temperature, topP: sampling.topP, topK: sampling.topK, seed: o.seed, sources: sampling.sources, ...(chatInfo.generation ? { generationConfig: chatInfo.generation.file } : {}) };
+      // LongRoPE's factor set follows the context asked for (--ctx), else the model's own — as llama.cpp picks it
+      // from n_ctx — never the smaller KV cache a run allocates for what it can reach (the lab does the same)
+      const ropeFactors = ropeFactorSet(model.config, o.ctx ?? model.config.seqLen);
       if (o.chat) {
         try {
-          await chat(path, tokenizer, chatInfo.template!, endOfTurnTokens(tokenizer, chatInfo.template!.text, chatInfo.stopIds), sampling, o, () => new Llama(model, { contextLength: o.ctx ?? Math.min(model.config.seqLen, CHAT_DEFAULT_CTX), backend, ...kvOpt }), samplingJson, backend.name);
+          await chat(path, tokenizer, chatInfo.template!, endOfTurnTokens(tokenizer, chatInfo.template!.text, chatInfo.stopIds), sampling, o, () => new Llama(model, { contextLength: o.ctx ?? Math.min(model.config.seqLen, CHAT_DEFAULT_CTX), ropeFactors, backend, ...kvOpt }), samplingJson, backend.name);
         } finally {
           backend.dispose?.();
         }
@@ -75,7 +78,7 @@ export function register(program: Command): void {
       // the KV cache holds what the run can reach (run.c clamps --tokens to seq_len): a file declaring a
       // context of millions of positions costs nothing unless asked for
       const contextLength = o.ctx ?? (o.tokens > 0 ? Math.min(model.config.seqLen, o.tokens) : undefined);
-      const llama = new Llama(model, { contextLength, backend, ...kvOpt });
+      const llama = new Llama(model, { contextLength, ropeFactors, backend, ...kvOpt });
       const streaming = !o.json;
       // `quantlab run | head`: a closed pipe ends the run quietly, as a C program killed by SIGPIPE (main.ts)
       let r;

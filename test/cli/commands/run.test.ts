@@ -77,3 +77,25 @@ describe("quantlab run", () => {
     });
   });
 });
+
+test("LongRoPE (Phi-3): the factor set follows --ctx, else the model's context, never the KV cache --tokens sizes", async () => {
+  const { saveHfDir } = await import("../../../src/io/node/hf-file.js");
+  const { randomWeights, tinyTokenizer, TINY_VOCAB } = await import("../../helpers/tiny-arch.js");
+  const cfg: import("../../../src/model/config.js").ModelConfig = {
+    arch: "phi3", dim: 64, hiddenDim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: TINY_VOCAB, seqLen: 128, ropeTheta: 10000, normEps: 1e-6,
+    tiedEmbeddings: false, rotaryDim: 12, longRope: { shortFactor: [1, 1.2, 1.5, 2, 3, 4], longFactor: [1, 4, 9, 16, 25, 36], originalMaxPositionEmbeddings: 32, attentionFactor: 1 }, name: "tiny-phi",
+  };
+  const dir = join(mkdtempSync(join(tmpdir(), "ql-run-phi-")), "m");
+  const weights = randomWeights(cfg, 5, 0.3);
+  // sharp attention, so where keys sit (RoPE) decides the text
+  for (const [n, w] of weights) if (/attn_(q|k)\.weight$/.test(n) && w.kind === "dense") { const d = w.tensor.data as Float32Array; for (let i = 0; i < d.length; i++) d[i] = d[i]! * 6; }
+  await saveHfDir({ config: cfg, weights, tokenizer: tinyTokenizer(), source: { path: "memory", format: "memory" } }, dir);
+  const text = (...extra: string[]) => {
+    const r = quantlab("run", dir, "--prompt", "The theater was in the west", "--tokens", "24", "--temperature", "0", "--json", ...extra);
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout).tokenIds as number[]).join(" ");
+  };
+  const byDefault = text(), long = text("--ctx", "128"), short = text("--ctx", "32");
+  assert.equal(byDefault, long, "a 24-token run of a 128-position model rotates with the long factors (context 128 > 32)");
+  assert.notEqual(short, long, "the factor sets differ on this model, so the comparison means something");
+});

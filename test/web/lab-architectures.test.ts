@@ -1,0 +1,121 @@
+// Every architecture in the browser lab (Debian's Chromium, `quantlab lab`, not isolated: one kernel thread): a
+// tiny Hugging Face folder of each (Llama with a sliding window, Qwen2, Qwen3, Granite, Phi-3 with partial rotary
+// and LongRoPE, Gemma 2, Gemma 3, OLMo 2) picked through the folder picker, quantized in the page's worker as
+// int4:g32:asym and Q4_K_M. The page's greedy text — the float model and both results — equals `quantlab run`'s on the
+// folder and on the CLI's files, and both downloads are byte for byte `quantlab quantize`'s files.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ModelConfig } from "../../src/model/config.js";
+import { saveHfDir } from "../../src/io/node/hf-file.js";
+import { TINY_VOCAB as VOCAB, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
+import { openBrowser, startLab, type BrowserSession } from "../helpers/browser.js";
+import { quantlab } from "../cli/helpers-cli.js";
+
+const base = { dim: 64, hiddenDim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: VOCAB, seqLen: 128, ropeTheta: 10000, normEps: 1e-6, tiedEmbeddings: false } as const;
+const CASES: ModelConfig[] = [
+  { ...base, arch: "llama", slidingWindow: 8, name: "tiny-swa" },
+  { ...base, arch: "qwen2", name: "tiny-qwen2" },
+  { ...base, arch: "qwen3", headDim: 32, name: "tiny-qwen3" },
+  { ...base, arch: "granite", nKvHeads: 1, multipliers: { embedding: 12, residual: 0.22, attention: 0.0625, logits: 5 }, name: "tiny-granite" },
+  { ...base, arch: "phi3", rotaryDim: 12, longRope: { shortFactor: [1, 1.2, 1.5, 2, 3, 4], longFactor: [1, 1.5, 2, 3, 5, 8], originalMaxPositionEmbeddings: 32, attentionFactor: 1.2 }, name: "tiny-phi" },
+  { ...base, arch: "gemma2", headDim: 24, slidingWindow: 8, slidingLayers: [true, false], attnSoftcap: 20, finalSoftcap: 30, tiedEmbeddings: true, name: "tiny-gemma2" },
+  { ...base, arch: "gemma3", nKvHeads: 1, slidingWindow: 8, slidingLayers: [true, false], ropeThetaLocal: 10000, ropeTheta: 1000000, tiedEmbeddings: true, name: "tiny-gemma3" },
+  { ...base, arch: "olmo2", name: "tiny-olmo2" },
+];
+const PROMPT = "The theater was in the west";
+const STEPS = 24;
+const EVAL = "The theater was in the west, then the rooms were there as the wind was in the trees. ".repeat(4);
+const DIR = mkdtempSync(join(tmpdir(), "quantlab-weblab-arch-"));
+after(() => rmSync(DIR, { recursive: true, force: true }));
+
+function cli(...args: string[]): string {
+  const r = quantlab(...args);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+const run = (m: string) => JSON.parse(cli("run", m, "--prompt", PROMPT, "--tokens", String(STEPS), "--temperature", "0", "--json")).text as string;
+
+interface Ref { dir: string; float: string; int4: string; int4Text: string; q4: string; q4Text: string }
+const refs = new Map<string, Ref>();
+before(async () => {
+  for (const [i, cfg] of CASES.entries()) {
+    const dir = join(DIR, `${cfg.name}`);
+    await saveHfDir({ config: cfg, weights: randomWeights(cfg, 11 + i, cfg.arch.startsWith("gemma") ? 0.03 : 0.3), tokenizer: tinyTokenizer(), source: { path: "memory", format: "memory" } }, dir);
+    const int4 = join(DIR, `${cfg.name}-int4.safetensors`), q4 = join(DIR, `${cfg.name}-q4km.gguf`);
+    cli("quantize", dir, "--spec", "int4:g32:asym", "-o", int4);
+    cli("quantize", dir, "--type", "Q4_K_M", "-o", q4);
+    refs.set(cfg.name!, { dir, float: run(dir), int4, int4Text: run(int4), q4, q4Text: run(q4) });
+  }
+  // untied heads (but Gemma's, which llama.cpp's gemma2 requires tied): a tied random table makes greedy decoding
+  // repeat the last token; the comparisons mean something: every model writes its own text, and quantization changes some of it
+  const floats = [...refs.values()].map((r) => r.float);
+  assert.equal(new Set(floats).size, CASES.length, `each architecture's greedy text differs: ${JSON.stringify(floats)}`);
+  for (const r of refs.values()) assert.ok(r.float.length > PROMPT.length, `${r.dir}: generated text`);
+  assert.ok([...refs.values()].some((r) => r.int4Text !== r.float || r.q4Text !== r.float), "a quantized model's text differs from its float model's");
+});
+
+async function quantizeIn(page: BrowserSession["page"], kind: "spec" | "preset", n: number): Promise<void> {
+  await page.selectOption("#target-kind", kind);
+  if (kind === "spec") await page.fill("#spec", "int4:g32:asym");
+  else await page.selectOption("#preset", "Q4_K_M");
+  await page.click("#quantize");
+  await page.waitForFunction((k) => document.querySelectorAll("#results tbody tr").length >= k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, n, { timeout: 60000 });
+  assert.equal(await page.locator("#quantize-error").isHidden(), true, `quantize failed in the page: ${await page.locator("#quantize-error").textContent()}`);
+}
+
+async function generateIn(page: BrowserSession["page"], which: string): Promise<{ float: string; quant: string }> {
+  const before = Number((await page.getAttribute("body", "data-generated")) ?? "0");
+  await page.selectOption("#gen-result", { label: which });
+  await page.click("#generate");
+  await page.waitForFunction((k) => Number(document.body.dataset.generated ?? "0") > k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, before, { timeout: 60000 });
+  assert.equal(await page.locator("#quantize-error").isHidden(), true, `generate failed in the page: ${await page.locator("#quantize-error").textContent()}`);
+  return { float: (await page.textContent("#gen-float"))!, quant: (await page.textContent("#gen-quant"))! };
+}
+
+async function download(page: BrowserSession["page"], row: number): Promise<Uint8Array> {
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.click(`#results tbody tr:nth-child(${row}) a.download`)]);
+  const path = join(DIR, `dl-${row}-${Date.now()}`);
+  await dl.saveAs(path);
+  return new Uint8Array(readFileSync(path));
+}
+
+describe("the browser lab on every architecture (HF folders picked in the page)", () => {
+  test("load, quantize int4:g32:asym and Q4_K_M, generate, download: the CLI's text and bytes", async () => {
+    const lab = await startLab(["--no-isolation"]);
+    const b = await openBrowser({ downloads: true });
+    try {
+      const { page } = b;
+      await page.goto(lab.url);
+      await page.waitForSelector("body[data-ready]", { timeout: 30000 });
+      for (const cfg of CASES) {
+        const ref = refs.get(cfg.name!)!;
+        const info = (async () => (await page.textContent("#model-info"))!);
+        await page.setInputFiles("#model-dir", ref.dir);
+        await page.waitForFunction((n) => document.querySelector("#model-info")!.textContent!.startsWith(`${n} (hf)`) || /Cannot/.test(document.querySelector("#model-info")!.textContent!), cfg.name!, { timeout: 30000 });
+        assert.match(await info(), new RegExp(`^${cfg.name} \\(hf\\): .* ${cfg.nLayers} layers, dim ${cfg.dim}`), `${cfg.arch}: model info`);
+        assert.equal(await page.locator("#results tbody tr").count(), 0, "a new model starts with no results");
+        await page.fill("#eval", EVAL);
+        await quantizeIn(page, "spec", 1);
+        await quantizeIn(page, "preset", 2);
+        await page.fill("#prompt", PROMPT);
+        await page.fill("#steps", String(STEPS));
+        const g1 = await generateIn(page, "int4:g32:asym (rtn)");
+        assert.equal(g1.float, ref.float, `${cfg.arch}: the float model's greedy text`);
+        assert.equal(g1.quant, ref.int4Text, `${cfg.arch}: int4:g32:asym's greedy text`);
+        const g2 = await generateIn(page, "Q4_K_M (rtn)");
+        assert.equal(g2.quant, ref.q4Text, `${cfg.arch}: Q4_K_M's greedy text`);
+        assert.deepEqual(await download(page, 1), new Uint8Array(readFileSync(ref.int4)), `${cfg.arch}: int4 safetensors differs from quantlab quantize`);
+        assert.deepEqual(await download(page, 2), new Uint8Array(readFileSync(ref.q4)), `${cfg.arch}: Q4_K_M GGUF differs from quantlab quantize`);
+      }
+      assert.deepEqual(b.errors, []);
+      const outside = b.requests.filter((u) => !u.startsWith(lab.url) && !u.startsWith("blob:") && !u.startsWith("data:"));
+      assert.deepEqual(outside, [], "requests beyond the lab's server");
+    } finally {
+      await b.close();
+      await lab.stop();
+    }
+  });
+});
