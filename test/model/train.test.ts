@@ -108,6 +108,15 @@ describe("training pass on every trained architecture trait", () => {
     ["qwen3 (per-head q/k norms, headDim 6 ≠ dim/heads)", { arch: "qwen3", headDim: 6 }],
     ["granite (four multipliers)", { arch: "granite", multipliers: { embedding: 3, residual: 0.5, attention: 0.3, logits: 2.5 } }],
     ["llama with a sliding window of 3", { slidingWindow: 3 }],
+    // Phi-3: partial rotary (4 of 8 values per head) with LongRoPE: the long factors (seqLen 8 > 4) and the short ones
+    ["phi3 (partial rotary, LongRoPE long factors, attention factor)", { arch: "phi3", headDim: 8, rotaryDim: 4, longRope: { shortFactor: [1.1, 1.7], longFactor: [1.5, 3.2], originalMaxPositionEmbeddings: 4, attentionFactor: 1.19 } }],
+    ["phi3 (LongRoPE short factors)", { arch: "phi3", headDim: 8, rotaryDim: 4, longRope: { shortFactor: [1.1, 1.7], longFactor: [1.5, 3.2], originalMaxPositionEmbeddings: 16, attentionFactor: 1.19 } }],
+    // Gemma 2: sandwich (1 + w) norms, GeGLU, √dim embeddings, query scale, both soft-caps, a window on alternate layers
+    ["gemma2 (sandwich norms, GeGLU, √dim, query scale, soft-caps, alternating window)", { arch: "gemma2", headDim: 8, attnScale: 0.3, attnSoftcap: 2.5, finalSoftcap: 3, slidingWindow: 3, slidingLayers: [true, false] }],
+    // Gemma 3: per-head q/k norms, local RoPE base on the sliding layer, linear RoPE scaling on the global one
+    ["gemma3 (per-head q/k norms, local RoPE base, linear scaling, query scale)", { arch: "gemma3", headDim: 8, attnScale: 0.25, slidingWindow: 3, slidingLayers: [true, false], ropeThetaLocal: 10, ropeLinearFactor: 4 }],
+    // OLMo 2: norms after each branch only, q/k norms over the whole projection
+    ["olmo2 (post-branch norms, whole-projection q/k norms)", { arch: "olmo2" }],
   ];
   for (const [label, over] of CASES) {
     test(`${label}: logits equal the inference pass; gradients equal central finite differences`, () => {
@@ -134,7 +143,7 @@ describe("training pass on every trained architecture trait", () => {
       tr.backward(w, d, grads);
       const h = 1e-5;
       const traitTensors = [...w.keys()].filter((n) => /bias|_norm\.weight$/.test(n) && !/attn_norm|ffn_norm/.test(n));
-      if (over.arch === "qwen2" || over.arch === "qwen3") assert.ok(traitTensors.length > 0, "the trait tensors are trained");
+      if (over.arch && over.arch !== "granite" && over.arch !== "phi3") assert.ok(traitTensors.length > 0, "the trait tensors are trained");
       let checked = 0;
       for (const [name, p] of w) {
         const picks = p.length <= 24 ? [...p.keys()] : Array.from({ length: 5 }, () => rng.int(p.length));
@@ -157,7 +166,7 @@ describe("training pass on every trained architecture trait", () => {
 
   test("a trait or config field without a backward is refused by name", () => {
     const c = config({ dim: 16, hiddenDim: 12, nLayers: 1, nHeads: 4, nKvHeads: 2, vocabSize: 19, seqLen: 8 });
-    assert.throws(() => new LlamaTrainer({ ...c, ...({ attnSoftcap: 50 } as object) } as ModelConfig, 1, 4), /QAT: the model's config field attnSoftcap is not in the training pass yet/);
+    assert.throws(() => new LlamaTrainer({ ...c, ...({ ropeYarn: 4 } as object) } as ModelConfig, 1, 4), /QAT: the model's config field ropeYarn is not in the training pass yet/);
     assert.throws(() => new LlamaTrainer({ ...c, arch: "gemma9" as "llama" }, 1, 4), /QAT: unknown architecture "gemma9"/);
   });
 });
