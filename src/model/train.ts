@@ -98,6 +98,17 @@ export interface TrainerOptions {
   ropeFactors?: RopeFactorSet;
 }
 
+/**
+ * Refuses, by name, a trait of `traits` that differs from Llama's and has no backward here (a trait added to
+ * ARCH_TRAITS later is refused until the training pass learns it).
+ */
+export function checkTrainedTraits(arch: string, traits: ArchTraits): void {
+  const base = ARCH_TRAITS.llama as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(traits)) {
+    if (!TRAINED_TRAITS.has(k) && JSON.stringify(v) !== JSON.stringify(base[k])) throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${arch}": its ${k} (${JSON.stringify(v)}) has no backward in the training pass yet; quantize it with a post-training method`);
+  }
+}
+
 export class LlamaTrainer {
   readonly config: ModelConfig;
   readonly traits: ArchTraits;
@@ -145,10 +156,7 @@ export class LlamaTrainer {
     // trained as a different model
     if (!isArchitecture(config.arch)) throw new QuantlabError("E_UNSUPPORTED", `QAT: unknown architecture "${String(config.arch)}"`);
     const traits = ARCH_TRAITS[config.arch];
-    const base = ARCH_TRAITS.llama as unknown as Record<string, unknown>;
-    for (const [k, v] of Object.entries(traits)) {
-      if (!TRAINED_TRAITS.has(k) && JSON.stringify(v) !== JSON.stringify(base[k])) throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its ${k} (${JSON.stringify(v)}) has no backward in the training pass yet; quantize it with a post-training method`);
-    }
+    checkTrainedTraits(config.arch, traits);
     for (const [k, v] of Object.entries(config)) {
       if (v !== undefined && !TRAINED_CONFIG.has(k)) throw new QuantlabError("E_UNSUPPORTED", `QAT: the model's config field ${k} is not in the training pass yet; quantize it with a post-training method`);
     }
