@@ -5,9 +5,13 @@
  * fround(√headDim)) → output projection → residual; RMSNorm → SwiGLU → residual] → RMSNorm →
  * classifier (the token embedding when tied).
  *
- * The architecture traits (config.ts ARCH_TRAITS) the block has a backward for: q/k/v biases (Qwen2), per-head
- * q/k RMSNorm before RoPE (Qwen3), NeoX RoPE pairs, Granite's four multipliers, and a sliding window
- * (Mistral). Any other trait or config field is refused by name.
+ * The architecture traits (config.ts ARCH_TRAITS) the block has a backward for: q/k/v biases (Qwen2), q/k
+ * RMSNorm before RoPE per head (Qwen3, Gemma 3) or over the whole projection (OLMo 2), NeoX RoPE pairs, partial
+ * rotary and LongRoPE (Phi-3: fixed per-pair factors, the attention factor on cos and sin), Granite's four
+ * multipliers, sliding windows (Mistral; per layer with a local RoPE base and linear scaling elsewhere: Gemma 3),
+ * sandwich and post-branch norms (Gemma, OLMo 2; (1 + w) weights are held as 1 + w, so the gradient is the
+ * stored weight's), GeGLU with tanh GELU, embeddings × √dim, the query scale, attention and final-logit soft-caps.
+ * Any other trait or config field is refused by name.
  *
  * Everything is float64 (parameters, activations, gradients), so finite differences check the
  * gradients to many digits, and the logits agree with the f32 inference pass to ~1e-5. A batch is
@@ -19,8 +23,8 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, expectedShapes, isArchitecture, type ArchTraits, type ModelConfig } from "./config.js";
-import { ropeInvFreq, ROPE_FREQS } from "./llama.js";
+import { ARCH_TRAITS, TensorNames, expectedShapes, isArchitecture, layerWindow, rotaryDimOf, type ArchTraits, type ModelConfig } from "./config.js";
+import { ropeFactorSet, ropeInvFreq, ropeSetsOf, ROPE_FREQS, type RopeFactorSet } from "./llama.js";
 import type { Model } from "./weights.js";
 import type { Weight } from "../core/weight.js";
 
@@ -48,28 +52,62 @@ export function zerosLike(p: ParamMap): ParamMap {
 interface LayerActs {
   xIn: Float64Array; // (N, dim) residual entering the block
   rA: Float64Array; // (N) 1/rms of xIn
-  xnA: Float64Array; // (N, dim) attention-norm output
+  xnA: Float64Array; // (N, dim) attention-norm output (a copy of xIn when the block has no pre-branch norm)
   q: Float64Array; // (N, qDim) after RoPE
   k: Float64Array; // (N, kvDim) after RoPE
   qPre?: Float64Array; // (N, qDim) projection (+ bias) before the q norm (qkNorm)
   kPre?: Float64Array; // (N, kvDim)
-  rQ?: Float64Array; // (N·nHeads) 1/rms of each q head
+  rQ?: Float64Array; // (N·nHeads) 1/rms of each q head (N rows only for a whole-projection norm)
   rK?: Float64Array; // (N·nKvHeads)
   v: Float64Array; // (N, kvDim)
   p: Float64Array; // (nSeq, nHeads, T, T) attention probabilities (row i: keys 0..i)
   ao: Float64Array; // (N, qDim) attention output (input of wo)
+  oA?: Float64Array; // (N, dim) wo·ao before the post-attention norm (norms "sandwich" / "post")
+  rPA?: Float64Array; // (N) 1/rms of oA
   xMid: Float64Array; // (N, dim) residual after attention
   rF: Float64Array; // (N) 1/rms of xMid
   xnF: Float64Array; // (N, dim) ffn-norm output
   g: Float64Array; // (N, hidden) gate pre-activation (w1·x)
   u: Float64Array; // (N, hidden) up projection (w3·x)
-  h: Float64Array; // (N, hidden) silu(g) ⊙ u (input of w2)
+  h: Float64Array; // (N, hidden) act(g) ⊙ u (input of w2)
+  oF?: Float64Array; // (N, dim) w2·h before the post-FFN norm
+  rPF?: Float64Array; // (N) 1/rms of oF
 }
 
-/** Traits the trainer runs forward and backward; the others must equal Llama's. */
-const TRAINED_TRAITS: ReadonlySet<string> = new Set(["qkvBias", "qkNorm", "rope", "multipliers"]);
+/** one RoPE frequency set's tables over the training positions (Gemma 3: a local and a global set) */
+interface RopeTables {
+  cos: Float64Array; // (T, rotaryDim/2)
+  sin: Float64Array; // (T, rotaryDim/2)
+}
+
+/**
+ * Traits the trainer runs forward and backward; the others must equal Llama's. normOffset: the (1 + w) weight is
+ * held as 1 + w (config.ts), a plain RMSNorm weight here; fusedProjections and phi3Rope only say how files lay
+ * out the tensors and RoPE parameters (the Model holds the canonical ones).
+ */
+const TRAINED_TRAITS: ReadonlySet<string> = new Set(["qkvBias", "qkNorm", "rope", "multipliers", "norms", "normOffset", "activation", "embedScaleSqrtDim", "fusedProjections", "phi3Rope"]);
 /** ModelConfig fields the trainer honours. */
-const TRAINED_CONFIG: ReadonlySet<string> = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "ropeScaling", "multipliers", "slidingWindow", "name"]);
+const TRAINED_CONFIG: ReadonlySet<string> = new Set([
+  "arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "ropeScaling", "multipliers",
+  "slidingWindow", "slidingLayers", "ropeThetaLocal", "ropeLinearFactor", "attnScale", "attnSoftcap", "finalSoftcap", "rotaryDim", "longRope", "name",
+]);
+
+/** LlamaTrainer options */
+export interface TrainerOptions {
+  /** LongRoPE models: the factor set to rotate with (default: that of a context of config.seqLen, as Llama's default) */
+  ropeFactors?: RopeFactorSet;
+}
+
+/**
+ * Refuses, by name, a trait of `traits` that differs from Llama's and has no backward here (a trait added to
+ * ARCH_TRAITS later is refused until the training pass learns it).
+ */
+export function checkTrainedTraits(arch: string, traits: ArchTraits): void {
+  const base = ARCH_TRAITS.llama as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(traits)) {
+    if (!TRAINED_TRAITS.has(k) && JSON.stringify(v) !== JSON.stringify(base[k])) throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${arch}": its ${k} (${JSON.stringify(v)}) has no backward in the training pass yet; quantize it with a post-training method`);
+  }
+}
 
 export class LlamaTrainer {
   readonly config: ModelConfig;
@@ -79,9 +117,12 @@ export class LlamaTrainer {
   readonly N: number;
   private readonly qDim: number;
   private readonly kvDim: number;
-  private readonly cos: Float64Array; // (T, headDim/2)
-  private readonly sin: Float64Array; // (T, headDim/2)
+  private readonly ropeSets: RopeTables[];
+  private readonly ropeOfLayer: number[]; // (nLayers) index into ropeSets
+  private readonly rotDim: number; // values of each head RoPE rotates
   private readonly scale: number;
+  private readonly embScale: number; // token embeddings × this (Granite's multiplier, Gemma's √dim)
+  private capT?: Float64Array; // (N, vocab) tanh(raw logit / cap) of the final soft-cap
   private readonly acts: LayerActs[];
   private readonly inputs: Int32Array; // (N)
   private readonly xFinal: Float64Array; // (N, dim)
@@ -104,22 +145,18 @@ export class LlamaTrainer {
   private dBranch?: Float64Array;
   private dqPre?: Float64Array;
   private dkPre?: Float64Array;
+  private dPost?: Float64Array; // (N, dim) gradient of a branch output before its post norm
 
   /**
    * `ropeFreqs`: llama.cpp's per-pair RoPE divisors when the model carries them (rope_freqs.weight,
    * `modelRopeFreqs`); pass the model's so the angles match `Llama`'s.
    */
-  constructor(config: ModelConfig, nSeq: number, T: number, ropeFreqs?: Weight) {
+  constructor(config: ModelConfig, nSeq: number, T: number, ropeFreqs?: Weight, opts: TrainerOptions = {}) {
     // what the block does beyond Llama's must have a backward here: anything else is refused by name, never
     // trained as a different model
     if (!isArchitecture(config.arch)) throw new QuantlabError("E_UNSUPPORTED", `QAT: unknown architecture "${String(config.arch)}"`);
     const traits = ARCH_TRAITS[config.arch];
-    const base = ARCH_TRAITS.llama as unknown as Record<string, unknown>;
-    for (const [k, v] of Object.entries(traits)) {
-      if (!TRAINED_TRAITS.has(k) && JSON.stringify(v) !== JSON.stringify(base[k])) throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its ${k} (${JSON.stringify(v)}) has no backward in the training pass yet; quantize it with a post-training method`);
-    }
-    // the q/k norm backward is Qwen3's, per head; OLMo 2's whole-projection norm has none
-    if (traits.qkNorm === "projection") throw new QuantlabError("E_UNSUPPORTED", `QAT: architecture "${config.arch}": its qkNorm ("projection") has no backward in the training pass yet; quantize it with a post-training method`);
+    checkTrainedTraits(config.arch, traits);
     for (const [k, v] of Object.entries(config)) {
       if (v !== undefined && !TRAINED_CONFIG.has(k)) throw new QuantlabError("E_UNSUPPORTED", `QAT: the model's config field ${k} is not in the training pass yet; quantize it with a post-training method`);
     }
@@ -134,19 +171,29 @@ export class LlamaTrainer {
     const N = (this.N = nSeq * T);
     this.qDim = c.nHeads * c.headDim;
     this.kvDim = c.nKvHeads * c.headDim;
-    const half = c.headDim / 2;
-    const inv = ropeInvFreq(c, ropeFreqs);
-    this.cos = new Float64Array(T * half);
-    this.sin = new Float64Array(T * half);
-    for (let pos = 0; pos < T; pos++) {
-      for (let j = 0; j < half; j++) {
-        // as Llama.ropeTables: f32 angle, cos/sin stored in f32 tables
-        const val = Math.fround(pos * inv[j]!);
-        this.cos[pos * half + j] = Math.fround(Math.cos(val));
-        this.sin[pos * half + j] = Math.fround(Math.sin(val));
+    this.rotDim = rotaryDimOf(c);
+    const half = this.rotDim / 2;
+    // LongRoPE's attention factor scales cos and sin (as Llama.ropeTables): the rotation's transpose is still the
+    // rotation by −angle at the same scale, which is what the backward applies
+    const ropeScale = c.longRope?.attentionFactor ?? 1;
+    const factorSet = opts.ropeFactors ?? ropeFactorSet(c, c.seqLen);
+    const sets = ropeSetsOf(c);
+    this.ropeOfLayer = sets.ofLayer;
+    this.ropeSets = sets.params.map((r) => {
+      const inv = ropeInvFreq(c, ropeFreqs, factorSet, r.theta, r.linear);
+      const t: RopeTables = { cos: new Float64Array(T * half), sin: new Float64Array(T * half) };
+      for (let pos = 0; pos < T; pos++) {
+        for (let j = 0; j < half; j++) {
+          // as Llama.ropeTables: f32 angle, cos/sin (× the attention factor) stored in f32 tables
+          const val = Math.fround(pos * inv[j]!);
+          t.cos[pos * half + j] = Math.fround(Math.cos(val) * ropeScale);
+          t.sin[pos * half + j] = Math.fround(Math.sin(val) * ropeScale);
+        }
       }
-    }
+      return t;
+    });
     this.scale = Math.fround(Math.sqrt(c.headDim)); // run.c: score /= sqrtf(head_size)
+    this.embScale = (c.multipliers ? c.multipliers.embedding : 1) * (traits.embedScaleSqrtDim ? Math.fround(Math.sqrt(c.dim)) : 1);
     const { dim, hiddenDim: H, nHeads } = c;
     const f = (n: number) => new Float64Array(n);
     this.acts = [];
@@ -156,6 +203,7 @@ export class LlamaTrainer {
         p: f(nSeq * nHeads * T * T), ao: f(N * this.qDim), xMid: f(N * dim), rF: f(N), xnF: f(N * dim),
         g: f(N * H), u: f(N * H), h: f(N * H),
         ...(traits.qkNorm ? { qPre: f(N * this.qDim), kPre: f(N * this.kvDim), rQ: f(N * nHeads), rK: f(N * c.nKvHeads) } : {}),
+        ...(traits.norms !== "pre" ? { oA: f(N * dim), rPA: f(N), oF: f(N * dim), rPF: f(N) } : {}),
       });
     }
     this.inputs = new Int32Array(N);
@@ -178,7 +226,7 @@ export class LlamaTrainer {
   /** Logits (N, vocab) of `inputs` (nSeq × T token ids, row-major); activations kept for backward. A view. */
   forward(w: ParamMap, inputs: ArrayLike<number>): Float64Array {
     const c = this.config;
-    const { N, T, nSeq, qDim, kvDim } = this;
+    const { N, T, nSeq, qDim, kvDim, rotDim } = this;
     const { dim, hiddenDim: H, nHeads, headDim: hd, vocabSize: V } = c;
     if (inputs.length !== N) throw new QuantlabError("E_ARG", `trainer: ${inputs.length} input ids, expected ${nSeq} × ${T}`);
     const emb = get(w, TensorNames.tokenEmbd);
@@ -190,15 +238,18 @@ export class LlamaTrainer {
       this.inputs[n] = t;
       x.set(emb.subarray(t * dim, (t + 1) * dim), n * dim);
     }
-    if (mul) for (let j = 0; j < N * dim; j++) x[j] *= mul.embedding;
+    if (this.embScale !== 1) for (let j = 0; j < N * dim; j++) x[j] *= this.embScale;
     const kvMul = nHeads / c.nKvHeads;
     const tr = this.traits;
     const rope = tr.rope === "neox" ? ropeNeoxDir : ropeDir;
     const resid = mul ? mul.residual : 1;
-    const W = c.slidingWindow;
+    const sS = this.scoreScale();
+    const cap = c.attnSoftcap;
+    const eps = c.normEps;
     for (let l = 0; l < c.nLayers; l++) {
       const A = this.acts[l]!;
-      rmsnormF(A.xnA, A.rA, A.xIn, get(w, TensorNames.attnNorm(l)), N, dim, c.normEps);
+      if (tr.norms !== "post") rmsnormF(A.xnA, A.rA, A.xIn, get(w, TensorNames.attnNorm(l)), N, dim, eps);
+      else A.xnA.set(A.xIn);
       linF(A.q, A.xnA, get(w, TensorNames.attnQ(l)), N, dim, qDim);
       linF(A.k, A.xnA, get(w, TensorNames.attnK(l)), N, dim, kvDim);
       linF(A.v, A.xnA, get(w, TensorNames.attnV(l)), N, dim, kvDim);
@@ -208,19 +259,23 @@ export class LlamaTrainer {
         addBias(A.v, get(w, TensorNames.attnVBias(l)), N, kvDim);
       }
       if (tr.qkNorm) {
-        // per-head RMSNorm of the projections (N·heads rows of headDim), before RoPE
+        // RMSNorm of the projections before RoPE, over rows as wide as the norm weight: one head (Qwen3, Gemma 3)
+        // or the whole projection (OLMo 2), as llama.ts qkvTraits
         A.qPre!.set(A.q);
         A.kPre!.set(A.k);
-        rmsnormF(A.q, A.rQ!, A.qPre!, get(w, TensorNames.attnQNorm(l)), N * nHeads, hd, c.normEps);
-        rmsnormF(A.k, A.rK!, A.kPre!, get(w, TensorNames.attnKNorm(l)), N * c.nKvHeads, hd, c.normEps);
+        const wq = get(w, TensorNames.attnQNorm(l)), wk = get(w, TensorNames.attnKNorm(l));
+        rmsnormF(A.q, A.rQ!, A.qPre!, wq, (N * qDim) / wq.length, wq.length, eps);
+        rmsnormF(A.k, A.rK!, A.kPre!, wk, (N * kvDim) / wk.length, wk.length, eps);
       }
+      const rt = this.ropeSets[this.ropeOfLayer[l]!]!;
       for (let n = 0; n < N; n++) {
         const pos = n % T;
-        rope(A.q, n * qDim, qDim, hd, this.cos, this.sin, pos, 1);
-        rope(A.k, n * kvDim, kvDim, hd, this.cos, this.sin, pos, 1);
+        rope(A.q, n * qDim, qDim, hd, rotDim, rt.cos, rt.sin, pos, 1);
+        rope(A.k, n * kvDim, kvDim, hd, rotDim, rt.cos, rt.sin, pos, 1);
       }
       // causal attention, sequence by sequence
       const { q, k, v, p, ao } = A;
+      const W = layerWindow(c, l);
       for (let s = 0; s < nSeq; s++) {
         for (let h = 0; h < nHeads; h++) {
           const kh = Math.floor(h / kvMul) * hd;
@@ -235,7 +290,8 @@ export class LlamaTrainer {
               const ko = (s * T + j) * kvDim + kh;
               let d = 0;
               for (let e = 0; e < hd; e++) d += q[qo + e]! * k[ko + e]!;
-              const z = mul ? d * mul.attention : d / this.scale;
+              let z = sS === undefined ? d / this.scale : d * sS;
+              if (cap !== undefined) z = cap * Math.tanh(z / cap); // Gemma 2's attention soft-cap
               p[po + j] = z;
               if (z > max) max = z;
             }
@@ -251,29 +307,47 @@ export class LlamaTrainer {
           }
         }
       }
-      linF(A.xMid, ao, get(w, TensorNames.attnOutput(l)), N, qDim, dim);
+      if (A.oA) {
+        // a post-attention norm on the branch before its residual add (sandwich / post)
+        linF(A.oA, ao, get(w, TensorNames.attnOutput(l)), N, qDim, dim);
+        rmsnormF(A.xMid, A.rPA!, A.oA, get(w, TensorNames.postAttnNorm(l)), N, dim, eps);
+      } else linF(A.xMid, ao, get(w, TensorNames.attnOutput(l)), N, qDim, dim);
       for (let j = 0; j < N * dim; j++) A.xMid[j] = resid * A.xMid[j]! + A.xIn[j]!;
-      rmsnormF(A.xnF, A.rF, A.xMid, get(w, TensorNames.ffnNorm(l)), N, dim, c.normEps);
+      if (tr.norms !== "post") rmsnormF(A.xnF, A.rF, A.xMid, get(w, TensorNames.ffnNorm(l)), N, dim, eps);
+      else A.xnF.set(A.xMid);
       linF(A.g, A.xnF, get(w, TensorNames.ffnGate(l)), N, dim, H);
       linF(A.u, A.xnF, get(w, TensorNames.ffnUp(l)), N, dim, H);
-      for (let j = 0; j < N * H; j++) {
-        const a = A.g[j]!;
-        A.h[j] = (a / (1 + Math.exp(-a))) * A.u[j]!; // SwiGLU: silu(w1·x) ⊙ (w3·x)
+      if (tr.activation === "gelu_tanh") {
+        for (let j = 0; j < N * H; j++) A.h[j] = geluTanh(A.g[j]!) * A.u[j]!; // GeGLU: gelu_tanh(w1·x) ⊙ (w3·x)
+      } else {
+        for (let j = 0; j < N * H; j++) {
+          const a = A.g[j]!;
+          A.h[j] = (a / (1 + Math.exp(-a))) * A.u[j]!; // SwiGLU: silu(w1·x) ⊙ (w3·x)
+        }
       }
       x = l + 1 < c.nLayers ? this.acts[l + 1]!.xIn : this.xFinal;
-      linF(x, A.h, get(w, TensorNames.ffnDown(l)), N, H, dim);
+      if (A.oF) {
+        linF(A.oF, A.h, get(w, TensorNames.ffnDown(l)), N, H, dim);
+        rmsnormF(x, A.rPF!, A.oF, get(w, TensorNames.postFfnNorm(l)), N, dim, eps);
+      } else linF(x, A.h, get(w, TensorNames.ffnDown(l)), N, H, dim);
       for (let j = 0; j < N * dim; j++) x[j] = resid * x[j]! + A.xMid[j]!;
     }
-    rmsnormF(this.xnOut, this.rOut, this.xFinal, get(w, TensorNames.outputNorm), N, dim, c.normEps);
+    rmsnormF(this.xnOut, this.rOut, this.xFinal, get(w, TensorNames.outputNorm), N, dim, eps);
     linF(this.logits, this.xnOut, get(w, this.outputName(w)), N, dim, V);
     if (mul) for (let j = 0; j < N * V; j++) this.logits[j]! /= mul.logits;
+    const fcap = c.finalSoftcap;
+    if (fcap !== undefined) {
+      // Gemma 2's final soft-cap; tanh kept for the backward (1 − tanh²)
+      const t = (this.capT ??= new Float64Array(N * V));
+      for (let j = 0; j < N * V; j++) this.logits[j] = fcap * (t[j] = Math.tanh(this.logits[j]! / fcap));
+    }
     return this.logits;
   }
 
   /** Adds dL/dθ to `grads` given dL/dlogits (N, vocab) of the last `forward` with the same `w`. */
   backward(w: ParamMap, dLogits: Float64Array, grads: ParamMap): void {
     const c = this.config;
-    const { N, T, nSeq, qDim, kvDim, dx, dxn, dao, dq, dk, dv, dh, dg, du, dp } = this;
+    const { N, T, nSeq, qDim, kvDim, rotDim, dx, dxn, dao, dq, dk, dv, dh, dg, du, dp } = this;
     const { dim, hiddenDim: H, nHeads, headDim: hd, vocabSize: V } = c;
     if (dLogits.length !== N * V) throw new QuantlabError("E_ARG", `trainer: dLogits has ${dLogits.length} values, expected ${N} × ${V}`);
     const outName = this.outputName(w);
@@ -281,11 +355,16 @@ export class LlamaTrainer {
     const tr = this.traits;
     const rope = tr.rope === "neox" ? ropeNeoxDir : ropeDir;
     const resid = mul ? mul.residual : 1;
-    const W = c.slidingWindow;
+    const sS = this.scoreScale();
+    const cap = c.attnSoftcap;
     let dL = dLogits;
-    if (mul) {
+    const fcap = c.finalSoftcap;
+    if (mul || fcap !== undefined) {
+      // logits = cap·tanh((raw ÷ m) / cap): dL/draw = dL · (1 − tanh²) ÷ m
       dL = (this.dLogitsScaled ??= new Float64Array(N * V));
-      for (let j = 0; j < N * V; j++) dL[j] = dLogits[j]! / mul.logits;
+      const t = this.capT;
+      const m = mul ? mul.logits : 1;
+      for (let j = 0; j < N * V; j++) dL[j] = (fcap !== undefined ? dLogits[j]! * (1 - t![j]! * t![j]!) : dLogits[j]!) / m;
     }
     linB(this.sc, dL, this.xnOut, get(w, outName), dxn, get(grads, outName), N, dim, V);
     dx.fill(0);
@@ -293,26 +372,49 @@ export class LlamaTrainer {
     const kvMul = nHeads / c.nKvHeads;
     for (let l = c.nLayers - 1; l >= 0; l--) {
       const A = this.acts[l]!;
-      // x_{l+1} = xMid + r·w2·h: dx flows to xMid unchanged, and through w2 scaled by the residual multiplier r
-      const dBranch = mul ? scaled(this.dBranch ??= new Float64Array(N * dim), dx, resid) : dx;
+      // x_{l+1} = xMid + r·post(w2·h): dx flows to xMid unchanged, and through the post norm and w2 scaled by the
+      // residual multiplier r
+      let dBranch = mul ? scaled(this.dBranch ??= new Float64Array(N * dim), dx, resid) : dx;
+      if (A.oF) {
+        const dO = (this.dPost ??= new Float64Array(N * dim));
+        dO.fill(0);
+        rmsnormB(dO, get(grads, TensorNames.postFfnNorm(l)), dBranch, A.oF, A.rPF!, get(w, TensorNames.postFfnNorm(l)), N, dim);
+        dBranch = dO;
+      }
       linB(this.sc, dBranch, A.h, get(w, TensorNames.ffnDown(l)), dh, get(grads, TensorNames.ffnDown(l)), N, H, dim);
-      for (let j = 0; j < N * H; j++) {
-        const a = A.g[j]!;
-        const sg = 1 / (1 + Math.exp(-a));
-        const silu = a * sg;
-        du[j] = dh[j]! * silu;
-        dg[j] = dh[j]! * A.u[j]! * sg * (1 + a * (1 - sg)); // d silu/da = σ(a)(1 + a(1 − σ(a)))
+      if (tr.activation === "gelu_tanh") {
+        for (let j = 0; j < N * H; j++) {
+          const a = A.g[j]!;
+          du[j] = dh[j]! * geluTanh(a);
+          dg[j] = dh[j]! * A.u[j]! * geluTanhGrad(a);
+        }
+      } else {
+        for (let j = 0; j < N * H; j++) {
+          const a = A.g[j]!;
+          const sg = 1 / (1 + Math.exp(-a));
+          const silu = a * sg;
+          du[j] = dh[j]! * silu;
+          dg[j] = dh[j]! * A.u[j]! * sg * (1 + a * (1 - sg)); // d silu/da = σ(a)(1 + a(1 − σ(a)))
+        }
       }
       linB(this.sc, dg, A.xnF, get(w, TensorNames.ffnGate(l)), dxn, get(grads, TensorNames.ffnGate(l)), N, dim, H);
       linBAcc(this.sc, du, A.xnF, get(w, TensorNames.ffnUp(l)), dxn, get(grads, TensorNames.ffnUp(l)), N, dim, H);
-      rmsnormB(dx, get(grads, TensorNames.ffnNorm(l)), dxn, A.xMid, A.rF, get(w, TensorNames.ffnNorm(l)), N, dim);
-      // xMid = xIn + r·wo·ao
-      const dBranchA = mul ? scaled(this.dBranch!, dx, resid) : dx;
+      if (tr.norms !== "post") rmsnormB(dx, get(grads, TensorNames.ffnNorm(l)), dxn, A.xMid, A.rF, get(w, TensorNames.ffnNorm(l)), N, dim);
+      else for (let j = 0; j < N * dim; j++) dx[j] += dxn[j]!; // the FFN read the stream itself
+      // xMid = xIn + r·post(wo·ao)
+      let dBranchA = mul ? scaled(this.dBranch!, dx, resid) : dx;
+      if (A.oA) {
+        const dO = (this.dPost ??= new Float64Array(N * dim));
+        dO.fill(0);
+        rmsnormB(dO, get(grads, TensorNames.postAttnNorm(l)), dBranchA, A.oA, A.rPA!, get(w, TensorNames.postAttnNorm(l)), N, dim);
+        dBranchA = dO;
+      }
       linB(this.sc, dBranchA, A.ao, get(w, TensorNames.attnOutput(l)), dao, get(grads, TensorNames.attnOutput(l)), N, qDim, dim);
       dq.fill(0);
       dk.fill(0);
       dv.fill(0);
       const { q, k, v, p } = A;
+      const W = layerWindow(c, l);
       for (let s = 0; s < nSeq; s++) {
         for (let h = 0; h < nHeads; h++) {
           const kh = Math.floor(h / kvMul) * hd;
@@ -334,11 +436,18 @@ export class LlamaTrainer {
               dp[j] = d;
               dot += pj * d;
             }
-            // softmax: dz_ij = p_ij (dp_ij − Σ_k p_ik dp_ik); z = q·k / scale
+            // softmax: dz_ij = p_ij (dp_ij − Σ_k p_ik dp_ik); z = q·k · scale (or / √hd), soft-capped: × (1 − tanh²)
             for (let j = j0; j <= i; j++) {
-              const dz = mul ? p[po + j]! * (dp[j]! - dot) * mul.attention : (p[po + j]! * (dp[j]! - dot)) / this.scale;
+              let dz = sS === undefined ? (p[po + j]! * (dp[j]! - dot)) / this.scale : p[po + j]! * (dp[j]! - dot) * sS;
               if (dz === 0) continue;
               const ko = (s * T + j) * kvDim + kh;
+              if (cap !== undefined) {
+                // the capped score's tanh, from q·k again (the activations keep only the probabilities)
+                let d = 0;
+                for (let e = 0; e < hd; e++) d += q[qo + e]! * k[ko + e]!;
+                const th = Math.tanh((sS === undefined ? d / this.scale : d * sS) / cap);
+                dz *= 1 - th * th;
+              }
               for (let e = 0; e < hd; e++) {
                 dq[qo + e] += dz * k[ko + e]!;
                 dk[ko + e] += dz * q[qo + e]!;
@@ -347,18 +456,20 @@ export class LlamaTrainer {
           }
         }
       }
+      const rt = this.ropeSets[this.ropeOfLayer[l]!]!;
       for (let n = 0; n < N; n++) {
         const pos = n % T;
-        rope(dq, n * qDim, qDim, hd, this.cos, this.sin, pos, -1);
-        rope(dk, n * kvDim, kvDim, hd, this.cos, this.sin, pos, -1);
+        rope(dq, n * qDim, qDim, hd, rotDim, rt.cos, rt.sin, pos, -1);
+        rope(dk, n * kvDim, kvDim, hd, rotDim, rt.cos, rt.sin, pos, -1);
       }
       if (tr.qkNorm) {
-        // through the per-head norms: dq/dk now hold the gradients of the projections (+ bias)
+        // through the q/k norms: dq/dk now hold the gradients of the projections (+ bias)
         const dqPre = (this.dqPre ??= new Float64Array(N * qDim)), dkPre = (this.dkPre ??= new Float64Array(N * kvDim));
         dqPre.fill(0);
         dkPre.fill(0);
-        rmsnormB(dqPre, get(grads, TensorNames.attnQNorm(l)), dq, A.qPre!, A.rQ!, get(w, TensorNames.attnQNorm(l)), N * nHeads, hd);
-        rmsnormB(dkPre, get(grads, TensorNames.attnKNorm(l)), dk, A.kPre!, A.rK!, get(w, TensorNames.attnKNorm(l)), N * c.nKvHeads, hd);
+        const wq = get(w, TensorNames.attnQNorm(l)), wk = get(w, TensorNames.attnKNorm(l));
+        rmsnormB(dqPre, get(grads, TensorNames.attnQNorm(l)), dq, A.qPre!, A.rQ!, wq, (N * qDim) / wq.length, wq.length);
+        rmsnormB(dkPre, get(grads, TensorNames.attnKNorm(l)), dk, A.kPre!, A.rK!, wk, (N * kvDim) / wk.length, wk.length);
         dq.set(dqPre);
         dk.set(dkPre);
       }
@@ -370,14 +481,20 @@ export class LlamaTrainer {
       linB(this.sc, dq, A.xnA, get(w, TensorNames.attnQ(l)), dxn, get(grads, TensorNames.attnQ(l)), N, dim, qDim);
       linBAcc(this.sc, dk, A.xnA, get(w, TensorNames.attnK(l)), dxn, get(grads, TensorNames.attnK(l)), N, dim, kvDim);
       linBAcc(this.sc, dv, A.xnA, get(w, TensorNames.attnV(l)), dxn, get(grads, TensorNames.attnV(l)), N, dim, kvDim);
-      rmsnormB(dx, get(grads, TensorNames.attnNorm(l)), dxn, A.xIn, A.rA, get(w, TensorNames.attnNorm(l)), N, dim);
+      if (tr.norms !== "post") rmsnormB(dx, get(grads, TensorNames.attnNorm(l)), dxn, A.xIn, A.rA, get(w, TensorNames.attnNorm(l)), N, dim);
+      else for (let j = 0; j < N * dim; j++) dx[j] += dxn[j]!;
     }
     const gE = get(grads, TensorNames.tokenEmbd);
-    const eScale = mul ? mul.embedding : 1;
+    const eScale = this.embScale;
     for (let n = 0; n < N; n++) {
       const t = this.inputs[n]!;
       for (let j = 0; j < dim; j++) gE[t * dim + j] += eScale * dx[n * dim + j]!;
     }
+  }
+
+  /** q·k × this (Granite's attention multiplier, Gemma's query scale); undefined: ÷ fround(√headDim), as run.c */
+  private scoreScale(): number | undefined {
+    return this.config.multipliers?.attention ?? this.config.attnScale;
   }
 
   private outputName(w: ParamMap): string {
@@ -542,11 +659,12 @@ function rmsnormB(dx: Float64Array, dw: Float64Array, dy: Float64Array, x: Float
 }
 
 /**
- * Rotates interleaved pairs of every head in x[off, off+width) by the angles of `pos` (dir 1), or by
- * minus them (dir −1: the transpose, for the gradient).
+ * Rotates interleaved pairs (x[2j], x[2j+1]), 2j < rd, of every head in x[off, off+width) by the angles of `pos`
+ * (dir 1), or applies the transpose (dir −1, for the gradient: the rotation by minus the angles, at the same scale
+ * when cos/sin carry LongRoPE's attention factor); values past rd pass through (partial rotary).
  */
-function ropeDir(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number, dir: 1 | -1): void {
-  const half = hd / 2;
+function ropeDir(x: Float64Array, off: number, width: number, hd: number, rd: number, cos: Float64Array, sin: Float64Array, pos: number, dir: 1 | -1): void {
+  const half = rd / 2;
   const t = pos * half;
   for (let h = off; h < off + width; h += hd) {
     for (let j = 0; j < half; j++) {
@@ -558,9 +676,9 @@ function ropeDir(x: Float64Array, off: number, width: number, hd: number, cos: F
   }
 }
 
-/** NeoX RoPE (traits.rope "neox"): pairs (x[j], x[j + headDim/2]) of every head, as ropeDir otherwise. */
-function ropeNeoxDir(x: Float64Array, off: number, width: number, hd: number, cos: Float64Array, sin: Float64Array, pos: number, dir: 1 | -1): void {
-  const half = hd / 2;
+/** NeoX RoPE (traits.rope "neox"): pairs (x[j], x[j + rd/2]) of every head's first rd values, as ropeDir otherwise. */
+function ropeNeoxDir(x: Float64Array, off: number, width: number, hd: number, rd: number, cos: Float64Array, sin: Float64Array, pos: number, dir: 1 | -1): void {
+  const half = rd / 2;
   const t = pos * half;
   for (let h = off; h < off + width; h += hd) {
     for (let j = 0; j < half; j++) {
@@ -570,6 +688,19 @@ function ropeNeoxDir(x: Float64Array, off: number, width: number, hd: number, co
       x[h + j + half] = a * fs + b * fc;
     }
   }
+}
+
+const GELU_K = Math.sqrt(2 / Math.PI);
+
+/** tanh-approximated GELU (llama.ts geglu): 0.5·a·(1 + tanh(√(2/π)·(a + 0.044715·a³))) */
+function geluTanh(a: number): number {
+  return 0.5 * a * (1 + Math.tanh(GELU_K * (a + 0.044715 * a * a * a)));
+}
+
+/** d geluTanh/da = 0.5(1 + t) + 0.5·a·(1 − t²)·√(2/π)·(1 + 3·0.044715·a²), t the tanh above */
+function geluTanhGrad(a: number): number {
+  const t = Math.tanh(GELU_K * (a + 0.044715 * a * a * a));
+  return 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * GELU_K * (1 + 3 * 0.044715 * a * a);
 }
 
 /** y (N, D) += b (D) on every row */

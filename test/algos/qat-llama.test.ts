@@ -6,7 +6,7 @@ import { dataPath } from "../../src/io/node/data.js";
 import { loadLlama2cFile } from "../../src/io/node/llama2c-file.js";
 import { Llama } from "../../src/model/llama.js";
 import { RefBackend } from "../../src/kernels/ref/backend.js";
-import { TensorNames } from "../../src/model/config.js";
+import { TensorNames, type Architecture, type ModelConfig } from "../../src/model/config.js";
 import { blockLinearNames, qatLlama } from "../../src/algos/qat-llama.js";
 import { quantizeTensor } from "../../src/quant/tensor.js";
 import { perplexity } from "../../src/eval/perplexity.js";
@@ -52,14 +52,32 @@ describe("QAT of stories260K (algos/qat-llama.ts)", () => {
 });
 
 describe("QAT on the other architectures (model/train.ts traits)", () => {
-  for (const [arch, over] of [
-    ["qwen2", {}], ["qwen3", { headDim: 24 }], ["granite", { multipliers: { embedding: 0.5, residual: 1.5, attention: 0.06, logits: 2 } }], ["llama", { slidingWindow: 8 }],
-  ] as const) {
-    test(`${arch}${"slidingWindow" in over ? " (sliding window)" : ""}: QAT (distillation) at int2:g32:asym ends closer to the float model than RTN`, async (t) => {
+  // emb: the token embedding × this (neither flat nor saturated: 2-bit weights move the outputs); Gemma's √dim makes
+  // the stream 8× larger, so its embedding is smaller and an untied head × `head` keeps the distributions peaky
+  const GEMMA = { tiedEmbeddings: false, attnScale: 0.25, slidingWindow: 8, slidingLayers: [true, false] };
+  const CASES: { arch: Architecture; over: Partial<ModelConfig>; emb?: number; head?: number }[] = [
+    { arch: "qwen2", over: {} },
+    { arch: "qwen3", over: { headDim: 24 } },
+    { arch: "granite", over: { multipliers: { embedding: 0.5, residual: 1.5, attention: 0.06, logits: 2 } } },
+    { arch: "llama", over: { slidingWindow: 8 } },
+    // Phi-3: partial rotary (8 of 16 per head), LongRoPE's long factors (seqLen 64 > 32) and attention factor
+    { arch: "phi3", over: { rotaryDim: 8, longRope: { shortFactor: [1, 1.2, 1.6, 2.5], longFactor: [1.1, 2, 4, 9], originalMaxPositionEmbeddings: 32, attentionFactor: 1.1 } } },
+    // Gemma 2: query_pre_attn_scalar 16, soft-caps 50 / 30, a window of 8 on alternate layers
+    { arch: "gemma2", over: { ...GEMMA, attnSoftcap: 50, finalSoftcap: 30 }, emb: 0.1, head: 3 },
+    // Gemma 3: local base 10000 on the sliding layer, base 1e6 with linear scaling 2 on the global one
+    { arch: "gemma3", over: { ...GEMMA, ropeTheta: 1e6, ropeThetaLocal: 10000, ropeLinearFactor: 2 }, emb: 0.1, head: 3 },
+    { arch: "olmo2", over: {} },
+  ];
+  for (const { arch, over, emb: embMul = 0.6, head } of CASES) {
+    test(`${arch}${arch === "llama" ? " (sliding window)" : ""}: QAT (distillation) at int2:g32:asym ends closer to the float model than RTN`, async (t) => {
       const c = config({ arch, dim: 64, hiddenDim: 96, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 64, seqLen: 64, tiedEmbeddings: true, ...over });
       const m = randomModel(c, 9);
-      const emb = m.weights.get(TensorNames.tokenEmbd)!;
-      if (emb.kind === "dense") for (let i = 0; i < emb.tensor.data.length; i++) (emb.tensor.data as Float32Array)[i]! *= 0.6; // neither flat nor saturated: 2-bit weights move the outputs
+      const scale = (name: string, f: number) => {
+        const w = m.weights.get(name)!;
+        if (w.kind === "dense") for (let i = 0; i < w.tensor.data.length; i++) (w.tensor.data as Float32Array)[i]! *= f;
+      };
+      scale(TensorNames.tokenEmbd, embMul);
+      if (head !== undefined) scale(TensorNames.output, head);
       const rng = new Rng(4);
       const stream = Array.from({ length: 4000 }, () => rng.int(c.vocabSize));
       const held = Array.from({ length: 400 }, () => rng.int(c.vocabSize));
@@ -69,7 +87,7 @@ describe("QAT on the other architectures (model/train.ts traits)", () => {
       const qat = qatLlama(m, stream, { ...opts, steps: 20 });
       const kr = await kldTo(rtn.model), kq = await kldTo(qat.model);
       t.diagnostic(`${arch}: KLD vs float: RTN ${kr.toFixed(5)}, QAT 20 steps ${kq.toFixed(5)}`);
-      assert.ok(kq < kr, `${arch}: QAT KLD ${kq} vs RTN ${kr}`);
+      assert.ok(kq < 0.9 * kr, `${arch}: QAT KLD ${kq} should be below 0.9 × RTN's ${kr}`);
       assert.ok(qat.losses.every(Number.isFinite));
     });
   }
