@@ -32,7 +32,7 @@ import type { Backend } from "../../src/kernels/types.js";
 import { WasmBackend } from "../../src/kernels/wasm/backend.js";
 import { canShareMemory, WebWorkerHost } from "../../src/kernels/wasm/pool-web.js";
 import { generate } from "../../src/model/generate.js";
-import { Llama } from "../../src/model/llama.js";
+import { Llama, ropeFactorSet } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
 import { QTensor } from "../../src/quant/tensor.js";
 import type { BackendInfo, ModelSummary, OnnxReply, QuantizeReply, Reply, Request } from "./protocol.js";
@@ -186,7 +186,9 @@ function run(req: Extract<Request, { type: "generate" }>, rid: number): { text: 
   const m = req.which === "float" ? needBase() : results.get(req.which);
   if (!m) throw new QuantlabError("E_ARG", `no result ${req.which}`);
   if (!m.tokenizer) throw new QuantlabError("E_ARG", `${m.config.name}: no tokenizer (for a llama2.c model, pick its tok<vocab>.bin too)`);
-  const llama = new Llama(m, { backend });
+  // as `quantlab run`: a KV cache for the positions this run can reach (a 128k-context model would want GBs for the
+  // whole context), LongRoPE's factor set by the model's own context
+  const llama = new Llama(m, { backend, ...(req.steps > 0 ? { contextLength: Math.min(m.config.seqLen, req.steps) } : {}), ropeFactors: ropeFactorSet(m.config, m.config.seqLen) });
   try {
     // the CLI's `quantlab run` defaults: greedy, llama2.c models stop at BOS only
     const r = generate(llama, m.tokenizer, { prompt: req.prompt, steps: req.steps, temperature: 0, topP: 0.9, topK: 0, seed: 1, stopAtEos: m.source.format !== "llama2c", onText: (piece) => post({ rid, type: "text", piece }) });
