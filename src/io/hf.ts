@@ -249,13 +249,30 @@ export function hfConfigToModelConfig(c: HfConfigJson, file: string): ModelConfi
   // included), in every layer; a window at least the context long is full attention. Qwen2/Qwen3 configs carry
   // a `sliding_window` that `use_sliding_window: false` turns off.
   // Gemma2Config / Gemma3TextConfig default to a window of 4096 (and Gemma 3 to rope_theta 1e6) when the field is absent
-  const sw = c.sliding_window === undefined && (arch === "gemma2" || arch === "gemma3") ? 4096 : c.sliding_window;
-  if (sw !== undefined && sw !== null && c.use_sliding_window !== false) {
+  // Each config class reads the window its own way (transformers 4.5x):
+  //  - Gemma2Config / Gemma3TextConfig / MistralConfig default sliding_window to 4096 when the field is absent;
+  //  - Qwen2Config / Qwen3Config apply it only with use_sliding_window (default false), to layers i ≥
+  //    max_window_layers (default 28);
+  //  - Phi3Config reads sliding_window as it is; LlamaConfig / GraniteConfig have no window (refused, not dropped).
+  const qwenLike = mt === "qwen2" || mt === "qwen3";
+  if (!qwenLike) {
+    for (const k of ["use_sliding_window", "max_window_layers"] as const) {
+      if (c[k] !== undefined && c[k] !== null) throw new QuantlabError("E_UNSUPPORTED", `${file}: "${k}" = ${describe(c[k])} is not read for model_type "${mt}"`);
+    }
+  }
+  let sw = c.sliding_window === undefined && (arch === "gemma2" || arch === "gemma3" || mt === "mistral") ? 4096 : c.sliding_window;
+  if (qwenLike && sw !== undefined && sw !== null) {
+    const mwl = c.max_window_layers ?? 28;
+    if (typeof mwl !== "number" || !Number.isInteger(mwl) || mwl < 0) throw new QuantlabError("E_FORMAT", `${file}: "max_window_layers" must be a non-negative integer, got ${describe(mwl)}`);
+    if (c.use_sliding_window !== true || mwl >= config.nLayers) sw = null; // off, or no layer at or past max_window_layers
+    else if (mwl > 0) throw new QuantlabError("E_UNSUPPORTED", `${file}: "max_window_layers" = ${mwl}: a sliding window in layers ${mwl}..${config.nLayers - 1} only is not supported (0: every layer)`);
+  }
+  if ((mt === "llama" || mt === "granite") && sw !== undefined && sw !== null) {
+    throw new QuantlabError("E_UNSUPPORTED", `${file}: "sliding_window" = ${describe(sw)} is not read for model_type "${mt}" (transformers runs it with full attention; a windowed Llama block is model_type "mistral")`);
+  }
+  if (sw !== undefined && sw !== null) {
     if (typeof sw !== "number" || !Number.isInteger(sw) || sw <= 0) throw new QuantlabError("E_FORMAT", `${file}: "sliding_window" must be a positive integer or null, got ${describe(sw)}`);
     if (arch === "olmo2") throw new QuantlabError("E_UNSUPPORTED", `${file}: "sliding_window" = ${sw}: OLMo 2 has no sliding-window attention (OLMo 3's is not supported)`);
-    if (c.use_sliding_window === true && c.max_window_layers !== undefined && c.max_window_layers < config.nLayers) {
-      throw new QuantlabError("E_UNSUPPORTED", `${file}: "max_window_layers" = ${c.max_window_layers}: sliding windows in only some layers are not supported`);
-    }
     if (arch === "gemma2" || arch === "gemma3") {
       const layers = gemmaSlidingLayers(c, config.nLayers, arch, file);
       // a window the context fits in is full attention; a pattern with no sliding layer is too
@@ -400,7 +417,19 @@ export function modelConfigToHf(c: ModelConfig, tokenizer?: Tokenizer, torchDtyp
       : null,
     torch_dtype: torchDtype,
   };
+  if (c.slidingWindow !== undefined && c.arch === "llama") {
+    // LlamaConfig has no window: the same block with one is Mistral's (MistralConfig has no rope_scaling)
+    if (c.ropeScaling) throw new QuantlabError("E_UNSUPPORTED", `config.json: a sliding window with llama3 rope scaling has no model_type (mistral carries the window, llama the scaling)`);
+    out.architectures = ["MistralForCausalLM"];
+    out.model_type = "mistral";
+    delete out.rope_scaling;
+  }
+  if (c.slidingWindow !== undefined && (c.arch === "granite")) throw new QuantlabError("E_UNSUPPORTED", `config.json for model_type "granite": GraniteConfig has no sliding window`);
   if (c.slidingWindow !== undefined) out.sliding_window = c.slidingWindow;
+  if (c.slidingWindow !== undefined && (c.arch === "qwen2" || c.arch === "qwen3")) {
+    out.use_sliding_window = true;
+    out.max_window_layers = 0; // every layer: transformers windows layers i ≥ max_window_layers
+  }
   if (c.arch === "gemma2" || c.arch === "gemma3") {
     out.hidden_activation = out.hidden_act;
     // attnScale = query_pre_attn_scalar^-0.5 (an integer in every published config: keep it one)

@@ -3,7 +3,8 @@
 // disagreeing or unsupported rope fields and mixture-of-experts fields are errors naming the field.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hfConfigToModelConfig, type HfConfigJson } from "../../src/io/hf.js";
+import { hfConfigToModelConfig, modelConfigToHf, type HfConfigJson } from "../../src/io/hf.js";
+import type { ModelConfig } from "../../src/model/config.js";
 
 const base: HfConfigJson = {
   model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
@@ -47,10 +48,39 @@ test("sliding_window: a window shorter than the context is the model's slidingWi
   assert.equal(c.seqLen, 32768);
   assert.equal(c.slidingWindow, 4096);
   assert.equal(hfConfigToModelConfig({ ...m, sliding_window: null }, "m/config.json").slidingWindow, undefined);
-  assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: false }, "m/config.json").slidingWindow, undefined);
   assert.equal(hfConfigToModelConfig({ ...m, sliding_window: 65536 }, "m/config.json").slidingWindow, undefined);
+  assert.equal(hfConfigToModelConfig({ ...m }, "m/config.json").slidingWindow, 4096, "MistralConfig's default window when the field is absent");
   assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: "big" as never }, "m/config.json"), /m\/config\.json: "sliding_window" must be a positive integer or null/);
-  assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: true, max_window_layers: 1 }, "m/config.json"), /"max_window_layers" = 1: sliding windows in only some layers are not supported/);
+  assert.throws(() => hfConfigToModelConfig({ ...m, sliding_window: 4096, use_sliding_window: false }, "m/config.json"), /"use_sliding_window" = false is not read for model_type "mistral"/);
+  // LlamaConfig / GraniteConfig have no window: transformers would attend to everything
+  assert.throws(() => hfConfigToModelConfig({ ...base, sliding_window: 4096 }, "l/config.json"), /l\/config\.json: "sliding_window" = 4096 is not read for model_type "llama" .*model_type "mistral"/);
+  assert.equal(hfConfigToModelConfig({ ...base, sliding_window: null }, "l/config.json").slidingWindow, undefined);
+});
+
+test("Qwen2 / Qwen3: the window applies only with use_sliding_window, to layers ≥ max_window_layers (default 28), as transformers' Qwen2Config", () => {
+  const q = { ...base, model_type: "qwen2", attention_bias: true, num_hidden_layers: 4, max_position_embeddings: 32768, sliding_window: 4096 };
+  assert.equal(hfConfigToModelConfig(q, "q/config.json").slidingWindow, undefined, "use_sliding_window absent = false");
+  assert.equal(hfConfigToModelConfig({ ...q, use_sliding_window: false, max_window_layers: 0 }, "q/config.json").slidingWindow, undefined);
+  assert.equal(hfConfigToModelConfig({ ...q, use_sliding_window: true }, "q/config.json").slidingWindow, undefined, "4 layers, none at or past 28");
+  assert.equal(hfConfigToModelConfig({ ...q, use_sliding_window: true, max_window_layers: 4 }, "q/config.json").slidingWindow, undefined);
+  assert.equal(hfConfigToModelConfig({ ...q, use_sliding_window: true, max_window_layers: 0 }, "q/config.json").slidingWindow, 4096, "every layer");
+  assert.throws(() => hfConfigToModelConfig({ ...q, use_sliding_window: true, max_window_layers: 1 }, "q/config.json"), /q\/config\.json: "max_window_layers" = 1: a sliding window in layers 1\.\.3 only is not supported/);
+  assert.throws(() => hfConfigToModelConfig({ ...q, use_sliding_window: true, max_window_layers: -1 }, "q/config.json"), /"max_window_layers" must be a non-negative integer/);
+});
+
+test("the writer names what transformers reads: a windowed Llama block is Mistral, a windowed Qwen sets use_sliding_window; round trips", () => {
+  const cfg: ModelConfig = { arch: "llama", dim: 64, hiddenDim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: 512, seqLen: 128, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: true, slidingWindow: 8 };
+  const hfm = modelConfigToHf(cfg);
+  assert.equal(hfm.model_type, "mistral");
+  assert.deepEqual(hfm.architectures, ["MistralForCausalLM"]);
+  assert.equal(hfConfigToModelConfig(hfm, "w/config.json").slidingWindow, 8);
+  const hfq = modelConfigToHf({ ...cfg, arch: "qwen2" });
+  assert.equal(hfq.use_sliding_window, true);
+  assert.equal(hfq.max_window_layers, 0);
+  assert.equal(hfConfigToModelConfig(hfq, "w/config.json").slidingWindow, 8);
+  assert.equal(modelConfigToHf({ ...cfg, slidingWindow: undefined }).model_type, "llama");
+  assert.throws(() => modelConfigToHf({ ...cfg, ropeScaling: { type: "llama3", factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } }), /a sliding window with llama3 rope scaling has no model_type/);
+  assert.throws(() => modelConfigToHf({ ...cfg, arch: "granite", multipliers: { embedding: 1, residual: 1, attention: 1, logits: 1 } }), /GraniteConfig has no sliding window/);
 });
 
 // Gemma-3-1B's config.json as published (google/gemma-3-1b-it, transformers 4.50): rope_scaling null, window 512, pattern 6

@@ -8,23 +8,11 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ModelConfig } from "../../src/model/config.js";
 import { saveHfDir } from "../../src/io/node/hf-file.js";
-import { TINY_VOCAB as VOCAB, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
+import { TINY_ARCH_CASES as CASES, tinyArchModel } from "../helpers/tiny-arch-cases.js";
 import { openBrowser, startLab, type BrowserSession } from "../helpers/browser.js";
 import { quantlab } from "../cli/helpers-cli.js";
 
-const base = { dim: 64, hiddenDim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 16, vocabSize: VOCAB, seqLen: 128, ropeTheta: 10000, normEps: 1e-6, tiedEmbeddings: false } as const;
-const CASES: ModelConfig[] = [
-  { ...base, arch: "llama", slidingWindow: 8, name: "tiny-swa" },
-  { ...base, arch: "qwen2", name: "tiny-qwen2" },
-  { ...base, arch: "qwen3", headDim: 32, name: "tiny-qwen3" },
-  { ...base, arch: "granite", nKvHeads: 1, multipliers: { embedding: 12, residual: 0.22, attention: 0.0625, logits: 5 }, name: "tiny-granite" },
-  { ...base, arch: "phi3", rotaryDim: 12, longRope: { shortFactor: [1, 1.2, 1.5, 2, 3, 4], longFactor: [1, 1.5, 2, 3, 5, 8], originalMaxPositionEmbeddings: 32, attentionFactor: 1.2 }, name: "tiny-phi" },
-  { ...base, arch: "gemma2", headDim: 24, slidingWindow: 8, slidingLayers: [true, false], attnSoftcap: 20, finalSoftcap: 30, tiedEmbeddings: true, name: "tiny-gemma2" },
-  { ...base, arch: "gemma3", nKvHeads: 1, slidingWindow: 8, slidingLayers: [true, false], ropeThetaLocal: 10000, ropeTheta: 1000000, tiedEmbeddings: true, name: "tiny-gemma3" },
-  { ...base, arch: "olmo2", name: "tiny-olmo2" },
-];
 const PROMPT = "The theater was in the west";
 const STEPS = 24;
 const EVAL = "The theater was in the west, then the rooms were there as the wind was in the trees. ".repeat(4);
@@ -43,14 +31,13 @@ const refs = new Map<string, Ref>();
 before(async () => {
   for (const [i, cfg] of CASES.entries()) {
     const dir = join(DIR, `${cfg.name}`);
-    await saveHfDir({ config: cfg, weights: randomWeights(cfg, 11 + i, cfg.arch.startsWith("gemma") ? 0.03 : 0.3), tokenizer: tinyTokenizer(), source: { path: "memory", format: "memory" } }, dir);
+    await saveHfDir(tinyArchModel(cfg, i), dir);
     const int4 = join(DIR, `${cfg.name}-int4.safetensors`), q4 = join(DIR, `${cfg.name}-q4km.gguf`);
     cli("quantize", dir, "--spec", "int4:g32:asym", "-o", int4);
     cli("quantize", dir, "--type", "Q4_K_M", "-o", q4);
     refs.set(cfg.name!, { dir, float: run(dir), int4, int4Text: run(int4), q4, q4Text: run(q4) });
   }
-  // untied heads (but Gemma's, which llama.cpp's gemma2 requires tied): a tied random table makes greedy decoding
-  // repeat the last token; the comparisons mean something: every model writes its own text, and quantization changes some of it
+  // the comparisons mean something: every model writes its own text, and quantization changes some of it
   const floats = [...refs.values()].map((r) => r.float);
   assert.equal(new Set(floats).size, CASES.length, `each architecture's greedy text differs: ${JSON.stringify(floats)}`);
   for (const r of refs.values()) assert.ok(r.float.length > PROMPT.length, `${r.dir}: generated text`);
