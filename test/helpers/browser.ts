@@ -5,7 +5,7 @@
  * wrong and nothing left 127.0.0.1. `quantlab lab` is started as the real CLI on a free port.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
@@ -71,4 +71,35 @@ export async function startLab(args: string[] = []): Promise<{ url: string; proc
       proc.kill("SIGTERM");
     }),
   };
+}
+
+// The lab page's controls (web/index.html), as the lab tests drive them.
+
+/** Quantizes the loaded model as int4:g32:asym ("spec") or Q4_K_M ("preset"); waits for result row n. */
+export async function labQuantize(page: Page, kind: "spec" | "preset", n: number): Promise<void> {
+  await page.selectOption("#target-kind", kind);
+  if (kind === "spec") await page.fill("#spec", "int4:g32:asym");
+  else await page.selectOption("#preset", "Q4_K_M");
+  await page.click("#quantize");
+  await page.waitForFunction((k) => document.querySelectorAll("#results tbody tr").length >= k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, n, { timeout: 60000 });
+  const err = await page.locator("#quantize-error").textContent();
+  if (!(await page.locator("#quantize-error").isHidden())) throw new Error(`quantize failed in the page: ${err}`);
+}
+
+/** Generates next to the result labelled `which` ("" = the float model alone); the float and quantized texts. */
+export async function labGenerate(page: Page, which: string): Promise<{ float: string; quant: string }> {
+  const before = Number((await page.getAttribute("body", "data-generated")) ?? "0");
+  if (which) await page.selectOption("#gen-result", { label: which });
+  await page.click("#generate");
+  await page.waitForFunction((k) => Number(document.body.dataset.generated ?? "0") > k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, before, { timeout: 60000 });
+  if (!(await page.locator("#quantize-error").isHidden())) throw new Error(`generate failed in the page: ${await page.locator("#quantize-error").textContent()}`);
+  return { float: (await page.textContent("#gen-float"))!, quant: (await page.textContent("#gen-quant"))! };
+}
+
+/** The bytes of result row `row`'s download, saved under `dir`. */
+export async function labDownload(page: Page, row: number, dir: string): Promise<Uint8Array> {
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.click(`#results tbody tr:nth-child(${row}) a.download`)]);
+  const path = join(dir, `dl-${row}-${Date.now()}`);
+  await dl.saveAs(path);
+  return new Uint8Array(readFileSync(path));
 }

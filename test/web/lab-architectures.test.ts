@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveHfDir } from "../../src/io/node/hf-file.js";
 import { TINY_ARCH_CASES as CASES, tinyArchModel } from "../helpers/tiny-arch-cases.js";
-import { openBrowser, startLab, type BrowserSession } from "../helpers/browser.js";
+import { labDownload, labGenerate, labQuantize, openBrowser, startLab } from "../helpers/browser.js";
 import { quantlab } from "../cli/helpers-cli.js";
 
 const PROMPT = "The theater was in the west";
@@ -44,30 +44,6 @@ before(async () => {
   assert.ok([...refs.values()].some((r) => r.int4Text !== r.float || r.q4Text !== r.float), "a quantized model's text differs from its float model's");
 });
 
-async function quantizeIn(page: BrowserSession["page"], kind: "spec" | "preset", n: number): Promise<void> {
-  await page.selectOption("#target-kind", kind);
-  if (kind === "spec") await page.fill("#spec", "int4:g32:asym");
-  else await page.selectOption("#preset", "Q4_K_M");
-  await page.click("#quantize");
-  await page.waitForFunction((k) => document.querySelectorAll("#results tbody tr").length >= k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, n, { timeout: 60000 });
-  assert.equal(await page.locator("#quantize-error").isHidden(), true, `quantize failed in the page: ${await page.locator("#quantize-error").textContent()}`);
-}
-
-async function generateIn(page: BrowserSession["page"], which: string): Promise<{ float: string; quant: string }> {
-  const before = Number((await page.getAttribute("body", "data-generated")) ?? "0");
-  await page.selectOption("#gen-result", { label: which });
-  await page.click("#generate");
-  await page.waitForFunction((k) => Number(document.body.dataset.generated ?? "0") > k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, before, { timeout: 60000 });
-  assert.equal(await page.locator("#quantize-error").isHidden(), true, `generate failed in the page: ${await page.locator("#quantize-error").textContent()}`);
-  return { float: (await page.textContent("#gen-float"))!, quant: (await page.textContent("#gen-quant"))! };
-}
-
-async function download(page: BrowserSession["page"], row: number): Promise<Uint8Array> {
-  const [dl] = await Promise.all([page.waitForEvent("download"), page.click(`#results tbody tr:nth-child(${row}) a.download`)]);
-  const path = join(DIR, `dl-${row}-${Date.now()}`);
-  await dl.saveAs(path);
-  return new Uint8Array(readFileSync(path));
-}
 
 describe("the browser lab on every architecture (HF folders picked in the page)", () => {
   test("load, quantize int4:g32:asym and Q4_K_M, generate, download: the CLI's text and bytes", async () => {
@@ -85,17 +61,17 @@ describe("the browser lab on every architecture (HF folders picked in the page)"
         assert.match(await info(), new RegExp(`^${cfg.name} \\(hf\\): .* ${cfg.nLayers} layers, dim ${cfg.dim}`), `${cfg.arch}: model info`);
         assert.equal(await page.locator("#results tbody tr").count(), 0, "a new model starts with no results");
         await page.fill("#eval", EVAL);
-        await quantizeIn(page, "spec", 1);
-        await quantizeIn(page, "preset", 2);
+        await labQuantize(page, "spec", 1);
+        await labQuantize(page, "preset", 2);
         await page.fill("#prompt", PROMPT);
         await page.fill("#steps", String(STEPS));
-        const g1 = await generateIn(page, "int4:g32:asym (rtn)");
+        const g1 = await labGenerate(page, "int4:g32:asym (rtn)");
         assert.equal(g1.float, ref.float, `${cfg.arch}: the float model's greedy text`);
         assert.equal(g1.quant, ref.int4Text, `${cfg.arch}: int4:g32:asym's greedy text`);
-        const g2 = await generateIn(page, "Q4_K_M (rtn)");
+        const g2 = await labGenerate(page, "Q4_K_M (rtn)");
         assert.equal(g2.quant, ref.q4Text, `${cfg.arch}: Q4_K_M's greedy text`);
-        assert.deepEqual(await download(page, 1), new Uint8Array(readFileSync(ref.int4)), `${cfg.arch}: int4 safetensors differs from quantlab quantize`);
-        assert.deepEqual(await download(page, 2), new Uint8Array(readFileSync(ref.q4)), `${cfg.arch}: Q4_K_M GGUF differs from quantlab quantize`);
+        assert.deepEqual(await labDownload(page, 1, DIR), new Uint8Array(readFileSync(ref.int4)), `${cfg.arch}: int4 safetensors differs from quantlab quantize`);
+        assert.deepEqual(await labDownload(page, 2, DIR), new Uint8Array(readFileSync(ref.q4)), `${cfg.arch}: Q4_K_M GGUF differs from quantlab quantize`);
       }
       assert.deepEqual(b.errors, []);
       const outside = b.requests.filter((u) => !u.startsWith(lab.url) && !u.startsWith("blob:") && !u.startsWith("data:"));

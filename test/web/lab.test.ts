@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dataPath } from "../../src/io/node/data.js";
-import { openBrowser, startLab, type BrowserSession } from "../helpers/browser.js";
+import { labDownload, labGenerate, labQuantize, openBrowser, startLab } from "../helpers/browser.js";
 import { quantlab } from "../cli/helpers-cli.js";
 import { unzipSync } from "fflate";
 
@@ -51,31 +51,6 @@ before(() => {
 
 const count = (s: string, re: RegExp) => (s.match(re) ?? []).length;
 
-async function quantizeIn(page: BrowserSession["page"], kind: "spec" | "preset", n: number): Promise<void> {
-  await page.selectOption("#target-kind", kind);
-  if (kind === "spec") await page.fill("#spec", "int4:g32:asym");
-  else await page.selectOption("#preset", "Q4_K_M");
-  await page.click("#quantize");
-  await page.waitForFunction((k) => document.querySelectorAll("#results tbody tr").length >= k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, n, { timeout: 60000 });
-  const err = await page.locator("#quantize-error").textContent();
-  assert.equal(await page.locator("#quantize-error").isHidden(), true, `quantize failed in the page: ${err}`);
-}
-
-/** Generates next to the result labelled `which` ("" = the float model alone). */
-async function generateIn(page: BrowserSession["page"], which: string): Promise<{ float: string; quant: string }> {
-  const before = Number((await page.getAttribute("body", "data-generated")) ?? "0");
-  if (which) await page.selectOption("#gen-result", { label: which });
-  await page.click("#generate");
-  await page.waitForFunction((k) => Number(document.body.dataset.generated ?? "0") > k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, before, { timeout: 60000 });
-  return { float: (await page.textContent("#gen-float"))!, quant: (await page.textContent("#gen-quant"))! };
-}
-
-async function download(page: BrowserSession["page"], row: number): Promise<Uint8Array> {
-  const [dl] = await Promise.all([page.waitForEvent("download"), page.click(`#results tbody tr:nth-child(${row}) a.download`)]);
-  const path = join(DIR, `dl-${row}-${Date.now()}`);
-  await dl.saveAs(path);
-  return new Uint8Array(readFileSync(path));
-}
 
 for (const isolated of [true, false]) {
   describe(isolated ? "cross-origin isolated (COOP/COEP), 2 threads" : "not isolated (--no-isolation), 1 thread", () => {
@@ -95,8 +70,8 @@ for (const isolated of [true, false]) {
         assert.equal(await page.textContent("#model-info"), "stories260K.bin (llama2c): 0.260 M parameters, 5 layers, dim 64, hidden 172, vocabulary 512, context 512.");
         await page.waitForSelector("#plot-outliers svg");
         await page.fill("#eval", EVAL);
-        await quantizeIn(page, "spec", 1);
-        await quantizeIn(page, "preset", 2);
+        await labQuantize(page, "spec", 1);
+        await labQuantize(page, "preset", 2);
 
         const cells = await page.$$eval("#results tbody tr", (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].slice(0, 8).map((td) => td.textContent)));
         assert.deepEqual(cells.map((c) => c.slice(0, 3)), [["int4:g32:asym", "rtn", ref.int4Bpw.toFixed(3)], ["Q4_K_M", "rtn", "8.220"]]);
@@ -114,16 +89,16 @@ for (const isolated of [true, false]) {
         // greedy text: the float model and the quantized files, as `quantlab run` prints them
         await page.fill("#prompt", PROMPT);
         await page.fill("#steps", String(STEPS));
-        const g1 = await generateIn(page, "Q4_K_M (rtn)");
+        const g1 = await labGenerate(page, "Q4_K_M (rtn)");
         assert.equal(g1.float, ref.float);
         assert.equal(g1.quant, ref.q4Text);
         assert.notEqual(ref.q4Text, ref.float, "the quantized model's text differs, so the comparison means something");
-        const g2 = await generateIn(page, "int4:g32:asym (rtn)");
+        const g2 = await labGenerate(page, "int4:g32:asym (rtn)");
         assert.equal(g2.quant, ref.int4Text);
 
         // downloads: the CLI's bytes
-        assert.deepEqual(await download(page, 2), new Uint8Array(readFileSync(ref.q4)), "Q4_K_M GGUF differs from quantlab quantize --type Q4_K_M");
-        assert.deepEqual(await download(page, 1), new Uint8Array(readFileSync(ref.int4)), "int4 safetensors differs from quantlab quantize --spec int4:g32:asym");
+        assert.deepEqual(await labDownload(page, 2, DIR), new Uint8Array(readFileSync(ref.q4)), "Q4_K_M GGUF differs from quantlab quantize --type Q4_K_M");
+        assert.deepEqual(await labDownload(page, 1, DIR), new Uint8Array(readFileSync(ref.int4)), "int4 safetensors differs from quantlab quantize --spec int4:g32:asym");
         // the ONNX export of a result: the zip holds exactly the directory `quantlab export <file> --onnx` writes
         await page.click("#results tbody tr:nth-child(1) button.onnx");
         await page.waitForSelector("#results tbody tr:nth-child(1) a.download-onnx", { timeout: 60000 });
@@ -146,7 +121,7 @@ for (const isolated of [true, false]) {
         await page.waitForFunction(() => document.querySelector("#progress-label")!.textContent === "cancelled", null, { timeout: 30000 });
         assert.equal(await page.locator("#results tbody tr").count(), 2);
         assert.equal(await page.isEnabled("#quantize"), true);
-        const g3 = await generateIn(page, "Q4_K_M (rtn)");
+        const g3 = await labGenerate(page, "Q4_K_M (rtn)");
         assert.equal(g3.quant, ref.q4Text, "a result reloaded from its Blob after the restart");
         assert.equal(await page.locator("#quantize-error").isHidden(), true, "a cancel is not an error");
 
@@ -155,11 +130,11 @@ for (const isolated of [true, false]) {
           await page.setInputFiles("#model-files", [ref.q4]);
           await page.waitForFunction(() => /\(gguf\)/.test(document.querySelector("#model-info")!.textContent!), null, { timeout: 30000 });
           assert.equal(await page.locator("#results tbody tr").count(), 0, "a new model starts with no results");
-          assert.equal((await generateIn(page, "")).float, ref.q4Text);
+          assert.equal((await labGenerate(page, "")).float, ref.q4Text);
           await page.setInputFiles("#model-dir", ref.hf);
           await page.waitForFunction(() => /\(hf\)/.test(document.querySelector("#model-info")!.textContent!), null, { timeout: 30000 });
           assert.match((await page.textContent("#model-info"))!, /^stories260K-hf \(hf\): 0\.260 M parameters/);
-          assert.equal((await generateIn(page, "")).float, ref.hfText);
+          assert.equal((await labGenerate(page, "")).float, ref.hfText);
         }
 
         assert.deepEqual(b.errors, []);
