@@ -27,7 +27,7 @@ import { writeQuantizeResult } from "../io/quantize-output.js";
 import { safetensorsSize } from "../io/safetensors.js";
 import { IntegerLinearBackend } from "../model/integer-linear.js";
 import { integerRuntime } from "../model/integer-block.js";
-import { parseKvSpec, quantKvCacheFactory, type QuantKvCache } from "../model/kv-quant.js";
+import { parseKvSpec, quantKvCacheFactory, type QuantKvCache, type QuantKvCacheOptions } from "../model/kv-quant.js";
 import { Llama } from "../model/llama.js";
 import type { Model } from "../model/weights.js";
 import { errorStats } from "../quant/metrics.js";
@@ -50,6 +50,9 @@ export interface CompareRow {
   kv?: string;
   /** storage bits per K/V element of the quantized cache (scales included) */
   kvBits?: number;
+  /** KIVI's options of that cache, when set: keys per channel, recent positions kept in f32 */
+  kvKeys?: "token" | "channel";
+  kvWindow?: number;
   /** mixed-precision rows: how many tensors got each candidate, and which */
   mixed?: { counts: Record<string, number>; sensitivity: string; choice: Record<string, string> };
   /** integer-only rows: dot products run and overflow counts */
@@ -235,7 +238,8 @@ export class CompareSession {
    * Evaluates a result `quantize()` made (any recipe: the browser lab quantizes with any method), or the
    * float model with a quantized KV cache when `q` is undefined.
    */
-  async measureResult(q: QuantizeResult | undefined, kv?: string, maxTokens = this.opts.maxTokens): Promise<CompareMeasure> {
+  async measureResult(q: QuantizeResult | undefined, kv?: string, maxTokens = this.opts.maxTokens, kvOptions: QuantKvCacheOptions = {}): Promise<CompareMeasure> {
+    if (!kv && (kvOptions.keys !== undefined || kvOptions.window !== undefined)) throw new QuantlabError("E_ARG", "compare: KV-cache options (keys, window) without a KV-cache spec");
     const opts = this.opts;
     // fewer tokens score the first windows of the same plan, so the recorded float logits replay as a prefix
     if (maxTokens !== opts.maxTokens && (!this.recorded || (opts.maxTokens !== undefined && (maxTokens === undefined || maxTokens > opts.maxTokens)))) {
@@ -256,7 +260,7 @@ export class CompareSession {
       }
       // integer-only linears quantize their own inputs (model/integer-linear.ts); the others fake-quantize them
       const { model: qm, backend: rowBackend } = integerRuntime(qModel, opts.backend);
-      const llama = new Llama(qm, { contextLength: opts.ctx, backend: rowBackend, ...(kv ? { kvCache: quantKvCacheFactory(kv) } : {}) });
+      const llama = new Llama(qm, { contextLength: opts.ctx, backend: rowBackend, ...(kv ? { kvCache: quantKvCacheFactory(kv, kvOptions) } : {}) });
       if (this.recorded) this.base.replay();
       r = await kld(this.base, new ModelLogits(llama), opts.tokens, { ctx: opts.ctx, maxTokens, bosId: opts.bosId, progress });
       this.recorded = true;
@@ -288,7 +292,12 @@ export class CompareSession {
       seconds: q?.seconds ?? 0,
       evalSeconds: r ? (Date.now() - t0) / 1000 : 0,
     };
-    if (kv) { row.kv = kv; if (kvBits !== undefined) row.kvBits = kvBits; }
+    if (kv) {
+      row.kv = kv;
+      if (kvBits !== undefined) row.kvBits = kvBits;
+      if (kvOptions.keys !== undefined) row.kvKeys = kvOptions.keys;
+      if (kvOptions.window !== undefined) row.kvWindow = kvOptions.window;
+    }
     if (q?.mixed) row.mixed = { counts: q.mixed.counts, sensitivity: q.mixed.sensitivity, choice: q.mixed.choice };
     if (integer) row.integer = integer;
     return { row, ...(q ? { recipe: q.recipe } : {}), tensors, ...(r ? { kld: r } : {}) };

@@ -8,7 +8,7 @@
 // usable; no console error and no request beyond 127.0.0.1.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dataPath } from "../../src/io/node/data.js";
@@ -32,7 +32,7 @@ function cli(...args: string[]): string {
 }
 
 /** What the CLI makes of the same choices: files and greedy text. */
-const ref = {} as { onnx: string; q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
+const ref = {} as { kvKld: number; kvText: string; onnx: string; q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
 before(() => {
   ref.q4 = join(DIR, "cli-q4km.gguf");
   ref.int4 = join(DIR, "cli-int4.safetensors");
@@ -45,6 +45,11 @@ before(() => {
   ref.hf = join(DIR, "stories260K-hf");
   cli("convert", MODEL, ref.hf + "/");
   ref.hfText = run(ref.hf);
+  const kvFlags = ["--kv", "int2:g32:asym", "--kv-keys", "channel", "--kv-window", "32"];
+  const evalFile = join(DIR, "eval.txt");
+  writeFileSync(evalFile, EVAL);
+  ref.kvKld = JSON.parse(cli("kld", MODEL, ref.int4, "--text", evalFile, "--ctx", "256", "--max-tokens", "1020", ...kvFlags, "--json")).meanKld;
+  ref.kvText = JSON.parse(cli("run", ref.int4, "--prompt", PROMPT, "--tokens", String(STEPS), ...kvFlags, "--json")).text;
   ref.onnx = join(DIR, "cli-onnx");
   cli("export", ref.int4, "--onnx", ref.onnx);
 });
@@ -124,6 +129,27 @@ for (const isolated of [true, false]) {
         const g3 = await labGenerate(page, "Q4_K_M (rtn)");
         assert.equal(g3.quant, ref.q4Text, "a result reloaded from its Blob after the restart");
         assert.equal(await page.locator("#quantize-error").isHidden(), true, "a cancel is not an error");
+
+        // a quantized KV cache with KIVI's options, as `--kv int2:g32:asym --kv-keys channel --kv-window 32`: the row's
+        // KLD and the generated text are the CLI's
+        await page.selectOption("#method", "rtn");
+        await page.fill("#calib", "");
+        await page.fill("#kv", "int2:g32:asym");
+        await page.selectOption("#kv-keys", "channel");
+        await page.fill("#kv-window", "32");
+        await labQuantize(page, "spec", 3);
+        const kvCells = await page.$$eval("#results tbody tr:nth-child(3) td", (tds) => tds.map((td) => td.textContent));
+        assert.equal(kvCells[0], "int4:g32:asym + KV int2:g32:asym (channel keys) (window 32)");
+        assert.equal(kvCells[4], ref.kvKld.toFixed(5), "the lab's KLD with the quantized cache = quantlab kld --kv …");
+        const g4 = await labGenerate(page, "int4:g32:asym + KV int2:g32:asym (channel keys) (window 32) (rtn)");
+        assert.equal(g4.quant, ref.kvText);
+        assert.notEqual(ref.kvText, ref.int4Text, "the 2-bit cache changes the text, so the comparison means something");
+        await page.fill("#kv", "");
+        await page.click("#quantize");
+        await page.waitForFunction(() => !(document.querySelector("#quantize-error") as HTMLElement).hidden, null, { timeout: 10000 });
+        assert.match((await page.textContent("#quantize-error"))!, /KV-cache keys \/ window are set but no KV-cache spec/);
+        await page.selectOption("#kv-keys", "token");
+        await page.fill("#kv-window", "0");
 
         if (!isolated) {
           // the other ways in: a GGUF through the file input, a Hugging Face folder through the folder picker

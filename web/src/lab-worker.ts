@@ -36,7 +36,8 @@ import { Llama, ropeFactorSet } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
 import { QTensor } from "../../src/quant/tensor.js";
 import type { BackendInfo, ModelSummary, OnnxReply, QuantizeReply, Reply, Request } from "./protocol.js";
-import { formChoices, recipeOfChoice } from "./recipe.js";
+import { formChoices, recipeOfChoice, type FormChoice } from "./recipe.js";
+import { quantKvCacheFactory } from "../../src/model/kv-quant.js";
 
 interface Scope {
   postMessage(m: Reply): void;
@@ -63,6 +64,8 @@ function makeBackend(): { backend: Backend; info: BackendInfo } {
 const { backend, info } = makeBackend();
 let base: Model | undefined;
 const results = new Map<string, Model>();
+/** the KV cache each result was asked for (its generation runs with it too) */
+const resultKv = new Map<string, NonNullable<FormChoice["kv"]>>();
 /** one compare session per evaluation text: the float model's logits are computed once for it */
 let session: { text: string; s: CompareSession } | undefined;
 
@@ -139,8 +142,12 @@ async function quantizeRequest(req: Extract<Request, { type: "quantize" }>, rid:
   const fileName = `${stem}-${label.replace(/[^A-Za-z0-9_.+-]+/g, "_")}${resultExtension(r)}`;
   await writeQuantizeResult(r, sink, fileName, { progress });
   const blob = sink.toBlob();
-  const measured = await sessionFor(req.evalText, rid).measureResult(r);
+  const kv = req.choice.kv;
+  const kvOptions = { ...(kv?.keys !== undefined ? { keys: kv.keys } : {}), ...(kv?.window !== undefined ? { window: kv.window } : {}) };
+  if (kv) quantKvCacheFactory(kv.spec, kvOptions); // a bad KV spec or option fails before the measurement
+  const measured = await sessionFor(req.evalText, rid).measureResult(r, kv?.spec, undefined, kvOptions);
   await adopt(req.id, fileName, blob);
+  if (kv) resultKv.set(req.id, kv);
   const gridTensors = [...r.model.weights].filter(([, w]) => w.kind === "quant" && w.q instanceof QTensor && w.q.quantizer.dim === 1).map(([n]) => n);
   return { id: req.id, fileName, blob, output: r.output, recipeJson: r.recipeJson, row: measured.row, tensors: measured.tensors, gridTensors, ...(note ? { note } : {}) };
 }
@@ -188,7 +195,9 @@ function run(req: Extract<Request, { type: "generate" }>, rid: number): { text: 
   if (!m.tokenizer) throw new QuantlabError("E_ARG", `${m.config.name}: no tokenizer (for a llama2.c model, pick its tok<vocab>.bin too)`);
   // as `quantlab run`: a KV cache for the positions this run can reach (a 128k-context model would want GBs for the
   // whole context), LongRoPE's factor set by the model's own context
-  const llama = new Llama(m, { backend, ...(req.steps > 0 ? { contextLength: Math.min(m.config.seqLen, req.steps) } : {}), ropeFactors: ropeFactorSet(m.config, m.config.seqLen) });
+  const kv = req.which === "float" ? undefined : resultKv.get(req.which);
+  const kvCache = kv ? { kvCache: quantKvCacheFactory(kv.spec, { ...(kv.keys !== undefined ? { keys: kv.keys } : {}), ...(kv.window !== undefined ? { window: kv.window } : {}) }) } : {};
+  const llama = new Llama(m, { backend, ...kvCache, ...(req.steps > 0 ? { contextLength: Math.min(m.config.seqLen, req.steps) } : {}), ropeFactors: ropeFactorSet(m.config, m.config.seqLen) });
   try {
     // the CLI's `quantlab run` defaults: greedy, llama2.c models stop at BOS only
     const r = generate(llama, m.tokenizer, { prompt: req.prompt, steps: req.steps, temperature: 0, topP: 0.9, topK: 0, seed: 1, stopAtEos: m.source.format !== "llama2c", onText: (piece) => post({ rid, type: "text", piece }) });

@@ -148,7 +148,27 @@ function choice(): FormChoice {
     target: kind === "preset" ? { preset: $<HTMLSelectElement>("preset").value } : { spec: $<HTMLInputElement>("spec").value.trim() },
     method: $<HTMLSelectElement>("method").value,
     ...(calib ? { calibText: calib, calibName: calibFile?.name ?? "calibration.txt" } : {}),
+    ...kvChoice(),
   };
+}
+
+/** The KV-cache fields: a spec (empty: the f32 cache), KIVI's per-channel keys and float window (quantlab's --kv flags). */
+function kvChoice(): Pick<FormChoice, "kv"> {
+  const spec = $<HTMLInputElement>("kv").value.trim();
+  const keys = $<HTMLSelectElement>("kv-keys").value as "token" | "channel";
+  const windowText = $<HTMLInputElement>("kv-window").value.trim();
+  const window = windowText === "" ? 0 : Number(windowText);
+  // options without a cache spec change nothing: said, not dropped
+  if (!spec && (keys !== "token" || window !== 0)) throw new Error("KV-cache keys / window are set but no KV-cache spec: fill in the KV cache field or reset them");
+  if (!spec) return {};
+  if (!Number.isInteger(window) || window < 0) throw new Error(`KV-cache window ${JSON.stringify(windowText)}: expected a whole number of positions ≥ 0`);
+  return { kv: { spec, ...(keys === "channel" ? { keys } : {}), ...(window > 0 ? { window } : {}) } };
+}
+
+/** A result's label: its target, and its KV cache when it has one. */
+function resultLabel(target: string, kv: FormChoice["kv"]): string {
+  if (!kv) return target;
+  return `${target} + KV ${kv.spec}${kv.keys === "channel" ? " (channel keys)" : ""}${kv.window ? ` (window ${kv.window})` : ""}`;
 }
 
 /** A text file chosen next to a textarea fills it. */
@@ -198,12 +218,12 @@ let nextId = 1;
 
 async function runQuantize(): Promise<void> {
   $("quantize-error").hidden = true;
-  const c = choice();
   const id = `r${nextId++}`;
   setBusy(true);
   try {
+    const c = choice();
     const reply = await state.lab.call<QuantizeReply>({ type: "quantize", id, choice: c, ...($<HTMLTextAreaElement>("eval").value ? { evalText: $<HTMLTextAreaElement>("eval").value } : {}) }, { progress: showProgress });
-    state.results.push({ reply, label: "preset" in c.target ? c.target.preset : reply.row.spec, method: c.method });
+    state.results.push({ reply, label: resultLabel("preset" in c.target ? c.target.preset : reply.row.spec, c.kv), method: c.method });
     showProgress(`done: ${reply.fileName}`, 1, 1);
     $("progress-label").textContent = `done: ${reply.fileName}${reply.note ? ` (${reply.note})` : ""}`;
     renderResults();

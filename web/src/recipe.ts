@@ -16,6 +16,8 @@ export interface FormChoice {
   method: string;
   calibText?: string;
   calibName?: string;
+  /** the result's KV cache (model/kv-quant.ts), as `--kv spec [--kv-keys channel] [--kv-window n]`: measured and generated with */
+  kv?: { spec: string; keys?: "token" | "channel"; window?: number };
 }
 
 /** What the form offers: every method with the targets it takes, every llama-quantize preset. */
