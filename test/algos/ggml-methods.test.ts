@@ -163,13 +163,13 @@ describe("GGUF folds leave the float model unchanged", () => {
 });
 
 describe("what the folds cannot carry is refused by name", () => {
-  test("a post-norm tensor, an unknown config field, a (1+w)-norm architecture, the online rotation", () => {
+  test("a post-norm tensor on a pre-norm block, an unknown config field, a post-norm architecture's rotation, the online rotation", () => {
     const withPost: Model = { ...S260, weights: new Map([...S260.weights, ["blk.0.post_attention_norm.weight", S260.weights.get(TensorNames.attnNorm(0))!]]) };
     assert.throws(() => transformForGgml(withPost, { rotate: { seed: 0, mode: "residual" } }), /tensor blk\.0\.post_attention_norm\.weight is not one the folds .* know how to carry/);
     const extra: Model = { ...S260, config: { ...S260.config, ...({ normOffset: 1 } as object) } as ModelConfig };
     assert.throws(() => transformForGgml(extra, { rotate: { seed: 0, mode: "residual" } }), /config field normOffset is not one the GGUF folds know/);
-    const gemma: Model = { ...S260, config: { ...S260.config, arch: "gemma" as "llama" } };
-    assert.throws(() => transformForGgml(gemma, { rotate: { seed: 0, mode: "residual" } }), /scales by \(1 \+ w\) in its RMSNorm/);
+    const unknown: Model = { ...S260, config: { ...S260.config, arch: "gemma" as "llama" } };
+    assert.throws(() => transformForGgml(unknown, { rotate: { seed: 0, mode: "residual" } }), /unknown architecture gemma/);
     assert.throws(() => transformForGgml(S260, { rotate: { seed: 0 } }), /online FFN-down Hadamard rotation R4 .* llama\.cpp cannot/);
   });
 });
