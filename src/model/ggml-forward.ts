@@ -35,7 +35,7 @@ import { QuantlabError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from "../core/f16.js";
 import { fr } from "../ggml/cfloat.js";
 import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
-import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, isArchitecture, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
@@ -329,7 +329,7 @@ export class GgmlForward implements CausalLM {
       const a = at === GgmlType.Q8_0 || at === GgmlType.Q8_1
         ? quantizeRowQ8X86(x, m.cols, new Uint8Array(activationRowBytes(m.type, m.cols)), at === GgmlType.Q8_1)
         : quantizeActivationsRow(m.type, x, m.cols);
-      for (let r = 0; r < m.rows; r++) out[r] = vecDot(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols);
+      for (let r = 0; r < m.rows; r++) out[r] = vecDotX86(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols, m.rows);
       return;
     }
     if (m.mode === "bf16") {
@@ -377,6 +377,55 @@ export class GgmlForward implements CausalLM {
     const full = n - (n % this.L);
     for (let i = 0; i < n; i++) g[i] = fr((i < full ? ggmlVSilu(g[i]!, this.simd) : ggmlSiluScalar(g[i]!)) * u[i]!);
   }
+}
+
+const i8 = (b: Uint8Array, o: number): number => (b[o]! << 24) >> 24;
+const f16At = (b: Uint8Array, o: number): number => f16BitsToF32(b[o]! | (b[o + 1]! << 8));
+
+/**
+ * One weight row · one quantized activation row as the x86 build of ggml-cpu sums it, where that differs from the
+ * generic C order of vecDot (src/ggml/dot.ts, the reference the WASM kernels follow) — a last-bit difference in a
+ * matmul output flips a later Q8 rounding now and then, which is ~1e-3 in p:
+ * - Q4_0 in a tensor of rows ≡ 0 mod 8: llama.cpp's CPU_REPACK buffer holds it as q4_0_8x8 and ggml_gemv / ggml_gemm
+ *   _q4_0_8x8_q8_0 accumulate one fma per block, sumf = fma(Σq·q8, d_w·d_a, sumf);
+ * - Q4_0 (other tensors), Q5_0, Q8_0: ggml_vec_dot_*_q8_0 AVX2 (also the AVX-512 build's): mul_sum_i8_pairs_float
+ *   gives 8 lanes of 4 products each, acc = fma(d_w·d_a, lanes, acc) per block, then hsum_float_8 (high half + low
+ *   half, movehl, movehdup);
+ * - other types: vecDot.
+ */
+function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, rows: number): number {
+  if (type !== GgmlType.Q4_0 && type !== GgmlType.Q5_0 && type !== GgmlType.Q8_0) return vecDot(type, w, a, n);
+  const wb = GGML_TYPES[type].bytesPerBlock, ab = GGML_TYPES[GgmlType.Q8_0].bytesPerBlock;
+  const nb = n / 32;
+  // the weight's level of element j (0..31) of the block at x
+  const level = type === GgmlType.Q8_0
+    ? (x: number, j: number) => i8(w, x + 2 + j)
+    : type === GgmlType.Q4_0
+      ? (x: number, j: number) => ((j < 16 ? w[x + 2 + j]! & 0x0f : w[x + 2 + j - 16]! >> 4) - 8)
+      : (x: number, j: number) => {
+        const qh = (w[x + 2]! | (w[x + 3]! << 8) | (w[x + 4]! << 16) | (w[x + 5]! << 24)) >>> 0;
+        const lo = j < 16 ? w[x + 6 + j]! & 0x0f : w[x + 6 + j - 16]! >> 4;
+        return (lo | (((qh >>> j) & 1) << 4)) - 16;
+      };
+  if (type === GgmlType.Q4_0 && rows % 8 === 0) {
+    let sumf = 0;
+    for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
+      let sumi = 0;
+      for (let j = 0; j < 32; j++) sumi += level(x, j) * i8(a, y + 2 + j);
+      sumf = fr(sumi * fr(f16At(w, x) * f16At(a, y)) + sumf); // exact product, one rounding: the fma
+    }
+    return sumf;
+  }
+  const acc = new Float64Array(8);
+  for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
+    const d = fr(f16At(w, x) * f16At(a, y));
+    for (let k = 0; k < 8; k++) {
+      let si = 0;
+      for (let j = 4 * k; j < 4 * k + 4; j++) si += level(x, j) * i8(a, y + 2 + j);
+      acc[k] = fr(d * si + acc[k]!);
+    }
+  }
+  return fr(fr(fr(acc[0]! + acc[4]!) + fr(acc[2]! + acc[6]!)) + fr(fr(acc[1]! + acc[5]!) + fr(acc[3]! + acc[7]!)));
 }
 
 /** One layer's ggml_rope_ext parameters, and its sliding window. */
