@@ -38,7 +38,7 @@ import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "
 import { GGML_TYPES, GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, isArchitecture, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, fusedFileTensors, isArchitecture, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
 import { ROPE_FREQS, ropeFactorSet, type CausalLM, type LogitsSink } from "./llama.js";
 import type { Model } from "./weights.js";
 import type { Weight } from "../core/weight.js";
@@ -63,6 +63,8 @@ interface Mat {
   data: Uint8Array; // q: (rows, rowBytes)
   rowBytes: number;
   w: Float32Array; // f16/bf16/f32: values as f32 (rows, cols)
+  /** llama.cpp holds it in the CPU_REPACK buffer (Q4_0 as q4_0_8x8), which sums its dots in another order (vecDotX86) */
+  repacked: boolean;
 }
 
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
@@ -114,12 +116,21 @@ export class GgmlForward implements CausalLM {
       return w;
     };
     const vec = (n: string) => dequantizeWeight(get(n), n).data;
-    const mat = (n: string) => prepareMat(get(n), n);
+    // which Q4_0 matrices llama.cpp repacks (ggml_repack_get_optimal_repack_type: q4_0_8x8 on AVX2 / AVX-512 when
+    // ne[1] % 8 == 0). Observed, not traced in llama.cpp's buffer choice: Phi-3's fused attn_qkv / ffn_up run outside
+    // the repack buffer (the tiny phi3 files agree to 1e-6 only so), and so does a tied output read from token_embd
+    // (its buffer is chosen for get_rows)
+    const fusedParts = new Set(t.fusedProjections ? fusedFileTensors(c).flatMap((f) => f.parts.map((p) => p.name)) : []);
+    const mat = (n: string, tiedHead = false) => {
+      const m = prepareMat(get(n), n);
+      m.repacked = m.mode === "q" && m.type === GgmlType.Q4_0 && m.rows % 8 === 0 && !fusedParts.has(n) && !tiedHead;
+      return m;
+    };
     this.embedding = rowReader(get(TensorNames.tokenEmbd), TensorNames.tokenEmbd);
     this.layers = [];
     for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, mat, this.traits));
     this.outputNorm = vec(TensorNames.outputNorm);
-    this.output = mat(W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd);
+    this.output = W.has(TensorNames.output) ? mat(TensorNames.output) : mat(TensorNames.tokenEmbd, true);
     const freqFactors = W.has(ROPE_FREQS) ? vec(ROPE_FREQS) : undefined;
     const rd = rotaryDimOf(c);
     if (freqFactors && freqFactors.length !== rd / 2) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${freqFactors.length} values, expected rotary dimension / 2 = ${rd / 2}`);
@@ -329,7 +340,7 @@ export class GgmlForward implements CausalLM {
       const a = at === GgmlType.Q8_0 || at === GgmlType.Q8_1
         ? quantizeRowQ8X86(x, m.cols, new Uint8Array(activationRowBytes(m.type, m.cols)), at === GgmlType.Q8_1)
         : quantizeActivationsRow(m.type, x, m.cols);
-      for (let r = 0; r < m.rows; r++) out[r] = vecDotX86(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols, m.rows);
+      for (let r = 0; r < m.rows; r++) out[r] = vecDotX86(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols, m.repacked);
       return;
     }
     if (m.mode === "bf16") {
@@ -386,14 +397,14 @@ const f16At = (b: Uint8Array, o: number): number => f16BitsToF32(b[o]! | (b[o + 
  * One weight row · one quantized activation row as the x86 build of ggml-cpu sums it, where that differs from the
  * generic C order of vecDot (src/ggml/dot.ts, the reference the WASM kernels follow) — a last-bit difference in a
  * matmul output flips a later Q8 rounding now and then, which is ~1e-3 in p:
- * - Q4_0 in a tensor of rows ≡ 0 mod 8: llama.cpp's CPU_REPACK buffer holds it as q4_0_8x8 and ggml_gemv / ggml_gemm
+ * - Q4_0 that llama.cpp's CPU_REPACK buffer holds as q4_0_8x8 (Mat.repacked): ggml_gemv / ggml_gemm
  *   _q4_0_8x8_q8_0 accumulate one fma per block, sumf = fma(Σq·q8, d_w·d_a, sumf);
  * - Q4_0 (other tensors), Q5_0, Q8_0: ggml_vec_dot_*_q8_0 AVX2 (also the AVX-512 build's): mul_sum_i8_pairs_float
  *   gives 8 lanes of 4 products each, acc = fma(d_w·d_a, lanes, acc) per block, then hsum_float_8 (high half + low
  *   half, movehl, movehdup);
  * - other types: vecDot.
  */
-function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, rows: number): number {
+function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repacked: boolean): number {
   if (type !== GgmlType.Q4_0 && type !== GgmlType.Q5_0 && type !== GgmlType.Q8_0) return vecDot(type, w, a, n);
   const wb = GGML_TYPES[type].bytesPerBlock, ab = GGML_TYPES[GgmlType.Q8_0].bytesPerBlock;
   const nb = n / 32;
@@ -407,7 +418,7 @@ function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, rows
         const lo = j < 16 ? w[x + 6 + j]! & 0x0f : w[x + 6 + j - 16]! >> 4;
         return (lo | (((qh >>> j) & 1) << 4)) - 16;
       };
-  if (type === GgmlType.Q4_0 && rows % 8 === 0) {
+  if (type === GgmlType.Q4_0 && repacked) {
     let sumf = 0;
     for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
       let sumi = 0;
@@ -511,11 +522,11 @@ function prepareMat(w: Weight, name: string): Mat {
   if (w.kind === "ggml" && w.type !== GgmlType.F32 && w.type !== GgmlType.F16 && w.type !== GgmlType.BF16) {
     const cols = w.shape[w.shape.length - 1]!;
     const rows = w.shape.reduce((a, b) => a * b, 1) / cols;
-    return { name, rows, cols, mode: "q", type: w.type, data: w.data, rowBytes: ggmlRowBytes(w.type, cols)!, w: new Float32Array(0) };
+    return { name, rows, cols, mode: "q", type: w.type, data: w.data, rowBytes: ggmlRowBytes(w.type, cols)!, w: new Float32Array(0), repacked: false };
   }
   const d = dequantizeWeight(w, name);
   const is16 = (t: "f16" | "bf16") =>
     (w.kind === "dense" && w.tensor.dtype === t) || (w.kind === "ggml" && w.type === (t === "f16" ? GgmlType.F16 : GgmlType.BF16));
   const mode = is16("f16") ? "f16" : is16("bf16") ? "bf16" : "f32";
-  return { name, rows: d.rows, cols: d.cols, mode, type: GgmlType.F32, data: empty, rowBytes: 0, w: d.data };
+  return { name, rows: d.rows, cols: d.cols, mode, type: GgmlType.F32, data: empty, rowBytes: 0, w: d.data, repacked: false };
 }
