@@ -44,8 +44,12 @@ const SIMD = ggmlSimdOfThisMachine();
  * the GGUF methods: the same forward pass agrees to 1e-6 on every other file here); bounded by the
  * project's hard cap until it is found. The SmoothQuant Q4_0 file shows the same ~1e-2 here, while on the tiny
  * qwen2 / granite models (test/io/architectures-llamacpp.test.ts) SmoothQuant Q4_0 files agree to 2e-6 / 9e-5.
+ * Since GgmlForward sums Q4_0 / Q8_0 dots in the x86 order (repacked q4_0_8x8: one fma per block; else AVX2 lanes),
+ * which brings the tiny phi3 / gemma / olmo2 / qwen2 files from ~4e-3 to ~1e-6, AWQ+GPTQ Q4_0 here agrees to 1.5e-6
+ * but AWQ Q4_0 flips (4.4e-3; 1.5e-6 in the generic order): which Q4_0 matrices of this model (rows of 64 columns)
+ * llama.cpp repacks, or sums how, is not pinned down (docs/gguf-methods.md "GgmlForward vs llama.cpp").
  */
-const IMATRIX_Q4_0 = ["imat-Q4_0", "awq+gptq-Q4_0", "smoothquant-Q4_0"];
+const IMATRIX_Q4_0 = ["imat-Q4_0", "awq-Q4_0", "smoothquant-Q4_0"];
 const HARD_CAP = 0.05;
 
 function logitsOf(m: Model, ids: readonly number[]): Float32Array[] {
