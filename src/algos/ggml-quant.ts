@@ -62,6 +62,8 @@ export interface GgmlTensorReport {
   gptq?: boolean;
   /** AWQ's α for the scales folded into this tensor's input (methods awq, awq+gptq on a preset) */
   awqAlpha?: number;
+  /** why the method's input scales (AWQ, SmoothQuant) were not folded at this tensor's input site (it kept its weights) */
+  noScaleFold?: string;
 }
 
 export interface GgmlQuantizeResult {

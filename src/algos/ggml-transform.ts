@@ -18,7 +18,23 @@
  *   (v → o without grouped-query attention, up → down) and that linear's bias. Blocks are calibrated in
  *   order, each on the outputs of the blocks before it as they will be stored (ggml round trip).
  *
- * Anything these folds do not know (a post-norm, a fused qkv, a norm bias, a (1+w) norm) is refused by name.
+ * Per architecture (model/config.ts ARCH_TRAITS):
+ * - Phi-3: the file's fused attn_qkv / ffn_up are split into q/k/v and gate/up at load and fused again when written;
+ *   a scale is per input column, so W·diag(s) on each part is W·diag(s) on the fused tensor, and v → o / up → down
+ *   divide the v / up row slices. Partial rotary and LongRoPE act on q/k inside a head: the residual rotation and
+ *   the input scales never reach them.
+ * - Gemma 2/3: quantlab holds each RMSNorm weight in its GGUF form, the whole multiplier 1 + w (the HF loader adds
+ *   the 1, the HF writer subtracts it), so dividing the stored weight by s is exact (no w' = (1 + w)/s − 1 here);
+ *   the post-branch norms (post_attention_norm, post_ffw_norm) sit after o / down and are carried unchanged — they
+ *   normalize the branch output, which the input scales do not change. The residual rotation is refused: a
+ *   post-branch norm's weight multiplies the branch output element by element before the residual add, which does
+ *   not commute with R (RMSNorm(R·y)·w ≠ R·(RMSNorm(y)·w)), and it cannot be folded into o / down through the norm.
+ * - OLMo 2: no norm before q/k/v or gate/up (post-norms only), so the attn_in and ffn_in scales have nowhere to go
+ *   (scaling the residual stream itself would change every later block): those groups are skipped, listed in
+ *   `skipped` (a warning in the CLI, `noScaleFold` in the --json tensor list); v → o (without GQA) and up → down
+ *   run. The residual rotation is refused (post-norms, as Gemma).
+ *
+ * Anything else these folds do not know (an unknown tensor, a norm bias, an unknown config field) is refused by name.
  */
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
@@ -28,7 +44,7 @@ import { dequantizeRow, hasGgmlCodec, quantizeRow } from "../ggml/codecs.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../ggml/types.js";
 import type { Backend } from "../kernels/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
-import { TensorNames } from "../model/config.js";
+import { ARCH_TRAITS, TensorNames } from "../model/config.js";
 import type { LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
 import { awqQuantizePrep, awqSearchScales } from "./awq.js";
@@ -64,6 +80,11 @@ export interface GgmlTransformResult {
   /** AWQ: the α chosen per block linear */
   alpha: Record<string, number>;
   calibTokens: number;
+  /**
+   * input sites whose scales could not be folded and were skipped (their linears keep their weights), with why:
+   * OLMo 2's attn_in / ffn_in (no norm before the branch), attn_out_in under grouped-query attention
+   */
+  skipped: { site: string; linears: string[]; reason: string }[];
 }
 
 const FLOAT_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
@@ -96,29 +117,41 @@ export function ggmlGroupQuantizer(type: GgmlType): GroupQuantizer<Float32Array>
 /** Block tensors the folds carry (by their suffix after `blk.N.`), and what each transform does to them. */
 const BLOCK_SUFFIXES = new Set([
   "attn_norm.weight", "ffn_norm.weight",
+  // Gemma 2/3, OLMo 2: after o / down, before the residual add; carried unchanged (the rotation refuses them)
+  "post_attention_norm.weight", "post_ffw_norm.weight",
   "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
   // per-head q/k norms act after the projections: neither an input rotation nor an input scaling reaches them
   "attn_q_norm.weight", "attn_k_norm.weight",
   // q/k/gate biases are untouched; v/up biases take AWQ's 1/s with their rows; o/down biases take R
   "attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
 ]);
+const POST_NORMS = new Set(["post_attention_norm.weight", "post_ffw_norm.weight"]);
 const GLOBAL_NAMES = new Set([TensorNames.tokenEmbd, TensorNames.outputNorm, TensorNames.output, "rope_freqs.weight"]);
 // Granite's multipliers scale whole branches / the embedding / the logits by scalars, which commute with an
-// orthogonal R and with per-channel scales; a sliding window acts inside attention only
-const CONFIG_KEYS = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "ropeScaling", "multipliers", "slidingWindow", "name"]);
+// orthogonal R and with per-channel scales; sliding windows (and their per-layer pattern), RoPE (partial rotary,
+// LongRoPE, local base, linear scaling), the query scale and the attention soft-cap act on q/k inside a head; the
+// final soft-cap acts on logits the folds leave unchanged
+const CONFIG_KEYS = new Set(["arch", "dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "seqLen", "ropeTheta", "normEps", "tiedEmbeddings", "ropeScaling", "multipliers", "slidingWindow", "name",
+  "slidingLayers", "ropeThetaLocal", "ropeLinearFactor", "attnScale", "attnSoftcap", "finalSoftcap", "rotaryDim", "longRope"]);
 
-/** Refuses, by name, a model the folds do not cover (before any work). */
-export function checkGgmlTransformable(model: Model, what: string): void {
+/** Refuses, by name, a model the folds do not cover (before any work); `rotate`: the residual rotation is asked for. */
+export function checkGgmlTransformable(model: Model, what: string, rotate = false): void {
   const c = model.config as unknown as Record<string, unknown>;
-  if (/gemma/i.test(String(c.arch))) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: architecture ${String(c.arch)} scales by (1 + w) in its RMSNorm; folding a scale there (w' = (1 + w)·s − 1) is not implemented`);
+  const traits = ARCH_TRAITS[model.config.arch];
+  if (!traits) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: unknown architecture ${String(c.arch)}`);
+  if (rotate && traits.norms !== "pre") {
+    throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: ${model.config.arch}'s ${traits.norms === "sandwich" ? "post-branch norms (post_attention_norm, post_ffw_norm)" : "post-norms (no norm before its branches)"} do not commute with a residual rotation: the norm weight multiplies the branch output element by element before the residual add, and cannot be folded into o / down through the norm`);
+  }
   for (const k of Object.keys(c)) {
     if (!CONFIG_KEYS.has(k) && c[k] !== undefined) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: the model's config field ${k} is not one the GGUF folds know how to carry`);
   }
   if (model.inputTransforms) throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: the model already has run-time input transforms`);
   for (const name of model.weights.keys()) {
     const m = /^blk\.\d+\.(.+)$/.exec(name);
-    if (m ? !BLOCK_SUFFIXES.has(m[1]!) : !GLOBAL_NAMES.has(name)) {
-      throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: tensor ${name} is not one the folds into the norms / linears know how to carry (a post-norm, fused projection or norm bias cannot be folded)`);
+    // a post-branch norm is carried only where the architecture's block has one (else nothing would read it right)
+    const known = m ? BLOCK_SUFFIXES.has(m[1]!) && (traits.norms !== "pre" || !POST_NORMS.has(m[1]!)) : GLOBAL_NAMES.has(name);
+    if (!known) {
+      throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ${what}: tensor ${name} is not one the folds into the norms / linears know how to carry (a norm bias or an unknown tensor cannot be folded)`);
     }
   }
 }
@@ -143,8 +176,9 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
   if (opts.rotate && opts.rotate.mode !== "residual") {
     throw new QuantlabError("E_UNSUPPORTED", "rotate (mode full): the online FFN-down Hadamard rotation R4 is applied at run time, which llama.cpp cannot do; for GGUF use the residual rotation alone (rotate mode \"residual\", --rotate residual)");
   }
-  checkGgmlTransformable(model, what);
+  checkGgmlTransformable(model, what, !!opts.rotate);
   const c = model.config;
+  const skipped: GgmlTransformResult["skipped"] = [];
   const W = model.weights;
   const progress = opts.progress ?? noProgress;
   const out = new Map<string, Weight>(W);
@@ -215,8 +249,12 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
         const foldNorm = g.site === "attn_in" ? bw.attnNorm : g.site === "ffn_in" ? bw.ffnNorm : undefined;
         // v → o needs v's rows to match o's columns one to one, which grouped-query attention breaks (llm-awq skips it too)
         const foldPrev: LinearKey | undefined = g.site === "ffn_down_in" ? "up" : g.site === "attn_out_in" && c.nHeads === c.nKvHeads ? "wv" : undefined;
-        if (!foldNorm && !foldPrev) continue;
         if (g.keys.every((k) => FLOAT_TYPES.has(types.get(k)!))) continue; // nothing quantized reads this site
+        if (!foldNorm && !foldPrev) {
+          const reason = g.site === "attn_out_in" ? `grouped-query attention (${c.nHeads} query heads over ${c.nKvHeads} KV heads): v's rows do not match o's columns one to one` : `no norm before the branch (${c.arch}: post-norms only)`;
+          skipped.push({ site: `blk.${l}.${g.site}`, linears: g.keys.map((k) => linearName(l, k)), reason });
+          continue;
+        }
         const st = stats.get(g.site)!;
         const linears = g.keys.map((k) => ({ w: bw[k], rows: rowsOf(k, c) }));
         const name = `blk.${l}.${g.site}`;
@@ -256,8 +294,9 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
         runner.run(l, qbw, X);
       }
     }
-    out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm!)); // present: checkGgmlTransformable refuses post-norm blocks (OLMo 2) by their tensors
-    out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm!));
+    // the pre-branch norms took 1/s (absent in OLMo 2); the post-branch norms are carried as they are (in `out` already)
+    if (bw.attnNorm) out.set(TensorNames.attnNorm(l), f32Dense([c.dim], bw.attnNorm));
+    if (bw.ffnNorm) out.set(TensorNames.ffnNorm(l), f32Dense([c.dim], bw.ffnNorm));
     for (const k of LINEAR_KEYS) out.set(linearName(l, k), f32Dense([rowsOf(k, c), colsOf(k, c)], bw[k]));
     for (const [s, b] of biases) out.set(`blk.${l}.${s}`, f32Dense([b.length], b));
     progress.tick();
@@ -265,5 +304,5 @@ export function transformForGgml(model: Model, opts: GgmlTransformOptions): Ggml
   progress.done();
   const result: Model = { config, weights: out, source: { ...model.source, format: "memory" } };
   if (model.tokenizer) result.tokenizer = model.tokenizer;
-  return { model: result, alpha, calibTokens: T };
+  return { model: result, alpha, calibTokens: T, skipped };
 }

@@ -1,6 +1,8 @@
 /**
- * A decoder forward pass (every ARCH_TRAITS architecture: biases, per-head q/k norms, NeoX rope, Granite
- * multipliers as llama.cpp builds them) that computes as llama.cpp's CPU backend does (ggml-cpu, no flash attention), op
+ * A decoder forward pass (every ARCH_TRAITS architecture as llama.cpp builds it: biases, q/k norms per head or over
+ * the projection, NeoX rope, Granite multipliers, Phi-3's partial rotary and LongRoPE factors, Gemma 2/3's sandwich
+ * norms, GeGLU, √dim embedding scale, soft-caps, query scale and sliding layers, OLMo 2's post-norms) that computes
+ * as llama.cpp's CPU backend does (ggml-cpu, no flash attention), op
  * by op and rounding by rounding, so its next-token probabilities can be compared with llama.cpp's on
  * the same GGUF at the 1e-6 level instead of "within quantization noise".
  *
@@ -15,10 +17,15 @@
  *   (src/ggml/dot.ts); F16 and F32 rows in llamafile-sgemm lane order when the row length is a multiple
  *   of the vector width, else ggml_vec_dot_f16/f32 order (4 accumulators, tree, reduce, scalar tail);
  * - rms_norm: Σx² in double of f32 squares, scale = 1/sqrtf(mean + eps), then × weight (ggml_mul);
- * - rope (normal mode, adjacent pairs): θ multiplied by powf(base, −2/n_dims) pair after pair in f32;
+ * - rope (ggml rope_yarn, ext_factor 0): θ multiplied by powf(base, −2/n_rot) pair after pair in f32, ÷ the freq
+ *   factor (rope_freqs / LongRoPE's set), × freq_scale (linear scaling), cos and sin × attn_factor; values past n_rot
+ *   pass through;
  * - attention: K·q and V·p as the sgemm / vec_dot paths above over the KV cache (f16 or f32), scores
  *   × 1/√d, soft_max with ggml_v_expf on full vectors, Σ in double, × (float)(1/Σ);
- * - swiglu: ggml_v_silu on full vectors, the scalar expf form on the tail.
+ * - swiglu: ggml_v_silu on full vectors, the scalar expf form on the tail; geglu (GGML_GELU_FP16): the input
+ *   rounded to f16 indexes ggml_table_gelu_f16 (gelu_f32 of that f16 value, rounded to f16), 0 below −10, x above 10;
+ * - soft-caps (ggml_scale 1/c, ggml_tanh, ggml_scale c) on the scores before soft_max and on the logits; the query
+ *   scale of phi3 / Gemma as ggml_scale of Q after RoPE (soft_max's scale then 1); sliding windows as −∞ in the mask.
  *
  * Decode only (one position per call) and unoptimized: a reference for tests and for reproducing
  * llama.cpp's numbers, not a fast path. The vector width is that of the ggml CPU variant llama.cpp runs
@@ -28,11 +35,11 @@ import { QuantlabError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from "../core/f16.js";
 import { fr } from "../ggml/cfloat.js";
 import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
-import { GgmlType, ggmlRowBytes } from "../ggml/types.js";
+import { GGML_TYPES, GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
-import { ARCH_TRAITS, TensorNames, blockTensors, isArchitecture, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
-import { ROPE_FREQS, type CausalLM, type LogitsSink } from "./llama.js";
+import { ARCH_TRAITS, TensorNames, blockTensors, fusedFileTensors, isArchitecture, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
+import { ROPE_FREQS, ropeFactorSet, type CausalLM, type LogitsSink } from "./llama.js";
 import type { Model } from "./weights.js";
 import type { Weight } from "../core/weight.js";
 
@@ -56,6 +63,8 @@ interface Mat {
   data: Uint8Array; // q: (rows, rowBytes)
   rowBytes: number;
   w: Float32Array; // f16/bf16/f32: values as f32 (rows, cols)
+  /** llama.cpp holds it in the CPU_REPACK buffer (Q4_0 as q4_0_8x8), which sums its dots in another order (vecDotX86) */
+  repacked: boolean;
 }
 
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
@@ -74,7 +83,10 @@ export class GgmlForward implements CausalLM {
   private readonly layers: BlockTensors<Float32Array, Mat>[];
   private readonly outputNorm: Float32Array;
   private readonly output: Mat;
-  private readonly freqFactors: Float32Array | undefined;
+  /** each layer's RoPE as ggml_rope_ext gets it */
+  private readonly ropes: LayerRope[]; // (nLayers)
+  /** Q × this after RoPE (phi3, Gemma: ggml_scale), soft_max's scale then 1; undefined: soft_max scales */
+  private readonly qScale: number | undefined;
   private readonly K: Float32Array; // (layers, capacity, kvDim), values already rounded to kvType
   private readonly V: Float32Array;
   private readonly logits: Float32Array;
@@ -83,18 +95,13 @@ export class GgmlForward implements CausalLM {
   constructor(model: Model, opts: GgmlForwardOptions = {}) {
     const c = model.config;
     if (!isArchitecture(c.arch)) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: unknown architecture "${String(c.arch)}"`);
-    if (c.slidingWindow !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no sliding-window attention (the model's window is ${c.slidingWindow})`);
-    if (c.rotaryDim !== undefined || c.longRope) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward has no ${c.rotaryDim !== undefined ? `partial rotary (${c.rotaryDim} of ${c.headDim})` : "LongRoPE"}`);
-    // Gemma 2/3 and OLMo 2's block (sandwich / post norms, GeGLU, √dim embedding scale, whole-projection q/k norms)
-    // and their per-model numbers are not emulated here: refused by name rather than run as another model
     const t = ARCH_TRAITS[c.arch];
-    const odd = ([["norms", t.norms !== "pre"], ["activation", t.activation !== "silu"], ["embedScaleSqrtDim", t.embedScaleSqrtDim], ["qkNorm", t.qkNorm === "projection"]] as const).find(([, b]) => b);
-    if (odd) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: architecture "${c.arch}": its ${odd[0]} (${JSON.stringify(t[odd[0]])}) is not emulated`);
-    const field = (["attnScale", "attnSoftcap", "finalSoftcap", "slidingLayers", "ropeThetaLocal", "ropeLinearFactor"] as const).find((k) => c[k] !== undefined);
-    if (field) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: the model's config field ${field} is not emulated`);
+    // llama.cpp's gemma3 graph without sliding layers soft-caps the logits by a default of its own (non-iSWA build)
+    if (c.arch === "gemma3" && c.slidingWindow === undefined) throw new QuantlabError("E_UNSUPPORTED", "GgmlForward: gemma3 without sliding layers (llama.cpp's non-iSWA gemma3 graph soft-caps the logits by its own default) is not emulated");
+    if (c.ropeLinearFactor !== undefined && c.arch !== "gemma3") throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: linear RoPE scaling on ${c.arch} is not emulated`);
     this.model = model;
     this.config = c;
-    this.traits = ARCH_TRAITS[c.arch];
+    this.traits = t;
     this.simd = opts.simd ?? "avx512";
     this.kvType = opts.kvType ?? "f16";
     this.L = simdLanes(this.simd);
@@ -109,13 +116,37 @@ export class GgmlForward implements CausalLM {
       return w;
     };
     const vec = (n: string) => dequantizeWeight(get(n), n).data;
-    const mat = (n: string) => prepareMat(get(n), n);
+    // which Q4_0 matrices llama.cpp repacks (ggml_repack_get_optimal_repack_type: q4_0_8x8 on AVX2 / AVX-512 when
+    // ne[1] % 8 == 0). Observed, not traced in llama.cpp's buffer choice: Phi-3's fused attn_qkv / ffn_up run outside
+    // the repack buffer (the tiny phi3 files agree to 1e-6 only so), and so does a tied output read from token_embd
+    // (its buffer is chosen for get_rows)
+    const fusedParts = new Set(t.fusedProjections ? fusedFileTensors(c).flatMap((f) => f.parts.map((p) => p.name)) : []);
+    const mat = (n: string, tiedHead = false) => {
+      const m = prepareMat(get(n), n);
+      m.repacked = m.mode === "q" && m.type === GgmlType.Q4_0 && m.rows % 8 === 0 && !fusedParts.has(n) && !tiedHead;
+      return m;
+    };
     this.embedding = rowReader(get(TensorNames.tokenEmbd), TensorNames.tokenEmbd);
     this.layers = [];
     for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, mat, this.traits));
     this.outputNorm = vec(TensorNames.outputNorm);
-    this.output = mat(W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd);
-    this.freqFactors = W.has(ROPE_FREQS) ? vec(ROPE_FREQS) : undefined;
+    this.output = W.has(TensorNames.output) ? mat(TensorNames.output) : mat(TensorNames.tokenEmbd, true);
+    const freqFactors = W.has(ROPE_FREQS) ? vec(ROPE_FREQS) : undefined;
+    const rd = rotaryDimOf(c);
+    if (freqFactors && freqFactors.length !== rd / 2) throw new QuantlabError("E_FORMAT", `${ROPE_FREQS}: ${freqFactors.length} values, expected rotary dimension / 2 = ${rd / 2}`);
+    if (freqFactors && c.longRope) throw new QuantlabError("E_FORMAT", `${model.source.path}: both ${ROPE_FREQS} and LongRoPE factors`);
+    // LongRoPE: llama.cpp picks rope_factors_long when the context is beyond the original one (llama_model::get_rope_factors),
+    // and multiplies cos/sin by rope.scaling.attn_factor (cparams.yarn_attn_factor *= hparams.rope_attn_factor)
+    const lr = c.longRope;
+    const factors = lr ? Float32Array.from(ropeFactorSet(c, this.capacity) === "long" ? lr.longFactor : lr.shortFactor) : freqFactors;
+    const mscale = lr ? fr(lr.attentionFactor) : 1;
+    this.ropes = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      const r = layerRope(c, l);
+      // hparams.rope_freq_scale_train = 1.0f/ropescale (linear scaling); theta_scale = powf(freq_base, -2.0f/n_dims)
+      this.ropes.push({ thetaScale: fr(Math.pow(fr(r.theta), fr(-2 / rd))), freqScale: r.linear === 1 ? 1 : fr(1 / fr(r.linear)), factors, mscale, window: layerWindow(c, l) });
+    }
+    this.qScale = queryScaleOf(c);
     const kvDim = c.nKvHeads * c.headDim;
     this.K = new Float32Array(c.nLayers * this.capacity * kvDim);
     this.V = new Float32Array(c.nLayers * this.capacity * kvDim);
@@ -148,6 +179,8 @@ export class GgmlForward implements CausalLM {
     // llama.cpp build_granite: ggml_scale of the embeddings, of each branch before its residual add, kq_scale =
     // f_attention_scale, and the logits × 1/f_logit_scale
     if (mul) for (let j = 0; j < dim; j++) x[j] = fr(x[j]! * fr(mul.embedding));
+    // Gemma: ggml_scale(inpL, sqrtf(n_embd))
+    if (this.traits.embedScaleSqrtDim) { const e = fr(Math.sqrt(dim)); for (let j = 0; j < dim; j++) x[j] = fr(x[j]! * e); }
     const residual = mul ? fr(mul.residual) : 1;
     const xb = new Float32Array(dim);
     const q = new Float32Array(qDim), k = new Float32Array(kvDim), v = new Float32Array(kvDim);
@@ -155,38 +188,49 @@ export class GgmlForward implements CausalLM {
     const g = new Float32Array(hidden), u = new Float32Array(hidden);
     const kvRound = this.kvType === "f16" ? roundF16 : fr;
     const eps = fr(c.normEps);
-    // llama.cpp: kq_scale = 1.0f/sqrtf(float(n_embd_head))
-    const kqScale = mul ? fr(mul.attention) : fr(1 / fr(Math.sqrt(hd)));
+    // llama.cpp: kq_scale = 1.0f/sqrtf(float(n_embd_head)) in soft_max, or 1 when Q was scaled (phi3, Gemma)
+    const kqScale = mul ? fr(mul.attention) : this.qScale !== undefined ? 1 : fr(1 / fr(Math.sqrt(hd)));
     for (let l = 0; l < c.nLayers; l++) {
       const Ly = this.layers[l]!;
-      rmsNorm(xb, x, Ly.attnNorm!, eps); // llama only (constructor): pre-norms
+      const rp = this.ropes[l]!;
+      // pre-norm (llama, Gemma's sandwich), or the stream itself (OLMo 2: build_olmo2 reads inpL)
+      if (Ly.attnNorm) rmsNorm(xb, x, Ly.attnNorm, eps);
+      else xb.set(x);
       this.matvec(Ly.wq, xb, q);
       this.matvec(Ly.wk, xb, k);
       this.matvec(Ly.wv, xb, v);
-      // qwen2: ggml_add of the biases after each mul_mat; qwen3: build_norm (RMS) of each head of q and k
+      // qwen2: ggml_add of the biases after each mul_mat; qwen3 / Gemma 3: build_norm (RMS) of each head of q and k;
+      // OLMo 2: build_norm of the whole projection (the norm's width says which)
       if (Ly.bq) addInPlace(q, Ly.bq);
       if (Ly.bk) addInPlace(k, Ly.bk);
       if (Ly.bv) addInPlace(v, Ly.bv);
-      if (Ly.qNorm) for (let h = 0; h < qDim; h += hd) rmsNormAt(q, h, hd, Ly.qNorm, eps);
-      if (Ly.kNorm) for (let h = 0; h < kvDim; h += hd) rmsNormAt(k, h, hd, Ly.kNorm, eps);
-      this.rope(q, pos);
-      this.rope(k, pos);
+      if (Ly.qNorm) for (let h = 0; h < qDim; h += Ly.qNorm.length) rmsNormAt(q, h, Ly.qNorm.length, Ly.qNorm, eps);
+      if (Ly.kNorm) for (let h = 0; h < kvDim; h += Ly.kNorm.length) rmsNormAt(k, h, Ly.kNorm.length, Ly.kNorm, eps);
+      this.rope(q, pos, rp);
+      this.rope(k, pos, rp);
+      if (this.qScale !== undefined) for (let j = 0; j < qDim; j++) q[j] = fr(q[j]! * this.qScale);
       const base = l * this.capacity * kvDim;
       for (let j = 0; j < kvDim; j++) {
         this.K[base + pos * kvDim + j] = kvRound(k[j]!);
         this.V[base + pos * kvDim + j] = kvRound(v[j]!);
       }
       const n = pos + 1;
+      // LLAMA_SWA_TYPE_STANDARD: position p sees p − W + 1 … p; the rest of the row is −∞ in the mask
+      const first = rp.window === undefined ? 0 : Math.max(0, pos - rp.window + 1);
       const group = nHeads / nKvHeads;
-      for (let h = 0; h < nHeads; h++) this.attendHead(q, h * hd, base + Math.floor(h / group) * hd, kvDim, n, kqScale, att, h * hd);
+      for (let h = 0; h < nHeads; h++) this.attendHead(q, h * hd, base + Math.floor(h / group) * hd, kvDim, first, n, kqScale, att, h * hd);
       this.matvec(Ly.wo, att, tmp);
+      if (Ly.postAttnNorm) rmsNorm(tmp, tmp.slice(), Ly.postAttnNorm, eps);
       if (mul) for (let j = 0; j < dim; j++) tmp[j] = fr(tmp[j]! * residual);
       for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
-      rmsNorm(xb, x, Ly.ffnNorm!, eps);
+      if (Ly.ffnNorm) rmsNorm(xb, x, Ly.ffnNorm, eps);
+      else xb.set(x);
       this.matvec(Ly.gate, xb, g);
       this.matvec(Ly.up, xb, u);
-      this.swiglu(g, u);
+      if (this.traits.activation === "gelu_tanh") geglu(g, u);
+      else this.swiglu(g, u);
       this.matvec(Ly.down, g, tmp);
+      if (Ly.postFfnNorm) rmsNorm(tmp, tmp.slice(), Ly.postFfnNorm, eps);
       if (mul) for (let j = 0; j < dim; j++) tmp[j] = fr(tmp[j]! * residual);
       for (let j = 0; j < dim; j++) x[j] = fr(x[j]! + tmp[j]!);
     }
@@ -196,11 +240,12 @@ export class GgmlForward implements CausalLM {
       const inv = fr(1 / fr(mul.logits));
       for (let j = 0; j < vocabSize; j++) this.logits[j] = fr(this.logits[j]! * inv);
     }
+    if (c.finalSoftcap !== undefined) softcap(this.logits, c.finalSoftcap);
     return this.logits;
   }
 
-  /** One head: softmax(q·K / √d) · V over positions 0..n−1, into out[outOff..+hd). */
-  private attendHead(q: Float32Array, qOff: number, kvOff: number, kvDim: number, n: number, scale: number, out: Float32Array, outOff: number): void {
+  /** One head: softmax(q·K · scale) · V over positions first..n−1 (the others masked), into out[outOff..+hd). */
+  private attendHead(q: Float32Array, qOff: number, kvOff: number, kvDim: number, first: number, n: number, scale: number, out: Float32Array, outOff: number): void {
     const hd = this.model.config.headDim;
     const L = this.L;
     const f16 = this.kvType === "f16";
@@ -209,10 +254,16 @@ export class GgmlForward implements CausalLM {
     for (let i = 0; i < hd; i++) qh[i] = f16 ? roundF16(q[qOff + i]!) : q[qOff + i]!;
     const s = new Float32Array(n);
     const krow = new Float32Array(hd);
+    const capRaw = this.model.config.attnSoftcap;
+    const cap = capRaw === undefined ? undefined : fr(capRaw);
+    const invCap = cap === undefined ? 1 : fr(1 / cap);
     for (let t = 0; t < n; t++) {
       const o = kvOff + t * kvDim;
       for (let i = 0; i < hd; i++) krow[i] = this.K[o + i]!;
-      s[t] = fr(this.dot(krow, 0, qh, hd, f16 ? "f16" : "f32") * scale);
+      let kq = this.dot(krow, 0, qh, hd, f16 ? "f16" : "f32");
+      // build_attn_mha: soft-cap (scale 1/c, tanh, scale c) before soft_max_ext(kq, mask, kq_scale)
+      if (cap !== undefined) kq = fr(fr(Math.tanh(fr(kq * invCap))) * cap);
+      s[t] = t < first ? -Infinity : fr(kq * scale);
     }
     // soft_max: max, v_expf on whole vectors (the cache's padded length is a multiple of the width, so
     // every real score is in a full vector), Σ in double, × (float)(1/Σ)
@@ -222,7 +273,7 @@ export class GgmlForward implements CausalLM {
     const chunk = new Float32Array(L);
     for (let c0 = 0; c0 < n; c0 += L) {
       chunk.fill(0);
-      for (let t = c0; t < Math.min(n, c0 + L); t++) chunk[t - c0] = s[t] = ggmlVExpf(fr(s[t]! - max), this.simd);
+      for (let t = c0; t < Math.min(n, c0 + L); t++) chunk[t - c0] = s[t] = t < first ? 0 : ggmlVExpf(fr(s[t]! - max), this.simd);
       sum += reduceLanes(chunk, L, "movehl");
     }
     const inv = fr(1 / sum);
@@ -289,7 +340,7 @@ export class GgmlForward implements CausalLM {
       const a = at === GgmlType.Q8_0 || at === GgmlType.Q8_1
         ? quantizeRowQ8X86(x, m.cols, new Uint8Array(activationRowBytes(m.type, m.cols)), at === GgmlType.Q8_1)
         : quantizeActivationsRow(m.type, x, m.cols);
-      for (let r = 0; r < m.rows; r++) out[r] = vecDot(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols);
+      for (let r = 0; r < m.rows; r++) out[r] = vecDotX86(m.type, m.data.subarray(r * m.rowBytes, (r + 1) * m.rowBytes), a, m.cols, m.repacked);
       return;
     }
     if (m.mode === "bf16") {
@@ -307,23 +358,26 @@ export class GgmlForward implements CausalLM {
   }
 
   /**
-   * ggml rope: θ_i = pos · powf(base, −2/d)^i in f32; normal mode rotates the pairs (2i, 2i+1) of each head,
-   * NeoX mode (traits.rope "neox") the pairs (i, i + d/2).
+   * ggml rope (ggml_rope_cache_init / rope_yarn with ext_factor 0): θ_i = pos · theta_scale^i in f32, ÷ freq_factors[i],
+   * × freq_scale, cos and sin × mscale; normal mode rotates the pairs (2i, 2i+1) of each head, NeoX mode (traits.rope
+   * "neox") the pairs (i, i + n_rot/2), for i < n_rot/2; the values past n_rot pass through.
    */
-  private rope(x: Float32Array, pos: number): void {
-    const { headDim: hd, ropeTheta } = this.model.config;
-    const thetaScale = fr(Math.pow(ropeTheta, fr(-2 / hd)));
+  private rope(x: Float32Array, pos: number, r: LayerRope): void {
+    const hd = this.model.config.headDim;
+    const rd = rotaryDimOf(this.model.config);
     const neox = this.traits.rope === "neox";
     for (let h = 0; h < x.length; h += hd) {
       let theta = fr(pos);
-      for (let i = 0; i < hd / 2; i++) {
-        const t = this.freqFactors ? fr(theta / this.freqFactors[i]!) : theta;
-        const cs = fr(Math.cos(t)), sn = fr(Math.sin(t));
-        const a = neox ? h + i : h + 2 * i, b = neox ? h + i + hd / 2 : h + 2 * i + 1;
+      for (let i = 0; i < rd / 2; i++) {
+        const extrap = r.factors ? fr(theta / r.factors[i]!) : theta;
+        const t = r.freqScale === 1 ? extrap : fr(r.freqScale * extrap);
+        const cs = r.mscale === 1 ? fr(Math.cos(t)) : fr(fr(Math.cos(t)) * r.mscale);
+        const sn = r.mscale === 1 ? fr(Math.sin(t)) : fr(fr(Math.sin(t)) * r.mscale);
+        const a = neox ? h + i : h + 2 * i, b = neox ? h + i + rd / 2 : h + 2 * i + 1;
         const x0 = x[a]!, x1 = x[b]!;
         x[a] = fr(fr(x0 * cs) - fr(x1 * sn));
         x[b] = fr(fr(x0 * sn) + fr(x1 * cs));
-        theta = fr(theta * thetaScale);
+        theta = fr(theta * r.thetaScale);
       }
     }
   }
@@ -334,6 +388,111 @@ export class GgmlForward implements CausalLM {
     const full = n - (n % this.L);
     for (let i = 0; i < n; i++) g[i] = fr((i < full ? ggmlVSilu(g[i]!, this.simd) : ggmlSiluScalar(g[i]!)) * u[i]!);
   }
+}
+
+const i8 = (b: Uint8Array, o: number): number => (b[o]! << 24) >> 24;
+const f16At = (b: Uint8Array, o: number): number => f16BitsToF32(b[o]! | (b[o + 1]! << 8));
+
+/**
+ * One weight row · one quantized activation row as the x86 build of ggml-cpu sums it, where that differs from the
+ * generic C order of vecDot (src/ggml/dot.ts, the reference the WASM kernels follow) — a last-bit difference in a
+ * matmul output flips a later Q8 rounding now and then, which is ~1e-3 in p:
+ * - Q4_0 that llama.cpp's CPU_REPACK buffer holds as q4_0_8x8 (Mat.repacked): ggml_gemv / ggml_gemm
+ *   _q4_0_8x8_q8_0 accumulate one fma per block, sumf = fma(Σq·q8, d_w·d_a, sumf);
+ * - Q4_0 (other tensors), Q5_0, Q8_0: ggml_vec_dot_*_q8_0 AVX2 (also the AVX-512 build's): mul_sum_i8_pairs_float
+ *   gives 8 lanes of 4 products each, acc = fma(d_w·d_a, lanes, acc) per block, then hsum_float_8 (high half + low
+ *   half, movehl, movehdup);
+ * - other types: vecDot.
+ */
+function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repacked: boolean): number {
+  if (type !== GgmlType.Q4_0 && type !== GgmlType.Q5_0 && type !== GgmlType.Q8_0) return vecDot(type, w, a, n);
+  const wb = GGML_TYPES[type].bytesPerBlock, ab = GGML_TYPES[GgmlType.Q8_0].bytesPerBlock;
+  const nb = n / 32;
+  // the weight's level of element j (0..31) of the block at x
+  const level = type === GgmlType.Q8_0
+    ? (x: number, j: number) => i8(w, x + 2 + j)
+    : type === GgmlType.Q4_0
+      ? (x: number, j: number) => ((j < 16 ? w[x + 2 + j]! & 0x0f : w[x + 2 + j - 16]! >> 4) - 8)
+      : (x: number, j: number) => {
+        const qh = (w[x + 2]! | (w[x + 3]! << 8) | (w[x + 4]! << 16) | (w[x + 5]! << 24)) >>> 0;
+        const lo = j < 16 ? w[x + 6 + j]! & 0x0f : w[x + 6 + j - 16]! >> 4;
+        return (lo | (((qh >>> j) & 1) << 4)) - 16;
+      };
+  if (type === GgmlType.Q4_0 && repacked) {
+    let sumf = 0;
+    for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
+      let sumi = 0;
+      for (let j = 0; j < 32; j++) sumi += level(x, j) * i8(a, y + 2 + j);
+      sumf = fr(sumi * fr(f16At(w, x) * f16At(a, y)) + sumf); // exact product, one rounding: the fma
+    }
+    return sumf;
+  }
+  const acc = new Float64Array(8);
+  for (let ib = 0, x = 0, y = 0; ib < nb; ib++, x += wb, y += ab) {
+    const d = fr(f16At(w, x) * f16At(a, y));
+    for (let k = 0; k < 8; k++) {
+      let si = 0;
+      for (let j = 4 * k; j < 4 * k + 4; j++) si += level(x, j) * i8(a, y + 2 + j);
+      acc[k] = fr(d * si + acc[k]!);
+    }
+  }
+  return fr(fr(fr(acc[0]! + acc[4]!) + fr(acc[2]! + acc[6]!)) + fr(fr(acc[1]! + acc[5]!) + fr(acc[3]! + acc[7]!)));
+}
+
+/** One layer's ggml_rope_ext parameters, and its sliding window. */
+interface LayerRope {
+  thetaScale: number;
+  freqScale: number;
+  factors: Float32Array | undefined; // (n_rot/2) rope_freqs or LongRoPE's chosen set
+  mscale: number;
+  window: number | undefined;
+}
+
+/**
+ * What llama.cpp multiplies Q by after RoPE, or undefined when soft_max does the scaling: phi3 1.0f/sqrtf(n_embd_head)
+ * (src/models/phi3.cpp); Gemma 2/3 hparams.f_attention_scale, 1/sqrtf(n_embd / n_head) for the 27B models (46 / 62
+ * layers), else 1/sqrtf(n_embd_head_k) (src/models/gemma2.cpp load_arch_hparams) — the config's query scale must be it.
+ */
+function queryScaleOf(c: ModelConfig): number | undefined {
+  if (c.arch === "phi3") return fr(1 / fr(Math.sqrt(c.headDim)));
+  if (c.arch !== "gemma2" && c.arch !== "gemma3") {
+    if (c.attnScale !== undefined) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: a query scale (attnScale) on ${c.arch} is not emulated`);
+    return undefined;
+  }
+  const big = c.arch === "gemma2" ? c.nLayers === 46 : c.nLayers === 62;
+  const d = big ? Math.floor(c.dim / c.nHeads) : c.headDim;
+  const s = fr(1 / fr(Math.sqrt(d)));
+  const have = c.attnScale ?? 1 / Math.sqrt(c.headDim);
+  if (Math.abs(have - s) > 1e-6 * s) throw new QuantlabError("E_UNSUPPORTED", `GgmlForward: ${c.arch} query scale ${have} is not llama.cpp's (${s}, from the head size ${d})`);
+  return s;
+}
+
+// ggml-cpu vec.h: static const float GELU_COEF_A = 0.044715f, SQRT_2_OVER_PI = 0.79788456080286535587989211986876f
+const GELU_COEF_A = fr(0.044715);
+const SQRT_2_OVER_PI = fr(0.79788456080286535587989211986876);
+
+/** ggml_gelu_f32: 0.5f·x·(1 + tanhf(SQRT_2_OVER_PI·x·(1 + GELU_COEF_A·x·x))), each operation in f32 */
+function geluF32(x: number): number {
+  const inner = fr(fr(SQRT_2_OVER_PI * x) * fr(1 + fr(fr(GELU_COEF_A * x) * x)));
+  return fr(fr(0.5 * x) * fr(1 + fr(Math.tanh(inner))));
+}
+
+/**
+ * g ← gelu(g) ⊙ u as ggml_vec_geglu_f32 under GGML_GELU_FP16 (ggml-cpu vec.h): 0 for x ≤ −10, x·u for x ≥ 10, else
+ * ggml_table_gelu_f16[f16(x)] (the table holds f16(gelu_f32(f16 value))) × u.
+ */
+function geglu(g: Float32Array, u: Float32Array): void {
+  for (let i = 0; i < g.length; i++) {
+    const x = g[i]!;
+    const y = x <= -10 ? 0 : x >= 10 ? x : roundF16(geluF32(roundF16(x)));
+    g[i] = fr(y * u[i]!);
+  }
+}
+
+/** a ← c·tanh(a/c): ggml_scale(1/c), ggml_tanh, ggml_scale(c) */
+function softcap(a: Float32Array, capRaw: number): void {
+  const c = fr(capRaw), inv = fr(1 / c);
+  for (let i = 0; i < a.length; i++) a[i] = fr(fr(Math.tanh(fr(a[i]! * inv))) * c);
 }
 
 /** ggml_add of a bias row */
@@ -363,11 +522,11 @@ function prepareMat(w: Weight, name: string): Mat {
   if (w.kind === "ggml" && w.type !== GgmlType.F32 && w.type !== GgmlType.F16 && w.type !== GgmlType.BF16) {
     const cols = w.shape[w.shape.length - 1]!;
     const rows = w.shape.reduce((a, b) => a * b, 1) / cols;
-    return { name, rows, cols, mode: "q", type: w.type, data: w.data, rowBytes: ggmlRowBytes(w.type, cols)!, w: new Float32Array(0) };
+    return { name, rows, cols, mode: "q", type: w.type, data: w.data, rowBytes: ggmlRowBytes(w.type, cols)!, w: new Float32Array(0), repacked: false };
   }
   const d = dequantizeWeight(w, name);
   const is16 = (t: "f16" | "bf16") =>
     (w.kind === "dense" && w.tensor.dtype === t) || (w.kind === "ggml" && w.type === (t === "f16" ? GgmlType.F16 : GgmlType.BF16));
   const mode = is16("f16") ? "f16" : is16("bf16") ? "bf16" : "f32";
-  return { name, rows: d.rows, cols: d.cols, mode, type: GgmlType.F32, data: empty, rowBytes: 0, w: d.data };
+  return { name, rows: d.rows, cols: d.cols, mode, type: GgmlType.F32, data: empty, rowBytes: 0, w: d.data, repacked: false };
 }

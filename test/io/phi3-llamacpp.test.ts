@@ -21,19 +21,15 @@ import { openGgufFile, saveGgufFile } from "../../src/io/node/gguf-file.js";
 import { saveHfDir } from "../../src/io/node/hf-file.js";
 import { Llama } from "../../src/model/llama.js";
 import type { Model } from "../../src/model/weights.js";
-import { Tensor } from "../../src/core/tensor.js";
-import { Rng } from "../../src/core/rng.js";
 import { TensorNames, expectedShapes, type ModelConfig } from "../../src/model/config.js";
-import { HfTokenizer } from "../../src/model/tokenizers/hf.js";
 import { LlamaCppModel, maxAbsProbDiff, softmax } from "../helpers/llamacpp.js";
-import { byteLevelAlphabet } from "../helpers/byte-level.js";
+import { TINY_VOCAB, ggufCasesVsLlamaCpp, logitsOf, maxDiff, ortVsQuantlab, randomWeights, tinyTokenizer } from "../helpers/tiny-arch.js";
+import type { Tensor } from "../../src/core/tensor.js";
+import type { HfTokenizer } from "../../src/model/tokenizers/hf.js";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
-import type { Weight } from "../../src/core/weight.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import { quantize } from "../../src/algos/quantize.js";
 import { kld, ModelLogits } from "../../src/eval/kld.js";
-import type { Backend } from "../../src/kernels/types.js";
-import * as ort from "onnxruntime-node";
 import { buildOnnxGraph } from "../../src/io/onnx.js";
 import { saveOnnxDir } from "../../src/io/node/onnx-file.js";
 import { env, pipeline, Tensor as HfTensor } from "@huggingface/transformers";
@@ -42,30 +38,9 @@ import { openSafetensors } from "../../src/io/safetensors.js";
 import { openFile } from "../../src/io/node/file.js";
 import { ggmlTypeName } from "../../src/ggml/types.js";
 
-const VOCAB = 512;
-
-function tokenizer(): HfTokenizer {
-  const pieces = byteLevelAlphabet();
-  const merges: string[] = [];
-  for (const [a, b] of [["Ġ", "t"], ["h", "e"], ["Ġt", "he"], ["i", "n"], ["Ġ", "a"], ["o", "n"], ["e", "r"], ["Ġ", "w"], ["a", "s"], ["Ġw", "as"]] as const) { merges.push(`${a} ${b}`); pieces.push(a + b); }
-  while (pieces.length < VOCAB - 2) pieces.push(`<|extra_${pieces.length}|>`);
-  pieces.push("<|endoftext|>", "<|end|>");
-  const types = new Int32Array(VOCAB).fill(1);
-  for (let i = 266; i < VOCAB; i++) types[i] = 3;
-  return HfTokenizer.fromVocab({ model: "gpt2", pre: "qwen2", pieces, scores: new Float32Array(VOCAB), types, merges, bosId: VOCAB - 2, eosId: VOCAB - 2, addBos: false });
-}
-
-function randomWeights(cfg: ModelConfig, seed: number, embdStd: number): Map<string, Weight> {
-  const rng = new Rng(seed);
-  const weights = new Map<string, Weight>();
-  for (const [n, shape] of expectedShapes(cfg)) {
-    const d = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (shape.length === 1) for (let i = 0; i < d.length; i++) d[i] = 1 + 0.2 * rng.normal();
-    else rng.fillNormal(d, n.startsWith("token_embd") ? embdStd : 0.08);
-    weights.set(n, { kind: "dense", tensor: new Tensor("f32", shape, d) });
-  }
-  return weights;
-}
+const VOCAB = TINY_VOCAB;
+// the tiny vocabulary with Phi-3's end-of-turn token and a BOS id
+const tokenizer = () => tinyTokenizer({ lastPiece: "<|end|>", bosId: VOCAB - 2 });
 
 const ROT = 24; // partial_rotary_factor 0.75 of head_dim 32 (Phi-4-mini: 0.75 of 128)
 const ORIG = 64;
@@ -92,40 +67,6 @@ function transformersConfig(cfg: ModelConfig): Record<string, unknown> {
     partial_rotary_factor: 0.75, resid_pdrop: 0.0, rms_norm_eps: cfg.normEps, rope_scaling: { long_factor: LONG, short_factor: SHORT, type: "longrope" }, rope_theta: cfg.ropeTheta,
     sliding_window: 262144, tie_word_embeddings: true, torch_dtype: "float32", transformers_version: "4.45.0", use_cache: true, vocab_size: cfg.vocabSize,
   };
-}
-
-function logitsOf(m: Model, ids: number[], backend?: Backend): Float32Array[] {
-  const llama = new Llama(m, backend ? { backend } : {});
-  return ids.map((t, pos) => Float32Array.from(llama.forward(t, pos)));
-}
-
-function maxDiff(a: Float32Array[], b: Float32Array[]): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) for (let j = 0; j < a[i]!.length; j++) m = Math.max(m, Math.abs(a[i]![j]! - b[i]![j]!));
-  return m;
-}
-
-async function ortVsQuantlab(m: Model, bytes: Uint8Array, ids: number[]): Promise<number> {
-  const c = m.config;
-  const s = await ort.InferenceSession.create(bytes, { extra: { session: { qdq_matmulnbits_accuracy_level: "0" } } });
-  const want = logitsOf(m, ids);
-  const i64 = (v: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(v.map((x) => BigInt(x))), dims);
-  let past: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [1, c.nKvHeads, 0, c.headDim]);
-  const h = Math.floor(ids.length / 2);
-  const chunks = [ids.slice(0, h), ...ids.slice(h).map((x) => [x])];
-  let pos = 0, worst = 0;
-  for (const chunk of chunks) {
-    const n = chunk.length;
-    const r = await s.run({ input_ids: i64(chunk, [1, n]), attention_mask: i64(new Array(pos + n).fill(1), [1, pos + n]), position_ids: i64(chunk.map((_, i) => pos + i), [1, n]), ...past });
-    const got = r.logits!.data as Float32Array;
-    for (let i = 0; i < n; i++) for (let j = 0; j < c.vocabSize; j++) worst = Math.max(worst, Math.abs(got[i * c.vocabSize + j]! - want[pos + i]![j]!));
-    past = {};
-    for (let l = 0; l < c.nLayers; l++) for (const kv of ["key", "value"]) past[`past_key_values.${l}.${kv}`] = r[`present.${l}.${kv}`]!;
-    pos += n;
-  }
-  await s.release();
-  return worst;
 }
 
 async function llamaCppVs(gguf: string, ours: Float32Array[], ids: number[], tok: HfTokenizer, text: string, contextSize: number): Promise<{ max: number; pos: number; id: number }> {
@@ -311,5 +252,27 @@ describe("phi3 vs llama.cpp (tiny HF directory → GGUF)", () => {
       }
     }
     t.diagnostic(`phi3: ${rows.join("; ")}`);
+  });
+});
+
+describe("phi3 GGUF files (plain presets, AWQ, SmoothQuant, rotation + GPTQ) run in llama.cpp as GgmlForward runs them", () => {
+  let dir: string;
+  before(() => { dir = mkdtempSync(join(tmpdir(), "ql-p3-gguf-")); });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("Q8_0 / Q4_0 / Q4_K_M / AWQ Q4_0 / SmoothQuant Q4_0 / rotate+GPTQ Q4_K_M within 1e-3 of GgmlForward (partial rotary, LongRoPE long factors, fused attn_qkv / ffn_up); KLD vs float", async (t) => {
+    const tok = tokenizer();
+    const f0 = join(dir, "tiny.gguf");
+    await saveGgufFile({ config: CFG, weights: randomWeights(CFG, 31, 0.3), tokenizer: tok, source: { path: "memory", format: "memory" } }, f0);
+    const back = await loadModel(f0);
+    const text = "The theater was in the west, then 12345 rooms";
+    const calibText = Array.from({ length: 30 }, (_, i) => `${text} ${i} the west was in the theater`).join(" ");
+    const res = await ggufCasesVsLlamaCpp(back, tok.encode(text), tok.encode(calibText).slice(0, 200), calibText, dir, ["Q8_0", "Q4_0", "Q4_K_M", "awq Q4_0", "smoothquant Q4_0", "rotate+gptq Q4_K_M"]);
+    t.diagnostic(`phi3: ${[...res].map(([k, r]) => `${k}: llama.cpp max |Δp| ${r.llamaCpp.toExponential(2)}, KLD ${r.kld.toFixed(5)}`).join("; ")}`);
+    for (const [k, r] of res) assert.ok(r.llamaCpp <= 1e-3, `phi3 ${k}: llama.cpp max |Δp| ${r.llamaCpp}`);
+    // GQA: v → o is the one site that cannot fold (listed under the fused attn_output's name); the rest fold
+    assert.deepEqual([...new Set(res.get("awq Q4_0")!.notFolded.map((x) => x.name))], ["blk.0.attn_output.weight", "blk.1.attn_output.weight"]);
+    assert.ok(res.get("awq Q4_0")!.kld <= res.get("Q4_0")!.kld * 1.05 + 1e-5, `AWQ Q4_0 KLD ${res.get("awq Q4_0")!.kld} vs plain ${res.get("Q4_0")!.kld}`);
+    assert.ok(res.get("rotate+gptq Q4_K_M")!.kld <= res.get("Q4_K_M")!.kld * 1.05 + 1e-5, `rotated + GPTQ Q4_K_M KLD ${res.get("rotate+gptq Q4_K_M")!.kld} vs plain ${res.get("Q4_K_M")!.kld}`);
   });
 });

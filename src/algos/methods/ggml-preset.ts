@@ -6,7 +6,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeByName, ggmlTypeName } from "../../ggml/types.js";
 import { ggmlMix, parseGgmlPreset } from "../../ggml/mix.js";
-import { TensorNames } from "../../model/config.js";
+import { TensorNames, fusedFileTensors } from "../../model/config.js";
 import { checkGgmlTransformable, transformForGgml } from "../ggml-transform.js";
 import { weightShape } from "../../core/weight.js";
 import { collectImatrix } from "../imatrix.js";
@@ -31,7 +31,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   const preset = parseGgmlPreset(t.preset);
   const t0 = Date.now();
   const transforming = !!recipe.rotate || !!opts.awq || !!opts.smooth;
-  if (transforming) checkGgmlTransformable(model, [recipe.rotate ? "rotate" : "", opts.awq || opts.smooth ? recipe.method : ""].filter(Boolean).join(" + "));
+  if (transforming) checkGgmlTransformable(model, [recipe.rotate ? "rotate" : "", opts.awq || opts.smooth ? recipe.method : ""].filter(Boolean).join(" + "), !!recipe.rotate);
   // the tensors of the file (a rotation unties the output head: output.weight, shaped as the embedding)
   const outShapes = new Map<string, readonly number[]>([...model.weights].map(([n, w]) => [n, weightShape(w)]));
   if (recipe.rotate && !outShapes.has(TensorNames.output)) outShapes.set(TensorNames.output, outShapes.get(TensorNames.tokenEmbd)!);
@@ -66,7 +66,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   }
   // AWQ / rotation folded offline: the preset then quantizes a plain f32 model (importance matrix and
   // Hessians collected on it, i.e. on the inputs the stored weights see)
-  let transformInfo: { alpha: Record<string, number>; calibTokens: number } | undefined;
+  let transformInfo: { alpha: Record<string, number>; calibTokens: number; noFold: Map<string, string> } | undefined;
   if (transforming) {
     const plan = new Map(ggmlMix(preset, [...outShapes].map(([name, shape]) => ({ name, shape })), { nLayers: model.config.nLayers, nHeads: model.config.nHeads, nKvHeads: model.config.nKvHeads }, { imatrix: !!recipe.imatrix, pure: t.pure }).map((p) => [p.name, p.type]));
     const typeOf = (n: string): GgmlType => typeOverrides.get(n) ?? plan.get(n)!;
@@ -77,7 +77,9 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
       typeOf, ...(ctx.backend ? { backend: ctx.backend } : {}), progress,
     });
     model = r.model;
-    transformInfo = { alpha: r.alpha, calibTokens: r.calibTokens };
+    const noFold = new Map<string, string>();
+    for (const sk of r.skipped) for (const n of sk.linears) noFold.set(n, `${sk.site}: ${sk.reason}`);
+    transformInfo = { alpha: r.alpha, calibTokens: r.calibTokens, noFold };
   }
   let im: ImatrixInfo | undefined;
   let hessians: Map<string, Float64Array> | undefined;
@@ -98,6 +100,15 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
     ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number, ...(ctx.backend?.linalg ? { kernels: ctx.backend.linalg() } : {}) } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),
   });
-  const tensors = transformInfo ? r.tensors.map((x) => (x.name in transformInfo!.alpha ? { ...x, awqAlpha: transformInfo!.alpha[x.name]! } : x)) : r.tensors;
+  // the file's tensor names (Phi-3: attn_qkv / ffn_up hold several linears): a fused tensor shows its parts' entries
+  const partsOf = (n: string) => [n, ...fusedFileTensors(model.config).filter((f) => f.gguf === n).flatMap((f) => f.parts.map((p) => p.name))];
+  const tensors = transformInfo
+    ? r.tensors.map((x) => {
+      const names = partsOf(x.name);
+      const alpha = names.map((n) => transformInfo!.alpha[n]).find((a) => a !== undefined);
+      const why = names.map((n) => transformInfo!.noFold.get(n)).find((w) => w !== undefined);
+      return { ...x, ...(alpha !== undefined ? { awqAlpha: alpha } : {}), ...(why !== undefined ? { noScaleFold: why } : {}) };
+    })
+    : r.tensors;
   return { model: r.model, ggml: { fileType: r.fileType, tensors, params: r.params, bytes: r.bytes, bitsPerWeight: r.bitsPerWeight }, ...(im ? { imatrix: im } : {}), calibTokens: Math.max(im?.tokens ?? 0, transformInfo?.calibTokens ?? 0) };
 }

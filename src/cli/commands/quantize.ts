@@ -140,10 +140,15 @@ function report(path: string, o: QuantizeFlags, r: QuantizeResult, bytes: number
         bytes, tensorBytes: g.bytes, params: g.params, bitsPerWeight: g.bitsPerWeight, seconds: r.seconds,
         imatrix: im ? { source: im.source, collected: im.collected, entries: im.imatrix.size, chunks: im.chunks ?? null, tokens: im.tokens ?? null, ctx: im.ctx ?? null, seconds: im.seconds } : null,
         fallbacks: fallbacks.map((x) => ({ name: x.name, requested: x.requested, type: x.type, reason: x.fallback, llamaRefuses: !!x.llamaRefuses })),
+        scalesNotFolded: g.tensors.filter((x) => x.noScaleFold).map((x) => ({ name: x.name, reason: x.noScaleFold })),
         tensors: g.tensors,
       });
       return;
     }
+    // input sites whose AWQ / SmoothQuant scales had nowhere to fold (OLMo 2's attn_in / ffn_in, v → o under GQA)
+    const noFold = new Map<string, string[]>();
+    for (const x of g.tensors) if (x.noScaleFold) { const why = x.noScaleFold.replace(/^blk\.\d+\.\S+: /, ""); noFold.set(why, [...(noFold.get(why) ?? []), x.name]); }
+    for (const [why, names] of noFold) process.stderr.write(`quantlab: warning: ${r.recipe.method}: scales not folded, weights kept as they are, for ${names.length} tensor${names.length > 1 ? "s" : ""} (${names.slice(0, 4).join(", ")}${names.length > 4 ? ", …" : ""}): ${why}\n`);
     // one note per kind of fall-back (the per-tensor list is in --json)
     const groups = new Map<string, string[]>();
     for (const x of fallbacks) {
