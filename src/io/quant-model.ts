@@ -21,7 +21,8 @@ import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, in
 import { checkQuantEntries, fromEntries, isQuantEntryName, quantEntryLayout, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
 import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
-import { RECIPE_KEY } from "./gguf-model.js";
+import { RECIPE_KEY, type TensorPlacer } from "./gguf-model.js";
+import { GgmlType } from "../ggml/types.js";
 import { TensorStore } from "./lazy.js";
 import { checkFiniteWeight } from "../model/finite.js";
 import { isWeightLoaded, releaseWeight, type Weight } from "../core/weight.js";
@@ -87,7 +88,7 @@ export function quantModelEntries(model: Model, opts: { allowNonFinite?: boolean
  * entry is checked against the header now; bytes are read on first access (io/lazy.ts), so the model
  * keeps `st`'s source open: `model.close()` closes it. On an error the caller still owns `st`.
  */
-export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
+export async function readQuantModel(st: SafetensorsFile, opts: { place?: TensorPlacer } = {}): Promise<Model> {
   const md = st.metadata;
   if (!isQuantModelMetadata(md)) throw new QuantlabError("E_FORMAT", `${st.name}: not a quantlab quantized model (metadata "quantlab.format" is not ${QUANT_MODEL_FORMAT})`);
   const config = modelConfigFromJson(md["quantlab.model_config"], `${st.name}: metadata "quantlab.model_config"`);
@@ -117,7 +118,10 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]) || numel(info.shape) !== numel(shape)) {
       throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${name}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
     }
-    weights.set(name, { kind: "dense", tensor: st.lazyTensor(store, info) });
+    // f32 / f16 matrices (a tied embedding) are read straight into the memory the kernels run on, when offered
+    const type = info.dtype === "F32" ? GgmlType.F32 : info.dtype === "F16" ? GgmlType.F16 : undefined;
+    const place = opts.place && type !== undefined && shape.length === 2 ? () => opts.place!(type, shape, name) : undefined;
+    weights.set(name, { kind: "dense", tensor: st.lazyTensor(store, info, undefined, place) });
   }
   await store.finishLoad();
   let tokenizer: HfTokenizer | undefined;

@@ -62,6 +62,16 @@ export function uniformIntBytes(L: UniformIntLayout): number {
 }
 
 /**
+ * Does the WASM backend keep this uniform-int tensor's scales as the stored f16 bits (exact in f32) rather
+ * than as f32? Yes when the spec stores f16 scales (`…:scale=f16`). The integer offsets k always take an
+ * i16, so the prepared form is codes + 4 (f16) or 6 (f32 scales) bytes per (row, group), against the
+ * file's codes + scale + packed zero point.
+ */
+export function uniformIntCompact(q: QuantizedTensor): boolean {
+  return q instanceof QTensor && q.specObject.scale.dtype === "f16";
+}
+
+/**
  * How the WASM backend (default options) will run a QuantizedTensor, from its spec and shape alone (reads
  * nothing): the kernel name its listing will show and the bytes it will take in wasm memory.
  */
@@ -81,7 +91,7 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
   const g = t.specObject.granularity;
   const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
   const bits = t.specObject.bits as 4 | 8;
-  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + 8 * rows * Math.ceil(cols / group) };
+  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + (uniformIntCompact(q) ? 4 : 6) * rows * Math.ceil(cols / group) };
 }
 
 /**
