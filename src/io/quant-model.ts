@@ -106,7 +106,7 @@ export async function readQuantModel(st: SafetensorsFile, opts: { place?: Tensor
     if (quantNames.has(name)) {
       let q: QTensor;
       try {
-        q = lazyQuantized(store, st, name, shape);
+        q = lazyQuantized(store, st, name, shape, opts.place?.quant);
       } catch (e) {
         throw namingFile(e, st.name); // quant/serialize.ts names the tensor, not the file
       }
@@ -218,17 +218,22 @@ const ENTRY_DTYPES = new Set(["u8", "i32", "f16", "bf16", "f32"]);
  * A QTensor over its side entries in `st`, checked against the header (dtypes, counts, shape) now and
  * read on first access: one byte range per entry, decoded by fromEntries.
  */
-function lazyQuantized(store: TensorStore, st: SafetensorsFile, name: string, shape: readonly number[]): QTensor {
+function lazyQuantized(store: TensorStore, st: SafetensorsFile, name: string, shape: readonly number[], placeCodes?: TensorPlacer["quant"]): QTensor {
   const layout = quantEntryLayout(name, st.metadata);
   if (layout.shape.length !== shape.length || layout.shape.some((d, i) => d !== shape[i])) {
     throw new QuantlabError("E_FORMAT", `${st.name}: quantized tensor "${name}" has shape [${layout.shape.join(", ")}], expected [${shape.join(", ")}]`);
   }
   const present = checkQuantEntries(layout, (n) => st.tensor(n)).map((p) => st.tensor(p.name)!);
   const ranges = present.map((t) => ({ offset: t.fileOffset, byteLength: t.byteLength }));
+  // the codes (most of the bytes) are read straight into the memory the kernels run on when offered;
+  // every part is a buffer read for this tensor alone, so fromEntries uses it without a copy
+  const codesAt = present.findIndex((t) => t.name === `${name}.qcodes`);
+  // not pinned: releasing the weight after prepare drops its JS side arrays; the placed codes stay with the prepared weight
+  const place = placeCodes && codesAt >= 0 ? { range: codesAt, pin: false, place: () => { const v = placeCodes(layout.spec, layout.shape, name); return v?.length === ranges[codesAt]!.byteLength ? v : undefined; } } : undefined;
   const lazy = store.tensor(st.source, name, ranges, (parts) => {
-    const entries = new Map<string, TensorEntry>(present.map((t, i) => [t.name, { dtype: t.dtype.toLowerCase() as TensorEntry["dtype"], shape: t.shape, bytes: parts[i]! }]));
+    const entries = new Map<string, TensorEntry>(present.map((t, i) => [t.name, { dtype: t.dtype.toLowerCase() as TensorEntry["dtype"], shape: t.shape, bytes: parts[i]!, owned: true }]));
     return fromEntries(name, (n) => entries.get(n), st.metadata);
-  });
+  }, place);
   const storageBits = 8 * ranges.reduce((a, r) => a + r.byteLength, 0);
   return QTensor.lazy(layout.spec, layout.shape, storageBits, lazy);
 }

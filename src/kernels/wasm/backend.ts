@@ -28,7 +28,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, lutKernelName, lutLayout, lutTableLength, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutTableLength, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -40,6 +40,7 @@ import { pickVariant, wasmModule, type KernelExports, type WasmVariant } from ".
 import { CTRL_BYTES, Dispatcher, type WorkerHost } from "./pool.js";
 import { POOL_TASKS } from "./tasks.js";
 import { weightShape, type Weight } from "../../core/weight.js";
+import type { QuantSpec } from "../../quant/spec.js";
 
 export { KERNEL_NAMES } from "./layouts.js";
 
@@ -213,6 +214,35 @@ export class WasmBackend implements Backend {
     return this.memory.placeTensor(type, shape, name, (t) => this.nativeRow(t));
   }
 
+  /** regions placeQuant handed out ("shard:offset" of the codes → family and region bytes) */
+  private readonly placedQuant = new Map<string, { family: "uniform-int" | "lut"; bytes: number }>();
+
+  /**
+   * Where a loader should read a quantized tensor's code bytes (its `.qcodes` entry) so that `prepare` runs
+   * them in place: a view of exactly those bytes at the start of the tensor's whole prepared region
+   * (kernels/packed.ts packedRegion), whose parameters prepare then writes after them. Undefined when the
+   * tensor would not run packed, or not on its own codes (packedActivations "q8" repacks).
+   */
+  placeQuant(spec: QuantSpec, shape: readonly number[], name = "tensor"): Uint8Array | undefined {
+    this.checkOpen();
+    const R = packedRegion(spec, shape);
+    if (!R || (R.family === "uniform-int" && this.packedActivations === "q8")) return undefined;
+    const { shard, off } = this.memory.allocWeight(R.bytes, name);
+    this.placedQuant.set(`${shard.index}:${off}`, { family: R.family, bytes: R.bytes });
+    return shard.arena.view(off, R.codeBytes);
+  }
+
+  /** The region a placed tensor's codes start (placeQuant), if `codes` are those bytes and the family matches. */
+  private placedRegion(codes: Uint8Array, family: "uniform-int" | "lut", bytes: number): { shard: ReturnType<ShardedMemory["allocWeight"]>["shard"]; off: number } | undefined {
+    const at = this.memory.locate(codes);
+    if (!at) return undefined;
+    const key = `${at.shard.index}:${at.off}`;
+    const r = this.placedQuant.get(key);
+    if (!r || r.family !== family || r.bytes !== bytes) return undefined;
+    this.placedQuant.delete(key); // prepared once: a second prepare of the same weight copies
+    return at;
+  }
+
   prepare(w: Weight, name = "tensor"): PreparedWeight {
     this.checkOpen();
     const shape = weightShape(w);
@@ -316,10 +346,13 @@ export class WasmBackend implements Backend {
     // offsets k = L0 − z are small integers: i16; scales as the stored f16 bits when the spec keeps f16, else f32
     const sb = nG * (compact ? 2 : 4), kb = nG * 2;
     const cb = L.codes.byteLength;
-    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + kb, name);
+    const total = a64(cb) + a64(sb) + kb;
+    // codes the loader read into this region (placeQuant) stay where they are
+    const placed = this.placedRegion(L.codes, "uniform-int", total);
+    const { shard, off } = placed ?? this.memory.allocWeight(total, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb);
     const buf = shard.arena.memory.buffer;
-    new Uint8Array(buf, w0, cb).set(L.codes);
+    if (!placed) new Uint8Array(buf, w0, cb).set(L.codes);
     const k16 = new Int16Array(buf, w2, nG);
     for (let i = 0; i < nG; i++) {
       const k = L.offsets[i]!;
@@ -335,8 +368,8 @@ export class WasmBackend implements Backend {
       }
     } else new Float32Array(buf, w1, nG).set(L.scales);
     const kind = L.bits === 4 ? K_U4G : K_U8G;
-    const p = new WasmPrepared(L.rows, L.cols, cb + sb + kb, kind, w0, w1, w2, this, shard.index, off, L.group, 0, (compact ? 1 : 0) | 2);
-    this.record(name, source, p);
+    const p = new WasmPrepared(L.rows, L.cols, cb + sb + kb, kind, w0, w1, w2, this, shard.index, placed ? undefined : off, L.group, 0, (compact ? 1 : 0) | 2);
+    this.record(name, source, p, undefined, placed !== undefined);
     this.listed.get(p)!.kernel = uniformIntKernelName(L);
     return p;
   }
@@ -349,16 +382,19 @@ export class WasmBackend implements Backend {
   private prepLut(name: string, source: string, L: LutLayout): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
     const cb = L.codes.byteLength, sb = L.scales.byteLength, zb = L.zeros?.byteLength ?? 0, tb = L.table.byteLength;
-    const { shard, off } = this.memory.allocWeight(a64(cb + 16) + a64(sb) + a64(zb) + tb, name);
+    const total = a64(cb + 16) + a64(sb) + a64(zb) + tb;
+    const placed = this.placedRegion(L.codes, "lut", total);
+    const { shard, off } = placed ?? this.memory.allocWeight(total, name);
     const w0 = off, w1 = off + a64(cb + 16), w2 = w1 + a64(sb), lut = w2 + a64(zb);
     const buf = shard.arena.memory.buffer;
-    new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(L.codes);
+    if (placed) new Uint8Array(buf, w0 + cb, a64(cb + 16) - cb).fill(0); // the padding after codes read in place
+    else new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(L.codes);
     new Float32Array(buf, w1, L.scales.length).set(L.scales);
     if (L.zeros) new Float32Array(buf, w2, L.zeros.length).set(L.zeros);
     new Float64Array(buf, lut, L.table.length).set(L.table);
     const kind = L.bits === 4 ? K_LUT4G : L.bits === 3 ? K_LUT3G : L.bits === 2 ? K_LUT2G : L.bits === 1 ? K_LUT1G : K_LUTWG;
-    const p = new WasmPrepared(L.rows, L.cols, lutBytes(L), kind, w0, w1, L.zeros ? w2 : 0, this, shard.index, off, L.group, lut, L.bits);
-    this.record(name, source, p);
+    const p = new WasmPrepared(L.rows, L.cols, lutBytes(L), kind, w0, w1, L.zeros ? w2 : 0, this, shard.index, placed ? undefined : off, L.group, lut, L.bits);
+    this.record(name, source, p, undefined, placed !== undefined);
     this.listed.get(p)!.kernel = lutKernelName(L);
     return p;
   }
