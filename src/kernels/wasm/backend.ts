@@ -20,6 +20,12 @@
  * ternary/binary, 1–8-bit ints the uniform kinds do not take) runs packed on the K_LUT* kernels. Types without
  * a WASM kernel (ggml types not in layouts.ts REPACK, VQ, outliers, ichannel, trits) are dequantized once to
  * f32 and run on the f32 kernel; `listing()` says so and why.
+ *
+ * Memory (issue 11): `placeQuant` gives a loader the start of a packed tensor's whole prepared region, so its
+ * codes are read from the file straight into wasm memory and `prepare` only writes the per-group parameters
+ * after them (uniform-int: i16 offsets, scales as the stored f16 bits for f16-scale specs, else f32); f32/f16
+ * matrices are placed as in GGUF files; `rowReader` decodes rows of f32, f16 and packed weights from wasm
+ * memory, so a tied embedding is held once, as the output matrix.
  */
 import { QuantlabError } from "../../core/errors.js";
 import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
