@@ -87,7 +87,7 @@ export const D_N = 12;
 export const D_GROUP = 13;
 /** f64 level table (K_LUT* kinds) */
 export const D_LUT = 14;
-/** bits per code (K_LUTWG) */
+/** bits per code (K_LUT* kinds); K_U4G / K_U8G: bit 0 = f16 scale bits, bit 1 = i16 offsets (else f32) */
 export const D_BITS = 15;
 export const DESC_WORDS = 16;
 

@@ -5,7 +5,7 @@
 // instruction sequences: shared/notes/kernels.md.
 import {
   K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4,
-  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_BITS,
 } from "./abi";
 
 /** First free byte after static data: the host's allocator starts here. */
@@ -1071,13 +1071,15 @@ export * from "./forward";
  * the end), so the order of operations depends only on the shape: the same bits on every thread and in
  * both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization does; no fused
  * multiply-add. */
-@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, cols: i32, g: i32, s16: bool, k16: bool): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    const sf = load<f32>(s + (<usize>j << 2)), kf = load<f32>(k + (<usize>j << 2));
+    // s16: the stored f16 scale bits (exact in f32), else an f32 scale; k16: the integer offset as i16, else f32
+    const sf = s16 ? f16_to_f32(<u32>load<u16>(s + (<usize>j << 1))) : load<f32>(s + (<usize>j << 2));
+    const kf = k16 ? <f32>load<i16>(k + (<usize>j << 1)) : load<f32>(k + (<usize>j << 2));
     const sv = f32x4.splat(sf), kv = f32x4.splat(kf);
     let i = 0;
     for (; i + 16 <= len; i += 16) {
@@ -1116,6 +1118,10 @@ export * from "./forward";
   const n = load<i32>(desc + (D_N << 2));
   const g = load<i32>(desc + (D_GROUP << 2));
   const nG = (cols + g - 1) / g;
+  // D_BITS (unused by these kinds otherwise): bit 0 = scales as f16 bits, bit 1 = offsets as i16 (else f32)
+  const flags = load<i32>(desc + (D_BITS << 2));
+  const s16 = (flags & 1) != 0, k16 = (flags & 2) != 0;
+  const sb: usize = s16 ? 2 : 4, kb: usize = k16 ? 2 : 4;
   const ucols = <usize>cols;
   const rowBytes = (ucols * <usize>bits) >> 3;
   for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
@@ -1123,11 +1129,12 @@ export * from "./forward";
     for (let r = r0; r < r1; r++) {
       const ur = <usize>r;
       const c = w0 + ur * rowBytes;
-      const s = w1 + ur * <usize>nG * 4;
-      const k = w2 + ur * <usize>nG * 4;
+      const s = w1 + ur * <usize>nG * sb;
+      const k = w2 + ur * <usize>nG * kb;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
-        store<f32>(out + (ut * <usize>rows + ur) * 4, dot_ug(bits, c, s, k, xf + ut * ucols * 4, cols, g));
+        const xr = xf + ut * ucols * 4, o = out + (ut * <usize>rows + ur) * 4;
+        store<f32>(o, dot_ug(bits, c, s, k, xr, cols, g, s16, k16));
       }
     }
   }

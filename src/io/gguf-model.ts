@@ -7,6 +7,7 @@
  * Tokenizer. Writing: the same keys and tensors, the tokenizer from `Tokenizer.vocab()`, Llama 3 RoPE
  * scaling as llama.cpp's `rope_freqs.weight` tensor (what convert_hf_to_gguf.py writes).
  */
+import type { QuantSpec } from "../quant/spec.js";
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { Tensor, numel, viewAs } from "../core/tensor.js";
@@ -290,7 +291,11 @@ export function tokenizerFromVocab(v: Vocab, file: string, hfJson?: string): Tok
  * tensors where the kernels will run them means the model is held once, not once in JS and once again
  * in wasm memory.
  */
-export type TensorPlacer = (type: GgmlType, shape: readonly number[], name: string) => Uint8Array | undefined;
+export type TensorPlacer = ((type: GgmlType, shape: readonly number[], name: string) => Uint8Array | undefined) & {
+  /** quantlab QTensors (quantized-model safetensors): where to read the code bytes (`.qcodes`) of a tensor
+   * of this spec and shape, a view of exactly their length (`WasmBackend.placeQuant`), or undefined */
+  quant?: (spec: QuantSpec, shape: readonly number[], name: string) => Uint8Array | undefined;
+};
 
 export interface ReadGgufModelOptions {
   progress?: Progress;

@@ -21,13 +21,22 @@ export interface ByteRange {
 /** Gives a destination of exactly `byteLength` bytes for a tensor's bytes (WASM placement), or undefined. */
 export type PlaceBytes = () => Uint8Array | undefined;
 
+/** Placement of one of several byte ranges (a quantized tensor's codes among its side arrays). */
+export interface PlaceRange {
+  range: number;
+  place: PlaceBytes;
+  /** keep the decoded value when released (default true). false: the value holds more than the placed
+   * bytes (a QTensor's side arrays) and may be dropped; a later read places the range anew */
+  pin?: boolean;
+}
+
 interface Pending {
   lazy: LazyData<unknown>;
   src: ByteSource;
   tensor: string;
   ranges: readonly ByteRange[];
   decode: (parts: Uint8Array[]) => unknown;
-  place: PlaceBytes | undefined;
+  place: PlaceRange | undefined;
 }
 
 export class TensorStore {
@@ -44,11 +53,14 @@ export class TensorStore {
 
   /**
    * Lazy data of one tensor: its byte ranges in `src`, read (in order) and handed to `decode` on first
-   * access. With a single range, `place` may supply the destination; bytes read into it are pinned.
+   * access. `place` may supply the destination of the single range (or of range `place.range` of several);
+   * bytes read into it are pinned.
    */
-  tensor<T>(src: ByteSource, tensor: string, ranges: readonly ByteRange[], decode: (parts: Uint8Array[]) => T, place?: PlaceBytes): LazyData<T> {
+  tensor<T>(src: ByteSource, tensor: string, ranges: readonly ByteRange[], decode: (parts: Uint8Array[]) => T, placeIn?: PlaceBytes | PlaceRange): LazyData<T> {
     this.add(src);
-    if (place && ranges.length !== 1) throw new QuantlabError("E_INTERNAL", `${src.name}: tensor "${tensor}": a placed tensor must be one byte range`);
+    if (typeof placeIn === "function" && ranges.length !== 1) throw new QuantlabError("E_INTERNAL", `${src.name}: tensor "${tensor}": a placed tensor must be one byte range`);
+    const place: PlaceRange | undefined = typeof placeIn === "function" ? { range: 0, place: placeIn } : placeIn;
+    if (place && !(place.range >= 0 && place.range < ranges.length)) throw new QuantlabError("E_INTERNAL", `${src.name}: tensor "${tensor}": placed range ${place.range} of ${ranges.length}`);
     const fileBytes = ranges.reduce((a, r) => a + r.byteLength, 0);
     const readSync = src.readIntoSync?.bind(src);
     if (!readSync) {
@@ -60,9 +72,9 @@ export class TensorStore {
     }
     return new LazyData<T>(fileBytes, () => {
       if (this.closed) throw new QuantlabError("E_IO", `${src.name}: tensor "${tensor}" read after the model was closed`);
-      const dst = place?.();
-      const parts = ranges.map((r) => {
-        const b = dst ?? new Uint8Array(r.byteLength);
+      const dst = place?.place();
+      const parts = ranges.map((r, i) => {
+        const b = (i === place?.range ? dst : undefined) ?? new Uint8Array(r.byteLength);
         if (b.length !== r.byteLength) throw new QuantlabError("E_INTERNAL", `${src.name}: tensor "${tensor}": placed destination has ${b.length} bytes, the tensor ${r.byteLength}`);
         try {
           readSync(r.offset, b);
@@ -71,7 +83,7 @@ export class TensorStore {
         }
         return b;
       });
-      return { value: decode(parts), pinned: dst !== undefined };
+      return { value: decode(parts), pinned: dst !== undefined && place!.pin !== false };
     });
   }
 
@@ -80,11 +92,11 @@ export class TensorStore {
     if (this.upFront.length === 0) return;
     progress.start(this.upFront.length, "loading");
     for (const p of this.upFront.splice(0)) {
-      const dst = p.place?.();
+      const dst = p.place?.place();
       const parts: Uint8Array[] = [];
-      for (const r of p.ranges) {
+      for (const [i, r] of p.ranges.entries()) {
         try {
-          if (dst) {
+          if (dst && i === p.place!.range) {
             await p.src.readInto(r.offset, dst);
             parts.push(dst);
           } else parts.push(await p.src.read(r.offset, r.byteLength));

@@ -8,5 +8,8 @@ import { WasmBackend } from "../kernels/wasm/backend.js";
 import type { TensorPlacer } from "./gguf-model.js";
 
 export function placerOf(backend: Backend): TensorPlacer | undefined {
-  return backend instanceof WasmBackend ? (type, shape, name) => backend.placeTensor(type, shape, name) : undefined;
+  if (!(backend instanceof WasmBackend)) return undefined;
+  const place: TensorPlacer = (type, shape, name) => backend.placeTensor(type, shape, name);
+  place.quant = (spec, shape, name) => backend.placeQuant(spec, shape, name);
+  return place;
 }

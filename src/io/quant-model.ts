@@ -21,7 +21,8 @@ import { INPUT_TRANSFORMS_KEY, checkInputTransforms, inputTransformsFromJson, in
 import { checkQuantEntries, fromEntries, isQuantEntryName, quantEntryLayout, quantizedNames, toEntries, type TensorEntry } from "../quant/serialize.js";
 import { QTensor } from "../quant/tensor.js";
 import type { SafetensorsEntry, SafetensorsFile } from "./safetensors.js";
-import { RECIPE_KEY } from "./gguf-model.js";
+import { RECIPE_KEY, type TensorPlacer } from "./gguf-model.js";
+import { GgmlType } from "../ggml/types.js";
 import { TensorStore } from "./lazy.js";
 import { checkFiniteWeight } from "../model/finite.js";
 import { isWeightLoaded, releaseWeight, type Weight } from "../core/weight.js";
@@ -87,7 +88,7 @@ export function quantModelEntries(model: Model, opts: { allowNonFinite?: boolean
  * entry is checked against the header now; bytes are read on first access (io/lazy.ts), so the model
  * keeps `st`'s source open: `model.close()` closes it. On an error the caller still owns `st`.
  */
-export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
+export async function readQuantModel(st: SafetensorsFile, opts: { place?: TensorPlacer } = {}): Promise<Model> {
   const md = st.metadata;
   if (!isQuantModelMetadata(md)) throw new QuantlabError("E_FORMAT", `${st.name}: not a quantlab quantized model (metadata "quantlab.format" is not ${QUANT_MODEL_FORMAT})`);
   const config = modelConfigFromJson(md["quantlab.model_config"], `${st.name}: metadata "quantlab.model_config"`);
@@ -105,7 +106,7 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
     if (quantNames.has(name)) {
       let q: QTensor;
       try {
-        q = lazyQuantized(store, st, name, shape);
+        q = lazyQuantized(store, st, name, shape, opts.place?.quant);
       } catch (e) {
         throw namingFile(e, st.name); // quant/serialize.ts names the tensor, not the file
       }
@@ -117,7 +118,10 @@ export async function readQuantModel(st: SafetensorsFile): Promise<Model> {
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]) || numel(info.shape) !== numel(shape)) {
       throw new QuantlabError("E_FORMAT", `${st.name}: tensor "${name}" has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
     }
-    weights.set(name, { kind: "dense", tensor: st.lazyTensor(store, info) });
+    // f32 / f16 matrices (a tied embedding) are read straight into the memory the kernels run on, when offered
+    const type = info.dtype === "F32" ? GgmlType.F32 : info.dtype === "F16" ? GgmlType.F16 : undefined;
+    const place = opts.place && type !== undefined && shape.length === 2 ? () => opts.place!(type, shape, name) : undefined;
+    weights.set(name, { kind: "dense", tensor: st.lazyTensor(store, info, undefined, place) });
   }
   await store.finishLoad();
   let tokenizer: HfTokenizer | undefined;
@@ -214,17 +218,22 @@ const ENTRY_DTYPES = new Set(["u8", "i32", "f16", "bf16", "f32"]);
  * A QTensor over its side entries in `st`, checked against the header (dtypes, counts, shape) now and
  * read on first access: one byte range per entry, decoded by fromEntries.
  */
-function lazyQuantized(store: TensorStore, st: SafetensorsFile, name: string, shape: readonly number[]): QTensor {
+function lazyQuantized(store: TensorStore, st: SafetensorsFile, name: string, shape: readonly number[], placeCodes?: TensorPlacer["quant"]): QTensor {
   const layout = quantEntryLayout(name, st.metadata);
   if (layout.shape.length !== shape.length || layout.shape.some((d, i) => d !== shape[i])) {
     throw new QuantlabError("E_FORMAT", `${st.name}: quantized tensor "${name}" has shape [${layout.shape.join(", ")}], expected [${shape.join(", ")}]`);
   }
   const present = checkQuantEntries(layout, (n) => st.tensor(n)).map((p) => st.tensor(p.name)!);
   const ranges = present.map((t) => ({ offset: t.fileOffset, byteLength: t.byteLength }));
+  // the codes (most of the bytes) are read straight into the memory the kernels run on when offered;
+  // every part is a buffer read for this tensor alone, so fromEntries uses it without a copy
+  const codesAt = present.findIndex((t) => t.name === `${name}.qcodes`);
+  // not pinned: releasing the weight after prepare drops its JS side arrays; the placed codes stay with the prepared weight
+  const place = placeCodes && codesAt >= 0 ? { range: codesAt, pin: false, place: () => { const v = placeCodes(layout.spec, layout.shape, name); return v?.length === ranges[codesAt]!.byteLength ? v : undefined; } } : undefined;
   const lazy = store.tensor(st.source, name, ranges, (parts) => {
-    const entries = new Map<string, TensorEntry>(present.map((t, i) => [t.name, { dtype: t.dtype.toLowerCase() as TensorEntry["dtype"], shape: t.shape, bytes: parts[i]! }]));
+    const entries = new Map<string, TensorEntry>(present.map((t, i) => [t.name, { dtype: t.dtype.toLowerCase() as TensorEntry["dtype"], shape: t.shape, bytes: parts[i]!, owned: true }]));
     return fromEntries(name, (n) => entries.get(n), st.metadata);
-  });
+  }, place);
   const storageBits = 8 * ranges.reduce((a, r) => a + r.byteLength, 0);
   return QTensor.lazy(layout.spec, layout.shape, storageBits, lazy);
 }

@@ -6,7 +6,7 @@
  */
 import { QuantlabError } from "../core/errors.js";
 import { DTYPES, Tensor, numel, viewAs, type DType, type TypedData } from "../core/tensor.js";
-import type { TensorStore } from "./lazy.js";
+import type { PlaceBytes, TensorStore } from "./lazy.js";
 import type { ByteSink } from "./gguf.js";
 import type { ByteSource } from "./source.js";
 
@@ -61,16 +61,17 @@ export class SafetensorsFile {
    * converted to f32 then). `rewrite` reorders the decoded bytes first (the HF Q/K row permutation).
    * The dtype is checked now, so an unloadable tensor fails at load, not on first use.
    */
-  lazyTensor(store: TensorStore, t: SafetensorsTensorInfo | string, rewrite?: (bytes: Uint8Array, dtype: DType) => Uint8Array): Tensor {
+  lazyTensor(store: TensorStore, t: SafetensorsTensorInfo | string, rewrite?: (bytes: Uint8Array, dtype: DType) => Uint8Array, place?: PlaceBytes): Tensor {
     const info = this.resolve(t);
     const dtype = this.tensorDtype(info);
     const n = numel(info.shape);
+    if (place && (rewrite || info.dtype === "F64")) throw new QuantlabError("E_INTERNAL", `${this.name}: tensor "${info.name}": a placed tensor is used as its file bytes`);
     const lazy = store.tensor(this.source, info.name, [{ offset: info.fileOffset, byteLength: info.byteLength }], ([b]) => {
       const d = decodeTensorBytes(info, dtype, b!);
       if (!rewrite) return d;
       const out = rewrite(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), dtype);
       return viewAs(dtype, out.buffer, out.byteOffset, n);
-    });
+    }, place);
     return new Tensor(dtype, info.shape, lazy);
   }
   /**

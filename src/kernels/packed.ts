@@ -34,6 +34,7 @@
 import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
 import { resolveElement } from "../quant/elements.js";
+import type { QuantSpec } from "../quant/spec.js";
 
 export interface UniformIntLayout {
   readonly family: "uniform-int";
@@ -62,6 +63,41 @@ export function uniformIntBytes(L: UniformIntLayout): number {
 }
 
 /**
+ * Does the WASM backend keep this uniform-int tensor's scales as the stored f16 bits (exact in f32) rather
+ * than as f32? Yes when the spec stores f16 scales (`…:scale=f16`). The integer offsets k always take an
+ * i16, so the prepared form is codes + 4 (f16) or 6 (f32 scales) bytes per (row, group), against the
+ * file's codes + scale + packed zero point.
+ */
+export function uniformIntCompact(q: QuantizedTensor): boolean {
+  return q instanceof QTensor && q.specObject.scale.dtype === "f16";
+}
+
+/**
+ * The WASM backend's prepared region of a packed spec tensor, from spec and shape alone: one allocation
+ * with the QTensor's code bytes first (at offset 0, `codeBytes` long), then the parameters. A loader can
+ * read the codes straight into it (WasmBackend.placeQuant) and prepare fills in the rest; undefined for
+ * tensors the backend would not run packed.
+ */
+export function packedRegion(s: QuantSpec, shape: readonly number[]): { family: "uniform-int" | "lut"; codeBytes: number; bytes: number } | undefined {
+  const a64 = (x: number) => Math.ceil(x / 64) * 64;
+  if (shape.length !== 2) return undefined;
+  const [rows, cols] = shape as [number, number];
+  const g = s.granularity;
+  if (uniformIntSpecReason(s, shape) === undefined) {
+    const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+    const nG = rows * Math.ceil(cols / group), cb = (rows * cols * s.bits) / 8;
+    return { family: "uniform-int", codeBytes: cb, bytes: a64(cb) + a64(nG * (s.scale.dtype === "f16" ? 2 : 4)) + nG * 2 };
+  }
+  if (lutSpecReason(s, shape) === undefined) {
+    const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
+    const nG = rows * Math.ceil(cols / group), cb = Math.ceil((rows * cols * s.bits) / 8);
+    const affine = s.scheme === "asym" || s.scheme === "asymf";
+    return { family: "lut", codeBytes: cb, bytes: a64(cb + 16) + a64(4 * nG) + a64(affine ? 4 * nG : 0) + 8 * lutTableLength(s.bits) };
+  }
+  return undefined;
+}
+
+/**
  * How the WASM backend (default options) will run a QuantizedTensor, from its spec and shape alone (reads
  * nothing): the kernel name its listing will show and the bytes it will take in wasm memory.
  */
@@ -81,7 +117,7 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
   const g = t.specObject.granularity;
   const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
   const bits = t.specObject.bits as 4 | 8;
-  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + 8 * rows * Math.ceil(cols / group) };
+  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + (uniformIntCompact(q) ? 4 : 6) * rows * Math.ceil(cols / group) };
 }
 
 /**
@@ -90,9 +126,13 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
  */
 export function uniformIntReason(q: QuantizedTensor): string | undefined {
   if (!(q instanceof QTensor)) return "not a quantlab QTensor";
-  const s = q.specObject;
-  if (q.shape.length !== 2) return `shape [${q.shape.join(", ")}] is not a matrix`;
-  const cols = q.shape[1]!;
+  return uniformIntSpecReason(q.specObject, q.shape);
+}
+
+/** uniformIntReason from the spec and shape alone (what a loader knows before reading the tensor). */
+export function uniformIntSpecReason(s: QuantSpec, shape: readonly number[]): string | undefined {
+  if (shape.length !== 2) return `shape [${shape.join(", ")}] is not a matrix`;
+  const cols = shape[1]!;
   if (s.bits !== 4 && s.bits !== 8) return `${s.bits}-bit codes (fast kernels: 4, 8)`;
   if (s.scheme !== "sym" && s.scheme !== "symfull" && s.scheme !== "asym") return `scheme ${s.scheme} (fast kernels: sym, symfull, asym with integer zeros)`;
   if (s.format !== `int${s.bits}` && s.format !== `uint${s.bits}`) return `format ${s.format} is not a uniform integer grid`;
@@ -220,9 +260,13 @@ function lutShape(t: QTensor): { bits: number; group: number; perRow: number; nG
  */
 export function lutReason(q: QuantizedTensor): string | undefined {
   if (!(q instanceof QTensor)) return "not a quantlab QTensor";
-  const s = q.specObject;
-  if (q.shape.length !== 2) return `shape [${q.shape.join(", ")}] is not a matrix`;
-  const cols = q.shape[1]!;
+  return lutSpecReason(q.specObject, q.shape);
+}
+
+/** lutReason from the spec and shape alone. */
+export function lutSpecReason(s: QuantSpec, shape: readonly number[]): string | undefined {
+  if (shape.length !== 2) return `shape [${shape.join(", ")}] is not a matrix`;
+  const cols = shape[1]!;
   if (s.outlierPercent !== undefined) return "outlier side table";
   if (s.activations || s.integerMatmul) return "activation quantization";
   if (s.packing !== "bits") return `packing ${s.packing}`;

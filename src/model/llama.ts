@@ -134,7 +134,6 @@ export class Llama implements CausalLM {
     const be = this.backend;
     const vec = (name: string) => dequantizeWeight(W.get(name)!, name).data;
     const prep = (name: string) => prepareWeight(be, W.get(name)!, name);
-    this.embedding = rowReader(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
     this.layers = [];
     this.traits = ARCH_TRAITS[c.arch];
     for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, prep, this.traits));
@@ -142,8 +141,10 @@ export class Llama implements CausalLM {
     // GGUF files from llama.cpp's converter carry output.weight even for tied models: use it if present
     const outName = W.has(TensorNames.output) ? TensorNames.output : TensorNames.tokenEmbd;
     this.output = prepareWeight(be, W.get(outName)!, outName);
-    // a backend may have laid the tied table out anew in place (WASM: interleaved rows): read it through it
-    if (outName === TensorNames.tokenEmbd) this.embedding = be.rowReader?.(this.output) ?? this.embedding;
+    // a tied table is read through the backend when it can decode rows of its prepared copy (WASM: f32, f16,
+    // packed specs, interleaved blocks), so it is held once, as the output matrix; the weight's own reader
+    // otherwise (made after prepare, which has let a lazily read copy go again)
+    this.embedding = (outName === TensorNames.tokenEmbd ? be.rowReader?.(this.output) : undefined) ?? rowReader(W.get(TensorNames.tokenEmbd)!, TensorNames.tokenEmbd);
     const B0 = this.maxBatch;
     this.rotDim = rotaryDimOf(c);
     this.ropeScale = c.longRope?.attentionFactor ?? 1;

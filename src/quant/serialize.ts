@@ -34,6 +34,9 @@ export interface TensorEntry {
   dtype: EntryDtype;
   shape: number[];
   bytes: Uint8Array;
+  /** the bytes were read for this tensor alone (a loader's fresh buffer, or memory placed for the kernels):
+   * fromEntries uses them in place instead of copying (typed views when aligned) */
+  owned?: boolean;
 }
 
 export interface QuantEntries {
@@ -108,6 +111,15 @@ function typed(e: TensorEntry, what: string, expect: EntryDtype[], count?: numbe
   if (e.bytes.length % size !== 0) throw new QuantlabError("E_FORMAT", `${what}: ${e.bytes.length} bytes is not a whole number of ${e.dtype}`);
   const n = e.bytes.length / size;
   if (count !== undefined && n !== count) throw new QuantlabError("E_FORMAT", `${what}: ${n} elements, expected ${count}`);
+  if (e.owned && e.bytes.byteOffset % size === 0) {
+    const b = e.bytes.buffer, o = e.bytes.byteOffset;
+    switch (e.dtype) {
+      case "u8": return new Uint8Array(b, o, n);
+      case "f16": case "bf16": return new Uint16Array(b, o, n);
+      case "i32": return new Int32Array(b, o, n);
+      case "f32": return new Float32Array(b, o, n);
+    }
+  }
   const copy = e.bytes.slice().buffer;
   switch (e.dtype) {
     case "u8": return new Uint8Array(copy);

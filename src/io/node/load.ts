@@ -51,7 +51,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
     switch (fmt) {
       case "llama2c": return loadLlama2cFile(path, opts);
       case "gguf": return loadGgufFile(path, opts);
-      case "safetensors": return (await isQuantModelFile(path)) ? loadQuantModelFile(path) : loadSafetensorsFile(path, opts);
+      case "safetensors": return (await isQuantModelFile(path)) ? loadQuantModelFile(path, { place: opts.place }) : loadSafetensorsFile(path, opts);
       case "hf": return loadHfDir(path, opts);
     }
   });

@@ -4,6 +4,7 @@ import type { Model } from "../../model/weights.js";
 import { openSafetensors, writeSafetensors } from "../safetensors.js";
 import { isQuantModelMetadata, quantModelEntries, readQuantModel } from "../quant-model.js";
 import { atomicWriteFile } from "./atomic.js";
+import type { TensorPlacer } from "../gguf-model.js";
 import { openFile } from "./file.js";
 
 /** True when the safetensors file at `path` is a quantlab quantized model. */
@@ -17,10 +18,10 @@ export async function isQuantModelFile(path: string): Promise<boolean> {
 }
 
 /** Loads a quantized model lazily: the file stays open for its weights until `model.close()`. */
-export async function loadQuantModelFile(path: string): Promise<Model> {
+export async function loadQuantModelFile(path: string, opts: { place?: TensorPlacer } = {}): Promise<Model> {
   const src = openFile(path);
   try {
-    const m = await readQuantModel(await openSafetensors(src));
+    const m = await readQuantModel(await openSafetensors(src), opts);
     m.source = { ...m.source, path };
     m.config.name = basename(path);
     return m;

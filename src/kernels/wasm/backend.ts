@@ -20,15 +20,21 @@
  * ternary/binary, 1–8-bit ints the uniform kinds do not take) runs packed on the K_LUT* kernels. Types without
  * a WASM kernel (ggml types not in layouts.ts REPACK, VQ, outliers, ichannel, trits) are dequantized once to
  * f32 and run on the f32 kernel; `listing()` says so and why.
+ *
+ * Memory (issue 11): `placeQuant` gives a loader the start of a packed tensor's whole prepared region, so its
+ * codes are read from the file straight into wasm memory and `prepare` only writes the per-group parameters
+ * after them (uniform-int: i16 offsets, scales as the stored f16 bits for f16-scale specs, else f32); f32/f16
+ * matrices are placed as in GGUF files; `rowReader` decodes rows of f32, f16 and packed weights from wasm
+ * memory, so a tied embedding is held once, as the output matrix.
  */
 import { QuantlabError } from "../../core/errors.js";
-import { bf16ArrayToF32 } from "../../core/f16.js";
+import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
 import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG } from "../../../assembly/abi.js";
-import { lutBytes, lutKernelName, lutLayout, uniformIntBytes, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutTableLength, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -40,8 +46,11 @@ import { pickVariant, wasmModule, type KernelExports, type WasmVariant } from ".
 import { CTRL_BYTES, Dispatcher, type WorkerHost } from "./pool.js";
 import { POOL_TASKS } from "./tasks.js";
 import { weightShape, type Weight } from "../../core/weight.js";
+import type { QuantSpec } from "../../quant/spec.js";
 
 export { KERNEL_NAMES } from "./layouts.js";
+
+const LUT_KINDS = new Set([K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
 
 export interface WasmBackendOptions {
   /** threads including the caller (default 1 = no workers); > 1 needs `workerHost` */
@@ -211,6 +220,35 @@ export class WasmBackend implements Backend {
     return this.memory.placeTensor(type, shape, name, (t) => this.nativeRow(t));
   }
 
+  /** regions placeQuant handed out ("shard:offset" of the codes → family and region bytes) */
+  private readonly placedQuant = new Map<string, { family: "uniform-int" | "lut"; bytes: number }>();
+
+  /**
+   * Where a loader should read a quantized tensor's code bytes (its `.qcodes` entry) so that `prepare` runs
+   * them in place: a view of exactly those bytes at the start of the tensor's whole prepared region
+   * (kernels/packed.ts packedRegion), whose parameters prepare then writes after them. Undefined when the
+   * tensor would not run packed, or not on its own codes (packedActivations "q8" repacks).
+   */
+  placeQuant(spec: QuantSpec, shape: readonly number[], name = "tensor"): Uint8Array | undefined {
+    this.checkOpen();
+    const R = packedRegion(spec, shape);
+    if (!R || (R.family === "uniform-int" && this.packedActivations === "q8")) return undefined;
+    const { shard, off } = this.memory.allocWeight(R.bytes, name);
+    this.placedQuant.set(`${shard.index}:${off}`, { family: R.family, bytes: R.bytes });
+    return shard.arena.view(off, R.codeBytes);
+  }
+
+  /** The region a placed tensor's codes start (placeQuant), if `codes` are those bytes and the family matches. */
+  private placedRegion(codes: Uint8Array, family: "uniform-int" | "lut", bytes: number): { shard: ReturnType<ShardedMemory["allocWeight"]>["shard"]; off: number } | undefined {
+    const at = this.memory.locate(codes);
+    if (!at) return undefined;
+    const key = `${at.shard.index}:${at.off}`;
+    const r = this.placedQuant.get(key);
+    if (!r || r.family !== family || r.bytes !== bytes) return undefined;
+    this.placedQuant.delete(key); // prepared once: a second prepare of the same weight copies
+    return at;
+  }
+
   prepare(w: Weight, name = "tensor"): PreparedWeight {
     this.checkOpen();
     const shape = weightShape(w);
@@ -226,7 +264,7 @@ export class WasmBackend implements Backend {
     }
     if (w.kind === "quant") {
       const L = uniformIntLayout(w.q);
-      if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L);
+      if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L, uniformIntCompact(w.q));
       const T = lutLayout(w.q);
       if (!("reason" in T)) return this.prepLut(name, `quant ${w.q.spec}`, T);
       const { data } = dequantizeWeight(w, name);
@@ -303,23 +341,41 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * A packed uniform-int spec (kernels/packed.ts): the QTensor's codes copied as they are, f32 scales and
-   * code offsets per (row, group) after them, in one allocation (each part 64-byte aligned); the fused
+   * A packed uniform-int spec (kernels/packed.ts): the QTensor's codes copied as they are, scales (the
+   * stored f16 bits when the spec keeps f16 scales, else f32) and i16 code offsets per (row, group) after them, in one allocation (each part 64-byte aligned); the fused
    * kernel (K_U4G / K_U8G) decodes while it multiplies, so no f32 copy of the weight exists.
    */
-  private prepUniform(name: string, source: string, L: UniformIntLayout): WasmPrepared {
+  private prepUniform(name: string, source: string, L: UniformIntLayout, compact: boolean): WasmPrepared {
     if (this.packedActivations === "q8" && L.group % 32 === 0 && L.cols % 32 === 0) return this.prepUniformQ8(name, source, L);
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    const cb = L.codes.byteLength, sb = L.scales.byteLength;
-    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + sb, name);
+    const nG = L.scales.length;
+    // offsets k = L0 − z are small integers: i16; scales as the stored f16 bits when the spec keeps f16, else f32
+    const sb = nG * (compact ? 2 : 4), kb = nG * 2;
+    const cb = L.codes.byteLength;
+    const total = a64(cb) + a64(sb) + kb;
+    // codes the loader read into this region (placeQuant) stay where they are
+    const placed = this.placedRegion(L.codes, "uniform-int", total);
+    const { shard, off } = placed ?? this.memory.allocWeight(total, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb);
     const buf = shard.arena.memory.buffer;
-    new Uint8Array(buf, w0, cb).set(L.codes);
-    new Float32Array(buf, w1, L.scales.length).set(L.scales);
-    new Float32Array(buf, w2, L.offsets.length).set(L.offsets);
+    if (!placed) new Uint8Array(buf, w0, cb).set(L.codes);
+    const k16 = new Int16Array(buf, w2, nG);
+    for (let i = 0; i < nG; i++) {
+      const k = L.offsets[i]!;
+      if (k !== Math.trunc(k) || k < -32768 || k > 32767) throw new QuantlabError("E_INTERNAL", `${name}: group ${i}: offset ${k} is not an i16`);
+      k16[i] = k;
+    }
+    if (compact) {
+      const s16 = new Uint16Array(buf, w1, nG);
+      for (let i = 0; i < nG; i++) {
+        const s = L.scales[i]!, h = f32ToF16Bits(s);
+        if (!Object.is(f16BitsToF32(h), s)) throw new QuantlabError("E_INTERNAL", `${name}: group ${i}: scale ${s} is not an f16 value`);
+        s16[i] = h;
+      }
+    } else new Float32Array(buf, w1, nG).set(L.scales);
     const kind = L.bits === 4 ? K_U4G : K_U8G;
-    const p = new WasmPrepared(L.rows, L.cols, uniformIntBytes(L), kind, w0, w1, w2, this, shard.index, off, L.group);
-    this.record(name, source, p);
+    const p = new WasmPrepared(L.rows, L.cols, cb + sb + kb, kind, w0, w1, w2, this, shard.index, placed ? undefined : off, L.group, 0, (compact ? 1 : 0) | 2);
+    this.record(name, source, p, undefined, placed !== undefined);
     this.listed.get(p)!.kernel = uniformIntKernelName(L);
     return p;
   }
@@ -332,16 +388,19 @@ export class WasmBackend implements Backend {
   private prepLut(name: string, source: string, L: LutLayout): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
     const cb = L.codes.byteLength, sb = L.scales.byteLength, zb = L.zeros?.byteLength ?? 0, tb = L.table.byteLength;
-    const { shard, off } = this.memory.allocWeight(a64(cb + 16) + a64(sb) + a64(zb) + tb, name);
+    const total = a64(cb + 16) + a64(sb) + a64(zb) + tb;
+    const placed = this.placedRegion(L.codes, "lut", total);
+    const { shard, off } = placed ?? this.memory.allocWeight(total, name);
     const w0 = off, w1 = off + a64(cb + 16), w2 = w1 + a64(sb), lut = w2 + a64(zb);
     const buf = shard.arena.memory.buffer;
-    new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(L.codes);
+    if (placed) new Uint8Array(buf, w0 + cb, a64(cb + 16) - cb).fill(0); // the padding after codes read in place
+    else new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(L.codes);
     new Float32Array(buf, w1, L.scales.length).set(L.scales);
     if (L.zeros) new Float32Array(buf, w2, L.zeros.length).set(L.zeros);
     new Float64Array(buf, lut, L.table.length).set(L.table);
     const kind = L.bits === 4 ? K_LUT4G : L.bits === 3 ? K_LUT3G : L.bits === 2 ? K_LUT2G : L.bits === 1 ? K_LUT1G : K_LUTWG;
-    const p = new WasmPrepared(L.rows, L.cols, lutBytes(L), kind, w0, w1, L.zeros ? w2 : 0, this, shard.index, off, L.group, lut, L.bits);
-    this.record(name, source, p);
+    const p = new WasmPrepared(L.rows, L.cols, lutBytes(L), kind, w0, w1, L.zeros ? w2 : 0, this, shard.index, placed ? undefined : off, L.group, lut, L.bits);
+    this.record(name, source, p, undefined, placed !== undefined);
     this.listed.get(p)!.kernel = lutKernelName(L);
     return p;
   }
@@ -439,10 +498,54 @@ export class WasmBackend implements Backend {
     if (row) this.rowsListing.splice(this.rowsListing.indexOf(row), 1);
   }
 
-  /** Rows of a weight whose blocks were interleaved in place (see prepare), decoded from wasm memory. */
+  /**
+   * Rows of a prepared weight decoded one at a time from the bytes the kernels read (a tied embedding
+   * table is then held once, as the output matrix): f32 and f16 matrices, the packed spec kinds (the
+   * fake-quant values, as kernels/packed.ts dequantizeRow* gives them) and ggml blocks interleaved in
+   * place. Undefined for the SoA repacks (their f32 scale products are not the file's values).
+   */
   rowReader(w: PreparedWeight): RowReader | undefined {
     const p = w as WasmPrepared;
-    if (!(p instanceof WasmPrepared) || p.owner !== this || !isX4(p.kind)) return undefined;
+    if (!(p instanceof WasmPrepared) || p.owner !== this) return undefined;
+    const { rows, cols } = p;
+    const check = (r: number) => {
+      if (!p.live) throw new QuantlabError("E_ARG", "wasm backend: rows of a released weight");
+      if (!Number.isInteger(r) || r < 0 || r >= rows) throw new QuantlabError("E_ARG", `row ${r} is outside 0..${rows - 1}`);
+    };
+    const buf = () => this.memory.shards[p.shard]!.arena.memory.buffer;
+    if (p.kind === K_F32) return (r, dst, off) => { check(r); dst.set(new Float32Array(buf(), p.w0 + r * cols * 4, cols), off); };
+    if (p.kind === K_F16) return (r, dst, off) => { check(r); f16ArrayToF32(new Uint16Array(buf(), p.w0 + r * cols * 2, cols), dst.subarray(off, off + cols)); };
+    if (p.kind === K_U4G || p.kind === K_U8G) {
+      // one row as a 1-row layout (rows start on a byte: kernels/packed.ts uniformIntReason), its parameters as f32
+      const bits = p.kind === K_U4G ? 4 : 8, nG = Math.ceil(cols / p.group), rowBytes = (cols * bits) / 8;
+      const scales = new Float32Array(nG), offsets = new Float32Array(nG);
+      return (r, dst, off) => {
+        check(r);
+        const b = buf();
+        // flags as the kernel reads them (assembly/abi.ts D_BITS): bit 0 f16 scales, bit 1 i16 offsets
+        if (p.bits & 1) { const s16 = new Uint16Array(b, p.w1 + r * nG * 2, nG); for (let j = 0; j < nG; j++) scales[j] = f16BitsToF32(s16[j]!); }
+        else scales.set(new Float32Array(b, p.w1 + r * nG * 4, nG));
+        if (p.bits & 2) offsets.set(new Int16Array(b, p.w2 + r * nG * 2, nG));
+        else offsets.set(new Float32Array(b, p.w2 + r * nG * 4, nG));
+        const L: UniformIntLayout = { family: "uniform-int", bits, rows: 1, cols, group: p.group, codes: new Uint8Array(b, p.w0 + r * rowBytes, rowBytes), scales, offsets };
+        dequantizeRowUniformInt(L, 0, dst, off);
+      };
+    }
+    if (LUT_KINDS.has(p.kind)) {
+      const nG = Math.ceil(cols / p.group);
+      return (r, dst, off) => {
+        check(r);
+        const b = buf();
+        const L: LutLayout = {
+          family: "lut", bits: p.bits, rows, cols, group: p.group,
+          codes: new Uint8Array(b, p.w0, Math.ceil((rows * cols * p.bits) / 8)),
+          table: new Float64Array(b, p.lut, lutTableLength(p.bits)),
+          scales: new Float32Array(b, p.w1, rows * nG), zeros: p.w2 ? new Float32Array(b, p.w2, rows * nG) : undefined,
+        };
+        dequantizeRowLut(L, r, dst, off);
+      };
+    }
+    if (!isX4(p.kind)) return undefined;
     const type = NATIVE_TYPE_OF_KIND.get(p.kind)!;
     const { blockSize, bytesPerBlock: bs } = GGML_TYPES[type];
     const nb = p.cols / blockSize;

@@ -18,7 +18,7 @@ after(disposeAll);
 const SPECS = [
   "int4:g16:asym", "int4:g32:asym", "int4:g64", "int4:g128:asym", "int4:g256", "int4:channel", "int4:channel:asym",
   "int8:g32", "int8:g64:asym", "int8:channel", "int8:channel:asym", "int8:g128",
-  "int4:g32:asym:scale=f32", "int4:g64:scale=bf16", "int8:channel:scale=f32", "int4:tensor", "int4:g32:dq", "int8:g32:scale=e8m0",
+  "int4:g32:asym:scale=f32", "int4:g32:asym:scale=f16", "int8:g64:asym:scale=f16", "int4:g64:scale=bf16", "int8:channel:scale=f32", "int4:tensor", "int4:g32:dq", "int8:g32:scale=e8m0",
 ];
 
 /** f32 sums: relative to Σ|w·x| the error stays far below this */

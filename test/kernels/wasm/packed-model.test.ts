@@ -48,7 +48,7 @@ function run(m: Model, be: Backend, tokens: number[]): Float32Array[] {
 
 // uniform int (K_U4G / K_U8G) and the lookup-table family (K_LUT*: nf4, mxfp4, fp8, 2/3-bit ints with groups, a
 // k-means codebook)
-for (const spec of ["int4:g32:asym", "int8:channel", "int4:g64", "nf4:g64", "mxfp4", "fp8_e4m3:channel", "int2:g32:asym", "int3:g32", "kmeans4:g64"]) {
+for (const spec of ["int4:g32:asym", "int4:g32:asym:scale=f16", "int8:channel", "int4:g64", "nf4:g64", "mxfp4", "fp8_e4m3:channel", "int2:g32:asym", "int3:g32", "kmeans4:g64"]) {
   test(`stories260K ${spec}: packed logits = fake-quant logits within 1e-4`, async () => {
     const q = quantizeTensors(base, names, () => spec, { seed: 0, progress: noProgress }).model;
     const fake = fakeQuant(q);
