@@ -219,11 +219,12 @@ describe("AWQ / rotation / AWQ+GPTQ GGUFs run in llama.cpp as quantlab runs them
     ["rot+gptq-Q4_K_M", { target: { preset: "Q4_K_M" }, method: "gptq", rotate: { seed: 0, mode: "residual" }, calibration, imatrix: { source: "calibration" } }],
   ];
   for (const [label, recipe] of cases) {
-    test(`${label}: loads in llama.cpp, max |Δp| ≤ 1e-3; the recipe is in the file`, async () => {
+    test(`${label}: loads in llama.cpp, max |Δp| ≤ ${IMATRIX_Q4_0.includes(label) ? HARD_CAP : 1e-3}; the recipe is in the file`, async (t) => {
       const r = await quantize(S260, recipe, { calibText });
       const path = join(dir, `${label}.gguf`);
       await saveQuantizeResult(r, path);
       const d = await llamaCppAgreement(path, ids);
+      t.diagnostic(`${label}: llama.cpp vs GgmlForward max |Δp| ${d.toExponential(2)}`);
       assert.ok(d <= (IMATRIX_Q4_0.includes(label) ? HARD_CAP : 1e-3), `${label}: max |Δp| ${d}`);
       const f = await openGgufFile(path);
       try {
