@@ -195,18 +195,30 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
 
 // ---------------------------------------------------------------- lookup tables × Q8 activations
 // K_LUT4Q8 / K_TERN2Q8 (abi.ts): x as Q8 per 32 (codes, f16-rounded scale d_b, code sums per 16), weights
-// as integers, one i32x4 integer dot per 32-block. Float order, which the scalar twin matvecLutQ8Ref
-// (src/kernels/packed.ts) repeats exactly: per group, gi (f32x4) += f32(dot lanes)·d_b and gm (f32) +=
-// d_b·f32(Σx_b); per row, acc (f32x4) += gi·s_g and accm += m_g·gm; result (acc0 + acc1) + (acc2 + acc3) − accm.
+// as integers, one exact integer dot per 32-block. Float order, which the scalar twin matvecLutQ8Ref
+// (src/kernels/packed.ts) repeats exactly — K_LUT4Q8 (scalar): per group gi += f32(dot_b)·d_b and gm +=
+// d_b·f32(Σx_b), per row acc += gi·s_g and accm += m_g·gm, result acc − accm; K_TERN2Q8 (four lanes): per
+// group gi (f32x4) += f32(dot lanes)·d_b, per row acc (f32x4) += gi·s_g, result (acc0 + acc1) + (acc2 + acc3).
 
-/** 32 nibble codes (ggml order) → int16 table values t[c] (two byte planes, 4 swizzles) · 32 i16
- * activation codes, as 4 i32 lanes (lane k holds elements e with (e & 7) >> 1 = k). |t| ≤ 16383: a lane
- * is at most 8·16383·127 < 2^24, so its f32 conversion is exact. */
-@inline function l4dot32(v: v128, tlo: v128, thi: v128, x16: usize): v128 {
+/** Σ over 32 nibble codes (ggml order) of t[c]·x as one exact i32, |t| ≤ 8191 (|Σ| < 2^25).
+ * SIMD128: the int16 table as two byte planes (4 swizzles), interleaved to i16 lanes, i32x4.dot_i16x8_s with
+ * the i16 activation codes. Relaxed: t = 128·h + l with l = t & 127 and h + 64 = (t >> 7) + 64 both in
+ * 0..127, the two planes looked up by swizzle and each dotted with the int8 activations by
+ * i16x8.relaxed_dot_i8x16_i7x16_s (no i16 overflow: 2·127·127 < 2^15), so Σ t·x = 128·(Σ(h + 64)·x − 64·Σx)
+ * + Σ l·x. Both give the same integer. */
+@inline function l4dot32(v: v128, tlo: v128, thi: v128, x16: usize, x8: usize, xsum: i32): i32 {
   const lo = v128.and(v, i8x16.splat(0x0f));
   const hi = i8x16.shr_u(v, 4);
   const a = i8x16.swizzle(tlo, lo), b = i8x16.swizzle(thi, lo);
   const c = i8x16.swizzle(tlo, hi), d = i8x16.swizzle(thi, hi);
+  let p: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load(x8), x1 = v128.load(x8, 16);
+    const l = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x0, a)), i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x1, c)));
+    const h = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x0, b)), i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x1, d)));
+    p = i32x4.add(i32x4.shl(h, 7), l);
+    return hsum_i32x4(p) - (xsum << 13);
+  }
   const w0 = i8x16.shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const w1 = i8x16.shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const w2 = i8x16.shuffle(c, d, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -215,7 +227,35 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
   const p1 = i32x4.dot_i16x8_s(w1, v128.load(x16, 16));
   const p2 = i32x4.dot_i16x8_s(w2, v128.load(x16, 32));
   const p3 = i32x4.dot_i16x8_s(w3, v128.load(x16, 48));
-  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+  p = i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+  return hsum_i32x4(p);
+}
+
+@inline function hsum_i32x4(v: v128): i32 {
+  const s = i32x4.add(v, i8x16.shuffle(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+}
+
+/** One row · Q8 x for K_LUT4Q8: per block an exact integer dot, scalar f32 from there on (see above). */
+@inline function dot_lut4q8(c: usize, s: usize, m: usize, tlo: v128, thi: v128, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32, gb: i32): f32 {
+  let acc: f32 = 0, accm: f32 = 0;
+  let b = 0;
+  let j: usize = 0;
+  while (b < nb) {
+    const be = min(nb, b + gb);
+    let gi: f32 = 0, gm: f32 = 0;
+    for (; b < be; b++) {
+      const ub = <usize>b;
+      const xsum = load<i32>(xs + (ub << 3)) + load<i32>(xs + (ub << 3), 4);
+      const d = load<f32>(xd + (ub << 2));
+      gi += <f32>l4dot32(v128.load(c + (ub << 4)), tlo, thi, x16 + (ub << 6), x8 + (ub << 5), xsum) * d;
+      if (m != 0) gm += d * <f32>xsum;
+    }
+    acc += gi * load<f32>(s + (j << 2));
+    if (m != 0) accm += load<f32>(m + (j << 2)) * gm;
+    j++;
+  }
+  return acc - accm;
 }
 
 /** 32 ternary codes (8 bytes, 2 bits each: bit 0 = nonzero, bit 1 = negative) · 32 int8 activation codes
@@ -235,28 +275,23 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
   return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(y0), i16x8.extadd_pairwise_i8x16_s(y1)));
 }
 
-/** One row · Q8 x for K_LUT4Q8 (tern = false) or K_TERN2Q8 (tern = true); nb 32-blocks, gb per group. */
-@inline function dot_lutq8(tern: bool, c: usize, s: usize, m: usize, tlo: v128, thi: v128, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32, gb: i32): f32 {
+/** One row · Q8 x for K_TERN2Q8; nb 32-blocks, gb per group; f32x4 lanes as described above. */
+@inline function dot_tern2q8(c: usize, s: usize, x8: usize, xd: usize, nb: i32, gb: i32): f32 {
   let acc = f32x4.splat(0);
-  let accm: f32 = 0;
   let b = 0;
   let j: usize = 0;
   while (b < nb) {
     const be = min(nb, b + gb);
     let gi = f32x4.splat(0);
-    let gm: f32 = 0;
     for (; b < be; b++) {
       const ub = <usize>b;
-      const p = tern ? t2dot32(c + (ub << 3), x8 + (ub << 5)) : l4dot32(v128.load(c + (ub << 4)), tlo, thi, x16 + (ub << 6));
-      const d = load<f32>(xd + (ub << 2));
-      gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(d)));
-      if (m != 0) gm += d * <f32>(load<i32>(xs + (ub << 3)) + load<i32>(xs + (ub << 3), 4));
+      const p = t2dot32(c + (ub << 3), x8 + (ub << 5));
+      gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(load<f32>(xd + (ub << 2)))));
     }
     acc = f32x4.add(acc, f32x4.mul(gi, f32x4.splat(load<f32>(s + (j << 2)))));
-    if (m != 0) accm += load<f32>(m + (j << 2)) * gm;
     j++;
   }
-  return hsum4(acc) - accm;
+  return hsum4(acc);
 }
 
 /** Rows [r0, r1) of a K_LUT4Q8 / K_TERN2Q8 job, tokens in blocks of 8 as runLut. */
@@ -274,8 +309,9 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
   const n = load<i32>(desc + (D_N << 2));
   const g = load<i32>(desc + (D_GROUP << 2));
   const lut = load<u32>(desc + (D_LUT << 2)) as usize;
-  const tlo = tern ? v128.splat<i32>(0) : v128.load(lut);
-  const thi = tern ? v128.splat<i32>(0) : v128.load(lut, 16);
+  // planes: low and high bytes of t (SIMD128), then t & 127 and (t >> 7) + 64 (relaxed)
+  const tlo = tern ? v128.splat<i32>(0) : v128.load(lut + (ASC_FEATURE_RELAXED_SIMD ? 32 : 0));
+  const thi = tern ? v128.splat<i32>(0) : v128.load(lut + (ASC_FEATURE_RELAXED_SIMD ? 48 : 16));
   const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols;
   const nG = <usize>((cols + g - 1) / g);
   const rowBytes = unb * (tern ? 8 : 16);
@@ -288,7 +324,8 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
       const m = w2 != 0 ? w2 + ur * nG * 4 : 0;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
-        const v = dot_lutq8(tern, c, s, m, tlo, thi, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, g >> 5);
+        const v = tern ? dot_tern2q8(c, s, x8 + ut * ucols, xd + ut * unb * 4, nb, g >> 5)
+          : dot_lut4q8(c, s, m, tlo, thi, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, g >> 5);
         store<f32>(out + (ut * <usize>rows + ur) * 4, v);
       }
     }

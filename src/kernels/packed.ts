@@ -301,11 +301,11 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  * groups whole 32-blocks, x quantized to Q8 per 32 as ggml does:
  * - "lut4" (any 4-bit table of finite levels: nf4, fp4_e2m1 / mxfp4 / nvfp4 when their groups are 32-multiples,
  *   k-means, int4 asymf …): codes re-ordered per 32 as ggml nibbles (byte j = code j | code j+16 << 4), an
- *   int16 table t[c] = round(A·levelOf(c)) with A the largest power of two keeping |t| ≤ 16383, scales
+ *   int16 table t[c] = round(A·levelOf(c)) with A the largest power of two keeping |t| ≤ 8191, scales
  *   s/A and mins fround(s·z) (affine only) per (row, group); a weight stands for (s/A)·t[c] − fround(s·z).
  *   The table is exact when every A·level is an integer (fp4 e2m1: levels are halves, A = 2048; integer
- *   levels); nf4's irrational levels (A = 8192) are off by at most 0.5/8192 = 6.1e-5 (tableError), i.e.
- *   |Δw| ≤ 6.1e-5·|s| per weight — 1/2000 of nf4's own level spacing near 0 (0.08).
+ *   levels); nf4's irrational levels (A = 4096) are off by at most 0.5/4096 = 1.2e-4 (tableError), i.e.
+ *   |Δw| ≤ 1.2e-4·|s| per weight — 1/650 of nf4's smallest level spacing (0.0796).
  * - "tern2" (ternary: levels 0, +a, unused, −a): the QTensor's 2-bit codes as they are, scales fround(a·s),
  *   exact; the kernel has no multiply on the weight side.
  */
@@ -360,7 +360,7 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
   }
   let amax = 0;
   for (let c = 0; c < 16; c++) amax = Math.max(amax, Math.abs(L.table[c]!));
-  const A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(16383 / amax));
+  const A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(8191 / amax));
   const table = new Int16Array(16);
   let tableError = 0;
   for (let c = 0; c < 16; c++) {
@@ -382,9 +382,9 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
   return { kind: "lut4", rows, cols, group, codes, table, tableScale: A, tableError, scales, mins };
 }
 
-/** Bytes of the prepared Q8 form (codes + scales + mins + the 32-byte int16 table). */
+/** Bytes of the prepared Q8 form (codes + scales + mins + the table's four 16-byte swizzle planes). */
 export function lutQ8Bytes(Q: LutQ8Layout): number {
-  return Q.codes.byteLength + Q.scales.byteLength + (Q.mins?.byteLength ?? 0) + (Q.table ? 32 : 0);
+  return Q.codes.byteLength + Q.scales.byteLength + (Q.mins?.byteLength ?? 0) + (Q.table ? 64 : 0);
 }
 
 /** Integer weight (t[c], or −1/0/+1) of element e (row-major) of a Q8 form. */
@@ -400,34 +400,41 @@ export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
 
 /**
  * Scalar twin of the K_LUT4Q8 / K_TERN2Q8 kernels for one activation row given as Q8 (q codes, f16-rounded
- * scales d per 32, code sums per 16: kernels/ref/q8act.ts): the same integer dots (exact) split into the
- * kernel's four i32 lanes, and the same f32 operations in the same order (assembly/lut.ts dot_lutq8), so
- * the result is the kernel's bit for bit.
+ * scales d per 32, code sums per 16: kernels/ref/q8act.ts): the same exact integer dots (K_TERN2Q8: split
+ * into the kernel's four i32 lanes) and the same f32 operations in the same order (assembly/lut.ts
+ * dot_lut4q8 / dot_tern2q8), so the result is the kernel's bit for bit, on either build.
  */
 export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Array; sums16: Int32Array }, out: Float32Array): void {
   const fr = Math.fround;
   const { rows, cols, group } = Q;
   const nb = cols / 32, gb = group / 32, nG = Math.ceil(cols / group);
-  const lane = Q.kind === "tern2" ? (e: number) => (e & 15) >> 2 : (e: number) => (e & 7) >> 1;
-  const dot = [0, 0, 0, 0], acc = [0, 0, 0, 0], gi = [0, 0, 0, 0];
+  const tern = Q.kind === "tern2";
+  const dot = [0, 0, 0, 0], acc4 = [0, 0, 0, 0], gi4 = [0, 0, 0, 0];
   for (let r = 0; r < rows; r++) {
-    acc.fill(0);
-    let accm = 0;
+    acc4.fill(0);
+    let acc = 0, accm = 0;
     for (let j = 0, b = 0; b < nb; j++) {
       const be = Math.min(nb, b + gb);
-      gi.fill(0);
-      let gm = 0;
+      gi4.fill(0);
+      let gi = 0, gm = 0;
       for (; b < be; b++) {
         dot.fill(0);
-        for (let e = 0; e < 32; e++) dot[lane(e)]! += lutQ8WeightCode(Q, r * cols + b * 32 + e) * xq.q[b * 32 + e]!;
+        // tern2 lanes: element e of a block in i32 lane (e & 15) >> 2 (assembly/lut.ts t2dot32)
+        for (let e = 0; e < 32; e++) dot[tern ? (e & 15) >> 2 : 0]! += lutQ8WeightCode(Q, r * cols + b * 32 + e) * xq.q[b * 32 + e]!;
         const d = xq.d[b]!;
-        for (let k = 0; k < 4; k++) gi[k] = fr(gi[k]! + fr(fr(dot[k]!) * d));
-        if (Q.mins) gm = fr(gm + fr(d * fr(xq.sums16[2 * b]! + xq.sums16[2 * b + 1]!)));
+        if (tern) for (let k = 0; k < 4; k++) gi4[k] = fr(gi4[k]! + fr(fr(dot[k]!) * d));
+        else {
+          gi = fr(gi + fr(fr(dot[0]!) * d));
+          if (Q.mins) gm = fr(gm + fr(d * fr(xq.sums16[2 * b]! + xq.sums16[2 * b + 1]!)));
+        }
       }
       const s = Q.scales[r * nG + j]!;
-      for (let k = 0; k < 4; k++) acc[k] = fr(acc[k]! + fr(gi[k]! * s));
-      if (Q.mins) accm = fr(accm + fr(Q.mins[r * nG + j]! * gm));
+      if (tern) for (let k = 0; k < 4; k++) acc4[k] = fr(acc4[k]! + fr(gi4[k]! * s));
+      else {
+        acc = fr(acc + fr(gi * s));
+        if (Q.mins) accm = fr(accm + fr(Q.mins[r * nG + j]! * gm));
+      }
     }
-    out[r] = fr(fr(fr(acc[0]! + acc[1]!) + fr(acc[2]! + acc[3]!)) - accm);
+    out[r] = tern ? fr(fr(acc4[0]! + acc4[1]!) + fr(acc4[2]! + acc4[3]!)) : fr(acc - accm);
   }
 }

@@ -393,20 +393,24 @@ export class WasmBackend implements Backend {
   /**
    * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout: 4-bit tables
    * as int16 swizzle planes, ternary as sign/zero masks), Q8 activations; codes, scales, mins and the
-   * 32-byte table in one allocation, each part 64-byte aligned. Layouts without that form keep the f32 kernel.
+   * table's 64 bytes of planes in one allocation, each part 64-byte aligned. Layouts without that form keep the f32 kernel.
    */
   private prepLutQ8(name: string, source: string, Q: LutQ8Layout): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
     const cb = Q.codes.byteLength, sb = Q.scales.byteLength, mb = Q.mins?.byteLength ?? 0;
-    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 32, name);
+    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 64, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb), lut = w2 + a64(mb);
     const buf = shard.arena.memory.buffer;
     new Uint8Array(buf, w0, cb).set(Q.codes);
     new Float32Array(buf, w1, Q.scales.length).set(Q.scales);
     if (Q.mins) new Float32Array(buf, w2, Q.mins.length).set(Q.mins);
     if (Q.table) {
-      const t = new Uint8Array(buf, lut, 32);
-      for (let c = 0; c < 16; c++) { t[c] = Q.table[c]! & 0xff; t[16 + c] = (Q.table[c]! >> 8) & 0xff; }
+      // swizzle planes: low / high bytes of t (SIMD128 build), t & 127 / (t >> 7) + 64 (relaxed build)
+      const t = new Uint8Array(buf, lut, 64);
+      for (let c = 0; c < 16; c++) {
+        const v = Q.table[c]!;
+        t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64;
+      }
     }
     const kind = Q.kind === "tern2" ? K_TERN2Q8 : K_LUT4Q8;
     const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, 0);
