@@ -206,13 +206,16 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
  * 0..127, the two planes looked up by swizzle and each dotted with the int8 activations by
  * i16x8.relaxed_dot_i8x16_i7x16_s (no i16 overflow: 2·127·127 < 2^15), so Σ t·x = 128·(Σ(h + 64)·x − 64·Σx)
  * + Σ l·x. Both give the same integer. */
+/** relaxed-build split path of l4dot32 (off: both builds run the i16 path; see docs/kernels.md) */
+const LUT4_RELAXED = false;
+
 @inline function l4dot32(v: v128, tlo: v128, thi: v128, x16: usize, x8: usize, xsum: i32): i32 {
   const lo = v128.and(v, i8x16.splat(0x0f));
   const hi = i8x16.shr_u(v, 4);
   const a = i8x16.swizzle(tlo, lo), b = i8x16.swizzle(thi, lo);
   const c = i8x16.swizzle(tlo, hi), d = i8x16.swizzle(thi, hi);
   let p: v128;
-  if (ASC_FEATURE_RELAXED_SIMD) {
+  if (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD) {
     const x0 = v128.load(x8), x1 = v128.load(x8, 16);
     const l = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x0, a)), i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x1, c)));
     const h = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x0, b)), i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x1, d)));
@@ -310,8 +313,8 @@ export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r
   const g = load<i32>(desc + (D_GROUP << 2));
   const lut = load<u32>(desc + (D_LUT << 2)) as usize;
   // planes: low and high bytes of t (SIMD128), then t & 127 and (t >> 7) + 64 (relaxed)
-  const tlo = tern ? v128.splat<i32>(0) : v128.load(lut + (ASC_FEATURE_RELAXED_SIMD ? 32 : 0));
-  const thi = tern ? v128.splat<i32>(0) : v128.load(lut + (ASC_FEATURE_RELAXED_SIMD ? 48 : 16));
+  const tlo = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 32 : 0));
+  const thi = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 48 : 16));
   const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols;
   const nG = <usize>((cols + g - 1) / g);
   const rowBytes = unb * (tern ? 8 : 16);
