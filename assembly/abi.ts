@@ -58,6 +58,17 @@ export const K_LUT2G = 19;
 export const K_LUT3G = 20;
 /** 5- to 8-bit codes (D_BITS): per weight an f64 table lookup (gather), 4 lanes at a time */
 export const K_LUTWG = 21;
+// Lookup-table specs × Q8 activations (`packedActivations: "q8"`, src/kernels/packed.ts lutQ8Layout): x is
+// quantized to Q8 per 32 (D_X16, D_X8, D_XD, D_XS) as for the ggml kinds; groups are whole 32-blocks.
+/** 4-bit codes in ggml nibble order per 32 (byte j = code j | code j+16 << 4, 16 B per 32), an int16 table
+ * t[c] = round(A·levelOf(c)) at D_LUT as two 16-byte planes (low bytes, high bytes) read with
+ * i8x16.swizzle, f32 s/A per (row, group) at D_W1 and f32 fround(s·z) per (row, group) at D_W2 (0 = none):
+ * w ≈ (s/A)·t[c] − s·z. D_GROUP = weights per group (a multiple of 32). */
+export const K_LUT4Q8 = 22;
+/** ternary 2-bit codes as the QTensor stores them (0 → 0, 1 → +1, 3 → −1; 8 B per 32), f32 scale per
+ * (row, group) at D_W1: no multiplies on the weight side — code-bit masks select +x, −x or 0 from the int8
+ * activation codes, summed with integer adds */
+export const K_TERN2Q8 = 23;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

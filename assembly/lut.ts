@@ -4,7 +4,7 @@
 // Accumulation as assembly/index.ts dot_ug: whole 16-code chunks of a group in four f32x4 accumulators, the
 // rest of a group in a scalar f32 accumulator added at the end, separate multiply and add (no FMA), so the
 // order of operations depends only on the shape: the same bits on every thread count and in both builds.
-import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
+import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
 
 @inline function hsum4(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
@@ -192,3 +192,148 @@ export function run_k18(desc: usize, r0: i32, r1: i32): void { runLut(1, desc, r
 export function run_k19(desc: usize, r0: i32, r1: i32): void { runLut(2, desc, r0, r1); }
 export function run_k20(desc: usize, r0: i32, r1: i32): void { runLut(3, desc, r0, r1); }
 export function run_k21(desc: usize, r0: i32, r1: i32): void { runLut(0, desc, r0, r1); }
+
+// ---------------------------------------------------------------- lookup tables × Q8 activations
+// K_LUT4Q8 / K_TERN2Q8 (abi.ts): x as Q8 per 32 (codes, f16-rounded scale d_b, code sums per 16), weights
+// as integers, one exact integer dot per 32-block. Float order, which the scalar twin matvecLutQ8Ref
+// (src/kernels/packed.ts) repeats exactly — K_LUT4Q8 (scalar): per group gi += f32(dot_b)·d_b and gm +=
+// d_b·f32(Σx_b), per row acc += gi·s_g and accm += m_g·gm, result acc − accm; K_TERN2Q8 (four lanes): per
+// group gi (f32x4) += f32(dot lanes)·d_b, per row acc (f32x4) += gi·s_g, result (acc0 + acc1) + (acc2 + acc3).
+
+/** Σ over 32 nibble codes (ggml order) of t[c]·x as one exact i32, |t| ≤ 8191 (|Σ| < 2^25).
+ * SIMD128: the int16 table as two byte planes (4 swizzles), interleaved to i16 lanes, i32x4.dot_i16x8_s with
+ * the i16 activation codes. Relaxed: t = 128·h + l with l = t & 127 and h + 64 = (t >> 7) + 64 both in
+ * 0..127, the two planes looked up by swizzle and each dotted with the int8 activations by
+ * i16x8.relaxed_dot_i8x16_i7x16_s (no i16 overflow: 2·127·127 < 2^15), so Σ t·x = 128·(Σ(h + 64)·x − 64·Σx)
+ * + Σ l·x. Both give the same integer. */
+/** relaxed-build split path of l4dot32 (off: both builds run the i16 path; see docs/kernels.md) */
+const LUT4_RELAXED = false;
+
+@inline function l4dot32(v: v128, tlo: v128, thi: v128, x16: usize, x8: usize, xsum: i32): i32 {
+  const lo = v128.and(v, i8x16.splat(0x0f));
+  const hi = i8x16.shr_u(v, 4);
+  const a = i8x16.swizzle(tlo, lo), b = i8x16.swizzle(thi, lo);
+  const c = i8x16.swizzle(tlo, hi), d = i8x16.swizzle(thi, hi);
+  let p: v128;
+  if (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load(x8), x1 = v128.load(x8, 16);
+    const l = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x0, a)), i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x1, c)));
+    const h = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x0, b)), i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(x1, d)));
+    p = i32x4.add(i32x4.shl(h, 7), l);
+    return hsum_i32x4(p) - (xsum << 13);
+  }
+  const w0 = i8x16.shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const w1 = i8x16.shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const w2 = i8x16.shuffle(c, d, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const w3 = i8x16.shuffle(c, d, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const p0 = i32x4.dot_i16x8_s(w0, v128.load(x16));
+  const p1 = i32x4.dot_i16x8_s(w1, v128.load(x16, 16));
+  const p2 = i32x4.dot_i16x8_s(w2, v128.load(x16, 32));
+  const p3 = i32x4.dot_i16x8_s(w3, v128.load(x16, 48));
+  p = i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+  return hsum_i32x4(p);
+}
+
+@inline function hsum_i32x4(v: v128): i32 {
+  const s = i32x4.add(v, i8x16.shuffle(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+}
+
+/** One row · Q8 x for K_LUT4Q8: per block an exact integer dot, scalar f32 from there on (see above). */
+@inline function dot_lut4q8(c: usize, s: usize, m: usize, tlo: v128, thi: v128, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32, gb: i32): f32 {
+  let acc: f32 = 0, accm: f32 = 0;
+  let b = 0;
+  let j: usize = 0;
+  while (b < nb) {
+    const be = min(nb, b + gb);
+    let gi: f32 = 0, gm: f32 = 0;
+    for (; b < be; b++) {
+      const ub = <usize>b;
+      const xsum = load<i32>(xs + (ub << 3)) + load<i32>(xs + (ub << 3), 4);
+      const d = load<f32>(xd + (ub << 2));
+      gi += <f32>l4dot32(v128.load(c + (ub << 4)), tlo, thi, x16 + (ub << 6), x8 + (ub << 5), xsum) * d;
+      if (m != 0) gm += d * <f32>xsum;
+    }
+    acc += gi * load<f32>(s + (j << 2));
+    if (m != 0) accm += load<f32>(m + (j << 2)) * gm;
+    j++;
+  }
+  return acc - accm;
+}
+
+/** 32 ternary codes (8 bytes, 2 bits each: bit 0 = nonzero, bit 1 = negative) · 32 int8 activation codes
+ * with no multiply: the code bits become byte masks (swizzle, and, eq), x & nz keeps the nonzero terms,
+ * (y ^ neg) − neg negates the −1 ones, and pairwise adds widen the sum (lane k holds elements e with
+ * (e & 15) >> 2 = k). */
+@inline function t2dot32(c: usize, x8: usize): v128 {
+  const v = v128.load64_zero(c);
+  const r0 = i8x16.swizzle(v, i8x16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+  const r1 = i8x16.swizzle(v, i8x16(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7));
+  const m1 = i8x16(1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64);
+  const m2 = i8x16(2, 8, 32, -128, 2, 8, 32, -128, 2, 8, 32, -128, 2, 8, 32, -128);
+  const nz0 = i8x16.eq(v128.and(r0, m1), m1), ng0 = i8x16.eq(v128.and(r0, m2), m2);
+  const nz1 = i8x16.eq(v128.and(r1, m1), m1), ng1 = i8x16.eq(v128.and(r1, m2), m2);
+  const y0 = i8x16.sub(v128.xor(v128.and(v128.load(x8), nz0), ng0), ng0);
+  const y1 = i8x16.sub(v128.xor(v128.and(v128.load(x8, 16), nz1), ng1), ng1);
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(y0), i16x8.extadd_pairwise_i8x16_s(y1)));
+}
+
+/** One row · Q8 x for K_TERN2Q8; nb 32-blocks, gb per group; f32x4 lanes as described above. */
+@inline function dot_tern2q8(c: usize, s: usize, x8: usize, xd: usize, nb: i32, gb: i32): f32 {
+  let acc = f32x4.splat(0);
+  let b = 0;
+  let j: usize = 0;
+  while (b < nb) {
+    const be = min(nb, b + gb);
+    let gi = f32x4.splat(0);
+    for (; b < be; b++) {
+      const ub = <usize>b;
+      const p = t2dot32(c + (ub << 3), x8 + (ub << 5));
+      gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(p), f32x4.splat(load<f32>(xd + (ub << 2)))));
+    }
+    acc = f32x4.add(acc, f32x4.mul(gi, f32x4.splat(load<f32>(s + (j << 2)))));
+    j++;
+  }
+  return hsum4(acc);
+}
+
+/** Rows [r0, r1) of a K_LUT4Q8 / K_TERN2Q8 job, tokens in blocks of 8 as runLut. */
+@inline function runLutQ8(tern: bool, desc: usize, r0: i32, r1: i32): void {
+  const rows = load<i32>(desc + (D_ROWS << 2));
+  const cols = load<i32>(desc + (D_COLS << 2));
+  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
+  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
+  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
+  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
+  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
+  const xd = load<u32>(desc + (D_XD << 2)) as usize;
+  const xs = load<u32>(desc + (D_XS << 2)) as usize;
+  const out = load<u32>(desc + (D_OUT << 2)) as usize;
+  const n = load<i32>(desc + (D_N << 2));
+  const g = load<i32>(desc + (D_GROUP << 2));
+  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
+  // planes: low and high bytes of t (SIMD128), then t & 127 and (t >> 7) + 64 (relaxed)
+  const tlo = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 32 : 0));
+  const thi = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 48 : 16));
+  const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols;
+  const nG = <usize>((cols + g - 1) / g);
+  const rowBytes = unb * (tern ? 8 : 16);
+  for (let t0 = 0; t0 < n; t0 += 8) {
+    const t1 = min(n, t0 + 8);
+    for (let r = r0; r < r1; r++) {
+      const ur = <usize>r;
+      const c = w0 + ur * rowBytes;
+      const s = w1 + ur * nG * 4;
+      const m = w2 != 0 ? w2 + ur * nG * 4 : 0;
+      for (let t = t0; t < t1; t++) {
+        const ut = <usize>t;
+        const v = tern ? dot_tern2q8(c, s, x8 + ut * ucols, xd + ut * unb * 4, nb, g >> 5)
+          : dot_lut4q8(c, s, m, tlo, thi, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, g >> 5);
+        store<f32>(out + (ut * <usize>rows + ur) * 4, v);
+      }
+    }
+  }
+}
+
+export function run_k22(desc: usize, r0: i32, r1: i32): void { runLutQ8(false, desc, r0, r1); }
+export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, desc, r0, r1); }

@@ -82,12 +82,37 @@ function decodeTokS(m: Model, threads: number, steps: number, packedActivations:
   }
 }
 
+/** Single-thread WASM streaming read over 256 MiB (bench/kernels.ts's yardstick), best of 5, GB/s. */
+function readBandwidth(): number {
+  const be = createNodeWasmBackend({});
+  try {
+    const bytes = 256 * 2 ** 20, count = bytes / 4;
+    const off = be.arena.alloc(bytes);
+    be.arena.f32.fill(1, off >> 2, (off >> 2) + count);
+    be.kernels.stream_sum(off, count);
+    let best = Infinity;
+    for (let i = 0; i < 5; i++) { const t0 = performance.now(); be.kernels.stream_sum(off, count); best = Math.min(best, performance.now() - t0); }
+    return bytes / 1e6 / best;
+  } finally {
+    be.dispose();
+  }
+}
+
 export async function run(ctx: BenchContext): Promise<BenchSection[]> {
-  const c = ctx.quick ? { ...SHAPE, nLayers: 2 } : SHAPE;
-  const steps = ctx.quick ? 4 : 16;
-  const pairs: [string, GgmlType][] = [["int4:g32:asym", GgmlType.Q4_0], ["int8:channel", GgmlType.Q8_0]];
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
+  const c = ctx.quick ? { ...SHAPE, nLayers: 2 } : SHAPE;
+  const steps = ctx.quick ? 4 : 16;
+  const all: [string, GgmlType][] = [
+    ["int4:g32:asym", GgmlType.Q4_0], ["int8:channel", GgmlType.Q8_0],
+    ["nf4:g64", GgmlType.Q4_0], ["mxfp4", GgmlType.Q4_0], ["ternary:channel", GgmlType.TQ2_0],
+  ];
+  // QUANTLAB_PACKED_SPECS=nf4:g64,mxfp4 runs only those pairs (the shared machine: keep runs short)
+  const only = process.env.QUANTLAB_PACKED_SPECS?.split(",");
+  const pairs = only ? all.filter(([s]) => only.includes(s)) : all;
+  const skipRss = process.env.QUANTLAB_PACKED_NO_RSS === "1";
+  const streamGBs = readBandwidth();
+  notes.push(`read bandwidth yardstick (same run, WASM SIMD streaming f32 sum over 256 MiB, 1 thread): ${fmt(streamGBs)} GB/s; "GB/s" = resident linear bytes × tok/s, "% bw" = that / the yardstick`);
   const linearBytes = (m: Model) => { let b = 0; for (const [k, w] of m.weights) if (k.startsWith("blk.") && w.kind !== "dense") b += w.kind === "quant" ? w.q.storageBits / 8 : w.data.length; return b; };
   const child = join(dirname(fileURLToPath(import.meta.url)), "_rss-child.js");
   const hwm = (path: string): number | undefined => {
@@ -95,8 +120,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     return r.status === 0 ? (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hwmKiB: number }).hwmKiB * 1024 : undefined;
   };
   // the same process loading stories260K (1 MB): Node, the wasm module and the backend's scratch
-  const baseline = hwm(dataPath("stories260K", "stories260K.bin")) ?? 0;
-  notes.push(`baseline peak RSS (the same child loading stories260K, ~1 MB): ${fmt(baseline / 2 ** 20, 1)} MiB`);
+  const baseline = skipRss ? 0 : hwm(dataPath("stories260K", "stories260K.bin")) ?? 0;
+  if (!skipRss) notes.push(`baseline peak RSS (the same child loading stories260K, ~1 MB): ${fmt(baseline / 2 ** 20, 1)} MiB`);
   for (const [spec, type] of pairs) {
     ctx.log(`packed: building ${spec} and ${GgmlType[type]} models`);
     const mq = model(c, spec);
@@ -105,11 +130,13 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
       const b = decodeTokS(mg, threads, steps);
       for (const acts of ["f32", "q8"] as const) {
         const a = decodeTokS(mq, threads, steps, acts);
-        rows.push([spec, acts, GgmlType[type], threads, fmt(a.tokS, 1), fmt(b.tokS, 1), fmt(a.tokS / b.tokS, 2),
+        const bw = (r: { tokS: number; resident: number }) => `${fmt((r.resident * r.tokS) / 1e9, 1)} / ${fmt((100 * r.resident * r.tokS) / 1e9 / streamGBs, 0)}%`;
+        rows.push([spec, acts, GgmlType[type], threads, fmt(a.tokS, 1), fmt(b.tokS, 1), fmt(a.tokS / b.tokS, 2), bw(a), bw(b),
           `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mg) / 2 ** 20, 1)}`]);
         if (threads === 1) notes.push(`${spec} (${acts} activations) runs on ${a.kernels}${acts === "f32" ? `; ${GgmlType[type]} on ${b.kernels}` : ""}`);
       }
     }
+    if (skipRss) continue;
     // peak RSS of a process loading the packed model from its file (lazily, released after prepare)
     const path = join(benchCacheDir(), `packed-${c.nLayers}l-${spec.replace(/:/g, "_")}.safetensors`);
     const { entries, metadata } = quantModelEntries(mq);
@@ -120,10 +147,11 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   }
   notes.push(`model: ${c.name}, ${c.nLayers} layers, vocab ${c.vocabSize}, tied f32 embedding; decode = best of 3 runs of ${steps} tokens after 4 warm-up tokens`);
   notes.push("activations f32 = the default fused K_U4G / K_U8G kernels (the fake-quant numbers: stories260K logits within 1e-4); q8 = `packedActivations: \"q8\"`, the spec repacked at load onto the integer SoA kernels with Q8 activations as the ggml peers use (not the fake-quant numbers)");
+  notes.push("the peers are quantlab's own ggml kernels (TQ2_0 repacked to i8·s32, 1 B/weight); llama.cpp's TQ2_0 decode was not timed in this run");
   notes.push("resident = bytes of the prepared linears in wasm memory; packed linears = their QuantizedTensor storage (codes + f16 scales + zeros), the file's share");
   return [{
     title: "Packed spec layouts vs ggml blocks: decode tok/s (WASM backend)",
-    table: { headers: ["spec", "activations", "ggml peer", "threads", "spec tok/s", "peer tok/s", "ratio", "spec resident / packed linears (MiB)", "peer resident / file linears (MiB)"], rows },
+    table: { headers: ["spec", "activations", "ggml peer", "threads", "spec tok/s", "peer tok/s", "ratio", "spec GB/s / % bw", "peer GB/s / % bw", "spec resident / packed linears (MiB)", "peer resident / file linears (MiB)"], rows },
     notes,
   }];
 }

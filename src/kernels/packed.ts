@@ -337,3 +337,148 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
     for (let i = 0; i < len; i++) dst[off + c0 + i] = (table[bitCodeAt(codes, bits, base + i)]! - z) * s;
   }
 }
+
+// ---------------------------------------------------------------- family "lut" × Q8 activations
+
+/**
+ * The integer form a lut layout takes with `packedActivations: "q8"` (WASM kinds K_LUT4Q8 / K_TERN2Q8),
+ * groups whole 32-blocks, x quantized to Q8 per 32 as ggml does:
+ * - "lut4" (any 4-bit table of finite levels: nf4, fp4_e2m1 / mxfp4 / nvfp4 when their groups are 32-multiples,
+ *   k-means, int4 asymf …): codes re-ordered per 32 as ggml nibbles (byte j = code j | code j+16 << 4), an
+ *   int16 table t[c] = round(A·levelOf(c)) with A the largest power of two keeping |t| ≤ 8191, scales
+ *   s/A and mins fround(s·z) (affine only) per (row, group); a weight stands for (s/A)·t[c] − fround(s·z).
+ *   The table is exact when every A·level is an integer (fp4 e2m1: levels are halves, A = 2048; integer
+ *   levels); nf4's irrational levels (A = 4096) are off by at most 0.5/4096 = 1.2e-4 (tableError), i.e.
+ *   |Δw| ≤ 1.2e-4·|s| per weight — 1/650 of nf4's smallest level spacing (0.0796).
+ * - "tern2" (ternary: levels 0, +a, unused, −a): the QTensor's 2-bit codes as they are, scales fround(a·s),
+ *   exact; the kernel has no multiply on the weight side.
+ */
+export interface LutQ8Layout {
+  readonly kind: "lut4" | "tern2";
+  readonly rows: number;
+  readonly cols: number;
+  /** weights per scale group, a multiple of 32 (the last group of a row may be shorter, whole 32-blocks) */
+  readonly group: number;
+  /** lut4: 16 bytes per 32 weights in ggml nibble order; tern2: the QTensor's codes (8 bytes per 32) */
+  readonly codes: Uint8Array;
+  /** lut4: t[c] = round(A·levelOf(c)), 16 entries */
+  readonly table: Int16Array | undefined;
+  /** A (lut4), 1 (tern2) */
+  readonly tableScale: number;
+  /** max over codes of |t[c]/A − levelOf(c)| (0: the weight side is exact) */
+  readonly tableError: number;
+  /** f32 per (row, group): lut4 fround(s/A), tern2 fround(a·s) */
+  readonly scales: Float32Array;
+  /** f32 fround(s·z) per (row, group), affine lut4 only */
+  readonly mins: Float32Array | undefined;
+}
+
+/** Why a lut layout has no Q8-activation form, or undefined. */
+export function lutQ8Reason(L: Pick<LutLayout, "bits" | "cols" | "group" | "table" | "zeros">): string | undefined {
+  if (L.cols % 32 !== 0) return `rows of ${L.cols} (Q8 activations: multiples of 32)`;
+  if (L.group % 32 !== 0) return `groups of ${L.group} (Q8 activations: multiples of 32)`;
+  if (L.bits === 4) {
+    for (let c = 0; c < 16; c++) if (!Number.isFinite(L.table[c]!)) return `level ${c} is not finite`;
+    return undefined;
+  }
+  if (L.bits === 2 && isTernaryTable(L.table) && !L.zeros) return undefined;
+  return `${L.bits}-bit codes (Q8 activations: 4-bit tables, ternary)`;
+}
+
+function isTernaryTable(t: Float64Array): boolean {
+  return t[0] === 0 && t[1]! > 0 && Number.isFinite(t[1]!) && t[3] === -t[1]!;
+}
+
+/** The Q8-activation form of a lut layout (see LutQ8Layout), or a reason it has none. */
+export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
+  const reason = lutQ8Reason(L);
+  if (reason) return { reason };
+  const { rows, cols, group } = L;
+  if (L.bits === 2) {
+    // code 2 has no level (NaN in the fake-quant weights); the masks would read it as 0
+    for (let i = 0; i < rows * cols; i++) if (bitCodeAt(L.codes, 2, i) === 2) return { reason: `code 2 (no ternary level) at element ${i}` };
+    const a = L.table[1]!;
+    const scales = new Float32Array(L.scales.length);
+    for (let i = 0; i < scales.length; i++) scales[i] = a * L.scales[i]!;
+    return { kind: "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableError: 0, scales, mins: undefined };
+  }
+  let amax = 0;
+  for (let c = 0; c < 16; c++) amax = Math.max(amax, Math.abs(L.table[c]!));
+  const A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(8191 / amax));
+  const table = new Int16Array(16);
+  let tableError = 0;
+  for (let c = 0; c < 16; c++) {
+    table[c] = Math.round(L.table[c]! * A);
+    tableError = Math.max(tableError, Math.abs(table[c]! / A - L.table[c]!));
+  }
+  const n = rows * cols;
+  const codes = new Uint8Array(n / 2);
+  for (let b = 0; b < n / 32; b++) {
+    for (let j = 0; j < 16; j++) codes[b * 16 + j] = bitCodeAt(L.codes, 4, b * 32 + j) | (bitCodeAt(L.codes, 4, b * 32 + j + 16) << 4);
+  }
+  const scales = new Float32Array(L.scales.length);
+  for (let i = 0; i < scales.length; i++) scales[i] = L.scales[i]! / A;
+  let mins: Float32Array | undefined;
+  if (L.zeros) {
+    mins = new Float32Array(L.zeros.length);
+    for (let i = 0; i < mins.length; i++) mins[i] = L.scales[i]! * L.zeros[i]!;
+  }
+  return { kind: "lut4", rows, cols, group, codes, table, tableScale: A, tableError, scales, mins };
+}
+
+/** Bytes of the prepared Q8 form (codes + scales + mins + the table's four 16-byte swizzle planes). */
+export function lutQ8Bytes(Q: LutQ8Layout): number {
+  return Q.codes.byteLength + Q.scales.byteLength + (Q.mins?.byteLength ?? 0) + (Q.table ? 64 : 0);
+}
+
+/** Integer weight (t[c], or −1/0/+1) of element e (row-major) of a Q8 form. */
+export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
+  if (Q.kind === "tern2") {
+    const c = bitCodeAt(Q.codes, 2, e);
+    return c === 0 ? 0 : c === 1 ? 1 : -1;
+  }
+  const b = e >> 5, j = e & 31;
+  const byte = Q.codes[b * 16 + (j & 15)]!;
+  return Q.table![j < 16 ? byte & 15 : byte >> 4]!;
+}
+
+/**
+ * Scalar twin of the K_LUT4Q8 / K_TERN2Q8 kernels for one activation row given as Q8 (q codes, f16-rounded
+ * scales d per 32, code sums per 16: kernels/ref/q8act.ts): the same exact integer dots (K_TERN2Q8: split
+ * into the kernel's four i32 lanes) and the same f32 operations in the same order (assembly/lut.ts
+ * dot_lut4q8 / dot_tern2q8), so the result is the kernel's bit for bit, on either build.
+ */
+export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Array; sums16: Int32Array }, out: Float32Array): void {
+  const fr = Math.fround;
+  const { rows, cols, group } = Q;
+  const nb = cols / 32, gb = group / 32, nG = Math.ceil(cols / group);
+  const tern = Q.kind === "tern2";
+  const dot = [0, 0, 0, 0], acc4 = [0, 0, 0, 0], gi4 = [0, 0, 0, 0];
+  for (let r = 0; r < rows; r++) {
+    acc4.fill(0);
+    let acc = 0, accm = 0;
+    for (let j = 0, b = 0; b < nb; j++) {
+      const be = Math.min(nb, b + gb);
+      gi4.fill(0);
+      let gi = 0, gm = 0;
+      for (; b < be; b++) {
+        dot.fill(0);
+        // tern2 lanes: element e of a block in i32 lane (e & 15) >> 2 (assembly/lut.ts t2dot32)
+        for (let e = 0; e < 32; e++) dot[tern ? (e & 15) >> 2 : 0]! += lutQ8WeightCode(Q, r * cols + b * 32 + e) * xq.q[b * 32 + e]!;
+        const d = xq.d[b]!;
+        if (tern) for (let k = 0; k < 4; k++) gi4[k] = fr(gi4[k]! + fr(fr(dot[k]!) * d));
+        else {
+          gi = fr(gi + fr(fr(dot[0]!) * d));
+          if (Q.mins) gm = fr(gm + fr(d * fr(xq.sums16[2 * b]! + xq.sums16[2 * b + 1]!)));
+        }
+      }
+      const s = Q.scales[r * nG + j]!;
+      if (tern) for (let k = 0; k < 4; k++) acc4[k] = fr(acc4[k]! + fr(gi4[k]! * s));
+      else {
+        acc = fr(acc + fr(gi * s));
+        if (Q.mins) accm = fr(accm + fr(Q.mins[r * nG + j]! * gm));
+      }
+    }
+    out[r] = tern ? fr(fr(acc4[0]! + acc4[1]!) + fr(acc4[2]! + acc4[3]!)) : fr(acc - accm);
+  }
+}

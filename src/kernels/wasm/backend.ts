@@ -33,8 +33,8 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutTableLength, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8 } from "../../../assembly/abi.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -386,6 +386,10 @@ export class WasmBackend implements Backend {
    * (affine only) and the f64 level table, in one allocation, each part 64-byte aligned.
    */
   private prepLut(name: string, source: string, L: LutLayout): WasmPrepared {
+    if (this.packedActivations === "q8") {
+      const Q = lutQ8Layout(L);
+      if (!("reason" in Q)) return this.prepLutQ8(name, source, Q);
+    }
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
     const cb = L.codes.byteLength, sb = L.scales.byteLength, zb = L.zeros?.byteLength ?? 0, tb = L.table.byteLength;
     const total = a64(cb + 16) + a64(sb) + a64(zb) + tb;
@@ -442,6 +446,36 @@ export class WasmBackend implements Backend {
     const p = new WasmPrepared(rows, cols, codeBytes + nb * 4 * (affine ? 2 : 1), kind, w0, w1, w2, this, shard.index, off);
     this.record(name, source, p);
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]} (packed spec, Q8 activations)`;
+    return p;
+  }
+
+  /**
+   * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout: 4-bit tables
+   * as int16 swizzle planes, ternary as sign/zero masks), Q8 activations; codes, scales, mins and the
+   * table's 64 bytes of planes in one allocation, each part 64-byte aligned. Layouts without that form keep the f32 kernel.
+   */
+  private prepLutQ8(name: string, source: string, Q: LutQ8Layout): WasmPrepared {
+    const a64 = (x: number) => Math.ceil(x / 64) * 64;
+    const cb = Q.codes.byteLength, sb = Q.scales.byteLength, mb = Q.mins?.byteLength ?? 0;
+    const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 64, name);
+    const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb), lut = w2 + a64(mb);
+    const buf = shard.arena.memory.buffer;
+    new Uint8Array(buf, w0, cb).set(Q.codes);
+    new Float32Array(buf, w1, Q.scales.length).set(Q.scales);
+    if (Q.mins) new Float32Array(buf, w2, Q.mins.length).set(Q.mins);
+    if (Q.table) {
+      // swizzle planes: low / high bytes of t (SIMD128 build), t & 127 / (t >> 7) + 64 (relaxed build)
+      const t = new Uint8Array(buf, lut, 64);
+      for (let c = 0; c < 16; c++) {
+        const v = Q.table[c]!;
+        t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64;
+      }
+    }
+    const kind = Q.kind === "tern2" ? K_TERN2Q8 : K_LUT4Q8;
+    const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, 0);
+    this.record(name, source, p);
+    const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
+    this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;
     return p;
   }
 

@@ -1,0 +1,190 @@
+// Packed lookup-table specs with `packedActivations: "q8"` (kernels/packed.ts lutQ8Layout; WASM kinds
+// K_LUT4Q8, the int16-table swizzle kernel, and K_TERN2Q8, the multiply-free ternary kernel): the WASM output
+// equals the scalar twin matvecLutQ8Ref bit for bit (same Q8 activations from the reference quantizer, same
+// integer dots, same f32 order) on both builds and 1–2 threads, and stays within a derived bound of the
+// fake-quant weights × the Q8 activations' values; tables exhaustively (exact for fp4 / ternary / integer
+// levels, ≤ 0.5/A for nf4); fallbacks for layouts without a Q8 form; fast-check over shapes and groups.
+import { describe, test, after } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { quantizeTensor, type QTensor } from "../../../src/quant/tensor.js";
+import { quantizeLearned } from "../../../src/algos/learned.js";
+import { lutLayout, lutQ8Layout, lutQ8Reason, matvecLutQ8Ref, type LutLayout, type LutQ8Layout } from "../../../src/kernels/packed.js";
+import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
+import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
+import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
+import { VARIANTS, randomF32 } from "../helpers.js";
+
+const open: WasmBackend[] = [];
+after(() => { for (const b of open) b.dispose(); });
+
+async function q8Backend(variant: (typeof VARIANTS)[number], threads: number): Promise<WasmBackend> {
+  const b = createNodeWasmBackend({ variant, threads, packedActivations: "q8" });
+  if (threads > 1) { await b.ready(); b.minParallelBytes = 0; }
+  open.push(b);
+  return b;
+}
+
+/** spec → kernel name prefix; the Q8 forms */
+const SPECS: [string, RegExp][] = [
+  ["nf4:g64", /^lut4·g64·i16-swizzle/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/], ["mxfp4", /^lut4·g32·i16-swizzle/],
+  ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/], ["int4:g32:asymf", /^lut4·g32·i16-swizzle/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/],
+  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/], ["ternary:channel", /^tern2·row·masks/], ["ternary:g64", /^tern2·g64·masks/],
+];
+
+function quantize(w: Float32Array, shape: [number, number], spec: string, seed = 1): QTensor {
+  return spec.startsWith("kmeans") ? quantizeLearned(w, shape, spec, { seed }) : quantizeTensor(w, shape, spec);
+}
+
+function lut(q: QTensor): LutLayout {
+  const L = lutLayout(q);
+  if ("reason" in L) throw new Error(`${q.spec}: ${L.reason}`);
+  return L;
+}
+
+function q8(L: LutLayout): LutQ8Layout {
+  const Q = lutQ8Layout(L);
+  if ("reason" in Q) throw new Error(Q.reason);
+  return Q;
+}
+
+/**
+ * |kernel − Σ ŵ·x̂| for fake-quant weights ŵ and the Q8 activations' values x̂ (exact in f32: f16 d × 7-bit q):
+ * the table's weight error tableError·|s| per weight, the f32 rounding of s·z and of ŵ (2^-24 each,
+ * relative), and f32 accumulation over ≤ cols/32 + 8 roundings of partial sums bounded by Σ|terms| —
+ * together ≤ tableError·Σ|s·x̂| + 2^-24·(cols/32 + 10)·(Σ|ŵ·x̂| + Σ|s·z·x̂|).
+ */
+function bound(L: LutLayout, Q: LutQ8Layout, wq: Float32Array, r: number, xh: Float32Array): { want: number; tol: number } {
+  const { cols, group } = L, perRow = Math.ceil(cols / group);
+  let want = 0, sx = 0, mag = 0;
+  for (let c = 0; c < cols; c++) {
+    const g = r * perRow + Math.floor(c / group);
+    const s = Math.abs(L.scales[g]!), z = L.zeros ? Math.abs(L.zeros[g]!) : 0;
+    want += wq[r * cols + c]! * xh[c]!;
+    sx += s * Math.abs(xh[c]!);
+    mag += Math.abs(wq[r * cols + c]! * xh[c]!) + s * z * Math.abs(xh[c]!);
+  }
+  return { want, tol: Q.tableError * sx + 2 ** -24 * (cols / 32 + 10) * mag };
+}
+
+const SHAPES: [number, number][] = [[1, 256], [7, 256], [37, 512], [3, 96], [5, 160]];
+
+describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-quant dot", () => {
+  for (const [spec, kernel] of SPECS) {
+    test(spec, async () => {
+      let seed = 40;
+      for (const [rows, cols] of SHAPES) {
+        let q: QTensor;
+        try { q = quantize(randomF32(rows * cols, seed++, 2), [rows, cols], spec, seed); } catch (e) {
+          assert.match((e as Error).message, /block|multiple|whole|divid/i, `${spec} [${rows}×${cols}]`);
+          continue;
+        }
+        const L = lut(q), Q = q8(L), wq = q.dequantize();
+        for (const n of [1, 3, 9]) {
+          const x = randomF32(n * cols, seed++);
+          const twin = new Float32Array(n * rows);
+          const xhs: Float32Array[] = [];
+          for (let t = 0; t < n; t++) {
+            const a = quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols));
+            matvecLutQ8Ref(Q, a, twin.subarray(t * rows, (t + 1) * rows));
+            xhs.push(dequantizeActivationsQ8(a));
+          }
+          for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
+            const { want, tol } = bound(L, Q, wq, r, xhs[t]!);
+            const got = twin[t * rows + r]!;
+            assert.ok(Math.abs(got - want) <= tol, `${spec} [${rows}×${cols}] t${t} r${r}: twin ${got} vs ${want} (bound ${tol})`);
+          }
+          for (const v of VARIANTS) for (const threads of [1, 2]) {
+            const b = await q8Backend(v, threads);
+            const p = b.prepare({ kind: "quant", q }, spec);
+            const row = b.listing().at(-1)!;
+            assert.match(row.kernel, kernel, spec);
+            assert.match(row.kernel, /Q8 activations/);
+            const out = new Float32Array(n * rows);
+            if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
+            assert.deepEqual(out, twin, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}`);
+            b.release(p);
+          }
+        }
+      }
+    });
+  }
+});
+
+describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
+  test("fp4 e2m1 / mxfp4, integer levels and ternary are exact; nf4 within 0.5/4096", () => {
+    const w = randomF32(4 * 256, 3, 2);
+    for (const spec of ["fp4_e2m1:channel", "mxfp4", "int4:g32:asymf", "pow2:4bit:g32", "nf4:g64", "ternary:channel"]) {
+      const L = lut(quantizeTensor(w, [4, 256], spec)), Q = q8(L);
+      let err = 0;
+      const nCodes = Q.kind === "tern2" ? 4 : 16;
+      for (let c = 0; c < nCodes; c++) {
+        if (Q.kind === "tern2") { if (c !== 2) assert.equal([0, 1, NaN, -1][c]! * L.table[1]!, L.table[c]); continue; }
+        const t = Q.table![c]!;
+        assert.ok(Math.abs(t) <= 8191, `${spec} t[${c}] = ${t}`);
+        err = Math.max(err, Math.abs(t / Q.tableScale - L.table[c]!));
+      }
+      assert.equal(err, Q.tableError, spec);
+      if (spec === "nf4:g64") {
+        assert.equal(Q.tableScale, 4096);
+        assert.ok(err > 0 && err <= 0.5 / 4096, `nf4 table error ${err}`);
+      } else assert.equal(err, 0, spec);
+      // the largest level uses more than half of the int16 headroom: A is the largest power of two that fits
+      if (Q.table) assert.ok(Math.max(...Array.from(Q.table, Math.abs)) > 4095, spec);
+    }
+  });
+});
+
+describe("lut × Q8 fallbacks", () => {
+  test("layouts without a Q8 form keep the exact f32-activation kernel and say why", async () => {
+    const b = await q8Backend(VARIANTS[0]!, 1);
+    for (const [spec, cols, kernel, why] of [
+      ["nvfp4", 64, /^lut4·g16·swizzle·f32x/, /groups of 16/], ["int3:g32", 64, /^lut3·g32·swizzle·f32x/, /3-bit/],
+      ["nf4:g64", 80, /^lut4·g64·swizzle·f32x/, /rows of 80/], ["binary:channel", 64, /^lut1·row·swizzle·f32x/, /1-bit/],
+    ] as const) {
+      const q = quantizeTensor(randomF32(3 * cols, 5), [3, cols], spec);
+      const L = lut(q);
+      assert.match(lutQ8Reason(L) ?? "", why, spec);
+      const p = b.prepare({ kind: "quant", q }, spec);
+      assert.match(b.listing().at(-1)!.kernel, kernel, spec);
+      b.release(p);
+    }
+  });
+
+  test("a ternary tensor holding code 2 (no level) has no Q8 form (the masks would read it as 0): refused by name", () => {
+    const q = quantizeTensor(randomF32(2 * 64, 6), [2, 64], "ternary:channel");
+    const L = lut(q);
+    const codes = new Uint8Array(L.codes);
+    codes[5] = (codes[5]! & ~0x0c) | 0x08; // element 21 → code 2
+    const Lb: LutLayout = { ...L, codes };
+    const Q = lutQ8Layout(Lb);
+    assert.ok("reason" in Q);
+    assert.match(Q.reason, /code 2 .* element 21/);
+  });
+});
+
+describe("lut × Q8 properties", () => {
+  test("fast-check: kernel = twin for random formats, groups, shapes and scales", async () => {
+    const bs = [await q8Backend(VARIANTS[0]!, 2), await q8Backend(VARIANTS.at(-1)!, 1)];
+    fc.assert(fc.property(
+      fc.constantFrom("nf4", "fp4_e2m1", "ternary", "int4:asymf"), fc.constantFrom(32, 64, 96, 128, 256), fc.integer({ min: 1, max: 12 }),
+      fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 1e6 }), fc.constantFrom(0.01, 1, 100),
+      (fmt, group, nb, rows, seed, scale) => {
+        const cols = nb * 32;
+        const [f, extra] = fmt.split(":");
+        const spec = `${f}:g${group}${extra ? `:${extra}` : ""}`;
+        const q = quantizeTensor(randomF32(rows * cols, seed, scale), [rows, cols], spec);
+        const Q = q8(lut(q));
+        const x = randomF32(cols, seed + 1, scale);
+        const twin = new Float32Array(rows);
+        matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x), twin);
+        for (const b of bs) {
+          const p = b.prepare({ kind: "quant", q }, spec);
+          const out = new Float32Array(rows);
+          b.matvec(p, x, out);
+          b.release(p);
+          assert.deepEqual(out, twin, `${spec} [${rows}×${cols}]`);
+        }
+      }), { numRuns: 60, seed: 11 });
+  });
+});
