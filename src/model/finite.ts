@@ -12,6 +12,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 import { rowReader } from "../kernels/dequantize.js";
+import { BLOCK_FIELD_BYTES, GGML_TYPES, GgmlType } from "../ggml/types.js";
 
 export interface NonFinite {
   /** flat element index (row-major) */
@@ -90,6 +91,10 @@ export function scanWeight(w: Weight, name = "tensor", keep = false): WeightScan
       const i = firstNonFiniteF32(f);
       return i >= 0 ? { bad: { index: i, value: f[i]! }, maxAbs: Infinity } : { maxAbs: maxAbsF32(f) };
     }
+    // ggml blocks: finite exactly when every f16 field is (see blockF16Offsets); only a bad block is decoded,
+    // to name its element. No magnitude bound is claimed on this path (writers that re-encode check the output).
+    const f16At = blockF16Offsets(w.type);
+    if (f16At && !hasSpecialF16Field(w.data, GGML_TYPES[w.type].bytesPerBlock, f16At)) return { maxAbs: Infinity };
     const shape = weightShape(w);
     const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
     const rows = cols === 0 ? 0 : shape.reduce((a, b) => a * b, 1) / cols;
@@ -106,6 +111,39 @@ export function scanWeight(w: Weight, name = "tensor", keep = false): WeightScan
   } finally {
     if (!wasLoaded) releaseWeight(w);
   }
+}
+
+/**
+ * Byte offsets of the f16 fields inside one block of `t`, when the block's values are finite exactly when
+ * these fields are: every ggml block type whose only float fields are f16 decodes as f16 scale(s)/min(s)
+ * times small integers (ggml-quants.c dequantize_row_*: codes ≤ 8 bits, sub-scales ≤ 8 bits), so a finite
+ * scale gives at most 65504 · 2⁸ · 2⁸ — far inside f32 — and a NaN/Inf scale makes its elements non-finite
+ * (the one exception, a code or sub-scale of 0 times an infinite scale, gives NaN: still non-finite, as the
+ * decoded scan finds). F16 itself is one f16 field. Undefined for types with f32 fields (Q8_K), BF16 and F32,
+ * and types without a layout; those are decoded.
+ */
+export function blockF16Offsets(t: GgmlType): number[] | undefined {
+  if (t === GgmlType.BF16 || t === GgmlType.F32) return undefined;
+  const layout = GGML_TYPES[t]?.layout;
+  if (!layout) return undefined;
+  const out: number[] = [];
+  let o = 0;
+  for (const f of layout) {
+    if (f.type === "f32") return undefined;
+    if (f.type === "f16") for (let i = 0; i < f.count; i++) out.push(o + 2 * i);
+    o += BLOCK_FIELD_BYTES[f.type] * f.count;
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+/** Whether any block's f16 field at `offsets` has an all-ones exponent (Inf or NaN). */
+function hasSpecialF16Field(data: Uint8Array, bytesPerBlock: number, offsets: readonly number[]): boolean {
+  const n = data.length - (data.length % bytesPerBlock);
+  for (const o of offsets) {
+    // the high byte of a little-endian f16 holds the exponent's 5 bits at 0x7c
+    for (let b = o + 1; b < n; b += bytesPerBlock) if ((data[b]! & 0x7c) === 0x7c) return true;
+  }
+  return false;
 }
 
 /** The first non-finite element of a weight, or undefined (scanWeight). */

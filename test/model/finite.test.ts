@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Tensor } from "../../src/core/tensor.js";
 import { GgmlType } from "../../src/ggml/types.js";
-import { checkFiniteWeight, findNonFinite, firstNonFiniteF32 } from "../../src/model/finite.js";
+import { blockF16Offsets, checkFiniteWeight, findNonFinite, firstNonFiniteF32 } from "../../src/model/finite.js";
+import { GGML_TYPES, GGML_TYPE_IDS } from "../../src/ggml/types.js";
+import { dequantizeRow, hasGgmlCodec } from "../../src/ggml/codecs.js";
 import { QuantlabError } from "../../src/core/errors.js";
 import type { Weight } from "../../src/core/weight.js";
 
@@ -66,5 +68,46 @@ describe("non-finite weights", () => {
     assert.equal(findNonFinite(w)!.index, 64 + 32);
     assert.throws(() => checkFiniteWeight(w, "blk.0.attn_q.weight", "m.gguf", "refusing to write x"), (e: unknown) =>
       e instanceof QuantlabError && e.code === "E_VALUE" && e.message === 'm.gguf: tensor "blk.0.attn_q.weight" element 96 (row 1, column 32) is NaN; refusing to write x (--allow-nonfinite / allowNonFinite: true to go ahead anyway)');
+  });
+
+  test("ggml blocks: the f16-field scan agrees with decoding every element, on random bytes of every type it covers", () => {
+    const covered = GGML_TYPE_IDS.filter((t) => hasGgmlCodec(t) && blockF16Offsets(t) !== undefined);
+    assert.ok(covered.includes(GgmlType.Q4_K) && covered.includes(GgmlType.Q8_0) && covered.includes(GgmlType.F16) && !covered.includes(GgmlType.BF16));
+    let seed = 12345;
+    const rnd = () => { seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0; return seed; };
+    for (const t of covered) {
+      const { blockSize, bytesPerBlock } = GGML_TYPES[t];
+      const cols = blockSize === 1 ? 64 : blockSize * 2;
+      const rows = 3;
+      const bytes = (cols / blockSize) * bytesPerBlock * rows;
+      let sawBad = 0, sawGood = 0;
+      for (let trial = 0; trial < 60; trial++) {
+        const data = new Uint8Array(bytes);
+        for (let i = 0; i < bytes; i++) data[i] = rnd() & 0xff;
+        // keep most f16 fields finite (exponent ≠ 31) so both verdicts occur; sometimes none special at all
+        for (let b = 0; b < bytes / bytesPerBlock; b++) for (const o of blockF16Offsets(t)!) {
+          const hi = b * bytesPerBlock + o + 1;
+          if ((data[hi]! & 0x7c) === 0x7c && trial % 3 !== 0) data[hi]! &= 0xbf;
+        }
+        // every third trial: one field of a random block set to Inf or NaN (exponent all ones)
+        if (trial % 3 === 0) {
+          const offs = blockF16Offsets(t)!;
+          const hi = (rnd() % (bytes / bytesPerBlock)) * bytesPerBlock + offs[rnd() % offs.length]! + 1;
+          data[hi] = (data[hi]! & 0x83) | 0x7c;
+        }
+        const decoded = new Float32Array(cols);
+        let want = -1;
+        const rowBytes = bytes / rows;
+        for (let r = 0; r < rows && want < 0; r++) {
+          dequantizeRow(t, data.subarray(r * rowBytes, (r + 1) * rowBytes), decoded, cols);
+          const i = firstNonFiniteF32(decoded);
+          if (i >= 0) want = r * cols + i;
+        }
+        const got = findNonFinite({ kind: "ggml", type: t, shape: [rows, cols], data }, "w");
+        assert.equal(got?.index ?? -1, want, `${GGML_TYPES[t].name} trial ${trial}`);
+        if (want >= 0) sawBad++; else sawGood++;
+      }
+      assert.ok(sawBad > 0 && sawGood > 0, `${GGML_TYPES[t].name}: ${sawBad} bad, ${sawGood} finite`);
+    }
   });
 });
