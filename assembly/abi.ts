@@ -69,6 +69,19 @@ export const K_LUT4Q8 = 22;
  * (row, group) at D_W1: no multiplies on the weight side — code-bit masks select +x, −x or 0 from the int8
  * activation codes, summed with integer adds */
 export const K_TERN2Q8 = 23;
+// The same Q8-activation 4-bit forms with 4 rows interleaved (rows % 4 = 0), the layout of K_Q4_0X4: row group
+// g (rows 4g..4g+3) holds its 32-blocks in order, block b of row 4g+k at D_W0 + (g·nb + b)·64 + k·16 (16 B of
+// ggml-order nibbles each), so a decode streams one run per 4 rows and loads each activation block once for
+// them; scales (and mins) as 4 f32 per (row group, group) at D_W1 (D_W2, 0 = none), row k in lane k. The
+// table is unsigned, u[c] = t[c] + D_BITS (the offset: Σ t·x = Σ u·x − off·Σx, exact), w ≈ (s/A)·t[c] − s·z.
+// Same integers and the same f32 operations per row as K_LUT4Q8 (src/kernels/packed.ts matvecLutQ8Ref).
+/** u[c] = c: the nibbles are the table (uniform int4 specs) */
+export const K_NIB4Q8X4 = 24;
+/** u[c] ≤ 63 from one 16-byte swizzle plane at D_LUT (exact small tables: fp4 e2m1 / mxfp4, integer levels) */
+export const K_LUT4Q8X4 = 25;
+/** u[c] ≤ 4095 from two swizzle planes at D_LUT: relaxed build u & 63, u >> 6 (16 B each), SIMD128 build
+ * (at D_LUT + 32) the low and high bytes of u (nf4, other tables of non-dyadic levels) */
+export const K_LUT12Q8X4 = 26;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

@@ -337,3 +337,121 @@ const LUT4_RELAXED = false;
 
 export function run_k22(desc: usize, r0: i32, r1: i32): void { runLutQ8(false, desc, r0, r1); }
 export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, desc, r0, r1); }
+
+// ---------------------------------------------------------------- 4-bit tables × Q8 activations, 4 rows interleaved
+
+/** relaxed i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw): int8 activation codes × unsigned 0..127 weights */
+@inline function rdot(x: v128, u: v128): v128 {
+  return i16x8.relaxed_dot_i8x16_i7x16_s(x, u);
+}
+
+/** Σ over 16 unsigned bytes u (0..255) × 16 i16 activation codes → 4 i32 lanes (SIMD128 path). */
+@inline function u8dot16(u: v128, x16: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(u), v128.load(x16)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(u), v128.load(x16, 16)));
+}
+
+/** One row's 32-block (16 bytes of ggml-order nibbles at q) · 32 activation codes: Σ u[c]·x as 4 i32 lanes
+ * (exact). mode 0: u = c; 1: u = p0[c] ≤ 63; 2: u ≤ 4095 from the planes p0, p1 (relaxed: u & 63 and u >> 6,
+ * each pair of pmaddubsw products ≤ 2·2·63·127 < 2^15 so two add in i16; SIMD128: low and high bytes of u,
+ * interleaved to i16 lanes and dotted with the i16 codes). Relaxed, modes 0 and 1: u ≤ 63, as Q4_0's nibbles. */
+@inline function x4dot(mode: i32, q: usize, p0: v128, p1: v128, x16: usize, x8: usize): v128 {
+  const v = v128.load(q);
+  const lo = v128.and(v, i8x16.splat(0x0f));
+  const hi = i8x16.shr_u(v, 4);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load(x8), x1 = v128.load(x8, 16);
+    if (mode == 2) {
+      const l = i16x8.add(rdot(x0, i8x16.swizzle(p0, lo)), rdot(x1, i8x16.swizzle(p0, hi)));
+      const h = i16x8.add(rdot(x0, i8x16.swizzle(p1, lo)), rdot(x1, i8x16.swizzle(p1, hi)));
+      return i32x4.add(i32x4.dot_i16x8_s(h, i16x8.splat(64)), i32x4.extadd_pairwise_i16x8_s(l));
+    }
+    const a = mode == 1 ? i8x16.swizzle(p0, lo) : lo;
+    const b = mode == 1 ? i8x16.swizzle(p0, hi) : hi;
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(x0, a), rdot(x1, b)));
+  }
+  if (mode == 2) {
+    const a = i8x16.swizzle(p0, lo), b = i8x16.swizzle(p1, lo);
+    const c = i8x16.swizzle(p0, hi), d = i8x16.swizzle(p1, hi);
+    const w0 = i8x16.shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const w1 = i8x16.shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const w2 = i8x16.shuffle(c, d, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const w3 = i8x16.shuffle(c, d, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    return i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(x16)), i32x4.dot_i16x8_s(w1, v128.load(x16, 16))),
+      i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(x16, 32)), i32x4.dot_i16x8_s(w3, v128.load(x16, 48))),
+    );
+  }
+  const a = mode == 1 ? i8x16.swizzle(p0, lo) : lo;
+  const b = mode == 1 ? i8x16.swizzle(p0, hi) : hi;
+  return i32x4.add(u8dot16(a, x16), u8dot16(b, x16 + 32));
+}
+
+/** Lane k = the lane sum of s_k (four rows' block dots side by side). */
+@inline function reduce4i(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** Row groups [g0, g1) of a K_NIB4Q8X4 / K_LUT4Q8X4 / K_LUT12Q8X4 job (abi.ts), every token on a group while
+ * its 4 rows are in cache. Per block the four rows' exact dots become one i32x4 (lane = row), so the f32 work
+ * of dot_lut4q8 — gi += f32(dot)·d, per group acc += gi·s and accm += m·(Σ d·f32(Σx)), result acc − accm —
+ * runs once per 4 rows, the same operations per lane as K_LUT4Q8 per row (the same bits). */
+@inline function runLutQ8X4(mode: i32, desc: usize, g0: i32, g1: i32): void {
+  const rows = load<i32>(desc + (D_ROWS << 2));
+  const cols = load<i32>(desc + (D_COLS << 2));
+  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
+  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
+  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
+  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
+  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
+  const xd = load<u32>(desc + (D_XD << 2)) as usize;
+  const xs = load<u32>(desc + (D_XS << 2)) as usize;
+  const out = load<u32>(desc + (D_OUT << 2)) as usize;
+  const n = load<i32>(desc + (D_N << 2));
+  const g = load<i32>(desc + (D_GROUP << 2));
+  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
+  const off = load<i32>(desc + (D_BITS << 2));
+  const pl = lut + (mode == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
+  const p0 = mode == 0 ? v128.splat<i32>(0) : v128.load(pl);
+  const p1 = mode == 2 ? v128.load(pl, 16) : v128.splat<i32>(0);
+  const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols, gb = g >> 5;
+  const nG = <usize>((cols + g - 1) / g);
+  for (let gr = g0; gr < g1; gr++) {
+    const ug = <usize>gr;
+    const q = w0 + ug * unb * 64;
+    const s = w1 + ug * nG * 16;
+    const m = w2 != 0 ? w2 + ug * nG * 16 : 0;
+    for (let t = 0; t < n; t++) {
+      const ut = <usize>t;
+      const a16 = x16 + ut * ucols * 2, a8 = x8 + ut * ucols, ad = xd + ut * unb * 4, as = xs + ut * unb * 8;
+      let acc = f32x4.splat(0), accm = f32x4.splat(0);
+      let b = 0;
+      let j: usize = 0;
+      while (b < nb) {
+        const be = min(nb, b + gb);
+        let gi = f32x4.splat(0);
+        let gm: f32 = 0;
+        for (; b < be; b++) {
+          const ub = <usize>b;
+          const qb = q + (ub << 6), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
+          const xsum = load<i32>(as + (ub << 3)) + load<i32>(as + (ub << 3), 4);
+          const d = load<f32>(ad + (ub << 2));
+          const r = reduce4i(x4dot(mode, qb, p0, p1, b16, b8), x4dot(mode, qb + 16, p0, p1, b16, b8),
+            x4dot(mode, qb + 32, p0, p1, b16, b8), x4dot(mode, qb + 48, p0, p1, b16, b8));
+          const dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
+          gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(d)));
+          if (m != 0) gm += d * <f32>xsum;
+        }
+        acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
+        if (m != 0) accm = f32x4.add(accm, f32x4.mul(v128.load(m + (j << 4)), f32x4.splat(gm)));
+        j++;
+      }
+      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, m != 0 ? f32x4.sub(acc, accm) : acc);
+    }
+  }
+}
+
+export function run_k24(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, desc, g0, g1); }
+export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, desc, g0, g1); }
+export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, desc, g0, g1); }

@@ -344,12 +344,17 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  * The integer form a lut layout takes with `packedActivations: "q8"` (WASM kinds K_LUT4Q8 / K_TERN2Q8),
  * groups whole 32-blocks, x quantized to Q8 per 32 as ggml does:
  * - "lut4" (any 4-bit table of finite levels: nf4, fp4_e2m1 / mxfp4 / nvfp4 when their groups are 32-multiples,
- *   k-means, int4 asymf …): codes re-ordered per 32 as ggml nibbles (byte j = code j | code j+16 << 4), an
- *   int16 table t[c] = round(A·levelOf(c)) with A the largest power of two keeping |t| ≤ 8191, scales
- *   s/A and mins fround(s·z) (affine only) per (row, group); a weight stands for (s/A)·t[c] − fround(s·z).
- *   The table is exact when every A·level is an integer (fp4 e2m1: levels are halves, A = 2048; integer
- *   levels); nf4's irrational levels (A = 4096) are off by at most 0.5/4096 = 1.2e-4 (tableError), i.e.
- *   |Δw| ≤ 1.2e-4·|s| per weight — 1/650 of nf4's smallest level spacing (0.0796).
+ *   k-means, int4 asymf …; also the uniform int4 specs, uniformQ8Lut): codes re-ordered per 32 as ggml nibbles
+ *   (byte j = code j | code j+16 << 4), an integer table t[c] = round(A·levelOf(c)) with an unsigned form
+ *   u[c] = t[c] + tableOffset in 0..4095 (the kernels dot u with the activation codes and subtract
+ *   tableOffset·Σx, exact), scales s/A and mins fround(s·z) (affine only) per (row, group); a weight stands
+ *   for (s/A)·t[c] − fround(s·z). A is the smallest power of two (≤ 4096) making every A·level an integer
+ *   when the u span then fits 0..4095 — the table is exact (fp4 e2m1 / mxfp4: levels are halves, A = 2;
+ *   integer levels, A = 1) — else the largest power of two whose rounded table spans ≤ 4095: nf4's
+ *   irrational levels (A = 1024) are off by at most 0.5/1024 = 4.9e-4 (tableError), i.e. |Δw| ≤ 4.9e-4·|s|
+ *   per weight — 1/160 of nf4's smallest level spacing (0.0796), 1/8 of IQ4_NL's int8 grid step.
+ *   tableBits says which kernel the u range allows: 4 (u[c] = c: the nibbles are the table), 6 (u ≤ 63: one
+ *   swizzle plane, pmaddubsw as Q4_0's nibbles), 12 (u ≤ 4095: two 6-bit planes).
  * - "tern2" (ternary: levels 0, +a, unused, −a): the QTensor's 2-bit codes as they are, scales fround(a·s),
  *   exact; the kernel has no multiply on the weight side.
  */
@@ -365,6 +370,10 @@ export interface LutQ8Layout {
   readonly table: Int16Array | undefined;
   /** A (lut4), 1 (tern2) */
   readonly tableScale: number;
+  /** lut4: u[c] = t[c] + tableOffset lies in 0..2^tableBits − 1 (tern2: 0) */
+  readonly tableOffset: number;
+  /** lut4: 4 when u[c] = c, else 6 or 12: the width of u (tern2: 0) */
+  readonly tableBits: 0 | 4 | 6 | 12;
   /** max over codes of |t[c]/A − levelOf(c)| (0: the weight side is exact) */
   readonly tableError: number;
   /** f32 per (row, group): lut4 fround(s/A), tern2 fround(a·s) */
@@ -400,17 +409,9 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
     const a = L.table[1]!;
     const scales = new Float32Array(L.scales.length);
     for (let i = 0; i < scales.length; i++) scales[i] = a * L.scales[i]!;
-    return { kind: "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableError: 0, scales, mins: undefined };
+    return { kind: "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales, mins: undefined };
   }
-  let amax = 0;
-  for (let c = 0; c < 16; c++) amax = Math.max(amax, Math.abs(L.table[c]!));
-  const A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(8191 / amax));
-  const table = new Int16Array(16);
-  let tableError = 0;
-  for (let c = 0; c < 16; c++) {
-    table[c] = Math.round(L.table[c]! * A);
-    tableError = Math.max(tableError, Math.abs(table[c]! / A - L.table[c]!));
-  }
+  const { table, A, tableOffset, tableBits, tableError } = lut4Table(L.table);
   const n = rows * cols;
   const codes = new Uint8Array(n / 2);
   for (let b = 0; b < n / 32; b++) {
@@ -423,7 +424,55 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
     mins = new Float32Array(L.zeros.length);
     for (let i = 0; i < mins.length; i++) mins[i] = L.scales[i]! * L.zeros[i]!;
   }
-  return { kind: "lut4", rows, cols, group, codes, table, tableScale: A, tableError, scales, mins };
+  return { kind: "lut4", rows, cols, group, codes, table, tableScale: A, tableOffset, tableBits, tableError, scales, mins };
+}
+
+/** U_MAX + 1 = 2^12: the widest unsigned table the kernels take (two 6-bit swizzle planes) */
+const U_MAX = 4095;
+
+/** The integer table of 16 finite levels (see LutQ8Layout "lut4"): exact with the smallest dyadic A when
+ * its span fits, else rounded with the largest A whose span fits. */
+function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableOffset: number; tableBits: 4 | 6 | 12; tableError: number } {
+  const lv = Array.from(levels.subarray(0, 16));
+  const span = (A: number) => { const t = lv.map((l) => Math.round(l * A)); return Math.max(...t) - Math.min(...t); };
+  let A = 0;
+  for (let a = 1; a <= 4096; a *= 2) {
+    if (lv.every((l) => Number.isInteger(l * a))) { if (span(a) <= U_MAX) A = a; break; }
+  }
+  if (A === 0) {
+    const amax = Math.max(...lv.map(Math.abs));
+    A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(U_MAX / (2 * amax)));
+    while (span(2 * A) <= U_MAX) A *= 2;
+    while (span(A) > U_MAX) A /= 2;
+  }
+  const table = new Int16Array(16);
+  let tableError = 0;
+  for (let c = 0; c < 16; c++) {
+    table[c] = Math.round(lv[c]! * A);
+    tableError = Math.max(tableError, Math.abs(table[c]! / A - lv[c]!));
+  }
+  const tableOffset = -Math.min(...table);
+  const u = Array.from(table, (t) => t + tableOffset);
+  const tableBits = u.every((v, c) => v === c) ? 4 : Math.max(...u) <= 63 ? 6 : 12;
+  return { table, A, tableOffset, tableBits, tableError };
+}
+
+/**
+ * A uniform int4 layout (groups and rows whole 32-blocks) as a lut layout, so `packedActivations: "q8"` runs
+ * it on the lut4 Q8 kernels: w = (c + k)·s per group is (level(c) − z)·s with levels c + k0 and no zeros
+ * when every group has the same offset k0 (sym, symfull: the table's unsigned form is the nibbles), else
+ * levels c and zeros z = −k (asym with per-group integer zero points; the mins fround(s·z) are the
+ * K_N4A32 repack's fround(−k·s)).
+ */
+export function uniformAsLut(L: UniformIntLayout): LutLayout {
+  const k0 = L.offsets[0] ?? 0;
+  const same = L.offsets.every((k) => k === k0);
+  const table = new Float64Array(16);
+  for (let c = 0; c < 16; c++) table[c] = c + (same ? k0 : 0);
+  return {
+    family: "lut", bits: 4, rows: L.rows, cols: L.cols, group: L.group, codes: L.codes, table,
+    scales: L.scales, zeros: same ? undefined : Float32Array.from(L.offsets, (k) => -k),
+  };
 }
 
 /** Bytes of the prepared Q8 form (codes + scales + mins + the table's four 16-byte swizzle planes). */

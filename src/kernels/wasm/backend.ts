@@ -33,8 +33,8 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8 } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4 } from "../../../assembly/abi.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -417,6 +417,12 @@ export class WasmBackend implements Backend {
    * group's repeated), so an 8-bit spec takes 1 + 8/32 bytes per weight (+ 4/32 affine).
    */
   private prepUniformQ8(name: string, source: string, L: UniformIntLayout): WasmPrepared {
+    if (L.bits === 4 && L.rows % 4 === 0) {
+      // int4 as the table u[c] = c on the 4-row interleaved lut4 kernel (one stream per 4 rows, as Q4_0's)
+      const Q = lutQ8Layout(uniformAsLut(L));
+      if ("reason" in Q) throw new QuantlabError("E_INTERNAL", `${name}: ${Q.reason}`);
+      return this.prepLutQ8(name, source, Q);
+    }
     const { rows, cols, bits, group, codes } = L;
     const n = rows * cols, nb = n / 32, perRow = Math.ceil(cols / group);
     const sym8 = bits === 8 && L.offsets.every((k) => k === -128);
@@ -460,19 +466,41 @@ export class WasmBackend implements Backend {
     const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 64, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb), lut = w2 + a64(mb);
     const buf = shard.arena.memory.buffer;
-    new Uint8Array(buf, w0, cb).set(Q.codes);
-    new Float32Array(buf, w1, Q.scales.length).set(Q.scales);
-    if (Q.mins) new Float32Array(buf, w2, Q.mins.length).set(Q.mins);
+    // lut4 with rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4): block b of row 4g+k at (g·nb + b)·64 + k·16,
+    // scales and mins as 4 f32 per (row group, group), lane k = row 4g+k
+    const x4 = Q.kind === "lut4" && Q.rows % 4 === 0;
+    if (x4) {
+      const nb = Q.cols / 32, nG = Q.scales.length / Q.rows;
+      const dc = new Uint8Array(buf, w0, cb);
+      for (let g = 0; g < Q.rows / 4; g++) {
+        for (let k = 0; k < 4; k++) {
+          const src = (4 * g + k) * nb * 16;
+          for (let b = 0; b < nb; b++) dc.set(Q.codes.subarray(src + b * 16, src + b * 16 + 16), (g * nb + b) * 64 + k * 16);
+        }
+      }
+      const il = (v: Float32Array, at: number) => {
+        const d = new Float32Array(buf, at, v.length);
+        for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) d[(g * nG + j) * 4 + k] = v[(4 * g + k) * nG + j]!;
+      };
+      il(Q.scales, w1);
+      if (Q.mins) il(Q.mins, w2);
+    } else {
+      new Uint8Array(buf, w0, cb).set(Q.codes);
+      new Float32Array(buf, w1, Q.scales.length).set(Q.scales);
+      if (Q.mins) new Float32Array(buf, w2, Q.mins.length).set(Q.mins);
+    }
     if (Q.table) {
-      // swizzle planes: low / high bytes of t (SIMD128 build), t & 127 / (t >> 7) + 64 (relaxed build)
       const t = new Uint8Array(buf, lut, 64);
       for (let c = 0; c < 16; c++) {
-        const v = Q.table[c]!;
-        t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64;
+        const v = Q.table[c]!, u = v + Q.tableOffset;
+        // x4 planes: u (6-bit table), or u & 63 / u >> 6 (12-bit, relaxed build) and the low / high bytes of u (SIMD128);
+        // K_LUT4Q8 planes: low / high bytes of t (SIMD128 build), t & 127 / (t >> 7) + 64 (relaxed build)
+        if (x4) { t[c] = Q.tableBits === 12 ? u & 63 : u; t[16 + c] = u >> 6; t[32 + c] = u & 0xff; t[48 + c] = u >> 8; }
+        else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "tern2" ? K_TERN2Q8 : K_LUT4Q8;
-    const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, 0);
+    const kind = Q.kind === "tern2" ? K_TERN2Q8 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : K_LUT12Q8X4;
+    const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;
