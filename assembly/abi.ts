@@ -82,6 +82,8 @@ export const K_LUT4Q8X4 = 25;
 /** u[c] ≤ 4095 from two swizzle planes at D_LUT: relaxed build u & 63, u >> 6 (16 B each), SIMD128 build
  * (at D_LUT + 32) the low and high bytes of u (nf4, other tables of non-dyadic levels) */
 export const K_LUT12Q8X4 = 26;
+/** u[c] ≤ 127 from one swizzle plane at D_LUT (the rounded 7-bit tables) */
+export const K_LUT7Q8X4 = 27;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

@@ -353,7 +353,9 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
 /** One row's 32-block (16 bytes of ggml-order nibbles at q) · 32 activation codes: Σ u[c]·x as 4 i32 lanes
  * (exact). mode 0: u = c; 1: u = p0[c] ≤ 63; 2: u ≤ 4095 from the planes p0, p1 (relaxed: u & 63 and u >> 6,
  * each pair of pmaddubsw products ≤ 2·2·63·127 < 2^15 so two add in i16; SIMD128: low and high bytes of u,
- * interleaved to i16 lanes and dotted with the i16 codes). Relaxed, modes 0 and 1: u ≤ 63, as Q4_0's nibbles. */
+ * interleaved to i16 lanes and dotted with the i16 codes). Relaxed, modes 0 and 1: u ≤ 63, as Q4_0's nibbles.
+ * The relaxed build looks up with i8x16.relaxed_swizzle (one pshufb: its indices, nibbles, are always < 16, where
+ * it equals i8x16.swizzle, which V8 lowers to a saturating add + pshufb). */
 @inline function x4dot(mode: i32, q: usize, p0: v128, p1: v128, x16: usize, x8: usize): v128 {
   const v = v128.load(q);
   const lo = v128.and(v, i8x16.splat(0x0f));
@@ -361,12 +363,16 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   if (ASC_FEATURE_RELAXED_SIMD) {
     const x0 = v128.load(x8), x1 = v128.load(x8, 16);
     if (mode == 2) {
-      const l = i16x8.add(rdot(x0, i8x16.swizzle(p0, lo)), rdot(x1, i8x16.swizzle(p0, hi)));
-      const h = i16x8.add(rdot(x0, i8x16.swizzle(p1, lo)), rdot(x1, i8x16.swizzle(p1, hi)));
+      const l = i16x8.add(rdot(x0, i8x16.relaxed_swizzle(p0, lo)), rdot(x1, i8x16.relaxed_swizzle(p0, hi)));
+      const h = i16x8.add(rdot(x0, i8x16.relaxed_swizzle(p1, lo)), rdot(x1, i8x16.relaxed_swizzle(p1, hi)));
       return i32x4.add(i32x4.dot_i16x8_s(h, i16x8.splat(64)), i32x4.extadd_pairwise_i16x8_s(l));
     }
-    const a = mode == 1 ? i8x16.swizzle(p0, lo) : lo;
-    const b = mode == 1 ? i8x16.swizzle(p0, hi) : hi;
+    if (mode == 3) {
+      // u ≤ 127: a pair of products is < 2^15, two pairs may not be: widen each before adding
+      return i32x4.add(i32x4.extadd_pairwise_i16x8_s(rdot(x0, i8x16.relaxed_swizzle(p0, lo))), i32x4.extadd_pairwise_i16x8_s(rdot(x1, i8x16.relaxed_swizzle(p0, hi))));
+    }
+    const a = mode == 1 ? i8x16.relaxed_swizzle(p0, lo) : lo;
+    const b = mode == 1 ? i8x16.relaxed_swizzle(p0, hi) : hi;
     return i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(x0, a), rdot(x1, b)));
   }
   if (mode == 2) {
@@ -381,8 +387,8 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
       i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(x16, 32)), i32x4.dot_i16x8_s(w3, v128.load(x16, 48))),
     );
   }
-  const a = mode == 1 ? i8x16.swizzle(p0, lo) : lo;
-  const b = mode == 1 ? i8x16.swizzle(p0, hi) : hi;
+  const a = mode == 1 || mode == 3 ? i8x16.swizzle(p0, lo) : lo;
+  const b = mode == 1 || mode == 3 ? i8x16.swizzle(p0, hi) : hi;
   return i32x4.add(u8dot16(a, x16), u8dot16(b, x16 + 32));
 }
 
@@ -455,3 +461,4 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
 export function run_k24(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, desc, g0, g1); }
 export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, desc, g0, g1); }
 export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, desc, g0, g1); }
+export function run_k27(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, desc, g0, g1); }

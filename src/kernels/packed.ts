@@ -350,11 +350,13 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  *   tableOffset·Σx, exact), scales s/A and mins fround(s·z) (affine only) per (row, group); a weight stands
  *   for (s/A)·t[c] − fround(s·z). A is the smallest power of two (≤ 4096) making every A·level an integer
  *   when the u span then fits 0..4095 — the table is exact (fp4 e2m1 / mxfp4: levels are halves, A = 2;
- *   integer levels, A = 1) — else the largest power of two whose rounded table spans ≤ 4095: nf4's
- *   irrational levels (A = 1024) are off by at most 0.5/1024 = 4.9e-4 (tableError), i.e. |Δw| ≤ 4.9e-4·|s|
- *   per weight — 1/160 of nf4's smallest level spacing (0.0796), 1/8 of IQ4_NL's int8 grid step.
+ *   integer levels, A = 1) — else A = 127 / (level span), the 7-bit grid: nf4's irrational levels (A = 63.5)
+ *   are off by at most 0.5/63.5 = 7.9e-3 (tableError), i.e. |Δw| ≤ 7.9e-3·|s| per weight — 1/10 of nf4's
+ *   smallest level spacing (0.0796), the same relative resolution (1/254 of the range) as the Q8 activations
+ *   and 2× IQ4_NL's int8 grid step.
  *   tableBits says which kernel the u range allows: 4 (u[c] = c: the nibbles are the table), 6 (u ≤ 63: one
- *   swizzle plane, pmaddubsw as Q4_0's nibbles), 12 (u ≤ 4095: two 6-bit planes).
+ *   swizzle plane, pmaddubsw as Q4_0's nibbles), 7 (u ≤ 127: one plane, each pmaddubsw widened alone),
+ *   12 (u ≤ 4095: two 6-bit planes).
  * - "tern2" (ternary: levels 0, +a, unused, −a): the QTensor's 2-bit codes as they are, scales fround(a·s),
  *   exact; the kernel has no multiply on the weight side.
  */
@@ -372,8 +374,8 @@ export interface LutQ8Layout {
   readonly tableScale: number;
   /** lut4: u[c] = t[c] + tableOffset lies in 0..2^tableBits − 1 (tern2: 0) */
   readonly tableOffset: number;
-  /** lut4: 4 when u[c] = c, else 6 or 12: the width of u (tern2: 0) */
-  readonly tableBits: 0 | 4 | 6 | 12;
+  /** lut4: 4 when u[c] = c, else 6, 7 or 12: the width of u (tern2: 0) */
+  readonly tableBits: 0 | 4 | 6 | 7 | 12;
   /** max over codes of |t[c]/A − levelOf(c)| (0: the weight side is exact) */
   readonly tableError: number;
   /** f32 per (row, group): lut4 fround(s/A), tern2 fround(a·s) */
@@ -431,19 +433,24 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
 const U_MAX = 4095;
 
 /** The integer table of 16 finite levels (see LutQ8Layout "lut4"): exact with the smallest dyadic A when
- * its span fits, else rounded with the largest A whose span fits. */
-function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableOffset: number; tableBits: 4 | 6 | 12; tableError: number } {
+ * its span fits 0..4095, else rounded to the 7-bit grid A = 127 / (level span). */
+function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableOffset: number; tableBits: 4 | 6 | 7 | 12; tableError: number } {
   const lv = Array.from(levels.subarray(0, 16));
   const span = (A: number) => { const t = lv.map((l) => Math.round(l * A)); return Math.max(...t) - Math.min(...t); };
   let A = 0;
   for (let a = 1; a <= 4096; a *= 2) {
     if (lv.every((l) => Number.isInteger(l * a))) { if (span(a) <= U_MAX) A = a; break; }
   }
+  // not dyadic (nf4, k-means, logsqrt2): the levels' span over 127 steps, the resolution of the Q8
+  // activations (1/254 of ±amax), so one swizzle plane and two pmaddubsw per 32 (K_LUT7Q8X4); A need not
+  // be a power of two (the scales s/A are rounded to f32 once). The 12-bit planes at A = 1024 would keep nf4
+  // within 4.9e-4 but measured 0.58× Q4_0's decode speed against 0.95× (docs/kernels.md).
   if (A === 0) {
-    const amax = Math.max(...lv.map(Math.abs));
-    A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(U_MAX / (2 * amax)));
-    while (span(2 * A) <= U_MAX) A *= 2;
-    while (span(A) > U_MAX) A /= 2;
+    const sp = Math.max(...lv) - Math.min(...lv);
+    // a constant table (sp = 0, not 0 itself: that is dyadic) keeps 7 bits of its one level
+    A = sp > 0 ? 127 / sp : 127 / Math.max(...lv.map(Math.abs));
+    // ties of Math.round at both ends could reach 128 steps: a hair less then
+    if (span(A) > 127) A = 126 / sp;
   }
   const table = new Int16Array(16);
   let tableError = 0;
@@ -453,7 +460,7 @@ function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableO
   }
   const tableOffset = -Math.min(...table);
   const u = Array.from(table, (t) => t + tableOffset);
-  const tableBits = u.every((v, c) => v === c) ? 4 : Math.max(...u) <= 63 ? 6 : 12;
+  const tableBits = u.every((v, c) => v === c) ? 4 : Math.max(...u) <= 63 ? 6 : Math.max(...u) <= 127 ? 7 : 12;
   return { table, A, tableOffset, tableBits, tableError };
 }
 

@@ -33,7 +33,7 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4 } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
@@ -499,7 +499,7 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "tern2" ? K_TERN2Q8 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : K_LUT12Q8X4;
+    const kind = Q.kind === "tern2" ? K_TERN2Q8 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
     const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;

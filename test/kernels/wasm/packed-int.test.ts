@@ -7,7 +7,7 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { quantizeTensor } from "../../../src/quant/tensor.js";
-import { matvecUniformIntRef, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
+import { lutQ8Layout, matvecLutQ8Ref, matvecUniformIntRef, uniformAsLut, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
@@ -161,16 +161,21 @@ describe("packed uniform-int properties", () => {
 });
 
 describe('packedActivations: "q8"', () => {
-  test("32-multiple groups run on the integer SoA kernels: = fake-quant weights × Q8 reference activations", () => {
+  test("32-multiple groups run on the integer kernels: = fake-quant weights × Q8 reference activations; int4 with rows % 4 = 0 on the interleaved nib4 kernel = its lut twin", () => {
     for (const v of VARIANTS) {
       const b = createNodeWasmBackend({ variant: v, packedActivations: "q8" });
       try {
         let seed = 300;
-        for (const [spec, kernel] of [["int4:g32:asym", /^n4·s32·m32/], ["int4:g64", /^n4·s32·m32/], ["int8:channel", /^i8·s32 /], ["int8:g32:asym", /^i8·s32·m32/], ["int4:channel:asym", /^n4·s32·m32/]] as const) {
-          for (const [rows, cols] of [[7, 256], [3, 96]] as const) {
+        // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
+        for (const [spec, kernel1, kernel4] of [
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·s32 /],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·s32·m32/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·q8x·4 rows/],
+        ] as const) {
+          for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
             const p = b.prepare({ kind: "quant", q }, spec);
-            assert.match(b.listing().at(-1)!.kernel, kernel, spec);
+            const x4 = rows % 4 === 0 && spec.startsWith("int4");
+            assert.match(b.listing().at(-1)!.kernel, x4 ? kernel4 : kernel1, `${spec} [${rows}×${cols}]`);
             assert.match(b.listing().at(-1)!.kernel, /Q8 activations/);
             for (const n of [1, 3]) {
               const x = randomF32(n * cols, seed++);
@@ -180,6 +185,14 @@ describe('packedActivations: "q8"', () => {
               if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
               const e = worst(out, oracle(q.dequantize(), rows, cols, xq, n));
               assert.ok(e < 1e-5, `${spec} ${v} [${rows}×${cols}] n=${n}: rel err ${e}`);
+              if (x4) {
+                // the nib4 kernel = the lut4 Q8 twin of the layout as a table u[c] = c, bit for bit
+                const L = uniformIntLayout(q) as UniformIntLayout, Q = lutQ8Layout(uniformAsLut(L));
+                assert.ok(!("reason" in Q) && Q.tableBits === 4 && Q.tableError === 0, spec);
+                const twin = new Float32Array(n * rows);
+                for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
+                assert.deepEqual(out, twin, `${spec} ${v} [${rows}×${cols}] n=${n}`);
+              }
             }
             b.release(p);
           }

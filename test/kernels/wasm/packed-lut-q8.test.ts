@@ -28,10 +28,10 @@ async function q8Backend(variant: (typeof VARIANTS)[number], threads: number): P
 
 /** spec → kernel name prefix (rows % 4 ≠ 0, and rows % 4 = 0: the interleaved form of the table's u range); the Q8 forms */
 const SPECS: [string, RegExp, RegExp][] = [
-  ["nf4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u12-swizzle·q8x·4 rows/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/, /^lut4·g64·u12-swizzle·q8x·4 rows/],
+  ["nf4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
   ["mxfp4", /^lut4·g32·i16-swizzle/, /^lut4·g32·u6-swizzle·q8x·4 rows/], ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/, /^lut4·row·u6-swizzle·q8x·4 rows/],
-  ["int4:g32:asymf", /^lut4·g32·i16-swizzle/, /^nib4·g32·q8x·4 rows/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u12-swizzle·q8x·4 rows/],
-  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·masks/],
+  ["int4:g32:asymf", /^lut4·g32·i16-swizzle/, /^nib4·g32·q8x·4 rows/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
+  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·masks/],
   ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·masks/],
 ];
 
@@ -115,9 +115,9 @@ describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-qua
 });
 
 describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
-  test("fp4 e2m1 / mxfp4, integer levels and ternary are exact; nf4 within 0.5/1024; the unsigned form fits", () => {
+  test("fp4 e2m1 / mxfp4, integer levels and ternary are exact; nf4 on the 7-bit grid; the unsigned form fits", () => {
     const w = randomF32(4 * 256, 3, 2);
-    for (const [spec, bitsWant] of [["fp4_e2m1:channel", 6], ["mxfp4", 6], ["int4:g32:asymf", 0], ["pow2:4bit:g32", 0], ["nf4:g64", 12], ["ternary:channel", 0]] as const) {
+    for (const [spec, bitsWant] of [["fp4_e2m1:channel", 6], ["mxfp4", 6], ["int4:g32:asymf", 0], ["pow2:4bit:g32", 0], ["nf4:g64", 7], ["ternary:channel", 0]] as const) {
       const L = lut(quantizeTensor(w, [4, 256], spec)), Q = q8(L);
       let err = 0;
       const nCodes = Q.kind === "tern2" ? 4 : 16;
@@ -135,10 +135,10 @@ describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
         assert.equal(Math.min(...Array.from(Q.table, (t) => t + Q.tableOffset)), 0, spec);
         const span = Math.max(...Q.table) - Math.min(...Q.table);
         if (spec === "nf4:g64") {
-          // not dyadic: A is the largest power of two whose rounded table spans ≤ 4095 (2A would not)
-          assert.equal(Q.tableScale, 1024);
-          assert.ok(err > 0 && err <= 0.5 / 1024, `nf4 table error ${err}`);
-          assert.ok(span <= 4095 && 2 * span > 4095, `nf4 span ${span}`);
+          // not dyadic: A = 127 / (level span) = 63.5 (levels −1 … 1), every level within half a step
+          assert.equal(Q.tableScale, 63.5);
+          assert.ok(err > 0 && err <= 0.5 / 63.5, `nf4 table error ${err}`);
+          assert.equal(span, 127);
         } else {
           assert.equal(err, 0, spec);
           // exact: A is the smallest power of two making every level an integer (A/2 would not)
