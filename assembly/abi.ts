@@ -84,6 +84,9 @@ export const K_LUT4Q8X4 = 25;
 export const K_LUT12Q8X4 = 26;
 /** u[c] ≤ 127 from one swizzle plane at D_LUT (the rounded 7-bit tables) */
 export const K_LUT7Q8X4 = 27;
+/** ternary, 4 rows interleaved: u = w + 1 ∈ {0, 1, 2} as 2-bit codes, 32 bytes per 32-block of 4 rows (row k's
+ * 8 bytes at k·8; byte j holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), D_BITS = 1; f32 scales as above */
+export const K_TERN2Q8X4 = 28;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

@@ -399,7 +399,39 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
 }
 
-/** Row groups [g0, g1) of a K_NIB4Q8X4 / K_LUT4Q8X4 / K_LUT12Q8X4 job (abi.ts), every token on a group while
+/** Ternary, 4 rows interleaved (K_TERN2Q8X4): one 32-block of 4 rows, u = w + 1 ∈ {0, 1, 2} as 2-bit codes in 32
+ * bytes (rows 0, 1, 2, 3, 8 bytes each; byte j of a row holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), ·
+ * 32 activation codes → Σ u·x per row, lane k = row k (exact). Relaxed: one 16-byte load holds two rows'
+ * 8-byte runs, each plane (and/shift) is pmaddubsw'd with the matching 8 activation codes splatted to both
+ * halves (v128.load64_splat), four planes added in i16 (|lane| ≤ 4·2·2·127 < 2^15), then lanes 0–3 / 4–7
+ * = the two rows. SIMD128: the planes widened to i16 per row and dotted with the i16 codes. */
+@inline function tdot4(q: usize, x16: usize, x8: usize): v128 {
+  const A = v128.load(q), B = v128.load(q, 16);
+  const m = i8x16.splat(3);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load64_splat(x8), x1 = v128.load64_splat(x8, 8), x2 = v128.load64_splat(x8, 16), x3 = v128.load64_splat(x8, 24);
+    const a = i16x8.add(i16x8.add(rdot(x0, v128.and(A, m)), rdot(x1, v128.and(i8x16.shr_u(A, 2), m))),
+      i16x8.add(rdot(x2, v128.and(i8x16.shr_u(A, 4), m)), rdot(x3, i8x16.shr_u(A, 6))));
+    const b = i16x8.add(i16x8.add(rdot(x0, v128.and(B, m)), rdot(x1, v128.and(i8x16.shr_u(B, 2), m))),
+      i16x8.add(rdot(x2, v128.and(i8x16.shr_u(B, 4), m)), rdot(x3, i8x16.shr_u(B, 6))));
+    const pa = i32x4.extadd_pairwise_i16x8_s(a), pb = i32x4.extadd_pairwise_i16x8_s(b);
+    return i32x4.add(i32x4.shuffle(pa, pb, 0, 2, 4, 6), i32x4.shuffle(pa, pb, 1, 3, 5, 7));
+  }
+  const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
+  const a0 = v128.and(A, m), a1 = v128.and(i8x16.shr_u(A, 2), m), a2 = v128.and(i8x16.shr_u(A, 4), m), a3 = i8x16.shr_u(A, 6);
+  const b0 = v128.and(B, m), b1 = v128.and(i8x16.shr_u(B, 2), m), b2 = v128.and(i8x16.shr_u(B, 4), m), b3 = i8x16.shr_u(B, 6);
+  const r0 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a2), x2), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a3), x3)));
+  const r1 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a2), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a3), x3)));
+  const r2 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b0), x0), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b2), x2), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b3), x3)));
+  const r3 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b2), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b3), x3)));
+  return reduce4i(r0, r1, r2, r3);
+}
+
+/** Row groups [g0, g1) of a K_NIB4Q8X4 / K_LUT4Q8X4 / K_LUT12Q8X4 / K_LUT7Q8X4 / K_TERN2Q8X4 (mode 4) job (abi.ts), every token on a group while
  * its 4 rows are in cache. Per block the four rows' exact dots become one i32x4 (lane = row), so the f32 work
  * of dot_lut4q8 — gi += f32(dot)·d, per group acc += gi·s and accm += m·(Σ d·f32(Σx)), result acc − accm —
  * runs once per 4 rows, the same operations per lane as K_LUT4Q8 per row (the same bits). */
@@ -419,13 +451,13 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   const lut = load<u32>(desc + (D_LUT << 2)) as usize;
   const off = load<i32>(desc + (D_BITS << 2));
   const pl = lut + (mode == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
-  const p0 = mode == 0 ? v128.splat<i32>(0) : v128.load(pl);
+  const p0 = mode == 0 || mode == 4 ? v128.splat<i32>(0) : v128.load(pl);
   const p1 = mode == 2 ? v128.load(pl, 16) : v128.splat<i32>(0);
   const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols, gb = g >> 5;
   const nG = <usize>((cols + g - 1) / g);
   for (let gr = g0; gr < g1; gr++) {
     const ug = <usize>gr;
-    const q = w0 + ug * unb * 64;
+    const q = w0 + ug * unb * (mode == 4 ? 32 : 64);
     const s = w1 + ug * nG * 16;
     const m = w2 != 0 ? w2 + ug * nG * 16 : 0;
     for (let t = 0; t < n; t++) {
@@ -440,10 +472,10 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
         let gm: f32 = 0;
         for (; b < be; b++) {
           const ub = <usize>b;
-          const qb = q + (ub << 6), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
+          const qb = q + (ub << (mode == 4 ? 5 : 6)), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
           const xsum = load<i32>(as + (ub << 3)) + load<i32>(as + (ub << 3), 4);
           const d = load<f32>(ad + (ub << 2));
-          const r = reduce4i(x4dot(mode, qb, p0, p1, b16, b8), x4dot(mode, qb + 16, p0, p1, b16, b8),
+          const r = mode == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(mode, qb, p0, p1, b16, b8), x4dot(mode, qb + 16, p0, p1, b16, b8),
             x4dot(mode, qb + 32, p0, p1, b16, b8), x4dot(mode, qb + 48, p0, p1, b16, b8));
           const dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
           gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(d)));
@@ -462,3 +494,4 @@ export function run_k24(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, des
 export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, desc, g0, g1); }
 export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, desc, g0, g1); }
 export function run_k27(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, desc, g0, g1); }
+export function run_k28(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, desc, g0, g1); }

@@ -359,9 +359,11 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  *   12 (u ≤ 4095: two 6-bit planes).
  * - "tern2" (ternary: levels 0, +a, unused, −a): the QTensor's 2-bit codes as they are, scales fround(a·s),
  *   exact; the kernel has no multiply on the weight side.
+ * - "tern2x4" (the same, rows % 4 = 0): the same codes and scales; the WASM backend re-packs them 4 rows
+ *   interleaved as u = w + 1 (K_TERN2Q8X4, pmaddubsw on the 2-bit planes), whose f32 order is lut4's.
  */
 export interface LutQ8Layout {
-  readonly kind: "lut4" | "tern2";
+  readonly kind: "lut4" | "tern2" | "tern2x4";
   readonly rows: number;
   readonly cols: number;
   /** weights per scale group, a multiple of 32 (the last group of a row may be shorter, whole 32-blocks) */
@@ -411,7 +413,7 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
     const a = L.table[1]!;
     const scales = new Float32Array(L.scales.length);
     for (let i = 0; i < scales.length; i++) scales[i] = a * L.scales[i]!;
-    return { kind: "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales, mins: undefined };
+    return { kind: rows % 4 === 0 ? "tern2x4" : "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales, mins: undefined };
   }
   const { table, A, tableOffset, tableBits, tableError } = lut4Table(L.table);
   const n = rows * cols;
@@ -489,7 +491,7 @@ export function lutQ8Bytes(Q: LutQ8Layout): number {
 
 /** Integer weight (t[c], or −1/0/+1) of element e (row-major) of a Q8 form. */
 export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
-  if (Q.kind === "tern2") {
+  if (Q.kind !== "lut4") {
     const c = bitCodeAt(Q.codes, 2, e);
     return c === 0 ? 0 : c === 1 ? 1 : -1;
   }
@@ -502,12 +504,14 @@ export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
  * Scalar twin of the K_LUT4Q8 / K_TERN2Q8 kernels for one activation row given as Q8 (q codes, f16-rounded
  * scales d per 32, code sums per 16: kernels/ref/q8act.ts): the same exact integer dots (K_TERN2Q8: split
  * into the kernel's four i32 lanes) and the same f32 operations in the same order (assembly/lut.ts
- * dot_lut4q8 / dot_tern2q8), so the result is the kernel's bit for bit, on either build.
+ * dot_lut4q8 / dot_tern2q8; the 4-row interleaved kernels runLutQ8X4 repeat dot_lut4q8's per row, tern2x4
+ * included), so the result is the kernel's bit for bit, on either build.
  */
 export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Array; sums16: Int32Array }, out: Float32Array): void {
   const fr = Math.fround;
   const { rows, cols, group } = Q;
   const nb = cols / 32, gb = group / 32, nG = Math.ceil(cols / group);
+  // tern: K_TERN2Q8's four f32 lanes; everything else (tern2x4 too) one scalar f32 chain per row
   const tern = Q.kind === "tern2";
   const dot = [0, 0, 0, 0], acc4 = [0, 0, 0, 0], gi4 = [0, 0, 0, 0];
   for (let r = 0; r < rows; r++) {

@@ -33,8 +33,8 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4 } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4 } from "../../../assembly/abi.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, lutQ8WeightCode, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -468,13 +468,23 @@ export class WasmBackend implements Backend {
     const buf = shard.arena.memory.buffer;
     // lut4 with rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4): block b of row 4g+k at (g·nb + b)·64 + k·16,
     // scales and mins as 4 f32 per (row group, group), lane k = row 4g+k
-    const x4 = Q.kind === "lut4" && Q.rows % 4 === 0;
+    // tern2x4: u = w + 1 as 2-bit codes, 8 bytes per row and block (abi.ts K_TERN2Q8X4), 4 rows per 32 bytes
+    const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || Q.kind === "tern2x4";
     if (x4) {
       const nb = Q.cols / 32, nG = Q.scales.length / Q.rows;
       const dc = new Uint8Array(buf, w0, cb);
+      if (Q.kind === "tern2x4") dc.fill(0);
       for (let g = 0; g < Q.rows / 4; g++) {
         for (let k = 0; k < 4; k++) {
-          const src = (4 * g + k) * nb * 16;
+          const r = 4 * g + k;
+          if (Q.kind === "tern2x4") {
+            for (let e = 0; e < Q.cols; e++) {
+              const u = lutQ8WeightCode(Q, r * Q.cols + e) + 1, b = e >> 5, j = e & 31;
+              dc[(g * nb + b) * 32 + k * 8 + (j & 7)]! |= u << (2 * (j >> 3));
+            }
+            continue;
+          }
+          const src = r * nb * 16;
           for (let b = 0; b < nb; b++) dc.set(Q.codes.subarray(src + b * 16, src + b * 16 + 16), (g * nb + b) * 64 + k * 16);
         }
       }
@@ -499,8 +509,8 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "tern2" ? K_TERN2Q8 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
-    const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, x4 ? Q.tableOffset : 0);
+    const kind = Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;

@@ -31,8 +31,8 @@ const SPECS: [string, RegExp, RegExp][] = [
   ["nf4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
   ["mxfp4", /^lut4·g32·i16-swizzle/, /^lut4·g32·u6-swizzle·q8x·4 rows/], ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/, /^lut4·row·u6-swizzle·q8x·4 rows/],
   ["int4:g32:asymf", /^lut4·g32·i16-swizzle/, /^nib4·g32·q8x·4 rows/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
-  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·masks/],
-  ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·masks/],
+  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·q8x·4 rows/],
+  ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·q8x·4 rows/],
 ];
 
 function quantize(w: Float32Array, shape: [number, number], spec: string, seed = 1): QTensor {
@@ -120,9 +120,9 @@ describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
     for (const [spec, bitsWant] of [["fp4_e2m1:channel", 6], ["mxfp4", 6], ["int4:g32:asymf", 0], ["pow2:4bit:g32", 0], ["nf4:g64", 7], ["ternary:channel", 0]] as const) {
       const L = lut(quantizeTensor(w, [4, 256], spec)), Q = q8(L);
       let err = 0;
-      const nCodes = Q.kind === "tern2" ? 4 : 16;
+      const nCodes = Q.kind !== "lut4" ? 4 : 16;
       for (let c = 0; c < nCodes; c++) {
-        if (Q.kind === "tern2") { if (c !== 2) assert.equal([0, 1, NaN, -1][c]! * L.table[1]!, L.table[c]); continue; }
+        if (Q.kind !== "lut4") { if (c !== 2) assert.equal([0, 1, NaN, -1][c]! * L.table[1]!, L.table[c]); continue; }
         const t = Q.table![c]!, u = t + Q.tableOffset;
         assert.ok(u >= 0 && u < 2 ** Q.tableBits, `${spec} u[${c}] = ${u} (${Q.tableBits} bits)`);
         if (Q.tableBits === 4) assert.equal(u, c, spec);
