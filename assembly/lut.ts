@@ -403,23 +403,24 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
  * bytes (rows 0, 1, 2, 3, 8 bytes each; byte j of a row holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), ·
  * 32 activation codes → Σ u·x per row, lane k = row k (exact). Relaxed: one 16-byte load holds two rows'
  * 8-byte runs, each plane (and/shift) is pmaddubsw'd with the matching 8 activation codes splatted to both
- * halves (v128.load64_splat), four planes added in i16 (|lane| ≤ 4·2·2·127 < 2^15), then lanes 0–3 / 4–7
+ * halves (v128.load64_splat; the planes shift as i16 lanes, one op fewer than i8x16.shr_u, as the mask
+ * drops the bits that crossed a byte), four planes added in i16 (|lane| ≤ 4·2·2·127 < 2^15), then lanes 0–3 / 4–7
  * = the two rows. SIMD128: the planes widened to i16 per row and dotted with the i16 codes. */
 @inline function tdot4(q: usize, x16: usize, x8: usize): v128 {
   const A = v128.load(q), B = v128.load(q, 16);
   const m = i8x16.splat(3);
   if (ASC_FEATURE_RELAXED_SIMD) {
     const x0 = v128.load64_splat(x8), x1 = v128.load64_splat(x8, 8), x2 = v128.load64_splat(x8, 16), x3 = v128.load64_splat(x8, 24);
-    const a = i16x8.add(i16x8.add(rdot(x0, v128.and(A, m)), rdot(x1, v128.and(i8x16.shr_u(A, 2), m))),
-      i16x8.add(rdot(x2, v128.and(i8x16.shr_u(A, 4), m)), rdot(x3, i8x16.shr_u(A, 6))));
-    const b = i16x8.add(i16x8.add(rdot(x0, v128.and(B, m)), rdot(x1, v128.and(i8x16.shr_u(B, 2), m))),
-      i16x8.add(rdot(x2, v128.and(i8x16.shr_u(B, 4), m)), rdot(x3, i8x16.shr_u(B, 6))));
+    const a = i16x8.add(i16x8.add(rdot(x0, v128.and(A, m)), rdot(x1, v128.and(i16x8.shr_u(A, 2), m))),
+      i16x8.add(rdot(x2, v128.and(i16x8.shr_u(A, 4), m)), rdot(x3, v128.and(i16x8.shr_u(A, 6), m))));
+    const b = i16x8.add(i16x8.add(rdot(x0, v128.and(B, m)), rdot(x1, v128.and(i16x8.shr_u(B, 2), m))),
+      i16x8.add(rdot(x2, v128.and(i16x8.shr_u(B, 4), m)), rdot(x3, v128.and(i16x8.shr_u(B, 6), m))));
     const pa = i32x4.extadd_pairwise_i16x8_s(a), pb = i32x4.extadd_pairwise_i16x8_s(b);
     return i32x4.add(i32x4.shuffle(pa, pb, 0, 2, 4, 6), i32x4.shuffle(pa, pb, 1, 3, 5, 7));
   }
   const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
-  const a0 = v128.and(A, m), a1 = v128.and(i8x16.shr_u(A, 2), m), a2 = v128.and(i8x16.shr_u(A, 4), m), a3 = i8x16.shr_u(A, 6);
-  const b0 = v128.and(B, m), b1 = v128.and(i8x16.shr_u(B, 2), m), b2 = v128.and(i8x16.shr_u(B, 4), m), b3 = i8x16.shr_u(B, 6);
+  const a0 = v128.and(A, m), a1 = v128.and(i16x8.shr_u(A, 2), m), a2 = v128.and(i16x8.shr_u(A, 4), m), a3 = v128.and(i16x8.shr_u(A, 6), m);
+  const b0 = v128.and(B, m), b1 = v128.and(i16x8.shr_u(B, 2), m), b2 = v128.and(i16x8.shr_u(B, 4), m), b3 = v128.and(i16x8.shr_u(B, 6), m);
   const r0 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a1), x1)),
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a2), x2), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a3), x3)));
   const r1 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a1), x1)),
