@@ -409,7 +409,13 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
   const { rows, cols, group } = L;
   if (L.bits === 2) {
     // code 2 has no level (NaN in the fake-quant weights); the masks would read it as 0
-    for (let i = 0; i < rows * cols; i++) if (bitCodeAt(L.codes, 2, i) === 2) return { reason: `code 2 (no ternary level) at element ${i}` };
+    // a byte holding a code 2 has a 2-bit field 0b10: bit 1 set with bit 0 clear (rows·cols is a multiple of 32: whole bytes)
+    for (let o = 0; o < (rows * cols) / 4; o++) {
+      const v = L.codes[o]!;
+      if ((v & ~(v << 1) & 0xaa) !== 0) {
+        for (let i = 4 * o; i < 4 * o + 4; i++) if (bitCodeAt(L.codes, 2, i) === 2) return { reason: `code 2 (no ternary level) at element ${i}` };
+      }
+    }
     const a = L.table[1]!;
     const scales = new Float32Array(L.scales.length);
     for (let i = 0; i < scales.length; i++) scales[i] = a * L.scales[i]!;

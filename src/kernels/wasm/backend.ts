@@ -34,7 +34,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4 } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, lutQ8WeightCode, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -478,9 +478,11 @@ export class WasmBackend implements Backend {
         for (let k = 0; k < 4; k++) {
           const r = 4 * g + k;
           if (Q.kind === "tern2x4") {
-            for (let e = 0; e < Q.cols; e++) {
-              const u = lutQ8WeightCode(Q, r * Q.cols + e) + 1, b = e >> 5, j = e & 31;
-              dc[(g * nb + b) * 32 + k * 8 + (j & 7)]! |= u << (2 * (j >> 3));
+            // the QTensor's codes (0 → 0, 1 → +1, 3 → −1; 4 per byte, LSB first; rows start on a byte) → u = w + 1
+            const U = [1, 2, 0, 0];
+            for (let e = 0, i = r * Q.cols; e < Q.cols; e++, i++) {
+              const u = U[(Q.codes[i >> 2]! >> ((i & 3) << 1)) & 3]!, j = e & 31;
+              dc[(g * nb + (e >> 5)) * 32 + k * 8 + (j & 7)]! |= u << ((j >> 3) << 1);
             }
             continue;
           }
