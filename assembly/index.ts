@@ -29,7 +29,7 @@ export function variant(): i32 {
 }
 
 export { f32_to_f16, f16_to_f32 } from "./f16";
-import { f32_to_f16, f16_to_f32 } from "./f16";
+import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
 
 // ---------------------------------------------------------------- dense rows
 
@@ -54,14 +54,6 @@ import { f32_to_f16, f16_to_f32 } from "./f16";
     s += load<f32>(w + o) * load<f32>(x + o);
   }
   return s;
-}
-
-/** 4 binary16 values (sign-extended to i32 lanes) → f32x4. (v << 13) puts exponent+mantissa in f32
- * position and the sign (copied to bits 28–31 by the sign extension) in bit 31; the mask drops bit 28;
- * ×2^112 rebias is exact for normals and subnormals. Inf/NaN are not handled: the host converts
- * matrices that contain them to f32 instead. */
-@inline function f16x4_to_f32(v: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
 }
 
 @inline function dot_f16(w: usize, x: usize, n: i32): f32 {

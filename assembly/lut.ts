@@ -5,6 +5,7 @@
 // rest of a group in a scalar f32 accumulator added at the end, separate multiply and add (no FMA), so the
 // order of operations depends only on the shape: the same bits on every thread count and in both builds.
 import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
+import { f16x4_to_f32 } from "./f16";
 
 @inline function hsum4(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
@@ -452,15 +453,16 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   const lut = load<u32>(desc + (D_LUT << 2)) as usize;
   const off = load<i32>(desc + (D_BITS << 2));
   const pl = lut + (mode == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
-  const p0 = mode == 0 || mode == 4 ? v128.splat<i32>(0) : v128.load(pl);
+  const dm = mode >= 5 ? 0 : mode; // the dot's table mode (5, 6 = 0 with compact parameters)
+  const p0 = dm == 0 || dm == 4 ? v128.splat<i32>(0) : v128.load(pl);
   const p1 = mode == 2 ? v128.load(pl, 16) : v128.splat<i32>(0);
   const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols, gb = g >> 5;
   const nG = <usize>((cols + g - 1) / g);
   for (let gr = g0; gr < g1; gr++) {
     const ug = <usize>gr;
     const q = w0 + ug * unb * (mode == 4 ? 32 : 64);
-    const s = w1 + ug * nG * 16;
-    const m = w2 != 0 ? w2 + ug * nG * 16 : 0;
+    const s = w1 + ug * nG * (mode == 5 ? 8 : 16);
+    const m = w2 != 0 ? w2 + ug * nG * (mode >= 5 ? 4 : 16) : 0;
     for (let t = 0; t < n; t++) {
       const ut = <usize>t;
       const a16 = x16 + ut * ucols * 2, a8 = x8 + ut * ucols, ad = xd + ut * unb * 4, as = xs + ut * unb * 8;
@@ -476,14 +478,19 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
           const qb = q + (ub << (mode == 4 ? 5 : 6)), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
           const xsum = load<i32>(as + (ub << 3)) + load<i32>(as + (ub << 3), 4);
           const d = load<f32>(ad + (ub << 2));
-          const r = mode == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(mode, qb, p0, p1, b16, b8), x4dot(mode, qb + 16, p0, p1, b16, b8),
-            x4dot(mode, qb + 32, p0, p1, b16, b8), x4dot(mode, qb + 48, p0, p1, b16, b8));
+          const r = mode == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
+            x4dot(dm, qb + 32, p0, p1, b16, b8), x4dot(dm, qb + 48, p0, p1, b16, b8));
           const dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
           gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(d)));
           if (m != 0) gm += d * <f32>xsum;
         }
-        acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
-        if (m != 0) accm = f32x4.add(accm, f32x4.mul(v128.load(m + (j << 4)), f32x4.splat(gm)));
+        // modes 5, 6: the mins as fround(s·z) from i8 zeros, as the twin's f32 mins; mode 5: the scales as their f16 bits (exact)
+        const sv = mode == 5 ? f16x4_to_f32(v128.load16x4_s(s + (j << 3))) : v128.load(s + (j << 4));
+        acc = f32x4.add(acc, f32x4.mul(gi, sv));
+        if (m != 0) {
+          const mv = mode >= 5 ? f32x4.mul(sv, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))))) : v128.load(m + (j << 4));
+          accm = f32x4.add(accm, f32x4.mul(mv, f32x4.splat(gm)));
+        }
         j++;
       }
       v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, m != 0 ? f32x4.sub(acc, accm) : acc);
@@ -496,3 +503,5 @@ export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, des
 export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, desc, g0, g1); }
 export function run_k27(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, desc, g0, g1); }
 export function run_k28(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, desc, g0, g1); }
+export function run_k29(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, desc, g0, g1); }
+export function run_k30(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(6, desc, g0, g1); }

@@ -168,8 +168,8 @@ describe('packedActivations: "q8"', () => {
         let seed = 300;
         // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
         for (const [spec, kernel1, kernel4] of [
-          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·s32 /],
-          ["int8:g32:asym", /^i8·s32·m32/, /^i8·s32·m32/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·q8x·4 rows/],
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·(f16 scales|i8 zeros)·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·(f16 scales·)?q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·s32 /],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·s32·m32/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·((f16 scales|i8 zeros)·)?q8x·4 rows/],
         ] as const) {
           for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
