@@ -35,6 +35,7 @@ import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
 import { resolveElement } from "../quant/elements.js";
 import type { QuantSpec } from "../quant/spec.js";
+import { f16BitsToF32, f32ToF16Bits } from "../core/f16.js";
 
 export interface UniformIntLayout {
   readonly family: "uniform-int";
@@ -479,6 +480,18 @@ function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableO
  * levels c and zeros z = −k (asym with per-group integer zero points; the mins fround(s·z) are the
  * K_N4A32 repack's fround(−k·s)).
  */
+/**
+ * The lut layout `packedActivations: "q8"` runs a uniform int4 layout on (WASM K_NIB4Q8X4*): uniformAsLut with
+ * the scales rounded to f16, as Q4_0 keeps its d, when every scale is 0 or an f16 normal (|s| in
+ * 2^-14 … 65504: the rounding then changes a scale by at most 2^-11 relative); `f16` says whether it did.
+ */
+export function uniformQ8Lut(L: UniformIntLayout): { lut: LutLayout; f16: boolean } {
+  const T = uniformAsLut(L);
+  const f16 = L.scales.every((v) => v === 0 || (Math.abs(v) >= 2 ** -14 && Math.abs(v) <= 65504));
+  if (!f16) return { lut: T, f16 };
+  return { lut: { ...T, scales: Float32Array.from(L.scales, (v) => f16BitsToF32(f32ToF16Bits(v))) }, f16 };
+}
+
 export function uniformAsLut(L: UniformIntLayout): LutLayout {
   const k0 = L.offsets[0] ?? 0;
   const same = L.offsets.every((k) => k === k0);

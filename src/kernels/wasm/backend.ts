@@ -34,7 +34,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformAsLut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Lut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -419,13 +419,12 @@ export class WasmBackend implements Backend {
   private prepUniformQ8(name: string, source: string, L: UniformIntLayout): WasmPrepared {
     if (L.bits === 4 && L.rows % 4 === 0) {
       // int4 as the table u[c] = c on the 4-row interleaved lut4 kernel (one stream per 4 rows, as Q4_0's)
-      const T = uniformAsLut(L);
+      // scales as f16 when in range (kernels/packed.ts uniformQ8Lut), integer zero points as i8 (the kernel forms
+      // the mins): at g32 0.59 B/weight (0.66 with f32 scales) instead of 0.75 with f32 scales and mins
+      const { lut: T, f16 } = uniformQ8Lut(L);
       const Q = lutQ8Layout(T);
       if ("reason" in Q) throw new QuantlabError("E_INTERNAL", `${name}: ${Q.reason}`);
-      // integer zero points as i8 (the kernel forms the mins), f16-exact scales as f16: at g32 0.59 B/weight
-      // (f16) or 0.66 (f32 scales) instead of 0.75 with f32 scales and mins
       const zeros8 = (T.zeros ?? []).every((z) => Number.isInteger(z) && z >= -128 && z <= 127);
-      const f16 = L.scales.every((v) => Object.is(f16BitsToF32(f32ToF16Bits(v)), v));
       return this.prepLutQ8(name, source, Q, zeros8 && (T.zeros !== undefined || f16) ? { zeros: T.zeros, f16 } : undefined);
     }
     const { rows, cols, bits, group, codes } = L;

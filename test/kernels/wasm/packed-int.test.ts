@@ -7,7 +7,7 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { quantizeTensor } from "../../../src/quant/tensor.js";
-import { lutQ8Layout, matvecLutQ8Ref, matvecUniformIntRef, uniformAsLut, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
+import { dequantizeRowLut, lutQ8Layout, matvecLutQ8Ref, matvecUniformIntRef, uniformQ8Lut, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
@@ -168,8 +168,8 @@ describe('packedActivations: "q8"', () => {
         let seed = 300;
         // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
         for (const [spec, kernel1, kernel4] of [
-          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·(f16 scales|i8 zeros)·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·(f16 scales·)?q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·s32 /],
-          ["int8:g32:asym", /^i8·s32·m32/, /^i8·s32·m32/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·((f16 scales|i8 zeros)·)?q8x·4 rows/],
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·s32 /],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·s32·m32/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·q8x·4 rows/],
         ] as const) {
           for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
@@ -183,11 +183,21 @@ describe('packedActivations: "q8"', () => {
               for (let t = 0; t < n; t++) xq.set(dequantizeActivationsQ8(quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols))), t * cols);
               const out = new Float32Array(n * rows);
               if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
-              const e = worst(out, oracle(q.dequantize(), rows, cols, xq, n));
+              // int4 x4: the weights of its lut form (scales rounded to f16: within 2^-11 of the spec's), else the fake-quant ones
+              const L = uniformIntLayout(q) as UniformIntLayout, { lut: T, f16 } = uniformQ8Lut(L);
+              const wq = q.dequantize();
+              if (x4) {
+                assert.ok(f16, spec);
+                const w16 = new Float32Array(rows * cols);
+                for (let r = 0; r < rows; r++) dequantizeRowLut(T, r, w16, r * cols);
+                for (let i = 0; i < wq.length; i++) assert.ok(Math.abs(w16[i]! - wq[i]!) <= 2 ** -11 * Math.abs(wq[i]!) + 1e-30, `${spec} weight ${i}`);
+                wq.set(w16);
+              }
+              const e = worst(out, oracle(wq, rows, cols, xq, n));
               assert.ok(e < 1e-5, `${spec} ${v} [${rows}×${cols}] n=${n}: rel err ${e}`);
               if (x4) {
                 // the nib4 kernel = the lut4 Q8 twin of the layout as a table u[c] = c, bit for bit
-                const L = uniformIntLayout(q) as UniformIntLayout, Q = lutQ8Layout(uniformAsLut(L));
+                const Q = lutQ8Layout(T);
                 assert.ok(!("reason" in Q) && Q.tableBits === 4 && Q.tableError === 0, spec);
                 const twin = new Float32Array(n * rows);
                 for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
@@ -196,6 +206,24 @@ describe('packedActivations: "q8"', () => {
             }
             b.release(p);
           }
+        }
+        // scales below the f16 normals (tiny weights) stay f32: the i8-zeros form, still = its twin and the fake-quant dot
+        {
+          const [rows, cols] = [8, 256];
+          const q = quantizeTensor(randomF32(rows * cols, 77, 1e-5), [rows, cols], "int4:g32:asym");
+          const p = b.prepare({ kind: "quant", q }, "tiny");
+          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·i8 zeros·q8x·4 rows/);
+          const { lut: T, f16 } = uniformQ8Lut(uniformIntLayout(q) as UniformIntLayout);
+          assert.equal(f16, false);
+          const Q = lutQ8Layout(T);
+          assert.ok(!("reason" in Q));
+          const x = randomF32(cols, 78), out = new Float32Array(rows), twin = new Float32Array(rows);
+          b.matvec(p, x, out);
+          const a = quantizeActivationsQ8Ref(x);
+          matvecLutQ8Ref(Q, a, twin);
+          assert.deepEqual(out, twin);
+          assert.ok(worst(out, oracle(q.dequantize(), rows, cols, dequantizeActivationsQ8(a), 1)) < 1e-5);
+          b.release(p);
         }
         // groups that are not whole 32-blocks keep the exact f32-activation kernel
         const q = quantizeTensor(randomF32(2 * 48, 5), [2, 48], "int4:g16");
