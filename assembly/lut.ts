@@ -473,6 +473,8 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
         const be = min(nb, b + gb);
         let gi = f32x4.splat(0);
         let gm: f32 = 0;
+        // modes 5, 6: the group's integer zero points (4 rows' i8), subtracted in the integer dot: Σ (c − z)·x = Σ c·x − z·Σx
+        const zv = mode >= 5 && m != 0 ? i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))) : i32x4.splat(0);
         for (; b < be; b++) {
           const ub = <usize>b;
           const qb = q + (ub << (mode == 4 ? 5 : 6)), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
@@ -480,20 +482,18 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
           const d = load<f32>(ad + (ub << 2));
           const r = mode == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
             x4dot(dm, qb + 32, p0, p1, b16, b8), x4dot(dm, qb + 48, p0, p1, b16, b8));
-          const dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
+          let dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
+          if (mode >= 5 && m != 0) dot = i32x4.sub(dot, i32x4.mul(zv, i32x4.splat(xsum)));
           gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(d)));
-          if (m != 0) gm += d * <f32>xsum;
+          if (mode < 5 && m != 0) gm += d * <f32>xsum;
         }
-        // modes 5, 6: the mins as fround(s·z) from i8 zeros, as the twin's f32 mins; mode 5: the scales as their f16 bits (exact)
+        // mode 5: the scales as their f16 bits (exact in f32)
         const sv = mode == 5 ? f16x4_to_f32(v128.load16x4_s(s + (j << 3))) : v128.load(s + (j << 4));
         acc = f32x4.add(acc, f32x4.mul(gi, sv));
-        if (m != 0) {
-          const mv = mode >= 5 ? f32x4.mul(sv, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))))) : v128.load(m + (j << 4));
-          accm = f32x4.add(accm, f32x4.mul(mv, f32x4.splat(gm)));
-        }
+        if (mode < 5 && m != 0) accm = f32x4.add(accm, f32x4.mul(v128.load(m + (j << 4)), f32x4.splat(gm)));
         j++;
       }
-      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, m != 0 ? f32x4.sub(acc, accm) : acc);
+      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, mode < 5 && m != 0 ? f32x4.sub(acc, accm) : acc);
     }
   }
 }

@@ -385,6 +385,8 @@ export interface LutQ8Layout {
   readonly scales: Float32Array;
   /** f32 fround(s·z) per (row, group), affine lut4 only */
   readonly mins: Float32Array | undefined;
+  /** integer zero points per (row, group) subtracted in the integer dot instead of mins (uniformQ8Layout), or undefined */
+  readonly zeroCodes?: Int8Array;
 }
 
 /** Why a lut layout has no Q8-activation form, or undefined. */
@@ -481,15 +483,21 @@ function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableO
  * K_N4A32 repack's fround(−k·s)).
  */
 /**
- * The lut layout `packedActivations: "q8"` runs a uniform int4 layout on (WASM K_NIB4Q8X4*): uniformAsLut with
- * the scales rounded to f16, as Q4_0 keeps its d, when every scale is 0 or an f16 normal (|s| in
- * 2^-14 … 65504: the rounding then changes a scale by at most 2^-11 relative); `f16` says whether it did.
+ * The Q8 form `packedActivations: "q8"` runs a uniform int4 layout on (WASM K_NIB4Q8X4*, rows % 4 = 0): the lut4 form
+ * of uniformAsLut with the table u[c] = c, the scales rounded to f16 as Q4_0 keeps its d when every scale is 0 or
+ * an f16 normal (|s| in 2^-14 … 65504: a scale then moves by at most 2^-11 relative; `f16` says whether it did),
+ * and integer zero points (asym) as zeroCodes subtracted in the integer dot — w = s·(c − z) exactly, no mins.
  */
-export function uniformQ8Lut(L: UniformIntLayout): { lut: LutLayout; f16: boolean } {
-  const T = uniformAsLut(L);
+export function uniformQ8Layout(L: UniformIntLayout): { q8: LutQ8Layout; lut: LutLayout; f16: boolean } | { reason: string } {
+  let T = uniformAsLut(L);
   const f16 = L.scales.every((v) => v === 0 || (Math.abs(v) >= 2 ** -14 && Math.abs(v) <= 65504));
-  if (!f16) return { lut: T, f16 };
-  return { lut: { ...T, scales: Float32Array.from(L.scales, (v) => f16BitsToF32(f32ToF16Bits(v))) }, f16 };
+  if (f16) T = { ...T, scales: Float32Array.from(L.scales, (v) => f16BitsToF32(f32ToF16Bits(v))) };
+  const Q = lutQ8Layout(T);
+  if ("reason" in Q) return Q;
+  if (Q.tableBits !== 4 || Q.tableScale !== 1) return { reason: `${L.bits}-bit levels are not the nibbles` };
+  if (!T.zeros) return { q8: Q, lut: T, f16 };
+  if (!T.zeros.every((z) => Number.isInteger(z) && z >= -128 && z <= 127)) return { reason: "zero points are not int8" };
+  return { q8: { ...Q, mins: undefined, zeroCodes: Int8Array.from(T.zeros) }, lut: T, f16 };
 }
 
 export function uniformAsLut(L: UniformIntLayout): LutLayout {
@@ -544,6 +552,8 @@ export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Arr
         dot.fill(0);
         // tern2 lanes: element e of a block in i32 lane (e & 15) >> 2 (assembly/lut.ts t2dot32)
         for (let e = 0; e < 32; e++) dot[tern ? (e & 15) >> 2 : 0]! += lutQ8WeightCode(Q, r * cols + b * 32 + e) * xq.q[b * 32 + e]!;
+        // zero codes: Σ (t − z)·x = Σ t·x − z·Σx, still one exact integer
+        if (Q.zeroCodes) dot[0]! -= Q.zeroCodes[r * nG + j]! * (xq.sums16[2 * b]! + xq.sums16[2 * b + 1]!);
         const d = xq.d[b]!;
         if (tern) for (let k = 0; k < 4; k++) gi4[k] = fr(gi4[k]! + fr(fr(dot[k]!) * d));
         else {

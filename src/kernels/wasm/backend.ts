@@ -34,7 +34,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Lut, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
@@ -419,13 +419,10 @@ export class WasmBackend implements Backend {
   private prepUniformQ8(name: string, source: string, L: UniformIntLayout): WasmPrepared {
     if (L.bits === 4 && L.rows % 4 === 0) {
       // int4 as the table u[c] = c on the 4-row interleaved lut4 kernel (one stream per 4 rows, as Q4_0's)
-      // scales as f16 when in range (kernels/packed.ts uniformQ8Lut), integer zero points as i8 (the kernel forms
-      // the mins): at g32 0.59 B/weight (0.66 with f32 scales) instead of 0.75 with f32 scales and mins
-      const { lut: T, f16 } = uniformQ8Lut(L);
-      const Q = lutQ8Layout(T);
-      if ("reason" in Q) throw new QuantlabError("E_INTERNAL", `${name}: ${Q.reason}`);
-      const zeros8 = (T.zeros ?? []).every((z) => Number.isInteger(z) && z >= -128 && z <= 127);
-      return this.prepLutQ8(name, source, Q, zeros8 && (T.zeros !== undefined || f16) ? { zeros: T.zeros, f16 } : undefined);
+      // scales as f16 when in range, integer zero points as i8 subtracted in the integer dot (kernels/packed.ts
+      // uniformQ8Layout): at g32 0.59 B/weight (0.66 with f32 scales) instead of 0.75 with f32 scales and mins
+      const U = uniformQ8Layout(L);
+      if (!("reason" in U)) return this.prepLutQ8(name, source, U.q8, { f16: U.f16 });
     }
     const { rows, cols, bits, group, codes } = L;
     const n = rows * cols, nb = n / 32, perRow = Math.ceil(cols / group);
@@ -464,11 +461,11 @@ export class WasmBackend implements Backend {
    * as int16 swizzle planes, ternary as sign/zero masks), Q8 activations; codes, scales, mins and the
    * table's 64 bytes of planes in one allocation, each part 64-byte aligned. Layouts without that form keep the f32 kernel.
    */
-  private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { zeros: Float32Array | undefined; f16: boolean }): WasmPrepared {
+  private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { f16: boolean }): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
     if (compact && (Q.tableBits !== 4 || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
-    // compact (K_NIB4Q8X4H / Z): i8 zeros (the kernel forms the mins fround(s·z) the twin reads from Q.mins), f16 or f32 scales
-    const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : 4), mb = compact ? (compact.zeros?.length ?? 0) : Q.mins?.byteLength ?? 0;
+    // compact (K_NIB4Q8X4H / Z, uniform int4): f16 or f32 scales, the zero codes as i8
+    const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : 4), mb = compact ? (Q.zeroCodes?.length ?? 0) : Q.mins?.byteLength ?? 0;
     const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 64, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb), lut = w2 + a64(mb);
     const buf = shard.arena.memory.buffer;
@@ -505,7 +502,7 @@ export class WasmBackend implements Backend {
         if (!s16) il(Q.scales, w1);
         for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) {
           if (s16) s16[(g * nG + j) * 4 + k] = f32ToF16Bits(Q.scales[(4 * g + k) * nG + j]!);
-          if (compact.zeros) z8[(g * nG + j) * 4 + k] = compact.zeros[(4 * g + k) * nG + j]!;
+          if (Q.zeroCodes) z8[(g * nG + j) * 4 + k] = Q.zeroCodes[(4 * g + k) * nG + j]!;
         }
       } else {
         il(Q.scales, w1);
@@ -527,7 +524,7 @@ export class WasmBackend implements Backend {
       }
     }
     const kind = compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
-    const p = new WasmPrepared(Q.rows, Q.cols, compact ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
+    const p = new WasmPrepared(Q.rows, Q.cols, compact ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;

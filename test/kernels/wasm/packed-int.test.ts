@@ -7,7 +7,7 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { quantizeTensor } from "../../../src/quant/tensor.js";
-import { dequantizeRowLut, lutQ8Layout, matvecLutQ8Ref, matvecUniformIntRef, uniformQ8Lut, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
+import { dequantizeRowLut, matvecLutQ8Ref, matvecUniformIntRef, uniformQ8Layout, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
@@ -184,10 +184,11 @@ describe('packedActivations: "q8"', () => {
               const out = new Float32Array(n * rows);
               if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
               // int4 x4: the weights of its lut form (scales rounded to f16: within 2^-11 of the spec's), else the fake-quant ones
-              const L = uniformIntLayout(q) as UniformIntLayout, { lut: T, f16 } = uniformQ8Lut(L);
+              const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
               const wq = q.dequantize();
               if (x4) {
-                assert.ok(f16, spec);
+                assert.ok(!("reason" in U) && U.f16, spec);
+                const T = U.lut;
                 const w16 = new Float32Array(rows * cols);
                 for (let r = 0; r < rows; r++) dequantizeRowLut(T, r, w16, r * cols);
                 for (let i = 0; i < wq.length; i++) assert.ok(Math.abs(w16[i]! - wq[i]!) <= 2 ** -11 * Math.abs(wq[i]!) + 1e-30, `${spec} weight ${i}`);
@@ -195,10 +196,10 @@ describe('packedActivations: "q8"', () => {
               }
               const e = worst(out, oracle(wq, rows, cols, xq, n));
               assert.ok(e < 1e-5, `${spec} ${v} [${rows}×${cols}] n=${n}: rel err ${e}`);
-              if (x4) {
+              if (x4 && !("reason" in U)) {
                 // the nib4 kernel = the lut4 Q8 twin of the layout as a table u[c] = c, bit for bit
-                const Q = lutQ8Layout(T);
-                assert.ok(!("reason" in Q) && Q.tableBits === 4 && Q.tableError === 0, spec);
+                const Q = U.q8;
+                assert.ok(Q.tableBits === 4 && Q.tableError === 0 && !Q.mins && (spec.includes("asym") ? Q.zeroCodes !== undefined : true), spec);
                 const twin = new Float32Array(n * rows);
                 for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
                 assert.deepEqual(out, twin, `${spec} ${v} [${rows}×${cols}] n=${n}`);
@@ -213,10 +214,9 @@ describe('packedActivations: "q8"', () => {
           const q = quantizeTensor(randomF32(rows * cols, 77, 1e-5), [rows, cols], "int4:g32:asym");
           const p = b.prepare({ kind: "quant", q }, "tiny");
           assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·i8 zeros·q8x·4 rows/);
-          const { lut: T, f16 } = uniformQ8Lut(uniformIntLayout(q) as UniformIntLayout);
-          assert.equal(f16, false);
-          const Q = lutQ8Layout(T);
-          assert.ok(!("reason" in Q));
+          const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
+          assert.ok(!("reason" in U) && !U.f16);
+          const Q = U.q8;
           const x = randomF32(cols, 78), out = new Float32Array(rows), twin = new Float32Array(rows);
           b.matvec(p, x, out);
           const a = quantizeActivationsQ8Ref(x);
