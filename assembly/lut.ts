@@ -6,6 +6,7 @@
 // order of operations depends only on the shape: the same bits on every thread count and in both builds.
 import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
 import { f16x4_to_f32 } from "./f16";
+import { dptr, dint } from "./desc";
 
 @inline function hsum4(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
@@ -154,17 +155,17 @@ import { f16x4_to_f32 } from "./f16";
 /** Rows [r0, r1) of a K_LUT* job (bits `b` a compile-time constant, 0 = read D_BITS and gather), tokens in
  * blocks of 8 so a block's f32 activations stay in cache while each packed row is reused from L1. */
 @inline function runLut(b: i32, desc: usize, r0: i32, r1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const xf = load<u32>(desc + (D_XF << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const g = load<i32>(desc + (D_GROUP << 2));
-  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
-  const bits = b != 0 ? b : load<i32>(desc + (D_BITS << 2));
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const xf = dptr(desc, D_XF);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const lut = dptr(desc, D_LUT);
+  const bits = b != 0 ? b : dint(desc, D_BITS);
   const nG = (cols + g - 1) / g;
   const ucols = <usize>cols;
   for (let t0 = 0; t0 < n; t0 += 8) {
@@ -300,19 +301,19 @@ const LUT4_RELAXED = false;
 
 /** Rows [r0, r1) of a K_LUT4Q8 / K_TERN2Q8 job, tokens in blocks of 8 as runLut. */
 @inline function runLutQ8(tern: bool, desc: usize, r0: i32, r1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
-  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
-  const xd = load<u32>(desc + (D_XD << 2)) as usize;
-  const xs = load<u32>(desc + (D_XS << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const g = load<i32>(desc + (D_GROUP << 2));
-  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const x16 = dptr(desc, D_X16);
+  const x8 = dptr(desc, D_X8);
+  const xd = dptr(desc, D_XD);
+  const xs = dptr(desc, D_XS);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const lut = dptr(desc, D_LUT);
   // planes: low and high bytes of t (SIMD128), then t & 127 and (t >> 7) + 64 (relaxed)
   const tlo = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 32 : 0));
   const thi = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 48 : 16));
@@ -438,20 +439,20 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
  * of dot_lut4q8 — gi += f32(dot)·d, per group acc += gi·s and accm += m·(Σ d·f32(Σx)), result acc − accm —
  * runs once per 4 rows, the same operations per lane as K_LUT4Q8 per row (the same bits). */
 @inline function runLutQ8X4(mode: i32, desc: usize, g0: i32, g1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
-  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
-  const xd = load<u32>(desc + (D_XD << 2)) as usize;
-  const xs = load<u32>(desc + (D_XS << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const g = load<i32>(desc + (D_GROUP << 2));
-  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
-  const off = load<i32>(desc + (D_BITS << 2));
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const x16 = dptr(desc, D_X16);
+  const x8 = dptr(desc, D_X8);
+  const xd = dptr(desc, D_XD);
+  const xs = dptr(desc, D_XS);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const lut = dptr(desc, D_LUT);
+  const off = dint(desc, D_BITS);
   const pl = lut + (mode == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
   const dm = mode >= 5 ? 0 : mode; // the dot's table mode (5, 6 = 0 with compact parameters)
   const p0 = dm == 0 || dm == 4 ? v128.splat<i32>(0) : v128.load(pl);
