@@ -457,9 +457,11 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout: 4-bit tables
-   * as int16 swizzle planes, ternary as sign/zero masks), Q8 activations; codes, scales, mins and the
-   * table's 64 bytes of planes in one allocation, each part 64-byte aligned. Layouts without that form keep the f32 kernel.
+   * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout), Q8 activations;
+   * codes, scales, mins (or int8 zero codes) and the table's 64 bytes of planes in one allocation, each part 64-byte
+   * aligned. rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4: the unsigned table's swizzle planes, ternary as
+   * u = w + 1 planes); other rows: K_LUT4Q8 (int16 byte planes) / K_TERN2Q8 (sign/zero masks). Layouts without an
+   * integer form keep the f32 kernel.
    */
   private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { f16: boolean }): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
