@@ -93,6 +93,9 @@ export const K_TERN2Q8X4 = 28;
 export const K_NIB4Q8X4H = 29;
 /** the same with f32 scales (4 per (row group, group)) */
 export const K_NIB4Q8X4Z = 30;
+/** K_LUT4Q8X4 with every scale a power of two (mxfp4's e8m0 scales / A): each as its f32 exponent byte, 4 per (row
+ * group, group) at D_W1 (the kernel shifts it back into place: exact); no mins */
+export const K_LUT4Q8X4E = 31;
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

@@ -434,11 +434,17 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   return reduce4i(r0, r1, r2, r3);
 }
 
-/** Row groups [g0, g1) of a K_NIB4Q8X4 / K_LUT4Q8X4 / K_LUT12Q8X4 / K_LUT7Q8X4 / K_TERN2Q8X4 (mode 4) job (abi.ts), every token on a group while
+/** Row groups [g0, g1) of a K_*Q8X4 job (abi.ts; dm: the dot's table form, 4 = ternary; sf: the scale format; zc: int8
+ * zero codes at D_W2 instead of f32 mins), every token on a group while
  * its 4 rows are in cache. Per block the four rows' exact dots become one i32x4 (lane = row), so the f32 work
  * of dot_lut4q8 — gi += f32(dot)·d, per group acc += gi·s and accm += m·(Σ d·f32(Σx)), result acc − accm —
  * runs once per 4 rows, the same operations per lane as K_LUT4Q8 per row (the same bits). */
-@inline function runLutQ8X4(mode: i32, desc: usize, g0: i32, g1: i32): void {
+/** scale formats of the interleaved kernels: 4 f32, 4 f16 bits, or 4 f32 exponent bytes per (row group, group) */
+const SF_F32 = 0;
+const SF_F16 = 1;
+const SF_E8 = 2;
+
+@inline function runLutQ8X4(dm: i32, sf: i32, zc: bool, desc: usize, g0: i32, g1: i32): void {
   const rows = dint(desc, D_ROWS);
   const cols = dint(desc, D_COLS);
   const w0 = dptr(desc, D_W0);
@@ -453,17 +459,16 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   const g = dint(desc, D_GROUP);
   const lut = dptr(desc, D_LUT);
   const off = dint(desc, D_BITS);
-  const pl = lut + (mode == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
-  const dm = mode >= 5 ? 0 : mode; // the dot's table mode (5, 6 = 0 with compact parameters)
+  const pl = lut + (dm == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
   const p0 = dm == 0 || dm == 4 ? v128.splat<i32>(0) : v128.load(pl);
-  const p1 = mode == 2 ? v128.load(pl, 16) : v128.splat<i32>(0);
+  const p1 = dm == 2 ? v128.load(pl, 16) : v128.splat<i32>(0);
   const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols, gb = g >> 5;
   const nG = <usize>((cols + g - 1) / g);
   for (let gr = g0; gr < g1; gr++) {
     const ug = <usize>gr;
-    const q = w0 + ug * unb * (mode == 4 ? 32 : 64);
-    const s = w1 + ug * nG * (mode == 5 ? 8 : 16);
-    const m = w2 != 0 ? w2 + ug * nG * (mode >= 5 ? 4 : 16) : 0;
+    const q = w0 + ug * unb * (dm == 4 ? 32 : 64);
+    const s = w1 + ug * nG * (sf == SF_F32 ? 16 : sf == SF_F16 ? 8 : 4);
+    const m = w2 != 0 ? w2 + ug * nG * (zc ? 4 : 16) : 0;
     for (let t = 0; t < n; t++) {
       const ut = <usize>t;
       const a16 = x16 + ut * ucols * 2, a8 = x8 + ut * ucols, ad = xd + ut * unb * 4, as = xs + ut * unb * 8;
@@ -474,35 +479,37 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
         const be = min(nb, b + gb);
         let gi = f32x4.splat(0);
         let gm: f32 = 0;
-        // modes 5, 6: the group's integer zero points (4 rows' i8), subtracted in the integer dot: Σ (c − z)·x = Σ c·x − z·Σx
-        const zv = mode >= 5 && m != 0 ? i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))) : i32x4.splat(0);
+        // zc: the group's integer zero points (4 rows' i8), subtracted in the integer dot: Σ (c − z)·x = Σ c·x − z·Σx
+        const zv = zc && m != 0 ? i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))) : i32x4.splat(0);
         for (; b < be; b++) {
           const ub = <usize>b;
-          const qb = q + (ub << (mode == 4 ? 5 : 6)), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
+          const qb = q + (ub << (dm == 4 ? 5 : 6)), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
           const xsum = load<i32>(as + (ub << 3)) + load<i32>(as + (ub << 3), 4);
           const d = load<f32>(ad + (ub << 2));
-          const r = mode == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
+          const r = dm == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
             x4dot(dm, qb + 32, p0, p1, b16, b8), x4dot(dm, qb + 48, p0, p1, b16, b8));
           let dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
-          if (mode >= 5 && m != 0) dot = i32x4.sub(dot, i32x4.mul(zv, i32x4.splat(xsum)));
+          if (zc && m != 0) dot = i32x4.sub(dot, i32x4.mul(zv, i32x4.splat(xsum)));
           gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(d)));
-          if (mode < 5 && m != 0) gm += d * <f32>xsum;
+          if (!zc && m != 0) gm += d * <f32>xsum;
         }
-        // mode 5: the scales as their f16 bits (exact in f32)
-        const sv = mode == 5 ? f16x4_to_f32(v128.load16x4_s(s + (j << 3))) : v128.load(s + (j << 4));
+        // the scales as f32, their f16 bits, or their f32 exponent bytes (powers of two: mxfp4's e8m0 / A), all exact
+        const sv = sf == SF_F32 ? v128.load(s + (j << 4)) : sf == SF_F16 ? f16x4_to_f32(v128.load16x4_s(s + (j << 3)))
+          : i32x4.shl(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(s + (j << 2)))), 23);
         acc = f32x4.add(acc, f32x4.mul(gi, sv));
-        if (mode < 5 && m != 0) accm = f32x4.add(accm, f32x4.mul(v128.load(m + (j << 4)), f32x4.splat(gm)));
+        if (!zc && m != 0) accm = f32x4.add(accm, f32x4.mul(v128.load(m + (j << 4)), f32x4.splat(gm)));
         j++;
       }
-      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, mode < 5 && m != 0 ? f32x4.sub(acc, accm) : acc);
+      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, !zc && m != 0 ? f32x4.sub(acc, accm) : acc);
     }
   }
 }
 
-export function run_k24(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, desc, g0, g1); }
-export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, desc, g0, g1); }
-export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, desc, g0, g1); }
-export function run_k27(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, desc, g0, g1); }
-export function run_k28(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, desc, g0, g1); }
-export function run_k29(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, desc, g0, g1); }
-export function run_k30(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(6, desc, g0, g1); }
+export function run_k24(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, false, desc, g0, g1); }
+export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_F32, false, desc, g0, g1); }
+export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, SF_F32, false, desc, g0, g1); }
+export function run_k27(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, SF_F32, false, desc, g0, g1); }
+export function run_k28(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_F32, false, desc, g0, g1); }
+export function run_k29(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
+export function run_k30(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
+export function run_k31(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }

@@ -33,7 +33,7 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
@@ -97,6 +97,13 @@ export interface WasmListingRow {
   /** set when the weight was dequantized to f32 because no WASM kernel handles it */
   fallback?: string;
 }
+
+/** The bits of an f32 value. */
+function f32Bits(v: number): number {
+  F32B[0] = v;
+  return U32B[0]!;
+}
+const F32B = new Float32Array(1), U32B = new Uint32Array(F32B.buffer);
 
 export class WasmBackend implements Backend {
   readonly name: string;
@@ -467,7 +474,9 @@ export class WasmBackend implements Backend {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
     if (compact && (Q.tableBits !== 4 || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
     // compact (K_NIB4Q8X4H / Z, uniform int4): f16 or f32 scales, the zero codes as i8
-    const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : 4), mb = compact ? (Q.zeroCodes?.length ?? 0) : Q.mins?.byteLength ?? 0;
+    // e8: a 6-bit table whose scales are all powers of two (or 0; mxfp4) keeps each as its f32 exponent byte
+    const e8 = !compact && Q.kind === "lut4" && Q.rows % 4 === 0 && Q.tableBits === 6 && !Q.mins && Q.scales.every((v) => (f32Bits(v) & 0x807fffff) === 0 && f32Bits(v) >>> 23 !== 255);
+    const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : e8 ? 1 : 4), mb = compact ? (Q.zeroCodes?.length ?? 0) : Q.mins?.byteLength ?? 0;
     const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 64, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb), lut = w2 + a64(mb);
     const buf = shard.arena.memory.buffer;
@@ -499,7 +508,10 @@ export class WasmBackend implements Backend {
         const d = new Float32Array(buf, at, v.length);
         for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) d[(g * nG + j) * 4 + k] = v[(4 * g + k) * nG + j]!;
       };
-      if (compact) {
+      if (e8) {
+        const d = new Uint8Array(buf, w1, Q.scales.length);
+        for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) d[(g * nG + j) * 4 + k] = f32Bits(Q.scales[(4 * g + k) * nG + j]!) >>> 23;
+      } else if (compact) {
         const s16 = compact.f16 ? new Uint16Array(buf, w1, Q.scales.length) : undefined, z8 = new Int8Array(buf, w2, mb);
         if (!s16) il(Q.scales, w1);
         for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) {
@@ -525,8 +537,8 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
-    const p = new WasmPrepared(Q.rows, Q.cols, compact ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
+    const kind = compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;

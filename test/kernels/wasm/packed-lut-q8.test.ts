@@ -29,7 +29,7 @@ async function q8Backend(variant: (typeof VARIANTS)[number], threads: number): P
 /** spec → kernel name prefix (rows % 4 ≠ 0, and rows % 4 = 0: the interleaved form of the table's u range); the Q8 forms */
 const SPECS: [string, RegExp, RegExp][] = [
   ["nf4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
-  ["mxfp4", /^lut4·g32·i16-swizzle/, /^lut4·g32·u6-swizzle·q8x·4 rows/], ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/, /^lut4·row·u6-swizzle·q8x·4 rows/],
+  ["mxfp4", /^lut4·g32·i16-swizzle/, /^lut4·g32·u6-swizzle·e8 scales·q8x·4 rows/], ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/, /^lut4·row·u6-swizzle·q8x·4 rows/],
   ["int4:g32:asymf", /^lut4·g32·i16-swizzle/, /^nib4·g32·q8x·4 rows/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
   ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·q8x·4 rows/],
   ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·q8x·4 rows/],
