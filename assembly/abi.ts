@@ -96,6 +96,10 @@ export const K_NIB4Q8X4Z = 30;
 /** K_LUT4Q8X4 with every scale a power of two (mxfp4's e8m0 scales / A): each as its f32 exponent byte, 4 per (row
  * group, group) at D_W1 (the kernel shifts it back into place: exact); no mins */
 export const K_LUT4Q8X4E = 31;
+/** uniform int8 specs (src/kernels/packed.ts uniformQ8Layout, kind "i8x4"), 4 rows interleaved: int8 codes t = c − 128,
+ * 128 bytes per block step (row k's 32 at k·32), f32 scales as K_LUT4Q8X4's, int8 zero codes at D_W2 (0 = none)
+ * subtracted in the integer dot */
+export const K_I8Q8X4 = 33; // 32 is K_ATTN_F32
 
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;

@@ -394,6 +394,16 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   return i32x4.add(u8dot16(a, x16), u8dot16(b, x16 + 32));
 }
 
+/** One row's 32 int8 codes at q · 32 activation codes (i16) → 4 i32 lanes, exact (load8x8_s + i32x4.dot_i16x8_s, as
+ * index.ts i8dot32: both builds; relaxed SIMD has no signed × signed byte dot). */
+@inline function i8x4dot(q: usize, x16: usize): v128 {
+  const p0 = i32x4.dot_i16x8_s(v128.load8x8_s(q), v128.load(x16));
+  const p1 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), v128.load(x16, 16));
+  const p2 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), v128.load(x16, 32));
+  const p3 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), v128.load(x16, 48));
+  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+}
+
 /** Lane k = the lane sum of s_k (four rows' block dots side by side). */
 @inline function reduce4i(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
@@ -434,7 +444,7 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   return reduce4i(r0, r1, r2, r3);
 }
 
-/** Row groups [g0, g1) of a K_*Q8X4 job (abi.ts; dm: the dot's table form, 4 = ternary; sf: the scale format; zc: int8
+/** Row groups [g0, g1) of a K_*Q8X4 job (abi.ts; dm: the dot's table form, 4 = ternary, 5 = int8 codes; sf: the scale format; zc: int8
  * zero codes at D_W2 instead of f32 mins), every token on a group while
  * its 4 rows are in cache. Per block the four rows' exact dots become one i32x4 (lane = row), so the f32 work
  * of dot_lut4q8 — gi += f32(dot)·d, per group acc += gi·s and accm += m·(Σ d·f32(Σx)), result acc − accm —
@@ -466,7 +476,9 @@ const SF_E8 = 2;
   const nG = <usize>((cols + g - 1) / g);
   for (let gr = g0; gr < g1; gr++) {
     const ug = <usize>gr;
-    const q = w0 + ug * unb * (dm == 4 ? 32 : 64);
+    // bytes per block step of 4 rows: ternary 32, nibbles 64, int8 128
+    const bstep: usize = dm == 4 ? 32 : dm == 5 ? 128 : 64;
+    const q = w0 + ug * unb * bstep;
     const s = w1 + ug * nG * (sf == SF_F32 ? 16 : sf == SF_F16 ? 8 : 4);
     const m = w2 != 0 ? w2 + ug * nG * (zc ? 4 : 16) : 0;
     for (let t = 0; t < n; t++) {
@@ -483,10 +495,12 @@ const SF_E8 = 2;
         const zv = zc && m != 0 ? i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))) : i32x4.splat(0);
         for (; b < be; b++) {
           const ub = <usize>b;
-          const qb = q + (ub << (dm == 4 ? 5 : 6)), b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
+          const qb = q + ub * bstep, b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
           const xsum = load<i32>(as + (ub << 3)) + load<i32>(as + (ub << 3), 4);
           const d = load<f32>(ad + (ub << 2));
-          const r = dm == 4 ? tdot4(qb, b16, b8) : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
+          const r = dm == 4 ? tdot4(qb, b16, b8)
+            : dm == 5 ? reduce4i(i8x4dot(qb, b16), i8x4dot(qb + 32, b16), i8x4dot(qb + 64, b16), i8x4dot(qb + 96, b16))
+            : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
             x4dot(dm, qb + 32, p0, p1, b16, b8), x4dot(dm, qb + 48, p0, p1, b16, b8));
           let dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
           if (zc && m != 0) dot = i32x4.sub(dot, i32x4.mul(zv, i32x4.splat(xsum)));
@@ -513,3 +527,4 @@ export function run_k28(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_
 export function run_k29(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
 export function run_k30(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
 export function run_k31(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
+export function run_k33(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }

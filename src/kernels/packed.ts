@@ -364,7 +364,7 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  *   interleaved as u = w + 1 (K_TERN2Q8X4, pmaddubsw on the 2-bit planes), whose f32 order is lut4's.
  */
 export interface LutQ8Layout {
-  readonly kind: "lut4" | "tern2" | "tern2x4";
+  readonly kind: "lut4" | "tern2" | "tern2x4" | "i8x4";
   readonly rows: number;
   readonly cols: number;
   /** weights per scale group, a multiple of 32 (the last group of a row may be shorter, whole 32-blocks) */
@@ -489,6 +489,7 @@ function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableO
  * and integer zero points (asym) as zeroCodes subtracted in the integer dot — w = s·(c − z) exactly, no mins.
  */
 export function uniformQ8Layout(L: UniformIntLayout): { q8: LutQ8Layout; lut: LutLayout; f16: boolean } | { reason: string } {
+  if (L.bits === 8) return uniformQ8Layout8(L);
   let T = uniformAsLut(L);
   const f16 = L.scales.every((v) => v === 0 || (Math.abs(v) >= 2 ** -14 && Math.abs(v) <= 65504));
   if (f16) T = { ...T, scales: Float32Array.from(L.scales, (v) => f16BitsToF32(f32ToF16Bits(v))) };
@@ -498,6 +499,25 @@ export function uniformQ8Layout(L: UniformIntLayout): { q8: LutQ8Layout; lut: Lu
   if (!T.zeros) return { q8: Q, lut: T, f16 };
   if (!T.zeros.every((z) => Number.isInteger(z) && z >= -128 && z <= 127)) return { reason: "zero points are not int8" };
   return { q8: { ...Q, mins: undefined, zeroCodes: Int8Array.from(T.zeros) }, lut: T, f16 };
+}
+
+/**
+ * int8 (rows % 4 = 0, 32-multiple groups) as kind "i8x4" (WASM K_I8Q8X4): codes t = c − 128 as int8, the f32 scales as
+ * stored, and the zero code z' = −k − 128 per group (w = s·(c + k) = s·(t − z'), in −128…127 for k in −255…0)
+ * subtracted in the integer dot, or none when every k is −128 (sym). Exact: w is the fake-quant weight.
+ */
+function uniformQ8Layout8(L: UniformIntLayout): { q8: LutQ8Layout; lut: LutLayout; f16: boolean } | { reason: string } {
+  const { rows, cols, group } = L;
+  if (cols % 32 !== 0 || group % 32 !== 0) return { reason: `groups of ${group} in rows of ${cols} (Q8 activations: multiples of 32)` };
+  if (!L.offsets.every((k) => Number.isInteger(k) && k >= -255 && k <= 0)) return { reason: "offsets outside −255…0" };
+  const codes = new Uint8Array(rows * cols);
+  for (let i = 0; i < codes.length; i++) codes[i] = (L.codes[i]! - 128) & 0xff;
+  const sym = L.offsets.every((k) => k === -128);
+  const zeroCodes = sym ? undefined : Int8Array.from(L.offsets, (k) => -k - 128);
+  const table = new Float64Array(16);
+  const lut: LutLayout = { family: "lut", bits: 8, rows, cols, group, codes: L.codes, table, scales: L.scales, zeros: undefined };
+  const q8: LutQ8Layout = { kind: "i8x4", rows, cols, group, codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales: L.scales, mins: undefined, zeroCodes };
+  return { q8, lut, f16: false };
 }
 
 export function uniformAsLut(L: UniformIntLayout): LutLayout {
@@ -518,6 +538,7 @@ export function lutQ8Bytes(Q: LutQ8Layout): number {
 
 /** Integer weight (t[c], or −1/0/+1) of element e (row-major) of a Q8 form. */
 export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
+  if (Q.kind === "i8x4") return (Q.codes[e]! << 24) >> 24;
   if (Q.kind !== "lut4") {
     const c = bitCodeAt(Q.codes, 2, e);
     return c === 0 ? 0 : c === 1 ? 1 : -1;

@@ -33,7 +33,7 @@ import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
@@ -431,6 +431,11 @@ export class WasmBackend implements Backend {
       const U = uniformQ8Layout(L);
       if (!("reason" in U)) return this.prepLutQ8(name, source, U.q8, { f16: U.f16 });
     }
+    if (L.bits === 8 && L.rows % 4 === 0) {
+      // int8 as int8 codes t = c − 128, 4 rows interleaved (K_I8Q8X4), zero codes in the integer dot: 1 B/weight + scales
+      const U = uniformQ8Layout(L);
+      if (!("reason" in U)) return this.prepLutQ8(name, source, U.q8, { f16: false });
+    }
     const { rows, cols, bits, group, codes } = L;
     const n = rows * cols, nb = n / 32, perRow = Math.ceil(cols / group);
     const sym8 = bits === 8 && L.offsets.every((k) => k === -128);
@@ -472,7 +477,7 @@ export class WasmBackend implements Backend {
    */
   private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { f16: boolean }): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    if (compact && (Q.tableBits !== 4 || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
+    if (compact && ((Q.kind !== "i8x4" && Q.tableBits !== 4) || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
     // compact (K_NIB4Q8X4H / Z, uniform int4): f16 or f32 scales, the zero codes as i8
     // e8: a 6-bit table whose scales are all powers of two (or 0; mxfp4) keeps each as its f32 exponent byte
     const e8 = !compact && Q.kind === "lut4" && Q.rows % 4 === 0 && Q.tableBits === 6 && !Q.mins && Q.scales.every((v) => (f32Bits(v) & 0x807fffff) === 0 && f32Bits(v) >>> 23 !== 255);
@@ -483,7 +488,8 @@ export class WasmBackend implements Backend {
     // lut4 with rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4): block b of row 4g+k at (g·nb + b)·64 + k·16,
     // scales and mins as 4 f32 per (row group, group), lane k = row 4g+k
     // tern2x4: u = w + 1 as 2-bit codes, 8 bytes per row and block (abi.ts K_TERN2Q8X4), 4 rows per 32 bytes
-    const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || Q.kind === "tern2x4";
+    const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || Q.kind === "tern2x4" || Q.kind === "i8x4";
+    const bpb = Q.kind === "i8x4" ? 32 : 16; // code bytes per row and 32-block (lut4, i8x4)
     if (x4) {
       const nb = Q.cols / 32, nG = Q.scales.length / Q.rows;
       const dc = new Uint8Array(buf, w0, cb);
@@ -500,8 +506,8 @@ export class WasmBackend implements Backend {
             }
             continue;
           }
-          const src = r * nb * 16;
-          for (let b = 0; b < nb; b++) dc.set(Q.codes.subarray(src + b * 16, src + b * 16 + 16), (g * nb + b) * 64 + k * 16);
+          const src8 = r * nb * bpb;
+          for (let b = 0; b < nb; b++) dc.set(Q.codes.subarray(src8 + b * bpb, src8 + b * bpb + bpb), (g * nb + b) * 4 * bpb + k * bpb);
         }
       }
       const il = (v: Float32Array, at: number) => {
@@ -537,7 +543,7 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
     const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;

@@ -161,20 +161,20 @@ describe("packed uniform-int properties", () => {
 });
 
 describe('packedActivations: "q8"', () => {
-  test("32-multiple groups run on the integer kernels: = fake-quant weights × Q8 reference activations; int4 with rows % 4 = 0 on the interleaved nib4 kernel = its lut twin", () => {
+  test("32-multiple groups run on the integer kernels: = fake-quant weights × Q8 reference activations; rows % 4 = 0 on the interleaved nib4 / i8 kernels = their lut twin", () => {
     for (const v of VARIANTS) {
       const b = createNodeWasmBackend({ variant: v, packedActivations: "q8" });
       try {
         let seed = 300;
         // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
         for (const [spec, kernel1, kernel4] of [
-          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·s32 /],
-          ["int8:g32:asym", /^i8·s32·m32/, /^i8·s32·m32/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·q8x·4 rows/],
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·q8x·4 rows/],
         ] as const) {
           for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
             const p = b.prepare({ kind: "quant", q }, spec);
-            const x4 = rows % 4 === 0 && spec.startsWith("int4");
+            const x4 = rows % 4 === 0;
             assert.match(b.listing().at(-1)!.kernel, x4 ? kernel4 : kernel1, `${spec} [${rows}×${cols}]`);
             assert.match(b.listing().at(-1)!.kernel, /Q8 activations/);
             for (const n of [1, 3]) {
@@ -186,7 +186,7 @@ describe('packedActivations: "q8"', () => {
               // int4 x4: the weights of its lut form (scales rounded to f16: within 2^-11 of the spec's), else the fake-quant ones
               const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
               const wq = q.dequantize();
-              if (x4) {
+              if (x4 && spec.startsWith("int4")) {
                 assert.ok(!("reason" in U) && U.f16, spec);
                 const T = U.lut;
                 const w16 = new Float32Array(rows * cols);
@@ -199,7 +199,8 @@ describe('packedActivations: "q8"', () => {
               if (x4 && !("reason" in U)) {
                 // the nib4 kernel = the lut4 Q8 twin of the layout as a table u[c] = c, bit for bit
                 const Q = U.q8;
-                assert.ok(Q.tableBits === 4 && Q.tableError === 0 && !Q.mins && (spec.includes("asym") ? Q.zeroCodes !== undefined : true), spec);
+                // int4: the nibble table; int8: int8 codes c − 128 (kind i8x4); zero points as zero codes, never f32 mins
+                assert.ok((spec.startsWith("int4") ? Q.tableBits === 4 : Q.kind === "i8x4") && Q.tableError === 0 && !Q.mins && (spec.includes("asym") ? Q.zeroCodes !== undefined : true), spec);
                 const twin = new Float32Array(n * rows);
                 for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
                 assert.deepEqual(out, twin, `${spec} ${v} [${rows}×${cols}] n=${n}`);

@@ -15,6 +15,7 @@ import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
 import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
 import { VARIANTS, randomF32 } from "../helpers.js";
+import * as abi from "../../../assembly/abi.js";
 
 const open: WasmBackend[] = [];
 after(() => { for (const b of open) b.dispose(); });
@@ -146,6 +147,18 @@ describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
         }
       }
     }
+  });
+});
+
+describe("kind ids", () => {
+  test("every K_* id of assembly/abi.ts is distinct: a pool task id names one run_k<id> entry (K_I8Q8X4 once took K_ATTN_F32's 32)", () => {
+    const ids = Object.entries(abi).filter(([k]) => k.startsWith("K_") && !k.startsWith("KQ_")).map(([k, v]) => [k, v as number] as const);
+    const seen = new Map<number, string>();
+    for (const [k, v] of ids) {
+      assert.ok(!seen.has(v), `${k} = ${v} = ${seen.get(v)}`);
+      seen.set(v, k);
+    }
+    assert.ok(seen.size > 30);
   });
 });
 
