@@ -1146,3 +1146,4 @@ export * from "./lut";
 export * from "./intmm";
 export * from "./linalg";
 export { kquant_supported, quantize_blocks_k } from "./kquants";
+export * from "./kdecode";

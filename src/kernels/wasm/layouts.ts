@@ -10,7 +10,7 @@
  */
 import { f16Table32 } from "../../core/f16.js";
 import { GGML_TYPES, GgmlType, blockFieldOffset, ggmlTypeName } from "../../ggml/types.js";
-import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_Q4_KX4, K_Q6_KX4 } from "../../../assembly/abi.js";
 import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
@@ -459,9 +459,11 @@ const NATIVE_ROWS: Partial<Record<GgmlType, Omit<NativeRow, "blockSize" | "bytes
   [GgmlType.Q8_0]: { kind: K_Q8_0N, variants: ["simd", "relaxed"], byDefault: ["simd", "relaxed"], interleave4: K_Q8_0X4 },
   // SIMD128 has no 8-bit multiply: its Q4_0 kernel is faster on the r16 repack (shared/notes/kernels.md)
   [GgmlType.Q4_0]: { kind: K_Q4_0N, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_0X4 },
-  // SIMD128 (no pmaddubsw) runs the k-quants much slower on the GGUF blocks: not offered there
-  [GgmlType.Q4_K]: { kind: K_Q4_KN, variants: ["relaxed"], byDefault: [] },
-  [GgmlType.Q6_K]: { kind: K_Q6_KN, variants: ["relaxed"], byDefault: [] },
+  // SIMD128 (no pmaddubsw) runs the k-quants much slower on the GGUF blocks: not offered there. In the
+  // relaxed build the 4-row interleaved kernels against Q8_K activations (assembly/kdecode.ts) stream
+  // the file's bytes faster than the repacks stream their larger SoA copies (docs/kernels.md)
+  [GgmlType.Q4_K]: { kind: K_Q4_KN, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_KX4 },
+  [GgmlType.Q6_K]: { kind: K_Q6_KN, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q6_KX4 },
 };
 
 export const NATIVE: Partial<Record<GgmlType, NativeRow>> = withSizes(NATIVE_ROWS);
