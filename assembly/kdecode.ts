@@ -76,13 +76,6 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   return load<f32>(lut + (<usize>load<u16>(p) << 2));
 }
 
-/** Lane k = the sum of s_k's four lanes. */
-@inline function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
-  const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
-  const b = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
-  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
-}
-
 /** int8 activation codes at x × 16 unsigned codes (0..127) → i16x8 pair sums (pmaddubsw). */
 @inline function pdot(x: usize, u: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x), u);
@@ -104,16 +97,11 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   }
 }
 
-/** Sub-blocks 2p (low nibbles) and 2p+1 (high) of one block_q4_K row: their integer dots with the
- * activation codes, each times its 6-bit scale (i32x4.dot_i16x8_s on the pmaddubsw pair sums: |pair
- * sum| ≤ 2·2·15·127 < 2^15), as 4 i32 lanes. */
-@inline function q4kPairI(qs: usize, x: usize, sc: v128, p: i32): v128 {
-  const mk = i8x16.splat(0x0f);
-  const v0 = v128.load(qs);
-  const v1 = v128.load(qs, 16);
-  const a = i16x8.add(pdot(x, v128.and(v0, mk)), pdot(x + 16, v128.and(v1, mk)));
-  const b = i16x8.add(pdot(x + 32, i8x16.shr_u(v0, 4)), pdot(x + 48, i8x16.shr_u(v1, 4)));
-  return i32x4.add(i32x4.dot_i16x8_s(a, bc16(sc, 2 * p)), i32x4.dot_i16x8_s(b, bc16(sc, 2 * p + 1)));
+/** [Σacc, Σacc, Σm, Σm] (lane sums of two vectors from one pair of shuffles); a row's sums are shifted
+ * into lane 3 of the group's vectors (i32x4.shuffle(v, h, 1, 2, 3, 4 / 6)), so after 4 rows lane k = row k. */
+@inline function hsumPair(acc: v128, m: v128): v128 {
+  const h = i32x4.add(i32x4.shuffle(acc, m, 0, 1, 4, 5), i32x4.shuffle(acc, m, 2, 3, 6, 7));
+  return i32x4.add(h, i32x4.shuffle(h, h, 1, 0, 3, 2)); // [Σacc, Σacc, Σm, Σm]
 }
 
 /** The 8 (scale, min) 6-bit pairs of a block_q4_K (12 bytes at b + 4; ggml get_scale_min_k4) as bytes:
@@ -129,29 +117,42 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   return v128.or(v128.and(a, keep), v128.and(h, top));
 }
 
-/** One row's super-block of Q4_K (block at b, its scales/mins vector smv): Σ_j sc_j·(q_j·x_j) as 4 i32 lanes. */
-@inline function q4kIsum(b: usize, x: usize, smv: v128): v128 {
-  const sc = i16x8.extend_low_i8x16_u(smv);
-  const qs = b + 16;
-  const i0 = q4kPairI(qs, x, sc, 0);
-  const i1 = q4kPairI(qs + 32, x + 64, sc, 1);
-  const i2 = q4kPairI(qs + 64, x + 128, sc, 2);
-  const i3 = q4kPairI(qs + 96, x + 192, sc, 3);
-  return i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3));
-}
+// Loop structure: TurboFan (V8 11.3) issues every load of a loop body before its arithmetic and has no
+// loop-invariant code motion, and binaryen merges equal loads; fully unrolled over 4 rows the 16
+// activation vectors and 32 weight vectors of a super-block spilled to the stack (≈ 600 spill moves, 1.7×
+// slower than Q4_0). So the bodies are one row × one 64-element slice (6 loads), the rows and slices
+// real loops, and the nibble mask a value binaryen cannot fold into a v128.const (V8 rebuilds a constant
+// splat with 3 instructions at every use).
 
 /** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
  * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
- * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers). */
+ * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers; |isum| ≤ 256·63·15·127 < 2^31). Sub-block
+ * 2p / 2p+1 = the low / high nibbles of qs[32p…32p+31]; each sub-block's pmaddubsw pair sums (|·| ≤ 2·2·15·127
+ * < 2^15) are scaled in the integer domain by i32x4.dot_i16x8_s with its 6-bit scale. */
 @inline function dot4_q4_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
+  const mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
-    const m0 = q4kScaleMins(q), m1 = q4kScaleMins(q + 144), m2 = q4kScaleMins(q + 288), m3 = q4kScaleMins(q + 432);
-    const imin = reduce4(
-      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(m0), bs32), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(m1), bs32),
-      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(m2), bs32), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(m3), bs32));
-    const isum = reduce4(q4kIsum(q, x8, m0), q4kIsum(q + 144, x8, m1), q4kIsum(q + 288, x8, m2), q4kIsum(q + 432, x8, m3));
+    let isum = i32x4.splat(0), imin = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 144;
+      const smv = q4kScaleMins(b);
+      let sc = i16x8.extend_low_i8x16_u(smv);
+      let ia = i32x4.splat(0);
+      for (let p: usize = 0; p < 4; p++) {
+        const v0 = v128.load(b + 16 + (p << 5));
+        const v1 = v128.load(b + 32 + (p << 5));
+        const xp = x8 + (p << 6);
+        const lo = i16x8.add(pdot(xp, v128.and(v0, mk)), pdot(xp + 16, v128.and(v1, mk)));
+        const hi = i16x8.add(pdot(xp + 32, v128.and(i16x8.shr_u(v0, 4), mk)), pdot(xp + 48, v128.and(i16x8.shr_u(v1, 4), mk)));
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc16(sc, 0)), i32x4.dot_i16x8_s(hi, bc16(sc, 1))));
+        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3); // next pair's scales in lanes 0, 1
+      }
+      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
+      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
+      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
+    }
     const dx = f32x4.splat(load<f32>(xd));
     let dv = f32x4.splat(f16l(q, lut));
     dv = f32x4.replace_lane(dv, 1, f16l(q + 144, lut));
@@ -174,52 +175,44 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
 }
 
-/** One row's super-block of Q6_K (ql[128] @0, qh[64] @128, int8 scales[16] @192; dequantize_row_q6_K
- * element order, as index.ts dot_q6_kn): Σ_g sc_g·(q_g·x_g) − 32·Σ_g sc_g·Σx_g as 4 i32 lanes, q the
- * unsigned 6-bit codes (|pmaddubsw pair sum| ≤ 2·63·127 < 2^15; |total| < 2^29). */
-@inline function q6kRow(b: usize, x: usize, bs: usize): v128 {
-  const lo = i8x16.splat(0x0f);
-  const hb = i8x16.splat(0x30);
-  const sc0 = v128.load8x8_s(b + 192);
-  const sc1 = v128.load8x8_s(b + 200);
-  // −32·Σ_g sc_g·Σx_g: the code sums per 16 are i16
-  const off = i32x4.add(i32x4.dot_i16x8_s(sc0, v128.load(bs)), i32x4.dot_i16x8_s(sc1, v128.load(bs, 16)));
-  let acc = i32x4.neg(i32x4.shl(off, 5));
-  for (let n = 0; n < 2; n++) {
-    const ql = b + (<usize>n << 6);
-    const qh = b + 128 + (<usize>n << 5);
-    const sc = n == 0 ? sc0 : sc1;
-    const xa = x + (<usize>n << 7);
-    const L0 = v128.load(ql), L1 = v128.load(ql, 16), L2 = v128.load(ql, 32), L3 = v128.load(ql, 48);
-    const H0 = v128.load(qh), H1 = v128.load(qh, 16);
-    // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
-    const p0 = pdot(xa, v128.or(v128.and(L0, lo), v128.and(i16x8.shl(H0, 4), hb)));
-    const p1 = pdot(xa + 16, v128.or(v128.and(L1, lo), v128.and(i16x8.shl(H1, 4), hb)));
-    const p2 = pdot(xa + 32, v128.or(v128.and(L2, lo), v128.and(i16x8.shl(H0, 2), hb)));
-    const p3 = pdot(xa + 48, v128.or(v128.and(L3, lo), v128.and(i16x8.shl(H1, 2), hb)));
-    const p4 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(L0, 4), lo), v128.and(H0, hb)));
-    const p5 = pdot(xa + 80, v128.or(v128.and(i16x8.shr_u(L1, 4), lo), v128.and(H1, hb)));
-    const p6 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(L2, 4), lo), v128.and(i16x8.shr_u(H0, 2), hb)));
-    const p7 = pdot(xa + 112, v128.or(v128.and(i16x8.shr_u(L3, 4), lo), v128.and(i16x8.shr_u(H1, 2), hb)));
-    const s01 = i32x4.add(i32x4.dot_i16x8_s(p0, bc16(sc, 0)), i32x4.dot_i16x8_s(p1, bc16(sc, 1)));
-    const s23 = i32x4.add(i32x4.dot_i16x8_s(p2, bc16(sc, 2)), i32x4.dot_i16x8_s(p3, bc16(sc, 3)));
-    const s45 = i32x4.add(i32x4.dot_i16x8_s(p4, bc16(sc, 4)), i32x4.dot_i16x8_s(p5, bc16(sc, 5)));
-    const s67 = i32x4.add(i32x4.dot_i16x8_s(p6, bc16(sc, 6)), i32x4.dot_i16x8_s(p7, bc16(sc, 7)));
-    acc = i32x4.add(acc, i32x4.add(i32x4.add(s01, s23), i32x4.add(s45, s67)));
-  }
-  return acc;
-}
-
-/** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210), one Q8_K activation
- * row; out[k·os] = Σ_s fr(fr(d_k·xd_s)·isum) accumulated in s order (f32). */
+/** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
+ * @128, int8 scales[16] @192, d f16 @208), one Q8_K activation row; out[k·os] = Σ_s fr(fr(d_k·xd_s)·isum)
+ * accumulated in s order (f32), isum = Σ_g sc_g·(q_g·x_g) − 32·Σ_g sc_g·Σx_g with q the unsigned 6-bit codes
+ * (exact: |pmaddubsw pair sum| ≤ 2·63·127 < 2^15, |isum| < 2^29). Slice (n, j), n the 128-element half and
+ * j < 2, holds the elements 128n + 16j + {0, 32, 64, 96} + 0…15 (dequantize_row_q6_K order: ql[16j…] and
+ * ql[32+16j…] low, then high nibbles, with bit pairs 0–1, 2–3, 4–5, 6–7 of qh[16j…]); their groups'
+ * scales are lanes 0, 2, 4, 6 of the 8 scales loaded from 192 + 8n + j. */
 @inline function dot4_q6_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
+  const lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  const hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
   for (let s = 0; s < nsb; s++) {
-    const r0 = q6kRow(q, x8, xs);
-    const r1 = q6kRow(q + 210, x8, xs);
-    const r2 = q6kRow(q + 420, x8, xs);
-    const r3 = q6kRow(q + 630, x8, xs);
-    const isum = reduce4(r0, r1, r2, r3);
+    let isum = i32x4.splat(0);
+    const bs0 = v128.load(xs), bs1 = v128.load(xs, 16);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 210;
+      // −32·Σ_g sc_g·Σx_g (the code sums per 16 are i16)
+      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
+      let ia = i32x4.neg(i32x4.shl(off, 5));
+      for (let it: usize = 0; it < 4; it++) {
+        const n = it >> 1, j = it & 1;
+        const ql = b + (n << 6) + (j << 4);
+        const La = v128.load(ql), Lb = v128.load(ql, 32);
+        const H = v128.load(b + 128 + (n << 5) + (j << 4));
+        const sc = v128.load8x8_s(b + 192 + (n << 3) + j);
+        const xa = x8 + (n << 7) + (j << 4);
+        // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
+        const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
+        const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
+        const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
+        const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
+        ia = i32x4.add(ia, i32x4.add(
+          i32x4.add(i32x4.dot_i16x8_s(p0, bc16(sc, 0)), i32x4.dot_i16x8_s(p1, bc16(sc, 2))),
+          i32x4.add(i32x4.dot_i16x8_s(p2, bc16(sc, 4)), i32x4.dot_i16x8_s(p3, bc16(sc, 6)))));
+      }
+      const h = hsumPair(ia, ia);
+      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
+    }
     let dv = f32x4.splat(f16l(q + 208, lut));
     dv = f32x4.replace_lane(dv, 1, f16l(q + 418, lut));
     dv = f32x4.replace_lane(dv, 2, f16l(q + 628, lut));
