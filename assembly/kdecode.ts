@@ -117,12 +117,18 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   return v128.or(v128.and(a, keep), v128.and(h, top));
 }
 
+/** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried mask stays a
+ * register value (a loop phi) instead of being rebuilt from its splat at every use. */
+@inline function keep(v: v128): v128 {
+  return i8x16.min_u(v, v);
+}
+
 // Loop structure: TurboFan (V8 11.3) issues every load of a loop body before its arithmetic and has no
 // loop-invariant code motion, and binaryen merges equal loads; fully unrolled over 4 rows the 16
 // activation vectors and 32 weight vectors of a super-block spilled to the stack (≈ 600 spill moves, 1.7×
 // slower than Q4_0). So the bodies are one row × one 64-element slice (6 loads), the rows and slices
-// real loops, and the nibble mask a value binaryen cannot fold into a v128.const (V8 rebuilds a constant
-// splat with 3 instructions at every use).
+// real loops, and the nibble masks values binaryen cannot fold into a v128.const and carried through the
+// loops (V8 11.3 rebuilds a constant or invariant splat with 3 instructions at every use).
 
 /** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
  * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
@@ -131,7 +137,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
  * < 2^15) are scaled in the integer domain by i32x4.dot_i16x8_s with its 6-bit scale. */
 @inline function dot4_q4_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  const mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
+  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
     let isum = i32x4.splat(0), imin = i32x4.splat(0);
@@ -148,6 +154,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
         const hi = i16x8.add(pdot(xp + 32, v128.and(i16x8.shr_u(v0, 4), mk)), pdot(xp + 48, v128.and(i16x8.shr_u(v1, 4), mk)));
         ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc16(sc, 0)), i32x4.dot_i16x8_s(hi, bc16(sc, 1))));
         sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3); // next pair's scales in lanes 0, 1
+        mk = keep(mk);
       }
       const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
       isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
@@ -184,8 +191,8 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
  * scales are lanes 0, 2, 4, 6 of the 8 scales loaded from 192 + 8n + j. */
 @inline function dot4_q6_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  const lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
-  const hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
+  let lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
   for (let s = 0; s < nsb; s++) {
     let isum = i32x4.splat(0);
     const bs0 = v128.load(xs), bs1 = v128.load(xs, 16);
@@ -209,6 +216,8 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
         ia = i32x4.add(ia, i32x4.add(
           i32x4.add(i32x4.dot_i16x8_s(p0, bc16(sc, 0)), i32x4.dot_i16x8_s(p1, bc16(sc, 2))),
           i32x4.add(i32x4.dot_i16x8_s(p2, bc16(sc, 4)), i32x4.dot_i16x8_s(p3, bc16(sc, 6)))));
+        lo = keep(lo);
+        hb = keep(hb);
       }
       const h = hsumPair(ia, ia);
       isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
