@@ -64,6 +64,11 @@ import { f32_to_f16, f16_to_f32 } from "./f16";
   return f32x4.mul(v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
 }
 
+// dot_f16's main loop converts 8 binary16 values at a time in 16-bit halves, the f16x4_to_f32 bits
+// without widening first: an f32's upper half is sign | 000 | exponent | top 7 mantissa bits =
+// (h >>s 3) & 0x8fff, its lower half the last 3 mantissa bits = h << 13; the halves are interleaved
+// (punpcklwd / punpckhwd) and rebiased by ×2^112 as there. 5 integer ops per 8 values instead of 7 (the
+// sign extensions of the widening form cost 1 and 2 instructions); the same f32 values, so the same sums.
 @inline function dot_f16(w: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let i = 0;
@@ -71,10 +76,14 @@ import { f32_to_f16, f16_to_f32 } from "./f16";
     const h0 = v128.load(w + (<usize>i << 1));
     const h1 = v128.load(w + (<usize>i << 1), 16);
     const o = <usize>i << 2;
-    a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(i32x4.extend_low_i16x8_s(h0)), v128.load(x + o)));
-    a1 = f32x4.add(a1, f32x4.mul(f16x4_to_f32(i32x4.extend_high_i16x8_s(h0)), v128.load(x + o, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(f16x4_to_f32(i32x4.extend_low_i16x8_s(h1)), v128.load(x + o, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(f16x4_to_f32(i32x4.extend_high_i16x8_s(h1)), v128.load(x + o, 48)));
+    const k = f32x4.splat(reinterpret<f32>(0x77800000));
+    const m = i16x8.splat(<i16>0x8fff);
+    const u0 = v128.and(i16x8.shr_s(h0, 3), m), d0 = i16x8.shl(h0, 13);
+    const u1 = v128.and(i16x8.shr_s(h1, 3), m), d1 = i16x8.shl(h1, 13);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.mul(i16x8.shuffle(d0, u0, 0, 8, 1, 9, 2, 10, 3, 11), k), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.mul(i16x8.shuffle(d0, u0, 4, 12, 5, 13, 6, 14, 7, 15), k), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.mul(i16x8.shuffle(d1, u1, 0, 8, 1, 9, 2, 10, 3, 11), k), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.mul(i16x8.shuffle(d1, u1, 4, 12, 5, 13, 6, 14, 7, 15), k), v128.load(x + o, 48)));
   }
   for (; i + 4 <= n; i += 4) {
     a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(v128.load16x4_s(w + (<usize>i << 1))), v128.load(x + (<usize>i << 2))));

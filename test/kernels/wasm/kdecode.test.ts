@@ -14,6 +14,7 @@ import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
 import { Q8K_SUM_BYTES } from "../../../assembly/abi.js";
 import { VARIANTS, ggmlWeight, randomF32 } from "../helpers.js";
+import { Tensor } from "../../../src/core/tensor.js";
 
 const made: WasmBackend[] = [];
 after(() => { for (const b of made) b.dispose(); });
@@ -144,3 +145,33 @@ describe("WASM relaxed: Q4_K / Q6_K × Q8_K, 4 rows interleaved", { skip: !VARIA
     assert.deepEqual(q4k, twin(GgmlType.Q4_K, (ws[1]!.weight as { data: Uint8Array }).data, 8, cols, x, 1));
   });
 });
+
+// F16 mat-vec: the kernel converts binary16 in registers and accumulates exactly as the f32 kernel does
+// (16-wide steps into 4 accumulators, a 4-wide tail, a scalar tail), so on the same values — f16 weights
+// and their exact f32 decodes — the two give the same bits. Every finite f16 pattern (normals of all
+// exponents, subnormals, ±0) is in the weights; lengths hit every tail.
+for (const variant of VARIANTS) {
+  test(`WASM ${variant}: F16 mat-vec = F32 mat-vec on the decoded weights, bit for bit (all finite f16 patterns, every tail)`, () => {
+    const be = createNodeWasmBackend({ variant, threads: 1 });
+    made.push(be);
+    const patterns: number[] = [];
+    for (let h = 0; h < 0x10000; h++) if ((h & 0x7c00) !== 0x7c00) patterns.push(h);
+    for (const cols of [16, 37, 64, 515, 4096]) {
+      const rows = Math.ceil(patterns.length / cols / 8);
+      const h = new Uint16Array(rows * cols);
+      for (let i = 0; i < h.length; i++) h[i] = patterns[(i * 7919) % patterns.length]!;
+      const f16 = new Tensor("f16", [rows, cols], h);
+      const p16 = be.prepare({ kind: "dense", tensor: f16 }, `f16 ${cols}`);
+      const p32 = be.prepare({ kind: "dense", tensor: Tensor.fromF32([rows, cols], f16.toF32()) }, `f32 ${cols}`);
+      assert.equal(be.listing().at(-2)!.kernel, "f16");
+      // activations small enough that no product overflows (|w| ≤ 65504)
+      const x = randomF32(cols, cols, 1e-3);
+      const a = new Float32Array(rows), b = new Float32Array(rows);
+      for (let rep = 0; rep < 30; rep++) {
+        be.matvec(p16, x, a);
+        be.matvec(p32, x, b);
+        assert.equal(firstDiff(a, b), undefined, `cols ${cols} call ${rep}: ${firstDiff(a, b)}`);
+      }
+    }
+  });
+}
