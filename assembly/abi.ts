@@ -77,6 +77,8 @@ export const K_TERN2Q8 = 23;
 export const K_Q4_KX4 = 24;
 /** block_q6_K bytes of 4 rows interleaved (super-block s of row 4g+k at s·840 + k·210) */
 export const K_Q6_KX4 = 25;
+/** block_q5_K bytes of 4 rows interleaved (super-block s of row 4g+k at s·704 + k·176) */
+export const K_Q5_KX4 = 26;
 /** bytes of the Q8_K code-sum record per 256 activations: i16 sums per 16 (16 of them) @0, per 32 (8) @32 */
 export const Q8K_SUM_BYTES = 64;
 

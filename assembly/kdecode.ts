@@ -1,4 +1,4 @@
-// Decode kernels for the k-quants on their GGUF blocks, 4 rows interleaved (K_Q4_KX4, K_Q6_KX4), against
+// Decode kernels for the k-quants on their GGUF blocks, 4 rows interleaved (K_Q4_KX4, K_Q5_KX4, K_Q6_KX4), against
 // Q8_K activations (one f32 scale per 256, as ggml's CPU backend pairs the k-quants: vec_dot_type Q8_K).
 //
 // Why Q8_K and not the Q8_0 activations of the other kinds: with one activation scale per 256 the whole
@@ -182,6 +182,68 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
 }
 
+/** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,
+ * scales[12] @4 as Q4_K, qh[32] @16, qs[128] @48), one Q8_K activation row; as K_Q4_KX4 with 5-bit codes:
+ * element 64p + l (l < 32) = low nibble of qs[32p + l] | bit 2p of qh[l] << 4, element 64p + 32 + l = its
+ * high nibble | bit 2p+1 of qh[l] << 4 (dequantize_row_q5_K). qh is shifted right by 2 per slice in 16-bit
+ * lanes (the bits that cross from the upper byte land in bits 6–7, which are never read). |pmaddubsw pair
+ * sum| ≤ 2·2·31·127 < 2^15; |isum| ≤ 256·63·31·127 < 2^31. */
+@inline function dot4_q5_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0);
+  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
+  for (let s = 0; s < nsb; s++) {
+    const bs32 = v128.load(xs, 32);
+    let isum = i32x4.splat(0), imin = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 176;
+      const smv = q4kScaleMins(b);
+      let sc = i16x8.extend_low_i8x16_u(smv);
+      let h0 = v128.load(b + 16), h1 = v128.load(b + 32);
+      let ia = i32x4.splat(0);
+      for (let p: usize = 0; p < 4; p++) {
+        const v0 = v128.load(b + 48 + (p << 5));
+        const v1 = v128.load(b + 64 + (p << 5));
+        const xp = x8 + (p << 6);
+        const l0 = v128.or(v128.and(v0, mk), v128.and(i16x8.shl(h0, 4), m10));
+        const l1 = v128.or(v128.and(v1, mk), v128.and(i16x8.shl(h1, 4), m10));
+        const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shl(h0, 3), m10));
+        const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
+        const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
+        const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc16(sc, 0)), i32x4.dot_i16x8_s(hi, bc16(sc, 1))));
+        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
+        h0 = i16x8.shr_u(h0, 2);
+        h1 = i16x8.shr_u(h1, 2);
+        mk = keep(mk);
+        m10 = keep(m10);
+      }
+      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
+      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
+      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
+    }
+    const dx = f32x4.splat(load<f32>(xd));
+    let dv = f32x4.splat(f16l(q, lut));
+    dv = f32x4.replace_lane(dv, 1, f16l(q + 176, lut));
+    dv = f32x4.replace_lane(dv, 2, f16l(q + 352, lut));
+    dv = f32x4.replace_lane(dv, 3, f16l(q + 528, lut));
+    let mv = f32x4.splat(f16l(q + 2, lut));
+    mv = f32x4.replace_lane(mv, 1, f16l(q + 178, lut));
+    mv = f32x4.replace_lane(mv, 2, f16l(q + 354, lut));
+    mv = f32x4.replace_lane(mv, 3, f16l(q + 530, lut));
+    const t = f32x4.sub(f32x4.mul(f32x4.mul(dv, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(mv, dx), f32x4.convert_i32x4_s(imin)));
+    acc = f32x4.add(acc, t);
+    q += 704;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
 /** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
  * @128, int8 scales[16] @192, d f16 @208), one Q8_K activation row; out[k·os] = Σ_s fr(fr(d_k·xd_s)·isum)
  * accumulated in s order (f32), isum = Σ_g sc_g·(q_g·x_g) − 32·Σ_g sc_g·Σx_g with q the unsigned 6-bit codes
@@ -238,7 +300,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
 }
 
-/** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144) or K_Q6_KX4 (bs = 210) job, every activation row of the job
+/** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144), K_Q5_KX4 (176) or K_Q6_KX4 (210) job, every activation row of the job
  * on a group while it is in cache. D_X8 / D_XD / D_XS name the Q8_K codes, scales and sum records. */
 @inline function runKX4(bs: i32, desc: usize, g0: i32, g1: i32): void {
   const rows = load<i32>(desc + (D_ROWS << 2));
@@ -259,6 +321,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
       const ut = <usize>t;
       const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
       if (bs == 144) dot4_q4_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
+      else if (bs == 176) dot4_q5_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
       else dot4_q6_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
     }
   }
@@ -266,3 +329,4 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
 
 export function run_k24(desc: usize, g0: i32, g1: i32): void { runKX4(144, desc, g0, g1); }
 export function run_k25(desc: usize, g0: i32, g1: i32): void { runKX4(210, desc, g0, g1); }
+export function run_k26(desc: usize, g0: i32, g1: i32): void { runKX4(176, desc, g0, g1); }

@@ -10,7 +10,7 @@
  */
 import { f16Table32 } from "../../core/f16.js";
 import { GGML_TYPES, GgmlType, blockFieldOffset, ggmlTypeName } from "../../ggml/types.js";
-import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_Q4_KX4, K_Q6_KX4 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4 } from "../../../assembly/abi.js";
 import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
@@ -437,7 +437,9 @@ export function unpackToF32(row: RepackRow, src: RepackTarget, n: number, order:
 /** A ggml type whose WASM kernel reads llama.cpp's block bytes as they are (no repack): the tensor can be
  * read from the file straight into wasm memory, and a mat-vec streams exactly the file's bytes. */
 export interface NativeRow {
-  kind: number;
+  /** the kernel on the blocks as they are; undefined when the type has only the interleaved kernel (then
+   * other matrices run on its REPACK row) */
+  kind?: number;
   /** from the type-traits table */
   readonly blockSize: number;
   readonly bytesPerBlock: number;
@@ -464,6 +466,7 @@ const NATIVE_ROWS: Partial<Record<GgmlType, Omit<NativeRow, "blockSize" | "bytes
   // the file's bytes faster than the repacks stream their larger SoA copies (docs/kernels.md)
   [GgmlType.Q4_K]: { kind: K_Q4_KN, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_KX4 },
   [GgmlType.Q6_K]: { kind: K_Q6_KN, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q6_KX4 },
+  [GgmlType.Q5_K]: { variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q5_KX4 },
 };
 
 export const NATIVE: Partial<Record<GgmlType, NativeRow>> = withSizes(NATIVE_ROWS);
@@ -472,7 +475,7 @@ export const NATIVE: Partial<Record<GgmlType, NativeRow>> = withSizes(NATIVE_ROW
 export const NATIVE_TYPE_OF_KIND: ReadonlyMap<number, GgmlType> = new Map(
   (Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
     const type = Number(t) as GgmlType;
-    return r.interleave4 !== undefined ? [[r.kind, type], [r.interleave4, type]] : [[r.kind, type]];
+    return [r.kind, r.interleave4].filter((k) => k !== undefined).map((k) => [k!, type] as [number, GgmlType]);
   }),
 );
 
@@ -497,7 +500,7 @@ export const KERNEL_NAMES: Readonly<Record<number, string>> = {
   [K_TERN2Q8]: "tern2·group·masks·q8x",
   ...Object.fromEntries((Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
     const name = ggmlTypeName(Number(t) as GgmlType).toLowerCase();
-    const rows: [number, string][] = [[r.kind, `${name} (ggml blocks)`]];
+    const rows: [number, string][] = r.kind !== undefined ? [[r.kind, `${name} (ggml blocks)`]] : [];
     if (r.interleave4 !== undefined) rows.push([r.interleave4, `${name} (ggml blocks, 4 rows interleaved)`]);
     return rows;
   })),

@@ -1,4 +1,4 @@
-// Q4_K / Q6_K decode kernels on GGUF blocks, 4 rows interleaved, against Q8_K activations (relaxed build;
+// Q4_K / Q5_K / Q6_K decode kernels on GGUF blocks, 4 rows interleaved, against Q8_K activations (relaxed build;
 // assembly/kdecode.ts): the WASM Q8_K quantizer writes ggml's quantize_row_q8_K_ref values, every output
 // equals the scalar twin (kernels/ref/kdecode.ts) bit for bit — first call (baseline tier) and warmed up,
 // 1 and 2 threads, mat-vec and matmul, alone and mixed with Q8_0-activation kinds in one dispatch — and the
@@ -9,7 +9,7 @@ import { GgmlType, ggmlTypeName } from "../../../src/ggml/types.js";
 import { dequantizeRow } from "../../../src/ggml/codecs.js";
 import { quantizeQ8_KRef } from "../../../src/ggml/kquants.js";
 import { readF32, readI16 } from "../../../src/ggml/cfloat.js";
-import { dotQ4_KQ8KRef, dotQ6_KQ8KRef } from "../../../src/kernels/ref/kdecode.js";
+import { dotQ4_KQ8KRef, dotQ5_KQ8KRef, dotQ6_KQ8KRef } from "../../../src/kernels/ref/kdecode.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
 import { Q8K_SUM_BYTES } from "../../../assembly/abi.js";
@@ -33,11 +33,12 @@ function q8k(x: Float32Array): Uint8Array {
   return out;
 }
 
-const TWIN = { [GgmlType.Q4_K]: dotQ4_KQ8KRef, [GgmlType.Q6_K]: dotQ6_KQ8KRef } as const;
-const BPB = { [GgmlType.Q4_K]: 144, [GgmlType.Q6_K]: 210 } as const;
+const TWIN = { [GgmlType.Q4_K]: dotQ4_KQ8KRef, [GgmlType.Q5_K]: dotQ5_KQ8KRef, [GgmlType.Q6_K]: dotQ6_KQ8KRef } as const;
+const BPB = { [GgmlType.Q4_K]: 144, [GgmlType.Q5_K]: 176, [GgmlType.Q6_K]: 210 } as const;
+type KType = GgmlType.Q4_K | GgmlType.Q5_K | GgmlType.Q6_K;
 
 /** twin outputs (n, rows) */
-function twin(type: GgmlType.Q4_K | GgmlType.Q6_K, data: Uint8Array, rows: number, cols: number, x: Float32Array, n: number): Float32Array {
+function twin(type: KType, data: Uint8Array, rows: number, cols: number, x: Float32Array, n: number): Float32Array {
   const nsb = cols / 256;
   const out = new Float32Array(n * rows);
   for (let t = 0; t < n; t++) {
@@ -52,7 +53,7 @@ function firstDiff(a: Float32Array, b: Float32Array): string | undefined {
   return a.length === b.length ? undefined : `length ${a.length} vs ${b.length}`;
 }
 
-describe("WASM relaxed: Q4_K / Q6_K × Q8_K, 4 rows interleaved", { skip: !VARIANTS.includes("relaxed") && "relaxed SIMD not supported" }, () => {
+describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip: !VARIANTS.includes("relaxed") && "relaxed SIMD not supported" }, () => {
   test("quantize_act_q8k = quantize_row_q8_K_ref (codes, d, sums per 16 and per 32), zero and tied blocks", () => {
     const be = make(1);
     const n = 1024;
@@ -77,7 +78,7 @@ describe("WASM relaxed: Q4_K / Q6_K × Q8_K, 4 rows interleaved", { skip: !VARIA
     assert.equal(readF32(ref, Q8K), 0, "the zero super-block has d = 0");
   });
 
-  for (const type of [GgmlType.Q4_K, GgmlType.Q6_K] as const) {
+  for (const type of [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K] as const) {
     const name = ggmlTypeName(type);
     test(`${name}: interleaved listing; mat-vec and matmul (n = 3) = the twin bit for bit, cold and warm, 1 and 2 threads`, async () => {
       let seed = 40 + type;
@@ -127,10 +128,30 @@ describe("WASM relaxed: Q4_K / Q6_K × Q8_K, 4 rows interleaved", { skip: !VARIA
     });
   }
 
+  test("Q5_K has only the interleaved kernel: 4k rows run (and are placed) on the GGUF blocks, other matrices on the repack", () => {
+    const auto = make(1);
+    const native = createNodeWasmBackend({ variant: "relaxed", threads: 1, layouts: "native" });
+    made.push(native);
+    const cols = 512;
+    for (const rows of [8, 7]) {
+      const w = ggmlWeight(GgmlType.Q5_K, rows, cols, randomF32(rows * cols, 300 + rows, 2));
+      const view = auto.placeTensor(GgmlType.Q5_K, [rows, cols], "q5k");
+      assert.equal(view !== undefined, rows % 4 === 0, `rows ${rows}: placed`);
+      const p = auto.prepare(w.weight, w.label);
+      assert.match(auto.listing().at(-1)!.kernel, rows % 4 === 0 ? /^q5_k \(ggml blocks, 4 rows interleaved\)/ : /^i8·s32·m32/);
+      native.prepare(w.weight, w.label);
+      assert.match(native.listing().at(-1)!.kernel, /^i8·s32·m32/, "layouts native: no non-interleaved Q5_K kernel, so the repack");
+      const x = randomF32(cols, 5);
+      const out = new Float32Array(rows);
+      auto.matvec(p, x, out);
+      if (rows % 4 === 0) assert.deepEqual(out, twin(GgmlType.Q5_K, (w.weight as { data: Uint8Array }).data, rows, cols, x, 1));
+    }
+  });
+
   test("one dispatch mixing Q8_K kinds with Q8_0 kinds on the same x: each output = its own mat-vec", () => {
     const be = make(2);
     const cols = 512;
-    const ws = [GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.Q4_K].map((t, i) => ggmlWeight(t, 8, cols, randomF32(8 * cols, 70 + i)));
+    const ws = [GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.Q4_K, GgmlType.Q5_K].map((t, i) => ggmlWeight(t, 8, cols, randomF32(8 * cols, 70 + i)));
     const ps = ws.map((w) => be.prepare(w.weight, w.label));
     const x = randomF32(cols, 77, 2);
     const many = ws.map(() => new Float32Array(8));
