@@ -83,17 +83,13 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   return u;
 }
 
-/** i16 lane j of v in all 8 lanes (pshufb with a constant) */
-@inline function bc16(v: v128, j: i32): v128 {
+/** i32 lane j of v in all 4 lanes (pshufd) */
+@inline function bc32(v: v128, j: i32): v128 {
   switch (j) {
-    case 0: return i16x8.shuffle(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
-    case 1: return i16x8.shuffle(v, v, 1, 1, 1, 1, 1, 1, 1, 1);
-    case 2: return i16x8.shuffle(v, v, 2, 2, 2, 2, 2, 2, 2, 2);
-    case 3: return i16x8.shuffle(v, v, 3, 3, 3, 3, 3, 3, 3, 3);
-    case 4: return i16x8.shuffle(v, v, 4, 4, 4, 4, 4, 4, 4, 4);
-    case 5: return i16x8.shuffle(v, v, 5, 5, 5, 5, 5, 5, 5, 5);
-    case 6: return i16x8.shuffle(v, v, 6, 6, 6, 6, 6, 6, 6, 6);
-    default: return i16x8.shuffle(v, v, 7, 7, 7, 7, 7, 7, 7, 7);
+    case 0: return i32x4.shuffle(v, v, 0, 0, 0, 0);
+    case 1: return i32x4.shuffle(v, v, 1, 1, 1, 1);
+    case 2: return i32x4.shuffle(v, v, 2, 2, 2, 2);
+    default: return i32x4.shuffle(v, v, 3, 3, 3, 3);
   }
 }
 
@@ -152,7 +148,8 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
         const xp = x8 + (p << 6);
         const lo = i16x8.add(pdot(xp, v128.and(v0, mk)), pdot(xp + 16, v128.and(v1, mk)));
         const hi = i16x8.add(pdot(xp + 32, v128.and(i16x8.shr_u(v0, 4), mk)), pdot(xp + 48, v128.and(i16x8.shr_u(v1, 4), mk)));
-        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc16(sc, 0)), i32x4.dot_i16x8_s(hi, bc16(sc, 1))));
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1); // (sc, sc) pairs: one pshufd per broadcast
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sd, 0)), i32x4.dot_i16x8_s(hi, bc32(sd, 1))));
         sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3); // next pair's scales in lanes 0, 1
         mk = keep(mk);
       }
@@ -211,7 +208,8 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
         const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
         const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
         const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
-        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc16(sc, 0)), i32x4.dot_i16x8_s(hi, bc16(sc, 1))));
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1); // (sc, sc) pairs: one pshufd per broadcast
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sd, 0)), i32x4.dot_i16x8_s(hi, bc32(sd, 1))));
         sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
         h0 = i16x8.shr_u(h0, 2);
         h1 = i16x8.shr_u(h1, 2);
@@ -275,9 +273,11 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
         const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
         const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
         const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
+        // the 4 scales doubled into i32 lanes (sc, sc), so each broadcast is one pshufd
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
         ia = i32x4.add(ia, i32x4.add(
-          i32x4.add(i32x4.dot_i16x8_s(p0, bc16(sc, 0)), i32x4.dot_i16x8_s(p1, bc16(sc, 2))),
-          i32x4.add(i32x4.dot_i16x8_s(p2, bc16(sc, 4)), i32x4.dot_i16x8_s(p3, bc16(sc, 6)))));
+          i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
+          i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3)))));
         lo = keep(lo);
         hb = keep(hb);
       }

@@ -453,10 +453,14 @@ export interface NativeRow {
   interleave4?: number;
 }
 
-// Defaults follow measurements on the target machine (docs/kernels.md): the native kernels hold a model
-// once (in place, file bytes = streamed bytes), but decode is compute-bound here and the k-quant native
-// kernels need more instructions than their expanded repacks (8–40% slower, worse at 2 threads), so
-// Q4_K/Q6_K default to the repacks; Q8_0/Q4_0 native run as fast as their repacks and stay native.
+// Defaults follow measurements on the target machine (docs/kernels.md). Q8_0/Q4_0 native run as fast as
+// their repacks and stay native (held once: file bytes = streamed bytes). The k-quants' first native
+// kernels (one row at a time against Q8_0 activations) needed more instructions than their expanded
+// repacks; the 4-row interleaved kernels against Q8_K activations (assembly/kdecode.ts: the super-block
+// dot in integers, one f32 step per 256 weights and 4 rows) stream the GGUF blocks 1.1–1.5× faster than
+// the repacks run (4096² mat-vec, 1 thread), so Q4_K/Q5_K/Q6_K matrices of 4k rows run on them by
+// default in the relaxed build; other row counts (and `layouts: "native"`) keep the one-row native kernel
+// (Q4_K, Q6_K) or the repack (Q5_K).
 const NATIVE_ROWS: Partial<Record<GgmlType, Omit<NativeRow, "blockSize" | "bytesPerBlock">>> = {
   [GgmlType.Q8_0]: { kind: K_Q8_0N, variants: ["simd", "relaxed"], byDefault: ["simd", "relaxed"], interleave4: K_Q8_0X4 },
   // SIMD128 has no 8-bit multiply: its Q4_0 kernel is faster on the r16 repack (shared/notes/kernels.md)
