@@ -29,12 +29,14 @@
  * is the fake-quant value bit for bit even when a level is not an f32 (nf4, logsqrt2) or z is a float.
  *
  * Everything else (vector codebooks, outliers, ichannel/block2d granularity, trit packing, codes wider
- * than 8 bits) gets `reason` and runs elsewhere; the caller says where.
+ * than 8 bits) gets `reason` and runs through the row decoder (kernels/rowdec.ts) on the f32 kernel, kept
+ * in its stored form.
  */
 import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
 import { resolveElement } from "../quant/elements.js";
 import type { QuantSpec } from "../quant/spec.js";
+import { rowDecKernelName } from "./rowdec.js";
 
 export interface UniformIntLayout {
   readonly family: "uniform-int";
@@ -101,7 +103,7 @@ export function packedRegion(s: QuantSpec, shape: readonly number[]): { family: 
  * How the WASM backend (default options) will run a QuantizedTensor, from its spec and shape alone (reads
  * nothing): the kernel name its listing will show and the bytes it will take in wasm memory.
  */
-export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; fallback?: string } {
+export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; rowdec?: string } {
   const reason = uniformIntReason(q);
   const rows = q.shape.length === 2 ? q.shape[0]! : 1, cols = q.shape.at(-1) ?? 1;
   if (reason !== undefined) {
@@ -111,7 +113,8 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
       const { bits, group, nG, affine } = lutShape(t);
       return { kernel: lutKernelName({ bits, group, cols }), residentBytes: t.codeBytes + 4 * nG * (affine ? 2 : 1) + 8 * lutTableLength(bits) };
     }
-    return { kernel: "f32", residentBytes: 4 * rows * cols, fallback: `no packed WASM kernel (${lr}): dequantized once to f32` };
+    // no packed kernel: the stored form runs through the row decoder (kernels/rowdec.ts), held as it is stored
+    return { kernel: rowDecKernelName(), residentBytes: q.storageBits / 8, rowdec: `no packed WASM kernel (${lr})` };
   }
   const t = q as QTensor;
   const g = t.specObject.granularity;

@@ -3,7 +3,7 @@
  * activation slot in its weight's shard; x is copied in and quantized once to Q8 (as ggml does; not for
  * f32/f16 weights, and jobs sharing one x array and shard share the quantized copy), the rows run
  * through the worker pool (split across threads when the jobs stream enough bytes) and the outputs are
- * copied back.
+ * copied back. Row-decoded weights (kernels/rowdec.ts) run after the others, chunk by chunk (`runDecoded`).
  */
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
@@ -14,6 +14,7 @@ import {
 import type { Shard, ShardedMemory } from "./memory.js";
 import { Dispatcher, runJobPart, type PoolJob } from "./pool.js";
 import { POOL_TASKS } from "./tasks.js";
+import { CHUNK_BYTES, chunkRows, type RowsDecoder } from "../rowdec.js";
 
 /** A weight in wasm memory: its kernel kind and the byte offsets the kind's descriptor names. */
 export class WasmPrepared implements PreparedWeight {
@@ -39,6 +40,25 @@ export class WasmPrepared implements PreparedWeight {
     /** bits per code (packed lut kinds), else 0 */
     readonly bits = 0,
   ) {}
+}
+
+/** A row-decoded chunk's f32 kernel splits across the pool only when n × its bytes reach this many times
+ * `minParallelBytes` (default: 32 tokens over a 256 KiB chunk); measured (bench/rowdec.ts) slower with the
+ * pool at 1 and 16 tokens */
+const ROWDEC_PARALLEL_FACTOR = 64;
+
+/** Kind of a row-decoded weight (kernels/rowdec.ts): no WASM entry of its own, it runs as decoded f32 chunks. */
+export const K_ROWDEC = 0;
+
+/**
+ * A weight with no fast kernel, kept in its stored form (a QTensor's arrays, or ggml block bytes in wasm
+ * memory): each mat-vec decodes a chunk of rows at a time into a reused scratch in shard 0 and runs the f32
+ * kernel on it (JobDispatch.runDecoded).
+ */
+export class RowDecPrepared extends WasmPrepared {
+  constructor(rows: number, cols: number, bytes: number, owner: object, shard: number, alloc: number | undefined, readonly decode: RowsDecoder) {
+    super(rows, cols, bytes, K_ROWDEC, 0, 0, 0, owner, shard, alloc);
+  }
 }
 
 /** Activation + output scratch for one job of a dispatch (in the job's shard). */
@@ -111,8 +131,18 @@ export class JobDispatch {
     return s;
   }
 
+  /** f32 chunk scratch of the row-decoded weights, in shard 0: one per backend, grown to the widest chunk */
+  private decodeScratch: { off: number; bytes: number } | undefined;
+
   /** out = W·x for every job, x holding n rows (n = 1: mat-vec). */
   run(jobs: readonly MatvecJob[], n: number): void {
+    if (jobs.some((j) => j.w instanceof RowDecPrepared)) {
+      // row-decoded weights run after the others, chunk by chunk, each reusing slot 0 of shard 0
+      const rest = jobs.filter((j) => !(j.w instanceof RowDecPrepared));
+      if (rest.length > 0) this.run(rest, n);
+      for (const j of jobs) if (j.w instanceof RowDecPrepared) this.runDecoded(j.w, j.x, j.out, n);
+      return;
+    }
     const poolJobs: (PoolJob & { shard: number })[] = [];
     const used: Slot[] = [];
     let streamed = 0;
@@ -176,6 +206,54 @@ export class JobDispatch {
       const s = used[i]!;
       const f = this.memory.shards[poolJobs[i]!.shard]!.arena.f32;
       out.set(f.subarray(s.out >>> 2, (s.out >>> 2) + n * w.rows));
+    }
+  }
+
+  /**
+   * out = W·x for a row-decoded weight: x is copied in once; then rows [r0, r0 + step) are decoded into the
+   * chunk scratch (about 256 KiB of f32, kernels/rowdec.ts chunkRows) on the calling thread and the f32 kernel
+   * (K_F32, split across the pool from about 32 tokens on: ROWDEC_PARALLEL_FACTOR) runs them for all n tokens,
+   * chunk after chunk.
+   * The values are dequantizeWeight's, so the results are those of the f32 kernel on a dequantized copy.
+   */
+  private runDecoded(p: RowDecPrepared, x: Float32Array, out: Float32Array, n: number): void {
+    if (p.owner !== this.owner) throw new QuantlabError("E_ARG", "wasm backend: weight was not prepared by this backend");
+    if (!p.live) throw new QuantlabError("E_ARG", "wasm backend: weight was released");
+    const { rows, cols } = p;
+    if (x.length < n * cols) throw new QuantlabError("E_ARG", `wasm backend: x has ${x.length} elements, need ${n}×${cols}`);
+    if (out.length < n * rows) throw new QuantlabError("E_ARG", `wasm backend: out has ${out.length} elements, need ${n}×${rows}`);
+    if (rows === 0 || n === 0) return;
+    const sh = this.memory.first;
+    const step = Math.min(rows, chunkRows(cols));
+    const need = step * cols * 4;
+    if (!this.decodeScratch || this.decodeScratch.bytes < need) {
+      if (this.decodeScratch) sh.arena.free(this.decodeScratch.off);
+      const bytes = Math.max(need, CHUNK_BYTES);
+      this.decodeScratch = { off: sh.arena.alloc(bytes, 64, "row decoder scratch"), bytes };
+    }
+    const w0 = this.decodeScratch.off;
+    const s = this.slot(sh, 0, n * cols, n * step);
+    sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
+    const o = s.desc >>> 2;
+    const d = sh.arena.u32;
+    d.fill(0, o, o + DESC_WORDS);
+    d[o + D_KIND] = K_F32;
+    d[o + D_COLS] = cols;
+    d[o + D_W0] = w0;
+    d[o + D_XF] = s.xf;
+    d[o + D_OUT] = s.out;
+    d[o + D_N] = n;
+    const poolShard = this.memory.shards[0]!.pool;
+    for (let r0 = 0; r0 < rows; r0 += step) {
+      const r1 = Math.min(rows, r0 + step), cr = r1 - r0;
+      p.decode(r0, r1, sh.arena.f32, w0 >>> 2);
+      sh.arena.u32[o + D_ROWS] = cr;
+      // the decode (calling thread) costs far more than the f32 kernel on its chunk: the pool only pays for the
+      // kernel when many tokens share the chunk (prefill), else waking it per chunk costs more than it saves
+      if (n * cr * cols * 4 < ROWDEC_PARALLEL_FACTOR * this.minParallelBytes) runJobPart(poolShard, POOL_TASKS, K_F32, s.desc, 0, cr);
+      else this.pool.run([{ desc: s.desc, rows: cr, shard: 0, task: K_F32 }]);
+      const f = sh.arena.f32, base = s.out >>> 2;
+      for (let t = 0; t < n; t++) out.set(f.subarray(base + t * cr, base + (t + 1) * cr), t * rows + r0);
     }
   }
 }

@@ -7,44 +7,25 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Tensor } from "../../../src/core/tensor.js";
 import { isWeightLoaded } from "../../../src/core/weight.js";
 import { quantModelEntries } from "../../../src/io/quant-model.js";
 import { writeSafetensors } from "../../../src/io/safetensors.js";
 import { atomicWriteFile } from "../../../src/io/node/atomic.js";
-import type { Weight } from "../../../src/core/weight.js";
 import { dataPath } from "../../../src/io/node/data.js";
 import { loadModel } from "../../../src/io/node/load.js";
 import { RefBackend } from "../../../src/kernels/ref/backend.js";
 import type { Backend } from "../../../src/kernels/types.js";
 import { Llama } from "../../../src/model/llama.js";
-import type { Model } from "../../../src/model/weights.js";
 import { selectTensors } from "../../../src/algos/select.js";
 import { quantizeTensors } from "../../../src/algos/methods/rtn.js";
 import { noProgress } from "../../../src/core/progress.js";
 import { backend, readyBackend, disposeAll, VARIANTS } from "../helpers.js";
+import { fakeQuant, runLogits as run } from "./packed-helpers.js";
 
 after(disposeAll);
 
 const base = await loadModel(dataPath("stories260K", "stories260K.bin"));
 const names = selectTensors(base);
-
-function fakeQuant(m: Model): Model {
-  const weights = new Map<string, Weight>();
-  for (const [k, w] of m.weights) {
-    weights.set(k, w.kind === "quant" ? { kind: "dense", tensor: Tensor.fromF32(w.q.shape, w.q.dequantize()) } : w);
-  }
-  return { ...m, weights };
-}
-
-/** logits of a 6-token prefill, then 6 greedy decode steps (the same tokens fed to every model) */
-function run(m: Model, be: Backend, tokens: number[]): Float32Array[] {
-  const llama = new Llama(m, { contextLength: 64, backend: be });
-  const out: Float32Array[] = [new Float32Array(llama.prefill(tokens.slice(0, 6), 0))];
-  for (let i = 6; i < tokens.length; i++) out.push(new Float32Array(llama.forward(tokens[i]!, i)));
-  llama.dispose();
-  return out;
-}
 
 // uniform int (K_U4G / K_U8G) and the lookup-table family (K_LUT*: nf4, mxfp4, fp8, 2/3-bit ints with groups, a
 // k-means codebook)
