@@ -10,7 +10,7 @@
 // activation vector is loaded once per super-block for the 4 rows.
 //
 // Relaxed build only: i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw) on int8 activation codes × unsigned
-// codes (nibbles 0..15, 6-bit 0..63: valid i7 operands). The SIMD128 build runs these types on their SoA
+// codes (nibbles 0..15, Q5_K 0..31, Q6_K 0..63: valid i7 operands). The SIMD128 build runs these types on their SoA
 // repacks (layouts.ts NATIVE variants), so its entries trap.
 //
 // Bit-exact twin: src/kernels/ref/kdecode.ts (test/kernels/wasm/kdecode.test.ts).
@@ -123,8 +123,9 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
 // loop-invariant code motion, and binaryen merges equal loads; fully unrolled over 4 rows the 16
 // activation vectors and 32 weight vectors of a super-block spilled to the stack (≈ 600 spill moves, 1.7×
 // slower than Q4_0). So the bodies are one row × one 64-element slice (6 loads), the rows and slices
-// real loops, and the nibble masks values binaryen cannot fold into a v128.const and carried through the
-// loops (V8 11.3 rebuilds a constant or invariant splat with 3 instructions at every use).
+// real loops. The masks are splats binaryen cannot fold into a v128.const (a constant there was fine, but
+// i8x16.shr_u's own mask was rebuilt from an immediate at every use, so shifts are 16-bit + mask), carried
+// through the loops by `keep`: TurboFan recomputed a loop-invariant splat at every use (3 instructions).
 
 /** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
  * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
