@@ -7,7 +7,7 @@
  * asym with integer zero points: L0 = 0) — at 4 or 8 bits, with channel, tensor or g<N> scales
  * (any N, the last group of a row ragged when N does not divide it; N and the row even for 4 bits, so
  * every row and group starts on a byte), any scale dtype (the stored scale values are used as f32), no
- * outliers, no activation quantization. The prepared form is
+ * outliers, no integer matmul (an activation part a<b> is the model's, applied to the input). The prepared form is
  *   codes   the QTensor's own bytes, unchanged: LSB-first, rows contiguous (cols·bits/8 bytes per row)
  *   scales  f32 per (row, group), row-major, ⌈cols/group⌉ per row: the stored scale value s
  *   offsets f32 per (row, group): k = L0 − z (z the group's integer zero point, 0 for sym)
@@ -19,7 +19,7 @@
  * with fp8 block scales × the tensor scale, fp8 e4m3/e5m2, fp6, pow2/logsqrt2/pow2sum, ternary/binary as
  * 2/1-bit codes, learned k-means codebooks), uniform integers of 1–8 bits (sym, symfull, asym, asymf with
  * float zeros) — with channel, tensor, layer, none or g<N> scales (any N, any row length: rows and groups
- * may start inside a byte), codes packed as bits, no outliers, no activation quantization:
+ * may start inside a byte), codes packed as bits, no outliers, no integer matmul:
  *   codes   the QTensor's own bytes, unchanged (LSB-first bit stream, b bits per code)
  *   table   f64 levelOf(c) for the 2^b codes (padded with zeros to 16 entries)
  *   scales  f32 per (row, group): the stored scale values (already f32: StoredScales.values)
@@ -141,7 +141,9 @@ export function uniformIntSpecReason(s: QuantSpec, shape: readonly number[]): st
   if (s.format !== `int${s.bits}` && s.format !== `uint${s.bits}`) return `format ${s.format} is not a uniform integer grid`;
   if (s.packing !== "bits") return `packing ${s.packing}`;
   if (s.outlierPercent !== undefined) return "outlier side table";
-  if (s.activations || s.integerMatmul) return "activation quantization";
+  // an activation part (a<b>, afp8) is applied to the linear's input by the model (inputTransforms), so the
+  // weights' values, and this kernel, are the same with or without it; integer matmuls run on their own kernel
+  if (s.integerMatmul) return "integer matmul (runs on the int8 kernel)";
   const g = s.granularity;
   const group = g.kind === "channel" || g.kind === "tensor" || g.kind === "layer" ? cols : g.kind === "group" ? g.size : 0;
   if (group === 0) return `granularity ${g.kind}`;
@@ -271,7 +273,9 @@ export function lutSpecReason(s: QuantSpec, shape: readonly number[]): string | 
   if (shape.length !== 2) return `shape [${shape.join(", ")}] is not a matrix`;
   const cols = shape[1]!;
   if (s.outlierPercent !== undefined) return "outlier side table";
-  if (s.activations || s.integerMatmul) return "activation quantization";
+  // an activation part (a<b>, afp8) is applied to the linear's input by the model (inputTransforms), so the
+  // weights' values, and this kernel, are the same with or without it; integer matmuls run on their own kernel
+  if (s.integerMatmul) return "integer matmul (runs on the int8 kernel)";
   if (s.packing !== "bits") return `packing ${s.packing}`;
   if (s.scheme === "mean") return "0-bit group means";
   if (!(s.bits >= 1 && s.bits <= 8)) return `${s.bits}-bit codes (table kernels: 1..8)`;

@@ -20,7 +20,8 @@ import { selectTensors } from "../../../src/algos/select.js";
 import { quantizeTensors } from "../../../src/algos/methods/rtn.js";
 import { noProgress } from "../../../src/core/progress.js";
 import { backend, readyBackend, disposeAll, VARIANTS } from "../helpers.js";
-import { fakeQuant, runLogits as run } from "./packed-helpers.js";
+import { fakeQuant, maxLogitDiff, runLogits as run } from "./packed-helpers.js";
+import { quantize } from "../../../src/algos/quantize.js";
 
 after(disposeAll);
 
@@ -115,3 +116,30 @@ test("a quantized safetensors file loads lazily, runs packed on WASM, and its fi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// A spec's activation part (a<b>: per-token dynamic fake quantization of each linear's input) is applied by the
+// model (inputTransforms), not by the weight: such weights run on the same packed kernels, and the packed model's
+// logits equal the fake-quant model's (same activation transform, dequantized weights) within 1e-4.
+for (const [spec, kernel] of [["int4:g32:asym:a8", /^u4·g32/], ["nf4:g64:a8", /^lut4·(g64|row)·swizzle/]] as const) {
+  test(`stories260K ${spec}: weights on the packed kernel, logits = fake-quant logits within 1e-4`, async () => {
+    const q = (await quantize(base, { target: { spec }, method: "rtn" }, { progress: noProgress })).model;
+    assert.ok(q.inputTransforms?.activations, "the activation part is the model's input transform");
+    const tokens = [1, 403, 407, 261, 378, 429, 267, 302, 271, 395, 280, 290];
+    const want = run(fakeQuant(q), new RefBackend(), tokens);
+    for (const v of VARIANTS) {
+      const be = backend(v, 1);
+      const llama = new Llama(q, { contextLength: 16, backend: be });
+      const quantRows = be.listing().filter((r) => r.source.startsWith("quant "));
+      assert.ok(quantRows.length >= names.length - 1, `${quantRows.length} quantized weights prepared`);
+      for (const r of quantRows) {
+        assert.equal(r.fallback, undefined, `${r.name}: ${r.fallback}`);
+        assert.equal(r.rowdec, undefined, `${r.name}: row-decoded (${r.rowdec})`);
+        assert.match(r.kernel, kernel, r.name);
+      }
+      llama.dispose();
+      const worst = maxLogitDiff(run(q, be, tokens), want);
+      assert.ok(worst < 1e-4, `${spec} on ${v}: max |Δlogit| ${worst}`);
+      console.log(`# ${spec} ${v}: max |Δlogit| vs fake-quant ${worst.toExponential(2)}`);
+    }
+  });
+}
