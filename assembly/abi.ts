@@ -70,6 +70,18 @@ export const K_LUT4Q8 = 22;
  * activation codes, summed with integer adds */
 export const K_TERN2Q8 = 23;
 
+// k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
+// D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of
+// i16 code sums per 16 and per 32 (n, cols/256); D_W1 = the f16 table. Relaxed build only.
+/** block_q4_K bytes of 4 rows interleaved (super-block s of row 4g+k at s·576 + k·144) */
+export const K_Q4_KX4 = 24;
+/** block_q6_K bytes of 4 rows interleaved (super-block s of row 4g+k at s·840 + k·210) */
+export const K_Q6_KX4 = 25;
+/** block_q5_K bytes of 4 rows interleaved (super-block s of row 4g+k at s·704 + k·176) */
+export const K_Q5_KX4 = 26;
+/** bytes of the Q8_K code-sum record per 256 activations: i16 sums per 16 (16 of them) @0, per 32 (8) @32 */
+export const Q8K_SUM_BYTES = 64;
+
 // ---- job descriptor: DESC_WORDS little-endian u32 words in wasm memory; all pointers are byte offsets.
 export const D_KIND = 0;
 export const D_ROWS = 1;

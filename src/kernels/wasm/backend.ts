@@ -211,11 +211,18 @@ export class WasmBackend implements Backend {
 
   private linalgKernels: WasmLinalg | undefined;
 
-  /** Does `prepare` run a ggml type on its file bytes (no repack) in this build? */
-  private nativeRow(type: GgmlType): NativeRow | undefined {
+  /** Does `prepare` run a ggml type (a matrix of this shape) on its file bytes (no repack) in this build?
+   * Types with only an interleaved kernel (no `kind`) do so for `layouts: "auto"` matrices of 4k rows. */
+  private nativeRow(type: GgmlType, shape: readonly number[]): NativeRow | undefined {
     const row = NATIVE[type];
     if (!row || this.layouts === "repacked") return undefined;
-    return (this.layouts === "native" ? row.variants : row.byDefault).includes(this.variant) ? row : undefined;
+    if (!(this.layouts === "native" ? row.variants : row.byDefault).includes(this.variant)) return undefined;
+    return row.kind !== undefined || this.x4Kind(row, shape) !== undefined ? row : undefined;
+  }
+
+  /** The 4-row interleaved kind a native matrix runs on (`layouts: "auto"`, 2-D, rows a multiple of 4). */
+  private x4Kind(nat: NativeRow, shape: readonly number[]): number | undefined {
+    return this.layouts === "auto" && nat.interleave4 !== undefined && shape.length === 2 && shape[0]! % 4 === 0 ? nat.interleave4 : undefined;
   }
 
   /**
@@ -225,7 +232,7 @@ export class WasmBackend implements Backend {
    */
   placeTensor(type: GgmlType, shape: readonly number[], name = "tensor"): Uint8Array | undefined {
     this.checkOpen();
-    return this.memory.placeTensor(type, shape, name, (t) => this.nativeRow(t));
+    return this.memory.placeTensor(type, shape, name, (t) => this.nativeRow(t, shape));
   }
 
   /** regions placeQuant handed out ("shard:offset" of the codes → family and region bytes) */
@@ -287,7 +294,7 @@ export class WasmBackend implements Backend {
       case GgmlType.BF16:
         return this.prepDense(name, src, rows, cols, bf16ArrayToF32(bytesAs(bytes, 2, n, (b, o, c) => new Uint16Array(b, o, c)) as Uint16Array));
     }
-    const nat = this.nativeRow(w.type);
+    const nat = this.nativeRow(w.type, shape);
     const rp = REPACK[w.type];
     if (!nat && !rp) return this.prepGgmlRowDec(name, src, w.type, shape, bytes);
     const { blockSize, bytesPerBlock } = GGML_TYPES[w.type];
@@ -299,7 +306,7 @@ export class WasmBackend implements Backend {
       throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} [${shape.join(", ")}] needs ${nBlocks * bytesPerBlock} bytes, got ${bytes.length}`);
     }
     if (nat) {
-      const x4 = this.layouts === "auto" && nat.interleave4 !== undefined && shape.length === 2 && rows % 4 === 0 ? nat.interleave4 : undefined;
+      const x4 = this.x4Kind(nat, shape);
       let at = this.memory.locate(bytes);
       const inPlace = at !== undefined;
       if (!at) {
@@ -324,7 +331,7 @@ export class WasmBackend implements Backend {
         }
         return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, x4, at.off, this.memory.lut(at.shard), 0, this, at.shard.index, alloc), undefined, inPlace);
       }
-      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, at.off, this.memory.lut(at.shard), 0, this, at.shard.index, alloc), undefined, inPlace);
+      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind!, at.off, this.memory.lut(at.shard), 0, this, at.shard.index, alloc), undefined, inPlace);
     }
     const r = rp!;
     const codeBytes = (n / 32) * r.codeBytesPer32;

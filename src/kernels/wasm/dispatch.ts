@@ -8,7 +8,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
@@ -71,14 +71,23 @@ interface Slot {
   x8: number;
   xd: number;
   xs: number;
+  /** Q8_K copy (k-quant X4 kinds): int8 codes, f32 scale per 256, code-sum records */
+  k8: number;
+  kd: number;
+  ks: number;
   out: number;
   desc: number;
 }
 
 /** kinds that read f32 activations (no Q8 copy) */
 const F32_ACTIVATIONS = new Set([K_F32, K_F16, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
-export const needsQ8 = (kind: number): boolean => !F32_ACTIVATIONS.has(kind);
-export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4;
+/** kinds that read Q8_K activations (one scale per 256) instead of Q8_0 */
+const Q8K_ACTIVATIONS = new Set([K_Q4_KX4, K_Q5_KX4, K_Q6_KX4]);
+/** the activation copy a kind reads: f32 only, Q8_0 (per 32) or Q8_K (per 256) */
+export type ActivationForm = "f32" | "q8" | "q8k";
+export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : "q8";
+export const needsQ8 = (kind: number): boolean => activationForm(kind) === "q8";
+export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4 || kind === K_Q4_KX4 || kind === K_Q5_KX4 || kind === K_Q6_KX4;
 
 export class JobDispatch {
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
@@ -96,18 +105,21 @@ export class JobDispatch {
     let s = list[i];
     const a = sh.arena;
     if (!s) {
-      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
+      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, k8: 0, kd: 0, ks: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
       list[i] = s;
     }
     if (s.xCap < xElems) {
       // the smaller activation buffers go back to the arena's free list
-      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs]) a.free(off);
+      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs, s.k8, s.kd, s.ks]) a.free(off);
       const cap = Math.max(xElems, 2 * s.xCap, 4096);
       s.xf = a.alloc(cap * 4, 64, "activations");
       s.x16 = a.alloc(cap * 2, 64, "activations");
       s.x8 = a.alloc(cap, 64, "activations");
       s.xd = a.alloc(Math.ceil(cap / 32) * 4 + 64, 64, "activations");
       s.xs = a.alloc(Math.ceil(cap / 16) * 4 + 64, 64, "activations");
+      s.k8 = a.alloc(cap, 64, "activations");
+      s.kd = a.alloc(Math.ceil(cap / 256) * 4 + 64, 64, "activations");
+      s.ks = a.alloc(Math.ceil(cap / 256) * Q8K_SUM_BYTES + 64, 64, "activations");
       s.xCap = cap;
     }
     if (s.outCap < outElems) {
@@ -144,19 +156,24 @@ export class JobDispatch {
       if (out.length < n * rows) throw new QuantlabError("E_ARG", `wasm backend: out has ${out.length} elements, need ${n}×${rows}`);
       const sh = this.memory.shards[p.shard]!;
       const s = this.slot(sh, i, n * cols, n * rows);
-      // jobs that share an activation array (in the same shard) reuse the first one's quantized copy
+      // jobs that share an activation array (in the same shard) reuse the first one's quantized copies;
+      // each form (Q8_0, Q8_K) is made once, by the first job that needs it
       let src: Slot = s;
       let k = 0;
       for (; k < i; k++) {
         const prev = jobs[k]!.w as WasmPrepared;
         if (jobs[k]!.x === x && prev.cols === cols && prev.shard === p.shard) break;
       }
+      const form = activationForm(kind);
       if (k < i) src = used[k]!;
-      else {
-        sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
-        if (needsQ8(kind)) quantizeActivations(sh, s, n, cols);
+      else sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
+      let made = false;
+      for (let j = k; j < i && !made; j++) {
+        const pj = jobs[j]!.w as WasmPrepared;
+        made = jobs[j]!.x === x && pj.cols === cols && pj.shard === p.shard && activationForm(pj.kind) === form;
       }
-      if (k < i && needsQ8(kind) && !needsQ8((jobs[k]!.w as WasmPrepared).kind)) quantizeActivations(sh, src, n, cols);
+      if (!made && form === "q8") quantizeActivations(sh, src, n, cols);
+      if (!made && form === "q8k") quantizeActivationsQ8K(sh, src, n, cols);
       const d = sh.arena.u32;
       const o = s.desc >>> 2;
       d[o + D_KIND] = kind;
@@ -167,16 +184,17 @@ export class JobDispatch {
       d[o + D_W2] = p.w2;
       d[o + D_XF] = src.xf;
       d[o + D_X16] = src.x16;
-      d[o + D_X8] = src.x8;
-      d[o + D_XD] = src.xd;
-      d[o + D_XS] = src.xs;
+      const q8k = form === "q8k";
+      d[o + D_X8] = q8k ? src.k8 : src.x8;
+      d[o + D_XD] = q8k ? src.kd : src.xd;
+      d[o + D_XS] = q8k ? src.ks : src.xs;
       d[o + D_OUT] = s.out;
       d[o + D_N] = n;
       d[o + D_GROUP] = p.group;
       d[o + D_LUT] = p.lut;
       d[o + D_BITS] = p.bits;
       used.push(s);
-      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14 take) group indices
+      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26 take) group indices
       poolJobs.push({ desc: s.desc, rows: isX4(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
       streamed += p.bytes;
     }
@@ -246,5 +264,14 @@ function quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void 
   const nb = cols / 32;
   for (let t = 0; t < n; t++) {
     sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
+  }
+}
+
+/** Q8_K codes, f32 scales per 256 and code-sum records of the n rows in slot.xf (k-quant X4 kinds). */
+function quantizeActivationsQ8K(sh: Shard, s: Slot, n: number, cols: number): void {
+  if (cols % 256 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: Q8_K activations for ${cols} columns (not a multiple of 256)`);
+  const nsb = cols / 256;
+  for (let t = 0; t < n; t++) {
+    sh.kernels.quantize_act_q8k(s.xf + t * cols * 4, cols, s.k8 + t * cols, s.kd + t * nsb * 4, s.ks + t * nsb * Q8K_SUM_BYTES);
   }
 }
