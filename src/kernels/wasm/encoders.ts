@@ -11,11 +11,11 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import { noProgress } from "../../core/progress.js";
-import { checkEncodeJob, type EncodeRowsJob, type GgmlEncoder } from "../../ggml/encoder.js";
+import { checkEncodeJob, reportNonFinite, type EncodeRowsJob, type GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import type { Shard } from "./memory.js";
 import type { Dispatcher } from "./pool.js";
-import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
+import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_SPECIAL, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
 
 /** values staged per chunk by default (4 MiB of f32): big enough that a dispatch (16–50 µs) is noise */
 export const ENCODE_CHUNK_VALUES = 1 << 20;
@@ -100,7 +100,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_TYPE] = type;
     d[o + G_COLS] = cols;
     d[o + G_X] = s.x;
-    d[o + G_F16] = job.f16 ? s.h : 0;
+    d[o + G_F16] = job.x ? 0 : s.h;
     d[o + G_DST] = s.dst;
     d[o + G_IMATRIX] = imatrix ? s.im : 0;
     d[o + G_REFINE] = refine ? 1 : 0;
@@ -109,16 +109,24 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_KSLOTS] = this.pool.threads;
     d[o + G_NO_WASM] = this.wasmEncoders ? 0 : 1;
     d[o + G_WASM_VALUES] = 0;
+    d[o + G_SPECIAL] = 0;
     const chunkRows = Math.max(1, Math.floor(s.cap / cols));
+    let reported = false;
     for (let r = 0; r < rows; r += chunkRows) {
       const m = Math.min(chunkRows, rows - r);
       if (job.x) a.f32.set(job.x.subarray(r * cols, (r + m) * cols), s.x >>> 2);
+      else if (job.f16Read) job.f16Read(r * cols, new Uint16Array(a.memory.buffer, s.h, m * cols));
       else new Uint16Array(a.memory.buffer, s.h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
       try {
         this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS }]);
       } catch (e) {
         if (e instanceof QuantlabError && job.name && !e.message.startsWith(job.name)) throw new QuantlabError(e.code, `${job.name}: ${e.message}`, { cause: e });
         throw e;
+      }
+      // the task converted every staged value to f32 at G_X (Inf/NaN included), so that is where to look
+      if (job.onNonFinite && !reported && d[o + G_SPECIAL] !== 0) {
+        reported = true;
+        reportNonFinite(new Float32Array(a.memory.buffer, s.x, m * cols), r * cols, job.onNonFinite);
       }
       out.set(a.u8.subarray(s.dst, s.dst + m * rowBytes), r * rowBytes);
       progress.tick(m * cols);

@@ -42,7 +42,9 @@ export const G_KSLOTS = 9;
 export const G_WASM_VALUES = 10;
 /** 1 = TypeScript codecs only (WasmGgmlEncoder wasmEncoders: false) */
 export const G_NO_WASM = 11;
-export const G_DESC_WORDS = 12;
+/** set to 1 by any thread whose rows hold an Inf/NaN (the caller then finds the first one: onNonFinite) */
+export const G_SPECIAL = 12;
+export const G_DESC_WORDS = 13;
 
 
 /** bytes of k-quant scratch for `slots` threads: a 64-byte line of lock words per 16 slots, then the slots */
@@ -81,8 +83,12 @@ function encodeRowsPass(sh: PoolShard, d: Uint32Array, r0: number, r1: number): 
     if (k.f16_count_special(h, n) === 0) k.f16_to_f32_row(h, n, x);
     else f16ArrayToF32(new Uint16Array(buf, h, n), new Float32Array(buf, x, n));
   }
-  if (k.f32_count_special(x, n) === 0 || r1 - r0 === 1) encodeF32Rows(sh, d, r0, r1);
-  else for (let r = r0; r < r1; r++) encodeF32Rows(sh, d, r, r + 1); // only the rows with Inf/NaN leave WASM
+  if (k.f32_count_special(x, n) === 0) encodeF32Rows(sh, d, r0, r1);
+  else {
+    Atomics.store(d, G_SPECIAL, 1);
+    if (r1 - r0 === 1) encodeF32Rows(sh, d, r0, r1);
+    else for (let r = r0; r < r1; r++) encodeF32Rows(sh, d, r, r + 1); // only the rows with Inf/NaN leave WASM
+  }
 }
 
 /** Rows [r0, r1) already in f32 at G_X: a WASM encoder when one fits and the values are finite, else the TS codec. */
