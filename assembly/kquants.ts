@@ -35,6 +35,7 @@ const S_XT = 2048; // f32x4[32] x
 const S_WT = 2560; // f32x4[32] weights
 const S_LT = 3072; // f32x4[32] levels of the best trial so far
 const S_LA = 3584; // f32x4[32] levels of the current trial
+const S_WXT = 3840; // f32x4[16] weight · x (make_qx1_x4: 16 elements, after S_LA's first 16)
 // slots are KQ_SLOT_BYTES (abi.ts) each
 
 /** make_qkx2_quants' −min, returned beside the scale (a global: one per thread's instance) */
@@ -403,6 +404,104 @@ function make_qx1(n: i32, nmax: i32, x: usize, L: usize, qw: usize): f32 {
   return qxScale;
 }
 
+/**
+ * make_qx1 for four sub-blocks of 16 at once (n = 16), one per SIMD lane: x transposed at S_XT, the weights
+ * (qw, or x² when none) at S_WT. Per lane every operation is the scalar make_qx1's in its order, and the
+ * trials are judged per lane in the scalar's `is` order (branches as selects), so each lane's levels and
+ * scale are the scalar's bits. Levels (l + nmax, f32) go to S_LT; returns the four scales.
+ */
+function make_qx1_x4(nmax: i32, s: usize): v128 {
+  const XT = s + S_XT;
+  const WT = s + S_WT;
+  const WXT = s + S_WXT;
+  const LT = s + S_LT;
+  const LA = s + S_LA;
+  const n = 16;
+  const zero = f32x4.splat(0);
+  let mx = zero;
+  let amax = zero;
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 4;
+    const v = v128.load(XT + p);
+    const ax = f32x4.abs(v);
+    const m = f32x4.gt(ax, amax);
+    amax = v128.bitselect(ax, amax, m);
+    mx = v128.bitselect(v, mx, m);
+    v128.store(WXT + p, f32x4.mul(v128.load(WT + p), v));
+  }
+  const tiny = f32x4.lt(amax, f32x4.splat(GROUP_MAX_EPS)); // those lanes: levels 0, scale 0 (set at the end)
+  const fn = <f32>nmax;
+  const magic = f32x4.splat(MAGIC);
+  const mant = i32x4.splat(0x7fffff);
+  const half = i32x4.splat(0x400000);
+  const vlo = i32x4.splat(-nmax);
+  const vhi = i32x4.splat(nmax - 1);
+  const vn = f32x4.splat(fn);
+  let iscale = f32x4.div(f32x4.splat(-fn), mx);
+  let sumlx = zero;
+  let suml2 = zero;
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 4;
+    const t = f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic);
+    const fl = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(t, mant), half), vlo), vhi));
+    v128.store(LT + p, f32x4.add(fl, vn));
+    sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+    suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+  }
+  // truthy(suml2): non-zero and not NaN
+  let scale = v128.bitselect(f32x4.div(sumlx, suml2), zero, v128.and(f32x4.ne(suml2, zero), f32x4.eq(suml2, suml2)));
+  let best = f32x4.mul(scale, sumlx);
+  for (let t = 0; t < 18; t++) {
+    const is = qxTrial(t);
+    iscale = f32x4.div(f32x4.neg(f32x4.splat(fn + QX_TENTH * <f32>is)), mx);
+    sumlx = zero;
+    suml2 = zero;
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      const u = f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic);
+      const fl = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(u, mant), half), vlo), vhi));
+      v128.store(LA + p, fl);
+      sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+      suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+    }
+    const take = v128.and(f32x4.gt(suml2, zero), f32x4.gt(f32x4.mul(sumlx, sumlx), f32x4.mul(best, suml2)));
+    if (!v128.any_true(take)) continue;
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      v128.store(LT + p, v128.bitselect(f32x4.add(v128.load(LA + p), vn), v128.load(LT + p), take));
+    }
+    const sc = f32x4.div(sumlx, suml2);
+    scale = v128.bitselect(sc, scale, take);
+    best = v128.bitselect(f32x4.mul(sc, sumlx), best, take);
+  }
+  if (v128.any_true(tiny)) {
+    for (let i = 0; i < n; i++) v128.store(LT + (<usize>i << 4), v128.bitselect(zero, v128.load(LT + (<usize>i << 4)), tiny));
+    scale = v128.bitselect(zero, scale, tiny);
+  }
+  return scale;
+}
+
+/** 16 values of each of sub-blocks 4g … 4g+3 (stride 16 f32) at x → transposed at dst (f32x4[16]) */
+function transpose16x4(x: usize, g: i32, dst: usize): void {
+  const x0 = x + (<usize>(4 * g) << 6);
+  for (let q = 0; q < 4; q++) {
+    const o = <usize>q << 4;
+    const a = v128.load(x0 + o);
+    const b = v128.load(x0 + 64 + o);
+    const c = v128.load(x0 + 128 + o);
+    const d = v128.load(x0 + 192 + o);
+    const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5);
+    const t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+    const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5);
+    const t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+    const p = dst + (<usize>q << 6);
+    v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+    v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+    v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+    v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+  }
+}
+
 const QX_TENTH: f32 = 0.1;
 /** make_qx_quants' running best fit (globals: one per thread's instance) */
 let qxScale: f32 = 0;
@@ -686,11 +785,30 @@ function packQ5K(L: usize, o: usize): void {
 
 function quantQ6K(x: usize, o: usize, qw: usize, s: usize): void {
   const L = s + S_L;
+  // the 16 sub-blocks' make_qx_quants four at a time (make_qx1_x4): weights qw, or x²
+  for (let g = 0; g < 4; g++) {
+    transpose16x4(x, g, s + S_XT);
+    if (qw != 0) transpose16x4(qw, g, s + S_WT);
+    else {
+      for (let i = 0; i < 16; i++) {
+        const v = v128.load(s + S_XT + (<usize>i << 4));
+        v128.store(s + S_WT + (<usize>i << 4), f32x4.mul(v, v));
+      }
+    }
+    v128.store(s + S_SC + (<usize>g << 4), make_qx1_x4(32, s));
+    const l0 = L + <usize>(64 * g);
+    for (let i = 0; i < 16; i++) {
+      const l = i32x4.trunc_sat_f32x4_s(v128.load(s + S_LT + (<usize>i << 4)));
+      sb(l0, i, i32x4.extract_lane(l, 0));
+      sb(l0 + 16, i, i32x4.extract_lane(l, 1));
+      sb(l0 + 32, i, i32x4.extract_lane(l, 2));
+      sb(l0 + 48, i, i32x4.extract_lane(l, 3));
+    }
+  }
   let maxScale: f32 = 0;
   let maxAbsScale: f32 = 0;
   for (let ib = 0; ib < 16; ib++) {
-    const sc = make_qx1(16, 32, x + (<usize>ib << 6), L + 16 * ib, qw != 0 ? qw + (<usize>ib << 6) : 0);
-    sf(s + S_SC, ib, sc);
+    const sc = lf(s + S_SC, ib);
     const a = abs(sc);
     if (a > maxAbsScale) {
       maxAbsScale = a;
