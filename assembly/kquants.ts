@@ -432,18 +432,19 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
   const tiny = f32x4.lt(amax, f32x4.splat(GROUP_MAX_EPS)); // those lanes: levels 0, scale 0 (set at the end)
   const fn = <f32>nmax;
   const magic = f32x4.splat(MAGIC);
-  const mant = i32x4.splat(0x7fffff);
-  const half = i32x4.splat(0x400000);
-  const vlo = i32x4.splat(-nmax);
-  const vhi = i32x4.splat(nmax - 1);
+  // levels as floats: (y + 1.5·2^23) − 1.5·2^23 is nearest_int(y) exactly for |y| < 2^22 (the sum lands in
+  // [2^23, 2^24), where f32 steps by 1, and the difference is exact), and here |y| = |iscale·x| ≤
+  // (nmax + 0.9)·|x|/|mx| ≤ nmax + 0.9 in every lane that is not tiny (tiny lanes are overwritten below);
+  // clamping integers in f32 is exact, so each level is the scalar's, with two fewer operations
+  const vlo = f32x4.splat(<f32>-nmax);
+  const vhi = f32x4.splat(<f32>(nmax - 1));
   const vn = f32x4.splat(fn);
   let iscale = f32x4.div(f32x4.splat(-fn), mx);
   let sumlx = zero;
   let suml2 = zero;
   for (let i = 0; i < n; i++) {
     const p = <usize>i << 4;
-    const t = f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic);
-    const fl = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(t, mant), half), vlo), vhi));
+    const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
     v128.store(LT + p, f32x4.add(fl, vn));
     sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
     suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
@@ -458,8 +459,7 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
     suml2 = zero;
     for (let i = 0; i < n; i++) {
       const p = <usize>i << 4;
-      const u = f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic);
-      const fl = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(u, mant), half), vlo), vhi));
+      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
       v128.store(LA + p, fl);
       sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
       suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
