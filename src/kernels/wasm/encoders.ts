@@ -26,6 +26,8 @@ interface Staging {
   cap: number;
   x: number;
   h: number;
+  /** a second f16 buffer: the next chunk is read into it while the pool encodes the current one */
+  h2: number;
   dst: number;
   /** importance columns the imatrix region holds */
   imCap: number;
@@ -66,7 +68,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     const want = Math.max(this.chunkValues, cols);
     let s = this.staging;
     if (!s || s.cap < want) {
-      if (s) for (const off of [s.x, s.h, s.dst]) a.free(off);
+      if (s) for (const off of [s.x, s.h, s.h2, s.dst]) a.free(off);
       const desc = s?.desc ?? a.alloc(G_DESC_WORDS * 4, 64, "encoder descriptor");
       let ks = s?.ks;
       if (ks === undefined) {
@@ -74,7 +76,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
         ks = a.alloc(bytes, 64, "encoder k-quant scratch");
         a.u8.fill(0, ks, ks + bytes); // lock words start free
       }
-      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
+      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), h2: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
       this.staging = s;
     }
     if (imatrix && s.imCap < cols) {
@@ -100,7 +102,6 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_TYPE] = type;
     d[o + G_COLS] = cols;
     d[o + G_X] = s.x;
-    d[o + G_F16] = job.x ? 0 : s.h;
     d[o + G_DST] = s.dst;
     d[o + G_IMATRIX] = imatrix ? s.im : 0;
     d[o + G_REFINE] = refine ? 1 : 0;
@@ -112,13 +113,24 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_SPECIAL] = 0;
     const chunkRows = Math.max(1, Math.floor(s.cap / cols));
     let reported = false;
-    for (let r = 0; r < rows; r += chunkRows) {
+    // a file read (f16Read) with workers: chunk k + 1 is read into the other f16 buffer while the workers
+    // encode chunk k (Dispatcher.run's `alongside`), so reading and encoding overlap
+    const prefetch = job.f16Read !== undefined && this.pool.threads > 1;
+    const hBuf = [s.h, prefetch ? s.h2 : s.h];
+    const readChunk = (r: number, into: number): void => job.f16Read!(r * cols, new Uint16Array(a.memory.buffer, into, Math.min(chunkRows, rows - r) * cols));
+    if (prefetch) readChunk(0, hBuf[0]!);
+    for (let r = 0, k = 0; r < rows; r += chunkRows, k++) {
       const m = Math.min(chunkRows, rows - r);
+      const h = hBuf[k & 1]!;
+      d[o + G_F16] = job.x ? 0 : h;
       if (job.x) a.f32.set(job.x.subarray(r * cols, (r + m) * cols), s.x >>> 2);
-      else if (job.f16Read) job.f16Read(r * cols, new Uint16Array(a.memory.buffer, s.h, m * cols));
-      else new Uint16Array(a.memory.buffer, s.h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
+      else if (job.f16Read) {
+        if (!prefetch) readChunk(r, h);
+      } else new Uint16Array(a.memory.buffer, h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
+      const next = r + chunkRows;
+      const alongside = prefetch && next < rows ? () => readChunk(next, hBuf[(k + 1) & 1]!) : undefined;
       try {
-        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS }]);
+        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS }], alongside);
       } catch (e) {
         if (e instanceof QuantlabError && job.name && !e.message.startsWith(job.name)) throw new QuantlabError(e.code, `${job.name}: ${e.message}`, { cause: e });
         throw e;

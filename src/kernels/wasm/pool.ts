@@ -264,10 +264,16 @@ export class Dispatcher {
     return this.broken;
   }
 
-  /** Runs every job's rows, split across the threads; returns when all are done. */
-  run(jobs: readonly PoolJob[]): void {
+  /**
+   * Runs every job's rows, split across the threads; returns when all are done. `alongside`: the caller's
+   * own work for a next step (e.g. reading the next chunk of input), done while the workers start on these
+   * jobs, before the caller joins them; without workers, after the jobs. It must not touch what the jobs
+   * read or write.
+   */
+  run(jobs: readonly PoolJob[], alongside?: () => void): void {
     if (this.threads === 1 || this.broken !== undefined || jobs.length > MAX_JOBS) {
       for (const j of jobs) runJobPart(this.ks[j.shard ?? 0]!, this.tasks, j.task, j.desc, 0, j.rows);
+      alongside?.();
       return;
     }
     const ctrl = this.ctrl;
@@ -300,6 +306,15 @@ export class Dispatcher {
     Atomics.notify(ctrl, C_GEN);
     this.stats.dispatches++;
     this.stats.chunks += total;
+    // an error there is thrown once this dispatch is complete (workers must not run it into the next one)
+    let alongsideError: { e: unknown } | undefined;
+    if (alongside) {
+      try {
+        alongside();
+      } catch (e) {
+        alongsideError = { e };
+      }
+    }
     // only the chunks this thread claimed: C_DONE also counts those workers finished meanwhile
     this.stats.callerChunks += runChunks(ctrl, gen, this.ks, this.tasks);
     // wait for chunks still running on workers
@@ -324,6 +339,7 @@ export class Dispatcher {
     }
     const err = Atomics.load(ctrl, C_ERROR);
     if (err !== 0) throw new QuantlabError("E_INTERNAL", `wasm worker pool: a chunk failed (code ${err}): ${errorText(ctrl)}`);
+    if (alongsideError) throw alongsideError.e;
   }
 
   /** Stops the workers (they exit their loop at the next wake-up; the host also terminates them). */

@@ -132,6 +132,20 @@ test("f16Read (a file read chunk by chunk into the encoder's buffer) gives the f
   }
 });
 
+test("a failing f16Read (read ahead while workers encode, 2 threads) fails the job with its error; the encoder works on", async () => {
+  const x = values();
+  const h = f32ArrayToF16(x);
+  const enc = (await readyBackend(VARIANTS[0]!, 2)).ggmlEncoder(CHUNK);
+  for (const failAt of [0, 4 * COLS, 8 * COLS]) {
+    const f16Read = (start: number, dst: Uint16Array): void => {
+      if (start === failAt) throw new Error(`disk gone at ${start}`);
+      dst.set(h.subarray(start, start + dst.length));
+    };
+    assert.throws(() => enc.encodeRows({ type: GgmlType.Q4_K, rows: ROWS, cols: COLS, f16Read }), new RegExp(`disk gone at ${failAt}`));
+    assert.deepEqual(enc.encodeRows({ type: GgmlType.Q4_K, rows: ROWS, cols: COLS, f16: h }), quantize(GgmlType.Q4_K, f16ArrayToF32(h)));
+  }
+});
+
 test("workers take row ranges of a big Q8_0 encode (3 threads) and the bytes stay the reference's", async () => {
   const be = await readyBackend(VARIANTS[0]!, 3);
   const enc = be.ggmlEncoder(64 * 1024);
