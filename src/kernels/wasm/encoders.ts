@@ -17,8 +17,13 @@ import type { Shard } from "./memory.js";
 import type { Dispatcher } from "./pool.js";
 import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_SPECIAL, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
 
-/** values staged per chunk by default (4 MiB of f32): big enough that a dispatch (16–50 µs) is noise */
-export const ENCODE_CHUNK_VALUES = 1 << 20;
+/** values staged per chunk by default (16 MiB of f32): each staged chunk is one dispatch, i.e. one wake-up
+ * of the workers and one barrier; fewer of them matter most on a loaded machine, where a worker's wake-up
+ * can take a scheduler slice */
+export const ENCODE_CHUNK_VALUES = 1 << 22;
+/** values per claimed piece of a staged chunk (≈ 0.3–3 ms of k-quant work): small enough that a preempted
+ * thread holds little of the dispatch while the others finish the rest */
+const CLAIM_VALUES = 1 << 16;
 
 /** Staging buffers in shard 0, grown on demand (old ones go back to the arena's free list). */
 interface Staging {
@@ -130,7 +135,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
       const next = r + chunkRows;
       const alongside = prefetch && next < rows ? () => readChunk(next, hBuf[(k + 1) & 1]!) : undefined;
       try {
-        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS }], alongside);
+        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS, chunkRows: Math.max(1, Math.floor(CLAIM_VALUES / cols)) }], alongside);
       } catch (e) {
         if (e instanceof QuantlabError && job.name && !e.message.startsWith(job.name)) throw new QuantlabError(e.code, `${job.name}: ${e.message}`, { cause: e });
         throw e;

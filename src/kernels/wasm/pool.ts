@@ -90,6 +90,10 @@ export interface PoolJob {
   shard?: number;
   /** a kernel kind (abi.ts K_*, entry `run_k<kind>`) or a TypeScript task id (≥ TS_TASK_BASE) */
   task: number;
+  /** rows per claimed chunk (default: the rows spread over threads × chunksPerThread chunks); finer
+   * chunks keep every thread busy when another is preempted (a loaded machine), at a claim (one
+   * compare-exchange) per chunk */
+  chunkRows?: number;
 }
 
 /** Runs part [r0, r1) of a job: a WASM kernel's entry point, or a TypeScript task of `tasks`. */
@@ -283,7 +287,7 @@ export class Dispatcher {
       total = 0;
       for (let i = 0; i < jobs.length; i++) {
         const rows = jobs[i]!.rows;
-        const chunkRows = Math.max(1, Math.ceil(rows / (this.threads * this.chunksPerThread)) * scale);
+        const chunkRows = Math.max(1, (jobs[i]!.chunkRows ?? Math.ceil(rows / (this.threads * this.chunksPerThread))) * scale);
         const o = JOB_BASE + i * JOB_WORDS;
         ctrl[o] = jobs[i]!.desc;
         ctrl[o + 1] = rows;
