@@ -415,7 +415,6 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
   const WT = s + S_WT;
   const WXT = s + S_WXT;
   const LT = s + S_LT;
-  const LA = s + S_LA;
   const n = 16;
   const zero = f32x4.splat(0);
   let mx = zero;
@@ -460,15 +459,16 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
     for (let i = 0; i < n; i++) {
       const p = <usize>i << 4;
       const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
-      v128.store(LA + p, fl);
       sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
       suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
     }
     const take = v128.and(f32x4.gt(suml2, zero), f32x4.gt(f32x4.mul(sumlx, sumlx), f32x4.mul(best, suml2)));
     if (!v128.any_true(take)) continue;
+    // the trial's levels again (cheaper than storing them on every trial: most trials change nothing)
     for (let i = 0; i < n; i++) {
       const p = <usize>i << 4;
-      v128.store(LT + p, v128.bitselect(f32x4.add(v128.load(LA + p), vn), v128.load(LT + p), take));
+      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+      v128.store(LT + p, v128.bitselect(f32x4.add(fl, vn), v128.load(LT + p), take));
     }
     const sc = f32x4.div(sumlx, suml2);
     scale = v128.bitselect(sc, scale, take);
