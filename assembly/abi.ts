@@ -143,4 +143,4 @@ export const ATTN_DESC_WORDS = 16;
 
 // ---- k-quant encoders (assembly/kquants.ts quantize_blocks_k, src/kernels/wasm/tasks.ts)
 /** bytes per scratch slot; the host allocates one slot per thread after a 64-byte line of lock words per 16 slots */
-export const KQ_SLOT_BYTES = 2048;
+export const KQ_SLOT_BYTES = 4096;

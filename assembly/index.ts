@@ -934,10 +934,12 @@ export function quantize_act(x: usize, n: i32, x16: usize, x8: usize, xd: usize,
   const magicBits = i32x4.splat(MAGIC_BITS);
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
-    let m = f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
+    // pmax (one maxps) rather than max (NaN-propagating, several instructions on x64): the same for
+    // the finite values that reach this encoder (tasks.ts), and |x| has no −0 for the ±0 rule to see
+    let m = f32x4.pmax(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
     const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
     const d: f32 = amax / 127.0;
     const id: f32 = d != 0 ? <f32>1.0 / d : 0;
@@ -977,10 +979,12 @@ export function quantize_row_q8_0(x: usize, n: i32, y: usize): void {
   const nb = n >> 5;
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
-    let m = f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
+    // pmax (one maxps) rather than max (NaN-propagating, several instructions on x64): the same for
+    // the finite values that reach this encoder (tasks.ts), and |x| has no −0 for the ±0 rule to see
+    let m = f32x4.pmax(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
     const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
     const d: f32 = amax / 127.0;
     const id: f32 = d != 0 ? <f32>1.0 / d : 0;
@@ -1002,11 +1006,14 @@ export function quantize_row_q4_0(x: usize, n: i32, y: usize): void {
   const nb = n >> 5;
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
-    let hi = f32x4.max(v128.load(p), v128.load(p, 16));
-    let lo = f32x4.min(v128.load(p), v128.load(p, 16));
+    // pmax/pmin (one instruction each on x64): the same as max/min on the finite values that reach this
+    // encoder, up to the sign of a zero extreme, which never reaches d (a ±0 vmax or vmin only decides
+    // comparisons, where ±0 are equal, or goes to the tie loop below)
+    let hi = f32x4.pmax(v128.load(p), v128.load(p, 16));
+    let lo = f32x4.pmin(v128.load(p), v128.load(p, 16));
     for (let k = 32; k < 128; k += 32) {
-      hi = f32x4.max(hi, f32x4.max(v128.load(p + k), v128.load(p + k, 16)));
-      lo = f32x4.min(lo, f32x4.min(v128.load(p + k), v128.load(p + k, 16)));
+      hi = f32x4.pmax(hi, f32x4.pmax(v128.load(p + k), v128.load(p + k, 16)));
+      lo = f32x4.pmin(lo, f32x4.pmin(v128.load(p + k), v128.load(p + k, 16)));
     }
     const vmax = max(max(f32x4.extract_lane(hi, 0), f32x4.extract_lane(hi, 1)), max(f32x4.extract_lane(hi, 2), f32x4.extract_lane(hi, 3)));
     const vmin = min(min(f32x4.extract_lane(lo, 0), f32x4.extract_lane(lo, 1)), min(f32x4.extract_lane(lo, 2), f32x4.extract_lane(lo, 3)));
