@@ -295,7 +295,7 @@ export class GgmlForward implements CausalLM {
    * Σ a·b over n f32 values (16-bit values when kind is f16: products exact in f32), as ggml multiplies
    * a row by a column: llamafile sgemm (one accumulator per lane, k ≡ lane mod width, then a reduce)
    * when n is a multiple of the width; else ggml_vec_dot_f32/f16 (4 accumulators per 4·width step, a
-   * tree and a reduce, then the tail: f32 fma for f32, double for f16).
+   * tree and a reduce, then the tail: float mul and add for f32, double for f16).
    */
   private dot(a: Float32Array, aOff: number, b: Float32Array, n: number, kind: "f32" | "f16"): number {
     const L = this.L;
@@ -329,7 +329,7 @@ export class GgmlForward implements CausalLM {
       for (let i = np; i < n; i++) sum += a[aOff + i]! * b[i]!; // ggml_float (double) tail
       return fr(sum);
     }
-    for (let i = np; i < n; i++) sum = fma32(a[aOff + i]!, b[i]!, sum); // float tail, contracted
+    return f32DotTail(a, aOff, b, np, n, sum, L);
     return sum;
   }
 
@@ -437,6 +437,25 @@ function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repa
     }
   }
   return fr(fr(fr(acc[0]! + acc[4]!) + fr(acc[2]! + acc[6]!)) + fr(fr(acc[1]! + acc[5]!) + fr(acc[3]! + acc[7]!)));
+}
+
+/**
+ * The leftover loop of ggml_vec_dot_f32 (`for (i = np; i < n; ++i) sumf += x[i]*y[i];`, float sumf) as gcc compiled
+ * it into the bundled AVX-512 ggml-cpu (objdump of libggml-cpu-zen4.so, node-llama-cpp 3.21.1): the loop is
+ * vectorized by 16 and then 8 elements — the products rounded in a vector (vmulps), then added to sumf one by one
+ * in order (vaddss) — and the last < 8 elements are contracted (vfmadd231ss). With a head size of 8, the whole K·q
+ * dot of attention is this tail: eight rounded products summed in order. The AVX2 build's tail is not disassembled;
+ * it is assumed to vectorize by 8 the same way.
+ */
+function f32DotTail(a: Float32Array, aOff: number, b: Float32Array, from: number, n: number, sum: number, lanes: number): number {
+  let i = from;
+  const chunk = (w: number) => {
+    for (const end = i + w; i < end; i++) sum = fr(sum + fr(a[aOff + i]! * b[i]!));
+  };
+  if (lanes === 16) while (n - i >= 16) chunk(16);
+  if (n - i >= 8) chunk(8);
+  for (; i < n; i++) sum = fma32(a[aOff + i]!, b[i]!, sum);
+  return sum;
 }
 
 /** One layer's ggml_rope_ext parameters, and its sliding window. */
