@@ -375,8 +375,10 @@ export class GgmlForward implements CausalLM {
         const sn = r.mscale === 1 ? fr(Math.sin(t)) : fr(fr(Math.sin(t)) * r.mscale);
         const a = neox ? h + i : h + 2 * i, b = neox ? h + i + rd / 2 : h + 2 * i + 1;
         const x0 = x[a]!, x1 = x[b]!;
-        x[a] = fr(fr(x0 * cs) - fr(x1 * sn));
-        x[b] = fr(fr(x0 * sn) + fr(x1 * cs));
+        // rotate_pairs (ops.cpp) as gcc contracted it in the bundled AVX-512 build (objdump of libggml-cpu-zen4.so):
+        // the cos product is fused, the sin product (normal mode) / the x1 product (NeoX mode) rounded first
+        x[a] = fma32(x0, cs, -fr(x1 * sn));
+        x[b] = neox ? fma32(x0, sn, fr(x1 * cs)) : fma32(x1, cs, fr(x0 * sn));
         theta = fr(theta * r.thetaScale);
       }
     }
@@ -441,19 +443,19 @@ function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repa
 
 /**
  * The leftover loop of ggml_vec_dot_f32 (`for (i = np; i < n; ++i) sumf += x[i]*y[i];`, float sumf) as gcc compiled
- * it into the bundled AVX-512 ggml-cpu (objdump of libggml-cpu-zen4.so, node-llama-cpp 3.21.1): the loop is
- * vectorized by 16 and then 8 elements — the products rounded in a vector (vmulps), then added to sumf one by one
- * in order (vaddss) — and the last < 8 elements are contracted (vfmadd231ss). With a head size of 8, the whole K·q
- * dot of attention is this tail: eight rounded products summed in order. The AVX2 build's tail is not disassembled;
- * it is assumed to vectorize by 8 the same way.
+ * it into the bundled ggml-cpu variants (objdump of node-llama-cpp 3.21.1's libggml-cpu-zen4.so / -haswell.so): the
+ * loop is vectorized by the vector width while it can, then once by half of it — the products rounded in a vector
+ * (vmulps), then added to sumf one by one in order (vaddss) — and the last elements (< half the width) are
+ * contracted (vfmadd231ss). AVX-512: 16s, one 8, fma for < 8; AVX2: 8s, one 4, fma for < 4. With a head size of 8,
+ * the whole K·q dot of attention is this tail (AVX-512): eight rounded products summed in order.
  */
 function f32DotTail(a: Float32Array, aOff: number, b: Float32Array, from: number, n: number, sum: number, lanes: number): number {
   let i = from;
   const chunk = (w: number) => {
     for (const end = i + w; i < end; i++) sum = fr(sum + fr(a[aOff + i]! * b[i]!));
   };
-  if (lanes === 16) while (n - i >= 16) chunk(16);
-  if (n - i >= 8) chunk(8);
+  while (n - i >= lanes) chunk(lanes);
+  if (n - i >= lanes / 2) chunk(lanes / 2);
   for (; i < n; i++) sum = fma32(a[aOff + i]!, b[i]!, sum);
   return sum;
 }
