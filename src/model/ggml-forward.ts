@@ -34,6 +34,7 @@
 import { QuantlabError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from "../core/f16.js";
 import { fr } from "../ggml/cfloat.js";
+import { glibcTanhf } from "../ggml/glibc-math.js";
 import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
 import { GGML_TYPES, GgmlType, ggmlRowBytes } from "../ggml/types.js";
 import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
@@ -262,7 +263,7 @@ export class GgmlForward implements CausalLM {
       for (let i = 0; i < hd; i++) krow[i] = this.K[o + i]!;
       let kq = this.dot(krow, 0, qh, hd, f16 ? "f16" : "f32");
       // build_attn_mha: soft-cap (scale 1/c, tanh, scale c) before soft_max_ext(kq, mask, kq_scale)
-      if (cap !== undefined) kq = fr(fr(Math.tanh(fr(kq * invCap))) * cap);
+      if (cap !== undefined) kq = fr(glibcTanhf(fr(kq * invCap)) * cap);
       s[t] = t < first ? -Infinity : fr(kq * scale);
     }
     // soft_max: max, v_expf on whole vectors (the cache's padded length is a multiple of the width, so
@@ -492,10 +493,10 @@ function queryScaleOf(c: ModelConfig): number | undefined {
 const GELU_COEF_A = fr(0.044715);
 const SQRT_2_OVER_PI = fr(0.79788456080286535587989211986876);
 
-/** ggml_gelu_f32: 0.5f·x·(1 + tanhf(SQRT_2_OVER_PI·x·(1 + GELU_COEF_A·x·x))), each operation in f32 */
+/** ggml_gelu_f32: 0.5f·x·(1 + tanhf(SQRT_2_OVER_PI·x·(1 + GELU_COEF_A·x·x))), each operation in f32, glibc's tanhf */
 function geluF32(x: number): number {
   const inner = fr(fr(SQRT_2_OVER_PI * x) * fr(1 + fr(fr(GELU_COEF_A * x) * x)));
-  return fr(fr(0.5 * x) * fr(1 + fr(Math.tanh(inner))));
+  return fr(fr(0.5 * x) * fr(1 + glibcTanhf(inner)));
 }
 
 /**
@@ -510,10 +511,10 @@ function geglu(g: Float32Array, u: Float32Array): void {
   }
 }
 
-/** a ← c·tanh(a/c): ggml_scale(1/c), ggml_tanh, ggml_scale(c) */
+/** a ← c·tanh(a/c): ggml_scale(1/c), ggml_tanh (glibc's tanhf, ggml/glibc-math.ts), ggml_scale(c) */
 function softcap(a: Float32Array, capRaw: number): void {
   const c = fr(capRaw), inv = fr(1 / c);
-  for (let i = 0; i < a.length; i++) a[i] = fr(fr(Math.tanh(fr(a[i]! * inv))) * c);
+  for (let i = 0; i < a.length; i++) a[i] = fr(glibcTanhf(fr(a[i]! * inv)) * c);
 }
 
 /** ggml_add of a bias row */
