@@ -51,15 +51,10 @@ export interface GgmlForwardOptions {
   kvType?: "f16" | "f32";
   /** positions the cache holds (default: the model's seqLen) */
   contextLength?: number;
-  /**
-   * llama.cpp's n_kv: the cache cells its attention rows span when it computes a position. llama.cpp evaluates a
-   * prompt as one batch, after writing all of the batch's K/V, and spans exactly the cells used then (this build pads
-   * n_kv to 1, not 32 or 256): for a prompt of N tokens evaluated from an empty cache, N for every position. Where
-   * the row length is not a multiple of the vector width, soft_max's tail goes through scalar expf and V·p through
-   * ggml_vec_dot_f32 instead of llamafile sgemm, which round differently. Default: pos + 1 (one token per batch).
-   */
-  kvCells?: number;
 }
+
+/** llama_kv_cache::get_padding without flash attention: n_kv is the used cells rounded up to this */
+const KV_PAD = 32;
 
 /** one weight matrix as ggml multiplies it */
 interface Mat {
@@ -86,7 +81,6 @@ export class GgmlForward implements CausalLM {
   readonly simd: GgmlSimd;
   readonly kvType: "f16" | "f32";
   readonly capacity: number;
-  readonly kvCells: number | undefined;
   private readonly L: number; // lanes
   private readonly model: Model;
   private readonly embedding: RowReader;
@@ -116,8 +110,6 @@ export class GgmlForward implements CausalLM {
     this.kvType = opts.kvType ?? "f16";
     this.L = simdLanes(this.simd);
     this.capacity = opts.contextLength ?? c.seqLen;
-    if (opts.kvCells !== undefined && (!Number.isInteger(opts.kvCells) || opts.kvCells < 1 || opts.kvCells > this.capacity)) throw new QuantlabError("E_ARG", `GgmlForward: kvCells ${opts.kvCells} is not a cell count within the context length ${this.capacity}`);
-    this.kvCells = opts.kvCells;
     if (c.ropeScaling && !model.weights.has(ROPE_FREQS)) {
       throw new QuantlabError("E_UNSUPPORTED", `${model.source.path}: ggml arithmetic: RoPE scaling without a ${ROPE_FREQS} tensor is not emulated`);
     }
@@ -258,7 +250,10 @@ export class GgmlForward implements CausalLM {
 
   /**
    * One head: softmax(q·K · scale) · V over positions first..n−1, into out[outOff..+hd), as llama.cpp's graph computes
-   * it over R = max(n, kvCells) cache cells (positions ≥ n and < first masked to −∞):
+   * it over its n_kv cache cells: the used cells padded to 32 without flash attention (llama_kv_cache::get_padding),
+   * at most the cache size — R = min(capacity, n rounded up to 32) here, the cells past n masked to −∞ like those
+   * before first (measured: stories260K's 31-token prompt agrees with llama.cpp only with R = 32, not 31). With R a
+   * multiple of the width the padding changes no sum; otherwise (a cache size that is not) the tails below apply:
    * - K·q: mul_mat(k, q) with q a permuted view (not contiguous), so never llamafile sgemm with an f32 cache:
    *   ggml_vec_dot_f32 over the head size; an f16 cache converts q to f16 first (contiguous), then sgemm when the head
    *   size is a multiple of the width, else ggml_vec_dot_f16;
@@ -271,7 +266,7 @@ export class GgmlForward implements CausalLM {
     const hd = this.model.config.headDim;
     const L = this.L;
     const f16 = this.kvType === "f16";
-    const R = Math.max(n, this.kvCells ?? 0);
+    const R = Math.min(this.capacity, Math.ceil(n / KV_PAD) * KV_PAD);
     const qh = new Float32Array(hd);
     for (let i = 0; i < hd; i++) qh[i] = f16 ? roundF16(q[qOff + i]!) : q[qOff + i]!;
     const s = new Float32Array(R).fill(-Infinity);
