@@ -20,6 +20,12 @@ export function variant(): i32 {
 
 // ---------------------------------------------------------------- helpers
 
+/** High nibbles of 16 bytes. Not i8x16.shr_u: V8 11.3 lowers that to a 16-bit shift plus a mask it
+ * rebuilds from an immediate at every use (3 more instructions); the constant mask here stays in a register. */
+@inline function hi4(v: v128): v128 {
+  return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f));
+}
+
 @inline function hsum_f32(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
@@ -57,6 +63,11 @@ import { dptr, dint } from "./desc";
   return s;
 }
 
+// dot_f16's main loop converts 8 binary16 values at a time in 16-bit halves, the f16x4_to_f32 bits
+// without widening first: an f32's upper half is sign | 000 | exponent | top 7 mantissa bits =
+// (h >>s 3) & 0x8fff, its lower half the last 3 mantissa bits = h << 13; the halves are interleaved
+// (punpcklwd / punpckhwd) and rebiased by ×2^112 as there. 5 integer ops per 8 values instead of 7 (the
+// sign extensions of the widening form cost 1 and 2 instructions); the same f32 values, so the same sums.
 @inline function dot_f16(w: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let i = 0;
@@ -64,10 +75,14 @@ import { dptr, dint } from "./desc";
     const h0 = v128.load(w + (<usize>i << 1));
     const h1 = v128.load(w + (<usize>i << 1), 16);
     const o = <usize>i << 2;
-    a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(i32x4.extend_low_i16x8_s(h0)), v128.load(x + o)));
-    a1 = f32x4.add(a1, f32x4.mul(f16x4_to_f32(i32x4.extend_high_i16x8_s(h0)), v128.load(x + o, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(f16x4_to_f32(i32x4.extend_low_i16x8_s(h1)), v128.load(x + o, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(f16x4_to_f32(i32x4.extend_high_i16x8_s(h1)), v128.load(x + o, 48)));
+    const k = f32x4.splat(reinterpret<f32>(0x77800000));
+    const m = i16x8.splat(<i16>0x8fff);
+    const u0 = v128.and(i16x8.shr_s(h0, 3), m), d0 = i16x8.shl(h0, 13);
+    const u1 = v128.and(i16x8.shr_s(h1, 3), m), d1 = i16x8.shl(h1, 13);
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.mul(i16x8.shuffle(d0, u0, 0, 8, 1, 9, 2, 10, 3, 11), k), v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.mul(i16x8.shuffle(d0, u0, 4, 12, 5, 13, 6, 14, 7, 15), k), v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.mul(i16x8.shuffle(d1, u1, 0, 8, 1, 9, 2, 10, 3, 11), k), v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.mul(i16x8.shuffle(d1, u1, 4, 12, 5, 13, 6, 14, 7, 15), k), v128.load(x + o, 48)));
   }
   for (; i + 4 <= n; i += 4) {
     a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(v128.load16x4_s(w + (<usize>i << 1))), v128.load(x + (<usize>i << 2))));
@@ -377,7 +392,7 @@ const GEMM_TB = 64;
   if (ASC_FEATURE_RELAXED_SIMD) {
     const v = v128.load(q);
     const lo = v128.and(v, i8x16.splat(0x0f));
-    const hi = i8x16.shr_u(v, 4);
+    const hi = hi4(v);
     const d = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
     return i32x4.extadd_pairwise_i16x8_s(d);
   } else {
@@ -500,8 +515,8 @@ const GEMM_TB = 64;
     const v1 = v128.load(q + 20);
     const c0 = (load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4)) << 1;
     const c1 = (load<i32>(xs + (o << 1), 8) + load<i32>(xs + (o << 1), 12)) << 1;
-    const i0 = i32x4.sub(udot32(v128.and(v0, m), i8x16.shr_u(v0, 4), x16, x8), i32x4.splat(c0));
-    const i1 = i32x4.sub(udot32(v128.and(v1, m), i8x16.shr_u(v1, 4), x16 + 64, x8 + 32), i32x4.splat(c1));
+    const i0 = i32x4.sub(udot32(v128.and(v0, m), hi4(v0), x16, x8), i32x4.splat(c0));
+    const i1 = i32x4.sub(udot32(v128.and(v1, m), hi4(v1), x16 + 64, x8 + 32), i32x4.splat(c1));
     a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(f16s(q, lut) * load<f32>(xd + o))));
     a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(f16s(q + 18, lut) * load<f32>(xd + o, 4))));
     q += 36;
@@ -512,7 +527,7 @@ const GEMM_TB = 64;
     const o = <usize>b << 2;
     const v0 = v128.load(q + 2);
     const c0 = (load<i32>(xs + (o << 1)) + load<i32>(xs + (o << 1), 4)) << 1;
-    const i0 = i32x4.sub(udot32(v128.and(v0, m), i8x16.shr_u(v0, 4), x16, x8), i32x4.splat(c0));
+    const i0 = i32x4.sub(udot32(v128.and(v0, m), hi4(v0), x16, x8), i32x4.splat(c0));
     a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(f16s(q, lut) * load<f32>(xd + o))));
   }
   return hsum_f32(f32x4.add(a0, a1));
@@ -540,10 +555,10 @@ const GEMM_TB = 64;
     const v1 = v128.load(q + rs + 2);
     const v2 = v128.load(q + 2 * rs + 2);
     const v3 = v128.load(q + 3 * rs + 2);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v0, m), i8x16.shr_u(v0, 4), x16, x8), c)), f32x4.splat(f16s(q, lut) * dx)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v1, m), i8x16.shr_u(v1, 4), x16, x8), c)), f32x4.splat(f16s(q + rs, lut) * dx)));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v2, m), i8x16.shr_u(v2, 4), x16, x8), c)), f32x4.splat(f16s(q + 2 * rs, lut) * dx)));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v3, m), i8x16.shr_u(v3, 4), x16, x8), c)), f32x4.splat(f16s(q + 3 * rs, lut) * dx)));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v0, m), hi4(v0), x16, x8), c)), f32x4.splat(f16s(q, lut) * dx)));
+    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v1, m), hi4(v1), x16, x8), c)), f32x4.splat(f16s(q + rs, lut) * dx)));
+    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v2, m), hi4(v2), x16, x8), c)), f32x4.splat(f16s(q + 2 * rs, lut) * dx)));
+    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v3, m), hi4(v3), x16, x8), c)), f32x4.splat(f16s(q + 3 * rs, lut) * dx)));
     q += st;
     x16 += 64;
     x8 += 32;
@@ -580,10 +595,10 @@ const GEMM_TB = 64;
   const s16 = ucols * 2, sd = unb * 4, ss = unb * 8;
   for (let b = 0; b < nb; b++) {
     const v0 = v128.load(q + 2), v1 = v128.load(q + 20), v2 = v128.load(q + 38), v3 = v128.load(q + 56);
-    const l0 = v128.and(v0, m), h0 = i8x16.shr_u(v0, 4);
-    const l1 = v128.and(v1, m), h1 = i8x16.shr_u(v1, 4);
-    const l2 = v128.and(v2, m), h2 = i8x16.shr_u(v2, 4);
-    const l3 = v128.and(v3, m), h3 = i8x16.shr_u(v3, 4);
+    const l0 = v128.and(v0, m), h0 = hi4(v0);
+    const l1 = v128.and(v1, m), h1 = hi4(v1);
+    const l2 = v128.and(v2, m), h2 = hi4(v2);
+    const l3 = v128.and(v3, m), h3 = hi4(v3);
     let dv = f32x4.splat(f16s(q, lut));
     dv = f32x4.replace_lane(dv, 1, f16s(q + 18, lut));
     dv = f32x4.replace_lane(dv, 2, f16s(q + 36, lut));
@@ -654,7 +669,7 @@ export function interleave_rows4(p: usize, groups: i32, nb: i32, bs: i32, tmp: u
   const v0 = v128.load(qs);
   const v1 = v128.load(qs, 16);
   const ia = udot32(v128.and(v0, mk), v128.and(v1, mk), x16, x8);
-  const ib = udot32(i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), x16 + 64, x8 + 32);
+  const ib = udot32(hi4(v0), hi4(v1), x16 + 64, x8 + 32);
   return f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(ia), fa), f32x4.mul(f32x4.convert_i32x4_s(ib), fb));
 }
 
@@ -912,10 +927,12 @@ export function quantize_act(x: usize, n: i32, x16: usize, x8: usize, xd: usize,
   const magicBits = i32x4.splat(MAGIC_BITS);
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
-    let m = f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
+    // pmax (one maxps) rather than max (NaN-propagating, several instructions on x64): the same for
+    // the finite values that reach this encoder (tasks.ts), and |x| has no −0 for the ±0 rule to see
+    let m = f32x4.pmax(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
     const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
     const d: f32 = amax / 127.0;
     const id: f32 = d != 0 ? <f32>1.0 / d : 0;
@@ -955,10 +972,12 @@ export function quantize_row_q8_0(x: usize, n: i32, y: usize): void {
   const nb = n >> 5;
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
-    let m = f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
-    m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
+    // pmax (one maxps) rather than max (NaN-propagating, several instructions on x64): the same for
+    // the finite values that reach this encoder (tasks.ts), and |x| has no −0 for the ±0 rule to see
+    let m = f32x4.pmax(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16)));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))));
+    m = f32x4.pmax(m, f32x4.pmax(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))));
     const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
     const d: f32 = amax / 127.0;
     const id: f32 = d != 0 ? <f32>1.0 / d : 0;
@@ -980,11 +999,14 @@ export function quantize_row_q4_0(x: usize, n: i32, y: usize): void {
   const nb = n >> 5;
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
-    let hi = f32x4.max(v128.load(p), v128.load(p, 16));
-    let lo = f32x4.min(v128.load(p), v128.load(p, 16));
+    // pmax/pmin (one instruction each on x64): the same as max/min on the finite values that reach this
+    // encoder, up to the sign of a zero extreme, which never reaches d (a ±0 vmax or vmin only decides
+    // comparisons, where ±0 are equal, or goes to the tie loop below)
+    let hi = f32x4.pmax(v128.load(p), v128.load(p, 16));
+    let lo = f32x4.pmin(v128.load(p), v128.load(p, 16));
     for (let k = 32; k < 128; k += 32) {
-      hi = f32x4.max(hi, f32x4.max(v128.load(p + k), v128.load(p + k, 16)));
-      lo = f32x4.min(lo, f32x4.min(v128.load(p + k), v128.load(p + k, 16)));
+      hi = f32x4.pmax(hi, f32x4.pmax(v128.load(p + k), v128.load(p + k, 16)));
+      lo = f32x4.pmin(lo, f32x4.pmin(v128.load(p + k), v128.load(p + k, 16)));
     }
     const vmax = max(max(f32x4.extract_lane(hi, 0), f32x4.extract_lane(hi, 1)), max(f32x4.extract_lane(hi, 2), f32x4.extract_lane(hi, 3)));
     const vmin = min(min(f32x4.extract_lane(lo, 0), f32x4.extract_lane(lo, 1)), min(f32x4.extract_lane(lo, 2), f32x4.extract_lane(lo, 3)));
@@ -1054,7 +1076,7 @@ export * from "./forward";
 @inline function unpack_u4x16(p: usize): v128 {
   const b = v128.load64_zero(p);
   const lo = v128.and(b, i8x16.splat(0x0f));
-  const hi = i8x16.shr_u(b, 4);
+  const hi = hi4(b);
   return i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 }
 
@@ -1139,3 +1161,4 @@ export * from "./lut";
 export * from "./intmm";
 export * from "./linalg";
 export { kquant_supported, quantize_blocks_k } from "./kquants";
+export * from "./kdecode";

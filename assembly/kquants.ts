@@ -30,6 +30,12 @@ const S_LM = 624; // u8[16] min codes
 const S_DX = 640; // f32[32] x − min
 const S_XD = 768; // f64[32] x
 const S_WD = 1024; // f64[32] weights
+// 4-lane searches (make_qkx2_x4): lane k is sub-block k of a group of four; element i of the four is one v128
+const S_XT = 2048; // f32x4[32] x
+const S_WT = 2560; // f32x4[32] weights
+const S_LT = 3072; // f32x4[32] levels of the best trial so far
+const S_LA = 3584; // f32x4[32] levels of the current trial
+const S_WXT = 3840; // f32x4[16] weight · x (make_qx1_x4: 16 elements, after S_LA's first 16)
 // slots are KQ_SLOT_BYTES (abi.ts) each
 
 /** make_qkx2_quants' −min, returned beside the scale (a global: one per thread's instance) */
@@ -201,6 +207,143 @@ function make_qkx2(n: i32, nmax: i32, x: usize, w: usize, L: usize, s: usize, rm
   return scale;
 }
 
+/**
+ * make_qkx2 for four sub-blocks of 32 at once, one per SIMD lane: x and weights transposed at S_XT / S_WT
+ * (element i of sub-blocks k = 0…3 in the lanes of v128 i). Per lane every operation is the scalar
+ * make_qkx2's (useMad false) in its order, so each lane's levels, scale and −min are the scalar's bits; the
+ * scalar's branches become per-lane selects. The scalar's two shortcuts are left out, which changes no
+ * result: a trial whose levels repeat the previous one's gives the same error, hence the same (non-)choice,
+ * and the f64 lower-bound screen only skips trials that cannot win. Levels (as f32) go to S_LT; returns
+ * the scales, with the −mins in outMin4.
+ */
+function make_qkx2_x4(nmax: i32, s: usize, rmin: f32, rdelta: f32, nstep: i32): v128 {
+  const XT = s + S_XT;
+  const WT = s + S_WT;
+  const LT = s + S_LT;
+  const LA = s + S_LA;
+  const n = 32;
+  let lo = v128.load(XT);
+  let hi = lo;
+  let sumW = v128.load(WT);
+  let sumX = f32x4.mul(sumW, lo);
+  for (let i = 1; i < n; i++) {
+    const v = v128.load(XT + (<usize>i << 4));
+    lo = f32x4.pmin(lo, v); // v < lo ? v : lo
+    hi = f32x4.pmax(hi, v); // hi < v ? v : hi
+    const wi = v128.load(WT + (<usize>i << 4));
+    sumW = f32x4.add(sumW, wi);
+    sumX = f32x4.add(sumX, f32x4.mul(wi, v));
+  }
+  const zero = f32x4.splat(0);
+  lo = f32x4.pmin(lo, zero); // if (lo > 0) lo = 0
+  const flat = f32x4.eq(hi, lo); // those lanes: levels 0, scale 0, −min −lo (set at the end)
+  const flatLo = lo;
+  const vn = i32x4.splat(nmax);
+  const fnmax = f32x4.splat(<f32>nmax);
+  const magic = f32x4.splat(MAGIC);
+  const mant = i32x4.splat(0x7fffff);
+  const half = i32x4.splat(0x400000);
+  const izero = i32x4.splat(0);
+  let iscale = f32x4.div(fnmax, f32x4.sub(hi, lo));
+  let scale = f32x4.div(f32x4.splat(1), iscale);
+  let bestError = zero;
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 4;
+    const v = v128.load(XT + p);
+    const t = f32x4.add(f32x4.mul(iscale, f32x4.sub(v, lo)), magic);
+    const lc = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(t, mant), half), izero), vn));
+    v128.store(LT + p, lc);
+    const diff = f32x4.sub(f32x4.add(f32x4.mul(scale, lc), lo), v);
+    bestError = f32x4.add(bestError, f32x4.mul(v128.load(WT + p), f32x4.mul(diff, diff)));
+  }
+  for (let is = 0; is <= nstep; is++) {
+    const base: f32 = rmin + rdelta * <f32>is;
+    iscale = f32x4.div(f32x4.add(f32x4.splat(base), fnmax), f32x4.sub(hi, lo));
+    let sumL = zero;
+    let sumL2 = zero;
+    let sumXL = zero;
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      const v = v128.load(XT + p);
+      const t = f32x4.add(f32x4.mul(iscale, f32x4.sub(v, lo)), magic);
+      const l = f32x4.convert_i32x4_s(i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(t, mant), half), izero), vn));
+      v128.store(LA + p, l);
+      const wl = f32x4.mul(v128.load(WT + p), l);
+      sumL = f32x4.add(sumL, wl);
+      sumL2 = f32x4.add(sumL2, f32x4.mul(wl, l));
+      sumXL = f32x4.add(sumXL, f32x4.mul(wl, v));
+    }
+    const D = f32x4.sub(f32x4.mul(sumW, sumL2), f32x4.mul(sumL, sumL));
+    const dpos = f32x4.gt(D, zero);
+    if (!v128.any_true(dpos)) continue;
+    let thisScale = f32x4.div(f32x4.sub(f32x4.mul(sumW, sumXL), f32x4.mul(sumX, sumL)), D);
+    let thisMin = f32x4.div(f32x4.sub(f32x4.mul(sumL2, sumX), f32x4.mul(sumL, sumXL)), D);
+    const mpos = f32x4.gt(thisMin, zero);
+    thisMin = v128.bitselect(zero, thisMin, mpos);
+    thisScale = v128.bitselect(f32x4.div(sumXL, sumL2), thisScale, mpos);
+    let curError = zero;
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      const diff = f32x4.sub(f32x4.add(f32x4.mul(thisScale, v128.load(LA + p)), thisMin), v128.load(XT + p));
+      curError = f32x4.add(curError, f32x4.mul(v128.load(WT + p), f32x4.mul(diff, diff)));
+    }
+    const take = v128.and(dpos, f32x4.lt(curError, bestError));
+    if (!v128.any_true(take)) continue;
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      v128.store(LT + p, v128.bitselect(v128.load(LA + p), v128.load(LT + p), take));
+    }
+    bestError = v128.bitselect(curError, bestError, take);
+    scale = v128.bitselect(thisScale, scale, take);
+    lo = v128.bitselect(thisMin, lo, take);
+  }
+  if (v128.any_true(flat)) {
+    for (let i = 0; i < n; i++) v128.store(LT + (<usize>i << 4), v128.bitselect(zero, v128.load(LT + (<usize>i << 4)), flat));
+    scale = v128.bitselect(zero, scale, flat);
+    lo = v128.bitselect(flatLo, lo, flat);
+  }
+  outMin4 = f32x4.neg(lo);
+  return scale;
+}
+
+/** make_qkx2_x4's −mins (a global: one per thread's instance) */
+let outMin4: v128 = f32x4.splat(0);
+
+/** x of sub-blocks 4g … 4g+3 (32 each) of the 256-block at x, transposed to S_XT (4×4 transposes) */
+function transposeX4(x: usize, g: i32, s: usize): void {
+  const XT = s + S_XT;
+  const x0 = x + (<usize>(4 * g) << 7);
+  for (let q = 0; q < 8; q++) {
+    const o = <usize>q << 4;
+    const a = v128.load(x0 + o);
+    const b = v128.load(x0 + 128 + o);
+    const c = v128.load(x0 + 256 + o);
+    const d = v128.load(x0 + 384 + o);
+    const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5);
+    const t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+    const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5);
+    const t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+    const dst = XT + (<usize>q << 6);
+    v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+    v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+    v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+    v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+  }
+}
+
+/** S_LT's levels (f32 lanes) → bytes of sub-blocks 4g … 4g+3 at L + 32·(4g + k) */
+function storeLevels4(L: usize, g: i32, s: usize): void {
+  const LT = s + S_LT;
+  const l0 = L + <usize>(128 * g);
+  for (let i = 0; i < 32; i++) {
+    const l = i32x4.trunc_sat_f32x4_s(v128.load(LT + (<usize>i << 4)));
+    sb(l0, i, i32x4.extract_lane(l, 0));
+    sb(l0 + 32, i, i32x4.extract_lane(l, 1));
+    sb(l0 + 64, i, i32x4.extract_lane(l, 2));
+    sb(l0 + 96, i, i32x4.extract_lane(l, 3));
+  }
+}
+
 /** make_qx_quants with rmse_type 1 (search.ts makeQxQuants): weights qw, or x² when qw is 0; L gets l + nmax */
 function make_qx1(n: i32, nmax: i32, x: usize, L: usize, qw: usize): f32 {
   let mx: f32 = 0;
@@ -259,6 +402,104 @@ function make_qx1(n: i32, nmax: i32, x: usize, L: usize, qw: usize): f32 {
     if (t0 + 3 < 18) qxJudge(n, nmax, x, L, sc3, f32x4.extract_lane(aLX, 3), f32x4.extract_lane(aL2, 3));
   }
   return qxScale;
+}
+
+/**
+ * make_qx1 for four sub-blocks of 16 at once (n = 16), one per SIMD lane: x transposed at S_XT, the weights
+ * (qw, or x² when none) at S_WT. Per lane every operation is the scalar make_qx1's in its order, and the
+ * trials are judged per lane in the scalar's `is` order (branches as selects), so each lane's levels and
+ * scale are the scalar's bits. Levels (l + nmax, f32) go to S_LT; returns the four scales.
+ */
+function make_qx1_x4(nmax: i32, s: usize): v128 {
+  const XT = s + S_XT;
+  const WT = s + S_WT;
+  const WXT = s + S_WXT;
+  const LT = s + S_LT;
+  const n = 16;
+  const zero = f32x4.splat(0);
+  let mx = zero;
+  let amax = zero;
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 4;
+    const v = v128.load(XT + p);
+    const ax = f32x4.abs(v);
+    const m = f32x4.gt(ax, amax);
+    amax = v128.bitselect(ax, amax, m);
+    mx = v128.bitselect(v, mx, m);
+    v128.store(WXT + p, f32x4.mul(v128.load(WT + p), v));
+  }
+  const tiny = f32x4.lt(amax, f32x4.splat(GROUP_MAX_EPS)); // those lanes: levels 0, scale 0 (set at the end)
+  const fn = <f32>nmax;
+  const magic = f32x4.splat(MAGIC);
+  // levels as floats: (y + 1.5·2^23) − 1.5·2^23 is nearest_int(y) exactly for |y| < 2^22 (the sum lands in
+  // [2^23, 2^24), where f32 steps by 1, and the difference is exact), and here |y| = |iscale·x| ≤
+  // (nmax + 0.9)·|x|/|mx| ≤ nmax + 0.9 in every lane that is not tiny (tiny lanes are overwritten below);
+  // clamping integers in f32 is exact, so each level is the scalar's, with two fewer operations
+  const vlo = f32x4.splat(<f32>-nmax);
+  const vhi = f32x4.splat(<f32>(nmax - 1));
+  const vn = f32x4.splat(fn);
+  let iscale = f32x4.div(f32x4.splat(-fn), mx);
+  let sumlx = zero;
+  let suml2 = zero;
+  for (let i = 0; i < n; i++) {
+    const p = <usize>i << 4;
+    const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+    v128.store(LT + p, f32x4.add(fl, vn));
+    sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+    suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+  }
+  // truthy(suml2): non-zero and not NaN
+  let scale = v128.bitselect(f32x4.div(sumlx, suml2), zero, v128.and(f32x4.ne(suml2, zero), f32x4.eq(suml2, suml2)));
+  let best = f32x4.mul(scale, sumlx);
+  for (let t = 0; t < 18; t++) {
+    const is = qxTrial(t);
+    iscale = f32x4.div(f32x4.neg(f32x4.splat(fn + QX_TENTH * <f32>is)), mx);
+    sumlx = zero;
+    suml2 = zero;
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+      sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+      suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+    }
+    const take = v128.and(f32x4.gt(suml2, zero), f32x4.gt(f32x4.mul(sumlx, sumlx), f32x4.mul(best, suml2)));
+    if (!v128.any_true(take)) continue;
+    // the trial's levels again (cheaper than storing them on every trial: most trials change nothing)
+    for (let i = 0; i < n; i++) {
+      const p = <usize>i << 4;
+      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+      v128.store(LT + p, v128.bitselect(f32x4.add(fl, vn), v128.load(LT + p), take));
+    }
+    const sc = f32x4.div(sumlx, suml2);
+    scale = v128.bitselect(sc, scale, take);
+    best = v128.bitselect(f32x4.mul(sc, sumlx), best, take);
+  }
+  if (v128.any_true(tiny)) {
+    for (let i = 0; i < n; i++) v128.store(LT + (<usize>i << 4), v128.bitselect(zero, v128.load(LT + (<usize>i << 4)), tiny));
+    scale = v128.bitselect(zero, scale, tiny);
+  }
+  return scale;
+}
+
+/** 16 values of each of sub-blocks 4g … 4g+3 (stride 16 f32) at x → transposed at dst (f32x4[16]) */
+function transpose16x4(x: usize, g: i32, dst: usize): void {
+  const x0 = x + (<usize>(4 * g) << 6);
+  for (let q = 0; q < 4; q++) {
+    const o = <usize>q << 4;
+    const a = v128.load(x0 + o);
+    const b = v128.load(x0 + 64 + o);
+    const c = v128.load(x0 + 128 + o);
+    const d = v128.load(x0 + 192 + o);
+    const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5);
+    const t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+    const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5);
+    const t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+    const p = dst + (<usize>q << 6);
+    v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+    v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+    v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+    v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+  }
 }
 
 const QX_TENTH: f32 = 0.1;
@@ -427,22 +668,30 @@ function packScaleMinK4(ls: usize, lm: usize, q: usize): void {
   }
 }
 
-/** quantize_row_q4_K_ref / q5_K_ref scales (kquants.ts refScalesK) */
+/** quantize_row_q4_K_ref / q5_K_ref scales (kquants.ts refScalesK); the sub-blocks' searches four at a time */
 function refScalesK(x: usize, o: usize, s: usize, nmax: i32, rmin: f32, rdelta: f32, nstep: i32): void {
-  const w = s + S_W;
+  for (let g = 0; g < 2; g++) {
+    transposeX4(x, g, s);
+    // per lane: sumX2 over the sub-block in order, avX = √(sumX2/32), weights avX + |x|
+    let sumX2 = f32x4.splat(0);
+    for (let l = 0; l < 32; l++) {
+      const v = v128.load(s + S_XT + (<usize>l << 4));
+      sumX2 = f32x4.add(sumX2, f32x4.mul(v, v));
+    }
+    const avX = f32x4.sqrt(f32x4.div(sumX2, f32x4.splat(32)));
+    for (let l = 0; l < 32; l++) v128.store(s + S_WT + (<usize>l << 4), f32x4.add(avX, f32x4.abs(v128.load(s + S_XT + (<usize>l << 4)))));
+    const sc = make_qkx2_x4(nmax, s, rmin, rdelta, nstep);
+    v128.store(s + S_SC + (<usize>g << 4), sc);
+    v128.store(s + S_MN + (<usize>g << 4), outMin4);
+    storeLevels4(s + S_L, g, s);
+  }
   let maxScale: f32 = 0;
   let maxMin: f32 = 0;
   for (let j = 0; j < 8; j++) {
-    const xj = x + (<usize>j << 7);
-    let sumX2: f32 = 0;
-    for (let l = 0; l < 32; l++) sumX2 = sumX2 + lf(xj, l) * lf(xj, l);
-    const avX = sqrt<f32>(sumX2 / 32);
-    for (let l = 0; l < 32; l++) sf(w, l, avX + abs(lf(xj, l)));
-    const sc = make_qkx2(32, nmax, xj, w, s + S_L + 32 * j, s, rmin, rdelta, nstep, false);
-    sf(s + S_SC, j, sc);
-    sf(s + S_MN, j, outMin);
+    const sc = lf(s + S_SC, j);
+    const mn = lf(s + S_MN, j);
     if (sc > maxScale) maxScale = sc;
-    if (outMin > maxMin) maxMin = outMin;
+    if (mn > maxMin) maxMin = mn;
   }
   const invScale: f32 = maxScale > 0 ? <f32>63 / maxScale : 0;
   const invMin: f32 = maxMin > 0 ? <f32>63 / maxMin : 0;
@@ -457,22 +706,28 @@ function refScalesK(x: usize, o: usize, s: usize, nmax: i32, rmin: f32, rdelta: 
 
 /** quantize_row_q4_K_impl / q5_K_impl scales (kquants.ts implScalesK) */
 function implScalesK(x: usize, o: usize, qw: usize, s: usize, nmax: i32): void {
-  const w = s + S_W;
   let sumX2: f32 = 0;
   for (let l = 0; l < 256; l++) sumX2 = sumX2 + lf(x, l) * lf(x, l);
   const sigma2: f32 = (<f32>2 * sumX2) / 256;
-  for (let j = 0; j < 8; j++) {
-    const xj = x + (<usize>j << 7);
-    const qj = qw + (<usize>j << 7);
+  const vs2 = f32x4.splat(sigma2);
+  for (let g = 0; g < 2; g++) {
+    // the importance row transposed like x (through S_XT), then x itself
+    transposeX4(qw, g, s);
+    for (let l = 0; l < 32; l++) v128.store(s + S_WT + (<usize>l << 4), v128.load(s + S_XT + (<usize>l << 4)));
+    transposeX4(x, g, s);
+    // per lane: weights qw·√(σ² + x²), their sum in order
+    let sumw = f32x4.splat(0);
     for (let l = 0; l < 32; l++) {
-      const v = lf(xj, l);
-      sf(w, l, lf(qj, l) * sqrt<f32>(sigma2 + v * v));
+      const p = s + S_WT + (<usize>l << 4);
+      const v = v128.load(s + S_XT + (<usize>l << 4));
+      const wl = f32x4.mul(v128.load(p), f32x4.sqrt(f32x4.add(vs2, f32x4.mul(v, v))));
+      v128.store(p, wl);
+      sumw = f32x4.add(sumw, wl);
     }
-    let sumw: f32 = 0;
-    for (let l = 0; l < 32; l++) sumw = sumw + lf(w, l);
-    sf(s + S_SW, j, sumw);
-    sf(s + S_SC, j, make_qkx2(32, nmax, xj, w, s + S_L + 32 * j, s, -0.9, 0.05, 36, false));
-    sf(s + S_MN, j, outMin);
+    v128.store(s + S_SW + (<usize>g << 4), sumw);
+    v128.store(s + S_SC + (<usize>g << 4), make_qkx2_x4(nmax, s, -0.9, 0.05, 36));
+    v128.store(s + S_MN + (<usize>g << 4), outMin4);
+    storeLevels4(s + S_L, g, s);
   }
   const dBlock = make_qp(8, 63, s + S_SC, s + S_LS, s + S_SW);
   const mBlock = make_qp(8, 63, s + S_MN, s + S_LM, s + S_SW);
@@ -530,11 +785,30 @@ function packQ5K(L: usize, o: usize): void {
 
 function quantQ6K(x: usize, o: usize, qw: usize, s: usize): void {
   const L = s + S_L;
+  // the 16 sub-blocks' make_qx_quants four at a time (make_qx1_x4): weights qw, or x²
+  for (let g = 0; g < 4; g++) {
+    transpose16x4(x, g, s + S_XT);
+    if (qw != 0) transpose16x4(qw, g, s + S_WT);
+    else {
+      for (let i = 0; i < 16; i++) {
+        const v = v128.load(s + S_XT + (<usize>i << 4));
+        v128.store(s + S_WT + (<usize>i << 4), f32x4.mul(v, v));
+      }
+    }
+    v128.store(s + S_SC + (<usize>g << 4), make_qx1_x4(32, s));
+    const l0 = L + <usize>(64 * g);
+    for (let i = 0; i < 16; i++) {
+      const l = i32x4.trunc_sat_f32x4_s(v128.load(s + S_LT + (<usize>i << 4)));
+      sb(l0, i, i32x4.extract_lane(l, 0));
+      sb(l0 + 16, i, i32x4.extract_lane(l, 1));
+      sb(l0 + 32, i, i32x4.extract_lane(l, 2));
+      sb(l0 + 48, i, i32x4.extract_lane(l, 3));
+    }
+  }
   let maxScale: f32 = 0;
   let maxAbsScale: f32 = 0;
   for (let ib = 0; ib < 16; ib++) {
-    const sc = make_qx1(16, 32, x + (<usize>ib << 6), L + 16 * ib, qw != 0 ? qw + (<usize>ib << 6) : 0);
-    sf(s + S_SC, ib, sc);
+    const sc = lf(s + S_SC, ib);
     const a = abs(sc);
     if (a > maxAbsScale) {
       maxAbsScale = a;

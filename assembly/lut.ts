@@ -519,12 +519,12 @@ const SF_E8 = 2;
   }
 }
 
-export function run_k24(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, false, desc, g0, g1); }
-export function run_k25(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_F32, false, desc, g0, g1); }
-export function run_k26(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, SF_F32, false, desc, g0, g1); }
-export function run_k27(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, SF_F32, false, desc, g0, g1); }
-export function run_k28(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_F32, false, desc, g0, g1); }
-export function run_k29(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
-export function run_k30(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
-export function run_k31(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
-export function run_k33(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }
+export function run_k40(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, false, desc, g0, g1); }
+export function run_k41(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_F32, false, desc, g0, g1); }
+export function run_k42(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, SF_F32, false, desc, g0, g1); }
+export function run_k43(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, SF_F32, false, desc, g0, g1); }
+export function run_k44(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_F32, false, desc, g0, g1); }
+export function run_k45(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
+export function run_k46(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
+export function run_k47(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
+export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }

@@ -63,7 +63,7 @@ async function matvecSection(ctx: BenchContext): Promise<BenchSection[]> {
   const coldBytes = ctx.quick ? 2 * L3 : 8 * L3;
   const reps = ctx.quick ? 3 : 7;
   const variants = (["simd", "relaxed"] as WasmVariant[]).filter(wasmVariantSupported);
-  const types = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+  const types = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
   const x = randomF32(n, 9);
   const out = new Float32Array(n);
 
@@ -134,7 +134,7 @@ async function matvecSection(ctx: BenchContext): Promise<BenchSection[]> {
     table: { headers: ["type", "B/weight (prepared)", "implementation", "threads", "ms median", "ms min", "GB/s (median)", "% of stream read", "× TS ref"], rows },
     notes: [
       `Same-run yardstick: WASM SIMD streaming read (f32 sum) over ${coldBytes / MiB} MiB, 1 thread: **${fmt(streamGBs)} GB/s** (best of ${reps}). "% of stream read" = mat-vec GB/s / that.`,
-      "GB/s counts the prepared weight bytes one mat-vec streams: the GGUF blocks themselves for the native kernels (\"(ggml blocks)\": Q8_0 in both builds, Q4_0/Q4_K/Q6_K in the relaxed build), else SoA codes + f32 scales/mins; f16 stays 2 B/weight. \"forced\" rows run the relaxed build on the layout its default did not pick (GGUF blocks in place: fewer bytes, more instructions; SoA repack: the reverse), for comparison. Activations are quantized to Q8 once per mat-vec (inside the timing).",
+      "GB/s counts the prepared weight bytes one mat-vec streams: the GGUF blocks themselves for the native kernels (\"(ggml blocks)\": Q8_0 in both builds, Q4_0/Q4_K/Q5_K/Q6_K in the relaxed build), else SoA codes + f32 scales/mins; f16 stays 2 B/weight. \"forced\" rows run the relaxed build on the layout its default did not pick (GGUF blocks in place: fewer bytes, more instructions; SoA repack: the reverse), for comparison. Activations are quantized once per mat-vec (inside the timing): Q8_0 per 32, or Q8_K per 256 for the k-quants' interleaved kernels.",
       "Each row cycles through enough distinct copies of the matrix (≥ 8× the 32 MiB L3) that weights come from RAM, as in decode; 2 warm-up passes, then the median and best of the timed passes, per mat-vec.",
       "TS ref: the plain-TypeScript reference backend (f32 after dequantize-once, whatever the type); \"× TS ref\" = its time / this row's time.",
       "For context (not this run): shared/notes/kernels.md measured C AVX2 kernels in llama.cpp's style on this machine at ≈26 GB/s f32, ≈23 GB/s Q8_0, ≈15 GB/s Q4_0 (1 thread, cold). The issue's llama.cpp peer comparison (decode tok/s on the same GGUF) is the model bench's job.",

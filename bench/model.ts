@@ -119,7 +119,7 @@ async function f32Section(ctx: BenchContext): Promise<BenchSection> {
 async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   const bw = bandwidth(ctx);
   ctx.log(`  memory read bandwidth (WASM, 1 thread): ${fmt(bw)} GB/s`);
-  const types = ctx.quick ? [GgmlType.Q8_0, GgmlType.Q4_K] : [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+  const types = ctx.quick ? [GgmlType.Q8_0, GgmlType.Q4_K] : [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   const prompt = ctx.quick ? 16 : 32, gen = ctx.quick ? 4 : 16;
@@ -140,7 +140,7 @@ async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   notes.push(
     `Memory bandwidth measured in this run: **${fmt(bw)} GB/s** (WASM SIMD streaming read of ${ctx.quick ? 256 : 1024} MiB, 1 thread, best of 5). "GB/s" = weight bytes streamed per decoded token × decode tok/s (quantlab: its prepared weights, all matrices incl. the tied output; llama.cpp: the file's tensor bytes), and its share of that bandwidth.`,
     "Decode includes attention, norms, RoPE and the 128256-wide output matrix; prefill = one batch of the prompt. Medians of the timed runs after a warm-up, quantlab and llama.cpp alternating on the same file in the same process; 1- and 2-thread rows use the same loaded model (the WASM pool with 1 worker; llama.cpp one context per thread count).",
-    "quantlab kernels (relaxed build, default layouts): Q8_0 and Q4_0 run on the GGUF blocks in place (file bytes = streamed bytes), rows interleaved 4 at a time (same bytes, permuted at load; Q4_0 prefill in 4-row × 4-token tiles); Q4_K and Q6_K on SoA repacks (0.75 and 1.25 B/weight: fewer instructions, measured faster here; `--layouts native` runs them on the GGUF blocks); F16 converts in the kernel; F32 streams 4 B/weight. Activations are quantized to Q8 per 32 for the quantized types (ggml: Q8_0 per 32 / Q8_K per 256).",
+    "quantlab kernels (relaxed build, default layouts): Q8_0, Q4_0, Q4_K, Q5_K and Q6_K run on the GGUF blocks in place (file bytes = streamed bytes), rows interleaved 4 at a time (same bytes, permuted at load; Q4_0 prefill in 4-row × 4-token tiles); F16 converts in the kernel; F32 streams 4 B/weight. Activations are quantized as ggml pairs them: Q8_0 per 32 for Q8_0/Q4_0, Q8_K per 256 for the k-quants (their super-block dots stay in integers).",
     "Targets (issue 4): decode ≥ 0.5× llama.cpp for Q8_0 and Q4_0.",
     "load = 1-minute load average before → after the row: with 2 cores shared by other jobs, rows at load ≫ 1 understate both engines (llama.cpp's spinning 2-thread barriers most).",
   );

@@ -20,7 +20,8 @@ import { fusedFileTensors } from "../model/config.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Model } from "../model/weights.js";
-import { releaseWeight, weightShape, type Weight } from "../core/weight.js";
+import { releaseWeight, weightByteReader, weightShape, type Weight } from "../core/weight.js";
+import { checkFiniteWeight, describeElement } from "../model/finite.js";
 
 export interface GgmlQuantizeOptions {
   /** llama-quantize preset name, e.g. "Q4_K_M" */
@@ -40,6 +41,12 @@ export interface GgmlQuantizeOptions {
   overrides?: ReadonlyMap<string, GgmlType>;
   /** encodes the block-type tensors (default: the TypeScript reference on this thread; same bytes) */
   encoder?: GgmlEncoder;
+  /**
+   * Refuse NaN/Inf weights (model/finite.ts checkFiniteWeight's error, `<where>: tensor … is NaN; <what> …`):
+   * the tensors the encoder reads are checked on the chunks it reads (no separate pass over the file),
+   * the others before any encoding. Without it the caller has checked, or allows them.
+   */
+  refuseNonFinite?: { where: string; what: string };
   progress?: Progress;
 }
 
@@ -151,12 +158,23 @@ function planSteps(model: Model, opts: GgmlQuantizeOptions): { preset: GgmlPrese
 }
 
 /** The source values of a weight for the encoder: F32 and F16 as they are (F16 never becomes a whole f32
- * copy), anything else decoded to f32. */
-function sourceValues(w: Weight, name: string): { x: Float32Array } | { f16: Uint16Array } {
+ * copy; a lazily loaded F16 tensor is read chunk by chunk straight into the encoder's buffer, never held
+ * whole), anything else decoded to f32. */
+function sourceValues(w: Weight, name: string): { x: Float32Array } | { f16: Uint16Array } | { f16Read: (start: number, dst: Uint16Array) => void } {
+  const isF16 = (w.kind === "dense" && w.tensor.dtype === "f16") || (w.kind === "ggml" && w.type === GgmlType.F16);
+  const read = isF16 ? weightByteReader(w) : undefined;
+  if (read) return { f16Read: (start, dst) => read(start * 2, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength)) };
   if (w.kind === "dense" && w.tensor.dtype === "f16") return { f16: w.tensor.data as Uint16Array };
   if (w.kind === "dense" && w.tensor.dtype === "f32") return { x: w.tensor.data as Float32Array };
   if (w.kind === "ggml" && w.type === GgmlType.F16 && w.data.byteOffset % 2 === 0) return { f16: new Uint16Array(w.data.buffer, w.data.byteOffset, w.data.length / 2) };
   return { x: dequantizeWeight(w, name).data };
+}
+
+/** Will prepareStep hand this step to the encoder (a block type, not kept, not GPTQ)? */
+function encodedByEncoder(model: Model, st: TensorStep, opts: GgmlQuantizeOptions): boolean {
+  const t = st.choice.type;
+  if (st.done || t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16 || !hasGgmlCodec(t)) return false;
+  return !(opts.gptq?.hessians.has(st.choice.name) && ggmlGptqSupports(t));
 }
 
 /** Encodes a step as a float type or GPTQ here, or makes its block-quantization job. */
@@ -231,11 +249,20 @@ export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): Gg
   const { preset, steps, work } = planSteps(model, opts);
   const encoder = opts.encoder ?? refGgmlEncoder;
   const progress = opts.progress ?? noProgress;
+  const refuse = opts.refuseNonFinite;
+  // the tensors the encoder will not read (kept, float re-encodes, GPTQ) are checked before any work
+  if (refuse) for (const st of steps) if (!encodedByEncoder(model, st, opts)) checkFiniteWeight(model.weights.get(st.choice.name)!, st.choice.name, refuse.where, refuse.what);
   progress.start(work, `quantizing ${preset}`);
   for (const st of steps) {
     prepareStep(model, st, opts);
     if (st.job) {
-      st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: encoder.encodeRows({ ...st.job, progress }) };
+      const name = st.choice.name, shape = st.choice.shape;
+      const onNonFinite = refuse
+        ? (index: number, value: number): never => {
+          throw new QuantlabError("E_VALUE", `${refuse.where}: ${describeElement(name, shape, index)} is ${value}; ${refuse.what} (--allow-nonfinite / allowNonFinite: true to go ahead anyway)`);
+        }
+        : undefined;
+      st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: encoder.encodeRows({ ...st.job, progress, ...(onNonFinite ? { onNonFinite } : {}) }) };
       st.job = undefined; // let a decoded f32 copy go
       releaseWeight(model.weights.get(st.choice.name)!); // and a lazily loaded source (re-read if written as is)
     } else progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));

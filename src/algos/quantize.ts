@@ -176,9 +176,13 @@ export async function quantize(model: Model, recipeIn: Recipe | Record<string, u
   const recipe = normalizeRecipe(recipeIn);
   if (!(METHOD_NAMES as readonly string[]).includes(recipe.method)) throw new QuantlabError("E_INTERNAL", `no method ${recipe.method}`);
   checkApplicable(recipe, model);
-  // every weight feeds the output or the calibration passes: a NaN anywhere is refused before any work
-  if (!opts.allowNonFinite) for (const [name, w] of model.weights) checkFiniteWeight(w, name, model.source.path, "refusing to quantize the model");
   const isSpec = "spec" in recipe.target;
+  // every weight feeds the output or the calibration passes: a NaN anywhere is refused before any work —
+  // except for a plain preset (rtn, no calibration, no rotation), whose weights are only read to be
+  // encoded: there the encoder checks each tensor on the chunks it reads anyway (one read of the file,
+  // ggml-quant.ts refuseNonFinite) and the output is written only after every tensor passed
+  const streamCheck = !opts.allowNonFinite && !isSpec && recipe.method === "rtn" && !recipe.rotate && recipe.calibration === undefined;
+  if (!opts.allowNonFinite && !streamCheck) for (const [name, w] of model.weights) checkFiniteWeight(w, name, model.source.path, "refusing to quantize the model");
   // tensors: the selection, then per-tensor specs from the overrides (spec targets)
   let names: string[] = [];
   const overrideSpec = new Map<string, string>();
@@ -214,6 +218,7 @@ export async function quantize(model: Model, recipeIn: Recipe | Record<string, u
     encoder: opts.encoder ?? (backend instanceof WasmBackend ? backend.ggmlEncoder() : refGgmlEncoder),
     progress: opts.progress ?? noProgress,
     ...(opts.onTensor ? { onTensor: opts.onTensor } : {}),
+    ...(streamCheck ? { refuseNonFinite: { where: model.source.path, what: "refusing to quantize the model" } } : {}),
   };
   let out: MethodOutput;
   try {

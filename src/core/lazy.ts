@@ -25,8 +25,11 @@ export class LazyData<T> {
   /**
    * @param fileBytes bytes the loader reads from its source (what a load costs, for accounting)
    * @param load reads and decodes; throws a QuantlabError naming the file and tensor when it cannot
+   * @param readBytes when the value is a plain view of the file's bytes (one range, no decoding): reads
+   *   `dst.length` of those bytes from `byteOffset` into `dst` without loading (or caching) the value, so a
+   *   streaming consumer reads each part once, straight into its own buffer (see weightByteReader)
    */
-  constructor(readonly fileBytes: number, private readonly load: () => LazyLoaded<T>) {}
+  constructor(readonly fileBytes: number, private readonly load: () => LazyLoaded<T>, readonly readBytes?: (byteOffset: number, dst: Uint8Array) => void) {}
 
   get(): T {
     if (this.value !== undefined) return this.value;

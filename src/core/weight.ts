@@ -59,6 +59,16 @@ export function weightFileBytes(w: Weight): number | undefined {
 }
 
 /**
+ * Reads part of a lazily loaded weight's bytes straight from its file into `dst` (byte offsets within the
+ * tensor's bytes as stored), for a consumer that streams the tensor once in chunks: undefined when the
+ * weight is in memory already (use its data), not lazy, or not a plain view of one byte range.
+ */
+export function weightByteReader(w: Weight): ((byteOffset: number, dst: Uint8Array) => void) | undefined {
+  const lazy = lazyOf(owner(w));
+  return lazy && !lazy.loaded ? lazy.readBytes : undefined;
+}
+
+/**
  * Drops the cached bytes of a lazily loaded weight (the next access reads them from the file again), so
  * a layer-by-layer pass keeps memory near one layer. Returns true when something was dropped; false for
  * in-memory weights, weights not loaded, and bytes pinned where they were placed (WebAssembly memory

@@ -22,6 +22,15 @@ export interface EncodeRowsJob {
   x?: Float32Array;
   /** (rows, cols) binary16 bits (an F16 tensor): encoded chunk by chunk, never as a whole f32 copy */
   f16?: Uint16Array;
+  /** an F16 tensor that is not in memory: puts its values start … start + dst.length (binary16 bits) into
+   * dst, called chunk by chunk in order (a file read straight into the encoder's buffer) */
+  f16Read?: (start: number, dst: Uint16Array) => void;
+  /**
+   * Called once, with the flat index and value of the first Inf/NaN input value the encoder meets (at the
+   * latest once the chunk holding it is encoded); a caller refusing such weights throws from it, which
+   * abandons the job. Without it non-finite values are encoded as the reference codec does.
+   */
+  onNonFinite?: (index: number, value: number) => void;
   /** importance per column (cols), llama.cpp imatrix; types whose quantizer ignores it ignore it */
   imatrix?: Float32Array;
   /** quantlab's refine pass after llama.cpp's search (codecs.ts QuantizeOptions.refine) */
@@ -57,8 +66,8 @@ export function checkEncodeJob(job: EncodeRowsJob): CheckedEncodeJob {
   }
   const { blockSize, bytesPerBlock } = GGML_TYPES[type];
   if (cols % blockSize !== 0) throw new QuantlabError("E_ARG", `${what}: row length ${cols} is not a multiple of the ${ggmlTypeName(type)} block size ${blockSize}`);
-  if ((job.x === undefined) === (job.f16 === undefined)) throw new QuantlabError("E_ARG", `${what}: give the values as exactly one of x (f32) and f16`);
-  const have = (job.x ?? job.f16)!.length;
+  if ((job.x !== undefined ? 1 : 0) + (job.f16 !== undefined ? 1 : 0) + (job.f16Read !== undefined ? 1 : 0) !== 1) throw new QuantlabError("E_ARG", `${what}: give the values as exactly one of x (f32) and f16 (an array, or f16Read)`);
+  const have = job.f16Read ? rows * cols : (job.x ?? job.f16)!.length;
   if (have !== rows * cols) throw new QuantlabError("E_ARG", `${what}: ${have} values for a [${rows}, ${cols}] tensor (need ${rows * cols})`);
   let imatrix = job.imatrix;
   if (imatrix && imatrix.length !== cols) throw new QuantlabError("E_ARG", `${what}: the importance matrix has ${imatrix.length} columns, the tensor ${cols}`);
@@ -79,16 +88,36 @@ export const refGgmlEncoder: GgmlEncoder = {
     const progress = job.progress ?? noProgress;
     const out = new Uint8Array(rows * rowBytes);
     const chunkRows = Math.max(1, Math.floor(REF_CHUNK / cols));
-    const scratch = job.f16 ? new Float32Array(Math.min(rows, chunkRows) * cols) : undefined; // (chunkRows, cols)
+    const scratch = job.x ? undefined : new Float32Array(Math.min(rows, chunkRows) * cols); // (chunkRows, cols)
+    const bits = job.f16Read ? new Uint16Array(Math.min(rows, chunkRows) * cols) : undefined; // (chunkRows, cols)
     const opts = { imatrix, refine };
+    let reported = false;
     for (let r = 0; r < rows; r += chunkRows) {
       const m = Math.min(chunkRows, rows - r);
       let x: Float32Array;
       if (job.x) x = job.x.subarray(r * cols, (r + m) * cols);
-      else x = f16ArrayToF32(job.f16!.subarray(r * cols, (r + m) * cols), scratch!.subarray(0, m * cols));
+      else {
+        let h: Uint16Array;
+        if (job.f16Read) job.f16Read(r * cols, (h = bits!.subarray(0, m * cols)));
+        else h = job.f16!.subarray(r * cols, (r + m) * cols);
+        x = f16ArrayToF32(h, scratch!.subarray(0, m * cols));
+      }
+      if (job.onNonFinite && !reported) reported = reportNonFinite(x, r * cols, job.onNonFinite);
       quantizeRow(type, x, out.subarray(r * rowBytes, (r + m) * rowBytes), m * cols, opts);
       progress.tick(m * cols);
     }
     return out;
   },
 };
+
+/** Calls `onNonFinite(start + i, x[i])` for the first non-finite x[i] (x − x is NaN exactly then); whether there was one. */
+export function reportNonFinite(x: Float32Array, start: number, onNonFinite: (index: number, value: number) => void): boolean {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (v - v !== 0) {
+      onNonFinite(start + i, v);
+      return true;
+    }
+  }
+  return false;
+}

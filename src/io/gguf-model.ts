@@ -423,10 +423,10 @@ export function ggufWeight(store: TensorStore, f: GgufFile, t: GgufTensorInfo, p
   const dtype = t.type === GgmlType.F32 ? "f32" : t.type === GgmlType.F16 ? "f16" : t.type === GgmlType.BF16 ? "bf16" : undefined;
   if (dtype) {
     const n = numel(t.shape);
-    const lazy = store.tensor(f.source, t.name, ranges, ([b]) => viewAs(dtype, b!.buffer, b!.byteOffset, n), where);
+    const lazy = store.tensor(f.source, t.name, ranges, ([b]) => viewAs(dtype, b!.buffer, b!.byteOffset, n), where, true);
     return { kind: "dense", tensor: new Tensor(dtype, t.shape, lazy) };
   }
-  return lazyGgmlWeight(t.type, t.shape, store.tensor(f.source, t.name, ranges, ([b]) => b!, where));
+  return lazyGgmlWeight(t.type, t.shape, store.tensor(f.source, t.name, ranges, ([b]) => b!, where, true));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ export interface TensorRow {
   params: number;
   bytes: number;
   bitsPerWeight: number;
-  /** QuantizedTensors: the WASM kernel that will run it, its bytes there, and why it falls back (kernels/packed.ts packedRuntime) */
+  /** QuantizedTensors: the WASM kernel that will run it, its bytes there, and why it runs through the row
+   * decoder rather than a packed kernel (kernels/packed.ts packedRuntime) */
   kernel?: string;
   residentBytes?: number;
-  fallback?: string;
+  rowdec?: string;
 }
 
 export interface InfoReport {
@@ -135,7 +136,7 @@ export function formatInfo(r: InfoReport): string {
   if (run.length > 0) {
     L.push("");
     L.push(`  on the WASM backend (kernel, resident bytes):`);
-    for (const t of run) L.push(`  ${t.name.padEnd(w)}  ${t.kernel!}  ${String(t.residentBytes).padStart(12)}${t.fallback ? `  (${t.fallback})` : ""}`);
+    for (const t of run) L.push(`  ${t.name.padEnd(w)}  ${t.kernel!}  ${String(t.residentBytes).padStart(12)}${t.rowdec ? `  (${t.rowdec})` : ""}`);
   }
   const T = r.totals;
   L.push("");

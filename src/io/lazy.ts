@@ -54,9 +54,10 @@ export class TensorStore {
   /**
    * Lazy data of one tensor: its byte ranges in `src`, read (in order) and handed to `decode` on first
    * access. `place` may supply the destination of the single range (or of range `place.range` of several);
-   * bytes read into it are pinned.
+   * bytes read into it are pinned. `raw`: the value is a plain view of the one range's bytes (no decoding
+   * beyond the typed view), so partial reads may bypass it (LazyData.readBytes); never with a placement.
    */
-  tensor<T>(src: ByteSource, tensor: string, ranges: readonly ByteRange[], decode: (parts: Uint8Array[]) => T, placeIn?: PlaceBytes | PlaceRange): LazyData<T> {
+  tensor<T>(src: ByteSource, tensor: string, ranges: readonly ByteRange[], decode: (parts: Uint8Array[]) => T, placeIn?: PlaceBytes | PlaceRange, raw = false): LazyData<T> {
     this.add(src);
     if (typeof placeIn === "function" && ranges.length !== 1) throw new QuantlabError("E_INTERNAL", `${src.name}: tensor "${tensor}": a placed tensor must be one byte range`);
     const place: PlaceRange | undefined = typeof placeIn === "function" ? { range: 0, place: placeIn } : placeIn;
@@ -70,6 +71,18 @@ export class TensorStore {
       this.upFront.push({ lazy: lazy as LazyData<unknown>, src, tensor, ranges, decode, place });
       return lazy;
     }
+    const r0 = ranges[0];
+    const readBytes = raw && !place && ranges.length === 1 && r0
+      ? (byteOffset: number, dst: Uint8Array): void => {
+        if (this.closed) throw new QuantlabError("E_IO", `${src.name}: tensor "${tensor}" read after the model was closed`);
+        if (!(byteOffset >= 0 && byteOffset + dst.length <= r0.byteLength)) throw new QuantlabError("E_INTERNAL", `${src.name}: tensor "${tensor}": bytes ${byteOffset}..${byteOffset + dst.length} outside its ${r0.byteLength}`);
+        try {
+          readSync(r0.offset + byteOffset, dst);
+        } catch (e) {
+          throw readError(e, src.name, tensor);
+        }
+      }
+      : undefined;
     return new LazyData<T>(fileBytes, () => {
       if (this.closed) throw new QuantlabError("E_IO", `${src.name}: tensor "${tensor}" read after the model was closed`);
       const dst = place?.place();
@@ -84,7 +97,7 @@ export class TensorStore {
         return b;
       });
       return { value: decode(parts), pinned: dst !== undefined && place!.pin !== false };
-    });
+    }, readBytes);
   }
 
   /** Reads, now, every tensor of sources that cannot read synchronously (see the file comment). */

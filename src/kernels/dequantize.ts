@@ -7,6 +7,7 @@ import { dequantize, dequantizeRow, hasGgmlCodec } from "../ggml/codecs.js";
 import { ggmlTypeName, ggmlTypeTraits } from "../ggml/types.js";
 import { bf16ArrayToF32, f16ArrayToF32 } from "../core/f16.js";
 import type { Weight } from "../core/weight.js";
+import { quantRowDecoder, type RowDecoded } from "./rowdec.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutLayout, lutReason, uniformIntLayout, uniformIntReason, type LutLayout, type UniformIntLayout } from "./packed.js";
 
 export function dequantizeWeight(w: Weight, name = "tensor"): { rows: number; cols: number; data: Float32Array } {
@@ -33,7 +34,7 @@ export type RowReader = (r: number, dst: Float32Array, off: number) => void;
  * Row-at-a-time access to a weight (an embedding table): f32 rows are copied, f16/bf16 and ggml block rows
  * are decoded on demand, so a large table is never expanded to f32 whole (a 128256×2048 vocabulary is
  * 1 GiB in f32). quantlab QuantizedTensors of the packed uniform-int and lut families (kernels/packed.ts)
- * decode row by row too; other QuantizedTensors are dequantized once, on the first read.
+ * decode row by row too, and every other spec through its row decoder (kernels/rowdec.ts).
  */
 export function rowReader(w: Weight, name = "tensor"): RowReader {
   const shape = w.kind === "dense" ? w.tensor.shape : w.kind === "ggml" ? w.shape : w.q.shape;
@@ -81,6 +82,15 @@ export function rowReader(w: Weight, name = "tensor"): RowReader {
         L = l;
       }
       dequantizeRowLut(L, r, dst, off);
+    };
+  }
+  if (w.kind === "quant") {
+    // every other spec (vector codebooks, outliers, ichannel, trits, wide codes) through its row decoder,
+    // made on the first read: the one row is decoded, never the whole table
+    let D: RowDecoded | undefined;
+    return (r, dst, off) => {
+      D ??= quantRowDecoder(w.q, name);
+      D.decode(r, r + 1, dst, off);
     };
   }
   let all: Float32Array | undefined;

@@ -7,7 +7,7 @@
  * asym with integer zero points: L0 = 0) — at 4 or 8 bits, with channel, tensor or g<N> scales
  * (any N, the last group of a row ragged when N does not divide it; N and the row even for 4 bits, so
  * every row and group starts on a byte), any scale dtype (the stored scale values are used as f32), no
- * outliers, no activation quantization. The prepared form is
+ * outliers, no integer matmul (an activation part a<b> is the model's, applied to the input). The prepared form is
  *   codes   the QTensor's own bytes, unchanged: LSB-first, rows contiguous (cols·bits/8 bytes per row)
  *   scales  f32 per (row, group), row-major, ⌈cols/group⌉ per row: the stored scale value s
  *   offsets f32 per (row, group): k = L0 − z (z the group's integer zero point, 0 for sym)
@@ -19,7 +19,7 @@
  * with fp8 block scales × the tensor scale, fp8 e4m3/e5m2, fp6, pow2/logsqrt2/pow2sum, ternary/binary as
  * 2/1-bit codes, learned k-means codebooks), uniform integers of 1–8 bits (sym, symfull, asym, asymf with
  * float zeros) — with channel, tensor, layer, none or g<N> scales (any N, any row length: rows and groups
- * may start inside a byte), codes packed as bits, no outliers, no activation quantization:
+ * may start inside a byte), codes packed as bits, no outliers, no integer matmul:
  *   codes   the QTensor's own bytes, unchanged (LSB-first bit stream, b bits per code)
  *   table   f64 levelOf(c) for the 2^b codes (padded with zeros to 16 entries)
  *   scales  f32 per (row, group): the stored scale values (already f32: StoredScales.values)
@@ -29,13 +29,15 @@
  * is the fake-quant value bit for bit even when a level is not an f32 (nf4, logsqrt2) or z is a float.
  *
  * Everything else (vector codebooks, outliers, ichannel/block2d granularity, trit packing, codes wider
- * than 8 bits) gets `reason` and runs elsewhere; the caller says where.
+ * than 8 bits) gets `reason` and runs through the row decoder (kernels/rowdec.ts) on the f32 kernel, kept
+ * in its stored form.
  */
 import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
 import { resolveElement } from "../quant/elements.js";
 import type { QuantSpec } from "../quant/spec.js";
 import { f16BitsToF32, f32ToF16Bits } from "../core/f16.js";
+import { rowDecKernelName } from "./rowdec.js";
 
 export interface UniformIntLayout {
   readonly family: "uniform-int";
@@ -102,7 +104,7 @@ export function packedRegion(s: QuantSpec, shape: readonly number[]): { family: 
  * How the WASM backend (default options) will run a QuantizedTensor, from its spec and shape alone (reads
  * nothing): the kernel name its listing will show and the bytes it will take in wasm memory.
  */
-export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; fallback?: string } {
+export function packedRuntime(q: QuantizedTensor): { kernel: string; residentBytes: number; rowdec?: string } {
   const reason = uniformIntReason(q);
   const rows = q.shape.length === 2 ? q.shape[0]! : 1, cols = q.shape.at(-1) ?? 1;
   if (reason !== undefined) {
@@ -112,7 +114,8 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
       const { bits, group, nG, affine } = lutShape(t);
       return { kernel: lutKernelName({ bits, group, cols }), residentBytes: t.codeBytes + 4 * nG * (affine ? 2 : 1) + 8 * lutTableLength(bits) };
     }
-    return { kernel: "f32", residentBytes: 4 * rows * cols, fallback: `no packed WASM kernel (${lr}): dequantized once to f32` };
+    // no packed kernel: the stored form runs through the row decoder (kernels/rowdec.ts), held as it is stored
+    return { kernel: rowDecKernelName(), residentBytes: q.storageBits / 8, rowdec: `no packed WASM kernel (${lr})` };
   }
   const t = q as QTensor;
   const g = t.specObject.granularity;
@@ -139,7 +142,9 @@ export function uniformIntSpecReason(s: QuantSpec, shape: readonly number[]): st
   if (s.format !== `int${s.bits}` && s.format !== `uint${s.bits}`) return `format ${s.format} is not a uniform integer grid`;
   if (s.packing !== "bits") return `packing ${s.packing}`;
   if (s.outlierPercent !== undefined) return "outlier side table";
-  if (s.activations || s.integerMatmul) return "activation quantization";
+  // an activation part (a<b>, afp8) is applied to the linear's input by the model (inputTransforms), so the
+  // weights' values, and this kernel, are the same with or without it; integer matmuls run on their own kernel
+  if (s.integerMatmul) return "integer matmul (runs on the int8 kernel)";
   const g = s.granularity;
   const group = g.kind === "channel" || g.kind === "tensor" || g.kind === "layer" ? cols : g.kind === "group" ? g.size : 0;
   if (group === 0) return `granularity ${g.kind}`;
@@ -269,7 +274,9 @@ export function lutSpecReason(s: QuantSpec, shape: readonly number[]): string | 
   if (shape.length !== 2) return `shape [${shape.join(", ")}] is not a matrix`;
   const cols = shape[1]!;
   if (s.outlierPercent !== undefined) return "outlier side table";
-  if (s.activations || s.integerMatmul) return "activation quantization";
+  // an activation part (a<b>, afp8) is applied to the linear's input by the model (inputTransforms), so the
+  // weights' values, and this kernel, are the same with or without it; integer matmuls run on their own kernel
+  if (s.integerMatmul) return "integer matmul (runs on the int8 kernel)";
   if (s.packing !== "bits") return `packing ${s.packing}`;
   if (s.scheme === "mean") return "0-bit group means";
   if (!(s.bits >= 1 && s.bits <= 8)) return `${s.bits}-bit codes (table kernels: 1..8)`;

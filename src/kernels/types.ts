@@ -94,9 +94,9 @@ export function int8RowsRef(w: Int8Array, rows: number, cols: number): Int8Rows 
 export interface Backend {
   readonly name: string;
   /**
-   * True when `prepare` keeps no reference to the weight's own arrays (it copies or repacks them into
-   * memory of its own, or runs bytes already placed there): a lazily read weight can then be let go
-   * after preparing it, so a model is not held twice.
+   * True when the prepared weight never reads the weight again (`prepare` copies or repacks it into
+   * memory of its own, runs bytes already placed there, or holds the arrays it read — a row decoder):
+   * a lazily read weight's cache can then be let go after preparing it, so a model is not held twice.
    */
   readonly preparesCopies?: boolean;
   prepare(w: Weight, name?: string): PreparedWeight;

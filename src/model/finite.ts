@@ -6,12 +6,14 @@
  * caller says it means it (`allowNonFinite`, the CLI's `--allow-nonfinite`).
  *
  * Dense f16/bf16 tensors are scanned on their bits (exponent all ones), f32 arrays on their values,
- * ggml blocks row by row through their decoders, QuantizedTensors through `dequantize()`. A lazily
+ * ggml blocks row by row through their decoders, QuantizedTensors through their row decoders, a chunk of
+ * rows at a time (kernels/rowdec.ts). A lazily
  * loaded weight read only for the check is released again.
  */
 import { QuantlabError } from "../core/errors.js";
 import { isWeightLoaded, releaseWeight, weightShape, type Weight } from "../core/weight.js";
 import { rowReader } from "../kernels/dequantize.js";
+import { chunkRows, quantRowDecoder } from "../kernels/rowdec.js";
 import { BLOCK_FIELD_BYTES, GGML_TYPES, GgmlType } from "../ggml/types.js";
 
 export interface NonFinite {
@@ -87,9 +89,19 @@ export function scanWeight(w: Weight, name = "tensor", keep = false): WeightScan
       return { maxAbs: Infinity }; // integer dtypes hold no NaN; no bound claimed
     }
     if (w.kind === "quant") {
-      const f = w.q.dequantize();
-      const i = firstNonFiniteF32(f);
-      return i >= 0 ? { bad: { index: i, value: f[i]! }, maxAbs: Infinity } : { maxAbs: maxAbsF32(f) };
+      // through the row decoder, a chunk of rows at a time (kernels/rowdec.ts): no whole-tensor f32 copy
+      const D = quantRowDecoder(w.q, name);
+      const step = Math.min(Math.max(D.rows, 1), chunkRows(D.cols));
+      const f = new Float32Array(step * D.cols);
+      let maxAbs = 0;
+      for (let r0 = 0; r0 < D.rows; r0 += step) {
+        const r1 = Math.min(D.rows, r0 + step), chunk = f.subarray(0, (r1 - r0) * D.cols);
+        D.decode(r0, r1, chunk, 0);
+        const i = firstNonFiniteF32(chunk);
+        if (i >= 0) return { bad: { index: r0 * D.cols + i, value: chunk[i]! }, maxAbs: Infinity };
+        maxAbs = Math.max(maxAbs, maxAbsF32(chunk));
+      }
+      return { maxAbs };
     }
     // ggml blocks: finite exactly when every f16 field is (see blockF16Offsets); only a bad block is decoded,
     // to name its element. No magnitude bound is claimed on this path (writers that re-encode check the output).

@@ -34,9 +34,10 @@
 import { QuantlabError } from "../core/errors.js";
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from "../core/f16.js";
 import { fr } from "../ggml/cfloat.js";
+import { glibcTanhf } from "../ggml/glibc-math.js";
 import { activationRowBytes, quantizeActivationsRow, vecDot, vecDotType } from "../ggml/dot.js";
 import { GGML_TYPES, GgmlType, ggmlRowBytes } from "../ggml/types.js";
-import { fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
+import { expf, fma32, ggmlSiluScalar, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes, simdLanes, type GgmlSimd } from "../ggml/simd-math.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, fusedFileTensors, isArchitecture, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
 import { ROPE_FREQS, ropeFactorSet, type CausalLM, type LogitsSink } from "./llama.js";
@@ -51,6 +52,9 @@ export interface GgmlForwardOptions {
   /** positions the cache holds (default: the model's seqLen) */
   contextLength?: number;
 }
+
+/** llama_kv_cache::get_padding without flash attention: n_kv is the used cells rounded up to this */
+const KV_PAD = 32;
 
 /** one weight matrix as ggml multiplies it */
 interface Mat {
@@ -123,7 +127,7 @@ export class GgmlForward implements CausalLM {
     const fusedParts = new Set(t.fusedProjections ? fusedFileTensors(c).flatMap((f) => f.parts.map((p) => p.name)) : []);
     const mat = (n: string, tiedHead = false) => {
       const m = prepareMat(get(n), n);
-      m.repacked = m.mode === "q" && m.type === GgmlType.Q4_0 && m.rows % 8 === 0 && !fusedParts.has(n) && !tiedHead;
+      m.repacked = m.mode === "q" && (m.type === GgmlType.Q4_0 || m.type === GgmlType.Q4_K) && m.rows % 8 === 0 && !fusedParts.has(n) && !tiedHead;
       return m;
     };
     this.embedding = rowReader(get(TensorNames.tokenEmbd), TensorNames.tokenEmbd);
@@ -244,62 +248,69 @@ export class GgmlForward implements CausalLM {
     return this.logits;
   }
 
-  /** One head: softmax(q·K · scale) · V over positions first..n−1 (the others masked), into out[outOff..+hd). */
+  /**
+   * One head: softmax(q·K · scale) · V over positions first..n−1, into out[outOff..+hd), as llama.cpp's graph computes
+   * it over its n_kv cache cells: the used cells padded to 32 without flash attention (llama_kv_cache::get_padding),
+   * at most the cache size — R = min(capacity, n rounded up to 32) here, the cells past n masked to −∞ like those
+   * before first (measured: stories260K's 31-token prompt agrees with llama.cpp only with R = 32, not 31). With R a
+   * multiple of the width the padding changes no sum; otherwise (a cache size that is not) the tails below apply:
+   * - K·q: mul_mat(k, q) with q a permuted view (not contiguous), so never llamafile sgemm with an f32 cache:
+   *   ggml_vec_dot_f32 over the head size; an f16 cache converts q to f16 first (contiguous), then sgemm when the head
+   *   size is a multiple of the width, else ggml_vec_dot_f16;
+   * - soft_max over the row of R: max, ggml_v_expf on each full vector, glibc expf on the tail, Σ in double of each
+   *   vector's lane sum and of each tail value, × (float)(1/Σ);
+   * - V·p: mul_mat(v^T, kq), p contiguous: llamafile sgemm lane order when R is a multiple of the width, else
+   *   ggml_vec_dot_f32/f16 over R (p goes to the cache type first).
+   */
   private attendHead(q: Float32Array, qOff: number, kvOff: number, kvDim: number, first: number, n: number, scale: number, out: Float32Array, outOff: number): void {
     const hd = this.model.config.headDim;
     const L = this.L;
     const f16 = this.kvType === "f16";
-    // K·q: mul_mat(k, q); q goes to the cache type (vec_dot_type of F16 is F16)
+    const R = Math.min(this.capacity, Math.ceil(n / KV_PAD) * KV_PAD);
     const qh = new Float32Array(hd);
     for (let i = 0; i < hd; i++) qh[i] = f16 ? roundF16(q[qOff + i]!) : q[qOff + i]!;
-    const s = new Float32Array(n);
+    const s = new Float32Array(R).fill(-Infinity);
     const krow = new Float32Array(hd);
     const capRaw = this.model.config.attnSoftcap;
     const cap = capRaw === undefined ? undefined : fr(capRaw);
     const invCap = cap === undefined ? 1 : fr(1 / cap);
-    for (let t = 0; t < n; t++) {
+    for (let t = first; t < n; t++) {
       const o = kvOff + t * kvDim;
       for (let i = 0; i < hd; i++) krow[i] = this.K[o + i]!;
-      let kq = this.dot(krow, 0, qh, hd, f16 ? "f16" : "f32");
+      let kq = f16 ? this.dot(krow, 0, qh, hd, "f16") : this.dot(krow, 0, qh, hd, "f32", false);
       // build_attn_mha: soft-cap (scale 1/c, tanh, scale c) before soft_max_ext(kq, mask, kq_scale)
-      if (cap !== undefined) kq = fr(fr(Math.tanh(fr(kq * invCap))) * cap);
-      s[t] = t < first ? -Infinity : fr(kq * scale);
+      if (cap !== undefined) kq = fr(glibcTanhf(fr(kq * invCap)) * cap);
+      s[t] = fr(kq * scale);
     }
-    // soft_max: max, v_expf on whole vectors (the cache's padded length is a multiple of the width, so
-    // every real score is in a full vector), Σ in double, × (float)(1/Σ)
     let max = -Infinity;
-    for (let t = 0; t < n; t++) if (s[t]! > max) max = s[t]!;
+    for (let t = 0; t < R; t++) if (s[t]! > max) max = s[t]!;
     let sum = 0;
+    const full = R - (R % L);
     const chunk = new Float32Array(L);
-    for (let c0 = 0; c0 < n; c0 += L) {
-      chunk.fill(0);
-      for (let t = c0; t < Math.min(n, c0 + L); t++) chunk[t - c0] = s[t] = t < first ? 0 : ggmlVExpf(fr(s[t]! - max), this.simd);
+    for (let c0 = 0; c0 < full; c0 += L) {
+      for (let t = c0; t < c0 + L; t++) chunk[t - c0] = s[t] = ggmlVExpf(fr(s[t]! - max), this.simd);
       sum += reduceLanes(chunk, L, "movehl");
     }
+    for (let t = full; t < R; t++) sum += s[t] = expf(fr(s[t]! - max));
     const inv = fr(1 / sum);
-    for (let t = 0; t < n; t++) s[t] = fr(s[t]! * inv);
-    // V·p: mul_mat(v^T, kq) in sgemm lane order over the (padded) positions; p goes to the cache type
-    const lanes = new Float64Array(L);
+    const p = new Float32Array(R);
+    for (let t = 0; t < R; t++) p[t] = f16 ? roundF16(fr(s[t]! * inv)) : fr(s[t]! * inv);
+    const vcol = new Float32Array(R);
     for (let i = 0; i < hd; i++) {
-      lanes.fill(0);
-      for (let t = 0; t < n; t++) {
-        const vv = this.V[kvOff + t * kvDim + i]!;
-        const p = f16 ? roundF16(s[t]!) : s[t]!;
-        lanes[t % L] = f16 ? fr(lanes[t % L]! + p * vv) : fma32(p, vv, lanes[t % L]!);
-      }
-      out[outOff + i] = reduceLanes(lanes, L, "movehl");
+      for (let t = 0; t < R; t++) vcol[t] = t < n ? this.V[kvOff + t * kvDim + i]! : 0; // cells past n: p = 0
+      out[outOff + i] = this.dot(vcol, 0, p, R, f16 ? "f16" : "f32");
     }
   }
 
   /**
    * Σ a·b over n f32 values (16-bit values when kind is f16: products exact in f32), as ggml multiplies
    * a row by a column: llamafile sgemm (one accumulator per lane, k ≡ lane mod width, then a reduce)
-   * when n is a multiple of the width; else ggml_vec_dot_f32/f16 (4 accumulators per 4·width step, a
-   * tree and a reduce, then the tail: f32 fma for f32, double for f16).
+   * when n is a multiple of the width and `sgemm` (llamafile takes the product: a contiguous input); else ggml_vec_dot_f32/f16 (4 accumulators per 4·width step, a
+   * tree and a reduce, then the tail: float mul and add for f32, double for f16).
    */
-  private dot(a: Float32Array, aOff: number, b: Float32Array, n: number, kind: "f32" | "f16"): number {
+  private dot(a: Float32Array, aOff: number, b: Float32Array, n: number, kind: "f32" | "f16", sgemm = true): number {
     const L = this.L;
-    if (n % L === 0) {
+    if (sgemm && n % L === 0) {
       const lanes = new Float64Array(L);
       for (let i = 0; i < n; i++) lanes[i % L] = kind === "f16" ? fr(lanes[i % L]! + a[aOff + i]! * b[i]!) : fma32(a[aOff + i]!, b[i]!, lanes[i % L]!);
       return reduceLanes(lanes, L, "movehl");
@@ -329,7 +340,7 @@ export class GgmlForward implements CausalLM {
       for (let i = np; i < n; i++) sum += a[aOff + i]! * b[i]!; // ggml_float (double) tail
       return fr(sum);
     }
-    for (let i = np; i < n; i++) sum = fma32(a[aOff + i]!, b[i]!, sum); // float tail, contracted
+    return f32DotTail(a, aOff, b, np, n, sum, L);
     return sum;
   }
 
@@ -375,8 +386,10 @@ export class GgmlForward implements CausalLM {
         const sn = r.mscale === 1 ? fr(Math.sin(t)) : fr(fr(Math.sin(t)) * r.mscale);
         const a = neox ? h + i : h + 2 * i, b = neox ? h + i + rd / 2 : h + 2 * i + 1;
         const x0 = x[a]!, x1 = x[b]!;
-        x[a] = fr(fr(x0 * cs) - fr(x1 * sn));
-        x[b] = fr(fr(x0 * sn) + fr(x1 * cs));
+        // rotate_pairs (ops.cpp) as gcc contracted it in the bundled AVX-512 build (objdump of libggml-cpu-zen4.so):
+        // the cos product is fused, the sin product (normal mode) / the x1 product (NeoX mode) rounded first
+        x[a] = fma32(x0, cs, -fr(x1 * sn));
+        x[b] = neox ? fma32(x0, sn, fr(x1 * cs)) : fma32(x1, cs, fr(x0 * sn));
         theta = fr(theta * r.thetaScale);
       }
     }
@@ -402,9 +415,11 @@ const f16At = (b: Uint8Array, o: number): number => f16BitsToF32(b[o]! | (b[o + 
  * - Q4_0 (other tensors), Q5_0, Q8_0: ggml_vec_dot_*_q8_0 AVX2 (also the AVX-512 build's): mul_sum_i8_pairs_float
  *   gives 8 lanes of 4 products each, acc = fma(d_w·d_a, lanes, acc) per block, then hsum_float_8 (high half + low
  *   half, movehl, movehdup);
+ * - Q4_K / Q6_K: vecDotKX86;
  * - other types: vecDot.
  */
 function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repacked: boolean): number {
+  if (type === GgmlType.Q4_K || type === GgmlType.Q6_K) return vecDotKX86(type, w, a, n, repacked);
   if (type !== GgmlType.Q4_0 && type !== GgmlType.Q5_0 && type !== GgmlType.Q8_0) return vecDot(type, w, a, n);
   const wb = GGML_TYPES[type].bytesPerBlock, ab = GGML_TYPES[GgmlType.Q8_0].bytesPerBlock;
   const nb = n / 32;
@@ -439,6 +454,106 @@ function vecDotX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repa
   return fr(fr(fr(acc[0]! + acc[4]!) + fr(acc[2]! + acc[6]!)) + fr(fr(acc[1]! + acc[5]!) + fr(acc[3]! + acc[7]!)));
 }
 
+/**
+ * The leftover loop of ggml_vec_dot_f32 (`for (i = np; i < n; ++i) sumf += x[i]*y[i];`, float sumf) as gcc compiled
+ * it into the bundled ggml-cpu variants (objdump of node-llama-cpp 3.21.1's libggml-cpu-zen4.so / -haswell.so): the
+ * loop is vectorized by the vector width while it can, then once by half of it — the products rounded in a vector
+ * (vmulps), then added to sumf one by one in order (vaddss) — and the last elements (< half the width) are
+ * contracted (vfmadd231ss). AVX-512: 16s, one 8, fma for < 8; AVX2: 8s, one 4, fma for < 4. With a head size of 8,
+ * the whole K·q dot of attention is this tail (AVX-512): eight rounded products summed in order.
+ */
+function f32DotTail(a: Float32Array, aOff: number, b: Float32Array, from: number, n: number, sum: number, lanes: number): number {
+  let i = from;
+  const chunk = (w: number) => {
+    for (const end = i + w; i < end; i++) sum = fr(sum + fr(a[aOff + i]! * b[i]!));
+  };
+  while (n - i >= lanes) chunk(lanes);
+  if (n - i >= lanes / 2) chunk(lanes / 2);
+  for (; i < n; i++) sum = fma32(a[aOff + i]!, b[i]!, sum);
+  return sum;
+}
+
+const f32View = new DataView(new ArrayBuffer(4));
+const f32At = (b: Uint8Array, o: number): number => { for (let i = 0; i < 4; i++) f32View.setUint8(i, b[o + i]!); return f32View.getFloat32(0, true); };
+
+/**
+ * Q4_K / Q6_K × Q8_K as the bundled x86 ggml-cpu sums them (objdump of node-llama-cpp 3.21.1's libggml-cpu-zen4.so;
+ * the orders of arch/x86/quants.c AVX2 and arch/x86/repack.cpp). Integer sums are exact in every form, so only the
+ * float steps per 256-element super-block matter:
+ * - Q4_K held as q4_K_8x8 (CPU_REPACK, rows ≡ 0 mod 8; ggml_gemv / ggml_gemm_q4_K_8x8_q8_K): one int sum over the
+ *   super-block, acc = fma(Σ, d_w·d_a, acc), and the mins apart, accm = fma(Σ min·bsum, dmin_w·d_a, accm); the
+ *   result is acc − accm;
+ * - Q4_K otherwise (ggml_vec_dot_q4_K_q8_K AVX2): 8 int lanes, lane k holding elements 4k…4k+3 of each 32, acc_k =
+ *   fma(d_a·d_w, lane_k, acc_k); the mins in 4 lanes (sub-blocks 2m, 2m+1), accm_m = fma(−d_a·dmin_w, Σ, accm_m);
+ *   the result is (movehl/movehdup sum of accm) + hsum_float_8(acc);
+ * - Q6_K (ggml_vec_dot_q6_K_q8_K AVX2; never repacked on x86): the same 8 lanes (levels − 32 folded in), acc_k =
+ *   fma(d_a·d_w, lane_k, acc_k), hsum_float_8.
+ */
+function vecDotKX86(type: GgmlType, w: Uint8Array, a: Uint8Array, n: number, repacked: boolean): number {
+  const wb = GGML_TYPES[type].bytesPerBlock, ab = GGML_TYPES[GgmlType.Q8_K].bytesPerBlock;
+  const nb = n / 256;
+  const lv = new Int32Array(256); // the weight's levels of one super-block
+  const sc = new Int32Array(8); // Q4_K: scale per 32 elements; Q6_K: per 16 (16 entries used below)
+  const mn = new Int32Array(8);
+  const sc16 = new Int32Array(16);
+  const acc = new Float64Array(8), accm = new Float64Array(4);
+  let accR = 0, accmR = 0;
+  for (let i = 0, x = 0, y = 0; i < nb; i++, x += wb, y += ab) {
+    const da = f32At(a, y);
+    const q8 = (e: number) => i8(a, y + 4 + e);
+    if (type === GgmlType.Q4_K) {
+      for (let j = 0, k = 0, q = x + 16; j < 4; j++, q += 32) {
+        for (let l = 0; l < 32; l++) lv[k++] = w[q + l]! & 0xf;
+        for (let l = 0; l < 32; l++) lv[k++] = w[q + l]! >> 4;
+      }
+      const s = x + 4;
+      for (let j = 0; j < 8; j++) {
+        if (j < 4) { sc[j] = w[s + j]! & 63; mn[j] = w[s + j + 4]! & 63; }
+        else { sc[j] = (w[s + j + 4]! & 0xf) | ((w[s + j - 4]! >> 6) << 4); mn[j] = (w[s + j + 4]! >> 4) | ((w[s + j]! >> 6) << 4); }
+      }
+      const bsum32 = (j: number) => { const o = y + 260 + 4 * j; return ((a[o]! | (a[o + 1]! << 8)) << 16 >> 16) + ((a[o + 2]! | (a[o + 3]! << 8)) << 16 >> 16); };
+      const dw = f16At(w, x), dminw = f16At(w, x + 2);
+      if (repacked) {
+        let sumi = 0, summs = 0;
+        for (let e = 0; e < 256; e++) sumi += sc[e >> 5]! * lv[e]! * q8(e);
+        for (let j = 0; j < 8; j++) summs += mn[j]! * bsum32(j);
+        accR = fma32(fr(sumi), fr(dw * da), accR);
+        accmR = fma32(fr(summs), fr(dminw * da), accmR);
+        continue;
+      }
+      const d = fr(da * dw), dmin = -fr(da * dminw);
+      for (let m = 0; m < 4; m++) accm[m] = fma32(dmin, fr(mn[2 * m]! * bsum32(2 * m) + mn[2 * m + 1]! * bsum32(2 * m + 1)), accm[m]!);
+      for (let k = 0; k < 8; k++) {
+        let si = 0;
+        for (let c = 0; c < 256; c += 32) for (let e = c + 4 * k; e < c + 4 * k + 4; e++) si += sc[e >> 5]! * lv[e]! * q8(e);
+        acc[k] = fma32(d, fr(si), acc[k]!);
+      }
+    } else {
+      for (let h = 0, ql = x, qh = x + 128, k = 0; h < 256; h += 128, ql += 64, qh += 32, k += 128) {
+        for (let l = 0; l < 32; l++) {
+          const b = w[qh + l]!;
+          lv[k + l] = ((w[ql + l]! & 0xf) | ((b & 3) << 4)) - 32;
+          lv[k + l + 32] = ((w[ql + l + 32]! & 0xf) | (((b >> 2) & 3) << 4)) - 32;
+          lv[k + l + 64] = ((w[ql + l]! >> 4) | (((b >> 4) & 3) << 4)) - 32;
+          lv[k + l + 96] = ((w[ql + l + 32]! >> 4) | (((b >> 6) & 3) << 4)) - 32;
+        }
+      }
+      for (let j = 0; j < 16; j++) sc16[j] = i8(w, x + 192 + j);
+      const d = fr(da * f16At(w, x + 208));
+      for (let k = 0; k < 8; k++) {
+        let si = 0;
+        for (let c = 0; c < 256; c += 32) for (let e = c + 4 * k; e < c + 4 * k + 4; e++) si += sc16[e >> 4]! * lv[e]! * q8(e);
+        acc[k] = fma32(d, fr(si), acc[k]!);
+      }
+    }
+  }
+  if (type === GgmlType.Q4_K && repacked) return fr(accR - accmR);
+  const hs = fr(fr(fr(acc[0]! + acc[4]!) + fr(acc[2]! + acc[6]!)) + fr(fr(acc[1]! + acc[5]!) + fr(acc[3]! + acc[7]!)));
+  if (type === GgmlType.Q6_K) return hs;
+  const m = fr(fr(accm[0]! + accm[2]!) + fr(accm[1]! + accm[3]!));
+  return fr(m + hs);
+}
+
 /** One layer's ggml_rope_ext parameters, and its sliding window. */
 interface LayerRope {
   thetaScale: number;
@@ -471,10 +586,13 @@ function queryScaleOf(c: ModelConfig): number | undefined {
 const GELU_COEF_A = fr(0.044715);
 const SQRT_2_OVER_PI = fr(0.79788456080286535587989211986876);
 
-/** ggml_gelu_f32: 0.5f·x·(1 + tanhf(SQRT_2_OVER_PI·x·(1 + GELU_COEF_A·x·x))), each operation in f32 */
+/**
+ * ggml_gelu_f32: 0.5f·x·(1 + tanhf(SQRT_2_OVER_PI·x·(1 + GELU_COEF_A·x·x))), each operation in f32, glibc's tanhf; as
+ * ggml_cpu_init fills the table in the bundled AVX-512 build (objdump), 1 + (GELU_COEF_A·x)·x is one fma
+ */
 function geluF32(x: number): number {
-  const inner = fr(fr(SQRT_2_OVER_PI * x) * fr(1 + fr(fr(GELU_COEF_A * x) * x)));
-  return fr(fr(0.5 * x) * fr(1 + fr(Math.tanh(inner))));
+  const inner = fr(fr(SQRT_2_OVER_PI * x) * fma32(fr(GELU_COEF_A * x), x, 1));
+  return fr(fr(0.5 * x) * fr(1 + glibcTanhf(inner)));
 }
 
 /**
@@ -489,10 +607,10 @@ function geglu(g: Float32Array, u: Float32Array): void {
   }
 }
 
-/** a ← c·tanh(a/c): ggml_scale(1/c), ggml_tanh, ggml_scale(c) */
+/** a ← c·tanh(a/c): ggml_scale(1/c), ggml_tanh (glibc's tanhf, ggml/glibc-math.ts), ggml_scale(c) */
 function softcap(a: Float32Array, capRaw: number): void {
   const c = fr(capRaw), inv = fr(1 / c);
-  for (let i = 0; i < a.length; i++) a[i] = fr(fr(Math.tanh(fr(a[i]! * inv))) * c);
+  for (let i = 0; i < a.length; i++) a[i] = fr(glibcTanhf(fr(a[i]! * inv)) * c);
 }
 
 /** ggml_add of a bias row */

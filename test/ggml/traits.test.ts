@@ -90,11 +90,15 @@ test("kernel rows: every REPACK and NATIVE type is a codec type with the table's
       assert.ok(GGML_TYPES[t].codec, ggmlTypeName(t));
       assert.equal(row!.blockSize, GGML_TYPES[t].blockSize);
       assert.equal(row!.bytesPerBlock, GGML_TYPES[t].bytesPerBlock);
-      assert.ok(KERNEL_NAMES[row!.kind], `kind ${row!.kind}`);
+      const kinds = [row!.kind, (row as { interleave4?: number }).interleave4].filter((x) => x !== undefined);
+      assert.ok(kinds.length > 0, `${ggmlTypeName(t)}: a row names a kernel`);
+      for (const kind of kinds) assert.ok(KERNEL_NAMES[kind!], `kind ${kind}`);
     }
   }
   for (const row of Object.values(NATIVE)) if (row!.interleave4 !== undefined) assert.match(KERNEL_NAMES[row!.interleave4]!, /4 rows interleaved/);
-  assert.equal(KERNEL_NAMES[NATIVE[GgmlType.Q6_K]!.kind], "q6_k (ggml blocks)");
+  // a type with only an interleaved kernel must have a repack for its other matrices
+  for (const [k, row] of Object.entries(NATIVE)) if (row!.kind === undefined) assert.ok(REPACK[Number(k) as GgmlType], `${ggmlTypeName(Number(k) as GgmlType)}: repack row`);
+  assert.equal(KERNEL_NAMES[NATIVE[GgmlType.Q6_K]!.kind!], "q6_k (ggml blocks)");
 });
 
 test("GGUF rows: a file with one tensor of every type in the table reads back with the row's byte sizes", async () => {

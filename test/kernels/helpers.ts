@@ -15,6 +15,9 @@ import { wasmVariantSupported, type WasmVariant } from "../../src/kernels/wasm/m
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../src/kernels/wasm/backend.js";
 import { REPACK } from "../../src/kernels/wasm/layouts.js";
+import { WasmPrepared, activationForm } from "../../src/kernels/wasm/dispatch.js";
+import { quantizeQ8_KRef } from "../../src/ggml/kquants.js";
+import type { PreparedWeight } from "../../src/kernels/types.js";
 import type { Weight } from "../../src/core/weight.js";
 
 export const VARIANTS: WasmVariant[] = (["simd", "relaxed"] as WasmVariant[]).filter((v) => wasmVariantSupported(v));
@@ -98,15 +101,28 @@ export function ggmlWeight(type: GgmlType, rows: number, cols: number, src: Floa
   return { label: `${ggmlTypeName(type)} ${rows}×${cols}`, weight: { kind: "ggml", type, shape: [rows, cols], data }, rows, cols, values, q8: true };
 }
 
-/** Oracle: out[t·rows + r] = Σ_c W[r,c]·x̂[t,c] in float64, x̂ = Q8-quantized x for quantized kernels
- * (the scalar reference of kernels/ref), plus Σ|terms| per output for the tolerance. */
-export function oracle(w: TestWeight, x: Float32Array, n: number): { out: Float64Array; mag: Float64Array } {
+/** x as the Q8_K activations the k-quant X4 kernels read (quantize_row_q8_K_ref), decoded */
+function q8kRoundTrip(x: Float32Array): Float32Array {
+  const n = x.length;
+  const b = new Uint8Array((n / 256) * 292);
+  for (let s = 0; s < n / 256; s++) quantizeQ8_KRef(x, 256 * s, b, 292 * s);
+  const out = new Float32Array(n);
+  dequantizeRow(GgmlType.Q8_K, b, out, n);
+  return out;
+}
+
+/** Oracle: out[t·rows + r] = Σ_c W[r,c]·x̂[t,c] in float64, x̂ = x quantized as the kernel quantizes it —
+ * Q8_0 per 32 for quantized kernels (the scalar reference of kernels/ref), Q8_K per 256 for the kinds that
+ * read Q8_K (`prepared`'s kind: dispatch.ts activationForm) — plus Σ|terms| per output for the tolerance. */
+export function oracle(w: TestWeight, x: Float32Array, n: number, prepared?: PreparedWeight): { out: Float64Array; mag: Float64Array } {
   const { rows, cols, values } = w;
   const out = new Float64Array(n * rows);
   const mag = new Float64Array(n * rows);
+  const q8k = prepared instanceof WasmPrepared && activationForm(prepared.kind) === "q8k";
   for (let t = 0; t < n; t++) {
     let xr = x.subarray(t * cols, (t + 1) * cols);
-    if (w.q8) xr = dequantizeActivationsQ8(quantizeActivationsQ8Ref(xr));
+    if (q8k) xr = q8kRoundTrip(xr);
+    else if (w.q8) xr = dequantizeActivationsQ8(quantizeActivationsQ8Ref(xr));
     for (let r = 0; r < rows; r++) {
       let s = 0, m = 0;
       for (let c = 0; c < cols; c++) {

@@ -96,6 +96,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   if (opts.gptq && !hessians) throw new QuantlabError("E_ARG", "method gptq with a preset needs an importance matrix collected from a calibration text (--imatrix <text>): the input Hessians are collected with it");
   const r = quantizeModelToGgml(model, {
     type: preset, pure: t.pure, refine: t.refine, progress, encoder: ctx.encoder,
+    ...(ctx.refuseNonFinite ? { refuseNonFinite: ctx.refuseNonFinite } : {}),
     ...(im ? { imatrix: im.imatrix } : {}),
     ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number, ...(ctx.backend?.linalg ? { kernels: ctx.backend.linalg() } : {}) } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),

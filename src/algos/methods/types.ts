@@ -44,6 +44,9 @@ export interface MethodContext {
   progress: Progress;
   /** streaming: each finished tensor goes here instead of the returned model (layer-by-layer methods) */
   onTensor?: (name: string, w: Weight) => void;
+  /** preset targets: the model's weights were not checked for NaN/Inf up front; the encoding must refuse
+   * one (ggml-quant.ts GgmlQuantizeOptions.refuseNonFinite) */
+  refuseNonFinite?: { where: string; what: string };
 }
 
 /** One quantized tensor of a spec target. */

@@ -220,7 +220,7 @@ export function register(program: Command): void {
     .option("--gen-tokens <n>", "tokens generated greedily for the decode measurement", positiveInt("--gen-tokens"), 64)
     .option("--reps <n>", "timed runs after the warm-up (median reported)", positiveInt("--reps"), 3)
     .option("--vs-llamacpp", "also measure llama.cpp (node-llama-cpp, CPU, same threads) on the same file, alternating runs")
-    .option("--layouts <kind>", "wasm: auto (default: fastest measured per type), native (Q8_0/Q4_0/Q4_K/Q6_K on the file's blocks, in place: least memory) or repacked (SoA copies: more bytes, fewer instructions)", (v: string) => {
+    .option("--layouts <kind>", "wasm: auto (default: fastest measured per type), native (Q8_0/Q4_0/Q4_K/Q6_K on the file's blocks, in place, rows not interleaved: least memory) or repacked (SoA copies: more bytes, fewer instructions)", (v: string) => {
       if (v !== "auto" && v !== "native" && v !== "repacked") throw new QuantlabError("E_ARG", `option --layouts: expected auto, native or repacked, got "${v}"`);
       return v;
     })

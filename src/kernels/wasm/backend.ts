@@ -17,9 +17,11 @@
  * quantlab QuantizedTensors of the packed uniform-int family (kernels/packed.ts: int4/int8, sym or affine,
  * channel or g16..g256 scales) keep their codes packed and run on fused dequantize-dot kernels (K_U4G,
  * K_U8G) with f32 activations; the lookup-table family (nf4, fp4/mxfp4/nvfp4, fp8, log formats, k-means,
- * ternary/binary, 1–8-bit ints the uniform kinds do not take) runs packed on the K_LUT* kernels. Types without
- * a WASM kernel (ggml types not in layouts.ts REPACK, VQ, outliers, ichannel, trits) are dequantized once to
- * f32 and run on the f32 kernel; `listing()` says so and why.
+ * ternary/binary, 1–8-bit ints the uniform kinds do not take) runs packed on the K_LUT* kernels. Layouts without
+ * a WASM kernel (ggml types in neither layouts.ts NATIVE nor REPACK — Q8_1, Q8_K —; VQ codebooks, outliers,
+ * ichannel/block2d, trits, codes wider than 8 bits) stay in their stored form and run through the row decoder
+ * (kernels/rowdec.ts, dispatch.ts runDecoded): chunks of ~256 KiB of f32 rows decoded into one scratch and run
+ * on the f32 kernel, never a whole-tensor f32 copy; `listing()` names the kernel "rowdec·f32" and says why.
  *
  * Memory (issue 11): `placeQuant` gives a loader the start of a packed tensor's whole prepared region, so its
  * codes are read from the file straight into wasm memory and `prepare` only writes the per-group parameters
@@ -31,12 +33,14 @@ import { QuantlabError } from "../../core/errors.js";
 import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32, f32ToF16Bits } from "../../core/f16.js";
 import type { GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
+import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
 import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
-import { isX4, JobDispatch, WasmPrepared } from "./dispatch.js";
+import { isX4, JobDispatch, RowDecPrepared, WasmPrepared } from "./dispatch.js";
+import { ggmlRowDecoder, quantRowDecoder, rowDecKernelName, type RowDecoded } from "../rowdec.js";
 import { FlatQuantizers, WasmGgmlEncoder } from "./encoders.js";
 import { WasmKvCache } from "./kv-cache.js";
 import { WasmLinalg } from "./linalg.js";
@@ -94,8 +98,11 @@ export interface WasmListingRow {
   shard: number;
   /** true when the loader read it straight into wasm memory (no copy at prepare) */
   inPlace: boolean;
-  /** set when the weight was dequantized to f32 because no WASM kernel handles it */
+  /** set when the weight was converted to an f32 copy (a dense f64/i-type tensor, an f16 matrix holding Inf/NaN) */
   fallback?: string;
+  /** set when no fast kernel handles the layout, with the reason: the stored form runs through its row
+   * decoder (kernel "rowdec·f32"), chunk by chunk, never as a whole-tensor f32 copy */
+  rowdec?: string;
 }
 
 /** The bits of an f32 value. */
@@ -107,7 +114,8 @@ const F32B = new Float32Array(1), U32B = new Uint32Array(F32B.buffer);
 
 export class WasmBackend implements Backend {
   readonly name: string;
-  /** every weight is copied, repacked or placed into wasm memory (prepare below) */
+  /** every weight is copied, repacked or placed into wasm memory (prepare below), or — a row-decoded QTensor —
+   * its arrays are held by the prepared weight's decoder, which never reads the weight again */
   readonly preparesCopies = true;
   readonly variant: WasmVariant;
   readonly threads: number;
@@ -210,11 +218,18 @@ export class WasmBackend implements Backend {
 
   private linalgKernels: WasmLinalg | undefined;
 
-  /** Does `prepare` run a ggml type on its file bytes (no repack) in this build? */
-  private nativeRow(type: GgmlType): NativeRow | undefined {
+  /** Does `prepare` run a ggml type (a matrix of this shape) on its file bytes (no repack) in this build?
+   * Types with only an interleaved kernel (no `kind`) do so for `layouts: "auto"` matrices of 4k rows. */
+  private nativeRow(type: GgmlType, shape: readonly number[]): NativeRow | undefined {
     const row = NATIVE[type];
     if (!row || this.layouts === "repacked") return undefined;
-    return (this.layouts === "native" ? row.variants : row.byDefault).includes(this.variant) ? row : undefined;
+    if (!(this.layouts === "native" ? row.variants : row.byDefault).includes(this.variant)) return undefined;
+    return row.kind !== undefined || this.x4Kind(row, shape) !== undefined ? row : undefined;
+  }
+
+  /** The 4-row interleaved kind a native matrix runs on (`layouts: "auto"`, 2-D, rows a multiple of 4). */
+  private x4Kind(nat: NativeRow, shape: readonly number[]): number | undefined {
+    return this.layouts === "auto" && nat.interleave4 !== undefined && shape.length === 2 && shape[0]! % 4 === 0 ? nat.interleave4 : undefined;
   }
 
   /**
@@ -224,7 +239,7 @@ export class WasmBackend implements Backend {
    */
   placeTensor(type: GgmlType, shape: readonly number[], name = "tensor"): Uint8Array | undefined {
     this.checkOpen();
-    return this.memory.placeTensor(type, shape, name, (t) => this.nativeRow(t));
+    return this.memory.placeTensor(type, shape, name, (t) => this.nativeRow(t, shape));
   }
 
   /** regions placeQuant handed out ("shard:offset" of the codes → family and region bytes) */
@@ -274,8 +289,7 @@ export class WasmBackend implements Backend {
       if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L, uniformIntCompact(w.q));
       const T = lutLayout(w.q);
       if (!("reason" in T)) return this.prepLut(name, `quant ${w.q.spec}`, T);
-      const { data } = dequantizeWeight(w, name);
-      return this.prepDense(name, `quant ${w.q.spec}`, rows, cols, data, `no packed WASM kernel (${T.reason}): dequantized once to f32`);
+      return this.prepRowDec(name, `quant ${w.q.spec}`, quantRowDecoder(w.q, name), `no packed WASM kernel (${T.reason})`);
     }
     const src = `ggml ${ggmlTypeName(w.type)}`;
     const bytes = w.data;
@@ -287,12 +301,9 @@ export class WasmBackend implements Backend {
       case GgmlType.BF16:
         return this.prepDense(name, src, rows, cols, bf16ArrayToF32(bytesAs(bytes, 2, n, (b, o, c) => new Uint16Array(b, o, c)) as Uint16Array));
     }
-    const nat = this.nativeRow(w.type);
+    const nat = this.nativeRow(w.type, shape);
     const rp = REPACK[w.type];
-    if (!nat && !rp) {
-      const { data } = dequantizeWeight(w, name);
-      return this.prepDense(name, src, rows, cols, data, `no WASM kernel for ${ggmlTypeName(w.type)}: dequantized once to f32`);
-    }
+    if (!nat && !rp) return this.prepGgmlRowDec(name, src, w.type, shape, bytes);
     const { blockSize, bytesPerBlock } = GGML_TYPES[w.type];
     if (cols % blockSize !== 0) {
       throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} rows of ${cols} elements are not whole ${blockSize}-element blocks`);
@@ -302,7 +313,7 @@ export class WasmBackend implements Backend {
       throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(w.type)} [${shape.join(", ")}] needs ${nBlocks * bytesPerBlock} bytes, got ${bytes.length}`);
     }
     if (nat) {
-      const x4 = this.layouts === "auto" && nat.interleave4 !== undefined && shape.length === 2 && rows % 4 === 0 ? nat.interleave4 : undefined;
+      const x4 = this.x4Kind(nat, shape);
       let at = this.memory.locate(bytes);
       const inPlace = at !== undefined;
       if (!at) {
@@ -327,7 +338,7 @@ export class WasmBackend implements Backend {
         }
         return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, x4, at.off, this.memory.lut(at.shard), 0, this, at.shard.index, alloc), undefined, inPlace);
       }
-      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind, at.off, this.memory.lut(at.shard), 0, this, at.shard.index, alloc), undefined, inPlace);
+      return this.record(name, src, new WasmPrepared(rows, cols, bytes.length, nat.kind!, at.off, this.memory.lut(at.shard), 0, this, at.shard.index, alloc), undefined, inPlace);
     }
     const r = rp!;
     const codeBytes = (n / 32) * r.codeBytesPer32;
@@ -551,6 +562,43 @@ export class WasmBackend implements Backend {
     return p;
   }
 
+  /**
+   * A weight with no WASM kernel, kept in its stored form and run through its row decoder (kernels/rowdec.ts;
+   * dispatch.ts runDecoded): chunks of rows are decoded into one f32 scratch per backend and run on the f32
+   * kernel. A QTensor's arrays stay where they are (the decoder holds them; nothing is copied), so the
+   * listing's bytes are the stored bytes.
+   */
+  private prepRowDec(name: string, source: string, D: RowDecoded, reason: string, alloc?: { shard: number; off: number; inPlace: boolean }): WasmPrepared {
+    const p = new RowDecPrepared(D.rows, D.cols, D.storedBytes, this, alloc?.shard ?? 0, alloc && !alloc.inPlace ? alloc.off : undefined, D.decode);
+    this.record(name, source, p, undefined, alloc?.inPlace ?? false);
+    const row = this.listed.get(p)!;
+    row.kernel = rowDecKernelName();
+    row.rowdec = reason;
+    return p;
+  }
+
+  /** ggml blocks of a type with no WASM kernel (e.g. Q8_1, Q8_K): the bytes in wasm memory (in place when a
+   * loader put them there), decoded by rows through ggml's codecs. */
+  private prepGgmlRowDec(name: string, source: string, type: GgmlType, shape: readonly number[], bytes: Uint8Array): WasmPrepared {
+    // a type quantlab cannot decode fails here, before any memory is taken
+    if (!hasGgmlCodec(type)) throw new QuantlabError("E_UNSUPPORTED", `${name}: ggml type ${ggmlTypeName(type)} has no decoder in quantlab`);
+    const { blockSize, bytesPerBlock } = GGML_TYPES[type];
+    let n = 1;
+    for (const d of shape) n *= d;
+    if (n % blockSize !== 0 || bytes.length !== (n / blockSize) * bytesPerBlock) {
+      throw new QuantlabError("E_FORMAT", `${name}: ${ggmlTypeName(type)} [${shape.join(", ")}] needs ${Math.ceil(n / blockSize) * bytesPerBlock} bytes, got ${bytes.length}`);
+    }
+    let at = this.memory.locate(bytes);
+    const inPlace = at !== undefined;
+    if (!at) {
+      at = this.memory.allocWeight(bytes.length, name);
+      at.shard.arena.u8.set(bytes, at.off);
+    }
+    const sh = at.shard, off = at.off, len = bytes.length;
+    const D = ggmlRowDecoder(type, shape, () => new Uint8Array(sh.arena.memory.buffer, off, len), name);
+    return this.prepRowDec(name, source, D, `no WASM kernel for ${ggmlTypeName(type)}`, { shard: sh.index, off, inPlace });
+  }
+
   private prepDense(name: string, source: string, rows: number, cols: number, data: Float32Array, fallback?: string): WasmPrepared {
     const at = this.memory.locate(data);
     if (at && at.off % 4 === 0) return this.record(name, source, new WasmPrepared(rows, cols, data.length * 4, K_F32, at.off, 0, 0, this, at.shard.index, undefined), fallback, true);
@@ -619,6 +667,7 @@ export class WasmBackend implements Backend {
       if (!Number.isInteger(r) || r < 0 || r >= rows) throw new QuantlabError("E_ARG", `row ${r} is outside 0..${rows - 1}`);
     };
     const buf = () => this.memory.shards[p.shard]!.arena.memory.buffer;
+    if (p instanceof RowDecPrepared) return (r, dst, off) => { check(r); p.decode(r, r + 1, dst, off); };
     if (p.kind === K_F32) return (r, dst, off) => { check(r); dst.set(new Float32Array(buf(), p.w0 + r * cols * 4, cols), off); };
     if (p.kind === K_F16) return (r, dst, off) => { check(r); f16ArrayToF32(new Uint16Array(buf(), p.w0 + r * cols * 2, cols), dst.subarray(off, off + cols)); };
     if (p.kind === K_U4G || p.kind === K_U8G) {

@@ -3,17 +3,18 @@
  * activation slot in its weight's shard; x is copied in and quantized once to Q8 (as ggml does; not for
  * f32/f16 weights, and jobs sharing one x array and shard share the quantized copy), the rows run
  * through the worker pool (split across threads when the jobs stream enough bytes) and the outputs are
- * copied back.
+ * copied back. Row-decoded weights (kernels/rowdec.ts) run after the others, chunk by chunk (`runDecoded`).
  */
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
 import { Dispatcher, runJobPart, type PoolJob } from "./pool.js";
 import { POOL_TASKS } from "./tasks.js";
+import { CHUNK_BYTES, chunkRows, type RowsDecoder } from "../rowdec.js";
 
 /** A weight in wasm memory: its kernel kind and the byte offsets the kind's descriptor names. */
 export class WasmPrepared implements PreparedWeight {
@@ -41,6 +42,25 @@ export class WasmPrepared implements PreparedWeight {
   ) {}
 }
 
+/** A row-decoded chunk's f32 kernel splits across the pool only when n × its bytes reach this many times
+ * `minParallelBytes` (default: 32 tokens over a 256 KiB chunk); measured (bench/rowdec.ts) slower with the
+ * pool at 1 and 16 tokens */
+const ROWDEC_PARALLEL_FACTOR = 64;
+
+/** Kind of a row-decoded weight (kernels/rowdec.ts): no WASM entry of its own, it runs as decoded f32 chunks. */
+export const K_ROWDEC = 0;
+
+/**
+ * A weight with no fast kernel, kept in its stored form (a QTensor's arrays, or ggml block bytes in wasm
+ * memory): each mat-vec decodes a chunk of rows at a time into a reused scratch in shard 0 and runs the f32
+ * kernel on it (JobDispatch.runDecoded).
+ */
+export class RowDecPrepared extends WasmPrepared {
+  constructor(rows: number, cols: number, bytes: number, owner: object, shard: number, alloc: number | undefined, readonly decode: RowsDecoder) {
+    super(rows, cols, bytes, K_ROWDEC, 0, 0, 0, owner, shard, alloc);
+  }
+}
+
 /** Activation + output scratch for one job of a dispatch (in the job's shard). */
 interface Slot {
   /** capacity in activation elements (n·cols) and output elements (n·rows) */
@@ -51,14 +71,23 @@ interface Slot {
   x8: number;
   xd: number;
   xs: number;
+  /** Q8_K copy (k-quant X4 kinds): int8 codes, f32 scale per 256, code-sum records */
+  k8: number;
+  kd: number;
+  ks: number;
   out: number;
   desc: number;
 }
 
 /** kinds that read f32 activations (no Q8 copy) */
 const F32_ACTIVATIONS = new Set([K_F32, K_F16, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
-export const needsQ8 = (kind: number): boolean => !F32_ACTIVATIONS.has(kind);
-export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4;
+/** kinds that read Q8_K activations (one scale per 256) instead of Q8_0 */
+const Q8K_ACTIVATIONS = new Set([K_Q4_KX4, K_Q5_KX4, K_Q6_KX4]);
+/** the activation copy a kind reads: f32 only, Q8_0 (per 32) or Q8_K (per 256) */
+export type ActivationForm = "f32" | "q8" | "q8k";
+export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : "q8";
+export const needsQ8 = (kind: number): boolean => activationForm(kind) === "q8";
+export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4 || kind === K_Q4_KX4 || kind === K_Q5_KX4 || kind === K_Q6_KX4;
 /** kinds whose entries take groups of 4 interleaved rows: the ggml X4 kinds and the packed lut4 Q8 X4 kinds */
 export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_NIB4Q8X4 || kind === K_LUT4Q8X4 || kind === K_LUT12Q8X4 || kind === K_LUT7Q8X4 || kind === K_TERN2Q8X4 || kind === K_NIB4Q8X4H || kind === K_NIB4Q8X4Z || kind === K_LUT4Q8X4E || kind === K_I8Q8X4;
 
@@ -78,18 +107,21 @@ export class JobDispatch {
     let s = list[i];
     const a = sh.arena;
     if (!s) {
-      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
+      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, k8: 0, kd: 0, ks: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
       list[i] = s;
     }
     if (s.xCap < xElems) {
       // the smaller activation buffers go back to the arena's free list
-      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs]) a.free(off);
+      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs, s.k8, s.kd, s.ks]) a.free(off);
       const cap = Math.max(xElems, 2 * s.xCap, 4096);
       s.xf = a.alloc(cap * 4, 64, "activations");
       s.x16 = a.alloc(cap * 2, 64, "activations");
       s.x8 = a.alloc(cap, 64, "activations");
       s.xd = a.alloc(Math.ceil(cap / 32) * 4 + 64, 64, "activations");
       s.xs = a.alloc(Math.ceil(cap / 16) * 4 + 64, 64, "activations");
+      s.k8 = a.alloc(cap, 64, "activations");
+      s.kd = a.alloc(Math.ceil(cap / 256) * 4 + 64, 64, "activations");
+      s.ks = a.alloc(Math.ceil(cap / 256) * Q8K_SUM_BYTES + 64, 64, "activations");
       s.xCap = cap;
     }
     if (s.outCap < outElems) {
@@ -101,8 +133,18 @@ export class JobDispatch {
     return s;
   }
 
+  /** f32 chunk scratch of the row-decoded weights, in shard 0: one per backend, grown to the widest chunk */
+  private decodeScratch: { off: number; bytes: number } | undefined;
+
   /** out = W·x for every job, x holding n rows (n = 1: mat-vec). */
   run(jobs: readonly MatvecJob[], n: number): void {
+    if (jobs.some((j) => j.w instanceof RowDecPrepared)) {
+      // row-decoded weights run after the others, chunk by chunk, each reusing slot 0 of shard 0
+      const rest = jobs.filter((j) => !(j.w instanceof RowDecPrepared));
+      if (rest.length > 0) this.run(rest, n);
+      for (const j of jobs) if (j.w instanceof RowDecPrepared) this.runDecoded(j.w, j.x, j.out, n);
+      return;
+    }
     const poolJobs: (PoolJob & { shard: number })[] = [];
     const used: Slot[] = [];
     let streamed = 0;
@@ -116,19 +158,24 @@ export class JobDispatch {
       if (out.length < n * rows) throw new QuantlabError("E_ARG", `wasm backend: out has ${out.length} elements, need ${n}×${rows}`);
       const sh = this.memory.shards[p.shard]!;
       const s = this.slot(sh, i, n * cols, n * rows);
-      // jobs that share an activation array (in the same shard) reuse the first one's quantized copy
+      // jobs that share an activation array (in the same shard) reuse the first one's quantized copies;
+      // each form (Q8_0, Q8_K) is made once, by the first job that needs it
       let src: Slot = s;
       let k = 0;
       for (; k < i; k++) {
         const prev = jobs[k]!.w as WasmPrepared;
         if (jobs[k]!.x === x && prev.cols === cols && prev.shard === p.shard) break;
       }
+      const form = activationForm(kind);
       if (k < i) src = used[k]!;
-      else {
-        sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
-        if (needsQ8(kind)) quantizeActivations(sh, s, n, cols);
+      else sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
+      let made = false;
+      for (let j = k; j < i && !made; j++) {
+        const pj = jobs[j]!.w as WasmPrepared;
+        made = jobs[j]!.x === x && pj.cols === cols && pj.shard === p.shard && activationForm(pj.kind) === form;
       }
-      if (k < i && needsQ8(kind) && !needsQ8((jobs[k]!.w as WasmPrepared).kind)) quantizeActivations(sh, src, n, cols);
+      if (!made && form === "q8") quantizeActivations(sh, src, n, cols);
+      if (!made && form === "q8k") quantizeActivationsQ8K(sh, src, n, cols);
       const d = sh.arena.u32;
       const o = s.desc >>> 2;
       d[o + D_KIND] = kind;
@@ -139,16 +186,17 @@ export class JobDispatch {
       d[o + D_W2] = p.w2;
       d[o + D_XF] = src.xf;
       d[o + D_X16] = src.x16;
-      d[o + D_X8] = src.x8;
-      d[o + D_XD] = src.xd;
-      d[o + D_XS] = src.xs;
+      const q8k = form === "q8k";
+      d[o + D_X8] = q8k ? src.k8 : src.x8;
+      d[o + D_XD] = q8k ? src.kd : src.xd;
+      d[o + D_XS] = q8k ? src.ks : src.xs;
       d[o + D_OUT] = s.out;
       d[o + D_N] = n;
       d[o + D_GROUP] = p.group;
       d[o + D_LUT] = p.lut;
       d[o + D_BITS] = p.bits;
       used.push(s);
-      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14, run_k24…26 take) group indices
+      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…48 take) group indices
       poolJobs.push({ desc: s.desc, rows: byRowGroups(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
       streamed += p.bytes;
     }
@@ -162,6 +210,54 @@ export class JobDispatch {
       out.set(f.subarray(s.out >>> 2, (s.out >>> 2) + n * w.rows));
     }
   }
+
+  /**
+   * out = W·x for a row-decoded weight: x is copied in once; then rows [r0, r0 + step) are decoded into the
+   * chunk scratch (about 256 KiB of f32, kernels/rowdec.ts chunkRows) on the calling thread and the f32 kernel
+   * (K_F32, split across the pool from about 32 tokens on: ROWDEC_PARALLEL_FACTOR) runs them for all n tokens,
+   * chunk after chunk.
+   * The values are dequantizeWeight's, so the results are those of the f32 kernel on a dequantized copy.
+   */
+  private runDecoded(p: RowDecPrepared, x: Float32Array, out: Float32Array, n: number): void {
+    if (p.owner !== this.owner) throw new QuantlabError("E_ARG", "wasm backend: weight was not prepared by this backend");
+    if (!p.live) throw new QuantlabError("E_ARG", "wasm backend: weight was released");
+    const { rows, cols } = p;
+    if (x.length < n * cols) throw new QuantlabError("E_ARG", `wasm backend: x has ${x.length} elements, need ${n}×${cols}`);
+    if (out.length < n * rows) throw new QuantlabError("E_ARG", `wasm backend: out has ${out.length} elements, need ${n}×${rows}`);
+    if (rows === 0 || n === 0) return;
+    const sh = this.memory.first;
+    const step = Math.min(rows, chunkRows(cols));
+    const need = step * cols * 4;
+    if (!this.decodeScratch || this.decodeScratch.bytes < need) {
+      if (this.decodeScratch) sh.arena.free(this.decodeScratch.off);
+      const bytes = Math.max(need, CHUNK_BYTES);
+      this.decodeScratch = { off: sh.arena.alloc(bytes, 64, "row decoder scratch"), bytes };
+    }
+    const w0 = this.decodeScratch.off;
+    const s = this.slot(sh, 0, n * cols, n * step);
+    sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
+    const o = s.desc >>> 2;
+    const d = sh.arena.u32;
+    d.fill(0, o, o + DESC_WORDS);
+    d[o + D_KIND] = K_F32;
+    d[o + D_COLS] = cols;
+    d[o + D_W0] = w0;
+    d[o + D_XF] = s.xf;
+    d[o + D_OUT] = s.out;
+    d[o + D_N] = n;
+    const poolShard = this.memory.shards[0]!.pool;
+    for (let r0 = 0; r0 < rows; r0 += step) {
+      const r1 = Math.min(rows, r0 + step), cr = r1 - r0;
+      p.decode(r0, r1, sh.arena.f32, w0 >>> 2);
+      sh.arena.u32[o + D_ROWS] = cr;
+      // the decode (calling thread) costs far more than the f32 kernel on its chunk: the pool only pays for the
+      // kernel when many tokens share the chunk (prefill), else waking it per chunk costs more than it saves
+      if (n * cr * cols * 4 < ROWDEC_PARALLEL_FACTOR * this.minParallelBytes) runJobPart(poolShard, POOL_TASKS, K_F32, s.desc, 0, cr);
+      else this.pool.run([{ desc: s.desc, rows: cr, shard: 0, task: K_F32 }]);
+      const f = sh.arena.f32, base = s.out >>> 2;
+      for (let t = 0; t < n; t++) out.set(f.subarray(base + t * cr, base + (t + 1) * cr), t * rows + r0);
+    }
+  }
 }
 
 /** Q8 codes (i16 and i8 copies), f32 scales per 32 and code sums per 16 of the n rows in slot.xf. */
@@ -170,5 +266,14 @@ function quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void 
   const nb = cols / 32;
   for (let t = 0; t < n; t++) {
     sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
+  }
+}
+
+/** Q8_K codes, f32 scales per 256 and code-sum records of the n rows in slot.xf (k-quant X4 kinds). */
+function quantizeActivationsQ8K(sh: Shard, s: Slot, n: number, cols: number): void {
+  if (cols % 256 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: Q8_K activations for ${cols} columns (not a multiple of 256)`);
+  const nsb = cols / 256;
+  for (let t = 0; t < n; t++) {
+    sh.kernels.quantize_act_q8k(s.xf + t * cols * 4, cols, s.k8 + t * cols, s.kd + t * nsb * 4, s.ks + t * nsb * Q8K_SUM_BYTES);
   }
 }

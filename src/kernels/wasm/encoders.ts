@@ -11,14 +11,19 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import { noProgress } from "../../core/progress.js";
-import { checkEncodeJob, type EncodeRowsJob, type GgmlEncoder } from "../../ggml/encoder.js";
+import { checkEncodeJob, reportNonFinite, type EncodeRowsJob, type GgmlEncoder } from "../../ggml/encoder.js";
 import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import type { Shard } from "./memory.js";
 import type { Dispatcher } from "./pool.js";
-import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
+import { G_COLS, G_DESC_WORDS, G_DST, G_F16, G_IMATRIX, G_KSCRATCH, G_KSLOTS, G_NO_WASM, G_REFINE, G_ROW_BYTES, G_SPECIAL, G_TYPE, G_WASM_VALUES, G_X, kquantScratchBytes, T_GGML_ROWS, WASM_QUANTIZERS } from "./tasks.js";
 
-/** values staged per chunk by default (4 MiB of f32): big enough that a dispatch (16–50 µs) is noise */
-export const ENCODE_CHUNK_VALUES = 1 << 20;
+/** values staged per chunk by default (16 MiB of f32): each staged chunk is one dispatch, i.e. one wake-up
+ * of the workers and one barrier; fewer of them matter most on a loaded machine, where a worker's wake-up
+ * can take a scheduler slice */
+export const ENCODE_CHUNK_VALUES = 1 << 22;
+/** values per claimed piece of a staged chunk (≈ 0.3–3 ms of k-quant work): small enough that a preempted
+ * thread holds little of the dispatch while the others finish the rest */
+const CLAIM_VALUES = 1 << 16;
 
 /** Staging buffers in shard 0, grown on demand (old ones go back to the arena's free list). */
 interface Staging {
@@ -26,6 +31,8 @@ interface Staging {
   cap: number;
   x: number;
   h: number;
+  /** a second f16 buffer: the next chunk is read into it while the pool encodes the current one */
+  h2: number;
   dst: number;
   /** importance columns the imatrix region holds */
   imCap: number;
@@ -66,7 +73,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     const want = Math.max(this.chunkValues, cols);
     let s = this.staging;
     if (!s || s.cap < want) {
-      if (s) for (const off of [s.x, s.h, s.dst]) a.free(off);
+      if (s) for (const off of [s.x, s.h, s.h2, s.dst]) a.free(off);
       const desc = s?.desc ?? a.alloc(G_DESC_WORDS * 4, 64, "encoder descriptor");
       let ks = s?.ks;
       if (ks === undefined) {
@@ -74,7 +81,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
         ks = a.alloc(bytes, 64, "encoder k-quant scratch");
         a.u8.fill(0, ks, ks + bytes); // lock words start free
       }
-      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
+      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), h2: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
       this.staging = s;
     }
     if (imatrix && s.imCap < cols) {
@@ -100,7 +107,6 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_TYPE] = type;
     d[o + G_COLS] = cols;
     d[o + G_X] = s.x;
-    d[o + G_F16] = job.f16 ? s.h : 0;
     d[o + G_DST] = s.dst;
     d[o + G_IMATRIX] = imatrix ? s.im : 0;
     d[o + G_REFINE] = refine ? 1 : 0;
@@ -109,16 +115,35 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_KSLOTS] = this.pool.threads;
     d[o + G_NO_WASM] = this.wasmEncoders ? 0 : 1;
     d[o + G_WASM_VALUES] = 0;
+    d[o + G_SPECIAL] = 0;
     const chunkRows = Math.max(1, Math.floor(s.cap / cols));
-    for (let r = 0; r < rows; r += chunkRows) {
+    let reported = false;
+    // a file read (f16Read) with workers: chunk k + 1 is read into the other f16 buffer while the workers
+    // encode chunk k (Dispatcher.run's `alongside`), so reading and encoding overlap
+    const prefetch = job.f16Read !== undefined && this.pool.threads > 1;
+    const hBuf = [s.h, prefetch ? s.h2 : s.h];
+    const readChunk = (r: number, into: number): void => job.f16Read!(r * cols, new Uint16Array(a.memory.buffer, into, Math.min(chunkRows, rows - r) * cols));
+    if (prefetch) readChunk(0, hBuf[0]!);
+    for (let r = 0, k = 0; r < rows; r += chunkRows, k++) {
       const m = Math.min(chunkRows, rows - r);
+      const h = hBuf[k & 1]!;
+      d[o + G_F16] = job.x ? 0 : h;
       if (job.x) a.f32.set(job.x.subarray(r * cols, (r + m) * cols), s.x >>> 2);
-      else new Uint16Array(a.memory.buffer, s.h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
+      else if (job.f16Read) {
+        if (!prefetch) readChunk(r, h);
+      } else new Uint16Array(a.memory.buffer, h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
+      const next = r + chunkRows;
+      const alongside = prefetch && next < rows ? () => readChunk(next, hBuf[(k + 1) & 1]!) : undefined;
       try {
-        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS }]);
+        this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS, chunkRows: Math.max(1, Math.floor(CLAIM_VALUES / cols)) }], alongside);
       } catch (e) {
         if (e instanceof QuantlabError && job.name && !e.message.startsWith(job.name)) throw new QuantlabError(e.code, `${job.name}: ${e.message}`, { cause: e });
         throw e;
+      }
+      // the task converted every staged value to f32 at G_X (Inf/NaN included), so that is where to look
+      if (job.onNonFinite && !reported && d[o + G_SPECIAL] !== 0) {
+        reported = true;
+        reportNonFinite(new Float32Array(a.memory.buffer, s.x, m * cols), r * cols, job.onNonFinite);
       }
       out.set(a.u8.subarray(s.dst, s.dst + m * rowBytes), r * rowBytes);
       progress.tick(m * cols);

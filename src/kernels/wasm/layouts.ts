@@ -10,7 +10,7 @@
  */
 import { f16Table32 } from "../../core/f16.js";
 import { GGML_TYPES, GgmlType, blockFieldOffset, ggmlTypeName } from "../../ggml/types.js";
-import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
 import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
@@ -437,7 +437,9 @@ export function unpackToF32(row: RepackRow, src: RepackTarget, n: number, order:
 /** A ggml type whose WASM kernel reads llama.cpp's block bytes as they are (no repack): the tensor can be
  * read from the file straight into wasm memory, and a mat-vec streams exactly the file's bytes. */
 export interface NativeRow {
-  kind: number;
+  /** the kernel on the blocks as they are; undefined when the type has only the interleaved kernel (then
+   * other matrices run on its REPACK row) */
+  kind?: number;
   /** from the type-traits table */
   readonly blockSize: number;
   readonly bytesPerBlock: number;
@@ -451,17 +453,24 @@ export interface NativeRow {
   interleave4?: number;
 }
 
-// Defaults follow measurements on the target machine (docs/kernels.md): the native kernels hold a model
-// once (in place, file bytes = streamed bytes), but decode is compute-bound here and the k-quant native
-// kernels need more instructions than their expanded repacks (8–40% slower, worse at 2 threads), so
-// Q4_K/Q6_K default to the repacks; Q8_0/Q4_0 native run as fast as their repacks and stay native.
+// Defaults follow measurements on the target machine (docs/kernels.md). Q8_0/Q4_0 native run as fast as
+// their repacks and stay native (held once: file bytes = streamed bytes). The k-quants' first native
+// kernels (one row at a time against Q8_0 activations) needed more instructions than their expanded
+// repacks; the 4-row interleaved kernels against Q8_K activations (assembly/kdecode.ts: the super-block
+// dot in integers, one f32 step per 256 weights and 4 rows) stream the GGUF blocks 1.1–1.5× faster than
+// the repacks run (4096² mat-vec, 1 thread), so Q4_K/Q5_K/Q6_K matrices of 4k rows run on them by
+// default in the relaxed build; other row counts (and `layouts: "native"`) keep the one-row native kernel
+// (Q4_K, Q6_K) or the repack (Q5_K).
 const NATIVE_ROWS: Partial<Record<GgmlType, Omit<NativeRow, "blockSize" | "bytesPerBlock">>> = {
   [GgmlType.Q8_0]: { kind: K_Q8_0N, variants: ["simd", "relaxed"], byDefault: ["simd", "relaxed"], interleave4: K_Q8_0X4 },
   // SIMD128 has no 8-bit multiply: its Q4_0 kernel is faster on the r16 repack (shared/notes/kernels.md)
   [GgmlType.Q4_0]: { kind: K_Q4_0N, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_0X4 },
-  // SIMD128 (no pmaddubsw) runs the k-quants much slower on the GGUF blocks: not offered there
-  [GgmlType.Q4_K]: { kind: K_Q4_KN, variants: ["relaxed"], byDefault: [] },
-  [GgmlType.Q6_K]: { kind: K_Q6_KN, variants: ["relaxed"], byDefault: [] },
+  // SIMD128 (no pmaddubsw) runs the k-quants much slower on the GGUF blocks: not offered there. In the
+  // relaxed build the 4-row interleaved kernels against Q8_K activations (assembly/kdecode.ts) stream
+  // the file's bytes faster than the repacks stream their larger SoA copies (docs/kernels.md)
+  [GgmlType.Q4_K]: { kind: K_Q4_KN, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q4_KX4 },
+  [GgmlType.Q6_K]: { kind: K_Q6_KN, variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q6_KX4 },
+  [GgmlType.Q5_K]: { variants: ["relaxed"], byDefault: ["relaxed"], interleave4: K_Q5_KX4 },
 };
 
 export const NATIVE: Partial<Record<GgmlType, NativeRow>> = withSizes(NATIVE_ROWS);
@@ -470,7 +479,7 @@ export const NATIVE: Partial<Record<GgmlType, NativeRow>> = withSizes(NATIVE_ROW
 export const NATIVE_TYPE_OF_KIND: ReadonlyMap<number, GgmlType> = new Map(
   (Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
     const type = Number(t) as GgmlType;
-    return r.interleave4 !== undefined ? [[r.kind, type], [r.interleave4, type]] : [[r.kind, type]];
+    return [r.kind, r.interleave4].filter((k) => k !== undefined).map((k) => [k!, type] as [number, GgmlType]);
   }),
 );
 
@@ -504,7 +513,7 @@ export const KERNEL_NAMES: Readonly<Record<number, string>> = {
   [K_I8Q8X4]: "i8·group·q8x·4 rows interleaved",
   ...Object.fromEntries((Object.entries(NATIVE) as [string, NativeRow][]).flatMap(([t, r]) => {
     const name = ggmlTypeName(Number(t) as GgmlType).toLowerCase();
-    const rows: [number, string][] = [[r.kind, `${name} (ggml blocks)`]];
+    const rows: [number, string][] = r.kind !== undefined ? [[r.kind, `${name} (ggml blocks)`]] : [];
     if (r.interleave4 !== undefined) rows.push([r.interleave4, `${name} (ggml blocks, 4 rows interleaved)`]);
     return rows;
   })),

@@ -90,6 +90,10 @@ export interface PoolJob {
   shard?: number;
   /** a kernel kind (abi.ts K_*, entry `run_k<kind>`) or a TypeScript task id (≥ TS_TASK_BASE) */
   task: number;
+  /** rows per claimed chunk (default: the rows spread over threads × chunksPerThread chunks); finer
+   * chunks keep every thread busy when another is preempted (a loaded machine), at a claim (one
+   * compare-exchange) per chunk */
+  chunkRows?: number;
 }
 
 /** Runs part [r0, r1) of a job: a WASM kernel's entry point, or a TypeScript task of `tasks`. */
@@ -264,10 +268,16 @@ export class Dispatcher {
     return this.broken;
   }
 
-  /** Runs every job's rows, split across the threads; returns when all are done. */
-  run(jobs: readonly PoolJob[]): void {
+  /**
+   * Runs every job's rows, split across the threads; returns when all are done. `alongside`: the caller's
+   * own work for a next step (e.g. reading the next chunk of input), done while the workers start on these
+   * jobs, before the caller joins them; without workers, after the jobs. It must not touch what the jobs
+   * read or write.
+   */
+  run(jobs: readonly PoolJob[], alongside?: () => void): void {
     if (this.threads === 1 || this.broken !== undefined || jobs.length > MAX_JOBS) {
       for (const j of jobs) runJobPart(this.ks[j.shard ?? 0]!, this.tasks, j.task, j.desc, 0, j.rows);
+      alongside?.();
       return;
     }
     const ctrl = this.ctrl;
@@ -277,7 +287,7 @@ export class Dispatcher {
       total = 0;
       for (let i = 0; i < jobs.length; i++) {
         const rows = jobs[i]!.rows;
-        const chunkRows = Math.max(1, Math.ceil(rows / (this.threads * this.chunksPerThread)) * scale);
+        const chunkRows = Math.max(1, (jobs[i]!.chunkRows ?? Math.ceil(rows / (this.threads * this.chunksPerThread))) * scale);
         const o = JOB_BASE + i * JOB_WORDS;
         ctrl[o] = jobs[i]!.desc;
         ctrl[o + 1] = rows;
@@ -300,6 +310,15 @@ export class Dispatcher {
     Atomics.notify(ctrl, C_GEN);
     this.stats.dispatches++;
     this.stats.chunks += total;
+    // an error there is thrown once this dispatch is complete (workers must not run it into the next one)
+    let alongsideError: { e: unknown } | undefined;
+    if (alongside) {
+      try {
+        alongside();
+      } catch (e) {
+        alongsideError = { e };
+      }
+    }
     // only the chunks this thread claimed: C_DONE also counts those workers finished meanwhile
     this.stats.callerChunks += runChunks(ctrl, gen, this.ks, this.tasks);
     // wait for chunks still running on workers
@@ -324,6 +343,7 @@ export class Dispatcher {
     }
     const err = Atomics.load(ctrl, C_ERROR);
     if (err !== 0) throw new QuantlabError("E_INTERNAL", `wasm worker pool: a chunk failed (code ${err}): ${errorText(ctrl)}`);
+    if (alongsideError) throw alongsideError.e;
   }
 
   /** Stops the workers (they exit their loop at the next wake-up; the host also terminates them). */

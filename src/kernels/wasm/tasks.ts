@@ -42,7 +42,9 @@ export const G_KSLOTS = 9;
 export const G_WASM_VALUES = 10;
 /** 1 = TypeScript codecs only (WasmGgmlEncoder wasmEncoders: false) */
 export const G_NO_WASM = 11;
-export const G_DESC_WORDS = 12;
+/** set to 1 by any thread whose rows hold an Inf/NaN (the caller then finds the first one: onNonFinite) */
+export const G_SPECIAL = 12;
+export const G_DESC_WORDS = 13;
 
 
 /** bytes of k-quant scratch for `slots` threads: a 64-byte line of lock words per 16 slots, then the slots */
@@ -74,19 +76,26 @@ function encodeRowsPass(sh: PoolShard, d: Uint32Array, r0: number, r1: number): 
   const n = (r1 - r0) * cols;
   const x = d[G_X]! + r0 * cols * 4;
   const k: KernelExports = sh.kernels;
+  let finite: boolean;
   if (d[G_F16] !== 0) {
     const h = d[G_F16]! + r0 * cols * 2;
     // the WASM conversion uses integer ops that do not make Inf/NaN: such rows convert in TS (and take the
     // TS codec below, whose handling of non-finite values is the reference)
-    if (k.f16_count_special(h, n) === 0) k.f16_to_f32_row(h, n, x);
+    finite = k.f16_count_special(h, n) === 0;
+    if (finite) k.f16_to_f32_row(h, n, x);
     else f16ArrayToF32(new Uint16Array(buf, h, n), new Float32Array(buf, x, n));
+  } else finite = k.f32_count_special(x, n) === 0;
+  if (finite) encodeF32Rows(sh, d, r0, r1, true);
+  else {
+    Atomics.store(d, G_SPECIAL, 1);
+    if (r1 - r0 === 1) encodeF32Rows(sh, d, r0, r1);
+    else for (let r = r0; r < r1; r++) encodeF32Rows(sh, d, r, r + 1); // only the rows with Inf/NaN leave WASM
   }
-  if (k.f32_count_special(x, n) === 0 || r1 - r0 === 1) encodeF32Rows(sh, d, r0, r1);
-  else for (let r = r0; r < r1; r++) encodeF32Rows(sh, d, r, r + 1); // only the rows with Inf/NaN leave WASM
 }
 
-/** Rows [r0, r1) already in f32 at G_X: a WASM encoder when one fits and the values are finite, else the TS codec. */
-function encodeF32Rows(sh: PoolShard, d: Uint32Array, r0: number, r1: number): void {
+/** Rows [r0, r1) already in f32 at G_X: a WASM encoder when one fits and the values are finite, else the
+ * TS codec. `finite`: the caller has checked the rows (no second pass over them). */
+function encodeF32Rows(sh: PoolShard, d: Uint32Array, r0: number, r1: number, checked = false): void {
   const buf = sh.memory.buffer;
   const type = d[G_TYPE]! as GgmlType;
   const cols = d[G_COLS]!;
@@ -97,7 +106,7 @@ function encodeF32Rows(sh: PoolShard, d: Uint32Array, r0: number, r1: number): v
   const k: KernelExports = sh.kernels;
   // the SIMD quantizers saturate where C's float → int8 casts of Inf/NaN do not, and the k-quant twins are
   // only checked on finite values: such rows take the TS codec
-  const finite = d[G_NO_WASM] === 0 && k.f32_count_special(x, n) === 0;
+  const finite = d[G_NO_WASM] === 0 && (checked || k.f32_count_special(x, n) === 0);
   const wasm = d[G_IMATRIX] === 0 && d[G_REFINE] === 0 ? WASM_QUANTIZERS[type] : undefined;
   if (wasm && finite) {
     k[wasm](x, n, dst);

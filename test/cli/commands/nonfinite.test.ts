@@ -20,14 +20,15 @@ import { QuantlabError } from "../../../src/core/errors.js";
 import { cli, type Run } from "../helpers-cli.js";
 
 const G260 = dataPath("ggml", "stories260K", "stories260K-F32.gguf");
+const G260_F16 = dataPath("ggml", "stories260K", "stories260K-F16.gguf");
 const TEXT = dataPath("tinystories", "eval.txt");
 /** blk.1.ffn_up.weight is (172, 64): element 1234 is row 19, column 18 */
 const TENSOR = "blk.1.ffn_up.weight";
 const INDEX = 1234;
 
 /** llama.cpp's stories260K GGUF with one f32 of one tensor replaced (bytes patched, independent of our writer). */
-async function patchedGguf(value: number): Promise<Uint8Array> {
-  const f = await openGguf(new BufferSource("in.gguf", new Uint8Array(readFileSync(G260))));
+async function patchedGguf(value: number, file = G260): Promise<Uint8Array> {
+  const f = await openGguf(new BufferSource("in.gguf", new Uint8Array(readFileSync(file))));
   const sink = new MemorySink();
   const w = new GgufWriter(sink);
   for (const [k, v] of f.metadata) w.setKV(k, v);
@@ -35,7 +36,9 @@ async function patchedGguf(value: number): Promise<Uint8Array> {
   await w.writeHeader();
   for (const t of f.tensors) {
     const b = (await f.readTensorBytes(t)).slice();
-    if (t.name === TENSOR) new DataView(b.buffer).setFloat32(4 * INDEX, value, true);
+    if (t.name === TENSOR && file === G260) new DataView(b.buffer).setFloat32(4 * INDEX, value, true);
+    // binary16 bits of ±Inf / NaN (the F16 file's weights are halves)
+    if (t.name === TENSOR && file !== G260) new DataView(b.buffer).setUint16(2 * INDEX, Number.isNaN(value) ? 0x7e00 : value > 0 ? 0x7c00 : 0xfc00, true);
     await w.writeTensorData(t.name, b);
   }
   w.finish();
@@ -82,6 +85,27 @@ describe("non-finite weights and outputs", () => {
       assert.match(r.stderr, /--allow-nonfinite/);
       assert.deepEqual(readdirSync(out), [], `${args.join(" ")} left ${readdirSync(out).join(", ")}`);
     }
+  });
+
+  test("an F16 model (read chunk by chunk into the encoder, checked there): quantize --type refuses NaN and -Inf at 1 and 2 threads, and the library too", async () => {
+    const out = join(dir, "out16");
+    mkdirSync(out);
+    for (const [value, shown] of [[NaN, "NaN"], [-Infinity, "-Infinity"]] as const) {
+      const file = join(dir, "bad16.gguf");
+      writeFileSync(file, await patchedGguf(value, G260_F16));
+      const re = new RegExp(`bad16\\.gguf: tensor "${TENSOR}" element ${INDEX} \\(row 19, column 18\\) is ${shown}; refusing to quantize the model`);
+      for (const args of [["--type", "Q8_0", "--threads", "1"], ["--type", "Q4_K_M", "--threads", "2"], ["--type", "Q4_0", "--backend", "ref"]]) {
+        const r = await cli(["quantize", file, ...args, "-o", join(out, "q.gguf")], "");
+        oneLine(r, re, args.join(" "));
+        assert.deepEqual(readdirSync(out), [], `${args.join(" ")} left ${readdirSync(out).join(", ")}`);
+      }
+      const m = await loadModel(file);
+      await assert.rejects(() => quantize(m, { target: { preset: "Q6_K" } }, { backend: new RefBackend() }), (e: unknown) => e instanceof QuantlabError && e.code === "E_VALUE" && re.test(e.message));
+      await m.close?.();
+    }
+    // allowed, it encodes (the reference codec takes the rows holding the NaN)
+    const r = await cli(["quantize", join(dir, "bad16.gguf"), "--type", "Q8_0", "--allow-nonfinite", "-o", join(out, "q.gguf")], "");
+    assert.equal(r.code, 0, r.stderr);
   });
 
   test("a finite value F16 cannot hold (1e6 > 65504) is refused, not written as Inf", async () => {

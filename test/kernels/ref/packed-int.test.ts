@@ -1,12 +1,12 @@
 // The reference backend's packed twin (kernels/packed.ts): prepared uniform-int QTensors stay packed,
 // mat-vec equals the dequantized f32 path bit for bit, rows decode to the fake-quant values one at a
-// time, specs outside the family still dequantize; packedRuntime (what `quantlab info` prints) predicts
+// time, specs outside the family run through their row decoders; packedRuntime (what `quantlab info` prints) predicts
 // the WASM backend's listing (kernel and resident bytes) without reading the tensor.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { Tensor } from "../../../src/core/tensor.js";
 import { quantizeTensor } from "../../../src/quant/tensor.js";
-import { RefBackend, RefPackedPrepared } from "../../../src/kernels/ref/backend.js";
+import { RefBackend, RefPackedPrepared, RefRowDecPrepared } from "../../../src/kernels/ref/backend.js";
 import { rowReader } from "../../../src/kernels/dequantize.js";
 import { packedRuntime } from "../../../src/kernels/packed.js";
 import { backend, disposeAll, randomF32, VARIANTS } from "../helpers.js";
@@ -24,7 +24,8 @@ test("ref backend: packed prepare, mat-vec = the dequantized f32 path bit for bi
       const p = be.prepare({ kind: "quant", q });
       const dense = be.prepare({ kind: "dense", tensor: Tensor.fromF32([rows, cols], q.dequantize()) });
       const rt = packedRuntime(q);
-      assert.equal(p instanceof RefPackedPrepared, rt.fallback === undefined, `${spec}: ${rt.fallback}`);
+      assert.equal(p instanceof RefPackedPrepared, rt.rowdec === undefined, `${spec}: ${rt.rowdec}`);
+      if (rt.rowdec) assert.ok(p instanceof RefRowDecPrepared, spec);
       const x = randomF32(2 * cols, seed++);
       const a = new Float32Array(2 * rows), b = new Float32Array(2 * rows);
       be.matmul(p, x, 2, a);
@@ -52,7 +53,8 @@ test("packedRuntime predicts the WASM listing: kernel and resident bytes", () =>
     const row = b.listing().at(-1)!;
     assert.equal(row.kernel, rt.kernel, spec);
     assert.equal(row.bytes, rt.residentBytes, spec);
-    assert.equal(row.fallback, rt.fallback, spec);
+    assert.equal(row.rowdec, rt.rowdec, spec);
+    assert.equal(row.fallback, undefined, spec);
     b.release(p);
   }
 });

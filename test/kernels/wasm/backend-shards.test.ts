@@ -44,7 +44,7 @@ for (const variant of VARIANTS) {
             const x = randomF32(3 * cols, seed++, 3);
             const got = new Float32Array(3 * rows);
             for (let rep = 0; rep < 40; rep++) be.matmul(p, x, 3, got); // later calls run TurboFan code
-            const { err, at } = worstRelError(got, oracle(w, x, 3));
+            const { err, at } = worstRelError(got, oracle(w, x, 3, p));
             assert.ok(err <= 2e-6, `${variant} ${layouts} ${w.label}: ${err.toExponential(2)} at ${at}`);
           }
         }
@@ -165,7 +165,7 @@ test("offsets above 2 GiB (weights and scratch past the int32 range) work", () =
     const x = randomF32(w.cols, 4);
     const out = new Float32Array(w.rows);
     be.matvec(p, x, out);
-    const { err } = worstRelError(out, oracle(w, x, 1));
+    const { err } = worstRelError(out, oracle(w, x, 1, p));
     assert.ok(err <= 2e-6, `${w.label}: ${err}`);
   }
   assert.ok(be.memoryStats().shards[0]! > 2 ** 31);

@@ -68,7 +68,7 @@ function check(variant: WasmVariant, threads: number, w: TestWeight, x: Float32A
   const p = be.prepare(w.weight, w.label);
   const got = new Float32Array(w.rows);
   be.matvec(p, x, got);
-  const { err, at } = worstRelError(got, oracle(w, x, 1));
+  const { err, at } = worstRelError(got, oracle(w, x, 1, p));
   assert.ok(err <= TOL, `${variant} t${threads} ${what} ${w.label}: relative error ${err.toExponential(2)} at row ${at}`);
 }
 
@@ -99,7 +99,7 @@ for (const variant of VARIANTS) {
           const x = randomF32(3 * w.cols, w.cols * 3);
           const got = new Float32Array(3 * w.rows);
           be.matmul(p, x, 3, got);
-          const { err, at } = worstRelError(got, oracle(w, x, 3));
+          const { err, at } = worstRelError(got, oracle(w, x, 3, p));
           assert.ok(err <= TOL, `matmul ${w.label}: ${err} at ${at}`);
         }
         // Q, K, V style: three weights, one x; plus an f32 weight sharing x with quantized ones
@@ -110,7 +110,7 @@ for (const variant of VARIANTS) {
         const jobs = ws.map((w) => ({ w: be.prepare(w.weight, w.label), x, out: new Float32Array(w.rows) }));
         be.matvecMany(jobs);
         ws.forEach((w, i) => {
-          const { err } = worstRelError(jobs[i]!.out, oracle(w, x, 1));
+          const { err } = worstRelError(jobs[i]!.out, oracle(w, x, 1, jobs[i]!.w));
           assert.ok(err <= TOL, `matvecMany ${w.label}: ${err}`);
         });
       });
@@ -127,7 +127,7 @@ for (const variant of VARIANTS) {
       prepared.forEach((p, k) => {
         const w = cases[k]!;
         be.matvec(p, x.subarray(0, w.cols), out);
-        const { err, at } = worstRelError(out, oracle(w, x.subarray(0, w.cols), 1));
+        const { err, at } = worstRelError(out, oracle(w, x.subarray(0, w.cols), 1, p));
         assert.ok(err <= TOL, `warm ${w.label}: ${err} at ${at}`);
       });
     });

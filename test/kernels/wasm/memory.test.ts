@@ -71,7 +71,7 @@ test("prepare/release cycles reuse the same memory and give the same results; li
     assert.equal(be.listing().length, rowsBefore + 3);
     for (const [i, w] of [f, q, n].entries()) {
       be.matvec(ps[i]!, x, want);
-      const { err } = worstRelError(want, oracle(w, x, 1));
+      const { err } = worstRelError(want, oracle(w, x, 1, ps[i]!));
       assert.ok(err <= 2e-6, `${w.label} run ${it}: ${err}`);
     }
     for (const p of ps) be.release(p);
@@ -91,7 +91,7 @@ test("a weight prepared at a released offset is interleaved anew (4-row Q8_0), a
     assert.match(be.listing().at(-1)!.kernel, /4 rows interleaved/);
     const out = new Float32Array(16);
     be.matvec(p, x, out);
-    const { err } = worstRelError(out, oracle(w, x, 1));
+    const { err } = worstRelError(out, oracle(w, x, 1, p));
     assert.ok(err <= 2e-6, `run ${it}: ${err}`);
     be.release(p);
     assert.throws(() => be.matvec(p, x, out), /was released/);

@@ -10,6 +10,7 @@ import { quantizeTensor } from "../../../src/quant/tensor.js";
 import { dequantizeRowLut, matvecLutQ8Ref, matvecUniformIntRef, uniformQ8Layout, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
+import { TOL, eachBackend, matvecEach, oracle, perToken, runPrepared, uniformOf as layoutOf, worst } from "./packed-helpers.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
 
@@ -20,32 +21,6 @@ const SPECS = [
   "int8:g32", "int8:g64:asym", "int8:channel", "int8:channel:asym", "int8:g128",
   "int4:g32:asym:scale=f32", "int4:g32:asym:scale=f16", "int8:g64:asym:scale=f16", "int4:g64:scale=bf16", "int8:channel:scale=f32", "int4:tensor", "int4:g32:dq", "int8:g32:scale=e8m0",
 ];
-
-/** f32 sums: relative to Σ|w·x| the error stays far below this */
-const TOL = 2e-6;
-
-function layoutOf(q: ReturnType<typeof quantizeTensor>): UniformIntLayout {
-  const L = uniformIntLayout(q);
-  if ("reason" in L) throw new Error(`${q.spec}: ${L.reason}`);
-  return L;
-}
-
-/** float64 oracle: out[t, r] = Σ_c ŵ[r, c]·x[t, c] over the fake-quant weights, and Σ|terms| */
-function oracle(wq: Float32Array, rows: number, cols: number, x: Float32Array, n: number): { out: Float64Array; mag: Float64Array } {
-  const out = new Float64Array(n * rows), mag = new Float64Array(n * rows);
-  for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
-    let s = 0, m = 0;
-    for (let c = 0; c < cols; c++) { const v = wq[r * cols + c]! * x[t * cols + c]!; s += v; m += Math.abs(v); }
-    out[t * rows + r] = s; mag[t * rows + r] = m;
-  }
-  return { out, mag };
-}
-
-function worst(got: Float32Array, want: { out: Float64Array; mag: Float64Array }): number {
-  let e = 0;
-  for (let i = 0; i < got.length; i++) e = Math.max(e, Math.abs(got[i]! - want.out[i]!) / Math.max(want.mag[i]!, 1e-30));
-  return e;
-}
 
 // ragged: rows of 80, 90 and 172 leave a short last group (and SIMD tails) for most group sizes
 const SHAPES: [number, number][] = [[1, 256], [7, 256], [37, 512], [5, 768], [3, 80], [6, 172], [2, 90]];
@@ -64,23 +39,19 @@ describe("packed uniform-int kernels vs the reference", () => {
           const x = randomF32(n * cols, seed++);
           const want = oracle(wq, rows, cols, x, n);
           // reference twin: equals the float64 dot of the fake-quant weights rounded once
-          const ref = new Float32Array(n * rows);
-          for (let t = 0; t < n; t++) matvecUniformIntRef(L, x.subarray(t * cols, (t + 1) * cols), ref.subarray(t * rows, (t + 1) * rows));
+          const ref = perToken(rows, cols, x, n, (xt, o) => matvecUniformIntRef(L, xt, o));
           for (let i = 0; i < ref.length; i++) assert.equal(ref[i], Math.fround(want.out[i]!), `${spec} ref ${i}`);
           let first: Float32Array | undefined;
-          for (const v of VARIANTS) for (const threads of [1, 2, 3]) {
-            const b = threads > 1 ? await readyBackend(v, threads) : backend(v, 1);
+          for await (const { b, label } of eachBackend([1, 2, 3])) {
             const p = b.prepare(weight, spec);
             const row = b.listing().at(-1)!;
             assert.equal(row.fallback, undefined, `${spec}: ${row.fallback}`);
             assert.match(row.kernel, /packed spec/);
-            const out = new Float32Array(n * rows);
-            if (n === 1) b.matvec(p, x, out);
-            else b.matmul(p, x, n, out);
+            const out = runPrepared(b, p, x, n);
             const e = worst(out, want);
-            assert.ok(e < TOL, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}: rel err ${e}`);
+            assert.ok(e < TOL, `${spec} [${rows}×${cols}] n=${n} ${label}: rel err ${e}`);
             // same bits across thread counts and the simd / relaxed builds (no relaxed_madd)
-            if (first) assert.deepEqual(out, first, `${spec} ${v}/t${threads} differs from the first build/thread count`);
+            if (first) assert.deepEqual(out, first, `${spec} ${label} differs from the first build/thread count`);
             else first = out;
             b.release(p);
           }
@@ -143,14 +114,7 @@ describe("packed uniform-int properties", () => {
         const L = layoutOf(q);
         const x = randomF32(cols, seed + 1);
         const want = oracle(q.dequantize(), rows, cols, x, 1);
-        const outs: Float32Array[] = [];
-        for (const b of [b1, b2]) {
-          const p = b.prepare({ kind: "quant", q }, spec);
-          const out = new Float32Array(rows);
-          b.matvec(p, x, out);
-          b.release(p);
-          outs.push(out);
-        }
+        const outs = matvecEach([b1, b2], q, spec, x);
         const ref = new Float32Array(rows);
         matvecUniformIntRef(L, x, ref);
         assert.deepEqual(outs[0], outs[1]);
@@ -181,8 +145,7 @@ describe('packedActivations: "q8"', () => {
               const x = randomF32(n * cols, seed++);
               const xq = new Float32Array(n * cols);
               for (let t = 0; t < n; t++) xq.set(dequantizeActivationsQ8(quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols))), t * cols);
-              const out = new Float32Array(n * rows);
-              if (n === 1) b.matvec(p, x, out); else b.matmul(p, x, n, out);
+              const out = runPrepared(b, p, x, n);
               // int4 x4: the weights of its lut form (scales rounded to f16: within 2^-11 of the spec's), else the fake-quant ones
               const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
               const wq = q.dequantize();

@@ -8,11 +8,11 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { quantizeTensor, type QTensor } from "../../../src/quant/tensor.js";
-import { quantizeLearned } from "../../../src/algos/learned.js";
-import { lutLayout, matvecLutRef, packedRuntime, type LutLayout } from "../../../src/kernels/packed.js";
+import { matvecLutRef, packedRuntime } from "../../../src/kernels/packed.js";
 import { rowReader } from "../../../src/kernels/dequantize.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
+import { TOL, eachBackend, lutOf as layoutOf, matvecEach, oracle, perToken, quantize, quantizeOrSkip, runPrepared, worst } from "./packed-helpers.js";
 
 after(disposeAll);
 
@@ -27,36 +27,6 @@ const SPECS: [string, RegExp][] = [
   ["binary:channel", /^lut1·row·swizzle/], ["int4:g33:asym", /^lut4·g33/],
 ];
 
-function quantize(w: Float32Array, shape: [number, number], spec: string, seed = 1): QTensor {
-  return spec.startsWith("kmeans") ? quantizeLearned(w, shape, spec, { seed }) : quantizeTensor(w, shape, spec);
-}
-
-function layoutOf(q: QTensor): LutLayout {
-  const L = lutLayout(q);
-  if ("reason" in L) throw new Error(`${q.spec}: ${L.reason}`);
-  return L;
-}
-
-/** f32 sums: relative to Σ|w·x| the error stays far below this */
-const TOL = 2e-6;
-
-/** float64 oracle: out[t, r] = Σ_c ŵ[r, c]·x[t, c] over the fake-quant weights, and Σ|terms| */
-function oracle(wq: Float32Array, rows: number, cols: number, x: Float32Array, n: number): { out: Float64Array; mag: Float64Array } {
-  const out = new Float64Array(n * rows), mag = new Float64Array(n * rows);
-  for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
-    let s = 0, m = 0;
-    for (let c = 0; c < cols; c++) { const v = wq[r * cols + c]! * x[t * cols + c]!; s += v; m += Math.abs(v); }
-    out[t * rows + r] = s; mag[t * rows + r] = m;
-  }
-  return { out, mag };
-}
-
-function worst(got: Float32Array, want: { out: Float64Array; mag: Float64Array }): number {
-  let e = 0;
-  for (let i = 0; i < got.length; i++) e = Math.max(e, Math.abs(got[i]! - want.out[i]!) / Math.max(want.mag[i]!, 1e-30));
-  return e;
-}
-
 // ragged: rows of 80, 90, 172 and 83 leave short last groups and SIMD tails; odd bit widths × 90, 172 or 83
 // columns start most rows inside a byte
 const SHAPES: [number, number][] = [[1, 256], [7, 256], [37, 512], [3, 80], [6, 172], [2, 90], [5, 83]];
@@ -67,12 +37,9 @@ describe("packed lut kernels vs the fake-quant weights and the reference twin", 
       let seed = 11;
       for (const [rows, cols] of SHAPES) {
         const w = randomF32(rows * cols, seed++, 2);
-        let q: QTensor;
-        try { q = quantize(w, [rows, cols], spec, seed); } catch (e) {
-          // block presets need whole blocks: the spec refuses such shapes by name, nothing to run
-          assert.match((e as Error).message, /block|multiple|whole|divid/i, `${spec} [${rows}×${cols}]`);
-          continue;
-        }
+        // block presets need whole blocks: the spec refuses such shapes by name, nothing to run
+        const q = quantizeOrSkip(w, [rows, cols], spec, seed);
+        if (!q) continue;
         const wq = q.dequantize();
         const weight: Weight = { kind: "quant", q };
         const L = layoutOf(q);
@@ -80,23 +47,19 @@ describe("packed lut kernels vs the fake-quant weights and the reference twin", 
           const x = randomF32(n * cols, seed++);
           const want = oracle(wq, rows, cols, x, n);
           // reference twin: the float64 dot of the fake-quant weights rounded once
-          const ref = new Float32Array(n * rows);
-          for (let t = 0; t < n; t++) matvecLutRef(L, x.subarray(t * cols, (t + 1) * cols), ref.subarray(t * rows, (t + 1) * rows));
+          const ref = perToken(rows, cols, x, n, (xt, o) => matvecLutRef(L, xt, o));
           for (let i = 0; i < ref.length; i++) assert.equal(ref[i], Math.fround(want.out[i]!), `${spec} ref ${i}`);
           let first: Float32Array | undefined;
-          for (const v of VARIANTS) for (const threads of [1, 2, 3]) {
-            const b = threads > 1 ? await readyBackend(v, threads) : backend(v, 1);
+          for await (const { b, label } of eachBackend([1, 2, 3])) {
             const p = b.prepare(weight, spec);
             const row = b.listing().at(-1)!;
             assert.equal(row.fallback, undefined, `${spec}: ${row.fallback}`);
             assert.match(row.kernel, kernel, spec);
             assert.match(row.kernel, /packed spec/);
-            const out = new Float32Array(n * rows);
-            if (n === 1) b.matvec(p, x, out);
-            else b.matmul(p, x, n, out);
+            const out = runPrepared(b, p, x, n);
             const e = worst(out, want);
-            assert.ok(e < TOL, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}: rel err ${e}`);
-            if (first) assert.deepEqual(out, first, `${spec} ${v}/t${threads} differs from the first build/thread count`);
+            assert.ok(e < TOL, `${spec} [${rows}×${cols}] n=${n} ${label}: rel err ${e}`);
+            if (first) assert.deepEqual(out, first, `${spec} ${label} differs from the first build/thread count`);
             else first = out;
             b.release(p);
           }
@@ -159,15 +122,18 @@ describe("packed lut memory and fallbacks", () => {
     }
   });
 
-  test("specs outside the packed families fall back visibly and say why", () => {
+  test("specs outside the packed families run through the row decoder visibly and say why", () => {
     const b = backend(VARIANTS[0]!, 1);
     for (const [spec, why] of [["int4:g64:outliers=1", /outlier/], ["int4:ichannel", /granularity ichannel/], ["int12:channel", /12-bit/], ["ternary:channel:trits", /packing trits/]] as const) {
       const q = quantizeTensor(randomF32(4 * 64, 9), [4, 64], spec);
       const p = b.prepare({ kind: "quant", q }, spec);
       const row = b.listing().at(-1)!;
-      assert.match(row.fallback ?? "", /no packed WASM kernel/, spec);
-      assert.match(row.fallback ?? "", why, spec);
-      assert.equal(row.fallback, packedRuntime(q).fallback);
+      assert.equal(row.fallback, undefined, spec);
+      assert.match(row.kernel, /^rowdec·f32/, spec);
+      assert.match(row.rowdec ?? "", /no packed WASM kernel/, spec);
+      assert.match(row.rowdec ?? "", why, spec);
+      assert.equal(row.rowdec, packedRuntime(q).rowdec);
+      assert.equal(row.bytes, q.storageBits / 8, spec);
       b.release(p);
     }
   });
@@ -188,14 +154,7 @@ describe("packed lut properties", () => {
         const L = layoutOf(q);
         const x = randomF32(cols, seed + 1);
         const want = oracle(q.dequantize(), rows, cols, x, 1);
-        const outs: Float32Array[] = [];
-        for (const b of [b1, b2]) {
-          const p = b.prepare({ kind: "quant", q }, spec);
-          const out = new Float32Array(rows);
-          b.matvec(p, x, out);
-          b.release(p);
-          outs.push(out);
-        }
+        const outs = matvecEach([b1, b2], q, spec, x);
         const ref = new Float32Array(rows);
         matvecLutRef(L, x, ref);
         assert.deepEqual(outs[0], outs[1]);

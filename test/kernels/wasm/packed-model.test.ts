@@ -7,44 +7,26 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Tensor } from "../../../src/core/tensor.js";
 import { isWeightLoaded } from "../../../src/core/weight.js";
 import { quantModelEntries } from "../../../src/io/quant-model.js";
 import { writeSafetensors } from "../../../src/io/safetensors.js";
 import { atomicWriteFile } from "../../../src/io/node/atomic.js";
-import type { Weight } from "../../../src/core/weight.js";
 import { dataPath } from "../../../src/io/node/data.js";
 import { loadModel } from "../../../src/io/node/load.js";
 import { RefBackend } from "../../../src/kernels/ref/backend.js";
 import type { Backend } from "../../../src/kernels/types.js";
 import { Llama } from "../../../src/model/llama.js";
-import type { Model } from "../../../src/model/weights.js";
 import { selectTensors } from "../../../src/algos/select.js";
 import { quantizeTensors } from "../../../src/algos/methods/rtn.js";
 import { noProgress } from "../../../src/core/progress.js";
 import { backend, readyBackend, disposeAll, VARIANTS } from "../helpers.js";
+import { fakeQuant, maxLogitDiff, runLogits as run } from "./packed-helpers.js";
+import { quantize } from "../../../src/algos/quantize.js";
 
 after(disposeAll);
 
 const base = await loadModel(dataPath("stories260K", "stories260K.bin"));
 const names = selectTensors(base);
-
-function fakeQuant(m: Model): Model {
-  const weights = new Map<string, Weight>();
-  for (const [k, w] of m.weights) {
-    weights.set(k, w.kind === "quant" ? { kind: "dense", tensor: Tensor.fromF32(w.q.shape, w.q.dequantize()) } : w);
-  }
-  return { ...m, weights };
-}
-
-/** logits of a 6-token prefill, then 6 greedy decode steps (the same tokens fed to every model) */
-function run(m: Model, be: Backend, tokens: number[]): Float32Array[] {
-  const llama = new Llama(m, { contextLength: 64, backend: be });
-  const out: Float32Array[] = [new Float32Array(llama.prefill(tokens.slice(0, 6), 0))];
-  for (let i = 6; i < tokens.length; i++) out.push(new Float32Array(llama.forward(tokens[i]!, i)));
-  llama.dispose();
-  return out;
-}
 
 // uniform int (K_U4G / K_U8G) and the lookup-table family (K_LUT*: nf4, mxfp4, fp8, 2/3-bit ints with groups, a
 // k-means codebook)
@@ -134,3 +116,30 @@ test("a quantized safetensors file loads lazily, runs packed on WASM, and its fi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// A spec's activation part (a<b>: per-token dynamic fake quantization of each linear's input) is applied by the
+// model (inputTransforms), not by the weight: such weights run on the same packed kernels, and the packed model's
+// logits equal the fake-quant model's (same activation transform, dequantized weights) within 1e-4.
+for (const [spec, kernel] of [["int4:g32:asym:a8", /^u4·g32/], ["nf4:g64:a8", /^lut4·(g64|row)·swizzle/]] as const) {
+  test(`stories260K ${spec}: weights on the packed kernel, logits = fake-quant logits within 1e-4`, async () => {
+    const q = (await quantize(base, { target: { spec }, method: "rtn" }, { progress: noProgress })).model;
+    assert.ok(q.inputTransforms?.activations, "the activation part is the model's input transform");
+    const tokens = [1, 403, 407, 261, 378, 429, 267, 302, 271, 395, 280, 290];
+    const want = run(fakeQuant(q), new RefBackend(), tokens);
+    for (const v of VARIANTS) {
+      const be = backend(v, 1);
+      const llama = new Llama(q, { contextLength: 16, backend: be });
+      const quantRows = be.listing().filter((r) => r.source.startsWith("quant "));
+      assert.ok(quantRows.length >= names.length - 1, `${quantRows.length} quantized weights prepared`);
+      for (const r of quantRows) {
+        assert.equal(r.fallback, undefined, `${r.name}: ${r.fallback}`);
+        assert.equal(r.rowdec, undefined, `${r.name}: row-decoded (${r.rowdec})`);
+        assert.match(r.kernel, kernel, r.name);
+      }
+      llama.dispose();
+      const worst = maxLogitDiff(run(q, be, tokens), want);
+      assert.ok(worst < 1e-4, `${spec} on ${v}: max |Δlogit| ${worst}`);
+      console.log(`# ${spec} ${v}: max |Δlogit| vs fake-quant ${worst.toExponential(2)}`);
+    }
+  });
+}

@@ -91,6 +91,61 @@ test("Inf/NaN rows take the TS codec (the SIMD quantizers saturate where C's cas
   }
 });
 
+test("f16Read (a file read chunk by chunk into the encoder's buffer) gives the f16 array's bytes; onNonFinite gets the first Inf/NaN", async () => {
+  const x = values();
+  const h = f32ArrayToF16(x);
+  /** an f16Read over h that records the ranges asked for */
+  const reader = (log: [number, number][]) => (start: number, dst: Uint16Array): void => {
+    log.push([start, dst.length]);
+    dst.set(h.subarray(start, start + dst.length));
+  };
+  const encoders = [refGgmlEncoder, (await readyBackend(VARIANTS[0]!, 1)).ggmlEncoder(CHUNK), (await readyBackend(VARIANTS[0]!, 2)).ggmlEncoder(CHUNK)];
+  for (const enc of encoders) {
+    for (const type of [GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_1]) {
+      const log: [number, number][] = [];
+      const seen: number[] = [];
+      const got = enc.encodeRows({ type, rows: ROWS, cols: COLS, f16Read: reader(log), onNonFinite: (i) => seen.push(i) });
+      assert.deepEqual(got, quantize(type, f16ArrayToF32(h)), `${enc.name} ${ggmlTypeName(type)}`);
+      assert.deepEqual(seen, [], `${enc.name}: finite values reported`);
+      // in order, each value once
+      let next = 0;
+      for (const [start, n] of log) {
+        assert.equal(start, next, `${enc.name}: read at ${start}, expected ${next}`);
+        next += n;
+      }
+      assert.equal(next, ROWS * COLS);
+    }
+    // the first non-finite value in flat order, in a later chunk than the first row (CHUNK = 4 rows), f32 and f16
+    for (const [bad, at] of [[NaN, 5 * COLS + 17], [Infinity, 9 * COLS], [-Infinity, ROWS * COLS - 1]] as const) {
+      const xb = x.slice();
+      xb[at] = bad;
+      if (at < ROWS * COLS - 1) xb[ROWS * COLS - 1] = NaN; // a later one too (not reported first)
+      const hb = f32ArrayToF16(xb);
+      for (const input of [{ x: xb }, { f16: hb }, { f16Read: (start: number, dst: Uint16Array) => dst.set(hb.subarray(start, start + dst.length)) }]) {
+        const seen: [number, number][] = [];
+        enc.encodeRows({ type: GgmlType.Q4_K, rows: ROWS, cols: COLS, ...input, onNonFinite: (i, v) => seen.push([i, v]) });
+        assert.deepEqual(seen, [[at, bad]], `${enc.name} ${Object.keys(input)[0]}`);
+        // a caller refusing it throws from the callback: the job stops with that error
+        assert.throws(() => enc.encodeRows({ type: GgmlType.Q8_0, rows: ROWS, cols: COLS, ...input, onNonFinite: (i) => { throw new Error(`refused ${i}`); } }), new RegExp(`^Error: refused ${at}$`));
+      }
+    }
+  }
+});
+
+test("a failing f16Read (read ahead while workers encode, 2 threads) fails the job with its error; the encoder works on", async () => {
+  const x = values();
+  const h = f32ArrayToF16(x);
+  const enc = (await readyBackend(VARIANTS[0]!, 2)).ggmlEncoder(CHUNK);
+  for (const failAt of [0, 4 * COLS, 8 * COLS]) {
+    const f16Read = (start: number, dst: Uint16Array): void => {
+      if (start === failAt) throw new Error(`disk gone at ${start}`);
+      dst.set(h.subarray(start, start + dst.length));
+    };
+    assert.throws(() => enc.encodeRows({ type: GgmlType.Q4_K, rows: ROWS, cols: COLS, f16Read }), new RegExp(`disk gone at ${failAt}`));
+    assert.deepEqual(enc.encodeRows({ type: GgmlType.Q4_K, rows: ROWS, cols: COLS, f16: h }), quantize(GgmlType.Q4_K, f16ArrayToF32(h)));
+  }
+});
+
 test("workers take row ranges of a big Q8_0 encode (3 threads) and the bytes stay the reference's", async () => {
   const be = await readyBackend(VARIANTS[0]!, 3);
   const enc = be.ggmlEncoder(64 * 1024);

@@ -13,8 +13,9 @@ for (const variant of VARIANTS) {
   for (const w of cases) {
     const x = randomF32(w.cols, 3);
     const out = new Float32Array(w.rows);
-    be.matvec(be.prepare(w.weight, w.label), x, out);
-    const { err } = worstRelError(out, oracle(w, x, 1));
+    const p = be.prepare(w.weight, w.label);
+    be.matvec(p, x, out);
+    const { err } = worstRelError(out, oracle(w, x, 1, p));
     if (!(err <= 2e-6)) failures.push(`${variant} ${w.label}: ${err}`);
   }
   // dense prefill (the GEMM of run_k1/run_k2): full tiles plus row, token and column tails

@@ -1,0 +1,333 @@
+// Decode kernels for the k-quants on their GGUF blocks, 4 rows interleaved (K_Q4_KX4, K_Q5_KX4, K_Q6_KX4), against
+// Q8_K activations (one f32 scale per 256, as ggml's CPU backend pairs the k-quants: vec_dot_type Q8_K).
+//
+// Why Q8_K and not the Q8_0 activations of the other kinds: with one activation scale per 256 the whole
+// super-block's dot stays in integers (sub-block scales applied with i32x4.dot_i16x8_s, the mins term an
+// i16 dot of the 6-bit mins with precomputed code sums per 32), so a row pays one float multiply-add per
+// 256 weights instead of one per 32, and the 4 rows of a group share one reduction and one f32 step
+// (ggml's AVX2 ggml_vec_dot_q4_K_q8_K does the same integer work with 256-bit vectors).
+// Rows are interleaved as K_Q4_0X4 (interleave_rows4): one sequential stream per 4 rows, and each
+// activation vector is loaded once per super-block for the 4 rows.
+//
+// Relaxed build only: i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw) on int8 activation codes × unsigned
+// codes (nibbles 0..15, Q5_K 0..31, Q6_K 0..63: valid i7 operands). The SIMD128 build runs these types on their SoA
+// repacks (layouts.ts NATIVE variants), so its entries trap.
+//
+// Bit-exact twin: src/kernels/ref/kdecode.ts (test/kernels/wasm/kdecode.test.ts).
+import {
+  D_ROWS, D_COLS, D_W0, D_W1, D_X8, D_XD, D_XS, D_OUT, D_N, Q8K_SUM_BYTES,
+} from "./abi";
+
+const MAGIC: f32 = 12582912.0; // 1.5·2^23
+
+/** ggml nearest_int: add 1.5·2^23 in f32, read the low mantissa bits (|v| < 2^22). */
+@inline function nearest_int4(v: v128): v128 {
+  return i32x4.sub(v128.and(f32x4.add(v, f32x4.splat(MAGIC)), i32x4.splat(0x7fffff)), i32x4.splat(0x400000));
+}
+
+/** Q8_K activations, ggml quantize_row_q8_K_ref (ggml-quants.c; twin ggml/kquants.ts quantizeQ8_KRef) per
+ * 256: max = the first value of largest |x|, iscale = −127/max, q = min(127, nearest_int(iscale·x)),
+ * d = 1/iscale (0 and all-zero codes when max is 0). Writes int8 codes to x8 (n), f32 d to xd (n/256) and
+ * per 256 a Q8K_SUM_BYTES record to xs: the code sums per 16 and per 32 as i16. x: (n) f32, n a multiple of 256. */
+export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usize): void {
+  const nsb = n >> 8;
+  for (let s = 0; s < nsb; s++) {
+    const p = x + (<usize>s << 10);
+    let amax: f32 = 0;
+    let mx: f32 = 0;
+    // the scalar scan of the C code: strictly greater, so the first of equal magnitudes wins
+    for (let j = 0; j < 256; j++) {
+      const v = load<f32>(p + (<usize>j << 2));
+      const a = abs(v);
+      if (a > amax) {
+        amax = a;
+        mx = v;
+      }
+    }
+    const q = x8 + (<usize>s << 8);
+    const r = xs + <usize>s * Q8K_SUM_BYTES;
+    if (amax == 0) {
+      store<f32>(xd + (<usize>s << 2), 0);
+      memory.fill(q, 0, 256);
+      memory.fill(r, 0, Q8K_SUM_BYTES);
+      continue;
+    }
+    const iscale: f32 = <f32>-127.0 / mx;
+    const vis = f32x4.splat(iscale);
+    const top = i32x4.splat(127);
+    for (let g = 0; g < 16; g++) {
+      const pg = p + (<usize>g << 6);
+      const i0 = i32x4.min_s(nearest_int4(f32x4.mul(vis, v128.load(pg))), top);
+      const i1 = i32x4.min_s(nearest_int4(f32x4.mul(vis, v128.load(pg, 16))), top);
+      const i2 = i32x4.min_s(nearest_int4(f32x4.mul(vis, v128.load(pg, 32))), top);
+      const i3 = i32x4.min_s(nearest_int4(f32x4.mul(vis, v128.load(pg, 48))), top);
+      v128.store(q + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(i0, i1), i16x8.narrow_i32x4_s(i2, i3)));
+      const t = i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3));
+      const sum = (i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1)) + (i32x4.extract_lane(t, 2) + i32x4.extract_lane(t, 3));
+      store<i16>(r + (<usize>g << 1), <i16>sum);
+    }
+    for (let h = 0; h < 8; h++) store<i16>(r + 32 + (<usize>h << 1), load<i16>(r + (<usize>h << 2)) + load<i16>(r + (<usize>h << 2), 2));
+    store<f32>(xd + (<usize>s << 2), <f32>1.0 / iscale);
+  }
+}
+
+/** binary16 at p → f32 through the host's table at lut (as index.ts f16s). */
+@inline function f16l(p: usize, lut: usize): f32 {
+  return load<f32>(lut + (<usize>load<u16>(p) << 2));
+}
+
+/** int8 activation codes at x × 16 unsigned codes (0..127) → i16x8 pair sums (pmaddubsw). */
+@inline function pdot(x: usize, u: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x), u);
+  unreachable();
+  return u;
+}
+
+/** i32 lane j of v in all 4 lanes (pshufd) */
+@inline function bc32(v: v128, j: i32): v128 {
+  switch (j) {
+    case 0: return i32x4.shuffle(v, v, 0, 0, 0, 0);
+    case 1: return i32x4.shuffle(v, v, 1, 1, 1, 1);
+    case 2: return i32x4.shuffle(v, v, 2, 2, 2, 2);
+    default: return i32x4.shuffle(v, v, 3, 3, 3, 3);
+  }
+}
+
+/** [Σacc, Σacc, Σm, Σm] (lane sums of two vectors from one pair of shuffles); a row's sums are shifted
+ * into lane 3 of the group's vectors (i32x4.shuffle(v, h, 1, 2, 3, 4 / 6)), so after 4 rows lane k = row k. */
+@inline function hsumPair(acc: v128, m: v128): v128 {
+  const h = i32x4.add(i32x4.shuffle(acc, m, 0, 1, 4, 5), i32x4.shuffle(acc, m, 2, 3, 6, 7));
+  return i32x4.add(h, i32x4.shuffle(h, h, 1, 0, 3, 2)); // [Σacc, Σacc, Σm, Σm]
+}
+
+/** The 8 (scale, min) 6-bit pairs of a block_q4_K (12 bytes at b + 4; ggml get_scale_min_k4) as bytes:
+ * scales 0–7 in bytes 0–7, mins 0–7 in bytes 8–15. With s0, s1, s2 the little-endian words of the field:
+ * sc[0..3] = s0 & 63, m[0..3] = s1 & 63, sc[4..7] = (s2 & 15) | (s0 >> 6) << 4, m[4..7] = (s2 >> 4) | (s1 >> 6) << 4
+ * (per byte), as ggml's AVX2 kernel unpacks them (utmp, kmask1–3). Reads 16 bytes (4 of qs beyond). */
+@inline function q4kScaleMins(b: usize): v128 {
+  const v = v128.load(b + 4);
+  const a = i32x4.shuffle(v, i32x4.shr_u(v, 4), 0, 2, 1, 6); // s0, s2, s1, s2 >> 4
+  const h = i32x4.shr_u(i32x4.shuffle(v, v, 0, 0, 1, 1), 2); // _, s0 >> 2, _, s1 >> 2
+  const keep = i32x4(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+  const top = i32x4(0, 0x30303030, 0, 0x30303030);
+  return v128.or(v128.and(a, keep), v128.and(h, top));
+}
+
+/** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried mask stays a
+ * register value (a loop phi) instead of being rebuilt from its splat at every use. */
+@inline function keep(v: v128): v128 {
+  return i8x16.min_u(v, v);
+}
+
+// Loop structure: TurboFan (V8 11.3) issues every load of a loop body before its arithmetic and has no
+// loop-invariant code motion, and binaryen merges equal loads; fully unrolled over 4 rows the 16
+// activation vectors and 32 weight vectors of a super-block spilled to the stack (≈ 600 spill moves, 1.7×
+// slower than Q4_0). So the bodies are one row × one 64-element slice (6 loads), the rows and slices
+// real loops. The masks are splats binaryen cannot fold into a v128.const (a constant there was fine, but
+// i8x16.shr_u's own mask was rebuilt from an immediate at every use, so shifts are 16-bit + mask), carried
+// through the loops by `keep`: TurboFan recomputed a loop-invariant splat at every use (3 instructions).
+
+/** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
+ * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
+ * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers; |isum| ≤ 256·63·15·127 < 2^31). Sub-block
+ * 2p / 2p+1 = the low / high nibbles of qs[32p…32p+31]; each sub-block's pmaddubsw pair sums (|·| ≤ 2·2·15·127
+ * < 2^15) are scaled in the integer domain by i32x4.dot_i16x8_s with its 6-bit scale. */
+@inline function dot4_q4_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0);
+  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
+  for (let s = 0; s < nsb; s++) {
+    const bs32 = v128.load(xs, 32);
+    let isum = i32x4.splat(0), imin = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 144;
+      const smv = q4kScaleMins(b);
+      let sc = i16x8.extend_low_i8x16_u(smv);
+      let ia = i32x4.splat(0);
+      for (let p: usize = 0; p < 4; p++) {
+        const v0 = v128.load(b + 16 + (p << 5));
+        const v1 = v128.load(b + 32 + (p << 5));
+        const xp = x8 + (p << 6);
+        const lo = i16x8.add(pdot(xp, v128.and(v0, mk)), pdot(xp + 16, v128.and(v1, mk)));
+        const hi = i16x8.add(pdot(xp + 32, v128.and(i16x8.shr_u(v0, 4), mk)), pdot(xp + 48, v128.and(i16x8.shr_u(v1, 4), mk)));
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1); // (sc, sc) pairs: one pshufd per broadcast
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sd, 0)), i32x4.dot_i16x8_s(hi, bc32(sd, 1))));
+        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3); // next pair's scales in lanes 0, 1
+        mk = keep(mk);
+      }
+      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
+      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
+      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
+    }
+    const dx = f32x4.splat(load<f32>(xd));
+    let dv = f32x4.splat(f16l(q, lut));
+    dv = f32x4.replace_lane(dv, 1, f16l(q + 144, lut));
+    dv = f32x4.replace_lane(dv, 2, f16l(q + 288, lut));
+    dv = f32x4.replace_lane(dv, 3, f16l(q + 432, lut));
+    let mv = f32x4.splat(f16l(q + 2, lut));
+    mv = f32x4.replace_lane(mv, 1, f16l(q + 146, lut));
+    mv = f32x4.replace_lane(mv, 2, f16l(q + 290, lut));
+    mv = f32x4.replace_lane(mv, 3, f16l(q + 434, lut));
+    const t = f32x4.sub(f32x4.mul(f32x4.mul(dv, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(mv, dx), f32x4.convert_i32x4_s(imin)));
+    acc = f32x4.add(acc, t);
+    q += 576;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
+/** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,
+ * scales[12] @4 as Q4_K, qh[32] @16, qs[128] @48), one Q8_K activation row; as K_Q4_KX4 with 5-bit codes:
+ * element 64p + l (l < 32) = low nibble of qs[32p + l] | bit 2p of qh[l] << 4, element 64p + 32 + l = its
+ * high nibble | bit 2p+1 of qh[l] << 4 (dequantize_row_q5_K). qh is shifted right by 2 per slice in 16-bit
+ * lanes (the bits that cross from the upper byte land in bits 6–7, which are never read). |pmaddubsw pair
+ * sum| ≤ 2·2·31·127 < 2^15; |isum| ≤ 256·63·31·127 < 2^31. */
+@inline function dot4_q5_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0);
+  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
+  for (let s = 0; s < nsb; s++) {
+    const bs32 = v128.load(xs, 32);
+    let isum = i32x4.splat(0), imin = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 176;
+      const smv = q4kScaleMins(b);
+      let sc = i16x8.extend_low_i8x16_u(smv);
+      let h0 = v128.load(b + 16), h1 = v128.load(b + 32);
+      let ia = i32x4.splat(0);
+      for (let p: usize = 0; p < 4; p++) {
+        const v0 = v128.load(b + 48 + (p << 5));
+        const v1 = v128.load(b + 64 + (p << 5));
+        const xp = x8 + (p << 6);
+        const l0 = v128.or(v128.and(v0, mk), v128.and(i16x8.shl(h0, 4), m10));
+        const l1 = v128.or(v128.and(v1, mk), v128.and(i16x8.shl(h1, 4), m10));
+        const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shl(h0, 3), m10));
+        const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
+        const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
+        const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1); // (sc, sc) pairs: one pshufd per broadcast
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sd, 0)), i32x4.dot_i16x8_s(hi, bc32(sd, 1))));
+        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
+        h0 = i16x8.shr_u(h0, 2);
+        h1 = i16x8.shr_u(h1, 2);
+        mk = keep(mk);
+        m10 = keep(m10);
+      }
+      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
+      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
+      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
+    }
+    const dx = f32x4.splat(load<f32>(xd));
+    let dv = f32x4.splat(f16l(q, lut));
+    dv = f32x4.replace_lane(dv, 1, f16l(q + 176, lut));
+    dv = f32x4.replace_lane(dv, 2, f16l(q + 352, lut));
+    dv = f32x4.replace_lane(dv, 3, f16l(q + 528, lut));
+    let mv = f32x4.splat(f16l(q + 2, lut));
+    mv = f32x4.replace_lane(mv, 1, f16l(q + 178, lut));
+    mv = f32x4.replace_lane(mv, 2, f16l(q + 354, lut));
+    mv = f32x4.replace_lane(mv, 3, f16l(q + 530, lut));
+    const t = f32x4.sub(f32x4.mul(f32x4.mul(dv, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(mv, dx), f32x4.convert_i32x4_s(imin)));
+    acc = f32x4.add(acc, t);
+    q += 704;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
+/** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
+ * @128, int8 scales[16] @192, d f16 @208), one Q8_K activation row; out[k·os] = Σ_s fr(fr(d_k·xd_s)·isum)
+ * accumulated in s order (f32), isum = Σ_g sc_g·(q_g·x_g) − 32·Σ_g sc_g·Σx_g with q the unsigned 6-bit codes
+ * (exact: |pmaddubsw pair sum| ≤ 2·63·127 < 2^15, |isum| < 2^29). Slice (n, j), n the 128-element half and
+ * j < 2, holds the elements 128n + 16j + {0, 32, 64, 96} + 0…15 (dequantize_row_q6_K order: ql[16j…] and
+ * ql[32+16j…] low, then high nibbles, with bit pairs 0–1, 2–3, 4–5, 6–7 of qh[16j…]); their groups'
+ * scales are lanes 0, 2, 4, 6 of the 8 scales loaded from 192 + 8n + j. */
+@inline function dot4_q6_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0);
+  let lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
+  for (let s = 0; s < nsb; s++) {
+    let isum = i32x4.splat(0);
+    const bs0 = v128.load(xs), bs1 = v128.load(xs, 16);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 210;
+      // −32·Σ_g sc_g·Σx_g (the code sums per 16 are i16)
+      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
+      let ia = i32x4.neg(i32x4.shl(off, 5));
+      for (let it: usize = 0; it < 4; it++) {
+        const n = it >> 1, j = it & 1;
+        const ql = b + (n << 6) + (j << 4);
+        const La = v128.load(ql), Lb = v128.load(ql, 32);
+        const H = v128.load(b + 128 + (n << 5) + (j << 4));
+        const sc = v128.load8x8_s(b + 192 + (n << 3) + j);
+        const xa = x8 + (n << 7) + (j << 4);
+        // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
+        const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
+        const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
+        const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
+        const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
+        // the 4 scales doubled into i32 lanes (sc, sc), so each broadcast is one pshufd
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
+        ia = i32x4.add(ia, i32x4.add(
+          i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
+          i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3)))));
+        lo = keep(lo);
+        hb = keep(hb);
+      }
+      const h = hsumPair(ia, ia);
+      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
+    }
+    let dv = f32x4.splat(f16l(q + 208, lut));
+    dv = f32x4.replace_lane(dv, 1, f16l(q + 418, lut));
+    dv = f32x4.replace_lane(dv, 2, f16l(q + 628, lut));
+    dv = f32x4.replace_lane(dv, 3, f16l(q + 838, lut));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.mul(dv, f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
+    q += 840;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
+/** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144), K_Q5_KX4 (176) or K_Q6_KX4 (210) job, every activation row of the job
+ * on a group while it is in cache. D_X8 / D_XD / D_XS name the Q8_K codes, scales and sum records. */
+@inline function runKX4(bs: i32, desc: usize, g0: i32, g1: i32): void {
+  const rows = load<i32>(desc + (D_ROWS << 2));
+  const cols = load<i32>(desc + (D_COLS << 2));
+  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
+  const lut = load<u32>(desc + (D_W1 << 2)) as usize;
+  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
+  const xd = load<u32>(desc + (D_XD << 2)) as usize;
+  const xs = load<u32>(desc + (D_XS << 2)) as usize;
+  const out = load<u32>(desc + (D_OUT << 2)) as usize;
+  const n = load<i32>(desc + (D_N << 2));
+  const nsb = cols >> 8;
+  const unsb = <usize>nsb;
+  const gb = unsb * 4 * <usize>bs;
+  for (let g = g0; g < g1; g++) {
+    const q = w0 + <usize>g * gb;
+    for (let t = 0; t < n; t++) {
+      const ut = <usize>t;
+      const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
+      if (bs == 144) dot4_q4_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
+      else if (bs == 176) dot4_q5_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
+      else dot4_q6_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
+    }
+  }
+}
+
+export function run_k24(desc: usize, g0: i32, g1: i32): void { runKX4(144, desc, g0, g1); }
+export function run_k25(desc: usize, g0: i32, g1: i32): void { runKX4(210, desc, g0, g1); }
+export function run_k26(desc: usize, g0: i32, g1: i32): void { runKX4(176, desc, g0, g1); }
