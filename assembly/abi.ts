@@ -69,6 +69,38 @@ export const K_LUT4Q8 = 22;
  * (row, group) at D_W1: no multiplies on the weight side — code-bit masks select +x, −x or 0 from the int8
  * activation codes, summed with integer adds */
 export const K_TERN2Q8 = 23;
+// The same Q8-activation 4-bit forms with 4 rows interleaved (rows % 4 = 0; ids 40…48: 24…26 are the k-quant X4
+// kinds, 32 attention's), the layout of K_Q4_0X4: row group
+// g (rows 4g..4g+3) holds its 32-blocks in order, block b of row 4g+k at D_W0 + (g·nb + b)·64 + k·16 (16 B of
+// ggml-order nibbles each), so a decode streams one run per 4 rows and loads each activation block once for
+// them; scales (and mins) as 4 f32 per (row group, group) at D_W1 (D_W2, 0 = none), row k in lane k. The
+// table is unsigned, u[c] = t[c] + D_BITS (the offset: Σ t·x = Σ u·x − off·Σx, exact), w ≈ (s/A)·t[c] − s·z.
+// Same integers and the same f32 operations per row as K_LUT4Q8 (src/kernels/packed.ts matvecLutQ8Ref).
+/** u[c] = c: the nibbles are the table (uniform int4 specs) */
+export const K_NIB4Q8X4 = 40;
+/** u[c] ≤ 63 from one 16-byte swizzle plane at D_LUT (exact small tables: fp4 e2m1 / mxfp4, integer levels) */
+export const K_LUT4Q8X4 = 41;
+/** u[c] ≤ 4095 from two swizzle planes at D_LUT: relaxed build u & 63, u >> 6 (16 B each), SIMD128 build
+ * (at D_LUT + 32) the low and high bytes of u (nf4, other tables of non-dyadic levels) */
+export const K_LUT12Q8X4 = 42;
+/** u[c] ≤ 127 from one swizzle plane at D_LUT (the rounded 7-bit tables) */
+export const K_LUT7Q8X4 = 43;
+/** ternary, 4 rows interleaved: u = w + 1 ∈ {0, 1, 2} as 2-bit codes, 32 bytes per 32-block of 4 rows (row k's
+ * 8 bytes at k·8; byte j holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), D_BITS = 1; f32 scales as above */
+export const K_TERN2Q8X4 = 44;
+/** K_NIB4Q8X4 for uniform int4 specs (src/kernels/packed.ts uniformQ8Layout): scales as 4 f16 bits per (row group,
+ * group) at D_W1, integer zero points z as 4 int8 at D_W2 (0 = none), subtracted in the integer dot (Σ (c − z)·x =
+ * Σ c·x − z·Σx): no mins */
+export const K_NIB4Q8X4H = 45;
+/** the same with f32 scales (4 per (row group, group)) */
+export const K_NIB4Q8X4Z = 46;
+/** K_LUT4Q8X4 with every scale a power of two (mxfp4's e8m0 scales / A): each as its f32 exponent byte, 4 per (row
+ * group, group) at D_W1 (the kernel shifts it back into place: exact); no mins */
+export const K_LUT4Q8X4E = 47;
+/** uniform int8 specs (src/kernels/packed.ts uniformQ8Layout, kind "i8x4"), 4 rows interleaved: int8 codes t = c − 128,
+ * 128 bytes per block step (row k's 32 at k·32), f32 scales as K_LUT4Q8X4's, int8 zero codes at D_W2 (0 = none)
+ * subtracted in the integer dot */
+export const K_I8Q8X4 = 48;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of

@@ -33,3 +33,11 @@ export function f16_to_f32(h: u32): f32 {
   if ((h & 0x7c00) == 0x7c00) f = reinterpret<f32>(mag | 0x7f800000);
   return (h & 0x8000) != 0 ? -f : f;
 }
+
+/** 4 binary16 values (sign-extended to i32 lanes) → f32x4. (v << 13) puts exponent+mantissa in f32
+ * position and the sign (copied to bits 28–31 by the sign extension) in bit 31; the mask drops bit 28;
+ * ×2^112 rebias is exact for normals and subnormals. Inf/NaN are not handled: the host converts
+ * matrices that contain them to f32 instead. */
+@inline export function f16x4_to_f32(v: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
+}

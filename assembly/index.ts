@@ -35,7 +35,8 @@ export function variant(): i32 {
 }
 
 export { f32_to_f16, f16_to_f32 } from "./f16";
-import { f32_to_f16, f16_to_f32 } from "./f16";
+import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
+import { dptr, dint } from "./desc";
 
 // ---------------------------------------------------------------- dense rows
 
@@ -60,14 +61,6 @@ import { f32_to_f16, f16_to_f32 } from "./f16";
     s += load<f32>(w + o) * load<f32>(x + o);
   }
   return s;
-}
-
-/** 4 binary16 values (sign-extended to i32 lanes) → f32x4. (v << 13) puts exponent+mantissa in f32
- * position and the sign (copied to bits 28–31 by the sign extension) in bit 31; the mask drops bit 28;
- * ×2^112 rebias is exact for normals and subnormals. Inf/NaN are not handled: the host converts
- * matrices that contain them to f32 instead. */
-@inline function f16x4_to_f32(v: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
 }
 
 // dot_f16's main loop converts 8 binary16 values at a time in 16-bit halves, the f16x4_to_f32 bits
@@ -817,18 +810,18 @@ export function f32_count_special(p: usize, n: i32): i32 {
  * abi.ts) for all its activation rows, `kind` a compile-time constant at every call below, so each
  * run_k* entry holds one kernel's loop only. */
 @inline function runRows(kind: i32, desc: usize, r0: i32, r1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const xf = load<u32>(desc + (D_XF << 2)) as usize;
-  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
-  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
-  const xd = load<u32>(desc + (D_XD << 2)) as usize;
-  const xs = load<u32>(desc + (D_XS << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const xf = dptr(desc, D_XF);
+  const x16 = dptr(desc, D_X16);
+  const x8 = dptr(desc, D_X8);
+  const xd = dptr(desc, D_XD);
+  const xs = dptr(desc, D_XS);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
   const ucols = <usize>cols;
   const nb = cols >> 5;
   const unb = <usize>nb;
@@ -1130,18 +1123,18 @@ export * from "./forward";
 /** Rows [r0, r1) of a K_U4G / K_U8G job, for all its activation rows (tokens in blocks of TOKEN_BLOCK
  * so one block's f32 activations stay in cache while each packed row is reused from L1). */
 @inline function runUniform(bits: i32, desc: usize, r0: i32, r1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const xf = load<u32>(desc + (D_XF << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const g = load<i32>(desc + (D_GROUP << 2));
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const xf = dptr(desc, D_XF);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
   const nG = (cols + g - 1) / g;
   // D_BITS (unused by these kinds otherwise): bit 0 = scales as f16 bits, bit 1 = offsets as i16 (else f32)
-  const flags = load<i32>(desc + (D_BITS << 2));
+  const flags = dint(desc, D_BITS);
   const s16 = (flags & 1) != 0, k16 = (flags & 2) != 0;
   const sb: usize = s16 ? 2 : 4, kb: usize = k16 ? 2 : 4;
   const ucols = <usize>cols;

@@ -5,6 +5,8 @@
 // rest of a group in a scalar f32 accumulator added at the end, separate multiply and add (no FMA), so the
 // order of operations depends only on the shape: the same bits on every thread count and in both builds.
 import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
+import { f16x4_to_f32 } from "./f16";
+import { dptr, dint } from "./desc";
 
 @inline function hsum4(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
@@ -153,17 +155,17 @@ import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT,
 /** Rows [r0, r1) of a K_LUT* job (bits `b` a compile-time constant, 0 = read D_BITS and gather), tokens in
  * blocks of 8 so a block's f32 activations stay in cache while each packed row is reused from L1. */
 @inline function runLut(b: i32, desc: usize, r0: i32, r1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const xf = load<u32>(desc + (D_XF << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const g = load<i32>(desc + (D_GROUP << 2));
-  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
-  const bits = b != 0 ? b : load<i32>(desc + (D_BITS << 2));
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const xf = dptr(desc, D_XF);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const lut = dptr(desc, D_LUT);
+  const bits = b != 0 ? b : dint(desc, D_BITS);
   const nG = (cols + g - 1) / g;
   const ucols = <usize>cols;
   for (let t0 = 0; t0 < n; t0 += 8) {
@@ -299,19 +301,19 @@ const LUT4_RELAXED = false;
 
 /** Rows [r0, r1) of a K_LUT4Q8 / K_TERN2Q8 job, tokens in blocks of 8 as runLut. */
 @inline function runLutQ8(tern: bool, desc: usize, r0: i32, r1: i32): void {
-  const rows = load<i32>(desc + (D_ROWS << 2));
-  const cols = load<i32>(desc + (D_COLS << 2));
-  const w0 = load<u32>(desc + (D_W0 << 2)) as usize;
-  const w1 = load<u32>(desc + (D_W1 << 2)) as usize;
-  const w2 = load<u32>(desc + (D_W2 << 2)) as usize;
-  const x16 = load<u32>(desc + (D_X16 << 2)) as usize;
-  const x8 = load<u32>(desc + (D_X8 << 2)) as usize;
-  const xd = load<u32>(desc + (D_XD << 2)) as usize;
-  const xs = load<u32>(desc + (D_XS << 2)) as usize;
-  const out = load<u32>(desc + (D_OUT << 2)) as usize;
-  const n = load<i32>(desc + (D_N << 2));
-  const g = load<i32>(desc + (D_GROUP << 2));
-  const lut = load<u32>(desc + (D_LUT << 2)) as usize;
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const x16 = dptr(desc, D_X16);
+  const x8 = dptr(desc, D_X8);
+  const xd = dptr(desc, D_XD);
+  const xs = dptr(desc, D_XS);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const lut = dptr(desc, D_LUT);
   // planes: low and high bytes of t (SIMD128), then t & 127 and (t >> 7) + 64 (relaxed)
   const tlo = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 32 : 0));
   const thi = tern ? v128.splat<i32>(0) : v128.load(lut + (LUT4_RELAXED && ASC_FEATURE_RELAXED_SIMD ? 48 : 16));
@@ -337,3 +339,192 @@ const LUT4_RELAXED = false;
 
 export function run_k22(desc: usize, r0: i32, r1: i32): void { runLutQ8(false, desc, r0, r1); }
 export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, desc, r0, r1); }
+
+// ---------------------------------------------------------------- 4-bit tables × Q8 activations, 4 rows interleaved
+
+/** relaxed i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw): int8 activation codes × unsigned 0..127 weights */
+@inline function rdot(x: v128, u: v128): v128 {
+  return i16x8.relaxed_dot_i8x16_i7x16_s(x, u);
+}
+
+/** Σ over 16 unsigned bytes u (0..255) × 16 i16 activation codes → 4 i32 lanes (SIMD128 path). */
+@inline function u8dot16(u: v128, x16: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(u), v128.load(x16)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(u), v128.load(x16, 16)));
+}
+
+/** One row's 32-block (16 bytes of ggml-order nibbles at q) · 32 activation codes: Σ u[c]·x as 4 i32 lanes
+ * (exact). mode 0: u = c; 1: u = p0[c] ≤ 63; 2: u ≤ 4095 from the planes p0, p1 (relaxed: u & 63 and u >> 6,
+ * each pair of pmaddubsw products ≤ 2·2·63·127 < 2^15 so two add in i16; SIMD128: low and high bytes of u,
+ * interleaved to i16 lanes and dotted with the i16 codes). Relaxed, modes 0 and 1: u ≤ 63, as Q4_0's nibbles.
+ * The relaxed build looks up with i8x16.relaxed_swizzle (one pshufb: its indices, nibbles, are always < 16, where
+ * it equals i8x16.swizzle, which V8 lowers to a saturating add + pshufb). */
+@inline function x4dot(mode: i32, q: usize, p0: v128, p1: v128, x16: usize, x8: usize): v128 {
+  const v = v128.load(q);
+  const lo = v128.and(v, i8x16.splat(0x0f));
+  const hi = i8x16.shr_u(v, 4);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load(x8), x1 = v128.load(x8, 16);
+    if (mode == 2) {
+      const l = i16x8.add(rdot(x0, i8x16.relaxed_swizzle(p0, lo)), rdot(x1, i8x16.relaxed_swizzle(p0, hi)));
+      const h = i16x8.add(rdot(x0, i8x16.relaxed_swizzle(p1, lo)), rdot(x1, i8x16.relaxed_swizzle(p1, hi)));
+      return i32x4.add(i32x4.dot_i16x8_s(h, i16x8.splat(64)), i32x4.extadd_pairwise_i16x8_s(l));
+    }
+    if (mode == 3) {
+      // u ≤ 127: a pair of products is < 2^15, two pairs may not be: widen each before adding
+      return i32x4.add(i32x4.extadd_pairwise_i16x8_s(rdot(x0, i8x16.relaxed_swizzle(p0, lo))), i32x4.extadd_pairwise_i16x8_s(rdot(x1, i8x16.relaxed_swizzle(p0, hi))));
+    }
+    const a = mode == 1 ? i8x16.relaxed_swizzle(p0, lo) : lo;
+    const b = mode == 1 ? i8x16.relaxed_swizzle(p0, hi) : hi;
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(x0, a), rdot(x1, b)));
+  }
+  if (mode == 2) {
+    const a = i8x16.swizzle(p0, lo), b = i8x16.swizzle(p1, lo);
+    const c = i8x16.swizzle(p0, hi), d = i8x16.swizzle(p1, hi);
+    const w0 = i8x16.shuffle(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const w1 = i8x16.shuffle(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const w2 = i8x16.shuffle(c, d, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const w3 = i8x16.shuffle(c, d, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    return i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(x16)), i32x4.dot_i16x8_s(w1, v128.load(x16, 16))),
+      i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(x16, 32)), i32x4.dot_i16x8_s(w3, v128.load(x16, 48))),
+    );
+  }
+  const a = mode == 1 || mode == 3 ? i8x16.swizzle(p0, lo) : lo;
+  const b = mode == 1 || mode == 3 ? i8x16.swizzle(p0, hi) : hi;
+  return i32x4.add(u8dot16(a, x16), u8dot16(b, x16 + 32));
+}
+
+/** One row's 32 int8 codes at q · 32 activation codes (i16) → 4 i32 lanes, exact (load8x8_s + i32x4.dot_i16x8_s, as
+ * index.ts i8dot32: both builds; relaxed SIMD has no signed × signed byte dot). */
+@inline function i8x4dot(q: usize, x16: usize): v128 {
+  const p0 = i32x4.dot_i16x8_s(v128.load8x8_s(q), v128.load(x16));
+  const p1 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), v128.load(x16, 16));
+  const p2 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), v128.load(x16, 32));
+  const p3 = i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), v128.load(x16, 48));
+  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+}
+
+/** Lane k = the lane sum of s_k (four rows' block dots side by side). */
+@inline function reduce4i(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = i32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** Ternary, 4 rows interleaved (K_TERN2Q8X4): one 32-block of 4 rows, u = w + 1 ∈ {0, 1, 2} as 2-bit codes in 32
+ * bytes (rows 0, 1, 2, 3, 8 bytes each; byte j of a row holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), ·
+ * 32 activation codes → Σ u·x per row, lane k = row k (exact). Relaxed: one 16-byte load holds two rows'
+ * 8-byte runs, each plane (and/shift) is pmaddubsw'd with the matching 8 activation codes splatted to both
+ * halves (v128.load64_splat; the planes shift as i16 lanes, one op fewer than i8x16.shr_u, as the mask
+ * drops the bits that crossed a byte), four planes added in i16 (|lane| ≤ 4·2·2·127 < 2^15), then lanes 0–3 / 4–7
+ * = the two rows. SIMD128: the planes widened to i16 per row and dotted with the i16 codes. */
+@inline function tdot4(q: usize, x16: usize, x8: usize): v128 {
+  const A = v128.load(q), B = v128.load(q, 16);
+  const m = i8x16.splat(3);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load64_splat(x8), x1 = v128.load64_splat(x8, 8), x2 = v128.load64_splat(x8, 16), x3 = v128.load64_splat(x8, 24);
+    const a = i16x8.add(i16x8.add(rdot(x0, v128.and(A, m)), rdot(x1, v128.and(i16x8.shr_u(A, 2), m))),
+      i16x8.add(rdot(x2, v128.and(i16x8.shr_u(A, 4), m)), rdot(x3, v128.and(i16x8.shr_u(A, 6), m))));
+    const b = i16x8.add(i16x8.add(rdot(x0, v128.and(B, m)), rdot(x1, v128.and(i16x8.shr_u(B, 2), m))),
+      i16x8.add(rdot(x2, v128.and(i16x8.shr_u(B, 4), m)), rdot(x3, v128.and(i16x8.shr_u(B, 6), m))));
+    const pa = i32x4.extadd_pairwise_i16x8_s(a), pb = i32x4.extadd_pairwise_i16x8_s(b);
+    return i32x4.add(i32x4.shuffle(pa, pb, 0, 2, 4, 6), i32x4.shuffle(pa, pb, 1, 3, 5, 7));
+  }
+  const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
+  const a0 = v128.and(A, m), a1 = v128.and(i16x8.shr_u(A, 2), m), a2 = v128.and(i16x8.shr_u(A, 4), m), a3 = v128.and(i16x8.shr_u(A, 6), m);
+  const b0 = v128.and(B, m), b1 = v128.and(i16x8.shr_u(B, 2), m), b2 = v128.and(i16x8.shr_u(B, 4), m), b3 = v128.and(i16x8.shr_u(B, 6), m);
+  const r0 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a2), x2), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a3), x3)));
+  const r1 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a2), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(a3), x3)));
+  const r2 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b0), x0), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b2), x2), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(b3), x3)));
+  const r3 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b0), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b2), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(b3), x3)));
+  return reduce4i(r0, r1, r2, r3);
+}
+
+/** Row groups [g0, g1) of a K_*Q8X4 job (abi.ts; dm: the dot's table form, 4 = ternary, 5 = int8 codes; sf: the scale format; zc: int8
+ * zero codes at D_W2 instead of f32 mins), every token on a group while
+ * its 4 rows are in cache. Per block the four rows' exact dots become one i32x4 (lane = row), so the f32 work
+ * of dot_lut4q8 — gi += f32(dot)·d, per group acc += gi·s and accm += m·(Σ d·f32(Σx)), result acc − accm —
+ * runs once per 4 rows, the same operations per lane as K_LUT4Q8 per row (the same bits). */
+/** scale formats of the interleaved kernels: 4 f32, 4 f16 bits, or 4 f32 exponent bytes per (row group, group) */
+const SF_F32 = 0;
+const SF_F16 = 1;
+const SF_E8 = 2;
+
+@inline function runLutQ8X4(dm: i32, sf: i32, zc: bool, desc: usize, g0: i32, g1: i32): void {
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const w2 = dptr(desc, D_W2);
+  const x16 = dptr(desc, D_X16);
+  const x8 = dptr(desc, D_X8);
+  const xd = dptr(desc, D_XD);
+  const xs = dptr(desc, D_XS);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const lut = dptr(desc, D_LUT);
+  const off = dint(desc, D_BITS);
+  const pl = lut + (dm == 2 && !ASC_FEATURE_RELAXED_SIMD ? 32 : 0);
+  const p0 = dm == 0 || dm == 4 ? v128.splat<i32>(0) : v128.load(pl);
+  const p1 = dm == 2 ? v128.load(pl, 16) : v128.splat<i32>(0);
+  const nb = cols >> 5, unb = <usize>nb, ucols = <usize>cols, gb = g >> 5;
+  const nG = <usize>((cols + g - 1) / g);
+  for (let gr = g0; gr < g1; gr++) {
+    const ug = <usize>gr;
+    // bytes per block step of 4 rows: ternary 32, nibbles 64, int8 128
+    const bstep: usize = dm == 4 ? 32 : dm == 5 ? 128 : 64;
+    const q = w0 + ug * unb * bstep;
+    const s = w1 + ug * nG * (sf == SF_F32 ? 16 : sf == SF_F16 ? 8 : 4);
+    const m = w2 != 0 ? w2 + ug * nG * (zc ? 4 : 16) : 0;
+    for (let t = 0; t < n; t++) {
+      const ut = <usize>t;
+      const a16 = x16 + ut * ucols * 2, a8 = x8 + ut * ucols, ad = xd + ut * unb * 4, as = xs + ut * unb * 8;
+      let acc = f32x4.splat(0), accm = f32x4.splat(0);
+      let b = 0;
+      let j: usize = 0;
+      while (b < nb) {
+        const be = min(nb, b + gb);
+        let gi = f32x4.splat(0);
+        let gm: f32 = 0;
+        // zc: the group's integer zero points (4 rows' i8), subtracted in the integer dot: Σ (c − z)·x = Σ c·x − z·Σx
+        const zv = zc && m != 0 ? i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(m + (j << 2)))) : i32x4.splat(0);
+        for (; b < be; b++) {
+          const ub = <usize>b;
+          const qb = q + ub * bstep, b16 = a16 + (ub << 6), b8 = a8 + (ub << 5);
+          const xsum = load<i32>(as + (ub << 3)) + load<i32>(as + (ub << 3), 4);
+          const d = load<f32>(ad + (ub << 2));
+          const r = dm == 4 ? tdot4(qb, b16, b8)
+            : dm == 5 ? reduce4i(i8x4dot(qb, b16), i8x4dot(qb + 32, b16), i8x4dot(qb + 64, b16), i8x4dot(qb + 96, b16))
+            : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
+            x4dot(dm, qb + 32, p0, p1, b16, b8), x4dot(dm, qb + 48, p0, p1, b16, b8));
+          let dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;
+          if (zc && m != 0) dot = i32x4.sub(dot, i32x4.mul(zv, i32x4.splat(xsum)));
+          gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(d)));
+          if (!zc && m != 0) gm += d * <f32>xsum;
+        }
+        // the scales as f32, their f16 bits, or their f32 exponent bytes (powers of two: mxfp4's e8m0 / A), all exact
+        const sv = sf == SF_F32 ? v128.load(s + (j << 4)) : sf == SF_F16 ? f16x4_to_f32(v128.load16x4_s(s + (j << 3)))
+          : i32x4.shl(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(s + (j << 2)))), 23);
+        acc = f32x4.add(acc, f32x4.mul(gi, sv));
+        if (!zc && m != 0) accm = f32x4.add(accm, f32x4.mul(v128.load(m + (j << 4)), f32x4.splat(gm)));
+        j++;
+      }
+      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, !zc && m != 0 ? f32x4.sub(acc, accm) : acc);
+    }
+  }
+}
+
+export function run_k40(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, false, desc, g0, g1); }
+export function run_k41(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_F32, false, desc, g0, g1); }
+export function run_k42(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, SF_F32, false, desc, g0, g1); }
+export function run_k43(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, SF_F32, false, desc, g0, g1); }
+export function run_k44(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_F32, false, desc, g0, g1); }
+export function run_k45(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
+export function run_k46(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
+export function run_k47(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
+export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }

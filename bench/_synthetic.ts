@@ -97,11 +97,13 @@ function tile(type: GgmlType, cols: number, seed: number): Uint8Array {
 }
 
 /**
- * The synthetic model as a GGUF of `type` (every 2-D tensor; norms F32), created on first use in `dir`.
+ * The synthetic model as a GGUF of `type` (every 2-D tensor but the tied embedding when `opts.embedding` gives
+ * its type; norms F32), created on first use in `dir`.
  * Returns its path and size.
  */
-export async function syntheticGguf(type: GgmlType, config: ModelConfig = LLAMA_1B_SHAPE, dir = benchCacheDir(), log: (m: string) => void = () => {}): Promise<{ path: string; bytes: number }> {
-  const tag = `${config.dim}x${config.nLayers}-ffn${config.hiddenDim}-v${config.vocabSize}`;
+export async function syntheticGguf(type: GgmlType, config: ModelConfig = LLAMA_1B_SHAPE, dir = benchCacheDir(), log: (m: string) => void = () => {}, opts: { embedding?: GgmlType } = {}): Promise<{ path: string; bytes: number }> {
+  const emb = opts.embedding;
+  const tag = `${config.dim}x${config.nLayers}-ffn${config.hiddenDim}-v${config.vocabSize}${emb !== undefined ? `-emb${ggmlTypeName(emb)}` : ""}`;
   const path = join(dir, `synthetic-llama-${tag}-${ggmlTypeName(type)}.gguf`);
   if (existsSync(path)) return { path, bytes: statSync(path).size };
   log(`  writing ${path} …`);
@@ -114,10 +116,11 @@ export async function syntheticGguf(type: GgmlType, config: ModelConfig = LLAMA_
     for (const [k, v] of vocabMetadata(fakeVocab(config.vocabSize))) w.setKV(k, v);
     const ft = GGML_TYPES[type].ftype;
     if (ft !== undefined) w.setKV("general.file_type", { type: GgufValueType.UINT32, value: ft });
-    const typeOf = (name: string): GgmlType => (shapes.get(name)!.length === 2 ? type : GgmlType.F32);
+    // opts.embedding: the tied token embedding (= the output matrix) in its own type
+    const typeOf = (name: string): GgmlType => (shapes.get(name)!.length !== 2 ? GgmlType.F32 : name === TensorNames.tokenEmbd && emb !== undefined ? emb : type);
     for (const name of names) w.addTensor({ name, shape: [...shapes.get(name)!], type: typeOf(name) });
     await w.writeHeader();
-    const tiles = new Map<number, Uint8Array>();
+    const tiles = new Map<string, Uint8Array>(); // by type and row length
     let seed = 1;
     for (const name of names) {
       const shape = shapes.get(name)!;
@@ -126,10 +129,11 @@ export async function syntheticGguf(type: GgmlType, config: ModelConfig = LLAMA_
         continue;
       }
       const [rows, cols] = shape as [number, number];
-      let t = tiles.get(cols);
+      const key = `${typeOf(name)}:${cols}`;
+      let t = tiles.get(key);
       if (!t) {
-        t = tile(type, cols, seed++);
-        tiles.set(cols, t);
+        t = tile(typeOf(name), cols, seed++);
+        tiles.set(key, t);
       }
       // write in chunks of up to 64 MiB of repeated tiles
       const reps = Math.max(1, Math.floor((64 << 20) / t.length));

@@ -18,6 +18,7 @@ import {
   benchPrompt, openLlamaCpp, openQuantlabSession, runAlternating, type LlamaCppModel, type SpeedFigures, type SpeedSession,
 } from "../src/cli/commands/bench.js";
 import { syntheticGguf } from "./_synthetic.js";
+import { readBandwidthGBs } from "./_bandwidth.js";
 import { type BenchContext, type BenchSection, fmt, stats } from "./types.js";
 
 const GB = 1e9;
@@ -30,19 +31,7 @@ function wanted(ctx: BenchContext, name: string): boolean {
 
 /** Same-run memory bandwidth: WASM SIMD streaming read of 1 GiB (f32 sum), best of 5, 1 thread. */
 function bandwidth(ctx: BenchContext): number {
-  const be = createNodeWasmBackend();
-  const bytes = (ctx.quick ? 256 : 1024) << 20;
-  const off = be.arena.alloc(bytes);
-  be.arena.f32.fill(1, off >> 2, (off + bytes) >> 2);
-  be.kernels.stream_sum(off, bytes / 4);
-  const t: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    be.kernels.stream_sum(off, bytes / 4);
-    t.push(performance.now() - t0);
-  }
-  be.dispose();
-  return bytes / 1e6 / stats(t).min;
+  return readBandwidthGBs(ctx.quick ? 256 : 1024);
 }
 
 interface Pair { ours: SpeedFigures; theirs?: SpeedFigures; load: string }

@@ -36,6 +36,7 @@ import type { QuantizedTensor } from "../core/weight.js";
 import { QTensor } from "../quant/tensor.js";
 import { resolveElement } from "../quant/elements.js";
 import type { QuantSpec } from "../quant/spec.js";
+import { f16BitsToF32, f32ToF16Bits } from "../core/f16.js";
 import { rowDecKernelName } from "./rowdec.js";
 
 export interface UniformIntLayout {
@@ -351,17 +352,26 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  * The integer form a lut layout takes with `packedActivations: "q8"` (WASM kinds K_LUT4Q8 / K_TERN2Q8),
  * groups whole 32-blocks, x quantized to Q8 per 32 as ggml does:
  * - "lut4" (any 4-bit table of finite levels: nf4, fp4_e2m1 / mxfp4 / nvfp4 when their groups are 32-multiples,
- *   k-means, int4 asymf …): codes re-ordered per 32 as ggml nibbles (byte j = code j | code j+16 << 4), an
- *   int16 table t[c] = round(A·levelOf(c)) with A the largest power of two keeping |t| ≤ 8191, scales
- *   s/A and mins fround(s·z) (affine only) per (row, group); a weight stands for (s/A)·t[c] − fround(s·z).
- *   The table is exact when every A·level is an integer (fp4 e2m1: levels are halves, A = 2048; integer
- *   levels); nf4's irrational levels (A = 4096) are off by at most 0.5/4096 = 1.2e-4 (tableError), i.e.
- *   |Δw| ≤ 1.2e-4·|s| per weight — 1/650 of nf4's smallest level spacing (0.0796).
+ *   k-means, int4 asymf …; also the uniform int4 specs, uniformQ8Lut): codes re-ordered per 32 as ggml nibbles
+ *   (byte j = code j | code j+16 << 4), an integer table t[c] = round(A·levelOf(c)) with an unsigned form
+ *   u[c] = t[c] + tableOffset in 0..4095 (the kernels dot u with the activation codes and subtract
+ *   tableOffset·Σx, exact), scales s/A and mins fround(s·z) (affine only) per (row, group); a weight stands
+ *   for (s/A)·t[c] − fround(s·z). A is the smallest power of two (≤ 4096) making every A·level an integer
+ *   when the u span then fits 0..4095 — the table is exact (fp4 e2m1 / mxfp4: levels are halves, A = 2;
+ *   integer levels, A = 1) — else A = 127 / (level span), the 7-bit grid: nf4's irrational levels (A = 63.5)
+ *   are off by at most 0.5/63.5 = 7.9e-3 (tableError), i.e. |Δw| ≤ 7.9e-3·|s| per weight — 1/10 of nf4's
+ *   smallest level spacing (0.0796), the same relative resolution (1/254 of the range) as the Q8 activations
+ *   and 2× IQ4_NL's int8 grid step.
+ *   tableBits says which kernel the u range allows: 4 (u[c] = c: the nibbles are the table), 6 (u ≤ 63: one
+ *   swizzle plane, pmaddubsw as Q4_0's nibbles), 7 (u ≤ 127: one plane, each pmaddubsw widened alone),
+ *   12 (u ≤ 4095: two 6-bit planes).
  * - "tern2" (ternary: levels 0, +a, unused, −a): the QTensor's 2-bit codes as they are, scales fround(a·s),
  *   exact; the kernel has no multiply on the weight side.
+ * - "tern2x4" (the same, rows % 4 = 0): the same codes and scales; the WASM backend re-packs them 4 rows
+ *   interleaved as u = w + 1 (K_TERN2Q8X4, pmaddubsw on the 2-bit planes), whose f32 order is lut4's.
  */
 export interface LutQ8Layout {
-  readonly kind: "lut4" | "tern2";
+  readonly kind: "lut4" | "tern2" | "tern2x4" | "i8x4";
   readonly rows: number;
   readonly cols: number;
   /** weights per scale group, a multiple of 32 (the last group of a row may be shorter, whole 32-blocks) */
@@ -372,12 +382,18 @@ export interface LutQ8Layout {
   readonly table: Int16Array | undefined;
   /** A (lut4), 1 (tern2) */
   readonly tableScale: number;
+  /** lut4: u[c] = t[c] + tableOffset lies in 0..2^tableBits − 1 (tern2: 0) */
+  readonly tableOffset: number;
+  /** lut4: 4 when u[c] = c, else 6, 7 or 12: the width of u (tern2: 0) */
+  readonly tableBits: 0 | 4 | 6 | 7 | 12;
   /** max over codes of |t[c]/A − levelOf(c)| (0: the weight side is exact) */
   readonly tableError: number;
   /** f32 per (row, group): lut4 fround(s/A), tern2 fround(a·s) */
   readonly scales: Float32Array;
   /** f32 fround(s·z) per (row, group), affine lut4 only */
   readonly mins: Float32Array | undefined;
+  /** integer zero points per (row, group) subtracted in the integer dot instead of mins (uniformQ8Layout), or undefined */
+  readonly zeroCodes?: Int8Array;
 }
 
 /** Why a lut layout has no Q8-activation form, or undefined. */
@@ -403,21 +419,19 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
   const { rows, cols, group } = L;
   if (L.bits === 2) {
     // code 2 has no level (NaN in the fake-quant weights); the masks would read it as 0
-    for (let i = 0; i < rows * cols; i++) if (bitCodeAt(L.codes, 2, i) === 2) return { reason: `code 2 (no ternary level) at element ${i}` };
+    // a byte holding a code 2 has a 2-bit field 0b10: bit 1 set with bit 0 clear (rows·cols is a multiple of 32: whole bytes)
+    for (let o = 0; o < (rows * cols) / 4; o++) {
+      const v = L.codes[o]!;
+      if ((v & ~(v << 1) & 0xaa) !== 0) {
+        for (let i = 4 * o; i < 4 * o + 4; i++) if (bitCodeAt(L.codes, 2, i) === 2) return { reason: `code 2 (no ternary level) at element ${i}` };
+      }
+    }
     const a = L.table[1]!;
     const scales = new Float32Array(L.scales.length);
     for (let i = 0; i < scales.length; i++) scales[i] = a * L.scales[i]!;
-    return { kind: "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableError: 0, scales, mins: undefined };
+    return { kind: rows % 4 === 0 ? "tern2x4" : "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales, mins: undefined };
   }
-  let amax = 0;
-  for (let c = 0; c < 16; c++) amax = Math.max(amax, Math.abs(L.table[c]!));
-  const A = amax === 0 ? 1 : 2 ** Math.floor(Math.log2(8191 / amax));
-  const table = new Int16Array(16);
-  let tableError = 0;
-  for (let c = 0; c < 16; c++) {
-    table[c] = Math.round(L.table[c]! * A);
-    tableError = Math.max(tableError, Math.abs(table[c]! / A - L.table[c]!));
-  }
+  const { table, A, tableOffset, tableBits, tableError } = lut4Table(L.table);
   const n = rows * cols;
   const codes = new Uint8Array(n / 2);
   for (let b = 0; b < n / 32; b++) {
@@ -430,7 +444,98 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
     mins = new Float32Array(L.zeros.length);
     for (let i = 0; i < mins.length; i++) mins[i] = L.scales[i]! * L.zeros[i]!;
   }
-  return { kind: "lut4", rows, cols, group, codes, table, tableScale: A, tableError, scales, mins };
+  return { kind: "lut4", rows, cols, group, codes, table, tableScale: A, tableOffset, tableBits, tableError, scales, mins };
+}
+
+/** U_MAX + 1 = 2^12: the widest unsigned table the kernels take (two 6-bit swizzle planes) */
+const U_MAX = 4095;
+
+/** The integer table of 16 finite levels (see LutQ8Layout "lut4"): exact with the smallest dyadic A when
+ * its span fits 0..4095, else rounded to the 7-bit grid A = 127 / (level span). */
+function lut4Table(levels: Float64Array): { table: Int16Array; A: number; tableOffset: number; tableBits: 4 | 6 | 7 | 12; tableError: number } {
+  const lv = Array.from(levels.subarray(0, 16));
+  const span = (A: number) => { const t = lv.map((l) => Math.round(l * A)); return Math.max(...t) - Math.min(...t); };
+  let A = 0;
+  for (let a = 1; a <= 4096; a *= 2) {
+    if (lv.every((l) => Number.isInteger(l * a))) { if (span(a) <= U_MAX) A = a; break; }
+  }
+  // not dyadic (nf4, k-means, logsqrt2): the levels' span over 127 steps, the resolution of the Q8
+  // activations (1/254 of ±amax), so one swizzle plane and two pmaddubsw per 32 (K_LUT7Q8X4); A need not
+  // be a power of two (the scales s/A are rounded to f32 once). The 12-bit planes at A = 1024 would keep nf4
+  // within 4.9e-4 but measured 0.58× Q4_0's decode speed against 0.95× (docs/kernels.md).
+  if (A === 0) {
+    const sp = Math.max(...lv) - Math.min(...lv);
+    // a constant table (sp = 0, not 0 itself: that is dyadic) keeps 7 bits of its one level
+    A = sp > 0 ? 127 / sp : 127 / Math.max(...lv.map(Math.abs));
+    // ties of Math.round at both ends could reach 128 steps: a hair less then
+    if (span(A) > 127) A = 126 / sp;
+  }
+  const table = new Int16Array(16);
+  let tableError = 0;
+  for (let c = 0; c < 16; c++) {
+    table[c] = Math.round(lv[c]! * A);
+    tableError = Math.max(tableError, Math.abs(table[c]! / A - lv[c]!));
+  }
+  const tableOffset = -Math.min(...table);
+  const u = Array.from(table, (t) => t + tableOffset);
+  const tableBits = u.every((v, c) => v === c) ? 4 : Math.max(...u) <= 63 ? 6 : Math.max(...u) <= 127 ? 7 : 12;
+  return { table, A, tableOffset, tableBits, tableError };
+}
+
+/**
+ * A uniform int4 layout (groups and rows whole 32-blocks) as a lut layout, so `packedActivations: "q8"` runs
+ * it on the lut4 Q8 kernels: w = (c + k)·s per group is (level(c) − z)·s with levels c + k0 and no zeros
+ * when every group has the same offset k0 (sym, symfull: the table's unsigned form is the nibbles), else
+ * levels c and zeros z = −k (asym with per-group integer zero points; the mins fround(s·z) are the
+ * K_N4A32 repack's fround(−k·s)).
+ */
+/**
+ * The Q8 form `packedActivations: "q8"` runs a uniform int4 layout on (WASM K_NIB4Q8X4*, rows % 4 = 0): the lut4 form
+ * of uniformAsLut with the table u[c] = c, the scales rounded to f16 as Q4_0 keeps its d when every scale is 0 or
+ * an f16 normal (|s| in 2^-14 … 65504: a scale then moves by at most 2^-11 relative; `f16` says whether it did),
+ * and integer zero points (asym) as zeroCodes subtracted in the integer dot — w = s·(c − z) exactly, no mins.
+ */
+export function uniformQ8Layout(L: UniformIntLayout): { q8: LutQ8Layout; lut: LutLayout; f16: boolean } | { reason: string } {
+  if (L.bits === 8) return uniformQ8Layout8(L);
+  let T = uniformAsLut(L);
+  const f16 = L.scales.every((v) => v === 0 || (Math.abs(v) >= 2 ** -14 && Math.abs(v) <= 65504));
+  if (f16) T = { ...T, scales: Float32Array.from(L.scales, (v) => f16BitsToF32(f32ToF16Bits(v))) };
+  const Q = lutQ8Layout(T);
+  if ("reason" in Q) return Q;
+  if (Q.tableBits !== 4 || Q.tableScale !== 1) return { reason: `${L.bits}-bit levels are not the nibbles` };
+  if (!T.zeros) return { q8: Q, lut: T, f16 };
+  if (!T.zeros.every((z) => Number.isInteger(z) && z >= -128 && z <= 127)) return { reason: "zero points are not int8" };
+  return { q8: { ...Q, mins: undefined, zeroCodes: Int8Array.from(T.zeros) }, lut: T, f16 };
+}
+
+/**
+ * int8 (rows % 4 = 0, 32-multiple groups) as kind "i8x4" (WASM K_I8Q8X4): codes t = c − 128 as int8, the f32 scales as
+ * stored, and the zero code z' = −k − 128 per group (w = s·(c + k) = s·(t − z'), in −128…127 for k in −255…0)
+ * subtracted in the integer dot, or none when every k is −128 (sym). Exact: w is the fake-quant weight.
+ */
+function uniformQ8Layout8(L: UniformIntLayout): { q8: LutQ8Layout; lut: LutLayout; f16: boolean } | { reason: string } {
+  const { rows, cols, group } = L;
+  if (cols % 32 !== 0 || group % 32 !== 0) return { reason: `groups of ${group} in rows of ${cols} (Q8 activations: multiples of 32)` };
+  if (!L.offsets.every((k) => Number.isInteger(k) && k >= -255 && k <= 0)) return { reason: "offsets outside −255…0" };
+  const codes = new Uint8Array(rows * cols);
+  for (let i = 0; i < codes.length; i++) codes[i] = (L.codes[i]! - 128) & 0xff;
+  const sym = L.offsets.every((k) => k === -128);
+  const zeroCodes = sym ? undefined : Int8Array.from(L.offsets, (k) => -k - 128);
+  const table = new Float64Array(16);
+  const lut: LutLayout = { family: "lut", bits: 8, rows, cols, group, codes: L.codes, table, scales: L.scales, zeros: undefined };
+  const q8: LutQ8Layout = { kind: "i8x4", rows, cols, group, codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales: L.scales, mins: undefined, zeroCodes };
+  return { q8, lut, f16: false };
+}
+
+export function uniformAsLut(L: UniformIntLayout): LutLayout {
+  const k0 = L.offsets[0] ?? 0;
+  const same = L.offsets.every((k) => k === k0);
+  const table = new Float64Array(16);
+  for (let c = 0; c < 16; c++) table[c] = c + (same ? k0 : 0);
+  return {
+    family: "lut", bits: 4, rows: L.rows, cols: L.cols, group: L.group, codes: L.codes, table,
+    scales: L.scales, zeros: same ? undefined : Float32Array.from(L.offsets, (k) => -k),
+  };
 }
 
 /** Bytes of the prepared Q8 form (codes + scales + mins + the table's four 16-byte swizzle planes). */
@@ -440,7 +545,8 @@ export function lutQ8Bytes(Q: LutQ8Layout): number {
 
 /** Integer weight (t[c], or −1/0/+1) of element e (row-major) of a Q8 form. */
 export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
-  if (Q.kind === "tern2") {
+  if (Q.kind === "i8x4") return (Q.codes[e]! << 24) >> 24;
+  if (Q.kind !== "lut4") {
     const c = bitCodeAt(Q.codes, 2, e);
     return c === 0 ? 0 : c === 1 ? 1 : -1;
   }
@@ -453,12 +559,14 @@ export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
  * Scalar twin of the K_LUT4Q8 / K_TERN2Q8 kernels for one activation row given as Q8 (q codes, f16-rounded
  * scales d per 32, code sums per 16: kernels/ref/q8act.ts): the same exact integer dots (K_TERN2Q8: split
  * into the kernel's four i32 lanes) and the same f32 operations in the same order (assembly/lut.ts
- * dot_lut4q8 / dot_tern2q8), so the result is the kernel's bit for bit, on either build.
+ * dot_lut4q8 / dot_tern2q8; the 4-row interleaved kernels runLutQ8X4 repeat dot_lut4q8's per row, tern2x4
+ * included), so the result is the kernel's bit for bit, on either build.
  */
 export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Array; sums16: Int32Array }, out: Float32Array): void {
   const fr = Math.fround;
   const { rows, cols, group } = Q;
   const nb = cols / 32, gb = group / 32, nG = Math.ceil(cols / group);
+  // tern: K_TERN2Q8's four f32 lanes; everything else (tern2x4 too) one scalar f32 chain per row
   const tern = Q.kind === "tern2";
   const dot = [0, 0, 0, 0], acc4 = [0, 0, 0, 0], gi4 = [0, 0, 0, 0];
   for (let r = 0; r < rows; r++) {
@@ -472,6 +580,8 @@ export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Arr
         dot.fill(0);
         // tern2 lanes: element e of a block in i32 lane (e & 15) >> 2 (assembly/lut.ts t2dot32)
         for (let e = 0; e < 32; e++) dot[tern ? (e & 15) >> 2 : 0]! += lutQ8WeightCode(Q, r * cols + b * 32 + e) * xq.q[b * 32 + e]!;
+        // zero codes: Σ (t − z)·x = Σ t·x − z·Σx, still one exact integer
+        if (Q.zeroCodes) dot[0]! -= Q.zeroCodes[r * nG + j]! * (xq.sums16[2 * b]! + xq.sums16[2 * b + 1]!);
         const d = xq.d[b]!;
         if (tern) for (let k = 0; k < 4; k++) gi4[k] = fr(gi4[k]! + fr(fr(dot[k]!) * d));
         else {

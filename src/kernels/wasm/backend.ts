@@ -36,8 +36,8 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8 } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, RowDecPrepared, WasmPrepared } from "./dispatch.js";
 import { ggmlRowDecoder, quantRowDecoder, rowDecKernelName, type RowDecoded } from "../rowdec.js";
@@ -104,6 +104,13 @@ export interface WasmListingRow {
    * decoder (kernel "rowdec·f32"), chunk by chunk, never as a whole-tensor f32 copy */
   rowdec?: string;
 }
+
+/** The bits of an f32 value. */
+function f32Bits(v: number): number {
+  F32B[0] = v;
+  return U32B[0]!;
+}
+const F32B = new Float32Array(1), U32B = new Uint32Array(F32B.buffer);
 
 export class WasmBackend implements Backend {
   readonly name: string;
@@ -428,6 +435,18 @@ export class WasmBackend implements Backend {
    * group's repeated), so an 8-bit spec takes 1 + 8/32 bytes per weight (+ 4/32 affine).
    */
   private prepUniformQ8(name: string, source: string, L: UniformIntLayout): WasmPrepared {
+    if (L.bits === 4 && L.rows % 4 === 0) {
+      // int4 as the table u[c] = c on the 4-row interleaved lut4 kernel (one stream per 4 rows, as Q4_0's)
+      // scales as f16 when in range, integer zero points as i8 subtracted in the integer dot (kernels/packed.ts
+      // uniformQ8Layout): at g32 0.59 B/weight (0.66 with f32 scales) instead of 0.75 with f32 scales and mins
+      const U = uniformQ8Layout(L);
+      if (!("reason" in U)) return this.prepLutQ8(name, source, U.q8, { f16: U.f16 });
+    }
+    if (L.bits === 8 && L.rows % 4 === 0) {
+      // int8 as int8 codes t = c − 128, 4 rows interleaved (K_I8Q8X4), zero codes in the integer dot: 1 B/weight + scales
+      const U = uniformQ8Layout(L);
+      if (!("reason" in U)) return this.prepLutQ8(name, source, U.q8, { f16: false });
+    }
     const { rows, cols, bits, group, codes } = L;
     const n = rows * cols, nb = n / 32, perRow = Math.ceil(cols / group);
     const sym8 = bits === 8 && L.offsets.every((k) => k === -128);
@@ -461,29 +480,82 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout: 4-bit tables
-   * as int16 swizzle planes, ternary as sign/zero masks), Q8 activations; codes, scales, mins and the
-   * table's 64 bytes of planes in one allocation, each part 64-byte aligned. Layouts without that form keep the f32 kernel.
+   * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout), Q8 activations;
+   * codes, scales, mins (or int8 zero codes) and the table's 64 bytes of planes in one allocation, each part 64-byte
+   * aligned. rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4: the unsigned table's swizzle planes, ternary as
+   * u = w + 1 planes); other rows: K_LUT4Q8 (int16 byte planes) / K_TERN2Q8 (sign/zero masks). Layouts without an
+   * integer form keep the f32 kernel.
    */
-  private prepLutQ8(name: string, source: string, Q: LutQ8Layout): WasmPrepared {
+  private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { f16: boolean }): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    const cb = Q.codes.byteLength, sb = Q.scales.byteLength, mb = Q.mins?.byteLength ?? 0;
+    if (compact && ((Q.kind !== "i8x4" && Q.tableBits !== 4) || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
+    // compact (K_NIB4Q8X4H / Z, uniform int4): f16 or f32 scales, the zero codes as i8
+    // e8: a 6-bit table whose scales are all powers of two (or 0; mxfp4) keeps each as its f32 exponent byte
+    const e8 = !compact && Q.kind === "lut4" && Q.rows % 4 === 0 && Q.tableBits === 6 && !Q.mins && Q.scales.every((v) => (f32Bits(v) & 0x807fffff) === 0 && f32Bits(v) >>> 23 !== 255);
+    const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : e8 ? 1 : 4), mb = compact ? (Q.zeroCodes?.length ?? 0) : Q.mins?.byteLength ?? 0;
     const { shard, off } = this.memory.allocWeight(a64(cb) + a64(sb) + a64(mb) + 64, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb), lut = w2 + a64(mb);
     const buf = shard.arena.memory.buffer;
-    new Uint8Array(buf, w0, cb).set(Q.codes);
-    new Float32Array(buf, w1, Q.scales.length).set(Q.scales);
-    if (Q.mins) new Float32Array(buf, w2, Q.mins.length).set(Q.mins);
+    // lut4 with rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4): block b of row 4g+k at (g·nb + b)·64 + k·16,
+    // scales and mins as 4 f32 per (row group, group), lane k = row 4g+k
+    // tern2x4: u = w + 1 as 2-bit codes, 8 bytes per row and block (abi.ts K_TERN2Q8X4), 4 rows per 32 bytes
+    const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || Q.kind === "tern2x4" || Q.kind === "i8x4";
+    const bpb = Q.kind === "i8x4" ? 32 : 16; // code bytes per row and 32-block (lut4, i8x4)
+    if (x4) {
+      const nb = Q.cols / 32, nG = Q.scales.length / Q.rows;
+      const dc = new Uint8Array(buf, w0, cb);
+      if (Q.kind === "tern2x4") dc.fill(0);
+      for (let g = 0; g < Q.rows / 4; g++) {
+        for (let k = 0; k < 4; k++) {
+          const r = 4 * g + k;
+          if (Q.kind === "tern2x4") {
+            // the QTensor's codes (0 → 0, 1 → +1, 3 → −1; 4 per byte, LSB first; rows start on a byte) → u = w + 1
+            const U = [1, 2, 0, 0];
+            for (let e = 0, i = r * Q.cols; e < Q.cols; e++, i++) {
+              const u = U[(Q.codes[i >> 2]! >> ((i & 3) << 1)) & 3]!, j = e & 31;
+              dc[(g * nb + (e >> 5)) * 32 + k * 8 + (j & 7)]! |= u << ((j >> 3) << 1);
+            }
+            continue;
+          }
+          const src8 = r * nb * bpb;
+          for (let b = 0; b < nb; b++) dc.set(Q.codes.subarray(src8 + b * bpb, src8 + b * bpb + bpb), (g * nb + b) * 4 * bpb + k * bpb);
+        }
+      }
+      const il = (v: Float32Array, at: number) => {
+        const d = new Float32Array(buf, at, v.length);
+        for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) d[(g * nG + j) * 4 + k] = v[(4 * g + k) * nG + j]!;
+      };
+      if (e8) {
+        const d = new Uint8Array(buf, w1, Q.scales.length);
+        for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) d[(g * nG + j) * 4 + k] = f32Bits(Q.scales[(4 * g + k) * nG + j]!) >>> 23;
+      } else if (compact) {
+        const s16 = compact.f16 ? new Uint16Array(buf, w1, Q.scales.length) : undefined, z8 = new Int8Array(buf, w2, mb);
+        if (!s16) il(Q.scales, w1);
+        for (let g = 0; g < Q.rows / 4; g++) for (let j = 0; j < nG; j++) for (let k = 0; k < 4; k++) {
+          if (s16) s16[(g * nG + j) * 4 + k] = f32ToF16Bits(Q.scales[(4 * g + k) * nG + j]!);
+          if (Q.zeroCodes) z8[(g * nG + j) * 4 + k] = Q.zeroCodes[(4 * g + k) * nG + j]!;
+        }
+      } else {
+        il(Q.scales, w1);
+        if (Q.mins) il(Q.mins, w2);
+      }
+    } else {
+      new Uint8Array(buf, w0, cb).set(Q.codes);
+      new Float32Array(buf, w1, Q.scales.length).set(Q.scales);
+      if (Q.mins) new Float32Array(buf, w2, Q.mins.length).set(Q.mins);
+    }
     if (Q.table) {
-      // swizzle planes: low / high bytes of t (SIMD128 build), t & 127 / (t >> 7) + 64 (relaxed build)
       const t = new Uint8Array(buf, lut, 64);
       for (let c = 0; c < 16; c++) {
-        const v = Q.table[c]!;
-        t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64;
+        const v = Q.table[c]!, u = v + Q.tableOffset;
+        // x4 planes: u (6-bit table), or u & 63 / u >> 6 (12-bit, relaxed build) and the low / high bytes of u (SIMD128);
+        // K_LUT4Q8 planes: low / high bytes of t (SIMD128 build), t & 127 / (t >> 7) + 64 (relaxed build)
+        if (x4) { t[c] = Q.tableBits === 12 ? u & 63 : u; t[16 + c] = u >> 6; t[32 + c] = u & 0xff; t[48 + c] = u >> 8; }
+        else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "tern2" ? K_TERN2Q8 : K_LUT4Q8;
-    const p = new WasmPrepared(Q.rows, Q.cols, lutQ8Bytes(Q), kind, w0, w1, Q.mins ? w2 : 0, this, shard.index, off, Q.group, lut, 0);
+    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;

@@ -7,7 +7,7 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { quantizeTensor } from "../../../src/quant/tensor.js";
-import { matvecUniformIntRef } from "../../../src/kernels/packed.js";
+import { dequantizeRowLut, matvecLutQ8Ref, matvecUniformIntRef, uniformQ8Layout, uniformIntLayout, type UniformIntLayout } from "../../../src/kernels/packed.js";
 import type { Weight } from "../../../src/core/weight.js";
 import { VARIANTS, backend, readyBackend, disposeAll, randomF32 } from "../helpers.js";
 import { TOL, eachBackend, matvecEach, oracle, perToken, runPrepared, uniformOf as layoutOf, worst } from "./packed-helpers.js";
@@ -125,27 +125,69 @@ describe("packed uniform-int properties", () => {
 });
 
 describe('packedActivations: "q8"', () => {
-  test("32-multiple groups run on the integer SoA kernels: = fake-quant weights × Q8 reference activations", () => {
+  test("32-multiple groups run on the integer kernels: = fake-quant weights × Q8 reference activations; rows % 4 = 0 on the interleaved nib4 / i8 kernels = their lut twin", () => {
     for (const v of VARIANTS) {
       const b = createNodeWasmBackend({ variant: v, packedActivations: "q8" });
       try {
         let seed = 300;
-        for (const [spec, kernel] of [["int4:g32:asym", /^n4·s32·m32/], ["int4:g64", /^n4·s32·m32/], ["int8:channel", /^i8·s32 /], ["int8:g32:asym", /^i8·s32·m32/], ["int4:channel:asym", /^n4·s32·m32/]] as const) {
-          for (const [rows, cols] of [[7, 256], [3, 96]] as const) {
+        // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
+        for (const [spec, kernel1, kernel4] of [
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·q8x·4 rows/],
+        ] as const) {
+          for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
             const p = b.prepare({ kind: "quant", q }, spec);
-            assert.match(b.listing().at(-1)!.kernel, kernel, spec);
+            const x4 = rows % 4 === 0;
+            assert.match(b.listing().at(-1)!.kernel, x4 ? kernel4 : kernel1, `${spec} [${rows}×${cols}]`);
             assert.match(b.listing().at(-1)!.kernel, /Q8 activations/);
             for (const n of [1, 3]) {
               const x = randomF32(n * cols, seed++);
               const xq = new Float32Array(n * cols);
               for (let t = 0; t < n; t++) xq.set(dequantizeActivationsQ8(quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols))), t * cols);
               const out = runPrepared(b, p, x, n);
-              const e = worst(out, oracle(q.dequantize(), rows, cols, xq, n));
+              // int4 x4: the weights of its lut form (scales rounded to f16: within 2^-11 of the spec's), else the fake-quant ones
+              const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
+              const wq = q.dequantize();
+              if (x4 && spec.startsWith("int4")) {
+                assert.ok(!("reason" in U) && U.f16, spec);
+                const T = U.lut;
+                const w16 = new Float32Array(rows * cols);
+                for (let r = 0; r < rows; r++) dequantizeRowLut(T, r, w16, r * cols);
+                for (let i = 0; i < wq.length; i++) assert.ok(Math.abs(w16[i]! - wq[i]!) <= 2 ** -11 * Math.abs(wq[i]!) + 1e-30, `${spec} weight ${i}`);
+                wq.set(w16);
+              }
+              const e = worst(out, oracle(wq, rows, cols, xq, n));
               assert.ok(e < 1e-5, `${spec} ${v} [${rows}×${cols}] n=${n}: rel err ${e}`);
+              if (x4 && !("reason" in U)) {
+                // the nib4 kernel = the lut4 Q8 twin of the layout as a table u[c] = c, bit for bit
+                const Q = U.q8;
+                // int4: the nibble table; int8: int8 codes c − 128 (kind i8x4); zero points as zero codes, never f32 mins
+                assert.ok((spec.startsWith("int4") ? Q.tableBits === 4 : Q.kind === "i8x4") && Q.tableError === 0 && !Q.mins && (spec.includes("asym") ? Q.zeroCodes !== undefined : true), spec);
+                const twin = new Float32Array(n * rows);
+                for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
+                assert.deepEqual(out, twin, `${spec} ${v} [${rows}×${cols}] n=${n}`);
+              }
             }
             b.release(p);
           }
+        }
+        // scales below the f16 normals (tiny weights) stay f32: the i8-zeros form, still = its twin and the fake-quant dot
+        {
+          const [rows, cols] = [8, 256];
+          const q = quantizeTensor(randomF32(rows * cols, 77, 1e-5), [rows, cols], "int4:g32:asym");
+          const p = b.prepare({ kind: "quant", q }, "tiny");
+          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·i8 zeros·q8x·4 rows/);
+          const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
+          assert.ok(!("reason" in U) && !U.f16);
+          const Q = U.q8;
+          const x = randomF32(cols, 78), out = new Float32Array(rows), twin = new Float32Array(rows);
+          b.matvec(p, x, out);
+          const a = quantizeActivationsQ8Ref(x);
+          matvecLutQ8Ref(Q, a, twin);
+          assert.deepEqual(out, twin);
+          assert.ok(worst(out, oracle(q.dequantize(), rows, cols, dequantizeActivationsQ8(a), 1)) < 1e-5);
+          b.release(p);
         }
         // groups that are not whole 32-blocks keep the exact f32-activation kernel
         const q = quantizeTensor(randomF32(2 * 48, 5), [2, 48], "int4:g16");

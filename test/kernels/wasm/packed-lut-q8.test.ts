@@ -1,9 +1,10 @@
 // Packed lookup-table specs with `packedActivations: "q8"` (kernels/packed.ts lutQ8Layout; WASM kinds
-// K_LUT4Q8, the int16-table swizzle kernel, and K_TERN2Q8, the multiply-free ternary kernel): the WASM output
+// K_LUT4Q8, the int16-table swizzle kernel, its 4-row interleaved forms K_NIB4Q8X4 / K_LUT4Q8X4 / K_LUT12Q8X4
+// for rows % 4 = 0, and K_TERN2Q8, the multiply-free ternary kernel): the WASM output
 // equals the scalar twin matvecLutQ8Ref bit for bit (same Q8 activations from the reference quantizer, same
 // integer dots, same f32 order) on both builds and 1–2 threads, and stays within a derived bound of the
 // fake-quant weights × the Q8 activations' values; tables exhaustively (exact for fp4 / ternary / integer
-// levels, ≤ 0.5/A for nf4); fallbacks for layouts without a Q8 form; fast-check over shapes and groups.
+// levels, ≤ 0.5/A for nf4, the unsigned form within its kernel's range); fallbacks for layouts without a Q8 form; fast-check over shapes and groups.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -13,6 +14,7 @@ import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
 import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
 import { VARIANTS, randomF32 } from "../helpers.js";
+import * as abi from "../../../assembly/abi.js";
 import { lutOf as lut, quantizeOrSkip, runPrepared } from "./packed-helpers.js";
 
 const open: WasmBackend[] = [];
@@ -25,11 +27,13 @@ async function q8Backend(variant: (typeof VARIANTS)[number], threads: number): P
   return b;
 }
 
-/** spec → kernel name prefix; the Q8 forms */
-const SPECS: [string, RegExp][] = [
-  ["nf4:g64", /^lut4·g64·i16-swizzle/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/], ["mxfp4", /^lut4·g32·i16-swizzle/],
-  ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/], ["int4:g32:asymf", /^lut4·g32·i16-swizzle/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/],
-  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/], ["ternary:channel", /^tern2·row·masks/], ["ternary:g64", /^tern2·g64·masks/],
+/** spec → kernel name prefix (rows % 4 ≠ 0, and rows % 4 = 0: the interleaved form of the table's u range); the Q8 forms */
+const SPECS: [string, RegExp, RegExp][] = [
+  ["nf4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
+  ["mxfp4", /^lut4·g32·i16-swizzle/, /^lut4·g32·u6-swizzle·e8 scales·q8x·4 rows/], ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/, /^lut4·row·u6-swizzle·q8x·4 rows/],
+  ["int4:g32:asymf", /^lut4·g32·i16-swizzle/, /^nib4·g32·q8x·4 rows/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
+  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·q8x·4 rows/],
+  ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·q8x·4 rows/],
 ];
 
 function q8(L: LutLayout): LutQ8Layout {
@@ -57,10 +61,10 @@ function bound(L: LutLayout, Q: LutQ8Layout, wq: Float32Array, r: number, xh: Fl
   return { want, tol: Q.tableError * sx + 2 ** -24 * (cols / 32 + 10) * mag };
 }
 
-const SHAPES: [number, number][] = [[1, 256], [7, 256], [37, 512], [3, 96], [5, 160]];
+const SHAPES: [number, number][] = [[1, 256], [7, 256], [37, 512], [3, 96], [5, 160], [8, 256], [12, 96], [4, 512]];
 
 describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-quant dot", () => {
-  for (const [spec, kernel] of SPECS) {
+  for (const [spec, kernel1, kernel4] of SPECS) {
     test(spec, async () => {
       let seed = 40;
       for (const [rows, cols] of SHAPES) {
@@ -85,7 +89,7 @@ describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-qua
             const b = await q8Backend(v, threads);
             const p = b.prepare({ kind: "quant", q }, spec);
             const row = b.listing().at(-1)!;
-            assert.match(row.kernel, kernel, spec);
+            assert.match(row.kernel, rows % 4 === 0 ? kernel4 : kernel1, `${spec} [${rows}×${cols}]`);
             assert.match(row.kernel, /Q8 activations/);
             const out = runPrepared(b, p, x, n);
             assert.deepEqual(out, twin, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}`);
@@ -98,26 +102,49 @@ describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-qua
 });
 
 describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
-  test("fp4 e2m1 / mxfp4, integer levels and ternary are exact; nf4 within 0.5/4096", () => {
+  test("fp4 e2m1 / mxfp4, integer levels and ternary are exact; nf4 on the 7-bit grid; the unsigned form fits", () => {
     const w = randomF32(4 * 256, 3, 2);
-    for (const spec of ["fp4_e2m1:channel", "mxfp4", "int4:g32:asymf", "pow2:4bit:g32", "nf4:g64", "ternary:channel"]) {
+    for (const [spec, bitsWant] of [["fp4_e2m1:channel", 6], ["mxfp4", 6], ["int4:g32:asymf", 0], ["pow2:4bit:g32", 0], ["nf4:g64", 7], ["ternary:channel", 0]] as const) {
       const L = lut(quantizeTensor(w, [4, 256], spec)), Q = q8(L);
       let err = 0;
-      const nCodes = Q.kind === "tern2" ? 4 : 16;
+      const nCodes = Q.kind !== "lut4" ? 4 : 16;
       for (let c = 0; c < nCodes; c++) {
-        if (Q.kind === "tern2") { if (c !== 2) assert.equal([0, 1, NaN, -1][c]! * L.table[1]!, L.table[c]); continue; }
-        const t = Q.table![c]!;
-        assert.ok(Math.abs(t) <= 8191, `${spec} t[${c}] = ${t}`);
+        if (Q.kind !== "lut4") { if (c !== 2) assert.equal([0, 1, NaN, -1][c]! * L.table[1]!, L.table[c]); continue; }
+        const t = Q.table![c]!, u = t + Q.tableOffset;
+        assert.ok(u >= 0 && u < 2 ** Q.tableBits, `${spec} u[${c}] = ${u} (${Q.tableBits} bits)`);
+        if (Q.tableBits === 4) assert.equal(u, c, spec);
         err = Math.max(err, Math.abs(t / Q.tableScale - L.table[c]!));
       }
       assert.equal(err, Q.tableError, spec);
-      if (spec === "nf4:g64") {
-        assert.equal(Q.tableScale, 4096);
-        assert.ok(err > 0 && err <= 0.5 / 4096, `nf4 table error ${err}`);
-      } else assert.equal(err, 0, spec);
-      // the largest level uses more than half of the int16 headroom: A is the largest power of two that fits
-      if (Q.table) assert.ok(Math.max(...Array.from(Q.table, Math.abs)) > 4095, spec);
+      if (bitsWant) assert.equal(Q.tableBits, bitsWant, spec);
+      if (Q.table) {
+        // the unsigned range is as tight as the table allows: the offset is −min t, and the smallest u is 0
+        assert.equal(Math.min(...Array.from(Q.table, (t) => t + Q.tableOffset)), 0, spec);
+        const span = Math.max(...Q.table) - Math.min(...Q.table);
+        if (spec === "nf4:g64") {
+          // not dyadic: A = 127 / (level span) = 63.5 (levels −1 … 1), every level within half a step
+          assert.equal(Q.tableScale, 63.5);
+          assert.ok(err > 0 && err <= 0.5 / 63.5, `nf4 table error ${err}`);
+          assert.equal(span, 127);
+        } else {
+          assert.equal(err, 0, spec);
+          // exact: A is the smallest power of two making every level an integer (A/2 would not)
+          assert.ok(Array.from(L.table.subarray(0, 16)).some((l) => !Number.isInteger((l * Q.tableScale) / 2)), `${spec} A = ${Q.tableScale}`);
+        }
+      }
     }
+  });
+});
+
+describe("kind ids", () => {
+  test("every K_* id of assembly/abi.ts is distinct: a pool task id names one run_k<id> entry (K_I8Q8X4 once took K_ATTN_F32's 32)", () => {
+    const ids = Object.entries(abi).filter(([k]) => k.startsWith("K_") && !k.startsWith("KQ_")).map(([k, v]) => [k, v as number] as const);
+    const seen = new Map<number, string>();
+    for (const [k, v] of ids) {
+      assert.ok(!seen.has(v), `${k} = ${v} = ${seen.get(v)}`);
+      seen.set(v, k);
+    }
+    assert.ok(seen.size > 30);
   });
 });
 
@@ -154,7 +181,7 @@ describe("lut × Q8 properties", () => {
     const bs = [await q8Backend(VARIANTS[0]!, 2), await q8Backend(VARIANTS.at(-1)!, 1)];
     fc.assert(fc.property(
       fc.constantFrom("nf4", "fp4_e2m1", "ternary", "int4:asymf"), fc.constantFrom(32, 64, 96, 128, 256), fc.integer({ min: 1, max: 12 }),
-      fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 1e6 }), fc.constantFrom(0.01, 1, 100),
+      fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 1e6 }), fc.constantFrom(0.01, 1, 100),
       (fmt, group, nb, rows, seed, scale) => {
         const cols = nb * 32;
         const [f, extra] = fmt.split(":");
