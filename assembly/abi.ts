@@ -100,7 +100,7 @@ export const K_LUT4Q8X4E = 47;
 /** uniform int8 specs (src/kernels/packed.ts uniformQ8Layout, kind "i8x4"), 4 rows interleaved: int8 codes t = c − 128,
  * 128 bytes per block step (row k's 32 at k·32), f32 scales as K_LUT4Q8X4's, int8 zero codes at D_W2 (0 = none)
  * subtracted in the integer dot */
-export const K_I8Q8X4 = 48;
+export const K_I8Q8X4 = 50;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of
