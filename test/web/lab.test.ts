@@ -32,7 +32,7 @@ function cli(...args: string[]): string {
 }
 
 /** What the CLI makes of the same choices: files and greedy text. */
-const ref = {} as { kvKld: number; kvText: string; onnx: string; q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
+const ref = {} as { int4Q8Text: string; kvKld: number; kvText: string; onnx: string; q4: string; int4: string; int4Bpw: number; float: string; q4Text: string; int4Text: string; hf: string; hfText: string };
 before(() => {
   ref.q4 = join(DIR, "cli-q4km.gguf");
   ref.int4 = join(DIR, "cli-int4.safetensors");
@@ -45,6 +45,7 @@ before(() => {
   ref.hf = join(DIR, "stories260K-hf");
   cli("convert", MODEL, ref.hf + "/");
   ref.hfText = run(ref.hf);
+  ref.int4Q8Text = JSON.parse(cli("run", ref.int4, "--prompt", PROMPT, "--tokens", String(STEPS), "--packed-activations", "q8", "--json")).text;
   const kvFlags = ["--kv", "int2:g32:asym", "--kv-keys", "channel", "--kv-window", "32"];
   const evalFile = join(DIR, "eval.txt");
   writeFileSync(evalFile, EVAL);
@@ -56,6 +57,31 @@ before(() => {
 
 const count = (s: string, re: RegExp) => (s.match(re) ?? []).length;
 
+
+test("?activations=q8: spec results run on the Q8 integer kernels; greedy text = `quantlab run --packed-activations q8`", async () => {
+  const lab = await startLab([]);
+  const b = await openBrowser({ downloads: false });
+  try {
+    const { page } = b;
+    await page.goto(lab.url + "?threads=2&activations=q8");
+    await page.waitForSelector("body[data-ready]", { timeout: 30000 });
+    assert.match((await page.textContent("#status"))!, /2 threads .* · q8 activations for spec weights/);
+    await page.setInputFiles("#model-files", [MODEL, TOK]);
+    await page.waitForFunction(() => /parameters|Cannot/.test(document.querySelector("#model-info")!.textContent!), null, { timeout: 30000 });
+    await labQuantize(page, "spec", 1);
+    await page.fill("#prompt", PROMPT);
+    await page.fill("#steps", String(STEPS));
+    const g = await labGenerate(page, "int4:g32:asym (rtn)");
+    assert.equal(g.float, ref.float, "float weights are not touched by the mode");
+    assert.equal(g.quant, ref.int4Q8Text);
+    await page.goto(lab.url + "?activations=int4");
+    await page.waitForSelector("body[data-ready]", { timeout: 30000 });
+    assert.match((await page.textContent("#status"))!, /\?activations=int4 is not f32 or q8: f32 activations/);
+  } finally {
+    await b.close();
+    await lab.stop();
+  }
+});
 
 for (const isolated of [true, false]) {
   describe(isolated ? "cross-origin isolated (COOP/COEP), 2 threads" : "not isolated (--no-isolation), 1 thread", () => {

@@ -47,17 +47,26 @@ interface Scope {
 }
 const scope = self as unknown as Scope;
 
-/** Threads: the page's ?threads=N, else up to 4 of the machine's cores, when memory can be shared. */
+/**
+ * Threads: the page's ?threads=N, else up to 4 of the machine's cores, when memory can be shared.
+ * Activations of quantlab-spec weights: ?activations=q8 runs them on the integer Q8 kernels (as the CLI's
+ * --packed-activations q8), else f32 (the exact fake-quant numbers); any other value is shown as a note and f32 kept.
+ */
 function makeBackend(): { backend: Backend; info: BackendInfo } {
   const isolated = canShareMemory();
-  const want = Number(new URLSearchParams(scope.location.search).get("threads") ?? "");
+  const params = new URLSearchParams(scope.location.search);
+  const act = params.get("activations") ?? "f32";
+  const packedActivations = act === "q8" ? "q8" : "f32";
+  const actNote = act !== "f32" && act !== "q8" ? `?activations=${act} is not f32 or q8: f32 activations` : undefined;
+  const want = Number(params.get("threads") ?? "");
   const threads = isolated ? (Number.isInteger(want) && want > 0 ? want : Math.min(4, scope.navigator.hardwareConcurrency ?? 1)) : 1;
   try {
     const host = threads > 1 ? new WebWorkerHost(() => new Worker(new URL("./pool-worker.ts", import.meta.url), { type: "module" }) as never) : undefined;
-    const backend = new WasmBackend({ threads, ...(host ? { workerHost: host } : {}) });
-    return { backend, info: { backend: backend.name, threads: backend.threads, workersRunning: 0, isolated, ...(!isolated ? { note: "not cross-origin isolated: one thread" } : {}), ...formChoices() } };
+    const backend = new WasmBackend({ threads, packedActivations, ...(host ? { workerHost: host } : {}) });
+    const note = [!isolated ? "not cross-origin isolated: one thread" : undefined, actNote].filter(Boolean).join(" · ");
+    return { backend, info: { backend: backend.name, threads: backend.threads, workersRunning: 0, isolated, packedActivations, ...(note ? { note } : {}), ...formChoices() } };
   } catch (e) {
-    return { backend: new RefBackend(), info: { backend: "ref", threads: 1, workersRunning: 0, isolated, note: `WebAssembly kernels unavailable (${(e as Error).message}): TypeScript reference kernels`, ...formChoices() } };
+    return { backend: new RefBackend(), info: { backend: "ref", threads: 1, workersRunning: 0, isolated, packedActivations: "f32", note: `WebAssembly kernels unavailable (${(e as Error).message}): TypeScript reference kernels${packedActivations === "q8" ? " (f32 activations only)" : ""}`, ...formChoices() } };
   }
 }
 

@@ -399,7 +399,7 @@ async function runGenerate(): Promise<void> {
 async function start(): Promise<void> {
   const info = await state.lab.ready;
   state.info = info;
-  $("status").textContent = `kernels: ${info.backend}, ${info.threads} thread${info.threads > 1 ? `s (${info.workersRunning} worker${info.workersRunning === 1 ? "" : "s"} running)` : ""} · ${info.isolated ? "cross-origin isolated" : "not cross-origin isolated"}${info.note ? ` · ${info.note}` : ""}`;
+  $("status").textContent = `kernels: ${info.backend}, ${info.threads} thread${info.threads > 1 ? `s (${info.workersRunning} worker${info.workersRunning === 1 ? "" : "s"} running)` : ""} · ${info.isolated ? "cross-origin isolated" : "not cross-origin isolated"}${info.packedActivations === "q8" ? " · q8 activations for spec weights" : ""}${info.note ? ` · ${info.note}` : ""}`;
   document.body.dataset.ready = "1";
   fillForm(info);
   linkTextFile("calib-file", "calib");

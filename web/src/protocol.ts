@@ -42,6 +42,8 @@ export interface BackendInfo {
   /** pool workers running their loop when the page was told (threads − 1 once all started) */
   workersRunning: number;
   isolated: boolean;
+  /** how quantlab-spec weights take their inputs: f32 (exact) or q8 (?activations=q8: integer kernels) */
+  packedActivations: "f32" | "q8";
   note?: string;
   /** what the quantize form offers (from the library's method and preset tables) */
   methods: { name: string; targets: string[]; doc: string }[];
