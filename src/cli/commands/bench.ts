@@ -258,7 +258,8 @@ export function register(program: Command): void {
       bar.done();
       const ours = figs[0]!;
       const theirs = figs[1];
-      const ratio = theirs ? { prefill: ours.prefill.median / theirs.prefill.median, decode: ours.decode.median / theirs.decode.median } : undefined;
+      // decodeCpu: the decode ratio by CPU time per token (theirs / ours), which other processes' load moves less
+      const ratio = theirs ? { prefill: ours.prefill.median / theirs.prefill.median, decode: ours.decode.median / theirs.decode.median, decodeCpu: theirs.decode.cpuMsPerToken / ours.decode.cpuMsPerToken } : undefined;
       if (o.json) {
         printJson({
           model: path, threads: so.threads, promptTokens: o.promptTokens, genTokens: o.genTokens, reps: o.reps,
@@ -275,7 +276,7 @@ export function register(program: Command): void {
       ];
       if (theirs && cpp && ratio) {
         lines.push(`llama.cpp (${cpp.version}):  prefill ${f(theirs.prefill.median)} tok/s   decode ${f(theirs.decode.median)} tok/s ${cpu(theirs)}`);
-        lines.push(`ratio quantlab / llama.cpp:  prefill ${ratio.prefill.toFixed(2)}×   decode ${ratio.decode.toFixed(2)}×`);
+        lines.push(`ratio quantlab / llama.cpp:  prefill ${ratio.prefill.toFixed(2)}×   decode ${ratio.decode.toFixed(2)}× (by CPU time ${ratio.decodeCpu.toFixed(2)}×)`);
       }
       process.stdout.write(lines.join("\n") + "\n");
     } finally {

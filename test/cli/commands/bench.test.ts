@@ -41,18 +41,19 @@ describe("quantlab bench", () => {
   test("--vs-llamacpp: llama.cpp's figures on the same file and the ratio of medians", () => {
     const r = quantlab("bench", model, "--prompt-tokens", "16", "--gen-tokens", "6", "--reps", "1", "--vs-llamacpp", "--json");
     assert.equal(r.status, 0, r.stderr);
-    const o = JSON.parse(r.stdout) as { quantlab: Figures; llamacpp: Figures & { version: string }; ratio: { prefill: number; decode: number } };
+    const o = JSON.parse(r.stdout) as { quantlab: Figures; llamacpp: Figures & { version: string }; ratio: { prefill: number; decode: number; decodeCpu: number } };
     checkFigures(o.quantlab, 1, "quantlab");
     checkFigures(o.llamacpp, 1, "llama.cpp");
     assert.match(o.llamacpp.version, /^node-llama-cpp \d+\.\d+\.\d+/);
     assert.ok(Math.abs(o.ratio.decode - o.quantlab.decode.median / o.llamacpp.decode.median) < 1e-9);
     assert.ok(Math.abs(o.ratio.prefill - o.quantlab.prefill.median / o.llamacpp.prefill.median) < 1e-9);
+    assert.ok(Math.abs(o.ratio.decodeCpu - o.llamacpp.decode.cpuMsPerToken / o.quantlab.decode.cpuMsPerToken) < 1e-9);
   });
 
   test("plain output names both engines and the ratio", () => {
     const r = quantlab("bench", model, "--prompt-tokens", "8", "--gen-tokens", "3", "--reps", "1", "--vs-llamacpp");
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /^stories260K-Q4_K_M\.gguf: 8-token prefill, 3-token decode, 1 thread\(s\), median of 1\nquantlab \(wasm-\w+\): +prefill [\d.]+ tok\/s +decode [\d.]+ tok\/s \(CPU [\d.]+ ms\/token\)\nllama\.cpp \(node-llama-cpp [\d.]+\): +prefill [\d.]+ tok\/s +decode [\d.]+ tok\/s \(CPU [\d.]+ ms\/token\)\nratio quantlab \/ llama\.cpp: +prefill [\d.]+× +decode [\d.]+×\n$/);
+    assert.match(r.stdout, /^stories260K-Q4_K_M\.gguf: 8-token prefill, 3-token decode, 1 thread\(s\), median of 1\nquantlab \(wasm-\w+\): +prefill [\d.]+ tok\/s +decode [\d.]+ tok\/s \(CPU [\d.]+ ms\/token\)\nllama\.cpp \(node-llama-cpp [\d.]+\): +prefill [\d.]+ tok\/s +decode [\d.]+ tok\/s \(CPU [\d.]+ ms\/token\)\nratio quantlab \/ llama\.cpp: +prefill [\d.]+× +decode [\d.]+× \(by CPU time [\d.]+×\)\n$/);
   });
 
   test("errors are one line", () => {
