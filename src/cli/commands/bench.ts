@@ -171,17 +171,26 @@ export function benchPrompt(vocab: number, n: number): number[] {
 export interface SpeedFigures {
   /** tokens/s, median and best of the timed runs */
   prefill: { median: number; best: number };
-  decode: { median: number; best: number };
+  /** `cpuMsPerToken`: CPU time of this process (all its threads) per decoded token, median of the runs.
+   * Time slicing by other processes inflates wall-clock tok/s but not this (docs/kernels.md: one-thread
+   * decode measured 9.6 or 15.8 tok/s on the same file at the same CPU time per token, 63–68 ms). */
+  decode: { median: number; best: number; cpuMsPerToken: number };
   runs: number;
 }
 
-export function summarize(prefillMs: number[], decodeMs: number[], promptTokens: number, genTokens: number): SpeedFigures {
+export function summarize(prefillMs: number[], decodeMs: number[], promptTokens: number, genTokens: number, decodeCpuMs: number[]): SpeedFigures {
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   return {
     prefill: { median: (promptTokens * 1000) / med(prefillMs), best: (promptTokens * 1000) / Math.min(...prefillMs) },
-    decode: { median: (genTokens * 1000) / med(decodeMs), best: (genTokens * 1000) / Math.min(...decodeMs) },
+    decode: { median: (genTokens * 1000) / med(decodeMs), best: (genTokens * 1000) / Math.min(...decodeMs), cpuMsPerToken: med(decodeCpuMs) / genTokens },
     runs: prefillMs.length,
   };
+}
+
+/** CPU milliseconds (user + system, every thread of the process) since `from` (process.cpuUsage). */
+function cpuMsSince(from: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1000;
 }
 
 /**
@@ -195,14 +204,17 @@ export async function runAlternating(sessions: SpeedSession[], prompt: readonly 
   }
   const pre = sessions.map(() => [] as number[]);
   const dec = sessions.map(() => [] as number[]);
+  const decCpu = sessions.map(() => [] as number[]);
   for (let r = 0; r < reps; r++) {
     for (let i = 0; i < sessions.length; i++) {
       pre[i]!.push(await sessions[i]!.prefill(prompt));
+      const c0 = process.cpuUsage();
       dec[i]!.push(await sessions[i]!.decode(genTokens));
+      decCpu[i]!.push(cpuMsSince(c0));
     }
     onRound?.(r);
   }
-  return sessions.map((_, i) => summarize(pre[i]!, dec[i]!, prompt.length, genTokens));
+  return sessions.map((_, i) => summarize(pre[i]!, dec[i]!, prompt.length, genTokens, decCpu[i]!));
 }
 
 interface BenchOptions extends BackendOptions {
@@ -250,7 +262,8 @@ export function register(program: Command): void {
       bar.done();
       const ours = figs[0]!;
       const theirs = figs[1];
-      const ratio = theirs ? { prefill: ours.prefill.median / theirs.prefill.median, decode: ours.decode.median / theirs.decode.median } : undefined;
+      // decodeCpu: the decode ratio by CPU time per token (theirs / ours), which other processes' load moves less
+      const ratio = theirs ? { prefill: ours.prefill.median / theirs.prefill.median, decode: ours.decode.median / theirs.decode.median, decodeCpu: theirs.decode.cpuMsPerToken / ours.decode.cpuMsPerToken } : undefined;
       if (o.json) {
         printJson({
           model: path, threads: so.threads, promptTokens: o.promptTokens, genTokens: o.genTokens, reps: o.reps,
@@ -260,13 +273,14 @@ export function register(program: Command): void {
         return;
       }
       const f = (x: number) => x.toFixed(x < 10 ? 2 : 1);
+      const cpu = (s: SpeedFigures) => `(CPU ${f(s.decode.cpuMsPerToken)} ms/token)`;
       const lines = [
         `${displayName(path)}: ${o.promptTokens}-token prefill, ${o.genTokens}-token decode, ${so.threads} thread(s), median of ${o.reps}`,
-        `quantlab (${q.backendName}):  prefill ${f(ours.prefill.median)} tok/s   decode ${f(ours.decode.median)} tok/s`,
+        `quantlab (${q.backendName}):  prefill ${f(ours.prefill.median)} tok/s   decode ${f(ours.decode.median)} tok/s ${cpu(ours)}`,
       ];
       if (theirs && cpp && ratio) {
-        lines.push(`llama.cpp (${cpp.version}):  prefill ${f(theirs.prefill.median)} tok/s   decode ${f(theirs.decode.median)} tok/s`);
-        lines.push(`ratio quantlab / llama.cpp:  prefill ${ratio.prefill.toFixed(2)}×   decode ${ratio.decode.toFixed(2)}×`);
+        lines.push(`llama.cpp (${cpp.version}):  prefill ${f(theirs.prefill.median)} tok/s   decode ${f(theirs.decode.median)} tok/s ${cpu(theirs)}`);
+        lines.push(`ratio quantlab / llama.cpp:  prefill ${ratio.prefill.toFixed(2)}×   decode ${ratio.decode.toFixed(2)}× (by CPU time ${ratio.decodeCpu.toFixed(2)}×)`);
       }
       process.stdout.write(lines.join("\n") + "\n");
     } finally {
