@@ -101,8 +101,8 @@ export const K_LUT4Q8X4E = 47;
  * 128 bytes per block step (row k's 32 at k·32), f32 scales as K_LUT4Q8X4's, int8 zero codes at D_W2 (0 = none)
  * subtracted in the integer dot */
 export const K_I8Q8X4 = 48;
-/** ternary × Q8_K activations, 4 rows interleaved (groups and rows whole 256-blocks): the codes of K_TERN2Q8X4 (u = w + 1,
- * 32 bytes per 32-block of 4 rows), f32 scales as 4 per (row group, group) at D_W1; x as the k-quant X4 kinds' Q8_K copy
+/** ternary × Q8_K activations, 4 rows interleaved (groups and rows whole 256-blocks): u = w + 1 as 2-bit codes element-major
+ * over a row group (byte e of row group g at D_W0 + g·cols + e holds element e of rows 4g…4g+3 at bits 0, 2, 4, 6), f32 scales as 4 per (row group, group) at D_W1; x as the k-quant X4 kinds' Q8_K copy
  * (D_X8 int8 codes, D_XD one f32 scale per 256, D_XS the code-sum records): per super-block one exact integer dot per
  * row, Σ u·x − Σx, accumulated in i16 over its 8 blocks (as llama.cpp's ggml_vec_dot_tq2_0_q8_K: one float step per 256) */
 export const K_TERN2Q8KX4 = 49;

@@ -538,14 +538,17 @@ export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
 // ---------------------------------------------------------------- ternary × Q8_K activations, 4 rows interleaved
 
 /**
- * Row groups [g0, g1) of a K_TERN2Q8KX4 job (abi.ts): the K_TERN2Q8X4 codes against the Q8_K copy of x (one f32 scale
- * d per 256, dispatch.ts quantizeActivationsQ8K), as llama.cpp's ggml_vec_dot_tq2_0_q8_K does for TQ2_0
- * (ggml-cpu/arch/x86/quants.c: the 2-bit codes u = w + 1 × int8 activations by maddubs, the block sums subtracted,
- * one float step per 256). Per super-block of 256 and row one exact integer dot = Σ u·x − Σx (Σx from the record's 8
- * i16 sums per 32); relaxed build: the 8 blocks' pmaddubsw products summed in i16 (per block and lane
- * ≤ 4·2·2·128 = 2048, over 8 blocks 16384 < 2^15) and widened once per super-block; SIMD128: tdot4w per block with the
- * codes widened by load8x8_s. Float order (the scalar twin matvecTernQ8KRef, src/kernels/packed.ts): per group
- * gi += f32(dot)·d per super-block, acc += gi·s per group, lane k = row 4g+k.
+ * Row groups [g0, g1) of a K_TERN2Q8KX4 job (abi.ts): ternary codes u = w + 1 element-major over 4 rows (byte e of a row
+ * group holds element e of rows 0…3 at bits 0, 2, 4, 6) against the Q8_K copy of x (one f32 scale d per 256,
+ * dispatch.ts quantizeActivationsQ8K), as llama.cpp's ggml_vec_dot_tq2_0_q8_K does for TQ2_0 (ggml-cpu/arch/x86/quants.c:
+ * the 2-bit codes u × int8 activations by maddubs, the block sums subtracted, one float step per 256). Per super-block
+ * and row one exact integer dot = Σ u·x − Σx (Σx from the record's 8 i16 sums per 32). Relaxed build: per 16 bytes one
+ * load of the codes and one of x (shared by the 4 rows), one shift (W >> 4 as i16 lanes: the masks drop the bits that
+ * crossed a byte) and four masks, W & 3 and W & 12 (4·u, unshifted) for rows 0 and 1, the same of W >> 4 for rows 2
+ * and 3, each pmaddubsw'd with x into its row's i16 accumulator (per lane and super-block ≤ 16·2·8·127 = 32512 < 2^15),
+ * widened once per super-block (rows 1 and 3 then shifted right by 2: every pair sum is a multiple of 4, exact). SIMD128:
+ * the planes widened to i16 and dotted with the widened codes. Float order (the scalar twin matvecTernQ8KRef,
+ * src/kernels/packed.ts): per group gi += f32(dot)·d per super-block, acc += gi·s per group, lane k = row 4g+k.
  */
 @inline function runTernQ8KX4(desc: usize, g0: i32, g1: i32): void {
   const rows = dint(desc, D_ROWS);
@@ -558,12 +561,12 @@ export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
   const out = dptr(desc, D_OUT);
   const n = dint(desc, D_N);
   const g = dint(desc, D_GROUP);
-  const nsb = cols >> 8, unb = <usize>(cols >> 5), ucols = <usize>cols, gs = g >> 8;
+  const nsb = cols >> 8, ucols = <usize>cols, gs = g >> 8;
   const nG = <usize>((cols + g - 1) / g);
-  const m = i8x16.splat(3);
+  const m = i8x16.splat(3), m12 = i8x16.splat(12);
   for (let gr = g0; gr < g1; gr++) {
     const ug = <usize>gr;
-    const q = w0 + ug * unb * 32;
+    const q = w0 + ug * ucols;
     const s = w1 + ug * nG * 16;
     for (let t = 0; t < n; t++) {
       const ut = <usize>t;
@@ -579,23 +582,28 @@ export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
           const qs = q + (us << 8), xb = a8 + (us << 8);
           let r: v128;
           if (ASC_FEATURE_RELAXED_SIMD) {
-            let ia = i16x8.splat(0), ib = i16x8.splat(0);
-            for (let k: usize = 0; k < 256; k += 32) {
-              const A = v128.load(qs + k), B = v128.load(qs + k, 16);
-              const x0 = v128.load64_splat(xb + k), x1 = v128.load64_splat(xb + k, 8), x2 = v128.load64_splat(xb + k, 16), x3 = v128.load64_splat(xb + k, 24);
-              ia = i16x8.add(ia, i16x8.add(i16x8.add(rdot(x0, v128.and(A, m)), rdot(x1, v128.and(i16x8.shr_u(A, 2), m))),
-                i16x8.add(rdot(x2, v128.and(i16x8.shr_u(A, 4), m)), rdot(x3, v128.and(i16x8.shr_u(A, 6), m)))));
-              ib = i16x8.add(ib, i16x8.add(i16x8.add(rdot(x0, v128.and(B, m)), rdot(x1, v128.and(i16x8.shr_u(B, 2), m))),
-                i16x8.add(rdot(x2, v128.and(i16x8.shr_u(B, 4), m)), rdot(x3, v128.and(i16x8.shr_u(B, 6), m)))));
+            let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
+            for (let k: usize = 0; k < 256; k += 16) {
+              const W = v128.load(qs + k), X = v128.load(xb + k), W4 = i16x8.shr_u(W, 4);
+              a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
+              a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
+              a2 = i16x8.add(a2, rdot(X, v128.and(W4, m)));
+              a3 = i16x8.add(a3, rdot(X, v128.and(W4, m12)));
             }
-            const pa = i32x4.extadd_pairwise_i16x8_s(ia), pb = i32x4.extadd_pairwise_i16x8_s(ib);
-            r = i32x4.add(i32x4.shuffle(pa, pb, 0, 2, 4, 6), i32x4.shuffle(pa, pb, 1, 3, 5, 7));
+            r = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2),
+              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2));
           } else {
-            r = i32x4.splat(0);
-            for (let k: usize = 0; k < 256; k += 32) {
-              r = i32x4.add(r, tdot4w(v128.load(qs + k), v128.load(qs + k, 16),
-                v128.load8x8_s(xb + k), v128.load8x8_s(xb + k, 8), v128.load8x8_s(xb + k, 16), v128.load8x8_s(xb + k, 24)));
+            let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+            for (let k: usize = 0; k < 256; k += 16) {
+              const W = v128.load(qs + k), X = v128.load(xb + k);
+              const xl = i16x8.extend_low_i8x16_s(X), xh = i16x8.extend_high_i8x16_s(X);
+              const p0 = v128.and(W, m), p1 = v128.and(i16x8.shr_u(W, 2), m), p2 = v128.and(i16x8.shr_u(W, 4), m), p3 = v128.and(i16x8.shr_u(W, 6), m);
+              a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p0), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p0), xh)));
+              a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p1), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p1), xh)));
+              a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p2), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p2), xh)));
+              a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p3), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p3), xh)));
             }
+            r = reduce4i(a0, a1, a2, a3);
           }
           // Σx over the 256: the record's 8 i16 sums per 32 (abi.ts Q8K_SUM_BYTES: @32)
           const sx = i32x4.extadd_pairwise_i16x8_s(v128.load(as + us * Q8K_SUM_BYTES, 32));

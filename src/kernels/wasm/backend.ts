@@ -510,6 +510,12 @@ export class WasmBackend implements Backend {
       for (let g = 0; g < Q.rows / 4; g++) {
         for (let k = 0; k < 4; k++) {
           const r = 4 * g + k;
+          if (Q.kind === "tern2x4k") {
+            // element-major (abi.ts K_TERN2Q8KX4): byte e of row group g holds u = w + 1 of element e of row 4g+k at bits 2k
+            const U = [1, 2, 0, 0];
+            for (let e = 0, i = r * Q.cols; e < Q.cols; e++, i++) dc[g * Q.cols + e]! |= U[(Q.codes[i >> 2]! >> ((i & 3) << 1)) & 3]! << (2 * k);
+            continue;
+          }
           if (tern4) {
             // the QTensor's codes (0 → 0, 1 → +1, 3 → −1; 4 per byte, LSB first; rows start on a byte) → u = w + 1
             const U = [1, 2, 0, 0];
