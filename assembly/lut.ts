@@ -583,12 +583,17 @@ export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
           let r: v128;
           if (ASC_FEATURE_RELAXED_SIMD) {
             let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
-            for (let k: usize = 0; k < 256; k += 16) {
+            for (let k: usize = 0; k < 256; k += 32) {
               const W = v128.load(qs + k), X = v128.load(xb + k), W4 = i16x8.shr_u(W, 4);
               a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
               a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
               a2 = i16x8.add(a2, rdot(X, v128.and(W4, m)));
               a3 = i16x8.add(a3, rdot(X, v128.and(W4, m12)));
+              const V = v128.load(qs + k, 16), Y = v128.load(xb + k, 16), V4 = i16x8.shr_u(V, 4);
+              a0 = i16x8.add(a0, rdot(Y, v128.and(V, m)));
+              a1 = i16x8.add(a1, rdot(Y, v128.and(V, m12)));
+              a2 = i16x8.add(a2, rdot(Y, v128.and(V4, m)));
+              a3 = i16x8.add(a3, rdot(Y, v128.and(V4, m12)));
             }
             r = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2),
               i32x4.extadd_pairwise_i16x8_s(a2), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2));
