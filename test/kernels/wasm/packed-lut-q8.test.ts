@@ -169,11 +169,14 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
   });
 
   test("extreme activations (all ±amax: the i16 sums per super-block at their largest) and zero rows: kernel = twin, = the exact dot", async () => {
-    // every weight +1 or −1 and every code ±127: per super-block and row |Σ u·x| reaches 2·127·256, the i16 partial sums
-    // 8·4·2·2·127 = 16256 in the relaxed build; a zero block of x (d = 0) and a zero row of weights
+    // rows 0, 1, 5 all +1 (u = 2) against a super-block of x whose codes are all −127 (x = 3: ggml's Q8_K scale is −max/127): the relaxed build's i16 accumulators
+    // reach 16·2·2·127 (rows 0, 2 of a group) and 16·2·8·127 = 32512 (rows 1, 3: 4·u), their bound; row 2 all −1, row 3
+    // zero, the others mixed; then a super-block of ±0.5 and a zero one (d = 0)
     const rows = 8, cols = 768;
     const w = new Float32Array(rows * cols);
     for (let i = 0; i < w.length; i++) w[i] = i % 3 === 0 ? -1 : 1;
+    for (const r of [0, 1, 5]) w.fill(1, r * cols, (r + 1) * cols);
+    w.fill(-1, 2 * cols, 3 * cols);
     w.fill(0, 3 * cols, 4 * cols);
     const q = quantizeTensor(w, [rows, cols], "ternary:channel");
     const L = lut(q), Q = q8(L), wq = q.dequantize();
@@ -190,6 +193,8 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
       assert.ok(Math.abs(twin[r]! - want) <= 2 ** -22 * Math.abs(want) + 1e-30, `r${r}: ${twin[r]} vs ${want}`);
     }
     assert.equal(twin[3], 0);
+    assert.equal(twin[1], twin[0]);
+    assert.equal(twin[2], -twin[0]!);
     for (const v of VARIANTS) for (const threads of [1, 2]) {
       const b = await q8Backend(v, threads);
       const p = b.prepare({ kind: "quant", q }, "ternary:channel");
