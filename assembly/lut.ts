@@ -533,7 +533,7 @@ export function run_k44(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_
 export function run_k45(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
 export function run_k46(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
 export function run_k47(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
-export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }
+export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }
 
 // ---------------------------------------------------------------- ternary × Q8_K activations, 4 rows interleaved
 
@@ -623,4 +623,4 @@ export function run_k48(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
   }
 }
 
-export function run_k49(desc: usize, g0: i32, g1: i32): void { runTernQ8KX4(desc, g0, g1); }
+export function run_k51(desc: usize, g0: i32, g1: i32): void { runTernQ8KX4(desc, g0, g1); }

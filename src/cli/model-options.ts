@@ -28,6 +28,8 @@ enableRelaxedSimd();
 export interface BackendOptions {
   backend: string;
   threads?: number;
+  /** --packed-activations (commands that run quantized models): f32 (default) or q8 */
+  packedActivations?: string;
 }
 
 const verbose = (): boolean => process.argv.includes("--verbose");
@@ -41,8 +43,9 @@ export function backendFromOptions(o: BackendOptions): Backend {
   switch (o.backend) {
     case "ref":
       if ((o.threads ?? 1) > 1) throw new QuantlabError("E_ARG", `option --threads: the ref backend runs on one thread; use --backend wasm for ${o.threads} threads`);
+      if (o.packedActivations === "q8") throw new QuantlabError("E_ARG", "option --packed-activations q8: the ref backend multiplies in f32 only; use --backend wasm");
       return new RefBackend();
-    case "wasm": return createNodeWasmBackend({ threads: o.threads ?? 1 });
+    case "wasm": return createNodeWasmBackend({ threads: o.threads ?? 1, packedActivations: packedActivationsOf(o) });
     default: throw new QuantlabError("E_ARG", `option --backend: unknown backend "${o.backend}" (expected wasm or ref)`);
   }
 }
@@ -54,6 +57,31 @@ export async function backendReady(backend: Backend): Promise<void> {
   if (!(backend instanceof WasmBackend) || backend.threads <= 1) return;
   const ok = await backend.ready(10000);
   if (!ok && verbose()) process.stderr.write(`quantlab: not all ${backend.threads - 1} worker threads started within 10 s; the main thread covers for them\n`);
+}
+
+/** --packed-activations checked: f32 (default) or q8. */
+export function packedActivationsOf(o: BackendOptions): "f32" | "q8" {
+  const v = o.packedActivations ?? "f32";
+  if (v !== "f32" && v !== "q8") throw new QuantlabError("E_ARG", `option --packed-activations: expected f32 or q8, got "${v}"`);
+  return v;
+}
+
+/**
+ * Adds --packed-activations to a command that runs models (run, eval, kld, bench): how the wasm backend runs
+ * weights quantized with quantlab specs (GGUF block types always take Q8 activations, as llama.cpp's do).
+ */
+export function addPackedActivationsOption(cmd: Command): Command {
+  return cmd.option(
+    "--packed-activations <mode>",
+    "quantlab-spec weights on the wasm backend: f32 (default: exact, the fake-quant numbers) or q8 (each input rounded to 8 bits per 32 as llama.cpp does: integer kernels, several times faster decode; docs/kernels.md)",
+  );
+}
+
+/** A warning when --packed-activations q8 cannot change anything: the model holds no quantlab-quantized weight. */
+export function checkPackedActivations(model: Model, o: BackendOptions, path: string): void {
+  if (o.packedActivations !== "q8") return;
+  for (const w of model.weights.values()) if (w.kind === "quant") return;
+  process.stderr.write(`quantlab: warning: --packed-activations q8 has no effect on ${displayName(path)}: it holds no quantlab-quantized weights (GGUF block types always run with Q8 activations)\n`);
 }
 
 /** Adds --backend and --threads to a command. */

@@ -13,7 +13,7 @@ import { Llama } from "../../model/llama.js";
 import { WasmBackend } from "../../kernels/wasm/backend.js";
 import { createNodeWasmBackend } from "../../kernels/wasm/pool-node.js";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, backendFromOptions, backendReady, displayName, placerOf, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addPackedActivationsOption, checkPackedActivations, packedActivationsOf, backendFromOptions, backendReady, displayName, placerOf, positiveInt, type BackendOptions } from "../model-options.js";
 
 /** One engine with a model loaded: timed prefill of a prompt, then timed greedy decode from its end. */
 export interface SpeedSession {
@@ -34,6 +34,8 @@ export interface SessionOptions {
   backend?: string;
   /** wasm backend layouts (see WasmBackendOptions.layouts; default auto) */
   layouts?: "auto" | "native" | "repacked";
+  /** --packed-activations: f32 (default) or q8 */
+  packedActivations?: string;
 }
 
 function argmax(v: Float32Array): number {
@@ -46,11 +48,12 @@ function argmax(v: Float32Array): number {
 export async function openQuantlabSession(path: string, o: SessionOptions): Promise<SpeedSession & { backendName: string; weightBytes: number; loadMs: number; llama: Llama; setThreads(n: number): void }> {
   const t0 = performance.now();
   const backend = o.layouts && o.backend !== "ref"
-    ? createNodeWasmBackend({ threads: o.threads, layouts: o.layouts })
-    : backendFromOptions({ backend: o.backend ?? "wasm", threads: o.threads });
+    ? createNodeWasmBackend({ threads: o.threads, layouts: o.layouts, packedActivations: packedActivationsOf({ backend: "wasm", packedActivations: o.packedActivations }) })
+    : backendFromOptions({ backend: o.backend ?? "wasm", threads: o.threads, packedActivations: o.packedActivations });
   let model: Model | undefined;
   try {
     model = await loadModel(path, { place: placerOf(backend) });
+    checkPackedActivations(model, { backend: o.backend ?? "wasm", packedActivations: o.packedActivations }, path);
     const llama = new Llama(model, { backend, contextLength: o.context, maxBatch: o.batch });
     await backendReady(backend);
     const weightBytes = backend instanceof WasmBackend ? backend.listing().reduce((a, r) => a + r.bytes, 0) : NaN;
@@ -225,9 +228,10 @@ export function register(program: Command): void {
       return v;
     })
     .option("--json", "print one JSON object");
+  addPackedActivationsOption(cmd);
   addBackendOptions(cmd).action(async (path: string, o: BenchOptions) => {
     const context = o.promptTokens + o.genTokens + 8;
-    const so: SessionOptions = { threads: o.threads ?? 1, context, batch: Math.min(o.promptTokens, 512), backend: o.backend, layouts: o.layouts };
+    const so: SessionOptions = { threads: o.threads ?? 1, context, batch: Math.min(o.promptTokens, 512), backend: o.backend, layouts: o.layouts, packedActivations: o.packedActivations };
     const sessions: SpeedSession[] = [];
     const closers: (() => Promise<void>)[] = [];
     try {

@@ -8,7 +8,7 @@ import { planWindows, scoredTokens } from "../../eval/windows.js";
 import { encodeLogitsHeader } from "../../eval/logits-file.js";
 import { atomicWriteFile } from "../../io/node/atomic.js";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, addPackedActivationsOption, checkPackedActivations, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
 interface EvalOptions extends BackendOptions {
   text: string;
@@ -43,11 +43,13 @@ export function register(program: Command): void {
     .option("--save-logits <file>", "also save every scored position's logits (QLGT file, for `quantlab kld <file> <model>`)")
     .option("--json", "print one JSON object {ppl, nll, tokens, ...}");
   addKvOption(cmd);
+  addPackedActivationsOption(cmd);
   addBackendOptions(cmd).action(async (path: string, o: EvalOptions) => {
       const kvOpt = kvCacheOption(o);
       const text = readTextFile(o.text);
       const backend = backendFromOptions(o);
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, place: placerOf(backend) });
+      checkPackedActivations(model, o, path);
       await backendReady(backend);
       warnContext(path, o.ctx, model.config.seqLen);
       const tokens = tokenizer.encode(text, { bos: false });

@@ -7,7 +7,7 @@ import { isLogitsFile, SavedLogits } from "../../eval/logits-file.js";
 import { openFile } from "../../io/node/file.js";
 import { existsSync, statSync } from "node:fs";
 import { printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadCliModel, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, addPackedActivationsOption, checkPackedActivations, backendFromOptions, backendReady, placerOf, displayName, kvCacheOption, loadCliModel, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 import { readTextFile, warnContext } from "./eval.js";
 
 interface KldOptions extends BackendOptions {
@@ -41,6 +41,7 @@ export function register(program: Command): void {
     .option("--tokenizer <file>", "tokenizer file (llama2.c tok.bin) for models that lack one beside them")
     .option("--json", "print one JSON object {meanKld, top1, tokens, ...}");
   addKvOption(cmd, "<other>");
+  addPackedActivationsOption(cmd);
   addBackendOptions(cmd).action(async (basePath: string, otherPath: string, o: KldOptions) => {
       const kvOpt = kvCacheOption(o); // the base keeps its f32 cache: `kld m m --kv int4` measures the cache alone
       // one backend serves both models; created on first use, disposed at the end
@@ -69,6 +70,7 @@ export function register(program: Command): void {
           base = new ModelLogits(new Llama(b.model, { contextLength: ctx, backend: getBackend() }));
         }
         const otherModel = await loadCliModel(otherPath, { tokenizer: o.tokenizer, place: placerOf(getBackend()) });
+        checkPackedActivations(otherModel, o, otherPath);
         await backendReady(getBackend());
         if (saved && o.text) {
           // the saved token stream must be the start of this text's encoding

@@ -15,7 +15,7 @@ import { generate } from "../../model/generate.js";
 import { ChatSession, encodeChatText, endOfTurnTokens, renderChat, type ChatMessage, type ChatTurnResult } from "../../model/chat.js";
 import type { Tokenizer } from "../../model/tokenizer.js";
 import { parseFloatOpt, parseIntOpt, printJson, stderrProgress } from "../util.js";
-import { addBackendOptions, addKvOption, backendFromOptions, backendReady, placerOf, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
+import { addBackendOptions, addKvOption, addPackedActivationsOption, checkPackedActivations, backendFromOptions, backendReady, placerOf, kvCacheOption, loadModelWithTokenizer, positiveInt, type BackendOptions } from "../model-options.js";
 
 interface RunOptions extends BackendOptions {
   prompt?: string;
@@ -52,12 +52,14 @@ export function register(program: Command): void {
     .option("--system <text>", "system message for --chat")
     .option("--json", "print one JSON object {text, tokenIds, ...} instead of streaming text");
   addKvOption(cmd);
+  addPackedActivationsOption(cmd);
   addBackendOptions(cmd).action(async (modelArg: string | undefined, o: RunOptions) => {
       const kvOpt = kvCacheOption(o);
       if (o.system !== undefined && !o.chat) throw new QuantlabError("E_ARG", "--system needs --chat");
       const path = modelArg ?? defaultModelPath();
       const backend = backendFromOptions(o);
       const { model, tokenizer } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, place: placerOf(backend) });
+      checkPackedActivations(model, o, path);
       const chatInfo = modelChatInfo(model);
       const sampling = resolveSampling({ temperature: o.temperature, topP: o.topP, topK: o.topK }, chatInfo.generation);
       if (o.chat && !chatInfo.template) throw new QuantlabError("E_FORMAT", `${path}: no chat template (looked in ${chatInfo.lookedIn})`);

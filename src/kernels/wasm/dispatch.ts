@@ -196,7 +196,7 @@ export class JobDispatch {
       d[o + D_LUT] = p.lut;
       d[o + D_BITS] = p.bits;
       used.push(s);
-      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…49 take) group indices
+      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…47, run_k50, run_k51 take) group indices
       poolJobs.push({ desc: s.desc, rows: byRowGroups(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
       streamed += p.bytes;
     }

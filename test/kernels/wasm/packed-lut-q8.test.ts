@@ -17,6 +17,7 @@ import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
 import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
 import { VARIANTS, randomF32 } from "../helpers.js";
 import * as abi from "../../../assembly/abi.js";
+import * as abiLinalg from "../../../assembly/abi-linalg.js";
 import { lutOf as lut, quantizeOrSkip, runPrepared } from "./packed-helpers.js";
 
 const open: WasmBackend[] = [];
@@ -206,8 +207,10 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
 });
 
 describe("kind ids", () => {
-  test("every K_* id of assembly/abi.ts is distinct: a pool task id names one run_k<id> entry (K_I8Q8X4 once took K_ATTN_F32's 32)", () => {
-    const ids = Object.entries(abi).filter(([k]) => k.startsWith("K_") && !k.startsWith("KQ_")).map(([k, v]) => [k, v as number] as const);
+  test("every K_* id of assembly/abi.ts and abi-linalg.ts is distinct: a pool task id names one run_k<id> entry (K_I8Q8X4 once took K_ATTN_F32's 32, then K_GEMM_NT_F64's 48)", () => {
+    const kinds = (m: object) => Object.entries(m).filter(([k]) => k.startsWith("K_") && !k.startsWith("KQ_")).map(([k, v]) => [k, v as number] as const);
+    const ids = [...kinds(abi), ...kinds(abiLinalg)];
+    assert.ok(ids.some(([k]) => k === "K_GEMM_NT_F64"));
     const seen = new Map<number, string>();
     for (const [k, v] of ids) {
       assert.ok(!seen.has(v), `${k} = ${v} = ${seen.get(v)}`);
