@@ -69,8 +69,8 @@ export const K_LUT4Q8 = 22;
  * (row, group) at D_W1: no multiplies on the weight side — code-bit masks select +x, −x or 0 from the int8
  * activation codes, summed with integer adds */
 export const K_TERN2Q8 = 23;
-// The same Q8-activation 4-bit forms with 4 rows interleaved (rows % 4 = 0; ids 40…48: 24…26 are the k-quant X4
-// kinds, 32 attention's), the layout of K_Q4_0X4: row group
+// The same Q8-activation 4-bit forms with 4 rows interleaved (rows % 4 = 0; ids 40…47, 50, 51: 24…26 are the k-quant X4
+// kinds, 32 attention's, 48 and 49 abi-linalg.ts's), the layout of K_Q4_0X4: row group
 // g (rows 4g..4g+3) holds its 32-blocks in order, block b of row 4g+k at D_W0 + (g·nb + b)·64 + k·16 (16 B of
 // ggml-order nibbles each), so a decode streams one run per 4 rows and loads each activation block once for
 // them; scales (and mins) as 4 f32 per (row group, group) at D_W1 (D_W2, 0 = none), row k in lane k. The
@@ -101,6 +101,11 @@ export const K_LUT4Q8X4E = 47;
  * 128 bytes per block step (row k's 32 at k·32), f32 scales as K_LUT4Q8X4's, int8 zero codes at D_W2 (0 = none)
  * subtracted in the integer dot */
 export const K_I8Q8X4 = 50;
+/** ternary × Q8_K activations, 4 rows interleaved (groups and rows whole 256-blocks): u = w + 1 as 2-bit codes element-major
+ * over a row group (byte e of row group g at D_W0 + g·cols + e holds element e of rows 4g…4g+3 at bits 0, 2, 4, 6), f32 scales as 4 per (row group, group) at D_W1; x as the k-quant X4 kinds' Q8_K copy
+ * (D_X8 int8 codes, D_XD one f32 scale per 256, D_XS the code-sum records): per super-block one exact integer dot per
+ * row, Σ u·x − Σx, accumulated in i16 over the super-block (as llama.cpp's ggml_vec_dot_tq2_0_q8_K: one float step per 256) */
+export const K_TERN2Q8KX4 = 51;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of

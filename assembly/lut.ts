@@ -4,7 +4,7 @@
 // Accumulation as assembly/index.ts dot_ug: whole 16-code chunks of a group in four f32x4 accumulators, the
 // rest of a group in a scalar f32 accumulator added at the end, separate multiply and add (no FMA), so the
 // order of operations depends only on the shape: the same bits on every thread count and in both builds.
-import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS } from "./abi";
+import { D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, Q8K_SUM_BYTES } from "./abi";
 import { f16x4_to_f32 } from "./f16";
 import { dptr, dint } from "./desc";
 
@@ -430,7 +430,13 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
     const pa = i32x4.extadd_pairwise_i16x8_s(a), pb = i32x4.extadd_pairwise_i16x8_s(b);
     return i32x4.add(i32x4.shuffle(pa, pb, 0, 2, 4, 6), i32x4.shuffle(pa, pb, 1, 3, 5, 7));
   }
-  const x0 = v128.load(x16), x1 = v128.load(x16, 16), x2 = v128.load(x16, 32), x3 = v128.load(x16, 48);
+  return tdot4w(A, B, v128.load(x16), v128.load(x16, 16), v128.load(x16, 32), v128.load(x16, 48));
+}
+
+/** tdot4's SIMD128 path: the two 16-byte runs A (rows 0, 1) and B (rows 2, 3) of a 32-block, its 2-bit planes widened to
+ * i16 per row and dotted with the activation codes x0…x3 (elements 0–7, 8–15, 16–23, 24–31 as i16) → Σ u·x, lane k = row k. */
+@inline function tdot4w(A: v128, B: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const m = i8x16.splat(3);
   const a0 = v128.and(A, m), a1 = v128.and(i16x8.shr_u(A, 2), m), a2 = v128.and(i16x8.shr_u(A, 4), m), a3 = v128.and(i16x8.shr_u(A, 6), m);
   const b0 = v128.and(B, m), b1 = v128.and(i16x8.shr_u(B, 2), m), b2 = v128.and(i16x8.shr_u(B, 4), m), b3 = v128.and(i16x8.shr_u(B, 6), m);
   const r0 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a0), x0), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(a1), x1)),
@@ -528,3 +534,93 @@ export function run_k45(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_
 export function run_k46(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
 export function run_k47(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
 export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }
+
+// ---------------------------------------------------------------- ternary × Q8_K activations, 4 rows interleaved
+
+/**
+ * Row groups [g0, g1) of a K_TERN2Q8KX4 job (abi.ts): ternary codes u = w + 1 element-major over 4 rows (byte e of a row
+ * group holds element e of rows 0…3 at bits 0, 2, 4, 6) against the Q8_K copy of x (one f32 scale d per 256,
+ * dispatch.ts quantizeActivationsQ8K), as llama.cpp's ggml_vec_dot_tq2_0_q8_K does for TQ2_0 (ggml-cpu/arch/x86/quants.c:
+ * the 2-bit codes u × int8 activations by maddubs, the block sums subtracted, one float step per 256). Per super-block
+ * and row one exact integer dot = Σ u·x − Σx (Σx from the record's 8 i16 sums per 32). Relaxed build: per 16 bytes one
+ * load of the codes and one of x (shared by the 4 rows), one shift (W >> 4 as i16 lanes: the masks drop the bits that
+ * crossed a byte) and four masks, W & 3 and W & 12 (4·u, unshifted) for rows 0 and 1, the same of W >> 4 for rows 2
+ * and 3, each pmaddubsw'd with x into its row's i16 accumulator (per lane and super-block ≤ 16·2·8·127 = 32512 < 2^15),
+ * widened once per super-block (rows 1 and 3 then shifted right by 2: every pair sum is a multiple of 4, exact). SIMD128:
+ * the planes widened to i16 and dotted with the widened codes. Float order (the scalar twin matvecTernQ8KRef,
+ * src/kernels/packed.ts): per group gi += f32(dot)·d per super-block, acc += gi·s per group, lane k = row 4g+k.
+ */
+@inline function runTernQ8KX4(desc: usize, g0: i32, g1: i32): void {
+  const rows = dint(desc, D_ROWS);
+  const cols = dint(desc, D_COLS);
+  const w0 = dptr(desc, D_W0);
+  const w1 = dptr(desc, D_W1);
+  const x8 = dptr(desc, D_X8);
+  const xd = dptr(desc, D_XD);
+  const xs = dptr(desc, D_XS);
+  const out = dptr(desc, D_OUT);
+  const n = dint(desc, D_N);
+  const g = dint(desc, D_GROUP);
+  const nsb = cols >> 8, ucols = <usize>cols, gs = g >> 8;
+  const nG = <usize>((cols + g - 1) / g);
+  const m = i8x16.splat(3), m12 = i8x16.splat(12);
+  for (let gr = g0; gr < g1; gr++) {
+    const ug = <usize>gr;
+    const q = w0 + ug * ucols;
+    const s = w1 + ug * nG * 16;
+    for (let t = 0; t < n; t++) {
+      const ut = <usize>t;
+      const a8 = x8 + ut * ucols, ad = xd + ut * <usize>nsb * 4, as = xs + ut * <usize>nsb * Q8K_SUM_BYTES;
+      let acc = f32x4.splat(0);
+      let sb = 0;
+      let j: usize = 0;
+      while (sb < nsb) {
+        const se = min(nsb, sb + gs);
+        let gi = f32x4.splat(0);
+        for (; sb < se; sb++) {
+          const us = <usize>sb;
+          const qs = q + (us << 8), xb = a8 + (us << 8);
+          let r: v128;
+          if (ASC_FEATURE_RELAXED_SIMD) {
+            let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
+            for (let k: usize = 0; k < 256; k += 32) {
+              const W = v128.load(qs + k), X = v128.load(xb + k), W4 = i16x8.shr_u(W, 4);
+              a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
+              a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
+              a2 = i16x8.add(a2, rdot(X, v128.and(W4, m)));
+              a3 = i16x8.add(a3, rdot(X, v128.and(W4, m12)));
+              const V = v128.load(qs + k, 16), Y = v128.load(xb + k, 16), V4 = i16x8.shr_u(V, 4);
+              a0 = i16x8.add(a0, rdot(Y, v128.and(V, m)));
+              a1 = i16x8.add(a1, rdot(Y, v128.and(V, m12)));
+              a2 = i16x8.add(a2, rdot(Y, v128.and(V4, m)));
+              a3 = i16x8.add(a3, rdot(Y, v128.and(V4, m12)));
+            }
+            r = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2),
+              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2));
+          } else {
+            let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+            for (let k: usize = 0; k < 256; k += 16) {
+              const W = v128.load(qs + k), X = v128.load(xb + k);
+              const xl = i16x8.extend_low_i8x16_s(X), xh = i16x8.extend_high_i8x16_s(X);
+              const p0 = v128.and(W, m), p1 = v128.and(i16x8.shr_u(W, 2), m), p2 = v128.and(i16x8.shr_u(W, 4), m), p3 = v128.and(i16x8.shr_u(W, 6), m);
+              a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p0), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p0), xh)));
+              a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p1), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p1), xh)));
+              a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p2), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p2), xh)));
+              a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p3), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p3), xh)));
+            }
+            r = reduce4i(a0, a1, a2, a3);
+          }
+          // Σx over the 256: the record's 8 i16 sums per 32 (abi.ts Q8K_SUM_BYTES: @32)
+          const sx = i32x4.extadd_pairwise_i16x8_s(v128.load(as + us * Q8K_SUM_BYTES, 32));
+          const dot = i32x4.sub(r, i32x4.splat(hsum_i32x4(sx)));
+          gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(load<f32>(ad + (us << 2)))));
+        }
+        acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
+        j++;
+      }
+      v128.store(out + (ut * <usize>rows + (ug << 2)) * 4, acc);
+    }
+  }
+}
+
+export function run_k51(desc: usize, g0: i32, g1: i32): void { runTernQ8KX4(desc, g0, g1); }

@@ -158,6 +158,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     const mq = model(c, spec);
     const mg = model(c, type);
     const q8 = new Map<number, ReturnType<typeof decodeTokS>>();
+    // ternary: quantlab's Q4_0 (the 4-bit peer, 0.5625 B/weight) as a second yardstick in the same run
+    const m4 = type === GgmlType.TQ2_0 ? model(c, GgmlType.Q4_0) : undefined;
     for (const threads of [1, 2]) {
       const b = decodeTokS(mg, threads, steps);
       for (const acts of ["f32", "q8"] as const) {
@@ -168,6 +170,12 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
         rows.push([spec, acts, `${GgmlType[type]} (quantlab)`, threads, fmt(a.tokS, 1), fmt(b.tokS, 1), fmt(ratio, 2), acts === "q8" && type !== GgmlType.TQ2_0 ? verdict(ratio, target) : "—",
           bw(a.streamed, a.tokS), bw(b.streamed, b.tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mg) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
         if (threads === 1) notes.push(`${spec} (${acts} activations) runs on ${a.kernels}${acts === "f32" ? `; ${GgmlType[type]} on ${b.kernels}` : ""}`);
+      }
+      if (m4) {
+        const load = load1();
+        const b4 = decodeTokS(m4, threads, steps), a = q8.get(threads)!;
+        rows.push([spec, "q8", "Q4_0 (quantlab)", threads, fmt(a.tokS, 1), fmt(b4.tokS, 1), fmt(a.tokS / b4.tokS, 2), "—",
+          bw(a.streamed, a.tokS), bw(b4.streamed, b4.tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b4.resident / 2 ** 20, 1)} / ${fmt(linearBytes(m4) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
       }
     }
     if (type === GgmlType.TQ2_0) {

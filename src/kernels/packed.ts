@@ -37,6 +37,7 @@ import { QTensor } from "../quant/tensor.js";
 import { resolveElement } from "../quant/elements.js";
 import type { QuantSpec } from "../quant/spec.js";
 import { f16BitsToF32, f32ToF16Bits } from "../core/f16.js";
+import { QuantlabError } from "../core/errors.js";
 import { rowDecKernelName } from "./rowdec.js";
 
 export interface UniformIntLayout {
@@ -369,9 +370,12 @@ export function dequantizeRowLut(L: LutLayout, r: number, dst: Float32Array, off
  *   exact; the kernel has no multiply on the weight side.
  * - "tern2x4" (the same, rows % 4 = 0): the same codes and scales; the WASM backend re-packs them 4 rows
  *   interleaved as u = w + 1 (K_TERN2Q8X4, pmaddubsw on the 2-bit planes), whose f32 order is lut4's.
+ * - "tern2x4k" (the same, rows % 4 = 0 and rows and groups whole 256-blocks: per channel, g256, g512 …): the same codes
+ *   and scales against Q8_K activations (one f32 scale per 256, as llama.cpp's TQ2_0 × Q8_K dot), K_TERN2Q8KX4; its
+ *   scalar twin is matvecTernQ8KRef, not matvecLutQ8Ref.
  */
 export interface LutQ8Layout {
-  readonly kind: "lut4" | "tern2" | "tern2x4" | "i8x4";
+  readonly kind: "lut4" | "tern2" | "tern2x4" | "tern2x4k" | "i8x4";
   readonly rows: number;
   readonly cols: number;
   /** weights per scale group, a multiple of 32 (the last group of a row may be shorter, whole 32-blocks) */
@@ -429,7 +433,9 @@ export function lutQ8Layout(L: LutLayout): LutQ8Layout | { reason: string } {
     const a = L.table[1]!;
     const scales = new Float32Array(L.scales.length);
     for (let i = 0; i < scales.length; i++) scales[i] = a * L.scales[i]!;
-    return { kind: rows % 4 === 0 ? "tern2x4" : "tern2", rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales, mins: undefined };
+    // Q8_K activations (one scale per 256) when every group is whole super-blocks, as llama.cpp's TQ2_0 dot
+    const kind = rows % 4 !== 0 ? "tern2" : cols % 256 === 0 && group % 256 === 0 ? "tern2x4k" : "tern2x4";
+    return { kind, rows, cols, group, codes: L.codes, table: undefined, tableScale: 1, tableOffset: 0, tableBits: 0, tableError: 0, scales, mins: undefined };
   }
   const { table, A, tableOffset, tableBits, tableError } = lut4Table(L.table);
   const n = rows * cols;
@@ -565,6 +571,7 @@ export function lutQ8WeightCode(Q: LutQ8Layout, e: number): number {
 export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Array; sums16: Int32Array }, out: Float32Array): void {
   const fr = Math.fround;
   const { rows, cols, group } = Q;
+  if (Q.kind === "tern2x4k") throw new QuantlabError("E_INTERNAL", "matvecLutQ8Ref: kind tern2x4k reads Q8_K activations (matvecTernQ8KRef)");
   const nb = cols / 32, gb = group / 32, nG = Math.ceil(cols / group);
   // tern: K_TERN2Q8's four f32 lanes; everything else (tern2x4 too) one scalar f32 chain per row
   const tern = Q.kind === "tern2";
@@ -597,5 +604,38 @@ export function matvecLutQ8Ref(Q: LutQ8Layout, xq: { q: Int8Array; d: Float32Arr
       }
     }
     out[r] = tern ? fr(fr(acc4[0]! + acc4[1]!) + fr(acc4[2]! + acc4[3]!)) : fr(acc - accm);
+  }
+}
+
+/** bytes of one ggml block_q8_K: d f32 @0, qs int8[256] @4, bsums int16[16] @260 (ggml-common.h) */
+const Q8K_BLOCK_BYTES = 292;
+
+/**
+ * Scalar twin of K_TERN2Q8KX4 (assembly/lut.ts runTernQ8KX4) for one activation row given as ggml block_q8_K bytes
+ * (cols/256 blocks, as ggml/kquants.ts quantizeQ8_KRef writes them and the WASM quantize_act_q8k reproduces): per row
+ * and super-block one exact integer dot Σ w·x (the kernel's Σ (w + 1)·x − Σx), then per group gi += f32(dot)·d per
+ * super-block and acc += gi·s, all rounded to f32 in the kernel's order, so the result is the kernel's bit for bit.
+ */
+export function matvecTernQ8KRef(Q: LutQ8Layout, xk: Uint8Array, out: Float32Array): void {
+  const fr = Math.fround;
+  const { rows, cols, group } = Q;
+  if (Q.kind !== "tern2x4k") throw new QuantlabError("E_INTERNAL", `matvecTernQ8KRef: kind ${Q.kind} (tern2x4k only)`);
+  const nsb = cols / 256, gs = group / 256, nG = Math.ceil(cols / group);
+  if (xk.length < nsb * Q8K_BLOCK_BYTES) throw new QuantlabError("E_INTERNAL", `matvecTernQ8KRef: ${xk.length} bytes of Q8_K for ${cols} columns`);
+  const dv = new DataView(xk.buffer, xk.byteOffset, xk.byteLength);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let j = 0, sb = 0; sb < nsb; j++) {
+      const se = Math.min(nsb, sb + gs);
+      let gi = 0;
+      for (; sb < se; sb++) {
+        const o = sb * Q8K_BLOCK_BYTES;
+        let dot = 0;
+        for (let e = 0; e < 256; e++) dot += lutQ8WeightCode(Q, r * cols + sb * 256 + e) * ((xk[o + 4 + e]! << 24) >> 24);
+        gi = fr(gi + fr(fr(dot) * dv.getFloat32(o, true)));
+      }
+      acc = fr(acc + fr(gi * Q.scales[r * nG + j]!));
+    }
+    out[r] = acc;
   }
 }

@@ -36,7 +36,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, RowDecPrepared, WasmPrepared } from "./dispatch.js";
@@ -499,16 +499,24 @@ export class WasmBackend implements Backend {
     // lut4 with rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4): block b of row 4g+k at (g·nb + b)·64 + k·16,
     // scales and mins as 4 f32 per (row group, group), lane k = row 4g+k
     // tern2x4: u = w + 1 as 2-bit codes, 8 bytes per row and block (abi.ts K_TERN2Q8X4), 4 rows per 32 bytes
-    const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || Q.kind === "tern2x4" || Q.kind === "i8x4";
+    // tern2x4k: the same codes, run against Q8_K activations (K_TERN2Q8KX4)
+    const tern4 = Q.kind === "tern2x4" || Q.kind === "tern2x4k";
+    const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || tern4 || Q.kind === "i8x4";
     const bpb = Q.kind === "i8x4" ? 32 : 16; // code bytes per row and 32-block (lut4, i8x4)
     if (x4) {
       const nb = Q.cols / 32, nG = Q.scales.length / Q.rows;
       const dc = new Uint8Array(buf, w0, cb);
-      if (Q.kind === "tern2x4") dc.fill(0);
+      if (tern4) dc.fill(0);
       for (let g = 0; g < Q.rows / 4; g++) {
         for (let k = 0; k < 4; k++) {
           const r = 4 * g + k;
-          if (Q.kind === "tern2x4") {
+          if (Q.kind === "tern2x4k") {
+            // element-major (abi.ts K_TERN2Q8KX4): byte e of row group g holds u = w + 1 of element e of row 4g+k at bits 2k
+            const U = [1, 2, 0, 0];
+            for (let e = 0, i = r * Q.cols; e < Q.cols; e++, i++) dc[g * Q.cols + e]! |= U[(Q.codes[i >> 2]! >> ((i & 3) << 1)) & 3]! << (2 * k);
+            continue;
+          }
+          if (tern4) {
             // the QTensor's codes (0 → 0, 1 → +1, 3 → −1; 4 per byte, LSB first; rows start on a byte) → u = w + 1
             const U = [1, 2, 0, 0];
             for (let e = 0, i = r * Q.cols; e < Q.cols; e++, i++) {
@@ -554,8 +562,8 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
-    const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, Q.kind === "tern2x4" ? 1 : x4 ? Q.tableOffset : 0);
+    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : Q.kind === "tern2x4k" ? K_TERN2Q8KX4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, tern4 ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;

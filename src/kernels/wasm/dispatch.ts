@@ -8,7 +8,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
@@ -82,14 +82,14 @@ interface Slot {
 /** kinds that read f32 activations (no Q8 copy) */
 const F32_ACTIVATIONS = new Set([K_F32, K_F16, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
 /** kinds that read Q8_K activations (one scale per 256) instead of Q8_0 */
-const Q8K_ACTIVATIONS = new Set([K_Q4_KX4, K_Q5_KX4, K_Q6_KX4]);
+const Q8K_ACTIVATIONS = new Set([K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, K_TERN2Q8KX4]);
 /** the activation copy a kind reads: f32 only, Q8_0 (per 32) or Q8_K (per 256) */
 export type ActivationForm = "f32" | "q8" | "q8k";
 export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : "q8";
 export const needsQ8 = (kind: number): boolean => activationForm(kind) === "q8";
 export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4 || kind === K_Q4_KX4 || kind === K_Q5_KX4 || kind === K_Q6_KX4;
 /** kinds whose entries take groups of 4 interleaved rows: the ggml X4 kinds and the packed lut4 Q8 X4 kinds */
-export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_NIB4Q8X4 || kind === K_LUT4Q8X4 || kind === K_LUT12Q8X4 || kind === K_LUT7Q8X4 || kind === K_TERN2Q8X4 || kind === K_NIB4Q8X4H || kind === K_NIB4Q8X4Z || kind === K_LUT4Q8X4E || kind === K_I8Q8X4;
+export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_NIB4Q8X4 || kind === K_LUT4Q8X4 || kind === K_LUT12Q8X4 || kind === K_LUT7Q8X4 || kind === K_TERN2Q8X4 || kind === K_TERN2Q8KX4 || kind === K_NIB4Q8X4H || kind === K_NIB4Q8X4Z || kind === K_LUT4Q8X4E || kind === K_I8Q8X4;
 
 export class JobDispatch {
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
@@ -196,7 +196,7 @@ export class JobDispatch {
       d[o + D_LUT] = p.lut;
       d[o + D_BITS] = p.bits;
       used.push(s);
-      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…48 take) group indices
+      // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…47, run_k50, run_k51 take) group indices
       poolJobs.push({ desc: s.desc, rows: byRowGroups(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
       streamed += p.bytes;
     }

@@ -1,6 +1,7 @@
 // Packed lookup-table specs with `packedActivations: "q8"` (kernels/packed.ts lutQ8Layout; WASM kinds
 // K_LUT4Q8, the int16-table swizzle kernel, its 4-row interleaved forms K_NIB4Q8X4 / K_LUT4Q8X4 / K_LUT12Q8X4
-// for rows % 4 = 0, and K_TERN2Q8, the multiply-free ternary kernel): the WASM output
+// for rows % 4 = 0, and K_TERN2Q8, the multiply-free ternary kernel; ternary with rows % 4 = 0 and whole 256-groups
+// runs K_TERN2Q8KX4 against Q8_K activations, twin matvecTernQ8KRef): the WASM output
 // equals the scalar twin matvecLutQ8Ref bit for bit (same Q8 activations from the reference quantizer, same
 // integer dots, same f32 order) on both builds and 1–2 threads, and stays within a derived bound of the
 // fake-quant weights × the Q8 activations' values; tables exhaustively (exact for fp4 / ternary / integer
@@ -9,7 +10,8 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { quantizeTensor } from "../../../src/quant/tensor.js";
-import { lutQ8Layout, lutQ8Reason, matvecLutQ8Ref, type LutLayout, type LutQ8Layout } from "../../../src/kernels/packed.js";
+import { lutQ8Layout, lutQ8Reason, matvecLutQ8Ref, matvecTernQ8KRef, type LutLayout, type LutQ8Layout } from "../../../src/kernels/packed.js";
+import { quantizeQ8_KRef, dequantizeQ8_K } from "../../../src/ggml/kquants.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
 import { dequantizeActivationsQ8, quantizeActivationsQ8Ref } from "../../../src/kernels/ref/q8act.js";
@@ -33,9 +35,27 @@ const SPECS: [string, RegExp, RegExp][] = [
   ["nf4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/], ["nf4:g64:dq", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
   ["mxfp4", /^lut4·g32·i16-swizzle/, /^lut4·g32·u6-swizzle·e8 scales·q8x·4 rows/], ["fp4_e2m1:channel", /^lut4·row·i16-swizzle/, /^lut4·row·u6-swizzle·q8x·4 rows/],
   ["int4:g32:asymf", /^lut4·g32·i16-swizzle/, /^nib4·g32·q8x·4 rows/], ["kmeans4:g64", /^lut4·g64·i16-swizzle/, /^lut4·g64·u7-swizzle·q8x·4 rows/],
-  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·q8x·4 rows/],
-  ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·q8x·4 rows/],
+  ["pow2:4bit:g32", /^lut4·g32·i16-swizzle/, /^lut4·g32·u(6|7|12)-swizzle·q8x·4 rows/], ["ternary:channel", /^tern2·row·masks/, /^tern2·row·q8k?x·4 rows/],
+  ["ternary:g64", /^tern2·g64·masks/, /^tern2·g64·q8x·4 rows/], ["ternary:g256", /^tern2·(g256|row)·masks/, /^tern2·(g256|row)·q8k?x·4 rows/],
 ];
+
+/**
+ * The twin's output for one activation row and the activations' values x̂ it saw: Q8 per 32 (matvecLutQ8Ref), or
+ * for tern2x4k ggml's block_q8_K (quantize_row_q8_K_ref, one f32 scale per 256) and matvecTernQ8KRef.
+ */
+function twinRow(Q: LutQ8Layout, x: Float32Array, out: Float32Array): Float32Array {
+  if (Q.kind === "tern2x4k") {
+    const nsb = x.length / 256, xk = new Uint8Array(nsb * 292);
+    for (let s = 0; s < nsb; s++) quantizeQ8_KRef(x, 256 * s, xk, 292 * s);
+    matvecTernQ8KRef(Q, xk, out);
+    const xh = new Float32Array(x.length);
+    dequantizeQ8_K(xk, xh, nsb);
+    return xh;
+  }
+  const a = quantizeActivationsQ8Ref(x);
+  matvecLutQ8Ref(Q, a, out);
+  return dequantizeActivationsQ8(a);
+}
 
 function q8(L: LutLayout): LutQ8Layout {
   const Q = lutQ8Layout(L);
@@ -76,11 +96,7 @@ describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-qua
           const x = randomF32(n * cols, seed++);
           const twin = new Float32Array(n * rows);
           const xhs: Float32Array[] = [];
-          for (let t = 0; t < n; t++) {
-            const a = quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols));
-            matvecLutQ8Ref(Q, a, twin.subarray(t * rows, (t + 1) * rows));
-            xhs.push(dequantizeActivationsQ8(a));
-          }
+          for (let t = 0; t < n; t++) xhs.push(twinRow(Q, x.subarray(t * cols, (t + 1) * cols), twin.subarray(t * rows, (t + 1) * rows)));
           for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
             const { want, tol } = bound(L, Q, wq, r, xhs[t]!);
             const got = twin[t * rows + r]!;
@@ -91,6 +107,8 @@ describe("lut × Q8 kernels = the scalar twin bit for bit, and near the fake-qua
             const p = b.prepare({ kind: "quant", q }, spec);
             const row = b.listing().at(-1)!;
             assert.match(row.kernel, rows % 4 === 0 ? kernel4 : kernel1, `${spec} [${rows}×${cols}]`);
+            // ternary, rows % 4 = 0: Q8_K activations exactly when the row and the groups are whole 256-blocks
+            if (spec.startsWith("ternary")) assert.equal(/q8kx/.test(row.kernel), Q.kind === "tern2x4k" && rows % 4 === 0 && cols % 256 === 0 && L.group % 256 === 0, `${spec} [${rows}×${cols}] ${row.kernel}`);
             assert.match(row.kernel, /Q8 activations/);
             const out = runPrepared(b, p, x, n);
             assert.deepEqual(out, twin, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}`);
@@ -133,6 +151,57 @@ describe("lut × Q8 tables (exhaustive over the 16 or 4 codes)", () => {
           assert.ok(Array.from(L.table.subarray(0, 16)).some((l) => !Number.isInteger((l * Q.tableScale) / 2)), `${spec} A = ${Q.tableScale}`);
         }
       }
+    }
+  });
+});
+
+describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
+  test("the Q8_K form is chosen exactly for rows % 4 = 0 with rows and groups whole 256-blocks; the Q8 twin refuses it by name", () => {
+    const kindOf = (rows: number, cols: number, spec: string) => q8(lut(quantizeTensor(randomF32(rows * cols, 8), [rows, cols], spec))).kind;
+    assert.equal(kindOf(4, 256, "ternary:channel"), "tern2x4k");
+    assert.equal(kindOf(8, 512, "ternary:g256"), "tern2x4k");
+    assert.equal(kindOf(4, 1024, "ternary:g512"), "tern2x4k");
+    assert.equal(kindOf(4, 288, "ternary:channel"), "tern2x4");
+    assert.equal(kindOf(4, 512, "ternary:g128"), "tern2x4");
+    assert.equal(kindOf(6, 256, "ternary:channel"), "tern2");
+    const Q = q8(lut(quantizeTensor(randomF32(4 * 256, 9), [4, 256], "ternary:channel")));
+    assert.throws(() => matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(randomF32(256, 1)), new Float32Array(4)), /tern2x4k reads Q8_K/);
+    assert.throws(() => matvecTernQ8KRef(Q, new Uint8Array(100), new Float32Array(4)), /100 bytes of Q8_K/);
+  });
+
+  test("extreme activations (all ±amax: the i16 sums per super-block at their largest) and zero rows: kernel = twin, = the exact dot", async () => {
+    // rows 0, 1, 5 all +1 (u = 2) against a super-block of x whose codes are all −127 (x = 3: ggml's Q8_K scale is −max/127): the relaxed build's i16 accumulators
+    // reach 16·2·2·127 (rows 0, 2 of a group) and 16·2·8·127 = 32512 (rows 1, 3: 4·u), their bound; row 2 all −1, row 3
+    // zero, the others mixed; then a super-block of ±0.5 and a zero one (d = 0)
+    const rows = 8, cols = 768;
+    const w = new Float32Array(rows * cols);
+    for (let i = 0; i < w.length; i++) w[i] = i % 3 === 0 ? -1 : 1;
+    for (const r of [0, 1, 5]) w.fill(1, r * cols, (r + 1) * cols);
+    w.fill(-1, 2 * cols, 3 * cols);
+    w.fill(0, 3 * cols, 4 * cols);
+    const q = quantizeTensor(w, [rows, cols], "ternary:channel");
+    const L = lut(q), Q = q8(L), wq = q.dequantize();
+    assert.equal(Q.kind, "tern2x4k");
+    const x = new Float32Array(cols);
+    for (let i = 0; i < 256; i++) x[i] = 3;
+    for (let i = 256; i < 512; i++) x[i] = i % 2 ? -0.5 : 0.5;
+    const twin = new Float32Array(rows);
+    const xh = twinRow(Q, x, twin);
+    for (let r = 0; r < rows; r++) {
+      let want = 0;
+      for (let c = 0; c < cols; c++) want += wq[r * cols + c]! * xh[c]!;
+      // x̂ = ±3 and ±0.5 exactly, the weights ±s: the float steps are exact but for the last products' rounding
+      assert.ok(Math.abs(twin[r]! - want) <= 2 ** -22 * Math.abs(want) + 1e-30, `r${r}: ${twin[r]} vs ${want}`);
+    }
+    assert.equal(twin[3], 0);
+    assert.equal(twin[1], twin[0]);
+    assert.equal(twin[2], -twin[0]!);
+    for (const v of VARIANTS) for (const threads of [1, 2]) {
+      const b = await q8Backend(v, threads);
+      const p = b.prepare({ kind: "quant", q }, "ternary:channel");
+      assert.match(b.listing().at(-1)!.kernel, /^tern2·row·q8kx·4 rows interleaved/);
+      assert.deepEqual(runPrepared(b, p, x, 1), twin, `${v}/t${threads}`);
+      b.release(p);
     }
   });
 });
@@ -193,7 +262,7 @@ describe("lut × Q8 properties", () => {
         const Q = q8(lut(q));
         const x = randomF32(cols, seed + 1, scale);
         const twin = new Float32Array(rows);
-        matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x), twin);
+        twinRow(Q, x, twin);
         for (const b of bs) {
           const p = b.prepare({ kind: "quant", q }, spec);
           const out = new Float32Array(rows);
