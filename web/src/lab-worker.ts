@@ -41,20 +41,20 @@ import { quantKvCacheFactory } from "../../src/model/kv-quant.js";
 
 interface Scope {
   postMessage(m: Reply): void;
-  onmessage: ((e: { data: { rid: number; req: Request } }) => void) | null;
-  location: { search: string };
+  onmessage: ((e: { data: { rid: number; req: Request } | { init: string } }) => void) | null;
   navigator: { hardwareConcurrency?: number };
 }
 const scope = self as unknown as Scope;
 
 /**
+ * `search` is the page's query string (a worker's own location is its script's URL), sent as the first message.
  * Threads: the page's ?threads=N, else up to 4 of the machine's cores, when memory can be shared.
  * Activations of quantlab-spec weights: ?activations=q8 runs them on the integer Q8 kernels (as the CLI's
  * --packed-activations q8), else f32 (the exact fake-quant numbers); any other value is shown as a note and f32 kept.
  */
-function makeBackend(): { backend: Backend; info: BackendInfo } {
+function makeBackend(search: string): { backend: Backend; info: BackendInfo } {
   const isolated = canShareMemory();
-  const params = new URLSearchParams(scope.location.search);
+  const params = new URLSearchParams(search);
   const act = params.get("activations") ?? "f32";
   const packedActivations = act === "q8" ? "q8" : "f32";
   const actNote = act !== "f32" && act !== "q8" ? `?activations=${act} is not f32 or q8: f32 activations` : undefined;
@@ -70,7 +70,9 @@ function makeBackend(): { backend: Backend; info: BackendInfo } {
   }
 }
 
-const { backend, info } = makeBackend();
+// made when the page's first message gives its query string (start below)
+let backend!: Backend;
+let info!: BackendInfo;
 let base: Model | undefined;
 const results = new Map<string, Model>();
 /** the KV cache each result was asked for (its generation runs with it too) */
@@ -231,6 +233,7 @@ async function handle(rid: number, req: Request): Promise<unknown> {
 // requests run one at a time, in order (the library is synchronous between awaits)
 let queue: Promise<void> = Promise.resolve();
 scope.onmessage = (e) => {
+  if ("init" in e.data) return start(e.data.init);
   const { rid, req } = e.data;
   queue = queue.then(async () => {
     try {
@@ -241,11 +244,14 @@ scope.onmessage = (e) => {
   });
 };
 
-void (async () => {
-  // threaded pools start their workers asynchronously; say which kernels run once they are up
-  if (backend instanceof WasmBackend && backend.threads > 1) {
-    await backend.ready(10000);
-    info.workersRunning = backend.poolStats().alive;
-  }
-  post({ rid: 0, type: "ready", info });
-})();
+function start(search: string): void {
+  ({ backend, info } = makeBackend(search));
+  void (async () => {
+    // threaded pools start their workers asynchronously; say which kernels run once they are up
+    if (backend instanceof WasmBackend && backend.threads > 1) {
+      await backend.ready(10000);
+      info.workersRunning = backend.poolStats().alive;
+    }
+    post({ rid: 0, type: "ready", info });
+  })();
+}

@@ -54,6 +54,8 @@ class Lab {
       for (const p of this.pending.values()) p.reject(new Error(`the library worker failed: ${e.message}`));
       this.pending.clear();
     };
+    // the worker's own location is its script's URL: it learns ?threads= / ?activations= from this first message
+    this.w.postMessage({ init: location.search });
   }
 
   call<T>(req: Request, h: Handlers = {}): Promise<T> {
