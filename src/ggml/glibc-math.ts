@@ -36,24 +36,28 @@ function decompose(x: number): [bigint, number] {
   return [hi >>> 31 ? -m : m, e];
 }
 
-/** m·2^e (m an integer BigInt, any size) rounded to the nearest double, ties to even */
-function roundToDouble(m: bigint, e: number): number {
+/**
+ * m·2^e (m an integer BigInt, any size) rounded to the nearest binary float of `precision` significant bits
+ * whose lowest bit is at least 2^minExp (subnormals), ties to even: (53, −1074) is a double, (24, −149) an f32.
+ * Overflow gives ±Infinity as Number does.
+ */
+export function nearestBinaryFloat(m: bigint, e: number, precision: number, minExp: number): number {
   if (m === 0n) return 0;
   const neg = m < 0n;
   let a = neg ? -m : m;
   const bits = a.toString(2).length;
-  // keep 53 significant bits (fewer for subnormal results: the lowest kept bit is 2^-1074)
-  let drop = Math.max(bits - 53, -1074 - e);
+  const drop = Math.max(bits - precision, minExp - e);
   if (drop > 0) {
     const d = BigInt(drop);
     const q = a >> d, rem = a - (q << d), half = 1n << (d - 1n);
     a = rem > half || (rem === half && (q & 1n) === 1n) ? q + 1n : q;
     e += drop;
-    drop = 0;
   }
-  const v = Number(a) * 2 ** e; // a ≤ 2^53: exact; scaling by a power of two exact unless it over/underflows
+  const v = Number(a) * 2 ** e; // a ≤ 2^precision ≤ 2^53: exact; scaling by a power of two exact unless it over/underflows
   return neg ? -v : v;
 }
+
+const nearestDouble = (m: bigint, e: number): number => nearestBinaryFloat(m, e, 53, -1074);
 
 /** fma(a, b, c) in double: a·b + c with one rounding (x86 vfmadd…sd) */
 export function fma64(a: number, b: number, c: number): number {
@@ -62,10 +66,10 @@ export function fma64(a: number, b: number, c: number): number {
   const [ma, ea] = decompose(a), [mb, eb] = decompose(b);
   const ep = ea + eb;
   const mp = ma * mb;
-  if (c === 0) return roundToDouble(mp, ep);
+  if (c === 0) return nearestDouble(mp, ep);
   const [mc, ec] = decompose(c);
   const e = Math.min(ep, ec);
-  return roundToDouble((mp << BigInt(ep - e)) + (mc << BigInt(ec - e)), e);
+  return nearestDouble((mp << BigInt(ep - e)) + (mc << BigInt(ec - e)), e);
 }
 
 // ---- expf (sysdeps/ieee754/flt-32/e_expf.c, e_exp2f_data.c; EXP2F_TABLE_BITS 5, EXP2F_POLY_ORDER 3) ----
@@ -83,7 +87,7 @@ function exp2TableEntry(j: number): number {
     if (mid ** 32n <= target) lo = mid;
     else hi = mid;
   }
-  return roundToDouble(lo, -Number(P));
+  return nearestDouble(lo, -Number(P));
 }
 const EXP2F_TAB = Float64Array.from({ length: EXP2F_N }, (_, j) => exp2TableEntry(j));
 

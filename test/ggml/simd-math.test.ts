@@ -9,6 +9,7 @@ import fc from "fast-check";
 import { fma32, ggmlVExpf, ggmlVSilu, quantizeRowQ8X86, reduceLanes } from "../../src/ggml/simd-math.js";
 import { quantizeRow } from "../../src/ggml/codecs.js";
 import { GgmlType } from "../../src/ggml/types.js";
+import { nearestBinaryFloat } from "../../src/ggml/glibc-math.js";
 import { Rng } from "../../src/core/rng.js";
 
 const f32 = new Float32Array(1);
@@ -25,32 +26,12 @@ function split(x: number): { m: bigint; e: number } {
   return { m: sign * (frac | 0x800000n), e: ex - 150 };
 }
 
-/** the f32 nearest (ties to even) to m · 2^e, exactly */
-function roundToF32(m: bigint, e: number): number {
-  if (m === 0n) return 0;
-  const neg = m < 0n;
-  let a = neg ? -m : m;
-  // normalize to 24 significant bits, but not below the subnormal exponent −149
-  const bits = a.toString(2).length;
-  let shift = Math.max(bits - 24, -149 - e);
-  if (shift > 0) {
-    const s = BigInt(shift);
-    const q = a >> s;
-    const r = a - (q << s);
-    const half = 1n << (s - 1n);
-    a = r > half || (r === half && (q & 1n) === 1n) ? q + 1n : q;
-    e += shift;
-  } else shift = 0;
-  const v = Number(a) * 2 ** e; // a has ≤ 25 bits: exact
-  return Math.fround(neg ? -v : v);
-}
-
 function fmaExact(a: number, b: number, c: number): number {
   const x = split(a), y = split(b), z = split(c);
   const ep = x.e + y.e;
   const e0 = Math.min(ep, z.e);
   const sum = ((x.m * y.m) << BigInt(ep - e0)) + (z.m << BigInt(z.e - e0));
-  return roundToF32(sum, e0);
+  return Math.fround(nearestBinaryFloat(sum, e0, 24, -149)); // the f32 nearest to the exact sum (exact in f64 first)
 }
 
 const finiteF32 = fc.float({ noNaN: true, noDefaultInfinity: true, min: Math.fround(-1e18), max: Math.fround(1e18) });
