@@ -93,6 +93,22 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   }
 }
 
+/** The f16 at p of 4 interleaved rows (row k's at p + k·stride) as an f32 vector, lane k = row k. */
+@inline function f16Rows4(p: usize, stride: usize, lut: usize): v128 {
+  let v = f32x4.splat(f16l(p, lut));
+  v = f32x4.replace_lane(v, 1, f16l(p + stride, lut));
+  v = f32x4.replace_lane(v, 2, f16l(p + 2 * stride, lut));
+  return f32x4.replace_lane(v, 3, f16l(p + 3 * stride, lut));
+}
+
+/** out[k·os] = lane k of acc: the 4 rows' outputs. */
+@inline function store4(out: usize, os: usize, acc: v128): void {
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
 /** [Σacc, Σacc, Σm, Σm] (lane sums of two vectors from one pair of shuffles); a row's sums are shifted
  * into lane 3 of the group's vectors (i32x4.shuffle(v, h, 1, 2, 3, 4 / 6)), so after 4 rows lane k = row k. */
 @inline function hsumPair(acc: v128, m: v128): v128 {
@@ -159,14 +175,8 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
       imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
     }
     const dx = f32x4.splat(load<f32>(xd));
-    let dv = f32x4.splat(f16l(q, lut));
-    dv = f32x4.replace_lane(dv, 1, f16l(q + 144, lut));
-    dv = f32x4.replace_lane(dv, 2, f16l(q + 288, lut));
-    dv = f32x4.replace_lane(dv, 3, f16l(q + 432, lut));
-    let mv = f32x4.splat(f16l(q + 2, lut));
-    mv = f32x4.replace_lane(mv, 1, f16l(q + 146, lut));
-    mv = f32x4.replace_lane(mv, 2, f16l(q + 290, lut));
-    mv = f32x4.replace_lane(mv, 3, f16l(q + 434, lut));
+    const dv = f16Rows4(q, 144, lut);
+    const mv = f16Rows4(q + 2, 144, lut);
     const t = f32x4.sub(f32x4.mul(f32x4.mul(dv, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(mv, dx), f32x4.convert_i32x4_s(imin)));
     acc = f32x4.add(acc, t);
     q += 576;
@@ -174,10 +184,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + os, f32x4.extract_lane(acc, 1));
-  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+  store4(out, os, acc);
 }
 
 /** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,
@@ -222,14 +229,8 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
       imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
     }
     const dx = f32x4.splat(load<f32>(xd));
-    let dv = f32x4.splat(f16l(q, lut));
-    dv = f32x4.replace_lane(dv, 1, f16l(q + 176, lut));
-    dv = f32x4.replace_lane(dv, 2, f16l(q + 352, lut));
-    dv = f32x4.replace_lane(dv, 3, f16l(q + 528, lut));
-    let mv = f32x4.splat(f16l(q + 2, lut));
-    mv = f32x4.replace_lane(mv, 1, f16l(q + 178, lut));
-    mv = f32x4.replace_lane(mv, 2, f16l(q + 354, lut));
-    mv = f32x4.replace_lane(mv, 3, f16l(q + 530, lut));
+    const dv = f16Rows4(q, 176, lut);
+    const mv = f16Rows4(q + 2, 176, lut);
     const t = f32x4.sub(f32x4.mul(f32x4.mul(dv, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(mv, dx), f32x4.convert_i32x4_s(imin)));
     acc = f32x4.add(acc, t);
     q += 704;
@@ -237,10 +238,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + os, f32x4.extract_lane(acc, 1));
-  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+  store4(out, os, acc);
 }
 
 /** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
@@ -285,20 +283,14 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
       const h = hsumPair(ia, ia);
       isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
     }
-    let dv = f32x4.splat(f16l(q + 208, lut));
-    dv = f32x4.replace_lane(dv, 1, f16l(q + 418, lut));
-    dv = f32x4.replace_lane(dv, 2, f16l(q + 628, lut));
-    dv = f32x4.replace_lane(dv, 3, f16l(q + 838, lut));
+    const dv = f16Rows4(q + 208, 210, lut);
     acc = f32x4.add(acc, f32x4.mul(f32x4.mul(dv, f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
     q += 840;
     x8 += 256;
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + os, f32x4.extract_lane(acc, 1));
-  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+  store4(out, os, acc);
 }
 
 /** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144), K_Q5_KX4 (176) or K_Q6_KX4 (210) job, every activation row of the job
