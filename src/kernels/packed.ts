@@ -68,9 +68,8 @@ export function uniformIntBytes(L: UniformIntLayout): number {
 
 /**
  * Does the WASM backend keep this uniform-int tensor's scales as the stored f16 bits (exact in f32) rather
- * than as f32? Yes when the spec stores f16 scales (`…:scale=f16`). The integer offsets k always take an
- * i16, so the prepared form is codes + 4 (f16) or 6 (f32 scales) bytes per (row, group), against the
- * file's codes + scale + packed zero point.
+ * than as f32? Yes when the spec stores f16 scales (`…:scale=f16`). Zero points keep the file's packing
+ * (uniformZeroBytes), so the prepared form is the file's codes + scale + zero codes for f32 and f16 scales.
  */
 export function uniformIntCompact(q: QuantizedTensor): boolean {
   return q instanceof QTensor && q.specObject.scale.dtype === "f16";

@@ -25,7 +25,7 @@
  *
  * Memory (issue 11): `placeQuant` gives a loader the start of a packed tensor's whole prepared region, so its
  * codes are read from the file straight into wasm memory and `prepare` only writes the per-group parameters
- * after them (uniform-int: i16 offsets, scales as the stored f16 bits for f16-scale specs, else f32); f32/f16
+ * after them (uniform-int: scales as the stored f16 bits for f16-scale specs, else f32, asym zero codes as the file packs them; lut: e8m0 scales as exponent bytes); f32/f16
  * matrices are placed as in GGUF files; `rowReader` decodes rows of f32, f16 and packed weights from wasm
  * memory, so a tied embedding is held once, as the output matrix.
  */
