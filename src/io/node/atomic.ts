@@ -23,7 +23,7 @@ import type { ByteSink } from "../gguf.js";
 
 /** Bytes written between the background flushes of a FileSink (FLUSH_BYTES): the page cache is written back
  * to the disk while the producer computes the next bytes, so the final fsync waits only for the last part. */
-export const FLUSH_BYTES = 64 * 2 ** 20;
+export const FLUSH_BYTES = 256 * 2 ** 20;
 
 /** Streams chunks to an open file descriptor at explicit offsets (several writes may be in flight), counting
  * bytes; every FLUSH_BYTES it starts an fdatasync in the background (`settle` waits for it). */
