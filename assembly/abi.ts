@@ -38,8 +38,10 @@ export const K_Q4_0X4 = 13;
 /** block_q8_0 bytes of 4 rows interleaved (block b of row 4g+k at b·136 + k·34), as K_Q4_0X4 */
 export const K_Q8_0X4 = 14;
 // Packed quantlab spec layouts (src/kernels/packed.ts): uniform integer codes exactly as a QTensor stores
-// them (LSB-first, rows contiguous), one f32 scale s and one f32 code offset k per group of D_GROUP
-// weights (row-major (row, group), ⌈cols/D_GROUP⌉ per row); x is f32 (no activation quantization), w = fround((q + k)·s), the
+// them (LSB-first, rows contiguous), one scale s per group of D_GROUP weights at D_W1 (f32, or f16 bits: D_BITS
+// bit 0; row-major (row, group), ⌈cols/D_GROUP⌉ per row) and the code offset k = L0 − z (L0 = D_LUT as an i32;
+// D_BITS bit 1: the integer zero points z at D_W2 at the code width — nibbles LSB-first for 4 bits, bytes for 8 —
+// indexed by (row, group) over the whole matrix; else z = 0); x is f32 (no activation quantization), w = fround((q + k)·s), the
 // fake-quant value (quant/tensor.ts dequantize) bit for bit.
 /** 4-bit codes (byte j = code 2j | code 2j+1 << 4) */
 export const K_U4G = 15;
@@ -47,7 +49,8 @@ export const K_U4G = 15;
 export const K_U8G = 16;
 // Packed quantlab lookup-table layouts (src/kernels/packed.ts, family "lut"): b-bit codes exactly as a QTensor
 // stores them (LSB-first bit stream, every row and group starting on a byte), an f64 table of the 2^b levels
-// levelOf(c) at D_LUT (16 entries at least, zero-padded), one f32 scale s per (row, group) at D_W1 and one f32
+// levelOf(c) at D_LUT (16 entries at least, zero-padded), one f32 scale s per (row, group) at D_W1 (D_BITS bit 8:
+// one byte per (row, group) instead, the scale's f32 exponent byte — every scale a power of two or 0 — ) and one f32
 // zero z per (row, group) at D_W2 (0 = no zeros). w = fround((table[c] − z)·s) computed in f64 and rounded
 // once to f32, which is the fake-quant value quant/tensor.ts dequantize computes, bit for bit. x is f32.
 /** 4-bit codes: per group a 16-entry f32 table in 4 byte planes, looked up with i8x16.swizzle */
@@ -145,9 +148,9 @@ export const D_OUT = 11;
 export const D_N = 12;
 /** weights per scale group along a row (K_U4G, K_U8G; the last group of a row may be shorter; even for K_U4G) */
 export const D_GROUP = 13;
-/** f64 level table (K_LUT* kinds) */
+/** f64 level table (K_LUT* kinds); K_U4G / K_U8G: L0 as an i32 */
 export const D_LUT = 14;
-/** bits per code (K_LUT* kinds); K_U4G / K_U8G: bit 0 = f16 scale bits, bit 1 = i16 offsets (else f32) */
+/** bits per code (K_LUT* kinds, bits 0–7; bit 8 = scales as exponent bytes); K_U4G / K_U8G: bit 0 = f16 scale bits, bit 1 = zero codes at D_W2 */
 export const D_BITS = 15;
 export const DESC_WORDS = 16;
 

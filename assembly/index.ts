@@ -5,7 +5,7 @@
 // instruction sequences: shared/notes/kernels.md.
 import {
   K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4,
-  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_BITS,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS,
 } from "./abi";
 
 /** First free byte after static data: the host's allocator starts here. */
@@ -1080,21 +1080,28 @@ export * from "./forward";
   return i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 }
 
-/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s and offsets at k, groups of g
- * along the row (the last one ragged when g does not divide cols). Whole 16-code chunks of a group run in
- * SIMD (4 f32x4 accumulators), a group's remaining codes in scalar f32 (a separate accumulator added at
- * the end), so the order of operations depends only on the shape: the same bits on every thread and in
- * both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization does; no fused
- * multiply-add. */
-@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, cols: i32, g: i32, s16: bool, k16: bool): f32 {
+/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s, groups of g along the row (the
+ * last one ragged when g does not divide cols). The code offset k of group j: zc — L0 − z with z the group's
+ * integer zero point, stored at the code width (nibbles for 4 bits, bytes for 8) at k, group index gz + j
+ * (gz = the row's first group: a row's zeros may start inside a byte); else the constant L0 (no zeros). Whole
+ * 16-code chunks of a group run in SIMD (4 f32x4 accumulators), a group's remaining codes in scalar f32 (a
+ * separate accumulator added at the end), so the order of operations depends only on the shape: the same bits
+ * on every thread and in both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization
+ * does; no fused multiply-add. */
+@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, gz: usize, l0: i32, x: usize, cols: i32, g: i32, s16: bool, zc: bool): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    // s16: the stored f16 scale bits (exact in f32), else an f32 scale; k16: the integer offset as i16, else f32
+    // s16: the stored f16 scale bits (exact in f32), else an f32 scale
     const sf = s16 ? f16_to_f32(<u32>load<u16>(s + (<usize>j << 1))) : load<f32>(s + (<usize>j << 2));
-    const kf = k16 ? <f32>load<i16>(k + (<usize>j << 1)) : load<f32>(k + (<usize>j << 2));
+    let ki = l0;
+    if (zc) {
+      const gi = gz + <usize>j;
+      ki -= bits == 4 ? (<i32>load<u8>(k + (gi >> 1)) >> (<i32>(gi & 1) << 2)) & 15 : <i32>load<u8>(k + gi);
+    }
+    const kf = <f32>ki;
     const sv = f32x4.splat(sf), kv = f32x4.splat(kf);
     let i = 0;
     for (; i + 16 <= len; i += 16) {
@@ -1133,10 +1140,11 @@ export * from "./forward";
   const n = dint(desc, D_N);
   const g = dint(desc, D_GROUP);
   const nG = (cols + g - 1) / g;
-  // D_BITS (unused by these kinds otherwise): bit 0 = scales as f16 bits, bit 1 = offsets as i16 (else f32)
+  // D_BITS (unused by these kinds otherwise): bit 0 = scales as f16 bits, bit 1 = zero codes at D_W2; D_LUT = L0 (i32)
   const flags = dint(desc, D_BITS);
-  const s16 = (flags & 1) != 0, k16 = (flags & 2) != 0;
-  const sb: usize = s16 ? 2 : 4, kb: usize = k16 ? 2 : 4;
+  const l0 = dint(desc, D_LUT);
+  const s16 = (flags & 1) != 0, zc = (flags & 2) != 0;
+  const sb: usize = s16 ? 2 : 4;
   const ucols = <usize>cols;
   const rowBytes = (ucols * <usize>bits) >> 3;
   for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
@@ -1145,11 +1153,11 @@ export * from "./forward";
       const ur = <usize>r;
       const c = w0 + ur * rowBytes;
       const s = w1 + ur * <usize>nG * sb;
-      const k = w2 + ur * <usize>nG * kb;
+      const gz = ur * <usize>nG;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
         const xr = xf + ut * ucols * 4, o = out + (ut * <usize>rows + ur) * 4;
-        store<f32>(o, dot_ug(bits, c, s, k, xr, cols, g, s16, k16));
+        store<f32>(o, dot_ug(bits, c, s, w2, gz, l0, xr, cols, g, s16, zc));
       }
     }
   }

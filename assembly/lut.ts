@@ -61,13 +61,14 @@ import { dptr, dint } from "./desc";
 
 /** One row · x for codes of b ≤ 4 bits: per group, the 16 weights fround((lut[c] − z)·s) as 4 byte planes
  * (plane k, byte c = byte k of entry c), so 16 codes become 16 f32 weights with 4 swizzles and 8 shuffles. */
-@inline function dot_lut(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_lut(b: i32, c: usize, o: u32, s: usize, e8: bool, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    const sd = <f64>load<f32>(s + (<usize>j << 2));
+    // e8: the scale as its f32 exponent byte (every scale a power of two, or 0), shifted back into place: exact
+    const sd = e8 ? <f64>reinterpret<f32>(<u32>load<u8>(s + <usize>j) << 23) : <f64>load<f32>(s + (<usize>j << 2));
     const zd = z != 0 ? <f64>load<f32>(z + (<usize>j << 2)) : 0.0;
     let i = 0;
     if (len >= 16) {
@@ -127,13 +128,14 @@ import { dptr, dint } from "./desc";
 }
 
 /** One row · x for codes of 5–8 bits: each weight looked up in the f64 table (scalar gather), 4 lanes at a time. */
-@inline function dot_lutw(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_lutw(b: i32, c: usize, o: u32, s: usize, e8: bool, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    const sd = <f64>load<f32>(s + (<usize>j << 2));
+    // e8: the scale as its f32 exponent byte (every scale a power of two, or 0), shifted back into place: exact
+    const sd = e8 ? <f64>reinterpret<f32>(<u32>load<u8>(s + <usize>j) << 23) : <f64>load<f32>(s + (<usize>j << 2));
     const zd = z != 0 ? <f64>load<f32>(z + (<usize>j << 2)) : 0.0;
     let i = 0;
     for (; i + 16 <= len; i += 16) {
@@ -165,7 +167,10 @@ import { dptr, dint } from "./desc";
   const n = dint(desc, D_N);
   const g = dint(desc, D_GROUP);
   const lut = dptr(desc, D_LUT);
-  const bits = b != 0 ? b : dint(desc, D_BITS);
+  // D_BITS: bits per code (read when b = 0), bit 8 = scales as f32 exponent bytes (1 byte per group)
+  const flags = dint(desc, D_BITS);
+  const bits = b != 0 ? b : flags & 255;
+  const e8 = (flags & 256) != 0;
   const nG = (cols + g - 1) / g;
   const ucols = <usize>cols;
   for (let t0 = 0; t0 < n; t0 += 8) {
@@ -177,12 +182,12 @@ import { dptr, dint } from "./desc";
       const rowBit = <u64>r * <u64>cols * <u64>bits;
       const c = w0 + <usize>(rowBit >> 3);
       const o = <u32>(rowBit & 7);
-      const s = w1 + ur * <usize>nG * 4;
+      const s = w1 + ur * <usize>nG * (e8 ? 1 : 4);
       const z = w2 != 0 ? w2 + ur * <usize>nG * 4 : 0;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
         const xt = xf + ut * ucols * 4;
-        const v = b != 0 ? dot_lut(b, c, o, s, z, lut, xt, cols, g) : dot_lutw(bits, c, o, s, z, lut, xt, cols, g);
+        const v = b != 0 ? dot_lut(b, c, o, s, e8, z, lut, xt, cols, g) : dot_lutw(bits, c, o, s, e8, z, lut, xt, cols, g);
         store<f32>(out + (ut * <usize>rows + ur) * 4, v);
       }
     }

@@ -97,6 +97,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   const r = quantizeModelToGgml(model, {
     type: preset, pure: t.pure, refine: t.refine, progress, encoder: ctx.encoder,
     ...(ctx.refuseNonFinite ? { refuseNonFinite: ctx.refuseNonFinite } : {}),
+    ...(ctx.deferGgmlEncoding ? { deferEncoding: true } : {}),
     ...(im ? { imatrix: im.imatrix } : {}),
     ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number, ...(ctx.backend?.linalg ? { kernels: ctx.backend.linalg() } : {}) } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),

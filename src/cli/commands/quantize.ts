@@ -104,20 +104,26 @@ export function register(program: Command): void {
     if (o.imatrixOut !== undefined && !(recipe.imatrix && "source" in recipe.imatrix)) throw new QuantlabError("E_ARG", "--imatrix-out: only a matrix collected from a text can be saved");
     const backend = backendFromOptions(o);
     let r: QuantizeResult;
+    let bytes: number;
     try {
       await backendReady(backend);
       // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder, =ts-pool: the TS codecs
       // on the pool's threads (same bytes; for comparisons)
       const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : process.env.QUANTLAB_WASM_QUANTIZE === "ts-pool" && backend instanceof WasmBackend ? { encoder: poolEncoder(backend) } : {};
-      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
+      // a plain preset's tensors are encoded as the GGUF writer reaches them (deferGgmlEncoding), so the file is
+      // written and flushed while the later tensors encode; the backend (its encoder) lives until the file is saved
+      const t0 = Date.now();
+      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite, deferGgmlEncoding: true });
+      if (o.imatrixOut !== undefined && r.imatrix?.collected) {
+        // under the names of the GGUF this writes (Phi-3: attn_qkv, ffn_up = gate + up), as llama-quantize looks them up
+        await saveImatrixFile(o.imatrixOut, imatrixFileNames(model.config, r.imatrix.imatrix), { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
+      }
+      bytes = (await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite })).bytes;
+      // the time to the saved file (the deferred tensors were encoded while writing)
+      if ("preset" in r.recipe.target) r = { ...r, seconds: (Date.now() - t0) / 1000 };
     } finally {
       backend.dispose?.();
     }
-    if (o.imatrixOut !== undefined && r.imatrix?.collected) {
-      // under the names of the GGUF this writes (Phi-3: attn_qkv, ffn_up = gate + up), as llama-quantize looks them up
-      await saveImatrixFile(o.imatrixOut, imatrixFileNames(model.config, r.imatrix.imatrix), { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
-    }
-    const { bytes } = await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     if (o.saveRecipe !== undefined) {
       const text = recipeToJson(r.recipe, 2) + "\n";
       await atomicWriteFile(o.saveRecipe, (sink) => sink.write(new TextEncoder().encode(text)));
