@@ -134,7 +134,7 @@ export const D_W1 = 4;
 export const D_W2 = 5;
 /** activations as f32, (n, cols) */
 export const D_XF = 6;
-/** activations as Q8 codes widened to i16, (n, cols) */
+/** activations as Q8 codes widened to i16, (n, cols); K_F16 decode (n = 1): x·2^112 as f32, or 0 (x unscaled) */
 export const D_X16 = 7;
 /** activations as Q8 int8 codes, (n, cols) */
 export const D_X8 = 8;

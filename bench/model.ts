@@ -4,7 +4,7 @@
 // and Q6_K at 1 and 2 threads; weight GB/s against a same-run memory-bandwidth probe; peak RSS of
 // loading the F16 model (child process, VmHWM); whole-model quantization throughput.
 // Sections: f32, rss, quantize, types; pick some with `node dist/bench/run.js model:rss,types` (or
-// QUANTLAB_BENCH_SECTIONS=rss,types); default all.
+// QUANTLAB_BENCH_SECTIONS=rss,types); default all. QUANTLAB_BENCH_TYPES=F16,Q6_K limits the types section.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { loadavg } from "node:os";
@@ -119,7 +119,11 @@ async function f32Section(ctx: BenchContext): Promise<BenchSection> {
 async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   const bw = bandwidth(ctx);
   ctx.log(`  memory read bandwidth (WASM, 1 thread): ${fmt(bw)} GB/s`);
-  const types = ctx.quick ? [GgmlType.Q8_0, GgmlType.Q4_K] : [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+  // QUANTLAB_BENCH_TYPES=F16,Q6_K measures only those weight types
+  const only = process.env.QUANTLAB_BENCH_TYPES?.split(",").map((t) => t.trim().toUpperCase()).filter((t) => t.length > 0);
+  const all = ctx.quick ? [GgmlType.Q8_0, GgmlType.Q4_K] : [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+  const types = only?.length ? all.filter((t) => only.includes(ggmlTypeName(t).toUpperCase())) : all;
+  if (only?.length && types.length !== only.length) throw new Error(`QUANTLAB_BENCH_TYPES=${process.env.QUANTLAB_BENCH_TYPES}: the types section measures ${all.map(ggmlTypeName).join(", ")}`);
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   const prompt = ctx.quick ? 16 : 32, gen = ctx.quick ? 4 : 16;

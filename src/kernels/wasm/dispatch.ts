@@ -71,6 +71,9 @@ interface Slot {
   x8: number;
   xd: number;
   xs: number;
+  /** K_F16 decode: x·2^112 (f32, assembly/index.ts scale_act_f16), and whether that copy is exact */
+  xh: number;
+  xhOk: boolean;
   /** Q8_K copy (k-quant X4 kinds): int8 codes, f32 scale per 256, code-sum records */
   k8: number;
   kd: number;
@@ -107,18 +110,19 @@ export class JobDispatch {
     let s = list[i];
     const a = sh.arena;
     if (!s) {
-      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, k8: 0, kd: 0, ks: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
+      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, xh: 0, xhOk: false, k8: 0, kd: 0, ks: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
       list[i] = s;
     }
     if (s.xCap < xElems) {
       // the smaller activation buffers go back to the arena's free list
-      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs, s.k8, s.kd, s.ks]) a.free(off);
+      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs, s.xh, s.k8, s.kd, s.ks]) a.free(off);
       const cap = Math.max(xElems, 2 * s.xCap, 4096);
       s.xf = a.alloc(cap * 4, 64, "activations");
       s.x16 = a.alloc(cap * 2, 64, "activations");
       s.x8 = a.alloc(cap, 64, "activations");
       s.xd = a.alloc(Math.ceil(cap / 32) * 4 + 64, 64, "activations");
       s.xs = a.alloc(Math.ceil(cap / 16) * 4 + 64, 64, "activations");
+      s.xh = a.alloc(cap * 4, 64, "activations");
       s.k8 = a.alloc(cap, 64, "activations");
       s.kd = a.alloc(Math.ceil(cap / 256) * 4 + 64, 64, "activations");
       s.ks = a.alloc(Math.ceil(cap / 256) * Q8K_SUM_BYTES + 64, 64, "activations");
@@ -176,6 +180,16 @@ export class JobDispatch {
       }
       if (!made && form === "q8") quantizeActivations(sh, src, n, cols);
       if (!made && form === "q8k") quantizeActivationsQ8K(sh, src, n, cols);
+      // F16 decode reads x·2^112 (made once per x, by the first F16 job on it)
+      const f16s = kind === K_F16 && n === 1;
+      if (f16s) {
+        let scaled = false;
+        for (let j = k; j < i && !scaled; j++) {
+          const pj = jobs[j]!.w as WasmPrepared;
+          scaled = jobs[j]!.x === x && pj.cols === cols && pj.shard === p.shard && pj.kind === K_F16;
+        }
+        if (!scaled) src.xhOk = sh.kernels.scale_act_f16(src.xf, cols, src.xh) === 1;
+      }
       const d = sh.arena.u32;
       const o = s.desc >>> 2;
       d[o + D_KIND] = kind;
@@ -185,7 +199,7 @@ export class JobDispatch {
       d[o + D_W1] = p.w1;
       d[o + D_W2] = p.w2;
       d[o + D_XF] = src.xf;
-      d[o + D_X16] = src.x16;
+      d[o + D_X16] = f16s ? (src.xhOk ? src.xh : 0) : src.x16;
       const q8k = form === "q8k";
       d[o + D_X8] = q8k ? src.k8 : src.x8;
       d[o + D_XD] = q8k ? src.kd : src.xd;

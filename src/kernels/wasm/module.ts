@@ -70,6 +70,8 @@ export interface KernelExports {
   quantize_act(x: number, n: number, x16: number, x8: number, xd: number, xs: number): void;
   /** Q8_K activations (assembly/kdecode.ts): int8 codes, f32 scale per 256, code-sum records (abi.ts Q8K_SUM_BYTES) */
   quantize_act_q8k(x: number, n: number, x8: number, xd: number, xs: number): void;
+  /** xs = x·2^112 (n f32) for the F16 decode kernel; 1 when exact for every value (all |x| < 2^16), else 0 */
+  scale_act_f16(x: number, n: number, xs: number): number;
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
   /** 1 if quantize_blocks_k encodes this ggml type (Q2_K … Q6_K), else 0 (assembly/kquants.ts) */
