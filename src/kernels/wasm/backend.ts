@@ -36,7 +36,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_I16GEMM } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, RowDecPrepared, WasmPrepared } from "./dispatch.js";
@@ -53,6 +53,11 @@ import { weightShape, type Weight } from "../../core/weight.js";
 import type { QuantSpec } from "../../quant/spec.js";
 
 export { KERNEL_NAMES } from "./layouts.js";
+
+/** Throws unless int32 sums of cols products of codes |q| ≤ qmax cannot overflow (K_I16GEMM). */
+export function checkCalibrationQmax(cols: number, qmax: number, name: string): void {
+  if (!Number.isInteger(qmax) || qmax < 1 || qmax > 32767 || cols * qmax * qmax >= 2 ** 31) throw new QuantlabError("E_ARG", `${name}: integer calibration codes up to ${qmax} over ${cols} columns could overflow int32 (need cols · qmax² < 2^31)`);
+}
 
 const LUT_KINDS = new Set([K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
 
@@ -363,6 +368,31 @@ export class WasmBackend implements Backend {
    * stored f16 bits when the spec keeps f16 scales, else f32) and i16 code offsets per (row, group) after them, in one allocation (each part 64-byte aligned); the fused
    * kernel (K_U4G / K_U8G) decodes while it multiplies, so no f32 copy of the weight exists.
    */
+  /**
+   * The weight as an operand of the integer calibration GEMM (K_I16GEMM, assembly/igemm.ts): dequantized to f32,
+   * then symmetric i16 codes |q| ≤ qmax with one f32 scale per row; `matmul` on it quantizes each token of x the
+   * same way and sums the products exactly in int32. cols must be a multiple of 32 and cols · qmax² < 2^31.
+   */
+  prepareCalibration(w: Weight, name: string, qmax: number): PreparedWeight {
+    this.checkOpen();
+    const f = dequantizeWeight(w, name);
+    const { rows, cols } = f;
+    if (cols % 32 !== 0) throw new QuantlabError("E_UNSUPPORTED", `${name}: the integer calibration forward needs rows of a multiple of 32 columns, got ${cols} (use --imatrix-forward exact)`);
+    checkCalibrationQmax(cols, qmax, name);
+    const codeBytes = rows * cols * 2;
+    const { shard, off } = this.memory.allocWeight(codeBytes + rows * 4, name);
+    // staged as f32 in a scratch region, quantized into the weight's region, dropped
+    const tmp = shard.arena.alloc(rows * cols * 4, 64, "calibration staging");
+    shard.arena.f32.set(f.data, tmp >>> 2);
+    const bad = shard.kernels.quantize_rows_i16(tmp, rows, cols, qmax, off, off + codeBytes);
+    shard.arena.free(tmp);
+    if (bad !== 0) {
+      shard.arena.free(off);
+      throw new QuantlabError("E_VALUE", `${name}: ${bad} rows hold Inf/NaN (integer calibration forward)`);
+    }
+    return this.record(name, `dense → i16 calibration codes (qmax ${qmax})`, new WasmPrepared(rows, cols, codeBytes + rows * 4, K_I16GEMM, off, off + codeBytes, 0, this, shard.index, off, 0, 0, qmax));
+  }
+
   private prepUniform(name: string, source: string, L: UniformIntLayout, compact: boolean): WasmPrepared {
     if (this.packedActivations === "q8" && L.group % 32 === 0 && L.cols % 32 === 0) return this.prepUniformQ8(name, source, L);
     const a64 = (x: number) => Math.ceil(x / 64) * 64;

@@ -92,6 +92,8 @@ export interface KernelExports {
   f16_to_f32(h: number): number;
   /** acc[r] = Σ_c w[r,c]·x[c] for rows [r0, r1) of int8 codes, exact int32 (assembly/intmm.ts) */
   i8_rows_dot(w: number, x: number, cols: number, acc: number, r0: number, r1: number): void;
+  /** symmetric i16 codes + one f32 scale per row of n rows of f32 (assembly/igemm.ts); returns rows with Inf/NaN */
+  quantize_rows_i16(x: number, n: number, cols: number, qmax: number, codes: number, scales: number): number;
 }
 
 export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
