@@ -85,7 +85,8 @@ export function run_k68(desc: usize, r0: i32, r1: i32): void {
 
 /**
  * Symmetric integer codes of n rows of f32 (rows `cols` apart, cols a multiple of 8): per row s = fround(absmax / qmax),
- * q = nearest-even(fround(x / s)) as i16 (0 for an all-zero row, s = 0). Writes codes (n, cols) and scales (n).
+ * q = nearest-even(fround(x · fround(qmax / absmax))) as i16 (0 for an all-zero row, s = 0; one multiply per value,
+ * not a division: f32x4.div was 5.6% of an int-forward imatrix profile). Writes codes (n, cols) and scales (n).
  * Returns the number of rows holding an Inf or NaN (their codes are left unwritten).
  */
 export function quantize_rows_i16(x: usize, n: i32, cols: i32, qmax: f32, codes: usize, scales: usize): i32 {
@@ -113,11 +114,11 @@ export function quantize_rows_i16(x: usize, n: i32, cols: i32, qmax: f32, codes:
       for (let c = 0; c < cols; c += 8) v128.store(qr + (<usize>c << 1), i32x4.splat(0));
       continue;
     }
-    const sv = f32x4.splat(s);
+    const sv = f32x4.splat(qmax / amax);
     for (let c = 0; c < cols; c += 8) {
       const p = xr + (<usize>c << 2);
-      const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(p), sv)));
-      const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(p, 16), sv)));
+      const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), sv)));
+      const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), sv)));
       v128.store(qr + (<usize>c << 1), i16x8.narrow_i32x4_s(lo, hi));
     }
   }

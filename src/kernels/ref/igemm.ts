@@ -2,7 +2,7 @@
  * Reference twin of the integer calibration GEMM (assembly/igemm.ts, WASM kind K_I16GEMM), bit for bit: symmetric
  * integer codes per row (weights) and per token (activations), exact integer sums, then two f32 multiplies.
  *
- *   s = fround(absmax / qmax), q = nearest-even(fround(x / s)) (0 for an all-zero row)
+ *   s = fround(absmax / qmax), q = nearest-even(fround(x · fround(qmax / absmax))) (0 for an all-zero row)
  *   OUT[t, r] = fround(fround(fround(Σ_c qw[r,c]·qx[t,c]) · sw[r]) · sx[t])
  *
  * The sums are exact when cols · qmax² < 2^31 (calibrationQmax picks the largest such qmax), so no order of
@@ -41,7 +41,8 @@ export function quantizeRowsI16Ref(x: Float32Array, n: number, cols: number, qma
     const s = Math.fround(m / qmax);
     scales[t] = s;
     if (m === 0) continue;
-    for (let c = 0; c < cols; c++) codes[t * cols + c] = nearestEven(Math.fround(x[t * cols + c]! / s));
+    const inv = Math.fround(qmax / m);
+    for (let c = 0; c < cols; c++) codes[t * cols + c] = nearestEven(Math.fround(x[t * cols + c]! * inv));
   }
   return { codes, scales };
 }
