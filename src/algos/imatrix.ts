@@ -95,7 +95,8 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   if (opts.maxChunks !== undefined) chunks = Math.min(chunks, opts.maxChunks);
   if (chunks < 1) throw new QuantlabError("E_ARG", `imatrix: the calibration text has ${tokens.length} tokens, fewer than one chunk of ${ctx}`);
 
-  const acc = new ImatrixAccumulator();
+  const be0 = opts.backend;
+  const acc = new ImatrixAccumulator(be0?.sumSquares ? (x, n, w, s) => be0.sumSquares!(x, n, w, s) : undefined);
   const sites: LinearSite[] = ["attn_in", "attn_out_in", "ffn_in", "ffn_down_in"];
   const qDim = c.nHeads * c.headDim;
   const width: Record<LinearSite, number> = { attn_in: c.dim, attn_out_in: qDim, ffn_in: c.dim, ffn_down_in: c.hiddenDim };

@@ -148,6 +148,29 @@ describe("importance matrix, integer calibration forward", () => {
     }
   });
 
+  test("the WASM backend's sumSquares gives the accumulator's TypeScript sums bit for bit", () => {
+    const be = createNodeWasmBackend({ threads: 1 });
+    try {
+      let seed = 5;
+      for (const width of [1, 3, 4, 5, 13, 256, 768]) {
+        const a = new ImatrixAccumulator(), b = new ImatrixAccumulator((x, n, w, s) => be.sumSquares(x, n, w, s));
+        a.define("g", width, ["w"]);
+        b.define("g", width, ["w"]);
+        for (const n of [1, 7, 130]) {
+          const x = new Float32Array(n * width);
+          for (let i = 0; i < x.length; i++) x[i] = Math.fround(Math.sin(seed++ * 12.9898) * 43758.5453 % 7);
+          a.add("g", x, n, width);
+          b.add("g", x, n, width);
+        }
+        const A = a.result().get("w")!, B = b.result().get("w")!;
+        assert.ok(A.some((v) => v !== 0));
+        assert.equal(A.findIndex((v, i) => !Object.is(v, B[i])), -1, `width ${width}`);
+      }
+    } finally {
+      be.dispose();
+    }
+  });
+
   test("forward int needs the wasm backend and rows of 32-multiples; intBits needs forward int", async () => {
     const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
     const tokens = calibTokens(m, 4000);

@@ -807,6 +807,22 @@ export class WasmBackend implements Backend {
     out.set(g.subarray(oo >>> 2, (oo >>> 2) + m));
   }
 
+  /**
+   * sums[j] += Σ_i x[i, j]² in f64 over n rows of `width` (importance-matrix statistics), in WASM SIMD on the calling
+   * thread: the TypeScript loop's operations in its order (assembly/rows.ts sumsq_cols_f64), so the same bits.
+   */
+  sumSquares(x: Float32Array, n: number, width: number, sums: Float64Array): void {
+    this.checkOpen();
+    const m = n * width;
+    if (x.length < m || sums.length < width) throw new QuantlabError("E_ARG", `wasm backend: sumSquares of ${n}×${width} on arrays that are too short`);
+    const so = this.rowScratch(width * 8 + m * 4), xo = so + width * 8;
+    const sh = this.memory.first;
+    new Float64Array(sh.arena.memory.buffer, so, width).set(sums.subarray(0, width));
+    sh.arena.f32.set(x.subarray(0, m), xo >>> 2);
+    sh.kernels.sumsq_cols_f64(xo, n, width, so);
+    sums.set(new Float64Array(sh.arena.memory.buffer, so, width));
+  }
+
   private rows: { off: number; bytes: number } | undefined;
 
   /** A scratch region of at least `bytes` in shard 0 for the row kernels (grown, never shrunk). */
