@@ -114,7 +114,7 @@ async function modelSection(ctx: BenchContext): Promise<BenchSection> {
     notes: [
       `collectImatrix on the first ${chunks} chunks of calib.txt (tokenized once, outside the timing), median of ${reps} alternating rounds; 1 thread: process CPU time, 2 threads: wall time; the whole-text column extrapolates tok/s.`,
       cmp,
-      "Peer: the previous code path (forward exact). llama.cpp's llama-imatrix is not reachable through node-llama-cpp (no imatrix API), so it has no row here.",
+      "Peer: the exact f32 forward (the default, the previous code path; its x² sums now run in WASM too, same bits). llama.cpp's llama-imatrix is not reachable through node-llama-cpp (no imatrix API), so it has no row here.",
     ],
   };
 }
