@@ -109,6 +109,11 @@ export const K_I8Q8X4 = 50;
  * (D_X8 int8 codes, D_XD one f32 scale per 256, D_XS the code-sum records): per super-block one exact integer dot per
  * row, Σ u·x − Σx, accumulated in i16 over the super-block (as llama.cpp's ggml_vec_dot_tq2_0_q8_K: one float step per 256) */
 export const K_TERN2Q8KX4 = 51;
+/** integer calibration GEMM (assembly/igemm.ts, src/kernels/wasm/igemm.ts): symmetric integer weight codes as i16
+ * (rows, cols) at D_W0, one f32 scale per row at D_W1; activations quantized per token to i16 codes at D_X16 with
+ * one f32 scale per token at D_XD; D_BITS = the code bound qmax (cols · qmax² < 2^31: exact int32 sums).
+ * cols % 32 = 0. Not a weight format: only `prepareCalibration` makes it (imatrix --imatrix-forward int). */
+export const K_I16GEMM = 68;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of

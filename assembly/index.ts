@@ -1260,6 +1260,7 @@ export function run_k15(desc: usize, r0: i32, r1: i32): void { runUniform(4, des
 export function run_k16(desc: usize, r0: i32, r1: i32): void { runUniform(8, desc, r0, r1); }
 export * from "./lut";
 export * from "./intmm";
+export * from "./igemm";
 export * from "./linalg";
 export { kquant_supported, quantize_blocks_k } from "./kquants";
 export * from "./kdecode";

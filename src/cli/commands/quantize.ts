@@ -58,6 +58,8 @@ export function register(program: Command): void {
     .option("--imatrix <file>", "presets: importance matrix from a calibration text (.txt, run through the model) or a llama-imatrix file (.dat, .gguf)")
     .option("--imatrix-ctx <n>", "with --imatrix text: positions per chunk, BOS included (default 512, or the model's context if shorter)", positiveInt("--imatrix-ctx"))
     .option("--imatrix-chunks <n>", "with --imatrix text: use at most this many chunks (default: the whole text)", positiveInt("--imatrix-chunks"))
+    .option("--imatrix-forward <kind>", "with --imatrix text: exact (default: the f32 forward) or int (integer calibration GEMM, wasm: weights per row and activations per token as ≈11-bit codes, exact int32 sums; faster, the matrix within rounding of those codes: docs/kernels.md)")
+    .option("--imatrix-bits <n>", "with --imatrix-forward int: code bits (2-16; default: the widest whose int32 sums cannot overflow)", positiveInt("--imatrix-bits"))
     .option("--imatrix-out <file>", "with --imatrix text: also save the collected matrix (.gguf or .dat, llama-imatrix formats)")
     .option("--pure", "presets: every quantizable tensor at the preset's base type (no output/attn_v/ffn_down bumps)")
     .option("--refine", "presets: quantlab's extra scale search after llama.cpp's (lower error, still plain llama.cpp blocks)")

@@ -36,7 +36,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_I16GEMM } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, packedRegion, lutE8Candidate, lutKernelName, lutLayout, lutParams, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, type LutParams, lutTableLength, uniformQ8Layout, uniformIntCompact, uniformIntKernelName, uniformIntLayout, uniformIntParams, uniformZeroBytes, type LutLayout, type UniformIntLayout, type UniformIntParams } from "../packed.js";
 import { QTensor } from "../../quant/tensor.js";
 import type { WasmArena } from "./arena.js";
@@ -54,6 +54,11 @@ import { weightShape, type Weight } from "../../core/weight.js";
 import type { QuantSpec } from "../../quant/spec.js";
 
 export { KERNEL_NAMES } from "./layouts.js";
+
+/** Throws unless int32 sums of cols products of codes |q| ≤ qmax cannot overflow (K_I16GEMM). */
+export function checkCalibrationQmax(cols: number, qmax: number, name: string): void {
+  if (!Number.isInteger(qmax) || qmax < 1 || qmax > 32767 || cols * qmax * qmax >= 2 ** 31) throw new QuantlabError("E_ARG", `${name}: integer calibration codes up to ${qmax} over ${cols} columns could overflow int32 (need cols · qmax² < 2^31)`);
+}
 
 const LUT_KINDS = new Set([K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
 
@@ -369,6 +374,31 @@ export class WasmBackend implements Backend {
       mins: r.affine ? new Float32Array(buf, w2, nScales) : undefined,
     }, this.nibbleOrder);
     return this.record(name, src, new WasmPrepared(rows, cols, total, r.kind, w0, w1, w2, this, shard.index, off));
+  }
+
+  /**
+   * The weight as an operand of the integer calibration GEMM (K_I16GEMM, assembly/igemm.ts): dequantized to f32,
+   * then symmetric i16 codes |q| ≤ qmax with one f32 scale per row; `matmul` on it quantizes each token of x the
+   * same way and sums the products exactly in int32. cols must be a multiple of 32 and cols · qmax² < 2^31.
+   */
+  prepareCalibration(w: Weight, name: string, qmax: number): PreparedWeight {
+    this.checkOpen();
+    const f = dequantizeWeight(w, name);
+    const { rows, cols } = f;
+    if (cols % 32 !== 0) throw new QuantlabError("E_UNSUPPORTED", `${name}: the integer calibration forward needs rows of a multiple of 32 columns, got ${cols} (use --imatrix-forward exact)`);
+    checkCalibrationQmax(cols, qmax, name);
+    const codeBytes = rows * cols * 2;
+    const { shard, off } = this.memory.allocWeight(codeBytes + rows * 4, name);
+    // staged as f32 in a scratch region, quantized into the weight's region, dropped
+    const tmp = shard.arena.alloc(rows * cols * 4, 64, "calibration staging");
+    shard.arena.f32.set(f.data, tmp >>> 2);
+    const bad = shard.kernels.quantize_rows_i16(tmp, rows, cols, qmax, off, off + codeBytes);
+    shard.arena.free(tmp);
+    if (bad !== 0) {
+      shard.arena.free(off);
+      throw new QuantlabError("E_VALUE", `${name}: ${bad} rows hold Inf/NaN (integer calibration forward)`);
+    }
+    return this.record(name, `dense → i16 calibration codes (qmax ${qmax})`, new WasmPrepared(rows, cols, codeBytes + rows * 4, K_I16GEMM, off, off + codeBytes, 0, this, shard.index, off, 0, 0, qmax));
   }
 
   /**
@@ -831,6 +861,22 @@ export class WasmBackend implements Backend {
     const g = sh.arena.f32;
     if (y) x.set(g.subarray(xo >>> 2, (xo >>> 2) + m));
     out.set(g.subarray(oo >>> 2, (oo >>> 2) + m));
+  }
+
+  /**
+   * sums[j] += Σ_i x[i, j]² in f64 over n rows of `width` (importance-matrix statistics), in WASM SIMD on the calling
+   * thread: the TypeScript loop's operations in its order (assembly/rows.ts sumsq_cols_f64), so the same bits.
+   */
+  sumSquares(x: Float32Array, n: number, width: number, sums: Float64Array): void {
+    this.checkOpen();
+    const m = n * width;
+    if (x.length < m || sums.length < width) throw new QuantlabError("E_ARG", `wasm backend: sumSquares of ${n}×${width} on arrays that are too short`);
+    const so = this.rowScratch(width * 8 + m * 4), xo = so + width * 8;
+    const sh = this.memory.first;
+    new Float64Array(sh.arena.memory.buffer, so, width).set(sums.subarray(0, width));
+    sh.arena.f32.set(x.subarray(0, m), xo >>> 2);
+    sh.kernels.sumsq_cols_f64(xo, n, width, so);
+    sums.set(new Float64Array(sh.arena.memory.buffer, so, width));
   }
 
   private rows: { off: number; bytes: number } | undefined;

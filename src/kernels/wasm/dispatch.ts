@@ -8,7 +8,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_I16GEMM, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
@@ -87,8 +87,8 @@ const F32_ACTIVATIONS = new Set([K_F32, K_F16, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K
 /** kinds that read Q8_K activations (one scale per 256) instead of Q8_0 */
 const Q8K_ACTIVATIONS = new Set([K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, K_TERN2Q8KX4]);
 /** the activation copy a kind reads: f32 only, Q8_0 (per 32) or Q8_K (per 256) */
-export type ActivationForm = "f32" | "q8" | "q8k";
-export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : "q8";
+export type ActivationForm = "f32" | "q8" | "q8k" | "i16";
+export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : kind === K_I16GEMM ? "i16" : "q8";
 export const needsQ8 = (kind: number): boolean => activationForm(kind) === "q8";
 export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4 || kind === K_Q4_KX4 || kind === K_Q5_KX4 || kind === K_Q6_KX4;
 /** kinds whose entries take groups of 4 interleaved rows: the ggml X4 kinds and the packed lut4 Q8 X4 kinds */
@@ -180,6 +180,15 @@ export class JobDispatch {
       }
       if (!made && form === "q8") quantizeActivations(sh, src, n, cols);
       if (!made && form === "q8k") quantizeActivationsQ8K(sh, src, n, cols);
+      if (!made && form === "i16") quantizeActivationsI16(sh, src, n, cols, p.bits);
+      if (form === "i16" || form === "q8") {
+        // both write the x16 copy: one shared x cannot feed both forms in a dispatch
+        for (let j = k; j < i; j++) {
+          const pj = jobs[j]!.w as WasmPrepared;
+          const fj = activationForm(pj.kind);
+          if (jobs[j]!.x === x && pj.shard === p.shard && fj !== form && (fj === "i16" || fj === "q8")) throw new QuantlabError("E_INTERNAL", "wasm backend: one activation array feeds both a Q8 and an i16 calibration kernel in one dispatch");
+        }
+      }
       // F16 decode reads x·2^112 (made once per x, by the first F16 job on it)
       const f16s = kind === K_F16 && n === 1;
       if (f16s) {
@@ -281,6 +290,13 @@ function quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void 
   for (let t = 0; t < n; t++) {
     sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
   }
+}
+
+/** i16 codes (symmetric, |q| ≤ qmax) and one f32 scale per token of the n rows in slot.xf (K_I16GEMM). */
+function quantizeActivationsI16(sh: Shard, s: Slot, n: number, cols: number, qmax: number): void {
+  if (cols % 32 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: i16 calibration kernel with ${cols} columns (not a multiple of 32)`);
+  const bad = sh.kernels.quantize_rows_i16(s.xf, n, cols, qmax, s.x16, s.xd);
+  if (bad !== 0) throw new QuantlabError("E_VALUE", `wasm backend: ${bad} of ${n} activation rows hold Inf/NaN (integer calibration forward)`);
 }
 
 /** Q8_K codes, f32 scales per 256 and code-sum records of the n rows in slot.xf (k-quant X4 kinds). */
