@@ -569,10 +569,12 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
   const nsb = cols >> 8, ucols = <usize>cols, gs = g >> 8;
   const nG = <usize>((cols + g - 1) / g);
   const m = i8x16.splat(3), m12 = i8x16.splat(12);
-  for (let gr = g0; gr < g1; gr++) {
+  // the scale pointer steps by a row group's record (no w1 + g·nG·16: binaryen sank nG's division into the group loop)
+  const sStride = nG << 4;
+  let s = w1 + <usize>g0 * sStride;
+  for (let gr = g0; gr < g1; gr++, s += sStride) {
     const ug = <usize>gr;
     const q = w0 + ug * ucols;
-    const s = w1 + ug * nG * 16;
     for (let t = 0; t < n; t++) {
       const ut = <usize>t;
       const a8 = x8 + ut * ucols, ad = xd + ut * <usize>nsb * 4, as = xs + ut * <usize>nsb * Q8K_SUM_BYTES;
@@ -585,9 +587,14 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
         for (; sb < se; sb++) {
           const us = <usize>sb;
           const qs = q + (us << 8), xb = a8 + (us << 8);
-          let r: v128;
+          // the record's 8 i16 code sums per 32 (abi.ts Q8K_SUM_BYTES: @32), Σ over them = Σx of the super-block
+          const s16 = v128.load(as + us * Q8K_SUM_BYTES, 32);
+          let dot: v128;
           if (ASC_FEATURE_RELAXED_SIMD) {
-            let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
+            // Σx folded in: rows 0 and 2 start from −(sums per 32) (|lane| ≤ 8128 + 32·128 < 2^15), rows 1 and 3 (4·u)
+            // subtract the sums widened to i32 after their shift; the same integers as Σ u·x − Σx, without a hsum
+            const ns = i16x8.sub(i16x8.splat(0), s16);
+            let a0 = ns, a1 = i16x8.splat(0), a2 = ns, a3 = i16x8.splat(0);
             for (let k: usize = 0; k < 256; k += 32) {
               const W = v128.load(qs + k), X = v128.load(xb + k), W4 = i16x8.shr_u(W, 4);
               a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
@@ -600,8 +607,9 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
               a2 = i16x8.add(a2, rdot(Y, v128.and(V4, m)));
               a3 = i16x8.add(a3, rdot(Y, v128.and(V4, m12)));
             }
-            r = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2),
-              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2));
+            const sx = i32x4.extadd_pairwise_i16x8_s(s16);
+            dot = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2), sx),
+              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2), sx));
           } else {
             let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
             for (let k: usize = 0; k < 256; k += 16) {
@@ -613,11 +621,8 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
               a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p2), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p2), xh)));
               a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p3), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p3), xh)));
             }
-            r = reduce4i(a0, a1, a2, a3);
+            dot = i32x4.sub(reduce4i(a0, a1, a2, a3), i32x4.splat(hsum_i32x4(i32x4.extadd_pairwise_i16x8_s(s16))));
           }
-          // Σx over the 256: the record's 8 i16 sums per 32 (abi.ts Q8K_SUM_BYTES: @32)
-          const sx = i32x4.extadd_pairwise_i16x8_s(v128.load(as + us * Q8K_SUM_BYTES, 32));
-          const dot = i32x4.sub(r, i32x4.splat(hsum_i32x4(sx)));
           gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(load<f32>(ad + (us << 2)))));
         }
         acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
