@@ -107,6 +107,20 @@ export const K_I8Q8X4 = 50;
  * row, Σ u·x − Σx, accumulated in i16 over the super-block (as llama.cpp's ggml_vec_dot_tq2_0_q8_K: one float step per 256) */
 export const K_TERN2Q8KX4 = 51;
 
+// Uniform int4 specs × Q8 activations, 4 rows byte-interleaved (assembly/nib4.ts, src/kernels/wasm/backend.ts
+// prepNib4X4): row group g (rows 4g…4g+3) is one stream at D_W0 + g·(nb·64 + nG·S); per group of gb = D_GROUP/32 blocks,
+// the gb 32-blocks (64 bytes each: 4-byte piece i of row k's 16 ggml-order nibble bytes at 16·i + 4·k), then the 4 rows'
+// scales (4 f16 bits or 4 f32) and, with zero codes, 4 int8 z (w = s·(c − z)); S = the bytes of that tail (f16: 12 or 8,
+// f32: 20 or 16). Without zero codes D_BITS is the offset z of every group (symmetric: 8). 16 bytes of padding at the end.
+/** f16 scales, int8 zero codes */
+export const K_NIB4Q8X4B = 52;
+/** f32 scales, int8 zero codes */
+export const K_NIB4Q8X4BF = 53;
+/** f16 scales, one offset D_BITS */
+export const K_NIB4Q8X4BS = 54;
+/** f32 scales, one offset D_BITS */
+export const K_NIB4Q8X4BSF = 55;
+
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of
 // i16 code sums per 16 and per 32 (n, cols/256); D_W1 = the f16 table. Relaxed build only.

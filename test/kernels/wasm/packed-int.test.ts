@@ -132,8 +132,8 @@ describe('packedActivations: "q8"', () => {
         let seed = 300;
         // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
         for (const [spec, kernel1, kernel4] of [
-          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
-          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·q8x·4 rows/],
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows byte-interleaved/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
         ] as const) {
           for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
@@ -177,7 +177,7 @@ describe('packedActivations: "q8"', () => {
           const [rows, cols] = [8, 256];
           const q = quantizeTensor(randomF32(rows * cols, 77, 1e-5), [rows, cols], "int4:g32:asym");
           const p = b.prepare({ kind: "quant", q }, "tiny");
-          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·i8 zeros·q8x·4 rows/);
+          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·f32 scales·i8 zeros·q8x·4 rows byte-interleaved/);
           const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
           assert.ok(!("reason" in U) && !U.f16);
           const Q = U.q8;
