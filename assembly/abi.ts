@@ -88,12 +88,7 @@ export const K_LUT7Q8X4 = 43;
 /** ternary, 4 rows interleaved: u = w + 1 ∈ {0, 1, 2} as 2-bit codes, 32 bytes per 32-block of 4 rows (row k's
  * 8 bytes at k·8; byte j holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), D_BITS = 1; f32 scales as above */
 export const K_TERN2Q8X4 = 44;
-/** K_NIB4Q8X4 for uniform int4 specs (src/kernels/packed.ts uniformQ8Layout): scales as 4 f16 bits per (row group,
- * group) at D_W1, integer zero points z as 4 int8 at D_W2 (0 = none), subtracted in the integer dot (Σ (c − z)·x =
- * Σ c·x − z·Σx): no mins */
-export const K_NIB4Q8X4H = 45;
-/** the same with f32 scales (4 per (row group, group)) */
-export const K_NIB4Q8X4Z = 46;
+// 45, 46: retired (K_NIB4Q8X4H / K_NIB4Q8X4Z, uniform int4 on this 16-byte interleave), replaced by K_NIB4Q8X4B* (52…55)
 /** K_LUT4Q8X4 with every scale a power of two (mxfp4's e8m0 scales / A): each as its f32 exponent byte, 4 per (row
  * group, group) at D_W1 (the kernel shifts it back into place: exact); no mins */
 export const K_LUT4Q8X4E = 47;

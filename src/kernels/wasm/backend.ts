@@ -36,7 +36,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, RowDecPrepared, WasmPrepared } from "./dispatch.js";
@@ -536,8 +536,8 @@ export class WasmBackend implements Backend {
    */
   private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { f16: boolean }): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    if (compact && ((Q.kind !== "i8x4" && Q.tableBits !== 4) || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
-    // compact (K_NIB4Q8X4H / Z, uniform int4): f16 or f32 scales, the zero codes as i8
+    if (compact && (Q.kind !== "i8x4" || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters are the int8 x4 form's`);
+    // compact (K_I8Q8X4, uniform int8): the zero codes as i8 (uniform int4 runs prepNib4X4)
     // e8: a 6-bit table whose scales are all powers of two (or 0; mxfp4) keeps each as its f32 exponent byte
     const e8 = !compact && Q.kind === "lut4" && Q.rows % 4 === 0 && Q.tableBits === 6 && !Q.mins && Q.scales.every((v) => (f32Bits(v) & 0x807fffff) === 0 && f32Bits(v) >>> 23 !== 255);
     const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : e8 ? 1 : 4), mb = compact ? (Q.zeroCodes?.length ?? 0) : Q.mins?.byteLength ?? 0;
@@ -610,7 +610,7 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : Q.kind === "tern2x4k" ? K_TERN2Q8KX4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : Q.kind === "tern2x4k" ? K_TERN2Q8KX4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
     const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, tern4 ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;
