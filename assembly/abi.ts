@@ -91,12 +91,7 @@ export const K_LUT7Q8X4 = 43;
 /** ternary, 4 rows interleaved: u = w + 1 ∈ {0, 1, 2} as 2-bit codes, 32 bytes per 32-block of 4 rows (row k's
  * 8 bytes at k·8; byte j holds elements j, j+8, j+16, j+24 at bits 0, 2, 4, 6), D_BITS = 1; f32 scales as above */
 export const K_TERN2Q8X4 = 44;
-/** K_NIB4Q8X4 for uniform int4 specs (src/kernels/packed.ts uniformQ8Layout): scales as 4 f16 bits per (row group,
- * group) at D_W1, integer zero points z as 4 int8 at D_W2 (0 = none), subtracted in the integer dot (Σ (c − z)·x =
- * Σ c·x − z·Σx): no mins */
-export const K_NIB4Q8X4H = 45;
-/** the same with f32 scales (4 per (row group, group)) */
-export const K_NIB4Q8X4Z = 46;
+// 45, 46: retired (K_NIB4Q8X4H / K_NIB4Q8X4Z, uniform int4 on this 16-byte interleave), replaced by K_NIB4Q8X4B* (52…55)
 /** K_LUT4Q8X4 with every scale a power of two (mxfp4's e8m0 scales / A): each as its f32 exponent byte, 4 per (row
  * group, group) at D_W1 (the kernel shifts it back into place: exact); no mins */
 export const K_LUT4Q8X4E = 47;
@@ -114,6 +109,20 @@ export const K_TERN2Q8KX4 = 51;
  * one f32 scale per token at D_XD; D_BITS = the code bound qmax (cols · qmax² < 2^31: exact int32 sums).
  * cols % 32 = 0. Not a weight format: only `prepareCalibration` makes it (imatrix --imatrix-forward int). */
 export const K_I16GEMM = 68;
+
+// Uniform int4 specs × Q8 activations, 4 rows byte-interleaved (assembly/nib4.ts, src/kernels/wasm/backend.ts
+// prepNib4X4): row group g (rows 4g…4g+3) is one stream at D_W0 + g·(nb·64 + nG·S); per group of gb = D_GROUP/32 blocks,
+// the gb 32-blocks (64 bytes each: 4-byte piece i of row k's 16 ggml-order nibble bytes at 16·i + 4·k), then the 4 rows'
+// scales (4 f16 bits or 4 f32) and, with zero codes, 4 int8 z (w = s·(c − z)); S = the bytes of that tail (f16: 12 or 8,
+// f32: 20 or 16). Without zero codes D_BITS is the offset z of every group (symmetric: 8). 16 bytes of padding at the end.
+/** f16 scales, int8 zero codes */
+export const K_NIB4Q8X4B = 52;
+/** f32 scales, int8 zero codes */
+export const K_NIB4Q8X4BF = 53;
+/** f16 scales, one offset D_BITS */
+export const K_NIB4Q8X4BS = 54;
+/** f32 scales, one offset D_BITS */
+export const K_NIB4Q8X4BSF = 55;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of

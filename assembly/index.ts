@@ -1259,6 +1259,7 @@ export * from "./forward";
 export function run_k15(desc: usize, r0: i32, r1: i32): void { runUniform(4, desc, r0, r1); }
 export function run_k16(desc: usize, r0: i32, r1: i32): void { runUniform(8, desc, r0, r1); }
 export * from "./lut";
+export * from "./nib4";
 export * from "./intmm";
 export * from "./igemm";
 export * from "./linalg";

@@ -535,8 +535,7 @@ export function run_k41(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_
 export function run_k42(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(2, SF_F32, false, desc, g0, g1); }
 export function run_k43(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(3, SF_F32, false, desc, g0, g1); }
 export function run_k44(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(4, SF_F32, false, desc, g0, g1); }
-export function run_k45(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F16, true, desc, g0, g1); }
-export function run_k46(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(0, SF_F32, true, desc, g0, g1); }
+// 45, 46 (uniform int4 on this 16-byte interleave, f16 / f32 scales): retired, replaced by assembly/nib4.ts run_k52…55
 export function run_k47(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(1, SF_E8, false, desc, g0, g1); }
 export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_F32, true, desc, g0, g1); }
 

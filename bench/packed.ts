@@ -6,6 +6,12 @@
 // bytes streamed per token × tok/s ÷ the same run's read-bandwidth probe (bench/_bandwidth.ts). Plus the
 // resident bytes of the prepared weights and the peak RSS of a process that loads the packed model from its
 // quantized safetensors file (bench/_rss-child.ts), against the file's size.
+//
+// Filters (the shared machine: keep runs short): `node dist/bench/run.js packed.js:int4` runs only the specs whose name
+// starts with a section word (`packed.js:int4,nf4`); the words `q8` / `f32` keep only that activation mode's rows
+// (`packed.js:int4,q8`: int4:g32:asym in q8 mode against Q4_0), `rss` / `norss` force or skip the peak-RSS children
+// (a spec filter skips them unless `rss` is given). QUANTLAB_PACKED_SPECS=nf4:g64,mxfp4 (exact spec names) and
+// QUANTLAB_PACKED_NO_RSS=1 do the same from the environment.
 import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -163,10 +169,15 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     ["int4:g32:asym", GgmlType.Q4_0, 0.9], ["int8:channel", GgmlType.Q8_0, 0.9],
     ["nf4:g64", GgmlType.Q4_0, 0.8], ["mxfp4", GgmlType.Q4_0, 0.8], ["ternary:channel", GgmlType.TQ2_0, 1],
   ];
-  // QUANTLAB_PACKED_SPECS=nf4:g64,mxfp4 runs only those pairs (the shared machine: keep runs short)
+  // QUANTLAB_PACKED_SPECS=nf4:g64,mxfp4 runs only those pairs; section words (file header) filter by spec prefix and mode
   const only = process.env.QUANTLAB_PACKED_SPECS?.split(",");
-  const pairs = only ? all.filter(([s]) => only.includes(s)) : all;
-  const skipRss = process.env.QUANTLAB_PACKED_NO_RSS === "1";
+  const words = ctx.sections ?? [];
+  const modeWords = new Set(["q8", "f32", "rss", "norss"]);
+  const prefixes = words.filter((w) => !modeWords.has(w));
+  const modes = (["f32", "q8"] as const).filter((a) => !words.includes(a === "f32" ? "q8" : "f32"));
+  const pairs = all.filter(([s]) => (!only || only.includes(s)) && (prefixes.length === 0 || prefixes.some((p) => s.startsWith(p))));
+  if (pairs.length === 0) throw new Error(`bench packed: no spec matches ${[...(only ?? []), ...prefixes].join(", ")} (specs: ${all.map(([s]) => s).join(", ")})`);
+  const skipRss = words.includes("norss") || process.env.QUANTLAB_PACKED_NO_RSS === "1" || ((prefixes.length > 0 || only !== undefined) && !words.includes("rss"));
   const bwMiB = ctx.quick ? 256 : 1024;
   const streamGBs = readBandwidthGBs(bwMiB);
   const load1 = () => loadavg()[0]!.toFixed(1);
@@ -190,7 +201,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     const m4 = type === GgmlType.TQ2_0 ? model(c, GgmlType.Q4_0) : undefined;
     for (const threads of [1, 2]) {
       const b = decodeTokS(mg, threads, steps);
-      for (const acts of ["f32", "q8"] as const) {
+      for (const acts of modes) {
         const load = load1();
         const a = decodeTokS(mq, threads, steps, acts);
         if (acts === "q8") q8.set(threads, a);
@@ -199,14 +210,14 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
           bw(a.streamed, a.tokS), bw(b.streamed, b.tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mg) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
         if (threads === 1) notes.push(`${spec} (${acts} activations) runs on ${a.kernels}${acts === "f32" ? `; ${GgmlType[type]} on ${b.kernels}` : ""}`);
       }
-      if (m4) {
+      if (m4 && q8.has(threads)) {
         const load = load1();
         const b4 = decodeTokS(m4, threads, steps), a = q8.get(threads)!;
         rows.push([spec, "q8", "Q4_0 (quantlab)", threads, fmt(a.tokS, 1), fmt(b4.tokS, 1), fmt(a.tokS / b4.tokS, 2), "—",
           bw(a.streamed, a.tokS), bw(b4.streamed, b4.tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b4.resident / 2 ** 20, 1)} / ${fmt(linearBytes(m4) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
       }
     }
-    if (type === GgmlType.TQ2_0) {
+    if (type === GgmlType.TQ2_0 && q8.size > 0) {
       // llama.cpp's TQ2_0 on the same shapes: every linear TQ2_0, the tied embedding F32 as in the packed model
       const gguf = await syntheticGguf(GgmlType.TQ2_0, c, benchCacheDir(), undefined, { embedding: GgmlType.F32 });
       const fileBytes = await fileTensorBytes(gguf.path);

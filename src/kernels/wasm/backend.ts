@@ -36,7 +36,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_I16GEMM } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_I16GEMM } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, packedRegion, lutE8Candidate, lutKernelName, lutLayout, lutParams, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, type LutParams, lutTableLength, uniformQ8Layout, uniformIntCompact, uniformIntKernelName, uniformIntLayout, uniformIntParams, uniformZeroBytes, type LutLayout, type UniformIntLayout, type UniformIntParams } from "../packed.js";
 import { QTensor } from "../../quant/tensor.js";
 import type { WasmArena } from "./arena.js";
@@ -509,7 +509,7 @@ export class WasmBackend implements Backend {
       // scales as f16 when in range, integer zero points as i8 subtracted in the integer dot (kernels/packed.ts
       // uniformQ8Layout): at g32 0.59 B/weight (0.66 with f32 scales) instead of 0.75 with f32 scales and mins
       const U = uniformQ8Layout(L);
-      if (!("reason" in U)) return this.prepLutQ8(name, source, U.q8, { f16: U.f16 });
+      if (!("reason" in U)) return this.prepNib4X4(name, source, U.q8, U.f16);
     }
     if (L.bits === 8 && L.rows % 4 === 0) {
       // int8 as int8 codes t = c − 128, 4 rows interleaved (K_I8Q8X4), zero codes in the integer dot: 1 B/weight + scales
@@ -549,6 +549,54 @@ export class WasmBackend implements Backend {
   }
 
   /**
+   * `packedActivations: "q8"`, uniform int4 with rows % 4 = 0 and 32-multiple groups (kernels/packed.ts uniformQ8Layout:
+   * the nibble table u = c, int8 zero codes or one offset): 4 rows byte-interleaved in one stream per row group, each
+   * group's 4 scales (f16 bits when every scale is an f16 normal or 0, else f32) and 4 zero codes after its blocks
+   * (abi.ts K_NIB4Q8X4B*, assembly/nib4.ts). At g32: 76 bytes per 4 rows × 32 weights (0.59 B/weight; Q4_0X4 72).
+   */
+  private prepNib4X4(name: string, source: string, Q: LutQ8Layout, f16: boolean): WasmPrepared {
+    const { rows, cols, group, codes, zeroCodes } = Q;
+    const zc = zeroCodes !== undefined;
+    // the kernel reads the nibbles as the integer weights: t[c] = c − offset (zero codes: offset 0)
+    for (let c = 0; c < 16; c++) if (Q.kind !== "lut4" || Q.table![c]! + Q.tableOffset !== c || (zc && Q.tableOffset !== 0) || rows % 4 !== 0) throw new QuantlabError("E_INTERNAL", `${name}: the int4 x4 layout needs the nibble table`);
+    const nb = cols / 32, gb = group / 32, nG = Math.ceil(nb / gb);
+    const sb = (f16 ? 8 : 16) + (zc ? 4 : 0);
+    const rgBytes = nb * 64 + nG * sb;
+    const total = (rows / 4) * rgBytes + 16; // + 16: the zero codes are read 8 bytes at a time
+    const { shard, off } = this.memory.allocWeight(total, name);
+    const buf = shard.arena.memory.buffer;
+    const dst = new Uint8Array(buf, off, total);
+    const dv = new DataView(buf, off, total);
+    dst.fill(0, total - 16);
+    for (let g = 0; g < rows / 4; g++) {
+      let p = g * rgBytes;
+      for (let j = 0; j < nG; j++) {
+        const b1 = Math.min(nb, (j + 1) * gb);
+        for (let b = j * gb; b < b1; b++, p += 64) {
+          // 4-byte piece i of row 4g+k's block at 16·i + 4·k
+          for (let k = 0; k < 4; k++) {
+            const src = ((4 * g + k) * nb + b) * 16;
+            for (let i = 0; i < 4; i++) dst.set(codes.subarray(src + 4 * i, src + 4 * i + 4), p + 16 * i + 4 * k);
+          }
+        }
+        for (let k = 0; k < 4; k++) {
+          const gi = (4 * g + k) * nG + j;
+          if (f16) dv.setUint16(p + 2 * k, f32ToF16Bits(Q.scales[gi]!), true);
+          else dv.setFloat32(p + 4 * k, Q.scales[gi]!, true);
+          if (zc) dv.setInt8(p + (f16 ? 8 : 16) + k, zeroCodes[gi]!);
+        }
+        p += sb;
+      }
+    }
+    const kind = zc ? (f16 ? K_NIB4Q8X4B : K_NIB4Q8X4BF) : f16 ? K_NIB4Q8X4BS : K_NIB4Q8X4BSF;
+    const p = new WasmPrepared(rows, cols, total - 16, kind, off, 0, 0, this, shard.index, off, group, 0, zc ? 0 : Q.tableOffset);
+    this.record(name, source, p);
+    const grp = group === cols ? "row" : `g${group}`;
+    this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;
+    return p;
+  }
+
+  /**
    * `packedActivations: "q8"`: a lut layout in its integer form (kernels/packed.ts lutQ8Layout), Q8 activations;
    * codes, scales, mins (or int8 zero codes) and the table's 64 bytes of planes in one allocation, each part 64-byte
    * aligned. rows % 4 = 0: 4 rows interleaved (abi.ts K_*Q8X4: the unsigned table's swizzle planes, ternary as
@@ -557,8 +605,8 @@ export class WasmBackend implements Backend {
    */
   private prepLutQ8(name: string, source: string, Q: LutQ8Layout, compact?: { f16: boolean }): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    if (compact && ((Q.kind !== "i8x4" && Q.tableBits !== 4) || Q.tableScale !== 1 || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters need the nibble table`);
-    // compact (K_NIB4Q8X4H / Z, uniform int4): f16 or f32 scales, the zero codes as i8
+    if (compact && (Q.kind !== "i8x4" || Q.rows % 4 !== 0)) throw new QuantlabError("E_INTERNAL", `${name}: compact parameters are the int8 x4 form's`);
+    // compact (K_I8Q8X4, uniform int8): the zero codes as i8 (uniform int4 runs prepNib4X4)
     // e8: a 6-bit table whose scales are all powers of two (or 0; mxfp4) keeps each as its f32 exponent byte
     const e8 = !compact && Q.kind === "lut4" && Q.rows % 4 === 0 && Q.tableBits === 6 && !Q.mins && Q.scales.every((v) => (f32Bits(v) & 0x807fffff) === 0 && f32Bits(v) >>> 23 !== 255);
     const cb = Q.codes.byteLength, sb = Q.scales.length * (compact?.f16 ? 2 : e8 ? 1 : 4), mb = compact ? (Q.zeroCodes?.length ?? 0) : Q.mins?.byteLength ?? 0;
@@ -631,7 +679,7 @@ export class WasmBackend implements Backend {
         else { t[c] = v & 0xff; t[16 + c] = (v >> 8) & 0xff; t[32 + c] = v & 127; t[48 + c] = (v >> 7) + 64; }
       }
     }
-    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : compact ? (compact.f16 ? K_NIB4Q8X4H : K_NIB4Q8X4Z) : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : Q.kind === "tern2x4k" ? K_TERN2Q8KX4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
+    const kind = Q.kind === "i8x4" ? K_I8Q8X4 : e8 ? K_LUT4Q8X4E : Q.kind === "tern2" ? K_TERN2Q8 : Q.kind === "tern2x4" ? K_TERN2Q8X4 : Q.kind === "tern2x4k" ? K_TERN2Q8KX4 : !x4 ? K_LUT4Q8 : Q.tableBits === 4 ? K_NIB4Q8X4 : Q.tableBits === 6 ? K_LUT4Q8X4 : Q.tableBits === 7 ? K_LUT7Q8X4 : K_LUT12Q8X4;
     const p = new WasmPrepared(Q.rows, Q.cols, compact || e8 ? cb + sb + mb : lutQ8Bytes(Q), kind, w0, w1, Q.mins || Q.zeroCodes ? w2 : 0, this, shard.index, off, Q.group, lut, tern4 ? 1 : x4 ? Q.tableOffset : 0);
     this.record(name, source, p);
     const grp = Q.group === Q.cols ? "row" : `g${Q.group}`;

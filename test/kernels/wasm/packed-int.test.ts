@@ -125,6 +125,59 @@ describe("packed uniform-int properties", () => {
   });
 });
 
+describe('packedActivations: "q8", int4 × 4 rows byte-interleaved (K_NIB4Q8X4B*, assembly/nib4.ts)', () => {
+  test("= the lut4 twin bit for bit: both builds, 1 and 2 threads, f16 / f32 scales, zero codes / one offset, partial last groups, 1 and 3 tokens; bytes as laid out", async () => {
+    // [spec, scale of the random weights (1e-5: scales below the f16 normals → f32 scales), kernel name]
+    const cases: [string, number, RegExp][] = [
+      ["int4:g32:asym", 2, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g64:asym", 2, /^nib4·g64·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g96:asym", 2, /^nib4·g96·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:channel:asym", 2, /^nib4·row·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g32", 2, /^nib4·g32·f16 scales·q8x·4 rows byte-interleaved/],
+      ["int4:g128", 2, /^nib4·g128·f16 scales·q8x·4 rows byte-interleaved/],
+      ["int4:g32:asym", 1e-5, /^nib4·g32·f32 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g64", 1e-5, /^nib4·g64·f32 scales·q8x·4 rows byte-interleaved/],
+    ];
+    let seed = 900;
+    for (const v of VARIANTS) {
+      for (const threads of [1, 2]) {
+        const b = createNodeWasmBackend({ variant: v, threads, packedActivations: "q8", minParallelBytes: 0 });
+        try {
+          if (threads > 1) assert.ok(await b.ready(20000));
+          for (const [spec, scale, kernel] of cases) {
+            // 256 columns: g96 ends on a 64-wide group; 12 rows = 3 row groups (split over the threads)
+            for (const [rows, cols] of [[12, 256], [4, 1024]] as const) {
+              const w = randomF32(rows * cols, seed++, scale);
+              // a zero group: scale 0 (f16 bits 0), zero code whatever the quantizer chose
+              w.fill(0, 0, 32);
+              const q = quantizeTensor(w, [rows, cols], spec);
+              const p = b.prepare({ kind: "quant", q }, spec);
+              const row = b.listing().at(-1)!;
+              assert.match(row.kernel, kernel, `${spec} ${scale}`);
+              const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
+              assert.ok(!("reason" in U));
+              const Q = U.q8, nG = Math.ceil(cols / Q.group);
+              // bytes: per row group, the 64-byte blocks + per group 4 scales (f16 2 B, f32 4 B) + 4 zero codes (asym)
+              assert.equal(row.bytes, (rows / 4) * ((cols / 32) * 64 + nG * ((U.f16 ? 8 : 16) + (Q.zeroCodes ? 4 : 0))), spec);
+              for (const n of [1, 3]) {
+                const x = randomF32(n * cols, seed++);
+                const out = runPrepared(b, p, x, n);
+                const twin = new Float32Array(n * rows);
+                for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
+                assert.deepEqual(out, twin, `${spec} ${scale} ${v} ${threads} threads [${rows}×${cols}] n=${n}`);
+                assert.ok(out.every(Number.isFinite));
+              }
+              b.release(p);
+            }
+          }
+        } finally {
+          b.dispose();
+        }
+      }
+    }
+  });
+});
+
 describe('packedActivations: "q8"', () => {
   test("32-multiple groups run on the integer kernels: = fake-quant weights × Q8 reference activations; rows % 4 = 0 on the interleaved nib4 / i8 kernels = their lut twin", () => {
     for (const v of VARIANTS) {
@@ -133,8 +186,8 @@ describe('packedActivations: "q8"', () => {
         let seed = 300;
         // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
         for (const [spec, kernel1, kernel4] of [
-          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
-          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·q8x·4 rows/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·q8x·4 rows/],
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows byte-interleaved/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
         ] as const) {
           for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
@@ -178,7 +231,7 @@ describe('packedActivations: "q8"', () => {
           const [rows, cols] = [8, 256];
           const q = quantizeTensor(randomF32(rows * cols, 77, 1e-5), [rows, cols], "int4:g32:asym");
           const p = b.prepare({ kind: "quant", q }, "tiny");
-          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·i8 zeros·q8x·4 rows/);
+          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·f32 scales·i8 zeros·q8x·4 rows byte-interleaved/);
           const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
           assert.ok(!("reason" in U) && !U.f16);
           const Q = U.q8;
