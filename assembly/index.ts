@@ -36,7 +36,7 @@ export function variant(): i32 {
 
 export { f32_to_f16, f16_to_f32 } from "./f16";
 import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
-import { dptr, dint } from "./desc";
+import { dptr, dint, prefillTokenBlock } from "./desc";
 
 // ---------------------------------------------------------------- dense rows
 
@@ -892,19 +892,23 @@ export function f32_count_special(p: usize, n: i32): i32 {
   const nb = cols >> 5;
   const unb = <usize>nb;
   if (kind == K_Q4_0X4 || kind == K_Q8_0X4) {
-    // r0, r1 count groups of 4 interleaved rows; every token of the job runs on a group while it is in cache
+    // r0, r1 count groups of 4 interleaved rows; the tokens run in blocks whose activations stay in L2
+    // (prefillTokenBlock), every token of a block on a group while the group is in L1
     const gb = unb * (kind == K_Q8_0X4 ? 136 : 72);
+    const tb = prefillTokenBlock(cols, 2);
+    for (let t0 = 0; t0 < n; t0 += tb) {
+    const t1 = min(n, t0 + tb);
     for (let g = r0; g < r1; g++) {
       const q = w0 + <usize>g * gb;
-      let t = 0;
+      let t = t0;
       if (kind == K_Q8_0X4) {
         // prefill: Q8_0_TT tokens per pass over the group's blocks (then two, then one)
-        for (; t + Q8_0_TT <= n; t += Q8_0_TT) {
+        for (; t + Q8_0_TT <= t1; t += Q8_0_TT) {
           const ut = <usize>t;
           tile4xT_q8_0x(Q8_0_TT, q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, ucols * 2, unb * 4,
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
-        for (; t + 2 <= n; t += 2) {
+        for (; t + 2 <= t1; t += 2) {
           const ut = <usize>t;
           tile4xT_q8_0x(2, q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, ucols * 2, unb * 4,
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
@@ -912,23 +916,24 @@ export function f32_count_special(p: usize, n: i32): i32 {
       }
       if (kind == K_Q4_0X4) {
         // prefill: four, then two tokens per pass over the group's blocks
-        for (; t + 4 <= n; t += 4) {
+        for (; t + 4 <= t1; t += 4) {
           const ut = <usize>t;
           tile4xT_q4_0x(4, q, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, ucols, unb,
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
-        for (; t + 2 <= n; t += 2) {
+        for (; t + 2 <= t1; t += 2) {
           const ut = <usize>t;
           tile4xT_q4_0x(2, q, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, ucols, unb,
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
       }
-      for (; t < n; t++) {
+      for (; t < t1; t++) {
         const ut = <usize>t;
         const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
         if (kind == K_Q4_0X4) dot4_q4_0x(q, 18, 72, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, o, 4);
         else dot4_q8_0x(q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, o, 4);
       }
+    }
     }
     return;
   }
@@ -990,7 +995,7 @@ export function run_k14(desc: usize, g0: i32, g1: i32): void { runRows(K_Q8_0X4,
 
 const TOKEN_BLOCK = 8;
 /** tokens per Q8_0 prefill tile (2 or 4) */
-const Q8_0_TT = 2;
+const Q8_0_TT = 4;
 
 // ---------------------------------------------------------------- quantizers
 

@@ -17,6 +17,7 @@
 import {
   D_ROWS, D_COLS, D_W0, D_W1, D_X8, D_XD, D_XS, D_OUT, D_N, Q8K_SUM_BYTES,
 } from "./abi";
+import { prefillTokenBlock } from "./desc";
 
 const MAGIC: f32 = 12582912.0; // 1.5·2^23
 
@@ -492,30 +493,35 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   const nsb = cols >> 8;
   const unsb = <usize>nsb;
   const gb = unsb * 4 * <usize>bs;
+  // tokens in blocks whose Q8_K codes stay in L2, every token of a block on a row group while it is in L1
+  const tb = prefillTokenBlock(cols, 1);
+  for (let t0 = 0; t0 < n; t0 += tb) {
+  const t1 = min(n, t0 + tb);
   for (let g = g0; g < g1; g++) {
     const q = w0 + <usize>g * gb;
     const o0 = out + (<usize>g << 4);
     const os = <usize>rows << 2;
     const xst = <usize>cols, dst = unsb * 4, sst = unsb * Q8K_SUM_BYTES;
-    let t = 0;
+    let t = t0;
     // prefill: four, then two tokens per pass over the group's super-blocks (tile4xT_*), the rest one by one
-    for (; t + 4 <= n; t += 4) {
+    for (; t + 4 <= t1; t += 4) {
       const ut = <usize>t;
       if (bs == 210) tile4xT_q6_kx(4, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
       else tile4xT_q45_kx(bs == 176, 4, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
     }
-    for (; t + 2 <= n; t += 2) {
+    for (; t + 2 <= t1; t += 2) {
       const ut = <usize>t;
       if (bs == 210) tile4xT_q6_kx(2, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
       else tile4xT_q45_kx(bs == 176, 2, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
     }
-    for (; t < n; t++) {
+    for (; t < t1; t++) {
       const ut = <usize>t;
       const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
       if (bs == 144) dot4_q4_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
       else if (bs == 176) dot4_q5_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
       else dot4_q6_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
     }
+  }
   }
 }
 
