@@ -546,26 +546,30 @@ const GEMM_TB = 64;
  * 4 rows. (Four separate row streams, rs = a row, measured 2.4× slower from RAM than the interleaved
  * single stream.) Writes out[0], out[os], … */
 @inline function dot4_q4_0x(q: usize, rs: usize, st: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32, out: usize, os: usize): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  // the 4 rows' exact block sums reduced into one vector (lane = row), then tileTok's f32 step: the prefill
+  // tiles (tile4xT_q4_0x) give the same bits
+  let acc = f32x4.splat(0);
   const m = i8x16.splat(0x0f);
   for (let b = 0; b < nb; b++) {
-    const c = i32x4.splat((load<i32>(xs) + load<i32>(xs, 4)) << 1);
-    const dx = load<f32>(xd);
     const v0 = v128.load(q + 2);
     const v1 = v128.load(q + rs + 2);
     const v2 = v128.load(q + 2 * rs + 2);
     const v3 = v128.load(q + 3 * rs + 2);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v0, m), hi4(v0), x16, x8), c)), f32x4.splat(f16s(q, lut) * dx)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v1, m), hi4(v1), x16, x8), c)), f32x4.splat(f16s(q + rs, lut) * dx)));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v2, m), hi4(v2), x16, x8), c)), f32x4.splat(f16s(q + 2 * rs, lut) * dx)));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v3, m), hi4(v3), x16, x8), c)), f32x4.splat(f16s(q + 3 * rs, lut) * dx)));
+    let dv = f32x4.splat(f16s(q, lut));
+    dv = f32x4.replace_lane(dv, 1, f16s(q + rs, lut));
+    dv = f32x4.replace_lane(dv, 2, f16s(q + 2 * rs, lut));
+    dv = f32x4.replace_lane(dv, 3, f16s(q + 3 * rs, lut));
+    acc = tileTok(acc, v128.and(v0, m), hi4(v0), v128.and(v1, m), hi4(v1), v128.and(v2, m), hi4(v2), v128.and(v3, m), hi4(v3), dv, x16, x8, xd, xs);
     q += st;
     x16 += 64;
     x8 += 32;
     xd += 4;
     xs += 8;
   }
-  store4(out, os, a0, a1, a2, a3);
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
 }
 
 /** Lane k of the result = the sum of s_k's four lanes (four rows' block sums side by side). */

@@ -107,6 +107,23 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
       }
     });
 
+    test(`${name}: prefill over two L2 token blocks (8192 columns: 32 tokens a block; n = 37) = the twin bit for bit, 1 and 2 threads`, async () => {
+      const rows = 8, cols = 8192, n = 37;
+      const w = ggmlWeight(type, rows, cols, randomF32(rows * cols, 70 + type, 2));
+      const data = (w.weight as { data: Uint8Array }).data;
+      const x = randomF32(n * cols, 71 + type, 3);
+      const want = twin(type, data, rows, cols, x, n);
+      for (const threads of [1, 2]) {
+        const be = make(threads);
+        if (threads > 1) assert.ok(await be.ready(20000), "workers started");
+        const p = be.prepare(w.weight, w.label);
+        const got = new Float32Array(n * rows);
+        be.matmul(p, x, n, got);
+        const d = firstDiff(got, want);
+        assert.equal(d, undefined, `${w.label} n=${n} threads=${threads}: ${d}`);
+      }
+    });
+
     test(`${name}: the twin = a float64 dot of the decoded rows and decoded Q8_K activations (to f32 rounding)`, () => {
       const rows = 8, cols = 1024;
       const w = ggmlWeight(type, rows, cols, randomF32(rows * cols, 90 + type, 1));
