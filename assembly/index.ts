@@ -899,7 +899,8 @@ export function f32_count_special(p: usize, n: i32): i32 {
     // r0, r1 count groups of 4 interleaved rows; the tokens run in blocks whose activations stay in L2
     // (prefillTokenBlock), every token of a block on a group while the group is in L1
     const gb = unb * (kind == K_Q8_0X4 ? 136 : 72);
-    const tb = prefillTokenBlock(cols, 2);
+    // Q8_0 reads i16 codes; Q4_0 int8 codes on the relaxed build (udot32)
+    const tb = prefillTokenBlock(cols, kind == K_Q4_0X4 && ASC_FEATURE_RELAXED_SIMD ? 1 : 2);
     for (let t0 = 0; t0 < n; t0 += tb) {
     const t1 = min(n, t0 + tb);
     for (let g = r0; g < r1; g++) {
