@@ -4,7 +4,7 @@
 // whole model gives the same logits as the non-interleaved native layout.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlRowBytes } from "../../../src/ggml/types.js";
+import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../../../src/ggml/types.js";
 import { quantizeRow } from "../../../src/ggml/codecs.js";
 import { dequantizeWeight } from "../../../src/kernels/dequantize.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
@@ -101,7 +101,7 @@ for (const variant of VARIANTS) {
               for (let r = 0; r < rows; r++) {
                 const a = got[t * rows + r]!, b = one[r]!;
                 // the tiles take the mat-vec's integer sums and its f32 steps in its order
-                assert.ok(Object.is(a, b), `${type} n=${n} threads=${threads} token ${t} row ${r}: ${a} vs mat-vec ${b}`);
+                assert.ok(Object.is(a, b), `${ggmlTypeName(type)} n=${n} threads=${threads} token ${t} row ${r}: ${a} vs mat-vec ${b}`);
               }
             }
           }
