@@ -38,8 +38,10 @@ export const K_Q4_0X4 = 13;
 /** block_q8_0 bytes of 4 rows interleaved (block b of row 4g+k at b·136 + k·34), as K_Q4_0X4 */
 export const K_Q8_0X4 = 14;
 // Packed quantlab spec layouts (src/kernels/packed.ts): uniform integer codes exactly as a QTensor stores
-// them (LSB-first, rows contiguous), one f32 scale s and one f32 code offset k per group of D_GROUP
-// weights (row-major (row, group), ⌈cols/D_GROUP⌉ per row); x is f32 (no activation quantization), w = fround((q + k)·s), the
+// them (LSB-first, rows contiguous), one scale s per group of D_GROUP weights at D_W1 (f32, or f16 bits: D_BITS
+// bit 0; row-major (row, group), ⌈cols/D_GROUP⌉ per row) and the code offset k = L0 − z (L0 = D_LUT as an i32;
+// D_BITS bit 1: the integer zero points z at D_W2 at the code width — nibbles LSB-first for 4 bits, bytes for 8 —
+// indexed by (row, group) over the whole matrix; else z = 0); x is f32 (no activation quantization), w = fround((q + k)·s), the
 // fake-quant value (quant/tensor.ts dequantize) bit for bit.
 /** 4-bit codes (byte j = code 2j | code 2j+1 << 4) */
 export const K_U4G = 15;
@@ -47,7 +49,8 @@ export const K_U4G = 15;
 export const K_U8G = 16;
 // Packed quantlab lookup-table layouts (src/kernels/packed.ts, family "lut"): b-bit codes exactly as a QTensor
 // stores them (LSB-first bit stream, every row and group starting on a byte), an f64 table of the 2^b levels
-// levelOf(c) at D_LUT (16 entries at least, zero-padded), one f32 scale s per (row, group) at D_W1 and one f32
+// levelOf(c) at D_LUT (16 entries at least, zero-padded), one f32 scale s per (row, group) at D_W1 (D_BITS bit 8:
+// one byte per (row, group) instead, the scale's f32 exponent byte — every scale a power of two or 0 — ) and one f32
 // zero z per (row, group) at D_W2 (0 = no zeros). w = fround((table[c] − z)·s) computed in f64 and rounded
 // once to f32, which is the fake-quant value quant/tensor.ts dequantize computes, bit for bit. x is f32.
 /** 4-bit codes: per group a 16-entry f32 table in 4 byte planes, looked up with i8x16.swizzle */
@@ -106,6 +109,11 @@ export const K_I8Q8X4 = 50;
  * (D_X8 int8 codes, D_XD one f32 scale per 256, D_XS the code-sum records): per super-block one exact integer dot per
  * row, Σ u·x − Σx, accumulated in i16 over the super-block (as llama.cpp's ggml_vec_dot_tq2_0_q8_K: one float step per 256) */
 export const K_TERN2Q8KX4 = 51;
+/** integer calibration GEMM (assembly/igemm.ts, src/kernels/wasm/igemm.ts): symmetric integer weight codes as i16
+ * (rows, cols) at D_W0, one f32 scale per row at D_W1; activations quantized per token to i16 codes at D_X16 with
+ * one f32 scale per token at D_XD; D_BITS = the code bound qmax (cols · qmax² < 2^31: exact int32 sums).
+ * cols % 32 = 0. Not a weight format: only `prepareCalibration` makes it (imatrix --imatrix-forward int). */
+export const K_I16GEMM = 68;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of
@@ -131,7 +139,7 @@ export const D_W1 = 4;
 export const D_W2 = 5;
 /** activations as f32, (n, cols) */
 export const D_XF = 6;
-/** activations as Q8 codes widened to i16, (n, cols) */
+/** activations as Q8 codes widened to i16, (n, cols); K_F16 decode (n = 1): x·2^112 as f32, or 0 (x unscaled) */
 export const D_X16 = 7;
 /** activations as Q8 int8 codes, (n, cols) */
 export const D_X8 = 8;
@@ -145,9 +153,9 @@ export const D_OUT = 11;
 export const D_N = 12;
 /** weights per scale group along a row (K_U4G, K_U8G; the last group of a row may be shorter; even for K_U4G) */
 export const D_GROUP = 13;
-/** f64 level table (K_LUT* kinds) */
+/** f64 level table (K_LUT* kinds); K_U4G / K_U8G: L0 as an i32 */
 export const D_LUT = 14;
-/** bits per code (K_LUT* kinds); K_U4G / K_U8G: bit 0 = f16 scale bits, bit 1 = i16 offsets (else f32) */
+/** bits per code (K_LUT* kinds, bits 0–7; bit 8 = scales as exponent bytes); K_U4G / K_U8G: bit 0 = f16 scale bits, bit 1 = zero codes at D_W2 */
 export const D_BITS = 15;
 export const DESC_WORDS = 16;
 

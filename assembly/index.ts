@@ -5,7 +5,7 @@
 // instruction sequences: shared/notes/kernels.md.
 import {
   K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4,
-  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_BITS,
+  D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS,
 } from "./abi";
 
 /** First free byte after static data: the host's allocator starts here. */
@@ -38,6 +38,12 @@ export { f32_to_f16, f16_to_f32 } from "./f16";
 import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
 import { dptr, dint, prefillTokenBlock } from "./desc";
 
+/** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried constant stays a
+ * register value (a loop phi) instead of being rebuilt from its splat at every use (as kdecode.ts keep). */
+@inline function keep(v: v128): v128 {
+  return i8x16.min_u(v, v);
+}
+
 // ---------------------------------------------------------------- dense rows
 
 /** Σ w[i]·x[i], f32 weights; 16 per step in 4 accumulators, then 4-wide, then scalar tail. */
@@ -66,30 +72,110 @@ import { dptr, dint, prefillTokenBlock } from "./desc";
 // dot_f16's main loop converts 8 binary16 values at a time in 16-bit halves, the f16x4_to_f32 bits
 // without widening first: an f32's upper half is sign | 000 | exponent | top 7 mantissa bits =
 // (h >>s 3) & 0x8fff, its lower half the last 3 mantissa bits = h << 13; the halves are interleaved
-// (punpcklwd / punpckhwd) and rebiased by ×2^112 as there. 5 integer ops per 8 values instead of 7 (the
-// sign extensions of the widening form cost 1 and 2 instructions); the same f32 values, so the same sums.
-@inline function dot_f16(w: usize, x: usize, n: i32): f32 {
+// (punpcklwd / punpckhwd). Those bits are the f32 w·2^-112 exactly (normals, subnormals and ±0); the
+// rebias ×2^112 is either one multiply per 4 values (`scaled` false) or folded into the activations: with
+// xs = x·2^112 (exact when every |x| < 2^16, dispatch's scale_act_f16) the product fl(w·2^-112 · x·2^112)
+// is fl(w·x), the same real number rounded once, so both forms give the same products and, in the same
+// order, the same sums as dot_f32 on the decoded weights. The mask is carried through the loop by `keep`
+// (TurboFan rebuilt the splat from an immediate at every use: 3 instructions).
+@inline function dot_f16(scaled: bool, w: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let m = i16x8.splat(<i16>(0x8fff | (n >> 31))); // 0x8fff (n ≥ 0), opaque to binaryen
+  let k = f32x4.splat(reinterpret<f32>(0x77800000 | (n >> 31))); // 2^112
   let i = 0;
   for (; i + 16 <= n; i += 16) {
     const h0 = v128.load(w + (<usize>i << 1));
     const h1 = v128.load(w + (<usize>i << 1), 16);
     const o = <usize>i << 2;
-    const k = f32x4.splat(reinterpret<f32>(0x77800000));
-    const m = i16x8.splat(<i16>0x8fff);
     const u0 = v128.and(i16x8.shr_s(h0, 3), m), d0 = i16x8.shl(h0, 13);
     const u1 = v128.and(i16x8.shr_s(h1, 3), m), d1 = i16x8.shl(h1, 13);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.mul(i16x8.shuffle(d0, u0, 0, 8, 1, 9, 2, 10, 3, 11), k), v128.load(x + o)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.mul(i16x8.shuffle(d0, u0, 4, 12, 5, 13, 6, 14, 7, 15), k), v128.load(x + o, 16)));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.mul(i16x8.shuffle(d1, u1, 0, 8, 1, 9, 2, 10, 3, 11), k), v128.load(x + o, 32)));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.mul(i16x8.shuffle(d1, u1, 4, 12, 5, 13, 6, 14, 7, 15), k), v128.load(x + o, 48)));
+    let v0 = i16x8.shuffle(d0, u0, 0, 8, 1, 9, 2, 10, 3, 11), v1 = i16x8.shuffle(d0, u0, 4, 12, 5, 13, 6, 14, 7, 15);
+    let v2 = i16x8.shuffle(d1, u1, 0, 8, 1, 9, 2, 10, 3, 11), v3 = i16x8.shuffle(d1, u1, 4, 12, 5, 13, 6, 14, 7, 15);
+    if (!scaled) {
+      v0 = f32x4.mul(v0, k); v1 = f32x4.mul(v1, k); v2 = f32x4.mul(v2, k); v3 = f32x4.mul(v3, k);
+      k = keep(k);
+    }
+    a0 = f32x4.add(a0, f32x4.mul(v0, v128.load(x + o)));
+    a1 = f32x4.add(a1, f32x4.mul(v1, v128.load(x + o, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(v2, v128.load(x + o, 32)));
+    a3 = f32x4.add(a3, f32x4.mul(v3, v128.load(x + o, 48)));
+    m = keep(m);
   }
+  return f16Tail(scaled, w, x, n, i, a0, a1, a2, a3);
+}
+
+/** dot_f16's (and dot2_f16's) 4-wide and scalar tails from column i, then the accumulators' sum (dot_f32's order). */
+@inline function f16Tail(scaled: bool, w: usize, x: usize, n: i32, i: i32, a0: v128, a1: v128, a2: v128, a3: v128): f32 {
   for (; i + 4 <= n; i += 4) {
-    a0 = f32x4.add(a0, f32x4.mul(f16x4_to_f32(v128.load16x4_s(w + (<usize>i << 1))), v128.load(x + (<usize>i << 2))));
+    const v = v128.load16x4_s(w + (<usize>i << 1));
+    const b = scaled ? v128.and(i32x4.shl(v, 13), i32x4.splat(0x8fffe000)) : f16x4_to_f32(v);
+    a0 = f32x4.add(a0, f32x4.mul(b, v128.load(x + (<usize>i << 2))));
   }
   let s = hsum_f32(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-  for (; i < n; i++) s += f16_to_f32(<u32>load<u16>(w + (<usize>i << 1))) * load<f32>(x + (<usize>i << 2));
+  for (; i < n; i++) {
+    const h = <u32>load<u16>(w + (<usize>i << 1));
+    const b = scaled ? reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16)) : f16_to_f32(h);
+    s += b * load<f32>(x + (<usize>i << 2));
+  }
   return s;
+}
+
+/** dot_f16 (scaled) of two rows (w, w + ws) at once, each activation vector loaded once for both: each row's
+ * products and accumulators are dot_f16's, so the same bits. Used for long rows (cols ≥ 4096), where x
+ * (16+ KiB) no longer stays in L1 beside the weight stream and one load per row pair halves its traffic
+ * (1.15× at 8192 columns; at 2048 columns two rows at once were 0.65×: docs/kernels.md). Half a 16-column
+ * step at a time, so 8 accumulators, 2 activation vectors and the mask fit the 16 xmm registers. */
+@inline function dot2_f16(w: usize, ws: usize, x: usize, n: i32, out: usize): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let m = i16x8.splat(<i16>(0x8fff | (n >> 31)));
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const p = w + (<usize>i << 1);
+    const o = x + (<usize>i << 2);
+    let x0 = v128.load(o), x1 = v128.load(o, 16);
+    let h = v128.load(p);
+    let u = v128.and(i16x8.shr_s(h, 3), m), d = i16x8.shl(h, 13);
+    a0 = f32x4.add(a0, f32x4.mul(i16x8.shuffle(d, u, 0, 8, 1, 9, 2, 10, 3, 11), x0));
+    a1 = f32x4.add(a1, f32x4.mul(i16x8.shuffle(d, u, 4, 12, 5, 13, 6, 14, 7, 15), x1));
+    h = v128.load(p + ws);
+    u = v128.and(i16x8.shr_s(h, 3), m); d = i16x8.shl(h, 13);
+    b0 = f32x4.add(b0, f32x4.mul(i16x8.shuffle(d, u, 0, 8, 1, 9, 2, 10, 3, 11), x0));
+    b1 = f32x4.add(b1, f32x4.mul(i16x8.shuffle(d, u, 4, 12, 5, 13, 6, 14, 7, 15), x1));
+    x0 = v128.load(o, 32); x1 = v128.load(o, 48);
+    h = v128.load(p, 16);
+    u = v128.and(i16x8.shr_s(h, 3), m); d = i16x8.shl(h, 13);
+    a2 = f32x4.add(a2, f32x4.mul(i16x8.shuffle(d, u, 0, 8, 1, 9, 2, 10, 3, 11), x0));
+    a3 = f32x4.add(a3, f32x4.mul(i16x8.shuffle(d, u, 4, 12, 5, 13, 6, 14, 7, 15), x1));
+    h = v128.load(p + ws, 16);
+    u = v128.and(i16x8.shr_s(h, 3), m); d = i16x8.shl(h, 13);
+    b2 = f32x4.add(b2, f32x4.mul(i16x8.shuffle(d, u, 0, 8, 1, 9, 2, 10, 3, 11), x0));
+    b3 = f32x4.add(b3, f32x4.mul(i16x8.shuffle(d, u, 4, 12, 5, 13, 6, 14, 7, 15), x1));
+    m = keep(m);
+  }
+  store<f32>(out, f16Tail(true, w, x, n, i, a0, a1, a2, a3));
+  store<f32>(out + 4, f16Tail(true, w + ws, x, n, i, b0, b1, b2, b3));
+}
+
+/** xs = x·2^112 for the n f32 values at x (n a multiple of 4 or not); returns 1 when that is exact for
+ * every value (all |x| < 2^16, or NaN), else 0 and dot_f16 must take x unscaled. */
+export function scale_act_f16(x: usize, n: i32, xs: usize): i32 {
+  const k = f32x4.splat(reinterpret<f32>(0x77800000));
+  const lim = f32x4.splat(65536.0);
+  let big = i32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(x + (<usize>i << 2));
+    big = v128.or(big, f32x4.ge(f32x4.abs(v), lim));
+    v128.store(xs + (<usize>i << 2), f32x4.mul(v, k));
+  }
+  let ok = !v128.any_true(big);
+  for (; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (abs(v) >= 65536.0) ok = false;
+    store<f32>(xs + (<usize>i << 2), v * reinterpret<f32>(0x77800000));
+  }
+  return ok ? 1 : 0;
 }
 
 // ---------------------------------------------------------------- dense prefill: register-blocked GEMM
@@ -946,6 +1032,13 @@ export function f32_count_special(p: usize, n: i32): i32 {
     gemmRows(false, F32_R, F32_T, w0, rows, cols, xf, out, n, r0, r1);
     return;
   }
+  if (kind == K_F16 && n == 1 && x16 != 0) {
+    // decode with the activations prescaled by 2^112 (D_X16: scale_act_f16's copy; 0 when it was not exact)
+    let r = r0;
+    if (cols >= 4096) for (; r + 2 <= r1; r += 2) dot2_f16(w0 + <usize>r * ucols * 2, ucols * 2, x16, cols, out + (<usize>r << 2));
+    for (; r < r1; r++) store<f32>(out + (<usize>r << 2), dot_f16(true, w0 + <usize>r * ucols * 2, x16, cols));
+    return;
+  }
   if (kind == K_F16 && n > 1) {
     gemmRows(true, F16_R, F16_T, w0, rows, cols, xf, out, n, r0, r1);
     return;
@@ -961,7 +1054,7 @@ export function f32_count_special(p: usize, n: i32): i32 {
       let v: f32 = 0;
       switch (kind) {
         case K_F32: v = dot_f32(w0 + ur * ucols * 4, xf + ut * ucols * 4, cols); break;
-        case K_F16: v = dot_f16(w0 + ur * ucols * 2, xf + ut * ucols * 4, cols); break;
+        case K_F16: v = dot_f16(false, w0 + ur * ucols * 2, xf + ut * ucols * 4, cols); break;
         case K_I8S32: v = dot_i8s32(w0 + ur * ucols, w1 + ur * unb * 4, x16 + ut * ucols * 2, xd + ut * unb * 4, nb); break;
         case K_Q4_0: v = dot_q4_0(w0 + ur * unb * 16, w1 + ur * unb * 4, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
         case K_N4A32: v = dot_n4a32(w0 + ur * unb * 16, w1 + ur * unb * 4, w2 + ur * unb * 4, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb); break;
@@ -1171,21 +1264,28 @@ export * from "./forward";
   return i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 }
 
-/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s and offsets at k, groups of g
- * along the row (the last one ragged when g does not divide cols). Whole 16-code chunks of a group run in
- * SIMD (4 f32x4 accumulators), a group's remaining codes in scalar f32 (a separate accumulator added at
- * the end), so the order of operations depends only on the shape: the same bits on every thread and in
- * both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization does; no fused
- * multiply-add. */
-@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, x: usize, cols: i32, g: i32, s16: bool, k16: bool): f32 {
+/** One row of a K_U4G / K_U8G weight · x: codes at c, per-group scales at s, groups of g along the row (the
+ * last one ragged when g does not divide cols). The code offset k of group j: zc — L0 − z with z the group's
+ * integer zero point, stored at the code width (nibbles for 4 bits, bytes for 8) at k, group index gz + j
+ * (gz = the row's first group: a row's zeros may start inside a byte); else the constant L0 (no zeros). Whole
+ * 16-code chunks of a group run in SIMD (4 f32x4 accumulators), a group's remaining codes in scalar f32 (a
+ * separate accumulator added at the end), so the order of operations depends only on the shape: the same bits
+ * on every thread and in both builds. The weight (q + k)·s is rounded once, as the fake-quant dequantization
+ * does; no fused multiply-add. */
+@inline function dot_ug(bits: i32, c: usize, s: usize, k: usize, gz: usize, l0: i32, x: usize, cols: i32, g: i32, s16: bool, zc: bool): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    // s16: the stored f16 scale bits (exact in f32), else an f32 scale; k16: the integer offset as i16, else f32
+    // s16: the stored f16 scale bits (exact in f32), else an f32 scale
     const sf = s16 ? f16_to_f32(<u32>load<u16>(s + (<usize>j << 1))) : load<f32>(s + (<usize>j << 2));
-    const kf = k16 ? <f32>load<i16>(k + (<usize>j << 1)) : load<f32>(k + (<usize>j << 2));
+    let ki = l0;
+    if (zc) {
+      const gi = gz + <usize>j;
+      ki -= bits == 4 ? (<i32>load<u8>(k + (gi >> 1)) >> (<i32>(gi & 1) << 2)) & 15 : <i32>load<u8>(k + gi);
+    }
+    const kf = <f32>ki;
     const sv = f32x4.splat(sf), kv = f32x4.splat(kf);
     let i = 0;
     for (; i + 16 <= len; i += 16) {
@@ -1224,10 +1324,11 @@ export * from "./forward";
   const n = dint(desc, D_N);
   const g = dint(desc, D_GROUP);
   const nG = (cols + g - 1) / g;
-  // D_BITS (unused by these kinds otherwise): bit 0 = scales as f16 bits, bit 1 = offsets as i16 (else f32)
+  // D_BITS (unused by these kinds otherwise): bit 0 = scales as f16 bits, bit 1 = zero codes at D_W2; D_LUT = L0 (i32)
   const flags = dint(desc, D_BITS);
-  const s16 = (flags & 1) != 0, k16 = (flags & 2) != 0;
-  const sb: usize = s16 ? 2 : 4, kb: usize = k16 ? 2 : 4;
+  const l0 = dint(desc, D_LUT);
+  const s16 = (flags & 1) != 0, zc = (flags & 2) != 0;
+  const sb: usize = s16 ? 2 : 4;
   const ucols = <usize>cols;
   const rowBytes = (ucols * <usize>bits) >> 3;
   for (let t0 = 0; t0 < n; t0 += TOKEN_BLOCK) {
@@ -1236,11 +1337,11 @@ export * from "./forward";
       const ur = <usize>r;
       const c = w0 + ur * rowBytes;
       const s = w1 + ur * <usize>nG * sb;
-      const k = w2 + ur * <usize>nG * kb;
+      const gz = ur * <usize>nG;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
         const xr = xf + ut * ucols * 4, o = out + (ut * <usize>rows + ur) * 4;
-        store<f32>(o, dot_ug(bits, c, s, k, xr, cols, g, s16, k16));
+        store<f32>(o, dot_ug(bits, c, s, w2, gz, l0, xr, cols, g, s16, zc));
       }
     }
   }
@@ -1250,6 +1351,7 @@ export function run_k15(desc: usize, r0: i32, r1: i32): void { runUniform(4, des
 export function run_k16(desc: usize, r0: i32, r1: i32): void { runUniform(8, desc, r0, r1); }
 export * from "./lut";
 export * from "./intmm";
+export * from "./igemm";
 export * from "./linalg";
 export { kquant_supported, quantize_blocks_k } from "./kquants";
 export * from "./kdecode";

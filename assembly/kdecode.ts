@@ -249,25 +249,31 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
  * j < 2, holds the elements 128n + 16j + {0, 32, 64, 96} + 0…15 (dequantize_row_q6_K order: ql[16j…] and
  * ql[32+16j…] low, then high nibbles, with bit pairs 0–1, 2–3, 4–5, 6–7 of qh[16j…]); their groups'
  * scales are lanes 0, 2, 4, 6 of the 8 scales loaded from 192 + 8n + j. */
+/** 0x0f and 0x30 in every byte: K_Q6_KX4's masks, loaded at each use (a load, not a register TurboFan spills) */
+const Q6_MASKS = memory.data<u8>([
+  0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f,
+  0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30,
+], 16);
+
 @inline function dot4_q6_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  let lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
-  let hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
   for (let s = 0; s < nsb; s++) {
     let isum = i32x4.splat(0);
-    const bs0 = v128.load(xs), bs1 = v128.load(xs, 16);
+    // −16·Σx per 16, shared by the 4 rows (the code sums are i16; |Σx| ≤ 16·127, so |16·Σx| ≤ 32512 fits i16)
+    const bs0 = i16x8.mul(v128.load(xs), i16x8.splat(-16)), bs1 = i16x8.mul(v128.load(xs, 16), i16x8.splat(-16));
     for (let k: usize = 0; k < 4; k++) {
       const b = q + k * 210;
-      // −32·Σ_g sc_g·Σx_g (the code sums per 16 are i16)
+      // −32·Σ_g sc_g·Σx_g = 2·Σ_g sc_g·(−16·Σx_g)
       const off = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
-      let ia = i32x4.neg(i32x4.shl(off, 5));
-      for (let it: usize = 0; it < 4; it++) {
-        const n = it >> 1, j = it & 1;
-        const ql = b + (n << 6) + (j << 4);
+      let ia = i32x4.add(off, off);
+      // slices (n, j) = (0, 0), (0, 1), (1, 0), (1, 1): pointers advanced by (16, 48, 16) for ql, (1, 7, 1) for the
+      // scales, (16, 112, 16) for x; qh by 16 each (no index arithmetic in the loop body)
+      let ql = b, qh = b + 128, sp = b + 192, xa = x8;
+      for (let it = 0; it < 4; it++) {
+        const lo = v128.load(Q6_MASKS), hb = v128.load(Q6_MASKS, 16);
         const La = v128.load(ql), Lb = v128.load(ql, 32);
-        const H = v128.load(b + 128 + (n << 5) + (j << 4));
-        const sc = v128.load8x8_s(b + 192 + (n << 3) + j);
-        const xa = x8 + (n << 7) + (j << 4);
+        const H = v128.load(qh);
+        const sc = v128.load8x8_s(sp);
         // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
         const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
         const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
@@ -278,8 +284,11 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
         ia = i32x4.add(ia, i32x4.add(
           i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
           i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3)))));
-        lo = keep(lo);
-        hb = keep(hb);
+        const odd = <usize>(it & 1);
+        ql += 16 + (odd << 5);
+        qh += 16;
+        sp += 1 + odd * 6;
+        xa += 16 + odd * 96;
       }
       const h = hsumPair(ia, ia);
       isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);

@@ -61,13 +61,14 @@ import { dptr, dint } from "./desc";
 
 /** One row · x for codes of b ≤ 4 bits: per group, the 16 weights fround((lut[c] − z)·s) as 4 byte planes
  * (plane k, byte c = byte k of entry c), so 16 codes become 16 f32 weights with 4 swizzles and 8 shuffles. */
-@inline function dot_lut(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_lut(b: i32, c: usize, o: u32, s: usize, e8: bool, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    const sd = <f64>load<f32>(s + (<usize>j << 2));
+    // e8: the scale as its f32 exponent byte (every scale a power of two, or 0), shifted back into place: exact
+    const sd = e8 ? <f64>reinterpret<f32>(<u32>load<u8>(s + <usize>j) << 23) : <f64>load<f32>(s + (<usize>j << 2));
     const zd = z != 0 ? <f64>load<f32>(z + (<usize>j << 2)) : 0.0;
     let i = 0;
     if (len >= 16) {
@@ -127,13 +128,14 @@ import { dptr, dint } from "./desc";
 }
 
 /** One row · x for codes of 5–8 bits: each weight looked up in the f64 table (scalar gather), 4 lanes at a time. */
-@inline function dot_lutw(b: i32, c: usize, o: u32, s: usize, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
+@inline function dot_lutw(b: i32, c: usize, o: u32, s: usize, e8: bool, z: usize, lut: usize, x: usize, cols: i32, g: i32): f32 {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let st: f32 = 0;
   let j = 0;
   for (let j0 = 0; j0 < cols; j0 += g, j++) {
     const len = min(g, cols - j0);
-    const sd = <f64>load<f32>(s + (<usize>j << 2));
+    // e8: the scale as its f32 exponent byte (every scale a power of two, or 0), shifted back into place: exact
+    const sd = e8 ? <f64>reinterpret<f32>(<u32>load<u8>(s + <usize>j) << 23) : <f64>load<f32>(s + (<usize>j << 2));
     const zd = z != 0 ? <f64>load<f32>(z + (<usize>j << 2)) : 0.0;
     let i = 0;
     for (; i + 16 <= len; i += 16) {
@@ -165,7 +167,10 @@ import { dptr, dint } from "./desc";
   const n = dint(desc, D_N);
   const g = dint(desc, D_GROUP);
   const lut = dptr(desc, D_LUT);
-  const bits = b != 0 ? b : dint(desc, D_BITS);
+  // D_BITS: bits per code (read when b = 0), bit 8 = scales as f32 exponent bytes (1 byte per group)
+  const flags = dint(desc, D_BITS);
+  const bits = b != 0 ? b : flags & 255;
+  const e8 = (flags & 256) != 0;
   const nG = (cols + g - 1) / g;
   const ucols = <usize>cols;
   for (let t0 = 0; t0 < n; t0 += 8) {
@@ -177,12 +182,12 @@ import { dptr, dint } from "./desc";
       const rowBit = <u64>r * <u64>cols * <u64>bits;
       const c = w0 + <usize>(rowBit >> 3);
       const o = <u32>(rowBit & 7);
-      const s = w1 + ur * <usize>nG * 4;
+      const s = w1 + ur * <usize>nG * (e8 ? 1 : 4);
       const z = w2 != 0 ? w2 + ur * <usize>nG * 4 : 0;
       for (let t = t0; t < t1; t++) {
         const ut = <usize>t;
         const xt = xf + ut * ucols * 4;
-        const v = b != 0 ? dot_lut(b, c, o, s, z, lut, xt, cols, g) : dot_lutw(bits, c, o, s, z, lut, xt, cols, g);
+        const v = b != 0 ? dot_lut(b, c, o, s, e8, z, lut, xt, cols, g) : dot_lutw(bits, c, o, s, e8, z, lut, xt, cols, g);
         store<f32>(out + (ut * <usize>rows + ur) * 4, v);
       }
     }
@@ -564,10 +569,12 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
   const nsb = cols >> 8, ucols = <usize>cols, gs = g >> 8;
   const nG = <usize>((cols + g - 1) / g);
   const m = i8x16.splat(3), m12 = i8x16.splat(12);
-  for (let gr = g0; gr < g1; gr++) {
+  // the scale pointer steps by a row group's record (no w1 + g·nG·16: binaryen sank nG's division into the group loop)
+  const sStride = nG << 4;
+  let s = w1 + <usize>g0 * sStride;
+  for (let gr = g0; gr < g1; gr++, s += sStride) {
     const ug = <usize>gr;
     const q = w0 + ug * ucols;
-    const s = w1 + ug * nG * 16;
     for (let t = 0; t < n; t++) {
       const ut = <usize>t;
       const a8 = x8 + ut * ucols, ad = xd + ut * <usize>nsb * 4, as = xs + ut * <usize>nsb * Q8K_SUM_BYTES;
@@ -580,9 +587,14 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
         for (; sb < se; sb++) {
           const us = <usize>sb;
           const qs = q + (us << 8), xb = a8 + (us << 8);
-          let r: v128;
+          // the record's 8 i16 code sums per 32 (abi.ts Q8K_SUM_BYTES: @32), Σ over them = Σx of the super-block
+          const s16 = v128.load(as + us * Q8K_SUM_BYTES, 32);
+          let dot: v128;
           if (ASC_FEATURE_RELAXED_SIMD) {
-            let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
+            // Σx folded in: rows 0 and 2 start from −(sums per 32) (|lane| ≤ 8128 + 32·128 < 2^15), rows 1 and 3 (4·u)
+            // subtract the sums widened to i32 after their shift; the same integers as Σ u·x − Σx, without a hsum
+            const ns = i16x8.sub(i16x8.splat(0), s16);
+            let a0 = ns, a1 = i16x8.splat(0), a2 = ns, a3 = i16x8.splat(0);
             for (let k: usize = 0; k < 256; k += 32) {
               const W = v128.load(qs + k), X = v128.load(xb + k), W4 = i16x8.shr_u(W, 4);
               a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
@@ -595,8 +607,9 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
               a2 = i16x8.add(a2, rdot(Y, v128.and(V4, m)));
               a3 = i16x8.add(a3, rdot(Y, v128.and(V4, m12)));
             }
-            r = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2),
-              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2));
+            const sx = i32x4.extadd_pairwise_i16x8_s(s16);
+            dot = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2), sx),
+              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2), sx));
           } else {
             let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
             for (let k: usize = 0; k < 256; k += 16) {
@@ -608,11 +621,8 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
               a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p2), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p2), xh)));
               a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p3), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p3), xh)));
             }
-            r = reduce4i(a0, a1, a2, a3);
+            dot = i32x4.sub(reduce4i(a0, a1, a2, a3), i32x4.splat(hsum_i32x4(i32x4.extadd_pairwise_i16x8_s(s16))));
           }
-          // Σx over the 256: the record's 8 i16 sums per 32 (abi.ts Q8K_SUM_BYTES: @32)
-          const sx = i32x4.extadd_pairwise_i16x8_s(v128.load(as + us * Q8K_SUM_BYTES, 32));
-          const dot = i32x4.sub(r, i32x4.splat(hsum_i32x4(sx)));
           gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(load<f32>(ad + (us << 2)))));
         }
         acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));

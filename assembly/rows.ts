@@ -78,3 +78,26 @@ export function add_rmsnorm_f32(x: usize, y: usize, w: usize, out: usize, n: i32
     for (; i < dim; i++) store<f32>(or + (<usize>i << 2), load<f32>(w + (<usize>i << 2)) * (inv * load<f32>(xr + (<usize>i << 2))));
   }
 }
+
+/** s[j] += x[i, j]² in f64 for n rows of width f32 values (rows width apart): per column, rows in order, each square
+ * exact (an f32 product fits f64) and one rounding per add — the same operations, hence the same bits, as
+ * ggml/imatrix.ts ImatrixAccumulator's TypeScript loop. */
+export function sumsq_cols_f64(x: usize, n: i32, width: i32, s: usize): void {
+  for (let i = 0; i < n; i++) {
+    const xr = x + (<usize>i * <usize>width << 2);
+    let j = 0;
+    for (; j + 4 <= width; j += 4) {
+      const v = v128.load(xr + (<usize>j << 2));
+      const lo = f64x2.promote_low_f32x4(v);
+      const hi = f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1));
+      const p = s + (<usize>j << 3);
+      v128.store(p, f64x2.add(v128.load(p), f64x2.mul(lo, lo)));
+      v128.store(p, f64x2.add(v128.load(p, 16), f64x2.mul(hi, hi)), 16);
+    }
+    for (; j < width; j++) {
+      const v = <f64>load<f32>(xr + (<usize>j << 2));
+      const p = s + (<usize>j << 3);
+      store<f64>(p, load<f64>(p) + v * v);
+    }
+  }
+}

@@ -4,7 +4,7 @@
 // and Q6_K at 1 and 2 threads; weight GB/s against a same-run memory-bandwidth probe; peak RSS of
 // loading the F16 model (child process, VmHWM); whole-model quantization throughput.
 // Sections: f32, rss, quantize, types; pick some with `node dist/bench/run.js model:rss,types` (or
-// QUANTLAB_BENCH_SECTIONS=rss,types); default all.
+// QUANTLAB_BENCH_SECTIONS=rss,types); default all. QUANTLAB_BENCH_TYPES=F16,Q6_K limits the types section.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { loadavg } from "node:os";
@@ -119,11 +119,11 @@ async function f32Section(ctx: BenchContext): Promise<BenchSection> {
 async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   const bw = bandwidth(ctx);
   ctx.log(`  memory read bandwidth (WASM, 1 thread): ${fmt(bw)} GB/s`);
-  // QUANTLAB_BENCH_TYPES=Q8_0,Q4_K picks types, QUANTLAB_BENCH_PROMPT=128 the prompt length (focused reruns)
-  const pick = process.env.QUANTLAB_BENCH_TYPES?.split(",").map((t) => t.trim()).filter((t) => t);
+  // QUANTLAB_BENCH_TYPES=F16,Q6_K measures only those weight types
+  const only = process.env.QUANTLAB_BENCH_TYPES?.split(",").map((t) => t.trim().toUpperCase()).filter((t) => t.length > 0);
   const all = ctx.quick ? [GgmlType.Q8_0, GgmlType.Q4_K] : [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
-  for (const t of pick ?? []) if (!all.some((a) => ggmlTypeName(a) === t)) throw new Error(`QUANTLAB_BENCH_TYPES: ${t} is not one of ${all.map(ggmlTypeName).join(", ")}`);
-  const types = pick?.length ? all.filter((a) => pick.includes(ggmlTypeName(a))) : all;
+  const types = only?.length ? all.filter((t) => only.includes(ggmlTypeName(t).toUpperCase())) : all;
+  if (only?.length && types.length !== only.length) throw new Error(`QUANTLAB_BENCH_TYPES=${process.env.QUANTLAB_BENCH_TYPES}: the types section measures ${all.map(ggmlTypeName).join(", ")}`);
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   const promptEnv = process.env.QUANTLAB_BENCH_PROMPT;
@@ -144,7 +144,7 @@ async function typesSection(ctx: BenchContext): Promise<BenchSection> {
         `${fmt(m.weightBytes / 1e6, 0)} MB`, `${fmt(ourGBs)} (${fmt((100 * ourGBs) / bw, 0)}%)`, r.theirs ? `${fmt(theirGBs)} (${fmt((100 * theirGBs) / bw, 0)}%)` : "—", r.load]);
     }
   }
-  if (promptEnv !== undefined || pick?.length) notes.push(`Focused run: ${pick?.length ? `types ${types.map(ggmlTypeName).join(", ")}` : "all types"}, prompt ${prompt} tokens (QUANTLAB_BENCH_TYPES / QUANTLAB_BENCH_PROMPT).`);
+  if (promptEnv !== undefined || only?.length) notes.push(`Focused run: ${only?.length ? `types ${types.map(ggmlTypeName).join(", ")}` : "all types"}, prompt ${prompt} tokens (QUANTLAB_BENCH_TYPES / QUANTLAB_BENCH_PROMPT).`);
   notes.push(
     `Memory bandwidth measured in this run: **${fmt(bw)} GB/s** (WASM SIMD streaming read of ${ctx.quick ? 256 : 1024} MiB, 1 thread, best of 5). "GB/s" = weight bytes streamed per decoded token × decode tok/s (quantlab: its prepared weights, all matrices incl. the tied output; llama.cpp: the file's tensor bytes), and its share of that bandwidth.`,
     "Decode includes attention, norms, RoPE and the 128256-wide output matrix; prefill = one batch of the prompt. Medians of the timed runs after a warm-up, quantlab and llama.cpp alternating on the same file in the same process; 1- and 2-thread rows use the same loaded model (the WASM pool with 1 worker; llama.cpp one context per thread count).",

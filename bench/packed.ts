@@ -66,9 +66,8 @@ function model(c: ModelConfig, what: GgmlType | string): Model {
   return { config: c, weights, source: { path: "synthetic", format: "memory" } };
 }
 
-/** Decode tok/s (best of 3 runs of `steps` tokens after 4 warm-up tokens), the prepared linears' bytes and
- * the bytes a token streams (every prepared matrix: the linears and the tied f32 output). */
-function decodeTokS(m: Model, threads: number, steps: number, packedActivations: "f32" | "q8" = "f32"): { tokS: number; resident: number; streamed: number; kernels: string } {
+/** A prepared decoder: `rep()` = ms per token of one run of `steps` tokens (after 4 warm-up tokens at creation). */
+function decoder(m: Model, threads: number, steps: number, packedActivations: "f32" | "q8" = "f32"): { rep: () => number; dispose: () => void; resident: number; streamed: number; kernels: string } {
   const be = createNodeWasmBackend({ threads, packedActivations });
   try {
     const llama = new Llama(m, { backend: be, contextLength: steps + 8 });
@@ -79,42 +78,71 @@ function decodeTokS(m: Model, threads: number, steps: number, packedActivations:
     const kernels = [...new Set(rows.map((r) => r.kernel + (r.fallback ? " (fallback!)" : "")))].join(", ");
     llama.forward(1, 0);
     for (let i = 1; i < 4; i++) llama.forward(1 + i, i); // warm-up (tier-up)
-    const times: number[] = [];
-    for (let rep = 0; rep < 3; rep++) {
+    const rep = () => {
       llama.reset();
       const t0 = performance.now();
       for (let i = 0; i < steps; i++) llama.forward(1 + (i % 100), i);
-      times.push((performance.now() - t0) / steps);
-    }
-    llama.dispose();
-    return { tokS: 1000 / stats(times).min, resident, streamed, kernels };
-  } finally {
+      return (performance.now() - t0) / steps;
+    };
+    return { rep, dispose: () => { llama.dispose(); be.dispose(); }, resident, streamed, kernels };
+  } catch (e) {
     be.dispose();
+    throw e;
   }
 }
 
-/** llama.cpp's decode tok/s of a GGUF at each thread count (best of 3 runs of `steps` tokens after a warm-up). */
-async function llamaCppTokS(path: string, threadsList: number[], steps: number): Promise<{ tokS: Map<number, number>; version: string } | { error: string }> {
+/** Decode tok/s (best of 3 runs of `steps` tokens after 4 warm-up tokens), the prepared linears' bytes and
+ * the bytes a token streams (every prepared matrix: the linears and the tied f32 output). */
+function decodeTokS(m: Model, threads: number, steps: number, packedActivations: "f32" | "q8" = "f32"): { tokS: number; resident: number; streamed: number; kernels: string } {
+  const d = decoder(m, threads, steps, packedActivations);
+  try {
+    const times: number[] = [];
+    for (let rep = 0; rep < 3; rep++) times.push(d.rep());
+    return { tokS: 1000 / stats(times).min, resident: d.resident, streamed: d.streamed, kernels: d.kernels };
+  } finally {
+    d.dispose();
+  }
+}
+
+/** llama.cpp's decode tok/s of a GGUF at each thread count (best of `reps` runs of `steps` tokens after a warm-up),
+ * and, when `ours` is given, quantlab's decode at that thread count with its runs alternating with llama.cpp's
+ * (ours, theirs, ours, theirs …: both sides see the same load on a shared machine). */
+async function llamaCppTokS(path: string, threadsList: number[], steps: number, reps: number, ours?: (threads: number) => ReturnType<typeof decoder>): Promise<{ tokS: Map<number, number>; ourTokS: Map<number, number>; cpuTokS: Map<number, [number, number]>; version: string } | { error: string }> {
   let cpp: Awaited<ReturnType<typeof openLlamaCpp>>;
   try { cpp = await openLlamaCpp(path); } catch (e) { return { error: (e as Error).message.split("\n")[0]! }; }
   try {
-    const tokS = new Map<number, number>();
+    const tokS = new Map<number, number>(), ourTokS = new Map<number, number>();
+    // tok/s by the process's CPU time (user + system) per token, [ours, llama.cpp]: at 1 thread a yardstick that the
+    // other jobs of a shared machine disturb less than wall time (llama.cpp's decode runs while this thread waits)
+    const cpuTokS = new Map<number, [number, number]>();
+    const cpuMs = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
     for (const threads of threadsList) {
-      const s = await cpp.session({ threads, context: 3 * steps + 16, batch: 16 });
+      const s = await cpp.session({ threads, context: (reps + 1) * steps + 16, batch: 16 });
+      const d = ours?.(threads);
       try {
-        let best = Infinity;
+        let best = Infinity, ourBest = Infinity, cpuBest = Infinity, ourCpuBest = Infinity;
         await s.prefill([300]);
         await s.decode(4); // warm-up
-        for (let rep = 0; rep < 3; rep++) {
+        for (let rep = 0; rep < reps; rep++) {
+          if (d) {
+            const c0 = process.cpuUsage();
+            ourBest = Math.min(ourBest, d.rep());
+            ourCpuBest = Math.min(ourCpuBest, cpuMs(process.cpuUsage(c0)) / steps);
+          }
           await s.prefill([300]);
+          const c0 = process.cpuUsage();
           best = Math.min(best, (await s.decode(steps)) / steps);
+          cpuBest = Math.min(cpuBest, cpuMs(process.cpuUsage(c0)) / steps);
         }
         tokS.set(threads, 1000 / best);
+        if (d) ourTokS.set(threads, 1000 / ourBest);
+        if (d) cpuTokS.set(threads, [1000 / ourCpuBest, 1000 / cpuBest]);
       } finally {
+        d?.dispose();
         await s.close();
       }
     }
-    return { tokS, version: cpp.version };
+    return { tokS, ourTokS, cpuTokS, version: cpp.version };
   } finally {
     await cpp.close();
   }
@@ -183,15 +211,19 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
       const gguf = await syntheticGguf(GgmlType.TQ2_0, c, benchCacheDir(), undefined, { embedding: GgmlType.F32 });
       const fileBytes = await fileTensorBytes(gguf.path);
       const load = load1();
-      const cpp = await llamaCppTokS(gguf.path, [1, 2], steps);
+      // quantlab's q8 decode measured again, its runs alternating with llama.cpp's (QUANTLAB_PACKED_CPP_REPS, default 5)
+      const reps = Math.max(1, Number(process.env.QUANTLAB_PACKED_CPP_REPS ?? 5));
+      const cpp = await llamaCppTokS(gguf.path, [1, 2], steps, reps, (threads) => decoder(mq, threads, steps, "q8"));
       if ("error" in cpp) notes.push(`llama.cpp TQ2_0 not measured: ${cpp.error}`);
       else {
         for (const [threads, tokS] of cpp.tokS) {
-          const a = q8.get(threads)!;
-          rows.push([spec, "q8", "TQ2_0 (llama.cpp)", threads, fmt(a.tokS, 1), fmt(tokS, 1), fmt(a.tokS / tokS, 2), verdict(a.tokS / tokS, target),
-            bw(a.streamed, a.tokS), bw(fileBytes, tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `file ${fmt(fileBytes / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
+          const a = q8.get(threads)!, ours = cpp.ourTokS.get(threads)!;
+          rows.push([spec, "q8", "TQ2_0 (llama.cpp)", threads, fmt(ours, 1), fmt(tokS, 1), fmt(ours / tokS, 2), verdict(ours / tokS, target),
+            bw(a.streamed, ours), bw(fileBytes, tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `file ${fmt(fileBytes / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
         }
-        notes.push(`llama.cpp: ${cpp.version} CPU build, the same shapes as a GGUF (every linear TQ2_0, tied embedding F32; bench/_synthetic.ts), decode = best of 3 runs of ${steps} tokens after a warm-up, in this process after quantlab's rows (its spec tok/s repeated from the q8 rows above)`);
+        const c1 = cpp.cpuTokS.get(1);
+        if (c1) notes.push(`${spec} q8 vs llama.cpp TQ2_0 at 1 thread by CPU time per token (same runs; the process's user + system time, less disturbed by other jobs than wall time): ${fmt(c1[0], 1)} vs ${fmt(c1[1], 1)} tok/s = **${fmt(c1[0] / c1[1], 2)}**`);
+        notes.push(`llama.cpp: ${cpp.version} CPU build, the same shapes as a GGUF (every linear TQ2_0, tied embedding F32; bench/_synthetic.ts), decode = best of ${reps} runs of ${steps} tokens after a warm-up; the spec tok/s of its rows is quantlab's q8 decode measured again in the same loop, each of its ${reps} runs just before one of llama.cpp's (same load on both)`);
       }
     }
     if (skipRss) continue;

@@ -20,7 +20,8 @@ import { fusedFileTensors } from "../model/config.js";
 import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../ggml/types.js";
 import { dequantizeWeight } from "../kernels/dequantize.js";
 import type { Model } from "../model/weights.js";
-import { releaseWeight, weightByteReader, weightShape, type Weight } from "../core/weight.js";
+import { lazyGgmlWeight, releaseWeight, weightByteReader, weightShape, type Weight } from "../core/weight.js";
+import { LazyData } from "../core/lazy.js";
 import { checkFiniteWeight, describeElement } from "../model/finite.js";
 
 export interface GgmlQuantizeOptions {
@@ -48,6 +49,13 @@ export interface GgmlQuantizeOptions {
    */
   refuseNonFinite?: { where: string; what: string };
   progress?: Progress;
+  /**
+   * Encode each block tensor when its bytes are first read (a lazy ggml weight, kept once encoded) instead of
+   * before returning: a GGUF writer reading the result in file order then writes (and flushes) each tensor
+   * while the later ones are still to be encoded. Same bytes; `encoder` must stay usable until then, and a
+   * refused NaN/Inf (refuseNonFinite) throws from the read.
+   */
+  deferEncoding?: boolean;
 }
 
 export interface GgmlTensorReport {
@@ -111,9 +119,12 @@ function encodeFloat(type: GgmlType, shape: readonly number[], x: Float32Array):
   }
 }
 
-/** Bytes a weight occupies as stored. */
+/** Bytes a weight occupies as stored (a ggml weight's from its type and shape: a deferred one is not encoded by asking). */
 function storedBytes(w: Weight): number {
-  if (w.kind === "ggml") return w.data.length;
+  if (w.kind === "ggml") {
+    const cols = w.shape.length === 0 ? 1 : w.shape[w.shape.length - 1]!;
+    return (ggmlRowBytes(w.type, cols) ?? 0) * (w.shape.reduce((a, b) => a * b, 1) / cols);
+  }
   if (w.kind === "dense") return w.tensor.byteLength;
   return w.q.storageBits / 8;
 }
@@ -262,9 +273,21 @@ export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): Gg
           throw new QuantlabError("E_VALUE", `${refuse.where}: ${describeElement(name, shape, index)} is ${value}; ${refuse.what} (--allow-nonfinite / allowNonFinite: true to go ahead anyway)`);
         }
         : undefined;
-      st.done = { kind: "ggml", type: st.job.type, shape: [...st.choice.shape], data: encoder.encodeRows({ ...st.job, progress, ...(onNonFinite ? { onNonFinite } : {}) }) };
-      st.job = undefined; // let a decoded f32 copy go
-      releaseWeight(model.weights.get(st.choice.name)!); // and a lazily loaded source (re-read if written as is)
+      const job = st.job, source = model.weights.get(st.choice.name)!;
+      st.job = undefined; // let a decoded f32 copy go (with the encoding)
+      if (opts.deferEncoding) {
+        // encoded on first read (the writer's, in file order), then kept (pinned: a release does not drop it)
+        const bytes = storedBytes({ kind: "ggml", type: job.type, shape, data: new Uint8Array(0) });
+        st.done = lazyGgmlWeight(job.type, [...shape], new LazyData(bytes, () => {
+          const data = encoder.encodeRows({ ...job, ...(onNonFinite ? { onNonFinite } : {}) });
+          releaseWeight(source);
+          return { value: data, pinned: true };
+        }));
+        progress.tick(shape.reduce((a, b) => a * b, 1));
+        continue;
+      }
+      st.done = { kind: "ggml", type: job.type, shape: [...st.choice.shape], data: encoder.encodeRows({ ...job, progress, ...(onNonFinite ? { onNonFinite } : {}) }) };
+      releaseWeight(source); // and a lazily loaded source (re-read if written as is)
     } else progress.tick(st.choice.shape.reduce((a, b) => a * b, 1));
   }
   progress.done();

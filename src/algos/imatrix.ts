@@ -15,7 +15,9 @@
 import { QuantlabError } from "../core/errors.js";
 import { noProgress, type Progress } from "../core/progress.js";
 import { ImatrixAccumulator, type Imatrix } from "../ggml/imatrix.js";
-import type { Backend } from "../kernels/types.js";
+import type { Backend, PreparedWeight } from "../kernels/types.js";
+import { calibrationQmax } from "../kernels/ref/igemm.js";
+import { weightShape, type Weight } from "../core/weight.js";
 import { HessianAccumulator } from "./gptq.js";
 import { TensorNames, fusedFileTensors, type ModelConfig } from "../model/config.js";
 import { Llama } from "../model/llama.js";
@@ -31,6 +33,15 @@ export interface CollectImatrixOptions {
   maxChunks?: number;
   backend?: Backend;
   progress?: Progress;
+  /**
+   * the forward pass's block linears: "exact" (default: the backend's f32 kernels) or "int" — the integer
+   * calibration GEMM (backend.prepareCalibration, WASM only): weights per row and activations per token as
+   * symmetric integer codes, exact int32 sums; faster, and the matrix moves by the rounding of those codes
+   * (docs/kernels.md "Integer calibration forward")
+   */
+  forward?: "exact" | "int";
+  /** with forward "int": code bits (2…16; default: the widest whose int32 sums cannot overflow, ≈ 11–12 bits at 256–1024 columns) */
+  intBits?: number;
   /** also accumulate each site's full input Hessian 2/N Σ x xᵀ (for gptq; width² doubles per site) */
   hessians?: boolean;
 }
@@ -84,7 +95,8 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   if (opts.maxChunks !== undefined) chunks = Math.min(chunks, opts.maxChunks);
   if (chunks < 1) throw new QuantlabError("E_ARG", `imatrix: the calibration text has ${tokens.length} tokens, fewer than one chunk of ${ctx}`);
 
-  const acc = new ImatrixAccumulator();
+  const be0 = opts.backend;
+  const acc = new ImatrixAccumulator(be0?.sumSquares ? (x, n, w, s) => be0.sumSquares!(x, n, w, s) : undefined);
   const sites: LinearSite[] = ["attn_in", "attn_out_in", "ffn_in", "ffn_down_in"];
   const qDim = c.nHeads * c.headDim;
   const width: Record<LinearSite, number> = { attn_in: c.dim, attn_out_in: qDim, ffn_in: c.dim, ffn_down_in: c.hiddenDim };
@@ -98,9 +110,23 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
       if (opts.hessians) hess.set(`${l}.${s}`, new HessianAccumulator(width[s], kernels));
     }
   }
+  const forward = opts.forward ?? "exact";
+  if (forward !== "exact" && forward !== "int") throw new QuantlabError("E_ARG", `imatrix: forward ${String(forward)}: expected exact or int`);
+  if (opts.intBits !== undefined && forward !== "int") throw new QuantlabError("E_ARG", "imatrix: integer code bits need the int forward (--imatrix-forward int)");
+  let prepareLinear: ((w: Weight, name: string) => PreparedWeight) | undefined;
+  if (forward === "int") {
+    const be = opts.backend;
+    if (!be?.prepareCalibration) throw new QuantlabError("E_ARG", `imatrix: --imatrix-forward int needs the wasm backend (${be?.name ?? "ref"} has no integer calibration GEMM)`);
+    const bits = opts.intBits;
+    prepareLinear = (w, name) => {
+      const shape = weightShape(w);
+      return be.prepareCalibration!(w, name, calibrationQmax(shape[shape.length - 1]!, bits));
+    };
+  }
   const llama = new Llama(model, {
     contextLength: ctx,
     backend: opts.backend,
+    prepareLinear,
     inputHook: (l, site, x, n, w) => {
       acc.add(`${l}.${site}`, x, n, w);
       hess.get(`${l}.${site}`)?.add(x, n);

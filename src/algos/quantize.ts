@@ -47,6 +47,13 @@ export interface QuantizeOptions {
    * clean model gives the same file. Spec quantizers still refuse to quantize a NaN themselves.
    */
   allowNonFinite?: boolean;
+  /**
+   * Preset targets (plain rtn, no calibration): encode each ggml tensor when its bytes are first read — by the
+   * GGUF writer, in file order — rather than all of them before returning, so writing the file (and flushing
+   * it to disk) overlaps the encoding of the tensors after it. Same bytes. The encoder (and `backend`) must
+   * stay usable until the result's tensors have been read; a NaN/Inf is then refused when its tensor is read.
+   */
+  deferGgmlEncoding?: boolean;
 }
 
 export interface QuantizeResult extends MethodOutput {
@@ -219,6 +226,7 @@ export async function quantize(model: Model, recipeIn: Recipe | Record<string, u
     progress: opts.progress ?? noProgress,
     ...(opts.onTensor ? { onTensor: opts.onTensor } : {}),
     ...(streamCheck ? { refuseNonFinite: { where: model.source.path, what: "refusing to quantize the model" } } : {}),
+    ...(opts.deferGgmlEncoding && opts.backend && recipe.method === "rtn" && !recipe.rotate && recipe.calibration === undefined ? { deferGgmlEncoding: true } : {}),
   };
   let out: MethodOutput;
   try {

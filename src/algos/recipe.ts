@@ -85,7 +85,8 @@ export interface Recipe {
    */
   rotate?: { seed: number; mode?: "residual" };
   calibration?: RecipeCalibration;
-  imatrix?: { source: "calibration" } | { file: FileRef };
+  /** forward "int": collected on the integer calibration GEMM (algos/imatrix.ts CollectImatrixOptions.forward), intBits its code bits */
+  imatrix?: { source: "calibration"; forward?: "int"; intBits?: number } | { file: FileRef };
   tensors?: { only?: string[]; keepFloat?: string[] };
   overrides?: RecipeOverride[];
 }
@@ -228,9 +229,18 @@ export function parseRecipe(input: Json, schemaOf: (m: MethodName) => OptionSche
   if (o.imatrix !== undefined) {
     const im = obj(o.imatrix, "$.imatrix");
     if ("source" in im) {
-      onlyKeys(im, ["source"], "$.imatrix");
+      onlyKeys(im, ["source", "forward", "intBits"], "$.imatrix");
       if (im.source !== "calibration") err("$.imatrix.source", 'expected "calibration"');
       r.imatrix = { source: "calibration" };
+      if (im.forward !== undefined) {
+        if (im.forward !== "int") err("$.imatrix.forward", 'expected "int" (or no key: the exact f32 forward)');
+        r.imatrix.forward = "int";
+      }
+      if (im.intBits !== undefined) {
+        if (r.imatrix.forward !== "int") err("$.imatrix.intBits", 'needs "forward": "int"');
+        if (typeof im.intBits !== "number" || !Number.isInteger(im.intBits) || im.intBits < 2 || im.intBits > 16) err("$.imatrix.intBits", "expected an integer 2…16");
+        r.imatrix.intBits = im.intBits as number;
+      }
     } else if ("file" in im) {
       onlyKeys(im, ["file"], "$.imatrix");
       r.imatrix = { file: fileRef(im.file, "$.imatrix.file") };

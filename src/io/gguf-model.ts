@@ -781,14 +781,29 @@ export async function writeGgufModel(model: Model, sink: ByteSink, opts: WriteGg
   const progress = opts.progress ?? noProgress;
   progress.start(plan.length, "writing");
   const report: WriteReport = { tensors: [], bytes: 0, ...(warnings.length ? { warnings } : {}) };
-  for (const p of plan) {
+  // ggml weights stored as they are (a quantized model's blocks, possibly encoded on first read: algos/ggml-quant.ts
+  // deferEncoding) are brought in one tensor ahead: the next one is read (encoded) while this one's write is in flight
+  const warmed = new Set<Weight>();
+  for (const [i, p] of plan.entries()) {
     const parts = fusedParts.get(p.name);
     const partsLoaded = parts?.map((w) => isWeightLoaded(w));
     if (parts) p.w = joinFusedParts(parts, p.w, p.name);
     // a lazy weight this writer brings in is let go again once written: converting streams the model
-    const wasLoaded = isWeightLoaded(p.w);
+    const wasLoaded = isWeightLoaded(p.w) && !warmed.has(p.w);
+    warmed.delete(p.w);
     const maxAbs = opts.allowNonFinite ? undefined : checkFiniteWeight(p.w, p.name, model.source.path, `refusing to write ${name}`, true);
-    const bytes = await encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, maxAbs === undefined ? undefined : { where: model.source.path, tensor: p.name, maxAbs }, (b) => w.writeTensorData(p.name, b));
+    const writing = encodeWeightChunked(p.w, p.name, p.type, opts.encoder ?? refGgmlEncoder, maxAbs === undefined ? undefined : { where: model.source.path, tensor: p.name, maxAbs }, (b) => w.writeTensorData(p.name, b));
+    const next = plan[i + 1];
+    if (next && !fusedParts.has(next.name) && next.w.kind === "ggml" && next.w.type === next.type && !isWeightLoaded(next.w)) {
+      try {
+        void next.w.data;
+        warmed.add(next.w);
+      } catch (e) {
+        await writing.catch(() => undefined);
+        throw e;
+      }
+    }
+    const bytes = await writing;
     if (!wasLoaded) releaseWeight(p.w);
     // the joined copy goes; parts this writer brought in are let go again
     if (parts) parts.forEach((w, i) => { if (!partsLoaded![i]) releaseWeight(w); });

@@ -68,12 +68,26 @@ export function uniformIntBytes(L: UniformIntLayout): number {
 
 /**
  * Does the WASM backend keep this uniform-int tensor's scales as the stored f16 bits (exact in f32) rather
- * than as f32? Yes when the spec stores f16 scales (`…:scale=f16`). The integer offsets k always take an
- * i16, so the prepared form is codes + 4 (f16) or 6 (f32 scales) bytes per (row, group), against the
- * file's codes + scale + packed zero point.
+ * than as f32? Yes when the spec stores f16 scales (`…:scale=f16`). Zero points keep the file's packing
+ * (uniformZeroBytes), so the prepared form is the file's codes + scale + zero codes for f32 and f16 scales.
  */
 export function uniformIntCompact(q: QuantizedTensor): boolean {
   return q instanceof QTensor && q.specObject.scale.dtype === "f16";
+}
+
+/** Bytes of a prepared uniform-int form's zero points: the integer zero codes at the code width (nibbles for
+ * 4 bits, bytes for 8), as the file packs them; none for symmetric specs (the offset is the constant L0). */
+export function uniformZeroBytes(asym: boolean, bits: number, nG: number): number {
+  return asym ? Math.ceil((nG * bits) / 8) : 0;
+}
+
+/**
+ * Does the WASM backend keep a lut tensor's scales as their f32 exponent bytes (1 byte per group: mxfp4 and
+ * the other e8m0-scale specs)? When the spec stores e8m0 scales and rows start on a byte; prepare then checks
+ * every scale is a normal power of two or 0 (else f32 scales).
+ */
+export function lutE8Candidate(s: QuantSpec, shape: readonly number[]): boolean {
+  return s.scale.dtype === "e8m0" && s.scale.superBlock === undefined && shape.length === 2 && (shape[1]! * s.bits) % 8 === 0;
 }
 
 /**
@@ -90,13 +104,13 @@ export function packedRegion(s: QuantSpec, shape: readonly number[]): { family: 
   if (uniformIntSpecReason(s, shape) === undefined) {
     const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
     const nG = rows * Math.ceil(cols / group), cb = (rows * cols * s.bits) / 8;
-    return { family: "uniform-int", codeBytes: cb, bytes: a64(cb) + a64(nG * (s.scale.dtype === "f16" ? 2 : 4)) + nG * 2 };
+    return { family: "uniform-int", codeBytes: cb, bytes: a64(cb) + a64(nG * (s.scale.dtype === "f16" ? 2 : 4)) + uniformZeroBytes(s.scheme === "asym", s.bits, nG) };
   }
   if (lutSpecReason(s, shape) === undefined) {
     const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
     const nG = rows * Math.ceil(cols / group), cb = Math.ceil((rows * cols * s.bits) / 8);
     const affine = s.scheme === "asym" || s.scheme === "asymf";
-    return { family: "lut", codeBytes: cb, bytes: a64(cb + 16) + a64(4 * nG) + a64(affine ? 4 * nG : 0) + 8 * lutTableLength(s.bits) };
+    return { family: "lut", codeBytes: cb, bytes: a64(cb + 16) + a64((lutE8Candidate(s, shape) ? 1 : 4) * nG) + a64(affine ? 4 * nG : 0) + 8 * lutTableLength(s.bits) };
   }
   return undefined;
 }
@@ -113,7 +127,7 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
     if (lr === undefined) {
       const t = q as QTensor;
       const { bits, group, nG, affine } = lutShape(t);
-      return { kernel: lutKernelName({ bits, group, cols }), residentBytes: t.codeBytes + 4 * nG * (affine ? 2 : 1) + 8 * lutTableLength(bits) };
+      return { kernel: lutKernelName({ bits, group, cols }), residentBytes: t.codeBytes + ((lutE8Candidate(t.specObject, t.shape) ? 1 : 4) + (affine ? 4 : 0)) * nG + 8 * lutTableLength(bits) };
     }
     // no packed kernel: the stored form runs through the row decoder (kernels/rowdec.ts), held as it is stored
     return { kernel: rowDecKernelName(), residentBytes: q.storageBits / 8, rowdec: `no packed WASM kernel (${lr})` };
@@ -122,7 +136,8 @@ export function packedRuntime(q: QuantizedTensor): { kernel: string; residentByt
   const g = t.specObject.granularity;
   const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
   const bits = t.specObject.bits as 4 | 8;
-  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + (uniformIntCompact(q) ? 4 : 6) * rows * Math.ceil(cols / group) };
+  const nG = rows * Math.ceil(cols / group);
+  return { kernel: uniformIntKernelName({ bits, group, cols }), residentBytes: (rows * cols * bits) / 8 + (uniformIntCompact(q) ? 2 : 4) * nG + uniformZeroBytes(t.specObject.scheme === "asym", bits, nG) };
 }
 
 /**
@@ -153,33 +168,67 @@ export function uniformIntSpecReason(s: QuantSpec, shape: readonly number[]): st
   return undefined;
 }
 
-/** The uniform-int layout of a QTensor (see the file comment), or a reason it has none. Reads the tensor's data. */
-export function uniformIntLayout(q: QuantizedTensor): UniformIntLayout | { reason: string } {
+/**
+ * A uniform-int QTensor's parameters as it stores them, for writing a prepared form without building
+ * per-group f32 arrays: L0 (levelOf(c) = c + L0), the stored scale values (and their f16 bits when the spec
+ * keeps f16 scales), the integer zero points (asym) and which stored group each (row, group) reads.
+ */
+export interface UniformIntParams {
+  readonly bits: 4 | 8;
+  readonly rows: number;
+  readonly cols: number;
+  readonly group: number;
+  /** groups per row, ⌈cols/group⌉; the layout has rows·perRow (row, group) parameters */
+  readonly perRow: number;
+  readonly l0: number;
+  readonly codes: Uint8Array;
+  /** stored scale values, (stored groups); undefined = 1 */
+  readonly scales: Float32Array | undefined;
+  /** f16 bits of the stored scales (`…:scale=f16`), else undefined */
+  readonly scaleF16: Uint16Array | undefined;
+  /** integer zero points z < 2^bits (asym), (stored groups); the offset is k = L0 − z */
+  readonly zeros: Uint16Array | undefined;
+  /** the stored group that (row, group) i reads: one (tensor), one per row (channel) or one per (row, group) */
+  stored(i: number): number;
+}
+
+/** The stored parameters of a uniform-int QTensor, or a reason it has no uniform-int layout. Reads the tensor's data. */
+export function uniformIntParams(q: QuantizedTensor): UniformIntParams | { reason: string } {
   const reason = uniformIntReason(q);
   if (reason) return { reason };
   const t = q as QTensor;
   const [rows, cols] = t.shape as [number, number];
   const qz = t.quantizer;
-  const L0 = qz.levelOf(0);
-  for (let c = 1; c < 2 ** t.specObject.bits; c++) if (qz.levelOf(c) !== c + L0) return { reason: `levels of ${t.spec} are not c + ${L0}` };
+  const l0 = qz.levelOf(0);
+  for (let c = 1; c < 2 ** t.specObject.bits; c++) if (qz.levelOf(c) !== c + l0) return { reason: `levels of ${t.spec} are not c + ${l0}` };
   const g = t.specObject.granularity;
   const group = g.kind === "group" ? Math.min(g.size, cols) : cols;
   const perRow = Math.ceil(cols / group);
-  const nG = rows * perRow;
-  const scales = new Float32Array(nG);
-  const offsets = new Float32Array(nG);
   const zeros = t.zeros;
   if (zeros && zeros.kind !== "int") return { reason: "float zero points" };
   const nStored = t.layout.nGroups;
-  for (let i = 0; i < nG; i++) {
-    // stored groups: one (tensor), one per row (channel) or one per (row, group), in that order
-    const gi = nStored === 1 ? 0 : nStored === rows ? Math.floor(i / perRow) : i;
-    const { scale, zero } = t.groupParams(gi);
-    scales[i] = scale;
-    offsets[i] = L0 - zero;
-  }
+  const sc = t.scales;
+  return {
+    bits: t.specObject.bits as 4 | 8, rows, cols, group, perRow, l0, codes: t.codes,
+    scales: sc?.values, scaleF16: sc?.dtype === "f16" ? sc.codes : undefined, zeros: zeros?.values,
+    stored: nStored === 1 ? () => 0 : nStored === rows ? (i) => Math.floor(i / perRow) : (i) => i,
+  };
+}
 
-  return { family: "uniform-int", bits: t.specObject.bits as 4 | 8, rows, cols, group, codes: t.codes, scales, offsets };
+/** The uniform-int layout of a QTensor (see the file comment), or a reason it has none. Reads the tensor's data. */
+export function uniformIntLayout(q: QuantizedTensor): UniformIntLayout | { reason: string } {
+  const P = uniformIntParams(q);
+  if ("reason" in P) return P;
+  const { rows, cols, group, perRow, l0 } = P;
+  const nG = rows * perRow;
+  const scales = new Float32Array(nG);
+  const offsets = new Float32Array(nG);
+  for (let i = 0; i < nG; i++) {
+    const gi = P.stored(i);
+    scales[i] = P.scales ? P.scales[gi]! : 1;
+    offsets[i] = l0 - (P.zeros ? P.zeros[gi]! : 0);
+  }
+  return { family: "uniform-int", bits: P.bits, rows, cols, group, codes: P.codes, scales, offsets };
 }
 
 /** Code c of element i of a packed 4/8-bit stream. */
@@ -289,29 +338,56 @@ export function lutSpecReason(s: QuantSpec, shape: readonly number[]): string | 
   return undefined;
 }
 
-/** The lut layout of a QTensor (see the file comment), or a reason it has none. Reads the tensor's data. */
-export function lutLayout(q: QuantizedTensor): LutLayout | { reason: string } {
+/** A lut QTensor's parameters as it stores them (see UniformIntParams): the f64 level table, stored scale and
+ * zero values, and which stored group each (row, group) reads. */
+export interface LutParams {
+  readonly bits: number;
+  readonly rows: number;
+  readonly cols: number;
+  readonly group: number;
+  readonly perRow: number;
+  readonly codes: Uint8Array;
+  readonly table: Float64Array;
+  /** stored scale values (f32), (stored groups); undefined = 1 */
+  readonly scales: Float32Array | undefined;
+  /** stored zero points (affine schemes), (stored groups) */
+  readonly zeros: ArrayLike<number> | undefined;
+  stored(i: number): number;
+}
+
+/** The stored parameters of a lut QTensor, or a reason it has no lut layout. Reads the tensor's data. */
+export function lutParams(q: QuantizedTensor): LutParams | { reason: string } {
   const reason = lutReason(q);
   if (reason) return { reason };
   const t = q as QTensor;
   const [rows, cols] = t.shape as [number, number];
-  const { bits, group, perRow, nG, affine } = lutShape(t);
+  const { bits, group, perRow, affine } = lutShape(t);
   const qz = t.quantizer;
   // the decode table of QTensor.dequantize: levelOf(c), kept in f64
   const table = new Float64Array(lutTableLength(bits));
   for (let c = 0; c < 2 ** bits; c++) table[c] = qz.levelOf(c);
-  const scales = new Float32Array(nG);
-  const zeros = affine ? new Float32Array(nG) : undefined;
   const nStored = t.layout.nGroups;
+  // stored groups: none/one (tensor, layer), one per row (channel) or one per (row, group), in that order
+  const stored = nStored <= 1 ? () => 0 : nStored === rows ? (i: number) => Math.floor(i / perRow) : (i: number) => i;
+  return { bits, rows, cols, group, perRow, codes: t.codes, table, scales: t.scales?.values, zeros: affine ? (t.zeros?.values ?? new Float32Array(Math.max(1, nStored))) : undefined, stored };
+}
+
+/** The lut layout of a QTensor (see the file comment), or a reason it has none. Reads the tensor's data. */
+export function lutLayout(q: QuantizedTensor): LutLayout | { reason: string } {
+  const P = lutParams(q);
+  if ("reason" in P) return P;
+  const { bits, rows, cols, group, perRow, table } = P;
+  const nG = rows * perRow;
+  const scales = new Float32Array(nG);
+  const zeros = P.zeros ? new Float32Array(nG) : undefined;
   for (let i = 0; i < nG; i++) {
-    // stored groups: none/one (tensor, layer), one per row (channel) or one per (row, group), in that order
-    const gi = nStored <= 1 ? 0 : nStored === rows ? Math.floor(i / perRow) : i;
-    const { scale, zero } = t.groupParams(gi);
+    const gi = P.stored(i);
+    const scale = P.scales ? P.scales[gi]! : 1, zero = P.zeros ? P.zeros[gi]! : 0;
     scales[i] = scale;
     if (zeros) zeros[i] = zero;
     if (scales[i] !== scale || (zeros && zeros[i] !== zero)) return { reason: `group ${gi}: scale or zero is not an f32` };
   }
-  return { family: "lut", bits, rows, cols, group, codes: t.codes, table, scales, zeros };
+  return { family: "lut", bits, rows, cols, group, codes: P.codes, table, scales, zeros };
 }
 
 /** Code of element i of an LSB-first b-bit stream. */

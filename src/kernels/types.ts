@@ -147,6 +147,15 @@ export interface Backend {
    * to the reference (algos/linalg.ts RefLinalg) */
   linalg?(): LinalgKernels;
   /**
+   * The weight as an operand of an integer calibration GEMM (imatrix `--imatrix-forward int`): symmetric integer
+   * codes |q| ≤ qmax per row, each token of x quantized the same way by `matmul`, products summed exactly.
+   * Optional: only the WASM backend has it (kernels/ref/igemm.ts is its reference twin).
+   */
+  prepareCalibration?(w: Weight, name: string, qmax: number): PreparedWeight;
+  /** sums[j] += Σ_i x[i, j]² in f64, rows in order (importance-matrix statistics: ImatrixAccumulator's own loop's
+   * bits). Optional: the accumulator falls back to its TypeScript loop. */
+  sumSquares?(x: Float32Array, n: number, width: number, sums: Float64Array): void;
+  /**
    * Set when the backend's `kvCache` is part of its arithmetic (integer-only attention): the forward pass then
    * refuses a KV cache from elsewhere instead of silently running another attention. The text names why.
    */

@@ -40,6 +40,9 @@ export interface LlamaOptions {
   maxBatch?: number;
   /** observer/modifier of every block linear's input (see LinearInputHook) */
   inputHook?: LinearInputHook;
+  /** prepares each block linear instead of `backend.prepare` (the output matrix is always the backend's); e.g. the
+   * integer calibration GEMM of `collectImatrix({ forward: "int" })` */
+  prepareLinear?: (w: Weight, name: string) => PreparedWeight;
   /** LongRoPE models: which factor set to rotate with (default: by the context length, as llama.cpp; see ropeFactorSet) */
   ropeFactors?: RopeFactorSet;
 }
@@ -133,7 +136,16 @@ export class Llama implements CausalLM {
     const W = model.weights;
     const be = this.backend;
     const vec = (name: string) => dequantizeWeight(W.get(name)!, name).data;
-    const prep = (name: string) => prepareWeight(be, W.get(name)!, name);
+    const prepLinear = opts.prepareLinear;
+    const prep = prepLinear
+      ? (name: string) => {
+        const w = W.get(name)!;
+        const wasLoaded = isWeightLoaded(w);
+        const p = prepLinear(w, name);
+        if (be.preparesCopies && !wasLoaded) releaseWeight(w);
+        return p;
+      }
+      : (name: string) => prepareWeight(be, W.get(name)!, name);
     this.layers = [];
     this.traits = ARCH_TRAITS[c.arch];
     for (let l = 0; l < c.nLayers; l++) this.layers.push(blockTensors(l, vec, prep, this.traits));

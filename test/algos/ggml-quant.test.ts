@@ -12,9 +12,11 @@ import { quantizeModelToGgml } from "../../src/algos/ggml-quant.js";
 import { dequantizeWeight } from "../../src/kernels/dequantize.js";
 import type { Model } from "../../src/model/weights.js";
 import { ggmlTypeName } from "../../src/ggml/types.js";
+import { refGgmlEncoder, type GgmlEncoder } from "../../src/ggml/encoder.js";
+import { isWeightLoaded, releaseWeight } from "../../src/core/weight.js";
 
-async function sameBytesAsLlamaCpp(model: Model, dir: string, file: string, preset: string): Promise<string[]> {
-  const r = quantizeModelToGgml(model, { type: preset });
+async function sameBytesAsLlamaCpp(model: Model, dir: string, file: string, preset: string, deferEncoding = false): Promise<string[]> {
+  const r = quantizeModelToGgml(model, { type: preset, deferEncoding });
   const f = await openGgufFile(dataPath("ggml", dir, file));
   const wrong: string[] = [];
   try {
@@ -44,6 +46,25 @@ describe("quantizeModelToGgml", () => {
     for (const preset of ["Q8_0", "Q4_0"]) {
       assert.deepEqual(await sameBytesAsLlamaCpp(m, "stories3M", `stories3M-${preset}.gguf`, preset), [], preset);
     }
+  });
+
+  test("deferEncoding: each block tensor is encoded when its bytes are first read, once, to llama.cpp's bytes; the report's sizes need no encoding", async () => {
+    const m = await loadModel(dataPath("ggml", "stories3M", "stories3M-F32.gguf"));
+    const eager = quantizeModelToGgml(m, { type: "Q4_0" });
+    let encoded = 0;
+    const counting: GgmlEncoder = { name: "counting", threads: 1, encodeRows: (job) => { encoded++; return refGgmlEncoder.encodeRows(job); } };
+    const r = quantizeModelToGgml(m, { type: "Q4_0", deferEncoding: true, encoder: counting });
+    assert.equal(encoded, 0, "nothing encoded before a read");
+    assert.deepEqual(r.tensors, eager.tensors);
+    assert.equal(r.bytes, eager.bytes);
+    const q = r.model.weights.get("blk.0.attn_q.weight")!;
+    assert.equal(isWeightLoaded(q), false);
+    assert.ok(q.kind === "ggml" && q.data.length === eager.tensors.find((t) => t.name === "blk.0.attn_q.weight")!.bytes);
+    assert.equal(encoded, 1);
+    releaseWeight(q); // kept once encoded (pinned): a writer's release does not make it encode again
+    assert.ok(q.kind === "ggml" && q.data.length > 0);
+    assert.equal(encoded, 1);
+    assert.deepEqual(await sameBytesAsLlamaCpp(m, "stories3M", "stories3M-Q4_0.gguf", "Q4_0", true), []);
   });
 
   test("report: fall-backs per tensor, llama.cpp refusals, bits per weight; the input model is untouched", async () => {

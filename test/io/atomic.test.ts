@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { dataPath } from "../../src/io/node/data.js";
-import { atomicWriteDir, atomicWriteFile, removeStaleTemps } from "../../src/io/node/atomic.js";
+import { atomicWriteDir, atomicWriteFile, FileSink, removeStaleTemps } from "../../src/io/node/atomic.js";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { BIN } from "../cli/helpers-cli.js";
 
 const S3M = dataPath("stories3M", "stories3M.bin");
@@ -114,4 +115,29 @@ describe("atomic writes under interruption", () => {
       sleeper.kill();
     }
   });
+});
+
+test("FileSink flushes in the background every flushBytes while writes go on; settle waits; the bytes are the chunks in order", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ql-sink-"));
+  try {
+    const path = join(dir, "out.bin");
+    const fd = openSync(path, "w");
+    const sink = new FileSink(fd, path, 1000);
+    const want = new Uint8Array(10_000);
+    for (let i = 0; i < want.length; i++) want[i] = (i * 7 + 3) & 0xff;
+    // writes go on while a flush is in flight (never two at once); settling lets the next one start
+    for (let o = 0; o < 2800; o += 700) await sink.write(want.subarray(o, o + 700));
+    assert.ok(sink.flushes >= 1 && sink.flushes <= 2, `${sink.flushes} flushes`);
+    for (let o = 2800; o < want.length; o += 700) {
+      await sink.settle();
+      await sink.write(want.subarray(o, Math.min(want.length, o + 700)));
+    }
+    await sink.settle();
+    closeSync(fd);
+    assert.ok(sink.flushes >= 3 && sink.flushes <= 10, `${sink.flushes} flushes`);
+    assert.equal(sink.bytes, want.length);
+    assert.deepEqual(new Uint8Array(readFileSync(path)), want);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

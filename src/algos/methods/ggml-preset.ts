@@ -86,7 +86,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   if (recipe.imatrix && "source" in recipe.imatrix) {
     const w = recipe.calibration?.windows;
     if (!ctx.calib?.tokens || w?.kind !== "chunks") throw new QuantlabError("E_ARG", 'recipe: an importance matrix from calibration needs a text with windows {"kind": "chunks", …}');
-    const r = collectImatrix(model, ctx.calib.tokens, { ctx: w.ctx, ...(w.maxChunks !== null ? { maxChunks: w.maxChunks } : {}), bosId: ctx.calib.bosId, ...(ctx.backend ? { backend: ctx.backend } : {}), progress, hessians: opts.gptq });
+    const r = collectImatrix(model, ctx.calib.tokens, { ctx: w.ctx, ...(w.maxChunks !== null ? { maxChunks: w.maxChunks } : {}), bosId: ctx.calib.bosId, ...(ctx.backend ? { backend: ctx.backend } : {}), progress, hessians: opts.gptq, ...(recipe.imatrix.forward ? { forward: recipe.imatrix.forward } : {}), ...(recipe.imatrix.intBits !== undefined ? { intBits: recipe.imatrix.intBits } : {}) });
     im = { imatrix: r.imatrix, source: (recipe.calibration!.source as { text: { name: string } }).text.name, collected: true, chunks: r.chunks, tokens: r.tokens, ctx: r.ctx, seconds: (Date.now() - t0) / 1000 };
     hessians = r.hessians;
   } else if (recipe.imatrix && "file" in recipe.imatrix) {
@@ -97,6 +97,7 @@ export async function runGgmlPreset(ctx: MethodContext, opts: GgmlPresetRoute): 
   const r = quantizeModelToGgml(model, {
     type: preset, pure: t.pure, refine: t.refine, progress, encoder: ctx.encoder,
     ...(ctx.refuseNonFinite ? { refuseNonFinite: ctx.refuseNonFinite } : {}),
+    ...(ctx.deferGgmlEncoding ? { deferEncoding: true } : {}),
     ...(im ? { imatrix: im.imatrix } : {}),
     ...(hessians ? { gptq: { hessians, percDamp: recipe.options.damp as number, ...(ctx.backend?.linalg ? { kernels: ctx.backend.linalg() } : {}) } } : {}),
     ...(typeOverrides.size ? { overrides: typeOverrides } : {}),

@@ -47,6 +47,8 @@ export interface MethodContext {
   /** preset targets: the model's weights were not checked for NaN/Inf up front; the encoding must refuse
    * one (ggml-quant.ts GgmlQuantizeOptions.refuseNonFinite) */
   refuseNonFinite?: { where: string; what: string };
+  /** preset targets: encode each tensor when it is first read (quantize.ts QuantizeOptions.deferGgmlEncoding) */
+  deferGgmlEncoding?: boolean;
 }
 
 /** One quantized tensor of a spec target. */

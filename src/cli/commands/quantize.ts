@@ -58,6 +58,8 @@ export function register(program: Command): void {
     .option("--imatrix <file>", "presets: importance matrix from a calibration text (.txt, run through the model) or a llama-imatrix file (.dat, .gguf)")
     .option("--imatrix-ctx <n>", "with --imatrix text: positions per chunk, BOS included (default 512, or the model's context if shorter)", positiveInt("--imatrix-ctx"))
     .option("--imatrix-chunks <n>", "with --imatrix text: use at most this many chunks (default: the whole text)", positiveInt("--imatrix-chunks"))
+    .option("--imatrix-forward <kind>", "with --imatrix text: exact (default: the f32 forward) or int (integer calibration GEMM, wasm: weights per row and activations per token as ≈11-bit codes, exact int32 sums; faster, the matrix within rounding of those codes: docs/kernels.md)")
+    .option("--imatrix-bits <n>", "with --imatrix-forward int: code bits (2-16; default: the widest whose int32 sums cannot overflow)", positiveInt("--imatrix-bits"))
     .option("--imatrix-out <file>", "with --imatrix text: also save the collected matrix (.gguf or .dat, llama-imatrix formats)")
     .option("--pure", "presets: every quantizable tensor at the preset's base type (no output/attn_v/ffn_down bumps)")
     .option("--refine", "presets: quantlab's extra scale search after llama.cpp's (lower error, still plain llama.cpp blocks)")
@@ -104,20 +106,26 @@ export function register(program: Command): void {
     if (o.imatrixOut !== undefined && !(recipe.imatrix && "source" in recipe.imatrix)) throw new QuantlabError("E_ARG", "--imatrix-out: only a matrix collected from a text can be saved");
     const backend = backendFromOptions(o);
     let r: QuantizeResult;
+    let bytes: number;
     try {
       await backendReady(backend);
       // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder, =ts-pool: the TS codecs
       // on the pool's threads (same bytes; for comparisons)
       const encoder = process.env.QUANTLAB_WASM_QUANTIZE === "0" ? { encoder: refGgmlEncoder } : process.env.QUANTLAB_WASM_QUANTIZE === "ts-pool" && backend instanceof WasmBackend ? { encoder: poolEncoder(backend) } : {};
-      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
+      // a plain preset's tensors are encoded as the GGUF writer reaches them (deferGgmlEncoding), so the file is
+      // written and flushed while the later tensors encode; the backend (its encoder) lives until the file is saved
+      const t0 = Date.now();
+      r = await quantize(model, recipe, { ...(calibText !== undefined ? { calibText } : {}), ...(imatrixFile ? { imatrixFile } : {}), backend, ...encoder, ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite, deferGgmlEncoding: true });
+      if (o.imatrixOut !== undefined && r.imatrix?.collected) {
+        // under the names of the GGUF this writes (Phi-3: attn_qkv, ffn_up = gate + up), as llama-quantize looks them up
+        await saveImatrixFile(o.imatrixOut, imatrixFileNames(model.config, r.imatrix.imatrix), { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
+      }
+      bytes = (await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite })).bytes;
+      // the time to the saved file (the deferred tensors were encoded while writing)
+      if ("preset" in r.recipe.target) r = { ...r, seconds: (Date.now() - t0) / 1000 };
     } finally {
       backend.dispose?.();
     }
-    if (o.imatrixOut !== undefined && r.imatrix?.collected) {
-      // under the names of the GGUF this writes (Phi-3: attn_qkv, ffn_up = gate + up), as llama-quantize looks them up
-      await saveImatrixFile(o.imatrixOut, imatrixFileNames(model.config, r.imatrix.imatrix), { chunks: r.imatrix.chunks!, chunkSize: r.imatrix.ctx!, tokens: r.imatrix.tokens!, dataset: r.imatrix.source });
-    }
-    const { bytes } = await saveQuantizeResult(r, o.output, { ...(progress ? { progress } : {}), allowNonFinite: !!o.allowNonfinite });
     if (o.saveRecipe !== undefined) {
       const text = recipeToJson(r.recipe, 2) + "\n";
       await atomicWriteFile(o.saveRecipe, (sink) => sink.write(new TextEncoder().encode(text)));

@@ -15,17 +15,47 @@
  *   (`.<name>.tmp-<pid>-…`), and the next write to the same path removes temp files of processes that
  *   are no longer alive.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, write } from "node:fs";
+import { closeSync, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, write } from "node:fs";
 import { constants } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { QuantlabError } from "../../core/errors.js";
 import type { ByteSink } from "../gguf.js";
 
-/** Streams chunks to an open file descriptor at explicit offsets (several writes may be in flight), counting bytes. */
+/** Bytes written between the background flushes of a FileSink (FLUSH_BYTES): the page cache is written back
+ * to the disk while the producer computes the next bytes, so the final fsync waits only for the last part. */
+export const FLUSH_BYTES = 256 * 2 ** 20;
+
+/** Streams chunks to an open file descriptor at explicit offsets (several writes may be in flight), counting
+ * bytes; every FLUSH_BYTES it starts an fdatasync in the background (`settle` waits for it). */
 export class FileSink implements ByteSink {
   bytes = 0;
-  constructor(private readonly fd: number, readonly name: string) {}
+  private flushedAt = 0;
+  private flushing: Promise<void> | undefined;
+  private flushError: Error | undefined;
+  constructor(private readonly fd: number, readonly name: string, private readonly flushBytes = FLUSH_BYTES) {}
+
+  /** fdatasyncs started in the background (tests) */
+  flushes = 0;
+
+  /** Waits for a background flush in flight; throws its error. */
+  async settle(): Promise<void> {
+    await this.flushing;
+    if (this.flushError) throw this.flushError;
+  }
+
+  private maybeFlush(): void {
+    if (this.flushing || this.bytes - this.flushedAt < this.flushBytes) return;
+    this.flushedAt = this.bytes;
+    this.flushes++;
+    this.flushing = new Promise<void>((resolve) => fdatasync(this.fd, (e) => {
+      if (e) this.flushError ??= new QuantlabError("E_IO", `${this.name}: flush failed (${e.message})`);
+      this.flushing = undefined;
+      resolve();
+    }));
+  }
+
   async write(chunk: Uint8Array): Promise<void> {
+    if (this.flushError) throw this.flushError;
     // the offset is taken now, so concurrent writes land in call order whatever order the threadpool runs them
     let pos = this.bytes;
     this.bytes += chunk.length;
@@ -37,6 +67,7 @@ export class FileSink implements ByteSink {
       done += n;
       pos += n;
     }
+    this.maybeFlush();
   }
 }
 
@@ -124,7 +155,14 @@ export async function atomicWriteFile<T>(path: string, write: (sink: FileSink) =
   try {
     fd = openSync(tmp, "wx");
     track(tmp);
-    const result = await write(new FileSink(fd, path));
+    const sink = new FileSink(fd, path);
+    let result: T;
+    try {
+      result = await write(sink);
+    } finally {
+      await sink.settle().catch(() => undefined); // no flush may still use fd when it is closed
+    }
+    await sink.settle();
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;

@@ -25,7 +25,7 @@
  *
  * Memory (issue 11): `placeQuant` gives a loader the start of a packed tensor's whole prepared region, so its
  * codes are read from the file straight into wasm memory and `prepare` only writes the per-group parameters
- * after them (uniform-int: i16 offsets, scales as the stored f16 bits for f16-scale specs, else f32); f32/f16
+ * after them (uniform-int: scales as the stored f16 bits for f16-scale specs, else f32, asym zero codes as the file packs them; lut: e8m0 scales as exponent bytes); f32/f16
  * matrices are placed as in GGUF files; `rowReader` decodes rows of f32, f16 and packed weights from wasm
  * memory, so a tied embedding is held once, as the output matrix.
  */
@@ -36,8 +36,9 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4 } from "../../../assembly/abi.js";
-import { dequantizeRowLut, dequantizeRowUniformInt, lutBytes, packedRegion, lutKernelName, lutLayout, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, lutTableLength, uniformQ8Layout, uniformIntBytes, uniformIntCompact, uniformIntKernelName, uniformIntLayout, type LutLayout, type UniformIntLayout } from "../packed.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_I16GEMM } from "../../../assembly/abi.js";
+import { dequantizeRowLut, dequantizeRowUniformInt, packedRegion, lutE8Candidate, lutKernelName, lutLayout, lutParams, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, type LutParams, lutTableLength, uniformQ8Layout, uniformIntCompact, uniformIntKernelName, uniformIntLayout, uniformIntParams, uniformZeroBytes, type LutLayout, type UniformIntLayout, type UniformIntParams } from "../packed.js";
+import { QTensor } from "../../quant/tensor.js";
 import type { WasmArena } from "./arena.js";
 import { isX4, JobDispatch, RowDecPrepared, WasmPrepared } from "./dispatch.js";
 import { ggmlRowDecoder, quantRowDecoder, rowDecKernelName, type RowDecoded } from "../rowdec.js";
@@ -53,6 +54,11 @@ import { weightShape, type Weight } from "../../core/weight.js";
 import type { QuantSpec } from "../../quant/spec.js";
 
 export { KERNEL_NAMES } from "./layouts.js";
+
+/** Throws unless int32 sums of cols products of codes |q| ≤ qmax cannot overflow (K_I16GEMM). */
+export function checkCalibrationQmax(cols: number, qmax: number, name: string): void {
+  if (!Number.isInteger(qmax) || qmax < 1 || qmax > 32767 || cols * qmax * qmax >= 2 ** 31) throw new QuantlabError("E_ARG", `${name}: integer calibration codes up to ${qmax} over ${cols} columns could overflow int32 (need cols · qmax² < 2^31)`);
+}
 
 const LUT_KINDS = new Set([K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG]);
 
@@ -285,11 +291,23 @@ export class WasmBackend implements Backend {
       return this.prepDense(name, `dense ${t.dtype}`, rows, cols, t.toF32(), t.dtype === "bf16" ? undefined : `${t.dtype} converted to f32`);
     }
     if (w.kind === "quant") {
-      const L = uniformIntLayout(w.q);
-      if (!("reason" in L)) return this.prepUniform(name, `quant ${w.q.spec}`, L, uniformIntCompact(w.q));
-      const T = lutLayout(w.q);
-      if (!("reason" in T)) return this.prepLut(name, `quant ${w.q.spec}`, T);
-      return this.prepRowDec(name, `quant ${w.q.spec}`, quantRowDecoder(w.q, name), `no packed WASM kernel (${T.reason})`);
+      const src = `quant ${w.q.spec}`;
+      // f32 activations: the parameters written from the QTensor's own arrays (no per-group f32 copies)
+      const U = uniformIntParams(w.q);
+      if (!("reason" in U)) {
+        const L = this.packedActivations === "q8" && U.group % 32 === 0 && U.cols % 32 === 0 ? uniformIntLayout(w.q) : undefined;
+        return L && !("reason" in L) ? this.prepUniformQ8(name, src, L) : this.prepUniform(name, src, U, uniformIntCompact(w.q), (w.q as QTensor).specObject.scheme === "asym");
+      }
+      const T = lutParams(w.q);
+      if (!("reason" in T)) {
+        if (this.packedActivations === "q8") {
+          const L = lutLayout(w.q);
+          const Q = "reason" in L ? L : lutQ8Layout(L);
+          if (!("reason" in Q)) return this.prepLutQ8(name, src, Q);
+        }
+        return this.prepLut(name, src, T, lutE8Candidate((w.q as QTensor).specObject, shape));
+      }
+      return this.prepRowDec(name, src, quantRowDecoder(w.q, name), `no packed WASM kernel (${T.reason})`);
     }
     const src = `ggml ${ggmlTypeName(w.type)}`;
     const bytes = w.data;
@@ -359,71 +377,122 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * A packed uniform-int spec (kernels/packed.ts): the QTensor's codes copied as they are, scales (the
-   * stored f16 bits when the spec keeps f16 scales, else f32) and i16 code offsets per (row, group) after them, in one allocation (each part 64-byte aligned); the fused
-   * kernel (K_U4G / K_U8G) decodes while it multiplies, so no f32 copy of the weight exists.
+   * The weight as an operand of the integer calibration GEMM (K_I16GEMM, assembly/igemm.ts): dequantized to f32,
+   * then symmetric i16 codes |q| ≤ qmax with one f32 scale per row; `matmul` on it quantizes each token of x the
+   * same way and sums the products exactly in int32. cols must be a multiple of 32 and cols · qmax² < 2^31.
    */
-  private prepUniform(name: string, source: string, L: UniformIntLayout, compact: boolean): WasmPrepared {
-    if (this.packedActivations === "q8" && L.group % 32 === 0 && L.cols % 32 === 0) return this.prepUniformQ8(name, source, L);
+  prepareCalibration(w: Weight, name: string, qmax: number): PreparedWeight {
+    this.checkOpen();
+    const f = dequantizeWeight(w, name);
+    const { rows, cols } = f;
+    if (cols % 32 !== 0) throw new QuantlabError("E_UNSUPPORTED", `${name}: the integer calibration forward needs rows of a multiple of 32 columns, got ${cols} (use --imatrix-forward exact)`);
+    checkCalibrationQmax(cols, qmax, name);
+    const codeBytes = rows * cols * 2;
+    const { shard, off } = this.memory.allocWeight(codeBytes + rows * 4, name);
+    // staged as f32 in a scratch region, quantized into the weight's region, dropped
+    const tmp = shard.arena.alloc(rows * cols * 4, 64, "calibration staging");
+    shard.arena.f32.set(f.data, tmp >>> 2);
+    const bad = shard.kernels.quantize_rows_i16(tmp, rows, cols, qmax, off, off + codeBytes);
+    shard.arena.free(tmp);
+    if (bad !== 0) {
+      shard.arena.free(off);
+      throw new QuantlabError("E_VALUE", `${name}: ${bad} rows hold Inf/NaN (integer calibration forward)`);
+    }
+    return this.record(name, `dense → i16 calibration codes (qmax ${qmax})`, new WasmPrepared(rows, cols, codeBytes + rows * 4, K_I16GEMM, off, off + codeBytes, 0, this, shard.index, off, 0, 0, qmax));
+  }
+
+  /**
+   * A packed uniform-int spec (kernels/packed.ts): the QTensor's codes as they are, then the scales (the stored
+   * f16 bits when the spec keeps f16 scales, else f32) and, for asym specs, the integer zero codes at the code
+   * width (nibbles / bytes, as the file packs them; the kernel's offset is k = L0 − z, L0 in the descriptor),
+   * in one allocation (each part 64-byte aligned), written straight from the QTensor's arrays; the fused kernel
+   * (K_U4G / K_U8G) decodes while it multiplies, so no f32 copy of the weight exists.
+   */
+  private prepUniform(name: string, source: string, P: UniformIntParams, compact: boolean, asym: boolean): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    const nG = L.scales.length;
-    // offsets k = L0 − z are small integers: i16; scales as the stored f16 bits when the spec keeps f16, else f32
-    const sb = nG * (compact ? 2 : 4), kb = nG * 2;
-    const cb = L.codes.byteLength;
+    const nG = P.rows * P.perRow;
+    const sb = nG * (compact ? 2 : 4), kb = uniformZeroBytes(asym, P.bits, nG);
+    if (asym && !P.zeros) throw new QuantlabError("E_INTERNAL", `${name}: asym spec without zero points`);
+    const cb = P.codes.byteLength;
     const total = a64(cb) + a64(sb) + kb;
     // codes the loader read into this region (placeQuant) stay where they are
-    const placed = this.placedRegion(L.codes, "uniform-int", total);
+    const placed = this.placedRegion(P.codes, "uniform-int", total);
     const { shard, off } = placed ?? this.memory.allocWeight(total, name);
     const w0 = off, w1 = off + a64(cb), w2 = w1 + a64(sb);
     const buf = shard.arena.memory.buffer;
-    if (!placed) new Uint8Array(buf, w0, cb).set(L.codes);
-    const k16 = new Int16Array(buf, w2, nG);
-    for (let i = 0; i < nG; i++) {
-      const k = L.offsets[i]!;
-      if (k !== Math.trunc(k) || k < -32768 || k > 32767) throw new QuantlabError("E_INTERNAL", `${name}: group ${i}: offset ${k} is not an i16`);
-      k16[i] = k;
-    }
+    if (!placed) new Uint8Array(buf, w0, cb).set(P.codes);
     if (compact) {
       const s16 = new Uint16Array(buf, w1, nG);
       for (let i = 0; i < nG; i++) {
-        const s = L.scales[i]!, h = f32ToF16Bits(s);
+        const gi = P.stored(i), s = P.scales![gi]!, h = P.scaleF16 ? P.scaleF16[gi]! : f32ToF16Bits(s);
         if (!Object.is(f16BitsToF32(h), s)) throw new QuantlabError("E_INTERNAL", `${name}: group ${i}: scale ${s} is not an f16 value`);
         s16[i] = h;
       }
-    } else new Float32Array(buf, w1, nG).set(L.scales);
-    const kind = L.bits === 4 ? K_U4G : K_U8G;
-    const p = new WasmPrepared(L.rows, L.cols, cb + sb + kb, kind, w0, w1, w2, this, shard.index, placed ? undefined : off, L.group, 0, (compact ? 1 : 0) | 2);
+    } else {
+      const f = new Float32Array(buf, w1, nG);
+      for (let i = 0; i < nG; i++) f[i] = P.scales ? P.scales[P.stored(i)]! : 1;
+    }
+    if (asym) {
+      const z8 = new Uint8Array(buf, w2, kb), zs = P.zeros!;
+      if (P.bits === 8) for (let i = 0; i < nG; i++) z8[i] = zs[P.stored(i)]!;
+      else {
+        z8.fill(0);
+        for (let i = 0; i < nG; i++) z8[i >> 1]! |= zs[P.stored(i)]! << ((i & 1) << 2);
+      }
+    }
+    const kind = P.bits === 4 ? K_U4G : K_U8G;
+    // D_BITS flags (assembly/abi.ts): bit 0 f16 scales, bit 1 zero codes; D_LUT carries L0
+    const p = new WasmPrepared(P.rows, P.cols, cb + sb + kb, kind, w0, w1, asym ? w2 : 0, this, shard.index, placed ? undefined : off, P.group, P.l0 >>> 0, (compact ? 1 : 0) | (asym ? 2 : 0));
     this.record(name, source, p, undefined, placed !== undefined);
-    this.listed.get(p)!.kernel = uniformIntKernelName(L);
+    this.listed.get(p)!.kernel = uniformIntKernelName(P);
     return p;
   }
 
   /**
    * A packed lookup-table spec (kernels/packed.ts family "lut"): the QTensor's codes as they are (+16 bytes
-   * of padding: the kernels read 8 bytes per 16 codes and 2 bytes per scalar code), f32 scales, f32 zeros
-   * (affine only) and the f64 level table, in one allocation, each part 64-byte aligned.
+   * of padding: the kernels read 8 bytes per 16 codes and 2 bytes per scalar code), the scales — as their f32
+   * exponent bytes when `e8` (e8m0 specs, every scale a normal power of two or 0: exact), else f32 —, f32 zeros
+   * (affine only) and the f64 level table, in one allocation, each part 64-byte aligned, written straight from
+   * the QTensor's arrays.
    */
-  private prepLut(name: string, source: string, L: LutLayout): WasmPrepared {
-    if (this.packedActivations === "q8") {
-      const Q = lutQ8Layout(L);
-      if (!("reason" in Q)) return this.prepLutQ8(name, source, Q);
-    }
+  private prepLut(name: string, source: string, P: LutParams, e8Candidate: boolean): WasmPrepared {
     const a64 = (x: number) => Math.ceil(x / 64) * 64;
-    const cb = L.codes.byteLength, sb = L.scales.byteLength, zb = L.zeros?.byteLength ?? 0, tb = L.table.byteLength;
+    const nG = P.rows * P.perRow;
+    const scaleAt = (i: number) => (P.scales ? P.scales[P.stored(i)]! : 1);
+    let e8 = e8Candidate;
+    for (let i = 0; e8 && i < nG; i++) {
+      const v = f32Bits(scaleAt(i));
+      if ((v & 0x807fffff) !== 0 || v >>> 23 === 255) e8 = false;
+    }
+    const cb = P.codes.byteLength, sb = nG * (e8 ? 1 : 4), zb = P.zeros ? 4 * nG : 0, tb = P.table.byteLength;
     const total = a64(cb + 16) + a64(sb) + a64(zb) + tb;
-    const placed = this.placedRegion(L.codes, "lut", total);
+    const placed = this.placedRegion(P.codes, "lut", total);
     const { shard, off } = placed ?? this.memory.allocWeight(total, name);
     const w0 = off, w1 = off + a64(cb + 16), w2 = w1 + a64(sb), lut = w2 + a64(zb);
     const buf = shard.arena.memory.buffer;
     if (placed) new Uint8Array(buf, w0 + cb, a64(cb + 16) - cb).fill(0); // the padding after codes read in place
-    else new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(L.codes);
-    new Float32Array(buf, w1, L.scales.length).set(L.scales);
-    if (L.zeros) new Float32Array(buf, w2, L.zeros.length).set(L.zeros);
-    new Float64Array(buf, lut, L.table.length).set(L.table);
-    const kind = L.bits === 4 ? K_LUT4G : L.bits === 3 ? K_LUT3G : L.bits === 2 ? K_LUT2G : L.bits === 1 ? K_LUT1G : K_LUTWG;
-    const p = new WasmPrepared(L.rows, L.cols, lutBytes(L), kind, w0, w1, L.zeros ? w2 : 0, this, shard.index, placed ? undefined : off, L.group, lut, L.bits);
+    else new Uint8Array(buf, w0, a64(cb + 16)).fill(0).set(P.codes);
+    if (e8) {
+      const d = new Uint8Array(buf, w1, nG);
+      for (let i = 0; i < nG; i++) d[i] = f32Bits(scaleAt(i)) >>> 23;
+    } else {
+      const d = new Float32Array(buf, w1, nG);
+      for (let i = 0; i < nG; i++) d[i] = scaleAt(i);
+    }
+    if (P.zeros) {
+      const d = new Float32Array(buf, w2, nG);
+      for (let i = 0; i < nG; i++) {
+        const z = P.zeros[P.stored(i)]!;
+        d[i] = z;
+        if (d[i] !== z) throw new QuantlabError("E_INTERNAL", `${name}: group ${i}: zero ${z} is not an f32`);
+      }
+    }
+    new Float64Array(buf, lut, P.table.length).set(P.table);
+    const kind = P.bits === 4 ? K_LUT4G : P.bits === 3 ? K_LUT3G : P.bits === 2 ? K_LUT2G : P.bits === 1 ? K_LUT1G : K_LUTWG;
+    // D_BITS: bits per code, bit 8 = scales as exponent bytes (assembly/abi.ts)
+    const p = new WasmPrepared(P.rows, P.cols, cb + sb + zb + tb, kind, w0, w1, P.zeros ? w2 : 0, this, shard.index, placed ? undefined : off, P.group, lut, P.bits | (e8 ? 256 : 0));
     this.record(name, source, p, undefined, placed !== undefined);
-    this.listed.get(p)!.kernel = lutKernelName(L);
+    this.listed.get(p)!.kernel = lutKernelName(P);
     return p;
   }
 
@@ -682,28 +751,45 @@ export class WasmBackend implements Backend {
       // one row as a 1-row layout (rows start on a byte: kernels/packed.ts uniformIntReason), its parameters as f32
       const bits = p.kind === K_U4G ? 4 : 8, nG = Math.ceil(cols / p.group), rowBytes = (cols * bits) / 8;
       const scales = new Float32Array(nG), offsets = new Float32Array(nG);
+      const l0 = p.lut | 0;
       return (r, dst, off) => {
         check(r);
         const b = buf();
-        // flags as the kernel reads them (assembly/abi.ts D_BITS): bit 0 f16 scales, bit 1 i16 offsets
+        // flags as the kernel reads them (assembly/abi.ts D_BITS): bit 0 f16 scales, bit 1 zero codes (k = L0 − z), L0 at D_LUT
         if (p.bits & 1) { const s16 = new Uint16Array(b, p.w1 + r * nG * 2, nG); for (let j = 0; j < nG; j++) scales[j] = f16BitsToF32(s16[j]!); }
         else scales.set(new Float32Array(b, p.w1 + r * nG * 4, nG));
-        if (p.bits & 2) offsets.set(new Int16Array(b, p.w2 + r * nG * 2, nG));
-        else offsets.set(new Float32Array(b, p.w2 + r * nG * 4, nG));
+        if (p.bits & 2) {
+          const z8 = new Uint8Array(b, p.w2);
+          for (let j = 0, gi = r * nG; j < nG; j++, gi++) offsets[j] = l0 - (bits === 8 ? z8[gi]! : (z8[gi >> 1]! >> ((gi & 1) << 2)) & 15);
+        } else offsets.fill(l0);
         const L: UniformIntLayout = { family: "uniform-int", bits, rows: 1, cols, group: p.group, codes: new Uint8Array(b, p.w0 + r * rowBytes, rowBytes), scales, offsets };
         dequantizeRowUniformInt(L, 0, dst, off);
       };
     }
     if (LUT_KINDS.has(p.kind)) {
-      const nG = Math.ceil(cols / p.group);
+      const nG = Math.ceil(cols / p.group), bits = p.bits & 255, e8 = (p.bits & 256) !== 0;
+      // e8 scales (rows start on a byte: lutE8Candidate): one row as a 1-row layout, its scales widened to f32
+      const rowScales = e8 ? new Float32Array(nG) : undefined, rowBits = new Uint32Array(rowScales?.buffer ?? new ArrayBuffer(0));
       return (r, dst, off) => {
         check(r);
         const b = buf();
+        const table = new Float64Array(b, p.lut, lutTableLength(bits));
+        const zeros = p.w2 ? new Float32Array(b, p.w2, rows * nG) : undefined;
+        if (rowScales) {
+          const e = new Uint8Array(b, p.w1 + r * nG, nG);
+          for (let j = 0; j < nG; j++) rowBits[j] = e[j]! << 23;
+          const rowBytes = (cols * bits) / 8;
+          const L: LutLayout = {
+            family: "lut", bits, rows: 1, cols, group: p.group, codes: new Uint8Array(b, p.w0 + r * rowBytes, rowBytes + 1),
+            table, scales: rowScales, zeros: zeros?.subarray(r * nG, (r + 1) * nG),
+          };
+          dequantizeRowLut(L, 0, dst, off);
+          return;
+        }
         const L: LutLayout = {
-          family: "lut", bits: p.bits, rows, cols, group: p.group,
-          codes: new Uint8Array(b, p.w0, Math.ceil((rows * cols * p.bits) / 8)),
-          table: new Float64Array(b, p.lut, lutTableLength(p.bits)),
-          scales: new Float32Array(b, p.w1, rows * nG), zeros: p.w2 ? new Float32Array(b, p.w2, rows * nG) : undefined,
+          family: "lut", bits, rows, cols, group: p.group,
+          codes: new Uint8Array(b, p.w0, Math.ceil((rows * cols * bits) / 8)),
+          table, scales: new Float32Array(b, p.w1, rows * nG), zeros,
         };
         dequantizeRowLut(L, r, dst, off);
       };
@@ -775,6 +861,22 @@ export class WasmBackend implements Backend {
     const g = sh.arena.f32;
     if (y) x.set(g.subarray(xo >>> 2, (xo >>> 2) + m));
     out.set(g.subarray(oo >>> 2, (oo >>> 2) + m));
+  }
+
+  /**
+   * sums[j] += Σ_i x[i, j]² in f64 over n rows of `width` (importance-matrix statistics), in WASM SIMD on the calling
+   * thread: the TypeScript loop's operations in its order (assembly/rows.ts sumsq_cols_f64), so the same bits.
+   */
+  sumSquares(x: Float32Array, n: number, width: number, sums: Float64Array): void {
+    this.checkOpen();
+    const m = n * width;
+    if (x.length < m || sums.length < width) throw new QuantlabError("E_ARG", `wasm backend: sumSquares of ${n}×${width} on arrays that are too short`);
+    const so = this.rowScratch(width * 8 + m * 4), xo = so + width * 8;
+    const sh = this.memory.first;
+    new Float64Array(sh.arena.memory.buffer, so, width).set(sums.subarray(0, width));
+    sh.arena.f32.set(x.subarray(0, m), xo >>> 2);
+    sh.kernels.sumsq_cols_f64(xo, n, width, so);
+    sums.set(new Float64Array(sh.arena.memory.buffer, so, width));
   }
 
   private rows: { off: number; bytes: number } | undefined;

@@ -8,7 +8,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_NIB4Q8X4H, K_NIB4Q8X4Z, K_LUT4Q8X4E, K_I8Q8X4, K_I16GEMM, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
@@ -71,6 +71,9 @@ interface Slot {
   x8: number;
   xd: number;
   xs: number;
+  /** K_F16 decode: x·2^112 (f32, assembly/index.ts scale_act_f16), and whether that copy is exact */
+  xh: number;
+  xhOk: boolean;
   /** Q8_K copy (k-quant X4 kinds): int8 codes, f32 scale per 256, code-sum records */
   k8: number;
   kd: number;
@@ -84,8 +87,8 @@ const F32_ACTIVATIONS = new Set([K_F32, K_F16, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K
 /** kinds that read Q8_K activations (one scale per 256) instead of Q8_0 */
 const Q8K_ACTIVATIONS = new Set([K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, K_TERN2Q8KX4]);
 /** the activation copy a kind reads: f32 only, Q8_0 (per 32) or Q8_K (per 256) */
-export type ActivationForm = "f32" | "q8" | "q8k";
-export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : "q8";
+export type ActivationForm = "f32" | "q8" | "q8k" | "i16";
+export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.has(kind) ? "f32" : Q8K_ACTIVATIONS.has(kind) ? "q8k" : kind === K_I16GEMM ? "i16" : "q8";
 export const needsQ8 = (kind: number): boolean => activationForm(kind) === "q8";
 export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4 || kind === K_Q4_KX4 || kind === K_Q5_KX4 || kind === K_Q6_KX4;
 /** kinds whose entries take groups of 4 interleaved rows: the ggml X4 kinds and the packed lut4 Q8 X4 kinds */
@@ -107,18 +110,19 @@ export class JobDispatch {
     let s = list[i];
     const a = sh.arena;
     if (!s) {
-      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, k8: 0, kd: 0, ks: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
+      s = { xCap: 0, outCap: 0, xf: 0, x16: 0, x8: 0, xd: 0, xs: 0, xh: 0, xhOk: false, k8: 0, kd: 0, ks: 0, out: 0, desc: a.alloc(DESC_WORDS * 4, 64, "job descriptor") };
       list[i] = s;
     }
     if (s.xCap < xElems) {
       // the smaller activation buffers go back to the arena's free list
-      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs, s.k8, s.kd, s.ks]) a.free(off);
+      if (s.xCap > 0) for (const off of [s.xf, s.x16, s.x8, s.xd, s.xs, s.xh, s.k8, s.kd, s.ks]) a.free(off);
       const cap = Math.max(xElems, 2 * s.xCap, 4096);
       s.xf = a.alloc(cap * 4, 64, "activations");
       s.x16 = a.alloc(cap * 2, 64, "activations");
       s.x8 = a.alloc(cap, 64, "activations");
       s.xd = a.alloc(Math.ceil(cap / 32) * 4 + 64, 64, "activations");
       s.xs = a.alloc(Math.ceil(cap / 16) * 4 + 64, 64, "activations");
+      s.xh = a.alloc(cap * 4, 64, "activations");
       s.k8 = a.alloc(cap, 64, "activations");
       s.kd = a.alloc(Math.ceil(cap / 256) * 4 + 64, 64, "activations");
       s.ks = a.alloc(Math.ceil(cap / 256) * Q8K_SUM_BYTES + 64, 64, "activations");
@@ -176,6 +180,25 @@ export class JobDispatch {
       }
       if (!made && form === "q8") quantizeActivations(sh, src, n, cols);
       if (!made && form === "q8k") quantizeActivationsQ8K(sh, src, n, cols);
+      if (!made && form === "i16") quantizeActivationsI16(sh, src, n, cols, p.bits);
+      if (form === "i16" || form === "q8") {
+        // both write the x16 copy: one shared x cannot feed both forms in a dispatch
+        for (let j = k; j < i; j++) {
+          const pj = jobs[j]!.w as WasmPrepared;
+          const fj = activationForm(pj.kind);
+          if (jobs[j]!.x === x && pj.shard === p.shard && fj !== form && (fj === "i16" || fj === "q8")) throw new QuantlabError("E_INTERNAL", "wasm backend: one activation array feeds both a Q8 and an i16 calibration kernel in one dispatch");
+        }
+      }
+      // F16 decode reads x·2^112 (made once per x, by the first F16 job on it)
+      const f16s = kind === K_F16 && n === 1;
+      if (f16s) {
+        let scaled = false;
+        for (let j = k; j < i && !scaled; j++) {
+          const pj = jobs[j]!.w as WasmPrepared;
+          scaled = jobs[j]!.x === x && pj.cols === cols && pj.shard === p.shard && pj.kind === K_F16;
+        }
+        if (!scaled) src.xhOk = sh.kernels.scale_act_f16(src.xf, cols, src.xh) === 1;
+      }
       const d = sh.arena.u32;
       const o = s.desc >>> 2;
       d[o + D_KIND] = kind;
@@ -185,7 +208,7 @@ export class JobDispatch {
       d[o + D_W1] = p.w1;
       d[o + D_W2] = p.w2;
       d[o + D_XF] = src.xf;
-      d[o + D_X16] = src.x16;
+      d[o + D_X16] = f16s ? (src.xhOk ? src.xh : 0) : src.x16;
       const q8k = form === "q8k";
       d[o + D_X8] = q8k ? src.k8 : src.x8;
       d[o + D_XD] = q8k ? src.kd : src.xd;
@@ -267,6 +290,13 @@ function quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void 
   for (let t = 0; t < n; t++) {
     sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
   }
+}
+
+/** i16 codes (symmetric, |q| ≤ qmax) and one f32 scale per token of the n rows in slot.xf (K_I16GEMM). */
+function quantizeActivationsI16(sh: Shard, s: Slot, n: number, cols: number, qmax: number): void {
+  if (cols % 32 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: i16 calibration kernel with ${cols} columns (not a multiple of 32)`);
+  const bad = sh.kernels.quantize_rows_i16(s.xf, n, cols, qmax, s.x16, s.xd);
+  if (bad !== 0) throw new QuantlabError("E_VALUE", `wasm backend: ${bad} of ${n} activation rows hold Inf/NaN (integer calibration forward)`);
 }
 
 /** Q8_K codes, f32 scales per 256 and code-sum records of the n rows in slot.xf (k-quant X4 kinds). */

@@ -70,6 +70,8 @@ export interface KernelExports {
   quantize_act(x: number, n: number, x16: number, x8: number, xd: number, xs: number): void;
   /** Q8_K activations (assembly/kdecode.ts): int8 codes, f32 scale per 256, code-sum records (abi.ts Q8K_SUM_BYTES) */
   quantize_act_q8k(x: number, n: number, x8: number, xd: number, xs: number): void;
+  /** xs = x·2^112 (n f32) for the F16 decode kernel; 1 when exact for every value (all |x| < 2^16), else 0 */
+  scale_act_f16(x: number, n: number, xs: number): number;
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
   /** 1 if quantize_blocks_k encodes this ggml type (Q2_K … Q6_K), else 0 (assembly/kquants.ts) */
@@ -85,6 +87,8 @@ export interface KernelExports {
   swiglu_f32(g: number, u: number, n: number): void;
   /** x ← x + y (y ≠ 0), out = rmsnorm(x) ⊙ w per row (assembly/rows.ts) */
   add_rmsnorm_f32(x: number, y: number, w: number, out: number, n: number, dim: number, eps: number): void;
+  /** s[j] += x[i, j]² in f64, rows in order (assembly/rows.ts; ImatrixAccumulator's sums) */
+  sumsq_cols_f64(x: number, n: number, width: number, s: number): void;
   f16_count_special(p: number, n: number): number;
   f32_count_special(p: number, n: number): number;
   f16_to_f32_row(h: number, n: number, x: number): void;
@@ -92,6 +96,8 @@ export interface KernelExports {
   f16_to_f32(h: number): number;
   /** acc[r] = Σ_c w[r,c]·x[c] for rows [r0, r1) of int8 codes, exact int32 (assembly/intmm.ts) */
   i8_rows_dot(w: number, x: number, cols: number, acc: number, r0: number, r1: number): void;
+  /** symmetric i16 codes + one f32 scale per row of n rows of f32 (assembly/igemm.ts); returns rows with Inf/NaN */
+  quantize_rows_i16(x: number, n: number, cols: number, qmax: number, codes: number, scales: number): number;
 }
 
 export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {

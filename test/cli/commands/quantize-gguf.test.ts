@@ -70,6 +70,25 @@ describe("quantlab quantize --type / convert --type", () => {
     assert.deepEqual(t(q2), t(q1));
   });
 
+  test("--imatrix-forward int: recorded in the recipe, --recipe of the file reproduces its bytes, 2 threads too; not the exact file", () => {
+    const S3M = dataPath("ggml", "stories3M", "stories3M-F32.gguf");
+    const calib = join(dir, "calib-int.txt");
+    writeFileSync(calib, readFileSync(dataPath("tinystories", "calib.txt"), "utf8").slice(0, 20000));
+    const a = join(dir, "int-a.gguf"), b = join(dir, "int-b.gguf"), e = join(dir, "int-exact.gguf"), rj = join(dir, "int.json");
+    let r = quantlab("quantize", S3M, "--type", "Q4_K_M", "-o", a, "--imatrix", calib, "--imatrix-ctx", "128", "--imatrix-chunks", "4", "--imatrix-forward", "int", "--save-recipe", rj);
+    assert.equal(r.status, 0, r.stderr);
+    const recipe = JSON.parse(readFileSync(rj, "utf8")) as { imatrix: { source: string; forward?: string } };
+    assert.deepEqual(recipe.imatrix, { source: "calibration", forward: "int" });
+    r = quantlab("quantize", S3M, "--recipe", a, "--imatrix", calib, "-o", b, "--threads", "2");
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readFileSync(b), readFileSync(a));
+    r = quantlab("quantize", S3M, "--type", "Q4_K_M", "-o", e, "--imatrix", calib, "--imatrix-ctx", "128", "--imatrix-chunks", "4");
+    assert.equal(r.status, 0, r.stderr);
+    assert.notDeepEqual(readFileSync(e), readFileSync(a));
+    expectOneLineError(quantlab("quantize", S3M, "--type", "Q4_K_M", "-o", join(dir, "x.gguf"), "--imatrix", calib, "--imatrix-bits", "8"), /--imatrix-bits: needs --imatrix-forward int/, 2);
+    expectOneLineError(quantlab("quantize", S3M, "--type", "Q4_K_M", "-o", join(dir, "x.gguf"), "--imatrix", calib, "--imatrix-forward", "fast"), /--imatrix-forward: fast: expected exact or int/, 2);
+  });
+
   test("errors: unknown preset, non-GGUF output, --gptq without a text; no output left behind", () => {
     const out = join(dir, "bad.gguf");
     expectOneLineError(quantlab("quantize", S260, "--type", "Q4_K_X", "-o", out), /--type Q4_K_X: not a llama-quantize preset/, 2);

@@ -213,3 +213,47 @@ for (const variant of VARIANTS) {
     }
   });
 }
+
+// F16 decode reads x·2^112 (dispatch.ts: scale_act_f16 once per x) unless some |x| ≥ 2^16, where that copy
+// would overflow and the kernel multiplies by 2^112 itself; long rows (≥ 4096 columns) run two at a time.
+// Both paths, odd row counts and row splits over 2 threads, one dispatch sharing x between F16 jobs: each
+// output = the F32 mat-vec on the decoded weights, bit for bit.
+for (const variant of VARIANTS) {
+  test(`WASM ${variant}: F16 decode, x prescaled or not (|x| ≥ 2^16), rows in pairs, 1 and 2 threads = F32 mat-vec bit for bit`, async () => {
+    for (const threads of [1, 2]) {
+      const be = createNodeWasmBackend({ variant, threads, minParallelBytes: 0, watchdogMs: 20000 });
+      made.push(be);
+      if (threads > 1) assert.ok(await be.ready(20000), "workers started");
+      for (const [rows, cols] of [[7, 4096], [5, 4100], [9, 8192], [6, 2051]] as const) {
+        const h = new Uint16Array(rows * cols);
+        let s = 17 + rows;
+        for (let i = 0; i < h.length; i++) {
+          s = (s * 1103515245 + 12345) >>> 0;
+          let v = s >>> 16;
+          if ((v & 0x7c00) === 0x7c00) v &= 0xbfff; // finite: exponent 15 instead of 31
+          h[i] = v;
+        }
+        const f16 = new Tensor("f16", [rows, cols], h);
+        const p16 = be.prepare({ kind: "dense", tensor: f16 }, `f16 ${rows}×${cols}`);
+        const p32 = be.prepare({ kind: "dense", tensor: Tensor.fromF32([rows, cols], f16.toF32()) }, `f32 ${rows}×${cols}`);
+        const small = randomF32(cols, cols + threads, 1e-3);
+        const big = small.slice();
+        big[cols >> 1] = 70000; // |x| ≥ 2^16: x·2^112 would overflow, so the unscaled path
+        big[3] = -65536;
+        for (const x of [small, big]) {
+          // products stay finite: |w| ≤ 65504, |x| ≤ 70000 (and the sums of these sizes in f32)
+          const a = new Float32Array(rows), b = new Float32Array(rows);
+          for (let rep = 0; rep < 3; rep++) {
+            be.matvec(p16, x, a);
+            be.matvec(p32, x, b);
+            assert.equal(firstDiff(a, b), undefined, `${rows}×${cols} threads ${threads} ${x === big ? "big" : "small"} x call ${rep}: ${firstDiff(a, b)}`);
+          }
+          // two F16 jobs on one x in one dispatch (the scaled copy is made once) and an F32 job beside them
+          const m1 = new Float32Array(rows), m2 = new Float32Array(rows), m3 = new Float32Array(rows);
+          be.matvecMany([{ w: p16, x, out: m1 }, { w: p32, x, out: m2 }, { w: p16, x, out: m3 }]);
+          assert.deepEqual([m1, m2, m3], [b, b, b], `${rows}×${cols} matvecMany`);
+        }
+      }
+    }
+  });
+}

@@ -171,9 +171,10 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
 
   test("extreme activations (all ±amax: the i16 sums per super-block at their largest) and zero rows: kernel = twin, = the exact dot", async () => {
     // rows 0, 1, 5 all +1 (u = 2) against a super-block of x whose codes are all −127 (x = 3: ggml's Q8_K scale is −max/127): the relaxed build's i16 accumulators
-    // reach 16·2·2·127 (rows 0, 2 of a group) and 16·2·8·127 = 32512 (rows 1, 3: 4·u), their bound; row 2 all −1, row 3
-    // zero, the others mixed; then a super-block of ±0.5 and a zero one (d = 0)
-    const rows = 8, cols = 768;
+    // reach 16·2·2·127 (rows 0, 2 of a group, which start from −Σx per 32: |lane| ≤ 8128 + 4064) and 16·2·8·127 = 32512
+    // (rows 1, 3: 4·u), their bound; row 2 all −1, row 3 zero, the others mixed; then a super-block of ±0.5, a zero one
+    // (d = 0) and one all −1.5 (codes +127: the other sign)
+    const rows = 8, cols = 1024;
     const w = new Float32Array(rows * cols);
     for (let i = 0; i < w.length; i++) w[i] = i % 3 === 0 ? -1 : 1;
     for (const r of [0, 1, 5]) w.fill(1, r * cols, (r + 1) * cols);
@@ -185,6 +186,7 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
     const x = new Float32Array(cols);
     for (let i = 0; i < 256; i++) x[i] = 3;
     for (let i = 256; i < 512; i++) x[i] = i % 2 ? -0.5 : 0.5;
+    for (let i = 768; i < 1024; i++) x[i] = -1.5;
     const twin = new Float32Array(rows);
     const xh = twinRow(Q, x, twin);
     for (let r = 0; r < rows; r++) {

@@ -122,6 +122,28 @@ describe("packed lut memory and fallbacks", () => {
     }
   });
 
+  test("mxfp4 keeps its e8m0 scales as exponent bytes; a scale below the f32 normals (2^-127) keeps f32 scales, same weights", () => {
+    const rows = 8, cols = 64, nG = rows * 2;
+    const b = backend(VARIANTS[0]!, 1);
+    // values near 1e-39 put the MX exponent at its floor, 2^-127: an f32 subnormal, not an exponent byte
+    for (const [scale, e8] of [[1, true], [1e-39, false]] as const) {
+      const w = randomF32(rows * cols, 21, 1);
+      for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i]! * scale);
+      const q = quantize(w, [rows, cols], "mxfp4");
+      const p = b.prepare({ kind: "quant", q }, "mxfp4");
+      const stored = q.storageBits / 8;
+      // e8: codes + 1 byte per group + the 16-entry f64 table, i.e. the file's bytes + the table
+      assert.equal(p.bytes, e8 ? stored + 128 : stored + 3 * nG + 128, `scale ${scale}`);
+      const x = randomF32(cols, 22), out = new Float32Array(rows);
+      b.matvec(p, x, out);
+      const want = oracle(q.dequantize(), rows, cols, x, 1);
+      assert.ok(worst(out, want) < TOL, `scale ${scale}`);
+      const rr = b.rowReader(p)!, row = new Float32Array(cols), wq = q.dequantize();
+      for (let r = 0; r < rows; r++) { rr(r, row, 0); assert.deepEqual(row, wq.subarray(r * cols, (r + 1) * cols), `scale ${scale} row ${r}`); }
+      b.release(p);
+    }
+  });
+
   test("specs outside the packed families run through the row decoder visibly and say why", () => {
     const b = backend(VARIANTS[0]!, 1);
     for (const [spec, why] of [["int4:g64:outliers=1", /outlier/], ["int4:ichannel", /granularity ichannel/], ["int12:channel", /12-bit/], ["ternary:channel:trits", /packing trits/]] as const) {
