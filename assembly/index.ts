@@ -36,7 +36,7 @@ export function variant(): i32 {
 
 export { f32_to_f16, f16_to_f32 } from "./f16";
 import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
-import { dptr, dint } from "./desc";
+import { dptr, dint, prefillTokenBlock } from "./desc";
 
 /** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried constant stays a
  * register value (a loop phi) instead of being rebuilt from its splat at every use (as kdecode.ts keep). */
@@ -632,26 +632,30 @@ const GEMM_TB = 64;
  * 4 rows. (Four separate row streams, rs = a row, measured 2.4× slower from RAM than the interleaved
  * single stream.) Writes out[0], out[os], … */
 @inline function dot4_q4_0x(q: usize, rs: usize, st: usize, lut: usize, x16: usize, x8: usize, xd: usize, xs: usize, nb: i32, out: usize, os: usize): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  // the 4 rows' exact block sums reduced into one vector (lane = row), then tileTok's f32 step: the prefill
+  // tiles (tile4xT_q4_0x) give the same bits
+  let acc = f32x4.splat(0);
   const m = i8x16.splat(0x0f);
   for (let b = 0; b < nb; b++) {
-    const c = i32x4.splat((load<i32>(xs) + load<i32>(xs, 4)) << 1);
-    const dx = load<f32>(xd);
     const v0 = v128.load(q + 2);
     const v1 = v128.load(q + rs + 2);
     const v2 = v128.load(q + 2 * rs + 2);
     const v3 = v128.load(q + 3 * rs + 2);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v0, m), hi4(v0), x16, x8), c)), f32x4.splat(f16s(q, lut) * dx)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v1, m), hi4(v1), x16, x8), c)), f32x4.splat(f16s(q + rs, lut) * dx)));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v2, m), hi4(v2), x16, x8), c)), f32x4.splat(f16s(q + 2 * rs, lut) * dx)));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(udot32(v128.and(v3, m), hi4(v3), x16, x8), c)), f32x4.splat(f16s(q + 3 * rs, lut) * dx)));
+    let dv = f32x4.splat(f16s(q, lut));
+    dv = f32x4.replace_lane(dv, 1, f16s(q + rs, lut));
+    dv = f32x4.replace_lane(dv, 2, f16s(q + 2 * rs, lut));
+    dv = f32x4.replace_lane(dv, 3, f16s(q + 3 * rs, lut));
+    acc = tileTok(acc, v128.and(v0, m), hi4(v0), v128.and(v1, m), hi4(v1), v128.and(v2, m), hi4(v2), v128.and(v3, m), hi4(v3), dv, x16, x8, xd, xs);
     q += st;
     x16 += 64;
     x8 += 32;
     xd += 4;
     xs += 8;
   }
-  store4(out, os, a0, a1, a2, a3);
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
 }
 
 /** Lane k of the result = the sum of s_k's four lanes (four rows' block sums side by side). */
@@ -707,20 +711,86 @@ const GEMM_TB = 64;
   }
 }
 
-/** K_Q8_0X4: 4 interleaved rows (block b of row k at b·136 + k·34), as dot4_q4_0x. */
+/** [f16(d) of the 4 interleaved rows whose blocks start at q + k·rs], lane k = row k */
+@inline function dRows4(q: usize, rs: usize, lut: usize): v128 {
+  let dv = f32x4.splat(f16s(q, lut));
+  dv = f32x4.replace_lane(dv, 1, f16s(q + rs, lut));
+  dv = f32x4.replace_lane(dv, 2, f16s(q + 2 * rs, lut));
+  return f32x4.replace_lane(dv, 3, f16s(q + 3 * rs, lut));
+}
+
+/** K_Q8_0X4: 4 interleaved rows (block b of row k at b·136 + k·34), one activation row. Per block the 4 rows'
+ * exact integer sums are reduced into one vector (lane = row) and cost one f32 step,
+ * acc += f32(isum)·fr([d_0…d_3]·xd), the step of the prefill tile (tile4xT_q8_0x), so prefill and mat-vec
+ * agree bit for bit. Writes out[k·os]. */
 @inline function dot4_q8_0x(q: usize, lut: usize, x16: usize, xd: usize, nb: i32, out: usize, os: usize): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const dx = load<f32>(xd);
-    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q + 2, x16)), f32x4.splat(f16s(q, lut) * dx)));
-    a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q + 36, x16)), f32x4.splat(f16s(q + 34, lut) * dx)));
-    a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q + 70, x16)), f32x4.splat(f16s(q + 68, lut) * dx)));
-    a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i8dot32(q + 104, x16)), f32x4.splat(f16s(q + 102, lut) * dx)));
+    const r = reduce4(i8dot32(q + 2, x16), i8dot32(q + 36, x16), i8dot32(q + 70, x16), i8dot32(q + 104, x16));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(dRows4(q, 34, lut), f32x4.splat(load<f32>(xd)))));
     q += 136;
     x16 += 64;
     xd += 4;
   }
-  store4(out, os, a0, a1, a2, a3);
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
+/** acc + pmaddwd(w, x) */
+@inline function madd(acc: v128, w: v128, x: v128): v128 {
+  return i32x4.add(acc, i32x4.dot_i16x8_s(w, x));
+}
+
+/** One token's block step of the Q8_0 tile: dot4_q8_0x's f32 step on the 4 rows' i32 partial sums */
+@inline function q8Step(acc: v128, r0: v128, r1: v128, r2: v128, r3: v128, dv: v128, xd: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(reduce4(r0, r1, r2, r3)), f32x4.mul(dv, f32x4.splat(load<f32>(xd)))));
+}
+
+/** Prefill on K_Q8_0X4: 4 interleaved rows × TT tokens (2 or 4) per block step. Each 8-code chunk of a row is
+ * sign-extended once and multiplied (i32x4.dot_i16x8_s) with the TT tokens' i16 activation codes, each token's
+ * chunk loaded once for the 4 rows; the integer block sums are exact, and each token's f32 step is dot4_q8_0x's,
+ * so every output equals the mat-vec's bit for bit. s16 / sd: bytes between two tokens' i16 codes / scales;
+ * writes rows 4g…4g+3 of each token at out + j·os. */
+@inline function tile4xT_q8_0x(tt: i32, q: usize, lut: usize, x16: usize, xd: usize, nb: i32, s16: usize, sd: usize, out: usize, os: usize): void {
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let r00 = i32x4.splat(0), r10 = i32x4.splat(0), r20 = i32x4.splat(0), r30 = i32x4.splat(0);
+    let r01 = i32x4.splat(0), r11 = i32x4.splat(0), r21 = i32x4.splat(0), r31 = i32x4.splat(0);
+    let r02 = i32x4.splat(0), r12 = i32x4.splat(0), r22 = i32x4.splat(0), r32 = i32x4.splat(0);
+    let r03 = i32x4.splat(0), r13 = i32x4.splat(0), r23 = i32x4.splat(0), r33 = i32x4.splat(0);
+    for (let c: usize = 0; c < 32; c += 8) {
+      const w0 = v128.load8x8_s(q + 2 + c), w1 = v128.load8x8_s(q + 36 + c), w2 = v128.load8x8_s(q + 70 + c), w3 = v128.load8x8_s(q + 104 + c);
+      const xa = x16 + (c << 1);
+      const x0 = v128.load(xa);
+      r00 = madd(r00, w0, x0); r10 = madd(r10, w1, x0); r20 = madd(r20, w2, x0); r30 = madd(r30, w3, x0);
+      const x1 = v128.load(xa + s16);
+      r01 = madd(r01, w0, x1); r11 = madd(r11, w1, x1); r21 = madd(r21, w2, x1); r31 = madd(r31, w3, x1);
+      if (tt == 4) {
+        const x2 = v128.load(xa + 2 * s16);
+        r02 = madd(r02, w0, x2); r12 = madd(r12, w1, x2); r22 = madd(r22, w2, x2); r32 = madd(r32, w3, x2);
+        const x3 = v128.load(xa + 3 * s16);
+        r03 = madd(r03, w0, x3); r13 = madd(r13, w1, x3); r23 = madd(r23, w2, x3); r33 = madd(r33, w3, x3);
+      }
+    }
+    const dv = dRows4(q, 34, lut);
+    acc0 = q8Step(acc0, r00, r10, r20, r30, dv, xd);
+    acc1 = q8Step(acc1, r01, r11, r21, r31, dv, xd + sd);
+    if (tt == 4) {
+      acc2 = q8Step(acc2, r02, r12, r22, r32, dv, xd + 2 * sd);
+      acc3 = q8Step(acc3, r03, r13, r23, r33, dv, xd + 3 * sd);
+    }
+    q += 136;
+    x16 += 64;
+    xd += 4;
+  }
+  v128.store(out, acc0);
+  v128.store(out + os, acc1);
+  if (tt == 4) {
+    v128.store(out + 2 * os, acc2);
+    v128.store(out + 3 * os, acc3);
+  }
 }
 
 /** Permutes `groups` groups of 4 rows of `rowBytes` (nb blocks of bs bytes) at p from row order to the
@@ -912,30 +982,49 @@ export function f32_count_special(p: usize, n: i32): i32 {
   const nb = cols >> 5;
   const unb = <usize>nb;
   if (kind == K_Q4_0X4 || kind == K_Q8_0X4) {
-    // r0, r1 count groups of 4 interleaved rows; every token of the job runs on a group while it is in cache
+    // r0, r1 count groups of 4 interleaved rows; the tokens run in blocks whose activations stay in L2
+    // (prefillTokenBlock), every token of a block on a group while the group is in L1
     const gb = unb * (kind == K_Q8_0X4 ? 136 : 72);
+    // Q8_0 reads i16 codes; Q4_0 int8 codes on the relaxed build (udot32)
+    const tb = prefillTokenBlock(cols, kind == K_Q4_0X4 && ASC_FEATURE_RELAXED_SIMD ? 1 : 2);
+    for (let t0 = 0; t0 < n; t0 += tb) {
+    const t1 = min(n, t0 + tb);
     for (let g = r0; g < r1; g++) {
       const q = w0 + <usize>g * gb;
-      let t = 0;
+      let t = t0;
+      if (kind == K_Q8_0X4) {
+        // prefill: Q8_0_TT tokens per pass over the group's blocks (then two, then one)
+        for (; t + Q8_0_TT <= t1; t += Q8_0_TT) {
+          const ut = <usize>t;
+          tile4xT_q8_0x(Q8_0_TT, q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, ucols * 2, unb * 4,
+            out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
+        }
+        for (; t + 2 <= t1; t += 2) {
+          const ut = <usize>t;
+          tile4xT_q8_0x(2, q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, ucols * 2, unb * 4,
+            out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
+        }
+      }
       if (kind == K_Q4_0X4) {
         // prefill: four, then two tokens per pass over the group's blocks
-        for (; t + 4 <= n; t += 4) {
+        for (; t + 4 <= t1; t += 4) {
           const ut = <usize>t;
           tile4xT_q4_0x(4, q, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, ucols, unb,
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
-        for (; t + 2 <= n; t += 2) {
+        for (; t + 2 <= t1; t += 2) {
           const ut = <usize>t;
           tile4xT_q4_0x(2, q, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, ucols, unb,
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
       }
-      for (; t < n; t++) {
+      for (; t < t1; t++) {
         const ut = <usize>t;
         const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
         if (kind == K_Q4_0X4) dot4_q4_0x(q, 18, 72, w1, x16 + ut * ucols * 2, x8 + ut * ucols, xd + ut * unb * 4, xs + ut * unb * 8, nb, o, 4);
         else dot4_q8_0x(q, w1, x16 + ut * ucols * 2, xd + ut * unb * 4, nb, o, 4);
       }
+    }
     }
     return;
   }
@@ -1003,6 +1092,8 @@ export function run_k13(desc: usize, g0: i32, g1: i32): void { runRows(K_Q4_0X4,
 export function run_k14(desc: usize, g0: i32, g1: i32): void { runRows(K_Q8_0X4, desc, g0, g1); }
 
 const TOKEN_BLOCK = 8;
+/** tokens per Q8_0 prefill tile (2 or 4) */
+const Q8_0_TT = 4;
 
 // ---------------------------------------------------------------- quantizers
 

@@ -17,6 +17,7 @@
 import {
   D_ROWS, D_COLS, D_W0, D_W1, D_X8, D_XD, D_XS, D_OUT, D_N, Q8K_SUM_BYTES,
 } from "./abi";
+import { prefillTokenBlock } from "./desc";
 
 const MAGIC: f32 = 12582912.0; // 1.5·2^23
 
@@ -302,6 +303,190 @@ const Q6_MASKS = memory.data<u8>([
   store4(out, os, acc);
 }
 
+// ---- prefill tiles: 4 interleaved rows × TT tokens (4 or 2) per pass over a row group's super-blocks. Each
+// 64-element slice of a row is unpacked once (nibbles masked and shifted, the sub-block scales broadcast) and
+// dotted with the TT tokens' activations; per token the integer sums are the mat-vec's (exact, so any
+// association gives the same integers) and the float step per super-block is the mat-vec's expression, so every
+// output equals the mat-vec's (dot4_*) bit for bit. xst / dst / sst: bytes between two tokens' codes, scales,
+// sum records; os: bytes between two tokens' outputs.
+
+/** One token's Q4_K / Q5_K slice: ia + sc0·Σ(lo pair sums) + sc1·Σ(hi pair sums) (as dot4_q4_kx's body) */
+@inline function kTok45(ia: v128, xp: usize, l0: v128, l1: v128, u0: v128, u1: v128, s0: v128, s1: v128): v128 {
+  const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
+  const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
+  return i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, s0), i32x4.dot_i16x8_s(hi, s1)));
+}
+
+/** One token's super-block step: acc + (fr(dv·dx)·isum − fr(mv·dx)·imin), dot4_q4_kx's expression */
+@inline function kStep45(acc: v128, dv: v128, mv: v128, xd: usize, isum: v128, imin: v128): v128 {
+  const dx = f32x4.splat(load<f32>(xd));
+  return f32x4.add(acc, f32x4.sub(f32x4.mul(f32x4.mul(dv, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(mv, dx), f32x4.convert_i32x4_s(imin))));
+}
+
+/** Prefill on K_Q4_KX4 (q5 = false, 144 B blocks) or K_Q5_KX4 (q5, 176 B): 4 rows × tt tokens. */
+@inline function tile4xT_q45_kx(q5: bool, tt: i32, q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, xst: usize, dst: usize, sst: usize, out: usize, os: usize): void {
+  const bs: usize = q5 ? 176 : 144;
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
+  for (let s = 0; s < nsb; s++) {
+    let is0 = i32x4.splat(0), is1 = i32x4.splat(0), is2 = i32x4.splat(0), is3 = i32x4.splat(0);
+    let im0 = i32x4.splat(0), im1 = i32x4.splat(0), im2 = i32x4.splat(0), im3 = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * bs;
+      const smv = q4kScaleMins(b);
+      let sc = i16x8.extend_low_i8x16_u(smv);
+      let h0 = i32x4.splat(0), h1 = i32x4.splat(0);
+      if (q5) {
+        h0 = v128.load(b + 16);
+        h1 = v128.load(b + 32);
+      }
+      let ia0 = i32x4.splat(0), ia1 = i32x4.splat(0), ia2 = i32x4.splat(0), ia3 = i32x4.splat(0);
+      for (let p: usize = 0; p < 4; p++) {
+        const v0 = v128.load(b + (q5 ? 48 : 16) + (p << 5));
+        const v1 = v128.load(b + (q5 ? 64 : 32) + (p << 5));
+        let l0 = v128.and(v0, mk), l1 = v128.and(v1, mk);
+        let u0 = v128.and(i16x8.shr_u(v0, 4), mk), u1 = v128.and(i16x8.shr_u(v1, 4), mk);
+        if (q5) {
+          l0 = v128.or(l0, v128.and(i16x8.shl(h0, 4), m10));
+          l1 = v128.or(l1, v128.and(i16x8.shl(h1, 4), m10));
+          u0 = v128.or(u0, v128.and(i16x8.shl(h0, 3), m10));
+          u1 = v128.or(u1, v128.and(i16x8.shl(h1, 3), m10));
+          h0 = i16x8.shr_u(h0, 2);
+          h1 = i16x8.shr_u(h1, 2);
+        }
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1);
+        const s0 = bc32(sd, 0), s1 = bc32(sd, 1);
+        const xp = x8 + (p << 6);
+        ia0 = kTok45(ia0, xp, l0, l1, u0, u1, s0, s1);
+        ia1 = kTok45(ia1, xp + xst, l0, l1, u0, u1, s0, s1);
+        if (tt == 4) {
+          ia2 = kTok45(ia2, xp + 2 * xst, l0, l1, u0, u1, s0, s1);
+          ia3 = kTok45(ia3, xp + 3 * xst, l0, l1, u0, u1, s0, s1);
+        }
+        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
+        mk = keep(mk);
+        if (q5) m10 = keep(m10);
+      }
+      const mins = i16x8.extend_high_i8x16_u(smv);
+      const g0 = hsumPair(ia0, i32x4.dot_i16x8_s(mins, v128.load(xs, 32)));
+      is0 = i32x4.shuffle(is0, g0, 1, 2, 3, 4);
+      im0 = i32x4.shuffle(im0, g0, 1, 2, 3, 6);
+      const g1 = hsumPair(ia1, i32x4.dot_i16x8_s(mins, v128.load(xs + sst, 32)));
+      is1 = i32x4.shuffle(is1, g1, 1, 2, 3, 4);
+      im1 = i32x4.shuffle(im1, g1, 1, 2, 3, 6);
+      if (tt == 4) {
+        const g2 = hsumPair(ia2, i32x4.dot_i16x8_s(mins, v128.load(xs + 2 * sst, 32)));
+        is2 = i32x4.shuffle(is2, g2, 1, 2, 3, 4);
+        im2 = i32x4.shuffle(im2, g2, 1, 2, 3, 6);
+        const g3 = hsumPair(ia3, i32x4.dot_i16x8_s(mins, v128.load(xs + 3 * sst, 32)));
+        is3 = i32x4.shuffle(is3, g3, 1, 2, 3, 4);
+        im3 = i32x4.shuffle(im3, g3, 1, 2, 3, 6);
+      }
+    }
+    const dv = f16Rows4(q, bs, lut);
+    const mv = f16Rows4(q + 2, bs, lut);
+    acc0 = kStep45(acc0, dv, mv, xd, is0, im0);
+    acc1 = kStep45(acc1, dv, mv, xd + dst, is1, im1);
+    if (tt == 4) {
+      acc2 = kStep45(acc2, dv, mv, xd + 2 * dst, is2, im2);
+      acc3 = kStep45(acc3, dv, mv, xd + 3 * dst, is3, im3);
+    }
+    q += 4 * bs;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  v128.store(out, acc0);
+  v128.store(out + os, acc1);
+  if (tt == 4) {
+    v128.store(out + 2 * os, acc2);
+    v128.store(out + 3 * os, acc3);
+  }
+}
+
+/** One token's Q6_K slice: ia + Σ_i sc_i·Σ(pair sums of u_i) (as dot4_q6_kx's body) */
+@inline function kTok6(ia: v128, xa: usize, u0: v128, u1: v128, u2: v128, u3: v128, s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  return i32x4.add(ia, i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(pdot(xa, u0), s0), i32x4.dot_i16x8_s(pdot(xa + 32, u1), s1)),
+    i32x4.add(i32x4.dot_i16x8_s(pdot(xa + 64, u2), s2), i32x4.dot_i16x8_s(pdot(xa + 96, u3), s3))));
+}
+
+/** A Q6_K row's −32·Σ_g sc_g·Σx_g for the token whose sum record is at r (dot4_q6_kx's start value) */
+@inline function kOff6(b: usize, r: usize): v128 {
+  const off = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), v128.load(r)), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), v128.load(r, 16)));
+  return i32x4.neg(i32x4.shl(off, 5));
+}
+
+/** One token's Q6_K super-block step: acc + fr(dv·dx)·isum, dot4_q6_kx's expression */
+@inline function kStep6(acc: v128, dv: v128, xd: usize, isum: v128): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.mul(dv, f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
+}
+
+/** Prefill on K_Q6_KX4: 4 rows × tt tokens. */
+@inline function tile4xT_q6_kx(tt: i32, q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, xst: usize, dst: usize, sst: usize, out: usize, os: usize): void {
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  let lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
+  for (let s = 0; s < nsb; s++) {
+    let is0 = i32x4.splat(0), is1 = i32x4.splat(0), is2 = i32x4.splat(0), is3 = i32x4.splat(0);
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 210;
+      let ia0 = kOff6(b, xs), ia1 = kOff6(b, xs + sst);
+      let ia2 = i32x4.splat(0), ia3 = i32x4.splat(0);
+      if (tt == 4) {
+        ia2 = kOff6(b, xs + 2 * sst);
+        ia3 = kOff6(b, xs + 3 * sst);
+      }
+      for (let it: usize = 0; it < 4; it++) {
+        const n = it >> 1, j = it & 1;
+        const ql = b + (n << 6) + (j << 4);
+        const La = v128.load(ql), Lb = v128.load(ql, 32);
+        const H = v128.load(b + 128 + (n << 5) + (j << 4));
+        const sc = v128.load8x8_s(b + 192 + (n << 3) + j);
+        const u0 = v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb));
+        const u1 = v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb));
+        const u2 = v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb));
+        const u3 = v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb));
+        const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
+        const s0 = bc32(sd, 0), s1 = bc32(sd, 1), s2 = bc32(sd, 2), s3 = bc32(sd, 3);
+        const xa = x8 + (n << 7) + (j << 4);
+        ia0 = kTok6(ia0, xa, u0, u1, u2, u3, s0, s1, s2, s3);
+        ia1 = kTok6(ia1, xa + xst, u0, u1, u2, u3, s0, s1, s2, s3);
+        if (tt == 4) {
+          ia2 = kTok6(ia2, xa + 2 * xst, u0, u1, u2, u3, s0, s1, s2, s3);
+          ia3 = kTok6(ia3, xa + 3 * xst, u0, u1, u2, u3, s0, s1, s2, s3);
+        }
+        lo = keep(lo);
+        hb = keep(hb);
+      }
+      is0 = i32x4.shuffle(is0, hsumPair(ia0, ia0), 1, 2, 3, 4);
+      is1 = i32x4.shuffle(is1, hsumPair(ia1, ia1), 1, 2, 3, 4);
+      if (tt == 4) {
+        is2 = i32x4.shuffle(is2, hsumPair(ia2, ia2), 1, 2, 3, 4);
+        is3 = i32x4.shuffle(is3, hsumPair(ia3, ia3), 1, 2, 3, 4);
+      }
+    }
+    const dv = f16Rows4(q + 208, 210, lut);
+    acc0 = kStep6(acc0, dv, xd, is0);
+    acc1 = kStep6(acc1, dv, xd + dst, is1);
+    if (tt == 4) {
+      acc2 = kStep6(acc2, dv, xd + 2 * dst, is2);
+      acc3 = kStep6(acc3, dv, xd + 3 * dst, is3);
+    }
+    q += 840;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  v128.store(out, acc0);
+  v128.store(out + os, acc1);
+  if (tt == 4) {
+    v128.store(out + 2 * os, acc2);
+    v128.store(out + 3 * os, acc3);
+  }
+}
+
 /** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144), K_Q5_KX4 (176) or K_Q6_KX4 (210) job, every activation row of the job
  * on a group while it is in cache. D_X8 / D_XD / D_XS name the Q8_K codes, scales and sum records. */
 @inline function runKX4(bs: i32, desc: usize, g0: i32, g1: i32): void {
@@ -317,15 +502,35 @@ const Q6_MASKS = memory.data<u8>([
   const nsb = cols >> 8;
   const unsb = <usize>nsb;
   const gb = unsb * 4 * <usize>bs;
+  // tokens in blocks whose Q8_K codes stay in L2, every token of a block on a row group while it is in L1
+  const tb = prefillTokenBlock(cols, 1);
+  for (let t0 = 0; t0 < n; t0 += tb) {
+  const t1 = min(n, t0 + tb);
   for (let g = g0; g < g1; g++) {
     const q = w0 + <usize>g * gb;
-    for (let t = 0; t < n; t++) {
+    const o0 = out + (<usize>g << 4);
+    const os = <usize>rows << 2;
+    const xst = <usize>cols, dst = unsb * 4, sst = unsb * Q8K_SUM_BYTES;
+    let t = t0;
+    // prefill: four, then two tokens per pass over the group's super-blocks (tile4xT_*), the rest one by one
+    for (; t + 4 <= t1; t += 4) {
+      const ut = <usize>t;
+      if (bs == 210) tile4xT_q6_kx(4, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
+      else tile4xT_q45_kx(bs == 176, 4, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
+    }
+    for (; t + 2 <= t1; t += 2) {
+      const ut = <usize>t;
+      if (bs == 210) tile4xT_q6_kx(2, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
+      else tile4xT_q45_kx(bs == 176, 2, q, lut, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, xst, dst, sst, o0 + ut * os, os);
+    }
+    for (; t < t1; t++) {
       const ut = <usize>t;
       const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
       if (bs == 144) dot4_q4_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
       else if (bs == 176) dot4_q5_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
       else dot4_q6_kx(q, lut, x8 + ut * <usize>cols, xd + ut * unsb * 4, xs + ut * unsb * Q8K_SUM_BYTES, nsb, o, 4);
     }
+  }
   }
 }
 

@@ -4,6 +4,8 @@
 // `npm run bench` (files starting with "_" are skipped); docs/kernels.md shows how to make the old tree.
 //   node dist/bench/_ab-prefill.js kernel relaxed 1 f32 128,256 256x768,2048x2048 [reps]
 //   node dist/bench/_ab-prefill.js llama relaxed 2 [sequences of 256 tokens] [reps]
+//   node dist/bench/_ab-prefill.js ggml relaxed 1 Q4_K,Q8_0 128 2048x8192 [reps]   (GGUF blocks; also times
+//     the new build's mat-vec once per token, the prefill tiles' per-token peer)
 // With 1 thread, times are the process's CPU time (robust to other jobs taking the core away); with 2,
 // wall time. AB_WALL=1 forces wall time.
 import { setFlagsFromString } from "node:v8";
@@ -22,6 +24,8 @@ import { loadModel } from "../src/io/node/load.js";
 import { dataPath } from "../src/io/node/data.js";
 import { Llama } from "../src/model/llama.js";
 import { randomF32 } from "./_synthetic.js";
+import { GgmlType, ggmlRowBytes } from "../src/ggml/types.js";
+import { quantizeRow } from "../src/ggml/codecs.js";
 
 type Make = typeof createNodeWasmBackend;
 const oldDist = resolve(process.env.AB_OLD ?? "build/ab-old/dist");
@@ -82,6 +86,34 @@ if (mode === "kernel") {
   }
   be.old.dispose();
   be.new.dispose();
+} else if (mode === "ggml") {
+  const [typesArg = "Q4_K", tokensArg = "128", shapesArg = "2048x8192", repsArg = "7"] = rest;
+  const be = await backends();
+  for (const tname of typesArg.split(",")) {
+    const type = (GgmlType as unknown as Record<string, GgmlType>)[tname];
+    if (type === undefined) throw new Error(`_ab-prefill ggml: unknown type ${tname}`);
+    for (const shape of shapesArg.split(",")) {
+      const [rows, cols] = shape.split("x").map(Number) as [number, number];
+      const data = new Uint8Array(rows * ggmlRowBytes(type, cols)!);
+      quantizeRow(type, randomF32(rows * cols, 1), data, rows * cols);
+      const w = (): Weight => ({ kind: "ggml", type, shape: [rows, cols], data: data.slice() });
+      const p = { old: be.old.prepare(w()), new: be.new.prepare(w()) };
+      for (const n of tokensArg.split(",").map(Number)) {
+        const x = randomF32(n * cols, 2);
+        const out = { old: new Float32Array(n * rows), new: new Float32Array(n * rows), mv: new Float32Array(n * rows) };
+        const mvPass = (): void => { for (let t = 0; t < n; t++) be.new.matvec(p.new, x.subarray(t * cols, (t + 1) * cols), out.mv.subarray(t * rows, (t + 1) * rows)); };
+        const r = alternate(Number(repsArg), { old: () => be.old.matmul(p.old, x, n, out.old), new: () => be.new.matmul(p.new, x, n, out.new) });
+        const m = alternate(Number(repsArg), { old: mvPass, new: () => be.new.matmul(p.new, x, n, out.new) });
+        let same = true;
+        for (let i = 0; i < out.new.length; i++) if (!Object.is(out.new[i], out.mv[i])) { same = false; break; }
+        const gw = (ts: number[]): string => ((n * rows * cols) / 1e6 / median(ts)).toFixed(2);
+        console.log(`${clock} ${variant} t${threads} ${tname} n=${n} ${rows}×${cols}: old matmul ${gw(r.old)}, new ${gw(r.new)} G weight·token/s, old/new time ${range(r.ratios)}; ` +
+          `per-token mat-vec ${gw(m.old)}, mat-vec/new time ${range(m.ratios)}; new = mat-vec bit for bit: ${same}`);
+      }
+    }
+  }
+  be.old.dispose();
+  be.new.dispose();
 } else if (mode === "llama") {
   const [seqArg = "8", repsArg = "7"] = rest;
   const model = await loadModel(dataPath("stories3M", "stories3M.bin"), { tokenizer: dataPath("stories260K", "tok512.bin") });
@@ -101,5 +133,5 @@ if (mode === "kernel") {
   be.old.dispose();
   be.new.dispose();
 } else {
-  throw new Error(`_ab-prefill: mode ${mode}: expected kernel or llama`);
+  throw new Error(`_ab-prefill: mode ${mode}: expected kernel, ggml or llama`);
 }

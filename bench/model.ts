@@ -126,7 +126,9 @@ async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   if (only?.length && types.length !== only.length) throw new Error(`QUANTLAB_BENCH_TYPES=${process.env.QUANTLAB_BENCH_TYPES}: the types section measures ${all.map(ggmlTypeName).join(", ")}`);
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
-  const prompt = ctx.quick ? 16 : 32, gen = ctx.quick ? 4 : 16;
+  const promptEnv = process.env.QUANTLAB_BENCH_PROMPT;
+  if (promptEnv !== undefined && !(Number.isInteger(Number(promptEnv)) && Number(promptEnv) > 0)) throw new Error(`QUANTLAB_BENCH_PROMPT: ${promptEnv} is not a positive integer`);
+  const prompt = promptEnv !== undefined ? Number(promptEnv) : ctx.quick ? 16 : 32, gen = ctx.quick ? 4 : 16;
   for (const type of types) {
     const file = await syntheticGguf(type, undefined, undefined, ctx.log);
     ctx.log(`  synthetic 1B ${ggmlTypeName(type)}`);
@@ -142,10 +144,11 @@ async function typesSection(ctx: BenchContext): Promise<BenchSection> {
         `${fmt(m.weightBytes / 1e6, 0)} MB`, `${fmt(ourGBs)} (${fmt((100 * ourGBs) / bw, 0)}%)`, r.theirs ? `${fmt(theirGBs)} (${fmt((100 * theirGBs) / bw, 0)}%)` : "—", r.load]);
     }
   }
+  if (promptEnv !== undefined || only?.length) notes.push(`Focused run: ${only?.length ? `types ${types.map(ggmlTypeName).join(", ")}` : "all types"}, prompt ${prompt} tokens (QUANTLAB_BENCH_TYPES / QUANTLAB_BENCH_PROMPT).`);
   notes.push(
     `Memory bandwidth measured in this run: **${fmt(bw)} GB/s** (WASM SIMD streaming read of ${ctx.quick ? 256 : 1024} MiB, 1 thread, best of 5). "GB/s" = weight bytes streamed per decoded token × decode tok/s (quantlab: its prepared weights, all matrices incl. the tied output; llama.cpp: the file's tensor bytes), and its share of that bandwidth.`,
     "Decode includes attention, norms, RoPE and the 128256-wide output matrix; prefill = one batch of the prompt. Medians of the timed runs after a warm-up, quantlab and llama.cpp alternating on the same file in the same process; 1- and 2-thread rows use the same loaded model (the WASM pool with 1 worker; llama.cpp one context per thread count).",
-    "quantlab kernels (relaxed build, default layouts): Q8_0, Q4_0, Q4_K, Q5_K and Q6_K run on the GGUF blocks in place (file bytes = streamed bytes), rows interleaved 4 at a time (same bytes, permuted at load; Q4_0 prefill in 4-row × 4-token tiles); F16 converts in the kernel; F32 streams 4 B/weight. Activations are quantized as ggml pairs them: Q8_0 per 32 for Q8_0/Q4_0, Q8_K per 256 for the k-quants (their super-block dots stay in integers).",
+    "quantlab kernels (relaxed build, default layouts): Q8_0, Q4_0, Q4_K, Q5_K and Q6_K run on the GGUF blocks in place (file bytes = streamed bytes), rows interleaved 4 at a time (same bytes, permuted at load; prefill in 4-row × 4-token tiles, bit for bit the mat-vec's per token); F16 converts in the kernel; F32 streams 4 B/weight. Activations are quantized as ggml pairs them: Q8_0 per 32 for Q8_0/Q4_0, Q8_K per 256 for the k-quants (their super-block dots stay in integers).",
     "decode ratio by CPU time = llama.cpp's process CPU ms per decoded token / quantlab's (every thread of the process, median of the runs): time spent waiting for a CPU, which makes one-thread wall tok/s bimodal on a shared machine, does not count (docs/kernels.md, run-to-run variation); at 2 threads it also counts each engine's spinning.",
     "Targets (issue 4): decode ≥ 0.5× llama.cpp for Q8_0 and Q4_0.",
     "load = 1-minute load average before → after the row: with 2 cores shared by other jobs, rows at load ≫ 1 understate both engines (llama.cpp's spinning 2-thread barriers most).",

@@ -4,7 +4,7 @@
 // whole model gives the same logits as the non-interleaved native layout.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlRowBytes } from "../../../src/ggml/types.js";
+import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../../../src/ggml/types.js";
 import { quantizeRow } from "../../../src/ggml/codecs.js";
 import { dequantizeWeight } from "../../../src/kernels/dequantize.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
@@ -81,14 +81,17 @@ for (const variant of VARIANTS) {
       });
     }
 
-    test("prefill (n = 1…9 tokens: the 4- and 2-token tiles and the single-token tail) = one mat-vec per token", () => {
-      const be = createNodeWasmBackend({ variant });
+    test("prefill (n = 1…9 tokens: the 4- and 2-token tiles and the single-token tail) = one mat-vec per token bit for bit, 1 and 2 threads", async () => {
+      for (const threads of [1, 2]) {
+      const be = createNodeWasmBackend({ variant, threads, minParallelBytes: 0 });
+      if (threads > 1) assert.ok(await be.ready(20000), "workers started");
       try {
         for (const type of [GgmlType.Q4_0, GgmlType.Q8_0]) {
-          const rows = 12, cols = 128;
-          const { w, ref } = ggml(type, rows, cols, 77 + type);
+          // 8192 columns: 16 tokens per L2 block (prefillTokenBlock), so n = 21 runs a second, partial block
+          for (const [rows, cols, ns] of [[12, 128, [1, 2, 3, 4, 5, 6, 7, 8, 9]], [8, 8192, [21]]] as const) {
+          const { w } = ggml(type, rows, cols, 77 + type);
           const p = be.prepare(w, "m");
-          for (let n = 1; n <= 9; n++) {
+          for (const n of ns) {
             const x = randomF32(n * cols, 100 + n);
             const got = new Float32Array(n * rows);
             be.matmul(p, x, n, got);
@@ -96,17 +99,17 @@ for (const variant of VARIANTS) {
             for (let t = 0; t < n; t++) {
               be.matvec(p, x.subarray(t * cols, (t + 1) * cols), one);
               for (let r = 0; r < rows; r++) {
-                // same Q8 inputs and integer sums; only the float summation order differs
                 const a = got[t * rows + r]!, b = one[r]!;
-                let mag = 0;
-                for (let c = 0; c < cols; c++) mag += Math.abs(ref[r * cols + c]! * x[t * cols + c]!);
-                assert.ok(Math.abs(a - b) <= 1e-5 * mag, `${type} n=${n} token ${t} row ${r}: ${a} vs ${b}`);
+                // the tiles take the mat-vec's integer sums and its f32 steps in its order
+                assert.ok(Object.is(a, b), `${ggmlTypeName(type)} n=${n} threads=${threads} token ${t} row ${r}: ${a} vs mat-vec ${b}`);
               }
             }
+          }
           }
         }
       } finally {
         be.dispose();
+      }
       }
     });
 

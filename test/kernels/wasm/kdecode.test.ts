@@ -80,7 +80,7 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
 
   for (const type of [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K] as const) {
     const name = ggmlTypeName(type);
-    test(`${name}: interleaved listing; mat-vec and matmul (n = 3) = the twin bit for bit, cold and warm, 1 and 2 threads`, async () => {
+    test(`${name}: interleaved listing; mat-vec and matmul (n = 3, 6, 9: the 4- and 2-token prefill tiles and the single-token tail) = the twin bit for bit, cold and warm, 1 and 2 threads`, async () => {
       let seed = 40 + type;
       for (const threads of [1, 2]) {
         const be = make(threads);
@@ -92,7 +92,7 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
           const p = be.prepare(w.weight, w.label);
           assert.match(be.listing().at(-1)!.kernel, /4 rows interleaved/, `${w.label}`);
           assert.deepEqual(data, copy, "the caller's bytes are not permuted");
-          for (const n of [1, 3]) {
+          for (const n of [1, 3, 6, 9]) {
             const x = randomF32(n * cols, seed++, 3);
             const want = twin(type, data, rows, cols, x, n);
             const got = new Float32Array(n * rows);
@@ -104,6 +104,23 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
             }
           }
         }
+      }
+    });
+
+    test(`${name}: prefill over two L2 token blocks (8192 columns: 32 tokens a block; n = 37) = the twin bit for bit, 1 and 2 threads`, async () => {
+      const rows = 8, cols = 8192, n = 37;
+      const w = ggmlWeight(type, rows, cols, randomF32(rows * cols, 70 + type, 2));
+      const data = (w.weight as { data: Uint8Array }).data;
+      const x = randomF32(n * cols, 71 + type, 3);
+      const want = twin(type, data, rows, cols, x, n);
+      for (const threads of [1, 2]) {
+        const be = make(threads);
+        if (threads > 1) assert.ok(await be.ready(20000), "workers started");
+        const p = be.prepare(w.weight, w.label);
+        const got = new Float32Array(n * rows);
+        be.matmul(p, x, n, got);
+        const d = firstDiff(got, want);
+        assert.equal(d, undefined, `${w.label} n=${n} threads=${threads}: ${d}`);
       }
     });
 
