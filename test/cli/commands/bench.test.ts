@@ -10,17 +10,20 @@ const model = dataPath("ggml", "stories260K", "stories260K-Q4_K_M.gguf");
 
 interface Figures { prefill: { median: number; best: number }; decode: { median: number; best: number; cpuMsPerToken: number }; runs: number }
 
-function checkFigures(f: Figures, reps: number, what: string): void {
+function checkFigures(f: Figures, reps: number, genTokens: number, what: string): void {
   assert.equal(f.runs, reps, what);
   for (const k of ["prefill", "decode"] as const) {
     assert.ok(Number.isFinite(f[k].median) && f[k].median > 0, `${what} ${k} median ${f[k].median}`);
     assert.ok(f[k].best >= f[k].median, `${what} ${k}: best ${f[k].best} < median ${f[k].median}`);
   }
   // process CPU time per decoded token: measured (> 0), and bounded by the wall time of the slowest run
-  // times the machine's threads that could have run it (every thread of the process counts)
+  // times the machine's threads that could have run it (every thread of the process counts), plus the
+  // accounting granularity: getrusage may charge CPU time per scheduler tick (4 ms at HZ=250) to each of the
+  // process's busy threads (main + pool workers + V8's), which over a decode of a few ms is not negligible
   const c = f.decode.cpuMsPerToken;
   assert.ok(Number.isFinite(c) && c > 0, `${what} decode CPU ms/token ${c}`);
-  assert.ok(c <= (1000 / Math.min(f.decode.median, f.decode.best)) * availableParallelism() * 1.5 + 1, `${what} decode CPU ${c} ms/token exceeds wall × cores`);
+  const tickSlack = (4 * 4) / genTokens;
+  assert.ok(c <= (1000 / Math.min(f.decode.median, f.decode.best)) * availableParallelism() * 1.5 + tickSlack, `${what} decode CPU ${c} ms/token exceeds wall × cores`);
 }
 
 describe("quantlab bench", () => {
@@ -34,7 +37,7 @@ describe("quantlab bench", () => {
       assert.equal(o.llamacpp, undefined);
       assert.match(o.quantlab.backend, backend.length ? /^ref$/ : /^wasm-/);
       if (!backend.length) assert.ok(o.quantlab.weightBytes! > 0);
-      checkFigures(o.quantlab, 2, o.quantlab.backend);
+      checkFigures(o.quantlab, 2, 5, o.quantlab.backend);
     }
   });
 
@@ -42,8 +45,8 @@ describe("quantlab bench", () => {
     const r = quantlab("bench", model, "--prompt-tokens", "16", "--gen-tokens", "6", "--reps", "1", "--vs-llamacpp", "--json");
     assert.equal(r.status, 0, r.stderr);
     const o = JSON.parse(r.stdout) as { quantlab: Figures; llamacpp: Figures & { version: string }; ratio: { prefill: number; decode: number; decodeCpu: number } };
-    checkFigures(o.quantlab, 1, "quantlab");
-    checkFigures(o.llamacpp, 1, "llama.cpp");
+    checkFigures(o.quantlab, 1, 6, "quantlab");
+    checkFigures(o.llamacpp, 1, 6, "llama.cpp");
     assert.match(o.llamacpp.version, /^node-llama-cpp \d+\.\d+\.\d+/);
     assert.ok(Math.abs(o.ratio.decode - o.quantlab.decode.median / o.llamacpp.decode.median) < 1e-9);
     assert.ok(Math.abs(o.ratio.prefill - o.quantlab.prefill.median / o.llamacpp.prefill.median) < 1e-9);
