@@ -19,3 +19,21 @@
   return max(4, (PREFILL_ACT_BYTES / (cols * actBytes)) & ~3);
 }
 const PREFILL_ACT_BYTES = 256 << 10;
+
+/** out[k·os] = lane k of acc: the 4 interleaved rows' outputs of one token. */
+@inline export function storeRows4(out: usize, os: usize, acc: v128): void {
+  store<f32>(out, f32x4.extract_lane(acc, 0));
+  store<f32>(out + os, f32x4.extract_lane(acc, 1));
+  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
+  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
+/** A prefill tile's outputs: token t's 4 row outputs (acc_t) at out + t·os, for the tile's tt = 2 or 4 tokens. */
+@inline export function storeTile(out: usize, os: usize, tt: i32, acc0: v128, acc1: v128, acc2: v128, acc3: v128): void {
+  v128.store(out, acc0);
+  v128.store(out + os, acc1);
+  if (tt == 4) {
+    v128.store(out + 2 * os, acc2);
+    v128.store(out + 3 * os, acc3);
+  }
+}

@@ -36,7 +36,7 @@ export function variant(): i32 {
 
 export { f32_to_f16, f16_to_f32 } from "./f16";
 import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
-import { dptr, dint, prefillTokenBlock } from "./desc";
+import { dptr, dint, prefillTokenBlock, storeRows4, storeTile } from "./desc";
 
 /** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried constant stays a
  * register value (a loop phi) instead of being rebuilt from its splat at every use (as kdecode.ts keep). */
@@ -652,10 +652,7 @@ const GEMM_TB = 64;
     xd += 4;
     xs += 8;
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + os, f32x4.extract_lane(acc, 1));
-  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+  storeRows4(out, os, acc);
 }
 
 /** Lane k of the result = the sum of s_k's four lanes (four rows' block sums side by side). */
@@ -703,12 +700,7 @@ const GEMM_TB = 64;
     }
     q += 72;
   }
-  v128.store(out, acc0);
-  v128.store(out + os, acc1);
-  if (tt == 4) {
-    v128.store(out + 2 * os, acc2);
-    v128.store(out + 3 * os, acc3);
-  }
+  storeTile(out, os, tt, acc0, acc1, acc2, acc3);
 }
 
 /** [f16(d) of the 4 interleaved rows whose blocks start at q + k·rs], lane k = row k */
@@ -732,10 +724,7 @@ const GEMM_TB = 64;
     x16 += 64;
     xd += 4;
   }
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + os, f32x4.extract_lane(acc, 1));
-  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
+  storeRows4(out, os, acc);
 }
 
 /** acc + pmaddwd(w, x) */
@@ -785,12 +774,7 @@ const GEMM_TB = 64;
     x16 += 64;
     xd += 4;
   }
-  v128.store(out, acc0);
-  v128.store(out + os, acc1);
-  if (tt == 4) {
-    v128.store(out + 2 * os, acc2);
-    v128.store(out + 3 * os, acc3);
-  }
+  storeTile(out, os, tt, acc0, acc1, acc2, acc3);
 }
 
 /** Permutes `groups` groups of 4 rows of `rowBytes` (nb blocks of bs bytes) at p from row order to the

@@ -17,7 +17,7 @@
 import {
   D_ROWS, D_COLS, D_W0, D_W1, D_X8, D_XD, D_XS, D_OUT, D_N, Q8K_SUM_BYTES,
 } from "./abi";
-import { prefillTokenBlock } from "./desc";
+import { prefillTokenBlock, storeRows4, storeTile } from "./desc";
 
 const MAGIC: f32 = 12582912.0; // 1.5·2^23
 
@@ -102,14 +102,6 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   return f32x4.replace_lane(v, 3, f16l(p + 3 * stride, lut));
 }
 
-/** out[k·os] = lane k of acc: the 4 rows' outputs. */
-@inline function store4(out: usize, os: usize, acc: v128): void {
-  store<f32>(out, f32x4.extract_lane(acc, 0));
-  store<f32>(out + os, f32x4.extract_lane(acc, 1));
-  store<f32>(out + 2 * os, f32x4.extract_lane(acc, 2));
-  store<f32>(out + 3 * os, f32x4.extract_lane(acc, 3));
-}
-
 /** [Σacc, Σacc, Σm, Σm] (lane sums of two vectors from one pair of shuffles); a row's sums are shifted
  * into lane 3 of the group's vectors (i32x4.shuffle(v, h, 1, 2, 3, 4 / 6)), so after 4 rows lane k = row k. */
 @inline function hsumPair(acc: v128, m: v128): v128 {
@@ -185,7 +177,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  store4(out, os, acc);
+  storeRows4(out, os, acc);
 }
 
 /** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,
@@ -239,7 +231,7 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  store4(out, os, acc);
+  storeRows4(out, os, acc);
 }
 
 /** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
@@ -300,7 +292,7 @@ const Q6_MASKS = memory.data<u8>([
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  store4(out, os, acc);
+  storeRows4(out, os, acc);
 }
 
 // ---- prefill tiles: 4 interleaved rows × TT tokens (4 or 2) per pass over a row group's super-blocks. Each
@@ -397,12 +389,7 @@ const Q6_MASKS = memory.data<u8>([
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  v128.store(out, acc0);
-  v128.store(out + os, acc1);
-  if (tt == 4) {
-    v128.store(out + 2 * os, acc2);
-    v128.store(out + 3 * os, acc3);
-  }
+  storeTile(out, os, tt, acc0, acc1, acc2, acc3);
 }
 
 /** One token's Q6_K slice: ia + Σ_i sc_i·Σ(pair sums of u_i) (as dot4_q6_kx's body) */
@@ -479,12 +466,7 @@ const Q6_MASKS = memory.data<u8>([
     xd += 4;
     xs += Q8K_SUM_BYTES;
   }
-  v128.store(out, acc0);
-  v128.store(out + os, acc1);
-  if (tt == 4) {
-    v128.store(out + 2 * os, acc2);
-    v128.store(out + 3 * os, acc3);
-  }
+  storeTile(out, os, tt, acc0, acc1, acc2, acc3);
 }
 
 /** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144), K_Q5_KX4 (176) or K_Q6_KX4 (210) job, every activation row of the job
