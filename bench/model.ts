@@ -128,7 +128,8 @@ async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   const notes: string[] = [];
   const promptEnv = process.env.QUANTLAB_BENCH_PROMPT;
   if (promptEnv !== undefined && !(Number.isInteger(Number(promptEnv)) && Number(promptEnv) > 0)) throw new Error(`QUANTLAB_BENCH_PROMPT: ${promptEnv} is not a positive integer`);
-  const prompt = promptEnv !== undefined ? Number(promptEnv) : ctx.quick ? 16 : 32, gen = ctx.quick ? 4 : 16;
+  // issue 15's prefill target is pp128: a 128-token prompt in one batch
+  const prompt = promptEnv !== undefined ? Number(promptEnv) : ctx.quick ? 16 : 128, gen = ctx.quick ? 4 : 16;
   for (const type of types) {
     const file = await syntheticGguf(type, undefined, undefined, ctx.log);
     ctx.log(`  synthetic 1B ${ggmlTypeName(type)}`);
@@ -147,7 +148,7 @@ async function typesSection(ctx: BenchContext): Promise<BenchSection> {
   if (promptEnv !== undefined || only?.length) notes.push(`Focused run: ${only?.length ? `types ${types.map(ggmlTypeName).join(", ")}` : "all types"}, prompt ${prompt} tokens (QUANTLAB_BENCH_TYPES / QUANTLAB_BENCH_PROMPT).`);
   notes.push(
     `Memory bandwidth measured in this run: **${fmt(bw)} GB/s** (WASM SIMD streaming read of ${ctx.quick ? 256 : 1024} MiB, 1 thread, best of 5). "GB/s" = weight bytes streamed per decoded token × decode tok/s (quantlab: its prepared weights, all matrices incl. the tied output; llama.cpp: the file's tensor bytes), and its share of that bandwidth.`,
-    "Decode includes attention, norms, RoPE and the 128256-wide output matrix; prefill = one batch of the prompt. Medians of the timed runs after a warm-up, quantlab and llama.cpp alternating on the same file in the same process; 1- and 2-thread rows use the same loaded model (the WASM pool with 1 worker; llama.cpp one context per thread count).",
+    `Decode includes attention, norms, RoPE and the 128256-wide output matrix; prefill = one batch of the ${prompt}-token prompt (pp${prompt}), decode ${gen} tokens after it. Medians of the timed runs after a warm-up, quantlab and llama.cpp alternating on the same file in the same process; 1- and 2-thread rows use the same loaded model (the WASM pool with 1 worker; llama.cpp one context per thread count).`,
     "quantlab kernels (relaxed build, default layouts): Q8_0, Q4_0, Q4_K, Q5_K and Q6_K run on the GGUF blocks in place (file bytes = streamed bytes), rows interleaved 4 at a time (same bytes, permuted at load; prefill in 4-row × 4-token tiles, bit for bit the mat-vec's per token); F16 converts in the kernel; F32 streams 4 B/weight. Activations are quantized as ggml pairs them: Q8_0 per 32 for Q8_0/Q4_0, Q8_K per 256 for the k-quants (their super-block dots stay in integers).",
     "decode ratio by CPU time = llama.cpp's process CPU ms per decoded token / quantlab's (every thread of the process, median of the runs): time spent waiting for a CPU, which makes one-thread wall tok/s bimodal on a shared machine, does not count (docs/kernels.md, run-to-run variation); at 2 threads it also counts each engine's spinning.",
     "Targets (issue 4): decode ≥ 0.5× llama.cpp for Q8_0 and Q4_0.",

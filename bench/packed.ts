@@ -11,7 +11,9 @@
 // starts with a section word (`packed.js:int4,nf4`); the words `q8` / `f32` keep only that activation mode's rows
 // (`packed.js:int4,q8`: int4:g32:asym in q8 mode against Q4_0), `rss` / `norss` force or skip the peak-RSS children
 // (a spec filter skips them unless `rss` is given). QUANTLAB_PACKED_SPECS=nf4:g64,mxfp4 (exact spec names) and
-// QUANTLAB_PACKED_NO_RSS=1 do the same from the environment.
+// QUANTLAB_PACKED_NO_RSS=1 do the same from the environment. The q8 rows time spec and peer as alternating pairs
+// (QUANTLAB_PACKED_PAIRED_REPS pairs, default 7); the ternary rows against llama.cpp alternate with its runs
+// (QUANTLAB_PACKED_CPP_REPS, default 5).
 import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -110,6 +112,32 @@ function decodeTokS(m: Model, threads: number, steps: number, packedActivations:
   }
 }
 
+const PAIRED_REPS = Math.max(1, Number(process.env.QUANTLAB_PACKED_PAIRED_REPS ?? 7));
+
+/** The spec's q8 decode and its quantlab peer's, both decoders live and their runs alternating (`reps` pairs,
+ * best of each), so both see the same load: on the shared 2-core machine the second core's occupant moves a run
+ * timed minutes apart by ±30%. */
+function pairedTokS(spec: Model, peer: Model, threads: number, steps: number, reps: number): { a: ReturnType<typeof decodeTokS>; bTokS: number; pairRatios: number[] } {
+  const da = decoder(spec, threads, steps, "q8");
+  try {
+    const db = decoder(peer, threads, steps);
+    try {
+      const ta: number[] = [], tb: number[] = [], pairRatios: number[] = [];
+      for (let r = 0; r < reps; r++) {
+        const b = db.rep(), a = da.rep();
+        tb.push(b);
+        ta.push(a);
+        pairRatios.push(b / a);
+      }
+      return { a: { tokS: 1000 / stats(ta).min, resident: da.resident, streamed: da.streamed, kernels: da.kernels }, bTokS: 1000 / stats(tb).min, pairRatios };
+    } finally {
+      db.dispose();
+    }
+  } finally {
+    da.dispose();
+  }
+}
+
 /** llama.cpp's decode tok/s of a GGUF at each thread count (best of `reps` runs of `steps` tokens after a warm-up),
  * and, when `ours` is given, quantlab's decode at that thread count with its runs alternating with llama.cpp's
  * (ours, theirs, ours, theirs …: both sides see the same load on a shared machine). */
@@ -162,6 +190,7 @@ async function fileTensorBytes(path: string): Promise<number> {
 export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
+  const pairNotes: string[] = [];
   const c = ctx.quick ? { ...SHAPE, nLayers: 2 } : SHAPE;
   const steps = ctx.quick ? 4 : 16;
   // [spec, ggml peer, issue 11 target for the q8 row: spec tok/s ≥ target × the peer's]
@@ -203,11 +232,15 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
       const b = decodeTokS(mg, threads, steps);
       for (const acts of modes) {
         const load = load1();
-        const a = decodeTokS(mq, threads, steps, acts);
+        // q8 rows: spec and peer measured as a pair (runs alternating, both decoders live); f32 rows: one after the other
+        const paired = acts === "q8" ? pairedTokS(mq, mg, threads, steps, PAIRED_REPS) : undefined;
+        const a = paired ? paired.a : decodeTokS(mq, threads, steps, acts);
+        const bTokS = paired ? paired.bTokS : b.tokS;
         if (acts === "q8") q8.set(threads, a);
-        const ratio = a.tokS / b.tokS;
-        rows.push([spec, acts, `${GgmlType[type]} (quantlab)`, threads, fmt(a.tokS, 1), fmt(b.tokS, 1), fmt(ratio, 2), acts === "q8" && type !== GgmlType.TQ2_0 ? verdict(ratio, target) : "—",
-          bw(a.streamed, a.tokS), bw(b.streamed, b.tokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mg) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
+        const ratio = a.tokS / bTokS;
+        if (paired) pairNotes.push(`${spec} q8 vs ${GgmlType[type]}, ${threads} thread(s): per-pair ratios ${paired.pairRatios.map((r) => fmt(r, 2)).join(", ")}`);
+        rows.push([spec, acts, `${GgmlType[type]} (quantlab)`, threads, fmt(a.tokS, 1), fmt(bTokS, 1), fmt(ratio, 2), acts === "q8" && type !== GgmlType.TQ2_0 ? verdict(ratio, target) : "—",
+          bw(a.streamed, a.tokS), bw(b.streamed, bTokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mg) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
         if (threads === 1) notes.push(`${spec} (${acts} activations) runs on ${a.kernels}${acts === "f32" ? `; ${GgmlType[type]} on ${b.kernels}` : ""}`);
       }
       if (m4 && q8.has(threads)) {
@@ -246,7 +279,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     const peak = hwm(path);
     notes.push(peak === undefined ? `${spec}: RSS child failed` : `${spec}: file ${fmt(size / 2 ** 20, 1)} MiB (f32 tied embedding included); loading it and decoding one token peaks at ${fmt(peak / 2 ** 20, 1)} MiB RSS, ${fmt((peak - baseline) / 2 ** 20, 1)} MiB above the baseline = ${fmt((peak - baseline) / size, 2)}× the file`);
   }
-  notes.push(`model: ${c.name}, ${c.nLayers} layers, vocab ${c.vocabSize}, tied f32 embedding; decode = best of 3 runs of ${steps} tokens after 4 warm-up tokens`);
+  notes.push(`model: ${c.name}, ${c.nLayers} layers, vocab ${c.vocabSize}, tied f32 embedding; decode = best of 3 runs of ${steps} tokens after 4 warm-up tokens; q8 rows against a quantlab peer: spec and peer decoders both live, ${PAIRED_REPS} pairs of runs alternating (peer, then spec), best of each (QUANTLAB_PACKED_PAIRED_REPS) — the peer tok/s of those rows is from the pairs, not the f32 row's`);
+  notes.push(...pairNotes);
   notes.push("activations f32 = the default fused K_U4G / K_U8G / K_LUT* kernels (the fake-quant numbers: stories260K logits within 1e-4); q8 = `packedActivations: \"q8\"`, the spec repacked at load onto integer kernels with Q8 activations as the ggml peers use (not the fake-quant numbers; 4-bit tables 4 rows interleaved as Q4_0's, nf4's levels on a 7-bit grid: docs/kernels.md)");
   notes.push("the quantlab peers are its own ggml kernels (Q4_0 / Q8_0 blocks in place, 4 rows interleaved; TQ2_0 repacked to i8·s32, 1 B/weight); target = issue 11's decode target for the q8 row (ternary: against llama.cpp's TQ2_0)");
   notes.push("load = the 1-minute load average before → after the row (2 cores shared with other jobs: rows at load ≫ 1, 2-thread rows most, understate both sides)");
