@@ -207,6 +207,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const pairs = all.filter(([s]) => (!only || only.includes(s)) && (prefixes.length === 0 || prefixes.some((p) => s.startsWith(p))));
   if (pairs.length === 0) throw new Error(`bench packed: no spec matches ${[...(only ?? []), ...prefixes].join(", ")} (specs: ${all.map(([s]) => s).join(", ")})`);
   const skipRss = words.includes("norss") || process.env.QUANTLAB_PACKED_NO_RSS === "1" || ((prefixes.length > 0 || only !== undefined) && !words.includes("rss"));
+  const focused = pairs.length < all.length || modes.length < 2 || skipRss;
   const bwMiB = ctx.quick ? 256 : 1024;
   const streamGBs = readBandwidthGBs(bwMiB);
   const load1 = () => loadavg()[0]!.toFixed(1);
@@ -281,6 +282,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   }
   notes.push(`model: ${c.name}, ${c.nLayers} layers, vocab ${c.vocabSize}, tied f32 embedding; decode = best of 3 runs of ${steps} tokens after 4 warm-up tokens; q8 rows against a quantlab peer: spec and peer decoders both live, ${PAIRED_REPS} pairs of runs alternating (peer, then spec), best of each (QUANTLAB_PACKED_PAIRED_REPS) — the peer tok/s of those rows is from the pairs, not the f32 row's`);
   notes.push(...pairNotes);
+  if (focused) notes.push(`Focused run: specs ${pairs.map(([sp]) => sp).join(", ")}; activations ${modes.join(", ")}; peak-RSS children ${skipRss ? "skipped" : "run"} (section words / QUANTLAB_PACKED_SPECS / QUANTLAB_PACKED_NO_RSS); the rows left out keep no figure here — see the last full run in git history`);
   notes.push("activations f32 = the default fused K_U4G / K_U8G / K_LUT* kernels (the fake-quant numbers: stories260K logits within 1e-4); q8 = `packedActivations: \"q8\"`, the spec repacked at load onto integer kernels with Q8 activations as the ggml peers use (not the fake-quant numbers; 4-bit tables 4 rows interleaved as Q4_0's, nf4's levels on a 7-bit grid: docs/kernels.md)");
   notes.push("the quantlab peers are its own ggml kernels (Q4_0 / Q8_0 blocks in place, 4 rows interleaved; TQ2_0 repacked to i8·s32, 1 B/weight); target = issue 11's decode target for the q8 row (ternary: against llama.cpp's TQ2_0)");
   notes.push("load = the 1-minute load average before → after the row (2 cores shared with other jobs: rows at load ≫ 1, 2-thread rows most, understate both sides)");
