@@ -238,7 +238,8 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
         const a = paired ? paired.a : decodeTokS(mq, threads, steps, acts);
         const bTokS = paired ? paired.bTokS : b.tokS;
         if (acts === "q8") q8.set(threads, a);
-        const ratio = a.tokS / bTokS;
+        // paired rows: the median of the per-pair ratios (one slow run on either side moves a best-of ratio, not this)
+        const ratio = paired ? stats(paired.pairRatios).median : a.tokS / bTokS;
         if (paired) pairNotes.push(`${spec} q8 vs ${GgmlType[type]}, ${threads} thread(s): per-pair ratios ${paired.pairRatios.map((r) => fmt(r, 2)).join(", ")}`);
         rows.push([spec, acts, `${GgmlType[type]} (quantlab)`, threads, fmt(a.tokS, 1), fmt(bTokS, 1), fmt(ratio, 2), acts === "q8" && type !== GgmlType.TQ2_0 ? verdict(ratio, target) : "—",
           bw(a.streamed, a.tokS), bw(b.streamed, bTokS), `${fmt(a.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mq) / 2 ** 20, 1)}`, `${fmt(b.resident / 2 ** 20, 1)} / ${fmt(linearBytes(mg) / 2 ** 20, 1)}`, `${load} → ${load1()}`]);
@@ -280,7 +281,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     const peak = hwm(path);
     notes.push(peak === undefined ? `${spec}: RSS child failed` : `${spec}: file ${fmt(size / 2 ** 20, 1)} MiB (f32 tied embedding included); loading it and decoding one token peaks at ${fmt(peak / 2 ** 20, 1)} MiB RSS, ${fmt((peak - baseline) / 2 ** 20, 1)} MiB above the baseline = ${fmt((peak - baseline) / size, 2)}× the file`);
   }
-  notes.push(`model: ${c.name}, ${c.nLayers} layers, vocab ${c.vocabSize}, tied f32 embedding; decode = best of 3 runs of ${steps} tokens after 4 warm-up tokens; q8 rows against a quantlab peer: spec and peer decoders both live, ${PAIRED_REPS} pairs of runs alternating (peer, then spec), best of each (QUANTLAB_PACKED_PAIRED_REPS) — the peer tok/s of those rows is from the pairs, not the f32 row's`);
+  notes.push(`model: ${c.name}, ${c.nLayers} layers, vocab ${c.vocabSize}, tied f32 embedding; decode = best of 3 runs of ${steps} tokens after 4 warm-up tokens; q8 rows against a quantlab peer: spec and peer decoders both live, ${PAIRED_REPS} pairs of runs alternating (peer, then spec), best of each for the tok/s columns, ratio = the median of the per-pair ratios (QUANTLAB_PACKED_PAIRED_REPS) — the peer tok/s of those rows is from the pairs, not the f32 row's`);
   notes.push(...pairNotes);
   if (focused) notes.push(`Focused run: specs ${pairs.map(([sp]) => sp).join(", ")}; activations ${modes.join(", ")}; peak-RSS children ${skipRss ? "skipped" : "run"} (section words / QUANTLAB_PACKED_SPECS / QUANTLAB_PACKED_NO_RSS); the rows left out keep no figure here — see the last full run in git history`);
   notes.push("activations f32 = the default fused K_U4G / K_U8G / K_LUT* kernels (the fake-quant numbers: stories260K logits within 1e-4); q8 = `packedActivations: \"q8\"`, the spec repacked at load onto integer kernels with Q8 activations as the ggml peers use (not the fake-quant numbers; 4-bit tables 4 rows interleaved as Q4_0's, nf4's levels on a 7-bit grid: docs/kernels.md)");
