@@ -309,26 +309,27 @@ function make_qkx2_x4(nmax: i32, s: usize, rmin: f32, rdelta: f32, nstep: i32): 
 /** make_qkx2_x4's −mins (a global: one per thread's instance) */
 let outMin4: v128 = f32x4.splat(0);
 
+/** The 4×4 transpose of the f32x4 rows at src, src + stride, src + 2·stride, src + 3·stride, stored as 4 vectors at dst. */
+@inline function transpose4x4(src: usize, stride: usize, dst: usize): void {
+  const a = v128.load(src);
+  const b = v128.load(src + stride);
+  const c = v128.load(src + 2 * stride);
+  const d = v128.load(src + 3 * stride);
+  const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5);
+  const t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5);
+  const t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+  v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+  v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+}
+
 /** x of sub-blocks 4g … 4g+3 (32 each) of the 256-block at x, transposed to S_XT (4×4 transposes) */
 function transposeX4(x: usize, g: i32, s: usize): void {
   const XT = s + S_XT;
   const x0 = x + (<usize>(4 * g) << 7);
-  for (let q = 0; q < 8; q++) {
-    const o = <usize>q << 4;
-    const a = v128.load(x0 + o);
-    const b = v128.load(x0 + 128 + o);
-    const c = v128.load(x0 + 256 + o);
-    const d = v128.load(x0 + 384 + o);
-    const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5);
-    const t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
-    const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5);
-    const t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-    const dst = XT + (<usize>q << 6);
-    v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-    v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
-    v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
-    v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
-  }
+  for (let q = 0; q < 8; q++) transpose4x4(x0 + (<usize>q << 4), 128, XT + (<usize>q << 6));
 }
 
 /** S_LT's levels (f32 lanes) → bytes of sub-blocks 4g … 4g+3 at L + 32·(4g + k) */
@@ -484,22 +485,7 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
 /** 16 values of each of sub-blocks 4g … 4g+3 (stride 16 f32) at x → transposed at dst (f32x4[16]) */
 function transpose16x4(x: usize, g: i32, dst: usize): void {
   const x0 = x + (<usize>(4 * g) << 6);
-  for (let q = 0; q < 4; q++) {
-    const o = <usize>q << 4;
-    const a = v128.load(x0 + o);
-    const b = v128.load(x0 + 64 + o);
-    const c = v128.load(x0 + 128 + o);
-    const d = v128.load(x0 + 192 + o);
-    const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5);
-    const t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
-    const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5);
-    const t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-    const p = dst + (<usize>q << 6);
-    v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-    v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
-    v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
-    v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
-  }
+  for (let q = 0; q < 4; q++) transpose4x4(x0 + (<usize>q << 4), 64, dst + (<usize>q << 6));
 }
 
 const QX_TENTH: f32 = 0.1;
