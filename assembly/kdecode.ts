@@ -141,6 +141,36 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
  * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers; |isum| ≤ 256·63·15·127 < 2^31). Sub-block
  * 2p / 2p+1 = the low / high nibbles of qs[32p…32p+31]; each sub-block's pmaddubsw pair sums (|·| ≤ 2·2·15·127
  * < 2^15) are scaled in the integer domain by i32x4.dot_i16x8_s with its 6-bit scale. */
+/** pshufb indices: the 6-bit scales 0–3 (SC_PAIRS) and 4–7 (SC_PAIRS + 16) of q4kScaleMins' bytes, each as
+ * an i16 pair (sc, sc) in one i32 lane (0x80: a zero byte), so a sub-block's broadcast is one pshufd. */
+const SC_PAIRS = memory.data<u8>([
+  0, 0x80, 0, 0x80, 1, 0x80, 1, 0x80, 2, 0x80, 2, 0x80, 3, 0x80, 3, 0x80,
+  4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80,
+], 16);
+
+/** bytes of v at the pshufb indices loaded from idx (indices < 16 or with the top bit set: pshufb semantics) */
+@inline function pick(v: v128, idx: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(v, v128.load(idx));
+  return i8x16.swizzle(v, v128.load(idx));
+}
+
+/** One 64-element slice of a Q4_K / Q5_K row: sa·Σ(low pair sums) + sb·Σ(high pair sums), l0/l1 the low
+ * 32 codes, u0/u1 the high 32, xp the slice's 64 activation codes. */
+@inline function slice45(xp: usize, l0: v128, l1: v128, u0: v128, u1: v128, sa: v128, sb: v128): v128 {
+  const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
+  const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
+  return i32x4.add(i32x4.dot_i16x8_s(lo, sa), i32x4.dot_i16x8_s(hi, sb));
+}
+
+/** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
+ * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
+ * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers; |isum| ≤ 256·63·15·127 < 2^31). Sub-block
+ * 2p / 2p+1 = the low / high nibbles of qs[32p…32p+31]; each sub-block's pmaddubsw pair sums (|·| ≤ 2·2·15·127
+ * < 2^15) are scaled in the integer domain by i32x4.dot_i16x8_s with its 6-bit scale. The slice loop bumps
+ * pointers (no index arithmetic); the scale pairs of sub-blocks 0–3 / 4–7 are one pshufb each per row (SC_PAIRS),
+ * a broadcast one pshufd, and two shuffles per slice rotate the next pairs into lanes 0, 1 (the i16x8 shuffle of
+ * the previous body was a pshufb whose mask V8 rebuilt from an immediate each slice: 4 instructions). Two slices
+ * per iteration spilled (TurboFan issues a body's 12 loads first). */
 @inline function dot4_q4_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
   let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
@@ -150,22 +180,24 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
     for (let k: usize = 0; k < 4; k++) {
       const b = q + k * 144;
       const smv = q4kScaleMins(b);
-      let sc = i16x8.extend_low_i8x16_u(smv);
+      let sp = pick(smv, SC_PAIRS);
+      let sq = pick(smv, SC_PAIRS + 16);
       let ia = i32x4.splat(0);
-      for (let p: usize = 0; p < 4; p++) {
-        const v0 = v128.load(b + 16 + (p << 5));
-        const v1 = v128.load(b + 32 + (p << 5));
-        const xp = x8 + (p << 6);
-        const lo = i16x8.add(pdot(xp, v128.and(v0, mk)), pdot(xp + 16, v128.and(v1, mk)));
-        const hi = i16x8.add(pdot(xp + 32, v128.and(i16x8.shr_u(v0, 4), mk)), pdot(xp + 48, v128.and(i16x8.shr_u(v1, 4), mk)));
-        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1); // (sc, sc) pairs: one pshufd per broadcast
-        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sd, 0)), i32x4.dot_i16x8_s(hi, bc32(sd, 1))));
-        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3); // next pair's scales in lanes 0, 1
+      let w = b + 16, xp = x8;
+      for (let p = 0; p < 4; p++) {
+        const v0 = v128.load(w), v1 = v128.load(w, 16);
+        ia = i32x4.add(ia, slice45(xp, v128.and(v0, mk), v128.and(v1, mk),
+          v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shr_u(v1, 4), mk), bc32(sp, 0), bc32(sp, 1)));
+        // the next slice's pairs into lanes 0, 1 (sp: pairs 2p…2p+3, sq: the rest, rotated)
+        sp = i32x4.shuffle(sp, sq, 2, 3, 4, 5);
+        sq = i32x4.shuffle(sq, sq, 2, 3, 0, 1);
+        w += 32;
+        xp += 64;
         mk = keep(mk);
       }
-      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
-      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
-      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
+      const hm = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
+      isum = i32x4.shuffle(isum, hm, 1, 2, 3, 4);
+      imin = i32x4.shuffle(imin, hm, 1, 2, 3, 6);
     }
     const dx = f32x4.splat(load<f32>(xd));
     const dv = f16Rows4(q, 144, lut);
