@@ -228,7 +228,8 @@ const SC_PAIRS = memory.data<u8>([
     for (let k: usize = 0; k < 4; k++) {
       const b = q + k * 176;
       const smv = q4kScaleMins(b);
-      let sc = i16x8.extend_low_i8x16_u(smv);
+      let sp = pick(smv, SC_PAIRS);
+      let sq = pick(smv, SC_PAIRS + 16);
       let h0 = v128.load(b + 16), h1 = v128.load(b + 32);
       let ia = i32x4.splat(0);
       for (let p: usize = 0; p < 4; p++) {
@@ -241,9 +242,10 @@ const SC_PAIRS = memory.data<u8>([
         const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
         const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
         const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
-        const sd = i16x8.shuffle(sc, sc, 0, 0, 1, 1, 0, 0, 1, 1); // (sc, sc) pairs: one pshufd per broadcast
-        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sd, 0)), i32x4.dot_i16x8_s(hi, bc32(sd, 1))));
-        sc = i8x16.shuffle(sc, sc, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
+        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sp, 0)), i32x4.dot_i16x8_s(hi, bc32(sp, 1))));
+        // as K_Q4_KX4: the next slice's scale pairs into lanes 0, 1
+        sp = i32x4.shuffle(sp, sq, 2, 3, 4, 5);
+        sq = i32x4.shuffle(sq, sq, 2, 3, 0, 1);
         h0 = i16x8.shr_u(h0, 2);
         h1 = i16x8.shr_u(h1, 2);
         mk = keep(mk);
