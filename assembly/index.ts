@@ -727,6 +727,27 @@ const GEMM_TB = 64;
   storeRows4(out, os, acc);
 }
 
+/** dot4_q8_0x on two row groups at once (blocks at q and q + gs), each activation chunk loaded once for
+ * the 8 rows: each group's integer block sums and f32 steps are dot4_q8_0x's, so the same bits. Used for
+ * long rows (cols ≥ 4096), where x16 (16+ KiB) no longer stays in L1 beside a group's 34+ KiB weight
+ * stream; one load per 8 rows halves its L2 traffic. Writes out[k·os] for the 8 rows. */
+@inline function dot8_q8_0x(q: usize, gs: usize, lut: usize, x16: usize, xd: usize, nb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0), acd = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const p = q + gs;
+    const r = reduce4(i8dot32(q + 2, x16), i8dot32(q + 36, x16), i8dot32(q + 70, x16), i8dot32(q + 104, x16));
+    const t = reduce4(i8dot32(p + 2, x16), i8dot32(p + 36, x16), i8dot32(p + 70, x16), i8dot32(p + 104, x16));
+    const dx = f32x4.splat(load<f32>(xd));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(dRows4(q, 34, lut), dx)));
+    acd = f32x4.add(acd, f32x4.mul(f32x4.convert_i32x4_s(t), f32x4.mul(dRows4(p, 34, lut), dx)));
+    q += 136;
+    x16 += 64;
+    xd += 4;
+  }
+  storeRows4(out, os, acc);
+  storeRows4(out + 4 * os, os, acd);
+}
+
 /** acc + pmaddwd(w, x) */
 @inline function madd(acc: v128, w: v128, x: v128): v128 {
   return i32x4.add(acc, i32x4.dot_i16x8_s(w, x));
@@ -1002,6 +1023,12 @@ export function f32_count_special(p: usize, n: i32): i32 {
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
       }
+      if (kind == K_Q8_0X4 && n == 1 && cols >= Q8_0_PAIR_COLS && g + 1 < r1) {
+        // decode on long rows: two groups per pass (dot8_q8_0x), the same bits as one at a time
+        dot8_q8_0x(q, gb, w1, x16, xd, nb, out + (<usize>g << 4), 4);
+        g++;
+        continue;
+      }
       for (; t < t1; t++) {
         const ut = <usize>t;
         const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
@@ -1078,6 +1105,8 @@ export function run_k14(desc: usize, g0: i32, g1: i32): void { runRows(K_Q8_0X4,
 const TOKEN_BLOCK = 8;
 /** tokens per Q8_0 prefill tile (2 or 4) */
 const Q8_0_TT = 4;
+/** Q8_0X4 decode runs two row groups per pass (dot8_q8_0x) from this many columns */
+const Q8_0_PAIR_COLS = 4096;
 
 // ---------------------------------------------------------------- quantizers
 
