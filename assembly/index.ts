@@ -734,12 +734,19 @@ const GEMM_TB = 64;
 @inline function dot8_q8_0x(q: usize, gs: usize, lut: usize, x16: usize, xd: usize, nb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0), acd = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
+    let r0 = i32x4.splat(0), r1 = i32x4.splat(0), r2 = i32x4.splat(0), r3 = i32x4.splat(0);
+    let s0 = i32x4.splat(0), s1 = i32x4.splat(0), s2 = i32x4.splat(0), s3 = i32x4.splat(0);
     const p = q + gs;
-    const r = reduce4(i8dot32(q + 2, x16), i8dot32(q + 36, x16), i8dot32(q + 70, x16), i8dot32(q + 104, x16));
-    const t = reduce4(i8dot32(p + 2, x16), i8dot32(p + 36, x16), i8dot32(p + 70, x16), i8dot32(p + 104, x16));
+    for (let c: usize = 0; c < 32; c += 8) {
+      const x = v128.load(x16 + (c << 1));
+      r0 = madd(r0, v128.load8x8_s(q + 2 + c), x); r1 = madd(r1, v128.load8x8_s(q + 36 + c), x);
+      r2 = madd(r2, v128.load8x8_s(q + 70 + c), x); r3 = madd(r3, v128.load8x8_s(q + 104 + c), x);
+      s0 = madd(s0, v128.load8x8_s(p + 2 + c), x); s1 = madd(s1, v128.load8x8_s(p + 36 + c), x);
+      s2 = madd(s2, v128.load8x8_s(p + 70 + c), x); s3 = madd(s3, v128.load8x8_s(p + 104 + c), x);
+    }
     const dx = f32x4.splat(load<f32>(xd));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(dRows4(q, 34, lut), dx)));
-    acd = f32x4.add(acd, f32x4.mul(f32x4.convert_i32x4_s(t), f32x4.mul(dRows4(p, 34, lut), dx)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(reduce4(r0, r1, r2, r3)), f32x4.mul(dRows4(q, 34, lut), dx)));
+    acd = f32x4.add(acd, f32x4.mul(f32x4.convert_i32x4_s(reduce4(s0, s1, s2, s3)), f32x4.mul(dRows4(p, 34, lut), dx)));
     q += 136;
     x16 += 64;
     xd += 4;
