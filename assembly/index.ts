@@ -662,12 +662,29 @@ const GEMM_TB = 64;
   return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
 }
 
+/** Relaxed build: udot32 before its widening, 8 i16 lanes of |lane| ≤ 2·2·15·127 = 7620. */
+@inline function udot32w(u0: v128, u1: v128, x8: usize): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), u0), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), u1));
+}
+
+/** reduce4 of four rows' udot32w sums, widened late: two rows' i16 lane pairs are interleaved (punpck[lh]dq)
+ * and added in i16 (|lane| ≤ 15240 < 2^15, so exact), then widened by one pairwise add per two rows —
+ * 11 instructions instead of 4 widenings + reduce4's 9. Integer sums, so the same values. */
+@inline function reduce4w(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7)));
+  const b = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7)));
+  // a = [row 0, row 1, row 0, row 1] partial sums, b the same for rows 2, 3
+  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
 /** Prefill on K_Q4_0X4: 4 interleaved rows × 2 tokens per block step. Each block's nibbles are unpacked
  * once for both tokens; a token's 4 row sums are reduced into one vector (lane = row) before the float
  * work, so scaling by [d_0…d_3]·dx and accumulating cost one multiply-add per 4 rows. Writes rows
  * 4g…4g+3 of both tokens (out, out + os). */
 @inline function tileTok(acc: v128, l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, dv: v128, x16: usize, x8: usize, xd: usize, xs: usize): v128 {
-  const r = reduce4(udot32(l0, h0, x16, x8), udot32(l1, h1, x16, x8), udot32(l2, h2, x16, x8), udot32(l3, h3, x16, x8));
+  const r = ASC_FEATURE_RELAXED_SIMD
+    ? reduce4w(udot32w(l0, h0, x8), udot32w(l1, h1, x8), udot32w(l2, h2, x8), udot32w(l3, h3, x8))
+    : reduce4(udot32(l0, h0, x16, x8), udot32(l1, h1, x16, x8), udot32(l2, h2, x16, x8), udot32(l3, h3, x16, x8));
   const c = i32x4.splat((load<i32>(xs) + load<i32>(xs, 4)) << 3);
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, c)), f32x4.mul(dv, f32x4.splat(load<f32>(xd)))));
 }
@@ -725,6 +742,34 @@ const GEMM_TB = 64;
     xd += 4;
   }
   storeRows4(out, os, acc);
+}
+
+/** dot4_q8_0x on two row groups at once (blocks at q and q + gs), each activation chunk loaded once for
+ * the 8 rows: each group's integer block sums and f32 steps are dot4_q8_0x's, so the same bits. Used for
+ * long rows (cols ≥ 4096), where x16 (16+ KiB) no longer stays in L1 beside a group's 34+ KiB weight
+ * stream; one load per 8 rows halves its L2 traffic. Writes out[k·os] for the 8 rows. */
+@inline function dot8_q8_0x(q: usize, gs: usize, lut: usize, x16: usize, xd: usize, nb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0), acd = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let r0 = i32x4.splat(0), r1 = i32x4.splat(0), r2 = i32x4.splat(0), r3 = i32x4.splat(0);
+    let s0 = i32x4.splat(0), s1 = i32x4.splat(0), s2 = i32x4.splat(0), s3 = i32x4.splat(0);
+    const p = q + gs;
+    for (let c: usize = 0; c < 32; c += 8) {
+      const x = v128.load(x16 + (c << 1));
+      r0 = madd(r0, v128.load8x8_s(q + 2 + c), x); r1 = madd(r1, v128.load8x8_s(q + 36 + c), x);
+      r2 = madd(r2, v128.load8x8_s(q + 70 + c), x); r3 = madd(r3, v128.load8x8_s(q + 104 + c), x);
+      s0 = madd(s0, v128.load8x8_s(p + 2 + c), x); s1 = madd(s1, v128.load8x8_s(p + 36 + c), x);
+      s2 = madd(s2, v128.load8x8_s(p + 70 + c), x); s3 = madd(s3, v128.load8x8_s(p + 104 + c), x);
+    }
+    const dx = f32x4.splat(load<f32>(xd));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(reduce4(r0, r1, r2, r3)), f32x4.mul(dRows4(q, 34, lut), dx)));
+    acd = f32x4.add(acd, f32x4.mul(f32x4.convert_i32x4_s(reduce4(s0, s1, s2, s3)), f32x4.mul(dRows4(p, 34, lut), dx)));
+    q += 136;
+    x16 += 64;
+    xd += 4;
+  }
+  storeRows4(out, os, acc);
+  storeRows4(out + 4 * os, os, acd);
 }
 
 /** acc + pmaddwd(w, x) */
@@ -1002,6 +1047,12 @@ export function f32_count_special(p: usize, n: i32): i32 {
             out + (ut * <usize>rows + (<usize>g << 2)) * 4, <usize>rows << 2);
         }
       }
+      if (kind == K_Q8_0X4 && n == 1 && cols >= Q8_0_PAIR_COLS && g + 1 < r1) {
+        // decode on long rows: two groups per pass (dot8_q8_0x), the same bits as one at a time
+        dot8_q8_0x(q, gb, w1, x16, xd, nb, out + (<usize>g << 4), 4);
+        g++;
+        continue;
+      }
       for (; t < t1; t++) {
         const ut = <usize>t;
         const o = out + (ut * <usize>rows + (<usize>g << 2)) * 4;
@@ -1078,6 +1129,8 @@ export function run_k14(desc: usize, g0: i32, g1: i32): void { runRows(K_Q8_0X4,
 const TOKEN_BLOCK = 8;
 /** tokens per Q8_0 prefill tile (2 or 4) */
 const Q8_0_TT = 4;
+/** Q8_0X4 decode runs two row groups per pass (dot8_q8_0x) from this many columns */
+const Q8_0_PAIR_COLS = 4096;
 
 // ---------------------------------------------------------------- quantizers
 
