@@ -1393,3 +1393,6 @@ export * from "./igemm";
 export * from "./linalg";
 export { kquant_supported, quantize_blocks_k } from "./kquants";
 export * from "./kdecode";
+
+// arithmetic-throughput probes for the benches (bench/model.ts compute ceilings)
+export * from "./probe";

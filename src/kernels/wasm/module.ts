@@ -80,6 +80,10 @@ export interface KernelExports {
    * blocks; per-call scratch claimed from `slots` slots at `scratch`; 0, or < 0 when it did nothing */
   quantize_blocks_k(type: number, x: number, nb: number, blocksPerRow: number, dst: number, qw: number, scratch: number, slots: number): number;
   stream_sum(x: number, n: number): number;
+  /** register-only throughput probes (assembly/probe.ts): iters steps of 12 chains; a lane sum (−1: SIMD128 build) */
+  probe_dot_i8(iters: number, b: number): number;
+  probe_dot_i16(iters: number, b: number): number;
+  probe_madd_f32(iters: number, b: number): number;
   /** y[i] = e^x[i], the vector exp of the forward-pass kernels (assembly/vmath.ts v_exp; with nonpos ≠ 0
    * v_exp_nonpos, the softmax's, for x ≤ 0) */
   exp_f32_row(x: number, n: number, y: number, nonpos: number): void;
