@@ -782,14 +782,7 @@ function quantQ6K(x: usize, o: usize, qw: usize, s: usize): void {
       }
     }
     v128.store(s + S_SC + (<usize>g << 4), make_qx1_x4(32, s));
-    const l0 = L + <usize>(64 * g);
-    for (let i = 0; i < 16; i++) {
-      const l = i32x4.trunc_sat_f32x4_s(v128.load(s + S_LT + (<usize>i << 4)));
-      sb(l0, i, i32x4.extract_lane(l, 0));
-      sb(l0 + 16, i, i32x4.extract_lane(l, 1));
-      sb(l0 + 32, i, i32x4.extract_lane(l, 2));
-      sb(l0 + 48, i, i32x4.extract_lane(l, 3));
-    }
+    storeLevels16x4(s + S_LT, L + <usize>(64 * g));
   }
   let maxScale: f32 = 0;
   let maxAbsScale: f32 = 0;
@@ -809,23 +802,77 @@ function quantQ6K(x: usize, o: usize, qw: usize, s: usize): void {
   stF16(o + 208, <f32>1 / iscale);
   for (let ib = 0; ib < 16; ib++) sb(o + 192, ib, min(127, nearest_int(iscale * lf(s + S_SC, ib))) & 0xff);
   const dAll = ldF16(o + 208);
+  // per lane the scalar clampi(nearest_int(x / d), −32, 31) + 32: IEEE division, the same magic-number
+  // rounding and integer clamp, so the bytes are the scalar loop's
+  const magic = f32x4.splat(MAGIC);
+  const mant = i32x4.splat(0x7fffff);
+  const bias = i32x4.splat(0x400000 - 32);
+  const lo = i32x4.splat(0);
+  const hi = i32x4.splat(63);
   for (let j = 0; j < 16; j++) {
     const d: f32 = dAll * <f32>lsb(o + 192, j);
     if (!truthy(d)) continue;
     const xj = x + (<usize>j << 6);
-    for (let ii = 0; ii < 16; ii++) sb(L, 16 * j + ii, clampi(nearest_int(lf(xj, ii) / d), -32, 31) + 32);
+    const vd = f32x4.splat(d);
+    const q0 = levelsQ6(v128.load(xj), vd, magic, mant, bias, lo, hi);
+    const q1 = levelsQ6(v128.load(xj, 16), vd, magic, mant, bias, lo, hi);
+    const q2 = levelsQ6(v128.load(xj, 32), vd, magic, mant, bias, lo, hi);
+    const q3 = levelsQ6(v128.load(xj, 48), vd, magic, mant, bias, lo, hi);
+    v128.store(L + (<usize>j << 4), i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
   }
+  // the 6-bit levels (0 … 63) → ql nibbles and qh 2-bit fields, 16 bytes at a time; 16-bit-lane shifts are
+  // exact here (a level's bits never cross into its neighbour byte after the masks)
+  const m4 = i8x16.splat(0x0f);
   for (let j = 0, ql = o, qh = o + 128; j < 256; j += 128, ql += 64, qh += 32) {
-    for (let l = 0; l < 32; l++) {
-      const a = lb(L, j + l);
-      const b = lb(L, j + l + 32);
-      const c = lb(L, j + l + 64);
-      const e = lb(L, j + l + 96);
-      sb(ql, l, (a & 0xf) | ((c & 0xf) << 4));
-      sb(ql, l + 32, (b & 0xf) | ((e & 0xf) << 4));
-      sb(qh, l, (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6));
+    for (let l = 0; l < 32; l += 16) {
+      const p = L + <usize>(j + l);
+      const a = v128.load(p);
+      const b = v128.load(p, 32);
+      const c = v128.load(p, 64);
+      const e = v128.load(p, 96);
+      v128.store(ql + <usize>l, v128.or(v128.and(a, m4), i16x8.shl(v128.and(c, m4), 4)));
+      v128.store(ql + <usize>(l + 32), v128.or(v128.and(b, m4), i16x8.shl(v128.and(e, m4), 4)));
+      const ah = v128.and(i16x8.shr_u(a, 4), m4);
+      const bh = v128.and(i16x8.shr_u(b, 4), m4);
+      const ch = v128.and(i16x8.shr_u(c, 4), m4);
+      const eh = v128.and(i16x8.shr_u(e, 4), m4);
+      v128.store(qh + <usize>l, v128.or(v128.or(ah, i16x8.shl(bh, 2)), v128.or(i16x8.shl(ch, 4), i16x8.shl(eh, 6))));
     }
   }
+}
+
+/** clamp(nearest_int(x / d), −32, 31) + 32 per lane (bias folds the + 32 into nearest_int's − 0x400000) */
+@inline function levelsQ6(x: v128, vd: v128, magic: v128, mant: v128, bias: v128, lo: v128, hi: v128): v128 {
+  const t = f32x4.add(f32x4.div(x, vd), magic);
+  return i32x4.min_s(i32x4.max_s(i32x4.sub(v128.and(t, mant), bias), lo), hi);
+}
+
+/** make_qx1_x4's levels (f32x4[16] at LT: element i, lane k = sub-block k) → bytes of the 4 sub-blocks at
+ * l0 + 16·k + i: exact (levels are integers 0 … 63), by narrowing and two rounds of byte shuffles */
+function storeLevels16x4(LT: usize, l0: usize): void {
+  // B_q: byte 4·i' + k = element 4q + i', lane k
+  const b0 = narrowLevels4(LT);
+  const b1 = narrowLevels4(LT + 64);
+  const b2 = narrowLevels4(LT + 128);
+  const b3 = narrowLevels4(LT + 192);
+  // lanes 0, 1 of B0 | B1 (8 bytes each: elements 0 … 7 of lanes 0 and 1), and lanes 2, 3
+  const t01a = i8x16.shuffle(b0, b1, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const t01b = i8x16.shuffle(b0, b1, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  const t23a = i8x16.shuffle(b2, b3, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const t23b = i8x16.shuffle(b2, b3, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  v128.store(l0, i8x16.shuffle(t01a, t23a, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+  v128.store(l0, i8x16.shuffle(t01a, t23a, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 16);
+  v128.store(l0, i8x16.shuffle(t01b, t23b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), 32);
+  v128.store(l0, i8x16.shuffle(t01b, t23b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31), 48);
+}
+
+/** four f32x4 levels at p (elements i … i+3) → 16 bytes, byte 4·i' + k = element i + i', lane k */
+@inline function narrowLevels4(p: usize): v128 {
+  const a = i32x4.trunc_sat_f32x4_s(v128.load(p));
+  const b = i32x4.trunc_sat_f32x4_s(v128.load(p, 16));
+  const c = i32x4.trunc_sat_f32x4_s(v128.load(p, 32));
+  const d = i32x4.trunc_sat_f32x4_s(v128.load(p, 48));
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(a, b), i16x8.narrow_i32x4_s(c, d));
 }
 
 // ---------------------------------------------------------------- Q2_K / Q3_K
