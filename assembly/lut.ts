@@ -571,7 +571,62 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
   // the scale pointer steps by a row group's record (no w1 + g·nG·16: binaryen sank nG's division into the group loop)
   const sStride = nG << 4;
   let s = w1 + <usize>g0 * sStride;
-  for (let gr = g0; gr < g1; gr++, s += sStride) {
+  let gr = g0;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // two row groups (8 rows) per pass: one load of x, of the sums record and of d serves both, and one loop's
+    // overhead; each row's integers and float order are the single-group path's (below), so the result is the same
+    for (; gr + 1 < g1; gr += 2, s += sStride << 1) {
+      const ug = <usize>gr;
+      const q = w0 + ug * ucols, qB = q + ucols, sB = s + sStride;
+      for (let t = 0; t < n; t++) {
+        const ut = <usize>t;
+        const a8 = x8 + ut * ucols, ad = xd + ut * <usize>nsb * 4, as = xs + ut * <usize>nsb * Q8K_SUM_BYTES;
+        let acc = f32x4.splat(0), accB = f32x4.splat(0);
+        let sb = 0;
+        let j: usize = 0;
+        while (sb < nsb) {
+          const se = min(nsb, sb + gs);
+          let gi = f32x4.splat(0), giB = f32x4.splat(0);
+          for (; sb < se; sb++) {
+            const us = <usize>sb;
+            const qs = q + (us << 8), qt = qB + (us << 8), xb = a8 + (us << 8);
+            const s16 = v128.load(as + us * Q8K_SUM_BYTES, 32);
+            const ns = i16x8.sub(i16x8.splat(0), s16);
+            let a0 = ns, a1 = i16x8.splat(0), a2 = ns, a3 = i16x8.splat(0);
+            let b0 = ns, b1 = i16x8.splat(0), b2 = ns, b3 = i16x8.splat(0);
+            for (let k: usize = 0; k < 256; k += 16) {
+              const X = v128.load(xb + k), W = v128.load(qs + k), V = v128.load(qt + k);
+              a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
+              a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
+              const W4 = i16x8.shr_u(W, 4);
+              a2 = i16x8.add(a2, rdot(X, v128.and(W4, m)));
+              a3 = i16x8.add(a3, rdot(X, v128.and(W4, m12)));
+              b0 = i16x8.add(b0, rdot(X, v128.and(V, m)));
+              b1 = i16x8.add(b1, rdot(X, v128.and(V, m12)));
+              const V4 = i16x8.shr_u(V, 4);
+              b2 = i16x8.add(b2, rdot(X, v128.and(V4, m)));
+              b3 = i16x8.add(b3, rdot(X, v128.and(V4, m12)));
+            }
+            const sx = i32x4.extadd_pairwise_i16x8_s(s16);
+            const dA = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2), sx),
+              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2), sx));
+            const dB = reduce4i(i32x4.extadd_pairwise_i16x8_s(b0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(b1), 2), sx),
+              i32x4.extadd_pairwise_i16x8_s(b2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(b3), 2), sx));
+            const dv = f32x4.splat(load<f32>(ad + (us << 2)));
+            gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dA), dv));
+            giB = f32x4.add(giB, f32x4.mul(f32x4.convert_i32x4_s(dB), dv));
+          }
+          acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
+          accB = f32x4.add(accB, f32x4.mul(giB, v128.load(sB + (j << 4))));
+          j++;
+        }
+        const o = out + (ut * <usize>rows + (ug << 2)) * 4;
+        v128.store(o, acc);
+        v128.store(o, accB, 16);
+      }
+    }
+  }
+  for (; gr < g1; gr++, s += sStride) {
     const ug = <usize>gr;
     const q = w0 + ug * ucols;
     for (let t = 0; t < n; t++) {
