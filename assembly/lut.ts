@@ -589,24 +589,29 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
           let gi = f32x4.splat(0), giB = f32x4.splat(0);
           for (; sb < se; sb++) {
             const us = <usize>sb;
-            const qs = q + (us << 8), qt = qB + (us << 8), xb = a8 + (us << 8);
+            // the three streams as pointers stepped by the loop (binaryen sinks single-use offsets into the loop, where
+            // V8 then recomputed them from spilled locals on every step)
+            let pw = q + (us << 8), pv = qB + (us << 8), px = a8 + (us << 8);
+            const pe = px + 256;
             const s16 = v128.load(as + us * Q8K_SUM_BYTES, 32);
             const ns = i16x8.sub(i16x8.splat(0), s16);
             let a0 = ns, a1 = i16x8.splat(0), a2 = ns, a3 = i16x8.splat(0);
             let b0 = ns, b1 = i16x8.splat(0), b2 = ns, b3 = i16x8.splat(0);
-            for (let k: usize = 0; k < 256; k += 16) {
-              const X = v128.load(xb + k), W = v128.load(qs + k), V = v128.load(qt + k);
+            do {
+              const X = v128.load(px);
+              let W = v128.load(pw), V = v128.load(pv);
               a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
               a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
-              const W4 = i16x8.shr_u(W, 4);
-              a2 = i16x8.add(a2, rdot(X, v128.and(W4, m)));
-              a3 = i16x8.add(a3, rdot(X, v128.and(W4, m12)));
+              W = i16x8.shr_u(W, 4);
+              a2 = i16x8.add(a2, rdot(X, v128.and(W, m)));
+              a3 = i16x8.add(a3, rdot(X, v128.and(W, m12)));
               b0 = i16x8.add(b0, rdot(X, v128.and(V, m)));
               b1 = i16x8.add(b1, rdot(X, v128.and(V, m12)));
-              const V4 = i16x8.shr_u(V, 4);
-              b2 = i16x8.add(b2, rdot(X, v128.and(V4, m)));
-              b3 = i16x8.add(b3, rdot(X, v128.and(V4, m12)));
-            }
+              V = i16x8.shr_u(V, 4);
+              b2 = i16x8.add(b2, rdot(X, v128.and(V, m)));
+              b3 = i16x8.add(b3, rdot(X, v128.and(V, m12)));
+              px += 16; pw += 16; pv += 16;
+            } while (px < pe);
             const sx = i32x4.extadd_pairwise_i16x8_s(s16);
             const dA = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2), sx),
               i32x4.extadd_pairwise_i16x8_s(a2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2), sx));
