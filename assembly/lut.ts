@@ -551,7 +551,8 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
  * crossed a byte) and four masks, W & 3 and W & 12 (4·u, unshifted) for rows 0 and 1, the same of W >> 4 for rows 2
  * and 3, each pmaddubsw'd with x into its row's i16 accumulator (per lane and super-block ≤ 16·2·8·127 = 32512 < 2^15),
  * widened once per super-block (rows 1 and 3 then shifted right by 2: every pair sum is a multiple of 4, exact). SIMD128:
- * the planes widened to i16 and dotted with the widened codes. Float order (the scalar twin matvecTernQ8KRef,
+ * the planes widened to i16 and dotted with the widened codes. The relaxed build runs row groups in pairs (8 rows: x, the
+ * sums and d loaded once for both; an odd last group alone), the same integers and float steps per row. Float order (the scalar twin matvecTernQ8KRef,
  * src/kernels/packed.ts): per group gi += f32(dot)·d per super-block, acc += gi·s per group, lane k = row 4g+k.
  */
 @inline function runTernQ8KX4(desc: usize, g0: i32, g1: i32): void {
