@@ -551,8 +551,7 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
  * crossed a byte) and four masks, W & 3 and W & 12 (4·u, unshifted) for rows 0 and 1, the same of W >> 4 for rows 2
  * and 3, each pmaddubsw'd with x into its row's i16 accumulator (per lane and super-block ≤ 16·2·8·127 = 32512 < 2^15),
  * widened once per super-block (rows 1 and 3 then shifted right by 2: every pair sum is a multiple of 4, exact). SIMD128:
- * the planes widened to i16 and dotted with the widened codes. The relaxed build runs row groups in pairs (8 rows: x, the
- * sums and d loaded once for both; an odd last group alone), the same integers and float steps per row. Float order (the scalar twin matvecTernQ8KRef,
+ * the planes widened to i16 and dotted with the widened codes. Float order (the scalar twin matvecTernQ8KRef,
  * src/kernels/packed.ts): per group gi += f32(dot)·d per super-block, acc += gi·s per group, lane k = row 4g+k.
  */
 @inline function runTernQ8KX4(desc: usize, g0: i32, g1: i32): void {
@@ -572,67 +571,7 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
   // the scale pointer steps by a row group's record (no w1 + g·nG·16: binaryen sank nG's division into the group loop)
   const sStride = nG << 4;
   let s = w1 + <usize>g0 * sStride;
-  let gr = g0;
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    // two row groups (8 rows) per pass: one load of x, of the sums record and of d serves both, and one loop's
-    // overhead; each row's integers and float order are the single-group path's (below), so the result is the same
-    for (; gr + 1 < g1; gr += 2, s += sStride << 1) {
-      const ug = <usize>gr;
-      const q = w0 + ug * ucols, qB = q + ucols, sB = s + sStride;
-      for (let t = 0; t < n; t++) {
-        const ut = <usize>t;
-        const a8 = x8 + ut * ucols, ad = xd + ut * <usize>nsb * 4, as = xs + ut * <usize>nsb * Q8K_SUM_BYTES;
-        let acc = f32x4.splat(0), accB = f32x4.splat(0);
-        let sb = 0;
-        let j: usize = 0;
-        while (sb < nsb) {
-          const se = min(nsb, sb + gs);
-          let gi = f32x4.splat(0), giB = f32x4.splat(0);
-          for (; sb < se; sb++) {
-            const us = <usize>sb;
-            // the three streams as pointers stepped by the loop (binaryen sinks single-use offsets into the loop, where
-            // V8 then recomputed them from spilled locals on every step)
-            let pw = q + (us << 8), pv = qB + (us << 8), px = a8 + (us << 8);
-            const pe = px + 256;
-            const s16 = v128.load(as + us * Q8K_SUM_BYTES, 32);
-            const ns = i16x8.sub(i16x8.splat(0), s16);
-            let a0 = ns, a1 = i16x8.splat(0), a2 = ns, a3 = i16x8.splat(0);
-            let b0 = ns, b1 = i16x8.splat(0), b2 = ns, b3 = i16x8.splat(0);
-            do {
-              const X = v128.load(px);
-              let W = v128.load(pw), V = v128.load(pv);
-              a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
-              a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
-              W = i16x8.shr_u(W, 4);
-              a2 = i16x8.add(a2, rdot(X, v128.and(W, m)));
-              a3 = i16x8.add(a3, rdot(X, v128.and(W, m12)));
-              b0 = i16x8.add(b0, rdot(X, v128.and(V, m)));
-              b1 = i16x8.add(b1, rdot(X, v128.and(V, m12)));
-              V = i16x8.shr_u(V, 4);
-              b2 = i16x8.add(b2, rdot(X, v128.and(V, m)));
-              b3 = i16x8.add(b3, rdot(X, v128.and(V, m12)));
-              px += 16; pw += 16; pv += 16;
-            } while (px < pe);
-            const sx = i32x4.extadd_pairwise_i16x8_s(s16);
-            const dA = reduce4i(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a1), 2), sx),
-              i32x4.extadd_pairwise_i16x8_s(a2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(a3), 2), sx));
-            const dB = reduce4i(i32x4.extadd_pairwise_i16x8_s(b0), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(b1), 2), sx),
-              i32x4.extadd_pairwise_i16x8_s(b2), i32x4.sub(i32x4.shr_s(i32x4.extadd_pairwise_i16x8_s(b3), 2), sx));
-            const dv = f32x4.splat(load<f32>(ad + (us << 2)));
-            gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dA), dv));
-            giB = f32x4.add(giB, f32x4.mul(f32x4.convert_i32x4_s(dB), dv));
-          }
-          acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
-          accB = f32x4.add(accB, f32x4.mul(giB, v128.load(sB + (j << 4))));
-          j++;
-        }
-        const o = out + (ut * <usize>rows + (ug << 2)) * 4;
-        v128.store(o, acc);
-        v128.store(o, accB, 16);
-      }
-    }
-  }
-  for (; gr < g1; gr++, s += sStride) {
+  for (let gr = g0; gr < g1; gr++, s += sStride) {
     const ug = <usize>gr;
     const q = w0 + ug * ucols;
     for (let t = 0; t < n; t++) {

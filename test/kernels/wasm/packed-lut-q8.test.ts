@@ -207,7 +207,7 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
     }
   });
 
-  test("row groups in pairs (the relaxed build's 8-row pass) and an odd group left over, several groups and tokens: kernel = twin", async () => {
+  test("5 and 7 row groups (odd pool chunks at 2 threads), several groups and tokens: kernel = twin", async () => {
     // 5 and 7 row groups: at 1 thread two or three pairs and one single group, at 2 threads the split's halves each
     // end on an odd group or not; the groups of 256 / 512 / a row each end in the pair loop's group step
     let seed = 70;
