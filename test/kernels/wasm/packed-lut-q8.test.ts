@@ -206,6 +206,29 @@ describe("ternary × Q8_K (K_TERN2Q8KX4)", () => {
       b.release(p);
     }
   });
+
+  test("5 and 7 row groups (odd pool chunks at 2 threads), several groups and tokens: kernel = twin", async () => {
+    // 5 and 7 row groups: at 1 thread two or three pairs and one single group, at 2 threads the split's halves each
+    // end on an odd group or not; the groups of 256 / 512 / a row each end in the pair loop's group step
+    let seed = 70;
+    for (const [rows, cols, spec] of [[20, 1024, "ternary:channel"], [28, 768, "ternary:g256"], [20, 1024, "ternary:g512"]] as const) {
+      const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
+      const Q = q8(lut(q));
+      assert.equal(Q.kind, "tern2x4k");
+      for (const n of [1, 3]) {
+        const x = randomF32(n * cols, seed++);
+        const twin = new Float32Array(n * rows);
+        for (let t = 0; t < n; t++) twinRow(Q, x.subarray(t * cols, (t + 1) * cols), twin.subarray(t * rows, (t + 1) * rows));
+        for (const v of VARIANTS) for (const threads of [1, 2]) {
+          const b = await q8Backend(v, threads);
+          const p = b.prepare({ kind: "quant", q }, spec);
+          assert.match(b.listing().at(-1)!.kernel, /q8kx·4 rows interleaved/);
+          assert.deepEqual(runPrepared(b, p, x, n), twin, `${spec} [${rows}×${cols}] n=${n} ${v}/t${threads}`);
+          b.release(p);
+        }
+      }
+    }
+  });
 });
 
 describe("kind ids", () => {
