@@ -1394,5 +1394,5 @@ export * from "./linalg";
 export { kquant_supported, quantize_blocks_k } from "./kquants";
 export * from "./kdecode";
 
-// arithmetic-throughput probes for the benches (bench/model.ts compute ceilings)
+// arithmetic-throughput probes for the benches (bench/_peaks.ts; docs/kernels.md, "Compute ceilings")
 export * from "./probe";

@@ -1,7 +1,7 @@
 // Arithmetic-throughput probes: the most multiply-adds per second one thread of this engine can issue with a
 // given SIMD instruction, registers only (no loads, no stores). They bound every kernel built on that
 // instruction from above: a mat-mat tile also loads, unpacks codes and applies scales, so it runs below
-// them. bench/model.ts sets prefill against them (docs/kernels.md, "compute ceilings").
+// them. bench/_peaks.ts times them; docs/kernels.md ("Compute ceilings") sets prefill against them.
 //
 // Each probe runs 12 independent accumulator chains, enough to cover the instruction's latency on the
 // machines we run on (3–4 cycles, two issue ports); the operand feeding each chain is the chain itself, so

@@ -1,6 +1,6 @@
 // The engine's arithmetic ceilings (assembly/probe.ts): multiply-adds per second one thread issues with the
 // SIMD instruction a kernel family is built on, registers only. A mat-mat tile on that instruction also
-// loads, unpacks and scales, so it runs below its ceiling; bench/model.ts sets prefill against them.
+// loads, unpacks and scales, so it runs below its ceiling; docs/kernels.md ("Compute ceilings") sets prefill against them.
 import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
 
 export interface SimdPeaks {
