@@ -21,6 +21,22 @@ const dists = (distsArg ?? ".").split(",").map((d) => (d === "." ? here : resolv
 const reps = Number(repsArg ?? 15), steps = Number(stepsArg ?? 16), threads = Number(threadsArg ?? 1);
 const profile = process.env.QUANTLAB_PROBE_PROFILE === "1";
 
+/** QUANTLAB_PROBE_SPLIT=1 (first build): wall ms per token in each backend entry the forward pass calls (the tied
+ * f32 output apart from the other linears) and the rest (the forward's own TypeScript: RoPE, embedding, KV stores). */
+const splitMs = new Map<string, number>();
+function split(be: any, llama: any): void {
+  const wrap = (o: any, name: string, key: (args: any[]) => string) => {
+    const f = o[name].bind(o);
+    o[name] = (...args: any[]) => { const t0 = performance.now(); try { return f(...args); } finally { const k = key(args); splitMs.set(k, (splitMs.get(k) ?? 0) + performance.now() - t0); } };
+  };
+  wrap(be, "matvec", (a) => (a[0].rows === llama.config.vocabSize ? "matvec: output (f32)" : "matvec: wo, down"));
+  wrap(be, "matvecMany", () => "matvecMany: qkv, gate+up");
+  wrap(be, "addRmsnorm", () => "addRmsnorm");
+  wrap(be, "swiglu", () => "swiglu");
+  wrap(llama.kv, "attend", () => "attention");
+  wrap(llama.kv, "store", () => "kv store");
+}
+
 interface Dec { name: string; rep: () => [number, number]; wasm: Uint8Array | undefined }
 const decs: Dec[] = [];
 for (const dist of dists) {
@@ -39,6 +55,7 @@ for (const dist of dists) {
   const model = await loadModel(path, { place: placerOf(be) });
   const llama = new Llama(model, { backend: be, contextLength: steps + 8 });
   await be.ready(20000);
+  if (process.env.QUANTLAB_PROBE_SPLIT === "1" && decs.length === 0) split(be, llama);
   for (let i = 0; i < 4; i++) llama.forward(1 + i, i);
   const rep = (): [number, number] => {
     llama.reset();
@@ -72,7 +89,17 @@ function exportNames(b: Uint8Array): Map<number, string> {
   return names;
 }
 
-if (profile) {
+if (process.env.QUANTLAB_PROBE_SPLIT === "1") {
+  const d = decs[0]!;
+  splitMs.clear();
+  let wall = 0;
+  for (let r = 0; r < reps; r++) wall += d.rep()[1] * steps;
+  const perTok = (ms: number) => ms / (reps * steps);
+  let inside = 0;
+  console.log(`split: ${reps} runs of ${steps} tokens, wall ${perTok(wall).toFixed(3)} ms/token, load ${loadavg()[0]!.toFixed(2)}`);
+  for (const [k, ms] of [...splitMs].sort((a, b) => b[1] - a[1])) { inside += ms; console.log(`${perTok(ms).toFixed(3).padStart(7)} ms/token ${((100 * ms) / wall).toFixed(1).padStart(5)}%  ${k}`); }
+  console.log(`${perTok(wall - inside).toFixed(3).padStart(7)} ms/token ${((100 * (wall - inside)) / wall).toFixed(1).padStart(5)}%  the rest (forward's TypeScript)`);
+} else if (profile) {
   const d = decs[0]!;
   const s = new Session();
   s.connect();
