@@ -34,15 +34,30 @@ export function quantize_act_q8k(x: usize, n: i32, x8: usize, xd: usize, xs: usi
   const nsb = n >> 8;
   for (let s = 0; s < nsb; s++) {
     const p = x + (<usize>s << 10);
-    let amax: f32 = 0;
+    // the C code's scan keeps the first x whose |x| is strictly greater than all before it: the first x of the
+    // largest |x|. In SIMD: the largest |x| by pmax (b < a ? a : b: a NaN never wins, as `a > amax` never holds
+    // for it, and the accumulators, always the first operand, never hold one), then the first x of that
+    // magnitude by equality (at most one 4-lane step past it)
+    let v0 = f32x4.splat(0), v1 = v0, v2 = v0, v3 = v0;
+    for (let j = 0; j < 1024; j += 64) {
+      v0 = f32x4.pmax(v0, f32x4.abs(v128.load(p + <usize>j)));
+      v1 = f32x4.pmax(v1, f32x4.abs(v128.load(p + <usize>j, 16)));
+      v2 = f32x4.pmax(v2, f32x4.abs(v128.load(p + <usize>j, 32)));
+      v3 = f32x4.pmax(v3, f32x4.abs(v128.load(p + <usize>j, 48)));
+    }
+    let va = f32x4.pmax(f32x4.pmax(v0, v1), f32x4.pmax(v2, v3));
+    va = f32x4.pmax(va, i32x4.shuffle(va, va, 2, 3, 0, 1));
+    va = f32x4.pmax(va, i32x4.shuffle(va, va, 1, 0, 3, 2));
+    const amax = f32x4.extract_lane(va, 0);
     let mx: f32 = 0;
-    // the scalar scan of the C code: strictly greater, so the first of equal magnitudes wins
-    for (let j = 0; j < 256; j++) {
-      const v = load<f32>(p + (<usize>j << 2));
-      const a = abs(v);
-      if (a > amax) {
-        amax = a;
-        mx = v;
+    if (amax != 0) {
+      for (let j = 0; j < 1024; j += 16) {
+        const v = v128.load(p + <usize>j);
+        const e = i32x4.bitmask(f32x4.eq(f32x4.abs(v), va));
+        if (e != 0) {
+          mx = load<f32>(p + <usize>j + (<usize>ctz(e) << 2));
+          break;
+        }
       }
     }
     const q = x8 + (<usize>s << 8);

@@ -580,27 +580,31 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
       let acc = f32x4.splat(0);
       let sb = 0;
       let j: usize = 0;
+      // pointers stepped per super-block (codes, sums record, d); x at a fixed distance dx from the codes
+      let qs = q, sp = as, dp = ad;
+      const dx = a8 - q;
       while (sb < nsb) {
         const se = min(nsb, sb + gs);
         let gi = f32x4.splat(0);
-        for (; sb < se; sb++) {
-          const us = <usize>sb;
-          const qs = q + (us << 8), xb = a8 + (us << 8);
+        for (; sb < se; sb++, qs += 256, sp += Q8K_SUM_BYTES, dp += 4) {
+          const xb = qs + dx;
           // the record's 8 i16 code sums per 32 (abi.ts Q8K_SUM_BYTES: @32), Σ over them = Σx of the super-block
-          const s16 = v128.load(as + us * Q8K_SUM_BYTES, 32);
+          const s16 = v128.load(sp, 32);
           let dot: v128;
           if (ASC_FEATURE_RELAXED_SIMD) {
             // Σx folded in: rows 0 and 2 start from −(sums per 32) (|lane| ≤ 8128 + 32·128 < 2^15), rows 1 and 3 (4·u)
             // subtract the sums widened to i32 after their shift; the same integers as Σ u·x − Σx, without a hsum
             const ns = i16x8.sub(i16x8.splat(0), s16);
             let a0 = ns, a1 = i16x8.splat(0), a2 = ns, a3 = i16x8.splat(0);
-            for (let k: usize = 0; k < 256; k += 32) {
-              const W = v128.load(qs + k), X = v128.load(xb + k), W4 = i16x8.shr_u(W, 4);
+            // one pointer stepped by the loop, x at a fixed distance from it (one address add per step fewer)
+            const qe = qs + 256;
+            for (let k = qs; k < qe; k += 32) {
+              const W = v128.load(k), X = v128.load(k + dx), W4 = i16x8.shr_u(W, 4);
               a0 = i16x8.add(a0, rdot(X, v128.and(W, m)));
               a1 = i16x8.add(a1, rdot(X, v128.and(W, m12)));
               a2 = i16x8.add(a2, rdot(X, v128.and(W4, m)));
               a3 = i16x8.add(a3, rdot(X, v128.and(W4, m12)));
-              const V = v128.load(qs + k, 16), Y = v128.load(xb + k, 16), V4 = i16x8.shr_u(V, 4);
+              const V = v128.load(k, 16), Y = v128.load(k + dx, 16), V4 = i16x8.shr_u(V, 4);
               a0 = i16x8.add(a0, rdot(Y, v128.and(V, m)));
               a1 = i16x8.add(a1, rdot(Y, v128.and(V, m12)));
               a2 = i16x8.add(a2, rdot(Y, v128.and(V4, m)));
@@ -622,7 +626,7 @@ export function run_k50(desc: usize, g0: i32, g1: i32): void { runLutQ8X4(5, SF_
             }
             dot = i32x4.sub(reduce4i(a0, a1, a2, a3), i32x4.splat(hsum_i32x4(i32x4.extadd_pairwise_i16x8_s(s16))));
           }
-          gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(load<f32>(ad + (us << 2)))));
+          gi = f32x4.add(gi, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(load<f32>(dp))));
         }
         acc = f32x4.add(acc, f32x4.mul(gi, v128.load(s + (j << 4))));
         j++;

@@ -136,8 +136,14 @@ export class WasmArena {
     return new Uint8Array(this._u8.buffer, off, bytes);
   }
 
+  /** the buffer the views were last checked against: the getters below run on every kernel call (a decode
+   * token makes hundreds), and the same buffer object needs neither the set nor the length test again */
+  private lastBuffer: ArrayBufferLike | undefined;
+
   private refresh(): void {
     const buf = this.memory.buffer;
+    if (buf === this.lastBuffer) return;
+    this.lastBuffer = buf;
     this.buffers.add(buf);
     if (buf.byteLength === this.viewLength) return;
     this.viewLength = buf.byteLength;

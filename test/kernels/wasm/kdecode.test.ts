@@ -61,6 +61,10 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
     x.fill(0, 256, 512); // an all-zero super-block
     x[600] = 4.75; x[700] = -4.75; // equal magnitudes of both signs: the first one sets the sign of the scale
     x[900] = 1e-30; // tiny values beside normal ones
+    // the SIMD scan (largest |x| by lanes, then the first x of it): ties in one 4-lane step (lanes 1, 2) and across
+    // two steps with the later one in a lower lane (771 = lane 3, 772 = lane 0): the first in element order wins
+    x[33] = 9.5; x[34] = -9.5;
+    x[771] = -12.25; x[772] = 12.25; x[1000] = 12.25;
     const off = be.arena.alloc(n * 4 + n + (n / 256) * (4 + Q8K_SUM_BYTES) + 256, 64);
     const x8 = off + n * 4, xd = x8 + n, xs = xd + (n / 256) * 4 + 64;
     be.arena.f32.set(x, off >> 2);
@@ -76,6 +80,7 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
       for (let h = 0; h < 8; h++) assert.equal(i16[r + 16 + h], readI16(ref, s * Q8K + 260 + 4 * h) + readI16(ref, s * Q8K + 262 + 4 * h), `sum per 32 ${h}`);
     }
     assert.equal(readF32(ref, Q8K), 0, "the zero super-block has d = 0");
+    assert.ok(readF32(ref, 0) < 0 && readF32(ref, 3 * Q8K) > 0, "the ties set the sign of d = −max/127 by the first of them");
   });
 
   for (const type of [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K] as const) {
