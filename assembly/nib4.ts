@@ -86,10 +86,11 @@ import { dptr, dint } from "./desc";
   return i16x8(4096, 4096, 256, 256, 16, 16, 1, 1);
 }
 
-/** A block's two 16-element code sums (i32 at p, p + 4, |Σ| ≤ 2048) as i16 lanes 2k = the first, 2k+1 = the second. */
+/** A block's two 16-element code sums (i32 at p, p + 4, |Σ| ≤ 2048) as i16 lanes 2k = the first, 2k+1 = the second: the
+ * pair splat and a saturating narrow (exact in range; packssdw, no shuffle mask to build). */
 @inline function xsums(p: usize): v128 {
-  const v = v128.load64_zero(p);
-  return i8x16.shuffle(v, v, 0, 1, 4, 5, 0, 1, 4, 5, 0, 1, 4, 5, 0, 1, 4, 5);
+  const v = v128.load64_splat(p);
+  return i16x8.narrow_i32x4_s(v, v);
 }
 
 /** Row groups [g0, g1) of a K_NIB4Q8X4B* job; f16: scale format; zc: zero codes per (row, group) (else the one offset
