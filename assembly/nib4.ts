@@ -40,10 +40,11 @@ import { dptr, dint } from "./desc";
   const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
   if (ASC_FEATURE_RELAXED_SIMD) {
     // piece i: low nibbles = elements 4i…4i+3, high nibbles = elements 16+4i…
-    const s0 = i16x8.add(rdot(v128.load32_splat(x8), v128.and(v0, m)), rdot(v128.load32_splat(x8, 16), hi4(v0, m)));
-    const s1 = i16x8.add(rdot(v128.load32_splat(x8, 4), v128.and(v1, m)), rdot(v128.load32_splat(x8, 20), hi4(v1, m)));
-    const s2 = i16x8.add(rdot(v128.load32_splat(x8, 8), v128.and(v2, m)), rdot(v128.load32_splat(x8, 24), hi4(v2, m)));
-    const s3 = i16x8.add(rdot(v128.load32_splat(x8, 12), v128.and(v3, m)), rdot(v128.load32_splat(x8, 28), hi4(v3, m)));
+    const xl = v128.load(x8), xh = v128.load(x8, 16);
+    const s0 = i16x8.add(rdot(i32x4.shuffle(xl, xl, 0, 0, 0, 0), v128.and(v0, m)), rdot(i32x4.shuffle(xh, xh, 0, 0, 0, 0), hi4(v0, m)));
+    const s1 = i16x8.add(rdot(i32x4.shuffle(xl, xl, 1, 1, 1, 1), v128.and(v1, m)), rdot(i32x4.shuffle(xh, xh, 1, 1, 1, 1), hi4(v1, m)));
+    const s2 = i16x8.add(rdot(i32x4.shuffle(xl, xl, 2, 2, 2, 2), v128.and(v2, m)), rdot(i32x4.shuffle(xh, xh, 2, 2, 2, 2), hi4(v2, m)));
+    const s3 = i16x8.add(rdot(i32x4.shuffle(xl, xl, 3, 3, 3, 3), v128.and(v3, m)), rdot(i32x4.shuffle(xh, xh, 3, 3, 3, 3), hi4(v3, m)));
     return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(s0, s1), i16x8.add(s2, s3)));
   }
   // SIMD128: codes widened to i16 (rows 0, 1 from the low half, rows 2, 3 from the high half), activation codes as i16
