@@ -127,14 +127,16 @@ import { dptr, dint } from "./desc";
       let p = base;
       if (gb == 1) {
         // one block per group: gi = 0 + f32(dot)·d is f32(dot)·d exactly (d ≥ 0, so never −0), as in the twin
-        for (let b = 0; b < nb; b++) {
-          const ub = <usize>b;
-          const r = nib4x4dot(p, a8 + (ub << 5), a16 + (ub << 6), m);
+        // running pointers (weights, codes, sums, scales of x) instead of block-index arithmetic: fewer scalar ops
+        let q8 = a8, q16 = a16, qs = as, qd = ad;
+        const pe = p + unb * gstep;
+        while (p < pe) {
+          const r = nib4x4dot(p, q8, q16, m);
           const z = zc ? (z4 ? zeros4(p + 64 + zo, zm) : zeros8(p + 64 + zo)) : zoff;
-          const dot = i32x4.sub(r, i32x4.dot_i16x8_s(z, xsums(as + (ub << 3))));
-          const gi = f32x4.mul(f32x4.convert_i32x4_s(dot), v128.load32_splat(ad + (ub << 2)));
+          const dot = i32x4.sub(r, i32x4.dot_i16x8_s(z, xsums(qs)));
+          const gi = f32x4.mul(f32x4.convert_i32x4_s(dot), v128.load32_splat(qd));
           acc = f32x4.add(acc, f32x4.mul(gi, scales4(f16, p + 64)));
-          p += gstep;
+          p += gstep; q8 += 32; q16 += 64; qs += 8; qd += 4;
         }
       } else {
         let b = 0;

@@ -3,7 +3,7 @@
 // small) or cold (copies streamed round-robin past the L3).
 //
 //   node --experimental-wasm-relaxed-simd dist/bench/_int4-kab.js <dist,dist,…> [spec=int4:g32:asym] [rows×cols=4096x4096]
-//        [threads=1] [passes=15] [coldMiB=0]
+//        [threads=1] [passes=15] [coldMiB=0] [variant=relaxed|simd]
 //
 // Prints per build the median and min CPU µs per mat-vec and the median of the per-pass ratios against the first build.
 import { loadavg } from "node:os";
@@ -42,11 +42,12 @@ async function main(): Promise<void> {
   const threads = Number(process.argv[5] ?? 1);
   const passes = Number(process.argv[6] ?? 15);
   const coldMiB = Number(process.argv[7] ?? 0);
+  const variant = process.argv[8] ?? "relaxed";
   const w = rand(rows * cols, 11), x = rand(cols, 3), out = new Float32Array(rows);
   const runs: { name: string; mv: () => void; kernel: string; bytes: number; t: number[]; dispose: () => void }[] = [];
   for (const d of dists) {
     const B = await load(d);
-    const be = B.createNodeWasmBackend({ threads, packedActivations: "q8" });
+    const be = B.createNodeWasmBackend({ threads, packedActivations: "q8", variant });
     if (threads > 1) await be.ready(20000);
     const weight = { kind: "quant", q: B.quantizeTensor(w, [rows, cols], spec) };
     const first = be.prepare(weight, "w0");
@@ -71,7 +72,7 @@ async function main(): Promise<void> {
     }
   }
   const l1 = loadavg()[0]!;
-  console.log(`${spec} [${rows}×${cols}] ${threads} thread(s), ${coldMiB > 0 ? `cold (${coldMiB} MiB round-robin)` : "hot (one copy)"}, ${passes} passes × ${inner}, load ${l0.toFixed(2)} → ${l1.toFixed(2)}`);
+  console.log(`${spec} [${rows}×${cols}] ${variant} ${threads} thread(s), ${coldMiB > 0 ? `cold (${coldMiB} MiB round-robin)` : "hot (one copy)"}, ${passes} passes × ${inner}, load ${l0.toFixed(2)} → ${l1.toFixed(2)}`);
   for (const r of runs) {
     const ratio = r.t.map((t, i) => runs[0]!.t[i]! / t);
     console.log(`  ${r.name}: ${r.kernel}, ${r.bytes} B: median ${stats(r.t).median.toFixed(1)} µs, min ${stats(r.t).min.toFixed(1)} µs (${((r.bytes / stats(r.t).min) / 1e3).toFixed(1)} GB/s); speed vs first: median ${stats(ratio).median.toFixed(3)}`);
