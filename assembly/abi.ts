@@ -113,8 +113,10 @@ export const K_I16GEMM = 68;
 // Uniform int4 specs × Q8 activations, 4 rows byte-interleaved (assembly/nib4.ts, src/kernels/wasm/backend.ts
 // prepNib4X4): row group g (rows 4g…4g+3) is one stream at D_W0 + g·(nb·64 + nG·S); per group of gb = D_GROUP/32 blocks,
 // the gb 32-blocks (64 bytes each: 4-byte piece i of row k's 16 ggml-order nibble bytes at 16·i + 4·k), then the 4 rows'
-// scales (4 f16 bits or 4 f32) and, with zero codes, 4 int8 z (w = s·(c − z)); S = the bytes of that tail (f16: 12 or 8,
-// f32: 20 or 16). Without zero codes D_BITS is the offset z of every group (symmetric: 8). 16 bytes of padding at the end.
+// scales (4 f16 bits or 4 f32) and, with zero codes, the 4 rows' z (w = s·(c − z)): as nibbles in 2 bytes (row k at bits
+// 4k…4k+3 of the little-endian u16; K_NIB4Q8X4BZ*, every z in 0…15 as int4 asym's) or as 4 int8 (K_NIB4Q8X4B / BF, any
+// other integer zero points); S = the bytes of that tail (f16: 10, 12 or 8; f32: 18, 20 or 16). Without zero codes
+// D_BITS is the offset z of every group (symmetric: 8). The int8-zero kinds have 16 bytes of padding at the end.
 /** f16 scales, int8 zero codes */
 export const K_NIB4Q8X4B = 52;
 /** f32 scales, int8 zero codes */
@@ -123,6 +125,10 @@ export const K_NIB4Q8X4BF = 53;
 export const K_NIB4Q8X4BS = 54;
 /** f32 scales, one offset D_BITS */
 export const K_NIB4Q8X4BSF = 55;
+/** f16 scales, zero codes as nibbles (74 bytes per 4 rows × 32 at g32) */
+export const K_NIB4Q8X4BZ = 60;
+/** f32 scales, zero codes as nibbles */
+export const K_NIB4Q8X4BZF = 61;
 
 // k-quants on their GGUF blocks, 4 rows interleaved (as K_Q4_0X4), against Q8_K activations (assembly/kdecode.ts):
 // D_X8 = int8 codes (n, cols), D_XD = f32 scale per 256 (n, cols/256), D_XS = per 256 a 64-byte record of

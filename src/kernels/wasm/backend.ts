@@ -36,7 +36,7 @@ import { GGML_TYPES, GgmlType, ggmlTypeName } from "../../ggml/types.js";
 import { hasGgmlCodec } from "../../ggml/codecs.js";
 import { dequantizeWeight, type RowReader } from "../dequantize.js";
 import type { Backend, Int8Rows, KvCache, MatvecJob, PreparedWeight } from "../types.js";
-import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_I16GEMM } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_U4G, K_U8G, K_N4A32, K_I8S32, K_I8A32, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_NIB4Q8X4BZ, K_NIB4Q8X4BZF, K_I16GEMM } from "../../../assembly/abi.js";
 import { dequantizeRowLut, dequantizeRowUniformInt, packedRegion, lutE8Candidate, lutKernelName, lutLayout, lutParams, lutQ8Bytes, lutQ8Layout, type LutQ8Layout, type LutParams, lutTableLength, uniformQ8Layout, uniformIntCompact, uniformIntKernelName, uniformIntLayout, uniformIntParams, uniformZeroBytes, type LutLayout, type UniformIntLayout, type UniformIntParams } from "../packed.js";
 import { QTensor } from "../../quant/tensor.js";
 import type { WasmArena } from "./arena.js";
@@ -550,24 +550,30 @@ export class WasmBackend implements Backend {
 
   /**
    * `packedActivations: "q8"`, uniform int4 with rows % 4 = 0 and 32-multiple groups (kernels/packed.ts uniformQ8Layout:
-   * the nibble table u = c, int8 zero codes or one offset): 4 rows byte-interleaved in one stream per row group, each
+   * the nibble table u = c, integer zero codes or one offset): 4 rows byte-interleaved in one stream per row group, each
    * group's 4 scales (f16 bits when every scale is an f16 normal or 0, else f32) and 4 zero codes after its blocks
-   * (abi.ts K_NIB4Q8X4B*, assembly/nib4.ts). At g32: 76 bytes per 4 rows × 32 weights (0.59 B/weight; Q4_0X4 72).
+   * (abi.ts K_NIB4Q8X4B*, assembly/nib4.ts): as nibbles when every zero code is in 0…15 (int4 asym: z in [0, 15]),
+   * else as int8 (K_NIB4Q8X4B / BF, named "i8 zeros" in the listing). At g32 with f16 scales: 74 bytes per 4 rows × 32
+   * weights (0.578 B/weight; int8 zeros 76; Q4_0X4 72).
    */
   private prepNib4X4(name: string, source: string, Q: LutQ8Layout, f16: boolean): WasmPrepared {
     const { rows, cols, group, codes, zeroCodes } = Q;
     const zc = zeroCodes !== undefined;
+    const z4 = zc && zeroCodes.every((z) => z >= 0 && z <= 15);
     // the kernel reads the nibbles as the integer weights: t[c] = c − offset (zero codes: offset 0)
     for (let c = 0; c < 16; c++) if (Q.kind !== "lut4" || Q.table![c]! + Q.tableOffset !== c || (zc && Q.tableOffset !== 0) || rows % 4 !== 0) throw new QuantlabError("E_INTERNAL", `${name}: the int4 x4 layout needs the nibble table`);
     const nb = cols / 32, gb = group / 32, nG = Math.ceil(nb / gb);
-    const sb = (f16 ? 8 : 16) + (zc ? 4 : 0);
+    const so = f16 ? 8 : 16;
+    const sb = so + (zc ? (z4 ? 2 : 4) : 0);
     const rgBytes = nb * 64 + nG * sb;
-    const total = (rows / 4) * rgBytes + 16; // + 16: the zero codes are read 8 bytes at a time
+    // int8 zero codes are read 8 bytes at a time: 16 bytes of padding (the nibble and symmetric kinds read within their bytes)
+    const pad = zc && !z4 ? 16 : 0;
+    const total = (rows / 4) * rgBytes + pad;
     const { shard, off } = this.memory.allocWeight(total, name);
     const buf = shard.arena.memory.buffer;
     const dst = new Uint8Array(buf, off, total);
     const dv = new DataView(buf, off, total);
-    dst.fill(0, total - 16);
+    dst.fill(0, total - pad);
     for (let g = 0; g < rows / 4; g++) {
       let p = g * rgBytes;
       for (let j = 0; j < nG; j++) {
@@ -579,17 +585,21 @@ export class WasmBackend implements Backend {
             for (let i = 0; i < 4; i++) dst.set(codes.subarray(src + 4 * i, src + 4 * i + 4), p + 16 * i + 4 * k);
           }
         }
+        let zn = 0;
         for (let k = 0; k < 4; k++) {
           const gi = (4 * g + k) * nG + j;
           if (f16) dv.setUint16(p + 2 * k, f32ToF16Bits(Q.scales[gi]!), true);
           else dv.setFloat32(p + 4 * k, Q.scales[gi]!, true);
-          if (zc) dv.setInt8(p + (f16 ? 8 : 16) + k, zeroCodes[gi]!);
+          // nibbles: row k at bits 4k…4k+3 of the u16 after the scales
+          if (z4) zn |= zeroCodes[gi]! << (4 * k);
+          else if (zc) dv.setInt8(p + so + k, zeroCodes[gi]!);
         }
+        if (z4) dv.setUint16(p + so, zn, true);
         p += sb;
       }
     }
-    const kind = zc ? (f16 ? K_NIB4Q8X4B : K_NIB4Q8X4BF) : f16 ? K_NIB4Q8X4BS : K_NIB4Q8X4BSF;
-    const p = new WasmPrepared(rows, cols, total - 16, kind, off, 0, 0, this, shard.index, off, group, 0, zc ? 0 : Q.tableOffset);
+    const kind = z4 ? (f16 ? K_NIB4Q8X4BZ : K_NIB4Q8X4BZF) : zc ? (f16 ? K_NIB4Q8X4B : K_NIB4Q8X4BF) : f16 ? K_NIB4Q8X4BS : K_NIB4Q8X4BSF;
+    const p = new WasmPrepared(rows, cols, total - pad, kind, off, 0, 0, this, shard.index, off, group, 0, zc ? 0 : Q.tableOffset);
     this.record(name, source, p);
     const grp = group === cols ? "row" : `g${group}`;
     this.listed.get(p)!.kernel = `${KERNEL_NAMES[kind]!.replace("·group", `·${grp}`)} (packed spec, Q8 activations)`;

@@ -8,7 +8,7 @@
 import { QuantlabError } from "../../core/errors.js";
 import type { MatvecJob, PreparedWeight } from "../types.js";
 import {
-  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_I16GEMM, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
+  K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_NIB4Q8X4BZ, K_NIB4Q8X4BZF, K_I16GEMM, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
@@ -92,7 +92,7 @@ export const activationForm = (kind: number): ActivationForm => F32_ACTIVATIONS.
 export const needsQ8 = (kind: number): boolean => activationForm(kind) === "q8";
 export const isX4 = (kind: number): boolean => kind === K_Q4_0X4 || kind === K_Q8_0X4 || kind === K_Q4_KX4 || kind === K_Q5_KX4 || kind === K_Q6_KX4;
 /** kinds whose entries take groups of 4 interleaved rows: the ggml X4 kinds and the packed lut4 Q8 X4 kinds */
-export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_NIB4Q8X4 || kind === K_LUT4Q8X4 || kind === K_LUT12Q8X4 || kind === K_LUT7Q8X4 || kind === K_TERN2Q8X4 || kind === K_TERN2Q8KX4 || kind === K_LUT4Q8X4E || kind === K_I8Q8X4 || kind === K_NIB4Q8X4B || kind === K_NIB4Q8X4BF || kind === K_NIB4Q8X4BS || kind === K_NIB4Q8X4BSF;
+export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_NIB4Q8X4 || kind === K_LUT4Q8X4 || kind === K_LUT12Q8X4 || kind === K_LUT7Q8X4 || kind === K_TERN2Q8X4 || kind === K_TERN2Q8KX4 || kind === K_LUT4Q8X4E || kind === K_I8Q8X4 || kind === K_NIB4Q8X4B || kind === K_NIB4Q8X4BF || kind === K_NIB4Q8X4BS || kind === K_NIB4Q8X4BSF || kind === K_NIB4Q8X4BZ || kind === K_NIB4Q8X4BZF;
 
 export class JobDispatch {
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */

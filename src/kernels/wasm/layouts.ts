@@ -10,7 +10,7 @@
  */
 import { f16Table32 } from "../../core/f16.js";
 import { GGML_TYPES, GgmlType, blockFieldOffset, ggmlTypeName } from "../../ggml/types.js";
-import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_I16GEMM } from "../../../assembly/abi.js";
+import { K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG, K_LUT4Q8, K_TERN2Q8, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_NIB4Q8X4BZ, K_NIB4Q8X4BZF, K_I16GEMM } from "../../../assembly/abi.js";
 import type { WasmVariant } from "./module.js";
 
 /** Nibble order inside a 16-byte group of 32 weights.
@@ -512,6 +512,8 @@ export const KERNEL_NAMES: Readonly<Record<number, string>> = {
   [K_NIB4Q8X4BF]: "nib4·group·f32 scales·i8 zeros·q8x·4 rows byte-interleaved",
   [K_NIB4Q8X4BS]: "nib4·group·f16 scales·q8x·4 rows byte-interleaved",
   [K_NIB4Q8X4BSF]: "nib4·group·f32 scales·q8x·4 rows byte-interleaved",
+  [K_NIB4Q8X4BZ]: "nib4·group·f16 scales·u4 zeros·q8x·4 rows byte-interleaved",
+  [K_NIB4Q8X4BZF]: "nib4·group·f32 scales·u4 zeros·q8x·4 rows byte-interleaved",
   [K_LUT4Q8X4E]: "lut4·group·u6-swizzle·e8 scales·q8x·4 rows interleaved",
   [K_I8Q8X4]: "i8·group·q8x·4 rows interleaved",
   [K_I16GEMM]: "i16 codes·row·i16x·token (calibration)",

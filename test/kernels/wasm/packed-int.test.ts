@@ -126,30 +126,35 @@ describe("packed uniform-int properties", () => {
 });
 
 describe('packedActivations: "q8", int4 × 4 rows byte-interleaved (K_NIB4Q8X4B*, assembly/nib4.ts)', () => {
-  test("= the lut4 twin bit for bit: both builds, 1 and 2 threads, f16 / f32 scales, zero codes / one offset, partial last groups, 1 and 3 tokens; bytes as laid out", async () => {
+  test("= the lut4 twin bit for bit: both builds, 1–3 threads, f16 / f32 scales, nibble zero codes / one offset, partial last groups, 1 and 3 tokens; bytes as laid out", async () => {
     // [spec, scale of the random weights (1e-5: scales below the f16 normals → f32 scales), kernel name]
     const cases: [string, number, RegExp][] = [
-      ["int4:g32:asym", 2, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
-      ["int4:g64:asym", 2, /^nib4·g64·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
-      ["int4:g96:asym", 2, /^nib4·g96·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
-      ["int4:channel:asym", 2, /^nib4·row·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g32:asym", 2, /^nib4·g32·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g64:asym", 2, /^nib4·g64·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g96:asym", 2, /^nib4·g96·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g128:asym", 2, /^nib4·g128·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:channel:asym", 2, /^nib4·row·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/],
       ["int4:g32", 2, /^nib4·g32·f16 scales·q8x·4 rows byte-interleaved/],
       ["int4:g128", 2, /^nib4·g128·f16 scales·q8x·4 rows byte-interleaved/],
-      ["int4:g32:asym", 1e-5, /^nib4·g32·f32 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g32:asym", 1e-5, /^nib4·g32·f32 scales·u4 zeros·q8x·4 rows byte-interleaved/],
+      ["int4:g128:asym", 1e-5, /^nib4·g128·f32 scales·u4 zeros·q8x·4 rows byte-interleaved/],
       ["int4:g64", 1e-5, /^nib4·g64·f32 scales·q8x·4 rows byte-interleaved/],
     ];
     let seed = 900;
     for (const v of VARIANTS) {
-      for (const threads of [1, 2]) {
+      for (const threads of [1, 2, 3]) {
         const b = createNodeWasmBackend({ variant: v, threads, packedActivations: "q8", minParallelBytes: 0 });
         try {
           if (threads > 1) assert.ok(await b.ready(20000));
           for (const [spec, scale, kernel] of cases) {
-            // 256 columns: g96 ends on a 64-wide group; 12 rows = 3 row groups (split over the threads)
-            for (const [rows, cols] of [[12, 256], [4, 1024]] as const) {
+            // 256 columns: g96 ends on a 64-wide group, g128 of 352 on a 96-wide one; 12 / 20 rows = 3 / 5 row groups
+            // (split over the threads, an odd count)
+            for (const [rows, cols] of [[12, 256], [4, 1024], [20, 352]] as const) {
               const w = randomF32(rows * cols, seed++, scale);
               // a zero group: scale 0 (f16 bits 0), zero code whatever the quantizer chose
               w.fill(0, 0, 32);
+              // rows skewed differently (×1, ×2, ×3 on the positive side) so the zero codes differ (channel: per row)
+              for (let i = 0; i < w.length; i++) if (w[i]! > 0) w[i] = w[i]! * (1 + (Math.floor(i / cols) % 3));
               const q = quantizeTensor(w, [rows, cols], spec);
               const p = b.prepare({ kind: "quant", q }, spec);
               const row = b.listing().at(-1)!;
@@ -157,8 +162,9 @@ describe('packedActivations: "q8", int4 × 4 rows byte-interleaved (K_NIB4Q8X4B*
               const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
               assert.ok(!("reason" in U));
               const Q = U.q8, nG = Math.ceil(cols / Q.group);
-              // bytes: per row group, the 64-byte blocks + per group 4 scales (f16 2 B, f32 4 B) + 4 zero codes (asym)
-              assert.equal(row.bytes, (rows / 4) * ((cols / 32) * 64 + nG * ((U.f16 ? 8 : 16) + (Q.zeroCodes ? 4 : 0))), spec);
+              // bytes: per row group, the 64-byte blocks + per group 4 scales (f16 2 B, f32 4 B) + 4 zero nibbles (asym: 2 B)
+              assert.equal(row.bytes, (rows / 4) * ((cols / 32) * 64 + nG * ((U.f16 ? 8 : 16) + (Q.zeroCodes ? 2 : 0))), spec);
+              if (Q.zeroCodes) assert.ok(Q.zeroCodes.every((z) => z >= 0 && z <= 15) && Q.zeroCodes.some((z) => z !== Q.zeroCodes![0]), spec);
               for (const n of [1, 3]) {
                 const x = randomF32(n * cols, seed++);
                 const out = runPrepared(b, p, x, n);
@@ -176,6 +182,49 @@ describe('packedActivations: "q8", int4 × 4 rows byte-interleaved (K_NIB4Q8X4B*
       }
     }
   });
+  test("zero codes outside 0…15 keep the int8-zero form (K_NIB4Q8X4B / BF): = the twin bit for bit, both builds, 1 and 2 threads", async () => {
+    // a QTensor's int4 zero points are 4-bit codes (tensor.ts ZeroPoints), so this state is forced: zero points of 16 and 40
+    // in two groups (the int8 zero codes z = 16, 40), the rest as quantized
+    let seed = 950;
+    for (const v of VARIANTS) {
+      for (const threads of [1, 2]) {
+        const b = createNodeWasmBackend({ variant: v, threads, packedActivations: "q8", minParallelBytes: 0 });
+        try {
+          if (threads > 1) assert.ok(await b.ready(20000));
+          for (const [spec, scale, kernel] of [
+            ["int4:g32:asym", 2, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+            ["int4:g64:asym", 1e-5, /^nib4·g64·f32 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+          ] as const) {
+            const [rows, cols] = [12, 320];
+            const q = quantizeTensor(randomF32(rows * cols, seed++, scale), [rows, cols], spec);
+            const zeros = (q as unknown as { zeros: { values: Uint16Array } }).zeros.values;
+            zeros[1] = 16;
+            zeros[zeros.length - 2] = 40;
+            const p = b.prepare({ kind: "quant", q }, spec);
+            const row = b.listing().at(-1)!;
+            assert.match(row.kernel, kernel, spec);
+            const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
+            assert.ok(!("reason" in U) && U.q8.zeroCodes !== undefined && U.q8.zeroCodes.includes(40));
+            const Q = U.q8, nG = Math.ceil(cols / Q.group);
+            assert.equal(row.bytes, (rows / 4) * ((cols / 32) * 64 + nG * ((U.f16 ? 8 : 16) + 4)), spec);
+            for (const n of [1, 3]) {
+              const x = randomF32(n * cols, seed++);
+              const out = runPrepared(b, p, x, n);
+              const twin = new Float32Array(n * rows);
+              for (let t = 0; t < n; t++) matvecLutQ8Ref(Q, quantizeActivationsQ8Ref(x.subarray(t * cols, (t + 1) * cols)), twin.subarray(t * rows, (t + 1) * rows));
+              assert.deepEqual(out, twin, `${spec} ${v} ${threads} threads n=${n}`);
+              // and the forced zero points are really used: = the fake-quant weights' dot (scales within f16 rounding)
+              const xq = dequantizeActivationsQ8(quantizeActivationsQ8Ref(x.subarray(0, cols)));
+              assert.ok(worst(out.subarray(0, rows), oracle(q.dequantize(), rows, cols, xq, 1)) < 1e-3, spec);
+            }
+            b.release(p);
+          }
+        } finally {
+          b.dispose();
+        }
+      }
+    }
+  });
 });
 
 describe('packedActivations: "q8"', () => {
@@ -186,8 +235,8 @@ describe('packedActivations: "q8"', () => {
         let seed = 300;
         // [spec, kernel for rows % 4 ≠ 0, for rows % 4 = 0]
         for (const [spec, kernel1, kernel4] of [
-          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows byte-interleaved/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
-          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·i8 zeros·q8x·4 rows byte-interleaved/],
+          ["int4:g32:asym", /^n4·s32·m32/, /^nib4·g32·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/], ["int4:g64", /^n4·s32·m32/, /^nib4·g64·f16 scales·q8x·4 rows byte-interleaved/], ["int8:channel", /^i8·s32 /, /^i8·row·q8x·4 rows/],
+          ["int8:g32:asym", /^i8·s32·m32/, /^i8·g32·q8x·4 rows/], ["int4:g32:asym:scale=f16", /^n4·s32·m32/, /^nib4·g32·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/], ["int4:channel:asym", /^n4·s32·m32/, /^nib4·row·f16 scales·u4 zeros·q8x·4 rows byte-interleaved/],
         ] as const) {
           for (const [rows, cols] of [[7, 256], [3, 96], [8, 256], [4, 96]] as const) {
             const q = quantizeTensor(randomF32(rows * cols, seed++, 2), [rows, cols], spec);
@@ -231,7 +280,7 @@ describe('packedActivations: "q8"', () => {
           const [rows, cols] = [8, 256];
           const q = quantizeTensor(randomF32(rows * cols, 77, 1e-5), [rows, cols], "int4:g32:asym");
           const p = b.prepare({ kind: "quant", q }, "tiny");
-          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·f32 scales·i8 zeros·q8x·4 rows byte-interleaved/);
+          assert.match(b.listing().at(-1)!.kernel, /^nib4·g32·f32 scales·u4 zeros·q8x·4 rows byte-interleaved/);
           const U = uniformQ8Layout(uniformIntLayout(q) as UniformIntLayout);
           assert.ok(!("reason" in U) && !U.f16);
           const Q = U.q8;
