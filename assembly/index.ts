@@ -435,7 +435,8 @@ function claimPanelSlot(sc: usize, nslots: i32): i32 {
 // SIMD128 build); 3×3 (15 + 1) spills in the SIMD128 build, 3×4 and 4×3 (19) in both. f16 also keeps
 // its two conversion constants (mask, 2^112) in registers, so 4×2 spills an accumulator; 2×3
 // (6 + 2 + 3 + 2 = 13) converts each weight vector once for 3 tokens and measured fastest of 4×2, 2×4,
-// 3×3, 2×3, 3×2 (docs/kernels.md).
+// 3×3, 2×3, 3×2 (docs/kernels.md) of the tiles that convert in the loop. F16 prefill now runs the f32 tile
+// on converted panels (gemmRowsF16Panel); the f16 2×3 tile serves n = 3 and jobs without panel scratch.
 const F32_R = 4;
 const F32_T = 2;
 const F16_R = 2;
