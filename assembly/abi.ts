@@ -204,3 +204,10 @@ export const ATTN_DESC_WORDS = 16;
 // ---- k-quant encoders (assembly/kquants.ts quantize_blocks_k, src/kernels/wasm/tasks.ts)
 /** bytes per scratch slot; the host allocates one slot per thread after a 64-byte line of lock words per 16 slots */
 export const KQ_SLOT_BYTES = 4096;
+
+// ---- F16 prefill panels (assembly/index.ts gemmRowsF16Panel, src/kernels/wasm/dispatch.ts): a K_F16 job with
+// n > 1 may carry at D_W1 a scratch of D_GROUP slots (one per pool thread; a 64-byte line of i32 lock words per 16
+// slots, then the slots), each holding one row tile's weights of a column block converted to f32; D_W1 = 0 runs
+// the f16 tile without it (the same bits).
+/** bytes per F16 panel slot: 4 rows (F32_R) × 4096 columns (GEMM_KC) of f32 */
+export const F16_PANEL_SLOT_BYTES = 4 * 4096 * 4;

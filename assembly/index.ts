@@ -6,6 +6,7 @@
 import {
   K_F32, K_F16, K_I8S32, K_Q4_0, K_N4A32, K_I8S16, K_I8A32, K_I8A16, K_Q8_0N, K_Q4_0N, K_Q4_KN, K_Q6_KN, K_Q4_0X4, K_Q8_0X4,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS,
+  F16_PANEL_SLOT_BYTES,
 } from "./abi";
 
 /** First free byte after static data: the host's allocator starts here. */
@@ -368,13 +369,74 @@ export function scale_act_f16(x: usize, n: i32, xs: usize): i32 {
   }
 }
 
+/** A free F16 panel slot (its lock word set), or −1: lock words at sc, one per slot. */
+function claimPanelSlot(sc: usize, nslots: i32): i32 {
+  for (let i = 0; i < nslots; i++) if (atomic.cmpxchg<i32>(sc + (<usize>i << 2), 0, 1) == 0) return i;
+  return -1;
+}
+
+/** f16 rows → f32, nrows rows of k values: row i from w + i·ws (binary16 bits) to p + i·k·4. Exact. */
+@inline function panelF16(w: usize, ws: usize, nrows: i32, k: i32, p: usize): void {
+  const uk = <usize>k;
+  for (let i = 0; i < nrows; i++) {
+    const src = w + <usize>i * ws, dst = p + <usize>i * uk * 4;
+    let c: usize = 0;
+    for (; c + 8 <= uk; c += 8) {
+      const h = v128.load(src + (c << 1));
+      v128.store(dst + (c << 2), f16x4_to_f32(i32x4.extend_low_i16x8_s(h)));
+      v128.store(dst + (c << 2), f16x4_to_f32(i32x4.extend_high_i16x8_s(h)), 16);
+    }
+    for (; c < uk; c++) store<f32>(dst + (c << 2), f16_to_f32(<u32>load<u16>(src + (c << 1))));
+  }
+}
+
+/** Prefill of f16 weights through an f32 panel: the loops of gemmRows, but each row tile's (RM = F32_R rows)
+ * weights of a column block are converted to f32 once per token block into the panel p (RM × GEMM_KC f32, this
+ * call's scratch slot) and the f32 RM × TM tile runs on the panel: the conversion is paid once per GEMM_TB tokens
+ * instead of once per 3 (gemmRows' f16 2 × 3 tile). The conversion is exact and the f32 tile sums every output in
+ * the same order as gemmRows (any tile shape: an output's 4 lanes run over the columns in order, reduced as
+ * (l0 + l2) + (l1 + l3)), so the bits are gemmRows(true, …)'s and the f32 GEMM's on the converted weights. */
+@inline function gemmRowsF16Panel(w0: usize, rows: i32, cols: i32, xf: usize, out: usize, n: i32, r0: i32, r1: i32, p: usize): void {
+  const RM = F32_R, TM = F32_T;
+  const ws = <usize>cols << 1;
+  const xs = <usize>cols << 2;
+  const os = <usize>rows << 2;
+  for (let k0 = 0; k0 < cols; k0 += GEMM_KC) {
+    const k = min(GEMM_KC, cols - k0);
+    const ps = <usize>k << 2;
+    const add = k0 > 0;
+    const wk = w0 + (<usize>k0 << 1);
+    const xk = xf + (<usize>k0 << 2);
+    for (let t0 = 0; t0 < n; t0 += GEMM_TB) {
+      const t1 = min(n, t0 + GEMM_TB);
+      let r = r0;
+      for (; r + RM <= r1; r += RM) {
+        panelF16(wk + <usize>r * ws, ws, RM, k, p);
+        let t = t0;
+        for (; t + TM <= t1; t += TM) gemmTile(false, RM, TM, p, ps, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + <usize>r) * 4, os, add);
+        for (; t < t1; t++) gemmTile(false, RM, 1, p, ps, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + <usize>r) * 4, os, add);
+      }
+      if (r < r1) {
+        panelF16(wk + <usize>r * ws, ws, r1 - r, k, p);
+        for (let i = 0; r + i < r1; i++) {
+          const pr = p + <usize>i * ps, rr = <usize>(r + i);
+          let t = t0;
+          for (; t + TM <= t1; t += TM) gemmTile(false, 1, TM, pr, ps, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + rr) * 4, os, add);
+          for (; t < t1; t++) gemmTile(false, 1, 1, pr, ps, xk + <usize>t * xs, xs, k, out + (<usize>t * <usize>rows + rr) * 4, os, add);
+        }
+      }
+    }
+  }
+}
+
 // Tile shapes. V8 (x64) allocates 15 xmm registers to wasm SIMD (xmm15 is its scratch), and TurboFan
 // issues all loads of a loop body before the arithmetic, so a tile needs R·T accumulators + R weight +
 // T activation vectors live at once. f32 4×2: 8 + 4 + 2 = 14 (+1 product temporary for mul + add in the
 // SIMD128 build); 3×3 (15 + 1) spills in the SIMD128 build, 3×4 and 4×3 (19) in both. f16 also keeps
 // its two conversion constants (mask, 2^112) in registers, so 4×2 spills an accumulator; 2×3
 // (6 + 2 + 3 + 2 = 13) converts each weight vector once for 3 tokens and measured fastest of 4×2, 2×4,
-// 3×3, 2×3, 3×2 (docs/kernels.md).
+// 3×3, 2×3, 3×2 (docs/kernels.md) of the tiles that convert in the loop. F16 prefill now runs the f32 tile
+// on converted panels (gemmRowsF16Panel); the f16 2×3 tile serves n = 3 and jobs without panel scratch.
 const F32_R = 4;
 const F32_T = 2;
 const F16_R = 2;
@@ -1075,7 +1137,15 @@ export function f32_count_special(p: usize, n: i32): i32 {
     return;
   }
   if (kind == K_F16 && n > 1) {
-    gemmRows(true, F16_R, F16_T, w0, rows, cols, xf, out, n, r0, r1);
+    // D_W1: the F16 prefill panels (dispatch.ts), D_GROUP slots of F16_PANEL_SLOT_BYTES after their lock words.
+    // n = 3 is one 2 × 3 tile per row pair, which converts each weight once anyway: the f16 tile is faster there
+    // (measured 0.85–0.90× with the panel; n = 2, 4…9 1.1–1.5× faster with it). Either way the same bits.
+    const nslots = dint(desc, D_GROUP);
+    const slot = w1 != 0 && n != 3 ? claimPanelSlot(w1, nslots) : -1;
+    if (slot >= 0) {
+      gemmRowsF16Panel(w0, rows, cols, xf, out, n, r0, r1, w1 + (<usize>((nslots + 15) >> 4) << 6) + <usize>slot * F16_PANEL_SLOT_BYTES);
+      atomic.store<i32>(w1 + (<usize>slot << 2), 0);
+    } else gemmRows(true, F16_R, F16_T, w0, rows, cols, xf, out, n, r0, r1);
     return;
   }
   // Prefill (n > 1): tokens in blocks of TOKEN_BLOCK, rows inside, so one block's activations stay in L2

@@ -86,6 +86,30 @@ for (const variant of VARIANTS) {
   });
 }
 
+// The f16 prefill converts each row tile's weights to an f32 panel and runs the f32 tile on it (assembly/index.ts
+// gemmRowsF16Panel), summing in the f32 GEMM's order: on weights that are f16 values it must give the f32
+// prefill's bits, at every tail, both builds, 1–3 threads (the panels are per-thread scratch slots).
+for (const variant of VARIANTS) {
+  test(`wasm ${variant}: f16 prefill gives the f32 prefill's bits on the same values, 1–3 threads`, async () => {
+    for (const threads of [1, 2, 3]) {
+      const be = await readyBackend(variant, threads);
+      let checked = 0;
+      for (const { w, n } of CASES) {
+        if (n === 1 || !w.label.startsWith("f16")) continue;
+        const w32 = denseWeight("f32", w.rows, w.cols, w.values);
+        const x = randomF32(n * w.cols, w.rows * 29 + w.cols * 3 + n);
+        const g16 = new Float32Array(n * w.rows), g32 = new Float32Array(n * w.rows);
+        be.matmul(be.prepare(w.weight, w.label), x, n, g16);
+        be.matmul(be.prepare(w32.weight, w32.label), x, n, g32);
+        const i = g16.findIndex((v, k) => !Object.is(v, g32[k]));
+        assert.equal(i, -1, `${variant} t${threads} ${w.label} n=${n}: token ${Math.floor(i / w.rows)}, row ${i % w.rows}: f16 ${g16[i]} vs f32 ${g32[i]}`);
+        checked++;
+      }
+      assert.ok(checked > 40, `${checked} cases`);
+    }
+  });
+}
+
 // Calibration results (importance matrices, hence file bytes) must not depend on which build the engine
 // runs: the relaxed build must give the SIMD128 build's bits for the dense kernels (no relaxed_madd,
 // whose fusing is up to the engine and CPU).
