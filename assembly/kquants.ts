@@ -442,9 +442,15 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
   let iscale = f32x4.div(f32x4.splat(-fn), mx);
   let sumlx = zero;
   let suml2 = zero;
+  // which clamps can bind (lanes that are not tiny; tiny lanes are overwritten at the end): |x| ≤ |mx| in a
+  // lane, so |iscale·x| ≤ (nmax + 0.1·is)·(1 + 3ε) with ε = 2^−24 for the f32 roundings of 0.1·is, the sum,
+  // the quotient and the product. The first fit (is = 0): nearest ≤ nmax in magnitude, so only the upper
+  // clamp (nmax − 1) can bind; trials is = −5 … 4: |y| < nmax + 0.5, the same; is ≤ −6: |y| < nmax − 0.5, so
+  // the level is within [−(nmax − 1), nmax − 1] and neither binds; is ≥ 5: |y| reaches nmax + 0.5 … nmax + 0.9,
+  // so both can. Dropping a clamp that cannot bind keeps every level the scalar's (kquant-encoders tests).
   for (let i = 0; i < n; i++) {
     const p = <usize>i << 4;
-    const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+    const fl = f32x4.pmin(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vhi);
     v128.store(LT + p, f32x4.add(fl, vn));
     sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
     suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
@@ -457,11 +463,28 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
     iscale = f32x4.div(f32x4.neg(f32x4.splat(fn + QX_TENTH * <f32>is)), mx);
     sumlx = zero;
     suml2 = zero;
-    for (let i = 0; i < n; i++) {
-      const p = <usize>i << 4;
-      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
-      sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
-      suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+    // t 0 … 3: is −9 … −6, no clamp binds; t 4 … 12: is −5 … 4, only the upper one; t ≥ 13: is ≥ 5, both
+    if (t < 4) {
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const fl = f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic);
+        sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+        suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+      }
+    } else if (t < 13) {
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const fl = f32x4.pmin(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vhi);
+        sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+        suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+        sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
+        suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+      }
     }
     const take = v128.and(f32x4.gt(suml2, zero), f32x4.gt(f32x4.mul(sumlx, sumlx), f32x4.mul(best, suml2)));
     if (!v128.any_true(take)) continue;
