@@ -183,3 +183,21 @@ test("the backend's ggml encoder gives the reference bytes for Q8_0/Q4_0 from f3
     }
   }
 });
+
+test("encodeRows into a given out buffer (reused, dirty) returns it with the bytes a fresh one gets, WASM and reference encoders; a wrong size is an error", async () => {
+  const { refGgmlEncoder } = await import("../../../src/ggml/encoder.js");
+  const rows = 12, cols = 256;
+  const x = randomF32(rows * cols, 15, 2);
+  for (const variant of VARIANTS) {
+    for (const enc of [backend(variant, 2).ggmlEncoder(), refGgmlEncoder]) {
+      for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.Q4_K]) {
+        const want = enc.encodeRows({ type, rows, cols, x });
+        const out = new Uint8Array(want.length).fill(0xa5);
+        const got = enc.encodeRows({ type, rows, cols, x, out });
+        assert.equal(got, out, `${variant} ${enc.name} ${ggmlTypeName(type)}: not the given buffer`);
+        assert.deepEqual(got, want, `${variant} ${enc.name} ${ggmlTypeName(type)}`);
+        assert.throws(() => enc.encodeRows({ type, rows, cols, x, out: new Uint8Array(want.length + 1) }), /out has \d+ bytes/);
+      }
+    }
+  }
+});
