@@ -1310,25 +1310,25 @@ export function quantize_row_q4_0_f16(h: usize, n: i32, y: usize): i32 {
     lo = f32x4.pmin(lo, i32x4.shuffle(lo, lo, 2, 3, 0, 1));
     hi = f32x4.pmax(hi, i32x4.shuffle(hi, hi, 1, 0, 3, 2));
     lo = f32x4.pmin(lo, i32x4.shuffle(lo, lo, 1, 0, 3, 2));
-    const vmax = f32x4.extract_lane(hi, 0);
-    const vmin = f32x4.extract_lane(lo, 0);
-    let mx: f32;
-    if (vmax > -vmin) mx = vmax;
-    else if (-vmin > vmax) mx = vmin;
-    else {
+    // every lane now holds the block's max (hi) and min (lo); the signed extreme is picked in SIMD (a data-dependent
+    // branch on the sign would be mispredicted half the time on real weights), the rare tie by the scalar loop
+    const nlo = f32x4.neg(lo);
+    let mxv = v128.bitselect(hi, lo, f32x4.gt(hi, nlo));
+    if (v128.any_true(f32x4.eq(hi, nlo))) {
       // |max| == |min|: ggml keeps the first index with the largest magnitude
-      mx = 0;
+      let mx: f32 = 0;
       let amax: f32 = 0;
       for (let j = 0; j < 32; j++) {
         const v = f16_to_f32(load<u16>(p + (<usize>j << 1)));
         if (amax < abs(v)) { amax = abs(v); mx = v; }
       }
+      mxv = f32x4.splat(mx);
     }
-    const d: f32 = mx * -0.125;
-    const id: f32 = d != 0 ? <f32>1.0 / d : 0;
+    const dv = f32x4.mul(mxv, f32x4.splat(-0.125));
+    const zero = f32x4.splat(0);
+    const vid = v128.bitselect(f32x4.div(f32x4.splat(1.0), dv), zero, f32x4.ne(dv, zero));
     const o = y + <usize>b * 18;
-    store<u16>(o, <u16>f32_to_f16(d));
-    const vid = f32x4.splat(id);
+    store<u16>(o, <u16>f32_to_f16(f32x4.extract_lane(dv, 0)));
     const first = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(q4lanes(x0, vid), q4lanes(x1, vid)), i16x8.narrow_i32x4_s(q4lanes(x2, vid), q4lanes(x3, vid)));
     const second = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(q4lanes(x4, vid), q4lanes(x5, vid)), i16x8.narrow_i32x4_s(q4lanes(x6, vid), q4lanes(x7, vid)));
     v128.store(o + 2, v128.or(first, i16x8.shl(second, 4)));
