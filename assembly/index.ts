@@ -1334,6 +1334,78 @@ export function quantize_row_q4_0(x: usize, n: i32, y: usize): void {
   }
 }
 
+/** 8 binary16 lanes → their low / high 4 as f32x4 (f16x4_to_f32: finite values only) */
+@inline function f16lo(v: v128): v128 {
+  return f16x4_to_f32(i32x4.extend_low_i16x8_s(v));
+}
+@inline function f16hi(v: v128): v128 {
+  return f16x4_to_f32(i32x4.extend_high_i16x8_s(v));
+}
+
+/** one 4-lane group of a Q4_0 block: min(15, trunc(x·id + 8.5)) as i32 lanes. x·id + 8.5 lies in
+ * [0.5 − ε, 16.5 + ε] (|x| ≤ |max|, id = −8/max; 8.5 when id = 0), so truncation is f32x4.trunc (one
+ * roundps), the clamp a pmin on integers in f32 (exact), and the integer comes out of the 1.5·2^23 sum's
+ * low bits: the same value as C's (int8_t) cast and MIN, in 4 instructions instead of a saturating convert */
+@inline function q4lanes(x: v128, vid: v128): v128 {
+  const t = f32x4.pmin(f32x4.trunc(f32x4.add(f32x4.mul(x, vid), f32x4.splat(8.5))), f32x4.splat(15));
+  return i32x4.sub(f32x4.add(t, f32x4.splat(MAGIC)), i32x4.splat(MAGIC_BITS));
+}
+
+/**
+ * quantize_row_q4_0 straight from binary16 bits at h (n a multiple of 32): each block's 32 values are
+ * converted in registers (exact: every binary16 is an f32), so the bytes are those of f16_to_f32_row +
+ * quantize_row_q4_0, without the f32 round trip through memory and without a separate Inf/NaN pass.
+ * Returns 0, or 1 when some value is Inf/NaN: then y holds no meaningful bytes and the caller takes the f32
+ * path (whose reference codec decides what such values become). Differences from the f32 encoder that
+ * cannot change a byte for binary16 input: the block's max / min reduce with pmax / pmin across lanes (the
+ * sign of a zero extreme never reaches d, see quantize_row_q4_0), d = max·(−1/8) (exact, as max / −8), and
+ * the levels take q4lanes (|max| ≥ 2^−24 or 0, so id = 1/d ≤ 2^27 is finite and x·id + 8.5 is in range).
+ */
+export function quantize_row_q4_0_f16(h: usize, n: i32, y: usize): i32 {
+  const nb = n >> 5;
+  const magMask = i16x8.splat(0x7fff);
+  let top = i16x8.splat(0); // largest magnitude bits seen: ≥ 0x7c00 means Inf/NaN
+  for (let b = 0; b < nb; b++) {
+    const p = h + (<usize>b << 6);
+    const h0 = v128.load(p);
+    const h1 = v128.load(p, 16);
+    const h2 = v128.load(p, 32);
+    const h3 = v128.load(p, 48);
+    top = i16x8.max_u(top, i16x8.max_u(i16x8.max_u(v128.and(h0, magMask), v128.and(h1, magMask)), i16x8.max_u(v128.and(h2, magMask), v128.and(h3, magMask))));
+    const x0 = f16lo(h0), x1 = f16hi(h0), x2 = f16lo(h1), x3 = f16hi(h1);
+    const x4 = f16lo(h2), x5 = f16hi(h2), x6 = f16lo(h3), x7 = f16hi(h3);
+    let hi = f32x4.pmax(f32x4.pmax(f32x4.pmax(x0, x1), f32x4.pmax(x2, x3)), f32x4.pmax(f32x4.pmax(x4, x5), f32x4.pmax(x6, x7)));
+    let lo = f32x4.pmin(f32x4.pmin(f32x4.pmin(x0, x1), f32x4.pmin(x2, x3)), f32x4.pmin(f32x4.pmin(x4, x5), f32x4.pmin(x6, x7)));
+    hi = f32x4.pmax(hi, i32x4.shuffle(hi, hi, 2, 3, 0, 1));
+    lo = f32x4.pmin(lo, i32x4.shuffle(lo, lo, 2, 3, 0, 1));
+    hi = f32x4.pmax(hi, i32x4.shuffle(hi, hi, 1, 0, 3, 2));
+    lo = f32x4.pmin(lo, i32x4.shuffle(lo, lo, 1, 0, 3, 2));
+    // every lane now holds the block's max (hi) and min (lo); the signed extreme is picked in SIMD (a data-dependent
+    // branch on the sign would be mispredicted half the time on real weights), the rare tie by the scalar loop
+    const nlo = f32x4.neg(lo);
+    let mxv = v128.bitselect(hi, lo, f32x4.gt(hi, nlo));
+    if (v128.any_true(f32x4.eq(hi, nlo))) {
+      // |max| == |min|: ggml keeps the first index with the largest magnitude
+      let mx: f32 = 0;
+      let amax: f32 = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = f16_to_f32(load<u16>(p + (<usize>j << 1)));
+        if (amax < abs(v)) { amax = abs(v); mx = v; }
+      }
+      mxv = f32x4.splat(mx);
+    }
+    const dv = f32x4.mul(mxv, f32x4.splat(-0.125));
+    const zero = f32x4.splat(0);
+    const vid = v128.bitselect(f32x4.div(f32x4.splat(1.0), dv), zero, f32x4.ne(dv, zero));
+    const o = y + <usize>b * 18;
+    store<u16>(o, <u16>f32_to_f16(f32x4.extract_lane(dv, 0)));
+    const first = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(q4lanes(x0, vid), q4lanes(x1, vid)), i16x8.narrow_i32x4_s(q4lanes(x2, vid), q4lanes(x3, vid)));
+    const second = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(q4lanes(x4, vid), q4lanes(x5, vid)), i16x8.narrow_i32x4_s(q4lanes(x6, vid), q4lanes(x7, vid)));
+    v128.store(o + 2, v128.or(first, i16x8.shl(second, 4)));
+  }
+  return v128.any_true(i16x8.gt_u(top, i16x8.splat(0x7bff))) ? 1 : 0;
+}
+
 /** n binary16 values at h → f32 at x (n a multiple of 8), SIMD (f16x4_to_f32: finite values only). */
 export function f16_to_f32_row(h: usize, n: i32, x: usize): void {
   for (let i = 0; i < n; i += 8) {

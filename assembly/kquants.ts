@@ -442,9 +442,15 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
   let iscale = f32x4.div(f32x4.splat(-fn), mx);
   let sumlx = zero;
   let suml2 = zero;
+  // which clamps can bind (lanes that are not tiny; tiny lanes are overwritten at the end): |x| ≤ |mx| in a
+  // lane, so |iscale·x| ≤ (nmax + 0.1·is)·(1 + 3ε) with ε = 2^−24 for the f32 roundings of 0.1·is, the sum,
+  // the quotient and the product. The first fit (is = 0): nearest ≤ nmax in magnitude, so only the upper
+  // clamp (nmax − 1) can bind; trials is = −5 … 4: |y| < nmax + 0.5, the same; is ≤ −6: |y| < nmax − 0.5, so
+  // the level is within [−(nmax − 1), nmax − 1] and neither binds; is ≥ 5: |y| reaches nmax + 0.5 … nmax + 0.9,
+  // so both can. Dropping a clamp that cannot bind keeps every level the scalar's (kquant-encoders tests).
   for (let i = 0; i < n; i++) {
     const p = <usize>i << 4;
-    const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
+    const fl = f32x4.pmin(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vhi);
     v128.store(LT + p, f32x4.add(fl, vn));
     sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
     suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
@@ -452,28 +458,75 @@ function make_qx1_x4(nmax: i32, s: usize): v128 {
   // truthy(suml2): non-zero and not NaN
   let scale = v128.bitselect(f32x4.div(sumlx, suml2), zero, v128.and(f32x4.ne(suml2, zero), f32x4.eq(suml2, suml2)));
   let best = f32x4.mul(scale, sumlx);
-  for (let t = 0; t < 18; t++) {
-    const is = qxTrial(t);
-    iscale = f32x4.div(f32x4.neg(f32x4.splat(fn + QX_TENTH * <f32>is)), mx);
-    sumlx = zero;
-    suml2 = zero;
-    for (let i = 0; i < n; i++) {
-      const p = <usize>i << 4;
-      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
-      sumlx = f32x4.add(sumlx, f32x4.mul(v128.load(WXT + p), fl));
-      suml2 = f32x4.add(suml2, f32x4.mul(f32x4.mul(v128.load(WT + p), fl), fl));
+  // the 18 trials two at a time: both trials' sums come from one pass over the values (shared loads and loop
+  // overhead, two independent add chains per sum), each sum in the scalar's order; the verdicts then follow in
+  // the scalar's trial order (t before t + 1), so the result is the one-trial loop's
+  for (let t = 0; t < 18; t += 2) {
+    const iscA = f32x4.div(f32x4.neg(f32x4.splat(fn + QX_TENTH * <f32>qxTrial(t))), mx);
+    const iscB = f32x4.div(f32x4.neg(f32x4.splat(fn + QX_TENTH * <f32>qxTrial(t + 1))), mx);
+    let xa = zero;
+    let la = zero;
+    let xb = zero;
+    let lb = zero;
+    // pairs from t 0, 2 (trials 0 … 3): is −9 … −6, no clamp binds; t 4 … 10 (trials 4 … 11): is −5 … 3, only
+    // the upper one; t 12 … 16 (trials 12 … 17): is 4 … 9, both (for is = 4 the lower one cannot bind, and a
+    // clamp where it cannot bind changes nothing)
+    if (t < 4) {
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const vx = v128.load(XT + p);
+        const vwx = v128.load(WXT + p);
+        const vw = v128.load(WT + p);
+        const fa = f32x4.sub(f32x4.add(f32x4.mul(iscA, vx), magic), magic);
+        const fb = f32x4.sub(f32x4.add(f32x4.mul(iscB, vx), magic), magic);
+        xa = f32x4.add(xa, f32x4.mul(vwx, fa));
+        la = f32x4.add(la, f32x4.mul(f32x4.mul(vw, fa), fa));
+        xb = f32x4.add(xb, f32x4.mul(vwx, fb));
+        lb = f32x4.add(lb, f32x4.mul(f32x4.mul(vw, fb), fb));
+      }
+    } else if (t < 12) {
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const vx = v128.load(XT + p);
+        const vwx = v128.load(WXT + p);
+        const vw = v128.load(WT + p);
+        const fa = f32x4.pmin(f32x4.sub(f32x4.add(f32x4.mul(iscA, vx), magic), magic), vhi);
+        const fb = f32x4.pmin(f32x4.sub(f32x4.add(f32x4.mul(iscB, vx), magic), magic), vhi);
+        xa = f32x4.add(xa, f32x4.mul(vwx, fa));
+        la = f32x4.add(la, f32x4.mul(f32x4.mul(vw, fa), fa));
+        xb = f32x4.add(xb, f32x4.mul(vwx, fb));
+        lb = f32x4.add(lb, f32x4.mul(f32x4.mul(vw, fb), fb));
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const vx = v128.load(XT + p);
+        const vwx = v128.load(WXT + p);
+        const vw = v128.load(WT + p);
+        const fa = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscA, vx), magic), magic), vlo), vhi);
+        const fb = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscB, vx), magic), magic), vlo), vhi);
+        xa = f32x4.add(xa, f32x4.mul(vwx, fa));
+        la = f32x4.add(la, f32x4.mul(f32x4.mul(vw, fa), fa));
+        xb = f32x4.add(xb, f32x4.mul(vwx, fb));
+        lb = f32x4.add(lb, f32x4.mul(f32x4.mul(vw, fb), fb));
+      }
     }
-    const take = v128.and(f32x4.gt(suml2, zero), f32x4.gt(f32x4.mul(sumlx, sumlx), f32x4.mul(best, suml2)));
-    if (!v128.any_true(take)) continue;
-    // the trial's levels again (cheaper than storing them on every trial: most trials change nothing)
-    for (let i = 0; i < n; i++) {
-      const p = <usize>i << 4;
-      const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(iscale, v128.load(XT + p)), magic), magic), vlo), vhi);
-      v128.store(LT + p, v128.bitselect(f32x4.add(fl, vn), v128.load(LT + p), take));
+    for (let k = 0; k < 2; k++) {
+      const isc = k == 0 ? iscA : iscB;
+      const sumlx = k == 0 ? xa : xb;
+      const suml2 = k == 0 ? la : lb;
+      const take = v128.and(f32x4.gt(suml2, zero), f32x4.gt(f32x4.mul(sumlx, sumlx), f32x4.mul(best, suml2)));
+      if (!v128.any_true(take)) continue;
+      // the trial's levels again (cheaper than storing them on every trial: most trials change nothing)
+      for (let i = 0; i < n; i++) {
+        const p = <usize>i << 4;
+        const fl = f32x4.pmin(f32x4.pmax(f32x4.sub(f32x4.add(f32x4.mul(isc, v128.load(XT + p)), magic), magic), vlo), vhi);
+        v128.store(LT + p, v128.bitselect(f32x4.add(fl, vn), v128.load(LT + p), take));
+      }
+      const sc = f32x4.div(sumlx, suml2);
+      scale = v128.bitselect(sc, scale, take);
+      best = v128.bitselect(f32x4.mul(sc, sumlx), best, take);
     }
-    const sc = f32x4.div(sumlx, suml2);
-    scale = v128.bitselect(sc, scale, take);
-    best = v128.bitselect(f32x4.mul(sc, sumlx), best, take);
   }
   if (v128.any_true(tiny)) {
     for (let i = 0; i < n; i++) v128.store(LT + (<usize>i << 4), v128.bitselect(zero, v128.load(LT + (<usize>i << 4)), tiny));

@@ -20,9 +20,19 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const file = await syntheticGguf(GgmlType.F16, LLAMA_1B_SHAPE, undefined, ctx.log);
   const out = join(benchCacheDir(), "quantize-1b-out.gguf");
   const rows: (string | number)[][] = [];
-  const types = ctx.quick ? ["Q8_0"] : ["Q4_K_M", "Q4_0", "Q8_0"];
+  // QUANTLAB_QUANTIZE_TYPES=Q4_0[,Q8_0…] / QUANTLAB_QUANTIZE_THREADS=1[,2]: only those rows (A/Bs of one preset)
+  const all = ctx.quick ? ["Q8_0"] : ["Q4_K_M", "Q4_0", "Q8_0"];
+  const pick = (env: string | undefined, from: string[], what: string): string[] => {
+    if (env === undefined || env === "") return from;
+    const want = env.split(",").map((s) => s.trim());
+    const bad = want.filter((t) => !from.includes(t));
+    if (bad.length) throw new Error(`${what}=${env}: ${bad.join(", ")} not among ${from.join(", ")}`);
+    return want;
+  };
+  const types = pick(process.env.QUANTLAB_QUANTIZE_TYPES, all, "QUANTLAB_QUANTIZE_TYPES");
+  const threadList = pick(process.env.QUANTLAB_QUANTIZE_THREADS, ["1", "2"], "QUANTLAB_QUANTIZE_THREADS").map(Number);
   for (const type of types) {
-    for (const threads of [1, 2]) {
+    for (const threads of threadList) {
       const load = loadavg()[0]!.toFixed(2);
       const t0 = performance.now();
       const r = spawnSync(process.execPath, [BIN, "quantize", file.path, "--type", type, "-o", out, "--threads", String(threads)], { encoding: "utf8", env: { ...process.env, QUANTLAB_PROGRESS: "0" }, timeout: 1_800_000 });

@@ -251,6 +251,34 @@ function finish(model: Model, preset: GgmlPreset, steps: TensorStep[], t0: numbe
 }
 
 /**
+ * Output buffers of deferred encodes (GgmlQuantizeOptions.deferEncoding), given back when the writer lets a
+ * tensor go (LazyData's onRelease): a writer going through the model's tensors reuses the few buffers that are
+ * live at a time instead of faulting in fresh memory for every tensor (766 MB of output for a 1B model's
+ * Q4_0: page faults cost several times the copy into a buffer that is already mapped).
+ */
+export class BlockBufferPool {
+  private readonly free: ArrayBuffer[] = [];
+  /** a buffer of n bytes: a view of the smallest free buffer that fits, else a new one */
+  take(n: number): Uint8Array {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const b = this.free[i]!.byteLength;
+      if (b >= n && (best < 0 || b < this.free[best]!.byteLength)) best = i;
+    }
+    if (best < 0) return new Uint8Array(n);
+    return new Uint8Array(this.free.splice(best, 1)[0]!, 0, n);
+  }
+  /** gives back a buffer from take (no one may use it afterwards) */
+  give(v: Uint8Array): void {
+    if (!this.free.includes(v.buffer as ArrayBuffer)) this.free.push(v.buffer as ArrayBuffer);
+  }
+  /** free buffers (tests) */
+  get size(): number {
+    return this.free.length;
+  }
+}
+
+/**
  * Quantizes every tensor of `model` with a llama-quantize preset. Tensors already in their target type
  * are kept byte for byte; others are encoded one at a time by `opts.encoder` (float sources as they are,
  * others decoded to f32 first). The input model is not modified.
@@ -261,6 +289,7 @@ export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): Gg
   const encoder = opts.encoder ?? refGgmlEncoder;
   const progress = opts.progress ?? noProgress;
   const refuse = opts.refuseNonFinite;
+  const pool = new BlockBufferPool();
   // the tensors the encoder will not read (kept, float re-encodes, GPTQ) are checked before any work
   if (refuse) for (const st of steps) if (!encodedByEncoder(model, st, opts)) checkFiniteWeight(model.weights.get(st.choice.name)!, st.choice.name, refuse.where, refuse.what);
   progress.start(work, `quantizing ${preset}`);
@@ -276,12 +305,13 @@ export function quantizeModelToGgml(model: Model, opts: GgmlQuantizeOptions): Gg
       const job = st.job, source = model.weights.get(st.choice.name)!;
       st.job = undefined; // let a decoded f32 copy go (with the encoding)
       if (opts.deferEncoding) {
-        // encoded on first read (the writer's, in file order), then kept (pinned: a release does not drop it)
+        // encoded on first read (the writer's, in file order) into a pooled buffer, which goes back to the pool
+        // when the writer lets the tensor go (a later read encodes it again)
         const bytes = storedBytes({ kind: "ggml", type: job.type, shape, data: new Uint8Array(0) });
         st.done = lazyGgmlWeight(job.type, [...shape], new LazyData(bytes, () => {
-          const data = encoder.encodeRows({ ...job, ...(onNonFinite ? { onNonFinite } : {}) });
+          const data = encoder.encodeRows({ ...job, ...(onNonFinite ? { onNonFinite } : {}), out: pool.take(bytes) });
           releaseWeight(source);
-          return { value: data, pinned: true };
+          return { value: data, onRelease: () => pool.give(data) };
         }));
         progress.tick(shape.reduce((a, b) => a * b, 1));
         continue;

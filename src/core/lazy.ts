@@ -16,11 +16,15 @@ export interface LazyLoaded<T> {
    * or a source without synchronous reads): `release()` keeps them.
    */
   pinned?: boolean;
+  /** Called when `release()` drops this value: its memory may be reused from then on (a buffer pool's
+   * give-back). Only for values no one keeps past a release. */
+  onRelease?: () => void;
 }
 
 export class LazyData<T> {
   private value: T | undefined;
   private pinned = false;
+  private onRelease: (() => void) | undefined;
 
   /**
    * @param fileBytes bytes the loader reads from its source (what a load costs, for accounting)
@@ -36,6 +40,7 @@ export class LazyData<T> {
     const r = this.load();
     this.value = r.value;
     this.pinned = r.pinned === true;
+    this.onRelease = r.onRelease;
     return r.value;
   }
 
@@ -43,6 +48,7 @@ export class LazyData<T> {
   fill(value: T, pinned: boolean): void {
     this.value = value;
     this.pinned = pinned;
+    this.onRelease = undefined;
   }
 
   get loaded(): boolean {
@@ -57,6 +63,9 @@ export class LazyData<T> {
   release(): boolean {
     if (this.value === undefined || this.pinned) return false;
     this.value = undefined;
+    const give = this.onRelease;
+    this.onRelease = undefined;
+    give?.();
     return true;
   }
 }

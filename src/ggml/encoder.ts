@@ -39,6 +39,9 @@ export interface EncodeRowsJob {
   name?: string;
   /** ticked with rows·cols elements as rows are done */
   progress?: Progress;
+  /** where to put the blocks (exactly rows · rowBytes bytes; any previous content is overwritten): a buffer
+   * the caller reuses, so a long run of tensors does not fault in fresh memory for each (default: a new one) */
+  out?: Uint8Array;
 }
 
 export interface GgmlEncoder {
@@ -72,7 +75,9 @@ export function checkEncodeJob(job: EncodeRowsJob): CheckedEncodeJob {
   let imatrix = job.imatrix;
   if (imatrix && imatrix.length !== cols) throw new QuantlabError("E_ARG", `${what}: the importance matrix has ${imatrix.length} columns, the tensor ${cols}`);
   if (imatrix && !ggmlUsesImatrix(type)) imatrix = undefined;
-  return { rowBytes: (cols / blockSize) * bytesPerBlock, imatrix, refine: !!job.refine };
+  const rowBytes = (cols / blockSize) * bytesPerBlock;
+  if (job.out && job.out.length !== rows * rowBytes) throw new QuantlabError("E_ARG", `${what}: out has ${job.out.length} bytes, the [${rows}, ${cols}] ${ggmlTypeName(type)} blocks ${rows * rowBytes}`);
+  return { rowBytes, imatrix, refine: !!job.refine };
 }
 
 /** values per quantizeRow call of the reference encoder (progress moves on big tensors) */
@@ -86,7 +91,7 @@ export const refGgmlEncoder: GgmlEncoder = {
     const { rowBytes, imatrix, refine } = checkEncodeJob(job);
     const { type, rows, cols } = job;
     const progress = job.progress ?? noProgress;
-    const out = new Uint8Array(rows * rowBytes);
+    const out = job.out?.fill(0) ?? new Uint8Array(rows * rowBytes); // a reused buffer starts as a new one would
     const chunkRows = Math.max(1, Math.floor(REF_CHUNK / cols));
     const scratch = job.x ? undefined : new Float32Array(Math.min(rows, chunkRows) * cols); // (chunkRows, cols)
     const bits = job.f16Read ? new Uint16Array(Math.min(rows, chunkRows) * cols) : undefined; // (chunkRows, cols)

@@ -510,12 +510,44 @@ class Builder {
   i32(v: number): void { this.ensure(4); this.view.setInt32(this.length, v, true); this.length += 4; }
   f32(v: number): void { this.ensure(4); this.view.setFloat32(this.length, v, true); this.length += 4; }
   f64(v: number): void { this.ensure(8); this.view.setFloat64(this.length, v, true); this.length += 8; }
-  u64(v: bigint | number): void { this.ensure(8); this.view.setBigUint64(this.length, BigInt(v), true); this.length += 8; }
+  u64(v: bigint | number): void {
+    this.ensure(8);
+    // a safe non-negative integer as two u32 words (no BigInt per string length); anything else as before
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) {
+      this.view.setUint32(this.length, v >>> 0, true);
+      this.view.setUint32(this.length + 4, Math.floor(v / 2 ** 32), true);
+    } else this.view.setBigUint64(this.length, BigInt(v), true);
+    this.length += 8;
+  }
   i64(v: bigint): void { this.ensure(8); this.view.setBigInt64(this.length, v, true); this.length += 8; }
   bytes(b: Uint8Array): void { this.ensure(b.length); this.buf.set(b, this.length); this.length += b.length; }
-  string(s: string): void { const b = utf8Enc.encode(s); this.u64(b.length); this.bytes(b); }
+  string(s: string): void {
+    // UTF-8 straight into the buffer (at most 3 bytes per UTF-16 unit), the length written in front after
+    this.ensure(8 + 3 * s.length);
+    const { written } = utf8Enc.encodeInto(s, this.buf.subarray(this.length + 8));
+    this.u64(written);
+    this.length += written;
+  }
   zeros(n: number): void { this.ensure(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
   take(): Uint8Array { return this.buf.subarray(0, this.length); }
+}
+
+/** A Builder that keeps nothing: writeScalar through it only runs the range checks (setKV), so a 128 K-token
+ * vocabulary is not encoded twice. */
+class CheckBuilder extends Builder {
+  override u8(): void {}
+  override i8(): void {}
+  override u16(): void {}
+  override i16(): void {}
+  override u32(): void {}
+  override i32(): void {}
+  override f32(): void {}
+  override f64(): void {}
+  override u64(v: bigint | number): void { if (typeof v !== "bigint") BigInt(v); } // BigInt's own errors, as when written
+  override i64(): void {}
+  override bytes(): void {}
+  override string(): void {}
+  override zeros(): void {}
 }
 
 function writeScalar(b: Builder, v: GgufValue, key: string): void {
@@ -591,7 +623,7 @@ export class GgufWriter {
       }
       this.alignment = value.value;
     }
-    writeScalar(new Builder(), value, key); // validates ranges now, so the error points at the caller
+    writeScalar(new CheckBuilder(), value, key); // validates ranges now, so the error points at the caller
     this.kv.set(key, value);
     return this;
   }

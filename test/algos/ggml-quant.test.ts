@@ -48,11 +48,12 @@ describe("quantizeModelToGgml", () => {
     }
   });
 
-  test("deferEncoding: each block tensor is encoded when its bytes are first read, once, to llama.cpp's bytes; the report's sizes need no encoding", async () => {
+  test("deferEncoding: each block tensor is encoded when its bytes are first read, to llama.cpp's bytes, into a pooled buffer that a release gives back (a later read encodes again); the report's sizes need no encoding", async () => {
     const m = await loadModel(dataPath("ggml", "stories3M", "stories3M-F32.gguf"));
     const eager = quantizeModelToGgml(m, { type: "Q4_0" });
     let encoded = 0;
-    const counting: GgmlEncoder = { name: "counting", threads: 1, encodeRows: (job) => { encoded++; return refGgmlEncoder.encodeRows(job); } };
+    const outs: (ArrayBufferLike | undefined)[] = [];
+    const counting: GgmlEncoder = { name: "counting", threads: 1, encodeRows: (job) => { encoded++; outs.push(job.out?.buffer); return refGgmlEncoder.encodeRows(job); } };
     const r = quantizeModelToGgml(m, { type: "Q4_0", deferEncoding: true, encoder: counting });
     assert.equal(encoded, 0, "nothing encoded before a read");
     assert.deepEqual(r.tensors, eager.tensors);
@@ -61,9 +62,21 @@ describe("quantizeModelToGgml", () => {
     assert.equal(isWeightLoaded(q), false);
     assert.ok(q.kind === "ggml" && q.data.length === eager.tensors.find((t) => t.name === "blk.0.attn_q.weight")!.bytes);
     assert.equal(encoded, 1);
-    releaseWeight(q); // kept once encoded (pinned): a writer's release does not make it encode again
-    assert.ok(q.kind === "ggml" && q.data.length > 0);
+    const want = eager.model.weights.get("blk.0.attn_q.weight")!;
+    assert.ok(want.kind === "ggml" && q.kind === "ggml");
+    const first = q.data;
+    assert.deepEqual(first, want.data);
+    assert.equal(q.data, first, "read twice, encoded once");
     assert.equal(encoded, 1);
+    // a release (the writer's, once the bytes are written) gives the buffer back: the next tensor's encode
+    // gets it (dirty: the encoder overwrites every byte), and reading q again encodes it again, same bytes
+    assert.equal(releaseWeight(q), true);
+    const k = r.model.weights.get("blk.0.attn_output.weight")!;
+    assert.ok(k.kind === "ggml");
+    assert.deepEqual(k.data, (eager.model.weights.get("blk.0.attn_output.weight") as { data: Uint8Array }).data);
+    assert.equal(outs[1], first.buffer, "the released buffer is reused");
+    assert.deepEqual(q.data, want.data);
+    assert.equal(encoded, 3);
     assert.deepEqual(await sameBytesAsLlamaCpp(m, "stories3M", "stories3M-Q4_0.gguf", "Q4_0", true), []);
   });
 

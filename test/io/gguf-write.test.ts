@@ -210,3 +210,14 @@ function findInfoEnd(b: Uint8Array): number {
   }
   return p;
 }
+
+test("string metadata is its u64 byte length and TextEncoder's UTF-8 (multi-byte, a lone surrogate, longer than the header builder's first buffer)", async () => {
+  for (const s of ["é", "a\uD800b", "🦙".repeat(20000), "x".repeat(70000), ""]) {
+    const bytes = await writeToMemory([["k", { type: GgufValueType.STRING, value: s }]], []);
+    const want = new TextEncoder().encode(s);
+    const off = 4 + 4 + 8 + 8 + (8 + 1) + 4; // magic, version, tensor and kv counts, the key "k", the value type
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    assert.equal(dv.getBigUint64(off, true), BigInt(want.length), `length of a ${s.length}-unit string`);
+    assert.deepEqual(bytes.subarray(off + 8, off + 8 + want.length), want);
+  }
+});

@@ -407,3 +407,38 @@ describe("lazy loading", () => {
     await m.close!();
   });
 });
+
+test("LazyData onRelease: called once when release drops the value, never for pinned or filled values; BlockBufferPool reuses what is given back", async () => {
+  const { LazyData } = await import("../../src/core/lazy.js");
+  const { BlockBufferPool } = await import("../../src/algos/ggml-quant.js");
+  let given = 0;
+  const l = new LazyData(4, () => ({ value: new Uint8Array(4), onRelease: () => given++ }));
+  l.get();
+  assert.equal(l.release(), true);
+  assert.equal(given, 1);
+  assert.equal(l.release(), false, "nothing left to drop");
+  assert.equal(given, 1);
+  l.get();
+  l.fill(new Uint8Array(4), false); // a filled value has no give-back of its own
+  assert.equal(l.release(), true);
+  assert.equal(given, 1);
+  const pinned = new LazyData(4, () => ({ value: new Uint8Array(4), pinned: true, onRelease: () => given++ }));
+  pinned.get();
+  assert.equal(pinned.release(), false);
+  assert.equal(given, 1);
+  const pool = new BlockBufferPool();
+  const a = pool.take(100), b = pool.take(40);
+  assert.notEqual(a.buffer, b.buffer);
+  pool.give(a);
+  pool.give(b);
+  pool.give(b); // twice: still one entry
+  assert.equal(pool.size, 2);
+  const c = pool.take(30); // the smallest that fits: b's
+  assert.equal(c.buffer, b.buffer);
+  assert.equal(c.length, 30);
+  const d = pool.take(60); // a's
+  assert.equal(d.buffer, a.buffer);
+  const e = pool.take(10); // none free: a new one
+  assert.ok(e.buffer !== a.buffer && e.buffer !== b.buffer);
+  assert.equal(pool.size, 0);
+});

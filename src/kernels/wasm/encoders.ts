@@ -97,7 +97,8 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     const { rowBytes, imatrix, refine } = checkEncodeJob(job);
     const { type, rows, cols } = job;
     const progress = job.progress ?? noProgress;
-    const out = new Uint8Array(rows * rowBytes);
+    // every byte of out is copied from the staged blocks below, so a reused buffer needs no clearing
+    const out = job.out ?? new Uint8Array(rows * rowBytes);
     if (rows === 0) return out;
     const s = this.stage(cols, imatrix !== undefined);
     const a = this.shard.arena;

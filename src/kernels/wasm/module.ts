@@ -74,6 +74,8 @@ export interface KernelExports {
   scale_act_f16(x: number, n: number, xs: number): number;
   quantize_row_q8_0(x: number, n: number, y: number): void;
   quantize_row_q4_0(x: number, n: number, y: number): void;
+  /** Q4_0 from binary16 bits, converted in registers; 0, or 1 (Inf/NaN present: take the f32 path) */
+  quantize_row_q4_0_f16(h: number, n: number, y: number): number;
   /** 1 if quantize_blocks_k encodes this ggml type (Q2_K … Q6_K), else 0 (assembly/kquants.ts) */
   kquant_supported(type: number): number;
   /** nb 256-blocks of f32 at x → ggml k-quant blocks at dst, importance qw (0 = none) of one row of blocksPerRow

@@ -79,6 +79,12 @@ function encodeRowsPass(sh: PoolShard, d: Uint32Array, r0: number, r1: number): 
   let finite: boolean;
   if (d[G_F16] !== 0) {
     const h = d[G_F16]! + r0 * cols * 2;
+    // Q4_0 from binary16 in one pass (conversion, Inf/NaN check and encoding; the same bytes); with Inf/NaN
+    // it reports 1 and the rows take the path below
+    if (d[G_TYPE] === GgmlType.Q4_0 && d[G_NO_WASM] === 0 && d[G_IMATRIX] === 0 && d[G_REFINE] === 0 && k.quantize_row_q4_0_f16(h, n, d[G_DST]! + r0 * d[G_ROW_BYTES]!) === 0) {
+      Atomics.add(d, G_WASM_VALUES, n);
+      return;
+    }
     // the WASM conversion uses integer ops that do not make Inf/NaN: such rows convert in TS (and take the
     // TS codec below, whose handling of non-finite values is the reference)
     finite = k.f16_count_special(h, n) === 0;

@@ -110,6 +110,55 @@ test("quantizeGgmlF16 (f16 in, converted in WASM) gives ggml's bytes for the f16
   }
 });
 
+test("quantize_row_q4_0_f16 (binary16 in, one pass) gives ggml's Q4_0 bytes for the f16 values and flags Inf/NaN wherever they are", () => {
+  // edge blocks in binary16: ties of |max| and |min| (first one wins), zeros and ±0, subnormals only, the
+  // largest finite value, a constant block, halves after scaling (max 8 → id = −1), then random blocks
+  const blocks: number[][] = [];
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 3 ? -2 : j === 9 ? 2 : (j - 16) / 10)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 3 ? 2 : j === 9 ? -2 : (j - 16) / 10)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 30 ? 0.25 : j === 31 ? -0.25 : 0)));
+  blocks.push(new Array(32).fill(0));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j % 3 === 0 ? -0 : 0)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j % 2 ? 2 ** -24 : -(2 ** -24) * (j % 5)))); // subnormals
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 17 ? 65504 : j === 2 ? -65504 : (j - 16) * 1000)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 31 ? -65504 : (j - 16) * 3000)));
+  blocks.push(new Array(32).fill(-0.5));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 0 ? 8 : (j % 17) - 8 + 0.5)));
+  blocks.push(Array.from({ length: 32 }, (_, j) => (j === 0 ? -8 : (j % 17) - 8 + 0.5)));
+  const edge = Float32Array.from(blocks.flat());
+  const rnd = randomF32(32 * 777, 77, 4);
+  const h = new Uint16Array(edge.length + rnd.length);
+  for (let i = 0; i < edge.length; i++) h[i] = f32ToF16Bits(edge[i]!);
+  for (let i = 0; i < rnd.length; i++) h[edge.length + i] = f32ToF16Bits(rnd[i]!);
+  const x = Float32Array.from(h, (b) => f16BitsToF32(b));
+  const want = new Uint8Array((x.length / 32) * 18);
+  quantizeRow(GgmlType.Q4_0, x, want, x.length);
+  for (const variant of VARIANTS) {
+    const be = backend(variant, 1);
+    const a = be.arena;
+    const hp = a.alloc(h.length * 2, 64), yp = a.alloc(want.length, 64);
+    new Uint16Array(a.memory.buffer, hp, h.length).set(h);
+    assert.equal(be.kernels.quantize_row_q4_0_f16(hp, h.length, yp), 0, `${variant}: finite values flagged`);
+    const got = new Uint8Array(a.memory.buffer, yp, want.length).slice();
+    const at = firstDiff(got, want);
+    assert.equal(at, -1, `${variant}: first differing byte ${at} (block ${Math.floor(at / 18)}): ${got[at]} vs ggml ${want[at]}`);
+    // Inf / −Inf / NaN in a first, middle and last block and lane; a negative value of any magnitude in the same
+    // lane of another vector must not hide it (magnitudes are compared without the sign bit)
+    for (const [at, bits] of [[0, 0x7c00], [40, 0xfc00], [h.length - 1, 0x7e00], [h.length - 9, 0xfc01], [300, 0x7c00]] as const) {
+      const bad = h.slice();
+      bad[at] = bits;
+      if (at === 300) bad[308] = 0x8001;
+      new Uint16Array(a.memory.buffer, hp, h.length).set(bad);
+      assert.equal(be.kernels.quantize_row_q4_0_f16(hp, h.length, yp), 1, `${variant}: 0x${bits.toString(16)} at ${at} not flagged`);
+    }
+    // 65504 and −65504 are finite: not flagged
+    const big = new Uint16Array(64).fill(0x7bff);
+    big[7] = 0xfbff;
+    new Uint16Array(a.memory.buffer, hp, 64).set(big);
+    assert.equal(be.kernels.quantize_row_q4_0_f16(hp, 64, yp), 0, `${variant}: ±65504 flagged`);
+  }
+});
+
 test("the backend's ggml encoder gives the reference bytes for Q8_0/Q4_0 from f32 and from f16 (through encodeWeight); imatrix and refine take the TS codec", async () => {
   const { quantize } = await import("../../../src/ggml/codecs.js");
   const { encodeWeight } = await import("../../../src/io/weights-encode.js");
@@ -131,6 +180,24 @@ test("the backend's ggml encoder gives the reference bytes for Q8_0/Q4_0 from f3
       assert.deepEqual(im, quantize(t, x, x.length, { imatrix }), `${variant} ${ggmlTypeName(t)} imatrix`);
       if (t === GgmlType.Q4_0) assert.notDeepEqual(im, quantize(t, x), "Q4_0 with an imatrix took the plain path");
       assert.deepEqual(enc.encodeRows({ type: t, rows, cols: 64, x, refine: true }), quantize(t, x, x.length, { refine: true }), `${variant} ${ggmlTypeName(t)} refine`);
+    }
+  }
+});
+
+test("encodeRows into a given out buffer (reused, dirty) returns it with the bytes a fresh one gets, WASM and reference encoders; a wrong size is an error", async () => {
+  const { refGgmlEncoder } = await import("../../../src/ggml/encoder.js");
+  const rows = 12, cols = 256;
+  const x = randomF32(rows * cols, 15, 2);
+  for (const variant of VARIANTS) {
+    for (const enc of [backend(variant, 2).ggmlEncoder(), refGgmlEncoder]) {
+      for (const type of [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.Q4_K]) {
+        const want = enc.encodeRows({ type, rows, cols, x });
+        const out = new Uint8Array(want.length).fill(0xa5);
+        const got = enc.encodeRows({ type, rows, cols, x, out });
+        assert.equal(got, out, `${variant} ${enc.name} ${ggmlTypeName(type)}: not the given buffer`);
+        assert.deepEqual(got, want, `${variant} ${enc.name} ${ggmlTypeName(type)}`);
+        assert.throws(() => enc.encodeRows({ type, rows, cols, x, out: new Uint8Array(want.length + 1) }), /out has \d+ bytes/);
+      }
     }
   }
 });
