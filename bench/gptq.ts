@@ -87,15 +87,32 @@ function gemmProbe(be: WasmBackend, d: number, n: number): number {
   return (2 * n * d * d) / stats(times).median / 1e9;
 }
 
+/**
+ * The Python interpreter for the PyTorch peer: $QUANTLAB_PYTHON when set (an error there is reported, not
+ * skipped over), else the first of `python3` (PATH) and /usr/bin/python3 (Debian's python3-torch) that
+ * imports torch. Returns the interpreter, or why none can run the peer.
+ */
+function torchPython(): { python: string } | string {
+  const env = process.env.QUANTLAB_PYTHON;
+  const candidates = env ? [env] : ["python3", "/usr/bin/python3"];
+  const why: string[] = [];
+  for (const python of candidates) {
+    const probe = spawnSync(python, ["-c", "import torch"], { encoding: "utf8" });
+    if (probe.status === 0) return { python };
+    why.push(`${python}: ${(probe.stderr || probe.error?.message || "does not run").trim().split("\n").pop()}`);
+  }
+  return `no interpreter imports torch (${why.join("; ")}); set QUANTLAB_PYTHON to one that does`;
+}
+
 /** The PyTorch peer (bench/gptq_torch.py), or the reason it cannot run. */
-function torchPeer(n: number, nTok: number, threads: number): LayerTimes & { version: string } | string {
-  const probe = spawnSync("python3", ["-c", "import torch"], { encoding: "utf8" });
-  if (probe.status !== 0) return `python3 cannot import torch (${(probe.stderr || "no python3").trim().split("\n").pop()}); \`pip install torch\` to compare`;
+function torchPeer(n: number, nTok: number, threads: number): LayerTimes & { version: string; python: string } | string {
+  const py = torchPython();
+  if (typeof py === "string") return py;
   const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "gptq_torch.py");
-  const r = spawnSync("python3", [script, String(n), String(nTok), String(threads)], { encoding: "utf8", timeout: 600_000 });
-  if (r.status !== 0) return `bench/gptq_torch.py failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+  const r = spawnSync(py.python, [script, String(n), String(nTok), String(threads)], { encoding: "utf8", timeout: 600_000 });
+  if (r.status !== 0) return `bench/gptq_torch.py (${py.python}) failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
   const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { hessian_s: number; factor_s: number; columns_s: number; total_s: number; torch: string };
-  return { hessianS: j.hessian_s, factorS: j.factor_s, columnsS: j.columns_s, totalS: j.total_s, version: j.torch };
+  return { hessianS: j.hessian_s, factorS: j.factor_s, columnsS: j.columns_s, totalS: j.total_s, version: j.torch, python: py.python };
 }
 
 /** Llama-3.2-1B's shapes (HF config: hidden 2048, intermediate 8192, 16 layers, 32 heads, 8 KV heads, vocab 128256, tied). */
@@ -161,7 +178,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     const row = (name: string, t: LayerTimes, vsTorch: string, cpuCol: string): (string | number)[] =>
       [name, fmt(t.hessianS, 2), fmt(t.factorS, 2), fmt(t.columnsS, 2), fmt(t.totalS, 2), cpuCol, vsTorch, `×${fmt(t.totalS / boundS, 2)}`];
     const rows = [row(`quantlab WASM SIMD f64, ${threads} threads`, q, typeof torch === "string" ? "—" : `×${fmt(q.totalS / torch.totalS, 2)}`, fmt(cpuS, 1))];
-    if (typeof torch !== "string") rows.push(row(`PyTorch ${torch.version} CPU, ${threads} threads (bench/gptq_torch.py)`, torch, "×1.00", "—"));
+    if (typeof torch !== "string") rows.push(row(`PyTorch ${torch.version} CPU (${torch.python}), ${threads} threads (bench/gptq_torch.py)`, torch, "×1.00", "—"));
     rows.push(["FLOP bound (this run's WASM f32 GEMM probe)", "", "", "", fmt(boundS, 2), "", "", "×1.00"]);
     sections.push({
       title: `GPTQ, one ${n}×${n} linear (${nTok} calibration tokens, int4:g128:asym), ${threads} threads`,
