@@ -8,6 +8,11 @@ export const K_GEMM_NT_F64 = 48;
 /** pool task id of GPTQ's in-block rank-1 update (entry run_k49; rows = rows of W) */
 export const K_RANK1_F64 = 49;
 
+/** pool task id of the f32-product Gram accumulation C (f64, lower) += T·Tᵀ (entry run_k84): T is a panel of
+ * tokens, channel-major f32 (L_M channels, L_LDA ≥ L_K floats apart, L_K a multiple of 4); rows = job rows of 4
+ * channels (zig-zag, as LF_LOWER) */
+export const K_GRAM_F32 = 84;
+
 // descriptor: u32 words; pointers are byte offsets; leading dimensions count f64 elements
 export const L_C = 0;
 export const L_LDC = 1;

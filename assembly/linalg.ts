@@ -287,3 +287,109 @@ export function run_k49(desc: usize, r0: i32, r1: i32): void {
     <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)),
     <usize>load<u32>(desc + (L_A << 2)), <i32>load<u32>(desc + (L_LDA << 2)), <usize>load<u32>(desc + (L_B << 2)));
 }
+
+// ---------------------------------------------------------------- f32-product Gram panels (K_GRAM_F32)
+
+/** c + a·b on f32x4: fused in the relaxed build, multiply then add in the SIMD128 build */
+@inline function madd32(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+/** (v0 + v1) + (v2 + v3) of an f32x4, in f64 */
+@inline function hsum4(v: v128): f64 {
+  return <f64>(f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + <f64>(f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** t[i·ldt + s] = x[s·n + i] for s < m, i < n, and 0 for m ≤ s < ldt: m rows of f32 (m, n) to channel-major
+ * f32 (n, ldt), zero-padded to ldt tokens (ldt a multiple of 4, so the Gram tiles never need a tail), in
+ * 16 × 16 blocks */
+export function f32_transpose_pad(x: usize, m: i32, n: i32, t: usize, ldt: i32): void {
+  for (let s0 = 0; s0 < m; s0 += 16) {
+    const s1 = min(m, s0 + 16);
+    for (let i0 = 0; i0 < n; i0 += 16) {
+      const i1 = min(n, i0 + 16);
+      for (let s = s0; s < s1; s++) {
+        const xr = x + (<usize>s * <usize>n << 2);
+        for (let i = i0; i < i1; i++) store<f32>(t + ((<usize>i * <usize>ldt + <usize>s) << 2), load<f32>(xr + (<usize>i << 2)));
+      }
+    }
+  }
+  if (m < ldt) for (let i = 0; i < n; i++) memory.fill(t + ((<usize>i * <usize>ldt + <usize>m) << 2), 0, <usize>(ldt - m) << 2);
+}
+
+const GRAM_JP: i32 = 128; // channels per column panel: 128 × 256 tokens × 4 B = 128 KiB of T in L2
+
+/**
+ * Job rows [r0, r1) of the f32-product Gram panel C[i, j] += Σ_s T[i, s]·T[j, s] for j ≤ i (C f64 (M, M)
+ * row-major, L_LDC; T f32 (M, L_LDA), L_K tokens, a multiple of 4). A job row is a group of 4 channels,
+ * taken zig-zag (job 2t = group t, 2t + 1 = group G−1−t) so every chunk holds as much of the triangle.
+ * Tiles of 4 rows × 2 columns (8 f32x4 accumulators, 6 loads per 8 multiply-adds, as the f32 GEMM's 4×2):
+ * lane l of an accumulator sums the products of tokens s ≡ l (mod 4) in f32, in token order; the four
+ * lanes are added in f64 as (l0 + l1) + (l2 + l3) with the two inner sums in f32, then added to C in f64.
+ * Each C element comes from one tile whatever the split, so the thread count does not change a bit.
+ */
+export function run_k84(desc: usize, r0: i32, r1: i32): void {
+  const c = <usize>load<u32>(desc + (L_C << 2));
+  const ldc = <i32>load<u32>(desc + (L_LDC << 2));
+  const t = <usize>load<u32>(desc + (L_A << 2));
+  const ldt = <i32>load<u32>(desc + (L_LDA << 2));
+  const M = <i32>load<u32>(desc + (L_M << 2));
+  const K = <i32>load<u32>(desc + (L_K << 2));
+  const G = (M + 3) >> 2;
+  const rs = <usize>ldt << 2;
+  for (let jp = 0; jp < M; jp += GRAM_JP) {
+    const jpEnd = min(M, jp + GRAM_JP);
+    for (let r = r0; r < r1; r++) {
+      const g = (r & 1) == 0 ? r >> 1 : G - 1 - (r >> 1);
+      const i = g << 2;
+      const nr = min(4, M - i);
+      const iLast = i + nr - 1;
+      const jEnd = min(jpEnd, iLast + 1);
+      if (jEnd <= jp) continue;
+      // rows past M alias row i (their sums are not stored)
+      const a0 = t + <usize>i * rs;
+      const a1 = nr > 1 ? a0 + rs : a0, a2 = nr > 2 ? a0 + 2 * rs : a0, a3 = nr > 3 ? a0 + 3 * rs : a0;
+      const c0 = c + (<usize>i * <usize>ldc << 3);
+      const cs = <usize>ldc << 3;
+      for (let j = jp; j < jEnd; j += 2) {
+        const two = j + 1 < jEnd;
+        const b0 = t + <usize>j * rs;
+        const b1 = two ? b0 + rs : b0;
+        const z = f32x4.splat(0);
+        let s00 = z, s01 = z, s10 = z, s11 = z, s20 = z, s21 = z, s30 = z, s31 = z;
+        for (let k = 0; k < K; k += 4) {
+          const o = <usize>k << 2;
+          const y0 = v128.load(b0 + o), y1 = v128.load(b1 + o);
+          const x0 = v128.load(a0 + o);
+          s00 = madd32(x0, y0, s00); s01 = madd32(x0, y1, s01);
+          const x1 = v128.load(a1 + o);
+          s10 = madd32(x1, y0, s10); s11 = madd32(x1, y1, s11);
+          const x2 = v128.load(a2 + o);
+          s20 = madd32(x2, y0, s20); s21 = madd32(x2, y1, s21);
+          const x3 = v128.load(a3 + o);
+          s30 = madd32(x3, y0, s30); s31 = madd32(x3, y1, s31);
+        }
+        // only C[i', j'] with j' ≤ i' (the tile may cross the diagonal)
+        const o = <usize>j << 3;
+        if (j <= i) store<f64>(c0 + o, load<f64>(c0 + o) + hsum4(s00));
+        if (two && j + 1 <= i) store<f64>(c0 + o + 8, load<f64>(c0 + o + 8) + hsum4(s01));
+        if (nr > 1) {
+          const c1 = c0 + cs;
+          if (j <= i + 1) store<f64>(c1 + o, load<f64>(c1 + o) + hsum4(s10));
+          if (two && j + 1 <= i + 1) store<f64>(c1 + o + 8, load<f64>(c1 + o + 8) + hsum4(s11));
+        }
+        if (nr > 2) {
+          const c2 = c0 + 2 * cs;
+          if (j <= i + 2) store<f64>(c2 + o, load<f64>(c2 + o) + hsum4(s20));
+          if (two && j + 1 <= i + 2) store<f64>(c2 + o + 8, load<f64>(c2 + o + 8) + hsum4(s21));
+        }
+        if (nr > 3) {
+          const c3 = c0 + 3 * cs;
+          if (j <= i + 3) store<f64>(c3 + o, load<f64>(c3 + o) + hsum4(s30));
+          if (two && j + 1 <= i + 3) store<f64>(c3 + o + 8, load<f64>(c3 + o + 8) + hsum4(s31));
+        }
+      }
+    }
+  }
+}

@@ -59,7 +59,7 @@ function layerInputs(rng: Rng, n: number, nTok: number): Float32Array {
 /** GPTQ of one n×n linear (int4:g128:asym) on the given kernels: Hessian from x, then the solve. */
 function gptqLayer(x: Float32Array, n: number, nTok: number, w: Float32Array, kernels: LinalgKernels | undefined): LayerTimes {
   let t0 = performance.now();
-  const acc = new HessianAccumulator(n, kernels);
+  const acc = new HessianAccumulator(n, kernels, kernels ? "f32" : "f64");
   for (let s = 0; s < nTok; s += 512) acc.add(x.subarray(s * n, Math.min(nTok, s + 512) * n), Math.min(512, nTok - s));
   const h = acc.takeHessian();
   const hessianMs = performance.now() - t0;

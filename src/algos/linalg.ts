@@ -212,6 +212,33 @@ export function addGram(x: ArrayLike<number>, nTok: number, n: number, acc: Floa
   for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) acc[j * n + i] = acc[i * n + j]!;
 }
 
+/** tokens per panel of addGramF32 (and of the kernels' gramAddLowerF32) */
+export const GRAM_F32_PANEL = 256;
+
+/**
+ * The lower triangle (j ≤ i) of acc (n, n) += xᵀx with f32 products and f32 panel sums: the reference twin of
+ * LinalgKernels.gramAddLowerF32 (see there), multiply then add, every step rounded to f32 with Math.fround
+ * except the two halves' sum and the accumulation into acc (f64). The WASM SIMD128 build gives these bits; a
+ * build that fuses multiply-adds differs within the stated bound. Plain loops: a test oracle, not fast.
+ */
+export function addGramF32(x: ArrayLike<number>, nTok: number, n: number, acc: Float64Array): void {
+  const f = Math.fround;
+  const lanes = new Float64Array(4);
+  for (let t0 = 0; t0 < nTok; t0 += GRAM_F32_PANEL) {
+    const t1 = Math.min(nTok, t0 + GRAM_F32_PANEL);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) {
+        lanes.fill(0);
+        for (let s = t0; s < t1; s++) {
+          const l = (s - t0) & 3;
+          lanes[l] = f(lanes[l]! + f(f(x[s * n + i]!) * f(x[s * n + j]!)));
+        }
+        acc[i * n + j] += f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!);
+      }
+    }
+  }
+}
+
 /** ΔᵀGΔ for a vector Δ of length n and G (n, n) symmetric (full), starting at offset `o` of G's rows/cols. */
 export function quadForm(g: Float64Array, n: number, d: ArrayLike<number>, o = 0, len = n - o): number {
   let s = 0;
@@ -292,6 +319,9 @@ export class RefLinalg implements LinalgKernels {
   }
   gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
     addGram(x, nTok, n, acc);
+  }
+  gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
+    addGramF32(x, nTok, n, acc);
   }
   mirrorLower(acc: Float64Array, n: number): void {
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) acc[j * n + i] = acc[i * n + j]!;

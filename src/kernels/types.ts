@@ -199,6 +199,15 @@ export interface LinalgKernels {
   owns(a: Float64Array): boolean;
   /** acc (n, n) += xᵀx for x (nTok, n) row-major; only the lower triangle (j ≤ i) of acc is kept up to date */
   gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void;
+  /**
+   * As gramAddLower, with the products and each 256-token panel's sums in f32 (twice the SIMD lanes of f64) and
+   * the panels added into acc in f64: tokens are taken in panels of 256 from the start of each call, and
+   * panel p adds, for j ≤ i, (S0 + S1) + (S2 + S3) where S_l is the f32 sum, in token order, of the f32
+   * products x[s, i]·x[s, j] of the panel's tokens s ≡ l (mod 4) (counted from the panel start) and the two
+   * inner sums are f32. Reference twin: algos/linalg.ts addGramF32 (multiply then add; a backend may fuse the
+   * multiply-adds, so its bound: |error| ≤ γ₆₆·Σ|x_i x_j| per panel, γₘ = m·2⁻²⁴/(1 − m·2⁻²⁴)).
+   */
+  gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void;
   /** copies acc's lower triangle to its upper one (acc symmetric afterwards) */
   mirrorLower(acc: Float64Array, n: number): void;
   /** a (n, n) symmetric positive definite ← U, upper triangular with A⁻¹ = UᵀU (zeros below); on failure

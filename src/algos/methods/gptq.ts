@@ -29,7 +29,8 @@ export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>,
     if (keys.length === 0) continue;
     const t1 = Date.now();
     const cols = colsOf(keys[0]!, c);
-    const acc = new HessianAccumulator(cols, kernels);
+    // on a backend's kernels: f32 products (twice the lanes; the Hessian within γ₆₆ of Σ|x_i x_j| per 256 tokens)
+    const acc = new HessianAccumulator(cols, kernels, kernels ? "f32" : "f64");
     step.captureSite(g.site, (x, T) => acc.add(x, T));
     const h = acc.takeHessian();
     try {

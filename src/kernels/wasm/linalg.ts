@@ -2,7 +2,8 @@
  * The WASM float64 linear-algebra kernels (kernels/types.ts LinalgKernels) on a WasmBackend's shard 0:
  * buffers live in the shard's memory, the GEMMs (assembly/linalg.ts run_k48, C ±= A·Bᵀ on f64x2) are
  * split over the worker pool by rows, the rest runs on the calling thread.
- * - Gram: 256 tokens at a time transposed to channel-major f64, then one lower-triangle GEMM.
+ * - Gram: 256 tokens at a time transposed to channel-major f64, then one lower-triangle GEMM; or (f32 products)
+ *   256 tokens at a time transposed to channel-major f32, summed in f32 per tile (run_k84), added into f64.
  * - Upper Cholesky of A⁻¹ (same algorithm as algos/linalg.ts upperCholeskyOfInverseInPlace: A reversed,
  *   lower Cholesky, lower triangular inverse, reversed back): the Cholesky left-looking in column blocks
  *   of 64 (one GEMM per block for the rows below it, then the block's panel), the inverse in column
@@ -12,7 +13,7 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import {
-  K_GEMM_NT_F64, K_RANK1_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
+  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
 } from "../../../assembly/abi-linalg.js";
 import type { LinalgKernels } from "../types.js";
 import type { WasmArena } from "./arena.js";
@@ -27,11 +28,15 @@ interface LinalgExports {
   trinv_block_f64(a: number, n: number, j0: number, j1: number, g: number, s: number): void;
   f64_transpose_block(a: number, lda: number, r0: number, c0: number, rows: number, cols: number, bt: number, ldb: number): void;
   run_k48(desc: number, r0: number, r1: number): void;
+  run_k84(desc: number, r0: number, r1: number): void;
+  f32_transpose_pad(x: number, m: number, n: number, t: number, ldt: number): void;
   f64_rank1_sub(w: number, ldw: number, r0: number, r1: number, j0: number, j1: number, e: number, lde: number, u: number): void;
 }
 
 /** tokens per Gram GEMM */
 const GRAM_CHUNK = 256;
+/** tokens per f32-product Gram panel (the f32 sums' length: assembly/linalg.ts run_k84, algos/linalg.ts addGramF32) */
+const GRAM_F32_PANEL = 256;
 /** columns per Cholesky / inverse block */
 const BS = 64;
 
@@ -108,6 +113,38 @@ export class WasmLinalg implements LinalgKernels {
         } else xOff = x.byteOffset + t0 * n * 4;
         this.k.f32_to_f64_transposed(xOff, m, n, t.off, chunk);
         this.gemm(accOff, n, t.off, chunk, t.off, chunk, n, n, m, LF_LOWER);
+      }
+    } finally {
+      xs?.done();
+      t.done();
+    }
+  }
+
+  gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
+    this.checkOpen();
+    if (x.length < nTok * n) throw new QuantlabError("E_ARG", `wasm linalg gram (f32 products): x has ${x.length} values, need ${nTok}×${n}`);
+    if (nTok <= 0) return;
+    const accOff = this.offset(acc, "gram");
+    const chunk = Math.min(GRAM_F32_PANEL, nTok);
+    const ldt = (chunk + 3) & ~3;
+    const t = this.scratch(n * ldt * 4, "Gram transpose (f32)");
+    const xs = this.arena.owns(x.buffer) ? undefined : this.scratch(chunk * n * 4, "Gram input");
+    const d = this.arena.u32;
+    const o = this.desc >>> 2;
+    try {
+      for (let t0 = 0; t0 < nTok; t0 += chunk) {
+        const m = Math.min(chunk, nTok - t0);
+        let xOff: number;
+        if (xs) {
+          this.arena.f32.set(x.subarray(t0 * n, (t0 + m) * n), xs.off >>> 2);
+          xOff = xs.off;
+        } else xOff = x.byteOffset + t0 * n * 4;
+        const k = (m + 3) & ~3;
+        this.k.f32_transpose_pad(xOff, m, n, t.off, ldt);
+        d[o + L_C] = accOff; d[o + L_LDC] = n; d[o + L_A] = t.off; d[o + L_LDA] = ldt; d[o + L_M] = n; d[o + L_K] = k;
+        const rows = Math.ceil(n / 4);
+        if (n * n * k < 1 << 19) this.k.run_k84(this.desc, 0, rows);
+        else this.pool.run([{ desc: this.desc, rows, task: K_GRAM_F32 }]);
       }
     } finally {
       xs?.done();

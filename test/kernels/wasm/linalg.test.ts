@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { Rng } from "../../../src/core/rng.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 
-import { RefLinalg, addGram, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "../../../src/algos/linalg.js";
+import { GRAM_F32_PANEL, RefLinalg, addGram, addGramF32, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "../../../src/algos/linalg.js";
 import { HessianAccumulator, gptqQuantize } from "../../../src/algos/gptq.js";
 import { IntAffineQuantizer } from "../../../src/algos/quantizer.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
@@ -60,6 +60,49 @@ describe("wasm linalg vs reference", () => {
         K.mirrorLower(acc, n);
         assert.ok(maxRelDiff(acc, ref, maxAbs(ref)) < 1e-13, `gram n=${n} ${K.name}`);
         for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(acc[i * n + j], acc[j * n + i]);
+        K.free(acc);
+      }
+    }
+  });
+
+  test("Gram with f32 products: the SIMD128 build gives addGramF32's bits, every build is within the f32 bound of the f64 Gram, thread splits give the same bits", () => {
+    // Bound: a product is rounded once to f32 (unit u = 2⁻²⁴) and then sits in a lane chain of at most
+    // ⌈256/4⌉ = 64 f32 additions plus the f32 pair sum, so per panel |fl − exact| ≤ γ₆₆·Σ_panel|x_i x_j|
+    // (Higham, Accuracy and Stability, §3.1: γₘ = m·u/(1 − m·u)); fusing a multiply-add only removes a
+    // rounding. The f64 sides (reference and the panels' accumulation) add ≤ 1e-13 of the scale.
+    const u = 2 ** -24, m = GRAM_F32_PANEL / 4 + 2, gamma = (m * u) / (1 - m * u);
+    const rng = new Rng(6);
+    const [simd1] = backends;
+    for (const [n, nTok] of [[1, 3], [5, 7], [67, 300], [130, 513]] as const) {
+      const x = inputs(rng, nTok, n);
+      // the same two calls everywhere (panels restart at each call)
+      const cut = Math.floor(nTok / 3);
+      const twin = new Float64Array(n * n);
+      addGramF32(x.subarray(0, cut * n), cut, n, twin);
+      addGramF32(x.subarray(cut * n), nTok - cut, n, twin);
+      const exact = new Float64Array(n * n);
+      addGram(x, nTok, n, exact);
+      const absSum = new Float64Array(n * n);
+      for (let t = 0; t < nTok; t++) for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) absSum[i * n + j] += Math.abs(x[t * n + i]! * x[t * n + j]!);
+      const bits = new Map<string, Float64Array>();
+      for (const be of backends) {
+        const K = be.linalg();
+        const acc = K.alloc(n * n);
+        K.gramAddLowerF32(x.subarray(0, cut * n), cut, n, acc);
+        K.gramAddLowerF32(x.subarray(cut * n), nTok - cut, n, acc);
+        let worst = 0;
+        for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) {
+          const k = i * n + j;
+          const err = Math.abs(acc[k]! - exact[k]!);
+          assert.ok(err <= gamma * absSum[k]! + 1e-13 * absSum[k]!, `f32 gram n=${n} ${K.name} ${be.variant} [${i},${j}]: ${err} > bound ${gamma * absSum[k]!}`);
+          if (absSum[k]! > 0) worst = Math.max(worst, err / absSum[k]!);
+        }
+        if (be === simd1) for (let k = 0; k < n * n; k++) if (k % n <= Math.floor(k / n)) assert.equal(acc[k], twin[k], `simd f32 gram = twin n=${n} at ${k}`);
+        // one build's bits do not depend on the thread count
+        const prev = bits.get(be.variant);
+        if (prev) for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) assert.equal(acc[i * n + j], prev[i * n + j], `${be.variant} threads n=${n}`);
+        else bits.set(be.variant, new Float64Array(acc));
+        if (n >= 67) assert.ok(worst > 0, "f32 products do round on these inputs");
         K.free(acc);
       }
     }
