@@ -13,6 +13,10 @@ export const K_RANK1_F64 = 49;
  * channels (zig-zag, as LF_LOWER) */
 export const K_GRAM_F32 = 84;
 
+/** pool task id of GPTQ's in-block rank-1 update on a transposed block (entry run_k85): W1T (count, L_LDC) with
+ * W1T[j·L_LDC + r] −= e[r]·u[j] for L_N ≤ j < L_K (L_C = W1T, L_A = e, L_B = u); rows = rows r of W */
+export const K_RANK1T_F64 = 85;
+
 // descriptor: u32 words; pointers are byte offsets; leading dimensions count f64 elements
 export const L_C = 0;
 export const L_LDC = 1;

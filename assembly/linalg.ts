@@ -393,3 +393,34 @@ export function run_k84(desc: usize, r0: i32, r1: i32): void {
     }
   }
 }
+
+// ---------------------------------------------------------------- GPTQ's in-block update, transposed block (K_RANK1T_F64)
+
+/** wt[j·ldw + r] −= e[r]·u[j] for r0 ≤ r < r1, j0 ≤ j < j1: the in-block update after one column on the
+ * block held transposed (column j of the block = a contiguous run over the rows), the same multiply then
+ * subtract per element as f64_rank1_sub and the reference loop */
+export function f64_rank1t_sub(wt: usize, ldw: i32, r0: i32, r1: i32, j0: i32, j1: i32, e: usize, u: usize): void {
+  for (let j = j0; j < j1; j++) {
+    const uj = load<f64>(u + (<usize>j << 3));
+    const us = f64x2.splat(uj);
+    const wr = wt + (<usize>j * <usize>ldw << 3);
+    let r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const o = <usize>r << 3;
+      v128.store(wr + o, f64x2.sub(v128.load(wr + o), f64x2.mul(v128.load(e + o), us)));
+      v128.store(wr + o, f64x2.sub(v128.load(wr + o, 16), f64x2.mul(v128.load(e + o, 16), us)), 16);
+    }
+    for (; r < r1; r++) {
+      const o = <usize>r << 3;
+      store<f64>(wr + o, load<f64>(wr + o) - load<f64>(e + o) * uj);
+    }
+  }
+}
+
+/** Pool entry of f64_rank1t_sub: rows [r0, r1) (rows of W) of the update its descriptor names (L_C = wt,
+ * L_LDC, L_A = e, L_B = u, L_N = j0, L_K = j1) */
+export function run_k85(desc: usize, r0: i32, r1: i32): void {
+  f64_rank1t_sub(<usize>load<u32>(desc + (L_C << 2)), <i32>load<u32>(desc + (L_LDC << 2)), r0, r1,
+    <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)),
+    <usize>load<u32>(desc + (L_A << 2)), <usize>load<u32>(desc + (L_B << 2)));
+}

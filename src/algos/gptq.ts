@@ -235,9 +235,24 @@ export function gptqQuantize<P>(
     groupIndex[perm[k]!] = groupOfPos[k]!;
   }
 
+  /** fits every row's parameters of the dynamic group starting at column col, on the updated W */
+  const fitGroups = (col: number): void => {
+    const g = col / gw;
+    const s = seg.subarray(0, Math.min(gw, cols - col));
+    for (let r = 0; r < rows; r++) {
+      for (let t = 0; t < s.length; t++) s[t] = W[r * cols + col + t]!;
+      params[r * nGroups + g] = quantizer.fit(s);
+    }
+  };
   const q = new Float32Array(rows * cols); // (rows, cols) original column order
   let loss = 0;
-  const err = alloc(rows * Math.min(blockSize, cols)); // (rows, count)
+  const bsMax = Math.min(blockSize, cols);
+  const err = alloc(rows * bsMax); // (rows, count)
+  // with kernels the block is worked on transposed, W1T (count, rows) and E1T (count, rows), so a column
+  // is one contiguous run over the rows (the strided column of W costs a TLB miss per row on wide layers)
+  const W1T = K ? alloc(rows * bsMax) : undefined;
+  const E1T = K ? alloc(rows * bsMax) : undefined;
+  const Q1T = K ? new Float32Array(rows * bsMax) : undefined;
   for (let i1 = 0; i1 < cols; ) {
     let i2 = Math.min(i1 + blockSize, cols);
     // Dynamic groups are fitted on fully updated weights: end blocks at group starts so the lazy
@@ -245,16 +260,47 @@ export function gptqQuantize<P>(
     // in-block updates when a group starts mid-block; this is the exact version).
     if (!staticGroups) i2 = Math.min(i2, (Math.floor(i1 / gw) + 1) * gw);
     const count = i2 - i1;
-    for (let i = 0; i < count; i++) {
-      const col = i1 + i;
-      if (!staticGroups && col % gw === 0) {
-        const g = col / gw;
-        const s = seg.subarray(0, Math.min(gw, cols - col));
+    if (K) {
+      // a group can start only at a block's first column (blocks end at group starts), fitted on W
+      if (!staticGroups && i1 % gw === 0) fitGroups(i1);
+      K.transposeBlock(W, cols, 0, i1, rows, count, W1T!, rows);
+      for (let i = 0; i < count; i++) {
+        const col = i1 + i;
+        const g = groupOfPos[col]!;
+        const ig = indexInGroup[col]!;
+        const d = U[col * cols + col]!;
+        const o = i * rows;
         for (let r = 0; r < rows; r++) {
-          for (let t = 0; t < s.length; t++) s[t] = W[r * cols + col + t]!;
-          params[r * nGroups + g] = quantizer.fit(s);
+          const x = W1T![o + r]!;
+          const qv = quantizer.fakeQuant(x, params[r * nGroups + g]!, ig);
+          Q1T![o + r] = qv;
+          const e = (x - qv) / d;
+          loss += (e * e) / 2;
+          E1T![o + r] = e;
+        }
+        K.rank1UpdateT(W1T!, rows, rows, i + 1, count, E1T!, o, U, col * cols + i1);
+      }
+      // the block's codes to q (original column order), in 16 × 16 tiles
+      for (let r0 = 0; r0 < rows; r0 += 16) {
+        const r1 = Math.min(rows, r0 + 16);
+        for (let c0 = 0; c0 < count; c0 += 16) {
+          const c1 = Math.min(count, c0 + 16);
+          for (let r = r0; r < r1; r++) {
+            const ro = r * cols;
+            for (let i = c0; i < c1; i++) q[ro + perm[i1 + i]!] = Q1T![i * rows + r]!;
+          }
         }
       }
+      if (i2 < cols) {
+        K.transposeBlock(E1T!, rows, 0, 0, count, rows, err, count);
+        K.lazyUpdate(W, rows, cols, err, count, U, i1, i2);
+      }
+      i1 = i2;
+      continue;
+    }
+    for (let i = 0; i < count; i++) {
+      const col = i1 + i;
+      if (!staticGroups && col % gw === 0) fitGroups(col);
       const g = groupOfPos[col]!;
       const ig = indexInGroup[col]!;
       const urow = col * cols;
@@ -268,15 +314,12 @@ export function gptqQuantize<P>(
         const e = (x - qv) / d;
         loss += (e * e) / 2;
         err[r * count + i] = e;
-        if (!K && e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
+        if (e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
       }
-      // the same updates of the block's later columns, row by row, in the kernels
-      if (K) K.rank1Update(W, rows, cols, col + 1, i2, err, count, i, U, col);
     }
     if (i2 < cols) {
       // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:] (one GEMM)
-      if (K) K.lazyUpdate(W, rows, cols, err, count, U, i1, i2);
-      else lazyUpdateRef(W, rows, cols, err, count, U, i1, i2);
+      lazyUpdateRef(W, rows, cols, err, count, U, i1, i2);
     }
     i1 = i2;
   }

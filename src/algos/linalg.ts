@@ -335,6 +335,16 @@ export class RefLinalg implements LinalgKernels {
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void {
     rank1UpdateRef(w, rows, cols, j0, j1, e, lde, eCol, u, uRow);
   }
+  transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void {
+    for (let k = 0; k < rows; k++) for (let j = 0; j < cols; j++) bt[j * ldb + k] = a[(r0 + k) * lda + c0 + j]!;
+  }
+  rank1UpdateT(wt: Float64Array, ldw: number, rows: number, j0: number, j1: number, e: Float64Array, eOff: number, u: Float64Array, uOff: number): void {
+    for (let j = j0; j < j1; j++) {
+      const uj = u[uOff + j]!;
+      const o = j * ldw;
+      for (let r = 0; r < rows; r++) wt[o + r]! -= e[eOff + r]! * uj;
+    }
+  }
 }
 
 /** w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (algos/gptq.ts's in-block loop) */

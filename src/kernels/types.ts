@@ -219,4 +219,10 @@ export interface LinalgKernels {
   /** w (rows, cols): w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (GPTQ's in-block update
    * after quantizing one column; u (cols, cols)) */
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void;
+  /** bt[j·ldb + k] = a[(r0 + k)·lda + c0 + j] for k < rows, j < cols: a block of a transposed (both buffers
+   * from `alloc`) */
+  transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void;
+  /** wt[j·ldw + r] −= e[eOff + r]·u[uOff + j] for r < rows, j0 ≤ j < j1: rank1Update on a block held
+   * transposed (column j of the block contiguous over the rows), the same multiply then subtract per element */
+  rank1UpdateT(wt: Float64Array, ldw: number, rows: number, j0: number, j1: number, e: Float64Array, eOff: number, u: Float64Array, uOff: number): void;
 }

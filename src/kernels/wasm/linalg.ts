@@ -13,7 +13,7 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import {
-  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
+  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, K_RANK1T_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
 } from "../../../assembly/abi-linalg.js";
 import type { LinalgKernels } from "../types.js";
 import type { WasmArena } from "./arena.js";
@@ -29,6 +29,7 @@ interface LinalgExports {
   f64_transpose_block(a: number, lda: number, r0: number, c0: number, rows: number, cols: number, bt: number, ldb: number): void;
   run_k48(desc: number, r0: number, r1: number): void;
   run_k84(desc: number, r0: number, r1: number): void;
+  f64_rank1t_sub(wt: number, ldw: number, r0: number, r1: number, j0: number, j1: number, e: number, u: number): void;
   f32_transpose_pad(x: number, m: number, n: number, t: number, ldt: number): void;
   f64_rank1_sub(w: number, ldw: number, r0: number, r1: number, j0: number, j1: number, e: number, lde: number, u: number): void;
 }
@@ -227,6 +228,25 @@ export class WasmLinalg implements LinalgKernels {
     d[o + L_C] = wp; d[o + L_LDC] = cols; d[o + L_A] = ep + eCol * 8; d[o + L_LDA] = lde; d[o + L_B] = up + uRow * cols * 8;
     d[o + L_N] = j0; d[o + L_K] = j1;
     this.pool.run([{ desc: this.desc, rows, task: K_RANK1_F64 }]);
+  }
+
+  transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void {
+    this.checkOpen();
+    if (rows <= 0 || cols <= 0) return;
+    this.k.f64_transpose_block(this.offset(a, "transpose"), lda, r0, c0, rows, cols, this.offset(bt, "transpose"), ldb);
+  }
+
+  rank1UpdateT(wt: Float64Array, ldw: number, rows: number, j0: number, j1: number, e: Float64Array, eOff: number, u: Float64Array, uOff: number): void {
+    if (j1 <= j0 || rows <= 0) return;
+    const wp = this.offset(wt, "rank-1 update"), ep = this.offset(e, "rank-1 update") + eOff * 8, up = this.offset(u, "rank-1 update") + uOff * 8;
+    if (rows * (j1 - j0) < 1 << 16) {
+      this.k.f64_rank1t_sub(wp, ldw, 0, rows, j0, j1, ep, up);
+      return;
+    }
+    const d = this.arena.u32;
+    const o = this.desc >>> 2;
+    d[o + L_C] = wp; d[o + L_LDC] = ldw; d[o + L_A] = ep; d[o + L_B] = up; d[o + L_N] = j0; d[o + L_K] = j1;
+    this.pool.run([{ desc: this.desc, rows, task: K_RANK1T_F64 }]);
   }
 
   lazyUpdate(w: Float64Array, rows: number, cols: number, e: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void {

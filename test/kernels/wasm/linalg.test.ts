@@ -168,6 +168,34 @@ describe("wasm linalg vs reference", () => {
     }
   });
 
+  test("transposed-block rank-1 update and block transpose equal the reference twin bit for bit (row counts off the vectors, 1 and 2 threads)", () => {
+    const rng = new Rng(17);
+    const ref = new RefLinalg();
+    for (const be of backends) {
+      const K = be.linalg();
+      for (const [rows, count, j0, j1] of [[1, 3, 1, 3], [7, 5, 0, 5], [37, 16, 3, 16], [2049, 40, 1, 40]] as const) {
+        const wt = K.alloc(count * rows), e = K.alloc(count * rows), u = K.alloc(3 * count + 5);
+        for (let i = 0; i < wt.length; i++) wt[i] = rng.normal();
+        for (let i = 0; i < e.length; i++) e[i] = i % 11 === 0 ? 0 : rng.normal();
+        for (let i = 0; i < u.length; i++) u[i] = rng.normal();
+        const want = new Float64Array(wt);
+        const eOff = 2 * rows, uOff = count + 5;
+        ref.rank1UpdateT(want, rows, rows, j0, j1, e, eOff, u, uOff);
+        K.rank1UpdateT(wt, rows, rows, j0, j1, e, eOff, u, uOff);
+        assert.deepEqual(Array.from(wt), Array.from(want), `rank1T ${rows}×${count} ${K.name}`);
+        // the block back out: a (rows, cols) matrix's columns [c0, c0 + count) ← wt's rows, then compared with the twin
+        const cols = count + 9, c0 = 4;
+        const a = K.alloc(rows * cols), bt = K.alloc(count * rows), btRef = new Float64Array(count * rows);
+        for (let i = 0; i < a.length; i++) a[i] = rng.normal();
+        K.transposeBlock(a, cols, 0, c0, rows, count, bt, rows);
+        ref.transposeBlock(a, cols, 0, c0, rows, count, btRef, rows);
+        assert.deepEqual(Array.from(bt), Array.from(btRef));
+        if (rows > 1) assert.equal(bt[rows + 1], a[cols + c0 + 1]);
+        K.free(a); K.free(bt); K.free(wt); K.free(e); K.free(u);
+      }
+    }
+  });
+
   test("GPTQ with the WASM kernels gives the reference's codes (groups, act-order, damping, blocks off the tiles)", () => {
     const rng = new Rng(21);
     const cases = [
