@@ -17,6 +17,10 @@ export const K_GRAM_F32 = 84;
  * W1T[j·L_LDC + r] −= e[r]·u[j] for L_N ≤ j < L_K (L_C = W1T, L_A = e, L_B = u); rows = rows r of W */
 export const K_RANK1T_F64 = 85;
 
+/** pool task id of the f32-product GEMM C (f64, (L_M, L_N), L_LDC) −= A·Bᵀ (entry run_k86): A f32 (L_M, L_K),
+ * B f32 (L_N, L_K), leading dimensions L_LDA / L_LDB in floats, L_K a multiple of 4; rows = job rows of 4 C rows */
+export const K_GEMM_SUB_F32 = 86;
+
 // descriptor: u32 words; pointers are byte offsets; leading dimensions count f64 elements
 export const L_C = 0;
 export const L_LDC = 1;

@@ -424,3 +424,89 @@ export function run_k85(desc: usize, r0: i32, r1: i32): void {
     <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)),
     <usize>load<u32>(desc + (L_A << 2)), <usize>load<u32>(desc + (L_B << 2)));
 }
+
+// ---------------------------------------------------------------- f32-product GEMM, C −= A·Bᵀ (K_GEMM_SUB_F32)
+
+/** bt[j·ldb + k] = f32(a[(r0 + k)·lda + c0 + j]) for k < rows, j < cols, and 0 for rows ≤ k < ldb: a block of an
+ * f64 matrix transposed into f32, zero-padded (the f32 GEMM's operand layout), in 16 × 16 blocks */
+export function f64_to_f32_transpose_pad(a: usize, lda: i32, r0: i32, c0: i32, rows: i32, cols: i32, bt: usize, ldb: i32): void {
+  for (let k0 = 0; k0 < rows; k0 += 16) {
+    const k1 = min(rows, k0 + 16);
+    for (let jb = 0; jb < cols; jb += 16) {
+      const jb1 = min(cols, jb + 16);
+      for (let k = k0; k < k1; k++) {
+        const ar = a + ((<usize>(r0 + k) * <usize>lda + <usize>c0) << 3);
+        for (let j = jb; j < jb1; j++) store<f32>(bt + ((<usize>j * <usize>ldb + <usize>k) << 2), <f32>load<f64>(ar + (<usize>j << 3)));
+      }
+    }
+  }
+  if (rows < ldb) for (let j = 0; j < cols; j++) memory.fill(bt + ((<usize>j * <usize>ldb + <usize>rows) << 2), 0, <usize>(ldb - rows) << 2);
+}
+
+const GEMM32_JP: i32 = 256; // B rows per column panel: 256 × 128 floats = 128 KiB in L2 at K = 128
+
+/**
+ * Job rows [r0, r1) of C −= A·Bᵀ with f32 products: a job row is 4 rows of C. Tiles of 4 rows × 2 columns
+ * as run_k84 (lane l sums the products of k ≡ l (mod 4) in f32, in k order; the lanes added as (l0 + l1) +
+ * (l2 + l3), the inner sums f32), subtracted from C in f64. Each C element comes from one tile whatever the
+ * split, so the thread count does not change a bit.
+ */
+export function run_k86(desc: usize, r0: i32, r1: i32): void {
+  const c = <usize>load<u32>(desc + (L_C << 2));
+  const ldc = <i32>load<u32>(desc + (L_LDC << 2));
+  const a = <usize>load<u32>(desc + (L_A << 2));
+  const lda = <i32>load<u32>(desc + (L_LDA << 2));
+  const b = <usize>load<u32>(desc + (L_B << 2));
+  const ldb = <i32>load<u32>(desc + (L_LDB << 2));
+  const M = <i32>load<u32>(desc + (L_M << 2));
+  const N = <i32>load<u32>(desc + (L_N << 2));
+  const K = <i32>load<u32>(desc + (L_K << 2));
+  const ras = <usize>lda << 2, rbs = <usize>ldb << 2, cs = <usize>ldc << 3;
+  for (let jp = 0; jp < N; jp += GEMM32_JP) {
+    const jpEnd = min(N, jp + GEMM32_JP);
+    for (let r = r0; r < r1; r++) {
+      const i = r << 2;
+      const nr = min(4, M - i);
+      const a0 = a + <usize>i * ras;
+      const a1 = nr > 1 ? a0 + ras : a0, a2 = nr > 2 ? a0 + 2 * ras : a0, a3 = nr > 3 ? a0 + 3 * ras : a0;
+      const c0 = c + <usize>i * cs;
+      for (let j = jp; j < jpEnd; j += 2) {
+        const two = j + 1 < jpEnd;
+        const b0 = b + <usize>j * rbs;
+        const b1 = two ? b0 + rbs : b0;
+        const z = f32x4.splat(0);
+        let s00 = z, s01 = z, s10 = z, s11 = z, s20 = z, s21 = z, s30 = z, s31 = z;
+        for (let k = 0; k < K; k += 4) {
+          const o = <usize>k << 2;
+          const y0 = v128.load(b0 + o), y1 = v128.load(b1 + o);
+          const x0 = v128.load(a0 + o);
+          s00 = madd32(x0, y0, s00); s01 = madd32(x0, y1, s01);
+          const x1 = v128.load(a1 + o);
+          s10 = madd32(x1, y0, s10); s11 = madd32(x1, y1, s11);
+          const x2 = v128.load(a2 + o);
+          s20 = madd32(x2, y0, s20); s21 = madd32(x2, y1, s21);
+          const x3 = v128.load(a3 + o);
+          s30 = madd32(x3, y0, s30); s31 = madd32(x3, y1, s31);
+        }
+        const o = <usize>j << 3;
+        store<f64>(c0 + o, load<f64>(c0 + o) - hsum4(s00));
+        if (two) store<f64>(c0 + o + 8, load<f64>(c0 + o + 8) - hsum4(s01));
+        if (nr > 1) {
+          const c1 = c0 + cs;
+          store<f64>(c1 + o, load<f64>(c1 + o) - hsum4(s10));
+          if (two) store<f64>(c1 + o + 8, load<f64>(c1 + o + 8) - hsum4(s11));
+        }
+        if (nr > 2) {
+          const c2 = c0 + 2 * cs;
+          store<f64>(c2 + o, load<f64>(c2 + o) - hsum4(s20));
+          if (two) store<f64>(c2 + o + 8, load<f64>(c2 + o + 8) - hsum4(s21));
+        }
+        if (nr > 3) {
+          const c3 = c0 + 3 * cs;
+          store<f64>(c3 + o, load<f64>(c3 + o) - hsum4(s30));
+          if (two) store<f64>(c3 + o + 8, load<f64>(c3 + o + 8) - hsum4(s31));
+        }
+      }
+    }
+  }
+}

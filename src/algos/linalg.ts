@@ -335,6 +335,9 @@ export class RefLinalg implements LinalgKernels {
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void {
     rank1UpdateRef(w, rows, cols, j0, j1, e, lde, eCol, u, uRow);
   }
+  lazyUpdateF32(w: Float64Array, rows: number, cols: number, eT: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void {
+    lazyUpdateF32Ref(w, rows, cols, eT, count, u, i1, j0);
+  }
   transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void {
     for (let k = 0; k < rows; k++) for (let j = 0; j < cols; j++) bt[j * ldb + k] = a[(r0 + k) * lda + c0 + j]!;
   }
@@ -355,6 +358,21 @@ export function rank1UpdateRef(w: Float64Array, rows: number, cols: number, j0: 
     if (ev === 0) continue;
     const ro = r * cols;
     for (let j = j0; j < j1; j++) w[ro + j]! -= ev * u[uo + j]!;
+  }
+}
+
+/** The reference twin of LinalgKernels.lazyUpdateF32 (see there): W[:, j0:] −= E·U[i1:i1+count, j0:] with E
+ * transposed (eT (count, rows)), f32 products and lane sums (Math.fround at every f32 step), subtracted in f64.
+ * Plain loops: a test oracle. */
+export function lazyUpdateF32Ref(w: Float64Array, rows: number, cols: number, eT: ArrayLike<number>, count: number, u: Float64Array, i1: number, j0: number): void {
+  const f = Math.fround;
+  const lanes = new Float64Array(4);
+  for (let r = 0; r < rows; r++) {
+    for (let j = j0; j < cols; j++) {
+      lanes.fill(0);
+      for (let k = 0; k < count; k++) lanes[k & 3] = f(lanes[k & 3]! + f(f(eT[k * rows + r]!) * f(u[(i1 + k) * cols + j]!)));
+      w[r * cols + j]! -= f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!);
+    }
   }
 }
 

@@ -219,6 +219,12 @@ export interface LinalgKernels {
   /** w (rows, cols): w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (GPTQ's in-block update
    * after quantizing one column; u (cols, cols)) */
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void;
+  /**
+   * lazyUpdate with f32 products and E given transposed: w[r, j] −= Σ_k fl32(e[k·rows + r])·fl32(u[(i1 + k)·cols + j])
+   * for j ≥ j0, the sum as gramAddLowerF32's (lane l of k ≡ l mod 4 in f32, (S0 + S1) + (S2 + S3)), subtracted in f64.
+   * Reference twin: algos/linalg.ts lazyUpdateF32Ref (multiply then add); bound: |error| ≤ γ_{⌈count/4⌉+4}·Σ_k|e·u|.
+   */
+  lazyUpdateF32(w: Float64Array, rows: number, cols: number, eT: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void;
   /** bt[j·ldb + k] = a[(r0 + k)·lda + c0 + j] for k < rows, j < cols: a block of a transposed (both buffers
    * from `alloc`) */
   transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void;

@@ -42,7 +42,7 @@ export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>,
       // the last linear of a site may consume the Hessian (no cols×cols copy: 512 MiB at width 8192)
       const r = gptqQuantize(step.bw[k], rows, cols, h, gq, {
         blockSize: options.blockSize as number, percDamp: options.damp as number, ...(options.actOrder ? { actOrder: true } : {}),
-        overwriteHessian: k === keys[keys.length - 1], name, ...(kernels ? { kernels } : {}),
+        overwriteHessian: k === keys[keys.length - 1], name, ...(kernels ? { kernels, updates: "f32" as const } : {}),
       });
       step.setQuant(k, gq.toQTensor(r, rows, cols, name), t2, { loss: r.loss });
     }

@@ -13,7 +13,7 @@
  */
 import { QuantlabError } from "../../core/errors.js";
 import {
-  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, K_RANK1T_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
+  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, K_RANK1T_F64, K_GEMM_SUB_F32, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
 } from "../../../assembly/abi-linalg.js";
 import type { LinalgKernels } from "../types.js";
 import type { WasmArena } from "./arena.js";
@@ -29,6 +29,8 @@ interface LinalgExports {
   f64_transpose_block(a: number, lda: number, r0: number, c0: number, rows: number, cols: number, bt: number, ldb: number): void;
   run_k48(desc: number, r0: number, r1: number): void;
   run_k84(desc: number, r0: number, r1: number): void;
+  run_k86(desc: number, r0: number, r1: number): void;
+  f64_to_f32_transpose_pad(a: number, lda: number, r0: number, c0: number, rows: number, cols: number, bt: number, ldb: number): void;
   f64_rank1t_sub(wt: number, ldw: number, r0: number, r1: number, j0: number, j1: number, e: number, u: number): void;
   f32_transpose_pad(x: number, m: number, n: number, t: number, ldt: number): void;
   f64_rank1_sub(w: number, ldw: number, r0: number, r1: number, j0: number, j1: number, e: number, lde: number, u: number): void;
@@ -228,6 +230,30 @@ export class WasmLinalg implements LinalgKernels {
     d[o + L_C] = wp; d[o + L_LDC] = cols; d[o + L_A] = ep + eCol * 8; d[o + L_LDA] = lde; d[o + L_B] = up + uRow * cols * 8;
     d[o + L_N] = j0; d[o + L_K] = j1;
     this.pool.run([{ desc: this.desc, rows, task: K_RANK1_F64 }]);
+  }
+
+  lazyUpdateF32(w: Float64Array, rows: number, cols: number, eT: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void {
+    this.checkOpen();
+    const width = cols - j0;
+    if (width <= 0 || count <= 0 || rows <= 0) return;
+    const wp = this.offset(w, "lazy update"), ep = this.offset(eT, "lazy update"), up = this.offset(u, "lazy update");
+    const kp = (count + 3) & ~3;
+    const ef = this.scratch(rows * kp * 4, "lazy update (f32 E)");
+    const uf = this.scratch(width * kp * 4, "lazy update (f32 Uᵀ)");
+    try {
+      this.k.f64_to_f32_transpose_pad(ep, rows, 0, 0, count, rows, ef.off, kp);
+      this.k.f64_to_f32_transpose_pad(up, cols, i1, j0, count, width, uf.off, kp);
+      const d = this.arena.u32;
+      const o = this.desc >>> 2;
+      d[o + L_C] = wp + j0 * 8; d[o + L_LDC] = cols; d[o + L_A] = ef.off; d[o + L_LDA] = kp; d[o + L_B] = uf.off; d[o + L_LDB] = kp;
+      d[o + L_M] = rows; d[o + L_N] = width; d[o + L_K] = kp;
+      const jobRows = Math.ceil(rows / 4);
+      if (rows * width * kp < 1 << 18) this.k.run_k86(this.desc, 0, jobRows);
+      else this.pool.run([{ desc: this.desc, rows: jobRows, task: K_GEMM_SUB_F32 }]);
+    } finally {
+      uf.done();
+      ef.done();
+    }
   }
 
   transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void {

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { Rng } from "../../../src/core/rng.js";
 import { createNodeWasmBackend } from "../../../src/kernels/wasm/pool-node.js";
 
-import { GRAM_F32_PANEL, RefLinalg, addGram, addGramF32, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "../../../src/algos/linalg.js";
+import { GRAM_F32_PANEL, RefLinalg, addGram, addGramF32, lazyUpdateF32Ref, lazyUpdateRef, upperCholeskyOfInverseInPlace } from "../../../src/algos/linalg.js";
 import { HessianAccumulator, gptqQuantize } from "../../../src/algos/gptq.js";
 import { IntAffineQuantizer } from "../../../src/algos/quantizer.js";
 import type { WasmBackend } from "../../../src/kernels/wasm/backend.js";
@@ -193,6 +193,48 @@ describe("wasm linalg vs reference", () => {
         if (rows > 1) assert.equal(bt[rows + 1], a[cols + c0 + 1]);
         K.free(a); K.free(bt); K.free(wt); K.free(e); K.free(u);
       }
+    }
+  });
+
+  test("lazy update with f32 products: SIMD128 build = lazyUpdateF32Ref bit for bit, every build within γ_{⌈count/4⌉+4}·Σ|e·u| of the f64 update, thread splits same bits", () => {
+    // Bound: e and u are each rounded to f32 (2 roundings), the product once, then ≤ ⌈count/4⌉ lane additions
+    // and the pair sum: ≤ ⌈count/4⌉ + 4 roundings of u = 2⁻²⁴ per term (Higham §3.1); fusing only removes one.
+    const rng = new Rng(23);
+    const u32 = 2 ** -24;
+    for (const [rows, cols, i1, count] of [[3, 9, 2, 1], [37, 70, 10, 5], [65, 300, 0, 128], [5, 260, 128, 128]] as const) {
+      const w0 = new Float64Array(rows * cols), eT = new Float64Array(count * rows), u = new Float64Array(cols * cols);
+      for (let i = 0; i < w0.length; i++) w0[i] = rng.normal();
+      for (let i = 0; i < eT.length; i++) eT[i] = rng.normal();
+      for (let i = 0; i < u.length; i++) u[i] = rng.normal();
+      const j0 = i1 + count;
+      const e = new Float64Array(rows * count);
+      for (let r = 0; r < rows; r++) for (let k = 0; k < count; k++) e[r * count + k] = eT[k * rows + r]!;
+      const exact = new Float64Array(w0);
+      lazyUpdateRef(exact, rows, cols, e, count, u, i1, j0);
+      const twin = new Float64Array(w0);
+      lazyUpdateF32Ref(twin, rows, cols, eT, count, u, i1, j0);
+      const m = Math.ceil(count / 4) + 4, gamma = (m * u32) / (1 - m * u32);
+      const bits = new Map<string, Float64Array>();
+      for (const be of backends) {
+        const K = be.linalg();
+        const w = K.alloc(rows * cols), ek = K.alloc(count * rows), uk = K.alloc(cols * cols);
+        w.set(w0); ek.set(eT); uk.set(u);
+        K.lazyUpdateF32(w, rows, cols, ek, count, uk, i1, j0);
+        for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) {
+          const at = r * cols + j;
+          if (j < j0) { assert.equal(w[at], w0[at]); continue; }
+          let abs = 0;
+          for (let k = 0; k < count; k++) abs += Math.abs(e[r * count + k]! * u[(i1 + k) * cols + j]!);
+          const err = Math.abs(w[at]! - exact[at]!);
+          assert.ok(err <= gamma * abs + 1e-14 * (1 + Math.abs(exact[at]!)), `lazy f32 ${rows}×${cols} ${K.name} ${be.variant} [${r},${j}]: ${err} > ${gamma * abs}`);
+        }
+        if (be === backends[0]) assert.deepEqual(Array.from(w), Array.from(twin), `simd lazy f32 = twin ${rows}×${cols}`);
+        const prev = bits.get(be.variant);
+        if (prev) assert.deepEqual(Array.from(w), Array.from(prev), `${be.variant} threads ${rows}×${cols}`);
+        else bits.set(be.variant, new Float64Array(w));
+        K.free(w); K.free(ek); K.free(uk);
+      }
+      if (count >= 5) assert.notDeepEqual(Array.from(twin), Array.from(exact), "f32 products do round here");
     }
   });
 
