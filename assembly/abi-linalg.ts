@@ -9,7 +9,7 @@ export const K_GEMM_NT_F64 = 48;
 export const K_RANK1_F64 = 49;
 
 /** pool task id of the f32-product Gram accumulation C (f64, lower) += T·Tᵀ (entry run_k84): T is a panel of
- * tokens, channel-major f32 (L_M channels, L_LDA ≥ L_K floats apart, L_K a multiple of 4); rows = job rows of 4
+ * tokens, channel-major f32 (L_M channels, L_LDA ≥ L_K floats apart, L_K a multiple of 4); rows = job rows of 2
  * channels (zig-zag, as LF_LOWER) */
 export const K_GRAM_F32 = 84;
 
@@ -18,7 +18,7 @@ export const K_GRAM_F32 = 84;
 export const K_RANK1T_F64 = 85;
 
 /** pool task id of the f32-product GEMM C (f64, (L_M, L_N), L_LDC) −= A·Bᵀ (entry run_k86): A f32 (L_M, L_K),
- * B f32 (L_N, L_K), leading dimensions L_LDA / L_LDB in floats, L_K a multiple of 4; rows = job rows of 4 C rows */
+ * B f32 (L_N, L_K), leading dimensions L_LDA / L_LDB in floats, L_K a multiple of 4; rows = job rows of 2 C rows */
 export const K_GEMM_SUB_F32 = 86;
 
 // descriptor: u32 words; pointers are byte offsets; leading dimensions count f64 elements

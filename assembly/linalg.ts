@@ -296,9 +296,28 @@ export function run_k49(desc: usize, r0: i32, r1: i32): void {
   return f32x4.add(c, f32x4.mul(a, b));
 }
 
-/** (v0 + v1) + (v2 + v3) of an f32x4, in f64 */
-@inline function hsum4(v: v128): f64 {
-  return <f64>(f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + <f64>(f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+/** lane q = (s_q[0] + s_q[2]) + (s_q[1] + s_q[3]) in f32: four accumulators' sums in one vector */
+@inline function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** (v0 + v2) + (v1 + v3) in f32: reduce4's order for one accumulator */
+@inline function hsum02(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
+}
+
+/** c[0..4) −= the 4 f32 lanes of v, in f64 */
+@inline function sub4(c: usize, v: v128): void {
+  v128.store(c, f64x2.sub(v128.load(c), f64x2.promote_low_f32x4(v)));
+  v128.store(c, f64x2.sub(v128.load(c, 16), f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 2, 3))), 16);
+}
+
+/** c[0..4) += the 4 f32 lanes of v, in f64 */
+@inline function add4(c: usize, v: v128): void {
+  v128.store(c, f64x2.add(v128.load(c), f64x2.promote_low_f32x4(v)));
+  v128.store(c, f64x2.add(v128.load(c, 16), f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 2, 3))), 16);
 }
 
 /** t[i·ldt + s] = x[s·n + i] for s < m, i < n, and 0 for m ≤ s < ldt: m rows of f32 (m, n) to channel-major
@@ -322,12 +341,12 @@ const GRAM_JP: i32 = 128; // channels per column panel: 128 × 256 tokens × 4 B
 
 /**
  * Job rows [r0, r1) of the f32-product Gram panel C[i, j] += Σ_s T[i, s]·T[j, s] for j ≤ i (C f64 (M, M)
- * row-major, L_LDC; T f32 (M, L_LDA), L_K tokens, a multiple of 4). A job row is a group of 4 channels,
- * taken zig-zag (job 2t = group t, 2t + 1 = group G−1−t) so every chunk holds as much of the triangle.
- * Tiles of 4 rows × 2 columns (8 f32x4 accumulators, 6 loads per 8 multiply-adds, as the f32 GEMM's 4×2):
- * lane l of an accumulator sums the products of tokens s ≡ l (mod 4) in f32, in token order; the four
- * lanes are added in f64 as (l0 + l1) + (l2 + l3) with the two inner sums in f32, then added to C in f64.
- * Each C element comes from one tile whatever the split, so the thread count does not change a bit.
+ * row-major, L_LDC; T f32 (M, L_LDA), L_K tokens, a multiple of 4). A job row is a pair of channels, taken
+ * zig-zag (job 2t = pair t, 2t + 1 = pair P−1−t) so every chunk holds as much of the triangle. Tiles of 2
+ * rows × 4 columns as run_k86 (lane l sums the products of tokens s ≡ l (mod 4) in f32, in token order; the
+ * lanes added in f32 as (l0 + l2) + (l1 + l3)), added to C in f64; a tile crossing the diagonal stores only
+ * its j ≤ i part. Each C element comes from one tile whatever the split, so the thread count does not change
+ * a bit.
  */
 export function run_k84(desc: usize, r0: i32, r1: i32): void {
   const c = <usize>load<u32>(desc + (L_C << 2));
@@ -336,58 +355,59 @@ export function run_k84(desc: usize, r0: i32, r1: i32): void {
   const ldt = <i32>load<u32>(desc + (L_LDA << 2));
   const M = <i32>load<u32>(desc + (L_M << 2));
   const K = <i32>load<u32>(desc + (L_K << 2));
-  const G = (M + 3) >> 2;
+  const P = (M + 1) >> 1;
   const rs = <usize>ldt << 2;
+  const cs = <usize>ldc << 3;
   for (let jp = 0; jp < M; jp += GRAM_JP) {
     const jpEnd = min(M, jp + GRAM_JP);
     for (let r = r0; r < r1; r++) {
-      const g = (r & 1) == 0 ? r >> 1 : G - 1 - (r >> 1);
-      const i = g << 2;
-      const nr = min(4, M - i);
-      const iLast = i + nr - 1;
+      const p = (r & 1) == 0 ? r >> 1 : P - 1 - (r >> 1);
+      const i = p << 1;
+      const two = i + 1 < M;
+      const iLast = two ? i + 1 : i;
       const jEnd = min(jpEnd, iLast + 1);
       if (jEnd <= jp) continue;
-      // rows past M alias row i (their sums are not stored)
       const a0 = t + <usize>i * rs;
-      const a1 = nr > 1 ? a0 + rs : a0, a2 = nr > 2 ? a0 + 2 * rs : a0, a3 = nr > 3 ? a0 + 3 * rs : a0;
-      const c0 = c + (<usize>i * <usize>ldc << 3);
-      const cs = <usize>ldc << 3;
-      for (let j = jp; j < jEnd; j += 2) {
-        const two = j + 1 < jEnd;
+      const a1 = two ? a0 + rs : a0;
+      const c0 = c + <usize>i * cs;
+      const c1 = c0 + cs;
+      for (let j = jp; j < jEnd; j += 4) {
+        // columns past jEnd alias column j (their sums are not stored)
         const b0 = t + <usize>j * rs;
-        const b1 = two ? b0 + rs : b0;
+        const b1 = j + 1 < jEnd ? b0 + rs : b0, b2 = j + 2 < jEnd ? b0 + 2 * rs : b0, b3 = j + 3 < jEnd ? b0 + 3 * rs : b0;
         const z = f32x4.splat(0);
-        let s00 = z, s01 = z, s10 = z, s11 = z, s20 = z, s21 = z, s30 = z, s31 = z;
+        let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
         for (let k = 0; k < K; k += 4) {
           const o = <usize>k << 2;
-          const y0 = v128.load(b0 + o), y1 = v128.load(b1 + o);
-          const x0 = v128.load(a0 + o);
-          s00 = madd32(x0, y0, s00); s01 = madd32(x0, y1, s01);
-          const x1 = v128.load(a1 + o);
-          s10 = madd32(x1, y0, s10); s11 = madd32(x1, y1, s11);
-          const x2 = v128.load(a2 + o);
-          s20 = madd32(x2, y0, s20); s21 = madd32(x2, y1, s21);
-          const x3 = v128.load(a3 + o);
-          s30 = madd32(x3, y0, s30); s31 = madd32(x3, y1, s31);
+          const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
+          const y0 = v128.load(b0 + o);
+          s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
+          const y1 = v128.load(b1 + o);
+          s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
+          const y2 = v128.load(b2 + o);
+          s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
+          const y3 = v128.load(b3 + o);
+          s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
         }
-        // only C[i', j'] with j' ≤ i' (the tile may cross the diagonal)
         const o = <usize>j << 3;
-        if (j <= i) store<f64>(c0 + o, load<f64>(c0 + o) + hsum4(s00));
-        if (two && j + 1 <= i) store<f64>(c0 + o + 8, load<f64>(c0 + o + 8) + hsum4(s01));
-        if (nr > 1) {
-          const c1 = c0 + cs;
-          if (j <= i + 1) store<f64>(c1 + o, load<f64>(c1 + o) + hsum4(s10));
-          if (two && j + 1 <= i + 1) store<f64>(c1 + o + 8, load<f64>(c1 + o + 8) + hsum4(s11));
-        }
-        if (nr > 2) {
-          const c2 = c0 + 2 * cs;
-          if (j <= i + 2) store<f64>(c2 + o, load<f64>(c2 + o) + hsum4(s20));
-          if (two && j + 1 <= i + 2) store<f64>(c2 + o + 8, load<f64>(c2 + o + 8) + hsum4(s21));
-        }
-        if (nr > 3) {
-          const c3 = c0 + 3 * cs;
-          if (j <= i + 3) store<f64>(c3 + o, load<f64>(c3 + o) + hsum4(s30));
-          if (two && j + 1 <= i + 3) store<f64>(c3 + o + 8, load<f64>(c3 + o + 8) + hsum4(s31));
+        const v0 = reduce4(s00, s01, s02, s03);
+        const v1 = reduce4(s10, s11, s12, s13);
+        if (j + 3 <= i) {
+          add4(c0 + o, v0);
+          if (two) add4(c1 + o, v1);
+        } else {
+          // the diagonal tile: row i takes columns ≤ i, row i + 1 columns ≤ i + 1 (all below jEnd)
+          const n0 = min(4, i + 1 - j), n1 = min(4, i + 2 - j);
+          if (n0 > 0) store<f64>(c0 + o, load<f64>(c0 + o) + <f64>f32x4.extract_lane(v0, 0));
+          if (n0 > 1) store<f64>(c0 + o + 8, load<f64>(c0 + o + 8) + <f64>f32x4.extract_lane(v0, 1));
+          if (n0 > 2) store<f64>(c0 + o + 16, load<f64>(c0 + o + 16) + <f64>f32x4.extract_lane(v0, 2));
+          if (n0 > 3) store<f64>(c0 + o + 24, load<f64>(c0 + o + 24) + <f64>f32x4.extract_lane(v0, 3));
+          if (two) {
+            if (n1 > 0) store<f64>(c1 + o, load<f64>(c1 + o) + <f64>f32x4.extract_lane(v1, 0));
+            if (n1 > 1) store<f64>(c1 + o + 8, load<f64>(c1 + o + 8) + <f64>f32x4.extract_lane(v1, 1));
+            if (n1 > 2) store<f64>(c1 + o + 16, load<f64>(c1 + o + 16) + <f64>f32x4.extract_lane(v1, 2));
+            if (n1 > 3) store<f64>(c1 + o + 24, load<f64>(c1 + o + 24) + <f64>f32x4.extract_lane(v1, 3));
+          }
         }
       }
     }
@@ -445,11 +465,19 @@ export function f64_to_f32_transpose_pad(a: usize, lda: i32, r0: i32, c0: i32, r
 
 const GEMM32_JP: i32 = 256; // B rows per column panel: 256 × 128 floats = 128 KiB in L2 at K = 128
 
+/** Σ_k a[k]·b[k] over K (a multiple of 4) in the lane order of the tiles below, for a C column left over */
+@inline function dot32(a: usize, b: usize, K: i32): f32 {
+  let s = f32x4.splat(0);
+  for (let k = 0; k < K; k += 4) s = madd32(v128.load(a + (<usize>k << 2)), v128.load(b + (<usize>k << 2)), s);
+  return hsum02(s);
+}
+
 /**
- * Job rows [r0, r1) of C −= A·Bᵀ with f32 products: a job row is 4 rows of C. Tiles of 4 rows × 2 columns
- * as run_k84 (lane l sums the products of k ≡ l (mod 4) in f32, in k order; the lanes added as (l0 + l1) +
- * (l2 + l3), the inner sums f32), subtracted from C in f64. Each C element comes from one tile whatever the
- * split, so the thread count does not change a bit.
+ * Job rows [r0, r1) of C −= A·Bᵀ with f32 products: a job row is 2 rows of C. Tiles of 2 rows × 4 columns
+ * (8 f32x4 accumulators, 6 loads per 8 multiply-adds): lane l of an accumulator sums the products of k ≡ l
+ * (mod 4) in f32, in k order; the four lanes are added in f32 as (l0 + l2) + (l1 + l3) (one shuffle tree
+ * for a tile row's 4 columns), and subtracted from C in f64. Each C element comes from one tile whatever
+ * the split, so the thread count does not change a bit.
  */
 export function run_k86(desc: usize, r0: i32, r1: i32): void {
   const c = <usize>load<u32>(desc + (L_C << 2));
@@ -465,47 +493,39 @@ export function run_k86(desc: usize, r0: i32, r1: i32): void {
   for (let jp = 0; jp < N; jp += GEMM32_JP) {
     const jpEnd = min(N, jp + GEMM32_JP);
     for (let r = r0; r < r1; r++) {
-      const i = r << 2;
-      const nr = min(4, M - i);
+      const i = r << 1;
+      const two = i + 1 < M;
       const a0 = a + <usize>i * ras;
-      const a1 = nr > 1 ? a0 + ras : a0, a2 = nr > 2 ? a0 + 2 * ras : a0, a3 = nr > 3 ? a0 + 3 * ras : a0;
+      const a1 = two ? a0 + ras : a0;
       const c0 = c + <usize>i * cs;
-      for (let j = jp; j < jpEnd; j += 2) {
-        const two = j + 1 < jpEnd;
+      const c1 = c0 + cs;
+      let j = jp;
+      for (; j + 4 <= jpEnd; j += 4) {
         const b0 = b + <usize>j * rbs;
-        const b1 = two ? b0 + rbs : b0;
+        const b1 = b0 + rbs, b2 = b1 + rbs, b3 = b2 + rbs;
         const z = f32x4.splat(0);
-        let s00 = z, s01 = z, s10 = z, s11 = z, s20 = z, s21 = z, s30 = z, s31 = z;
+        let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
         for (let k = 0; k < K; k += 4) {
           const o = <usize>k << 2;
-          const y0 = v128.load(b0 + o), y1 = v128.load(b1 + o);
-          const x0 = v128.load(a0 + o);
-          s00 = madd32(x0, y0, s00); s01 = madd32(x0, y1, s01);
-          const x1 = v128.load(a1 + o);
-          s10 = madd32(x1, y0, s10); s11 = madd32(x1, y1, s11);
-          const x2 = v128.load(a2 + o);
-          s20 = madd32(x2, y0, s20); s21 = madd32(x2, y1, s21);
-          const x3 = v128.load(a3 + o);
-          s30 = madd32(x3, y0, s30); s31 = madd32(x3, y1, s31);
+          const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
+          const y0 = v128.load(b0 + o);
+          s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
+          const y1 = v128.load(b1 + o);
+          s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
+          const y2 = v128.load(b2 + o);
+          s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
+          const y3 = v128.load(b3 + o);
+          s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
         }
         const o = <usize>j << 3;
-        store<f64>(c0 + o, load<f64>(c0 + o) - hsum4(s00));
-        if (two) store<f64>(c0 + o + 8, load<f64>(c0 + o + 8) - hsum4(s01));
-        if (nr > 1) {
-          const c1 = c0 + cs;
-          store<f64>(c1 + o, load<f64>(c1 + o) - hsum4(s10));
-          if (two) store<f64>(c1 + o + 8, load<f64>(c1 + o + 8) - hsum4(s11));
-        }
-        if (nr > 2) {
-          const c2 = c0 + 2 * cs;
-          store<f64>(c2 + o, load<f64>(c2 + o) - hsum4(s20));
-          if (two) store<f64>(c2 + o + 8, load<f64>(c2 + o + 8) - hsum4(s21));
-        }
-        if (nr > 3) {
-          const c3 = c0 + 3 * cs;
-          store<f64>(c3 + o, load<f64>(c3 + o) - hsum4(s30));
-          if (two) store<f64>(c3 + o + 8, load<f64>(c3 + o + 8) - hsum4(s31));
-        }
+        sub4(c0 + o, reduce4(s00, s01, s02, s03));
+        if (two) sub4(c1 + o, reduce4(s10, s11, s12, s13));
+      }
+      for (; j < jpEnd; j++) {
+        const bj = b + <usize>j * rbs;
+        const o = <usize>j << 3;
+        store<f64>(c0 + o, load<f64>(c0 + o) - <f64>dot32(a0, bj, K));
+        if (two) store<f64>(c1 + o, load<f64>(c1 + o) - <f64>dot32(a1, bj, K));
       }
     }
   }

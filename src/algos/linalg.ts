@@ -218,7 +218,7 @@ export const GRAM_F32_PANEL = 256;
 /**
  * The lower triangle (j ≤ i) of acc (n, n) += xᵀx with f32 products and f32 panel sums: the reference twin of
  * LinalgKernels.gramAddLowerF32 (see there), multiply then add, every step rounded to f32 with Math.fround
- * except the two halves' sum and the accumulation into acc (f64). The WASM SIMD128 build gives these bits; a
+ * except the accumulation into acc (f64). The WASM SIMD128 build gives these bits; a
  * build that fuses multiply-adds differs within the stated bound. Plain loops: a test oracle, not fast.
  */
 export function addGramF32(x: ArrayLike<number>, nTok: number, n: number, acc: Float64Array): void {
@@ -233,7 +233,7 @@ export function addGramF32(x: ArrayLike<number>, nTok: number, n: number, acc: F
           const l = (s - t0) & 3;
           lanes[l] = f(lanes[l]! + f(f(x[s * n + i]!) * f(x[s * n + j]!)));
         }
-        acc[i * n + j] += f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!);
+        acc[i * n + j] += f(f(lanes[0]! + lanes[2]!) + f(lanes[1]! + lanes[3]!));
       }
     }
   }
@@ -371,7 +371,7 @@ export function lazyUpdateF32Ref(w: Float64Array, rows: number, cols: number, eT
     for (let j = j0; j < cols; j++) {
       lanes.fill(0);
       for (let k = 0; k < count; k++) lanes[k & 3] = f(lanes[k & 3]! + f(f(eT[k * rows + r]!) * f(u[(i1 + k) * cols + j]!)));
-      w[r * cols + j]! -= f(lanes[0]! + lanes[1]!) + f(lanes[2]! + lanes[3]!);
+      w[r * cols + j]! -= f(f(lanes[0]! + lanes[2]!) + f(lanes[1]! + lanes[3]!));
     }
   }
 }

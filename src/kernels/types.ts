@@ -202,9 +202,8 @@ export interface LinalgKernels {
   /**
    * As gramAddLower, with the products and each 256-token panel's sums in f32 (twice the SIMD lanes of f64) and
    * the panels added into acc in f64: tokens are taken in panels of 256 from the start of each call, and
-   * panel p adds, for j ≤ i, (S0 + S1) + (S2 + S3) where S_l is the f32 sum, in token order, of the f32
-   * products x[s, i]·x[s, j] of the panel's tokens s ≡ l (mod 4) (counted from the panel start) and the two
-   * inner sums are f32. Reference twin: algos/linalg.ts addGramF32 (multiply then add; a backend may fuse the
+   * panel p adds, for j ≤ i, (S0 + S2) + (S1 + S3) summed in f32, where S_l is the f32 sum, in token order,
+   * of the f32 products x[s, i]·x[s, j] of the panel's tokens s ≡ l (mod 4) (counted from the panel start). Reference twin: algos/linalg.ts addGramF32 (multiply then add; a backend may fuse the
    * multiply-adds, so its bound: |error| ≤ γ₆₆·Σ|x_i x_j| per panel, γₘ = m·2⁻²⁴/(1 − m·2⁻²⁴)).
    */
   gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void;
@@ -221,7 +220,7 @@ export interface LinalgKernels {
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void;
   /**
    * lazyUpdate with f32 products and E given transposed: w[r, j] −= Σ_k fl32(e[k·rows + r])·fl32(u[(i1 + k)·cols + j])
-   * for j ≥ j0, the sum as gramAddLowerF32's (lane l of k ≡ l mod 4 in f32, (S0 + S1) + (S2 + S3)), subtracted in f64.
+   * for j ≥ j0, lane l summing k ≡ l (mod 4) in f32, in k order, the lanes added in f32 as (S0 + S2) + (S1 + S3), subtracted in f64.
    * Reference twin: algos/linalg.ts lazyUpdateF32Ref (multiply then add); bound: |error| ≤ γ_{⌈count/4⌉+4}·Σ_k|e·u|.
    */
   lazyUpdateF32(w: Float64Array, rows: number, cols: number, eT: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void;

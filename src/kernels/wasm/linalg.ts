@@ -145,7 +145,7 @@ export class WasmLinalg implements LinalgKernels {
         const k = (m + 3) & ~3;
         this.k.f32_transpose_pad(xOff, m, n, t.off, ldt);
         d[o + L_C] = accOff; d[o + L_LDC] = n; d[o + L_A] = t.off; d[o + L_LDA] = ldt; d[o + L_M] = n; d[o + L_K] = k;
-        const rows = Math.ceil(n / 4);
+        const rows = Math.ceil(n / 2);
         if (n * n * k < 1 << 19) this.k.run_k84(this.desc, 0, rows);
         else this.pool.run([{ desc: this.desc, rows, task: K_GRAM_F32 }]);
       }
@@ -247,7 +247,7 @@ export class WasmLinalg implements LinalgKernels {
       const o = this.desc >>> 2;
       d[o + L_C] = wp + j0 * 8; d[o + L_LDC] = cols; d[o + L_A] = ef.off; d[o + L_LDA] = kp; d[o + L_B] = uf.off; d[o + L_LDB] = kp;
       d[o + L_M] = rows; d[o + L_N] = width; d[o + L_K] = kp;
-      const jobRows = Math.ceil(rows / 4);
+      const jobRows = Math.ceil(rows / 2);
       if (rows * width * kp < 1 << 18) this.k.run_k86(this.desc, 0, jobRows);
       else this.pool.run([{ desc: this.desc, rows: jobRows, task: K_GEMM_SUB_F32 }]);
     } finally {
