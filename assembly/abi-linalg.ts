@@ -21,6 +21,10 @@ export const K_RANK1T_F64 = 85;
  * B f32 (L_N, L_K), leading dimensions L_LDA / L_LDB in floats, L_K a multiple of 4; rows = job rows of 2 C rows */
 export const K_GEMM_SUB_F32 = 86;
 
+/** pool task id of the Cholesky block's rows below it (entry run_k87: L_C = a, L_LDC = n, L_N = j0, L_K = j1;
+ * rows = rows below the block) */
+export const K_CHOL_BELOW_F64 = 87;
+
 // descriptor: u32 words; pointers are byte offsets; leading dimensions count f64 elements
 export const L_C = 0;
 export const L_LDC = 1;

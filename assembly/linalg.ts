@@ -174,32 +174,49 @@ export function f64_zero_upper(a: usize, n: i32): void {
 }
 
 /**
- * Panel of a left-looking blocked lower Cholesky of a (n, n) in place, columns [j0, j1): rows ≥ j1 must
- * already have had Σ_{k<j0} L_ik L_jk subtracted (a GEMM); rows inside the block have not. Column by
- * column (as src/algos/linalg.ts choleskyColumn): L_cc = √(a_cc − Σ_{k<c} L_ck²), L_ic = (a_ic −
- * Σ_k L_ik L_ck) / L_cc. Writes only the lower triangle. Returns −1, or the column whose pivot was not
- * positive (nothing of that column written).
+ * Diagonal block of a left-looking blocked lower Cholesky of a (n, n) in place, columns [j0, j1): rows ≥ j0
+ * must already have had Σ_{k<j0} L_ik L_jk subtracted (one GEMM, lower part only inside the block). Column by
+ * column (as src/algos/linalg.ts choleskyColumn, over the block's own columns): L_cc = √(a_cc − Σ_{j0≤k<c}
+ * L_ck²), L_ic = (a_ic − Σ_{j0≤k<c} L_ik L_ck) / L_cc for c < i < j1. Writes only the lower triangle. Returns
+ * −1, or the column whose pivot was not positive (nothing of that column written). The rows below the block
+ * are chol_below_f64's.
  */
 export function chol_panel_f64(a: usize, n: i32, j0: i32, j1: i32): i32 {
   const rb = <usize>n << 3;
+  const o0 = <usize>j0 << 3;
   for (let c = j0; c < j1; c++) {
     const rc = a + <usize>c * rb;
-    const d = load<f64>(rc + (<usize>c << 3)) - dot(rc, rc, c);
+    const w = c - j0;
+    const d = load<f64>(rc + (<usize>c << 3)) - dot(rc + o0, rc + o0, w);
     if (!(d > 0) || !isFinite(d)) return c;
     const l = Math.sqrt(d);
     store<f64>(rc + (<usize>c << 3), l);
     const inv = 1 / l;
     for (let i = c + 1; i < j1; i++) {
       const ri = a + <usize>i * rb;
-      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri, rc, c)) * inv);
-    }
-    const w = c - j0;
-    for (let i = j1; i < n; i++) {
-      const ri = a + <usize>i * rb;
-      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri + (<usize>j0 << 3), rc + (<usize>j0 << 3), w)) * inv);
+      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri + o0, rc + o0, w)) * inv);
     }
   }
   return -1;
+}
+
+/** Rows j1 + [r0, r1) of the block columns [j0, j1) after chol_panel_f64 (rows are independent given the
+ * block's L): L_ic = (a_ic − Σ_{j0≤k<c} L_ik L_ck)·(1 / L_cc), column by column */
+export function chol_below_f64(a: usize, n: i32, j0: i32, j1: i32, r0: i32, r1: i32): void {
+  const rb = <usize>n << 3;
+  const o0 = <usize>j0 << 3;
+  for (let i = j1 + r0; i < j1 + r1; i++) {
+    const ri = a + <usize>i * rb;
+    for (let c = j0; c < j1; c++) {
+      const rc = a + <usize>c * rb;
+      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri + o0, rc + o0, c - j0)) * (1 / load<f64>(rc + (<usize>c << 3))));
+    }
+  }
+}
+
+/** Pool entry of chol_below_f64 (L_C = a, L_LDC = n, L_N = j0, L_K = j1; rows = rows below the block) */
+export function run_k87(desc: usize, r0: i32, r1: i32): void {
+  chol_below_f64(<usize>load<u32>(desc + (L_C << 2)), <i32>load<u32>(desc + (L_LDC << 2)), <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)), r0, r1);
 }
 
 /**

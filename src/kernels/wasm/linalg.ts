@@ -6,14 +6,15 @@
  *   256 tokens at a time transposed to channel-major f32, summed in f32 per tile (run_k84), added into f64.
  * - Upper Cholesky of A⁻¹ (same algorithm as algos/linalg.ts upperCholeskyOfInverseInPlace: A reversed,
  *   lower Cholesky, lower triangular inverse, reversed back): the Cholesky left-looking in column blocks
- *   of 64 (one GEMM per block for the rows below it, then the block's panel), the inverse in column
+ *   of 64 (one GEMM per block for its rows and those below, the diagonal block on the calling thread, the
+ *   rows below on the pool), the inverse in column
  *   blocks from the last (one GEMM per block: X[i, j1:]·L[j1:, J], then the small block solve).
  * - Lazy update: U's block rows transposed to (cols − j0, count), one GEMM.
  * Isomorphic.
  */
 import { QuantlabError } from "../../core/errors.js";
 import {
-  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, K_RANK1T_F64, K_GEMM_SUB_F32, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
+  K_GEMM_NT_F64, K_RANK1_F64, K_GRAM_F32, K_RANK1T_F64, K_GEMM_SUB_F32, K_CHOL_BELOW_F64, L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, L_DESC_WORDS, LF_SUB, LF_LOWER, LF_TRI_A,
 } from "../../../assembly/abi-linalg.js";
 import type { LinalgKernels } from "../types.js";
 import type { WasmArena } from "./arena.js";
@@ -25,6 +26,7 @@ interface LinalgExports {
   f64_reverse(a: number, n: number): void;
   f64_zero_upper(a: number, n: number): void;
   chol_panel_f64(a: number, n: number, j0: number, j1: number): number;
+  chol_below_f64(a: number, n: number, j0: number, j1: number, r0: number, r1: number): void;
   trinv_block_f64(a: number, n: number, j0: number, j1: number, g: number, s: number): void;
   f64_transpose_block(a: number, lda: number, r0: number, c0: number, rows: number, cols: number, bt: number, ldb: number): void;
   run_k48(desc: number, r0: number, r1: number): void;
@@ -168,12 +170,31 @@ export class WasmLinalg implements LinalgKernels {
     k.f64_reverse(p, n * n); // B = J·A·J
     const saved = new Float64Array(n);
     for (let i = 0; i < n; i++) saved[i] = a[i * n + i]!;
+    const sup = new Float64Array(BS);
     // left-looking blocked lower Cholesky: the strict upper triangle (B's, by symmetry) is never written
     for (let j0 = 0; j0 < n; j0 += BS) {
       const j1 = Math.min(n, j0 + BS);
-      // rows below the block: a[j1:, J] −= a[j1:, :j0]·a[J, :j0]ᵀ
-      this.gemm(p + (j1 * n + j0) * 8, n, p + j1 * n * 8, n, p + j0 * n * 8, n, n - j1, j1 - j0, j0, LF_SUB);
-      if (k.chol_panel_f64(p, n, j0, j1) >= 0) {
+      // the block's rows and those below: a[j0:, J] −= a[j0:, :j0]·a[J, :j0]ᵀ, lower part only inside the block
+      // (LF_LOWER guarantees j ≤ i but may write a[i, i + 1] for even i − j0: those are kept and put back, as
+      // the strict upper triangle is what a failed factorization restores B from)
+      const bs = j1 - j0;
+      if (j0 > 0) {
+        for (let i = j0; i + 1 < j1; i++) sup[i - j0] = a[i * n + i + 1]!;
+        this.gemm(p + (j0 * n + j0) * 8, n, p + j0 * n * 8, n, p + j0 * n * 8, n, n - j0, bs, j0, LF_SUB | LF_LOWER);
+        for (let i = j0; i + 1 < j1; i++) a[i * n + i + 1] = sup[i - j0]!;
+      }
+      const bad = k.chol_panel_f64(p, n, j0, j1) >= 0;
+      if (!bad && j1 < n) {
+        const below = n - j1;
+        if (below * bs * bs < 1 << 17) k.chol_below_f64(p, n, j0, j1, 0, below);
+        else {
+          const d = this.arena.u32;
+          const o = this.desc >>> 2;
+          d[o + L_C] = p; d[o + L_LDC] = n; d[o + L_N] = j0; d[o + L_K] = j1;
+          this.pool.run([{ desc: this.desc, rows: below, task: K_CHOL_BELOW_F64 }]);
+        }
+      }
+      if (bad) {
         // restore B's lower triangle from its upper one and the saved diagonal, then A
         for (let i = 0; i < n; i++) {
           a[i * n + i] = saved[i]!;
