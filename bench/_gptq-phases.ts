@@ -1,6 +1,6 @@
 // GPTQ phase A/B on one n×n linear (the layer of bench/gptq.ts): the Hessian with f64 and f32 products
-// (alternating, `reps` rounds, wall ms), their max difference relative to Σ|x_i x_j|, then GPTQ from each
-// Hessian (factor and column-loop phases) and how many codes differ.
+// (alternating, `reps` rounds, wall ms), their max difference relative to √(H_ii H_jj), then GPTQ the f64 way
+// (f64 Hessian, f64 lazy updates) and the f32 way (f32 products in both), phases and how many codes differ.
 // usage: node --experimental-wasm-relaxed-simd dist/bench/_gptq-phases.js <n> <tokens> [reps] [threads] [variant]
 import { loadavg } from "node:os";
 import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
@@ -54,11 +54,11 @@ const quant = new RegistryQuantizer("int4:g128:asym");
 const res = [];
 for (const [name, h] of [["f64", h64!], ["f32", h32!]] as const) {
   const timings = { factorMs: 0, columnsMs: 0 };
-  const r = gptqQuantize(w, n, n, h, quant, { overwriteHessian: true, timings, kernels: K });
-  console.log(`gptq from ${name} Hessian: factor ${timings.factorMs} ms, columns ${timings.columnsMs} ms, loss ${r.loss.toExponential(6)} (load ${loadavg()[0]!.toFixed(2)})`);
+  const r = gptqQuantize(w, n, n, h, quant, { overwriteHessian: true, timings, kernels: K, updates: name });
+  console.log(`gptq, ${name} Hessian and updates: factor ${timings.factorMs} ms, columns ${timings.columnsMs} ms, loss ${r.loss.toExponential(6)} (load ${loadavg()[0]!.toFixed(2)})`);
   res.push(r);
 }
 let differ = 0;
 for (let i = 0; i < res[0]!.q.length; i++) if (res[0]!.q[i] !== res[1]!.q[i]) differ++;
-console.log(`codes differing f32 vs f64 Hessian: ${differ} of ${res[0]!.q.length}`);
+console.log(`codes differing, f32 vs f64 path: ${differ} of ${res[0]!.q.length}; loss f32/f64 − 1 = ${(res[1]!.loss / res[0]!.loss - 1).toExponential(2)}`);
 be.dispose();
