@@ -273,6 +273,16 @@ describe("wasm linalg vs reference", () => {
         assert.ok(Math.abs(r0.loss - r1.loss) <= 1e-9 * r0.loss);
         assert.deepEqual(Array.from(r0.perm), Array.from(r1.perm));
         K.free(h);
+        // the f32 path (f32 products in the Hessian and the lazy updates): codes may move (GPTQ carries every
+        // moved code on), the proxy loss may not — measured ≤ 1.5·10⁻⁶ relative on these layers
+        const acc32 = new HessianAccumulator(c.cols, K, "f32");
+        acc32.add(x.subarray(0, 100 * c.cols), 100);
+        acc32.add(x.subarray(100 * c.cols), nTok - 100);
+        const h32 = acc32.takeHessian();
+        assert.ok(maxRelDiff(h32, href, maxAbs(href)) < 1e-5, "f32-product Hessian near the f64 one");
+        const r2 = gptqQuantize(w, c.rows, c.cols, h32, quant, { ...opts, kernels: K, overwriteHessian: true, updates: "f32" });
+        assert.ok(Math.abs(r2.loss - r0.loss) <= 1e-4 * r0.loss, `f32 path loss ${r2.loss} vs ${r0.loss}`);
+        K.free(h32);
       }
     }
   });
@@ -311,6 +321,11 @@ describe("wasm linalg vs reference", () => {
   test("buffers not from alloc are refused with a clear error", () => {
     const K = backends[0]!.linalg();
     assert.throws(() => K.upperCholeskyOfInverseInPlace(new Float64Array(4), 2), /not allocated by this backend/);
+    // the f32 paths exist only on kernels, and an unknown precision is named
+    assert.throws(() => new HessianAccumulator(4, undefined, "f32"), /products "f32" needs a backend's linalg kernels/);
+    assert.throws(() => new HessianAccumulator(4, K, "f16" as "f32"), /products must be "f64" or "f32", got f16/);
+    const q4 = new IntAffineQuantizer({ bits: 4, groupSize: 0 });
+    assert.throws(() => gptqQuantize(new Float32Array(4), 2, 2, new Float64Array([1, 0, 0, 1]), q4, { updates: "f32" }), /updates "f32" needs a backend's linalg kernels/);
     // buffers allocated across a memory grow stay usable (the arena knows every buffer object)
     const small = K.alloc(4);
     const big = K.alloc(1 << 22); // 32 MiB: grows the memory
