@@ -174,32 +174,49 @@ export function f64_zero_upper(a: usize, n: i32): void {
 }
 
 /**
- * Panel of a left-looking blocked lower Cholesky of a (n, n) in place, columns [j0, j1): rows ≥ j1 must
- * already have had Σ_{k<j0} L_ik L_jk subtracted (a GEMM); rows inside the block have not. Column by
- * column (as src/algos/linalg.ts choleskyColumn): L_cc = √(a_cc − Σ_{k<c} L_ck²), L_ic = (a_ic −
- * Σ_k L_ik L_ck) / L_cc. Writes only the lower triangle. Returns −1, or the column whose pivot was not
- * positive (nothing of that column written).
+ * Diagonal block of a left-looking blocked lower Cholesky of a (n, n) in place, columns [j0, j1): rows ≥ j0
+ * must already have had Σ_{k<j0} L_ik L_jk subtracted (one GEMM, lower part only inside the block). Column by
+ * column (as src/algos/linalg.ts choleskyColumn, over the block's own columns): L_cc = √(a_cc − Σ_{j0≤k<c}
+ * L_ck²), L_ic = (a_ic − Σ_{j0≤k<c} L_ik L_ck) / L_cc for c < i < j1. Writes only the lower triangle. Returns
+ * −1, or the column whose pivot was not positive (nothing of that column written). The rows below the block
+ * are chol_below_f64's.
  */
 export function chol_panel_f64(a: usize, n: i32, j0: i32, j1: i32): i32 {
   const rb = <usize>n << 3;
+  const o0 = <usize>j0 << 3;
   for (let c = j0; c < j1; c++) {
     const rc = a + <usize>c * rb;
-    const d = load<f64>(rc + (<usize>c << 3)) - dot(rc, rc, c);
+    const w = c - j0;
+    const d = load<f64>(rc + (<usize>c << 3)) - dot(rc + o0, rc + o0, w);
     if (!(d > 0) || !isFinite(d)) return c;
     const l = Math.sqrt(d);
     store<f64>(rc + (<usize>c << 3), l);
     const inv = 1 / l;
     for (let i = c + 1; i < j1; i++) {
       const ri = a + <usize>i * rb;
-      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri, rc, c)) * inv);
-    }
-    const w = c - j0;
-    for (let i = j1; i < n; i++) {
-      const ri = a + <usize>i * rb;
-      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri + (<usize>j0 << 3), rc + (<usize>j0 << 3), w)) * inv);
+      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri + o0, rc + o0, w)) * inv);
     }
   }
   return -1;
+}
+
+/** Rows j1 + [r0, r1) of the block columns [j0, j1) after chol_panel_f64 (rows are independent given the
+ * block's L): L_ic = (a_ic − Σ_{j0≤k<c} L_ik L_ck)·(1 / L_cc), column by column */
+export function chol_below_f64(a: usize, n: i32, j0: i32, j1: i32, r0: i32, r1: i32): void {
+  const rb = <usize>n << 3;
+  const o0 = <usize>j0 << 3;
+  for (let i = j1 + r0; i < j1 + r1; i++) {
+    const ri = a + <usize>i * rb;
+    for (let c = j0; c < j1; c++) {
+      const rc = a + <usize>c * rb;
+      store<f64>(ri + (<usize>c << 3), (load<f64>(ri + (<usize>c << 3)) - dot(ri + o0, rc + o0, c - j0)) * (1 / load<f64>(rc + (<usize>c << 3))));
+    }
+  }
+}
+
+/** Pool entry of chol_below_f64 (L_C = a, L_LDC = n, L_N = j0, L_K = j1; rows = rows below the block) */
+export function run_k87(desc: usize, r0: i32, r1: i32): void {
+  chol_below_f64(<usize>load<u32>(desc + (L_C << 2)), <i32>load<u32>(desc + (L_LDC << 2)), <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)), r0, r1);
 }
 
 /**
@@ -286,4 +303,247 @@ export function run_k49(desc: usize, r0: i32, r1: i32): void {
   f64_rank1_sub(<usize>load<u32>(desc + (L_C << 2)), <i32>load<u32>(desc + (L_LDC << 2)), r0, r1,
     <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)),
     <usize>load<u32>(desc + (L_A << 2)), <i32>load<u32>(desc + (L_LDA << 2)), <usize>load<u32>(desc + (L_B << 2)));
+}
+
+// ---------------------------------------------------------------- f32-product Gram panels (K_GRAM_F32)
+
+/** c + a·b on f32x4: fused in the relaxed build, multiply then add in the SIMD128 build */
+@inline function madd32(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+/** lane q = (s_q[0] + s_q[2]) + (s_q[1] + s_q[3]) in f32: four accumulators' sums in one vector */
+@inline function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** (v0 + v2) + (v1 + v3) in f32: reduce4's order for one accumulator */
+@inline function hsum02(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
+}
+
+/** c[0..4) −= the 4 f32 lanes of v, in f64 */
+@inline function sub4(c: usize, v: v128): void {
+  v128.store(c, f64x2.sub(v128.load(c), f64x2.promote_low_f32x4(v)));
+  v128.store(c, f64x2.sub(v128.load(c, 16), f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 2, 3))), 16);
+}
+
+/** c[0..4) += the 4 f32 lanes of v, in f64 */
+@inline function add4(c: usize, v: v128): void {
+  v128.store(c, f64x2.add(v128.load(c), f64x2.promote_low_f32x4(v)));
+  v128.store(c, f64x2.add(v128.load(c, 16), f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 2, 3))), 16);
+}
+
+/** t[i·ldt + s] = x[s·n + i] for s < m, i < n, and 0 for m ≤ s < ldt: m rows of f32 (m, n) to channel-major
+ * f32 (n, ldt), zero-padded to ldt tokens (ldt a multiple of 4, so the Gram tiles never need a tail), in
+ * 16 × 16 blocks */
+export function f32_transpose_pad(x: usize, m: i32, n: i32, t: usize, ldt: i32): void {
+  for (let s0 = 0; s0 < m; s0 += 16) {
+    const s1 = min(m, s0 + 16);
+    for (let i0 = 0; i0 < n; i0 += 16) {
+      const i1 = min(n, i0 + 16);
+      for (let s = s0; s < s1; s++) {
+        const xr = x + (<usize>s * <usize>n << 2);
+        for (let i = i0; i < i1; i++) store<f32>(t + ((<usize>i * <usize>ldt + <usize>s) << 2), load<f32>(xr + (<usize>i << 2)));
+      }
+    }
+  }
+  if (m < ldt) for (let i = 0; i < n; i++) memory.fill(t + ((<usize>i * <usize>ldt + <usize>m) << 2), 0, <usize>(ldt - m) << 2);
+}
+
+const GRAM_JP: i32 = 128; // channels per column panel: 128 × 256 tokens × 4 B = 128 KiB of T in L2
+
+/**
+ * Job rows [r0, r1) of the f32-product Gram panel C[i, j] += Σ_s T[i, s]·T[j, s] for j ≤ i (C f64 (M, M)
+ * row-major, L_LDC; T f32 (M, L_LDA), L_K tokens, a multiple of 4). A job row is a pair of channels, taken
+ * zig-zag (job 2t = pair t, 2t + 1 = pair P−1−t) so every chunk holds as much of the triangle. Tiles of 2
+ * rows × 4 columns as run_k86 (lane l sums the products of tokens s ≡ l (mod 4) in f32, in token order; the
+ * lanes added in f32 as (l0 + l2) + (l1 + l3)), added to C in f64; a tile crossing the diagonal stores only
+ * its j ≤ i part. Each C element comes from one tile whatever the split, so the thread count does not change
+ * a bit.
+ */
+export function run_k84(desc: usize, r0: i32, r1: i32): void {
+  const c = <usize>load<u32>(desc + (L_C << 2));
+  const ldc = <i32>load<u32>(desc + (L_LDC << 2));
+  const t = <usize>load<u32>(desc + (L_A << 2));
+  const ldt = <i32>load<u32>(desc + (L_LDA << 2));
+  const M = <i32>load<u32>(desc + (L_M << 2));
+  const K = <i32>load<u32>(desc + (L_K << 2));
+  const P = (M + 1) >> 1;
+  const rs = <usize>ldt << 2;
+  const cs = <usize>ldc << 3;
+  for (let jp = 0; jp < M; jp += GRAM_JP) {
+    const jpEnd = min(M, jp + GRAM_JP);
+    for (let r = r0; r < r1; r++) {
+      const p = (r & 1) == 0 ? r >> 1 : P - 1 - (r >> 1);
+      const i = p << 1;
+      const two = i + 1 < M;
+      const iLast = two ? i + 1 : i;
+      const jEnd = min(jpEnd, iLast + 1);
+      if (jEnd <= jp) continue;
+      const a0 = t + <usize>i * rs;
+      const a1 = two ? a0 + rs : a0;
+      const c0 = c + <usize>i * cs;
+      const c1 = c0 + cs;
+      for (let j = jp; j < jEnd; j += 4) {
+        // columns past jEnd alias column j (their sums are not stored)
+        const b0 = t + <usize>j * rs;
+        const b1 = j + 1 < jEnd ? b0 + rs : b0, b2 = j + 2 < jEnd ? b0 + 2 * rs : b0, b3 = j + 3 < jEnd ? b0 + 3 * rs : b0;
+        const z = f32x4.splat(0);
+        let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
+        for (let k = 0; k < K; k += 4) {
+          const o = <usize>k << 2;
+          const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
+          const y0 = v128.load(b0 + o);
+          s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
+          const y1 = v128.load(b1 + o);
+          s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
+          const y2 = v128.load(b2 + o);
+          s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
+          const y3 = v128.load(b3 + o);
+          s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
+        }
+        const o = <usize>j << 3;
+        const v0 = reduce4(s00, s01, s02, s03);
+        const v1 = reduce4(s10, s11, s12, s13);
+        if (j + 3 <= i) {
+          add4(c0 + o, v0);
+          if (two) add4(c1 + o, v1);
+        } else {
+          // the diagonal tile: row i takes columns ≤ i, row i + 1 columns ≤ i + 1 (all below jEnd)
+          const n0 = min(4, i + 1 - j), n1 = min(4, i + 2 - j);
+          if (n0 > 0) store<f64>(c0 + o, load<f64>(c0 + o) + <f64>f32x4.extract_lane(v0, 0));
+          if (n0 > 1) store<f64>(c0 + o + 8, load<f64>(c0 + o + 8) + <f64>f32x4.extract_lane(v0, 1));
+          if (n0 > 2) store<f64>(c0 + o + 16, load<f64>(c0 + o + 16) + <f64>f32x4.extract_lane(v0, 2));
+          if (n0 > 3) store<f64>(c0 + o + 24, load<f64>(c0 + o + 24) + <f64>f32x4.extract_lane(v0, 3));
+          if (two) {
+            if (n1 > 0) store<f64>(c1 + o, load<f64>(c1 + o) + <f64>f32x4.extract_lane(v1, 0));
+            if (n1 > 1) store<f64>(c1 + o + 8, load<f64>(c1 + o + 8) + <f64>f32x4.extract_lane(v1, 1));
+            if (n1 > 2) store<f64>(c1 + o + 16, load<f64>(c1 + o + 16) + <f64>f32x4.extract_lane(v1, 2));
+            if (n1 > 3) store<f64>(c1 + o + 24, load<f64>(c1 + o + 24) + <f64>f32x4.extract_lane(v1, 3));
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- GPTQ's in-block update, transposed block (K_RANK1T_F64)
+
+/** wt[j·ldw + r] −= e[r]·u[j] for r0 ≤ r < r1, j0 ≤ j < j1: the in-block update after one column on the
+ * block held transposed (column j of the block = a contiguous run over the rows), the same multiply then
+ * subtract per element as f64_rank1_sub and the reference loop */
+export function f64_rank1t_sub(wt: usize, ldw: i32, r0: i32, r1: i32, j0: i32, j1: i32, e: usize, u: usize): void {
+  for (let j = j0; j < j1; j++) {
+    const uj = load<f64>(u + (<usize>j << 3));
+    const us = f64x2.splat(uj);
+    const wr = wt + (<usize>j * <usize>ldw << 3);
+    let r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const o = <usize>r << 3;
+      v128.store(wr + o, f64x2.sub(v128.load(wr + o), f64x2.mul(v128.load(e + o), us)));
+      v128.store(wr + o, f64x2.sub(v128.load(wr + o, 16), f64x2.mul(v128.load(e + o, 16), us)), 16);
+    }
+    for (; r < r1; r++) {
+      const o = <usize>r << 3;
+      store<f64>(wr + o, load<f64>(wr + o) - load<f64>(e + o) * uj);
+    }
+  }
+}
+
+/** Pool entry of f64_rank1t_sub: rows [r0, r1) (rows of W) of the update its descriptor names (L_C = wt,
+ * L_LDC, L_A = e, L_B = u, L_N = j0, L_K = j1) */
+export function run_k85(desc: usize, r0: i32, r1: i32): void {
+  f64_rank1t_sub(<usize>load<u32>(desc + (L_C << 2)), <i32>load<u32>(desc + (L_LDC << 2)), r0, r1,
+    <i32>load<u32>(desc + (L_N << 2)), <i32>load<u32>(desc + (L_K << 2)),
+    <usize>load<u32>(desc + (L_A << 2)), <usize>load<u32>(desc + (L_B << 2)));
+}
+
+// ---------------------------------------------------------------- f32-product GEMM, C −= A·Bᵀ (K_GEMM_SUB_F32)
+
+/** bt[j·ldb + k] = f32(a[(r0 + k)·lda + c0 + j]) for k < rows, j < cols, and 0 for rows ≤ k < ldb: a block of an
+ * f64 matrix transposed into f32, zero-padded (the f32 GEMM's operand layout), in 16 × 16 blocks */
+export function f64_to_f32_transpose_pad(a: usize, lda: i32, r0: i32, c0: i32, rows: i32, cols: i32, bt: usize, ldb: i32): void {
+  for (let k0 = 0; k0 < rows; k0 += 16) {
+    const k1 = min(rows, k0 + 16);
+    for (let jb = 0; jb < cols; jb += 16) {
+      const jb1 = min(cols, jb + 16);
+      for (let k = k0; k < k1; k++) {
+        const ar = a + ((<usize>(r0 + k) * <usize>lda + <usize>c0) << 3);
+        for (let j = jb; j < jb1; j++) store<f32>(bt + ((<usize>j * <usize>ldb + <usize>k) << 2), <f32>load<f64>(ar + (<usize>j << 3)));
+      }
+    }
+  }
+  if (rows < ldb) for (let j = 0; j < cols; j++) memory.fill(bt + ((<usize>j * <usize>ldb + <usize>rows) << 2), 0, <usize>(ldb - rows) << 2);
+}
+
+const GEMM32_JP: i32 = 256; // B rows per column panel: 256 × 128 floats = 128 KiB in L2 at K = 128
+
+/** Σ_k a[k]·b[k] over K (a multiple of 4) in the lane order of the tiles below, for a C column left over */
+@inline function dot32(a: usize, b: usize, K: i32): f32 {
+  let s = f32x4.splat(0);
+  for (let k = 0; k < K; k += 4) s = madd32(v128.load(a + (<usize>k << 2)), v128.load(b + (<usize>k << 2)), s);
+  return hsum02(s);
+}
+
+/**
+ * Job rows [r0, r1) of C −= A·Bᵀ with f32 products: a job row is 2 rows of C. Tiles of 2 rows × 4 columns
+ * (8 f32x4 accumulators, 6 loads per 8 multiply-adds): lane l of an accumulator sums the products of k ≡ l
+ * (mod 4) in f32, in k order; the four lanes are added in f32 as (l0 + l2) + (l1 + l3) (one shuffle tree
+ * for a tile row's 4 columns), and subtracted from C in f64. Each C element comes from one tile whatever
+ * the split, so the thread count does not change a bit.
+ */
+export function run_k86(desc: usize, r0: i32, r1: i32): void {
+  const c = <usize>load<u32>(desc + (L_C << 2));
+  const ldc = <i32>load<u32>(desc + (L_LDC << 2));
+  const a = <usize>load<u32>(desc + (L_A << 2));
+  const lda = <i32>load<u32>(desc + (L_LDA << 2));
+  const b = <usize>load<u32>(desc + (L_B << 2));
+  const ldb = <i32>load<u32>(desc + (L_LDB << 2));
+  const M = <i32>load<u32>(desc + (L_M << 2));
+  const N = <i32>load<u32>(desc + (L_N << 2));
+  const K = <i32>load<u32>(desc + (L_K << 2));
+  const ras = <usize>lda << 2, rbs = <usize>ldb << 2, cs = <usize>ldc << 3;
+  for (let jp = 0; jp < N; jp += GEMM32_JP) {
+    const jpEnd = min(N, jp + GEMM32_JP);
+    for (let r = r0; r < r1; r++) {
+      const i = r << 1;
+      const two = i + 1 < M;
+      const a0 = a + <usize>i * ras;
+      const a1 = two ? a0 + ras : a0;
+      const c0 = c + <usize>i * cs;
+      const c1 = c0 + cs;
+      let j = jp;
+      for (; j + 4 <= jpEnd; j += 4) {
+        const b0 = b + <usize>j * rbs;
+        const b1 = b0 + rbs, b2 = b1 + rbs, b3 = b2 + rbs;
+        const z = f32x4.splat(0);
+        let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
+        for (let k = 0; k < K; k += 4) {
+          const o = <usize>k << 2;
+          const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
+          const y0 = v128.load(b0 + o);
+          s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
+          const y1 = v128.load(b1 + o);
+          s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
+          const y2 = v128.load(b2 + o);
+          s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
+          const y3 = v128.load(b3 + o);
+          s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
+        }
+        const o = <usize>j << 3;
+        sub4(c0 + o, reduce4(s00, s01, s02, s03));
+        if (two) sub4(c1 + o, reduce4(s10, s11, s12, s13));
+      }
+      for (; j < jpEnd; j++) {
+        const bj = b + <usize>j * rbs;
+        const o = <usize>j << 3;
+        store<f64>(c0 + o, load<f64>(c0 + o) - <f64>dot32(a0, bj, K));
+        if (two) store<f64>(c1 + o, load<f64>(c1 + o) - <f64>dot32(a1, bj, K));
+      }
+    }
+  }
 }

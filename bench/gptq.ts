@@ -59,13 +59,13 @@ function layerInputs(rng: Rng, n: number, nTok: number): Float32Array {
 /** GPTQ of one n×n linear (int4:g128:asym) on the given kernels: Hessian from x, then the solve. */
 function gptqLayer(x: Float32Array, n: number, nTok: number, w: Float32Array, kernels: LinalgKernels | undefined): LayerTimes {
   let t0 = performance.now();
-  const acc = new HessianAccumulator(n, kernels);
+  const acc = new HessianAccumulator(n, kernels, kernels ? "f32" : "f64");
   for (let s = 0; s < nTok; s += 512) acc.add(x.subarray(s * n, Math.min(nTok, s + 512) * n), Math.min(512, nTok - s));
   const h = acc.takeHessian();
   const hessianMs = performance.now() - t0;
   const timings = { factorMs: 0, columnsMs: 0 };
   t0 = performance.now();
-  gptqQuantize(w, n, n, h, new RegistryQuantizer("int4:g128:asym"), { overwriteHessian: true, timings, ...(kernels ? { kernels } : {}) });
+  gptqQuantize(w, n, n, h, new RegistryQuantizer("int4:g128:asym"), { overwriteHessian: true, timings, ...(kernels ? { kernels, updates: "f32" as const } : {}) });
   const gptqMs = performance.now() - t0;
   kernels?.free(h);
   return { hessianS: hessianMs / 1000, factorS: timings.factorMs / 1000, columnsS: timings.columnsMs / 1000, totalS: (hessianMs + gptqMs) / 1000 };
@@ -87,15 +87,32 @@ function gemmProbe(be: WasmBackend, d: number, n: number): number {
   return (2 * n * d * d) / stats(times).median / 1e9;
 }
 
+/**
+ * The Python interpreter for the PyTorch peer: $QUANTLAB_PYTHON when set (an error there is reported, not
+ * skipped over), else the first of `python3` (PATH) and /usr/bin/python3 (Debian's python3-torch) that
+ * imports torch. Returns the interpreter, or why none can run the peer.
+ */
+function torchPython(): { python: string } | string {
+  const env = process.env.QUANTLAB_PYTHON;
+  const candidates = env ? [env] : ["python3", "/usr/bin/python3"];
+  const why: string[] = [];
+  for (const python of candidates) {
+    const probe = spawnSync(python, ["-c", "import torch"], { encoding: "utf8" });
+    if (probe.status === 0) return { python };
+    why.push(`${python}: ${(probe.stderr || probe.error?.message || "does not run").trim().split("\n").pop()}`);
+  }
+  return `no interpreter imports torch (${why.join("; ")}); set QUANTLAB_PYTHON to one that does`;
+}
+
 /** The PyTorch peer (bench/gptq_torch.py), or the reason it cannot run. */
-function torchPeer(n: number, nTok: number, threads: number): LayerTimes & { version: string } | string {
-  const probe = spawnSync("python3", ["-c", "import torch"], { encoding: "utf8" });
-  if (probe.status !== 0) return `python3 cannot import torch (${(probe.stderr || "no python3").trim().split("\n").pop()}); \`pip install torch\` to compare`;
+function torchPeer(n: number, nTok: number, threads: number): LayerTimes & { version: string; python: string; cpuS: number } | string {
+  const py = torchPython();
+  if (typeof py === "string") return py;
   const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "gptq_torch.py");
-  const r = spawnSync("python3", [script, String(n), String(nTok), String(threads)], { encoding: "utf8", timeout: 600_000 });
-  if (r.status !== 0) return `bench/gptq_torch.py failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
-  const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { hessian_s: number; factor_s: number; columns_s: number; total_s: number; torch: string };
-  return { hessianS: j.hessian_s, factorS: j.factor_s, columnsS: j.columns_s, totalS: j.total_s, version: j.torch };
+  const r = spawnSync(py.python, [script, String(n), String(nTok), String(threads)], { encoding: "utf8", timeout: 1_800_000 });
+  if (r.status !== 0) return `bench/gptq_torch.py (${py.python}) failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+  const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { hessian_s: number; factor_s: number; columns_s: number; total_s: number; cpu_s: number; torch: string };
+  return { hessianS: j.hessian_s, factorS: j.factor_s, columnsS: j.columns_s, totalS: j.total_s, cpuS: j.cpu_s, version: j.torch, python: py.python };
 }
 
 /** Llama-3.2-1B's shapes (HF config: hidden 2048, intermediate 8192, 16 layers, 32 heads, 8 KV heads, vocab 128256, tied). */
@@ -160,16 +177,16 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     ctx.log(`gemm probe ${gflops.toFixed(1)} GFLOP/s, bound ${boundS.toFixed(1)} s; torch ${JSON.stringify(torch)}`);
     const row = (name: string, t: LayerTimes, vsTorch: string, cpuCol: string): (string | number)[] =>
       [name, fmt(t.hessianS, 2), fmt(t.factorS, 2), fmt(t.columnsS, 2), fmt(t.totalS, 2), cpuCol, vsTorch, `×${fmt(t.totalS / boundS, 2)}`];
-    const rows = [row(`quantlab WASM SIMD f64, ${threads} threads`, q, typeof torch === "string" ? "—" : `×${fmt(q.totalS / torch.totalS, 2)}`, fmt(cpuS, 1))];
-    if (typeof torch !== "string") rows.push(row(`PyTorch ${torch.version} CPU, ${threads} threads (bench/gptq_torch.py)`, torch, "×1.00", "—"));
+    const rows = [row(`quantlab WASM SIMD (f32 products, f64 factor), ${threads} threads`, q, typeof torch === "string" ? "—" : `×${fmt(q.totalS / torch.totalS, 2)}`, fmt(cpuS, 1))];
+    if (typeof torch !== "string") rows.push(row(`PyTorch ${torch.version} CPU (${torch.python}), ${threads} threads (bench/gptq_torch.py)`, torch, "×1.00", fmt(torch.cpuS, 1)));
     rows.push(["FLOP bound (this run's WASM f32 GEMM probe)", "", "", "", fmt(boundS, 2), "", "", "×1.00"]);
     sections.push({
       title: `GPTQ, one ${n}×${n} linear (${nTok} calibration tokens, int4:g128:asym), ${threads} threads`,
       table: { headers: ["implementation", "Hessian s", "Cholesky + inverse s", "column loop s", "total s", "CPU s (process)", "vs PyTorch", "vs FLOP bound"], rows },
       notes: [
-        `Load average (1 min) ${loadBefore} before, ${loadAfter} after, on a 2-core machine shared with other jobs: absolute times are inflated by whatever else ran.`,
-        "quantlab: WasmBackend.linalg() (src/kernels/wasm/linalg.ts, assembly/linalg.ts): one f64x2 GEMM kernel C ±= A·Bᵀ (2×4 register tiles, K panels of 256, B panels of ≈128 KiB, pairs of rows split over the worker pool; fused multiply-adds in the relaxed build, which bench/run.ts enables) does the Gram accumulation (256 tokens at a time, lower triangle only), the left-looking blocked Cholesky (blocks of 64) and the blocked triangular inverse (from the last block), and the lazy batch update of every 128-column block; the per-column in-block updates run in WASM too, fakeQuant in TypeScript. Everything in float64, so the codes are the TypeScript reference's (test/kernels/wasm/linalg.test.ts).",
-        `FLOP bound: (n·d² + d³/3 + d³/6 + out·d²/2) FLOPs = ${fmt(flops / 1e9, 1)} GFLOP at ${fmt(gflops, 1)} GFLOP/s, the f32 mat-mat kernel of the same backend (256×4096 · 4096², ${threads} threads, median of 3). quantlab's kernels run in float64 (half the lanes of that f32 probe).`,
+        `Load average (1 min) ${loadBefore} before, ${loadAfter} after, on a 2-core machine shared with other jobs: absolute times are inflated by whatever else ran; CPU s (quantlab: the process, workers' waits included; PyTorch: the script's process_time over the three phases) is the steadier comparison on a loaded machine.`,
+        "quantlab: WasmBackend.linalg() (src/kernels/wasm/linalg.ts, assembly/linalg.ts): the Hessian from f32 products (256 tokens at a time channel-major f32, 2×4 f32x4 tiles summing each panel in f32, added into the f64 lower triangle), the left-looking blocked Cholesky (blocks of 64: one f64x2 GEMM for the block's rows and those below, the rows below the diagonal block on the pool) and the blocked triangular inverse (from the last block) in float64, the column loop on each 128-column block held transposed (in-block updates in f64 on the pool, fakeQuant in TypeScript) and the lazy batch update with f32 products (2×4 f32x4 tiles, subtracted from the f64 W); fused multiply-adds in the relaxed build, which bench/run.ts enables. The f32 products keep the loss, not the codes (GPTQ carries every moved code on): docs/kernels.md, \"GPTQ's linear algebra\"; `products`/`updates: \"f64\"` give the reference's codes.",
+        `FLOP bound: (n·d² + d³/3 + d³/6 + out·d²/2) FLOPs = ${fmt(flops / 1e9, 1)} GFLOP at ${fmt(gflops, 1)} GFLOP/s, the f32 mat-mat kernel of the same backend (256×4096 · 4096², ${threads} threads, median of 3). quantlab's Cholesky and inverse run in float64 (half the lanes of that f32 probe).`,
         typeof torch === "string" ? `PyTorch peer skipped: ${torch}.` : "PyTorch: the authors' fasterquant structure (float32 Hessian, cholesky → cholesky_inverse → upper cholesky, per-column loop with in-block rank-1 updates, lazy batch update per 128 columns), torch.set_num_threads(2); same shapes, its own random data.",
         "Before (single-threaded float64 TypeScript, 2026-12-02, load 5–12): 2048×2048 67.6 s, 4096×4096 579.0 s.",
       ],

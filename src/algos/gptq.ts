@@ -26,7 +26,12 @@ export class HessianAccumulator {
 
   /** with `kernels` (a backend's LinalgKernels) the sum lives in the kernels' memory and is accumulated
    * there; the taken Hessian is then one of their buffers (free it with `kernels.free`) */
-  constructor(n: number, private readonly kernels?: LinalgKernels) {
+  /** `products` (with kernels only): "f64" sums exact f64 products (the reference's Hessian within float64
+   * rounding); "f32" takes the kernels' gramAddLowerF32 (f32 products and 256-token f32 panel sums added into
+   * f64: twice the SIMD lanes, relative error per panel ≤ γ₆₆ ≈ 3.9·10⁻⁶ of Σ|x_i x_j|) */
+  constructor(n: number, private readonly kernels?: LinalgKernels, private readonly products: "f64" | "f32" = "f64") {
+    if (products !== "f64" && products !== "f32") throw new QuantlabError("E_ARG", `HessianAccumulator: products must be "f64" or "f32", got ${String(products)}`);
+    if (products === "f32" && !kernels) throw new QuantlabError("E_ARG", `HessianAccumulator: products "f32" needs a backend's linalg kernels (the TypeScript path sums f64 products)`);
     if (!Number.isInteger(n) || n <= 0) throw new QuantlabError("E_ARG", `HessianAccumulator: width must be a positive integer, got ${n}`);
     this.n = n;
     this.sum = kernels ? kernels.alloc(n * n) : new Float64Array(n * n);
@@ -40,7 +45,8 @@ export class HessianAccumulator {
     }
     if (this.kernels) {
       const xf = x instanceof Float32Array ? x : Float32Array.from(x);
-      this.kernels.gramAddLower(xf, nTok, this.n, this.sum);
+      if (this.products === "f32") this.kernels.gramAddLowerF32(xf, nTok, this.n, this.sum);
+      else this.kernels.gramAddLower(xf, nTok, this.n, this.sum);
     } else addGram(x, nTok, this.n, this.sum);
     this.tokens += nTok;
   }
@@ -101,6 +107,14 @@ export interface GptqOptions {
   /** float64 kernels for the factorization and the lazy updates (a backend's `linalg()`); default: the
    * TypeScript reference loops. The working copies then live in the kernels' memory. */
   kernels?: LinalgKernels;
+  /**
+   * arithmetic of the lazy batch updates (with kernels only): "f64" (default; the reference loop's values within
+   * float64 rounding, so its codes), or "f32": f32 products and lane sums per 128-column block, subtracted from
+   * the f64 W (LinalgKernels.lazyUpdateF32: twice the SIMD lanes; each update within γ₃₆ ≈ 2.1·10⁻⁶ of Σ|e·u|,
+   * which moves codes where the rounding of a weight is that close to a tie, and GPTQ carries every moved code
+   * into the row's later columns)
+   */
+  updates?: "f64" | "f32";
   /** tensor name for error messages */
   name?: string;
 }
@@ -139,6 +153,9 @@ export function gptqQuantize<P>(
   if (!(blockSize >= 1)) throw new QuantlabError("E_ARG", `gptq ${name}: blockSize must be ≥ 1, got ${blockSize}`);
   if (!(percDamp >= 0)) throw new QuantlabError("E_ARG", `gptq ${name}: percDamp must be ≥ 0, got ${percDamp}`);
 
+  const updates = opts.updates ?? "f64";
+  if (updates !== "f64" && updates !== "f32") throw new QuantlabError("E_ARG", `gptq ${name}: updates must be "f64" or "f32", got ${String(updates)}`);
+  if (updates === "f32" && !opts.kernels) throw new QuantlabError("E_ARG", `gptq ${name}: updates "f32" needs a backend's linalg kernels (the TypeScript loop updates in f64)`);
   const gw = groupWidth(cols, quantizer.groupSize);
   const nGroups = groupsPerRow(cols, quantizer.groupSize);
   const tFactor = Date.now();
@@ -229,9 +246,24 @@ export function gptqQuantize<P>(
     groupIndex[perm[k]!] = groupOfPos[k]!;
   }
 
+  /** fits every row's parameters of the dynamic group starting at column col, on the updated W */
+  const fitGroups = (col: number): void => {
+    const g = col / gw;
+    const s = seg.subarray(0, Math.min(gw, cols - col));
+    for (let r = 0; r < rows; r++) {
+      for (let t = 0; t < s.length; t++) s[t] = W[r * cols + col + t]!;
+      params[r * nGroups + g] = quantizer.fit(s);
+    }
+  };
   const q = new Float32Array(rows * cols); // (rows, cols) original column order
   let loss = 0;
-  const err = alloc(rows * Math.min(blockSize, cols)); // (rows, count)
+  const bsMax = Math.min(blockSize, cols);
+  const err = alloc(rows * bsMax); // (rows, count)
+  // with kernels the block is worked on transposed, W1T (count, rows) and E1T (count, rows), so a column
+  // is one contiguous run over the rows (the strided column of W costs a TLB miss per row on wide layers)
+  const W1T = K ? alloc(rows * bsMax) : undefined;
+  const E1T = K ? alloc(rows * bsMax) : undefined;
+  const Q1T = K ? new Float32Array(rows * bsMax) : undefined;
   for (let i1 = 0; i1 < cols; ) {
     let i2 = Math.min(i1 + blockSize, cols);
     // Dynamic groups are fitted on fully updated weights: end blocks at group starts so the lazy
@@ -239,16 +271,50 @@ export function gptqQuantize<P>(
     // in-block updates when a group starts mid-block; this is the exact version).
     if (!staticGroups) i2 = Math.min(i2, (Math.floor(i1 / gw) + 1) * gw);
     const count = i2 - i1;
-    for (let i = 0; i < count; i++) {
-      const col = i1 + i;
-      if (!staticGroups && col % gw === 0) {
-        const g = col / gw;
-        const s = seg.subarray(0, Math.min(gw, cols - col));
+    if (K) {
+      // a group can start only at a block's first column (blocks end at group starts), fitted on W
+      if (!staticGroups && i1 % gw === 0) fitGroups(i1);
+      K.transposeBlock(W, cols, 0, i1, rows, count, W1T!, rows);
+      for (let i = 0; i < count; i++) {
+        const col = i1 + i;
+        const g = groupOfPos[col]!;
+        const ig = indexInGroup[col]!;
+        const d = U[col * cols + col]!;
+        const o = i * rows;
         for (let r = 0; r < rows; r++) {
-          for (let t = 0; t < s.length; t++) s[t] = W[r * cols + col + t]!;
-          params[r * nGroups + g] = quantizer.fit(s);
+          const x = W1T![o + r]!;
+          const qv = quantizer.fakeQuant(x, params[r * nGroups + g]!, ig);
+          Q1T![o + r] = qv;
+          const e = (x - qv) / d;
+          loss += (e * e) / 2;
+          E1T![o + r] = e;
+        }
+        K.rank1UpdateT(W1T!, rows, rows, i + 1, count, E1T!, o, U, col * cols + i1);
+      }
+      // the block's codes to q (original column order), in 16 × 16 tiles
+      for (let r0 = 0; r0 < rows; r0 += 16) {
+        const r1 = Math.min(rows, r0 + 16);
+        for (let c0 = 0; c0 < count; c0 += 16) {
+          const c1 = Math.min(count, c0 + 16);
+          for (let r = r0; r < r1; r++) {
+            const ro = r * cols;
+            for (let i = c0; i < c1; i++) q[ro + perm[i1 + i]!] = Q1T![i * rows + r]!;
+          }
         }
       }
+      if (i2 < cols) {
+        if (updates === "f32") K.lazyUpdateF32(W, rows, cols, E1T!, count, U, i1, i2);
+        else {
+          K.transposeBlock(E1T!, rows, 0, 0, count, rows, err, count);
+          K.lazyUpdate(W, rows, cols, err, count, U, i1, i2);
+        }
+      }
+      i1 = i2;
+      continue;
+    }
+    for (let i = 0; i < count; i++) {
+      const col = i1 + i;
+      if (!staticGroups && col % gw === 0) fitGroups(col);
       const g = groupOfPos[col]!;
       const ig = indexInGroup[col]!;
       const urow = col * cols;
@@ -262,15 +328,12 @@ export function gptqQuantize<P>(
         const e = (x - qv) / d;
         loss += (e * e) / 2;
         err[r * count + i] = e;
-        if (!K && e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
+        if (e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j]! -= e * U[urow + j]!;
       }
-      // the same updates of the block's later columns, row by row, in the kernels
-      if (K) K.rank1Update(W, rows, cols, col + 1, i2, err, count, i, U, col);
     }
     if (i2 < cols) {
       // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:] (one GEMM)
-      if (K) K.lazyUpdate(W, rows, cols, err, count, U, i1, i2);
-      else lazyUpdateRef(W, rows, cols, err, count, U, i1, i2);
+      lazyUpdateRef(W, rows, cols, err, count, U, i1, i2);
     }
     i1 = i2;
   }

@@ -101,13 +101,13 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
   const qDim = c.nHeads * c.headDim;
   const width: Record<LinearSite, number> = { attn_in: c.dim, attn_out_in: qDim, ffn_in: c.dim, ffn_down_in: c.hiddenDim };
   const hess = new Map<string, HessianAccumulator>();
-  // the Hessians accumulate on the backend's float64 kernels when it has them (WASM SIMD, threads) and are
-  // copied out at the end
+  // the Hessians accumulate on the backend's kernels when it has them (WASM SIMD, threads; f32 products summed
+  // per 256 tokens, added into float64) and are copied out at the end
   const kernels = opts.hessians ? opts.backend?.linalg?.() : undefined;
   for (let l = 0; l < c.nLayers; l++) {
     for (const s of sites) {
       acc.define(`${l}.${s}`, width[s], siteWeights(l, s));
-      if (opts.hessians) hess.set(`${l}.${s}`, new HessianAccumulator(width[s], kernels));
+      if (opts.hessians) hess.set(`${l}.${s}`, new HessianAccumulator(width[s], kernels, kernels ? "f32" : "f64"));
     }
   }
   const forward = opts.forward ?? "exact";

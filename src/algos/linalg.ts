@@ -212,6 +212,33 @@ export function addGram(x: ArrayLike<number>, nTok: number, n: number, acc: Floa
   for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) acc[j * n + i] = acc[i * n + j]!;
 }
 
+/** tokens per panel of addGramF32 (and of the kernels' gramAddLowerF32) */
+export const GRAM_F32_PANEL = 256;
+
+/**
+ * The lower triangle (j ≤ i) of acc (n, n) += xᵀx with f32 products and f32 panel sums: the reference twin of
+ * LinalgKernels.gramAddLowerF32 (see there), multiply then add, every step rounded to f32 with Math.fround
+ * except the accumulation into acc (f64). The WASM SIMD128 build gives these bits; a
+ * build that fuses multiply-adds differs within the stated bound. Plain loops: a test oracle, not fast.
+ */
+export function addGramF32(x: ArrayLike<number>, nTok: number, n: number, acc: Float64Array): void {
+  const f = Math.fround;
+  const lanes = new Float64Array(4);
+  for (let t0 = 0; t0 < nTok; t0 += GRAM_F32_PANEL) {
+    const t1 = Math.min(nTok, t0 + GRAM_F32_PANEL);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) {
+        lanes.fill(0);
+        for (let s = t0; s < t1; s++) {
+          const l = (s - t0) & 3;
+          lanes[l] = f(lanes[l]! + f(f(x[s * n + i]!) * f(x[s * n + j]!)));
+        }
+        acc[i * n + j] += f(f(lanes[0]! + lanes[2]!) + f(lanes[1]! + lanes[3]!));
+      }
+    }
+  }
+}
+
 /** ΔᵀGΔ for a vector Δ of length n and G (n, n) symmetric (full), starting at offset `o` of G's rows/cols. */
 export function quadForm(g: Float64Array, n: number, d: ArrayLike<number>, o = 0, len = n - o): number {
   let s = 0;
@@ -293,6 +320,9 @@ export class RefLinalg implements LinalgKernels {
   gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
     addGram(x, nTok, n, acc);
   }
+  gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
+    addGramF32(x, nTok, n, acc);
+  }
   mirrorLower(acc: Float64Array, n: number): void {
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) acc[j * n + i] = acc[i * n + j]!;
   }
@@ -305,6 +335,19 @@ export class RefLinalg implements LinalgKernels {
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void {
     rank1UpdateRef(w, rows, cols, j0, j1, e, lde, eCol, u, uRow);
   }
+  lazyUpdateF32(w: Float64Array, rows: number, cols: number, eT: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void {
+    lazyUpdateF32Ref(w, rows, cols, eT, count, u, i1, j0);
+  }
+  transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void {
+    for (let k = 0; k < rows; k++) for (let j = 0; j < cols; j++) bt[j * ldb + k] = a[(r0 + k) * lda + c0 + j]!;
+  }
+  rank1UpdateT(wt: Float64Array, ldw: number, rows: number, j0: number, j1: number, e: Float64Array, eOff: number, u: Float64Array, uOff: number): void {
+    for (let j = j0; j < j1; j++) {
+      const uj = u[uOff + j]!;
+      const o = j * ldw;
+      for (let r = 0; r < rows; r++) wt[o + r]! -= e[eOff + r]! * uj;
+    }
+  }
 }
 
 /** w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (algos/gptq.ts's in-block loop) */
@@ -315,6 +358,21 @@ export function rank1UpdateRef(w: Float64Array, rows: number, cols: number, j0: 
     if (ev === 0) continue;
     const ro = r * cols;
     for (let j = j0; j < j1; j++) w[ro + j]! -= ev * u[uo + j]!;
+  }
+}
+
+/** The reference twin of LinalgKernels.lazyUpdateF32 (see there): W[:, j0:] −= E·U[i1:i1+count, j0:] with E
+ * transposed (eT (count, rows)), f32 products and lane sums (Math.fround at every f32 step), subtracted in f64.
+ * Plain loops: a test oracle. */
+export function lazyUpdateF32Ref(w: Float64Array, rows: number, cols: number, eT: ArrayLike<number>, count: number, u: Float64Array, i1: number, j0: number): void {
+  const f = Math.fround;
+  const lanes = new Float64Array(4);
+  for (let r = 0; r < rows; r++) {
+    for (let j = j0; j < cols; j++) {
+      lanes.fill(0);
+      for (let k = 0; k < count; k++) lanes[k & 3] = f(lanes[k & 3]! + f(f(eT[k * rows + r]!) * f(u[(i1 + k) * cols + j]!)));
+      w[r * cols + j]! -= f(f(lanes[0]! + lanes[2]!) + f(lanes[1]! + lanes[3]!));
+    }
   }
 }
 

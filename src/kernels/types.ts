@@ -199,6 +199,14 @@ export interface LinalgKernels {
   owns(a: Float64Array): boolean;
   /** acc (n, n) += xᵀx for x (nTok, n) row-major; only the lower triangle (j ≤ i) of acc is kept up to date */
   gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void;
+  /**
+   * As gramAddLower, with the products and each 256-token panel's sums in f32 (twice the SIMD lanes of f64) and
+   * the panels added into acc in f64: tokens are taken in panels of 256 from the start of each call, and
+   * panel p adds, for j ≤ i, (S0 + S2) + (S1 + S3) summed in f32, where S_l is the f32 sum, in token order,
+   * of the f32 products x[s, i]·x[s, j] of the panel's tokens s ≡ l (mod 4) (counted from the panel start). Reference twin: algos/linalg.ts addGramF32 (multiply then add; a backend may fuse the
+   * multiply-adds, so its bound: |error| ≤ γ₆₆·Σ|x_i x_j| per panel, γₘ = m·2⁻²⁴/(1 − m·2⁻²⁴)).
+   */
+  gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void;
   /** copies acc's lower triangle to its upper one (acc symmetric afterwards) */
   mirrorLower(acc: Float64Array, n: number): void;
   /** a (n, n) symmetric positive definite ← U, upper triangular with A⁻¹ = UᵀU (zeros below); on failure
@@ -210,4 +218,16 @@ export interface LinalgKernels {
   /** w (rows, cols): w[r, j] −= e[r·lde + eCol]·u[uRow·cols + j] for j0 ≤ j < j1 (GPTQ's in-block update
    * after quantizing one column; u (cols, cols)) */
   rank1Update(w: Float64Array, rows: number, cols: number, j0: number, j1: number, e: Float64Array, lde: number, eCol: number, u: Float64Array, uRow: number): void;
+  /**
+   * lazyUpdate with f32 products and E given transposed: w[r, j] −= Σ_k fl32(e[k·rows + r])·fl32(u[(i1 + k)·cols + j])
+   * for j ≥ j0, lane l summing k ≡ l (mod 4) in f32, in k order, the lanes added in f32 as (S0 + S2) + (S1 + S3), subtracted in f64.
+   * Reference twin: algos/linalg.ts lazyUpdateF32Ref (multiply then add); bound: |error| ≤ γ_{⌈count/4⌉+4}·Σ_k|e·u|.
+   */
+  lazyUpdateF32(w: Float64Array, rows: number, cols: number, eT: Float64Array, count: number, u: Float64Array, i1: number, j0: number): void;
+  /** bt[j·ldb + k] = a[(r0 + k)·lda + c0 + j] for k < rows, j < cols: a block of a transposed (both buffers
+   * from `alloc`) */
+  transposeBlock(a: Float64Array, lda: number, r0: number, c0: number, rows: number, cols: number, bt: Float64Array, ldb: number): void;
+  /** wt[j·ldw + r] −= e[eOff + r]·u[uOff + j] for r < rows, j0 ≤ j < j1: rank1Update on a block held
+   * transposed (column j of the block contiguous over the rows), the same multiply then subtract per element */
+  rank1UpdateT(wt: Float64Array, ldw: number, rows: number, j0: number, j1: number, e: Float64Array, eOff: number, u: Float64Array, uOff: number): void;
 }

@@ -29,7 +29,8 @@ export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>,
     if (keys.length === 0) continue;
     const t1 = Date.now();
     const cols = colsOf(keys[0]!, c);
-    const acc = new HessianAccumulator(cols, kernels);
+    // on a backend's kernels: f32 products (twice the lanes; the Hessian within γ₆₆ of Σ|x_i x_j| per 256 tokens)
+    const acc = new HessianAccumulator(cols, kernels, kernels ? "f32" : "f64");
     step.captureSite(g.site, (x, T) => acc.add(x, T));
     const h = acc.takeHessian();
     try {
@@ -41,7 +42,7 @@ export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>,
       // the last linear of a site may consume the Hessian (no cols×cols copy: 512 MiB at width 8192)
       const r = gptqQuantize(step.bw[k], rows, cols, h, gq, {
         blockSize: options.blockSize as number, percDamp: options.damp as number, ...(options.actOrder ? { actOrder: true } : {}),
-        overwriteHessian: k === keys[keys.length - 1], name, ...(kernels ? { kernels } : {}),
+        overwriteHessian: k === keys[keys.length - 1], name, ...(kernels ? { kernels, updates: "f32" as const } : {}),
       });
       step.setQuant(k, gq.toQTensor(r, rows, cols, name), t2, { loss: r.loss });
     }
