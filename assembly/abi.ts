@@ -76,9 +76,7 @@ export const K_TERN2Q8 = 23;
 // kinds, 32 attention's, 48 and 49 abi-linalg.ts's), the layout of K_Q4_0X4: row group
 // g (rows 4g..4g+3) holds its 32-blocks in order, block b of row 4g+k at D_W0 + (g·nb + b)·64 + k·16 (16 B of
 // ggml-order nibbles each), so a decode streams one run per 4 rows and loads each activation block once for
-// them. K_LUT4Q8X4, K_LUT7Q8X4 and K_LUT4Q8X4E (the one-plane tables) cut each row's 16 B into four 4-byte pieces
-// instead, piece i of row k at 16·i + 4·k of the 64-byte block step (assembly/nib4.ts's byte interleave), so one
-// pmaddubsw gives every row its own lanes and no per-block reduction across lanes is needed; scales (and mins) as 4 f32 per (row group, group) at D_W1 (D_W2, 0 = none), row k in lane k. The
+// them; scales (and mins) as 4 f32 per (row group, group) at D_W1 (D_W2, 0 = none), row k in lane k. The
 // table is unsigned, u[c] = t[c] + D_BITS (the offset: Σ t·x = Σ u·x − off·Σx, exact), w ≈ (s/A)·t[c] − s·z.
 // Same integers and the same f32 operations per row as K_LUT4Q8 (src/kernels/packed.ts matvecLutQ8Ref).
 /** u[c] = c: the nibbles are the table (uniform int4 specs) */

@@ -409,56 +409,6 @@ export function run_k23(desc: usize, r0: i32, r1: i32): void { runLutQ8(true, de
   return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
 }
 
-/** One 32-block of 4 byte-interleaved rows at q (64 bytes, the layout of assembly/nib4.ts: 4-byte piece i of row k's
- * 16 ggml-order nibble bytes at 16·i + 4·k) · the block's 32 activation codes, the table u looked up from the one
- * plane p0 by swizzle on the nibbles: Σ u[c]·x per row, lane k = row k, exact, with no reduction across lanes.
- * mode 1 (u ≤ 63): a piece's low- and high-nibble pmaddubsw add in i16 (≤ 2·2·63·127 < 2^15), widened once per piece;
- * mode 3 (u ≤ 127): each pmaddubsw widened and accumulated on its own (i32x4.relaxed_dot_i8x16_i7x16_add_s; a pair
- * of products ≤ 2·127·127 < 2^15). Activation codes x[4i…4i+3] (and x[16+4i…]) broadcast to every 4-byte lane.
- * SIMD128: the looked-up bytes widened to i16 and dotted with the i16 codes, as nib4x4dot. */
-@inline function x4bdot(mode: i32, q: usize, p0: v128, x8: usize, x16: usize): v128 {
-  const m = i8x16.splat(0x0f);
-  const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const l0 = i8x16.relaxed_swizzle(p0, v128.and(v0, m)), h0 = i8x16.relaxed_swizzle(p0, v128.and(i16x8.shr_u(v0, 4), m));
-    const l1 = i8x16.relaxed_swizzle(p0, v128.and(v1, m)), h1 = i8x16.relaxed_swizzle(p0, v128.and(i16x8.shr_u(v1, 4), m));
-    const l2 = i8x16.relaxed_swizzle(p0, v128.and(v2, m)), h2 = i8x16.relaxed_swizzle(p0, v128.and(i16x8.shr_u(v2, 4), m));
-    const l3 = i8x16.relaxed_swizzle(p0, v128.and(v3, m)), h3 = i8x16.relaxed_swizzle(p0, v128.and(i16x8.shr_u(v3, 4), m));
-    const xa = v128.load32_splat(x8), xb = v128.load32_splat(x8, 4), xc = v128.load32_splat(x8, 8), xd = v128.load32_splat(x8, 12);
-    const ya = v128.load32_splat(x8, 16), yb = v128.load32_splat(x8, 20), yc = v128.load32_splat(x8, 24), yd = v128.load32_splat(x8, 28);
-    if (mode == 1) {
-      const s0 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(xa, l0), rdot(ya, h0)));
-      const s1 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(xb, l1), rdot(yb, h1)));
-      const s2 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(xc, l2), rdot(yc, h2)));
-      const s3 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(rdot(xd, l3), rdot(yd, h3)));
-      return i32x4.add(i32x4.add(s0, s1), i32x4.add(s2, s3));
-    }
-    const a0 = i32x4.add(i32x4.extadd_pairwise_i16x8_s(rdot(xa, l0)), i32x4.extadd_pairwise_i16x8_s(rdot(ya, h0)));
-    const a1 = i32x4.add(i32x4.extadd_pairwise_i16x8_s(rdot(xb, l1)), i32x4.extadd_pairwise_i16x8_s(rdot(yb, h1)));
-    const a2 = i32x4.add(i32x4.extadd_pairwise_i16x8_s(rdot(xc, l2)), i32x4.extadd_pairwise_i16x8_s(rdot(yc, h2)));
-    const a3 = i32x4.add(i32x4.extadd_pairwise_i16x8_s(rdot(xd, l3)), i32x4.extadd_pairwise_i16x8_s(rdot(yd, h3)));
-    return i32x4.add(i32x4.add(a0, a1), i32x4.add(a2, a3));
-  }
-  const l0 = i8x16.swizzle(p0, v128.and(v0, m)), h0 = i8x16.swizzle(p0, v128.and(i16x8.shr_u(v0, 4), m));
-  const l1 = i8x16.swizzle(p0, v128.and(v1, m)), h1 = i8x16.swizzle(p0, v128.and(i16x8.shr_u(v1, 4), m));
-  const l2 = i8x16.swizzle(p0, v128.and(v2, m)), h2 = i8x16.swizzle(p0, v128.and(i16x8.shr_u(v2, 4), m));
-  const l3 = i8x16.swizzle(p0, v128.and(v3, m)), h3 = i8x16.swizzle(p0, v128.and(i16x8.shr_u(v3, 4), m));
-  // i32 lanes (2k', 2k'+1) = row k' of the half (rows 0, 1 from the low 8 bytes, 2, 3 from the high), paired at the end
-  const xa = v128.load64_splat(x16), xb = v128.load64_splat(x16, 8), xc = v128.load64_splat(x16, 16), xd = v128.load64_splat(x16, 24);
-  const ya = v128.load64_splat(x16, 32), yb = v128.load64_splat(x16, 40), yc = v128.load64_splat(x16, 48), yd = v128.load64_splat(x16, 56);
-  const a = i32x4.add(
-    i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(l0), xa), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(h0), ya)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(l1), xb), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(h1), yb))),
-    i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(l2), xc), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(h2), yc)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(l3), xd), i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(h3), yd))));
-  const b = i32x4.add(
-    i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(l0), xa), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(h0), ya)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(l1), xb), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(h1), yb))),
-    i32x4.add(i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(l2), xc), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(h2), yc)),
-      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(l3), xd), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(h3), yd))));
-  return i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
-}
-
 /** Lane k = the lane sum of s_k (four rows' block dots side by side). */
 @inline function reduce4i(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a = i32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
@@ -561,7 +511,6 @@ const SF_E8 = 2;
           const d = load<f32>(ad + (ub << 2));
           const r = dm == 4 ? tdot4(qb, b16, b8)
             : dm == 5 ? reduce4i(i8x4dot(qb, b16), i8x4dot(qb + 32, b16), i8x4dot(qb + 64, b16), i8x4dot(qb + 96, b16))
-            : dm == 1 || dm == 3 ? x4bdot(dm, qb, p0, b8, b16)
             : reduce4i(x4dot(dm, qb, p0, p1, b16, b8), x4dot(dm, qb + 16, p0, p1, b16, b8),
             x4dot(dm, qb + 32, p0, p1, b16, b8), x4dot(dm, qb + 48, p0, p1, b16, b8));
           let dot = off != 0 ? i32x4.sub(r, i32x4.splat(off * xsum)) : r;

@@ -630,8 +630,6 @@ export class WasmBackend implements Backend {
     const tern4 = Q.kind === "tern2x4" || Q.kind === "tern2x4k";
     const x4 = (Q.kind === "lut4" && Q.rows % 4 === 0) || tern4 || Q.kind === "i8x4";
     const bpb = Q.kind === "i8x4" ? 32 : 16; // code bytes per row and 32-block (lut4, i8x4)
-    // the 6- and 7-bit tables (one swizzle plane) run byte-interleaved blocks (assembly/lut.ts x4bdot)
-    const bi = Q.kind === "lut4" && x4 && (Q.tableBits === 6 || Q.tableBits === 7);
     if (x4) {
       const nb = Q.cols / 32, nG = Q.scales.length / Q.rows;
       const dc = new Uint8Array(buf, w0, cb);
@@ -655,11 +653,6 @@ export class WasmBackend implements Backend {
             continue;
           }
           const src8 = r * nb * bpb;
-          if (bi) {
-            // byte interleave (K_LUT4Q8X4 / K_LUT7Q8X4 / K_LUT4Q8X4E, as prepNib4X4's): 4-byte piece i of row k's block at 16·i + 4·k
-            for (let b = 0; b < nb; b++) for (let j = 0; j < 16; j++) dc[(g * nb + b) * 64 + 16 * (j >> 2) + 4 * k + (j & 3)] = Q.codes[src8 + b * 16 + j]!;
-            continue;
-          }
           for (let b = 0; b < nb; b++) dc.set(Q.codes.subarray(src8 + b * bpb, src8 + b * bpb + bpb), (g * nb + b) * 4 * bpb + k * bpb);
         }
       }
