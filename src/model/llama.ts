@@ -9,7 +9,7 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { addRmsnorm, matmulMany, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
@@ -245,7 +245,7 @@ export class Llama implements CausalLM {
     else this.backend.matmul(w, x.subarray(0, n * w.cols), n, out.subarray(0, n * w.rows));
   }
 
-  /** Projections that share their input: one backend dispatch when decoding (matvecMany). */
+  /** Projections that share their input: one backend dispatch (matvecMany when decoding, matmulMany in prefill). */
   private mm3(
     a: PreparedWeight, b: PreparedWeight, c: PreparedWeight | undefined,
     x: Float32Array, n: number,
@@ -258,9 +258,10 @@ export class Llama implements CausalLM {
       matvecMany(this.backend, jobs);
       return;
     }
-    this.mm(a, x, n, oa);
-    this.mm(b, x, n, ob);
-    if (c && oc) this.mm(c, x, n, oc);
+    const xs = x.subarray(0, n * a.cols);
+    const jobs = [{ w: a, x: xs, out: oa.subarray(0, n * a.rows) }, { w: b, x: xs, out: ob.subarray(0, n * b.rows) }];
+    if (c && oc) jobs.push({ w: c, x: xs, out: oc.subarray(0, n * c.rows) });
+    matmulMany(this.backend, jobs, n);
   }
 
   private run(tokens: ArrayLike<number>, start: number, n: number, pos0: number, sink: LogitsSink | undefined, lastChunk = true): void {
