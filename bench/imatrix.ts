@@ -108,12 +108,19 @@ async function modelSection(ctx: BenchContext): Promise<BenchSection> {
     }
     be.dispose();
   }
+  // the work of one chunk: block linears (collectImatrix runs hooksOnly: the last layer's FFN down projection and the
+  // logits feed no collected statistic and are not computed) and causal attention (q·k and the weighted sum of v)
+  const c = model.config, qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+  const linFlop = 2 * ctxLen * (c.nLayers * (c.dim * (qDim + 2 * kvDim) + qDim * c.dim + 3 * c.dim * c.hiddenDim) - c.hiddenDim * c.dim);
+  const attFlop = 4 * c.nLayers * qDim * ((ctxLen * (ctxLen + 1)) / 2);
+  const totalGflop = (allChunks * (linFlop + attFlop)) / 1e9;
   return {
     title: "imatrix: stories3M collection, exact f32 vs integer forward",
     table: { headers: ["threads", "chunks of 128", "exact tok/s", "int tok/s", `exact s (all ${allChunks} chunks)`, `int s (all ${allChunks})`, "exact/int time (median [range])", "load"], rows },
     notes: [
       `collectImatrix on the first ${chunks} chunks of calib.txt (tokenized once, outside the timing), median of ${reps} alternating rounds; 1 thread: process CPU time, 2 threads: wall time; the whole-text column extrapolates tok/s.`,
       cmp,
+      `Work per chunk of ${ctxLen}: block linears ${fmt(linFlop / 1e6, 0)} MFLOP (the last FFN down projection skipped), attention ${fmt(attFlop / 1e6, 0)} MFLOP; all ${allChunks} chunks ${fmt(totalGflop, 0)} GFLOP, i.e. the whole-text floor at G GFLOP/s of GEMM is ${fmt(totalGflop, 0)}/G s (section "gemm" measures G).`,
       "Peer: the exact f32 forward (the default, the previous code path; its x² sums now run in WASM too, same bits). llama.cpp's llama-imatrix is not reachable through node-llama-cpp (no imatrix API), so it has no row here.",
     ],
   };

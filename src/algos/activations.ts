@@ -20,11 +20,11 @@ export interface CalibRun {
 
 function runWindows(model: Model, calib: CalibRun, hook: (layer: number, site: LinearSite, x: Float32Array, n: number, width: number) => void): void {
   const ctx = Math.max(...calib.windows.map((w) => w.length));
-  const llama = new Llama(model, { contextLength: ctx, ...(calib.backend ? { backend: calib.backend } : {}), inputHook: hook });
+  const llama = new Llama(model, { contextLength: ctx, ...(calib.backend ? { backend: calib.backend } : {}), inputHook: hook, hooksOnly: true });
   try {
     for (const w of calib.windows) {
       llama.reset();
-      llama.prefill(w, 0, () => {});
+      llama.prefill(w, 0);
     }
   } finally {
     llama.dispose();

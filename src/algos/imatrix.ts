@@ -127,6 +127,9 @@ export function collectImatrix(model: Model, tokens: ArrayLike<number>, opts: Co
     contextLength: ctx,
     backend: opts.backend,
     prepareLinear,
+    // only the linears' inputs are collected (no output.weight, as llama-imatrix without --process-output): no
+    // logits, no last FFN down projection
+    hooksOnly: true,
     inputHook: (l, site, x, n, w) => {
       acc.add(`${l}.${site}`, x, n, w);
       hess.get(`${l}.${site}`)?.add(x, n);

@@ -111,6 +111,12 @@ export interface Backend {
    */
   matvecMany?(jobs: readonly MatvecJob[]): void;
   /**
+   * Several matmuls of n tokens at once (Q/K/V, or gate and up, in prefill): one dispatch, and jobs that share the
+   * same `x` array copy and quantize it once; each job's numbers are those of its own `matmul`. Optional: callers
+   * fall back to `matmul` per job (see `matmulMany` below).
+   */
+  matmulMany?(jobs: readonly MatvecJob[], n: number): void;
+  /**
    * Row access through a prepared weight, for backends that lay a weight's bytes out anew in place
    * (the WASM backend interleaves Q4_0/Q8_0 rows): a tied embedding table must then be read through
    * the backend, not from the file's layout. Undefined when the weight's own bytes are still valid.
@@ -168,6 +174,12 @@ export interface Backend {
 export function matvecMany(backend: Backend, jobs: readonly MatvecJob[]): void {
   if (backend.matvecMany) backend.matvecMany(jobs);
   else for (const j of jobs) backend.matvec(j.w, j.x, j.out);
+}
+
+/** Runs n-token matmuls through `backend.matmulMany` when it has one, else one `matmul` per job. */
+export function matmulMany(backend: Backend, jobs: readonly MatvecJob[], n: number): void {
+  if (backend.matmulMany) backend.matmulMany(jobs, n);
+  else for (const j of jobs) backend.matmul(j.w, j.x, n, j.out);
 }
 
 /** SwiGLU, gate[i] ← silu(gate[i])·up[i] for i < n: `backend.swiglu` when it has one, else the reference. */

@@ -9,7 +9,7 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { addRmsnorm, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { addRmsnorm, matmulMany, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
@@ -45,6 +45,12 @@ export interface LlamaOptions {
   prepareLinear?: (w: Weight, name: string) => PreparedWeight;
   /** LongRoPE models: which factor set to rotate with (default: by the context length, as llama.cpp; see ropeFactorSet) */
   ropeFactors?: RopeFactorSet;
+  /**
+   * the forward pass runs only for its `inputHook` (calibration statistics): `prefill` computes no logits and skips
+   * the last layer's FFN down projection (its output reaches only the logits), and returns an empty array;
+   * `forward` and a prefill with a logits sink are errors
+   */
+  hooksOnly?: boolean;
 }
 
 /** the prepared linears of a block */
@@ -118,6 +124,7 @@ export class Llama implements CausalLM {
   private readonly transforms: InputTransforms | undefined;
   private readonly inputHook: LinearInputHook | undefined;
   private readonly rotTmp: Float64Array | undefined; // (inner factor size) scratch of the online rotation
+  private readonly hooksOnly: boolean;
 
   constructor(original: Model, opts: LlamaOptions = {}) {
     // integer-only linears (`…:intmm`) run as integer kernels here too, not as their float fake-quantization
@@ -184,6 +191,7 @@ export class Llama implements CausalLM {
     const rot = this.transforms?.ffnDownRotation;
     this.rotTmp = rot ? new Float64Array(rot.n / rot.pow2) : undefined;
     this.inputHook = opts.inputHook;
+    this.hooksOnly = opts.hooksOnly ?? false;
   }
 
   /** The model's input transforms, then the caller's hook, on the input of the linears at `site`. */
@@ -194,6 +202,7 @@ export class Llama implements CausalLM {
 
   /** Logits (vocab) for `token` at `pos`, after positions 0..pos-1 are in the cache. A view, reused. */
   forward(token: number, pos: number): Float32Array {
+    if (this.hooksOnly) throw new QuantlabError("E_ARG", "forward: this Llama was made with hooksOnly (it computes no logits)");
     this.run([token], 0, 1, pos, undefined);
     return this.logits1;
   }
@@ -205,12 +214,13 @@ export class Llama implements CausalLM {
   prefill(tokens: ArrayLike<number>, pos0: number, sink?: LogitsSink): Float32Array {
     const n = tokens.length;
     if (n === 0) throw new QuantlabError("E_ARG", "prefill: no tokens");
+    if (this.hooksOnly && sink) throw new QuantlabError("E_ARG", "prefill: a logits sink on a Llama made with hooksOnly (it computes no logits)");
     for (let s = 0; s < n; s += this.maxBatch) {
       const m = Math.min(this.maxBatch, n - s);
-      const last = s + m === n;
+      const last = s + m === n && !this.hooksOnly;
       this.run(tokens, s, m, pos0 + s, sink, last);
     }
-    return this.logits1;
+    return this.hooksOnly ? new Float32Array(0) : this.logits1;
   }
 
   /** Starts a fresh sequence. */
@@ -235,7 +245,7 @@ export class Llama implements CausalLM {
     else this.backend.matmul(w, x.subarray(0, n * w.cols), n, out.subarray(0, n * w.rows));
   }
 
-  /** Projections that share their input: one backend dispatch when decoding (matvecMany). */
+  /** Projections that share their input: one backend dispatch (matvecMany when decoding, matmulMany in prefill). */
   private mm3(
     a: PreparedWeight, b: PreparedWeight, c: PreparedWeight | undefined,
     x: Float32Array, n: number,
@@ -248,9 +258,10 @@ export class Llama implements CausalLM {
       matvecMany(this.backend, jobs);
       return;
     }
-    this.mm(a, x, n, oa);
-    this.mm(b, x, n, ob);
-    if (c && oc) this.mm(c, x, n, oc);
+    const xs = x.subarray(0, n * a.cols);
+    const jobs = [{ w: a, x: xs, out: oa.subarray(0, n * a.rows) }, { w: b, x: xs, out: ob.subarray(0, n * b.rows) }];
+    if (c && oc) jobs.push({ w: c, x: xs, out: oc.subarray(0, n * c.rows) });
+    matmulMany(this.backend, jobs, n);
   }
 
   private run(tokens: ArrayLike<number>, start: number, n: number, pos0: number, sink: LogitsSink | undefined, lastChunk = true): void {
@@ -310,9 +321,12 @@ export class Llama implements CausalLM {
       this.mm3(L.gate, L.up, undefined, xb, n, hb, hb2, undefined);
       gatedActivation(be, traits, hb, hb2, n * hidden); // act(w1·x) * (w3·x), as run.c
       this.site(l, "ffn_down_in", hb, n, hidden);
+      // the last layer's FFN output feeds only the logits: without any wanted (hooksOnly), it is not computed
+      if (this.hooksOnly && l === c.nLayers - 1) break;
       this.mm(L.down, hb, n, xb);
       if (L.postFfnNorm) rmsnormRowsRef(xb, xb, L.postFfnNorm, n, dim, eps);
     }
+    if (this.hooksOnly) return;
     if (mult) scaleRows(xb, n * dim, mult.residual);
     if (sink) {
       addRmsnorm(be, x, xb, this.outputNorm, xb, n, dim, eps);

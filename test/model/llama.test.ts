@@ -7,6 +7,7 @@ import { Llama, ropeInvFreq, ROPE_FREQS } from "../../src/model/llama.js";
 import { generate } from "../../src/model/generate.js";
 import { TensorNames, type ModelConfig } from "../../src/model/config.js";
 import { F32KvCache } from "../../src/model/kv-cache.js";
+import { RefBackend } from "../../src/kernels/ref/backend.js";
 import { Tensor } from "../../src/core/tensor.js";
 import type { Model } from "../../src/model/weights.js";
 import { config, f32, randomModel } from "./synthetic.js";
@@ -296,3 +297,36 @@ describe("forward pass guards and KV cache plumbing", () => {
   });
 });
 const ids6 = [1, 2, 3, 4, 5, 6];
+
+describe("hooksOnly: a forward pass for its input hooks alone", () => {
+  test("the hooks see the same inputs bit for bit; no logits, and the last FFN down projection is not run", () => {
+    const ids = Array.from({ length: 40 }, (_, i) => (i * 37 + 1) % 512);
+    const calls = { matmul: 0, matvec: 0 };
+    let depth = 0; // RefBackend's matmul and matvec call each other: count the forward pass's calls only
+    class Counting extends RefBackend {
+      override matmul(...a: Parameters<RefBackend["matmul"]>): void { if (depth++ === 0) calls.matmul++; try { super.matmul(...a); } finally { depth--; } }
+      override matvec(...a: Parameters<RefBackend["matvec"]>): void { if (depth++ === 0) calls.matvec++; try { super.matvec(...a); } finally { depth--; } }
+    }
+    const capture = (hooksOnly: boolean) => {
+      const seen: string[] = [];
+      const xs: Float32Array[] = [];
+      const l = new Llama(m260K, { backend: new Counting(), contextLength: 64, maxBatch: 16, hooksOnly, inputHook: (layer, site, x, n, w) => { seen.push(`${layer}.${site}.${n}.${w}`); xs.push(x.slice()); } });
+      calls.matmul = calls.matvec = 0;
+      l.reset();
+      const out = l.prefill(ids, 0);
+      return { seen, xs, out, calls: { ...calls }, l };
+    };
+    const full = capture(false), only = capture(true);
+    const L = m260K.config.nLayers;
+    assert.deepEqual(only.seen, full.seen);
+    assert.equal(only.seen.length, 3 * 4 * L); // 3 chunks (16, 16, 8) × 4 sites × layers
+    for (let i = 0; i < full.xs.length; i++) assert.deepEqual(only.xs[i], full.xs[i], `hook call ${only.seen[i]}`);
+    // 7 linears per layer per chunk; the full pass adds the last position's logits (one mat-vec)
+    assert.deepEqual(full.calls, { matmul: 3 * 7 * L, matvec: 1 });
+    assert.deepEqual(only.calls, { matmul: 3 * (7 * L - 1), matvec: 0 });
+    assert.equal(full.out.length, m260K.config.vocabSize);
+    assert.equal(only.out.length, 0);
+    assert.throws(() => only.l.prefill(ids, 0, () => {}), /hooksOnly/);
+    assert.throws(() => only.l.forward(1, 0), /hooksOnly/);
+  });
+});

@@ -55,6 +55,7 @@ export function register(program: Command): void {
       try {
         const llama = new Llama(model, {
           contextLength: o.ctx, backend,
+          hooksOnly: true, // only the linears' inputs are observed: no logits
           inputHook: (layer, site, x, n, width) => {
             const key = siteKey(layer, site);
             let ob = observers.get(key);
@@ -64,7 +65,7 @@ export function register(program: Command): void {
         });
         const plan = planWindows(tokens.length, o.ctx);
         progress.start(plan.length, "calibration");
-        for (const w of plan) { llama.reset(); llama.prefill(windowInputs(tokens, w, tokenizer.bosId), 0, () => {}); progress.tick(); }
+        for (const w of plan) { llama.reset(); llama.prefill(windowInputs(tokens, w, tokenizer.bosId), 0); progress.tick(); }
         progress.done();
       } finally {
         backend.dispose?.();

@@ -878,6 +878,12 @@ export class WasmBackend implements Backend {
     this.dispatch.run([{ w, x, out }], n);
   }
 
+  /** Several matmuls of n tokens in one dispatch (the pool chunks each job's rows as `matmul` does: the same bits). */
+  matmulMany(jobs: readonly MatvecJob[], n: number): void {
+    this.checkOpen();
+    this.dispatch.run(jobs, n);
+  }
+
   /** Several mat-vecs in one dispatch (e.g. Q, K, V, or gate and up); jobs sharing one `x` array (and shard) quantize it once. */
   matvecMany(jobs: readonly MatvecJob[]): void {
     this.checkOpen();

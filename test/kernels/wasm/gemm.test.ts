@@ -9,7 +9,9 @@
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { RefBackend } from "../../../src/kernels/ref/backend.js";
-import { VARIANTS, backend, readyBackend, disposeAll, randomF32, denseWeight, type TestWeight } from "../helpers.js";
+import { VARIANTS, backend, readyBackend, disposeAll, randomF32, denseWeight, ggmlWeight, type TestWeight } from "../helpers.js";
+import { GgmlType } from "../../../src/ggml/types.js";
+import { matmulMany } from "../../../src/kernels/types.js";
 
 after(disposeAll);
 
@@ -123,4 +125,42 @@ test("dense mat-vec and GEMM: the relaxed build gives the SIMD128 build's bits",
     const i = ga.findIndex((v, k) => !Object.is(v, gb[k]));
     assert.equal(i, -1, `${w.label} n=${n}: token ${Math.floor(i / w.rows)}, row ${i % w.rows}: simd ${ga[i]} vs relaxed ${gb[i]}`);
   }
+});
+
+describe("matmulMany: shared-input matmuls in one dispatch", () => {
+  test("every job gets the bits of its own matmul (f32, f16, i16 calibration, a Q8 kind; shared and separate x), 1–3 threads", async () => {
+    const n = 9, cols = 64;
+    const xa = randomF32(n * cols, 11), xb = randomF32(n * cols, 12);
+    for (const variant of VARIANTS) {
+      for (const threads of [1, 2, 3]) {
+        const be = await readyBackend(variant, threads);
+        // q/k/v-like (f32, rows 50/20/20 on one x), gate/up-like (f16 and int on another x), a Q8_0 weight on x
+        const make = (rows: number, seed: number) => randomF32(rows * cols, seed, 0.5);
+        const ws = [
+          be.prepare(denseWeight("f32", 50, cols, make(50, 1)).weight),
+          be.prepare(denseWeight("f32", 20, cols, make(20, 2)).weight),
+          be.prepare(denseWeight("f16", 21, cols, make(21, 3)).weight),
+          be.prepareCalibration(denseWeight("f32", 33, cols, make(33, 4)).weight, "w", 1023),
+          be.prepareCalibration(denseWeight("f32", 40, cols, make(40, 5)).weight, "w", 1023),
+          be.prepare(ggmlWeight(GgmlType.Q8_0, 8, cols, make(8, 6)).weight),
+        ];
+        const xs = [xa, xa, xa, xb, xb, xa];
+        const single = ws.map((w, i) => { const o = new Float32Array(n * w.rows); be.matmul(w, xs[i]!, n, o); return o; });
+        const jobs = ws.map((w, i) => ({ w, x: xs[i]!, out: new Float32Array(n * w.rows) }));
+        be.matmulMany(jobs, n);
+        for (let i = 0; i < jobs.length; i++) {
+          assert.deepEqual(jobs[i]!.out, single[i], `${variant}/${threads} job ${i}`);
+          assert.ok(jobs[i]!.out.some((v) => v !== 0), `${variant}/${threads} job ${i} computed nothing`);
+        }
+        // the Backend helper falls back to one matmul per job on a backend without it (the reference)
+        const r = new RefBackend();
+        const rj = [{ w: r.prepare(denseWeight("f32", 5, cols, make(5, 7)).weight), x: xa, out: new Float32Array(n * 5) }];
+        const ro = new Float32Array(n * 5);
+        r.matmul(rj[0]!.w, xa, n, ro);
+        matmulMany(r, rj, n);
+        assert.deepEqual(rj[0]!.out, ro);
+        for (const w of ws) be.release(w);
+      }
+    }
+  });
 });
