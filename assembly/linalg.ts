@@ -354,6 +354,31 @@ export function f32_transpose_pad(x: usize, m: i32, n: i32, t: usize, ldt: i32):
   if (m < ldt) for (let i = 0; i < n; i++) memory.fill(t + ((<usize>i * <usize>ldt + <usize>m) << 2), 0, <usize>(ldt - m) << 2);
 }
 
+/** tile2x4f32's two results (an inline function returns one value): the 4 column sums of tile row 0 and of row 1 */
+let tileRow0: v128 = f32x4.splat(0);
+let tileRow1: v128 = f32x4.splat(0);
+
+/** The f32-product tile of run_k84 and run_k86: rows a0, a1 × columns b0…b3 over K (a multiple of 4), 8 f32x4
+ * accumulators (lane l sums the products of k ≡ l (mod 4) in k order), reduced as reduce4 into tileRow0 / tileRow1. */
+@inline function tile2x4f32(a0: usize, a1: usize, b0: usize, b1: usize, b2: usize, b3: usize, K: i32): void {
+  const z = f32x4.splat(0);
+  let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
+  for (let k = 0; k < K; k += 4) {
+    const o = <usize>k << 2;
+    const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
+    const y0 = v128.load(b0 + o);
+    s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
+    const y1 = v128.load(b1 + o);
+    s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
+    const y2 = v128.load(b2 + o);
+    s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
+    const y3 = v128.load(b3 + o);
+    s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
+  }
+  tileRow0 = reduce4(s00, s01, s02, s03);
+  tileRow1 = reduce4(s10, s11, s12, s13);
+}
+
 const GRAM_JP: i32 = 128; // channels per column panel: 128 × 256 tokens × 4 B = 128 KiB of T in L2
 
 /**
@@ -392,23 +417,9 @@ export function run_k84(desc: usize, r0: i32, r1: i32): void {
         // columns past jEnd alias column j (their sums are not stored)
         const b0 = t + <usize>j * rs;
         const b1 = j + 1 < jEnd ? b0 + rs : b0, b2 = j + 2 < jEnd ? b0 + 2 * rs : b0, b3 = j + 3 < jEnd ? b0 + 3 * rs : b0;
-        const z = f32x4.splat(0);
-        let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
-        for (let k = 0; k < K; k += 4) {
-          const o = <usize>k << 2;
-          const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
-          const y0 = v128.load(b0 + o);
-          s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
-          const y1 = v128.load(b1 + o);
-          s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
-          const y2 = v128.load(b2 + o);
-          s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
-          const y3 = v128.load(b3 + o);
-          s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
-        }
+        tile2x4f32(a0, a1, b0, b1, b2, b3, K);
         const o = <usize>j << 3;
-        const v0 = reduce4(s00, s01, s02, s03);
-        const v1 = reduce4(s10, s11, s12, s13);
+        const v0 = tileRow0, v1 = tileRow1;
         if (j + 3 <= i) {
           add4(c0 + o, v0);
           if (two) add4(c1 + o, v1);
@@ -520,23 +531,10 @@ export function run_k86(desc: usize, r0: i32, r1: i32): void {
       for (; j + 4 <= jpEnd; j += 4) {
         const b0 = b + <usize>j * rbs;
         const b1 = b0 + rbs, b2 = b1 + rbs, b3 = b2 + rbs;
-        const z = f32x4.splat(0);
-        let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
-        for (let k = 0; k < K; k += 4) {
-          const o = <usize>k << 2;
-          const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
-          const y0 = v128.load(b0 + o);
-          s00 = madd32(x0, y0, s00); s10 = madd32(x1, y0, s10);
-          const y1 = v128.load(b1 + o);
-          s01 = madd32(x0, y1, s01); s11 = madd32(x1, y1, s11);
-          const y2 = v128.load(b2 + o);
-          s02 = madd32(x0, y2, s02); s12 = madd32(x1, y2, s12);
-          const y3 = v128.load(b3 + o);
-          s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
-        }
+        tile2x4f32(a0, a1, b0, b1, b2, b3, K);
         const o = <usize>j << 3;
-        sub4(c0 + o, reduce4(s00, s01, s02, s03));
-        if (two) sub4(c1 + o, reduce4(s10, s11, s12, s13));
+        sub4(c0 + o, tileRow0);
+        if (two) sub4(c1 + o, tileRow1);
       }
       for (; j < jpEnd; j++) {
         const bj = b + <usize>j * rbs;

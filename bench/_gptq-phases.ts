@@ -7,6 +7,7 @@ import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
 import { Rng } from "../src/core/rng.js";
 import { gptqQuantize, HessianAccumulator, RegistryQuantizer } from "../src/algos/index.js";
 import type { LinalgKernels } from "../src/kernels/types.js";
+import { layerInputs } from "./gptq.js";
 
 const n = Number(process.argv[2] ?? 2048), nTok = Number(process.argv[3] ?? 8192), reps = Number(process.argv[4] ?? 2);
 const threads = Number(process.argv[5] ?? 2);
@@ -15,16 +16,7 @@ const be = createNodeWasmBackend({ threads, variant });
 await be.ready(20000);
 const K: LinalgKernels = be.linalg();
 const rng = new Rng(7);
-// the inputs of bench/gptq.ts layerInputs: a rank-64 signal plus noise
-const basis = rng.fillNormal(new Float32Array(64 * n), 1);
-const x = new Float32Array(nTok * n);
-const z = new Float32Array(64);
-for (let t = 0; t < nTok; t++) {
-  rng.fillNormal(z, 1);
-  const o = t * n;
-  for (let c = 0; c < n; c++) x[o + c] = 0.1 * rng.normal();
-  for (let k = 0; k < 64; k++) { const zk = z[k]!; const b = k * n; for (let c = 0; c < n; c++) x[o + c] += zk * basis[b + c]!; }
-}
+const x = layerInputs(rng, n, nTok); // bench/gptq.ts's inputs: a rank-64 signal plus noise
 const w = rng.fillNormal(new Float32Array(n * n), 0.02);
 
 function hessian(products: "f64" | "f32"): { h: Float64Array; ms: number } {

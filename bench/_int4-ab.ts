@@ -15,22 +15,10 @@ import { expectedShapes, TensorNames, type ModelConfig } from "../src/model/conf
 import type { Model } from "../src/model/weights.js";
 import type { Weight } from "../src/core/weight.js";
 import { stats } from "./types.js";
+import { PACKED_SHAPE, packedRand } from "./_packed-model.js";
 
-const SHAPE: ModelConfig = {
-  arch: "llama", dim: 1024, hiddenDim: 4096, nLayers: 8, nHeads: 16, nKvHeads: 4, headDim: 64, vocabSize: 4096,
-  seqLen: 256, ropeTheta: 500000, normEps: 1e-5, tiedEmbeddings: true, name: "synthetic Llama (dim 1024, ffn 4096, 8 layers)",
-};
-
-/** bench/packed.ts rand: the same weights. */
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = ((s / 4294967296) * 2 - 1) * 0.05;
-  }
-  return out;
-}
+const SHAPE = PACKED_SHAPE;
+const rand = packedRand;
 
 interface Build {
   Tensor: { fromF32(shape: readonly number[], v: Float32Array): unknown };

@@ -10,6 +10,7 @@ import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { stats } from "./types.js";
+import { packedRand } from "./_packed-model.js";
 
 interface Build {
   quantizeTensor: (v: Float32Array, shape: readonly number[], spec: string) => unknown;
@@ -25,15 +26,7 @@ async function load(dist: string): Promise<Build> {
   return { quantizeTensor: q.quantizeTensor, createNodeWasmBackend: b.createNodeWasmBackend };
 }
 
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = ((s / 4294967296) * 2 - 1) * 0.05;
-  }
-  return out;
-}
+const rand = packedRand;
 
 async function main(): Promise<void> {
   const dists = (process.argv[2] ?? ".").split(",");

@@ -43,7 +43,7 @@ function peakRssMiB(): number {
 interface LayerTimes { hessianS: number; factorS: number; columnsS: number; totalS: number }
 
 /** correlated inputs (a rank-64 signal plus noise), as real activations are far from white */
-function layerInputs(rng: Rng, n: number, nTok: number): Float32Array {
+export function layerInputs(rng: Rng, n: number, nTok: number): Float32Array {
   const basis = rng.fillNormal(new Float32Array(64 * n), 1);
   const x = new Float32Array(nTok * n);
   const z = new Float32Array(64);

@@ -37,23 +37,10 @@ import { openGgufFile } from "../src/io/node/gguf-file.js";
 import { openLlamaCpp } from "../src/cli/commands/bench.js";
 import { dataPath } from "../src/io/node/data.js";
 import { fmt, stats, type BenchContext, type BenchSection } from "./types.js";
+import { PACKED_SHAPE, packedRand } from "./_packed-model.js";
 
-/** A mid-size Llama shape (the 1B one's per-layer matrices at half width): quantizing 1.2 B weights with
- * the TypeScript RTN per run takes too long on this 2-core machine. */
-const SHAPE: ModelConfig = {
-  arch: "llama", dim: 1024, hiddenDim: 4096, nLayers: 8, nHeads: 16, nKvHeads: 4, headDim: 64, vocabSize: 4096,
-  seqLen: 256, ropeTheta: 500000, normEps: 1e-5, tiedEmbeddings: true, name: "synthetic Llama (dim 1024, ffn 4096, 8 layers)",
-};
-
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = ((s / 4294967296) * 2 - 1) * 0.05;
-  }
-  return out;
-}
+const SHAPE = PACKED_SHAPE;
+const rand = packedRand;
 
 /** The model with every linear as `what` (a ggml type or a spec); norms and the tied embedding f32. */
 function model(c: ModelConfig, what: GgmlType | string): Model {

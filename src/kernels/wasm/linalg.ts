@@ -101,12 +101,14 @@ export class WasmLinalg implements LinalgKernels {
     else this.pool.run([{ desc: this.desc, rows, task: K_GEMM_NT_F64 }]);
   }
 
-  gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
-    this.checkOpen();
-    if (x.length < nTok * n) throw new QuantlabError("E_ARG", `wasm linalg gram: x has ${x.length} values, need ${nTok}×${n}`);
-    const accOff = this.offset(acc, "gram");
-    const chunk = Math.min(GRAM_CHUNK, nTok);
-    const t = this.scratch(n * chunk * 8, "Gram transpose");
+  /**
+   * The Gram forms' token loop: x's rows in panels of `chunk` tokens (staged into the arena when x lives
+   * elsewhere), each handed to `panel` as (arena offset of its first row, tokens); `transposeBytes` of scratch
+   * for the panel's transpose at `t`.
+   */
+  private forGramPanels(x: Float32Array, nTok: number, n: number, chunk: number, transposeBytes: number, what: string,
+    panel: (xOff: number, m: number, t: number) => void): void {
+    const t = this.scratch(transposeBytes, what);
     const xs = this.arena.owns(x.buffer) ? undefined : this.scratch(chunk * n * 4, "Gram input");
     try {
       for (let t0 = 0; t0 < nTok; t0 += chunk) {
@@ -116,13 +118,23 @@ export class WasmLinalg implements LinalgKernels {
           this.arena.f32.set(x.subarray(t0 * n, (t0 + m) * n), xs.off >>> 2);
           xOff = xs.off;
         } else xOff = x.byteOffset + t0 * n * 4;
-        this.k.f32_to_f64_transposed(xOff, m, n, t.off, chunk);
-        this.gemm(accOff, n, t.off, chunk, t.off, chunk, n, n, m, LF_LOWER);
+        panel(xOff, m, t.off);
       }
     } finally {
       xs?.done();
       t.done();
     }
+  }
+
+  gramAddLower(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
+    this.checkOpen();
+    if (x.length < nTok * n) throw new QuantlabError("E_ARG", `wasm linalg gram: x has ${x.length} values, need ${nTok}×${n}`);
+    const accOff = this.offset(acc, "gram");
+    const chunk = Math.min(GRAM_CHUNK, nTok);
+    this.forGramPanels(x, nTok, n, chunk, n * chunk * 8, "Gram transpose", (xOff, m, t) => {
+      this.k.f32_to_f64_transposed(xOff, m, n, t, chunk);
+      this.gemm(accOff, n, t, chunk, t, chunk, n, n, m, LF_LOWER);
+    });
   }
 
   gramAddLowerF32(x: Float32Array, nTok: number, n: number, acc: Float64Array): void {
@@ -132,29 +144,16 @@ export class WasmLinalg implements LinalgKernels {
     const accOff = this.offset(acc, "gram");
     const chunk = Math.min(GRAM_F32_PANEL, nTok);
     const ldt = (chunk + 3) & ~3;
-    const t = this.scratch(n * ldt * 4, "Gram transpose (f32)");
-    const xs = this.arena.owns(x.buffer) ? undefined : this.scratch(chunk * n * 4, "Gram input");
-    const d = this.arena.u32;
-    const o = this.desc >>> 2;
-    try {
-      for (let t0 = 0; t0 < nTok; t0 += chunk) {
-        const m = Math.min(chunk, nTok - t0);
-        let xOff: number;
-        if (xs) {
-          this.arena.f32.set(x.subarray(t0 * n, (t0 + m) * n), xs.off >>> 2);
-          xOff = xs.off;
-        } else xOff = x.byteOffset + t0 * n * 4;
-        const k = (m + 3) & ~3;
-        this.k.f32_transpose_pad(xOff, m, n, t.off, ldt);
-        d[o + L_C] = accOff; d[o + L_LDC] = n; d[o + L_A] = t.off; d[o + L_LDA] = ldt; d[o + L_M] = n; d[o + L_K] = k;
-        const rows = Math.ceil(n / 2);
-        if (n * n * k < 1 << 19) this.k.run_k84(this.desc, 0, rows);
-        else this.pool.run([{ desc: this.desc, rows, task: K_GRAM_F32 }]);
-      }
-    } finally {
-      xs?.done();
-      t.done();
-    }
+    this.forGramPanels(x, nTok, n, chunk, n * ldt * 4, "Gram transpose (f32)", (xOff, m, t) => {
+      const k = (m + 3) & ~3;
+      this.k.f32_transpose_pad(xOff, m, n, t, ldt);
+      const d = this.arena.u32;
+      const o = this.desc >>> 2;
+      d[o + L_C] = accOff; d[o + L_LDC] = n; d[o + L_A] = t; d[o + L_LDA] = ldt; d[o + L_M] = n; d[o + L_K] = k;
+      const rows = Math.ceil(n / 2);
+      if (n * n * k < 1 << 19) this.k.run_k84(this.desc, 0, rows);
+      else this.pool.run([{ desc: this.desc, rows, task: K_GRAM_F32 }]);
+    });
   }
 
   mirrorLower(acc: Float64Array, n: number): void {
