@@ -15,7 +15,7 @@
 import {
   A_Q, A_OUT, A_K, A_V, A_N, A_POS0, A_NHEADS, A_KVMUL, A_HD, A_CAP, A_SCALE, A_SCRATCH, A_SLOTS, A_NSLOTS,
 } from "./abi";
-import { v_exp, v_exp_nonpos } from "./vmath";
+import { v_exp, v_exp_nonpos, reduce4f } from "./vmath";
 
 // ---------------------------------------------------------------- exp
 
@@ -41,12 +41,6 @@ export function exp_f32_row(x: usize, n: i32, y: usize, nonpos: i32): void {
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
-/** [Σ lanes of a, Σ b, Σ c, Σ d] */
-@inline function reduce4f(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
-  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
-  return f32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
-}
 
 /** q·k of one key (the last len mod 4 keys of an item): 4 lanes at a time, then the head's scalar tail */
 @inline function dot1(q: usize, k: usize, hd: i32, hd4: i32): f32 {

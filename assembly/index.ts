@@ -37,6 +37,7 @@ export function variant(): i32 {
 
 export { f32_to_f16, f16_to_f32 } from "./f16";
 import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
+import { reduce4f, hsum_f32_02 } from "./vmath";
 import { dptr, dint, prefillTokenBlock, storeRows4, storeTile } from "./desc";
 
 /** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried constant stays a
@@ -217,18 +218,6 @@ export function scale_act_f16(x: usize, n: i32, xs: usize): i32 {
   return v;
 }
 
-/** Lane k = (s_k[0] + s_k[2]) + (s_k[1] + s_k[3]): four rows' partial sums → the four rows' outputs, one vector. */
-@inline function reduce4f(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
-  const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
-  const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
-  return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
-}
-
-/** (v0 + v2) + (v1 + v3): the lane order of reduce4f, so a row's output has the same bits whether it ran
- * in a 4-row tile or a tail tile (where a tile starts depends on how the pool cut the rows). */
-@inline function hsum_f32_02(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
-}
 
 /** One token's outputs of an R-row tile: rows r…r+R−1 are consecutive floats at o. `add`: a later
  * column block adds to what the earlier ones stored. */

@@ -5,6 +5,7 @@
 // needs. The relaxed build fuses the GEMM's and the dot products' multiply-adds (relaxed_madd: FMA where
 // the CPU has it), the SIMD128 build multiplies then adds; both agree with the TypeScript reference within
 // float64 rounding (test/kernels/wasm/linalg.test.ts).
+import { reduce4f, hsum_f32_02 } from "./vmath";
 import { L_C, L_LDC, L_A, L_LDA, L_B, L_LDB, L_M, L_N, L_K, L_FLAGS, L_ROW0, L_K0, LF_SUB, LF_LOWER, LF_TRI_A } from "./abi-linalg";
 
 const KP: i32 = 256; // K panel: a 2-row strip of A (4 KiB) and B's panel columns stay in L1/L2
@@ -313,17 +314,6 @@ export function run_k49(desc: usize, r0: i32, r1: i32): void {
   return f32x4.add(c, f32x4.mul(a, b));
 }
 
-/** lane q = (s_q[0] + s_q[2]) + (s_q[1] + s_q[3]) in f32: four accumulators' sums in one vector */
-@inline function reduce4(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
-  const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
-  const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
-  return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
-}
-
-/** (v0 + v2) + (v1 + v3) in f32: reduce4's order for one accumulator */
-@inline function hsum02(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
-}
 
 /** c[0..4) −= the 4 f32 lanes of v, in f64 */
 @inline function sub4(c: usize, v: v128): void {
@@ -359,7 +349,7 @@ let tileRow0: v128 = f32x4.splat(0);
 let tileRow1: v128 = f32x4.splat(0);
 
 /** The f32-product tile of run_k84 and run_k86: rows a0, a1 × columns b0…b3 over K (a multiple of 4), 8 f32x4
- * accumulators (lane l sums the products of k ≡ l (mod 4) in k order), reduced as reduce4 into tileRow0 / tileRow1. */
+ * accumulators (lane l sums the products of k ≡ l (mod 4) in k order), reduced as reduce4f into tileRow0 / tileRow1. */
 @inline function tile2x4f32(a0: usize, a1: usize, b0: usize, b1: usize, b2: usize, b3: usize, K: i32): void {
   const z = f32x4.splat(0);
   let s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
@@ -375,8 +365,8 @@ let tileRow1: v128 = f32x4.splat(0);
     const y3 = v128.load(b3 + o);
     s03 = madd32(x0, y3, s03); s13 = madd32(x1, y3, s13);
   }
-  tileRow0 = reduce4(s00, s01, s02, s03);
-  tileRow1 = reduce4(s10, s11, s12, s13);
+  tileRow0 = reduce4f(s00, s01, s02, s03);
+  tileRow1 = reduce4f(s10, s11, s12, s13);
 }
 
 const GRAM_JP: i32 = 128; // channels per column panel: 128 × 256 tokens × 4 B = 128 KiB of T in L2
@@ -497,7 +487,7 @@ const GEMM32_JP: i32 = 256; // B rows per column panel: 256 × 128 floats = 128 
 @inline function dot32(a: usize, b: usize, K: i32): f32 {
   let s = f32x4.splat(0);
   for (let k = 0; k < K; k += 4) s = madd32(v128.load(a + (<usize>k << 2)), v128.load(b + (<usize>k << 2)), s);
-  return hsum02(s);
+  return hsum_f32_02(s);
 }
 
 /**

@@ -55,3 +55,16 @@ const X_MIN: u32 = 0xc2aeac50; // −87.33655 ≈ ln(2^−126): smaller x (resul
   const k = i32x4.add(i32x4.shl(z, 23), i32x4.splat(0x3f800000));
   return v128.andnot(f32x4.add(k, f32x4.mul(k, j)), f32x4.lt(x, cf(X_MIN)));
 }
+
+/** Lane k = (s_k[0] + s_k[2]) + (s_k[1] + s_k[3]): four rows' partial sums → the four rows' outputs, one vector. */
+@inline export function reduce4f(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = f32x4.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = f32x4.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** (v0 + v2) + (v1 + v3): the lane order of reduce4f, so a row's output has the same bits whether it ran
+ * in a 4-row tile or a tail tile (where a tile starts depends on how the pool cut the rows). */
+@inline export function hsum_f32_02(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 2)) + (f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 3));
+}
