@@ -80,7 +80,9 @@ export async function labQuantize(page: Page, kind: "spec" | "preset", n: number
   await page.selectOption("#target-kind", kind);
   if (kind === "spec") await page.fill("#spec", "int4:g32:asym");
   else await page.selectOption("#preset", "Q4_K_M");
-  await page.click("#quantize");
+  // the button is enabled again only when the previous step has drawn its plots; in one full-suite run (files in
+  // parallel on 2 cores) the generate click waited past playwright's default 30 s, so clicks wait as long as the steps
+  await page.click("#quantize", { timeout: 60000 });
   await page.waitForFunction((k) => document.querySelectorAll("#results tbody tr").length >= k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, n, { timeout: 60000 });
   const err = await page.locator("#quantize-error").textContent();
   if (!(await page.locator("#quantize-error").isHidden())) throw new Error(`quantize failed in the page: ${err}`);
@@ -90,7 +92,7 @@ export async function labQuantize(page: Page, kind: "spec" | "preset", n: number
 export async function labGenerate(page: Page, which: string): Promise<{ float: string; quant: string }> {
   const before = Number((await page.getAttribute("body", "data-generated")) ?? "0");
   if (which) await page.selectOption("#gen-result", { label: which });
-  await page.click("#generate");
+  await page.click("#generate", { timeout: 60000 }); // as #quantize above
   await page.waitForFunction((k) => Number(document.body.dataset.generated ?? "0") > k || !(document.querySelector("#quantize-error") as HTMLElement).hidden, before, { timeout: 60000 });
   if (!(await page.locator("#quantize-error").isHidden())) throw new Error(`generate failed in the page: ${await page.locator("#quantize-error").textContent()}`);
   return { float: (await page.textContent("#gen-float"))!, quant: (await page.textContent("#gen-quant"))! };
