@@ -11,6 +11,12 @@
   return load<i32>(desc + (<usize>k << 2));
 }
 
+/** A free slot of a prefill panel scratch (F16, Q6_K: lock words at sc, one i32 per slot), claimed; −1 if none */
+export function claimPanelSlot(sc: usize, nslots: i32): i32 {
+  for (let i = 0; i < nslots; i++) if (atomic.cmpxchg<i32>(sc + (<usize>i << 2), 0, 1) == 0) return i;
+  return -1;
+}
+
 /** Tokens per block of the interleaved kinds' prefill: as many as keep one block's activation codes (cols ×
  * actBytes each) within PREFILL_ACT_BYTES (L2: 1 MiB per core on the Zen 4 this was tuned on; the weights of a
  * row group, ≤ 40 KB for 8192 columns, stay in L1), a multiple of 4 and at least 4. With all 128 tokens of a

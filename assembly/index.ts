@@ -38,7 +38,7 @@ export function variant(): i32 {
 export { f32_to_f16, f16_to_f32 } from "./f16";
 import { f32_to_f16, f16_to_f32, f16x4_to_f32 } from "./f16";
 import { reduce4f, hsum_f32_02 } from "./vmath";
-import { dptr, dint, prefillTokenBlock, storeRows4, storeTile } from "./desc";
+import { dptr, dint, prefillTokenBlock, storeRows4, storeTile, claimPanelSlot } from "./desc";
 
 /** v itself, through one instruction neither binaryen nor TurboFan folds: a loop-carried constant stays a
  * register value (a loop phi) instead of being rebuilt from its splat at every use (as kdecode.ts keep). */
@@ -356,12 +356,6 @@ export function scale_act_f16(x: usize, n: i32, xs: usize): i32 {
       }
     }
   }
-}
-
-/** A free F16 panel slot (its lock word set), or −1: lock words at sc, one per slot. */
-function claimPanelSlot(sc: usize, nslots: i32): i32 {
-  for (let i = 0; i < nslots; i++) if (atomic.cmpxchg<i32>(sc + (<usize>i << 2), 0, 1) == 0) return i;
-  return -1;
 }
 
 /** f16 rows → f32, nrows rows of k values: row i from w + i·ws (binary16 bits) to p + i·k·4. Exact. */

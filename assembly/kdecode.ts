@@ -15,9 +15,10 @@
 //
 // Bit-exact twin: src/kernels/ref/kdecode.ts (test/kernels/wasm/kdecode.test.ts).
 import {
-  D_ROWS, D_COLS, D_W0, D_W1, D_X8, D_XD, D_XS, D_OUT, D_N, Q8K_SUM_BYTES,
+  D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, Q8K_SUM_BYTES,
+  Q6_PANEL_SB_BYTES, Q6_PANEL_MAX_SB, Q6_PANEL_SLOT_BYTES,
 } from "./abi";
-import { prefillTokenBlock, storeRows4, storeTile } from "./desc";
+import { prefillTokenBlock, storeRows4, storeTile, claimPanelSlot } from "./desc";
 
 const MAGIC: f32 = 12582912.0; // 1.5·2^23
 
@@ -518,6 +519,78 @@ const Q6_MASKS = memory.data<u8>([
   storeTile(out, os, tt, acc0, acc1, acc2, acc3);
 }
 
+// ---- Q6_K prefill on a panel (abi.ts Q6_PANEL_*): per row group and token block the codes are unpacked once
+// into bytes in element order with every sub-block's scale broadcast as (sc, sc) i16 pairs, so each token's
+// pass is the mat-vec's integer work on plain loads (4 pmaddubsw, 4 pmaddwd, adds per 64 weights and row), with
+// no unpacking and no weight vector live across the body. Layout per super-block: the 4 rows' f32 d (16 B), then
+// per row k at 16 + 544k: slice m (elements 64m…64m+63) at 128m — 64 code bytes, then 4 scale vectors (groups
+// 4m…4m+3) — and the 16 scales as i16 at 512.
+
+/** One row group's panel at pp from its K_Q6_KX4 super-blocks at q (nsb of them). */
+@inline function q6Panel(q: usize, lut: usize, nsb: i32, pp: usize): void {
+  let lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  let hb = i8x16.splat(<i8>(0x30 | (nsb >> 31))); // 0x30
+  for (let s = 0; s < nsb; s++) {
+    v128.store(pp, f16Rows4(q + 208, 210, lut));
+    for (let k: usize = 0; k < 4; k++) {
+      const b = q + k * 210, r = pp + 16 + k * 544;
+      for (let it: usize = 0; it < 4; it++) {
+        // slice (n, j) of dot4_q6_kx: u_i = elements 128n + 16j + 32i … + 15 → slice 2n + (i >> 1), byte 16j + 32(i & 1)
+        const n = it >> 1, j = it & 1;
+        const ql = b + (n << 6) + (j << 4);
+        const La = v128.load(ql), Lb = v128.load(ql, 32);
+        const H = v128.load(b + 128 + (n << 5) + (j << 4));
+        const d = r + (n << 8) + (j << 4);
+        v128.store(d, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
+        v128.store(d, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)), 32);
+        v128.store(d, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)), 128);
+        v128.store(d, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)), 160);
+        lo = keep(lo);
+        hb = keep(hb);
+      }
+      for (let g: usize = 0; g < 16; g++) {
+        const sc = <i32>load<i8>(b + 192 + g);
+        v128.store(r + ((g >> 2) << 7) + 64 + ((g & 3) << 4), i32x4.splat((sc & 0xffff) | (sc << 16)));
+      }
+      v128.store(r + 512, v128.load8x8_s(b + 192));
+      v128.store(r + 528, v128.load8x8_s(b + 200));
+    }
+    q += 840;
+    pp += Q6_PANEL_SB_BYTES;
+  }
+}
+
+/** One token on a row group's panel: dot4_q6_kx's integer sums and float steps (so its bits), out[k·os] = row k. */
+@inline function dot4_q6_panel(pp: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
+  let acc = f32x4.splat(0);
+  for (let s = 0; s < nsb; s++) {
+    let isum = i32x4.splat(0);
+    const bs0 = i16x8.mul(v128.load(xs), i16x8.splat(-16)), bs1 = i16x8.mul(v128.load(xs, 16), i16x8.splat(-16));
+    let r = pp + 16;
+    for (let k = 0; k < 4; k++) {
+      // −32·Σ_g sc_g·Σx_g = 2·Σ_g sc_g·(−16·Σx_g), as dot4_q6_kx
+      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load(r, 512), bs0), i32x4.dot_i16x8_s(v128.load(r, 528), bs1));
+      let ia = i32x4.add(off, off);
+      let w = r, xa = x8;
+      for (let m = 0; m < 4; m++) {
+        ia = i32x4.add(ia, i32x4.add(
+          i32x4.add(i32x4.dot_i16x8_s(pdot(xa, v128.load(w)), v128.load(w, 64)), i32x4.dot_i16x8_s(pdot(xa + 16, v128.load(w, 16)), v128.load(w, 80))),
+          i32x4.add(i32x4.dot_i16x8_s(pdot(xa + 32, v128.load(w, 32)), v128.load(w, 96)), i32x4.dot_i16x8_s(pdot(xa + 48, v128.load(w, 48)), v128.load(w, 112)))));
+        w += 128;
+        xa += 64;
+      }
+      isum = i32x4.shuffle(isum, hsumPair(ia, ia), 1, 2, 3, 4);
+      r += 544;
+    }
+    acc = f32x4.add(acc, f32x4.mul(f32x4.mul(v128.load(pp), f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
+    pp += Q6_PANEL_SB_BYTES;
+    x8 += 256;
+    xd += 4;
+    xs += Q8K_SUM_BYTES;
+  }
+  storeRows4(out, os, acc);
+}
+
 /** Row groups [g0, g1) of a K_Q4_KX4 (bs = 144), K_Q5_KX4 (176) or K_Q6_KX4 (210) job, every activation row of the job
  * on a group while it is in cache. D_X8 / D_XD / D_XS name the Q8_K codes, scales and sum records. */
 @inline function runKX4(bs: i32, desc: usize, g0: i32, g1: i32): void {
@@ -535,6 +608,11 @@ const Q6_MASKS = memory.data<u8>([
   const gb = unsb * 4 * <usize>bs;
   // tokens in blocks whose Q8_K codes stay in L2, every token of a block on a row group while it is in L1
   const tb = prefillTokenBlock(cols, 1);
+  // Q6_K: a panel slot (D_W2, D_GROUP slots), when the row fits one and some block has ≥ 4 tokens
+  const pan = bs == 210 ? load<u32>(desc + (D_W2 << 2)) as usize : 0;
+  const nslots = load<i32>(desc + (D_GROUP << 2));
+  const slot = pan != 0 && n >= 4 && nsb <= Q6_PANEL_MAX_SB ? claimPanelSlot(pan, nslots) : -1;
+  const pp = slot >= 0 ? pan + (<usize>((nslots + 15) >> 4) << 6) + <usize>slot * Q6_PANEL_SLOT_BYTES : 0;
   for (let t0 = 0; t0 < n; t0 += tb) {
   const t1 = min(n, t0 + tb);
   for (let g = g0; g < g1; g++) {
@@ -543,6 +621,14 @@ const Q6_MASKS = memory.data<u8>([
     const os = <usize>rows << 2;
     const xst = <usize>cols, dst = unsb * 4, sst = unsb * Q8K_SUM_BYTES;
     let t = t0;
+    if (bs == 210 && pp != 0 && t1 - t0 >= 4) {
+      q6Panel(q, lut, nsb, pp);
+      for (; t < t1; t++) {
+        const ut = <usize>t;
+        dot4_q6_panel(pp, x8 + ut * xst, xd + ut * dst, xs + ut * sst, nsb, o0 + ut * os, 4);
+      }
+      continue;
+    }
     // prefill: four, then two tokens per pass over the group's super-blocks (tile4xT_*), the rest one by one
     for (; t + 4 <= t1; t += 4) {
       const ut = <usize>t;
@@ -563,6 +649,7 @@ const Q6_MASKS = memory.data<u8>([
     }
   }
   }
+  if (slot >= 0) atomic.store<i32>(pan + (<usize>slot << 2), 0);
 }
 
 export function run_k24(desc: usize, g0: i32, g1: i32): void { runKX4(144, desc, g0, g1); }

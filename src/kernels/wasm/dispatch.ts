@@ -11,6 +11,7 @@ import {
   K_F32, K_F16, K_Q4_0X4, K_Q8_0X4, K_Q4_KX4, K_Q5_KX4, K_Q6_KX4, Q8K_SUM_BYTES, K_NIB4Q8X4, K_LUT4Q8X4, K_LUT12Q8X4, K_LUT7Q8X4, K_TERN2Q8X4, K_TERN2Q8KX4, K_LUT4Q8X4E, K_I8Q8X4, K_NIB4Q8X4B, K_NIB4Q8X4BF, K_NIB4Q8X4BS, K_NIB4Q8X4BSF, K_NIB4Q8X4BZ, K_NIB4Q8X4BZF, K_I16GEMM, K_U4G, K_U8G, K_LUT4G, K_LUT1G, K_LUT2G, K_LUT3G, K_LUTWG,
   D_KIND, D_ROWS, D_COLS, D_W0, D_W1, D_W2, D_XF, D_X16, D_X8, D_XD, D_XS, D_OUT, D_N, D_GROUP, D_LUT, D_BITS, DESC_WORDS,
   F16_PANEL_SLOT_BYTES,
+  Q6_PANEL_SLOT_BYTES,
 } from "../../../assembly/abi.js";
 import type { Shard, ShardedMemory } from "./memory.js";
 import { Dispatcher, runJobPart, type PoolJob } from "./pool.js";
@@ -138,18 +139,21 @@ export class JobDispatch {
     return s;
   }
 
-  /** F16 prefill panels by shard index (assembly/abi.ts F16_PANEL_SLOT_BYTES): lock words, then one slot per thread */
-  private readonly f16Panels = new Map<number, number>();
+  /** F16 and Q6_K prefill panels by kind and shard index (assembly/abi.ts F16_PANEL_SLOT_BYTES,
+   * Q6_PANEL_SLOT_BYTES): lock words, then one slot per thread */
+  private readonly panels = new Map<string, number>();
 
-  /** The shard's F16 prefill panel scratch, made on first use (pool.threads slots, lock words free). */
-  private f16Panel(sh: Shard): number {
-    let off = this.f16Panels.get(sh.index);
+  /** The shard's F16 or Q6_K prefill panel scratch, made on first use (pool.threads slots, lock words free). */
+  private panel(sh: Shard, kind: number): number {
+    const key = `${kind}:${sh.index}`;
+    let off = this.panels.get(key);
     if (off === undefined) {
       const slots = this.pool.threads;
       const lock = Math.ceil(slots / 16) * 64;
-      off = sh.arena.alloc(lock + slots * F16_PANEL_SLOT_BYTES, 64, "f16 prefill panels");
+      const bytes = kind === K_F16 ? F16_PANEL_SLOT_BYTES : Q6_PANEL_SLOT_BYTES;
+      off = sh.arena.alloc(lock + slots * bytes, 64, kind === K_F16 ? "f16 prefill panels" : "q6_k prefill panels");
       sh.arena.u8.fill(0, off, off + lock);
-      this.f16Panels.set(sh.index, off);
+      this.panels.set(key, off);
     }
     return off;
   }
@@ -224,8 +228,10 @@ export class JobDispatch {
       d[o + D_W0] = p.w0;
       // F16 prefill: the panel scratch (one f32 row tile per thread) at D_W1, its slot count at D_GROUP
       const f16p = kind === K_F16 && n > 1;
-      d[o + D_W1] = f16p ? this.f16Panel(sh) : p.w1;
-      d[o + D_W2] = p.w2;
+      d[o + D_W1] = f16p ? this.panel(sh, K_F16) : p.w1;
+      // Q6_K prefill (relaxed build): the panel scratch at D_W2, its slot count at D_GROUP (kdecode.ts q6Panel)
+      const q6p = kind === K_Q6_KX4 && n > 1;
+      d[o + D_W2] = q6p ? this.panel(sh, K_Q6_KX4) : p.w2;
       d[o + D_XF] = src.xf;
       d[o + D_X16] = f16s ? (src.xhOk ? src.xh : 0) : src.x16;
       const q8k = form === "q8k";
@@ -234,7 +240,7 @@ export class JobDispatch {
       d[o + D_XS] = q8k ? src.ks : src.xs;
       d[o + D_OUT] = s.out;
       d[o + D_N] = n;
-      d[o + D_GROUP] = f16p ? this.pool.threads : p.group;
+      d[o + D_GROUP] = f16p || q6p ? this.pool.threads : p.group;
       d[o + D_LUT] = p.lut;
       d[o + D_BITS] = p.bits;
       used.push(s);
