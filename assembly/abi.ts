@@ -217,8 +217,8 @@ export const F16_PANEL_SLOT_BYTES = 4 * 4096 * 4;
 // holds one row group's codes unpacked to bytes with their scales broadcast, Q6_PANEL_SB_BYTES per super-block.
 // D_W2 = 0, or a row longer than Q6_PANEL_MAX_SB super-blocks, runs the 4 × 4 tile instead (the same bits).
 /** bytes of one super-block in a Q6_K panel: the 4 rows' f32 d (16), then per row 4 slices of 64 code bytes +
- * 4 (sc, sc) i16-pair vectors (128 each) and the 16 scales as i16 (32) */
-export const Q6_PANEL_SB_BYTES = 16 + 4 * (4 * 128 + 32);
+ * 4 (sc, sc) i16 pairs (80 each) and the 16 scales as i16 (32) */
+export const Q6_PANEL_SB_BYTES = 16 + 4 * (4 * 80 + 32);
 /** super-blocks per Q6_K panel slot (16384 columns) */
 export const Q6_PANEL_MAX_SB = 64;
 export const Q6_PANEL_SLOT_BYTES = Q6_PANEL_SB_BYTES * Q6_PANEL_MAX_SB;

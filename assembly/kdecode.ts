@@ -526,6 +526,10 @@ const Q6_MASKS = memory.data<u8>([
 // per row k at 16 + 544k: slice m (elements 64m…64m+63) at 128m — 64 code bytes, then 4 scale vectors (groups
 // 4m…4m+3) — and the 16 scales as i16 at 512.
 
+/** bytes of a panel slice (64 codes, the 4 (sc, sc) pairs) and of a row's part of a super-block (+ 16 i16 scales) */
+const Q6P_SLICE: usize = 80;
+const Q6P_ROW: usize = 4 * Q6P_SLICE + 32;
+
 /** One row group's panel at pp from its K_Q6_KX4 super-blocks at q (nsb of them). */
 @inline function q6Panel(q: usize, lut: usize, nsb: i32, pp: usize): void {
   let lo = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
@@ -533,27 +537,27 @@ const Q6_MASKS = memory.data<u8>([
   for (let s = 0; s < nsb; s++) {
     v128.store(pp, f16Rows4(q + 208, 210, lut));
     for (let k: usize = 0; k < 4; k++) {
-      const b = q + k * 210, r = pp + 16 + k * 544;
+      const b = q + k * 210, r = pp + 16 + k * Q6P_ROW;
       for (let it: usize = 0; it < 4; it++) {
         // slice (n, j) of dot4_q6_kx: u_i = elements 128n + 16j + 32i … + 15 → slice 2n + (i >> 1), byte 16j + 32(i & 1)
         const n = it >> 1, j = it & 1;
         const ql = b + (n << 6) + (j << 4);
         const La = v128.load(ql), Lb = v128.load(ql, 32);
         const H = v128.load(b + 128 + (n << 5) + (j << 4));
-        const d = r + (n << 8) + (j << 4);
+        const d = r + n * 2 * Q6P_SLICE + (j << 4);
         v128.store(d, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
         v128.store(d, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)), 32);
-        v128.store(d, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)), 128);
-        v128.store(d, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)), 160);
+        v128.store(d, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)), Q6P_SLICE);
+        v128.store(d, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)), Q6P_SLICE + 32);
         lo = keep(lo);
         hb = keep(hb);
       }
       for (let g: usize = 0; g < 16; g++) {
         const sc = <i32>load<i8>(b + 192 + g);
-        v128.store(r + ((g >> 2) << 7) + 64 + ((g & 3) << 4), i32x4.splat((sc & 0xffff) | (sc << 16)));
+        store<i32>(r + ((g >> 2) * Q6P_SLICE) + 64 + ((g & 3) << 2), (sc & 0xffff) | (sc << 16));
       }
-      v128.store(r + 512, v128.load8x8_s(b + 192));
-      v128.store(r + 528, v128.load8x8_s(b + 200));
+      v128.store(r + 4 * Q6P_SLICE, v128.load8x8_s(b + 192));
+      v128.store(r + 4 * Q6P_SLICE, v128.load8x8_s(b + 200), 16);
     }
     q += 840;
     pp += Q6_PANEL_SB_BYTES;
@@ -569,18 +573,19 @@ const Q6_MASKS = memory.data<u8>([
     let r = pp + 16;
     for (let k = 0; k < 4; k++) {
       // −32·Σ_g sc_g·Σx_g = 2·Σ_g sc_g·(−16·Σx_g), as dot4_q6_kx
-      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load(r, 512), bs0), i32x4.dot_i16x8_s(v128.load(r, 528), bs1));
+      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load(r, 4 * Q6P_SLICE), bs0), i32x4.dot_i16x8_s(v128.load(r, 4 * Q6P_SLICE + 16), bs1));
       let ia = i32x4.add(off, off);
       let w = r, xa = x8;
       for (let m = 0; m < 4; m++) {
+        const sd = v128.load(w, 64);
         ia = i32x4.add(ia, i32x4.add(
-          i32x4.add(i32x4.dot_i16x8_s(pdot(xa, v128.load(w)), v128.load(w, 64)), i32x4.dot_i16x8_s(pdot(xa + 16, v128.load(w, 16)), v128.load(w, 80))),
-          i32x4.add(i32x4.dot_i16x8_s(pdot(xa + 32, v128.load(w, 32)), v128.load(w, 96)), i32x4.dot_i16x8_s(pdot(xa + 48, v128.load(w, 48)), v128.load(w, 112)))));
-        w += 128;
+          i32x4.add(i32x4.dot_i16x8_s(pdot(xa, v128.load(w)), bc32(sd, 0)), i32x4.dot_i16x8_s(pdot(xa + 16, v128.load(w, 16)), bc32(sd, 1))),
+          i32x4.add(i32x4.dot_i16x8_s(pdot(xa + 32, v128.load(w, 32)), bc32(sd, 2)), i32x4.dot_i16x8_s(pdot(xa + 48, v128.load(w, 48)), bc32(sd, 3)))));
+        w += Q6P_SLICE;
         xa += 64;
       }
       isum = i32x4.shuffle(isum, hsumPair(ia, ia), 1, 2, 3, 4);
-      r += 544;
+      r += Q6P_ROW;
     }
     acc = f32x4.add(acc, f32x4.mul(f32x4.mul(v128.load(pp), f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
     pp += Q6_PANEL_SB_BYTES;
