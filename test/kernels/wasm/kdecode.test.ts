@@ -112,22 +112,29 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
       }
     });
 
-    test(`${name}: prefill over two L2 token blocks (8192 columns: 32 tokens a block; n = 37) = the twin bit for bit, 1 and 2 threads`, async () => {
-      const rows = 8, cols = 8192, n = 37;
-      const w = ggmlWeight(type, rows, cols, randomF32(rows * cols, 70 + type, 2));
-      const data = (w.weight as { data: Uint8Array }).data;
-      const x = randomF32(n * cols, 71 + type, 3);
-      const want = twin(type, data, rows, cols, x, n);
-      for (const threads of [1, 2]) {
-        const be = make(threads);
-        if (threads > 1) assert.ok(await be.ready(20000), "workers started");
-        const p = be.prepare(w.weight, w.label);
-        const got = new Float32Array(n * rows);
-        be.matmul(p, x, n, got);
-        const d = firstDiff(got, want);
-        assert.equal(d, undefined, `${w.label} n=${n} threads=${threads}: ${d}`);
-      }
-    });
+    // Q6_K: n = 37 runs both blocks on the panel (32 + 5 tokens), n = 34 its second block (2 tokens) on the tiles;
+    // 16640 columns (65 super-blocks) are beyond a panel slot (Q6_PANEL_MAX_SB): every block on the tiles
+    for (const [cols, n] of [[8192, 37], [8192, 34], ...(type === GgmlType.Q6_K ? [[16640, 6]] as const : [])] as const) {
+      test(`${name}: prefill over token blocks (${cols} columns, n = ${n}) = the twin bit for bit, 1 and 2 threads`, async () => {
+        const rows = 8;
+        const w = ggmlWeight(type, rows, cols, randomF32(rows * cols, 70 + type + n, 2));
+        const data = (w.weight as { data: Uint8Array }).data;
+        const x = randomF32(n * cols, 71 + type + n, 3);
+        const want = twin(type, data, rows, cols, x, n);
+        for (const threads of [1, 2]) {
+          const be = make(threads);
+          if (threads > 1) assert.ok(await be.ready(20000), "workers started");
+          const p = be.prepare(w.weight, w.label);
+          const got = new Float32Array(n * rows);
+          for (let rep = 0; rep < 3; rep++) {
+            got.fill(NaN);
+            be.matmul(p, x, n, got);
+            const d = firstDiff(got, want);
+            assert.equal(d, undefined, `${w.label} n=${n} threads=${threads} call ${rep}: ${d}`);
+          }
+        }
+      });
+    }
 
     test(`${name}: the twin = a float64 dot of the decoded rows and decoded Q8_K activations (to f32 rounding)`, () => {
       const rows = 8, cols = 1024;
