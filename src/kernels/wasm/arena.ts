@@ -113,6 +113,7 @@ export class WasmArena {
       const cur = have / PAGE;
       const target = Math.min(this.maxPages, Math.max(needPages, Math.ceil(cur * 1.25)));
       this.memory.grow(target - cur);
+      this.grown = true;
     }
     // the alignment gap below the new region is a hole too (found again by first fit)
     if (off > base) this.holes.push({ off: base, end: off });
@@ -136,14 +137,15 @@ export class WasmArena {
     return new Uint8Array(this._u8.buffer, off, bytes);
   }
 
-  /** the buffer the views were last checked against: the getters below run on every kernel call (a decode
-   * token makes hundreds), and the same buffer object needs neither the set nor the length test again */
-  private lastBuffer: ArrayBufferLike | undefined;
+  /** set when this arena grew its memory since the views were made: only `allocTop` grows it (the kernels never
+   * allocate, workers never grow), so the getters below — they run on every kernel call, a decode token makes
+   * hundreds — skip the `memory.buffer` read (a host call, measurable per token) while it is clear */
+  private grown = true;
 
   private refresh(): void {
+    if (!this.grown) return;
+    this.grown = false;
     const buf = this.memory.buffer;
-    if (buf === this.lastBuffer) return;
-    this.lastBuffer = buf;
     this.buffers.add(buf);
     if (buf.byteLength === this.viewLength) return;
     this.viewLength = buf.byteLength;
