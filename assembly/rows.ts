@@ -141,3 +141,13 @@ export function rope_f32(x: usize, width: i32, hd: i32, cos: usize, sin: usize, 
     }
   }
 }
+
+/** KV store: for each of heads rows of hd f32, k[g] → kd + g·stride and v[g] → vd + g·stride (bytes): one
+ * position's keys and values into a cache laid out (kvHead, capacity, hd) (src/kernels/wasm/kv-cache.ts). */
+export function kv_store_f32(kd: usize, vd: usize, k: usize, v: usize, heads: i32, hd: i32, stride: usize): void {
+  const rb = <usize>hd << 2;
+  for (let g = 0; g < heads; g++) {
+    memory.copy(kd + <usize>g * stride, k + <usize>g * rb, rb);
+    memory.copy(vd + <usize>g * stride, v + <usize>g * rb, rb);
+  }
+}

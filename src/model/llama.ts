@@ -9,7 +9,7 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { addRmsnorm, matmulMany, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { addRmsnorm, matmulMany, matvecMany, swiglu, type Backend, type MatvecJob, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
@@ -249,13 +249,23 @@ export class Llama implements CausalLM {
     for (const L of this.layers) for (const k of LINEARS) this.backend.release(L[k]);
     this.backend.release(this.output);
     this.layers.length = 0;
+    this.decodeJobs.clear();
     this.kv.dispose?.();
     residentsFinalizer.unregister(this);
     freeResidents({ be: this.backend, arrays: this.residents });
   }
 
+  /** decode's views and job lists by their first weight (each weight is used at one site, on the same arrays each
+   * token): made once, not per call (a token makes dozens of these calls) */
+  private readonly decodeJobs = new Map<PreparedWeight, { x: Float32Array; out: Float32Array; jobs: MatvecJob[] }>();
+
   private mm(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
-    if (n === 1) this.backend.matvec(w, x.subarray(0, w.cols), out.subarray(0, w.rows));
+    if (n === 1) {
+      let d = this.decodeJobs.get(w);
+      if (!d || d.x !== x || d.out !== out) this.decodeJobs.set(w, (d = { x, out, jobs: [{ w, x: x.subarray(0, w.cols), out: out.subarray(0, w.rows) }] }));
+      const j = d.jobs[0]!;
+      this.backend.matvec(w, j.x, j.out);
+    }
     else this.backend.matmul(w, x.subarray(0, n * w.cols), n, out.subarray(0, n * w.rows));
   }
 
@@ -266,10 +276,14 @@ export class Llama implements CausalLM {
     oa: Float32Array, ob: Float32Array, oc: Float32Array | undefined,
   ): void {
     if (n === 1) {
-      const xv = x.subarray(0, a.cols);
-      const jobs = [{ w: a, x: xv, out: oa.subarray(0, a.rows) }, { w: b, x: xv, out: ob.subarray(0, b.rows) }];
-      if (c && oc) jobs.push({ w: c, x: xv, out: oc.subarray(0, c.rows) });
-      matvecMany(this.backend, jobs);
+      let d = this.decodeJobs.get(a);
+      if (!d || d.x !== x || d.out !== oa || d.jobs[1]!.w !== b || d.jobs[2]?.w !== c) {
+        const xv = x.subarray(0, a.cols);
+        const jobs = [{ w: a, x: xv, out: oa.subarray(0, a.rows) }, { w: b, x: xv, out: ob.subarray(0, b.rows) }];
+        if (c && oc) jobs.push({ w: c, x: xv, out: oc.subarray(0, c.rows) });
+        this.decodeJobs.set(a, (d = { x, out: oa, jobs }));
+      }
+      matvecMany(this.backend, d.jobs);
       return;
     }
     const xs = x.subarray(0, n * a.cols);

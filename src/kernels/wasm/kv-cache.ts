@@ -127,11 +127,20 @@ export class WasmKvCache implements KvCache {
     const hd = this.headDim;
     const K = this.k, V = this.v;
     if (k.length < this.nKvHeads * hd || v.length < this.nKvHeads * hd) throw new QuantlabError("E_ARG", `wasm KV cache: k and v need ${this.nKvHeads * hd} elements (have ${k.length}, ${v.length})`);
+    const a = this.shard.arena;
+    if (a.owns(k.buffer) && a.owns(v.buffer)) {
+      // k and v in this cache's memory (a backend's residentF32): one WASM call copies every head's rows
+      const o = this.base(layer, 0) + pos * hd;
+      this.shard.kernels.kv_store_f32(K.byteOffset + o * 4, V.byteOffset + o * 4, k.byteOffset, v.byteOffset, this.nKvHeads, hd, this.capacity * hd * 4);
+      return;
+    }
     for (let g = 0; g < this.nKvHeads; g++) {
       const o = this.base(layer, g) + pos * hd;
       const s = g * hd;
-      K.set(k.subarray(s, s + hd), o);
-      V.set(v.subarray(s, s + hd), o);
+      for (let j = 0; j < hd; j++) {
+        K[o + j] = k[s + j]!;
+        V[o + j] = v[s + j]!;
+      }
     }
   }
 
