@@ -125,10 +125,12 @@ export class WasmArena {
   /** The SharedArrayBuffers this memory has handed out (one per length it grew to): typed arrays over any
    * of them are views into this memory. */
   private readonly buffers = new Set<ArrayBufferLike>();
+  /** the newest of them (the one most views are on): owns() tests it first */
+  private current: ArrayBufferLike | undefined;
 
   /** Does this typed array's buffer belong to this memory? */
   owns(buf: ArrayBufferLike): boolean {
-    return this.buffers.has(buf);
+    return buf === this.current || this.buffers.has(buf);
   }
 
   /** A byte view of [off, off + bytes) (e.g. where a loader reads a tensor). */
@@ -147,6 +149,7 @@ export class WasmArena {
     this.grown = false;
     const buf = this.memory.buffer;
     this.buffers.add(buf);
+    this.current = buf;
     if (buf.byteLength === this.viewLength) return;
     this.viewLength = buf.byteLength;
     this._u8 = new Uint8Array(buf);
