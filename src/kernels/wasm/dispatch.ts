@@ -154,13 +154,6 @@ export class JobDispatch {
     return off;
   }
 
-  private readonly poolJobs: (PoolJob & { shard: number })[] = [];
-  private readonly used: Slot[] = [];
-  /** per job: the f32 activations' byte offset (the slot's copy, or x itself when x lies in the job's shard) and
-   * whether the kernel writes straight into `out` (it lies in the shard, clear of every job's x) */
-  private readonly xfs: number[] = [];
-  private readonly direct: boolean[] = [];
-
   /** f32 chunk scratch of the row-decoded weights, in shard 0: one per backend, grown to the widest chunk */
   private decodeScratch: { off: number; bytes: number } | undefined;
 
@@ -175,9 +168,12 @@ export class JobDispatch {
       for (const j of jobs) if (j.w instanceof RowDecPrepared) this.runDecoded(j.w, j.x, j.out, n);
       return;
     }
-    // per-dispatch lists, reused (a decode token makes dozens of dispatches; `run` is not re-entered past here)
-    const poolJobs = this.poolJobs, used = this.used, xfs = this.xfs, direct = this.direct;
-    poolJobs.length = used.length = xfs.length = direct.length = 0;
+    const poolJobs: (PoolJob & { shard: number })[] = [];
+    const used: Slot[] = [];
+    /** per job: the f32 activations' byte offset (the slot's copy, or x itself when x lies in the job's shard) and
+     * whether the kernel writes straight into `out` (it lies in the shard, clear of every job's x) */
+    const xfs: number[] = [];
+    const direct: boolean[] = [];
     let streamed = 0;
     for (let i = 0; i < jobs.length; i++) {
       const { w, x, out } = jobs[i]!;
