@@ -163,6 +163,20 @@ const SC_PAIRS = memory.data<u8>([
   4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80,
 ], 16);
 
+/** pshufb indices: scale j (byte j of q4kScaleMins' bytes) in all 8 i16 lanes, j = 0…7 (16 bytes each; 0x80: a
+ * zero byte). The decode kernel picks each sub-block's broadcast with one pshufb from here: 2 shuffles a slice
+ * instead of the broadcast pshufd and the rotation of SC_PAIRS' pairs (4), issue 15. */
+const SC_SPLAT = memory.data<u8>([
+  0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80,
+  1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80,
+  2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80,
+  3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80,
+  4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80,
+  5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80,
+  6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80,
+  7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80,
+], 16);
+
 /** bytes of v at the pshufb indices loaded from idx (indices < 16 or with the top bit set: pshufb semantics) */
 @inline function pick(v: v128, idx: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(v, v128.load(idx));
@@ -192,27 +206,31 @@ const SC_PAIRS = memory.data<u8>([
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
     let isum = i32x4.splat(0), imin = i32x4.splat(0);
-    for (let k: usize = 0; k < 4; k++) {
+    // two rows per slice loop: each activation vector and scale mask is loaded once for both
+    for (let k: usize = 0; k < 4; k += 2) {
       const b = q + k * 144;
-      const smv = q4kScaleMins(b);
-      let sp = pick(smv, SC_PAIRS);
-      let sq = pick(smv, SC_PAIRS + 16);
-      let ia = i32x4.splat(0);
-      let w = b + 16, xp = x8;
+      const smb = q4kScaleMins(b), smc = q4kScaleMins(b + 144);
+      let ia = i32x4.splat(0), ic = i32x4.splat(0);
+      let w = b + 16, xp = x8, sm = SC_SPLAT;
       for (let p = 0; p < 4; p++) {
         const v0 = v128.load(w), v1 = v128.load(w, 16);
+        const u0 = v128.load(w, 144), u1 = v128.load(w, 160);
+        // sub-blocks 2p, 2p+1: their 6-bit scale in every i16 lane, one pshufb each (SC_SPLAT)
         ia = i32x4.add(ia, slice45(xp, v128.and(v0, mk), v128.and(v1, mk),
-          v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shr_u(v1, 4), mk), bc32(sp, 0), bc32(sp, 1)));
-        // the next slice's pairs into lanes 0, 1 (sp: pairs 2p…2p+3, sq: the rest, rotated)
-        sp = i32x4.shuffle(sp, sq, 2, 3, 4, 5);
-        sq = i32x4.shuffle(sq, sq, 2, 3, 0, 1);
+          v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shr_u(v1, 4), mk), pick(smb, sm), pick(smb, sm + 16)));
+        ic = i32x4.add(ic, slice45(xp, v128.and(u0, mk), v128.and(u1, mk),
+          v128.and(i16x8.shr_u(u0, 4), mk), v128.and(i16x8.shr_u(u1, 4), mk), pick(smc, sm), pick(smc, sm + 16)));
         w += 32;
         xp += 64;
+        sm += 32;
         mk = keep(mk);
       }
-      const hm = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
-      isum = i32x4.shuffle(isum, hm, 1, 2, 3, 4);
-      imin = i32x4.shuffle(imin, hm, 1, 2, 3, 6);
+      const hb = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32));
+      const hc = hsumPair(ic, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32));
+      // [Σacc_b, Σacc_c, Σm_b, Σm_c], shifted into lanes 2, 3 (after both pairs lane k = row k)
+      const hp = i32x4.shuffle(hb, hc, 0, 4, 2, 6);
+      isum = i32x4.shuffle(isum, hp, 2, 3, 4, 5);
+      imin = i32x4.shuffle(imin, hp, 2, 3, 6, 7);
     }
     const dx = f32x4.splat(load<f32>(xd));
     const dv = f16Rows4(q, 144, lut);
