@@ -3,7 +3,9 @@
 // (≥ 256 MiB of distinct matrices per shape and type), 1 and 2 threads, passes alternating type and thread
 // count so load changes spread over all cells. Prints per cell: median wall ms per mat-vec, GB/s of weight
 // bytes, the 2-thread speed-up, and the share of chunks the calling thread ran.
-//   node --experimental-wasm-relaxed-simd dist/bench/_q4k-scale.js [types=Q4_K,Q4_0] [reps=7] [shapes=all|ffn|out]
+//   node --experimental-wasm-relaxed-simd dist/bench/_q4k-scale.js [types=Q4_K,Q4_0] [reps=7] [shapes=all|ffn|out] [chunkBytes]
+// A type written TYPE@BYTES (e.g. Q4_K@inf) runs with the backend's decode chunkBytes set to BYTES (inf = the pool's
+// default threads × 4 chunks per job), so two chunk sizes compare in one process.
 import { loadavg } from "node:os";
 import { GGML_TYPES, GgmlType } from "../src/ggml/types.js";
 import { quantizeRow } from "../src/ggml/codecs.js";
@@ -41,17 +43,20 @@ async function main(): Promise<void> {
     const x = randomF32(cols, 3);
     const out = new Float32Array(rows);
     const cells = typeNames.map((tn) => {
-      const type = (GgmlType as unknown as Record<string, GgmlType>)[tn];
+      const [base, cb] = tn.split("@");
+      const chunkBytes = cb === undefined ? be.chunkBytes : cb === "inf" ? Infinity : Number(cb);
+      const type = (GgmlType as unknown as Record<string, GgmlType>)[base!];
       if (type === undefined) throw new Error(`unknown ggml type ${tn}`);
       const w = makeWeight(type, rows, cols);
       const first = be.prepare(w, `${tn}-0`);
       const ws: PreparedWeight[] = [first];
       const count = Math.max(2, Math.ceil(COLD / first.bytes));
       for (let i = 1; i < count; i++) ws.push(be.prepare(w, `${tn}-${i}`));
-      return { tn, ws, bytes: first.bytes, t: [[], []] as number[][], caller: [0, 0], chunks: [0, 0] };
+      return { tn, chunkBytes, ws, bytes: first.bytes, t: [[], []] as number[][], caller: [0, 0], chunks: [0, 0] };
     });
     const pass = (c: (typeof cells)[number], ti: number): void => {
       be.minParallelBytes = ti === 0 ? Infinity : 0;
+      be.chunkBytes = c.chunkBytes;
       const s0 = be.poolStats();
       const t0 = performance.now();
       for (const p of c.ws) be.matvec(p, x, out);
