@@ -191,6 +191,35 @@ const SC_SPLAT = memory.data<u8>([
   return i32x4.add(i32x4.dot_i16x8_s(lo, sa), i32x4.dot_i16x8_s(hi, sb));
 }
 
+/** Two rows of a K_Q4_KX4 super-block (block_q4_K at b and b + 144), one slice loop for both: each activation
+ * vector and scale mask is loaded once for the two rows, each sub-block's scale broadcast by one pshufb
+ * (SC_SPLAT). Returns [Σacc_b, Σacc_c, Σm_b, Σm_c]: the i32 dot sums and the mins terms (mins · code sums per 32,
+ * bs32) of the two rows. mk: the 0x0f byte mask (carried through the loop by `keep`). */
+@inline function pair_q4_kx(b: usize, x8: usize, bs32: v128, mk: v128): v128 {
+  const smb = q4kScaleMins(b), smc = q4kScaleMins(b + 144);
+  let ia = i32x4.splat(0), ic = i32x4.splat(0);
+  let w = b + 16, xp = x8, sm = SC_SPLAT;
+  let m = keep(mk);
+  for (let p = 0; p < 4; p++) {
+    const v0 = v128.load(w), v1 = v128.load(w, 16);
+    const u0 = v128.load(w, 144), u1 = v128.load(w, 160);
+    ia = i32x4.add(ia, slice45(xp, v128.and(v0, m), v128.and(v1, m),
+      v128.and(i16x8.shr_u(v0, 4), m), v128.and(i16x8.shr_u(v1, 4), m), pick(smb, sm), pick(smb, sm + 16)));
+    ic = i32x4.add(ic, slice45(xp, v128.and(u0, m), v128.and(u1, m),
+      v128.and(i16x8.shr_u(u0, 4), m), v128.and(i16x8.shr_u(u1, 4), m), pick(smc, sm), pick(smc, sm + 16)));
+    w += 32;
+    xp += 64;
+    sm += 32;
+    m = keep(m);
+  }
+  const mb = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32);
+  const mc = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32);
+  // lane sums of the four vectors: [ia0+ia2, ia1+ia3, ic0+ic2, ic1+ic3], the same for the mins, then pairs
+  const t0 = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
+  const t1 = i32x4.add(i32x4.shuffle(mb, mc, 0, 1, 4, 5), i32x4.shuffle(mb, mc, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
+}
+
 /** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
  * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
  * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers; |isum| ≤ 256·63·15·127 < 2^31). Sub-block
@@ -202,36 +231,14 @@ const SC_SPLAT = memory.data<u8>([
  * per iteration spilled (TurboFan issues a body's 12 loads first). */
 @inline function dot4_q4_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
+  const mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
-    let isum = i32x4.splat(0), imin = i32x4.splat(0);
-    // two rows per slice loop: each activation vector and scale mask is loaded once for both
-    for (let k: usize = 0; k < 4; k += 2) {
-      const b = q + k * 144;
-      const smb = q4kScaleMins(b), smc = q4kScaleMins(b + 144);
-      let ia = i32x4.splat(0), ic = i32x4.splat(0);
-      let w = b + 16, xp = x8, sm = SC_SPLAT;
-      for (let p = 0; p < 4; p++) {
-        const v0 = v128.load(w), v1 = v128.load(w, 16);
-        const u0 = v128.load(w, 144), u1 = v128.load(w, 160);
-        // sub-blocks 2p, 2p+1: their 6-bit scale in every i16 lane, one pshufb each (SC_SPLAT)
-        ia = i32x4.add(ia, slice45(xp, v128.and(v0, mk), v128.and(v1, mk),
-          v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shr_u(v1, 4), mk), pick(smb, sm), pick(smb, sm + 16)));
-        ic = i32x4.add(ic, slice45(xp, v128.and(u0, mk), v128.and(u1, mk),
-          v128.and(i16x8.shr_u(u0, 4), mk), v128.and(i16x8.shr_u(u1, 4), mk), pick(smc, sm), pick(smc, sm + 16)));
-        w += 32;
-        xp += 64;
-        sm += 32;
-        mk = keep(mk);
-      }
-      const hb = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32));
-      const hc = hsumPair(ic, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32));
-      // [Σacc_b, Σacc_c, Σm_b, Σm_c], shifted into lanes 2, 3 (after both pairs lane k = row k)
-      const hp = i32x4.shuffle(hb, hc, 0, 4, 2, 6);
-      isum = i32x4.shuffle(isum, hp, 2, 3, 4, 5);
-      imin = i32x4.shuffle(imin, hp, 2, 3, 6, 7);
-    }
+    // rows 0, 1 and rows 2, 3: [Σacc, Σacc, Σm, Σm] of each pair
+    const h01 = pair_q4_kx(q, x8, bs32, mk);
+    const h23 = pair_q4_kx(q + 288, x8, bs32, mk);
+    const isum = i32x4.shuffle(h01, h23, 0, 1, 4, 5);
+    const imin = i32x4.shuffle(h01, h23, 2, 3, 6, 7);
     const dx = f32x4.splat(load<f32>(xd));
     const dv = f16Rows4(q, 144, lut);
     const mv = f16Rows4(q + 2, 144, lut);
