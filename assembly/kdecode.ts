@@ -308,6 +308,40 @@ const SC_SPLAT = memory.data<u8>([
   storeRows4(out, os, acc);
 }
 
+/** One Q6_K row's slice (n, j) (see dot4_q6_kx): the 4 groups' pmaddubsw pair sums scaled by their int8 scales. */
+@inline function slice6(xa: usize, La: v128, Lb: v128, H: v128, sc: v128, lo: v128, hb: v128): v128 {
+  const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
+  const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
+  const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
+  const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
+  const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
+    i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3))));
+}
+
+/** Two rows of a K_Q6_KX4 super-block (block_q6_K at b and b + 210), one slice loop for both (each activation
+ * vector loaded once for the two rows). Returns [Σ_b, Σ_c, Σ_b, Σ_c] (the −32 offset included). */
+@inline function pair_q6_kx(b: usize, x8: usize, bs0: v128, bs1: v128): v128 {
+  const c = b + 210;
+  const ob = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
+  const oc = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(c + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(c + 200), bs1));
+  let ia = i32x4.add(ob, ob), ic = i32x4.add(oc, oc);
+  let ql = b, qh = b + 128, sp = b + 192, xa = x8;
+  for (let it = 0; it < 4; it++) {
+    const lo = v128.load(Q6_MASKS), hb = v128.load(Q6_MASKS, 16);
+    ia = i32x4.add(ia, slice6(xa, v128.load(ql), v128.load(ql, 32), v128.load(qh), v128.load8x8_s(sp), lo, hb));
+    ic = i32x4.add(ic, slice6(xa, v128.load(ql, 210), v128.load(ql, 242), v128.load(qh, 210), v128.load8x8_s(sp + 210), lo, hb));
+    const odd = <usize>(it & 1);
+    ql += 16 + (odd << 5);
+    qh += 16;
+    sp += 1 + odd * 6;
+    xa += 16 + odd * 96;
+  }
+  const t = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(t, t, 0, 2, 0, 2), i32x4.shuffle(t, t, 1, 3, 1, 3));
+}
+
 /** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
  * @128, int8 scales[16] @192, d f16 @208), one Q8_K activation row; out[k·os] = Σ_s fr(fr(d_k·xd_s)·isum)
  * accumulated in s order (f32), isum = Σ_g sc_g·(q_g·x_g) − 32·Σ_g sc_g·Σx_g with q the unsigned 6-bit codes
@@ -324,41 +358,12 @@ const Q6_MASKS = memory.data<u8>([
 @inline function dot4_q6_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
   for (let s = 0; s < nsb; s++) {
-    let isum = i32x4.splat(0);
     // −16·Σx per 16, shared by the 4 rows (the code sums are i16; |Σx| ≤ 16·127, so |16·Σx| ≤ 32512 fits i16)
     const bs0 = i16x8.mul(v128.load(xs), i16x8.splat(-16)), bs1 = i16x8.mul(v128.load(xs, 16), i16x8.splat(-16));
-    for (let k: usize = 0; k < 4; k++) {
-      const b = q + k * 210;
-      // −32·Σ_g sc_g·Σx_g = 2·Σ_g sc_g·(−16·Σx_g)
-      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
-      let ia = i32x4.add(off, off);
-      // slices (n, j) = (0, 0), (0, 1), (1, 0), (1, 1): pointers advanced by (16, 48, 16) for ql, (1, 7, 1) for the
-      // scales, (16, 112, 16) for x; qh by 16 each (no index arithmetic in the loop body)
-      let ql = b, qh = b + 128, sp = b + 192, xa = x8;
-      for (let it = 0; it < 4; it++) {
-        const lo = v128.load(Q6_MASKS), hb = v128.load(Q6_MASKS, 16);
-        const La = v128.load(ql), Lb = v128.load(ql, 32);
-        const H = v128.load(qh);
-        const sc = v128.load8x8_s(sp);
-        // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
-        const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
-        const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
-        const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
-        const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
-        // the 4 scales doubled into i32 lanes (sc, sc), so each broadcast is one pshufd
-        const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
-        ia = i32x4.add(ia, i32x4.add(
-          i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
-          i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3)))));
-        const odd = <usize>(it & 1);
-        ql += 16 + (odd << 5);
-        qh += 16;
-        sp += 1 + odd * 6;
-        xa += 16 + odd * 96;
-      }
-      const h = hsumPair(ia, ia);
-      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
-    }
+    // rows 0, 1 and rows 2, 3 (pair_q6_kx): [Σ row 0, Σ row 1, Σ row 0, Σ row 1]
+    const h01 = pair_q6_kx(q, x8, bs0, bs1);
+    const h23 = pair_q6_kx(q + 420, x8, bs0, bs1);
+    const isum = i32x4.shuffle(h01, h23, 0, 1, 4, 5);
     const dv = f16Rows4(q + 208, 210, lut);
     acc = f32x4.add(acc, f32x4.mul(f32x4.mul(dv, f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
     q += 840;
