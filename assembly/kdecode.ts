@@ -252,6 +252,44 @@ const SC_SPLAT = memory.data<u8>([
   storeRows4(out, os, acc);
 }
 
+/** One Q5_K row's 64-element slice: codes = nibbles of v0, v1 | bits of h0, h1 (as dot4_q5_kx), sa, sb the scales. */
+@inline function slice5(xp: usize, v0: v128, v1: v128, h0: v128, h1: v128, mk: v128, m10: v128, sa: v128, sb: v128): v128 {
+  const l0 = v128.or(v128.and(v0, mk), v128.and(i16x8.shl(h0, 4), m10));
+  const l1 = v128.or(v128.and(v1, mk), v128.and(i16x8.shl(h1, 4), m10));
+  const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shl(h0, 3), m10));
+  const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
+  return slice45(xp, l0, l1, u0, u1, sa, sb);
+}
+
+/** Two rows of a K_Q5_KX4 super-block (block_q5_K at b and b + 176), one slice loop for both (as pair_q4_kx);
+ * returns [Σacc_b, Σacc_c, Σm_b, Σm_c]. */
+@inline function pair_q5_kx(b: usize, x8: usize, bs32: v128, mk0: v128, m100: v128): v128 {
+  const c = b + 176;
+  const smb = q4kScaleMins(b), smc = q4kScaleMins(c);
+  let hb0 = v128.load(b + 16), hb1 = v128.load(b + 32), hc0 = v128.load(c + 16), hc1 = v128.load(c + 32);
+  let ia = i32x4.splat(0), ic = i32x4.splat(0);
+  let q4m = keep(mk0), q5m = keep(m100);
+  let w = b + 48, xp = x8, sm = SC_SPLAT;
+  for (let p = 0; p < 4; p++) {
+    ia = i32x4.add(ia, slice5(xp, v128.load(w), v128.load(w, 16), hb0, hb1, q4m, q5m, pick(smb, sm), pick(smb, sm + 16)));
+    ic = i32x4.add(ic, slice5(xp, v128.load(w, 176), v128.load(w, 192), hc0, hc1, q4m, q5m, pick(smc, sm), pick(smc, sm + 16)));
+    hb0 = i16x8.shr_u(hb0, 2);
+    hb1 = i16x8.shr_u(hb1, 2);
+    hc0 = i16x8.shr_u(hc0, 2);
+    hc1 = i16x8.shr_u(hc1, 2);
+    w += 32;
+    xp += 64;
+    sm += 32;
+    q4m = keep(q4m);
+    q5m = keep(q5m);
+  }
+  const mb = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32);
+  const mc = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32);
+  const t0 = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
+  const t1 = i32x4.add(i32x4.shuffle(mb, mc, 0, 1, 4, 5), i32x4.shuffle(mb, mc, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
+}
+
 /** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,
  * scales[12] @4 as Q4_K, qh[32] @16, qs[128] @48), one Q8_K activation row; as K_Q4_KX4 with 5-bit codes:
  * element 64p + l (l < 32) = low nibble of qs[32p + l] | bit 2p of qh[l] << 4, element 64p + 32 + l = its
@@ -260,41 +298,15 @@ const SC_SPLAT = memory.data<u8>([
  * sum| ≤ 2·2·31·127 < 2^15; |isum| ≤ 256·63·31·127 < 2^31. */
 @inline function dot4_q5_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
-  let m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
+  const mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  const m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
-    let isum = i32x4.splat(0), imin = i32x4.splat(0);
-    for (let k: usize = 0; k < 4; k++) {
-      const b = q + k * 176;
-      const smv = q4kScaleMins(b);
-      let sp = pick(smv, SC_PAIRS);
-      let sq = pick(smv, SC_PAIRS + 16);
-      let h0 = v128.load(b + 16), h1 = v128.load(b + 32);
-      let ia = i32x4.splat(0);
-      for (let p: usize = 0; p < 4; p++) {
-        const v0 = v128.load(b + 48 + (p << 5));
-        const v1 = v128.load(b + 64 + (p << 5));
-        const xp = x8 + (p << 6);
-        const l0 = v128.or(v128.and(v0, mk), v128.and(i16x8.shl(h0, 4), m10));
-        const l1 = v128.or(v128.and(v1, mk), v128.and(i16x8.shl(h1, 4), m10));
-        const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shl(h0, 3), m10));
-        const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
-        const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
-        const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
-        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sp, 0)), i32x4.dot_i16x8_s(hi, bc32(sp, 1))));
-        // as K_Q4_KX4: the next slice's scale pairs into lanes 0, 1
-        sp = i32x4.shuffle(sp, sq, 2, 3, 4, 5);
-        sq = i32x4.shuffle(sq, sq, 2, 3, 0, 1);
-        h0 = i16x8.shr_u(h0, 2);
-        h1 = i16x8.shr_u(h1, 2);
-        mk = keep(mk);
-        m10 = keep(m10);
-      }
-      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
-      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
-      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
-    }
+    // rows 0, 1 and rows 2, 3 (pair_q5_kx): [Σacc, Σacc, Σm, Σm] of each pair
+    const h01 = pair_q5_kx(q, x8, bs32, mk, m10);
+    const h23 = pair_q5_kx(q + 352, x8, bs32, mk, m10);
+    const isum = i32x4.shuffle(h01, h23, 0, 1, 4, 5);
+    const imin = i32x4.shuffle(h01, h23, 2, 3, 6, 7);
     const dx = f32x4.splat(load<f32>(xd));
     const dv = f16Rows4(q, 176, lut);
     const mv = f16Rows4(q + 2, 176, lut);
