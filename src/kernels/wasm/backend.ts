@@ -182,6 +182,16 @@ export class WasmBackend implements Backend {
     this.dispatch.minParallelBytes = v;
   }
 
+  /** decode mat-vecs: weight bytes per chunk a thread claims on large matrices (Infinity = threads × 4 chunks per job) */
+  get chunkBytes(): number {
+    return this.dispatch.chunkBytes;
+  }
+
+  set chunkBytes(v: number) {
+    if (!(v > 0)) throw new QuantlabError("E_ARG", `wasm backend: chunkBytes must be > 0, got ${v}`);
+    this.dispatch.chunkBytes = v;
+  }
+
   /** Memory use per shard (top of each arena, weights included), free bytes per shard, and the weight limit of one shard. */
   memoryStats(): { shards: number[]; free: number[]; weightLimit: number } {
     return this.memory.stats();

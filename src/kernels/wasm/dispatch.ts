@@ -98,6 +98,9 @@ export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_N
 export class JobDispatch {
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
   minParallelBytes: number;
+  /** decode (n = 1): weight bytes per claimed chunk on matrices large enough for more than the pool's
+   * default threads × 4 chunks (issue 15); Infinity = the default split only */
+  chunkBytes = 256 * 1024;
   /** slots by shard index, one per job position of a dispatch */
   private readonly slots = new Map<number, Slot[]>();
 
@@ -251,7 +254,12 @@ export class JobDispatch {
       d[o + D_BITS] = p.bits;
       used.push(s);
       // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…47, run_k50, run_k51 take) group indices
-      poolJobs.push({ desc: s.desc, rows: byRowGroups(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
+      const units = byRowGroups(kind) ? rows / 4 : rows;
+      // decode: chunks of about chunkBytes of weights on large matrices (the pool's default is threads × 4
+      // chunks per job): a thread that starts late (wake-up) or is preempted leaves a tail of one chunk
+      const parts = n === 1 ? Math.ceil(p.bytes / this.chunkBytes) : 0;
+      const chunkRows = parts > this.pool.threads * 4 ? Math.ceil(units / parts) : undefined;
+      poolJobs.push({ desc: s.desc, rows: units, shard: p.shard, task: kind, chunkRows });
       streamed += p.bytes;
     }
     if (streamed < this.minParallelBytes) {
