@@ -207,8 +207,11 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   if (act?.mode === "static") delete captureTransforms.activations;
   const actSpec = act ? staticActivationSpec(target) : undefined;
 
+  const tm = ctx.timings;
   const runner = calibrate ? new BlockRunner(model, seq, ctx.backend) : undefined;
+  let tE = performance.now();
   let X = runner ? runner.embed(embedding, windows) : undefined; // (T, dim) hidden states entering the block
+  if (tm) tm.embedMs += performance.now() - tE;
   const T = X ? X.length / c.dim : 0;
   const need = (what: string): [BlockRunner, Float32Array] => {
     if (!runner || !X) throw new QuantlabError("E_INTERNAL", `method ${method.label}: ${what} without calibration windows`);
@@ -222,6 +225,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     const bw = blockWeights(model, l);
     if (R) rotateBlock(bw, c, R, H);
     const quantized = new Map<LinearKey, QTensor>();
+    let captureMs = 0;
     const selected = LINEAR_KEYS.filter((k) => selectedNames.has(linearName(l, k)));
     const step: BlockStep = {
       layer: l,
@@ -237,7 +241,22 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       },
       captureSite: (site, hook) => {
         const [rn, x] = need(`capturing ${site}`);
-        rn.run(l, bw, x, { transforms: captureTransforms, hook: (s, buf) => { if (s === site) hook(buf, T); }, stopAfter: site });
+        const t0 = performance.now();
+        let inHook = 0;
+        rn.run(l, bw, x, {
+          transforms: captureTransforms, stopAfter: site,
+          hook: (s, buf, width) => {
+            if (s !== site) return;
+            const h0 = performance.now();
+            hook(buf, buf.length / width);
+            inHook += performance.now() - h0;
+          },
+        });
+        captureMs += performance.now() - t0;
+        if (tm) {
+          tm.forwardMs[site] = (tm.forwardMs[site] ?? 0) + performance.now() - t0 - inHook;
+          tm.hookMs[site] = (tm.hookMs[site] ?? 0) + inHook;
+        }
       },
       migrated: new Map(),
       detail: new Map(),
@@ -254,6 +273,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     // ---- scale migration (AWQ / SmoothQuant) from one float-block pass
     if (method.migrate) {
       const [rn, x] = need("scale migration");
+      tE = performance.now();
       const stats = new Map<LinearSite, ChannelStats>();
       rn.run(l, bw, x, {
         transforms: captureTransforms,
@@ -294,15 +314,19 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
         const clippedPrev = foldPrev ? step.migrated.get(foldPrev) : undefined;
         if (clippedPrev) divideRowsInPlace(clippedPrev, rowsOf(foldPrev!, c), colsOf(foldPrev!, c), s);
       }
+      if (tm) tm.migrateMs += performance.now() - tE;
     }
 
     // ---- weight quantization
+    tE = performance.now();
     method.quantizeBlock(step);
+    if (tm) tm.quantizeMs += performance.now() - tE - captureMs;
     // skipped linears report nothing but still count for the bar
     for (const k of LINEAR_KEYS) if (!selected.includes(k)) progress.tick();
 
     // ---- the quantized block's outputs feed the next block (static activation scales calibrated here)
     if (runner && X && l + 1 < c.nLayers + (act?.mode === "static" ? 1 : 0)) {
+      tE = performance.now();
       const a = transforms.activations;
       if (a?.mode === "static") {
         // rotation (if any) from the transforms, then calibrate this site's scale on the whole calibration
@@ -320,6 +344,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       } else {
         runner.run(l, bw, X, { transforms });
       }
+      if (tm) tm.finalPassMs += performance.now() - tE;
     }
 
     // ---- write the block; the source's block tensors are not needed any more (lazily loaded ones are dropped)
