@@ -26,7 +26,7 @@ import { ARCH_TRAITS, TensorNames } from "../model/config.js";
 import { fakeQuantInputs, siteKey, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
 import { ActivationObserver, printSpec, quantizeTensor, toSpec, type QTensor, type QuantSpec } from "../quant/index.js";
-import { BlockRunner, LINEAR_KEYS, blockWeights, linearName, type BlockWeights, type LinearKey } from "./calib.js";
+import { BlockPassCache, BlockRunner, LINEAR_KEYS, alignedChunkWindows, blockWeights, linearName, type BlockWeights, type LinearKey } from "./calib.js";
 import { isSpecTarget } from "./recipe.js";
 import { foldNormInPlace, randomizedHadamard, rotateInputsInPlace, rotateOutputsInPlace, type Rotation } from "./rotation.js";
 import { RegistryQuantizer } from "./spec-quantizer.js";
@@ -98,6 +98,14 @@ export interface BlockStep {
 
 export interface LayerwiseMethod {
   label: string;
+  /**
+   * The hooks of `captureSite` only read their input and take it in any number of row chunks (GPTQ's Hessian
+   * sums): the passes then run in chunks of whole windows (calib.ts alignedChunkWindows, the same values as
+   * one chunk) with a per-block BlockPassCache, so each site's pass resumes from what the earlier passes of
+   * the block computed with the same weights, and the scratch is one chunk's. A number: the fewest tokens
+   * per chunk (default 2048).
+   */
+  streamPasses?: boolean | number;
   /** checks a spec before any work (e.g. SmoothQuant needs an activation part) */
   validate?(spec: QuantSpec): void;
   /** the column-walking quantizer of a spec (default: RegistryQuantizer(spec)) */
@@ -218,6 +226,8 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     return [runner, X];
   };
 
+  const stream = !!method.streamPasses && calibrate;
+  const chunkWindows = stream ? alignedChunkWindows(seq, windows.length, typeof method.streamPasses === "number" ? method.streamPasses : undefined) : undefined;
   const nLinears = c.nLayers * LINEAR_KEYS.length;
   progress.start(nLinears, `${method.label}${R ? "+rotate" : ""} ${printSpec(target)}`);
 
@@ -226,6 +236,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     if (R) rotateBlock(bw, c, R, H);
     const quantized = new Map<LinearKey, QTensor>();
     let captureMs = 0;
+    const passCache = stream ? new BlockPassCache() : undefined;
     const selected = LINEAR_KEYS.filter((k) => selectedNames.has(linearName(l, k)));
     const step: BlockStep = {
       layer: l,
@@ -244,7 +255,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
         const t0 = performance.now();
         let inHook = 0;
         rn.run(l, bw, x, {
-          transforms: captureTransforms, stopAfter: site,
+          transforms: captureTransforms, stopAfter: site, hookSites: [site], ...(passCache ? { cache: passCache, chunkWindows } : {}),
           hook: (s, buf, width) => {
             if (s !== site) return;
             const h0 = performance.now();
@@ -341,6 +352,9 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
             fakeQuantInputs(x, T, width, a.bits, scale);
           },
         });
+      } else if (passCache) {
+        // the capture passes' transforms (the same, without static activations), so the cache's entries match
+        runner.run(l, bw, X, { transforms: captureTransforms, cache: passCache, chunkWindows });
       } else {
         runner.run(l, bw, X, { transforms });
       }
