@@ -256,10 +256,10 @@ export class BlockRunner {
       const attKey = [x, transforms, bw.attnNorm, bw.wq, bw.wk, bw.wv, bw.bq, bw.bk, bw.bv, bw.qNorm, bw.kNorm];
       const x1Key = [...attKey, bw.wo, bw.postAttnNorm];
       if (firstHook >= 2 && cache.x1 && sameKey(cache.x1Key!, x1Key)) from = "x1";
-      else if (firstHook >= 1 && cache.att && sameKey(cache.attKey!, attKey)) from = "att";
+      else if (firstHook >= 1 && cache.att && cache.attKey && sameKey(cache.attKey, attKey)) from = "att";
       // what this run leaves in the cache: the attention output when it stops at its site, else x1
       if (from === "start" && stopIdx === 1) cache.startAtt(attKey, T * c.nHeads * c.headDim);
-      if (from !== "x1" && stopIdx >= 2) cache.startX1(x1Key, T * dim);
+      if (from !== "x1" && stopIdx >= 2) cache.startX1(x1Key, T * dim, from === "att");
     }
     const scratch = new Map<string, Float32Array>();
     const buf = (name: string, n: number, zero = false): Float32Array => {
@@ -476,8 +476,13 @@ export class BlockPassCache {
     this.attFilling = true;
   }
 
-  startX1(key: readonly unknown[], n: number): void {
-    this.x1 = new Float32Array(n);
+  /** `overAtt`: the run reads the cached attention output, whose chunks it may overwrite with x1's once
+   * read (qDim = dim, as in Llama: the residual then takes no memory of its own) */
+  startX1(key: readonly unknown[], n: number, overAtt = false): void {
+    if (overAtt && this.att?.length === n) {
+      this.x1 = this.att;
+      this.attKey = undefined; // no longer the attention output once the run has begun
+    } else this.x1 = new Float32Array(n);
     this.x1Key = key;
     this.x1Filling = true;
   }
