@@ -385,42 +385,93 @@ export class BlockRunner {
       rot(q, t * qDim, qDim, hd, cos, sin, p * half, this.rotDim);
       rot(k, t * kvDim, kvDim, hd, cos, sin, p * half, this.rotDim);
     }
-    const window = layerWindow(c, layer);
-    const cap = c.attnSoftcap;
-    const scores = new Float32Array(L);
-    const kvMul = nHeads / nKvHeads;
-    const scale = Math.fround(Math.sqrt(hd));
-    for (let w = 0; w < nWin; w++) {
-      const t0 = w * L;
-      for (let i = 0; i < L; i++) {
-        const ti = t0 + i;
-        for (let h = 0; h < nHeads; h++) {
-          const kvh = Math.floor(h / kvMul);
-          const qo = ti * qDim + h * hd;
-          let max = -Infinity;
-          // a sliding window (Mistral) masks keys older than W positions, as model/kv-cache.ts attendRef does
-          const j0 = window !== undefined ? Math.max(0, i + 1 - window) : 0;
-          for (let j = 0; j < j0; j++) scores[j] = -Infinity;
-          for (let j = j0; j <= i; j++) {
-            const ko = (t0 + j) * kvDim + kvh * hd;
-            let s = 0;
-            for (let d = 0; d < hd; d++) s += q[qo + d]! * k[ko + d]!;
-            let sc = Math.fround(s) / scale;
-            if (cap !== undefined) sc = cap * Math.tanh(sc / cap); // Gemma 2's soft-cap (model/kv-cache.ts expScores)
-            scores[j] = sc;
-            if (sc > max) max = sc;
+    attendWindows(q, k, v, att, nWin, L, nHeads, nKvHeads, hd, layerWindow(c, layer), c.attnSoftcap);
+  }
+}
+
+/**
+ * Causal softmax attention of nWin windows of L positions (q, att: (nWin·L, nHeads·hd); k, v: (nWin·L,
+ * nKvHeads·hd); att zero on entry), with the arithmetic of the per-head loop this replaces, value for value:
+ * s = Σ_d q·k in f64 over d in order, score fround(s) / fround(√hd) (soft-capped) stored in f32, the running
+ * max over the unrounded scores, e = exp(score − max) stored in f32 and summed unrounded, att += (e / sum)·v
+ * rounded to f32 at every key in order. The query heads that share a KV head (grouped-query attention) are
+ * taken together, four at a time, so each key and value row is read once for them.
+ */
+export function attendWindows(q: Float32Array, k: Float32Array, v: Float32Array, att: Float32Array, nWin: number, L: number,
+  nHeads: number, nKvHeads: number, hd: number, window?: number, cap?: number): void {
+  const qDim = nHeads * hd, kvDim = nKvHeads * hd;
+  const kvMul = nHeads / nKvHeads;
+  const scale = Math.fround(Math.sqrt(hd));
+  const scores = new Float32Array(kvMul * L);
+  const max = new Float64Array(kvMul), sum = new Float64Array(kvMul);
+  const score = (hh: number, j: number, s: number): void => {
+    let sc = Math.fround(s) / scale;
+    if (cap !== undefined) sc = cap * Math.tanh(sc / cap); // Gemma 2's soft-cap (model/kv-cache.ts expScores)
+    scores[hh * L + j] = sc;
+    if (sc > max[hh]!) max[hh] = sc;
+  };
+  for (let w = 0; w < nWin; w++) {
+    const t0 = w * L;
+    for (let i = 0; i < L; i++) {
+      const ti = t0 + i;
+      // a sliding window (Mistral) masks keys older than W positions, as model/kv-cache.ts attendRef does
+      const j0 = window !== undefined ? Math.max(0, i + 1 - window) : 0;
+      for (let g = 0; g < nKvHeads; g++) {
+        const h0 = g * kvMul;
+        const qb = ti * qDim + h0 * hd;
+        max.fill(-Infinity);
+        for (let hh = 0; hh < kvMul; hh++) for (let j = 0; j < j0; j++) scores[hh * L + j] = -Infinity;
+        for (let j = j0; j <= i; j++) {
+          const ko = (t0 + j) * kvDim + g * hd;
+          let hh = 0;
+          for (; hh + 4 <= kvMul; hh += 4) {
+            const qa = qb + hh * hd, qc = qa + hd, qe = qc + hd, qg = qe + hd;
+            let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (let d = 0; d < hd; d++) {
+              const kv = k[ko + d]!;
+              s0 += q[qa + d]! * kv;
+              s1 += q[qc + d]! * kv;
+              s2 += q[qe + d]! * kv;
+              s3 += q[qg + d]! * kv;
+            }
+            score(hh, j, s0); score(hh + 1, j, s1); score(hh + 2, j, s2); score(hh + 3, j, s3);
           }
-          let sum = 0;
-          for (let j = 0; j <= i; j++) {
-            const e = Math.exp(scores[j]! - max);
-            scores[j] = e;
-            sum += e;
+          for (; hh < kvMul; hh++) {
+            const qa = qb + hh * hd;
+            let s0 = 0;
+            for (let d = 0; d < hd; d++) s0 += q[qa + d]! * k[ko + d]!;
+            score(hh, j, s0);
           }
-          const oo = ti * qDim + h * hd;
+        }
+        for (let hh = 0; hh < kvMul; hh++) {
+          const so = hh * L, mx = max[hh]!;
+          let sm = 0;
           for (let j = 0; j <= i; j++) {
-            const a = scores[j]! / sum;
-            const vo = (t0 + j) * kvDim + kvh * hd;
-            for (let d = 0; d < hd; d++) att[oo + d] += a * v[vo + d]!;
+            const e = Math.exp(scores[so + j]! - mx);
+            scores[so + j] = e;
+            sm += e;
+          }
+          sum[hh] = sm;
+        }
+        for (let j = 0; j <= i; j++) {
+          const vo = (t0 + j) * kvDim + g * hd;
+          let hh = 0;
+          for (; hh + 4 <= kvMul; hh += 4) {
+            const a0 = scores[hh * L + j]! / sum[hh]!, a1 = scores[(hh + 1) * L + j]! / sum[hh + 1]!;
+            const a2 = scores[(hh + 2) * L + j]! / sum[hh + 2]!, a3 = scores[(hh + 3) * L + j]! / sum[hh + 3]!;
+            const oa = qb + hh * hd, oc = oa + hd, oe = oc + hd, og = oe + hd;
+            for (let d = 0; d < hd; d++) {
+              const vv = v[vo + d]!;
+              att[oa + d] += a0 * vv;
+              att[oc + d] += a1 * vv;
+              att[oe + d] += a2 * vv;
+              att[og + d] += a3 * vv;
+            }
+          }
+          for (; hh < kvMul; hh++) {
+            const a0 = scores[hh * L + j]! / sum[hh]!;
+            const oa = qb + hh * hd;
+            for (let d = 0; d < hd; d++) att[oa + d] += a0 * v[vo + d]!;
           }
         }
       }

@@ -7,7 +7,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { BlockPassCache, BlockRunner, alignedChunkWindows, blockWeights, calibrationWindows, normalizeRecipe, runLayerwise } from "../../src/algos/index.js";
+import { BlockPassCache, BlockRunner, alignedChunkWindows, attendWindows, blockWeights, calibrationWindows, normalizeRecipe, runLayerwise } from "../../src/algos/index.js";
 import { gptqLayerwise } from "../../src/algos/methods/gptq.js";
 import { newLayerwiseTimings } from "../../src/algos/methods/types.js";
 import { linearWeightNames } from "../../src/algos/select.js";
@@ -20,6 +20,7 @@ import { TensorNames } from "../../src/model/config.js";
 import type { Backend } from "../../src/kernels/types.js";
 import type { LinearSite } from "../../src/model/transforms.js";
 import { createNodeWasmBackend } from "../../src/kernels/wasm/pool-node.js";
+import { Rng } from "../../src/core/rng.js";
 
 const model = await loadModel(dataPath("stories260K", "stories260K.bin"));
 const tok = model.tokenizer!;
@@ -96,4 +97,54 @@ test("BlockPassCache: resumes after the cached attention / residual only while t
   rn.run(1, bw, x, { cache, chunkWindows: 2 });
   assert.deepEqual(x, y);
   assert.ok(!cache.x1 && !cache.att, "a run that writes the block input leaves nothing cached");
+});
+
+/** the block runner's attention as it was before attendWindows: one query head at a time (reference twin) */
+function attendPerHead(q: Float32Array, k: Float32Array, v: Float32Array, att: Float32Array, nWin: number, L: number, nHeads: number, nKvHeads: number, hd: number, window?: number, cap?: number): void {
+  const qDim = nHeads * hd, kvDim = nKvHeads * hd;
+  const scores = new Float32Array(L);
+  const kvMul = nHeads / nKvHeads;
+  const scale = Math.fround(Math.sqrt(hd));
+  for (let w = 0; w < nWin; w++) {
+    const t0 = w * L;
+    for (let i = 0; i < L; i++) {
+      const ti = t0 + i;
+      for (let h = 0; h < nHeads; h++) {
+        const kvh = Math.floor(h / kvMul);
+        const qo = ti * qDim + h * hd;
+        let max = -Infinity;
+        const j0 = window !== undefined ? Math.max(0, i + 1 - window) : 0;
+        for (let j = 0; j < j0; j++) scores[j] = -Infinity;
+        for (let j = j0; j <= i; j++) {
+          const ko = (t0 + j) * kvDim + kvh * hd;
+          let s = 0;
+          for (let d = 0; d < hd; d++) s += q[qo + d]! * k[ko + d]!;
+          let sc = Math.fround(s) / scale;
+          if (cap !== undefined) sc = cap * Math.tanh(sc / cap);
+          scores[j] = sc;
+          if (sc > max) max = sc;
+        }
+        let sum = 0;
+        for (let j = 0; j <= i; j++) { const e = Math.exp(scores[j]! - max); scores[j] = e; sum += e; }
+        for (let j = 0; j <= i; j++) {
+          const a = scores[j]! / sum;
+          const vo = (t0 + j) * kvDim + kvh * hd;
+          for (let d = 0; d < hd; d++) att[qo + d] += a * v[vo + d]!;
+        }
+      }
+    }
+  }
+}
+
+test("attendWindows: the per-head loop's values bit for bit (GQA groups of 4, 3 and 1, sliding window, soft-cap)", () => {
+  const rng = new Rng(21);
+  for (const [nHeads, nKv, window, cap] of [[8, 2, undefined, undefined], [6, 2, undefined, undefined], [4, 4, 5, undefined], [8, 1, undefined, 3], [12, 3, 7, 2]] as const) {
+    const nWin = 3, L = 19, hd = 16, T = nWin * L;
+    const q = rng.fillNormal(new Float32Array(T * nHeads * hd), 2), k = rng.fillNormal(new Float32Array(T * nKv * hd), 2), v = rng.fillNormal(new Float32Array(T * nKv * hd), 1);
+    const a = new Float32Array(q.length), b = new Float32Array(q.length);
+    attendPerHead(q, k, v, a, nWin, L, nHeads, nKv, hd, window, cap);
+    attendWindows(q, k, v, b, nWin, L, nHeads, nKv, hd, window, cap);
+    assert.ok(a.some((x) => x !== 0));
+    assert.deepEqual(b, a, `${nHeads}/${nKv} heads, window ${window}, cap ${cap}`);
+  }
 });
