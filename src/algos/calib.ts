@@ -257,9 +257,12 @@ export class BlockRunner {
       const x1Key = [...attKey, bw.wo, bw.postAttnNorm];
       if (firstHook >= 2 && cache.x1 && sameKey(cache.x1Key!, x1Key)) from = "x1";
       else if (firstHook >= 1 && cache.att && cache.attKey && sameKey(cache.attKey, attKey)) from = "att";
+      if (cache.inputSpent === x && from !== "x1") {
+        throw new QuantlabError("E_INTERNAL", `BlockRunner: block ${layer}'s input was overwritten with its residual after attention (BlockPassCache overwriteInput); a run from an earlier site needs a cache without overwriteInput`);
+      }
       // what this run leaves in the cache: the attention output when it stops at its site, else x1
       if (from === "start" && stopIdx === 1) cache.startAtt(attKey, T * c.nHeads * c.headDim);
-      if (from !== "x1" && stopIdx >= 2) cache.startX1(x1Key, T * dim, from === "att");
+      if (from !== "x1" && stopIdx >= 2) cache.startX1(x1Key, x, from === "att");
     }
     const scratch = new Map<string, Float32Array>();
     const buf = (name: string, n: number, zero = false): Float32Array => {
@@ -284,7 +287,7 @@ export class BlockRunner {
       if (cache) {
         cache.finish();
         // the run wrote x: nothing kept describes the new x
-        if (!stopAfter) cache.reset(layer, T);
+        if (!stopAfter) { cache.reset(layer, T); cache.inputSpent = undefined; }
       }
     } finally {
       for (const p of prepared.values()) this.backend!.release(p);
@@ -489,7 +492,7 @@ function sameKey(a: readonly unknown[], b: readonly unknown[]): boolean {
  * Windows per BlockRunner chunk: the fewest whole windows holding at least `minTokens` tokens whose count
  * is a multiple of 256 (so chunked runs give the one-chunk run's values), at most all `nWin`.
  */
-export function alignedChunkWindows(seq: number, nWin: number, minTokens = 2048): number {
+export function alignedChunkWindows(seq: number, nWin: number, minTokens = 1024): number {
   const g = (a: number, b: number): number => (b === 0 ? a : g(b, a % b));
   const unit = 256 / g(seq, 256); // windows per multiple of 256 tokens
   const k = Math.max(1, Math.ceil(minTokens / (unit * seq))) * unit;
@@ -505,6 +508,15 @@ export function alignedChunkWindows(seq: number, nWin: number, minTokens = 2048)
  * GPTQ's per-site passes compute the attention once and the residual once per block.
  */
 export class BlockPassCache {
+  /** the block input array that holds the residual after attention now (overwriteInput) */
+  inputSpent?: Float32Array;
+  /**
+   * `overwriteInput`: the residual after attention is written over the block input x (x1 = x + attention
+   * output, in place), which no run but those from ffn_in on may read afterwards (they throw otherwise):
+   * T·dim floats less (256 MiB at 32768 tokens of width 2048). The block output then comes from x1 in place.
+   */
+  constructor(readonly overwriteInput = false) {}
+
   layer = -1;
   tokens = 0;
   att?: Float32Array;
@@ -529,8 +541,13 @@ export class BlockPassCache {
 
   /** `overAtt`: the run reads the cached attention output, whose chunks it may overwrite with x1's once
    * read (qDim = dim, as in Llama: the residual then takes no memory of its own) */
-  startX1(key: readonly unknown[], n: number, overAtt = false): void {
-    if (overAtt && this.att?.length === n) {
+  startX1(key: readonly unknown[], x: Float32Array, overAtt = false): void {
+    const n = x.length;
+    if (this.overwriteInput) {
+      this.x1 = x;
+      this.inputSpent = x;
+      if (overAtt) this.attKey = undefined;
+    } else if (overAtt && this.att?.length === n) {
       this.x1 = this.att;
       this.attKey = undefined; // no longer the attention output once the run has begun
     } else this.x1 = new Float32Array(n);

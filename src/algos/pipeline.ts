@@ -103,7 +103,7 @@ export interface LayerwiseMethod {
    * sums): the passes then run in chunks of whole windows (calib.ts alignedChunkWindows, the same values as
    * one chunk) with a per-block BlockPassCache, so each site's pass resumes from what the earlier passes of
    * the block computed with the same weights, and the scratch is one chunk's. A number: the fewest tokens
-   * per chunk (default 2048).
+   * per chunk (default 1024).
    */
   streamPasses?: boolean | number;
   /** checks a spec before any work (e.g. SmoothQuant needs an activation part) */
@@ -236,7 +236,8 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     if (R) rotateBlock(bw, c, R, H);
     const quantized = new Map<LinearKey, QTensor>();
     let captureMs = 0;
-    const passCache = stream ? new BlockPassCache() : undefined;
+    // static activation scales: the final pass reads the block input again (all its sites' inputs), so it is kept
+    const passCache = stream ? new BlockPassCache(act?.mode !== "static") : undefined;
     const selected = LINEAR_KEYS.filter((k) => selectedNames.has(linearName(l, k)));
     const step: BlockStep = {
       layer: l,

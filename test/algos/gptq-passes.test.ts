@@ -60,7 +60,8 @@ describe("GPTQ's streamed passes give the whole-batch passes' codes (stories260K
 });
 
 test("alignedChunkWindows: whole windows, a multiple of 256 tokens, at least minTokens, at most all", () => {
-  assert.equal(alignedChunkWindows(256, 128), 8);
+  assert.equal(alignedChunkWindows(256, 128), 4);
+  assert.equal(alignedChunkWindows(256, 128, 2048), 8);
   assert.equal(alignedChunkWindows(128, 4), 4);
   assert.equal(alignedChunkWindows(100, 1000, 2048), 64 * 1); // 256/gcd(100,256) = 64 windows = 6400 tokens
   assert.equal(alignedChunkWindows(512, 10, 100), 1);
@@ -91,6 +92,16 @@ test("BlockPassCache: resumes after the cached attention / residual only while t
   assert.ok(cache.x1 && !cache.att, "the residual after attention replaces it");
   // from the cached residual: the FFN-down input, then the block output, as without a cache
   assert.deepEqual(capture(bw, "ffn_down_in", cache), capture(bw, "ffn_down_in"));
+  // overwriteInput: the residual after attention replaces the block input; the block output is the same, and a
+  // run that would read the block input again is refused
+  const x2 = x.slice(), yo = x.slice();
+  rn.run(1, bw, yo, {});
+  const c2 = new BlockPassCache(true);
+  rn.run(1, bw, x2, { stopAfter: "ffn_in", cache: c2, chunkWindows: 2 });
+  assert.notDeepEqual(x2, x, "x now holds the residual after attention");
+  assert.throws(() => rn.run(1, bw, x2, { stopAfter: "attn_out_in", hookSites: ["attn_out_in"], hook: () => {}, cache: c2 }), /overwritten/);
+  rn.run(1, bw, x2, { cache: c2, chunkWindows: 2 });
+  assert.deepEqual(x2, yo);
   const y = x.slice();
   rn.run(1, bw, y, {});
   assert.notDeepEqual(y, x);
