@@ -216,10 +216,11 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   const actSpec = act ? staticActivationSpec(target) : undefined;
 
   const tm = ctx.timings;
+  const now = tm?.now ?? ((): number => performance.now());
   const runner = calibrate ? new BlockRunner(model, seq, ctx.backend) : undefined;
-  let tE = performance.now();
+  let tE = now();
   let X = runner ? runner.embed(embedding, windows) : undefined; // (T, dim) hidden states entering the block
-  if (tm) tm.embedMs += performance.now() - tE;
+  if (tm) tm.embedMs += now() - tE;
   const T = X ? X.length / c.dim : 0;
   const need = (what: string): [BlockRunner, Float32Array] => {
     if (!runner || !X) throw new QuantlabError("E_INTERNAL", `method ${method.label}: ${what} without calibration windows`);
@@ -253,20 +254,20 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       },
       captureSite: (site, hook) => {
         const [rn, x] = need(`capturing ${site}`);
-        const t0 = performance.now();
+        const t0 = now();
         let inHook = 0;
         rn.run(l, bw, x, {
           transforms: captureTransforms, stopAfter: site, hookSites: [site], ...(passCache ? { cache: passCache, chunkWindows } : {}),
           hook: (s, buf, width) => {
             if (s !== site) return;
-            const h0 = performance.now();
+            const h0 = now();
             hook(buf, buf.length / width);
-            inHook += performance.now() - h0;
+            inHook += now() - h0;
           },
         });
-        captureMs += performance.now() - t0;
+        captureMs += now() - t0;
         if (tm) {
-          tm.forwardMs[site] = (tm.forwardMs[site] ?? 0) + performance.now() - t0 - inHook;
+          tm.forwardMs[site] = (tm.forwardMs[site] ?? 0) + now() - t0 - inHook;
           tm.hookMs[site] = (tm.hookMs[site] ?? 0) + inHook;
         }
       },
@@ -285,7 +286,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     // ---- scale migration (AWQ / SmoothQuant) from one float-block pass
     if (method.migrate) {
       const [rn, x] = need("scale migration");
-      tE = performance.now();
+      tE = now();
       const stats = new Map<LinearSite, ChannelStats>();
       rn.run(l, bw, x, {
         transforms: captureTransforms,
@@ -326,19 +327,19 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
         const clippedPrev = foldPrev ? step.migrated.get(foldPrev) : undefined;
         if (clippedPrev) divideRowsInPlace(clippedPrev, rowsOf(foldPrev!, c), colsOf(foldPrev!, c), s);
       }
-      if (tm) tm.migrateMs += performance.now() - tE;
+      if (tm) tm.migrateMs += now() - tE;
     }
 
     // ---- weight quantization
-    tE = performance.now();
+    tE = now();
     method.quantizeBlock(step);
-    if (tm) tm.quantizeMs += performance.now() - tE - captureMs;
+    if (tm) tm.quantizeMs += now() - tE - captureMs;
     // skipped linears report nothing but still count for the bar
     for (const k of LINEAR_KEYS) if (!selected.includes(k)) progress.tick();
 
     // ---- the quantized block's outputs feed the next block (static activation scales calibrated here)
     if (runner && X && l + 1 < c.nLayers + (act?.mode === "static" ? 1 : 0)) {
-      tE = performance.now();
+      tE = now();
       const a = transforms.activations;
       if (a?.mode === "static") {
         // rotation (if any) from the transforms, then calibrate this site's scale on the whole calibration
@@ -359,7 +360,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       } else {
         runner.run(l, bw, X, { transforms });
       }
-      if (tm) tm.finalPassMs += performance.now() - tE;
+      if (tm) tm.finalPassMs += now() - tE;
     }
 
     // ---- write the block; the source's block tensors are not needed any more (lazily loaded ones are dropped)

@@ -55,6 +55,9 @@ export interface MethodContext {
 
 /** Where a layer-by-layer run spends its time (ms, summed over blocks). */
 export interface LayerwiseTimings {
+  /** the clock (ms) the phases are timed with; default performance.now (wall). A CPU-time clock (the
+   * process's, workers included) gives each phase's work on a machine shared with other jobs. */
+  now?: () => number;
   /** embedding lookup of the calibration windows */
   embedMs: number;
   /** forward passes that capture a site's input, per site (what the hook does is not counted) */
