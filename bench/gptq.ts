@@ -241,6 +241,9 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   if (cpuClock) timings.now = cpuMs;
   let cpuLast = 0;
+  // QUANTLAB_GPTQ_FFN_CACHE_MIB: keep that much of the FFN-down input between its pass and the block's last (default 0)
+  const ffnCacheMiB = Number(process.env.QUANTLAB_GPTQ_FFN_CACHE_MIB ?? 0);
+  if (!(ffnCacheMiB >= 0)) throw new Error(`QUANTLAB_GPTQ_FFN_CACHE_MIB must be a number ≥ 0, got ${process.env.QUANTLAB_GPTQ_FFN_CACHE_MIB}`);
   const loadS0 = loadavg()[0]!.toFixed(2);
   const cpuS0 = process.cpuUsage();
   t0 = performance.now();
@@ -248,7 +251,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   const recipe = normalizeRecipe({ target: { spec: "int4:g128:asym" }, method: "gptq" });
   const names = linearWeightNames(synth).filter((n) => Number(/^blk\.(\d+)\./.exec(n)?.[1] ?? -1) < layersRun);
   await runLayerwise({
-    model: synth, recipe, names, specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder, backend: be, timings,
+    model: synth, recipe, names, specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder, backend: be, timings, ffnCacheBytes: ffnCacheMiB * MiB,
     calib: { bosId: 1, windows: () => sw },
     onTensor: (name, w) => { if (w.kind === "quant") quantBytes += w.q.storageBits / 8; if (name === lastName) { tLast = performance.now(); cpuLast = cpuMs(); } },
   }, gptqLayerwise(recipe.options, kernels));
@@ -271,18 +274,18 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
   ].join("; ");
   ctx.log(`synthetic 1B: ${layersRun} layers (${sSamples}×${sSeq}) in ${sSyn.toFixed(1)} s (${cpuRun.toFixed(1)} CPU s), per block ${perBlock.toFixed(1)} ${unit} (${breakdown}), embed ${(timings.embedMs / 1000).toFixed(1)} ${unit}, projected 16: ${projected.toFixed(0)} ${unit}, peak RSS ${peak.toFixed(0)} MiB, CPU ${((cpuSyn.user + cpuSyn.system) / 1e6).toFixed(0)} s, load ${loadS0}→${loadS1}`);
   const synthName = ctx.quick ? `quarter-width Llama stand-in (dim 512, FFN 2048), ${layersRun} of 16 layers run` : `Llama-3.2-1B shape (dim 2048, FFN 8192, 16 layers), ${layersRun} of 16 layers run`;
-  modelRows.push([synthName, `${sSamples}×${sSeq}`, layersRun, fmt(sSyn, 1), fmt(projected, 0) + (cpuClock ? " CPU s" : "") + (layersRun < 16 ? " (projected)" : ""), fmt(peak, 0), fmt(perBlock, 1) + (cpuClock ? " CPU s" : ""), `${loadS0} → ${loadS1}`]);
+  modelRows.push([synthName, `${sSamples}×${sSeq}`, layersRun, fmt(sSyn, 1), fmt(projected, 0) + (cpuClock ? " CPU s" : "") + (layersRun < 16 ? " (projected)" : ""), fmt(peak, 0), fmt(perBlock, 1) + (cpuClock ? " CPU s" : ""), `${loadS0} → ${loadS1}${ffnCacheMiB ? `, FFN cache ${ffnCacheMiB} MiB` : ""}`]);
   sections.push({
     title: "GPTQ, whole model, layer by layer",
     table: { headers: ["model", "calib windows × len", "layers run", "seconds", "seconds, all layers", "peak RSS MiB (process high-water)", "s per block", "load (1 min)"], rows: modelRows },
     notes: [
       "stories260K: int4:g32:asym, calibration from tinystories/calib.txt with the `quantlab quantize` defaults (128 windows of 256, seed 1); time includes the calibration forward passes.",
-      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), and in the WASM backend's memory the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place) and GPTQ's float64 working copy of one weight (128 MiB); WebAssembly memory does not shrink, so the high-water mark also holds what the earlier sections of this run grew it to.`,
+      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), and in the WASM backend's memory the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place), GPTQ's float64 working copy of one weight (128 MiB) and the prepared f32 copies of the linears a pass runs (gate + up + down 192 MiB); with calibration, the hidden states T × 2048 (256 MiB at 32768 tokens), the kept attention output (256 MiB, from the attn_out_in pass to the ffn_in pass) and one chunk's scratch (≈ 100 MiB at 1024 tokens); WebAssembly memory does not shrink, so the high-water mark also holds what the earlier sections of this run grew it to.`,
       "GPTQ here runs on the 2-thread WASM backend's linalg() kernels (Gram, Cholesky of H⁻¹, column updates) and its forward passes; before (single-threaded TypeScript, 2026-12-02, load 5–12): stories260K 279.9 s, one 1B-shaped block 1080.6 s (17290 s extrapolated), peak RSS 1684 MiB.",
       `Peak RSS before the synthetic run (stories260K, the single-layer benches): ${fmt(rssBefore, 0)} MiB; packed output of the ${layersRun} layer(s): ${fmt(quantBytes / MiB, 1)} MiB (×${16 / layersRun} for the whole model, if kept in memory instead of streamed).`,
       `Per block (mean over the ${layersRun} run, ${cpuClock ? "CPU time of the process, workers included (QUANTLAB_GPTQ_CLOCK=cpu)" : "wall clock"}): ${breakdown}; embedding ${fmt(timings.embedMs / 1000, 1)} ${unit} once; ${fmt(sSyn, 1)} s wall, ${fmt(cpuRun, 1)} CPU s for the ${layersRun} block(s). Projected whole model = embedding + 16 × per block − one pass of the quantized block (the last block needs none).`,
       "The whole model, as the issue asks (128 windows of 256, all 16 blocks, synthetic model only): `QUANTLAB_GPTQ_LAYERS=16 QUANTLAB_GPTQ_WINDOWS=128x256 node dist/bench/run.js gptq:synth`; one block at the full calibration: `QUANTLAB_GPTQ_LAYERS=1 QUANTLAB_GPTQ_WINDOWS=128x256 node dist/bench/run.js gptq:synth`.",
-      "Per block: a float pass per input site (4 sites, sequential: q/k/v, then o with q/k/v quantized, then gate/up, then down), the GPTQ solves, and one pass of the quantized block; the 1B total is dominated by the 8192-wide Cholesky (n³/3 + n³/6 multiply-adds per block) and the column loops.",
+      "Per block: a pass per input site (4 sites, sequential: q/k/v, then o with q/k/v quantized, then gate/up, then down), the GPTQ solves, and one pass of the quantized block. The passes are streamed (pipeline.ts streamPasses, calib.ts BlockPassCache): chunks of 1024 tokens (whole windows), q/k/v and gate/up through one matmulMany each, and each pass resumes after what an earlier pass of the block computed with the same weights: the attention once (attn_out_in pass, kept T × qDim), the residual after attention once (ffn_in pass, written over the block input), gate/up twice (ffn_down_in pass and the final pass: their T × 8192 output, 1 GiB at 32768 tokens, is not kept), down once. Same codes as the whole-batch passes (test/algos/gptq-passes.test.ts). Per token per block that is ≈ 94 M multiply-adds of f32 GEMM (was ≈ 122 M, and four attentions instead of one); the Gram n·d²/2 (three sites of 2048, one of 8192) ≈ 40 M; at 32768 tokens the two are ≈ 6.2 and 2.6 TFLOP per block.",
     ],
   });
   be.dispose();

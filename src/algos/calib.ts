@@ -250,9 +250,10 @@ export class BlockRunner {
     // resume after the deepest cached stage this run may skip: x1 (residual after attention) serves runs
     // that start reading at ffn_in; att (the attention output, transformed) runs from attn_out_in on
     let from: "start" | "att" | "x1" = "start";
+    let useHb = false;
     if (cache) {
       // a different block, or a run that did not finish (an error): start afresh
-      if (cache.layer !== layer || cache.tokens !== T || cache.attFilling || cache.x1Filling) cache.reset(layer, T);
+      if (cache.layer !== layer || cache.tokens !== T || cache.attFilling || cache.x1Filling || cache.hbFilling) cache.reset(layer, T);
       const attKey = [x, transforms, bw.attnNorm, bw.wq, bw.wk, bw.wv, bw.bq, bw.bk, bw.bv, bw.qNorm, bw.kNorm];
       const x1Key = [...attKey, bw.wo, bw.postAttnNorm];
       if (firstHook >= 2 && cache.x1 && sameKey(cache.x1Key!, x1Key)) from = "x1";
@@ -263,6 +264,14 @@ export class BlockRunner {
       // what this run leaves in the cache: the attention output when it stops at its site, else x1
       if (from === "start" && stopIdx === 1) cache.startAtt(attKey, T * c.nHeads * c.headDim);
       if (from !== "x1" && stopIdx >= 2) cache.startX1(x1Key, x, from === "att");
+      // the FFN-down input (transformed), up to the cache's ffnBytes in whole chunks, from its site's pass to the
+      // block's last pass (no hook: it reads the block output only)
+      const hbKey = [...x1Key, bw.ffnNorm, bw.gate, bw.up];
+      if (from === "x1" && stopIdx === 3 && cache.ffnBytes > 0) {
+        const perChunk = cw * L * c.hiddenDim;
+        cache.startHb(hbKey, Math.min(T * c.hiddenDim, Math.floor(cache.ffnBytes / 4 / perChunk) * perChunk));
+      }
+      useHb = from === "x1" && stopIdx === 4 && !hook && !!cache.hb && sameKey(cache.hbKey!, hbKey);
     }
     const scratch = new Map<string, Float32Array>();
     const buf = (name: string, n: number, zero = false): Float32Array => {
@@ -282,7 +291,7 @@ export class BlockRunner {
           if (hook && hookSites.includes(s)) hook(s, b, width);
           return stopAfter === s;
         };
-        this.chunk(layer, bw, x, t0, t1, from, cache, buf, prepared, site);
+        this.chunk(layer, bw, x, t0, t1, from, cache, useHb, buf, prepared, site);
       }
       if (cache) {
         cache.finish();
@@ -317,7 +326,7 @@ export class BlockRunner {
   }
 
   /** The block on tokens t0..t1 (whole windows) of x, from the stage `from` (see run). */
-  private chunk(layer: number, bw: BlockWeights, x: Float32Array, t0: number, t1: number, from: "start" | "att" | "x1", cache: BlockPassCache | undefined,
+  private chunk(layer: number, bw: BlockWeights, x: Float32Array, t0: number, t1: number, from: "start" | "att" | "x1", cache: BlockPassCache | undefined, useHb: boolean,
     buf: (name: string, n: number, zero?: boolean) => Float32Array, prepared: Map<string, PreparedWeight>,
     site: (s: LinearSite, b: Float32Array, width: number, transformed?: boolean) => boolean): void {
     const c = this.config;
@@ -355,13 +364,19 @@ export class BlockRunner {
       if (mult) scaleRows(proj, T * dim, mult.residual);
       for (let i = 0; i < T * dim; i++) x1[i] = xc[i]! + proj[i]!;
     }
-    if (bw.ffnNorm) rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
-    else xb.set(x1);
-    if (site("ffn_in", xb, dim)) return;
-    const hb = buf("hb", T * hidden), hb2 = buf("hb2", T * hidden);
-    this.matmuls(layer, [{ k: "gate", w: bw.gate, rows: hidden, out: hb }, { k: "up", w: bw.up, rows: hidden, out: hb2 }], xb, T, dim, prepared);
-    gatedActivation(undefined, traits, hb, hb2, T * hidden);
-    if (site("ffn_down_in", hb, hidden)) return;
+    const cachedHb = cache?.hb && t1 * hidden <= cache.hb.length ? cache.hb.subarray(t0 * hidden, t1 * hidden) : undefined;
+    let hb: Float32Array;
+    if (useHb && cachedHb) hb = cachedHb;
+    else {
+      if (bw.ffnNorm) rmsnormRows(xb, x1, bw.ffnNorm, T, dim, c.normEps);
+      else xb.set(x1);
+      if (site("ffn_in", xb, dim)) return;
+      hb = cachedHb && cache!.hbFilling ? cachedHb : buf("hb", T * hidden);
+      const hb2 = buf("hb2", T * hidden);
+      this.matmuls(layer, [{ k: "gate", w: bw.gate, rows: hidden, out: hb }, { k: "up", w: bw.up, rows: hidden, out: hb2 }], xb, T, dim, prepared);
+      gatedActivation(undefined, traits, hb, hb2, T * hidden);
+      if (site("ffn_down_in", hb, hidden)) return;
+    }
     const proj = buf("proj", T * dim);
     this.matmuls(layer, [{ k: "down", w: bw.down, rows: dim, out: proj }], hb, T, hidden, prepared);
     if (bw.postFfnNorm) rmsnormRows(proj, proj, bw.postFfnNorm, T, dim, c.normEps);
@@ -514,8 +529,11 @@ export class BlockPassCache {
    * `overwriteInput`: the residual after attention is written over the block input x (x1 = x + attention
    * output, in place), which no run but those from ffn_in on may read afterwards (they throw otherwise):
    * T·dim floats less (256 MiB at 32768 tokens of width 2048). The block output then comes from x1 in place.
+   * `ffnBytes`: the FFN-down input of up to that many bytes of whole chunks (T × hidden: 1 GiB at 32768 tokens
+   * of 8192) is kept from the pass that captures it to the block's last pass, which then skips gate and up
+   * for those chunks (2 · dim · hidden multiply-adds a token).
    */
-  constructor(readonly overwriteInput = false) {}
+  constructor(readonly overwriteInput = false, readonly ffnBytes = 0) {}
 
   layer = -1;
   tokens = 0;
@@ -525,12 +543,21 @@ export class BlockPassCache {
   x1?: Float32Array;
   x1Key?: readonly unknown[];
   x1Filling = false;
+  hb?: Float32Array;
+  hbKey?: readonly unknown[];
+  hbFilling = false;
+
+  startHb(key: readonly unknown[], n: number): void {
+    this.hb = n > 0 ? new Float32Array(n) : undefined;
+    this.hbKey = key;
+    this.hbFilling = n > 0;
+  }
 
   reset(layer: number, tokens: number): void {
     this.layer = layer;
     this.tokens = tokens;
-    this.att = this.attKey = this.x1 = this.x1Key = undefined;
-    this.attFilling = this.x1Filling = false;
+    this.att = this.attKey = this.x1 = this.x1Key = this.hb = this.hbKey = undefined;
+    this.attFilling = this.x1Filling = this.hbFilling = false;
   }
 
   startAtt(key: readonly unknown[], n: number): void {
@@ -558,7 +585,7 @@ export class BlockPassCache {
   /** a run went through every chunk: what it filled is valid; x1 makes the attention output redundant */
   finish(): void {
     if (this.x1Filling) { this.att = this.attKey = undefined; this.attFilling = false; }
-    this.attFilling = this.x1Filling = false;
+    this.attFilling = this.x1Filling = this.hbFilling = false;
   }
 }
 

@@ -228,6 +228,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   };
 
   const stream = !!method.streamPasses && calibrate;
+  if (ctx.ffnCacheBytes !== undefined && !(ctx.ffnCacheBytes >= 0)) throw new QuantlabError("E_ARG", `ffnCacheBytes must be ≥ 0, got ${ctx.ffnCacheBytes}`);
   const chunkWindows = stream ? alignedChunkWindows(seq, windows.length, typeof method.streamPasses === "number" ? method.streamPasses : undefined) : undefined;
   const nLinears = c.nLayers * LINEAR_KEYS.length;
   progress.start(nLinears, `${method.label}${R ? "+rotate" : ""} ${printSpec(target)}`);
@@ -238,7 +239,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     const quantized = new Map<LinearKey, QTensor>();
     let captureMs = 0;
     // static activation scales: the final pass reads the block input again (all its sites' inputs), so it is kept
-    const passCache = stream ? new BlockPassCache(act?.mode !== "static") : undefined;
+    const passCache = stream ? new BlockPassCache(act?.mode !== "static", ctx.ffnCacheBytes ?? 0) : undefined;
     const selected = LINEAR_KEYS.filter((k) => selectedNames.has(linearName(l, k)));
     const step: BlockStep = {
       layer: l,

@@ -29,13 +29,13 @@ const wasm = createNodeWasmBackend({ threads: 2 });
 after(() => wasm.dispose());
 
 /** every linear's codes, as its quantized bytes' dequantized values and the packed size */
-async function codes(stream: boolean | number, backend: Backend | undefined, windows: Int32Array[]): Promise<Map<string, Float32Array>> {
+async function codes(stream: boolean | number, backend: Backend | undefined, windows: Int32Array[], ffnCacheBytes = 0): Promise<Map<string, Float32Array>> {
   const recipe = normalizeRecipe({ target: { spec: "int4:g32:asym" }, method: "gptq" });
   const kernels = backend?.linalg?.();
   const out = new Map<string, Float32Array>();
   const timings = newLayerwiseTimings();
   await runLayerwise({
-    model, recipe, names: linearWeightNames(model), specOf: () => "int4:g32:asym", progress: noProgress, encoder: refGgmlEncoder, timings,
+    model, recipe, names: linearWeightNames(model), specOf: () => "int4:g32:asym", progress: noProgress, encoder: refGgmlEncoder, timings, ffnCacheBytes,
     ...(backend ? { backend } : {}),
     calib: { bosId: tok.bosId, windows: () => windows },
     onTensor: (name, w) => { if (w.kind === "quant") out.set(name, new Float32Array(w.q.dequantize())); },
@@ -55,6 +55,11 @@ describe("GPTQ's streamed passes give the whole-batch passes' codes (stories260K
       assert.equal(old.size, 35);
       assert.equal(streamed.size, 35);
       for (const [n, q] of old) assert.deepEqual(streamed.get(n), q, `${n}: same codes`);
+      // the FFN-down input of two of the three chunks kept for the last pass, and of all of them
+      for (const chunks of [2, 3]) {
+        const kept = await codes(256, be, windows, chunks * 256 * model.config.hiddenDim * 4);
+        for (const [n, q] of old) assert.deepEqual(kept.get(n), q, `${n}: same codes with ${chunks} chunks of the FFN-down input kept`);
+      }
     });
   }
 });
@@ -96,10 +101,15 @@ test("BlockPassCache: resumes after the cached attention / residual only while t
   // run that would read the block input again is refused
   const x2 = x.slice(), yo = x.slice();
   rn.run(1, bw, yo, {});
-  const c2 = new BlockPassCache(true);
+  // ffnBytes: the FFN-down input of the first two of four chunks is kept for the last pass
+  const hidden = model.config.hiddenDim;
+  const c2 = new BlockPassCache(true, 2 * 2 * seq * hidden * 4);
   rn.run(1, bw, x2, { stopAfter: "ffn_in", cache: c2, chunkWindows: 2 });
   assert.notDeepEqual(x2, x, "x now holds the residual after attention");
   assert.throws(() => rn.run(1, bw, x2, { stopAfter: "attn_out_in", hookSites: ["attn_out_in"], hook: () => {}, cache: c2 }), /overwritten/);
+  rn.run(1, bw, x2, { stopAfter: "ffn_down_in", cache: c2, chunkWindows: 2 });
+  assert.equal(c2.hb?.length, 2 * 2 * seq * hidden);
+  assert.ok(c2.hb!.some((v) => v !== 0));
   rn.run(1, bw, x2, { cache: c2, chunkWindows: 2 });
   assert.deepEqual(x2, yo);
   const y = x.slice();

@@ -49,6 +49,9 @@ export interface MethodContext {
   refuseNonFinite?: { where: string; what: string };
   /** preset targets: encode each tensor when it is first read (quantize.ts QuantizeOptions.deferGgmlEncoding) */
   deferGgmlEncoding?: boolean;
+  /** layer-by-layer methods with streamed passes (GPTQ): bytes of the FFN-down input kept from its capture to the
+   * block's last pass, which then skips gate/up for those tokens (calib.ts BlockPassCache ffnBytes; default 0) */
+  ffnCacheBytes?: number;
   /** layer-by-layer methods: wall-clock phase times (ms) are added here when given (pipeline.ts LayerwiseTimings) */
   timings?: LayerwiseTimings;
 }
