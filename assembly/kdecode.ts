@@ -191,6 +191,17 @@ const SC_SPLAT = memory.data<u8>([
   return i32x4.add(i32x4.dot_i16x8_s(lo, sa), i32x4.dot_i16x8_s(hi, sb));
 }
 
+/** The end of pair_q4_kx / pair_q5_kx: the mins terms of rows b and c (their 8 mins, the high bytes of smb /
+ * smc, against the code sums per 32, bs32), then the lane sums of the four vectors — [ia0+ia2, ia1+ia3,
+ * ic0+ic2, ic1+ic3], the same for the mins, then pairs — as [Σia, Σic, Σmins_b, Σmins_c]. */
+@inline function pairSums(ia: v128, ic: v128, smb: v128, smc: v128, bs32: v128): v128 {
+  const mb = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32);
+  const mc = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32);
+  const t0 = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
+  const t1 = i32x4.add(i32x4.shuffle(mb, mc, 0, 1, 4, 5), i32x4.shuffle(mb, mc, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
+}
+
 /** Two rows of a K_Q4_KX4 super-block (block_q4_K at b and b + 144), one slice loop for both: each activation
  * vector and scale mask is loaded once for the two rows, each sub-block's scale broadcast by one pshufb
  * (SC_SPLAT). Returns [Σacc_b, Σacc_c, Σm_b, Σm_c]: the i32 dot sums and the mins terms (mins · code sums per 32,
@@ -212,12 +223,7 @@ const SC_SPLAT = memory.data<u8>([
     sm += 32;
     m = keep(m);
   }
-  const mb = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32);
-  const mc = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32);
-  // lane sums of the four vectors: [ia0+ia2, ia1+ia3, ic0+ic2, ic1+ic3], the same for the mins, then pairs
-  const t0 = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
-  const t1 = i32x4.add(i32x4.shuffle(mb, mc, 0, 1, 4, 5), i32x4.shuffle(mb, mc, 2, 3, 6, 7));
-  return i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
+  return pairSums(ia, ic, smb, smc, bs32);
 }
 
 /** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
@@ -283,11 +289,7 @@ const SC_SPLAT = memory.data<u8>([
     q4m = keep(q4m);
     q5m = keep(q5m);
   }
-  const mb = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32);
-  const mc = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32);
-  const t0 = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
-  const t1 = i32x4.add(i32x4.shuffle(mb, mc, 0, 1, 4, 5), i32x4.shuffle(mb, mc, 2, 3, 6, 7));
-  return i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
+  return pairSums(ia, ic, smb, smc, bs32);
 }
 
 /** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,

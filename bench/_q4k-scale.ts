@@ -7,26 +7,14 @@
 // A type written TYPE@BYTES (e.g. Q4_K@inf) runs with the backend's decode chunkBytes set to BYTES (inf = the pool's
 // default threads × 4 chunks per job), so two chunk sizes compare in one process.
 import { loadavg } from "node:os";
-import { GGML_TYPES, GgmlType } from "../src/ggml/types.js";
-import { quantizeRow } from "../src/ggml/codecs.js";
-import type { Weight } from "../src/core/weight.js";
+import { GgmlType } from "../src/ggml/types.js";
 import type { PreparedWeight } from "../src/kernels/types.js";
 import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
+import { makeWeight } from "./_probe-weight.js";
 import { randomF32 } from "./_synthetic.js";
 
 const MiB = 1 << 20;
 const COLD = 256 * MiB;
-
-function makeWeight(type: GgmlType, rows: number, cols: number): Weight {
-  const src = randomF32(64 * cols, 7 + rows);
-  const size = GGML_TYPES[type];
-  const rowBytes = (cols / size.blockSize) * size.bytesPerBlock;
-  const tile = new Uint8Array(64 * rowBytes);
-  quantizeRow(type, src, tile, 64 * cols);
-  const data = new Uint8Array(rows * rowBytes);
-  for (let r = 0; r < rows; r += 64) data.set(tile, r * rowBytes);
-  return { kind: "ggml", type, shape: [rows, cols], data };
-}
 
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 
