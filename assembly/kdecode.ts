@@ -164,6 +164,20 @@ const SC_PAIRS = memory.data<u8>([
   4, 0x80, 4, 0x80, 5, 0x80, 5, 0x80, 6, 0x80, 6, 0x80, 7, 0x80, 7, 0x80,
 ], 16);
 
+/** pshufb indices: scale j (byte j of q4kScaleMins' bytes) in all 8 i16 lanes, j = 0…7 (16 bytes each; 0x80: a
+ * zero byte). The decode kernel picks each sub-block's broadcast with one pshufb from here: 2 shuffles a slice
+ * instead of the broadcast pshufd and the rotation of SC_PAIRS' pairs (4), issue 15. */
+const SC_SPLAT = memory.data<u8>([
+  0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80, 0, 0x80,
+  1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80, 1, 0x80,
+  2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80, 2, 0x80,
+  3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80, 3, 0x80,
+  4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80, 4, 0x80,
+  5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80, 5, 0x80,
+  6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80, 6, 0x80,
+  7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80, 7, 0x80,
+], 16);
+
 /** bytes of v at the pshufb indices loaded from idx (indices < 16 or with the top bit set: pshufb semantics) */
 @inline function pick(v: v128, idx: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(v, v128.load(idx));
@@ -178,6 +192,41 @@ const SC_PAIRS = memory.data<u8>([
   return i32x4.add(i32x4.dot_i16x8_s(lo, sa), i32x4.dot_i16x8_s(hi, sb));
 }
 
+/** The end of pair_q4_kx / pair_q5_kx: the mins terms of rows b and c (their 8 mins, the high bytes of smb /
+ * smc, against the code sums per 32, bs32), then the lane sums of the four vectors — [ia0+ia2, ia1+ia3,
+ * ic0+ic2, ic1+ic3], the same for the mins, then pairs — as [Σia, Σic, Σmins_b, Σmins_c]. */
+@inline function pairSums(ia: v128, ic: v128, smb: v128, smc: v128, bs32: v128): v128 {
+  const mb = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smb), bs32);
+  const mc = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smc), bs32);
+  const t0 = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
+  const t1 = i32x4.add(i32x4.shuffle(mb, mc, 0, 1, 4, 5), i32x4.shuffle(mb, mc, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
+}
+
+/** Two rows of a K_Q4_KX4 super-block (block_q4_K at b and b + 144), one slice loop for both: each activation
+ * vector and scale mask is loaded once for the two rows, each sub-block's scale broadcast by one pshufb
+ * (SC_SPLAT). Returns [Σacc_b, Σacc_c, Σm_b, Σm_c]: the i32 dot sums and the mins terms (mins · code sums per 32,
+ * bs32) of the two rows. mk: the 0x0f byte mask (carried through the loop by `keep`). */
+@inline function pair_q4_kx(b: usize, x8: usize, bs32: v128, mk: v128): v128 {
+  const smb = q4kScaleMins(b), smc = q4kScaleMins(b + 144);
+  let ia = i32x4.splat(0), ic = i32x4.splat(0);
+  let w = b + 16, xp = x8, sm = SC_SPLAT;
+  let m = keep(mk);
+  for (let p = 0; p < 4; p++) {
+    const v0 = v128.load(w), v1 = v128.load(w, 16);
+    const u0 = v128.load(w, 144), u1 = v128.load(w, 160);
+    ia = i32x4.add(ia, slice45(xp, v128.and(v0, m), v128.and(v1, m),
+      v128.and(i16x8.shr_u(v0, 4), m), v128.and(i16x8.shr_u(v1, 4), m), pick(smb, sm), pick(smb, sm + 16)));
+    ic = i32x4.add(ic, slice45(xp, v128.and(u0, m), v128.and(u1, m),
+      v128.and(i16x8.shr_u(u0, 4), m), v128.and(i16x8.shr_u(u1, 4), m), pick(smc, sm), pick(smc, sm + 16)));
+    w += 32;
+    xp += 64;
+    sm += 32;
+    m = keep(m);
+  }
+  return pairSums(ia, ic, smb, smc, bs32);
+}
+
 /** K_Q4_KX4: 4 interleaved block_q4_K rows (super-block s of row k at s·576 + k·144), one Q8_K activation
  * row; out[k·os] = Σ_s fr(fr(fr(d_k·xd_s)·isum) − fr(fr(dmin_k·xd_s)·imin)) accumulated in s order (f32),
  * isum = Σ_j sc_j·(q_j·x_j), imin = Σ_j m_j·Σx_j (exact integers; |isum| ≤ 256·63·15·127 < 2^31). Sub-block
@@ -189,32 +238,14 @@ const SC_PAIRS = memory.data<u8>([
  * per iteration spilled (TurboFan issues a body's 12 loads first). */
 @inline function dot4_q4_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
+  const mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f (nsb ≥ 0), opaque to binaryen
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
-    let isum = i32x4.splat(0), imin = i32x4.splat(0);
-    for (let k: usize = 0; k < 4; k++) {
-      const b = q + k * 144;
-      const smv = q4kScaleMins(b);
-      let sp = pick(smv, SC_PAIRS);
-      let sq = pick(smv, SC_PAIRS + 16);
-      let ia = i32x4.splat(0);
-      let w = b + 16, xp = x8;
-      for (let p = 0; p < 4; p++) {
-        const v0 = v128.load(w), v1 = v128.load(w, 16);
-        ia = i32x4.add(ia, slice45(xp, v128.and(v0, mk), v128.and(v1, mk),
-          v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shr_u(v1, 4), mk), bc32(sp, 0), bc32(sp, 1)));
-        // the next slice's pairs into lanes 0, 1 (sp: pairs 2p…2p+3, sq: the rest, rotated)
-        sp = i32x4.shuffle(sp, sq, 2, 3, 4, 5);
-        sq = i32x4.shuffle(sq, sq, 2, 3, 0, 1);
-        w += 32;
-        xp += 64;
-        mk = keep(mk);
-      }
-      const hm = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
-      isum = i32x4.shuffle(isum, hm, 1, 2, 3, 4);
-      imin = i32x4.shuffle(imin, hm, 1, 2, 3, 6);
-    }
+    // rows 0, 1 and rows 2, 3: [Σacc, Σacc, Σm, Σm] of each pair
+    const h01 = pair_q4_kx(q, x8, bs32, mk);
+    const h23 = pair_q4_kx(q + 288, x8, bs32, mk);
+    const isum = i32x4.shuffle(h01, h23, 0, 1, 4, 5);
+    const imin = i32x4.shuffle(h01, h23, 2, 3, 6, 7);
     const dx = f32x4.splat(load<f32>(xd));
     const dv = f16Rows4(q, 144, lut);
     const mv = f16Rows4(q + 2, 144, lut);
@@ -228,6 +259,40 @@ const SC_PAIRS = memory.data<u8>([
   storeRows4(out, os, acc);
 }
 
+/** One Q5_K row's 64-element slice: codes = nibbles of v0, v1 | bits of h0, h1 (as dot4_q5_kx), sa, sb the scales. */
+@inline function slice5(xp: usize, v0: v128, v1: v128, h0: v128, h1: v128, mk: v128, m10: v128, sa: v128, sb: v128): v128 {
+  const l0 = v128.or(v128.and(v0, mk), v128.and(i16x8.shl(h0, 4), m10));
+  const l1 = v128.or(v128.and(v1, mk), v128.and(i16x8.shl(h1, 4), m10));
+  const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shl(h0, 3), m10));
+  const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
+  return slice45(xp, l0, l1, u0, u1, sa, sb);
+}
+
+/** Two rows of a K_Q5_KX4 super-block (block_q5_K at b and b + 176), one slice loop for both (as pair_q4_kx);
+ * returns [Σacc_b, Σacc_c, Σm_b, Σm_c]. */
+@inline function pair_q5_kx(b: usize, x8: usize, bs32: v128, mk0: v128, m100: v128): v128 {
+  const c = b + 176;
+  const smb = q4kScaleMins(b), smc = q4kScaleMins(c);
+  let hb0 = v128.load(b + 16), hb1 = v128.load(b + 32), hc0 = v128.load(c + 16), hc1 = v128.load(c + 32);
+  let ia = i32x4.splat(0), ic = i32x4.splat(0);
+  let q4m = keep(mk0), q5m = keep(m100);
+  let w = b + 48, xp = x8, sm = SC_SPLAT;
+  for (let p = 0; p < 4; p++) {
+    ia = i32x4.add(ia, slice5(xp, v128.load(w), v128.load(w, 16), hb0, hb1, q4m, q5m, pick(smb, sm), pick(smb, sm + 16)));
+    ic = i32x4.add(ic, slice5(xp, v128.load(w, 176), v128.load(w, 192), hc0, hc1, q4m, q5m, pick(smc, sm), pick(smc, sm + 16)));
+    hb0 = i16x8.shr_u(hb0, 2);
+    hb1 = i16x8.shr_u(hb1, 2);
+    hc0 = i16x8.shr_u(hc0, 2);
+    hc1 = i16x8.shr_u(hc1, 2);
+    w += 32;
+    xp += 64;
+    sm += 32;
+    q4m = keep(q4m);
+    q5m = keep(q5m);
+  }
+  return pairSums(ia, ic, smb, smc, bs32);
+}
+
 /** K_Q5_KX4: 4 interleaved block_q5_K rows (super-block s of row k at s·704 + k·176; d, dmin f16 @0, @2,
  * scales[12] @4 as Q4_K, qh[32] @16, qs[128] @48), one Q8_K activation row; as K_Q4_KX4 with 5-bit codes:
  * element 64p + l (l < 32) = low nibble of qs[32p + l] | bit 2p of qh[l] << 4, element 64p + 32 + l = its
@@ -236,41 +301,15 @@ const SC_PAIRS = memory.data<u8>([
  * sum| ≤ 2·2·31·127 < 2^15; |isum| ≤ 256·63·31·127 < 2^31. */
 @inline function dot4_q5_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
-  let mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
-  let m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
+  const mk = i8x16.splat(<i8>(0x0f | (nsb >> 31))); // 0x0f, opaque to binaryen (see above)
+  const m10 = i8x16.splat(<i8>(0x10 | (nsb >> 31))); // 0x10
   for (let s = 0; s < nsb; s++) {
     const bs32 = v128.load(xs, 32);
-    let isum = i32x4.splat(0), imin = i32x4.splat(0);
-    for (let k: usize = 0; k < 4; k++) {
-      const b = q + k * 176;
-      const smv = q4kScaleMins(b);
-      let sp = pick(smv, SC_PAIRS);
-      let sq = pick(smv, SC_PAIRS + 16);
-      let h0 = v128.load(b + 16), h1 = v128.load(b + 32);
-      let ia = i32x4.splat(0);
-      for (let p: usize = 0; p < 4; p++) {
-        const v0 = v128.load(b + 48 + (p << 5));
-        const v1 = v128.load(b + 64 + (p << 5));
-        const xp = x8 + (p << 6);
-        const l0 = v128.or(v128.and(v0, mk), v128.and(i16x8.shl(h0, 4), m10));
-        const l1 = v128.or(v128.and(v1, mk), v128.and(i16x8.shl(h1, 4), m10));
-        const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), mk), v128.and(i16x8.shl(h0, 3), m10));
-        const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), mk), v128.and(i16x8.shl(h1, 3), m10));
-        const lo = i16x8.add(pdot(xp, l0), pdot(xp + 16, l1));
-        const hi = i16x8.add(pdot(xp + 32, u0), pdot(xp + 48, u1));
-        ia = i32x4.add(ia, i32x4.add(i32x4.dot_i16x8_s(lo, bc32(sp, 0)), i32x4.dot_i16x8_s(hi, bc32(sp, 1))));
-        // as K_Q4_KX4: the next slice's scale pairs into lanes 0, 1
-        sp = i32x4.shuffle(sp, sq, 2, 3, 4, 5);
-        sq = i32x4.shuffle(sq, sq, 2, 3, 0, 1);
-        h0 = i16x8.shr_u(h0, 2);
-        h1 = i16x8.shr_u(h1, 2);
-        mk = keep(mk);
-        m10 = keep(m10);
-      }
-      const h = hsumPair(ia, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(smv), bs32));
-      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
-      imin = i32x4.shuffle(imin, h, 1, 2, 3, 6);
-    }
+    // rows 0, 1 and rows 2, 3 (pair_q5_kx): [Σacc, Σacc, Σm, Σm] of each pair
+    const h01 = pair_q5_kx(q, x8, bs32, mk, m10);
+    const h23 = pair_q5_kx(q + 352, x8, bs32, mk, m10);
+    const isum = i32x4.shuffle(h01, h23, 0, 1, 4, 5);
+    const imin = i32x4.shuffle(h01, h23, 2, 3, 6, 7);
     const dx = f32x4.splat(load<f32>(xd));
     const dv = f16Rows4(q, 176, lut);
     const mv = f16Rows4(q + 2, 176, lut);
@@ -282,6 +321,40 @@ const SC_PAIRS = memory.data<u8>([
     xs += Q8K_SUM_BYTES;
   }
   storeRows4(out, os, acc);
+}
+
+/** One Q6_K row's slice (n, j) (see dot4_q6_kx): the 4 groups' pmaddubsw pair sums scaled by their int8 scales. */
+@inline function slice6(xa: usize, La: v128, Lb: v128, H: v128, sc: v128, lo: v128, hb: v128): v128 {
+  const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
+  const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
+  const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
+  const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
+  const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
+    i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3))));
+}
+
+/** Two rows of a K_Q6_KX4 super-block (block_q6_K at b and b + 210), one slice loop for both (each activation
+ * vector loaded once for the two rows). Returns [Σ_b, Σ_c, Σ_b, Σ_c] (the −32 offset included). */
+@inline function pair_q6_kx(b: usize, x8: usize, bs0: v128, bs1: v128): v128 {
+  const c = b + 210;
+  const ob = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
+  const oc = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(c + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(c + 200), bs1));
+  let ia = i32x4.add(ob, ob), ic = i32x4.add(oc, oc);
+  let ql = b, qh = b + 128, sp = b + 192, xa = x8;
+  for (let it = 0; it < 4; it++) {
+    const lo = v128.load(Q6_MASKS), hb = v128.load(Q6_MASKS, 16);
+    ia = i32x4.add(ia, slice6(xa, v128.load(ql), v128.load(ql, 32), v128.load(qh), v128.load8x8_s(sp), lo, hb));
+    ic = i32x4.add(ic, slice6(xa, v128.load(ql, 210), v128.load(ql, 242), v128.load(qh, 210), v128.load8x8_s(sp + 210), lo, hb));
+    const odd = <usize>(it & 1);
+    ql += 16 + (odd << 5);
+    qh += 16;
+    sp += 1 + odd * 6;
+    xa += 16 + odd * 96;
+  }
+  const t = i32x4.add(i32x4.shuffle(ia, ic, 0, 1, 4, 5), i32x4.shuffle(ia, ic, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(t, t, 0, 2, 0, 2), i32x4.shuffle(t, t, 1, 3, 1, 3));
 }
 
 /** K_Q6_KX4: 4 interleaved block_q6_K rows (super-block s of row k at s·840 + k·210; ql[128] @0, qh[64]
@@ -300,41 +373,12 @@ const Q6_MASKS = memory.data<u8>([
 @inline function dot4_q6_kx(q: usize, lut: usize, x8: usize, xd: usize, xs: usize, nsb: i32, out: usize, os: usize): void {
   let acc = f32x4.splat(0);
   for (let s = 0; s < nsb; s++) {
-    let isum = i32x4.splat(0);
     // −16·Σx per 16, shared by the 4 rows (the code sums are i16; |Σx| ≤ 16·127, so |16·Σx| ≤ 32512 fits i16)
     const bs0 = i16x8.mul(v128.load(xs), i16x8.splat(-16)), bs1 = i16x8.mul(v128.load(xs, 16), i16x8.splat(-16));
-    for (let k: usize = 0; k < 4; k++) {
-      const b = q + k * 210;
-      // −32·Σ_g sc_g·Σx_g = 2·Σ_g sc_g·(−16·Σx_g)
-      const off = i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(b + 192), bs0), i32x4.dot_i16x8_s(v128.load8x8_s(b + 200), bs1));
-      let ia = i32x4.add(off, off);
-      // slices (n, j) = (0, 0), (0, 1), (1, 0), (1, 1): pointers advanced by (16, 48, 16) for ql, (1, 7, 1) for the
-      // scales, (16, 112, 16) for x; qh by 16 each (no index arithmetic in the loop body)
-      let ql = b, qh = b + 128, sp = b + 192, xa = x8;
-      for (let it = 0; it < 4; it++) {
-        const lo = v128.load(Q6_MASKS), hb = v128.load(Q6_MASKS, 16);
-        const La = v128.load(ql), Lb = v128.load(ql, 32);
-        const H = v128.load(qh);
-        const sc = v128.load8x8_s(sp);
-        // 16-bit lane shifts, then a per-byte mask: bits never cross into the kept field of a neighbour byte
-        const p0 = pdot(xa, v128.or(v128.and(La, lo), v128.and(i16x8.shl(H, 4), hb)));
-        const p1 = pdot(xa + 32, v128.or(v128.and(Lb, lo), v128.and(i16x8.shl(H, 2), hb)));
-        const p2 = pdot(xa + 64, v128.or(v128.and(i16x8.shr_u(La, 4), lo), v128.and(H, hb)));
-        const p3 = pdot(xa + 96, v128.or(v128.and(i16x8.shr_u(Lb, 4), lo), v128.and(i16x8.shr_u(H, 2), hb)));
-        // the 4 scales doubled into i32 lanes (sc, sc), so each broadcast is one pshufd
-        const sd = i16x8.shuffle(sc, sc, 0, 0, 2, 2, 4, 4, 6, 6);
-        ia = i32x4.add(ia, i32x4.add(
-          i32x4.add(i32x4.dot_i16x8_s(p0, bc32(sd, 0)), i32x4.dot_i16x8_s(p1, bc32(sd, 1))),
-          i32x4.add(i32x4.dot_i16x8_s(p2, bc32(sd, 2)), i32x4.dot_i16x8_s(p3, bc32(sd, 3)))));
-        const odd = <usize>(it & 1);
-        ql += 16 + (odd << 5);
-        qh += 16;
-        sp += 1 + odd * 6;
-        xa += 16 + odd * 96;
-      }
-      const h = hsumPair(ia, ia);
-      isum = i32x4.shuffle(isum, h, 1, 2, 3, 4);
-    }
+    // rows 0, 1 and rows 2, 3 (pair_q6_kx): [Σ row 0, Σ row 1, Σ row 0, Σ row 1]
+    const h01 = pair_q6_kx(q, x8, bs0, bs1);
+    const h23 = pair_q6_kx(q + 420, x8, bs0, bs1);
+    const isum = i32x4.shuffle(h01, h23, 0, 1, 4, 5);
     const dv = f16Rows4(q + 208, 210, lut);
     acc = f32x4.add(acc, f32x4.mul(f32x4.mul(dv, f32x4.splat(load<f32>(xd))), f32x4.convert_i32x4_s(isum)));
     q += 840;

@@ -101,3 +101,53 @@ export function sumsq_cols_f64(x: usize, n: i32, width: i32, s: usize): void {
     }
   }
 }
+
+/** RoPE on the heads of x[0 .. width) (f32, heads hd apart), rotating the first rd values of each by the angles at
+ * cos/sin[j], j < rd/2: interleaved pairs (x[2j], x[2j+1]) (neox = 0) or NeoX halves (x[j], x[j + rd/2]). Each
+ * output is x·cos ∓ y·sin in f64 — both products exact (f32 × f32), one f64 rounding of the sum, then one to
+ * f32 — the operations, hence the bits, of model/llama.ts rope / ropeNeox in TypeScript. */
+export function rope_f32(x: usize, width: i32, hd: i32, cos: usize, sin: usize, rd: i32, neox: i32): void {
+  const half = rd >> 1;
+  for (let h = 0; h < width; h += hd) {
+    const p = x + (<usize>h << 2);
+    if (neox == 0) {
+      for (let j = 0; j < half; j++) {
+        const q = p + (<usize>j << 3);
+        // [a, b] → [a·c + b·(−s), b·c + a·s]
+        const v = f64x2.promote_low_f32x4(v128.load64_zero(q));
+        const w = i64x2.shuffle(v, v, 1, 0);
+        const c = f64x2.splat(<f64>load<f32>(cos + (<usize>j << 2)));
+        const s = <f64>load<f32>(sin + (<usize>j << 2));
+        const r = f64x2.add(f64x2.mul(v, c), f64x2.mul(w, f64x2.replace_lane(f64x2.splat(s), 0, -s)));
+        v128.store64_lane(q, f32x4.demote_f64x2_zero(r), 0);
+      }
+    } else {
+      let j = 0;
+      for (; j + 2 <= half; j += 2) {
+        const qa = p + (<usize>j << 2), qb = qa + (<usize>half << 2);
+        const a = f64x2.promote_low_f32x4(v128.load64_zero(qa)), b = f64x2.promote_low_f32x4(v128.load64_zero(qb));
+        const c = f64x2.promote_low_f32x4(v128.load64_zero(cos + (<usize>j << 2)));
+        const s = f64x2.promote_low_f32x4(v128.load64_zero(sin + (<usize>j << 2)));
+        v128.store64_lane(qa, f32x4.demote_f64x2_zero(f64x2.sub(f64x2.mul(a, c), f64x2.mul(b, s))), 0);
+        v128.store64_lane(qb, f32x4.demote_f64x2_zero(f64x2.add(f64x2.mul(a, s), f64x2.mul(b, c))), 0);
+      }
+      for (; j < half; j++) {
+        const qa = p + (<usize>j << 2), qb = qa + (<usize>half << 2);
+        const a = <f64>load<f32>(qa), b = <f64>load<f32>(qb);
+        const c = <f64>load<f32>(cos + (<usize>j << 2)), s = <f64>load<f32>(sin + (<usize>j << 2));
+        store<f32>(qa, <f32>(a * c - b * s));
+        store<f32>(qb, <f32>(a * s + b * c));
+      }
+    }
+  }
+}
+
+/** KV store: for each of heads rows of hd f32, k[g] → kd + g·stride and v[g] → vd + g·stride (bytes): one
+ * position's keys and values into a cache laid out (kvHead, capacity, hd) (src/kernels/wasm/kv-cache.ts). */
+export function kv_store_f32(kd: usize, vd: usize, k: usize, v: usize, heads: i32, hd: i32, stride: usize): void {
+  const rb = <usize>hd << 2;
+  for (let g = 0; g < heads; g++) {
+    memory.copy(kd + <usize>g * stride, k + <usize>g * rb, rb);
+    memory.copy(vd + <usize>g * stride, v + <usize>g * rb, rb);
+  }
+}

@@ -9,43 +9,16 @@
 import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Tensor } from "../src/core/tensor.js";
-import { f32ToF16Bits } from "../src/core/f16.js";
-import { GGML_TYPES, GgmlType, ggmlTypeName } from "../src/ggml/types.js";
-import { quantizeRow } from "../src/ggml/codecs.js";
-import type { Weight } from "../src/core/weight.js";
+import { GgmlType } from "../src/ggml/types.js";
 import type { PreparedWeight } from "../src/kernels/types.js";
 import { createNodeWasmBackend } from "../src/kernels/wasm/pool-node.js";
 import type { WasmBackend } from "../src/kernels/wasm/backend.js";
 import { readBandwidthGBs } from "./_bandwidth.js";
+import { makeWeight } from "./_probe-weight.js";
 import { randomF32 } from "./_synthetic.js";
 
 const MiB = 1 << 20;
 const COLD = 256 * MiB;
-
-function makeWeight(type: GgmlType, rows: number, cols: number): Weight {
-  const src = randomF32(64 * cols, 7 + rows);
-  if (type === GgmlType.F16 || type === GgmlType.F32) {
-    const n = rows * cols;
-    if (type === GgmlType.F32) {
-      const f = new Float32Array(n);
-      for (let r = 0; r < rows; r += 64) f.set(src, r * cols);
-      return { kind: "dense", tensor: Tensor.fromF32([rows, cols], f) };
-    }
-    const tile = new Uint16Array(src.length);
-    for (let i = 0; i < tile.length; i++) tile[i] = f32ToF16Bits(src[i]! * 0.05);
-    const h = new Uint16Array(n);
-    for (let r = 0; r < rows; r += 64) h.set(tile, r * cols);
-    return { kind: "dense", tensor: new Tensor("f16", [rows, cols], h) };
-  }
-  const size = GGML_TYPES[type];
-  const rowBytes = (cols / size.blockSize) * size.bytesPerBlock;
-  const tile = new Uint8Array(64 * rowBytes);
-  quantizeRow(type, src, tile, 64 * cols);
-  const data = new Uint8Array(rows * rowBytes);
-  for (let r = 0; r < rows; r += 64) data.set(tile, r * rowBytes);
-  return { kind: "ggml", type, shape: [rows, cols], data };
-}
 
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 

@@ -17,6 +17,8 @@ import { Tensor } from "../src/core/tensor.js";
 import { f32ArrayToBf16 } from "../src/core/f16.js";
 import { gptqQuantize, HessianAccumulator, RegistryQuantizer, quantize, runLayerwise, normalizeRecipe, sha256Hex } from "../src/algos/index.js";
 import { gptqLayerwise } from "../src/algos/methods/gptq.js";
+import { newLayerwiseTimings } from "../src/algos/methods/types.js";
+import { SITE_GROUPS } from "../src/algos/pipeline.js";
 import { noProgress } from "../src/core/progress.js";
 import { refGgmlEncoder } from "../src/ggml/encoder.js";
 import { linearWeightNames } from "../src/algos/select.js";
@@ -193,51 +195,98 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     });
   }
 
-  if (!want("model")) {
+  const wantSynth = want("model") || want("synth");
+  if (!wantSynth) {
     be.dispose();
     return sections;
   }
-  // whole model: stories260K with the CLI defaults
-  const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
-  const text = readFileSync(dataPath("tinystories", "calib.txt"), "utf8");
-  const samples = ctx.quick ? 16 : 128, seq = ctx.quick ? 64 : 256;
-  const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(text)) };
+  const modelRows: (string | number)[][] = [];
   let t0 = performance.now();
-  const r260 = await quantize(m, { target: { spec: "int4:g32:asym" }, method: "gptq", seed: 1, calibration: { source: { text: calibRef }, windows: { kind: "random", samples, seq } } }, { calibText: text, backend: be });
-  const s260 = (performance.now() - t0) / 1000;
-  ctx.log(`stories260K gptq: ${s260.toFixed(1)} s`);
-  const modelRows: (string | number)[][] = [["stories260K (5 layers, 35 linears)", `${samples}×${seq}`, 5, fmt(s260, 1), fmt(s260, 1), fmt(peakRssMiB(), 0)]];
+  if (want("model")) {
+    // whole model: stories260K with the CLI defaults
+    const m = await loadModel(dataPath("stories260K", "stories260K.bin"));
+    const text = readFileSync(dataPath("tinystories", "calib.txt"), "utf8");
+    const samples = ctx.quick ? 16 : 128, seq = ctx.quick ? 64 : 256;
+    const calibRef = { name: "calib.txt", sha256: await sha256Hex(new TextEncoder().encode(text)) };
+    t0 = performance.now();
+    await quantize(m, { target: { spec: "int4:g32:asym" }, method: "gptq", seed: 1, calibration: { source: { text: calibRef }, windows: { kind: "random", samples, seq } } }, { calibText: text, backend: be });
+    const s260 = (performance.now() - t0) / 1000;
+    ctx.log(`stories260K gptq: ${s260.toFixed(1)} s`);
+    modelRows.push(["stories260K (5 layers, 35 linears)", `${samples}×${seq}`, 5, fmt(s260, 1), fmt(s260, 1), fmt(peakRssMiB(), 0), "", ""]);
+  }
 
-  // synthetic Llama-3.2-1B shape, layer by layer; a few layers timed, the total extrapolated (blocks are identical)
+  // synthetic Llama-3.2-1B shape, layer by layer: QUANTLAB_GPTQ_LAYERS blocks (default 1) on QUANTLAB_GPTQ_WINDOWS
+  // calibration windows (NxL, default 4x128; the issue's: 128x256), the whole model's time projected from the
+  // per-phase timings (blocks are identical in cost). Fewer than 16: the model gets one more block, unselected,
+  // so the last timed block runs its pass to the next block's inputs as every block but the model's last does.
   // quick: a quarter-width stand-in (dim 512, FFN 2048, vocab 32000) so the smoke run stays short
-  const layersRun = 1;
-  const cfg = ctx.quick ? { ...llama32_1bConfig(layersRun), dim: 512, hiddenDim: 2048, nHeads: 8, nKvHeads: 2, vocabSize: 32000, name: "quarter-width stand-in" } : llama32_1bConfig(layersRun);
+  const envLayers = process.env.QUANTLAB_GPTQ_LAYERS, envWindows = process.env.QUANTLAB_GPTQ_WINDOWS;
+  const layersRun = envLayers ? Number(envLayers) : 1;
+  if (!Number.isInteger(layersRun) || layersRun < 1 || layersRun > 16) throw new Error(`QUANTLAB_GPTQ_LAYERS must be an integer 1..16, got ${envLayers}`);
+  const wm = envWindows ? /^(\d+)x(\d+)$/.exec(envWindows) : null;
+  if (envWindows && !wm) throw new Error(`QUANTLAB_GPTQ_WINDOWS must be <windows>x<length> (e.g. 128x256), got ${envWindows}`);
+  const nLayersModel = layersRun < 16 ? layersRun + 1 : 16;
+  const cfg = ctx.quick ? { ...llama32_1bConfig(nLayersModel), dim: 512, hiddenDim: 2048, nHeads: 8, nKvHeads: 2, vocabSize: 32000, name: "quarter-width stand-in" } : llama32_1bConfig(nLayersModel);
   const synth: Model = { config: cfg, weights: new SyntheticWeights(cfg, 3), source: { path: "synthetic", format: "memory" } };
-  const sSamples = ctx.quick ? 1 : 4, sSeq = ctx.quick ? 64 : 128;
+  const sSamples = wm ? Number(wm[1]) : ctx.quick ? 1 : 4, sSeq = wm ? Number(wm[2]) : ctx.quick ? 64 : 128;
   const sw = Array.from({ length: sSamples }, (_, i) => Int32Array.from({ length: sSeq }, (_, p) => (p === 0 ? 1 : (i * 7919 + p * 104729) % cfg.vocabSize)));
   let quantBytes = 0;
   const rssBefore = peakRssMiB();
+  const lastName = `blk.${layersRun - 1}.ffn_down.weight`;
+  let tLast = 0;
+  const timings = newLayerwiseTimings();
+  // QUANTLAB_GPTQ_CLOCK=cpu: the phases in CPU seconds of the process (workers included), for a loaded machine
+  const cpuClock = process.env.QUANTLAB_GPTQ_CLOCK === "cpu";
+  if (process.env.QUANTLAB_GPTQ_CLOCK && !cpuClock) throw new Error(`QUANTLAB_GPTQ_CLOCK must be "cpu" (or unset: wall clock), got ${process.env.QUANTLAB_GPTQ_CLOCK}`);
+  const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+  if (cpuClock) timings.now = cpuMs;
+  let cpuLast = 0;
+  // QUANTLAB_GPTQ_FFN_CACHE_MIB: keep that much of the FFN-down input between its pass and the block's last (default 0)
+  const ffnCacheMiB = Number(process.env.QUANTLAB_GPTQ_FFN_CACHE_MIB ?? 0);
+  if (!(ffnCacheMiB >= 0)) throw new Error(`QUANTLAB_GPTQ_FFN_CACHE_MIB must be a number ≥ 0, got ${process.env.QUANTLAB_GPTQ_FFN_CACHE_MIB}`);
+  const loadS0 = loadavg()[0]!.toFixed(2);
+  const cpuS0 = process.cpuUsage();
   t0 = performance.now();
   // the pipeline itself (no tokenizer, so no recipe calibration text): fixed pseudo-random token windows
   const recipe = normalizeRecipe({ target: { spec: "int4:g128:asym" }, method: "gptq" });
+  const names = linearWeightNames(synth).filter((n) => Number(/^blk\.(\d+)\./.exec(n)?.[1] ?? -1) < layersRun);
   await runLayerwise({
-    model: synth, recipe, names: linearWeightNames(synth), specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder, backend: be,
+    model: synth, recipe, names, specOf: () => "int4:g128:asym", progress: noProgress, encoder: refGgmlEncoder, backend: be, timings, ffnCacheBytes: ffnCacheMiB * MiB,
     calib: { bosId: 1, windows: () => sw },
-    onTensor: (_name, w) => { if (w.kind === "quant") quantBytes += w.q.storageBits / 8; },
+    onTensor: (name, w) => { if (w.kind === "quant") quantBytes += w.q.storageBits / 8; if (name === lastName) { tLast = performance.now(); cpuLast = cpuMs(); } },
   }, gptqLayerwise(recipe.options, kernels));
-  const sSyn = (performance.now() - t0) / 1000;
+  const sSyn = (tLast - t0) / 1000;
+  const cpuSyn = process.cpuUsage(cpuS0);
+  const loadS1 = loadavg()[0]!.toFixed(2);
   const peak = peakRssMiB();
-  ctx.log(`synthetic 1B: ${layersRun} layers in ${sSyn.toFixed(1)} s, peak RSS ${peak.toFixed(0)} MiB`);
-  modelRows.push([ctx.quick ? `quarter-width Llama stand-in (dim 512, FFN 2048), ${layersRun} of 16 layers run` : `Llama-3.2-1B shape (dim 2048, FFN 8192, 16 layers), ${layersRun} of 16 layers run`, `${sSamples}×${sSeq}`, layersRun, fmt(sSyn, 1), fmt((sSyn * 16) / layersRun, 0) + " (extrapolated)", fmt(peak, 0)]);
+  const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
+  // per block: everything but the embedding, over the blocks run; the model's last block has no pass to a next block
+  const finalPerBlock = timings.finalPassMs / 1000 / layersRun;
+  const cpuRun = cpuLast / 1000 - (cpuS0.user + cpuS0.system) / 1e6;
+  const perBlock = ((cpuClock ? cpuRun : sSyn) - timings.embedMs / 1000) / layersRun;
+  const projected = timings.embedMs / 1000 + 16 * perBlock - finalPerBlock;
+  const unit = cpuClock ? "CPU s" : "s";
+  const phase = (ms: number): string => `${fmt(ms / 1000 / layersRun, 1)} ${cpuClock ? "CPU " : ""}s`;
+  const breakdown = [
+    ...SITE_GROUPS.map((g) => `forward to ${g.site} ${phase(timings.forwardMs[g.site] ?? 0)} + Gram ${phase(timings.hookMs[g.site] ?? 0)}`),
+    `GPTQ solves (factor + column loops) ${phase(timings.quantizeMs)}`, `pass of the quantized block ${phase(timings.finalPassMs)}`,
+    `the rest (weights generated and copied, the report's error measures, packing) ${fmt(perBlock - (sum(timings.forwardMs) + sum(timings.hookMs) + timings.quantizeMs + timings.finalPassMs) / 1000 / layersRun, 1)} ${unit}`,
+  ].join("; ");
+  ctx.log(`synthetic 1B: ${layersRun} layers (${sSamples}×${sSeq}) in ${sSyn.toFixed(1)} s (${cpuRun.toFixed(1)} CPU s), per block ${perBlock.toFixed(1)} ${unit} (${breakdown}), embed ${(timings.embedMs / 1000).toFixed(1)} ${unit}, projected 16: ${projected.toFixed(0)} ${unit}, peak RSS ${peak.toFixed(0)} MiB, CPU ${((cpuSyn.user + cpuSyn.system) / 1e6).toFixed(0)} s, load ${loadS0}→${loadS1}`);
+  const synthName = ctx.quick ? `quarter-width Llama stand-in (dim 512, FFN 2048), ${layersRun} of 16 layers run` : `Llama-3.2-1B shape (dim 2048, FFN 8192, 16 layers), ${layersRun} of 16 layers run`;
+  modelRows.push([synthName, `${sSamples}×${sSeq}`, layersRun, fmt(sSyn, 1), fmt(projected, 0) + (cpuClock ? " CPU s" : "") + (layersRun < 16 ? " (projected)" : ""), fmt(peak, 0), fmt(perBlock, 1) + (cpuClock ? " CPU s" : ""), `${loadS0} → ${loadS1}${ffnCacheMiB ? `, FFN cache ${ffnCacheMiB} MiB` : ""}`]);
   sections.push({
     title: "GPTQ, whole model, layer by layer",
-    table: { headers: ["model", "calib windows × len", "layers run", "seconds", "seconds, all layers", "peak RSS MiB (process high-water)"], rows: modelRows },
+    table: { headers: ["model", "calib windows × len", "layers run", "seconds", "seconds, all layers", "peak RSS MiB (process high-water)", "s per block", "load (1 min)"], rows: modelRows },
     notes: [
       "stories260K: int4:g32:asym, calibration from tinystories/calib.txt with the `quantlab quantize` defaults (128 windows of 256, seed 1); time includes the calibration forward passes.",
-      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), and in the WASM backend's memory the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place) and GPTQ's float64 working copy of one weight (128 MiB); WebAssembly memory does not shrink, so the high-water mark also holds what the earlier sections of this run grew it to.`,
+      `Synthetic: random f32 weights generated per tensor when the pipeline asks (bf16 embedding of 128256×2048 = 501 MiB resident), int4:g128:asym, ${sSamples} windows of ${sSeq} random tokens; quantized linears are streamed out (\`onTensor\`), as a writer would, so memory stays at one block: f32 block weights (233 MiB), and in the WASM backend's memory the float64 Hessian/Cholesky factor of the 8192-wide FFN-down input (512 MiB, overwritten in place), GPTQ's float64 working copy of one weight (128 MiB) and the prepared f32 copies of the linears a pass runs (gate + up + down 192 MiB); with calibration, the hidden states T × 2048 (256 MiB at 32768 tokens), the kept attention output (256 MiB, from the attn_out_in pass to the ffn_in pass) and one chunk's scratch (≈ 100 MiB at 1024 tokens); WebAssembly memory does not shrink, so the high-water mark also holds what the earlier sections of this run grew it to.`,
       "GPTQ here runs on the 2-thread WASM backend's linalg() kernels (Gram, Cholesky of H⁻¹, column updates) and its forward passes; before (single-threaded TypeScript, 2026-12-02, load 5–12): stories260K 279.9 s, one 1B-shaped block 1080.6 s (17290 s extrapolated), peak RSS 1684 MiB.",
       `Peak RSS before the synthetic run (stories260K, the single-layer benches): ${fmt(rssBefore, 0)} MiB; packed output of the ${layersRun} layer(s): ${fmt(quantBytes / MiB, 1)} MiB (×${16 / layersRun} for the whole model, if kept in memory instead of streamed).`,
-      "Per block: a float pass per input site (4 sites, sequential: q/k/v, then o with q/k/v quantized, then gate/up, then down), the GPTQ solves, and one pass of the quantized block; the 1B total is dominated by the 8192-wide Cholesky (n³/3 + n³/6 multiply-adds per block) and the column loops.",
+      `Per block (mean over the ${layersRun} run, ${cpuClock ? "CPU time of the process, workers included (QUANTLAB_GPTQ_CLOCK=cpu)" : "wall clock"}): ${breakdown}; embedding ${fmt(timings.embedMs / 1000, 1)} ${unit} once; ${fmt(sSyn, 1)} s wall, ${fmt(cpuRun, 1)} CPU s for the ${layersRun} block(s). Projected whole model = embedding + 16 × per block − one pass of the quantized block (the last block needs none).`,
+      "Before the streamed passes (whole-batch passes, each site recomputed from the block input; 2026-12-08 01:41 UTC, load 1.6 → 2.9): one block at 128×256 481.8 s wall, 490 CPU s, peak RSS 4821 MiB (7588 s projected for 16). Streamed (02:07 UTC, load 4.5 → 2.2): 238.6 s wall, 322.7 CPU s, 2313 MiB; with QUANTLAB_GPTQ_FFN_CACHE_MIB=1024 (02:15 UTC, load 8.1 → 4.4): 256 CPU s, 3082 MiB. docs/kernels.md, \"GPTQ of a whole model\": ≈ 48 min (≈ 39 min with the FFN cache) projected for 16 blocks on a quiet machine.",
+      "The whole model, as the issue asks (128 windows of 256, all 16 blocks, synthetic model only): `QUANTLAB_GPTQ_LAYERS=16 QUANTLAB_GPTQ_WINDOWS=128x256 node dist/bench/run.js gptq:synth` (add `QUANTLAB_GPTQ_FFN_CACHE_MIB=1024` to keep the FFN-down input for the last pass: gate/up once instead of twice, +1 GiB; `QUANTLAB_GPTQ_CLOCK=cpu` times the phases in CPU seconds); one block at the full calibration: `QUANTLAB_GPTQ_LAYERS=1 QUANTLAB_GPTQ_WINDOWS=128x256 node dist/bench/run.js gptq:synth`.",
+      "Per block: a pass per input site (4 sites, sequential: q/k/v, then o with q/k/v quantized, then gate/up, then down), the GPTQ solves, and one pass of the quantized block. The passes are streamed (pipeline.ts streamPasses, calib.ts BlockPassCache): chunks of 1024 tokens (whole windows), q/k/v and gate/up through one matmulMany each, and each pass resumes after what an earlier pass of the block computed with the same weights: the attention once (attn_out_in pass, kept T × qDim), the residual after attention once (ffn_in pass, written over the block input), gate/up twice (ffn_down_in pass and the final pass: their T × 8192 output, 1 GiB at 32768 tokens, is not kept), down once. Same codes as the whole-batch passes (test/algos/gptq-passes.test.ts). Per token per block that is ≈ 94 M multiply-adds of f32 GEMM (was ≈ 122 M, and four attentions instead of one); the Gram n·d²/2 (three sites of 2048, one of 8192) ≈ 40 M; at 32768 tokens the two are ≈ 6.2 and 2.6 TFLOP per block.",
     ],
   });
   be.dispose();

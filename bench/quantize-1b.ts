@@ -49,7 +49,7 @@ export async function run(ctx: BenchContext): Promise<BenchSection[]> {
     table: { headers: ["--type", "threads", "quantlab wall s", "llama-quantize s (quoted)", "ratio", "output MB", "load avg at start", "load avg at end"], rows },
     notes: [
       `Model: ${LLAMA_1B_SHAPE.name}: dim 2048, FFN 8192, 16 layers, vocab 128256, tied embeddings, F16 (${(file.bytes / 1e9).toFixed(2)} GB), random weights tiled (bench/_synthetic.ts).`,
-      "Wall time of one `node bin/quantlab.js quantize <f16.gguf> --type T -o out.gguf --threads N` child per row (QUANTLAB_PROGRESS=0): file read, finite checks, WASM encoders (assembly/kquants.ts, src/kernels/wasm/encoders.ts), atomic GGUF write with fsync.",
+      "Wall time of one `node bin/quantlab.js quantize <f16.gguf> --type T -o out.gguf --threads N` child per row (QUANTLAB_PROGRESS=0): file read, finite checks, WASM encoders (assembly/kquants.ts, src/kernels/wasm/encoders.ts), atomic GGUF write (O_DIRECT, io/node/atomic.ts DirectFileSink) with fsync.",
       "Peer: no llama-quantize binary on this machine (node-llama-cpp 3.21.1 ships only its addon), so the issue's figures for llama-quantize on this machine stand in (Q4_K_M 66.9 / 36.2 s, Q8_0 7.9 / 7.1 s, Q4_0 5.5 / 3.9 s at 1 / 2 threads); they were not measured in this run.",
       "The machine is shared with other agents (2 cores): the load averages say how busy it was; wall times above the CPU time mean waiting for a core or for the disk.",
     ],

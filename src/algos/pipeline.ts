@@ -26,7 +26,7 @@ import { ARCH_TRAITS, TensorNames } from "../model/config.js";
 import { fakeQuantInputs, siteKey, type InputTransforms, type LinearSite } from "../model/transforms.js";
 import type { Model } from "../model/weights.js";
 import { ActivationObserver, printSpec, quantizeTensor, toSpec, type QTensor, type QuantSpec } from "../quant/index.js";
-import { BlockRunner, LINEAR_KEYS, blockWeights, linearName, type BlockWeights, type LinearKey } from "./calib.js";
+import { BlockPassCache, BlockRunner, LINEAR_KEYS, alignedChunkWindows, blockWeights, linearName, type BlockWeights, type LinearKey } from "./calib.js";
 import { isSpecTarget } from "./recipe.js";
 import { foldNormInPlace, randomizedHadamard, rotateInputsInPlace, rotateOutputsInPlace, type Rotation } from "./rotation.js";
 import { RegistryQuantizer } from "./spec-quantizer.js";
@@ -98,6 +98,14 @@ export interface BlockStep {
 
 export interface LayerwiseMethod {
   label: string;
+  /**
+   * The hooks of `captureSite` only read their input and take it in any number of row chunks (GPTQ's Hessian
+   * sums): the passes then run in chunks of whole windows (calib.ts alignedChunkWindows, the same values as
+   * one chunk) with a per-block BlockPassCache, so each site's pass resumes from what the earlier passes of
+   * the block computed with the same weights, and the scratch is one chunk's. A number: the fewest tokens
+   * per chunk (default 1024).
+   */
+  streamPasses?: boolean | number;
   /** checks a spec before any work (e.g. SmoothQuant needs an activation part) */
   validate?(spec: QuantSpec): void;
   /** the column-walking quantizer of a spec (default: RegistryQuantizer(spec)) */
@@ -207,14 +215,21 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
   if (act?.mode === "static") delete captureTransforms.activations;
   const actSpec = act ? staticActivationSpec(target) : undefined;
 
+  const tm = ctx.timings;
+  const now = tm?.now ?? ((): number => performance.now());
   const runner = calibrate ? new BlockRunner(model, seq, ctx.backend) : undefined;
+  let tE = now();
   let X = runner ? runner.embed(embedding, windows) : undefined; // (T, dim) hidden states entering the block
+  if (tm) tm.embedMs += now() - tE;
   const T = X ? X.length / c.dim : 0;
   const need = (what: string): [BlockRunner, Float32Array] => {
     if (!runner || !X) throw new QuantlabError("E_INTERNAL", `method ${method.label}: ${what} without calibration windows`);
     return [runner, X];
   };
 
+  const stream = !!method.streamPasses && calibrate;
+  if (ctx.ffnCacheBytes !== undefined && !(ctx.ffnCacheBytes >= 0)) throw new QuantlabError("E_ARG", `ffnCacheBytes must be ≥ 0, got ${ctx.ffnCacheBytes}`);
+  const chunkWindows = stream ? alignedChunkWindows(seq, windows.length, typeof method.streamPasses === "number" ? method.streamPasses : undefined) : undefined;
   const nLinears = c.nLayers * LINEAR_KEYS.length;
   progress.start(nLinears, `${method.label}${R ? "+rotate" : ""} ${printSpec(target)}`);
 
@@ -222,6 +237,9 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     const bw = blockWeights(model, l);
     if (R) rotateBlock(bw, c, R, H);
     const quantized = new Map<LinearKey, QTensor>();
+    let captureMs = 0;
+    // static activation scales: the final pass reads the block input again (all its sites' inputs), so it is kept
+    const passCache = stream ? new BlockPassCache(act?.mode !== "static", ctx.ffnCacheBytes ?? 0) : undefined;
     const selected = LINEAR_KEYS.filter((k) => selectedNames.has(linearName(l, k)));
     const step: BlockStep = {
       layer: l,
@@ -237,7 +255,22 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
       },
       captureSite: (site, hook) => {
         const [rn, x] = need(`capturing ${site}`);
-        rn.run(l, bw, x, { transforms: captureTransforms, hook: (s, buf) => { if (s === site) hook(buf, T); }, stopAfter: site });
+        const t0 = now();
+        let inHook = 0;
+        rn.run(l, bw, x, {
+          transforms: captureTransforms, stopAfter: site, hookSites: [site], ...(passCache ? { cache: passCache, chunkWindows } : {}),
+          hook: (s, buf, width) => {
+            if (s !== site) return;
+            const h0 = now();
+            hook(buf, buf.length / width);
+            inHook += now() - h0;
+          },
+        });
+        captureMs += now() - t0;
+        if (tm) {
+          tm.forwardMs[site] = (tm.forwardMs[site] ?? 0) + now() - t0 - inHook;
+          tm.hookMs[site] = (tm.hookMs[site] ?? 0) + inHook;
+        }
       },
       migrated: new Map(),
       detail: new Map(),
@@ -254,6 +287,7 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
     // ---- scale migration (AWQ / SmoothQuant) from one float-block pass
     if (method.migrate) {
       const [rn, x] = need("scale migration");
+      tE = now();
       const stats = new Map<LinearSite, ChannelStats>();
       rn.run(l, bw, x, {
         transforms: captureTransforms,
@@ -294,15 +328,19 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
         const clippedPrev = foldPrev ? step.migrated.get(foldPrev) : undefined;
         if (clippedPrev) divideRowsInPlace(clippedPrev, rowsOf(foldPrev!, c), colsOf(foldPrev!, c), s);
       }
+      if (tm) tm.migrateMs += now() - tE;
     }
 
     // ---- weight quantization
+    tE = now();
     method.quantizeBlock(step);
+    if (tm) tm.quantizeMs += now() - tE - captureMs;
     // skipped linears report nothing but still count for the bar
     for (const k of LINEAR_KEYS) if (!selected.includes(k)) progress.tick();
 
     // ---- the quantized block's outputs feed the next block (static activation scales calibrated here)
     if (runner && X && l + 1 < c.nLayers + (act?.mode === "static" ? 1 : 0)) {
+      tE = now();
       const a = transforms.activations;
       if (a?.mode === "static") {
         // rotation (if any) from the transforms, then calibrate this site's scale on the whole calibration
@@ -317,9 +355,13 @@ export async function runLayerwise(ctx: MethodContext, method: LayerwiseMethod):
             fakeQuantInputs(x, T, width, a.bits, scale);
           },
         });
+      } else if (passCache) {
+        // the capture passes' transforms (the same, without static activations), so the cache's entries match
+        runner.run(l, bw, X, { transforms: captureTransforms, cache: passCache, chunkWindows });
       } else {
         runner.run(l, bw, X, { transforms });
       }
+      if (tm) tm.finalPassMs += now() - tE;
     }
 
     // ---- write the block; the source's block tensors are not needed any more (lazily loaded ones are dropped)

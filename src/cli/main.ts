@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { reportError } from "./util.js";
-import { commands } from "./commands/index.js";
+import { commandsFor } from "./commands/index.js";
 import { closeLoadedModels } from "./model-options.js";
 
 export async function main(argv: string[]): Promise<void> {
@@ -15,7 +15,7 @@ export async function main(argv: string[]): Promise<void> {
     .option("--verbose", "print stack traces and extra diagnostics")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
-  for (const register of commands) register(program);
+  for (const register of await commandsFor(argv)) register(program);
   const verbose = argv.includes("--verbose");
   // `quantlab run ... | head` closes stdout early: that is not an error, stop quietly (once per process:
   // tests call main() many times)

@@ -166,6 +166,21 @@ export interface Backend {
    * refuses a KV cache from elsewhere instead of silently running another attention. The text names why.
    */
   readonly ownsAttention?: string;
+  /**
+   * RoPE in the backend's own kernel, when it can run it on these arrays: rotates the first rd values of every head
+   * (hd apart) of x[off .. off + width) by the angles at cos/sin[tab + j] — interleaved pairs, or NeoX halves — with
+   * the bits of model/llama.ts rope / ropeNeox, and returns true; false leaves x alone (the caller rotates it).
+   * Optional.
+   */
+  rope?(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab: number, rd: number, neox: boolean): boolean;
+  /**
+   * A zeroed f32 array of n elements that lives in the backend's own memory (the WASM backend: shard 0), for a
+   * caller's activations: the backend's entries then read and write such arrays where they are (no copy in or
+   * out). Valid until `freeResident` or `dispose`. Optional: callers use ordinary arrays without it.
+   */
+  residentF32?(n: number, what?: string): Float32Array;
+  /** Gives back an array `residentF32` made. */
+  freeResident?(a: Float32Array): void;
   /** frees memory held by prepared weights and workers */
   dispose?(): void;
 }

@@ -9,7 +9,7 @@
  * returns a view of an internal buffer that the next call overwrites.
  */
 import { QuantlabError } from "../core/errors.js";
-import { addRmsnorm, matmulMany, matvecMany, swiglu, type Backend, type PreparedWeight } from "../kernels/types.js";
+import { addRmsnorm, matmulMany, matvecMany, swiglu, type Backend, type MatvecJob, type PreparedWeight } from "../kernels/types.js";
 import { RefBackend } from "../kernels/ref/backend.js";
 import { dequantizeWeight, rowReader, type RowReader } from "../kernels/dequantize.js";
 import { ARCH_TRAITS, TensorNames, blockTensors, expectedShapes, layerRope, layerWindow, rotaryDimOf, type ArchTraits, type BlockTensors, type ModelConfig } from "./config.js";
@@ -125,6 +125,8 @@ export class Llama implements CausalLM {
   private readonly inputHook: LinearInputHook | undefined;
   private readonly rotTmp: Float64Array | undefined; // (inner factor size) scratch of the online rotation
   private readonly hooksOnly: boolean;
+  /** the arrays above that live in the backend's memory (Backend.residentF32), given back by dispose */
+  private readonly residents: Float32Array[];
 
   constructor(original: Model, opts: LlamaOptions = {}) {
     // integer-only linears (`…:intmm`) run as integer kernels here too, not as their float fake-quantization
@@ -142,7 +144,16 @@ export class Llama implements CausalLM {
     checkWeights(model);
     const W = model.weights;
     const be = this.backend;
-    const vec = (name: string) => dequantizeWeight(W.get(name)!, name).data;
+    // the norm vectors and scratch below live in the backend's memory when it offers that (WASM: its entries then
+    // read and write them in place, no copies per call), else in ordinary arrays
+    const residents = (this.residents = []);
+    const f32 = (len: number, what: string): Float32Array => residentOr(be, len, what, residents);
+    const vec = (name: string) => {
+      const d = dequantizeWeight(W.get(name)!, name).data;
+      const r = f32(d.length, name);
+      r.set(d);
+      return r;
+    };
     const prepLinear = opts.prepareLinear;
     const prep = prepLinear
       ? (name: string) => {
@@ -170,21 +181,22 @@ export class Llama implements CausalLM {
     const factorSet = opts.ropeFactors ?? ropeFactorSet(c, this.capacity);
     const sets = ropeSetsOf(c);
     this.ropeOfLayer = sets.ofLayer;
-    this.ropeSets = sets.params.map((r) => ({ invFreq: ropeInvFreq(c, W.get(ROPE_FREQS), factorSet, r.theta, r.linear), cos: new Float32Array(B0 * (this.rotDim / 2)), sin: new Float32Array(B0 * (this.rotDim / 2)) }));
+    this.ropeSets = sets.params.map((r) => ({ invFreq: ropeInvFreq(c, W.get(ROPE_FREQS), factorSet, r.theta, r.linear), cos: f32(B0 * (this.rotDim / 2), "rope cos"), sin: f32(B0 * (this.rotDim / 2), "rope sin") }));
     if (opts.kvCache && be.ownsAttention) throw new QuantlabError("E_ARG", `a KV cache of its own (--kv) would replace the attention of ${be.ownsAttention}; drop --kv`);
     this.kv = opts.kvCache
       ? opts.kvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim)
       : be.kvCache?.(c.nLayers, this.capacity, c.nKvHeads, c.headDim) ?? f32KvCache(c.nLayers, this.capacity, c.nKvHeads, c.headDim);
     const B = this.maxBatch;
-    this.x = new Float32Array(B * c.dim);
-    this.xb = new Float32Array(B * Math.max(c.dim, this.qDim));
-    this.q = new Float32Array(B * this.qDim);
-    this.k = new Float32Array(B * this.kvDim);
-    this.v = new Float32Array(B * this.kvDim);
-    this.attOut = new Float32Array(B * this.qDim);
+    this.x = f32(B * c.dim, "residual stream");
+    this.xb = f32(B * Math.max(c.dim, this.qDim), "normed input");
+    this.q = f32(B * this.qDim, "queries");
+    this.k = f32(B * this.kvDim, "keys");
+    this.v = f32(B * this.kvDim, "values");
+    this.attOut = f32(B * this.qDim, "attention output");
     this.att = new Float32Array(this.capacity);
-    this.hb = new Float32Array(B * c.hiddenDim);
-    this.hb2 = new Float32Array(B * c.hiddenDim);
+    this.hb = f32(B * c.hiddenDim, "ffn gate");
+    this.hb2 = f32(B * c.hiddenDim, "ffn up");
+    if (residents.length > 0) residentsFinalizer.register(this, { be, arrays: residents }, this);
     this.logits1 = new Float32Array(c.vocabSize);
     this.transforms = model.inputTransforms;
     if (this.transforms) checkInputTransforms(this.transforms, c.hiddenDim, model.source.path);
@@ -237,11 +249,23 @@ export class Llama implements CausalLM {
     for (const L of this.layers) for (const k of LINEARS) this.backend.release(L[k]);
     this.backend.release(this.output);
     this.layers.length = 0;
+    this.decodeJobs.clear();
     this.kv.dispose?.();
+    residentsFinalizer.unregister(this);
+    freeResidents({ be: this.backend, arrays: this.residents });
   }
 
+  /** decode's views and job lists by their first weight (each weight is used at one site, on the same arrays each
+   * token): made once, not per call (a token makes dozens of these calls) */
+  private readonly decodeJobs = new Map<PreparedWeight, { x: Float32Array; out: Float32Array; jobs: MatvecJob[] }>();
+
   private mm(w: PreparedWeight, x: Float32Array, n: number, out: Float32Array): void {
-    if (n === 1) this.backend.matvec(w, x.subarray(0, w.cols), out.subarray(0, w.rows));
+    if (n === 1) {
+      let d = this.decodeJobs.get(w);
+      if (!d || d.x !== x || d.out !== out) this.decodeJobs.set(w, (d = { x, out, jobs: [{ w, x: x.subarray(0, w.cols), out: out.subarray(0, w.rows) }] }));
+      const j = d.jobs[0]!;
+      this.backend.matvec(w, j.x, j.out);
+    }
     else this.backend.matmul(w, x.subarray(0, n * w.cols), n, out.subarray(0, n * w.rows));
   }
 
@@ -252,10 +276,14 @@ export class Llama implements CausalLM {
     oa: Float32Array, ob: Float32Array, oc: Float32Array | undefined,
   ): void {
     if (n === 1) {
-      const xv = x.subarray(0, a.cols);
-      const jobs = [{ w: a, x: xv, out: oa.subarray(0, a.rows) }, { w: b, x: xv, out: ob.subarray(0, b.rows) }];
-      if (c && oc) jobs.push({ w: c, x: xv, out: oc.subarray(0, c.rows) });
-      matvecMany(this.backend, jobs);
+      let d = this.decodeJobs.get(a);
+      if (!d || d.x !== x || d.out !== oa || d.jobs[1]!.w !== b || d.jobs[2]?.w !== c) {
+        const xv = x.subarray(0, a.cols);
+        const jobs = [{ w: a, x: xv, out: oa.subarray(0, a.rows) }, { w: b, x: xv, out: ob.subarray(0, b.rows) }];
+        if (c && oc) jobs.push({ w: c, x: xv, out: oc.subarray(0, c.rows) });
+        this.decodeJobs.set(a, (d = { x, out: oa, jobs }));
+      }
+      matvecMany(this.backend, d.jobs);
       return;
     }
     const xs = x.subarray(0, n * a.cols);
@@ -287,7 +315,9 @@ export class Llama implements CausalLM {
     for (const set of this.ropeSets) for (let i = 0; i < n; i++) this.ropeTables(set, pos0 + i, i * half); // the same angles in every layer of a set
     const be = this.backend;
     const eps = c.normEps;
-    const rot = traits.rope === "neox" ? ropeNeox : rope;
+    const neox = traits.rope === "neox";
+    const rot = neox ? ropeNeox : rope;
+    const beRope = be.rope?.bind(be);
     // Each residual add runs with the norm that follows it (addRmsnorm): the FFN output of layer l − 1 is
     // added at layer l's attention norm, the last layer's at the output norm (or not at all when no logits
     // are wanted from this chunk: x is not read again). Post-branch norms (sandwich, post) run on the branch
@@ -302,8 +332,9 @@ export class Llama implements CausalLM {
       if (qScale !== 1) scaleRows(q, n * qDim, qScale);
       const set = this.ropeSets[this.ropeOfLayer[l]!]!;
       for (let i = 0; i < n; i++) {
-        rot(q, i * qDim, qDim, hd, set.cos, set.sin, i * half, this.rotDim);
-        rot(k, i * kvDim, kvDim, hd, set.cos, set.sin, i * half, this.rotDim);
+        // the backend's kernel when it runs on these arrays (the same bits), else TypeScript
+        if (!beRope?.(q, i * qDim, qDim, hd, set.cos, set.sin, i * half, this.rotDim, neox)) rot(q, i * qDim, qDim, hd, set.cos, set.sin, i * half, this.rotDim);
+        if (!beRope?.(k, i * kvDim, kvDim, hd, set.cos, set.sin, i * half, this.rotDim, neox)) rot(k, i * kvDim, kvDim, hd, set.cos, set.sin, i * half, this.rotDim);
         this.kv.store(l, pos0 + i, k.subarray(i * kvDim, (i + 1) * kvDim), v.subarray(i * kvDim, (i + 1) * kvDim));
       }
       // a sliding window that cuts into the sequence, or soft-capped scores, run the reference attention (the
@@ -356,6 +387,29 @@ export class Llama implements CausalLM {
     }
   }
 }
+
+/** A zeroed f32 array in the backend's memory (Backend.residentF32, recorded in `list`) when it offers one and has
+ * room, else an ordinary array. */
+function residentOr(be: Backend, len: number, what: string, list: Float32Array[]): Float32Array {
+  if (be.residentF32 && len > 0) {
+    try {
+      const a = be.residentF32(len, what);
+      list.push(a);
+      return a;
+    } catch (e) {
+      // a full memory (E_VALUE) keeps the array in the JS heap: the entries then copy it in and out, as before
+      if (!(e instanceof QuantlabError && e.code === "E_VALUE")) throw e;
+    }
+  }
+  return new Float32Array(len);
+}
+
+function freeResidents(r: { be: Backend; arrays: Float32Array[] }): void {
+  for (const a of r.arrays.splice(0)) r.be.freeResident?.(a);
+}
+
+/** an instance dropped without dispose() gives its backend arrays back when collected */
+const residentsFinalizer = new FinalizationRegistry<{ be: Backend; arrays: Float32Array[] }>(freeResidents);
 
 /**
  * The distinct RoPE (base, linear factor) pairs of a model's layers and each layer's index into them: one

@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { dataPath } from "../../src/io/node/data.js";
-import { atomicWriteDir, atomicWriteFile, FileSink, removeStaleTemps } from "../../src/io/node/atomic.js";
+import { atomicWriteDir, atomicWriteFile, DIRECT_ALIGN, DirectFileSink, FileSink, removeStaleTemps } from "../../src/io/node/atomic.js";
+import { constants as fsConstants } from "node:fs";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { BIN } from "../cli/helpers-cli.js";
 
@@ -137,6 +138,78 @@ test("FileSink flushes in the background every flushBytes while writes go on; se
     assert.ok(sink.flushes >= 3 && sink.flushes <= 10, `${sink.flushes} flushes`);
     assert.equal(sink.bytes, want.length);
     assert.deepEqual(new Uint8Array(readFileSync(path)), want);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Bytes 0..n-1 of a fixed pseudo-random sequence. */
+function pattern(n: number, seed: number): Uint8Array {
+  const u = new Uint8Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; u[i] = x >>> 24; }
+  return u;
+}
+
+test("DirectFileSink (O_DIRECT): chunks of any size and alignment, not awaited one by one, land in order; the padded tail is cut to the size", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ql-direct-"));
+  try {
+    for (const [total, slot, slots] of [[0, DIRECT_ALIGN, 2], [5, DIRECT_ALIGN, 2], [3 * DIRECT_ALIGN, DIRECT_ALIGN, 2], [100_003, 2 * DIRECT_ALIGN, 3], [250_001, DIRECT_ALIGN, 1]] as const) {
+      const path = join(dir, `out-${total}.bin`);
+      const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_DIRECT, 0o644);
+      const sink = new DirectFileSink(fd, path, () => openSync(path, "r+"), slot, slots);
+      const want = pattern(total, total + 1);
+      const pending: Promise<void>[] = [];
+      // odd chunk sizes, some larger than a slot; half of them written without waiting for the one before
+      for (let o = 0, k = 0; o < total; k++) {
+        const n = Math.min(total - o, [1, 31, 4097, 7, 9000, 333][k % 6]!);
+        const p = sink.write(want.slice(o, o + n));
+        if (k % 2) pending.push(p); else await p;
+        o += n;
+      }
+      await Promise.all(pending);
+      await sink.finish();
+      closeSync(fd);
+      const fb = sink.fallbackDescriptor();
+      if (fb !== undefined) closeSync(fb);
+      assert.equal(sink.bytes, total);
+      assert.equal(sink.fallbackWrites, 0, "every staged write is aligned");
+      assert.equal(statSync(path).size, total);
+      assert.deepEqual(new Uint8Array(readFileSync(path)), want);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("DirectFileSink: a failed write is an E_IO error at the next write or at finish, naming the file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ql-direct-"));
+  try {
+    const path = join(dir, "ro.bin");
+    writeFileSync(path, "");
+    const fd = openSync(path, "r"); // writes fail with EBADF
+    const sink = new DirectFileSink(fd, path, () => openSync(path, "r+"), DIRECT_ALIGN, 1);
+    await sink.write(new Uint8Array(DIRECT_ALIGN)); // staged, then written in the background
+    await assert.rejects(sink.write(new Uint8Array(10)), (e: Error & { code?: string }) => e.code === "E_IO" && e.message.includes(path));
+    await assert.rejects(sink.finish(), /write failed/);
+    closeSync(fd);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("atomicWriteFile({ direct }): the file is the bytes written, the temp file gone; an error in the writer leaves nothing", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ql-direct-"));
+  try {
+    const path = join(dir, "m.gguf");
+    const want = pattern(3 * 2 ** 20 + 17, 9);
+    const n = await atomicWriteFile(path, async (s) => { await s.write(want.subarray(0, 1000)); await s.write(want.subarray(1000)); return 7; }, { direct: true });
+    assert.equal(n, 7);
+    assert.deepEqual(new Uint8Array(readFileSync(path)), want);
+    assert.deepEqual(readdirSync(dir), ["m.gguf"]);
+    const other = join(dir, "n.gguf");
+    await assert.rejects(atomicWriteFile(other, async (s) => { await s.write(want); throw new Error("boom"); }, { direct: true }), /boom/);
+    assert.deepEqual(readdirSync(dir), ["m.gguf"]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

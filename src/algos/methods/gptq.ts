@@ -57,6 +57,7 @@ export function gptqBlock(step: BlockStep, options: Record<string, OptionValue>,
 export const gptqLayerwise = (options: Record<string, OptionValue>, kernels?: LinalgKernels): LayerwiseMethod => ({
   label: "gptq",
   columnQuantizer: true,
+  streamPasses: true,
   quantizeBlock: (step) => gptqBlock(step, options, kernels),
 });
 

@@ -49,6 +49,35 @@ export interface MethodContext {
   refuseNonFinite?: { where: string; what: string };
   /** preset targets: encode each tensor when it is first read (quantize.ts QuantizeOptions.deferGgmlEncoding) */
   deferGgmlEncoding?: boolean;
+  /** layer-by-layer methods with streamed passes (GPTQ): bytes of the FFN-down input kept from its capture to the
+   * block's last pass, which then skips gate/up for those tokens (calib.ts BlockPassCache ffnBytes; default 0) */
+  ffnCacheBytes?: number;
+  /** layer-by-layer methods: wall-clock phase times (ms) are added here when given (pipeline.ts LayerwiseTimings) */
+  timings?: LayerwiseTimings;
+}
+
+/** Where a layer-by-layer run spends its time (ms, summed over blocks). */
+export interface LayerwiseTimings {
+  /** the clock (ms) the phases are timed with; default performance.now (wall). A CPU-time clock (the
+   * process's, workers included) gives each phase's work on a machine shared with other jobs. */
+  now?: () => number;
+  /** embedding lookup of the calibration windows */
+  embedMs: number;
+  /** forward passes that capture a site's input, per site (what the hook does is not counted) */
+  forwardMs: Record<string, number>;
+  /** the capture hooks per site (GPTQ: the Hessian accumulation) */
+  hookMs: Record<string, number>;
+  /** the method's quantization of each block, captures excluded (GPTQ: the solves) */
+  quantizeMs: number;
+  /** scale migration (AWQ, SmoothQuant): its statistics pass and the search */
+  migrateMs: number;
+  /** the pass of the quantized block that makes the next block's inputs */
+  finalPassMs: number;
+}
+
+/** Zeroed LayerwiseTimings. */
+export function newLayerwiseTimings(): LayerwiseTimings {
+  return { embedMs: 0, forwardMs: {}, hookMs: {}, quantizeMs: 0, migrateMs: 0, finalPassMs: 0 };
 }
 
 /** One quantized tensor of a spec target. */

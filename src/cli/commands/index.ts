@@ -1,20 +1,37 @@
-/** The command table: one line per command file. */
+/**
+ * The command table: one line per command file, each imported only when needed — a run of one command
+ * (`quantlab quantize …`) loads that command's modules alone (the others' imports — model runners, tokenizers,
+ * the lab's server, ONNX — cost ≈ 0.2 s of start-up); help and unknown names load them all.
+ */
 import type { Command } from "commander";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [];
-import { register as registerRun } from "./run.js"; commands.push(registerRun);
-import { register as registerEval } from "./eval.js"; commands.push(registerEval);
-import { register as registerKld } from "./kld.js"; commands.push(registerKld);
-import { register as registerInfo } from "./info.js"; commands.push(registerInfo);
-import { register as registerConvert } from "./convert.js"; commands.push(registerConvert);
-import { register as registerFormats } from "./formats.js"; commands.push(registerFormats);
-import { register as registerQuantize } from "./quantize.js"; commands.push(registerQuantize);
-import { register as registerCompare } from "./compare.js"; commands.push(registerCompare);
-import { register as registerInspect } from "./inspect.js"; commands.push(registerInspect);
-import { register as registerBench } from "./bench.js"; commands.push(registerBench);
-import { register as registerQat } from "./qat.js"; commands.push(registerQat);
-import { register as registerReport } from "./report.js"; commands.push(registerReport);
-import { register as registerLab } from "./lab.js"; commands.push(registerLab);
-import { register as registerExport } from "./export.js"; commands.push(registerExport);
+type CommandModule = () => Promise<{ register: RegisterCommand }>;
+
+/** name → module, in the order `--help` lists them */
+export const COMMAND_MODULES: readonly (readonly [string, CommandModule])[] = [
+  ["run", () => import("./run.js")],
+  ["eval", () => import("./eval.js")],
+  ["kld", () => import("./kld.js")],
+  ["info", () => import("./info.js")],
+  ["convert", () => import("./convert.js")],
+  ["formats", () => import("./formats.js")],
+  ["quantize", () => import("./quantize.js")],
+  ["compare", () => import("./compare.js")],
+  ["inspect", () => import("./inspect.js")],
+  ["bench", () => import("./bench.js")],
+  ["qat", () => import("./qat.js")],
+  ["report", () => import("./report.js")],
+  ["lab", () => import("./lab.js")],
+  ["export", () => import("./export.js")],
+];
+
+/** The register functions `argv` needs: the named command's when its first operand names one, else all of them. */
+export async function commandsFor(argv: readonly string[]): Promise<RegisterCommand[]> {
+  // the only program-level option (--verbose) takes no value: the first operand is the command
+  const name = argv.slice(2).find((a) => !a.startsWith("-"));
+  const one = COMMAND_MODULES.find(([n]) => n === name);
+  const mods = one ? [one] : COMMAND_MODULES;
+  return Promise.all(mods.map(async ([, load]) => (await load()).register));
+}

@@ -83,31 +83,32 @@ export function register(program: Command): void {
     if (o.spec !== undefined) checkOutputPath("safetensors", o.output);
     if (o.type !== undefined) checkOutputPath("gguf", o.output);
     if (o.imatrixOut !== undefined && !/\.(gguf|dat)$/i.test(o.imatrixOut)) throw new QuantlabError("E_ARG", `--imatrix-out ${o.imatrixOut}: expected a .gguf or .dat file name`);
-    const fromFile = o.recipe !== undefined ? await loadRecipeArg(o.recipe) : undefined;
-    const { model } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, ...(progress ? { progress } : {}) });
-    const flags = await recipeFromFlags(o, c, model.config);
-    const recipe = fromFile ?? normalizeRecipe(flags.recipe);
-    checkOutputPath("spec" in recipe.target ? "safetensors" : "gguf", o.output);
-    // the files the recipe names: calibration text (sha256 checked by quantize) and an imatrix file
-    let calibText: string | undefined;
-    const cal = recipe.calibration;
-    if (cal && "text" in cal.source) {
-      // with --recipe, a preset's calibration text comes as --imatrix <text>, as on the command line that made it
-      const p = flags.calibPath ?? (fromFile && "preset" in recipe.target ? flags.imatrixPath : undefined);
-      if (p === undefined) throw new QuantlabError("E_ARG", `the recipe calibrates on ${cal.source.text.name}: give its path with ${"preset" in recipe.target ? "--imatrix" : "--calib"} <file>`);
-      calibText = (await readCalibText(p, "--calib")).text;
-    } else if (fromFile && o.calib !== undefined) throw new QuantlabError("E_ARG", `option --calib: the recipe (--recipe ${o.recipe}) uses no calibration text`);
-    let imatrixFile: Awaited<ReturnType<typeof readImatrixFile>> | undefined;
-    if (recipe.imatrix && "file" in recipe.imatrix) {
-      const p = flags.imatrixPath;
-      if (p === undefined) throw new QuantlabError("E_ARG", `the recipe reads the importance matrix ${recipe.imatrix.file.name}: give its path with --imatrix <file>`);
-      imatrixFile = await readImatrixFile(p);
-    } else if (fromFile && o.imatrix !== undefined && !(cal && "text" in cal.source)) throw new QuantlabError("E_ARG", `option --imatrix: the recipe (--recipe ${o.recipe}) uses no importance matrix`);
-    if (o.imatrixOut !== undefined && !(recipe.imatrix && "source" in recipe.imatrix)) throw new QuantlabError("E_ARG", "--imatrix-out: only a matrix collected from a text can be saved");
+    // the pool's workers start (module load, WASM instantiation) while the model loads
     const backend = backendFromOptions(o);
     let r: QuantizeResult;
     let bytes: number;
     try {
+      const fromFile = o.recipe !== undefined ? await loadRecipeArg(o.recipe) : undefined;
+      const { model } = await loadModelWithTokenizer(path, { tokenizer: o.tokenizer, ...(progress ? { progress } : {}) });
+      const flags = await recipeFromFlags(o, c, model.config);
+      const recipe = fromFile ?? normalizeRecipe(flags.recipe);
+      checkOutputPath("spec" in recipe.target ? "safetensors" : "gguf", o.output);
+      // the files the recipe names: calibration text (sha256 checked by quantize) and an imatrix file
+      let calibText: string | undefined;
+      const cal = recipe.calibration;
+      if (cal && "text" in cal.source) {
+        // with --recipe, a preset's calibration text comes as --imatrix <text>, as on the command line that made it
+        const p = flags.calibPath ?? (fromFile && "preset" in recipe.target ? flags.imatrixPath : undefined);
+        if (p === undefined) throw new QuantlabError("E_ARG", `the recipe calibrates on ${cal.source.text.name}: give its path with ${"preset" in recipe.target ? "--imatrix" : "--calib"} <file>`);
+        calibText = (await readCalibText(p, "--calib")).text;
+      } else if (fromFile && o.calib !== undefined) throw new QuantlabError("E_ARG", `option --calib: the recipe (--recipe ${o.recipe}) uses no calibration text`);
+      let imatrixFile: Awaited<ReturnType<typeof readImatrixFile>> | undefined;
+      if (recipe.imatrix && "file" in recipe.imatrix) {
+        const p = flags.imatrixPath;
+        if (p === undefined) throw new QuantlabError("E_ARG", `the recipe reads the importance matrix ${recipe.imatrix.file.name}: give its path with --imatrix <file>`);
+        imatrixFile = await readImatrixFile(p);
+      } else if (fromFile && o.imatrix !== undefined && !(cal && "text" in cal.source)) throw new QuantlabError("E_ARG", `option --imatrix: the recipe (--recipe ${o.recipe}) uses no importance matrix`);
+      if (o.imatrixOut !== undefined && !(recipe.imatrix && "source" in recipe.imatrix)) throw new QuantlabError("E_ARG", "--imatrix-out: only a matrix collected from a text can be saved");
       await backendReady(backend);
       // QUANTLAB_WASM_QUANTIZE=0: ggml blocks through the TypeScript reference encoder, =ts-pool: the TS codecs
       // on the pool's threads (same bytes; for comparisons)

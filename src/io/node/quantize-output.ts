@@ -22,5 +22,5 @@ export function checkOutputPath(output: "safetensors" | "gguf", path: string, op
 
 export async function saveQuantizeResult(r: QuantizeResult, path: string, opts: { progress?: Progress; allowNonFinite?: boolean } = {}): Promise<{ bytes: number }> {
   checkOutputPath(r.output, path);
-  return { bytes: await atomicWriteFile(path, (sink) => writeQuantizeResult(r, sink, path, opts)) };
+  return { bytes: await atomicWriteFile(path, (sink) => writeQuantizeResult(r, sink, path, opts), { direct: true }) };
 }

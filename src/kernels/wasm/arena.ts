@@ -113,6 +113,7 @@ export class WasmArena {
       const cur = have / PAGE;
       const target = Math.min(this.maxPages, Math.max(needPages, Math.ceil(cur * 1.25)));
       this.memory.grow(target - cur);
+      this.grown = true;
     }
     // the alignment gap below the new region is a hole too (found again by first fit)
     if (off > base) this.holes.push({ off: base, end: off });
@@ -124,10 +125,12 @@ export class WasmArena {
   /** The SharedArrayBuffers this memory has handed out (one per length it grew to): typed arrays over any
    * of them are views into this memory. */
   private readonly buffers = new Set<ArrayBufferLike>();
+  /** the newest of them (the one most views are on): owns() tests it first */
+  private current: ArrayBufferLike | undefined;
 
   /** Does this typed array's buffer belong to this memory? */
   owns(buf: ArrayBufferLike): boolean {
-    return this.buffers.has(buf);
+    return buf === this.current || this.buffers.has(buf);
   }
 
   /** A byte view of [off, off + bytes) (e.g. where a loader reads a tensor). */
@@ -136,15 +139,17 @@ export class WasmArena {
     return new Uint8Array(this._u8.buffer, off, bytes);
   }
 
-  /** the buffer the views were last checked against: the getters below run on every kernel call (a decode
-   * token makes hundreds), and the same buffer object needs neither the set nor the length test again */
-  private lastBuffer: ArrayBufferLike | undefined;
+  /** set when this arena grew its memory since the views were made: only `allocTop` grows it (the kernels never
+   * allocate, workers never grow), so the getters below — they run on every kernel call, a decode token makes
+   * hundreds — skip the `memory.buffer` read (a host call, measurable per token) while it is clear */
+  private grown = true;
 
   private refresh(): void {
+    if (!this.grown) return;
+    this.grown = false;
     const buf = this.memory.buffer;
-    if (buf === this.lastBuffer) return;
-    this.lastBuffer = buf;
     this.buffers.add(buf);
+    this.current = buf;
     if (buf.byteLength === this.viewLength) return;
     this.viewLength = buf.byteLength;
     this._u8 = new Uint8Array(buf);

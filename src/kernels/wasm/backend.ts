@@ -182,6 +182,16 @@ export class WasmBackend implements Backend {
     this.dispatch.minParallelBytes = v;
   }
 
+  /** decode mat-vecs: weight bytes per chunk a thread claims on large matrices (Infinity = threads × 4 chunks per job) */
+  get chunkBytes(): number {
+    return this.dispatch.chunkBytes;
+  }
+
+  set chunkBytes(v: number) {
+    if (!(v > 0)) throw new QuantlabError("E_ARG", `wasm backend: chunkBytes must be > 0, got ${v}`);
+    this.dispatch.chunkBytes = v;
+  }
+
   /** Memory use per shard (top of each arena, weights included), free bytes per shard, and the weight limit of one shard. */
   memoryStats(): { shards: number[]; free: number[]; weightLimit: number } {
     return this.memory.stats();
@@ -898,8 +908,11 @@ export class WasmBackend implements Backend {
   swiglu(gate: Float32Array, up: Float32Array, n: number): void {
     this.checkOpen();
     if (gate.length < n || up.length < n) throw new QuantlabError("E_ARG", `wasm backend: swiglu of ${n} values on arrays of ${gate.length} and ${up.length}`);
-    const g = this.rowScratch(2 * n * 4), u = g + n * 4;
     const sh = this.memory.first;
+    // arrays in shard 0 (residentF32) run where they are
+    const gr = this.resident(gate), ur = this.resident(up);
+    if (gr >= 0 && ur >= 0) return sh.kernels.swiglu_f32(gr, ur, n);
+    const g = this.rowScratch(2 * n * 4), u = g + n * 4;
     const f = sh.arena.f32;
     f.set(gate.subarray(0, n), g >>> 2);
     f.set(up.subarray(0, n), u >>> 2);
@@ -915,8 +928,11 @@ export class WasmBackend implements Backend {
     this.checkOpen();
     const m = n * dim;
     if (x.length < m || out.length < m || (y && y.length < m) || w.length < dim) throw new QuantlabError("E_ARG", `wasm backend: addRmsnorm of ${n}×${dim} on arrays that are too short`);
-    const xo = this.rowScratch((3 * m + dim) * 4), yo = xo + m * 4, oo = yo + m * 4, wo = oo + m * 4;
     const sh = this.memory.first;
+    // arrays in shard 0 (residentF32) run where they are (the kernel allows out = y, and out = x)
+    const xr = this.resident(x), yr = y ? this.resident(y) : 0, wr = this.resident(w), or = this.resident(out);
+    if (xr >= 0 && yr >= 0 && wr >= 0 && or >= 0) return sh.kernels.add_rmsnorm_f32(xr, yr, wr, or, n, dim, eps);
+    const xo = this.rowScratch((3 * m + dim) * 4), yo = xo + m * 4, oo = yo + m * 4, wo = oo + m * 4;
     const f = sh.arena.f32;
     f.set(x.subarray(0, m), xo >>> 2);
     if (y) f.set(y.subarray(0, m), yo >>> 2);
@@ -941,6 +957,55 @@ export class WasmBackend implements Backend {
     sh.arena.f32.set(x.subarray(0, m), xo >>> 2);
     sh.kernels.sumsq_cols_f64(xo, n, width, so);
     sums.set(new Float64Array(sh.arena.memory.buffer, so, width));
+  }
+
+  /**
+   * RoPE in WASM (assembly/rows.ts rope_f32, f64 products and sum: model/llama.ts rope / ropeNeox's bits) when x,
+   * cos and sin lie in shard 0 (residentF32); false otherwise (the caller rotates in TypeScript: a copy in and out
+   * would cost more than the rotation).
+   */
+  rope(x: Float32Array, off: number, width: number, hd: number, cos: Float32Array, sin: Float32Array, tab: number, rd: number, neox: boolean): boolean {
+    const xr = this.resident(x), cr = this.resident(cos), sr = this.resident(sin);
+    if (xr < 0 || cr < 0 || sr < 0) return false;
+    this.checkOpen();
+    if (hd % 2 !== 0 || rd % 2 !== 0 || rd > hd || width % hd !== 0 || off + width > x.length || tab + rd / 2 > Math.min(cos.length, sin.length)) {
+      throw new QuantlabError("E_ARG", `wasm backend: rope of ${width} values from ${off} (heads of ${hd}, ${rd} rotated) on arrays that do not fit`);
+    }
+    this.memory.first.kernels.rope_f32(xr + off * 4, width, hd, cr + tab * 4, sr + tab * 4, rd, neox ? 1 : 0);
+    return true;
+  }
+
+  /** Byte offset of an array that lies in shard 0's memory (made by `residentF32`, or a view of one), else −1. */
+  private resident(a: Float32Array): number {
+    return this.memory.first.arena.owns(a.buffer) ? a.byteOffset : -1;
+  }
+
+  /** regions `residentF32` handed out, by their arrays */
+  private readonly residents = new Map<Float32Array, number>();
+
+  /**
+   * A zeroed f32 array in shard 0 (64-byte aligned) for a caller's activations: `matvec`/`matmul` and the
+   * `…Many` forms read x from it and write out into it in place when the weight lives in shard 0 too, as do
+   * `addRmsnorm`, `swiglu` and the KV cache's `attend` (no copies in or out). The view stays valid when the memory
+   * grows (a shared memory's old buffers keep aliasing it).
+   */
+  residentF32(n: number, what = "activations"): Float32Array {
+    this.checkOpen();
+    if (!Number.isInteger(n) || n < 1) throw new QuantlabError("E_ARG", `wasm backend: resident array of ${n} elements`);
+    const a = this.memory.first.arena;
+    const off = a.alloc(n * 4, 64, what);
+    const v = new Float32Array(a.f32.buffer, off, n);
+    v.fill(0);
+    this.residents.set(v, off);
+    return v;
+  }
+
+  /** Gives back an array `residentF32` made. */
+  freeResident(v: Float32Array): void {
+    const off = this.residents.get(v);
+    if (off === undefined) throw new QuantlabError("E_ARG", "wasm backend: freeResident of an array residentF32 did not make (or freed twice)");
+    this.residents.delete(v);
+    if (!this.disposed) this.memory.first.arena.free(off);
   }
 
   private rows: { off: number; bytes: number } | undefined;

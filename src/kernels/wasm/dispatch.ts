@@ -99,6 +99,9 @@ export const byRowGroups = (kind: number): boolean => isX4(kind) || kind === K_N
 export class JobDispatch {
   /** jobs streaming fewer weight bytes run on the calling thread alone (Infinity = never dispatch) */
   minParallelBytes: number;
+  /** decode (n = 1): weight bytes per claimed chunk on matrices large enough for more than the pool's
+   * default threads × 4 chunks (issue 15); Infinity = the default split only */
+  chunkBytes = 256 * 1024;
   /** slots by shard index, one per job position of a dispatch */
   private readonly slots = new Map<number, Slot[]>();
 
@@ -163,7 +166,9 @@ export class JobDispatch {
 
   /** out = W·x for every job, x holding n rows (n = 1: mat-vec). */
   run(jobs: readonly MatvecJob[], n: number): void {
-    if (jobs.some((j) => j.w instanceof RowDecPrepared)) {
+    let rowdec = false;
+    for (let i = 0; i < jobs.length; i++) if (jobs[i]!.w instanceof RowDecPrepared) rowdec = true;
+    if (rowdec) {
       // row-decoded weights run after the others, chunk by chunk, each reusing slot 0 of shard 0
       const rest = jobs.filter((j) => !(j.w instanceof RowDecPrepared));
       if (rest.length > 0) this.run(rest, n);
@@ -172,6 +177,10 @@ export class JobDispatch {
     }
     const poolJobs: (PoolJob & { shard: number })[] = [];
     const used: Slot[] = [];
+    /** per job: the f32 activations' byte offset (the slot's copy, or x itself when x lies in the job's shard) and
+     * whether the kernel writes straight into `out` (it lies in the shard, clear of every job's x) */
+    const xfs: number[] = [];
+    const direct: boolean[] = [];
     let streamed = 0;
     for (let i = 0; i < jobs.length; i++) {
       const { w, x, out } = jobs[i]!;
@@ -192,16 +201,22 @@ export class JobDispatch {
         if (jobs[k]!.x === x && prev.cols === cols && prev.shard === p.shard) break;
       }
       const form = activationForm(kind);
-      if (k < i) src = used[k]!;
-      else sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2);
+      const xIn = sh.arena.owns(x.buffer);
+      let xf: number;
+      if (k < i) { src = used[k]!; xf = xfs[k]!; }
+      else if (xIn) xf = x.byteOffset;
+      else { xf = s.xf; sh.arena.f32.set(x.subarray(0, n * cols), s.xf >>> 2); }
+      xfs.push(xf);
+      const outDirect = sh.arena.owns(out.buffer) && clearOfInputs(out, n * rows, jobs, n);
+      direct.push(outDirect);
       let made = false;
       for (let j = k; j < i && !made; j++) {
         const pj = jobs[j]!.w as WasmPrepared;
         made = jobs[j]!.x === x && pj.cols === cols && pj.shard === p.shard && activationForm(pj.kind) === form;
       }
-      if (!made && form === "q8") quantizeActivations(sh, src, n, cols);
-      if (!made && form === "q8k") quantizeActivationsQ8K(sh, src, n, cols);
-      if (!made && form === "i16") quantizeActivationsI16(sh, src, n, cols, p.bits);
+      if (!made && form === "q8") quantizeActivations(sh, xf, src, n, cols);
+      if (!made && form === "q8k") quantizeActivationsQ8K(sh, xf, src, n, cols);
+      if (!made && form === "i16") quantizeActivationsI16(sh, xf, src, n, cols, p.bits);
       if (form === "i16" || form === "q8") {
         // both write the x16 copy: one shared x cannot feed both forms in a dispatch
         for (let j = k; j < i; j++) {
@@ -218,7 +233,7 @@ export class JobDispatch {
           const pj = jobs[j]!.w as WasmPrepared;
           scaled = jobs[j]!.x === x && pj.cols === cols && pj.shard === p.shard && pj.kind === K_F16;
         }
-        if (!scaled) src.xhOk = sh.kernels.scale_act_f16(src.xf, cols, src.xh) === 1;
+        if (!scaled) src.xhOk = sh.kernels.scale_act_f16(xf, cols, src.xh) === 1;
       }
       const d = sh.arena.u32;
       const o = s.desc >>> 2;
@@ -232,26 +247,32 @@ export class JobDispatch {
       // Q6_K prefill (relaxed build): the panel scratch at D_W2, its slot count at D_GROUP (kdecode.ts q6Panel)
       const q6p = kind === K_Q6_KX4 && n > 1;
       d[o + D_W2] = q6p ? this.panel(sh, K_Q6_KX4) : p.w2;
-      d[o + D_XF] = src.xf;
+      d[o + D_XF] = xf;
       d[o + D_X16] = f16s ? (src.xhOk ? src.xh : 0) : src.x16;
       const q8k = form === "q8k";
       d[o + D_X8] = q8k ? src.k8 : src.x8;
       d[o + D_XD] = q8k ? src.kd : src.xd;
       d[o + D_XS] = q8k ? src.ks : src.xs;
-      d[o + D_OUT] = s.out;
+      d[o + D_OUT] = outDirect ? out.byteOffset : s.out;
       d[o + D_N] = n;
       d[o + D_GROUP] = f16p || q6p ? this.pool.threads : p.group;
       d[o + D_LUT] = p.lut;
       d[o + D_BITS] = p.bits;
       used.push(s);
       // interleaved kinds run groups of 4 rows: the pool splits (and run_k13/14/24/25/26, run_k40…47, run_k50, run_k51 take) group indices
-      poolJobs.push({ desc: s.desc, rows: byRowGroups(kind) ? rows / 4 : rows, shard: p.shard, task: kind });
+      const units = byRowGroups(kind) ? rows / 4 : rows;
+      // decode: chunks of about chunkBytes of weights on large matrices (the pool's default is threads × 4
+      // chunks per job): a thread that starts late (wake-up) or is preempted leaves a tail of one chunk
+      const parts = n === 1 ? Math.ceil(p.bytes / this.chunkBytes) : 0;
+      const chunkRows = parts > this.pool.threads * 4 ? Math.ceil(units / parts) : undefined;
+      poolJobs.push({ desc: s.desc, rows: units, shard: p.shard, task: kind, chunkRows });
       streamed += p.bytes;
     }
     if (streamed < this.minParallelBytes) {
       for (const j of poolJobs) runJobPart(this.memory.shards[j.shard]!.pool, POOL_TASKS, j.task, j.desc, 0, j.rows);
     } else this.pool.run(poolJobs);
     for (let i = 0; i < jobs.length; i++) {
+      if (direct[i]) continue;
       const { out, w } = jobs[i]!;
       const s = used[i]!;
       const f = this.memory.shards[poolJobs[i]!.shard]!.arena.f32;
@@ -308,27 +329,44 @@ export class JobDispatch {
   }
 }
 
+/** Does out's first `len` elements' byte range miss every job's x (n·cols elements)? A kernel may then write
+ * straight into it while the dispatch's kernels read their inputs. */
+function clearOfInputs(out: Float32Array, len: number, jobs: readonly MatvecJob[], n: number): boolean {
+  const o0 = out.byteOffset, o1 = o0 + len * 4;
+  for (const j of jobs) {
+    if (j.x.buffer !== out.buffer && !sameMemory(j.x, out)) continue;
+    const x0 = j.x.byteOffset, x1 = x0 + n * j.w.cols * 4;
+    if (x0 < o1 && o0 < x1) return false;
+  }
+  return true;
+}
+
+/** Two views of one shared memory may sit on different buffer objects (one per length it grew to). */
+function sameMemory(a: Float32Array, b: Float32Array): boolean {
+  return a.buffer instanceof SharedArrayBuffer && b.buffer instanceof SharedArrayBuffer;
+}
+
 /** Q8 codes (i16 and i8 copies), f32 scales per 32 and code sums per 16 of the n rows in slot.xf. */
-function quantizeActivations(sh: Shard, s: Slot, n: number, cols: number): void {
+function quantizeActivations(sh: Shard, xf: number, s: Slot, n: number, cols: number): void {
   if (cols % 32 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: quantized kernel with ${cols} columns (not a multiple of 32)`);
   const nb = cols / 32;
   for (let t = 0; t < n; t++) {
-    sh.kernels.quantize_act(s.xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
+    sh.kernels.quantize_act(xf + t * cols * 4, cols, s.x16 + t * cols * 2, s.x8 + t * cols, s.xd + t * nb * 4, s.xs + t * nb * 8);
   }
 }
 
 /** i16 codes (symmetric, |q| ≤ qmax) and one f32 scale per token of the n rows in slot.xf (K_I16GEMM). */
-function quantizeActivationsI16(sh: Shard, s: Slot, n: number, cols: number, qmax: number): void {
+function quantizeActivationsI16(sh: Shard, xf: number, s: Slot, n: number, cols: number, qmax: number): void {
   if (cols % 32 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: i16 calibration kernel with ${cols} columns (not a multiple of 32)`);
-  const bad = sh.kernels.quantize_rows_i16(s.xf, n, cols, qmax, s.x16, s.xd);
+  const bad = sh.kernels.quantize_rows_i16(xf, n, cols, qmax, s.x16, s.xd);
   if (bad !== 0) throw new QuantlabError("E_VALUE", `wasm backend: ${bad} of ${n} activation rows hold Inf/NaN (integer calibration forward)`);
 }
 
 /** Q8_K codes, f32 scales per 256 and code-sum records of the n rows in slot.xf (k-quant X4 kinds). */
-function quantizeActivationsQ8K(sh: Shard, s: Slot, n: number, cols: number): void {
+function quantizeActivationsQ8K(sh: Shard, xf: number, s: Slot, n: number, cols: number): void {
   if (cols % 256 !== 0) throw new QuantlabError("E_INTERNAL", `wasm backend: Q8_K activations for ${cols} columns (not a multiple of 256)`);
   const nsb = cols / 256;
   for (let t = 0; t < n; t++) {
-    sh.kernels.quantize_act_q8k(s.xf + t * cols * 4, cols, s.k8 + t * cols, s.kd + t * nsb * 4, s.ks + t * nsb * Q8K_SUM_BYTES);
+    sh.kernels.quantize_act_q8k(xf + t * cols * 4, cols, s.k8 + t * cols, s.kd + t * nsb * 4, s.ks + t * nsb * Q8K_SUM_BYTES);
   }
 }

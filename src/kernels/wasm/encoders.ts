@@ -34,6 +34,8 @@ interface Staging {
   /** a second f16 buffer: the next chunk is read into it while the pool encodes the current one */
   h2: number;
   dst: number;
+  /** a second block buffer (with workers): chunk k's blocks are copied out while the pool encodes chunk k + 1 */
+  dst2: number;
   /** importance columns the imatrix region holds */
   imCap: number;
   im: number;
@@ -73,7 +75,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     const want = Math.max(this.chunkValues, cols);
     let s = this.staging;
     if (!s || s.cap < want) {
-      if (s) for (const off of [s.x, s.h, s.h2, s.dst]) a.free(off);
+      if (s) for (const off of [s.x, s.h, s.h2, s.dst, s.dst2]) if (off !== 0) a.free(off);
       const desc = s?.desc ?? a.alloc(G_DESC_WORDS * 4, 64, "encoder descriptor");
       let ks = s?.ks;
       if (ks === undefined) {
@@ -81,7 +83,7 @@ export class WasmGgmlEncoder implements GgmlEncoder {
         ks = a.alloc(bytes, 64, "encoder k-quant scratch");
         a.u8.fill(0, ks, ks + bytes); // lock words start free
       }
-      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), h2: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
+      s = { cap: want, x: a.alloc(want * 4, 64, "encoder staging"), h: a.alloc(want * 2, 64, "encoder staging"), h2: a.alloc(want * 2, 64, "encoder staging"), dst: a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging"), dst2: this.pool.threads > 1 ? a.alloc(want * MAX_BYTES_PER_VALUE, 64, "encoder staging") : 0, imCap: s?.imCap ?? 0, im: s?.im ?? 0, desc, ks };
       this.staging = s;
     }
     if (imatrix && s.imCap < cols) {
@@ -108,7 +110,6 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_TYPE] = type;
     d[o + G_COLS] = cols;
     d[o + G_X] = s.x;
-    d[o + G_DST] = s.dst;
     d[o + G_IMATRIX] = imatrix ? s.im : 0;
     d[o + G_REFINE] = refine ? 1 : 0;
     d[o + G_ROW_BYTES] = rowBytes;
@@ -119,22 +120,32 @@ export class WasmGgmlEncoder implements GgmlEncoder {
     d[o + G_SPECIAL] = 0;
     const chunkRows = Math.max(1, Math.floor(s.cap / cols));
     let reported = false;
-    // a file read (f16Read) with workers: chunk k + 1 is read into the other f16 buffer while the workers
-    // encode chunk k (Dispatcher.run's `alongside`), so reading and encoding overlap
-    const prefetch = job.f16Read !== undefined && this.pool.threads > 1;
+    // with workers, the caller's serial work is done while the workers start on the next chunk (Dispatcher.run's
+    // `alongside`): a file read (f16Read) of chunk k + 1 goes into the other f16 buffer, and chunk k − 1's
+    // blocks, encoded into the other block buffer, are copied out — so the workers do not wait for either
+    const overlap = this.pool.threads > 1;
+    const prefetch = job.f16Read !== undefined && overlap;
     const hBuf = [s.h, prefetch ? s.h2 : s.h];
+    const dBuf = [s.dst, overlap ? s.dst2 : s.dst];
     const readChunk = (r: number, into: number): void => job.f16Read!(r * cols, new Uint16Array(a.memory.buffer, into, Math.min(chunkRows, rows - r) * cols));
+    const copyOut = (r: number, from: number): void => { out.set(a.u8.subarray(from, from + Math.min(chunkRows, rows - r) * rowBytes), r * rowBytes); };
     if (prefetch) readChunk(0, hBuf[0]!);
+    let pending: { r: number; from: number } | undefined; // encoded, not yet copied out
     for (let r = 0, k = 0; r < rows; r += chunkRows, k++) {
       const m = Math.min(chunkRows, rows - r);
       const h = hBuf[k & 1]!;
       d[o + G_F16] = job.x ? 0 : h;
+      d[o + G_DST] = dBuf[k & 1]!;
       if (job.x) a.f32.set(job.x.subarray(r * cols, (r + m) * cols), s.x >>> 2);
       else if (job.f16Read) {
         if (!prefetch) readChunk(r, h);
       } else new Uint16Array(a.memory.buffer, h, m * cols).set(job.f16!.subarray(r * cols, (r + m) * cols));
       const next = r + chunkRows;
-      const alongside = prefetch && next < rows ? () => readChunk(next, hBuf[(k + 1) & 1]!) : undefined;
+      const copy = pending;
+      const alongside = overlap && (copy || (prefetch && next < rows))
+        ? () => { if (copy) copyOut(copy.r, copy.from); if (prefetch && next < rows) readChunk(next, hBuf[(k + 1) & 1]!); }
+        : undefined;
+      pending = undefined;
       try {
         this.pool.run([{ desc: s.desc, rows: m, shard: this.shard.index, task: T_GGML_ROWS, chunkRows: Math.max(1, Math.floor(CLAIM_VALUES / cols)) }], alongside);
       } catch (e) {
@@ -146,9 +157,11 @@ export class WasmGgmlEncoder implements GgmlEncoder {
         reported = true;
         reportNonFinite(new Float32Array(a.memory.buffer, s.x, m * cols), r * cols, job.onNonFinite);
       }
-      out.set(a.u8.subarray(s.dst, s.dst + m * rowBytes), r * rowBytes);
+      if (overlap) pending = { r, from: dBuf[k & 1]! };
+      else copyOut(r, dBuf[k & 1]!);
       progress.tick(m * cols);
     }
+    if (pending) copyOut(pending.r, pending.from);
     this.lastWasmValues = d[o + G_WASM_VALUES]!;
     return out;
   }

@@ -126,6 +126,14 @@ export class WasmKvCache implements KvCache {
     if (!Number.isInteger(pos) || pos < 0 || pos >= this.capacity) throw new QuantlabError("E_ARG", `wasm KV cache: position ${pos} is outside 0..${this.capacity - 1}`);
     const hd = this.headDim;
     const K = this.k, V = this.v;
+    if (k.length < this.nKvHeads * hd || v.length < this.nKvHeads * hd) throw new QuantlabError("E_ARG", `wasm KV cache: k and v need ${this.nKvHeads * hd} elements (have ${k.length}, ${v.length})`);
+    const a = this.shard.arena;
+    if (a.owns(k.buffer) && a.owns(v.buffer)) {
+      // k and v in this cache's memory (a backend's residentF32): one WASM call copies every head's rows
+      const o = this.base(layer, 0) + pos * hd;
+      this.shard.kernels.kv_store_f32(K.byteOffset + o * 4, V.byteOffset + o * 4, k.byteOffset, v.byteOffset, this.nKvHeads, hd, this.capacity * hd * 4);
+      return;
+    }
     for (let g = 0; g < this.nKvHeads; g++) {
       const o = this.base(layer, g) + pos * hd;
       const s = g * hd;
@@ -168,14 +176,16 @@ export class WasmKvCache implements KvCache {
       throw new QuantlabError("E_ARG", `wasm KV cache: positions ${pos0}..${pos0 + n - 1} are outside 0..${this.capacity - 1}`);
     }
     if (q.length < w || out.length < w) throw new QuantlabError("E_ARG", `wasm KV cache: q and out need ${n}×${nHeads * hd} elements (have ${q.length}, ${out.length})`);
-    this.stage(w);
     const a = this.shard.arena;
-    const f = a.f32;
-    f.set(q.subarray(0, w), this.qOff >>> 2);
+    // q and out in this cache's memory (a backend's residentF32) are read and written where they are, unless they overlap
+    const qIn = a.owns(q.buffer);
+    const outIn = a.owns(out.buffer) && (out.byteOffset + 4 * w <= q.byteOffset || q.byteOffset + 4 * w <= out.byteOffset || !qIn);
+    if (!qIn || !outIn) this.stage(w);
+    if (!qIn) a.f32.set(q.subarray(0, w), this.qOff >>> 2);
     const d = a.u32, o = this.desc >>> 2;
     const layerBytes = this.nKvHeads * this.capacity * hd * 4;
-    d[o + A_Q] = this.qOff;
-    d[o + A_OUT] = this.outOff;
+    d[o + A_Q] = qIn ? q.byteOffset : this.qOff;
+    d[o + A_OUT] = outIn ? out.byteOffset : this.outOff;
     d[o + A_K] = this.regions.kv + layer * layerBytes;
     d[o + A_V] = this.regions.kv + this.bytes / 2 + layer * layerBytes;
     d[o + A_N] = n;
@@ -187,7 +197,7 @@ export class WasmKvCache implements KvCache {
     const work = 8 * hd * nHeads * (n * pos0 + (n * (n + 1)) / 2);
     if (work < this.host.minParallelBytes()) runJobPart(this.shard.pool, POOL_TASKS, K_ATTN_F32, this.desc, 0, rows);
     else this.host.pool.run([{ desc: this.desc, rows, shard: this.shard.index, task: K_ATTN_F32 }]);
-    out.set(a.f32.subarray(this.outOff >>> 2, (this.outOff >>> 2) + w));
+    if (!outIn) out.set(a.f32.subarray(this.outOff >>> 2, (this.outOff >>> 2) + w));
   }
 
   /** q and output staging for `elems` f32 each */

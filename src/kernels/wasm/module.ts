@@ -93,6 +93,10 @@ export interface KernelExports {
   swiglu_f32(g: number, u: number, n: number): void;
   /** x ← x + y (y ≠ 0), out = rmsnorm(x) ⊙ w per row (assembly/rows.ts) */
   add_rmsnorm_f32(x: number, y: number, w: number, out: number, n: number, dim: number, eps: number): void;
+  /** RoPE of the heads of x[0 .. width) by cos/sin (assembly/rows.ts; model/llama.ts rope / ropeNeox's bits) */
+  rope_f32(x: number, width: number, hd: number, cos: number, sin: number, rd: number, neox: number): void;
+  /** one position's K and V rows into the cache (assembly/rows.ts) */
+  kv_store_f32(kd: number, vd: number, k: number, v: number, heads: number, hd: number, stride: number): void;
   /** s[j] += x[i, j]² in f64, rows in order (assembly/rows.ts; ImatrixAccumulator's sums) */
   sumsq_cols_f64(x: number, n: number, width: number, s: number): void;
   f16_count_special(p: number, n: number): number;

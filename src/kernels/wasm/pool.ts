@@ -104,9 +104,24 @@ export function runJobPart(sh: PoolShard, tasks: TaskTable, task: number, desc: 
     t(sh, desc, r0, r1);
     return;
   }
-  const f = sh.kernels[`run_k${task}`];
-  if (!f) throw new Error(`wasm kernels: no entry point for kind ${task}`);
+  const f = entryOf(sh.kernels, task);
   f(desc, r0, r1);
+}
+
+type Entry = (desc: number, r0: number, r1: number) => void;
+/** each kernel instance's `run_k<kind>` entries by kind, looked up once (a decode token runs dozens of jobs: the
+ * name string and the keyed lookup cost about a microsecond each) */
+const ENTRIES = new WeakMap<KernelExports, Entry[]>();
+
+function entryOf(k: KernelExports, task: number): Entry {
+  let list = ENTRIES.get(k);
+  if (!list) ENTRIES.set(k, (list = []));
+  const f = list[task];
+  if (f) return f;
+  const g = k[`run_k${task}`] as Entry | undefined;
+  if (!g) throw new Error(`wasm kernels: no entry point for kind ${task}`);
+  list[task] = g;
+  return g;
 }
 
 /** Records the first failure of a dispatch (flag `code` and its message) for the caller. */

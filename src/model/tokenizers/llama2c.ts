@@ -25,6 +25,8 @@ const RUNC_MIN_SCORE = -1e10;
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: false });
+/** a surrogate code unit outside a pair (with the u flag a pair is one code point, not \p{Cs}) */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 function binaryString(bytes: Uint8Array): string {
   let s = "";
@@ -58,52 +60,68 @@ export class Llama2cTokenizer implements Tokenizer {
   readonly bosId: number;
   readonly eosId: number;
   readonly unkId: number;
-  readonly maxTokenLength: number;
-  private readonly pieces: Uint8Array[];
-  private readonly keys: string[];
   private readonly scores: Float32Array; // (vocab)
-  private readonly lookup = new Map<string, number>();
-  private readonly byteIds = new Int32Array(256); // byte → token id
   private readonly types: Int32Array | undefined;
+  private readonly maxLenGiven: number | undefined;
+  /** the GGUF-form strings ('▁' for ' ') of a tokenizer built by fromVocab: its pieces are their UTF-8 with
+   * '▁' → ' ', made on first use — quantizing or converting a GGUF reads the vocabulary back (vocab()) and
+   * never encodes, and 128 K pieces' bytes and lookup tables cost ≈ 0.2 s of start-up */
+  private readonly ggufTexts: readonly string[] | undefined;
+  private piecesMade: Uint8Array[] | undefined;
+  private tablesMade: { keys: string[]; lookup: Map<string, number>; byteIds: Int32Array } | undefined;
 
-  constructor(init: Llama2cTokenizerInit) {
-    const n = init.pieces.length;
+  /** `ggufTexts` in place of `pieces`: fromVocab's form (the pieces are made from them when first needed) */
+  constructor(init: Llama2cTokenizerInit | (Omit<Llama2cTokenizerInit, "pieces"> & { ggufTexts: readonly string[] })) {
+    const n = "pieces" in init ? init.pieces.length : init.ggufTexts.length;
     if (init.scores.length !== n) throw new QuantlabError("E_ARG", `tokenizer: ${n} pieces but ${init.scores.length} scores`);
     this.vocabSize = n;
-    this.pieces = init.pieces;
+    this.piecesMade = "pieces" in init ? init.pieces : undefined;
+    this.ggufTexts = "pieces" in init ? undefined : init.ggufTexts;
     this.scores = init.scores;
     this.bosId = init.bosId ?? 1; // run.c hard-codes BOS = 1, EOS = 2
     this.eosId = init.eosId ?? 2;
     this.unkId = init.unkId ?? 0;
     this.types = init.types;
-    this.keys = init.pieces.map(binaryString);
+    this.maxLenGiven = init.maxTokenLength;
+  }
+
+  private get pieces(): Uint8Array[] {
+    return (this.piecesMade ??= this.ggufTexts!.map((p) => utf8.encode(p.split(SPM_SPACE).join(" "))));
+  }
+
+  /** The longest piece in bytes (unless tok.bin's header gave it). */
+  get maxTokenLength(): number {
+    if (this.maxLenGiven !== undefined) return this.maxLenGiven;
     let maxLen = 0;
+    for (const p of this.pieces) maxLen = Math.max(maxLen, p.length);
+    return maxLen;
+  }
+
+  /** The lookup of pieces (binary strings) to ids and the byte-fallback ids, built on first use. */
+  private get tables(): { keys: string[]; lookup: Map<string, number>; byteIds: Int32Array } {
+    if (this.tablesMade) return this.tablesMade;
+    const n = this.vocabSize;
+    const keys = this.pieces.map(binaryString);
+    const lookup = new Map<string, number>();
     for (let id = 0; id < n; id++) {
-      const k = this.keys[id]!;
-      maxLen = Math.max(maxLen, init.pieces[id]!.length);
-      if (!this.lookup.has(k)) this.lookup.set(k, id); // duplicates: the first id wins
+      const k = keys[id]!;
+      if (!lookup.has(k)) lookup.set(k, id); // duplicates: the first id wins
     }
-    this.maxTokenLength = init.maxTokenLength ?? maxLen;
     // run.c byte fallback is `byte + 3` (ids 3..258 are <0x00>..<0xFF> in llama2.c vocabularies).
     // A vocabulary that spells its byte pieces elsewhere (GGUF) is honoured through the lookup.
+    const byteIds = new Int32Array(256); // byte → token id
     for (let b = 0; b < 256; b++) {
       const hex = b.toString(16).toUpperCase().padStart(2, "0");
-      const id = this.lookup.get(`<0x${hex}>`);
-      this.byteIds[b] = id ?? (b + 3 < n ? b + 3 : this.unkId);
+      const id = lookup.get(`<0x${hex}>`);
+      byteIds[b] = id ?? (b + 3 < n ? b + 3 : this.unkId);
     }
+    return (this.tablesMade = { keys, lookup, byteIds });
   }
 
   /** Builds the tokenizer from a GGUF `llama` (SentencePiece) vocabulary: '▁' becomes ' '. */
   static fromVocab(v: Vocab): Llama2cTokenizer {
     if (v.model !== "llama") throw new QuantlabError("E_UNSUPPORTED", `tokenizer: model "${v.model}" is not a SentencePiece (llama) vocabulary`);
-    return new Llama2cTokenizer({
-      pieces: v.pieces.map((p) => utf8.encode(p.split(SPM_SPACE).join(" "))),
-      scores: v.scores,
-      bosId: v.bosId,
-      eosId: v.eosId,
-      unkId: v.unkId,
-      types: v.types,
-    });
+    return new Llama2cTokenizer({ ggufTexts: v.pieces.slice(), scores: v.scores, bosId: v.bosId, eosId: v.eosId, unkId: v.unkId, types: v.types });
   }
 
   /** Raw bytes of a piece (as stored in tok.bin). */
@@ -119,13 +137,14 @@ export class Llama2cTokenizer implements Tokenizer {
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const bytes = utf8.encode(text);
+    const { lookup, byteIds } = this.tables;
     let len = bytes.indexOf(0); // C string: stops at NUL
     if (len < 0) len = bytes.length;
     const tokens: number[] = [];
     if (opts.bos ?? false) tokens.push(this.bosId);
     if (len > 0) {
       // add_dummy_prefix: run.c looks up " " (ours falls back to the byte token if the vocab lacks it)
-      tokens.push(this.lookup.get(" ") ?? this.byteIds[0x20]!);
+      tokens.push(lookup.get(" ") ?? byteIds[0x20]!);
     }
     // one code point at a time: a lead byte starts a new buffer, continuation bytes join (max 4 bytes)
     let start = 0;
@@ -134,9 +153,9 @@ export class Llama2cTokenizer implements Tokenizer {
       const next = i + 1 < len ? bytes[i + 1]! : 0;
       if ((next & 0xc0) === 0x80 && i - start + 1 < 4) continue;
       const cp = bytes.subarray(start, i + 1);
-      const id = this.lookup.get(binaryString(cp));
+      const id = lookup.get(binaryString(cp));
       if (id !== undefined) tokens.push(id);
-      else for (const b of cp) tokens.push(this.byteIds[b]!);
+      else for (const b of cp) tokens.push(byteIds[b]!);
       start = i + 1;
     }
     const merged = this.merge(tokens);
@@ -156,10 +175,11 @@ export class Llama2cTokenizer implements Tokenizer {
       prev[i] = i - 1;
     }
     const heap = new PairHeap();
+    const { lookup, keys } = this.tables;
     const push = (left: number): void => {
       const right = next[left]!;
       if (right < 0) return;
-      const id = this.lookup.get(this.keys[tok[left]!]! + this.keys[tok[right]!]!);
+      const id = lookup.get(keys[tok[left]!]! + keys[tok[right]!]!);
       if (id === undefined) return;
       const s = this.scores[id]!;
       if (!(s > RUNC_MIN_SCORE)) return;
@@ -237,7 +257,7 @@ export class Llama2cTokenizer implements Tokenizer {
     const types = new Int32Array(n);
     for (let id = 0; id < n; id++) {
       let t: TokenType;
-      let text = utf8Decoder.decode(this.pieces[id]!);
+      let text = this.pieceText(id);
       if (id === this.unkId) {
         t = 2;
         text = "<unk>";
@@ -251,7 +271,7 @@ export class Llama2cTokenizer implements Tokenizer {
       else t = 1;
       if (this.types) t = this.types[id]! as TokenType;
       types[id] = t;
-      pieces[id] = t === 1 ? text.split(" ").join(SPM_SPACE) : text;
+      pieces[id] = t === 1 && text.includes(" ") ? text.split(" ").join(SPM_SPACE) : text;
     }
     return {
       model: "llama",
@@ -263,6 +283,16 @@ export class Llama2cTokenizer implements Tokenizer {
       unkId: this.unkId,
       addBos: true,
     };
+  }
+
+  /** The UTF-8 decoding of piece `id`. From fromVocab's strings without making the bytes: a well-formed string
+   * decodes back from its UTF-8 unchanged, but for a leading U+FEFF, which the decoder takes as a byte-order
+   * mark and drops. */
+  private pieceText(id: number): string {
+    const g = this.ggufTexts?.[id];
+    if (g === undefined || LONE_SURROGATE.test(g)) return utf8Decoder.decode(this.pieces[id]!);
+    const text = g.includes(SPM_SPACE) ? g.split(SPM_SPACE).join(" ") : g;
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   }
 
   private checkId(id: number): void {

@@ -83,6 +83,29 @@ describe("WASM relaxed: Q4_K / Q5_K / Q6_K × Q8_K, 4 rows interleaved", { skip:
     assert.ok(readF32(ref, 0) < 0 && readF32(ref, 3 * Q8K) > 0, "the ties set the sign of d = −max/127 by the first of them");
   });
 
+  test("decode chunkBytes: chunks of about chunkBytes of weights (one row group each here) = the default split = the twin, bit for bit, 2 threads", async () => {
+    const be = make(2);
+    assert.ok(await be.ready(20000), "workers started");
+    const rows = 64, cols = 2048;
+    const w = ggmlWeight(GgmlType.Q4_K, rows, cols, randomF32(rows * cols, 120, 2));
+    const p = be.prepare(w.weight, w.label);
+    const x = randomF32(cols, 121, 3);
+    const want = twin(GgmlType.Q4_K, (w.weight as { data: Uint8Array }).data, rows, cols, x, 1);
+    assert.equal(be.chunkBytes, 256 * 1024, "default");
+    assert.throws(() => { be.chunkBytes = 0; }, /chunkBytes must be > 0/);
+    const chunks: Record<string, number> = {};
+    for (const cb of [Infinity, 4608, 1]) {
+      be.chunkBytes = cb;
+      const got = new Float32Array(rows).fill(NaN);
+      const c0 = be.poolStats().chunks;
+      be.matvec(p, x, got);
+      chunks[String(cb)] = be.poolStats().chunks - c0;
+      assert.equal(firstDiff(got, want), undefined, `chunkBytes ${cb}: ${firstDiff(got, want)}`);
+    }
+    // 16 row groups of 4608 bytes: the default split is threads × 4 = 8 chunks; 4608 B → 16; 1 B → 16 (one group each)
+    assert.deepEqual(chunks, { Infinity: 8, 4608: 16, 1: 16 });
+  });
+
   for (const type of [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K] as const) {
     const name = ggmlTypeName(type);
     test(`${name}: interleaved listing; mat-vec and matmul (n = 3, 6, 9: the 4- and 2-token prefill tiles and the single-token tail) = the twin bit for bit, cold and warm, 1 and 2 threads`, async () => {

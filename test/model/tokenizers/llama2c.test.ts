@@ -141,3 +141,37 @@ describe("llama2.c tokenizer (tok512.bin)", () => {
     assert.deepEqual([...ours.scores], [...theirs.scores]);
   });
 });
+
+describe("fromVocab makes its pieces and lookups on first use", () => {
+  const SP = "\u2581";
+  const texts = ["<unk>", "<s>", "</s>", "<0x0A>", "<0x20>", " ", SP, `${SP}a`, "a", "b", "ab", `${SP}ab`, "a b", `x${SP}y z`, "\ufeffq", "\ufeff", "😀", "é", "a\ud800", "\udc00", "<0xZZ>", "ctl"];
+  const types = Int32Array.from(texts.map((t, i) => (i < 3 ? 3 : /^<0x[0-9A-F]{2}>$/.test(t) ? 6 : i === texts.length - 1 ? 3 : i % 5 === 0 ? 4 : 1)));
+  const vocab = { model: "llama" as const, pieces: texts, scores: Float32Array.from(texts, (_, i) => -i / 3), types, bosId: 1, eosId: 2, unkId: 0, addBos: true };
+  /** the eager twin: the pieces' bytes made up front, as fromVocab did before */
+  const eager = () => new Llama2cTokenizer({ pieces: texts.map((p) => new TextEncoder().encode(p.split(SP).join(" "))), scores: vocab.scores, bosId: 1, eosId: 2, unkId: 0, types });
+
+  test("vocab() of a fresh fromVocab tokenizer (no bytes made) = the eager twin's, piece for piece", () => {
+    const lazy = Llama2cTokenizer.fromVocab(vocab).vocab();
+    const want = eager().vocab();
+    assert.deepEqual(lazy.pieces, want.pieces);
+    assert.deepEqual(lazy.types, want.types);
+    assert.deepEqual(lazy.scores, want.scores);
+    // the cases the fast path must get right: a leading U+FEFF is dropped as the decoder drops it, a lone
+    // surrogate becomes U+FFFD, a literal space of a normal piece becomes '▁', of another type stays ' '
+    assert.equal(lazy.pieces[texts.indexOf("\ufeffq")], "q");
+    assert.equal(lazy.pieces[texts.indexOf("a\ud800")], "a\ufffd");
+    assert.equal(lazy.pieces[texts.indexOf("a b")], `a${SP}b`);
+  });
+
+  test("encode, pieces, decode and maxTokenLength of the lazy tokenizer = the eager twin's", () => {
+    const a = Llama2cTokenizer.fromVocab(vocab);
+    const b = eager();
+    assert.equal(a.maxTokenLength, b.maxTokenLength);
+    for (const s of ["ab ab", "a b\n", "😀é z", "", "qq\u0001"]) assert.deepEqual(a.encode(s, { bos: true }), b.encode(s, { bos: true }), s);
+    for (let id = 0; id < texts.length; id++) {
+      assert.deepEqual(a.piece(id), b.piece(id));
+      assert.equal(a.decodeToken(1, id), b.decodeToken(1, id));
+    }
+    fc.assert(fc.property(fc.string({ maxLength: 12 }), (s) => { assert.deepEqual(a.encode(s), b.encode(s)); }));
+  });
+});
